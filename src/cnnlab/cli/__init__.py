@@ -1,0 +1,46 @@
+"""The `cnnlab` command. Thin: parses arguments, calls the library, prints.
+
+Each module in this package is one command (or a few close ones) and exposes
+`register(subparsers)`, which adds its parser and sets `run=function(args) -> int | None`.
+Bad input raises `CnnlabError` in the library; here it becomes one line on stderr and exit 2.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from cnnlab.errors import CnnlabError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Design, train, diagnose and explain convolutional image classifiers.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except CnnlabError as error:
+        print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
