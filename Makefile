@@ -33,7 +33,6 @@ system-packages:
 
 .venv/bin/python:
 	python3 -m venv .venv
-	$(PIP) install -q --upgrade pip
 
 $(STAMP): .venv/bin/python pyproject.toml
 	$(PIP) install -q "$(TORCH)"
