@@ -1,0 +1,103 @@
+"""Download the four official Fashion-MNIST files, checking each one's MD5 before keeping it.
+
+Each file is streamed into a temporary file in the target directory, hashed on the way, fsynced
+and renamed over its final name only when the checksum matches, so an interrupted or corrupt
+download never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from cnnlab.errors import DataError
+
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+
+# MD5 of the official .gz files (zalandoresearch/fashion-mnist README; torchvision uses the same).
+# Debian's dataset-fashion-mnist recompresses them, so its .gz files hash differently.
+FASHION_MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+
+_CHUNK = 1 << 20
+
+
+def md5_of(path: str | Path) -> str:
+    """Hex MD5 of a file, read in 1 MiB chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: float = 60) -> Path:
+    """Fetch `url` to `dest` atomically (temp file, fsync, rename), verifying `md5` if given."""
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise DataError(
+            f"cannot write to {dest.parent} ({e.strerror or e}); choose another "
+            "directory with --data DIR"
+        ) from e
+    try:
+        h = hashlib.md5()
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    for chunk in iter(lambda: response.read(_CHUNK), b""):
+                        h.update(chunk)
+                        out.write(chunk)
+            except urllib.error.HTTPError as e:
+                raise DataError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise DataError(
+                    f"download of {url} failed ({reason}); without a network, install "
+                    "`apt-get install dataset-fashion-mnist` or pass --data DIR"
+                ) from e
+            out.flush()
+            os.fsync(out.fileno())
+        if md5 is not None and h.hexdigest() != md5.lower():
+            raise DataError(
+                f"download of {url} is corrupt: MD5 {h.hexdigest()}, expected {md5}; "
+                "the file was discarded, try again or use another --base-url"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def download_fashion_mnist(
+    dest: str | Path,
+    base_url: str = FASHION_MNIST_URL,
+    *,
+    checksums: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> Path:
+    """Download the four Fashion-MNIST `.gz` files from `base_url` into `dest`; returns `dest`.
+
+    A file already present with the right MD5 is kept. `checksums` maps file name to MD5
+    (default `FASHION_MNIST_MD5`, the official ones).
+    """
+    dest = Path(dest).expanduser()
+    checksums = FASHION_MNIST_MD5 if checksums is None else checksums
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    for name, md5 in checksums.items():
+        target = dest / name
+        if target.is_file() and md5_of(target) == md5.lower():
+            continue
+        download_file(base + name, target, md5, timeout)
+    return dest

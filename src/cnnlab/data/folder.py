@@ -1,0 +1,225 @@
+"""Image folders: `DIR/<class>/<image>`, one sub-folder per class, read with Pillow.
+
+Policies (stated here, applied to every image):
+- Files: extensions .png .jpg .jpeg .bmp .webp (any case) anywhere under a class folder; other
+  files and hidden entries are ignored. Classes are the sorted sub-folder names.
+- EXIF orientation (camera JPEGs) is applied, so images are upright as a viewer shows them.
+- Unreadable or corrupt images are skipped and recorded in `ImageSet.skipped` as
+  `(path, reason)`; with `strict=True` the first one raises `DataError`.
+- Channels: `channels=None` picks 1 if every image is grayscale, else 3. Grayscale → RGB
+  repeats the gray level; RGB → L is ITU-R 601-2 luma; an alpha channel is composited over
+  black (the background of MNIST-style data) before it is dropped. Images whose mode had to
+  change are listed in `ImageSet.converted` as `(path, "RGBA->L")`. 16-bit gray is scaled
+  to 8 bits (÷257); 32-bit integer or float gray above 255 is scaled from 0..65535.
+- Size: `size=None` requires all images to share one size (else `DataError`); otherwise
+  each image is resized so it covers `size` with its aspect ratio kept (bicubic, Pillow's
+  antialiasing) and center-cropped to it: no stretching, the borders are what is lost.
+- Splits: `split=None` reads everything. With "train"/"test": a `DIR/train` and `DIR/test`
+  layout is used when present; otherwise a fixed stratified hold-out (20% of each class,
+  by a seeded shuffle of the sorted file names) is the test split.
+- An empty folder, or a class left without a readable image, is a `DataError` naming it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.synthetic import stratified_holdout
+from cnnlab.errors import DataError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+FOLDER_TEST_FRACTION = 0.2
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"}
+
+
+def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """`(classes, [(file, class index)])` of a class-per-sub-folder tree; errors name the folder."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory (expected one sub-folder per class)")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(
+            f"{root}: no class sub-folders; put the images of each class in DIR/<class>/"
+        )
+    files = []
+    for index, class_dir in enumerate(class_dirs):
+        found = sorted(
+            p
+            for p in class_dir.rglob("*")
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        )
+        if not found:
+            raise DataError(
+                f"{class_dir}: empty class (no {'/'.join(IMAGE_EXTENSIONS)} files); "
+                "add images or remove the folder"
+            )
+        files += [(p, index) for p in found]
+    return tuple(p.name for p in class_dirs), files
+
+
+def _open(path: Path) -> Image.Image:
+    """Decode fully (so truncation shows up here), turning warnings about bad data into errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.load()
+            # camera JPEGs store rotation in EXIF: apply it, as every image viewer does
+            upright = ImageOps.exif_transpose(img)
+            if upright.mode == "P":  # palette: expand, keeping transparency if it has one
+                return upright.convert("RGBA" if "transparency" in upright.info else "RGB")
+            return upright.copy() if upright is img else upright
+
+
+def _to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Convert to L (1 channel) or RGB (3), compositing any alpha over black first."""
+    target = "L" if channels == 1 else "RGB"
+    if img.mode == target:
+        return img
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(black, rgba)
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float gray: scale to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a * 255.0 / top, 0, 255).round().astype(np.uint8), "L")
+    return img.convert(target)
+
+
+def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to cover `size` (H, W) with the aspect ratio kept, then center-crop."""
+    th, tw = size
+    w, h = img.size
+    if (h, w) == (th, tw):
+        return img
+    scale = max(th / h, tw / w)
+    rw, rh = max(tw, round(w * scale)), max(th, round(h * scale))
+    img = img.resize((rw, rh), Image.Resampling.BICUBIC)
+    left, top = (rw - tw) // 2, (rh - th) // 2
+    return img.crop((left, top, left + tw, top + th))
+
+
+def split_files(
+    root: Path, split: str | None
+) -> tuple[Path, tuple[str, ...], list[tuple[Path, int]]]:
+    """`(folder read, classes, [(file, label)])` of `split` (see the module docstring)."""
+    if split is None:
+        return (root, *list_images(root))
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r} for image folder {root}; use 'train' or 'test'")
+    has_train, has_test = (root / "train").is_dir(), (root / "test").is_dir()
+    if has_train != has_test:
+        have, lack = ("train", "test") if has_train else ("test", "train")
+        raise DataError(
+            f"{root} has {have}/ but no {lack}/: give both (each with one sub-folder per "
+            "class), or neither to hold out 20% of each class as the test split"
+        )
+    if has_train:
+        classes, files = list_images(root / split)
+        if split == "train":
+            return root / split, classes, files
+        train_classes, _ = list_images(root / "train")  # test labels use train's numbering
+        missing = sorted(set(classes) - set(train_classes))
+        if missing:
+            raise DataError(f"{root / 'test'}: classes {missing} are not in {root / 'train'}")
+        remap = [train_classes.index(c) for c in classes]
+        return root / split, train_classes, [(f, remap[label]) for f, label in files]
+    classes, files = list_images(root)
+    held_out = stratified_holdout(np.array([y for _, y in files]), FOLDER_TEST_FRACTION, seed=0)
+    keep = held_out if split == "test" else ~held_out
+    return root, classes, [f for f, k in zip(files, keep, strict=True) if k]
+
+
+def _decode_all(
+    files: list[tuple[Path, int]], strict: bool
+) -> tuple[list[tuple[Path, int, Image.Image]], list[tuple[str, str]]]:
+    """Decode every file; unreadable ones go to the skipped list (or raise when strict)."""
+    decoded, skipped = [], []
+    for file, label in files:
+        try:
+            decoded.append((file, label, _open(file)))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            reason = "not a readable image" if isinstance(e, UnidentifiedImageError) else str(e)
+            if strict:
+                raise DataError(f"{file}: corrupt or unreadable image ({reason})") from e
+            skipped.append((str(file), reason))
+    return decoded, skipped
+
+
+def _conform_image(
+    file: Path, img: Image.Image, channels: int, size: tuple[int, int] | None, first: tuple | None
+) -> tuple[np.ndarray, str]:
+    """The image as an (H, W) or (H, W, 3) uint8 array, and what was changed ("" if nothing)."""
+    mode_before, (w0, h0) = img.mode, img.size
+    img = _to_mode(img, channels)
+    if size is not None:
+        img = _fit(img, size)
+    elif first is not None and (img.size[1], img.size[0]) != first:
+        raise DataError(
+            f"{file} is {img.size[1]}×{img.size[0]} but earlier images are "
+            f"{first[0]}×{first[1]}; pass size=... (--size) to resize them all"
+        )
+    changes = []
+    if img.mode != mode_before:
+        changes.append(f"{mode_before}->{img.mode}")
+    if img.size != (w0, h0):
+        changes.append(f"{h0}x{w0}->{img.size[1]}x{img.size[0]}")
+    return np.asarray(img, dtype=np.uint8), ", ".join(changes)
+
+
+def image_folder(
+    path: str | Path,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    strict: bool = False,
+    split: str | None = None,
+) -> ImageSet:
+    """Read a class-per-sub-folder image tree into an `ImageSet` `(N, channels, H, W)` uint8.
+
+    See the module docstring for the channel, size, split and error policies. Skipped files are
+    in `.skipped`, converted ones in `.converted`.
+    """
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3 for an image folder, got {channels}")
+    root = Path(path).expanduser()
+    folder, classes, files = split_files(root, split)
+    decoded, skipped = _decode_all(files, strict)
+    if channels is None:
+        channels = 1 if all(img.mode in _GRAY_MODES for _, _, img in decoded) else 3
+    target = (size, size) if isinstance(size, int) else size
+
+    arrays, labels, converted = [], [], []
+    for file, label, img in decoded:
+        first = arrays[0].shape[:2] if arrays else None
+        array, change = _conform_image(file, img, channels, target, first)
+        arrays.append(array)
+        labels.append(label)
+        if change:
+            converted.append((str(file), change))
+
+    # a test split may lack a class (a hold-out of a tiny class); training data may not
+    for index in sorted(set(range(len(classes))) - set(labels)):
+        if split != "test":
+            where = folder / classes[index]
+            bad = [p for p, _ in skipped if Path(p).is_relative_to(where)]
+            raise DataError(f"{where}: empty class (none of its images could be read: {bad[:3]})")
+    if not arrays:
+        raise DataError(f"{folder}: no readable image for split {split!r}")
+    stacked = torch.from_numpy(np.stack(arrays))  # (N, H, W) or (N, H, W, 3)
+    images = stacked.unsqueeze(1) if channels == 1 else stacked.permute(0, 3, 1, 2).contiguous()
+    source = str(folder) if split is None or folder != root else f"{root} [{split} hold-out]"
+    return ImageSet(
+        images,
+        torch.tensor(labels, dtype=torch.int64),
+        classes,
+        source,
+        tuple(skipped),
+        tuple(converted),
+    )

@@ -1,0 +1,48 @@
+"""`load_dataset`: one entry point for every data source, by name or directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.data.fashion import fashion_mnist
+from cnnlab.data.folder import image_folder
+from cnnlab.data.imageset import ImageSet, conform
+from cnnlab.data.synthetic import digits, shapes
+from cnnlab.errors import DataError
+
+DATASET_NAMES = ("fashion-mnist", "digits", "shapes")
+
+
+def load_dataset(
+    name: str | Path,
+    split: str = "train",
+    *,
+    root: str | Path | None = None,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    strict: bool = False,
+    download: bool = False,
+) -> ImageSet:
+    """Load `split` ("train" | "test") of a named set or an image folder as an `ImageSet`.
+
+    name: "fashion-mnist" (found via `root`, `$CNNLAB_DATA`, the cache, Debian's package;
+    `download=True` fetches it), "digits", "shapes", or a directory with one sub-folder per
+    class. `channels` (1 or 3) and `size` (int or (H, W)) convert the images to what a model
+    needs: resize to cover then center-crop, for every source alike.
+    """
+    key = str(name).lower()
+    if key in ("fashion-mnist", "fashion_mnist", "fmnist"):
+        ds = fashion_mnist(split, root=root, download=download)
+    elif key == "digits":
+        ds = digits(split)
+    elif key == "shapes":  # drawn at the requested (square) size rather than resized
+        side = size if isinstance(size, int) else size[0] if size and size[0] == size[1] else 32
+        ds = shapes(split, size=side)
+    elif Path(name).expanduser().is_dir():
+        return image_folder(name, channels=channels, size=size, strict=strict, split=split)
+    else:
+        raise DataError(
+            f"unknown data set {str(name)!r}: use one of {', '.join(DATASET_NAMES)} "
+            "or a directory with one sub-folder of images per class"
+        )
+    return conform(ds, channels, size)

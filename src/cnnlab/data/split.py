@@ -1,0 +1,96 @@
+"""Train/validation split, normalization statistics, and uint8 → normalized float."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from cnnlab.data.imageset import ImageSet
+from cnnlab.errors import DataError
+
+
+def class_quotas(counts: Sequence[int], fraction: float) -> list[int]:
+    """Split `round(fraction · N)` among classes in proportion to `counts` (largest remainder).
+
+    Every class gets `floor(fraction · count)`; the remaining picks go to the classes with the
+    largest fractional parts (ties: lower class index), so the total is exact and stratified.
+    """
+    target = math.floor(fraction * sum(counts) + 0.5)
+    exact = [fraction * k for k in counts]
+    quotas = [math.floor(q) for q in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda c: (quotas[c] - exact[c], c))
+    for c in by_remainder[: target - sum(quotas)]:
+        quotas[c] += 1
+    return quotas
+
+
+def train_val_split(
+    ds: ImageSet, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[ImageSet, ImageSet]:
+    """Seeded stratified split: `round(val_fraction · N)` images go to validation, each class
+    contributing in proportion to its size (`class_quotas`), chosen by a seeded shuffle.
+
+    The split is a pure function of (labels, val_fraction, seed); both parts keep the original
+    order of the images they hold.
+    """
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    gen = torch.Generator().manual_seed(seed)
+    is_val = torch.zeros(len(ds), dtype=torch.bool)
+    for c, k in enumerate(class_quotas(ds.class_counts(), val_fraction)):
+        members = torch.nonzero(ds.labels == c).flatten()
+        is_val[members[torch.randperm(len(members), generator=gen)[:k]]] = True
+    if val_fraction > 0 and not is_val.any():
+        raise DataError(
+            f"{ds.source}: val_fraction={val_fraction} of {len(ds)} images leaves no "
+            "validation image; raise val_fraction or use more data"
+        )
+    return (
+        ds.subset(~is_val, f"{ds.source} [train split, seed {seed}]"),
+        ds.subset(is_val, f"{ds.source} [val split, seed {seed}]"),
+    )
+
+
+def normalization_stats(ds: ImageSet | torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of the images in [0, 1] units.
+
+    Computed exactly from a 256-bin histogram of each channel's uint8 values (no float copy of
+    the data set): mean = Σ v·n_v / N, var = Σ v²·n_v / N − mean². Compute it on the training
+    split only and store it with the run.
+    """
+    images = ds.images if isinstance(ds, ImageSet) else ds
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.numel() == 0:
+        raise DataError("normalization_stats needs non-empty uint8 images (N, C, H, W)")
+    values = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(images.shape[1]):
+        counts = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        total = counts.sum()
+        mean = (counts * values).sum() / total
+        var = (counts * values**2).sum() / total - mean**2
+        means.append(float(mean))
+        stds.append(float(var.clamp_min(0).sqrt()))
+    return tuple(means), tuple(stds)
+
+
+def to_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """`(x / 255 − mean) / std` per channel: `(N, C, H, W)` uint8 → float32, same shape.
+
+    Float input is taken to be in [0, 1] already and is only standardized.
+
+    A std of 0 (a constant channel) divides by 1 instead, so the channel becomes 0, not NaN.
+    """
+    if images.dim() != 4 or images.shape[1] != len(mean) or len(mean) != len(std):
+        raise DataError(
+            f"to_float: images {tuple(images.shape)} need one mean and std per channel, "
+            f"got {len(mean)} and {len(std)}"
+        )
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    x = images.to(torch.float32, copy=True)  # a copy: the caller's tensor is never changed
+    if images.dtype == torch.uint8:
+        x.div_(255)
+    return x.sub_(m).div_(s)

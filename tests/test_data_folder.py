@@ -1,0 +1,210 @@
+"""Image folders written by the tests with Pillow (PNG, JPEG, BMP, WebP; L, RGB, RGBA), checked
+against Pillow's own conversions and pixel values chosen so the resize policy is visible."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.data import image_folder, load_dataset
+from cnnlab.errors import DataError
+
+
+def save(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8), mode).save(path)
+    return path
+
+
+def gray(value, h=8, w=8):
+    return np.full((h, w), value, np.uint8)
+
+
+def rgb(color, h=8, w=8):
+    return np.broadcast_to(np.array(color, np.uint8), (h, w, 3)).copy()
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """Three classes in four formats and three modes, plus a corrupt and a truncated file."""
+    root = tmp_path / "imgs"
+    save(root / "cat" / "a.png", gray(10))
+    save(root / "cat" / "b.bmp", rgb((200, 100, 50)))
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = 255, 0
+    rgba[:4, :, 3] = 255  # top half opaque white, bottom half fully transparent
+    save(root / "dog" / "c.png", rgba, "RGBA")
+    save(root / "dog" / "d.jpg", rgb((0, 0, 255)))
+    save(root / "emu" / "e.webp", gray(77))
+    (root / "emu" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    good = (root / "cat" / "a.png").read_bytes()
+    (root / "emu" / "cut.png").write_bytes(good[: len(good) // 2])
+    (root / "emu" / "notes.txt").write_text("ignored: not an image extension")
+    return root
+
+
+def test_mixed_folder_reads_converts_and_reports(mixed):
+    ds = image_folder(mixed)
+    assert ds.classes == ("cat", "dog", "emu")
+    assert ds.images.shape == (5, 3, 8, 8)  # one RGB image → 3 channels for all
+    assert ds.labels.tolist() == [0, 0, 1, 1, 2]
+    assert {Path(p).name for p, _ in ds.skipped} == {"broken.png", "cut.png"}
+    converted = dict((Path(p).name, why) for p, why in ds.converted)
+    # WebP stores gray as RGB, so e.webp needs no conversion
+    assert converted == {"a.png": "L->RGB", "c.png": "RGBA->RGB"}
+    assert (ds.images[0] == 10).all()  # gray repeated into 3 channels
+    assert (ds.images[4].int() - 77).abs().max() <= 2  # lossy WebP
+    assert ds.images[1, :, 0, 0].tolist() == [200, 100, 50]  # BMP is lossless
+
+
+def test_alpha_is_composited_over_black(mixed):
+    ds = image_folder(mixed)
+    rgba = ds.images[2]  # dog/c.png
+    assert (rgba[:, :4] == 255).all() and (rgba[:, 4:] == 0).all()
+
+
+def test_channels_1_is_pillow_luma(mixed):
+    ds = image_folder(mixed, channels=1)
+    assert ds.images.shape == (5, 1, 8, 8)
+    expected = np.asarray(Image.fromarray(rgb((200, 100, 50))).convert("L"))
+    assert np.array_equal(ds.images[1, 0].numpy(), expected)
+
+
+def test_strict_fails_on_the_first_corrupt_file(mixed):
+    with pytest.raises(DataError, match="corrupt or unreadable image") as e:
+        image_folder(mixed, strict=True)
+    assert str(mixed / "emu") in str(e.value)
+
+
+def test_all_gray_folder_gives_one_channel(tmp_path):
+    save(tmp_path / "a" / "1.png", gray(1))
+    save(tmp_path / "b" / "2.jpg", gray(200))
+    ds = load_dataset(tmp_path, split=None)
+    assert ds.images.shape == (2, 1, 8, 8) and ds.converted == ()
+
+
+def test_empty_folder_and_empty_class_are_errors(tmp_path):
+    with pytest.raises(DataError, match="no class sub-folders"):
+        image_folder(tmp_path)
+    save(tmp_path / "a" / "1.png", gray(1))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "readme.txt").write_text("x")
+    with pytest.raises(DataError, match="empty class") as e:
+        image_folder(tmp_path)
+    assert str(tmp_path / "b") in str(e.value)
+
+
+def test_class_with_only_corrupt_images_is_empty(tmp_path):
+    save(tmp_path / "a" / "1.png", gray(1))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "x.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="empty class") as e:
+        image_folder(tmp_path)
+    assert str(tmp_path / "b") in str(e.value) and "x.jpg" in str(e.value)
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(DataError, match="not a directory"):
+        image_folder(tmp_path / "nope")
+
+
+def test_different_sizes_need_a_size(tmp_path):
+    save(tmp_path / "a" / "1.png", gray(1, 8, 8))
+    save(tmp_path / "a" / "2.png", gray(1, 10, 12))
+    with pytest.raises(DataError, match="pass size="):
+        image_folder(tmp_path)
+    ds = image_folder(tmp_path, size=6)
+    assert ds.images.shape == (2, 1, 6, 6)
+
+
+def test_resize_keeps_aspect_and_center_crops(tmp_path):
+    # A 20×80 image: bright outer quarters, gray 100 in the middle. Covering 10×10 scales by
+    # 1/2 (→ 10×40) and keeps the middle columns 30..49 of the original: only gray survives.
+    # A plain resize would squeeze the bright borders in.
+    wide = np.full((20, 80), 255, np.uint8)
+    wide[:, 20:60] = 100
+    save(tmp_path / "a" / "wide.png", wide)
+    ds = image_folder(tmp_path, size=10)
+    assert ds.images.shape == (1, 1, 10, 10)
+    assert (ds.images - 100).abs().max() <= 1
+    assert ds.converted[0][1] == "20x80->10x10"
+
+
+def test_rectangular_size(tmp_path):
+    save(tmp_path / "a" / "1.png", rgb((1, 2, 3), 30, 30))
+    assert image_folder(tmp_path, size=(12, 20)).images.shape == (1, 3, 12, 20)
+
+
+def test_train_test_subfolders(tmp_path):
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("x", "y"):
+            for i in range(n):
+                save(tmp_path / split / cls / f"{i}.png", gray(i))
+    save(tmp_path / "test" / "y" / "extra.png", gray(9))
+    train = load_dataset(tmp_path, "train")
+    test = load_dataset(tmp_path, "test")
+    assert (len(train), len(test)) == (6, 5)
+    assert train.classes == test.classes == ("x", "y")
+
+
+def test_test_subfolder_with_only_some_classes_keeps_train_numbering(tmp_path):
+    for cls in ("x", "y"):
+        save(tmp_path / "train" / cls / "0.png", gray(0))
+    save(tmp_path / "test" / "y" / "0.png", gray(0))
+    test = load_dataset(tmp_path, "test")
+    assert test.classes == ("x", "y") and test.labels.tolist() == [1]
+
+
+def test_holdout_split_is_disjoint_stratified_and_fixed(tmp_path):
+    for cls in ("x", "y"):
+        for i in range(10):
+            save(tmp_path / cls / f"{i}.png", gray(i * 10 + (cls == "y")))
+    train, test = load_dataset(tmp_path, "train"), load_dataset(tmp_path, "test")
+    assert (len(train), len(test)) == (16, 4) and test.class_counts() == [2, 2]
+    pixels = lambda ds: {int(v) for v in ds.images[:, 0, 0, 0]}  # noqa: E731 - unique per file
+    assert pixels(train).isdisjoint(pixels(test))
+    assert len(pixels(train) | pixels(test)) == 20
+    assert pixels(load_dataset(tmp_path, "test")) == pixels(test)
+
+
+def test_unknown_split_and_bad_channels(tmp_path):
+    save(tmp_path / "a" / "1.png", gray(1))
+    with pytest.raises(DataError, match="unknown split"):
+        image_folder(tmp_path, split="val")
+    with pytest.raises(DataError, match="channels must be 1 or 3"):
+        image_folder(tmp_path, channels=2)
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(DataError, match="unknown data set 'imagenet'"):
+        load_dataset("imagenet")
+
+
+def test_train_without_test_folder_is_ambiguous(tmp_path):
+    save(tmp_path / "train" / "a" / "1.png", gray(1))
+    with pytest.raises(DataError, match="has train/ but no test/"):
+        load_dataset(tmp_path, "train")
+
+
+def test_sixteen_bit_gray_is_scaled_to_eight_bits(tmp_path):
+    deep = np.array([[0, 257 * 128], [65535, 257]], np.uint16)
+    Image.fromarray(deep).save(tmp_path / "a.png")  # a 16-bit grayscale PNG
+    (tmp_path / "k").mkdir()
+    (tmp_path / "a.png").rename(tmp_path / "k" / "a.png")
+    ds = image_folder(tmp_path)
+    assert ds.images.shape == (1, 1, 2, 2)
+    assert ds.images[0, 0].tolist() == [[0, 128], [255, 1]]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    tall = np.zeros((6, 4), np.uint8)
+    tall[0, :] = 255  # bright top row
+    img = Image.fromarray(tall)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: the viewer rotates 90° clockwise
+    (tmp_path / "k").mkdir()
+    img.save(tmp_path / "k" / "r.png", exif=exif)
+    ds = image_folder(tmp_path)
+    assert ds.images.shape == (1, 1, 4, 6)  # upright: 4 high, 6 wide
+    assert (ds.images[0, 0, :, -1] == 255).all()  # the old top row is now the right column
