@@ -16,7 +16,7 @@ from importlib import import_module
 
 from cnnlab.build import build
 from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
-from cnnlab.spec import load_spec
+from cnnlab.spec import Spec, load_spec, preset_names
 from cnnlab.summary import summary
 
 __version__ = "0.1.0"
@@ -27,9 +27,11 @@ __all__ = [
     "CnnlabError",
     "DataError",
     "RunError",
+    "Spec",
     "SpecError",
     "build",
     "load_spec",
+    "preset_names",
     "summary",
     *sorted(_MODULES),
 ]

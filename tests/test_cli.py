@@ -1,0 +1,48 @@
+"""The `cnnlab` dispatcher: every command registers, bad input is one line and exit 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("data", "summary"):
+        assert command in out
+
+
+def test_data_json_reports_both_splits_of_digits(capsys):
+    assert main(["data", "digits", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # scikit-learn ships 1,797 digits; cnnlab holds out a fixed stratified 20% as the test split
+    assert info["train"]["images"] + info["test"]["images"] == 1797
+    assert info["train"]["shape"] == [1, 8, 8]
+    assert sum(info["train"]["class_counts"]) == info["train"]["images"]
+
+
+def test_library_error_is_one_line_and_exit_2():
+    result = run_cli("data", "no-such-set")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown data set 'no-such-set'" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_command_exits_2():
+    result = run_cli("frobnicate")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
