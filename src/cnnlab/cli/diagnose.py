@@ -1,0 +1,118 @@
+"""`cnnlab diagnose RUN`: dead ReLUs, gradient flow and activation statistics, with fixes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "diagnose",
+        help="dead ReLU units, gradient flow, saturated activations of a trained run",
+        description="Measure dead/sleeping ReLU units, per-layer gradient flow and activation "
+        "statistics of a run's model on its test images, and say what to try (notes §4.2-4.3).",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="data set name or image-folder directory to use (default: the run's own data)",
+    )
+    p.add_argument("--split", default="test", help="split to use (default: test)")
+    p.add_argument(
+        "--limit", type=int, default=2000, help="at most this many images (default: 2000)"
+    )
+    p.add_argument("--threshold", type=float, default=0.1, help="flag dead share above this")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(run=_run)
+
+
+def _images(run, args: argparse.Namespace):
+    """(x, y): normalised float images (N, C, H, W) and labels, at most --limit of them."""
+    if args.data is None:
+        images = run.dataset(args.split)
+    else:
+        from cnnlab.data import load_dataset
+
+        c, h, w = run.input_shape
+        images = load_dataset(args.data, args.split, channels=c, size=(h, w))
+    n = min(args.limit, len(images.labels))
+    return run.preprocess(images.images[:n]), images.labels[:n]
+
+
+def _batches(x, y, size: int = 256, limit: int = 512) -> list:
+    """Gradient flow on the first `limit` images: enough to see the trend, cheap."""
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, min(len(x), limit), size)]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cnnlab import diagnose
+    from cnnlab.run import load_run
+
+    run = load_run(args.run_dir)
+    x, y = _images(run, args)
+    dead = diagnose.dead_units(run.model, x, threshold=args.threshold)
+    acts = diagnose.activation_stats(run.model, x)
+    flow = diagnose.gradient_flow(run.model, _batches(x, y))
+    found = diagnose.findings(dead, flow, acts)
+    if args.json:
+        result = {
+            "dead_units": dead.to_dict(),
+            "gradient_flow": flow.to_dict(),
+            "activation_stats": acts.to_dict(),
+            "findings": [vars(f) for f in found],
+        }
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        _print_tables(dead, flow, acts, found)
+    return 0
+
+
+def _print_tables(dead, flow, acts, found: list) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"Dead units ({dead.samples} images; dead = never > 0 on any of them)")
+    for col in ("layer", "activation", "channels", "dead", "dead %", "sparsity", "flag"):
+        t.add_column(col, justify="left" if col in ("layer", "activation", "flag") else "right")
+    for l in dead.layers:
+        flag = "[red]DEAD[/red]" if l.flagged else ""
+        t.add_row(
+            l.name,
+            l.kind,
+            str(l.channels),
+            str(l.dead),
+            f"{l.dead_share:.1%}",
+            f"{l.sparsity:.1%}",
+            flag,
+        )
+    console.print(t)
+
+    flags = [
+        name for name, on in (("VANISHING", flow.vanishing), ("EXPLODING", flow.exploding)) if on
+    ]
+    title = f"Gradient flow (first/last L2 = {flow.ratio:.3g})" + (
+        f" [red]{' '.join(flags)}[/red]" if flags else ""
+    )
+    t = Table(title=title)
+    for col in ("layer", "module", "mean |g|", "L2", "max |g|"):
+        t.add_column(col, justify="left" if col in ("layer", "module") else "right")
+    for l in flow.layers:
+        t.add_row(l.name, l.kind, f"{l.mean_abs:.2e}", f"{l.l2:.2e}", f"{l.max:.2e}")
+    console.print(t)
+
+    t = Table(title="Activation statistics (saturated: sigmoid within 0.01 of 0/1, tanh of ±1)")
+    for col in ("layer", "activation", "mean", "std", "min", "max", "saturated"):
+        t.add_column(col, justify="left" if col in ("layer", "activation") else "right")
+    for l in acts.layers:
+        sat = "-" if l.saturated is None else f"{l.saturated:.1%}"
+        stats = (f"{l.mean:+.3f}", f"{l.std:.3f}", f"{l.min:.2f}", f"{l.max:.2f}", sat)
+        t.add_row(l.name, l.kind, *stats)
+    console.print(t)
+
+    if not found:
+        console.print("[green]No problems found.[/green]")
+    for f in found:
+        console.print(f"[red]{f.code}[/red]: {f.message}\n  try: {f.fix}")

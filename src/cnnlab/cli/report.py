@@ -1,0 +1,39 @@
+"""`cnnlab report RUN`: write RUN/report.html, one self-contained page about the run."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write RUN/report.html: curves, results, Grad-CAM, features, health",
+        description="Write one self-contained HTML report of a run (images inline, no network). "
+        "Parts whose artefacts are missing say what is missing instead of failing.",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
+    p.add_argument("--out", default=None, help="where to write the page (default: RUN/report.html)")
+    p.add_argument(
+        "--eval-images",
+        type=int,
+        default=None,
+        help="test images to predict for the results section (default: 10000)",
+    )
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cnnlab.report import Budget, render
+
+    start = time.perf_counter()
+    budget = Budget() if args.eval_images is None else Budget(eval_images=args.eval_images)
+    html, timings = render(args.run_dir, budget)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
+    out.write_text(html, encoding="utf-8")
+    parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+    print(f"wrote {out} ({len(html) / 2**20:.1f} MiB) in {time.perf_counter() - start:.1f} s")
+    print(f"  {parts}")
+    return 0

@@ -1,0 +1,308 @@
+"""diagnose.py against independent truths: direct counts on hand-computed activations,
+gradients from torch.autograd, and the notes' claims (§4.2 sigmoid vanishes, §4.3 dead ReLU)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from cnnlab.diagnose import activation_stats, dead_units, epoch_diagnostics, gradient_flow
+from cnnlab.errors import CnnlabError
+
+
+class FunctionalNet(nn.Module):
+    """Written the way users write models: an in-place ReLU module and functional calls."""
+
+    def __init__(self, dead_channel: int | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.act1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 3)
+        if dead_channel is not None:
+            with torch.no_grad():
+                self.conv1.bias[dead_channel] = -1e3  # pushed far below zero: never fires
+
+    def forward(self, x):
+        x = self.act1(self.conv1(x))  # (B, 6, H, W)
+        x = F.relu(self.conv2(x))  # (B, 8, H, W)
+        return self.fc(x.mean(dim=(2, 3)))  # (B, 3)
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock shape: one ReLU module called twice, a residual add."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + x)
+
+
+def tiny_resnet() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        BasicBlock(4),
+        nn.Dropout(0.5),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    )
+
+
+def images(n: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+# --- dead units ---------------------------------------------------------------------------------
+
+
+def test_forced_dead_unit_is_reported_and_no_other():
+    torch.manual_seed(0)
+    result = dead_units(FunctionalNet(dead_channel=2), images(64))
+    names = [layer.name for layer in result.layers]
+    assert names == ["act1", "relu()"]  # the module and the functional call are both found
+    first, second = result.layers
+    assert first.dead_channels == (2,) and first.dead == 1 and first.channels == 6
+    assert first.flagged  # 1/6 > 10%
+    assert second.dead == 0 and not second.flagged
+    assert result.to_dict()["layers"][0]["dead_share"] == pytest.approx(1 / 6)
+
+
+def test_leaky_relu_unit_never_positive_counts_as_dead():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.LeakyReLU(0.1), nn.Flatten())
+    with torch.no_grad():
+        model[0].bias[1] = -1e3
+    (layer,) = dead_units(model, images()).layers
+    assert layer.kind == "leaky_relu" and layer.dead_channels == (1,)
+
+
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 40), batch=st.integers(1, 16), seed=st.integers(0, 100))
+def test_sparsity_equals_direct_count(n, batch, seed):
+    """Truth: the activations computed by hand, counted with torch ops."""
+    torch.manual_seed(seed)
+    model = FunctionalNet(dead_channel=seed % 6)
+    x = images(n, seed)
+    with torch.no_grad():
+        a1 = F.relu(model.conv1(x))  # (n, 6, 8, 8)
+        a2 = F.relu(model.conv2(a1))  # (n, 8, 8, 8)
+    batches = [(x[i : i + batch], None) for i in range(0, n, batch)]
+    for data in (x, batches):
+        first, second = dead_units(model, data, batch_size=batch).layers
+        for layer, a in ((first, a1), (second, a2)):
+            assert layer.sparsity == int((a <= 0).sum()) / a.numel()
+            never = (a.amax(dim=(0, 2, 3)) <= 0).nonzero().flatten().tolist()
+            assert list(layer.dead_channels) == never
+
+
+def test_relu_module_called_twice_gives_two_sites():
+    names = [l.name for l in dead_units(tiny_resnet(), images()).layers]
+    assert names == ["1", "2.relu", "2.relu#2"]
+
+
+# --- activation statistics -------------------------------------------------------------------
+
+
+def test_activation_stats_match_direct_computation():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(64, 16), nn.Sigmoid(), nn.Linear(16, 16), nn.Tanh())
+    with torch.no_grad():
+        model[0].weight.mul_(20)  # drive the sigmoid into saturation
+    x = images(50).flatten(1)
+    with torch.no_grad():
+        s = torch.sigmoid(model[0](x))
+        t = torch.tanh(model[2](s))
+    sig, tanh = activation_stats(model, x.view(50, 64), batch_size=7).layers
+    assert (sig.kind, tanh.kind) == ("sigmoid", "tanh")
+    assert sig.mean == pytest.approx(float(s.mean()), rel=1e-5)
+    assert sig.std == pytest.approx(float(s.std(unbiased=False)), rel=1e-4)
+    assert sig.saturated == pytest.approx(float(((s <= 0.01) | (s >= 0.99)).float().mean()))
+    assert sig.saturated > 0.3
+    assert tanh.saturated == pytest.approx(float((t.abs() >= 0.99).float().mean()))
+
+
+# --- gradient flow ------------------------------------------------------------------------------
+
+
+def deep_net(activation: str, depth: int = 12, width: int = 32) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    fan_in = 64
+    for _ in range(depth - 1):
+        layers.append(nn.Linear(fan_in, width))
+        if activation == "sigmoid":
+            layers.append(nn.Sigmoid())
+        else:
+            layers += [nn.BatchNorm1d(width), nn.ReLU()]
+        fan_in = width
+    layers.append(nn.Linear(fan_in, 10))
+    return nn.Sequential(*layers)
+
+
+def test_deep_sigmoid_net_vanishes_relu_bn_does_not():
+    """Notes §4.2: sigmoid's derivative <= 0.25 shrinks the gradient layer by layer."""
+    torch.manual_seed(0)
+    x, y = images(64), torch.randint(0, 10, (64,))
+    sigmoid = gradient_flow(deep_net("sigmoid"), [(x, y)])
+    relu_bn = gradient_flow(deep_net("relu"), [(x, y)])
+    assert len(sigmoid.layers) == 12 and sigmoid.vanishing and not sigmoid.exploding
+    assert not relu_bn.vanishing and not relu_bn.exploding
+    assert relu_bn.ratio > 1e3 * sigmoid.ratio
+
+
+def test_gradient_norms_equal_autograd():
+    """Truth: torch.autograd.grad of the mean loss over both batches, concatenated."""
+    torch.manual_seed(0)
+    model = FunctionalNet()
+    x, y = images(24), torch.randint(0, 3, (24,))
+    flow = gradient_flow(model, [(x[:10], y[:10]), (x[10:], y[10:])])
+    weights = [model.conv1.weight, model.conv2.weight, model.fc.weight]
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+    assert [l.name for l in flow.layers] == ["conv1", "conv2", "fc"]
+    for layer, g in zip(flow.layers, grads, strict=True):
+        assert layer.l2 == pytest.approx(float(g.norm()), rel=1e-5)
+        assert layer.mean_abs == pytest.approx(float(g.abs().mean()), rel=1e-5)
+        assert layer.max == pytest.approx(float(g.abs().max()), rel=1e-5)
+    assert flow.ratio == pytest.approx(float(grads[0].norm() / grads[2].norm()), rel=1e-5)
+
+
+def test_exploding_on_non_finite_gradient():
+    model = FunctionalNet()
+    with torch.no_grad():
+        model.fc.weight[0, 0] = float("inf")
+    flow = gradient_flow(model, (images(4), torch.zeros(4, dtype=torch.long)))
+    assert flow.exploding
+    json.dumps(flow.to_dict(), allow_nan=False)  # non-finite numbers become null
+
+
+# --- restoring the model ------------------------------------------------------------------------
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "modes": [m.training for m in model.modules()],
+        "hooks": [
+            (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for m in model.modules()
+        ],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    for key in ("modes", "hooks", "requires_grad"):
+        assert before[key] == after[key], key
+    for a, b in zip(before["grads"], after["grads"], strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    for k, v in before["state"].items():
+        assert torch.equal(v, after["state"][k]), k
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
+def test_every_function_restores_mode_hooks_grad_flags_buffers(mode):
+    torch.manual_seed(0)
+    model = tiny_resnet()
+    model.train(mode != "eval")
+    if mode == "mixed":
+        model[2].eval()
+    model[0].weight.requires_grad_(False)  # a frozen layer
+    model[2].conv1.register_forward_hook(lambda *a: None)  # the user's own hook
+    model[6].weight.grad = torch.ones_like(model[6].weight)
+    x, y = images(16), torch.randint(0, 3, (16,))
+    before = snapshot(model)
+    dead_units(model, x)
+    activation_stats(model, x)
+    flow = gradient_flow(model, [(x, y)])
+    assert_same(before, snapshot(model))
+    assert flow.layers[0].name == "0" and flow.layers[0].l2 > 0  # frozen layer still measured
+
+
+def test_epoch_diagnostics_leaves_grads_and_rng_and_is_json():
+    torch.manual_seed(0)
+    model = tiny_resnet().train()
+    x, y = images(16), torch.randint(0, 3, (16,))
+    F.cross_entropy(model(x), y).backward()  # grads of a training step in progress
+    before = snapshot(model)
+    rng = torch.get_rng_state()
+    out = epoch_diagnostics(model, x, y)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert_same(before, snapshot(model))
+    json.dumps(out, allow_nan=False)
+    assert set(out["dead_share"]) == {"1", "2.relu", "2.relu#2"}
+    assert list(out["grad_norm"]) == ["0", "2.conv1", "2.bn1", "2.conv2", "2.bn2", "6"]
+    assert out["vanishing"] is False
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def test_bad_input_is_one_clear_error():
+    class TupleNet(nn.Module):
+        def forward(self, x):
+            return x.flatten(1), x
+
+    with pytest.raises(CnnlabError, match="logits"):
+        dead_units(TupleNet(), images())
+    with pytest.raises(CnnlabError, match="float"):
+        dead_units(FunctionalNet(), torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(CnnlabError, match="labels"):
+        gradient_flow(FunctionalNet(), [images()])
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def test_cli_json_and_table(monkeypatch, capsys):
+    """The CLI against a stand-in for cnnlab.run.load_run (engineer E's contract)."""
+    from cnnlab.cli import diagnose as command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+
+    def main(argv):
+        args = parser.parse_args(argv)
+        return args.run(args)
+
+    torch.manual_seed(0)
+    model = FunctionalNet(dead_channel=0).eval()
+    data = types.SimpleNamespace(
+        images=torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8),
+        labels=torch.randint(0, 3, (40,)),
+    )
+    run = types.SimpleNamespace(
+        model=model,
+        input_shape=(1, 8, 8),
+        dataset=lambda split="test": data,
+        preprocess=lambda im: (im.float() / 255 - 0.5) / 0.25,
+    )
+    fake = types.ModuleType("cnnlab.run")
+    fake.load_run = lambda path: run
+    monkeypatch.setitem(sys.modules, "cnnlab.run", fake)
+
+    assert main(["diagnose", "somewhere", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["dead_units"]["layers"][0]["dead_channels"] == [0]
+    assert result["findings"][0]["code"] == "dead-units"
+    assert main(["diagnose", "somewhere"]) == 0
+    out = capsys.readouterr().out
+    assert "DEAD" in out and "Gradient flow" in out and "try:" in out
