@@ -1,0 +1,84 @@
+"""`cnnlab summary SPEC|PRESET [--input C,H,W] [--json] [--compare-mlp HIDDEN]`.
+
+Prints the per-layer table (shape, params, receptive field, MACs), the totals and the design
+lints of a spec or preset; --json prints `Summary.to_dict()` instead. --compare-mlp HIDDEN
+adds what a fully connected first layer from the flattened image to HIDDEN units would cost
+(the notes §1: 3×224×224 into 1,000 units is 150,529,000 parameters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import textwrap
+
+from cnnlab import geometry
+from cnnlab.errors import CnnlabError
+from cnnlab.summary import Summary, summary
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary",
+        help="per-layer shapes, params, receptive field, MACs and design lints of a spec",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("spec", metavar="SPEC|PRESET", help="a preset name or a .yaml/.json spec")
+    p.add_argument("--input", metavar="C,H,W", help="input size (default: the spec's input)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--compare-mlp",
+        metavar="HIDDEN",
+        type=int,
+        help="also show the params of a fully connected first layer with HIDDEN units (§1)",
+    )
+    p.set_defaults(run=_run)
+
+
+def parse_input(text: str) -> tuple[int, int, int]:
+    """'3,224,224' (or 3x224x224) -> (3, 224, 224); anything else is a CnnlabError."""
+    parts = text.replace("x", ",").replace("×", ",").split(",")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 3 or min(size) < 1:
+        raise CnnlabError(
+            f"--input must be three positive integers C,H,W (e.g. 1,28,28), got {text!r}"
+        )
+    return size
+
+
+def mlp_comparison(s: Summary, hidden: int) -> str:
+    """One sentence: a dense first layer on the flattened input vs this model (§1)."""
+    inputs = math.prod(s.input_size)
+    dense = geometry.linear_params(inputs, hidden)
+    return (
+        f"A fully connected first layer from the flattened {'×'.join(map(str, s.input_size))} "
+        f"input ({inputs:,} values) to {hidden:,} units has {dense:,} parameters "
+        f"(§1) — {dense / max(s.total_params, 1):,.1f}× this whole model's {s.total_params:,}."
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.compare_mlp is not None and args.compare_mlp < 1:
+        raise CnnlabError(
+            f"--compare-mlp must be a positive number of units, got {args.compare_mlp}"
+        )
+    size = parse_input(args.input) if args.input is not None else None
+    s = summary(args.spec, size)
+    if args.json:
+        out = s.to_dict()
+        if args.compare_mlp is not None:
+            inputs = math.prod(s.input_size)
+            out["compare_mlp"] = {
+                "hidden": args.compare_mlp,
+                "params": geometry.linear_params(inputs, args.compare_mlp),
+            }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(s, end="")
+    if args.compare_mlp is not None:
+        print(textwrap.fill(mlp_comparison(s, args.compare_mlp), width=100))
+    return 0
