@@ -1,0 +1,172 @@
+"""`cnnlab explain`, `cnnlab visualize`, `cnnlab probe`: look inside a trained run.
+
+cnnlab explain RUN IMAGE... [--method gradcam|gradcam++|saliency|smoothgrad] [--out DIR]
+cnnlab visualize RUN (--filters | --maps IMAGE | --actmax LAYER) [--out DIR]
+cnnlab probe RUN [--train N] [--test N] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlab.errors import CnnlabError
+
+METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="heatmaps of why a run predicts what it predicts")
+    p.add_argument("run_dir", metavar="RUN", help="a run directory (cnnlab train --out)")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG files")
+    p.add_argument("--method", choices=METHODS, default="gradcam")
+    p.add_argument("--layer", help="dotted module name for Grad-CAM (default: last spatial)")
+    p.add_argument("--target", type=int, help="class index to explain (default: prediction)")
+    p.add_argument("--top-k", type=int, default=3, help="predictions to print per image")
+    p.add_argument("--out", default="explain", help="directory for the PNGs (default: explain)")
+    p.set_defaults(run=_explain)
+
+    v = sub.add_parser("visualize", help="PNG grids of filters, feature maps or actmax images")
+    v.add_argument("run_dir", metavar="RUN")
+    what = v.add_mutually_exclusive_group(required=True)
+    what.add_argument("--filters", action="store_true", help="the first conv layer's kernels")
+    what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
+    what.add_argument("--actmax", metavar="LAYER", help="activation maximization at LAYER")
+    v.add_argument("--layers", nargs="+", help="layers for --maps (default: every spatial one)")
+    v.add_argument("--channels", type=int, default=16, help="channels for --actmax (first N)")
+    v.add_argument("--steps", type=int, default=128, help="optimisation steps for --actmax")
+    v.add_argument("--out", default="visualize", help="directory for the PNGs")
+    v.set_defaults(run=_visualize)
+
+    q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
+    q.add_argument("run_dir", metavar="RUN")
+    q.add_argument("--train", type=int, default=5000, help="training images for the probes")
+    q.add_argument("--test", type=int, default=2000, help="test images")
+    q.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations per probe")
+    q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
+    q.set_defaults(run=_probe)
+
+
+def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
+    """Image files → uint8 (B, C, H, W) in the run's channels and size (bilinear resize)."""
+    c, h, w = shape
+    out = []
+    for path in paths:
+        try:
+            img = Image.open(path)
+            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+        except (OSError, ValueError) as error:
+            raise CnnlabError(f"cannot read image {path}: {error}") from error
+        a = np.asarray(img, dtype=np.uint8).reshape(h, w, -1)
+        out.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _load(path: str):
+    from cnnlab.run import load_run
+
+    return load_run(path)
+
+
+def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
+    from cnnlab import explain
+
+    if method in ("gradcam", "gradcam++"):
+        return explain.gradcam(run.model, x, target, layer=layer, method=method)
+    fn = explain.saliency if method == "saliency" else explain.smoothgrad
+    maps = fn(run.model, x, target)
+    return maps / maps.amax((1, 2), keepdim=True).clamp(min=1e-12)  # (B, H, W) in [0, 1]
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from cnnlab.explain import overlay
+
+    run = _load(args.run_dir)
+    raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
+    x = run.preprocess(raw)
+    with torch.no_grad():
+        probs = run.model(x).softmax(1)
+    heat = _heatmaps(run, x, args.method, args.layer, args.target)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scale = max(1, 224 // max(raw.shape[-2:]))
+    for i, path in enumerate(args.images):
+        pic = overlay(raw[i].float() / 255, heat[i])  # (3, H, W)
+        pic = pic.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        array = (pic.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        target = out / f"{Path(path).stem}_{args.method}.png"
+        Image.fromarray(array).save(target)
+        top = probs[i].topk(min(args.top_k, probs.shape[1]))
+        preds = ", ".join(
+            f"{run.classes[k]} {p:.1%}"
+            for p, k in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        )
+        print(f"{path}: {preds}  ->  {target}")
+    return 0
+
+
+def _visualize(args: argparse.Namespace) -> int:
+    from cnnlab import explain
+    from cnnlab.explain._capture import spatial_layers
+    from cnnlab.explain.features import normalize_maps
+
+    run = _load(args.run_dir)
+    out = Path(args.out)
+    if args.filters:
+        f = explain.filters(run.model)  # (F, C, kh, kw)
+        f = f if f.shape[1] in (1, 3) else f.mean(1, keepdim=True)
+        print(explain.save_grid(f, out / "filters.png"))
+    elif args.maps:
+        x = run.preprocess(read_images([args.maps], run.input_shape))
+        layers = args.layers or spatial_layers(run.model, x)
+        maps = explain.feature_maps(run.model, x, layers)
+        for name, m in maps.items():
+            if m.dim() != 4:
+                raise CnnlabError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
+            print(explain.save_grid(normalize_maps(m[0]), out / f"maps_{name}.png"))
+    else:
+        data = run.dataset("test")
+        images = run.preprocess(data.images[:1000])
+        size = explain.feature_maps(run.model, images[:1], [args.actmax])[args.actmax].shape[1]
+        channels = list(range(min(args.channels, size)))
+        res = explain.activation_maximization(
+            run.model, args.actmax, channels, steps=args.steps, data=images
+        )
+        lo, hi = images.min(), images.max()
+        print(explain.save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png"))
+        rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
+        for c, a, best in rows:
+            ratio = f"{a / best:.2f}×" if best > 0 else "n/a (data max ≤ 0)"
+            print(f"channel {c}: activation {a:.3g}, best of 1000 test images {best:.3g}: {ratio}")
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cnnlab.explain import linear_probe
+
+    run = _load(args.run_dir)
+    train, test = run.dataset("train"), run.dataset("test")
+    acc = linear_probe(
+        run.model,
+        (train.images[: args.train], train.labels[: args.train]),
+        (test.images[: args.test], test.labels[: args.test]),
+        layers=args.layers,
+        epochs=args.epochs,
+        preprocess=run.preprocess,
+    )
+    kinds = dict(run.model.named_modules())
+    table = Table(title=f"linear probes on {run.path} ({args.train} train / {args.test} test)")
+    for col in ("layer", "kind", "test accuracy"):
+        table.add_column(col, justify="right" if col == "test accuracy" else "left")
+    for name, a in acc.items():
+        kind = "raw pixels" if name == "input" else type(kinds[name]).__name__
+        table.add_row(name, kind, f"{a:.1%}")
+    Console().print(table)
+    return 0

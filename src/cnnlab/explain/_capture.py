@@ -1,0 +1,324 @@
+"""The one mechanism every explain method shares: run a user's model without changing it,
+name its layers, capture a layer's own output (and the gradient with respect to it).
+
+Any `nn.Module` image classifier works: layers are named by their dotted module name, as
+`model.named_modules()` names them. The model is put in eval mode with its parameters frozen
+for the duration of a call and given back exactly as it was (each module's train/eval flag,
+each parameter's `requires_grad`, no hook left behind).
+
+In-place ops: a forward hook replaces the captured layer's output, for the rest of the
+forward pass, by a *clone*. A later `ReLU(inplace=True)` or `out += identity` then writes into
+the clone, and the captured tensor keeps the layer's own value and its own gradient, exactly
+as on a copy of the model without in-place ops (tests/test_explain_gradcam.py checks this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import CnnlabError
+
+# How to pick the logits from a model that returns a tuple, list or dict: an index, a key,
+# or a function of the raw output. None means the output must already be a (B, K) tensor.
+OutputSelector = int | str | Callable[[Any], Tensor] | None
+
+
+class ExplainError(CnnlabError, ValueError):
+    """Bad input to an explain method: unknown layer, target, image shape or model output."""
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Dotted names of every submodule (the root excluded), in registration order."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called `name`; ExplainError listing the valid names otherwise."""
+    modules = dict(model.named_modules())
+    if not isinstance(name, str) or not name or name not in modules:
+        valid = ", ".join(layer_names(model)) or "(the model has no submodules)"
+        raise ExplainError(f"unknown layer {name!r}; valid layer names: {valid}")
+    return modules[name]
+
+
+@contextmanager
+def inspecting(model: nn.Module, channels_last: bool = False) -> Iterator[nn.Module]:
+    """Eval mode and frozen parameters inside the block; the model as it was afterwards.
+
+    Eval mode makes each image's result independent of the rest of the batch (BatchNorm uses
+    its running statistics, dropout is off). Frozen parameters: the forward saves fewer tensors
+    and no weight gradient is computed. channels_last: 4-D weights are viewed in channels-last
+    layout inside the block (the original tensors are put back, untouched, afterwards).
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    layouts = [(p, p.data) for p in model.parameters() if channels_last and p.dim() == 4]
+    try:
+        model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        for p, data in layouts:
+            p.data = data.contiguous(memory_format=torch.channels_last)
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in grads:
+            p.requires_grad_(flag)
+        for p, data in layouts:
+            p.data = data
+
+
+def check_images(x: Tensor) -> Tensor:
+    """x must be a float (B, C, H, W) tensor with B ≥ 1."""
+    if not isinstance(x, Tensor):
+        raise ExplainError(f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[0] == 0:
+        raise ExplainError(
+            f"images must have shape (B, C, H, W) with B ≥ 1, got {tuple(x.shape)}; "
+            "add a batch dimension with x.unsqueeze(0)"
+        )
+    if not x.is_floating_point():
+        raise ExplainError(
+            f"images must be floating point (normalized as for training), got {x.dtype}"
+        )
+    return x
+
+
+def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
+    """The (B, K) logits inside a model's raw output, chosen by `output`."""
+    if callable(output):
+        out = output(out)
+    elif output is not None:
+        try:
+            out = out[output]
+        except (KeyError, IndexError, TypeError) as error:
+            raise ExplainError(
+                f"output={output!r} does not select anything in the model's "
+                f"{type(out).__name__} output: {error}"
+            ) from error
+    if not isinstance(out, Tensor):
+        how = "a key" if isinstance(out, dict) else "an index"
+        raise ExplainError(
+            f"the model returns a {type(out).__name__}, not a logits tensor; pass output= "
+            f"({how} or a function) to pick the logits"
+        )
+    if out.dim() != 2:
+        raise ExplainError(
+            f"the model's logits must have shape (B, K), got {tuple(out.shape)}; "
+            "pass output= (a function) to reduce them"
+        )
+    return out
+
+
+def forward(
+    model: nn.Module, x: Tensor, output: OutputSelector = None, *, logits: bool = True
+) -> Any:
+    """model(x) as (B, K) logits (logits=False: the raw output, for methods that only read
+    layers); a clear error when the images do not fit the model."""
+    try:
+        out = model(x)
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExplainError(
+            f"the model cannot run on images of shape {tuple(x.shape)} ({first}); give images "
+            "with the channels and size the model was trained on"
+        ) from error
+    return select_logits(out, output) if logits else out
+
+
+def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) -> Tensor:
+    """Class index per image, (B,) int64; None means the predicted class."""
+    batch, classes = logits.shape
+    if target is None:
+        return logits.detach().argmax(1)
+    t = torch.as_tensor(target, device=logits.device)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ExplainError(f"target must be integer class indices, got dtype {t.dtype}")
+    t = t.long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise ExplainError(f"target has {t.numel()} entries for a batch of {batch} images")
+    bad = t[(t < 0) | (t >= classes)]
+    if bad.numel():
+        raise ExplainError(
+            f"target {bad[0].item()} is outside the model's classes 0..{classes - 1}"
+        )
+    return t.clone()
+
+
+class Capture:
+    """Forward hooks that record the outputs of named layers during `with Capture(...)`.
+
+    outputs[name] is the tensor the layer returned on its last call in the forward pass.
+    leaf=True: the output is detached and made a leaf that requires grad, and grad mode is
+    switched on from there: the forward up to the layer can then run under `torch.no_grad()`
+    (no graph, no saved tensors) and backward stops at the layer. The rest of the forward
+    pass always sees a clone, so later in-place ops cannot overwrite the captured value.
+    inputs=True: record each layer's (first) input instead, before the layer runs; the layer
+    gets a clone, so an in-place layer (ReLU(inplace=True)) leaves the recorded input intact.
+    transform: record transform(output) computed inside the hook (before any later op can
+    touch the output), and leave the output itself alone: no clone, no full map kept.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        names: Iterable[str],
+        *,
+        leaf: bool = False,
+        inputs: bool = False,
+        transform: Callable[[Tensor], Tensor] | None = None,
+    ):
+        self.model = model
+        self.names = list(dict.fromkeys(names))
+        self.modules = [resolve_layer(model, n) for n in self.names]
+        self.leaf = leaf
+        self.inputs = inputs
+        self.transform = transform
+        self.outputs: dict[str, Tensor] = {}
+        self._handles: list[Any] = []
+
+    def _pre_hook(self, name: str) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> Any:
+            if not args or not isinstance(args[0], Tensor):
+                return None
+            self.outputs[name] = args[0]
+            return (args[0].clone(), *args[1:])
+
+        return hook
+
+    def _hook(self, name: str) -> Callable:
+        def hook(module: nn.Module, inputs: Any, out: Any) -> Any:
+            if not isinstance(out, Tensor):
+                return None  # nothing to capture; `tensor()` says so if asked
+            if self.transform is not None:
+                self.outputs[name] = self.transform(out)
+                return None
+            if self.leaf:
+                out = out.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)  # the enclosing no_grad() restores it on exit
+            self.outputs[name] = out
+            return out.clone()
+
+        return hook
+
+    def __enter__(self) -> Capture:
+        self.outputs = {}
+        for name, module in zip(self.names, self.modules, strict=True):
+            if self.inputs:
+                self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
+            else:
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def tensor(self, name: str) -> Tensor:
+        """The captured output of `name`; ExplainError if the forward never produced one."""
+        if name not in self.outputs:
+            raise ExplainError(
+                f"layer {name!r} produced no tensor output in the forward pass (it is not "
+                "called, or returns a tuple); choose another layer"
+            )
+        return self.outputs[name]
+
+
+def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tuple[str, tuple]]:
+    """(name, output shape) of every submodule with a tensor output, in the order their forward
+    calls finish (children before their parent), from one no-grad pass of x[:1].
+    A module called several times appears once, at its last call."""
+    order: dict[str, tuple] = {}
+    handles = []
+
+    def hook(name: str) -> Callable:
+        def fn(module: nn.Module, inputs: Any, out: Any) -> None:
+            if isinstance(out, Tensor):
+                order.pop(name, None)
+                order[name] = tuple(out.shape)
+
+        return fn
+
+    for name, module in model.named_modules():
+        if name:
+            handles.append(module.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            forward(model, x[:1], output)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(order.items())
+
+
+def is_spatial(shape: tuple) -> bool:
+    """A 4-D (B, C, H, W) output with more than one position."""
+    return len(shape) == 4 and shape[2] * shape[3] > 1
+
+
+def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
+    """The last module, in forward order, whose output is 4-D with H·W > 1 (DESIGN.md)."""
+    spatial = [name for name, shape in trace(model, x, output) if is_spatial(shape)]
+    if not spatial:
+        raise ExplainError("the model has no layer with a spatial (B, C, H, W) output, H·W > 1")
+    return spatial[-1]
+
+
+def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
+    """Names of the layers with a 4-D output with H·W > 1, in forward order."""
+    return [name for name, shape in trace(model, x, output) if is_spatial(shape)]
+
+
+def batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """(x, y) batches from a Tensor (N, C, H, W), an (images, labels) pair, an object with
+    .images/.labels (ImageSet), or an iterable of (x, y) batches. y is None for a bare Tensor."""
+    if isinstance(data, Tensor):
+        for i in range(0, len(data), batch_size):
+            yield data[i : i + batch_size], None
+        return
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        data = (data.images, data.labels)
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+        and data[0].dim() == 4
+        and data[1].dim() == 1
+        and len(data[0]) == len(data[1])
+    ):
+        images, labels = data
+        for i in range(0, len(images), batch_size):
+            yield images[i : i + batch_size], labels[i : i + batch_size]
+        return
+    try:
+        items = iter(data)
+    except TypeError as error:
+        raise ExplainError(
+            f"data must be a Tensor (N, C, H, W), an (images, labels) pair or an iterable of "
+            f"(x, y) batches, got {type(data).__name__}"
+        ) from error
+    for item in items:
+        if isinstance(item, tuple | list) and len(item) >= 2:
+            yield item[0], item[1]
+        elif isinstance(item, Tensor):
+            yield item, None
+        else:
+            raise ExplainError("each batch of data must be an (x, y) pair or a Tensor x")
+
+
+def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Images ready for the model: preprocess(x) if given, else uint8 → [0, 1] float."""
+    if preprocess is not None:
+        return preprocess(x)
+    if not x.is_floating_point():
+        return x.float() / 255.0
+    return x

@@ -1,0 +1,254 @@
+"""Activation maximization (notes §5.4): gradient ascent on the input to find an image that
+makes one channel fire as strongly as possible (Erhan et al. 2009; regularizers as in
+Yosinski et al. 2015 and Olah et al. 2017, "Feature Visualization").
+
+Objective of image i: channel channels[i] at `layer` read at its centre unit (default: one
+neuron, as §5.4 says) or averaged over its spatial map (objective="mean"); for a flat (B, F)
+layer, unit channels[i]. Minus the regularizers. All channels are optimised
+together, one image per channel, in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.explain._capture import (
+    Capture,
+    ExplainError,
+    OutputSelector,
+    as_float,
+    batches,
+    forward,
+    inspecting,
+    resolve_layer,
+)
+
+
+@dataclass(frozen=True)
+class ActMaxResult:
+    """images: (N, C, H, W), one per channel; activation: (N,) their objective (centre unit or
+    channel mean, see `objective`);
+    data_max: (N,) the strongest activation any image of the data set gives that channel and
+    ratio = activation / data_max (None without data)."""
+
+    layer: str
+    objective: str
+    channels: tuple[int, ...]
+    images: Tensor
+    activation: Tensor
+    data_max: Tensor | None = None
+    ratio: Tensor | None = None
+
+
+OBJECTIVES = ("centre", "mean")
+# Increasing activations: maximising their input maximises their output, and the input has a
+# gradient where a ReLU's output is flat zero (a unit dead at the start would stay dead).
+MONOTONE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Hardtanh)
+
+
+def channel_activation(acts: Tensor, channels: Tensor, objective: str = "centre") -> Tensor:
+    """Row i's activation of channel channels[i]: (N, K, h, w) or (N, K) → (N,).
+    objective "centre": the unit at (h // 2, w // 2); "mean": the mean over the spatial map."""
+    picked = acts[torch.arange(len(channels), device=acts.device), channels]  # (N, h, w) | (N,)
+    if picked.dim() == 1:
+        return picked
+    if objective == "centre":
+        return picked[:, picked.shape[1] // 2, picked.shape[2] // 2]
+    return picked.flatten(1).mean(1)
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Mean absolute difference of neighbouring pixels, per image: (N, C, H, W) → (N,)."""
+    dh = (x[:, :, 1:] - x[:, :, :-1]).abs().flatten(1).mean(1)
+    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).mean(1)
+    return dh + dw
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Depthwise 3×3.. Gaussian blur with reflect padding, (N, C, H, W) → same."""
+    radius = max(1, round(2 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius,) * 4, mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+class _Fourier(nn.Module):
+    """Image = inverse real FFT of a spectrum scaled by 1/frequency (Olah et al. 2017): the
+    steps then change low frequencies as easily as high ones ("decorrelated" in space; no
+    colour decorrelation here)."""
+
+    def __init__(self, shape: tuple[int, ...], gen: torch.Generator):
+        super().__init__()
+        n, c, h, w = shape
+        fy = torch.fft.fftfreq(h)[:, None]
+        fx = torch.fft.rfftfreq(w)[None, :]
+        self.register_buffer("scale", 1.0 / torch.sqrt(fx**2 + fy**2).clamp(min=1.0 / max(h, w)))
+        self.size = (h, w)
+        spectrum = torch.randn((n, c, h, w // 2 + 1, 2), generator=gen) * 0.01
+        self.spectrum = nn.Parameter(spectrum)
+
+    def forward(self) -> Tensor:
+        spec = torch.view_as_complex(self.spectrum) * self.scale
+        return torch.fft.irfft2(spec, s=self.size, norm="ortho")
+
+
+class _Pixels(nn.Module):
+    """The image itself; with a value range, uniform noise in it at the start."""
+
+    def __init__(self, shape: tuple[int, ...], gen: torch.Generator, lo=None, hi=None):
+        super().__init__()
+        if lo is None:
+            start = torch.randn(shape, generator=gen)
+        else:
+            start = lo + (hi - lo) * torch.rand(shape, generator=gen)
+        self.pixels = nn.Parameter(start)
+
+    def forward(self) -> Tensor:
+        return self.pixels
+
+
+def _data_max(
+    model: nn.Module, layer: str, channels: Tensor, objective: str, data: Any, preprocess, output
+) -> Tensor:
+    """For each requested channel, the max over the data set of its activation (same
+    objective), from one no-grad forward per batch: (N,)."""
+    best = torch.full((len(channels),), -torch.inf)
+    with Capture(model, [layer]) as cap, torch.no_grad():
+        for x, _ in batches(data, 256):
+            forward(model, as_float(x, preprocess), output, logits=False)
+            acts = cap.tensor(layer)
+            per_image = torch.stack(
+                [
+                    channel_activation(acts, channels.expand(len(acts), -1)[:, i], objective)
+                    for i in range(len(channels))
+                ],
+                1,
+            )  # (B, N)
+            best = torch.maximum(best, per_image.amax(0).float())
+    return best
+
+
+def _layer_output(model: nn.Module, layer: str, x: Tensor, output: OutputSelector) -> Tensor:
+    """The layer's own output on x, no grad."""
+    with Capture(model, [layer]) as cap, torch.no_grad():
+        forward(model, x, output, logits=False)
+    return cap.tensor(layer)
+
+
+@torch.no_grad()
+def _regularize_pixels(pixels: Tensor, step: int, blur: float, every: int, lo, hi) -> None:
+    """Blur every `every` steps (Yosinski et al. 2015), then project into the value range."""
+    if blur > 0 and (step + 1) % every == 0:
+        pixels.copy_(gaussian_blur(pixels, blur))
+    if lo is not None:
+        pixels.clamp_(lo, hi)  # projected gradient ascent
+
+
+def activation_maximization(
+    model: nn.Module,
+    layer: str,
+    channels: Sequence[int],
+    *,
+    steps: int = 128,
+    lr: float = 0.1,
+    jitter: int = 2,
+    l2: float = 1e-3,
+    tv: float = 1e-2,
+    blur: float = 0.0,
+    blur_every: int = 4,
+    fourier: bool = False,
+    objective: str = "centre",
+    input_size: tuple[int, int, int] | None = None,
+    value_range: tuple[float, float] | None = None,
+    data: Any = None,
+    preprocess=None,
+    restarts: int = 4,
+    seed: int = 0,
+    output: OutputSelector = None,
+) -> ActMaxResult:
+    """Images (len(channels), C, H, W) maximising each channel's activation at `layer` (its
+    centre unit, or its spatial mean with objective="mean").
+
+    Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
+    Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness
+    to translation), the loss is −activation + l2·mean(x²) + tv·total variation (for an
+    increasing activation module, e.g. nn.ReLU, its input is the activation maximised); every
+    `blur_every` steps pixel images are blurred with a Gaussian of std `blur` (0 = off).
+    value_range (lo, hi): images stay inside the range real inputs take (pixels are clamped
+    after each step; a Fourier image is lo + (hi−lo)·sigmoid(·)); default: the min and max of
+    `data` when given, else unbounded.
+    input_size (C, H, W): default the shape of `data`'s images.
+    data: Tensor (N, C, H, W), (images, labels) or iterable of batches; with it each result has
+    data_max (the strongest activation, same objective, any data image gives that channel) and
+    ratio = activation / data_max (nan where data_max ≤ 0: a channel the data never activates,
+    or a layer whose outputs are negative, where a ratio means nothing).
+    restarts: random starts per channel, optimised side by side (one batch of
+    len(channels)·restarts images); the best is kept. A ReLU channel that is zero everywhere at
+    the start gets no gradient, so a single start can stay at zero.
+    """
+    resolve_layer(model, layer)
+    if objective not in OBJECTIVES:
+        raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
+    if data is not None:
+        sample = as_float(next(iter(batches(data, 256)))[0], preprocess)
+        input_size = input_size or tuple(sample.shape[1:])
+        if value_range is None:
+            value_range = (sample.min().item(), sample.max().item())
+    if input_size is None:
+        raise ExplainError("activation_maximization needs input_size=(C, H, W) or data")
+    chans = torch.as_tensor(list(channels), dtype=torch.long)
+    runs = chans.repeat(restarts)  # (R·N,): row r·N + i optimises channel i
+    shape = (len(runs), *input_size)
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = value_range if value_range is not None else (None, None)
+    param = _Fourier(shape, gen) if fourier else _Pixels(shape, gen, lo, hi)
+
+    def render() -> Tensor:
+        raw = param()
+        if fourier and lo is not None:
+            return lo + (hi - lo) * torch.sigmoid(raw)
+        return raw
+
+    pre = isinstance(resolve_layer(model, layer), MONOTONE)
+    with inspecting(model):
+        size = _layer_output(model, layer, render().detach(), output).shape[1]
+        if restarts < 1 or chans.numel() == 0 or chans.min() < 0 or chans.max() >= size:
+            raise ExplainError(
+                f"channels must lie in 0..{size - 1} for layer {layer!r} (and restarts ≥ 1)"
+            )
+        opt = torch.optim.Adam(param.parameters(), lr=lr)
+        with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
+            for step in range(steps):
+                img = render()
+                dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
+                moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
+                forward(model, moved, output, logits=False)
+                act = channel_activation(cap.tensor(layer), runs, objective)  # (R·N,)
+                reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
+                opt.zero_grad()
+                (reg - act).sum().backward()
+                opt.step()
+                if not fourier:
+                    _regularize_pixels(param.pixels, step, blur, blur_every, lo, hi)
+        images = render().detach()
+        final = channel_activation(_layer_output(model, layer, images, output), runs, objective)
+        activation, best = final.view(restarts, -1).max(0)  # (N,): the best start per channel
+        images = images.view(restarts, len(chans), *input_size)[best, torch.arange(len(chans))]
+        data_max = ratio = None
+        if data is not None:
+            data_max = _data_max(model, layer, chans, objective, data, preprocess, output)
+            # A ratio says something only against a positive best: nan otherwise.
+            ratio = torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
+    return ActMaxResult(
+        layer, objective, tuple(chans.tolist()), images.detach(), activation, data_max, ratio
+    )

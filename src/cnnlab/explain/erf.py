@@ -1,0 +1,123 @@
+"""Effective receptive field (notes §3.2; Luo et al. 2016): how much each input pixel
+actually moves the centre unit of a layer, against the theoretical receptive field.
+
+gradient[i, j] = mean over n random inputs and the input channels of
+                 |∂ Σ_c A[c, h/2, w/2] / ∂ x[i, j]|
+measured side = the smallest square, centred on the gradient's centre of mass, that holds
+`mass` (95 %) of the summed gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.explain._capture import (
+    Capture,
+    ExplainError,
+    OutputSelector,
+    forward,
+    inspecting,
+    resolve_layer,
+)
+
+
+@dataclass(frozen=True)
+class ERF:
+    """gradient: (H, W) mean |∂ centre unit / ∂ input|; measured: side (pixels) of the centred
+    square holding `mass` of it; theoretical: the receptive field side, from
+    `cnnlab.summary` when it knows the layer, else the side of the gradient's non-zero
+    support (clipped to the input), as `theoretical_source` says."""
+
+    layer: str
+    gradient: Tensor
+    measured: int
+    theoretical: int | None
+    theoretical_source: str
+    mass: float
+
+
+def centred_side(grad: Tensor, mass: float = 0.95) -> int:
+    """Side of the smallest square, centred on grad's centre of mass, holding `mass` of it."""
+    h, w = grad.shape
+    total = grad.sum()
+    if total <= 0:
+        return 0
+    ys, xs = torch.arange(h, dtype=grad.dtype), torch.arange(w, dtype=grad.dtype)
+    cy = float((grad.sum(1) * ys).sum() / total)
+    cx = float((grad.sum(0) * xs).sum() / total)
+    for side in range(1, max(h, w) + 1):
+        top = min(max(round(cy - (side - 1) / 2), 0), max(h - side, 0))
+        left = min(max(round(cx - (side - 1) / 2), 0), max(w - side, 0))
+        if grad[top : top + side, left : left + side].sum() >= mass * total:
+            return side
+    return max(h, w)
+
+
+def support_side(grad: Tensor) -> int:
+    """Side of the bounding box of the non-zero gradient (the larger of height and width)."""
+    rows = grad.sum(1).nonzero()
+    cols = grad.sum(0).nonzero()
+    if rows.numel() == 0:
+        return 0
+    return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
+
+
+def _summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> int | None:
+    """The layer's receptive field from cnnlab.summary (engineer C's), if it can say."""
+    try:
+        from cnnlab.summary import summary
+
+        rows = summary(model, input_size=input_size).rows
+    except (ImportError, NotImplementedError, TypeError, ValueError, AttributeError):
+        return None
+    # A container (a block, a stage) has no row of its own: its output is its last leaf's.
+    # A module called twice has two rows: the last is its last call, as captured.
+    inside = [
+        row
+        for row in rows
+        if getattr(row, "name", None) in (layer,) or str(row.name).startswith(layer + ".")
+    ]
+    if inside and inside[-1].receptive_field is not None:
+        rf = inside[-1].receptive_field
+        rf = getattr(rf, "size", rf)
+        return int(max(rf)) if isinstance(rf, tuple | list) else int(rf)
+    return None
+
+
+def effective_receptive_field(
+    model: nn.Module,
+    layer: str,
+    input_size: tuple[int, int, int],
+    n: int = 32,
+    *,
+    mass: float = 0.95,
+    seed: int = 0,
+    output: OutputSelector = None,
+) -> ERF:
+    """ERF of the centre unit of `layer` on n standard-normal inputs of shape input_size
+    (C, H, W): one forward and one backward for the n inputs together (eval mode; images
+    are independent). Returns an ERF with gradient (H, W)."""
+    resolve_layer(model, layer)
+    if n < 1:
+        raise ExplainError(f"effective_receptive_field needs n ≥ 1 inputs, got {n}")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, *input_size), generator=gen).requires_grad_(True)
+    with inspecting(model), Capture(model, [layer]) as cap, torch.enable_grad():
+        forward(model, x, output, logits=False)
+        acts = cap.tensor(layer)
+        if acts.dim() != 4:
+            raise ExplainError(
+                f"layer {layer!r} has output shape {tuple(acts.shape)}; the effective receptive "
+                "field needs a spatial (B, C, H, W) layer"
+            )
+        h, w = acts.shape[2:]
+        (grad,) = torch.autograd.grad(acts[:, :, h // 2, w // 2].sum(), x)
+    gradient = grad.abs().mean((0, 1))  # (H, W)
+    theoretical = _summary_rf(model, layer, tuple(input_size))
+    source = "cnnlab.summary"
+    if theoretical is None:
+        theoretical, source = support_side(gradient), "gradient support"
+    return ERF(layer, gradient, centred_side(gradient, mass), theoretical, source, mass)

@@ -1,0 +1,112 @@
+"""The feature hierarchy made visible (notes §5.3): first-layer filters, feature maps, and the
+PNG grids and heatmap overlays the CLI writes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from cnnlab.explain._capture import (
+    Capture,
+    ExplainError,
+    OutputSelector,
+    check_images,
+    forward,
+    inspecting,
+    resolve_layer,
+)
+
+
+def filters(model: nn.Module, layer: str | None = None) -> Tensor:
+    """A conv layer's kernels as images, each filter min-max scaled to [0, 1] on its own.
+
+    layer: dotted name of an nn.Conv2d; None = the first Conv2d in the model's module order.
+    Returns (F, C, kh, kw) in [0, 1] (a constant filter becomes 0.5), ready for `save_grid`
+    when C is 1 (grey) or 3 (RGB); for other C show e.g. the channel mean, `f.mean(1, True)`.
+    """
+    if layer is None:
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ExplainError("the model has no nn.Conv2d layer whose filters could be shown")
+        conv = convs[0]
+    else:
+        conv = resolve_layer(model, layer)
+        if not isinstance(conv, nn.Conv2d):
+            raise ExplainError(
+                f"layer {layer!r} is a {type(conv).__name__}, not an nn.Conv2d; filters needs a "
+                "conv layer"
+            )
+    w = conv.weight.detach().float().clone()  # (F, C, kh, kw)
+    lo = w.amin((1, 2, 3), keepdim=True)
+    span = w.amax((1, 2, 3), keepdim=True) - lo
+    return torch.where(span > 0, (w - lo) / torch.where(span > 0, span, 1.0), 0.5)
+
+
+def feature_maps(
+    model: nn.Module, x: Tensor, layers: Sequence[str], *, output: OutputSelector = None
+) -> dict[str, Tensor]:
+    """{layer: its output on x} from one no-grad forward pass, in the order of `layers`.
+
+    x: (B, C, H, W) → each value (B, C', H', W') (or (B, F) for a flat layer). Each map is the
+    layer's own output, even where a later in-place op overwrites it in the model.
+    """
+    check_images(x)
+    if isinstance(layers, str):
+        layers = [layers]
+    with inspecting(model), Capture(model, layers) as cap, torch.no_grad():
+        forward(model, x, output, logits=False)
+    return {name: cap.tensor(name) for name in layers}
+
+
+def grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [0, 1] (C = 1 or 3) into one uint8 (rows, cols, 3) array.
+    Each image is enlarged `scale` times (nearest), with `pad` white pixels between tiles."""
+    if images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ExplainError(f"grid needs images (N, 1|3, H, W), got {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    x = images.detach().float().clamp(0, 1).expand(n, 3, h, w)
+    if scale > 1:
+        x = x.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
+        h, w = h * scale, w * scale
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    out = torch.ones(3, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        out[:, top : top + h, left : left + w] = x[i]
+    return (out.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_grid(
+    images: Tensor, path: str | Path, nrow: int | None = None, scale: int | None = None
+) -> Path:
+    """Write `grid(images)` as a PNG; small images are enlarged to about 64 px a tile."""
+    scale = scale or max(1, 64 // max(images.shape[-2:]))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid(images, nrow, scale=scale)).save(path)
+    return path
+
+
+def normalize_maps(maps: Tensor) -> Tensor:
+    """Min-max scale each (H, W) map of (N, H, W) to [0, 1] for display, as (N, 1, H, W)."""
+    lo = maps.amin((1, 2), keepdim=True)
+    span = maps.amax((1, 2), keepdim=True) - lo
+    return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, 1.0), 0.0)[:, None]
+
+
+def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") -> Tensor:
+    """A heatmap over an image: (1|3, H, W) in [0, 1] and (H, W) in [0, 1] → (3, H, W)."""
+    from matplotlib import colormaps
+
+    colours = colormaps[cmap](heat.detach().clamp(0, 1).cpu().numpy())[..., :3]  # (H, W, 3)
+    coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
+    base = image.detach().float().cpu().clamp(0, 1).expand(3, *image.shape[-2:])
+    return (1 - alpha) * base + alpha * coloured

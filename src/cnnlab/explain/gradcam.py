@@ -1,0 +1,126 @@
+"""Grad-CAM and Grad-CAM++ (notes §5.4: where in the image the evidence for a class lies).
+
+At a layer with activations A (B, K, h, w) and gradients G = ∂ logit_t / ∂ A:
+    cam = ReLU(Σ_k w_k A_k), upsampled bilinearly to the input size, divided by its max.
+The variants differ only in the channel weights w (B, K), one function each in `WEIGHTS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.explain._capture import (
+    Capture,
+    ExplainError,
+    OutputSelector,
+    check_images,
+    default_layer,
+    forward,
+    inspecting,
+    is_spatial,
+    resolve_layer,
+    resolve_target,
+    spatial_layers,
+)
+from cnnlab.explain.saliency import Target
+
+
+def gradcam_weights(acts: Tensor, grads: Tensor) -> Tensor:
+    """Grad-CAM (Selvaraju et al. 2017): w_k = spatial mean of ∂y/∂A_k.  (B,K,h,w) → (B,K)"""
+    return grads.mean((2, 3))
+
+
+def gradcam_pp_weights(acts: Tensor, grads: Tensor) -> Tensor:
+    """Grad-CAM++ (Chattopadhay et al. 2018, eq. 19 with Y = exp(S)):
+    w_k = Σ_ij α_ij ReLU(g_ij),  α_ij = g² / (2 g² + Σ_ab A_ab · g³)  (g = ∂S/∂A_k, α = 0
+    where g = 0). With the exponential the higher derivatives are powers of g; the common factor
+    exp(S) is dropped, which the per-image scaling removes anyway.  (B,K,h,w) → (B,K)
+    """
+    g2 = grads.pow(2)
+    g3 = grads.pow(3)
+    denom = 2 * g2 + acts.sum((2, 3), keepdim=True) * g3
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, 1.0), 0.0)
+    return (alpha * grads.clamp(min=0)).sum((2, 3))
+
+
+WEIGHTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "gradcam": gradcam_weights,
+    "gradcam++": gradcam_pp_weights,
+}
+
+
+def layer_gradients(
+    model: nn.Module, x: Tensor, layer: str, target: Target, output: OutputSelector
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(A, ∂ logit_t/∂A, t) at `layer` from one forward and one backward that stops at it.
+
+    The forward up to the layer runs without autograd (Capture(leaf=True)), parameters are
+    frozen, so the backward computes only the gradients the map needs.
+    """
+    with Capture(model, [layer], leaf=True) as cap, torch.no_grad():
+        logits = forward(model, x, output)  # (B, K)
+    acts = cap.tensor(layer)
+    if not is_spatial(tuple(acts.shape)):
+        spatial = ", ".join(spatial_layers(model, x, output)) or "(none)"
+        raise ExplainError(
+            f"layer {layer!r} has output shape {tuple(acts.shape)}, not a spatial map "
+            f"(B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
+        )
+    t = resolve_target(target, logits)
+    selected = logits.gather(1, t[:, None]).sum()
+    grads = None
+    if selected.requires_grad:
+        (grads,) = torch.autograd.grad(selected, acts, allow_unused=True)
+    if grads is None:
+        raise ExplainError(f"the logits do not depend on layer {layer!r}; choose another layer")
+    return acts.detach(), grads, t
+
+
+def scale_per_image(maps: Tensor) -> Tensor:
+    """Divide each (H, W) map by its max, so it lies in [0, 1]; an all-zero map stays zero.
+    (Dividing by the max, not min-max, keeps 0 meaning "no evidence".)  (B,H,W) → (B,H,W)"""
+    peak = maps.amax((1, 2), keepdim=True)
+    return torch.where(peak > 0, maps / torch.where(peak > 0, peak, 1.0), 0.0)
+
+
+def gradcam(
+    model: nn.Module,
+    x: Tensor,
+    target: Target = None,
+    layer: str | None = None,
+    method: str = "gradcam",
+    *,
+    output: OutputSelector = None,
+    channels_last: bool = False,
+) -> Tensor:
+    """Grad-CAM heatmaps: ReLU(Σ_k w_k A_k) at `layer`, upsampled bilinearly
+    (align_corners=False) to the input size and divided by each image's max.
+
+    x: (B, C, H, W) normalized images → (B, H, W) in [0, 1].
+    target: class per image; None = the predicted class. layer: dotted module name; None = the
+    last module, in forward order, with a 4-D output and H·W > 1. method: "gradcam" (weights =
+    spatial mean of gradients) or "gradcam++". Equals Captum's
+    `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
+    `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.
+    A layer whose output a later in-place op overwrites gets its own map (see _capture).
+    channels_last=True runs the model in channels-last layout (faster convs on CPU, see
+    BENCHMARKS.md); only for models that never `.view()` a conv output.
+    """
+    if method not in WEIGHTS:
+        raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
+    check_images(x)
+    with inspecting(model, channels_last):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if layer is None:
+            layer = default_layer(model, x, output)
+        resolve_layer(model, layer)
+        acts, grads, _ = layer_gradients(model, x, layer, target, output)
+    weights = WEIGHTS[method](acts, grads)  # (B, K)
+    cam = F.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))  # (B, 1, h, w)
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return scale_per_image(cam[:, 0])  # (B, H, W)

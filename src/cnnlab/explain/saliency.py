@@ -1,0 +1,106 @@
+"""Gradient saliency and SmoothGrad (notes §5.4: which pixels the decision looks at).
+
+saliency(x)[b, i, j] = max_c |∂ logit_{t_b}(x_b) / ∂ x_b[c, i, j]|   (Simonyan et al. 2014)
+SmoothGrad averages such gradient maps over noisy copies x + N(0, σ²) (Smilkov et al. 2017).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.explain._capture import (
+    ExplainError,
+    OutputSelector,
+    check_images,
+    forward,
+    inspecting,
+    resolve_target,
+)
+
+Target = int | Iterable[int] | Tensor | None
+
+
+def _input_gradient(
+    model: nn.Module, x: Tensor, target: Target, output: OutputSelector
+) -> tuple[Tensor, Tensor]:
+    """(∂ logit_t / ∂ x  (B, C, H, W), target (B,)) from one forward and one backward.
+
+    The backward starts from the sum of the selected logits: images are independent in eval
+    mode, so the gradient of the sum w.r.t. x_b is the gradient of image b's own logit.
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = forward(model, x, output)  # (B, K)
+        t = resolve_target(target, logits)
+        (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), x)
+    return grad, t
+
+
+def saliency(
+    model: nn.Module,
+    x: Tensor,
+    target: Target = None,
+    *,
+    output: OutputSelector = None,
+    channels_last: bool = False,
+) -> Tensor:
+    """Vanilla gradient saliency: max over channels of |∂ logit_target / ∂ x|.
+
+    x: (B, C, H, W) normalized images → (B, H, W), ≥ 0. target: class per image (int, list or
+    (B,) tensor); None = the predicted class. output: picks the logits from a tuple/dict output.
+    Equals Captum's `Saliency(model).attribute(x, target, abs=True).amax(1)`.
+    channels_last=True runs the model in channels-last layout (faster convs on CPU, see
+    BENCHMARKS.md); only for models that never `.view()` a conv output.
+    """
+    check_images(x)
+    with inspecting(model, channels_last):
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        grad, _ = _input_gradient(model, x, target, output)
+    return grad.abs().amax(1)  # (B, H, W)
+
+
+def smoothgrad(
+    model: nn.Module,
+    x: Tensor,
+    target: Target = None,
+    *,
+    n: int = 50,
+    sigma: float = 0.15,
+    batch_size: int = 64,
+    seed: int = 0,
+    output: OutputSelector = None,
+) -> Tensor:
+    """SmoothGrad: saliency averaged over n noisy copies x + N(0, σ²), σ = sigma·(max − min of
+    each image), the paper's noise level (10–20 % of the input range; default 15 %, n = 50).
+
+    Order of operations: |gradient| of each noisy copy is averaged over the n copies, then the
+    max over channels is taken: mean_n |∂ logit / ∂ x̃_n| per channel, as Captum's
+    `NoiseTunnel(Saliency(model)).attribute(..., nt_type="smoothgrad", abs=True)` and the
+    paper's absolute-value maps; averaging signed gradients first would cancel them.
+    The target is fixed from the clean images (None = their predicted class).
+    x: (B, C, H, W) → (B, H, W). Copies run batch_size images per forward + backward.
+    """
+    check_images(x)
+    if n < 1:
+        raise ExplainError(f"smoothgrad needs n ≥ 1 noisy copies, got n={n}")
+    if sigma < 0:
+        raise ExplainError(f"smoothgrad needs sigma ≥ 0, got sigma={sigma}")
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    b = x.shape[0]
+    with inspecting(model):
+        with torch.no_grad():
+            t = resolve_target(target, forward(model, x, output))  # (B,)
+        spread = (x.amax((1, 2, 3)) - x.amin((1, 2, 3))) * sigma  # (B,)
+        total = torch.zeros_like(x)
+        copies_per_chunk = max(1, batch_size // b)
+        for start in range(0, n, copies_per_chunk):
+            k = min(copies_per_chunk, n - start)
+            noise = torch.randn((k, *x.shape), generator=gen, device=x.device, dtype=x.dtype)
+            noisy = (x + noise * spread[:, None, None, None]).reshape(k * b, *x.shape[1:])
+            grad, _ = _input_gradient(model, noisy, t.repeat(k), output)  # (k·B, C, H, W)
+            total += grad.abs().reshape(k, *x.shape).sum(0)
+    return (total / n).amax(1)  # (B, H, W)

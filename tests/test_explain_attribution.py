@@ -1,0 +1,162 @@
+"""Saliency, SmoothGrad, Grad-CAM and Grad-CAM++ against independent truths: Captum, the
+papers' formulas written out, and the same model without in-place ops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, LayerGradCam, Saliency
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlab.explain import gradcam, saliency, smoothgrad
+from test_explain_models import images, models, resnet_pair
+
+MODELS = models()
+LAYERS = {
+    "resnet": [None, "layer1.0.bn2", "layer2.0.bn1", "layer1.0.relu", "layer1", "conv1"],
+    "functional": [None, "conv1"],
+    "plain": [None, "0", "3"],
+}
+
+
+def captum_gradcam(model, x, target, layer_name):
+    """LayerGradCam (relu_attributions=True, the paper's ReLU) + bilinear interpolate, then
+    ReLU and each image divided by its max."""
+    layer = dict(model.named_modules())[layer_name]
+    cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
+    cam = F.relu(cam[:, 0])
+    peak = cam.amax((1, 2), keepdim=True)
+    return torch.where(peak > 0, cam / peak.clamp(min=1e-30), cam)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_saliency_equals_captum(name):
+    model, _ = MODELS[name]
+    x = images(5, seed=3)
+    target = torch.tensor([0, 1, 2, 3, 4])
+    expected = Saliency(model).attribute(x, target=target, abs=True).amax(1)
+    torch.testing.assert_close(saliency(model, x, target), expected, atol=1e-5, rtol=0)
+    predicted = model(x).argmax(1)
+    expected = Saliency(model).attribute(x, target=predicted, abs=True).amax(1)
+    torch.testing.assert_close(saliency(model, x), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "layer"), [(n, l) for n in LAYERS for l in LAYERS[n]])
+def test_gradcam_equals_captum_on_the_copy_without_inplace_ops(name, layer):
+    """cnnlab on the in-place model == Captum on its non-inplace copy (same weights)."""
+    model, copy = MODELS[name]
+    x = images(4, seed=5)
+    target = torch.tensor([4, 0, 2, 1])
+    default = {"resnet": "layer2", "functional": "conv2", "plain": "4"}[name]
+    expected = captum_gradcam(copy, x, target, layer or default)
+    got = gradcam(model, x, target, layer=layer)
+    assert got.shape == (4, 16, 16)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert got.min() >= 0 and got.max() <= 1
+
+
+def test_inplace_overwrite_would_change_the_map():
+    """The layers tested above are ones a later in-place op overwrites: hooking them naively
+    (reading the output after the forward) gives a different tensor from the layer's own."""
+    model, copy = resnet_pair()
+    x = images(2)
+    seen = {}
+    h = model.layer1[0].bn2.register_forward_hook(lambda m, i, o: seen.setdefault("o", o))
+    h2 = copy.layer1[0].bn2.register_forward_hook(lambda m, i, o: seen.setdefault("c", o))
+    model(x), copy(x)
+    h.remove(), h2.remove()
+    assert not torch.allclose(seen["o"], seen["c"])
+
+
+def pp_reference(model, x, target, layer_name):
+    """Grad-CAM++ written from the paper (eq. 19, Y = exp(S)) with explicit loops."""
+    layer = dict(model.named_modules())[layer_name]
+    store = {}
+    h = layer.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    h.remove()
+    acts = store["a"]
+    grads = torch.autograd.grad(logits[torch.arange(len(x)), target].sum(), acts)[0]
+    acts, grads = acts.detach().double(), grads.double()
+    maps = []
+    for b in range(len(x)):
+        cam = torch.zeros(acts.shape[2:], dtype=torch.float64)
+        for k in range(acts.shape[1]):
+            g, a = grads[b, k], acts[b, k]
+            denom = 2 * g**2 + a.sum() * g**3
+            alpha = torch.zeros_like(g)
+            nz = denom != 0
+            alpha[nz] = g[nz] ** 2 / denom[nz]
+            cam += (alpha * g.clamp(min=0)).sum() * a
+        maps.append(cam.clamp(min=0))
+    cam = torch.stack(maps)[:, None].float()
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.amax((1, 2), keepdim=True)
+    return torch.where(peak > 0, cam / peak.clamp(min=1e-30), cam)
+
+
+@pytest.mark.parametrize("layer", ["layer2", "layer1.0.bn2"])
+def test_gradcam_pp_equals_the_paper_formula(layer):
+    model, copy = resnet_pair()
+    x = images(3, seed=7)
+    target = torch.tensor([1, 3, 0])
+    got = gradcam(model, x, target, layer=layer, method="gradcam++")
+    torch.testing.assert_close(got, pp_reference(copy, x, target, layer), atol=1e-5, rtol=0)
+
+
+def test_all_zero_map_stays_zero():
+    """A target whose evidence is negative everywhere gives ReLU → 0, not 0/0."""
+    model, _ = resnet_pair()
+    with torch.no_grad():
+        model.fc.weight.fill_(-1.0)  # every channel of layer2 ≥ 0 pushes logit 0 down
+    cam = gradcam(model, images(2), target=0)
+    assert torch.equal(cam, torch.zeros_like(cam))
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), b=st.integers(1, 5))
+def test_batched_equals_one_image_at_a_time(seed, b):
+    """One forward + backward for the batch gives each image its own map."""
+    model, _ = MODELS["resnet"]
+    x = images(b, seed=seed)
+    cams, sal = gradcam(model, x), saliency(model, x)
+    for i in range(b):
+        torch.testing.assert_close(cams[i : i + 1], gradcam(model, x[i : i + 1]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(sal[i : i + 1], saliency(model, x[i : i + 1]), atol=1e-6, rtol=0)
+
+
+def test_smoothgrad_with_zero_noise_is_saliency():
+    model, _ = MODELS["functional"]
+    x = images(3)
+    torch.testing.assert_close(smoothgrad(model, x, n=4, sigma=0.0), saliency(model, x))
+
+
+def test_smoothgrad_is_the_mean_of_abs_gradients_of_the_noisy_copies():
+    """Independent truth: Captum's Saliency on the same noise draws, |grad| averaged."""
+    model, _ = MODELS["resnet"]
+    x, n, sigma = images(3, seed=2), 6, 0.15
+    target = torch.tensor([1, 2, 3])
+    got = smoothgrad(model, x, target, n=n, sigma=sigma, batch_size=6, seed=11)  # chunks of 2
+    gen = torch.Generator().manual_seed(11)
+    spread = (x.amax((1, 2, 3)) - x.amin((1, 2, 3))) * sigma
+    noise = torch.cat([torch.randn((2, *x.shape), generator=gen) for _ in range(3)])
+    grads = [
+        Saliency(model).attribute(x + noise[i] * spread[:, None, None, None], target=target)
+        for i in range(n)
+    ]
+    torch.testing.assert_close(got, torch.stack(grads).mean(0).amax(1), atol=1e-6, rtol=0)
+
+
+def test_channels_last_gives_the_same_maps():
+    model, _ = MODELS["resnet"]
+    x = images(3, seed=4)
+    torch.testing.assert_close(
+        gradcam(model, x, channels_last=True), gradcam(model, x), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        saliency(model, x, channels_last=True), saliency(model, x), atol=1e-6, rtol=0
+    )

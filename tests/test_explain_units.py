@@ -1,0 +1,215 @@
+"""Linear probes, activation maximization, filters, feature maps and the effective receptive
+field, on a CNN trained here for a few seconds on a Fashion-MNIST subset and on hand-made nets.
+Truths: raw-pixel probe, the data set's own images, torch ops, the 7×7 of three 3×3 convs."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import (
+    activation_maximization,
+    effective_receptive_field,
+    feature_maps,
+    filters,
+    linear_probe,
+    save_grid,
+)
+from cnnlab.explain.erf import centred_side, support_side
+from cnnlab.explain.probe import default_probe_layers, extract_features, pool_features
+from test_explain_models import images, resnet_pair
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx(name: str, n: int, offset: int) -> np.ndarray:
+    with gzip.open(FMNIST / name) as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)[: n * (784 if offset == 16 else 1)]
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    """(x_train, y_train, x_test, y_test): 6000 + 1000 images, normalized float (N, 1, 28, 28)."""
+    if not FMNIST.exists():
+        pytest.fail(f"Fashion-MNIST not found at {FMNIST} (Debian package dataset-fashion-mnist)")
+    xtr = read_idx("train-images-idx3-ubyte.gz", 6000, 16).reshape(-1, 1, 28, 28)
+    ytr = read_idx("train-labels-idx1-ubyte.gz", 6000, 8)
+    xte = read_idx("t10k-images-idx3-ubyte.gz", 1000, 16).reshape(-1, 1, 28, 28)
+    yte = read_idx("t10k-labels-idx1-ubyte.gz", 1000, 8)
+
+    def norm(a):
+        return (torch.from_numpy(a.copy()).float() / 255 - 0.286) / 0.353
+
+    return (
+        norm(xtr),
+        torch.from_numpy(ytr.astype(np.int64)),
+        norm(xte),
+        torch.from_numpy(yte.astype(np.int64)),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(fmnist):
+    """A small CNN with in-place ReLUs, trained 2 epochs (a few seconds on 2 cores)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+    xtr, ytr, _, _ = fmnist
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(2):
+        for i in torch.randperm(len(xtr)).split(100):
+            opt.zero_grad()
+            F.cross_entropy(model(xtr[i]), ytr[i]).backward()
+            opt.step()
+    return model.eval()
+
+
+def test_probe_last_block_beats_raw_pixels(trained, fmnist):
+    xtr, ytr, xte, yte = fmnist
+    layers = ["7", "2", "10", "5"]
+    acc = linear_probe(trained, (xtr[:3000], ytr[:3000]), (xte, yte), layers, epochs=50)
+    assert list(acc) == ["input", "2", "5", "7", "10"]  # depth order
+    assert acc["7"] > acc["input"] + 0.01, acc  # the last conv block's ReLU
+    assert all(0.0 <= a <= 1.0 for a in acc.values())
+
+
+def test_probe_features_from_one_pass_equal_separate_passes(trained, fmnist):
+    """The hooked features of all layers in one pass == each layer's features in its own pass,
+    and equal a truth computed with torch ops: the first conv's output, pooled."""
+    x, y = fmnist[0][:64], fmnist[1][:64]
+    together, labels = extract_features(trained, (x, y), ["input", "0", "4", "10"], batch_size=20)
+    for name in ["0", "4", "10"]:
+        alone, _ = extract_features(trained, (x, y), [name])
+        torch.testing.assert_close(together[name], alone[name])
+    conv = F.conv2d(x, trained[0].weight, trained[0].bias, padding=1)  # pre-ReLU: its own
+    torch.testing.assert_close(together["0"], F.adaptive_avg_pool2d(conv, 8).flatten(1))
+    torch.testing.assert_close(together["input"], x.flatten(1))
+    assert torch.equal(labels, y)
+
+
+def test_default_probe_layers_are_the_blocks_in_forward_order():
+    model, _ = resnet_pair()
+    assert default_probe_layers(model, images(1)) == [
+        "conv1", "bn1", "relu", "layer1.0", "layer1.1", "layer2.0", "layer2.1", "avgpool", "fc"
+    ]  # fmt: skip
+
+
+def test_pool_features_bounds_the_size():
+    a = torch.randn(2, 64, 14, 14)
+    assert pool_features(a, 1024).shape == (2, 64 * 4 * 4)
+    assert pool_features(a, 10).shape == (2, 64)  # at least 1×1
+    assert pool_features(torch.randn(2, 3, 5, 5), 4096).shape == (2, 75)  # never upsampled
+
+
+def test_probe_bad_input(trained, fmnist):
+    xtr, ytr, xte, yte = fmnist
+    with pytest.raises(CnnlabError, match="valid layer names"):
+        linear_probe(trained, (xtr[:50], ytr[:50]), (xte[:50], yte[:50]), layers=["nope"])
+    with pytest.raises(CnnlabError, match="labels"):
+        linear_probe(trained, xtr[:50], xte[:50])
+
+
+@pytest.mark.parametrize("objective", ["centre", "mean"])
+def test_activation_maximization_beats_every_data_image(trained, fmnist, objective):
+    """On the last conv block's ReLU, the optimised image of each channel activates its centre
+    unit more than any of 1000 test images, with pixels kept in the data's range. (The channel
+    mean is harder: channel 5 stays at about half the data's best, a local optimum; there we
+    only check the objective against torch.)"""
+    xte = fmnist[2]
+    before = [p.requires_grad for p in trained.parameters()]
+    chans = [0, 5, 11]
+    res = activation_maximization(trained, "7", chans, steps=60, data=xte, objective=objective)
+    assert res.images.shape == (3, 1, 28, 28)
+    assert res.images.min() >= xte.min() and res.images.max() <= xte.max()  # value range
+    if objective == "centre":
+        assert (res.ratio > 1).all(), res.ratio
+
+    def truth(x):  # the channels' activations at layer 7 with torch ops: (N, 3, 7, 7)
+        with torch.no_grad():
+            a = trained[:8](x)[:, chans]
+        return a[:, :, 3, 3] if objective == "centre" else a.mean((2, 3))
+
+    torch.testing.assert_close(res.data_max, truth(xte).amax(0))
+    torch.testing.assert_close(res.activation, truth(res.images).diagonal())
+    assert [p.requires_grad for p in trained.parameters()] == before
+
+
+def test_activation_maximization_fourier_and_bad_channels(trained):
+    res = activation_maximization(
+        trained, "3", [1, 2], steps=30, fourier=True, input_size=(1, 28, 28)
+    )
+    assert res.images.shape == (2, 1, 28, 28) and res.ratio is None
+    assert torch.isfinite(res.activation).all()
+    with pytest.raises(CnnlabError, match=r"0\.\.31"):
+        activation_maximization(trained, "3", [32], steps=1, input_size=(1, 28, 28))
+    with pytest.raises(CnnlabError, match="input_size"):
+        activation_maximization(trained, "3", [0], steps=1)
+
+
+def test_erf_of_three_3x3_convs_lies_within_7x7():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(8, 8, 3, padding=1),
+    )  # fmt: skip
+    erf = effective_receptive_field(net, "4", (1, 15, 15), n=16)
+    assert erf.gradient.shape == (15, 15)
+    outside = erf.gradient.clone()
+    outside[4:11, 4:11] = 0  # the 7×7 around the centre pixel (7, 7)
+    assert outside.abs().max() == 0
+    assert erf.theoretical == 7
+    assert 1 <= erf.measured <= 7
+    assert erf.measured < 7 or erf.gradient[4:11, 4:11].sum() > 0  # effective ≤ theoretical
+
+
+def test_erf_theoretical_of_a_block_comes_from_summary_and_bounds_the_gradient():
+    """ResNet stage layer1 (stem 3×3 + two blocks of two 3×3): RF 11 (summary's row of the
+    stage's last leaf); the gradient's support on a 24×24 input is exactly that 11×11."""
+    model, _ = resnet_pair()
+    erf = effective_receptive_field(model, "layer1", (3, 24, 24), n=4)
+    assert (erf.theoretical, erf.theoretical_source) == (11, "cnnlab.summary")
+    assert support_side(erf.gradient) == 11
+    assert erf.measured <= 11
+
+
+def test_centred_side_on_known_masses():
+    g = torch.zeros(9, 9)
+    g[4, 4] = 1.0
+    assert centred_side(g) == 1
+    g[3:6, 3:6] = 1.0
+    assert centred_side(g) == 3
+    g = torch.ones(9, 9)
+    assert centred_side(g, 0.95) == 9  # 8×8 holds 64/81 < 95 %
+
+
+def test_filters_and_feature_maps_equal_torch(tmp_path):
+    model, copy = resnet_pair()
+    f = filters(model)
+    w = model.conv1.weight.detach()
+    lo = w.amin((1, 2, 3), keepdim=True)
+    torch.testing.assert_close(f, (w - lo) / (w.amax((1, 2, 3), keepdim=True) - lo))
+    with pytest.raises(CnnlabError, match="not an nn.Conv2d"):
+        filters(model, "bn1")
+    x = images(2)
+    maps = feature_maps(model, x, ["layer1.0.bn2", "layer2"])
+    seen = {}
+    copy.layer1[0].bn2.register_forward_hook(lambda m, i, o: seen.setdefault("a", o))
+    with torch.no_grad():
+        copy(x)
+    torch.testing.assert_close(maps["layer1.0.bn2"], seen["a"])  # own output, not overwritten
+    assert maps["layer2"].shape == (2, 16, 8, 8)
+    path = save_grid(f, tmp_path / "filters.png", nrow=4, scale=2)
+    assert Image.open(path).size == (4 * 7 + 1, 2 * 7 + 1)  # 8 tiles of 6 px + 1 px gaps
