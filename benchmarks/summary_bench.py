@@ -3,17 +3,24 @@
 Both run in this process on the same model, timed in alternating rounds (median of rounds).
 cnnlab traces a meta-device copy (no arithmetic); torchinfo runs a real batch-1 forward.
 
-    .venv/bin/python benchmarks/summary_bench.py [--repeats 7] [--threads N]
+    .venv/bin/python benchmarks/summary_bench.py [--repeats 7] [--threads N] [--baseline FILE]
+        [--alone]
 
-Prints the medians, the ratio, and whether total params and MACs agree.
+Prints the medians, the ratio, and whether total params and MACs agree. --baseline times
+another version of summary.py in the same rounds (e.g. `git show HEAD:src/cnnlab/summary.py
+> /tmp/summary_head.py`) and checks that its summary equals this one's. --alone times each
+tool's calls in a row instead of alternating them (no other tool's forward in between).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -75,24 +82,40 @@ class ResNet50(nn.Module):
         return self.fc(x)
 
 
-def interleaved_seconds(fns: dict, repeats: int) -> dict[str, list[tuple[float, float]]]:
+def interleaved_seconds(
+    fns: dict, repeats: int, alone: bool = False
+) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) seconds of each fn over `repeats` rounds, one call of each per round
     (after a warm-up round), so that load from other processes falls on both alike. CPU time
-    is this process's, all threads: on a shared machine it moves less than wall time."""
+    is this process's, all threads: on a shared machine it moves less than wall time.
+    alone: all of one fn's calls in a row instead (warm caches: no other tool in between)."""
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
-    for round_ in range(repeats + 1):
-        for name, fn in fns.items():
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            if round_:
-                times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    rounds = [[(name, fn)] for name, fn in fns.items()] if alone else [list(fns.items())]
+    for calls in rounds:
+        for round_ in range(repeats + 1):
+            for name, fn in calls:
+                wall, cpu = time.perf_counter(), time.process_time()
+                fn()
+                if round_:
+                    times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
     return times
+
+
+def load_summary(path: Path):
+    """The `summary` function of another copy of cnnlab/summary.py (a baseline to time)."""
+    spec = importlib.util.spec_from_file_location("summary_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per tool")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--baseline", type=Path, help="another summary.py to time alongside")
+    parser.add_argument("--alone", action="store_true", help="each tool's calls in a row")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -105,13 +128,15 @@ def main() -> None:
     model, size = ResNet50(), (3, 224, 224)
     ours_s = cnnlab.summary(model, size)
     theirs_s = torchinfo.summary(model, input_size=(1, *size), verbose=0)
-    times = interleaved_seconds(
-        {
-            "cnnlab.summary": lambda: cnnlab.summary(model, size),
-            "torchinfo.summary": lambda: torchinfo.summary(model, (1, *size), verbose=0),
-        },
-        args.repeats,
-    )
+    fns = {
+        "cnnlab.summary": lambda: cnnlab.summary(model, size),
+        "torchinfo.summary": lambda: torchinfo.summary(model, (1, *size), verbose=0),
+    }
+    if args.baseline:
+        baseline = load_summary(args.baseline)
+        same = baseline(model, size).to_dict() == ours_s.to_dict()
+        fns["baseline"] = lambda: baseline(model, size)
+    times = interleaved_seconds(fns, args.repeats, args.alone)
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} rounds")
     print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
@@ -119,16 +144,23 @@ def main() -> None:
         walls = [w for w, _ in ts]
         med, lo, hi = statistics.median(walls), min(walls), max(walls)
         cpu = statistics.median(c for _, c in ts)
+        mean = statistics.mean(c for _, c in ts)  # with the garbage collector's occasional passes
         print(
             f"{name:18s} wall median {med * 1e3:7.1f} ms (min {lo * 1e3:.1f}, max {hi * 1e3:.1f})"
-            f", CPU median {cpu * 1e3:7.1f} ms"
+            f", CPU median {cpu * 1e3:7.1f} ms (mean {mean * 1e3:.1f})"
         )
-    (ours_w, ours_c), (theirs_w, theirs_c) = (
+    (ours_w, ours_c), (theirs_w, theirs_c), *base = (
         (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts))
         for ts in times.values()
     )
     print(f"ratio of wall medians (torchinfo / cnnlab): {theirs_w / ours_w:.1f}x")
     print(f"ratio of CPU medians  (torchinfo / cnnlab): {theirs_c / ours_c:.1f}x")
+    if base:
+        (base_w, base_c), verdict = base[0], "identical" if same else "DIFFERENT"
+        print(f"baseline {args.baseline}: summary {verdict} to this one's")
+        print(
+            f"speed-up over the baseline: wall {base_w / ours_w:.2f}x, CPU {base_c / ours_c:.2f}x"
+        )
     print(
         f"total params: cnnlab {ours_s.total_params:,}, torchinfo {theirs_s.total_params:,}: "
         f"{'agree' if ours_s.total_params == theirs_s.total_params else 'DIFFER'}"
