@@ -46,3 +46,23 @@ def test_unknown_command_exits_2():
     result = run_cli("frobnicate")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_data_table_shows_mean_and_std_to_four_places(capsys, monkeypatch):
+    """Both splits read alike: 0.2860, not 0.286 beside 0.2868 (the JSON's numbers, padded)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["data", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert main(["data", "digits", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    for split in ("train", "test"):
+        for key in ("mean", "std"):
+            assert f"{info[split][key][0]:.4f}" in out
+    assert "[0." not in out  # no Python list repr in the table
+
+
+def test_summary_help_says_what_it_prints_not_the_usage_again(capsys):
+    with pytest.raises(SystemExit):
+        main(["summary", "--help"])
+    out = capsys.readouterr().out
+    assert "`cnnlab summary" not in out and "receptive field" in out

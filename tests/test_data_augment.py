@@ -1,12 +1,14 @@
 """Batch augmentation properties (hypothesis), each checked image by image against plain torch
 ops (F.pad + slicing, Tensor.flip) as the independent truth."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnlab.data import Augment, erase, erase_masks, hflip, translate
+from cnnlab.errors import DataError
 
 batches = st.tuples(
     st.integers(1, 6), st.integers(1, 3), st.integers(3, 9), st.integers(3, 9), st.integers(0, 999)
@@ -115,3 +117,12 @@ def test_translate_rejects_reflect_padding_larger_than_the_image():
 
     with pytest.raises(ValueError, match="reflect padding 4"):
         translate(torch.zeros(1, 1, 4, 4), 4, gen(0))
+
+
+@pytest.mark.parametrize(
+    "bad", [{"pad": -1}, {"pad": 1.5}, {"pad_mode": "wrap"}, {"flip": 2.0}, {"erase": -0.1}]
+)
+def test_augment_refuses_settings_that_would_pass_silently(bad):
+    """erase=2 would mean "always", pad=-1 "off": both are typos, said at construction."""
+    with pytest.raises(DataError, match="augment: "):
+        Augment(**bad)

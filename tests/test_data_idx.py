@@ -232,3 +232,17 @@ def test_arbitrary_bytes_parse_or_raise_data_error(type_code, ndim, body):
         assert str(e).startswith("fuzz: ")
     else:  # accepted only when the header describes exactly the bytes that follow
         assert array.nbytes == len(data) - 4 - 4 * ndim
+
+
+def test_a_directory_of_idx_files_is_fashion_mnist_not_an_image_folder(tmp_path):
+    """The not-found error advises `--data DIR`; `load_dataset(DIR)` must then read the IDX
+    files in DIR (the bytes written here), not look for class sub-folders."""
+    images = np.arange(3 * 28 * 28, dtype=np.uint8).reshape(3, 28, 28)
+    labels = np.array([9, 0, 4], dtype=np.uint8)
+    write(tmp_path / "t10k-images-idx3-ubyte.gz", idx_bytes(images), gz=True)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(labels))
+    ds = load_dataset(tmp_path, "test")
+    assert ds.images.shape == (3, 1, 28, 28) and ds.images[:, 0].numpy().tolist() == images.tolist()
+    assert ds.labels.tolist() == [9, 0, 4] and ds.classes == FASHION_MNIST_CLASSES
+    with pytest.raises(DataError, match="train files"):  # the other split: the IDX error
+        load_dataset(str(tmp_path), "train")

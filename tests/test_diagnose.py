@@ -269,6 +269,37 @@ def test_bad_input_is_one_clear_error():
         gradient_flow(FunctionalNet(), [images()])
 
 
+@pytest.mark.parametrize("call", [dead_units, activation_stats])
+def test_images_the_model_cannot_take_are_one_clear_error(call):
+    """Wrong channels (3 for a 1-channel net) and uint8 inside an iterable: CnnlabError."""
+    with pytest.raises(CnnlabError, match=r"shape \(2, 3, 8, 8\).*channels and size"):
+        call(FunctionalNet(), torch.randn(2, 3, 8, 8))
+    uint8 = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    with pytest.raises(CnnlabError, match="float"):
+        call(FunctionalNet(), [(uint8, torch.zeros(2, dtype=torch.long))])
+
+
+def test_gradient_flow_bad_images_and_labels_are_one_clear_error():
+    with pytest.raises(CnnlabError, match="channels and size"):
+        gradient_flow(FunctionalNet(), [(torch.randn(2, 3, 8, 8), torch.zeros(2).long())])
+    with pytest.raises(CnnlabError, match=r"class indices 0\.\.2"):
+        gradient_flow(FunctionalNet(), [(images(2), torch.tensor([0, 7]))])
+
+
+def test_epoch_diagnostics_on_an_empty_batch_says_no_images():
+    with pytest.raises(CnnlabError, match="no images"):
+        epoch_diagnostics(FunctionalNet(), images(0), torch.zeros(0, dtype=torch.long))
+
+
+def test_thresholds_and_batch_size_are_checked():
+    with pytest.raises(CnnlabError, match="threshold"):
+        dead_units(FunctionalNet(), images(), threshold=5)
+    with pytest.raises(CnnlabError, match="sparsity_threshold"):
+        dead_units(FunctionalNet(), images(), sparsity_threshold=-0.1)
+    with pytest.raises(CnnlabError, match="batch_size"):
+        activation_stats(FunctionalNet(), images(), batch_size=0)
+
+
 # --- CLI ------------------------------------------------------------------------------------
 
 
@@ -306,3 +337,5 @@ def test_cli_json_and_table(monkeypatch, capsys):
     assert main(["diagnose", "somewhere"]) == 0
     out = capsys.readouterr().out
     assert "DEAD" in out and "Gradient flow" in out and "try:" in out
+    with pytest.raises(CnnlabError, match="--limit"):
+        main(["diagnose", "somewhere", "--limit", "-5"])

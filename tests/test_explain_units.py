@@ -121,6 +121,45 @@ def test_probe_bad_input(trained, fmnist):
         linear_probe(trained, xtr[:50], xte[:50])
 
 
+def small_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 3),
+    )  # fmt: skip
+
+
+def test_probe_leaves_the_global_rng_alone():
+    """A library call must not reseed or advance torch's global RNG (the user's randomness)."""
+    net = small_net()
+    x, y = torch.randn(24, 1, 8, 8), torch.arange(24) % 3
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    linear_probe(net, (x, y), (x, y), epochs=3)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_probe_rejects_a_budget_or_labels_it_cannot_use():
+    net = small_net()
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 3
+    for bad in ({"epochs": 0}, {"cap": 0}, {"batch_size": 0}):
+        with pytest.raises(CnnlabError, match=">= 1"):
+            linear_probe(net, (x, y), (x, y), **bad)
+    with pytest.raises(CnnlabError, match="class index >= 0"):
+        linear_probe(net, (x, y - 1), (x, y), epochs=1)
+
+
+def test_erf_and_actmax_reject_impossible_settings():
+    net = small_net()
+    with pytest.raises(CnnlabError, match="mass"):
+        effective_receptive_field(net, "0", (1, 8, 8), n=2, mass=1.5)
+    with pytest.raises(CnnlabError, match="input_size"):
+        effective_receptive_field(net, "0", (8, 8), n=2)
+    with pytest.raises(CnnlabError, match="steps"):
+        activation_maximization(net, "0", [0], steps=0, input_size=(1, 8, 8))
+
+
 @pytest.mark.parametrize("objective", ["centre", "mean"])
 def test_activation_maximization_beats_every_data_image(trained, fmnist, objective):
     """On the last conv block's ReLU, the optimised image of each channel activates its centre

@@ -150,3 +150,13 @@ def test_docstring_examples_hold():
     from cnnlab import reference
 
     assert doctest.testmod(reference).failed == 0
+
+
+def test_trace_conv_takes_a_batch_of_one_like_conv2d_and_refuses_a_batch():
+    rng = np.random.default_rng(3)
+    x, w = rng.normal(size=(1, 2, 5, 5)), rng.normal(size=(3, 2, 3, 3))
+    unit = reference.conv2d(x, w, stride=2, padding=1)[0, 2, 1, 0]
+    traced = reference.trace_conv(x, w, out_index=(2, 1, 0), stride=2, padding=1)
+    assert traced.output == pytest.approx(unit)
+    with pytest.raises(SpecError, match=r"x\[n\]"):
+        reference.trace_conv(np.zeros((2, 2, 5, 5)), w)

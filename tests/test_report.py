@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.errors import RunError
+from cnnlab.errors import CnnlabError, RunError
 from cnnlab.report import Budget, render, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -186,3 +186,33 @@ def test_weights_not_matching_the_spec_name_the_tensor(run_dir, tmp_path):
     save_file(weights, bad / "model.safetensors")
     with pytest.raises(RunError, match=r"4\.weight"):
         render(bad, BUDGET)
+
+
+def test_bad_budget_and_out_fail_at_once_with_one_clear_error(tmp_path):
+    """Before any model work: a budget below 1 (the CLI's --eval-images -3 would silently
+    drop the last 3 images) and an --out that cannot be created."""
+    with pytest.raises(CnnlabError, match=r"eval_images \(--eval-images\) must be .* >= 1"):
+        Budget(eval_images=-3)
+    with pytest.raises(CnnlabError, match="probe_epochs"):
+        Budget(probe_epochs=0)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CnnlabError, match="cannot create"):
+        write_report(tmp_path / "nowhere", out=blocker / "sub" / "r.html")
+
+
+def test_out_may_be_a_directory_or_a_new_path(tmp_path):
+    from cnnlab.report import report_path
+
+    assert report_path(tmp_path / "run", out=tmp_path) == tmp_path / "report.html"
+    new = tmp_path / "a" / "b" / "page.html"
+    assert report_path(tmp_path / "run", out=new) == new and new.parent.is_dir()
+    assert report_path(tmp_path / "run") == tmp_path / "run" / "report.html"
+    assert report_path(tmp_path, out=f"{tmp_path}/new/") == tmp_path / "new" / "report.html"
+
+
+def test_unreadable_config_is_a_run_error(tmp_path):
+    (tmp_path / "spec.yaml").write_text("name: x\n")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(RunError, match="config.json"):
+        render(tmp_path, BUDGET)

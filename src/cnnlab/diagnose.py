@@ -226,14 +226,21 @@ def _device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _images(x) -> Tensor:
+    """x itself if it is a float tensor (N, C, H, W) or (N, F); CnnlabError naming the fix."""
+    if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
+        what = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise CnnlabError(
+            f"data: expected float images (N, C, H, W), got {what}; normalise images first "
+            "(e.g. run.preprocess)"
+        )
+    return x
+
+
 def _batches(data, batch_size: int, labels: bool = False) -> Iterator[tuple[Tensor, Tensor | None]]:
     """Yield (x, y) from a float Tensor (N, C, H, W) or an iterable of (x, y) batches or x."""
     if isinstance(data, Tensor):
-        if data.ndim < 2 or not data.is_floating_point():
-            raise CnnlabError(
-                f"data: expected a float tensor (N, C, H, W), got {data.dtype} of shape "
-                f"{tuple(data.shape)}; normalise images first (e.g. run.preprocess)"
-            )
+        _images(data)
         if labels:
             raise CnnlabError("data: gradient_flow needs labels; pass an iterable of (x, y)")
         for start in range(0, len(data), batch_size):
@@ -245,7 +252,25 @@ def _batches(data, batch_size: int, labels: bool = False) -> Iterator[tuple[Tens
         x, y = item[0], item[1] if len(item) > 1 else None
         if labels and y is None:
             raise CnnlabError("data: gradient_flow needs (x, y) batches with labels")
-        yield x, y
+        yield _images(x), y
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise CnnlabError(f"{name} is a share of units, from 0 to 1; got {value}")
+
+
+def _forward(model: nn.Module, x: Tensor) -> Tensor:
+    """model(x) as logits; a model that cannot take x is the user's input, said in one line."""
+    try:
+        out = model(x)
+    except RuntimeError as e:  # shape/channel/dtype mismatch inside torch ops
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CnnlabError(
+            f"data: the model cannot run on images of shape {tuple(x.shape)} ({first}); give "
+            "images with the channels and size the model was trained on"
+        ) from e
+    return _logits(out)
 
 
 def _logits(out) -> Tensor:
@@ -261,6 +286,8 @@ def _record(
     model: nn.Module, data, batch_size: int, train: bool, moments: bool = False
 ) -> tuple[dict[str, _Site], int]:
     """Run data through the model (no grad), accumulating statistics per activation site."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise CnnlabError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     sites: dict[str, _Site] = {}
 
     def on_call(name: str, kind: str, y: Tensor) -> None:
@@ -277,7 +304,7 @@ def _record(
     try:
         with _preserved(model, train), torch.no_grad(), recorder:
             for x, _ in _batches(data, batch_size):
-                _logits(model(x.to(device)))
+                _forward(model, x.to(device))
                 n += len(x)
     finally:
         recorder.remove()
@@ -365,6 +392,8 @@ def dead_units(
     data: a float Tensor (N, C, H, W), already normalised, or an iterable of (x, y) batches.
     The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
     """
+    _check_fraction("threshold", threshold)
+    _check_fraction("sparsity_threshold", sparsity_threshold)
     sites, n = _record(model, data, batch_size, train)
     layers = []
     for name, site in sites.items():
@@ -530,7 +559,7 @@ def gradient_flow(
             w.requires_grad_(True)  # frozen layers are measured too
         with _preserved(model, train), torch.enable_grad():
             for x, y in _batches(batches, 0, labels=True):
-                loss = loss_fn(_logits(model(x.to(device))), y.to(device))
+                loss = _loss(loss_fn, _forward(model, x.to(device)), y.to(device))
                 grads = torch.autograd.grad(loss, weights, allow_unused=True)
                 for total, g in zip(sums, grads, strict=True):
                     if g is not None:
@@ -559,6 +588,18 @@ def gradient_flow(
             )
         )
     return _flow(model, modules, layers, n, vanish_ratio, explode_norm)
+
+
+def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
+    """loss_fn(logits, y); labels that do not fit the logits are the user's input."""
+    try:
+        return loss_fn(logits, y)
+    except (RuntimeError, IndexError, ValueError) as e:  # e.g. a label >= the class count
+        raise CnnlabError(
+            f"data: the loss cannot be computed from logits {tuple(logits.shape)} and labels "
+            f"{tuple(y.shape)} ({e}); labels must be class indices 0..{logits.shape[-1] - 1}, "
+            "one per image"
+        ) from e
 
 
 def _flow(model, modules, layers, n, vanish_ratio, explode_norm) -> GradientFlow:
@@ -594,7 +635,7 @@ def epoch_diagnostics(
     they were afterwards, so a resumed run stays bit-exact. Dead units in eval mode,
     gradients in train mode (as the step sees them).
     """
-    dead = dead_units(model, x, batch_size=len(x))
+    dead = dead_units(model, x, batch_size=max(len(x), 1))  # empty x: "no images", below
     flow = gradient_flow(model, [(x, y)], loss_fn)
     return {
         "dead_share": {l.name: round(l.dead_share, 4) for l in dead.layers},

@@ -1,8 +1,10 @@
 """The errors cnnlab raises on bad input. The CLI prints them as one line and exits 2."""
 
 
-class CnnlabError(Exception):
-    """Base of every error caused by the user's input (spec, data, run directory, option)."""
+class CnnlabError(ValueError):
+    """Base of every error caused by the user's input (spec, data, run directory, option).
+
+    A ValueError too, so `except ValueError` around a cnnlab call catches every bad input."""
 
 
 class SpecError(CnnlabError, ValueError):

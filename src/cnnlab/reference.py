@@ -139,8 +139,9 @@ class ConvTrace:
 def trace_conv(x, w, b=None, out_index=(0, 0, 0), stride=1, padding=0) -> ConvTrace:
     """Align, multiply, sum, add the bias (§2.1): the dot product that makes one output unit.
 
-    x: one image (C, H, W) or (H, W); w: filters (F, C, kh, kw), one filter (C, kh, kw) or
-    (kh, kw); b: None, a scalar or (F,); out_index: (f, i, j), or (i, j) for one filter.
+    x: one image (C, H, W), (H, W) or a batch of one (1, C, H, W); w: filters (F, C, kh, kw),
+    one filter (C, kh, kw) or (kh, kw); b: None, a scalar or (F,); out_index: (f, i, j), or
+    (i, j) for one filter.
     The output equals ``conv2d(x[None], w, b, stride, padding)[0, f, i, j]``.
 
     >>> patch = [[1, 2, 0], [0, 1, 1], [5, 0, 1]]
@@ -149,6 +150,10 @@ def trace_conv(x, w, b=None, out_index=(0, 0, 0), stride=1, padding=0) -> ConvTr
     """
     x = np.asarray(x, dtype=np.float64)
     x = x[None] if x.ndim == 2 else x  # (C, H, W)
+    if x.ndim == 4 and len(x) == 1:
+        x = x[0]  # a batch of one, as conv2d takes it
+    elif x.ndim == 4:
+        raise SpecError(f"trace_conv traces one image: pass x[n] (C, H, W), not a batch {x.shape}")
     w = np.asarray(w, dtype=np.float64)
     w = w.reshape((1,) * (4 - w.ndim) + w.shape)  # (F, C, kh, kw)
     if x.ndim != 3 or w.ndim != 4 or w.shape[1] != x.shape[0]:

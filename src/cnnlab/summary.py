@@ -98,7 +98,7 @@ class Summary:
     total_macs: int
     activation_bytes: int
     input_size: tuple[int, ...]
-    warnings: tuple[Lint, ...]
+    warnings: list[Lint]  # a list, as DESIGN.md's public API names it (`== []` when clean)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: plain ints, strings and lists."""
@@ -1003,7 +1003,7 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
             total_macs=sum(r.macs for r in rows),
             activation_bytes=sum(math.prod(r.output_shape) for r in rows) * BYTES_PER_VALUE,
             input_size=size,
-            warnings=tracer.final_lints(tracer.total_params),
+            warnings=list(tracer.final_lints(tracer.total_params)),
         )
 
 

@@ -60,7 +60,8 @@ def _run(args: argparse.Namespace) -> int:
         table.add_column(column, overflow="fold")
     for split, d in info.items():
         shape = "×".join(map(str, d["shape"]))
-        table.add_row(split, f"{d['images']:,}", shape, str(d["mean"]), str(d["std"]), d["source"])
+        mean, std = (", ".join(f"{v:.4f}" for v in d[k]) for k in ("mean", "std"))  # 0.2860
+        table.add_row(split, f"{d['images']:,}", shape, mean, std, d["source"])
     console.print(table)
     counts = ", ".join(
         f"{c} {n}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -15,7 +14,11 @@ def register(sub) -> None:
         "Parts whose artefacts are missing say what is missing instead of failing.",
     )
     p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
-    p.add_argument("--out", default=None, help="where to write the page (default: RUN/report.html)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="file (or directory) to write the page to (default: RUN/report.html)",
+    )
     p.add_argument(
         "--eval-images",
         type=int,
@@ -26,14 +29,14 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cnnlab.report import Budget, render
+    from cnnlab.report import Budget, write_report
 
     start = time.perf_counter()
     budget = Budget() if args.eval_images is None else Budget(eval_images=args.eval_images)
-    html, timings = render(args.run_dir, budget)
-    out = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
-    out.write_text(html, encoding="utf-8")
+    timings: dict[str, float] = {}
+    out = write_report(args.run_dir, args.out, budget, timings)
     parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
-    print(f"wrote {out} ({len(html) / 2**20:.1f} MiB) in {time.perf_counter() - start:.1f} s")
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")
     print(f"  {parts}")
     return 0

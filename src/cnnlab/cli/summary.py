@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "summary",
         help="per-layer shapes, params, receptive field, MACs and design lints of a spec",
-        description=__doc__.splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[1].split()),  # the paragraph, not usage
     )
     p.add_argument("spec", metavar="SPEC|PRESET", help="a preset name or a .yaml/.json spec")
     p.add_argument("--input", metavar="C,H,W", help="input size (default: the spec's input)")

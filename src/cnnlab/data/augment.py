@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from cnnlab.errors import DataError
+
 
 def _rand(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(n, generator=gen, device=gen.device).to(device)
@@ -115,6 +117,23 @@ class Augment:
     pad_mode: str = "reflect"
     flip: float = 0.5
     erase: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Checked once here, where a CLI flag lands: `--erase 2` or `--translate -1` would
+        # otherwise pass silently as "always" or "off".
+        if isinstance(self.pad, bool) or not isinstance(self.pad, int) or self.pad < 0:
+            raise DataError(
+                f"augment: pad (translate) must be a whole number >= 0, got {self.pad!r}"
+            )
+        if self.pad_mode not in ("reflect", "replicate", "zeros"):
+            raise DataError(
+                f"augment: pad_mode must be 'reflect', 'replicate' or 'zeros', "
+                f"got {self.pad_mode!r}"
+            )
+        for name in ("flip", "erase"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise DataError(f"augment: {name} is a probability in [0, 1], got {value!r}")
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         x = translate(x, self.pad, gen, self.pad_mode)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.data.fashion import fashion_mnist
+from cnnlab.data.fashion import fashion_mnist, split_files
 from cnnlab.data.folder import image_folder
 from cnnlab.data.imageset import ImageSet, conform
 from cnnlab.data.synthetic import digits, shapes
@@ -38,6 +38,8 @@ def load_dataset(
     elif key == "shapes":  # drawn at the requested (square) size rather than resized
         side = size if isinstance(size, int) else size[0] if size and size[0] == size[1] else 32
         ds = shapes(split, size=side)
+    elif _holds_fashion_mnist(Path(name).expanduser()):  # `--data DIR`, as the errors advise
+        ds = fashion_mnist(split, root=name, download=download)
     elif Path(name).expanduser().is_dir():
         return image_folder(name, channels=channels, size=size, strict=strict, split=split)
     else:
@@ -46,3 +48,8 @@ def load_dataset(
             "or a directory with one sub-folder of images per class"
         )
     return conform(ds, channels, size)
+
+
+def _holds_fashion_mnist(directory: Path) -> bool:
+    """A directory with Fashion-MNIST's IDX files (either split) is that data set, not a folder."""
+    return directory.is_dir() and any(split_files(directory, split) for split in ("train", "test"))

@@ -197,6 +197,8 @@ def activation_maximization(
     the start gets no gradient, so a single start can stay at zero.
     """
     resolve_layer(model, layer)
+    if steps < 1:
+        raise ExplainError(f"activation_maximization needs steps ≥ 1, got {steps}")
     if objective not in OBJECTIVES:
         raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
     if data is not None:

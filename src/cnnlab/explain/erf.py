@@ -72,6 +72,7 @@ def _summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) 
 
         rows = summary(model, input_size=input_size).rows
     except (ImportError, NotImplementedError, TypeError, ValueError, AttributeError):
+        # ValueError covers CnnlabError: summary could not trace it, so measure the support
         return None
     # A container (a block, a stage) has no row of its own: its output is its last leaf's.
     # A module called twice has two rows: the last is its last call, as captured.
@@ -103,6 +104,13 @@ def effective_receptive_field(
     resolve_layer(model, layer)
     if n < 1:
         raise ExplainError(f"effective_receptive_field needs n ≥ 1 inputs, got {n}")
+    if not 0 < mass <= 1:
+        raise ExplainError(f"mass is the share of gradient to enclose, in (0, 1]; got {mass}")
+    size = tuple(input_size) if isinstance(input_size, tuple | list) else ()
+    if len(size) != 3 or not all(isinstance(v, int) and v >= 1 for v in size):
+        raise ExplainError(
+            f"input_size must be three positive integers (C, H, W), got {input_size!r}"
+        )
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((n, *input_size), generator=gen).requires_grad_(True)
     with inspecting(model), Capture(model, [layer]) as cap, torch.enable_grad():

@@ -84,6 +84,11 @@ def extract_features(
         for x, y in batches(data, batch_size):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
+            if len(y) != len(x) or (len(y) and y.min() < 0):
+                raise ExplainError(
+                    f"linear probes need one class index >= 0 per image; got {len(x)} images "
+                    f"and labels {tuple(y.shape)} (min {y.min().item() if len(y) else '-'})"
+                )
             x = as_float(x, preprocess)
             forward(model, x, output, logits=False)
             for name in layers:
@@ -99,8 +104,8 @@ def fit_logistic(
 ) -> nn.Linear:
     """Multinomial logistic regression, full-batch L-BFGS for `epochs` iterations (each one a
     pass over all of x), cross-entropy + l2·‖W‖². x: (N, D) standardised, y: (N,)."""
-    torch.manual_seed(0)
-    head = nn.Linear(x.shape[1], classes)
+    # Built on meta and zeroed: nn.Linear's random init would advance the user's global RNG.
+    head = nn.Linear(x.shape[1], classes, device="meta").to_empty(device=x.device)
     nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)  # convex: start anywhere
     opt = torch.optim.LBFGS(
         head.parameters(), lr=1, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe"
@@ -140,6 +145,11 @@ def linear_probe(
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
     full-batch L-BFGS iterations, the same budget for every layer.
     """
+    if epochs < 1 or cap < 1 or batch_size < 1:
+        raise ExplainError(
+            f"linear_probe needs epochs, cap and batch_size >= 1; got epochs={epochs}, "
+            f"cap={cap}, batch_size={batch_size}"
+        )
     first = next(iter(batches(train, 1)), (None, None))[0]
     if first is None:
         raise ExplainError("linear probes got an empty training set")

@@ -16,7 +16,7 @@ import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,15 @@ class Budget:
     probe_epochs: int = 12  # L-BFGS iterations per probe (explain default 100; 12: ~2 s)
     erf_layers: int = 6  # layers whose effective receptive field is measured
     erf_inputs: int = 16  # random inputs the ERF gradient is averaged over
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                option = f" (--{f.name.replace('_', '-')})" if f.name == "eval_images" else ""
+                raise CnnlabError(
+                    f"report budget {f.name}{option} must be a whole number >= 1, got {value!r}"
+                )
 
 
 class Missing(Exception):
@@ -116,7 +125,12 @@ class Context:
 
     def __init__(self, path: Path, run: Any | None, no_run: str | None, budget: Budget) -> None:
         self.path, self.run, self.no_run, self.budget = path, run, no_run, budget
-        self.config = json.loads((path / "config.json").read_text())
+        try:
+            self.config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise RunError(
+                f"{path / 'config.json'} cannot be read as JSON ({error}); re-run `cnnlab train`"
+            ) from error
 
     @_once
     def rows(self) -> list[dict]:
@@ -761,11 +775,35 @@ def render(path: str | Path, budget: Budget | None = None) -> tuple[str, dict]:
     return html, timings
 
 
+def report_path(path: str | Path, out: str | Path | None = None) -> Path:
+    """Where the report goes: `out` (a file, or a directory to hold report.html) or
+    RUN/report.html; its directory is created. CnnlabError when it cannot be."""
+    target = Path(path) / "report.html" if out is None else Path(out).expanduser()
+    if target.is_dir() or str(out).endswith(("/", os.sep)):  # `--out reports/`: a directory
+        target = target / "report.html"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CnnlabError(
+            f"cannot create {target.parent} for the report ({error.strerror}); choose another --out"
+        ) from error
+    return target
+
+
 def write_report(
-    path: str | Path, out: str | Path | None = None, budget: Budget | None = None
+    path: str | Path,
+    out: str | Path | None = None,
+    budget: Budget | None = None,
+    timings: dict | None = None,
 ) -> Path:
-    """Write `RUN/report.html` (or `out`) for the run directory `path`; return its path."""
-    html, _ = render(path, budget)
-    target = Path(out) if out is not None else Path(path) / "report.html"
-    target.write_text(html, encoding="utf-8")
+    """Write `RUN/report.html` (or `out`, see `report_path`) for the run directory `path`;
+    return its path. `timings`, if given, receives {section: seconds}."""
+    target = report_path(path, out)  # before the costly part: a bad --out fails at once
+    html, spent = render(path, budget)
+    if timings is not None:
+        timings.update(spent)
+    try:
+        target.write_text(html, encoding="utf-8")
+    except OSError as error:
+        raise CnnlabError(f"cannot write the report to {target} ({error.strerror})") from error
     return target
