@@ -1,0 +1,235 @@
+"""Checkpoints a killed run can resume from: safetensors for tensors, JSON for the rest.
+
+A checkpoint is two files in the run directory:
+
+- ``checkpoint.safetensors``: the model's state (``model.*``), the EMA copy (``ema.*``) and
+  the optimizer's per-parameter tensors (``optimizer.<index>.<name>``, e.g. momentum buffers);
+- ``checkpoint.json``: epoch, step, schedule position, optimizer hyper-parameters, RNG states
+  (torch as base64, NumPy and Python as lists) and the SHA-256 of the tensor file.
+
+Nothing is pickled: ``torch.save``/``torch.load`` never run, so loading a checkpoint cannot
+execute code. Each file is written atomically (temp file in the same directory, flush +
+fsync, ``os.replace``, fsync of the directory): a crash or a full disk during a write leaves
+the previous checkpoint as it was. The tensor file is replaced first; the JSON's hash tells
+a matching pair from one torn between the two renames.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from cnnlab.errors import RunError
+
+CHECKPOINT_TENSORS = "checkpoint.safetensors"
+CHECKPOINT_STATE = "checkpoint.json"
+MODEL_WEIGHTS = "model.safetensors"
+FORMAT = 1
+
+
+# --- atomic files ------------------------------------------------------------------------
+
+
+def _write_all(file, data: bytes) -> None:
+    """Write every byte (a seam for tests: they make it fail half-way, like a full disk)."""
+    file.write(data)
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Replace `path` by `data` all at once: the file is either the old one or the new one.
+
+    Raises RunError naming the file when the write fails (e.g. ENOSPC); the old file stays.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as file:
+            _write_all(file, data)
+            file.flush()
+            os.fsync(file.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        reason = error.strerror or str(error)
+        raise RunError(
+            f"could not write {path}: {reason}; the previous version of the file is intact "
+            "(free some disk space and resume with --resume)"
+        ) from error
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write `obj` as indented JSON."""
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+# --- tensors -----------------------------------------------------------------------------
+
+
+def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or strided storage: give each tensor its own contiguous copy
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Write a state_dict (parameters and buffers) to a safetensors file, atomically."""
+    atomic_write(path, st_save(_plain(state)))
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a state_dict. RunError names the file when unreadable."""
+    path = Path(path)
+    try:
+        return st_load(path.read_bytes())
+    except FileNotFoundError:
+        raise RunError(f"{path} is missing") from None
+    except Exception as error:  # safetensors raises its own error types on corrupt files
+        raise RunError(f"{path} is not a readable safetensors file: {error}") from error
+
+
+# --- RNG states --------------------------------------------------------------------------
+
+
+def rng_state() -> dict:
+    """torch, NumPy and Python RNG states as JSON-ready values (base64 and lists)."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state = {
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+        "numpy": {
+            "kind": np_state[0],
+            "keys": np_state[1].tolist(),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_version, "internal": list(py_internal), "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = [
+            base64.b64encode(s.numpy().tobytes()).decode() for s in torch.cuda.get_rng_state_all()
+        ]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured."""
+    raw = base64.b64decode(state["torch"])
+    torch.set_rng_state(torch.frombuffer(bytearray(raw), dtype=torch.uint8))
+    n = state["numpy"]
+    keys = np.array(n["keys"], dtype=np.uint32)
+    np.random.set_state((n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        states = [
+            torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
+            for s in state["cuda"]
+        ]
+        torch.cuda.set_rng_state_all(states)
+
+
+# --- optimizer state ---------------------------------------------------------------------
+
+
+def split_optimizer_state(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """Optimizer.state_dict() -> (tensors keyed `optimizer.<i>.<name>`, JSON-ready rest)."""
+    tensors, scalars = {}, {}
+    for index, entries in state_dict["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
+    """Inverse of `split_optimizer_state`: a dict `Optimizer.load_state_dict` accepts."""
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    for index, entries in rest["scalars"].items():
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+# --- checkpoint pair ---------------------------------------------------------------------
+
+
+def save_checkpoint(directory: str | Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
+    """Write checkpoint.safetensors then checkpoint.json (each atomically) into `directory`.
+
+    tensors: flat name -> tensor; state: JSON-ready dict (epoch, step, RNG, ...).
+    """
+    directory = Path(directory)
+    blob = st_save(_plain(tensors), metadata={"format": str(FORMAT)})
+    state = {**state, "format": FORMAT, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
+    state_bytes = (json.dumps(state) + "\n").encode()
+    atomic_write(directory / CHECKPOINT_TENSORS, blob)
+    atomic_write(directory / CHECKPOINT_STATE, state_bytes)
+
+
+def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read the pair `save_checkpoint` wrote -> (tensors, state).
+
+    Raises RunError when a file is missing, unreadable, or the two do not belong together.
+    """
+    directory = Path(directory)
+    tensor_path, state_path = directory / CHECKPOINT_TENSORS, directory / CHECKPOINT_STATE
+    for path in (tensor_path, state_path):
+        if not path.is_file():
+            raise RunError(
+                f"{path} is missing: there is no checkpoint to resume from "
+                "(start the run again with --force)"
+            )
+    blob = tensor_path.read_bytes()
+    try:
+        state = json.loads(state_path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunError(f"{state_path} is not valid JSON: {error}") from error
+    if state.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
+        raise RunError(
+            f"{state_path} does not describe {tensor_path} (the run stopped between writing "
+            "the two files); start the run again with --force"
+        )
+    try:
+        tensors = st_load(blob)
+    except Exception as error:
+        raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
+    return tensors, state
+
+
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix.` with the prefix removed (``model.0.weight`` -> ``0.weight``)."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}

@@ -1,0 +1,123 @@
+"""Data-parallel training under torchrun: one process per device, gradients averaged by DDP.
+
+`torchrun --nproc_per_node=N -m cnnlab.cli train ...` sets WORLD_SIZE, RANK and LOCAL_RANK;
+`setup()` reads them and joins the process group (gloo on CPU, NCCL on CUDA). Each rank
+trains on its own shard of every epoch (the Loader's rank/world_size), sums of losses and
+counts are all-reduced so every rank sees the same metrics, and rank 0 alone writes files.
+Without torchrun (WORLD_SIZE unset or 1) every function here is a cheap no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits: rank in 0..world_size-1 and the device it trains on."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # True when setup() created the process group (and must end it)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes files and reports progress."""
+        return self.rank == 0
+
+
+def setup(device: str | torch.device | None = None) -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1; pick the device.
+
+    device None: CUDA (cuda:LOCAL_RANK) when available, else CPU.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns = False
+    if world_size > 1 and not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return Dist(rank, world_size, local_rank, device, owns)
+
+
+def teardown(dist: Dist) -> None:
+    """Leave the process group if `setup` joined it."""
+    if dist.owns_group and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, dist: Dist) -> nn.Module:
+    """DDP around `model` when distributed (gradients all-reduced in backward), else `model`."""
+    if not dist.enabled:
+        return model
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
+    """Element-wise sum of `values` over all ranks (float64, so counts stay exact)."""
+    if not dist.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=dist.device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def all_reduce_min(value: int, dist: Dist) -> int:
+    """Smallest `value` over all ranks (e.g. batches per epoch, so no rank waits forever)."""
+    if not dist.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=dist.device)
+    torch_dist.all_reduce(t, op=torch_dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def any_rank(flag: bool, dist: Dist) -> bool:
+    """True when `flag` is set on any rank (a Ctrl-C seen by one rank stops all of them)."""
+    if not dist.enabled:
+        return flag
+    return all_reduce_min(0 if flag else 1, dist) == 0
+
+
+def broadcast_buffers(model: nn.Module, dist: Dist) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP syncs buffers at the start of each forward, so after the last step each rank still
+    holds the statistics of its own last batch; this makes the ranks identical again.
+    """
+    if not dist.enabled:
+        return
+    for buffer in model.buffers():
+        torch_dist.broadcast(buffer, src=0)
+
+
+def barrier(dist: Dist) -> None:
+    """Wait for every rank (e.g. until rank 0 has written the run directory)."""
+    if dist.enabled:
+        torch_dist.barrier()
+
+
+def broadcast_object(obj, dist: Dist):
+    """Rank 0's `obj` on every rank (a small picklable value such as an error message)."""
+    if not dist.enabled:
+        return obj
+    box = [obj]
+    torch_dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,213 @@
+"""Evaluation and prediction: accuracy, per-class accuracy, confusion matrix; softmax top-k.
+
+Test-time augmentation (`tta=True`) averages the logits of each image and its mirror image
+(airbench's flip TTA): the model sees two views, one of which it was trained on by flipping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import DataError
+
+if TYPE_CHECKING:
+    from cnnlab.run import Run
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    tta: bool = False,
+    autocast: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Logits of normalized images `(N, C, H, W)` -> `(N, classes)` float32, in eval mode.
+
+    tta: mean of the logits of x and of x mirrored left-right. The model's mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    device = images.device
+    chunks = []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = images[start : start + batch_size]  # (B, C, H, W)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(
+                device.type, dtype=autocast or torch.float32, enabled=bool(autocast)
+            ):
+                logits = model(x).float()
+                if tta:
+                    logits = (logits + model(x.flip(-1)).float()) / 2
+            chunks.append(logits)
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+
+
+def evaluate_tensors(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, **kwargs: Any
+) -> tuple[float, float, int]:
+    """(cross-entropy sum, number correct, number of images) of normalized `images`.
+
+    Keyword arguments go to `predict_logits` (batch_size, tta, autocast, channels_last).
+    """
+    if len(images) == 0:
+        return 0.0, 0.0, 0
+    logits = predict_logits(model, images, **kwargs)  # (N, classes)
+    loss = F.cross_entropy(logits, labels, reduction="sum").item()
+    correct = (logits.argmax(1) == labels).sum().item()
+    return loss, float(correct), len(labels)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy of a run on a split; confusion[i][j] counts true class i predicted as j."""
+
+    split: str
+    tta: bool
+    classes: tuple[str, ...]
+    n: int
+    accuracy: float
+    loss: float
+    per_class: tuple[float, ...]
+    confusion: tuple[tuple[int, ...], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "tta": self.tta,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "loss": self.loss,
+            "per_class": dict(zip(self.classes, self.per_class, strict=True)),
+            "classes": list(self.classes),
+            "confusion": [list(row) for row in self.confusion],
+        }
+
+
+def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """`(k, k)` int64 counts: row = true class, column = predicted class."""
+    return torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def _autocast_for(run: Run) -> torch.dtype | None:
+    from cnnlab.train import TrainConfig, autocast_dtype
+
+    return autocast_dtype(TrainConfig.from_dict(run.config), torch.device("cpu"))
+
+
+def evaluate(run: Run, split: str = "test", *, tta: bool = False) -> Evaluation:
+    """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`."""
+    ds = run.dataset(split)
+    x = run.preprocess(ds.images)  # (N, C, H, W) normalized
+    logits = predict_logits(run.model, x, tta=tta, autocast=_autocast_for(run))
+    predicted = logits.argmax(1)
+    k = len(run.classes)
+    confusion = confusion_matrix(predicted, ds.labels, k)
+    totals = confusion.sum(1).clamp_min(1)
+    return Evaluation(
+        split=split,
+        tta=tta,
+        classes=tuple(run.classes),
+        n=len(ds),
+        accuracy=(predicted == ds.labels).float().mean().item(),
+        loss=F.cross_entropy(logits, ds.labels).item(),
+        per_class=tuple((confusion.diagonal() / totals).tolist()),
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+    )
+
+
+# --- prediction on image files -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k classes of one image: `top` is ((class name, probability), ...)."""
+
+    source: str
+    size: tuple[int, int]
+    top: tuple[tuple[str, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.source,
+            "size": list(self.size),
+            "top": [{"class": c, "probability": p} for c, p in self.top],
+        }
+
+
+def load_image(path: str | Path, channels: int) -> torch.Tensor:
+    """Read an image file as uint8 `(1, channels, H, W)` (grey -> RGB or RGB -> luma)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+            w, h = image.size
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise DataError(f"{path}: not a readable image ({error})") from error
+    return pixels.reshape(h, w, channels).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
+
+
+def has_fixed_size_head(run: Run) -> bool:
+    """True when the spec flattens a feature map into a linear layer (a fixed-size model)."""
+    return any(layer.kind == "flatten" for layer in run.spec.layers)
+
+
+def _size_error(path: str, size: tuple[int, int], need: tuple[int, int]) -> DataError:
+    return DataError(
+        f"{path} is {size[0]}×{size[1]} but this model only takes {need[0]}×{need[1]} images: "
+        "its head flattens the last feature map into a linear layer whose weight count is "
+        "fixed by that map's size (the fixed-size trap); resize the image to "
+        f"{need[0]}×{need[1]}, or use a global-average-pooling (gap) head, which takes any size"
+    )
+
+
+def predict(run: Run, images: Sequence[str | Path], *, top: int = 5) -> list[Prediction]:
+    """Softmax top-`top` classes for each image file, converted to the run's channels.
+
+    A GAP-headed model accepts any resolution; a flatten-headed one needs the training size
+    and raises DataError naming it otherwise.
+    """
+    channels, height, width = run.input_shape
+    k = max(1, min(top, len(run.classes)))
+    fixed = has_fixed_size_head(run)
+    results = []
+    for path in images:
+        pixels = load_image(path, channels)  # (1, C, H, W) uint8
+        size = tuple(pixels.shape[2:])
+        if fixed and size != (height, width):
+            raise _size_error(str(path), size, (height, width))
+        try:
+            logits = predict_logits(run.model, run.preprocess(pixels))  # (1, classes)
+        except RuntimeError as error:
+            if size != (height, width):
+                raise DataError(
+                    f"{path} ({size[0]}×{size[1]}) does not fit this model, which was "
+                    f"trained on {height}×{width}: {str(error).splitlines()[0]}; resize the "
+                    f"image to {height}×{width}"
+                ) from error
+            raise
+        probs = logits.softmax(1)[0]
+        p, idx = probs.topk(k)
+        top_k = tuple(
+            (run.classes[i], float(q)) for q, i in zip(p.tolist(), idx.tolist(), strict=True)
+        )
+        results.append(Prediction(str(path), size, top_k))
+    return results

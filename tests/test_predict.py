@@ -1,0 +1,132 @@
+"""evaluate / predict and the CLI commands train, eval, predict: numbers against sklearn and
+the model's own forward pass; bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import confusion_matrix
+
+from cnnlab.cli import main
+from cnnlab.errors import DataError
+from cnnlab.evaluate import evaluate, predict, predict_logits
+from cnnlab.run import load_run
+from cnnlab.train import TrainConfig, train
+
+CONV = [{"conv": {"filters": 16, "kernel": 3, "padding": "same"}}, "batchnorm", "relu"] * 2
+GAP = {"name": "gap-head", "input": [1, 8, 8], "layers": [*CONV, "gap", {"linear": 10}]}
+FLAT = {"name": "flat-head", "input": [1, 8, 8], "layers": [*CONV, "flatten", {"linear": 10}]}
+QUICK = TrainConfig(epochs=3, batch_size=32, flip=False, tta=False, ema=None, precision="fp32")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread (and do not fight other processes for cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    train(GAP, "digits", base / "gap", QUICK)
+    train(FLAT, "digits", base / "flat", QUICK)
+    return base
+
+
+def _png(path, pixels: np.ndarray):
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_evaluate_matches_sklearn(runs):
+    """Truth: sklearn's confusion matrix of the model's own argmax."""
+    run = load_run(runs / "gap")
+    ds = run.dataset("test")
+    with torch.no_grad():
+        predicted = run.model(run.preprocess(ds.images)).argmax(1)
+    result = evaluate(run, "test")
+    expected = confusion_matrix(ds.labels.numpy(), predicted.numpy(), labels=range(10))
+    assert np.array_equal(np.array(result.confusion), expected)
+    assert result.accuracy == pytest.approx((predicted == ds.labels).float().mean().item())
+    assert result.per_class == pytest.approx(tuple(expected.diagonal() / expected.sum(1)))
+    assert result.accuracy > 0.5  # 3 epochs on digits: far above chance (10 %)
+    assert json.loads(json.dumps(result.to_dict()))["per_class"].keys() == set(run.classes)
+
+
+def test_flip_tta_averages_logits_of_both_views(runs):
+    run = load_run(runs / "gap")
+    x = run.preprocess(run.dataset("test").images[:16])
+    with torch.no_grad():
+        expected = (run.model(x) + run.model(x.flip(-1))) / 2
+    assert torch.allclose(predict_logits(run.model, x, tta=True), expected, atol=1e-5)
+
+
+def test_predict_png_matches_softmax_and_gap_takes_any_size(runs, tmp_path):
+    run = load_run(runs / "gap")
+    ds = run.dataset("test")
+    pixels = ds.images[0, 0].numpy()  # (8, 8) uint8
+    small = _png(tmp_path / "a.png", pixels)
+    (p,) = predict(run, [small], top=3)
+    with torch.no_grad():
+        probs = run.model(run.preprocess(ds.images[:1])).softmax(1)[0]
+    top = probs.topk(3)
+    assert [c for c, _ in p.top] == [run.classes[i] for i in top.indices.tolist()]
+    assert [q for _, q in p.top] == pytest.approx(top.values.tolist(), abs=1e-6)
+    big = _png(tmp_path / "big.png", np.kron(pixels, np.ones((2, 2), np.uint8)))  # 16×16
+    rgb = _png(tmp_path / "rgb.png", np.stack([pixels] * 3, -1))  # converted to 1 channel
+    results = predict(run, [big, rgb], top=1)
+    assert results[0].size == (16, 16) and len(results[0].top) == 1
+    assert results[1].top[0][0] == p.top[0][0]  # grey RGB = the grey image
+
+
+def test_flatten_head_wrong_size_explains_the_fixed_size_trap(runs, tmp_path):
+    run = load_run(runs / "flat")
+    ok = _png(tmp_path / "ok.png", np.zeros((8, 8), np.uint8))
+    assert len(predict(run, [ok])) == 1
+    wrong = _png(tmp_path / "wrong.png", np.zeros((12, 12), np.uint8))
+    with pytest.raises(DataError, match=r"wrong.png is 12×12.*only takes 8×8.*fixed-size trap"):
+        predict(run, [wrong])
+
+
+def test_cli_eval_and_predict_json(runs, tmp_path, capsys):
+    assert main(["eval", str(runs / "gap"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"] == pytest.approx(evaluate(load_run(runs / "gap")).accuracy)
+    assert len(printed["confusion"]) == 10
+    png = _png(tmp_path / "x.png", np.zeros((8, 8), np.uint8))
+    assert main(["predict", str(runs / "gap"), str(png), "--top", "2", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert len(row["top"]) == 2 and row["image"] == str(png)
+    assert main(["eval", str(runs / "gap")]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+def test_cli_bad_inputs_exit_2_with_one_line(runs, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    spec = tmp_path / "gap.json"
+    spec.write_text(json.dumps(GAP))
+    cases = [
+        (["eval", str(tmp_path / "missing")], "not a run directory"),
+        (["predict", str(runs / "gap"), str(corrupt)], "corrupt.png"),
+        (["predict", str(runs / "gap"), str(tmp_path / "none.png")], "none.png"),
+        (["predict", str(runs / "gap"), str(corrupt), "--top", "0"], "--top"),
+        (["train", "--preset", "no-such-preset", "--out", str(tmp_path / "r")], "no-such-preset"),
+        (["train", str(spec), "--data", str(tmp_path / "nodata"), "--out", str(tmp_path / "r")],
+         "nodata"),
+        (["train", str(spec), "--data", "digits", "--out", str(runs / "gap")], "already exists"),
+        (["train", str(spec), "--data", "digits", "--epochs", "0", "--out", str(tmp_path / "r")],
+         "epochs"),
+        (["train", "--out", str(tmp_path / "r")], "--preset"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, (argv, err)
