@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -69,7 +70,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=_predict)
 
-    p = sub.add_parser("demo", help="train the fast preset on Fashion-MNIST, evaluate, predict")
+    p = sub.add_parser(
+        "demo", help="train the fast preset on Fashion-MNIST, evaluate, predict, write the report"
+    )
     p.add_argument("--out", default="runs/demo", help="run directory (replaced if it exists)")
     p.add_argument("--epochs", type=int, default=5, help="epochs (default 5, a few minutes)")
     p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
@@ -268,8 +271,9 @@ def _print_predictions(predictions) -> None:
 
 
 def _demo(args) -> int:
-    """Train `fast` on Fashion-MNIST, evaluate with TTA, predict three test images as PNG."""
+    """Train `fast` on Fashion-MNIST, evaluate with TTA, predict three test images, report."""
     from cnnlab.evaluate import evaluate, predict
+    from cnnlab.report import write_report
     from cnnlab.run import load_run
     from cnnlab.train import TrainConfig, TrainingInterrupted, train
 
@@ -287,6 +291,10 @@ def _demo(args) -> int:
     _print_evaluation(evaluate(run, "test", tta=config.tta))
     paths = write_sample_images(run, out / "samples", n=3)
     _print_predictions(predict(run, paths, top=3))
+    print("writing the report (Grad-CAM, features, probes, health) ...")
+    started = time.perf_counter()
+    report = write_report(out)
+    print(f"report written in {time.perf_counter() - started:.0f} s: {report.resolve()}")
     print(f"\nthe run is in {out}/ (spec.yaml, config.json, metrics.jsonl, model.safetensors)")
     print(f"try: cnnlab eval {out} --tta    cnnlab predict {out} {paths[0]}")
     return 0
