@@ -160,3 +160,46 @@ def test_channels_last_gives_the_same_maps():
     torch.testing.assert_close(
         saliency(model, x, channels_last=True), saliency(model, x), atol=1e-6, rtol=0
     )
+
+
+def test_view_model_falls_back_from_channels_last():
+    """A model that `.view()`s a conv output cannot run channels-last: the default tries it,
+    falls back to the default layout, and still equals Captum."""
+    model, _ = MODELS["functional"]
+
+    class View(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = model.conv1
+            self.fc = torch.nn.Linear(6 * 16 * 16, 5)
+
+        def forward(self, x):
+            return self.fc(F.relu(self.conv(x)).view(x.shape[0], -1))
+
+    net = View().eval()
+    x = images(3, seed=1)
+    t = torch.tensor([0, 1, 2])
+    expected = Saliency(net).attribute(x, target=t, abs=True).amax(1)
+    torch.testing.assert_close(saliency(net, x, t), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        gradcam(net, x, t, layer="conv"), captum_gradcam(net, x, t, "conv"), atol=1e-5, rtol=0
+    )
+
+
+def test_weights_changed_in_place_give_new_maps():
+    """The folded inference copy must follow the model: after an in-place weight change
+    (load_state_dict) the maps equal Captum's on a fresh model with those weights."""
+    model, _ = resnet_pair()
+    _, fresh = resnet_pair()  # the copy without in-place ops, for Captum
+    x = images(2, seed=9)
+    gradcam(model, x), saliency(model, x)  # a first call with the old weights
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.mul_(1.5)
+        fresh.layer1[0].bn1.running_mean.add_(0.3)
+    model.load_state_dict(fresh.state_dict())
+    torch.testing.assert_close(
+        gradcam(model, x), captum_gradcam(fresh, x, fresh(x).argmax(1), "layer2"), atol=1e-5, rtol=0
+    )
+    expected = Saliency(fresh).attribute(x, target=fresh(x).argmax(1), abs=True).amax(1)
+    torch.testing.assert_close(saliency(model, x), expected, atol=1e-5, rtol=0)

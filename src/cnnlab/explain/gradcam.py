@@ -24,6 +24,7 @@ from cnnlab.explain._capture import (
     is_spatial,
     resolve_layer,
     resolve_target,
+    run_fast,
     spatial_layers,
 )
 from cnnlab.explain.saliency import Target
@@ -54,15 +55,23 @@ WEIGHTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 def layer_gradients(
-    model: nn.Module, x: Tensor, layer: str, target: Target, output: OutputSelector
+    model: nn.Module,
+    x: Tensor,
+    layer: str,
+    target: Target,
+    output: OutputSelector,
+    run: nn.Module | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(A, ∂ logit_t/∂A, t) at `layer` from one forward and one backward that stops at it.
 
-    The forward up to the layer runs without autograd (Capture(leaf=True)), parameters are
-    frozen, so the backward computes only the gradients the map needs.
+    run: the module that computes (an inference copy of `model`, see `run_fast`); error
+    messages name `model`'s layers. The forward up to the layer runs without autograd
+    (Capture(leaf=True)), parameters are frozen, so the backward computes only the gradients
+    the map needs.
     """
-    with Capture(model, [layer], leaf=True) as cap, torch.no_grad():
-        logits = forward(model, x, output)  # (B, K)
+    run = model if run is None else run
+    with Capture(run, [layer], leaf=True) as cap, torch.no_grad():
+        logits = forward(run, x, output)  # (B, K)
     acts = cap.tensor(layer)
     if not is_spatial(tuple(acts.shape)):
         spatial = ", ".join(spatial_layers(model, x, output)) or "(none)"
@@ -95,7 +104,7 @@ def gradcam(
     method: str = "gradcam",
     *,
     output: OutputSelector = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
 ) -> Tensor:
     """Grad-CAM heatmaps: ReLU(Σ_k w_k A_k) at `layer`, upsampled bilinearly
     (align_corners=False) to the input size and divided by each image's max.
@@ -107,19 +116,24 @@ def gradcam(
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.
     A layer whose output a later in-place op overwrites gets its own map (see _capture).
-    channels_last=True runs the model in channels-last layout (faster convs on CPU, see
-    BENCHMARKS.md); only for models that never `.view()` a conv output.
+    Runs on an inference copy of the model (BatchNorm folded into convs, channels-last layout;
+    see `run_fast`): channels_last None tries channels-last and falls back to the default
+    layout for a model that `.view()`s a conv output; True / False force one layout.
     """
     if method not in WEIGHTS:
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
     check_images(x)
-    with inspecting(model, channels_last):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    with inspecting(model):
         if layer is None:
             layer = default_layer(model, x, output)
         resolve_layer(model, layer)
-        acts, grads, _ = layer_gradients(model, x, layer, target, output)
+        acts, grads, _ = run_fast(
+            lambda run, x: layer_gradients(model, x, layer, target, output, run),
+            model,
+            x,
+            keep=layer,
+            channels_last=channels_last,
+        )
     weights = WEIGHTS[method](acts, grads)  # (B, K)
     cam = F.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))  # (B, 1, h, w)
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)

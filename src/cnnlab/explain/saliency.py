@@ -18,6 +18,7 @@ from cnnlab.explain._capture import (
     forward,
     inspecting,
     resolve_target,
+    run_fast,
 )
 
 Target = int | Iterable[int] | Tensor | None
@@ -45,21 +46,25 @@ def saliency(
     target: Target = None,
     *,
     output: OutputSelector = None,
-    channels_last: bool = False,
+    channels_last: bool | None = None,
 ) -> Tensor:
     """Vanilla gradient saliency: max over channels of |∂ logit_target / ∂ x|.
 
     x: (B, C, H, W) normalized images → (B, H, W), ≥ 0. target: class per image (int, list or
     (B,) tensor); None = the predicted class. output: picks the logits from a tuple/dict output.
     Equals Captum's `Saliency(model).attribute(x, target, abs=True).amax(1)`.
-    channels_last=True runs the model in channels-last layout (faster convs on CPU, see
-    BENCHMARKS.md); only for models that never `.view()` a conv output.
+    Runs on an inference copy of the model (BatchNorm folded into convs, channels-last layout;
+    see `run_fast`): channels_last None tries channels-last and falls back to the default
+    layout for a model that `.view()`s a conv output; True / False force one layout.
     """
     check_images(x)
-    with inspecting(model, channels_last):
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        grad, _ = _input_gradient(model, x, target, output)
+    with inspecting(model):
+        grad, _ = run_fast(
+            lambda run, x: _input_gradient(run, x, target, output),
+            model,
+            x,
+            channels_last=channels_last,
+        )
     return grad.abs().amax(1)  # (B, H, W)
 
 
