@@ -81,3 +81,20 @@ def test_torchrun_two_ranks_identical_weights_and_complete_run(tmp_path):
         "rank0.sha256",
         "rank1.sha256",
     ]
+
+
+def test_torchrun_refused_output_directory_stops_every_rank(tmp_path):
+    """Rank 0 alone checks --out; rank 1 must learn its refusal instead of waiting forever."""
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's file")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "cnnlab.cli", "train", "--preset", "lenet5", "--data", "digits", "--epochs", "1",
+        "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.count("already exists; pass --resume") == 2  # both ranks, one line each
+    assert (out / "notes.txt").read_text() == "a user's file"

@@ -388,9 +388,16 @@ def _train(spec, data, out, config, resume, force, progress, dist) -> dict[str, 
     from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_val_split
     from cnnlab.spec import load_spec
 
+    refusal = None
     if dist.is_main:
-        _prepare_out(out, resume, force)
-    distributed.barrier(dist)
+        try:
+            _prepare_out(out, resume, force)
+        except RunError as error:
+            refusal = str(error)
+    # Every rank learns rank 0's verdict: a rank must not wait at a barrier for one that gave up.
+    refusal = distributed.broadcast_object(refusal, dist)
+    if refusal is not None:
+        raise RunError(refusal)
     if resume:
         spec, data, config = _resume_inputs(out, spec, data, config)
     else:
