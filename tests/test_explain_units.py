@@ -252,3 +252,13 @@ def test_filters_and_feature_maps_equal_torch(tmp_path):
     assert maps["layer2"].shape == (2, 16, 8, 8)
     path = save_grid(f, tmp_path / "filters.png", nrow=4, scale=2)
     assert Image.open(path).size == (4 * 7 + 1, 2 * 7 + 1)  # 8 tiles of 6 px + 1 px gaps
+
+
+def test_erf_prints_its_numbers_not_its_gradient():
+    """A learner reads `ERF(...)` in a REPL: the two sides must show, not 4,096 numbers."""
+    from cnnlab.explain.erf import ERF
+
+    erf = ERF("layer2", torch.zeros(64, 64), 11, 13, "cnnlab.summary", 0.95)
+    text = repr(erf)
+    assert "measured=11" in text and "theoretical=13" in text and "64×64" in text
+    assert len(text) < 200

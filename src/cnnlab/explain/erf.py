@@ -38,6 +38,14 @@ class ERF:
     theoretical_source: str
     mass: float
 
+    def __repr__(self) -> str:  # the (H, W) gradient would bury the two numbers that matter
+        h, w = self.gradient.shape
+        return (
+            f"ERF(layer={self.layer!r}, measured={self.measured}, "
+            f"theoretical={self.theoretical} ({self.theoretical_source}), "
+            f"mass={self.mass}, gradient=<{h}×{w}>)"
+        )
+
 
 def centred_side(grad: Tensor, mass: float = 0.95) -> int:
     """Side of the smallest square, centred on grad's centre of mass, holding `mass` of it."""
