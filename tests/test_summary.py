@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-import gc
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -544,18 +546,28 @@ def test_a_linear_layer_that_does_not_fit_still_gets_torchs_error_with_its_name(
         summary(model, (3, 8, 8))
 
 
+GC_CHECK = """
+import gc
+from cnnlab import summary
+from test_summary import ResNet
+
+model = ResNet()
+assert gc.isenabled()
+summary(model, (3, 32, 32))
+assert gc.isenabled()
+gc.disable()
+gc.collect()
+summary(model, (3, 32, 32))
+assert not gc.isenabled()
+print(gc.collect())  # unreachable objects the call left behind
+"""
+
+
 def test_the_garbage_collector_is_left_as_found_and_given_nothing_to_do():
     """summary pauses Python's cyclic garbage collector while it runs and leaves no
-    reference cycles: the traced copy is freed by reference counting when it returns."""
-    model = ResNet()
-    assert gc.isenabled()
-    summary(model, (3, 32, 32))
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        gc.collect()
-        summary(model, (3, 32, 32))
-        assert not gc.isenabled()
-        assert gc.collect() == 0  # unreachable objects the call left behind
-    finally:
-        gc.enable()
+    reference cycles: the traced copy is freed by reference counting when it returns.
+    In a fresh interpreter, so that what other tests left behind is not counted."""
+    here = str(Path(__file__).parent)
+    out = subprocess.run([sys.executable, "-c", GC_CHECK], capture_output=True, text=True, cwd=here)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"]
