@@ -404,6 +404,18 @@ def test_malformed_yaml_and_json_name_file_and_line(tmp_path: Path):
         load_spec("name: x\ninput: [1, 2\nlayers: []\n")
 
 
+def test_a_repeated_key_is_an_error_not_the_last_one_winning(tmp_path: Path):
+    """Plain yaml.safe_load and json.loads keep the last of two equal keys silently."""
+    with pytest.raises(SpecError, match=r"line 3, column 1: .*'input' appears twice"):
+        load_spec("name: x\ninput: [1, 8, 8]\ninput: [3, 9, 9]\nlayers: [relu]\n")
+    with pytest.raises(SpecError, match=r"line 2, .*'filters' appears twice"):
+        load_spec("input: [1, 8, 8]\nlayers: [{conv: {filters: 8, filters: 16, kernel: 3}}]\n")
+    dup = tmp_path / "dup.json"
+    dup.write_text('{"input": [1, 8, 8], "layers": [{"conv": {"filters": 8, "filters": 3}}]}')
+    with pytest.raises(SpecError, match=r"dup\.json: invalid JSON: the key 'filters' appears"):
+        load_spec(dup)
+
+
 def test_file_errors_name_the_file(tmp_path: Path):
     with pytest.raises(SpecError, match="spec file .*missing.yaml not found"):
         load_spec(tmp_path / "missing.yaml")

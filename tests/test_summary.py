@@ -243,6 +243,42 @@ def test_even_kernel_same_padding_lint():
     assert "even-kernel-same" not in codes(nn.Conv2d(3, 8, 3, padding="same"), (3, 16, 16))
 
 
+def unread_trailing_pixels(model: nn.Module, input_size) -> tuple[int, int]:
+    """(rows at the bottom, columns at the right) of the input whose gradient is zero for
+    every output: pixels no window reads, found by autograd (the independent truth)."""
+    x = torch.randn(1, *input_size, requires_grad=True)
+    model(x).abs().sum().backward()
+    read = x.grad.abs().sum(dim=(0, 1)) > 0  # (H, W)
+    rows, cols = read.any(dim=1), read.any(dim=0)
+    return tuple(int(len(a) - 1 - a.nonzero().max()) for a in (rows, cols))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(3, 14),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 4),
+    same=st.booleans(),
+)
+def test_floor_lint_fires_exactly_where_autograd_sees_unread_pixels(size, kernel, stride, same):
+    """Through a spec's conv, 'same' at stride > 1 (zeros padded by F.pad) included: the floor
+    lint names as many dropped rows and columns as the input gradient shows."""
+    assume(kernel <= size and stride <= kernel)  # a stride past the kernel skips by design
+    conv = {"filters": 2, "kernel": kernel, "stride": stride, "padding": "same" if same else 0}
+    spec = {"input": [1, size, size + 1], "layers": [{"conv": conv}]}  # no ReLU: no dead windows
+    model = cnnlab.build(spec)
+    rows, cols = unread_trailing_pixels(model, (1, size, size + 1))
+    lints = {w.code: w for w in summary(spec).warnings}
+    assert ("floor" in lints) == bool(rows or cols)
+    if rows:
+        assert f"{rows} row(s) at the bottom" in lints["floor"].message
+    if cols:
+        assert f"{cols} column(s) at the right" in lints["floor"].message
+    even_same = same and kernel % 2 == 0
+    assert ("even-kernel-same" in lints) == even_same
+
+
 @pytest.mark.parametrize(
     "between, fires",
     [

@@ -643,11 +643,36 @@ def _from_mapping(data: Any, default_name: str) -> Spec:
     return spec
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a repeated key (plain YAML keeps the last one silently:
+    `filters: 8` then `filters: 16` would build a 16-filter conv without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _json_unique(pairs: list[tuple[str, Any]]) -> dict:
+    """json.loads' object_pairs_hook: a repeated key is an error, not the last one winning."""
+    keys = [k for k, _ in pairs]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise ValueError(f"the key {k!r} appears twice in one object")
+    return dict(pairs)
+
+
 def _parse_text(text: str, origin: str, as_json: bool = False) -> Any:
     """YAML (or JSON) text -> Python data; SpecError with the line and column on bad syntax."""
     if as_json:
         try:
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=_json_unique)
         except json.JSONDecodeError as err:
             raise SpecError(
                 f"{origin}, line {err.lineno}, column {err.colno}: invalid JSON: {err.msg}"
@@ -655,7 +680,7 @@ def _parse_text(text: str, origin: str, as_json: bool = False) -> Any:
         except ValueError as err:  # e.g. an integer longer than Python will parse
             raise SpecError(f"{origin}: invalid JSON: {err}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -127,6 +127,9 @@ class _Tag(NamedTuple):
     squashed_by: str | None = None  # last sigmoid/tanh reached through linear ops only
     flat_from: tuple[str, tuple[int, ...], bool] | None = None  # (layer, map shape, size-free)
     size_free: bool = False  # spatial size set by an adaptive/global pool, not by the input
+    pad: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) zeros that an
+    # F.pad just put around the map (a 'same' conv at stride > 1): the next window's floor
+    # and symmetry lints look through them at the real pixels
     is_row: bool = False  # already shown as some row's output
 
 
@@ -155,6 +158,7 @@ def _fns(*names: str, owner: object = F) -> set[Callable]:
 _T = torch.Tensor
 _META = torch.device("meta")  # torch.empty(device="meta") parses the string on every call
 _CONV = _fns("conv2d")
+_PAD = _fns("pad")
 _MAX_POOL = _fns("max_pool2d", "max_pool2d_with_indices") | _fns("max_pool2d", owner=torch)
 _AVG_POOL = _fns("avg_pool2d")
 _PLAIN_POOL = _fns("max_pool2d", "avg_pool2d")
@@ -305,6 +309,18 @@ def _window_map(size: tuple[int, int], w: _Window) -> tuple[tuple[int, int], tup
         for i in (0, 1)
     )
     return out_map, dropped
+
+
+def _zero_pad(func: Callable, args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of an F.pad call that puts zeros around both spatial axes,
+    None for any other padding (reflect, replicate, a non-zero value, other axes)."""
+    pad = tuple(_arg(args, kwargs, 1, "pad", ()))
+    mode = _arg(args, kwargs, 2, "mode", "constant")
+    value = _arg(args, kwargs, 3, "value", None)
+    if mode != "constant" or value not in (None, 0, 0.0) or len(pad) != 4 or min(pad) < 0:
+        return None
+    left, right, top, bottom = (int(p) for p in pad)  # F.pad order: last axis (W) first
+    return top, bottom, left, right
 
 
 @functools.lru_cache(4096)
@@ -568,15 +584,21 @@ class _Tracer(TorchFunctionMode):
         if w.same:
             odd = [(k, d) for k, d in zip(w.kernel, w.dilation, strict=True) if d * (k - 1) % 2]
             if odd:
-                before, after = geometry.same_padding(*odd[0])
-                self.lint(
-                    "even-kernel-same",
-                    f"kernel {w.kernel[0]}×{w.kernel[1]} with padding='same' pads {before} "
-                    f"before and {after} after (right/bottom): the padding is asymmetric and "
-                    "shifts the feature map by half a pixel (§2.3: P = (K − 1)/2 needs an odd "
-                    "K). Fix: use an odd kernel.",
-                )
+                self._even_same_lint(w, geometry.same_padding(*odd[0]))
             return size
+        pad = getattr(x, _TAG, None)
+        pad = pad.pad if pad is not None else None
+        if pad is not None and w.padding == (0, 0):  # zeros put there by F.pad: 'same' at S > 1
+            # the last `after` unread pixels of the padded map are zeros, not the image's
+            dropped = (max(0, dropped[0] - pad[1]), max(0, dropped[1] - pad[3]))
+            pairs = ((pad[0], pad[1]), (pad[2], pad[3]))
+            reach = [d * (k - 1) for k, d in zip(w.kernel, w.dilation, strict=True)]
+            asymmetric = [
+                p for p, t in zip(pairs, reach, strict=True) if sum(p) == t and p[0] != p[1]
+            ]
+            if asymmetric:
+                self._even_same_lint(w, asymmetric[0])
+            size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])  # the real map
         if any(dropped):
             edges = " and ".join(
                 f"{n} {what} at the {edge}"
@@ -586,15 +608,31 @@ class _Tracer(TorchFunctionMode):
                 )
                 if n
             )
+            axis = 0 if dropped[0] else 1  # the edge named first below is the width's
+            axis = 1 if dropped[1] else axis
+            stride, padding = w.stride[axis], w.padding[axis]
+            if pad is not None and w.padding == (0, 0):
+                padding = f"{pad[2 * axis]} before and {pad[2 * axis + 1]} after"
             self.lint(
                 "floor",
-                f"a {w.kernel[0]}×{w.kernel[1]} window with stride {w.stride[0]} and padding "
-                f"{w.padding[0]} over {size[0]}×{size[1]} never reads the last {edges}: "
+                f"a {w.kernel[0]}×{w.kernel[1]} window with stride {stride} and padding "
+                f"{padding} along the {('height', 'width')[axis]} over {size[0]}×{size[1]} "
+                f"never reads the last {edges}: "
                 "(I − K + 2P)/S is not an integer, so the output size is floored and those "
                 "pixels are ignored (§2.2, the floor problem). Fix: choose padding/stride (or "
                 "the input size) so that I − K + 2P is a multiple of S.",
             )
         return out_map
+
+    def _even_same_lint(self, w: _Window, pads: tuple[int, int]) -> None:
+        before, after = pads
+        self.lint(
+            "even-kernel-same",
+            f"kernel {w.kernel[0]}×{w.kernel[1]} with padding='same' pads {before} "
+            f"before and {after} after (right/bottom): the padding is asymmetric and "
+            "shifts the feature map by half a pixel (§2.3: P = (K − 1)/2 needs an odd "
+            "K). Fix: use an odd kernel.",
+        )
 
     def _tag(self, func: Callable, args: tuple, kwargs: dict, out: Tensor, window) -> _Tag | None:
         """The tag of `out` = func(*args, **kwargs), from its inputs' tags (None: no input
@@ -620,8 +658,14 @@ class _Tracer(TorchFunctionMode):
             flat_from = _first(t.flat_from for t in tags)
         if func not in _LINEAR_OPS:
             linear_from = squashed_by = flat_from = None
+        pad = _zero_pad(func, args, kwargs) if func in _PAD and src.dim() == 4 else None
         if window is not None:
             rf = _window_rf(rf, window)
+        elif pad is not None:  # pixel 0 of the output is pixel −top (−left) of the input
+            starts = (pad[0], pad[2])  # top, left
+            rf = tuple(
+                RF(r.size, r.jump, r.start - p * r.jump) for r, p in zip(rf, starts, strict=True)
+            )
         else:
             rf, size_free, flat_from = self._map_change(func, src, out, base, size_free, flat_from)
         if func in _CONV or func in _LINEAR:
@@ -629,7 +673,7 @@ class _Tracer(TorchFunctionMode):
             linear_from, squashed_by, flat_from = self.layer, None, None
         elif func in _SQUASH:
             squashed_by = self.layer
-        return _Tag(rf, linear_from, squashed_by, flat_from, size_free)
+        return _Tag(rf, linear_from, squashed_by, flat_from, size_free, pad)
 
     def _map_change(
         self, func: Callable, src: Tensor, out: Tensor, base: _Tag, size_free: bool, flat_from: Any
