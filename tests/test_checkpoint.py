@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -58,22 +61,66 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     ]  # no temp file left behind
 
 
-def test_failure_on_second_file_is_detected_not_mixed(tmp_path, monkeypatch):
-    """Tensors replaced but JSON not (crash between the renames): load refuses the pair."""
+def test_failure_on_the_sidecar_keeps_a_whole_checkpoint(tmp_path, monkeypatch):
+    """Tensors replaced, then the JSON sidecar's write fails (disk full, or killed between
+    the two renames): the new checkpoint is whole, its state read from the tensor file."""
     checkpoint.save_checkpoint(tmp_path, _tensors(1), {"epoch": 1})
     real = checkpoint.atomic_write
-    calls = []
 
-    def fail_second(path, data):
-        calls.append(path)
-        if len(calls) == 2:
+    def fail_on_json(path, data):
+        if path.name == "checkpoint.json":
             raise RunError("simulated crash")
         real(path, data)
 
-    monkeypatch.setattr(checkpoint, "atomic_write", fail_second)
+    monkeypatch.setattr(checkpoint, "atomic_write", fail_on_json)
     with pytest.raises(RunError, match="simulated"):
         checkpoint.save_checkpoint(tmp_path, _tensors(2), {"epoch": 2})
     monkeypatch.undo()
+    loaded, state = checkpoint.load_checkpoint(tmp_path)
+    assert state["epoch"] == 2 and torch.equal(loaded["model.w"], _tensors(2)["model.w"])
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["epoch"] == 1  # stale copy
+
+
+DISK_FULL = """
+import resource, sys, torch
+from cnnlab import checkpoint
+from cnnlab.errors import RunError
+out, limit = sys.argv[1], int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # files past `limit` bytes: EFBIG
+try:
+    checkpoint.save_checkpoint(out, {"model.w": torch.full((limit,), 2.0)}, {"epoch": 2})
+except RunError as error:
+    print(error)
+"""
+
+
+def test_a_real_full_disk_leaves_the_previous_checkpoint(tmp_path):
+    """A process whose file-size limit (RLIMIT_FSIZE) makes the write fail as a full disk
+    does (the tensor file, which embeds the state, is always the larger of the two)."""
+    checkpoint.save_checkpoint(tmp_path, {"model.w": torch.ones(500)}, {"epoch": 1})
+    out = subprocess.run(
+        [sys.executable, "-c", DISK_FULL, str(tmp_path), "1000"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "could not write" in out.stdout and "intact" in out.stdout
+    loaded, state = checkpoint.load_checkpoint(tmp_path)
+    assert state["epoch"] == 1 and torch.equal(loaded["model.w"], torch.ones(500))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint.json",
+        "checkpoint.safetensors",
+    ]  # no temp file left behind
+
+
+def test_a_format_1_pair_still_loads_and_a_torn_one_is_refused(tmp_path):
+    """Checkpoints written before the state moved into the tensor file (format 1)."""
+    from safetensors.torch import save as st_save
+
+    blob = st_save(_tensors(1), metadata={"format": "1"})
+    (tmp_path / "checkpoint.safetensors").write_bytes(blob)
+    digest = hashlib.sha256(blob).hexdigest()
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"epoch": 1, "tensors_sha256": digest}))
+    assert checkpoint.load_checkpoint(tmp_path)[1]["epoch"] == 1
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"epoch": 1, "tensors_sha256": "0"}))
     with pytest.raises(RunError, match="does not describe"):
         checkpoint.load_checkpoint(tmp_path)
 

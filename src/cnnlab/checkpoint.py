@@ -5,13 +5,14 @@ A checkpoint is two files in the run directory:
 - ``checkpoint.safetensors``: the model's state (``model.*``), the EMA copy (``ema.*``) and
   the optimizer's per-parameter tensors (``optimizer.<index>.<name>``, e.g. momentum buffers);
 - ``checkpoint.json``: epoch, step, schedule position, optimizer hyper-parameters, RNG states
-  (torch as base64, NumPy and Python as lists) and the SHA-256 of the tensor file.
+  (torch as base64, NumPy and Python as lists), for people and tools to read.
 
 Nothing is pickled: ``torch.save``/``torch.load`` never run, so loading a checkpoint cannot
 execute code. Each file is written atomically (temp file in the same directory, flush +
-fsync, ``os.replace``, fsync of the directory): a crash or a full disk during a write leaves
-the previous checkpoint as it was. The tensor file is replaced first; the JSON's hash tells
-a matching pair from one torn between the two renames.
+fsync, ``os.replace``, fsync of the directory). The tensor file also carries the JSON state
+in its safetensors metadata, so its one rename is the commit point: a crash or a full disk
+at any moment leaves a whole checkpoint, the old one or the new one, and a sidecar torn
+from its tensors (killed between the two renames, disk full on the second) is ignored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -34,7 +36,7 @@ from cnnlab.errors import RunError
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 MODEL_WEIGHTS = "model.safetensors"
-FORMAT = 1
+FORMAT = 2  # 1: the state in checkpoint.json only, tied to the tensors by their SHA-256
 
 
 # --- atomic files ------------------------------------------------------------------------
@@ -187,16 +189,19 @@ def join_optimizer_state(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
 
 
 def save_checkpoint(directory: str | Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
-    """Write checkpoint.safetensors then checkpoint.json (each atomically) into `directory`.
+    """Write checkpoint.safetensors (tensors + state in its metadata), then its readable copy
+    checkpoint.json, each atomically, into `directory`.
 
-    tensors: flat name -> tensor; state: JSON-ready dict (epoch, step, RNG, ...).
+    tensors: flat name -> tensor; state: JSON-ready dict (epoch, step, RNG, ...). Once the
+    first file is written the checkpoint is complete; a failure on the second (RunError)
+    leaves a sidecar that load_checkpoint knows to ignore.
     """
     directory = Path(directory)
-    blob = st_save(_plain(tensors), metadata={"format": str(FORMAT)})
-    state = {**state, "format": FORMAT, "tensors_sha256": hashlib.sha256(blob).hexdigest()}
-    state_bytes = (json.dumps(state) + "\n").encode()
+    state = {**state, "format": FORMAT}
+    text = json.dumps(state)
+    blob = st_save(_plain(tensors), metadata={"format": str(FORMAT), "state": text})
     atomic_write(directory / CHECKPOINT_TENSORS, blob)
-    atomic_write(directory / CHECKPOINT_STATE, state_bytes)
+    atomic_write(directory / CHECKPOINT_STATE, (text + "\n").encode())
 
 
 def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -206,27 +211,55 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
     """
     directory = Path(directory)
     tensor_path, state_path = directory / CHECKPOINT_TENSORS, directory / CHECKPOINT_STATE
-    for path in (tensor_path, state_path):
-        if not path.is_file():
-            raise RunError(
-                f"{path} is missing: there is no checkpoint to resume from "
-                "(start the run again with --force)"
-            )
+    if not tensor_path.is_file():
+        raise RunError(
+            f"{tensor_path} is missing: there is no checkpoint to resume from "
+            "(start the run again with --force)"
+        )
     blob = tensor_path.read_bytes()
+    state = _embedded_state(tensor_path)
+    if state is None:  # format 1: the state lives in the sidecar only
+        state = _sidecar_state(state_path, blob)
+    try:
+        tensors = st_load(blob)
+    except Exception as error:
+        raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
+    return tensors, state
+
+
+def _embedded_state(tensor_path: Path) -> dict | None:
+    """The state in the tensor file's metadata (format ≥ 2), None for a format-1 file."""
+    try:
+        with safe_open(tensor_path, framework="pt") as file:
+            text = (file.metadata() or {}).get("state")
+    except Exception as error:  # safetensors raises its own error types on corrupt files
+        raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RunError(f"{tensor_path}: its checkpoint state is not valid JSON") from error
+
+
+def _sidecar_state(state_path: Path, blob: bytes) -> dict:
+    """A format-1 checkpoint's state: checkpoint.json, if its hash names these tensors."""
+    if not state_path.is_file():
+        raise RunError(
+            f"{state_path} is missing: there is no checkpoint to resume from "
+            "(start the run again with --force)"
+        )
     try:
         state = json.loads(state_path.read_text())
     except json.JSONDecodeError as error:
         raise RunError(f"{state_path} is not valid JSON: {error}") from error
     if state.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
         raise RunError(
-            f"{state_path} does not describe {tensor_path} (the run stopped between writing "
+            f"{state_path} does not describe {state_path.with_name(CHECKPOINT_TENSORS)} (the "
+            "run stopped between writing "
             "the two files); start the run again with --force"
         )
-    try:
-        tensors = st_load(blob)
-    except Exception as error:
-        raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
-    return tensors, state
+    return state
 
 
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
