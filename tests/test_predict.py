@@ -130,3 +130,62 @@ def test_cli_bad_inputs_exit_2_with_one_line(runs, tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and needle in err, (argv, err)
+
+
+def _rgba_and_16bit(folder):
+    """An RGBA PNG (opaque white top half, transparent white bottom) and a 16-bit grey ramp."""
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    rgba[4:, :, 3] = 0
+    ramp = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)  # up to 63,000 of 65,535
+    (folder / "a").mkdir(parents=True)
+    Image.fromarray(rgba, "RGBA").save(folder / "a" / "rgba.png")
+    Image.fromarray(ramp).save(folder / "a" / "gray16.png")  # mode I;16
+    return [folder / "a" / "gray16.png", folder / "a" / "rgba.png"]  # the folder's order
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_predict_reads_files_as_the_folder_loader_does(tmp_path, channels):
+    """Truth: image_folder's tensor for the same files (alpha over black, 16 bits ÷ 257)."""
+    from cnnlab.data import image_folder
+    from cnnlab.evaluate import load_image
+
+    files = _rgba_and_16bit(tmp_path / "imgs")
+    folder = image_folder(tmp_path / "imgs", channels=channels).images  # (2, C, 8, 8)
+    for i, path in enumerate(files):
+        assert torch.equal(load_image(path, channels)[0], folder[i]), path.name
+    rgba = load_image(files[1], channels)[0]
+    assert (rgba[:, :4] == 255).all() and (rgba[:, 4:] == 0).all()  # transparent -> black
+    assert load_image(files[0], channels)[0, 0, 7, 7] == round(63000 / 257)
+
+
+def _untrained_run(tmp_path, layers):
+    """A Run of an untrained spec: enough for predict's size checks, no training needed."""
+    from cnnlab.build import build
+    from cnnlab.run import Run
+    from cnnlab.spec import load_spec
+
+    spec = load_spec({"name": "any-size", "input": [1, 8, 8], "layers": layers})
+    config = {"classes": list("0123456789"), "mean": [0.5], "std": [0.25]}
+    config.update(input_shape=[1, 8, 8], data="digits")
+    return Run(tmp_path, spec, build(spec).eval(), config)
+
+
+def test_flatten_after_an_adaptive_pool_takes_any_size(tmp_path):
+    """conv, relu, adaptiveconcatpool, flatten, linear: the flat features do not depend on the
+    image size, so a 16×16 image runs; a flatten after a fixed map still explains the trap."""
+    conv = {"conv": {"filters": 4, "kernel": 3, "padding": "same"}}
+    run = _untrained_run(tmp_path, [conv, "relu", "adaptiveconcatpool", "flatten", {"linear": 10}])
+    big = _png(tmp_path / "big.png", np.zeros((16, 12), np.uint8))
+    (p,) = predict(run, [big], top=2)
+    assert p.size == (16, 12) and len(p.top) == 2
+    run = _untrained_run(tmp_path, [conv, "relu", {"maxpool": 2}, "flatten", {"linear": 10}])
+    with pytest.raises(DataError, match=r"big.png is 16×12.*only takes 8×8.*fixed-size trap"):
+        predict(run, [big])
+
+
+def test_image_too_small_for_the_layers_names_the_size(tmp_path):
+    conv = {"conv": {"filters": 4, "kernel": 3}}  # 8 -> 6 -> 4, but 4 -> 2 -> nothing
+    run = _untrained_run(tmp_path, [conv, "relu", conv, "gap", {"linear": 10}])
+    tiny = _png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match=r"tiny.png is 4×4, a size this model cannot take.*8×8"):
+        predict(run, [tiny])

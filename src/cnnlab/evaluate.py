@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, SpecError
 
 if TYPE_CHECKING:
     from cnnlab.run import Run
@@ -149,25 +149,26 @@ class Prediction:
 
 
 def load_image(path: str | Path, channels: int) -> torch.Tensor:
-    """Read an image file as uint8 `(1, channels, H, W)` (grey -> RGB or RGB -> luma)."""
-    from PIL import Image, UnidentifiedImageError
+    """Read an image file as uint8 `(1, channels, H, W)`, converted exactly as the image-folder
+    loader converts training images (`cnnlab.data.read_image`)."""
+    from cnnlab.data import read_image
 
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-            w, h = image.size
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from error
-    return pixels.reshape(h, w, channels).permute(2, 0, 1).unsqueeze(0)  # (1, C, H, W)
+    return read_image(path, channels).unsqueeze(0)  # (1, C, H, W)
 
 
-def has_fixed_size_head(run: Run) -> bool:
-    """True when the spec flattens a feature map into a linear layer (a fixed-size model)."""
-    return any(layer.kind == "flatten" for layer in run.spec.layers)
+def takes_size(spec: Any, size: tuple[int, int]) -> bool:
+    """True when the spec runs on `size` (H, W) images with the weights of its training size.
+
+    Decided by the spec's shape inference: the model takes the size when every flat feature
+    vector (what a linear layer reads) is as long as at the training size. A flatten after a
+    non-adaptive map changes length with the image (the fixed-size trap); a flatten after gap
+    or an adaptive pool does not. SpecError when the image is too small for some layer.
+    """
+    from cnnlab.spec import shapes
+
+    trained = shapes(spec)
+    resized = shapes(spec, (spec.input[0], *size))
+    return all(a == b for a, b in zip(trained, resized, strict=True) if len(a) == 1)
 
 
 def _size_error(path: str, size: tuple[int, int], need: tuple[int, int]) -> DataError:
@@ -179,21 +180,34 @@ def _size_error(path: str, size: tuple[int, int], need: tuple[int, int]) -> Data
     )
 
 
+def _check_size(spec, path: str, size: tuple[int, int], need: tuple[int, int]) -> None:
+    """DataError when the model cannot run on `size` (too small, or a fixed-size head)."""
+    try:
+        fits = takes_size(spec, size)
+    except SpecError as error:
+        raise DataError(
+            f"{path} is {size[0]}×{size[1]}, a size this model cannot take ({error}); "
+            f"resize the image to {need[0]}×{need[1]}, the size it was trained on"
+        ) from None
+    if not fits:
+        raise _size_error(path, size, need)
+
+
 def predict(run: Run, images: Sequence[str | Path], *, top: int = 5) -> list[Prediction]:
     """Softmax top-`top` classes for each image file, converted to the run's channels.
 
-    A GAP-headed model accepts any resolution; a flatten-headed one needs the training size
-    and raises DataError naming it otherwise.
+    A model whose head does not depend on the map size (gap, or an adaptive pool before
+    flatten) accepts any resolution; one that flattens a fixed-size map needs the training
+    size and raises DataError naming it otherwise (`takes_size`).
     """
     channels, height, width = run.input_shape
     k = max(1, min(top, len(run.classes)))
-    fixed = has_fixed_size_head(run)
     results = []
     for path in images:
         pixels = load_image(path, channels)  # (1, C, H, W) uint8
         size = tuple(pixels.shape[2:])
-        if fixed and size != (height, width):
-            raise _size_error(str(path), size, (height, width))
+        if size != (height, width):
+            _check_size(run.spec, str(path), size, (height, width))
         try:
             logits = predict_logits(run.model, run.preprocess(pixels))  # (1, classes)
         except RuntimeError as error:

@@ -10,7 +10,7 @@ the in-memory batch pipeline (split, normalization, augmentation, `Loader`).
 from cnnlab.data.augment import Augment, erase, erase_masks, hflip, translate
 from cnnlab.data.download import FASHION_MNIST_MD5, FASHION_MNIST_URL, download_fashion_mnist
 from cnnlab.data.fashion import FASHION_MNIST_CLASSES, fashion_mnist, find_fashion_mnist
-from cnnlab.data.folder import image_folder
+from cnnlab.data.folder import image_folder, read_image
 from cnnlab.data.idx import read_idx, read_idx_images, read_idx_labels, read_idx_pair
 from cnnlab.data.imageset import ImageSet, conform, convert_channels, resize_crop
 from cnnlab.data.loader import Loader
@@ -44,6 +44,7 @@ __all__ = [
     "read_idx_images",
     "read_idx_labels",
     "read_idx_pair",
+    "read_image",
     "resize_crop",
     "shapes",
     "to_float",

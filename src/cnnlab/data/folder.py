@@ -93,6 +93,35 @@ def _to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert(target)
 
 
+_UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+def _reason(error: Exception) -> str:
+    return "not a readable image" if isinstance(error, UnidentifiedImageError) else str(error)
+
+
+def read_image(path: str | Path, channels: int) -> torch.Tensor:
+    """One image file as uint8 `(channels, H, W)`, prepared exactly as `image_folder` prepares
+    each of its images (EXIF rotation, alpha over black, 16-bit gray scaled; no resize), so a
+    model sees a file at prediction as it saw the files it was trained on."""
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3 for an image file, got {channels}")
+    path = Path(path).expanduser()
+    try:
+        img = _open(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such image file") from None
+    except _UNREADABLE as error:
+        raise DataError(f"{path}: not a readable image ({_reason(error)})") from error
+    return _to_tensor(np.asarray(_to_mode(img, channels), dtype=np.uint8))
+
+
+def _to_tensor(array: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, C) uint8 -> (C, H, W)."""
+    pixels = torch.from_numpy(array.copy())
+    return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1).contiguous()
+
+
 def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Resize to cover `size` (H, W) with the aspect ratio kept, then center-crop."""
     th, tw = size
@@ -145,8 +174,8 @@ def _decode_all(
     for file, label in files:
         try:
             decoded.append((file, label, _open(file)))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            reason = "not a readable image" if isinstance(e, UnidentifiedImageError) else str(e)
+        except _UNREADABLE as e:
+            reason = _reason(e)
             if strict:
                 raise DataError(f"{file}: corrupt or unreadable image ({reason})") from e
             skipped.append((str(file), reason))
