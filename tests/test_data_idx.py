@@ -177,6 +177,9 @@ def test_not_found_lists_where_it_looked_and_how_to_get_it(no_default_dirs):
     message = str(e.value)
     assert str(no_default_dirs / "cache") in message and str(no_default_dirs / "system") in message
     assert "apt-get install dataset-fashion-mnist" in message and "--data DIR" in message
+    # `cnnlab train` has no --download: the message names the command that has one
+    assert "`cnnlab data fashion-mnist --download DIR`" in message
+    assert "download=True" not in message
 
 
 def test_search_order_env_before_cache_before_system(no_default_dirs, monkeypatch):

@@ -124,3 +124,18 @@ def test_resize_crop_center_crops_after_cover():
     out = resize_crop(img, 4)  # already covers 4×4: a pure center crop of columns 2..5
     assert torch.equal(out, img[..., 2:6])
     assert resize_crop(img, (8, 16)).shape == (1, 1, 8, 16)
+
+
+@pytest.mark.parametrize("name", ["/nonexistent", "./missing", "~/no-such-cnnlab-dir", "a/b"])
+def test_a_missing_directory_is_named_as_a_directory(name):
+    with pytest.raises(DataError, match="no such directory") as e:
+        load_dataset(name)
+    assert "unknown data set" not in str(e.value) and name in str(e.value)
+
+
+def test_a_file_given_as_data_is_not_a_directory(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"")
+    with pytest.raises(DataError, match="x.png: not a directory"):
+        load_dataset(str(tmp_path / "x.png"))
+    with pytest.raises(DataError, match="unknown data set 'cifar'"):  # a name stays a name
+        load_dataset("cifar")

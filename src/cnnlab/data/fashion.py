@@ -81,8 +81,9 @@ def find_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
         f"{prefix}-labels-idx1-ubyte[.gz]) not found; looked in: "
         + ", ".join(str(d) for d in looked)
         + ". Get them with `apt-get install dataset-fashion-mnist`, point to a copy with "
-        "--data DIR (or $CNNLAB_DATA), or download them (download=True / --download) "
-        f"from {FASHION_MNIST_URL}"
+        "--data DIR (or $CNNLAB_DATA), or download them from "
+        f"{FASHION_MNIST_URL} with `cnnlab data fashion-mnist --download DIR` and then "
+        "train with --data DIR"
     )
 
 

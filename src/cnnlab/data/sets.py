@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cnnlab.data.fashion import fashion_mnist, split_files
@@ -43,13 +44,24 @@ def load_dataset(
     elif Path(name).expanduser().is_dir():
         return image_folder(name, channels=channels, size=size, strict=strict, split=split)
     else:
-        raise DataError(
-            f"unknown data set {str(name)!r}: use one of {', '.join(DATASET_NAMES)} "
-            "or a directory with one sub-folder of images per class"
-        )
+        raise _not_found(str(name))
     return conform(ds, channels, size)
 
 
 def _holds_fashion_mnist(directory: Path) -> bool:
     """A directory with Fashion-MNIST's IDX files (either split) is that data set, not a folder."""
     return directory.is_dir() and any(split_files(directory, split) for split in ("train", "test"))
+
+
+def _not_found(name: str) -> DataError:
+    """A name with a slash, or starting with . or ~, was meant as a directory: say so."""
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        what = "not a directory" if Path(name).expanduser().exists() else "no such directory"
+        return DataError(
+            f"{name}: {what} (a data directory holds one sub-folder of images per class, or "
+            "the Fashion-MNIST IDX files)"
+        )
+    return DataError(
+        f"unknown data set {name!r}: use one of {', '.join(DATASET_NAMES)} "
+        "or a directory with one sub-folder of images per class"
+    )
