@@ -185,6 +185,20 @@ def test_activation_maximization_beats_every_data_image(trained, fmnist, objecti
     assert [p.requires_grad for p in trained.parameters()] == before
 
 
+def test_jitter_follows_a_shallow_unit_instead_of_washing_it_out(trained, fmnist):
+    """Layer 1 (first ReLU, a 3-px field, jump 1): the image is rolled by up to ±2 px each
+    step, more than the field's half-width; the objective follows its unit, so one short
+    start still beats every test image (before: ~0× the data max), and jitter on a unit whose
+    map moves exactly with the image changes nothing."""
+    xte = fmnist[2]
+    runs = [
+        activation_maximization(trained, "1", [0, 3, 7], steps=40, data=xte, restarts=1, jitter=j)
+        for j in (2, 0)
+    ]
+    assert (runs[0].ratio > 1).all(), runs[0].ratio
+    torch.testing.assert_close(runs[0].activation, runs[1].activation, rtol=1e-4, atol=1e-4)
+
+
 def test_activation_maximization_fourier_and_bad_channels(trained):
     res = activation_maximization(
         trained, "3", [1, 2], steps=30, fourier=True, input_size=(1, 28, 28)
@@ -195,6 +209,27 @@ def test_activation_maximization_fourier_and_bad_channels(trained):
         activation_maximization(trained, "3", [32], steps=1, input_size=(1, 28, 28))
     with pytest.raises(CnnlabError, match="input_size"):
         activation_maximization(trained, "3", [0], steps=1)
+    with pytest.raises(CnnlabError, match="channels is empty") as error:
+        activation_maximization(trained, "3", [], steps=1, input_size=(1, 28, 28))
+    assert "0.." not in str(error.value)  # "must lie in 0..31" said nothing about emptiness
+    with pytest.raises(CnnlabError, match="restarts"):
+        activation_maximization(trained, "3", [0], steps=1, input_size=(1, 28, 28), restarts=0)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda net: activation_maximization(net, "0", [0], steps=1, input_size=(1, 8, 8)),
+        lambda net: effective_receptive_field(net, "0", (1, 8, 8), n=2),
+        lambda net: linear_probe(net, (torch.randn(6, 1, 8, 8), torch.arange(6) % 3),
+                                 (torch.randn(3, 1, 8, 8), torch.arange(3)), epochs=1),
+    ],
+    ids=["actmax", "erf", "probe"],
+)  # fmt: skip
+def test_gradient_methods_inside_inference_mode_say_so(call):
+    """They raised a raw RuntimeError ("does not require grad") inside torch.inference_mode()."""
+    with torch.inference_mode(), pytest.raises(CnnlabError, match="outside the torch.inference"):
+        call(small_net())
 
 
 def test_erf_of_three_3x3_convs_lies_within_7x7():
@@ -252,6 +287,34 @@ def test_filters_and_feature_maps_equal_torch(tmp_path):
     assert maps["layer2"].shape == (2, 16, 8, 8)
     path = save_grid(f, tmp_path / "filters.png", nrow=4, scale=2)
     assert Image.open(path).size == (4 * 7 + 1, 2 * 7 + 1)  # 8 tiles of 6 px + 1 px gaps
+
+
+class HeadFirst(nn.Module):
+    """Registers its head conv and a side branch before its stem; the images meet the stem."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(8, 5, 1)
+        self.branch = nn.Conv2d(8, 8, 1)
+        self.stem = nn.Sequential(nn.Identity(), nn.Conv2d(3, 8, 3, padding=1))
+
+    def forward(self, x):
+        h = self.stem(x)
+        return self.head(h + self.branch(h)).mean((2, 3))  # (B, 5)
+
+
+@pytest.mark.parametrize("x", [None, torch.zeros(2, 3, 12, 12)], ids=["no-x", "x"])
+def test_filters_default_is_the_first_conv_in_forward_order(x):
+    """The stem's kernels, not the first conv registered (the head). Truth: the stem's weight
+    scaled per filter with torch ops; the model's mode and hooks are as before."""
+    torch.manual_seed(0)
+    model = HeadFirst().train()
+    w = model.stem[1].weight.detach()
+    lo = w.amin((1, 2, 3), keepdim=True)
+    torch.testing.assert_close(filters(model, x=x), (w - lo) / (w.amax((1, 2, 3), True) - lo))
+    assert model.training and not any(m._forward_pre_hooks for m in model.modules())
+    with pytest.raises(CnnlabError, match="no nn.Conv2d"):
+        filters(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
 
 
 def test_erf_prints_its_numbers_not_its_gradient():

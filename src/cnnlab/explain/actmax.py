@@ -26,6 +26,7 @@ from cnnlab.explain._capture import (
     batches,
     forward,
     inspecting,
+    needs_gradients,
     resolve_layer,
 )
 
@@ -52,15 +53,33 @@ OBJECTIVES = ("centre", "mean")
 MONOTONE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Hardtanh)
 
 
-def channel_activation(acts: Tensor, channels: Tensor, objective: str = "centre") -> Tensor:
+def channel_activation(
+    acts: Tensor, channels: Tensor, objective: str = "centre", shift: tuple[int, int] = (0, 0)
+) -> Tensor:
     """Row i's activation of channel channels[i]: (N, K, h, w) or (N, K) → (N,).
-    objective "centre": the unit at (h // 2, w // 2); "mean": the mean over the spatial map."""
+    objective "centre": the unit at (h // 2, w // 2), moved by `shift` units (clamped to the
+    map); "mean": the mean over the spatial map."""
     picked = acts[torch.arange(len(channels), device=acts.device), channels]  # (N, h, w) | (N,)
     if picked.dim() == 1:
         return picked
     if objective == "centre":
-        return picked[:, picked.shape[1] // 2, picked.shape[2] // 2]
+        h, w = picked.shape[1:]
+        i = min(max(h // 2 + shift[0], 0), h - 1)
+        j = min(max(w // 2 + shift[1], 0), w - 1)
+        return picked[:, i, j]
     return picked.flatten(1).mean(1)
+
+
+def unit_shift(acts: Tensor, image: Tensor, dy: int, dx: int) -> tuple[int, int]:
+    """Where the centre unit's patch went when the image was rolled by (dy, dx) pixels: a
+    conv map moves with its input, by (dy, dx) / jump units, jump ≈ image size / map size
+    (§3.2). Following it keeps jitter a robustness prior, not a target that wanders off a
+    shallow unit's field (a 5-px field under ±2-px jitter otherwise ends at ~0× data max)."""
+    if acts.dim() != 4:
+        return (0, 0)
+    jh = max(1, round(image.shape[2] / acts.shape[2]))
+    jw = max(1, round(image.shape[3] / acts.shape[3]))
+    return (round(dy / jh), round(dx / jw))
 
 
 def total_variation(x: Tensor) -> Tensor:
@@ -181,7 +200,8 @@ def activation_maximization(
 
     Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
     Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness
-    to translation), the loss is −activation + l2·mean(x²) + tv·total variation (for an
+    to translation; the centre objective follows its unit by shift / jump, so what is left
+    is the sub-unit part of the shift), the loss is −activation + l2·mean(x²) + tv·total variation (for an
     increasing activation module, e.g. nn.ReLU, its input is the activation maximised); every
     `blur_every` steps pixel images are blurred with a Gaussian of std `blur` (0 = off).
     value_range (lo, hi): images stay inside the range real inputs take (pixels are clamped
@@ -197,6 +217,7 @@ def activation_maximization(
     the start gets no gradient, so a single start can stay at zero.
     """
     resolve_layer(model, layer)
+    needs_gradients("activation_maximization")
     if steps < 1:
         raise ExplainError(f"activation_maximization needs steps ≥ 1, got {steps}")
     if objective not in OBJECTIVES:
@@ -209,6 +230,10 @@ def activation_maximization(
     if input_size is None:
         raise ExplainError("activation_maximization needs input_size=(C, H, W) or data")
     chans = torch.as_tensor(list(channels), dtype=torch.long)
+    if chans.numel() == 0:
+        raise ExplainError(f"channels is empty; give at least one channel of layer {layer!r}")
+    if restarts < 1:
+        raise ExplainError(f"activation_maximization needs restarts ≥ 1, got {restarts}")
     runs = chans.repeat(restarts)  # (R·N,): row r·N + i optimises channel i
     shape = (len(runs), *input_size)
     gen = torch.Generator().manual_seed(seed)
@@ -224,9 +249,10 @@ def activation_maximization(
     pre = isinstance(resolve_layer(model, layer), MONOTONE)
     with inspecting(model):
         size = _layer_output(model, layer, render().detach(), output).shape[1]
-        if restarts < 1 or chans.numel() == 0 or chans.min() < 0 or chans.max() >= size:
+        bad = chans[(chans < 0) | (chans >= size)]
+        if bad.numel():
             raise ExplainError(
-                f"channels must lie in 0..{size - 1} for layer {layer!r} (and restarts ≥ 1)"
+                f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
             )
         opt = torch.optim.Adam(param.parameters(), lr=lr)
         with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
@@ -235,7 +261,8 @@ def activation_maximization(
                 dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
                 moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
                 forward(model, moved, output, logits=False)
-                act = channel_activation(cap.tensor(layer), runs, objective)  # (R·N,)
+                acts = cap.tensor(layer)
+                act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
                 reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
                 opt.zero_grad()
                 (reg - act).sum().backward()
