@@ -4,6 +4,7 @@ the model's own forward pass; bad input exits 2 with one line."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -189,3 +190,44 @@ def test_image_too_small_for_the_layers_names_the_size(tmp_path):
     tiny = _png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DataError, match=r"tiny.png is 4×4, a size this model cannot take.*8×8"):
         predict(run, [tiny])
+
+
+def _folder_with_problems(root):
+    """Two classes of 8×8 grey PNGs, plus one RGB image (converted) and one corrupt file."""
+    for name, value in (("dark", 40), ("light", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            _png(root / name / f"{i}.png", np.full((8, 8), value + i, np.uint8))
+    _png(root / "dark" / "rgb.png", np.full((8, 8, 3), 90, np.uint8))
+    (root / "light" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return root
+
+
+def test_cli_train_on_a_folder_reports_skips_conversions_and_epochs(tmp_path, capsys):
+    """stdout is not a terminal here (as in `make demo > log`): one plain line per epoch; the
+    unreadable file and the conversion are printed; --strict fails on the unreadable file."""
+    root = _folder_with_problems(tmp_path / "imgs")
+    spec = tmp_path / "two.json"
+    layers = [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap"]
+    spec.write_text(
+        json.dumps({"name": "two", "input": [1, 8, 8], "layers": [*layers, {"linear": 2}]})
+    )
+    argv = ["train", str(spec), "--data", str(root), "--epochs", "2", "--batch-size", "4"]
+    argv += ["--precision", "fp32", "--no-tta", "--ema", "none"]
+    assert main([*argv, "--out", str(tmp_path / "strict"), "--strict"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "broken.png" in err, err
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    epochs = [line for line in out if line.startswith("epoch")]
+    x = r"\d\.\d{4}"
+    assert len(epochs) == 2, out
+    for n, line in enumerate(epochs, 1):
+        pattern = rf"epoch {n}/2  loss {x}  acc {x}  val acc {x}  [\d,]+ img/s  \d+\.\d s"
+        assert re.fullmatch(pattern, line), line
+    assert [line for line in out if line.startswith("skipped")] == [
+        f"skipped {root / 'light' / 'broken.png'}: not a readable image"
+    ]
+    assert "converted 1 image to the model's input (RGB->L)" in out
+    assert main([*argv, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]

@@ -15,14 +15,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from cnnlab import checkpoint
 from cnnlab.data import load_dataset
-from cnnlab.errors import RunError
+from cnnlab.errors import DataError, RunError
 from cnnlab.train import (
     ConfigError,
     TrainConfig,
@@ -199,7 +201,9 @@ def test_nan_loss_stops_with_epoch_step_and_keeps_last_good_checkpoint(tmp_path,
         return output * float("nan") if n == poison else None
 
     _hooked_build(monkeypatch, nan_at)
-    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 5.*learning rate.*too high"):
+    # --resume refuses a new --lr (and would replay the same steps): the advice is --force
+    advice = r"epoch 2, step 5.*learning rate.*too high.*start again with --force --lr 0.01"
+    with pytest.raises(TrainingDiverged, match=advice):
         train(TINY, "digits", tmp_path / "run", TrainConfig(**QUICK))
     tensors, state = checkpoint.load_checkpoint(tmp_path / "run")
     assert state["epoch"] == 1 and state["step"] == 0
@@ -311,3 +315,68 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path):
     assert (tmp_path / "ref/model.safetensors").read_bytes() == (
         tmp_path / "run/model.safetensors"
     ).read_bytes()
+
+
+# --- image folders -----------------------------------------------------------------------
+
+TWO_CLASSES = {
+    "name": "two",
+    "input": [1, 8, 8],
+    "layers": [
+        {"conv": {"filters": 4, "kernel": 3, "padding": "same"}},
+        "relu",
+        "gap",
+        {"linear": 2},
+    ],
+}
+FOLDER_QUICK = dict(epochs=1, batch_size=4, flip=False, tta=False, precision="fp32", ema=None)
+
+
+def _folder(root: Path, per_class: int = 10) -> Path:
+    """`root/dark/*.png` and `root/light/*.png`: 8×8 grey images, easy to tell apart."""
+    for name, value in (("dark", 40), ("light", 200)):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((8, 8), value + i, np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_batch_larger_than_the_training_split_is_refused_before_training(tmp_path):
+    """10 images: 2 held out for test, 1 for validation, 7 to train: no batch of 64 fits
+    (it used to crash with UnboundLocalError after an epoch of zero steps)."""
+    root = _folder(tmp_path / "imgs", per_class=5)
+    config = TrainConfig(**{**FOLDER_QUICK, "batch_size": 64})
+    fix = r"batch_size 64 is larger than the 7 training images.*--batch-size 7 or less"
+    with pytest.raises(ConfigError, match=fix):
+        train(TWO_CLASSES, root, tmp_path / "run", config)
+    assert not (tmp_path / "run" / "config.json").exists()  # refused before anything ran
+
+
+def test_folder_skips_and_conversions_are_returned_and_recorded_strict_fails(tmp_path):
+    root = _folder(tmp_path / "imgs")
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(root / "dark" / "rgb.png")
+    (root / "light" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    config = TrainConfig(**FOLDER_QUICK)
+    with pytest.raises(DataError, match="broken.png"):
+        train(TWO_CLASSES, root, tmp_path / "strict", config, strict=True)
+    result = train(TWO_CLASSES, root, tmp_path / "run", config)
+    assert [Path(p).name for p, _ in result["skipped"]] == ["broken.png"]
+    assert [(Path(p).name, why) for p, why in result["converted"]] == [("rgb.png", "RGB->L")]
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["skipped"] == [list(s) for s in result["skipped"]]
+    assert stored["converted"] == [list(c) for c in result["converted"]]
+
+
+def test_relative_data_dir_is_stored_absolute(tmp_path, monkeypatch):
+    """eval, --resume and report run from other directories than the one training ran in."""
+    from cnnlab.run import load_run
+
+    _folder(tmp_path / "imgs")
+    monkeypatch.chdir(tmp_path)
+    train(TWO_CLASSES, "imgs", "run", TrainConfig(**FOLDER_QUICK))
+    stored = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stored["data"] == str((tmp_path / "imgs").resolve())
+    train(None, "imgs", "run", resume=True)  # the relative name still matches the run's
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert len(load_run(tmp_path / "run").dataset("test")) == 4  # 20 % of 20 images

@@ -25,6 +25,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,15 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _load_data(data: Any, input_shape: tuple[int, int, int]):
+def _data_name(data: Any) -> Any:
+    """How config.json names `data`: a directory by its absolute path (so eval, --resume and
+    report work from any working directory), a data set name as given."""
+    if isinstance(data, str | Path) and Path(data).expanduser().is_dir():
+        return str(Path(data).expanduser().resolve())
+    return data
+
+
+def _load_data(data: Any, input_shape: tuple[int, int, int], strict: bool):
     """(train ImageSet, test ImageSet or None, name stored in config.json)."""
     from cnnlab.data import ImageSet, load_dataset
 
@@ -255,16 +264,39 @@ def _load_data(data: Any, input_shape: tuple[int, int, int]):
         return data, None, data.source
     if isinstance(data, tuple) and len(data) == 2:
         return data[0], data[1], data[0].source
-    name = str(data)
+    name = str(_data_name(data))
     c, h, w = input_shape
-    train_set = load_dataset(name, "train", channels=c, size=(h, w))
+    train_set = load_dataset(name, "train", channels=c, size=(h, w), strict=strict)
     try:
-        test_set = load_dataset(name, "test", channels=c, size=(h, w))
+        test_set = load_dataset(name, "test", channels=c, size=(h, w), strict=strict)
     except DataError:
-        if not Path(name).is_dir():
+        if strict or not Path(name).is_dir():
             raise
-        test_set = None  # an image folder without a test part: report val accuracy only
+        test_set = None  # an image folder too small for a test part: report val accuracy only
     return train_set, test_set, name
+
+
+def _data_notes(*sets) -> dict[str, list[list[str]]]:
+    """The files a folder loader skipped (unreadable) or converted, as `[path, why]` lists."""
+    sets = [ds for ds in sets if ds is not None]
+    return {
+        "skipped": [list(item) for ds in sets for item in ds.skipped],
+        "converted": [list(item) for ds in sets for item in ds.converted],
+    }
+
+
+def _check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
+    """An epoch drops the last short batch: fewer images per rank than a batch is no step."""
+    per_rank = n_train // world_size
+    if per_rank >= config.batch_size // world_size:
+        return
+    ranks = f" per rank ({world_size} ranks)" if world_size > 1 else ""
+    fix = f"use --batch-size {per_rank * world_size} or less, or more data" if per_rank else ""
+    raise ConfigError(
+        f"batch_size {config.batch_size} is larger than the {per_rank} training images"
+        f"{ranks} left after the validation split, so an epoch would have no step (the last "
+        f"short batch is dropped); {fix or 'use more training images'}"
+    )
 
 
 def _check_fit(spec, model: nn.Module, train_set) -> None:
@@ -306,7 +338,7 @@ def _resume_inputs(out: Path, spec: Any, data: Any, config: TrainConfig | None):
         raise RunError(f"cannot resume {out} with a different spec than its spec.yaml")
     if data is None:
         data = stored["data"]
-    elif isinstance(data, str | Path) and str(data) != stored["data"]:
+    elif isinstance(data, str | Path) and str(_data_name(data)) != stored["data"]:
         raise RunError(
             f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}"
         )
@@ -361,7 +393,9 @@ def train(
     *,
     resume: bool = False,
     force: bool = False,
+    strict: bool = False,
     progress: Any = None,
+    on_epoch: Callable[[dict[str, Any], int], None] | None = None,
 ) -> dict[str, Any]:
     """Train `spec` on `data`, writing the run directory `out`; return the final metrics.
 
@@ -369,8 +403,13 @@ def train(
     "digits", "shapes", an image-folder path, an ImageSet, or a (train, test) pair of them.
     resume: continue from out/checkpoint.* (spec, data and config come from the run;
     passing different ones is an error). force: replace an existing run.
+    strict: an unreadable image in an image folder is a DataError (default: skipped).
     progress: a rich.progress.Progress to report to (None: silent).
+    on_epoch: called on the main rank as `on_epoch(row, epochs)` after each epoch, with the
+    metrics.jsonl row (epoch, train_loss, train_acc, val_acc, img_per_s, seconds, ...).
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
+    "skipped": [[path, reason]] of unreadable folder images, "converted": [[path, change]]
+    of folder images whose mode or size changed (both also in config.json),
     "model": the trained nn.Module (EMA weights when EMA is on, eval mode)}.
     Raises TrainingDiverged on a NaN/inf loss, TrainingInterrupted (a KeyboardInterrupt)
     after saving a checkpoint on Ctrl-C, RunError/DataError/SpecError on bad input.
@@ -378,12 +417,13 @@ def train(
     out = Path(out)
     dist = distributed.setup()
     try:
-        return _train(spec, data, out, config, resume, force, progress, dist)
+        hooks = {"strict": strict, "progress": progress, "on_epoch": on_epoch}
+        return _train(spec, data, out, config, resume, force, hooks, dist)
     finally:
         distributed.teardown(dist)
 
 
-def _train(spec, data, out, config, resume, force, progress, dist) -> dict[str, Any]:
+def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any]:
     from cnnlab.build import build
     from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_val_split
     from cnnlab.spec import load_spec
@@ -410,11 +450,13 @@ def _train(spec, data, out, config, resume, force, progress, dist) -> dict[str, 
         )
 
     # data: seeded split, statistics of the training split only
-    train_set, test_set, data_name = _load_data(data, tuple(spec.input))
+    train_set, test_set, name = _load_data(data, tuple(spec.input), hooks["strict"])
+    notes = _data_notes(train_set, test_set)
     if config.val_fraction > 0:
         train_part, val_part = train_val_split(train_set, config.val_fraction, config.seed)
     else:
         train_part, val_part = train_set, None
+    _check_steps(len(train_part), config, dist.world_size)
     mean, std = normalization_stats(train_part)
 
     torch.manual_seed(config.seed)
@@ -429,7 +471,8 @@ def _train(spec, data, out, config, resume, force, progress, dist) -> dict[str, 
         checkpoint.atomic_write(out / "spec.yaml", spec.to_yaml().encode())
         info = {
             **config.to_dict(),
-            "data": data_name,
+            "data": name,
+            **notes,
             "classes": list(train_set.classes),
             "mean": list(mean),
             "std": list(std),
@@ -477,6 +520,8 @@ def _train(spec, data, out, config, resume, force, progress, dist) -> dict[str, 
             _save(out, model, ema, optimizer, epoch, step, partial, wall)
         distributed.barrier(dist)
 
+    progress = hooks["progress"]
+    on_epoch = hooks["on_epoch"] if dist.is_main else None
     task = None
     if progress is not None and dist.is_main:
         done = state["epoch"] * steps_per_epoch + state["step"]
@@ -546,15 +591,20 @@ def _train(spec, data, out, config, resume, force, progress, dist) -> dict[str, 
             save(epoch + 1, 0, [0.0, 0.0, 0, 0.0], row["wall"])
             if dist.is_main:
                 _write_metrics(out / "metrics.jsonl", rows)
+            if on_epoch is not None:
+                on_epoch(row, config.epochs)
 
     final = ema.model if ema is not None else model
     final.eval()
     result = _finish(out, final, rows, test_set, mean, std, config, amp, dist)
+    result.update(notes)
     result["model"] = final
     return result
 
 
 def _diverged(loss, epoch, step, lr, config, good_epoch, out) -> TrainingDiverged:
+    """The advice is to start again: --resume refuses other options, and with the same ones
+    it replays the same steps (the run is deterministic) into the same NaN."""
     kept = (
         f"the last good checkpoint (epoch {good_epoch}) is kept in {out}"
         if good_epoch
@@ -562,8 +612,8 @@ def _diverged(loss, epoch, step, lr, config, good_epoch, out) -> TrainingDiverge
     )
     return TrainingDiverged(
         f"the training loss became {loss} at epoch {epoch + 1}, step {step + 1} "
-        f"(lr {lr:.3g}): the learning rate is probably too high; try --lr "
-        f"{config.lr / 10:.3g} (or a longer --warmup); {kept}"
+        f"(lr {lr:.3g}): the learning rate is probably too high; start again with "
+        f"--force --lr {config.lr / 10:.3g} (or --force and a longer --warmup); {kept}"
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory to write, e.g. runs/fast")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="replace the run in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    p.add_argument("--quiet", action="store_true", help="no progress bar nor per-epoch lines")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     for name, (kind, text) in _KNOBS.items():
         flag = "--" + name.replace("_", "-")
@@ -112,7 +114,17 @@ def _is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _progress(quiet: bool):
+def _reporters(quiet: bool) -> dict:
+    """train()'s progress keywords: a rich bar on a terminal, else one plain line per epoch
+    (a bar redrawn in a log file shows nothing until the end)."""
+    if quiet or not _is_main_rank():
+        return {}
+    if not sys.stdout.isatty():
+        return {"on_epoch": _print_epoch}
+    return {"progress": _progress()}
+
+
+def _progress():
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -121,8 +133,6 @@ def _progress(quiet: bool):
         TimeRemainingColumn,
     )
 
-    if quiet or not _is_main_rank():
-        return None
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -133,29 +143,37 @@ def _progress(quiet: bool):
     )
 
 
+def _print_epoch(row: dict, epochs: int) -> None:
+    val = f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+    print(
+        f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  acc "
+        f"{row['train_acc']:.4f}{val}  {row['img_per_s']:,.0f} img/s  {row['seconds']:.1f} s",
+        flush=True,
+    )
+
+
+def _run_training(spec, data, out, config, **kwargs) -> dict:
+    """train() with a live progress bar around it when there is one."""
+    from cnnlab.train import train
+
+    progress = kwargs.get("progress")
+    if progress is None:
+        return train(spec, data, out, config, **kwargs)
+    with progress:
+        return train(spec, data, out, config, **kwargs)
+
+
 def _train(args) -> int:
-    from cnnlab.train import TrainingInterrupted, train
+    from cnnlab.train import TrainingInterrupted
 
     spec = args.preset or args.spec
     if spec is None and not args.resume:
         raise CnnlabError("give a spec file or --preset NAME (e.g. --preset fast)")
     data = args.data if args.data is not None or args.resume else "fashion-mnist"
     config = _config(args)
-    progress = _progress(args.quiet)
+    options = {"resume": args.resume, "force": args.force, "strict": args.strict}
     try:
-        if progress is None:
-            result = train(spec, data, args.out, config, resume=args.resume, force=args.force)
-        else:
-            with progress:
-                result = train(
-                    spec,
-                    data,
-                    args.out,
-                    config,
-                    resume=args.resume,
-                    force=args.force,
-                    progress=progress,
-                )
+        result = _run_training(spec, data, args.out, config, **options, **_reporters(args.quiet))
     except TrainingInterrupted as stop:
         if _is_main_rank():
             print(f"cnnlab train: {stop}")
@@ -163,10 +181,23 @@ def _train(args) -> int:
     if _is_main_rank():
         result.pop("model", None)
         if args.json:
-            print(json.dumps(result, indent=2))
+            print(json.dumps({**result, "converted": len(result["converted"])}, indent=2))
         else:
+            _print_data_notes(result)
             _print_result(result)
     return 0
+
+
+def _print_data_notes(result: dict) -> None:
+    """One line per unreadable image skipped, and how many images were converted."""
+    for path, reason in result["skipped"]:
+        print(f"skipped {path}: {reason}")
+    converted = result["converted"]
+    if converted:
+        kinds = sorted({change for _, change in converted})
+        shown = ", ".join(kinds[:3]) + (", ..." if len(kinds) > 3 else "")
+        images = "image" if len(converted) == 1 else "images"
+        print(f"converted {len(converted)} {images} to the model's input ({shown})")
 
 
 def _print_result(result: dict) -> None:
@@ -275,15 +306,16 @@ def _demo(args) -> int:
     from cnnlab.evaluate import evaluate, predict
     from cnnlab.report import write_report
     from cnnlab.run import load_run
-    from cnnlab.train import TrainConfig, TrainingInterrupted, train
+    from cnnlab.train import TrainConfig, TrainingInterrupted
 
     out = Path(args.out)
     config = TrainConfig(epochs=args.epochs)
-    print(f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...")
-    progress = _progress(False)
+    print(
+        f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...",
+        flush=True,
+    )
     try:
-        with progress:
-            train("fast", args.data, out, config, force=True, progress=progress)
+        _run_training("fast", args.data, out, config, force=True, **_reporters(False))
     except TrainingInterrupted as stop:
         print(f"cnnlab demo: {stop}")
         return 130
@@ -291,7 +323,7 @@ def _demo(args) -> int:
     _print_evaluation(evaluate(run, "test", tta=config.tta))
     paths = write_sample_images(run, out / "samples", n=3)
     _print_predictions(predict(run, paths, top=3))
-    print("writing the report (Grad-CAM, features, probes, health) ...")
+    print("writing the report (Grad-CAM, features, probes, health) ...", flush=True)
     started = time.perf_counter()
     report = write_report(out)
     print(f"report written in {time.perf_counter() - started:.0f} s: {report.resolve()}")
