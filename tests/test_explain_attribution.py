@@ -3,6 +3,8 @@ papers' formulas written out, and the same model without in-place ops."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ from captum.attr import LayerAttribution, LayerGradCam, Saliency
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnlab.explain import gradcam, saliency, smoothgrad
+from cnnlab.explain import ExplainError, gradcam, saliency, smoothgrad
 from test_explain_models import images, models, resnet_pair
 
 MODELS = models()
@@ -162,9 +164,10 @@ def test_channels_last_gives_the_same_maps():
     )
 
 
-def test_view_model_falls_back_from_channels_last():
+def test_view_model_falls_back_from_channels_last(capfd):
     """A model that `.view()`s a conv output cannot run channels-last: the default tries it,
-    falls back to the default layout, and still equals Captum."""
+    falls back to the default layout, and still equals Captum, without a word on stderr
+    (fx's GraphModule wrapper printed the failing generated code before the fallback)."""
     model, _ = MODELS["functional"]
 
     class View(torch.nn.Module):
@@ -180,10 +183,54 @@ def test_view_model_falls_back_from_channels_last():
     x = images(3, seed=1)
     t = torch.tensor([0, 1, 2])
     expected = Saliency(net).attribute(x, target=t, abs=True).amax(1)
+    expected_cam = captum_gradcam(net, x, t, "conv")
+    capfd.readouterr()
     torch.testing.assert_close(saliency(net, x, t), expected, atol=1e-5, rtol=0)
-    torch.testing.assert_close(
-        gradcam(net, x, t, layer="conv"), captum_gradcam(net, x, t, "conv"), atol=1e-5, rtol=0
-    )
+    torch.testing.assert_close(gradcam(net, x, t, layer="conv"), expected_cam, atol=1e-5, rtol=0)
+    assert capfd.readouterr() == ("", "")
+
+
+def test_model_that_cannot_be_deep_copied_still_equals_captum():
+    """A lock attribute makes deepcopy raise TypeError; the inference copy is only a speed-up,
+    so the maps come from the model itself, equal to Captum's, and the model keeps its lock."""
+    model, fresh = resnet_pair()
+    lock = model.lock = threading.Lock()
+    x = images(2, seed=4)
+    t = torch.tensor([1, 3])
+    expected = Saliency(fresh).attribute(x, target=t, abs=True).amax(1)
+    torch.testing.assert_close(saliency(model, x, t), expected, atol=1e-5, rtol=0)
+    expected_cam = captum_gradcam(fresh, x, t, "layer1")
+    torch.testing.assert_close(gradcam(model, x, t, "layer1"), expected_cam, atol=1e-5, rtol=0)
+    assert model.lock is lock
+
+
+@pytest.mark.parametrize(
+    "call",
+    [saliency, gradcam, lambda m, x: smoothgrad(m, x, n=2)],
+    ids=["saliency", "gradcam", "smoothgrad"],
+)
+def test_inside_inference_mode_is_one_error_naming_the_fix(call):
+    """Inference mode switches autograd off for good (enable_grad cannot undo it): saliency
+    raised a raw RuntimeError and gradcam said the logits did not depend on the layer."""
+    model, _ = MODELS["plain"]
+    with torch.inference_mode(), pytest.raises(ExplainError, match="inference_mode") as error:
+        call(model, images(2))
+    assert "outside the torch.inference_mode() block" in str(error.value)
+    assert "depend" not in str(error.value)
+
+
+def test_inside_no_grad_gives_the_maps_captum_gives_outside():
+    """torch.no_grad() around a call is fine: the maps equal Captum's, computed with grad on
+    (gradcam said "the logits do not depend on layer" there)."""
+    model, fresh = MODELS["resnet"]
+    x = images(2, seed=6)
+    t = torch.tensor([0, 4])
+    expected = Saliency(fresh).attribute(x, target=t, abs=True).amax(1)
+    expected_cam = captum_gradcam(fresh, x, t, "layer2")
+    with torch.no_grad():
+        sal, cam = saliency(model, x, t), gradcam(model, x, t, "layer2")
+    torch.testing.assert_close(sal, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(cam, expected_cam, atol=1e-5, rtol=0)
 
 
 def test_weights_changed_in_place_give_new_maps():

@@ -50,6 +50,17 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 
+def needs_gradients(method: str) -> None:
+    """ExplainError inside `torch.inference_mode()`: `method` takes gradients, and inference
+    mode makes every tensor computed in it a tensor without autograd history, which
+    `torch.enable_grad()` cannot undo (`torch.no_grad()` around a call is fine)."""
+    if torch.is_inference_mode_enabled():
+        raise ExplainError(
+            f"{method} needs gradients, and torch.inference_mode() switches autograd off; "
+            f"call {method} outside the torch.inference_mode() block (torch.no_grad() is fine)"
+        )
+
+
 @contextmanager
 def inspecting(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters inside the block; the model as it was afterwards.
@@ -277,8 +288,10 @@ def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -
 
 
 def batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """(x, y) batches from a Tensor (N, C, H, W), an (images, labels) pair, an object with
-    .images/.labels (ImageSet), or an iterable of (x, y) batches. y is None for a bare Tensor."""
+    """(x, y) batches from a Tensor (N, C, H, W), an (images, labels) pair (images (N, ...),
+    labels (N,)), an object with .images/.labels (ImageSet), or an iterable of (x, y) batches
+    or bare x (a 1-item batch, as a DataLoader of a TensorDataset(x) gives, is x). y is None
+    where no labels are given. diagnose reads its data through this too."""
     if isinstance(data, Tensor):
         for i in range(0, len(data), batch_size):
             yield data[i : i + batch_size], None
@@ -289,7 +302,7 @@ def batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]
         isinstance(data, tuple | list)
         and len(data) == 2
         and all(isinstance(t, Tensor) for t in data)
-        and data[0].dim() == 4
+        and data[0].dim() >= 2
         and data[1].dim() == 1
         and len(data[0]) == len(data[1])
     ):
@@ -307,6 +320,8 @@ def batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]
     for item in items:
         if isinstance(item, tuple | list) and len(item) >= 2:
             yield item[0], item[1]
+        elif isinstance(item, tuple | list) and len(item) == 1:
+            yield item[0], None
         elif isinstance(item, Tensor):
             yield item, None
         else:
@@ -359,10 +374,10 @@ def fold_batchnorm(model: nn.Module, keep: str | None = None) -> nn.Module:
     """
     if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
         return model
-    copy = module_copy(model)
-    try:
+    try:  # the copy is only a speed-up: a model that cannot be copied runs as it is
+        copy = module_copy(model)  # deepcopy: TypeError for a lock, RuntimeError for a view...
         gm = fx.GraphModule(copy, _KeepLayer(keep).trace(copy))
-    except Exception:  # fx raises many error types for untraceable Python; keep the model
+    except Exception:  # ...and fx raises many error types for untraceable Python
         return model
     modules = dict(gm.named_modules())
     if keep is not None and keep not in modules:
@@ -388,6 +403,15 @@ def fold_batchnorm(model: nn.Module, keep: str | None = None) -> nn.Module:
             node.replace_all_uses_with(conv_node)
             gm.graph.erase_node(node)
     gm.recompile()
+    return _quiet(gm)
+
+
+def _quiet(gm: fx.GraphModule) -> fx.GraphModule:
+    """gm, called through nn.Module.__call__ (hooks and all) instead of fx's wrapper, which
+    prints the generated code around a failing line to stderr before it re-raises (a
+    channels-last `.view()` fails on purpose in `run_fast`; the library never prints).
+    The override lives in a subclass made for gm alone: no other GraphModule is changed."""
+    gm.__class__ = type(type(gm).__name__, (type(gm),), {"__call__": nn.Module.__call__})
     return gm
 
 

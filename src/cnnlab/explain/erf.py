@@ -20,6 +20,7 @@ from cnnlab.explain._capture import (
     OutputSelector,
     forward,
     inspecting,
+    needs_gradients,
     resolve_layer,
 )
 
@@ -110,6 +111,7 @@ def effective_receptive_field(
     (C, H, W): one forward and one backward for the n inputs together (eval mode; images
     are independent). Returns an ERF with gradient (H, W)."""
     resolve_layer(model, layer)
+    needs_gradients("effective_receptive_field")
     if n < 1:
         raise ExplainError(f"effective_receptive_field needs n ≥ 1 inputs, got {n}")
     if not 0 < mass <= 1:

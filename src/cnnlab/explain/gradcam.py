@@ -22,6 +22,7 @@ from cnnlab.explain._capture import (
     forward,
     inspecting,
     is_spatial,
+    needs_gradients,
     resolve_layer,
     resolve_target,
     run_fast,
@@ -80,7 +81,8 @@ def layer_gradients(
             f"(B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
         )
     t = resolve_target(target, logits)
-    selected = logits.gather(1, t[:, None]).sum()
+    with torch.enable_grad():  # the caller may be inside torch.no_grad()
+        selected = logits.gather(1, t[:, None]).sum()
     grads = None
     if selected.requires_grad:
         (grads,) = torch.autograd.grad(selected, acts, allow_unused=True)
@@ -123,6 +125,7 @@ def gradcam(
     if method not in WEIGHTS:
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
     check_images(x)
+    needs_gradients("gradcam")
     with inspecting(model):
         if layer is None:
             layer = default_layer(model, x, output)

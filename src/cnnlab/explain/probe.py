@@ -24,6 +24,7 @@ from cnnlab.explain._capture import (
     batches,
     forward,
     inspecting,
+    needs_gradients,
     trace,
 )
 
@@ -145,6 +146,7 @@ def linear_probe(
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
     full-batch L-BFGS iterations, the same budget for every layer.
     """
+    needs_gradients("linear_probe")
     if epochs < 1 or cap < 1 or batch_size < 1:
         raise ExplainError(
             f"linear_probe needs epochs, cap and batch_size >= 1; got epochs={epochs}, "

@@ -17,6 +17,7 @@ from cnnlab.explain._capture import (
     check_images,
     forward,
     inspecting,
+    needs_gradients,
     resolve_target,
     run_fast,
 )
@@ -58,6 +59,7 @@ def saliency(
     layout for a model that `.view()`s a conv output; True / False force one layout.
     """
     check_images(x)
+    needs_gradients("saliency")
     with inspecting(model):
         grad, _ = run_fast(
             lambda run, x: _input_gradient(run, x, target, output),
@@ -90,6 +92,7 @@ def smoothgrad(
     x: (B, C, H, W) → (B, H, W). Copies run batch_size images per forward + backward.
     """
     check_images(x)
+    needs_gradients("smoothgrad")
     if n < 1:
         raise ExplainError(f"smoothgrad needs n ≥ 1 noisy copies, got n={n}")
     if sigma < 0:
