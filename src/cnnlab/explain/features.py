@@ -23,25 +23,81 @@ from cnnlab.explain._capture import (
 )
 
 
-def filters(model: nn.Module, layer: str | None = None) -> Tensor:
+class _Found(Exception):
+    """Raised by a hook to stop a forward pass once it has seen what it looked for."""
+
+
+def _first_called(model: nn.Module, kind: type[nn.Module], x: Tensor) -> str | None:
+    """Dotted name of the first `kind` module the forward pass of x calls (None: none is).
+
+    A pre-hook stops the pass there, before that module runs: only the code before it must
+    accept x, so the channels and size a later layer expects do not matter.
+    """
+    found: list[str] = []
+
+    def stop(name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            found.append(name)
+            raise _Found
+
+        return hook
+
+    named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, kind)]
+    handles = [m.register_forward_pre_hook(stop(n)) for n, m in named]
+    try:
+        with inspecting(model), torch.no_grad():
+            model(x)
+    except _Found:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found[0] if found else None  # found[0] even if the model swallowed _Found
+
+
+def first_conv(model: nn.Module, x: Tensor | None = None) -> str:
+    """Dotted name of the first nn.Conv2d in forward order (the stem, wherever the model
+    registers it). x: images the model takes, (B, C, H, W); None = zeros (1, C, 64, 64) for
+    each C among the convs' in_channels (then 1 and 3) until one reaches a conv."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ExplainError("the model has no nn.Conv2d layer whose filters could be shown")
+    if x is not None:
+        trials = [check_images(x)[:1]]
+    else:
+        channels = dict.fromkeys([*(m.in_channels for m in convs), 1, 3])
+        trials = [torch.zeros(1, c, 64, 64, device=convs[0].weight.device) for c in channels]
+    for trial in trials:
+        try:
+            name = _first_called(model, nn.Conv2d, trial)
+        except Exception:  # the model does not take this trial input: try the next one
+            continue
+        if name is None:
+            raise ExplainError(
+                "the model's forward calls no nn.Conv2d module; pass layer= to choose one"
+            )
+        return name
+    raise ExplainError(
+        "cannot find the first conv layer in forward order: the model does not run on the "
+        f"trial input(s) {[tuple(t.shape) for t in trials]}; pass x= (images it takes) or layer="
+    )
+
+
+def filters(model: nn.Module, layer: str | None = None, *, x: Tensor | None = None) -> Tensor:
     """A conv layer's kernels as images, each filter min-max scaled to [0, 1] on its own.
 
-    layer: dotted name of an nn.Conv2d; None = the first Conv2d in the model's module order.
+    layer: dotted name of an nn.Conv2d; None = the first Conv2d in forward order (the one the
+    images meet first; see `first_conv`, which x, images the model takes, helps find).
     Returns (F, C, kh, kw) in [0, 1] (a constant filter becomes 0.5), ready for `save_grid`
     when C is 1 (grey) or 3 (RGB); for other C show e.g. the channel mean, `f.mean(1, True)`.
     """
-    if layer is None:
-        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise ExplainError("the model has no nn.Conv2d layer whose filters could be shown")
-        conv = convs[0]
-    else:
-        conv = resolve_layer(model, layer)
-        if not isinstance(conv, nn.Conv2d):
-            raise ExplainError(
-                f"layer {layer!r} is a {type(conv).__name__}, not an nn.Conv2d; filters needs a "
-                "conv layer"
-            )
+    layer = first_conv(model, x) if layer is None else layer
+    conv = resolve_layer(model, layer)
+    if not isinstance(conv, nn.Conv2d):
+        raise ExplainError(
+            f"layer {layer!r} is a {type(conv).__name__}, not an nn.Conv2d; filters needs a "
+            "conv layer"
+        )
     w = conv.weight.detach().float().clone()  # (F, C, kh, kw)
     lo = w.amin((1, 2, 3), keepdim=True)
     span = w.amax((1, 2, 3), keepdim=True) - lo
