@@ -365,6 +365,15 @@ def test_folder_skips_and_conversions_are_returned_and_recorded_strict_fails(tmp
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["skipped"] == [list(s) for s in result["skipped"]]
     assert stored["converted"] == [list(c) for c in result["converted"]]
+    # the machine it trained on, for the report: this CPU's name from /proc/cpuinfo
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        "",
+    )
+    assert (
+        stored["machine"].startswith(cpu)
+        and f"{torch.get_num_threads()} threads" in stored["machine"]
+    )
 
 
 def test_relative_data_dir_is_stored_absolute(tmp_path, monkeypatch):

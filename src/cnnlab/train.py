@@ -21,6 +21,8 @@ import copy
 import dataclasses
 import json
 import math
+import os
+import platform
 import shutil
 import signal
 import threading
@@ -64,6 +66,22 @@ class TrainingDiverged(CnnlabError, ValueError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: a checkpoint was saved; `str()` says how to resume."""
+
+
+def machine(device: torch.device) -> str:
+    """What the run trained on, for config.json and the report: the CPU's model name (or
+    the GPU's), its cores and torch's threads, e.g. 'AMD EPYC 9B14, 2 cores, 2 threads'."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 @dataclass
@@ -480,6 +498,7 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
             "precision_used": "bf16" if amp else "fp32",
             "world_size": dist.world_size,
             "torch": torch.__version__,
+            "machine": machine(device),
         }
         checkpoint.write_json(out / "config.json", info)
         _write_metrics(out / "metrics.jsonl", [])

@@ -309,7 +309,7 @@ def _demo(args) -> int:
     from cnnlab.train import TrainConfig, TrainingInterrupted
 
     out = Path(args.out)
-    config = TrainConfig(epochs=args.epochs)
+    config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
     print(
         f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...",
         flush=True,
