@@ -114,6 +114,24 @@ def test_sparsity_equals_direct_count(n, batch, seed):
             assert list(layer.dead_channels) == never
 
 
+def test_images_labels_pair_imageset_and_one_item_batches_are_data():
+    """The data gradient_flow and explain take: an (images, labels) pair (rejected before as
+    "expected float images, got torch.int64 of shape (20,)"), an ImageSet-like object and a
+    DataLoader over TensorDataset(x) (1-item batches). Truth: counts on hand-made activations."""
+    torch.manual_seed(3)
+    model = FunctionalNet(dead_channel=4)
+    x, y = images(20, seed=3), torch.arange(20) % 3
+    with torch.no_grad():
+        a1 = F.relu(model.conv1(x))  # (20, 6, 8, 8)
+    one_item = [[x[i : i + 6]] for i in range(0, 20, 6)]
+    for data in ((x, y), [x, y], types.SimpleNamespace(images=x, labels=y), one_item):
+        first, _ = dead_units(model, data, batch_size=6).layers
+        assert first.sparsity == int((a1 <= 0).sum()) / a1.numel()
+        assert first.dead_channels == (4,)
+        stats = activation_stats(model, data, batch_size=7).layers[0]
+        assert stats.mean == pytest.approx(float(a1.mean()), rel=1e-5)
+
+
 def test_relu_module_called_twice_gives_two_sites():
     names = [l.name for l in dead_units(tiny_resnet(), images()).layers]
     assert names == ["1", "2.relu", "2.relu#2"]
@@ -284,6 +302,12 @@ def test_gradient_flow_bad_images_and_labels_are_one_clear_error():
         gradient_flow(FunctionalNet(), [(torch.randn(2, 3, 8, 8), torch.zeros(2).long())])
     with pytest.raises(CnnlabError, match=r"class indices 0\.\.2"):
         gradient_flow(FunctionalNet(), [(images(2), torch.tensor([0, 7]))])
+
+
+def test_gradient_flow_inside_inference_mode_says_so():
+    """It raised a raw RuntimeError ("does not require grad") inside torch.inference_mode()."""
+    with torch.inference_mode(), pytest.raises(CnnlabError, match="outside the torch.inference"):
+        gradient_flow(FunctionalNet(), (images(4), torch.zeros(4).long()))
 
 
 def test_epoch_diagnostics_on_an_empty_batch_says_no_images():

@@ -238,18 +238,16 @@ def _images(x) -> Tensor:
 
 
 def _batches(data, batch_size: int, labels: bool = False) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """Yield (x, y) from a float Tensor (N, C, H, W) or an iterable of (x, y) batches or x."""
+    """Yield (x, y) from float images (N, C, H, W), an (images, labels) pair, an ImageSet
+    (.images, .labels) or an iterable of (x, y) batches or x: the data explain accepts, read
+    by the same helper (`cnnlab.explain._capture.batches`)."""
+    from cnnlab.explain._capture import batches
+
     if isinstance(data, Tensor):
         _images(data)
         if labels:
             raise CnnlabError("data: gradient_flow needs labels; pass an iterable of (x, y)")
-        for start in range(0, len(data), batch_size):
-            yield data[start : start + batch_size], None
-        return
-    for item in data:
-        if isinstance(item, Tensor):
-            item = (item, None)
-        x, y = item[0], item[1] if len(item) > 1 else None
+    for x, y in batches(data, batch_size):
         if labels and y is None:
             raise CnnlabError("data: gradient_flow needs (x, y) batches with labels")
         yield _images(x), y
@@ -389,7 +387,8 @@ def dead_units(
     carries no positive signal. Sparsity is the share of activations <= 0. A layer is flagged
     when its dead share exceeds `threshold` or its sparsity exceeds `sparsity_threshold`.
 
-    data: a float Tensor (N, C, H, W), already normalised, or an iterable of (x, y) batches.
+    data: a float Tensor (N, C, H, W), already normalised, an (images, labels) pair, an
+    ImageSet or an iterable of (x, y) batches (labels are not used).
     The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
     """
     _check_fraction("threshold", threshold)
@@ -455,7 +454,8 @@ def activation_stats(
     Saturated: sigmoid outputs within 0.01 of 0 or 1, tanh outputs within 0.01 of -1 or +1
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
     hardtanh/hardsigmoid exactly at a bound. ReLU-family outputs are unbounded above: None.
-    data: a float Tensor (N, C, H, W) or an iterable of (x, y) batches; eval mode by default.
+    data: a float Tensor (N, C, H, W), an (images, labels) pair, an ImageSet or an iterable of
+    (x, y) batches; eval mode by default.
     """
     sites, n = _record(model, data, batch_size, train, moments=True)
     layers = []
@@ -541,6 +541,11 @@ def gradient_flow(
     explode_norm, or ratio > 1 / vanish_ratio. Train mode by default (as a training step
     sees it); BatchNorm running statistics and the RNG are restored afterwards.
     """
+    if torch.is_inference_mode_enabled():  # enable_grad() cannot undo it
+        raise CnnlabError(
+            "gradient_flow needs gradients, and torch.inference_mode() switches autograd off; "
+            "call it outside the torch.inference_mode() block"
+        )
     model = _unwrap(model)
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
@@ -558,7 +563,7 @@ def gradient_flow(
         for w in weights:
             w.requires_grad_(True)  # frozen layers are measured too
         with _preserved(model, train), torch.enable_grad():
-            for x, y in _batches(batches, 0, labels=True):
+            for x, y in _batches(batches, 256, labels=True):
                 loss = _loss(loss_fn, _forward(model, x.to(device)), y.to(device))
                 grads = torch.autograd.grad(loss, weights, allow_unused=True)
                 for total, g in zip(sums, grads, strict=True):
