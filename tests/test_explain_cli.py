@@ -89,3 +89,46 @@ def test_bad_input_exits_2(run_dir, image_file, tmp_path, capsys):
     assert main(["explain", str(run_dir), str(image_file), "--target", "10"]) == 2
     assert main(["explain", str(run_dir), str(tmp_path / "none.png")]) == 2
     assert main(["visualize", str(tmp_path), "--filters"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("explain", "--top-k"), ("visualize", "--channels"), ("visualize", "--steps")],
+)
+@pytest.mark.parametrize("value", ["-2", "0", "two"])
+def test_counts_below_one_are_refused_by_the_parser(
+    run_dir, image_file, tmp_path, capsys, command, flag, value
+):
+    """--top-k -2 was a traceback, --top-k 0 an empty list, --channels 0 "channels must lie in
+    0..7" (true, and no help): argparse refuses them, exit 2, naming the flag."""
+    what = [str(image_file)] if command == "explain" else ["--actmax", "4"]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, str(run_dir), *what, f"{flag}={value}", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "whole number >= 1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["explain", "visualize"])
+def test_an_output_path_that_cannot_be_a_directory_is_one_line(
+    run_dir, image_file, tmp_path, capsys, command
+):
+    """--out under a file (/dev/null/x, or here a regular file) was a NotADirectoryError."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    what = [str(image_file)] if command == "explain" else ["--filters"]
+    assert main([command, str(run_dir), *what, "--out", str(blocker / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cnnlab {command}: error: cannot ") and str(blocker / "x") in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("method", ["saliency", "smoothgrad"])
+def test_layer_with_a_pixel_method_is_refused(run_dir, image_file, tmp_path, capsys, method):
+    """--layer was silently ignored by the methods that read no layer."""
+    code = main(["explain", str(run_dir), str(image_file), "--method", method,
+                 "--layer", "3", "--out", str(tmp_path)])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--layer" in err and method in err and "gradcam" in err
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -17,6 +17,18 @@ from PIL import Image
 from cnnlab.errors import CnnlabError
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
+LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--layer)
+
+
+def count(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (--top-k, --channels, --steps)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=METHODS, default="gradcam")
     p.add_argument("--layer", help="dotted module name for Grad-CAM (default: last spatial)")
     p.add_argument("--target", type=int, help="class index to explain (default: prediction)")
-    p.add_argument("--top-k", type=int, default=3, help="predictions to print per image")
+    p.add_argument("--top-k", type=count, default=3, help="predictions to print per image")
     p.add_argument("--out", default="explain", help="directory for the PNGs (default: explain)")
     p.set_defaults(run=_explain)
 
@@ -37,8 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
     what.add_argument("--actmax", metavar="LAYER", help="activation maximization at LAYER")
     v.add_argument("--layers", nargs="+", help="layers for --maps (default: every spatial one)")
-    v.add_argument("--channels", type=int, default=16, help="channels for --actmax (first N)")
-    v.add_argument("--steps", type=int, default=128, help="optimisation steps for --actmax")
+    v.add_argument("--channels", type=count, default=16, help="channels for --actmax (first N)")
+    v.add_argument("--steps", type=count, default=128, help="optimisation steps for --actmax")
     v.add_argument("--out", default="visualize", help="directory for the PNGs")
     v.set_defaults(run=_visualize)
 
@@ -66,6 +78,37 @@ def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     return torch.stack(out)
 
 
+def _out_dir(path: str) -> Path:
+    """The output directory, created; CnnlabError naming it when it cannot be."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CnnlabError(
+            f"cannot create output directory {out}: {error.strerror or error}"
+        ) from error
+    return out
+
+
+def _save_png(array: np.ndarray, path: Path) -> Path:
+    """Write a uint8 (H, W, 3) array as a PNG; CnnlabError naming the path when it cannot."""
+    try:
+        Image.fromarray(array).save(path)
+    except OSError as error:
+        raise CnnlabError(f"cannot write {path}: {error.strerror or error}") from error
+    return path
+
+
+def _save_grid(images: torch.Tensor, path: Path) -> Path:
+    """explain.save_grid, with a file-system error as a CnnlabError naming the path."""
+    from cnnlab.explain import save_grid
+
+    try:
+        return save_grid(images, path)
+    except OSError as error:
+        raise CnnlabError(f"cannot write {path}: {error.strerror or error}") from error
+
+
 def _load(path: str):
     from cnnlab.run import load_run
 
@@ -85,21 +128,25 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 def _explain(args: argparse.Namespace) -> int:
     from cnnlab.explain import overlay
 
+    if args.layer is not None and args.method not in LAYER_METHODS:
+        raise CnnlabError(
+            f"--layer chooses the Grad-CAM layer; --method {args.method} explains the input "
+            "pixels and reads no layer (drop --layer, or use --method gradcam or gradcam++)"
+        )
     run = _load(args.run_dir)
     raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
     x = run.preprocess(raw)
     with torch.no_grad():
         probs = run.model(x).softmax(1)
     heat = _heatmaps(run, x, args.method, args.layer, args.target)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(args.out)
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):
         pic = overlay(raw[i].float() / 255, heat[i])  # (3, H, W)
         pic = pic.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
         array = (pic.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         target = out / f"{Path(path).stem}_{args.method}.png"
-        Image.fromarray(array).save(target)
+        _save_png(array, target)
         top = probs[i].topk(min(args.top_k, probs.shape[1]))
         preds = ", ".join(
             f"{run.classes[k]} {p:.1%}"
@@ -115,11 +162,11 @@ def _visualize(args: argparse.Namespace) -> int:
     from cnnlab.explain.features import normalize_maps
 
     run = _load(args.run_dir)
-    out = Path(args.out)
+    out = Path(args.out)  # created by the first save
     if args.filters:
-        f = explain.filters(run.model)  # (F, C, kh, kw)
+        f = explain.filters(run.model, x=torch.zeros(1, *run.input_shape))  # (F, C, kh, kw)
         f = f if f.shape[1] in (1, 3) else f.mean(1, keepdim=True)
-        print(explain.save_grid(f, out / "filters.png"))
+        print(_save_grid(f, out / "filters.png"))
     elif args.maps:
         x = run.preprocess(read_images([args.maps], run.input_shape))
         layers = args.layers or spatial_layers(run.model, x)
@@ -127,7 +174,7 @@ def _visualize(args: argparse.Namespace) -> int:
         for name, m in maps.items():
             if m.dim() != 4:
                 raise CnnlabError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
-            print(explain.save_grid(normalize_maps(m[0]), out / f"maps_{name}.png"))
+            print(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png"))
     else:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
@@ -137,7 +184,7 @@ def _visualize(args: argparse.Namespace) -> int:
             run.model, args.actmax, channels, steps=args.steps, data=images
         )
         lo, hi = images.min(), images.max()
-        print(explain.save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png"))
+        print(_save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png"))
         rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
         for c, a, best in rows:
             ratio = f"{a / best:.2f}×" if best > 0 else "n/a (data max ≤ 0)"
