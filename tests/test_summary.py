@@ -19,6 +19,7 @@ from torch import nn
 import cnnlab
 from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.summary import Lint, Summary, SummaryRow, summary
+from test_spec import valid_specs
 
 # --- models cnnlab did not build ------------------------------------------------------------
 
@@ -456,6 +457,30 @@ def test_random_specs_match_the_built_models_real_forward(spec):
         assert r.params == sum(p.numel() for p in modules[r.name].parameters(recurse=False))
     assert s.total_params == sum(p.numel() for p in model.parameters())
     assert s.total_macs == torchinfo.summary(model, (1, *s.input_size), verbose=0).total_mult_adds
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_the_spec_suites_random_specs_match_torch_and_their_own_arithmetic(case):
+    """test_spec's generator (kernels up to its map, dilation, groups, (h, w) pairs, 'same' at
+    any stride, adaptive concat pooling, flat residuals): summary's shapes equal the real
+    forward's, its parameters the generator's own count, its MACs torchinfo's."""
+    s = summary(case.spec)
+    model = cnnlab.build(case.spec)
+    assert leaf_rows(s, model) == real_leaf_shapes(model, s.input_size)
+    assert s.total_params == case.params
+    assert s.total_macs == torchinfo.summary(model, (1, *s.input_size), verbose=0).total_mult_adds
+
+
+def test_cli_bad_spec_is_one_line_and_exit_2_in_a_real_process(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [1, 5, 5]\nlayers:\n  - conv: {filters: 2, kernel: 7}\n")
+    cli = str(Path(sys.executable).with_name("cnnlab"))
+    out = subprocess.run([cli, "summary", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "layer 0 (conv): kernel 7" in out.stderr
 
 
 def test_notes_numbers_fmnist_tf_and_the_mlp_comparison(capsys):

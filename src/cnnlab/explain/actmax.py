@@ -201,9 +201,10 @@ def activation_maximization(
     Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
     Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness
     to translation; the centre objective follows its unit by shift / jump, so what is left
-    is the sub-unit part of the shift), the loss is −activation + l2·mean(x²) + tv·total variation (for an
-    increasing activation module, e.g. nn.ReLU, its input is the activation maximised); every
-    `blur_every` steps pixel images are blurred with a Gaussian of std `blur` (0 = off).
+    is the sub-unit part of the shift), the loss is −activation + l2·mean(x²) + tv·total
+    variation (for an increasing activation module, e.g. nn.ReLU, its input is the activation
+    maximised); every `blur_every` steps pixel images are blurred with a Gaussian of std
+    `blur` (0 = off).
     value_range (lo, hi): images stay inside the range real inputs take (pixels are clamped
     after each step; a Fourier image is lo + (hi−lo)·sigmoid(·)); default: the min and max of
     `data` when given, else unbounded.
