@@ -19,12 +19,14 @@ test: setup $(STAMP).dev
 
 setup: system-packages $(STAMP)
 
-# Debian packages: the Fashion-MNIST files and Chromium (report tests). Only where apt-get
+# Debian packages: the Fashion-MNIST files, Chromium (report tests) and, where Debian's own
+# python3 lacks it, python3-venv (`python3 -m venv` needs ensurepip). Only where apt-get
 # exists and we are root; skipped when already present.
 system-packages:
 	@need=""; \
 	[ -e $(FMNIST) ] || need="$$need dataset-fashion-mnist"; \
 	command -v chromium >/dev/null 2>&1 || need="$$need chromium"; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || need="$$need python3-venv"; \
 	if [ -n "$$need" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \

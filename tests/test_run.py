@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+import cnnlab
 from cnnlab import checkpoint
 from cnnlab.data import load_dataset
 from cnnlab.errors import RunError
@@ -97,5 +98,26 @@ def test_config_without_statistics_and_mismatched_weights(run_dir, tmp_path):
         load_run(other)
     shutil.copy(run_dir / "config.json", other / "config.json")
     checkpoint.save_weights(other / "model.safetensors", torch.nn.Linear(2, 2).state_dict())
-    with pytest.raises(RunError, match="does not match"):
+    with pytest.raises(RunError, match="does not match.*missing from the file: .*not in the spec: "
+                       "weight, bias"):  # fmt: skip
         load_run(other)
+
+
+def test_a_spec_edited_after_training_names_the_tensor_that_differs(run_dir, tmp_path):
+    """Truth: the shapes of the state_dicts themselves."""
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    spec = cnnlab.load_spec(other / "spec.yaml").to_dict()
+    conv = next(
+        i for i, layer in enumerate(spec["layers"]) if isinstance(layer, dict) and "conv" in layer
+    )
+    trained = load_run(run_dir).model.state_dict()
+    key = f"{conv}.weight"
+    spec["layers"][conv]["conv"]["filters"] += 1
+    (other / "spec.yaml").write_text(cnnlab.load_spec(spec).to_yaml())
+    want = "×".join(str(n) for n in trained[key].shape)
+    with pytest.raises(RunError) as err:
+        load_run(other)
+    message = str(err.value)
+    assert f"tensor {key} is " in message and f"but {want} in the file" in message
+    assert "\n" not in message

@@ -119,9 +119,36 @@ def load_run(path: str | Path) -> Run:
         )
         raise RunError(f"{path} has no {MODEL_WEIGHTS}: {hint}")
     model = build(spec)
-    try:
-        model.load_state_dict(load_weights(weights))
-    except RuntimeError as error:
-        raise RunError(f"{weights} does not match {path / 'spec.yaml'}: {error}") from error
+    state = load_weights(weights)
+    differ = weight_mismatch(model.state_dict(), state)
+    if differ:
+        raise RunError(f"{weights} does not match {path / 'spec.yaml'}: {differ}")
+    model.load_state_dict(state)
     model.eval()
     return Run(path, spec, model, config)
+
+
+def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """'' when `found` fits a model whose state_dict is `expected`, else what differs: the
+    first tensor whose shape differs (spec's vs file's), then missing and unexpected names."""
+    parts = []
+    shapes = [k for k in expected if k in found and expected[k].shape != found[k].shape]
+    if shapes:
+        k = shapes[0]
+        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
+        parts.append(
+            f"tensor {k} is {_shape(expected[k])} in the spec but {_shape(found[k])} in the "
+            f"file{more}"
+        )
+    for what, names in (
+        ("missing from the file", [k for k in expected if k not in found]),
+        ("not in the spec", [k for k in found if k not in expected]),
+    ):
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            parts.append(f"{what}: {shown}")
+    return "; ".join(parts)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "×".join(str(n) for n in t.shape) or "scalar"
