@@ -1,10 +1,13 @@
 """The HTML report, checked in a real browser (Debian's headless Chromium): the page loads
 with no errors, every image decodes, every section is there and nothing scrolls sideways.
-The screenshot is kept in test-artifacts/report.png."""
+The screenshot of the whole page is kept in test-artifacts/report.png, taken before any
+check so that it is there to look at when one fails. Without chromium the browser test fails
+(`make test` installs it) unless CNNLAB_SKIP_BROWSER=1 asks to skip it."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,7 +17,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.report import Budget, render, write_report
+from cnnlab.report import Budget, plots, render, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -61,6 +64,24 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def page(run_dir) -> Path:
+    """The tiny run's report, written once by `write_report` for the tests that read it."""
+    return write_report(run_dir, budget=BUDGET)
+
+
+def need_chromium() -> None:
+    """Skip only when asked to: a browser test that silently vanished would pass `make test`
+    on a machine where chromium failed to install."""
+    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
+        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"chromium not found at {CHROMIUM}: install it (`make test` does) "
+            "or set CNNLAB_SKIP_BROWSER=1 to skip the browser test"
+        )
+
+
 def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -90,6 +111,9 @@ addEventListener('load', () => {
     notes: [...document.querySelectorAll('.missing')].map(n => n.textContent),
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth: innerWidth,
+    height: document.documentElement.scrollHeight,
+    gradcam: [...document.images].filter(i => i.alt.startsWith('Grad-CAM'))
+      .map(i => [i.naturalWidth, i.getBoundingClientRect().width]),
   };
   const pre = document.createElement('pre');
   pre.id = 'probe-result';
@@ -99,41 +123,106 @@ addEventListener('load', () => {
 </script>"""
 
 
-def browse(html: str, tmp_path: Path) -> dict:
+def browse(html: str, tmp_path: Path) -> tuple[dict | None, str]:
     """Open a copy of the page with PROBE injected (its CSP widened for that one inline
-    script only) and return what PROBE saw."""
-    assert "default-src 'none'" in html
+    script only): (what PROBE saw, or None when it reported nothing; chromium's stderr)."""
     probed = html.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
     probed = probed.replace("<head>", "<head>" + PROBE, 1)
     page = tmp_path / "probed.html"
     page.write_text(probed, encoding="utf-8")
     done = chromium(["--dump-dom", page.as_uri()], tmp_path / "profile")
     found = re.search(r'<pre id="probe-result">(.*?)</pre>', done.stdout, re.S)
-    assert found, f"no probe result; chromium said:\n{done.stderr[-2000:]}"
+    if not found:
+        return None, done.stderr
     text = found.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
-    return json.loads(text.replace("&amp;", "&"))
+    return json.loads(text.replace("&amp;", "&")), done.stderr
+
+
+def screenshot(page: Path, height: int, tmp_path: Path) -> Path:
+    """The whole page (a window `height` px tall, 1280 wide) as test-artifacts/report.png."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report.png"
+    shot.unlink(missing_ok=True)  # a stale picture must not pass for this run's
+    size = f"--window-size=1280,{height}"
+    chromium([size, f"--screenshot={shot}", page.as_uri()], tmp_path / "shot")
+    return shot
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed")
-def test_report_renders_in_chromium(run_dir, tmp_path):
-    page = write_report(run_dir, budget=BUDGET)
-    assert page == run_dir / "report.html"
+def test_report_renders_in_chromium(page, run_dir, tmp_path):
+    need_chromium()
     html = page.read_text(encoding="utf-8")
+    seen, stderr = browse(html, tmp_path)
+    # the page's own height when the probe measured it, else generously tall
+    shot = screenshot(page, (seen or {}).get("height") or 16_000, tmp_path)
+    assert seen is not None, f"no probe result; chromium said:\n{stderr[-2000:]}"
+    assert page == run_dir / "report.html"
+    assert "default-src 'none'" in html
     # self-contained: nothing is fetched (the CSP would also block it: checked below)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
-    seen = browse(html, tmp_path)
     assert seen["errors"] == []
     assert seen["sections"] == SECTIONS
     assert all(target in seen["ids"] for target in seen["toc"])  # every TOC link lands
     assert len(seen["images"]) >= 15 and all(w > 0 for w in seen["images"])
     assert seen["notes"] == []  # a complete run: every part was built
     assert seen["scrollWidth"] <= seen["innerWidth"]  # no sideways scrolling at 1280 px
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "report.png"
-    chromium(["--window-size=1280,9000", f"--screenshot={shot}", page.as_uri()], tmp_path / "shot")
+    # Grad-CAM tile titles readable as shown: TILE_TITLE_PT at DPI, scaled by the page,
+    # in CSS points (96 px to 72 pt)
+    assert len(seen["gradcam"]) == 2
+    for natural, shown in seen["gradcam"]:
+        shown_pt = plots.TILE_TITLE_PT * plots.DPI / 72 * (shown / natural) * 72 / 96
+        assert shown_pt >= 8, f"Grad-CAM titles are {shown_pt:.1f} pt on a 1280 px screen"
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_missing_chromium_fails_unless_the_skip_is_asked_for(monkeypatch):
+    monkeypatch.setitem(globals(), "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("CNNLAB_SKIP_BROWSER", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="CNNLAB_SKIP_BROWSER=1"):
+        need_chromium()
+    monkeypatch.setenv("CNNLAB_SKIP_BROWSER", "1")
+    with pytest.raises(pytest.skip.Exception):
+        need_chromium()
+
+
+def test_gradcam_shows_one_correct_image_per_class():
+    from types import SimpleNamespace
+
+    from cnnlab.report.html import _pick
+
+    y = torch.arange(30) % 10
+    pred = y.clone()
+    pred[:5] = (y[:5] + 1) % 10  # five mistakes
+    probs = torch.nn.functional.one_hot(pred, 10).float() * 0.9 + 0.01
+    ctx = SimpleNamespace(test=(None, None, y), probs=probs, budget=Budget())
+    correct, wrong = _pick(ctx)
+    assert y[correct].tolist() == list(range(10))  # every class, in class order
+    assert sorted(wrong) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_probe_caption_says_the_probes_are_computed_for_the_report(page):
+    html = page.read_text(encoding="utf-8")
+    assert "probes.json" not in html  # nothing writes one: the page must not promise it
+    assert "Computed for this report: multinomial logistic regression" in html
+    assert f"trained on the first {BUDGET.probe_train} training images" in html
+    assert f"tested on the first {BUDGET.probe_test} test images" in html
+
+
+@pytest.mark.slow
+def test_corrupt_metrics_name_the_file_and_the_line(run_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    (bad / "model.safetensors").unlink()  # no model: only the metrics parts are built
+    metrics = bad / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    lines[1] = lines[1][:5]  # a line cut short, as by a kill mid-write
+    metrics.write_text("\n".join(lines) + "\n")
+    html, _ = render(bad, BUDGET)
+    assert f"{metrics} line 2 is not valid JSON (Unterminated string" in html
+    metrics.write_text(lines[0] + "\n[1, 2]\n")
+    html, _ = render(bad, BUDGET)
+    assert f"{metrics} line 2 is not a JSON object" in html
 
 
 @pytest.mark.slow
@@ -168,11 +257,52 @@ def test_a_failing_part_becomes_a_note_and_the_rest_renders(run_dir, monkeypatch
 
 
 def test_not_a_run_directory_says_what_is_missing(tmp_path):
-    with pytest.raises(RunError, match="is not a directory"):
+    with pytest.raises(RunError, match="nowhere does not exist"):
         render(tmp_path / "nowhere")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(RunError, match="afile is a file, not a directory"):
+        render(tmp_path / "afile")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RunError, match="spec.yaml missing"):
         render(tmp_path)
+
+
+def cli_report(args: list[str], capsys) -> tuple[int, list[str]]:
+    """`cnnlab report ARGS`: (exit code, stderr lines); nothing may reach stdout."""
+    from cnnlab.cli import main
+
+    code = main(["report", *args])
+    out, err = capsys.readouterr()
+    assert out == ""
+    return code, err.splitlines()
+
+
+def test_cli_mistyped_run_is_one_line_exit_2_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, err = cli_report(["typo-run"], capsys)
+    assert code == 2 and len(err) == 1
+    assert "typo-run does not exist" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_file_as_run_says_so_and_leaves_it_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("notes")
+    code, err = cli_report(["afile"], capsys)
+    assert code == 2 and len(err) == 1
+    assert "afile is a file, not a directory" in err[0]
+    assert list(tmp_path.iterdir()) == [tmp_path / "afile"]
+    assert (tmp_path / "afile").read_text() == "notes"
+
+
+def test_cli_incomplete_run_names_what_is_missing_and_creates_no_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    code, err = cli_report(["run", "--out", "reports/page.html"], capsys)
+    assert code == 2 and len(err) == 1
+    assert "spec.yaml missing" in err[0] and "config.json" not in err[0]
+    assert sorted(tmp_path.rglob("*")) == [tmp_path / "run", tmp_path / "run" / "config.json"]
 
 
 @pytest.mark.slow
@@ -195,10 +325,14 @@ def test_bad_budget_and_out_fail_at_once_with_one_clear_error(tmp_path):
         Budget(eval_images=-3)
     with pytest.raises(CnnlabError, match="probe_epochs"):
         Budget(probe_epochs=0)
+    run = tmp_path / "run"  # looks like a run: the run is checked before --out
+    run.mkdir()
+    (run / "spec.yaml").write_text("name: x\n")
+    (run / "config.json").write_text("{}")
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(CnnlabError, match="cannot create"):
-        write_report(tmp_path / "nowhere", out=blocker / "sub" / "r.html")
+        write_report(run, out=blocker / "sub" / "r.html")
 
 
 def test_out_may_be_a_directory_or_a_new_path(tmp_path):
@@ -208,6 +342,7 @@ def test_out_may_be_a_directory_or_a_new_path(tmp_path):
     new = tmp_path / "a" / "b" / "page.html"
     assert report_path(tmp_path / "run", out=new) == new and new.parent.is_dir()
     assert report_path(tmp_path / "run") == tmp_path / "run" / "report.html"
+    assert not (tmp_path / "run").exists()  # no --out: RUN itself is never created
     assert report_path(tmp_path, out=f"{tmp_path}/new/") == tmp_path / "new" / "report.html"
 
 

@@ -38,7 +38,8 @@ class Budget:
     eval_images: int = 10_000  # test images predicted (confusion matrix, accuracy per class)
     diagnose_images: int = 1000  # images for dead units / activation statistics
     gradient_images: int = 256  # labelled images for gradient flow (one batch)
-    gradcam_images: int = 8  # per group: correct and misclassified
+    gradcam_images: int = 10  # per group: correct (one per class, at most this many classes)
+    # and misclassified (the most confident mistakes)
     pair_examples: int = 6  # example images per confused pair
     confused_pairs: int = 4  # most-confused class pairs shown
     filters: int = 32  # first-layer filters shown
@@ -70,18 +71,25 @@ class Missing(Exception):
 # --- loading ----------------------------------------------------------------------------------
 
 
-def open_run(path: str | Path) -> tuple[Any | None, str | None]:
-    """(Run, None) or (None, why there is no model). RunError when `path` is not a run, or
-    when `cnnlab.run.load_run` rejects it (e.g. weights that do not match the spec)."""
+def check_run(path: str | Path) -> Path:
+    """`path` as a Path if it is a run directory; RunError saying why not. Reads and creates
+    nothing: a typo stays a typo, not a new empty directory."""
     path = Path(path)
+    hint = "pass a run directory written by `cnnlab train`"
+    if not path.exists():
+        raise RunError(f"{path} does not exist; {hint}")
     if not path.is_dir():
-        raise RunError(f"{path} is not a directory; pass a run directory written by cnnlab train")
+        raise RunError(f"{path} is a file, not a directory; {hint}")
     missing = [name for name in REQUIRED if not (path / name).is_file()]
     if missing:
-        raise RunError(
-            f"{path} is not a run directory: {' and '.join(missing)} missing "
-            "(a run directory is written by `cnnlab train`)"
-        )
+        raise RunError(f"{path} is not a run directory: {' and '.join(missing)} missing; {hint}")
+    return path
+
+
+def open_run(path: str | Path) -> tuple[Any | None, str | None]:
+    """(Run, None) or (None, why there is no model). RunError when `path` is not a run
+    (`check_run`), or when `cnnlab.run.load_run` rejects it (e.g. weights not matching the spec)."""
+    path = check_run(path)
     if not (path / "model.safetensors").is_file():
         return None, (
             f"{path / 'model.safetensors'} is missing: training has not finished "
@@ -137,7 +145,7 @@ class Context:
         file = self.path / "metrics.jsonl"
         if not file.is_file():
             raise Missing(f"{file} is missing: no epoch has been logged")
-        rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+        rows = _jsonl(file)
         if not rows:
             raise Missing(f"{file} is empty: training has not completed an epoch")
         return rows
@@ -253,6 +261,24 @@ class Context:
         if not names:
             raise Missing("the model has no layer with a spatial (C, H, W) output")
         return _spread(names, self.budget.map_layers)
+
+
+def _jsonl(file: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file, one a line; Missing naming the file and the line
+    that is not one (a run killed mid-write, or an edited file)."""
+    rows = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            why = f"{error.msg} at column {error.colno}" if hasattr(error, "colno") else error
+            raise Missing(f"{file} line {number} is not valid JSON ({why})") from error
+        if not isinstance(row, dict):
+            raise Missing(f"{file} line {number} is not a JSON object: {line.strip()[:40]}")
+        rows.append(row)
+    return rows
 
 
 def _spread(items: list, k: int) -> list:
@@ -501,7 +527,8 @@ def section_results(ctx: Context) -> list[dict]:
 
 
 def _pick(ctx: Context) -> tuple[list[int], list[int]]:
-    """One correct image per class (in class order), and the most confident mistakes."""
+    """One correct image per class (in class order), and the most confident mistakes; at
+    most budget.gradcam_images of each."""
     _, _, y = ctx.test
     probs = ctx.probs
     conf, pred = probs.max(1)
@@ -523,9 +550,10 @@ def section_attention(ctx: Context) -> list[dict]:
         probs = ctx.probs
         names = _class_names(ctx, probs.shape[1])
         blocks = []
+        correct, wrong = _pick(ctx)
         for label, idx, colour in (
-            ("Correct", _pick(ctx)[0], plots.GOOD),
-            ("Misclassified", _pick(ctx)[1], plots.BAD),
+            ("Correct", correct, plots.GOOD),
+            ("Misclassified", wrong, plots.BAD),
         ):
             if not idx:
                 blocks.append(_text(f"{label}: none among the test images."))
@@ -540,7 +568,7 @@ def section_attention(ctx: Context) -> list[dict]:
             fig = plots.gradcam_overlays(tiles, heat, titles, [colour] * len(idx), label)
             blocks.append(_figure(fig, f"Grad-CAM of {label.lower()} test images"))
         return [
-            {"kind": "row", "blocks": blocks},
+            *blocks,  # one under the other, each the column's width: titles stay readable
             _text(
                 "Title: predicted class and its probability, then the true class. Heat: Grad-CAM "
                 "for the predicted class at the last spatial layer (red = most evidence)."
@@ -611,9 +639,10 @@ def section_features(ctx: Context) -> list[dict]:
         rows = [[ctx.label(k), _pct(v)] for k, v in accuracy.items()]
         b = ctx.budget
         caption = (
-            f"Multinomial logistic regression on each layer's pooled features: trained on "
-            f"{b.probe_train} training images ({b.probe_epochs} L-BFGS iterations), tested on "
-            f"{b.probe_test} test images (or the run's stored probes.json, when there is one)."
+            f"Computed for this report: multinomial logistic regression on each layer's pooled "
+            f"features, trained on the first {b.probe_train} training images "
+            f"({b.probe_epochs} L-BFGS iterations) and tested on the first {b.probe_test} test "
+            "images: a small budget (cnnlab probe RUN trains longer, on more images)."
         )
         return [
             _figure(fig, "linear probe accuracy against depth", caption),
@@ -629,12 +658,7 @@ def section_features(ctx: Context) -> list[dict]:
 
 
 def _probe_results(ctx: Context) -> dict[str, float]:
-    """Probe accuracies stored in the run (probes.json), else measured on a small budget."""
-    for name in ("probes.json", "probe.json"):
-        file = ctx.path / name
-        if file.is_file():
-            stored = json.loads(file.read_text())
-            return dict(stored.get("accuracy", stored))
+    """Probe accuracies {layer: accuracy}, measured now on the report's small budget."""
     linear_probe = _need("cnnlab.explain", "linear_probe")
     b = ctx.budget
     _, xtr, ytr = ctx.split("train", b.probe_train)
@@ -776,9 +800,12 @@ def render(path: str | Path, budget: Budget | None = None) -> tuple[str, dict]:
 
 
 def report_path(path: str | Path, out: str | Path | None = None) -> Path:
-    """Where the report goes: `out` (a file, or a directory to hold report.html) or
-    RUN/report.html; its directory is created. CnnlabError when it cannot be."""
-    target = Path(path) / "report.html" if out is None else Path(out).expanduser()
+    """Where the report goes: RUN/report.html (nothing is created: RUN is checked to exist by
+    `write_report`), or `out` (a file, or a directory to hold report.html), whose directory is
+    created. CnnlabError when it cannot be."""
+    if out is None:
+        return Path(path) / "report.html"
+    target = Path(out).expanduser()
     if target.is_dir() or str(out).endswith(("/", os.sep)):  # `--out reports/`: a directory
         target = target / "report.html"
     try:
@@ -798,6 +825,7 @@ def write_report(
 ) -> Path:
     """Write `RUN/report.html` (or `out`, see `report_path`) for the run directory `path`;
     return its path. `timings`, if given, receives {section: seconds}."""
+    check_run(path)  # first, and creating nothing: a mistyped RUN leaves no trace
     target = report_path(path, out)  # before the costly part: a bad --out fails at once
     html, spent = render(path, budget)
     if timings is not None:

@@ -35,6 +35,7 @@ STYLE = {
     "savefig.dpi": DPI,
 }
 GOOD, BAD = "#1a7f37", "#cf222e"  # correct / misclassified, as in the HTML
+TILE_TITLE_PT = 9  # Grad-CAM tile titles: 9 pt at DPI, shown at full width (about 9.4 CSS pt)
 
 
 @contextmanager
@@ -217,17 +218,19 @@ def image_grid(
 def gradcam_overlays(
     images: Sequence[np.ndarray], heats: Sequence[np.ndarray], titles, colours, title: str
 ) -> str:
-    """Grad-CAM heat (H, W in [0, 1]) over each image, jet at alpha 0.45."""
+    """Grad-CAM heat (H, W in [0, 1]) over each image, jet at alpha 0.45: five tiles a row
+    across the whole column, so the two-line titles are TILE_TITLE_PT at the size shown."""
     n = len(images)
-    ncols = 4
+    ncols = 5
     nrows = max(1, math.ceil(n / ncols))
-    with _figure(nrows, ncols, height=nrows * 1.45 + 0.3, width=4.4) as (fig, axes):
+    tile = WIDTH / ncols - 0.1  # inches, less a little for tight_layout's padding
+    with _figure(nrows, ncols, height=nrows * (tile + 0.6) + 0.35, width=WIDTH) as (fig, axes):
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i < n:
                 ax.imshow(images[i], cmap="gray", interpolation="nearest")
                 ax.imshow(heats[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-                ax.set_title(titles[i], fontsize=6.5, color=colours[i])
+                ax.set_title(titles[i], fontsize=TILE_TITLE_PT, color=colours[i])
         fig.suptitle(title)
         fig.tight_layout()
         return to_uri(fig)
