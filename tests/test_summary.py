@@ -473,6 +473,18 @@ def test_the_spec_suites_random_specs_match_torch_and_their_own_arithmetic(case)
     assert s.total_macs == torchinfo.summary(model, (1, *s.input_size), verbose=0).total_mult_adds
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
+def test_an_even_same_kernel_wider_than_a_1x1_map_keeps_its_size():
+    """Found by the test above: 'same' pads (0, 1) for a width-2 kernel, so a 1×1 map stays
+    1×1 (torch agrees); the before-pad alone is not the window's padding."""
+    wide = {"conv": {"filters": 1, "kernel": [1, 2], "padding": "same"}}
+    spec = {"input": [1, 3, 3], "layers": [{"conv": {"filters": 1}}, wide, "gap", {"linear": 1}]}
+    s = summary(spec)
+    model = cnnlab.build(spec)
+    assert leaf_rows(s, model) == real_leaf_shapes(model, (1, 3, 3))
+    assert "even-kernel-same" in {w.code for w in s.warnings}
+
+
 def test_cli_bad_spec_is_one_line_and_exit_2_in_a_real_process(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("input: [1, 5, 5]\nlayers:\n  - conv: {filters: 2, kernel: 7}\n")

@@ -577,15 +577,15 @@ class _Tracer(TorchFunctionMode):
         Returns the output's (H, W) with ceil_mode=False (with padding="same": the input's).
         """
         size = tuple(x.shape[-2:])
-        try:
-            out_map, dropped = _window_map(size, w)
-        except SpecError as err:
-            raise SpecError(f"{self._where()}: on a {size[0]}×{size[1]} input, {err}") from None
-        if w.same:
+        if w.same:  # stride 1, D(K − 1) zeros in all: the output is the input's size
             odd = [(k, d) for k, d in zip(w.kernel, w.dilation, strict=True) if d * (k - 1) % 2]
             if odd:
                 self._even_same_lint(w, geometry.same_padding(*odd[0]))
             return size
+        try:
+            out_map, dropped = _window_map(size, w)
+        except SpecError as err:
+            raise SpecError(f"{self._where()}: on a {size[0]}×{size[1]} input, {err}") from None
         pad = getattr(x, _TAG, None)
         pad = pad.pad if pad is not None else None
         if pad is not None and w.padding == (0, 0):  # zeros put there by F.pad: 'same' at S > 1
