@@ -23,10 +23,10 @@ from cnnlab.data import load_dataset
 from cnnlab.train import TrainConfig, train
 
 
-def matmul_flops(n: int = 2048, repeats: int = 20) -> float:
-    """FLOP/s of an n×n bf16 matmul: 2·n³ per product, median of `repeats`."""
-    a = torch.randn(n, n).to(torch.bfloat16)
-    b = torch.randn(n, n).to(torch.bfloat16)
+def matmul_flops(n: int = 2048, repeats: int = 20, dtype: torch.dtype = torch.bfloat16) -> float:
+    """FLOP/s of an n×n matmul in `dtype`: 2·n³ per product, median of `repeats`."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
     a @ b  # warm-up
     times = []
     for _ in range(repeats):

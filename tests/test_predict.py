@@ -69,6 +69,24 @@ def test_flip_tta_averages_logits_of_both_views(runs):
     assert torch.allclose(predict_logits(run.model, x, tta=True), expected, atol=1e-5)
 
 
+def test_shift_tta_averages_ten_views_made_with_torch_ops(runs):
+    """Truth: the ten views built by hand with torch.roll on a reflect-padded copy."""
+    run = load_run(runs / "gap")
+    x = run.preprocess(run.dataset("test").images[:16])  # (16, 1, 8, 8)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    views = [x] + [
+        torch.roll(padded, (-dy, -dx), (2, 3))[:, :, 2:-2, 2:-2]
+        for dy, dx in ((-2, 0), (2, 0), (0, -2), (0, 2))
+    ]
+    views += [v.flip(-1) for v in views]
+    assert not any(torch.equal(views[0], v) for v in views[1:])
+    with torch.no_grad():
+        expected = sum(run.model(v) for v in views) / 10
+    got = predict_logits(run.model, x, tta=True, tta_shift=2)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(predict_logits(run.model, x, tta=False, tta_shift=2), run.model(x).detach())
+
+
 def test_predict_png_matches_softmax_and_gap_takes_any_size(runs, tmp_path):
     run = load_run(runs / "gap")
     ds = run.dataset("test")

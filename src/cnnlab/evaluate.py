@@ -30,10 +30,13 @@ def predict_logits(
     tta: bool = False,
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
+    tta_shift: int = 0,
 ) -> torch.Tensor:
     """Logits of normalized images `(N, C, H, W)` -> `(N, classes)` float32, in eval mode.
 
-    tta: mean of the logits of x and of x mirrored left-right. The model's mode is restored.
+    tta: mean of the logits of x and of x mirrored left-right. tta_shift s > 0 (with tta):
+    also of x moved by s pixels up, down, left and right (reflect-padded, as training's
+    pad-and-crop), each with its mirror: 10 views. The model's mode is restored.
     """
     was_training = model.training
     model.eval()
@@ -47,13 +50,25 @@ def predict_logits(
             with torch.autocast(
                 device.type, dtype=autocast or torch.float32, enabled=bool(autocast)
             ):
-                logits = model(x).float()
-                if tta:
-                    logits = (logits + model(x.flip(-1)).float()) / 2
+                views = tta_views(x, tta_shift) if tta else [x]
+                logits = sum(model(v).float() for v in views) / len(views)
             chunks.append(logits)
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+
+
+def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
+    """x (B, C, H, W) and its mirror image; with shift s > 0 also the four s-pixel moves of
+    each (reflect padding fills the edge they uncover): 2 or 10 views of x's shape."""
+    views = [x]
+    if shift > 0:
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (shift,) * 4, mode="reflect")  # (B, C, H + 2s, W + 2s)
+        for dy, dx in ((-shift, 0), (shift, 0), (0, -shift), (0, shift)):
+            top, left = shift + dy, shift + dx
+            views.append(padded[:, :, top : top + h, left : left + w])
+    return views + [v.flip(-1) for v in views]
 
 
 def evaluate_tensors(
@@ -109,10 +124,12 @@ def _autocast_for(run: Run) -> torch.dtype | None:
 
 
 def evaluate(run: Run, split: str = "test", *, tta: bool = False) -> Evaluation:
-    """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`."""
+    """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`.
+    tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one)."""
     ds = run.dataset(split)
     x = run.preprocess(ds.images)  # (N, C, H, W) normalized
-    logits = predict_logits(run.model, x, tta=tta, autocast=_autocast_for(run))
+    shift = int(run.config.get("tta_shift", 0))
+    logits = predict_logits(run.model, x, tta=tta, autocast=_autocast_for(run), tta_shift=shift)
     predicted = logits.argmax(1)
     k = len(run.classes)
     confusion = confusion_matrix(predicted, ds.labels, k)

@@ -28,6 +28,7 @@ _KNOBS = {
     "erase": (float, "random-erasing probability (0: off)"),
     "ema": (str, "weight EMA decay per step, or 'none'"),
     "tta": (bool, "flip test-time augmentation at evaluation"),
+    "tta_shift": (int, "with --tta, also average the image moved N px up/down/left/right"),
     "precision": (str, "auto | bf16 | fp32"),
     "channels_last": (bool, "NHWC memory layout"),
     "compile": (bool, "torch.compile the model"),
