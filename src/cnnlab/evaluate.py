@@ -26,7 +26,7 @@ def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
     *,
-    batch_size: int = 1024,
+    batch_size: int = 256,
     tta: bool = False,
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
@@ -45,12 +45,13 @@ def predict_logits(
     try:
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size]  # (B, C, H, W)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            views = tta_views(x, tta_shift) if tta else [x]
+            if channels_last:  # each view: crops and flips of a channels-last x are neither
+                # (10 views of 10k images: 25 s strided, 9 s channels-last, on 2 cores)
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with torch.autocast(
                 device.type, dtype=autocast or torch.float32, enabled=bool(autocast)
             ):
-                views = tta_views(x, tta_shift) if tta else [x]
                 logits = sum(model(v).float() for v in views) / len(views)
             chunks.append(logits)
     finally:
