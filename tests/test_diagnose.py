@@ -132,6 +132,15 @@ def test_images_labels_pair_imageset_and_one_item_batches_are_data():
         assert stats.mean == pytest.approx(float(a1.mean()), rel=1e-5)
 
 
+def test_a_raw_uint8_imageset_is_refused_with_the_fix():
+    """A data set's ImageSet holds uint8 pixels the model never saw unnormalised."""
+    from cnnlab.data import load_dataset
+
+    ds = load_dataset("digits", "test")
+    with pytest.raises(CnnlabError, match="uint8.*normalis"):
+        dead_units(FunctionalNet(dead_channel=4), ds)
+
+
 def test_relu_module_called_twice_gives_two_sites():
     names = [l.name for l in dead_units(tiny_resnet(), images()).layers]
     assert names == ["1", "2.relu", "2.relu#2"]

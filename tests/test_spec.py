@@ -410,6 +410,9 @@ def test_a_repeated_key_is_an_error_not_the_last_one_winning(tmp_path: Path):
         load_spec("name: x\ninput: [1, 8, 8]\ninput: [3, 9, 9]\nlayers: [relu]\n")
     with pytest.raises(SpecError, match=r"line 2, .*'filters' appears twice"):
         load_spec("input: [1, 8, 8]\nlayers: [{conv: {filters: 8, filters: 16, kernel: 3}}]\n")
+    merged = "input: [1, 8, 8]\nlayers:\n  - conv: &c {filters: 8, kernel: 3}\n" \
+        "  - conv: {<<: *c, filters: 16}\n  - gap\n"  # fmt: skip
+    assert load_spec(merged).layers[1].args["filters"] == 16  # a merge key is no repeat
     dup = tmp_path / "dup.json"
     dup.write_text('{"input": [1, 8, 8], "layers": [{"conv": {"filters": 8, "filters": 3}}]}')
     with pytest.raises(SpecError, match=r"dup\.json: invalid JSON: the key 'filters' appears"):

@@ -255,27 +255,32 @@ def unread_trailing_pixels(model: nn.Module, input_size) -> tuple[int, int]:
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     size=st.integers(3, 14),
     kernel=st.integers(1, 5),
-    stride=st.integers(1, 4),
+    strides=st.tuples(st.integers(1, 6), st.integers(1, 6)),
     same=st.booleans(),
 )
-def test_floor_lint_fires_exactly_where_autograd_sees_unread_pixels(size, kernel, stride, same):
+def test_floor_lint_fires_exactly_where_autograd_sees_unread_pixels(size, kernel, strides, same):
     """Through a spec's conv, 'same' at stride > 1 (zeros padded by F.pad) included: the floor
-    lint names as many dropped rows and columns as the input gradient shows."""
-    assume(kernel <= size and stride <= kernel)  # a stride past the kernel skips by design
-    conv = {"filters": 2, "kernel": kernel, "stride": stride, "padding": "same" if same else 0}
+    lint names as many dropped rows and columns as the input gradient shows, each axis with
+    its own stride, except along an axis whose stride passes the kernel (skips by design)."""
+    assume(kernel <= size)
+    conv = {"filters": 2, "kernel": kernel, "stride": list(strides)}
+    conv["padding"] = "same" if same else 0
     spec = {"input": [1, size, size + 1], "layers": [{"conv": conv}]}  # no ReLU: no dead windows
     model = cnnlab.build(spec)
     rows, cols = unread_trailing_pixels(model, (1, size, size + 1))
+    rows, cols = (n if s <= kernel else 0 for n, s in zip((rows, cols), strides, strict=True))
     lints = {w.code: w for w in summary(spec).warnings}
     assert ("floor" in lints) == bool(rows or cols)
     if rows:
-        assert f"{rows} row(s) at the bottom" in lints["floor"].message
+        assert f"(stride {strides[0]}, padding" in lints["floor"].message
+        assert f"the last {rows} row(s) at the bottom" in lints["floor"].message
     if cols:
-        assert f"{cols} column(s) at the right" in lints["floor"].message
+        assert f"(stride {strides[1]}, padding" in lints["floor"].message
+        assert f"the last {cols} column(s) at the right" in lints["floor"].message
     even_same = same and kernel % 2 == 0
     assert ("even-kernel-same" in lints) == even_same
 

@@ -352,6 +352,38 @@ def test_batch_larger_than_the_training_split_is_refused_before_training(tmp_pat
     assert not (tmp_path / "run" / "config.json").exists()  # refused before anything ran
 
 
+def test_force_keeps_the_previous_run_when_the_new_one_is_refused(tmp_path):
+    """--force deletes the old run only once the new one has passed its checks."""
+    root = _folder(tmp_path / "imgs", per_class=5)
+    out = tmp_path / "run"
+    train(TWO_CLASSES, root, out, TrainConfig(**{**FOLDER_QUICK, "batch_size": 4}))
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ConfigError, match="batch_size 64"):
+        train(TWO_CLASSES, root, out, TrainConfig(**{**FOLDER_QUICK, "batch_size": 64}), force=True)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert "model.safetensors" in before
+
+
+@pytest.mark.parametrize("option", ["tta_shift", "translate"])
+def test_a_shift_as_large_as_the_image_is_refused_before_training(tmp_path, option):
+    """Reflect padding needs a pad smaller than the image (8×8 here): --tta-shift 8 used to
+    fail after all the training, with no model.safetensors written."""
+    root = _folder(tmp_path / "imgs")
+    config = TrainConfig(**{**FOLDER_QUICK, "tta": True, option: 8})
+    with pytest.raises(ConfigError, match=f"{option} 8 must be smaller than the 8-px side"):
+        train(TWO_CLASSES, root, tmp_path / "run", config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_data_set_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatch):
+    """As load_dataset does: `digits` is the bundled set even with ./digits in the way."""
+    (tmp_path / "digits").mkdir()
+    monkeypatch.chdir(tmp_path)
+    result = train(TINY, "digits", tmp_path / "run", TrainConfig(**{**QUICK, "epochs": 1}))
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == "digits"
+    assert result["test_acc"] > 0.2  # real digits, not an empty folder
+
+
 def test_folder_skips_and_conversions_are_returned_and_recorded_strict_fails(tmp_path):
     root = _folder(tmp_path / "imgs")
     Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(root / "dark" / "rgb.png")

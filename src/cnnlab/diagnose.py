@@ -238,9 +238,9 @@ def _images(x) -> Tensor:
 
 
 def _batches(data, batch_size: int, labels: bool = False) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """Yield (x, y) from float images (N, C, H, W), an (images, labels) pair, an ImageSet
-    (.images, .labels) or an iterable of (x, y) batches or x: the data explain accepts, read
-    by the same helper (`cnnlab.explain._capture.batches`)."""
+    """Yield (x, y) from float images (N, C, H, W), an (images, labels) pair, an object with
+    normalised float .images and .labels, or an iterable of (x, y) batches or x: the data
+    explain accepts, read by the same helper (`cnnlab.explain._capture.batches`)."""
     from cnnlab.explain._capture import batches
 
     if isinstance(data, Tensor):
@@ -388,7 +388,8 @@ def dead_units(
     when its dead share exceeds `threshold` or its sparsity exceeds `sparsity_threshold`.
 
     data: a float Tensor (N, C, H, W), already normalised, an (images, labels) pair, an
-    ImageSet or an iterable of (x, y) batches (labels are not used).
+    object with such .images and .labels, or an iterable of (x, y) batches (labels are not
+    used). A data set's raw uint8 ImageSet is refused: normalise it first (Run.preprocess).
     The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
     """
     _check_fraction("threshold", threshold)
@@ -454,8 +455,8 @@ def activation_stats(
     Saturated: sigmoid outputs within 0.01 of 0 or 1, tanh outputs within 0.01 of -1 or +1
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
     hardtanh/hardsigmoid exactly at a bound. ReLU-family outputs are unbounded above: None.
-    data: a float Tensor (N, C, H, W), an (images, labels) pair, an ImageSet or an iterable of
-    (x, y) batches; eval mode by default.
+    data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
+    and .labels, or an iterable of (x, y) batches; eval mode by default.
     """
     sites, n = _record(model, data, batch_size, train, moments=True)
     layers = []

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.checkpoint import MODEL_WEIGHTS, load_weights
+from cnnlab.checkpoint import CHECKPOINT_TENSORS, MODEL_WEIGHTS, load_weights
 from cnnlab.errors import CnnlabError, RunError
 
 REQUIRED_CONFIG = ("data", "classes", "mean", "std", "input_shape")
@@ -114,7 +114,7 @@ def load_run(path: str | Path) -> Run:
     if not weights.is_file():
         hint = (
             f"training did not finish; continue it with `cnnlab train --resume --out {path}`"
-            if (path / "checkpoint.json").is_file()
+            if (path / CHECKPOINT_TENSORS).is_file()  # the commit point, not its sidecar
             else "train the run first"
         )
         raise RunError(f"{path} has no {MODEL_WEIGHTS}: {hint}")

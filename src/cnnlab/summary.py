@@ -299,13 +299,15 @@ def _window_map(size: tuple[int, int], w: _Window) -> tuple[tuple[int, int], tup
         geometry.conv_output_size(size[i], w.kernel[i], w.padding[i], w.stride[i], w.dilation[i])
         for i in (0, 1)
     )
-    # A window that jumps further than it reaches (ResNet's 1×1/2 shortcut) skips pixels
-    # everywhere by design; losing the last one is that pattern, not an edge problem.
-    skips = zip(w.kernel, w.stride, w.dilation, strict=True)
-    if w.same or w.ceil_mode or any(s > d * (k - 1) + 1 for k, s, d in skips):
+    if w.same or w.ceil_mode:
         return out_map, (0, 0)
+    # Along an axis where the window jumps further than it reaches (ResNet's 1×1/2 shortcut)
+    # pixels are skipped everywhere by design; losing the last one is that pattern, not an
+    # edge problem. Each axis is judged on its own.
     dropped = tuple(
-        geometry.dropped_pixels(size[i], w.kernel[i], w.padding[i], w.stride[i], w.dilation[i])
+        0
+        if w.stride[i] > w.dilation[i] * (w.kernel[i] - 1) + 1
+        else geometry.dropped_pixels(size[i], w.kernel[i], w.padding[i], w.stride[i], w.dilation[i])
         for i in (0, 1)
     )
     return out_map, dropped
@@ -600,29 +602,31 @@ class _Tracer(TorchFunctionMode):
                 self._even_same_lint(w, asymmetric[0])
             size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])  # the real map
         if any(dropped):
-            edges = " and ".join(
-                f"{n} {what} at the {edge}"
-                for n, what, edge in (
-                    (dropped[1], "column(s)", "right"),
-                    (dropped[0], "row(s)", "bottom"),
+            edges = " and ".join(  # each axis with its own stride and padding
+                f"along the {axis_name} (stride {w.stride[i]}, padding "
+                f"{self._padding_text(w, pad, i)}) the last {dropped[i]} {what} at the {edge}"
+                for i, axis_name, what, edge in (
+                    (1, "width", "column(s)", "right"),
+                    (0, "height", "row(s)", "bottom"),
                 )
-                if n
+                if dropped[i]
             )
-            axis = 0 if dropped[0] else 1  # the edge named first below is the width's
-            axis = 1 if dropped[1] else axis
-            stride, padding = w.stride[axis], w.padding[axis]
-            if pad is not None and w.padding == (0, 0):
-                padding = f"{pad[2 * axis]} before and {pad[2 * axis + 1]} after"
             self.lint(
                 "floor",
-                f"a {w.kernel[0]}×{w.kernel[1]} window with stride {stride} and padding "
-                f"{padding} along the {('height', 'width')[axis]} over {size[0]}×{size[1]} "
-                f"never reads the last {edges}: "
+                f"a {w.kernel[0]}×{w.kernel[1]} window over {size[0]}×{size[1]} never reads, "
+                f"{edges}: "
                 "(I − K + 2P)/S is not an integer, so the output size is floored and those "
                 "pixels are ignored (§2.2, the floor problem). Fix: choose padding/stride (or "
                 "the input size) so that I − K + 2P is a multiple of S.",
             )
         return out_map
+
+    @staticmethod
+    def _padding_text(w: _Window, pad: tuple[int, int, int, int] | None, axis: int) -> str:
+        """The window's padding along `axis`, or the zeros an F.pad put before and after."""
+        if pad is not None and w.padding == (0, 0):
+            return f"{pad[2 * axis]} before and {pad[2 * axis + 1]} after"
+        return str(w.padding[axis])
 
     def _even_same_lint(self, w: _Window, pads: tuple[int, int]) -> None:
         before, after = pads

@@ -251,29 +251,38 @@ class EMA:
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> None:
-    """Refuse to overwrite a run unless asked; --force removes the previous run's files."""
+    """Refuse to overwrite a run unless asked (--resume or --force). Deletes nothing: with
+    --force the previous run goes only once the new one has passed its checks (_clear_out)."""
     if resume:
         if not (out / "config.json").is_file():
             raise RunError(f"cannot resume {out}: it has no config.json (is it a run directory?)")
         return
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise RunError(
-                f"{out} already exists; pass --resume to continue that run or --force to "
-                "start again (--force deletes its run files)"
-            )
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for name in RUN_DIRS:
-            shutil.rmtree(out / name, ignore_errors=True)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise RunError(
+            f"{out} already exists; pass --resume to continue that run or --force to "
+            "start again (--force deletes its run files)"
+        )
+
+
+def _clear_out(out: Path) -> None:
+    """The run directory, emptied of a previous run's files (the user's own files stay)."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in RUN_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
 def _data_name(data: Any) -> Any:
     """How config.json names `data`: a directory by its absolute path (so eval, --resume and
-    report work from any working directory), a data set name as given."""
+    report work from any working directory), a data set name as given (as load_dataset, a
+    name wins over a directory of that name in the working directory)."""
+    from cnnlab.data.sets import DATASET_NAMES
+
+    if str(data).lower() in (*DATASET_NAMES, "fashion_mnist", "fmnist"):
+        return data
     if isinstance(data, str | Path) and Path(data).expanduser().is_dir():
         return str(Path(data).expanduser().resolve())
     return data
@@ -322,8 +331,17 @@ def _check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
     )
 
 
-def _check_fit(spec, model: nn.Module, train_set) -> None:
-    """Data shape and class count against the model, before any time is spent."""
+def _check_fit(spec, model: nn.Module, train_set, config: TrainConfig) -> None:
+    """Data shape, class count and the image-size options against the model, before any
+    time is spent (a bad --tta-shift would otherwise fail after all the training)."""
+    side = min(spec.input[1:])
+    for option, pixels in (("translate", config.translate), ("tta_shift", config.tta_shift)):
+        if pixels >= side:
+            raise ConfigError(
+                f"{option} {pixels} must be smaller than the {side}-px side of the "
+                f"{'×'.join(map(str, spec.input[1:]))} images (reflect padding); use at most "
+                f"{side - 1}"
+            )
     if tuple(train_set.shape) != tuple(spec.input):
         raise DataError(
             f"{train_set.source} has {'×'.join(map(str, train_set.shape))} images but spec "
@@ -484,13 +502,14 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
 
     torch.manual_seed(config.seed)
     model = build(spec)
-    _check_fit(spec, model, train_set)
+    _check_fit(spec, model, train_set, config)
     device = dist.device
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)
     amp = autocast_dtype(config, device)
 
     if dist.is_main and not resume:
+        _clear_out(out)  # every check passed: only now does --force remove the old run
         checkpoint.atomic_write(out / "spec.yaml", spec.to_yaml().encode())
         info = {
             **config.to_dict(),

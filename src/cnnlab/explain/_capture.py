@@ -289,7 +289,7 @@ def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -
 
 def batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
     """(x, y) batches from a Tensor (N, C, H, W), an (images, labels) pair (images (N, ...),
-    labels (N,)), an object with .images/.labels (ImageSet), or an iterable of (x, y) batches
+    labels (N,)), an object with float .images/.labels, or an iterable of (x, y) batches
     or bare x (a 1-item batch, as a DataLoader of a TensorDataset(x) gives, is x). y is None
     where no labels are given. diagnose reads its data through this too."""
     if isinstance(data, Tensor):
