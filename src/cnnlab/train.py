@@ -68,20 +68,23 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: a checkpoint was saved; `str()` says how to resume."""
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine(device: torch.device) -> str:
     """What the run trained on, for config.json and the report: the CPU's model name (or
     the GPU's), its cores and torch's threads, e.g. 'AMD EPYC 9B14, 2 cores, 2 threads'."""
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA), {os.cpu_count()} CPU cores"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
 
 
 @dataclass

@@ -12,7 +12,6 @@ import importlib
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -352,15 +351,12 @@ def _num(value: float) -> str:
 def _machine(config: dict) -> str:
     if "machine" in config:
         return str(config["machine"])
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (machine writing this report; not recorded by the run)"
+    from cnnlab.train import cpu_name
+
+    return (
+        f"{cpu_name()}, {os.cpu_count()} cores "
+        "(machine writing this report; not recorded by the run)"
+    )
 
 
 def section_run(ctx: Context) -> list[dict]:
