@@ -542,11 +542,9 @@ def gradient_flow(
     explode_norm, or ratio > 1 / vanish_ratio. Train mode by default (as a training step
     sees it); BatchNorm running statistics and the RNG are restored afterwards.
     """
-    if torch.is_inference_mode_enabled():  # enable_grad() cannot undo it
-        raise CnnlabError(
-            "gradient_flow needs gradients, and torch.inference_mode() switches autograd off; "
-            "call it outside the torch.inference_mode() block"
-        )
+    from cnnlab.explain._capture import needs_gradients
+
+    needs_gradients("gradient_flow")
     model = _unwrap(model)
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]

@@ -282,9 +282,9 @@ def _data_name(data: Any) -> Any:
     """How config.json names `data`: a directory by its absolute path (so eval, --resume and
     report work from any working directory), a data set name as given (as load_dataset, a
     name wins over a directory of that name in the working directory)."""
-    from cnnlab.data.sets import DATASET_NAMES
+    from cnnlab.data.sets import dataset_name
 
-    if str(data).lower() in (*DATASET_NAMES, "fashion_mnist", "fmnist"):
+    if isinstance(data, str | Path) and dataset_name(data) is not None:
         return data
     if isinstance(data, str | Path) and Path(data).expanduser().is_dir():
         return str(Path(data).expanduser().resolve())

@@ -12,6 +12,15 @@ from cnnlab.data.synthetic import digits, shapes
 from cnnlab.errors import DataError
 
 DATASET_NAMES = ("fashion-mnist", "digits", "shapes")
+_ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist"}
+
+
+def dataset_name(name: str | Path) -> str | None:
+    """The named data set `name` means ("fmnist" -> "fashion-mnist"), None for anything else
+    (a directory). A name wins over a directory of that name in the working directory."""
+    key = str(name).lower()
+    key = _ALIASES.get(key, key)
+    return key if key in DATASET_NAMES else None
 
 
 def load_dataset(
@@ -31,8 +40,8 @@ def load_dataset(
     class. `channels` (1 or 3) and `size` (int or (H, W)) convert the images to what a model
     needs: resize to cover then center-crop, for every source alike.
     """
-    key = str(name).lower()
-    if key in ("fashion-mnist", "fashion_mnist", "fmnist"):
+    key = dataset_name(name)
+    if key == "fashion-mnist":
         ds = fashion_mnist(split, root=root, download=download)
     elif key == "digits":
         ds = digits(split)
