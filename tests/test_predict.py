@@ -135,6 +135,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(runs, tmp_path, capsys):
     cases = [
         (["eval", str(tmp_path / "missing")], "not a run directory"),
         (["predict", str(runs / "gap"), str(corrupt)], "corrupt.png"),
+        (["predict", str(runs / "gap"), str(spec)], "gap.json: not a readable image (no image"),
         (["predict", str(runs / "gap"), str(tmp_path / "none.png")], "none.png"),
         (["predict", str(runs / "gap"), str(corrupt), "--top", "0"], "--top"),
         (["train", "--preset", "no-such-preset", "--out", str(tmp_path / "r")], "no-such-preset"),

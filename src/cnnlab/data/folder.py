@@ -111,6 +111,8 @@ def read_image(path: str | Path, channels: int) -> torch.Tensor:
         img = _open(path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such image file") from None
+    except UnidentifiedImageError as error:  # no image format recognised: nothing to add
+        raise DataError(f"{path}: not a readable image (no image format PIL knows)") from error
     except _UNREADABLE as error:
         raise DataError(f"{path}: not a readable image ({_reason(error)})") from error
     return _to_tensor(np.asarray(_to_mode(img, channels), dtype=np.uint8))
