@@ -12,10 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cnnlab import geometry, layers
-from cnnlab.build import Conv2dSame, Residual, build
+from cnnlab import geometry
+from cnnlab.design import layers
+from cnnlab.design.build import Conv2dSame, Residual, build
+from cnnlab.design.spec import KINDS, load_spec, shapes
 from cnnlab.errors import SpecError
-from cnnlab.spec import KINDS, load_spec, shapes
 from test_spec import DESIGN_EXAMPLE, Case, valid_specs
 
 # PyTorch notes that padding="same" with an even kernel pads a copy of the input: expected here

@@ -15,8 +15,8 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
-from cnnlab import checkpoint
 from cnnlab.errors import RunError
+from cnnlab.train import checkpoint
 
 
 def _tensors(seed: int) -> dict[str, torch.Tensor]:
@@ -83,7 +83,7 @@ def test_failure_on_the_sidecar_keeps_a_whole_checkpoint(tmp_path, monkeypatch):
 
 DISK_FULL = """
 import resource, sys, torch
-from cnnlab import checkpoint
+from cnnlab.train import checkpoint
 from cnnlab.errors import RunError
 out, limit = sys.argv[1], int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # files past `limit` bytes: EFBIG

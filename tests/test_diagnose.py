@@ -337,7 +337,7 @@ def test_thresholds_and_batch_size_are_checked():
 
 
 def test_cli_json_and_table(monkeypatch, capsys):
-    """The CLI against a stand-in for cnnlab.run.load_run (engineer E's contract)."""
+    """The CLI against a stand-in for cnnlab.train.rundir.load_run (engineer E's contract)."""
     from cnnlab.cli import diagnose as command
 
     parser = argparse.ArgumentParser()
@@ -359,9 +359,9 @@ def test_cli_json_and_table(monkeypatch, capsys):
         dataset=lambda split="test": data,
         preprocess=lambda im: (im.float() / 255 - 0.5) / 0.25,
     )
-    fake = types.ModuleType("cnnlab.run")
+    fake = types.ModuleType("cnnlab.train.rundir")
     fake.load_run = lambda path: run
-    monkeypatch.setitem(sys.modules, "cnnlab.run", fake)
+    monkeypatch.setitem(sys.modules, "cnnlab.train.rundir", fake)
 
     assert main(["diagnose", "somewhere", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

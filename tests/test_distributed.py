@@ -11,7 +11,7 @@ import textwrap
 
 import torch
 
-from cnnlab import checkpoint, distributed
+from cnnlab.train import checkpoint, distributed
 
 CHILD = textwrap.dedent(
     """

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from cnnlab import build, load_spec
-from cnnlab.checkpoint import save_weights
 from cnnlab.cli import main
+from cnnlab.train.checkpoint import save_weights
 
 SPEC = {
     "name": "tiny",

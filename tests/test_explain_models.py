@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import feature_maps, gradcam, saliency, smoothgrad
-from cnnlab.explain._capture import default_layer
+from cnnlab.inspect.capture import default_layer
 
 
 class Block(nn.Module):

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cnnlab.errors import SpecError
-from cnnlab.layers import (
+from cnnlab.design.layers import (
     ACTIVATIONS,
     AdaptiveConcatPool2d,
     ConcatPool2d,
@@ -17,6 +16,7 @@ from cnnlab.layers import (
     GlobalAvgPool2d,
     activation,
 )
+from cnnlab.errors import SpecError
 
 
 def test_concat_pool_notes_example_shape():
@@ -138,6 +138,6 @@ def test_activation_refuses_a_wrong_argument(name, arg, match):
 def test_docstring_examples_hold():
     import doctest
 
-    from cnnlab import layers
+    from cnnlab.design import layers
 
     assert doctest.testmod(layers).failed == 0

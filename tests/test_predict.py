@@ -14,9 +14,9 @@ from sklearn.metrics import confusion_matrix
 
 from cnnlab.cli import main
 from cnnlab.errors import DataError
-from cnnlab.evaluate import evaluate, predict, predict_logits
-from cnnlab.run import load_run
 from cnnlab.train import TrainConfig, train
+from cnnlab.train.evaluate import evaluate, predict, predict_logits
+from cnnlab.train.rundir import load_run
 
 CONV = [{"conv": {"filters": 16, "kernel": 3, "padding": "same"}}, "batchnorm", "relu"] * 2
 GAP = {"name": "gap-head", "input": [1, 8, 8], "layers": [*CONV, "gap", {"linear": 10}]}
@@ -167,7 +167,7 @@ def _rgba_and_16bit(folder):
 def test_predict_reads_files_as_the_folder_loader_does(tmp_path, channels):
     """Truth: image_folder's tensor for the same files (alpha over black, 16 bits ÷ 257)."""
     from cnnlab.data import image_folder
-    from cnnlab.evaluate import load_image
+    from cnnlab.train.evaluate import load_image
 
     files = _rgba_and_16bit(tmp_path / "imgs")
     folder = image_folder(tmp_path / "imgs", channels=channels).images  # (2, C, 8, 8)
@@ -180,9 +180,9 @@ def test_predict_reads_files_as_the_folder_loader_does(tmp_path, channels):
 
 def _untrained_run(tmp_path, layers):
     """A Run of an untrained spec: enough for predict's size checks, no training needed."""
-    from cnnlab.build import build
-    from cnnlab.run import Run
-    from cnnlab.spec import load_spec
+    from cnnlab.design.build import build
+    from cnnlab.design.spec import load_spec
+    from cnnlab.train.rundir import Run
 
     spec = load_spec({"name": "any-size", "input": [1, 8, 8], "layers": layers})
     config = {"classes": list("0123456789"), "mean": [0.5], "std": [0.25]}

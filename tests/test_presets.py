@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.build import Residual, build
-from cnnlab.spec import load_spec, preset_names, shapes
+from cnnlab.design.build import Residual, build
+from cnnlab.design.spec import load_spec, preset_names, shapes
 
 PRESETS = ["allconv-gap", "fast", "fmnist-tf", "lenet5", "mlp", "resnet-small", "vgg-small"]
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnlab import reference
+from cnnlab.design import reference
 from cnnlab.errors import SpecError
 
 conv_config = st.fixed_dictionaries(
@@ -147,7 +147,7 @@ def test_trace_conv_is_read_only_and_checks_the_index():
 def test_docstring_examples_hold():
     import doctest
 
-    from cnnlab import reference
+    from cnnlab.design import reference
 
     assert doctest.testmod(reference).failed == 0
 

@@ -51,7 +51,7 @@ TINY = {
 def run_dir(tmp_path_factory) -> Path:
     """A real run: E's trainer, two short epochs on 600 Fashion-MNIST images (a few seconds)."""
     from cnnlab.data import load_dataset
-    from cnnlab.spec import load_spec
+    from cnnlab.design.spec import load_spec
     from cnnlab.train import TrainConfig, train
 
     train_set = load_dataset("fashion-mnist", "train")

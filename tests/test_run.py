@@ -9,11 +9,10 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab import checkpoint
 from cnnlab.data import load_dataset
 from cnnlab.errors import RunError
-from cnnlab.run import load_run
-from cnnlab.train import TrainConfig, train
+from cnnlab.train import TrainConfig, checkpoint, train
+from cnnlab.train.rundir import load_run
 
 TINY = {
     "name": "tiny",

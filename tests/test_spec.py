@@ -1,4 +1,4 @@
-"""cnnlab.spec: parsing, validation messages, round-trips, and the random-spec strategy.
+"""cnnlab.design.spec: parsing, validation messages, round-trips, and the random-spec strategy.
 
 `valid_specs` (also used by test_build.py) draws random valid specs and computes, on its own,
 the shape after each layer and the parameter count with the textbook formulas; the spec code
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cnnlab.design.spec import Layer, Spec, load_spec, preset_names, shapes
 from cnnlab.errors import SpecError
-from cnnlab.spec import Layer, Spec, load_spec, preset_names, shapes
 
 # --- a strategy for random valid specs, with its own shape and parameter arithmetic ----------
 
@@ -548,6 +548,6 @@ def test_yaml_like_garbage_raises_spec_error_only(text):
 def test_docstring_examples_hold():
     import doctest
 
-    import cnnlab.spec
+    import cnnlab.design.spec
 
-    assert doctest.testmod(cnnlab.spec).failed == 0
+    assert doctest.testmod(cnnlab.design.spec).failed == 0

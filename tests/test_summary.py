@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cnnlab
+from cnnlab.design.summary import Lint, Summary, SummaryRow, summary
 from cnnlab.errors import CnnlabError, SpecError
-from cnnlab.summary import Lint, Summary, SummaryRow, summary
 from test_spec import valid_specs
 
 # --- models cnnlab did not build ------------------------------------------------------------

@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from cnnlab import checkpoint
 from cnnlab.data import load_dataset
 from cnnlab.errors import DataError, RunError
 from cnnlab.train import (
@@ -30,12 +29,15 @@ from cnnlab.train import (
     TrainConfig,
     TrainingDiverged,
     TrainingInterrupted,
+    checkpoint,
     learning_rate,
     make_optimizer,
     train,
 )
 
-build_module = importlib.import_module("cnnlab.build")  # `cnnlab.build` is the function
+build_module = importlib.import_module(
+    "cnnlab.design.build"
+)  # `cnnlab.design.build` is the function
 
 TINY = {
     "name": "tiny",
@@ -254,7 +256,7 @@ def test_diagnose_every_stores_diagnostics(tmp_path, monkeypatch):
 
 def test_nothing_is_pickled(tmp_path, monkeypatch):
     """Training, checkpointing and loading a run never call torch.save/torch.load/pickle."""
-    from cnnlab.run import load_run
+    from cnnlab.train.rundir import load_run
 
     def refuse(*args, **kwargs):
         raise AssertionError("pickle used")
@@ -276,7 +278,7 @@ CHILD = textwrap.dedent(
 
     out, mode, spec, quick = sys.argv[1], sys.argv[2], eval(sys.argv[3]), eval(sys.argv[4])
     if mode == "slow":  # sleep in every forward so the parent can kill us mid-epoch
-        build_module = importlib.import_module("cnnlab.build")
+        build_module = importlib.import_module("cnnlab.design.build")
         original = build_module.build
         def slow_build(s):
             model = original(s)
@@ -410,7 +412,7 @@ def test_folder_skips_and_conversions_are_returned_and_recorded_strict_fails(tmp
 
 def test_relative_data_dir_is_stored_absolute(tmp_path, monkeypatch):
     """eval, --resume and report run from other directories than the one training ran in."""
-    from cnnlab.run import load_run
+    from cnnlab.train.rundir import load_run
 
     _folder(tmp_path / "imgs")
     monkeypatch.chdir(tmp_path)

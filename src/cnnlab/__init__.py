@@ -14,14 +14,26 @@ Other submodules load on first use.
 
 from importlib import import_module
 
-from cnnlab.build import build
+from cnnlab.design.build import build
+from cnnlab.design.spec import Spec, load_spec, preset_names
+from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
-from cnnlab.spec import Spec, load_spec, preset_names
-from cnnlab.summary import summary
 
 __version__ = "0.1.0"
 
-_MODULES = {"geometry", "layers", "reference", "explain", "diagnose", "data", "train", "spec"}
+# Submodules loaded on first use, by public name -> module path.
+_MODULES = {
+    "geometry": "cnnlab.geometry",
+    "layers": "cnnlab.design.layers",
+    "reference": "cnnlab.design.reference",
+    "spec": "cnnlab.design.spec",
+    "explain": "cnnlab.explain",
+    "diagnose": "cnnlab.diagnose",
+    "inspect": "cnnlab.inspect",
+    "data": "cnnlab.data",
+    "train": "cnnlab.train",
+    "design": "cnnlab.design",
+}
 
 __all__ = [
     "CnnlabError",
@@ -39,5 +51,5 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _MODULES:
-        return import_module(f"cnnlab.{name}")
+        return import_module(_MODULES[name])
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

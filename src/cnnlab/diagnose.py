@@ -240,8 +240,8 @@ def _images(x) -> Tensor:
 def _batches(data, batch_size: int, labels: bool = False) -> Iterator[tuple[Tensor, Tensor | None]]:
     """Yield (x, y) from float images (N, C, H, W), an (images, labels) pair, an object with
     normalised float .images and .labels, or an iterable of (x, y) batches or x: the data
-    explain accepts, read by the same helper (`cnnlab.explain._capture.batches`)."""
-    from cnnlab.explain._capture import batches
+    explain accepts, read by the same helper (`cnnlab.inspect.capture.batches`)."""
+    from cnnlab.inspect.capture import batches
 
     if isinstance(data, Tensor):
         _images(data)
@@ -542,7 +542,7 @@ def gradient_flow(
     explode_norm, or ratio > 1 / vanish_ratio. Train mode by default (as a training step
     sees it); BatchNorm running statistics and the RNG are restored afterwards.
     """
-    from cnnlab.explain._capture import needs_gradients
+    from cnnlab.inspect.capture import needs_gradients
 
     needs_gradients("gradient_flow")
     model = _unwrap(model)

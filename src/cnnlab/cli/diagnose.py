@@ -49,7 +49,7 @@ def _batches(x, y, size: int = 256, limit: int = 512) -> list:
 def _run(args: argparse.Namespace) -> int:
     from cnnlab import diagnose
     from cnnlab.errors import CnnlabError
-    from cnnlab.run import load_run
+    from cnnlab.train.rundir import load_run
 
     if args.limit < 1:
         raise CnnlabError(f"--limit must be a number of images >= 1, got {args.limit}")

@@ -110,7 +110,7 @@ def _save_grid(images: torch.Tensor, path: Path) -> Path:
 
 
 def _load(path: str):
-    from cnnlab.run import load_run
+    from cnnlab.train.rundir import load_run
 
     return load_run(path)
 
@@ -158,8 +158,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab import explain
-    from cnnlab.explain._capture import spatial_layers
     from cnnlab.explain.features import normalize_maps
+    from cnnlab.inspect.capture import spatial_layers
 
     run = _load(args.run_dir)
     out = Path(args.out)  # created by the first save

@@ -14,8 +14,8 @@ import math
 import textwrap
 
 from cnnlab import geometry
+from cnnlab.design.summary import Summary, summary
 from cnnlab.errors import CnnlabError
-from cnnlab.summary import Summary, summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:

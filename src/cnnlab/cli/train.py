@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from cnnlab.design.spec import preset_names
 from cnnlab.errors import CnnlabError
-from cnnlab.spec import preset_names
 
 # TrainConfig fields exposed as options: name -> (type, help). Booleans get --x/--no-x.
 _KNOBS = {
@@ -228,8 +228,8 @@ def _print_result(result: dict) -> None:
 
 
 def _eval(args) -> int:
-    from cnnlab.evaluate import evaluate
-    from cnnlab.run import load_run
+    from cnnlab.train.evaluate import evaluate
+    from cnnlab.train.rundir import load_run
 
     result = evaluate(load_run(args.run_dir), args.split, tta=args.tta)
     if args.json:
@@ -271,8 +271,8 @@ def _print_evaluation(result) -> None:
 
 
 def _predict(args) -> int:
-    from cnnlab.evaluate import predict
-    from cnnlab.run import load_run
+    from cnnlab.train.evaluate import predict
+    from cnnlab.train.rundir import load_run
 
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, got {args.top}")
@@ -304,10 +304,10 @@ def _print_predictions(predictions) -> None:
 
 def _demo(args) -> int:
     """Train `fast` on Fashion-MNIST, evaluate with TTA, predict three test images, report."""
-    from cnnlab.evaluate import evaluate, predict
     from cnnlab.report import write_report
-    from cnnlab.run import load_run
     from cnnlab.train import TrainConfig, TrainingInterrupted
+    from cnnlab.train.evaluate import evaluate, predict
+    from cnnlab.train.rundir import load_run
 
     out = Path(args.out)
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from cnnlab.explain._capture import (
+from cnnlab.inspect.capture import (
     Capture,
     ExplainError,
     OutputSelector,
@@ -77,7 +77,7 @@ def support_side(grad: Tensor) -> int:
 def _summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> int | None:
     """The layer's receptive field from cnnlab.summary (engineer C's), if it can say."""
     try:
-        from cnnlab.summary import summary
+        from cnnlab.design.summary import summary
 
         rows = summary(model, input_size=input_size).rows
     except (ImportError, NotImplementedError, TypeError, ValueError, AttributeError):

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from cnnlab.explain._capture import (
+from cnnlab.inspect.capture import (
     Capture,
     ExplainError,
     OutputSelector,

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.explain._capture import (
+from cnnlab.explain.saliency import Target
+from cnnlab.inspect.capture import (
     Capture,
     ExplainError,
     OutputSelector,
@@ -28,7 +29,6 @@ from cnnlab.explain._capture import (
     run_fast,
     spatial_layers,
 )
-from cnnlab.explain.saliency import Target
 
 
 def gradcam_weights(acts: Tensor, grads: Tensor) -> Tensor:

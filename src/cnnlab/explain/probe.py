@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.explain._capture import (
+from cnnlab.inspect.capture import (
     Capture,
     ExplainError,
     OutputSelector,

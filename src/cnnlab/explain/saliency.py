@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from cnnlab.explain._capture import (
+from cnnlab.inspect.capture import (
     ExplainError,
     OutputSelector,
     check_images,

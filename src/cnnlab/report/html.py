@@ -87,7 +87,7 @@ def check_run(path: str | Path) -> Path:
 
 def open_run(path: str | Path) -> tuple[Any | None, str | None]:
     """(Run, None) or (None, why there is no model). RunError when `path` is not a run
-    (`check_run`), or when `cnnlab.run.load_run` rejects it (e.g. weights not matching the spec)."""
+    (`check_run`), or when `load_run` rejects it (e.g. weights not matching the spec)."""
     path = check_run(path)
     if not (path / "model.safetensors").is_file():
         return None, (
@@ -95,9 +95,9 @@ def open_run(path: str | Path) -> tuple[Any | None, str | None]:
             "(resume it with `cnnlab train ... --resume`)"
         )
     try:
-        from cnnlab.run import load_run
+        from cnnlab.train.rundir import load_run
     except ImportError:
-        return None, "cnnlab.run.load_run is not available in this installation"
+        return None, "cnnlab.train.rundir.load_run is not available in this installation"
     return load_run(path), None
 
 
@@ -200,7 +200,7 @@ class Context:
 
     @_once
     def summary(self):
-        summary = _need("cnnlab.summary", "summary")
+        summary = _need("cnnlab.design.summary", "summary")
         return summary(self.model, input_size=self.input_shape)
 
     @_once

@@ -1,6 +1,6 @@
 """Spec -> ``nn.Module``: one ``nn.Sequential`` whose child ``str(i)`` is spec layer i.
 
-The analytic shapes of :mod:`cnnlab.spec` decide everything that depends on the input: a
+The analytic shapes of :mod:`cnnlab.design.spec` decide everything that depends on the input: a
 linear layer's in_features, BatchNorm1d or 2d, and a residual block's projection shortcut.
 Weights keep PyTorch's default initialisation. The Spec rides along as ``model.spec`` so a
 run can save it next to the weights.
@@ -14,8 +14,9 @@ from pathlib import Path
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab import geometry, layers
-from cnnlab.spec import Layer, Shape, Spec, layer_shapes, load_spec, skip_projection
+from cnnlab import geometry
+from cnnlab.design import layers
+from cnnlab.design.spec import Layer, Shape, Spec, layer_shapes, load_spec, skip_projection
 
 __all__ = ["Conv2dSame", "Residual", "build"]
 
@@ -49,7 +50,7 @@ class Residual(nn.Module):
     The body's layers are children "0", "1", ... so spec layer 5.2 is module ``5.2``. The
     shortcut is the identity (``shortcut=None``), or a projection (1×1 conv [+ batchnorm], or a
     linear layer for flat features) when the body changes the shape: see
-    :func:`cnnlab.spec.skip_projection`. The shortcut runs first, so the body's last layer is
+    :func:`cnnlab.design.spec.skip_projection`. The shortcut runs first, so the body's last layer is
     the last child to run. x: (B, C, H, W) -> (B, C', H', W').
     """
 
@@ -164,7 +165,7 @@ def _modules(spec_layers: Sequence[Layer], shape: Shape, prefix: str = "") -> li
 def build(spec_or_source: Spec | Mapping | str | Path) -> nn.Sequential:
     """The model a spec describes: ``nn.Sequential`` with child ``str(i)`` = spec layer i.
 
-    Accepts whatever :func:`cnnlab.spec.load_spec` does (Spec, dict, preset name, path, text).
+    Accepts whatever :func:`load_spec` does (Spec, dict, preset name, path, text).
     Input (B, *spec.input) -> logits (B, classes) for a classifier spec. The validated Spec is
     attached as ``model.spec``.
 

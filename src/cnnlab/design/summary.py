@@ -1028,8 +1028,8 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
             model = model_or_spec
             tracer = _trace_module(model, size)
         else:
-            from cnnlab.build import build
-            from cnnlab.spec import load_spec
+            from cnnlab.design.build import build
+            from cnnlab.design.spec import load_spec
 
             if isinstance(model_or_spec, Path):
                 model_or_spec = str(model_or_spec)

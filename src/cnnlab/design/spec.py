@@ -591,12 +591,12 @@ def shapes(spec: Spec | Mapping | str | Path, input: Shape | None = None) -> lis
 # --- loading ---------------------------------------------------------------------------------
 
 
-_PRESETS = resources.files("cnnlab") / "presets"
+_PRESETS = resources.files("cnnlab.design") / "presets"
 _TOP_KEYS = ("name", "description", "input", "layers")
 
 
 def preset_names() -> list[str]:
-    """Names of the presets shipped in cnnlab/presets/*.yaml, sorted."""
+    """Names of the presets shipped in cnnlab/design/presets/*.yaml, sorted."""
     return sorted(p.name[: -len(".yaml")] for p in _PRESETS.iterdir() if p.name.endswith(".yaml"))
 
 

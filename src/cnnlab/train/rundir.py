@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.checkpoint import CHECKPOINT_TENSORS, MODEL_WEIGHTS, load_weights
 from cnnlab.errors import CnnlabError, RunError
+from cnnlab.train.checkpoint import CHECKPOINT_TENSORS, MODEL_WEIGHTS, load_weights
 
 REQUIRED_CONFIG = ("data", "classes", "mean", "std", "input_shape")
 
@@ -29,7 +29,7 @@ class Run:
     """A run directory loaded: `model` is in eval mode with the final weights."""
 
     path: Path
-    spec: Any  # cnnlab.spec.Spec
+    spec: Any  # cnnlab.design.spec.Spec
     model: nn.Module
     config: dict[str, Any]  # config.json: TrainConfig fields + data, classes, mean, std, ...
 
@@ -91,8 +91,8 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """Read a run directory; RunError names the missing or broken file and how to fix it."""
-    from cnnlab.build import build
-    from cnnlab.spec import load_spec
+    from cnnlab.design.build import build
+    from cnnlab.design.spec import load_spec
 
     path = Path(path)
     if not path.is_dir():

@@ -18,7 +18,7 @@ from torch import nn
 from cnnlab.errors import DataError, SpecError
 
 if TYPE_CHECKING:
-    from cnnlab.run import Run
+    from cnnlab.train.rundir import Run
 
 
 @torch.no_grad()
@@ -182,7 +182,7 @@ def takes_size(spec: Any, size: tuple[int, int]) -> bool:
     non-adaptive map changes length with the image (the fixed-size trap); a flatten after gap
     or an adaptive pool does not. SpecError when the image is too small for some layer.
     """
-    from cnnlab.spec import shapes
+    from cnnlab.design.spec import shapes
 
     trained = shapes(spec)
     resized = shapes(spec, (spec.input[0], *size))

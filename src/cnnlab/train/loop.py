@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab import checkpoint, distributed
 from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
-from cnnlab.evaluate import evaluate_tensors
+from cnnlab.train import checkpoint, distributed
+from cnnlab.train.evaluate import evaluate_tensors
 
 OPTIMIZERS = ("sgd-nesterov", "adamw")
 SCHEDULES = ("onecycle", "cosine")
@@ -363,7 +363,7 @@ def _check_fit(spec, model: nn.Module, train_set, config: TrainConfig) -> None:
 
 def _resume_inputs(out: Path, spec: Any, data: Any, config: TrainConfig | None):
     """The spec, data and config stored in `out`; RunError when the caller's differ."""
-    from cnnlab.spec import load_spec
+    from cnnlab.design.spec import load_spec
 
     stored = json.loads((out / "config.json").read_text())
     stored_config = TrainConfig.from_dict(stored)
@@ -468,9 +468,9 @@ def train(
 
 
 def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any]:
-    from cnnlab.build import build
     from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_val_split
-    from cnnlab.spec import load_spec
+    from cnnlab.design.build import build
+    from cnnlab.design.spec import load_spec
 
     refusal = None
     if dist.is_main:

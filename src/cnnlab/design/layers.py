@@ -1,0 +1,153 @@
+"""Layers the notes name that PyTorch lacks, the heads, and the activation registry (§3–§5).
+
+* :class:`ConcatPool2d`: max and average pooling side by side, joined along channels (§3.3);
+* :class:`AdaptiveConcatPool2d`: the same to a fixed output size (the fastai-style head);
+* :class:`GlobalAvgPool2d` (alias ``GAPHead``): one number per map, (B, C, H, W) -> (B, C) (§3.1);
+* ``Flatten``: ``nn.Flatten`` re-exported, the classic dense head's first step (§5.2);
+* ``ACTIVATIONS`` / :func:`activation`: relu, leaky_relu, elu, gelu, sigmoid, tanh by name (§4).
+
+The pooling modules are leaves (no child modules), so a summary sees one layer with one output
+shape; they keep ``kernel_size`` / ``stride`` attributes like ``nn.MaxPool2d`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Real
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.errors import SpecError
+
+Flatten = nn.Flatten
+
+__all__ = [
+    "ACTIVATIONS",
+    "AdaptiveConcatPool2d",
+    "ConcatPool2d",
+    "Flatten",
+    "GAPHead",
+    "GlobalAvgPool2d",
+    "activation",
+]
+
+
+class ConcatPool2d(nn.Module):
+    """Max pooling and average pooling of the same windows, concatenated on channels (§3.3).
+
+    Max keeps the strongest signal (peaks), average the background; both survive.
+    x: (B, C, H, W) -> (B, 2C, H', W'), max in channels [0, C), average in [C, 2C); H', W' as
+    ``nn.MaxPool2d(kernel_size, stride)``. stride defaults to kernel_size (non-overlapping).
+
+    >>> ConcatPool2d(2)(torch.zeros(8, 64, 28, 28)).shape  # the notes' example
+    torch.Size([8, 128, 14, 14])
+    """
+
+    def __init__(self, kernel_size: int | tuple[int, int] = 2, stride=None) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        peak = F.max_pool2d(x, self.kernel_size, self.stride)  # (B, C, H', W')
+        mean = F.avg_pool2d(x, self.kernel_size, self.stride)  # (B, C, H', W')
+        return torch.cat([peak, mean], dim=1)  # (B, 2C, H', W')
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    """Adaptive max and average pooling to `output_size`, concatenated on channels (§3.3).
+
+    x: (B, C, H, W) -> (B, 2C, *output_size), max first. With output_size=1 it is a GAP head
+    that also keeps the peak of each map; follow it with ``Flatten`` to get (B, 2C).
+    """
+
+    def __init__(self, output_size: int | tuple[int, int] = 1) -> None:
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        peak = F.adaptive_max_pool2d(x, self.output_size)  # (B, C, h, w)
+        mean = F.adaptive_avg_pool2d(x, self.output_size)  # (B, C, h, w)
+        return torch.cat([peak, mean], dim=1)  # (B, 2C, h, w)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class GlobalAvgPool2d(nn.Module):
+    """Global average pooling head: the mean of each feature map (§3.1).
+
+    x: (B, C, H, W) -> (B, C). No parameters, and any input size works (unlike a flatten head,
+    which ties the first dense layer to one H × W).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(-2, -1))  # (B, C)
+
+
+GAPHead = GlobalAvgPool2d
+
+
+# --- activation registry (§4) -------------------------------------------------------------
+# name -> factory(arg=None) -> nn.Module. A factory refuses an argument it has no use for, so
+# a spec like `relu: 0.1` fails loudly instead of silently meaning plain ReLU.
+
+
+def _plain(name: str, cls: type[nn.Module]) -> Callable[..., nn.Module]:
+    def make(arg=None) -> nn.Module:
+        if arg is not None:
+            raise SpecError(f"activation {name} takes no argument, got {arg!r}")
+        return cls()
+
+    make.__doc__ = f"{name}: ``nn.{cls.__name__}()``; takes no argument."
+    return make
+
+
+def _with_number(
+    name: str, cls: type[nn.Module], what: str, default: float
+) -> Callable[..., nn.Module]:
+    def make(arg=None) -> nn.Module:
+        if arg is None:
+            arg = default
+        if isinstance(arg, bool) or not isinstance(arg, Real):
+            raise SpecError(f"activation {name} takes a number ({what}), got {arg!r}")
+        return cls(float(arg))
+
+    make.__doc__ = f"{name}: ``nn.{cls.__name__}({what}={default})``; arg sets the {what}."
+    return make
+
+
+def _gelu(arg=None) -> nn.Module:
+    """gelu: ``nn.GELU()``; arg "tanh" picks the tanh approximation."""
+    approximate = "none" if arg is None else arg
+    if approximate not in ("none", "tanh"):
+        raise SpecError(f'activation gelu takes "none" or "tanh" (approximation), got {arg!r}')
+    return nn.GELU(approximate=approximate)
+
+
+ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
+    "relu": _plain("relu", nn.ReLU),
+    "leaky_relu": _with_number("leaky_relu", nn.LeakyReLU, "negative slope", 0.01),
+    "elu": _with_number("elu", nn.ELU, "alpha", 1.0),
+    "gelu": _gelu,
+    "sigmoid": _plain("sigmoid", nn.Sigmoid),
+    "tanh": _plain("tanh", nn.Tanh),
+}
+
+
+def activation(name: str, arg=None) -> nn.Module:
+    """A new activation module by registry name, e.g. ``activation("leaky_relu", 0.1)``.
+
+    Unknown names raise SpecError (a ValueError) listing the valid ones.
+    """
+    try:
+        factory = ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(ACTIVATIONS)
+        raise SpecError(f"unknown activation {name!r}; valid: {valid}") from None
+    return factory(arg)
