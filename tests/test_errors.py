@@ -1,17 +1,61 @@
-"""errors.py: every cnnlab error is a CnnlabError and a ValueError (team contract), so a user's
-`except ValueError` around any cnnlab call catches bad input, e.g. summary's input_size."""
+"""errors.py: every bad-input error is a CnnlabError and a ValueError (so a user's
+`except ValueError` around any cnnlab call catches bad input), and a diverged training is
+neither: it is not the user's input that was wrong, and the CLI gives it its own exit code."""
 
 from __future__ import annotations
 
 import pytest
 
 import cnnlab
-from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
+from cnnlab import errors
+from cnnlab.cli import main
+from cnnlab.errors import (
+    CnnlabError,
+    ConfigError,
+    DataError,
+    ExplainError,
+    ReportError,
+    RunError,
+    SpecError,
+    TrainingDiverged,
+)
 
 
-@pytest.mark.parametrize("error", [CnnlabError, SpecError, DataError, RunError])
+@pytest.mark.parametrize(
+    "error", [CnnlabError, SpecError, DataError, RunError, ConfigError, ExplainError, ReportError]
+)
 def test_every_error_is_a_cnnlab_error_and_a_value_error(error):
     assert issubclass(error, CnnlabError) and issubclass(error, ValueError)
+
+
+def test_diverged_is_not_bad_input():
+    assert not issubclass(TrainingDiverged, ValueError)
+    assert not issubclass(TrainingDiverged, CnnlabError)
+    assert errors.EXIT_DIVERGED not in (0, 1, errors.EXIT_BAD_INPUT)
+
+
+def test_every_public_error_class_lives_in_errors_py():
+    """The classes other modules re-export are the same objects as errors.py's."""
+    from cnnlab import train
+
+    assert train.ConfigError is ConfigError and train.TrainingDiverged is TrainingDiverged
+
+
+def test_cli_exit_codes(monkeypatch, capsys):
+    """A CnnlabError exits 2, TrainingDiverged 3, each with one line on stderr."""
+    import cnnlab.cli.train as cli_train
+
+    def raiser(error):
+        def run(args):
+            raise error
+
+        return run
+
+    for error, code in ((RunError("bad run"), 2), (TrainingDiverged("blew up"), 3)):
+        monkeypatch.setattr(cli_train, "_train", raiser(error))
+        assert main(["train", "--preset", "fast", "--out", "x"]) == code
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(error) in err
 
 
 def test_summary_bad_input_size_is_a_value_error():

@@ -1,4 +1,13 @@
-"""The errors cnnlab raises on bad input. The CLI prints them as one line and exits 2."""
+"""Every error cnnlab raises on purpose, in one place.
+
+Bad input (a spec, data, run directory, option or model reference the user can fix) is a
+`CnnlabError`, also a ValueError; the CLI prints it as one line and exits 2. A training run
+that diverged is not bad input: `TrainingDiverged` exits 3 with why and which knob to turn.
+Anything else is a bug and keeps its traceback.
+"""
+
+EXIT_BAD_INPUT = 2  # a CnnlabError: one line on stderr
+EXIT_DIVERGED = 3  # TrainingDiverged: the options were valid, the run blew up
 
 
 class CnnlabError(ValueError):
@@ -16,4 +25,23 @@ class DataError(CnnlabError, ValueError):
 
 
 class RunError(CnnlabError, ValueError):
-    """A run directory is missing, incomplete or inconsistent."""
+    """A run directory is missing, incomplete, inconsistent or held by another process."""
+
+
+class ConfigError(CnnlabError, ValueError):
+    """A training option has an impossible value (the message names the option)."""
+
+
+class ExplainError(CnnlabError, ValueError):
+    """Bad input to an explain method: unknown layer, target, image shape or model output."""
+
+
+class ReportError(CnnlabError, ValueError):
+    """A report (or one of its sections) cannot be built; the message names what is missing."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN/inf or climbed far above where it started.
+
+    Not a CnnlabError (the options were valid input): the CLI exits EXIT_DIVERGED, and the
+    message says where it happened, which knob to turn, and what checkpoint is kept."""

@@ -2,7 +2,8 @@
 
 Each module in this package is one command (or a few close ones) and exposes
 `register(subparsers)`, which adds its parser and sets `run=function(args) -> int | None`.
-Bad input raises `CnnlabError` in the library; here it becomes one line on stderr and exit 2.
+Bad input raises `CnnlabError` in the library; here it becomes one line on stderr and exit 2;
+a diverged training (`TrainingDiverged`) one line and exit 3.
 Anything else is a bug and keeps its traceback.
 """
 
@@ -14,7 +15,7 @@ import os
 import pkgutil
 import sys
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, CnnlabError, TrainingDiverged
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         code = args.run(args)
     except CnnlabError as error:
         print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except TrainingDiverged as error:  # valid options, a run that blew up: not exit 2
+        print(f"cnnlab {args.command}: diverged: {error}", file=sys.stderr)
+        return EXIT_DIVERGED
     except BrokenPipeError:  # `cnnlab ... | head`: the reader left; not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
         return 0

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
+from cnnlab.errors import ConfigError, DataError, RunError, SpecError, TrainingDiverged
 from cnnlab.train import checkpoint, distributed
 from cnnlab.train.evaluate import evaluate_tensors
 
@@ -54,14 +54,6 @@ RUN_FILES = (
     "report.html",
 )
 RUN_DIRS = ("figures",)
-
-
-class ConfigError(CnnlabError, ValueError):
-    """A training option has an impossible value (the message names the option)."""
-
-
-class TrainingDiverged(CnnlabError, ValueError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
