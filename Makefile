@@ -11,6 +11,11 @@ STAMP   := .venv/.cnnlab-installed
 
 demo: setup
 	.venv/bin/cnnlab demo
+	@echo
+	@echo "Look inside the demo run in a browser (the explorer, on 127.0.0.1):"
+	@echo "    .venv/bin/cnnlab serve runs/demo"
+	@echo "Test the notes' claims, each with a verdict (about 3 minutes):"
+	@echo "    .venv/bin/cnnlab lab --quick --out runs/lab"
 
 test: setup $(STAMP).dev
 	.venv/bin/ruff check src tests benchmarks
