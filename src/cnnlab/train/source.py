@@ -1,0 +1,323 @@
+"""Where a run's model comes from: a spec (a file or a preset) or the user's Python code.
+
+    source = parse_model_ref("nets/tiny.py:make_net", ["width=16", "act='gelu'"])
+    model = source.build()                      # calls make_net(width=16, act="gelu")
+    record = source.to_record()                 # JSON for config.json["model"]
+    again = ModelSource.from_record(record, run_dir)   # RunError if the file changed since
+
+A code reference is `path/to/file.py:factory` or `package.module:factory`; each
+`--model-arg name=value` is one keyword argument whose value is a Python literal
+(`ast.literal_eval`: numbers, quoted strings, tuples, lists, dicts, True/False/None).
+Strings need quotes the shell keeps: `--model-arg "act='gelu'"`.
+
+**Loading a model from code runs that code** (the file's top level, then the factory) with
+the user's rights, as `python file.py` would: open only runs whose code you trust. The
+weights themselves stay safetensors, which cannot run code.
+
+A run records the reference, the arguments and the SHA-256 of the file that defined the
+factory. Reopening a run whose file has changed since training is a `RunError` naming the
+file, not a warning: a changed file may build another network that the weights still fit
+(an activation swapped), and predictions would change with no word. To accept the code as
+it is now, pass `accept_changed=True` or set the environment variable
+`CNNLAB_ACCEPT_CHANGED_CODE=1` (which every command honours); the weights' shapes are
+still checked against the model built.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnlab.design.build import build as build_spec
+from cnnlab.design.spec import load_spec
+from cnnlab.errors import RunError, SpecError
+
+ACCEPT_CHANGED_ENV = "CNNLAB_ACCEPT_CHANGED_CODE"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_MODULE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
+_CODE_REF = re.compile(rf"(?P<where>.+):(?P<name>{_IDENT})")
+_ARG = re.compile(rf"(?P<name>{_IDENT})=(?P<value>.*)", re.DOTALL)
+_MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the stack
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model's origin: `kind` "spec" (`spec` holds the loaded Spec) or "code" (`reference`
+    is `file.py:factory` or `module:factory`, `args` the keyword arguments in order,
+    `file` the resolved file that defines the factory, `sha256` that file's hash)."""
+
+    kind: str
+    reference: str
+    args: tuple[tuple[str, Any], ...] = ()
+    file: Path | None = None
+    sha256: str | None = None
+    spec: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def factory_name(self) -> str:
+        return self.reference.rsplit(":", 1)[1] if self.kind == "code" else ""
+
+    @property
+    def name(self) -> str:
+        """A short name for tables and reports: the spec's name or the factory's."""
+        return self.spec.name if self.kind == "spec" else self.factory_name
+
+    def build(self) -> nn.Module:
+        """A fresh model: `build(spec)`, or the factory called with `args` (its code runs).
+
+        SpecError naming the reference when the code cannot be loaded, the factory raises,
+        its arguments do not fit, or it returns something that is not an `nn.Module`."""
+        if self.kind == "spec":
+            return build_spec(self.spec)
+        factory = _load_factory(self.reference, self.file)
+        kwargs = dict(self.args)
+        _check_signature(self.reference, factory, kwargs)
+        try:
+            model = factory(**kwargs)
+        except (Exception, SystemExit) as error:  # the user's code: any error is theirs
+            raise SpecError(
+                f"--model {self.reference}: {self.factory_name}({_call_text(self.args)}) "
+                f"raised {type(error).__name__}: {_one_line(error)}"
+            ) from error
+        if not isinstance(model, nn.Module):
+            raise SpecError(
+                f"--model {self.reference}: {self.factory_name} returned "
+                f"{type(model).__name__}, not a torch.nn.Module; return the network itself"
+            )
+        return model
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-ready description for config.json; args are kept as literal source text
+        (`repr`), so a tuple comes back a tuple."""
+        if self.kind == "spec":
+            return {"kind": "spec", "reference": self.reference, "name": self.spec.name}
+        return {
+            "kind": "code",
+            "reference": self.reference,
+            "args": {k: repr(v) for k, v in self.args},
+            "file": str(self.file),
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_record(
+        cls, record: dict[str, Any], run_dir: str | Path, accept_changed: bool | None = None
+    ) -> ModelSource:
+        """The source a run was trained from. A spec run reads `run_dir/spec.yaml`; a code run
+        checks that its file still hashes as recorded (RunError naming the file and the way to
+        accept it otherwise; `accept_changed=None` reads $CNNLAB_ACCEPT_CHANGED_CODE)."""
+        run_dir = Path(run_dir)
+        where = run_dir / "config.json"
+        if not isinstance(record, dict) or record.get("kind") not in ("spec", "code"):
+            raise RunError(f"{where}: 'model' must be a record with kind 'spec' or 'code'")
+        if record["kind"] == "spec":
+            spec = load_spec(run_dir / "spec.yaml")
+            return cls("spec", str(record.get("reference", "spec.yaml")), spec=spec)
+        try:
+            reference, file, sha = record["reference"], Path(record["file"]), record["sha256"]
+            args = tuple((k, _literal(k, v, reference)) for k, v in record["args"].items())
+        except (KeyError, TypeError, AttributeError, SpecError) as error:
+            raise RunError(f"{where}: malformed 'model' record ({error})") from error
+        if not file.is_file():
+            raise RunError(
+                f"{run_dir}: its model code {file} ({reference}) is missing; restore the file"
+            )
+        now = file_sha256(file)
+        if now != sha and not _accepting(accept_changed):
+            raise RunError(
+                f"{run_dir}: {file} has changed since the run was trained (sha256 {sha[:12]} "
+                f"then, {now[:12]} now), so {reference} may build another network; restore "
+                f"the file, or set {ACCEPT_CHANGED_ENV}=1 to use the code as it is now"
+            )
+        return cls("code", reference, args, file, now)
+
+
+def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSource:
+    """`--model REF` and its `--model-arg name=value` options as a ModelSource.
+
+    REF is `file.py:factory`, `package.module:factory`, or else a spec file or preset name
+    (which takes no arguments). SpecError naming REF on any malformed part."""
+    ref = str(ref).strip()
+    match = _CODE_REF.fullmatch(ref)
+    if match is None:
+        if ref.endswith(".py") or (":" in ref and not Path(ref).exists()):
+            raise SpecError(
+                f"--model {ref!r}: name the factory after a colon, e.g. "
+                f"{ref.split(':')[0] or 'nets.py'}:make_net (a function returning an nn.Module)"
+            )
+        if args:
+            raise SpecError(f"--model-arg applies to code references (file.py:factory), not {ref}")
+        return ModelSource("spec", ref, spec=load_spec(ref))
+    parsed = parse_model_args(ref, args)
+    where = match["where"]
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        file = _code_file(ref, Path(where).expanduser())
+    elif _MODULE.fullmatch(where):
+        file = _module_file(ref, where)
+    else:
+        raise SpecError(
+            f"--model {ref!r}: {where!r} is neither a .py file nor a dotted module name"
+        )
+    return ModelSource("code", _canonical(ref, where, file), parsed, file, file_sha256(file))
+
+
+def parse_model_args(ref: str, args: list[str] | tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """`["width=16", "act='gelu'"]` -> `(("width", 16), ("act", "gelu"))`; SpecError on a
+    malformed item, a repeated name or a value that is not a Python literal."""
+    parsed: dict[str, Any] = {}
+    for item in args:
+        match = _ARG.fullmatch(item.strip())
+        if match is None:
+            raise SpecError(
+                f"--model {ref}: --model-arg {item!r} is not name=value (e.g. width=16)"
+            )
+        name = match["name"]
+        if name in parsed:
+            raise SpecError(f"--model {ref}: --model-arg {name} is given twice")
+        parsed[name] = _literal(name, match["value"], ref)
+    return tuple(parsed.items())
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _literal(name: str, text: str, ref: str) -> Any:
+    if len(text) > _MAX_ARG_CHARS:
+        raise SpecError(f"--model {ref}: --model-arg {name} is longer than {_MAX_ARG_CHARS} chars")
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise SpecError(
+            f"--model {ref}: --model-arg {name}={text!r} is not a Python literal; quote "
+            f"strings so the shell keeps the quotes: --model-arg \"{name}='{text}'\""
+        ) from None
+
+
+def _code_file(ref: str, path: Path) -> Path:
+    if not path.exists():
+        raise SpecError(f"--model {ref}: no such file {path}")
+    if not path.is_file():
+        raise SpecError(f"--model {ref}: {path} is not a regular file")
+    if path.suffix != ".py":
+        raise SpecError(f"--model {ref}: {path} is not a Python (.py) file")
+    return path.resolve()
+
+
+def _module_file(ref: str, module: str) -> Path:
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as error:  # a parent package that is missing or broken
+        raise SpecError(f"--model {ref}: cannot find module {module} ({error})") from None
+    except Exception as error:  # a parent package whose __init__ raised: the user's code
+        raise SpecError(
+            f"--model {ref}: importing {module}'s package raised "
+            f"{type(error).__name__}: {_one_line(error)}"
+        ) from error
+    if found is None or not found.origin or not Path(found.origin).is_file():
+        raise SpecError(
+            f"--model {ref}: no module {module} on the Python path; give a file instead "
+            f"(path/to/{module.rsplit('.', 1)[-1]}.py:factory)"
+        )
+    return Path(found.origin).resolve()
+
+
+def _canonical(ref: str, where: str, file: Path) -> str:
+    """A file reference is stored with its absolute path, so other directories find it."""
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        return f"{file}:{ref.rsplit(':', 1)[1]}"
+    return ref
+
+
+def _load_factory(reference: str, file: Path | None) -> Any:
+    """Run the module that defines the factory and return the factory (its code runs here)."""
+    where, name = reference.rsplit(":", 1)
+    try:
+        if _MODULE.fullmatch(where) and not where.endswith(".py"):
+            module = importlib.import_module(where)
+        else:
+            module = _exec_file(file)
+    except (Exception, SystemExit) as error:  # the user's code: a syntax or import error
+        raise SpecError(
+            f"--model {reference}: loading {file} raised {type(error).__name__}: {_one_line(error)}"
+        ) from error
+    factory = getattr(module, name, None)
+    if factory is None:
+        public = sorted(n for n, v in vars(module).items() if callable(v) and n[0] != "_")
+        raise SpecError(
+            f"--model {reference}: {file} defines no {name!r}"
+            + (f" (callables there: {', '.join(public[:8])})" if public else "")
+        )
+    if not callable(factory):
+        raise SpecError(f"--model {reference}: {name} is a {type(factory).__name__}, not callable")
+    return factory
+
+
+def _exec_file(file: Path) -> Any:
+    """Import `file` as a fresh module; its directory is on sys.path while it runs, so it
+    can import its neighbours."""
+    digest = hashlib.sha256(str(file).encode()).hexdigest()[:12]
+    module_name = f"cnnlab_user_model_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
+    sys.path.insert(0, str(file.parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    finally:
+        sys.path.remove(str(file.parent))
+    return module
+
+
+def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any]) -> None:
+    """Arguments missing or unknown to the factory, said before calling it."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: let the call itself say
+    try:
+        signature.bind(**kwargs)
+    except TypeError as error:
+        name = reference.rsplit(":", 1)[1]
+        needed = [
+            p.name
+            for p in signature.parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        missing = [n for n in needed if n not in kwargs]
+        fix = (
+            " give " + " ".join(f"--model-arg {n}=VALUE" for n in missing)
+            if missing
+            else f" its parameters are ({', '.join(signature.parameters)})"
+        )
+        raise SpecError(f"--model {reference}: {name}{signature}: {error};{fix}") from None
+
+
+def _call_text(args: tuple[tuple[str, Any], ...]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _accepting(accept_changed: bool | None) -> bool:
+    if accept_changed is not None:
+        return accept_changed
+    return os.environ.get(ACCEPT_CHANGED_ENV, "").strip().lower() in ("1", "true", "yes")
