@@ -4,7 +4,8 @@
 * :class:`AdaptiveConcatPool2d`: the same to a fixed output size (the fastai-style head);
 * :class:`GlobalAvgPool2d` (alias ``GAPHead``): one number per map, (B, C, H, W) -> (B, C) (§3.1);
 * ``Flatten``: ``nn.Flatten`` re-exported, the classic dense head's first step (§5.2);
-* ``ACTIVATIONS`` / :func:`activation`: relu, leaky_relu, elu, gelu, sigmoid, tanh by name (§4).
+* ``ACTIVATIONS`` / :func:`activation`: relu, leaky_relu, elu, gelu, sigmoid, tanh by name (§4),
+  the spec builders of :mod:`cnnlab.design.activations` (the one activation table).
 
 The pooling modules are leaves (no child modules), so a summary sees one layer with one output
 shape; they keep ``kernel_size`` / ``stride`` attributes like ``nn.MaxPool2d`` does.
@@ -13,12 +14,13 @@ shape; they keep ``kernel_size`` / ``stride`` attributes like ``nn.MaxPool2d`` d
 from __future__ import annotations
 
 from collections.abc import Callable
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.design.activations import ACTIVATIONS as _TABLE
+from cnnlab.design.activations import SPEC_ACTIVATIONS
 from cnnlab.errors import SpecError
 
 Flatten = nn.Flatten
@@ -94,49 +96,10 @@ GAPHead = GlobalAvgPool2d
 
 
 # --- activation registry (§4) -------------------------------------------------------------
-# name -> factory(arg=None) -> nn.Module. A factory refuses an argument it has no use for, so
-# a spec like `relu: 0.1` fails loudly instead of silently meaning plain ReLU.
-
-
-def _plain(name: str, cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    def make(arg=None) -> nn.Module:
-        if arg is not None:
-            raise SpecError(f"activation {name} takes no argument, got {arg!r}")
-        return cls()
-
-    make.__doc__ = f"{name}: ``nn.{cls.__name__}()``; takes no argument."
-    return make
-
-
-def _with_number(
-    name: str, cls: type[nn.Module], what: str, default: float
-) -> Callable[..., nn.Module]:
-    def make(arg=None) -> nn.Module:
-        if arg is None:
-            arg = default
-        if isinstance(arg, bool) or not isinstance(arg, Real):
-            raise SpecError(f"activation {name} takes a number ({what}), got {arg!r}")
-        return cls(float(arg))
-
-    make.__doc__ = f"{name}: ``nn.{cls.__name__}({what}={default})``; arg sets the {what}."
-    return make
-
-
-def _gelu(arg=None) -> nn.Module:
-    """gelu: ``nn.GELU()``; arg "tanh" picks the tanh approximation."""
-    approximate = "none" if arg is None else arg
-    if approximate not in ("none", "tanh"):
-        raise SpecError(f'activation gelu takes "none" or "tanh" (approximation), got {arg!r}')
-    return nn.GELU(approximate=approximate)
-
+# name -> factory(arg=None) -> nn.Module, read from the one activation table.
 
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
-    "relu": _plain("relu", nn.ReLU),
-    "leaky_relu": _with_number("leaky_relu", nn.LeakyReLU, "negative slope", 0.01),
-    "elu": _with_number("elu", nn.ELU, "alpha", 1.0),
-    "gelu": _gelu,
-    "sigmoid": _plain("sigmoid", nn.Sigmoid),
-    "tanh": _plain("tanh", nn.Tanh),
+    name: _TABLE[name].make for name in SPEC_ACTIVATIONS
 }
 
 
