@@ -126,6 +126,73 @@ def test_dropped_pixels_known_values():
     assert geometry.dropped_pixels(33, 5, stride=3) == 1
 
 
+# --- (before, after) padding: the one formula for "same" padding too -----------------------
+
+sided_args = st.fixed_dictionaries(
+    {
+        "size": st.integers(1, 40),
+        "kernel": st.integers(1, 9),
+        "padding": st.tuples(st.integers(0, 4), st.integers(0, 4)),
+        "stride": st.integers(1, 5),
+        "dilation": st.integers(1, 4),
+    }
+)
+
+
+def _torch_sided(size, kernel, padding, stride, dilation):
+    """torch: F.pad with (before, after) zeros, then an unpadded conv; None if torch refuses.
+    Also the real pixels after the last one with a nonzero gradient (dropped pixels)."""
+    x = torch.ones(1, 1, 1, size, requires_grad=True)
+    padded = F.pad(x, padding)  # (1, 1, 1, before + size + after)
+    try:
+        y = F.conv2d(padded, torch.ones(1, 1, 1, kernel), stride=stride, dilation=dilation)
+    except RuntimeError:
+        return None
+    y.sum().backward()
+    read = torch.nonzero(x.grad[0, 0, 0]).flatten().tolist()
+    return y.shape[3], size - 1 - (read[-1] if read else -1)
+
+
+@FAST
+@given(sided_args)
+def test_sided_padding_equals_torch_pad_then_conv(a):
+    truth = _torch_sided(**a)
+    if truth is None:
+        with pytest.raises(SpecError, match="exceeds its padded input"):
+            geometry.conv_output_size(**a)
+        return
+    assert geometry.conv_output_size(**a) == truth[0]
+    assert geometry.dropped_pixels(**a) == truth[1]
+
+
+@FAST
+@given(conv_args)
+def test_equal_sides_are_the_int_padding(a):
+    if not _fits(a):
+        return
+    sided = {**a, "padding": (a["padding"], a["padding"])}
+    assert geometry.conv_output_size(**sided) == geometry.conv_output_size(**a)
+    assert geometry.dropped_pixels(**sided) == geometry.dropped_pixels(**a)
+
+
+def test_sided_padding_known_values_and_errors():
+    assert geometry.conv_output_size(28, 4, padding=geometry.same_padding(4)) == 28
+    assert geometry.conv_output_size(28, 4, padding=(1, 2), stride=2) == 14  # ceil(28 / 2)
+    with pytest.raises(SpecError, match=r"padding 1 \+ 2"):
+        geometry.conv_output_size(2, 7, padding=(1, 2))
+    for bad in [(1,), (1, 2, 3), (-1, 0), (0, 1.5)]:
+        with pytest.raises(SpecError, match="padding"):
+            geometry.conv_output_size(5, 3, padding=bad)
+
+
+def test_messages_quote_huge_values_briefly():
+    """A 5,000-digit integer cannot even be repr()'d by Python: the message says its size."""
+    for bad in (-(10**5000), [10**5000], [[list(range(100))] * 100] * 100):
+        with pytest.raises(SpecError) as err:
+            geometry.conv_output_size(5, bad)
+        assert len(str(err.value)) < 200
+
+
 # --- same_padding -------------------------------------------------------------------------
 
 

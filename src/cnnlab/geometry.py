@@ -6,7 +6,8 @@ axis (``receptive_field(..., axis=1)`` for the width).
 
 Conventions, the same as PyTorch's ``nn.Conv2d`` / ``nn.MaxPool2d`` (ceil_mode=False):
 
-* ``padding`` is the zeros added on *each* side (so the padded input is ``I + 2P``);
+* ``padding`` is the zeros added on *each* side (so the padded input is ``I + 2P``); the
+  output-size functions also take a (before, after) pair, as "same" padding needs;
 * ``dilation`` D spreads the K taps of a kernel over ``D(K - 1) + 1`` pixels;
 * a pixel's coordinate is its index (pixel ``i`` spans [i - 0.5, i + 0.5], centre ``i``).
 
@@ -16,12 +17,30 @@ Bad arguments raise :class:`cnnlab.errors.SpecError` (a ``ValueError``) naming t
 from __future__ import annotations
 
 import operator
+import reprlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cnnlab.errors import SpecError
 
 Pair = int | tuple[int, int]
+
+
+class _Short(reprlib.Repr):
+    """How a message quotes a bad value: a few items, 40 characters each, and a huge int by
+    its size (repr() of an int over 4,300 digits raises). design/quote.py does the same for
+    the layers above, which geometry may not import."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple = 1, 4, 4
+        self.maxstring = self.maxother = self.maxlong = 40
+
+    def repr_int(self, x: int, level: int) -> str:
+        return f"<{x.bit_length()}-bit integer>" if x.bit_length() > 128 else repr(x)
+
+
+_show = _Short()
 
 __all__ = [
     "INPUT_RF",
@@ -44,9 +63,11 @@ def _int(name: str, value: object, minimum: int) -> int:
     try:
         value = operator.index(value)  # ints and NumPy ints; 2.0 and "3" are refused
     except TypeError:
-        raise SpecError(f"{name} must be an integer >= {minimum}, got {value!r}") from None
+        raise SpecError(
+            f"{name} must be an integer >= {minimum}, got {_show.repr(value)}"
+        ) from None
     if value < minimum:
-        raise SpecError(f"{name} must be an integer >= {minimum}, got {value}")
+        raise SpecError(f"{name} must be an integer >= {minimum}, got {_show.repr(value)}")
     return value
 
 
@@ -54,61 +75,90 @@ def _pair(name: str, value: object, minimum: int) -> tuple[int, int]:
     """An int (used for both axes) or an (h, w) pair, each checked by `_int`."""
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
-            raise SpecError(f"{name} must be an int or an (h, w) pair, got {value!r}")
+            raise SpecError(f"{name} must be an int or an (h, w) pair, got {_show.repr(value)}")
         return _int(f"{name}[0]", value[0], minimum), _int(f"{name}[1]", value[1], minimum)
     v = _int(name, value, minimum)
     return v, v
 
 
+def _sides(padding: object) -> tuple[int, int]:
+    """Padding as (before, after): an int pads both sides alike; a pair gives each side."""
+    if isinstance(padding, Sequence) and not isinstance(padding, str):
+        if len(padding) != 2:
+            raise SpecError(
+                f"padding must be an int or a (before, after) pair, got {_show.repr(padding)}"
+            )
+        return _int("padding[0]", padding[0], 0), _int("padding[1]", padding[1], 0)
+    p = _int("padding", padding, 0)
+    return p, p
+
+
 def _check_conv(
-    size: int, kernel: int, padding: int, stride: int, dilation: int
-) -> tuple[int, int, int, int, int]:
+    size: int, kernel: int, padding: int | tuple[int, int], stride: int, dilation: int
+) -> tuple[int, int, tuple[int, int], int, int]:
     return (
         _int("size", size, 1),
         _int("kernel", kernel, 1),
-        _int("padding", padding, 0),
+        _sides(padding),
         _int("stride", stride, 1),
         _int("dilation", dilation, 1),
     )
 
 
 def conv_output_size(
-    size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1
+    size: int,
+    kernel: int,
+    padding: int | tuple[int, int] = 0,
+    stride: int = 1,
+    dilation: int = 1,
 ) -> int:
     """Output length of a convolution or pooling window along one axis (§2.2).
 
-    O = ⌊(I + 2P − D(K − 1) − 1) / S⌋ + 1, which for D = 1 is the notes' ⌊(I − K + 2P)/S⌋ + 1.
+    O = ⌊(I + P_before + P_after − D(K − 1) − 1) / S⌋ + 1; with P on each side and D = 1 that
+    is the notes' ⌊(I − K + 2P)/S⌋ + 1. `padding` is P (both sides) or a (before, after) pair,
+    as PyTorch's padding="same" puts the odd pixel of an even kernel after. This is the one
+    output-size formula of cnnlab: the spec's shapes and the summary's trace call it.
     Raises SpecError when the (dilated) kernel exceeds the padded input, i.e. O would be < 1.
 
     >>> conv_output_size(28, 3, padding=1)
     28
     >>> conv_output_size(7, 3, stride=3)  # 7 - 3 = 4 is not a multiple of 3: floored
     2
+    >>> conv_output_size(28, 4, padding=(1, 2))  # "same" for an even kernel
+    28
     """
-    size, kernel, padding, stride, dilation = _check_conv(size, kernel, padding, stride, dilation)
+    size, kernel, (before, after), stride, dilation = _check_conv(
+        size, kernel, padding, stride, dilation
+    )
     extent = dilation * (kernel - 1) + 1
-    padded = size + 2 * padding
+    padded = size + before + after
     if extent > padded:
         span = f"kernel {kernel}" + (
             f" (dilation {dilation}: spans {extent})" if dilation > 1 else ""
         )
+        sides = f"2×padding {before}" if before == after else f"padding {before} + {after}"
         raise SpecError(
-            f"{span} exceeds its padded input {padded} (size {size} + 2×padding {padding}); "
+            f"{span} exceeds its padded input {padded} (size {size} + {sides}); "
             "use a smaller kernel or dilation, or more padding"
         )
     return (padded - extent) // stride + 1
 
 
 def dropped_pixels(
-    size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1
+    size: int,
+    kernel: int,
+    padding: int | tuple[int, int] = 0,
+    stride: int = 1,
+    dilation: int = 1,
 ) -> int:
     """Real input pixels at the right/bottom edge that no window reads: the floor problem (§2.2).
 
-    When (I + 2P − D(K − 1) − 1) is not a multiple of S, the last stride does not fit and the
-    trailing pixels are ignored. Counted: the real (not padding) pixels after the last real
-    pixel any window's taps touch. The last window may read part of the right padding: then
-    nothing real is dropped. Gaps *inside* the input (stride larger than the kernel, the holes
-    of a dilated kernel) are not counted here.
+    When (I + P_before + P_after − D(K − 1) − 1) is not a multiple of S, the last stride does
+    not fit and the trailing pixels are ignored. Counted: the real (not padding) pixels after
+    the last real pixel any window's taps touch. The last window may read part of the right
+    padding: then nothing real is dropped. Gaps *inside* the input (stride larger than the
+    kernel, the holes of a dilated kernel) are not counted here. `padding` as in
+    :func:`conv_output_size`.
 
     >>> dropped_pixels(7, 3, stride=3)  # windows read 0..2 and 3..5; pixel 6 is dropped
     1
@@ -116,9 +166,10 @@ def dropped_pixels(
     0
     """
     n_out = conv_output_size(size, kernel, padding, stride, dilation)
+    before = _sides(padding)[0]
     last_read = -1  # the largest real pixel index some window reads
     for j in reversed(range(n_out)):
-        first = j * stride - padding  # input index of window j's first tap
+        first = j * stride - before  # input index of window j's first tap
         if first + dilation * (kernel - 1) <= last_read:
             break  # this window and all earlier ones end before `last_read`
         if first > size - 1:
@@ -233,7 +284,7 @@ def receptive_field(layers: Iterable[LayerGeometry | tuple | int], axis: int = 0
     RF(size=7, jump=1, start=3.0)
     """
     if axis not in (0, 1):
-        raise SpecError(f"axis must be 0 (height) or 1 (width), got {axis!r}")
+        raise SpecError(f"axis must be 0 (height) or 1 (width), got {_show.repr(axis)}")
     rf, out = INPUT_RF, []
     for i, layer in enumerate(layers):
         try:
@@ -245,7 +296,7 @@ def receptive_field(layers: Iterable[LayerGeometry | tuple | int], axis: int = 0
             )
         except TypeError:
             raise SpecError(
-                f"layer {i}: expected (kernel, stride, padding, dilation), got {layer!r}"
+                f"layer {i}: expected (kernel, stride, padding, dilation), got {_show.repr(layer)}"
             ) from None
         except SpecError as err:
             raise SpecError(f"layer {i}: {err}") from None
