@@ -1,0 +1,111 @@
+"""`cnnlab lab`: run the notes' claims as experiments; write DIR/results.json and DIR/lab.html."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "lab",
+        help="run each claim of the CNN notes as an experiment with a verdict; write lab.html",
+        description="Run the lab's experiments (each with a verdict rule fixed in code before "
+        "it runs), saving each to DIR/results.json as it ends, then write DIR/lab.html.",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny subsets, one seed (a few minutes)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
+    p.add_argument("--out", default="lab", help="directory for results.json and lab.html")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per experiment (default 3)")
+    p.add_argument("--resume", action="store_true", help="keep finished experiments in --out")
+    p.add_argument(
+        "--rerun", nargs="+", default=[], metavar="NAME", help="run these again (implies --resume)"
+    )
+    p.add_argument("--list", action="store_true", help="list the experiments and exit")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from cnnlab.lab import experiments
+
+    console = Console()
+    chosen = experiments(args.only)
+    if args.list:
+        for e in chosen:
+            console.print(f"{e.name:<14} {e.section:<10} {e.title}")
+        return 0
+    experiments(args.rerun)  # unknown names fail before anything runs
+    start = time.perf_counter()
+    results = _run_with_progress(console, chosen, args)
+    _print_table(console, chosen, results)
+    from cnnlab.lab import write_page
+
+    page = write_page(args.out, chosen, results)
+    console.print(
+        f"wrote {page} and {page.parent / 'results.json'} in {time.perf_counter() - start:.0f} s"
+    )
+    return 1 if results.failed else 0
+
+
+def _run_with_progress(console, chosen, args):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from cnnlab.lab import run_lab
+
+    columns = (
+        TextColumn("{task.description:<32}"),
+        BarColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task("lab", total=len(chosen), note="")
+        tasks = {}
+
+        def on_start(e):
+            tasks[e.name] = progress.add_task(e.title, total=1.0, note="")
+
+        def on_progress(e, done, total, text):
+            progress.update(tasks[e.name], completed=done / max(total, 1e-9), note=text)
+
+        def on_done(e, entry, error):
+            note = entry["verdict"]["outcome"] if entry else f"failed: {error}"
+            progress.update(tasks[e.name], completed=1.0, note=note)
+            progress.advance(overall)
+
+        results = run_lab(
+            chosen,
+            args.out,
+            quick=args.quick,
+            seeds=args.seeds,
+            resume=args.resume,
+            rerun=args.rerun,
+            on_start=on_start,
+            on_progress=on_progress,
+            on_done=on_done,
+        )
+        progress.update(overall, completed=len(chosen))
+    return results
+
+
+def _print_table(console, chosen, results) -> None:
+    from rich.table import Table
+
+    colour = {"holds": "green", "does not hold": "red", "partly": "yellow"}
+    table = Table(title="verdicts")
+    for column in ("experiment", "notes", "verdict", "seconds", "what it means"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for e in chosen:
+        entry = results.experiments.get(e.name)
+        if entry is None:
+            why = results.failed.get(e.name, "not run")
+            table.add_row(e.name, e.section, "[red]failed[/]", "", why)
+            continue
+        outcome = entry["verdict"]["outcome"]
+        shown = f"[{colour.get(outcome, 'dim')}]{outcome}[/]"
+        table.add_row(
+            e.name, e.section, shown, f"{entry['seconds']:.1f}", entry["verdict"]["meaning"]
+        )
+    console.print(table)

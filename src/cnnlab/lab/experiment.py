@@ -1,0 +1,208 @@
+"""What an experiment of the lab is: a claim, a rule fixed before the run, a measurement, a verdict.
+
+An experiment module (`ex_<name>.py`) ends with one `EXPERIMENT = Experiment(...)`:
+
+    EXPERIMENT = Experiment(
+        name="spatial",                         # --only/--rerun name, key in results.json
+        title="Spatial structure",
+        section="§1",                           # where the notes make the claim
+        claim="A CNN uses the neighbourhood of a pixel; an MLP does not ...",  # our words
+        setup="One fixed pixel permutation applied to every image; ...",
+        rule="Holds if, on every seed, ...",    # the rule as a sentence, shown on the page
+        judge=judge,                            # measurements -> Verdict, pure, unit-tested
+        measure=measure,                        # Context -> measurements (JSON-able dict)
+        figure=figure,                          # measurements -> matplotlib Figure
+    )
+
+`measure(ctx)` does the work: data from `ctx.fashion(n_train, n_test)` (or `ctx.digits()`,
+`ctx.shapes(...)`), models trained with `ctx.train(spec_or_module, (train, test), seed)`
+(cnnlab's own trainer), evaluation with `Trained.accuracy(images, labels)`. It returns a
+dict of plain numbers, lists and strings; by convention `{"seeds": [{...per seed...}], ...}`
+where noise matters. Sizes depend on `ctx.quick` (about 10 s per experiment on 2 cores) via
+`ctx.pick(quick, full)`. It reports progress with `ctx.progress(done, total, text)`.
+
+`judge(measurements)` is decided before anything runs: a pure function of the
+measurements that returns a `Verdict` with one of `OUTCOMES`, the numbers that decided it,
+and one sentence on what it means. A rule on a mean says the spread it tolerates
+(`mean_spread`), and a rule that cannot decide (too few seeds, a spread wider than the effect)
+says "inconclusive" rather than guess.
+
+`figure(measurements)` draws from the measurements alone (so a page can be re-rendered from
+results.json without running anything), on `figure_axes(...)`; the page applies the style.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnnlab.data import ImageSet, load_dataset, normalization_stats, to_float, train_val_split
+from cnnlab.data import shapes as shape_set
+from cnnlab.errors import CnnlabError
+from cnnlab.train import TrainConfig, train
+from cnnlab.train.evaluate import predict_logits
+
+OUTCOMES = ("holds", "does not hold", "partly", "inconclusive")
+# Where the lab departs from TrainConfig's defaults, and why.
+LAB_CONFIG = {
+    "translate": 0,  # no shift augmentation: translation is what some experiments measure
+    "flip": False,  # nor flips: the model learns from the images as they are
+    "tta": False,  # the test accuracy of one view, the one the claims speak of
+    "ema": None,  # the weights measured (dead units, gradients) are the weights trained
+    "batch_size": 64,  # a few thousand images: enough steps per epoch to learn in 1-3 epochs
+    "precision": "fp32",  # tiny nets: fp32 7 s against bf16 14 s for an MLP, 27 s against
+    # 30 s for a 2-conv net (3,000 images, 2 epochs, 2 shared cores)
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a rule (one of OUTCOMES), the numbers that decided it, what it means."""
+
+    outcome: str
+    numbers: dict[str, Any]
+    meaning: str
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome {self.outcome!r} is not one of {', '.join(OUTCOMES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "numbers": dict(self.numbers), "meaning": self.meaning}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        return cls(d["outcome"], dict(d["numbers"]), d["meaning"])
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One claim of the notes as an experiment (see the module docstring for each field)."""
+
+    name: str
+    title: str
+    section: str
+    claim: str
+    setup: str
+    rule: str
+    judge: Callable[[dict[str, Any]], Verdict]
+    measure: Callable[[Context], dict[str, Any]]
+    figure: Callable[[dict[str, Any]], Figure]
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, {self.title!r}, {self.section})"
+
+
+def mean_spread(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, sample standard deviation) of `values`; the spread of one value is 0."""
+    values = [float(v) for v in values]
+    if not values:
+        return math.nan, math.nan
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), spread
+
+
+def figure_axes(ncols: int = 1, nrows: int = 1, height: float = 3.0, width: float = 9.0):
+    """A bare Figure (no pyplot, so nothing global changes) and its axes as a flat list."""
+    fig = Figure(figsize=(width, height))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+@dataclass
+class Trained:
+    """A model trained by `Context.train`, with the normalization its training used."""
+
+    model: nn.Module
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    metrics: dict[str, Any]  # the trainer's result: val_acc, test_acc, train_acc, ...
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 `(N, C, H, W)` -> the normalized float input the model was trained on."""
+        return to_float(images, self.mean, self.std)
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 `(N, C, H, W)` -> logits `(N, classes)` in eval mode."""
+        return predict_logits(self.model, self.inputs(images))
+
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        return float((self.logits(images).argmax(1) == labels).float().mean())
+
+
+def _silent(done: float, total: float, text: str = "") -> None:
+    pass
+
+
+@dataclass
+class Context:
+    """What an experiment's `measure` gets: seeds, the quick flag, progress, cached data."""
+
+    seeds: tuple[int, ...] = (0,)
+    quick: bool = False
+    progress: Callable[[float, float, str], None] = _silent
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def pick(self, quick: Any, full: Any) -> Any:
+        """`quick` in a quick lab, else `full` (subset sizes, epochs, sweep lengths)."""
+        return quick if self.quick else full
+
+    def _load(self, name: str, split: str, **kw) -> ImageSet:
+        key = (name, split, tuple(sorted(kw.items())))
+        if key not in self.cache:
+            self.cache[key] = load_dataset(name, split, **kw)
+        return self.cache[key]
+
+    def fashion(self, n_train: int, n_test: int) -> tuple[ImageSet, ImageSet]:
+        """The first `n_train` / `n_test` images of a fixed shuffle (seed 0) of Fashion-MNIST's
+        train and test splits: the same subsets for every experiment and seed."""
+        return (
+            _head(self._load("fashion-mnist", "train"), n_train),
+            _head(self._load("fashion-mnist", "test"), n_test),
+        )
+
+    def digits(self) -> tuple[ImageSet, ImageSet]:
+        """scikit-learn's 8×8 digits, its fixed train/test split (1,438 / 359)."""
+        return self._load("digits", "train"), self._load("digits", "test")
+
+    def shapes(self, n_train: int, n_test: int, size: int = 32) -> tuple[ImageSet, ImageSet]:
+        """Generated shapes (square, circle, triangle, cross) of side `size`."""
+        key = ("shapes", n_train, n_test, size)
+        if key not in self.cache:
+            self.cache[key] = (shape_set("train", n_train, size), shape_set("test", n_test, size))
+        return self.cache[key]
+
+    def train(
+        self,
+        model: Any,
+        data: tuple[ImageSet, ImageSet],
+        seed: int,
+        **config: Any,
+    ) -> Trained:
+        """Train a spec, preset or nn.Module with cnnlab's trainer on `(train, test)`.
+
+        The lab's defaults (`LAB_CONFIG`) differ from the trainer's where a claim needs it;
+        `config` overrides any TrainConfig field (epochs, lr, precision, label_smoothing, ...).
+        """
+        cfg = TrainConfig(**{**LAB_CONFIG, "seed": seed, **config})
+        with tempfile.TemporaryDirectory(prefix="cnnlab-lab-") as out:
+            metrics = train(model, data, out, cfg)
+        trained_model = metrics.pop("model")
+        part = train_val_split(data[0], cfg.val_fraction, seed)[0] if cfg.val_fraction else data[0]
+        mean, std = normalization_stats(part)  # the trainer's statistics: same pure function
+        return Trained(trained_model, mean, std, metrics)
+
+
+def _head(ds: ImageSet, n: int) -> ImageSet:
+    if n > len(ds):
+        raise CnnlabError(f"{ds.source} has {len(ds)} images, fewer than the {n} asked for")
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+    return ds.subset(order[:n], f"{ds.source} [first {n} of a seed-0 shuffle]")

@@ -1,0 +1,28 @@
+"""The one place experiments are registered: module names under cnnlab.lab, in page order.
+
+Each module holds `EXPERIMENT = Experiment(...)` (see experiment.py). Add a new one here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from cnnlab.errors import ConfigError
+from cnnlab.lab.experiment import Experiment
+
+MODULES = ("ex_spatial",)
+
+
+def experiments(only: list[str] | tuple[str, ...] | None = None) -> list[Experiment]:
+    """The registered experiments in page order, or only those named in `only` (ConfigError
+    naming the known ones for an unknown name)."""
+    found = [importlib.import_module(f"cnnlab.lab.{m}").EXPERIMENT for m in MODULES]
+    if not only:
+        return found
+    known = {e.name: e for e in found}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ConfigError(
+            f"no experiment named {', '.join(map(repr, unknown))}; the lab has {', '.join(known)}"
+        )
+    return [e for e in found if e.name in only]
