@@ -286,17 +286,26 @@ def test_floor_lint_fires_exactly_where_autograd_sees_unread_pixels(size, kernel
 
 
 @pytest.mark.parametrize(
-    "between, fires",
+    "first, between, second, fires",
     [
-        ([nn.BatchNorm2d(8)], True),
-        ([nn.Dropout(0.1), nn.AvgPool2d(2)], True),
-        ([nn.ReLU()], False),
-        ([nn.MaxPool2d(2)], False),  # max pooling is not linear
+        # 3→8 3×3 then 8→8 3×3 is one 3→8 5×5 map: 600 weights against the pair's 792
+        (nn.Conv2d(3, 8, 3, padding=1), [nn.BatchNorm2d(8)], nn.Conv2d(8, 8, 3, padding=1), True),
+        (nn.Conv2d(8, 32, 1), [nn.Dropout(0.1), nn.AvgPool2d(2)], nn.Conv2d(32, 8, 1), True),
+        (nn.Conv2d(3, 8, 3, padding=1), [nn.ReLU()], nn.Conv2d(8, 8, 3, padding=1), False),
+        (nn.Conv2d(8, 32, 1), [nn.MaxPool2d(2)], nn.Conv2d(32, 8, 1), False),  # not linear
+        # with a 2×2 average pool between, one map needs an 8×8 kernel: more weights
+        (nn.Conv2d(3, 8, 3, padding=1), [nn.AvgPool2d(2)], nn.Conv2d(8, 8, 3, padding=1), False),
+        # depthwise → pointwise: a grouping the one map would lose
+        (nn.Conv2d(8, 8, 3, padding=1, groups=8), [nn.BatchNorm2d(8)], nn.Conv2d(8, 16, 1), False),
+        # a linear bottleneck: 32 → 4 → 32 has rank 4, which one 32 → 32 map would lose
+        (nn.Conv2d(32, 4, 1), [nn.BatchNorm2d(4)], nn.Conv2d(4, 32, 1), False),
     ],
 )
-def test_linear_collapse_lint(between, fires):
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), *between, nn.Conv2d(8, 8, 3, padding=1))
-    lint = codes(model, (3, 16, 16)).get("linear-collapse")
+def test_linear_collapse_lint(first, between, second, fires):
+    """Fires only where one linear map replaces the pair with no more weights and no
+    grouping or rank constraint lost (counted here by hand in the comments)."""
+    model = nn.Sequential(first, *between, second)
+    lint = codes(model, (first.in_channels, 16, 16)).get("linear-collapse")
     assert (lint is not None) == fires
     if fires:
         assert lint.layer == str(len(between) + 1) and "§4.1" in lint.message

@@ -1,0 +1,125 @@
+"""Where a map's height and width axes go through calls that move values without computing
+(reshape, permute, indexing, split, stack, reductions): pure functions of shapes.
+
+Axes are a pair (height, width) of positions in the tensor, an entry None once that axis has
+been merged into another (flatten) or reduced away: each value then mixes every position
+along it. A channel shuffle, (B, C, H, W) -> (B, g, C/g, H, W) -> transpose -> (B, C, H, W),
+keeps both axes: its receptive field does not grow.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Axes = tuple[int | None, int | None]
+
+
+def _norm(dim: int, ndim: int) -> int:
+    return dim + ndim if dim < 0 else dim
+
+
+def reshape(in_shape: Sequence[int], out_shape: Sequence[int], axes: Axes) -> Axes:
+    """An axis survives a reshape where the output has a dimension of its length with the
+    same number of elements before it (row-major order); otherwise it was merged or split."""
+    prefix_out = [1]
+    for n in out_shape:
+        prefix_out.append(prefix_out[-1] * n)
+    found: list[int | None] = []
+    for a in axes:
+        if a is None:
+            found.append(None)
+            continue
+        before = math.prod(in_shape[:a])
+        hit = next(
+            (j for j, n in enumerate(out_shape) if prefix_out[j] == before and n == in_shape[a]),
+            None,
+        )
+        found.append(hit)
+    return tuple(found)
+
+
+def permute(order: Sequence[int], axes: Axes) -> Axes:
+    """out dimension i is input dimension order[i]."""
+    order = [_norm(d, len(order)) for d in order]
+    return tuple(None if a is None else order.index(a) for a in axes)
+
+
+def swap(d0: int, d1: int, ndim: int, axes: Axes) -> Axes:
+    d0, d1 = _norm(d0, ndim), _norm(d1, ndim)
+    return tuple({d0: d1, d1: d0}.get(a, a) if a is not None else None for a in axes)
+
+
+def movedim(source: Any, destination: Any, ndim: int, axes: Axes) -> Axes:
+    """torch.movedim's permutation, worked out on index lists."""
+    src = [source] if isinstance(source, int) else list(source)
+    dst = [destination] if isinstance(destination, int) else list(destination)
+    src, dst = [_norm(d, ndim) for d in src], [_norm(d, ndim) for d in dst]
+    order: list[int | None] = [None] * ndim
+    for s, d in zip(src, dst, strict=True):
+        order[d] = s
+    rest = iter(d for d in range(ndim) if d not in src)
+    order = [next(rest) if o is None else o for o in order]
+    return permute(order, axes)
+
+
+def removed(dim: int, ndim: int, axes: Axes) -> tuple[Axes, bool]:
+    """Axes after dimension `dim` is removed (unbind, select, a reduction without keepdim),
+    and whether it was a spatial axis (then that axis is gone: None)."""
+    dim = _norm(dim, ndim)
+    hit = dim in axes
+    return tuple(None if a is None or a == dim else a - (a > dim) for a in axes), hit
+
+
+def inserted(dim: int, ndim_out: int, axes: Axes) -> Axes:
+    """Axes after a new dimension at `dim` of the output (stack, unsqueeze)."""
+    dim = _norm(dim, ndim_out)
+    return tuple(None if a is None else a + (a >= dim) for a in axes)
+
+
+def aligned(in_ndim: int, out_ndim: int, axes: Axes) -> Axes:
+    """Broadcasting aligns shapes from the right."""
+    return tuple(None if a is None else a + out_ndim - in_ndim for a in axes)
+
+
+def reduced_dims(dim: Any, ndim: int) -> list[int]:
+    """The dimensions a reduction's `dim` argument names (None or () : all)."""
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        return list(range(ndim))
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return sorted(_norm(d, ndim) for d in dims)
+
+
+def index(key: Any, shape: Sequence[int], axes: Axes) -> tuple[Axes, tuple[int, int]] | None:
+    """Axes after x[key] and the step taken along each spatial axis ((1, 1): none); None for
+    an index the trace does not follow (tensors, lists: gathers)."""
+    key = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, (Tensor, list)) for k in key):
+        return None
+    used = sum(1 for k in key if k is not None and k is not Ellipsis)
+    if used > len(shape):
+        return None
+    expanded: list[Any] = []
+    for k in key:
+        if k is Ellipsis:
+            expanded += [slice(None)] * (len(shape) - used)
+        else:
+            expanded.append(k)
+    expanded += [slice(None)] * (len(shape) - sum(1 for k in expanded if k is not None))
+    new_pos, steps, dim, out_dim = {}, {}, 0, 0
+    for k in expanded:
+        if k is None:
+            out_dim += 1
+            continue
+        if isinstance(k, slice):
+            new_pos[dim], steps[dim] = out_dim, k.step or 1
+            out_dim += 1
+        elif not isinstance(k, (int, torch.SymInt)):
+            return None
+        dim += 1
+    new_axes = tuple(None if a is None else new_pos.get(a) for a in axes)
+    return new_axes, tuple(1 if a is None else steps.get(a, 1) for a in axes)

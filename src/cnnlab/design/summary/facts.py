@@ -1,0 +1,207 @@
+"""What a summary knows, as frozen data: the trace's per-call facts, then the summary itself.
+
+The tracer (`trace.py`) writes only these records; the lints (`lints.py`) and the renderer
+(`render.py`) read only them. Shapes are one image's; fields are in input pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from cnnlab.design.summary.render import render
+from cnnlab.geometry import RF
+
+# --- a window and a chain of them ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A conv or pooling window per axis (height, width). padding: zeros before (top, left);
+    after: zeros after (bottom, right), None meaning the same as before. An F.pad is a 1×1
+    window with padding; a strided slice a 1×1 window with that stride."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    ceil_mode: bool = False
+    same: bool = False  # padding="same" at stride 1: the output has the input's size
+    after: tuple[int, int] | None = None
+
+    def pads(self, axis: int) -> tuple[int, int]:
+        """(before, after) zeros along `axis`."""
+        before = self.padding[axis]
+        return before, before if self.after is None else self.after[axis]
+
+
+# A map's spatial size as a function of the input's: the windows from the input to it, most
+# recent first, as nested pairs (window, rest) so a step costs one tuple. SIZE_FREE: an
+# adaptive pool set the size (it no longer depends on the input); None: not followed.
+Chain = tuple[Window, "Chain"] | tuple[()]
+SIZE_FREE = "size-free"
+
+
+# --- per-call facts -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowFact:
+    """One leaf module call (or a container whose output is its own). rf is None where the
+    field could not be followed (`lost_by` names the function)."""
+
+    name: str
+    call: int  # 1 for the module's first call, 2 for its second, ...
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    trainable: int
+    rf: RF | None  # the larger axis
+    macs: int
+    lost_by: str | None = None
+
+
+@dataclass(frozen=True)
+class WindowFact:
+    """A conv or pool call: its window, the real map it reads ((H, W) without the zeros an
+    F.pad put around it just before, which `pad` gives as (top, bottom, left, right))."""
+
+    layer: str
+    window: Window
+    size: tuple[int, int]
+    pad: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class WeightFact:
+    """A conv or linear call. in_/out_: channels or features; kernel, stride: dilated extent
+    and stride per axis ((1, 1) for linear). before: the index of the weight call whose
+    output reaches this one's input through BatchNorm, dropout, average pooling or a flatten
+    of a vector only (no nonlinearity, no second branch), with those pools' windows."""
+
+    layer: str
+    kind: str  # "conv" or "linear"
+    in_: int
+    out: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    groups: int
+    weights: int
+    bias: int
+    before: int | None
+    pools: tuple[Window, ...] = ()
+
+
+@dataclass(frozen=True)
+class HeadFact:
+    """Where the map becomes a vector (flatten, global or adaptive pooling): the layer, the
+    field of the map's units (height, width) and the map's shape."""
+
+    layer: str
+    rf: tuple[RF, RF]
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class DenseFact:
+    """The first linear call on a flattened map: its layer, the flatten's layer, the map's
+    shape, how the map's size follows the input's (`Chain`, SIZE_FREE or None), its params,
+    and the last fixed pooling window on the way (layer, window) if any."""
+
+    layer: str
+    flatten: str
+    shape: tuple[int, ...]
+    chain: Any
+    params: int
+    last_pool: tuple[str, Window] | None
+
+
+@dataclass(frozen=True)
+class SquashFact:
+    """A saturating activation's output reaching a conv/linear through linear ops only."""
+
+    activation: str
+    layer: str
+
+
+@dataclass(frozen=True)
+class LostFact:
+    """A torch function the trace cannot follow the receptive field through."""
+
+    function: str
+    layer: str
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything one traced forward found, in call order."""
+
+    image: tuple[int, int]
+    rows: tuple[RowFact, ...]
+    windows: tuple[WindowFact, ...]
+    weights: tuple[WeightFact, ...]
+    heads: tuple[HeadFact, ...]
+    dense: DenseFact | None
+    squashes: tuple[SquashFact, ...]
+    lost: tuple[LostFact, ...]
+    total_params: int
+    trainable_params: int
+    real_forward: str | None  # why the meta trace failed, where a real forward took over
+
+
+# --- the summary ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One layer call: output_shape is one image's (C, H, W) or (F,); receptive_field and
+    jump in input pixels (the larger axis; None where the trace could not follow it); macs
+    of one image; call counts the module's calls (2: its second row)."""
+
+    name: str
+    kind: str
+    output_shape: tuple[int, ...]
+    params: int
+    trainable: int
+    receptive_field: int | None
+    jump: int | None
+    macs: int
+    call: int = 1
+
+
+@dataclass(frozen=True)
+class Lint:
+    """A design warning: `code` (e.g. "floor"), the layer's dotted name, why and the fix."""
+
+    code: str
+    layer: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Rows in execution order, totals of the whole model (each parameter counted once),
+    activation memory per image in bytes (float32, the sum of every row's output), lints."""
+
+    rows: tuple[SummaryRow, ...]
+    total_params: int
+    trainable_params: int
+    total_macs: int
+    activation_bytes: int
+    input_size: tuple[int, ...]
+    warnings: list[Lint]  # a list, as DESIGN.md's public API names it (`== []` when clean)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: plain ints, strings and lists."""
+        return {
+            "input_size": list(self.input_size),
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "total_macs": self.total_macs,
+            "activation_bytes": self.activation_bytes,
+            "rows": [{**asdict(r), "output_shape": list(r.output_shape)} for r in self.rows],
+            "warnings": [asdict(w) for w in self.warnings],
+        }
+
+    def __str__(self) -> str:
+        return render(self)

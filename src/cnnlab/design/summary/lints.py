@@ -1,0 +1,289 @@
+"""Design lints: each a pure function of a `Trace` (facts.py) that returns its `Lint`s.
+
+floor              a window never reads the right/bottom edge (§2.2)
+even-kernel-same   'same' padding with an even kernel is asymmetric (§2.3)
+linear-collapse    two linear maps with nothing nonlinear between that one map replaces (§4.1)
+flatten-explosion  the dense layer after a flatten holds most parameters (§5.2)
+fixed-size         the dense head's input size is tied to the image size (§5.2)
+rf-small           the map entering the head does not see the whole image (§3.2)
+saturating         sigmoid/tanh-like outputs feed the hidden layers of a deep net (§4.2)
+unfollowed         a torch function the trace cannot follow: rows with no receptive field
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from cnnlab import geometry
+from cnnlab.design.summary.calls import window_out
+from cnnlab.design.summary.facts import SIZE_FREE, Lint, Trace, WeightFact, Window, WindowFact
+from cnnlab.design.summary.render import shape_text
+from cnnlab.errors import SpecError
+
+FLATTEN_SHARE = 0.5  # flatten-explosion: the first dense layer holds more than this share
+DEEP_NET = 6  # saturating: a net with at least this many conv/linear calls is deep
+LARGEST_INPUT = 1 << 20  # fixed-size: input sizes searched up to this many pixels
+
+
+def floor(t: Trace) -> list[Lint]:
+    """Real pixels at the right/bottom edge that no window reads: (I − K + 2P)/S not an
+    integer, so the output size is floored (§2.2). Zeros an F.pad put there (a 'same' conv at
+    stride > 1) are not pixels. Along an axis whose stride passes the window (ResNet's 1×1/2
+    shortcut) pixels are skipped everywhere by design: not an edge problem."""
+    found = []
+    for f in t.windows:
+        dropped = [_dropped(f, axis) for axis in (0, 1)]
+        if not any(dropped):
+            continue
+        w = f.window
+        edges = " and ".join(
+            f"along the {name} (stride {w.stride[i]}, padding {_padding_text(f, i)}) the last "
+            f"{dropped[i]} {what} at the {edge}"
+            for i, name, what, edge in _EDGES
+            if dropped[i]
+        )
+        found.append(Lint(
+            "floor", f.layer,
+            f"a {w.kernel[0]}×{w.kernel[1]} window over {f.size[0]}×{f.size[1]} never reads, "
+            f"{edges}: (I − K + 2P)/S is not an integer, so the output size is floored and "
+            "those pixels are ignored (§2.2, the floor problem). Fix: choose padding/stride "
+            "(or the input size) so that I − K + 2P is a multiple of S.",
+        ))  # fmt: skip
+    return found
+
+
+_EDGES = ((1, "width", "column(s)", "right"), (0, "height", "row(s)", "bottom"))
+
+
+def _dropped(f: WindowFact, axis: int) -> int:
+    w = f.window
+    k, s, d = w.kernel[axis], w.stride[axis], w.dilation[axis]
+    if w.same or w.ceil_mode or s > d * (k - 1) + 1:
+        return 0
+    pads = (f.pad[2 * axis], f.pad[2 * axis + 1]) if f.pad else w.pads(axis)
+    return geometry.dropped_pixels(f.size[axis], k, pads, s, d)
+
+
+def _padding_text(f: WindowFact, axis: int) -> str:
+    if f.pad is not None:
+        return f"{f.pad[2 * axis]} before and {f.pad[2 * axis + 1]} after"
+    return str(f.window.padding[axis])
+
+
+def even_kernel_same(t: Trace) -> list[Lint]:
+    """'same' padding of an even (dilated) kernel pads one more after than before: the map
+    shifts by half a pixel (§2.3: P = (K − 1)/2 needs an odd K). Also an F.pad that does the
+    same before a stride > 1 conv."""
+    found = []
+    for f in t.windows:
+        w = f.window
+        reach = [d * (k - 1) for k, d in zip(w.kernel, w.dilation, strict=True)]
+        if w.same:
+            pairs = [w.pads(i) for i in (0, 1)]
+        elif f.pad is not None:
+            pairs = [(f.pad[0], f.pad[1]), (f.pad[2], f.pad[3])]
+        else:
+            continue
+        odd = [p for p, r in zip(pairs, reach, strict=True) if sum(p) == r and p[0] != p[1]]
+        if odd:
+            found.append(Lint(
+                "even-kernel-same", f.layer,
+                f"kernel {w.kernel[0]}×{w.kernel[1]} with padding='same' pads {odd[0][0]} "
+                f"before and {odd[0][1]} after (right/bottom): the padding is asymmetric and "
+                "shifts the feature map by half a pixel (§2.3: P = (K − 1)/2 needs an odd "
+                "K). Fix: use an odd kernel.",
+            ))  # fmt: skip
+    return found
+
+
+def composed_kernel(a: WeightFact, pools: tuple[Window, ...], b: WeightFact) -> tuple[int, int]:
+    """Kernel per axis of the one conv that computes b(pools(a(x))): K = K_a + Σ (K_i − 1)·S,
+    S the product of the strides before layer i."""
+    kernel = []
+    for axis in (0, 1):
+        k, s = a.kernel[axis], a.stride[axis]
+        for p in pools:
+            k += (p.dilation[axis] * (p.kernel[axis] - 1)) * s
+            s *= p.stride[axis]
+        kernel.append(k + (b.kernel[axis] - 1) * s)
+    return tuple(kernel)
+
+
+def linear_collapse(t: Trace) -> list[Lint]:
+    """Two conv (or two linear) maps with only BatchNorm, dropout or average pooling between
+    are one linear map (§4.1). Said only where that one map is no larger and loses nothing:
+    both full (groups = 1: not depthwise → pointwise) and the middle no narrower than what
+    the one map could need (not a linear bottleneck), its weights no more than the pair's."""
+    found = []
+    for b in t.weights:
+        if b.before is None:
+            continue
+        a = t.weights[b.before]
+        if a.kind != b.kind or a.groups != 1 or b.groups != 1:
+            continue
+        kh, kw = composed_kernel(a, b.pools, b)
+        one = a.in_ * b.out * kh * kw
+        if a.out < min(b.out, a.in_ * kh * kw) or one > a.weights + b.weights:
+            continue  # a rank or a size the pair saves: a deliberate factorisation
+        found.append(Lint(
+            "linear-collapse", b.layer,
+            f"layers {a.layer} and {b.layer} are two linear maps with no nonlinearity between "
+            "them (only BatchNorm/dropout/average pooling): W2(W1 x) is one linear map "
+            f"({kh}×{kw}, {one:,} weights against the pair's {a.weights + b.weights:,}), so the "
+            "second layer adds nothing a single layer could not do (§4.1). Fix: put an "
+            "activation (ReLU) between them, or use one layer.",
+        ))  # fmt: skip
+    return found
+
+
+def flatten_explosion(t: Trace) -> list[Lint]:
+    """The first dense layer after a flatten holds more than FLATTEN_SHARE of the model."""
+    d = t.dense
+    if d is None or d.params <= FLATTEN_SHARE * t.total_params:
+        return []
+    return [Lint(
+        "flatten-explosion", d.layer,
+        f"the first dense layer after flattening {shape_text(d.shape)} into "
+        f"{math.prod(d.shape):,} features holds {d.params:,} of {t.total_params:,} parameters "
+        f"({d.params / t.total_params:.1%}): the flatten head is where the parameters live "
+        "(§5.2). Fix: global average pooling (AdaptiveAvgPool2d(1)) before it, or more "
+        "downsampling.",
+    )]  # fmt: skip
+
+
+def chain_size(chain: tuple, size: int, axis: int) -> int:
+    """The map's length along `axis` for an input of `size` px: the chain's windows applied
+    in order (0 where a window would not fit)."""
+    windows = []
+    while chain:
+        windows.append(chain[0])
+        chain = chain[1]
+    for w in reversed(windows):
+        try:
+            size = window_out((size, size), w)[axis]
+        except SpecError:
+            return 0
+    return size
+
+
+def sizes_that_run(chain: tuple, target: int, axis: int) -> tuple[int, int] | None:
+    """(smallest, largest) input size whose map along `axis` is `target` long. The size
+    never falls as the input grows, so both ends are found by bisection."""
+
+    def first(at_least: int) -> int:  # smallest input whose map is >= at_least
+        lo, hi = 1, LARGEST_INPUT
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if chain_size(chain, mid, axis) >= at_least else (mid + 1, hi)
+        return lo
+
+    lo, hi = first(target), first(target + 1) - 1
+    return (lo, hi) if lo <= hi and chain_size(chain, lo, axis) == target else None
+
+
+def fixed_size(t: Trace) -> list[Lint]:
+    """A dense layer on a flattened map ties the model to the input sizes that give that map
+    (§5.2, the fixed-size trap), whether the map's size comes from the convs or a fixed
+    pooling window (AvgPool2d(7) on ResNet's 7×7). Names the sizes that run."""
+    d = t.dense
+    if d is None or d.chain == SIZE_FREE or len(d.shape) != 3:
+        return []
+    h, w = t.image
+    runs = ""
+    if isinstance(d.chain, tuple):
+        spans = [sizes_that_run(d.chain, d.shape[1 + i], i) for i in (0, 1)]
+        if all(spans):
+            (h0, h1), (w0, w1) = spans
+            runs = f" (heights {h0}–{h1} px and widths {w0}–{w1} px; this input is {h}×{w})"
+            if spans[0] == spans[1]:
+                runs = f" ({h0}–{h1} px on each side; this input is {h}×{w})"
+    pool = ""
+    if d.last_pool is not None and d.shape[1:] == (1, 1):
+        layer, win = d.last_pool
+        pool = f" the fixed {win.kernel[0]}×{win.kernel[1]} pooling window at layer {layer} and"
+    return [Lint(
+        "fixed-size", d.flatten,
+        f"{pool.lstrip()}flattening the {shape_text(d.shape)} map tie the dense layer "
+        f"{d.layer} to {math.prod(d.shape):,} features, so the model runs only on inputs that "
+        f"give that map{runs or f' (this input is {h}×{w})'} (§5.2, the fixed-size trap). "
+        "Fix: global average pooling (AdaptiveAvgPool2d(1)) frees the input size.",
+    )]  # fmt: skip
+
+
+def rf_small(t: Trace) -> list[Lint]:
+    """The map entering the head (the last global pool or flatten) has units that do not see
+    the whole image along some axis (§3.2). A 1-px field is the raw image (an MLP)."""
+    if not t.heads or t.heads[-1].rf is None:
+        return []
+    head = t.heads[-1]
+    short = [
+        (axis, r.size, n)
+        for axis, r, n in zip(("height", "width"), head.rf, t.image, strict=True)
+        if 1 < r.size < n
+    ]
+    if not short:
+        return []
+    axis, size, n = short[0]
+    return [Lint(
+        "rf-small", head.layer,
+        f"the map entering the head ({shape_text(head.shape)}) has a receptive field of "
+        f"{size} px along the {axis} of a {n}-px input: no unit sees the whole image, so the "
+        "head only combines local evidence (§3.2). Fix: more layers, stride, pooling or "
+        "dilation before the head.",
+    )]  # fmt: skip
+
+
+def saturating(t: Trace) -> list[Lint]:
+    """Saturating activations (sigmoid, tanh, hard variants) feed hidden layers of a deep
+    net: their derivative is small or zero where they saturate, so gradients vanish (§4.2).
+    A gate (x · σ(s), squeeze-and-excitation) does not feed a layer through linear ops."""
+    if not t.squashes or len(t.weights) < DEEP_NET:
+        return []
+    first = t.squashes[0]
+    return [Lint(
+        "saturating", first.activation,
+        f"{len(t.squashes)} saturating activation output(s) feed hidden layers (first: "
+        f"{first.activation} into {first.layer}) of a net with {len(t.weights)} conv/linear "
+        "layers: their derivative is at most 0.25 (sigmoid) or 1 (tanh) and near 0 where they "
+        "saturate, so gradients vanish on the way back (§4.2). Fix: ReLU/GELU between hidden "
+        "layers.",
+    )]  # fmt: skip
+
+
+def unfollowed(t: Trace) -> list[Lint]:
+    """A torch function whose effect on the receptive field the trace does not know: the
+    rows after it show no field ('?'); which rows, by name."""
+    found = []
+    for lost in t.lost:
+        rows = [r.name + (f" #{r.call}" if r.call > 1 else "") for r in t.rows
+                if r.lost_by == lost.function]  # fmt: skip
+        named = ", ".join(rows[:6]) + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
+        found.append(Lint(
+            "unfollowed", lost.layer,
+            f"the trace cannot follow the receptive field through {lost.function}: "
+            f"{len(rows)} row(s) after it have none ({named or 'none shown'}); their shapes, "
+            "parameters and MACs are still torch's own.",
+        ))  # fmt: skip
+    return found
+
+
+LINTS: tuple[Callable[[Trace], list[Lint]], ...] = (
+    floor,
+    even_kernel_same,
+    linear_collapse,
+    flatten_explosion,
+    fixed_size,
+    rf_small,
+    saturating,
+    unfollowed,
+)
+
+
+def lints(t: Trace) -> list[Lint]:
+    """Every lint's findings, in LINTS order, one per (code, layer)."""
+    found: dict[tuple[str, str], Lint] = {}
+    for lint in LINTS:
+        for w in lint(t):
+            found.setdefault((w.code, w.layer), w)
+    return list(found.values())
