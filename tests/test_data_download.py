@@ -74,6 +74,8 @@ def test_corrupted_file_fails_md5_and_is_not_kept(served, tmp_path):
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz is corrupt: MD5") as e:
         download_fashion_mnist(tmp_path, base + "bad/", checksums=debian_md5())
     assert debian_md5()["t10k-labels-idx1-ubyte.gz"] in str(e.value)
+    # the option it names is the one `cnnlab data` has
+    assert "--url" in str(e.value) and "--base-url" not in str(e.value)
     assert not (tmp_path / "t10k-labels-idx1-ubyte.gz").exists()
     assert not list(tmp_path.glob(".*part"))
 

@@ -112,7 +112,7 @@ def test_missing_directory(tmp_path):
 def test_different_sizes_need_a_size(tmp_path):
     save(tmp_path / "a" / "1.png", gray(1, 8, 8))
     save(tmp_path / "a" / "2.png", gray(1, 10, 12))
-    with pytest.raises(DataError, match="pass size="):
+    with pytest.raises(DataError, match=r"give a size.*cnnlab data DIR --size"):
         image_folder(tmp_path)
     ds = image_folder(tmp_path, size=6)
     assert ds.images.shape == (2, 1, 6, 6)

@@ -145,7 +145,7 @@ def test_label_out_of_range(tmp_path):
 
 
 def test_missing_file_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="cannot read") as e:
+    with pytest.raises(DataError, match="no such IDX file") as e:
         read_idx(tmp_path / "nope.gz")
     assert "nope.gz" in str(e.value)
 

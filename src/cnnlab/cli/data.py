@@ -8,7 +8,8 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.data import download_fashion_mnist, load_dataset, normalization_stats
+from cnnlab.data import download_fashion_mnist, load_splits, normalization_stats
+from cnnlab.errors import CnnlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="download the four official Fashion-MNIST files into DIR (MD5-checked) first",
     )
     p.add_argument("--url", help="base URL for --download (a mirror)")
+    p.add_argument(
+        "--size",
+        metavar="H[xW]",
+        help="resize every image to cover H×W, then center-crop (as training does)",
+    )
+    p.add_argument("--channels", type=int, choices=(1, 3), help="convert to 1 (gray) or 3 (RGB)")
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_run)
@@ -36,9 +43,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.download:
         kwargs = {"base_url": args.url} if args.url else {}
         root = download_fashion_mnist(args.download, **kwargs)
+    size = _size(args.size) if args.size else None
+    options = {"root": root, "strict": args.strict, "channels": args.channels, "size": size}
+    train, test = load_splits(args.name, **options)  # test: train's channels and size
     info = {}
-    for split in ("train", "test"):
-        ds = load_dataset(args.name, split, root=root, strict=args.strict)
+    for split, ds in (("train", train), ("test", test)):
+        if ds is None:
+            continue
         mean, std = normalization_stats(ds)
         info[split] = {
             "source": ds.source,
@@ -71,4 +82,22 @@ def _run(args: argparse.Namespace) -> int:
     for split, d in info.items():
         for path, reason in d["skipped"]:
             console.print(f"[yellow]skipped[/] ({split}) {path}: {reason}", highlight=False)
+    if test is None:
+        console.print(
+            "[yellow]no test split[/]: every class has fewer than 3 images, too few to hold "
+            "20 % out; training will report validation accuracy only",
+            highlight=False,
+        )
     return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'28' -> (28, 28); '32x48' -> (32, 48)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else map(int, parts)
+    except ValueError:
+        raise CnnlabError(f"--size {text!r}: give H or HxW in pixels, e.g. 28 or 32x48") from None
+    if not (0 < h <= 8192 and 0 < w <= 8192):
+        raise CnnlabError(f"--size {text!r}: each side must be 1..8192 pixels")
+    return h, w

@@ -1,5 +1,6 @@
-"""Data for cnnlab: Fashion-MNIST (IDX), image folders, bundled digits, generated shapes, and
-the in-memory batch pipeline (split, normalization, augmentation, `Loader`).
+"""Data for cnnlab: Fashion-MNIST (IDX), image folders, bundled digits, generated shapes, the
+one image-file reader every command uses (`read_image`), and the in-memory batch pipeline
+(split, normalization, augmentation, `Loader`).
 
     ds = load_dataset("fashion-mnist", "train")          # ImageSet, uint8 (N, 1, 28, 28)
     train, val = train_val_split(ds, 0.1, seed=0)
@@ -10,11 +11,12 @@ the in-memory batch pipeline (split, normalization, augmentation, `Loader`).
 from cnnlab.data.augment import Augment, erase, erase_masks, hflip, translate
 from cnnlab.data.download import FASHION_MNIST_MD5, FASHION_MNIST_URL, download_fashion_mnist
 from cnnlab.data.fashion import FASHION_MNIST_CLASSES, fashion_mnist, find_fashion_mnist
-from cnnlab.data.folder import image_folder, read_image
+from cnnlab.data.folder import image_folder
 from cnnlab.data.idx import read_idx, read_idx_images, read_idx_labels, read_idx_pair
+from cnnlab.data.image import MAX_IMAGE_PIXELS, open_image, read_image, read_images
 from cnnlab.data.imageset import ImageSet, conform, convert_channels, resize_crop
 from cnnlab.data.loader import Loader
-from cnnlab.data.sets import DATASET_NAMES, load_dataset
+from cnnlab.data.sets import DATASET_NAMES, load_dataset, load_splits
 from cnnlab.data.split import normalization_stats, to_float, train_val_split
 from cnnlab.data.synthetic import DIGIT_CLASSES, SHAPE_CLASSES, digits, shapes
 
@@ -24,6 +26,7 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_MD5",
     "FASHION_MNIST_URL",
+    "MAX_IMAGE_PIXELS",
     "SHAPE_CLASSES",
     "Augment",
     "ImageSet",
@@ -39,12 +42,15 @@ __all__ = [
     "hflip",
     "image_folder",
     "load_dataset",
+    "load_splits",
     "normalization_stats",
+    "open_image",
     "read_idx",
     "read_idx_images",
     "read_idx_labels",
     "read_idx_pair",
     "read_image",
+    "read_images",
     "resize_crop",
     "shapes",
     "to_float",

@@ -71,7 +71,7 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
         if md5 is not None and h.hexdigest() != md5.lower():
             raise DataError(
                 f"download of {url} is corrupt: MD5 {h.hexdigest()}, expected {md5}; "
-                "the file was discarded, try again or use another --base-url"
+                "the file was discarded; try again, or use another mirror (--url with cnnlab data)"
             )
         os.replace(tmp, dest)
     except BaseException:

@@ -2,11 +2,15 @@
 
 Policies (stated here, applied to every image):
 - Files: extensions .png .jpg .jpeg .bmp .webp (any case) anywhere under a class folder; other
-  files and hidden entries are ignored. Classes are the sorted sub-folder names.
-- EXIF orientation (camera JPEGs) is applied, so images are upright as a viewer shows them.
-- Unreadable or corrupt images are skipped and recorded in `ImageSet.skipped` as
+  files, hidden entries and anything not a regular file (a named pipe) are ignored. Classes
+  are the sorted sub-folder names; a name whose bytes are not UTF-8 keeps them as `\\xe9`
+  escapes (`class_name`).
+- Each file is read by `cnnlab.data.image.open_image`, the reader every command uses: EXIF
+  orientation applied, at most `MAX_IMAGE_PIXELS` pixels (a decompression bomb is refused).
+- Unreadable, corrupt or too large images are skipped and recorded in `ImageSet.skipped` as
   `(path, reason)`; with `strict=True` the first one raises `DataError`.
-- Channels: `channels=None` picks 1 if every image is grayscale, else 3. Grayscale → RGB
+- Channels: `channels=None` picks 1 if every image read is grayscale, else 3 (per call:
+  `load_splits` gives the test split the train split's channels and size). Grayscale → RGB
   repeats the gray level; RGB → L is ITU-R 601-2 luma; an alpha channel is composited over
   black (the background of MNIST-style data) before it is dropped. Images whose mode had to
   change are listed in `ImageSet.converted` as `(path, "RGBA->L")`. 16-bit gray is scaled
@@ -22,18 +26,18 @@ Policies (stated here, applied to every image):
 
 from __future__ import annotations
 
-import warnings
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from cnnlab.data.image import IMAGE_EXTENSIONS, NotAnImage, fit, open_image, to_mode
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.synthetic import stratified_holdout
 from cnnlab.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 FOLDER_TEST_FRACTION = 0.2
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"}
 
@@ -61,80 +65,19 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
                 "add images or remove the folder"
             )
         files += [(p, index) for p in found]
-    return tuple(p.name for p in class_dirs), files
+    return tuple(class_name(p) for p in class_dirs), files
 
 
-def _open(path: Path) -> Image.Image:
-    """Decode fully (so truncation shows up here), turning warnings about bad data into errors."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            img.load()
-            # camera JPEGs store rotation in EXIF: apply it, as every image viewer does
-            upright = ImageOps.exif_transpose(img)
-            if upright.mode == "P":  # palette: expand, keeping transparency if it has one
-                return upright.convert("RGBA" if "transparency" in upright.info else "RGB")
-            return upright.copy() if upright is img else upright
+def class_name(folder: Path) -> str:
+    """A class folder's name as text that prints and encodes everywhere: a name whose bytes
+    are not UTF-8 (on POSIX) keeps the bad bytes as `\\xe9` escapes, so distinct folders stay
+    distinct and the report, JSON and terminal show it instead of failing."""
+    return os.fsencode(folder.name).decode("utf-8", "backslashreplace")
 
 
-def _to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Convert to L (1 channel) or RGB (3), compositing any alpha over black first."""
-    target = "L" if channels == 1 else "RGB"
-    if img.mode == target:
-        return img
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
-        rgba = img.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(black, rgba)
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float gray: scale to 8 bits
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(a * 255.0 / top, 0, 255).round().astype(np.uint8), "L")
-    return img.convert(target)
-
-
-_UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-def _reason(error: Exception) -> str:
-    return "not a readable image" if isinstance(error, UnidentifiedImageError) else str(error)
-
-
-def read_image(path: str | Path, channels: int) -> torch.Tensor:
-    """One image file as uint8 `(channels, H, W)`, prepared exactly as `image_folder` prepares
-    each of its images (EXIF rotation, alpha over black, 16-bit gray scaled; no resize), so a
-    model sees a file at prediction as it saw the files it was trained on."""
-    if channels not in (1, 3):
-        raise DataError(f"channels must be 1 or 3 for an image file, got {channels}")
-    path = Path(path).expanduser()
-    try:
-        img = _open(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such image file") from None
-    except UnidentifiedImageError as error:  # no image format recognised: nothing to add
-        raise DataError(f"{path}: not a readable image (no image format PIL knows)") from error
-    except _UNREADABLE as error:
-        raise DataError(f"{path}: not a readable image ({_reason(error)})") from error
-    return _to_tensor(np.asarray(_to_mode(img, channels), dtype=np.uint8))
-
-
-def _to_tensor(array: np.ndarray) -> torch.Tensor:
-    """(H, W) or (H, W, C) uint8 -> (C, H, W)."""
-    pixels = torch.from_numpy(array.copy())
-    return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1).contiguous()
-
-
-def _fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize to cover `size` (H, W) with the aspect ratio kept, then center-crop."""
-    th, tw = size
-    w, h = img.size
-    if (h, w) == (th, tw):
-        return img
-    scale = max(th / h, tw / w)
-    rw, rh = max(tw, round(w * scale)), max(th, round(h * scale))
-    img = img.resize((rw, rh), Image.Resampling.BICUBIC)
-    left, top = (rw - tw) // 2, (rh - th) // 2
-    return img.crop((left, top, left + tw, top + th))
+def shown(path: Path) -> str:
+    """A path as printable text (bytes that are not UTF-8 escaped as in `class_name`)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def split_files(
@@ -175,12 +118,14 @@ def _decode_all(
     decoded, skipped = [], []
     for file, label in files:
         try:
-            decoded.append((file, label, _open(file)))
-        except _UNREADABLE as e:
-            reason = _reason(e)
+            decoded.append((file, label, open_image(file)))
+        except DataError as e:
+            # a folder lists many such files: the short reason, the path says the rest
+            reason = "not a readable image" if isinstance(e, NotAnImage) else str(e)
+            reason = reason.removeprefix(f"{file}: ")
             if strict:
-                raise DataError(f"{file}: corrupt or unreadable image ({reason})") from e
-            skipped.append((str(file), reason))
+                raise DataError(f"{shown(file)}: corrupt or unreadable image ({reason})") from e
+            skipped.append((shown(file), reason))
     return decoded, skipped
 
 
@@ -189,13 +134,14 @@ def _conform_image(
 ) -> tuple[np.ndarray, str]:
     """The image as an (H, W) or (H, W, 3) uint8 array, and what was changed ("" if nothing)."""
     mode_before, (w0, h0) = img.mode, img.size
-    img = _to_mode(img, channels)
+    img = to_mode(img, channels)
     if size is not None:
-        img = _fit(img, size)
+        img = fit(img, size)
     elif first is not None and (img.size[1], img.size[0]) != first:
         raise DataError(
-            f"{file} is {img.size[1]}×{img.size[0]} but earlier images are "
-            f"{first[0]}×{first[1]}; pass size=... (--size) to resize them all"
+            f"{shown(file)} is {img.size[1]}×{img.size[0]} but earlier images are "
+            f"{first[0]}×{first[1]}; give a size to resize them all (size=... in Python, "
+            "`cnnlab data DIR --size 28`; training resizes to the model's input by itself)"
         )
     changes = []
     if img.mode != mode_before:
@@ -233,7 +179,7 @@ def image_folder(
         arrays.append(array)
         labels.append(label)
         if change:
-            converted.append((str(file), change))
+            converted.append((shown(file), change))
 
     # a test split may lack a class (a hold-out of a tiny class); training data may not
     for index in sorted(set(range(len(classes))) - set(labels)):

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from cnnlab.data.image import check_regular_file
 from cnnlab.errors import DataError
 
 # element-type byte -> big-endian numpy dtype
@@ -29,26 +31,76 @@ IDX_TYPES = {
 LABELS_MAGIC = 0x00000801
 IMAGES_MAGIC = 0x00000803
 _GZIP_MAGIC = b"\x1f\x8b"
+MAX_IDX_BYTES = 2**30  # 1 GiB; Fashion-MNIST's largest file holds 47 MB
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
+def read_bytes(path: str | Path, limit: int = MAX_IDX_BYTES) -> bytes | bytearray:
+    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name).
+
+    Bounded: a regular file only (a named pipe would block), and never more than the IDX
+    header declares (plus one byte, to see data after it) nor more than `limit` bytes, so a
+    small .gz that inflates to gigabytes is refused after reading its header, not after
+    inflating it. Malformed headers are returned short for `parse_idx` to name the fault.
+    """
     path = Path(path)
+    check_regular_file(path, "IDX file")
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
+        with open(path, "rb") as raw:
+            packed = raw.read(2) == _GZIP_MAGIC
+            raw.seek(0)
+            if not packed:
+                size = os.fstat(raw.fileno()).st_size
+                if size > limit:
+                    raise DataError(
+                        f"{path}: {size:,} bytes is more than the {limit:,} an IDX file may "
+                        "hold here (limit=...)"
+                    )
+                return raw.read()
+            with gzip.GzipFile(fileobj=raw) as stream:
+                return _read_declared(stream, path, limit)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise DataError(
             f"{path}: corrupt or truncated gzip data ({e}); delete it and fetch it again"
         ) from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+def _read_declared(stream, path: Path, limit: int) -> bytes | bytearray:
+    """Read an IDX header from `stream`, then exactly the data it declares, in one buffer."""
+    head = stream.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] not in IDX_TYPES or head[3] == 0:
+        return head  # not an IDX header: parse_idx says which fault
+    head += stream.read(4 * head[3])
+    if len(head) < 4 + 4 * head[3]:
+        return head  # truncated header
+    dims = tuple(int(d) for d in np.frombuffer(head, dtype=">u4", offset=4))
+    total = len(head) + math.prod(dims) * IDX_TYPES[head[2]].itemsize
+    if total > limit:
+        raise DataError(
+            f"{path}: its IDX header declares {'×'.join(map(str, dims))} ({total:,} bytes), "
+            f"more than the {limit:,} cnnlab reads; the header is corrupt or the file is not "
+            "a data set (a decompression bomb)"
+        )
+    buffer = bytearray(total + 1)  # one byte more than declared shows trailing data
+    buffer[: len(head)] = head
+    view, filled = memoryview(buffer), len(head)
+    while filled < len(buffer):
+        n = stream.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    view.release()
+    if filled > total:
+        raise DataError(
+            f"{path}: corrupt IDX file: its data continues after the "
+            f"{'×'.join(map(str, dims))} the header declares"
+        )
+    del buffer[filled:]
+    return buffer
+
+
+def parse_idx(data: bytes | bytearray, name: str = "<bytes>") -> np.ndarray:
     """Parse IDX `data` into an array of the declared type and shape (native byte order).
 
     Checks: the two zero bytes and a known type byte, the header length, and that the payload

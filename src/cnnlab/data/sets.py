@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cnnlab.data.fashion import fashion_mnist, split_files
 from cnnlab.data.folder import image_folder
+from cnnlab.data.folder import split_files as folder_split_files
 from cnnlab.data.imageset import ImageSet, conform
 from cnnlab.data.synthetic import digits, shapes
 from cnnlab.errors import DataError
@@ -55,6 +56,49 @@ def load_dataset(
     else:
         raise _not_found(str(name))
     return conform(ds, channels, size)
+
+
+def load_splits(
+    name: str | Path,
+    *,
+    root: str | Path | None = None,
+    channels: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    strict: bool = False,
+    download: bool = False,
+) -> tuple[ImageSet, ImageSet | None]:
+    """`(train, test)` of a data set as training and `cnnlab data` need them.
+
+    - The test split gets the train split's channels and size (those given, else those
+      found), so one folder never shows 3×28×28 beside 1×28×28.
+    - At least two classes: a one-class set "trains" to 100 % and loss 0 and means nothing.
+    - `test` is None only for an image folder without train/ and test/ whose classes are all
+      too small to hold any image out (fewer than 3 each). Any other test split that cannot
+      be read (missing, corrupt or truncated files, a label out of range, a class the train
+      split lacks) raises the DataError naming the file: never a silent "no test accuracy".
+    Arguments as `load_dataset`.
+    """
+    options = {"root": root, "strict": strict, "download": download}
+    train = load_dataset(name, "train", channels=channels, size=size, **options)
+    if len(train.classes) < 2:
+        raise DataError(
+            f"{train.source}: only one class ({train.classes[0]!r}); a classifier needs at "
+            "least two: add a sub-folder of images for each other class"
+        )
+    if _no_holdout(name):
+        return train, None
+    shape = {"channels": train.shape[0], "size": tuple(train.shape[1:])}
+    return train, load_dataset(name, "test", **shape, **options)
+
+
+def _no_holdout(name: str | Path) -> bool:
+    """True for an image folder (no train/ test/) whose 20 % hold-out is empty."""
+    directory = Path(name).expanduser()
+    if dataset_name(name) is not None or _holds_fashion_mnist(directory):
+        return False
+    if not directory.is_dir() or (directory / "test").is_dir():
+        return False
+    return not folder_split_files(directory, "test")[2]
 
 
 def _holds_fashion_mnist(directory: Path) -> bool:

@@ -1,0 +1,153 @@
+"""The one image-file reader of cnnlab: training folders, predict, explain and visualize all
+read files through `open_image` / `read_image`, so one file gives one tensor everywhere.
+
+Guards, each a `DataError` naming the file:
+- only regular files are opened (a named pipe or a device would block or never end);
+- at most `MAX_IMAGE_PIXELS` pixels (width × height, read from the header before any pixel is
+  decoded): a 10,000×10,000 PNG of a few kB would otherwise inflate to 300 MB per copy
+  (a decompression bomb); Pillow's own bomb error and warning become the same message;
+- corrupt or truncated data is found here (the image is decoded fully).
+
+Conversions (what a model trained on an image folder saw): EXIF orientation applied; palette
+expanded; alpha composited over black; 16-bit or float gray scaled to 8 bits (÷257); RGB→L is
+ITU-R 601-2 luma. `size=(H, W)` resizes to cover it with the aspect ratio kept (bicubic,
+Pillow's antialiasing) and center-crops: no stretching.
+"""
+
+from __future__ import annotations
+
+import stat
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnlab.errors import DataError
+
+MAX_IMAGE_PIXELS = 64 * 2**20  # 8192×8192; 3 bytes each is 192 MB per decoded copy
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
+_DEEP_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
+
+
+class TooLarge(DataError):
+    """An image with more pixels than the limit (a decompression bomb or a huge scan)."""
+
+
+class NotAnImage(DataError):
+    """A file in no image format Pillow knows."""
+
+
+def check_regular_file(path: Path, what: str = "file") -> None:
+    """DataError unless `path` is an existing regular file (following symlinks)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what}") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from error
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a named pipe"
+            if stat.S_ISFIFO(mode)
+            else "a device or socket"
+        )
+        raise DataError(f"{path}: is {kind}, not a regular {what}; give an image file")
+
+
+def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode an image file fully (so truncation shows up here), upright (EXIF), palette
+    expanded. DataError (`TooLarge` for the pixel limit) naming the file on any failure."""
+    path = Path(path).expanduser()
+    check_regular_file(path, "image file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns at open above its own limit; ours (lower) is checked just after
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _check_pixels(path, img.size, max_pixels)
+                img.load()
+                upright = ImageOps.exif_transpose(img)  # camera JPEGs store rotation in EXIF
+                if upright.mode == "P":  # palette: expand, keeping transparency if it has one
+                    return upright.convert("RGBA" if "transparency" in upright.info else "RGB")
+                return upright.copy() if upright is img else upright
+    except Image.DecompressionBombError as error:  # refused by Pillow before we see the size
+        raise TooLarge(f"{path}: {error}; cnnlab reads at most {max_pixels:,} pixels") from None
+    except UnidentifiedImageError:  # no image format recognised: nothing to add
+        raise NotAnImage(f"{path}: not a readable image (no image format PIL knows)") from None
+    except (OSError, SyntaxError, ValueError, MemoryError) as error:
+        raise DataError(f"{path}: not a readable image ({error})") from error
+
+
+def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
+    w, h = size
+    if w * h > max_pixels:
+        raise TooLarge(
+            f"{path}: {w}×{h} = {w * h:,} pixels is more than the {max_pixels:,} cnnlab reads "
+            "(a decompression bomb, or a scan far larger than a CNN input); shrink it first"
+        )
+
+
+def to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Convert to L (1 channel) or RGB (3), compositing any alpha over black first."""
+    target = "L" if channels == 1 else "RGB"
+    if img.mode == target:
+        return img
+    if img.mode in _ALPHA_MODES:
+        rgba = img.convert("RGBA")
+        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(black, rgba)
+    if img.mode in _DEEP_GRAY_MODES:  # 16-bit/float gray: scale to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(a * 255.0 / top, 0, 255).round().astype(np.uint8), "L")
+    return img.convert(target)
+
+
+def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Resize to cover `size` (H, W) with the aspect ratio kept (bicubic), then center-crop."""
+    th, tw = size
+    w, h = img.size
+    if (h, w) == (th, tw):
+        return img
+    scale = max(th / h, tw / w)
+    rw, rh = max(tw, round(w * scale)), max(th, round(h * scale))
+    img = img.resize((rw, rh), Image.Resampling.BICUBIC)
+    left, top = (rw - tw) // 2, (rh - th) // 2
+    return img.crop((left, top, left + tw, top + th))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """An L or RGB image as uint8 `(C, H, W)`."""
+    pixels = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())  # (H, W) or (H, W, 3)
+    return pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1).contiguous()
+
+
+def read_image(
+    path: str | Path,
+    channels: int,
+    size: tuple[int, int] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> torch.Tensor:
+    """One image file as uint8 `(channels, H, W)`, prepared as `image_folder` prepares each of
+    its images; with `size=(H, W)` resized to it as the folder loader resizes (cover + crop)."""
+    if channels not in (1, 3):
+        raise DataError(f"channels must be 1 or 3 for an image file, got {channels}")
+    img = to_mode(open_image(path, max_pixels), channels)
+    return to_tensor(fit(img, tuple(size)) if size is not None else img)
+
+
+def read_images(
+    paths: list[str | Path],
+    channels: int,
+    size: tuple[int, int],
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> torch.Tensor:
+    """Image files as one uint8 batch `(B, channels, H, W)`, each read by `read_image`."""
+    if not paths:
+        raise DataError("no image files given")
+    return torch.stack([read_image(p, channels, size, max_pixels) for p in paths])
