@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.data import load_dataset
-from cnnlab.errors import DataError, RunError
+from cnnlab.errors import CnnlabError, DataError, RunError
 from cnnlab.train import (
     ConfigError,
     TrainConfig,
@@ -423,3 +423,44 @@ def test_relative_data_dir_is_stored_absolute(tmp_path, monkeypatch):
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert len(load_run(tmp_path / "run").dataset("test")) == 4  # 20 % of 20 images
+
+
+# --- a model given as a module; training without a run directory ----------------------
+
+
+def test_a_module_trains_like_its_spec_and_out_none_writes_nothing(tmp_path, monkeypatch):
+    """Independent truth: the spec's own run. The same architecture given as an nn.Module
+    (built from the same seed) ends with bitwise the same weights, with or without a run
+    directory, and out=None leaves no file anywhere."""
+    config = TrainConfig(**{**QUICK, "epochs": 2})
+    by_spec = train(TINY, "digits", tmp_path / "spec", config)
+    monkeypatch.chdir(tmp_path / "spec")  # nothing may appear in the working directory
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    torch.manual_seed(config.seed)
+    module = build_module.build(TINY)
+    result = train(module, "digits", None, config)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert result["model"] is not None and result["out"] is None
+    assert result["val_acc"] == by_spec["val_acc"] and result["epochs"] == 2
+    assert _same(result["model"].state_dict(), _weights(tmp_path / "spec"))
+
+    torch.manual_seed(config.seed)
+    written = train(build_module.build(TINY), "digits", tmp_path / "module", config)
+    assert _same(written["model"].state_dict(), _weights(tmp_path / "spec"))
+    stored = json.loads((tmp_path / "module/config.json").read_text())
+    assert stored["input_shape"] == [1, 8, 8] and "module" in stored["model"]
+
+
+def test_a_module_takes_the_datas_shape_and_a_misfit_is_one_error(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # digits: 1×8×8
+    linear = dict(epochs=1, batch_size=64, lr=0.5, ema=None, translate=0, flip=False)
+    result = train(net, "digits", None, TrainConfig(**linear, tta=False, precision="fp32"))
+    assert result["val_acc"] > 0.9 and result["model"] is net  # softmax regression: 0.98
+    wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(50, 10))
+    with pytest.raises(CnnlabError, match="Sequential cannot run on 1×8×8"):
+        train(wrong, "digits", None, TrainConfig(**{**QUICK, "epochs": 1}))
+    three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    with pytest.raises(CnnlabError, match=r"outputs \(3,\).*10 classes"):
+        train(three, "digits", None, TrainConfig(**{**QUICK, "epochs": 1}))
+    with pytest.raises(ConfigError, match="resume needs"):
+        train(net, "digits", None, resume=True)

@@ -283,8 +283,9 @@ def _data_name(data: Any) -> Any:
     return data
 
 
-def _load_data(data: Any, input_shape: tuple[int, int, int], strict: bool):
-    """(train ImageSet, test ImageSet or None, name stored in config.json)."""
+def _load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool):
+    """(train ImageSet, test ImageSet or None, name stored in config.json). input_shape None
+    (a model given as a module): the data set's own channels and size."""
     from cnnlab.data import ImageSet, load_dataset
 
     if isinstance(data, ImageSet):
@@ -292,10 +293,12 @@ def _load_data(data: Any, input_shape: tuple[int, int, int], strict: bool):
     if isinstance(data, tuple) and len(data) == 2:
         return data[0], data[1], data[0].source
     name = str(_data_name(data))
-    c, h, w = input_shape
-    train_set = load_dataset(name, "train", channels=c, size=(h, w), strict=strict)
+    shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
+    train_set = load_dataset(name, "train", strict=strict, **shape)
+    if input_shape is None:  # the test split converted to what the model trains on
+        shape = {"channels": train_set.shape[0], "size": tuple(train_set.shape[1:])}
     try:
-        test_set = load_dataset(name, "test", channels=c, size=(h, w), strict=strict)
+        test_set = load_dataset(name, "test", strict=strict, **shape)
     except DataError:
         if strict or not Path(name).is_dir():
             raise
@@ -326,30 +329,37 @@ def _check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
     )
 
 
-def _check_fit(spec, model: nn.Module, train_set, config: TrainConfig) -> None:
+def _check_fit(name: str, input_shape, model: nn.Module, train_set, config: TrainConfig) -> None:
     """Data shape, class count and the image-size options against the model, before any
     time is spent (a bad --tta-shift would otherwise fail after all the training)."""
-    side = min(spec.input[1:])
+    side = min(input_shape[1:])
     for option, pixels in (("translate", config.translate), ("tta_shift", config.tta_shift)):
         if pixels >= side:
             raise ConfigError(
                 f"{option} {pixels} must be smaller than the {side}-px side of the "
-                f"{'×'.join(map(str, spec.input[1:]))} images (reflect padding); use at most "
+                f"{'×'.join(map(str, input_shape[1:]))} images (reflect padding); use at most "
                 f"{side - 1}"
             )
-    if tuple(train_set.shape) != tuple(spec.input):
+    if tuple(train_set.shape) != tuple(input_shape):
         raise DataError(
-            f"{train_set.source} has {'×'.join(map(str, train_set.shape))} images but spec "
-            f"{spec.name!r} expects input {list(spec.input)}"
+            f"{train_set.source} has {'×'.join(map(str, train_set.shape))} images but "
+            f"{name} expects input {list(input_shape)}"
         )
-    with torch.no_grad():
-        out = model.eval()(torch.zeros(2, *spec.input))
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *input_shape))
+    except RuntimeError as error:  # a module of the user's that does not take this input
+        raise SpecError(
+            f"{name} cannot run on {'×'.join(map(str, input_shape))} images: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
     model.train()
     if out.dim() != 2 or out.shape[1] != len(train_set.classes):
+        k = len(train_set.classes)
+        spec_fix = f"end the spec with `linear: {k}`"
+        fix = spec_fix if name.startswith("spec") else f"give it a head of {k} outputs"
         raise SpecError(
-            f"spec {spec.name!r} outputs {tuple(out.shape[1:])} per image but the data has "
-            f"{len(train_set.classes)} classes; end the spec with `linear: "
-            f"{len(train_set.classes)}`"
+            f"{name} outputs {tuple(out.shape[1:])} per image but the data has {k} classes; {fix}"
         )
 
 
@@ -422,9 +432,9 @@ class _StopFlag:
 
 
 def train(
-    spec: Any,
+    model_or_spec: Any,
     data: Any,
-    out: str | Path,
+    out: str | Path | None = None,
     config: TrainConfig | None = None,
     *,
     resume: bool = False,
@@ -433,10 +443,14 @@ def train(
     progress: Any = None,
     on_epoch: Callable[[dict[str, Any], int], None] | None = None,
 ) -> dict[str, Any]:
-    """Train `spec` on `data`, writing the run directory `out`; return the final metrics.
+    """Train a model on `data`, writing the run directory `out`; return the final metrics.
 
-    spec: a Spec, preset name or spec file (see cnnlab.load_spec); data: "fashion-mnist",
+    model_or_spec: a Spec, preset name or spec file (see cnnlab.load_spec), or an nn.Module
+    (trained in place, from the weights it has; its input shape is the data's; the run
+    directory records its class but cannot rebuild it); data: "fashion-mnist",
     "digits", "shapes", an image-folder path, an ImageSet, or a (train, test) pair of them.
+    out: None trains without writing anything (no run directory, no checkpoints, no
+    per-epoch file writes): for quick experiments on tiny models.
     resume: continue from out/checkpoint.* (spec, data and config come from the run;
     passing different ones is an error). force: replace an existing run.
     strict: an unreadable image in an image folder is a DataError (default: skipped).
@@ -450,11 +464,13 @@ def train(
     Raises TrainingDiverged on a NaN/inf loss, TrainingInterrupted (a KeyboardInterrupt)
     after saving a checkpoint on Ctrl-C, RunError/DataError/SpecError on bad input.
     """
-    out = Path(out)
+    if out is None and resume:
+        raise ConfigError("resume needs the run directory `out` to resume from")
+    out = None if out is None else Path(out)
     dist = distributed.setup()
     try:
         hooks = {"strict": strict, "progress": progress, "on_epoch": on_epoch}
-        return _train(spec, data, out, config, resume, force, hooks, dist)
+        return _train(model_or_spec, data, out, config, resume, force, hooks, dist)
     finally:
         distributed.teardown(dist)
 
@@ -465,7 +481,8 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
     from cnnlab.design.spec import load_spec
 
     refusal = None
-    if dist.is_main:
+    writes = out is not None and dist.is_main  # rank 0 of a run with a directory
+    if writes:
         try:
             _prepare_out(out, resume, force)
         except RunError as error:
@@ -474,11 +491,12 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
     refusal = distributed.broadcast_object(refusal, dist)
     if refusal is not None:
         raise RunError(refusal)
+    module = spec if isinstance(spec, nn.Module) else None
     if resume:
-        spec, data, config = _resume_inputs(out, spec, data, config)
-    else:
+        spec, data, config = _resume_inputs(out, None if module else spec, data, config)
+    elif module is None:
         spec = load_spec(spec)
-        config = config or TrainConfig()
+    config = config or TrainConfig()
     if config.batch_size % dist.world_size:
         raise ConfigError(
             f"batch_size {config.batch_size} does not split evenly between "
@@ -486,7 +504,10 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
         )
 
     # data: seeded split, statistics of the training split only
-    train_set, test_set, name = _load_data(data, tuple(spec.input), hooks["strict"])
+    train_set, test_set, name = _load_data(
+        data, None if module is not None else tuple(spec.input), hooks["strict"]
+    )
+    input_shape = tuple(train_set.shape) if module is not None else tuple(spec.input)
     notes = _data_notes(train_set, test_set)
     if config.val_fraction > 0:
         train_part, val_part = train_val_split(train_set, config.val_fraction, config.seed)
@@ -495,25 +516,32 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
     _check_steps(len(train_part), config, dist.world_size)
     mean, std = normalization_stats(train_part)
 
+    torch.manual_seed(config.seed)  # the spec's initial weights
+    model = module if module is not None else build(spec)
+    # training's own randomness (dropout) starts from the seed whatever built the model, so
+    # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
-    model = build(spec)
-    _check_fit(spec, model, train_set, config)
+    title = f"model {type(module).__name__}" if module is not None else f"spec {spec.name!r}"
+    _check_fit(title, input_shape, model, train_set, config)
     device = dist.device
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)
     amp = autocast_dtype(config, device)
 
-    if dist.is_main and not resume:
+    if writes and not resume:
         _clear_out(out)  # every check passed: only now does --force remove the old run
-        checkpoint.atomic_write(out / "spec.yaml", spec.to_yaml().encode())
+        if module is None:
+            checkpoint.atomic_write(out / "spec.yaml", spec.to_yaml().encode())
+        kind = type(module)
         info = {
+            **({"model": {"module": f"{kind.__module__}.{kind.__qualname__}"}} if module else {}),
             **config.to_dict(),
             "data": name,
             **notes,
             "classes": list(train_set.classes),
             "mean": list(mean),
             "std": list(std),
-            "input_shape": list(spec.input),
+            "input_shape": list(input_shape),
             "precision_used": "bf16" if amp else "fp32",
             "world_size": dist.world_size,
             "torch": torch.__version__,
@@ -554,6 +582,8 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
         state, rows = _restore(out, model, ema, optimizer, device)
 
     def save(epoch: int, step: int, partial: list, wall: float) -> None:
+        if out is None:
+            return
         if dist.is_main:
             _save(out, model, ema, optimizer, epoch, step, partial, wall)
         distributed.barrier(dist)
@@ -610,9 +640,13 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
                     seconds += time.perf_counter() - tick
                     wall = time.perf_counter() - start_wall
                     save(epoch, step + 1, [loss_sum, correct, seen, seconds], wall)
+                    saved = (
+                        f"checkpoint saved in {out}: continue with --resume"
+                        if out is not None
+                        else "nothing saved (no run directory)"
+                    )
                     raise TrainingInterrupted(
-                        f"interrupted at epoch {epoch + 1}, step {step + 1}; checkpoint saved "
-                        f"in {out}: continue with --resume"
+                        f"interrupted at epoch {epoch + 1}, step {step + 1}; {saved}"
                     )
             seconds += time.perf_counter() - tick
             distributed.broadcast_buffers(model, dist)
@@ -627,7 +661,7 @@ def _train(spec, data, out, config, resume, force, hooks, dist) -> dict[str, Any
             rows.append(row)
             state = {"epoch": epoch + 1, "step": 0, "partial": [0.0, 0.0, 0, 0.0]}
             save(epoch + 1, 0, [0.0, 0.0, 0, 0.0], row["wall"])
-            if dist.is_main:
+            if writes:
                 _write_metrics(out / "metrics.jsonl", rows)
             if on_epoch is not None:
                 on_epoch(row, config.epochs)
@@ -644,7 +678,9 @@ def _diverged(loss, epoch, step, lr, config, good_epoch, out) -> TrainingDiverge
     """The advice is to start again: --resume refuses other options, and with the same ones
     it replays the same steps (the run is deterministic) into the same NaN."""
     kept = (
-        f"the last good checkpoint (epoch {good_epoch}) is kept in {out}"
+        "nothing was written (no run directory)"
+        if out is None
+        else f"the last good checkpoint (epoch {good_epoch}) is kept in {out}"
         if good_epoch
         else "no epoch finished, so there is no checkpoint"
     )
@@ -709,7 +745,7 @@ def _finish(out, model, rows, test_set, mean, std, config, amp, dist) -> dict:
     """Test accuracy with and without flip TTA (reporting only), model.safetensors."""
     from cnnlab.data import to_float
 
-    result: dict[str, Any] = {"out": str(out), "epochs": len(rows)}
+    result: dict[str, Any] = {"out": None if out is None else str(out), "epochs": len(rows)}
     if rows:
         last = rows[-1]
         result.update({k: last[k] for k in ("train_loss", "train_acc") if k in last})
@@ -727,7 +763,7 @@ def _finish(out, model, rows, test_set, mean, std, config, amp, dist) -> dict:
             result["test_acc_tta"] = correct / n
     if rows:
         rows[-1].update({k: v for k, v in result.items() if k.startswith("test_")})
-    if dist.is_main:
+    if out is not None and dist.is_main:
         checkpoint.save_weights(out / checkpoint.MODEL_WEIGHTS, model.state_dict())
         if rows:
             _write_metrics(out / "metrics.jsonl", rows)
