@@ -1,0 +1,102 @@
+"""`cnnlab import --model REF --weights FILE.safetensors --data DATA --out RUN`: a run directory
+for a model trained elsewhere (its test accuracy measured), for every command that takes a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from cnnlab.errors import CnnlabError
+
+CODE_WARNING = (
+    "Loading a model from code runs that code (the file's top level and the factory) with "
+    "your rights: import only code you trust. Weights are read from .safetensors only."
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "import",
+        help="make a run directory from your model code and weights trained elsewhere",
+        description="Build the model from --model (file.py:factory or package.module:factory, "
+        "with --model-arg name=value literals), load --weights (safetensors, every tensor's "
+        "shape checked), take classes and normalization from --data or the options, evaluate "
+        "it on the test split and write a run directory that eval, predict, explain, "
+        "diagnose, probe and report accept. " + CODE_WARNING,
+    )
+    p.add_argument("--model", required=True, metavar="REF", help="file.py:factory or mod:factory")
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="keyword argument of the factory, a Python literal (repeatable): width=16, "
+        "\"act='gelu'\"",
+    )
+    p.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors state_dict")
+    p.add_argument("--data", help="data set the model classifies: a name or DIR (test split used)")
+    p.add_argument("--out", required=True, help="new run directory, e.g. runs/imported")
+    p.add_argument("--classes", help="comma-separated class names (default: --data's)")
+    p.add_argument(
+        "--mean", help="comma-separated per-channel mean (default: --data's train split)"
+    )
+    p.add_argument("--std", help="comma-separated per-channel std (default: --data's train split)")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape (default: --data's images)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cnnlab.train.importing import import_run
+    from cnnlab.train.source import parse_model_ref
+
+    source = parse_model_ref(args.model, args.model_arg)
+    result = import_run(
+        source,
+        args.weights,
+        args.out,
+        args.data,
+        classes=_names(args.classes),
+        mean=_numbers("--mean", args.mean, float),
+        std=_numbers("--std", args.std, float),
+        input_shape=_shape(args.input_shape),
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    evaluation = result["evaluation"]
+    if evaluation is None:
+        print("no test split: not evaluated")
+    else:
+        print(f"test accuracy {evaluation['accuracy']:.2%} on {evaluation['n']} images")
+    print(f"run written in {result['out']} ({len(result['classes'])} classes, input "
+          f"{'×'.join(map(str, result['input_shape']))})")  # fmt: skip
+    return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if any(not n for n in names):
+        raise CnnlabError(f"--classes {text!r}: an empty class name; give NAME,NAME,...")
+    return names
+
+
+def _numbers(option: str, text: str | None, kind: type) -> list | None:
+    if text is None:
+        return None
+    try:
+        values = [kind(v) for v in text.split(",")]
+    except ValueError:
+        raise CnnlabError(f"{option} {text!r}: give comma-separated numbers") from None
+    if any(v != v or v in (float("inf"), float("-inf")) for v in values):
+        raise CnnlabError(f"{option} {text!r}: every value must be finite")
+    return values
+
+
+def _shape(text: str | None) -> list[int] | None:
+    shape = _numbers("--input-shape", text, int)
+    if shape is not None and (len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1):
+        raise CnnlabError(f"--input-shape {text!r}: give C,H,W with C 1 or 3, e.g. 1,28,28")
+    return shape

@@ -1,0 +1,186 @@
+"""`import_run`: a run directory for a model trained elsewhere, so that eval, predict, explain,
+diagnose, probe and report work on it as on a run cnnlab trained.
+
+    source = parse_model_ref("nets.py:make_net", ["width=16"])
+    result = import_run(source, "trained.safetensors", "runs/mine", data="fashion-mnist")
+
+What it writes (no spec.yaml: the model is rebuilt from its code, `train.source`):
+- config.json: the model's source record (reference, arguments, SHA-256 of its file), the
+  data, classes, normalization (mean, std) and input shape, and where the weights came from;
+- model.safetensors: the weights, checked against the model first (every tensor's shape,
+  no missing or unexpected name, all finite);
+- evaluation.json: accuracy, loss, per-class accuracy and confusion matrix on the data's test
+  split (an imported run has no training epochs, so there is no metrics.jsonl).
+
+Classes and normalization come from `data` (its train split's per-channel mean and std), or
+from `classes`, `mean` and `std` given explicitly (they win; a model trained elsewhere was
+normalized as it was trained, which the data's own statistics only approximate).
+Loading the model runs its code (see `train.source`); weights are read with safetensors only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data import load_splits, normalization_stats, to_float
+from cnnlab.data.sets import dataset_name
+from cnnlab.errors import DataError, RunError, SpecError
+from cnnlab.train import checkpoint
+from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
+from cnnlab.train.rundir import weight_mismatch
+from cnnlab.train.source import ModelSource, file_sha256
+
+EVALUATION = "evaluation.json"
+
+
+def import_run(
+    source: ModelSource,
+    weights: str | Path,
+    out: str | Path,
+    data: str | Path | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Check, evaluate and write the run (see the module docstring); returns what was written:
+    {"out", "classes", "mean", "std", "input_shape", "evaluation" (dict or None)}.
+
+    input_shape (C, H, W): what the model takes; default the data's own image shape (then
+    `data` is needed). RunError for an `out` that is not empty or weights that do not fit,
+    DataError for data or options that disagree (class count, channel count)."""
+    out, weights = Path(out), Path(weights)
+    _check_out(out)
+    model = source.build()
+    state = _checked_weights(weights, model, source.reference)
+    model.load_state_dict(state)
+    model.eval()
+
+    train = test = None
+    if data is not None:
+        shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
+        train, test = load_splits(data, **shape)
+    info = _describe(train, classes, mean, std, input_shape)
+    _check_outputs(model, source.reference, info)
+
+    evaluation = None if test is None else _evaluate(model, test, info)
+    config = {
+        "model": source.to_record(),
+        "data": _data_name(data),
+        **info,
+        "precision": "fp32",  # evaluation in fp32: how the model was trained is not known
+        "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_weights(out / checkpoint.MODEL_WEIGHTS, model.state_dict())
+    if evaluation is not None:
+        checkpoint.write_json(out / EVALUATION, evaluation.to_dict())
+    checkpoint.write_json(out / "config.json", config)  # last: its presence marks a run
+    return {"out": str(out), **info, "evaluation": evaluation and evaluation.to_dict()}
+
+
+def _check_out(out: Path) -> None:
+    """Import never deletes: `out` must be new or an empty directory."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()):
+        raise RunError(f"{out} is not empty; import into a new directory (--out)")
+
+
+def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[str, torch.Tensor]:
+    """The safetensors state, checked against the model: names, shapes, finiteness."""
+    if weights.suffix != ".safetensors":
+        raise RunError(
+            f"{weights}: weights are read from .safetensors files only (nothing is unpickled); "
+            "convert a PyTorch .pt/.pth with safetensors.torch.save_file(model.state_dict(), ...)"
+        )
+    state = checkpoint.load_weights(weights)
+    differ = weight_mismatch(model.state_dict(), state)
+    if differ:
+        raise RunError(f"{weights} does not fit the model of {reference}: {differ}")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise RunError(f"{weights}: tensor {name} holds NaN or infinite values")
+    return state
+
+
+def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
+    """classes, mean, std, input_shape: the options given, the rest from the train split."""
+    if train is None and None in (classes, mean, std, input_shape):
+        raise DataError(
+            "without --data, give --classes, --mean, --std and --input-shape (C,H,W): "
+            "the run needs its class names, normalization and input size"
+        )
+    shape = list(input_shape) if input_shape is not None else list(train.shape)
+    if train is not None:
+        data_mean, data_std = normalization_stats(train)
+        if classes is not None and len(classes) != len(train.classes):
+            raise DataError(
+                f"--classes names {len(classes)} classes but {train.source} has "
+                f"{len(train.classes)} ({', '.join(train.classes[:5])}...)"
+            )
+    info = {
+        "classes": list(classes if classes is not None else train.classes),
+        "mean": [float(v) for v in (mean if mean is not None else data_mean)],
+        "std": [float(v) for v in (std if std is not None else data_std)],
+        "input_shape": shape,
+    }
+    for key in ("mean", "std"):
+        if len(info[key]) != shape[0]:
+            raise DataError(f"--{key} has {len(info[key])} values for {shape[0]}-channel images")
+    if any(s <= 0 for s in info["std"]):
+        raise DataError(f"--std must be positive, got {info['std']}")
+    if len(set(info["classes"])) < 2:
+        raise DataError(f"a classifier needs at least two distinct classes, got {info['classes']}")
+    return info
+
+
+def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any]) -> None:
+    """The model runs on the input shape and gives one logit per class."""
+    shape, k = info["input_shape"], len(info["classes"])
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(2, *shape))
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise SpecError(
+            f"{reference} cannot run on {'×'.join(map(str, shape))} images: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from error
+    if not isinstance(logits, torch.Tensor) or logits.shape != (2, k):
+        got = tuple(logits.shape[1:]) if isinstance(logits, torch.Tensor) else type(logits)
+        raise DataError(
+            f"{reference} outputs {got} per image but the run has {k} classes; "
+            "give the classes the model was trained on (--classes or --data)"
+        )
+
+
+def _evaluate(model: nn.Module, test, info: dict[str, Any]) -> Evaluation:
+    """Accuracy, loss, per-class accuracy and confusion matrix on the test split."""
+    x = to_float(test.images, info["mean"], info["std"])  # (N, C, H, W)
+    logits = predict_logits(model, x)  # (N, classes)
+    predicted, k = logits.argmax(1), len(info["classes"])
+    confusion = confusion_matrix(predicted, test.labels, k)
+    return Evaluation(
+        split="test",
+        tta=False,
+        classes=tuple(info["classes"]),
+        n=len(test),
+        accuracy=(predicted == test.labels).float().mean().item(),
+        loss=F.cross_entropy(logits, test.labels).item(),
+        per_class=tuple((confusion.diagonal() / confusion.sum(1).clamp_min(1)).tolist()),
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+    )
+
+
+def _data_name(data: str | Path | None) -> str | None:
+    """A directory by its absolute path (other commands run from elsewhere), a name as given."""
+    if data is None or dataset_name(data) is not None:
+        return None if data is None else str(data)
+    return str(Path(data).expanduser().resolve())
