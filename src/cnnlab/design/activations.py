@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.design.quote import quote
 from cnnlab.errors import SpecError
 
 __all__ = [
@@ -89,7 +90,7 @@ class Activation:
 def _plain(name: str, cls: type[nn.Module]) -> Callable[..., nn.Module]:
     def make(arg=None) -> nn.Module:
         if arg is not None:
-            raise SpecError(f"activation {name} takes no argument, got {arg!r}")
+            raise SpecError(f"activation {name} takes no argument, got {quote(arg)}")
         return cls()
 
     make.__doc__ = f"{name}: ``nn.{cls.__name__}()``; takes no argument."
@@ -103,7 +104,7 @@ def _with_number(
         if arg is None:
             arg = default
         if isinstance(arg, bool) or not isinstance(arg, Real):
-            raise SpecError(f"activation {name} takes a number ({what}), got {arg!r}")
+            raise SpecError(f"activation {name} takes a number ({what}), got {quote(arg)}")
         return cls(float(arg))
 
     make.__doc__ = f"{name}: ``nn.{cls.__name__}({what}={default})``; arg sets the {what}."
@@ -114,7 +115,7 @@ def _gelu(arg=None) -> nn.Module:
     """gelu: ``nn.GELU()``; arg "tanh" picks the tanh approximation."""
     approximate = "none" if arg is None else arg
     if approximate not in ("none", "tanh"):
-        raise SpecError(f'activation gelu takes "none" or "tanh" (approximation), got {arg!r}')
+        raise SpecError(f'activation gelu takes "none" or "tanh" (approximation), got {quote(arg)}')
     return nn.GELU(approximate=approximate)
 
 

@@ -1,0 +1,113 @@
+"""The value rules of the spec language's layer arguments: value -> canonical value.
+
+Each checker returns the canonical form of a valid value (``[3, 3]`` -> ``3``, ``valid`` ->
+``0``) or raises :class:`Invalid` with what is wrong; the spec parser adds which layer and
+argument. The kinds (:mod:`cnnlab.design.kinds`) name a checker for every argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import re
+from typing import Any
+
+from cnnlab.design.quote import quote
+
+LARGEST = 2**31 - 1  # the largest size, stride, count... a spec may give
+
+
+class Invalid(Exception):
+    """An argument's value is wrong; the caller adds which layer and argument."""
+
+
+def integer(value: Any, minimum: int) -> int:
+    """An int >= minimum and <= LARGEST (bools, floats and text refused)."""
+    if isinstance(value, bool):
+        raise Invalid(f"must be an integer >= {minimum}, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise Invalid(f"must be an integer >= {minimum}, got {quote(value)}") from None
+    if value < minimum:
+        raise Invalid(f"must be an integer >= {minimum}, got {quote(value)}")
+    if value > LARGEST:  # torch sizes are int64; and huge ints cannot even be printed
+        raise Invalid(f"must be at most {LARGEST:,}, got a {value.bit_length()}-bit integer")
+    return value
+
+
+def pair(value: Any, minimum: int) -> int | tuple[int, int]:
+    """An int, or an [h, w] pair (kept as a tuple unless both are equal)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise Invalid(f"must be an integer or an [h, w] pair, got {quote(value)}")
+        h, w = integer(value[0], minimum), integer(value[1], minimum)
+        return h if h == w else (h, w)
+    return integer(value, minimum)
+
+
+def positive(value: Any) -> int:
+    """An integer >= 1 (filters, features, groups)."""
+    return integer(value, 1)
+
+
+def size(value: Any) -> int | tuple[int, int]:
+    """A kernel, stride, dilation or output size: an integer >= 1 or an [h, w] pair."""
+    return pair(value, 1)
+
+
+def nonneg_size(value: Any) -> int | tuple[int, int]:
+    """A padding: an integer >= 0 or an [h, w] pair."""
+    return pair(value, 0)
+
+
+def conv_padding(value: Any) -> int | tuple[int, int] | str:
+    """A conv's padding: an integer, [h, w], ``same`` (kept; resolved per axis) or ``valid``."""
+    if isinstance(value, str):
+        if value not in ("same", "valid"):
+            raise Invalid(f"must be an integer, an [h, w] pair, same or valid, got {quote(value)}")
+        return 0 if value == "valid" else "same"
+    return pair(value, 0)
+
+
+def pool_stride(value: Any) -> int | tuple[int, int] | None:
+    """A pool's stride; None until the parser sets it to the kernel."""
+    return None if value is None else pair(value, 1)
+
+
+def flag(value: Any) -> bool:
+    """true or false (not 1, not "yes")."""
+    if not isinstance(value, bool):
+        raise Invalid(f"must be true or false, got {quote(value)}")
+    return value
+
+
+def number(value: Any) -> float:
+    """A finite real number. YAML 1.1 reads ``1e-3`` as text: say so."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?\d*\.?\d+[eE][-+]?\d+", value):
+        raise Invalid(f"must be a number, got the text {value!r}: YAML 1.1 wants 1.0e-3, not 1e-3")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise Invalid(f"must be a number, got {quote(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        value = math.inf
+    if not math.isfinite(value):
+        raise Invalid(f"must be a finite number, got {value}")
+    return value
+
+
+def probability(value: Any) -> float:
+    """A number in [0, 1) (a dropout rate: 1 would drop everything)."""
+    p = number(value)
+    if not 0 <= p < 1:
+        raise Invalid(f"must be in [0, 1), got {p}")
+    return p
+
+
+def approximation(value: Any) -> str:
+    """GELU's approximation: none or tanh."""
+    if not isinstance(value, str) or value not in ("none", "tanh"):
+        raise Invalid(f"must be none or tanh, got {quote(value)}")
+    return value

@@ -1,0 +1,195 @@
+"""Spec text: reading YAML/JSON safely, and writing a spec back as YAML.
+
+Reading refuses what would make a spec slow or its errors unreadable: text over MAX_TEXT
+characters, a YAML document whose aliases expand beyond MAX_VALUES values (the "billion
+laughs"), and a key given twice in one mapping (YAML would keep the last one silently).
+Errors are SpecErrors naming the origin and, where the parser can tell, line and column.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import yaml
+
+from cnnlab.design.quote import quote
+from cnnlab.errors import SpecError
+
+__all__ = ["MAX_TEXT", "MAX_VALUES", "dump", "layer_line", "parse_text"]
+
+MAX_TEXT = 2**20  # characters of spec text (a 10,000-layer spec is about 400 KB)
+MAX_VALUES = 1_000_000  # values a YAML document may expand to through its aliases
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a repeated key (plain YAML keeps the last one silently:
+    `filters: 8` then `filters: 16` would build a 16-filter conv without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor`: merged keys may be overridden, as YAML allows
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                message = f"the key {quote(key)} appears twice in one mapping"
+                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _json_unique(pairs: list[tuple[str, Any]]) -> dict:
+    """json.loads' object_pairs_hook: a repeated key is an error, not the last one winning."""
+    keys = [k for k, _ in pairs]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise ValueError(f"the key {quote(k)} appears twice in one object")
+    return dict(pairs)
+
+
+def parse_text(text: str, origin: str, as_json: bool = False) -> Any:
+    """YAML (or JSON) text -> Python data; SpecError with the line and column on bad syntax."""
+    if as_json:
+        try:
+            return json.loads(text, object_pairs_hook=_json_unique)
+        except json.JSONDecodeError as err:
+            raise SpecError(
+                f"{origin}, line {err.lineno}, column {err.colno}: invalid JSON: {err.msg}"
+            ) from None
+        except ValueError as err:  # e.g. an integer longer than Python will parse
+            raise SpecError(f"{origin}: invalid JSON: {err}") from None
+    if len(text) > MAX_TEXT:
+        raise SpecError(
+            f"{origin} is {len(text):,} characters, more than the limit of {MAX_TEXT:,} "
+            "(MAX_TEXT); a spec that large is not meant to be written by hand"
+        )
+    try:
+        return _load_yaml(text, origin)
+    except SpecError:  # a ValueError too, but already says what is wrong
+        raise
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{origin}{at}: invalid YAML: {err.problem or err.context}") from None
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as err:
+        # PyYAML's constructors raise plain ValueError on impossible scalars (a 13th month)
+        raise SpecError(f"{origin}: invalid YAML: {quote(str(err), 200)}") from None
+
+
+def _load_yaml(text: str, origin: str) -> Any:
+    """yaml.load with unique keys, refusing a document its aliases blow up (see below)."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, origin)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node, origin: str) -> None:
+    """Refuse a YAML document whose aliases expand it beyond MAX_VALUES values.
+
+    An alias (`*a`) repeats its anchor's whole subtree: ten levels of ten aliases each (the
+    "billion laughs") are 10^10 values in a few hundred bytes. Python shares the repeated
+    objects, so loading is cheap, but every walk over the result (the parser, a message
+    quoting it) is not. Each node's expanded size is counted once (memoised by identity).
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # a node inside itself (a recursive alias) counts once here
+        if isinstance(node, yaml.SequenceNode):
+            n = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            n = 1
+        if n > MAX_VALUES:
+            raise SpecError(
+                f"{origin}: its YAML aliases (*name) expand it to more than {MAX_VALUES:,} "
+                "values, the limit (MAX_VALUES); write the layers out instead"
+            )
+        sizes[id(node)] = n
+        return n
+
+    size(root)
+
+
+def layer_line(text: str, message: str) -> int | None:
+    """The line of the layer a message names ("layer 5.2 (conv): ..."), if YAML can tell."""
+    match = re.match(r"layer (\d+(?:\.\d+)*) ", message)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # JSON is YAML too
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return None
+    if match is None or not isinstance(node, yaml.MappingNode):
+        return None
+    node = next((v for k, v in node.value if k.value == "layers"), None)
+    for part in match.group(1).split("."):
+        if isinstance(node, yaml.MappingNode):  # a residual: {residual: [...]} or {layers: [...]}
+            node = node.value[0][1] if len(node.value) == 1 else None
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if k.value == "layers"), None)
+        if not isinstance(node, yaml.SequenceNode) or int(part) >= len(node.value):
+            return None
+        node = node.value[int(part)]
+    return node.start_mark.line + 1
+
+
+# --- writing YAML ------------------------------------------------------------------------------
+
+
+class _Flow(list):
+    """A list YAML writes on one line: [1, 28, 28]."""
+
+
+class _FlowDict(dict):
+    """A layer's arguments on one line: {filters: 32, kernel: 3}."""
+
+
+class _Dumper(yaml.SafeDumper):
+    """safe_dump plus the two one-line types; lists indented under their key, as DESIGN.md."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False):
+        return super().increase_indent(flow, False)
+
+
+_Dumper.add_representer(_Flow, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, True))
+_Dumper.add_representer(
+    _FlowDict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, True)
+)
+
+
+def dump(data: dict) -> str:
+    """A spec's dict (Spec.to_dict) as YAML text, one layer per line."""
+    data = {**data, "input": _Flow(data["input"]), "layers": _flow_args(data["layers"])}
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _flow_args(layers: list) -> list:
+    """Layers for to_yaml: `- conv: {filters: 32, kernel: 3}`, a residual body as a block."""
+    out = []
+    for obj in layers:
+        if isinstance(obj, dict):
+            ((kind, value),) = obj.items()
+            if kind == "residual":  # its only argument, so always the short form
+                value = _flow_args(value)
+            elif isinstance(value, dict):
+                value = _FlowDict(
+                    {k: _Flow(v) if isinstance(v, list) else v for k, v in value.items()}
+                )
+            elif isinstance(value, list):
+                value = _Flow(value)
+            obj = {kind: value}
+        out.append(obj)
+    return out
