@@ -1,0 +1,58 @@
+"""`cnnlab serve RUN`: the explorer, a local web page to look inside a trained network."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="open a local web page to look inside RUN's network (the explorer)",
+        description="Serve the explorer for a run: pick or draw an image, see the probabilities, "
+        "Grad-CAM and feature maps, click any activation to see the dot product that made it. "
+        "Binds 127.0.0.1 (this machine only) unless --host says otherwise.",
+    )
+    p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1; another one exposes the page to the network)",
+    )
+    p.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cnnlab.explorer import create_app
+
+    if not 0 <= args.port <= 65535:
+        print(
+            f"cnnlab serve: error: --port {args.port} is not a TCP port (0-65535)", file=sys.stderr
+        )
+        return 2
+    start = time.perf_counter()
+    app = create_app(args.run_dir)
+    explorer = app.state.explorer
+    print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
+    start = time.perf_counter()
+    explorer.top()  # once per run, cached in RUN/explorer/: the first click is then instant
+    print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
+    if args.host not in LOCAL:
+        print(
+            f"warning: binding {args.host}: anyone who can reach this machine on port "
+            f"{args.port} can use the explorer and see the run; it has no login",
+            file=sys.stderr,
+        )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(config)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"explorer: http://{shown}:{args.port}/  (Ctrl-C to stop)", flush=True)
+    server.run()
+    return 0

@@ -1,0 +1,274 @@
+"""The explorer's web app: one page (static/, no build step, nothing from the network) and
+the small JSON API it calls, for one run. `create_app(run)` -> a FastAPI (ASGI) app.
+
+Requests never name a file: images come as uploads or as test-set indexes, and the only
+files read are the run directory's and its data set's (both through cnnlab's own readers)
+and this package's static files. The model is used by one request at a time (a lock):
+explain methods switch its parameters' requires_grad for the duration of a call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain import ExplainError, activation_maximization, gradcam, saliency
+from cnnlab.explorer import panels
+from cnnlab.explorer.probe import Network, Probe, dot_product
+from cnnlab.explorer.top import cached_top_images
+from cnnlab.explorer.upload import MAX_BYTES, UploadError, read_upload
+from cnnlab.train.rundir import Run, load_run
+
+STATIC = Path(__file__).parent / "static"
+KEEP_IMAGES = 32  # probed images kept for clicks (one image's maps: ~1 MB for `fast`)
+SECURITY_HEADERS = {
+    # everything the page loads comes from this server; images also as data: URLs
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class Explorer:
+    """One run, its network map, its test set, and the images probed so far (an LRU)."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.test = run.dataset("test")
+        self.lock = threading.Lock()
+        sample = run.preprocess(self.test.images[:1]) if len(self.test) else None
+        self.net = Network.of(run.model, run.input_shape, sample)
+        self.architecture = panels.architecture(self.net)
+        self.probes: OrderedDict[str, tuple[torch.Tensor, Probe]] = OrderedDict()
+        self.actmax: dict[tuple[str, int], dict[str, Any]] = {}
+        self._top: dict[str, Any] | None = None
+
+    # images ---------------------------------------------------------------------------------
+    def probe(self, pixels: torch.Tensor) -> tuple[str, Probe]:
+        """Probe uint8 (1, C, H, W) pixels (or take the kept probe); its id is their hash."""
+        image_id = hashlib.sha256(pixels.numpy().tobytes()).hexdigest()[:16]
+        if image_id in self.probes:
+            self.probes.move_to_end(image_id)
+            return image_id, self.probes[image_id][1]
+        probe = self.net.probe(self.run.preprocess(pixels))
+        self.probes[image_id] = (pixels, probe)
+        while len(self.probes) > KEEP_IMAGES:
+            self.probes.popitem(last=False)
+        return image_id, probe
+
+    def kept(self, image_id: str) -> tuple[torch.Tensor, Probe]:
+        if image_id not in self.probes:
+            raise LookupError(f"image {image_id!r} is no longer kept; send it again")
+        return self.probes[image_id]
+
+    def sample(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self.test):
+            raise ExplainError(f"sample {index} is outside the test set 0..{len(self.test) - 1}")
+        return self.test.images[index : index + 1]
+
+    def heat(self, probe: Probe, method: str, layer: str | None, target: int | None) -> dict:
+        """Grad-CAM (at `layer`, None = the default) or saliency of the probed image."""
+        if method == "saliency":
+            m = saliency(self.run.model, probe.x, target)[0]
+            return {"method": method, "map": panels.heatmap(m / m.max().clamp_min(1e-12))}
+        if method != "gradcam":
+            raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
+        if layer is not None and layer not in self.net.spatial:
+            raise ExplainError(f"{layer!r} has no spatial output; choose one of the map layers")
+        m = gradcam(self.run.model, probe.x, target, layer)[0]
+        return {"method": method, "layer": layer, "map": panels.heatmap(m)}
+
+    # the deep-layer panel ---------------------------------------------------------------------
+    def top(self) -> dict[str, Any]:
+        """The cached top test images per channel of each conv block's last layer."""
+        if self._top is None:
+            layers = [c.act or c.bn or c.conv for c in self.net.chains]
+            images = self.run.preprocess(self.test.images)
+            self._top = cached_top_images(
+                self.run.path, self.run.model, images, str(self.run.data), layers
+            )
+        return self._top
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(run: Run | str | Path) -> FastAPI:
+    """The explorer for `run` (a Run or a run directory). Routes: see README (explorer)."""
+    ex = Explorer(run if isinstance(run, Run) else load_run(run))
+    app = FastAPI(title="cnnlab explorer", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.explorer = ex
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def limits_and_headers(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BYTES + 64 * 1024):
+            return _error(
+                413, f"request body over {MAX_BYTES // 2**20} MiB; upload a smaller image"
+            )
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.exception_handler(CnnlabError)
+    async def bad_input(request: Request, error: CnnlabError) -> JSONResponse:
+        return _error(getattr(error, "status", 400), str(error))
+
+    @app.exception_handler(LookupError)
+    async def gone(request: Request, error: LookupError) -> JSONResponse:
+        return _error(404, str(error.args[0]) if error.args else "not found")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    _routes(app, ex)
+    return app
+
+
+def _routes(app: FastAPI, ex: Explorer) -> None:  # one function per route, listed in README
+    run = ex.run
+
+    @app.get("/api/model")
+    def model() -> dict[str, Any]:
+        c, h, w = run.input_shape
+        return {
+            "name": run.spec.name,
+            "input_shape": [c, h, w],
+            "classes": list(run.classes),
+            "data": str(run.data),
+            "test_images": len(ex.test),
+            "architecture": ex.architecture,
+            "convs": [{"conv": k.conv, "bn": k.bn, "act": k.act} for k in ex.net.chains],
+            "spatial": {n: list(s) for n, s in ex.net.spatial.items()},
+        }
+
+    @app.get("/api/samples")
+    def samples(offset: int = Query(0, ge=0), count: int = Query(24, ge=1, le=200)) -> dict:
+        end = min(offset + count, len(ex.test))
+        return {
+            "total": len(ex.test),
+            "samples": [
+                {
+                    "index": i,
+                    "label": int(ex.test.labels[i]),
+                    "class": run.classes[int(ex.test.labels[i])],
+                    "image": panels.png_url(ex.test.images[i]),
+                }
+                for i in range(offset, end)
+            ],
+        }
+
+    @app.post("/api/predict")
+    def predict(  # a plain def: FastAPI runs it in a worker thread, off the event loop
+        image: Annotated[UploadFile | None, File()] = None,
+        sample: Annotated[int | None, Form()] = None,
+        layer: Annotated[str | None, Form()] = None,
+        top: Annotated[int, Form(ge=1, le=1000)] = 5,
+    ) -> dict[str, Any]:
+        if image is not None:
+            data = image.file.read(MAX_BYTES + 1)  # one byte more than allowed: too large
+            pixels = read_upload(data, image.filename or "the upload", run.input_shape)
+        elif sample is not None:
+            pixels = ex.sample(sample)
+        else:
+            raise UploadError("send a form field `image` (a PNG/JPEG file) or `sample` (index)")
+        with ex.lock:
+            image_id, probe = ex.probe(pixels)
+            heat = ex.heat(probe, "gradcam", layer or None, None)
+            sal = ex.heat(probe, "saliency", None, None)
+        result = panels.softmax_steps(probe.logits, run.classes, top)
+        result.update(image=image_id, input=panels.png_url(pixels[0]), gradcam=heat["map"])
+        result.update(saliency=sal["map"])
+        if sample is not None and image is None:
+            result["true_class"] = run.classes[int(ex.test.labels[sample])]
+        return result
+
+    @app.get("/api/heatmap")
+    def heatmap(
+        image: str, method: str = "gradcam", layer: str | None = None, target: int | None = None
+    ) -> dict[str, Any]:
+        if target is not None and not 0 <= target < len(run.classes):
+            raise ExplainError(f"target {target} is outside the classes 0..{len(run.classes) - 1}")
+        with ex.lock:
+            return ex.heat(ex.kept(image)[1], method, layer or None, target)
+
+    @app.get("/api/features")
+    def features(image: str, layer: str, limit: int = Query(256, ge=1, le=1024)) -> dict:
+        probe = ex.kept(image)[1]
+        if layer not in probe.outputs:
+            raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
+        maps = probe.outputs[layer]  # (C, H, W)
+        return {"layer": layer, "channels": maps.shape[0], **panels.encode_maps(maps[:limit])}
+
+    @app.get("/api/trace")
+    def trace(image: str, layer: str, channel: int, row: int, col: int) -> dict[str, Any]:
+        return dot_product(ex.net, ex.kept(image)[1], layer, channel, row, col)
+
+    @app.get("/api/top")
+    def top(layer: str, channel: int = Query(ge=0)) -> dict[str, Any]:
+        with ex.lock:
+            found = ex.top()["layers"]
+        if layer not in found:
+            raise ExplainError(f"no top images for {layer!r}; layers: {', '.join(found)}")
+        if channel >= len(found[layer]["index"]):
+            raise ExplainError(f"channel {channel} is outside {layer}'s channels")
+        index, value = found[layer]["index"][channel], found[layer]["value"][channel]
+        return {
+            "layer": layer,
+            "channel": channel,
+            "images": [
+                {
+                    "index": i,
+                    "value": v,
+                    "class": run.classes[int(ex.test.labels[i])],
+                    "image": panels.png_url(ex.test.images[i]),
+                }
+                for i, v in zip(index, value, strict=True)
+            ],
+        }
+
+    @app.get("/api/actmax")
+    def actmax(layer: str, channel: int = Query(ge=0), steps: int = Query(64, ge=1, le=512)):
+        key = (layer, channel)
+        if key not in ex.actmax:
+            if layer not in ex.net.spatial:
+                raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
+            if channel >= ex.net.spatial[layer][0]:
+                raise ExplainError(f"channel {channel} is outside {layer}'s channels")
+            lo, hi = (float(v) for v in run.preprocess(ex.test.images[:256]).aminmax())
+            with ex.lock:
+                res = activation_maximization(
+                    run.model, layer, [channel], steps=steps, input_size=run.input_shape,
+                    value_range=(lo, hi), restarts=2,
+                )  # fmt: skip
+            img = (res.images[0] - lo) / max(hi - lo, 1e-12)  # back to [0, 1] for display
+            ex.actmax[key] = {
+                "layer": layer, "channel": channel, "activation": float(res.activation[0]),
+                "image": panels.png_url(img),
+            }  # fmt: skip
+        return ex.actmax[key]
+
+    @app.get("/api/geometry")
+    def geometry_panel(
+        size: int = Query(7, ge=1, le=64),
+        kernel: int = Query(3, ge=1, le=15),
+        padding: str = "valid",
+        stride: int = Query(1, ge=1, le=16),
+        dilation: int = Query(1, ge=1, le=8),
+        in_channels: int = Query(1, ge=1, le=4096),
+        filters: int = Query(1, ge=1, le=4096),
+    ) -> dict[str, Any]:
+        return panels.playground(size, kernel, padding, stride, dilation, in_channels, filters)

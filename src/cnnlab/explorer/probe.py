@@ -1,0 +1,341 @@
+"""One image through the network, every number kept: the explorer's view of a model.
+
+`Network.of(model, input_shape)` finds, once per model, the convolutions in forward order (by
+module type, wherever the model registers them), the BatchNorm and activation that directly
+follow each one (checked by value: bn(conv output) is the BatchNorm's output), and each
+conv's receptive field on the input (§3.2). `Network.probe(x)` runs one image and keeps each
+conv's own input and every spatial layer's output, so a click on any activation is answered
+without another forward pass: `dot_product` (§2.1) reads the captured input, slides the
+conv's filter to the clicked position with `reference.trace_conv`, and compares the sum plus
+bias with the activation the network computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cnnlab import geometry
+from cnnlab.design.reference import trace_conv
+from cnnlab.explain import ExplainError
+from cnnlab.inspect import Capture, forward, inspecting, trace
+from cnnlab.layers import ConcatPool2d
+
+WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
+
+
+@dataclass(frozen=True)
+class ConvChain:
+    """A conv and what directly follows it: a BatchNorm2d, then an activation (None: absent).
+
+    padding: (top, bottom, left, right) zeros, as the conv pads; rf: (height, width)
+    receptive field of the conv's output units on the input image (§3.2)."""
+
+    conv: str
+    bn: str | None
+    act: str | None
+    padding: tuple[int, int, int, int]
+    rf: tuple[geometry.RF, geometry.RF]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One image through the network: x (1, C, H, W) normalized, logits (K,), inputs[conv]
+    its input (C, H, W), outputs[layer] its output (C', H', W') for every spatial layer."""
+
+    x: Tensor
+    logits: Tensor
+    inputs: dict[str, Tensor]
+    outputs: dict[str, Tensor]
+
+
+def conv_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) zeros the conv adds; 'same' splits like PyTorch (§2.3)."""
+    if conv.padding == "same":
+        (t, b), (lt, r) = (
+            geometry.same_padding(k, d)
+            for k, d in zip(conv.kernel_size, conv.dilation, strict=True)
+        )
+        return t, b, lt, r
+    if conv.padding == "valid":
+        return 0, 0, 0, 0
+    ph, pw = conv.padding
+    return ph, ph, pw, pw
+
+
+def _window_geometry(m: nn.Module) -> geometry.LayerGeometry:
+    """Kernel, stride, padding (before) and dilation of a conv or pool as (h, w) pairs."""
+    pair = torch.nn.modules.utils._pair
+    if isinstance(m, nn.Conv2d):
+        t, _, left, _ = conv_padding(m)
+        return geometry.LayerGeometry(m.kernel_size, m.stride, (t, left), m.dilation)
+    stride = m.stride if m.stride is not None else m.kernel_size
+    padding, dilation = getattr(m, "padding", 0), getattr(m, "dilation", 1)  # ConcatPool: none
+    return geometry.LayerGeometry(pair(m.kernel_size), pair(stride), pair(padding), pair(dilation))
+
+
+def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF, geometry.RF]]:
+    """(height, width) receptive field of each windowed layer's output on the input (§3.2).
+
+    One forward pass of x (1, C, H, W) follows the data: a layer's input field is the field of
+    the tensor it receives (the image, or another layer's output); a window (conv, pool)
+    grows it by geometry.rf_step, any other same-size layer passes it on. A tensor made by a
+    functional op (a residual `a + b`, `torch.cat`) is no layer's output: it gets the widest
+    field among the tensors of its height and width made so far (a sum's: its widest term's).
+    """
+    fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
+    made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
+    out: dict[str, tuple[geometry.RF, geometry.RF]] = {}
+
+    def field_of(t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
+        if id(t) in fields:
+            return fields[id(t)]
+        same = [fields[id(u)] for u in made if u.shape[2:] == t.shape[2:] and id(u) in fields]
+        return max(same, key=lambda rf: rf[0].size + rf[1].size, default=None)
+
+    def hook(name: str):
+        def fn(m: nn.Module, args: tuple, y: Any) -> None:
+            if not args or not isinstance(args[0], Tensor) or not isinstance(y, Tensor):
+                return
+            rf = field_of(args[0])
+            if rf is None or y.dim() != 4:
+                return
+            if isinstance(m, WINDOWS):
+                g = _window_geometry(m)
+                rf = tuple(
+                    geometry.rf_step(rf[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a])
+                    for a in (0, 1)
+                )
+                out[name] = rf
+            elif y.shape[2:] != args[0].shape[2:]:
+                return  # an adaptive pool or resize: no window to follow
+            fields[id(y)] = rf
+            made.append(y)
+
+        return fn
+
+    leaves = [(n, m) for n, m in model.named_modules() if n and not m._modules]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
+    try:
+        with inspecting(model), torch.no_grad():
+            forward(model, x, logits=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+def _follows(modules: dict[str, nn.Module], leaves: list[str], at: int, test) -> str | None:
+    """The leaf called right after leaves[at] when test(that module) holds, else None."""
+    if at + 1 >= len(leaves):
+        return None
+    name = leaves[at + 1]
+    return name if test(modules[name]) else None
+
+
+def _is_batchnorm(m: nn.Module) -> bool:
+    return isinstance(m, nn.BatchNorm2d)
+
+
+def _is_activation(m: nn.Module) -> bool:
+    """One of torch's activation modules (nn.ReLU, nn.GELU, ...), decided by where its type
+    is defined; its place in the chain is then checked by value."""
+    return type(m).__module__ == "torch.nn.modules.activation"
+
+
+@dataclass(frozen=True)
+class Network:
+    """The explorer's map of a model: convs in forward order with their chains, spatial
+    layers in forward order (name -> output shape (C, H, W))."""
+
+    model: nn.Module
+    input_shape: tuple[int, int, int]
+    chains: tuple[ConvChain, ...]
+    spatial: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, model: nn.Module, input_shape: tuple[int, int, int], x: Tensor | None = None):
+        """Find convs, chains, fields and spatial layers with one image x (1, C, H, W)
+        (default: zeros; a sample image makes the by-value chain check more telling)."""
+        x = torch.zeros(1, *input_shape) if x is None else x
+        with inspecting(model):
+            order = trace(model, x)
+        modules = dict(model.named_modules())
+        leaves = [n for n, _ in order if not modules[n]._modules]
+        fields = receptive_fields(model, x)
+        spatial = {n: tuple(s[1:]) for n, s in order if len(s) == 4}
+        chains = []
+        for at, name in enumerate(leaves):
+            conv = modules[name]
+            if not isinstance(conv, nn.Conv2d) or name not in spatial:
+                continue
+            bn = _follows(modules, leaves, at, _is_batchnorm)
+            act = _follows(modules, leaves, at + 1 if bn else at, _is_activation)
+            rf = fields.get(name, (geometry.INPUT_RF, geometry.INPUT_RF))
+            chains.append(ConvChain(name, bn, act, conv_padding(conv), rf))
+        net = cls(model, tuple(input_shape), tuple(chains), spatial)
+        return net._checked(net.probe(x))
+
+    def _checked(self, probe: Probe) -> Network:
+        """Keep a BatchNorm / activation in a chain only if it maps the previous output to
+        its own (a residual addition in between breaks the chain there)."""
+        modules = dict(self.model.named_modules())
+        kept = []
+        for c in self.chains:
+            bn, act = c.bn, c.act
+            with torch.no_grad():
+                if bn and not _maps(modules[bn], probe.outputs[c.conv], probe.outputs.get(bn)):
+                    bn = act = None
+                before = probe.outputs.get(bn or c.conv)
+                if act and not _maps(modules[act], before, probe.outputs.get(act)):
+                    act = None
+            kept.append(ConvChain(c.conv, bn, act, c.padding, c.rf))
+        return Network(self.model, self.input_shape, tuple(kept), self.spatial)
+
+    def chain(self, conv: str) -> ConvChain:
+        for c in self.chains:
+            if c.conv == conv:
+                return c
+        names = ", ".join(c.conv for c in self.chains) or "(none)"
+        raise ExplainError(f"{conv!r} is not a convolution of this model; convolutions: {names}")
+
+    @torch.no_grad()
+    def probe(self, x: Tensor) -> Probe:
+        """One forward pass of x (1, C, H, W), keeping each conv's input and every spatial
+        layer's output (each the layer's own, as Capture keeps them)."""
+        convs = [c.conv for c in self.chains]
+        with (
+            inspecting(self.model),
+            Capture(self.model, convs, inputs=True) as ins,
+            Capture(self.model, list(self.spatial)) as outs,
+        ):
+            logits = forward(self.model, x)
+        return Probe(
+            x=x,
+            logits=logits[0].float(),
+            inputs={n: t[0] for n, t in ins.outputs.items()},
+            outputs={n: t[0] for n, t in outs.outputs.items()},
+        )
+
+
+def _maps(module: nn.Module, before: Tensor | None, after: Tensor | None) -> bool:
+    if before is None or after is None or before.shape != after.shape:
+        return False
+    with inspecting(module):
+        return torch.allclose(module(before[None])[0], after, rtol=1e-4, atol=1e-5)
+
+
+def unit_box(rf: tuple[geometry.RF, geometry.RF], i: int, j: int) -> dict[str, float]:
+    """The input pixels unit (i, j) sees: {top, left, height, width}, unclipped (§3.2).
+    The field of unit i is centred on start + i·jump and spans size pixels."""
+    (h, w) = rf
+    top = h.start + i * h.jump - (h.size - 1) / 2
+    left = w.start + j * w.jump - (w.size - 1) / 2
+    return {"top": top, "left": left, "height": h.size, "width": w.size}
+
+
+def dot_product(
+    net: Network, probe: Probe, conv_name: str, f: int, i: int, j: int
+) -> dict[str, Any]:
+    """Every number behind activation (f, i, j) of `conv_name` for the probed image (§2.1).
+
+    The conv's captured input is zero-padded as the conv pads it, and reference.trace_conv
+    slides filter f to window (i, j): products = patch · filter (C, kh, kw), output = their
+    sum + bias. A dilated filter is shown with its holes as zeros (the taps it skips); a
+    grouped conv reads only its group's input channels. `network` is what the model
+    computed there; then the BatchNorm and activation that follow, if any.
+    """
+    chain = net.chain(conv_name)
+    conv: nn.Conv2d = dict(net.model.named_modules())[conv_name]
+    if conv.padding_mode != "zeros":
+        raise ExplainError(
+            f"{conv_name} pads with {conv.padding_mode!r}; only zero padding is traced"
+        )
+    out = probe.outputs[conv_name]  # (F, H', W')
+    n_f, out_h, out_w = out.shape
+    if not (0 <= f < n_f and 0 <= i < out_h and 0 <= j < out_w):
+        raise ExplainError(
+            f"activation ({f}, {i}, {j}) is outside {conv_name}'s output (F, H', W') = "
+            f"({n_f}, {out_h}, {out_w})"
+        )
+    group = f // (conv.out_channels // conv.groups)
+    per_group = conv.in_channels // conv.groups
+    x = probe.inputs[conv_name][group * per_group : (group + 1) * per_group]  # (C/g, H, W)
+    t, b, left, r = chain.padding
+    xp = np.pad(x.double().numpy(), ((0, 0), (t, b), (left, r)))  # as the conv pads it
+    w = _dilated(conv.weight[f].detach().double(), conv.dilation)  # (C/g, kh', kw')
+    bias = 0.0 if conv.bias is None else float(conv.bias[f].detach())
+    tr = trace_conv(xp, w.numpy(), bias, (0, i, j), stride=conv.stride)
+    value = float(out[f, i, j])
+    return {
+        "layer": conv_name,
+        "index": [f, i, j],
+        "out_shape": [n_f, out_h, out_w],
+        "kernel": list(conv.kernel_size),
+        "stride": list(conv.stride),
+        "padding": list(chain.padding),
+        "dilation": list(conv.dilation),
+        "group_channels": [group * per_group, (group + 1) * per_group],
+        "origin": [tr.origin[0] - t, tr.origin[1] - left],  # top-left of the window (§2.1)
+        "patch": tr.patch.tolist(),
+        "filter": tr.filter.tolist(),
+        "products": tr.products.tolist(),
+        "channel_sums": tr.products.sum((1, 2)).tolist(),
+        "sum": tr.sum,
+        "bias": tr.bias,
+        "output": tr.output,
+        "network": value,
+        "field": unit_box(chain.rf, i, j),
+        "chain": _chain_values(net, probe, chain, f, i, j),
+    }
+
+
+def _dilated(w: Tensor, dilation: tuple[int, int]) -> Tensor:
+    """(C, kh, kw) -> (C, D(kh−1)+1, D(kw−1)+1): the taps spread out, zeros in the holes."""
+    dh, dw = dilation
+    if (dh, dw) == (1, 1):
+        return w
+    c, kh, kw = w.shape
+    out = w.new_zeros(c, dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    out[:, ::dh, ::dw] = w
+    return out
+
+
+def _chain_values(net: Network, probe: Probe, chain: ConvChain, f: int, i: int, j: int) -> list:
+    """[{stage, layer, value, ...}] from the conv's output through its BatchNorm and
+    activation: y = (x − μ) / √(σ² + ε) · γ + β, then the activation of y."""
+    modules = dict(net.model.named_modules())
+    steps = [
+        {"stage": "conv", "layer": chain.conv, "value": float(probe.outputs[chain.conv][f, i, j])}
+    ]
+    if chain.bn:
+        bn: nn.BatchNorm2d = modules[chain.bn]
+        step = {
+            "stage": "batchnorm",
+            "layer": chain.bn,
+            "value": float(probe.outputs[chain.bn][f, i, j]),
+        }
+        if bn.running_mean is not None:
+            step.update(
+                mean=float(bn.running_mean[f]),
+                var=float(bn.running_var[f]),
+                eps=bn.eps,
+                gamma=float(bn.weight[f]) if bn.weight is not None else 1.0,
+                beta=float(bn.bias[f]) if bn.bias is not None else 0.0,
+            )
+        steps.append(step)
+    if chain.act:
+        act = modules[chain.act]
+        steps.append(
+            {
+                "stage": "activation",
+                "layer": chain.act,
+                "kind": type(act).__name__,
+                "value": float(probe.outputs[chain.act][f, i, j]),
+            }
+        )
+    return steps

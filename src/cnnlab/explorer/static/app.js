@@ -1,0 +1,476 @@
+// cnnlab explorer: the page. No build step, no library, nothing from the network.
+// Every text that comes from the run (class names, layer names, messages) is set with
+// textContent, never parsed as HTML.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { model: null, image: null, prediction: null, overlay: "none", heat: {},
+  featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
+  sampleOffset: 0, geometry: null, window: 0 };
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+function fmt(x, digits = 6) {
+  if (!Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  if (a !== 0 && (a < 1e-4 || a >= 1e6)) return x.toExponential(digits - 1);
+  return x.toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
+}
+function say(text) { $("message").textContent = text || ""; }
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  let body = null;
+  try { body = await response.json(); } catch (e) { body = null; }
+  if (!response.ok) {
+    const detail = body && (body.error || (body.detail && JSON.stringify(body.detail)));
+    throw new Error(detail || `${response.status} ${response.statusText}`);
+  }
+  return body;
+}
+
+// --- colour maps ------------------------------------------------------------------------
+function jet(v) {  // v in [0, 1] -> [r, g, b]
+  const r = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 3)));
+  const g = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 2)));
+  const b = Math.min(1, Math.max(0, 1.5 - Math.abs(4 * v - 1)));
+  return [r * 255, g * 255, b * 255];
+}
+function diverging(v, limit) {  // blue (negative) - white - red (positive)
+  const t = limit > 0 ? Math.max(-1, Math.min(1, v / limit)) : 0;
+  return t >= 0 ? `rgb(255,${255 - 160 * t},${255 - 160 * t})` : `rgb(${255 + 160 * t},${255 + 160 * t},255)`;
+}
+function bytesOf(b64) { const s = atob(b64); const a = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) a[i] = s.charCodeAt(i); return a; }
+
+// --- architecture -----------------------------------------------------------------------
+function showArchitecture(model) {
+  const arch = model.architecture;
+  $("run-info").textContent = `${model.name}: input ${model.input_shape.join("×")}, ${model.classes.length} classes, data ${model.data}`;
+  $("arch-total").textContent = `${arch.total_params.toLocaleString()} parameters; RF = receptive field in input pixels`;
+  const list = $("layers");
+  list.replaceChildren();
+  for (const row of arch.rows) {
+    const li = el("li", null, (row.conv ? "conv" : "") + (row.lints.length ? " lint" : ""));
+    li.dataset.layer = row.name;
+    li.append(el("strong", `${row.name} ${row.kind}`));
+    li.append(el("div", `${row.output_shape.join("×")} · ${row.params.toLocaleString()} params · RF ${row.receptive_field} (jump ${row.jump})`, "meta"));
+    for (const lint of row.lints) li.append(el("div", `⚠ ${lint.code}: ${lint.message}`, "lint-text"));
+    if (row.spatial) li.addEventListener("click", () => chooseFeatureLayer(row.name));
+    list.append(li);
+  }
+  const lints = $("model-lints");
+  lints.replaceChildren();
+  for (const lint of arch.lints) lints.append(el("p", `⚠ ${lint.code} (${lint.layer}): ${lint.message}`, "lint-text"));
+  for (const select of [$("feature-layer"), $("cam-layer")]) {
+    select.replaceChildren();
+    for (const name of Object.keys(model.spatial)) {
+      const option = el("option", `${name} ${model.spatial[name].join("×")}`);
+      option.value = name;
+      select.append(option);
+    }
+  }
+  $("cam-layer").value = Object.keys(model.spatial).slice(-1)[0];
+  $("feature-layer").value = model.convs.length ? model.convs[0].conv : Object.keys(model.spatial)[0];
+  state.featureLayer = $("feature-layer").value;
+  const [c, h, w] = model.input_shape;
+  $("draw-size").textContent = `(scaled to ${h}×${w}${c === 1 ? ", grey" : ""})`;
+}
+
+// --- input picker -----------------------------------------------------------------------
+async function loadSamples() {
+  const data = await api(`/api/samples?offset=${state.sampleOffset}&count=24`);
+  const box = $("samples");
+  box.replaceChildren();
+  for (const s of data.samples) {
+    const fig = el("figure");
+    const img = el("img");
+    img.src = s.image;
+    img.alt = `test image ${s.index}`;
+    fig.append(img, el("figcaption", s.class));
+    fig.dataset.index = s.index;
+    fig.addEventListener("click", () => {
+      for (const f of box.children) f.classList.remove("chosen");
+      fig.classList.add("chosen");
+      const form = new FormData();
+      form.append("sample", s.index);
+      predict(form);
+    });
+    box.append(fig);
+  }
+  state.sampleOffset = (state.sampleOffset + 24) % Math.max(1, data.total);
+}
+
+async function predict(form) {
+  say("computing…");
+  try {
+    form.append("layer", $("cam-layer").value);
+    const p = await api("/api/predict", { method: "POST", body: form });
+    state.prediction = p;
+    state.image = p.image;
+    state.heat = { gradcam: p.gradcam, saliency: p.saliency };
+    state.trace = null;
+    const img = new Image();
+    img.onload = () => { state.inputImage = img; drawView(); };
+    img.src = p.input;
+    showPrediction(p);
+    await loadFeatures();
+    say("");
+  } catch (error) {
+    say(`Could not use this image: ${error.message}`);
+  }
+}
+
+function setupDrawing() {
+  const canvas = $("draw");
+  const ctx = canvas.getContext("2d");
+  const clear = () => { ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+  clear();
+  let down = false;
+  const at = (e) => { const r = canvas.getBoundingClientRect(); return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height]; };
+  canvas.addEventListener("pointerdown", (e) => { down = true; const [x, y] = at(e); ctx.beginPath(); ctx.moveTo(x, y); });
+  canvas.addEventListener("pointermove", (e) => {
+    if (!down) return;
+    const [x, y] = at(e);
+    ctx.lineWidth = 18; ctx.lineCap = "round"; ctx.strokeStyle = "#fff";
+    ctx.lineTo(x, y); ctx.stroke();
+  });
+  window.addEventListener("pointerup", () => { down = false; });
+  $("draw-clear").addEventListener("click", clear);
+  $("draw-predict").addEventListener("click", () => {
+    canvas.toBlob((blob) => { const form = new FormData(); form.append("image", blob, "drawing.png"); predict(form); }, "image/png");
+  });
+  $("upload").addEventListener("change", () => {
+    const file = $("upload").files[0];
+    if (!file) return;
+    const form = new FormData();
+    form.append("image", file, file.name);
+    predict(form);
+  });
+}
+
+// --- prediction, overlays, softmax ------------------------------------------------------
+function showPrediction(p) {
+  const bars = $("bars");
+  bars.replaceChildren();
+  for (const t of p.top) {
+    const li = el("li");
+    li.title = `logit ${fmt(t.logit)}`;
+    const label = el("div", null, "label");
+    label.append(el("span", t.class, "class-name"), el("span", `${(100 * t.probability).toFixed(1)} %`, "num"));
+    const bar = el("div", null, "bar");
+    bar.style.width = `${Math.max(1, 100 * t.probability)}%`;
+    li.append(label, bar);
+    bars.append(li);
+  }
+  $("true-class").textContent = p.true_class !== undefined ? `true class: ${p.true_class}` : "";
+  const body = $("softmax").tBodies[0];
+  body.replaceChildren();
+  p.classes.forEach((name, i) => {
+    const tr = el("tr");
+    tr.append(el("td", name), el("td", fmt(p.logits[i], 5), "num"), el("td", fmt(p.exp[i], 5), "num"), el("td", fmt(p.probabilities[i], 5), "num"));
+    body.append(tr);
+  });
+  const foot = $("softmax").tFoot;
+  foot.replaceChildren();
+  const tr = el("tr");
+  const shifted = p.shifted ? ` (e^(z − ${fmt(p.shifted, 4)}))` : "";
+  tr.append(el("td", "Σ"), el("td", ""), el("td", fmt(p.sum, 6) + shifted, "num"), el("td", "1", "num"));
+  foot.append(tr);
+}
+
+function drawView() {
+  const canvas = $("view");
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!state.inputImage) return;
+  ctx.drawImage(state.inputImage, 0, 0, canvas.width, canvas.height);
+  const heat = state.heat[state.overlay];
+  if (heat) {
+    const h = heat.length, w = heat[0].length;
+    const off = document.createElement("canvas");
+    off.width = w; off.height = h;
+    const octx = off.getContext("2d");
+    const image = octx.createImageData(w, h);
+    for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) {
+      const [r, g, b] = jet(heat[i][j]);
+      const k = 4 * (i * w + j);
+      image.data[k] = r; image.data[k + 1] = g; image.data[k + 2] = b; image.data[k + 3] = 140;
+    }
+    octx.putImageData(image, 0, 0);
+    ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  }
+  if (state.trace) {  // the clicked unit's receptive field on the input (§3.2)
+    const [, H, W] = state.model.input_shape;
+    const f = state.trace.field, sy = canvas.height / H, sx = canvas.width / W;
+    ctx.strokeStyle = "#ff3b30"; ctx.lineWidth = 2;
+    ctx.strokeRect(f.left * sx, f.top * sy, f.width * sx, f.height * sy);
+  }
+  canvas.dataset.overlay = state.overlay;
+}
+
+async function refreshGradcam() {
+  if (!state.image) return;
+  try {
+    const r = await api(`/api/heatmap?image=${state.image}&method=gradcam&layer=${encodeURIComponent($("cam-layer").value)}`);
+    state.heat.gradcam = r.map;
+    drawView();
+  } catch (error) { say(error.message); }
+}
+
+// --- feature maps -----------------------------------------------------------------------
+function chainOf(layer) {
+  return state.model.convs.find((c) => c.conv === layer || c.bn === layer || c.act === layer) || null;
+}
+
+function chooseFeatureLayer(name) {
+  $("feature-layer").value = name;
+  state.featureLayer = name;
+  for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === name);
+  loadFeatures();
+}
+
+async function loadFeatures() {
+  if (!state.image) return;
+  const layer = state.featureLayer;
+  const maps = await api(`/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
+  maps.bytes = bytesOf(maps.data);
+  state.maps = maps;
+  const chain = chainOf(layer);
+  $("feature-info").textContent = `${maps.channels} channels of ${maps.h}×${maps.w}` + (maps.n < maps.channels ? ` (first ${maps.n} shown)` : "") + (chain ? ` · part of conv ${chain.conv}: click a unit to see its dot product` : "");
+  const grid = $("feature-grid");
+  grid.replaceChildren();
+  for (let c = 0; c < maps.n; c++) {
+    const canvas = el("canvas");
+    canvas.width = maps.w; canvas.height = maps.h;
+    paintMap(canvas, c);
+    canvas.title = `channel ${c}: ${fmt(maps.min[c], 3)} … ${fmt(maps.max[c], 3)}`;
+    canvas.dataset.channel = c;
+    canvas.addEventListener("click", () => chooseChannel(c));
+    grid.append(canvas);
+  }
+  const keep = state.channel !== null && state.channel < maps.n ? state.channel : 0;
+  chooseChannel(keep, true);
+}
+
+function paintMap(canvas, c, box) {
+  const { h, w, bytes } = state.maps;
+  const ctx = canvas.getContext("2d");
+  const image = ctx.createImageData(w, h);
+  for (let k = 0; k < h * w; k++) {
+    const [r, g, b] = jet(bytes[c * h * w + k] / 255);
+    image.data[4 * k] = r; image.data[4 * k + 1] = g; image.data[4 * k + 2] = b; image.data[4 * k + 3] = 255;
+  }
+  if (canvas.width === w) { ctx.putImageData(image, 0, 0); return; }
+  const off = document.createElement("canvas");
+  off.width = w; off.height = h;
+  off.getContext("2d").putImageData(image, 0, 0);
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
+  if (box) {
+    ctx.strokeStyle = "#fff"; ctx.lineWidth = 2;
+    ctx.strokeRect(box[1] * canvas.width / w, box[0] * canvas.height / h, canvas.width / w, canvas.height / h);
+  }
+}
+
+function chooseChannel(c, quiet) {
+  state.channel = c;
+  for (const canvas of $("feature-grid").children) canvas.classList.toggle("chosen", Number(canvas.dataset.channel) === c);
+  $("channel-title").textContent = `${state.featureLayer}, channel ${c} (${fmt(state.maps.min[c], 4)} … ${fmt(state.maps.max[c], 4)})`;
+  const at = state.trace && state.trace.index[0] === c ? state.trace.index.slice(1) : null;
+  paintMap($("channel-view"), c, at);
+  if (!quiet || !state.topLoaded) loadTop(c);
+  if (state.trace && chainOf(state.featureLayer) && state.trace.index[0] !== c) traceAt(c, state.trace.index[1], state.trace.index[2]);
+}
+
+function setupChannelClick() {
+  $("channel-view").addEventListener("click", (e) => {
+    if (!state.maps) return;
+    const chain = chainOf(state.featureLayer);
+    if (!chain) { say(`${state.featureLayer} is not a convolution (nor its BatchNorm or activation): choose a conv layer to see a dot product`); return; }
+    const r = e.target.getBoundingClientRect();
+    const i = Math.floor((e.clientY - r.top) / r.height * state.maps.h);
+    const j = Math.floor((e.clientX - r.left) / r.width * state.maps.w);
+    traceAt(state.channel, i, j);
+  });
+}
+
+// --- the dot product --------------------------------------------------------------------
+async function traceAt(f, i, j) {
+  const chain = chainOf(state.featureLayer);
+  const [, H, W] = state.trace ? state.trace.out_shape : [0, state.maps.h, state.maps.w];
+  i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
+  try {
+    const t = await api(`/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
+    state.trace = t;
+    showTrace(t);
+    paintMap($("channel-view"), state.channel, [i, j]);
+    drawView();
+  } catch (error) { say(error.message); }
+}
+
+function fillGrid(table, rows, limit) {
+  table.replaceChildren();
+  for (const row of rows) {
+    const tr = el("tr");
+    for (const v of row) { const td = el("td", fmt(v, 4)); td.style.background = diverging(v, limit); tr.append(td); }
+    table.append(tr);
+  }
+}
+
+function showTrace(t) {
+  const [f, i, j] = t.index;
+  const channels = t.patch.length;
+  $("dot-title").textContent = `${t.layer}: filter ${f} at output row ${i}, column ${j} of ${t.out_shape[1]}×${t.out_shape[2]}; window top-left at input (${t.origin[0]}, ${t.origin[1]}), kernel ${t.kernel.join("×")}, stride ${t.stride.join("×")}, padding ${t.padding.join(",")}`;
+  const select = $("dot-channel");
+  if (select.options.length !== channels) {
+    select.replaceChildren();
+    for (let c = 0; c < channels; c++) { const o = el("option", `${t.group_channels[0] + c}`); o.value = c; select.append(o); }
+    let best = 0;  // start on the channel that contributes most
+    t.channel_sums.forEach((s, c) => { if (Math.abs(s) > Math.abs(t.channel_sums[best])) best = c; });
+    select.value = best;
+  }
+  const c = Number(select.value);
+  const limit = (a) => Math.max(1e-12, ...a.flat().map(Math.abs));
+  fillGrid($("dot-patch"), t.patch[c], limit(t.patch[c]));
+  fillGrid($("dot-filter"), t.filter[c], limit(t.filter[c]));
+  fillGrid($("dot-products"), t.products[c], limit(t.products[c]));
+  $("dot-sum").textContent = fmt(t.sum, 7);
+  $("dot-bias").textContent = fmt(t.bias, 7);
+  $("dot-output").textContent = fmt(t.output, 7);
+  $("dot-network").textContent = fmt(t.network, 7);
+  const chain = $("dot-chain");
+  chain.replaceChildren();
+  for (const s of t.chain) {
+    let text = `${s.stage} (${s.layer}): ${fmt(s.value, 6)}`;
+    if (s.stage === "batchnorm" && s.mean !== undefined) text = `batchnorm (${s.layer}): (x − ${fmt(s.mean, 4)}) / √(${fmt(s.var, 4)} + ${s.eps}) · ${fmt(s.gamma, 4)} + ${fmt(s.beta, 4)} = ${fmt(s.value, 6)}`;
+    if (s.stage === "activation") text = `${s.kind} (${s.layer}): ${fmt(s.value, 6)}`;
+    chain.append(el("li", text));
+  }
+  const shares = $("dot-shares");
+  shares.replaceChildren();
+  const order = t.channel_sums.map((s, k) => k).sort((a, b) => Math.abs(t.channel_sums[b]) - Math.abs(t.channel_sums[a]));
+  for (const k of order.slice(0, 8)) shares.append(el("li", `input channel ${t.group_channels[0] + k}: ${fmt(t.channel_sums[k], 5)}`));
+  if (order.length > 8) shares.append(el("li", `… and ${order.length - 8} more channels`));
+}
+
+function step(di, dj) {
+  if (!state.trace) return;
+  const [f, i, j] = state.trace.index;
+  traceAt(f, i + di, j + dj);
+}
+
+// --- the deep-layer panel ---------------------------------------------------------------
+async function loadTop(c) {
+  const layer = state.featureLayer;
+  const box = $("top-images");
+  box.replaceChildren();
+  $("actmax").replaceChildren();
+  $("actmax-button").disabled = false;
+  try {
+    $("top-note").textContent = "finding the test images that excite it most…";
+    const top = await api(`/api/top?layer=${encodeURIComponent(layer)}&channel=${c}`);
+    state.topLoaded = true;
+    $("top-note").textContent = `${layer} channel ${c}: the strongest response (max over the map) among the test images`;
+    for (const t of top.images) {
+      const fig = el("figure");
+      const img = el("img"); img.src = t.image; img.alt = `test image ${t.index}`;
+      fig.append(img, el("figcaption", `${t.class} · ${fmt(t.value, 3)}`));
+      box.append(fig);
+    }
+  } catch (error) {
+    $("top-note").textContent = error.message;
+  }
+}
+
+async function loadActmax() {
+  const button = $("actmax-button");
+  button.disabled = true;
+  $("actmax").replaceChildren(el("p", "optimising an image…", "hint"));
+  try {
+    const r = await api(`/api/actmax?layer=${encodeURIComponent(state.featureLayer)}&channel=${state.channel}`);
+    const img = el("img"); img.src = r.image; img.alt = "activation maximisation";
+    $("actmax").replaceChildren(img, el("p", `activation ${fmt(r.activation, 4)}`, "hint"));
+  } catch (error) { $("actmax").replaceChildren(el("p", error.message, "bad")); }
+  button.disabled = false;
+}
+
+// --- geometry playground ----------------------------------------------------------------
+async function updateGeometry() {
+  const kind = $("g-padding-kind").value;
+  const q = new URLSearchParams({ size: $("g-size").value, kernel: $("g-kernel").value,
+    padding: kind === "number" ? $("g-padding").value : kind, stride: $("g-stride").value,
+    dilation: $("g-dilation").value, in_channels: $("g-in").value, filters: $("g-filters").value });
+  $("g-padding").disabled = kind !== "number";
+  const out = $("g-results");
+  try {
+    const g = await api(`/api/geometry?${q}`);
+    state.geometry = g;
+    state.window = Math.min(state.window, g.output * g.output - 1);
+    out.replaceChildren(
+      el("p", `O = ⌊(I + P_before + P_after − D(K − 1) − 1) / S⌋ + 1 = ⌊(${g.size} + ${g.padding[0]} + ${g.padding[1]} − ${g.dilation}·${g.kernel - 1} − 1) / ${g.stride}⌋ + 1 = ⌊${fmt(g.exact - 1, 4)}⌋ + 1 = ${g.output}`),
+      el("p", `output: ${g.output}×${g.output}` + (g.floored ? " — not an integer before the floor" : "")),
+      el("p", g.dropped ? `the floor problem: ${g.dropped} pixel(s) at the right/bottom edge are never read (red)` : "no real pixel is dropped", g.dropped ? "bad" : ""),
+      el("p", `'same' padding for this kernel: ${g.same_padding.join(" before, ")} after (stride 1)`),
+      el("p", `parameters: ${g.params_formula} = ${g.params.toLocaleString()}`));
+    drawGeometry();
+  } catch (error) {
+    state.geometry = null;
+    out.replaceChildren(el("p", error.message, "bad"));
+    drawGeometry();
+  }
+}
+
+function drawGeometry() {
+  const canvas = $("g-canvas");
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  const g = state.geometry;
+  if (!g) return;
+  const [pb, pa] = g.padding, n = g.size + pb + pa, cell = canvas.width / n;
+  for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) {
+    const ry = y - pb, rx = x - pb;
+    const real = ry >= 0 && ry < g.size && rx >= 0 && rx < g.size;
+    const dropped = real && (g.dropped_pixels.includes(ry) || g.dropped_pixels.includes(rx));
+    ctx.fillStyle = !real ? "#e5e7eb" : dropped ? "#fca5a5" : "#f8fafc";
+    ctx.fillRect(x * cell, y * cell, cell, cell);
+    ctx.strokeStyle = "#cbd5e1"; ctx.strokeRect(x * cell, y * cell, cell, cell);
+  }
+  const wi = Math.floor(state.window / g.output), wj = state.window % g.output;
+  ctx.fillStyle = "rgba(37, 99, 235, 0.45)";
+  for (const ty of g.windows[wi]) for (const tx of g.windows[wj]) ctx.fillRect((tx + pb) * cell, (ty + pb) * cell, cell, cell);
+  $("g-window").textContent = `window (${wi}, ${wj}) of ${g.output}×${g.output}; grey = padding, blue = taps`;
+}
+
+// --- start ------------------------------------------------------------------------------
+async function start() {
+  setupDrawing();
+  setupChannelClick();
+  document.querySelectorAll("input[name=overlay]").forEach((r) => r.addEventListener("change", () => { state.overlay = r.value; drawView(); }));
+  $("cam-layer").addEventListener("change", refreshGradcam);
+  $("feature-layer").addEventListener("change", () => chooseFeatureLayer($("feature-layer").value));
+  $("more-samples").addEventListener("click", loadSamples);
+  $("dot-channel").addEventListener("change", () => state.trace && showTrace(state.trace));
+  $("actmax-button").addEventListener("click", loadActmax);
+  for (const [id, di, dj] of [["step-left", 0, -1], ["step-right", 0, 1], ["step-up", -1, 0], ["step-down", 1, 0]]) $(id).addEventListener("click", () => step(di, dj));
+  document.addEventListener("keydown", (e) => {
+    if (!state.trace || ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
+    const move = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[e.key];
+    if (move) { e.preventDefault(); step(...move); }
+  });
+  $("geometry-form").addEventListener("input", updateGeometry);
+  $("geometry-form").addEventListener("submit", (e) => e.preventDefault());
+  $("g-prev").addEventListener("click", () => { if (state.geometry) { state.window = Math.max(0, state.window - 1); drawGeometry(); } });
+  $("g-next").addEventListener("click", () => { if (state.geometry) { state.window = Math.min(state.geometry.output ** 2 - 1, state.window + 1); drawGeometry(); } });
+  try {
+    state.model = await api("/api/model");
+    showArchitecture(state.model);
+    await Promise.all([loadSamples(), updateGeometry()]);
+    document.body.dataset.ready = "1";
+  } catch (error) { say(`Could not load the run: ${error.message}`); }
+}
+start();

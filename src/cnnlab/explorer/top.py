@@ -1,0 +1,80 @@
+"""The test images that excite each channel most, computed once per run and cached.
+
+A channel's response to an image is the largest value in its map (the strongest place: a
+detector fires somewhere, not everywhere). One pass over the test split records, for every
+channel of the chosen layers, the k images with the largest response. The result is written
+to RUN/explorer/top_activations.json (atomically) with a key made of the weights' hash, the
+data, the layers and k: a retrained model or another data set makes a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.inspect import Capture, forward, inspecting
+from cnnlab.train.checkpoint import MODEL_WEIGHTS, atomic_write
+
+CACHE = Path("explorer") / "top_activations.json"
+VERSION = 1  # bump when the way responses are computed changes
+
+
+def weights_hash(run_path: Path) -> str:
+    """sha256 of the run's model.safetensors (the cache key's part that changes on retrain)."""
+    digest = hashlib.sha256()
+    with open(run_path / MODEL_WEIGHTS, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@torch.no_grad()
+def top_images(
+    model: nn.Module, images: Tensor, layers: list[str], k: int = 8, batch_size: int = 256
+) -> dict[str, dict[str, list]]:
+    """{layer: {"index": (C, k), "value": (C, k)}}: per channel, the k images of `images`
+    (N, C, H, W) normalized with the largest spatial max of that channel, best first."""
+    best: dict[str, tuple[Tensor, Tensor]] = {}
+    with inspecting(model), Capture(model, layers, transform=lambda t: t.amax((2, 3))) as cap:
+        for start in range(0, len(images), batch_size):
+            forward(model, images[start : start + batch_size], logits=False)
+            for layer in layers:
+                score = cap.tensor(layer).float().T  # (C, B): each channel's response
+                index = torch.arange(start, start + score.shape[1]).expand_as(score)
+                if layer in best:
+                    score = torch.cat([best[layer][0], score], 1)
+                    index = torch.cat([best[layer][1], index], 1)
+                top = score.topk(min(k, score.shape[1]), dim=1)
+                best[layer] = (top.values, index.gather(1, top.indices))
+    return {n: {"index": i.tolist(), "value": v.tolist()} for n, (v, i) in best.items()}
+
+
+def cached_top_images(
+    run_path: Path, model: nn.Module, images: Tensor, data: str, layers: list[str], k: int = 8
+) -> dict[str, Any]:
+    """top_images, read from RUN/explorer/top_activations.json when its key matches, else
+    computed and written there. Returns {"key": ..., "layers": {layer: {index, value}}}."""
+    key = {
+        "version": VERSION,
+        "weights": weights_hash(run_path),
+        "data": data,
+        "images": len(images),
+        "layers": layers,
+        "k": k,
+    }
+    path = run_path / CACHE
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached
+    except (OSError, ValueError):
+        pass  # no cache yet, or a broken one: compute it again
+    result = {"key": key, "layers": top_images(model, images, layers, k)}
+    path.parent.mkdir(exist_ok=True)
+    atomic_write(path, json.dumps(result).encode())
+    return result

@@ -1,0 +1,89 @@
+"""An uploaded image file, checked before it is decoded, then read as training images are.
+
+Limits (each refusal is an `UploadError` whose message says what is wrong and what to do):
+- at most MAX_BYTES (10 MB) of file; an empty file is refused;
+- PNG, JPEG, BMP or WebP, recognised from the header bytes, not from the name;
+- at most MAX_PIXELS (width × height, from the header, before any pixel is decoded): a small
+  file that would expand to gigabytes (a decompression bomb) never reaches the decoder;
+- the file is then decoded fully by `cnnlab.data.read_image` (the one guarded image reader,
+  with Pillow's own bomb check as a warning-turned-error), so a truncated file is refused;
+- the image is converted to the run's channels and resized (cover, centre-crop) to its size.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from cnnlab.data import read_image, resize_crop
+from cnnlab.errors import DataError
+
+MAX_BYTES = 10 * 1024 * 1024  # 10 MB: a camera JPEG fits, a denial of service does not
+MAX_PIXELS = 4096 * 4096  # 16.8 M pixels: 50 MB as RGB once decoded
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+
+
+class UploadError(DataError):
+    """An upload the explorer refuses; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def check_header(data: bytes, name: str) -> tuple[int, int]:
+    """(width, height) from the header of an image file's bytes; UploadError if the file is
+    empty, too large, not one of FORMATS, or has more than MAX_PIXELS pixels."""
+    if not data:
+        raise UploadError(f"{name} is empty (0 bytes): choose a PNG or JPEG image")
+    if len(data) > MAX_BYTES:
+        raise UploadError(
+            f"{name} is {len(data) / 2**20:.1f} MiB; the explorer takes images up to "
+            f"{MAX_BYTES // 2**20} MiB: resize or compress it",
+            status=413,
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                fmt, (w, h) = img.format, img.size
+    except UnidentifiedImageError:
+        fmt, w, h = None, 0, 0
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise UploadError(f"{name} is too many pixels to decode safely ({error})", 413) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UploadError(f"{name} is not a readable image ({error})") from None
+    if fmt not in FORMATS:
+        raise UploadError(
+            f"{name} is not a PNG, JPEG, BMP or WebP image (its bytes are no image format "
+            "the explorer reads): choose an image file"
+        )
+    if w * h > MAX_PIXELS:
+        raise UploadError(
+            f"{name} is {w}×{h} = {w * h / 1e6:.0f} M pixels; the explorer decodes at most "
+            f"{MAX_PIXELS / 1e6:.1f} M (a guard against decompression bombs): downscale it",
+            status=413,
+        )
+    return w, h
+
+
+def read_upload(data: bytes, name: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The uploaded bytes as uint8 (1, C, H, W) for a model of input `shape` (C, H, W)."""
+    check_header(data, name)
+    c, h, w = shape
+    fd, path = tempfile.mkstemp(prefix="cnnlab-upload-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        try:
+            pixels = read_image(path, c)  # (C, h0, w0) uint8, fully decoded
+        except DataError as error:  # say the upload's name, not the temporary file's
+            raise UploadError(str(error).replace(path, name)) from None
+    finally:
+        os.unlink(path)
+    return resize_crop(pixels[None], (h, w))  # (1, C, H, W)
