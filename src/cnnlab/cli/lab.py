@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument(
         "--rerun", nargs="+", default=[], metavar="NAME", help="run these again (implies --resume)"
     )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: the nets are small)"
+    )
     p.add_argument("--list", action="store_true", help="list the experiments and exit")
     p.set_defaults(run=_run)
 
@@ -82,6 +85,7 @@ def _run_with_progress(console, chosen, args):
             seeds=args.seeds,
             resume=args.resume,
             rerun=args.rerun,
+            threads=args.threads,
             on_start=on_start,
             on_progress=on_progress,
             on_done=on_done,

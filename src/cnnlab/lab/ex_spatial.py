@@ -9,35 +9,16 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.data import ImageSet
 from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.models import conv_stack, head, mlp, spec
+from cnnlab.lab.transforms import permute_pixels
 
 MLP_TOLERANCE = 2.0  # points: the MLP's accuracy counts as unchanged within this (test noise
 # of 1,000 images is about 1.3 points at 85 %; the two runs differ in initialisation only)
 CNN_MARGIN = 3.0  # points: the CNN must lose at least this much more than the MLP
 
-MLP = ["flatten", {"linear": 256}, "relu", {"linear": 10}]
-CNN = [
-    {"conv": {"filters": 16, "kernel": 3, "padding": "same"}},
-    "relu",
-    {"maxpool": 2},
-    {"conv": {"filters": 32, "kernel": 3, "padding": "same"}},
-    "relu",
-    {"maxpool": 2},
-    "flatten",
-    {"linear": 10},
-]
-
-
-def spec(name: str, layers: list, input_shape=(1, 28, 28)) -> dict:
-    return {"name": name, "input": list(input_shape), "layers": layers}
-
-
-def permuted(ds: ImageSet, order: torch.Tensor) -> ImageSet:
-    """`ds` with every image's pixels rearranged by the same `order` (a permutation of H·W)."""
-    n, c, h, w = ds.images.shape
-    images = ds.images.reshape(n, c, h * w)[:, :, order].reshape(n, c, h, w)
-    return ImageSet(images.contiguous(), ds.labels, ds.classes, f"{ds.source} [permuted]")
+MLP = mlp((256,))
+CNN = conv_stack((16, 32)) + head("flatten")
 
 
 def measure(ctx: Context) -> dict:
@@ -46,7 +27,7 @@ def measure(ctx: Context) -> dict:
     seeds, steps = [], 4 * len(ctx.seeds)
     for i, seed in enumerate(ctx.seeds):
         order = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(seed))
-        shuffled = (permuted(train, order), permuted(test, order))
+        shuffled = (permute_pixels(train, order), permute_pixels(test, order))
         row = {"seed": seed}
         for j, (key, layers, data) in enumerate(
             [
@@ -61,7 +42,7 @@ def measure(ctx: Context) -> dict:
             row[key] = round(100 * trained.accuracy(data[1].images, data[1].labels), 2)
         seeds.append(row)
     first = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(ctx.seeds[0]))
-    example = permuted(test.subset(torch.arange(1)), first)
+    example = permute_pixels(test.subset(torch.arange(1)), first)
     return {
         "seeds": seeds,
         "epochs": epochs,

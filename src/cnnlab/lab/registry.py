@@ -10,7 +10,10 @@ import importlib
 from cnnlab.errors import ConfigError
 from cnnlab.lab.experiment import Experiment
 
-MODULES = ("ex_spatial",)
+MODULES = (
+    "ex_spatial",
+    "ex_translation",
+)
 
 
 def experiments(only: list[str] | tuple[str, ...] | None = None) -> list[Experiment]:

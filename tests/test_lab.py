@@ -1,0 +1,161 @@
+"""The lab's framework: Verdict, the runner's save-as-you-go and resume, the page, the CLI.
+
+Experiments here are made up (instant, deterministic), so what is tested is the mechanism:
+each finished experiment is in results.json before the next starts, a finished one is not
+run again unless asked, a broken one costs only itself, and the page shows every verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnnlab.cli import main
+from cnnlab.errors import ConfigError, RunError
+from cnnlab.lab import (
+    MODULES,
+    OUTCOMES,
+    Experiment,
+    Verdict,
+    experiments,
+    load_results,
+    mean_spread,
+    render_page,
+    run_lab,
+)
+from cnnlab.lab.experiment import figure_axes
+
+
+def fake(name: str, value: float = 1.0, calls: list | None = None, fail: Exception | None = None):
+    """An experiment measuring `value` instantly; holds when value > 0."""
+
+    def measure(ctx):
+        if calls is not None:
+            calls.append(name)
+        if fail is not None:
+            raise fail
+        ctx.progress(1, 1, "done")
+        return {"value": value, "seeds": list(ctx.seeds)}
+
+    def judge(m):
+        outcome = "holds" if m["value"] > 0 else "does not hold"
+        return Verdict(outcome, {"value": m["value"]}, f"value was {m['value']}")
+
+    def figure(m):
+        fig, (ax,) = figure_axes(height=2)
+        ax.bar([0], [m["value"]])
+        return fig
+
+    return Experiment(
+        name, name.title(), "§0", "a claim", "a setup", "a rule", judge, measure, figure
+    )
+
+
+def test_verdict_refuses_an_unknown_outcome_and_round_trips():
+    with pytest.raises(ValueError, match="not one of"):
+        Verdict("true", {}, "")
+    v = Verdict("partly", {"a": 1.5}, "half")
+    assert Verdict.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+    assert set(OUTCOMES) == {"holds", "does not hold", "partly", "inconclusive"}
+
+
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=8))
+def test_mean_spread_is_mean_and_sample_sd(values):
+    mean, sd = mean_spread(values)
+    assert mean == pytest.approx(statistics.fmean(values), abs=1e-9)
+    expected = statistics.stdev(values) if len(values) > 1 else 0.0
+    assert sd == pytest.approx(expected, abs=1e-6)
+
+
+def test_each_finished_experiment_is_saved_before_the_next_runs(tmp_path):
+    seen = []
+
+    def check_saved(experiment):
+        stored = load_results(tmp_path)
+        seen.append(sorted(stored.experiments) if stored else [])
+
+    run_lab([fake("a"), fake("b"), fake("c")], tmp_path, seeds=2, on_start=check_saved)
+    assert seen == [[], ["a"], ["a", "b"]]
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["seeds"] == [0, 1] and stored["quick"] is False
+    assert stored["experiments"]["b"]["verdict"]["outcome"] == "holds"
+
+
+def test_an_interrupted_lab_keeps_what_finished_and_resume_runs_only_the_rest(tmp_path):
+    calls: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        run_lab([fake("a", calls=calls), fake("b", fail=KeyboardInterrupt())], tmp_path)
+    assert sorted(load_results(tmp_path).experiments) == ["a"]
+    calls.clear()
+    results = run_lab([fake("a", calls=calls), fake("b", calls=calls)], tmp_path, resume=True)
+    assert calls == ["b"]
+    assert sorted(results.experiments) == ["a", "b"]
+
+
+def test_a_finished_lab_is_not_overwritten_without_resume(tmp_path):
+    run_lab([fake("a")], tmp_path, quick=True)
+    with pytest.raises(RunError, match="--resume"):
+        run_lab([fake("a")], tmp_path, quick=True)
+    with pytest.raises(RunError, match="quick=True"):  # a quick result must not mix with a full one
+        run_lab([fake("a")], tmp_path, quick=False, resume=True)
+
+
+def test_rerun_runs_the_named_experiment_again(tmp_path):
+    run_lab([fake("a", 1.0), fake("b", 1.0)], tmp_path)
+    calls: list[str] = []
+    results = run_lab([fake("a", -1.0, calls), fake("b", -1.0, calls)], tmp_path, rerun=["a"])
+    assert calls == ["a"]
+    assert results.verdict("a").outcome == "does not hold"
+    assert results.verdict("b").outcome == "holds"
+
+
+def test_a_broken_experiment_costs_only_itself_and_is_not_saved(tmp_path):
+    results = run_lab([fake("a", fail=ZeroDivisionError("oops")), fake("b")], tmp_path)
+    assert "ZeroDivisionError: oops" in results.failed["a"]
+    assert list(load_results(tmp_path).experiments) == ["b"]
+
+
+def test_bad_input_stops_the_lab(tmp_path):
+    with pytest.raises(ConfigError):
+        run_lab([fake("a", fail=ConfigError("bad option"))], tmp_path)
+    with pytest.raises(ConfigError, match="at least 1"):
+        run_lab([fake("a")], tmp_path, seeds=0)
+
+
+def test_the_page_shows_every_verdict_a_figure_each_and_what_did_not_run(tmp_path):
+    chosen = [fake("a", 1.0), fake("b", -2.0), fake("c", fail=RuntimeError("broken"))]
+    results = run_lab(chosen, tmp_path)
+    html = render_page(chosen, results)
+    assert html.count('class="badge holds"') == 2  # the table and the section
+    assert html.count('class="badge fails"') == 2
+    assert html.count("data:image/png;base64,") == 2
+    assert "RuntimeError: broken" in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+
+
+def test_a_figure_that_fails_is_a_note_not_a_lost_page(tmp_path):
+    broken = fake("a")
+    broken = Experiment(**{**broken.__dict__, "figure": lambda m: 1 / 0})
+    html = render_page([broken], run_lab([broken], tmp_path))
+    assert "the figure could not be drawn: ZeroDivisionError" in html
+
+
+def test_the_registry_holds_every_module_once_with_unique_names():
+    found = experiments()
+    assert len(found) == len(MODULES)
+    assert len({e.name for e in found}) == len(found)
+    for e in found:
+        assert e.claim and e.setup and e.rule and e.section.startswith("§")
+    with pytest.raises(ConfigError, match="no experiment named 'nope'"):
+        experiments(["nope"])
+
+
+def test_cli_refuses_an_unknown_experiment_with_one_line(capsys, tmp_path):
+    assert main(["lab", "--only", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no experiment named 'nope'" in err
+    assert not (tmp_path / "results.json").exists()
