@@ -1,7 +1,12 @@
 """Design: the architecture before any training.
 
-spec (the YAML/JSON language and its validation), build (spec -> nn.Module), layers
-(ConcatPool2d, heads, the activation table), reference (NumPy sliding dot products) and
-summary (per-layer facts and design lints for a spec or any module). Formulas live in
-cnnlab.geometry, below this package.
+* ``spec``: the YAML/JSON language, validated once (``spectext`` reads the text safely,
+  ``arguments`` holds the value rules, ``quote`` keeps messages short);
+* ``kinds``: one record per layer kind (arguments, shape rule, builder, example);
+* ``activations``: the one activation table every part reads;
+* ``build``: spec -> nn.Module; ``layers``: the modules cnnlab adds to PyTorch's;
+* ``reference``: NumPy sliding dot products; ``summary``: per-layer facts and design lints for
+  a spec or any module; ``presets/``: specs shipped with cnnlab.
+
+Formulas live in cnnlab.geometry, below this package.
 """

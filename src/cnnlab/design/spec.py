@@ -23,6 +23,10 @@ a path (``str`` or ``Path``) to a ``.yaml``/``.yml``/``.json`` file; or spec *te
 that contains a newline or starts with ``{`` is parsed as YAML (JSON is a subset), never
 looked up as a file. Preset names win over same-named files (write ``./mlp`` for the file).
 
+A spec is validated once, by load_spec, which also infers every layer's output shape
+(``spec.shapes``); build and summary read them instead of validating again. Reading text is
+:mod:`cnnlab.design.spectext` (limits, unique keys, YAML alias expansion).
+
 Every error is a :class:`SpecError` naming where and what, e.g.
 ``layer 4 (conv): kernel 7 exceeds its padded input 5×5``. The index is 0-based and equals the
 module name in the built ``nn.Sequential``; a layer inside a residual body is ``layer 5.2``.
