@@ -13,6 +13,8 @@ from cnnlab.lab.experiment import Experiment
 MODULES = (
     "ex_spatial",
     "ex_translation",
+    "ex_parameters",
+    "ex_floor",
 )
 
 
