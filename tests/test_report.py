@@ -67,7 +67,7 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def page(run_dir) -> Path:
     """The tiny run's report, written once by `write_report` for the tests that read it."""
-    return write_report(run_dir, budget=BUDGET)
+    return write_report(run_dir, budget=BUDGET, strict=True)
 
 
 def need_chromium() -> None:
@@ -186,18 +186,17 @@ def test_missing_chromium_fails_unless_the_skip_is_asked_for(monkeypatch):
 
 
 def test_gradcam_shows_one_correct_image_per_class():
-    from types import SimpleNamespace
-
-    from cnnlab.report.html import _pick
+    from cnnlab.report.facts import pick
 
     y = torch.arange(30) % 10
     pred = y.clone()
     pred[:5] = (y[:5] + 1) % 10  # five mistakes
     probs = torch.nn.functional.one_hot(pred, 10).float() * 0.9 + 0.01
-    ctx = SimpleNamespace(test=(None, None, y), probs=probs, budget=Budget())
-    correct, wrong = _pick(ctx)
+    probs[:5] *= torch.tensor([0.5, 0.9, 0.7, 1.0, 0.6])[:, None]  # their confidence, 3 > 1 > 2..
+    correct, wrong = pick(y, probs, 10)
     assert y[correct].tolist() == list(range(10))  # every class, in class order
-    assert sorted(wrong) == [0, 1, 2, 3, 4]
+    assert wrong == [3, 1, 2, 4, 0]  # most confident mistake first
+    assert pick(y, probs, 2) == (correct[:2], [3, 1])
 
 
 @pytest.mark.slow
@@ -240,20 +239,18 @@ def test_run_missing_artefacts_still_renders_and_says_what_is_missing(run_dir, t
 
 
 @pytest.mark.slow
-def test_a_failing_part_becomes_a_note_and_the_rest_renders(run_dir, monkeypatch):
+def test_a_failing_part_is_a_note_or_with_strict_an_error(run_dir, monkeypatch):
     import cnnlab.explain
 
     def broken(*args, **kwargs):
         raise RuntimeError("gradcam exploded")
 
     monkeypatch.setattr(cnnlab.explain, "gradcam", broken)
-    for name in ("linear_probe", "activation_maximization"):
-        monkeypatch.delattr(cnnlab.explain, name, raising=False)
     html, _ = render(run_dir, BUDGET)
-    assert "RuntimeError: gradcam exploded" in html
-    assert "cnnlab.explain.linear_probe is not available" in html
-    assert "cnnlab.explain.activation_maximization is not available" in html
-    assert html.count('class="note missing"') == 3  # the other parts are all there
+    assert "Not shown: RuntimeError: gradcam exploded" in html  # a bug says it is one
+    assert html.count('class="note missing"') == 1  # the other parts are all there
+    with pytest.raises(RuntimeError, match="gradcam exploded"):
+        render(run_dir, BUDGET, strict=True)
 
 
 def test_not_a_run_directory_says_what_is_missing(tmp_path):

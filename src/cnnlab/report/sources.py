@@ -1,0 +1,243 @@
+"""What several parts of the report read: the run's files, its test images, the model's
+predictions on them and its layers in forward order, each loaded or computed once.
+
+A piece that cannot be had (no weights, no metrics, no test data) raises ReportError naming
+what is missing; the failure is kept, so every part that needs the piece says the same thing
+without trying again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab import inspect
+from cnnlab.design.activations import activation_of
+from cnnlab.errors import CnnlabError, ReportError, RunError
+from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
+from cnnlab.train.rundir import Run
+
+# cnnlab.train.rundir reads these only for a run whose weights load (`load_run`); the report
+# also shows a run without weights (interrupted, or still training), so it reads the two
+# files itself until rundir offers a reader for them.
+CONFIG, METRICS, SPEC = "config.json", "metrics.jsonl", "spec.yaml"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work each costly part may do; sized so a Fashion-MNIST report takes seconds."""
+
+    eval_images: int = 10_000  # test images predicted (confusion matrix, accuracy per class)
+    diagnose_images: int = 1000  # images for dead units / activation statistics
+    gradient_images: int = 256  # labelled images for gradient flow (one batch)
+    gradcam_images: int = 10  # per group: correct (one per class, at most this many classes)
+    # and misclassified (the most confident mistakes)
+    pair_examples: int = 6  # example images per confused pair
+    confused_pairs: int = 4  # most-confused class pairs shown
+    filters: int = 32  # first-layer filters shown
+    map_layers: int = 6  # layers in the feature-map figure
+    map_channels: int = 8  # channels per layer in the feature-map figure
+    actmax_stages: int = 3  # deepest stages shown in activation maximization
+    actmax_channels: int = 4  # channels per stage
+    actmax_steps: int = 48  # optimisation steps per image
+    probe_train: int = 2000  # training images for the linear probes
+    probe_test: int = 1000  # test images for the linear probes
+    probe_epochs: int = 12  # L-BFGS iterations per probe (explain default 100; 12: ~2 s)
+    erf_layers: int = 6  # layers whose effective receptive field is measured
+    erf_inputs: int = 16  # random inputs the ERF gradient is averaged over
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                option = f" (--{f.name.replace('_', '-')})" if f.name == "eval_images" else ""
+                raise CnnlabError(
+                    f"report budget {f.name}{option} must be a whole number >= 1, got {value!r}"
+                )
+
+
+def _once(method: Callable) -> property:
+    """A cached property whose failure is cached too (a missing artefact is named once)."""
+    key = "_" + method.__name__
+
+    def get(self):
+        if key not in self.__dict__:
+            try:
+                self.__dict__[key] = (True, method(self))
+            except Exception as error:  # noqa: BLE001 - re-raised to every part that needs it
+                self.__dict__[key] = (False, error)
+        ok, value = self.__dict__[key]
+        if not ok:
+            raise value
+        return value
+
+    return property(get)
+
+
+def spread(items: list, k: int) -> list:
+    """At most k items, evenly spaced, first and last kept."""
+    if len(items) <= k:
+        return items
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """RUN/config.json as a dict; RunError naming the file when it is not a JSON object."""
+    file = path / CONFIG
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RunError(f"{file} cannot be read as JSON ({error}); re-run `cnnlab train`") from error
+    if not isinstance(config, dict):
+        raise RunError(f"{file} is not a JSON object; re-run `cnnlab train`")
+    return config
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of RUN/metrics.jsonl; ReportError naming the file and the line that is not a
+    JSON object (a run killed mid-write, or an edited file), or saying there are none."""
+    file = path / METRICS
+    if not file.is_file():
+        raise ReportError(f"{file} is missing: no epoch has been logged")
+    rows = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            why = f"{error.msg} at column {error.colno}" if hasattr(error, "colno") else error
+            raise ReportError(f"{file} line {number} is not valid JSON ({why})") from error
+        if not isinstance(row, dict):
+            raise ReportError(f"{file} line {number} is not a JSON object: {line.strip()[:40]}")
+        rows.append(row)
+    if not rows:
+        raise ReportError(f"{file} is empty: training has not completed an epoch")
+    return rows
+
+
+class Sources:
+    """The run's inputs to the report. `run` is None (and `no_run` says why) when the run's
+    model cannot be loaded; the parts that need no model are still made."""
+
+    def __init__(self, path: Path, run: Run | None, no_run: str | None, budget: Budget) -> None:
+        self.path, self.run, self.no_run, self.budget = path, run, no_run, budget
+        self.config = dict(run.config) if run is not None else read_config(path)
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in self.config.get("classes") or []]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.config.get("input_shape") or ())
+
+    def spec_text(self) -> str:
+        return (self.path / SPEC).read_text(encoding="utf-8", errors="backslashreplace")
+
+    @_once
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.path)
+
+    @property
+    def model(self) -> nn.Module:
+        if self.run is None:
+            raise ReportError(self.no_run or "the run's model could not be loaded")
+        return self.run.model
+
+    def split(self, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uint8 images (n, C, H, W), normalised float x, labels (n,)): the first n of the
+        run's `split`, as the model was trained to see them."""
+        run = self.run
+        if run is None:
+            raise ReportError(self.no_run or "the run's model could not be loaded")
+        try:
+            data = run.dataset(split)
+        except CnnlabError as error:  # e.g. the data set's files were moved since training
+            raise ReportError(f"the run's {split} images cannot be loaded: {error}") from error
+        if len(data) == 0:
+            raise ReportError(f"the run's data {run.data!r} has no {split} images")
+        images, labels = data.images[:n], data.labels[:n]
+        return images, run.preprocess(images).float(), labels
+
+    @_once
+    def test(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(uint8 images, normalised float x, labels), the first eval_images of the test split."""
+        return self.split("test", self.budget.eval_images)
+
+    @_once
+    def evaluation(self) -> tuple[Evaluation, torch.Tensor]:
+        """(Evaluation, softmax probabilities (n, K)) of the model on the test images, without
+        TTA, predicted as the trainer evaluated: bf16 autocast and channels-last inputs when
+        the run used them (`fast` preset, 2000 images: 3.0 s fp32 -> 0.9 s on this CPU)."""
+        _, x, y = self.test
+        bf16 = self.config.get("precision_used") == "bf16"
+        logits = predict_logits(
+            self.model,
+            x,
+            autocast=torch.bfloat16 if bf16 else None,
+            channels_last=bool(self.config.get("channels_last")),
+        )  # (n, K)
+        predicted = logits.argmax(1)
+        k = max(len(self.classes), logits.shape[1])
+        confusion = confusion_matrix(predicted, y, k)  # (K, K)
+        names = self.classes if len(self.classes) == k else [str(i) for i in range(k)]
+        evaluation = Evaluation(
+            split="test",
+            tta=False,
+            classes=tuple(names),
+            n=len(y),
+            accuracy=(predicted == y).float().mean().item(),
+            loss=F.cross_entropy(logits, y).item(),
+            per_class=tuple((confusion.diagonal() / confusion.sum(1).clamp_min(1)).tolist()),
+            confusion=tuple(tuple(row) for row in confusion.tolist()),
+        )
+        return evaluation, logits.softmax(1)
+
+    @_once
+    def layers(self) -> list[tuple[str, nn.Module, tuple]]:
+        """(name, module, output shape (C, H, W) or (D,)) of every leaf module, in the order
+        their forward calls finish on one test image."""
+        _, x, _ = self.test
+        modules = dict(self.model.named_modules())
+        with inspect.preserved(self.model):
+            traced = inspect.trace(self.model, x[:1])
+        return [
+            (name, modules[name], shape[1:])
+            for name, shape in traced
+            if not any(True for _ in modules[name].children())
+        ]
+
+    def label(self, name: str) -> str:
+        """A layer's name with its module type, for axes: "6 ReLU"."""
+        module = dict(self.model.named_modules()).get(name)
+        return name if module is None else f"{name} {type(module).__name__}"
+
+    @_once
+    def stages(self) -> list[str]:
+        """The last spatial activation (else any layer) at each resolution: one per stage."""
+        by_size: dict[tuple, str] = {}
+        for name, module, shape in self.layers:
+            if len(shape) == 3 and shape[1] * shape[2] > 1:
+                if activation_of(module) is not None or shape[1:] not in by_size:
+                    by_size[shape[1:]] = name
+        if not by_size:
+            raise ReportError("the model has no layer with a spatial (C, H, W) output")
+        return list(by_size.values())
+
+    @_once
+    def map_layers(self) -> list[str]:
+        """Spatial activation outputs (else conv outputs), at most budget.map_layers, spread."""
+        spatial = [(n, m) for n, m, s in self.layers if len(s) == 3 and s[1] * s[2] > 1]
+        names = [n for n, m in spatial if activation_of(m) is not None]
+        names = names or [n for n, m in spatial if isinstance(m, nn.Conv2d)]
+        if not names:
+            raise ReportError("the model has no layer with a spatial (C, H, W) output")
+        return spread(names, self.budget.map_layers)
