@@ -15,6 +15,8 @@ MODULES = (
     "ex_translation",
     "ex_parameters",
     "ex_floor",
+    "ex_nonlinearity",
+    "ex_heads",
 )
 
 

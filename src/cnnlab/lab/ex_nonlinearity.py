@@ -1,0 +1,157 @@
+"""Non-linearity (§4.1): without activations a deep net is one linear map.
+
+Convolutions, flatten and linear layers are affine, and so is any composition of them:
+f(x) = A x + b. The map is read off the trained net itself: b = f(0), and column i of A is
+f(e_i) − b for the unit image e_i (one batch of H·W images, in float64). If the composition
+is exact, f(x) and A x + b agree on real images to rounding, and the deep linear net can do no
+better than a linear classifier on pixels: logistic regression.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.models import conv, spec
+
+AGREE = 1e-5  # max |f(x) − (A x + b)| over test logits, float64
+SAME = 2.0  # points: the deep linear net "matches" logistic regression within this (mean)
+HELPS = 1.0  # points: the ReLU control must beat both by this on every seed
+
+
+def deep(act: str | None) -> list:
+    """Three 3×3 convs (8, 16, 16; the last two stride 2), flatten, linear 64, linear 10;
+    `act` after every layer but the last, or none at all."""
+    body = [conv(8), conv(16, stride=2, padding=1), conv(16, stride=2, padding=1)]
+    layers: list = []
+    for layer in body:
+        layers += [layer, act] if act else [layer]
+    layers += ["flatten", {"linear": 64}]
+    return [*layers, act, {"linear": 10}] if act else [*layers, {"linear": 10}]
+
+
+MODELS = {
+    "deep linear (no activation)": deep(None),
+    "logistic regression": ["flatten", {"linear": 10}],
+    "deep ReLU (control)": deep("relu"),
+}
+LINEAR, LOGISTIC, RELU = MODELS
+ADAMW = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05}  # no BN: SGD at 0.1 diverges
+
+
+@torch.no_grad()
+def composed(model: torch.nn.Module, shape: tuple[int, int, int]) -> tuple:
+    """(A (k, C·H·W), b (k,)) of an affine model, read off in float64."""
+    net = copy.deepcopy(model).double().eval()
+    n = shape[0] * shape[1] * shape[2]
+    b = net(torch.zeros(1, *shape, dtype=torch.float64))[0]  # (k,)
+    basis = torch.eye(n, dtype=torch.float64).view(n, *shape)  # (n, C, H, W)
+    a = (net(basis) - b).T  # (k, n)
+    return a, b
+
+
+def measure(ctx: Context) -> dict:
+    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    epochs = ctx.pick(3, 6)
+    seeds, steps = [], len(MODELS) * len(ctx.seeds)
+    for i, seed in enumerate(ctx.seeds):
+        row: dict = {"seed": seed}
+        for j, (name, layers) in enumerate(MODELS.items()):
+            ctx.progress(i * len(MODELS) + j, steps, f"seed {seed}: {name}")
+            trained = ctx.train(spec("m", layers), (train, test), seed, epochs=epochs, **ADAMW)
+            row[name] = round(100 * trained.accuracy(test.images, test.labels), 2)
+            if name == LINEAR:
+                x = trained.inputs(test.images).double()  # (N, 1, 28, 28)
+                a, b = composed(trained.model, tuple(x.shape[1:]))
+                with torch.no_grad():
+                    exact = copy.deepcopy(trained.model).double().eval()(x)
+                    single = trained.model.eval()(x.float()).double()
+                mapped = x.flatten(1) @ a.T + b  # (N, 10)
+                row["max_diff_float64"] = float((exact - mapped).abs().max())
+                row["max_diff_float32"] = float((single - mapped).abs().max())
+                row["max_logit"] = float(exact.abs().max())
+                row["map_accuracy"] = round(
+                    100 * float((mapped.argmax(1) == test.labels).float().mean()), 2
+                )
+        seeds.append(row)
+    return {"seeds": seeds, "epochs": epochs, "train_images": len(train)}
+
+
+def judge(m: dict) -> Verdict:
+    """Collapse: max |f(x) − (Ax + b)| ≤ AGREE (float64) on every seed. Match: the deep linear
+    net's accuracy minus logistic regression's is within ±SAME points on average, with a
+    spread (sd over seeds) below SAME. Control: the ReLU net beats both by HELPS on every seed.
+    Holds: all three. Partly: collapse and one other. Does not hold: no collapse. A spread
+    wider than SAME is inconclusive."""
+    rows = m["seeds"]
+    collapse = [r["max_diff_float64"] <= AGREE for r in rows]
+    diff, sd = mean_spread([r[LINEAR] - r[LOGISTIC] for r in rows])
+    helps = [r[RELU] >= max(r[LINEAR], r[LOGISTIC]) + HELPS for r in rows]
+    acc = {n: mean_spread([r[n] for r in rows]) for n in MODELS}
+    numbers = {
+        "max |f(x) − (Ax+b)|, float64": max(r["max_diff_float64"] for r in rows),
+        "same, float32 model against the map": max(r["max_diff_float32"] for r in rows),
+        **{f"{n} acc %": "{:.1f} ± {:.1f}".format(*acc[n]) for n in MODELS},
+        "deep linear − logistic (points)": f"{diff:.2f} ± {sd:.2f}",
+        "seeds": len(rows),
+    }
+    if not all(collapse):
+        return Verdict("does not hold", numbers, "The activation-free net is not one affine map.")
+    if len(rows) > 1 and sd > SAME:
+        return Verdict("inconclusive", numbers, "The accuracy gap varies too much over seeds.")
+    match = abs(diff) <= SAME
+    told = (
+        "The 5-layer net without activations is one affine map (to "
+        f"{numbers['max |f(x) − (Ax+b)|, float64']:.1e}) and scored {acc[LINEAR][0]:.1f} % "
+        f"against logistic regression's {acc[LOGISTIC][0]:.1f} %; with ReLUs "
+        f"{acc[RELU][0]:.1f} %"
+    )
+    if match and all(helps):
+        return Verdict("holds", numbers, f"{told}.")
+    if match or all(helps):
+        return Verdict("partly", numbers, f"{told}: only part of the claim held.")
+    return Verdict("partly", numbers, f"{told}: it collapsed, but the accuracies do not match.")
+
+
+def figure(m: dict):
+    fig, (ax, diff) = figure_axes(2, height=3.0)
+    for k, name in enumerate(MODELS):
+        values = [r[name] for r in m["seeds"]]
+        mean, sd = mean_spread(values)
+        ax.bar(k, mean, yerr=sd, color=f"C{k}")
+        ax.plot([k] * len(values), values, "k.", ms=4)
+    ax.set_xticks(range(len(MODELS)), [n.replace(" (", "\n(") for n in MODELS], fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    low = min(min(r[n] for n in MODELS) for r in m["seeds"])
+    ax.set_ylim(max(0, low - 10), 100)
+    seeds = [r["seed"] for r in m["seeds"]]
+    diff.semilogy(seeds, [r["max_diff_float64"] for r in m["seeds"]], "o", label="float64 net")
+    diff.semilogy(seeds, [r["max_diff_float32"] for r in m["seeds"]], "s", label="float32 net")
+    diff.axhline(AGREE, color="grey", ls=":", label=f"rule: {AGREE:g}")
+    diff.set_xlabel("seed")
+    diff.set_ylabel("max |f(x) − (Ax + b)|")
+    diff.legend(fontsize=8)
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="nonlinearity",
+    title="Non-linearity",
+    section="§4.1",
+    claim="Without activation functions a multi-layer network is a single linear "
+    "transformation: it can do no more than one linear layer.",
+    setup="Fashion-MNIST subsets; three 3×3 convs + two linear layers with no activation, "
+    "logistic regression on pixels, and the same deep net with ReLUs; AdamW, same epochs. The "
+    "trained linear net's map A x + b is read off with unit images in float64 and compared "
+    "with the net on the test images.",
+    rule=f"Holds if the net equals its composed map within {AGREE:g} on every seed, its "
+    f"accuracy is within {SAME} points of logistic regression's on average (spread under "
+    f"{SAME}), and the ReLU net beats both by {HELPS} point on every seed; partly if it "
+    "collapses but only part of the rest holds; does not hold if it does not collapse; "
+    f"inconclusive if the accuracy gap's spread exceeds {SAME} points.",
+    judge=judge,
+    measure=measure,
+    figure=figure,
+)
