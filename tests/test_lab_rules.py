@@ -1,0 +1,249 @@
+"""Every experiment's verdict rule on made-up measurements: each must be able to say "holds",
+"does not hold" and "inconclusive" (and "partly" where the rule has it), from the numbers
+alone, exactly as its `rule` sentence says. The truth here is the rule's own threshold,
+read from the module, so a changed threshold moves the test with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.lab import (
+    ex_floor,
+    ex_heads,
+    ex_nonlinearity,
+    ex_parameters,
+    ex_spatial,
+    ex_translation,
+)
+
+# --- spatial -------------------------------------------------------------------------------
+
+
+def spatial(*drops):
+    """(mlp drop, cnn drop) per seed, from 80 % baselines."""
+    return {
+        "seeds": [
+            {
+                "seed": i,
+                "mlp": 80.0,
+                "mlp_permuted": 80.0 - m,
+                "cnn": 85.0,
+                "cnn_permuted": 85.0 - c,
+            }
+            for i, (m, c) in enumerate(drops)
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("drops", "outcome"),
+    [
+        ([(0.5, 10.0), (-1.0, 8.0), (1.9, 5.0)], "holds"),
+        ([(0.5, 0.5), (-0.3, 1.0)], "partly"),  # MLP unchanged, CNN unchanged too
+        ([(6.0, 6.5), (7.0, 7.0)], "does not hold"),  # both fell alike
+        ([(0.5, 10.0), (6.0, 6.0)], "inconclusive"),  # the seeds disagree
+    ],
+)
+def test_spatial_rule(drops, outcome):
+    assert ex_spatial.judge(spatial(*drops)).outcome == outcome
+
+
+def test_spatial_rule_edges_are_the_stated_thresholds():
+    tol, margin = ex_spatial.MLP_TOLERANCE, ex_spatial.CNN_MARGIN
+    assert ex_spatial.judge(spatial((tol, tol + margin))).outcome == "holds"
+    assert ex_spatial.judge(spatial((tol + 0.01, tol + margin + 5))).outcome == "partly"
+
+
+# --- translation ---------------------------------------------------------------------------
+
+
+def translation(*losses):
+    """(gap, flatten, mlp) points lost at ex_translation.AT px, per seed."""
+    at = ex_translation.SHIFTS.index(ex_translation.AT)
+
+    def curve(loss):
+        acc = [90.0] * len(ex_translation.SHIFTS)
+        acc[at] = 90.0 - loss
+        return {"accuracy": acc, "agreement": acc}
+
+    rows = []
+    for i, (g, f, n) in enumerate(losses):
+        row = {"seed": i, "CNN, GAP head": curve(g), "CNN, flatten head": curve(f)}
+        row.update({"MLP": curve(n), "CNN, GAP, stride 2 (no pool)": curve(g)})
+        rows.append(row)
+    return {"seeds": rows, "shifts": list(ex_translation.SHIFTS)}
+
+
+@pytest.mark.parametrize(
+    ("losses", "outcome"),
+    [
+        ([(2.0, 4.0, 30.0), (3.0, 5.0, 25.0)], "holds"),
+        ([(2.0, 15.0, 30.0), (1.0, 12.0, 25.0)], "partly"),  # only with the GAP head
+        ([(12.0, 15.0, 30.0), (14.0, 18.0, 28.0)], "partly"),  # better than the MLP, not invariant
+        ([(20.0, 20.0, 25.0), (22.0, 21.0, 24.0)], "does not hold"),
+        ([(2.0, 15.0, 30.0), (22.0, 21.0, 24.0)], "inconclusive"),
+    ],
+)
+def test_translation_rule(losses, outcome):
+    assert ex_translation.judge(translation(*losses)).outcome == outcome
+
+
+# --- parameters ----------------------------------------------------------------------------
+
+ARITHMETIC = {
+    "dense_formula": 150_529_000,
+    "dense_torch": 150_529_000,
+    "conv_formula": 1792,
+    "conv_torch": 1792,
+}
+
+
+def parameters(*accs, arithmetic=ARITHMETIC, cnn_params=24_058):
+    cnn, small, wide = ex_parameters.MODELS
+    rows = [{"seed": i, cnn: c, small: s, wide: w} for i, (c, s, w) in enumerate(accs)]
+    params = {cnn: cnn_params, small: 23_860, wide: 203_530}
+    return {"seeds": rows, "params": params, "arithmetic": arithmetic}
+
+
+@pytest.mark.parametrize(
+    ("accs", "outcome"),
+    [
+        ([(88.0, 84.0, 88.5), (87.5, 83.0, 88.0)], "holds"),
+        ([(86.0, 83.0, 89.0), (86.0, 82.0, 89.0)], "partly"),  # beats its budget, not the wide
+        ([(80.0, 83.0, 89.0), (79.0, 82.0, 88.0)], "does not hold"),
+        ([(88.0, 84.0, 88.5), (80.0, 83.0, 89.0)], "inconclusive"),
+    ],
+)
+def test_parameters_rule(accs, outcome):
+    assert ex_parameters.judge(parameters(*accs)).outcome == outcome
+
+
+def test_parameters_rule_fails_on_wrong_arithmetic_or_a_cnn_that_is_not_smaller():
+    wrong = {**ARITHMETIC, "dense_torch": 150_528_000}
+    good = [(88.0, 84.0, 88.5)]
+    assert ex_parameters.judge(parameters(*good, arithmetic=wrong)).outcome == "does not hold"
+    assert ex_parameters.judge(parameters(*good, cnn_params=100_000)).outcome == "partly"
+
+
+# --- floor ---------------------------------------------------------------------------------
+
+
+def floor(*cases):
+    """(zero pixels in the band, zero outside, zero pixels with padding) per seed."""
+    drop, fix = ex_floor.PADDINGS
+    band = 108
+    rows = []
+    for i, (inside, outside, padded) in enumerate(cases):
+        rows.append(
+            {
+                "seed": i,
+                drop: {
+                    "predicted_dropped": 2,
+                    "zero_in_band": inside,
+                    "band_pixels": band,
+                    "zero_outside_band": outside,
+                    "zero_pixels": inside + outside,
+                },
+                fix: {"predicted_dropped": 0, "zero_pixels": padded},
+            }
+        )
+    return {"seeds": rows, "maps": {}, "images": 64}
+
+
+@pytest.mark.parametrize(
+    ("cases", "outcome"),
+    [
+        ([(108, 0, 0), (108, 0, 0)], "holds"),
+        ([(108, 0, 3), (108, 0, 0)], "partly"),  # padding left a dead pixel on one seed
+        ([(100, 0, 0), (50, 0, 0)], "does not hold"),  # band pixels got gradient
+        ([(108, 0, 0), (100, 0, 0)], "inconclusive"),
+    ],
+)
+def test_floor_rule(cases, outcome):
+    assert ex_floor.judge(floor(*cases)).outcome == outcome
+
+
+def test_floor_band_matches_geometry():
+    from cnnlab import geometry
+
+    n = geometry.dropped_pixels(ex_floor.SIZE, ex_floor.KERNEL, 0, ex_floor.STRIDE)
+    assert n == 2  # windows start at 0, 3, ..., 21 and end at 25: 26 and 27 are never read
+    assert int(ex_floor.dropped_band(n).sum()) == 28 * 2 + 28 * 2 - 4
+
+
+# --- non-linearity -------------------------------------------------------------------------
+
+
+def nonlinearity(*rows, diff=1e-13):
+    linear, logistic, relu = ex_nonlinearity.MODELS
+    return {
+        "seeds": [
+            {"seed": i, linear: a, logistic: b, relu: c, "max_diff_float64": diff,
+             "max_diff_float32": 1e-6}
+            for i, (a, b, c) in enumerate(rows)
+        ]
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rows", "diff", "outcome"),
+    [
+        ([(80.0, 81.0, 85.0), (81.0, 80.5, 86.0)], 1e-13, "holds"),
+        ([(80.0, 81.0, 80.5), (81.0, 80.5, 80.0)], 1e-13, "partly"),  # ReLU no better
+        ([(80.0, 81.0, 85.0)], 1e-3, "does not hold"),  # not one affine map
+        ([(70.0, 81.0, 85.0), (85.0, 80.0, 86.0)], 1e-13, "inconclusive"),  # spread > SAME
+    ],
+)
+def test_nonlinearity_rule(rows, diff, outcome):
+    assert ex_nonlinearity.judge(nonlinearity(*rows, diff=diff)).outcome == outcome
+
+
+def test_composed_map_equals_the_net_torch_truth():
+    """The read-off (A, b) reproduces an activation-free torch net to float64 rounding."""
+    import torch
+
+    from cnnlab import build, load_spec
+    from cnnlab.lab.models import spec
+
+    torch.manual_seed(0)
+    net = build(load_spec(spec("d", ex_nonlinearity.deep(None), (1, 8, 8))))
+    a, b = ex_nonlinearity.composed(net, (1, 8, 8))
+    x = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        expected = net.double()(x)
+    assert torch.allclose(x.flatten(1) @ a.T + b, expected, atol=1e-10)
+
+
+# --- heads ---------------------------------------------------------------------------------
+
+
+def heads(*rows, gap_params=14_458, refuses=True):
+    gap, flat = ex_heads.MODELS
+    accepts = {
+        gap: {str(k): True for k in ex_heads.SIDES},
+        flat: {str(k): (k in (24, 28) or not refuses) for k in ex_heads.SIDES},
+    }
+    seeds = []
+    for i, (gap_gap, flat_gap, loss) in enumerate(rows):
+        g = {"train": 90.0, "test": 90.0 - gap_gap}
+        g.update({f"resized {k}": 90.0 - gap_gap - loss for k in ex_heads.SIDES if k != 28})
+        seeds.append({"seed": i, gap: g, flat: {"train": 95.0, "test": 95.0 - flat_gap}})
+    return {"seeds": seeds, "params": {gap: gap_params, flat: 17_008}, "accepts": accepts}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(2.0, 5.0, 3.0), (1.0, 4.0, 5.0)], "holds"),
+        ([(2.0, 5.0, 40.0), (1.0, 4.0, 30.0)], "partly"),  # runs at any size, not accurately
+        ([(2.0, 5.0, 40.0), (9.0, 4.0, 30.0)], "inconclusive"),
+    ],
+)
+def test_heads_rule(rows, outcome):
+    assert ex_heads.judge(heads(*rows)).outcome == outcome
+
+
+def test_heads_rule_does_not_hold_without_the_structure():
+    good = [(2.0, 5.0, 3.0)]
+    assert ex_heads.judge(heads(*good, gap_params=20_000)).outcome == "does not hold"
+    assert ex_heads.judge(heads(*good, refuses=False)).outcome == "does not hold"
