@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+import cnnlab.layers
 from cnnlab.design.activations import (
     ACTIVATION_MODULES,
     ACTIVATIONS,
@@ -160,6 +161,8 @@ def test_spec_activations_and_their_builders():
         assert isinstance(ACTIVATIONS[name].make(), ACTIVATIONS[name].modules)
     assert all(ACTIVATIONS[n].make is None for n in ACTIVATIONS if n not in SPEC_ACTIVATIONS)
     assert ACTIVATIONS["leaky_relu"].make(0.2).negative_slope == 0.2
+    for name in SPEC_ACTIVATIONS:  # the public registry is the table's builders
+        assert cnnlab.layers.ACTIVATIONS[name] is ACTIVATIONS[name].make
     assert ACTIVATIONS["gelu"].make("tanh").approximate == "tanh"
     for name, bad in [("relu", 0.1), ("leaky_relu", "x"), ("leaky_relu", True), ("gelu", 1)]:
         with pytest.raises(SpecError, match=name):

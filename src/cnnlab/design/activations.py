@@ -56,8 +56,9 @@ class Activation:
         members without a zero floor such a unit still passes a small gradient but carries
         no positive signal.
     saturates: the band, in output units, within which an output counts as saturated at
-        ``bounds`` (sigmoid/tanh 0.01: the derivative there is < 0.01, §4.2); None if the
-        activation does not saturate.
+        ``bounds`` (sigmoid/tanh 0.01: the derivative there is < 0.02, §4.2; hardtanh and
+        hardsigmoid 0.0: exactly at the bound, where their derivative is 0); None if the
+        activation does not saturate. Test with ``is not None``: 0.0 is a band.
     bounds: (low, high) the output never leaves, for a saturating activation; else None.
     monotone: non-decreasing in its input (at the default arguments): maximising its input
         maximises its output.
