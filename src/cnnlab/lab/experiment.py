@@ -46,6 +46,8 @@ from torch import nn
 
 from cnnlab.data import ImageSet, load_dataset, normalization_stats, to_float, train_val_split
 from cnnlab.data import shapes as shape_set
+from cnnlab.design.build import build
+from cnnlab.design.spec import load_spec
 from cnnlab.errors import CnnlabError
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.evaluate import predict_logits
@@ -125,6 +127,7 @@ class Trained:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     metrics: dict[str, Any]  # the trainer's result: val_acc, test_acc, train_acc, ...
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl rows, per epoch
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 `(N, C, H, W)` -> the normalized float input the model was trained on."""
@@ -193,12 +196,30 @@ class Context:
         `config` overrides any TrainConfig field (epochs, lr, precision, label_smoothing, ...).
         """
         cfg = TrainConfig(**{**LAB_CONFIG, "seed": seed, **config})
+        history: list[dict[str, Any]] = []
         with tempfile.TemporaryDirectory(prefix="cnnlab-lab-") as out:
-            metrics = train(model, data, out, cfg)
+            metrics = train(model, data, out, cfg, on_epoch=lambda row, _: history.append(row))
         trained_model = metrics.pop("model")
-        part = train_val_split(data[0], cfg.val_fraction, seed)[0] if cfg.val_fraction else data[0]
-        mean, std = normalization_stats(part)  # the trainer's statistics: same pure function
-        return Trained(trained_model, mean, std, metrics)
+        mean, std = _train_stats(data[0], cfg)
+        return Trained(trained_model, mean, std, metrics, history)
+
+    def untrained(self, model_spec: Any, data: tuple[ImageSet, ImageSet], seed: int) -> Trained:
+        """The model `train` would start from (same seed, same initial weights, same
+        normalization), untrained: for measurements at initialisation and random-weight
+        controls."""
+        torch.manual_seed(seed)  # as the trainer seeds before it builds
+        model = build(load_spec(model_spec)).eval()
+        mean, std = _train_stats(data[0], TrainConfig(**{**LAB_CONFIG, "seed": seed}))
+        return Trained(model, mean, std, {})
+
+
+def _train_stats(train_set: ImageSet, cfg: TrainConfig) -> tuple[tuple, tuple]:
+    """The trainer's normalization: statistics of the training part of its seeded split
+    (the same pure functions, so the same numbers)."""
+    part = train_set
+    if cfg.val_fraction:
+        part = train_val_split(train_set, cfg.val_fraction, cfg.seed)[0]
+    return normalization_stats(part)
 
 
 def _head(ds: ImageSet, n: int) -> ImageSet:

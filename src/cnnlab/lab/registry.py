@@ -17,6 +17,7 @@ MODULES = (
     "ex_floor",
     "ex_nonlinearity",
     "ex_heads",
+    "ex_vanishing",
 )
 
 
