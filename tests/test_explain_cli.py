@@ -12,6 +12,7 @@ from PIL import Image
 
 from cnnlab import build, load_spec
 from cnnlab.cli import main
+from cnnlab.cli.explain import read_images
 from cnnlab.train.checkpoint import save_weights
 
 SPEC = {
@@ -59,8 +60,112 @@ def test_explain_writes_heatmaps_and_prints_top_k(run_dir, image_file, tmp_path,
     assert code == 0
     line = capsys.readouterr().out
     assert line.count("%") == 2 and "class" in line
-    png = Image.open(tmp_path / f"shirt_{method}.png")
+    (written,) = tmp_path.iterdir()
+    assert written.name.startswith("shirt-") and f"_{method}_" in written.name
+    assert str(written) in line
+    png = Image.open(written)
     assert png.size == (224, 224) and png.mode == "RGB"
+
+
+def _names(tmp_path) -> set[str]:
+    return {p.name for p in tmp_path.iterdir()}
+
+
+def test_heatmap_names_are_unique_and_say_layer_and_target(run_dir, tmp_path, capsys):
+    """a/img000.png and b/img000.png went to one file; a second --target or --layer silently
+    replaced the first map. Each setting and each source file now has its own file."""
+    rng = np.random.default_rng(1)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        pixels = rng.integers(0, 255, (28, 28), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / folder / "img000.png")
+    images = [str(tmp_path / "a" / "img000.png"), str(tmp_path / "b" / "img000.png")]
+    out = tmp_path / "out"
+    runs = [
+        ["--target", "3"],
+        ["--target", "5"],
+        ["--target", "3", "--layer", "1"],
+        ["--target", "3", "--method", "saliency"],
+    ]
+    for extra in runs:
+        assert main(["explain", str(run_dir), *images, "--out", str(out), *extra]) == 0
+    names = _names(out)
+    assert len(names) == 2 * len(runs)  # nothing replaced
+    default = "4"  # the last spatial layer of SPEC (its second relu), Grad-CAM's default
+    for setting in (f"gradcam_{default}_class3", f"gradcam_{default}_class5",
+                    "gradcam_1_class3", "saliency_input_class3"):  # fmt: skip
+        assert len([n for n in names if n.startswith("img000-") and f"_{setting}" in n]) == 2
+    capsys.readouterr()
+
+
+def test_without_target_the_name_says_the_predicted_class(run_dir, image_file, tmp_path, capsys):
+    from cnnlab.train.rundir import load_run
+
+    assert main(["explain", str(run_dir), str(image_file), "--out", str(tmp_path)]) == 0
+    run = load_run(run_dir)
+    x = run.preprocess(read_images([str(image_file)], run.input_shape))
+    with torch.no_grad():
+        predicted = int(run.model(x).argmax(1))
+    (written,) = tmp_path.iterdir()
+    assert written.name.endswith(f"_class{predicted}.png")
+    capsys.readouterr()
+
+
+def _png16(path, pixels: np.ndarray) -> None:
+    Image.fromarray(pixels.astype(np.uint16)).save(path)  # mode I;16
+
+
+@pytest.mark.parametrize("kind", ["rgba", "gray16", "palette"])
+def test_explain_reads_an_image_as_predict_does(run_dir, tmp_path, capsys, kind):
+    """explain stretched and converted images its own way (16-bit clipped to white, alpha
+    dropped): the same PNG could get another top-1 class than `predict` gives it. At the
+    run's size predict runs the file as it is: explain's probabilities must be the same."""
+    from cnnlab.train.evaluate import predict
+    from cnnlab.train.rundir import load_run
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / f"{kind}.png"
+    if kind == "rgba":
+        Image.fromarray(rng.integers(0, 255, (28, 28, 4), dtype=np.uint8), "RGBA").save(path)
+    elif kind == "gray16":
+        _png16(path, rng.integers(0, 65535, (28, 28)))
+    else:
+        Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).convert("P").save(path)
+    (expected,) = predict(load_run(run_dir), [path], top=1)
+    assert main(["explain", str(run_dir), str(path), "--top-k", "1",
+                 "--out", str(tmp_path / "out")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    ((name, p),) = expected.top
+    assert f"{name} {p:.1%}" in printed
+
+
+def _bomb_png(path, side: int = 20_000) -> None:
+    """A PNG whose header says side × side pixels, with almost no data: a few hundred bytes
+    that a reader which trusts the header would inflate to side² bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)  # 8-bit gray
+    data = zlib.compress(b"\0" * (side + 1))  # one row; the rest is missing
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("command", ["explain", "visualize"])
+def test_a_decompression_bomb_is_one_line_exit_2(run_dir, tmp_path, capsys, command):
+    """A 20,000² PNG crashed explain and visualize --maps with a traceback."""
+    bomb = tmp_path / "bomb.png"
+    _bomb_png(bomb)
+    what = [str(bomb)] if command == "explain" else ["--maps", str(bomb)]
+    assert main([command, str(run_dir), *what, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "bomb.png" in err and "pixels" in err
 
 
 def test_visualize_filters_maps_actmax(run_dir, image_file, tmp_path, capsys):

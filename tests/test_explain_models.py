@@ -1,5 +1,5 @@
 """Models cnnlab did not build, shared by the explain tests, and the checks on the shared
-mechanism (cnnlab/explain/_capture.py): model state restored, layer names, bad input."""
+mechanism (cnnlab.inspect): model state restored, layer names, bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import feature_maps, gradcam, saliency, smoothgrad
-from cnnlab.inspect.capture import default_layer
+from cnnlab.inspect import default_layer
 
 
 class Block(nn.Module):

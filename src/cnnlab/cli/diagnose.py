@@ -48,11 +48,11 @@ def _batches(x, y, size: int = 256, limit: int = 512) -> list:
 
 def _run(args: argparse.Namespace) -> int:
     from cnnlab import diagnose
-    from cnnlab.errors import CnnlabError
+    from cnnlab.errors import ConfigError
     from cnnlab.train.rundir import load_run
 
     if args.limit < 1:
-        raise CnnlabError(f"--limit must be a number of images >= 1, got {args.limit}")
+        raise ConfigError(f"--limit must be a number of images >= 1, got {args.limit}")
     run = load_run(args.run_dir)
     x, y = _images(run, args)
     dead = diagnose.dead_units(run.model, x, threshold=args.threshold)
@@ -96,9 +96,12 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     flags = [
         name for name, on in (("VANISHING", flow.vanishing), ("EXPLODING", flow.exploding)) if on
     ]
-    title = f"Gradient flow (first/last L2 = {flow.ratio:.3g})" + (
-        f" [red]{' '.join(flags)}[/red]" if flags else ""
-    )
+    if flow.no_gradient:
+        title = "Gradient flow [red](no gradient flows: every weight gradient is exactly 0)[/red]"
+    else:
+        title = f"Gradient flow (first/last L2 = {flow.ratio:.3g})" + (
+            f" [red]{' '.join(flags)}[/red]" if flags else ""
+        )
     t = Table(title=title)
     for col in ("layer", "module", "mean |g|", "L2", "max |g|"):
         t.add_column(col, justify="left" if col in ("layer", "module") else "right")

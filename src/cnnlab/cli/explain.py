@@ -8,13 +8,16 @@ cnnlab probe RUN [--train N] [--test N] [--epochs N]
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.errors import CnnlabError
+from cnnlab.data import read_images as read_image_files
+from cnnlab.errors import ConfigError, ExplainError
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
 LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--layer)
@@ -64,49 +67,53 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
-    """Image files → uint8 (B, C, H, W) in the run's channels and size (bilinear resize)."""
+    """Image files → uint8 (B, C, H, W) in the run's channels and size, read as training and
+    predict read them (`cnnlab.data.read_images`: EXIF, alpha, 16-bit, guards against
+    decompression bombs and non-regular files) and resized as the folder loader resizes
+    (cover the size keeping the aspect ratio, then center-crop)."""
     c, h, w = shape
-    out = []
-    for path in paths:
-        try:
-            img = Image.open(path)
-            img = img.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-        except (OSError, ValueError) as error:
-            raise CnnlabError(f"cannot read image {path}: {error}") from error
-        a = np.asarray(img, dtype=np.uint8).reshape(h, w, -1)
-        out.append(torch.from_numpy(a.copy()).permute(2, 0, 1))
-    return torch.stack(out)
+    return read_image_files(paths, c, (h, w))
+
+
+def heatmap_name(image: str, method: str, layer: str | None, target: int) -> str:
+    """`<stem>-<hash>_<method>_<layer>_class<k>.png`: the hash (of the image's absolute path)
+    keeps `a/img000.png` and `b/img000.png` apart; method, layer ("input" for the pixel
+    methods) and the class explained keep maps of one image for other settings apart."""
+    path = Path(image)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:6]
+    where = re.sub(r"[^A-Za-z0-9._-]+", "_", layer) if layer else "input"
+    return f"{path.stem}-{digest}_{method}_{where}_class{target}.png"
 
 
 def _out_dir(path: str) -> Path:
-    """The output directory, created; CnnlabError naming it when it cannot be."""
+    """The output directory, created; ConfigError naming it when it cannot be."""
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise CnnlabError(
+        raise ConfigError(
             f"cannot create output directory {out}: {error.strerror or error}"
         ) from error
     return out
 
 
 def _save_png(array: np.ndarray, path: Path) -> Path:
-    """Write a uint8 (H, W, 3) array as a PNG; CnnlabError naming the path when it cannot."""
+    """Write a uint8 (H, W, 3) array as a PNG; ConfigError naming the path when it cannot."""
     try:
         Image.fromarray(array).save(path)
     except OSError as error:
-        raise CnnlabError(f"cannot write {path}: {error.strerror or error}") from error
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from error
     return path
 
 
 def _save_grid(images: torch.Tensor, path: Path) -> Path:
-    """explain.save_grid, with a file-system error as a CnnlabError naming the path."""
+    """explain.save_grid, with a file-system error as a ConfigError naming the path."""
     from cnnlab.explain import save_grid
 
     try:
         return save_grid(images, path)
     except OSError as error:
-        raise CnnlabError(f"cannot write {path}: {error.strerror or error}") from error
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def _load(path: str):
@@ -118,7 +125,7 @@ def _load(path: str):
 def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
     from cnnlab import explain
 
-    if method in ("gradcam", "gradcam++"):
+    if method in LAYER_METHODS:
         return explain.gradcam(run.model, x, target, layer=layer, method=method)
     fn = explain.saliency if method == "saliency" else explain.smoothgrad
     maps = fn(run.model, x, target)
@@ -127,9 +134,10 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 
 def _explain(args: argparse.Namespace) -> int:
     from cnnlab.explain import overlay
+    from cnnlab.inspect import default_layer, resolve_target
 
     if args.layer is not None and args.method not in LAYER_METHODS:
-        raise CnnlabError(
+        raise ConfigError(
             f"--layer chooses the Grad-CAM layer; --method {args.method} explains the input "
             "pixels and reads no layer (drop --layer, or use --method gradcam or gradcam++)"
         )
@@ -137,29 +145,34 @@ def _explain(args: argparse.Namespace) -> int:
     raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
     x = run.preprocess(raw)
     with torch.no_grad():
-        probs = run.model(x).softmax(1)
-    heat = _heatmaps(run, x, args.method, args.layer, args.target)
+        logits = run.model(x)  # (B, K)
+    probs = logits.softmax(1)
+    # The class and layer explained are decided here, once: the file names say them.
+    target = resolve_target(args.target, logits)  # (B,)
+    layer = args.layer
+    if layer is None and args.method in LAYER_METHODS:
+        layer = default_layer(run.model, x)
+    heat = _heatmaps(run, x, args.method, layer, target)
     out = _out_dir(args.out)
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):
         pic = overlay(raw[i].float() / 255, heat[i])  # (3, H, W)
         pic = pic.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
         array = (pic.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        target = out / f"{Path(path).stem}_{args.method}.png"
-        _save_png(array, target)
+        written = _save_png(array, out / heatmap_name(path, args.method, layer, int(target[i])))
         top = probs[i].topk(min(args.top_k, probs.shape[1]))
         preds = ", ".join(
             f"{run.classes[k]} {p:.1%}"
             for p, k in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         )
-        print(f"{path}: {preds}  ->  {target}")
+        print(f"{path}: {preds}  ->  {written}")
     return 0
 
 
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab import explain
     from cnnlab.explain.features import normalize_maps
-    from cnnlab.inspect.capture import spatial_layers
+    from cnnlab.inspect import spatial_layers
 
     run = _load(args.run_dir)
     out = Path(args.out)  # created by the first save
@@ -173,7 +186,7 @@ def _visualize(args: argparse.Namespace) -> int:
         maps = explain.feature_maps(run.model, x, layers)
         for name, m in maps.items():
             if m.dim() != 4:
-                raise CnnlabError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
+                raise ExplainError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
             print(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png"))
     else:
         data = run.dataset("test")

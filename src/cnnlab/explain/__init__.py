@@ -6,13 +6,14 @@ Units and layers: `activation_maximization`, `linear_probe`, `filters`, `feature
 module name, and leaves the model as it found it (mode, hooks, requires_grad).
 """
 
+from cnnlab.errors import ExplainError
 from cnnlab.explain.actmax import ActMaxResult, activation_maximization
 from cnnlab.explain.erf import ERF, effective_receptive_field
 from cnnlab.explain.features import feature_maps, filters, overlay, save_grid
 from cnnlab.explain.gradcam import gradcam
 from cnnlab.explain.probe import linear_probe
 from cnnlab.explain.saliency import saliency, smoothgrad
-from cnnlab.inspect.capture import ExplainError, layer_names
+from cnnlab.inspect import layer_names
 
 __all__ = [
     "ERF",

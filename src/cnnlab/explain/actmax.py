@@ -18,15 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.inspect.capture import (
+from cnnlab.design.activations import activation_of
+from cnnlab.errors import ExplainError
+from cnnlab.inspect import (
     Capture,
-    ExplainError,
     OutputSelector,
     as_float,
     batches,
     forward,
-    inspecting,
     needs_gradients,
+    preserved,
     resolve_layer,
 )
 
@@ -48,9 +49,14 @@ class ActMaxResult:
 
 
 OBJECTIVES = ("centre", "mean")
-# Increasing activations: maximising their input maximises their output, and the input has a
-# gradient where a ReLU's output is flat zero (a unit dead at the start would stay dead).
-MONOTONE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Sigmoid, nn.Tanh, nn.Hardtanh)
+
+
+def maximise_input(module: nn.Module) -> bool:
+    """True for a monotone activation module (the activation table's `monotone`): maximising
+    its input maximises its output, and the input has a gradient where a ReLU's output is
+    flat zero (a unit dead at the start would otherwise stay dead)."""
+    activation = activation_of(module)
+    return activation is not None and activation.monotone
 
 
 def channel_activation(
@@ -247,8 +253,8 @@ def activation_maximization(
             return lo + (hi - lo) * torch.sigmoid(raw)
         return raw
 
-    pre = isinstance(resolve_layer(model, layer), MONOTONE)
-    with inspecting(model):
+    pre = maximise_input(resolve_layer(model, layer))
+    with preserved(model):
         size = _layer_output(model, layer, render().detach(), output).shape[1]
         bad = chans[(chans < 0) | (chans >= size)]
         if bad.numel():

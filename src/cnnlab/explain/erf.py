@@ -14,13 +14,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from cnnlab.inspect.capture import (
+from cnnlab.design.summary import summary
+from cnnlab.errors import CnnlabError, ExplainError
+from cnnlab.inspect import (
     Capture,
-    ExplainError,
     OutputSelector,
     forward,
-    inspecting,
     needs_gradients,
+    preserved,
     resolve_layer,
 )
 
@@ -74,27 +75,19 @@ def support_side(grad: Tensor) -> int:
     return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
 
 
-def _summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> int | None:
-    """The layer's receptive field from cnnlab.summary (engineer C's), if it can say."""
-    try:
-        from cnnlab.design.summary import summary
+def summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> int | None:
+    """The side of `layer`'s receptive field from `cnnlab.summary` (§3.2); None where summary
+    cannot trace the model or follow the field to that layer.
 
+    A container (a block, a stage) has no row of its own: its output is its last leaf call's.
+    A module called twice has two rows: the last is its last call, the one Capture records.
+    """
+    try:
         rows = summary(model, input_size=input_size).rows
-    except (ImportError, NotImplementedError, TypeError, ValueError, AttributeError):
-        # ValueError covers CnnlabError: summary could not trace it, so measure the support
+    except CnnlabError:  # summary cannot run the model: the caller measures the support
         return None
-    # A container (a block, a stage) has no row of its own: its output is its last leaf's.
-    # A module called twice has two rows: the last is its last call, as captured.
-    inside = [
-        row
-        for row in rows
-        if getattr(row, "name", None) in (layer,) or str(row.name).startswith(layer + ".")
-    ]
-    if inside and inside[-1].receptive_field is not None:
-        rf = inside[-1].receptive_field
-        rf = getattr(rf, "size", rf)
-        return int(max(rf)) if isinstance(rf, tuple | list) else int(rf)
-    return None
+    inside = [row for row in rows if row.name == layer or row.name.startswith(layer + ".")]
+    return inside[-1].receptive_field if inside else None
 
 
 def effective_receptive_field(
@@ -123,7 +116,7 @@ def effective_receptive_field(
         )
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((n, *input_size), generator=gen).requires_grad_(True)
-    with inspecting(model), Capture(model, [layer]) as cap, torch.enable_grad():
+    with preserved(model), Capture(model, [layer]) as cap, torch.enable_grad():
         forward(model, x, output, logits=False)
         acts = cap.tensor(layer)
         if acts.dim() != 4:
@@ -134,7 +127,7 @@ def effective_receptive_field(
         h, w = acts.shape[2:]
         (grad,) = torch.autograd.grad(acts[:, :, h // 2, w // 2].sum(), x)
     gradient = grad.abs().mean((0, 1))  # (H, W)
-    theoretical = _summary_rf(model, layer, tuple(input_size))
+    theoretical = summary_rf(model, layer, tuple(input_size))
     source = "cnnlab.summary"
     if theoretical is None:
         theoretical, source = support_side(gradient), "gradient support"

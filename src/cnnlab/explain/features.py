@@ -12,47 +12,16 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from cnnlab.inspect.capture import (
+from cnnlab.errors import ExplainError
+from cnnlab.inspect import (
     Capture,
-    ExplainError,
     OutputSelector,
     check_images,
+    first_called,
     forward,
-    inspecting,
+    preserved,
     resolve_layer,
 )
-
-
-class _Found(Exception):
-    """Raised by a hook to stop a forward pass once it has seen what it looked for."""
-
-
-def _first_called(model: nn.Module, kind: type[nn.Module], x: Tensor) -> str | None:
-    """Dotted name of the first `kind` module the forward pass of x calls (None: none is).
-
-    A pre-hook stops the pass there, before that module runs: only the code before it must
-    accept x, so the channels and size a later layer expects do not matter.
-    """
-    found: list[str] = []
-
-    def stop(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            found.append(name)
-            raise _Found
-
-        return hook
-
-    named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, kind)]
-    handles = [m.register_forward_pre_hook(stop(n)) for n, m in named]
-    try:
-        with inspecting(model), torch.no_grad():
-            model(x)
-    except _Found:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found[0] if found else None  # found[0] even if the model swallowed _Found
 
 
 def first_conv(model: nn.Module, x: Tensor | None = None) -> str:
@@ -69,7 +38,7 @@ def first_conv(model: nn.Module, x: Tensor | None = None) -> str:
         trials = [torch.zeros(1, c, 64, 64, device=convs[0].weight.device) for c in channels]
     for trial in trials:
         try:
-            name = _first_called(model, nn.Conv2d, trial)
+            name = first_called(model, nn.Conv2d, trial)
         except Exception:  # the model does not take this trial input: try the next one
             continue
         if name is None:
@@ -115,7 +84,7 @@ def feature_maps(
     check_images(x)
     if isinstance(layers, str):
         layers = [layers]
-    with inspecting(model), Capture(model, layers) as cap, torch.no_grad():
+    with preserved(model), Capture(model, layers) as cap, torch.no_grad():
         forward(model, x, output, logits=False)
     return {name: cap.tensor(name) for name in layers}
 

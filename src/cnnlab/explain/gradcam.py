@@ -13,17 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.errors import ExplainError
 from cnnlab.explain.saliency import Target
-from cnnlab.inspect.capture import (
+from cnnlab.inspect import (
     Capture,
-    ExplainError,
     OutputSelector,
     check_images,
     default_layer,
     forward,
-    inspecting,
     is_spatial,
     needs_gradients,
+    preserved,
     resolve_layer,
     resolve_target,
     run_fast,
@@ -126,7 +126,7 @@ def gradcam(
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
     check_images(x)
     needs_gradients("gradcam")
-    with inspecting(model):
+    with preserved(model):
         if layer is None:
             layer = default_layer(model, x, output)
         resolve_layer(model, layer)

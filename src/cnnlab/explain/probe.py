@@ -16,15 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.inspect.capture import (
+from cnnlab.errors import ExplainError
+from cnnlab.inspect import (
     Capture,
-    ExplainError,
     OutputSelector,
     as_float,
     batches,
     forward,
-    inspecting,
     needs_gradients,
+    preserved,
     trace,
 )
 
@@ -81,7 +81,7 @@ def extract_features(
         return pool_features(a, cap)
 
     # Pooled inside the hooks: no clone of each map, no full maps kept (2× faster on 23 layers).
-    with inspecting(model), Capture(model, hooked, transform=pool) as cap_, torch.no_grad():
+    with preserved(model), Capture(model, hooked, transform=pool) as cap_, torch.no_grad():
         for x, y in batches(data, batch_size):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
@@ -156,7 +156,7 @@ def linear_probe(
     if first is None:
         raise ExplainError("linear probes got an empty training set")
     first = as_float(first, preprocess)
-    with inspecting(model):
+    with preserved(model):
         order = [name for name, _ in trace(model, first, output)]
         if layers is None:
             layers = default_probe_layers(model, first, output)

@@ -11,13 +11,13 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from cnnlab.inspect.capture import (
-    ExplainError,
+from cnnlab.errors import ExplainError
+from cnnlab.inspect import (
     OutputSelector,
     check_images,
     forward,
-    inspecting,
     needs_gradients,
+    preserved,
     resolve_target,
     run_fast,
 )
@@ -60,7 +60,7 @@ def saliency(
     """
     check_images(x)
     needs_gradients("saliency")
-    with inspecting(model):
+    with preserved(model):
         grad, _ = run_fast(
             lambda run, x: _input_gradient(run, x, target, output),
             model,
@@ -99,7 +99,7 @@ def smoothgrad(
         raise ExplainError(f"smoothgrad needs sigma ≥ 0, got sigma={sigma}")
     gen = torch.Generator(device=x.device).manual_seed(seed)
     b = x.shape[0]
-    with inspecting(model):
+    with preserved(model):
         with torch.no_grad():
             t = resolve_target(target, forward(model, x, output))  # (B,)
         spread = (x.amax((1, 2, 3)) - x.amin((1, 2, 3))) * sigma  # (B,)

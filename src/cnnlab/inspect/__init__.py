@@ -1,41 +1,79 @@
-"""Looking inside any nn.Module: the one capture layer that diagnose, explain, report, the lab
-and the explorer are built on (forward order, captured activations and gradients, batches,
-the user's model left as it was, a fast inference copy)."""
+"""Looking inside any `nn.Module` image classifier: the one capture layer that diagnose,
+explain, the report, the lab and the explorer are built on. Layers are named by their dotted
+module name (`features.3`), as PyTorch names them.
 
-from cnnlab.inspect.capture import (
-    Capture,
+Which function for what:
+
+* leave the user's model as it was ........ `with preserved(model):` (eval mode, frozen
+  parameters; `train=True` for train mode; mode, requires_grad, hooks, and after train mode
+  buffers and RNG, restored). `inspecting(model)` is the same. `unwrap(model)` looks
+  through DDP and torch.compile wrappers.
+* run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
+  ((B, K) logits; `output=` picks them from a tuple/dict), `select_logits`,
+  `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.
+* name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
+  ((name, output shape) in forward order), `spatial_layers`, `is_spatial`, `default_layer`
+  (the last spatial one: Grad-CAM's default), `first_called(model, nn.Conv2d, x)`,
+  `with CallOrder(model, names) as order:` (every call, in order).
+* a layer's own output and its gradient ..... `with Capture(model, [name]) as cap:` then
+  `cap.tensor(name)`; correct under later in-place ops (the clone trick), `leaf=True` to
+  backpropagate only down to it, `inputs=True` for its input, `transform=` to reduce it.
+* every activation where it is computed ..... `with ActivationSites(model, on_call):`
+  (modules, `F.relu`, `x.sigmoid()`, ..., each call named by its site).
+* data in batches ............................ `batches(data, n)` ((x, y) from a tensor, a pair,
+  an ImageSet or an iterable), `as_float(x, preprocess)`, `device_of(model)`.
+* speed ...................................... `inference_copy(model, keep)` (BatchNorm folded
+  into convs, channels-last weights), `run_fast(fn, model, x)` (fn on that copy, falling
+  back to the default layout where a model cannot run channels-last).
+"""
+
+from cnnlab.inspect.batches import as_float, batches, device_of
+from cnnlab.inspect.capture import Capture
+from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
+from cnnlab.inspect.logits import (
     OutputSelector,
-    as_float,
-    batches,
     check_images,
-    default_layer,
     forward,
-    inference_copy,
-    inspecting,
+    resolve_target,
+    select_logits,
+)
+from cnnlab.inspect.order import (
+    CallOrder,
+    default_layer,
+    first_called,
     is_spatial,
     layer_names,
     resolve_layer,
-    resolve_target,
-    select_logits,
     spatial_layers,
     trace,
 )
+from cnnlab.inspect.preserve import inspecting, needs_gradients, preserved, unwrap
+from cnnlab.inspect.sites import ActivationSites
 
 __all__ = [
+    "ActivationSites",
+    "CallOrder",
     "Capture",
     "OutputSelector",
     "as_float",
     "batches",
     "check_images",
     "default_layer",
+    "device_of",
+    "first_called",
+    "fold_batchnorm",
     "forward",
     "inference_copy",
     "inspecting",
     "is_spatial",
     "layer_names",
+    "needs_gradients",
+    "preserved",
     "resolve_layer",
     "resolve_target",
+    "run_fast",
     "select_logits",
     "spatial_layers",
     "trace",
+    "unwrap",
 ]

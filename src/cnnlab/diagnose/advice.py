@@ -1,0 +1,103 @@
+"""What to try: the measurements turned into problems and fixes (notes §4.2-4.4), and the
+small set of them a training loop logs each epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.diagnose.gradients import GradientFlow, gradient_flow
+from cnnlab.diagnose.jsonable import finite
+from cnnlab.diagnose.units import ActivationStats, DeadUnits, dead_units
+
+
+def epoch_diagnostics(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+) -> dict:
+    """Dead share per ReLU site and gradient L2 per layer on one training batch; JSON-ready.
+
+    x: (B, C, H, W) normalised float, y: (B,) int64. Safe to call inside a training loop:
+    modes, hooks, requires_grad, BatchNorm buffers, `.grad` and the torch RNG are all as
+    they were afterwards, so a resumed run stays bit-exact. Dead units in eval mode,
+    gradients in train mode (as the step sees them).
+    """
+    dead = dead_units(model, x, batch_size=max(len(x), 1))  # empty x: "no images", below
+    flow = gradient_flow(model, [(x, y)], loss_fn)
+    return {
+        "dead_share": {l.name: round(l.dead_share, 4) for l in dead.layers},
+        "sparsity": {l.name: round(l.sparsity, 4) for l in dead.layers},
+        "grad_norm": {l.name: finite(l.l2) for l in flow.layers},
+        "grad_ratio": finite(flow.ratio),
+        "vanishing": flow.vanishing,
+        "exploding": flow.exploding,
+    }
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    fix: str
+
+
+def findings(
+    dead: DeadUnits | None = None,
+    flow: GradientFlow | None = None,
+    acts: ActivationStats | None = None,
+) -> list[Finding]:
+    """Turn the measurements into problems with what to try (notes §4.2-4.4)."""
+    out = []
+    for l in dead.flagged if dead else ():
+        out.append(
+            Finding(
+                "dead-units",
+                f"{l.name}: {l.dead}/{l.channels} channels never fire, sparsity {l.sparsity:.0%}",
+                "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) "
+                "init, add BatchNorm before the activation",
+            )
+        )
+    if flow and flow.no_gradient:
+        out.append(
+            Finding(
+                "no-gradient",
+                f"no gradient flows: the loss's gradient is exactly 0 at all {len(flow.layers)} "
+                "weighted layers, so training cannot change the model",
+                "look for units that are all dead (a too-high learning rate, a large negative "
+                "bias), weights initialised to zero, or an output cut from the graph "
+                "(.detach() or torch.no_grad() inside forward)",
+            )
+        )
+    if flow and flow.vanishing:
+        out.append(
+            Finding(
+                "vanishing-gradients",
+                f"first layer's gradient is {flow.ratio:.2g}x the last's",
+                "replace sigmoid/tanh with ReLU, add BatchNorm, add residual connections, "
+                "use He init",
+            )
+        )
+    if flow and flow.exploding:
+        out.append(
+            Finding(
+                "exploding-gradients",
+                f"gradient norms too large or not finite (first/last = {flow.ratio:.3g})",
+                "lower the learning rate, clip gradients, add BatchNorm, check the input "
+                "normalisation",
+            )
+        )
+    for l in acts.layers if acts else ():
+        if l.saturated is not None and l.saturated > 0.5:
+            out.append(
+                Finding(
+                    "saturated",
+                    f"{l.name} ({l.kind}): {l.saturated:.0%} of outputs saturated",
+                    "use ReLU in hidden layers, add BatchNorm before the activation",
+                )
+            )
+    return out

@@ -1,0 +1,190 @@
+"""Gradient flow (notes §4.2): how much of the loss's gradient reaches each layer's weights,
+and whether it vanishes on the way down, explodes, or does not flow at all."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlab.diagnose.jsonable import finite, jsonable
+from cnnlab.errors import DataError
+from cnnlab.inspect import (
+    CallOrder,
+    check_images,
+    device_of,
+    forward,
+    needs_gradients,
+    preserved,
+    unwrap,
+)
+from cnnlab.inspect import batches as iter_batches  # gradient_flow's argument is `batches`
+
+
+@dataclass(frozen=True)
+class GradLayer:
+    """Statistics of d loss / d weight for one module that owns a `weight` parameter."""
+
+    name: str
+    kind: str  # module class name
+    mean_abs: float
+    l2: float
+    max: float
+    numel: int
+
+
+@dataclass(frozen=True)
+class GradientFlow:
+    layers: tuple[GradLayer, ...]  # forward order
+    ratio: float  # L2 of the first conv/linear weight gradient / that of the last
+    vanishing: bool
+    exploding: bool
+    samples: int
+    vanish_ratio: float
+    explode_norm: float
+
+    @property
+    def no_gradient(self) -> bool:
+        """Every weight gradient is exactly zero: nothing of the loss reaches any layer (all
+        units dead, a zero-initialised network, an output cut from the graph). The ratio
+        is then nan and neither vanishing nor exploding can be said."""
+        return bool(self.layers) and all(l.l2 == 0 for l in self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "samples": self.samples,
+            "ratio": finite(self.ratio),
+            "vanishing": self.vanishing,
+            "exploding": self.exploding,
+            "no_gradient": self.no_gradient,
+            "vanish_ratio": self.vanish_ratio,
+            "explode_norm": self.explode_norm,
+            "layers": [{k: jsonable(v) for k, v in asdict(l).items()} for l in self.layers],
+        }
+
+    def headline(self) -> str:
+        """ "first/last = 0.012 (VANISHING)", or that no gradient flows at all."""
+        if self.no_gradient:
+            return "no gradient flows: every weight gradient is exactly 0"
+        flags = [
+            f for f, on in (("VANISHING", self.vanishing), ("EXPLODING", self.exploding)) if on
+        ]
+        return f"first/last = {self.ratio:.3g}" + (f"  ({', '.join(flags)})" if flags else "")
+
+    def __str__(self) -> str:
+        lines = [f"gradient flow on {self.samples} inputs: {self.headline()}"]
+        for l in self.layers:
+            lines.append(f"  {l.name:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}")
+        return "\n".join(lines)
+
+
+def _weighted_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m._parameters.get("weight"), nn.Parameter)
+    }
+
+
+def gradient_flow(
+    model: nn.Module,
+    batches,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    *,
+    vanish_ratio: float = 1e-3,
+    explode_norm: float = 1e3,
+    train: bool = True,
+) -> GradientFlow:
+    """Per-layer gradient of the loss w.r.t. each module's weight (notes §4.2).
+
+    The gradient is that of the mean loss over all samples of `batches` (an iterable of
+    (x, y), or one (x, y) tuple), taken with `torch.autograd.grad`: `.grad` is untouched.
+    Per module that owns a `weight`, in forward order: mean |g|, L2 ||g||, max |g|.
+    ratio = ||g|| of the first conv/linear (weight.ndim >= 2) / that of the last.
+    Vanishing: ratio < vanish_ratio. Exploding: a non-finite gradient, any ||g|| >
+    explode_norm, or ratio > 1 / vanish_ratio. All gradients zero: `no_gradient`.
+    Train mode by default (as a training step sees it); BatchNorm running statistics and
+    the RNG are restored afterwards.
+    """
+    needs_gradients("gradient_flow")
+    model = unwrap(model)
+    if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
+        batches = [batches]
+    modules = _weighted_modules(model)
+    sums, order, n = _gradient_sums(model, modules, batches, loss_fn, train)
+    layers = []
+    for name in order:  # forward order, first call of each module
+        g = sums[name] / n
+        layers.append(
+            GradLayer(
+                name,
+                type(modules[name]).__name__,
+                float(g.abs().mean()),
+                float(g.norm()),
+                float(g.abs().max()),
+                g.numel(),
+            )
+        )
+    return _flow(modules, layers, n, vanish_ratio, explode_norm)
+
+
+def _gradient_sums(
+    model: nn.Module, modules: dict[str, nn.Module], data, loss_fn: Callable, train: bool
+) -> tuple[dict[str, Tensor], list[str], int]:
+    """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
+    forward first calls them, the number of samples)."""
+    weights = [m.weight for m in modules.values()]
+    sums = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
+    device, n = device_of(model), 0
+    with (
+        preserved(model, train=train, requires_grad=None),
+        CallOrder(model, modules) as order,
+        torch.enable_grad(),
+    ):
+        for w in weights:
+            w.requires_grad_(True)  # frozen layers are measured too (restored on exit)
+        for x, y in iter_batches(data, 256, labels=True):
+            logits = forward(model, check_images(x, flat=True).to(device))
+            grads = torch.autograd.grad(
+                _loss(loss_fn, logits, y.to(device)), weights, allow_unused=True
+            )
+            for total, g in zip(sums, grads, strict=True):
+                if g is not None:
+                    total += g.double() * len(x)  # mean loss over all samples
+            n += len(x)
+    if n == 0:
+        raise DataError("batches: no (x, y) batch given")
+    return dict(zip(modules, sums, strict=True)), order.first_calls(), n
+
+
+def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
+    """loss_fn(logits, y); labels that do not fit the logits are the user's input."""
+    try:
+        return loss_fn(logits, y)
+    except (RuntimeError, IndexError, ValueError) as e:  # e.g. a label >= the class count
+        raise DataError(
+            f"data: the loss cannot be computed from logits {tuple(logits.shape)} and labels "
+            f"{tuple(y.shape)} ({e}); labels must be class indices 0..{logits.shape[-1] - 1}, "
+            "one per image"
+        ) from e
+
+
+def _flow(modules, layers, n, vanish_ratio, explode_norm) -> GradientFlow:
+    main = [l for l in layers if modules[l.name].weight.ndim >= 2] or layers
+    first, last = (main[0].l2, main[-1].l2) if main else (math.nan, math.nan)
+    if last > 0:
+        ratio = first / last
+    else:
+        ratio = math.inf if first > 0 else math.nan
+    norms = [l.l2 for l in layers]
+    exploding = (
+        not all(math.isfinite(v) for v in norms)
+        or any(v > explode_norm for v in norms)
+        or (math.isfinite(ratio) and ratio > 1 / vanish_ratio)
+    )
+    vanishing = ratio < vanish_ratio  # nan compares False
+    return GradientFlow(tuple(layers), ratio, vanishing, exploding, n, vanish_ratio, explode_norm)

@@ -1,0 +1,248 @@
+"""Statistics of every activation site: dead and sleeping units (notes §4.3) and the mean,
+spread and saturation of each activation's output (§4.2).
+
+Activations are found where they are computed (`cnnlab.inspect.ActivationSites`); what each
+one does (ReLU family, saturation band) comes from `cnnlab.design.activations`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.design.activations import ACTIVATIONS, Activation
+from cnnlab.diagnose.jsonable import jsonable
+from cnnlab.errors import DataError, ExplainError
+from cnnlab.inspect import (
+    ActivationSites,
+    batches,
+    check_images,
+    device_of,
+    forward,
+    preserved,
+    unwrap,
+)
+
+# Views of the activation table, under the names `cnnlab.diagnose` has always exported.
+RELU_FAMILY = frozenset(a.name for a in ACTIVATIONS.values() if a.rectifier)
+SATURATION = {a.name: a.saturates for a in ACTIVATIONS.values() if a.saturates is not None}
+
+
+# --- recording activations ---------------------------------------------------------------------
+
+
+class _Site:
+    """Running statistics of one activation site, accumulated batch by batch."""
+
+    def __init__(self, activation: Activation, channels: int, moments: bool) -> None:
+        self.activation = activation
+        self.kind = activation.name
+        self.channels = channels
+        self.moments = moments  # mean/std/range/saturation too (activation_stats), or not
+        self.count = 0
+        self.nonpositive = 0
+        self.saturated = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self.ever_positive = torch.zeros(channels, dtype=torch.bool)
+
+    def add(self, y: Tensor) -> None:
+        y = y.detach()
+        # (N, C, ...) -> (C,): channel c is dead if no input, at no position, makes it > 0
+        others = [0, *range(2, y.ndim)]
+        self.ever_positive |= (y.amax(dim=others) > 0).cpu()
+        self.count += y.numel()
+        self.nonpositive += int((y <= 0).sum())
+        if not self.moments:
+            return
+        self.total += float(y.sum(dtype=torch.float64))
+        self.total_sq += float(torch.square(y).sum(dtype=torch.float64))
+        low, high = torch.aminmax(y)
+        self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
+        if self.activation.saturates is not None:
+            self.saturated += int(self.activation.saturated(y).sum())
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ExplainError(f"{name} is a share of units, from 0 to 1; got {value}")
+
+
+def _record(
+    model: nn.Module, data, batch_size: int, train: bool, moments: bool = False
+) -> tuple[dict[str, _Site], int]:
+    """Run data through the model (no grad), accumulating statistics per activation site."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ExplainError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    sites: dict[str, _Site] = {}
+
+    def on_call(name: str, activation: Activation, y: Tensor) -> None:
+        site = sites.get(name)
+        if site is None:
+            site = sites[name] = _Site(activation, y.shape[1], moments)
+        if y.shape[1] != site.channels:
+            raise DataError(f"activation {name}: channel count changed between batches")
+        site.add(y)
+
+    model = unwrap(model)
+    device, n = device_of(model), 0
+    with preserved(model, train=train), torch.no_grad(), ActivationSites(model, on_call):
+        for x, _ in batches(data, batch_size):
+            forward(model, check_images(x, flat=True).to(device))
+            n += len(x)
+    if n == 0:
+        raise DataError("data: no images (an empty tensor or iterable)")
+    return sites, n
+
+
+# --- dead units (§4.3) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLayer:
+    """One ReLU-family activation site: how many channels never fire, and how sparse it is."""
+
+    name: str
+    kind: str
+    channels: int
+    dead: int
+    dead_channels: tuple[int, ...]
+    sparsity: float  # share of activations <= 0 over all inputs, positions and channels
+    flagged: bool
+
+    @property
+    def dead_share(self) -> float:
+        return self.dead / self.channels
+
+
+@dataclass(frozen=True)
+class DeadUnits:
+    layers: tuple[DeadLayer, ...]
+    samples: int
+    threshold: float
+    sparsity_threshold: float
+
+    @property
+    def flagged(self) -> tuple[DeadLayer, ...]:
+        return tuple(layer for layer in self.layers if layer.flagged)
+
+    def to_dict(self) -> dict:
+        layers = [{**asdict(layer), "dead_share": layer.dead_share} for layer in self.layers]
+        for layer in layers:
+            layer["dead_channels"] = list(layer["dead_channels"])
+        return {
+            "samples": self.samples,
+            "threshold": self.threshold,
+            "sparsity_threshold": self.sparsity_threshold,
+            "layers": layers,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"dead units on {self.samples} inputs (flag: dead share > {self.threshold:.0%})"]
+        for l in self.layers:
+            flag = "  <- flagged" if l.flagged else ""
+            lines.append(
+                f"  {l.name:<24} {l.kind:<10} dead {l.dead:>4}/{l.channels:<4} "
+                f"sparsity {l.sparsity:6.1%}{flag}"
+            )
+        return "\n".join(lines)
+
+
+def dead_units(
+    model: nn.Module,
+    data,
+    threshold: float = 0.1,
+    sparsity_threshold: float = 0.95,
+    *,
+    batch_size: int = 256,
+    train: bool = False,
+) -> DeadUnits:
+    """Dead and sleeping units after every ReLU-family activation (notes §4.3).
+
+    A channel is *dead* when its output is never > 0 for any input of `data` at any spatial
+    position: for ReLU/ReLU6 that means always exactly 0, so no gradient reaches it. For
+    activations with a non-flat negative side (LeakyReLU, PReLU, ELU, SELU, GELU, SiLU, ...)
+    the same rule "never positive" is used: such a unit still passes a small gradient, but it
+    carries no positive signal. Sparsity is the share of activations <= 0. A layer is flagged
+    when its dead share exceeds `threshold` or its sparsity exceeds `sparsity_threshold`.
+
+    data: a float Tensor (N, C, H, W), already normalised, an (images, labels) pair, an
+    object with such .images and .labels, or an iterable of (x, y) batches (labels are not
+    used). A data set's raw uint8 ImageSet is refused: normalise it first (Run.preprocess).
+    The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
+    """
+    _check_fraction("threshold", threshold)
+    _check_fraction("sparsity_threshold", sparsity_threshold)
+    sites, n = _record(model, data, batch_size, train)
+    layers = []
+    for name, site in sites.items():
+        if not site.activation.rectifier:
+            continue
+        dead = (~site.ever_positive).nonzero().flatten().tolist()
+        sparsity = site.nonpositive / site.count
+        flagged = len(dead) / site.channels > threshold or sparsity > sparsity_threshold
+        layers.append(
+            DeadLayer(name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged)
+        )
+    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold)
+
+
+# --- activation statistics (§4.2) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActivationLayer:
+    name: str
+    kind: str
+    mean: float
+    std: float
+    min: float
+    max: float
+    saturated: float | None  # share within SATURATION[kind] of a bound; None if unbounded
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    layers: tuple[ActivationLayer, ...]
+    samples: int
+    bands: dict = field(default_factory=lambda: dict(SATURATION))
+
+    def to_dict(self) -> dict:
+        return {
+            "samples": self.samples,
+            "saturation_bands": dict(self.bands),
+            "layers": [{k: jsonable(v) for k, v in asdict(l).items()} for l in self.layers],
+        }
+
+    def __str__(self) -> str:
+        lines = [f"activation statistics on {self.samples} inputs"]
+        for l in self.layers:
+            sat = "" if l.saturated is None else f" saturated {l.saturated:6.1%}"
+            lines.append(f"  {l.name:<24} {l.kind:<10} mean {l.mean:+.3f} std {l.std:.3f}{sat}")
+        return "\n".join(lines)
+
+
+def activation_stats(
+    model: nn.Module, data, *, batch_size: int = 256, train: bool = False
+) -> ActivationStats:
+    """Mean, std, range and saturated share of every activation's output (notes §4.2).
+
+    Saturated: sigmoid outputs within 0.01 of 0 or 1, tanh outputs within 0.01 of -1 or +1
+    (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
+    hardtanh/hardsigmoid exactly at a bound. ReLU-family outputs are unbounded above: None.
+    data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
+    and .labels, or an iterable of (x, y) batches; eval mode by default.
+    """
+    sites, n = _record(model, data, batch_size, train, moments=True)
+    layers = []
+    for name, s in sites.items():
+        mean = s.total / s.count
+        std = math.sqrt(max(s.total_sq / s.count - mean * mean, 0.0))
+        saturated = s.saturated / s.count if s.activation.saturates is not None else None
+        layers.append(ActivationLayer(name, s.kind, mean, std, s.low, s.high, saturated))
+    return ActivationStats(tuple(layers), n)

@@ -1,0 +1,81 @@
+"""Batches of (images, labels) from whatever a user holds: a tensor, an (images, labels)
+pair, a data set (`ImageSet`, anything with .images and .labels), or an iterable of batches
+(a DataLoader). Explain, diagnose, the report and the lab all read their data through here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import DataError, ExplainError
+
+
+def batches(
+    data: Any, batch_size: int, *, labels: bool = False
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """(x, y) batches from a Tensor (N, C, H, W), an (images, labels) pair (images (N, ...),
+    labels (N,)), an object with .images/.labels, or an iterable of (x, y) batches or bare x
+    (a 1-item batch, as a DataLoader of a TensorDataset(x) gives, is x). y is None where no
+    labels are given; labels=True: DataError there instead."""
+    for x, y in _batches(data, batch_size):
+        if labels and y is None:
+            raise DataError(
+                "these data have no labels: give (images, labels) or an iterable of (x, y) batches"
+            )
+        yield x, y
+
+
+def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+    if isinstance(data, Tensor):
+        for i in range(0, len(data), batch_size):
+            yield data[i : i + batch_size], None
+        return
+    if hasattr(data, "images") and hasattr(data, "labels"):
+        data = (data.images, data.labels)
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+        and data[0].dim() >= 2
+        and data[1].dim() == 1
+        and len(data[0]) == len(data[1])
+    ):
+        images, labels = data
+        for i in range(0, len(images), batch_size):
+            yield images[i : i + batch_size], labels[i : i + batch_size]
+        return
+    try:
+        items = iter(data)
+    except TypeError as error:
+        raise ExplainError(
+            f"data must be a Tensor (N, C, H, W), an (images, labels) pair or an iterable of "
+            f"(x, y) batches, got {type(data).__name__}"
+        ) from error
+    for item in items:
+        if isinstance(item, tuple | list) and len(item) >= 2:
+            yield item[0], item[1]
+        elif isinstance(item, tuple | list) and len(item) == 1:
+            yield item[0], None
+        elif isinstance(item, Tensor):
+            yield item, None
+        else:
+            raise ExplainError("each batch of data must be an (x, y) pair or a Tensor x")
+
+
+def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """Images ready for the model: preprocess(x) if given, else uint8 → [0, 1] float."""
+    if preprocess is not None:
+        return preprocess(x)
+    if not x.is_floating_point():
+        return x.float() / 255.0
+    return x
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's tensors live (its first parameter or buffer; CPU if it has none)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

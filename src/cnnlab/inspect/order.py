@@ -1,0 +1,137 @@
+"""A model's layers by name and in forward order.
+
+Layers are named by their dotted module name, as `model.named_modules()` names them
+(`features.3`, `layer4.1.relu`). Registration order is not the order images meet them (a
+model may register its head first), so "the last spatial layer" and "the first conv" are
+read from a forward pass (`trace`, `first_called`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import ExplainError
+from cnnlab.inspect.logits import OutputSelector, check_images, forward
+from cnnlab.inspect.preserve import preserved
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Dotted names of every submodule (the root excluded), in registration order."""
+    return [name for name, _ in model.named_modules() if name]
+
+
+def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called `name`; ExplainError listing the valid names otherwise."""
+    modules = dict(model.named_modules())
+    if not isinstance(name, str) or not name or name not in modules:
+        valid = ", ".join(layer_names(model)) or "(the model has no submodules)"
+        raise ExplainError(f"unknown layer {name!r}; valid layer names: {valid}")
+    return modules[name]
+
+
+class CallOrder:
+    """`with CallOrder(model, names) as order:` records, in `order.calls`, every call of the
+    named modules (None: every submodule; "" is the model itself) as (name, output shape, or
+    None for a non-tensor output), in the order the calls finish: children before parents."""
+
+    def __init__(self, model: nn.Module, names: Iterable[str] | None = None):
+        modules = dict(model.named_modules())  # "" is the model itself
+        if names is None:
+            self.modules = {name: m for name, m in modules.items() if name}
+        else:
+            self.modules = {
+                n: modules[n] if n in modules else resolve_layer(model, n) for n in names
+            }
+        self.calls: list[tuple[str, tuple | None]] = []
+        self._handles: list[Any] = []
+
+    def _hook(self, name: str) -> Callable:
+        def hook(module: nn.Module, inputs: Any, out: Any) -> None:
+            self.calls.append((name, tuple(out.shape) if isinstance(out, Tensor) else None))
+
+        return hook
+
+    def __enter__(self) -> CallOrder:
+        self.calls = []
+        for name, module in self.modules.items():
+            self._handles.append(module.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def first_calls(self) -> list[str]:
+        """The names called, each once, in the order of its first call."""
+        return list(dict.fromkeys(name for name, _ in self.calls))
+
+
+def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tuple[str, tuple]]:
+    """(name, output shape) of every submodule with a tensor output, in the order their forward
+    calls finish (children before their parent), from one no-grad pass of x[:1].
+    A module called several times appears once, at its last call."""
+    with CallOrder(model) as order, torch.no_grad():
+        forward(model, x[:1], output)
+    last: dict[str, tuple] = {}
+    for name, shape in order.calls:
+        if shape is not None:
+            last.pop(name, None)
+            last[name] = shape
+    return list(last.items())
+
+
+def is_spatial(shape: tuple) -> bool:
+    """A 4-D (B, C, H, W) output with more than one position."""
+    return len(shape) == 4 and shape[2] * shape[3] > 1
+
+
+def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
+    """Names of the layers with a 4-D output with H·W > 1, in forward order."""
+    return [name for name, shape in trace(model, x, output) if is_spatial(shape)]
+
+
+def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
+    """The last module, in forward order, whose output is 4-D with H·W > 1 (DESIGN.md): for a
+    plain CNN its last conv block's activation, for a ResNet its last stage."""
+    spatial = spatial_layers(model, x, output)
+    if not spatial:
+        raise ExplainError("the model has no layer with a spatial (B, C, H, W) output, H·W > 1")
+    return spatial[-1]
+
+
+class _Found(Exception):
+    """Raised by a pre-hook to stop a forward pass once it has seen what it looked for."""
+
+
+def first_called(model: nn.Module, kind: type[nn.Module], x: Tensor) -> str | None:
+    """Dotted name of the first `kind` module the forward pass of x calls (None: none is).
+
+    A pre-hook stops the pass there, before that module runs: only the code before it must
+    accept x, so the channels and size a later layer expects do not matter. Any other error
+    of the forward pass propagates (the caller may try another input).
+    """
+    found: list[str] = []
+
+    def stop(name: str) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> None:
+            found.append(name)
+            raise _Found
+
+        return hook
+
+    named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, kind)]
+    handles = [m.register_forward_pre_hook(stop(n)) for n, m in named]
+    try:
+        with preserved(model), torch.no_grad():
+            model(check_images(x))
+    except _Found:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found[0] if found else None  # found[0] even if the model swallowed _Found

@@ -1,0 +1,105 @@
+"""The user's model left exactly as it was: `preserved(model)` around every look inside it.
+
+Looking inside a model needs it in eval mode (each image's result independent of the rest of
+the batch), often with its parameters frozen (no weight gradient computed), and with hooks
+on its layers. None of that may outlive the call: after the block each module's train/eval
+flag, each parameter's `requires_grad` and the module's own hooks are as they were, and,
+after a train-mode forward, so are the buffers (BatchNorm's running statistics) and the
+random-number generators (dropout draws from them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ExplainError
+
+# The per-module hook tables; a hook added to one of them inside `preserved` is removed after.
+_HOOK_TABLES = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+# Side tables keyed by the same handle ids (torch keeps flags for some forward hooks there).
+_HOOK_FLAGS = (
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks_with_kwargs",
+)
+
+
+@contextmanager
+def preserved(
+    model: nn.Module, *, train: bool = False, requires_grad: bool | None = False
+) -> Iterator[nn.Module]:
+    """Inside the block: `model` in eval mode (train=True: train mode) with every parameter's
+    requires_grad set to `requires_grad` (None: left alone). Afterwards, restored: every
+    module's mode, every parameter's requires_grad, every module's hooks (one added inside is
+    removed); with train=True also the buffers and the torch RNG states, which a train-mode
+    forward moves (BatchNorm statistics, dropout masks).
+
+    Frozen parameters (the default) make a forward save fewer tensors and a backward compute
+    no weight gradient: the methods that need input or layer gradients only are faster.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    hooks = [(m, {t: set(getattr(m, t)) for t in _HOOK_TABLES}) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
+    rng = torch.get_rng_state() if train else None
+    cuda_rng = torch.cuda.get_rng_state_all() if train and torch.cuda.is_initialized() else None
+    try:
+        model.train(train)
+        if requires_grad is not None:
+            for p, _ in grads:
+                p.requires_grad_(requires_grad)
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
+        for p, flag in grads:
+            p.requires_grad_(flag)
+        _remove_new_hooks(hooks)
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        if rng is not None:
+            torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def _remove_new_hooks(before: list[tuple[nn.Module, dict[str, set]]]) -> None:
+    """Drop every hook registered since `before` was taken (a handle left by a failed call)."""
+    for module, tables in before:
+        for table, ids in tables.items():
+            for key in set(getattr(module, table)) - ids:
+                del getattr(module, table)[key]
+                for flags in _HOOK_FLAGS:
+                    getattr(module, flags, {}).pop(key, None)
+
+
+# `with inspecting(model):` is `with preserved(model):` (eval mode, frozen parameters), the
+# name explain and the explorer were written with.
+inspecting = preserved
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module that holds the weights: DDP and torch.compile wrappers are looked through,
+    so hooks land on modules that run and names are the user's (`features.3`, not
+    `module.features.3`)."""
+    while isinstance(model, nn.parallel.DistributedDataParallel) and isinstance(
+        getattr(model, "module", None), nn.Module
+    ):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def needs_gradients(method: str) -> None:
+    """ExplainError inside `torch.inference_mode()`: `method` takes gradients, and inference
+    mode makes every tensor computed in it a tensor without autograd history, which
+    `torch.enable_grad()` cannot undo (`torch.no_grad()` around a call is fine)."""
+    if torch.is_inference_mode_enabled():
+        raise ExplainError(
+            f"{method} needs gradients, and torch.inference_mode() switches autograd off; "
+            f"call {method} outside the torch.inference_mode() block (torch.no_grad() is fine)"
+        )
