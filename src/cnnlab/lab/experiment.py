@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,15 +189,15 @@ class Context:
         seed: int,
         **config: Any,
     ) -> Trained:
-        """Train a spec, preset or nn.Module with cnnlab's trainer on `(train, test)`.
+        """Train a spec, preset or nn.Module (in place) with cnnlab's trainer on
+        `(train, test)`, writing nothing to disk. A spec is built as `untrained` builds it.
 
         The lab's defaults (`LAB_CONFIG`) differ from the trainer's where a claim needs it;
         `config` overrides any TrainConfig field (epochs, lr, precision, label_smoothing, ...).
         """
         cfg = TrainConfig(**{**LAB_CONFIG, "seed": seed, **config})
         history: list[dict[str, Any]] = []
-        with tempfile.TemporaryDirectory(prefix="cnnlab-lab-") as out:
-            metrics = train(model, data, out, cfg, on_epoch=lambda row, _: history.append(row))
+        metrics = train(model, data, None, cfg, on_epoch=lambda row, _: history.append(row))
         trained_model = metrics.pop("model")
         mean, std = _train_stats(data[0], cfg)
         return Trained(trained_model, mean, std, metrics, history)
