@@ -1,4 +1,4 @@
-"""diagnose.py against independent truths: direct counts on hand-computed activations,
+"""cnnlab.diagnose against independent truths: direct counts on hand-computed activations,
 gradients from torch.autograd, and the notes' claims (§4.2 sigmoid vanishes, §4.3 dead ReLU)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from cnnlab import diagnose
 from cnnlab.diagnose import activation_stats, dead_units, epoch_diagnostics, gradient_flow
 from cnnlab.errors import CnnlabError
 
@@ -372,3 +373,62 @@ def test_cli_json_and_table(monkeypatch, capsys):
     assert "DEAD" in out and "Gradient flow" in out and "try:" in out
     with pytest.raises(CnnlabError, match="--limit"):
         main(["diagnose", "somewhere", "--limit", "-5"])
+
+
+# --- no gradient at all ---------------------------------------------------------------------
+
+
+def zero_net() -> nn.Module:
+    """Every weight 0: ReLU(conv) is 0 everywhere, so the head's weight gradient (its input
+    times dL/dlogits) is 0, and the conv's (through the head's zero weights) is 0 too."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    return net
+
+
+def test_no_gradient_flowing_is_said_not_nan():
+    """It printed "first/last = nan" and flagged neither vanishing nor exploding."""
+    flow = gradient_flow(zero_net(), (images(8), torch.zeros(8, dtype=torch.long)))
+    assert [l.l2 for l in flow.layers] == [0.0, 0.0]  # the truth: autograd's own zeros
+    assert flow.no_gradient and "no gradient flows" in str(flow) and "nan" not in str(flow)
+    assert flow.to_dict()["no_gradient"] is True
+    assert [f.code for f in diagnose.findings(flow=flow)] == ["no-gradient"]
+    healthy = gradient_flow(FunctionalNet(), (images(8), torch.zeros(8, dtype=torch.long)))
+    assert not healthy.no_gradient and "no-gradient" not in {
+        f.code for f in diagnose.findings(flow=healthy)
+    }
+
+
+def test_cli_says_no_gradient_flows(monkeypatch, capsys):
+    from cnnlab.cli import diagnose as command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    data = types.SimpleNamespace(
+        images=torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8),
+        labels=torch.randint(0, 3, (16,)),
+    )
+    run = types.SimpleNamespace(
+        model=zero_net().eval(),
+        input_shape=(1, 8, 8),
+        dataset=lambda split="test": data,
+        preprocess=lambda im: im.float() / 255,
+    )
+    fake = types.ModuleType("cnnlab.train.rundir")
+    fake.load_run = lambda path: run
+    monkeypatch.setitem(sys.modules, "cnnlab.train.rundir", fake)
+    args = parser.parse_args(["diagnose", "somewhere"])
+    assert args.run(args) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long titles
+    assert "no gradient flows" in out and "nan" not in out and "no-gradient" in out
+
+
+def test_a_model_that_is_one_weighted_module_is_measured():
+    """The root module itself owns the weight (name ""): measured, as autograd says."""
+    torch.manual_seed(0)
+    net, x, y = nn.Linear(5, 3), torch.randn(6, 5), torch.randint(0, 3, (6,))
+    (layer,) = gradient_flow(net, (x, y)).layers
+    (g,) = torch.autograd.grad(F.cross_entropy(net(x), y), [net.weight])
+    assert layer.name == "" and layer.l2 == pytest.approx(float(g.norm()), rel=1e-5)

@@ -259,6 +259,37 @@ def test_erf_theoretical_of_a_block_comes_from_summary_and_bounds_the_gradient()
     assert erf.measured <= 11
 
 
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's pattern: grouped 3×3 convs with the channels shuffled between them by
+    view → transpose → reshape, which moves channels and leaves every pixel where it was."""
+
+    def __init__(self, groups: int = 2, width: int = 8):
+        super().__init__()
+        self.groups = groups
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.mid = nn.Conv2d(width, width, 3, padding=1, groups=groups)
+        self.last = nn.Conv2d(width, width, 3, padding=1, groups=groups)
+
+    def shuffle(self, x):
+        b, c, h, w = x.shape
+        return x.view(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+    def forward(self, x):
+        x = self.shuffle(F.relu(self.stem(x)))
+        x = self.shuffle(F.relu(self.mid(x)))
+        return self.last(x)
+
+
+def test_erf_through_a_channel_shuffle_keeps_the_field_of_three_convs():
+    """Three 3×3 convs: a 7×7 field (§3.2), whether or not channels are shuffled between them.
+    Truths: the formula and the support of autograd's input gradient, which is exactly 7×7."""
+    torch.manual_seed(0)
+    erf = effective_receptive_field(ChannelShuffle(), "last", (1, 15, 15), n=16)
+    assert support_side(erf.gradient) == 7
+    assert (erf.theoretical, erf.theoretical_source) == (7, "cnnlab.summary")
+    assert 1 <= erf.measured <= 7
+
+
 def test_centred_side_on_known_masses():
     g = torch.zeros(9, 9)
     g[4, 4] = 1.0
