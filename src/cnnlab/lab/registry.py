@@ -18,6 +18,7 @@ MODULES = (
     "ex_nonlinearity",
     "ex_heads",
     "ex_vanishing",
+    "ex_dying",
 )
 
 
