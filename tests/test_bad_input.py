@@ -207,7 +207,7 @@ def world(tmp_path_factory):
 ARGPARSE = "cli/__init__.py: argparse prints its usage line before the error (two lines)"
 NO_MODEL = "cli/train.py has no --model option yet (issue 14 item 1)"
 XFAIL = {"argparse": ARGPARSE, "no-model": NO_MODEL}
-IMPORT = "--weights {w} --data digits --out {tmp}/imp"
+IMPORT = "--weights {w} --data digits --out {out}"
 NET = "--model {nets}:make_net"  # a good reference, for the cases about weights and options
 
 # command  case-id | arguments after the command | a word the one line must hold | xfail key
@@ -225,22 +225,22 @@ data  test-label-range    | {{idx_badlabels}}                     | label 12
 data  gz-bomb             | {{idx_gzbomb}}                        | continues after
 data  download-under-file | digits --download {{image}}/d         | cannot
 data  bad-channels        | digits --channels 2                 | channels        | argparse
-train no-spec             | --out {{tmp}}/t                       | --preset
-train missing-spec        | {{tmp}}/absent.yaml --out {{tmp}}/t     | absent.yaml
-train bad-spec            | {{badspec}} --out {{tmp}}/t             | filters
-train unknown-preset      | --preset nope --out {{tmp}}/t         | nope
-train unknown-data        | {{spec}} --data nope --out {{tmp}}/t    | nope
-train epochs-0            | {{spec}} --epochs 0 --out {{tmp}}/t     | epochs
-train lr-nan              | {{spec}} --lr nan --out {{tmp}}/t       | lr
-train wd-inf              | {{spec}} --weight-decay inf --out {{tmp}}/t | decay
-train huge-seed           | {{spec}} --seed {"9" * 23} --out {{tmp}}/t | seed
+train no-spec             | --out {{out}}                       | --preset
+train missing-spec        | {{tmp}}/absent.yaml --out {{out}}     | absent.yaml
+train bad-spec            | {{badspec}} --out {{out}}             | filters
+train unknown-preset      | --preset nope --out {{out}}         | nope
+train unknown-data        | {{spec}} --data nope --out {{out}}    | nope
+train epochs-0            | {{spec}} --epochs 0 --out {{out}}     | epochs
+train lr-nan              | {{spec}} --lr nan --out {{out}}       | lr
+train wd-inf              | {{spec}} --weight-decay inf --out {{out}} | decay
+train huge-seed           | {{spec}} --seed {"9" * 23} --out {{out}} | seed
 train out-under-file      | {{spec}} --out {{image}}/run            | image.png
-train one-class           | {{spec}} --data {{oneclass}} --out {{tmp}}/t | only one class
-train bomb-strict         | {{spec}} --data {{bombdir}} --strict --out {{tmp}}/t | 10000×10000
-train test-label-range    | {{spec}} --data {{idx_badlabels}} --out {{tmp}}/t | label 12
+train one-class           | {{spec}} --data {{oneclass}} --out {{out}} | only one class
+train bomb-strict         | {{spec}} --data {{bombdir}} --strict --out {{out}} | 10000×10000
+train test-label-range    | {{spec}} --data {{idx_badlabels}} --out {{out}} | label 12
 train resume-nothing      | --resume --out {{tmp}}/absent         | absent
-train model-missing-file  | --model {{tmp}}/absent.py:f --out {{tmp}}/t | absent.py | no-model
-train model-missing-name  | --model {{nets}}:nope --out {{tmp}}/t   | nope            | no-model
+train model-missing-file  | --model {{tmp}}/absent.py:f --out {{out}} | absent.py | no-model
+train model-missing-name  | --model {{nets}}:nope --out {{out}}   | nope            | no-model
 eval  missing-run         | {{tmp}}/absent                        | absent
 eval  file-as-run         | {{image}}                             | image.png
 eval  config-not-json     | {{run_badjson}}                       | config.json
@@ -261,15 +261,15 @@ predict dir-as-image      | {{run}} {{tmp}}                         | directory
 predict top-0             | {{run}} {{image}} --top 0               | --top
 predict missing-run       | {{tmp}}/absent {{image}}                | absent
 predict weights-nan       | {{run_nanweights}} {{image}}            | model.safetensors
-explain bomb-20k          | {{run}} {{bomb20k}} --out {{tmp}}/x       | pixels
-explain named-pipe        | {{run}} {{pipe}} --out {{tmp}}/x          | named pipe
-explain missing-image     | {{run}} {{tmp}}/absent.png --out {{tmp}}/x | absent
-explain target-range      | {{run}} {{image}} --target 99 --out {{tmp}}/x | 99
-explain unknown-layer     | {{run}} {{image}} --layer nope --out {{tmp}}/x | nope
+explain bomb-20k          | {{run}} {{bomb20k}} --out {{out}}       | pixels
+explain named-pipe        | {{run}} {{pipe}} --out {{out}}          | named pipe
+explain missing-image     | {{run}} {{tmp}}/absent.png --out {{out}} | absent
+explain target-range      | {{run}} {{image}} --target 99 --out {{out}} | 99
+explain unknown-layer     | {{run}} {{image}} --layer nope --out {{out}} | nope
 explain out-under-file    | {{run}} {{image}} --out {{image}}/x       | image.png
-visualize maps-bomb-20k   | {{run}} --maps {{bomb20k}} --out {{tmp}}/v | pixels
-visualize maps-pipe       | {{run}} --maps {{pipe}} --out {{tmp}}/v   | named pipe
-visualize actmax-unknown  | {{run}} --actmax nope --out {{tmp}}/v   | nope
+visualize maps-bomb-20k   | {{run}} --maps {{bomb20k}} --out {{out}} | pixels
+visualize maps-pipe       | {{run}} --maps {{pipe}} --out {{out}}   | named pipe
+visualize actmax-unknown  | {{run}} --actmax nope --out {{out}}   | nope
 visualize out-under-file  | {{run}} --filters --out {{image}}/v     | image.png
 probe missing-run         | {{tmp}}/absent                        | absent
 probe train-0             | {{run}} --train 0                     | train
@@ -294,10 +294,10 @@ import needs-args         | --model {{nets}}:needs {IMPORT}       | depth
 import malformed-ref      | --model {{nets}} {IMPORT}             | colon
 import malformed-arg      | {NET} --model-arg w {IMPORT}         | name=value
 import arg-not-literal    | {NET} --model-arg width=x {IMPORT}   | literal
-import weights-shapes     | {NET} --weights {{wide}} --data digits --out {{tmp}}/imp | 0.weight
-import weights-pickle     | {NET} --weights {{wpt}} --data digits --out {{tmp}}/imp | safetensors
+import weights-shapes     | {NET} --weights {{wide}} --data digits --out {{out}} | 0.weight
+import weights-pickle     | {NET} --weights {{wpt}} --data digits --out {{out}} | safetensors
 import out-not-empty      | {NET} --weights {{w}} --data digits --out {{run}}   | not empty
-import unknown-data       | {NET} --weights {{w}} --data nope --out {{tmp}}/imp | nope
+import unknown-data       | {NET} --weights {{w}} --data nope --out {{out}} | nope
 import mean-not-numbers   | {NET} --mean x {IMPORT}              | --mean
 """
 
@@ -322,8 +322,9 @@ def _params():
 
 
 @pytest.mark.parametrize(("command", "argv", "word"), list(_params()))
-def test_bad_input_is_exit_2_and_one_line(world, capsys, command, argv, word):
-    args = [command, *(a.format_map(world) for a in argv)]
+def test_bad_input_is_exit_2_and_one_line(world, tmp_path, capsys, command, argv, word):
+    where = {**world, "out": str(tmp_path / "out")}  # each case its own output: independent
+    args = [command, *(a.format_map(where) for a in argv)]
     if command == "train" and "--resume" not in args:  # bound the work if a case is accepted
         args += [] if "--epochs" in args else ["--epochs", "1"]
         args += [] if "--data" in args else ["--data", "digits"]
