@@ -29,7 +29,8 @@ from cnnlab.design.summary.copying import Named, clone, copy_module, meta
 from cnnlab.design.summary.facts import Lint, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import lints
 from cnnlab.design.summary.render import shape_text
-from cnnlab.design.summary.trace import INPUT_TAG, TAG, TraceError, Tracer
+from cnnlab.design.summary.tags import INPUT_TAG, TAG
+from cnnlab.design.summary.trace import TraceError, Tracer
 from cnnlab.errors import CnnlabError, SpecError
 
 __all__ = ["Lint", "Summary", "SummaryRow", "summary"]

@@ -2,9 +2,11 @@
 (reshape, permute, indexing, split, stack, reductions): pure functions of shapes.
 
 Axes are a pair (height, width) of positions in the tensor, an entry None once that axis has
-been merged into another (flatten) or reduced away: each value then mixes every position
-along it. A channel shuffle, (B, C, H, W) -> (B, g, C/g, H, W) -> transpose -> (B, C, H, W),
-keeps both axes: its receptive field does not grow.
+been merged into channels (flatten) or reduced away: each value then mixes every position
+along it. Both at one position: height and width merged into one axis of positions (a
+(B, C, H·W) token layout), whose values are still one pixel's each. A channel shuffle,
+(B, C, H, W) -> (B, g, C/g, H, W) -> transpose -> (B, C, H, W), keeps both axes: its
+receptive field does not grow.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ def reshape(in_shape: Sequence[int], out_shape: Sequence[int], axes: Axes) -> Ax
             None,
         )
         found.append(hit)
+    h, w = axes
+    if found == [None, None] and h is not None and w is not None:
+        before = math.prod(in_shape[:h])
+        if w == h + 1:  # (..., H, W) -> (..., H·W): one axis of positions, not mixed
+            hits = [j for j, n in enumerate(out_shape) if prefix_out[j] == before]
+            j = next((j for j in hits if out_shape[j] == in_shape[h] * in_shape[w]), None)
+            return (j, j) if j is not None else (None, None)
+        if h == w:  # (..., H·W) -> (..., H, W): split back (the first split that fits)
+            for j in range(len(out_shape) - 1):
+                if prefix_out[j] == before and out_shape[j] * out_shape[j + 1] == in_shape[h]:
+                    if out_shape[j] > 1 and out_shape[j + 1] > 1:
+                        return (j, j + 1)
     return tuple(found)
 
 

@@ -166,15 +166,21 @@ def window_out(size: tuple[int, int], w: Window) -> tuple[int, int]:
     out = []
     for i in (0, 1):
         k, s, d, pads = w.kernel[i], w.stride[i], w.dilation[i], w.pads(i)
+        if w.ceil_mode and covers(size[i], w, i):  # torch allows it: one window, the whole map
+            out.append(1)
+            continue
         n = geometry.conv_output_size(size[i], k, pads, s, d)
-        if (
-            w.ceil_mode
-            and (size[i] + sum(pads) - d * (k - 1) - 1) % s
-            and n * s < size[i] + pads[0]
-        ):
-            n += 1
+        partial = (size[i] + sum(pads) - d * (k - 1) - 1) % s
+        if w.ceil_mode and partial and n * s < size[i] + pads[0]:
+            n += 1  # a last, partial window that starts inside the map
         out.append(n)
     return tuple(out)
+
+
+def covers(size: int, w: Window, axis: int) -> bool:
+    """The window is wider than its padded input (with ceil_mode torch then pools the whole
+    map once: Hugging Face's EfficientNet pools with a kernel of 1,280)."""
+    return w.dilation[axis] * (w.kernel[axis] - 1) + 1 > size + sum(w.pads(axis))
 
 
 # --- meta outputs made from known shapes ------------------------------------------------------

@@ -140,8 +140,8 @@ def linear_collapse(t: Trace) -> list[Lint]:
 def flatten_explosion(t: Trace) -> list[Lint]:
     """The first dense layer after a flatten holds more than FLATTEN_SHARE of the model."""
     d = t.dense
-    if d is None or d.params <= FLATTEN_SHARE * t.total_params:
-        return []
+    if d is None or d.params <= FLATTEN_SHARE * t.total_params or math.prod(d.shape[1:]) == 1:
+        return []  # a 1×1 map (after global pooling) is no flatten head
     return [Lint(
         "flatten-explosion", d.layer,
         f"the first dense layer after flattening {shape_text(d.shape)} into "

@@ -15,14 +15,12 @@ A call the trace cannot follow (`LostFact`) leaves the fields after it unknown (
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from cnnlab import geometry
-from cnnlab.design.activations import activation_of, activation_of_call
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary.facts import (
@@ -38,49 +36,21 @@ from cnnlab.design.summary.facts import (
     WindowFact,
 )
 from cnnlab.design.summary.macs import macs_rule
+from cnnlab.design.summary.tags import (
+    LINEAR_PATH,
+    TAG,
+    Tag,
+    activation,
+    combine,
+    first,
+    first_tensor,
+    global_rf,
+    moved,
+    same_shape_call,
+    tagged_inputs,
+)
 from cnnlab.errors import SpecError
 from cnnlab.geometry import RF
-
-TAG = "_cnnlab_tag"
-
-
-class Tag(NamedTuple):
-    """What the tracer knows about one tensor (stored on it as ``_cnnlab_tag``)."""
-
-    rf: tuple[RF, RF] | None  # receptive field along height, width; None: not followed
-    axes: ax.Axes = (None, None)  # where height and width are; None: merged or reduced
-    chain: Any = ()  # facts.Chain, SIZE_FREE or None (not followed)
-    lost: str | None = None  # the function that lost the field
-    linear: tuple[int, tuple[Window, ...]] | None = None  # WeightFact index, pools since
-    squashed_by: str | None = None  # last saturating activation through linear ops only
-    flat: tuple[str, tuple[int, ...], Any, Any] | None = None  # (layer, shape, chain, pool)
-    pad: tuple[int, int, int, int] | None = None  # zeros an F.pad just put around the map
-    last_pool: tuple[str, Window] | None = None  # the last fixed pooling window on the way
-    is_row: bool = False  # already shown as some row's output
-
-
-INPUT_TAG = Tag((geometry.INPUT_RF,) * 2, (2, 3))
-# ops through which the lint facts of §4.2/§5.2 pass: linear in their input
-_LINEAR_PATH = (
-    C.COLLAPSIBLE
-    | C.AVG_POOL
-    | C.ADAPTIVE_AVG
-    | C.RESHAPE
-    | C.PERMUTE
-    | C.SAME
-    | C.JOIN
-    | C.SPLIT
-    | C.GETITEM
-    | C.PAD
-    | C.both("add", "sub", "mean", "add_", "sub_")
-    | C.fns("__add__", "__radd__", "__iadd__", "__sub__", "__isub__", owner=C.T)
-)
-
-
-def global_rf(rf: RF, n: int, extent: int) -> RF:
-    """A unit that pools all n positions of a map whose units have field `rf` (one axis)."""
-    size = max(extent, rf.size + (n - 1) * rf.jump)
-    return RF(size=size, jump=rf.jump * n, start=rf.start + (n - 1) * rf.jump / 2)
 
 
 class TraceError(Exception):
@@ -161,7 +131,7 @@ class Tracer(TorchFunctionMode):
         its row. Cheaper than two hooks per module: hooks send every call down nn.Module's
         slow path (3 ms of a ResNet-50 trace)."""
         forward, kind, rule = module.forward, type(module).__name__, macs_rule(type(module))
-        same_shape = _same_shape_call(module)
+        same_shape = same_shape_call(module)
         leaf = not module._modules
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
@@ -208,7 +178,7 @@ class Tracer(TorchFunctionMode):
     def _row(self, module, name, kind, params, trainable, rule, leaf, output) -> None:
         """Adds the call's row: every leaf call; a container only where its output is its
         own (not a child's row)."""
-        out = _first_tensor(output)
+        out = first_tensor(output)
         if out is None:
             return
         tag = getattr(out, TAG, None)
@@ -238,7 +208,7 @@ class Tracer(TorchFunctionMode):
             out = C.meta_window(func, args, kwargs, x, w)
             if out is None:
                 out = func(*args, **kwargs)
-        tagged = _tagged(args, kwargs)
+        tagged = tagged_inputs(args, kwargs)
         if tagged:
             self._tag_outputs(func, args, kwargs, out, tagged, w)
         return out
@@ -279,14 +249,14 @@ class Tracer(TorchFunctionMode):
             return self._adaptive_tag(func, src, tag, out)
         if func in C.RESHAPE:
             return self._reshape_tag(src, tag, out)
-        moved = _moved(func, args, kwargs, src, tag, out)
-        if moved is not None:
-            return self._keep_facts(func, tag, moved)
+        new = moved(func, args, kwargs, src, tag, out)
+        if new is not None:
+            return self._keep_facts(func, tag, new)
         if func in C.JOIN or func in C.STACK:
             return self._join_tag(func, args, kwargs, tagged, out)
         if func in C.REDUCE:
             return self._reduce_tag(func, args, kwargs, src, tag, out)
-        if func in C.SAME or func in C.NORM_LIKE or C.pointwise(func) or _activation(func, args):
+        if func in C.SAME or func in C.NORM_LIKE or C.pointwise(func) or activation(func, args):
             return self._elementwise(func, args, tagged, out, kwargs)
         name = getattr(func, "__qualname__", repr(func))
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
@@ -295,7 +265,7 @@ class Tracer(TorchFunctionMode):
     # the roles ------------------------------------------------------------------------------
     def _keep_facts(self, func, tag: Tag, new: Tag) -> Tag:
         """new, with the lint facts of `tag` kept where func is linear in its input."""
-        if func in _LINEAR_PATH:
+        if func in LINEAR_PATH:
             return new
         return new._replace(linear=None, squashed_by=None, flat=None)
 
@@ -310,6 +280,9 @@ class Tracer(TorchFunctionMode):
         on_map = tag.axes == (x.dim() - 2, x.dim() - 1)
         rf = C.window_rf(tag.rf, w) if on_map and tag.rf is not None else None
         chain = (w, tag.chain) if isinstance(tag.chain, tuple) and on_map else tag.chain
+        if w.ceil_mode and on_map and all(C.covers(x.shape[-2 + i], w, i) for i in (0, 1)):
+            rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
+            chain = SIZE_FREE
         if rf is None and tag.rf is not None:
             return self._lose(func, tag)
         if func in C.CONV:
@@ -353,10 +326,10 @@ class Tracer(TorchFunctionMode):
             self.dense = DenseFact(self.layer, layer, shape, chain, n, pool)
         rf, last = tag.rf, x.dim() - 1
         if last in tag.axes and rf is not None:
-            i = tag.axes.index(last)
+            n = self._lengths(x, tag)
             rf = tuple(
-                global_rf(r, x.shape[last], self.image[i]) if j == i else r
-                for j, r in enumerate(rf)
+                global_rf(r, n[i], self.image[i]) if a == last else r
+                for i, (a, r) in enumerate(zip(tag.axes, rf, strict=True))
             )
         return Tag(rf, tag.axes, tag.chain, tag.lost, (index, ()), last_pool=tag.last_pool)
 
@@ -391,9 +364,17 @@ class Tracer(TorchFunctionMode):
         squashed = tag.squashed_by if func in C.ADAPTIVE_AVG else None
         return Tag(rf, tag.axes, SIZE_FREE, None, linear, squashed, None, None, None)
 
+    def _lengths(self, x: Tensor, tag: Tag) -> tuple[int, int]:
+        """The map's height and width in x (merged into one axis: from the image and the
+        units' spacing)."""
+        h, w = tag.axes
+        if h is not None and w is not None and h != w:
+            return x.shape[h], x.shape[w]
+        return tuple(-(-n // r.jump) for n, r in zip(self.image, tag.rf, strict=True))
+
     def _global(self, x: Tensor, tag: Tag) -> tuple[RF, RF]:
         """Each unit sees the whole map: the head of the net (§3.2)."""
-        in_map = tuple(x.shape[-2:])
+        in_map = self._lengths(x, tag)
         if in_map != (1, 1):
             self.heads.append(HeadFact(self.layer, tag.rf, tuple(x.shape[1:])))
         return tuple(global_rf(r, in_map[i], self.image[i]) for i, r in enumerate(tag.rf))
@@ -405,14 +386,15 @@ class Tracer(TorchFunctionMode):
         flat = tag.flat
         if None in axes and axes != tag.axes:  # a spatial axis merged away
             merged = [i for i, (a, b) in enumerate(zip(tag.axes, axes, strict=True)) if a != b]
-            if tag.axes == (x.dim() - 2, x.dim() - 1) and len(merged) == 2:
+            if len(merged) == 2:
                 raw = all(r.size == 1 for r in tag.rf)  # the image itself: an MLP
                 rf = self._global(x, tag)
                 shape = tuple(x.shape[1:])
                 flat = None if raw else (self.layer, shape, tag.chain, tag.last_pool)
             else:
+                n = self._lengths(x, tag)
                 rf = tuple(
-                    global_rf(r, x.shape[tag.axes[i]], self.image[i]) if i in merged else r
+                    global_rf(r, n[i], self.image[i]) if i in merged else r
                     for i, r in enumerate(tag.rf)
                 )
             linear = tag.linear if tag.axes == (None, None) else None
@@ -435,7 +417,7 @@ class Tracer(TorchFunctionMode):
         if len(spatial) == 2:
             rf = list(self._global(x, tag))
         for i in spatial if len(spatial) == 1 else ():
-            rf[i] = global_rf(rf[i], x.shape[tag.axes[i]], self.image[i])
+            rf[i] = global_rf(rf[i], self._lengths(x, tag)[i], self.image[i])
         if func in C.REDUCES_SHAPE and out.dim() < x.dim():
             for ndim, d in enumerate(reversed(dims)):  # highest first: lower ones stay put
                 axes, _ = ax.removed(d, x.dim() - ndim, axes)
@@ -449,130 +431,33 @@ class Tracer(TorchFunctionMode):
         if len(tagged) == 1:
             src, tag = tagged[0]
             axes = ax.aligned(src.dim(), out.dim(), tag.axes) if align else tag.axes
-            act = _activation(func, args, kwargs)
+            act = activation(func, args, kwargs)
             squashed = self.layer if act is not None and act.saturates is not None else None
             new = tag._replace(axes=axes, pad=None, is_row=False)
             if squashed is not None:
                 return new._replace(linear=None, flat=None, squashed_by=squashed)
-            keep = func in _LINEAR_PATH or func in C.COLLAPSIBLE
+            keep = func in LINEAR_PATH or func in C.COLLAPSIBLE
             return new if keep else new._replace(linear=None, squashed_by=None, flat=None)
         tags = [t for _, t in tagged]
         if any(t.rf is None for t in tags):
             lost = next(t for t in tags if t.rf is None)
             return lost._replace(is_row=False)
-        src, tag = max(tagged, key=lambda p: p[1].rf[0].size * p[1].rf[1].size)
-        axes = ax.aligned(src.dim(), out.dim(), tag.axes) if align else tag.axes
-        keep = func in _LINEAR_PATH
+        rf, axes, tag = combine(tagged, out, align)
+        keep = func in LINEAR_PATH
         chain = next((t.chain for t in tags if isinstance(t.chain, tuple)), tag.chain)
         return Tag(
-            tag.rf,
+            rf,
             axes,
             chain,
             None,
             None,  # two branches: one linear map cannot replace the pair (§4.1)
-            _first(t.squashed_by for t in tags) if keep else None,
-            _first(t.flat for t in tags) if keep else None,
+            first(t.squashed_by for t in tags) if keep else None,
+            first(t.flat for t in tags) if keep else None,
             None,
-            _first(t.last_pool for t in tags),
+            first(t.last_pool for t in tags),
         )
 
     def _lose(self, func, tag: Tag) -> Tag:
         name = getattr(func, "__qualname__", repr(func))
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
-
-
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def _tagged(args: tuple, kwargs: dict) -> list[tuple[Tensor, Tag]]:
-    """(tensor, tag) of every input that carries a tag, lists (torch.cat) included."""
-    found = []
-    for a in (*args, *kwargs.values()) if kwargs else args:
-        for t in a if type(a) in (list, tuple) else (a,):
-            tag = getattr(t, TAG, None)
-            if tag is not None:
-                found.append((t, tag))
-    return found
-
-
-def _moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
-    """The tag of a permute, split or index output (values moved, not computed); None for
-    other calls."""
-    if func in C.PERMUTE:
-        axes = _permuted(func, args, kwargs, x.dim(), tag.axes)
-        return tag._replace(axes=axes, pad=None, is_row=False)
-    if func in C.SPLIT:
-        at = 2 if func.__name__ in ("chunk", "split", "tensor_split", "split_with_sizes") else 1
-        dim = C.arg(args, kwargs, at, "dim", 0)
-        axes = tag.axes
-        if out.dim() < x.dim():  # unbind, select
-            axes, _ = ax.removed(dim, x.dim(), axes)
-        chain = None if ax._norm(dim, x.dim()) in tag.axes else tag.chain
-        return tag._replace(axes=axes, chain=chain, pad=None, is_row=False)
-    if func in C.GETITEM:
-        found = ax.index(args[1], x.shape, tag.axes)
-        if found is None:
-            return None
-        axes, steps = found
-        rf, chain = tag.rf, tag.chain
-        if steps != (1, 1) and rf is not None:
-            rf = tuple(RF(r.size, r.jump * s, r.start) for r, s in zip(rf, steps, strict=True))
-        if tuple(out.shape[a] for a in axes if a is not None) != tuple(
-            x.shape[a] for a in tag.axes if a is not None
-        ):
-            chain = None  # a crop: the size no longer follows the windows
-        return tag._replace(rf=rf, axes=axes, chain=chain, pad=None, is_row=False)
-    return None
-
-
-def _permuted(func, args, kwargs, ndim: int, axes: ax.Axes) -> ax.Axes:
-    name = func.__name__
-    if name == "permute":
-        order = args[1:] if len(args) > 2 else C.arg(args, kwargs, 1, "dims")
-        return ax.permute(list(order), axes)
-    if name in ("movedim", "moveaxis"):
-        return ax.movedim(C.arg(args, kwargs, 1, "source"), C.arg(args, kwargs, 2, "destination"),
-                          ndim, axes)  # fmt: skip
-    if name in ("t", "T") or ndim < 2:
-        return ax.swap(0, 1, ndim, axes) if ndim == 2 else axes
-    if name == "mT":
-        return ax.swap(-2, -1, ndim, axes)
-    return ax.swap(C.arg(args, kwargs, 1, "dim0"), C.arg(args, kwargs, 2, "dim1"), ndim, axes)
-
-
-def _activation(func, args, kwargs=None):
-    try:
-        return activation_of_call(func, args, kwargs)
-    except (TypeError, IndexError):
-        return None
-
-
-def _same_shape_call(module: nn.Module) -> Callable | None:
-    """The call a shape-keeping module of exactly this type makes (its forward is torch's,
-    not overridden): BatchNorm2d, dropout, the activations of the table."""
-    kind = type(module)
-    if kind is nn.BatchNorm2d:
-        return torch.nn.functional.batch_norm
-    if kind in (nn.Dropout, nn.Dropout2d):
-        return torch.nn.functional.dropout
-    act = activation_of(module)
-    if act is not None and kind in act.modules and kind is not nn.PReLU:
-        return act.functions[0]
-    return None
-
-
-def _first(values: Iterable[Any]) -> Any:
-    return next((v for v in values if v is not None), None)
-
-
-def _first_tensor(output: Any) -> Tensor | None:
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        return next((t for t in map(_first_tensor, output) if t is not None), None)
-    if hasattr(output, "to_tuple"):  # Hugging Face's ModelOutput
-        return _first_tensor(output.to_tuple())
-    return None

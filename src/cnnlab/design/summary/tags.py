@@ -1,0 +1,178 @@
+"""The tag a traced tensor carries, and the pure rules that make an output's tag from its
+inputs' where values are moved rather than computed (permute, split, index) or combined
+element-wise across branches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab import geometry
+from cnnlab.design.activations import activation_of, activation_of_call
+from cnnlab.design.summary import axes as ax
+from cnnlab.design.summary import calls as C
+from cnnlab.design.summary.facts import Window
+from cnnlab.geometry import RF
+
+TAG = "_cnnlab_tag"
+
+
+class Tag(NamedTuple):
+    """What the tracer knows about one tensor (stored on it as ``_cnnlab_tag``)."""
+
+    rf: tuple[RF, RF] | None  # receptive field along height, width; None: not followed
+    axes: ax.Axes = (None, None)  # where height and width are; None: merged or reduced
+    chain: Any = ()  # facts.Chain, SIZE_FREE or None (not followed)
+    lost: str | None = None  # the function that lost the field
+    linear: tuple[int, tuple[Window, ...]] | None = None  # WeightFact index, pools since
+    squashed_by: str | None = None  # last saturating activation through linear ops only
+    flat: tuple[str, tuple[int, ...], Any, Any] | None = None  # (layer, shape, chain, pool)
+    pad: tuple[int, int, int, int] | None = None  # zeros an F.pad just put around the map
+    last_pool: tuple[str, Window] | None = None  # the last fixed pooling window on the way
+    is_row: bool = False  # already shown as some row's output
+
+
+INPUT_TAG = Tag((geometry.INPUT_RF,) * 2, (2, 3))
+# ops through which the lint facts of §4.2/§5.2 pass: linear in their input
+LINEAR_PATH = (
+    C.COLLAPSIBLE
+    | C.AVG_POOL
+    | C.ADAPTIVE_AVG
+    | C.RESHAPE
+    | C.PERMUTE
+    | C.SAME
+    | C.JOIN
+    | C.SPLIT
+    | C.GETITEM
+    | C.PAD
+    | C.both("add", "sub", "mean", "add_", "sub_")
+    | C.fns("__add__", "__radd__", "__iadd__", "__sub__", "__isub__", owner=C.T)
+)
+
+
+def global_rf(rf: RF, n: int, extent: int) -> RF:
+    """A unit that pools all n positions of a map whose units have field `rf` (one axis)."""
+    size = max(extent, rf.size + (n - 1) * rf.jump)
+    return RF(size=size, jump=rf.jump * n, start=rf.start + (n - 1) * rf.jump / 2)
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def tagged_inputs(args: tuple, kwargs: dict) -> list[tuple[Tensor, Tag]]:
+    """(tensor, tag) of every input that carries a tag, lists (torch.cat) included."""
+    found = []
+    for a in (*args, *kwargs.values()) if kwargs else args:
+        for t in a if type(a) in (list, tuple) else (a,):
+            tag = getattr(t, TAG, None)
+            if tag is not None:
+                found.append((t, tag))
+    return found
+
+
+def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[RF, RF], ax.Axes, Tag]:
+    """Field and axes of an element-wise result of several tagged inputs, and the tag of the
+    input it follows. Per axis the largest field wins (through branches: the largest), its
+    jump and start from an input that spans the output along that axis: a gate broadcast
+    from 1×1 (squeeze-and-excitation) widens the field, not the spacing of the units."""
+    spans = []  # (tensor, tag, axes in the output, spans along height, width)
+    for t, tag in tagged:
+        axes = ax.aligned(t.dim(), out.dim(), tag.axes) if align else tag.axes
+        offset = out.dim() - t.dim() if align else 0
+        full = tuple(
+            a is not None and t.shape[a - offset] == out.shape[a] for a in axes
+        )  # fmt: skip
+        spans.append((t, tag, axes, full))
+    lead = next((p for p in spans if all(p[3])), spans[0])
+    rf = []
+    for i in (0, 1):
+        size = max(p[1].rf[i].size for p in spans)
+        best = max((p for p in spans if p[3][i]), key=lambda p: p[1].rf[i].size, default=lead)
+        r = best[1].rf[i]
+        rf.append(r if r.size == size else RF(size, r.jump, r.start))
+    return tuple(rf), lead[2], lead[1]
+
+
+def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
+    """The tag of a permute, split or index output (values moved, not computed); None for
+    other calls."""
+    if func in C.PERMUTE:
+        axes = _permuted(func, args, kwargs, x.dim(), tag.axes)
+        return tag._replace(axes=axes, pad=None, linear=None, is_row=False)
+    if func in C.SPLIT:
+        at = 2 if func.__name__ in ("chunk", "split", "tensor_split", "split_with_sizes") else 1
+        dim = C.arg(args, kwargs, at, "dim", 0)
+        axes = tag.axes
+        if out.dim() < x.dim():  # unbind, select
+            axes, _ = ax.removed(dim, x.dim(), axes)
+        chain = None if ax._norm(dim, x.dim()) in tag.axes else tag.chain
+        return tag._replace(axes=axes, chain=chain, pad=None, linear=None, is_row=False)
+    if func in C.GETITEM:
+        found = ax.index(args[1], x.shape, tag.axes)
+        if found is None:
+            return None
+        axes, steps = found
+        rf, chain = tag.rf, tag.chain
+        if steps != (1, 1) and rf is not None:
+            rf = tuple(RF(r.size, r.jump * s, r.start) for r, s in zip(rf, steps, strict=True))
+        if tuple(out.shape[a] for a in axes if a is not None) != tuple(
+            x.shape[a] for a in tag.axes if a is not None
+        ):
+            chain = None  # a crop: the size no longer follows the windows
+        return tag._replace(rf=rf, axes=axes, chain=chain, pad=None, linear=None, is_row=False)
+    return None
+
+
+def _permuted(func, args, kwargs, ndim: int, axes: ax.Axes) -> ax.Axes:
+    name = func.__name__
+    if name == "permute":
+        order = args[1:] if len(args) > 2 else C.arg(args, kwargs, 1, "dims")
+        return ax.permute(list(order), axes)
+    if name in ("movedim", "moveaxis"):
+        return ax.movedim(C.arg(args, kwargs, 1, "source"), C.arg(args, kwargs, 2, "destination"),
+                          ndim, axes)  # fmt: skip
+    if name in ("t", "T") or ndim < 2:
+        return ax.swap(0, 1, ndim, axes) if ndim == 2 else axes
+    if name == "mT":
+        return ax.swap(-2, -1, ndim, axes)
+    return ax.swap(C.arg(args, kwargs, 1, "dim0"), C.arg(args, kwargs, 2, "dim1"), ndim, axes)
+
+
+def activation(func, args, kwargs=None):
+    try:
+        return activation_of_call(func, args, kwargs)
+    except (TypeError, IndexError):
+        return None
+
+
+def same_shape_call(module: nn.Module) -> Callable | None:
+    """The call a shape-keeping module of exactly this type makes (its forward is torch's,
+    not overridden): BatchNorm2d, dropout, the activations of the table."""
+    kind = type(module)
+    if kind is nn.BatchNorm2d:
+        return torch.nn.functional.batch_norm
+    if kind in (nn.Dropout, nn.Dropout2d):
+        return torch.nn.functional.dropout
+    act = activation_of(module)
+    if act is not None and kind in act.modules and kind is not nn.PReLU:
+        return act.functions[0]
+    return None
+
+
+def first(values: Iterable[Any]) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def first_tensor(output: Any) -> Tensor | None:
+    if isinstance(output, Tensor):
+        return output
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return next((t for t in map(first_tensor, output) if t is not None), None)
+    if hasattr(output, "to_tuple"):  # Hugging Face's ModelOutput
+        return first_tensor(output.to_tuple())
+    return None

@@ -1,0 +1,207 @@
+"""cnnlab.summary on architectures written by other people (test_summary_zoo.py: MONAI,
+Hugging Face transformers, ShuffleNet V2 / GhostNet / Inception / Xception / SqueezeNet /
+MobileNet V3 written after their papers) and on each way a tensor can travel through a
+forward. Truths: torch's own forward (forward hooks on every leaf module), sum(p.numel()),
+torchinfo's MACs, a real forward at the input sizes the fixed-size lint names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchinfo
+from torch import nn
+
+from cnnlab.design.summary import summary
+from cnnlab.errors import CnnlabError
+from test_summary_zoo import FAMILIES, make
+
+# Lints an architecture really has at the tests' input size, and why.
+EXPECTED = {
+    # SqueezeNet 1.1's stem is a 3×3/2 conv without padding: on an even input (64 here, 224
+    # in the paper) (I − 3)/2 is not an integer and the last row and column are never read.
+    "squeezenet": {"floor"},
+}
+
+
+def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
+    """(name, output shape of one image) of every leaf module call in a real forward, and
+    the MACs summary counts that torchinfo does not: torchinfo counts a Linear on a
+    (B, ..., F) map once, not at each of its positions (a ConvNeXt's pointwise layers), and
+    takes any layer whose class name contains "Conv" for a conv (ConvNeXt's LayerNorm: one
+    MAC per parameter and position instead of one per parameter)."""
+    seen, extra, handles = [], [0], []
+
+    def hook(name):
+        def record(m, inputs, out):
+            out = out if isinstance(out, torch.Tensor) else out[0]
+            seen.append((name, tuple(out.shape[1:])))
+            n = sum(p.numel() for p in m.parameters())
+            if isinstance(m, nn.Linear) and inputs[0].dim() > 2:
+                extra[0] += n * (math.prod(inputs[0].shape[1:-1]) - 1)
+            elif "Conv" in type(m).__name__ and not isinstance(m, nn.Conv2d):
+                extra[0] -= n * (math.prod(out.shape[2:]) - 1)
+
+        return record
+
+    for name, m in model.named_modules():
+        if not list(m.children()):
+            handles.append(m.register_forward_hook(hook(name)))
+    with torch.no_grad():
+        model(torch.randn(1, *input_size))
+    for h in handles:
+        h.remove()
+    return seen, extra[0]
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_family_rows_params_and_macs_match_torch_and_torchinfo(family):
+    model, size = make(family)
+    s = summary(model, size)
+    leaves = {n for n, m in model.named_modules() if not list(m.children())}
+    calls, extra = leaf_calls(model, size)
+    assert [(r.name, r.output_shape) for r in s.rows if r.name in leaves] == calls
+    assert s.total_params == sum(p.numel() for p in model.parameters())
+    info = torchinfo.summary(model, input_size=(1, *size), verbose=0)
+    assert s.total_macs == info.total_mult_adds + extra
+    assert all(r.receptive_field is not None for r in s.rows)  # every tensor followed
+    assert {w.code for w in s.warnings} == EXPECTED.get(family, set()), s.warnings
+
+
+def test_a_channel_shuffle_does_not_grow_the_receptive_field(monkeypatch):
+    """A shuffle only reorders channels: ShuffleNet V2's fields equal those of the same net
+    without it (the shuffle replaced by the identity), and a 5×5 conv before one stays 5."""
+    model, size = make("shufflenet-v2")
+    with_shuffle = [(r.name, r.receptive_field, r.jump) for r in summary(model, size).rows]
+    monkeypatch.setattr("test_summary_zoo.channel_shuffle", lambda x, groups: x)
+    without = [(r.name, r.receptive_field, r.jump) for r in summary(model, size).rows]
+    assert with_shuffle == without
+
+    class Shuffle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 5, padding=2)
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            y = self.conv(x)  # (B, 8, H, W)
+            b, c, h, w = y.shape
+            y = y.view(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)
+            return self.out(y)
+
+    rows = {r.name: r for r in summary(Shuffle(), (3, 16, 16)).rows}
+    assert (rows["out"].receptive_field, rows["out"].jump) == (5, 1)
+
+
+def test_shufflenet_v2_at_224_has_a_head_field_of_pixels_not_astronomy():
+    """The published ShuffleNet V2 1× at 224: the last conv's field is that of its chain of
+    windows (a few hundred px), and every row is followed."""
+    model, size = make("shufflenet-v2", full=True)
+    s = summary(model, size)
+    assert len([r for r in s.rows if r.kind == "Conv2d"]) == 56
+    conv5 = next(r for r in s.rows if r.name == "conv5.0")
+    assert 224 < conv5.receptive_field < 1000 and conv5.jump == 32
+
+
+class Travels(nn.Module):
+    """A tensor through chunk, split, unbind, slicing, cat, stack, view/reshape/flatten,
+    permute/transpose, expand, `+` and `*` between branches, and one module called twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)  # field 3
+        self.a = nn.Conv2d(4, 4, 3, padding=1)  # after chunk: 5
+        self.b = nn.Conv2d(2, 2, 5, padding=2)  # after split: 7
+        self.shared = nn.Conv2d(8, 8, 3, padding=1)  # called twice: 7 + 2, then 9 + 2
+        self.mix = nn.Linear(8, 8)  # channels-last, on the channel axis
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.stem(x)  # (B, 8, H, W)
+        p, q = x.chunk(2, dim=1)  # 2 × (B, 4, H, W)
+        r, s = torch.split(q, 2, dim=1)  # 2 × (B, 2, H, W)
+        planes = torch.stack([self.a(p)[:, :2], self.b(r), s], dim=1)  # (B, 3, 2, H, W)
+        y = torch.cat(planes.unbind(1), dim=1)[:, :, :, :]  # (B, 6, H, W)
+        y = torch.cat([y, x[:, 6:]], 1)  # (B, 8, H, W)
+        y = self.shared(y) + y.mean(1, keepdim=True).expand(-1, 8, -1, -1)
+        y = self.shared(y) * torch.sigmoid(y)
+        z = self.mix(y.permute(0, 2, 3, 1)).transpose(1, 3).transpose(2, 3)  # (B, 8, H, W)
+        z = z.reshape(z.shape[0], 8, -1).view_as(z.flatten(2))  # (B, 8, H·W)
+        return self.head(z.mean(-1))
+
+
+def test_every_way_a_tensor_travels_keeps_its_rows_and_fields():
+    model, size = Travels(), (3, 10, 10)
+    s = summary(model, size)
+    calls, _ = leaf_calls(model, size)
+    assert [(r.name, r.output_shape) for r in s.rows if r.name != ""] == calls
+    fields = [(r.name, r.call, r.receptive_field) for r in s.rows if r.name != "head"]
+    assert fields[:6] == [
+        ("stem", 1, 3), ("a", 1, 5), ("b", 1, 7), ("shared", 1, 9), ("shared", 2, 11),
+        ("mix", 1, 11),
+    ]  # fmt: skip
+    assert "shared #2" in str(s) and s.warnings == []
+    assert next(r for r in s.rows if r.name == "head").receptive_field >= 10  # global mean
+
+
+def test_a_function_the_trace_cannot_follow_is_named_with_the_rows_it_leaves_empty():
+    class Rolled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.after = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.after(torch.roll(self.conv(x), shifts=1, dims=3))
+
+    s = summary(Rolled(), (3, 8, 8))
+    assert [(r.name, r.receptive_field) for r in s.rows] == [("conv", 3), ("after", None)]
+    (lint,) = s.warnings
+    assert lint.code == "unfollowed" and "roll" in lint.message and "after" in lint.message
+    assert "?" in str(s)
+
+
+class FixedPoolResNet(nn.Module):
+    """A ResNet-shaped net (stride 32) that ends like torchvision's first ResNets did:
+    AvgPool2d(7), flatten, Linear; narrow so that a real forward is cheap."""
+
+    def __init__(self):
+        super().__init__()
+        layers, c = [nn.Conv2d(3, 4, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, 1)], 4
+        for _ in range(3):
+            layers += [nn.Conv2d(c, c * 2, 3, 2, 1), nn.ReLU()]
+            c *= 2
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AvgPool2d(7)
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def runs(model: nn.Module, side: int) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side))
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_fixed_size_fires_for_a_fixed_pooling_window_and_names_the_sizes_that_run():
+    """The sizes it names are exactly where torch's forward runs (the ends and one beyond)."""
+    model = FixedPoolResNet()
+    (lint,) = [w for w in summary(model, (3, 224, 224)).warnings if w.code == "fixed-size"]
+    assert "7×7 pooling window at layer avgpool" in lint.message
+    lo, hi = (int(n) for n in lint.message.split(" px on each side")[0].split("(")[-1].split("–"))
+    assert lo <= 224 <= hi
+    assert [runs(model, n) for n in (lo - 1, lo, hi, hi + 1)] == [False, True, True, False]
+
+
+def test_a_forward_that_fails_names_the_layer_and_the_shape_it_got():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 2))
+    with pytest.raises(CnnlabError, match=r"layer 2 \(Linear\) on a 1×288 input"):
+        summary(model, (3, 8, 8))
+    with pytest.raises(CnnlabError, match=r"layer 0 \(Conv2d\) on a 1×1×8×8 input"):
+        summary(model, (1, 8, 8))
