@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.cli import main
@@ -136,6 +138,31 @@ def test_bounded_reader_agrees_with_parsing_the_whole_file(tmp_path, data, gz):
     """Truth: parse_idx over the whole (gunzipped) bytes; the bounded reader gives the same
     array or a DataError naming the file."""
     path = tmp_path / "x.idx"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    try:
+        expected = parse_idx(data, str(path))
+    except DataError:
+        with pytest.raises(DataError, match=str(path)):
+            read_idx(path)
+    else:
+        assert np.array_equal(read_idx(path), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    type_code=st.sampled_from([0x08, 0x09, 0x0B, 0x0D, 0x42]),
+    dims=st.lists(st.integers(0, 4), min_size=0, max_size=3),
+    extra=st.integers(-3, 3),
+    gz=st.booleans(),
+)
+def test_bounded_reader_agrees_on_random_headers(tmp_path_factory, type_code, dims, extra, gz):
+    """Property: for any header and a payload a few bytes off what it declares, the bounded
+    reader and parse_idx over the whole bytes agree (truth: gzip and parse_idx)."""
+    itemsize = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0D: 4}.get(type_code, 1)
+    header = bytes([0, 0, type_code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
+    size = max(0, int(np.prod(dims)) * itemsize + extra) if dims else max(0, extra)
+    data = header + bytes(range(256)) * (size // 256) + bytes(size % 256)
+    path = tmp_path_factory.mktemp("idx") / "x.idx"
     path.write_bytes(gzip.compress(data) if gz else data)
     try:
         expected = parse_idx(data, str(path))
