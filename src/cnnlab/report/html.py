@@ -15,8 +15,8 @@ from pathlib import Path
 from cnnlab.errors import CnnlabError, RunError
 from cnnlab.report import show
 from cnnlab.report.facts import gather
-from cnnlab.report.sources import CONFIG, SPEC, Budget
-from cnnlab.train.rundir import MODEL_WEIGHTS, Run, load_run
+from cnnlab.report.sources import Budget
+from cnnlab.train.rundir import CONFIG, MODEL_WEIGHTS, SPEC, Run, load_run, read_config
 
 REQUIRED = (SPEC, CONFIG)  # without these a directory is not a run
 
@@ -31,9 +31,16 @@ def check_run(path: str | Path) -> Path:
     if not path.is_dir():
         raise RunError(f"{path} is a file, not a directory; {hint}")
     missing = [name for name in REQUIRED if not (path / name).is_file()]
+    if missing == [SPEC] and _from_code(path):
+        missing = []  # a model from the user's code (`--model file.py:factory`) has no spec
     if missing:
         raise RunError(f"{path} is not a run directory: {' and '.join(missing)} missing; {hint}")
     return path
+
+
+def _from_code(path: Path) -> bool:
+    record = read_config(path).get("model")
+    return isinstance(record, dict) and record.get("kind") not in (None, "spec")
 
 
 def open_run(path: str | Path) -> tuple[Run | None, str | None]:

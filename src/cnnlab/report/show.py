@@ -64,6 +64,7 @@ def show_overview(_, facts: Facts) -> Blocks:
     items = [
         ("run", o.name),
         ("data", f"{o.data} ({len(o.classes)} classes)"),
+        ("classes", ", ".join(o.classes[:30]) + (", …" if len(o.classes) > 30 else "")),
         ("input", "×".join(str(s) for s in o.input_shape) + " (C×H×W)"),
         ("parameters", f"unknown: {facts.no_run}" if o.parameters is None else _num(o.parameters)),
     ]

@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +19,9 @@ from torch import nn
 
 from cnnlab import inspect
 from cnnlab.design.activations import activation_of
-from cnnlab.errors import CnnlabError, ReportError, RunError
+from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
-from cnnlab.train.rundir import Run
-
-# cnnlab.train.rundir reads these only for a run whose weights load (`load_run`); the report
-# also shows a run without weights (interrupted, or still training), so it reads the two
-# files itself until rundir offers a reader for them.
-CONFIG, METRICS, SPEC = "config.json", "metrics.jsonl", "spec.yaml"
+from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
 
 @dataclass(frozen=True)
@@ -88,38 +82,14 @@ def spread(items: list, k: int) -> list:
     return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    """RUN/config.json as a dict; RunError naming the file when it is not a JSON object."""
-    file = path / CONFIG
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise RunError(f"{file} cannot be read as JSON ({error}); re-run `cnnlab train`") from error
-    if not isinstance(config, dict):
-        raise RunError(f"{file} is not a JSON object; re-run `cnnlab train`")
-    return config
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of RUN/metrics.jsonl; ReportError naming the file and the line that is not a
-    JSON object (a run killed mid-write, or an edited file), or saying there are none."""
-    file = path / METRICS
-    if not file.is_file():
-        raise ReportError(f"{file} is missing: no epoch has been logged")
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as error:
-            why = f"{error.msg} at column {error.colno}" if hasattr(error, "colno") else error
-            raise ReportError(f"{file} line {number} is not valid JSON ({why})") from error
-        if not isinstance(row, dict):
-            raise ReportError(f"{file} line {number} is not a JSON object: {line.strip()[:40]}")
-        rows.append(row)
+def metrics_rows(path: Path) -> list[dict]:
+    """The rows of RUN/metrics.jsonl (rundir's reader names a line that is not JSON);
+    ReportError when there are none yet."""
+    if not (path / METRICS).is_file():
+        raise ReportError(f"{path / METRICS} is missing: no epoch has been logged")
+    rows = read_metrics(path)
     if not rows:
-        raise ReportError(f"{file} is empty: training has not completed an epoch")
+        raise ReportError(f"{path / METRICS} is empty: training has not completed an epoch")
     return rows
 
 
@@ -140,11 +110,15 @@ class Sources:
         return tuple(self.config.get("input_shape") or ())
 
     def spec_text(self) -> str:
+        """spec.yaml as written, or where a model from code comes from (it has no spec)."""
+        if not (self.path / SPEC).is_file():
+            record = json.dumps(self.config.get("model"), indent=2)
+            return f"# no {SPEC}: the model comes from code\n{record}"
         return (self.path / SPEC).read_text(encoding="utf-8", errors="backslashreplace")
 
     @_once
     def metrics(self) -> list[dict]:
-        return read_metrics(self.path)
+        return metrics_rows(self.path)
 
     @property
     def model(self) -> nn.Module:
@@ -177,12 +151,11 @@ class Sources:
         """(Evaluation, softmax probabilities (n, K)) of the model on the test images, without
         TTA, predicted as the trainer evaluated: bf16 autocast and channels-last inputs when
         the run used them (`fast` preset, 2000 images: 3.0 s fp32 -> 0.9 s on this CPU)."""
-        _, x, y = self.test
-        bf16 = self.config.get("precision_used") == "bf16"
+        _, x, y = self.test  # first: no run, no test images
         logits = predict_logits(
             self.model,
             x,
-            autocast=torch.bfloat16 if bf16 else None,
+            autocast=self.run.autocast,  # the precision training stored, not re-decided
             channels_last=bool(self.config.get("channels_last")),
         )  # (n, K)
         predicted = logits.argmax(1)
