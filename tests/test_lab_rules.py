@@ -8,12 +8,14 @@ from __future__ import annotations
 import pytest
 
 from cnnlab.lab import (
+    ex_dying,
     ex_floor,
     ex_heads,
     ex_nonlinearity,
     ex_parameters,
     ex_spatial,
     ex_translation,
+    ex_vanishing,
 )
 
 # --- spatial -------------------------------------------------------------------------------
@@ -247,3 +249,82 @@ def test_heads_rule_does_not_hold_without_the_structure():
     good = [(2.0, 5.0, 3.0)]
     assert ex_heads.judge(heads(*good, gap_params=20_000)).outcome == "does not hold"
     assert ex_heads.judge(heads(*good, refuses=False)).outcome == "does not hold"
+
+
+# --- vanishing -----------------------------------------------------------------------------
+
+
+def vanishing(*rows):
+    """(sigmoid ratio, relu ratio, sigmoid acc, relu acc) per seed."""
+    seeds = []
+    for i, (sr, rr, sa, ra) in enumerate(rows):
+        row = {"seed": i}
+        for act in ex_vanishing.ACTIVATIONS:
+            row[act] = {"ratio": 0.5, "test": 50.0, "norms": [1.0], "loss": [2.0]}
+        row["sigmoid"].update(ratio=sr, test=sa)
+        row["relu"].update(ratio=rr, test=ra)
+        seeds.append(row)
+    return {"seeds": seeds, "depth": ex_vanishing.DEPTH}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(1e-8, 0.5, 10.0, 60.0), (1e-7, 0.8, 11.0, 55.0)], "holds"),
+        ([(1e-8, 1e-4, 10.0, 60.0)], "partly"),  # ReLU's gradient shrank too
+        ([(1e-8, 0.5, 10.0, 15.0)], "partly"),  # ReLU did not learn more
+        ([(0.2, 0.5, 50.0, 60.0), (0.1, 0.5, 50.0, 60.0)], "does not hold"),
+        ([(1e-8, 0.5, 10.0, 60.0), (0.1, 0.5, 50.0, 60.0)], "inconclusive"),
+    ],
+)
+def test_vanishing_rule(rows, outcome):
+    assert ex_vanishing.judge(vanishing(*rows)).outcome == outcome
+
+
+def test_initialise_gives_he_and_glorot_scales():
+    """He: std √(2/fan_in); Glorot with sigmoid's gain 1: std √(2/(fan_in + fan_out))."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    he = ex_vanishing.initialise(nn.Sequential(nn.Linear(400, 300)), "relu")[0]
+    glorot = ex_vanishing.initialise(nn.Sequential(nn.Linear(400, 300)), "sigmoid")[0]
+    assert float(he.weight.detach().std()) == pytest.approx((2 / 400) ** 0.5, rel=0.03)
+    assert float(glorot.weight.detach().std()) == pytest.approx((2 / 700) ** 0.5, rel=0.03)
+    assert float(he.bias.detach().abs().max()) == 0.0
+
+
+# --- dying ---------------------------------------------------------------------------------
+
+
+def dying(*rows, rates=(0.03, 0.3, 1.0)):
+    """Per seed: {activation: [dead share or None (diverged) per rate]}, accuracy 60 %."""
+    seeds = []
+    for i, per_act in enumerate(rows):
+        row = {"seed": i}
+        for act in ex_dying.ACTIVATIONS:
+            shares = per_act.get(act, [0.0] * len(rates))
+            row[act] = [
+                {"lr": lr, "diverged": True}
+                if d is None
+                else {"lr": lr, "diverged": False, "dead": d, "test": 60.0}
+                for lr, d in zip(rates, shares, strict=True)
+            ]
+        seeds.append(row)
+    return {"seeds": seeds, "rates": list(rates)}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, 0.0, None]}] * 2, "holds"),
+        ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, None, None]}], "partly"),  # diverged
+        ([{"relu": [0.0, 0.4, 0.6], "leaky_relu": [0.0, 0.2, 0.3]}], "partly"),  # leaky died too
+        ([{"relu": [0.0, 0.05, None]}, {"relu": [0.0, 0.1, 0.1]}], "does not hold"),
+        ([{"relu": [0.3, 0.4, None]}], "does not hold"),  # dead already at the lowest rate
+        ([{"relu": [None, None, None]}], "does not hold"),  # never trained: nothing died
+        ([{"relu": [0.0, 0.4, None]}, {"relu": [0.0, 0.05, None]}], "inconclusive"),
+    ],
+)
+def test_dying_rule(rows, outcome):
+    assert ex_dying.judge(dying(*rows)).outcome == outcome

@@ -1,0 +1,132 @@
+"""`cnnlab lab --quick` end to end, as a user runs it: every registered experiment finishes
+with a verdict and a figure, results.json and lab.html are written, and the page is looked
+at in Debian's headless Chromium (images decode, nothing is fetched, no sideways scrolling).
+The screenshot is kept in test-artifacts/lab.png, taken before any check. Without chromium the
+browser test fails unless CNNLAB_SKIP_BROWSER=1 asks to skip it (as test_report's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnlab.lab import MODULES, OUTCOMES, experiments
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+QUICK_BUDGET = 180  # seconds on 2 idle cores (issue 11); measured, not asserted: shared machine
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> tuple[Path, float, str]:
+    """One real quick lab in a child process (the way a user runs it): (dir, seconds, stdout)."""
+    out = tmp_path_factory.mktemp("lab")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "lab", "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out, seconds, done.stdout
+
+
+@pytest.mark.slow
+def test_quick_lab_gives_every_experiment_a_verdict(lab):
+    out, seconds, stdout = lab
+    stored = json.loads((out / "results.json").read_text())
+    assert stored["quick"] is True and stored["seeds"] == [0]
+    names = [e.name for e in experiments()]
+    assert list(stored["experiments"]) == names and len(names) == len(MODULES)
+    for name, entry in stored["experiments"].items():
+        verdict = entry["verdict"]
+        assert verdict["outcome"] in OUTCOMES, name
+        assert verdict["numbers"] and verdict["meaning"], name
+        assert entry["seconds"] > 0
+    assert "verdicts" in stdout and "wrote" in stdout
+    print(f"quick lab: {seconds:.0f} s wall (budget {QUICK_BUDGET} s on idle cores)")
+
+
+@pytest.mark.slow
+def test_resume_on_a_finished_quick_lab_runs_nothing(lab):
+    out, _, _ = lab
+    before = (out / "results.json").read_bytes()
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "lab", "--quick", "--resume", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (out / "results.json").read_bytes() == before
+
+
+PROBE = """<script>
+addEventListener('load', () => {
+  const result = {
+    images: [...document.images].map(i => i.naturalWidth),
+    sections: [...document.querySelectorAll('section')].map(s => s.id),
+    badges: [...document.querySelectorAll('#verdicts .badge')].map(b => b.textContent),
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: innerWidth,
+    height: document.documentElement.scrollHeight,
+  };
+  const pre = document.createElement('pre');
+  pre.id = 'probe-result';
+  pre.textContent = JSON.stringify(result);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={profile}", "--hide-scrollbars",
+    ]  # fmt: skip
+    return subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.mark.slow
+def test_lab_page_renders_in_chromium(lab, tmp_path):
+    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
+        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}: install it or set CNNLAB_SKIP_BROWSER=1")
+    out, _, _ = lab
+    page = out / "lab.html"
+    html = page.read_text(encoding="utf-8")
+    probed = html.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+    (tmp_path / "probed.html").write_text(probed.replace("<head>", "<head>" + PROBE, 1))
+    dom = chromium(
+        ["--window-size=1280,800", "--dump-dom", (tmp_path / "probed.html").as_uri()],
+        tmp_path / "p1",
+    )
+    found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom.stdout, re.S)
+    seen = json.loads(found.group(1).replace("&quot;", '"')) if found else {}
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "lab.png"
+    shot.unlink(missing_ok=True)  # a stale picture must not pass for this run's
+    height = seen.get("height") or 16_000
+    chromium(
+        [f"--window-size=1280,{height}", f"--screenshot={shot}", page.as_uri()], tmp_path / "p2"
+    )
+    assert found, f"no probe result; chromium said:\n{dom.stderr[-2000:]}"
+    names = [e.name for e in experiments()]
+    assert seen["sections"] == names
+    assert len(seen["badges"]) == len(names) and set(seen["badges"]) <= set(OUTCOMES)
+    assert len(seen["images"]) == len(names) and all(w > 0 for w in seen["images"])
+    assert seen["scrollWidth"] <= seen["innerWidth"]
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", html)
+    assert shot.is_file() and shot.stat().st_size > 10_000
