@@ -255,11 +255,12 @@ def test_yaml_like_garbage_raises_spec_error_only(text):
 
 
 def _fast(fn, *args) -> SpecError:
-    """fn(*args) raises a SpecError within 2 s (the shared machine's slack), returned."""
+    """fn(*args) raises a SpecError within 10 s, returned. Idle, each case takes under 1 s;
+    before the limits, the 1.5 M-layer spec took 81 s (the bound leaves a shared machine room)."""
     start = time.perf_counter()
     with pytest.raises(SpecError) as err:
         fn(*args)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0
     return err.value
 
 
