@@ -10,7 +10,7 @@ together, one image per channel, in one batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,10 +110,11 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 class _Fourier(nn.Module):
     """Image = inverse real FFT of a spectrum scaled by 1/frequency (Olah et al. 2017): the
     steps then change low frequencies as easily as high ones ("decorrelated" in space; no
-    colour decorrelation here)."""
+    colour decorrelation here). With a value range (lo, hi) the image is lo + (hi−lo)·sigmoid(·)."""
 
-    def __init__(self, shape: tuple[int, ...], gen: torch.Generator):
+    def __init__(self, shape: tuple[int, ...], gen: torch.Generator, lo=None, hi=None):
         super().__init__()
+        self.range = (lo, hi)
         n, c, h, w = shape
         fy = torch.fft.fftfreq(h)[:, None]
         fx = torch.fft.rfftfreq(w)[None, :]
@@ -124,7 +125,9 @@ class _Fourier(nn.Module):
 
     def forward(self) -> Tensor:
         spec = torch.view_as_complex(self.spectrum) * self.scale
-        return torch.fft.irfft2(spec, s=self.size, norm="ortho")
+        image = torch.fft.irfft2(spec, s=self.size, norm="ortho")
+        lo, hi = self.range
+        return image if lo is None else lo + (hi - lo) * torch.sigmoid(image)
 
 
 class _Pixels(nn.Module):
@@ -179,6 +182,68 @@ def _regularize_pixels(pixels: Tensor, step: int, blur: float, every: int, lo, h
         pixels.clamp_(lo, hi)  # projected gradient ascent
 
 
+def _ascend(
+    model: nn.Module,
+    layer: str,
+    image: nn.Module,
+    runs: Tensor,
+    gen: torch.Generator,
+    output: OutputSelector,
+    regularize: Callable[[int], None],
+    *,
+    steps: int,
+    lr: float,
+    jitter: int,
+    l2: float,
+    tv: float,
+    objective: str,
+) -> None:
+    """The gradient ascent of `activation_maximization` on image's parameters: `steps` Adam
+    steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV."""
+    pre = maximise_input(resolve_layer(model, layer))
+    with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
+        opt = torch.optim.Adam(image.parameters(), lr=lr)
+        for step in range(steps):
+            img = image()  # (R·N, C, H, W)
+            dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
+            moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
+            forward(model, moved, output, logits=False)
+            acts = cap.tensor(layer)
+            act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
+            reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
+            opt.zero_grad()
+            (reg - act).sum().backward()
+            opt.step()
+            regularize(step)
+
+
+def _checked(
+    model, layer, channels, steps, objective, restarts, input_size, value_range, data, preprocess
+) -> tuple[Tensor, tuple[int, ...], tuple[float, float] | None]:
+    """activation_maximization's arguments checked: (channels (N,), input_size (C, H, W),
+    value_range), the last two read from `data` where not given."""
+    resolve_layer(model, layer)
+    if steps < 1:
+        raise ExplainError(f"activation_maximization needs steps ≥ 1, got {steps}")
+    if objective not in OBJECTIVES:
+        raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
+    if data is not None:
+        sample = as_float(next(iter(batches(data, 256)))[0], preprocess)
+        input_size = input_size or tuple(sample.shape[1:])
+        if value_range is None:
+            value_range = (sample.min().item(), sample.max().item())
+    if input_size is None:
+        raise ExplainError("activation_maximization needs input_size=(C, H, W) or data")
+    chans = torch.as_tensor(list(channels), dtype=torch.long)
+    if chans.numel() == 0:
+        raise ExplainError(f"channels is empty; give at least one channel of layer {layer!r}")
+    if restarts < 1:
+        raise ExplainError(f"activation_maximization needs restarts ≥ 1, got {restarts}")
+    return chans, tuple(input_size), value_range
+
+
+# Long in its signature and docstring only (the knobs of the method, each explained): the
+# body is the checks, the ascent and the best of the restarts, ~35 lines.
 def activation_maximization(
     model: nn.Module,
     layer: str,
@@ -223,60 +288,39 @@ def activation_maximization(
     len(channels)·restarts images); the best is kept. A ReLU channel that is zero everywhere at
     the start gets no gradient, so a single start can stay at zero.
     """
-    resolve_layer(model, layer)
     needs_gradients("activation_maximization")
-    if steps < 1:
-        raise ExplainError(f"activation_maximization needs steps ≥ 1, got {steps}")
-    if objective not in OBJECTIVES:
-        raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
-    if data is not None:
-        sample = as_float(next(iter(batches(data, 256)))[0], preprocess)
-        input_size = input_size or tuple(sample.shape[1:])
-        if value_range is None:
-            value_range = (sample.min().item(), sample.max().item())
-    if input_size is None:
-        raise ExplainError("activation_maximization needs input_size=(C, H, W) or data")
-    chans = torch.as_tensor(list(channels), dtype=torch.long)
-    if chans.numel() == 0:
-        raise ExplainError(f"channels is empty; give at least one channel of layer {layer!r}")
-    if restarts < 1:
-        raise ExplainError(f"activation_maximization needs restarts ≥ 1, got {restarts}")
+    chans, input_size, value_range = _checked(
+        model,
+        layer,
+        channels,
+        steps,
+        objective,
+        restarts,
+        input_size,
+        value_range,
+        data,
+        preprocess,
+    )
     runs = chans.repeat(restarts)  # (R·N,): row r·N + i optimises channel i
     shape = (len(runs), *input_size)
     gen = torch.Generator().manual_seed(seed)
     lo, hi = value_range if value_range is not None else (None, None)
-    param = _Fourier(shape, gen) if fourier else _Pixels(shape, gen, lo, hi)
+    image = _Fourier(shape, gen, lo, hi) if fourier else _Pixels(shape, gen, lo, hi)
 
-    def render() -> Tensor:
-        raw = param()
-        if fourier and lo is not None:
-            return lo + (hi - lo) * torch.sigmoid(raw)
-        return raw
+    def regularize(step: int) -> None:
+        if not fourier:
+            _regularize_pixels(image.pixels, step, blur, blur_every, lo, hi)
 
-    pre = maximise_input(resolve_layer(model, layer))
     with preserved(model):
-        size = _layer_output(model, layer, render().detach(), output).shape[1]
+        size = _layer_output(model, layer, image().detach(), output).shape[1]
         bad = chans[(chans < 0) | (chans >= size)]
         if bad.numel():
             raise ExplainError(
                 f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
             )
-        opt = torch.optim.Adam(param.parameters(), lr=lr)
-        with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
-            for step in range(steps):
-                img = render()
-                dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
-                moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
-                forward(model, moved, output, logits=False)
-                acts = cap.tensor(layer)
-                act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
-                reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
-                opt.zero_grad()
-                (reg - act).sum().backward()
-                opt.step()
-                if not fourier:
-                    _regularize_pixels(param.pixels, step, blur, blur_every, lo, hi)
-        images = render().detach()
+        _ascend(model, layer, image, runs, gen, output, regularize, steps=steps, lr=lr,
+                jitter=jitter, l2=l2, tv=tv, objective=objective)  # fmt: skip
+        images = image().detach()
         final = channel_activation(_layer_output(model, layer, images, output), runs, objective)
         activation, best = final.view(restarts, -1).max(0)  # (N,): the best start per channel
         images = images.view(restarts, len(chans), *input_size)[best, torch.arange(len(chans))]
