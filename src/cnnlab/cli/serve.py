@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 
@@ -50,9 +51,19 @@ def _run(args: argparse.Namespace) -> int:
             f"{args.port} can use the explorer and see the run; it has no login",
             file=sys.stderr,
         )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    server = uvicorn.Server(config)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:  # bound here, so that port 0 (any free port) prints the real one
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+    except OSError as error:
+        sock.close()
+        print(f"cnnlab serve: error: cannot bind {args.host}:{args.port}: {error.strerror}; "
+              "choose another --port", file=sys.stderr)  # fmt: skip
+        return 2
+    port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"explorer: http://{shown}:{args.port}/  (Ctrl-C to stop)", flush=True)
-    server.run()
+    print(f"explorer: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
     return 0

@@ -89,10 +89,14 @@ class Explorer:
         return {"method": method, "layer": layer, "map": panels.heatmap(m)}
 
     # the deep-layer panel ---------------------------------------------------------------------
+    def top_layers(self) -> list[str]:
+        """Each conv block's last layer (its activation, else BatchNorm, else the conv)."""
+        return [c.act or c.bn or c.conv for c in self.net.chains]
+
     def top(self) -> dict[str, Any]:
         """The cached top test images per channel of each conv block's last layer."""
         if self._top is None:
-            layers = [c.act or c.bn or c.conv for c in self.net.chains]
+            layers = self.top_layers()
             images = self.run.preprocess(self.test.images)
             self._top = cached_top_images(
                 self.run.path, self.run.model, images, str(self.run.data), layers
@@ -153,6 +157,7 @@ def _routes(app: FastAPI, ex: Explorer) -> None:  # one function per route, list
             "architecture": ex.architecture,
             "convs": [{"conv": k.conv, "bn": k.bn, "act": k.act} for k in ex.net.chains],
             "spatial": {n: list(s) for n, s in ex.net.spatial.items()},
+            "top_layers": ex.top_layers(),
         }
 
     @app.get("/api/samples")
@@ -207,7 +212,8 @@ def _routes(app: FastAPI, ex: Explorer) -> None:  # one function per route, list
 
     @app.get("/api/features")
     def features(image: str, layer: str, limit: int = Query(256, ge=1, le=1024)) -> dict:
-        probe = ex.kept(image)[1]
+        with ex.lock:
+            probe = ex.kept(image)[1]
         if layer not in probe.outputs:
             raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
         maps = probe.outputs[layer]  # (C, H, W)
@@ -215,7 +221,8 @@ def _routes(app: FastAPI, ex: Explorer) -> None:  # one function per route, list
 
     @app.get("/api/trace")
     def trace(image: str, layer: str, channel: int, row: int, col: int) -> dict[str, Any]:
-        return dot_product(ex.net, ex.kept(image)[1], layer, channel, row, col)
+        with ex.lock:  # reads the model's weights, which explain calls briefly unfreeze
+            return dot_product(ex.net, ex.kept(image)[1], layer, channel, row, col)
 
     @app.get("/api/top")
     def top(layer: str, channel: int = Query(ge=0)) -> dict[str, Any]:

@@ -268,7 +268,7 @@ def dot_product(
     t, b, left, r = chain.padding
     xp = np.pad(x.double().numpy(), ((0, 0), (t, b), (left, r)))  # as the conv pads it
     w = _dilated(conv.weight[f].detach().double(), conv.dilation)  # (C/g, kh', kw')
-    bias = 0.0 if conv.bias is None else float(conv.bias[f].detach())
+    bias = 0.0 if conv.bias is None else conv.bias[f].item()
     tr = trace_conv(xp, w.numpy(), bias, (0, i, j), stride=conv.stride)
     value = float(out[f, i, j])
     return {
@@ -324,8 +324,8 @@ def _chain_values(net: Network, probe: Probe, chain: ConvChain, f: int, i: int, 
                 mean=float(bn.running_mean[f]),
                 var=float(bn.running_var[f]),
                 eps=bn.eps,
-                gamma=float(bn.weight[f]) if bn.weight is not None else 1.0,
-                beta=float(bn.bias[f]) if bn.bias is not None else 0.0,
+                gamma=bn.weight[f].item() if bn.weight is not None else 1.0,
+                beta=bn.bias[f].item() if bn.bias is not None else 0.0,
             )
         steps.append(step)
     if chain.act:

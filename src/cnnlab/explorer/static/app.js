@@ -347,7 +347,7 @@ function showTrace(t) {
   chain.replaceChildren();
   for (const s of t.chain) {
     let text = `${s.stage} (${s.layer}): ${fmt(s.value, 6)}`;
-    if (s.stage === "batchnorm" && s.mean !== undefined) text = `batchnorm (${s.layer}): (x − ${fmt(s.mean, 4)}) / √(${fmt(s.var, 4)} + ${s.eps}) · ${fmt(s.gamma, 4)} + ${fmt(s.beta, 4)} = ${fmt(s.value, 6)}`;
+    if (s.stage === "batchnorm" && s.mean !== undefined) text = `batchnorm (${s.layer}): (x − μ) / √(σ² + ε) · γ + β = (${fmt(t.chain[0].value, 6)} − (${fmt(s.mean, 4)})) / √(${fmt(s.var, 4)} + ${s.eps}) · ${fmt(s.gamma, 4)} + (${fmt(s.beta, 4)}) = ${fmt(s.value, 6)}`;
     if (s.stage === "activation") text = `${s.kind} (${s.layer}): ${fmt(s.value, 6)}`;
     chain.append(el("li", text));
   }
@@ -371,6 +371,10 @@ async function loadTop(c) {
   box.replaceChildren();
   $("actmax").replaceChildren();
   $("actmax-button").disabled = false;
+  if (!state.model.top_layers.includes(layer)) {
+    $("top-note").textContent = `Top test images are kept for each block's last layer: ${state.model.top_layers.join(", ")}`;
+    return;
+  }
   try {
     $("top-note").textContent = "finding the test images that excite it most…";
     const top = await api(`/api/top?layer=${encodeURIComponent(layer)}&channel=${c}`);
