@@ -19,6 +19,7 @@ MODULES = (
     "ex_heads",
     "ex_vanishing",
     "ex_dying",
+    "ex_stacking",
     "ex_hierarchy",
 )
 
