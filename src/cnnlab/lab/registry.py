@@ -20,6 +20,7 @@ MODULES = (
     "ex_vanishing",
     "ex_dying",
     "ex_stacking",
+    "ex_pooling",
     "ex_hierarchy",
 )
 
