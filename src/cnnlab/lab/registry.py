@@ -15,6 +15,7 @@ MODULES = (
     "ex_translation",
     "ex_parameters",
     "ex_floor",
+    "ex_sharing",
     "ex_nonlinearity",
     "ex_heads",
     "ex_vanishing",
@@ -22,6 +23,7 @@ MODULES = (
     "ex_stacking",
     "ex_pooling",
     "ex_hierarchy",
+    "ex_softmax",
 )
 
 

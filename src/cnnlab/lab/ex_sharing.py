@@ -1,0 +1,165 @@
+"""Weight sharing (§1): one kernel slid everywhere against a kernel per position.
+
+A locally connected layer has the geometry of a convolution (the same k×k windows, stride and
+padding) but its own weights at every output position: nothing is shared, so it has H'·W'
+times the weights and no built-in assumption that a pattern means the same everywhere. The
+notes: sharing is a regulariser (less variance, less overfitting) at the price of bias.
+Measured: the first two layers of a small net as convolutions or as locally connected layers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+
+FEWER = 10  # the conv net must have at most 1/FEWER of the locally connected net's weights
+LESS_GAP = 2.0  # points: its train-test gap must be at least this much smaller
+
+
+class LocallyConnected2d(nn.Module):
+    """A convolution's windows with unshared weights: out[b, o, p] = Σ_k W[p, o, k] · patch[b,
+    k, p] + bias[o, p] for every output position p. `(B, C, H, W)` -> `(B, out, H', W')`,
+    H' as for nn.Conv2d (stride 1). Initialised as nn.Conv2d: U(±1/√(C·k²))."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, size: int, padding: int):
+        super().__init__()
+        self.kernel, self.padding = kernel, padding
+        self.side = size + 2 * padding - kernel + 1
+        positions, fan_in = self.side**2, in_channels * kernel * kernel
+        bound = 1 / math.sqrt(fan_in)
+        self.weight = nn.Parameter(
+            torch.empty(positions, out_channels, fan_in).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, positions).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cols = F.unfold(x, self.kernel, padding=self.padding)  # (B, C·k², P)
+        out = torch.einsum("bkp,pok->bop", cols, self.weight) + self.bias  # (B, out, P)
+        return out.reshape(len(x), -1, self.side, self.side)  # (B, out, H', W')
+
+    def extra_repr(self) -> str:
+        p, o, k = self.weight.shape
+        return f"positions={p}, out_channels={o}, window={k}, kernel={self.kernel}"
+
+
+def net(shared: bool) -> nn.Sequential:
+    """Two 3×3 'same' layers (1 -> 16 at 28×28, 16 -> 32 at 14×14), shared (Conv2d) or not
+    (LocallyConnected2d), each with batch norm, ReLU, 2×2 max pool; then a shared 3×3 conv of
+    32, batch norm, ReLU, GAP and linear 10."""
+
+    def layer(c_in: int, c_out: int, size: int) -> nn.Module:
+        if shared:
+            return nn.Conv2d(c_in, c_out, 3, padding=1)
+        return LocallyConnected2d(c_in, c_out, 3, size, 1)
+
+    return nn.Sequential(
+        layer(1, 16, 28), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        layer(16, 32, 14), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )  # fmt: skip
+
+
+MODELS = {"convolution (shared)": True, "locally connected": False}
+
+
+def measure(ctx: Context) -> dict:
+    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    epochs = ctx.pick(3, 8)
+    seeds, params = [], {}
+    for i, seed in enumerate(ctx.seeds):
+        row: dict = {"seed": seed}
+        for j, (name, shared) in enumerate(MODELS.items()):
+            ctx.progress(2 * i + j, 2 * len(ctx.seeds), f"seed {seed}: {name}")
+            torch.manual_seed(seed)  # as the trainer seeds a spec's build
+            model = net(shared)
+            params[name] = sum(p.numel() for p in model.parameters())
+            trained = ctx.train(model, (train, test), seed, epochs=epochs)
+            row[name] = {
+                "train": round(100 * trained.accuracy(train.images, train.labels), 2),
+                "test": round(100 * trained.accuracy(test.images, test.labels), 2),
+            }
+        seeds.append(row)
+    return {"seeds": seeds, "params": params, "epochs": epochs, "train_images": len(train)}
+
+
+def judge(m: dict) -> Verdict:
+    """Per seed: the conv net's train-test gap ≤ the locally connected net's − LESS_GAP, and its
+    test accuracy ≥ the locally connected net's; its weights ≤ 1/FEWER of them. Holds: the
+    weights and both on every seed. Partly: the weights and one of the two on every seed. Does
+    not hold: the conv net overfits no less on any seed. Otherwise inconclusive."""
+    conv, local = MODELS
+    rows, p = m["seeds"], m["params"]
+    gaps = [
+        (r[conv]["train"] - r[conv]["test"], r[local]["train"] - r[local]["test"]) for r in rows
+    ]
+    less = [c <= lc - LESS_GAP for c, lc in gaps]
+    better = [r[conv]["test"] >= r[local]["test"] for r in rows]
+    fewer = p[conv] * FEWER <= p[local]
+    g_conv, g_local = (mean_spread(col) for col in zip(*gaps, strict=True))
+    numbers = {
+        "weights (conv, locally connected)": f"{p[conv]:,}, {p[local]:,}",
+        "train − test gap, points (conv, locally connected)": f"{g_conv[0]:.1f} ± {g_conv[1]:.1f}, "
+        f"{g_local[0]:.1f} ± {g_local[1]:.1f}",
+        **{
+            f"{n}: train / test %": "{:.1f} / {:.1f}".format(
+                mean_spread([r[n]["train"] for r in rows])[0],
+                mean_spread([r[n]["test"] for r in rows])[0],
+            )
+            for n in MODELS
+        },
+        "seeds": len(rows),
+    }
+    said = (
+        f"With {p[local] / p[conv]:.0f}× the weights, the unshared net's train-test gap was "
+        f"{g_local[0]:.1f} points against the conv net's {g_conv[0]:.1f}"
+    )
+    if fewer and all(less) and all(better):
+        return Verdict("holds", numbers, f"{said}: sharing regularised and generalised better.")
+    if fewer and (all(less) or all(better)):
+        return Verdict("partly", numbers, f"{said}; only part of the claim held on every seed.")
+    if not fewer or not any(less):
+        return Verdict("does not hold", numbers, f"{said}: sharing did not reduce overfitting.")
+    return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
+
+
+def figure(m: dict):
+    fig, (ax,) = figure_axes(1, height=3.0, width=6.0)
+    for k, key in enumerate(("train", "test")):
+        for j, name in enumerate(MODELS):
+            values = [r[name][key] for r in m["seeds"]]
+            mean, sd = mean_spread(values)
+            ax.bar(
+                j + 0.4 * k, mean, yerr=sd, width=0.4, color=f"C{k}", label=key if j == 0 else None
+            )
+    ax.set_xticks([0.2, 1.2], [f"{n}\n{m['params'][n]:,} weights" for n in MODELS])
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(40, 100)
+    ax.legend(fontsize=8)
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="sharing",
+    title="Weight sharing",
+    section="§1",
+    claim="Sliding one kernel everywhere (weight sharing) acts as a regulariser: far fewer "
+    "weights and less overfitting than a layer with the same windows but its own weights at "
+    "every position, at the price of assuming a pattern means the same everywhere.",
+    setup="Fashion-MNIST subsets; a net whose first two 3×3 layers are convolutions, and the "
+    "same net with locally connected layers (same windows, unshared weights; batch norm, ReLU, "
+    "max pooling after each; a shared tail), trained alike. Accuracy on the training images "
+    "and the test images.",
+    rule=f"Holds if the conv net has at most 1/{FEWER} of the weights and, on every seed, a "
+    f"train-test gap at least {LESS_GAP} points smaller and a test accuracy at least as high; "
+    "partly if the weights and one of the two hold on every seed; does not hold if its gap is "
+    "not smaller on any seed; otherwise inconclusive.",
+    judge=judge,
+    measure=measure,
+    figure=figure,
+)

@@ -1,0 +1,167 @@
+"""Softmax (§5.5): the outputs form a distribution, but are they the model's probabilities?
+
+softmax(z)_i = e^{z_i} / Σ_j e^{z_j} is in (0, 1) and sums to 1 by construction. Whether a
+0.9 means "right 9 times in 10" is calibration, measured by the expected calibration error
+ECE = Σ_b |B_b|/N · |accuracy(B_b) − confidence(B_b)| over 15 equal-width confidence bins
+(Guo et al. 2017), with and without label smoothing, and after temperature scaling
+(softmax(z / T), T fitted on the validation split only, never the test set).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.data import train_val_split
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.models import conv_stack, head, spec
+from cnnlab.train import TrainConfig
+
+BINS = 15
+CALIBRATED = 0.03  # ECE at most this counts as calibrated
+SMOOTHING = {"plain cross-entropy": 0.0, "label smoothing 0.1": 0.1}
+TEMPERATURES = torch.logspace(-1, 1, 161)  # 0.1 .. 10, the grid T is chosen from
+
+
+def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> float:
+    """Expected calibration error of `probs` (N, K) against `labels` (N,): the bin-size-weighted
+    mean |accuracy − mean confidence| over `bins` equal-width bins of the top probability."""
+    confidence, predicted = probs.max(1)
+    correct = (predicted == labels).float()
+    index = (confidence * bins).long().clamp(max=bins - 1)  # (N,) bin of each prediction
+    total = 0.0
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            gap = correct[inside].mean() - confidence[inside].mean()
+            total += float(inside.float().mean() * gap.abs())
+    return total
+
+
+def reliability(probs: torch.Tensor, labels: torch.Tensor, bins: int = BINS) -> list:
+    """[(mean confidence, accuracy, count)] per non-empty bin, for the diagram."""
+    confidence, predicted = probs.max(1)
+    correct = (predicted == labels).float()
+    index = (confidence * bins).long().clamp(max=bins - 1)
+    out = []
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            out.append(
+                [float(confidence[inside].mean()), float(correct[inside].mean()), int(inside.sum())]
+            )
+    return out
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T of TEMPERATURES minimising the mean NLL of softmax(logits / T) (validation set)."""
+    losses = [float(F.cross_entropy(logits / t, labels)) for t in TEMPERATURES]
+    return float(TEMPERATURES[min(range(len(losses)), key=losses.__getitem__)])
+
+
+def measure(ctx: Context) -> dict:
+    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    epochs = ctx.pick(3, 8)
+    seeds = []
+    for i, seed in enumerate(ctx.seeds):
+        row: dict = {"seed": seed}
+        val = train_val_split(train, TrainConfig().val_fraction, seed)[1]  # the trainer's split
+        for j, (name, smoothing) in enumerate(SMOOTHING.items()):
+            ctx.progress(2 * i + j, 2 * len(ctx.seeds), f"seed {seed}: {name}")
+            net = spec("softmax", conv_stack((16, 32, 32)) + head("gap"))
+            trained = ctx.train(net, (train, test), seed, epochs=epochs, label_smoothing=smoothing)
+            t = fit_temperature(trained.logits(val.images), val.labels)
+            logits = trained.logits(test.images)
+            probs, scaled = logits.softmax(1), (logits / t).softmax(1)
+            row[name] = {
+                "test": round(100 * float((logits.argmax(1) == test.labels).float().mean()), 2),
+                "sum_error": float((probs.double().sum(1) - 1).abs().max()),
+                "in_range": bool(((probs >= 0) & (probs <= 1)).all()),
+                "ece": round(ece(probs, test.labels), 5),
+                "temperature": round(t, 4),
+                "ece_scaled": round(ece(scaled, test.labels), 5),
+                "reliability": reliability(probs, test.labels),
+                "reliability_scaled": reliability(scaled, test.labels),
+            }
+        seeds.append(row)
+    return {"seeds": seeds, "epochs": epochs, "bins": BINS}
+
+
+def judge(m: dict) -> Verdict:
+    """Distribution: every output in [0, 1], sums within 1e-6 of 1. Per seed, plain
+    cross-entropy: *calibrated* if ECE ≤ CALIBRATED; *fixable* if ECE after temperature
+    scaling ≤ CALIBRATED. Holds: distribution and calibrated on every seed. Partly:
+    distribution, and fixable on every seed or neither on any seed. Does not hold: not a
+    distribution. Otherwise (seeds disagree) inconclusive."""
+    plain, smooth = SMOOTHING
+    rows = m["seeds"]
+    distribution = all(
+        r[n]["in_range"] and r[n]["sum_error"] <= 1e-6 for r in rows for n in SMOOTHING
+    )
+    calibrated = [r[plain]["ece"] <= CALIBRATED for r in rows]
+    fixable = [r[plain]["ece_scaled"] <= CALIBRATED for r in rows]
+    numbers = {"max |Σ softmax − 1|": max(r[n]["sum_error"] for r in rows for n in SMOOTHING)}
+    for n in SMOOTHING:
+        e, es, t = (
+            mean_spread([r[n][k] for r in rows]) for k in ("ece", "ece_scaled", "temperature")
+        )
+        numbers[f"{n}: ECE, after T (T)"] = f"{e[0]:.3f} ± {e[1]:.3f}, {es[0]:.3f} ({t[0]:.2f})"
+    numbers["seeds"] = len(rows)
+    e_plain = mean_spread([r[plain]["ece"] for r in rows])[0]
+    e_scaled = mean_spread([r[plain]["ece_scaled"] for r in rows])[0]
+    if not distribution:
+        return Verdict("does not hold", numbers, "The softmax outputs are not a distribution.")
+    if all(calibrated):
+        return Verdict("holds", numbers, f"A distribution, and calibrated (ECE {e_plain:.3f}).")
+    if all(fixable):
+        return Verdict(
+            "partly", numbers, f"A distribution, but not calibrated (ECE {e_plain:.3f}); a "
+            f"temperature fitted on validation brought it to {e_scaled:.3f}.",
+        )  # fmt: skip
+    if not any(calibrated) and not any(fixable):
+        return Verdict(
+            "does not hold", numbers, f"Miscalibrated (ECE {e_plain:.3f}), even after T."
+        )
+    return Verdict("inconclusive", numbers, "The seeds disagree on calibration.")
+
+
+def figure(m: dict):
+    fig, axes = figure_axes(2, height=3.3)
+    first = m["seeds"][0]
+    for ax, name in zip(axes, SMOOTHING, strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1)
+        for k, (key, label) in enumerate(
+            (
+                ("reliability", "softmax"),
+                ("reliability_scaled", f"softmax(z/T), T={first[name]['temperature']:.2f}"),
+            )
+        ):
+            bins = first[name][key]
+            ax.plot(
+                [b[0] for b in bins], [b[1] for b in bins], "o-", ms=3, color=f"C{k}", label=label
+            )
+        ax.set_title(f"{name}: ECE {first[name]['ece']:.3f} -> {first[name]['ece_scaled']:.3f}")
+        ax.set_xlabel("confidence (top softmax probability)")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=8)
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="softmax",
+    title="Softmax and calibration",
+    section="§5.5",
+    claim="Softmax turns logits into a probability distribution over the classes: values in "
+    "(0, 1) summing to 1, read as the model's probabilities.",
+    setup="Fashion-MNIST subsets; a 3-block GAP CNN trained with plain cross-entropy and with "
+    f"label smoothing 0.1. Sums and ranges of the softmax; expected calibration error ({BINS} "
+    "bins) and reliability diagram on the test images, before and after temperature scaling "
+    "with T fitted (grid 0.1-10, NLL) on the trainer's validation split.",
+    rule=f"Holds if the outputs are a distribution (in [0, 1], sums within 1e-6 of 1) and the "
+    f"plain model's ECE is at most {CALIBRATED} on every seed; partly if it is a distribution "
+    f"but the ECE stays above {CALIBRATED} on every seed (with or without temperature); does "
+    "not hold if it is not a distribution; otherwise inconclusive.",
+    judge=judge,
+    measure=measure,
+    figure=figure,
+)
