@@ -24,6 +24,7 @@ MODULES = (
     "ex_pooling",
     "ex_hierarchy",
     "ex_softmax",
+    "ex_explanations",
 )
 
 

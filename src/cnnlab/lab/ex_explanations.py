@@ -1,0 +1,202 @@
+"""Do the explanations explain? (§5.4): two checks a heatmap must pass to be about the model.
+
+Model randomisation (Adebayo et al. 2018, "Sanity checks for saliency maps"): re-initialise
+the trained net's layers from the top down, one block at a time, and compare each method's
+maps with the trained net's (Spearman rank correlation per image, same target class). A map
+that stays the same once the weights are random shows the image, not what the net learned.
+Deletion: remove (set to the black background) the most salient pixels first, 5-40 % of
+them, and watch the accuracy fall, against removing pixels in a random order; a faithful map
+makes it fall faster (a lower mean accuracy over the fractions).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from cnnlab.explain import gradcam, saliency, smoothgrad
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.models import conv_stack, head, spec
+
+STAGES = {"head": ["13"], "block 3": ["8", "9"], "block 2": ["4", "5"], "block 1": ["0", "1"]}
+FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.4)
+SENSITIVE = 0.5  # rank correlation with the trained maps, all layers random, must be below this
+FAITHFUL = 5.0  # points: the method's deletion score must be this far below random order's
+CAM_LAYER = "10"  # block 3's ReLU (7×7): Grad-CAM's layer
+
+
+def maps(method: str, model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) heatmaps of `method` for `target` classes."""
+    if method == "saliency":
+        return saliency(model, x, target)
+    if method == "SmoothGrad":
+        return smoothgrad(model, x, target, n=16)
+    return gradcam(model, x, target, layer=CAM_LAYER)
+
+
+METHODS = ("saliency", "SmoothGrad", "Grad-CAM")
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images of the rank correlation of two (B, H, W) maps (ties broken by order)."""
+    ra = a.flatten(1).argsort(1).argsort(1).float()
+    rb = b.flatten(1).argsort(1).argsort(1).float()
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    r = (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
+    return float(r.mean())
+
+
+def randomised(model, stages: list[str]):
+    """A copy of `model` whose modules in `stages` (names) are re-initialised."""
+    net = copy.deepcopy(model)
+    for name in stages:
+        module = dict(net.named_modules())[name]
+        module.reset_parameters()
+        if hasattr(module, "reset_running_stats"):
+            module.reset_running_stats()
+    return net
+
+
+def deletion(trained, images, labels, order: torch.Tensor) -> list[float]:
+    """Accuracy (%) after blacking out the first FRACTIONS of each image's pixels in `order`
+    ((B, H·W) pixel indices, most important first)."""
+    out = []
+    for f in FRACTIONS:
+        k = int(round(f * order.shape[1]))
+        cut = images.clone().flatten(1)  # (B, C·H·W) for one channel
+        cut.scatter_(1, order[:, :k], 0)
+        out.append(round(100 * trained.accuracy(cut.view_as(images), labels), 2))
+    return out
+
+
+def measure(ctx: Context) -> dict:
+    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    n = ctx.pick(64, 256)
+    images, labels = test.images[:n], test.labels[:n]
+    seeds = []
+    for i, seed in enumerate(ctx.seeds):
+        ctx.progress(i, len(ctx.seeds), f"seed {seed}: training")
+        net = spec("explain", conv_stack((16, 32, 32)) + head("gap"))
+        trained = ctx.train(net, (train, test), seed, epochs=ctx.pick(3, 6))
+        x = trained.inputs(images)
+        target = trained.logits(images).argmax(1)
+        row: dict = {
+            "seed": seed,
+            "test": round(100 * trained.accuracy(test.images, test.labels), 2),
+        }
+        gen = torch.Generator().manual_seed(seed)
+        random_order = torch.stack(
+            [torch.randperm(images[0].numel(), generator=gen) for _ in images]
+        )
+        row["random order"] = deletion(trained, images, labels, random_order)
+        for method in METHODS:
+            base = maps(method, trained.model, x, target)
+            correlations, done = [], []
+            for names in STAGES.values():
+                done += names
+                other = randomised(trained.model, done)
+                correlations.append(round(spearman(base, maps(method, other, x, target)), 4))
+            order = base.flatten(1).argsort(1, descending=True)
+            row[method] = {
+                "randomised": correlations,
+                "deletion": deletion(trained, images, labels, order),
+            }
+            if i == 0:
+                row[method]["example"] = (
+                    base[0].div(base[0].max().clamp_min(1e-12)).round(decimals=3).tolist()
+                )
+        seeds.append(row)
+    return {"seeds": seeds, "stages": list(STAGES), "fractions": list(FRACTIONS), "images": n,
+            "example": images[0, 0].tolist()}  # fmt: skip
+
+
+def judge(m: dict) -> Verdict:
+    """Per method and seed: *sensitive*: rank correlation with the trained maps after all
+    layers are re-initialised < SENSITIVE; *faithful*: mean deletion accuracy ≤ random order's
+    − FAITHFUL. A method passes when both hold on every seed. Holds: every method passes.
+    Partly: some method passes, or every method passes one check on every seed. Does not hold:
+    no method passes either check on any seed. Otherwise inconclusive."""
+    rows, numbers, passes, halves, none = m["seeds"], {}, [], [], []
+    for method in METHODS:
+        corr = [r[method]["randomised"][-1] for r in rows]
+        score = [mean_spread(r[method]["deletion"])[0] for r in rows]
+        base = [mean_spread(r["random order"])[0] for r in rows]
+        sensitive = [c < SENSITIVE for c in corr]
+        faithful = [s <= b - FAITHFUL for s, b in zip(score, base, strict=True)]
+        passes.append(all(sensitive) and all(faithful))
+        halves.append(all(sensitive) or all(faithful))
+        none.append(not any(sensitive) and not any(faithful))
+        numbers[f"{method}: rank corr. when random, deletion score %"] = (
+            f"{mean_spread(corr)[0]:.2f}, {mean_spread(score)[0]:.1f}"
+        )
+    numbers["random order: deletion score %"] = (
+        f"{mean_spread([mean_spread(r['random order'])[0] for r in rows])[0]:.1f}"
+    )
+    numbers["seeds"] = len(rows)
+    passed = [m_ for m_, p in zip(METHODS, passes, strict=True) if p]
+    if all(passes):
+        return Verdict("holds", numbers, "Every method's maps changed with the weights and "
+                       "picked pixels that mattered more than random ones.")  # fmt: skip
+    if passed or all(halves):
+        who = ", ".join(passed) if passed else "none fully"
+        return Verdict("partly", numbers, f"Methods that passed both checks: {who}.")
+    if all(none):
+        return Verdict("does not hold", numbers, "No method's maps depended on the weights or "
+                       "found pixels that mattered.")  # fmt: skip
+    return Verdict("inconclusive", numbers, "The seeds or checks disagree.")
+
+
+def figure(m: dict):
+    fig, axes = figure_axes(3, 2, height=6.0)
+    first = m["seeds"][0]
+    corr, dele = axes[0], axes[1]
+    for k, method in enumerate(METHODS):
+        for n, r in enumerate(m["seeds"]):
+            label = method if n == 0 else None
+            corr.plot(m["stages"], r[method]["randomised"], "o-", color=f"C{k}", label=label)
+            dele.plot(m["fractions"], r[method]["deletion"], "o-", color=f"C{k}", label=label)
+    for n, r in enumerate(m["seeds"]):
+        dele.plot(
+            m["fractions"], r["random order"], "k--", label="random order" if n == 0 else None
+        )
+    corr.set_xlabel("re-initialised down to")
+    corr.set_ylabel("rank corr. with trained maps")
+    corr.axhline(SENSITIVE, color="grey", ls=":")
+    corr.legend(fontsize=7)
+    dele.set_xlabel("share of pixels removed (most salient first)")
+    dele.set_ylabel("accuracy (%)")
+    dele.legend(fontsize=7)
+    axes[2].axis("off")
+    axes[3].imshow(m["example"], cmap="gray")
+    axes[3].set_title("test image")
+    for ax, method in zip(axes[4:], METHODS[1:], strict=True):
+        ax.imshow(first[method]["example"], cmap="magma")
+        ax.set_title(method)
+    axes[2].imshow(first["saliency"]["example"], cmap="magma")
+    axes[2].set_title("saliency")
+    for ax in axes[2:]:
+        ax.axis("off")
+    return fig
+
+
+EXPERIMENT = Experiment(
+    name="explanations",
+    title="Do the explanations explain?",
+    section="§5.4",
+    claim="Saliency and Grad-CAM heatmaps show which pixels the model looks at to make its "
+    "decision.",
+    setup="Fashion-MNIST subsets; a 3-block GAP CNN trained; saliency, SmoothGrad (16 samples) "
+    "and Grad-CAM (block 3) for the predicted class on test images. Model randomisation: "
+    "layers re-initialised from the head down, block by block, rank correlation of the maps "
+    "with the trained net's. Deletion: accuracy as 0-40 % of the pixels are blacked out, most "
+    "salient first, against a random order.",
+    rule=f"Per method, on every seed: its maps once all layers are random have a rank "
+    f"correlation below {SENSITIVE} with the trained maps, and its mean deletion accuracy is "
+    f"{FAITHFUL} points below random order's. Holds if every method passes both; partly if "
+    "some method passes both, or every method passes one; does not hold if no method passes "
+    "either check on any seed; otherwise inconclusive.",
+    judge=judge,
+    measure=measure,
+    figure=figure,
+)
