@@ -97,7 +97,7 @@ def test_config_without_statistics_and_mismatched_weights(run_dir, tmp_path):
         load_run(other)
     shutil.copy(run_dir / "config.json", other / "config.json")
     checkpoint.save_weights(other / "model.safetensors", torch.nn.Linear(2, 2).state_dict())
-    with pytest.raises(RunError, match="does not match.*missing from the file: .*not in the spec: "
+    with pytest.raises(RunError, match="does not match.*missing from the file: .*not in the model: "
                        "(bias, weight|weight, bias)"):  # fmt: skip
         load_run(other)
 

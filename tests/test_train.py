@@ -38,6 +38,7 @@ from cnnlab.train import (
 build_module = importlib.import_module(
     "cnnlab.design.build"
 )  # `cnnlab.design.build` is the function
+inputs_module = importlib.import_module("cnnlab.train.inputs")  # where train() builds
 
 TINY = {
     "name": "tiny",
@@ -94,7 +95,7 @@ def _hooked_build(monkeypatch, hook):
         model.register_forward_hook(forward_hook)
         return model
 
-    monkeypatch.setattr(build_module, "build", build)
+    monkeypatch.setattr(inputs_module, "build", build)
 
 
 # --- pure parts --------------------------------------------------------------------------
@@ -278,7 +279,7 @@ CHILD = textwrap.dedent(
 
     out, mode, spec, quick = sys.argv[1], sys.argv[2], eval(sys.argv[3]), eval(sys.argv[4])
     if mode == "slow":  # sleep in every forward so the parent can kill us mid-epoch
-        build_module = importlib.import_module("cnnlab.design.build")
+        build_module = importlib.import_module("cnnlab.train.inputs")
         original = build_module.build
         def slow_build(s):
             model = original(s)
@@ -448,7 +449,7 @@ def test_a_module_trains_like_its_spec_and_out_none_writes_nothing(tmp_path, mon
     written = train(build_module.build(TINY), "digits", tmp_path / "module", config)
     assert _same(written["model"].state_dict(), _weights(tmp_path / "spec"))
     stored = json.loads((tmp_path / "module/config.json").read_text())
-    assert stored["input_shape"] == [1, 8, 8] and "module" in stored["model"]
+    assert stored["input_shape"] == [1, 8, 8] and stored["model"]["kind"] == "module"
 
 
 def test_a_module_takes_the_datas_shape_and_a_misfit_is_one_error(tmp_path):
@@ -462,5 +463,5 @@ def test_a_module_takes_the_datas_shape_and_a_misfit_is_one_error(tmp_path):
     three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
     with pytest.raises(CnnlabError, match=r"outputs \(3,\).*10 classes"):
         train(three, "digits", None, TrainConfig(**{**QUICK, "epochs": 1}))
-    with pytest.raises(ConfigError, match="resume needs"):
+    with pytest.raises(ConfigError, match="resume and force need"):
         train(net, "digits", None, resume=True)

@@ -1,22 +1,21 @@
 """Training: one config, one loop, one run directory.
 
-config and loop (`train`), checkpoint (atomic safetensors), distributed (DDP under torchrun),
-evaluate (accuracy, TTA, predict) and rundir (the one owner of a run directory's files).
+config (TrainConfig, a reason per knob; schedule, optimizer, precision), loop (`train`),
+inputs (the model and data of a run, checked), guard (divergence, Ctrl-C/SIGTERM), checkpoint
+(atomic safetensors), resume, distributed (DDP under torchrun), evaluate (accuracy, TTA,
+predict), source (models from the user's code) and rundir (the one owner of a run directory).
 """
 
-from cnnlab.train.loop import (
-    ConfigError,
+from cnnlab.errors import ConfigError, TrainingDiverged
+from cnnlab.train.config import (
     TrainConfig,
-    TrainingDiverged,
-    TrainingInterrupted,
     autocast_dtype,
     bf16_supported,
-    cpu_name,
     learning_rate,
-    machine,
     make_optimizer,
-    train,
 )
+from cnnlab.train.distributed import cpu_name, machine
+from cnnlab.train.loop import TrainingInterrupted, train
 
 __all__ = [
     "ConfigError",

@@ -64,8 +64,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         reason = error.strerror or str(error)
         raise RunError(
-            f"could not write {path}: {reason}; the previous version of the file is intact "
-            "(free some disk space and resume with --resume)"
+            f"could not write {path}: {reason}; the previous version of the file is intact"
         ) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -100,20 +99,37 @@ def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
 
 
-def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
-    """Write a state_dict (parameters and buffers) to a safetensors file, atomically."""
-    atomic_write(path, st_save(_plain(state)))
+def save_weights(
+    path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """Write a state_dict (parameters and buffers) to a safetensors file, atomically, with
+    string `metadata` in its header (e.g. the hashes of the run's spec and config)."""
+    atomic_write(path, st_save(_plain(state), metadata=metadata or None))
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file into a state_dict. RunError names the file when unreadable."""
+    """Read a safetensors file into a state_dict. RunError names the file when it is
+    unreadable or a floating-point tensor holds NaN or infinity (`check_finite`)."""
     path = Path(path)
     try:
-        return st_load(path.read_bytes())
+        tensors = st_load(path.read_bytes())
     except FileNotFoundError:
         raise RunError(f"{path} is missing") from None
     except Exception as error:  # safetensors raises its own error types on corrupt files
         raise RunError(f"{path} is not a readable safetensors file: {error}") from error
+    check_finite(tensors, path)
+    return tensors
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """RunError naming `path` and the first tensor holding NaN or ±inf (a corrupt file, or
+    weights saved from a run that had already diverged)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise RunError(
+                f"{path}: tensor {name} holds NaN or infinite values; the file is corrupt or "
+                "was saved from a diverged run, so it cannot be used"
+            )
 
 
 # --- RNG states --------------------------------------------------------------------------
@@ -224,6 +240,7 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         tensors = st_load(blob)
     except Exception as error:
         raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
+    check_finite(tensors, tensor_path)
     return tensors, state
 
 

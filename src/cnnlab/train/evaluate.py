@@ -118,19 +118,13 @@ def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, k: int) -> t
     return torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
 
 
-def _autocast_for(run: Run) -> torch.dtype | None:
-    from cnnlab.train import TrainConfig, autocast_dtype
-
-    return autocast_dtype(TrainConfig.from_dict(run.config), torch.device("cpu"))
-
-
 def evaluate(run: Run, split: str = "test", *, tta: bool = False) -> Evaluation:
     """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`.
     tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one)."""
     ds = run.dataset(split)
     x = run.preprocess(ds.images)  # (N, C, H, W) normalized
     shift = int(run.config.get("tta_shift", 0))
-    logits = predict_logits(run.model, x, tta=tta, autocast=_autocast_for(run), tta_shift=shift)
+    logits = predict_logits(run.model, x, tta=tta, autocast=run.autocast, tta_shift=shift)
     predicted = logits.argmax(1)
     k = len(run.classes)
     confusion = confusion_matrix(predicted, ds.labels, k)

@@ -1,0 +1,83 @@
+"""What stops a training run early: a diverging loss, Ctrl-C or SIGTERM.
+
+Both are decided between optimizer steps, so a checkpoint never holds a half-updated
+optimizer, and under DDP every rank decides the same (`distributed.step_flags`).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from pathlib import Path
+
+from cnnlab.errors import TrainingDiverged
+
+# A loss this many times above max(first loss, ln classes) has left any sane trajectory:
+# ln k is the loss of a uniform guess, so a model that starts already trained still gets room
+# for noisy batches. `--lr 100` on digits passes 20x within a few steps (and reaches 1e16
+# unchecked); the recipes here never rise above 1.2x their first loss.
+DIVERGE_FACTOR = 20.0
+
+
+def loss_limit(first_loss: float, classes: int) -> float:
+    """The loss above which training counts as diverged: F · max(first loss, ln k)."""
+    return DIVERGE_FACTOR * max(first_loss, math.log(max(classes, 2)))
+
+
+def is_diverged(loss: float, limit: float) -> bool:
+    """True for a NaN/inf loss or one above `limit` (see `loss_limit`)."""
+    return not math.isfinite(loss) or loss > limit
+
+
+def diverged_error(
+    loss: float, limit: float, where: str, lr: float, peak_lr: float, kept: str
+) -> TrainingDiverged:
+    """Why training stopped and which knob to turn. The advice is to start again: --resume
+    refuses other options, and with the same ones replays the same steps into the same loss."""
+    what = (
+        f"the training loss became {loss}"
+        if not math.isfinite(loss)
+        else f"the training loss climbed to {loss:.3g}, over {limit:.3g} ({DIVERGE_FACTOR:g}x "
+        "where it started)"
+    )
+    return TrainingDiverged(
+        f"{what} at {where} (lr {lr:.3g}): the learning rate is probably too high; start "
+        f"again with --force --lr {peak_lr / 10:.3g} (or --force and a longer --warmup); {kept}"
+    )
+
+
+def kept_checkpoint(out: Path | None, epoch: int, step: int) -> str:
+    """What a stopped run leaves behind, for the end of a message."""
+    if out is None:
+        return "nothing was written (no run directory)"
+    if epoch or step:
+        return f"the last checkpoint (epoch {epoch}, step {step}) is kept in {out}"
+    return "no checkpoint was written yet"
+
+
+class StopFlag:
+    """SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's stop) set a flag the loop checks
+    between steps; the loop then saves a checkpoint and stops. A second signal interrupts at
+    once. Handlers are installed only on the main thread, and restored on exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.set = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:
+            raise KeyboardInterrupt
+        self.set = True
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

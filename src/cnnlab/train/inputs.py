@@ -1,0 +1,202 @@
+"""What a run trains: its model (a spec, the user's code, or a module), its data, and the
+checks of one against the other, all made before a step is taken (a bad --tta-shift would
+otherwise fail after all the training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data import ImageSet, load_splits
+from cnnlab.data.sets import dataset_name
+from cnnlab.design.build import build
+from cnnlab.design.spec import load_spec
+from cnnlab.errors import ConfigError, DataError, RunError, SpecError
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.rundir import SPEC, read_config
+from cnnlab.train.source import ModelSource
+
+
+@dataclass
+class ModelChoice:
+    """The model to train and how config.json records it (`record`, see train.source)."""
+
+    model: nn.Module
+    spec: Any  # the Spec of a spec run, else None
+    record: dict[str, Any]
+    title: str  # for messages: "spec 'fast'", "model nets.py:make_net", "model Sequential"
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) a spec fixes; None: the data's own (code and modules take any)."""
+        return tuple(self.spec.input) if self.spec is not None else None
+
+    @property
+    def spec_text(self) -> str | None:
+        return self.spec.to_yaml() if self.spec is not None else None
+
+
+def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
+    """A spec (Spec, dict, preset name, file), a ModelSource or an nn.Module, built with
+    torch seeded by `seed` (a module keeps the weights it has)."""
+    if isinstance(model_or_spec, nn.Module):
+        kind = type(model_or_spec)
+        record = {"kind": "module", "class": f"{kind.__module__}.{kind.__qualname__}"}
+        return ModelChoice(model_or_spec, None, record, f"model {kind.__name__}")
+    if isinstance(model_or_spec, ModelSource) and model_or_spec.kind == "code":
+        torch.manual_seed(seed)
+        model = model_or_spec.build()
+        return ModelChoice(
+            model, None, model_or_spec.to_record(), f"model {model_or_spec.reference}"
+        )
+    if isinstance(model_or_spec, ModelSource):
+        model_or_spec = model_or_spec.spec
+    spec = load_spec(model_or_spec)
+    torch.manual_seed(seed)
+    model = build(spec)
+    return ModelChoice(model, spec, {"kind": "spec", "name": spec.name}, f"spec {spec.name!r}")
+
+
+def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig | None):
+    """(ModelChoice, data, config) stored in `out`; RunError when the caller's differ."""
+    stored = read_config(out)
+    try:
+        stored_config = TrainConfig.from_dict(stored)
+    except (ConfigError, TypeError) as error:
+        raise RunError(f"{out / 'config.json'}: {error}") from None
+    if config is not None and config != stored_config:
+        changed = [
+            f"{k} {v!r} (run has {getattr(stored_config, k)!r})"
+            for k, v in config.to_dict().items()
+            if getattr(stored_config, k) != v
+        ]
+        raise RunError(
+            f"cannot resume {out} with different options: {', '.join(changed)}; resume without "
+            "them or start a new run"
+        )
+    choice = _stored_model(out, stored, model_or_spec, stored_config.seed)
+    if data is None:
+        data = stored["data"]
+    elif isinstance(data, str | Path) and str(data_name(data)) != stored["data"]:
+        raise RunError(
+            f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}"
+        )
+    return choice, data, stored_config
+
+
+def _stored_model(out: Path, stored: dict, given: Any, seed: int) -> ModelChoice:
+    """The run's own model, rebuilt from its record; RunError when `given` is another."""
+    record = stored.get("model") or {"kind": "spec"}
+    if not isinstance(record, dict):
+        raise RunError(f"{out / 'config.json'}: 'model' must be a record, not {record!r}")
+    if record.get("kind") == "module":
+        if not isinstance(given, nn.Module):
+            raise RunError(
+                f"{out} was trained from a Python object ({record.get('class')}); resume it "
+                "with train(<a fresh instance>, ..., resume=True)"
+            )
+        return choose_model(given, seed)
+    source = ModelSource.from_record(record, out)
+    if given is not None and not isinstance(given, nn.Module):
+        same = (
+            load_spec(given).to_dict() == source.spec.to_dict()
+            if source.kind == "spec" and not isinstance(given, ModelSource)
+            else isinstance(given, ModelSource) and given.to_record() == source.to_record()
+        )
+        if not same:
+            what = SPEC if source.kind == "spec" else f"model {source.reference}"
+            raise RunError(f"cannot resume {out} with a different model than its {what}")
+    return choose_model(source, seed)
+
+
+def data_name(data: Any) -> Any:
+    """How config.json names `data`: a directory by its absolute path (so eval, --resume and
+    report work from any working directory), a data set name as given (as load_dataset, a
+    name wins over a directory of that name in the working directory)."""
+    if isinstance(data, str | Path) and dataset_name(data) is not None:
+        return data
+    if isinstance(data, str | Path) and Path(data).expanduser().is_dir():
+        return str(Path(data).expanduser().resolve())
+    return data
+
+
+def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool):
+    """(train ImageSet, test ImageSet or None, name stored in config.json). input_shape None
+    (a model from code or a module): the data set's own channels and size."""
+    if isinstance(data, ImageSet):
+        train_set, test_set, name = data, None, data.source
+    elif isinstance(data, tuple) and len(data) == 2:
+        train_set, test_set, name = data[0], data[1], data[0].source
+    else:
+        name = str(data_name(data))
+        shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
+        train_set, test_set = load_splits(name, strict=strict, **shape)
+    if len(train_set.classes) < 2:  # load_splits says so for named sets; here for ImageSets
+        raise DataError(
+            f"{train_set.source}: only one class; a classifier needs at least two (it would "
+            "'train' to 100 % and loss 0 and mean nothing)"
+        )
+    return train_set, test_set, name
+
+
+def data_notes(*sets) -> dict[str, list[list[str]]]:
+    """The files a folder loader skipped (unreadable) or converted, as `[path, why]` lists."""
+    sets = [ds for ds in sets if ds is not None]
+    return {
+        "skipped": [list(item) for ds in sets for item in ds.skipped],
+        "converted": [list(item) for ds in sets for item in ds.converted],
+    }
+
+
+def check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
+    """An epoch drops the last short batch: fewer images per rank than a batch is no step."""
+    per_rank = n_train // world_size
+    if per_rank >= config.batch_size // world_size:
+        return
+    ranks = f" per rank ({world_size} ranks)" if world_size > 1 else ""
+    fix = f"use --batch-size {per_rank * world_size} or less, or more data" if per_rank else ""
+    raise ConfigError(
+        f"batch_size {config.batch_size} is larger than the {per_rank} training images"
+        f"{ranks} left after the validation split, so an epoch would have no step (the last "
+        f"short batch is dropped); {fix or 'use more training images'}"
+    )
+
+
+def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) -> None:
+    """Data shape, class count and the image-size options against the model."""
+    side = min(input_shape[1:])
+    size = "×".join(map(str, input_shape[1:]))
+    for option, pixels in (("translate", config.translate), ("tta_shift", config.tta_shift)):
+        if pixels >= side:
+            raise ConfigError(
+                f"{option} {pixels} must be smaller than the {side}-px side of the {size} "
+                f"images (reflect padding); use at most {side - 1}"
+            )
+    if choice.input_shape is not None and tuple(input_shape) != choice.input_shape:
+        raise DataError(
+            f"the data has {'×'.join(map(str, input_shape))} images but {choice.title} "
+            f"expects input {list(choice.input_shape)}"
+        )
+    model = choice.model
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *input_shape))
+    except RuntimeError as error:  # a module of the user's that does not take this input
+        raise SpecError(
+            f"{choice.title} cannot run on {'×'.join(map(str, input_shape))} images: "
+            f"{str(error).splitlines()[0]}"
+        ) from error
+    finally:
+        model.train()
+    k = len(classes)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != k:
+        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
+        raise SpecError(
+            f"{choice.title} outputs {got} per image but the data has {k} classes; {fix}"
+        )

@@ -1,0 +1,86 @@
+"""Resuming a run: its checkpoint loaded into the run's objects, every part checked first.
+
+A checkpoint that does not fit (a tensor of another shape, one missing, no RNG state, an
+epoch beyond the run's) or holds NaN/inf is a RunError naming the file, never torch's
+traceback nor "the last good checkpoint". What the resumed session does differently from
+the one that wrote the checkpoint (world size, threads) changes the arithmetic, so the
+results are no longer bit-identical: it is returned as notes and recorded in config.json.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cnnlab.errors import RunError
+from cnnlab.train import checkpoint
+from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
+from cnnlab.train.rundir import read_metrics, weight_mismatch
+
+NEEDED = ("epoch", "step", "partial", "wall", "optimizer", "rng")
+
+
+def restore(parts: Any) -> tuple[dict, list[str]]:
+    """Load out/checkpoint.* into parts.model, parts.ema and parts.optimizer and set the RNG
+    states; return (the loop's position state with "rows", notes on what changed)."""
+    out = parts.out
+    path = out / CHECKPOINT_TENSORS
+    tensors, state = checkpoint.load_checkpoint(out)  # NaN/inf refused, naming the file
+    missing = [k for k in NEEDED if k not in state]
+    if missing:
+        raise RunError(
+            f"{path}: its state lacks {', '.join(missing)}, so the run cannot continue "
+            "exactly; start it again with --force"
+        )
+    epochs, steps = parts.config.epochs, parts.steps_per_epoch
+    if not (0 <= state["epoch"] <= epochs and 0 <= state["step"] <= steps):
+        raise RunError(
+            f"{path} claims epoch {state['epoch']}, step {state['step']} of a run of {epochs} "
+            f"epochs of {steps} steps; it belongs to another run: start again with --force"
+        )
+    _load(parts.model, checkpoint.prefixed(tensors, "model"), path, "model")
+    if parts.ema is not None:
+        _load(parts.ema.model, checkpoint.prefixed(tensors, "ema"), path, "ema")
+    opt = {k: v.to(parts.dist.device) for k, v in tensors.items() if k.startswith("optimizer.")}
+    try:
+        joined = checkpoint.join_optimizer_state(opt, state["optimizer"])
+        parts.optimizer.load_state_dict(joined)
+        checkpoint.set_rng_state(state["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
+        raise RunError(
+            f"{path}: its optimizer or RNG state does not fit this run ({type(error).__name__}"
+            f": {str(error).splitlines()[0] if str(error) else 'malformed'}); start again "
+            "with --force"
+        ) from None
+    rows = state.get("metrics")
+    if rows is None:  # a checkpoint written before the rows rode in it
+        rows = [r for r in read_metrics(out) if r.get("epoch", 0) <= state["epoch"]]
+    notes = _changes(state, parts)
+    if notes and parts.run is not None:
+        parts.run.append_config(
+            "resumes",
+            {"epoch": state["epoch"], "step": state["step"], "changed": notes},
+        )
+    return {**state, "rows": rows}, notes
+
+
+def _load(module: torch.nn.Module, found: dict, path, what: str) -> None:
+    differ = weight_mismatch(module.state_dict(), found)
+    if differ:
+        raise RunError(f"{path}: its {what} tensors do not fit the run's model: {differ}")
+    module.load_state_dict(found)
+
+
+def _changes(state: dict, parts: Any) -> list[str]:
+    """What differs from the session that saved the checkpoint (absent in old checkpoints)."""
+    now = {"world_size": parts.dist.world_size, "threads": torch.get_num_threads()}
+    notes = []
+    for key, value in now.items():
+        then = state.get(key)
+        if then is not None and then != value:
+            notes.append(
+                f"resumed with {key.replace('_', ' ')} {value} where the checkpoint was saved "
+                f"with {then}: the results will differ from an uninterrupted run's"
+            )
+    return notes

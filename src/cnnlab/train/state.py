@@ -1,0 +1,110 @@
+"""The named state of a training run, so the loop's helpers take one object, not ten.
+
+`Sums` (one epoch's running sums on this rank), `Position` (where the run is: what a
+checkpoint stores besides tensors and RNG states), `Parts` (the objects built once per run)
+and `EMA` (the weight average evaluated and saved).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.data import Loader
+from cnnlab.train import distributed
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.rundir import RunDir
+
+
+class EMA:
+    """Exponential moving average of the weights: ema ← d·ema + (1−d)·w after every step.
+
+    d = min(decay, (1 + t) / (10 + t)) at update t, so early averages do not cling to the
+    random initialisation. Buffers (BatchNorm statistics) are copied, not averaged.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, t: int) -> None:
+        d = min(self.decay, (1 + t) / (10 + t))
+        ema = list(self.model.parameters())
+        torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - d)
+        self.copy_buffers(model)
+
+    @torch.no_grad()
+    def copy_buffers(self, model: nn.Module) -> None:
+        for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
+@dataclass
+class Sums:
+    """One epoch's running training sums on this rank (checkpointed mid-epoch)."""
+
+    loss: float = 0.0  # Σ batch loss · batch size
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # time spent in steps
+
+    def to_list(self) -> list:
+        return [self.loss, self.correct, self.seen, self.seconds]
+
+
+@dataclass
+class Position:
+    """Where the run is: what a checkpoint stores besides tensors and RNG states."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps done in epoch `epoch` (> 0 after a mid-epoch checkpoint)
+    sums: Sums = field(default_factory=Sums)
+    wall: float = 0.0  # seconds since the run started, summed over its sessions
+    first_loss: float | None = None  # the run's first loss, the divergence rule's anchor
+    rows: list[dict] = field(default_factory=list)  # metrics.jsonl rows so far
+
+    def to_state(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "partial": self.sums.to_list(),
+            "wall": self.wall,
+            "first_loss": self.first_loss,
+        }
+
+
+@dataclass
+class Parts:
+    """The objects of one training run, built once (so helpers take one argument, not ten)."""
+
+    config: TrainConfig
+    dist: distributed.Dist
+    run: RunDir | None  # None: out=None, or a rank other than 0
+    model: nn.Module
+    net: nn.Module  # the model as stepped: DDP-wrapped and/or compiled
+    ema: EMA | None
+    optimizer: torch.optim.Optimizer
+    loader: Loader
+    val: tuple[torch.Tensor, torch.Tensor] | None  # normalized images, labels
+    amp: torch.dtype | None
+    steps_per_epoch: int
+    classes: int
+    out: Path | None
+    checkpoint_seconds: float
+    saved: tuple[int, int] = (0, 0)  # (epoch, step) of the last checkpoint saved or resumed
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.epochs
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are evaluated and saved: the EMA's when EMA is on."""
+        return self.ema.model if self.ema is not None else self.model
