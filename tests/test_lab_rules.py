@@ -9,11 +9,17 @@ import pytest
 
 from cnnlab.lab import (
     ex_dying,
+    ex_explanations,
     ex_floor,
     ex_heads,
+    ex_hierarchy,
     ex_nonlinearity,
     ex_parameters,
+    ex_pooling,
+    ex_sharing,
+    ex_softmax,
     ex_spatial,
+    ex_stacking,
     ex_translation,
     ex_vanishing,
 )
@@ -328,3 +334,240 @@ def dying(*rows, rates=(0.03, 0.3, 1.0)):
 )
 def test_dying_rule(rows, outcome):
     assert ex_dying.judge(dying(*rows)).outcome == outcome
+
+
+# --- stacking ------------------------------------------------------------------------------
+
+
+def stacking(*rows, weights=None, rf=(7, 7)):
+    stack, single = ex_stacking.BLOCKS
+    c2 = ex_stacking.C**2
+    weights = weights or {stack: [27 * c2] * 2, single: [49 * c2] * 2}
+    seeds = [
+        {"seed": i, stack: {"test": a, "erf": e}, single: {"test": b, "erf": f}}
+        for i, (a, e, b, f) in enumerate(rows)
+    ]
+    return {"seeds": seeds, "theoretical_rf": dict(zip((stack, single), rf, strict=True)),
+            "weights": weights, "channels": ex_stacking.C}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(80.0, 7, 79.5, 7), (81.0, 6, 80.0, 7)], "holds"),
+        ([(80.0, 3, 79.0, 7), (81.0, 3, 80.0, 7)], "partly"),  # smaller effective field
+        ([(80.0, 7, 79.0, 7), (70.0, 7, 80.0, 7)], "inconclusive"),
+    ],
+)
+def test_stacking_rule(rows, outcome):
+    assert ex_stacking.judge(stacking(*rows)).outcome == outcome
+
+
+def test_stacking_rule_does_not_hold_when_the_theory_fails():
+    assert ex_stacking.judge(stacking((80.0, 7, 79.0, 7), rf=(5, 7))).outcome == "does not hold"
+
+
+def test_stacking_weights_by_formula_equal_the_summary_count():
+    for block in ex_stacking.BLOCKS:
+        formula, counted = ex_stacking.block_weights(block)
+        assert formula == counted
+
+
+# --- pooling -------------------------------------------------------------------------------
+
+
+def pooling(*rows):
+    """(max 2-px agreement, stride 2-px agreement, average high share, max high share)."""
+    seeds = []
+    for i, (a_max, a_stride, h_avg, h_max) in enumerate(rows):
+        row = {"seed": i, "spectra": {"average": {"high": h_avg}, "max": {"high": h_max}}}
+        for name in ex_pooling.DOWNS:
+            agree = a_max if name == "max" else a_stride if name == "stride 2" else 80.0
+            row[name] = {"test": 80.0, "agreement": {"1": 90.0, "2": agree}}
+        seeds.append(row)
+    return {"seeds": seeds}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(85.0, 70.0, 0.2, 0.3), (84.0, 75.0, 0.25, 0.3)], "holds"),
+        ([(85.0, 84.0, 0.2, 0.3)], "partly"),  # low-pass only
+        ([(85.0, 84.0, 0.4, 0.3), (80.0, 80.0, 0.3, 0.3)], "does not hold"),
+        ([(85.0, 70.0, 0.2, 0.3), (80.0, 80.0, 0.3, 0.3)], "inconclusive"),
+    ],
+)
+def test_pooling_rule(rows, outcome):
+    assert ex_pooling.judge(pooling(*rows)).outcome == outcome
+
+
+def test_high_share_separates_fine_from_coarse_patterns():
+    """Truth: a checkerboard (0.5 cycles/px) is all high frequency, a 1-cycle ramp none."""
+    import torch
+
+    i = torch.arange(16)
+    checker = ((i[:, None] + i[None, :]) % 2).float()[None, None]  # (1, 1, 16, 16)
+    wave = torch.cos(2 * torch.pi * i / 16)[None, :].expand(16, 16)[None, None]
+    assert float(ex_pooling.high_share(checker)) == pytest.approx(1.0)
+    assert float(ex_pooling.high_share(wave)) == pytest.approx(0.0, abs=1e-9)
+
+
+# --- hierarchy -----------------------------------------------------------------------------
+
+
+def hierarchy(*rows):
+    """(trained block 1, trained block 3, random block 3) per seed."""
+    layers = ["pixels", *ex_hierarchy.LAYERS]
+    seeds = []
+    for i, (t1, t3, r3) in enumerate(rows):
+        trained = dict.fromkeys(layers, 70.0) | {"block 1": t1, "block 3": t3}
+        random = dict.fromkeys(layers, 70.0) | {"block 3": r3}
+        seeds.append({"seed": i, "trained": trained, "random": random})
+    return {"seeds": seeds, "layers": layers}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(80.0, 88.0, 80.0), (81.0, 87.0, 79.0)], "holds"),
+        ([(80.0, 88.0, 86.0)], "partly"),  # random weights probe almost as well
+        ([(80.0, 81.0, 80.0), (82.0, 82.0, 81.0)], "does not hold"),
+        ([(80.0, 88.0, 80.0), (82.0, 82.0, 81.0)], "inconclusive"),
+    ],
+)
+def test_hierarchy_rule(rows, outcome):
+    assert ex_hierarchy.judge(hierarchy(*rows)).outcome == outcome
+
+
+# --- sharing -------------------------------------------------------------------------------
+
+
+def sharing(*rows, conv_params=14_538):
+    conv, local = ex_sharing.MODELS
+    seeds = [
+        {"seed": i, conv: {"train": ct, "test": cv}, local: {"train": lt, "test": lv}}
+        for i, (ct, cv, lt, lv) in enumerate(rows)
+    ]
+    return {"seeds": seeds, "params": {conv: conv_params, local: 1_044_618}}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(85.0, 83.0, 95.0, 80.0), (86.0, 84.0, 96.0, 81.0)], "holds"),
+        ([(85.0, 80.0, 95.0, 82.0)], "partly"),  # overfits less, scores lower
+        ([(85.0, 80.0, 84.0, 80.0), (85.0, 80.0, 85.0, 81.0)], "does not hold"),
+        ([(85.0, 83.0, 95.0, 80.0), (85.0, 80.0, 85.0, 81.0)], "inconclusive"),
+    ],
+)
+def test_sharing_rule(rows, outcome):
+    assert ex_sharing.judge(sharing(*rows)).outcome == outcome
+
+
+def test_locally_connected_layer_with_tied_weights_is_a_convolution():
+    """Truth: torch's conv2d. Every position given the conv's kernel gives the conv's output."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    layer = ex_sharing.LocallyConnected2d(3, 5, 3, size=9, padding=1)
+    kernel, bias = torch.randn(5, 3, 3, 3), torch.randn(5)
+    with torch.no_grad():
+        layer.weight.copy_(kernel.flatten(1).expand(81, 5, 27))
+        layer.bias.copy_(bias[:, None].expand(5, 81))
+    x = torch.randn(2, 3, 9, 9)
+    expected = F.conv2d(x, kernel, bias, padding=1)
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+# --- softmax -------------------------------------------------------------------------------
+
+
+def softmax_case(*rows, sum_error=1e-7):
+    """(plain ECE, plain ECE after T) per seed."""
+    seeds = []
+    for i, (e, es) in enumerate(rows):
+        row = {"seed": i}
+        for name in ex_softmax.SMOOTHING:
+            row[name] = {"ece": e, "ece_scaled": es, "temperature": 1.2, "in_range": True,
+                         "sum_error": sum_error}  # fmt: skip
+        seeds.append(row)
+    return {"seeds": seeds}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(0.01, 0.01), (0.02, 0.01)], "holds"),
+        ([(0.08, 0.02), (0.07, 0.01)], "partly"),  # needs a temperature
+        ([(0.08, 0.06)], "partly"),  # a distribution, not calibrated at all
+        ([(0.01, 0.01), (0.08, 0.06)], "inconclusive"),
+    ],
+)
+def test_softmax_rule(rows, outcome):
+    assert ex_softmax.judge(softmax_case(*rows)).outcome == outcome
+
+
+def test_softmax_rule_does_not_hold_when_outputs_do_not_sum_to_one():
+    assert ex_softmax.judge(softmax_case((0.01, 0.01), sum_error=1e-3)).outcome == "does not hold"
+
+
+def test_ece_by_hand():
+    """Two bins: conf 0.95 (2 right of 2) and 0.55 (1 right of 2): ECE = ½·0.05 + ½·0.05."""
+    import torch
+
+    probs = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
+    labels = torch.tensor([0, 0, 0, 1])
+    assert ex_softmax.ece(probs, labels) == pytest.approx(0.05)
+    assert ex_softmax.ece(torch.tensor([[1.0, 0.0]]), torch.tensor([0])) == pytest.approx(0.0)
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    """Labels drawn from softmax(z / 2): the NLL-optimal T on many samples is near 2."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(20_000, 5, generator=gen) * 4
+    labels = torch.multinomial((z / 2).softmax(1), 1, generator=gen).squeeze(1)
+    assert ex_softmax.fit_temperature(z, labels) == pytest.approx(2.0, rel=0.08)
+
+
+# --- explanations --------------------------------------------------------------------------
+
+
+def explanations(*rows):
+    """Per seed: {method: (rank corr. when random, mean deletion accuracy)}; random order 60."""
+    seeds = []
+    for i, per_method in enumerate(rows):
+        row = {"seed": i, "random order": [60.0] * len(ex_explanations.FRACTIONS)}
+        for method in ex_explanations.METHODS:
+            corr, score = per_method.get(method, (0.9, 60.0))
+            row[method] = {"randomised": [0.9, corr],
+                           "deletion": [score] * len(ex_explanations.FRACTIONS)}  # fmt: skip
+        seeds.append(row)
+    return {"seeds": seeds}
+
+
+GOOD = (0.1, 40.0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([dict.fromkeys(ex_explanations.METHODS, GOOD)] * 2, "holds"),
+        ([{"saliency": GOOD}], "partly"),  # one method passes
+        ([dict.fromkeys(ex_explanations.METHODS, (0.1, 60.0))], "partly"),  # all sensitive only
+        ([{}], "does not hold"),
+        ([{"saliency": (0.1, 60.0)}, {}], "inconclusive"),
+    ],
+)
+def test_explanations_rule(rows, outcome):
+    assert ex_explanations.judge(explanations(*rows)).outcome == outcome
+
+
+def test_spearman_of_a_map_with_itself_and_its_reverse():
+    import torch
+
+    a = torch.rand(3, 6, 6)
+    assert ex_explanations.spearman(a, a) == pytest.approx(1.0)
+    assert ex_explanations.spearman(a, -a) == pytest.approx(-1.0)

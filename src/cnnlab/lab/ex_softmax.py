@@ -120,8 +120,9 @@ def judge(m: dict) -> Verdict:
         )  # fmt: skip
     if not any(calibrated) and not any(fixable):
         return Verdict(
-            "does not hold", numbers, f"Miscalibrated (ECE {e_plain:.3f}), even after T."
-        )
+            "partly", numbers, f"A distribution, but miscalibrated (ECE {e_plain:.3f}), and "
+            f"still {e_scaled:.3f} after a temperature fitted on validation.",
+        )  # fmt: skip
     return Verdict("inconclusive", numbers, "The seeds disagree on calibration.")
 
 

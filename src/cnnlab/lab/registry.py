@@ -10,18 +10,18 @@ import importlib
 from cnnlab.errors import ConfigError
 from cnnlab.lab.experiment import Experiment
 
-MODULES = (
+MODULES = (  # in the order of the notes' claims (issue 11's list)
+    "ex_parameters",
     "ex_spatial",
     "ex_translation",
-    "ex_parameters",
-    "ex_floor",
     "ex_sharing",
-    "ex_nonlinearity",
-    "ex_heads",
-    "ex_vanishing",
-    "ex_dying",
+    "ex_floor",
     "ex_stacking",
     "ex_pooling",
+    "ex_nonlinearity",
+    "ex_vanishing",
+    "ex_dying",
+    "ex_heads",
     "ex_hierarchy",
     "ex_softmax",
     "ex_explanations",
