@@ -1,29 +1,32 @@
-"""cnnlab.summary vs torchinfo.summary on a ResNet-50-shaped model at 3×224×224 (issue 3, item 8).
+"""cnnlab.summary vs torchinfo.summary on the architectures of tests/test_summary_zoo.py at their
+published sizes (224×224, Inception and Xception 299×299), plus a torchvision-layout ResNet-50.
 
-Both run in this process on the same model, timed in alternating rounds (median of rounds).
+Per family both tools run in this process on the same model in alternated rounds (one call of
+each per round, after a warm-up round), so load from other processes falls on both alike.
 cnnlab traces a meta-device copy (no arithmetic); torchinfo runs a real batch-1 forward.
 
-    .venv/bin/python benchmarks/summary_bench.py [--repeats 7] [--threads N] [--baseline FILE]
-        [--alone]
+    .venv/bin/python benchmarks/summary_bench.py [--rounds 5] [--threads N] [--only NAME ...]
 
-Prints the medians, the ratio, and whether total params and MACs agree. --baseline times
-another version of summary.py in the same rounds (e.g. `git show HEAD:src/cnnlab/summary.py
-> /tmp/summary_head.py`) and checks that its summary equals this one's. --alone times each
-tool's calls in a row instead of alternating them (no other tool's forward in between).
+Prints per family: n rounds, torchinfo's and cnnlab's median wall time, the ratio of the
+medians, the min-median-max of the per-round ratios, and whether the totals agree (params;
+MACs after torchinfo's two conventions: a Linear on a map counted once, a layer named
+"Conv" counted as a conv; see tests/test_summary_families.py). Then the minimum ratio.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 class Bottleneck(nn.Module):
@@ -82,93 +85,70 @@ class ResNet50(nn.Module):
         return self.fc(x)
 
 
-def interleaved_seconds(
-    fns: dict, repeats: int, alone: bool = False
-) -> dict[str, list[tuple[float, float]]]:
-    """(wall, CPU) seconds of each fn over `repeats` rounds, one call of each per round
-    (after a warm-up round), so that load from other processes falls on both alike. CPU time
-    is this process's, all threads: on a shared machine it moves less than wall time.
-    alone: all of one fn's calls in a row instead (warm caches: no other tool in between)."""
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
-    rounds = [[(name, fn)] for name, fn in fns.items()] if alone else [list(fns.items())]
-    for calls in rounds:
-        for round_ in range(repeats + 1):
-            for name, fn in calls:
-                wall, cpu = time.perf_counter(), time.process_time()
-                fn()
-                if round_:
-                    times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+def rounds(fns: dict, n: int) -> dict[str, list[float]]:
+    """Wall seconds of each fn over n alternated rounds (after a warm-up round)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(n + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - start)
     return times
 
 
-def load_summary(path: Path):
-    """The `summary` function of another copy of cnnlab/summary.py (a baseline to time)."""
-    spec = importlib.util.spec_from_file_location("summary_baseline", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module.summary
+def families() -> dict:
+    from test_summary_zoo import FAMILIES, make
+
+    found = {name: (lambda name=name: make(name, full=True)) for name in FAMILIES}
+    found["resnet50-torchvision"] = lambda: (ResNet50().eval(), (3, 224, 224))
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7, help="timed calls per tool")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per family")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--baseline", type=Path, help="another summary.py to time alongside")
-    parser.add_argument("--alone", action="store_true", help="each tool's calls in a row")
+    parser.add_argument("--only", nargs="*", help="family names (default: all)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-
+    warnings.simplefilter("ignore")
     import torchinfo
 
     import cnnlab
+    from test_summary_families import leaf_calls
 
-    torch.manual_seed(0)
-    model, size = ResNet50(), (3, 224, 224)
-    ours_s = cnnlab.summary(model, size)
-    theirs_s = torchinfo.summary(model, input_size=(1, *size), verbose=0)
-    fns = {
-        "cnnlab.summary": lambda: cnnlab.summary(model, size),
-        "torchinfo.summary": lambda: torchinfo.summary(model, (1, *size), verbose=0),
-    }
-    if args.baseline:
-        baseline = load_summary(args.baseline)
-        same = baseline(model, size).to_dict() == ours_s.to_dict()
-        fns["baseline"] = lambda: baseline(model, size)
-    times = interleaved_seconds(fns, args.repeats, args.alone)
-    load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} rounds")
-    print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
-    for name, ts in times.items():
-        walls = [w for w, _ in ts]
-        med, lo, hi = statistics.median(walls), min(walls), max(walls)
-        cpu = statistics.median(c for _, c in ts)
-        mean = statistics.mean(c for _, c in ts)  # with the garbage collector's occasional passes
-        print(
-            f"{name:18s} wall median {med * 1e3:7.1f} ms (min {lo * 1e3:.1f}, max {hi * 1e3:.1f})"
-            f", CPU median {cpu * 1e3:7.1f} ms (mean {mean * 1e3:.1f})"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    print(f"{'family':24s} {'n':>2s} {'torchinfo':>10s} {'cnnlab':>9s} {'ratio':>6s}  "
+          "per-round min-median-max  totals")  # fmt: skip
+    worst = []
+    for name, make in families().items():
+        if args.only and name not in args.only:
+            continue
+        model, size = make()
+        ours, theirs = cnnlab.summary(model, size), torchinfo.summary(model, (1, *size), verbose=0)
+        _, extra = leaf_calls(model, size)
+        same = (
+            ours.total_params == theirs.total_params == sum(p.numel() for p in model.parameters())
         )
-    (ours_w, ours_c), (theirs_w, theirs_c), *base = (
-        (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts))
-        for ts in times.values()
-    )
-    print(f"ratio of wall medians (torchinfo / cnnlab): {theirs_w / ours_w:.1f}x")
-    print(f"ratio of CPU medians  (torchinfo / cnnlab): {theirs_c / ours_c:.1f}x")
-    if base:
-        (base_w, base_c), verdict = base[0], "identical" if same else "DIFFERENT"
-        print(f"baseline {args.baseline}: summary {verdict} to this one's")
+        same = same and ours.total_macs == theirs.total_mult_adds + extra
+        times = rounds({
+            "torchinfo": lambda m=model, s=size: torchinfo.summary(m, (1, *s), verbose=0),
+            "cnnlab": lambda m=model, s=size: cnnlab.summary(m, s),
+        }, args.rounds)  # fmt: skip
+        per_round = [t / c for t, c in zip(times["torchinfo"], times["cnnlab"], strict=True)]
+        ti, cn = statistics.median(times["torchinfo"]), statistics.median(times["cnnlab"])
+        worst.append((ti / cn, name))
         print(
-            f"speed-up over the baseline: wall {base_w / ours_w:.2f}x, CPU {base_c / ours_c:.2f}x"
+            f"{name:24s} {len(per_round):2d} {ti * 1e3:8.1f}ms {cn * 1e3:7.1f}ms {ti / cn:5.1f}x  "
+            f"{min(per_round):5.1f} {statistics.median(per_round):5.1f} {max(per_round):5.1f}"
+            f"        {'identical' if same else 'DIFFER'}",
+            flush=True,
         )
-    print(
-        f"total params: cnnlab {ours_s.total_params:,}, torchinfo {theirs_s.total_params:,}: "
-        f"{'agree' if ours_s.total_params == theirs_s.total_params else 'DIFFER'}"
-    )
-    print(
-        f"total MACs:   cnnlab {ours_s.total_macs:,}, torchinfo {theirs_s.total_mult_adds:,}: "
-        f"{'agree' if ours_s.total_macs == theirs_s.total_mult_adds else 'DIFFER'}"
-    )
+    ratio, name = min(worst)
+    print(f"minimum ratio of medians: {ratio:.1f}x ({name}); load average (1 min) at the end: "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
 
 
 if __name__ == "__main__":
