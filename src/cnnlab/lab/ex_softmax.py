@@ -160,8 +160,8 @@ EXPERIMENT = Experiment(
     "with T fitted (grid 0.1-10, NLL) on the trainer's validation split.",
     rule=f"Holds if the outputs are a distribution (in [0, 1], sums within 1e-6 of 1) and the "
     f"plain model's ECE is at most {CALIBRATED} on every seed; partly if it is a distribution "
-    f"but the ECE stays above {CALIBRATED} on every seed (with or without temperature); does "
-    "not hold if it is not a distribution; otherwise inconclusive.",
+    f"whose plain ECE exceeds {CALIBRATED} on every seed and a temperature brings it under on "
+    "every seed or on none; does not hold if it is not a distribution; otherwise inconclusive.",
     judge=judge,
     measure=measure,
     figure=figure,
