@@ -13,7 +13,9 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import threading
 
 from cnnlab.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, CnnlabError, TrainingDiverged
 
@@ -33,21 +35,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (kill, a scheduler's stop) is treated as Ctrl-C: training checkpoints and
+    says so, any other command stops with one line (exit 130), never silently with 143."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main else None
     try:
+        return _main(argv)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
+    command = "cnnlab"
+    try:
+        args = _parser().parse_args(argv)  # inside: a Ctrl-C while modules import is one line
+        command = f"cnnlab {args.command}"
         code = args.run(args)
     except CnnlabError as error:
-        print(f"cnnlab {args.command}: error: {error}", file=sys.stderr)
+        print(f"{command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingDiverged as error:  # valid options, a run that blew up: not exit 2
-        print(f"cnnlab {args.command}: diverged: {error}", file=sys.stderr)
+        print(f"{command}: diverged: {error}", file=sys.stderr)
         return EXIT_DIVERGED
     except BrokenPipeError:  # `cnnlab ... | head`: the reader left; not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
         return 0
     except KeyboardInterrupt:
-        print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
 

@@ -1,4 +1,8 @@
-"""Commands `train`, `eval`, `predict` and `demo`: train a run, measure it, use it."""
+"""`cnnlab train`: train a spec, a preset or a model from your code; writes a run directory.
+
+Every TrainConfig field is an option, derived from the dataclass (name, type, and the help
+text written beside the field), so the options cannot drift from the config.
+"""
 
 from __future__ import annotations
 
@@ -7,118 +11,122 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from cnnlab.design.spec import preset_names
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 
-# TrainConfig fields exposed as options: name -> (type, help). Booleans get --x/--no-x.
-_KNOBS = {
-    "batch_size": (int, "global batch size"),
-    "optimizer": (str, "sgd-nesterov | adamw"),
-    "lr": (float, "peak learning rate"),
-    "momentum": (float, "SGD momentum (AdamW beta1)"),
-    "weight_decay": (float, "weight decay on conv/linear weights (not norms, biases)"),
-    "schedule": (str, "onecycle | cosine"),
-    "warmup": (float, "fraction of steps spent warming up"),
-    "label_smoothing": (float, "label smoothing of the cross-entropy targets"),
-    "translate": (int, "random shift by pad-and-crop, pixels (0: off)"),
-    "flip": (bool, "random horizontal flips"),
-    "erase": (float, "random-erasing probability (0: off)"),
-    "ema": (str, "weight EMA decay per step, or 'none'"),
-    "tta": (bool, "flip test-time augmentation at evaluation"),
-    "tta_shift": (int, "with --tta, also average the image moved N px up/down/left/right"),
-    "precision": (str, "auto | bf16 | fp32"),
-    "channels_last": (bool, "NHWC memory layout"),
-    "compile": (bool, "torch.compile the model"),
-    "val_fraction": (float, "validation share of the training set"),
-    "seed": (int, "random seed"),
-    "diagnose_every": (int, "store diagnostics every N epochs (0: off)"),
-}
+CODE_WARNING = (
+    "Loading a model from code (--model file.py:factory) runs that code with your rights, "
+    "at training and whenever the run is opened: use only code you trust."
+)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spec or preset; writes a run directory")
+    from cnnlab.train.config import TrainConfig, help_text
+
+    p = sub.add_parser(
+        "train",
+        help="train a spec, preset or model from code; writes a run directory",
+        description="Train a model and write a run directory (spec or model record, config, "
+        "metrics, checkpoints, weights). " + CODE_WARNING,
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("spec", nargs="?", help="spec file (.yaml/.json)")
     source.add_argument("--preset", help=f"preset name: {', '.join(preset_names())}")
+    source.add_argument(
+        "--model",
+        metavar="REF",
+        help="your model's factory: path/to/file.py:make_net or package.module:make_net "
+        "(runs that code)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="keyword argument of the --model factory, a Python literal (repeatable)",
+    )
     p.add_argument("--data", help="fashion-mnist (default) | digits | shapes | DIR")
-    p.add_argument("--epochs", type=int, help="passes over the training split")
     p.add_argument("--out", required=True, help="run directory to write, e.g. runs/fast")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--force", action="store_true", help="replace the run in --out")
+    p.add_argument(
+        "--force", action="store_true", help="replace the run in --out (deletes its run files)"
+    )
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
     p.add_argument("--quiet", action="store_true", help="no progress bar nor per-epoch lines")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-    for name, (kind, text) in _KNOBS.items():
-        flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+    p.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=60.0,
+        help="also checkpoint within an epoch after this many seconds (default 60)",
+    )
+    knobs = p.add_argument_group("training options (TrainConfig; default: the fast recipe)")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        text = f"{help_text(field.name)} (default {field.default})"
+        if field.type.startswith("bool"):
+            knobs.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
+        elif field.type.startswith("int"):
+            knobs.add_argument(flag, type=int, help=text)
+        elif field.name == "ema":
+            knobs.add_argument(flag, type=_ema, help=text)
+        elif field.type.startswith("float"):
+            knobs.add_argument(flag, type=float, help=text)
         else:
-            p.add_argument(flag, type=kind, help=text)
+            knobs.add_argument(flag, help=text)
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
-    p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--tta", action="store_true", help="average with mirrored images")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.set_defaults(run=_eval)
 
-    p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG/... files")
-    p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.set_defaults(run=_predict)
-
-    p = sub.add_parser(
-        "demo", help="train the fast preset on Fashion-MNIST, evaluate, predict, write the report"
-    )
-    p.add_argument("--out", default="runs/demo", help="run directory (replaced if it exists)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5, a few minutes)")
-    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
-    p.set_defaults(run=_demo)
-
-
-# --- train -------------------------------------------------------------------------------
+def _ema(text: str) -> float | None | str:
+    if text.lower() in ("none", "off", "0"):
+        return "none"  # None means "not given"; turned into None in _config
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'none'") from None
 
 
 def _config(args):
     """TrainConfig from the options given; None when resuming without any (use the run's)."""
     from cnnlab.train import TrainConfig
+    from cnnlab.train.rundir import read_config
 
-    given = {k: getattr(args, k) for k in [*_KNOBS, "epochs"] if getattr(args, k) is not None}
-    if "ema" in given:
-        given["ema"] = _ema(given["ema"])
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if given.get("ema") == "none":
+        given["ema"] = None
     if args.resume and not given:
         return None
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
     base = {}
-    stored = Path(args.out) / "config.json"
-    if args.resume and stored.is_file():  # compare only the options given with the run's
-        base = {k: v for k, v in json.loads(stored.read_text()).items() if k in names}
-    return TrainConfig(**{**base, **{k: v for k, v in given.items() if k in names}})
+    if args.resume and (Path(args.out) / "config.json").is_file():
+        base = {k: v for k, v in read_config(args.out).items() if k in names}
+    return TrainConfig(**{**base, **given})
 
 
-def _ema(text: str) -> float | None:
-    if text.lower() in ("none", "off", "0"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise CnnlabError(f"--ema {text!r} is not a number or 'none'") from None
+def _model(args):
+    """The model argument of train(): a ModelSource for --model, else the spec or preset."""
+    if args.model_arg and not args.model:
+        raise ConfigError("--model-arg needs --model file.py:factory")
+    if args.model:
+        from cnnlab.train.source import parse_model_ref
+
+        return parse_model_ref(args.model, args.model_arg)
+    spec = args.preset or args.spec
+    if spec is None and not args.resume:
+        raise CnnlabError("give a spec file, --preset NAME (e.g. --preset fast) or --model REF")
+    return spec
 
 
-def _is_main_rank() -> bool:
+def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _reporters(quiet: bool) -> dict:
+def reporters(quiet: bool) -> dict:
     """train()'s progress keywords: a rich bar on a terminal, else one plain line per epoch
     (a bar redrawn in a log file shows nothing until the end)."""
-    if quiet or not _is_main_rank():
+    if quiet or not is_main_rank():
         return {}
     if not sys.stdout.isatty():
         return {"on_epoch": _print_epoch}
@@ -153,43 +161,56 @@ def _print_epoch(row: dict, epochs: int) -> None:
     )
 
 
-def _run_training(spec, data, out, config, **kwargs) -> dict:
+def run_training(model, data, out, config, **kwargs) -> dict:
     """train() with a live progress bar around it when there is one."""
     from cnnlab.train import train
 
     progress = kwargs.get("progress")
     if progress is None:
-        return train(spec, data, out, config, **kwargs)
+        return train(model, data, out, config, **kwargs)
     with progress:
-        return train(spec, data, out, config, **kwargs)
+        return train(model, data, out, config, **kwargs)
 
 
 def _train(args) -> int:
     from cnnlab.train import TrainingInterrupted
+    from cnnlab.train.distributed import timeout_seconds
 
-    spec = args.preset or args.spec
-    if spec is None and not args.resume:
-        raise CnnlabError("give a spec file or --preset NAME (e.g. --preset fast)")
+    model = _model(args)
     data = args.data if args.data is not None or args.resume else "fashion-mnist"
     config = _config(args)
-    options = {"resume": args.resume, "force": args.force, "strict": args.strict}
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and is_main_rank() and not args.quiet:
+        print(
+            f"{world} ranks; a rank that stops makes the others fail after "
+            f"{timeout_seconds():g} s (set CNNLAB_DDP_TIMEOUT to change it)",
+            flush=True,
+        )
+    options = {
+        "resume": args.resume,
+        "force": args.force,
+        "strict": args.strict,
+        "checkpoint_seconds": args.checkpoint_seconds,
+    }
     try:
-        result = _run_training(spec, data, args.out, config, **options, **_reporters(args.quiet))
+        result = run_training(model, data, args.out, config, **options, **reporters(args.quiet))
     except TrainingInterrupted as stop:
-        if _is_main_rank():
-            print(f"cnnlab train: {stop}")
+        if is_main_rank():
+            print(f"cnnlab train: {stop}", file=sys.stderr)
         return 130
-    if _is_main_rank():
+    if is_main_rank():
         result.pop("model", None)
         if args.json:
             print(json.dumps({**result, "converted": len(result["converted"])}, indent=2))
         else:
-            _print_data_notes(result)
-            _print_result(result)
+            for note in result["notes"]:
+                print(f"note: {note}")
+            print_data_notes(result)
+            print_result(result)
     return 0
 
 
-def _print_data_notes(result: dict) -> None:
+def print_data_notes(result: dict) -> None:
     """One line per unreadable image skipped, and how many images were converted."""
     for path, reason in result["skipped"]:
         print(f"skipped {path}: {reason}")
@@ -201,7 +222,7 @@ def _print_data_notes(result: dict) -> None:
         print(f"converted {len(converted)} {images} to the model's input ({shown})")
 
 
-def _print_result(result: dict) -> None:
+def print_result(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -222,128 +243,3 @@ def _print_result(result: dict) -> None:
             table.add_row(label, text)
     Console().print(table)
     print(f"run saved in {result['out']}")
-
-
-# --- eval --------------------------------------------------------------------------------
-
-
-def _eval(args) -> int:
-    from cnnlab.train.evaluate import evaluate
-    from cnnlab.train.rundir import load_run
-
-    result = evaluate(load_run(args.run_dir), args.split, tta=args.tta)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        _print_evaluation(result)
-    return 0
-
-
-def _print_evaluation(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    tta = ", flip TTA" if result.tta else ""
-    console.print(
-        f"{result.split} accuracy{tta}: [bold]{result.accuracy:.2%}[/bold] "
-        f"on {result.n} images (cross-entropy {result.loss:.4f})"
-    )
-    per_class = Table(title="per-class accuracy")
-    per_class.add_column("class")
-    per_class.add_column("accuracy", justify="right")
-    for name, acc in zip(result.classes, result.per_class, strict=True):
-        per_class.add_row(name, f"{acc:.2%}")
-    console.print(per_class)
-    confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
-    confusion.add_column("")
-    for i in range(len(result.classes)):
-        confusion.add_column(str(i), justify="right")
-    for i, (name, row) in enumerate(zip(result.classes, result.confusion, strict=True)):
-        cells = [
-            f"[bold]{v}[/bold]" if j == i else (str(v) if v else ".") for j, v in enumerate(row)
-        ]
-        confusion.add_row(f"{i} {name}", *cells)
-    console.print(confusion)
-
-
-# --- predict -----------------------------------------------------------------------------
-
-
-def _predict(args) -> int:
-    from cnnlab.train.evaluate import predict
-    from cnnlab.train.rundir import load_run
-
-    if args.top < 1:
-        raise CnnlabError(f"--top must be at least 1, got {args.top}")
-    predictions = predict(load_run(args.run_dir), args.images, top=args.top)
-    if args.json:
-        print(json.dumps([p.to_dict() for p in predictions], indent=2))
-    else:
-        _print_predictions(predictions)
-    return 0
-
-
-def _print_predictions(predictions) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="predictions (softmax probabilities)")
-    table.add_column("image")
-    table.add_column("size", justify="right")
-    for i in range(len(predictions[0].top)):
-        table.add_column(f"top {i + 1}")
-    for p in predictions:
-        cells = [f"{name} {prob:.1%}" for name, prob in p.top]
-        table.add_row(p.source, f"{p.size[0]}×{p.size[1]}", *cells)
-    Console().print(table)
-
-
-# --- demo --------------------------------------------------------------------------------
-
-
-def _demo(args) -> int:
-    """Train `fast` on Fashion-MNIST, evaluate with TTA, predict three test images, report."""
-    from cnnlab.report import write_report
-    from cnnlab.train import TrainConfig, TrainingInterrupted
-    from cnnlab.train.evaluate import evaluate, predict
-    from cnnlab.train.rundir import load_run
-
-    out = Path(args.out)
-    config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
-    print(
-        f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...",
-        flush=True,
-    )
-    try:
-        _run_training("fast", args.data, out, config, force=True, **_reporters(False))
-    except TrainingInterrupted as stop:
-        print(f"cnnlab demo: {stop}")
-        return 130
-    run = load_run(out)
-    _print_evaluation(evaluate(run, "test", tta=config.tta))
-    paths = write_sample_images(run, out / "samples", n=3)
-    _print_predictions(predict(run, paths, top=3))
-    print("writing the report (Grad-CAM, features, probes, health) ...", flush=True)
-    started = time.perf_counter()
-    report = write_report(out)
-    print(f"report written in {time.perf_counter() - started:.0f} s: {report.resolve()}")
-    print(f"\nthe run is in {out}/ (spec.yaml, config.json, metrics.jsonl, model.safetensors)")
-    print(f"try: cnnlab eval {out} --tta    cnnlab predict {out} {paths[0]}")
-    return 0
-
-
-def write_sample_images(run, directory: Path, n: int = 3) -> list[Path]:
-    """Save the first `n` test images as PNG files named after their true class."""
-    from PIL import Image
-
-    ds = run.dataset("test")
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        pixels = ds.images[i].permute(1, 2, 0).squeeze(-1).numpy()  # (H, W) or (H, W, 3)
-        name = ds.classes[int(ds.labels[i])].replace("/", "-").replace(" ", "-").lower()
-        path = directory / f"test{i}-{name}.png"
-        Image.fromarray(pixels).save(path)
-        paths.append(path)
-    return paths

@@ -1,0 +1,72 @@
+"""`cnnlab demo`: train the fast preset, evaluate, predict three test images, write the report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from cnnlab.cli.evaluate import print_evaluation
+from cnnlab.cli.predict import print_predictions
+from cnnlab.cli.train import reporters, run_training
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="train the fast preset on Fashion-MNIST, evaluate, predict, write the report"
+    )
+    p.add_argument(
+        "--out",
+        default="runs/demo",
+        help="run directory (a previous run there is replaced; a directory that is not a run "
+        "is refused)",
+    )
+    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5, a few minutes)")
+    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.set_defaults(run=_demo)
+
+
+def _demo(args) -> int:
+    from cnnlab.report import write_report
+    from cnnlab.train import TrainConfig, TrainingInterrupted
+    from cnnlab.train.evaluate import evaluate, predict
+    from cnnlab.train.rundir import load_run
+
+    out = Path(args.out)
+    config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
+    print(
+        f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...",
+        flush=True,
+    )
+    try:
+        run_training("fast", args.data, out, config, force=True, **reporters(False))
+    except TrainingInterrupted as stop:
+        print(f"cnnlab demo: {stop}", file=sys.stderr)
+        return 130
+    run = load_run(out)
+    print_evaluation(evaluate(run, "test", tta=config.tta))
+    paths = write_sample_images(run, out / "samples", n=3)
+    print_predictions(predict(run, paths, top=3))
+    print("writing the report (Grad-CAM, features, probes, health) ...", flush=True)
+    started = time.perf_counter()
+    report = write_report(out)
+    print(f"report written in {time.perf_counter() - started:.0f} s: {report.resolve()}")
+    print(f"\nthe run is in {out}/ (spec.yaml, config.json, metrics.jsonl, model.safetensors)")
+    print(f"try: cnnlab eval {out} --tta    cnnlab predict {out} {paths[0]}")
+    return 0
+
+
+def write_sample_images(run, directory: Path, n: int = 3) -> list[Path]:
+    """Save the first `n` test images as PNG files named after their true class."""
+    from PIL import Image
+
+    ds = run.dataset("test")
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        pixels = ds.images[i].permute(1, 2, 0).squeeze(-1).numpy()  # (H, W) or (H, W, 3)
+        name = ds.classes[int(ds.labels[i])].replace("/", "-").replace(" ", "-").lower()
+        path = directory / f"test{i}-{name}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths

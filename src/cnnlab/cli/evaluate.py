@@ -1,0 +1,54 @@
+"""`cnnlab eval RUN`: accuracy, per-class accuracy and confusion matrix of a run."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
+    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--tta", action="store_true", help="average with mirrored images")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(run=_eval)
+
+
+def _eval(args) -> int:
+    from cnnlab.train.evaluate import evaluate
+    from cnnlab.train.rundir import load_run
+
+    result = evaluate(load_run(args.run_dir), args.split, tta=args.tta)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_evaluation(result)
+    return 0
+
+
+def print_evaluation(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    tta = ", flip TTA" if result.tta else ""
+    console.print(
+        f"{result.split} accuracy{tta}: [bold]{result.accuracy:.2%}[/bold] "
+        f"on {result.n} images (cross-entropy {result.loss:.4f})"
+    )
+    per_class = Table(title="per-class accuracy")
+    per_class.add_column("class")
+    per_class.add_column("accuracy", justify="right")
+    for name, acc in zip(result.classes, result.per_class, strict=True):
+        per_class.add_row(name, f"{acc:.2%}")
+    console.print(per_class)
+    confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    confusion.add_column("")
+    for i in range(len(result.classes)):
+        confusion.add_column(str(i), justify="right")
+    for i, (name, row) in enumerate(zip(result.classes, result.confusion, strict=True)):
+        cells = [
+            f"[bold]{v}[/bold]" if j == i else (str(v) if v else ".") for j, v in enumerate(row)
+        ]
+        confusion.add_row(f"{i} {name}", *cells)
+    console.print(confusion)

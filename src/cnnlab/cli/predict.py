@@ -1,0 +1,70 @@
+"""`cnnlab predict RUN IMAGE...`: the top-k classes of image files with a trained run."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from cnnlab.errors import CnnlabError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
+    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG/... files")
+    p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(run=_predict)
+
+
+def _predict(args) -> int:
+    from cnnlab.train.evaluate import predict
+    from cnnlab.train.rundir import load_run
+
+    if args.top < 1:
+        raise CnnlabError(f"--top must be at least 1, got {args.top}")
+    run = load_run(args.run_dir)
+    predictions = predict(run, args.images, top=args.top)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+    else:
+        print_predictions(predictions)
+    for note in size_notes(run, predictions):
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
+def size_notes(run, predictions) -> list[str]:
+    """A model that takes any size (global pooling) still learned its features at one scale:
+    say so for images of another size, whose predictions may be confident nonsense."""
+    _, h, w = run.input_shape
+    other = [p for p in predictions if tuple(p.size) != (h, w)]
+    if not other:
+        return []
+    sizes = ", ".join(sorted({f"{p.size[0]}×{p.size[1]}" for p in other}))
+    return [
+        f"{len(other)} image(s) ({sizes}) are not the {h}×{w} the model was trained on; it "
+        f"runs on them (its head pools globally) but learned its features at {h}×{w}: resize "
+        "them to trust the result"
+    ]
+
+
+def print_predictions(predictions) -> None:
+    """A table on a terminal; whole paths, tab-separated, when piped (a table cuts paths)."""
+    if not sys.stdout.isatty():
+        for p in predictions:
+            cells = [f"{name} {prob:.1%}" for name, prob in p.top]
+            print("\t".join([p.source, f"{p.size[0]}×{p.size[1]}", *cells]))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="predictions (softmax probabilities)")
+    table.add_column("image", overflow="fold")
+    table.add_column("size", justify="right")
+    for i in range(len(predictions[0].top)):
+        table.add_column(f"top {i + 1}")
+    for p in predictions:
+        cells = [f"{name} {prob:.1%}" for name, prob in p.top]
+        table.add_row(p.source, f"{p.size[0]}×{p.size[1]}", *cells)
+    Console().print(table)
