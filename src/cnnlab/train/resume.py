@@ -26,6 +26,9 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
     states; return (the loop's position state with "rows", notes on what changed)."""
     out = parts.out
     path = out / CHECKPOINT_TENSORS
+    if not path.is_file():  # stopped before its first checkpoint: nothing to lose, start over
+        fresh = {"epoch": 0, "step": 0, "partial": [0.0, 0, 0, 0.0], "wall": 0.0, "rows": []}
+        return fresh, ["there was no checkpoint yet: the run started again from its beginning"]
     tensors, state = checkpoint.load_checkpoint(out)  # NaN/inf refused, naming the file
     missing = [k for k in NEEDED if k not in state]
     if missing:
