@@ -242,6 +242,19 @@ def test_top_images_are_the_strongest_and_cached(client, run_dir, monkeypatch):
     assert again == got
 
 
+def test_saliency_is_the_input_gradient(client, run_dir):
+    """max over channels of |d logit_predicted / d x| (autograd on the model itself), over
+    its max: what the saliency overlay shows."""
+    run = load_run(run_dir)
+    image = client.post("/api/predict", data={"sample": 3}).json()["image"]
+    got = np.array(client.get(f"/api/heatmap?image={image}&method=saliency").json()["map"])
+    x = run.preprocess(run.dataset("test").images[3:4]).requires_grad_(True)
+    logits = run.model(x)
+    logits[0, logits[0].argmax()].backward()
+    truth = x.grad.abs().amax(1)[0]
+    assert got == pytest.approx((truth / truth.max()).numpy(), abs=2e-4)
+
+
 def test_feature_maps_and_actmax(client):
     image = client.post("/api/predict", data={"sample": 0}).json()["image"]
     maps = client.get(f"/api/features?image={image}&layer=2").json()

@@ -25,10 +25,17 @@ def register(sub) -> None:
         default="127.0.0.1",
         help="address to bind (default: 127.0.0.1; another one exposes the page to the network)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per request (default: 1; each request is one image)",
+    )
     p.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    import torch
     import uvicorn
 
     from cnnlab.explorer import create_app
@@ -45,6 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     explorer.top()  # once per run, cached in RUN/explorer/: the first click is then instant
     print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
+    # One image per request: on this 2-core machine, shared, Grad-CAM of the `fast` preset took
+    # 64 ms with 1 torch thread and 1,050 ms with 2 (oversubscribed cores; BENCHMARKS.md).
+    torch.set_num_threads(max(1, args.threads))
     if args.host not in LOCAL:
         print(
             f"warning: binding {args.host}: anyone who can reach this machine on port "

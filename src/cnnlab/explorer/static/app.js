@@ -111,7 +111,7 @@ async function predict(form) {
     const p = await api("/api/predict", { method: "POST", body: form });
     state.prediction = p;
     state.image = p.image;
-    state.heat = { gradcam: p.gradcam, saliency: p.saliency };
+    state.heat = { gradcam: p.gradcam };
     state.trace = null;
     const img = new Image();
     img.onload = () => { state.inputImage = img; drawView(); };
@@ -211,6 +211,16 @@ function drawView() {
     ctx.strokeRect(f.left * sx, f.top * sy, f.width * sx, f.height * sy);
   }
   canvas.dataset.overlay = state.overlay;
+}
+
+async function showOverlay() {  // saliency is fetched the first time it is asked for
+  if (state.overlay === "saliency" && state.image && !state.heat.saliency) {
+    try {
+      const r = await api(`/api/heatmap?image=${state.image}&method=saliency`);
+      state.heat.saliency = r.map;
+    } catch (error) { say(error.message); }
+  }
+  drawView();
 }
 
 async function refreshGradcam() {
@@ -454,7 +464,7 @@ function drawGeometry() {
 async function start() {
   setupDrawing();
   setupChannelClick();
-  document.querySelectorAll("input[name=overlay]").forEach((r) => r.addEventListener("change", () => { state.overlay = r.value; drawView(); }));
+  document.querySelectorAll("input[name=overlay]").forEach((r) => r.addEventListener("change", () => { state.overlay = r.value; showOverlay(); }));
   $("cam-layer").addEventListener("change", refreshGradcam);
   $("feature-layer").addEventListener("change", () => chooseFeatureLayer($("feature-layer").value));
   $("more-samples").addEventListener("click", loadSamples);
