@@ -376,7 +376,8 @@ function step(di, dj) {
 
 // --- the deep-layer panel ---------------------------------------------------------------
 async function loadTop(c) {
-  const layer = state.featureLayer;
+  const chain = chainOf(state.featureLayer);  // a conv or its BatchNorm: its block's output
+  const layer = chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
   const box = $("top-images");
   box.replaceChildren();
   $("actmax").replaceChildren();
