@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cnnlab
-from cnnlab.design.summary import Lint, Summary, SummaryRow, summary
+from cnnlab.design.summary import Summary, SummaryRow, summary
 from cnnlab.errors import CnnlabError, SpecError
 from test_spec import valid_specs
 
@@ -205,11 +205,7 @@ def test_container_whose_output_is_its_own_gets_a_row():
     assert names == [("0.a", (6, 8, 8)), ("0.b", (2, 8, 8)), ("0", (8, 8, 8)), ("1", (8, 8, 8))]
 
 
-# --- lints ----------------------------------------------------------------------------------
-
-
-def codes(model, input_size) -> dict[str, Lint]:
-    return {w.code: w for w in summary(model, input_size).warnings}
+# --- a model with no lints ---------------------------------------------------------------
 
 
 def good_net() -> nn.Sequential:
@@ -218,143 +214,6 @@ def good_net() -> nn.Sequential:
         blocks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
         blocks += [nn.MaxPool2d(2)]
     return nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
-
-
-def test_good_models_have_no_lints():
-    assert summary(good_net(), (3, 32, 32)).warnings == []  # a list, as DESIGN.md says
-    assert summary(ResNet(), (3, 64, 64)).warnings == []
-
-
-def test_floor_lint_names_the_edge_and_the_pixels():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
-    lint = codes(model, (1, 28, 30))["floor"]
-    # 28: windows start at 0, 2, ..., 24 and read up to 26: pixel 27 (bottom) is dropped;
-    # 30: up to 28, pixel 29 (right) is dropped
-    assert lint.layer == "0"
-    assert "1 column(s) at the right" in lint.message and "1 row(s) at the bottom" in lint.message
-    assert "§2.2" in lint.message
-    assert "floor" not in codes(model, (1, 29, 29))
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-def test_even_kernel_same_padding_lint():
-    model = nn.Sequential(nn.Conv2d(3, 8, 4, padding="same"), nn.ReLU())
-    lint = codes(model, (3, 16, 16))["even-kernel-same"]
-    assert lint.layer == "0" and "1 before and 2 after" in lint.message
-    assert "even-kernel-same" not in codes(nn.Conv2d(3, 8, 3, padding="same"), (3, 16, 16))
-
-
-def unread_trailing_pixels(model: nn.Module, input_size) -> tuple[int, int]:
-    """(rows at the bottom, columns at the right) of the input whose gradient is zero for
-    every output: pixels no window reads, found by autograd (the independent truth)."""
-    x = torch.randn(1, *input_size, requires_grad=True)
-    model(x).abs().sum().backward()
-    read = x.grad.abs().sum(dim=(0, 1)) > 0  # (H, W)
-    rows, cols = read.any(dim=1), read.any(dim=0)
-    return tuple(int(len(a) - 1 - a.nonzero().max()) for a in (rows, cols))
-
-
-@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-@settings(max_examples=60, deadline=None)
-@given(
-    size=st.integers(3, 14),
-    kernel=st.integers(1, 5),
-    strides=st.tuples(st.integers(1, 6), st.integers(1, 6)),
-    same=st.booleans(),
-)
-def test_floor_lint_fires_exactly_where_autograd_sees_unread_pixels(size, kernel, strides, same):
-    """Through a spec's conv, 'same' at stride > 1 (zeros padded by F.pad) included: the floor
-    lint names as many dropped rows and columns as the input gradient shows, each axis with
-    its own stride, except along an axis whose stride passes the kernel (skips by design)."""
-    assume(kernel <= size)
-    conv = {"filters": 2, "kernel": kernel, "stride": list(strides)}
-    conv["padding"] = "same" if same else 0
-    spec = {"input": [1, size, size + 1], "layers": [{"conv": conv}]}  # no ReLU: no dead windows
-    model = cnnlab.build(spec)
-    rows, cols = unread_trailing_pixels(model, (1, size, size + 1))
-    rows, cols = (n if s <= kernel else 0 for n, s in zip((rows, cols), strides, strict=True))
-    lints = {w.code: w for w in summary(spec).warnings}
-    assert ("floor" in lints) == bool(rows or cols)
-    if rows:
-        assert f"(stride {strides[0]}, padding" in lints["floor"].message
-        assert f"the last {rows} row(s) at the bottom" in lints["floor"].message
-    if cols:
-        assert f"(stride {strides[1]}, padding" in lints["floor"].message
-        assert f"the last {cols} column(s) at the right" in lints["floor"].message
-    even_same = same and kernel % 2 == 0
-    assert ("even-kernel-same" in lints) == even_same
-
-
-@pytest.mark.parametrize(
-    "first, between, second, fires",
-    [
-        # 3→8 3×3 then 8→8 3×3 is one 3→8 5×5 map: 600 weights against the pair's 792
-        (nn.Conv2d(3, 8, 3, padding=1), [nn.BatchNorm2d(8)], nn.Conv2d(8, 8, 3, padding=1), True),
-        (nn.Conv2d(8, 32, 1), [nn.Dropout(0.1), nn.AvgPool2d(2)], nn.Conv2d(32, 8, 1), True),
-        (nn.Conv2d(3, 8, 3, padding=1), [nn.ReLU()], nn.Conv2d(8, 8, 3, padding=1), False),
-        (nn.Conv2d(8, 32, 1), [nn.MaxPool2d(2)], nn.Conv2d(32, 8, 1), False),  # not linear
-        # with a 2×2 average pool between, one map needs an 8×8 kernel: more weights
-        (nn.Conv2d(3, 8, 3, padding=1), [nn.AvgPool2d(2)], nn.Conv2d(8, 8, 3, padding=1), False),
-        # depthwise → pointwise: a grouping the one map would lose
-        (nn.Conv2d(8, 8, 3, padding=1, groups=8), [nn.BatchNorm2d(8)], nn.Conv2d(8, 16, 1), False),
-        # a linear bottleneck: 32 → 4 → 32 has rank 4, which one 32 → 32 map would lose
-        (nn.Conv2d(32, 4, 1), [nn.BatchNorm2d(4)], nn.Conv2d(4, 32, 1), False),
-    ],
-)
-def test_linear_collapse_lint(first, between, second, fires):
-    """Fires only where one linear map replaces the pair with no more weights and no
-    grouping or rank constraint lost (counted here by hand in the comments)."""
-    model = nn.Sequential(first, *between, second)
-    lint = codes(model, (first.in_channels, 16, 16)).get("linear-collapse")
-    assert (lint is not None) == fires
-    if fires:
-        assert lint.layer == str(len(between) + 1) and "§4.1" in lint.message
-
-
-def test_linear_collapse_in_a_dense_head():
-    head = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.Dropout(), nn.Linear(8, 3))
-    assert codes(head, (3, 2, 2))["linear-collapse"].layer == "3"
-
-
-def test_flatten_head_lints_and_gap_frees_them():
-    flat = nn.Sequential(
-        nn.Conv2d(1, 32, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 14 * 14, 128),
-        nn.ReLU(),
-        nn.Linear(128, 10),
-    )
-    found = codes(flat, (1, 28, 28))
-    assert found["flatten-explosion"].layer == "4" and "99.7%" in found["flatten-explosion"].message
-    assert found["fixed-size"].layer == "3" and "28×28" in found["fixed-size"].message
-    assert not {"flatten-explosion", "fixed-size"} & set(codes(good_net(), (3, 32, 32)))
-
-
-def test_rf_small_lint():
-    small = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    lint = codes(small, (3, 64, 64))["rf-small"]
-    assert "3 px" in lint.message and "64-px" in lint.message
-
-
-def test_saturating_lint_only_in_deep_nets():
-    def net(act, depth):
-        layers = []
-        for _ in range(depth):
-            layers += [nn.Conv2d(4, 4, 3, padding=1), act()]
-        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
-
-    assert "saturating" in codes(net(nn.Tanh, 6), (4, 8, 8))
-    assert "saturating" in codes(net(nn.Sigmoid, 6), (4, 8, 8))
-    assert "saturating" not in codes(net(nn.ReLU, 6), (4, 8, 8))
-    assert "saturating" not in codes(net(nn.Tanh, 2), (4, 8, 8))
-
-
-def test_output_below_one_pixel_names_the_layer():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 5))
-    with pytest.raises(SpecError, match=r"layer 2 \(Conv2d\).*3×3"):
-        summary(model, (3, 8, 8))
 
 
 # --- the user's model is left as it was; the meta fallback ----------------------------------
@@ -584,77 +443,3 @@ def test_shared_modules_parametrizations_and_module_lists():
     first, shared = (8 * 3 * 9 + 8) * 12 * 12, (8 * 8 * 9 + 8) * 12 * 12  # (weights + bias)·H·W
     assert [r.macs for r in convs] == [first, shared, shared]
     assert torch.equal(model.conv.weight, weight) and model.conv.weight.device.type == "cpu"
-
-
-# --- the speed tricks change nothing: torch's shapes and errors, torchinfo's totals, the GC --
-
-
-class Shortcuts(nn.Module):
-    """Layers whose meta output summary makes without running torch's kernel, in their less
-    common forms: a linear map on the last axis of a map, adaptive pooling to (3, None) and
-    to a size that does not divide the input, activations, batch norm on a 1×1 map, a shared
-    module, and element-wise `+` and `*`."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.mix = nn.Linear(12, 12, bias=False)  # along the width
-        self.rows = nn.AdaptiveAvgPool2d((3, None))
-        self.odd = nn.AdaptiveAvgPool2d(5)  # 12 -> 5
-        self.acts = nn.Sequential(nn.LeakyReLU(0.1), nn.GELU(), nn.SiLU(), nn.Dropout(0.2))
-        self.gap = nn.AdaptiveAvgPool2d(1)
-        self.bn = nn.BatchNorm2d(8)
-        self.gate = nn.Sigmoid()
-        self.fc = nn.Linear(8, 4)
-
-    def forward(self, x):
-        x = self.conv(x)  # (B, 8, 12, 12)
-        x = x + self.mix(x)  # (B, 8, 12, 12)
-        y = self.rows(x)  # (B, 8, 3, 12)
-        z = self.acts(self.odd(x))  # (B, 8, 5, 5)
-        g = self.gate(self.bn(self.gap(z)))  # (B, 8, 1, 1)
-        return self.fc(torch.flatten(g * self.gap(y), 1))  # (B, 4)
-
-
-def test_meta_shortcuts_give_torchs_shapes_and_torchinfos_totals():
-    model = Shortcuts()
-    s = summary(model, (3, 12, 12))
-    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 12, 12))
-    info = torchinfo.summary(model, input_size=(1, 3, 12, 12), verbose=0)
-    assert s.total_params == info.total_params
-    # torchinfo counts a linear map applied along a (8, 12, 12) map's last axis once (144),
-    # summary at each of its 8·12 positions
-    assert s.total_macs == info.total_mult_adds - 144 + 144 * 8 * 12
-
-
-def test_a_linear_layer_that_does_not_fit_still_gets_torchs_error_with_its_name():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(10, 2))  # 4·6·6 in
-    with pytest.raises(CnnlabError, match=r"layer 2 \(Linear\).*144"):
-        summary(model, (3, 8, 8))
-
-
-GC_CHECK = """
-import gc
-from cnnlab import summary
-from test_summary import ResNet
-
-model = ResNet()
-assert gc.isenabled()
-summary(model, (3, 32, 32))
-assert gc.isenabled()
-gc.disable()
-gc.collect()
-summary(model, (3, 32, 32))
-assert not gc.isenabled()
-print(gc.collect())  # unreachable objects the call left behind
-"""
-
-
-def test_the_garbage_collector_is_left_as_found_and_given_nothing_to_do():
-    """summary pauses Python's cyclic garbage collector while it runs and leaves no
-    reference cycles: the traced copy is freed by reference counting when it returns.
-    In a fresh interpreter, so that what other tests left behind is not counted."""
-    here = str(Path(__file__).parent)
-    out = subprocess.run([sys.executable, "-c", GC_CHECK], capture_output=True, text=True, cwd=here)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["0"]

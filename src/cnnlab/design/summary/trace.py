@@ -53,6 +53,9 @@ from cnnlab.errors import SpecError
 from cnnlab.geometry import RF
 
 
+_PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_function__
+
+
 class TraceError(Exception):
     """The model's forward raised: where (layer, kind, the shape it got) and torch's words."""
 
@@ -199,15 +202,21 @@ class Tracer(TorchFunctionMode):
     # every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        w = C.window(func, args, kwargs)
-        if w is None:
-            out = C.fast_call(func, args, kwargs)
+        if type(func) is _PROPERTY:  # x.shape, x.device (a fifth of all calls): no tensor
+            out = func(*args, **kwargs)
+            if not isinstance(out, Tensor):
+                return out
+            w = None
         else:
-            x = args[0] if args else kwargs["input"]
-            self._check_window(x, w)
-            out = C.meta_window(func, args, kwargs, x, w)
-            if out is None:
-                out = func(*args, **kwargs)
+            w = C.window(func, args, kwargs)
+            if w is None:
+                out = C.fast_call(func, args, kwargs)
+            else:
+                x = args[0] if args else kwargs["input"]
+                self._check_window(x, w)
+                out = C.meta_window(func, args, kwargs, x, w)
+                if out is None:
+                    out = func(*args, **kwargs)
         tagged = tagged_inputs(args, kwargs)
         if tagged:
             self._tag_outputs(func, args, kwargs, out, tagged, w)

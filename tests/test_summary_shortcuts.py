@@ -1,0 +1,90 @@
+"""The speed tricks of cnnlab.summary change nothing: meta outputs made from known shapes
+give torch's shapes and errors and torchinfo's totals; the garbage collector is left as found."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchinfo
+from torch import nn
+
+from cnnlab.design.summary import summary
+from cnnlab.errors import CnnlabError
+from test_summary import leaf_rows, real_leaf_shapes
+
+# --- the speed tricks change nothing: torch's shapes and errors, torchinfo's totals, the GC --
+
+
+class Shortcuts(nn.Module):
+    """Layers whose meta output summary makes without running torch's kernel, in their less
+    common forms: a linear map on the last axis of a map, adaptive pooling to (3, None) and
+    to a size that does not divide the input, activations, batch norm on a 1×1 map, a shared
+    module, and element-wise `+` and `*`."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.mix = nn.Linear(12, 12, bias=False)  # along the width
+        self.rows = nn.AdaptiveAvgPool2d((3, None))
+        self.odd = nn.AdaptiveAvgPool2d(5)  # 12 -> 5
+        self.acts = nn.Sequential(nn.LeakyReLU(0.1), nn.GELU(), nn.SiLU(), nn.Dropout(0.2))
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.bn = nn.BatchNorm2d(8)
+        self.gate = nn.Sigmoid()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.conv(x)  # (B, 8, 12, 12)
+        x = x + self.mix(x)  # (B, 8, 12, 12)
+        y = self.rows(x)  # (B, 8, 3, 12)
+        z = self.acts(self.odd(x))  # (B, 8, 5, 5)
+        g = self.gate(self.bn(self.gap(z)))  # (B, 8, 1, 1)
+        return self.fc(torch.flatten(g * self.gap(y), 1))  # (B, 4)
+
+
+def test_meta_shortcuts_give_torchs_shapes_and_torchinfos_totals():
+    model = Shortcuts()
+    s = summary(model, (3, 12, 12))
+    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 12, 12))
+    info = torchinfo.summary(model, input_size=(1, 3, 12, 12), verbose=0)
+    assert s.total_params == info.total_params
+    # torchinfo counts a linear map applied along a (8, 12, 12) map's last axis once (144),
+    # summary at each of its 8·12 positions
+    assert s.total_macs == info.total_mult_adds - 144 + 144 * 8 * 12
+
+
+def test_a_linear_layer_that_does_not_fit_still_gets_torchs_error_with_its_name():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(10, 2))  # 4·6·6 in
+    with pytest.raises(CnnlabError, match=r"layer 2 \(Linear\).*144"):
+        summary(model, (3, 8, 8))
+
+
+GC_CHECK = """
+import gc
+from cnnlab import summary
+from test_summary import ResNet
+
+model = ResNet()
+assert gc.isenabled()
+summary(model, (3, 32, 32))
+assert gc.isenabled()
+gc.disable()
+gc.collect()
+summary(model, (3, 32, 32))
+assert not gc.isenabled()
+print(gc.collect())  # unreachable objects the call left behind
+"""
+
+
+def test_the_garbage_collector_is_left_as_found_and_given_nothing_to_do():
+    """summary pauses Python's cyclic garbage collector while it runs and leaves no
+    reference cycles: the traced copy is freed by reference counting when it returns.
+    In a fresh interpreter, so that what other tests left behind is not counted."""
+    here = str(Path(__file__).parent)
+    out = subprocess.run([sys.executable, "-c", GC_CHECK], capture_output=True, text=True, cwd=here)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0"]
