@@ -394,3 +394,22 @@ def test_a_kind_without_a_shape_rule_or_builder_cannot_exist():
         with pytest.raises(TypeError, match="shape rule and a builder"):
             dataclasses.replace(relu, **{missing: None})
     assert all(callable(k.shape) and callable(k.make) for k in kinds_module.KINDS.values())
+
+
+def test_quote_is_short_whatever_the_value():
+    """quote(): at most its width, a huge int by its size, a failing __repr__ by its type."""
+    import doctest
+
+    from cnnlab.design import quote as quote_module
+    from cnnlab.design.quote import quote
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert doctest.testmod(quote_module).failed == 0
+    assert quote(Broken()).startswith("<Broken")
+    assert quote(10**5000) == "<16610-bit integer>"
+    for value in ("x" * 10**6, list(range(10**5)), {i: [i] * 100 for i in range(100)}):
+        assert len(quote(value)) <= 60
+        assert len(quote(value, width=20)) <= 20

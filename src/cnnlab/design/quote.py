@@ -34,8 +34,5 @@ def quote(value: object, width: int = WIDTH) -> str:
     >>> quote([[1, 2, 3, 4, 5]] * 3)
     '[[1, 2, 3, 4, ...], [1, 2, 3, 4, ...], [1, 2, 3, 4, ...]]'
     """
-    try:
-        text = _REPR.repr(value)
-    except Exception:  # a user object whose __repr__ fails: say what it is instead
-        text = f"<{type(value).__name__}>"
+    text = _REPR.repr(value)  # reprlib names an object whose __repr__ raises by its type
     return text if len(text) <= width else text[: width - 3] + "..."
