@@ -93,6 +93,13 @@ class RunDir:
     @classmethod
     def open(cls, out: str | Path, *, resume: bool, force: bool) -> RunDir:
         out = Path(out)
+        try:
+            return cls._open(out, resume, force)
+        except OSError as error:  # a name too long, a path under a file, a read-only mount
+            raise RunError(f"cannot write --out {out}: {error.strerror or error}") from None
+
+    @classmethod
+    def _open(cls, out: Path, resume: bool, force: bool) -> RunDir:
         if out.exists() and not out.is_dir():
             raise RunError(f"--out {out} exists and is not a directory; choose another --out")
         busy = out.is_dir() and any(p.name != LOCK for p in out.iterdir())
@@ -109,11 +116,8 @@ class RunDir:
                 "start again (--force deletes its run files)"
             )
         created = not out.exists()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise RunError(f"cannot write --out {out}: {error.strerror or error}") from None
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         _lock(fd, out)
         return cls(out, fd, created)
 
@@ -388,10 +392,10 @@ def load_run(
     if differ:
         what = path / SPEC if source is not None and source.kind == "spec" else "the model"
         raise RunError(f"{weights} does not match {what}: {differ}")
-    _check_hashes(path, weights, config)
     model.load_state_dict(state)
     model.eval()
-    _check_outputs(model, config, path)
+    _check_outputs(model, config, path)  # before the hashes: the more precise message
+    _check_hashes(path, weights, config)
     spec = source.spec if source is not None and source.kind == "spec" else None
     return Run(path, spec, model, config, source)
 
