@@ -23,7 +23,7 @@ TRAINS = 20.0  # ... and a test accuracy of at least this (%), i.e. it did not s
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(1500, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion(ctx.pick(1500, 6000), ctx.pick(1000, 3000))
     rates = ctx.pick([0.03, 0.3, 1.0], [0.01, 0.03, 0.1, 0.3, 1.0])
     epochs = ctx.pick(2, 4)
     seeds, steps = [], len(ACTIVATIONS) * len(rates) * len(ctx.seeds)

@@ -71,7 +71,7 @@ def deletion(trained, images, labels, order: torch.Tensor) -> list[float]:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     n = ctx.pick(64, 256)
     images, labels = test.images[:n], test.labels[:n]
     seeds = []

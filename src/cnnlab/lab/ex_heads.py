@@ -40,7 +40,7 @@ def views(images: torch.Tensor, side: int) -> dict[str, torch.Tensor]:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     epochs = ctx.pick(3, 6)
     specs = {n: load_spec(spec(n, conv_stack(WIDTHS) + h)) for n, h in MODELS.items()}
     params = {n: summary(s).total_params for n, s in specs.items()}

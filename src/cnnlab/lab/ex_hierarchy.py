@@ -30,7 +30,7 @@ def probe(trained, train, test, epochs: int) -> dict[str, float]:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     probe_train, probe_test = ctx.fashion(ctx.pick(1000, 4000), ctx.pick(500, 2000))
     epochs, probe_epochs = ctx.pick(3, 6), ctx.pick(30, 100)
     seeds = []

@@ -39,7 +39,7 @@ def arithmetic() -> dict:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     epochs = ctx.pick(3, 6)
     params = {n: summary(load_spec(spec("m", layers))).total_params for n, layers in MODELS.items()}
     seeds, steps = [], len(MODELS) * len(ctx.seeds)

@@ -61,7 +61,7 @@ def spectra(trained, images: torch.Tensor) -> dict:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     epochs = ctx.pick(3, 6)
     seeds, steps = [], len(DOWNS) * len(ctx.seeds)
     for i, seed in enumerate(ctx.seeds):

@@ -60,8 +60,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
-    epochs = ctx.pick(3, 8)
+    train, test = ctx.fashion_default()
+    epochs = ctx.pick(3, 6)
     seeds = []
     for i, seed in enumerate(ctx.seeds):
         row: dict = {"seed": seed}

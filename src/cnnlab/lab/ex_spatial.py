@@ -22,7 +22,7 @@ CNN = conv_stack((16, 32)) + head("flatten")
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     epochs = ctx.pick(2, 5)
     seeds, steps = [], 4 * len(ctx.seeds)
     for i, seed in enumerate(ctx.seeds):

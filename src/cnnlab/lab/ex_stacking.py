@@ -42,7 +42,7 @@ def block_weights(block: str) -> tuple[int, int]:
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(1500, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion(ctx.pick(1500, 6000), ctx.pick(1000, 3000))
     epochs = ctx.pick(3, 6)
     rf = {
         b: summary(load_spec(spec("b", net(b)))).rows[i].receptive_field for b, i in BLOCKS.items()

@@ -28,7 +28,7 @@ MODELS = {
 
 
 def measure(ctx: Context) -> dict:
-    train, test = ctx.fashion(ctx.pick(2000, 10000), ctx.pick(1000, 5000))
+    train, test = ctx.fashion_default()
     epochs = ctx.pick(2, 6)
     seeds, steps = [], len(MODELS) * len(ctx.seeds)
     for i, seed in enumerate(ctx.seeds):

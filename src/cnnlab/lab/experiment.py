@@ -52,6 +52,10 @@ from cnnlab.train import TrainConfig, train
 from cnnlab.train.evaluate import predict_logits
 
 OUTCOMES = ("holds", "does not hold", "partly", "inconclusive")
+# Fashion-MNIST (train, test) images per experiment. Quick: about 110 s of CPU for the whole
+# lab on one thread (a smoke run); full: 3× the images, about 2× the epochs, 3 seeds, so about
+# 18× the training of the quick lab (estimated 30-35 min on one core; not yet measured).
+IMAGES = {"quick": (2000, 1000), "full": (6000, 3000)}
 # Where the lab departs from TrainConfig's defaults, and why.
 LAB_CONFIG = {
     "translate": 0,  # no shift augmentation: translation is what some experiments measure
@@ -170,6 +174,10 @@ class Context:
             _head(self._load("fashion-mnist", "train"), n_train),
             _head(self._load("fashion-mnist", "test"), n_test),
         )
+
+    def fashion_default(self) -> tuple[ImageSet, ImageSet]:
+        """The lab's usual subsets: `IMAGES["quick"]` or `IMAGES["full"]` (train, test)."""
+        return self.fashion(*IMAGES["quick" if self.quick else "full"])
 
     def digits(self) -> tuple[ImageSet, ImageSet]:
         """scikit-learn's 8×8 digits, its fixed train/test split (1,438 / 359)."""
