@@ -117,38 +117,40 @@ def judge(m: dict) -> Verdict:
     − FAITHFUL. A method passes when both hold on every seed. Holds: every method passes.
     Partly: some method passes, or every method passes one check on every seed. Does not hold:
     no method passes either check on any seed. Otherwise inconclusive."""
-    rows, numbers, passes, halves, none = m["seeds"], {}, [], [], []
+    rows, numbers = m["seeds"], {}
+    sensitive, faithful = {}, {}
     for method in METHODS:
         corr = [r[method]["randomised"][-1] for r in rows]
         score = [mean_spread(r[method]["deletion"])[0] for r in rows]
         base = [mean_spread(r["random order"])[0] for r in rows]
-        sensitive = [c < SENSITIVE for c in corr]
-        faithful = [s <= b - FAITHFUL for s, b in zip(score, base, strict=True)]
-        passes.append(all(sensitive) and all(faithful))
-        halves.append(all(sensitive) or all(faithful))
-        none.append(not any(sensitive) and not any(faithful))
+        sensitive[method] = [c < SENSITIVE for c in corr]
+        faithful[method] = [s <= b - FAITHFUL for s, b in zip(score, base, strict=True)]
         numbers[f"{method}: rank corr. when random, deletion score %"] = (
             f"{mean_spread(corr)[0]:.2f}, {mean_spread(score)[0]:.1f}"
         )
-    numbers["random order: deletion score %"] = (
-        f"{mean_spread([mean_spread(r['random order'])[0] for r in rows])[0]:.1f}"
-    )
+    random_score = mean_spread([mean_spread(r["random order"])[0] for r in rows])[0]
+    numbers["random order: deletion score %"] = f"{random_score:.1f}"
     numbers["seeds"] = len(rows)
-    passed = [m_ for m_, p in zip(METHODS, passes, strict=True) if p]
-    if all(passes):
+    both = [x for x in METHODS if all(sensitive[x]) and all(faithful[x])]
+    one = [x for x in METHODS if all(sensitive[x]) or all(faithful[x])]
+    if len(both) == len(METHODS):
         return Verdict("holds", numbers, "Every method's maps changed with the weights and "
                        "picked pixels that mattered more than random ones.")  # fmt: skip
-    if passed or all(halves):
-        who = ", ".join(passed) if passed else "none fully"
-        return Verdict("partly", numbers, f"Methods that passed both checks: {who}.")
-    if all(none):
+    if both or len(one) == len(METHODS):
+        tied = ", ".join(x for x in METHODS if all(sensitive[x])) or "none"
+        found = ", ".join(x for x in METHODS if all(faithful[x])) or "none"
+        return Verdict(
+            "partly", numbers, f"Maps that changed with the weights: {tied}; maps whose pixels "
+            f"mattered more than random ones: {found}.",
+        )  # fmt: skip
+    if not any(any(sensitive[x]) or any(faithful[x]) for x in METHODS):
         return Verdict("does not hold", numbers, "No method's maps depended on the weights or "
                        "found pixels that mattered.")  # fmt: skip
     return Verdict("inconclusive", numbers, "The seeds or checks disagree.")
 
 
 def figure(m: dict):
-    fig, axes = figure_axes(3, 2, height=6.0)
+    fig, axes = figure_axes(3, 2, height=6.5)
     first = m["seeds"][0]
     corr, dele = axes[0], axes[1]
     for k, method in enumerate(METHODS):

@@ -117,7 +117,7 @@ def mean_spread(values: Sequence[float]) -> tuple[float, float]:
 
 def figure_axes(ncols: int = 1, nrows: int = 1, height: float = 3.0, width: float = 9.0):
     """A bare Figure (no pyplot, so nothing global changes) and its axes as a flat list."""
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout="constrained")  # labels never overlap
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, [ax for row in axes for ax in row]
 
