@@ -4,6 +4,7 @@ the model's own forward pass; bad input exits 2 with one line."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import numpy as np
@@ -250,3 +251,44 @@ def test_cli_train_on_a_folder_reports_skips_conversions_and_epochs(tmp_path, ca
     assert "converted 1 image to the model's input (RGB->L)" in out
     assert main([*argv, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
     assert not [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+
+
+# --- predict's output and inputs that used to hang or mislead ----------------------------
+
+
+def test_predict_refuses_a_named_pipe_instead_of_blocking(runs, tmp_path, capsys):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert main(["predict", str(runs / "gap"), str(fifo)]) == 2  # returns: nothing opened it
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pipe.png" in err
+
+
+def test_piped_predict_prints_whole_paths_and_notes_another_size(runs, tmp_path, capsys):
+    """stdout is captured (not a terminal): every path whole, however long; a GAP model given
+    16×16 images notes it was trained at 8×8."""
+    deep = tmp_path / ("a-rather-long-directory-name-" * 4) / "image-with-a-long-name.png"
+    deep.parent.mkdir()
+    pixels = np.zeros((8, 8), np.uint8)
+    _png(deep, pixels)
+    big = _png(tmp_path / "big.png", np.kron(pixels, np.ones((2, 2), np.uint8)))
+    assert main(["predict", str(runs / "gap"), str(deep), str(big)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].split("\t")[0] == str(deep) and lines[1].split("\t")[0] == str(big)
+    assert "16×16" in captured.err and "trained on" in captured.err and "8×8" in captured.err
+    assert main(["predict", str(runs / "gap"), str(deep)]) == 0
+    assert "note" not in capsys.readouterr().err  # the training size: nothing to note
+
+
+def test_ctrl_c_during_start_up_is_one_line(monkeypatch, tmp_path, capsys):
+    import cnnlab.train.inputs as inputs_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inputs_module, "load_splits", interrupted)
+    argv = ["train", "--preset", "lenet5", "--data", "digits", "--out", str(tmp_path / "r")]
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip() == "cnnlab train: interrupted"
+    assert not (tmp_path / "r").exists()  # nothing was written: the new directory is gone
