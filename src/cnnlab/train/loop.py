@@ -94,23 +94,12 @@ def train(
     out = None if out is None else Path(out)
     dist = distributed.setup()
     run = None
+    main = dist.is_main
+    hooks = {"progress": progress if main else None, "on_epoch": on_epoch if main else None}
+    hooks["checkpoint_seconds"] = checkpoint_seconds
     try:
         run = _open_run(out, resume, force, dist)
-        result = _train(
-            model_or_spec,
-            data,
-            out,
-            config,
-            run,
-            resume,
-            dist,
-            strict,
-            {
-                "progress": progress if dist.is_main else None,
-                "on_epoch": on_epoch if dist.is_main else None,
-                "checkpoint_seconds": checkpoint_seconds,
-            },
-        )
+        result = _train(model_or_spec, data, out, config, run, resume, dist, strict, hooks)
     except BaseException:
         if run is not None:
             run.close(failed=True)
