@@ -159,3 +159,9 @@ def test_cli_refuses_an_unknown_experiment_with_one_line(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no experiment named 'nope'" in err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_cli_lists_every_experiment_in_page_order(capsys):
+    assert main(["lab", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [e.name for e in experiments()]
