@@ -205,8 +205,7 @@ def world(tmp_path_factory):
 
 
 ARGPARSE = "cli/__init__.py: argparse prints its usage line before the error (two lines)"
-NO_MODEL = "cli/train.py has no --model option yet (issue 14 item 1)"
-XFAIL = {"argparse": ARGPARSE, "no-model": NO_MODEL}
+XFAIL = {"argparse": ARGPARSE}
 IMPORT = "--weights {w} --data digits --out {out}"
 NET = "--model {nets}:make_net"  # a good reference, for the cases about weights and options
 
@@ -239,8 +238,8 @@ train one-class           | {{spec}} --data {{oneclass}} --out {{out}} | only on
 train bomb-strict         | {{spec}} --data {{bombdir}} --strict --out {{out}} | 10000×10000
 train test-label-range    | {{spec}} --data {{idx_badlabels}} --out {{out}} | label 12
 train resume-nothing      | --resume --out {{tmp}}/absent         | absent
-train model-missing-file  | --model {{tmp}}/absent.py:f --out {{out}} | absent.py | no-model
-train model-missing-name  | --model {{nets}}:nope --out {{out}}   | nope            | no-model
+train model-missing-file  | --model {{tmp}}/absent.py:f --out {{out}} | absent.py
+train model-missing-name  | --model {{nets}}:nope --out {{out}}   | nope
 eval  missing-run         | {{tmp}}/absent                        | absent
 eval  file-as-run         | {{image}}                             | image.png
 eval  config-not-json     | {{run_badjson}}                       | config.json
@@ -349,22 +348,37 @@ def test_every_command_is_covered():
     assert covered >= wanted | {"diagnose", "report", "summary", "import"}
 
 
-def test_a_class_folder_whose_name_is_not_utf8_goes_through_every_command(tmp_path, capsys):
-    """Not bad input: a Latin-1 folder name trains, predicts and reports (once a traceback)."""
+@pytest.fixture(scope="module")
+def latin1_run(tmp_path_factory):
+    """A run trained on a folder whose class `caf\\xe9` is named in Latin-1 bytes."""
+    tmp = tmp_path_factory.mktemp("latin1")
     name = os.fsdecode(b"caf\xe9")
     try:
         for i in range(5):
-            gray(tmp_path / "data" / name / f"{i}.png", 200 + i)
+            gray(tmp / "data" / name / f"{i}.png", 200 + i)
     except (OSError, UnicodeEncodeError):
         pytest.skip("this file system refuses names that are not UTF-8")
     for i in range(5):
-        gray(tmp_path / "data" / "plain" / f"{i}.png", i)
-    run = str(tmp_path / "run")
+        gray(tmp / "data" / "plain" / f"{i}.png", i)
     config = TrainConfig(epochs=1, batch_size=4, flip=False, tta=False, translate=0)
-    train(TINY | {"layers": [*TINY["layers"][:-1], {"linear": 2}]}, str(tmp_path / "data"),
-          run, config)  # fmt: skip
-    image = str(tmp_path / "data" / name / "0.png")
-    for argv in (["predict", run, image], ["report", run, "--eval-images", "4"]):
-        assert main(argv) == 0, capsys.readouterr().err
-        assert "caf\\xe9" in capsys.readouterr().out or argv[0] == "report"
-    assert "caf\\xe9" in (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    spec = TINY | {"layers": [*TINY["layers"][:-1], {"linear": 2}]}
+    train(spec, str(tmp / "data"), tmp / "run", config)
+    return tmp, tmp / "data" / name / "0.png"
+
+
+def test_a_class_folder_whose_name_is_not_utf8_trains_and_reports(latin1_run, capsys):
+    """Not bad input: a Latin-1 folder name trains and reports (once a traceback)."""
+    tmp, _ = latin1_run
+    assert main(["report", str(tmp / "run"), "--eval-images", "4"]) == 0, capsys.readouterr().err
+    assert "caf\\xe9" in (tmp / "run" / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cli/predict.py prints the image path with its undecodable bytes (surrogates) "
+    "and print() raises UnicodeEncodeError; print it as cnnlab.data.folder.shown(path) does",
+)
+def test_predict_on_a_file_whose_path_is_not_utf8(latin1_run, capsys):
+    tmp, image = latin1_run
+    assert main(["predict", str(tmp / "run"), str(image)]) == 0
+    assert "caf\\xe9" in capsys.readouterr().out
