@@ -8,9 +8,10 @@ What it writes (no spec.yaml: the model is rebuilt from its code, `train.source`
 - config.json: the model's source record (reference, arguments, SHA-256 of its file), the
   data, classes, normalization (mean, std) and input shape, and where the weights came from;
 - model.safetensors: the weights, checked against the model first (every tensor's shape,
-  no missing or unexpected name, all finite);
+  no missing or unexpected name, all finite), with the config's hash (`train.rundir`);
+- metrics.jsonl, empty: an imported run has no training epochs;
 - evaluation.json: accuracy, loss, per-class accuracy and confusion matrix on the data's test
-  split (an imported run has no training epochs, so there is no metrics.jsonl).
+  split, measured on the run as `load_run` opens it (so every later command can open it).
 
 Classes and normalization come from `data` (its train split's per-channel mean and std), or
 from `classes`, `mean` and `std` given explicitly (they win; a model trained elsewhere was
@@ -25,18 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import load_splits, normalization_stats, to_float
+from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
 from cnnlab.train import checkpoint
-from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
-from cnnlab.train.rundir import weight_mismatch
+from cnnlab.train.evaluate import evaluate
+from cnnlab.train.rundir import EVALUATION, RunDir, check_config, load_run, weight_mismatch
 from cnnlab.train.source import ModelSource, file_sha256
 
-EVALUATION = "evaluation.json"
+__all__ = ["EVALUATION", "import_run"]
 
 
 def import_run(
@@ -62,15 +62,12 @@ def import_run(
     state = _checked_weights(weights, model, source.reference)
     model.load_state_dict(state)
     model.eval()
-
     train = test = None
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
         train, test = load_splits(data, **shape)
     info = _describe(train, classes, mean, std, input_shape)
     _check_outputs(model, source.reference, info)
-
-    evaluation = None if test is None else _evaluate(model, test, info)
     config = {
         "model": source.to_record(),
         "data": _data_name(data),
@@ -78,12 +75,26 @@ def import_run(
         "precision": "fp32",  # evaluation in fp32: how the model was trained is not known
         "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},
     }
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint.save_weights(out / checkpoint.MODEL_WEIGHTS, model.state_dict())
-    if evaluation is not None:
+    check_config(config, out)  # what every later command will check on open
+    _write(out, config, model.state_dict())
+    evaluation = None
+    if test is not None:  # measured on the run as every command will open it
+        evaluation = evaluate(load_run(out), "test")
         checkpoint.write_json(out / EVALUATION, evaluation.to_dict())
-    checkpoint.write_json(out / "config.json", config)  # last: its presence marks a run
     return {"out": str(out), **info, "evaluation": evaluation and evaluation.to_dict()}
+
+
+def _write(out: Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """config.json and model.safetensors (with the config's hash), through the run
+    directory's owner: locked while written, removed again if the write fails."""
+    directory = RunDir.open(out, resume=False, force=False)
+    try:
+        directory.start(None, config)
+        directory.save_weights(state)
+    except BaseException:
+        directory.close(failed=True)
+        raise
+    directory.close()
 
 
 def _check_out(out: Path) -> None:
@@ -159,24 +170,6 @@ def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any]) -> No
             f"{reference} outputs {got} per image but the run has {k} classes; "
             "give the classes the model was trained on (--classes or --data)"
         )
-
-
-def _evaluate(model: nn.Module, test, info: dict[str, Any]) -> Evaluation:
-    """Accuracy, loss, per-class accuracy and confusion matrix on the test split."""
-    x = to_float(test.images, info["mean"], info["std"])  # (N, C, H, W)
-    logits = predict_logits(model, x)  # (N, classes)
-    predicted, k = logits.argmax(1), len(info["classes"])
-    confusion = confusion_matrix(predicted, test.labels, k)
-    return Evaluation(
-        split="test",
-        tta=False,
-        classes=tuple(info["classes"]),
-        n=len(test),
-        accuracy=(predicted == test.labels).float().mean().item(),
-        loss=F.cross_entropy(logits, test.labels).item(),
-        per_class=tuple((confusion.diagonal() / confusion.sum(1).clamp_min(1)).tolist()),
-        confusion=tuple(tuple(row) for row in confusion.tolist()),
-    )
 
 
 def _data_name(data: str | Path | None) -> str | None:
