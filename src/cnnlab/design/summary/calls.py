@@ -52,6 +52,7 @@ AVG_POOL = fns("avg_pool2d")
 SHAPE_ONLY_WINDOWS = CONV | fns("max_pool2d", "avg_pool2d")  # `meta_window` makes their output
 ADAPTIVE = fns("adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices")
 ADAPTIVE_AVG = fns("adaptive_avg_pool2d")
+WITH_INDICES = MAX_POOL | fns("adaptive_max_pool2d_with_indices")  # (values, indices)
 LINEAR = fns("linear")
 # shape changes that keep every value: spatial axes are followed by position
 RESHAPE = both("flatten", "reshape", "unflatten", "squeeze", "unsqueeze", "squeeze_", "unsqueeze_")
@@ -69,7 +70,9 @@ SAME |= fns("contiguous", "clone", "detach", "to", owner=T)
 REDUCE = both("mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "norm")
 REDUCE |= both("softmax", "log_softmax") | fns("softmax", "log_softmax")
 REDUCES_SHAPE = REDUCE - (both("softmax", "log_softmax") | fns("softmax", "log_softmax"))
-# same shape, each value from the values at its own position (+ per-channel statistics)
+# same shape, each value from the values at its own position (+ statistics: group and
+# instance norm's span the map, but the field counts what a unit's value is computed from
+# at inference, as for batch norm's running statistics)
 NORM_LIKE = fns("batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout")
 NORM_LIKE |= fns("dropout1d", "dropout2d", "alpha_dropout", "feature_alpha_dropout", "normalize")
 NORM_LIKE |= fns("rms_norm") | both("layer_norm", "dropout", "where", "clamp", "clip")
@@ -79,7 +82,6 @@ NORM_LIKE |= fns("where", "clamp", "clip", "masked_fill", "clamp_", owner=T)
 # needs two maps.
 COLLAPSIBLE = fns("batch_norm", "dropout", "dropout1d", "dropout2d", "alpha_dropout")
 COLLAPSIBLE |= both("contiguous", "flatten", "reshape") | fns("view", owner=T)
-SQUASH_EXTRA = frozenset()  # saturating activations come from the activation table
 
 
 @functools.cache

@@ -52,7 +52,6 @@ from cnnlab.design.summary.tags import (
 from cnnlab.errors import SpecError
 from cnnlab.geometry import RF
 
-
 _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_function__
 
 
@@ -237,7 +236,7 @@ class Tracer(TorchFunctionMode):
         if isinstance(out, Tensor):
             setattr(out, TAG, self._tag(func, args, kwargs, out, tagged, w))
         elif isinstance(out, (tuple, list)):
-            if func in C.MAX_POOL or func in C.fns("adaptive_max_pool2d_with_indices"):
+            if func in C.WITH_INDICES:
                 out = out[:1]  # (values, indices)
             for t in out:
                 if isinstance(t, Tensor):
@@ -346,7 +345,7 @@ class Tracer(TorchFunctionMode):
         """Zeros around the map: pixel 0 of the output is pixel -top (-left) of the input."""
         pad = C.zero_pad(args, kwargs)
         if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
-            return self._keep_facts(C.fns("pad"), tag, tag._replace(chain=None, is_row=False))
+            return self._keep_facts(next(iter(C.PAD)), tag, tag._replace(chain=None, is_row=False))
         rf = tuple(
             RF(r.size, r.jump, r.start - p * r.jump) for r, p in zip(tag.rf, pad[::2], strict=True)
         )
