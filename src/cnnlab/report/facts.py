@@ -20,12 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
 from cnnlab import diagnose, explain
+from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.report import sources
 from cnnlab.report.sources import Budget, Sources
@@ -222,7 +224,7 @@ def gather(
         overview=_overview(src),
         no_run=no_run,
         budget=src.budget,
-        parts=parts,
+        parts=MappingProxyType(parts),  # read-only, as the rest of Facts
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -235,8 +237,6 @@ def _metrics(src: Sources) -> tuple[dict, ...]:
 
 
 def _summary(src: Sources):
-    from cnnlab.design.summary import summary
-
     return summary(src.model, input_size=src.input_shape)
 
 
