@@ -141,6 +141,10 @@ BAD_CHECKPOINTS = {
     "missing RNG state": (lambda t, s: s.pop("rng"), "lacks rng"),
     "broken RNG state": (lambda t, s: s.update(rng={"torch": "AAAA"}), "RNG state"),
     "epoch 99 of 2": (lambda t, s: s.update(epoch=99), "claims epoch 99"),
+    "config edited since": (
+        lambda t, s: s["hashes"].update(config_sha256="0" * 64),
+        "config.json was edited since checkpoint.safetensors",
+    ),
     "NaN tensor": (
         lambda t, s: t.update({"model.0.weight": torch.full((4, 1, 3, 3), math.nan)}),
         "holds NaN",
@@ -155,7 +159,7 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, capsys, case):
     _edit_tensors(out, change)
     with pytest.raises(RunError, match=message) as error:
         train(None, None, out, resume=True)
-    assert "checkpoint.safetensors" in str(error.value)
+    assert "checkpoint.safetensors" in str(error.value)  # the file, named
     assert "last good" not in str(error.value)
     _one_line(capsys, 2, ["train", "--resume", "--out", str(out), "--quiet"])
 

@@ -417,6 +417,7 @@ def _save(parts: Parts, position: Position) -> None:
             "rng": checkpoint.rng_state(),
             "world_size": parts.dist.world_size,
             "threads": torch.get_num_threads(),
+            "hashes": parts.run.hashes,  # resume refuses a spec or config edited since
         }
         try:
             parts.run.save_checkpoint(tensors, state, position.rows)

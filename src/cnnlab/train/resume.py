@@ -16,7 +16,7 @@ import torch
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
-from cnnlab.train.rundir import read_metrics, weight_mismatch
+from cnnlab.train.rundir import CONFIG, SPEC, read_config, read_metrics, run_hashes, weight_mismatch
 
 NEEDED = ("epoch", "step", "partial", "wall", "optimizer", "rng")
 
@@ -36,6 +36,7 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
             f"{path}: its state lacks {', '.join(missing)}, so the run cannot continue "
             "exactly; start it again with --force"
         )
+    _check_hashes(state, out, path)
     epochs, steps = parts.config.epochs, parts.steps_per_epoch
     if not (0 <= state["epoch"] <= epochs and 0 <= state["step"] <= steps):
         raise RunError(
@@ -66,6 +67,20 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
             {"epoch": state["epoch"], "step": state["step"], "changed": notes},
         )
     return {**state, "rows": rows}, notes
+
+
+def _check_hashes(state: dict, out, path) -> None:
+    """spec.yaml and config.json as they were when the checkpoint was saved (every rank
+    checks, reading the files, so none waits for a rank that gave up)."""
+    spec = out / SPEC
+    now = run_hashes(spec.read_text() if spec.is_file() else None, read_config(out))
+    for key, name in (("spec_sha256", SPEC), ("config_sha256", CONFIG)):
+        then = state.get("hashes", {}).get(key)
+        if then is not None and then != now[key]:
+            raise RunError(
+                f"{out / name} was edited since {path.name} was saved; restore it to resume "
+                "(or start again with --force)"
+            )
 
 
 def _load(module: torch.nn.Module, found: dict, path, what: str) -> None:
