@@ -348,3 +348,13 @@ def test_unreadable_config_is_a_run_error(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(RunError, match="config.json"):
         render(tmp_path, BUDGET)
+
+
+def test_a_run_of_a_model_from_code_needs_no_spec(tmp_path):
+    from cnnlab.report import check_run
+
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"kind": "file"}}))
+    assert check_run(tmp_path) == tmp_path
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"kind": "spec"}}))
+    with pytest.raises(RunError, match="spec.yaml missing"):
+        check_run(tmp_path)

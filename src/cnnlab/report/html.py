@@ -22,8 +22,9 @@ REQUIRED = (SPEC, CONFIG)  # without these a directory is not a run
 
 
 def check_run(path: str | Path) -> Path:
-    """`path` as a Path if it is a run directory; RunError saying why not. Reads and creates
-    nothing: a typo stays a typo, not a new empty directory."""
+    """`path` as a Path if it is a run directory; RunError saying why not. Creates nothing (a
+    typo stays a typo, not a new empty directory); reads config.json only when spec.yaml is
+    missing, to see whether the model comes from code."""
     path = Path(path)
     hint = "pass a run directory written by `cnnlab train`"
     if not path.exists():
