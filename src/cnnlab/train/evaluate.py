@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data import read_image
+from cnnlab.design.spec import shapes
 from cnnlab.errors import DataError, SpecError
 
 if TYPE_CHECKING:
@@ -163,8 +165,6 @@ class Prediction:
 def load_image(path: str | Path, channels: int) -> torch.Tensor:
     """Read an image file as uint8 `(1, channels, H, W)`, converted exactly as the image-folder
     loader converts training images (`cnnlab.data.read_image`)."""
-    from cnnlab.data import read_image
-
     return read_image(path, channels).unsqueeze(0)  # (1, C, H, W)
 
 
@@ -176,8 +176,6 @@ def takes_size(spec: Any, size: tuple[int, int]) -> bool:
     non-adaptive map changes length with the image (the fixed-size trap); a flatten after gap
     or an adaptive pool does not. SpecError when the image is too small for some layer.
     """
-    from cnnlab.design.spec import shapes
-
     trained = shapes(spec)
     resized = shapes(spec, (spec.input[0], *size))
     return all(a == b for a, b in zip(trained, resized, strict=True) if len(a) == 1)

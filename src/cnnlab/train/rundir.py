@@ -31,10 +31,12 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, ConfigError, RunError
 from cnnlab.train import checkpoint
 from cnnlab.train.checkpoint import CHECKPOINT_STATE, CHECKPOINT_TENSORS, MODEL_WEIGHTS
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.source import ModelSource
 
 SPEC, CONFIG, METRICS = "spec.yaml", "config.json", "metrics.jsonl"
 REPORT, EVALUATION, LOCK = "report.html", "evaluation.json", ".cnnlab.lock"
@@ -326,16 +328,12 @@ class Run:
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (0..255) or float ([0, 1]) images `(B, C, H, W)` -> normalized float32,
         with the training split's per-channel mean and std."""
-        from cnnlab.data import to_float
-
         if images.dim() == 3:
             images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
         return to_float(images, self.mean, self.std)
 
     def dataset(self, split: str = "test"):
         """The run's data set `split` as an ImageSet, converted to the model's input shape."""
-        from cnnlab.data import load_dataset
-
         c, h, w = self.input_shape
         if self.data is None:
             raise RunError(f"{self.path}: the run records no data set (imported without --data)")
@@ -364,8 +362,6 @@ def load_run(
 
     model: the module a run trained from a Python object (train(module, ..., out)) used;
     its weights are loaded into it. accept_changed: see `cnnlab.train.source`."""
-    from cnnlab.train.source import ModelSource
-
     path = Path(path)
     if not path.is_dir():
         raise RunError(
