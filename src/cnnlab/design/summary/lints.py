@@ -206,12 +206,12 @@ def fixed_size(t: Trace) -> list[Lint]:
     pool = ""
     if d.last_pool is not None and d.shape[1:] == (1, 1):
         layer, win = d.last_pool
-        pool = f" the fixed {win.kernel[0]}×{win.kernel[1]} pooling window at layer {layer} and"
+        pool = f"the fixed {win.kernel[0]}×{win.kernel[1]} pooling window at layer {layer} and "
     return [Lint(
         "fixed-size", d.flatten,
-        f"{pool.lstrip()}flattening the {shape_text(d.shape)} map tie the dense layer "
-        f"{d.layer} to {math.prod(d.shape):,} features, so the model runs only on inputs that "
-        f"give that map{runs or f' (this input is {h}×{w})'} (§5.2, the fixed-size trap). "
+        f"{pool}flattening the {shape_text(d.shape)} map {'tie' if pool else 'ties'} the dense "
+        f"layer {d.layer} to {math.prod(d.shape):,} features, so the model runs only on inputs "
+        f"that give that map{runs or f' (this input is {h}×{w})'} (§5.2, the fixed-size trap). "
         "Fix: global average pooling (AdaptiveAvgPool2d(1)) frees the input size.",
     )]  # fmt: skip
 
