@@ -45,7 +45,7 @@ from cnnlab.train.inputs import (
 )
 from cnnlab.train.resume import restore
 from cnnlab.train.rundir import RunDir
-from cnnlab.train.state import EMA, Parts, Position, Sums
+from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -87,19 +87,19 @@ def train(
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
     RunError/DataError/SpecError/ConfigError on bad input.
     """
+    request = Request(
+        model_or_spec, data, None if out is None else Path(out), config, resume, force,
+        strict, progress, on_epoch, checkpoint_seconds,
+    )  # fmt: skip
     if out is None and (resume or force):
         raise ConfigError("resume and force need the run directory `out`")
     if not checkpoint_seconds >= 0:
         raise ConfigError(f"checkpoint_seconds must be ≥ 0, got {checkpoint_seconds}")
-    out = None if out is None else Path(out)
     dist = distributed.setup()
     run = None
-    main = dist.is_main
-    hooks = {"progress": progress if main else None, "on_epoch": on_epoch if main else None}
-    hooks["checkpoint_seconds"] = checkpoint_seconds
     try:
-        run = _open_run(out, resume, force, dist)
-        result = _train(model_or_spec, data, out, config, run, resume, dist, strict, hooks)
+        run = _open_run(request, dist)
+        result = _train(request, run, dist)
     except BaseException:
         if run is not None:
             run.close(failed=True)
@@ -111,13 +111,13 @@ def train(
     return result
 
 
-def _open_run(out: Path | None, resume: bool, force: bool, dist) -> RunDir | None:
+def _open_run(request: Request, dist) -> RunDir | None:
     """Rank 0 opens (and locks) `out`; every rank learns its verdict, so none waits at a
     barrier for one that gave up."""
     run, refusal = None, None
-    if out is not None and dist.is_main:
+    if request.out is not None and dist.is_main:
         try:
-            run = RunDir.open(out, resume=resume, force=force)
+            run = RunDir.open(request.out, resume=request.resume, force=request.force)
         except RunError as error:
             refusal = str(error)
     refusal = distributed.broadcast_object(refusal, dist)
@@ -126,80 +126,89 @@ def _open_run(out: Path | None, resume: bool, force: bool, dist) -> RunDir | Non
     return run
 
 
-def _train(model_or_spec, data, out, config, run, resume, dist, strict, hooks) -> dict:
-    position = Position()
-    if resume:
-        choice, data, config = resume_inputs(out, model_or_spec, data, config)
+def _train(request: Request, run: RunDir | None, dist) -> dict:
+    """Inputs, data, parts; a new run's files or a resumed run's state; epochs; the end."""
+    if request.resume:
+        choice, data, config = resume_inputs(
+            request.out, request.model_or_spec, request.data, request.config
+        )
     else:
-        config = config or TrainConfig()
-        choice = choose_model(model_or_spec, config.seed)
+        config = request.config or TrainConfig()
+        choice, data = choose_model(request.model_or_spec, config.seed), request.data
     if config.batch_size % dist.world_size:
         raise ConfigError(
             f"batch_size {config.batch_size} does not split evenly between "
             f"{dist.world_size} ranks; use a multiple of {dist.world_size}"
         )
-    train_set, test_set, name = load_data(data, choice.input_shape, strict)
-    notes = data_notes(train_set, test_set)
-    if config.val_fraction > 0:
-        train_part, val_part = train_val_split(train_set, config.val_fraction, config.seed)
-    else:
-        train_part, val_part = train_set, None
-    check_steps(len(train_part), config, dist.world_size)
-    mean, std = normalization_stats(train_part)
+    splits = _splits(data, choice, config, request.strict, dist)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
-    input_shape = tuple(train_set.shape)
-    check_fit(choice, input_shape, train_set.classes, config)
-
-    parts = _parts(choice.model, train_part, val_part, mean, std, config, run, dist, hooks, out)
-    parts.classes = len(train_set.classes)  # the divergence rule's ln k
-    if run is not None and not resume:
+    parts = _parts(choice.model, splits, config, run, dist, request)
+    position, resumed = Position(), []
+    if run is not None and not request.resume:
         run.clear()  # every check passed: only now does --force remove the old run
-        run.start(
-            choice.spec_text,
-            {
-                "model": choice.record,
-                **config.to_dict(),
-                "data": name,
-                **notes,
-                "classes": list(train_set.classes),
-                "mean": list(mean),
-                "std": list(std),
-                "input_shape": list(input_shape),
-                "precision_used": "bf16" if parts.amp else "fp32",
-                "world_size": dist.world_size,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "machine": distributed.machine(dist.device),
-            },
-        )
-    resumed = []
-    if resume:
+        run.start(choice.spec_text, _run_config(choice, config, splits, parts))
+    if request.resume:
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
         position, resumed = _restore(parts)
-    _run_epochs(parts, position, hooks)
-    result = _finish(parts, position.rows, test_set, mean, std)
-    result.update(notes)
+    _run_epochs(parts, position, request)
+    result = _finish(parts, position.rows, splits)
+    result.update(splits.notes)
     result["notes"] = resumed
     result["model"] = parts.evaluated
     return result
 
 
-def _parts(model, train_part, val_part, mean, std, config, run, dist, hooks, out) -> Parts:
+def _splits(data, choice, config: TrainConfig, strict: bool, dist) -> Splits:
+    """Train/val/test, normalization statistics of the training part, checked against the
+    model and the batch size before any step."""
+    train_set, test_set, name = load_data(data, choice.input_shape, strict)
+    if config.val_fraction > 0:
+        train_part, val_part = train_val_split(train_set, config.val_fraction, config.seed)
+    else:
+        train_part, val_part = train_set, None
+    check_steps(len(train_part), config, dist.world_size)
+    check_fit(choice, tuple(train_set.shape), train_set.classes, config)
+    mean, std = normalization_stats(train_part)
+    notes = data_notes(train_set, test_set)
+    return Splits(train_part, val_part, test_set, mean, std, train_set.classes, name, notes)
+
+
+def _run_config(choice, config: TrainConfig, splits: Splits, parts: Parts) -> dict:
+    """config.json of a new run: the model's record, every knob, the data and its
+    statistics, and where it trained."""
+    return {
+        "model": choice.record,
+        **config.to_dict(),
+        "data": splits.name,
+        **splits.notes,
+        "classes": list(splits.classes),
+        "mean": list(splits.mean),
+        "std": list(splits.std),
+        "input_shape": list(splits.train.shape),
+        "precision_used": "bf16" if parts.amp else "fp32",
+        "world_size": parts.dist.world_size,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": distributed.machine(parts.dist.device),
+    }
+
+
+def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
     """Model on its device and memory layout, optimizer, EMA, loader, validation tensors."""
     device = dist.device
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)  # NHWC: oneDNN's fast convolution path
 
     def normalized(ds):
-        return to_float(ds.images, mean, std).to(device)
+        return to_float(ds.images, splits.mean, splits.std).to(device)
 
     augment = Augment(pad=config.translate, flip=0.5 if config.flip else 0.0, erase=config.erase)
     loader = Loader(
-        normalized(train_part),
-        train_part.labels,
+        normalized(splits.train),
+        splits.train.labels,
         config.batch_size // dist.world_size,
         augment=augment,
         seed=config.seed,
@@ -209,7 +218,7 @@ def _parts(model, train_part, val_part, mean, std, config, run, dist, hooks, out
         rank=dist.rank,
         world_size=dist.world_size,
     )
-    val = (normalized(val_part), val_part.labels.to(device)) if val_part is not None else None
+    val = splits.val
     net = distributed.wrap(model, dist)
     if config.compile:
         net = torch.compile(net)
@@ -222,22 +231,24 @@ def _parts(model, train_part, val_part, mean, std, config, run, dist, hooks, out
         ema=EMA(model, config.ema) if config.ema else None,
         optimizer=make_optimizer(model, config),
         loader=loader,
-        val=val,
+        val=(normalized(val), val.labels.to(device)) if val is not None else None,
         amp=autocast_dtype(config, device),
         steps_per_epoch=distributed.all_reduce_min(len(loader), dist),
-        classes=0,
-        out=out,
-        checkpoint_seconds=hooks["checkpoint_seconds"],
+        classes=len(splits.classes),  # the divergence rule's ln k
+        out=request.out,
+        checkpoint_seconds=request.checkpoint_seconds,
     )
 
 
 # --- the loop ------------------------------------------------------------------------------
 
 
-def _run_epochs(parts: Parts, position: Position, hooks: dict) -> None:
-    """Epochs from `position` on: steps, then the epoch's row, checkpoint and callback."""
-    config = parts.config
-    bar = _Bar(hooks["progress"], parts, position)
+def _run_epochs(parts: Parts, position: Position, request: Request) -> None:
+    """Epochs from `position` on: steps, then the epoch's row, checkpoint and callback.
+    Only the main rank reports (progress bar, on_epoch)."""
+    config, main = parts.config, parts.dist.is_main
+    bar = _Bar(request.progress if main else None, parts, position)
+    on_epoch = request.on_epoch if main else None
     start_wall = time.perf_counter() - position.wall
     last_save = time.monotonic()
     with guard.StopFlag() as stop:
@@ -271,8 +282,8 @@ def _run_epochs(parts: Parts, position: Position, hooks: dict) -> None:
             position.wall = row["wall"]
             _save(parts, position)
             last_save = time.monotonic()
-            if hooks["on_epoch"] is not None:
-                hooks["on_epoch"](row, config.epochs)
+            if on_epoch is not None:
+                on_epoch(row, config.epochs)
 
 
 def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
@@ -368,7 +379,7 @@ def _diagnose(model: nn.Module, loader, epoch: int) -> dict:
         model.train()
 
 
-def _finish(parts: Parts, rows: list[dict], test_set, mean, std) -> dict:
+def _finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
     """Test accuracy with and without flip TTA (reporting only), model.safetensors."""
     result: dict[str, Any] = {
         "out": None if parts.out is None else str(parts.out),
@@ -383,9 +394,10 @@ def _finish(parts: Parts, rows: list[dict], test_set, mean, std) -> dict:
         result["train_seconds"] = round(sum(r["seconds"] for r in rows), 3)
         result["wall_seconds"] = last.get("wall")
         result["img_per_s"] = round(sum(r["img_per_s"] for r in rows) / len(rows), 1)
-    if test_set is not None:
-        x = to_float(test_set.images, mean, std).to(parts.dist.device)
-        y = test_set.labels.to(parts.dist.device)
+    test = splits.test
+    if test is not None:
+        x = to_float(test.images, splits.mean, splits.std).to(parts.dist.device)
+        y = test.labels.to(parts.dist.device)
         loss, correct, n = _sharded_eval(parts, model, x, y, tta=False)
         result["test_loss"], result["test_acc"] = loss / n, correct / n
         if parts.config.tta:

@@ -1,20 +1,23 @@
 """The named state of a training run, so the loop's helpers take one object, not ten.
 
-`Sums` (one epoch's running sums on this rank), `Position` (where the run is: what a
-checkpoint stores besides tensors and RNG states), `Parts` (the objects built once per run)
-and `EMA` (the weight average evaluated and saved).
+`Request` (what the caller asked for), `Splits` (the data of the run), `Sums` (one epoch's
+running sums on this rank), `Position` (where the run is: what a checkpoint stores besides
+tensors and RNG states), `Parts` (the objects built once per run) and `EMA` (the weight
+average evaluated and saved).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.data import Loader
+from cnnlab.data import ImageSet, Loader
 from cnnlab.train import distributed
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import RunDir
@@ -44,6 +47,37 @@ class EMA:
     def copy_buffers(self, model: nn.Module) -> None:
         for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the caller of `train` asked for, as given."""
+
+    model_or_spec: Any
+    data: Any
+    out: Path | None
+    config: TrainConfig | None
+    resume: bool
+    force: bool
+    strict: bool
+    progress: Any
+    on_epoch: Callable[[dict[str, Any], int], None] | None
+    checkpoint_seconds: float
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The data of a run: training and validation parts, test split, the training part's
+    per-channel statistics, class names, the name config.json stores, and folder notes."""
+
+    train: ImageSet
+    val: ImageSet | None
+    test: ImageSet | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+    name: Any
+    notes: dict[str, list[list[str]]]
 
 
 @dataclass
