@@ -237,3 +237,18 @@ def test_layer_with_a_pixel_method_is_refused(run_dir, image_file, tmp_path, cap
     err = capsys.readouterr().err
     assert "--layer" in err and method in err and "gradcam" in err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_an_image_path_that_is_not_utf8_is_printed_escaped(run_dir, tmp_path, capsys):
+    """print() of a path with a non-UTF-8 byte (a Latin-1 folder) raised UnicodeEncodeError."""
+    import os
+
+    folder = tmp_path / os.fsdecode(b"caf\xe9")
+    try:
+        folder.mkdir()
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "x.png")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    assert main(["explain", str(run_dir), str(folder / "x.png"), "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("caf\\xe9") == 2  # the image and the heatmap written next to it

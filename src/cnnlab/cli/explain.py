@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data import read_images as read_image_files
+from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
 from cnnlab.errors import ConfigError, ExplainError
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
@@ -80,7 +82,7 @@ def heatmap_name(image: str, method: str, layer: str | None, target: int) -> str
     keeps `a/img000.png` and `b/img000.png` apart; method, layer ("input" for the pixel
     methods) and the class explained keep maps of one image for other settings apart."""
     path = Path(image)
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:6]
+    digest = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:6]
     where = re.sub(r"[^A-Za-z0-9._-]+", "_", layer) if layer else "input"
     return f"{path.stem}-{digest}_{method}_{where}_class{target}.png"
 
@@ -165,7 +167,7 @@ def _explain(args: argparse.Namespace) -> int:
             f"{run.classes[k]} {p:.1%}"
             for p, k in zip(top.values.tolist(), top.indices.tolist(), strict=True)
         )
-        print(f"{path}: {preds}  ->  {written}")
+        print(f"{shown(Path(path))}: {preds}  ->  {shown(written)}")
     return 0
 
 
@@ -179,7 +181,7 @@ def _visualize(args: argparse.Namespace) -> int:
     if args.filters:
         f = explain.filters(run.model, x=torch.zeros(1, *run.input_shape))  # (F, C, kh, kw)
         f = f if f.shape[1] in (1, 3) else f.mean(1, keepdim=True)
-        print(_save_grid(f, out / "filters.png"))
+        print(shown(_save_grid(f, out / "filters.png")))
     elif args.maps:
         x = run.preprocess(read_images([args.maps], run.input_shape))
         layers = args.layers or spatial_layers(run.model, x)
@@ -187,7 +189,7 @@ def _visualize(args: argparse.Namespace) -> int:
         for name, m in maps.items():
             if m.dim() != 4:
                 raise ExplainError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
-            print(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png"))
+            print(shown(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png")))
     else:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
@@ -197,7 +199,7 @@ def _visualize(args: argparse.Namespace) -> int:
             run.model, args.actmax, channels, steps=args.steps, data=images
         )
         lo, hi = images.min(), images.max()
-        print(_save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png"))
+        print(shown(_save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png")))
         rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
         for c, a, best in rows:
             ratio = f"{a / best:.2f}×" if best > 0 else "n/a (data max ≤ 0)"
