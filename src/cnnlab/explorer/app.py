@@ -147,7 +147,9 @@ def create_app(run: Run | str | Path) -> FastAPI:
     return app
 
 
-def _routes(app: FastAPI, ex: Explorer) -> None:  # one function per route, listed in README
+def _routes(app: FastAPI, ex: Explorer) -> None:
+    """The API (README, explorer): one short function per route."""
+    # long: the routes are registered on `app` and share `ex`; each is read on its own
     run = ex.run
 
     @app.get("/api/model")
