@@ -458,6 +458,8 @@ def sharing(*rows, conv_params=14_538):
         ([(85.0, 80.0, 95.0, 82.0)], "partly"),  # overfits less, scores lower
         ([(85.0, 80.0, 84.0, 80.0), (85.0, 80.0, 85.0, 81.0)], "does not hold"),
         ([(85.0, 83.0, 95.0, 80.0), (85.0, 80.0, 85.0, 81.0)], "inconclusive"),
+        # a smaller gap (2.4 against 3.0) within the margin: not "does not hold"
+        ([(90.0, 87.6, 93.0, 90.0)], "inconclusive"),
     ],
 )
 def test_sharing_rule(rows, outcome):
