@@ -66,6 +66,18 @@ def _at_top(runs: list[dict]) -> dict | None:
     return alive[-1] if alive else None
 
 
+def _sweep(m: dict) -> dict[str, str]:
+    """Dead share at each rate for every activation (first seed; the rule reads all seeds)."""
+    row = m["seeds"][0]
+    return {
+        f"{name}: dead share by peak rate": ", ".join(
+            f"{r['lr']}: " + ("diverged" if r["diverged"] else f"{r['dead']:.0%}")
+            for r in row[name]
+        )
+        for name in ACTIVATIONS
+    }
+
+
 def judge(m: dict) -> Verdict:
     """Per seed, at the highest rate where ReLU did not diverge: ReLU *dies* if its dead share
     is ≥ DEAD and ≥ its share at the lowest rate + MORE; Leaky ReLU *survives* at that rate if
@@ -88,6 +100,7 @@ def judge(m: dict) -> Verdict:
         key = f"seed {row['seed']}: ReLU dead at lr {low['lr']} / {top['lr']}; Leaky at {top['lr']}"
         lows = "diverged" if low["diverged"] else f"{low['dead']:.0%}"
         numbers[key] = f"{lows} / {top['dead']:.0%}; {said}"
+    numbers.update(_sweep(m))
     numbers["seeds"] = len(m["seeds"])
     if all(dies) and all(survives):
         return Verdict("holds", numbers, "High rates killed ReLU units; Leaky ReLU kept them.")
