@@ -292,3 +292,34 @@ def test_ctrl_c_during_start_up_is_one_line(monkeypatch, tmp_path, capsys):
     assert main(argv) == 130
     assert capsys.readouterr().err.strip() == "cnnlab train: interrupted"
     assert not (tmp_path / "r").exists()  # nothing was written: the new directory is gone
+
+
+CODE_NET = """
+from torch import nn
+
+
+def make(head="gap"):
+    pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if head == "gap" else [nn.Flatten()]
+    width = 8 if head == "gap" else 8 * 8 * 8
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), *pool, nn.Linear(width, 10))
+"""
+
+
+@pytest.mark.parametrize("head", ["gap", "flatten"])
+def test_a_model_from_code_at_another_size_runs_or_names_the_size(tmp_path, head):
+    """A run made from code has no spec to infer shapes from: a GAP head still takes a 16×16
+    image, a flatten head fails with one DataError naming the size it needs (not a SpecError
+    about a missing spec)."""
+    (tmp_path / "net.py").write_text(CODE_NET)
+    model_ref = f"{tmp_path / 'net.py'}:make"
+    out = tmp_path / "run"
+    assert main(["train", "--model", model_ref, "--model-arg", f"head={head!r}", "--data",
+                 "digits", "--epochs", "1", "--quiet", "--out", str(out)]) == 0  # fmt: skip
+    run = load_run(out)
+    big = _png(tmp_path / "big.png", np.zeros((16, 16), np.uint8))
+    if head == "gap":
+        (p,) = predict(run, [big], top=2)
+        assert p.size == (16, 16) and len(p.top) == 2
+    else:
+        with pytest.raises(DataError, match=r"big.png \(16×16\) does not fit.*trained on 8×8"):
+            predict(run, [big])
