@@ -338,7 +338,7 @@ def test_thresholds_and_batch_size_are_checked():
 
 
 def test_cli_json_and_table(monkeypatch, capsys):
-    """The CLI against a stand-in for cnnlab.train.rundir.load_run (engineer E's contract)."""
+    """The CLI against a stand-in for cnnlab.train.rundir.load_run (the attributes Run promises)."""
     from cnnlab.cli import diagnose as command
 
     parser = argparse.ArgumentParser()

@@ -172,6 +172,55 @@ def test_every_conv_activation_is_its_dot_product(client, run_dir):
             assert t["field"]["height"] == rows[chain["conv"]].receptive_field
 
 
+RESIDUAL_NET = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.body = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+
+    def forward(self, x):
+        x = self.relu(self.stem(x))
+        y = self.body(x)
+        y += x
+        return self.head(self.relu(y))
+
+
+def make():
+    return Net()
+"""
+
+
+def test_a_run_made_from_code_is_served(run_dir, tmp_path):
+    """A run whose model comes from the user's code (no spec): the page's model route names
+    the factory, and a clicked activation is still its own dot product, through `+=` and an
+    in-place ReLU."""
+    from cnnlab.train import TrainConfig, train
+
+    (tmp_path / "net.py").write_text(RESIDUAL_NET)
+    from cnnlab.train.source import parse_model_ref
+
+    source = parse_model_ref(f"{tmp_path / 'net.py'}:make", [])
+    data = str(run_dir.parent / "data")
+    config = TrainConfig(epochs=1, batch_size=16, tta=False, val_fraction=0.1)
+    train(source, data, tmp_path / "run", config)
+    client = TestClient(create_app(tmp_path / "run"))
+    model = client.get("/api/model")
+    assert model.status_code == 200 and model.json()["name"] == "make"
+    run = load_run(tmp_path / "run")
+    image = client.post("/api/predict", data={"sample": 0}).json()["image"]
+    truth = own_activations(run, run.dataset("test").images[:1])
+    t = client.get(f"/api/trace?image={image}&layer=body&channel=3&row=5&col=7").json()
+    assert t["sum"] + t["bias"] == pytest.approx(t["output"], abs=1e-12)
+    # the hook saw body's output before `+=` wrote into it: the conv's own value
+    assert t["output"] == pytest.approx(float(truth["body"][3, 5, 7]), abs=1e-5)
+
+
 def test_stepping_moves_the_window_by_the_stride(client):
     image = client.post("/api/predict", data={"sample": 2}).json()["image"]
     a = client.get(f"/api/trace?image={image}&layer=4&channel=0&row=1&col=1").json()

@@ -156,7 +156,7 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
     def model() -> dict[str, Any]:
         c, h, w = run.input_shape
         return {
-            "name": run.spec.name,
+            "name": run.name,
             "input_shape": [c, h, w],
             "classes": list(run.classes),
             "data": str(run.data),
