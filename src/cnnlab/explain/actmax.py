@@ -288,6 +288,7 @@ def activation_maximization(
     len(channels)·restarts images); the best is kept. A ReLU channel that is zero everywhere at
     the start gets no gradient, so a single start can stay at zero.
     """
+    # long: the signature and docstring of twenty knobs; the body itself is about 40 lines
     needs_gradients("activation_maximization")
     chans, input_size, value_range = _checked(
         model,
