@@ -204,8 +204,7 @@ def world(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-ARGPARSE = "cli/__init__.py: argparse prints its usage line before the error (two lines)"
-XFAIL = {"argparse": ARGPARSE}
+XFAIL: dict[str, str] = {}  # key -> the file to fix, for a case marked as still open
 IMPORT = "--weights {w} --data digits --out {out}"
 NET = "--model {nets}:make_net"  # a good reference, for the cases about weights and options
 
@@ -223,7 +222,7 @@ data  size-not-number     | digits --size big                   | --size
 data  test-label-range    | {{idx_badlabels}}                     | label 12
 data  gz-bomb             | {{idx_gzbomb}}                        | continues after
 data  download-under-file | digits --download {{image}}/d         | cannot
-data  bad-channels        | digits --channels 2                 | channels        | argparse
+data  bad-channels        | digits --channels 2                 | channels
 train no-spec             | --out {{out}}                       | --preset
 train missing-spec        | {{tmp}}/absent.yaml --out {{out}}     | absent.yaml
 train bad-spec            | {{badspec}} --out {{out}}             | filters
@@ -250,7 +249,7 @@ eval  std-zero            | {{run_std0}}                          | std
 eval  weights-corrupt     | {{run_badweights}}                    | model.safetensors
 eval  weights-missing     | {{run_noweights}}                     | model.safetensors
 eval  weights-nan         | {{run_nanweights}}                    | model.safetensors
-eval  bad-split           | {{run}} --split val                   | split           | argparse
+eval  bad-split           | {{run}} --split val                   | split
 predict missing-image     | {{run}} {{tmp}}/absent.png              | absent.png
 predict named-pipe        | {{run}} {{pipe}}                        | named pipe
 predict bomb-10k          | {{run}} {{bomb10k}}                     | pixels
@@ -373,11 +372,6 @@ def test_a_class_folder_whose_name_is_not_utf8_trains_and_reports(latin1_run, ca
     assert "caf\\xe9" in (tmp / "run" / "report.html").read_text(encoding="utf-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/predict.py prints the image path with its undecodable bytes (surrogates) "
-    "and print() raises UnicodeEncodeError; print it as cnnlab.data.folder.shown(path) does",
-)
 def test_predict_on_a_file_whose_path_is_not_utf8(latin1_run, capsys):
     tmp, image = latin1_run
     assert main(["predict", str(tmp / "run"), str(image)]) == 0

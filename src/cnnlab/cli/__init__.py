@@ -20,8 +20,16 @@ import threading
 from cnnlab.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, CnnlabError, TrainingDiverged
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other bad input (argparse prints
+    the whole usage first); sub-commands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnlab",
         description="Design, train, diagnose and explain convolutional image classifiers.",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from cnnlab.data.folder import shown
 from cnnlab.errors import CnnlabError
 
 
@@ -54,7 +55,7 @@ def print_predictions(predictions) -> None:
     if not sys.stdout.isatty():
         for p in predictions:
             cells = [f"{name} {prob:.1%}" for name, prob in p.top]
-            print("\t".join([p.source, f"{p.size[0]}×{p.size[1]}", *cells]))
+            print("\t".join([shown(p.source), f"{p.size[0]}×{p.size[1]}", *cells]))
         return
     from rich.console import Console
     from rich.table import Table
@@ -66,5 +67,5 @@ def print_predictions(predictions) -> None:
         table.add_column(f"top {i + 1}")
     for p in predictions:
         cells = [f"{name} {prob:.1%}" for name, prob in p.top]
-        table.add_row(p.source, f"{p.size[0]}×{p.size[1]}", *cells)
+        table.add_row(shown(p.source), f"{p.size[0]}×{p.size[1]}", *cells)
     Console().print(table)
