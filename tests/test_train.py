@@ -465,3 +465,14 @@ def test_a_module_takes_the_datas_shape_and_a_misfit_is_one_error(tmp_path):
         train(three, "digits", None, TrainConfig(**{**QUICK, "epochs": 1}))
     with pytest.raises(ConfigError, match="resume and force need"):
         train(net, "digits", None, resume=True)
+
+
+def test_images_per_second_is_images_over_seconds_of_the_whole_run():
+    """Truth: the arithmetic. A short fast epoch must not inflate the run's rate, as the mean
+    of the epochs' rates does (1,000 img/s for 1 s and 100 img/s for 9 s is 190 img/s, not
+    550)."""
+    from cnnlab.train.rundir import images_per_second
+
+    rows = [{"img_per_s": 1000.0, "seconds": 1.0}, {"img_per_s": 100.0, "seconds": 9.0}]
+    assert images_per_second(rows) == pytest.approx((1000 + 900) / 10)
+    assert images_per_second([]) == 0.0

@@ -234,7 +234,7 @@ def print_result(result: dict) -> None:
         "test_acc": "test accuracy",
         "test_acc_tta": "test accuracy, flip TTA",
         "train_seconds": "training time (s)",
-        "img_per_s": "images/s (mean of epochs)",
+        "img_per_s": "images/s (whole run)",
     }
     for key, label in labels.items():
         if key in result and result[key] is not None:

@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from cnnlab.errors import ReportError
 from cnnlab.report import plots
 from cnnlab.report.facts import Facts, Part, why
+from cnnlab.train.rundir import images_per_second
 
 Blocks = list[dict]
 Show = Callable[[Any, Facts], Blocks]
@@ -80,7 +81,7 @@ def show_overview(_, facts: Facts) -> Blocks:
             ("epochs", str(len(rows))),
             ("training time", f"{sum(r.get('seconds', 0) for r in rows):.1f} s"),
             ("wall time (with evaluation)", f"{last.get('wall', math.nan):.1f} s"),
-            ("throughput", f"{np.mean([r.get('img_per_s', 0) for r in rows]):.0f} img/s"),
+            ("throughput (whole run)", f"{images_per_second(rows):.0f} img/s"),
         ]
     c = o.config
     keys = ("optimizer", "lr", "batch_size", "schedule", "precision_used", "world_size")

@@ -44,7 +44,7 @@ from cnnlab.train.inputs import (
     resume_inputs,
 )
 from cnnlab.train.resume import restore
-from cnnlab.train.rundir import RunDir
+from cnnlab.train.rundir import RunDir, images_per_second
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
 
@@ -393,7 +393,7 @@ def _finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
         result.update({k: last[k] for k in ("val_loss", "val_acc") if k in last})
         result["train_seconds"] = round(sum(r["seconds"] for r in rows), 3)
         result["wall_seconds"] = last.get("wall")
-        result["img_per_s"] = round(sum(r["img_per_s"] for r in rows) / len(rows), 1)
+        result["img_per_s"] = round(images_per_second(rows), 1)
     test = splits.test
     if test is not None:
         x = to_float(test.images, splits.mean, splits.std).to(parts.dist.device)

@@ -217,6 +217,15 @@ def read_config(run: Any) -> dict[str, Any]:
     return config
 
 
+def images_per_second(rows: list[dict[str, Any]]) -> float:
+    """Training throughput over the whole run: Σ images ÷ Σ seconds of the epochs' steps
+    (images of an epoch = its img_per_s × seconds). Not the mean of the epochs' rates, which
+    a short fast epoch inflates."""
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    images = sum(r.get("img_per_s", 0.0) * r.get("seconds", 0.0) for r in rows)
+    return images / seconds if seconds > 0 else 0.0
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The rows of RUN/metrics.jsonl, one per epoch ([] before the first epoch ends);
     RunError naming the file and line that is not a JSON object."""
