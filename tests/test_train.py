@@ -3,6 +3,7 @@ refusing to overwrite a run, nothing pickled."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -476,3 +477,36 @@ def test_images_per_second_is_images_over_seconds_of_the_whole_run():
     rows = [{"img_per_s": 1000.0, "seconds": 1.0}, {"img_per_s": 100.0, "seconds": 9.0}]
     assert images_per_second(rows) == pytest.approx((1000 + 900) / 10)
     assert images_per_second([]) == 0.0
+
+
+def test_flips_follow_the_data_set_unless_asked_and_are_recorded(tmp_path):
+    """A mirrored 2, 3, 4, 5 or 7 is no digit: digits train without flips (nor flip TTA),
+    config.json records what was used, and an explicit flip wins."""
+    config = TrainConfig(**{**QUICK, "epochs": 1, "flip": None})
+    train(TINY, "digits", tmp_path / "auto", config)
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["flip"] is False
+    train(TINY, "digits", tmp_path / "asked", dataclasses.replace(config, flip=True))
+    assert json.loads((tmp_path / "asked" / "config.json").read_text())["flip"] is True
+
+
+@pytest.mark.parametrize(
+    ("data", "flip", "note"),
+    [("digits", False, False), ("fashion-mnist", True, False), ("shapes", True, False),
+     ("some/folder", True, True)],
+)  # fmt: skip
+def test_flip_default_per_data_set(data, flip, note):
+    from cnnlab.train.inputs import resolve_flip
+
+    config, notes = resolve_flip(TrainConfig(flip=None), data)
+    assert config.flip is flip and bool(notes) is note
+    assert resolve_flip(TrainConfig(flip=False), data) == (TrainConfig(flip=False), [])
+
+
+def test_tta_without_flips_has_no_mirror_views():
+    """Truth: Tensor.flip. flip=False keeps the identity and the shifted views only."""
+    from cnnlab.train.evaluate import tta_views
+
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    assert len(tta_views(x, 1)) == 10 and len(tta_views(x, 1, flip=False)) == 5
+    assert torch.equal(tta_views(x, 0)[1], x.flip(-1))
+    assert [torch.equal(v, x) for v in tta_views(x, 0, flip=False)] == [True]

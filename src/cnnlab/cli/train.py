@@ -232,7 +232,7 @@ def print_result(result: dict) -> None:
         "train_acc": "train accuracy (augmented)",
         "val_acc": "validation accuracy",
         "test_acc": "test accuracy",
-        "test_acc_tta": "test accuracy, flip TTA",
+        "test_acc_tta": "test accuracy, with TTA",
         "train_seconds": "training time (s)",
         "img_per_s": "images/s (whole run)",
     }

@@ -24,6 +24,17 @@ def dataset_name(name: str | Path) -> str | None:
     return key if key in DATASET_NAMES else None
 
 
+# Named sets whose classes a mirror image changes (a mirrored 2, 3, 4, 5 or 7 is no digit).
+MIRROR_CHANGES_CLASS = frozenset({"digits"})
+
+
+def flips_by_default(name: str | Path) -> bool:
+    """Whether training flips images of `name` unless told: not for a set in
+    MIRROR_CHANGES_CLASS; yes for the others and for image folders (whose classes cnnlab
+    cannot judge: training notes it, suggesting --no-flip)."""
+    return dataset_name(name) not in MIRROR_CHANGES_CLASS
+
+
 def load_dataset(
     name: str | Path,
     split: str = "train",

@@ -62,7 +62,11 @@ class TrainConfig:
         0.1, "soft targets: calmer logits (from the orientation recipe; not ablated here)"
     )
     translate: int = knob(2, "random shift by pad-and-crop, pixels (0: off)")
-    flip: bool = knob(True, "random horizontal flips (turn off for digits and text)")
+    flip: bool | None = knob(
+        None,
+        "random horizontal flips, also in test-time augmentation; default: on, except for data "
+        "sets whose classes a mirror changes (digits)",
+    )
     erase: float = knob(0.0, "probability of random erasing per image (0: off)")
     ema: float | None = knob(
         0.99,

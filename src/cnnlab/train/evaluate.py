@@ -33,12 +33,15 @@ def predict_logits(
     autocast: torch.dtype | None = None,
     channels_last: bool = False,
     tta_shift: int = 0,
+    tta_flip: bool = True,
 ) -> torch.Tensor:
     """Logits of normalized images `(N, C, H, W)` -> `(N, classes)` float32, in eval mode.
 
     tta: mean of the logits of x and of x mirrored left-right. tta_shift s > 0 (with tta):
     also of x moved by s pixels up, down, left and right (reflect-padded, as training's
-    pad-and-crop), each with its mirror: 10 views. The model's mode is restored.
+    pad-and-crop), each with its mirror: 10 views. tta_flip False (a run trained without
+    flips, e.g. digits, whose classes a mirror changes): no mirrored views. The model's mode
+    is restored.
     """
     was_training = model.training
     model.eval()
@@ -47,7 +50,7 @@ def predict_logits(
     try:
         for start in range(0, len(images), batch_size):
             x = images[start : start + batch_size]  # (B, C, H, W)
-            views = tta_views(x, tta_shift) if tta else [x]
+            views = tta_views(x, tta_shift, flip=tta_flip) if tta else [x]
             if channels_last:  # each view: crops and flips of a channels-last x are neither
                 # (10 views of 10k images: 25 s strided, 9 s channels-last, on 2 cores)
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
@@ -61,9 +64,10 @@ def predict_logits(
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
 
 
-def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
+def tta_views(x: torch.Tensor, shift: int = 0, flip: bool = True) -> list[torch.Tensor]:
     """x (B, C, H, W) and its mirror image; with shift s > 0 also the four s-pixel moves of
-    each (reflect padding fills the edge they uncover): 2 or 10 views of x's shape."""
+    each (reflect padding fills the edge they uncover): 2 or 10 views of x's shape (1 or 5
+    without the mirror images, flip=False)."""
     views = [x]
     if shift > 0:
         h, w = x.shape[-2:]
@@ -71,7 +75,7 @@ def tta_views(x: torch.Tensor, shift: int = 0) -> list[torch.Tensor]:
         for dy, dx in ((-shift, 0), (shift, 0), (0, -shift), (0, shift)):
             top, left = shift + dy, shift + dx
             views.append(padded[:, :, top : top + h, left : left + w])
-    return views + [v.flip(-1) for v in views]
+    return views + [v.flip(-1) for v in views] if flip else views
 
 
 def evaluate_tensors(
@@ -125,8 +129,10 @@ def evaluate(run: Run, split: str = "test", *, tta: bool = False) -> Evaluation:
     tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one)."""
     ds = run.dataset(split)
     x = run.preprocess(ds.images)  # (N, C, H, W) normalized
-    shift = int(run.config.get("tta_shift", 0))
-    logits = predict_logits(run.model, x, tta=tta, autocast=run.autocast, tta_shift=shift)
+    shift, flip = int(run.config.get("tta_shift", 0)), run.config.get("flip") is not False
+    logits = predict_logits(
+        run.model, x, tta=tta, autocast=run.autocast, tta_shift=shift, tta_flip=flip
+    )
     predicted = logits.argmax(1)
     k = len(run.classes)
     confusion = confusion_matrix(predicted, ds.labels, k)

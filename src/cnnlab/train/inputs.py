@@ -5,6 +5,7 @@ otherwise fail after all the training).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import ImageSet, load_splits
-from cnnlab.data.sets import dataset_name
+from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
@@ -142,6 +143,22 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
             "'train' to 100 % and loss 0 and mean nothing)"
         )
     return train_set, test_set, name
+
+
+FLIP_NOTE = (
+    "images were flipped left-right for training and test-time augmentation; if a mirror "
+    "changes a class of this data (text, digits, left/right), train again with --no-flip"
+)
+
+
+def resolve_flip(config: TrainConfig, data: Any) -> tuple[TrainConfig, list[str]]:
+    """`config` with flip decided by the data set where the user left it None (off for sets a
+    mirror changes, see cnnlab.data.flips_by_default), so config.json records what was used;
+    and a note for an image folder, whose classes cnnlab cannot judge."""
+    if config.flip is not None:
+        return config, []
+    config = dataclasses.replace(config, flip=flips_by_default(data))
+    return config, [FLIP_NOTE] if dataset_name(data) is None else []
 
 
 def data_notes(*sets) -> dict[str, list[list[str]]]:

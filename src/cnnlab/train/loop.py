@@ -41,6 +41,7 @@ from cnnlab.train.inputs import (
     choose_model,
     data_notes,
     load_data,
+    resolve_flip,
     resume_inputs,
 )
 from cnnlab.train.resume import restore
@@ -141,6 +142,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
             f"{dist.world_size} ranks; use a multiple of {dist.world_size}"
         )
     splits = _splits(data, choice, config, request.strict, dist)
+    config, notes = resolve_flip(config, splits.name)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
@@ -156,7 +158,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     _run_epochs(parts, position, request)
     result = _finish(parts, position.rows, splits)
     result.update(splits.notes)
-    result["notes"] = resumed
+    result["notes"] = resumed + notes
     result["model"] = parts.evaluated
     return result
 
@@ -360,6 +362,7 @@ def _sharded_eval(parts: Parts, model, images, labels, tta: bool) -> tuple[float
         autocast=parts.amp,
         channels_last=config.channels_last,
         tta_shift=config.tta_shift if tta else 0,
+        tta_flip=config.flip is not False,
     )
     loss_sum, correct, n = distributed.all_reduce_sum(list(sums), dist)
     return loss_sum, correct, int(n)
@@ -381,10 +384,7 @@ def _diagnose(model: nn.Module, loader, epoch: int) -> dict:
 
 def _finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
     """Test accuracy with and without flip TTA (reporting only), model.safetensors."""
-    result: dict[str, Any] = {
-        "out": None if parts.out is None else str(parts.out),
-        "epochs": len(rows),
-    }
+    result: dict[str, Any] = {"out": parts.out and str(parts.out), "epochs": len(rows)}
     model = parts.evaluated
     model.eval()
     if rows:
