@@ -66,3 +66,31 @@ def test_summary_help_says_what_it_prints_not_the_usage_again(capsys):
         main(["summary", "--help"])
     out = capsys.readouterr().out
     assert "`cnnlab summary" not in out and "receptive field" in out
+
+
+NET = """
+from torch import nn
+
+
+def make(width=4):
+    return nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten(), nn.Linear(width * 36, 2))
+"""
+
+
+def test_summary_of_a_model_from_code(tmp_path, capsys):
+    """`cnnlab summary --model file.py:factory --input C,H,W`: the same facts as the library
+    gives for the module itself; without --input, one line saying why it is needed."""
+    import torch.nn as nn
+
+    import cnnlab
+
+    (tmp_path / "net.py").write_text(NET)
+    ref = f"{tmp_path / 'net.py'}:make"
+    assert main(["summary", "--model", ref, "--model-arg", "width=6", "--input", "1,8,8",
+                 "--json"]) == 0  # fmt: skip
+    shown = json.loads(capsys.readouterr().out)
+    model = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(216, 2))
+    assert shown["total_params"] == sum(p.numel() for p in model.parameters()) == 494
+    assert shown["total_macs"] == cnnlab.summary(model, (1, 8, 8)).total_macs
+    assert main(["summary", "--model", ref]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

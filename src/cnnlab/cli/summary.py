@@ -1,9 +1,10 @@
-"""`cnnlab summary SPEC|PRESET [--input C,H,W] [--json] [--compare-mlp HIDDEN]`.
+"""`cnnlab summary SPEC|PRESET | --model REF [--input C,H,W] [--json] [--compare-mlp HIDDEN]`.
 
 Prints the per-layer table (shape, params, receptive field, MACs), the totals and the design
-lints of a spec or preset; --json prints `Summary.to_dict()` instead. --compare-mlp HIDDEN
-adds what a fully connected first layer from the flattened image to HIDDEN units would cost
-(the notes §1: 3×224×224 into 1,000 units is 150,529,000 parameters).
+lints of a spec, a preset or your own model's factory (--model file.py:make_net, which runs
+that code; --input then says the image size); --json prints `Summary.to_dict()` instead.
+--compare-mlp HIDDEN adds what a fully connected first layer from the flattened image to
+HIDDEN units would cost (the notes §1: 3×224×224 into 1,000 units is 150,529,000 parameters).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import textwrap
 
 from cnnlab import geometry
 from cnnlab.design.summary import Summary, summary
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import ConfigError
+from cnnlab.train.source import parse_model_ref
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +26,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="per-layer shapes, params, receptive field, MACs and design lints of a spec",
         description=" ".join(__doc__.split("\n\n")[1].split()),  # the paragraph, not usage
     )
-    p.add_argument("spec", metavar="SPEC|PRESET", help="a preset name or a .yaml/.json spec")
+    p.add_argument(
+        "spec", metavar="SPEC|PRESET", nargs="?", help="a preset name or a .yaml/.json spec"
+    )
+    p.add_argument(
+        "--model", metavar="REF", help="your model's factory, file.py:make_net (runs that code)"
+    )
+    p.add_argument(
+        "--model-arg",
+        metavar="NAME=VALUE",
+        action="append",
+        default=[],
+        help="keyword argument of the --model factory, a Python literal (repeatable)",
+    )
     p.add_argument("--input", metavar="C,H,W", help="input size (default: the spec's input)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
@@ -37,14 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_input(text: str) -> tuple[int, int, int]:
-    """'3,224,224' (or 3x224x224) -> (3, 224, 224); anything else is a CnnlabError."""
+    """'3,224,224' (or 3x224x224) -> (3, 224, 224); anything else is a ConfigError."""
     parts = text.replace("x", ",").replace("×", ",").split(",")
     try:
         size = tuple(int(p) for p in parts)
     except ValueError:
         size = ()
     if len(size) != 3 or min(size) < 1:
-        raise CnnlabError(
+        raise ConfigError(
             f"--input must be three positive integers C,H,W (e.g. 1,28,28), got {text!r}"
         )
     return size
@@ -63,11 +77,11 @@ def mlp_comparison(s: Summary, hidden: int) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     if args.compare_mlp is not None and args.compare_mlp < 1:
-        raise CnnlabError(
+        raise ConfigError(
             f"--compare-mlp must be a positive number of units, got {args.compare_mlp}"
         )
     size = parse_input(args.input) if args.input is not None else None
-    s = summary(args.spec, size)
+    s = summary(_what(args, size), size)
     if args.json:
         out = s.to_dict()
         if args.compare_mlp is not None:
@@ -82,3 +96,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.compare_mlp is not None:
         print(textwrap.fill(mlp_comparison(s, args.compare_mlp), width=100))
     return 0
+
+
+def _what(args: argparse.Namespace, size):
+    """The spec or preset named, or the module the --model factory builds."""
+    if (args.spec is None) == (args.model is None):
+        raise ConfigError("give a spec or preset, or --model file.py:factory (one of them)")
+    if args.model is None:
+        return args.spec
+    if size is None:
+        raise ConfigError("--model needs --input C,H,W: code does not say its image size")
+    return parse_model_ref(args.model, args.model_arg).build()
