@@ -117,7 +117,8 @@ def gradcam(
     spatial mean of gradients) or "gradcam++". Equals Captum's
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.
-    A layer whose output a later in-place op overwrites gets its own map (see `cnnlab.inspect.Capture`).
+    A layer whose output a later in-place op overwrites gets its own map (see
+    `cnnlab.inspect.Capture`).
     Runs on an inference copy of the model (BatchNorm folded into convs, channels-last layout;
     see `run_fast`): channels_last None tries channels-last and falls back to the default
     layout for a model that `.view()`s a conv output; True / False force one layout.
