@@ -521,3 +521,32 @@ def test_page_in_chromium(server, run_dir, tmp_path):
             print(f"\nscreenshot: {shot}")
             browser.close()
     assert not problems, problems
+
+
+def test_serve_socket_gives_connections_tcp_nodelay():
+    """asyncio sets TCP_NODELAY on an accepted connection only when the listening socket says
+    it is TCP (proto IPPROTO_TCP): with proto 0, Nagle held every response's body for the
+    client's delayed ACK, 44 ms per request. Truth: the kernel's own socket options."""
+    import asyncio
+
+    from cnnlab.cli.serve import bind
+
+    listener = bind("127.0.0.1", 0)
+    assert listener.proto == socket.IPPROTO_TCP
+    seen = {}
+
+    async def main():
+        def connected(reader, writer):
+            sock = writer.get_extra_info("socket")
+            seen["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=listener)
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert seen["nodelay"] != 0

@@ -34,6 +34,22 @@ def register(sub) -> None:
     p.set_defaults(run=_run)
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket for uvicorn. Made with proto IPPROTO_TCP, not 0: asyncio sets
+    TCP_NODELAY only on connections whose socket says it is TCP, and without it Nagle holds
+    each response's body until the client's delayed ACK: 44 ms for any request instead of
+    1.6 ms (measured on this machine, a trivial route, keep-alive)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
@@ -61,13 +77,9 @@ def _run(args: argparse.Namespace) -> int:
             f"{args.port} can use the explorer and see the run; it has no login",
             file=sys.stderr,
         )
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:  # bound here, so that port 0 (any free port) prints the real one
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = bind(args.host, args.port)
     except OSError as error:
-        sock.close()
         print(f"cnnlab serve: error: cannot bind {args.host}:{args.port}: {error.strerror}; "
               "choose another --port", file=sys.stderr)  # fmt: skip
         return 2
