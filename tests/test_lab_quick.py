@@ -98,14 +98,9 @@ def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_lab_page_renders_in_chromium(lab, tmp_path):
-    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
-        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: install it or set CNNLAB_SKIP_BROWSER=1")
-    out, _, _ = lab
-    page = out / "lab.html"
+def look_at(page: Path, name: str, tmp_path: Path) -> tuple[dict, Path]:
+    """What headless Chromium sees of `page` (the PROBE's findings), and its whole-page
+    screenshot kept as test-artifacts/`name`, taken before any check."""
     html = page.read_text(encoding="utf-8")
     probed = html.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
     (tmp_path / "probed.html").write_text(probed.replace("<head>", "<head>" + PROBE, 1))
@@ -116,13 +111,26 @@ def test_lab_page_renders_in_chromium(lab, tmp_path):
     found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom.stdout, re.S)
     seen = json.loads(found.group(1).replace("&quot;", '"')) if found else {}
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "lab.png"
+    shot = ARTIFACTS / name
     shot.unlink(missing_ok=True)  # a stale picture must not pass for this run's
     height = seen.get("height") or 16_000
     chromium(
         [f"--window-size=1280,{height}", f"--screenshot={shot}", page.as_uri()], tmp_path / "p2"
     )
     assert found, f"no probe result; chromium said:\n{dom.stderr[-2000:]}"
+    return seen, shot
+
+
+@pytest.mark.slow
+def test_lab_page_renders_in_chromium(lab, tmp_path):
+    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
+        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}: install it or set CNNLAB_SKIP_BROWSER=1")
+    out, _, _ = lab
+    page = out / "lab.html"
+    html = page.read_text(encoding="utf-8")
+    seen, shot = look_at(page, "lab.png", tmp_path)
     names = [e.name for e in experiments()]
     assert seen["sections"] == names
     assert len(seen["badges"]) == len(names) and set(seen["badges"]) <= set(OUTCOMES)
