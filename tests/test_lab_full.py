@@ -1,0 +1,55 @@
+"""The full lab's stored results (tests/data/lab_full_results.json: `cnnlab lab --seeds 3`, the
+run BENCHMARKS.md reports): every verdict follows from its own measurements by its rule (the
+rules are pure functions, so judging the stored numbers again must give the stored verdict),
+and the page drawn from them is looked at in Debian's headless Chromium, screenshot kept in
+test-artifacts/lab-full.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from cnnlab.lab import OUTCOMES, experiments
+from cnnlab.lab.page import write_page
+from cnnlab.lab.runner import load_results
+from test_lab_quick import CHROMIUM, look_at
+
+STORED = Path(__file__).parent / "data" / "lab_full_results.json"
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lab-full")
+    shutil.copy(STORED, out / "results.json")
+    return out
+
+
+def test_the_full_lab_ran_every_experiment_on_three_seeds(full):
+    results = load_results(full)
+    assert results.quick is False and results.seeds == [0, 1, 2]
+    assert list(results.experiments) == [e.name for e in experiments()]
+
+
+@pytest.mark.parametrize("experiment", experiments(), ids=lambda e: e.name)
+def test_each_stored_verdict_follows_from_its_numbers(full, experiment):
+    entry = load_results(full).experiments[experiment.name]
+    again = experiment.judge(entry["measurements"])
+    assert again.outcome == entry["verdict"]["outcome"] and again.outcome in OUTCOMES
+
+
+@pytest.mark.slow
+def test_full_lab_page_renders_in_chromium(full, tmp_path):
+    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
+        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"chromium not found at {CHROMIUM}: install it or set CNNLAB_SKIP_BROWSER=1")
+    page = write_page(full, experiments(), load_results(full))
+    seen, shot = look_at(page, "lab-full.png", tmp_path)
+    names = [e.name for e in experiments()]
+    assert seen["sections"] == names and len(seen["badges"]) == len(names)
+    assert len(seen["images"]) == len(names) and all(w > 0 for w in seen["images"])
+    assert seen["scrollWidth"] <= seen["innerWidth"]
+    assert shot.is_file() and shot.stat().st_size > 10_000
