@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-if TYPE_CHECKING:  # facts imports this module for Summary.__str__
-    from cnnlab.design.summary.facts import Summary
 
 
 def shape_text(shape: Iterable[int]) -> str:
@@ -26,7 +23,7 @@ def si(n: float, unit: str = "") -> str:
     return f"{n:g} {unit}".rstrip()
 
 
-def render(s: Summary, width: int = 100) -> str:
+def render(s: Any, width: int = 100) -> str:  # a facts.Summary (facts imports this module)
     """The table (rich, exported as text), totals and lints below it. A module's second
     call is named `name #2`; a field the trace could not follow shows as '?'."""
     frozen = any(r.trainable != r.params for r in s.rows)
