@@ -159,13 +159,7 @@ def test_cli_import_prints_accuracy_and_bad_reference_is_one_line(tmp_path, fact
     assert len(err.strip().splitlines()) == 1 and "defines no 'nope'" in err
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ FLAT = {"name": "flat-head", "input": [1, 8, 8], "layers": [*CONV, "flatten", {"
 QUICK = TrainConfig(epochs=3, batch_size=32, flip=False, tta=False, ema=None, precision="fp32")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

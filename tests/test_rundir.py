@@ -30,12 +30,7 @@ TINY = {
 QUICK = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
