@@ -8,6 +8,7 @@ Anything else is a bug and keeps its traceback.
 
 EXIT_BAD_INPUT = 2  # a CnnlabError: one line on stderr
 EXIT_DIVERGED = 3  # TrainingDiverged: the options were valid, the run blew up
+EXIT_RANK_LOST = 4  # RankLost: another DDP rank stopped answering; the checkpoint is intact
 
 
 class CnnlabError(ValueError):
@@ -45,3 +46,10 @@ class TrainingDiverged(RuntimeError):
 
     Not a CnnlabError (the options were valid input): the CLI exits EXIT_DIVERGED, and the
     message says where it happened, which knob to turn, and what checkpoint is kept."""
+
+
+class RankLost(RuntimeError):
+    """Another rank of a distributed (DDP) run stopped answering: paused, killed or out of
+    memory, so a collective timed out after CNNLAB_DDP_TIMEOUT seconds or its connection
+    closed. Not a CnnlabError (the input was valid) and a RuntimeError as torch's own error
+    was: `cnnlab train` exits EXIT_RANK_LOST with one line naming the rank and the knob."""

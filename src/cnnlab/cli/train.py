@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from cnnlab.design.spec import preset_names
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import EXIT_RANK_LOST, CnnlabError, ConfigError, RankLost
 
 CODE_WARNING = (
     "Loading a model from code (--model file.py:factory) runs that code with your rights, "
@@ -198,6 +198,9 @@ def _train(args) -> int:
         if is_main_rank():
             print(f"cnnlab train: {stop}", file=sys.stderr)
         return 130
+    except RankLost as lost:  # every surviving rank says it: which one waited, for how long
+        print(f"cnnlab train: {lost}", file=sys.stderr, flush=True)
+        return EXIT_RANK_LOST
     if is_main_rank():
         result.pop("model", None)
         if args.json:

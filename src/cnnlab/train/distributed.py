@@ -8,7 +8,9 @@ Without torchrun (WORLD_SIZE unset or 1) every function here is a cheap no-op.
 
 A rank that stops (killed, paused, out of memory) would leave the others waiting in an
 all-reduce for torch's default of 30 minutes; the process group here times out after
-`CNNLAB_DDP_TIMEOUT` seconds (default 300) instead, and the others fail with torch's error.
+`CNNLAB_DDP_TIMEOUT` seconds (default 300) instead, and `as_rank_lost` turns the backend's
+error (gloo: "[...unbound_buffer.cc:129] Timed out waiting 5000ms for send operation to
+complete", "Connection closed by peer") into a RankLost naming the rank and the knob.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,11 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, RankLost
+from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
+
+# What gloo, NCCL and c10d say when a peer stopped answering or went away (lower case).
+LOST_SIGNS = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,36 @@ def timeout_seconds() -> float:
     if not value > 0:
         raise ConfigError(f"CNNLAB_DDP_TIMEOUT must be a positive number of seconds: {text!r}")
     return value
+
+
+def as_rank_lost(error: BaseException, dist: Dist, out: Path | None = None) -> BaseException:
+    """A RankLost (caused by `error`) when `error` is the process group failing (a peer that
+    stopped or left), else `error` itself: any other error, or one outside a distributed
+    run, is not ours to rename (a bug keeps its traceback). `out`: the run directory, to say
+    what is saved. Used as `raise as_rank_lost(error, dist, out)` in an except clause."""
+    if not dist.enabled or isinstance(error, RankLost) or not isinstance(error, RuntimeError):
+        return error
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    if not isinstance(error, torch_dist.DistError) and not any(
+        sign in text.lower() for sign in LOST_SIGNS
+    ):
+        return error
+    said = re.sub(r"^\[[^\]]*\]\s*", "", first)  # gloo's "[path/file.cc:129] " prefix
+    said = said.split(". ")[0].rstrip(".")  # not gloo's advice that follows ("... GLHF!")
+    if out is None:
+        saved = "nothing was saved (no run directory)"
+    elif (Path(out) / CHECKPOINT_TENSORS).is_file():
+        saved = f"the last checkpoint in {out} is whole: continue with --resume"
+    else:
+        saved = f"no checkpoint was saved in {out} yet: start again with --force"
+    lost = RankLost(
+        f"rank {dist.rank} of {dist.world_size}: another rank stopped answering ({said}); "
+        f"a paused, killed or out-of-memory rank stops the others after "
+        f"CNNLAB_DDP_TIMEOUT={dist.timeout:g} s; {saved}"
+    )
+    lost.__cause__ = error  # torch's error stays in a library user's traceback
+    return lost
 
 
 def teardown(dist: Dist) -> None:

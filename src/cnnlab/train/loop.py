@@ -101,10 +101,10 @@ def train(
     try:
         run = _open_run(request, dist)
         result = _train(request, run, dist)
-    except BaseException:
+    except BaseException as error:
         if run is not None:
             run.close(failed=True)
-        raise
+        raise distributed.as_rank_lost(error, dist, request.out)  # noqa: B904 - it, or its RankLost
     finally:
         distributed.teardown(dist)
     if run is not None:
