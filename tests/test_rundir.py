@@ -294,19 +294,6 @@ def test_one_class_training_data_is_refused(tmp_path):
         train(TINY, one, None, QUICK)
 
 
-def test_resuming_with_another_thread_count_is_said_and_recorded(tmp_path, monkeypatch):
-    out = _resumable(tmp_path)
-    torch.set_num_threads(2)
-    try:
-        result = train(None, None, out, resume=True)
-    finally:
-        torch.set_num_threads(1)
-    assert any("threads 2" in note and "1" in note for note in result["notes"])
-    resumes = json.loads((out / "config.json").read_text())["resumes"]
-    assert resumes and "threads" in resumes[0]["changed"][0]
-    load_run(out)  # the record does not count as an edit
-
-
 def test_ddp_timeout_is_set_from_the_environment(monkeypatch):
     from cnnlab.train import distributed
 

@@ -3,8 +3,9 @@
 A checkpoint that does not fit (a tensor of another shape, one missing, no RNG state, an
 epoch beyond the run's) or holds NaN/inf is a RunError naming the file, never torch's
 traceback nor "the last good checkpoint". What the resumed session does differently from
-the one that wrote the checkpoint (world size, threads) changes the arithmetic, so the
-results are no longer bit-identical: it is returned as notes and recorded in config.json.
+the one that wrote the checkpoint (world size, threads, precision, torch) changes the
+arithmetic, so the results are no longer bit-identical: the resume proceeds (another machine
+is a legitimate place to continue), says so in notes and records them in config.json.
 """
 
 from __future__ import annotations
@@ -91,14 +92,19 @@ def _load(module: torch.nn.Module, found: dict, path, what: str) -> None:
 
 
 def _changes(state: dict, parts: Any) -> list[str]:
-    """What differs from the session that saved the checkpoint (absent in old checkpoints)."""
-    now = {"world_size": parts.dist.world_size, "threads": torch.get_num_threads()}
-    notes = []
-    for key, value in now.items():
-        then = state.get(key)
-        if then is not None and then != value:
-            notes.append(
-                f"resumed with {key.replace('_', ' ')} {value} where the checkpoint was saved "
-                f"with {then}: the results will differ from an uninterrupted run's"
-            )
-    return notes
+    """What differs from the session that saved the checkpoint: ranks and threads (in the
+    checkpoint; absent in old ones), precision and torch (config.json). A resume elsewhere is
+    legitimate, so each is a note, not a refusal: the arithmetic changes, the run continues."""
+    config = read_config(parts.out)
+    differ = [
+        ("world size", parts.dist.world_size, state.get("world_size"), "will"),
+        ("threads", torch.get_num_threads(), state.get("threads"), "will"),
+        ("precision", "bf16" if parts.amp else "fp32", config.get("precision_used"), "will"),
+        ("torch", torch.__version__, config.get("torch"), "may"),
+    ]
+    return [
+        f"resumed with {name} {now} where the checkpoint was saved with {then}: the results "
+        f"{how} differ from an uninterrupted run's"
+        for name, now, then, how in differ
+        if then is not None and then != now
+    ]
