@@ -20,6 +20,9 @@ Which function for what:
   backpropagate only down to it, `inputs=True` for its input, `transform=` to reduce it.
 * every activation where it is computed ..... `with ActivationSites(model, on_call):`
   (modules, `F.relu`, `x.sigmoid()`, ..., each call named by its site).
+* hooks of your own ........................ `with Hooks().after([(module, hook)]):` (and
+  `.before` for pre-hooks): registered all or none, removed on leaving the block, raised or
+  not; the classes above are built on it.
 * data in batches ............................ `batches(data, n)` ((x, y) from a tensor, a pair,
   an ImageSet or an iterable), `as_float(x, preprocess)`, `device_of(model)`.
 * speed ...................................... `inference_copy(model, keep)` (BatchNorm folded
@@ -30,6 +33,7 @@ Which function for what:
 from cnnlab.inspect.batches import as_float, batches, device_of
 from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
+from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.logits import (
     OutputSelector,
     check_images,
@@ -54,6 +58,7 @@ __all__ = [
     "ActivationSites",
     "CallOrder",
     "Capture",
+    "Hooks",
     "OutputSelector",
     "as_float",
     "batches",

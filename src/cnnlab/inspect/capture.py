@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
+from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.order import resolve_layer
 
 
@@ -49,7 +50,7 @@ class Capture:
         self.inputs = inputs
         self.transform = transform
         self.outputs: dict[str, Tensor] = {}
-        self._handles: list[Any] = []
+        self._hooks = Hooks()
 
     def _pre_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple) -> Any:
@@ -77,17 +78,15 @@ class Capture:
 
     def __enter__(self) -> Capture:
         self.outputs = {}
-        for name, module in zip(self.names, self.modules, strict=True):
-            if self.inputs:
-                self._handles.append(module.register_forward_pre_hook(self._pre_hook(name)))
-            else:
-                self._handles.append(module.register_forward_hook(self._hook(name)))
+        named = zip(self.names, self.modules, strict=True)
+        if self.inputs:
+            self._hooks.before((module, self._pre_hook(name)) for name, module in named)
+        else:
+            self._hooks.after((module, self._hook(name)) for name, module in named)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self._hooks.remove()
 
     def tensor(self, name: str) -> Tensor:
         """The captured output of `name`; ExplainError if the forward never produced one."""

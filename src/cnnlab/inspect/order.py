@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
+from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
 from cnnlab.inspect.preserve import preserved
 
@@ -47,7 +48,7 @@ class CallOrder:
                 n: modules[n] if n in modules else resolve_layer(model, n) for n in names
             }
         self.calls: list[tuple[str, tuple | None]] = []
-        self._handles: list[Any] = []
+        self._hooks = Hooks()
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
@@ -57,14 +58,11 @@ class CallOrder:
 
     def __enter__(self) -> CallOrder:
         self.calls = []
-        for name, module in self.modules.items():
-            self._handles.append(module.register_forward_hook(self._hook(name)))
+        self._hooks.after((module, self._hook(name)) for name, module in self.modules.items())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self._hooks.remove()
 
     def first_calls(self) -> list[str]:
         """The names called, each once, in the order of its first call."""
@@ -125,13 +123,10 @@ def first_called(model: nn.Module, kind: type[nn.Module], x: Tensor) -> str | No
         return hook
 
     named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, kind)]
-    handles = [m.register_forward_pre_hook(stop(n)) for n, m in named]
-    try:
-        with preserved(model), torch.no_grad():
-            model(check_images(x))
-    except _Found:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    with Hooks().before((m, stop(n)) for n, m in named):
+        try:
+            with preserved(model), torch.no_grad():
+                model(check_images(x))
+        except _Found:
+            pass
     return found[0] if found else None  # found[0] even if the model swallowed _Found

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.activations import Activation, activation_of, activation_of_call
+from cnnlab.inspect.hooks import Hooks
 
 
 class ActivationSites(TorchFunctionMode):
@@ -33,28 +34,23 @@ class ActivationSites(TorchFunctionMode):
         self.on_call = on_call
         self.stack: list[tuple[str, nn.Module]] = []
         self.calls: dict[str, int] = {}
-        self._handles: list[Any] = []
+        self._hooks = Hooks()
 
     def __enter__(self) -> ActivationSites:
-        for name, module in self.model.named_modules():
-            self._handles.append(module.register_forward_pre_hook(self._enter(name, module)))
-            self._handles.append(module.register_forward_hook(self._leave, always_call=True))
+        modules = list(self.model.named_modules())
+        self._hooks.before((module, self._enter(name, module)) for name, module in modules)
+        self._hooks.after(((module, self._leave) for _, module in modules), always_call=True)
         try:
             return super().__enter__()
         except BaseException:
-            self._remove()
+            self._hooks.remove()
             raise
 
     def __exit__(self, *exc: object) -> None:
         try:
             super().__exit__(*exc)
         finally:
-            self._remove()
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+            self._hooks.remove()
 
     def _enter(self, name: str, module: nn.Module) -> Callable:
         def hook(mod: nn.Module, args: Any) -> None:

@@ -1,0 +1,61 @@
+"""`Hooks`: forward hooks registered on a model's modules together, and removed together.
+
+Every way of looking inside a model during a forward pass (`Capture`, `CallOrder`,
+`ActivationSites`, `first_called`) hooks modules for the length of a block. A hook left behind
+keeps firing in the user's later forward passes (and keeps its tensors alive), so the set is
+all or nothing: if registering one of them fails, those already registered are removed before
+the error propagates (a context manager whose `__enter__` raises never gets its `__exit__`),
+and leaving the `with` block removes them all, whether the block ended or raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+Pairs = Iterable[tuple[nn.Module, Callable[..., Any]]]
+
+
+class Hooks:
+    """A set of hooks on modules: `before` adds forward pre-hooks, `after` forward hooks, each
+    from (module, hook) pairs in order; `remove()` (or leaving `with hooks:`) removes all."""
+
+    def __init__(self) -> None:
+        self._handles: list[RemovableHandle] = []
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def before(self, pairs: Pairs) -> Hooks:
+        """Register hook(module, args) to run before each module's forward; returns self."""
+        return self._register(pairs, lambda m, hook: m.register_forward_pre_hook(hook))
+
+    def after(self, pairs: Pairs, *, always_call: bool = False) -> Hooks:
+        """Register hook(module, args, output) to run after each module's forward (also when
+        the forward raises, with always_call=True); returns self."""
+        return self._register(
+            pairs, lambda m, hook: m.register_forward_hook(hook, always_call=always_call)
+        )
+
+    def _register(self, pairs: Pairs, register: Callable[..., RemovableHandle]) -> Hooks:
+        try:
+            for module, hook in pairs:  # `pairs` may be a generator that raises midway
+                self._handles.append(register(module, hook))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook of the set (again: nothing happens)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> Hooks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
