@@ -110,7 +110,9 @@ def test_a_fault_at_every_write_resumes_to_the_same_weights_and_metrics(
             monkeypatch.undo()
             case = f"fault {mode} at write {at} ({writes[at - 1]})"
             if not (out / "config.json").is_file():  # nothing to resume: start again
-                train(TINY, "digits", out, CONFIG, force=True, checkpoint_seconds=3600)
+                with pytest.raises(RunError, match="nothing to resume.*--force|no such dir"):
+                    train(TINY, "digits", out, None, resume=True)
+                train(TINY, "digits", out, CONFIG, checkpoint_seconds=3600)  # no --force needed
             else:
                 train(TINY, "digits", out, None, resume=True, checkpoint_seconds=3600)
             assert not list(out.glob(".*.tmp-*")), case

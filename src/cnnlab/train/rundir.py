@@ -69,6 +69,16 @@ def _temp_files(path: Path) -> list[Path]:
     return [p for name in WRITTEN for p in path.glob(f".{name}.tmp-*")]
 
 
+def _worth_keeping(path: Path) -> list[Path]:
+    """What starting a new run in `path` could lose: all but cnnlab's lock and temp files,
+    and spec.yaml without config.json (a run's first writes, in that order: a kill between
+    them left nothing a resume could use, so starting again without --force is safe)."""
+    ours = {LOCK, *(p.name for p in _temp_files(path))}
+    if not (path / CONFIG).is_file():
+        ours.add(SPEC)
+    return [p for p in path.iterdir() if p.name not in ours]
+
+
 def run_hashes(spec_text: str | None, config: dict[str, Any]) -> dict[str, str]:
     """{"spec_sha256", "config_sha256"}: SHA-256 of spec.yaml's text and of config.json's
     fields in canonical JSON (sorted keys, the appended UNHASHED keys left out)."""
@@ -104,8 +114,15 @@ class RunDir:
     def _open(cls, out: Path, resume: bool, force: bool) -> RunDir:
         if out.exists() and not out.is_dir():
             raise RunError(f"--out {out} exists and is not a directory; choose another --out")
-        busy = out.is_dir() and any(p.name != LOCK for p in out.iterdir())
+        busy = out.is_dir() and bool(_worth_keeping(out))
         if resume and not (out / CONFIG).is_file():
+            if (out / LOCK).is_file():  # cnnlab's, killed before its config.json was written
+                raise RunError(
+                    f"cannot resume {out}: its run was stopped before it wrote {CONFIG}, so "
+                    "there is nothing to resume; start it again with --force"
+                )
+            if not out.exists():
+                raise RunError(f"cannot resume {out}: there is no such directory")
             raise RunError(f"cannot resume {out}: it has no {CONFIG} (is it a run directory?)")
         if busy and not resume and not is_run(out):
             raise RunError(
