@@ -7,9 +7,11 @@ test-artifacts/lab-full.png."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cnnlab.lab import OUTCOMES, experiments
@@ -38,6 +40,31 @@ def test_each_stored_verdict_follows_from_its_numbers(full, experiment):
     entry = load_results(full).experiments[experiment.name]
     again = experiment.judge(entry["measurements"])
     assert again.outcome == entry["verdict"]["outcome"] and again.outcome in OUTCOMES
+
+
+@pytest.mark.parametrize("experiment", experiments(), ids=lambda e: e.name)
+def test_each_verdict_sentence_states_the_numbers_it_rests_on(full, experiment):
+    """The sentence, not only the table, carries the measured figures and on how many of
+    the seeds each check held ("... on 2 of 3 seeds", "over 3 seeds")."""
+    entry = load_results(full).experiments[experiment.name]
+    meaning = experiment.judge(entry["measurements"]).meaning
+    n = len(entry["measurements"]["seeds"])
+    assert len(re.findall(r"\d+(?:\.\d+)?", meaning)) >= 4, meaning
+    assert re.search(rf"\b(of|over|each of) {n} seeds", meaning), meaning
+
+
+def test_the_spatial_sentence_gives_both_drops_with_their_spread(full):
+    """Truth: numpy's mean and sample standard deviation of the stored per-seed drops."""
+    entry = load_results(full).experiments["spatial"]
+    rows = entry["measurements"]["seeds"]
+    meaning = experiments_by_name()["spatial"].judge(entry["measurements"]).meaning
+    for model in ("mlp", "cnn"):
+        drops = np.array([r[model] - r[f"{model}_permuted"] for r in rows])
+        assert f"{drops.mean():.1f} ± {drops.std(ddof=1):.1f}" in meaning
+
+
+def experiments_by_name() -> dict:
+    return {e.name: e for e in experiments()}
 
 
 @pytest.mark.slow

@@ -102,18 +102,65 @@ def judge(m: dict) -> Verdict:
         numbers[key] = f"{lows} / {top['dead']:.0%}; {said}"
     numbers.update(_sweep(m))
     numbers["seeds"] = len(m["seeds"])
+    said = _said(m["seeds"], dies, survives)
     if all(dies) and all(survives):
-        return Verdict("holds", numbers, "High rates killed ReLU units; Leaky ReLU kept them.")
+        return Verdict(
+            "holds", numbers, f"{said}: high rates killed ReLU units; Leaky ReLU kept them."
+        )
     if all(dies):
         return Verdict(
             "partly",
             numbers,
-            "High rates killed ReLU units, but Leaky ReLU did not keep training well at that "
-            "rate: the slope keeps units alive, it does not make the rate safe.",
+            f"{said}: high rates killed ReLU units, but Leaky ReLU did not keep training well "
+            "at that rate: the slope keeps units alive, it does not make the rate safe.",
         )
     if not any(dies):
-        return Verdict("does not hold", numbers, "No learning rate killed a large share of ReLUs.")
-    return Verdict("inconclusive", numbers, "The seeds disagree on whether ReLUs died.")
+        return Verdict(
+            "does not hold", numbers, f"{said}: no learning rate killed a large share of ReLUs."
+        )
+    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on whether ReLUs died.")
+
+
+def _span(values: list[float], form: str) -> str:
+    """The value as shown when every seed shows the same, else "lowest-highest"."""
+    low, high = form.format(min(values)), form.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
+def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
+    """The dead shares the rule read, over every seed, in one sentence."""
+    n = len(rows)
+    tops = [(r, _at_top(r["relu"])) for r in rows]
+    tops = [(r, top) for r, top in tops if top is not None]
+    if not tops:
+        return f"ReLU diverged at every rate on all {n} seeds"
+    lows = [r["relu"][0] for r, _ in tops if not r["relu"][0]["diverged"]]
+    leaky = [
+        next((x for x in r["leaky_relu"] if x["lr"] == top["lr"]), {"diverged": True})
+        for r, top in tops
+    ]
+    alive = [x for x in leaky if not x["diverged"]]
+    said = (
+        f"At the highest rate ReLU trained at (lr {_span([t['lr'] for _, t in tops], '{:g}')}), "
+        f"{_span([t['dead'] for _, t in tops], '{:.0%}')} of its channels were dead (test "
+        f"accuracy {_span([t['test'] for _, t in tops], '{:.0f}')} %)"
+    )
+    if lows:
+        said += f", against {_span([x['dead'] for x in lows], '{:.0%}')} at lr {lows[0]['lr']:g}"
+    said += (
+        f" (at least {DEAD:.0%} dead and {100 * MORE:.0f} points above the lowest rate on "
+        f"{sum(dies)} of {n} seeds); Leaky ReLU at that rate "
+    )
+    if alive:
+        said += (
+            f"had {_span([x['dead'] for x in alive], '{:.0%}')} dead and "
+            f"{_span([x['test'] for x in alive], '{:.0f}')} % test accuracy where it trained, "
+        )
+    diverged = len(leaky) - len(alive)
+    return said + (
+        f"diverged on {diverged} of {n} seeds and survived (at most {ALIVE:.0%} dead, at least "
+        f"{TRAINS:.0f} % accuracy) on {sum(survives)}"
+    )
 
 
 def figure(m: dict):

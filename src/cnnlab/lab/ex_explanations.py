@@ -128,25 +128,49 @@ def judge(m: dict) -> Verdict:
         numbers[f"{method}: rank corr. when random, deletion score %"] = (
             f"{mean_spread(corr)[0]:.2f}, {mean_spread(score)[0]:.1f}"
         )
-    random_score = mean_spread([mean_spread(r["random order"])[0] for r in rows])[0]
-    numbers["random order: deletion score %"] = f"{random_score:.1f}"
+    random_score = mean_spread([mean_spread(r["random order"])[0] for r in rows])
+    numbers["random order: deletion score %"] = f"{random_score[0]:.1f}"
     numbers["seeds"] = len(rows)
+    said = _said(rows, sensitive, faithful, random_score)
     both = [x for x in METHODS if all(sensitive[x]) and all(faithful[x])]
     one = [x for x in METHODS if all(sensitive[x]) or all(faithful[x])]
     if len(both) == len(METHODS):
-        return Verdict("holds", numbers, "Every method's maps changed with the weights and "
-                       "picked pixels that mattered more than random ones.")  # fmt: skip
+        return Verdict(
+            "holds",
+            numbers,
+            f"{said}: every method's maps changed with the weights and picked pixels that "
+            "mattered more than random ones.",
+        )
     if both or len(one) == len(METHODS):
         tied = ", ".join(x for x in METHODS if all(sensitive[x])) or "none"
         found = ", ".join(x for x in METHODS if all(faithful[x])) or "none"
         return Verdict(
-            "partly", numbers, f"Maps that changed with the weights: {tied}; maps whose pixels "
-            f"mattered more than random ones: {found}.",
+            "partly", numbers, f"{said}. Maps that changed with the weights: {tied}; maps whose "
+            f"pixels mattered more than random ones: {found}.",
         )  # fmt: skip
     if not any(any(sensitive[x]) or any(faithful[x]) for x in METHODS):
-        return Verdict("does not hold", numbers, "No method's maps depended on the weights or "
-                       "found pixels that mattered.")  # fmt: skip
-    return Verdict("inconclusive", numbers, "The seeds or checks disagree.")
+        return Verdict("does not hold", numbers, f"{said}: no method's maps depended on the "
+                       "weights or found pixels that mattered.")  # fmt: skip
+    return Verdict("inconclusive", numbers, f"{said}: the seeds or checks disagree.")
+
+
+def _said(rows: list[dict], sensitive: dict, faithful: dict, random_score: tuple) -> str:
+    """Each method's two numbers (mean ± sd over seeds) and on how many seeds each check held."""
+    parts = []
+    for method in METHODS:
+        corr = mean_spread([r[method]["randomised"][-1] for r in rows])
+        score = mean_spread([mean_spread(r[method]["deletion"])[0] for r in rows])
+        parts.append(
+            f"{method} {corr[0]:.2f} ± {corr[1]:.2f} and {score[0]:.1f} ± {score[1]:.1f} % "
+            f"(passing on {sum(sensitive[method])} and {sum(faithful[method])} of {len(rows)} "
+            "seeds)"
+        )
+    return (
+        "Rank correlation with the trained maps once every layer is random (below "
+        f"{SENSITIVE:g} passes), and mean accuracy as the top pixels are deleted (at least "
+        f"{FAITHFUL:g} points below random order's {random_score[0]:.1f} ± "
+        f"{random_score[1]:.1f} % passes): " + "; ".join(parts) + " (mean ± sd over seeds)"
+    )
 
 
 def figure(m: dict):

@@ -85,19 +85,43 @@ def judge(m: dict) -> Verdict:
         "images": m["images"],
         "seeds confirming the drop / the fix": f"{sum(confirmed)} / {sum(fixed)} of {len(rows)}",
     }
-    band = first[drop]["band_pixels"]
+    said = _said(rows)
     if all(confirmed) and all(fixed):
-        return Verdict(
-            "holds",
-            numbers,
-            f"With K={KERNEL}, S={STRIDE}, P=0 the {band} edge pixels had exactly zero gradient "
-            "on every image (the model cannot see them); P=2 gave every pixel a gradient.",
-        )
+        return Verdict("holds", numbers, f"{said}: the model cannot see the edge P=0 drops.")
     if all(confirmed):
-        return Verdict("partly", numbers, "The edge was dropped, but the padding did not fix it.")
+        return Verdict(
+            "partly", numbers, f"{said}: the edge was dropped, but the padding did not fix it."
+        )
     if all(leaked):
-        return Verdict("does not hold", numbers, "Pixels the floor should drop got gradient.")
-    return Verdict("inconclusive", numbers, "The seeds disagree.")
+        return Verdict(
+            "does not hold", numbers, f"{said}: pixels the floor should drop got gradient."
+        )
+    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree.")
+
+
+def _said(rows: list[dict]) -> str:
+    """The counts of every seed in one sentence ("108" when all seeds agree, else "100-108")."""
+    drop, fix = PADDINGS
+    varied = []
+
+    def over(padding: str, key: str) -> str:
+        low, high = min(r[padding][key] for r in rows), max(r[padding][key] for r in rows)
+        varied.append(low != high)
+        return f"{low}" if low == high else f"{low}-{high}"
+
+    said = (
+        f"With K={KERNEL}, S={STRIDE}, P=0 geometry predicts {over(drop, 'predicted_dropped')} "
+        f"pixels dropped per side, a band of {over(drop, 'band_pixels')} edge pixels; "
+        f"{over(drop, 'zero_in_band')} of them had exactly zero gradient on every image "
+        f"({over(drop, 'zero_outside_band')} other pixels did), and with P=2 "
+        f"{over(fix, 'zero_pixels')} pixels had zero gradient"
+    )
+    where = (
+        f"ranges over {len(rows)} seeds"
+        if any(varied)
+        else f"the same on each of {len(rows)} seeds"
+    )
+    return f"{said} ({where})"
 
 
 def figure(m: dict):

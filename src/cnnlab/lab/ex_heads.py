@@ -77,7 +77,9 @@ def judge(m: dict) -> Verdict:
     structure = p[gap] < p[flat] and all(accepts[gap].values()) and not all(accepts[flat].values())
     gaps = [(r[gap]["train"] - r[gap]["test"], r[flat]["train"] - r[flat]["test"]) for r in rows]
     less_overfit = [g <= f + TOLERANCE for g, f in gaps]
-    gap_gap, flat_gap = (mean_spread(column)[0] for column in zip(*gaps, strict=True))
+    (gap_mean, gap_sd), (flat_mean, flat_sd) = (
+        mean_spread(column) for column in zip(*gaps, strict=True)
+    )
     other = [k for k in SIDES if k != 28]
     loss = {k: mean_spread([r[gap]["test"] - r[gap][f"resized {k}"] for r in rows]) for k in other}
     keeps = [all(r[gap]["test"] - r[gap][f"resized {k}"] <= KEEPS for k in other) for r in rows]
@@ -85,7 +87,7 @@ def judge(m: dict) -> Verdict:
     refused = [k for k in SIDES if not accepts[flat][str(k)]]
     numbers = {
         "parameters (GAP, flatten)": f"{p[gap]:,}, {p[flat]:,}",
-        "train − test gap, points (GAP, flatten)": f"{gap_gap:.1f}, {flat_gap:.1f}",
+        "train − test gap, points (GAP, flatten)": f"{gap_mean:.1f}, {flat_mean:.1f}",
         "flatten head refuses sides": ", ".join(map(str, refused)) or "none",
         **{
             f"GAP loss at {k}×{k} resized (points)": "{:.1f} ± {:.1f}".format(*loss[k])
@@ -93,20 +95,28 @@ def judge(m: dict) -> Verdict:
         },
         "seeds": len(rows),
     }
-    if not structure:
-        return Verdict("does not hold", numbers, "GAP did not save parameters or free the size.")
+    n = len(rows)
+    runs = "ran at every size" if all(accepts[gap].values()) else "refused some sizes"
     said = (
-        f"GAP ran at every size and the flatten head refused {len(refused)} of {len(SIDES)}, "
-        f"but at {worst}×{worst} GAP lost {loss[worst][0]:.0f} points"
+        f"GAP had {p[gap]:,} parameters against {p[flat]:,}, {runs}, and the flatten head "
+        f"refused {len(refused)} of {len(SIDES)} sizes; train − test gap {gap_mean:.1f} ± "
+        f"{gap_sd:.1f} points for GAP against {flat_mean:.1f} ± {flat_sd:.1f} (at most "
+        f"{TOLERANCE:g} more on {sum(less_overfit)} of {n} seeds); resized to {worst}×{worst} "
+        f"GAP lost {loss[worst][0]:.1f} ± {loss[worst][1]:.1f} points (within {KEEPS:g} at "
+        f"every size on {sum(keeps)} of {n} seeds; mean ± sd over seeds)"
     )
+    if not structure:
+        return Verdict(
+            "does not hold", numbers, f"{said}: GAP did not save parameters or free the size."
+        )
     if all(less_overfit) and all(keeps):
-        return Verdict("holds", numbers, "Fewer parameters, less overfitting, any input size.")
+        return Verdict("holds", numbers, f"{said}: fewer parameters, less overfitting, any size.")
     if all(keeps) or all(less_overfit) or not any(less_overfit):
         settled = "overfit no more" if all(less_overfit) else "overfit more"
         if not all(keeps):
             return Verdict("partly", numbers, f"{said}: it takes any size, not at any accuracy.")
-        return Verdict("partly", numbers, f"Any size within {KEEPS} points, but GAP did {settled}.")
-    return Verdict("inconclusive", numbers, f"{said}; the seeds disagree on overfitting.")
+        return Verdict("partly", numbers, f"{said}: any size, but GAP did {settled}.")
+    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on overfitting.")
 
 
 def figure(m: dict):

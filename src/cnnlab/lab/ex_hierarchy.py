@@ -66,13 +66,16 @@ def judge(m: dict) -> Verdict:
             )
     numbers["seeds"] = len(rows)
     t1, t3, r3, px = (
-        mean_spread([r[n][k] for r in rows])[0]
+        mean_spread([r[n][k] for r in rows])
         for n, k in (("trained", "block 1"), ("trained", "block 3"), ("random", "block 3"),
                      ("trained", "pixels"))
     )  # fmt: skip
     said = (
-        f"Probes: pixels {px:.0f} %, trained block 1 {t1:.0f} % -> block 3 {t3:.0f} %, "
-        f"random-weight block 3 {r3:.0f} %"
+        f"Probes: pixels {px[0]:.1f} ± {px[1]:.1f} %, trained block 1 {t1[0]:.1f} ± {t1[1]:.1f}"
+        f" % -> block 3 {t3[0]:.1f} ± {t3[1]:.1f} %, random-weight block 3 {r3[0]:.1f} ± "
+        f"{r3[1]:.1f} % (mean ± sd over {len(rows)} seeds; block 3 at least {RISE:g} points "
+        f"above block 1 on {sum(rises)}, at least {LEARNED:g} above random weights on "
+        f"{sum(learned)})"
     )
     if all(rises) and all(learned):
         return Verdict("holds", numbers, f"{said}: depth and training both add.")

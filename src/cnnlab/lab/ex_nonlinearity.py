@@ -97,17 +97,23 @@ def judge(m: dict) -> Verdict:
         "deep linear − logistic (points)": f"{diff:.2f} ± {sd:.2f}",
         "seeds": len(rows),
     }
-    if not all(collapse):
-        return Verdict("does not hold", numbers, "The activation-free net is not one affine map.")
-    if len(rows) > 1 and sd > SAME:
-        return Verdict("inconclusive", numbers, "The accuracy gap varies too much over seeds.")
-    match = abs(diff) <= SAME
+    n = len(rows)
     told = (
-        "The 5-layer net without activations is one affine map (to "
-        f"{numbers['max |f(x) − (Ax+b)|, float64']:.1e}) and scored {acc[LINEAR][0]:.1f} % "
-        f"against logistic regression's {acc[LOGISTIC][0]:.1f} %; with ReLUs "
-        f"{acc[RELU][0]:.1f} %"
+        "The 5-layer net without activations differed from one affine map by at most "
+        f"{numbers['max |f(x) − (Ax+b)|, float64']:.1e} (float64; at most {AGREE:g} on "
+        f"{sum(collapse)} of {n} seeds) and scored {acc[LINEAR][0]:.1f} ± {acc[LINEAR][1]:.1f} "
+        f"% against logistic regression's {acc[LOGISTIC][0]:.1f} ± {acc[LOGISTIC][1]:.1f} % "
+        f"(difference {diff:.2f} ± {sd:.2f} points); with ReLUs {acc[RELU][0]:.1f} ± "
+        f"{acc[RELU][1]:.1f} %, at least {HELPS:g} point above both on {sum(helps)} of {n} "
+        "seeds (mean ± sd over seeds)"
     )
+    if not all(collapse):
+        return Verdict("does not hold", numbers, f"{told}: it is not one affine map.")
+    if n > 1 and sd > SAME:
+        return Verdict(
+            "inconclusive", numbers, f"{told}: the accuracy gap varies too much over seeds."
+        )
+    match = abs(diff) <= SAME
     if match and all(helps):
         return Verdict("holds", numbers, f"{told}.")
     if match or all(helps):

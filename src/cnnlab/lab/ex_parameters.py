@@ -80,12 +80,17 @@ def judge(m: dict) -> Verdict:
         "seeds": len(rows),
     }
     ratio = p[WIDE] / p[CNN]
+    n = len(rows)
     said = (
-        f"The CNN ({p[CNN]:,} parameters) scored {acc[CNN][0]:.1f} %, the same-budget MLP "
-        f"{acc[SMALL][0]:.1f} %, the {ratio:.0f}× larger MLP {acc[WIDE][0]:.1f} %"
+        f"The CNN ({p[CNN]:,} parameters) scored {acc[CNN][0]:.1f} ± {acc[CNN][1]:.1f} %, the "
+        f"same-budget MLP {acc[SMALL][0]:.1f} ± {acc[SMALL][1]:.1f} %, the {ratio:.0f}× larger "
+        f"MLP {acc[WIDE][0]:.1f} ± {acc[WIDE][1]:.1f} % (mean ± sd over {n} seeds; the CNN at "
+        f"least {WIN:g} points above the same-budget MLP on {sum(budget)}, at most {MATCH:g} "
+        f"below the larger one on {sum(efficient)}); a 224×224×3 -> 1,000 dense layer has "
+        f"{a['dense_formula']:,} weights by formula, {a['dense_torch']:,} counted by PyTorch"
     )
     if not arithmetic_ok:
-        return Verdict("does not hold", numbers, "The notes' parameter arithmetic is off.")
+        return Verdict("does not hold", numbers, f"{said}: the notes' parameter arithmetic is off.")
     if all(budget) and all(efficient):
         return Verdict("holds", numbers, f"{said}: fewer parameters for the same accuracy.")
     if all(budget) or all(efficient):

@@ -100,22 +100,33 @@ def judge(m: dict) -> Verdict:
         )
         for n in DOWNS
     }
-    hi = {k: mean_spread([r["spectra"][k]["high"] for r in rows])[0] for k in ("max", "average")}
+    high = {k: mean_spread([r["spectra"][k]["high"] for r in rows]) for k in ("max", "average")}
     numbers["high-frequency power share after max / average pooling"] = (
-        f"{hi['max']:.1%} / {hi['average']:.1%}"
+        f"{high['max'][0]:.1%} / {high['average'][0]:.1%}"
     )
     numbers["seeds"] = len(rows)
+    agree = {n: mean_spread([r[n]["agreement"]["2"] for r in rows]) for n in ("max", "stride 2")}
+    n = len(rows)
+    said = (
+        f"Shifted by 2 px, max pooling kept {agree['max'][0]:.1f} ± {agree['max'][1]:.1f} % of "
+        f"its predictions and the strided conv {agree['stride 2'][0]:.1f} ± "
+        f"{agree['stride 2'][1]:.1f} % (at least {STABLER:g} points more on {sum(stable)} of {n} "
+        f"seeds); the high-frequency share of the pooled maps was {high['average'][0]:.1%} ± "
+        f"{high['average'][1]:.1%} after average and {high['max'][0]:.1%} ± "
+        f"{high['max'][1]:.1%} after max pooling (lower on {sum(low)} of {n} seeds; mean ± sd "
+        "over seeds)"
+    )
     if all(stable) and all(low):
         return Verdict(
-            "holds", numbers, "Max pooling kept more predictions under shifts than a strided "
-            "conv, and average pooling left less high-frequency power than max pooling.",
+            "holds", numbers, f"{said}: max pooling resists small shifts, average pooling is "
+            "low-pass.",
         )  # fmt: skip
     if all(stable) or all(low):
         part = "average pooling is low-pass" if all(low) else "max pooling resists shifts"
-        return Verdict("partly", numbers, f"Only '{part}' held on every seed.")
+        return Verdict("partly", numbers, f"{said}: only '{part}' held on every seed.")
     if not any(stable) and not any(low):
-        return Verdict("does not hold", numbers, "Neither pooling claim was measured.")
-    return Verdict("inconclusive", numbers, "The seeds disagree.")
+        return Verdict("does not hold", numbers, f"{said}: neither pooling claim held.")
+    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree.")
 
 
 def figure(m: dict):

@@ -116,14 +116,21 @@ def judge(m: dict) -> Verdict:
         },
         "seeds": len(rows),
     }
+    t_conv, t_local = (mean_spread([r[n]["test"] for r in rows]) for n in MODELS)
+    n = len(rows)
     said = (
         f"With {p[local] / p[conv]:.0f}× the weights, the unshared net's train-test gap was "
-        f"{g_local[0]:.1f} points against the conv net's {g_conv[0]:.1f}"
+        f"{g_local[0]:.1f} ± {g_local[1]:.1f} points against the conv net's {g_conv[0]:.1f} ± "
+        f"{g_conv[1]:.1f}, its test accuracy {t_local[0]:.1f} ± {t_local[1]:.1f} % against "
+        f"{t_conv[0]:.1f} ± {t_conv[1]:.1f} % (mean ± sd over {n} seeds); the conv net's gap "
+        f"at least {LESS_GAP:g} points smaller on {sum(less)} of {n} seeds, its accuracy at "
+        f"least as high on {sum(better)}"
     )
     if fewer and all(less) and all(better):
         return Verdict("holds", numbers, f"{said}: sharing regularised and generalised better.")
     if fewer and (all(less) or all(better)):
-        return Verdict("partly", numbers, f"{said}; only part of the claim held on every seed.")
+        part = "less overfitting" if all(less) else "better test accuracy"
+        return Verdict("partly", numbers, f"{said}: only {part} held on every seed.")
     if not fewer or not any(c < lc for c, lc in gaps):
         return Verdict("does not hold", numbers, f"{said}: sharing did not reduce overfitting.")
     return Verdict(

@@ -107,23 +107,32 @@ def judge(m: dict) -> Verdict:
         )
         numbers[f"{n}: ECE, after T (T)"] = f"{e[0]:.3f} ± {e[1]:.3f}, {es[0]:.3f} ({t[0]:.2f})"
     numbers["seeds"] = len(rows)
-    e_plain = mean_spread([r[plain]["ece"] for r in rows])[0]
-    e_scaled = mean_spread([r[plain]["ece_scaled"] for r in rows])[0]
+    (e_plain, e_sd), (e_scaled, s_sd) = (
+        mean_spread([r[plain][k] for r in rows]) for k in ("ece", "ece_scaled")
+    )
+    n = len(rows)
+    said = (
+        f"Outputs {'' if distribution else 'not all '}in [0, 1] and summing to 1 (largest "
+        f"|Σ − 1| {numbers['max |Σ softmax − 1|']:.0e}); with "
+        f"plain cross-entropy ECE {e_plain:.3f} ± {e_sd:.3f} ({CALIBRATED:g} or less on "
+        f"{sum(calibrated)} of {n} seeds), {e_scaled:.3f} ± {s_sd:.3f} after a temperature "
+        f"fitted on validation ({CALIBRATED:g} or less on {sum(fixable)}; mean ± sd over seeds)"
+    )
     if not distribution:
-        return Verdict("does not hold", numbers, "The softmax outputs are not a distribution.")
+        return Verdict("does not hold", numbers, f"{said}: not a distribution.")
     if all(calibrated):
-        return Verdict("holds", numbers, f"A distribution, and calibrated (ECE {e_plain:.3f}).")
+        return Verdict("holds", numbers, f"{said}: a distribution, and calibrated.")
     if all(fixable):
         return Verdict(
-            "partly", numbers, f"A distribution, but not calibrated (ECE {e_plain:.3f}); a "
-            f"temperature fitted on validation brought it to {e_scaled:.3f}.",
+            "partly", numbers, f"{said}: a distribution, but calibrated only after temperature "
+            "scaling.",
         )  # fmt: skip
     if not any(calibrated) and not any(fixable):
         return Verdict(
-            "partly", numbers, f"A distribution, but miscalibrated (ECE {e_plain:.3f}), and "
-            f"still {e_scaled:.3f} after a temperature fitted on validation.",
+            "partly", numbers, f"{said}: a distribution, but miscalibrated, even after "
+            "temperature scaling.",
         )  # fmt: skip
-    return Verdict("inconclusive", numbers, "The seeds disagree on calibration.")
+    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on calibration.")
 
 
 def figure(m: dict):

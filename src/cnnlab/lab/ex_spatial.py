@@ -69,24 +69,27 @@ def judge(m: dict) -> Verdict:
         "MLP unchanged on seeds": sum(mlp_same),
         "CNN falls further on seeds": sum(cnn_falls),
     }
+    n = len(mlp_drop)
+    said = (
+        f"Shuffling the pixels cost the MLP {mlp_mean:.1f} ± {mlp_sd:.1f} points and the CNN "
+        f"{cnn_mean:.1f} ± {cnn_sd:.1f} (mean ± sd over {n} seeds); the MLP stayed within "
+        f"{MLP_TOLERANCE:g} points on {sum(mlp_same)} of {n} seeds, the CNN lost at least "
+        f"{CNN_MARGIN:g} more than the MLP on {sum(cnn_falls)} of {n}"
+    )
     if all(mlp_same) and all(cnn_falls):
         return Verdict(
             "holds",
             numbers,
-            f"Shuffling the pixels cost the CNN {cnn_mean:.1f} points and the MLP "
-            f"{mlp_mean:.1f}: the CNN's accuracy rests on pixel neighbourhoods, the MLP's not.",
+            f"{said}: the CNN's accuracy rests on pixel neighbourhoods, the MLP's not.",
         )
     if all(mlp_same) or all(cnn_falls):
         part = "the MLP was unchanged" if all(mlp_same) else "the CNN fell further"
-        return Verdict("partly", numbers, f"Only one half held on every seed: {part}.")
+        return Verdict("partly", numbers, f"{said}: only one half held on every seed ({part}).")
     if not any(mlp_same) and not any(cnn_falls):
-        return Verdict(
-            "does not hold",
-            numbers,
-            f"On no seed did the MLP stay within {MLP_TOLERANCE} points nor the CNN fall "
-            f"{CNN_MARGIN} points further.",
-        )
-    return Verdict("inconclusive", numbers, "The seeds disagree; more seeds or data would decide.")
+        return Verdict("does not hold", numbers, f"{said}: neither half held on any seed.")
+    return Verdict(
+        "inconclusive", numbers, f"{said}: the seeds disagree; more seeds or data would decide."
+    )
 
 
 def figure(m: dict):

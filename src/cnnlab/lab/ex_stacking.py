@@ -93,13 +93,19 @@ def judge(m: dict) -> Verdict:
         },
         "seeds": len(rows),
     }
+    saving = 1 - w[stack][1] / w[single][1]
     said = (
-        f"Same theoretical field (7) for {1 - w[stack][1] / w[single][1]:.0%} fewer weights; "
-        f"the stack's effective field was {erf[stack][0]:.0f} px against {erf[single][0]:.0f}, "
-        f"its accuracy {acc[stack][0]:.1f} % against {acc[single][0]:.1f} %"
+        f"Theoretical fields {rf[stack]} and {rf[single]} px for {saving:.0%} fewer weights; "
+        f"the stack's effective field was {erf[stack][0]:.1f} ± {erf[stack][1]:.1f} px against "
+        f"{erf[single][0]:.1f} ± {erf[single][1]:.1f}, its accuracy {acc[stack][0]:.1f} ± "
+        f"{acc[stack][1]:.1f} % against {acc[single][0]:.1f} ± {acc[single][1]:.1f} % (mean ± "
+        f"sd over {len(rows)} seeds; accuracy at most {SAME_ACC:g} point below on "
+        f"{sum(acc_ok)}, effective field at least {SAME_ERF:.0%} of the 7×7's on {sum(erf_ok)})"
     )
     if not theory:
-        return Verdict("does not hold", numbers, "The receptive fields or weight counts differ.")
+        return Verdict(
+            "does not hold", numbers, f"{said}: the receptive fields or weight counts differ."
+        )
     if all(acc_ok) and all(erf_ok):
         return Verdict("holds", numbers, f"{said}.")
     if (all(acc_ok) or not any(acc_ok)) and (all(erf_ok) or not any(erf_ok)):

@@ -72,8 +72,14 @@ def judge(m: dict) -> Verdict:
         for name, d in losses
     }
     numbers["seeds"] = len(rows)
-    g, f, n = (mean_spread(d)[0] for d in (gap, flat, net))
-    lost = f"At {AT} px the GAP CNN lost {g:.1f} points, the flatten CNN {f:.1f}, the MLP {n:.1f}"
+    (g, gs), (f, fs), (n, ns) = (mean_spread(d) for d in (gap, flat, net))
+    lost = (
+        f"At {AT} px the GAP CNN lost {g:.1f} ± {gs:.1f} points, the flatten CNN {f:.1f} ± "
+        f"{fs:.1f}, the MLP {n:.1f} ± {ns:.1f} (mean ± sd over {len(rows)} seeds); at most "
+        f"{INVARIANT:g} points lost on {sum(invariant)} of {len(rows)} seeds by the GAP CNN "
+        f"and on {sum(flat_invariant)} by the flatten CNN; the GAP CNN lost that little or at "
+        f"least {BETTER:g} points less than the MLP on {sum(robust)}"
+    )
     if all(invariant) and all(flat_invariant):
         return Verdict("holds", numbers, f"{lost}: both CNNs kept their accuracy.")
     if all(invariant):

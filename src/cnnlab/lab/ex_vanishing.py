@@ -89,7 +89,15 @@ def judge(m: dict) -> Verdict:
     numbers["seeds"] = len(rows)
     sig = max(r["sigmoid"]["ratio"] for r in rows)
     relu = min(r["relu"]["ratio"] for r in rows)
-    said = f"Through {m['depth']} layers sigmoid kept {sig:.0e} of the gradient, ReLU {relu:.0e}"
+    n = len(rows)
+    acc = {a: mean_spread([r[a]["test"] for r in rows]) for a in ("sigmoid", "relu")}
+    said = (
+        f"Through {m['depth']} layers sigmoid kept at most {sig:.0e} of the gradient (below "
+        f"{VANISHED:g} on {sum(vanish)} of {n} seeds), ReLU at least {relu:.0e} ({FLOWS:g} or "
+        f"more on {sum(flows)}); test accuracy {acc['sigmoid'][0]:.1f} ± {acc['sigmoid'][1]:.1f}"
+        f" % for sigmoid, {acc['relu'][0]:.1f} ± {acc['relu'][1]:.1f} % for ReLU (mean ± sd; "
+        f"ReLU at least {LEARNS:g} points ahead on {sum(learns)} of {n} seeds)"
+    )
     if all(vanish) and all(flows) and all(learns):
         return Verdict("holds", numbers, f"{said}; the sigmoid net learned far less.")
     if all(vanish):
