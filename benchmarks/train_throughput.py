@@ -8,7 +8,35 @@ cores workers would only compete with the math), fp32, NCHW. cnnlab is `cnnlab.t
 itself on the same images (one epoch, no validation), whose img/s covers only its steps, as
 the tutorial's timing does.
 
-    .venv/bin/python benchmarks/train_throughput.py --images 12800 --rounds 3
+Each round prints both rates (wall clock), their ratio, cnnlab's training GFLOP/s (6 × the
+forward MACs per image, see train_efficiency.py) as a fraction of the bf16 matmul peak
+measured in the same round, and the same ratio in CPU seconds (time.process_time of both
+loops; cnnlab's includes its set-up and checkpoint, so it is the conservative one). With
+`--threads 1` the CPU-time ratio hardly moves with load from other processes; with two
+threads a busy machine stalls every parallel op (one thread waits for the other to be
+scheduled), so wall-clock figures then say more about the load than the code.
+
+Levers measured for the `fast` model (2026-12-02, 2-core AVX512-BF16 EPYC shared by other
+work at load 6-9, so: 1 thread, CPU seconds per step, n = 25 steps each, alternated; img/s
+min / median; batch 128). None gained beyond the noise, so none was kept:
+- bf16 model with fp32 master weights instead of autocast: 755 / 701 vs 751 / 702. Autocast
+  on the CPU already runs BatchNorm, ReLU and max-pool on bf16 activations (fp32 BN
+  parameters, no fp32 round trip: tests/test_train_precision.py); the only casts are the
+  seven weights and their gradients, which the master copy casts too.
+- in-place ReLU 763 / 705; foreach SGD 762 / 701; fused SGD 789 / 698; the EMA update
+  (torch._foreach_lerp_) costs nothing measurable (762 / 702 with it).
+- the batch augmentation costs ~2 % (686 vs 702 median).
+- max-pool: F.max_pool2d (channels-last bf16) 7.1 ms forward + backward at 128×32×28²,
+  against 73-83 ms for torch.maximum of four strided views or amax over a reshape.
+- batch size (a recipe knob, default 128): 64: 661 / 594, 128: 837 / 720, 256: 785 / 687.
+- convolutions already run at the bf16 matmul peak (1 thread: 157-195 GFLOP/s forward +
+  backward for layers 2-6 against 184 for a 2048² matmul); a profile of the trainer puts 64 %
+  of its CPU time in them, 12 % BatchNorm, 9 % ReLU, 8 % max-pool, 6 % the rest
+  (train_efficiency.py --breakdown). If all but the convolutions were free, img/s would
+  rise 1.55×: 3× the tutorial needs the element-wise work fused into few passes, which eager
+  PyTorch on a CPU does not offer (torch.compile was slower, and compiles in the epoch).
+
+    .venv/bin/python benchmarks/train_throughput.py --images 6400 --rounds 3
 """
 
 from __future__ import annotations
@@ -71,6 +99,39 @@ def cnnlab_img_per_s(ds, out: str) -> float:
     return result["img_per_s"]
 
 
+def cpu_timed(fn, *args) -> tuple[float, float]:
+    """(fn(*args), CPU seconds of this process it took)."""
+    start = time.process_time()
+    value = fn(*args)
+    return value, time.process_time() - start
+
+
+def one_round(ds, mean: float, std: float, out: str, flops_per_image: float) -> dict:
+    """Tutorial, cnnlab, then the matmul peaks (wall clock and CPU time), in that order."""
+    tutorial, tutorial_cpu = cpu_timed(tutorial_img_per_s, ds, mean, std)
+    ours, ours_cpu = cpu_timed(cnnlab_img_per_s, ds, out)
+    # the hardware's own ratio: the tutorial's math is fp32, cnnlab's bf16
+    fp32, bf16 = matmul_flops(dtype=torch.float32), matmul_flops(dtype=torch.bfloat16)
+    bf16_cpu = matmul_flops(dtype=torch.bfloat16, clock=time.process_time)
+    return {
+        "tutorial": tutorial,
+        "cnnlab": ours,
+        "ratio": ours / tutorial,
+        "cpu_ratio": tutorial_cpu / ours_cpu,
+        "gflops": ours * flops_per_image / 1e9,
+        "peak": ours * flops_per_image / bf16,
+        "cpu_peak": len(ds) / ours_cpu * flops_per_image / bf16_cpu,
+        "bf16": bf16,
+        "bf16_fp32": bf16 / fp32,
+        "load": os.getloadavg()[0],
+    }
+
+
+def spread(values: list[float], fmt: str = ".2f") -> str:
+    """'median (min–max)' of `values`."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=12800, help="training images per round")
@@ -82,26 +143,47 @@ def main() -> None:
     full = load_dataset("fashion-mnist", "train")
     ds = full.subset(torch.arange(args.images))
     (mean,), (std,) = normalization_stats(ds)
+    flops_per_image = 6 * cnnlab.summary(cnnlab.load_spec("fast")).total_macs
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()}")
-    tutorial, ours, ceilings = [], [], []
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        warm = ds.subset(torch.arange(min(512, len(ds))))  # oneDNN builds its kernels once
+        tutorial_img_per_s(warm, mean, std), cnnlab_img_per_s(warm, os.path.join(tmp, "run"))
         for r in range(args.rounds):
-            tutorial.append(tutorial_img_per_s(ds, mean, std))
-            ours.append(cnnlab_img_per_s(ds, os.path.join(tmp, "run")))
-            # the hardware's own ratio: the tutorial's math is fp32, cnnlab's bf16
-            fp32, bf16 = matmul_flops(dtype=torch.float32), matmul_flops(dtype=torch.bfloat16)
-            ceilings.append(bf16 / fp32)
+            rows.append(one_round(ds, mean, std, os.path.join(tmp, "run"), flops_per_image))
+            row = rows[-1]
             print(
-                f"round {r + 1}: tutorial {tutorial[-1]:.0f} img/s, cnnlab {ours[-1]:.0f} img/s; "
-                f"matmul fp32 {fp32 / 1e9:.0f}, bf16 {bf16 / 1e9:.0f} GFLOP/s"
+                f"round {r + 1}: tutorial {row['tutorial']:.0f} img/s, cnnlab {row['cnnlab']:.0f}"
+                f" img/s, ratio {row['ratio']:.2f}x (CPU time {row['cpu_ratio']:.2f}x); cnnlab "
+                f"{row['gflops']:.0f} GFLOP/s = {row['peak']:.0%} of the bf16 matmul's "
+                f"{row['bf16'] / 1e9:.0f} ({row['cpu_peak']:.0%} in CPU time); load "
+                f"{row['load']:.1f}"
             )
-    ratios = [b / a for a, b in zip(tutorial, ours, strict=True)]
+    print_table(rows)
+    col = {k: [row[k] for row in rows] for k in rows[0]}
     print(
-        f"median tutorial {statistics.median(tutorial):.0f} img/s, cnnlab "
-        f"{statistics.median(ours):.0f} img/s, ratio {statistics.median(ratios):.2f}× "
-        f"(min {min(ratios):.2f}, max {max(ratios):.2f}) over {args.rounds} rounds; bf16/fp32 "
-        f"matmul {statistics.median(ceilings):.2f}×; load {os.getloadavg()}"
+        f"ratio {spread(col['ratio'])}x median (min–max) over {args.rounds} rounds; CPU-time "
+        f"ratio {spread(col['cpu_ratio'])}x; tutorial {spread(col['tutorial'], '.0f')} img/s, "
+        f"cnnlab {spread(col['cnnlab'], '.0f')} img/s at {spread(col['peak'], '.0%')} of the "
+        f"bf16 matmul peak ({spread(col['cpu_peak'], '.0%')} in CPU time; bf16/fp32 matmul "
+        f"{spread(col['bf16_fp32'])}x); load "
+        f"{os.getloadavg()}"
     )
+
+
+def print_table(rows: list[dict]) -> None:
+    """The rounds as a Markdown table, ready for BENCHMARKS.md."""
+    print(
+        "| round | tutorial img/s | cnnlab img/s | ratio | CPU-time ratio | cnnlab GFLOP/s "
+        "| of bf16 peak | CPU-time of peak | load (1 min) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for i, row in enumerate(rows, 1):
+        print(
+            f"| {i} | {row['tutorial']:.0f} | {row['cnnlab']:.0f} | {row['ratio']:.2f}x | "
+            f"{row['cpu_ratio']:.2f}x | {row['gflops']:.0f} | {row['peak']:.0%} | "
+            f"{row['cpu_peak']:.0%} | {row['load']:.1f} |"
+        )
 
 
 if __name__ == "__main__":
