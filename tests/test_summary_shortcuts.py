@@ -88,3 +88,29 @@ def test_the_garbage_collector_is_left_as_found_and_given_nothing_to_do():
     out = subprocess.run([sys.executable, "-c", GC_CHECK], capture_output=True, text=True, cwd=here)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0"]
+
+
+class Mutating(nn.Module):
+    """A forward that writes its own tensors in place: on the copy the trace runs, these
+    writes reach meta twins, never the user's tensors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.register_buffer("seen", torch.zeros(4))
+        self.scale = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x):
+        self.seen.add_(1)
+        self.scale.data.mul_(0)
+        self.conv.weight.data.zero_()
+        return self.conv(x) * self.scale
+
+
+def test_a_forward_that_writes_its_own_tensors_leaves_the_users_untouched():
+    model = Mutating()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = summary(model, (3, 8, 8))
+    assert [r.output_shape for r in s.rows] == [(4, 6, 6)] * 2  # the conv, the product
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(not t.is_meta for t in model.state_dict().values())

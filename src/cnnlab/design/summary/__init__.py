@@ -4,11 +4,11 @@ trace → facts → lints → render: `trace.py` runs the model once and records
 facts (`facts.py`); each lint (`lints.py`) is a pure function of those facts; `summary`
 returns a frozen `Summary` that ``str()`` (`render.py`), ``to_dict()`` and the CLI render.
 
-The model runs on the **meta device** (shapes only, no arithmetic): a module is copied with
-meta tensors for its parameters and buffers (`copying.py`: the user's model is never
-touched), a spec is built directly on meta. Where the model cannot run on meta (see
-`META_FAILURES`), a real batch-1 forward under ``no_grad`` on a copy takes over. MACs follow
-torchinfo's convention (`macs.py`), so totals agree.
+The model runs on the **meta device** (shapes only, no arithmetic): a module is copied
+(`copying.py`: the user's model is never touched) and every torch call gets meta twins of
+its parameters and buffers; a spec is built directly on meta. Where the model cannot run on
+meta (see `META_FAILURES`), a real batch-1 forward under ``no_grad`` on a copy takes over.
+MACs follow torchinfo's convention (`macs.py`), so totals agree.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
-from cnnlab.design.summary.copying import Named, clone, copy_module, meta
+from cnnlab.design.summary.copying import Named, clone, copy_module, named_modules
 from cnnlab.design.summary.facts import Lint, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import lints
 from cnnlab.design.summary.render import shape_text
@@ -43,9 +43,17 @@ BYTES_PER_VALUE = 4  # activation memory is counted at float32
 META_FAILURES = (NotImplementedError, RuntimeError, TypeError)
 
 
-def _trace(model: nn.Module, x: torch.Tensor, modules: Named | None, real: str | None) -> Trace:
-    """Run `model` (ours: a copy or a fresh build, thrown away after) on x with the tracer."""
-    tracer = Tracer(model.named_modules() if modules is None else modules, tuple(x.shape[-2:]))
+def _trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    modules: Named | None,
+    real: str | None,
+    originals: dict[int, torch.Tensor] | None = None,
+) -> Trace:
+    """Run `model` (ours: a copy or a fresh build, thrown away after) on x with the tracer;
+    `originals`: the user's tensors the copy shares (`copying.py`)."""
+    modules = named_modules(model) if modules is None else modules
+    tracer = Tracer(modules, tuple(x.shape[-2:]), originals or {})
     setattr(x, TAG, INPUT_TAG)
     try:
         with torch.no_grad(), tracer:
@@ -69,14 +77,14 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
     """On a meta copy; where meta fails (META_FAILURES), a real forward on a real copy."""
     try:
-        copy, modules = copy_module(model, meta)
-        return _trace(copy, torch.empty((1, *size), device="meta"), modules, None)
+        copy, modules, originals = copy_module(model, None)
+        return _trace(copy, torch.empty((1, *size), device="meta"), modules, None, originals)
     except TraceError as err:
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
         why = str(err)
     device, dtype = _device_and_dtype(model)
-    copy, modules = copy_module(model, clone)
+    copy, modules, _ = copy_module(model, clone)
     x = torch.zeros((1, *size), device=device, dtype=dtype)
     try:
         return _trace(copy, x, modules, why)

@@ -1,6 +1,17 @@
-"""A copy of the user's model to trace: its tensors made on meta (no data) or cloned, its
-hooks left behind, so nothing a trace does reaches the original (device, mode, hooks,
-requires_grad stay as they were)."""
+"""A copy of the user's model to trace: its own module objects (so the tracer can wrap their
+forwards and set eval mode), its hooks left behind, so nothing a trace does reaches the
+original (device, mode, hooks, requires_grad stay as they were).
+
+Two kinds of copy:
+
+- shared tensors (`make=None`, the meta trace): the copy's parameter and buffer dicts hold
+  the original tensors, listed in `originals`; the tracer swaps each for a meta twin the
+  first time a torch call receives it (`Tracer.meta_args`), so no torch call ever reads or
+  writes the original. Most are never swapped: a conv or BatchNorm module's output is made
+  from its attributes (`leaves.py`, `Tracer._same_shape`). Making every tensor's meta twin
+  up front cost 1.5 ms of GhostNet's 22 ms (590 tensors).
+- made tensors (`make=meta` or `clone`): each tensor is make(tensor), made once.
+"""
 
 from __future__ import annotations
 
@@ -16,63 +27,95 @@ META = torch.device("meta")
 Named = list[tuple[str, nn.Module]]  # (dotted name, module), as model.named_modules()
 
 
-def copy_module(model: nn.Module, make: Callable[[Tensor], Tensor]) -> tuple[nn.Module, Named]:
-    """A copy of `model` whose tensors are make(tensor) and whose modules have no hooks, and
-    the copy's named modules (one walk over the modules for the copy and the tracer).
+def named_modules(model: nn.Module) -> Named:
+    """model.named_modules() (each module once, under its first name, depth first) without
+    its generators (a third of the cost)."""
+    found: Named = []
+    _walk(model, "", found, set())
+    return found
 
-    A deepcopy specialised for modules (`_copy_modules`): parameters, buffers and tensor
-    attributes are made by `make` (`meta`: no data is copied; a tensor shared by two modules
-    is made once), hook dicts come back empty, immutable attributes are shared and every
-    other attribute is deep-copied, so nothing the trace does can reach the original. 1.6 ms
-    for ResNet-50 on meta, against 5 ms for copy.deepcopy with a memo. A model with a module
-    that defines __deepcopy__ (parametrizations) goes through copy.deepcopy, with the same
-    stand-ins.
+
+def _walk(module: nn.Module, prefix: str, found: Named, seen: set[int]) -> None:
+    """(A module-level function: a nested recursive one is a reference cycle.)"""
+    seen.add(id(module))
+    found.append((prefix, module))
+    for name, child in module._modules.items():
+        if child is not None and id(child) not in seen:
+            _walk(child, f"{prefix}.{name}" if prefix else name, found, seen)
+
+
+def copy_module(
+    model: nn.Module, make: Callable[[Tensor], Tensor] | None
+) -> tuple[nn.Module, Named, dict[int, Tensor]]:
+    """A copy of `model` whose modules have no hooks, the copy's named modules, and the
+    tensors it shares with the original by id (`make=None`; else none: each tensor is
+    make(tensor), a tensor shared by two modules made once).
+
+    A deepcopy specialised for modules (`_copy_modules`): hook dicts come back empty,
+    immutable attributes are shared and every other attribute is deep-copied, so nothing
+    the trace does can reach the original. A model with a module that defines __deepcopy__
+    (parametrizations) goes through copy.deepcopy, with meta tensors if `make` is None.
     """
-    named = list(model.named_modules())
+    named = named_modules(model)
     modules = [m for _, m in named]
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
+    originals: dict[int, Tensor] = {}
+    if any(hasattr(type(m), "__deepcopy__") for m in modules):
+        _deepcopy_modules(model, modules, _twins(make or meta, memo), memo)
+    else:
+        twin = _twins(make, memo) if make is not None else _sharing(originals)
+        _copy_modules(modules, twin, memo)
+    return memo[id(model)], [(name, memo[id(m)]) for name, m in named], originals
 
-    def twin(t: Tensor | None, parameter: bool = False) -> Tensor | None:
-        if t is None:
-            return None
+
+def _twins(make: Callable[[Tensor], Tensor], memo: dict[int, Any]) -> Callable:
+    def twin(t: Tensor, parameter: bool = False) -> Tensor:
         new = memo.get(id(t))
         if new is None:
-            new = nn.Parameter(make(t), t.requires_grad) if parameter else make(t)
-            memo[id(t)] = new
+            new = memo[id(t)] = nn.Parameter(make(t), t.requires_grad) if parameter else make(t)
         return new
 
-    if any(hasattr(type(m), "__deepcopy__") for m in modules):
-        _deepcopy_modules(model, modules, twin, memo)
-    else:
-        _copy_modules(modules, twin, memo)
-    return memo[id(model)], [(name, memo[id(m)]) for name, m in named]
+    return twin
+
+
+def _sharing(originals: dict[int, Tensor]) -> Callable:
+    def share(t: Tensor, parameter: bool = False) -> Tensor:
+        originals[id(t)] = t
+        return t
+
+    return share
 
 
 def _copy_modules(modules: list[nn.Module], twin: Callable, memo: dict[int, Any]) -> None:
-    """Copies every module into memo, in one pass over each module's attributes."""
-    for module in modules:  # shells and tensors first, for attributes that point at them
+    """Copies every module into memo, in one pass over each module's own attributes. The
+    copies share one set of empty hook dicts (nothing registers hooks on a copy; a fresh set
+    per module was 0.4 ms of GhostNet's copy)."""
+    hooks = {key: kind() for key, kind in _HOOK_DICTS.items()}
+    for module in modules:  # shells first, for attributes that point at other modules
         memo[id(module)] = object.__new__(type(module))
-        for p in module._parameters.values():
-            twin(p, parameter=True)
-        for t in module._buffers.values():
-            twin(t)
     for module in modules:
         state = vars(module).copy()
-        for key, value in state.items():
+        state.update(hooks)
+        state["_parameters"] = {
+            k: None if v is None else twin(v, parameter=True) for k, v in module._parameters.items()
+        }
+        state["_buffers"] = {k: None if v is None else twin(v) for k, v in module._buffers.items()}
+        state["_modules"] = {
+            k: None if v is None else memo[id(v)] for k, v in module._modules.items()
+        }
+        state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
+        for key in state.keys() - _MODULE_KEYS:  # the module's own: kernel_size, config...
+            value = state[key]
             kind = type(value)
-            if key in _HOOK_DICTS:  # half of all attributes: tested first
-                state[key] = kind()
-            elif kind in _ATOMIC or (kind is tuple and _atomic_items(value)):
+            if kind in _ATOMIC or (kind is tuple and _atomic_items(value)):
                 continue  # a flag, a name, kernel_size=(3, 3): immutable, shared
-            elif key in _TENSOR_DICTS:  # parameters, buffers, submodules: copied above
-                state[key] = {k: None if v is None else memo[id(v)] for k, v in value.items()}
-            elif isinstance(value, Tensor):
+            if isinstance(value, Tensor):
                 state[key] = twin(value)
             elif kind in (set, list) and _atomic_items(value):
-                state[key] = kind(value)  # the set of non-persistent buffer names
+                state[key] = kind(value)  # _reversed_padding_repeated_twice
             else:
                 state[key] = memo[id(value)] if id(value) in memo else copy.deepcopy(value, memo)
-        memo[id(module)].__dict__.update(state)
+        object.__setattr__(memo[id(module)], "__dict__", state)
 
 
 def _deepcopy_modules(
@@ -82,20 +125,22 @@ def _deepcopy_modules(
     (where it also leaves every module's copy)."""
     for module in modules:
         for p in module._parameters.values():
-            twin(p, parameter=True)
+            if p is not None:
+                twin(p, parameter=True)
         for value in (*vars(module).values(), *module._buffers.values()):
             if isinstance(value, Tensor):
                 twin(value)
-        for key in _HOOK_DICTS & vars(module).keys():
+        for key in _HOOK_DICTS.keys() & vars(module).keys():
             memo[id(vars(module)[key])] = type(vars(module)[key])()
     copy.deepcopy(model, memo)
 
 
 _ATOMIC = frozenset({int, float, complex, bool, str, bytes, type(None), torch.dtype, torch.device})
-_TENSOR_DICTS = frozenset({"_parameters", "_buffers", "_modules"})
-_HOOK_DICTS = frozenset(
-    k for k, v in vars(nn.Module()).items() if isinstance(v, dict) and "hook" in k
-)
+_HOOK_DICTS = {
+    k: type(v) for k, v in vars(nn.Module()).items() if isinstance(v, dict) and "hook" in k
+}
+# nn.Module's own attributes, set above (hooks, tensors, children) or immutable (training)
+_MODULE_KEYS = frozenset(vars(nn.Module())) | {"_parameters", "_buffers", "_modules"}
 
 
 def _atomic_items(values: Iterable[Any]) -> bool:

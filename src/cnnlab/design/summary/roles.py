@@ -1,0 +1,263 @@
+"""The tag rules by role (conv/pool window, linear, pad, adaptive pool, reshape, join,
+reduce, element-wise): what a call's output tag is, given its inputs' tags, and the facts
+(`facts.py`) each role notes on the way. A mixin of `trace.Tracer`, which keeps the facts'
+lists and knows the running layer (`self.layer`, `self.image`, `self.windows`, ...)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from cnnlab.design.summary import axes as ax
+from cnnlab.design.summary import calls as C
+from cnnlab.design.summary.facts import (
+    SIZE_FREE,
+    DenseFact,
+    HeadFact,
+    LostFact,
+    SquashFact,
+    WeightFact,
+    Window,
+    WindowFact,
+)
+from cnnlab.design.summary.tags import (
+    LINEAR_PATH,
+    Tag,
+    activation,
+    combine,
+    first,
+    global_rf,
+    moved,
+)
+from cnnlab.geometry import RF
+
+
+class Roles:
+    """Tag rules of the tracer, one method per role."""
+
+    def _tag(self, func, args, kwargs, out: Tensor, tagged: list, w: Window | None) -> Tag:
+        """The tag of `out`, one of func's outputs, from its tagged inputs."""
+        src, tag = tagged[0]
+        if w is not None:
+            return self._window_tag(func, args, kwargs, src, tag, w)
+        if func in C.LINEAR:
+            return self._linear_tag(args, kwargs, src, tag, out)
+        if len(tagged) == 1 and tag.rf is None:
+            return tag._replace(is_row=False, pad=None)  # lost stays lost, named once
+        if func in C.PAD:
+            return self._pad_tag(args, kwargs, src, tag)
+        if func in C.ADAPTIVE:
+            return self._adaptive_tag(func, src, tag, out)
+        if func in C.RESHAPE:
+            return self._reshape_tag(src, tag, out)
+        new = moved(func, args, kwargs, src, tag, out)
+        if new is not None:
+            return self._keep_facts(func, tag, new)
+        if func in C.JOIN or func in C.STACK:
+            return self._join_tag(func, args, kwargs, tagged, out)
+        if func in C.REDUCE:
+            return self._reduce_tag(func, args, kwargs, src, tag, out)
+        if func in C.SAME or func in C.NORM_LIKE or C.pointwise(func) or activation(func, args):
+            return self._elementwise(func, args, tagged, out, kwargs)
+        name = getattr(func, "__qualname__", repr(func))
+        self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
+        return Tag(None, (None, None), None, lost=name)
+
+    # the roles ------------------------------------------------------------------------------
+    def _keep_facts(self, func, tag: Tag, new: Tag) -> Tag:
+        """new, with the lint facts of `tag` kept where func is linear in its input."""
+        if func in LINEAR_PATH:
+            return new
+        return new._replace(linear=None, squashed_by=None, flat=None)
+
+    def _window_tag(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> Tag:
+        """A conv or pool: the field grows, the chain gets the window, the facts are noted."""
+        layer = self.layer
+        size = tuple(x.shape[-2:])
+        if tag.pad is not None and w.padding == (0, 0):  # the real map inside F.pad's zeros
+            p = tag.pad
+            size = (size[0] - p[0] - p[1], size[1] - p[2] - p[3])
+        self.windows.append(WindowFact(layer, w, size, tag.pad if w.padding == (0, 0) else None))
+        on_map = tag.axes == (x.dim() - 2, x.dim() - 1)
+        rf = C.window_rf(tag.rf, w) if on_map and tag.rf is not None else None
+        chain = (w, tag.chain) if isinstance(tag.chain, tuple) and on_map else tag.chain
+        if w.ceil_mode and on_map and all(C.covers(x.shape[-2 + i], w, i) for i in (0, 1)):
+            rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
+            chain = SIZE_FREE
+        if rf is None and tag.rf is not None:
+            return self._lose(func, tag)
+        if func in C.CONV:
+            linear = (self._weight("conv", args, kwargs, tag, w), ())
+            return Tag(rf, tag.axes, chain, tag.lost, linear, last_pool=tag.last_pool)
+        squashed, linear, flat = None, None, None
+        if func in C.AVG_POOL:
+            squashed, flat = tag.squashed_by, tag.flat
+            linear = None if tag.linear is None else (tag.linear[0], (*tag.linear[1], w))
+        return Tag(rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
+
+    def _weight(self, kind: str, args, kwargs, tag: Tag, w: Window | None) -> int:
+        """Records a conv or linear call (WeightFact); returns its index."""
+        weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
+        groups = C.arg(args, kwargs, 6, "groups", 1) if kind == "conv" else 1
+        out, in_ = weight.shape[0], weight.shape[1] * groups
+        if w is None:
+            kernel, stride = (1, 1), (1, 1)
+        else:
+            kernel = tuple(d * (k - 1) + 1 for k, d in zip(w.kernel, w.dilation, strict=True))
+            stride = w.stride
+        before, pools = tag.linear if tag.linear is not None else (None, ())
+        bias_n = 0 if bias is None else bias.numel()
+        fact = WeightFact(
+            self.layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before,
+            pools,
+        )  # fmt: skip
+        self.weights.append(fact)
+        if tag.squashed_by is not None:
+            self.squashes.append(SquashFact(tag.squashed_by, self.layer))
+        return len(self.weights) - 1
+
+    def _linear_tag(self, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
+        """F.linear mixes the last axis: along a spatial axis the field becomes the whole
+        axis; on channels (channels-last maps, vectors) it stays."""
+        index = self._weight("linear", args, kwargs, tag, None)
+        if tag.flat is not None and self.dense is None:
+            n = sum(C.arg(args, kwargs, i, k).numel() for i, k in ((1, "weight"), (2, "bias"))
+                    if C.arg(args, kwargs, i, k) is not None)  # fmt: skip
+            layer, shape, chain, pool = tag.flat
+            self.dense = DenseFact(self.layer, layer, shape, chain, n, pool)
+        rf, last = tag.rf, x.dim() - 1
+        if last in tag.axes and rf is not None:
+            n = self._lengths(x, tag)
+            rf = tuple(
+                global_rf(r, n[i], self.image[i]) if a == last else r
+                for i, (a, r) in enumerate(zip(tag.axes, rf, strict=True))
+            )
+        return Tag(rf, tag.axes, tag.chain, tag.lost, (index, ()), last_pool=tag.last_pool)
+
+    def _pad_tag(self, args, kwargs, x: Tensor, tag: Tag) -> Tag:
+        """Zeros around the map: pixel 0 of the output is pixel -top (-left) of the input."""
+        pad = C.zero_pad(args, kwargs)
+        if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
+            return self._keep_facts(next(iter(C.PAD)), tag, tag._replace(chain=None, is_row=False))
+        rf = tuple(
+            RF(r.size, r.jump, r.start - p * r.jump) for r, p in zip(tag.rf, pad[::2], strict=True)
+        )
+        w = Window((1, 1), (1, 1), (pad[0], pad[2]), after=(pad[1], pad[3]))
+        chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
+        return tag._replace(rf=rf, chain=chain, pad=pad, is_row=False)
+
+    def _adaptive_tag(self, func, x: Tensor, tag: Tag, out: Tensor) -> Tag:
+        """Adaptive pooling: a plain pool with k = s = in/out where the output divides the
+        input, else (and to 1×1) each unit sees the whole map. The size no longer follows
+        the input's."""
+        in_map, out_map = tuple(x.shape[-2:]), tuple(out.shape[-2:])
+        divides = all(i % o == 0 for i, o in zip(in_map, out_map, strict=True))
+        linear = None
+        if divides and out_map != (1, 1):
+            k = tuple(i // o for i, o in zip(in_map, out_map, strict=True))
+            w = Window(k, k, (0, 0))
+            rf = C.window_rf(tag.rf, w)
+        else:
+            w = Window(in_map, in_map, (0, 0))  # as a pool over the whole map
+            rf = self._global(x, tag)
+        if func in C.ADAPTIVE_AVG and tag.linear is not None:
+            linear = (tag.linear[0], (*tag.linear[1], w))
+        squashed = tag.squashed_by if func in C.ADAPTIVE_AVG else None
+        return Tag(rf, tag.axes, SIZE_FREE, None, linear, squashed, None, None, None)
+
+    def _lengths(self, x: Tensor, tag: Tag) -> tuple[int, int]:
+        """The map's height and width in x (merged into one axis: from the image and the
+        units' spacing)."""
+        h, w = tag.axes
+        if h is not None and w is not None and h != w:
+            return x.shape[h], x.shape[w]
+        return tuple(-(-n // r.jump) for n, r in zip(self.image, tag.rf, strict=True))
+
+    def _global(self, x: Tensor, tag: Tag) -> tuple[RF, RF]:
+        """Each unit sees the whole map: the head of the net (§3.2)."""
+        in_map = self._lengths(x, tag)
+        if in_map != (1, 1):
+            self.heads.append(HeadFact(self.layer, tag.rf, tuple(x.shape[1:])))
+        return tuple(global_rf(r, in_map[i], self.image[i]) for i, r in enumerate(tag.rf))
+
+    def _reshape_tag(self, x: Tensor, tag: Tag, out: Tensor) -> Tag:
+        """view/reshape/flatten: an axis kept by position keeps its field; axes merged
+        into one see the whole map (flatten, §5.2: the dense head's input)."""
+        axes = ax.reshape(x.shape, out.shape, tag.axes)
+        flat = tag.flat
+        if None in axes and axes != tag.axes:  # a spatial axis merged away
+            merged = [i for i, (a, b) in enumerate(zip(tag.axes, axes, strict=True)) if a != b]
+            if len(merged) == 2:
+                raw = all(r.size == 1 for r in tag.rf)  # the image itself: an MLP
+                rf = self._global(x, tag)
+                shape = tuple(x.shape[1:])
+                flat = None if raw else (self.layer, shape, tag.chain, tag.last_pool)
+            else:
+                n = self._lengths(x, tag)
+                rf = tuple(
+                    global_rf(r, n[i], self.image[i]) if i in merged else r
+                    for i, r in enumerate(tag.rf)
+                )
+            linear = tag.linear if tag.axes == (None, None) else None
+            return tag._replace(rf=rf, axes=axes, flat=flat, linear=linear, pad=None, is_row=False)
+        return tag._replace(axes=axes, pad=None, is_row=False)
+
+    def _join_tag(self, func, args, kwargs, tagged: list, out: Tensor) -> Tag:
+        """cat/stack: the largest field of the inputs; stack adds a dimension."""
+        tag = self._elementwise(func, args, tagged, out, kwargs, align=False)
+        if func in C.STACK:
+            dim = C.arg(args, kwargs, 1, "dim", 0)
+            tag = tag._replace(axes=ax.inserted(dim, out.dim(), tagged[0][1].axes))
+        return tag
+
+    def _reduce_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
+        """mean/sum/max/softmax over dims: along a spatial one, each value sees it all."""
+        dims = ax.reduced_dims(C.arg(args, kwargs, 1, "dim"), x.dim())
+        rf, axes = list(tag.rf), tag.axes
+        spatial = [i for i, a in enumerate(tag.axes) if a in dims]
+        if len(spatial) == 2:
+            rf = list(self._global(x, tag))
+        for i in spatial if len(spatial) == 1 else ():
+            rf[i] = global_rf(rf[i], self._lengths(x, tag)[i], self.image[i])
+        if func in C.REDUCES_SHAPE and out.dim() < x.dim():
+            for ndim, d in enumerate(reversed(dims)):  # highest first: lower ones stay put
+                axes, _ = ax.removed(d, x.dim() - ndim, axes)
+        chain = SIZE_FREE if spatial else tag.chain
+        new = tag._replace(rf=tuple(rf), axes=axes, chain=chain, pad=None, is_row=False)
+        return self._keep_facts(func, tag, new if spatial else new._replace(linear=None))
+
+    def _elementwise(self, func, args, tagged: list, out: Tensor, kwargs=None, align=True) -> Tag:
+        """Each output value from the inputs' values at its position (broadcast from the
+        right): the largest field of the inputs (ties: the first)."""
+        if len(tagged) == 1:
+            src, tag = tagged[0]
+            axes = ax.aligned(src.dim(), out.dim(), tag.axes) if align else tag.axes
+            act = activation(func, args, kwargs)
+            squashed = self.layer if act is not None and act.saturates is not None else None
+            new = tag._replace(axes=axes, pad=None, is_row=False)
+            if squashed is not None:
+                return new._replace(linear=None, flat=None, squashed_by=squashed)
+            keep = func in LINEAR_PATH or func in C.COLLAPSIBLE
+            return new if keep else new._replace(linear=None, squashed_by=None, flat=None)
+        tags = [t for _, t in tagged]
+        if any(t.rf is None for t in tags):
+            lost = next(t for t in tags if t.rf is None)
+            return lost._replace(is_row=False)
+        rf, axes, tag = combine(tagged, out, align)
+        keep = func in LINEAR_PATH
+        chain = next((t.chain for t in tags if isinstance(t.chain, tuple)), tag.chain)
+        return Tag(
+            rf,
+            axes,
+            chain,
+            None,
+            None,  # two branches: one linear map cannot replace the pair (§4.1)
+            first(t.squashed_by for t in tags) if keep else None,
+            first(t.flat for t in tags) if keep else None,
+            None,
+            first(t.last_pool for t in tags),
+        )
+
+    def _lose(self, func, tag: Tag) -> Tag:
+        name = getattr(func, "__qualname__", repr(func))
+        self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
+        return Tag(None, (None, None), None, lost=name)
