@@ -145,6 +145,7 @@ BAD_CHECKPOINTS = {
         lambda t, s: t.update({"model.0.weight": torch.full((4, 1, 3, 3), math.nan)}),
         "holds NaN",
     ),
+    "not safetensors": (None, "not a readable safetensors file"),
 }
 
 
@@ -152,11 +153,15 @@ BAD_CHECKPOINTS = {
 def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, capsys, case):
     out = _resumable(tmp_path)
     change, message = BAD_CHECKPOINTS[case]
-    _edit_tensors(out, change)
+    if change is None:
+        (out / "checkpoint.safetensors").write_bytes(b"\x08" + bytes(200))
+    else:
+        _edit_tensors(out, change)
     with pytest.raises(RunError, match=message) as error:
         train(None, None, out, resume=True)
     assert "checkpoint.safetensors" in str(error.value)  # the file, named
     assert "last good" not in str(error.value)
+    assert "--force" in str(error.value)  # and what to do
     _one_line(capsys, 2, ["train", "--resume", "--out", str(out), "--quiet"])
 
 

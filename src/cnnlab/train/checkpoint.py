@@ -238,9 +238,14 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         state = _sidecar_state(state_path, blob)
     try:
         tensors = st_load(blob)
-    except Exception as error:
-        raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
-    check_finite(tensors, tensor_path)
+        check_finite(tensors, tensor_path)
+    except Exception as error:  # safetensors raises its own error types on corrupt files
+        said = (
+            str(error)
+            if isinstance(error, RunError)
+            else (f"{tensor_path} is not a readable safetensors file: {error}")
+        )
+        raise RunError(f"{said}; start the run again with --force") from error
     return tensors, state
 
 
@@ -250,7 +255,10 @@ def _embedded_state(tensor_path: Path) -> dict | None:
         with safe_open(tensor_path, framework="pt") as file:
             text = (file.metadata() or {}).get("state")
     except Exception as error:  # safetensors raises its own error types on corrupt files
-        raise RunError(f"{tensor_path} is not a readable safetensors file: {error}") from error
+        raise RunError(
+            f"{tensor_path} is not a readable safetensors file: {error}; start the run again "
+            "with --force"
+        ) from error
     if text is None:
         return None
     try:

@@ -87,7 +87,10 @@ def _check_hashes(state: dict, out, path) -> None:
 def _load(module: torch.nn.Module, found: dict, path, what: str) -> None:
     differ = weight_mismatch(module.state_dict(), found)
     if differ:
-        raise RunError(f"{path}: its {what} tensors do not fit the run's model: {differ}")
+        raise RunError(
+            f"{path}: its {what} tensors do not fit the run's model: {differ}; start the run "
+            "again with --force"
+        )
     module.load_state_dict(found)
 
 
