@@ -1,13 +1,17 @@
 """Time to 94 % Fashion-MNIST test accuracy, in tutorial epochs, and the validation search
 that chose the recipe.
 
-`final` (the default) trains a recipe on all 60,000 training images once per seed and
-measures, in the same run and alternated with those trainings, the plain PyTorch tutorial
-loop of benchmarks/train_throughput.py (fp32, NCHW, batch 64, SGD, Dataset + DataLoader, the
-same model): its img/s on `--tutorial-images` images gives the wall time of one tutorial
-epoch (60,000 images). The figure of a seed is the wall time of its whole `cnnlab train`
-command (start-up, data, steps, the test evaluation with TTA) ÷ the mean of the two tutorial
-epochs measured before and after it; the steps-only figure is printed beside it.
+`final` (the default) trains a recipe once per seed (on all 60,000 training images, or on
+the training split with `--val-fraction`, whose validation accuracies it then records too)
+and measures, in the same run and alternated with those trainings, the plain PyTorch tutorial
+loop of benchmarks/train_throughput.py (fp32, NCHW, batch 64, SGD, Dataset + DataLoader) on
+the same model (`--tutorial-preset` to use another as the yardstick): its time on
+`--tutorial-images` images, scaled to 60,000, is one tutorial epoch. The figure of a seed is
+the wall time of its whole `cnnlab train` command (start-up, data, steps, validation, the test
+evaluation with TTA) ÷ the mean of the tutorial epochs measured before and after it; the
+steps-only figure and the CPU-seconds figure (the child's user + system time against the
+tutorial's process time: steadier than wall time on a shared machine at one thread) are
+printed beside it.
 
 `search` trains each candidate on 54,000 images and scores it on the 6,000 held out
 (`--val-fraction 0.1`, stratified, split seeded by the run's seed), under every test-time
@@ -40,11 +44,13 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+import cnnlab
 from cnnlab.data import load_dataset, normalization_stats, train_val_split
 from cnnlab.train.evaluate import predict_logits
 from cnnlab.train.rundir import load_run
-from train_throughput import tutorial_img_per_s  # a sibling script: benchmarks/ is on sys.path
+from train_throughput import TutorialSet  # a sibling script: benchmarks/ is on sys.path
 
 CNNLAB = str(Path(sys.executable).with_name("cnnlab"))
 EPOCH_IMAGES = 60_000  # a tutorial epoch: all Fashion-MNIST training images
@@ -69,6 +75,7 @@ def train_command(preset: str, epochs: int, seed: int, out: Path, extra: list[st
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {child.returncode}")
     result = json.loads(text)
     result["command_seconds"] = round(time.perf_counter() - start, 2)
+    result["command_cpu_seconds"] = round(usage.ru_utime + usage.ru_stime, 2)
     result["peak_rss_mib"] = round(usage.ru_maxrss / 1024)  # Linux: KiB
     return result
 
@@ -134,12 +141,32 @@ def search(args, extra: list[str]) -> None:
                 )
 
 
-def tutorial_epoch_seconds(images: int) -> float:
-    """Wall time of one tutorial-loop epoch of 60,000 images, from its img/s on `images`."""
+def tutorial_seconds(ds, mean: float, std: float, preset: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of train_throughput.py's tutorial loop (per-image transforms in a
+    Dataset, DataLoader of 64, fp32, NCHW, SGD) over `ds` once, on the model `preset`."""
+    torch.manual_seed(0)
+    model = cnnlab.build(preset)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    loader = torch.utils.data.DataLoader(
+        TutorialSet(ds.images, ds.labels, mean, std), batch_size=64, shuffle=True
+    )
+    model.train()
+    start, cpu = time.perf_counter(), time.process_time()
+    for x, y in loader:
+        loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def tutorial_epoch(images: int, preset: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of one tutorial-loop epoch of 60,000 images, from `images`."""
     full = load_dataset("fashion-mnist", "train")
     ds = full.subset(torch.arange(images))
     (mean,), (std,) = normalization_stats(ds)
-    return EPOCH_IMAGES / tutorial_img_per_s(ds, mean, std)
+    wall, cpu = tutorial_seconds(ds, mean, std, preset)
+    return wall * EPOCH_IMAGES / images, cpu * EPOCH_IMAGES / images
 
 
 def spread(values: list[float], form: str = ".2f") -> str:
@@ -154,21 +181,24 @@ def final(args, extra: list[str]) -> None:
     60,000 images; above 0 the run also scores its validation split (every TTA of VIEWS), so
     one run can be both the evidence a recipe was chosen on and its measurement."""
     flags = [*extra, "--val-fraction", str(args.val_fraction)]
+    yardstick = args.tutorial_preset or args.preset
     print(f"cnnlab train --preset {args.preset} {' '.join(flags)}, epochs {args.epochs[0]}")
+    print(f"tutorial loop on {yardstick}, {args.tutorial_images} images a measurement")
     print(f"torch threads {torch.get_num_threads()}, load {os.getloadavg()}")
     print(
         "| seed | val acc, flip+shift1 | test acc | test acc, TTA | command s | steps s "
         "| tutorial epoch s | tutorial epochs (command) | tutorial epochs (steps) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    tutorial = [tutorial_epoch_seconds(args.tutorial_images)]
+    tutorial = [tutorial_epoch(args.tutorial_images, yardstick)]
     rows = []
     for seed in args.seeds:
         out = Path(args.out) / f"{args.preset}-final-e{args.epochs[0]}-s{seed}"
         r = train_command(args.preset, args.epochs[0], seed, out, flags)
         val = val_accuracies(out) if args.val_fraction > 0 else {}
-        tutorial.append(tutorial_epoch_seconds(args.tutorial_images))
-        epoch = (tutorial[-2] + tutorial[-1]) / 2
+        tutorial.append(tutorial_epoch(args.tutorial_images, yardstick))
+        epoch = (tutorial[-2][0] + tutorial[-1][0]) / 2
+        epoch_cpu = (tutorial[-2][1] + tutorial[-1][1]) / 2
         row = {
             "preset": args.preset, "options": " ".join(flags), "epochs": args.epochs[0],
             "seed": seed, "val_acc": val, "test_acc": r["test_acc"],
@@ -176,8 +206,11 @@ def final(args, extra: list[str]) -> None:
             "train_seconds": r["train_seconds"], "tutorial_epoch_seconds": round(epoch, 2),
             "tutorial_epochs": round(r["command_seconds"] / epoch, 3),
             "tutorial_epochs_steps": round(r["train_seconds"] / epoch, 3),
+            "command_cpu_seconds": r["command_cpu_seconds"],
+            "tutorial_epoch_cpu_seconds": round(epoch_cpu, 2),
+            "tutorial_epochs_cpu": round(r["command_cpu_seconds"] / epoch_cpu, 3),
             "threads": torch.get_num_threads(), "peak_rss_mib": r["peak_rss_mib"],
-            "load": os.getloadavg(),
+            "load": os.getloadavg(), "tutorial_preset": yardstick,
         }  # fmt: skip
         rows.append(row)
         append(args.log, row)
@@ -209,7 +242,12 @@ def summarize(rows: list[dict], tutorial: list[float]) -> None:
         "tutorial epochs, steps only, min – median – max: "
         f"{spread([r['tutorial_epochs_steps'] for r in rows])}"
     )
-    print(f"tutorial epoch s, {len(tutorial)} measurements: {spread(tutorial)}")
+    walls = [wall for wall, _ in tutorial]
+    print(f"tutorial epoch s, {len(tutorial)} measurements: {spread(walls)}")
+    print(
+        "tutorial epochs in CPU seconds (both sides), min – median – max: "
+        f"{spread([r['tutorial_epochs_cpu'] for r in rows])}"
+    )
     print(f"load {os.getloadavg()}")
 
 
@@ -232,6 +270,9 @@ def main() -> None:
         help="held out of the training images (search: default 0.1; final: default 0, all)",
     )
     parser.add_argument("--tutorial-images", type=int, default=6400)
+    parser.add_argument(
+        "--tutorial-preset", help="final: the tutorial loop's model (default: --preset's)"
+    )
     parser.add_argument("--out", default="runs/bench-tta")
     parser.add_argument("--log", type=Path, help="JSON Lines file to append each run to")
     parser.add_argument(
