@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cnnlab.cli import main
+from cnnlab.errors import RunError
 from cnnlab.train import TrainConfig, checkpoint, train
 from cnnlab.train import loop as loop_module
 from cnnlab.train.rundir import load_run
@@ -98,3 +99,14 @@ def test_the_cli_prints_the_note(saved, tmp_path, capsys, monkeypatch):
         "note: resumed with world size 1 where the checkpoint was saved with 2: the results "
         "will differ from an uninterrupted run's"
     ]
+
+
+def test_a_step_the_new_world_size_cannot_reach_is_refused_naming_the_ranks(saved, tmp_path):
+    """Another world size can give epochs of another length: a checkpoint mid-epoch beyond
+    this session's last step cannot continue; the one line says why and with how many ranks."""
+    out = tmp_path / "run"
+    shutil.copytree(saved, out)
+    tensors, state = checkpoint.load_checkpoint(out)
+    checkpoint.save_checkpoint(out, tensors, {**state, "epoch": 1, "step": 99, "world_size": 3})
+    with pytest.raises(RunError, match="saved with world size 3.*resume it with 3 ranks"):
+        train(None, None, out, resume=True)

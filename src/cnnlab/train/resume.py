@@ -40,9 +40,16 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
     _check_hashes(state, out, path)
     epochs, steps = parts.config.epochs, parts.steps_per_epoch
     if not (0 <= state["epoch"] <= epochs and 0 <= state["step"] <= steps):
+        saved_world, world = state.get("world_size"), parts.dist.world_size
+        why = (
+            f"it was saved with world size {saved_world} (epochs of other lengths than with "
+            f"{world}): resume it with {saved_world} ranks"
+            if saved_world not in (None, world)
+            else "it belongs to another run: start again with --force"
+        )
         raise RunError(
             f"{path} claims epoch {state['epoch']}, step {state['step']} of a run of {epochs} "
-            f"epochs of {steps} steps; it belongs to another run: start again with --force"
+            f"epochs of {steps} steps; {why}"
         )
     _load(parts.model, checkpoint.prefixed(tensors, "model"), path, "model")
     if parts.ema is not None:
