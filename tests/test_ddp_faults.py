@@ -20,6 +20,7 @@ import pytest
 import torch.distributed as torch_dist
 
 from cnnlab.cli import main
+from cnnlab.cli import train as cli_train
 from cnnlab.errors import EXIT_RANK_LOST, RankLost
 from cnnlab.train import checkpoint, distributed
 
@@ -161,3 +162,16 @@ def test_other_errors_keep_their_own_type(name):
 def test_outside_a_distributed_run_nothing_is_a_lost_rank():
     error = LOST["gloo send timeout"]
     assert distributed.as_rank_lost(error, distributed.Dist()) is error
+
+
+def test_the_cli_gives_a_lost_rank_its_own_exit_code_and_one_line(monkeypatch, capsys):
+    """Not 2 (bad input) nor 3 (diverged): a scheduler can tell a lost peer apart."""
+    lost = distributed.as_rank_lost(LOST["gloo recv timeout"], TWO, None)
+
+    def raises(*args, **kwargs):
+        raise lost
+
+    monkeypatch.setattr(cli_train, "run_training", raises)
+    assert main(["train", "--preset", "fast", "--out", "x", "--quiet"]) == EXIT_RANK_LOST == 4
+    err = capsys.readouterr().err.strip()
+    assert err == f"cnnlab train: {lost}" and len(err.splitlines()) == 1
