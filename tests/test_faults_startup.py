@@ -27,25 +27,15 @@ HOOK = textwrap.dedent(
     sys.meta_path.insert(0, _SignalOnImport())
     """
 )
-OPEN = (
-    "src/cnnlab/__init__.py imports torch (design.build) before cnnlab.cli.main() installs "
-    "its SIGTERM handler and its KeyboardInterrupt catch; lazy re-exports there would close it"
-)
-POINTS = [  # (module whose import the signal lands in, signal, open: the file to change)
-    ("torch", "SIGINT", OPEN),
-    ("torch", "SIGTERM", OPEN),
-    ("cnnlab.cli.train", "SIGINT", None),
-    ("cnnlab.cli.train", "SIGTERM", None),
+POINTS = [  # (module whose import the signal lands in, signal)
+    ("torch", "SIGINT"),
+    ("torch", "SIGTERM"),
+    ("cnnlab.cli.train", "SIGINT"),
+    ("cnnlab.cli.train", "SIGTERM"),
 ]
 
 
-def _params():
-    for module, signal_name, reason in POINTS:
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        yield pytest.param(module, signal_name, id=f"{signal_name}-in-{module}", marks=marks)
-
-
-@pytest.mark.parametrize(("module", "signal_name"), list(_params()))
+@pytest.mark.parametrize(("module", "signal_name"), POINTS, ids=lambda p: p)
 def test_a_signal_during_start_up_is_one_line_and_exit_130(module, signal_name, tmp_path):
     (tmp_path / "sitecustomize.py").write_text(HOOK)
     env = {

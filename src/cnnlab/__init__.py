@@ -7,19 +7,27 @@ Public API (names are stable; see DESIGN.md)::
     cnnlab.summary(model_or_spec, input_size=(C, H, W)) -> Summary
     cnnlab.geometry, cnnlab.layers, cnnlab.reference, cnnlab.explain, cnnlab.diagnose
 
-The three functions are imported eagerly: `summary` and `build` share their names with their
-modules, and an eager `from ... import` is what keeps `cnnlab.summary` the function.
-Other submodules load on first use.
+Everything that needs torch loads on first use (PEP 562 `__getattr__`), so `import cnnlab`
+(and with it the `cnnlab` command's dispatcher) starts without torch: the command installs its
+Ctrl-C and SIGTERM handling before the seconds of torch's import, and a signal there is one
+line, not a traceback. No submodule is named `summary` or `build` directly under `cnnlab`, so
+the names stay the functions.
 """
 
 from importlib import import_module
 
-from cnnlab.design.build import build
-from cnnlab.design.spec import Spec, load_spec, preset_names
-from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
 
 __version__ = "0.1.0"
+
+# Functions and classes loaded on first use, by public name -> module path.
+_OBJECTS = {
+    "build": "cnnlab.design.build",
+    "Spec": "cnnlab.design.spec",
+    "load_spec": "cnnlab.design.spec",
+    "preset_names": "cnnlab.design.spec",
+    "summary": "cnnlab.design.summary",
+}
 
 # Submodules loaded on first use, by public name -> module path.
 _MODULES = {
@@ -50,6 +58,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
+    if name in _OBJECTS:
+        return getattr(import_module(_OBJECTS[name]), name)
     if name in _MODULES:
         return import_module(_MODULES[name])
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
