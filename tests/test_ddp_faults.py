@@ -11,6 +11,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -175,3 +176,20 @@ def test_the_cli_gives_a_lost_rank_its_own_exit_code_and_one_line(monkeypatch, c
     assert main(["train", "--preset", "fast", "--out", "x", "--quiet"]) == EXIT_RANK_LOST == 4
     err = capsys.readouterr().err.strip()
     assert err == f"cnnlab train: {lost}" and len(err.splitlines()) == 1
+
+
+def test_a_rank_that_never_joins_is_one_line_after_the_timeout(monkeypatch):
+    """Rank 0 of 2 alone, its peer never started: c10d's store gives up after the timeout."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for name, value in {
+        "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port), "CNNLAB_DDP_TIMEOUT": "1",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    started = time.monotonic()
+    with pytest.raises(RankLost, match=r"rank 0 of 2: the other ranks did not join .*=1 s") as e:
+        distributed.setup("cpu")
+    assert time.monotonic() - started < 30 and len(str(e.value).splitlines()) == 1
+    assert not torch_dist.is_initialized()

@@ -71,12 +71,36 @@ def setup(device: str | torch.device | None = None) -> Dist:
     if world_size > 1:
         timeout = timeout_seconds()
     if world_size > 1 and not torch_dist.is_initialized():
-        torch_dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo",
-            timeout=datetime.timedelta(seconds=timeout),
-        )
+        try:
+            torch_dist.init_process_group(
+                backend="nccl" if device.type == "cuda" else "gloo",
+                timeout=datetime.timedelta(seconds=timeout),
+            )
+        except RuntimeError as error:
+            if not _peer_failed(error):
+                raise
+            raise RankLost(  # c10d's DistStoreError: a rank that never joined
+                f"rank {rank} of {world_size}: the other ranks did not join within "
+                f"CNNLAB_DDP_TIMEOUT={timeout:g} s ({_first_words(error)}); start every rank "
+                "(torchrun --nproc_per_node=N) or raise the timeout"
+            ) from error
         owns = True
     return Dist(rank, world_size, local_rank, device, owns, timeout)
+
+
+def _peer_failed(error: RuntimeError) -> bool:
+    """c10d's own error types, or the words gloo and NCCL use for a peer that went quiet."""
+    text = str(error).lower()
+    return isinstance(error, torch_dist.DistError) or any(s in text for s in LOST_SIGNS)
+
+
+def _first_words(error: BaseException) -> str:
+    """The backend's own words, without gloo's "[path/file.cc:129] " prefix nor its advice
+    ("This is typically caused by ... GLHF!")."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    said = re.sub(r"^\[[^\]]*\]\s*", "", first)
+    return re.split(r"\.\s+This is typically", said)[0].rstrip(".")
 
 
 def timeout_seconds() -> float:
@@ -98,14 +122,8 @@ def as_rank_lost(error: BaseException, dist: Dist, out: Path | None = None) -> B
     what is saved. Used as `raise as_rank_lost(error, dist, out)` in an except clause."""
     if not dist.enabled or isinstance(error, RankLost) or not isinstance(error, RuntimeError):
         return error
-    text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
-    if not isinstance(error, torch_dist.DistError) and not any(
-        sign in text.lower() for sign in LOST_SIGNS
-    ):
+    if not _peer_failed(error):
         return error
-    said = re.sub(r"^\[[^\]]*\]\s*", "", first)  # gloo's "[path/file.cc:129] " prefix
-    said = said.split(". ")[0].rstrip(".")  # not gloo's advice that follows ("... GLHF!")
     if out is None:
         saved = "nothing was saved (no run directory)"
     elif (Path(out) / CHECKPOINT_TENSORS).is_file():
@@ -113,7 +131,8 @@ def as_rank_lost(error: BaseException, dist: Dist, out: Path | None = None) -> B
     else:
         saved = f"no checkpoint was saved in {out} yet: start again with --force"
     lost = RankLost(
-        f"rank {dist.rank} of {dist.world_size}: another rank stopped answering ({said}); "
+        f"rank {dist.rank} of {dist.world_size}: another rank stopped answering "
+        f"({_first_words(error)}); "
         f"a paused, killed or out-of-memory rank stops the others after "
         f"CNNLAB_DDP_TIMEOUT={dist.timeout:g} s; {saved}"
     )
