@@ -1,5 +1,9 @@
 """What a summary knows, as frozen data: the trace's per-call facts, then the summary itself.
 
+The per-call facts are NamedTuples, not frozen dataclasses: a trace makes thousands, and a
+frozen dataclass costs 2-5 µs to make (one object.__setattr__ per field) and 1 µs to hash
+(windows are cache keys), a NamedTuple a fraction of that.
+
 The tracer (`trace.py`) writes only these records; the lints (`lints.py`) and the renderer
 (`render.py`) read only them. Shapes are one image's; fields are in input pixels.
 """
@@ -7,7 +11,7 @@ The tracer (`trace.py`) writes only these records; the lints (`lints.py`) and th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cnnlab.design.summary.render import render
 from cnnlab.geometry import RF
@@ -15,8 +19,7 @@ from cnnlab.geometry import RF
 # --- a window and a chain of them ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """A conv or pooling window per axis (height, width). padding: zeros before (top, left);
     after: zeros after (bottom, right), None meaning the same as before. An F.pad is a 1×1
     window with padding; a strided slice a 1×1 window with that stride."""
@@ -45,8 +48,7 @@ SIZE_FREE = "size-free"
 # --- per-call facts -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RowFact:
+class RowFact(NamedTuple):
     """One leaf module call (or a container whose output is its own). rf is None where the
     field could not be followed (`lost_by` names the function)."""
 
@@ -61,8 +63,7 @@ class RowFact:
     lost_by: str | None = None
 
 
-@dataclass(frozen=True)
-class WindowFact:
+class WindowFact(NamedTuple):
     """A conv or pool call: its window, the real map it reads ((H, W) without the zeros an
     F.pad put around it just before, which `pad` gives as (top, bottom, left, right))."""
 
@@ -72,8 +73,7 @@ class WindowFact:
     pad: tuple[int, int, int, int] | None
 
 
-@dataclass(frozen=True)
-class WeightFact:
+class WeightFact(NamedTuple):
     """A conv or linear call. in_/out_: channels or features; kernel, stride: dilated extent
     and stride per axis ((1, 1) for linear). before: the index of the weight call whose
     output reaches this one's input through BatchNorm, dropout, average pooling or a flatten
@@ -92,8 +92,7 @@ class WeightFact:
     pools: tuple[Window, ...] = ()
 
 
-@dataclass(frozen=True)
-class HeadFact:
+class HeadFact(NamedTuple):
     """Where the map becomes a vector (flatten, global or adaptive pooling): the layer, the
     field of the map's units (height, width) and the map's shape."""
 
@@ -102,8 +101,7 @@ class HeadFact:
     shape: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class DenseFact:
+class DenseFact(NamedTuple):
     """The first linear call on a flattened map: its layer, the flatten's layer, the map's
     shape, how the map's size follows the input's (`Chain`, SIZE_FREE or None), its params,
     and the last fixed pooling window on the way (layer, window) if any."""
@@ -116,16 +114,14 @@ class DenseFact:
     last_pool: tuple[str, Window] | None
 
 
-@dataclass(frozen=True)
-class SquashFact:
+class SquashFact(NamedTuple):
     """A saturating activation's output reaching a conv/linear through linear ops only."""
 
     activation: str
     layer: str
 
 
-@dataclass(frozen=True)
-class LostFact:
+class LostFact(NamedTuple):
     """A torch function the trace cannot follow the receptive field through."""
 
     function: str

@@ -27,6 +27,7 @@ from cnnlab.design.summary.tags import (
     first,
     global_rf,
     moved,
+    replaced,
 )
 from cnnlab.geometry import RF
 
@@ -42,7 +43,7 @@ class Roles:
         if func in C.LINEAR:
             return self._linear_tag(args, kwargs, src, tag, out)
         if len(tagged) == 1 and tag.rf is None:
-            return tag._replace(is_row=False, pad=None)  # lost stays lost, named once
+            return replaced(tag, pad=None)  # lost stays lost, named once
         if func in C.PAD:
             return self._pad_tag(args, kwargs, src, tag)
         if func in C.ADAPTIVE:
@@ -67,7 +68,7 @@ class Roles:
         """new, with the lint facts of `tag` kept where func is linear in its input."""
         if func in LINEAR_PATH:
             return new
-        return new._replace(linear=None, squashed_by=None, flat=None)
+        return replaced(new, linear=None, squashed_by=None, flat=None)
 
     def _window_tag(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> Tag:
         """A conv or pool: the field grows, the chain gets the window, the facts are noted."""
@@ -137,13 +138,13 @@ class Roles:
         """Zeros around the map: pixel 0 of the output is pixel -top (-left) of the input."""
         pad = C.zero_pad(args, kwargs)
         if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
-            return self._keep_facts(next(iter(C.PAD)), tag, tag._replace(chain=None, is_row=False))
+            return self._keep_facts(next(iter(C.PAD)), tag, replaced(tag, chain=None))
         rf = tuple(
             RF(r.size, r.jump, r.start - p * r.jump) for r, p in zip(tag.rf, pad[::2], strict=True)
         )
         w = Window((1, 1), (1, 1), (pad[0], pad[2]), after=(pad[1], pad[3]))
         chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
-        return tag._replace(rf=rf, chain=chain, pad=pad, is_row=False)
+        return replaced(tag, rf=rf, chain=chain, pad=pad)
 
     def _adaptive_tag(self, func, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """Adaptive pooling: a plain pool with k = s = in/out where the output divides the
@@ -198,15 +199,15 @@ class Roles:
                     for i, r in enumerate(tag.rf)
                 )
             linear = tag.linear if tag.axes == (None, None) else None
-            return tag._replace(rf=rf, axes=axes, flat=flat, linear=linear, pad=None, is_row=False)
-        return tag._replace(axes=axes, pad=None, is_row=False)
+            return replaced(tag, rf=rf, axes=axes, flat=flat, linear=linear, pad=None)
+        return replaced(tag, axes=axes, pad=None)
 
     def _join_tag(self, func, args, kwargs, tagged: list, out: Tensor) -> Tag:
         """cat/stack: the largest field of the inputs; stack adds a dimension."""
         tag = self._elementwise(func, args, tagged, out, kwargs, align=False)
         if func in C.STACK:
             dim = C.arg(args, kwargs, 1, "dim", 0)
-            tag = tag._replace(axes=ax.inserted(dim, out.dim(), tagged[0][1].axes))
+            tag = replaced(tag, axes=ax.inserted(dim, out.dim(), tagged[0][1].axes))
         return tag
 
     def _reduce_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
@@ -222,8 +223,8 @@ class Roles:
             for ndim, d in enumerate(reversed(dims)):  # highest first: lower ones stay put
                 axes, _ = ax.removed(d, x.dim() - ndim, axes)
         chain = SIZE_FREE if spatial else tag.chain
-        new = tag._replace(rf=tuple(rf), axes=axes, chain=chain, pad=None, is_row=False)
-        return self._keep_facts(func, tag, new if spatial else new._replace(linear=None))
+        new = replaced(tag, rf=tuple(rf), axes=axes, chain=chain, pad=None)
+        return self._keep_facts(func, tag, new if spatial else replaced(new, linear=None))
 
     def _elementwise(self, func, args, tagged: list, out: Tensor, kwargs=None, align=True) -> Tag:
         """Each output value from the inputs' values at its position (broadcast from the
@@ -233,15 +234,15 @@ class Roles:
             axes = ax.aligned(src.dim(), out.dim(), tag.axes) if align else tag.axes
             act = activation(func, args, kwargs)
             squashed = self.layer if act is not None and act.saturates is not None else None
-            new = tag._replace(axes=axes, pad=None, is_row=False)
+            new = replaced(tag, axes=axes, pad=None)
             if squashed is not None:
-                return new._replace(linear=None, flat=None, squashed_by=squashed)
+                return replaced(new, linear=None, flat=None, squashed_by=squashed)
             keep = func in LINEAR_PATH or func in C.COLLAPSIBLE
-            return new if keep else new._replace(linear=None, squashed_by=None, flat=None)
+            return new if keep else replaced(new, linear=None, squashed_by=None, flat=None)
         tags = [t for _, t in tagged]
         if any(t.rf is None for t in tags):
             lost = next(t for t in tags if t.rf is None)
-            return lost._replace(is_row=False)
+            return lost
         rf, axes, tag = combine(tagged, out, align)
         keep = func in LINEAR_PATH
         chain = next((t.chain for t in tags if isinstance(t.chain, tuple)), tag.chain)

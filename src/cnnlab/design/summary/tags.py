@@ -18,6 +18,9 @@ from cnnlab.design.summary.facts import Window
 from cnnlab.geometry import RF
 
 TAG = "_cnnlab_tag"
+# on a tensor some row showed as its output, until a call changes it in place (a tensor
+# attribute, not a Tag field: a Tag is shared by tensors, and marking it made a new one)
+ROW = "_cnnlab_row"
 
 
 class Tag(NamedTuple):
@@ -32,7 +35,15 @@ class Tag(NamedTuple):
     flat: tuple[str, tuple[int, ...], Any, Any] | None = None  # (layer, shape, chain, pool)
     pad: tuple[int, int, int, int] | None = None  # zeros an F.pad just put around the map
     last_pool: tuple[str, Window] | None = None  # the last fixed pooling window on the way
-    is_row: bool = False  # already shown as some row's output
+
+
+def replaced(tag: Tag, **changes: Any) -> Tag:
+    """tag._replace(**changes), or tag itself where they change nothing (most calls clear
+    fields that are already None; namedtuple's _replace costs 1.5 µs)."""
+    for key, value in changes.items():
+        if getattr(tag, key) is not value:
+            return tag._replace(**changes)
+    return tag
 
 
 INPUT_TAG = Tag((geometry.INPUT_RF,) * 2, (2, 3))
@@ -101,7 +112,7 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
     other calls."""
     if func in C.PERMUTE:
         axes = _permuted(func, args, kwargs, x.dim(), tag.axes)
-        return tag._replace(axes=axes, pad=None, linear=None, is_row=False)
+        return replaced(tag, axes=axes, pad=None, linear=None)
     if func in C.SPLIT:
         at = 2 if func.__name__ in ("chunk", "split", "tensor_split", "split_with_sizes") else 1
         dim = C.arg(args, kwargs, at, "dim", 0)
@@ -109,7 +120,7 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
         if out.dim() < x.dim():  # unbind, select
             axes, _ = ax.removed(dim, x.dim(), axes)
         chain = None if ax._norm(dim, x.dim()) in tag.axes else tag.chain
-        return tag._replace(axes=axes, chain=chain, pad=None, linear=None, is_row=False)
+        return replaced(tag, axes=axes, chain=chain, pad=None, linear=None)
     if func in C.GETITEM:
         found = ax.index(args[1], x.shape, tag.axes)
         if found is None:
@@ -122,7 +133,7 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
             x.shape[a] for a in tag.axes if a is not None
         ):
             chain = None  # a crop: the size no longer follows the windows
-        return tag._replace(rf=rf, axes=axes, chain=chain, pad=None, linear=None, is_row=False)
+        return replaced(tag, rf=rf, axes=axes, chain=chain, pad=None, linear=None)
     return None
 
 

@@ -41,7 +41,9 @@ from cnnlab.design.summary.leaves import leaf_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.roles import Roles
 from cnnlab.design.summary.tags import (
+    ROW,
     TAG,
+    Tag,
     first_tensor,
     same_shape_call,
     tagged_inputs,
@@ -49,6 +51,13 @@ from cnnlab.design.summary.tags import (
 from cnnlab.errors import SpecError
 
 _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_function__
+
+
+def _retag(t: Tensor, tag: Tag) -> None:
+    """A call's output gets its tag; one changed in place is no row's output any more."""
+    setattr(t, TAG, tag)
+    if getattr(t, ROW, False):
+        setattr(t, ROW, False)
 
 
 class TraceError(Exception):
@@ -189,7 +198,7 @@ class Tracer(Roles, TorchFunctionMode):
             out = x if vars(module).get("inplace", False) else C.new_meta(x)
             tag = getattr(x, TAG, None)
             if tag is not None:
-                setattr(out, TAG, self._elementwise(func, (), [(x, tag)], out))
+                _retag(out, self._elementwise(func, (), [(x, tag)], out))
         return out
 
     def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
@@ -208,7 +217,7 @@ class Tracer(Roles, TorchFunctionMode):
         if out is None:
             return
         tag = getattr(out, TAG, None)
-        if not leaf and (tag is None or tag.is_row):
+        if not leaf and (tag is None or getattr(out, ROW, False)):
             return
         rf = None
         if tag is not None and tag.rf is not None:
@@ -220,7 +229,7 @@ class Tracer(Roles, TorchFunctionMode):
         lost = tag.lost if tag is not None else None
         self.rows.append(RowFact(name, call, kind, shape, params, trainable, rf, macs, lost))
         if tag is not None:
-            setattr(out, TAG, tag._replace(is_row=True))
+            setattr(out, ROW, True)
 
     # every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -293,10 +302,10 @@ class Tracer(Roles, TorchFunctionMode):
     def _tag_outputs(self, func, args, kwargs, out, tagged, w) -> None:
         """Tags each tensor of `out` (chunk, split and unbind return several)."""
         if isinstance(out, Tensor):
-            setattr(out, TAG, self._tag(func, args, kwargs, out, tagged, w))
+            _retag(out, self._tag(func, args, kwargs, out, tagged, w))
         elif isinstance(out, (tuple, list)):
             if func in C.WITH_INDICES:
                 out = out[:1]  # (values, indices)
             for t in out:
                 if isinstance(t, Tensor):
-                    setattr(t, TAG, self._tag(func, args, kwargs, t, tagged, w))
+                    _retag(t, self._tag(func, args, kwargs, t, tagged, w))
