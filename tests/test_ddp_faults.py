@@ -2,7 +2,9 @@
 each, digits), rank 1 paused with SIGSTOP after the first checkpoint. The truth: the clock
 (rank 0 gone within CNNLAB_DDP_TIMEOUT plus a margin, not torch's 30 minutes), rank 0's own
 stderr (torchrun's --log-dir keeps it apart), its exit code in torchrun's summary, the
-checkpoint on disk, and a resume of it in ONE process that ends with every epoch's row."""
+checkpoint on disk, and a resume of it in ONE process that ends with every epoch's row.
+Then, in-process: which backend errors are a lost rank (a table of gloo's and c10d's words,
+and of errors that must keep their type), a peer that never joins, the CLI's exit code."""
 
 from __future__ import annotations
 
