@@ -25,9 +25,10 @@ from torch import nn
 
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
+from cnnlab.design.summary.calls import clear_caches
 from cnnlab.design.summary.copying import Named, clone, copy_module, named_modules
 from cnnlab.design.summary.facts import Lint, Summary, SummaryRow, Trace
-from cnnlab.design.summary.lints import lints
+from cnnlab.design.summary.lints import dropped_pixels, lints
 from cnnlab.design.summary.render import shape_text
 from cnnlab.design.summary.tags import INPUT_TAG, TAG
 from cnnlab.design.summary.trace import TraceError, Tracer
@@ -143,6 +144,8 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
     image. Raises SpecError naming the layer whose output would be below 1×1, CnnlabError
     naming the layer and the shape it got when the model cannot run on input_size.
     """
+    clear_caches()  # the last call's windows: each call costs what a first call costs
+    dropped_pixels.cache_clear()
     with _gc_paused():  # the whole call: its result is the only thing that outlives it
         if isinstance(model_or_spec, nn.Module):
             if input_size is None:

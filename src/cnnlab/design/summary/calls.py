@@ -148,7 +148,9 @@ def zero_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
 
 
 # geometry's functions check every argument; a ResNet-50 trace asks ~1,500 times about a few
-# dozen distinct windows, so the answers are cached (2 ms of a 10 ms trace).
+# dozen distinct windows, so the answers are cached (2 ms of a 10 ms trace) within one
+# summary: `summary` clears these caches when it starts (`clear_caches`), so nothing derived
+# from one model makes a later call on it faster than a first call.
 rf_step = functools.lru_cache(4096)(geometry.rf_step)
 
 
@@ -177,6 +179,12 @@ def window_out(size: tuple[int, int], w: Window) -> tuple[int, int]:
             n += 1  # a last, partial window that starts inside the map
         out.append(n)
     return tuple(out)
+
+
+def clear_caches() -> None:
+    """Forget the windows and fields of the last summary (see `rf_step`)."""
+    for cached in (rf_step, window_rf, window_out):
+        cached.cache_clear()
 
 
 def covers(size: int, w: Window, axis: int) -> bool:

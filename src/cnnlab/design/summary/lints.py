@@ -63,11 +63,12 @@ def _dropped(f: WindowFact, axis: int) -> int:
     if w.same or w.ceil_mode or s > d * (k - 1) + 1:
         return 0
     pads = (f.pad[2 * axis], f.pad[2 * axis + 1]) if f.pad else w.pads(axis)
-    return _dropped_pixels(f.size[axis], k, pads, s, d)
+    return dropped_pixels(f.size[axis], k, pads, s, d)
 
 
-# a net asks about a few dozen distinct windows, hundreds of times
-_dropped_pixels = functools.lru_cache(4096)(geometry.dropped_pixels)
+# a net asks about a few dozen distinct windows, hundreds of times (cleared with the trace's
+# caches at each summary's start: `calls.clear_caches`)
+dropped_pixels = functools.lru_cache(4096)(geometry.dropped_pixels)
 
 
 def _padding_text(f: WindowFact, axis: int) -> str:
