@@ -36,6 +36,8 @@ def arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> An
 
 
 def pair(value: Any, default: tuple[int, int]) -> tuple[int, int]:
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is type(value[1]) is int:
+        return value  # nn.Conv2d's own: already a pair of ints
     if value is None or (isinstance(value, (tuple, list)) and len(value) == 0):
         return default
     if isinstance(value, (tuple, list)):

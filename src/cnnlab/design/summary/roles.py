@@ -231,7 +231,8 @@ class Roles:
         right): the largest field of the inputs (ties: the first)."""
         if len(tagged) == 1:
             src, tag = tagged[0]
-            axes = ax.aligned(src.dim(), out.dim(), tag.axes) if align else tag.axes
+            same_dims = not align or src.dim() == out.dim()
+            axes = tag.axes if same_dims else ax.aligned(src.dim(), out.dim(), tag.axes)
             act = activation(func, args, kwargs)
             squashed = self.layer if act is not None and act.saturates is not None else None
             new = replaced(tag, axes=axes, pad=None)

@@ -41,7 +41,8 @@ def replaced(tag: Tag, **changes: Any) -> Tag:
     """tag._replace(**changes), or tag itself where they change nothing (most calls clear
     fields that are already None; namedtuple's _replace costs 1.5 µs)."""
     for key, value in changes.items():
-        if getattr(tag, key) is not value:
+        current = getattr(tag, key)
+        if value is not current and value != current:  # axes: often an equal new tuple
             return tag._replace(**changes)
     return tag
 
