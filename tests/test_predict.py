@@ -14,9 +14,9 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 from cnnlab.cli import main
-from cnnlab.errors import DataError
+from cnnlab.data import read_image
 from cnnlab.train import TrainConfig, train
-from cnnlab.train.evaluate import evaluate, predict, predict_logits
+from cnnlab.train.evaluate import evaluate, predict, predict_logits, read_for_run, resize_note
 from cnnlab.train.rundir import load_run
 
 CONV = [{"conv": {"filters": 16, "kernel": 3, "padding": "same"}}, "batchnorm", "relu"] * 2
@@ -82,7 +82,9 @@ def test_shift_tta_averages_ten_views_made_with_torch_ops(runs):
     assert torch.equal(predict_logits(run.model, x, tta=False, tta_shift=2), run.model(x).detach())
 
 
-def test_predict_png_matches_softmax_and_gap_takes_any_size(runs, tmp_path):
+def test_predict_png_matches_softmax_and_resizes_other_sizes(runs, tmp_path):
+    """Truth: the model's softmax on the test tensor; a 16×16 file gets the answer of
+    cnnlab.data.read_image's 8×8 resize of it (as the folder loader resizes for training)."""
     run = load_run(runs / "gap")
     ds = run.dataset("test")
     pixels = ds.images[0, 0].numpy()  # (8, 8) uint8
@@ -96,17 +98,28 @@ def test_predict_png_matches_softmax_and_gap_takes_any_size(runs, tmp_path):
     big = _png(tmp_path / "big.png", np.kron(pixels, np.ones((2, 2), np.uint8)))  # 16×16
     rgb = _png(tmp_path / "rgb.png", np.stack([pixels] * 3, -1))  # converted to 1 channel
     results = predict(run, [big, rgb], top=1)
-    assert results[0].size == (16, 16) and len(results[0].top) == 1
+    assert results[0].size == (16, 16) and results[0].resized_to == (8, 8)
+    assert p.resized_to is None and results[1].resized_to is None
+    with torch.no_grad():
+        resized = run.model(run.preprocess(read_image(big, 1, (8, 8))[None])).softmax(1)[0]
+    assert results[0].top[0] == (
+        run.classes[int(resized.argmax())],
+        pytest.approx(float(resized.max())),
+    )
     assert results[1].top[0][0] == p.top[0][0]  # grey RGB = the grey image
 
 
-def test_flatten_head_wrong_size_explains_the_fixed_size_trap(runs, tmp_path):
+def test_flatten_head_predicts_a_file_of_another_size_resized(runs, tmp_path):
+    """A flatten head cannot run at 12×12 (the fixed-size trap), and needs not: every file is
+    resized to the run's input as training resized its images (it used to be refused)."""
     run = load_run(runs / "flat")
-    ok = _png(tmp_path / "ok.png", np.zeros((8, 8), np.uint8))
-    assert len(predict(run, [ok])) == 1
-    wrong = _png(tmp_path / "wrong.png", np.zeros((12, 12), np.uint8))
-    with pytest.raises(DataError, match=r"wrong.png is 12×12.*only takes 8×8.*fixed-size trap"):
-        predict(run, [wrong])
+    pixels = run.dataset("test").images[3, 0].numpy()
+    other = _png(tmp_path / "other.png", np.kron(pixels, np.ones((3, 2), np.uint8)))  # 24×16
+    (p,) = predict(run, [other], top=10)
+    assert p.size == (24, 16) and p.resized_to == (8, 8)
+    with torch.no_grad():
+        probs = run.model(run.preprocess(read_image(other, 1, (8, 8))[None])).softmax(1)[0]
+    assert dict(p.top) == pytest.approx(dict(zip(run.classes, probs.tolist(), strict=True)))
 
 
 def test_cli_eval_and_predict_json(runs, tmp_path, capsys):
@@ -159,18 +172,20 @@ def _rgba_and_16bit(folder):
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_predict_reads_files_as_the_folder_loader_does(tmp_path, channels):
-    """Truth: image_folder's tensor for the same files (alpha over black, 16 bits ÷ 257)."""
+@pytest.mark.parametrize("size", [(8, 8), (6, 5), (11, 9)])
+def test_predict_reads_files_as_the_folder_loader_does(tmp_path, channels, size):
+    """Truth: image_folder's tensor for the same files at the same size (alpha over black,
+    16 bits ÷ 257, cover-and-crop resize), and cnnlab.data.read_image's."""
     from cnnlab.data import image_folder
-    from cnnlab.train.evaluate import load_image
 
     files = _rgba_and_16bit(tmp_path / "imgs")
-    folder = image_folder(tmp_path / "imgs", channels=channels).images  # (2, C, 8, 8)
-    for i, path in enumerate(files):
-        assert torch.equal(load_image(path, channels)[0], folder[i]), path.name
-    rgba = load_image(files[1], channels)[0]
-    assert (rgba[:, :4] == 255).all() and (rgba[:, 4:] == 0).all()  # transparent -> black
-    assert load_image(files[0], channels)[0, 0, 7, 7] == round(63000 / 257)
+    folder = image_folder(tmp_path / "imgs", channels=channels, size=size).images  # (2, C, H, W)
+    pixels, sizes = read_for_run(files, (channels, *size))
+    assert torch.equal(pixels, folder) and sizes == [(8, 8), (8, 8)]
+    assert torch.equal(pixels[1], read_image(files[1], channels, size))
+    if size == (8, 8):
+        assert (pixels[1][:, :4] == 255).all() and (pixels[1][:, 4:] == 0).all()  # alpha: black
+        assert pixels[0, 0, 7, 7] == round(63000 / 257)
 
 
 def _untrained_run(tmp_path, layers):
@@ -185,25 +200,26 @@ def _untrained_run(tmp_path, layers):
     return Run(tmp_path, spec, build(spec).eval(), config)
 
 
-def test_flatten_after_an_adaptive_pool_takes_any_size(tmp_path):
-    """conv, relu, adaptiveconcatpool, flatten, linear: the flat features do not depend on the
-    image size, so a 16×16 image runs; a flatten after a fixed map still explains the trap."""
+HEADS = {
+    "adaptive pool, flatten": ["adaptiveconcatpool", "flatten"],
+    "fixed map, flatten": [{"maxpool": 2}, "flatten"],  # would not run at 16×12: the trap
+}
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("shape", [(16, 12), (4, 4)])  # larger; too small for the layers
+def test_every_head_predicts_a_file_of_any_size_at_the_run_size(tmp_path, head, shape):
+    """Whatever the head, a file is read at the run's 8×8 (it used to run at its own size, or
+    be refused): the model's answer on read_image's resize of it, and the file's size kept."""
     conv = {"conv": {"filters": 4, "kernel": 3, "padding": "same"}}
-    run = _untrained_run(tmp_path, [conv, "relu", "adaptiveconcatpool", "flatten", {"linear": 10}])
-    big = _png(tmp_path / "big.png", np.zeros((16, 12), np.uint8))
-    (p,) = predict(run, [big], top=2)
-    assert p.size == (16, 12) and len(p.top) == 2
-    run = _untrained_run(tmp_path, [conv, "relu", {"maxpool": 2}, "flatten", {"linear": 10}])
-    with pytest.raises(DataError, match=r"big.png is 16×12.*only takes 8×8.*fixed-size trap"):
-        predict(run, [big])
-
-
-def test_image_too_small_for_the_layers_names_the_size(tmp_path):
-    conv = {"conv": {"filters": 4, "kernel": 3}}  # 8 -> 6 -> 4, but 4 -> 2 -> nothing
-    run = _untrained_run(tmp_path, [conv, "relu", conv, "gap", {"linear": 10}])
-    tiny = _png(tmp_path / "tiny.png", np.zeros((4, 4), np.uint8))
-    with pytest.raises(DataError, match=r"tiny.png is 4×4, a size this model cannot take.*8×8"):
-        predict(run, [tiny])
+    run = _untrained_run(tmp_path, [conv, "relu", *HEADS[head], {"linear": 10}])
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = _png(tmp_path / "other.png", pixels)
+    (p,) = predict(run, [path], top=10)
+    assert p.size == shape and p.resized_to == (8, 8)
+    with torch.no_grad():
+        probs = run.model(run.preprocess(read_image(path, 1, (8, 8))[None])).softmax(1)[0]
+    assert dict(p.top) == pytest.approx(dict(zip(run.classes, probs.tolist(), strict=True)))
 
 
 def _folder_with_problems(root):
@@ -259,8 +275,8 @@ def test_predict_refuses_a_named_pipe_instead_of_blocking(runs, tmp_path, capsys
 
 
 def test_piped_predict_prints_whole_paths_and_notes_another_size(runs, tmp_path, capsys):
-    """stdout is captured (not a terminal): every path whole, however long; a GAP model given
-    16×16 images notes it was trained at 8×8."""
+    """stdout is captured (not a terminal): every path whole, however long; a 16×16 image
+    given to an 8×8 run is resized, and one note line on stderr says so."""
     deep = tmp_path / ("a-rather-long-directory-name-" * 4) / "image-with-a-long-name.png"
     deep.parent.mkdir()
     pixels = np.zeros((8, 8), np.uint8)
@@ -270,7 +286,7 @@ def test_piped_predict_prints_whole_paths_and_notes_another_size(runs, tmp_path,
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0].split("\t")[0] == str(deep) and lines[1].split("\t")[0] == str(big)
-    assert "16×16" in captured.err and "trained on" in captured.err and "8×8" in captured.err
+    assert captured.err == f"note: {big} is 16×16; resized to 8×8, the run's input size\n"
     assert main(["predict", str(runs / "gap"), str(deep)]) == 0
     assert "note" not in capsys.readouterr().err  # the training size: nothing to note
 
@@ -300,10 +316,9 @@ def make(head="gap"):
 
 
 @pytest.mark.parametrize("head", ["gap", "flatten"])
-def test_a_model_from_code_at_another_size_runs_or_names_the_size(tmp_path, head):
-    """A run made from code has no spec to infer shapes from: a GAP head still takes a 16×16
-    image, a flatten head fails with one DataError naming the size it needs (not a SpecError
-    about a missing spec)."""
+def test_a_model_from_code_predicts_a_file_of_another_size_resized(tmp_path, head):
+    """A run made from code has no spec to infer shapes from, and needs none: a 16×16 file is
+    resized to the run's 8×8 whatever the head (a flatten head used to be refused)."""
     (tmp_path / "net.py").write_text(CODE_NET)
     model_ref = f"{tmp_path / 'net.py'}:make"
     out = tmp_path / "run"
@@ -311,9 +326,17 @@ def test_a_model_from_code_at_another_size_runs_or_names_the_size(tmp_path, head
                  "digits", "--epochs", "1", "--quiet", "--out", str(out)]) == 0  # fmt: skip
     run = load_run(out)
     big = _png(tmp_path / "big.png", np.zeros((16, 16), np.uint8))
-    if head == "gap":
-        (p,) = predict(run, [big], top=2)
-        assert p.size == (16, 16) and len(p.top) == 2
-    else:
-        with pytest.raises(DataError, match=r"big.png \(16×16\) does not fit.*trained on 8×8"):
-            predict(run, [big])
+    (p,) = predict(run, [big], top=2)
+    assert p.size == (16, 16) and p.resized_to == (8, 8) and len(p.top) == 2
+
+
+def test_resize_note_names_each_file_of_another_size_in_one_line():
+    assert resize_note([("a.png", (8, 8))], (8, 8)) == ""
+    files = [("a.png", (8, 8)), ("b.png", (16, 16)), ("c.png", (4, 6))]
+    assert resize_note(files, (8, 8)) == (
+        "2 images are not 8×8 (b.png 16×16, c.png 4×6); resized to 8×8, the run's input size"
+    )
+    many = [(f"{i}.png", (9, 9)) for i in range(5)]
+    note = resize_note(many, (8, 8))
+    assert note.startswith("5 images are not 8×8 (0.png 9×9, 1.png 9×9, 2.png 9×9 and 2 more)")
+    assert "\n" not in note

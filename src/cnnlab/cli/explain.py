@@ -11,13 +11,13 @@ import argparse
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.data import read_images as read_image_files
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
 from cnnlab.errors import ConfigError, ExplainError
 
@@ -70,11 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     """Image files → uint8 (B, C, H, W) in the run's channels and size, read as training and
-    predict read them (`cnnlab.data.read_images`: EXIF, alpha, 16-bit, guards against
-    decompression bombs and non-regular files) and resized as the folder loader resizes
-    (cover the size keeping the aspect ratio, then center-crop)."""
-    c, h, w = shape
-    return read_image_files(paths, c, (h, w))
+    predict read them (`read_for_run`: EXIF, alpha, 16-bit, guards against decompression
+    bombs and non-regular files, resized as the folder loader resizes: cover the size keeping
+    the aspect ratio, then center-crop). A note on stderr names the files it resized."""
+    from cnnlab.train.evaluate import read_for_run, resize_note
+
+    pixels, sizes = read_for_run(paths, shape)
+    note = resize_note([(shown(Path(p)), s) for p, s in zip(paths, sizes, strict=True)], shape[1:])
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    return pixels
 
 
 def heatmap_name(image: str, method: str, layer: str | None, target: int) -> str:
@@ -137,6 +142,7 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 def _explain(args: argparse.Namespace) -> int:
     from cnnlab.explain import overlay
     from cnnlab.inspect import default_layer, resolve_target
+    from cnnlab.train.evaluate import predict_logits
 
     if args.layer is not None and args.method not in LAYER_METHODS:
         raise ConfigError(
@@ -144,10 +150,11 @@ def _explain(args: argparse.Namespace) -> int:
             "pixels and reads no layer (drop --layer, or use --method gradcam or gradcam++)"
         )
     run = _load(args.run_dir)
+    out = _out_dir(args.out)  # before any work, and before the resize note: one line if not
     raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
     x = run.preprocess(raw)
-    with torch.no_grad():
-        logits = run.model(x)  # (B, K)
+    # the run's precision, as predict and eval: the class named is the class they name
+    logits = predict_logits(run.model, x, autocast=run.autocast)  # (B, K) float32
     probs = logits.softmax(1)
     # The class and layer explained are decided here, once: the file names say them.
     target = resolve_target(args.target, logits)  # (B,)
@@ -155,7 +162,6 @@ def _explain(args: argparse.Namespace) -> int:
     if layer is None and args.method in LAYER_METHODS:
         layer = default_layer(run.model, x)
     heat = _heatmaps(run, x, args.method, layer, target)
-    out = _out_dir(args.out)
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):
         pic = overlay(raw[i].float() / 255, heat[i])  # (3, H, W)

@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 
 def _predict(args) -> int:
-    from cnnlab.train.evaluate import predict
+    from cnnlab.train.evaluate import predict, resize_note
     from cnnlab.train.rundir import load_run
 
     if args.top < 1:
@@ -30,24 +30,11 @@ def _predict(args) -> int:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
     else:
         print_predictions(predictions)
-    for note in size_notes(run, predictions):
+    files = [(shown(p.source), p.size) for p in predictions]
+    note = resize_note(files, run.input_shape[1:])
+    if note:  # the file differs from what the model learned at: the one fact to know
         print(f"note: {note}", file=sys.stderr)
     return 0
-
-
-def size_notes(run, predictions) -> list[str]:
-    """A model that takes any size (global pooling) still learned its features at one scale:
-    say so for images of another size, whose predictions may be confident nonsense."""
-    _, h, w = run.input_shape
-    other = [p for p in predictions if tuple(p.size) != (h, w)]
-    if not other:
-        return []
-    sizes = ", ".join(sorted({f"{p.size[0]}×{p.size[1]}" for p in other}))
-    return [
-        f"{len(other)} image(s) ({sizes}) are not the {h}×{w} the model was trained on; it "
-        f"runs on them (its head pools globally) but learned its features at {h}×{w}: resize "
-        "them to trust the result"
-    ]
 
 
 def print_predictions(predictions) -> None:

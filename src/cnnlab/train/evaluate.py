@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import read_image
+from cnnlab.data.image import fit, open_image, to_mode, to_tensor
 from cnnlab.design.spec import shapes
-from cnnlab.errors import DataError, SpecError
+from cnnlab.errors import DataError
 
 if TYPE_CHECKING:
     from cnnlab.train.rundir import Run
@@ -154,24 +154,45 @@ def evaluate(run: Run, split: str = "test", *, tta: bool = False) -> Evaluation:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The top-k classes of one image: `top` is ((class name, probability), ...)."""
+    """The top-k classes of one image file: `top` is ((class name, probability), ...); `size`
+    the file's (H, W); `resized_to` the run's input (H, W) it was resized to, None when the
+    file already had that size."""
 
     source: str
     size: tuple[int, int]
     top: tuple[tuple[str, float], ...]
+    resized_to: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "image": self.source,
             "size": list(self.size),
+            "resized_to": list(self.resized_to) if self.resized_to else None,
             "top": [{"class": c, "probability": p} for c, p in self.top],
         }
 
 
-def load_image(path: str | Path, channels: int) -> torch.Tensor:
-    """Read an image file as uint8 `(1, channels, H, W)`, converted exactly as the image-folder
-    loader converts training images (`cnnlab.data.read_image`)."""
-    return read_image(path, channels).unsqueeze(0)  # (1, C, H, W)
+def read_for_run(
+    paths: Sequence[str | Path], shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Image files as the run's training read its images: uint8 `(B, C, H, W)` for the run's
+    input `shape` (C, H, W), and each file's own (H, W) before it was resized.
+
+    Every command reads a file this way (predict, explain, visualize, the explorer's upload),
+    so one file gives one answer: `cnnlab.data.read_image`'s steps (its guards, EXIF, alpha,
+    16 bits, then cover-and-centre-crop to (H, W), as the image-folder loader resizes). They
+    are taken one by one here only because read_image does not return the file's own size;
+    tests/test_predict.py checks that the pixels are read_image's.
+    """
+    if not paths:
+        raise DataError("no image files given")
+    c, h, w = shape
+    pixels, sizes = [], []
+    for path in paths:
+        img = to_mode(open_image(path), c)  # the checks and conversions of read_image
+        sizes.append((img.height, img.width))
+        pixels.append(to_tensor(fit(img, (h, w))))  # (C, H, W)
+    return torch.stack(pixels), sizes
 
 
 def takes_size(spec: Any, size: tuple[int, int]) -> bool:
@@ -187,62 +208,42 @@ def takes_size(spec: Any, size: tuple[int, int]) -> bool:
     return all(a == b for a, b in zip(trained, resized, strict=True) if len(a) == 1)
 
 
-def _size_error(path: str, size: tuple[int, int], need: tuple[int, int]) -> DataError:
-    return DataError(
-        f"{path} is {size[0]}×{size[1]} but this model only takes {need[0]}×{need[1]} images: "
-        "its head flattens the last feature map into a linear layer whose weight count is "
-        "fixed by that map's size (the fixed-size trap); resize the image to "
-        f"{need[0]}×{need[1]}, or use a global-average-pooling (gap) head, which takes any size"
+def resize_note(files: Sequence[tuple[str, tuple[int, int]]], size: tuple[int, int]) -> str:
+    """One sentence for the files (name, (H, W)) whose size is not the run's input `size`,
+    "" when none: they were resized to it (a model that pools globally would run at any
+    size, but learned its features at this one: its answers elsewhere can be confident
+    nonsense)."""
+    other = [(name, s) for name, s in files if tuple(s) != tuple(size)]
+    if not other:
+        return ""
+    h, w = size
+    if len(other) == 1:
+        ((name, (fh, fw)),) = other
+        return f"{name} is {fh}×{fw}; resized to {h}×{w}, the run's input size"
+    listed = ", ".join(f"{name} {fh}×{fw}" for name, (fh, fw) in other[:3])
+    more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+    return (
+        f"{len(other)} images are not {h}×{w} ({listed}{more}); resized to {h}×{w}, "
+        "the run's input size"
     )
 
 
-def _check_size(spec, path: str, size: tuple[int, int], need: tuple[int, int]) -> None:
-    """DataError when the model cannot run on `size` (too small, or a fixed-size head)."""
-    try:
-        fits = takes_size(spec, size)
-    except SpecError as error:
-        raise DataError(
-            f"{path} is {size[0]}×{size[1]}, a size this model cannot take ({error}); "
-            f"resize the image to {need[0]}×{need[1]}, the size it was trained on"
-        ) from None
-    if not fits:
-        raise _size_error(path, size, need)
-
-
 def predict(run: Run, images: Sequence[str | Path], *, top: int = 5) -> list[Prediction]:
-    """Softmax top-`top` classes for each image file, converted to the run's channels.
-
-    A model whose head does not depend on the map size (gap, or an adaptive pool before
-    flatten) accepts any resolution; one that flattens a fixed-size map needs the training
-    size and raises DataError naming it otherwise (`takes_size`). Predicted as `evaluate`
-    predicts (the run's precision, no TTA), so an image gets the class eval counts it as.
+    """Softmax top-`top` classes for each image file, read as training read its images
+    (`read_for_run`: the run's channels, resized to its input size; `Prediction.resized_to`
+    says when a file was). Predicted as `evaluate` predicts (the run's precision, no TTA),
+    so an image gets the class eval counts it as.
     """
-    channels, height, width = run.input_shape
+    _, height, width = run.input_shape
     k = max(1, min(top, len(run.classes)))
+    pixels, sizes = read_for_run(images, run.input_shape)  # (B, C, H, W) uint8
+    # in the precision eval scores in (the run's, bf16 if training used it): fp32 here
+    # turned 1 of 1,438 training images of a bf16 run another class than eval
+    logits = predict_logits(run.model, run.preprocess(pixels), autocast=run.autocast)
+    p, idx = logits.softmax(1).topk(k)  # (B, k)
     results = []
-    for path in images:
-        pixels = load_image(path, channels)  # (1, C, H, W) uint8
-        size = tuple(pixels.shape[2:])
-        if size != (height, width) and run.spec is not None:
-            # a spec decides by shape inference; a model from code by running (below)
-            _check_size(run.spec, str(path), size, (height, width))
-        try:
-            # in the precision eval scores in (the run's, bf16 if training used it): fp32
-            # here turned 1 of 1,438 training images of a bf16 run another class than eval
-            x = run.preprocess(pixels)
-            logits = predict_logits(run.model, x, autocast=run.autocast)  # (1, classes)
-        except RuntimeError as error:
-            if size != (height, width):
-                raise DataError(
-                    f"{path} ({size[0]}×{size[1]}) does not fit this model, which was "
-                    f"trained on {height}×{width}: {str(error).splitlines()[0]}; resize the "
-                    f"image to {height}×{width}"
-                ) from error
-            raise
-        probs = logits.softmax(1)[0]
-        p, idx = probs.topk(k)
-        top_k = tuple(
-            (run.classes[i], float(q)) for q, i in zip(p.tolist(), idx.tolist(), strict=True)
-        )
-        results.append(Prediction(str(path), size, top_k))
+    for path, size, q, i in zip(images, sizes, p.tolist(), idx.tolist(), strict=True):
+        top_k = tuple((run.classes[j], float(v)) for v, j in zip(q, i, strict=True))
+        resized = None if size == (height, width) else (height, width)
+        results.append(Prediction(str(path), size, top_k, resized))
     return results
