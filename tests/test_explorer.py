@@ -33,6 +33,7 @@ from cnnlab.explorer import create_app
 from cnnlab.explorer.probe import Network, dot_product
 from cnnlab.explorer.top import CACHE
 from cnnlab.explorer.upload import read_upload
+from cnnlab.train.evaluate import predict
 from cnnlab.train.rundir import load_run
 
 CLASSES = ("<script>", "<img src=x onerror=alert(1)>")  # folder names hold no '/'
@@ -71,7 +72,7 @@ def shape_image(kind: int, seed: int) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A run trained for one epoch on 2 × 20 images of a folder named with HTML."""
+    """A bf16 run trained for one epoch on 2 × 20 images of a folder named with HTML."""
     from cnnlab.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("explorer")
@@ -80,7 +81,8 @@ def run_dir(tmp_path_factory) -> Path:
         for i in range(20):
             shape_image(label, 100 * label + i).save(root / "data" / name / f"{i}.png")
     out = root / "run"
-    config = TrainConfig(epochs=1, batch_size=16, tta=False, val_fraction=0.1)
+    # bf16 (on any CPU): the explorer must predict in the run's precision, as eval does
+    config = TrainConfig(epochs=1, batch_size=16, tta=False, val_fraction=0.1, precision="bf16")
     train(cnnlab.load_spec(SPEC), str(root / "data"), out, config)
     return out
 
@@ -114,11 +116,13 @@ def own_activations(run, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def test_predict_top_and_softmax_match_torch(client, run_dir):
+    """Truth: the model under torch's own bf16 autocast (the run's precision), torch.softmax."""
     run = load_run(run_dir)
+    assert run.autocast == torch.bfloat16
     got = client.post("/api/predict", data={"sample": 1}).json()
     ds = run.dataset("test")
-    with torch.no_grad():
-        logits = run.model(run.preprocess(ds.images[1:2]))[0]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = run.model(run.preprocess(ds.images[1:2]))[0].float()
     probs = torch.softmax(logits.double(), 0)
     assert got["logits"] == pytest.approx(logits.tolist(), abs=1e-5)
     assert got["probabilities"] == pytest.approx(probs.tolist(), abs=1e-6)
@@ -136,11 +140,45 @@ def test_upload_is_read_as_the_training_images_are(client, run_dir):
     img = shape_image(1, 7)
     got = client.post("/api/predict", files={"image": ("ring.png", png_bytes(img))}).json()
     pixels = torch.from_numpy(np.array(img))[None, None]  # (1, 1, 28, 28) uint8
-    with torch.no_grad():
-        logits = run.model(run.preprocess(pixels))[0]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = run.model(run.preprocess(pixels))[0].float()
     assert got["logits"] == pytest.approx(logits.tolist(), abs=1e-5)
-    big = img.resize((56, 84))  # another size: covered and centre-cropped to 28×28
-    assert read_upload(png_bytes(big), "big.png", run.input_shape).shape == (1, 1, 28, 28)
+    assert "note" not in got  # the run's size: nothing to say
+
+
+def test_upload_of_training_images_is_predicted_as_predict_and_eval_do(client, run_dir):
+    """Truth: `evaluate.predict` on the same training files of this bf16 run: the same
+    probabilities, and the Grad-CAM drawn for the class they name. The dot-product panel stays
+    exact (fp32) meanwhile: test_every_conv_activation_is_its_dot_product."""
+    run = load_run(run_dir)
+    files = sorted((run_dir.parent / "data").glob("*/1[0-4].png"))
+    assert len(files) == 10
+    for path, expected in zip(files, predict(run, files, top=len(CLASSES)), strict=True):
+        form = {"image": (path.name, path.read_bytes())}
+        got = client.post("/api/predict", files=form).json()
+        assert [t["class"] for t in got["top"]] == [c for c, _ in expected.top]
+        assert [t["probability"] for t in got["top"]] == pytest.approx(
+            [p for _, p in expected.top], abs=1e-6
+        )
+        named = run.classes.index(expected.top[0][0])
+        cam = client.get("/api/heatmap", params={"image": got["image"], "target": named}).json()
+        assert cam["map"] == got["gradcam"]  # the map drawn is the named class's
+
+
+def test_upload_of_another_size_is_read_as_predict_reads_the_file(client, run_dir, tmp_path):
+    """Truth: `predict` on the same file (read_image's resize, the run's precision): the same
+    probabilities, and the resize said in a note (it used to be a tensor resize of its own)."""
+    run = load_run(run_dir)
+    big = tmp_path / "big.png"
+    shape_image(0, 3).resize((56, 84)).save(big)  # covered and centre-cropped to 28×28
+    got = client.post("/api/predict", files={"image": ("big.png", big.read_bytes())}).json()
+    (expected,) = predict(run, [big], top=len(CLASSES))
+    assert {t["class"]: t["probability"] for t in got["top"]} == pytest.approx(
+        dict(expected.top), abs=1e-6
+    )
+    assert got["note"] == "big.png is 84×56; resized to 28×28, the run's input size"
+    pixels, size = read_upload(big.read_bytes(), "big.png", run.input_shape)
+    assert pixels.shape == (1, 1, 28, 28) and size == (84, 56)
 
 
 def test_every_conv_activation_is_its_dot_product(client, run_dir):
@@ -207,7 +245,8 @@ def test_a_run_made_from_code_is_served(run_dir, tmp_path):
 
     source = parse_model_ref(f"{tmp_path / 'net.py'}:make", [])
     data = str(run_dir.parent / "data")
-    config = TrainConfig(epochs=1, batch_size=16, tta=False, val_fraction=0.1)
+    # bf16 (on any CPU): the explorer must predict in the run's precision, as eval does
+    config = TrainConfig(epochs=1, batch_size=16, tta=False, val_fraction=0.1, precision="bf16")
     train(source, data, tmp_path / "run", config)
     client = TestClient(create_app(tmp_path / "run"))
     model = client.get("/api/model")
@@ -507,7 +546,7 @@ def test_page_in_chromium(server, run_dir, tmp_path):
                 for k in ("sum", "bias", "output", "network")
             }
             layer, index = page.evaluate("[state.trace.layer, state.trace.index]")
-            pixels = read_upload(upload.read_bytes(), "ring.png", run.input_shape)
+            pixels, _ = read_upload(upload.read_bytes(), "ring.png", run.input_shape)
             own = float(own_activations(run, pixels)[layer][tuple(index)])
             assert shown["sum"] + shown["bias"] == pytest.approx(
                 shown["output"], rel=1e-5, abs=1e-6

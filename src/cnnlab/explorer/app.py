@@ -9,6 +9,7 @@ explain methods switch its parameters' requires_grad for the duration of a call.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from cnnlab.explorer import panels
 from cnnlab.explorer.probe import Network, Probe, dot_product
 from cnnlab.explorer.top import cached_top_images
 from cnnlab.explorer.upload import MAX_BYTES, UploadError, read_upload
+from cnnlab.train.evaluate import predict_logits, resize_note
 from cnnlab.train.rundir import Run, load_run
 
 STATIC = Path(__file__).parent / "static"
@@ -60,7 +62,12 @@ class Explorer:
         if image_id in self.probes:
             self.probes.move_to_end(image_id)
             return image_id, self.probes[image_id][1]
-        probe = self.net.probe(self.run.preprocess(pixels))
+        x = self.run.preprocess(pixels)
+        # Two passes, each for its panel: the probe's in fp32, so the dot-product panel's
+        # activations are what sum(weights × inputs) + bias gives exactly; the prediction in
+        # the run's precision (bf16 if it trained so), as eval and predict name the class.
+        logits = predict_logits(self.run.model, x, autocast=self.run.autocast)[0]  # (K,)
+        probe = dataclasses.replace(self.net.probe(x), logits=logits)
         self.probes[image_id] = (pixels, probe)
         while len(self.probes) > KEEP_IMAGES:
             self.probes.popitem(last=False)
@@ -78,7 +85,11 @@ class Explorer:
         return self.test.images[index : index + 1]
 
     def heat(self, probe: Probe, method: str, layer: str | None, target: int | None) -> dict:
-        """Grad-CAM (at `layer`, None = the default) or saliency of the probed image."""
+        """Grad-CAM (at `layer`, None = the default) or saliency of the probed image, for
+        `target` (None: the class predicted in the run's precision, the class shown; the map
+        itself is computed in fp32, as `cnnlab explain` computes it)."""
+        if target is None:
+            target = int(probe.logits.argmax())
         if method == "saliency":
             m = saliency(self.run.model, probe.x, target)[0]
             return {"method": method, "map": panels.heatmap(m / m.max().clamp_min(1e-12))}
@@ -190,9 +201,12 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
         layer: Annotated[str | None, Form()] = None,
         top: Annotated[int, Form(ge=1, le=1000)] = 5,
     ) -> JSONResponse:
+        note = ""  # an upload of another size than the run's says it was resized
         if image is not None:
             data = image.file.read(MAX_BYTES + 1)  # one byte more than allowed: too large
-            pixels = read_upload(data, image.filename or "the upload", run.input_shape)
+            name = image.filename or "the upload"
+            pixels, size = read_upload(data, name, run.input_shape)
+            note = resize_note([(name, size)], run.input_shape[1:])
         elif sample is not None:
             pixels = ex.sample(sample)
         else:
@@ -202,6 +216,8 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
             heat = ex.heat(probe, "gradcam", layer or None, None)
         result = panels.softmax_steps(probe.logits, run.classes, top)
         result.update(image=image_id, input=panels.png_url(pixels[0]), gradcam=heat["map"])
+        if note:
+            result["note"] = note
         if sample is not None and image is None:
             result["true_class"] = run.classes[int(ex.test.labels[sample])]
         return JSONResponse(result)

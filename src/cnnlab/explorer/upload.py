@@ -5,9 +5,10 @@ Limits (each refusal is an `UploadError` whose message says what is wrong and wh
 - PNG, JPEG, BMP or WebP, recognised from the header bytes, not from the name;
 - at most MAX_PIXELS (width × height, from the header, before any pixel is decoded): a small
   file that would expand to gigabytes (a decompression bomb) never reaches the decoder;
-- the file is then decoded fully by `cnnlab.data.read_image` (the one guarded image reader,
-  with Pillow's own bomb check as a warning-turned-error), so a truncated file is refused;
-- the image is converted to the run's channels and resized (cover, centre-crop) to its size.
+- the file is then read as predict, explain and training read image files
+  (`cnnlab.train.evaluate.read_for_run`: the one guarded image reader's steps, decoded fully,
+  so a truncated file is refused), converted to the run's channels and resized (cover,
+  centre-crop, as the image-folder loader resizes) to its input size: one file, one answer.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import warnings
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cnnlab.data import read_image, resize_crop
 from cnnlab.errors import DataError
+from cnnlab.train.evaluate import read_for_run
 
 MAX_BYTES = 10 * 1024 * 1024  # 10 MB: a camera JPEG fits, a denial of service does not
 MAX_PIXELS = 4096 * 4096  # 16.8 M pixels: 50 MB as RGB once decoded
@@ -72,18 +73,20 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
     return w, h
 
 
-def read_upload(data: bytes, name: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    """The uploaded bytes as uint8 (1, C, H, W) for a model of input `shape` (C, H, W)."""
+def read_upload(
+    data: bytes, name: str, shape: tuple[int, int, int]
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The uploaded bytes as uint8 (1, C, H, W) for a model of input `shape` (C, H, W), read
+    as predict reads a file (`read_for_run`), and the upload's own (H, W)."""
     check_header(data, name)
-    c, h, w = shape
     fd, path = tempfile.mkstemp(prefix="cnnlab-upload-")
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
         try:
-            pixels = read_image(path, c)  # (C, h0, w0) uint8, fully decoded
+            pixels, (size,) = read_for_run([path], shape)
         except DataError as error:  # say the upload's name, not the temporary file's
             raise UploadError(str(error).replace(path, name)) from None
     finally:
         os.unlink(path)
-    return resize_crop(pixels[None], (h, w))  # (1, C, H, W)
+    return pixels, size

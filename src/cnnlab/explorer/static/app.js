@@ -118,7 +118,7 @@ async function predict(form) {
     img.src = p.input;
     showPrediction(p);
     await loadFeatures();
-    say("");
+    say(p.note || "");  // an image of another size: resized to the run's input, as predict
   } catch (error) {
     say(`Could not use this image: ${error.message}`);
   }
