@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.explain import ExplainError
-from cnnlab.inspect import Capture, forward, inspecting, trace
+from cnnlab.inspect import Capture, Hooks, forward, inspecting, trace
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
@@ -118,14 +118,9 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
         return fn
 
-    leaves = [(n, m) for n, m in model.named_modules() if n and not m._modules]
-    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
-    try:
-        with inspecting(model), torch.no_grad():
-            forward(model, x, logits=False)
-    finally:
-        for h in handles:
-            h.remove()
+    leaves = [(m, hook(n)) for n, m in model.named_modules() if n and not m._modules]
+    with Hooks().after(leaves), inspecting(model), torch.no_grad():
+        forward(model, x, logits=False)
     return out
 
 
