@@ -93,6 +93,7 @@ def _copy_modules(modules: list[nn.Module], twin: Callable, memo: dict[int, Any]
     hooks = {key: kind() for key, kind in _HOOK_DICTS.items()}
     for module in modules:  # shells first, for attributes that point at other modules
         memo[id(module)] = object.__new__(type(module))
+    own_types: dict[type, bool] = {}
     for module in modules:
         state = vars(module).copy()
         state.update(hooks)
@@ -104,18 +105,29 @@ def _copy_modules(modules: list[nn.Module], twin: Callable, memo: dict[int, Any]
             k: None if v is None else memo[id(v)] for k, v in module._modules.items()
         }
         state["_non_persistent_buffers_set"] = set(module._non_persistent_buffers_set)
-        for key in state.keys() - _MODULE_KEYS:  # the module's own: kernel_size, config...
-            value = state[key]
-            kind = type(value)
-            if kind in _ATOMIC or (kind is tuple and _atomic_items(value)):
-                continue  # a flag, a name, kernel_size=(3, 3): immutable, shared
-            if isinstance(value, Tensor):
-                state[key] = twin(value)
-            elif kind in (set, list) and _atomic_items(value):
-                state[key] = kind(value)  # _reversed_padding_repeated_twice
-            else:
-                state[key] = memo[id(value)] if id(value) in memo else copy.deepcopy(value, memo)
+        kind = type(module)
+        torchs = own_types.get(kind)
+        if torchs is None:
+            torchs = own_types[kind] = kind.__module__.startswith(_TORCH_MODULES)
+        if not torchs:  # torch's own layers never write their attributes: shared as they are
+            _copy_attributes(state, twin, memo)  # (the loop cost 3 µs a module)
         object.__setattr__(memo[id(module)], "__dict__", state)
+
+
+def _copy_attributes(state: dict[str, Any], twin: Callable, memo: dict[int, Any]) -> None:
+    """A module's own attributes (kernel_size, a config...) in `state`: immutable ones shared,
+    tensors twinned, others deep-copied."""
+    for key in state.keys() - _MODULE_KEYS:
+        value = state[key]
+        kind = type(value)
+        if kind in _ATOMIC or (kind is tuple and _atomic_items(value)):
+            continue  # a flag, a name, kernel_size=(3, 3): immutable, shared
+        if isinstance(value, Tensor):
+            state[key] = twin(value)
+        elif kind in (set, list) and _atomic_items(value):
+            state[key] = kind(value)
+        else:
+            state[key] = memo[id(value)] if id(value) in memo else copy.deepcopy(value, memo)
 
 
 def _deepcopy_modules(
@@ -135,6 +147,7 @@ def _deepcopy_modules(
     copy.deepcopy(model, memo)
 
 
+_TORCH_MODULES = "torch.nn.modules."  # where nn.Conv2d, nn.BatchNorm2d, nn.Sequential... live
 _ATOMIC = frozenset({int, float, complex, bool, str, bytes, type(None), torch.dtype, torch.device})
 _HOOK_DICTS = {
     k: type(v) for k, v in vars(nn.Module()).items() if isinstance(v, dict) and "hook" in k
