@@ -11,6 +11,7 @@ receptive field does not grow.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,7 @@ def _norm(dim: int, ndim: int) -> int:
     return dim + ndim if dim < 0 else dim
 
 
+@functools.lru_cache(1024)  # a net reshapes alike in every block; cleared with calls.py's
 def reshape(in_shape: Sequence[int], out_shape: Sequence[int], axes: Axes) -> Axes:
     """An axis survives a reshape where the output has a dimension of its length with the
     same number of elements before it (row-major order); otherwise it was merged or split."""

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from cnnlab import geometry
 from cnnlab.design.activations import ACTIVATIONS
+from cnnlab.design.summary import axes
 from cnnlab.design.summary.facts import Window
 
 T = torch.Tensor
@@ -185,7 +186,7 @@ def window_out(size: tuple[int, int], w: Window) -> tuple[int, int]:
 
 def clear_caches() -> None:
     """Forget the windows and fields of the last summary (see `rf_step`)."""
-    for cached in (rf_step, window_rf, window_out):
+    for cached in (rf_step, window_rf, window_out, axes.reshape):
         cached.cache_clear()
 
 
@@ -285,6 +286,8 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
     linear, binary, cat, reduce, pad and adaptive calls (meta kernels in Python: linear
     290 µs, adaptive pooling 140 µs); None where func must run (any other call, a real
     input, or arguments torch would refuse, so that torch raises its own error)."""
+    if func not in MADE:  # views, slices, chunks...: their C++ meta kernels are quick
+        return None
     x = args[0] if args else None
     if type(x) in (list, tuple) and func in CAT and x and isinstance(x[0], Tensor):
         shape = _cat_shape(args, kwargs)
@@ -412,3 +415,16 @@ def _bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """F.batch_norm's running mean has x's channel count (else torch must raise)."""
     mean = arg(args, kwargs, 1, "running_mean")
     return mean is None or tuple(mean.shape) == (x.shape[1],)
+
+
+# every function `made` may make the output of (a set lookup sends the others on at once)
+MADE = (
+    CAT
+    | frozenset(SAME_SHAPE_INPLACE_AT)
+    | SAME_SHAPE_BINARY
+    | LINEAR
+    | BINARY
+    | SHAPE_REDUCE
+    | PAD
+    | {F.layer_norm, F.adaptive_avg_pool2d}
+)
