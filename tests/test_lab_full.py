@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cnnlab.lab import OUTCOMES, experiments
+from cnnlab.lab.experiment import seed_count
 from cnnlab.lab.page import write_page
 from cnnlab.lab.runner import load_results
 from test_lab_quick import CHROMIUM, look_at
@@ -51,6 +52,21 @@ def test_each_verdict_sentence_states_the_numbers_it_rests_on(full, experiment):
     n = len(entry["measurements"]["seeds"])
     assert len(re.findall(r"\d+(?:\.\d+)?", meaning)) >= 4, meaning
     assert re.search(rf"\b(of|over|each of) {n} seeds", meaning), meaning
+
+
+@pytest.mark.parametrize("experiment", experiments(), ids=lambda e: e.name)
+def test_a_sentence_on_one_seed_says_seed(full, experiment):
+    """The quick lab runs one seed: the stored measurements cut to their first seed give a
+    sentence that counts "1 seed", never "1 seeds" (it used to say "on 1 of 1 seeds")."""
+    measurements = dict(load_results(full).experiments[experiment.name]["measurements"])
+    measurements["seeds"] = measurements["seeds"][:1]
+    meaning = experiment.judge(measurements).meaning
+    assert re.search(r"\b(of|over|each of) 1 seed\b", meaning), meaning
+    assert not re.search(r"\b1 seeds\b", meaning), meaning
+
+
+def test_seed_count_is_singular_for_one():
+    assert [seed_count(n) for n in (1, 2, 3)] == ["1 seed", "2 seeds", "3 seeds"]
 
 
 def test_the_spatial_sentence_gives_both_drops_with_their_spread(full):

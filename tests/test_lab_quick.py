@@ -52,6 +52,7 @@ def test_quick_lab_gives_every_experiment_a_verdict(lab):
         verdict = entry["verdict"]
         assert verdict["outcome"] in OUTCOMES, name
         assert verdict["numbers"] and verdict["meaning"], name
+        assert " 1 seeds" not in verdict["meaning"], (name, verdict["meaning"])  # one seed
         assert entry["seconds"] > 0
     assert "verdicts" in stdout and "wrote" in stdout
     print(f"quick lab: {seconds:.0f} s wall (budget {QUICK_BUDGET} s on idle cores)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from cnnlab.diagnose import dead_units
 from cnnlab.errors import TrainingDiverged
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, seed_count
 from cnnlab.lab.models import conv_stack, head, spec
 
 ACTIVATIONS = {"relu": "relu", "leaky_relu": {"leaky_relu": 0.01}, "elu": "elu", "gelu": "gelu"}
@@ -133,7 +133,7 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
     tops = [(r, _at_top(r["relu"])) for r in rows]
     tops = [(r, top) for r, top in tops if top is not None]
     if not tops:
-        return f"ReLU diverged at every rate on all {n} seeds"
+        return f"ReLU diverged at every rate on each of {seed_count(n)}"
     lows = [r["relu"][0] for r, _ in tops if not r["relu"][0]["diverged"]]
     leaky = [
         next((x for x in r["leaky_relu"] if x["lr"] == top["lr"]), {"diverged": True})
@@ -149,7 +149,7 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
         said += f", against {_span([x['dead'] for x in lows], '{:.0%}')} at lr {lows[0]['lr']:g}"
     said += (
         f" (at least {DEAD:.0%} dead and {100 * MORE:.0f} points above the lowest rate on "
-        f"{sum(dies)} of {n} seeds); Leaky ReLU at that rate "
+        f"{sum(dies)} of {seed_count(n)}); Leaky ReLU at that rate "
     )
     if alive:
         said += (
@@ -158,7 +158,8 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
         )
     diverged = len(leaky) - len(alive)
     return said + (
-        f"diverged on {diverged} of {n} seeds and survived (at most {ALIVE:.0%} dead, at least "
+        f"diverged on {diverged} of {seed_count(n)} and survived (at most {ALIVE:.0%} dead, at "
+        "least "
         f"{TRAINS:.0f} % accuracy) on {sum(survives)}"
     )
 

@@ -16,7 +16,7 @@ import copy
 import torch
 
 from cnnlab.explain import gradcam, saliency, smoothgrad
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, spec
 
 STAGES = {"head": ["13"], "block 3": ["8", "9"], "block 2": ["4", "5"], "block 1": ["0", "1"]}
@@ -162,8 +162,8 @@ def _said(rows: list[dict], sensitive: dict, faithful: dict, random_score: tuple
         score = mean_spread([mean_spread(r[method]["deletion"])[0] for r in rows])
         parts.append(
             f"{method} {corr[0]:.2f} ± {corr[1]:.2f} and {score[0]:.1f} ± {score[1]:.1f} % "
-            f"(passing on {sum(sensitive[method])} and {sum(faithful[method])} of {len(rows)} "
-            "seeds)"
+            f"(passing on {sum(sensitive[method])} and {sum(faithful[method])} of "
+            f"{seed_count(len(rows))})"
         )
     return (
         "Rank correlation with the trained maps once every layer is random (below "

@@ -12,7 +12,7 @@ import torch
 
 from cnnlab import build, geometry, load_spec
 from cnnlab.explain import saliency
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, seed_count
 from cnnlab.lab.models import conv, spec
 
 SIZE, KERNEL, STRIDE = 28, 5, 3
@@ -117,9 +117,9 @@ def _said(rows: list[dict]) -> str:
         f"{over(fix, 'zero_pixels')} pixels had zero gradient"
     )
     where = (
-        f"ranges over {len(rows)} seeds"
+        f"ranges over {seed_count(len(rows))}"
         if any(varied)
-        else f"the same on each of {len(rows)} seeds"
+        else f"the same on each of {seed_count(len(rows))}"
     )
     return f"{said} ({where})"
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from cnnlab import load_spec, summary
 from cnnlab.data import resize_crop
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, spec
 from cnnlab.train.evaluate import takes_size
 
@@ -101,9 +101,10 @@ def judge(m: dict) -> Verdict:
         f"GAP had {p[gap]:,} parameters against {p[flat]:,}, {runs}, and the flatten head "
         f"refused {len(refused)} of {len(SIDES)} sizes; train − test gap {gap_mean:.1f} ± "
         f"{gap_sd:.1f} points for GAP against {flat_mean:.1f} ± {flat_sd:.1f} (at most "
-        f"{TOLERANCE:g} more on {sum(less_overfit)} of {n} seeds); resized to {worst}×{worst} "
+        f"{TOLERANCE:g} more on {sum(less_overfit)} of {seed_count(n)}); resized to "
+        f"{worst}×{worst} "
         f"GAP lost {loss[worst][0]:.1f} ± {loss[worst][1]:.1f} points (within {KEEPS:g} at "
-        f"every size on {sum(keeps)} of {n} seeds; mean ± sd over seeds)"
+        f"every size on {sum(keeps)} of {seed_count(n)}; mean ± sd over seeds)"
     )
     if not structure:
         return Verdict(

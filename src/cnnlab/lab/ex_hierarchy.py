@@ -10,7 +10,7 @@ that training built a hierarchy; only the gap to the random net does.
 from __future__ import annotations
 
 from cnnlab.explain import linear_probe
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, spec
 
 LAYERS = {"block 1": "3", "block 2": "7", "block 3": "11", "GAP": "12"}  # Sequential indices
@@ -73,7 +73,7 @@ def judge(m: dict) -> Verdict:
     said = (
         f"Probes: pixels {px[0]:.1f} ± {px[1]:.1f} %, trained block 1 {t1[0]:.1f} ± {t1[1]:.1f}"
         f" % -> block 3 {t3[0]:.1f} ± {t3[1]:.1f} %, random-weight block 3 {r3[0]:.1f} ± "
-        f"{r3[1]:.1f} % (mean ± sd over {len(rows)} seeds; block 3 at least {RISE:g} points "
+        f"{r3[1]:.1f} % (mean ± sd over {seed_count(len(rows))}; block 3 at least {RISE:g} points "
         f"above block 1 on {sum(rises)}, at least {LEARNED:g} above random weights on "
         f"{sum(learned)})"
     )

@@ -13,7 +13,7 @@ import copy
 
 import torch
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv, spec
 
 AGREE = 1e-5  # max |f(x) − (A x + b)| over test logits, float64
@@ -101,11 +101,12 @@ def judge(m: dict) -> Verdict:
     told = (
         "The 5-layer net without activations differed from one affine map by at most "
         f"{numbers['max |f(x) − (Ax+b)|, float64']:.1e} (float64; at most {AGREE:g} on "
-        f"{sum(collapse)} of {n} seeds) and scored {acc[LINEAR][0]:.1f} ± {acc[LINEAR][1]:.1f} "
+        f"{sum(collapse)} of {seed_count(n)}) and scored {acc[LINEAR][0]:.1f} ± "
+        f"{acc[LINEAR][1]:.1f} "
         f"% against logistic regression's {acc[LOGISTIC][0]:.1f} ± {acc[LOGISTIC][1]:.1f} % "
         f"(difference {diff:.2f} ± {sd:.2f} points); with ReLUs {acc[RELU][0]:.1f} ± "
-        f"{acc[RELU][1]:.1f} %, at least {HELPS:g} point above both on {sum(helps)} of {n} "
-        "seeds (mean ± sd over seeds)"
+        f"{acc[RELU][1]:.1f} %, at least {HELPS:g} point above both on {sum(helps)} of "
+        f"{seed_count(n)} (mean ± sd over seeds)"
     )
     if not all(collapse):
         return Verdict("does not hold", numbers, f"{told}: it is not one affine map.")

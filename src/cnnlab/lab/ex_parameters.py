@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab import geometry, load_spec, summary
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 
 WIN = 2.0  # points: at the same budget the CNN must beat the MLP by this much
@@ -84,7 +84,8 @@ def judge(m: dict) -> Verdict:
     said = (
         f"The CNN ({p[CNN]:,} parameters) scored {acc[CNN][0]:.1f} ± {acc[CNN][1]:.1f} %, the "
         f"same-budget MLP {acc[SMALL][0]:.1f} ± {acc[SMALL][1]:.1f} %, the {ratio:.0f}× larger "
-        f"MLP {acc[WIDE][0]:.1f} ± {acc[WIDE][1]:.1f} % (mean ± sd over {n} seeds; the CNN at "
+        f"MLP {acc[WIDE][0]:.1f} ± {acc[WIDE][1]:.1f} % (mean ± sd over {seed_count(n)}; the CNN "
+        "at "
         f"least {WIN:g} points above the same-budget MLP on {sum(budget)}, at most {MATCH:g} "
         f"below the larger one on {sum(efficient)}); a 224×224×3 -> 1,000 dense layer has "
         f"{a['dense_formula']:,} weights by formula, {a['dense_torch']:,} counted by PyTorch"

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.inspect import Capture, preserved
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, spec
 from cnnlab.lab.transforms import shift_each
 
@@ -110,11 +110,12 @@ def judge(m: dict) -> Verdict:
     said = (
         f"Shifted by 2 px, max pooling kept {agree['max'][0]:.1f} ± {agree['max'][1]:.1f} % of "
         f"its predictions and the strided conv {agree['stride 2'][0]:.1f} ± "
-        f"{agree['stride 2'][1]:.1f} % (at least {STABLER:g} points more on {sum(stable)} of {n} "
-        f"seeds); the high-frequency share of the pooled maps was {high['average'][0]:.1%} ± "
+        f"{agree['stride 2'][1]:.1f} % (at least {STABLER:g} points more on {sum(stable)} of "
+        f"{seed_count(n)}); the high-frequency share of the pooled maps was "
+        f"{high['average'][0]:.1%} ± "
         f"{high['average'][1]:.1%} after average and {high['max'][0]:.1%} ± "
-        f"{high['max'][1]:.1%} after max pooling (lower on {sum(low)} of {n} seeds; mean ± sd "
-        "over seeds)"
+        f"{high['max'][1]:.1%} after max pooling (lower on {sum(low)} of {seed_count(n)}; mean ± "
+        "sd over seeds)"
     )
     if all(stable) and all(low):
         return Verdict(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 
 FEWER = 10  # the conv net must have at most 1/FEWER of the locally connected net's weights
 LESS_GAP = 2.0  # points: its train-test gap must be at least this much smaller
@@ -122,8 +122,8 @@ def judge(m: dict) -> Verdict:
         f"With {p[local] / p[conv]:.0f}× the weights, the unshared net's train-test gap was "
         f"{g_local[0]:.1f} ± {g_local[1]:.1f} points against the conv net's {g_conv[0]:.1f} ± "
         f"{g_conv[1]:.1f}, its test accuracy {t_local[0]:.1f} ± {t_local[1]:.1f} % against "
-        f"{t_conv[0]:.1f} ± {t_conv[1]:.1f} % (mean ± sd over {n} seeds); the conv net's gap "
-        f"at least {LESS_GAP:g} points smaller on {sum(less)} of {n} seeds, its accuracy at "
+        f"{t_conv[0]:.1f} ± {t_conv[1]:.1f} % (mean ± sd over {seed_count(n)}); the conv net's gap "
+        f"at least {LESS_GAP:g} points smaller on {sum(less)} of {seed_count(n)}, its accuracy at "
         f"least as high on {sum(better)}"
     )
     if fewer and all(less) and all(better):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data import train_val_split
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, spec
 from cnnlab.train import TrainConfig
 
@@ -115,7 +115,7 @@ def judge(m: dict) -> Verdict:
         f"Outputs {'' if distribution else 'not all '}in [0, 1] and summing to 1 (largest "
         f"|Σ − 1| {numbers['max |Σ softmax − 1|']:.0e}); with "
         f"plain cross-entropy ECE {e_plain:.3f} ± {e_sd:.3f} ({CALIBRATED:g} or less on "
-        f"{sum(calibrated)} of {n} seeds), {e_scaled:.3f} ± {s_sd:.3f} after a temperature "
+        f"{sum(calibrated)} of {seed_count(n)}), {e_scaled:.3f} ± {s_sd:.3f} after a temperature "
         f"fitted on validation ({CALIBRATED:g} or less on {sum(fixable)}; mean ± sd over seeds)"
     )
     if not distribution:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 from cnnlab.lab.transforms import permute_pixels
 
@@ -72,8 +72,8 @@ def judge(m: dict) -> Verdict:
     n = len(mlp_drop)
     said = (
         f"Shuffling the pixels cost the MLP {mlp_mean:.1f} ± {mlp_sd:.1f} points and the CNN "
-        f"{cnn_mean:.1f} ± {cnn_sd:.1f} (mean ± sd over {n} seeds); the MLP stayed within "
-        f"{MLP_TOLERANCE:g} points on {sum(mlp_same)} of {n} seeds, the CNN lost at least "
+        f"{cnn_mean:.1f} ± {cnn_sd:.1f} (mean ± sd over {seed_count(n)}); the MLP stayed within "
+        f"{MLP_TOLERANCE:g} points on {sum(mlp_same)} of {seed_count(n)}, the CNN lost at least "
         f"{CNN_MARGIN:g} more than the MLP on {sum(cnn_falls)} of {n}"
     )
     if all(mlp_same) and all(cnn_falls):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cnnlab import load_spec, summary
 from cnnlab.explain import effective_receptive_field
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv, spec
 
 C = 16  # channels of the compared block
@@ -99,7 +99,7 @@ def judge(m: dict) -> Verdict:
         f"the stack's effective field was {erf[stack][0]:.1f} ± {erf[stack][1]:.1f} px against "
         f"{erf[single][0]:.1f} ± {erf[single][1]:.1f}, its accuracy {acc[stack][0]:.1f} ± "
         f"{acc[stack][1]:.1f} % against {acc[single][0]:.1f} ± {acc[single][1]:.1f} % (mean ± "
-        f"sd over {len(rows)} seeds; accuracy at most {SAME_ACC:g} point below on "
+        f"sd over {seed_count(len(rows))}; accuracy at most {SAME_ACC:g} point below on "
         f"{sum(acc_ok)}, effective field at least {SAME_ERF:.0%} of the 7×7's on {sum(erf_ok)})"
     )
     if not theory:

@@ -10,7 +10,7 @@ all trained without shift augmentation, tested on images moved 0-6 px.
 
 from __future__ import annotations
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 from cnnlab.lab.transforms import shift_each
 
@@ -75,8 +75,8 @@ def judge(m: dict) -> Verdict:
     (g, gs), (f, fs), (n, ns) = (mean_spread(d) for d in (gap, flat, net))
     lost = (
         f"At {AT} px the GAP CNN lost {g:.1f} ± {gs:.1f} points, the flatten CNN {f:.1f} ± "
-        f"{fs:.1f}, the MLP {n:.1f} ± {ns:.1f} (mean ± sd over {len(rows)} seeds); at most "
-        f"{INVARIANT:g} points lost on {sum(invariant)} of {len(rows)} seeds by the GAP CNN "
+        f"{fs:.1f}, the MLP {n:.1f} ± {ns:.1f} (mean ± sd over {seed_count(len(rows))}); at most "
+        f"{INVARIANT:g} points lost on {sum(invariant)} of {seed_count(len(rows))} by the GAP CNN "
         f"and on {sum(flat_invariant)} by the flatten CNN; the GAP CNN lost that little or at "
         f"least {BETTER:g} points less than the MLP on {sum(robust)}"
     )

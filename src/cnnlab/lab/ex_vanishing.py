@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.diagnose import gradient_flow
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread
+from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
 from cnnlab.lab.models import conv, spec
 
 DEPTH = 12  # weight layers: 11 convs and the linear head
@@ -93,10 +93,11 @@ def judge(m: dict) -> Verdict:
     acc = {a: mean_spread([r[a]["test"] for r in rows]) for a in ("sigmoid", "relu")}
     said = (
         f"Through {m['depth']} layers sigmoid kept at most {sig:.0e} of the gradient (below "
-        f"{VANISHED:g} on {sum(vanish)} of {n} seeds), ReLU at least {relu:.0e} ({FLOWS:g} or "
+        f"{VANISHED:g} on {sum(vanish)} of {seed_count(n)}), ReLU at least {relu:.0e} ({FLOWS:g} "
+        "or "
         f"more on {sum(flows)}); test accuracy {acc['sigmoid'][0]:.1f} ± {acc['sigmoid'][1]:.1f}"
         f" % for sigmoid, {acc['relu'][0]:.1f} ± {acc['relu'][1]:.1f} % for ReLU (mean ± sd; "
-        f"ReLU at least {LEARNS:g} points ahead on {sum(learns)} of {n} seeds)"
+        f"ReLU at least {LEARNS:g} points ahead on {sum(learns)} of {seed_count(n)})"
     )
     if all(vanish) and all(flows) and all(learns):
         return Verdict("holds", numbers, f"{said}; the sigmoid net learned far less.")

@@ -115,6 +115,11 @@ def mean_spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), spread
 
 
+def seed_count(n: int) -> str:
+    """How a verdict sentence counts seeds: "1 seed", "3 seeds" (the quick lab runs one)."""
+    return f"{n} seed" if n == 1 else f"{n} seeds"
+
+
 def figure_axes(ncols: int = 1, nrows: int = 1, height: float = 3.0, width: float = 9.0):
     """A bare Figure (no pyplot, so nothing global changes) and its axes as a flat list."""
     fig = Figure(figsize=(width, height), layout="constrained")  # labels never overlap
