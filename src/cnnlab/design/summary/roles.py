@@ -231,15 +231,9 @@ class Roles:
         right): the largest field of the inputs (ties: the first)."""
         if len(tagged) == 1:
             src, tag = tagged[0]
-            same_dims = not align or src.dim() == out.dim()
-            axes = tag.axes if same_dims else ax.aligned(src.dim(), out.dim(), tag.axes)
-            act = activation(func, args, kwargs)
-            squashed = self.layer if act is not None and act.saturates is not None else None
-            new = replaced(tag, axes=axes, pad=None)
-            if squashed is not None:
-                return replaced(new, linear=None, flat=None, squashed_by=squashed)
-            keep = func in LINEAR_PATH or func in C.COLLAPSIBLE
-            return new if keep else replaced(new, linear=None, squashed_by=None, flat=None)
+            if align and src.dim() != out.dim():
+                tag = replaced(tag, axes=ax.aligned(src.dim(), out.dim(), tag.axes))
+            return self._one_input(tag, *one_input_rule(func, args, kwargs))
         tags = [t for _, t in tagged]
         if any(t.rf is None for t in tags):
             lost = next(t for t in tags if t.rf is None)
@@ -259,7 +253,25 @@ class Roles:
             first(t.last_pool for t in tags),
         )
 
+    def _one_input(self, tag: Tag, saturating: bool, keep: bool) -> Tag:
+        """After a one-input element-wise call: a saturating activation is the path's last
+        squash (§4.2), a call linear in its input keeps the lint facts, any other clears
+        them."""
+        if saturating:
+            return replaced(tag, pad=None, linear=None, flat=None, squashed_by=self.layer)
+        if keep:
+            return replaced(tag, pad=None)
+        return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
+
     def _lose(self, func, tag: Tag) -> Tag:
         name = getattr(func, "__qualname__", repr(func))
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
+
+
+def one_input_rule(func, args=(), kwargs=None) -> tuple[bool, bool]:
+    """(saturating, keep) of a one-input element-wise call, for `Roles._one_input`."""
+    act = activation(func, args, kwargs)
+    return act is not None and act.saturates is not None, (
+        func in LINEAR_PATH or func in C.COLLAPSIBLE
+    )

@@ -39,7 +39,7 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.leaves import leaf_call
 from cnnlab.design.summary.macs import macs_rule
-from cnnlab.design.summary.roles import Roles
+from cnnlab.design.summary.roles import Roles, one_input_rule
 from cnnlab.design.summary.tags import (
     ROW,
     TAG,
@@ -182,7 +182,7 @@ class Tracer(Roles, TorchFunctionMode):
             func = same_shape_call(module)
             call = leaf_call(kind)
             if func is not None:
-                shortcut = functools.partial(self._same_shape, func)
+                shortcut = functools.partial(self._same_shape, one_input_rule(func))
             else:
                 shortcut = None if call is None else functools.partial(self._leaf, call)
             found = (kind.__name__, macs_rule(kind), shortcut)
@@ -198,10 +198,11 @@ class Tracer(Roles, TorchFunctionMode):
         self.wrapped.clear()
         self.types.clear()  # its shortcuts are bound to the tracer
 
-    def _same_shape(self, func: Callable, module: nn.Module, x: Any) -> Tensor | None:
-        """A shape-keeping layer on a meta input: its output, tagged as `func` would tag it,
-        without running its forward (BatchNorm and ReLU are 100 of ResNet-50's 160 calls).
-        None where the layer must run: a real input, or one BatchNorm2d would refuse."""
+    def _same_shape(self, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
+        """A shape-keeping layer on a meta input: its output, tagged as its call would be
+        (`rule`: `roles.one_input_rule` of it, found once per type), without running its
+        forward (BatchNorm and ReLU are 100 of ResNet-50's 160 calls). None where the layer
+        must run: a real input, or one BatchNorm2d would refuse."""
         with torch._C.DisableTorchFunction():
             if not isinstance(x, Tensor) or not x.is_meta:
                 return None
@@ -213,7 +214,7 @@ class Tracer(Roles, TorchFunctionMode):
             out = x if vars(module).get("inplace", False) else C.new_meta(x)
             tag = getattr(x, TAG, None)
             if tag is not None:
-                _retag(out, self._elementwise(func, (), [(x, tag)], out))
+                _retag(out, self._one_input(tag, *rule))
         return out
 
     def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
