@@ -21,14 +21,17 @@ dropped before anything is written. Each run is appended to a JSON Lines file as
 
 A one-cycle schedule is planned for its budget, so each epoch budget is a separate run.
 
-    # how the recipe was chosen (benchmarks/results/fashion94-search.jsonl)
-    .venv/bin/python benchmarks/train_time_to_accuracy.py search --epochs 6 8 --seeds 0 \\
-        --recipe fast=fast --recipe fashion94=fashion94 \\
-        --log benchmarks/results/fashion94-search.jsonl
-    # its cost on all 60,000 images (benchmarks/results/fashion94-final.jsonl)
-    .venv/bin/python benchmarks/train_time_to_accuracy.py final --preset fashion94 \\
-        --epochs 8 --seeds 0 1 2 --train-args "--tta-shift 1" \\
-        --log benchmarks/results/fashion94-final.jsonl
+On a shared machine run both with OMP_NUM_THREADS=1: two threads per process there wait for
+each other at every parallel op (26 against 111-131 img/s for one `cnnlab` step, same minute).
+
+    # candidates on the validation split, TTA chosen there too (one epoch budget per run)
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_time_to_accuracy.py search \\
+        --epochs 10 12 --seeds 0 1 --recipe fast=fast --recipe cand=path/to/cand.yaml \\
+        --log benchmarks/results/search.jsonl
+    # the recipe chosen there (E epochs, its TTA), 3 seeds, with the tutorial-epoch figure
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_time_to_accuracy.py final \\
+        --preset fast --epochs E --seeds 0 1 2 --train-args "--tta-shift 1" \\
+        --log benchmarks/results/final.jsonl
 """
 
 from __future__ import annotations
@@ -256,7 +259,7 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", choices=("final", "search"), default="final")
     parser.add_argument("--epochs", type=int, nargs="+", default=[8])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--preset", default="fashion94", help="final: the preset to train")
+    parser.add_argument("--preset", default="fast", help="final: preset or spec file to train")
     parser.add_argument(
         "--recipe",
         action="append",

@@ -6,20 +6,14 @@ formula Params = (K·K·C_in + 1)·F (§1); shapes from running the model.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from torch import nn
 
-from cnnlab.data import load_dataset
 from cnnlab.design.build import Residual, build
 from cnnlab.design.spec import load_spec, preset_names, shapes
-from cnnlab.train import TrainConfig, train
 
-PRESETS = [
-    "allconv-gap", "fashion94", "fast", "fmnist-tf", "lenet5", "mlp", "resnet-small", "vgg-small"
-]  # fmt: skip
+PRESETS = ["allconv-gap", "fast", "fmnist-tf", "lenet5", "mlp", "resnet-small", "vgg-small"]
 
 
 def _n_params(model: nn.Module) -> int:
@@ -101,46 +95,3 @@ def test_fast_is_small_and_cheap():
     assert _n_params(model) <= 300_000
     assert sum(macs) <= 40_000_000
     assert shapes("fast")[13] == (64, 7, 7)  # pooled to 7×7 before the last stage
-
-
-def _macs(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Multiply-adds of one image, counted on the real forward pass: a conv's output elements
-    times its kernel's weights per output (K·K·C_in), a linear layer's weights."""
-    macs = []
-
-    def count(module, inputs, output):
-        if isinstance(module, nn.Conv2d):
-            macs.append(output[0].numel() * module.weight[0].numel())
-        elif isinstance(module, nn.Linear):
-            macs.append(module.weight.numel())
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()]
-    with torch.no_grad():
-        model(torch.zeros(1, *input_shape))
-    for h in hooks:
-        h.remove()
-    return sum(macs)
-
-
-def test_fashion94_moves_fast_s_compute_to_low_resolution():
-    """The notes' formula (§1), conv without bias + batch norm's 2·F: 426,602 parameters; the
-    same multiply-adds as `fast` give or take its smaller linear head, one conv at 28×28."""
-    convs = [(1, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 128)]
-    by_formula = sum(9 * c * f + 2 * f for c, f in convs) + (128 + 1) * 10
-    model = build("fashion94").eval()
-    assert _n_params(model) == by_formula == 426_602
-    assert abs(_macs(model, (1, 28, 28)) - _macs(build("fast").eval(), (1, 28, 28))) < 1000
-    s = shapes("fashion94")
-    assert s[3] == (32, 14, 14) and s[10] == (64, 7, 7) and s[-2:] == [(128,), (10,)]
-
-
-def test_fashion94_trains_a_step(tmp_path):
-    """Its recipe's knobs (TTA with 1-px shifts) on 256 Fashion-MNIST images: the loss of
-    its steps is finite and the run's test accuracy is a number in [0, 1]."""
-    images = (
-        load_dataset("fashion-mnist", "train").subset(torch.arange(256)),
-        load_dataset("fashion-mnist", "test").subset(torch.arange(64)),
-    )
-    config = TrainConfig(epochs=1, batch_size=128, val_fraction=0, tta_shift=1)
-    result = train("fashion94", images, tmp_path / "run", config)
-    assert 0 <= result["test_acc_tta"] <= 1 and math.isfinite(result["train_loss"])
