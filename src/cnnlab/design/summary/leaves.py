@@ -2,9 +2,10 @@
 tracer can make the module's output (and its tag) from them without running the forward.
 
 Skipping the forward saves nn.Conv2d.forward, `_conv_forward` and torch's dispatch of the
-call back into the tracer's mode: about 6 µs of a conv's 20 µs (measured on GhostNet,
-95 convs a forward). A module whose type overrides the forward (or `_conv_forward`) is not
-recognised: its own code runs, through the mode, as before.
+call back into the tracer's mode (with the module stack no longer reading each input's
+shape through the mode: 1.06× on the geometric mean of 9 families, same-run alternated
+calls). A module whose type overrides the forward (or `_conv_forward`) is not recognised:
+its own code runs, through the mode, as before.
 """
 
 from __future__ import annotations
