@@ -34,11 +34,21 @@ def test_diverged_is_not_bad_input():
     assert errors.EXIT_DIVERGED not in (0, 1, errors.EXIT_BAD_INPUT)
 
 
+def test_a_lost_rank_is_neither_bad_input_nor_divergence():
+    """A DDP peer that stopped answering: not the user's input, not the run blowing up; a
+    RuntimeError (what torch's collectives raise), with an exit code of its own."""
+    assert issubclass(errors.RankLost, RuntimeError)
+    assert not issubclass(errors.RankLost, (ValueError, CnnlabError, TrainingDiverged))
+    codes = (0, 1, errors.EXIT_BAD_INPUT, errors.EXIT_DIVERGED, errors.EXIT_RANK_LOST, 130)
+    assert len(set(codes)) == len(codes)
+
+
 def test_every_public_error_class_lives_in_errors_py():
     """The classes other modules re-export are the same objects as errors.py's."""
     from cnnlab import train
 
     assert train.ConfigError is ConfigError and train.TrainingDiverged is TrainingDiverged
+    assert train.RankLost is errors.RankLost
 
 
 def test_cli_exit_codes(monkeypatch, capsys):

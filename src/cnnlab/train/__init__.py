@@ -6,7 +6,7 @@ inputs (the model and data of a run, checked), guard (divergence, Ctrl-C/SIGTERM
 predict), source (models from the user's code) and rundir (the one owner of a run directory).
 """
 
-from cnnlab.errors import ConfigError, TrainingDiverged
+from cnnlab.errors import ConfigError, RankLost, TrainingDiverged
 from cnnlab.train.config import (
     TrainConfig,
     autocast_dtype,
@@ -19,6 +19,7 @@ from cnnlab.train.loop import TrainingInterrupted, train
 
 __all__ = [
     "ConfigError",
+    "RankLost",
     "TrainConfig",
     "TrainingDiverged",
     "TrainingInterrupted",
