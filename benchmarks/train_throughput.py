@@ -38,10 +38,15 @@ min / median; batch 128). None gained beyond the noise, so none was kept:
   inductor-compiled BatchNorm + ReLU alone: 55 ms forward + backward at 128×32×28², against
   10.8 ms eager, after 88 s of compiling).
 
-Last run (2026-12-02, --images 6400 --rounds 3, load 7-12 on 2 cores): 2 threads: ratio 1.81
-(1.78-2.36)x, CPU-time ratio 2.29 (2.06-2.32)x, 29 vs 57 img/s (a busy machine stalls both);
-1 thread: ratio 1.75 (1.55-2.24)x, CPU-time ratio 2.10 (1.91-2.36)x, cnnlab at 72 % (58-74 %)
-of the bf16 matmul peak in CPU time.
+Runs of 2026-12-02 (--images 6400 --rounds 3; load from other work on the 2 cores):
+- 2 threads, load 2.2-2.5: ratio 2.26 (2.22-7.57)x (round 1's tutorial hit a load spike),
+  CPU-time ratio 2.24 (2.19-4.58)x, tutorial 556 vs cnnlab 1253 img/s, cnnlab at 59 %
+  (59-64 %) of the bf16 matmul peak; the next run, load 3.1-3.6: 1.95 (1.65-2.83)x;
+- 2 threads, load 7-9: 1.81 (1.78-2.36)x, CPU time 2.29 (2.06-2.32)x, 29 vs 57 img/s;
+- 1 thread, load 8-12: 1.75 (1.55-2.24)x, CPU time 2.10 (1.91-2.36)x, 72 % (58-74 %) of
+  the bf16 peak in CPU time.
+The trainer's CPU time at 2 threads, load 2: convolutions 66 %, BatchNorm 13 %, ReLU 8 %,
+max-pool 6 %, the rest 8 % (ceiling if all but the convolutions were free: 1.52x).
 
     .venv/bin/python benchmarks/train_throughput.py --images 6400 --rounds 3
 """
