@@ -218,6 +218,27 @@ def test_a_directory_that_is_not_a_run_is_never_emptied(tmp_path, capsys):
     assert {n: (mine / n).read_text() for n in files} == files
 
 
+def test_a_users_spec_alone_is_not_taken_for_a_killed_runs(tmp_path, capsys):
+    """spec.yaml without config.json is a killed run's first write only beside cnnlab's lock;
+    a directory holding just the user's own spec.yaml is theirs, and is refused."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "spec.yaml").write_text("# my spec\n")
+    argv = ["train", "--preset", "lenet5", "--data", "digits", "--out", str(mine)]
+    assert "is not a cnnlab run" in _one_line(capsys, 2, argv)
+    assert (mine / "spec.yaml").read_text() == "# my spec\n"
+
+
+def test_demo_refuses_a_users_directory_before_announcing_training(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(mine), "--data", "digits", "--epochs", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "is not a cnnlab run" in err and len(err.strip().splitlines()) == 1
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 def test_force_removes_temp_files_of_a_killed_run_and_keeps_the_users(run_dir, tmp_path):
     other = _copy(run_dir, tmp_path)
     (other / ".model.safetensors.tmp-4242").write_bytes(b"half")

@@ -30,9 +30,10 @@ def _demo(args) -> int:
     from cnnlab.report import write_report
     from cnnlab.train import TrainConfig, TrainingInterrupted
     from cnnlab.train.evaluate import evaluate, predict
-    from cnnlab.train.rundir import load_run
+    from cnnlab.train.rundir import check_out, load_run
 
     out = Path(args.out)
+    check_out(out, resume=False, force=True)  # a refusal comes before any word of training
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
     print(
         f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...",

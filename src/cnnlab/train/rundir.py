@@ -1,5 +1,4 @@
-"""The run directory: the one owner of its file names, its checks on open, its readers and
-writers, and its lock.
+"""The run directory: the one owner of its file names, checks on open, readers, writers, lock.
 
     run = load_run("runs/fast")
     x = run.preprocess(images_uint8)          # (B, C, H, W) -> normalized float
@@ -70,11 +69,10 @@ def _temp_files(path: Path) -> list[Path]:
 
 
 def _worth_keeping(path: Path) -> list[Path]:
-    """What starting a new run in `path` could lose: all but cnnlab's lock and temp files,
-    and spec.yaml without config.json (a run's first writes, in that order: a kill between
-    them left nothing a resume could use, so starting again without --force is safe)."""
+    """What a new run in `path` could lose: all but cnnlab's lock and temp files, and beside
+    the lock a spec.yaml without config.json (a run killed between its first writes)."""
     ours = {LOCK, *(p.name for p in _temp_files(path))}
-    if not (path / CONFIG).is_file():
+    if (path / LOCK).is_file() and not (path / CONFIG).is_file():  # a user's spec.yaml stays
         ours.add(SPEC)
     return [p for p in path.iterdir() if p.name not in ours]
 
@@ -112,28 +110,7 @@ class RunDir:
 
     @classmethod
     def _open(cls, out: Path, resume: bool, force: bool) -> RunDir:
-        if out.exists() and not out.is_dir():
-            raise RunError(f"--out {out} exists and is not a directory; choose another --out")
-        busy = out.is_dir() and bool(_worth_keeping(out))
-        if resume and not (out / CONFIG).is_file():
-            if (out / LOCK).is_file():  # cnnlab's, killed before its config.json was written
-                raise RunError(
-                    f"cannot resume {out}: its run was stopped before it wrote {CONFIG}, so "
-                    "there is nothing to resume; start it again with --force"
-                )
-            if not out.exists():
-                raise RunError(f"cannot resume {out}: there is no such directory")
-            raise RunError(f"cannot resume {out}: it has no {CONFIG} (is it a run directory?)")
-        if busy and not resume and not is_run(out):
-            raise RunError(
-                f"--out {out} is not empty and is not a cnnlab run (no {CONFIG} of a run); "
-                "choose a new or empty directory: cnnlab deletes only files it wrote"
-            )
-        if busy and not (resume or force):
-            raise RunError(
-                f"{out} already exists; pass --resume to continue that run or --force to "
-                "start again (--force deletes its run files)"
-            )
+        check_out(out, resume=resume, force=force)
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -200,6 +177,33 @@ class RunDir:
             self.path.rmdir()
         os.close(self._fd)  # closing drops the flock
         self._fd = None
+
+
+def check_out(out: Path, *, resume: bool, force: bool) -> None:
+    """RunError if `out` cannot take a run so (a file, a user's directory, a run without
+    --resume/--force, nothing to resume): `RunDir.open`'s checks, for a command's first words."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} exists and is not a directory; choose another --out")
+    busy = out.is_dir() and bool(_worth_keeping(out))
+    if resume and not (out / CONFIG).is_file():
+        if (out / LOCK).is_file():  # cnnlab's, killed before its config.json was written
+            raise RunError(
+                f"cannot resume {out}: its run was stopped before it wrote {CONFIG}, so "
+                "there is nothing to resume; start it again with --force"
+            )
+        if not out.exists():
+            raise RunError(f"cannot resume {out}: there is no such directory")
+        raise RunError(f"cannot resume {out}: it has no {CONFIG} (is it a run directory?)")
+    if busy and not resume and not is_run(out):
+        raise RunError(
+            f"--out {out} is not empty and is not a cnnlab run (no {CONFIG} of a run); "
+            "choose a new or empty directory: cnnlab deletes only files it wrote"
+        )
+    if busy and not (resume or force):
+        raise RunError(
+            f"{out} already exists; pass --resume to continue that run or --force to "
+            "start again (--force deletes its run files)"
+        )
 
 
 def _lock(fd: int, out: Path) -> None:
