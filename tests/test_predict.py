@@ -340,3 +340,17 @@ def test_resize_note_names_each_file_of_another_size_in_one_line():
     note = resize_note(many, (8, 8))
     assert note.startswith("5 images are not 8×8 (0.png 9×9, 1.png 9×9, 2.png 9×9 and 2 more)")
     assert "\n" not in note
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_an_image_file_for_a_run_of_other_than_1_or_3_channels_is_one_clear_error(
+    tmp_path, channels
+):
+    """A spec may take 4 channels; an image file gives 1 or 3: every command's reader says so
+    instead of handing the model a batch it cannot take."""
+    from cnnlab.errors import DataError
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    with pytest.raises(DataError, match=f"must be 1 or 3 for an image file, got {channels}"):
+        read_for_run([path], (channels, 8, 8))

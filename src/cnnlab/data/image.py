@@ -135,10 +135,16 @@ def read_image(
 ) -> torch.Tensor:
     """One image file as uint8 `(channels, H, W)`, prepared as `image_folder` prepares each of
     its images; with `size=(H, W)` resized to it as the folder loader resizes (cover + crop)."""
+    img = open_as(path, channels, max_pixels)
+    return to_tensor(fit(img, tuple(size)) if size is not None else img)
+
+
+def open_as(path: str | Path, channels: int, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """One image file opened and converted to 1 or 3 channels as `image_folder` does (size
+    guard, EXIF, alpha, 16 bits), at its own size: what read_image resizes."""
     if channels not in (1, 3):
         raise DataError(f"channels must be 1 or 3 for an image file, got {channels}")
-    img = to_mode(open_image(path, max_pixels), channels)
-    return to_tensor(fit(img, tuple(size)) if size is not None else img)
+    return to_mode(open_image(path, max_pixels), channels)
 
 
 def read_images(

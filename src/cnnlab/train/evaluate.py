@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data.image import fit, open_image, to_mode, to_tensor
+from cnnlab.data.image import fit, open_as, to_tensor
 from cnnlab.design.spec import shapes
 from cnnlab.errors import DataError
 
@@ -180,8 +180,8 @@ def read_for_run(
 
     Every command reads a file this way (predict, explain, visualize, the explorer's upload),
     so one file gives one answer: `cnnlab.data.read_image`'s steps (its guards, EXIF, alpha,
-    16 bits, then cover-and-centre-crop to (H, W), as the image-folder loader resizes). They
-    are taken one by one here only because read_image does not return the file's own size;
+    16 bits, then cover-and-centre-crop to (H, W), as the image-folder loader resizes), through
+    `open_as` and `fit`, since read_image does not return the file's own size;
     tests/test_predict.py checks that the pixels are read_image's.
     """
     if not paths:
@@ -189,7 +189,7 @@ def read_for_run(
     c, h, w = shape
     pixels, sizes = [], []
     for path in paths:
-        img = to_mode(open_image(path), c)  # the checks and conversions of read_image
+        img = open_as(path, c)  # read_image's checks and conversions, before its resize
         sizes.append((img.height, img.width))
         pixels.append(to_tensor(fit(img, (h, w))))  # (C, H, W)
     return torch.stack(pixels), sizes
