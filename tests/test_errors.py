@@ -71,3 +71,18 @@ def test_cli_exit_codes(monkeypatch, capsys):
 def test_summary_bad_input_size_is_a_value_error():
     with pytest.raises(ValueError, match="input_size"):
         cnnlab.summary(cnnlab.build("mlp"), input_size=(28, 28))
+
+
+def test_the_package_loads_torch_on_first_use_and_still_lists_its_names():
+    """`import cnnlab` (and the command's dispatcher) must not import torch, so a Ctrl-C
+    during start-up is caught; the lazy names are still the functions and in dir()."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cnnlab, cnnlab.cli; assert 'torch' not in sys.modules; "
+        "names = set(dir(cnnlab)); assert set(cnnlab.__all__) <= names, names; "
+        "import cnnlab.design.summary as m; assert cnnlab.summary is m.summary; "
+        "assert callable(cnnlab.build) and callable(cnnlab.load_spec)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -63,3 +63,8 @@ def __getattr__(name: str):
     if name in _MODULES:
         return import_module(_MODULES[name])
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, so tab completion and introspection still list them."""
+    return sorted({*globals(), *__all__})
