@@ -138,6 +138,11 @@ LOST = {
 }
 NOT_LOST = {
     "a bug": RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 5x2)"),
+    "a DataLoader's timeout": RuntimeError("DataLoader timed out after 5 seconds"),
+    "a port in use": torch_dist.DistNetworkError(
+        "The server socket has failed to listen on any local network address. port: 29500, "
+        "code: -98, name: EADDRINUSE, message: address already in use"
+    ),
     "bad input": ValueError("timed out"),
     "Ctrl-C": KeyboardInterrupt(),
 }
@@ -195,3 +200,18 @@ def test_a_rank_that_never_joins_is_one_line_after_the_timeout(monkeypatch):
         distributed.setup("cpu")
     assert time.monotonic() - started < 30 and len(str(e.value).splitlines()) == 1
     assert not torch_dist.is_initialized()
+
+
+def test_a_port_in_use_at_start_is_not_a_lost_rank(monkeypatch):
+    """The rendezvous failing for another reason keeps torch's own error (and its advice)."""
+    error = NOT_LOST["a port in use"]
+
+    def fails(*args, **kwargs):
+        raise error
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch_dist, "init_process_group", fails)
+    with pytest.raises(torch_dist.DistNetworkError) as caught:
+        distributed.setup("cpu")
+    assert caught.value is error

@@ -89,9 +89,17 @@ def setup(device: str | torch.device | None = None) -> Dist:
 
 
 def _peer_failed(error: RuntimeError) -> bool:
-    """c10d's own error types, or the words gloo and NCCL use for a peer that went quiet."""
+    """c10d's errors of a collective or of the store (a peer that went quiet or never came),
+    or gloo's words for it (a plain RuntimeError from its transport, "[...gloo...cc:N]" or
+    "... by peer"). Not DistNetworkError (a port in use is not a lost rank), nor another
+    library's timeout (a DataLoader's): those keep their own type and traceback."""
+    if isinstance(error, (torch_dist.DistBackendError, torch_dist.DistStoreError)):
+        return True
+    if isinstance(error, torch_dist.DistError):
+        return False
     text = str(error).lower()
-    return isinstance(error, torch_dist.DistError) or any(s in text for s in LOST_SIGNS)
+    from_backend = "gloo" in text or ".cc:" in text or "by peer" in text
+    return from_backend and any(s in text for s in LOST_SIGNS)
 
 
 def _first_words(error: BaseException) -> str:
