@@ -110,3 +110,17 @@ def test_a_step_the_new_world_size_cannot_reach_is_refused_naming_the_ranks(save
     checkpoint.save_checkpoint(out, tensors, {**state, "epoch": 1, "step": 99, "world_size": 3})
     with pytest.raises(RunError, match="saved with world size 3.*resume it with 3 ranks"):
         train(None, None, out, resume=True)
+
+
+def test_a_second_resume_compares_with_the_session_that_saved_the_checkpoint(
+    saved, tmp_path, monkeypatch
+):
+    """Trained on torch A, resumed (and checkpointed) on torch B, resumed again on B: no note,
+    though config.json still names A: the checkpoint records its own session."""
+    out = tmp_path / "run"
+    shutil.copytree(saved, out)
+    tensors, state = checkpoint.load_checkpoint(out)
+    checkpoint.save_checkpoint(out, tensors, {**state, "torch": "0.0.0-other"})
+    monkeypatch.setattr(torch, "__version__", "0.0.0-other")
+    assert json.loads((out / "config.json").read_text())["torch"] != "0.0.0-other"
+    assert train(None, None, out, resume=True)["notes"] == []

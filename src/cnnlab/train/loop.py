@@ -44,7 +44,7 @@ from cnnlab.train.inputs import (
     resolve_flip,
     resume_inputs,
 )
-from cnnlab.train.resume import restore
+from cnnlab.train.resume import restore, session
 from cnnlab.train.rundir import RunDir, images_per_second
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
@@ -427,8 +427,7 @@ def _save(parts: Parts, position: Position) -> None:
             **position.to_state(),
             "optimizer": opt_rest,
             "rng": checkpoint.rng_state(),
-            "world_size": parts.dist.world_size,
-            "threads": torch.get_num_threads(),
+            **session(parts),  # ranks, threads, precision, torch: what a resume compares
             "hashes": parts.run.hashes,  # resume refuses a spec or config edited since
         }
         try:

@@ -101,20 +101,30 @@ def _load(module: torch.nn.Module, found: dict, path, what: str) -> None:
     module.load_state_dict(found)
 
 
+def session(parts: Any) -> dict[str, Any]:
+    """Where this process computes, as a checkpoint records it: ranks, threads, precision and
+    torch's version, what a resume compares (`_changes`)."""
+    return {
+        "world_size": parts.dist.world_size,
+        "threads": torch.get_num_threads(),
+        "precision": "bf16" if parts.amp else "fp32",
+        "torch": torch.__version__,
+    }
+
+
 def _changes(state: dict, parts: Any) -> list[str]:
-    """What differs from the session that saved the checkpoint: ranks and threads (in the
-    checkpoint; absent in old ones), precision and torch (config.json). A resume elsewhere is
-    legitimate, so each is a note, not a refusal: the arithmetic changes, the run continues."""
+    """What differs from the session that saved the checkpoint (its `session` record; for
+    checkpoints older than precision and torch in it, config.json's first session). A resume
+    elsewhere is legitimate, so each is a note, not a refusal: the arithmetic changes, the run
+    continues."""
     config = read_config(parts.out)
-    differ = [
-        ("world size", parts.dist.world_size, state.get("world_size"), "will"),
-        ("threads", torch.get_num_threads(), state.get("threads"), "will"),
-        ("precision", "bf16" if parts.amp else "fp32", config.get("precision_used"), "will"),
-        ("torch", torch.__version__, config.get("torch"), "may"),
-    ]
+    then = {"precision": config.get("precision_used"), "torch": config.get("torch"), **state}
+    now = session(parts)
+    names = {"world_size": "world size", "threads": "threads", "precision": "precision"}
     return [
-        f"resumed with {name} {now} where the checkpoint was saved with {then}: the results "
-        f"{how} differ from an uninterrupted run's"
-        for name, now, then, how in differ
-        if then is not None and then != now
+        f"resumed with {names.get(key, key)} {now[key]} where the checkpoint was saved with "
+        f"{then[key]}: the results {'may' if key == 'torch' else 'will'} differ from an "
+        "uninterrupted run's"
+        for key in now
+        if then.get(key) is not None and then[key] != now[key]
     ]
