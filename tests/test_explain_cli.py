@@ -228,6 +228,12 @@ def test_an_output_path_that_cannot_be_a_directory_is_one_line(
     assert err.count("\n") == 1
 
 
+def test_a_bad_image_leaves_no_output_directory_behind(run_dir, tmp_path, capsys):
+    out = tmp_path / "maps"
+    assert main(["explain", str(run_dir), str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+    assert "missing.png" in capsys.readouterr().err and not out.exists()
+
+
 @pytest.mark.parametrize("method", ["saliency", "smoothgrad"])
 def test_layer_with_a_pixel_method_is_refused(run_dir, image_file, tmp_path, capsys, method):
     """--layer was silently ignored by the methods that read no layer."""

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
-from cnnlab.errors import ConfigError, ExplainError
+from cnnlab.errors import CnnlabError, ConfigError, ExplainError
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
 LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--layer)
@@ -150,8 +150,14 @@ def _explain(args: argparse.Namespace) -> int:
             "pixels and reads no layer (drop --layer, or use --method gradcam or gradcam++)"
         )
     run = _load(args.run_dir)
+    created = not Path(args.out).exists()
     out = _out_dir(args.out)  # before any work, and before the resize note: one line if not
-    raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
+    try:
+        raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
+    except CnnlabError:
+        if created:  # a bad image leaves no empty directory behind
+            out.rmdir()
+        raise
     x = run.preprocess(raw)
     # the run's precision, as predict and eval: the class named is the class they name
     logits = predict_logits(run.model, x, autocast=run.autocast)  # (B, K) float32
