@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import shutil
 import socket
 import threading
 import time
@@ -29,6 +28,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 import cnnlab
+from browser import FLAGS, need_chromium
 from cnnlab.explorer import create_app
 from cnnlab.explorer.probe import Network, dot_product
 from cnnlab.explorer.top import CACHE
@@ -485,19 +485,6 @@ def test_bounded_load_has_no_5xx(server):
     ms = np.array([s for _, s in results]) * 1000
     print(f"\nload: 40 requests, 8 clients: p50 {np.percentile(ms, 50):.0f} ms, "
           f"p95 {np.percentile(ms, 95):.0f} ms")  # fmt: skip
-
-
-def need_chromium() -> str:
-    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
-        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("chromium not found: install Debian's chromium or set CNNLAB_SKIP_BROWSER=1")
-    return chromium
-
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]  # fmt: skip
 
 
 def wait_until(page, condition: str, timeout: float = 30) -> None:

@@ -6,7 +6,6 @@ test-artifacts/lab-full.png."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -14,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import need_chromium
 from cnnlab.lab import OUTCOMES, experiments
 from cnnlab.lab.experiment import seed_count
 from cnnlab.lab.page import write_page
 from cnnlab.lab.runner import load_results
-from test_lab_quick import CHROMIUM, look_at
+from test_lab_quick import look_at
 
 STORED = Path(__file__).parent / "data" / "lab_full_results.json"
 
@@ -85,10 +85,7 @@ def experiments_by_name() -> dict:
 
 @pytest.mark.slow
 def test_full_lab_page_renders_in_chromium(full, tmp_path):
-    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
-        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: install it or set CNNLAB_SKIP_BROWSER=1")
+    need_chromium()
     page = write_page(full, experiments(), load_results(full))
     seen, shot = look_at(page, "lab-full.png", tmp_path)
     names = [e.name for e in experiments()]

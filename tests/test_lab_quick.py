@@ -7,9 +7,7 @@ browser test fails unless CNNLAB_SKIP_BROWSER=1 asks to skip it (as test_report'
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -17,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from browser import chromium, need_chromium
 from cnnlab.lab import MODULES, OUTCOMES, experiments
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 QUICK_BUDGET = 180  # seconds on 2 idle cores (issue 11); measured, not asserted: shared machine
 
@@ -88,17 +86,6 @@ addEventListener('load', () => {
 </script>"""
 
 
-def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--hide-scrollbars",
-    ]  # fmt: skip
-    return subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def look_at(page: Path, name: str, tmp_path: Path) -> tuple[dict, Path]:
     """What headless Chromium sees of `page` (the PROBE's findings), and its whole-page
     screenshot kept as test-artifacts/`name`, taken before any check."""
@@ -124,10 +111,7 @@ def look_at(page: Path, name: str, tmp_path: Path) -> tuple[dict, Path]:
 
 @pytest.mark.slow
 def test_lab_page_renders_in_chromium(lab, tmp_path):
-    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
-        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM}: install it or set CNNLAB_SKIP_BROWSER=1")
+    need_chromium()
     out, _, _ = lab
     page = out / "lab.html"
     html = page.read_text(encoding="utf-8")

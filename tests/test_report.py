@@ -7,19 +7,18 @@ check so that it is there to look at when one fails. Without chromium the browse
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+import browser
+from browser import chromium, need_chromium
 from cnnlab.errors import CnnlabError, RunError
 from cnnlab.report import Budget, plots, render, write_report
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SECTIONS = ["run", "architecture", "training", "results", "attention", "features", "health"]
 # Small budgets: the test checks the page, not the numbers.
@@ -68,29 +67,6 @@ def run_dir(tmp_path_factory) -> Path:
 def page(run_dir) -> Path:
     """The tiny run's report, written once by `write_report` for the tests that read it."""
     return write_report(run_dir, budget=BUDGET, strict=True)
-
-
-def need_chromium() -> None:
-    """Skip only when asked to: a browser test that silently vanished would pass `make test`
-    on a machine where chromium failed to install."""
-    if os.environ.get("CNNLAB_SKIP_BROWSER") == "1":
-        pytest.skip("CNNLAB_SKIP_BROWSER=1: browser test skipped on request")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"chromium not found at {CHROMIUM}: install it (`make test` does) "
-            "or set CNNLAB_SKIP_BROWSER=1 to skip the browser test"
-        )
-
-
-def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--window-size=1280,800", "--hide-scrollbars",
-    ]  # fmt: skip
-    return subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 # Records errors, CSP violations and console.error, then (on load) what the test checks.
@@ -176,7 +152,7 @@ def test_report_renders_in_chromium(page, run_dir, tmp_path):
 
 
 def test_missing_chromium_fails_unless_the_skip_is_asked_for(monkeypatch):
-    monkeypatch.setitem(globals(), "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
     monkeypatch.delenv("CNNLAB_SKIP_BROWSER", raising=False)
     with pytest.raises(pytest.fail.Exception, match="CNNLAB_SKIP_BROWSER=1"):
         need_chromium()
