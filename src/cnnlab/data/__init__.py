@@ -13,7 +13,13 @@ from cnnlab.data.download import FASHION_MNIST_MD5, FASHION_MNIST_URL, download_
 from cnnlab.data.fashion import FASHION_MNIST_CLASSES, fashion_mnist, find_fashion_mnist
 from cnnlab.data.folder import image_folder
 from cnnlab.data.idx import read_idx, read_idx_images, read_idx_labels, read_idx_pair
-from cnnlab.data.image import MAX_IMAGE_PIXELS, open_image, read_image, read_images
+from cnnlab.data.image import (
+    MAX_IMAGE_PIXELS,
+    open_image,
+    read_image,
+    read_images,
+    read_images_sized,
+)
 from cnnlab.data.imageset import ImageSet, conform, convert_channels, resize_crop
 from cnnlab.data.loader import Loader
 from cnnlab.data.sets import DATASET_NAMES, load_dataset, load_splits
@@ -51,6 +57,7 @@ __all__ = [
     "read_idx_pair",
     "read_image",
     "read_images",
+    "read_images_sized",
     "resize_crop",
     "shapes",
     "to_float",

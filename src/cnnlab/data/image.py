@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import stat
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +154,23 @@ def read_images(
     size: tuple[int, int],
     max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> torch.Tensor:
-    """Image files as one uint8 batch `(B, channels, H, W)`, each read by `read_image`."""
+    """Image files as one uint8 batch `(B, channels, H, W)`, each read as `read_image` reads."""
+    return read_images_sized(paths, channels, size, max_pixels)[0]
+
+
+def read_images_sized(
+    paths: Sequence[str | Path],
+    channels: int,
+    size: tuple[int, int],
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """`read_images`' batch, and each file's own (H, W) before it was resized to `size` (for
+    a note that it was)."""
     if not paths:
         raise DataError("no image files given")
-    return torch.stack([read_image(p, channels, size, max_pixels) for p in paths])
+    pixels, sizes = [], []
+    for path in paths:
+        img = open_as(path, channels, max_pixels)
+        sizes.append((img.height, img.width))
+        pixels.append(to_tensor(fit(img, tuple(size))))  # (C, H, W)
+    return torch.stack(pixels), sizes

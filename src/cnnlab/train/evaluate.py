@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data.image import fit, open_as, to_tensor
+from cnnlab.data import read_images_sized
 from cnnlab.design.spec import shapes
-from cnnlab.errors import DataError
 
 if TYPE_CHECKING:
     from cnnlab.train.rundir import Run
@@ -179,20 +178,11 @@ def read_for_run(
     input `shape` (C, H, W), and each file's own (H, W) before it was resized.
 
     Every command reads a file this way (predict, explain, visualize, the explorer's upload),
-    so one file gives one answer: `cnnlab.data.read_image`'s steps (its guards, EXIF, alpha,
-    16 bits, then cover-and-centre-crop to (H, W), as the image-folder loader resizes), through
-    `open_as` and `fit`, since read_image does not return the file's own size;
-    tests/test_predict.py checks that the pixels are read_image's.
+    so one file gives one answer: `cnnlab.data.read_images_sized` (read_image's guards, EXIF,
+    alpha, 16 bits, then cover-and-centre-crop to (H, W), as the image-folder loader resizes).
     """
-    if not paths:
-        raise DataError("no image files given")
     c, h, w = shape
-    pixels, sizes = [], []
-    for path in paths:
-        img = open_as(path, c)  # read_image's checks and conversions, before its resize
-        sizes.append((img.height, img.width))
-        pixels.append(to_tensor(fit(img, (h, w))))  # (C, H, W)
-    return torch.stack(pixels), sizes
+    return read_images_sized(paths, c, (h, w))
 
 
 def takes_size(spec: Any, size: tuple[int, int]) -> bool:
