@@ -36,6 +36,7 @@ from cnnlab.errors import RunError
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
 MODEL_WEIGHTS = "model.safetensors"
+START_AGAIN = "start the run again with --force"  # a checkpoint that cannot be used
 FORMAT = 2  # 1: the state in checkpoint.json only, tied to the tensors by their SHA-256
 
 
@@ -121,14 +122,14 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path, then: str = "") -> None:
     """RunError naming `path` and the first tensor holding NaN or ±inf (a corrupt file, or
-    weights saved from a run that had already diverged)."""
+    weights saved from a run that had already diverged); `then`: what to do, appended."""
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise RunError(
                 f"{path}: tensor {name} holds NaN or infinite values; the file is corrupt or "
-                "was saved from a diverged run, so it cannot be used"
+                f"was saved from a diverged run, so it cannot be used{then}"
             )
 
 
@@ -238,14 +239,11 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         state = _sidecar_state(state_path, blob)
     try:
         tensors = st_load(blob)
-        check_finite(tensors, tensor_path)
     except Exception as error:  # safetensors raises its own error types on corrupt files
-        said = (
-            str(error)
-            if isinstance(error, RunError)
-            else (f"{tensor_path} is not a readable safetensors file: {error}")
-        )
-        raise RunError(f"{said}; start the run again with --force") from error
+        raise RunError(
+            f"{tensor_path} is not a readable safetensors file: {error}; {START_AGAIN}"
+        ) from error
+    check_finite(tensors, tensor_path, f"; {START_AGAIN}")
     return tensors, state
 
 
@@ -256,8 +254,7 @@ def _embedded_state(tensor_path: Path) -> dict | None:
             text = (file.metadata() or {}).get("state")
     except Exception as error:  # safetensors raises its own error types on corrupt files
         raise RunError(
-            f"{tensor_path} is not a readable safetensors file: {error}; start the run again "
-            "with --force"
+            f"{tensor_path} is not a readable safetensors file: {error}; {START_AGAIN}"
         ) from error
     if text is None:
         return None
