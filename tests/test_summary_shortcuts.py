@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import torchinfo
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab.design.summary import summary
+from cnnlab.design.summary.calls import broadcast
 from cnnlab.errors import CnnlabError
 from test_summary import leaf_rows, real_leaf_shapes
 
@@ -114,3 +117,16 @@ def test_a_forward_that_writes_its_own_tensors_leaves_the_users_untouched():
     assert [r.output_shape for r in s.rows] == [(4, 6, 6)] * 2  # the conv, the product
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(not t.is_meta for t in model.state_dict().values())
+
+
+shapes = st.lists(st.integers(0, 3), max_size=4).map(tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=shapes, b=shapes)
+def test_broadcast_equals_torchs_broadcast_shapes(a, b):
+    try:
+        expected = tuple(torch.broadcast_shapes(a, b))
+    except RuntimeError:
+        expected = None
+    assert broadcast(a, b) == expected

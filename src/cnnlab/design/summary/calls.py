@@ -344,9 +344,8 @@ def _shortcut_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tup
         if isinstance(y, Tensor):
             if not (y.is_meta and y.dtype == x.dtype and x.is_floating_point()):
                 return None
-            try:
-                shape = tuple(torch.broadcast_shapes(x.shape, y.shape))
-            except RuntimeError:
+            shape = broadcast(tuple(x.shape), tuple(y.shape))
+            if shape is None:
                 return None
         elif type(y) in (int, float) and x.is_floating_point():
             shape = tuple(x.shape)
@@ -366,6 +365,23 @@ def _shortcut_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tup
             return None
         return tuple(1 if i in dims else n for i, n in enumerate(x.shape) if keep or i not in dims)
     return None
+
+
+def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape of an element-wise op on shapes a and b, aligned from the right (a length
+    of 1 stretches to the other's); None where they do not broadcast. torch.broadcast_shapes
+    is Python (torch._refs): 50 µs a call, a tenth of MobileNet V3's trace on its gates."""
+    if a == b:
+        return a
+    if len(a) < len(b):
+        a, b = b, a
+    lead = len(a) - len(b)
+    out = list(a[:lead])
+    for m, n in zip(a[lead:], b, strict=True):
+        if m != n and m != 1 and n != 1:
+            return None
+        out.append(n if m == 1 else m)
+    return tuple(out)
 
 
 def _cat_shape(args: tuple, kwargs: dict) -> tuple | None:
