@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from cnnlab import geometry
 from cnnlab.design.summary import summary
-from cnnlab.design.summary.calls import broadcast
+from cnnlab.design.summary.calls import broadcast, field_step
+from cnnlab.design.summary.facts import Field
 from cnnlab.errors import CnnlabError
 from test_summary import leaf_rows, real_leaf_shapes
 
@@ -130,3 +133,18 @@ def test_broadcast_equals_torchs_broadcast_shapes(a, b):
     except RuntimeError:
         expected = None
     assert broadcast(a, b) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 50),
+    jump=st.integers(1, 16),
+    start=st.integers(-20, 20).map(lambda s: s / 2),
+    k=st.integers(1, 7),
+    s=st.integers(1, 4),
+    p=st.integers(0, 4),
+    d=st.integers(1, 3),
+)
+def test_field_step_equals_geometrys_rf_step(size, jump, start, k, s, p, d):
+    expected = geometry.rf_step(geometry.RF(size, jump, start), k, s, p, d)
+    assert field_step(Field(size, jump, start), k, s, p, d) == astuple(expected)

@@ -14,7 +14,19 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from cnnlab.design.summary.render import render
-from cnnlab.geometry import RF
+
+# --- a unit's field, a window and a chain of them ---
+
+
+class Field(NamedTuple):
+    """geometry.RF as the trace keeps it (§3.2): size, jump and start of a unit's field along
+    one axis, in input pixels. The trace makes one per axis at every conv and pool: a frozen
+    dataclass costs 1.5 µs to make and 0.6 µs to hash, a NamedTuple a fifth of that."""
+
+    size: int
+    jump: int
+    start: float
+
 
 # --- a window and a chain of them ---------------------------------------------------------
 
@@ -58,7 +70,7 @@ class RowFact(NamedTuple):
     output_shape: tuple[int, ...]
     params: int
     trainable: int
-    rf: RF | None  # the larger axis
+    rf: Field | None  # the larger axis
     macs: int
     lost_by: str | None = None
 
@@ -97,7 +109,7 @@ class HeadFact(NamedTuple):
     field of the map's units (height, width) and the map's shape."""
 
     layer: str
-    rf: tuple[RF, RF]
+    rf: tuple[Field, Field]
     shape: tuple[int, ...]
 
 

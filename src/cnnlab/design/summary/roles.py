@@ -12,6 +12,7 @@ from cnnlab.design.summary import calls as C
 from cnnlab.design.summary.facts import (
     SIZE_FREE,
     DenseFact,
+    Field,
     HeadFact,
     LostFact,
     SquashFact,
@@ -29,7 +30,6 @@ from cnnlab.design.summary.tags import (
     moved,
     replaced,
 )
-from cnnlab.geometry import RF
 
 
 class Roles:
@@ -140,7 +140,8 @@ class Roles:
         if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
             return self._keep_facts(next(iter(C.PAD)), tag, replaced(tag, chain=None))
         rf = tuple(
-            RF(r.size, r.jump, r.start - p * r.jump) for r, p in zip(tag.rf, pad[::2], strict=True)
+            Field(r.size, r.jump, r.start - p * r.jump)
+            for r, p in zip(tag.rf, pad[::2], strict=True)
         )
         w = Window((1, 1), (1, 1), (pad[0], pad[2]), after=(pad[1], pad[3]))
         chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
@@ -173,7 +174,7 @@ class Roles:
             return x.shape[h], x.shape[w]
         return tuple(-(-n // r.jump) for n, r in zip(self.image, tag.rf, strict=True))
 
-    def _global(self, x: Tensor, tag: Tag) -> tuple[RF, RF]:
+    def _global(self, x: Tensor, tag: Tag) -> tuple[Field, Field]:
         """Each unit sees the whole map: the head of the net (§3.2)."""
         in_map = self._lengths(x, tag)
         if in_map != (1, 1):

@@ -14,8 +14,7 @@ from cnnlab import geometry
 from cnnlab.design.activations import activation_of, activation_of_call
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
-from cnnlab.design.summary.facts import Window
-from cnnlab.geometry import RF
+from cnnlab.design.summary.facts import Field, Window
 
 TAG = "_cnnlab_tag"
 # on a tensor some row showed as its output, until a call changes it in place (a tensor
@@ -26,7 +25,7 @@ ROW = "_cnnlab_row"
 class Tag(NamedTuple):
     """What the tracer knows about one tensor (stored on it as ``_cnnlab_tag``)."""
 
-    rf: tuple[RF, RF] | None  # receptive field along height, width; None: not followed
+    rf: tuple[Field, Field] | None  # receptive field along height, width; None: not followed
     axes: ax.Axes = (None, None)  # where height and width are; None: merged or reduced
     chain: Any = ()  # facts.Chain, SIZE_FREE or None (not followed)
     lost: str | None = None  # the function that lost the field
@@ -47,7 +46,8 @@ def replaced(tag: Tag, **changes: Any) -> Tag:
     return tag
 
 
-INPUT_TAG = Tag((geometry.INPUT_RF,) * 2, (2, 3))
+_PIXEL = Field(geometry.INPUT_RF.size, geometry.INPUT_RF.jump, geometry.INPUT_RF.start)
+INPUT_TAG = Tag((_PIXEL, _PIXEL), (2, 3))
 # ops through which the lint facts of §4.2/§5.2 pass: linear in their input
 LINEAR_PATH = (
     C.COLLAPSIBLE
@@ -65,10 +65,10 @@ LINEAR_PATH = (
 )
 
 
-def global_rf(rf: RF, n: int, extent: int) -> RF:
+def global_rf(rf: Field, n: int, extent: int) -> Field:
     """A unit that pools all n positions of a map whose units have field `rf` (one axis)."""
     size = max(extent, rf.size + (n - 1) * rf.jump)
-    return RF(size=size, jump=rf.jump * n, start=rf.start + (n - 1) * rf.jump / 2)
+    return Field(size=size, jump=rf.jump * n, start=rf.start + (n - 1) * rf.jump / 2)
 
 
 # --- rules ----------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def tagged_inputs(args: tuple, kwargs: dict) -> list[tuple[Tensor, Tag]]:
     return found
 
 
-def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[RF, RF], ax.Axes, Tag]:
+def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[Field, Field], ax.Axes, Tag]:
     """Field and axes of an element-wise result of several tagged inputs, and the tag of the
     input it follows. Per axis the largest field wins (through branches: the largest), its
     jump and start from an input that spans the output along that axis: a gate broadcast
@@ -104,7 +104,7 @@ def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[RF, RF], ax.A
         size = max(p[1].rf[i].size for p in spans)
         best = max((p for p in spans if p[3][i]), key=lambda p: p[1].rf[i].size, default=lead)
         r = best[1].rf[i]
-        rf.append(r if r.size == size else RF(size, r.jump, r.start))
+        rf.append(r if r.size == size else Field(size, r.jump, r.start))
     return tuple(rf), lead[2], lead[1]
 
 
@@ -129,7 +129,7 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
         axes, steps = found
         rf, chain = tag.rf, tag.chain
         if steps != (1, 1) and rf is not None:
-            rf = tuple(RF(r.size, r.jump * s, r.start) for r, s in zip(rf, steps, strict=True))
+            rf = tuple(Field(r.size, r.jump * s, r.start) for r, s in zip(rf, steps, strict=True))
         if tuple(out.shape[a] for a in axes if a is not None) != tuple(
             x.shape[a] for a in tag.axes if a is not None
         ):
