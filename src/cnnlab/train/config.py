@@ -73,6 +73,12 @@ class TrainConfig:
         "weight EMA decay per step, or 'none'; the EMA weights are evaluated and saved "
         "(smooths the last noisy steps; not ablated here)",
     )
+    bn_recalibrate: int = knob(
+        4096,
+        "after the last epoch, recompute BatchNorm's running statistics for the evaluated "
+        "weights over this many training images (0: keep the running averages); a 2-epoch "
+        "digits run: 15 %% test acc with the averages, 95.5 %% recomputed",
+    )
     tta: bool = knob(
         True,
         "evaluate on the image and its mirror image, averaging the logits: +0.12 to "
@@ -128,6 +134,7 @@ class TrainConfig:
             "erase": 0 <= self.erase <= 1,
             "val_fraction": 0 <= self.val_fraction < 1,
             "diagnose_every": self.diagnose_every >= 0,
+            "bn_recalibrate": self.bn_recalibrate >= 0,
             "ema": self.ema is None or 0 < self.ema < 1,
         }.items():
             if not ok:

@@ -32,7 +32,7 @@ from torch import nn
 
 from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_val_split
 from cnnlab.errors import ConfigError, RunError
-from cnnlab.train import checkpoint, distributed, guard
+from cnnlab.train import checkpoint, distributed, guard, norm_stats
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
 from cnnlab.train.evaluate import evaluate_tensors
 from cnnlab.train.inputs import (
@@ -330,6 +330,8 @@ def _epoch_row(parts: Parts, epoch: int, sums: Sums) -> dict:
     distributed.broadcast_buffers(parts.model, dist)
     if parts.ema is not None:
         parts.ema.copy_buffers(parts.model)
+    if epoch + 1 == config.epochs and config.bn_recalibrate:  # what is saved: norm_stats.py
+        norm_stats.from_loader(parts.evaluated, parts.loader, config.bn_recalibrate, parts.amp)
     loss, correct, seen, seconds = distributed.all_reduce_sum(sums.to_list(), dist)
     seconds /= dist.world_size
     row = {
@@ -462,12 +464,8 @@ def _restore(parts: Parts) -> tuple[Position, list[str]]:
 
 
 def _interrupted(parts: Parts, epoch: int, step: int) -> str:
-    saved = (
-        f"checkpoint saved in {parts.out}: continue with --resume"
-        if parts.out is not None
-        else "nothing saved (no run directory)"
-    )
-    return f"interrupted at epoch {epoch + 1}, step {step + 1}; {saved}"
+    saved = f"checkpoint saved in {parts.out}: continue with --resume" if parts.out else ""
+    return f"interrupted at epoch {epoch + 1}, step {step + 1}; {saved or 'nothing saved'}"
 
 
 class _Bar:
