@@ -73,12 +73,13 @@ class Roles:
     def _window_tag(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> Tag:
         """A conv or pool: the field grows, the chain gets the window, the facts are noted."""
         layer = self.layer
-        size = tuple(x.shape[-2:])
-        if tag.pad is not None and w.padding == (0, 0):  # the real map inside F.pad's zeros
-            p = tag.pad
-            size = (size[0] - p[0] - p[1], size[1] - p[2] - p[3])
-        self.windows.append(WindowFact(layer, w, size, tag.pad if w.padding == (0, 0) else None))
-        on_map = tag.axes == (x.dim() - 2, x.dim() - 1)
+        shape, n = x.shape, x.dim()
+        size = (shape[-2], shape[-1]) if n > 1 else tuple(shape[-2:])
+        pad = tag.pad if w.padding == (0, 0) else None
+        if pad is not None:  # the real map inside F.pad's zeros
+            size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])
+        self.windows.append(WindowFact(layer, w, size, pad))
+        on_map = tag.axes == (n - 2, n - 1)
         rf = C.window_rf(tag.rf, w) if on_map and tag.rf is not None else None
         chain = (w, tag.chain) if isinstance(tag.chain, tuple) and on_map else tag.chain
         if w.ceil_mode and on_map and all(C.covers(x.shape[-2 + i], w, i) for i in (0, 1)):
@@ -88,7 +89,7 @@ class Roles:
             return self._lose(func, tag)
         if func in C.CONV:
             linear = (self._weight("conv", args, kwargs, tag, w), ())
-            return Tag(rf, tag.axes, chain, tag.lost, linear, last_pool=tag.last_pool)
+            return Tag(rf, tag.axes, chain, tag.lost, linear, None, None, None, tag.last_pool)
         squashed, linear, flat = None, None, None
         if func in C.AVG_POOL:
             squashed, flat = tag.squashed_by, tag.flat
@@ -103,17 +104,17 @@ class Roles:
         if w is None:
             kernel, stride = (1, 1), (1, 1)
         else:
-            kernel = tuple(d * (k - 1) + 1 for k, d in zip(w.kernel, w.dilation, strict=True))
-            stride = w.stride
+            (k0, k1), (d0, d1) = w.kernel, w.dilation
+            kernel, stride = (d0 * (k0 - 1) + 1, d1 * (k1 - 1) + 1), w.stride
         before, pools = tag.linear if tag.linear is not None else (None, ())
         bias_n = 0 if bias is None else bias.numel()
+        layer = self.layer
         fact = WeightFact(
-            self.layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before,
-            pools,
-        )  # fmt: skip
+            layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before, pools
+        )
         self.weights.append(fact)
         if tag.squashed_by is not None:
-            self.squashes.append(SquashFact(tag.squashed_by, self.layer))
+            self.squashes.append(SquashFact(tag.squashed_by, layer))
         return len(self.weights) - 1
 
     def _linear_tag(self, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:

@@ -84,7 +84,6 @@ class Tracer(Roles, TorchFunctionMode):
         self.image = image
         self.originals = originals
         self.twins: dict[int, Tensor] = {}
-        self.names: dict[int, str] = {}
         self.wrapped: list[nn.Module] = []
         self.types: dict[type, tuple] = {}  # what `_type` found, once per type and trace
         seen: set[int] = set()  # each shared parameter counted once in the totals
@@ -100,12 +99,11 @@ class Tracer(Roles, TorchFunctionMode):
                         seen.add(id(p))
                         self.total_params += n
                         self.trainable_params += n if grad else 0
-            self.names[id(m)] = name
             # eval mode: batch norm on its running statistics. object.__setattr__ skips
             # nn.Module's checks (0.6 ms for ResNet-50, with the wrapped forward below).
             object.__setattr__(m, "training", False)
             self._instrument(m, name, params, trainable)
-        self.stack: list[tuple[nn.Module, tuple[int, ...] | None]] = []
+        self.stack: list[tuple[nn.Module, Any, str]] = []  # (module, its input, its name)
         self.calls: dict[str, int] = {}
         self.rows: list[RowFact] = []
         self.windows: list[WindowFact] = []
@@ -134,13 +132,13 @@ class Tracer(Roles, TorchFunctionMode):
     @property
     def layer(self) -> str:
         """Dotted name of the innermost running module; the model itself is "(model)"."""
-        return (self.names.get(id(self.stack[-1][0])) if self.stack else None) or "(model)"
+        return (self.stack[-1][2] if self.stack else None) or "(model)"
 
     def where(self) -> str:
         """'layer 3 (Conv2d) on a 1×3×32×32 input', for error messages."""
         if not self.stack:
             return "layer (model)"
-        module, x = self.stack[-1]
+        module, x, _ = self.stack[-1]
         with torch._C.DisableTorchFunction():
             got = f" on a {'×'.join(map(str, x.shape))} input" if isinstance(x, Tensor) else ""
         return f"layer {self.layer} ({type(module).__name__}){got}"
@@ -157,7 +155,7 @@ class Tracer(Roles, TorchFunctionMode):
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
             x = args[0] if args else next(iter(kwargs.values()), None)
-            self.stack.append((module, x))
+            self.stack.append((module, x, name))
             output = None
             if shortcut is not None and len(args) == 1 and not kwargs:
                 output = shortcut(module, x)
@@ -270,8 +268,7 @@ class Tracer(Roles, TorchFunctionMode):
             out = C.made(func, args, kwargs)
         else:
             x = args[0] if args else kwargs["input"]
-            self._check_window(x, w)
-            out = C.meta_window(func, args, kwargs, x, w)
+            out = C.meta_window(func, args, kwargs, x, w, self._window_out(x, w))
         if out is None:
             if not run:
                 return None
@@ -307,12 +304,13 @@ class Tracer(Roles, TorchFunctionMode):
             new = self.twins[id(t)] = meta(t)
         return new
 
-    def _check_window(self, x: Tensor, w: Window) -> None:
-        """An output below 1×1 is an error naming the layer."""
+    def _window_out(self, x: Tensor, w: Window) -> tuple[int, int] | None:
+        """The (H, W) window w makes of x's last two axes (None for a 1-D x, or padding
+        "same": x's own); an output below 1×1 is an error naming the layer."""
         if w.same or x.dim() < 2:
-            return
+            return None
         try:
-            C.window_out(tuple(x.shape[-2:]), w)
+            return C.window_out(tuple(x.shape[-2:]), w)
         except SpecError as err:
             size = "×".join(map(str, x.shape[-2:]))
             raise SpecError(f"{self.where()}: on a {size} map, {err}") from None
