@@ -258,3 +258,20 @@ def test_an_image_path_that_is_not_utf8_is_printed_escaped(run_dir, tmp_path, ca
     assert main(["explain", str(run_dir), str(folder / "x.png"), "--out", str(folder)]) == 0
     out = capsys.readouterr().out
     assert out.count("caf\\xe9") == 2  # the image and the heatmap written next to it
+
+
+@pytest.mark.parametrize("command", ["explain", "visualize"])
+def test_an_unwritable_out_is_the_one_line_before_any_resize_note(
+    run_dir, tmp_path, capsys, command
+):
+    """An image of another size would print a note; with --out under a file, the error is
+    the only line, and a bad image leaves no empty --out behind."""
+    big = tmp_path / "big.png"
+    Image.new("L", (40, 40), 128).save(big)
+    what = [str(big)] if command == "explain" else ["--maps", str(big)]
+    assert main([command, str(run_dir), *what, "--out", str(big / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "note" not in err and "big.png" in err
+    missing = [str(tmp_path / "nope.png")] if command == "explain" else ["--maps", "nope.png"]
+    assert main([command, str(run_dir), *missing, "--out", str(tmp_path / "fresh")]) == 2
+    assert not (tmp_path / "fresh").exists()

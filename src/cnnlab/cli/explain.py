@@ -104,6 +104,20 @@ def _out_dir(path: str) -> Path:
     return out
 
 
+def _out_and_images(out: str, paths: list[str], shape) -> tuple[Path, torch.Tensor]:
+    """The output directory, made before the images are read (so an unwritable --out is the
+    one line printed, before any resize note), and `read_images(paths, shape)`; a bad image
+    leaves no empty directory behind."""
+    created = not Path(out).exists()
+    directory = _out_dir(out)
+    try:
+        return directory, read_images(paths, shape)
+    except CnnlabError:
+        if created:
+            directory.rmdir()
+        raise
+
+
 def _save_png(array: np.ndarray, path: Path) -> Path:
     """Write a uint8 (H, W, 3) array as a PNG; ConfigError naming the path when it cannot."""
     try:
@@ -150,14 +164,7 @@ def _explain(args: argparse.Namespace) -> int:
             "pixels and reads no layer (drop --layer, or use --method gradcam or gradcam++)"
         )
     run = _load(args.run_dir)
-    created = not Path(args.out).exists()
-    out = _out_dir(args.out)  # before any work, and before the resize note: one line if not
-    try:
-        raw = read_images(args.images, run.input_shape)  # uint8 (B, C, H, W)
-    except CnnlabError:
-        if created:  # a bad image leaves no empty directory behind
-            out.rmdir()
-        raise
+    out, raw = _out_and_images(args.out, args.images, run.input_shape)  # uint8 (B, C, H, W)
     x = run.preprocess(raw)
     # the run's precision, as predict and eval: the class named is the class they name
     logits = predict_logits(run.model, x, autocast=run.autocast)  # (B, K) float32
@@ -195,7 +202,8 @@ def _visualize(args: argparse.Namespace) -> int:
         f = f if f.shape[1] in (1, 3) else f.mean(1, keepdim=True)
         print(shown(_save_grid(f, out / "filters.png")))
     elif args.maps:
-        x = run.preprocess(read_images([args.maps], run.input_shape))
+        out, raw = _out_and_images(args.out, [args.maps], run.input_shape)
+        x = run.preprocess(raw)
         layers = args.layers or spatial_layers(run.model, x)
         maps = explain.feature_maps(run.model, x, layers)
         for name, m in maps.items():
