@@ -83,8 +83,9 @@ def train_command(preset: str, epochs: int, seed: int, out: Path, extra: list[st
     return result
 
 
-def val_accuracies(out: Path) -> dict[str, float]:
-    """Accuracy of the run in `out` on its own validation split, under each TTA of VIEWS."""
+def val_accuracies(out: Path, model: torch.nn.Module | None = None) -> dict[str, float]:
+    """Accuracy of the run in `out` (or of `model` in its place) on the run's own validation
+    split, under each TTA of VIEWS."""
     run = load_run(out)
     fraction, seed = run.config["val_fraction"], run.config["seed"]
     _, val = train_val_split(run.dataset("train"), fraction, seed)
@@ -93,7 +94,7 @@ def val_accuracies(out: Path) -> dict[str, float]:
     accuracies = {}
     for name, shift in VIEWS.items():
         logits = predict_logits(
-            run.model,
+            model or run.model,
             x,
             tta=shift is not None,
             tta_shift=shift or 0,
