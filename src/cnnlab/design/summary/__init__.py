@@ -144,17 +144,26 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
     image. Raises SpecError naming the layer whose output would be below 1×1, CnnlabError
     naming the layer and the shape it got when the model cannot run on input_size.
     """
-    clear_caches()  # the last call's windows: each call costs what a first call costs
-    dropped_pixels.cache_clear()
     with _gc_paused():  # the whole call: its result is the only thing that outlives it
-        if isinstance(model_or_spec, nn.Module):
-            if input_size is None:
-                raise CnnlabError("summary of an nn.Module needs input_size=(C, H, W)")
-            size = _input_size(input_size)
-            trace = _trace_module(model_or_spec, size)
-        else:
-            trace, size = _spec_trace(model_or_spec, input_size)
-        return _summary(trace, size)
+        try:
+            return _summarize(model_or_spec, input_size)
+        finally:  # each call costs what a first call costs (and leaves the collector less)
+            clear_caches()
+            dropped_pixels.cache_clear()
+
+
+def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None) -> Summary:
+    """summary's work, in a frame of its own: the trace's facts are freed when it returns,
+    before the garbage collector resumes, which would otherwise walk them all (as young
+    objects: 0.5 ms of a 200-conv model's 5 ms)."""
+    if isinstance(model_or_spec, nn.Module):
+        if input_size is None:
+            raise CnnlabError("summary of an nn.Module needs input_size=(C, H, W)")
+        size = _input_size(input_size)
+        trace = _trace_module(model_or_spec, size)
+    else:
+        trace, size = _spec_trace(model_or_spec, input_size)
+    return _summary(trace, size)
 
 
 def _summary(t: Trace, size: tuple[int, ...]) -> Summary:
