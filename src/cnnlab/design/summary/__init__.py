@@ -26,7 +26,7 @@ from torch import nn
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.design.summary.calls import clear_caches
-from cnnlab.design.summary.copying import Named, clone, copy_module, named_modules
+from cnnlab.design.summary.copying import clone, copy_module, named_modules
 from cnnlab.design.summary.facts import Lint, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import dropped_pixels, lints
 from cnnlab.design.summary.render import shape_text
@@ -44,17 +44,9 @@ BYTES_PER_VALUE = 4  # activation memory is counted at float32
 META_FAILURES = (NotImplementedError, RuntimeError, TypeError)
 
 
-def _trace(
-    model: nn.Module,
-    x: torch.Tensor,
-    modules: Named | None,
-    real: str | None,
-    originals: dict[int, torch.Tensor] | None = None,
-) -> Trace:
-    """Run `model` (ours: a copy or a fresh build, thrown away after) on x with the tracer;
-    `originals`: the user's tensors the copy shares (`copying.py`)."""
-    modules = named_modules(model) if modules is None else modules
-    tracer = Tracer(modules, tuple(x.shape[-2:]), originals or {})
+def _trace(model: nn.Module, x: torch.Tensor, tracer: Tracer, real: str | None) -> Trace:
+    """Run `model` (ours: a copy or a fresh build, thrown away after, its modules prepared
+    by `tracer`) on x with the tracer."""
     setattr(x, TAG, INPUT_TAG)
     try:
         with torch.no_grad(), tracer:
@@ -78,17 +70,19 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
     """On a meta copy; where meta fails (META_FAILURES), a real forward on a real copy."""
     try:
-        copy, modules, originals = copy_module(model, None)
-        return _trace(copy, torch.empty((1, *size), device="meta"), modules, None, originals)
+        tracer = Tracer(size[1:])
+        copy = copy_module(model, None, tracer.prepare, tracer.originals)
+        return _trace(copy, torch.empty((1, *size), device="meta"), tracer, None)
     except TraceError as err:
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
         why = str(err)
     device, dtype = _device_and_dtype(model)
-    copy, modules, _ = copy_module(model, clone)
+    tracer = Tracer(size[1:])
+    copy = copy_module(model, clone, tracer.prepare, tracer.originals)
     x = torch.zeros((1, *size), device=device, dtype=dtype)
     try:
-        return _trace(copy, x, modules, why)
+        return _trace(copy, x, tracer, why)
     except TraceError as err:
         raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
 
@@ -130,8 +124,11 @@ def _spec_trace(model_or_spec: Any, input_size: Iterable[int] | None) -> tuple[T
         spec = load_spec({**spec.to_dict(), "input": list(size)})
     with torch.device("meta"):
         model = build(spec)
+    tracer = Tracer(size[1:])
+    for name, module in named_modules(model):
+        tracer.prepare(name, module, vars(module))
     try:
-        return _trace(model, torch.empty((1, *size), device="meta"), None, None), size
+        return _trace(model, torch.empty((1, *size), device="meta"), tracer, None), size
     except TraceError as err:
         raise SpecError(f"{err}; check the input size {shape_text(size)}") from err.__cause__
 

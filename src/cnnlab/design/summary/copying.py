@@ -45,12 +45,19 @@ def _walk(module: nn.Module, prefix: str, found: Named, seen: set[int]) -> None:
             _walk(child, f"{prefix}.{name}" if prefix else name, found, seen)
 
 
+Prepare = Callable[[str, nn.Module, dict[str, Any]], None]  # (name, copy, its attributes)
+
+
 def copy_module(
-    model: nn.Module, make: Callable[[Tensor], Tensor] | None
-) -> tuple[nn.Module, Named, dict[int, Tensor]]:
-    """A copy of `model` whose modules have no hooks, the copy's named modules, and the
-    tensors it shares with the original by id (`make=None`; else none: each tensor is
-    make(tensor), a tensor shared by two modules made once).
+    model: nn.Module,
+    make: Callable[[Tensor], Tensor] | None,
+    prepare: Prepare,
+    originals: dict[int, Tensor],
+) -> nn.Module:
+    """A copy of `model` whose modules have no hooks; `originals` gets the tensors it shares
+    with the original by id (`make=None`; else none: each tensor is make(tensor), a tensor
+    shared by two modules made once). prepare(name, copy, attributes) is called for each
+    module's copy in the copy's own pass (`Tracer.prepare`), with its attribute dict.
 
     A deepcopy specialised for modules (`_copy_modules`): hook dicts come back empty,
     immutable attributes are shared and every other attribute is deep-copied, so nothing
@@ -58,15 +65,15 @@ def copy_module(
     (parametrizations) goes through copy.deepcopy, with meta tensors if `make` is None.
     """
     named = named_modules(model)
-    modules = [m for _, m in named]
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
-    originals: dict[int, Tensor] = {}
-    if any(hasattr(type(m), "__deepcopy__") for m in modules):
-        _deepcopy_modules(model, modules, _twins(make or meta, memo), memo)
+    if any(hasattr(type(m), "__deepcopy__") for _, m in named):
+        _deepcopy_modules(model, [m for _, m in named], _twins(make or meta, memo), memo)
+        for name, m in named:
+            prepare(name, memo[id(m)], vars(memo[id(m)]))
     else:
         twin = _twins(make, memo) if make is not None else _sharing(originals)
-        _copy_modules(modules, twin, memo)
-    return memo[id(model)], [(name, memo[id(m)]) for name, m in named], originals
+        _copy_modules(named, twin, memo, prepare)
+    return memo[id(model)]
 
 
 def _twins(make: Callable[[Tensor], Tensor], memo: dict[int, Any]) -> Callable:
@@ -87,15 +94,15 @@ def _sharing(originals: dict[int, Tensor]) -> Callable:
     return share
 
 
-def _copy_modules(modules: list[nn.Module], twin: Callable, memo: dict[int, Any]) -> None:
+def _copy_modules(named: Named, twin: Callable, memo: dict[int, Any], prepare: Prepare) -> None:
     """Copies every module into memo, in one pass over each module's own attributes. The
     copies share one set of empty hook dicts (nothing registers hooks on a copy; a fresh set
     per module is eleven dicts a module, 4,000 for GhostNet)."""
     hooks = {key: kind() for key, kind in _HOOK_DICTS.items()}
-    for module in modules:  # shells first, for attributes that point at other modules
+    for _, module in named:  # shells first, for attributes that point at other modules
         memo[id(module)] = object.__new__(type(module))
     own_types: dict[type, bool] = {}
-    for module in modules:
+    for name, module in named:
         state = vars(module).copy()
         state.update(hooks)
         state["_parameters"] = {
@@ -112,7 +119,9 @@ def _copy_modules(modules: list[nn.Module], twin: Callable, memo: dict[int, Any]
             torchs = own_types[kind] = kind.__module__.startswith(_TORCH_MODULES)
         if not torchs:  # torch's own layers never write their attributes: shared as they are
             _copy_attributes(state, twin, memo)  # (most modules are torch's)
-        object.__setattr__(memo[id(module)], "__dict__", state)
+        shell = memo[id(module)]
+        object.__setattr__(shell, "__dict__", state)  # the dict itself, not a copy
+        prepare(name, shell, state)
 
 
 def _copy_attributes(state: dict[str, Any], twin: Callable, memo: dict[int, Any]) -> None:

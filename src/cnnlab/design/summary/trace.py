@@ -17,7 +17,7 @@ A call the trace cannot follow (`LostFact`) leaves the fields after it unknown (
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -70,39 +70,18 @@ class TraceError(Exception):
 class Tracer(Roles, TorchFunctionMode):
     """Tags every tensor a traced forward makes; rows come from wrapped module forwards."""
 
-    def __init__(
-        self,
-        modules: Iterable[tuple[str, nn.Module]],
-        image: tuple[int, int],
-        originals: dict[int, Tensor],
-    ) -> None:
-        """Prepares a model (ours: a copy or a fresh build) in one walk over its named
-        `modules`: eval mode, wrapped forwards, names, parameter counts (each shared
-        parameter once). originals: the user's tensors the copy shares, by id; a torch call
-        gets their meta twins instead (`meta_args`)."""
+    def __init__(self, image: tuple[int, int]) -> None:
+        """A tracer for a model on an image of (H, W) `image`; `prepare` each of the model's
+        modules before the forward. originals: the user's tensors a copy shares, by id
+        (`copying.py` fills it); a torch call gets their meta twins instead (`meta_args`)."""
         super().__init__()
         self.image = image
-        self.originals = originals
+        self.originals: dict[int, Tensor] = {}
         self.twins: dict[int, Tensor] = {}
-        self.wrapped: list[nn.Module] = []
+        self.wrapped: list[dict] = []  # the attributes of each prepared module
         self.types: dict[type, tuple] = {}  # what `_type` found, once per type and trace
-        seen: set[int] = set()  # each shared parameter counted once in the totals
+        self.seen: set[int] = set()  # each shared parameter counted once in the totals
         self.total_params = self.trainable_params = 0
-        for name, m in modules:
-            params = trainable = 0  # the module's own
-            for p in m._parameters.values():
-                if p is not None:
-                    n, grad = p.numel(), p.requires_grad
-                    params += n
-                    trainable += n if grad else 0
-                    if id(p) not in seen:
-                        seen.add(id(p))
-                        self.total_params += n
-                        self.trainable_params += n if grad else 0
-            # eval mode: batch norm on its running statistics. object.__setattr__ skips
-            # nn.Module's checks (0.6 ms for ResNet-50, with the wrapped forward below).
-            object.__setattr__(m, "training", False)
-            self._instrument(m, name, params, trainable)
         self.stack: list[tuple[nn.Module, Any, str]] = []  # (module, its input, its name)
         self.calls: dict[str, int] = {}
         self.rows: list[RowFact] = []
@@ -144,11 +123,33 @@ class Tracer(Roles, TorchFunctionMode):
         return f"layer {self.layer} ({type(module).__name__}){got}"
 
     # module calls -------------------------------------------------------------------------
-    def _instrument(self, module: nn.Module, name: str, params: int, trainable: int) -> None:
-        """Wrap `module.forward` (on our copy) to keep the stack of running modules and to add
-        its row. Cheaper than two hooks per module: hooks send every call down nn.Module's
-        slow path (3 ms of a ResNet-50 trace). The stack holds the module's input, not its
-        shape: reading x.shape here would go through the mode (1 µs a module call)."""
+    def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
+        """Readies one module of the model (ours: a copy or a fresh build) for the trace:
+        counts its parameters (each shared one once in the totals), sets eval mode (batch
+        norm on its running statistics) and wraps its forward, all in `state`, its attribute
+        dict (vars(module)), which skips nn.Module's __setattr__. A copy's modules are
+        prepared in the copy's own pass over them."""
+        params = trainable = 0  # the module's own
+        seen = self.seen
+        for p in state["_parameters"].values():
+            if p is not None:
+                n, grad = p.numel(), p.requires_grad
+                params += n
+                trainable += n if grad else 0
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    self.total_params += n
+                    self.trainable_params += n if grad else 0
+        state["training"] = False
+        self._instrument(module, name, params, trainable, state)
+
+    def _instrument(self, module, name: str, params: int, trainable: int, state: dict) -> None:
+        """Wrap the module's forward to keep the stack of running modules and to add its row.
+        Cheaper than two hooks per module: hooks send every call down nn.Module's slow path
+        (3 ms of a ResNet-50 trace). The wrapper is also the module's `_compiled_call_impl`,
+        which nn.Module.__call__ calls straight away (the copy has no hooks to run). The
+        stack holds the module's input, not its shape: reading x.shape here would go through
+        the mode (1 µs a module call)."""
         forward = module.forward
         kind, rule, shortcut = self._type(module)
         leaf = not module._modules
@@ -166,8 +167,8 @@ class Tracer(Roles, TorchFunctionMode):
                 self._row(module, name, kind, params, trainable, rule, leaf, output)
             return output
 
-        object.__setattr__(module, "forward", traced_forward)  # as for `training` above
-        self.wrapped.append(module)
+        state["forward"] = state["_compiled_call_impl"] = traced_forward
+        self.wrapped.append(state)
 
     def _type(self, module: nn.Module) -> tuple[str, Callable | None, Callable | None]:
         """The module's class name, MACs rule (`macs.py`) and how to make its output without
@@ -191,8 +192,8 @@ class Tracer(Roles, TorchFunctionMode):
     def release(self) -> None:
         """Unwrap the forwards: a wrapper and its module refer to each other, and such cycles
         wait for the garbage collector; without them the copy is freed when the call returns."""
-        for module in self.wrapped:
-            del module.__dict__["forward"]
+        for state in self.wrapped:
+            del state["forward"], state["_compiled_call_impl"]
         self.wrapped.clear()
         self.types.clear()  # its shortcuts are bound to the tracer
 
