@@ -128,3 +128,24 @@ def test_a_conv_subclass_with_its_own_forward_runs_it():
 def test_a_circular_padding_conv_runs_its_forward():
     conv = nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular")
     agrees(conv, (3, 8, 8))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    kind=st.sampled_from(["max", "avg"]),
+    k=st.integers(1, 6),
+    stride=st.one_of(st.none(), st.integers(1, 4)),
+    pad=st.integers(0, 3),
+    dilation=st.integers(1, 3),
+    ceil=st.booleans(),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+)
+def test_pools_torch_refuses_are_refused(kind, k, stride, pad, dilation, ceil, h, w):
+    """Any padding (torch refuses more than half the kernel) and windows wider than the
+    padded map (with ceil_mode torch runs some): summary's rows or refusals are torch's."""
+    if kind == "max":
+        pool = nn.MaxPool2d(k, stride, pad, dilation, ceil_mode=ceil)
+    else:
+        pool = nn.AvgPool2d(k, stride, pad, ceil_mode=ceil)
+    agrees(pool, (2, h, w))
