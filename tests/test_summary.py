@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -443,3 +445,14 @@ def test_shared_modules_parametrizations_and_module_lists():
     first, shared = (8 * 3 * 9 + 8) * 12 * 12, (8 * 8 * 9 + 8) * 12 * 12  # (weights + bias)·H·W
     assert [r.macs for r in convs] == [first, shared, shared]
     assert torch.equal(model.conv.weight, weight) and model.conv.weight.device.type == "cpu"
+
+
+def test_rows_are_the_dataclass_its_init_would_make():
+    """summary builds its rows without SummaryRow's own __init__ (speed): each row must be
+    equal, hash and print as the one the dataclass makes from the same fields."""
+    rows = summary(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), (3, 8, 8)).rows
+    for row in rows:
+        made = SummaryRow(**{f.name: getattr(row, f.name) for f in dataclasses.fields(row)})
+        assert row == made and hash(row) == hash(made) and repr(row) == repr(made)
+        assert vars(row) == vars(made)
+        assert pickle.loads(pickle.dumps(row)) == made
