@@ -88,7 +88,7 @@ class Roles:
         if rf is None and tag.rf is not None:
             return self._lose(func, tag)
         if func in C.CONV:
-            linear = (self._weight("conv", args, kwargs, tag, w), ())
+            linear = (self._weight("conv", args, kwargs, tag, w, layer), ())
             return Tag(rf, tag.axes, chain, tag.lost, linear, None, None, None, tag.last_pool)
         squashed, linear, flat = None, None, None
         if func in C.AVG_POOL:
@@ -96,8 +96,8 @@ class Roles:
             linear = None if tag.linear is None else (tag.linear[0], (*tag.linear[1], w))
         return Tag(rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
 
-    def _weight(self, kind: str, args, kwargs, tag: Tag, w: Window | None) -> int:
-        """Records a conv or linear call (WeightFact); returns its index."""
+    def _weight(self, kind: str, args, kwargs, tag: Tag, w: Window | None, layer: str) -> int:
+        """Records a conv or linear call (WeightFact) of `layer`; returns its index."""
         weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
         groups = C.arg(args, kwargs, 6, "groups", 1) if kind == "conv" else 1
         out, in_ = weight.shape[0], weight.shape[1] * groups
@@ -108,7 +108,6 @@ class Roles:
             kernel, stride = (d0 * (k0 - 1) + 1, d1 * (k1 - 1) + 1), w.stride
         before, pools = tag.linear if tag.linear is not None else (None, ())
         bias_n = 0 if bias is None else bias.numel()
-        layer = self.layer
         fact = WeightFact(
             layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before, pools
         )
@@ -120,7 +119,7 @@ class Roles:
     def _linear_tag(self, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """F.linear mixes the last axis: along a spatial axis the field becomes the whole
         axis; on channels (channels-last maps, vectors) it stays."""
-        index = self._weight("linear", args, kwargs, tag, None)
+        index = self._weight("linear", args, kwargs, tag, None, self.layer)
         if tag.flat is not None and self.dense is None:
             n = sum(C.arg(args, kwargs, i, k).numel() for i, k in ((1, "weight"), (2, "bias"))
                     if C.arg(args, kwargs, i, k) is not None)  # fmt: skip

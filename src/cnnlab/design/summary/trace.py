@@ -265,18 +265,34 @@ class Tracer(Roles, TorchFunctionMode):
         """func's output, made from the inputs' shapes where `calls.py` knows how (else run,
         or None if not `run`), with its tags."""
         w = C.window(func, args, kwargs)
-        if w is None:
-            out = C.made(func, args, kwargs)
-        else:
-            x = args[0] if args else kwargs["input"]
-            out = C.meta_window(func, args, kwargs, x, w, self._window_out(x, w))
+        if w is not None:
+            return self._windowed(func, args, kwargs, w, run)
+        out = C.made(func, args, kwargs)
         if out is None:
             if not run:
                 return None
             out = func(*args, **kwargs)
         tagged = tagged_inputs(args, kwargs)
         if tagged:
-            self._tag_outputs(func, args, kwargs, out, tagged, w)
+            self._tag_outputs(func, args, kwargs, out, tagged, None)
+        return out
+
+    def _windowed(self, func, args: tuple, kwargs: dict, w: Window, run: bool) -> Any:
+        """`_call` of a conv or pool: its tag comes from its input's alone (the first tagged
+        one: the input's where it has one, which `_window_tag` takes straight away)."""
+        x = args[0] if args else kwargs["input"]
+        out = C.meta_window(func, args, kwargs, x, w, self._window_out(x, w))
+        if out is None:
+            if not run:
+                return None
+            out = func(*args, **kwargs)
+        tag = getattr(x, TAG, None)
+        if tag is not None and isinstance(out, Tensor):
+            _retag(out, self._window_tag(func, args, kwargs, x, tag, w))
+        else:
+            tagged = [(x, tag)] if tag is not None else tagged_inputs(args, kwargs)
+            if tagged:
+                self._tag_outputs(func, args, kwargs, out, tagged, w)
         return out
 
     def meta_args(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
