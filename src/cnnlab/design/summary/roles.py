@@ -25,7 +25,6 @@ from cnnlab.design.summary.tags import (
     Tag,
     activation,
     combine,
-    first,
     global_rf,
     moved,
     replaced,
@@ -235,24 +234,19 @@ class Roles:
             if align and src.dim() != out.dim():
                 tag = replaced(tag, axes=ax.aligned(src.dim(), out.dim(), tag.axes))
             return self._one_input(tag, *one_input_rule(func, args, kwargs))
-        tags = [t for _, t in tagged]
-        if any(t.rf is None for t in tags):
-            lost = next(t for t in tags if t.rf is None)
-            return lost
+        for _, t in tagged:
+            if t.rf is None:
+                return t  # lost stays lost
         rf, axes, tag = combine(tagged, out, align)
-        keep = func in LINEAR_PATH
-        chain = next((t.chain for t in tags if isinstance(t.chain, tuple)), tag.chain)
-        return Tag(
-            rf,
-            axes,
-            chain,
-            None,
-            None,  # two branches: one linear map cannot replace the pair (§4.1)
-            first(t.squashed_by for t in tags) if keep else None,
-            first(t.flat for t in tags) if keep else None,
-            None,
-            first(t.last_pool for t in tags),
-        )
+        chain, squashed, flat, pool = tag.chain, None, None, None  # the first of each, if any
+        for _, t in reversed(tagged):
+            chain = t.chain if isinstance(t.chain, tuple) else chain
+            squashed, flat = t.squashed_by or squashed, t.flat or flat
+            pool = t.last_pool or pool
+        if func not in LINEAR_PATH:
+            squashed = flat = None
+        # two branches: one linear map cannot replace the pair (§4.1)
+        return Tag(rf, axes, chain, None, None, squashed, flat, None, pool)
 
     def _one_input(self, tag: Tag, saturating: bool, keep: bool) -> Tag:
         """After a one-input element-wise call: a saturating activation is the path's last

@@ -4,7 +4,7 @@ element-wise across branches."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -90,22 +90,35 @@ def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[Field, Field]
     input it follows. Per axis the largest field wins (through branches: the largest), its
     jump and start from an input that spans the output along that axis: a gate broadcast
     from 1×1 (squeeze-and-excitation) widens the field, not the spacing of the units."""
-    spans = []  # (tensor, tag, axes in the output, spans along height, width)
+    # loops, not generators and max(key=): a third of the time (GhostNet joins 55 times)
+    spans = []  # (tag, axes in the output, spans along height, width)
+    out_shape, out_dim = out.shape, out.dim()
     for t, tag in tagged:
-        axes = ax.aligned(t.dim(), out.dim(), tag.axes) if align else tag.axes
-        offset = out.dim() - t.dim() if align else 0
-        full = tuple(
-            a is not None and t.shape[a - offset] == out.shape[a] for a in axes
-        )  # fmt: skip
-        spans.append((t, tag, axes, full))
-    lead = next((p for p in spans if all(p[3])), spans[0])
+        shape, n = t.shape, t.dim()
+        axes = ax.aligned(n, out_dim, tag.axes) if align and n != out_dim else tag.axes
+        offset = out_dim - n if align else 0
+        h, w = axes
+        full = (
+            h is not None and shape[h - offset] == out_shape[h],
+            w is not None and shape[w - offset] == out_shape[w],
+        )
+        spans.append((tag, axes, full))
+    lead = spans[0]
+    for p in spans:
+        if p[2][0] and p[2][1]:
+            lead = p
+            break
     rf = []
     for i in (0, 1):
-        size = max(p[1].rf[i].size for p in spans)
-        best = max((p for p in spans if p[3][i]), key=lambda p: p[1].rf[i].size, default=lead)
-        r = best[1].rf[i]
+        size, best = 0, None  # the largest field; the first largest of those spanning
+        for tag, _, full in spans:
+            r = tag.rf[i]
+            size = max(size, r.size)
+            if full[i] and (best is None or r.size > best.size):
+                best = r
+        r = lead[0].rf[i] if best is None else best
         rf.append(r if r.size == size else Field(size, r.jump, r.start))
-    return tuple(rf), lead[2], lead[1]
+    return tuple(rf), lead[1], lead[0]
 
 
 def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
@@ -172,10 +185,6 @@ def same_shape_call(module: nn.Module) -> Callable | None:
     if act is not None and kind in act.modules and kind is not nn.PReLU:
         return act.functions[0]
     return None
-
-
-def first(values: Iterable[Any]) -> Any:
-    return next((v for v in values if v is not None), None)
 
 
 def first_tensor(output: Any) -> Tensor | None:
