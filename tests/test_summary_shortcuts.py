@@ -19,6 +19,7 @@ from cnnlab import geometry
 from cnnlab.design.summary import summary
 from cnnlab.design.summary.calls import broadcast, field_step
 from cnnlab.design.summary.facts import Field
+from cnnlab.design.summary.tags import Tag, replaced
 from cnnlab.errors import CnnlabError
 from test_summary import leaf_rows, real_leaf_shapes
 
@@ -148,3 +149,14 @@ def test_broadcast_equals_torchs_broadcast_shapes(a, b):
 def test_field_step_equals_geometrys_rf_step(size, jump, start, k, s, p, d):
     expected = geometry.rf_step(geometry.RF(size, jump, start), k, s, p, d)
     assert field_step(Field(size, jump, start), k, s, p, d) == astuple(expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_replaced_equals_namedtuples_replace(data):
+    values = st.one_of(st.none(), st.integers(0, 3), st.tuples(st.integers(0, 3)))
+    tag = Tag(*(data.draw(values) for _ in Tag._fields))
+    keys = data.draw(st.lists(st.sampled_from(Tag._fields), unique=True, max_size=4))
+    changes = {k: data.draw(values) for k in keys}
+    new = replaced(tag, **changes)
+    assert type(new) is Tag and new == tag._replace(**changes)

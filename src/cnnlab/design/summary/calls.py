@@ -162,10 +162,10 @@ def field_step(rf: Field, kernel: int, stride: int, padding: int, dilation: int)
     the same window: size' = size + D(K − 1)·jump, jump' = jump·S,
     start' = start + (D(K − 1)/2 − P)·jump. (A field grows along the net, so a cache of
     geometry.rf_step's answers missed on most calls: 4 µs a window, now 1.)"""
+    size, jump, start = rf
     reach = dilation * (kernel - 1)
-    return Field(
-        rf.size + reach * rf.jump, rf.jump * stride, rf.start + (reach / 2 - padding) * rf.jump
-    )
+    new = (size + reach * jump, jump * stride, start + (reach / 2 - padding) * jump)
+    return tuple.__new__(Field, new)  # Field(*new) without its Python-level __new__ (0.3 µs)
 
 
 def window_rf(rf: tuple[Field, Field], w: Window) -> tuple[Field, Field]:

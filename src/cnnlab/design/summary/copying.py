@@ -66,7 +66,7 @@ def copy_module(
     """
     named = named_modules(model)
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
-    if any(hasattr(type(m), "__deepcopy__") for _, m in named):
+    if any(hasattr(kind, "__deepcopy__") for kind in {type(m) for _, m in named}):
         _deepcopy_modules(model, [m for _, m in named], _twins(make or meta, memo), memo)
         for name, m in named:
             prepare(name, memo[id(m)], vars(memo[id(m)]))

@@ -38,12 +38,18 @@ class Tag(NamedTuple):
 
 def replaced(tag: Tag, **changes: Any) -> Tag:
     """tag._replace(**changes), or tag itself where they change nothing (most calls clear
-    fields that are already None; namedtuple's _replace costs 1.5 µs)."""
+    fields that are already None). namedtuple's _replace costs 1.5 µs, this 0.6."""
     for key, value in changes.items():
-        current = getattr(tag, key)
+        current = tag[_AT[key]]
         if value is not current and value != current:  # axes: often an equal new tuple
-            return tag._replace(**changes)
+            values = list(tag)
+            for k, v in changes.items():
+                values[_AT[k]] = v
+            return tuple.__new__(Tag, values)  # what namedtuple's _make does
     return tag
+
+
+_AT = {name: i for i, name in enumerate(Tag._fields)}  # a Tag field's position
 
 
 _PIXEL = Field(geometry.INPUT_RF.size, geometry.INPUT_RF.jump, geometry.INPUT_RF.start)
