@@ -119,7 +119,8 @@ def main() -> None:
     import cnnlab
     from test_summary_families import leaf_calls
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds; "
+          f"load average (1 min) at the start: {os.getloadavg()[0]:.1f}")  # fmt: skip
     print(f"{'family':24s} {'n':>2s} {'torchinfo':>10s} {'cnnlab':>9s} {'ratio':>6s}  "
           "per-round min-median-max  totals")  # fmt: skip
     worst = []

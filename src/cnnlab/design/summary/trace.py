@@ -1,11 +1,12 @@
 """One traced forward: every torch call is seen (a `TorchFunctionMode`), every tensor it makes
 is tagged with what follows from its inputs' tags, and the facts of `facts.py` are recorded.
 
-A tag carries the receptive field per axis (§3.2: `geometry.rf_step` at every conv and pool;
-through branches the largest), where the height and width axes are (`axes.py`), how the
-map's size follows the input's (a chain of windows, for the fixed-size lint), and what the
-lints need to know of the path behind it: the last conv/linear reached through linear ops
-only (§4.1), the last saturating activation (§4.2), the flatten it came from (§5.2).
+A tag carries the receptive field per axis (§3.2: geometry.rf_step's formula, as
+`calls.field_step`, at every conv and pool; through branches the largest), where the height
+and width axes are (`axes.py`), how the map's size follows the input's (a chain of windows,
+for the fixed-size lint), and what the lints need to know of the path behind it: the last
+conv/linear reached through linear ops only (§4.1), the last saturating activation (§4.2),
+the flatten it came from (§5.2).
 
 The tag rules per role live in `roles.py`; the tracer sees the calls and keeps the facts.
 
