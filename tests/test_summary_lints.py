@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import cnnlab
+from cnnlab import geometry
 from cnnlab.design.summary import Lint, summary
 from cnnlab.errors import SpecError
 from test_summary import ResNet, good_net
@@ -157,3 +158,17 @@ def test_output_below_one_pixel_names_the_layer():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.Conv2d(4, 4, 5))
     with pytest.raises(SpecError, match=r"layer 2 \(Conv2d\).*3×3"):
         summary(model, (3, 8, 8))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(1, 40),
+    k=st.integers(1, 11),
+    before=st.integers(0, 11),
+    after=st.integers(0, 11),
+)
+def test_no_pixel_is_dropped_at_stride_1_without_dilation(size, k, before, after):
+    """The floor lint skips stride-1, undilated windows (every pixel starts a window):
+    geometry.dropped_pixels, the notes' count, agrees on all of them."""
+    assume(k <= size + before + after)
+    assert geometry.dropped_pixels(size, k, (before, after), 1, 1) == 0

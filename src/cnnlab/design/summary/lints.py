@@ -60,8 +60,8 @@ _EDGES = ((1, "width", "column(s)", "right"), (0, "height", "row(s)", "bottom"))
 def _dropped(f: WindowFact, axis: int) -> int:
     w = f.window
     k, s, d = w.kernel[axis], w.stride[axis], w.dilation[axis]
-    if w.same or w.ceil_mode or s > d * (k - 1) + 1:
-        return 0
+    if w.same or w.ceil_mode or s > d * (k - 1) + 1 or s == d == 1:
+        return 0  # (at stride 1 without dilation a window starts at every pixel: none lost)
     pads = (f.pad[2 * axis], f.pad[2 * axis + 1]) if f.pad else w.pads(axis)
     return dropped_pixels(f.size[axis], k, pads, s, d)
 
@@ -84,13 +84,13 @@ def even_kernel_same(t: Trace) -> list[Lint]:
     found = []
     for f in t.windows:
         w = f.window
+        if not w.same and f.pad is None:
+            continue
         reach = [d * (k - 1) for k, d in zip(w.kernel, w.dilation, strict=True)]
         if w.same:
             pairs = [w.pads(i) for i in (0, 1)]
-        elif f.pad is not None:
-            pairs = [(f.pad[0], f.pad[1]), (f.pad[2], f.pad[3])]
         else:
-            continue
+            pairs = [(f.pad[0], f.pad[1]), (f.pad[2], f.pad[3])]
         odd = [p for p, r in zip(pairs, reach, strict=True) if sum(p) == r and p[0] != p[1]]
         if odd:
             found.append(Lint(
