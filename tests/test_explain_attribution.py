@@ -3,6 +3,7 @@ papers' formulas written out, and the same model without in-place ops."""
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import pytest
@@ -122,13 +123,17 @@ def test_all_zero_map_stays_zero():
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 10_000), b=st.integers(1, 5))
 def test_batched_equals_one_image_at_a_time(seed, b):
-    """One forward + backward for the batch gives each image its own map."""
-    model, _ = MODELS["resnet"]
-    x = images(b, seed=seed)
+    """One forward + backward for the batch gives each image its own map. In float64: in
+    float32 the kernels chosen for another batch size round differently, and where a ReLU's
+    input lies within that rounding of 0 its gate flips (seed 1115, b = 2: 0.5 % of a
+    saliency value), which says nothing about images leaking into each other's maps."""
+    model = copy.deepcopy(MODELS["resnet"][0]).double()
+    x = images(b, seed=seed).double()
     cams, sal = gradcam(model, x), saliency(model, x)
     for i in range(b):
-        torch.testing.assert_close(cams[i : i + 1], gradcam(model, x[i : i + 1]), atol=1e-5, rtol=0)
-        torch.testing.assert_close(sal[i : i + 1], saliency(model, x[i : i + 1]), atol=1e-6, rtol=0)
+        one = x[i : i + 1]
+        torch.testing.assert_close(cams[i : i + 1], gradcam(model, one), atol=1e-12, rtol=0)
+        torch.testing.assert_close(sal[i : i + 1], saliency(model, one), atol=1e-12, rtol=0)
 
 
 def test_smoothgrad_with_zero_noise_is_saliency():
