@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.norm_stats import norm_layers, recalibrate, sample
 
@@ -116,3 +118,14 @@ def test_a_short_run_is_evaluated_with_statistics_of_its_own_weights():
     assert runs[4096]["test_acc"] > 0.9
     assert runs[4096]["val_acc"] > 0.9  # the last epoch's row is taken after recomputing
     assert runs[0]["test_acc"] < runs[4096]["test_acc"] - 0.3  # the failure it is for
+
+
+def test_one_image_is_refused_before_training():
+    """A batch of one image cannot give a BatchNorm on (N, C) its statistics (torch raises):
+    refused in the config, not after the last epoch."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    with pytest.raises(ValueError, match="more than 1 value"):
+        recalibrate(net, torch.randn(1, 1, 2, 2), 8)
+    with pytest.raises(ConfigError, match="bn_recalibrate 1"):
+        TrainConfig(bn_recalibrate=1)
+    assert TrainConfig(bn_recalibrate=2).bn_recalibrate == 2

@@ -124,6 +124,8 @@ class TrainConfig:
             raise ConfigError(f"seed must be in 0..{MAX_SEED} (2^63 - 1), got {self.seed}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.bn_recalibrate == 1:  # one image: a BatchNorm on (N, C) or 1×1 maps raises
+            raise ConfigError("bn_recalibrate 1: BatchNorm statistics need 2 images or more")
         for name, ok in {
             "weight_decay": self.weight_decay >= 0,
             "momentum": 0 <= self.momentum < 1,
