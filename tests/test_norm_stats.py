@@ -129,3 +129,37 @@ def test_one_image_is_refused_before_training():
     with pytest.raises(ConfigError, match="bn_recalibrate 1"):
         TrainConfig(bn_recalibrate=1)
     assert TrainConfig(bn_recalibrate=2).bn_recalibrate == 2
+
+
+def test_a_layer_the_eval_forward_never_reaches_keeps_its_statistics():
+    """A head used only in training: its running averages are all it has (a reset would save
+    mean 0, variance 1); the layers reached are recomputed."""
+
+    class WithAux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4))
+            self.aux = nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            h = self.body(x)
+            return (h, self.aux(h)) if self.training else h
+
+    torch.manual_seed(0)
+    net = WithAux().train()
+    with torch.no_grad():
+        for _ in range(5):
+            net(torch.randn(16, 1, 8, 8) * 3 + 2)
+    before = {k: v.clone() for k, v in net.aux.state_dict().items()}
+    assert recalibrate(net, torch.randn(32, 1, 8, 8) * 3 + 2, 16) == 1
+    assert all(torch.equal(v, before[k]) for k, v in net.aux.state_dict().items())
+    assert net.body[1].num_batches_tracked == 2
+
+
+def test_a_forward_that_raises_leaves_the_statistics_as_they_were():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    net[2].running_mean.fill_(0.5)
+    with pytest.raises(ValueError):
+        recalibrate(net, torch.randn(1, 1, 2, 2), 8)  # one image: torch's BatchNorm refuses
+    assert torch.equal(net[2].running_mean, torch.full((3,), 0.5))
+    assert net[2].momentum == 0.1 and net.training

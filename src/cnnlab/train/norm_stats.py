@@ -54,14 +54,17 @@ def recalibrate(
     the same in that average), or all of `images` as one batch if they do not fill one.
     Everything else runs in eval mode (no dropout: the statistics are those of the
     activations the model sees at test time).
-    Weights are untouched; modes and momenta are restored. Returns how many layers were
-    recomputed (0: the model has none, and is left exactly as it was).
+    Weights are untouched; modes and momenta are restored. A layer the eval-mode forward
+    never reaches (a head used only in training) keeps its statistics, as does every layer
+    if the forward raises. Returns how many layers were recomputed (0: the model has none
+    reached, and is left exactly as it was).
     """
     layers = norm_layers(model)
     if not layers or len(images) == 0:
         return 0
     modes = {m: m.training for m in model.modules()}
     momenta = [m.momentum for m in layers]
+    kept = [{k: v.clone() for k, v in m._buffers.items() if v is not None} for m in layers]
     model.eval()
     for m in layers:
         m.reset_running_stats()
@@ -70,18 +73,23 @@ def recalibrate(
     memory = torch.channels_last if channels_last else torch.contiguous_format
     whole = max(len(images) // batch_size * batch_size, 1)
     batch_size = min(batch_size, len(images))
+    reached = [False] * len(layers)  # stays so if the forward raises
     try:
         for start in range(0, whole, batch_size):
             x = images[start : start + batch_size].contiguous(memory_format=memory)
             dtype = autocast or torch.float32
             with torch.autocast(x.device.type, dtype=dtype, enabled=bool(autocast)):
                 model(x)
+        reached = [bool(m.num_batches_tracked) for m in layers]
     finally:
-        for m, momentum in zip(layers, momenta, strict=True):
+        for m, momentum, old, new in zip(layers, momenta, kept, reached, strict=True):
             m.momentum = momentum
+            if not new:  # not reached (or the forward raised): its statistics as they were
+                for k, v in old.items():
+                    m._buffers[k].copy_(v)
         for m, mode in modes.items():
             m.train(mode)
-    return len(layers)
+    return sum(reached)
 
 
 def from_loader(model: nn.Module, loader: Loader, count: int, autocast: torch.dtype | None) -> int:
