@@ -28,7 +28,9 @@ def recalibrated_val(out: Path, images: int) -> dict[str, float]:
     fraction, seed = run.config["val_fraction"], run.config["seed"]
     train, _ = train_val_split(run.dataset("train"), fraction, seed)
     x = sample(run.preprocess(train.images), images, seed)
-    recalibrate(run.model, x, run.config["batch_size"], autocast=run.autocast, channels_last=True)
+    batch = run.config["batch_size"] // run.config.get("world_size", 1)  # as a rank trained
+    layout = run.config.get("channels_last", True)
+    recalibrate(run.model, x, batch, autocast=run.autocast, channels_last=layout)
     return val_accuracies(out, model=run.model)
 
 

@@ -94,7 +94,7 @@ def val_accuracies(out: Path, model: torch.nn.Module | None = None) -> dict[str,
     accuracies = {}
     for name, shift in VIEWS.items():
         logits = predict_logits(
-            model or run.model,
+            run.model if model is None else model,
             x,
             tta=shift is not None,
             tta_shift=shift or 0,

@@ -77,7 +77,8 @@ class TrainConfig:
         4096,
         "after the last epoch, recompute BatchNorm's running statistics for the evaluated "
         "weights over this many training images (0: keep the running averages); a 2-epoch "
-        "digits run: 15 %% test acc with the averages, 95.5 %% recomputed",
+        "digits run: 15 %% test acc with the averages, 95.5 %% recomputed; a BatchNorm "
+        "meant to stay frozen (fine-tuning) is recomputed too: pass 0",
     )
     tta: bool = knob(
         True,

@@ -464,8 +464,9 @@ def _restore(parts: Parts) -> tuple[Position, list[str]]:
 
 
 def _interrupted(parts: Parts, epoch: int, step: int) -> str:
-    saved = f"checkpoint saved in {parts.out}: continue with --resume" if parts.out else ""
-    return f"interrupted at epoch {epoch + 1}, step {step + 1}; {saved or 'nothing saved'}"
+    saved = f"checkpoint saved in {parts.out}: continue with --resume" if parts.out else None
+    saved = saved or "nothing saved (no run directory)"
+    return f"interrupted at epoch {epoch + 1}, step {step + 1}; {saved}"
 
 
 class _Bar:
