@@ -456,3 +456,20 @@ def test_rows_are_the_dataclass_its_init_would_make():
         assert row == made and hash(row) == hash(made) and repr(row) == repr(made)
         assert vars(row) == vars(made)
         assert pickle.loads(pickle.dumps(row)) == made
+
+
+class _KeepsItself(nn.Conv2d):
+    def __deepcopy__(self, memo):
+        return self
+
+
+def test_a_module_summary_cannot_copy_is_named_in_one_clear_error():
+    """A TorchScript submodule, or a __deepcopy__ returning the module itself, was a KeyError
+    (an id) from deep inside the copy."""
+    scripted = nn.Sequential(torch.jit.script(nn.Sequential(nn.Conv2d(3, 4, 3))), nn.ReLU())
+    with pytest.raises(CnnlabError, match=r"module '0' \(RecursiveScriptModule\).*jit.script"):
+        summary(scripted, (3, 8, 8))
+    keeps = nn.Sequential(nn.ReLU(), _KeepsItself(3, 4, 3))
+    with pytest.raises(CnnlabError, match=r"module '1' \(_KeepsItself\).*__deepcopy__"):
+        summary(keeps, (3, 8, 8))
+    assert keeps(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 6, 6)  # the model still works

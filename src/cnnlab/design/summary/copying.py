@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnlab.errors import CnnlabError
+
 META = torch.device("meta")
 
 Named = list[tuple[str, nn.Module]]  # (dotted name, module), as model.named_modules()
@@ -69,11 +71,28 @@ def copy_module(
     if any(hasattr(kind, "__deepcopy__") for kind in {type(m) for _, m in named}):
         _deepcopy_modules(model, [m for _, m in named], _twins(make or meta, memo), memo)
         for name, m in named:
+            if id(m) not in memo or isinstance(m, torch.jit.ScriptModule):
+                raise CnnlabError(_uncopied(name, m))
             prepare(name, memo[id(m)], vars(memo[id(m)]))
     else:
         twin = _twins(make, memo) if make is not None else _sharing(originals)
         _copy_modules(named, twin, memo, prepare)
     return memo[id(model)]
+
+
+def _uncopied(name: str, module: nn.Module) -> str:
+    """Why `module` (at `name`) cannot be traced, and what to pass instead."""
+    where = f"module {name or '(the model)'!r} ({type(module).__name__})"
+    if isinstance(module, torch.jit.ScriptModule):
+        return (
+            f"summary cannot trace {where}: TorchScript runs its calls where no Python sees "
+            "them; summarize the model before torch.jit.script"
+        )
+    return (
+        f"summary cannot trace {where}: its __deepcopy__ returns the module itself, and the "
+        "trace works on a copy so as never to touch your model; give it a __deepcopy__ that "
+        "copies"
+    )
 
 
 def _twins(make: Callable[[Tensor], Tensor], memo: dict[int, Any]) -> Callable:
