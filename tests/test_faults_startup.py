@@ -7,6 +7,7 @@ command module: while the dispatcher builds its parser)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -35,6 +36,10 @@ POINTS = [  # (module whose import the signal lands in, signal)
 ]
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("module", "signal_name"), POINTS, ids=lambda p: p)
 def test_a_signal_during_start_up_is_one_line_and_exit_130(module, signal_name, tmp_path):
     (tmp_path / "sitecustomize.py").write_text(HOOK)
@@ -46,7 +51,11 @@ def test_a_signal_during_start_up_is_one_line_and_exit_130(module, signal_name, 
     }
     cmd = [sys.executable, "-m", "cnnlab.cli", "train", "--preset", "fast", "--data", "digits",
            "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"]  # fmt: skip
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    # a shell starting a job in the background (`make test &`) leaves SIGINT ignored, which
+    # the child would inherit: Python then installs no handler and the signal does nothing
+    done = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=120, preexec_fn=_default_sigint
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     assert len(lines) == 1 and "interrupted" in lines[0], done.stderr[-2000:]
