@@ -265,12 +265,16 @@ def rf_step(rf: RF, kernel: int, stride: int = 1, padding: int = 0, dilation: in
     stride = _int("stride", stride, 1)
     padding = _int("padding", padding, 0)
     dilation = _int("dilation", dilation, 1)
+    return RF(*rf_grow(rf.size, rf.jump, rf.start, kernel, stride, padding, dilation))
+
+
+def rf_grow(
+    size: int, jump: int, start: float, kernel: int, stride: int, padding: int, dilation: int
+) -> tuple[int, int, float]:
+    """rf_step's formula on plain numbers, without its argument checks: for a caller that has
+    checked the window already (the summary's trace, once per window and axis)."""
     reach = dilation * (kernel - 1)  # extent - 1, in this layer's input units
-    return RF(
-        size=rf.size + reach * rf.jump,
-        jump=rf.jump * stride,
-        start=rf.start + (reach / 2 - padding) * rf.jump,
-    )
+    return size + reach * jump, jump * stride, start + (reach / 2 - padding) * jump
 
 
 def receptive_field(layers: Iterable[LayerGeometry | tuple | int], axis: int = 0) -> list[RF]:
