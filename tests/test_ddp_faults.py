@@ -134,6 +134,7 @@ LOST = {
         "peer. This is typically caused by a remote worker hanging. GLHF!"
     ),
     "peer closed": RuntimeError("Connection closed by peer [127.0.0.1]:29500"),
+    "gloo pair closed": RuntimeError("Application timeout caused pair closure"),  # no prefix
     "c10d error": torch_dist.DistBackendError("NCCL communicator was aborted"),
 }
 NOT_LOST = {

@@ -90,15 +90,15 @@ def setup(device: str | torch.device | None = None) -> Dist:
 
 def _peer_failed(error: RuntimeError) -> bool:
     """c10d's errors of a collective or of the store (a peer that went quiet or never came),
-    or gloo's words for it (a plain RuntimeError from its transport, "[...gloo...cc:N]" or
-    "... by peer"). Not DistNetworkError (a port in use is not a lost rank), nor another
+    or gloo's words for it (a plain RuntimeError from its transport, "[...gloo...cc:N]",
+    "... by peer", or its tcp Pair's bare "Application timeout caused pair closure"). Not DistNetworkError (a port in use is not a lost rank), nor another
     library's timeout (a DataLoader's): those keep their own type and traceback."""
     if isinstance(error, (torch_dist.DistBackendError, torch_dist.DistStoreError)):
         return True
     if isinstance(error, torch_dist.DistError):
         return False
     text = str(error).lower()
-    from_backend = "gloo" in text or ".cc:" in text or "by peer" in text
+    from_backend = any(s in text for s in ("gloo", ".cc:", "by peer", "pair closure"))
     return from_backend and any(s in text for s in LOST_SIGNS)
 
 
