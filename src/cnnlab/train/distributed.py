@@ -91,8 +91,9 @@ def setup(device: str | torch.device | None = None) -> Dist:
 def _peer_failed(error: RuntimeError) -> bool:
     """c10d's errors of a collective or of the store (a peer that went quiet or never came),
     or gloo's words for it (a plain RuntimeError from its transport, "[...gloo...cc:N]",
-    "... by peer", or its tcp Pair's bare "Application timeout caused pair closure"). Not DistNetworkError (a port in use is not a lost rank), nor another
-    library's timeout (a DataLoader's): those keep their own type and traceback."""
+    "... by peer", or its tcp Pair's bare "Application timeout caused pair closure"). Not
+    DistNetworkError (a port in use is not a lost rank), nor another library's timeout (a
+    DataLoader's): those keep their own type and traceback."""
     if isinstance(error, (torch_dist.DistBackendError, torch_dist.DistStoreError)):
         return True
     if isinstance(error, torch_dist.DistError):
