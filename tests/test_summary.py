@@ -473,3 +473,18 @@ def test_a_module_summary_cannot_copy_is_named_in_one_clear_error():
     with pytest.raises(CnnlabError, match=r"module '1' \(_KeepsItself\).*__deepcopy__"):
         summary(keeps, (3, 8, 8))
     assert keeps(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 6, 6)  # the model still works
+
+
+def test_a_compiled_module_is_summarized_as_the_module_it_wraps():
+    """torch.compile's wrapper runs its graph where no Python sees the calls: the summary
+    is the wrapped module's, rows named as in it, totals as torchinfo counts the original
+    (compiling is lazy: nothing is compiled here)."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 3),
+    )  # fmt: skip
+    compiled = torch.compile(model)
+    got, want = summary(compiled, (1, 8, 8)), summary(model, (1, 8, 8))
+    assert got == want and [r.name for r in got.rows] == ["0", "1", "2", "3", "4", "5"]
+    theirs = torchinfo.summary(model, (1, 1, 8, 8), verbose=0)
+    assert got.total_params == theirs.total_params and got.total_macs == theirs.total_mult_adds

@@ -137,9 +137,10 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
     """Per-layer shapes, parameters, receptive field, MACs and design lints (§2, §3.2, §5.2).
 
     model_or_spec: any nn.Module (needs input_size), or a spec (Spec, dict, preset name,
-    .yaml/.json path), whose input_size defaults to spec.input. input_size: (C, H, W) of one
-    image. Raises SpecError naming the layer whose output would be below 1×1, CnnlabError
-    naming the layer and the shape it got when the model cannot run on input_size.
+    .yaml/.json path), whose input_size defaults to spec.input; a torch.compile'd module is
+    summarized as the module it wraps. input_size: (C, H, W) of one image. Raises SpecError
+    naming the layer whose output would be below 1×1, CnnlabError naming the layer and the
+    shape it got when the model cannot run on input_size.
     """
     with _gc_paused():  # the whole call: its result is the only thing that outlives it
         try:
@@ -157,10 +158,21 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         if input_size is None:
             raise CnnlabError("summary of an nn.Module needs input_size=(C, H, W)")
         size = _input_size(input_size)
-        trace = _trace_module(model_or_spec, size)
+        trace = _trace_module(_uncompiled(model_or_spec), size)
     else:
         trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
+
+
+def _uncompiled(model: nn.Module) -> nn.Module:
+    """The module torch.compile wrapped (its OptimizedModule holds it as `_orig_mod`, with the
+    same parameters): the compiled forward runs where no Python sees its calls, so the trace
+    follows the module's own. Checked by name: importing torch._dynamo to test the type
+    costs a second."""
+    inner = vars(model).get("_modules", {}).get("_orig_mod")
+    if type(model).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
+        return inner
+    return model
 
 
 def _summary_row(r: RowFact) -> SummaryRow:

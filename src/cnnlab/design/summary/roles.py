@@ -87,7 +87,12 @@ class Roles:
         if rf is None and tag.rf is not None:
             return self._lose(func, tag)
         if func in C.CONV:
-            linear = (self._weight("conv", args, kwargs, tag, w, layer), ())
+            if len(args) == 7:  # as nn.Conv2d calls it
+                weight, bias, groups = args[1], args[2], args[6]
+            else:
+                weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
+                groups = C.arg(args, kwargs, 6, "groups", 1)
+            linear = (self._weight("conv", weight, bias, groups, tag, w, layer), ())
             return Tag(rf, tag.axes, chain, tag.lost, linear, None, None, None, tag.last_pool)
         squashed, linear, flat = None, None, None
         if func in C.AVG_POOL:
@@ -95,22 +100,26 @@ class Roles:
             linear = None if tag.linear is None else (tag.linear[0], (*tag.linear[1], w))
         return Tag(rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
 
-    def _weight(self, kind: str, args, kwargs, tag: Tag, w: Window | None, layer: str) -> int:
+    def _weight(
+        self, kind: str, weight: Tensor, bias, groups: int, tag: Tag, w: Window | None, layer: str
+    ) -> int:
         """Records a conv or linear call (WeightFact) of `layer`; returns its index."""
-        weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
-        groups = C.arg(args, kwargs, 6, "groups", 1) if kind == "conv" else 1
-        out, in_ = weight.shape[0], weight.shape[1] * groups
+        shape = weight.shape
+        out, in_ = shape[0], shape[1] * groups
         if w is None:
-            kernel, stride = (1, 1), (1, 1)
+            kernel = stride = (1, 1)
+        elif w.dilation == (1, 1):
+            kernel, stride = w.kernel, w.stride
         else:
             (k0, k1), (d0, d1) = w.kernel, w.dilation
             kernel, stride = (d0 * (k0 - 1) + 1, d1 * (k1 - 1) + 1), w.stride
         before, pools = tag.linear if tag.linear is not None else (None, ())
         bias_n = 0 if bias is None else bias.numel()
-        fact = WeightFact(
-            layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before, pools
+        self.weights.append(
+            WeightFact(
+                layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before, pools
+            )
         )
-        self.weights.append(fact)
         if tag.squashed_by is not None:
             self.squashes.append(SquashFact(tag.squashed_by, layer))
         return len(self.weights) - 1
@@ -118,7 +127,8 @@ class Roles:
     def _linear_tag(self, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """F.linear mixes the last axis: along a spatial axis the field becomes the whole
         axis; on channels (channels-last maps, vectors) it stays."""
-        index = self._weight("linear", args, kwargs, tag, None, self.layer)
+        weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
+        index = self._weight("linear", weight, bias, 1, tag, None, self.layer)
         if tag.flat is not None and self.dense is None:
             n = sum(C.arg(args, kwargs, i, k).numel() for i, k in ((1, "weight"), (2, "bias"))
                     if C.arg(args, kwargs, i, k) is not None)  # fmt: skip
