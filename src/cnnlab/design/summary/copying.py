@@ -75,8 +75,8 @@ def copy_module(
                 raise CnnlabError(_uncopied(name, m))
             prepare(name, memo[id(m)], vars(memo[id(m)]))
     else:
-        twin = _twins(make, memo) if make is not None else _sharing(originals)
-        _copy_modules(named, twin, memo, prepare)
+        twin = _twins(make, memo) if make is not None else None
+        _copy_modules(named, twin, memo, prepare, originals)
     return memo[id(model)]
 
 
@@ -113,21 +113,46 @@ def _sharing(originals: dict[int, Tensor]) -> Callable:
     return share
 
 
-def _copy_modules(named: Named, twin: Callable, memo: dict[int, Any], prepare: Prepare) -> None:
-    """Copies every module into memo, in one pass over each module's own attributes. The
-    copies share one set of empty hook dicts (nothing registers hooks on a copy; a fresh set
-    per module is eleven dicts a module, 4,000 for GhostNet)."""
+def _shared(tensors: dict[str, Tensor | None], originals: dict[int, Tensor]) -> dict:
+    """A copy of a module's parameter or buffer dict holding the same tensors, each listed
+    in `originals` (a loop, not a call per tensor: half the time)."""
+    copied = tensors.copy()
+    for t in copied.values():
+        if t is not None:
+            originals[id(t)] = t
+    return copied
+
+
+def _copy_modules(
+    named: Named,
+    twin: Callable | None,
+    memo: dict[int, Any],
+    prepare: Prepare,
+    originals: dict[int, Tensor],
+) -> None:
+    """Copies every module into memo, in one pass over each module's own attributes; with
+    `twin` None the copies share the tensors, listed in `originals`. The copies share one
+    set of empty hook dicts (nothing registers hooks on a copy; a fresh set per module is
+    eleven dicts a module, 4,000 for GhostNet)."""
     hooks = {key: kind() for key, kind in _HOOK_DICTS.items()}
     for _, module in named:  # shells first, for attributes that point at other modules
         memo[id(module)] = object.__new__(type(module))
     own_types: dict[type, bool] = {}
+    attribute_twin = twin or _sharing(originals)
     for name, module in named:
         state = vars(module).copy()
         state.update(hooks)
-        state["_parameters"] = {
-            k: None if v is None else twin(v, parameter=True) for k, v in module._parameters.items()
-        }
-        state["_buffers"] = {k: None if v is None else twin(v) for k, v in module._buffers.items()}
+        if twin is None:
+            state["_parameters"] = _shared(module._parameters, originals)
+            state["_buffers"] = _shared(module._buffers, originals)
+        else:
+            state["_parameters"] = {
+                k: None if v is None else twin(v, parameter=True)
+                for k, v in module._parameters.items()
+            }
+            state["_buffers"] = {
+                k: None if v is None else twin(v) for k, v in module._buffers.items()
+            }
         state["_modules"] = {
             k: None if v is None else memo[id(v)] for k, v in module._modules.items()
         }
@@ -137,7 +162,7 @@ def _copy_modules(named: Named, twin: Callable, memo: dict[int, Any], prepare: P
         if torchs is None:
             torchs = own_types[kind] = kind.__module__.startswith(_TORCH_MODULES)
         if not torchs:  # torch's own layers never write their attributes: shared as they are
-            _copy_attributes(state, twin, memo)  # (most modules are torch's)
+            _copy_attributes(state, attribute_twin, memo)  # (most modules are torch's)
         shell = memo[id(module)]
         object.__setattr__(shell, "__dict__", state)  # the dict itself, not a copy
         prepare(name, shell, state)

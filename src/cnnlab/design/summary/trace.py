@@ -174,10 +174,14 @@ class Tracer(Roles, TorchFunctionMode):
     def _type(self, module: nn.Module) -> tuple[str, Callable | None, Callable | None]:
         """The module's class name, MACs rule (`macs.py`) and how to make its output without
         its forward (`_same_shape`, `_leaf`; None: the forward runs). Found once per type
-        and trace (walks up the class tree: 4 µs a module), except for a Hardtanh, whose
-        bounds decide which activation it is."""
+        and trace (walks up the class tree: 4 µs a module); for a Hardtanh (ReLU6 is one),
+        once per type and lower bound, which decides which activation it is."""
         kind = type(module)
         found = self.types.get(kind)
+        if found is not None:
+            return found
+        key = (kind, vars(module).get("min_val")) if issubclass(kind, nn.Hardtanh) else kind
+        found = self.types.get(key)
         if found is None:
             func = same_shape_call(module)
             call = leaf_call(kind)
@@ -185,9 +189,7 @@ class Tracer(Roles, TorchFunctionMode):
                 shortcut = functools.partial(self._same_shape, one_input_rule(func))
             else:
                 shortcut = None if call is None else functools.partial(self._leaf, call)
-            found = (kind.__name__, macs_rule(kind), shortcut)
-            if not issubclass(kind, nn.Hardtanh):
-                self.types[kind] = found
+            found = self.types[key] = (kind.__name__, macs_rule(kind), shortcut)
         return found
 
     def release(self) -> None:
