@@ -330,7 +330,9 @@ def _epoch_row(parts: Parts, epoch: int, sums: Sums) -> dict:
     distributed.broadcast_buffers(parts.model, dist)
     if parts.ema is not None:
         parts.ema.copy_buffers(parts.model)
-    if epoch + 1 == config.epochs and config.bn_recalibrate:  # what is saved: norm_stats.py
+    # the EMA's weights with the live model's averages read near chance early on: every
+    # validation row, and what is saved, gets statistics of its own weights (norm_stats.py)
+    if config.bn_recalibrate and (epoch + 1 == config.epochs or parts.val is not None):
         norm_stats.from_loader(parts.evaluated, parts.loader, config.bn_recalibrate, parts.amp)
     loss, correct, seen, seconds = distributed.all_reduce_sum(sums.to_list(), dist)
     seconds /= dist.world_size
