@@ -120,6 +120,30 @@ def test_a_short_run_is_evaluated_with_statistics_of_its_own_weights():
     assert runs[0]["test_acc"] < runs[4096]["test_acc"] - 0.3  # the failure it is for
 
 
+def test_every_validated_epoch_reads_statistics_of_its_own_weights():
+    """The EMA's weights with the live model's running averages read near chance in the first
+    epochs of a short run; each validation row is taken after recomputing, so every row of
+    a 3-epoch digits run is far above chance, and the first row with the averages (near
+    chance) is the failure it guards against."""
+    rows = {}
+    for recal in (4096, 0):
+        got = []
+        config = TrainConfig(epochs=3, bn_recalibrate=recal, tta=False, val_fraction=0.2)
+        train("fast", "digits", None, config, on_epoch=lambda row, _, got=got: got.append(row))
+        rows[recal] = [row["val_acc"] for row in got]
+    assert len(rows[4096]) == 3 and min(rows[4096]) > 0.5, rows
+    assert rows[0][0] < rows[4096][0] - 0.3, rows
+
+
+def test_a_knob_out_of_range_names_the_range():
+    with pytest.raises(
+        ConfigError, match=r"bn_recalibrate must be 0 \(off\) or >= 2 \(images\), got -3"
+    ):
+        TrainConfig(bn_recalibrate=-3)
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\), got 1.5"):
+        TrainConfig(momentum=1.5)
+
+
 def test_one_image_is_refused_before_training():
     """A batch of one image cannot give a BatchNorm on (N, C) its statistics (torch raises):
     refused in the config, not after the last epoch."""
