@@ -17,7 +17,9 @@ def _conv_macs(m: nn.Conv2d, out: Tensor) -> int:
     bias as a MAC per position too)."""
     per_position = m.out_channels * (m.in_channels // m.groups) * math.prod(m.kernel_size)
     bias = m.out_channels if _bias(m) is not None else 0
-    return (per_position + bias) * math.prod(out.shape[2:])
+    shape = out.shape
+    positions = shape[2] * shape[3] if len(shape) == 4 else math.prod(shape[2:])
+    return (per_position + bias) * positions
 
 
 def _linear_macs(m: nn.Linear, out: Tensor) -> int:

@@ -72,16 +72,17 @@ class Roles:
     def _window_tag(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> Tag:
         """A conv or pool: the field grows, the chain gets the window, the facts are noted."""
         layer = self.layer
-        shape, n = x.shape, x.dim()
+        shape = x.shape
+        n = len(shape)
         size = (shape[-2], shape[-1]) if n > 1 else tuple(shape[-2:])
-        pad = tag.pad if w.padding == (0, 0) else None
+        pad = tag.pad if tag.pad is not None and w.padding == (0, 0) else None
         if pad is not None:  # the real map inside F.pad's zeros
             size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])
         self.windows.append(WindowFact(layer, w, size, pad))
         on_map = tag.axes == (n - 2, n - 1)
         rf = C.window_rf(tag.rf, w) if on_map and tag.rf is not None else None
-        chain = (w, tag.chain) if isinstance(tag.chain, tuple) and on_map else tag.chain
-        if w.ceil_mode and on_map and all(C.covers(x.shape[-2 + i], w, i) for i in (0, 1)):
+        chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
+        if w.ceil_mode and on_map and all(C.covers(shape[-2 + i], w, i) for i in (0, 1)):
             rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
             chain = SIZE_FREE
         if rf is None and tag.rf is not None:

@@ -157,14 +157,17 @@ class Tracer(Roles, TorchFunctionMode):
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
             x = args[0] if args else next(iter(kwargs.values()), None)
-            self.stack.append((module, x, name))
-            output = None
+            self.stack.append((module, x, name))  # on an error the stack names the layer
             if shortcut is not None and len(args) == 1 and not kwargs:
-                output = shortcut(module, x)
-            if output is None:
-                output = forward(*args, **kwargs)  # on an error the stack names the layer
+                with torch._C.DisableTorchFunction():  # our own reads need no tracing
+                    output = shortcut(module, x)
+                    if output is not None:
+                        self.stack.pop()
+                        self._row(module, name, kind, params, trainable, rule, leaf, output)
+                        return output
+            output = forward(*args, **kwargs)
             self.stack.pop()
-            with torch._C.DisableTorchFunction():  # our own reads need no tracing
+            with torch._C.DisableTorchFunction():
                 self._row(module, name, kind, params, trainable, rule, leaf, output)
             return output
 
@@ -204,34 +207,33 @@ class Tracer(Roles, TorchFunctionMode):
         """A shape-keeping layer on a meta input: its output, tagged as its call would be
         (`rule`: `roles.one_input_rule` of it, found once per type), without running its
         forward (BatchNorm and ReLU are 100 of ResNet-50's 160 calls). None where the layer
-        must run: a real input, or one BatchNorm2d would refuse."""
-        with torch._C.DisableTorchFunction():
-            if not isinstance(x, Tensor) or not x.is_meta:
-                return None
-            if isinstance(module, nn.BatchNorm2d) and (
-                x.dim() != 4 or x.shape[1] != module.num_features
-            ):
-                return None
-            # vars(): a getattr that misses goes through nn.Module.__getattr__ (1.2 µs, 0.15)
-            out = x if vars(module).get("inplace", False) else C.new_meta(x)
-            tag = getattr(x, TAG, None)
-            if tag is not None:
-                _retag(out, self._one_input(tag, *rule))
+        must run: a real input, or one BatchNorm2d would refuse. (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta:
+            return None
+        if isinstance(module, nn.BatchNorm2d) and (
+            x.dim() != 4 or x.shape[1] != module.num_features
+        ):
+            return None
+        # vars(): a getattr that misses goes through nn.Module.__getattr__ (1.2 µs, 0.15)
+        out = x if vars(module).get("inplace", False) else C.new_meta(x)
+        tag = getattr(x, TAG, None)
+        if tag is not None:
+            _retag(out, self._one_input(tag, *rule))
         return out
 
     def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
         """A leaf whose forward is one torch call (`leaves.py`) on a meta input: the call's
-        output made and tagged as the mode would; None where the forward must run."""
-        with torch._C.DisableTorchFunction():
-            if not isinstance(x, Tensor) or not x.is_meta:
-                return None
-            found = call(module, x)
-            return None if found is None else self._call(found[0], found[1], {}, run=False)
+        output made and tagged as the mode would; None where the forward must run. (Torch
+        functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta:
+            return None
+        found = call(module, x)
+        return None if found is None else self._call(found[0], found[1], {}, run=False)
 
     def _row(self, module, name, kind, params, trainable, rule, leaf, output) -> None:
         """Adds the call's row: every leaf call; a container only where its output is its
         own (not a child's row)."""
-        out = first_tensor(output)
+        out = output if type(output) is Tensor else first_tensor(output)
         if out is None:
             return
         tag = getattr(out, TAG, None)
