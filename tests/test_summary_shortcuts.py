@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import torchinfo
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab import geometry
 from cnnlab.design.summary import summary
+from cnnlab.design.summary.axes import index as axes_index
+from cnnlab.design.summary.calls import _cat_shape as cat_shape
 from cnnlab.design.summary.calls import broadcast, field_step
 from cnnlab.design.summary.facts import Field
 from cnnlab.design.summary.tags import Tag, replaced
@@ -160,3 +162,44 @@ def test_replaced_equals_namedtuples_replace(data):
     changes = {k: data.draw(values) for k in keys}
     new = replaced(tag, **changes)
     assert type(new) is Tag and new == tag._replace(**changes)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_a_slice_index_keeps_the_axes_and_steps_as_torchs_strides_say(data):
+    """x[key] for a key of slices: each spatial axis stays at its position and its step is
+    the output's stride over the input's (torch's view of the same slicing)."""
+    shape = tuple(data.draw(st.lists(st.integers(1, 6), min_size=4, max_size=4)))
+    bounds = st.one_of(st.none(), st.integers(-7, 7))
+    key = tuple(
+        slice(
+            data.draw(bounds), data.draw(bounds), data.draw(st.one_of(st.none(), st.integers(1, 3)))
+        )
+        for _ in range(data.draw(st.integers(1, 4)))
+    )
+    x = torch.empty(shape)
+    out = x[key]
+    assume(min(out.shape) > 0)
+    axes, steps = axes_index(key, shape, (2, 3))
+    assert axes == (2, 3)
+    for a, step in zip(axes, steps, strict=True):
+        if out.shape[a] > 1:
+            assert out.stride(a) == x.stride(a) * step
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_cat_shape_equals_torchs_cat_on_meta(data):
+    """torch.cat on meta tensors as the truth: the shape where torch takes them, None where
+    it raises."""
+    n = data.draw(st.integers(1, 3))
+    dims = st.lists(st.integers(1, 4), min_size=n, max_size=n)
+    tensors = [
+        torch.empty(data.draw(dims), device="meta") for _ in range(data.draw(st.integers(1, 3)))
+    ]
+    dim = data.draw(st.integers(-n, n - 1))
+    try:
+        expected = tuple(torch.cat(tensors, dim).shape)
+    except (RuntimeError, IndexError):
+        expected = None
+    assert cat_shape((tensors, dim), {}) == expected

@@ -423,22 +423,25 @@ def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
 
 
 def _cat_shape(args: tuple, kwargs: dict) -> tuple | None:
+    """The shape of torch.cat(tensors, dim) on meta tensors of one dtype whose shapes agree
+    but along `dim`; None where torch must run (and raise its error)."""
     tensors, dim = arg(args, kwargs, 0, "tensors"), arg(args, kwargs, 1, "dim", 0)
     if set(kwargs) - {"tensors", "dim"} or not isinstance(tensors, (list, tuple)) or not tensors:
         return None
     first = tensors[0]
-    if not isinstance(dim, int) or not all(
-        isinstance(t, Tensor) and t.is_meta and t.dtype == first.dtype and t.dim() == first.dim()
-        for t in tensors
-    ):
+    if not isinstance(dim, int) or not isinstance(first, Tensor) or first.dim() == 0:
         return None
-    if first.dim() == 0:
-        return None
-    dim %= first.dim()
-    rest = [tuple(t.shape[:dim] + t.shape[dim + 1 :]) for t in tensors]
-    if any(r != rest[0] for r in rest):
-        return None
-    return (*first.shape[:dim], sum(t.shape[dim] for t in tensors), *first.shape[dim + 1 :])
+    shape, dtype = tuple(first.shape), first.dtype
+    dim %= len(shape)
+    before, after, total = shape[:dim], shape[dim + 1 :], 0
+    for t in tensors:  # a loop over plain tuples: torch.Size slices cost 0.3 µs each
+        if not (isinstance(t, Tensor) and t.is_meta and t.dtype == dtype):
+            return None
+        other = tuple(t.shape)
+        if len(other) != len(shape) or other[:dim] != before or other[dim + 1 :] != after:
+            return None
+        total += other[dim]
+    return (*before, total, *after)
 
 
 def pad_shape(x: Tensor, pad: Any) -> tuple[int, ...] | None:
