@@ -135,6 +135,8 @@ LOST = {
     ),
     "peer closed": RuntimeError("Connection closed by peer [127.0.0.1]:29500"),
     "gloo pair closed": RuntimeError("Application timeout caused pair closure"),  # no prefix
+    "gloo socket closed": RuntimeError("Socket closed [127.0.0.1]:4242"),
+    "gloo remote closed": RuntimeError("Remote peer closed the connection."),
     "c10d error": torch_dist.DistBackendError("NCCL communicator was aborted"),
 }
 NOT_LOST = {

@@ -31,6 +31,15 @@ from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
 
 # What gloo, NCCL and c10d say when a peer stopped answering or went away (lower case).
 LOST_SIGNS = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
+# gloo's tcp transport also fails a pending operation with its own words and no file prefix
+# (the strings of libtorch's gloo Pair and Socket): each alone is a peer gone.
+GLOO_PAIR_WORDS = (
+    "caused pair closure",
+    "remote peer closed the connection",
+    "socket unexpectedly closed",
+    "socket closed",
+    "pair is not connected",
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,9 @@ def setup(device: str | torch.device | None = None) -> Dist:
 
 def _peer_failed(error: RuntimeError) -> bool:
     """c10d's errors of a collective or of the store (a peer that went quiet or never came),
-    or gloo's words for it (a plain RuntimeError from its transport, "[...gloo...cc:N]",
-    "... by peer", or its tcp Pair's bare "Application timeout caused pair closure"). Not
+    or gloo's words for it (a plain RuntimeError from its transport, "[...gloo...cc:N]" or
+    "... by peer" with a sign of a timeout or a closed connection, or one of its tcp Pair's
+    bare messages, GLOO_PAIR_WORDS, as "Application timeout caused pair closure"). Not
     DistNetworkError (a port in use is not a lost rank), nor another library's timeout (a
     DataLoader's): those keep their own type and traceback."""
     if isinstance(error, (torch_dist.DistBackendError, torch_dist.DistStoreError)):
@@ -99,7 +109,9 @@ def _peer_failed(error: RuntimeError) -> bool:
     if isinstance(error, torch_dist.DistError):
         return False
     text = str(error).lower()
-    from_backend = any(s in text for s in ("gloo", ".cc:", "by peer", "pair closure"))
+    if any(words in text for words in GLOO_PAIR_WORDS):
+        return True
+    from_backend = "gloo" in text or ".cc:" in text or "by peer" in text
     return from_backend and any(s in text for s in LOST_SIGNS)
 
 
