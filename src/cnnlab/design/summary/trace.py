@@ -52,6 +52,10 @@ from cnnlab.design.summary.tags import (
 from cnnlab.errors import SpecError
 
 _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_function__
+# The forwards of torch's containers: nn.Sequential's calls its children in turn (its output
+# is always a child's), ModuleList's and ModuleDict's is no forward at all. Left unwrapped
+# (GhostNet has 98 Sequentials); an empty Sequential still gets its row, as a leaf.
+_PLAIN_CONTAINERS = frozenset({nn.Sequential.forward, nn.Module.forward})
 
 
 def _retag(t: Tensor, tag: Tag) -> None:
@@ -142,6 +146,8 @@ class Tracer(Roles, TorchFunctionMode):
                     self.total_params += n
                     self.trainable_params += n if grad else 0
         state["training"] = False
+        if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:
+            return  # no row of its own, its children name themselves: nothing to wrap
         self._instrument(module, name, params, trainable, state)
 
     def _instrument(self, module, name: str, params: int, trainable: int, state: dict) -> None:
