@@ -11,6 +11,8 @@ Which function for what:
 * run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
   ((B, K) logits; `output=` picks them from a tuple/dict), `select_logits`,
   `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.
+* is it a classifier of these images ........ `classifier_misfit(model, (C, H, W), K)`: None,
+  or why not (the layer that raised and the shapes it got, a tuple output, a softmax end).
 * name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
   ((name, output shape) in forward order), `spatial_layers`, `is_spatial`, `default_layer`
   (the last spatial one: Grad-CAM's default), `first_called(model, nn.Conv2d, x)`,
@@ -35,8 +37,10 @@ from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
 from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.logits import (
+    Misfit,
     OutputSelector,
     check_images,
+    classifier_misfit,
     forward,
     resolve_target,
     select_logits,
@@ -59,10 +63,12 @@ __all__ = [
     "CallOrder",
     "Capture",
     "Hooks",
+    "Misfit",
     "OutputSelector",
     "as_float",
     "batches",
     "check_images",
+    "classifier_misfit",
     "default_layer",
     "device_of",
     "first_called",

@@ -1,16 +1,18 @@
 """Running a user's model on images and reading what it says: the images checked, the
 forward pass with a clear error when they do not fit, the (B, K) logits picked from any
-output, and the class to explain per image."""
+output, the class to explain per image, and whether a model is a classifier of given images
+at all (`classifier_misfit`: what training, import and opening a run check first)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
+from cnnlab.inspect.hooks import Hooks
 
 # How to pick the logits from a model that returns a tuple, list or dict: an index, a key,
 # or a function of the raw output. None means the output must already be a (B, K) tensor.
@@ -96,3 +98,109 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
             f"target {bad[0].item()} is outside the model's classes 0..{classes - 1}"
         )
     return t.clone()
+
+
+class Misfit(NamedTuple):
+    """Why a model cannot classify images: `kind` "run" (it raised, or its parameters are
+    not float32), "output" (it returned no float logits tensor), "classes" (a tensor of
+    another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax" (its
+    outputs are already probabilities); `why` says what and how to fix it."""
+
+    kind: str
+    why: str
+
+
+def classifier_misfit(model: nn.Module, input_shape: Iterable[int], classes: int) -> Misfit | None:
+    """None when `model`, in its current mode and without gradients, takes two zero images
+    of `input_shape` (C, H, W) and returns (2, classes) floating-point logits; else the Misfit.
+    A forward that raises is located: the innermost module then running, its type and the
+    shapes it got ("mat1 and mat2 shapes cannot be multiplied (...) (in layer 2, a Linear,
+    given 2×288)")."""
+    odd = [(n, p.dtype) for n, p in model.named_parameters() if p.dtype != torch.float32]
+    if odd:
+        name, dtype = odd[0]
+        return Misfit(
+            "run",
+            f"its parameters are {str(dtype).removeprefix('torch.')} ({name}), but images come "
+            "as float32; return model.float() (for bfloat16 speed, train with --precision "
+            "bf16, which autocasts)",
+        )
+    with torch.no_grad():
+        out, failure = _located_forward(model, torch.zeros(2, *input_shape))
+    if failure is not None:
+        return Misfit("run", failure)
+    return _output_misfit(out, classes)
+
+
+def _output_misfit(out: Any, classes: int) -> Misfit | None:
+    """What is wrong with `out` as the logits of 2 images over `classes` classes."""
+    if not isinstance(out, Tensor):
+        pick = (
+            "net(x).logits" if isinstance(getattr(out, "logits", None), Tensor)
+            else "net(x)['logits']" if isinstance(out, dict)
+            else "net(x)[0]" if isinstance(out, tuple | list)
+            else "the logits"
+        )  # fmt: skip
+        return Misfit(
+            "output",
+            f"returns {_a(type(out).__name__)}, not a logits tensor; cnnlab trains and reads one "
+            f"(B, {classes}) logits tensor: make forward return only the logits, e.g. in a "
+            f"wrapper module whose forward returns {pick}",
+        )
+    if not out.is_floating_point():
+        return Misfit(
+            "output",
+            f"returns {str(out.dtype).removeprefix('torch.')} values of shape "
+            f"{tuple(out.shape)}, not float logits; return the class scores (before argmax)",
+        )
+    if out.dim() != 2 or out.shape[1] != classes:
+        return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image")
+    row_sums = out.float().sum(1)
+    if classes > 1 and (out >= 0).all() and torch.allclose(row_sums, torch.ones_like(row_sums)):
+        return Misfit(
+            "softmax",
+            "ends in a softmax (its outputs are probabilities: ≥ 0, summing to 1), and cnnlab "
+            "applies softmax itself (in the loss and in predictions), so it would be applied "
+            "twice; remove the final softmax and return the logits",
+        )
+    return None
+
+
+def _located_forward(model: nn.Module, x: Tensor) -> tuple[Any, str | None]:
+    """(model(x), None), or (None, where and why) when the forward raises: the innermost
+    module still running then (forward hooks do not run for a forward that raised, so the
+    modules entered and not left are the chain down to the failure)."""
+    running: list[tuple[str, nn.Module, tuple]] = []
+
+    def before(name: str) -> Callable:
+        return lambda module, args: running.append((name, module, args))
+
+    def after(module: nn.Module, args: Any, out: Any) -> None:
+        running.pop()
+
+    modules = list(model.named_modules())
+    try:
+        with (
+            Hooks().before((m, before(n)) for n, m in modules),
+            Hooks().after((m, after) for _, m in modules),
+        ):
+            return model(x), None
+    except Exception as error:  # the user's forward: any error is theirs to fix
+        name, module, args = running[-1] if running else ("", model, (x,))
+        got = ", ".join(_shape_text(a) for a in args) or "no tensor"
+        where = f"layer {name}, a {type(module).__name__}," if name else (
+            f"{type(module).__name__}.forward,"
+        )  # fmt: skip
+        text = " ".join(str(error).split())[:300] or "(no message)"
+        kind = "" if isinstance(error, RuntimeError) else f"{type(error).__name__}: "
+        return None, f"{kind}{text} (in {where} given {got})"
+
+
+def _shape_text(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return "×".join(map(str, value.shape)) or "a scalar"
+    return type(value).__name__
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"

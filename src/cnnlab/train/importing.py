@@ -31,6 +31,7 @@ from torch import nn
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
+from cnnlab.inspect import classifier_misfit
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.rundir import EVALUATION, RunDir, check_config, load_run, weight_mismatch
@@ -156,20 +157,19 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
 def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any]) -> None:
     """The model runs on the input shape and gives one logit per class."""
     shape, k = info["input_shape"], len(info["classes"])
-    try:
-        with torch.no_grad():
-            logits = model(torch.zeros(2, *shape))
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+    misfit = classifier_misfit(model, shape, k)
+    if misfit is None:
+        return
+    if misfit.kind == "run":
         raise SpecError(
-            f"{reference} cannot run on {'×'.join(map(str, shape))} images: "
-            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}"
-        ) from error
-    if not isinstance(logits, torch.Tensor) or logits.shape != (2, k):
-        got = tuple(logits.shape[1:]) if isinstance(logits, torch.Tensor) else type(logits)
+            f"{reference} cannot run on {'×'.join(map(str, shape))} images: {misfit.why}"
+        )
+    if misfit.kind == "classes":
         raise DataError(
-            f"{reference} outputs {got} per image but the run has {k} classes; "
+            f"{reference} {misfit.why} but the run has {k} classes; "
             "give the classes the model was trained on (--classes or --data)"
         )
+    raise SpecError(f"{reference} {misfit.why}")
 
 
 def _data_name(data: str | Path | None) -> str | None:

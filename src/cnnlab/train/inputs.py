@@ -18,6 +18,7 @@ from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
+from cnnlab.inspect import classifier_misfit
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, read_config
 from cnnlab.train.source import ModelSource
@@ -199,21 +200,16 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
             f"the data has {'×'.join(map(str, input_shape))} images but {choice.title} "
             f"expects input {list(choice.input_shape)}"
         )
-    model = choice.model
+    k, size = len(classes), "×".join(map(str, input_shape))
     try:
-        with torch.no_grad():
-            out = model.eval()(torch.zeros(2, *input_shape))
-    except RuntimeError as error:  # a module of the user's that does not take this input
-        raise SpecError(
-            f"{choice.title} cannot run on {'×'.join(map(str, input_shape))} images: "
-            f"{str(error).splitlines()[0]}"
-        ) from error
+        misfit = classifier_misfit(choice.model.eval(), input_shape, k)
     finally:
-        model.train()
-    k = len(classes)
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != k:
-        got = tuple(out.shape[1:]) if isinstance(out, torch.Tensor) else type(out).__name__
+        choice.model.train()
+    if misfit is None:
+        return
+    if misfit.kind == "run":  # a module of the user's that does not take this input
+        raise SpecError(f"{choice.title} cannot run on {size} images: {misfit.why}")
+    if misfit.kind == "classes":
         fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
-        raise SpecError(
-            f"{choice.title} outputs {got} per image but the data has {k} classes; {fix}"
-        )
+        raise SpecError(f"{choice.title} {misfit.why} but the data has {k} classes; {fix}")
+    raise SpecError(f"{choice.title} {misfit.why}")

@@ -32,6 +32,7 @@ from torch import nn
 
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, ConfigError, RunError
+from cnnlab.inspect import classifier_misfit
 from cnnlab.train import checkpoint
 from cnnlab.train.checkpoint import CHECKPOINT_STATE, CHECKPOINT_TENSORS, MODEL_WEIGHTS
 from cnnlab.train.config import TrainConfig
@@ -416,11 +417,11 @@ def load_run(
     state = checkpoint.load_weights(weights)
     differ = weight_mismatch(model.state_dict(), state)
     if differ:
-        what = path / SPEC if source is not None and source.kind == "spec" else "the model"
+        what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
         raise RunError(f"{weights} does not match {what}: {differ}")
     model.load_state_dict(state)
     model.eval()
-    _check_outputs(model, config, path)  # before the hashes: the more precise message
+    _check_outputs(model, config, path, source)  # before the hashes: the more precise message
     _check_hashes(path, weights, config)
     spec = source.spec if source is not None and source.kind == "spec" else None
     return Run(path, spec, model, config, source)
@@ -456,22 +457,21 @@ def _check_hashes(path: Path, weights: Path, config: dict[str, Any]) -> None:
             )
 
 
-def _check_outputs(model: nn.Module, config: dict[str, Any], path: Path) -> None:
-    """The model runs on its input shape and gives one logit per class of config.json."""
-    k = len(config["classes"])
-    try:
-        with torch.no_grad():
-            logits = model(torch.zeros(1, *config["input_shape"]))
-    except RuntimeError as error:
-        raise RunError(
-            f"{path / CONFIG}: the model cannot run on input_shape {config['input_shape']}: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
-    if logits.dim() != 2 or logits.shape[1] != k:
-        raise RunError(
-            f"{path / CONFIG} lists {k} classes but the model outputs "
-            f"{tuple(logits.shape[1:])} per image; restore config.json's classes"
-        )
+def _check_outputs(model: nn.Module, config: dict[str, Any], path: Path, source: Any) -> None:
+    """The model runs on its input shape and gives one logit per class of config.json (a
+    final softmax is left to training and import to refuse: a run keeps opening)."""
+    k, size = len(config["classes"]), "×".join(map(str, config["input_shape"]))
+    misfit = classifier_misfit(model, config["input_shape"], k)
+    if misfit is None or misfit.kind == "softmax":
+        return
+    if misfit.kind == "classes" and getattr(source, "kind", "spec") == "spec":
+        raise RunError(f"{path / CONFIG} lists {k} classes but the model {misfit.why}")
+    what = _model_text(source)
+    raise RunError(f"{path}: {what} does not fit its {size} images, {k} classes: {misfit.why}")
+
+
+def _model_text(source: Any) -> str:  # messages name a model from code by its reference
+    return f"the model of {source.reference}" if source is not None else "the model"
 
 
 def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:

@@ -1,0 +1,228 @@
+"""Models as practitioners write them, brought to cnnlab: the ways they fail to be a plain
+classifier of the run's images (a forward that raises, a tuple or dict output, another
+dtype, a final softmax, a file edited after training) are each one clear error naming the
+layer or the file and the fix. Truth: torch's own forward of the same layers and its own
+error text, and the model's own outputs."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError, RunError, SpecError
+from cnnlab.inspect import classifier_misfit
+from cnnlab.train import TrainConfig, train
+from cnnlab.train.importing import import_run
+from cnnlab.train.rundir import load_run
+from cnnlab.train.source import parse_model_ref
+
+QUICK = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
+CLI_QUICK = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(classes: int = 10) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, classes),
+    )  # fmt: skip
+
+
+class Pair(nn.Module):
+    """Logits and an auxiliary head, as a tuple or a dict."""
+
+    def __init__(self, as_dict: bool = False):
+        super().__init__()
+        self.body, self.as_dict = small(), as_dict
+        self.aux = nn.Linear(10, 10)
+
+    def forward(self, x):
+        logits = self.body(x)
+        return {"logits": logits, "aux": self.aux(logits)} if self.as_dict else (logits, None)
+
+
+class Asserting(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        assert x.shape[-1] == 28, "this net takes 28×28 images"
+        return self.fc(x.flatten(1))
+
+
+def test_a_failing_layer_is_named_with_the_shape_torch_gave_it():
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
+    x = torch.zeros(2, 1, 8, 8)
+    got = model[:2](x)  # torch's own forward up to the failing layer: (2, 288)
+    with pytest.raises(RuntimeError) as torch_error:
+        model[2](got)
+    misfit = classifier_misfit(model, (1, 8, 8), 10)
+    assert misfit.kind == "run"
+    shape = "×".join(map(str, got.shape))
+    torch_says = str(torch_error.value).splitlines()[0]
+    assert misfit.why == f"{torch_says} (in layer 2, a Linear, given {shape})"
+
+
+def test_train_names_the_layer_and_any_error_of_the_users_forward_is_one_line():
+    wrong = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 30 * 30, 10))
+    where = r"cannot run on 1×8×8 images: mat1 .* \(in layer 2, a Linear, given 2×288\)"
+    with pytest.raises(SpecError, match=where):
+        train(wrong, "digits", None, QUICK)
+    # an assert in forward is no RuntimeError: it was a traceback
+    where = r"AssertionError: this net.* \(in Asserting.forward, given 2×1×8×8\)"
+    with pytest.raises(SpecError, match=where):
+        train(Asserting(), "digits", None, QUICK)
+
+
+@pytest.mark.parametrize(
+    ("model", "pick"),
+    [(Pair(), r"net\(x\)\[0\]"), (Pair(as_dict=True), r"net\(x\)\['logits'\]")],
+)
+def test_a_tuple_or_dict_output_says_how_to_return_the_logits(model, pick):
+    assert isinstance(model.eval()(torch.zeros(2, 1, 8, 8)), tuple | dict)  # the model's own
+    with pytest.raises(SpecError, match=f"returns a (tuple|dict), not a logits tensor.*{pick}"):
+        train(model, "digits", None, QUICK)
+
+
+def test_an_output_object_with_logits_is_told_to_return_them():
+    class Output(dict):  # a transformers ModelOutput: a dict whose fields are attributes too
+        __getattr__ = dict.__getitem__
+
+    class Wrapped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small()
+
+        def forward(self, x):
+            return Output(logits=self.net(x))
+
+    misfit = classifier_misfit(Wrapped(), (1, 8, 8), 10)
+    assert misfit.kind == "output" and "returns an Output" in misfit.why
+    assert "net(x).logits" in misfit.why
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_a_model_of_another_dtype_is_told_to_become_float32(dtype):
+    model = small().to(dtype)
+    with pytest.raises(RuntimeError):  # torch's own refusal, which was the message
+        model(torch.zeros(1, 1, 8, 8))
+    name = str(dtype).removeprefix("torch.")
+    with pytest.raises(
+        SpecError, match=rf"its parameters are {name} \(0.weight\).*model.float\(\)"
+    ):
+        train(model, "digits", None, QUICK)
+    result = train(model.float(), "digits", None, QUICK)  # the fix given works
+    assert 0 <= result["val_acc"] <= 1
+
+
+def test_a_final_softmax_is_refused_before_training_not_trained_twice_softmaxed():
+    model = nn.Sequential(small(), nn.Softmax(1))
+    probs = model.eval()(torch.randn(4, 1, 8, 8))
+    assert torch.allclose(probs.sum(1), torch.ones(4))  # what the check recognises
+    with pytest.raises(SpecError, match="ends in a softmax.*return the logits"):
+        train(model, "digits", None, QUICK)
+    # logits that happen to be non-negative do not sum to 1: no false alarm
+    relu_end = nn.Sequential(small(), nn.ReLU())
+    assert classifier_misfit(relu_end.eval(), (1, 8, 8), 10) is None
+
+
+def test_class_indices_instead_of_logits_are_named():
+    class Argmax(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small()
+
+        def forward(self, x):
+            return self.net(x).argmax(1)
+
+    misfit = classifier_misfit(Argmax(), (1, 8, 8), 10)
+    assert misfit.kind == "output" and "int64 values of shape (2,)" in misfit.why
+
+
+def test_the_check_leaves_no_hook_behind_and_passes_a_good_model():
+    model = small()
+    x = torch.randn(3, 1, 8, 8)
+    before = model(x)
+    assert classifier_misfit(model, (1, 8, 8), 10) is None
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(50, 10))
+    assert classifier_misfit(broken, (1, 8, 8), 10).kind == "run"
+    hooks = [m._forward_hooks or m._forward_pre_hooks for m in [*model.modules(), *broken]]
+    assert not any(hooks)
+    assert torch.equal(model(x), before)
+
+
+NET = """
+from torch import nn
+
+
+class Net(nn.Sequential):
+    def forward(self, x):
+        return super().forward(x)
+
+
+def make_net(width=4):
+    return Net(nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(width, 10))
+"""
+
+
+@pytest.fixture
+def code_run(tmp_path, monkeypatch):
+    """A run trained from nets.py:make_net through the CLI."""
+    monkeypatch.setenv("CNNLAB_ACCEPT_CHANGED_CODE", "1")  # the file is edited below
+    nets = tmp_path / "nets.py"
+    nets.write_text(textwrap.dedent(NET))
+    out = tmp_path / "run"
+    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--out", str(out)]
+    assert main([*argv, *CLI_QUICK]) == 0
+    return nets, out
+
+
+def test_code_edited_to_return_a_tuple_is_one_error_naming_the_file(code_run, capsys):
+    nets, out = code_run
+    nets.write_text(nets.read_text().replace("return super().forward(x)", "return x, x"))
+    with pytest.raises(RunError, match=f"the model of {nets}:make_net does not fit.*a tuple"):
+        load_run(out)  # was an AttributeError: 'tuple' object has no attribute 'dim'
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(nets) in err and len(err.strip().splitlines()) == 1
+
+
+def test_code_edited_to_raise_or_to_other_weights_names_the_file(code_run):
+    nets, out = code_run
+    text = nets.read_text()
+    nets.write_text(
+        text.replace("return super()", "assert False, 'edited'\n        return super()")
+    )
+    with pytest.raises(RunError, match=f"{nets}:make_net does not fit.*AssertionError: edited"):
+        load_run(out)
+    nets.write_text(text.replace("width=4", "width=5"))
+    with pytest.raises(RunError, match=f"does not match the model of {nets}:make_net: tensor"):
+        load_run(out)
+
+
+def test_import_refuses_a_tuple_model_with_the_fix(tmp_path):
+    nets = tmp_path / "aux.py"
+    nets.write_text(
+        textwrap.dedent(NET).replace("return super().forward(x)", "return super().forward(x), 0")
+    )
+    source = parse_model_ref(f"{nets}:make_net")
+    weights = tmp_path / "w.safetensors"
+    save_file(source.build().state_dict(), weights)
+    with pytest.raises(CnnlabError, match=r"returns a tuple.*net\(x\)\[0\]"):
+        import_run(source, weights, tmp_path / "run", data="digits")
+    assert not (tmp_path / "run").exists()
