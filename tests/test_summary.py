@@ -488,3 +488,53 @@ def test_a_compiled_module_is_summarized_as_the_module_it_wraps():
     assert got == want and [r.name for r in got.rows] == ["0", "1", "2", "3", "4", "5"]
     theirs = torchinfo.summary(model, (1, 1, 8, 8), verbose=0)
     assert got.total_params == theirs.total_params and got.total_macs == theirs.total_mult_adds
+
+
+class Decoder(nn.Module):
+    """A transposed conv (grouped) after a strided conv, then attention over the positions
+    and an einsum of its lost output with itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2, groups=4)
+        self.att = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.up(self.down(x)).flatten(2).transpose(1, 2)
+        t, _ = self.att(t, t, t)
+        weights = torch.einsum("bnc,bmc->bnm", t, t).softmax(-1)
+        return self.fc((weights @ t).mean(1))
+
+
+def test_a_transposed_conv_counts_as_torchinfo_counts_a_conv_and_a_lost_field_is_named_once():
+    model = Decoder().eval()
+    ours, theirs = summary(model, (3, 16, 16)), torchinfo.summary(model, (1, 3, 16, 16), verbose=0)
+    assert ours.total_params == theirs.total_params == sum(p.numel() for p in model.parameters())
+    assert ours.total_macs == theirs.total_mult_adds
+    up = next(r for r in ours.rows if r.name == "up")
+    assert up.macs == model.up.weight.numel() * 16 * 16 + 4 * 16 * 16  # weight, bias per output
+    lost = [w for w in ours.warnings if w.code == "unfollowed"]
+    assert len(lost) == 1 and "conv_transpose2d" in lost[0].message  # not also the einsum
+    assert "3 row(s) after it have none (up, att, fc)" in lost[0].message
+
+
+def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
+    """An einsum in the model's forward: its output is the model's own row, "(model)"; in a
+    side output (the second of a tuple) it reaches no row, and the lint says so."""
+
+    class Head(nn.Module):
+        def __init__(self, side: bool) -> None:
+            super().__init__()
+            self.conv, self.side = nn.Conv2d(1, 4, 3), side
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+            y = self.conv(x)
+            energy = torch.einsum("bchw,bchw->bc", y, y)
+            return (y.mean((2, 3)), energy) if self.side else energy
+
+    for side, said in ((False, "1 row(s) after it have none ((model))"), (True, "reaches no")):
+        (lost,) = [w for w in summary(Head(side), (1, 8, 8)).warnings if w.code == "unfollowed"]
+        assert lost.message.startswith("the trace cannot follow the receptive field through einsum")
+        assert said in lost.message

@@ -262,14 +262,18 @@ def unfollowed(t: Trace) -> list[Lint]:
     rows after it show no field ('?'); which rows, by name."""
     found = []
     for lost in t.lost:
-        rows = [r.name + (f" #{r.call}" if r.call > 1 else "") for r in t.rows
+        rows = [(r.name or "(model)") + (f" #{r.call}" if r.call > 1 else "") for r in t.rows
                 if r.lost_by == lost.function]  # fmt: skip
         named = ", ".join(rows[:6]) + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
+        after = (
+            f"{len(rows)} row(s) after it have none ({named}); their shapes, parameters and "
+            "MACs are still torch's own."
+            if rows
+            else "its output reaches no layer's row."
+        )
         found.append(Lint(
             "unfollowed", lost.layer,
-            f"the trace cannot follow the receptive field through {lost.function}: "
-            f"{len(rows)} row(s) after it have none ({named or 'none shown'}); their shapes, "
-            "parameters and MACs are still torch's own.",
+            f"the trace cannot follow the receptive field through {lost.function}: {after}",
         ))  # fmt: skip
     return found
 

@@ -36,9 +36,9 @@ def _bias(m: nn.Module) -> Any:
 
 
 _MACS: dict[type, Callable[[Any, Tensor], int]] = {
-    nn.Conv1d: _conv_macs,
-    nn.Conv2d: _conv_macs,
-    nn.Conv3d: _conv_macs,
+    # every conv, transposed ones too: torchinfo counts a layer whose class name says "Conv"
+    # as weight and bias elements per output position, as `_conv_macs` does
+    nn.modules.conv._ConvNd: _conv_macs,
     nn.Linear: _linear_macs,
 }
 

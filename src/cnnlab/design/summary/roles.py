@@ -41,7 +41,7 @@ class Roles:
             return self._window_tag(func, args, kwargs, src, tag, w)
         if func in C.LINEAR:
             return self._linear_tag(args, kwargs, src, tag, out)
-        if len(tagged) == 1 and tag.rf is None:
+        if tag.rf is None and _all_lost(tagged):
             return replaced(tag, pad=None)  # lost stays lost, named once
         if func in C.PAD:
             return self._pad_tag(args, kwargs, src, tag)
@@ -273,6 +273,14 @@ class Roles:
         name = getattr(func, "__qualname__", repr(func))
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
+
+
+def _all_lost(tagged: list) -> bool:
+    """Every tagged input has lost its field (an einsum of two lost tensors adds no news)."""
+    for _, tag in tagged:
+        if tag.rf is not None:
+            return False
+    return True
 
 
 def one_input_rule(func, args=(), kwargs=None) -> tuple[bool, bool]:
