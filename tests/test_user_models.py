@@ -15,6 +15,7 @@ from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError, RunError, SpecError
+from cnnlab.explain.probe import default_probe_layers
 from cnnlab.inspect import classifier_misfit
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.importing import import_run
@@ -226,3 +227,58 @@ def test_import_refuses_a_tuple_model_with_the_fix(tmp_path):
     with pytest.raises(CnnlabError, match=r"returns a tuple.*net\(x\)\[0\]"):
         import_run(source, weights, tmp_path / "run", data="digits")
     assert not (tmp_path / "run").exists()
+
+
+class Logits(nn.Module):
+    """A wrapper practitioners write around a library model: forward returns its logits."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        out = self.net(pixel_values=x) if hasattr(self.net, "config") else self.net(x)
+        return out.logits if hasattr(out, "logits") else out
+
+
+def test_probe_layers_of_a_wrapped_model_are_the_inner_models_blocks():
+    inner = Logits(
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 8, 3),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 10),
+        )
+    )  # fmt: skip  (a module of its own, not a container, around the layers)
+    x = torch.zeros(1, 1, 8, 8)
+    own = default_probe_layers(inner, x)
+    assert len(own) == 8  # the truth: what the same network gets unwrapped
+    assert default_probe_layers(Logits(inner), x) == [f"net.{name}" for name in own]
+
+
+def test_probe_layers_of_a_transformers_model_are_its_stages():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(
+        num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+        layer_type="basic", num_labels=3,
+    )  # fmt: skip
+    model = Logits(transformers.ResNetForImageClassification(config)).eval()
+    layers = default_probe_layers(model, torch.zeros(1, 3, 24, 24))
+    stages = [n for n, m in model.named_modules() if type(m).__name__ == "ResNetStage"]
+    assert len(stages) == 2 and all(stage in layers for stage in stages)
+    assert layers[0] == "net.resnet.embedder" and layers[-1] == "net.classifier.1"
+
+
+def test_probe_title_counts_the_images_used_not_the_limits_asked(code_run, capsys):
+    _, out = code_run
+    run = load_run(out)
+    n_train, n_test = len(run.dataset("train")), len(run.dataset("test"))
+    assert n_train < 5000 and n_test < 2000  # digits: fewer than the defaults
+    capsys.readouterr()
+    assert main(["probe", str(out), "--epochs", "5"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"({n_train} train / {n_test} test images)" in text

@@ -235,16 +235,17 @@ def _probe(args: argparse.Namespace) -> int:
 
     run = _load(args.run_dir)
     train, test = run.dataset("train"), run.dataset("test")
+    n_train, n_test = min(args.train, len(train)), min(args.test, len(test))  # what was used
     acc = linear_probe(
         run.model,
-        (train.images[: args.train], train.labels[: args.train]),
-        (test.images[: args.test], test.labels[: args.test]),
+        (train.images[:n_train], train.labels[:n_train]),
+        (test.images[:n_test], test.labels[:n_test]),
         layers=args.layers,
         epochs=args.epochs,
         preprocess=run.preprocess,
     )
     kinds = dict(run.model.named_modules())
-    table = Table(title=f"linear probes on {run.path} ({args.train} train / {args.test} test)")
+    table = Table(title=f"linear probes on {run.path} ({n_train} train / {n_test} test images)")
     for col in ("layer", "kind", "test accuracy"):
         table.add_column(col, justify="right" if col == "test accuracy" else "left")
     for name, a in acc.items():

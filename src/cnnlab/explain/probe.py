@@ -31,23 +31,39 @@ from cnnlab.inspect import (
 INPUT = "input"
 # Containers are opened up when choosing default layers: their children are the blocks.
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# So is a block holding this share of the parameters: it wraps the network (`self.net = ...`,
+# a transformers model inside a logits wrapper) rather than being one step of it. The last
+# stage of a CNN whose widths double per stage holds 75-80 %.
+WRAPPER_SHARE = 0.9
 
 
 def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
     """The model's blocks: its direct children, with containers (Sequential, ModuleList,
-    ModuleDict) replaced by their children, recursively; those called, in forward order."""
+    ModuleDict), wrappers (a child holding at least WRAPPER_SHARE of the parameters) and
+    children whose output is no tensor (a transformers encoder's record) replaced by their
+    children, recursively; those called, in forward order."""
     chosen: set[str] = set()
+    total = sum(p.numel() for p in model.parameters())
+    tensors = dict(trace(model, x, output))  # the modules called with a tensor output
+
+    def opened(name: str, child: nn.Module) -> bool:
+        if isinstance(child, _CONTAINERS):
+            return True
+        if next(child.children(), None) is None:
+            return False
+        share = sum(p.numel() for p in child.parameters()) / total if total else 0.0
+        return share >= WRAPPER_SHARE or name not in tensors
 
     def visit(module: nn.Module, prefix: str) -> None:
         for name, child in module.named_children():
             full = f"{prefix}{name}"
-            if isinstance(child, _CONTAINERS):
+            if opened(full, child):
                 visit(child, full + ".")
             else:
                 chosen.add(full)
 
     visit(model, "")
-    return [name for name, _ in trace(model, x, output) if name in chosen]
+    return [name for name in tensors if name in chosen]
 
 
 def pool_features(a: Tensor, cap: int) -> Tensor:
