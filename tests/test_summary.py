@@ -538,3 +538,21 @@ def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
         (lost,) = [w for w in summary(Head(side), (1, 8, 8)).warnings if w.code == "unfollowed"]
         assert lost.message.startswith("the trace cannot follow the receptive field through einsum")
         assert said in lost.message
+
+
+def test_no_hook_runs_during_a_summary_not_even_a_global_one():
+    """The trace runs a copy whose modules run no hook: the model's own are left behind and
+    torch's global module hooks (a profiler's) do not see the meta tensors either."""
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), nn.Flatten())
+    seen = []
+    handles = [
+        nn.modules.module.register_module_forward_hook(lambda m, i, o: seen.append(m)),
+        nn.modules.module.register_module_forward_pre_hook(lambda m, i: seen.append(m)),
+        model[0].register_forward_hook(lambda m, i, o: seen.append(m)),
+    ]
+    try:
+        rows = summary(model, (1, 6, 6)).rows
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == [] and [r.name for r in rows] == ["0.0", "0.1", "1"]

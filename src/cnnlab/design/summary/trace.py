@@ -147,7 +147,11 @@ class Tracer(Roles, TorchFunctionMode):
                     self.trainable_params += n if grad else 0
         state["training"] = False
         if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:
-            return  # no row of its own, its children name themselves: nothing to wrap
+            # no row of its own, its children name themselves: called straight, as a wrapper
+            # is, past nn.Module.__call__'s hooks (global ones too: a copy runs no hook)
+            state["forward"] = state["_compiled_call_impl"] = module.forward
+            self.wrapped.append(state)
+            return
         self._instrument(module, name, params, trainable, state)
 
     def _instrument(self, module, name: str, params: int, trainable: int, state: dict) -> None:
