@@ -282,3 +282,26 @@ def test_probe_title_counts_the_images_used_not_the_limits_asked(code_run, capsy
     assert main(["probe", str(out), "--epochs", "5"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert f"({n_train} train / {n_test} test images)" in text
+
+
+def test_import_of_weights_saved_under_a_wrapper_says_which_prefix_to_strip(tmp_path):
+    nets = tmp_path / "nets.py"
+    nets.write_text(textwrap.dedent(NET))
+    source = parse_model_ref(f"{nets}:make_net")
+    state = source.build().state_dict()
+    weights = tmp_path / "ddp.safetensors"
+    save_file({f"module.{k}": v for k, v in state.items()}, weights)  # as DDP saves it
+    strip = r"behind 'module\.'.*k\.removeprefix\('module\.'\)"
+    with pytest.raises(RunError, match=strip):
+        import_run(source, weights, tmp_path / "run", data="digits")
+    # the fix the message gives makes the import work
+    fixed = {k.removeprefix("module."): v for k, v in state.items()}
+    save_file(fixed, tmp_path / "fixed.safetensors")
+    import_run(source, tmp_path / "fixed.safetensors", tmp_path / "run", data="digits")
+    # the other way round: the model wraps the network the weights were saved from
+    inner = tmp_path / "inner.safetensors"
+    save_file({k.removeprefix("0."): v for k, v in state.items() if k.startswith("0.")}, inner)
+    wrapped = parse_model_ref(f"{nets}:make_net")
+    with pytest.raises(RunError) as info:
+        import_run(wrapped, inner, tmp_path / "run2", data="digits")
+    assert "prefix" not in str(info.value)  # only a part of the model: no prefix hint

@@ -114,13 +114,39 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
             "convert a PyTorch .pt/.pth with safetensors.torch.save_file(model.state_dict(), ...)"
         )
     state = checkpoint.load_weights(weights)
-    differ = weight_mismatch(model.state_dict(), state)
+    expected = model.state_dict()
+    differ = weight_mismatch(expected, state)
     if differ:
-        raise RunError(f"{weights} does not fit the model of {reference}: {differ}")
+        raise RunError(
+            f"{weights} does not fit the model of {reference}: {differ}"
+            + _prefix_hint(set(expected), set(state))
+        )
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RunError(f"{weights}: tensor {name} holds NaN or infinite values")
     return state
+
+
+def _prefix_hint(expected: set[str], found: set[str]) -> str:
+    """The fix when the file's names are the model's under one more or one less prefix:
+    saved from a DDP/DataParallel or a training framework's wrapper (`module.`, `model.`),
+    or from the network inside the model's own wrapper."""
+    for extra, short, extra_is_file in ((found, expected, True), (expected, found, False)):
+        for prefix in {name.split(".", 1)[0] + "." for name in extra if "." in name}:
+            behind = all(n.startswith(prefix) for n in extra)
+            if not behind or {n.removeprefix(prefix) for n in extra} != short:
+                continue
+            if extra_is_file:
+                return (
+                    f"; every name in the file is the model's behind {prefix!r} (a wrapper's "
+                    f"state_dict): save the inner module's, or strip the prefix: "
+                    f"{{k.removeprefix({prefix!r}): v for k, v in state.items()}}"
+                )
+            return (
+                f"; every name of the model is the file's behind {prefix!r}: the file holds "
+                f"the weights of the module inside the model; add the prefix to its names"
+            )
+    return ""
 
 
 def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
