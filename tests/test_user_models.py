@@ -6,6 +6,7 @@ error text, and the model's own outputs."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -14,6 +15,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cnnlab.cli import main
+from cnnlab.data import load_splits
 from cnnlab.errors import CnnlabError, RunError, SpecError
 from cnnlab.explain.probe import default_probe_layers
 from cnnlab.inspect import classifier_misfit
@@ -305,3 +307,39 @@ def test_import_of_weights_saved_under_a_wrapper_says_which_prefix_to_strip(tmp_
     with pytest.raises(RunError) as info:
         import_run(wrapped, inner, tmp_path / "run2", data="digits")
     assert "prefix" not in str(info.value)  # only a part of the model: no prefix hint
+
+
+RGB = """
+from torch import nn
+
+
+def make_net(classes=10):
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(4 * 8 * 8, classes),
+    )
+"""
+
+
+def test_code_for_rgb_images_trains_on_grey_data_with_input(tmp_path, capsys):
+    nets = tmp_path / "rgb.py"
+    nets.write_text(textwrap.dedent(RGB))
+    out = tmp_path / "run"
+    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--out", str(out)]
+    assert main([*argv, *CLI_QUICK]) == 2  # 3-channel code on 1×8×8 digits
+    assert "give --input C,H,W" in capsys.readouterr().err
+    assert main([*argv, "--input", "3,16,16", *CLI_QUICK]) == 0
+    run = load_run(out)
+    assert run.input_shape == (3, 16, 16) and run.source.input_shape == (3, 16, 16)
+    _, test = load_splits("digits", channels=3, size=(16, 16))  # the loader's own conversion
+    assert torch.equal(run.dataset("test").images, test.images)
+    with torch.no_grad():  # the model's own forward on the converted images
+        mine = (run.model(run.preprocess(test.images)).argmax(1) == test.labels).float().mean()
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    reported = json.loads(capsys.readouterr().out)["accuracy"]
+    assert reported == pytest.approx(mine.item(), abs=1e-6)
+    assert (
+        main(["train", "--preset", "fast", "--input", "3,16,16", "--out", str(tmp_path / "s")]) == 2
+    )
+    assert "--input is for --model code" in capsys.readouterr().err

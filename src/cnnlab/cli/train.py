@@ -31,22 +31,7 @@ def register(sub) -> None:
         description="Train a model and write a run directory (spec or model record, config, "
         "metrics, checkpoints, weights). " + CODE_WARNING,
     )
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("spec", nargs="?", help="spec file (.yaml/.json)")
-    source.add_argument("--preset", help=f"preset name: {', '.join(preset_names())}")
-    source.add_argument(
-        "--model",
-        metavar="REF",
-        help="your model's factory: path/to/file.py:make_net or package.module:make_net "
-        "(runs that code)",
-    )
-    p.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="keyword argument of the --model factory, a Python literal (repeatable)",
-    )
+    _model_options(p)
     p.add_argument("--data", help="fashion-mnist (default) | digits | shapes | DIR")
     p.add_argument("--out", required=True, help="run directory to write, e.g. runs/fast")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -79,6 +64,32 @@ def register(sub) -> None:
     p.set_defaults(run=_train)
 
 
+def _model_options(p) -> None:
+    """Where the model comes from: a spec, a preset, or code with its arguments and input."""
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("spec", nargs="?", help="spec file (.yaml/.json)")
+    source.add_argument("--preset", help=f"preset name: {', '.join(preset_names())}")
+    source.add_argument(
+        "--model",
+        metavar="REF",
+        help="your model's factory: path/to/file.py:make_net or package.module:make_net "
+        "(runs that code)",
+    )
+    p.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="keyword argument of the --model factory, a Python literal (repeatable)",
+    )
+    p.add_argument(
+        "--input",
+        metavar="C,H,W",
+        help="images the --model code takes, e.g. 3,32,32: the data is converted to them "
+        "(channels, size) as for a spec's input (default: the data's own)",
+    )
+
+
 def _ema(text: str) -> float | None | str:
     if text.lower() in ("none", "off", "0"):
         return "none"  # None means "not given"; turned into None in _config
@@ -109,10 +120,16 @@ def _model(args):
     """The model argument of train(): a ModelSource for --model, else the spec or preset."""
     if args.model_arg and not args.model:
         raise ConfigError("--model-arg needs --model file.py:factory")
+    if args.input and not args.model:
+        raise ConfigError("--input is for --model code; a spec says its input itself")
     if args.model:
+        from cnnlab.cli.summary import parse_input
         from cnnlab.train.source import parse_model_ref
 
-        return parse_model_ref(args.model, args.model_arg)
+        source = parse_model_ref(args.model, args.model_arg)
+        if args.input and source.kind == "code":
+            return dataclasses.replace(source, input_shape=parse_input(args.input))
+        return source
     spec = args.preset or args.spec
     if spec is None and not args.resume:
         raise CnnlabError("give a spec file, --preset NAME (e.g. --preset fast) or --model REF")

@@ -32,11 +32,12 @@ class ModelChoice:
     spec: Any  # the Spec of a spec run, else None
     record: dict[str, Any]
     title: str  # for messages: "spec 'fast'", "model nets.py:make_net", "model Sequential"
+    given_input: tuple[int, int, int] | None = None  # code's --input C,H,W
 
     @property
     def input_shape(self) -> tuple[int, int, int] | None:
-        """(C, H, W) a spec fixes; None: the data's own (code and modules take any)."""
-        return tuple(self.spec.input) if self.spec is not None else None
+        """(C, H, W) a spec fixes or code was given (--input); None: the data's own."""
+        return tuple(self.spec.input) if self.spec is not None else self.given_input
 
     @property
     def spec_text(self) -> str | None:
@@ -53,9 +54,8 @@ def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
     if isinstance(model_or_spec, ModelSource) and model_or_spec.kind == "code":
         torch.manual_seed(seed)
         model = model_or_spec.build()
-        return ModelChoice(
-            model, None, model_or_spec.to_record(), f"model {model_or_spec.reference}"
-        )
+        title = f"model {model_or_spec.reference}"
+        return ModelChoice(model, None, model_or_spec.to_record(), title, model_or_spec.input_shape)
     if isinstance(model_or_spec, ModelSource):
         model_or_spec = model_or_spec.spec
     spec = load_spec(model_or_spec)
@@ -208,7 +208,9 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
     if misfit is None:
         return
     if misfit.kind == "run":  # a module of the user's that does not take this input
-        raise SpecError(f"{choice.title} cannot run on {size} images: {misfit.why}")
+        other = "; if it takes other images, give --input C,H,W (the data is converted)"
+        hint = other if choice.record.get("kind") == "code" and not choice.input_shape else ""
+        raise SpecError(f"{choice.title} cannot run on {size} images: {misfit.why}{hint}")
     if misfit.kind == "classes":
         fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
         raise SpecError(f"{choice.title} {misfit.why} but the data has {k} classes; {fix}")

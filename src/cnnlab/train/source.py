@@ -55,7 +55,9 @@ _MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the
 class ModelSource:
     """A model's origin: `kind` "spec" (`spec` holds the loaded Spec) or "code" (`reference`
     is `file.py:factory` or `module:factory`, `args` the keyword arguments in order,
-    `file` the resolved file that defines the factory, `sha256` that file's hash)."""
+    `file` the resolved file that defines the factory, `sha256` that file's hash, and
+    `input_shape` the (C, H, W) images the code takes, where the user gave it: the data is
+    converted to it, as to a spec's input; None: the data's own)."""
 
     kind: str
     reference: str
@@ -63,6 +65,7 @@ class ModelSource:
     file: Path | None = None
     sha256: str | None = None
     spec: Any = field(default=None, repr=False, compare=False)
+    input_shape: tuple[int, int, int] | None = None
 
     @property
     def factory_name(self) -> str:
@@ -102,13 +105,16 @@ class ModelSource:
         (`repr`), so a tuple comes back a tuple."""
         if self.kind == "spec":
             return {"kind": "spec", "reference": self.reference, "name": self.spec.name}
-        return {
+        record = {
             "kind": "code",
             "reference": self.reference,
             "args": {k: repr(v) for k, v in self.args},
             "file": str(self.file),
             "sha256": self.sha256,
         }
+        if self.input_shape is not None:  # only when given: older records stay as they were
+            record["input"] = list(self.input_shape)
+        return record
 
     @classmethod
     def from_record(
@@ -127,7 +133,9 @@ class ModelSource:
         try:
             reference, file, sha = record["reference"], Path(record["file"]), record["sha256"]
             args = tuple((k, _literal(k, v, reference)) for k, v in record["args"].items())
-        except (KeyError, TypeError, AttributeError, SpecError) as error:
+            shape = record.get("input")
+            shape = None if shape is None else tuple(int(n) for n in shape)
+        except (KeyError, TypeError, AttributeError, ValueError, SpecError) as error:
             raise RunError(f"{where}: malformed 'model' record ({error})") from error
         if not file.is_file():
             raise RunError(
@@ -140,7 +148,7 @@ class ModelSource:
                 f"then, {now[:12]} now), so {reference} may build another network; restore "
                 f"the file, or set {ACCEPT_CHANGED_ENV}=1 to use the code as it is now"
             )
-        return cls("code", reference, args, file, now)
+        return cls("code", reference, args, file, now, input_shape=shape)
 
 
 def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSource:
