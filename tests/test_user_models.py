@@ -7,6 +7,7 @@ error text, and the model's own outputs."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 
 import pytest
@@ -343,3 +344,26 @@ def test_code_for_rgb_images_trains_on_grey_data_with_input(tmp_path, capsys):
         main(["train", "--preset", "fast", "--input", "3,16,16", "--out", str(tmp_path / "s")]) == 2
     )
     assert "--input is for --model code" in capsys.readouterr().err
+
+
+def test_a_package_module_reference_works_from_its_directory_and_reopens_anywhere(
+    tmp_path, monkeypatch
+):
+    """`--model mynets.models:make_net` from the directory holding `mynets/`, as `python -m`
+    and uvicorn find it (the `cnnlab` script's sys.path has no working directory)."""
+    package = tmp_path / "project" / "usernets_pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(textwrap.dedent(NET))
+    monkeypatch.chdir(tmp_path / "project")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".")])
+    out = tmp_path / "run"
+    argv = ["train", "--model", "usernets_pkg.models:make_net", "--data", "digits"]
+    assert main([*argv, "--out", str(out), *CLI_QUICK]) == 0
+    for name in ("usernets_pkg", "usernets_pkg.models"):  # imported afresh on reopening
+        monkeypatch.delitem("sys.modules", name, raising=False)
+    monkeypatch.chdir(tmp_path)  # elsewhere: the recorded file's package root is used
+    run = load_run(out)
+    assert run.source.file == package / "models.py"
+    x = torch.randn(2, 1, 8, 8)
+    assert run.model(x).shape == (2, 10)

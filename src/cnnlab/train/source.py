@@ -33,6 +33,8 @@ import inspect
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,8 +227,10 @@ def _code_file(ref: str, path: Path) -> Path:
 
 
 def _module_file(ref: str, module: str) -> Path:
+    """The file of `module`, found as `python -m` finds it: the working directory first."""
     try:
-        found = importlib.util.find_spec(module)
+        with _on_path(Path.cwd()):
+            found = importlib.util.find_spec(module)
     except (ImportError, ValueError) as error:  # a parent package that is missing or broken
         raise SpecError(f"--model {ref}: cannot find module {module} ({error})") from None
     except Exception as error:  # a parent package whose __init__ raised: the user's code
@@ -254,7 +258,8 @@ def _load_factory(reference: str, file: Path | None) -> Any:
     where, name = reference.rsplit(":", 1)
     try:
         if _MODULE.fullmatch(where) and not where.endswith(".py"):
-            module = importlib.import_module(where)
+            with _on_path(_package_root(where, file)):  # from any directory, as at training
+                module = importlib.import_module(where)
         else:
             module = _exec_file(file)
     except (Exception, SystemExit) as error:  # the user's code: a syntax or import error
@@ -281,15 +286,36 @@ def _exec_file(file: Path) -> Any:
     spec = importlib.util.spec_from_file_location(module_name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
-    sys.path.insert(0, str(file.parent))
     try:
-        spec.loader.exec_module(module)
+        with _on_path(file.parent):
+            spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
-    finally:
-        sys.path.remove(str(file.parent))
     return module
+
+
+def _package_root(module: str, file: Path | None) -> Path | None:
+    """The directory `module` is imported from, given its file (`a/b.py` for `a.b` ->
+    the directory holding `a/`); None without a file."""
+    if file is None:
+        return None
+    depth = module.count(".") + (file.name == "__init__.py")
+    return file.parents[depth] if depth < len(file.parents) else None
+
+
+@contextmanager
+def _on_path(directory: Path | None) -> Iterator[None]:
+    """`directory` first on sys.path for the block (nothing when None)."""
+    entry = str(directory) if directory is not None else None
+    if entry is None or entry in sys.path:
+        yield
+        return
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)
 
 
 def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any]) -> None:
