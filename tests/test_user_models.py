@@ -367,3 +367,17 @@ def test_a_package_module_reference_works_from_its_directory_and_reopens_anywher
     assert run.source.file == package / "models.py"
     x = torch.randn(2, 1, 8, 8)
     assert run.model(x).shape == (2, 10)
+
+
+def test_a_run_of_a_python_module_says_how_to_open_it_and_that_way_works(tmp_path):
+    import cnnlab.train
+
+    result = train(small(), "digits", tmp_path / "run", QUICK)
+    with pytest.raises(RunError, match=r"cnnlab\.train\.load_run\(path, model=") as info:
+        load_run(tmp_path / "run")
+    opener = str(info.value).split("with ", 1)[1].split("(", 1)[0]  # what the message names
+    module, name = opener.rsplit(".", 1)
+    assert module == "cnnlab.train"
+    run = getattr(cnnlab.train, name)(tmp_path / "run", model=small())
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(run.model(x), result["model"](x))  # the model trained (EMA)

@@ -406,7 +406,7 @@ def load_run(
         if model is None:
             raise RunError(
                 f"{path} was trained from a Python object ({record.get('class')}); load it "
-                "with load_run(path, model=<a fresh instance>)"
+                "with cnnlab.train.load_run(path, model=<a fresh instance>)"
             )
     else:
         if record.get("kind") == "spec" and not (path / SPEC).is_file():
