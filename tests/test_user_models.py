@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
 from cnnlab.cli import main
@@ -381,3 +381,43 @@ def test_a_run_of_a_python_module_says_how_to_open_it_and_that_way_works(tmp_pat
     run = getattr(cnnlab.train, name)(tmp_path / "run", model=small())
     x = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(run.model(x), result["model"](x))  # the model trained (EMA)
+
+
+TIED = """
+import torch
+from torch import nn
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 4)
+        self.back = nn.Linear(4, 4)
+        self.back.weight = self.fc.weight  # a tied weight
+        self.out = nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x)).mean((2, 3))
+        return self.out(self.back(torch.relu(self.fc(h))))
+
+
+def make_net():
+    torch.manual_seed(3)
+    return Tied()
+"""
+
+
+def test_import_takes_tied_weights_saved_as_safetensors_asks(tmp_path):
+    nets = tmp_path / "tied.py"
+    nets.write_text(textwrap.dedent(TIED))
+    source = parse_model_ref(f"{nets}:make_net")
+    model = source.build().eval()
+    weights = tmp_path / "tied.safetensors"
+    save_model(model, str(weights))  # save_file refuses shared tensors and says to use this
+    assert len(load_file(weights)) == len(model.state_dict()) - 1  # one name of the pair kept
+    import_run(source, weights, tmp_path / "run", data="digits")
+    run = load_run(tmp_path / "run")
+    x = torch.randn(3, 1, 8, 8)
+    torch.testing.assert_close(run.model(x), model(x), rtol=0, atol=0)  # its own forward
+    assert run.model.back.weight is run.model.fc.weight  # still one tensor

@@ -113,8 +113,8 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
             f"{weights}: weights are read from .safetensors files only (nothing is unpickled); "
             "convert a PyTorch .pt/.pth with safetensors.torch.save_file(model.state_dict(), ...)"
         )
-    state = checkpoint.load_weights(weights)
     expected = model.state_dict()
+    state = _with_aliases(expected, checkpoint.load_weights(weights))
     differ = weight_mismatch(expected, state)
     if differ:
         raise RunError(
@@ -125,6 +125,25 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RunError(f"{weights}: tensor {name} holds NaN or infinite values")
     return state
+
+
+def _with_aliases(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """`state` plus each name it lacks whose tensor the model shares with a name it has (a
+    tied weight, a module registered under two names): safetensors' `save_model`, the way
+    it asks shared tensors to be saved, keeps one name of each."""
+    shared: dict[tuple, list[str]] = {}
+    for name, t in expected.items():
+        if t.numel():  # empty tensors may all report the same address
+            where = (t.untyped_storage().data_ptr(), t.storage_offset(), t.shape, t.stride())
+            shared.setdefault(where, []).append(name)
+    filled = dict(state)
+    for names in shared.values():
+        kept = [n for n in names if n in state]
+        for name in names if kept else ():
+            filled.setdefault(name, state[kept[0]])
+    return filled
 
 
 def _prefix_hint(expected: set[str], found: set[str]) -> str:
