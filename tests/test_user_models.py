@@ -421,3 +421,28 @@ def test_import_takes_tied_weights_saved_as_safetensors_asks(tmp_path):
     x = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(run.model(x), model(x), rtol=0, atol=0)  # its own forward
     assert run.model.back.weight is run.model.fc.weight  # still one tensor
+
+
+class AuxWhileTraining(nn.Module):
+    """Inception-style: (logits, aux logits) in training mode, logits alone in eval."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.fc, self.aux = nn.Linear(4, 10), nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = self.body(x).mean((2, 3))
+        return (self.fc(h), self.aux(h)) if self.training else self.fc(h)
+
+
+def test_a_model_returning_aux_logits_while_training_is_refused_before_a_step():
+    model = AuxWhileTraining().eval()
+    assert isinstance(model(torch.zeros(2, 1, 8, 8)), torch.Tensor)  # fine in eval mode
+    assert isinstance(model.train()(torch.zeros(2, 1, 8, 8)), tuple)  # not while training
+    model = AuxWhileTraining().eval()
+    stats = [b.clone() for b in model.buffers()]
+    with pytest.raises(SpecError, match=r"in training mode returns a tuple.*net\(x\)\[0\]"):
+        train(model, "digits", None, QUICK)  # was an AttributeError inside the loss
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers(), strict=True))
+    assert not model.training  # its mode left as it was

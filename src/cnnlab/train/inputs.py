@@ -18,7 +18,7 @@ from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
-from cnnlab.inspect import classifier_misfit
+from cnnlab.inspect import classifier_misfit, preserved
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, read_config
 from cnnlab.train.source import ModelSource
@@ -201,17 +201,21 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
             f"expects input {list(choice.input_shape)}"
         )
     k, size = len(classes), "×".join(map(str, input_shape))
-    try:
-        misfit = classifier_misfit(choice.model.eval(), input_shape, k)
-    finally:
-        choice.model.train()
+    title = choice.title
+    with preserved(choice.model):
+        misfit = classifier_misfit(choice.model, input_shape, k)
+    if misfit is None and choice.spec is None:  # the user's code, as training calls it: an
+        # Inception-style net returns aux logits too (a spec's network returns logits only)
+        with preserved(choice.model, train=True):  # its BatchNorm statistics kept
+            misfit = classifier_misfit(choice.model, input_shape, k)
+        title += " in training mode"
     if misfit is None:
         return
     if misfit.kind == "run":  # a module of the user's that does not take this input
         other = "; if it takes other images, give --input C,H,W (the data is converted)"
         hint = other if choice.record.get("kind") == "code" and not choice.input_shape else ""
-        raise SpecError(f"{choice.title} cannot run on {size} images: {misfit.why}{hint}")
+        raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{hint}")
     if misfit.kind == "classes":
         fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
-        raise SpecError(f"{choice.title} {misfit.why} but the data has {k} classes; {fix}")
-    raise SpecError(f"{choice.title} {misfit.why}")
+        raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
+    raise SpecError(f"{title} {misfit.why}")
