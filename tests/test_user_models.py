@@ -6,6 +6,7 @@ error text, and the model's own outputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import textwrap
@@ -446,3 +447,27 @@ def test_a_model_returning_aux_logits_while_training_is_refused_before_a_step():
         train(model, "digits", None, QUICK)  # was an AttributeError inside the loss
     assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers(), strict=True))
     assert not model.training  # its mode left as it was
+
+
+class ViewNet(nn.Module):
+    """The tutorials' head: x.view(x.size(0), -1) after a conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = torch.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_view_after_a_conv_is_told_to_reshape_or_train_nchw_not_a_traceback():
+    nhwc = ViewNet().to(memory_format=torch.channels_last)  # torch's own refusal
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        nhwc(torch.zeros(2, 1, 8, 8).contiguous(memory_format=torch.channels_last))
+    assert QUICK.channels_last  # the default layout
+    fix = r"cannot train channels-last.*view size.*\.reshape or \.flatten\(1\).*--no-channels-last"
+    with pytest.raises(SpecError, match=fix):
+        train(ViewNet(), "digits", None, QUICK)  # was a RuntimeError traceback at step 1
+    nchw = dataclasses.replace(QUICK, channels_last=False)  # the fix given works
+    assert 0 <= train(ViewNet(), "digits", None, nchw)["val_acc"] <= 1

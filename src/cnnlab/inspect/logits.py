@@ -110,9 +110,17 @@ class Misfit(NamedTuple):
     why: str
 
 
-def classifier_misfit(model: nn.Module, input_shape: Iterable[int], classes: int) -> Misfit | None:
+def classifier_misfit(
+    model: nn.Module,
+    input_shape: Iterable[int],
+    classes: int,
+    *,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> Misfit | None:
     """None when `model`, in its current mode and without gradients, takes two zero images
-    of `input_shape` (C, H, W) and returns (2, classes) floating-point logits; else the Misfit.
+    of `input_shape` (C, H, W), laid out in `memory_format` (torch.channels_last: as a
+    channels-last training feeds them, where `x.view(B, -1)` after a conv fails), and
+    returns (2, classes) floating-point logits; else the Misfit.
     A forward that raises is located: the innermost module then running, its type and the
     shapes it got ("mat1 and mat2 shapes cannot be multiplied (...) (in layer 2, a Linear,
     given 2×288)")."""
@@ -126,7 +134,8 @@ def classifier_misfit(model: nn.Module, input_shape: Iterable[int], classes: int
             "bf16, which autocasts)",
         )
     with torch.no_grad():
-        out, failure = _located_forward(model, torch.zeros(2, *input_shape))
+        x = torch.zeros(2, *input_shape).contiguous(memory_format=memory_format)
+        out, failure = _located_forward(model, x)
     if failure is not None:
         return Misfit("run", failure)
     return _output_misfit(out, classes)

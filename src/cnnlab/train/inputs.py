@@ -200,17 +200,25 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
             f"the data has {'×'.join(map(str, input_shape))} images but {choice.title} "
             f"expects input {list(choice.input_shape)}"
         )
-    k, size = len(classes), "×".join(map(str, input_shape))
-    title = choice.title
-    with preserved(choice.model):
-        misfit = classifier_misfit(choice.model, input_shape, k)
+    k, size, title = len(classes), "×".join(map(str, input_shape)), choice.title
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    choice.model.to(memory_format=layout)  # as training lays it out next (a conv's output
+    # follows its weight's layout as well as its input's)
+    with preserved(choice.model):  # in the layout training and its evaluation use
+        misfit = classifier_misfit(choice.model, input_shape, k, memory_format=layout)
     if misfit is None and choice.spec is None:  # the user's code, as training calls it: an
         # Inception-style net returns aux logits too (a spec's network returns logits only)
         with preserved(choice.model, train=True):  # its BatchNorm statistics kept
-            misfit = classifier_misfit(choice.model, input_shape, k)
+            misfit = classifier_misfit(choice.model, input_shape, k, memory_format=layout)
         title += " in training mode"
     if misfit is None:
         return
+    if misfit.kind == "run" and config.channels_last and _runs_nchw(choice, input_shape, k):
+        raise SpecError(
+            f"{choice.title} cannot train channels-last (NHWC, the default layout for speed): "
+            f"{misfit.why}; where it calls .view after a conv use .reshape or .flatten(1), or "
+            "train with --no-channels-last"
+        )
     if misfit.kind == "run":  # a module of the user's that does not take this input
         other = "; if it takes other images, give --input C,H,W (the data is converted)"
         hint = other if choice.record.get("kind") == "code" and not choice.input_shape else ""
@@ -219,3 +227,13 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
         fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
         raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
     raise SpecError(f"{title} {misfit.why}")
+
+
+def _runs_nchw(choice: ModelChoice, input_shape, classes: int) -> bool:
+    """The model takes the images in the default (NCHW) layout, in both modes."""
+    choice.model.to(memory_format=torch.contiguous_format)
+    with preserved(choice.model):
+        if classifier_misfit(choice.model, input_shape, classes) is not None:
+            return False
+    with preserved(choice.model, train=True):
+        return classifier_misfit(choice.model, input_shape, classes) is None
