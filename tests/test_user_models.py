@@ -7,12 +7,16 @@ error text, and the model's own outputs."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from PIL import Image
 from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
@@ -20,6 +24,7 @@ from cnnlab.cli import main
 from cnnlab.data import load_splits
 from cnnlab.errors import CnnlabError, RunError, SpecError
 from cnnlab.explain.probe import default_probe_layers
+from cnnlab.explorer import create_app
 from cnnlab.inspect import classifier_misfit
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.importing import import_run
@@ -471,3 +476,29 @@ def test_view_after_a_conv_is_told_to_reshape_or_train_nchw_not_a_traceback():
         train(ViewNet(), "digits", None, QUICK)  # was a RuntimeError traceback at step 1
     nchw = dataclasses.replace(QUICK, channels_last=False)  # the fix given works
     assert 0 <= train(ViewNet(), "digits", None, nchw)["val_acc"] <= 1
+
+
+def test_the_explorer_serves_a_run_imported_without_data_on_uploads(tmp_path, capsys):
+    nets = tmp_path / "nets.py"
+    nets.write_text(textwrap.dedent(NET))
+    source = parse_model_ref(f"{nets}:make_net")
+    weights = tmp_path / "w.safetensors"
+    save_file(source.build().state_dict(), weights)
+    classes = [str(i) for i in range(10)]
+    out = tmp_path / "run"
+    import_run(source, weights, out, classes=classes, mean=[0.3], std=[0.4], input_shape=[1, 8, 8])
+    run = load_run(out)
+    client = TestClient(create_app(run))  # was RunError: the run records no data set
+    assert client.get("/api/model").json()["test_images"] == 0
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    answer = client.post("/api/predict", files={"image": ("x.png", png.getvalue(), "image/png")})
+    assert answer.status_code == 200
+    x = run.preprocess(torch.from_numpy(pixels)[None, None])  # the model's own forward
+    with torch.no_grad():
+        torch.testing.assert_close(torch.tensor(answer.json()["logits"]), run.model(x)[0])
+    assert client.get("/api/actmax", params={"layer": "0", "channel": 0}).status_code == 200
+    refused = client.post("/api/predict", data={"sample": "0"})
+    assert refused.status_code == 400 and "no test images" in refused.json()["error"]
+    assert "no test images" in client.get("/api/top", params={"layer": "1", "channel": 0}).text

@@ -66,8 +66,11 @@ def _run(args: argparse.Namespace) -> int:
     explorer = app.state.explorer
     print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
-    explorer.top()  # once per run, cached in RUN/explorer/: the first click is then instant
-    print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
+    if len(explorer.test):
+        explorer.top()  # once per run, cached in RUN/explorer/: the first click is then instant
+        print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
+    else:
+        print("no test images (the run was imported without --data): upload or draw images")
     # One image per request: on this 2-core machine, shared, Grad-CAM of the `fast` preset took
     # 64 ms with 1 torch thread and 1,050 ms with 2 (oversubscribed cores; BENCHMARKS.md).
     torch.set_num_threads(max(1, args.threads))

@@ -21,6 +21,7 @@ from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from cnnlab.data import ImageSet
 from cnnlab.errors import CnnlabError
 from cnnlab.explain import ExplainError, activation_maximization, gradcam, saliency
 from cnnlab.explorer import panels
@@ -46,7 +47,7 @@ class Explorer:
 
     def __init__(self, run: Run):
         self.run = run
-        self.test = run.dataset("test")
+        self.test = run.dataset("test") if run.data is not None else _no_images(run)
         self.lock = threading.Lock()
         sample = run.preprocess(self.test.images[:1]) if len(self.test) else None
         self.net = Network.of(run.model, run.input_shape, sample)
@@ -80,6 +81,8 @@ class Explorer:
         return self.probes[image_id]
 
     def sample(self, index: int) -> torch.Tensor:
+        if not len(self.test):
+            raise ExplainError("the run has no test images (imported without --data); upload one")
         if not 0 <= index < len(self.test):
             raise ExplainError(f"sample {index} is outside the test set 0..{len(self.test) - 1}")
         return self.test.images[index : index + 1]
@@ -107,6 +110,8 @@ class Explorer:
 
     def top(self) -> dict[str, Any]:
         """The cached top test images per channel of each conv block's last layer."""
+        if not len(self.test):
+            raise LookupError("the run has no test images (it was imported without --data)")
         if self._top is None:
             layers = self.top_layers()
             images = self.run.preprocess(self.test.images)
@@ -277,7 +282,8 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
                 raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
             if channel >= ex.net.spatial[layer][0]:
                 raise ExplainError(f"channel {channel} is outside {layer}'s channels")
-            lo, hi = (float(v) for v in run.preprocess(ex.test.images[:256]).aminmax())
+            pixels = ex.test.images[:256] if len(ex.test) else _black_and_white(run)
+            lo, hi = (float(v) for v in run.preprocess(pixels).aminmax())
             with ex.lock:
                 res = activation_maximization(
                     run.model, layer, [channel], steps=steps, input_size=run.input_shape,
@@ -303,3 +309,16 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
         return JSONResponse(
             panels.playground(size, kernel, padding, stride, dilation, in_channels, filters)
         )
+
+
+def _no_images(run: Run) -> ImageSet:
+    """The test set of a run imported without data: none; uploads and drawings still work."""
+    c, h, w = run.input_shape
+    empty = torch.zeros(0, c, h, w, dtype=torch.uint8)
+    return ImageSet(empty, torch.zeros(0, dtype=torch.int64), run.classes, "no data")
+
+
+def _black_and_white(run: Run) -> torch.Tensor:
+    """Two images, all 0 and all 255: the range of the inputs where there are no images."""
+    pixels = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)  # (2, 1, 1, 1)
+    return pixels.expand(-1, run.input_shape[0], 1, 1)  # (2, C, 1, 1)
