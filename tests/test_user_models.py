@@ -502,3 +502,22 @@ def test_the_explorer_serves_a_run_imported_without_data_on_uploads(tmp_path, ca
     refused = client.post("/api/predict", data={"sample": "0"})
     assert refused.status_code == 400 and "no test images" in refused.json()["error"]
     assert "no test images" in client.get("/api/top", params={"layer": "1", "channel": 0}).text
+
+
+def test_a_python_object_run_tells_the_commands_how_to_import_it_and_that_works(tmp_path, capsys):
+    nets = tmp_path / "nets.py"
+    nets.write_text(textwrap.dedent(NET))
+    model = parse_model_ref(f"{nets}:make_net").build()
+    out = tmp_path / "run"
+    train(model, "digits", out, QUICK)
+    capsys.readouterr()
+    assert main(["eval", str(out)]) == 2
+    said = capsys.readouterr().err.strip()
+    command = said.split("cnnlab import ", 1)[1].split()  # the command the message gives
+    command = [f"{nets}:make_net" if a == "file.py:factory" else a for a in command]
+    command = [str(tmp_path / "new") if a == "NEW_RUN" else a for a in command]
+    assert main(["import", *command]) == 0
+    x = torch.randn(3, 1, 8, 8)
+    own = load_run(out, model=parse_model_ref(f"{nets}:make_net").build())
+    torch.testing.assert_close(load_run(tmp_path / "new").model(x), own.model(x))
+    assert main(["eval", str(tmp_path / "new")]) == 0

@@ -395,20 +395,19 @@ def load_run(
     its weights are loaded into it. accept_changed: see `cnnlab.train.source`."""
     path = Path(path)
     if not path.is_dir():
-        raise RunError(
-            f"{path} is not a run directory (train one with `cnnlab train --out {path}`)"
-        )
+        raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
     config = read_config(path)
     check_config(config, path)
     record = config.get("model") or {"kind": "spec"}
     source = None
-    if record.get("kind") == "module":
-        if model is None:
-            raise RunError(
-                f"{path} was trained from a Python object ({record.get('class')}); load it "
-                "with cnnlab.train.load_run(path, model=<a fresh instance>)"
-            )
-    else:
+    if record.get("kind") == "module" and model is None:
+        raise RunError(
+            f"{path} was trained from a Python object ({record.get('class')}): in Python, open "
+            "it with cnnlab.train.load_run(path, model=<a fresh instance>); for the commands, "
+            f"make a run of its code: cnnlab import --model file.py:factory --weights "
+            f"{path / MODEL_WEIGHTS} --data {config['data']} --out NEW_RUN"
+        )
+    if record.get("kind") != "module":
         if record.get("kind") == "spec" and not (path / SPEC).is_file():
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
         source = ModelSource.from_record(record, path, accept_changed)
