@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -26,6 +27,7 @@ from cnnlab.errors import CnnlabError, RunError, SpecError
 from cnnlab.explain.probe import default_probe_layers
 from cnnlab.explorer import create_app
 from cnnlab.inspect import classifier_misfit
+from cnnlab.report import plots
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.importing import import_run
 from cnnlab.train.rundir import load_run
@@ -521,3 +523,23 @@ def test_a_python_object_run_tells_the_commands_how_to_import_it_and_that_works(
     own = load_run(out, model=parse_model_ref(f"{nets}:make_net").build())
     torch.testing.assert_close(load_run(tmp_path / "new").model(x), own.model(x))
     assert main(["eval", str(tmp_path / "new")]) == 0
+
+
+def test_report_figures_of_a_deep_models_layer_names_lay_out():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ResNetConfig(
+        num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+        layer_type="basic", num_labels=3,
+    )  # fmt: skip
+    model = Logits(transformers.ResNetForImageClassification(config))
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert max(map(len, names)) > 50  # net.resnet.encoder.stages.1.layers.0.layer.0.convolution
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "Tight layout not applied" was raised
+        plots.receptive_fields(names, [3.0] * len(names), [2.0] * len(names))
+        plots.probe(names, [0.5] * len(names), 0.3)
+        plots.hbars(names, [1.0] * len(names), "L2", "gradient flow")
+    for name in [*names, "fc", "layer4.1"]:
+        label = plots.layer_label(name)
+        assert label == name if len(name) <= plots.LABEL_CHARS else len(label) == 30
+        assert name.endswith(label.removeprefix("…"))

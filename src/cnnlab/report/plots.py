@@ -34,6 +34,7 @@ STYLE = {
     "figure.dpi": DPI,
     "savefig.dpi": DPI,
 }
+LABEL_CHARS = 30  # a layer's tick label at most: a transformers name runs to 60 and more
 GOOD, BAD = "#1a7f37", "#cf222e"  # correct / misclassified, as in the HTML
 TILE_TITLE_PT = 9  # Grad-CAM tile titles: 9 pt at DPI, shown at full width (about 9.4 CSS pt)
 
@@ -173,7 +174,7 @@ def hbars(
         ax = ax[0, 0]
         y = np.arange(n)
         ax.barh(y, values, color=colours or "C0")
-        ax.set_yticks(y, labels)
+        ax.set_yticks(y, [layer_label(n) for n in labels])
         ax.invert_yaxis()
         if log:
             ax.set_xscale("log")
@@ -255,6 +256,13 @@ def feature_maps(layers: Sequence[tuple[str, np.ndarray]], channels: int = 8) ->
         return to_uri(fig)
 
 
+def layer_label(name: str, chars: int = LABEL_CHARS) -> str:
+    """A layer's name for an axis: as it is, or its last `chars` − 1 characters after "…"
+    (the end of a dotted name says which layer; its start, which wrapper): a tick label of a
+    deep model's name filled a figure's height, and tight_layout gave up."""
+    return name if len(name) <= chars else "…" + name[len(name) - chars + 1 :]
+
+
 def probe(layers: Sequence[str], accuracy: Sequence[float], baseline: float | None) -> str:
     """Linear-probe test accuracy against depth, the raw-pixel probe as a dashed line."""
     with _figure(height=3.0, width=WIDTH * 0.8) as (fig, ax):
@@ -263,7 +271,7 @@ def probe(layers: Sequence[str], accuracy: Sequence[float], baseline: float | No
         ax.plot(x, [a * 100 for a in accuracy], marker="o", label="probe on layer features")
         if baseline is not None:
             ax.axhline(baseline * 100, color="grey", ls="--", label="raw pixels (input)")
-        ax.set_xticks(x, layers, rotation=45, ha="right")
+        ax.set_xticks(x, [layer_label(n) for n in layers], rotation=45, ha="right")
         ax.set(xlabel="layer (input → output)", ylabel="probe test accuracy (%)")
         ax.set_title("Linear probes: how linearly separable the classes are at each depth")
         ax.legend(frameon=False)
@@ -280,7 +288,7 @@ def receptive_fields(
         x = np.arange(len(layers))
         ax.bar(x - 0.2, theoretical, 0.4, label="theoretical (formula)")
         ax.bar(x + 0.2, effective, 0.4, label="effective (95% of gradient mass)")
-        ax.set_xticks(x, layers, rotation=45, ha="right")
+        ax.set_xticks(x, [layer_label(n) for n in layers], rotation=45, ha="right")
         ax.set(xlabel="layer", ylabel="receptive field side (pixels)")
         ax.set_title("Receptive field per layer")
         ax.legend(frameon=False)
@@ -297,7 +305,7 @@ def grouped_hbars(labels: Sequence[str], series: dict[str, Sequence[float]], xla
         h = 0.8 / k
         for i, (name, values) in enumerate(series.items()):
             ax.barh(y - 0.4 + h * (i + 0.5), values, h, label=name)
-        ax.set_yticks(y, labels)
+        ax.set_yticks(y, [layer_label(n) for n in labels])
         ax.invert_yaxis()
         ax.set(xlabel=xlabel)
         # the legend takes the title's place above the axes: no bar is ever hidden under it
