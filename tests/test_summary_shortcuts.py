@@ -203,3 +203,40 @@ def test_cat_shape_equals_torchs_cat_on_meta(data):
     except (RuntimeError, IndexError):
         expected = None
     assert cat_shape((tensors, dim), {}) == expected
+
+
+class _CallsItsList(nn.Module):
+    """Calls its ModuleList as if it were a Sequential (torch: NotImplementedError)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3)
+        self.blocks = nn.ModuleList([nn.ReLU()])
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+
+class _GivesTwo(nn.Module):
+    """Gives its Sequential two inputs (torch: TypeError)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3)
+        self.body = nn.Sequential(nn.ReLU())
+
+    def forward(self, x):
+        return self.body(self.stem(x), x)
+
+
+@pytest.mark.parametrize(
+    ("model", "where"),
+    [(_CallsItsList, r"layer blocks \(ModuleList\)"), (_GivesTwo, r"layer body \(Sequential\)")],
+)
+def test_a_plain_container_that_cannot_be_called_so_is_named_with_its_input(model, where):
+    """A container called straight (past nn.Module.__call__) is still the layer an error of
+    its own call names, with the shape it got: torch's own error is the truth of the raise."""
+    with pytest.raises((NotImplementedError, TypeError)):
+        model()(torch.zeros(1, 1, 16, 16))
+    with pytest.raises(CnnlabError, match=where + r" on a 1×4×14×14 input"):
+        summary(model(), (1, 16, 16))

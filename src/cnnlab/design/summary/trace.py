@@ -147,12 +147,26 @@ class Tracer(Roles, TorchFunctionMode):
                     self.trainable_params += n if grad else 0
         state["training"] = False
         if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:
-            # no row of its own, its children name themselves: called straight, as a wrapper
-            # is, past nn.Module.__call__'s hooks (global ones too: a copy runs no hook)
-            state["forward"] = state["_compiled_call_impl"] = module.forward
-            self.wrapped.append(state)
+            self._straight(module, name, state)
             return
         self._instrument(module, name, params, trainable, state)
+
+    def _straight(self, module: nn.Module, name: str, state: dict[str, Any]) -> None:
+        """A plain container: no row of its own, its children name themselves; called
+        straight, as a wrapper is, past nn.Module.__call__'s hooks (global ones too: a copy
+        runs no hook). It is on the stack while it runs, so an error of the call itself (a
+        ModuleList called, a Sequential given two inputs) names it and the shape it got."""
+        forward, stack = module.forward, self.stack
+
+        def straight(*args: Any, **kwargs: Any) -> Any:
+            x = args[0] if args else next(iter(kwargs.values()), None)
+            stack.append((module, x, name))
+            output = forward(*args, **kwargs)
+            stack.pop()
+            return output
+
+        state["forward"] = state["_compiled_call_impl"] = straight
+        self.wrapped.append(state)
 
     def _instrument(self, module, name: str, params: int, trainable: int, state: dict) -> None:
         """Wrap the module's forward to keep the stack of running modules and to add its row.
