@@ -21,6 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file, save_model
 from torch import nn
 
+import cnnlab
 from cnnlab.cli import main
 from cnnlab.data import load_splits
 from cnnlab.errors import CnnlabError, RunError, SpecError
@@ -543,3 +544,23 @@ def test_report_figures_of_a_deep_models_layer_names_lay_out():
         label = plots.layer_label(name)
         assert label == name if len(name) <= plots.LABEL_CHARS else len(label) == 30
         assert name.endswith(label.removeprefix("…"))
+
+
+def test_the_explorers_layers_say_which_call_of_a_module_run_twice(tmp_path):
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 4, 3, padding=1)
+            self.block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+            self.fc = nn.Linear(4, 10)
+
+        def forward(self, x):
+            return self.fc(self.block(self.block(self.stem(x))).mean((2, 3)))
+
+    model = Twice()
+    train(model, "digits", tmp_path / "run", QUICK)
+    run = load_run(tmp_path / "run", model=Twice())
+    rows = TestClient(create_app(run)).get("/api/model").json()["architecture"]["rows"]
+    truth = cnnlab.summary(Twice(), (1, 8, 8)).rows  # the summary's own rows, one per call
+    assert [(r["name"], r["call"]) for r in rows] == [(r.name, r.call) for r in truth]
+    assert ("block.0", 2) in [(r["name"], r["call"]) for r in rows]

@@ -71,6 +71,7 @@ def architecture(net: Network) -> dict[str, Any]:
     rows = [
         {
             "name": r.name,
+            "call": r.call,  # 2 for a module's second call (a block run twice), ...
             "kind": r.kind,
             "output_shape": list(r.output_shape),
             "params": r.params,

@@ -56,7 +56,8 @@ function showArchitecture(model) {
   for (const row of arch.rows) {
     const li = el("li", null, (row.conv ? "conv" : "") + (row.lints.length ? " lint" : ""));
     li.dataset.layer = row.name;
-    li.append(el("strong", `${row.name} ${row.kind}`));
+    const call = row.call > 1 ? ` #${row.call}` : "";  // a module called again: its maps are the last call's
+    li.append(el("strong", `${row.name}${call} ${row.kind}`));
     li.append(el("div", `${row.output_shape.join("×")} · ${row.params.toLocaleString()} params · RF ${row.receptive_field} (jump ${row.jump})`, "meta"));
     for (const lint of row.lints) li.append(el("div", `⚠ ${lint.code}: ${lint.message}`, "lint-text"));
     if (row.spatial) li.addEventListener("click", () => chooseFeatureLayer(row.name));
