@@ -398,11 +398,21 @@ def _shortcut_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tup
         dim, keep = arg(args, kwargs, 1, "dim"), arg(args, kwargs, 2, "keepdim", False)
         if not isinstance(dim, (int, tuple, list)) or isinstance(dim, bool):
             return None
-        dims = {d % x.dim() for d in ([dim] if isinstance(dim, int) else dim)} if x.dim() else set()
+        dims = _reduced(dim, x.dim())
         if not dims:
             return None
         return tuple(1 if i in dims else n for i, n in enumerate(x.shape) if keep or i not in dims)
     return None
+
+
+def _reduced(dim: int | tuple | list, ndim: int) -> set[int]:
+    """The axes a reduction's `dim` names, each once and in range; empty where torch must
+    run: it raises on an axis out of range or named twice (x.mean(4), x.sum((2, -2)))."""
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not ndim or not all(type(d) is int and -ndim <= d < ndim for d in dims):
+        return set()
+    found = {d % ndim for d in dims}
+    return found if len(found) == len(dims) else set()
 
 
 def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -432,6 +442,8 @@ def _cat_shape(args: tuple, kwargs: dict) -> tuple | None:
     if not isinstance(dim, int) or not isinstance(first, Tensor) or first.dim() == 0:
         return None
     shape, dtype = tuple(first.shape), first.dtype
+    if not -len(shape) <= dim < len(shape):  # torch's IndexError, not a wrapped-around dim
+        return None
     dim %= len(shape)
     before, after, total = shape[:dim], shape[dim + 1 :], 0
     for t in tensors:  # a loop over plain tuples: torch.Size slices cost 0.3 µs each
