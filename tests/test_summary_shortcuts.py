@@ -258,3 +258,24 @@ def test_a_reduction_is_made_with_torchs_shape_or_left_to_torch_where_it_raises(
         expected = None
     out = made(reduce, (x, dims, keep), {})
     assert out is None or tuple(out.shape) == expected
+
+
+class _FunctionalConv(nn.Module):
+    def __init__(self, stride, padding):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 1, 3, 3))
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight, None, self.stride, self.padding)
+
+
+@pytest.mark.parametrize(("stride", "padding"), [(2, "same"), ((1, 2), "same"), (1, "full")])
+def test_a_conv_padding_torch_refuses_is_refused_not_given_a_shape(stride, padding):
+    """F.conv2d refuses padding="same" with a stride and a padding word it does not know;
+    the summary made a shape for both ((4, 8, 8), (4, 14, 14)) where torch raises."""
+    model = nn.Sequential(_FunctionalConv(stride, padding))
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(1, 1, 16, 16))
+    with pytest.raises(CnnlabError, match=r"layer 0 \(_FunctionalConv\).*RuntimeError"):
+        summary(model, (1, 16, 16))

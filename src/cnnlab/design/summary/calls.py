@@ -112,17 +112,17 @@ def pointwise(func: Callable) -> bool:
 
 
 @functools.lru_cache(4096)
-def conv_window(kernel: tuple[int, int], stride: Any, padding: Any, dilation: Any) -> Window:
+def conv_window(kernel: tuple[int, int], stride: Any, padding: Any, dilation: Any) -> Window | None:
     """The Window of a conv2d call's kernel size and arguments (as F.conv2d takes them: an
-    int or a pair, padding also "same" or "valid"). Cached within one summary: a net has a
-    few distinct conv settings, asked about at every conv (1.3 µs, 0.3 from the cache)."""
+    int or a pair, padding also "same" or "valid"; None for one torch refuses: it must run
+    to raise). Cached within one summary: a net has a few distinct conv settings, asked
+    about at every conv (1.3 µs, 0.3 from the cache)."""
     stride, dilation = pair(stride, (1, 1)), pair(dilation, (1, 1))
     if isinstance(padding, str):
         same = padding == "same"
-        pads = [
-            geometry.same_padding(k, d) if same else (0, 0)
-            for k, d in zip(kernel, dilation, strict=True)
-        ]
+        if padding not in ("same", "valid") or (same and stride != (1, 1)):  # torch refuses
+            return None
+        pads = list(map(geometry.same_padding, kernel, dilation)) if same else [(0, 0)] * 2
         before, after = tuple(p[0] for p in pads), tuple(p[1] for p in pads)
         return Window(kernel, stride, before, dilation, same=same, after=after)
     return Window(kernel, stride, pair(padding, (0, 0)), dilation)
