@@ -5,6 +5,8 @@ lists and knows the running layer (`self.layer`, `self.image`, `self.windows`, .
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from cnnlab.design.summary import axes as ax
@@ -58,7 +60,7 @@ class Roles:
             return self._reduce_tag(func, args, kwargs, src, tag, out)
         if func in C.SAME or func in C.NORM_LIKE or C.pointwise(func) or activation(func, args):
             return self._elementwise(func, args, tagged, out, kwargs)
-        name = getattr(func, "__qualname__", repr(func))
+        name = call_name(func)
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
 
@@ -270,9 +272,21 @@ class Roles:
         return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
 
     def _lose(self, func, tag: Tag) -> Tag:
-        name = getattr(func, "__qualname__", repr(func))
+        name = call_name(func)
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
+
+
+# the classes torch binds its functions and methods to, and how a model's code names them
+_BOUND = {"_VariableFunctionsClass": "torch", "TensorBase": "Tensor"}
+
+
+def call_name(func: Any) -> str:
+    """A call as the model's code writes it: torch.sort, Tensor.sort (their __qualname__ is
+    _VariableFunctionsClass.sort, TensorBase.sort), einsum, grid_sample."""
+    name = getattr(func, "__qualname__", None) or repr(func)
+    owner, dot, rest = name.partition(".")
+    return f"{_BOUND[owner]}.{rest}" if dot and owner in _BOUND else name
 
 
 def _all_lost(tagged: list) -> bool:
