@@ -510,3 +510,24 @@ def test_tta_without_flips_has_no_mirror_views():
     assert len(tta_views(x, 1)) == 10 and len(tta_views(x, 1, flip=False)) == 5
     assert torch.equal(tta_views(x, 0)[1], x.flip(-1))
     assert [torch.equal(v, x) for v in tta_views(x, 0, flip=False)] == [True]
+
+
+def test_a_module_passed_in_holds_the_weights_that_were_evaluated_and_saved(tmp_path):
+    """With EMA on (the default) the saved weights are the average's: the module the caller
+    passed in is handed back holding those, BatchNorm statistics included, in eval mode, not
+    the raw last-step weights."""
+    from safetensors.torch import load_file
+
+    from cnnlab.train import TrainConfig, train
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10),
+    )  # fmt: skip
+    result = train(net, "digits", tmp_path / "run", TrainConfig(epochs=1, tta=False))
+    assert result["model"] is net and not net.training
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    mine = net.state_dict()
+    assert saved.keys() == mine.keys()
+    for name, tensor in saved.items():
+        torch.testing.assert_close(mine[name].contiguous(), tensor, rtol=0, atol=0, msg=name)

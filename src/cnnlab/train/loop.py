@@ -83,7 +83,7 @@ def train(
     checkpoint_seconds: also checkpoint within an epoch once this long has passed.
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
     "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume changed],
-    "model": the trained nn.Module (EMA weights when EMA is on, eval mode)}.
+    "model": the trained nn.Module, the one passed in (EMA weights when EMA is on, eval mode)}.
     Raises TrainingDiverged on a NaN/inf or runaway loss, TrainingInterrupted (a
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
     RunError/DataError/SpecError/ConfigError on bad input.
@@ -159,7 +159,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     result = _finish(parts, position.rows, splits)
     result.update(splits.notes)
     result["notes"] = resumed + notes
-    result["model"] = parts.evaluated
+    result["model"] = parts.handed_back()
     return result
 
 

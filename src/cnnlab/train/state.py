@@ -142,3 +142,12 @@ class Parts:
     def evaluated(self) -> nn.Module:
         """The weights that are evaluated and saved: the EMA's when EMA is on."""
         return self.ema.model if self.ema is not None else self.model
+
+    @torch.no_grad()
+    def handed_back(self) -> nn.Module:
+        """The module that was trained (the caller's own, for an nn.Module) holding the
+        weights that were evaluated and saved, BatchNorm statistics included, in eval mode:
+        with EMA on, the module passed in would otherwise keep the raw weights."""
+        if self.ema is not None:
+            self.model.load_state_dict(self.ema.model.state_dict())
+        return self.model.eval()
