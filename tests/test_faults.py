@@ -36,12 +36,7 @@ class Killed(BaseException):
     """Stands for SIGKILL: not an Exception, so nothing on the way may catch it."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 def _rows(out) -> list[dict]:

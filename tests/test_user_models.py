@@ -38,12 +38,7 @@ QUICK = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="
 CLI_QUICK = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 def small(classes: int = 10) -> nn.Sequential:
@@ -272,13 +267,18 @@ def test_probe_layers_of_a_wrapped_model_are_the_inner_models_blocks():
     assert default_probe_layers(Logits(inner), x) == [f"net.{name}" for name in own]
 
 
-def test_probe_layers_of_a_transformers_model_are_its_stages():
+def tiny_hf_resnet() -> nn.Module:
+    """A two-stage transformers ResNet for 3 classes, its logits unwrapped (`Logits`)."""
     transformers = pytest.importorskip("transformers")
     config = transformers.ResNetConfig(
         num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
         layer_type="basic", num_labels=3,
     )  # fmt: skip
-    model = Logits(transformers.ResNetForImageClassification(config)).eval()
+    return Logits(transformers.ResNetForImageClassification(config))
+
+
+def test_probe_layers_of_a_transformers_model_are_its_stages():
+    model = tiny_hf_resnet().eval()
     layers = default_probe_layers(model, torch.zeros(1, 3, 24, 24))
     stages = [n for n, m in model.named_modules() if type(m).__name__ == "ResNetStage"]
     assert len(stages) == 2 and all(stage in layers for stage in stages)
@@ -527,12 +527,7 @@ def test_a_python_object_run_tells_the_commands_how_to_import_it_and_that_works(
 
 
 def test_report_figures_of_a_deep_models_layer_names_lay_out():
-    transformers = pytest.importorskip("transformers")
-    config = transformers.ResNetConfig(
-        num_channels=3, embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
-        layer_type="basic", num_labels=3,
-    )  # fmt: skip
-    model = Logits(transformers.ResNetForImageClassification(config))
+    model = tiny_hf_resnet()
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert max(map(len, names)) > 50  # net.resnet.encoder.stages.1.layers.0.layer.0.convolution
     with warnings.catch_warnings():
