@@ -159,6 +159,20 @@ def test_cli_import_prints_accuracy_and_bad_reference_is_one_line(tmp_path, fact
     assert len(err.strip().splitlines()) == 1 and "defines no 'nope'" in err
 
 
+def test_cli_import_takes_input_as_train_and_summary_do(tmp_path, factory, capsys):
+    """--input C,H,W, as train and summary spell it (--input-shape still works); a bad one
+    is one line naming the option."""
+    weights, _ = weights_of(tmp_path, factory)
+    argv = ["import", "--model", f"{factory}:make_net", "--weights", str(weights), "--data"]
+    for option, out in (("--input", "a"), ("--input-shape", "b")):
+        assert main([*argv, "digits", "--out", str(tmp_path / out), option, "1,8,8"]) == 0
+        assert "input 1×8×8" in capsys.readouterr().out
+    assert main([*argv, "digits", "--out", str(tmp_path / "c"), "--input", "1,8"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cnnlab import: error: --input '1,8': give C,H,W with C 1 or 3, e.g. 1,28,28"
+    )
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 

@@ -41,7 +41,10 @@ def register(sub) -> None:
         "--mean", help="comma-separated per-channel mean (default: --data's train split)"
     )
     p.add_argument("--std", help="comma-separated per-channel std (default: --data's train split)")
-    p.add_argument("--input-shape", metavar="C,H,W", help="input shape (default: --data's images)")
+    p.add_argument(
+        "--input", "--input-shape", dest="input_shape", metavar="C,H,W",
+        help="images the model takes, as for train and summary (default: --data's images)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=_run)
 
@@ -96,7 +99,7 @@ def _numbers(option: str, text: str | None, kind: type) -> list | None:
 
 
 def _shape(text: str | None) -> list[int] | None:
-    shape = _numbers("--input-shape", text, int)
+    shape = _numbers("--input", text, int)
     if shape is not None and (len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1):
-        raise CnnlabError(f"--input-shape {text!r}: give C,H,W with C 1 or 3, e.g. 1,28,28")
+        raise CnnlabError(f"--input {text!r}: give C,H,W with C 1 or 3, e.g. 1,28,28")
     return shape
