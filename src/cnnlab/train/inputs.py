@@ -18,7 +18,7 @@ from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
-from cnnlab.inspect import classifier_misfit, preserved
+from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, read_config
 from cnnlab.train.source import ModelSource
@@ -200,20 +200,17 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
             f"the data has {'×'.join(map(str, input_shape))} images but {choice.title} "
             f"expects input {list(choice.input_shape)}"
         )
-    k, size, title = len(classes), "×".join(map(str, input_shape)), choice.title
+    k, size = len(classes), "×".join(map(str, input_shape))
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    choice.model.to(memory_format=layout)  # as training lays it out next (a conv's output
-    # follows its weight's layout as well as its input's)
-    with preserved(choice.model):  # in the layout training and its evaluation use
-        misfit = classifier_misfit(choice.model, input_shape, k, memory_format=layout)
-    if misfit is None and choice.spec is None:  # the user's code, as training calls it: an
-        # Inception-style net returns aux logits too (a spec's network returns logits only)
-        with preserved(choice.model, train=True):  # its BatchNorm statistics kept
-            misfit = classifier_misfit(choice.model, input_shape, k, memory_format=layout)
-        title += " in training mode"
+    misfit, title = _misfit(choice, input_shape, k, layout)
     if misfit is None:
         return
-    if misfit.kind == "run" and config.channels_last and _runs_nchw(choice, input_shape, k):
+    nchw = torch.contiguous_format
+    if (
+        misfit.kind == "run"
+        and config.channels_last
+        and not _misfit(choice, input_shape, k, nchw)[0]
+    ):
         raise SpecError(
             f"{choice.title} cannot train channels-last (NHWC, the default layout for speed): "
             f"{misfit.why}; where it calls .view after a conv use .reshape or .flatten(1), or "
@@ -229,11 +226,17 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
     raise SpecError(f"{title} {misfit.why}")
 
 
-def _runs_nchw(choice: ModelChoice, input_shape, classes: int) -> bool:
-    """The model takes the images in the default (NCHW) layout, in both modes."""
-    choice.model.to(memory_format=torch.contiguous_format)
+def _misfit(choice: ModelChoice, input_shape, classes: int, layout) -> tuple[Misfit | None, str]:
+    """classifier_misfit of the model laid out in `layout` (a conv's output follows its
+    weight's layout as well as its input's), in eval mode, then, for the user's code, in
+    training mode as training calls it (an Inception-style net returns aux logits too; a
+    spec's network returns logits only); its mode and BatchNorm statistics kept. With the
+    title to name it by."""
+    choice.model.to(memory_format=layout)
     with preserved(choice.model):
-        if classifier_misfit(choice.model, input_shape, classes) is not None:
-            return False
+        misfit = classifier_misfit(choice.model, input_shape, classes, memory_format=layout)
+    if misfit is not None or choice.spec is not None:
+        return misfit, choice.title
     with preserved(choice.model, train=True):
-        return classifier_misfit(choice.model, input_shape, classes) is None
+        misfit = classifier_misfit(choice.model, input_shape, classes, memory_format=layout)
+    return misfit, f"{choice.title} in training mode"
