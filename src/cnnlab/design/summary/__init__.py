@@ -26,7 +26,7 @@ from torch import nn
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.design.summary.calls import clear_caches
-from cnnlab.design.summary.copying import clone, copy_module, named_modules
+from cnnlab.design.summary.copying import clone, compiled_inner, copy_module, named_modules
 from cnnlab.design.summary.facts import Lint, RowFact, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import dropped_pixels, lints
 from cnnlab.design.summary.render import shape_text
@@ -165,14 +165,10 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
 
 
 def _uncompiled(model: nn.Module) -> nn.Module:
-    """The module torch.compile wrapped (its OptimizedModule holds it as `_orig_mod`, with the
-    same parameters): the compiled forward runs where no Python sees its calls, so the trace
-    follows the module's own. Checked by name: importing torch._dynamo to test the type
-    costs a second."""
-    inner = vars(model).get("_modules", {}).get("_orig_mod")
-    if type(model).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
-        return inner
-    return model
+    """The module torch.compile wrapped (`copying.compiled_inner`): the compiled forward runs
+    where no Python sees its calls, so the trace follows the module's own, rows named as in
+    it. (A compiled child is called so by the tracer, `Tracer._straight`.)"""
+    return compiled_inner(model, vars(model)) or model
 
 
 def _summary_row(r: RowFact) -> SummaryRow:

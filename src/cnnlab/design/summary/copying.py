@@ -80,6 +80,16 @@ def copy_module(
     return memo[id(model)]
 
 
+def compiled_inner(module: nn.Module, state: dict[str, Any]) -> nn.Module | None:
+    """The module a torch.compile'd one wraps (its OptimizedModule holds it as `_orig_mod`,
+    with the same parameters), None for any other module. Checked by name: importing
+    torch._dynamo to test the type costs a second."""
+    inner = state.get("_modules", {}).get("_orig_mod")
+    if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
+        return inner
+    return None
+
+
 def _uncopied(name: str, module: nn.Module) -> str:
     """Why `module` (at `name`) cannot be traced, and what to pass instead."""
     where = f"module {name or '(the model)'!r} ({type(module).__name__})"
@@ -201,7 +211,9 @@ def _deepcopy_modules(
     copy.deepcopy(model, memo)
 
 
-_TORCH_MODULES = "torch.nn.modules."  # where nn.Conv2d, nn.BatchNorm2d, nn.Sequential... live
+# where nn.Conv2d, nn.BatchNorm2d, nn.Sequential... live, and torch.compile's wrapper (the
+# tracer calls the module it wraps instead of its forward: its compiler state is not copied)
+_TORCH_MODULES = ("torch.nn.modules.", "torch._dynamo.eval_frame")
 _ATOMIC = frozenset({int, float, complex, bool, str, bytes, type(None), torch.dtype, torch.device})
 _HOOK_DICTS = {
     k: type(v) for k, v in vars(nn.Module()).items() if isinstance(v, dict) and "hook" in k

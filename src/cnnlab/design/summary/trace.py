@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.summary import calls as C
-from cnnlab.design.summary.copying import meta
+from cnnlab.design.summary.copying import compiled_inner, meta
 from cnnlab.design.summary.facts import (
     DenseFact,
     HeadFact,
@@ -155,8 +155,14 @@ class Tracer(Roles, TorchFunctionMode):
         """A plain container: no row of its own, its children name themselves; called
         straight, as a wrapper is, past nn.Module.__call__'s hooks (global ones too: a copy
         runs no hook). It is on the stack while it runs, so an error of the call itself (a
-        ModuleList called, a Sequential given two inputs) names it and the shape it got."""
+        ModuleList called, a Sequential given two inputs) names it and the shape it got.
+        A torch.compile'd child (an OptimizedModule, no forward of its own) calls the module
+        it wraps, as the wrapper's `_orig_mod` (named so, as model.named_modules() does):
+        the compiled forward would run where no Python sees its calls."""
         forward, stack = module.forward, self.stack
+        inner = compiled_inner(module, state)
+        if inner is not None:  # torch.compile's wrapper: its inner module's own forward
+            forward = inner
 
         def straight(*args: Any, **kwargs: Any) -> Any:
             x = args[0] if args else next(iter(kwargs.values()), None)
