@@ -94,15 +94,31 @@ def test_avg_pool2d_rows_equal_torchs_forward(k, stride, pad, ceil, include, h, 
 
 @settings(max_examples=40, deadline=None)
 @given(
+    kind=st.sampled_from([nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d]),
     out=st.one_of(
-        st.integers(1, 6),
-        st.tuples(st.one_of(st.none(), st.integers(1, 6)), st.one_of(st.none(), st.integers(1, 6))),
+        st.integers(0, 6),
+        st.tuples(st.one_of(st.none(), st.integers(0, 6)), st.one_of(st.none(), st.integers(0, 6))),
     ),
     h=st.integers(1, 14),
     w=st.integers(1, 14),
 )
-def test_adaptive_avg_pool2d_rows_equal_torchs_forward(out, h, w):
-    agrees(nn.AdaptiveAvgPool2d(out), (3, h, w))
+def test_adaptive_pool2d_rows_equal_torchs_forward(kind, out, h, w):
+    """Output sizes of 0 included: torch makes an empty map (the summary divided by 0)."""
+    agrees(kind(out), (3, h, w))
+
+
+def test_an_adaptive_pool_to_an_empty_map_gets_torchs_shape_and_what_follows_its_errors():
+    """torch runs AdaptiveAvgPool2d((0, 3)) (a 0×3 map, what follows sees no pixel): so does
+    the summary, where it raised ZeroDivisionError; a conv after it is refused as torch
+    refuses it, naming the layer and the empty map."""
+    pool = nn.Sequential(nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d((0, 3)), nn.ReLU())
+    rows = summary(pool, (2, 8, 8)).rows
+    assert [r.output_shape for r in rows] == [(2, 8, 8), (2, 0, 3), (2, 0, 3)]
+    assert [r.output_shape for r in rows][1:] == [real_or_error(pool[:2], (2, 8, 8))] * 2
+    conv = nn.Sequential(*pool, nn.Conv2d(2, 2, 1))
+    assert real_or_error(conv, (2, 8, 8)) is None
+    with pytest.raises(CnnlabError, match=r"layer 3 \(Conv2d\) on a 1×2×0×3 input"):
+        summary(conv, (2, 8, 8))
 
 
 @settings(max_examples=30, deadline=None)

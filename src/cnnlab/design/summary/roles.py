@@ -162,9 +162,9 @@ class Roles:
     def _adaptive_tag(self, func, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """Adaptive pooling: a plain pool with k = s = in/out where the output divides the
         input, else (and to 1×1) each unit sees the whole map. The size no longer follows
-        the input's."""
+        the input's. An output size of 0 (torch makes an empty map) divides nothing."""
         in_map, out_map = tuple(x.shape[-2:]), tuple(out.shape[-2:])
-        divides = all(i % o == 0 for i, o in zip(in_map, out_map, strict=True))
+        divides = all(o and i % o == 0 for i, o in zip(in_map, out_map, strict=True))
         linear = None
         if divides and out_map != (1, 1):
             k = tuple(i // o for i, o in zip(in_map, out_map, strict=True))
