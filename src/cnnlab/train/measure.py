@@ -1,0 +1,115 @@
+"""What a run measures: each epoch's metrics.jsonl row and, at the end, the test accuracy.
+
+An epoch's row holds the training sums all-reduced over ranks, the validation loss and
+accuracy of the evaluated weights (the EMA's, with BatchNorm statistics recomputed for them,
+norm_stats.py) and, when asked, diagnostics. `finish` evaluates the test split with and
+without flip TTA (reporting only) and writes model.safetensors and metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data import to_float
+from cnnlab.train import distributed, norm_stats
+from cnnlab.train.config import learning_rate
+from cnnlab.train.evaluate import evaluate_tensors
+from cnnlab.train.rundir import images_per_second
+from cnnlab.train.state import Parts, Splits, Sums
+
+
+def epoch_row(parts: Parts, epoch: int, sums: Sums) -> dict:
+    """One metrics.jsonl row: training sums all-reduced over ranks, validation on the EMA,
+    lr of the epoch's last step."""
+    dist, config = parts.dist, parts.config
+    lr = learning_rate(config, (epoch + 1) * parts.steps_per_epoch - 1, parts.total_steps)
+    distributed.broadcast_buffers(parts.model, dist)
+    if parts.ema is not None:
+        parts.ema.copy_buffers(parts.model)
+    # the EMA's weights with the live model's averages read near chance early on: every
+    # validation row, and what is saved, gets statistics of its own weights (norm_stats.py)
+    if config.bn_recalibrate and (epoch + 1 == config.epochs or parts.val is not None):
+        norm_stats.from_loader(parts.evaluated, parts.loader, config.bn_recalibrate, parts.amp)
+    loss, correct, seen, seconds = distributed.all_reduce_sum(sums.to_list(), dist)
+    seconds /= dist.world_size
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": loss / seen,
+        "train_acc": correct / seen,
+        "lr": lr,
+        "seconds": round(seconds, 3),
+        "img_per_s": round(seen / max(seconds, 1e-9), 1),
+    }
+    if parts.val is not None:
+        v_loss, v_correct, v_n = sharded_eval(parts, parts.evaluated, *parts.val, tta=False)
+        row["val_loss"], row["val_acc"] = v_loss / v_n, v_correct / v_n
+    if config.diagnose_every and (epoch + 1) % config.diagnose_every == 0:
+        row["diagnose"] = _diagnose(parts.model, parts.loader, epoch)
+    parts.model.train()
+    return row
+
+
+def sharded_eval(parts: Parts, model, images, labels, tta: bool) -> tuple[float, float, int]:
+    """(loss sum, correct, count) over all ranks, each rank evaluating every world_size-th."""
+    dist, config = parts.dist, parts.config
+    mine = slice(dist.rank, None, dist.world_size)
+    sums = evaluate_tensors(
+        model,
+        images[mine],
+        labels[mine],
+        batch_size=config.eval_batch_size,
+        tta=tta,
+        autocast=parts.amp,
+        channels_last=config.channels_last,
+        tta_shift=config.tta_shift if tta else 0,
+        tta_flip=config.flip is not False,
+    )
+    loss_sum, correct, n = distributed.all_reduce_sum(list(sums), dist)
+    return loss_sum, correct, int(n)
+
+
+def _diagnose(model: nn.Module, loader, epoch: int) -> dict:
+    """Per-epoch diagnostics on the first training batch, RNG state left untouched."""
+    from cnnlab.diagnose import epoch_diagnostics  # a peer of train, needed only when asked
+
+    rng = torch.get_rng_state()
+    loader.set_epoch(epoch)
+    x, y = next(iter(loader))
+    try:
+        return epoch_diagnostics(model, x, y)
+    finally:
+        torch.set_rng_state(rng)
+        model.train()
+
+
+def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
+    """Test accuracy with and without flip TTA (reporting only), model.safetensors."""
+    result: dict[str, Any] = {"out": parts.out and str(parts.out), "epochs": len(rows)}
+    model = parts.evaluated
+    model.eval()
+    if rows:
+        last = rows[-1]
+        result.update({k: last[k] for k in ("train_loss", "train_acc") if k in last})
+        result.update({k: last[k] for k in ("val_loss", "val_acc") if k in last})
+        result["train_seconds"] = round(sum(r["seconds"] for r in rows), 3)
+        result["wall_seconds"] = last.get("wall")
+        result["img_per_s"] = round(images_per_second(rows), 1)
+    test = splits.test
+    if test is not None:
+        x = to_float(test.images, splits.mean, splits.std).to(parts.dist.device)
+        y = test.labels.to(parts.dist.device)
+        loss, correct, n = sharded_eval(parts, model, x, y, tta=False)
+        result["test_loss"], result["test_acc"] = loss / n, correct / n
+        if parts.config.tta:
+            _, correct, n = sharded_eval(parts, model, x, y, tta=True)
+            result["test_acc_tta"] = correct / n
+    if rows:
+        rows[-1].update({k: v for k, v in result.items() if k.startswith("test_")})
+    if parts.run is not None:
+        parts.run.save_weights(model.state_dict())
+        parts.run.write_metrics(rows)
+    distributed.barrier(parts.dist)
+    return result

@@ -1,0 +1,234 @@
+"""A run directory opened for reading: `load_run` checks every file against the others and
+returns a `Run` whose model holds the final weights, in eval mode.
+
+    run = load_run("runs/fast")
+    x = run.preprocess(images_uint8)          # (B, C, H, W) -> normalized float
+    probs = run.model(x).softmax(1)           # (B, classes)
+
+Weights load with safetensors only: nothing is unpickled; NaN/inf weights are refused; the
+SHA-256 of spec.yaml and config.json stored in model.safetensors' metadata catch an edit
+made after training.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from cnnlab.data import load_dataset, to_float
+from cnnlab.errors import CnnlabError, RunError
+from cnnlab.inspect import classifier_misfit
+from cnnlab.train import checkpoint
+from cnnlab.train.run_files import (
+    CHECKPOINT_TENSORS,
+    CONFIG,
+    HASHES_KEY,
+    MODEL_WEIGHTS,
+    SPEC,
+    check_config,
+    read_config,
+    read_metrics,
+    run_hashes,
+)
+from cnnlab.train.source import ModelSource
+
+__all__ = ["Run", "load_run", "weight_mismatch"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory loaded: `model` is in eval mode with the final weights. `spec` is the
+    Spec of a spec run (None for a model from code); `source` says where the model came from
+    (a `cnnlab.train.source.ModelSource`, None for a module given to `train` directly)."""
+
+    path: Path
+    spec: Any  # cnnlab.design.spec.Spec, or None
+    model: nn.Module
+    config: dict[str, Any]  # config.json: TrainConfig fields + data, classes, mean, std, ...
+    source: Any = None
+
+    @property
+    def name(self) -> str:
+        """The spec's name, the factory's, or the module's class."""
+        if self.spec is not None:
+            return self.spec.name
+        return self.source.name if self.source is not None else type(self.model).__name__
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.config["classes"])
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(self.config["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(self.config["std"])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) the model was trained on."""
+        return tuple(self.config["input_shape"])
+
+    @property
+    def data(self) -> str:
+        """The data set the run was trained on (a name or a directory)."""
+        return self.config["data"]
+
+    @property
+    def precision(self) -> str:
+        """ "bf16" or "fp32": what training evaluated in (stored, not re-decided)."""
+        return self.config.get("precision_used", "fp32")
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.precision == "bf16" else None
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (0..255) or float ([0, 1]) images `(B, C, H, W)` -> normalized float32,
+        with the training split's per-channel mean and std."""
+        if images.dim() == 3:
+            images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
+        return to_float(images, self.mean, self.std)
+
+    def dataset(self, split: str = "test"):
+        """The run's data set `split` as an ImageSet, converted to the model's input shape."""
+        c, h, w = self.input_shape
+        if self.data is None:
+            raise RunError(f"{self.path}: the run records no data set (imported without --data)")
+        try:
+            return load_dataset(self.data, split, channels=c, size=(h, w))
+        except CnnlabError as error:
+            raise RunError(f"{self.path}: cannot load its data {self.data!r}: {error}") from error
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl, one per epoch (empty before the first epoch ends)."""
+        return read_metrics(self.path)
+
+    def __repr__(self) -> str:
+        c, h, w = self.input_shape
+        return (
+            f"Run({str(self.path)!r}, model={self.name!r}, {c}×{h}×{w}, "
+            f"{len(self.classes)} classes, data={self.data!r})"
+        )
+
+
+def load_run(
+    path: str | Path, *, model: nn.Module | None = None, accept_changed: bool | None = None
+) -> Run:
+    """Read a run directory, checking every file against the others; RunError names the
+    missing or broken file and how to fix it.
+
+    model: the module a run trained from a Python object (train(module, ..., out)) used;
+    its weights are loaded into it. accept_changed: see `cnnlab.train.source`."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
+    config = read_config(path)
+    check_config(config, path)
+    record = config.get("model") or {"kind": "spec"}
+    source = None
+    if record.get("kind") == "module" and model is None:
+        raise RunError(
+            f"{path} was trained from a Python object ({record.get('class')}): in Python, open "
+            "it with cnnlab.train.load_run(path, model=<a fresh instance>); for the commands, "
+            f"make a run of its code: cnnlab import --model file.py:factory --weights "
+            f"{path / MODEL_WEIGHTS} --data {config['data']} --out NEW_RUN"
+        )
+    if record.get("kind") != "module":
+        if record.get("kind") == "spec" and not (path / SPEC).is_file():
+            raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
+        source = ModelSource.from_record(record, path, accept_changed)
+        model = source.build()
+    weights = _weights_file(path)
+    state = checkpoint.load_weights(weights)
+    differ = weight_mismatch(model.state_dict(), state)
+    if differ:
+        what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
+        raise RunError(f"{weights} does not match {what}: {differ}")
+    model.load_state_dict(state)
+    model.eval()
+    _check_outputs(model, config, path, source)  # before the hashes: the more precise message
+    _check_hashes(path, weights, config)
+    spec = source.spec if source is not None and source.kind == "spec" else None
+    return Run(path, spec, model, config, source)
+
+
+def _weights_file(path: Path) -> Path:
+    weights = path / MODEL_WEIGHTS
+    if not weights.is_file():
+        hint = (
+            f"training did not finish; continue it with `cnnlab train --resume --out {path}`"
+            if (path / CHECKPOINT_TENSORS).is_file()  # the commit point, not its sidecar
+            else "train the run first"
+        )
+        raise RunError(f"{path} has no {MODEL_WEIGHTS}: {hint}")
+    return weights
+
+
+def _check_hashes(path: Path, weights: Path, config: dict[str, Any]) -> None:
+    """The spec and config hashes the weights were saved with, against the files now."""
+    with safe_open(weights, framework="pt") as file:
+        text = (file.metadata() or {}).get(HASHES_KEY)
+    try:
+        stored = json.loads(text) if text else {}
+    except ValueError:
+        raise RunError(f"{weights}: its {HASHES_KEY} metadata is not valid JSON") from None
+    spec = path / SPEC
+    now = run_hashes(spec.read_text() if spec.is_file() else None, config)
+    for key, file in (("spec_sha256", SPEC), ("config_sha256", CONFIG)):
+        if key in stored and stored[key] != now[key]:
+            raise RunError(
+                f"{path / file} was edited after training (its SHA-256 differs from the one "
+                f"{MODEL_WEIGHTS} was saved with); restore it, or train again"
+            )
+
+
+def _check_outputs(model: nn.Module, config: dict[str, Any], path: Path, source: Any) -> None:
+    """The model runs on its input shape and gives one logit per class of config.json (a
+    final softmax is left to training and import to refuse: a run keeps opening)."""
+    k, size = len(config["classes"]), "×".join(map(str, config["input_shape"]))
+    misfit = classifier_misfit(model, config["input_shape"], k)
+    if misfit is None or misfit.kind == "softmax":
+        return
+    if misfit.kind == "classes" and getattr(source, "kind", "spec") == "spec":
+        raise RunError(f"{path / CONFIG} lists {k} classes but the model {misfit.why}")
+    what = _model_text(source)
+    raise RunError(f"{path}: {what} does not fit its {size} images, {k} classes: {misfit.why}")
+
+
+def _model_text(source: Any) -> str:  # messages name a model from code by its reference
+    return f"the model of {source.reference}" if source is not None else "the model"
+
+
+def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
+    """'' when `found` fits a model whose state_dict is `expected`, else what differs: the
+    first tensor whose shape differs (model's vs file's), then missing and unexpected names."""
+    parts = []
+    shapes = [k for k in expected if k in found and expected[k].shape != found[k].shape]
+    if shapes:
+        k = shapes[0]
+        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
+        parts.append(
+            f"tensor {k} is {_shape(expected[k])} in the model but {_shape(found[k])} in the "
+            f"file{more}"
+        )
+    for what, names in (
+        ("missing from the file", [k for k in expected if k not in found]),
+        ("not in the model", [k for k in found if k not in expected]),
+    ):
+        if names:
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            parts.append(f"{what}: {shown}")
+    return "; ".join(parts)
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "×".join(str(n) for n in t.shape) or "scalar"

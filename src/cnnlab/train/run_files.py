@@ -1,0 +1,150 @@
+"""What a run directory holds: its file names, which of them cnnlab wrote, the hashes that
+tie the weights to spec.yaml and config.json, and the readers of its JSON records.
+
+rundir.py writes a run, run.py opens one; both take every name from here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError, RunError
+from cnnlab.train.checkpoint import CHECKPOINT_STATE, CHECKPOINT_TENSORS, MODEL_WEIGHTS
+from cnnlab.train.config import TrainConfig
+
+SPEC, CONFIG, METRICS = "spec.yaml", "config.json", "metrics.jsonl"
+REPORT, EVALUATION, LOCK = "report.html", "evaluation.json", ".cnnlab.lock"
+# What cnnlab writes into a run; --force and demo delete these and nothing else.
+WRITTEN = (SPEC, CONFIG, METRICS, MODEL_WEIGHTS, CHECKPOINT_TENSORS, CHECKPOINT_STATE, REPORT)
+WRITTEN_DIRS = ("figures", "samples")  # the report's figures, the demo's sample images
+REQUIRED_CONFIG = ("data", "classes", "mean", "std", "input_shape")
+UNHASHED = ("resumes",)  # config.json keys that may change after training (appended records)
+HASHES_KEY = "cnnlab.run"  # model.safetensors metadata: {"spec_sha256", "config_sha256"}
+
+
+# --- what a directory is -------------------------------------------------------------------
+
+
+def is_run(path: Path) -> bool:
+    """True when cnnlab wrote `path`: it holds cnnlab's lock file, or a config.json with a
+    run's keys (runs written before the lock file existed)."""
+    if (path / LOCK).is_file():
+        return True
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and all(k in config for k in REQUIRED_CONFIG)
+
+
+def temp_files(path: Path) -> list[Path]:
+    """Temporary files a killed atomic write left (`.<name>.tmp-<pid>` of a run file)."""
+    return [p for name in WRITTEN for p in path.glob(f".{name}.tmp-*")]
+
+
+def worth_keeping(path: Path) -> list[Path]:
+    """What a new run in `path` could lose: all but cnnlab's lock and temp files, and beside
+    the lock a spec.yaml without config.json (a run killed between its first writes)."""
+    ours = {LOCK, *(p.name for p in temp_files(path))}
+    if (path / LOCK).is_file() and not (path / CONFIG).is_file():  # a user's spec.yaml stays
+        ours.add(SPEC)
+    return [p for p in path.iterdir() if p.name not in ours]
+
+
+def run_hashes(spec_text: str | None, config: dict[str, Any]) -> dict[str, str]:
+    """{"spec_sha256", "config_sha256"}: SHA-256 of spec.yaml's text and of config.json's
+    fields in canonical JSON (sorted keys, the appended UNHASHED keys left out)."""
+    fields = {k: v for k, v in config.items() if k not in UNHASHED}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return {
+        "spec_sha256": hashlib.sha256((spec_text or "").encode()).hexdigest(),
+        "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+
+
+# --- its records ---------------------------------------------------------------------------
+
+
+def read_config(run: Any) -> dict[str, Any]:
+    """RUN/config.json as a dict (RunError naming the file when it is no JSON object)."""
+    path = Path(getattr(run, "path", run)) / CONFIG
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunError(f"{path.parent} has no {CONFIG}: it is not a complete run") from None
+    except (ValueError, OSError) as error:
+        raise RunError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{path} must hold a JSON object, not {type(config).__name__}")
+    return config
+
+
+def images_per_second(rows: list[dict[str, Any]]) -> float:
+    """Training throughput over the whole run: Σ images ÷ Σ seconds of the epochs' steps
+    (images of an epoch = its img_per_s × seconds). Not the mean of the epochs' rates, which
+    a short fast epoch inflates."""
+    seconds = sum(r.get("seconds", 0.0) for r in rows)
+    images = sum(r.get("img_per_s", 0.0) * r.get("seconds", 0.0) for r in rows)
+    return images / seconds if seconds > 0 else 0.0
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of RUN/metrics.jsonl, one per epoch ([] before the first epoch ends);
+    RunError naming the file and line that is not a JSON object."""
+    file = Path(path) / METRICS
+    if not file.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as error:
+            raise RunError(f"{file} line {number} is not valid JSON ({error})") from None
+        if not isinstance(row, dict):
+            raise RunError(f"{file} line {number} is not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def check_config(config: dict[str, Any], path: Path) -> None:
+    """Every field a later command relies on, checked; RunError naming file and field."""
+    where = path / CONFIG
+    missing = [k for k in REQUIRED_CONFIG if k not in config]
+    if missing:
+        raise RunError(f"{where} lacks {', '.join(missing)}")
+    shape, classes = config["input_shape"], config["classes"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(_count(n) for n in shape)):
+        raise RunError(f"{where}: input_shape must be [C, H, W] of positive integers: {shape}")
+    if not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise RunError(f"{where}: classes must be a list of names, got {classes!r}")
+    if len(set(classes)) != len(classes) or len(classes) < 2:
+        raise RunError(f"{where}: classes must be at least two distinct names: {classes}")
+    for key in ("mean", "std"):
+        values = config[key]
+        if not (isinstance(values, list) and len(values) == shape[0]) or not all(
+            _number(v) for v in values
+        ):
+            raise RunError(f"{where}: {key} must be {shape[0]} finite numbers, got {values!r}")
+    if not all(v > 0 for v in config["std"]):
+        raise RunError(f"{where}: std must be positive (it divides), got {config['std']}")
+    if not isinstance(config["data"], str | None):
+        raise RunError(f"{where}: data must be a data set name or directory: {config['data']!r}")
+    if "epochs" in config:  # a trained run (an imported one has no TrainConfig)
+        try:
+            TrainConfig.from_dict(config)
+        except (ConfigError, TypeError) as error:
+            raise RunError(f"{where}: {error}") from None
+
+
+def _count(n: Any) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
