@@ -10,6 +10,7 @@ The browser's screenshot is kept in test-artifacts/explorer.png.
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 import os
@@ -34,7 +35,7 @@ from cnnlab.explorer.probe import Network, dot_product
 from cnnlab.explorer.top import CACHE
 from cnnlab.explorer.upload import read_upload
 from cnnlab.train.evaluate import predict
-from cnnlab.train.rundir import load_run
+from cnnlab.train.rundir import Run, load_run
 
 CLASSES = ("<script>", "<img src=x onerror=alert(1)>")  # folder names hold no '/'
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -422,6 +423,101 @@ def test_network_finds_convs_in_forward_order_not_registration_order():
     assert t["output"] == pytest.approx(own, abs=1e-5)
     # unit 6 of `late` reads units 6..8 of `early` (padding 1: unit k sees pixels k-1..k+1)
     assert t["field"] == {"top": 5.0, "left": 5.0, "height": 5, "width": 5}
+
+
+class SharedBlock(torch.nn.Module):
+    """One block applied to two inputs (the second after a pool), one ReLU module reused."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.act = torch.nn.ReLU()
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(4, 4, 3, padding=1),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.ReLU(inplace=True),
+        )
+        self.pool = torch.nn.MaxPool2d(2)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.pool(self.block(self.act(self.stem(x))))
+        return self.head(self.act(self.block(x) - 0.5).mean((2, 3)))
+
+
+def every_call(model, x) -> tuple[dict, dict]:
+    """Each leaf module's inputs and outputs, a list with one per call, from plain forward
+    hooks (the truth)."""
+    ins, outs, handles = {}, {}, []
+    for name, m in model.named_modules():
+        if name and not m._modules:
+            handles.append(m.register_forward_pre_hook(
+                lambda m, a, name=name: ins.setdefault(name, []).append(a[0][0].clone())
+            ))  # fmt: skip
+            handles.append(m.register_forward_hook(
+                lambda m, a, o, name=name: outs.setdefault(name, []).append(o[0].clone())
+            ))  # fmt: skip
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return ins, outs
+
+
+def decoded(maps: dict) -> np.ndarray:
+    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
+    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
+    data = data.reshape(maps["n"], maps["h"], maps["w"])
+    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
+    return lo + data / 255 * (hi - lo)
+
+
+def test_each_call_of_a_module_called_twice_is_its_own_entry(tmp_path):
+    """A shared block applied to two inputs and a reused ReLU: every call is an entry of its
+    own, labelled as the summary labels calls (`block.0 #2`); its maps are that call's output
+    and its dot product reads that call's input. Truth: forward hooks on every call, and the
+    summary's receptive field of each call."""
+    torch.manual_seed(0)
+    model = SharedBlock().eval()
+    bn = model.block[1]
+    bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)  # not the identity
+    config = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25],
+              "input_shape": [1, 16, 16]}  # fmt: skip
+    run = Run(tmp_path, None, model, config)
+    client = TestClient(create_app(run))
+    upload = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), "u1")))
+    sent = client.post("/api/predict", files={"image": ("n.png", upload, "image/png")})
+    image = sent.json()["image"]
+    pixels, _ = read_upload(upload, "n.png", run.input_shape)
+    ins, outs = every_call(model, run.preprocess(pixels))
+    assert [len(outs[n]) for n in ("stem", "block.0", "block.2", "act")] == [1, 2, 2, 2]
+    info = client.get("/api/model").json()
+    rows = [r["label"] for r in info["architecture"]["rows"]]
+    assert {"block.0", "block.0 #2", "act", "act #2"} <= set(rows) & set(info["maps"])
+    for name in ("block.0", "block.1", "block.2", "act"):
+        for call, truth in enumerate(outs[name], 1):
+            layer = name if call == 1 else f"{name} #{call}"
+            maps = client.get("/api/features", params={"image": image, "layer": layer}).json()
+            assert (maps["layer"], maps["channels"], maps["h"]) == (layer, 4, truth.shape[1])
+            assert maps["min"] == pytest.approx(truth.amin((1, 2)).tolist(), abs=1e-6)
+            assert maps["max"] == pytest.approx(truth.amax((1, 2)).tolist(), abs=1e-6)
+            step = float(truth.amax() - truth.amin()) / 255  # one byte of the widest map
+            np.testing.assert_allclose(decoded(maps), truth.numpy(), atol=step / 2 + 1e-6)
+    fields = {(r.name, r.call): r.receptive_field for r in cnnlab.summary(model, (1, 16, 16)).rows}
+    for call, (x, y) in enumerate(zip(ins["block.0"], outs["block.0"], strict=True), 1):
+        suffix = "" if call == 1 else f" #{call}"
+        i, j = y.shape[1] - 1, 1  # the bottom row reads the padding
+        query = {"image": image, "layer": "block.0" + suffix, "channel": 2, "row": i, "col": j}
+        t = client.get("/api/trace", params=query).json()
+        window = F.pad(x, (1, 1, 1, 1))[:, i : i + 3, j : j + 3]  # (C, 3, 3): this call's input
+        np.testing.assert_allclose(np.array(t["patch"]), window.numpy(), atol=1e-7)
+        assert t["output"] == pytest.approx(float(y[2, i, j]), abs=1e-5)
+        assert [s["layer"] for s in t["chain"]] == [f"block.{k}{suffix}" for k in range(3)]
+        own = float(outs["block.2"][call - 1][2, i, j])
+        assert t["chain"][-1]["value"] == pytest.approx(own, abs=1e-5)
+        assert t["field"]["height"] == fields[("block.0", call)]
+    refused = client.get("/api/actmax", params={"layer": "block.2", "channel": 0})
+    assert refused.status_code == 400 and "block.2 #2" in refused.json()["error"]
 
 
 # --- the command, a real server, a real browser -----------------------------------------------

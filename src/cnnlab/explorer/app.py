@@ -105,15 +105,18 @@ class Explorer:
 
     # the deep-layer panel ---------------------------------------------------------------------
     def top_layers(self) -> list[str]:
-        """Each conv block's last layer (its activation, else BatchNorm, else the conv)."""
-        return [c.act or c.bn or c.conv for c in self.net.chains]
+        """Each conv block's last layer (its activation, else BatchNorm, else the conv), by
+        its call's label; only a module's last call: the ranking reads what Capture keeps."""
+        found = [c.act or c.bn or c.conv for c in self.net.chains]
+        return [call for call in dict.fromkeys(found) if call == self.net.last_of(call)]
 
     def top(self) -> dict[str, Any]:
-        """The cached top test images per channel of each conv block's last layer."""
+        """The cached top test images per channel of each conv block's last layer, keyed by
+        module name."""
         if not len(self.test):
             raise LookupError("the run has no test images (it was imported without --data)")
         if self._top is None:
-            layers = self.top_layers()
+            layers = [self.net.calls[call][0] for call in self.top_layers()]
             images = self.run.preprocess(self.test.images)
             self._top = cached_top_images(
                 self.run.path, self.run.model, images, str(self.run.data), layers
@@ -180,6 +183,7 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
             "architecture": ex.architecture,
             "convs": [{"conv": k.conv, "bn": k.bn, "act": k.act} for k in ex.net.chains],
             "spatial": {n: list(s) for n, s in ex.net.spatial.items()},
+            "maps": {call: list(s) for call, s in ex.net.maps.items()},  # one per call
             "top_layers": ex.top_layers(),
         }
 
@@ -255,11 +259,13 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
     def top(layer: str, channel: int = Query(ge=0)) -> dict[str, Any]:
         with ex.lock:
             found = ex.top()["layers"]
-        if layer not in found:
-            raise ExplainError(f"no top images for {layer!r}; layers: {', '.join(found)}")
-        if channel >= len(found[layer]["index"]):
+        layers = ex.top_layers()
+        if layer not in layers:
+            raise ExplainError(f"no top images for {layer!r}; layers: {', '.join(layers)}")
+        ranked = found[ex.net.calls[layer][0]]
+        if channel >= len(ranked["index"]):
             raise ExplainError(f"channel {channel} is outside {layer}'s channels")
-        index, value = found[layer]["index"][channel], found[layer]["value"][channel]
+        index, value = ranked["index"][channel], ranked["value"][channel]
         return {
             "layer": layer,
             "channel": channel,
@@ -278,16 +284,19 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
     def actmax(layer: str, channel: int = Query(ge=0), steps: int = Query(64, ge=1, le=512)):
         key = (layer, channel)
         if key not in ex.actmax:
-            if layer not in ex.net.spatial:
+            if layer not in ex.net.maps:
                 raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
-            if channel >= ex.net.spatial[layer][0]:
+            last = ex.net.last_of(layer)  # actmax optimises what Capture keeps: the last call
+            if layer != last:
+                raise ExplainError(f"activation maximisation optimises the last call, {last}")
+            if channel >= ex.net.maps[layer][0]:
                 raise ExplainError(f"channel {channel} is outside {layer}'s channels")
             pixels = ex.test.images[:256] if len(ex.test) else _black_and_white(run)
             lo, hi = (float(v) for v in run.preprocess(pixels).aminmax())
             with ex.lock:
                 res = activation_maximization(
-                    run.model, layer, [channel], steps=steps, input_size=run.input_shape,
-                    value_range=(lo, hi), restarts=2,
+                    run.model, ex.net.calls[layer][0], [channel], steps=steps,
+                    input_size=run.input_shape, value_range=(lo, hi), restarts=2,
                 )  # fmt: skip
             img = (res.images[0] - lo) / max(hi - lo, 1e-12)  # back to [0, 1] for display
             ex.actmax[key] = {

@@ -22,7 +22,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import softmax
 from cnnlab.design.summary import summary
 from cnnlab.errors import SpecError
-from cnnlab.explorer.probe import Network
+from cnnlab.explorer.probe import Network, label
 
 
 def png_url(pixels: Tensor) -> str:
@@ -62,7 +62,9 @@ def heatmap(map_hw: Tensor) -> list[list[float]]:
 
 def architecture(net: Network) -> dict[str, Any]:
     """The layers as a column (cnnlab.summary: output shape, parameters, receptive field),
-    each lint attached to its layer, and which layers are convs one can click into."""
+    each lint attached to its layer, and which rows are convs one can click into. A row is
+    one call of its module: `label` names it as the summary does (`name #2`), and its maps
+    are that call's."""
     s = summary(net.model, net.input_shape)
     lints: dict[str, list[dict[str, str]]] = {}
     for lint in s.warnings:
@@ -72,16 +74,17 @@ def architecture(net: Network) -> dict[str, Any]:
         {
             "name": r.name,
             "call": r.call,  # 2 for a module's second call (a block run twice), ...
+            "label": call,
             "kind": r.kind,
             "output_shape": list(r.output_shape),
             "params": r.params,
             "receptive_field": r.receptive_field,
             "jump": r.jump,
-            "conv": r.name in convs,
-            "spatial": r.name in net.spatial,
+            "conv": call in convs,
+            "spatial": call in net.maps,
             "lints": lints.pop(r.name, []),
         }
-        for r in s.rows
+        for r, call in ((r, label(r.name, r.call)) for r in s.rows)
     ]
     model_lints = [lint for found in lints.values() for lint in found]  # not tied to a row
     return {"rows": rows, "total_params": s.total_params, "lints": model_lints}

@@ -8,10 +8,17 @@ conv's own input and every spatial layer's output, so a click on any activation 
 without another forward pass: `dot_product` (§2.1) reads the captured input, slides the
 conv's filter to the clicked position with `reference.trace_conv`, and compares the sum plus
 bias with the activation the network computed.
+
+A module called more than once in a forward pass (a shared block applied to two inputs, one
+ReLU module reused) has one entry per call, labelled as the summary labels its rows: `name`
+for the first call, `name #2` for the second, ... (`label`). Maps, chains, receptive fields
+and the dot product's input are each the call's own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,15 +29,21 @@ from torch import Tensor, nn
 from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.explain import ExplainError
-from cnnlab.inspect import Capture, Hooks, forward, inspecting, trace
+from cnnlab.inspect import CallOrder, Hooks, forward, inspecting
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
 
 
+def label(name: str, call: int) -> str:
+    """Call `call` (1, 2, ...) of module `name` as the summary names it: `name`, `name #2`."""
+    return name if call == 1 else f"{name} #{call}"
+
+
 @dataclass(frozen=True)
 class ConvChain:
-    """A conv and what directly follows it: a BatchNorm2d, then an activation (None: absent).
+    """A conv call and the calls directly after it: a BatchNorm2d, then an activation (None:
+    absent), each named by its call's label (`label`).
 
     padding: (top, bottom, left, right) zeros, as the conv pads; rf: (height, width)
     receptive field of the conv's output units on the input image (§3.2)."""
@@ -45,7 +58,8 @@ class ConvChain:
 @dataclass(frozen=True)
 class Probe:
     """One image through the network: x (1, C, H, W) normalized, logits (K,), inputs[conv]
-    its input (C, H, W), outputs[layer] its output (C', H', W') for every spatial layer."""
+    its input (C, H, W), outputs[layer] its output (C', H', W') for every call of a spatial
+    layer, keyed by the call's label."""
 
     x: Tensor
     logits: Tensor
@@ -79,7 +93,8 @@ def _window_geometry(m: nn.Module) -> geometry.LayerGeometry:
 
 
 def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF, geometry.RF]]:
-    """(height, width) receptive field of each windowed layer's output on the input (§3.2).
+    """(height, width) receptive field of each windowed layer call's output on the input
+    (§3.2), keyed by the call's label (a block applied twice sees more the second time).
 
     One forward pass of x (1, C, H, W) follows the data: a layer's input field is the field of
     the tensor it receives (the image, or another layer's output); a window (conv, pool)
@@ -90,6 +105,7 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
     made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
     out: dict[str, tuple[geometry.RF, geometry.RF]] = {}
+    calls: Counter[str] = Counter()
 
     def field_of(t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
         if id(t) in fields:
@@ -99,6 +115,7 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
     def hook(name: str):
         def fn(m: nn.Module, args: tuple, y: Any) -> None:
+            calls[name] += 1  # every call counts, as CallOrder counts them
             if not args or not isinstance(args[0], Tensor) or not isinstance(y, Tensor):
                 return
             rf = field_of(args[0])
@@ -110,7 +127,7 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
                     geometry.rf_step(rf[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a])
                     for a in (0, 1)
                 )
-                out[name] = rf
+                out[label(name, calls[name])] = rf
             elif y.shape[2:] != args[0].shape[2:]:
                 return  # an adaptive pool or resize: no window to follow
             fields[id(y)] = rf
@@ -124,12 +141,27 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     return out
 
 
-def _follows(modules: dict[str, nn.Module], leaves: list[str], at: int, test) -> str | None:
-    """The leaf called right after leaves[at] when test(that module) holds, else None."""
+def _follows(modules: dict[str, nn.Module], leaves: list[tuple[str, str]], at: int, test):
+    """The label of the leaf call right after leaves[at] ((label, name) pairs) when
+    test(its module) holds, else None."""
     if at + 1 >= len(leaves):
         return None
-    name = leaves[at + 1]
-    return name if test(modules[name]) else None
+    call, name = leaves[at + 1]
+    return call if test(modules[name]) else None
+
+
+def _calls(model: nn.Module, x: Tensor) -> list[tuple[str, str, int, tuple]]:
+    """(label, name, call number, output shape) of every submodule call with a tensor output,
+    in the order the calls finish (children before their parent), from one no-grad pass."""
+    with CallOrder(model) as order, torch.no_grad():
+        forward(model, x)
+    count: Counter[str] = Counter()
+    found = []
+    for name, shape in order.calls:
+        count[name] += 1  # every call counts (the summary's numbering), tensor output or not
+        if shape is not None:
+            found.append((label(name, count[name]), name, count[name], shape))
+    return found
 
 
 def _is_batchnorm(m: nn.Module) -> bool:
@@ -144,13 +176,17 @@ def _is_activation(m: nn.Module) -> bool:
 
 @dataclass(frozen=True)
 class Network:
-    """The explorer's map of a model: convs in forward order with their chains, spatial
-    layers in forward order (name -> output shape (C, H, W))."""
+    """The explorer's map of a model: conv calls in forward order with their chains; spatial
+    layers (name -> output shape (C, H, W) of its last call, in the order of last calls: what
+    Grad-CAM and activation maximisation read); maps (label -> (C, H, W), every call of a
+    spatial layer, in forward order); calls (label -> (module name, call number))."""
 
     model: nn.Module
     input_shape: tuple[int, int, int]
     chains: tuple[ConvChain, ...]
     spatial: dict[str, tuple[int, ...]]
+    maps: dict[str, tuple[int, ...]]
+    calls: dict[str, tuple[str, int]]
 
     @classmethod
     def of(cls, model: nn.Module, input_shape: tuple[int, int, int], x: Tensor | None = None):
@@ -158,38 +194,54 @@ class Network:
         (default: zeros; a sample image makes the by-value chain check more telling)."""
         x = torch.zeros(1, *input_shape) if x is None else x
         with inspecting(model):
-            order = trace(model, x)
+            calls = _calls(model, x)
         modules = dict(model.named_modules())
-        leaves = [n for n, _ in order if not modules[n]._modules]
+        leaves = [(call, name) for call, name, _, _ in calls if not modules[name]._modules]
         fields = receptive_fields(model, x)
-        spatial = {n: tuple(s[1:]) for n, s in order if len(s) == 4}
+        last: dict[str, tuple] = {}
+        for _, name, _, shape in calls:  # in the order of each module's last call
+            last.pop(name, None)
+            last[name] = shape
+        spatial = {n: tuple(s[1:]) for n, s in last.items() if len(s) == 4}
+        maps = {call: tuple(s[1:]) for call, _, _, s in calls if len(s) == 4}
         chains = []
-        for at, name in enumerate(leaves):
+        for at, (call, name) in enumerate(leaves):
             conv = modules[name]
-            if not isinstance(conv, nn.Conv2d) or name not in spatial:
+            if not isinstance(conv, nn.Conv2d) or call not in maps:
                 continue
             bn = _follows(modules, leaves, at, _is_batchnorm)
             act = _follows(modules, leaves, at + 1 if bn else at, _is_activation)
-            rf = fields.get(name, (geometry.INPUT_RF, geometry.INPUT_RF))
-            chains.append(ConvChain(name, bn, act, conv_padding(conv), rf))
-        net = cls(model, tuple(input_shape), tuple(chains), spatial)
+            rf = fields.get(call, (geometry.INPUT_RF, geometry.INPUT_RF))
+            chains.append(ConvChain(call, bn, act, conv_padding(conv), rf))
+        named = {call: (name, k) for call, name, k, _ in calls}
+        net = cls(model, tuple(input_shape), tuple(chains), spatial, maps, named)
         return net._checked(net.probe(x))
 
     def _checked(self, probe: Probe) -> Network:
         """Keep a BatchNorm / activation in a chain only if it maps the previous output to
         its own (a residual addition in between breaks the chain there)."""
-        modules = dict(self.model.named_modules())
         kept = []
         for c in self.chains:
             bn, act = c.bn, c.act
             with torch.no_grad():
-                if bn and not _maps(modules[bn], probe.outputs[c.conv], probe.outputs.get(bn)):
+                out = probe.outputs
+                if bn and not _maps(self.module(bn), out[c.conv], out.get(bn)):
                     bn = act = None
-                before = probe.outputs.get(bn or c.conv)
-                if act and not _maps(modules[act], before, probe.outputs.get(act)):
+                if act and not _maps(self.module(act), out.get(bn or c.conv), out.get(act)):
                     act = None
             kept.append(ConvChain(c.conv, bn, act, c.padding, c.rf))
-        return Network(self.model, self.input_shape, tuple(kept), self.spatial)
+        return dataclasses.replace(self, chains=tuple(kept))
+
+    def module(self, call: str) -> nn.Module:
+        """The module that made the call labelled `call` (`name` or `name #k`)."""
+        return self.model.get_submodule(self.calls[call][0])
+
+    def last_of(self, call: str) -> str:
+        """The label of the last call of the module that made `call` (what Capture keeps)."""
+        name, k = self.calls[call]
+        while label(name, k + 1) in self.calls:
+            k += 1
+        return label(name, k)
 
     def chain(self, conv: str) -> ConvChain:
         for c in self.chains:
@@ -200,21 +252,40 @@ class Network:
 
     @torch.no_grad()
     def probe(self, x: Tensor) -> Probe:
-        """One forward pass of x (1, C, H, W), keeping each conv's input and every spatial
-        layer's output (each the layer's own, as Capture keeps them)."""
-        convs = [c.conv for c in self.chains]
-        with (
-            inspecting(self.model),
-            Capture(self.model, convs, inputs=True) as ins,
-            Capture(self.model, list(self.spatial)) as outs,
-        ):
+        """One forward pass of x (1, C, H, W), keeping each conv call's input and every
+        spatial call's output, by the call's label. Each is the call's own, as Capture keeps
+        them: the forward goes on with a clone, so a later in-place op cannot overwrite it."""
+        convs = {self.calls[c.conv][0] for c in self.chains}
+        names = convs | {self.calls[m][0] for m in self.maps}
+        count: Counter[str] = Counter()
+        inputs: dict[str, Tensor] = {}
+        outputs: dict[str, Tensor] = {}
+
+        def before(name: str):
+            def hook(m: nn.Module, args: tuple) -> Any:
+                if not args or not isinstance(args[0], Tensor):
+                    return None
+                inputs[label(name, count[name] + 1)] = args[0][0]  # (C, H, W)
+                return (args[0].clone(), *args[1:])
+
+            return hook
+
+        def after(name: str):
+            def hook(m: nn.Module, args: tuple, out: Any) -> Any:
+                count[name] += 1  # every call counts, as in Network.of
+                call = label(name, count[name])
+                if not isinstance(out, Tensor) or call not in self.maps:
+                    return None
+                outputs[call] = out[0]  # (C', H', W')
+                return out.clone()
+
+            return hook
+
+        modules = dict(self.model.named_modules())
+        hooks = Hooks().before((modules[n], before(n)) for n in sorted(convs))
+        with inspecting(self.model), hooks.after((modules[n], after(n)) for n in sorted(names)):
             logits = forward(self.model, x)
-        return Probe(
-            x=x,
-            logits=logits[0].float(),
-            inputs={n: t[0] for n, t in ins.outputs.items()},
-            outputs={n: t[0] for n, t in outs.outputs.items()},
-        )
+        return Probe(x=x, logits=logits[0].float(), inputs=inputs, outputs=outputs)
 
 
 def _maps(module: nn.Module, before: Tensor | None, after: Tensor | None) -> bool:
@@ -236,7 +307,8 @@ def unit_box(rf: tuple[geometry.RF, geometry.RF], i: int, j: int) -> dict[str, f
 def dot_product(
     net: Network, probe: Probe, conv_name: str, f: int, i: int, j: int
 ) -> dict[str, Any]:
-    """Every number behind activation (f, i, j) of `conv_name` for the probed image (§2.1).
+    """Every number behind activation (f, i, j) of conv call `conv_name` (a label: `name`, or
+    `name #2` for the conv's second call) for the probed image (§2.1).
 
     The conv's captured input is zero-padded as the conv pads it, and reference.trace_conv
     slides filter f to window (i, j): products = patch · filter (C, kh, kw), output = their
@@ -245,7 +317,7 @@ def dot_product(
     computed there; then the BatchNorm and activation that follow, if any.
     """
     chain = net.chain(conv_name)
-    conv: nn.Conv2d = dict(net.model.named_modules())[conv_name]
+    conv: nn.Conv2d = net.module(conv_name)
     if conv.padding_mode != "zeros":
         raise ExplainError(
             f"{conv_name} pads with {conv.padding_mode!r}; only zero padding is traced"
@@ -303,12 +375,11 @@ def _dilated(w: Tensor, dilation: tuple[int, int]) -> Tensor:
 def _chain_values(net: Network, probe: Probe, chain: ConvChain, f: int, i: int, j: int) -> list:
     """[{stage, layer, value, ...}] from the conv's output through its BatchNorm and
     activation: y = (x − μ) / √(σ² + ε) · γ + β, then the activation of y."""
-    modules = dict(net.model.named_modules())
     steps = [
         {"stage": "conv", "layer": chain.conv, "value": float(probe.outputs[chain.conv][f, i, j])}
     ]
     if chain.bn:
-        bn: nn.BatchNorm2d = modules[chain.bn]
+        bn: nn.BatchNorm2d = net.module(chain.bn)
         step = {
             "stage": "batchnorm",
             "layer": chain.bn,
@@ -324,7 +395,7 @@ def _chain_values(net: Network, probe: Probe, chain: ConvChain, f: int, i: int, 
             )
         steps.append(step)
     if chain.act:
-        act = modules[chain.act]
+        act = net.module(chain.act)
         steps.append(
             {
                 "stage": "activation",

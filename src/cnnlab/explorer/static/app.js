@@ -55,27 +55,27 @@ function showArchitecture(model) {
   list.replaceChildren();
   for (const row of arch.rows) {
     const li = el("li", null, (row.conv ? "conv" : "") + (row.lints.length ? " lint" : ""));
-    li.dataset.layer = row.name;
-    const call = row.call > 1 ? ` #${row.call}` : "";  // a module called again: its maps are the last call's
-    li.append(el("strong", `${row.name}${call} ${row.kind}`));
+    li.dataset.layer = row.label;  // one row per call: "name", then "name #2", ... (the summary's labels)
+    li.append(el("strong", `${row.label} ${row.kind}`));
     li.append(el("div", `${row.output_shape.join("×")} · ${row.params.toLocaleString()} params · RF ${row.receptive_field} (jump ${row.jump})`, "meta"));
     for (const lint of row.lints) li.append(el("div", `⚠ ${lint.code}: ${lint.message}`, "lint-text"));
-    if (row.spatial) li.addEventListener("click", () => chooseFeatureLayer(row.name));
+    if (row.spatial) li.addEventListener("click", () => chooseFeatureLayer(row.label));
     list.append(li);
   }
   const lints = $("model-lints");
   lints.replaceChildren();
   for (const lint of arch.lints) lints.append(el("p", `⚠ ${lint.code} (${lint.layer}): ${lint.message}`, "lint-text"));
-  for (const select of [$("feature-layer"), $("cam-layer")]) {
+  // feature maps: one entry per call of a layer; Grad-CAM: one per module (it reads the last call)
+  for (const [select, layers] of [[$("feature-layer"), model.maps], [$("cam-layer"), model.spatial]]) {
     select.replaceChildren();
-    for (const name of Object.keys(model.spatial)) {
-      const option = el("option", `${name} ${model.spatial[name].join("×")}`);
+    for (const name of Object.keys(layers)) {
+      const option = el("option", `${name} ${layers[name].join("×")}`);
       option.value = name;
       select.append(option);
     }
   }
   $("cam-layer").value = Object.keys(model.spatial).slice(-1)[0];
-  $("feature-layer").value = model.convs.length ? model.convs[0].conv : Object.keys(model.spatial)[0];
+  $("feature-layer").value = model.convs.length ? model.convs[0].conv : Object.keys(model.maps)[0];
   state.featureLayer = $("feature-layer").value;
   const [c, h, w] = model.input_shape;
   $("draw-size").textContent = `(scaled to ${h}×${w}${c === 1 ? ", grey" : ""})`;
@@ -384,7 +384,7 @@ async function loadTop(c) {
   $("actmax").replaceChildren();
   $("actmax-button").disabled = false;
   if (!state.model.top_layers.includes(layer)) {
-    $("top-note").textContent = `Top test images are kept for each block's last layer: ${state.model.top_layers.join(", ")}`;
+    $("top-note").textContent = `Top test images are kept for each block's last layer (a module's last call): ${state.model.top_layers.join(", ")}`;
     return;
   }
   try {
