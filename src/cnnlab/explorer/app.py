@@ -167,8 +167,14 @@ def create_app(run: Run | str | Path) -> FastAPI:
 
 
 def _routes(app: FastAPI, ex: Explorer) -> None:
-    """The API (README, explorer): one short function per route."""
-    # long: the routes are registered on `app` and share `ex`; each is read on its own
+    """The API (README, explorer), one group of routes per panel, one short function each."""
+    for group in (_model_routes, _prediction_routes, _feature_routes, _deep_layer_routes):
+        group(app, ex)
+    _geometry_routes(app)
+
+
+def _model_routes(app: FastAPI, ex: Explorer) -> None:
+    """The architecture column and the input picker: the run's model, its test images."""
     run = ex.run
 
     @app.get("/api/model")
@@ -202,6 +208,11 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
                 for i in range(offset, end)
             ],
         }
+
+
+def _prediction_routes(app: FastAPI, ex: Explorer) -> None:
+    """The prediction panel: probabilities and softmax steps, Grad-CAM and saliency."""
+    run = ex.run
 
     @app.post("/api/predict")
     def predict(  # a plain def: FastAPI runs it in a worker thread, off the event loop
@@ -240,6 +251,10 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
         with ex.lock:
             return JSONResponse(ex.heat(ex.kept(image)[1], method, layer or None, target))
 
+
+def _feature_routes(app: FastAPI, ex: Explorer) -> None:
+    """The feature-map panel and the dot product behind a clicked activation."""
+
     @app.get("/api/features")
     def features(image: str, layer: str, limit: int = Query(256, ge=1, le=1024)) -> JSONResponse:
         with ex.lock:
@@ -254,6 +269,11 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
     def trace(image: str, layer: str, channel: int, row: int, col: int) -> JSONResponse:
         with ex.lock:  # reads the model's weights, which explain calls briefly unfreeze
             return JSONResponse(dot_product(ex.net, ex.kept(image)[1], layer, channel, row, col))
+
+
+def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
+    """The deep-layer panel: a channel's top test images, its activation maximisation."""
+    run = ex.run
 
     @app.get("/api/top")
     def top(layer: str, channel: int = Query(ge=0)) -> dict[str, Any]:
@@ -304,6 +324,10 @@ def _routes(app: FastAPI, ex: Explorer) -> None:
                 "image": panels.png_url(img),
             }  # fmt: skip
         return ex.actmax[key]
+
+
+def _geometry_routes(app: FastAPI) -> None:
+    """The geometry playground (§2.2–2.4): no run needed."""
 
     @app.get("/api/geometry")
     def geometry_panel(
