@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ from torch import nn
 
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
-from cnnlab.design.summary.calls import clear_caches
+from cnnlab.design.summary.calls import META, clear_caches
 from cnnlab.design.summary.copying import clone, compiled_inner, copy_module, named_modules
 from cnnlab.design.summary.facts import Lint, RowFact, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import dropped_pixels, lints
@@ -61,23 +62,27 @@ def _trace(model: nn.Module, x: torch.Tensor, tracer: Tracer, real: str | None) 
 
 
 def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for t in (*model.parameters(), *model.buffers()):
+    """Of the model's first floating-point parameter or buffer: its input's."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
         if t.is_floating_point():
             return t.device, t.dtype
     return torch.device("cpu"), torch.float32
 
 
 def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
-    """On a meta copy; where meta fails (META_FAILURES), a real forward on a real copy."""
+    """On a meta copy, its input of the model's dtype (a float64 model is given float64, as
+    the real forward is; a layer of another dtype is refused as torch refuses it); where
+    meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy."""
+    device, dtype = _device_and_dtype(model)
     try:
         tracer = Tracer(size[1:])
         copy = copy_module(model, None, tracer.prepare, tracer.originals)
-        return _trace(copy, torch.empty((1, *size), device="meta"), tracer, None)
+        x = torch.empty((1, *size), device=META, dtype=dtype)
+        return _trace(copy, x, tracer, None)
     except TraceError as err:
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
         why = str(err)
-    device, dtype = _device_and_dtype(model)
     tracer = Tracer(size[1:])
     copy = copy_module(model, clone, tracer.prepare, tracer.originals)
     x = torch.zeros((1, *size), device=device, dtype=dtype)

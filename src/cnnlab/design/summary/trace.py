@@ -40,6 +40,7 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.leaves import leaf_call
 from cnnlab.design.summary.macs import macs_rule
+from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
 from cnnlab.design.summary.roles import Roles, one_input_rule
 from cnnlab.design.summary.tags import (
     ROW,
@@ -63,6 +64,16 @@ def _retag(t: Tensor, tag: Tag) -> None:
     setattr(t, TAG, tag)
     if getattr(t, ROW, False):
         setattr(t, ROW, False)
+
+
+def _other_dtype(module: nn.Module, x: Tensor) -> bool:
+    """A BatchNorm's statistics are of another dtype than x (its forward then runs, and
+    `refusals.py` judges the call)."""
+    mean = module._buffers.get("running_mean")
+    weight = module._parameters.get("weight")
+    return (mean is not None and mean.dtype != x.dtype) or (
+        weight is not None and weight.dtype != x.dtype
+    )
 
 
 class TraceError(Exception):
@@ -241,7 +252,7 @@ class Tracer(Roles, TorchFunctionMode):
         if not isinstance(x, Tensor) or not x.is_meta:
             return None
         if isinstance(module, nn.BatchNorm2d) and (
-            x.dim() != 4 or x.shape[1] != module.num_features
+            x.dim() != 4 or x.shape[1] != module.num_features or _other_dtype(module, x)
         ):
             return None
         # vars(): a getattr that misses goes through nn.Module.__getattr__ (1.2 µs, 0.15)
@@ -298,7 +309,13 @@ class Tracer(Roles, TorchFunctionMode):
 
     def _call(self, func, args: tuple, kwargs: dict, run: bool) -> Any:
         """func's output, made from the inputs' shapes where `calls.py` knows how (else run,
-        or None if not `run`), with its tags."""
+        or None if not `run`), with its tags. A call torch would refuse on real data that
+        meta would run (`refusals.py`) raises, for the real forward to take over."""
+        check = CHECKS.get(func)
+        if check is not None:
+            why = refusal(check, args, kwargs)
+            if why is not None:
+                raise Refused(why)
         w = C.window(func, args, kwargs)
         if w is not None:
             return self._windowed(func, args, kwargs, w, run)

@@ -1,0 +1,212 @@
+"""Calls torch refuses on real data that its meta kernels (or the trace's shortcuts, which
+make an output from shapes) would run: the summary must not describe a model that cannot
+run. Found by comparing a real CPU forward of batch 1 with the meta one (torch 2.x):
+
+- a dim out of range for softmax, log_softmax, softmin, sort, argsort (nn.Softmax(dim=5) on
+  a 4-D map): the meta kernels wrap it around;
+- a transposed conv whose input channels, groups, bias or output_padding do not fit its
+  weight: its meta kernel checks none of them;
+- a conv's bias of the wrong size;
+- a weight, bias or running statistic of another dtype than the input (one layer left in
+  float64): conv, linear, matmul and the norms check dtypes on CPU only;
+- an activation or dropout argument torch refuses (dropout p outside [0, 1], hardtanh's min
+  above its max, gelu's approximate neither 'none' nor 'tanh', a string for a number):
+  torch's Python checks these after the mode has taken the call, and the shape-keeping
+  shortcut (`calls.made`) skipped them.
+
+`refusal` says why such a call would fail; the tracer raises `Refused`, a RuntimeError like
+a meta failure, so the summary's real forward on a copy takes over and torch raises its own
+error there, which the summary names the layer and the shape it got with. Only meta inputs
+are checked: on a real input torch checks for itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cnnlab.design.summary.calls import arg, both, fns
+
+Check = Callable[[Tensor, tuple, dict], "str | None"]
+
+
+class Refused(RuntimeError):
+    """A call torch would refuse on real data, found on meta (see the module's docstring)."""
+
+
+def _dim(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    """softmax, sort...: dim in range; softmax's dtype (keyword) one CPU has a kernel for."""
+    dim = arg(args, kwargs, 1, "dim")
+    n = max(x.dim(), 1)
+    if type(dim) is int and not -n <= dim < n:
+        return f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+    dtype = kwargs.get("dtype") if kwargs else None
+    if isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
+        return f'"softmax_kernel_impl" not implemented for {dtype}'
+    return None
+
+
+_REDUCED = (torch.float16, torch.bfloat16)  # CPU kernels take float32 parameters for these
+
+
+def _dtypes(x: Tensor, tensors: Any, exact: bool) -> str | None:
+    """A tensor among `tensors` (None skipped) of another dtype than x; the norms (`exact`
+    False) take float32 parameters for a half or bfloat16 input, as torch's CPU kernels do."""
+    for t in tensors:
+        if isinstance(t, Tensor) and t.dtype != x.dtype:
+            if exact or not (x.dtype in _REDUCED and t.dtype == torch.float32):
+                return f"expected scalar type {x.dtype} but found {t.dtype}"
+    return None
+
+
+def _bias(bias: Any, size: int) -> str | None:
+    if bias is not None and (not isinstance(bias, Tensor) or tuple(bias.shape) != (size,)):
+        got = tuple(bias.shape) if isinstance(bias, Tensor) else bias
+        return f"expected bias to be 1-dimensional with {size} elements, but got {got}"
+    return None
+
+
+def _conv(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
+    if not isinstance(weight, Tensor) or weight.dim() == 0:
+        return None  # torch's kernel refuses it itself
+    return _dtypes(x, (weight, bias), True) or _bias(bias, weight.shape[0])
+
+
+def _tuple(value: Any, n: int) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _conv_transpose(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    """F.conv_transposeNd(input, weight, bias, stride, padding, output_padding, groups,
+    dilation): the checks torch's CPU kernel makes and its meta kernel does not."""
+    weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
+    if not isinstance(weight, Tensor) or weight.dim() < 3 or x.dim() < weight.dim() - 1:
+        return None  # torch's kernel refuses it itself
+    n, groups = weight.dim() - 2, arg(args, kwargs, 6, "groups", 1)
+    if type(groups) is not int or groups < 1:
+        return None
+    channels = x.shape[-n - 1]
+    if weight.shape[0] % groups:
+        return f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0"
+    if channels != weight.shape[0]:
+        return (
+            f"Given transposed=1, weight of size {list(weight.shape)}, expected input to have "
+            f"{weight.shape[0]} channels, but got {channels} channels instead"
+        )
+    stride = _tuple(arg(args, kwargs, 3, "stride", 1), n)
+    out_pad = _tuple(arg(args, kwargs, 5, "output_padding", 0), n)
+    dilation = _tuple(arg(args, kwargs, 7, "dilation", 1), n)
+    for p, s, d in zip(out_pad, stride, dilation, strict=False):
+        if p >= s and p >= d:
+            return "output padding must be smaller than either stride or dilation"
+    return _dtypes(x, (weight, bias), True) or _bias(bias, weight.shape[1] * groups)
+
+
+def _other_operand(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    """linear (weight, bias), matmul, mm, bmm: one dtype throughout."""
+    return _dtypes(x, (*args[1:], *kwargs.values()), True)
+
+
+def _batch_norm(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    """F.batch_norm(input, running_mean, running_var, weight, bias, ...)."""
+    names = ("running_mean", "running_var", "weight", "bias")
+    tensors = [arg(args, kwargs, i + 1, name) for i, name in enumerate(names)]
+    found = _dtypes(x, tensors, False)
+    if found or x.dim() < 2:
+        return found
+    for name, t in zip(names, tensors, strict=True):
+        if isinstance(t, Tensor) and t.numel() != x.shape[1]:
+            return f"{name} should contain {x.shape[1]} elements not {t.numel()}"
+    return None
+
+
+def _norm_parameters(at: tuple[tuple[int, str], ...]) -> Check:
+    def check(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+        return _dtypes(x, (arg(args, kwargs, i, name) for i, name in at), False)
+
+    return check
+
+
+def _numbers(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    """An activation's or dropout's arguments after its input: numbers and flags."""
+    for value in (*args[1:], *kwargs.values()):
+        if value is not None and not isinstance(value, (int, float)):
+            return f"an argument must be a number, not {type(value).__name__}"
+    return None
+
+
+def _prelu(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    """Tensor.prelu(weight): one slope, or one per channel, of x's dtype."""
+    weight = arg(args, kwargs, 1, "weight")
+    if not isinstance(weight, Tensor):
+        return None  # torch refuses it itself
+    channels = x.shape[1] if x.dim() > 1 else 1
+    if weight.numel() not in (1, channels):
+        return f"Mismatch of parameter numbers and input channel size: {weight.numel()}"
+    return _dtypes(x, (weight,), True)
+
+
+def _dropout(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    p = arg(args, kwargs, 1, "p", 0.5)
+    if isinstance(p, (int, float)) and not 0.0 <= p <= 1.0:
+        return f"dropout probability has to be between 0 and 1, but got {p}"
+    return _numbers(x, args, kwargs)
+
+
+def _hardtanh(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    low, high = arg(args, kwargs, 1, "min_val", -1.0), arg(args, kwargs, 2, "max_val", 1.0)
+    found = _numbers(x, args, kwargs)
+    if found is None and low > high:
+        return "min_val cannot be greater than max_val"
+    return found
+
+
+def _gelu(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+    approximate = arg(args, kwargs, 1, "approximate", "none")
+    if approximate not in ("none", "tanh") or len(args) + len(kwargs) > 2:
+        return "approximate argument must be either none or tanh."
+    return None
+
+
+def _activations() -> dict[Callable, Check]:
+    """The shape-keeping calls `calls.made` makes the output of, with their argument checks."""
+    from cnnlab.design.summary.calls import SAME_SHAPE_INPLACE_AT
+
+    found: dict[Callable, Check] = {f: _numbers for f in SAME_SHAPE_INPLACE_AT}
+    del found[F.batch_norm]
+    found.update({f: _dropout for f in (F.dropout, F.dropout2d) if f in found})
+    found.update({f: _hardtanh for f in fns("hardtanh", "hardtanh_") if f in found})
+    found.update({F.gelu: _gelu} if F.gelu in found else {})
+    found.update({f: _prelu for f in fns("prelu", owner=Tensor) if f in found})
+    return found
+
+
+CHECKS: dict[Callable, Check] = {
+    **_activations(),
+    **dict.fromkeys(both("softmax", "log_softmax", "sort", "argsort"), _dim),
+    **dict.fromkeys(fns("softmax", "log_softmax", "softmin"), _dim),
+    **dict.fromkeys(fns("conv1d", "conv2d", "conv3d"), _conv),
+    **dict.fromkeys(fns(*(f"conv_transpose{n}d" for n in (1, 2, 3))), _conv_transpose),
+    **dict.fromkeys(both("matmul", "mm", "bmm"), _other_operand),
+    **dict.fromkeys(fns("linear") | fns("__matmul__", "__rmatmul__", owner=Tensor), _other_operand),
+    F.batch_norm: _batch_norm,
+    F.layer_norm: _norm_parameters(((2, "weight"), (3, "bias"))),
+    F.group_norm: _norm_parameters(((2, "weight"), (3, "bias"))),
+    F.instance_norm: _norm_parameters(
+        ((1, "running_mean"), (2, "running_var"), (3, "weight"), (4, "bias"))
+    ),
+}  # fmt: skip
+
+
+def refusal(check: Check, args: tuple, kwargs: dict) -> str | None:
+    """Why torch would refuse the call on real data (`check`: CHECKS[func]), None where it
+    would not or where the input is not meta (torch then checks for itself)."""
+    x = args[0] if args else next(iter(kwargs.values()), None)
+    if not isinstance(x, Tensor) or not x.is_meta:
+        return None
+    return check(x, args, kwargs)

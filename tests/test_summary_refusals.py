@@ -1,0 +1,198 @@
+"""A summary describes only models that run: where torch's real CPU forward of batch 1
+refuses a call that the meta trace would run (meta kernels that check less, the trace's
+shape shortcuts; `design/summary/refusals.py`), summary raises one CnnlabError naming the
+layer, the shape it got and torch's own error; where torch runs it, summary gives torch's
+shapes. torch's real forward is the truth throughout.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from cnnlab.design.summary import summary
+from cnnlab.errors import CnnlabError
+
+
+class Call(nn.Module):
+    """A layer whose forward is one functional call, f(x)."""
+
+    def __init__(self, f) -> None:
+        super().__init__()
+        self.f = f
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x)
+
+
+def real(model: nn.Module, size: tuple[int, ...]) -> tuple[tuple[int, ...] | None, str, str]:
+    """torch's output shape (one image) on a zero input of the model's dtype, or None, the
+    innermost module running when torch raised (module hooks) and torch's error type."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    running: list[str] = []
+
+    def done(module: nn.Module, inputs: tuple, output: object) -> None:
+        running.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(lambda m, i, n=name: running.append(n)))
+        handles.append(module.register_forward_hook(done))
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = model.eval()(torch.zeros(1, *size, dtype=dtype))
+    except Exception as err:  # noqa: BLE001 - any refusal of torch's is the truth
+        return None, running[-1], type(err).__name__
+    finally:
+        for handle in handles:
+            handle.remove()
+    return tuple(out.shape[1:]), "", ""
+
+
+def agrees(model: nn.Module, size: tuple[int, ...]) -> None:
+    """summary's last row has torch's shape, or summary refuses as torch does, naming the
+    layer torch raised in, the shape it got and torch's error."""
+    shape, layer, error = real(model, size)
+    if shape is not None:
+        assert summary(model, size).rows[-1].output_shape == shape
+        return
+    with pytest.raises(CnnlabError) as info:
+        summary(model, size)
+    said = str(info.value)
+    assert re.match(rf"layer {re.escape(layer)} \(\w+\) on a 1(×\d+)+ input: {error}: ", said), said
+
+
+dims = st.integers(-6, 5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.sampled_from([nn.Softmax, nn.LogSoftmax, nn.Softmin]),
+    dim=dims,
+    flat=st.booleans(),
+)
+def test_a_softmax_module_with_a_dim_out_of_range_is_refused_as_torch_refuses_it(kind, dim, flat):
+    """nn.Softmax(dim=5) on a 4-D map: the meta kernel wrapped the dim around."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), *([nn.Flatten()] if flat else []), kind(dim=dim))
+    agrees(model, (2, 6, 6))
+
+
+CALLS = {
+    "F.softmax": lambda d: lambda x: F.softmax(x, d),
+    "F.log_softmax": lambda d: lambda x: F.log_softmax(x, dim=d),
+    "Tensor.softmax": lambda d: lambda x: x.softmax(d),
+    "torch.log_softmax": lambda d: lambda x: torch.log_softmax(x, d),
+    "torch.sort": lambda d: lambda x: torch.sort(x, d)[0],
+    "Tensor.sort": lambda d: lambda x: x.sort(dim=d).values,
+    "torch.argsort": lambda d: lambda x: torch.argsort(x, d).float(),
+    "softmax to int": lambda d: lambda x: F.softmax(x, d, dtype=torch.int32),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(call=st.sampled_from(sorted(CALLS)), dim=dims)
+def test_a_dim_taking_call_torch_refuses_on_real_data_is_refused(call, dim):
+    agrees(nn.Sequential(nn.Conv2d(2, 3, 3), Call(CALLS[call](dim))), (2, 6, 6))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    c=st.integers(1, 6),
+    c_in=st.integers(1, 6),
+    c_out=st.integers(1, 6),
+    groups=st.integers(1, 3),
+    k=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+    out_pad=st.integers(0, 3),
+    dilation=st.integers(1, 3),
+    bias=st.booleans(),
+    side=st.integers(1, 6),
+)
+def test_a_transposed_conv_torch_refuses_is_refused(
+    c, c_in, c_out, groups, k, stride, padding, out_pad, dilation, bias, side
+):
+    """Input channels, groups, output_padding: the meta kernel checked none of them."""
+    try:
+        up = nn.ConvTranspose2d(c_in, c_out, k, stride, padding, out_pad, groups, bias, dilation)
+    except ValueError:
+        assume(False)  # the constructor refuses it: no model to summarize
+    agrees(nn.Sequential(nn.Identity(), up), (c, side, side))
+
+
+def conv_with(weight: tuple, bias: tuple | None, dtype=torch.float32):
+    w = torch.zeros(weight)
+    b = None if bias is None else torch.zeros(bias, dtype=dtype)
+    return Call(lambda x: F.conv2d(x, w, b))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        conv_with((3, 2, 3, 3), (3,)),
+        conv_with((3, 2, 3, 3), (4,)),
+        conv_with((3, 2, 3, 3), (3, 1)),
+        conv_with((3, 2, 3, 3), (3,), torch.float64),
+        Call(lambda x: F.conv_transpose2d(x, torch.zeros(2, 3, 3, 3), torch.zeros(4))),
+        Call(lambda x: x.prelu(torch.zeros(3))),
+        Call(lambda x: x.prelu(torch.zeros(2, dtype=torch.float64))),
+        Call(lambda x: x.prelu(torch.zeros(2))),
+        Call(lambda x: x @ torch.zeros(6, 4, dtype=torch.float64)),
+        Call(lambda x: torch.matmul(x, torch.zeros(6, 4))),
+    ],
+)
+def test_functional_weights_that_do_not_fit_are_refused_as_torch_refuses_them(layer):
+    agrees(nn.Sequential(nn.Identity(), layer), (2, 6, 6))
+
+
+def net() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.GroupNorm(2, 4), nn.LayerNorm(6),
+        nn.InstanceNorm2d(4, affine=True), nn.Flatten(), nn.Linear(144, 3),
+    )  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+    other=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+    at=st.sampled_from([0, 1, 3, 4, 5, 7]),
+)
+def test_a_layer_of_another_dtype_than_its_input_is_refused_as_torch_refuses_it(dtype, other, at):
+    """The meta trace's input has the model's dtype (its first parameter's), as the real
+    forward's; a layer left in another dtype is refused where torch's CPU kernel refuses it
+    (conv, linear and the norms checked no dtype on meta, nor did the BatchNorm shortcut)."""
+    model = net().to(dtype)
+    model[at].to(other)
+    agrees(model, (2, 8, 8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    call=st.sampled_from(["dropout", "dropout2d", "hardtanh", "gelu", "leaky_relu", "elu"]),
+    value=st.one_of(st.floats(-2, 2), st.sampled_from(["none", "tanh", "bad"])),
+)
+def test_an_activation_argument_torch_refuses_is_refused(call, value):
+    """The shape-keeping shortcut made these outputs without torch's own argument checks
+    (dropout's p, hardtanh's bounds, gelu's approximate, a string for a number)."""
+    f = getattr(F, call)
+    if call == "hardtanh":
+        layer = Call(lambda x: f(x, value, 0.5))
+    elif call == "gelu":
+        layer = Call(lambda x: f(x, approximate=value))
+    else:
+        layer = Call(lambda x: f(x, value))
+    agrees(nn.Sequential(nn.Conv2d(2, 2, 1), layer), (2, 4, 4))
+
+
+def test_a_float64_model_is_summarized_as_a_float32_one():
+    """A whole model in float64 runs on a float64 input: its summary is the float32 one."""
+    assert summary(net().double(), (2, 8, 8)).rows == summary(net(), (2, 8, 8)).rows
