@@ -15,6 +15,11 @@ from typing import Any, NamedTuple
 
 from cnnlab.design.summary.render import render
 
+# record(RowFact, (name, call, ...)): a NamedTuple made of all its fields without its
+# Python-level __new__ (0.3 µs less a record; a conv call makes a Tag, a WindowFact and a
+# WeightFact, every row a RowFact)
+record = tuple.__new__
+
 # --- a unit's field, a window and a chain of them ---
 
 

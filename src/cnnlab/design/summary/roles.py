@@ -21,6 +21,7 @@ from cnnlab.design.summary.facts import (
     WeightFact,
     Window,
     WindowFact,
+    record,
 )
 from cnnlab.design.summary.tags import (
     LINEAR_PATH,
@@ -80,7 +81,7 @@ class Roles:
         pad = tag.pad if tag.pad is not None and w.padding == (0, 0) else None
         if pad is not None:  # the real map inside F.pad's zeros
             size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])
-        self.windows.append(WindowFact(layer, w, size, pad))
+        self.windows.append(record(WindowFact, (layer, w, size, pad)))
         on_map = tag.axes == (n - 2, n - 1)
         rf = C.window_rf(tag.rf, w) if on_map and tag.rf is not None else None
         chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
@@ -96,12 +97,16 @@ class Roles:
                 weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
                 groups = C.arg(args, kwargs, 6, "groups", 1)
             linear = (self._weight("conv", weight, bias, groups, tag, w, layer), ())
-            return Tag(rf, tag.axes, chain, tag.lost, linear, None, None, None, tag.last_pool)
+            return record(
+                Tag, (rf, tag.axes, chain, tag.lost, linear, None, None, None, tag.last_pool)
+            )
         squashed, linear, flat = None, None, None
         if func in C.AVG_POOL:
             squashed, flat = tag.squashed_by, tag.flat
             linear = None if tag.linear is None else (tag.linear[0], (*tag.linear[1], w))
-        return Tag(rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
+        return record(
+            Tag, (rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
+        )
 
     def _weight(
         self, kind: str, weight: Tensor, bias, groups: int, tag: Tag, w: Window | None, layer: str
@@ -118,11 +123,20 @@ class Roles:
             kernel, stride = (d0 * (k0 - 1) + 1, d1 * (k1 - 1) + 1), w.stride
         before, pools = tag.linear if tag.linear is not None else (None, ())
         bias_n = 0 if bias is None else bias.numel()
-        self.weights.append(
-            WeightFact(
-                layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before, pools
-            )
+        fact = (
+            layer,
+            kind,
+            in_,
+            out,
+            kernel,
+            stride,
+            groups,
+            weight.numel(),
+            bias_n,
+            before,
+            pools,
         )
+        self.weights.append(record(WeightFact, fact))
         if tag.squashed_by is not None:
             self.squashes.append(SquashFact(tag.squashed_by, layer))
         return len(self.weights) - 1
@@ -151,11 +165,12 @@ class Roles:
         pad = C.zero_pad(args, kwargs)
         if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
             return self._keep_facts(next(iter(C.PAD)), tag, replaced(tag, chain=None))
-        rf = tuple(
-            Field(r.size, r.jump, r.start - p * r.jump)
-            for r, p in zip(tag.rf, pad[::2], strict=True)
-        )
-        w = Window((1, 1), (1, 1), (pad[0], pad[2]), after=(pad[1], pad[3]))
+        (h, w), (top, bottom, left, right) = tag.rf, pad
+        rf = (
+            record(Field, (h.size, h.jump, h.start - top * h.jump)),
+            record(Field, (w.size, w.jump, w.start - left * w.jump)),
+        )  # (0.8 µs less than Field() in a generator, 0.5 less than Window(..., after=))
+        w = record(Window, ((1, 1), (1, 1), (top, left), (1, 1), False, False, (bottom, right)))
         chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
         return replaced(tag, rf=rf, chain=chain, pad=pad)
 
@@ -259,7 +274,7 @@ class Roles:
         if func not in LINEAR_PATH:
             squashed = flat = None
         # two branches: one linear map cannot replace the pair (§4.1)
-        return Tag(rf, axes, chain, None, None, squashed, flat, None, pool)
+        return record(Tag, (rf, axes, chain, None, None, squashed, flat, None, pool))
 
     def _one_input(self, tag: Tag, saturating: bool, keep: bool) -> Tag:
         """After a one-input element-wise call: a saturating activation is the path's last
