@@ -1,0 +1,128 @@
+"""Models brought to cnnlab that hold some maps channels-last: a ConvNeXt block permutes its
+(B, C, H, W) map to (B, H, W, C) for LayerNorm and its pointwise Linear layers, and back.
+Truth: plain torch on the same layers (a hook on the activation, the channels read on the axis
+the Linear layers act on), and the layers' own sizes (Linear.out_features)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import diagnose
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+
+class ConvNeXtish(nn.Module):
+    """A ConvNeXt block as its authors write it: a depthwise conv on (B, C, H, W), then
+    permute to (B, H, W, C), LayerNorm, Linear, activation, Linear, and permute back."""
+
+    def __init__(self, width: int = 8, hidden: int = 32, act: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 2, stride=2)
+        self.dw = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.norm = nn.LayerNorm(width)
+        self.pw1, self.act, self.pw2 = nn.Linear(width, hidden), act(), nn.Linear(hidden, width)
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)  # (B, H, W, C)
+        y = self.pw2(self.act(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        return self.fc((x + y).mean((2, 3)))
+
+
+def killed(dead: tuple[int, ...]) -> ConvNeXtish:
+    """A ConvNeXtish whose hidden units `dead` never fire: zero weights, bias -1."""
+    torch.manual_seed(0)
+    model = ConvNeXtish().eval()
+    with torch.no_grad():
+        for unit in dead:
+            model.pw1.weight[unit] = 0
+            model.pw1.bias[unit] = -1
+    return model
+
+
+def never_positive(model: nn.Module, module: nn.Module, x: torch.Tensor, axis: int) -> list[int]:
+    """Plain torch: the channels (on `axis`) of module's output that are never > 0 on x."""
+    seen = []
+    handle = module.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    y = seen[0].movedim(axis, -1).flatten(0, -2)  # (positions, channels)
+    return (y.amax(0) <= 0).nonzero().flatten().tolist()
+
+
+def test_dead_units_of_a_channels_last_activation_are_its_channels_not_its_rows():
+    model = killed((3, 17))
+    x = torch.randn(64, 1, 16, 16)  # an 8×8 map of 32 hidden units: rows != channels
+    truth = never_positive(model, model.act, x, axis=-1)  # the Linear's features: last axis
+    assert truth == [3, 17]
+    (layer,) = diagnose.dead_units(model, x).layers
+    assert layer.name == "act"
+    assert layer.channels == model.pw1.out_features == 32  # was 8, the map's height
+    assert list(layer.dead_channels) == truth
+
+
+def test_dead_units_of_a_transformers_convnext_count_its_hidden_units():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ConvNextConfig(
+        num_channels=1, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], patch_size=2,
+        num_labels=10,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.ConvNextForImageClassification(config).eval()
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return self.net(pixel_values=x).logits
+
+    layers = diagnose.dead_units(Logits(), torch.randn(8, 1, 16, 16)).layers
+    hidden = [m.pwconv1.out_features for m in model.modules() if hasattr(m, "pwconv1")]
+    assert hidden == [32, 64]  # 4 × hidden_sizes
+    assert [layer.channels for layer in layers] == hidden  # were 8 and 4: the maps' heights
+
+
+def test_dead_units_of_maps_in_the_usual_layout_are_unchanged():
+    model = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 36, 10))
+    with torch.no_grad():
+        model[0].weight[2], model[0].bias[2] = 0, -1
+    x = torch.randn(16, 1, 8, 8)
+    (layer,) = diagnose.dead_units(model, x).layers
+    assert layer.channels == 6 and list(layer.dead_channels) == never_positive(
+        model, model[1], x, axis=1
+    )
+
+
+class PatchMLP(nn.Module):
+    """A ViT's MLP on its tokens: patches (B, C, h, w) -> flatten(2).transpose(1, 2) gives
+    (B, N, C), and the Linear layers act on the last dim."""
+
+    def __init__(self, width: int = 6, hidden: int = 12):
+        super().__init__()
+        self.patches = nn.Conv2d(1, width, 4, stride=4)
+        self.fc1, self.act, self.fc2 = nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, width)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        tokens = self.patches(x).flatten(2).transpose(1, 2)  # (B, N, C)
+        return self.head(self.fc2(self.act(self.fc1(tokens))).mean(1))
+
+
+def test_dead_units_of_a_token_mlp_are_its_hidden_units_not_its_tokens():
+    torch.manual_seed(0)
+    model = PatchMLP().eval()
+    with torch.no_grad():
+        model.fc1.weight[5], model.fc1.bias[5] = 0, -1
+    x = torch.randn(16, 1, 8, 8)  # 4 tokens of 12 hidden units
+    truth = never_positive(model, model.act, x, axis=-1)
+    assert truth == [5]
+    (layer,) = diagnose.dead_units(model, x).layers
+    assert layer.channels == model.fc1.out_features == 12  # was 4, the token count
+    assert list(layer.dead_channels) == truth
