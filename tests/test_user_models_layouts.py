@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from cnnlab import diagnose
+from cnnlab import diagnose, explain
+from cnnlab.errors import ExplainError
+from cnnlab.inspect import default_layer, spatial_layers
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -126,3 +129,34 @@ def test_dead_units_of_a_token_mlp_are_its_hidden_units_not_its_tokens():
     (layer,) = diagnose.dead_units(model, x).layers
     assert layer.channels == model.fc1.out_features == 12  # was 4, the token count
     assert list(layer.dead_channels) == truth
+
+
+def captum_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Captum's Grad-CAM of the predicted class, upsampled and scaled as cnnlab's."""
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    cam = LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")[:, 0]
+    peak = cam.amax((1, 2), keepdim=True)
+    return torch.where(peak > 0, cam / peak.clamp_min(1e-30), 0.0)
+
+
+def test_grad_cam_of_a_convnext_block_is_taken_at_a_channels_first_map():
+    torch.manual_seed(0)
+    model = ConvNeXtish().eval()
+    x = torch.randn(3, 1, 16, 16)
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.update({n: o.shape}))
+             for n, m in model.named_children()]  # fmt: skip
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    assert seen["pw2"] == (3, 8, 8, model.pw2.out_features)  # (B, H, W, C): channels last
+    assert seen["dw"] == (3, model.dw.out_channels, 8, 8)  # (B, C, H, W)
+    # the maps Grad-CAM may use: the (B, C, H, W) ones; pw2's (B, H, W, C) was the default,
+    # read as 8 channels of 8×8 maps whose columns were its channels
+    assert spatial_layers(model, x) == ["stem", "dw"]
+    assert default_layer(model, x) == "dw"
+    torch.testing.assert_close(explain.gradcam(model, x), captum_gradcam(model, model.dw, x))
+    with pytest.raises(ExplainError, match=r"'act'.*channels last.*\(B, 8, 8, 32\).*stem, dw"):
+        explain.gradcam(model, x, layer="act")

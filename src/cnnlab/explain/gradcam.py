@@ -19,6 +19,7 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     check_images,
+    check_map_layer,
     default_layer,
     forward,
     is_spatial,
@@ -129,8 +130,10 @@ def gradcam(
     needs_gradients("gradcam")
     with preserved(model):
         if layer is None:
-            layer = default_layer(model, x, output)
-        resolve_layer(model, layer)
+            layer = default_layer(model, x, output)  # a (B, C, H, W) map
+        else:
+            resolve_layer(model, layer)
+            check_map_layer(model, x, layer, output)
         acts, grads, _ = run_fast(
             lambda run, x: layer_gradients(model, x, layer, target, output, run),
             model,

@@ -47,6 +47,7 @@ from cnnlab.inspect.logits import (
 )
 from cnnlab.inspect.order import (
     CallOrder,
+    check_map_layer,
     default_layer,
     first_called,
     is_spatial,
@@ -61,6 +62,7 @@ from cnnlab.inspect.sites import ActivationSites
 __all__ = [
     "ActivationSites",
     "CallOrder",
+    "check_map_layer",
     "Capture",
     "Hooks",
     "Misfit",

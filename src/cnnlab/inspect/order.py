@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks
+from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
 from cnnlab.inspect.preserve import preserved
 
@@ -37,9 +38,13 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
 class CallOrder:
     """`with CallOrder(model, names) as order:` records, in `order.calls`, every call of the
     named modules (None: every submodule; "" is the model itself) as (name, output shape, or
-    None for a non-tensor output), in the order the calls finish: children before parents."""
+    None for a non-tensor output), in the order the calls finish: children before parents.
+    With `layouts` (from `FollowLayouts`), `order.channels_last` holds the names whose last
+    output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers)."""
 
-    def __init__(self, model: nn.Module, names: Iterable[str] | None = None):
+    def __init__(
+        self, model: nn.Module, names: Iterable[str] | None = None, layouts: Layouts | None = None
+    ):
         modules = dict(model.named_modules())  # "" is the model itself
         if names is None:
             self.modules = {name: m for name, m in modules.items() if name}
@@ -48,11 +53,16 @@ class CallOrder:
                 n: modules[n] if n in modules else resolve_layer(model, n) for n in names
             }
         self.calls: list[tuple[str, tuple | None]] = []
+        self.layouts = layouts
+        self.channels_last: set[str] = set()
         self._hooks = Hooks()
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
             self.calls.append((name, tuple(out.shape) if isinstance(out, Tensor) else None))
+            if self.layouts is not None and isinstance(out, Tensor) and out.ndim > 2:
+                off = self.layouts.of(out) != 1
+                (self.channels_last.add if off else self.channels_last.discard)(name)
 
         return hook
 
@@ -73,14 +83,20 @@ def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tu
     """(name, output shape) of every submodule with a tensor output, in the order their forward
     calls finish (children before their parent), from one no-grad pass of x[:1].
     A module called several times appears once, at its last call."""
-    with CallOrder(model) as order, torch.no_grad():
-        forward(model, x[:1], output)
+    return _traced(model, x, output)[0]
+
+
+def _traced(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, set[str]]:
+    """trace(model, x, output) and the names whose output holds its channels off dim 1."""
+    with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order:
+        with torch.no_grad():
+            forward(model, x[:1], output)
     last: dict[str, tuple] = {}
     for name, shape in order.calls:
         if shape is not None:
             last.pop(name, None)
             last[name] = shape
-    return list(last.items())
+    return list(last.items()), order.channels_last
 
 
 def is_spatial(shape: tuple) -> bool:
@@ -89,8 +105,30 @@ def is_spatial(shape: tuple) -> bool:
 
 
 def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
-    """Names of the layers with a 4-D output with H·W > 1, in forward order."""
-    return [name for name, shape in trace(model, x, output) if is_spatial(shape)]
+    """Names of the layers with a 4-D (B, C, H, W) output with H·W > 1, in forward order;
+    a 4-D output with its channels last (a ConvNeXt block's (B, H, W, C), between its permutes)
+    is no such map, whatever its shape."""
+    return [name for name, _ in _spatial(model, x, output)[0]]
+
+
+def _spatial(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, dict]:
+    """([(name, shape)] of the (B, C, H, W) maps, {name: shape} of the channels-last ones)."""
+    traced, off = _traced(model, x, output)
+    maps = [(name, shape) for name, shape in traced if is_spatial(shape)]
+    return [m for m in maps if m[0] not in off], {n: s for n, s in maps if n in off}
+
+
+def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None):
+    """ExplainError if `layer`'s output holds its channels last: (B, H, W, C) read as
+    (B, C, H, W) would make its rows the channels and its channels a spatial axis."""
+    maps, off = _spatial(model, x, output)
+    if layer in off:
+        shape = ", ".join(map(str, off[layer][1:]))
+        raise ExplainError(
+            f"layer {layer!r} holds its channels last (output (B, {shape}): (B, H, W, C), as a "
+            "ConvNeXt block's between its permutes), not a (B, C, H, W) map; choose one of: "
+            f"{', '.join(name for name, _ in maps) or '(none)'}"
+        )
 
 
 def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:

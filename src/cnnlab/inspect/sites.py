@@ -12,78 +12,21 @@ per-module hooks say which module's forward made the call. A site is named
 
 An activation's channels are not always on dim 1: a ConvNeXt block permutes its map to
 (B, H, W, C) for LayerNorm and its pointwise Linear layers, a ViT's MLP acts on (B, N, C).
-The same mode follows where the channels are (`_Layouts`), so each site's output is handed
-over with its channels on dim 1.
+The same mode follows where the channels are (`cnnlab.inspect.layouts`), so each site's
+output is handed over with its channels on dim 1.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.activations import Activation, activation_of, activation_of_call
 from cnnlab.inspect.hooks import Hooks
-
-_CONVS = frozenset({F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d})
-_SWAPS = frozenset({"transpose", "swapaxes", "swapdims", "transpose_", "swapaxes_"})
-_MOVES = frozenset({"movedim", "moveaxis"})
-
-
-class _Layouts:
-    """Which dim of each tensor of one forward holds its channels, followed op by op: a
-    conv's output has them on dim 1, a Linear's (F.linear acts on the last dim) on the last;
-    permute, transpose and movedim move them; an op whose output has the shape of an input
-    (activations, norms, dropout, sums, scaling) keeps that input's. A tensor not followed
-    (the images, a reshape's output) has them on dim 1, the (N, C, ...) convention."""
-
-    def __init__(self) -> None:
-        self._axis: dict[int, tuple[weakref.ref, int]] = {}
-
-    def clear(self) -> None:
-        self._axis.clear()
-
-    def of(self, t: Tensor) -> int:
-        ref, axis = self._axis.get(id(t), (None, 1))
-        return axis if ref is not None and ref() is t else 1
-
-    def note(self, func: Callable, args: tuple, kwargs: dict, result: Tensor) -> None:
-        axis = self._follow(func, args, kwargs, result)
-        if axis is not None and result.ndim > 2:
-            self._axis[id(result)] = (weakref.ref(result), axis % result.ndim)
-
-    def _follow(self, func: Callable, args: tuple, kwargs: dict, result: Tensor) -> int | None:
-        name = getattr(func, "__name__", "")
-        source = args[0] if args and isinstance(args[0], Tensor) else None
-        if func in _CONVS:
-            return 1
-        if func is F.linear:
-            return -1
-        if source is not None and name in ("permute", *_SWAPS, *_MOVES):
-            return _moved(name, self.of(source) % source.ndim, args[1:], kwargs, source.ndim)
-        same = (a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
-        return next((self.of(a) for a in same if a.shape == result.shape), None)
-
-
-def _moved(name: str, axis: int, dims: tuple, kwargs: dict, ndim: int) -> int | None:
-    """Where channels on `axis` go under permute(dims) / transpose(a, b) / movedim(src, dst)."""
-    if name == "permute":
-        order = dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims
-        order = kwargs.get("dims", order)
-        return [d % ndim for d in order].index(axis) if len(order) == ndim else None
-    pair = [*dims, *kwargs.values()][:2]
-    if len(pair) != 2 or not all(isinstance(d, int) for d in pair):
-        return None  # movedim with sequences: not followed
-    a, b = (d % ndim for d in pair)
-    if name in _MOVES:
-        order = [d for d in range(ndim) if d != a]
-        order.insert(b, a)
-        return order.index(axis)
-    return b if axis == a else a if axis == b else axis
+from cnnlab.inspect.layouts import Layouts
 
 
 class ActivationSites(TorchFunctionMode):
@@ -99,7 +42,7 @@ class ActivationSites(TorchFunctionMode):
         self.on_call = on_call
         self.stack: list[tuple[str, nn.Module]] = []
         self.calls: dict[str, int] = {}
-        self.layouts = _Layouts()
+        self.layouts = Layouts()
         self._hooks = Hooks()
 
     def __enter__(self) -> ActivationSites:
