@@ -7,8 +7,10 @@ returns a frozen `Summary` that ``str()`` (`render.py`), ``to_dict()`` and the C
 The model runs on the **meta device** (shapes only, no arithmetic): a module is copied
 (`copying.py`: the user's model is never touched) and every torch call gets meta twins of
 its parameters and buffers; a spec is built directly on meta. Where the model cannot run on
-meta (see `META_FAILURES`), a real batch-1 forward under ``no_grad`` on a copy takes over.
-MACs follow torchinfo's convention (`macs.py`), so totals agree.
+meta (see `META_FAILURES`), a real batch-1 forward under ``no_grad`` on a copy takes over;
+so it does where meta would run a call torch refuses on real data (`refusals.py`), and
+torch's own error then names the layer. MACs follow torchinfo's convention (`macs.py`), so
+totals agree.
 """
 
 from __future__ import annotations
