@@ -138,14 +138,13 @@ class Tracer(Roles, TorchFunctionMode):
         dict (vars(module)), which skips nn.Module's __setattr__. A copy's modules are
         prepared in the copy's own pass over them."""
         params = trainable = 0  # the module's own
-        seen = self.seen
-        for p in state["_parameters"].values():
+        for p in state["_parameters"].values() if state["_parameters"] else ():
             if p is not None:
                 n, grad = p.numel(), p.requires_grad
                 params += n
                 trainable += n if grad else 0
-                if id(p) not in seen:
-                    seen.add(id(p))
+                if id(p) not in self.seen:
+                    self.seen.add(id(p))
                     self.total_params += n
                     self.trainable_params += n if grad else 0
         state["training"] = False
@@ -186,7 +185,7 @@ class Tracer(Roles, TorchFunctionMode):
         the mode (1 µs a module call)."""
         forward = module.forward
         kind, rule, shortcut = self._type(module)
-        leaf = not module._modules
+        leaf = not state["_modules"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
             x = args[0] if args else next(iter(kwargs.values()), None)
