@@ -163,7 +163,9 @@ def _prefix_hint(expected: set[str], found: set[str]) -> str:
                 )
             return (
                 f"; every name of the model is the file's behind {prefix!r}: the file holds "
-                f"the weights of the module inside the model; add the prefix to its names"
+                f"the weights of the module inside the model (saved by the library it comes "
+                f"from, e.g. save_pretrained); add the prefix to its names: "
+                f"{{{prefix!r} + k: v for k, v in state.items()}}"
             )
     return ""
 
