@@ -9,6 +9,7 @@ checks this against such a copy).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -28,6 +29,10 @@ class Capture:
     switched on from there: the forward up to the layer can then run under `torch.no_grad()`
     (no graph, no saved tensors) and backward stops at the layer. The rest of the forward
     pass always sees a clone, so later in-place ops cannot overwrite the captured value.
+    With leaf=True the layers' own full backward hooks (a guided-backprop clamp, a logger) are
+    held back during the block: a gradient taken to the layer's output never reaches them in
+    plain autograd, while here, no input of the layer requiring grad, torch would call them
+    with grad_input None (and warn).
     inputs=True: record each layer's (first) input instead, before the layer runs; the layer
     gets a clone, so an in-place layer (ReLU(inplace=True)) leaves the recorded input intact.
     transform: record transform(output) computed inside the hook (before any later op can
@@ -51,6 +56,7 @@ class Capture:
         self.transform = transform
         self.outputs: dict[str, Tensor] = {}
         self._hooks = Hooks()
+        self._held: list[tuple[nn.Module, OrderedDict]] = []
 
     def _pre_hook(self, name: str) -> Callable:
         def hook(module: nn.Module, args: tuple) -> Any:
@@ -83,10 +89,18 @@ class Capture:
             self._hooks.before((module, self._pre_hook(name)) for name, module in named)
         else:
             self._hooks.after((module, self._hook(name)) for name, module in named)
+        if self.leaf:
+            unique = {id(m): m for m in self.modules}.values()  # a layer under two names
+            self._held = [(m, m._backward_hooks) for m in unique if m._backward_hooks]
+            for module, _ in self._held:
+                module._backward_hooks = OrderedDict()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._hooks.remove()
+        for module, hooks in self._held:
+            module._backward_hooks = hooks
+        self._held = []
 
     def tensor(self, name: str) -> Tensor:
         """The captured output of `name`; ExplainError if the forward never produced one."""

@@ -1,0 +1,52 @@
+"""Models that carry hooks of their own, as explanation code written elsewhere leaves them:
+guided-backprop hooks on every ReLU (a full backward hook that clamps the gradient), hooks
+that log. Truth: Captum and plain autograd on the same hooked model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import LayerAttribution, LayerGradCam, Saliency
+from torch import nn
+
+from cnnlab import explain
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+
+def guided() -> nn.Sequential:
+    """A small CNN whose ReLUs carry guided-backprop hooks: the gradient to a ReLU's input
+    is clamped at 0 (it reads grad_input, which torch gives a full backward hook)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+    ).eval()  # fmt: skip
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.register_full_backward_hook(lambda m, grad_in, grad_out: (grad_in[0].clamp(min=0),))
+    return model
+
+
+def captum_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor):
+    cam = LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")[:, 0]
+    peak = cam.amax((1, 2), keepdim=True)
+    return torch.where(peak > 0, cam / peak.clamp_min(1e-30), 0.0)
+
+
+@pytest.mark.filterwarnings("error")  # torch's "Full backward hook is firing ..." was raised
+def test_grad_cam_at_a_layer_with_a_guided_backprop_hook_equals_captums():
+    model = guided()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    for name in ("3", "1"):  # the default layer (the last ReLU), and one the hook of 3 is after
+        truth = captum_gradcam(model, model.get_submodule(name), x, t)
+        # was AttributeError: 'NoneType' object has no attribute 'clamp', inside the hook
+        torch.testing.assert_close(explain.gradcam(model, x, layer=name), truth)
+    torch.testing.assert_close(explain.gradcam(model, x), captum_gradcam(model, model[3], x, t))
+    # the hooks still act where plain autograd runs them: guided saliency
+    sal = Saliency(model).attribute(x.clone().requires_grad_(), t, abs=True).amax(1)
+    torch.testing.assert_close(explain.saliency(model, x), sal)
+    assert all(m._backward_hooks for m in model if isinstance(m, nn.ReLU))  # left in place
