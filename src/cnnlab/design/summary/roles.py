@@ -162,7 +162,7 @@ class Roles:
 
     def _pad_tag(self, args, kwargs, x: Tensor, tag: Tag) -> Tag:
         """Zeros around the map: pixel 0 of the output is pixel -top (-left) of the input."""
-        pad = C.zero_pad(args, kwargs)
+        pad = zero_pad(args, kwargs)
         if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
             return self._keep_facts(next(iter(C.PAD)), tag, replaced(tag, chain=None))
         (h, w), (top, bottom, left, right) = tag.rf, pad
@@ -302,6 +302,18 @@ def call_name(func: Any) -> str:
     name = getattr(func, "__qualname__", None) or repr(func)
     owner, dot, rest = name.partition(".")
     return f"{_BOUND[owner]}.{rest}" if dot and owner in _BOUND else name
+
+
+def zero_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of an F.pad call that puts zeros around both spatial axes,
+    None for any other padding (reflect, replicate, a non-zero value, other axes)."""
+    pad = tuple(C.arg(args, kwargs, 1, "pad", ()))
+    mode = C.arg(args, kwargs, 2, "mode", "constant")
+    value = C.arg(args, kwargs, 3, "value", None)
+    if mode != "constant" or value not in (None, 0, 0.0) or len(pad) != 4 or min(pad) < 0:
+        return None
+    left, right, top, bottom = (int(p) for p in pad)  # F.pad order: last axis (W) first
+    return top, bottom, left, right
 
 
 def _all_lost(tagged: list) -> bool:
