@@ -160,3 +160,20 @@ def test_grad_cam_of_a_convnext_block_is_taken_at_a_channels_first_map():
     torch.testing.assert_close(explain.gradcam(model, x), captum_gradcam(model, model.dw, x))
     with pytest.raises(ExplainError, match=r"'act'.*channels last.*\(B, 8, 8, 32\).*stem, dw"):
         explain.gradcam(model, x, layer="act")
+
+
+def test_activation_maximization_of_a_channels_last_unit_maximises_that_unit():
+    torch.manual_seed(0)
+    model = ConvNeXtish().eval()
+    # unit 20 of 32 hidden units on an 8×8 map: was "channel 20 is outside layer 'act''s
+    # channels 0..7", the rows read as channels
+    result = explain.activation_maximization(
+        model, "act", [20, 3], steps=8, restarts=1, input_size=(1, 16, 16)
+    )
+    seen = []
+    hook = model.pw1.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        model(result.images)
+    hook.remove()
+    units = seen[0][torch.arange(2), 4, 4, torch.tensor([20, 3])]  # (B, H, W, C): centre unit
+    torch.testing.assert_close(result.activation, units)  # ReLU: its input is maximised

@@ -25,6 +25,7 @@ from cnnlab.inspect import (
     OutputSelector,
     as_float,
     batches,
+    channel_dim,
     forward,
     needs_gradients,
     preserved,
@@ -146,15 +147,22 @@ class _Pixels(nn.Module):
 
 
 def _data_max(
-    model: nn.Module, layer: str, channels: Tensor, objective: str, data: Any, preprocess, output
+    model: nn.Module,
+    layer: str,
+    channels: Tensor,
+    objective: str,
+    data: Any,
+    preprocess,
+    output,
+    dim: int = 1,
 ) -> Tensor:
     """For each requested channel, the max over the data set of its activation (same
-    objective), from one no-grad forward per batch: (N,)."""
+    objective), from one no-grad forward per batch: (N,). dim: where the layer's channels are."""
     best = torch.full((len(channels),), -torch.inf)
     with Capture(model, [layer]) as cap, torch.no_grad():
         for x, _ in batches(data, 256):
             forward(model, as_float(x, preprocess), output, logits=False)
-            acts = cap.tensor(layer)
+            acts = cap.tensor(layer).movedim(dim, 1)
             per_image = torch.stack(
                 [
                     channel_activation(acts, channels.expand(len(acts), -1)[:, i], objective)
@@ -166,11 +174,13 @@ def _data_max(
     return best
 
 
-def _layer_output(model: nn.Module, layer: str, x: Tensor, output: OutputSelector) -> Tensor:
-    """The layer's own output on x, no grad."""
+def _layer_output(
+    model: nn.Module, layer: str, x: Tensor, output: OutputSelector, dim: int = 1
+) -> Tensor:
+    """The layer's own output on x, no grad, its channels (on `dim`) moved to dim 1."""
     with Capture(model, [layer]) as cap, torch.no_grad():
         forward(model, x, output, logits=False)
-    return cap.tensor(layer)
+    return cap.tensor(layer).movedim(dim, 1)
 
 
 @torch.no_grad()
@@ -197,9 +207,11 @@ def _ascend(
     l2: float,
     tv: float,
     objective: str,
+    dim: int = 1,
 ) -> None:
     """The gradient ascent of `activation_maximization` on image's parameters: `steps` Adam
-    steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV."""
+    steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV.
+    dim: the dim of the layer's output that holds its channels."""
     pre = maximise_input(resolve_layer(model, layer))
     with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
         opt = torch.optim.Adam(image.parameters(), lr=lr)
@@ -208,7 +220,7 @@ def _ascend(
             dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
             moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
             forward(model, moved, output, logits=False)
-            acts = cap.tensor(layer)
+            acts = cap.tensor(layer).movedim(dim, 1)
             act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
             reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
             opt.zero_grad()
@@ -313,21 +325,23 @@ def activation_maximization(
             _regularize_pixels(image.pixels, step, blur, blur_every, lo, hi)
 
     with preserved(model):
-        size = _layer_output(model, layer, image().detach(), output).shape[1]
+        dim = channel_dim(model, image().detach(), layer, output)  # a ConvNeXt's: the last
+        size = _layer_output(model, layer, image().detach(), output, dim).shape[1]
         bad = chans[(chans < 0) | (chans >= size)]
         if bad.numel():
             raise ExplainError(
                 f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
             )
         _ascend(model, layer, image, runs, gen, output, regularize, steps=steps, lr=lr,
-                jitter=jitter, l2=l2, tv=tv, objective=objective)  # fmt: skip
+                jitter=jitter, l2=l2, tv=tv, objective=objective, dim=dim)  # fmt: skip
         images = image().detach()
-        final = channel_activation(_layer_output(model, layer, images, output), runs, objective)
+        final = _layer_output(model, layer, images, output, dim)
+        final = channel_activation(final, runs, objective)
         activation, best = final.view(restarts, -1).max(0)  # (N,): the best start per channel
         images = images.view(restarts, len(chans), *input_size)[best, torch.arange(len(chans))]
         data_max = ratio = None
         if data is not None:
-            data_max = _data_max(model, layer, chans, objective, data, preprocess, output)
+            data_max = _data_max(model, layer, chans, objective, data, preprocess, output, dim)
             # A ratio says something only against a positive best: nan otherwise.
             ratio = torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
     return ActMaxResult(

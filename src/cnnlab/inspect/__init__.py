@@ -47,6 +47,7 @@ from cnnlab.inspect.logits import (
 )
 from cnnlab.inspect.order import (
     CallOrder,
+    channel_dim,
     check_map_layer,
     default_layer,
     first_called,
@@ -62,6 +63,7 @@ from cnnlab.inspect.sites import ActivationSites
 __all__ = [
     "ActivationSites",
     "CallOrder",
+    "channel_dim",
     "check_map_layer",
     "Capture",
     "Hooks",

@@ -39,8 +39,9 @@ class CallOrder:
     """`with CallOrder(model, names) as order:` records, in `order.calls`, every call of the
     named modules (None: every submodule; "" is the model itself) as (name, output shape, or
     None for a non-tensor output), in the order the calls finish: children before parents.
-    With `layouts` (from `FollowLayouts`), `order.channels_last` holds the names whose last
-    output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers)."""
+    With `layouts` (from `FollowLayouts`), `order.channel_dims` maps the names whose last
+    output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
+    the dim that holds them."""
 
     def __init__(
         self, model: nn.Module, names: Iterable[str] | None = None, layouts: Layouts | None = None
@@ -54,15 +55,16 @@ class CallOrder:
             }
         self.calls: list[tuple[str, tuple | None]] = []
         self.layouts = layouts
-        self.channels_last: set[str] = set()
+        self.channel_dims: dict[str, int] = {}
         self._hooks = Hooks()
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
             self.calls.append((name, tuple(out.shape) if isinstance(out, Tensor) else None))
             if self.layouts is not None and isinstance(out, Tensor) and out.ndim > 2:
-                off = self.layouts.of(out) != 1
-                (self.channels_last.add if off else self.channels_last.discard)(name)
+                self.channel_dims[name] = self.layouts.of(out)
+                if self.channel_dims[name] == 1:
+                    del self.channel_dims[name]
 
         return hook
 
@@ -86,17 +88,26 @@ def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tu
     return _traced(model, x, output)[0]
 
 
-def _traced(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, set[str]]:
-    """trace(model, x, output) and the names whose output holds its channels off dim 1."""
+def _traced(
+    model: nn.Module, x: Tensor, output: OutputSelector, logits: bool = True
+) -> tuple[list, dict]:
+    """trace(model, x, output) and {name: channel dim} of the outputs with channels off dim 1
+    (logits=False: the model's output need not be logits)."""
     with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order:
         with torch.no_grad():
-            forward(model, x[:1], output)
+            forward(model, x[:1], output, logits=logits)
     last: dict[str, tuple] = {}
     for name, shape in order.calls:
         if shape is not None:
             last.pop(name, None)
             last[name] = shape
-    return list(last.items()), order.channels_last
+    return list(last.items()), order.channel_dims
+
+
+def channel_dim(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None) -> int:
+    """The dim of `layer`'s output that holds its channels: 1, or where a permute put them
+    (the last, for a ConvNeXt block's (B, H, W, C) layers or a ViT's (B, N, C) tokens)."""
+    return _traced(model, x, output, logits=False)[1].get(layer, 1)
 
 
 def is_spatial(shape: tuple) -> bool:
