@@ -5,6 +5,7 @@ the Linear layers act on), and the layers' own sizes (Linear.out_features)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
@@ -177,3 +178,54 @@ def test_activation_maximization_of_a_channels_last_unit_maximises_that_unit():
     hook.remove()
     units = seen[0][torch.arange(2), 4, 4, torch.tensor([20, 3])]  # (B, H, W, C): centre unit
     torch.testing.assert_close(result.activation, units)  # ReLU: its input is maximised
+
+
+CONVNEXT_FILE = """
+import torch
+from torch import nn
+
+
+class ConvNeXtish(nn.Module):
+    def __init__(self, width=8, hidden=32):
+        super().__init__()
+        self.stem = nn.Conv2d(1, width, 2, stride=2)
+        self.dw = nn.Conv2d(width, width, 3, padding=1, groups=width)
+        self.norm = nn.LayerNorm(width)
+        self.pw1, self.act, self.pw2 = nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, width)
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(self.act(self.pw1(self.norm(y)))).permute(0, 3, 1, 2)
+        return self.fc((x + y).mean((2, 3)))
+
+
+def make_net():
+    return ConvNeXtish()
+"""
+
+
+def test_visualize_of_a_convnext_run_reads_its_hidden_units(tmp_path, capsys):
+    from PIL import Image
+
+    from cnnlab.cli import main
+
+    nets = tmp_path / "convnext.py"
+    nets.write_text(CONVNEXT_FILE)
+    out = tmp_path / "run"
+    quick = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
+    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--input", "1,16,16"]
+    assert main([*argv, "--out", str(out), *quick]) == 0
+    capsys.readouterr()
+    figs = str(tmp_path / "figs")
+    assert main(["visualize", str(out), "--actmax", "act", "--channels", "12", "--steps", "2",
+                 "--out", figs]) == 0  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("channel ")]
+    assert len(rows) == 12 <= ConvNeXtish().pw1.out_features  # was 8: the map's height
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(image)
+    assert main(["visualize", str(out), "--maps", str(image), "--layers", "act",
+                 "--out", figs]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert "'act' holds its channels last" in err and len(err.splitlines()) == 1

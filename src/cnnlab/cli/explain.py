@@ -193,7 +193,7 @@ def _explain(args: argparse.Namespace) -> int:
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab import explain
     from cnnlab.explain.features import normalize_maps
-    from cnnlab.inspect import spatial_layers
+    from cnnlab.inspect import channel_dim, check_map_layer, spatial_layers
 
     run = _load(args.run_dir)
     out = Path(args.out)  # created by the first save
@@ -205,6 +205,8 @@ def _visualize(args: argparse.Namespace) -> int:
         out, raw = _out_and_images(args.out, [args.maps], run.input_shape)
         x = run.preprocess(raw)
         layers = args.layers or spatial_layers(run.model, x)
+        for layer in args.layers or []:  # a (B, H, W, C) output is no grid of maps
+            check_map_layer(run.model, x, layer)
         maps = explain.feature_maps(run.model, x, layers)
         for name, m in maps.items():
             if m.dim() != 4:
@@ -213,7 +215,8 @@ def _visualize(args: argparse.Namespace) -> int:
     else:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
-        size = explain.feature_maps(run.model, images[:1], [args.actmax])[args.actmax].shape[1]
+        acts = explain.feature_maps(run.model, images[:1], [args.actmax])[args.actmax]
+        size = acts.shape[channel_dim(run.model, images[:1], args.actmax)]  # ConvNeXt: last
         channels = list(range(min(args.channels, size)))
         res = explain.activation_maximization(
             run.model, args.actmax, channels, steps=args.steps, data=images
