@@ -229,3 +229,32 @@ def test_visualize_of_a_convnext_run_reads_its_hidden_units(tmp_path, capsys):
                  "--out", figs]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "'act' holds its channels last" in err and len(err.splitlines()) == 1
+
+
+def test_the_reports_stages_and_maps_of_a_convnext_run_are_channels_first_maps(tmp_path):
+    from cnnlab.cli import main
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+
+    nets = tmp_path / "convnext.py"
+    nets.write_text(CONVNEXT_FILE)
+    out = tmp_path / "run"
+    quick = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
+    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--input", "1,16,16"]
+    assert main([*argv, "--out", str(out), *quick]) == 0
+    run = load_run(out)
+    shapes = {}  # plain torch: each layer's output on one image
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: o.shape}))
+             for n, m in run.model.named_children()]  # fmt: skip
+    with torch.no_grad():
+        run.model(torch.zeros(1, 1, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    assert shapes["act"] == (1, 8, 8, run.model.pw1.out_features)  # Linear acts on the last dim
+    # only the convs' outputs are (B, C, H, W); LayerNorm and Linear act on the last dim
+    channels_first = {n for n, m in run.model.named_children() if isinstance(m, nn.Conv2d)}
+    assert channels_first == {"stem", "dw"}
+    src = Sources(out, run, None, Budget())
+    # the ReLU 'act' ((1, 8, 8, 32)) was a map layer, drawn as 8 maps of 8×32, and a 'stage'
+    # of resolution 8×32
+    assert set(src.map_layers) <= channels_first and set(src.stages) <= channels_first

@@ -48,6 +48,7 @@ from cnnlab.inspect.logits import (
 from cnnlab.inspect.order import (
     CallOrder,
     channel_dim,
+    channel_dims,
     check_map_layer,
     default_layer,
     first_called,
@@ -64,6 +65,7 @@ __all__ = [
     "ActivationSites",
     "CallOrder",
     "channel_dim",
+    "channel_dims",
     "check_map_layer",
     "Capture",
     "Hooks",

@@ -104,10 +104,16 @@ def _traced(
     return list(last.items()), order.channel_dims
 
 
+def channel_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, int]:
+    """{name: the dim of its output that holds the channels} for the layers whose output (of
+    3+ dims) holds them off dim 1, as after a permute; a layer not named has them on dim 1."""
+    return _traced(model, x, output, logits=False)[1]
+
+
 def channel_dim(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None) -> int:
     """The dim of `layer`'s output that holds its channels: 1, or where a permute put them
     (the last, for a ConvNeXt block's (B, H, W, C) layers or a ViT's (B, N, C) tokens)."""
-    return _traced(model, x, output, logits=False)[1].get(layer, 1)
+    return channel_dims(model, x, output).get(layer, 1)
 
 
 def is_spatial(shape: tuple) -> bool:

@@ -192,15 +192,18 @@ class Sources:
     @_once
     def layers(self) -> list[tuple[str, nn.Module, tuple]]:
         """(name, module, output shape (C, H, W) or (D,)) of every leaf module, in the order
-        their forward calls finish on one test image."""
+        their forward calls finish on one test image; a leaf whose output holds its channels
+        on another dim (a ConvNeXt block's LayerNorm/Linear/activation on (B, H, W, C)) is
+        left out: its shape is no (C, H, W) map."""
         _, x, _ = self.test
         modules = dict(self.model.named_modules())
         with inspect.preserved(self.model):
             traced = inspect.trace(self.model, x[:1])
+            off = inspect.channel_dims(self.model, x[:1])
         return [
             (name, modules[name], shape[1:])
             for name, shape in traced
-            if not any(True for _ in modules[name].children())
+            if not any(True for _ in modules[name].children()) and name not in off
         ]
 
     def label(self, name: str) -> str:
