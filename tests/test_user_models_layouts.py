@@ -258,3 +258,18 @@ def test_the_reports_stages_and_maps_of_a_convnext_run_are_channels_first_maps(t
     # the ReLU 'act' ((1, 8, 8, 32)) was a map layer, drawn as 8 maps of 8×32, and a 'stage'
     # of resolution 8×32
     assert set(src.map_layers) <= channels_first and set(src.stages) <= channels_first
+
+
+def test_effective_receptive_field_of_a_channels_last_layer_is_its_centre_units():
+    torch.manual_seed(0)
+    model = ConvNeXtish().eval()
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    x.requires_grad_(True)
+    seen = []
+    hook = model.pw2.register_forward_hook(lambda m, i, o: seen.append(o))
+    model(x)
+    hook.remove()
+    out = seen[0]  # (B, H, W, C)
+    (grad,) = torch.autograd.grad(out[:, 4, 4, :].sum(), x)  # plain autograd: the centre units
+    erf = explain.effective_receptive_field(model, "pw2", (1, 16, 16), n=4)
+    torch.testing.assert_close(erf.gradient, grad.abs().mean((0, 1)))

@@ -19,6 +19,7 @@ from cnnlab.errors import CnnlabError, ExplainError
 from cnnlab.inspect import (
     Capture,
     OutputSelector,
+    channel_dim,
     forward,
     needs_gradients,
     preserved,
@@ -116,9 +117,11 @@ def effective_receptive_field(
         )
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((n, *input_size), generator=gen).requires_grad_(True)
+    with preserved(model):
+        dim = channel_dim(model, x.detach(), layer, output)  # a ConvNeXt's (B, H, W, C): 3
     with preserved(model), Capture(model, [layer]) as cap, torch.enable_grad():
         forward(model, x, output, logits=False)
-        acts = cap.tensor(layer)
+        acts = cap.tensor(layer).movedim(dim, 1)
         if acts.dim() != 4:
             raise ExplainError(
                 f"layer {layer!r} has output shape {tuple(acts.shape)}; the effective receptive "
