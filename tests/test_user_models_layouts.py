@@ -273,3 +273,22 @@ def test_effective_receptive_field_of_a_channels_last_layer_is_its_centre_units(
     (grad,) = torch.autograd.grad(out[:, 4, 4, :].sum(), x)  # plain autograd: the centre units
     erf = explain.effective_receptive_field(model, "pw2", (1, 16, 16), n=4)
     torch.testing.assert_close(erf.gradient, grad.abs().mean((0, 1)))
+
+
+def test_probe_features_of_a_channels_last_layer_pool_its_map_not_its_channels():
+    from cnnlab.explain.probe import extract_features, pool_features
+
+    torch.manual_seed(0)
+    model = ConvNeXtish().eval()
+    x = torch.randn(6, 1, 16, 16)
+    y = torch.arange(6) % 2
+    seen = []
+    hook = model.act.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    maps = seen[0].permute(0, 3, 1, 2)  # (B, 32, 8, 8): the 32 hidden units' maps
+    feats, _ = extract_features(model, (x, y), ["act"], cap=32 * 4)
+    # pooled to 2×2 per unit (32·2² = cap); the (B, 8, 8, 32) was pooled over (8, 32) as
+    # if 8 channels had 8×32 maps, averaging units together
+    torch.testing.assert_close(feats["act"], pool_features(maps, 32 * 4))

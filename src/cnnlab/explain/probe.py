@@ -9,7 +9,8 @@ in torch with full-batch L-BFGS on the same budget. "input" (the raw pixels) is 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from cnnlab.inspect import (
     OutputSelector,
     as_float,
     batches,
+    channel_dims,
     forward,
     needs_gradients,
     preserved,
@@ -93,11 +95,17 @@ def extract_features(
     labels = []
     hooked = [name for name in layers if name != INPUT]
 
-    def pool(a: Tensor) -> Tensor:
-        return pool_features(a, cap)
+    def pool(a: Tensor, dim: int = 1) -> Tensor:
+        return pool_features(a.movedim(dim, 1), cap)
 
+    # a ConvNeXt's (B, H, W, C) layers: their channels moved first (read on a first image,
+    # unless `data` is an iterator, which that would consume)
+    first = None if isinstance(data, Iterator) else next(iter(batches(data, 1)), (None,))[0]
+    with preserved(model):
+        dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
+    pools = {name: partial(pool, dim=dims.get(name, 1)) for name in hooked}
     # Pooled inside the hooks: no clone of each map, no full maps kept (2× faster on 23 layers).
-    with preserved(model), Capture(model, hooked, transform=pool) as cap_, torch.no_grad():
+    with preserved(model), Capture(model, hooked, transform=pools) as cap_, torch.no_grad():
         for x, y in batches(data, batch_size):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")

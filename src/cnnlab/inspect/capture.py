@@ -10,7 +10,7 @@ checks this against such a copy).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -36,7 +36,8 @@ class Capture:
     inputs=True: record each layer's (first) input instead, before the layer runs; the layer
     gets a clone, so an in-place layer (ReLU(inplace=True)) leaves the recorded input intact.
     transform: record transform(output) computed inside the hook (before any later op can
-    touch the output), and leave the output itself alone: no clone, no full map kept.
+    touch the output), and leave the output itself alone: no clone, no full map kept; a
+    mapping {name: transform} gives each layer its own.
     """
 
     def __init__(
@@ -46,7 +47,7 @@ class Capture:
         *,
         leaf: bool = False,
         inputs: bool = False,
-        transform: Callable[[Tensor], Tensor] | None = None,
+        transform: Callable[[Tensor], Tensor] | Mapping[str, Callable] | None = None,
     ):
         self.model = model
         self.names = list(dict.fromkeys(names))
@@ -72,7 +73,8 @@ class Capture:
             if not isinstance(out, Tensor):
                 return None  # nothing to capture; `tensor()` says so if asked
             if self.transform is not None:
-                self.outputs[name] = self.transform(out)
+                each = isinstance(self.transform, Mapping)
+                self.outputs[name] = (self.transform[name] if each else self.transform)(out)
                 return None
             if self.leaf:
                 out = out.detach().requires_grad_(True)
