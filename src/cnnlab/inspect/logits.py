@@ -162,6 +162,17 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             f"returns {str(out.dtype).removeprefix('torch.')} values of shape "
             f"{tuple(out.shape)}, not float logits; return the class scores (before argmax)",
         )
+    if out.dim() > 2 and out.shape[1] == classes:  # a 1×1 conv head's (B, K, h, w) scores
+        fix = (
+            "flatten them: end forward with nn.Flatten() or x.flatten(1)"
+            if all(d == 1 for d in out.shape[2:])
+            else "pool and flatten them: end forward with nn.AdaptiveAvgPool2d(1), nn.Flatten()"
+        )
+        return Misfit(
+            "output",
+            f"outputs {tuple(out.shape[1:])} per image, its {classes} class scores in a map, "
+            f"not a ({classes},) logits vector; {fix}",
+        )
     if out.dim() != 2 or out.shape[1] != classes:
         return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image")
     row_sums = out.float().sum(1)

@@ -1,0 +1,45 @@
+"""Models whose forward returns the class scores in another shape than (B, K): the fully
+convolutional nets of SqueezeNet and NiN end in a 1×1 conv with K filters and a global
+pooling, leaving (B, K, 1, 1). Truth: torch's cross-entropy on the same output."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.errors import SpecError
+from cnnlab.train import TrainConfig, train
+
+QUICK = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+
+def fully_convolutional(pool: bool = True) -> nn.Sequential:
+    head = [nn.Conv2d(8, 10, 1), *([nn.AdaptiveAvgPool2d(1)] if pool else [])]
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), *head)
+
+
+def test_class_scores_left_as_a_1x1_map_are_told_to_be_flattened():
+    model = fully_convolutional()
+    out = model(torch.zeros(4, 1, 8, 8))
+    assert out.shape == (4, 10, 1, 1)
+    with pytest.raises(RuntimeError):  # torch's own loss refuses them against (B,) labels
+        F.cross_entropy(out, torch.zeros(4, dtype=torch.long))
+    F.cross_entropy(out.flatten(1), torch.zeros(4, dtype=torch.long))  # flattened: accepted
+    # was "outputs (10, 1, 1) per image but the data has 10 classes; give it 10 outputs"
+    with pytest.raises(SpecError, match=r"\(10, 1, 1\) per image.*nn\.Flatten\(\)"):
+        train(model, "digits", None, QUICK)
+    result = train(nn.Sequential(fully_convolutional(), nn.Flatten()), "digits", None, QUICK)
+    assert 0 <= result["val_acc"] <= 1  # the fix given works
+
+
+def test_class_score_maps_are_told_to_be_pooled_and_flattened():
+    model = fully_convolutional(pool=False)
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10, 8, 8)
+    with pytest.raises(SpecError, match=r"\(10, 8, 8\) per image.*AdaptiveAvgPool2d\(1\)"):
+        train(model, "digits", None, QUICK)
+    fixed = nn.Sequential(model, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert 0 <= train(fixed, "digits", None, QUICK)["val_acc"] <= 1
