@@ -43,3 +43,25 @@ def test_class_score_maps_are_told_to_be_pooled_and_flattened():
         train(model, "digits", None, QUICK)
     fixed = nn.Sequential(model, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     assert 0 <= train(fixed, "digits", None, QUICK)["val_acc"] <= 1
+
+
+class Squeezed(nn.Module):
+    """The head as tutorials write it: `.squeeze()` after a global pooling, which drops the
+    batch dim too when the batch holds one image."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = fully_convolutional()
+
+    def forward(self, x):
+        return self.body(x).squeeze()
+
+
+def test_a_squeeze_that_drops_the_batch_of_one_image_is_refused_before_training():
+    model = Squeezed().eval()
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)  # fine for batches...
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (10,)  # ...not for one image, as predict has
+    # training went on, and predict/explain of one image failed with an IndexError traceback
+    with pytest.raises(SpecError, match=r"\(10,\) for one image.*\.flatten\(1\)"):
+        train(model, "digits", None, QUICK)
+    assert not model.training  # the check leaves it as it was

@@ -138,7 +138,26 @@ def classifier_misfit(
         out, failure = _located_forward(model, x)
     if failure is not None:
         return Misfit("run", failure)
-    return _output_misfit(out, classes)
+    return _output_misfit(out, classes) or _single_misfit(model, x[:1], classes)
+
+
+def _single_misfit(model: nn.Module, x: Tensor, classes: int) -> Misfit | None:
+    """What is wrong with the model's output for one image (predict and explain give one),
+    in eval mode (a training-mode BatchNorm refuses a batch of one): a `.squeeze()` after the
+    pooling drops the batch dim along with the 1×1 ones."""
+    if model.training:
+        return None
+    with torch.no_grad():
+        out, failure = _located_forward(model, x)
+    if failure is not None:
+        return Misfit("run", f"{failure}, on one image")
+    if isinstance(out, Tensor) and tuple(out.shape) != (1, classes):
+        return Misfit(
+            "output",
+            f"returns {tuple(out.shape)} for one image where 2 images give (2, {classes}): "
+            "keep the batch dim, e.g. .flatten(1) instead of .squeeze() after the pooling",
+        )
+    return None
 
 
 def _output_misfit(out: Any, classes: int) -> Misfit | None:
