@@ -196,3 +196,62 @@ def test_an_activation_argument_torch_refuses_is_refused(call, value):
 def test_a_float64_model_is_summarized_as_a_float32_one():
     """A whole model in float64 runs on a float64 input: its summary is the float32 one."""
     assert summary(net().double(), (2, 8, 8)).rows == summary(net(), (2, 8, 8)).rows
+
+
+def test_an_argument_set_after_construction_is_judged_when_it_runs():
+    """nn.Hardtanh's constructor refuses min_val above max_val, nn.Dropout's p outside
+    [0, 1]; set after construction, the real forward refuses them, and so does summary."""
+    clip, drop = nn.Hardtanh(), nn.Dropout()
+    clip.min_val, drop.p = 2.0, 2.0
+    for module in (clip, drop):
+        agrees(nn.Sequential(nn.Identity(), module), (2, 4, 4))
+        assert real(nn.Sequential(nn.Identity(), module), (2, 4, 4))[0] is None
+
+
+def _activation_modules() -> list[type[nn.Module]]:
+    """torch.nn's activation and dropout modules that build with no argument."""
+    names = [*dir(nn.modules.activation), "Dropout", "Dropout2d", "AlphaDropout"]
+    found = []
+    for kind in {
+        k
+        for k in map(getattr, [nn] * len(names), names, [None] * len(names))
+        if isinstance(k, type)
+    }:
+        if issubclass(kind, nn.Module) and kind is not nn.Module:
+            try:
+                kind()
+            except TypeError:
+                continue  # needs arguments (Threshold, MultiheadAttention)
+            found.append(kind)
+    return sorted(found, key=lambda k: k.__name__)
+
+
+ARGUMENT_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-3, 3),
+    st.sampled_from([10**30, True, False, None, "none", "tanh", "bad", (1, 2)]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(_activation_modules()), data=st.data())
+def test_an_activation_module_with_arguments_torch_refuses_is_refused(kind, data):
+    """nn.GELU('bad'), nn.Hardtanh(2, 1), nn.Dropout's p set to 2 after construction: the
+    trace made a shape-keeping module's output without its forward; torch's real forward
+    is the judge, whatever the argument (one set after construction, as a user may)."""
+    module = kind()
+    names = sorted(k for k in vars(module) if not k.startswith("_") and k != "training")
+    assume(names)
+    setattr(module, data.draw(st.sampled_from(names)), data.draw(ARGUMENT_VALUES))
+    agrees(nn.Sequential(nn.Conv2d(2, 2, 1), module), (2, 4, 4))
+
+
+@pytest.mark.parametrize(
+    "module",
+    [nn.GELU("bad"), nn.LeakyReLU("a"), nn.ELU(alpha="x"), nn.CELU(0.0), nn.RReLU(0.5, 0.1)],
+)
+def test_activation_modules_torch_refuses_are_refused_naming_them(module):
+    """Examples of refusals.py's docstring, each refused naming its layer and shape."""
+    assert real(nn.Sequential(nn.Identity(), module), (2, 4, 4))[0] is None
+    with pytest.raises(CnnlabError, match=rf"layer 1 \({type(module).__name__}\) on a 1×2×4×4"):
+        summary(nn.Sequential(nn.Identity(), module), (2, 4, 4))

@@ -77,7 +77,7 @@ def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
     meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy."""
     device, dtype = _device_and_dtype(model)
     try:
-        tracer = Tracer(size[1:])
+        tracer = Tracer(size[1:], dtype)
         copy = copy_module(model, None, tracer.prepare, tracer.originals)
         x = torch.empty((1, *size), device=META, dtype=dtype)
         return _trace(copy, x, tracer, None)
@@ -85,7 +85,7 @@ def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
         why = str(err)
-    tracer = Tracer(size[1:])
+    tracer = Tracer(size[1:], dtype)
     copy = copy_module(model, clone, tracer.prepare, tracer.originals)
     x = torch.zeros((1, *size), device=device, dtype=dtype)
     try:

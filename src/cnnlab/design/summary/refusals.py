@@ -12,7 +12,12 @@ run. Found by comparing a real CPU forward of batch 1 with the meta one (torch 2
 - an activation or dropout argument torch refuses (dropout p outside [0, 1], hardtanh's min
   above its max, gelu's approximate neither 'none' nor 'tanh', a string for a number):
   torch's Python checks these after the mode has taken the call, and the shape-keeping
-  shortcut (`calls.made`) skipped them.
+  shortcut (`calls.made`) skipped them;
+- a shape-keeping module's arguments torch refuses (nn.GELU('bad'), nn.LeakyReLU('a'),
+  nn.ELU(alpha='x'), nn.CELU(alpha=0), nn.Hardtanh(2, 1), nn.RReLU(0.5, 0.1), nn.Dropout's p
+  set to 2 or nan after construction): the trace makes such a module's output without its
+  forward (`trace._same_shape`), so `refused_forward` runs the forward once on a real
+  1×1×1×1 zero, per type and argument values, and lets torch judge.
 
 `refusal` says why such a call would fail; the tracer raises `Refused`, a RuntimeError like
 a meta failure, so the summary's real forward on a copy takes over and torch raises its own
@@ -22,12 +27,13 @@ are checked: on a real input torch checks for itself.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from cnnlab.design.summary.calls import arg, both, fns
 
@@ -210,3 +216,17 @@ def refusal(check: Check, args: tuple, kwargs: dict) -> str | None:
     if not isinstance(x, Tensor) or not x.is_meta:
         return None
     return check(x, args, kwargs)
+
+
+def refused_forward(module: nn.Module, dtype: torch.dtype) -> str | None:
+    """torch's error for a shape-keeping module's forward on a real 1×1×1×1 zero of `dtype`,
+    None where it runs: its arguments judged by torch itself (its type's forward, as the
+    module's own is the trace's wrapper; no parameters, so it runs on CPU). Its warnings
+    are the real forward's to give."""
+    try:
+        with warnings.catch_warnings():  # a zero needing no grad: no autograd graph
+            warnings.simplefilter("ignore")
+            type(module).forward(module, torch.zeros(1, 1, 1, 1, dtype=dtype))
+    except Exception as err:  # noqa: BLE001 - whatever torch raises, the forward must run
+        return f"{type(err).__name__}: {err}"
+    return None

@@ -42,7 +42,7 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.leaves import conv2d_call, leaf_call
 from cnnlab.design.summary.macs import macs_rule
-from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
+from cnnlab.design.summary.refusals import CHECKS, Refused, refusal, refused_forward
 from cnnlab.design.summary.roles import Roles, one_input_rule
 from cnnlab.design.summary.tags import (
     ROW,
@@ -68,6 +68,14 @@ def _retag(t: Tensor, tag: Tag) -> None:
         setattr(t, ROW, False)
 
 
+def _refused(why: str, module: nn.Module, x: Any) -> None:
+    """The shortcut of a module whose arguments torch refuses (`_arguments_refused`): on a
+    meta input it raises, for the real forward to take over and torch to raise its own
+    error there; on a real one the forward runs and raises."""
+    if isinstance(x, Tensor) and x.is_meta:
+        raise Refused(why)
+
+
 class TraceError(Exception):
     """The model's forward raised: where (layer, kind, the shape it got) and torch's words."""
 
@@ -78,16 +86,18 @@ class TraceError(Exception):
 class Tracer(Roles, TorchFunctionMode):
     """Tags every tensor a traced forward makes; rows come from wrapped module forwards."""
 
-    def __init__(self, image: tuple[int, int]) -> None:
-        """A tracer for a model on an image of (H, W) `image`; `prepare` each of the model's
-        modules before the forward. originals: the user's tensors a copy shares, by id
-        (`copying.py` fills it); a torch call gets their meta twins instead (`meta_args`)."""
+    def __init__(self, image: tuple[int, int], dtype: torch.dtype = torch.float32) -> None:
+        """A tracer for a model on an image of (H, W) `image` and input `dtype`; `prepare`
+        each of the model's modules before the forward. originals: the user's tensors a copy
+        shares, by id (`copying.py` fills it); a torch call gets their meta twins instead
+        (`meta_args`)."""
         super().__init__()
-        self.image = image
+        self.image, self.dtype = image, dtype
         self.originals: dict[int, Tensor] = {}
         self.twins: dict[int, Tensor] = {}
         self.wrapped: list[dict] = []  # the attributes of each prepared module
         self.types: dict[type, tuple] = {}  # what `_type` found, once per type and trace
+        self.judged: dict[Any, str | None] = {}  # `_arguments_refused`, per type and values
         self.seen: set[int] = set()  # each shared parameter counted once in the totals
         self.total_params = self.trainable_params = 0
         self.stack: list[tuple[nn.Module, Any, str]] = []  # (module, its input, its name)
@@ -185,6 +195,10 @@ class Tracer(Roles, TorchFunctionMode):
         the mode (1 µs a module call)."""
         forward = module.forward
         kind, rule, shortcut = self._type(module)
+        if shortcut is not None and getattr(shortcut, "func", None) == self._same_shape:
+            why = self._arguments_refused(module, state)
+            if why is not None:
+                shortcut = functools.partial(_refused, why)
         leaf = not state["_modules"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
@@ -231,6 +245,25 @@ class Tracer(Roles, TorchFunctionMode):
             found = self.types[key] = (kind.__name__, macs_rule(kind), shortcut)
         return found
 
+    def _arguments_refused(self, module: nn.Module, state: dict[str, Any]) -> str | None:
+        """Why torch refuses a shape-keeping module's arguments (nn.GELU('bad'),
+        nn.Dropout's p set to 2, nn.Hardtanh(2, 1)), None where it runs them: its forward
+        run once on a real 1×1×1×1 zero of the model's dtype, torch being the judge of its
+        own arguments. Once per type and argument values and trace (the values with their
+        types: True is not 1 to nn.GELU); per module, never per call."""
+        values = tuple((k, type(v), v) for k, v in state.items() if k[0] != "_")
+        try:
+            key = (type(module), values)
+            hash(key)
+        except TypeError:  # an unhashable argument (a list): judged for this module alone
+            key = None
+        if key in self.judged:
+            return self.judged[key]
+        why = refused_forward(module, self.dtype)
+        if key is not None:
+            self.judged[key] = why
+        return why
+
     def release(self) -> None:
         """Unwrap the forwards: a wrapper and its module refer to each other, and such cycles
         wait for the garbage collector; without them the copy is freed when the call returns."""
@@ -238,6 +271,7 @@ class Tracer(Roles, TorchFunctionMode):
             del state["forward"], state["_compiled_call_impl"]
         self.wrapped.clear()
         self.types.clear()  # its shortcuts are bound to the tracer
+        self.judged.clear()
 
     def _same_shape(self, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
         """A shape-keeping layer on a meta input: its output, tagged as its call would be
