@@ -16,8 +16,15 @@ import pkgutil
 import signal
 import sys
 import threading
+from typing import NoReturn
 
-from cnnlab.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, CnnlabError, TrainingDiverged
+from cnnlab.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_DIVERGED,
+    EXIT_RANK_LOST,
+    CnnlabError,
+    TrainingDiverged,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,5 +87,18 @@ def _main(argv: list[str] | None) -> int:
     return int(code or 0)
 
 
+def entry() -> NoReturn:
+    """The `cnnlab` command: main() as the process's exit code. After a lost DDP rank the
+    process leaves at once (os._exit, output flushed): the broken process group's C++ threads
+    cannot be joined at interpreter exit, where std::terminate would add "terminate called
+    without an active exception" to the one line and abort (about 1 run in 10)."""
+    code = main()
+    if code == EXIT_RANK_LOST:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
