@@ -50,3 +50,38 @@ def test_grad_cam_at_a_layer_with_a_guided_backprop_hook_equals_captums():
     sal = Saliency(model).attribute(x.clone().requires_grad_(), t, abs=True).amax(1)
     torch.testing.assert_close(explain.saliency(model, x), sal)
     assert all(m._backward_hooks for m in model if isinstance(m, nn.ReLU))  # left in place
+
+
+def scripted_child() -> nn.Sequential:
+    """A CNN with a TorchScript block inside (torch.jit.script on a submodule, as code written
+    for deployment leaves it): torch takes no hooks on a ScriptModule."""
+    torch.manual_seed(0)
+    block = torch.jit.script(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), block, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 10),
+    )  # fmt: skip
+
+
+def test_a_model_with_a_torchscript_block_trains_and_is_explained_around_it():
+    from cnnlab import diagnose
+    from cnnlab.errors import ExplainError
+    from cnnlab.train import TrainConfig, train
+
+    model = scripted_child().eval()
+    x = torch.randn(4, 1, 8, 8)
+    assert model(x).shape == (4, 10)  # plain torch runs it
+    with pytest.raises(RuntimeError, match="not supported on ScriptModules"):
+        model[2].register_forward_hook(lambda *a: None)  # torch's own refusal
+    # was refused: "register_forward_pre_hook is not supported on ScriptModules (in Sequential.."
+    quick = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
+    assert 0 <= train(model, "digits", None, quick)["val_acc"] <= 1
+    model.eval()
+    with torch.no_grad():
+        t = model(x).argmax(1)
+    # Grad-CAM's default: the last layer it can hook with a map, the ReLU before the block
+    torch.testing.assert_close(explain.gradcam(model, x), captum_gradcam(model, model[1], x, t))
+    (layer,) = diagnose.dead_units(model, x).layers
+    assert (layer.name, layer.channels) == ("1", 8)
+    with pytest.raises(ExplainError, match=r"'2' is a TorchScript module.*hooks"):
+        explain.gradcam(model, x, layer="2")

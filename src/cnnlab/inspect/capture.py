@@ -52,6 +52,13 @@ class Capture:
         self.model = model
         self.names = list(dict.fromkeys(names))
         self.modules = [resolve_layer(model, n) for n in self.names]
+        for name, module in zip(self.names, self.modules, strict=True):
+            if isinstance(module, torch.jit.ScriptModule):
+                raise ExplainError(
+                    f"layer {name!r} is a TorchScript module (torch.jit.script), which takes no "
+                    "hooks, so its output cannot be read; choose a layer outside it, or build "
+                    "the model without torch.jit.script"
+                )
         self.leaf = leaf
         self.inputs = inputs
         self.transform = transform

@@ -6,6 +6,9 @@ keeps firing in the user's later forward passes (and keeps its tensors alive), s
 all or nothing: if registering one of them fails, those already registered are removed before
 the error propagates (a context manager whose `__enter__` raises never gets its `__exit__`),
 and leaving the `with` block removes them all, whether the block ended or raised.
+
+A TorchScript module (`torch.jit.script` on a block of the model) takes no hooks: torch raises.
+It is passed over, a block whose inside cannot be seen (`Capture` refuses it as a layer).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -43,7 +47,8 @@ class Hooks:
     def _register(self, pairs: Pairs, register: Callable[..., RemovableHandle]) -> Hooks:
         try:
             for module, hook in pairs:  # `pairs` may be a generator that raises midway
-                self._handles.append(register(module, hook))
+                if not isinstance(module, torch.jit.ScriptModule):  # which takes no hooks
+                    self._handles.append(register(module, hook))
         except BaseException:
             self.remove()
             raise

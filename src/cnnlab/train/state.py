@@ -34,7 +34,9 @@ class EMA:
         self.decay = decay
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
-            p.requires_grad_(False)
+            # detach_: a deep copy of a TorchScript block holds clones with autograd history,
+            # whose requires_grad flag torch refuses to change
+            p.detach_()
 
     @torch.no_grad()
     def update(self, model: nn.Module, t: int) -> None:
