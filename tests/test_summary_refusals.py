@@ -153,6 +153,16 @@ def test_functional_weights_that_do_not_fit_are_refused_as_torch_refuses_them(la
     agrees(nn.Sequential(nn.Identity(), layer), (2, 6, 6))
 
 
+@pytest.mark.parametrize(
+    "layer", [nn.Conv2d(2, 0, 3), nn.ConvTranspose2d(2, 0, 3), conv_with((0, 2, 3, 3), None)]
+)
+def test_a_conv_of_no_output_channels_is_refused_as_torch_refuses_it(layer):
+    """Its meta kernel (and the Conv2d shortcut) made an empty map; torch's CPU kernel
+    refuses an empty weight."""
+    agrees(nn.Sequential(nn.Identity(), layer), (2, 6, 6))
+    assert real(nn.Sequential(nn.Identity(), layer), (2, 6, 6))[0] is None
+
+
 def net() -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.GroupNorm(2, 4), nn.LayerNorm(6),

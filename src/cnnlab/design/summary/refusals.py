@@ -6,7 +6,8 @@ run. Found by comparing a real CPU forward of batch 1 with the meta one (torch 2
   a 4-D map): the meta kernels wrap it around;
 - a transposed conv whose input channels, groups, bias or output_padding do not fit its
   weight: its meta kernel checks none of them;
-- a conv's bias of the wrong size;
+- a conv's bias of the wrong size, a conv of 0 output channels (nn.Conv2d(3, 0, 3)), a
+  transposed conv's empty weight;
 - a weight, bias or running statistic of another dtype than the input (one layer left in
   float64): conv, linear, matmul and the norms check dtypes on CPU only;
 - an activation or dropout argument torch refuses (dropout p outside [0, 1], hardtanh's min
@@ -80,6 +81,12 @@ def _conv(x: Tensor, args: tuple, kwargs: dict) -> str | None:
     weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
     if not isinstance(weight, Tensor) or weight.dim() == 0:
         return None  # torch's kernel refuses it itself
+    if weight.shape[0] == 0:  # nn.Conv2d(3, 0, 3): meta makes its empty map
+        groups = arg(args, kwargs, 6, "groups", 1)
+        return (
+            f"Given groups={groups}, expected weight to be at least 1 at dimension 0, but got "
+            f"weight of size {list(weight.shape)} instead"
+        )
     return _dtypes(x, (weight, bias), True) or _bias(bias, weight.shape[0])
 
 
@@ -93,6 +100,8 @@ def _conv_transpose(x: Tensor, args: tuple, kwargs: dict) -> str | None:
     weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
     if not isinstance(weight, Tensor) or weight.dim() < 3 or x.dim() < weight.dim() - 1:
         return None  # torch's kernel refuses it itself
+    if weight.numel() == 0:  # nn.ConvTranspose2d(2, 0, 3)
+        return f"non-empty 2D or 4D weight tensor expected, but got: {list(weight.shape)}"
     n, groups = weight.dim() - 2, arg(args, kwargs, 6, "groups", 1)
     if type(groups) is not int or groups < 1:
         return None

@@ -177,9 +177,10 @@ class Roles:
     def _adaptive_tag(self, func, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """Adaptive pooling: a plain pool with k = s = in/out where the output divides the
         input, else (and to 1×1) each unit sees the whole map. The size no longer follows
-        the input's. An output size of 0 (torch makes an empty map) divides nothing."""
+        the input's. An output size of 0 (torch makes an empty map) divides nothing, nor
+        does an empty input (a window of 0 would have a stride of 0)."""
         in_map, out_map = tuple(x.shape[-2:]), tuple(out.shape[-2:])
-        divides = all(o and i % o == 0 for i, o in zip(in_map, out_map, strict=True))
+        divides = all(o and i and i % o == 0 for i, o in zip(in_map, out_map, strict=True))
         linear = None
         if divides and out_map != (1, 1):
             k = tuple(i // o for i, o in zip(in_map, out_map, strict=True))

@@ -72,7 +72,10 @@ LINEAR_PATH = (
 
 
 def global_rf(rf: Field, n: int, extent: int) -> Field:
-    """A unit that pools all n positions of a map whose units have field `rf` (one axis)."""
+    """A unit that pools all n positions of a map whose units have field `rf` (one axis).
+    An empty map (n = 0: AdaptiveAvgPool2d((0, 3))) counts as one position: a jump of 0
+    would divide by zero later on."""
+    n = n or 1
     size = max(extent, rf.size + (n - 1) * rf.jump)
     return Field(size=size, jump=rf.jump * n, start=rf.start + (n - 1) * rf.jump / 2)
 

@@ -344,6 +344,7 @@ class Tracer(Roles, TorchFunctionMode):
             or len(shape) != 4
             or state["padding_mode"] != "zeros"
             or weight.shape[1] * groups != shape[1]
+            or not weight.shape[0]  # 0 output channels: torch refuses (`refusals.py`)
             or weight.dtype != dtype
             or (bias is not None and (bias.dtype != dtype or bias.shape != weight.shape[:1]))
         ):
