@@ -172,3 +172,61 @@ def test_no_pixel_is_dropped_at_stride_1_without_dilation(size, k, before, after
     geometry.dropped_pixels, the notes' count, agrees on all of them."""
     assume(k <= size + before + after)
     assert geometry.dropped_pixels(size, k, (before, after), 1, 1) == 0
+
+
+class Slice(nn.Module):
+    """A layer whose own code may empty the map: the first n along a dim (x.narrow)."""
+
+    def __init__(self, dim: int, n: int) -> None:
+        super().__init__()
+        self.dim, self.n = dim, n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.narrow(self.dim, 0, self.n)
+
+
+def first_empty(model: nn.Sequential, input_size) -> str | None:
+    """The first child whose output torch's real forward makes empty (the truth), or None."""
+    x = torch.zeros(1, *input_size)
+    for name, child in model.named_children():
+        x = child(x)
+        if x.numel() == 0:
+            return name
+    return None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(0, 2),
+    width=st.integers(0, 2),
+    kept=st.integers(0, 2),
+    features=st.integers(0, 2),
+    rows=st.integers(0, 2),
+)
+def test_empty_output_lint_names_the_first_layer_torch_gives_no_values(
+    height, width, kept, features, rows
+):
+    """Torch runs an adaptive pool to 0, a slice to 0 channels or rows and a linear to 0
+    features; the lint names the first layer whose real output is empty, and is silent
+    where none is."""
+    model = nn.Sequential(
+        nn.Conv2d(2, 2, 3), Slice(1, kept), nn.ReLU(), Slice(2, rows),
+        nn.AdaptiveAvgPool2d((height, width)),
+        nn.Flatten(), nn.Linear(kept * height * width, features), nn.ReLU(),
+    )  # fmt: skip
+    truth = first_empty(model, (2, 6, 6))
+    found = codes(model, (2, 6, 6)).get("empty-output")
+    assert (found and found.layer) == truth
+    if found:
+        assert f"layer {truth} ({type(model[int(truth)]).__name__}) outputs " in found.message
+
+
+def test_empty_output_lint_says_what_is_zero():
+    pool = codes(nn.Sequential(nn.Conv2d(1, 3, 3), nn.AdaptiveAvgPool2d((0, 3))), (1, 8, 8))
+    assert "outputs 3×0×3" in pool["empty-output"].message
+    assert "output size along the height is 0" in pool["empty-output"].message
+    cut = codes(nn.Sequential(Slice(1, 0), nn.ReLU()), (1, 8, 8))["empty-output"]
+    assert cut.layer == "0" and "outputs 0×8×8" in cut.message and "(channels 0)" in cut.message
+    assert "1 later row(s) are empty too" in cut.message
+    dense = codes(nn.Sequential(nn.Flatten(), nn.Linear(4, 0)), (1, 2, 2))["empty-output"]
+    assert dense.layer == "1" and "0 features (out_features=0)" in dense.message

@@ -1,5 +1,6 @@
 """Design lints: each a pure function of a `Trace` (facts.py) that returns its `Lint`s.
 
+empty-output       a layer's output holds no values: a 0 in its shape (torch runs it)
 floor              a window never reads the right/bottom edge (§2.2)
 even-kernel-same   'same' padding with an even kernel is asymmetric (§2.3)
 linear-collapse    two linear maps with nothing nonlinear between that one map replaces (§4.1)
@@ -25,6 +26,47 @@ from cnnlab.errors import SpecError
 FLATTEN_SHARE = 0.5  # flatten-explosion: the first dense layer holds more than this share
 DEEP_NET = 6  # saturating: a net with at least this many conv/linear calls is deep
 LARGEST_INPUT = 1 << 20  # fixed-size: input sizes searched up to this many pixels
+
+
+def _label(name: str, call: int) -> str:
+    """A row's name as the table shows it: 'block', 'block #2' for its second call."""
+    return (name or "(model)") + (f" #{call}" if call > 1 else "")
+
+
+def _empty_axis(shape: tuple[int, ...]) -> str:
+    """The name of the first 0 axis of one image's output: (C, H, W) or (features,)."""
+    names = {1: ("features",), 3: ("channels", "height", "width")}.get(len(shape), ())
+    i = shape.index(0)
+    return names[i] if names else f"axis {i + 1} of {len(shape)}"
+
+
+_EMPTY_FIX = {
+    "channels": "it makes 0 channels (out_channels=0). Fix: give it at least one channel.",
+    "features": "it makes 0 features (out_features=0). Fix: give it at least one feature.",
+}
+
+
+def empty_output(t: Trace) -> list[Lint]:
+    """The first layer (in call order) whose output has no elements, a 0 in its shape: torch
+    runs an AdaptiveAvgPool2d((0, 3)), a Conv2d(3, 0, 3) or a Linear(8, 0) without an
+    error, and every layer after it computes on nothing (a sum over no values is 0, so the
+    prediction ignores the input and nothing before it gets a gradient)."""
+    empty = [r for r in t.rows if 0 in r.output_shape]
+    if not empty:
+        return []
+    first, axis = empty[0], _empty_axis(empty[0].output_shape)
+    why = _EMPTY_FIX.get(axis, (
+        f"its output size along the {axis} is 0 (an adaptive pool's output_size, a slice or "
+        "a reshape to 0). Fix: an output size of at least 1 along every axis."
+    ))  # fmt: skip
+    later = f"; {len(empty) - 1} later row(s) are empty too" if len(empty) > 1 else ""
+    return [Lint(
+        "empty-output", _label(first.name, first.call),
+        f"layer {_label(first.name, first.call)} ({first.kind}) outputs "
+        f"{shape_text(first.output_shape)}, which holds no values ({axis} 0){later}: torch "
+        "runs it, but every layer after it computes on nothing, so the output does not "
+        f"depend on the input and nothing before it learns; {why}",
+    )]  # fmt: skip
 
 
 def floor(t: Trace) -> list[Lint]:
@@ -262,8 +304,7 @@ def unfollowed(t: Trace) -> list[Lint]:
     rows after it show no field ('?'); which rows, by name."""
     found = []
     for lost in t.lost:
-        rows = [(r.name or "(model)") + (f" #{r.call}" if r.call > 1 else "") for r in t.rows
-                if r.lost_by == lost.function]  # fmt: skip
+        rows = [_label(r.name, r.call) for r in t.rows if r.lost_by == lost.function]
         named = ", ".join(rows[:6]) + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
         after = (
             f"{len(rows)} row(s) after it have none ({named}); their shapes, parameters and "
@@ -279,6 +320,7 @@ def unfollowed(t: Trace) -> list[Lint]:
 
 
 LINTS: tuple[Callable[[Trace], list[Lint]], ...] = (
+    empty_output,
     floor,
     even_kernel_same,
     linear_collapse,
