@@ -85,3 +85,21 @@ def test_a_model_with_a_torchscript_block_trains_and_is_explained_around_it():
     assert (layer.name, layer.channels) == ("1", 8)
     with pytest.raises(ExplainError, match=r"'2' is a TorchScript module.*hooks"):
         explain.gradcam(model, x, layer="2")
+
+
+def test_gradient_flow_of_a_model_with_a_torchscript_block_equals_autograds():
+    from cnnlab import diagnose
+
+    model = scripted_child().eval()
+    x, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 10
+    # was AttributeError: 'OrderedDictWrapper' object has no attribute 'get'
+    flow = diagnose.gradient_flow(model, [(x, y)])
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()  # plain autograd, eval mode
+    truth = {
+        name: m.weight.grad.norm().item()
+        for name, m in model.named_modules()
+        if dict(m.named_parameters(recurse=False)).get("weight") is not None
+    }
+    assert "2.0" in truth  # the conv inside the TorchScript block
+    assert {layer.name: layer.l2 for layer in flow.layers} == pytest.approx(truth, rel=1e-5)

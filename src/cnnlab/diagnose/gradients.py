@@ -83,10 +83,12 @@ class GradientFlow:
 
 
 def _weighted_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The modules that own a `weight` parameter (read through named_parameters: a
+    TorchScript block's _parameters is a wrapper without .get)."""
     return {
         name: m
         for name, m in model.named_modules()
-        if isinstance(m._parameters.get("weight"), nn.Parameter)
+        if isinstance(dict(m.named_parameters(recurse=False)).get("weight"), nn.Parameter)
     }
 
 
@@ -158,7 +160,27 @@ def _gradient_sums(
             n += len(x)
     if n == 0:
         raise DataError("batches: no (x, y) batch given")
-    return dict(zip(modules, sums, strict=True)), order.first_calls(), n
+    return (
+        dict(zip(modules, sums, strict=True)),
+        _scripted_too(model, order.first_calls(), modules),
+        n,
+    )
+
+
+def _scripted_too(model: nn.Module, order: list[str], weighted: dict) -> list[str]:
+    """`order` with the `weighted` modules inside TorchScript blocks, which take no hooks, so
+    no call of theirs is seen: each after the module registered before it (their gradients
+    are autograd's like any other's)."""
+    named = dict(model.named_modules())
+    scripted = {n for n, m in named.items() if n and isinstance(m, torch.jit.ScriptModule)}
+    names, result = list(named), list(order)
+    for i, name in enumerate(names):
+        inside = any(name.startswith(f"{s}.") for s in scripted)
+        if name in result or not inside or name not in weighted:
+            continue
+        before = next((n for n in reversed(names[:i]) if n in result), None)
+        result.insert(0 if before is None else result.index(before) + 1, name)
+    return result
 
 
 def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
