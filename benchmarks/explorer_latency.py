@@ -7,11 +7,12 @@ requests from 8 concurrent clients on 127.0.0.1, no 5xx).
 
 The server is `cnnlab serve RUN --port 0` in a child process (127.0.0.1, a free port); requests
 go through httpx over TCP from this process. Each upload is a different test image (a
-PNG, so nothing is served from the explorer's per-image cache); each click a random conv,
-filter and position of an uploaded image. The first page load is timed in Debian's chromium
-(Playwright, a fresh browser context each time, so nothing is cached): navigation until the
-page has drawn the architecture and the test images. The load average is printed: on a
-shared machine every number is an upper bound.
+PNG, so nothing is served from the explorer's per-image cache); each click a random conv
+call (a conv called twice is two: /api/model's `convs` and `maps` name calls "name",
+"name #2"), filter and position of an uploaded image. The first page load is timed in
+Debian's chromium (Playwright, a fresh browser context each time, so nothing is cached):
+navigation until the page has drawn the architecture and the test images. The load average
+is printed: on a shared machine every number is an upper bound.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def uploads(url: str, model: dict, n: int) -> tuple[list[float], list[str]]:
     (latencies ms, image ids)."""
     times, ids = [], []
     with httpx.Client(timeout=60) as client:
-        found = client.get(f"{url}api/samples?offset=1000&count={n}").json()["samples"]
+        total = client.get(f"{url}api/samples?count=1").json()["total"]
+        offset = max(0, min(1000, total - n))  # past the first page's images where there are
+        found = client.get(f"{url}api/samples?offset={offset}&count={n}").json()["samples"]
         for i, sample in enumerate(found):
             body = base64.b64decode(sample["image"].split(",", 1)[1])
             start = time.perf_counter()
@@ -85,12 +88,12 @@ def clicks(url: str, model: dict, image: str, n: int, seed: int = 0) -> list[flo
     times = []
     with httpx.Client(timeout=60) as client:
         for _ in range(n):
-            conv = rng.choice(model["convs"])["conv"]
-            f, h, w = model["spatial"][conv]
+            conv = rng.choice(model["convs"])["conv"]  # a call's label: "conv", "conv #2"
+            f, h, w = model["maps"][conv]
             f, i, j = rng.randrange(f), rng.randrange(h), rng.randrange(w)
-            q = f"layer={conv}&channel={f}&row={i}&col={j}"
+            q = {"image": image, "layer": conv, "channel": f, "row": i, "col": j}
             start = time.perf_counter()
-            r = client.get(f"{url}api/trace?image={image}&{q}")
+            r = client.get(f"{url}api/trace", params=q)  # params: "#" and " " escaped
             times.append((time.perf_counter() - start) * 1000)
             r.raise_for_status()
             t = r.json()
@@ -128,16 +131,22 @@ def page_loads(url: str, n: int) -> list[float]:
     return times
 
 
-def load(url: str, image: str, total: int, clients: int) -> tuple[list[float], list[int]]:
-    """`total` requests (1 in 4 an upload-free predict of a test image, the rest clicks)."""
+def load(
+    url: str, model: dict, image: str, total: int, clients: int
+) -> tuple[list[float], list[int]]:
+    """`total` requests (1 in 4 an upload-free predict of a test image, the rest clicks on
+    the first conv call's map)."""
+    conv = model["convs"][0]["conv"]
+    c, h, w = model["maps"][conv]
+    samples = httpx.get(f"{url}api/samples?count=1", timeout=60).json()["total"]
 
     def hit(n: int) -> tuple[int, float]:
         start = time.perf_counter()
         if n % 4 == 0:
-            r = httpx.post(url + "api/predict", data={"sample": n}, timeout=60)
+            r = httpx.post(url + "api/predict", data={"sample": n % samples}, timeout=60)
         else:
-            q = f"layer=0&channel={n % 32}&row={n % 28}&col={(3 * n) % 28}"
-            r = httpx.get(f"{url}api/trace?image={image}&{q}", timeout=60)
+            q = {"image": image, "layer": conv, "channel": n % c, "row": n % h, "col": 3 * n % w}
+            r = httpx.get(f"{url}api/trace", params=q, timeout=60)
         return r.status_code, (time.perf_counter() - start) * 1000
 
     with ThreadPoolExecutor(clients) as pool:
@@ -170,7 +179,7 @@ def main() -> int:
         print(f"click -> dot-product panel:              {stats(click)}")
         pages = page_loads(url, args.pages)
         print(f"first page load (chromium, cold context): {stats(pages)}")
-        times, codes = load(url, ids[-1], args.load, args.clients)
+        times, codes = load(url, model, ids[-1], args.load, args.clients)
         bad = sum(c >= 500 for c in codes)
         print(f"load, {args.load} requests / {args.clients} clients:   {stats(times)}  "
               f"5xx: {bad}, non-200: {sum(c != 200 for c in codes)}")  # fmt: skip

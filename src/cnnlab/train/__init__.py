@@ -1,10 +1,13 @@
 """Training: one config, one loop, one run directory.
 
 config (TrainConfig, a reason per knob; schedule, optimizer, precision), loop (`train`),
-inputs (the model and data of a run, checked), guard (divergence, Ctrl-C/SIGTERM), checkpoint
-(atomic safetensors), resume, distributed (DDP under torchrun), evaluate (accuracy, TTA,
-predict), source (models from the user's code), importing (a run for a model trained
-elsewhere) and rundir (the one owner of a run directory).
+state (the loop's named state), inputs (the model and data of a run, checked), measure (each
+epoch's metrics row, the final test accuracy), norm_stats (BatchNorm statistics recomputed
+for the evaluated weights), guard (divergence, Ctrl-C/SIGTERM), checkpoint (atomic
+safetensors), resume, distributed (DDP under torchrun), evaluate (accuracy, TTA, predict),
+source (models from the user's code), importing (a run for a model trained elsewhere),
+run_files (a run directory's file names, hashes and record readers), rundir (writes a run)
+and run (opens one: `load_run`).
 
     from cnnlab.train import import_run, load_run, parse_model_ref, train
     result = train(MyNet(), "digits", "runs/mine")    # any nn.Module, a spec or a preset
