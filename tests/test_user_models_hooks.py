@@ -103,3 +103,41 @@ def test_gradient_flow_of_a_model_with_a_torchscript_block_equals_autograds():
     }
     assert "2.0" in truth  # the conv inside the TorchScript block
     assert {layer.name: layer.l2 for layer in flow.layers} == pytest.approx(truth, rel=1e-5)
+
+
+SCRIPTED_FILE = """
+import torch
+from torch import nn
+
+
+def make_net():
+    block = torch.jit.script(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()))
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), block,
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+"""
+
+
+def test_the_report_evaluates_a_run_with_a_torchscript_block_without_warnings(tmp_path):
+    import warnings
+
+    from cnnlab.cli import main
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+
+    nets = tmp_path / "scripted.py"
+    nets.write_text(SCRIPTED_FILE)
+    out = tmp_path / "run"
+    quick = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
+    assert main(["train", "--model", f"{nets}:make_net", "--data", "digits", "--out", str(out),
+                 *quick]) == 0  # fmt: skip
+    run = load_run(out)
+    assert run.config["channels_last"]  # the report evaluates a channels-last copy
+    src = Sources(out, run, None, Budget())
+    with warnings.catch_warnings():
+        # torch's "The .grad attribute of a Tensor that is not a leaf Tensor is being
+        # accessed" was printed: a deep copy of a TorchScript block holds non-leaf clones
+        warnings.filterwarnings("error", message=".*not a leaf Tensor.*")
+        evaluation, probs = src.evaluation
+    _, x, y = src.test
+    with torch.no_grad():  # the run's own model, in its own layout
+        torch.testing.assert_close(probs, run.model(x).softmax(1), atol=1e-5, rtol=1e-4)

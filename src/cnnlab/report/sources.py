@@ -187,6 +187,8 @@ class Sources:
             copy = deepcopy(self.model)
         except Exception:  # noqa: BLE001 - a model that cannot be copied runs as it is
             return self.model
+        for p in copy.parameters():  # for inference; a TorchScript block's copies are
+            p.detach_()  # clones with autograd history, whose .grad .to() reads (a warning)
         return copy.to(memory_format=torch.channels_last)
 
     @_once
