@@ -30,6 +30,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.explain import ExplainError
 from cnnlab.inspect import CallOrder, Hooks, forward, inspecting
+from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
@@ -150,18 +151,21 @@ def _follows(modules: dict[str, nn.Module], leaves: list[tuple[str, str]], at: i
     return call if test(modules[name]) else None
 
 
-def _calls(model: nn.Module, x: Tensor) -> list[tuple[str, str, int, tuple]]:
+def _calls(model: nn.Module, x: Tensor) -> tuple[list[tuple[str, str, int, tuple]], set[str]]:
     """(label, name, call number, output shape) of every submodule call with a tensor output,
-    in the order the calls finish (children before their parent), from one no-grad pass."""
-    with CallOrder(model) as order, torch.no_grad():
-        forward(model, x)
+    in the order the calls finish (children before their parent), from one no-grad pass; and
+    the names whose output holds its channels off dim 1 (a ConvNeXt block's (B, H, W, C)
+    layers between its permutes, followed op by op by `FollowLayouts`)."""
+    with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order:
+        with torch.no_grad():
+            forward(model, x)
     count: Counter[str] = Counter()
     found = []
     for name, shape in order.calls:
         count[name] += 1  # every call counts (the summary's numbering), tensor output or not
         if shape is not None:
             found.append((label(name, count[name]), name, count[name], shape))
-    return found
+    return found, set(order.channel_dims)
 
 
 def _is_batchnorm(m: nn.Module) -> bool:
@@ -179,7 +183,14 @@ class Network:
     """The explorer's map of a model: conv calls in forward order with their chains; spatial
     layers (name -> output shape (C, H, W) of its last call, in the order of last calls: what
     Grad-CAM and activation maximisation read); maps (label -> (C, H, W), every call of a
-    spatial layer, in forward order); calls (label -> (module name, call number))."""
+    spatial layer, in forward order); calls (label -> (module name, call number)).
+
+    A layer whose 4-D output holds its channels last (a ConvNeXt block's LayerNorm, Linear
+    and GELU between its permutes: (B, H, W, C)) is neither spatial nor a map: Grad-CAM,
+    activation maximisation and the top images read a layer's channels on dim 1, so only
+    leaving it out keeps every panel that offers a map right for it (the feature view alone
+    could read it on its last dim; the block's conv and its output, back in (B, C, H, W),
+    stay maps)."""
 
     model: nn.Module
     input_shape: tuple[int, int, int]
@@ -194,7 +205,7 @@ class Network:
         (default: zeros; a sample image makes the by-value chain check more telling)."""
         x = torch.zeros(1, *input_shape) if x is None else x
         with inspecting(model):
-            calls = _calls(model, x)
+            calls, off = _calls(model, x)
         modules = dict(model.named_modules())
         leaves = [(call, name) for call, name, _, _ in calls if not modules[name]._modules]
         fields = receptive_fields(model, x)
@@ -202,8 +213,8 @@ class Network:
         for _, name, _, shape in calls:  # in the order of each module's last call
             last.pop(name, None)
             last[name] = shape
-        spatial = {n: tuple(s[1:]) for n, s in last.items() if len(s) == 4}
-        maps = {call: tuple(s[1:]) for call, _, _, s in calls if len(s) == 4}
+        spatial = {n: tuple(s[1:]) for n, s in last.items() if len(s) == 4 and n not in off}
+        maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n not in off}
         chains = []
         for at, (call, name) in enumerate(leaves):
             conv = modules[name]

@@ -1,0 +1,121 @@
+"""The explorer on models a spec does not build: a ConvNeXt-style block (channels last between
+its permutes). Runs are made directly (`Run(path, None, model, config)`), as in
+test_explorer.py. Truth: plain forward hooks on the same model."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from torch import nn
+
+from cnnlab.explorer import create_app
+from cnnlab.explorer.upload import read_upload
+from cnnlab.train.rundir import Run
+
+CONFIG = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25]}
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv, then LayerNorm, Linear, GELU, Linear on (B, H, W, C), then back."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 7, padding=3, groups=c)
+        self.norm = nn.LayerNorm(c)
+        self.pw1 = nn.Linear(c, 4 * c)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(4 * c, c)
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.pw2(self.act(self.pw1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXtish(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 64, 4, stride=4)  # 16×16 -> 64 channels of 4×4
+        self.block = ConvNeXtBlock(64)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 2))
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)))
+
+
+def outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every module's output on x (1, C, H, W), batch dim dropped, from forward hooks."""
+    seen, handles = {}, []
+    for name, m in model.named_modules():
+        if name:
+            hook = lambda m, a, o, name=name: seen.__setitem__(name, o[0].clone())  # noqa: E731
+            handles.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return seen
+
+
+def decoded(maps: dict) -> np.ndarray:
+    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
+    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
+    data = data.reshape(maps["n"], maps["h"], maps["w"])
+    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
+    return lo + data / 255 * (hi - lo)
+
+
+def served(tmp_path, model: nn.Module, input_shape: list[int]) -> tuple[TestClient, str, Run]:
+    """The model served from a run made directly, and the id of one uploaded noise image."""
+    run = Run(tmp_path, None, model.eval(), {**CONFIG, "input_shape": input_shape})
+    client = TestClient(create_app(run))
+    size = input_shape[1:]
+    noise = np.random.default_rng(0).integers(0, 256, size, "u1")
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG")
+    upload = buffer.getvalue()
+    sent = client.post("/api/predict", files={"image": ("n.png", upload, "image/png")})
+    assert sent.status_code == 200, sent.text
+    pixels, _ = read_upload(upload, "n.png", run.input_shape)
+    return client, sent.json()["image"], run
+
+
+def test_channels_last_layers_are_no_feature_maps(tmp_path):
+    """LayerNorm, Linear and GELU between the permutes hold (H, W, C): the model route marks
+    them not spatial and offers no maps of them; the maps it offers are (C, H, W) as hooks see
+    them (the depthwise conv: 64 channels of 4×4), and Grad-CAM refuses the channels-last one."""
+    torch.manual_seed(0)
+    client, image, run = served(tmp_path, ConvNeXtish(), [1, 16, 16])
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 1, 16, 16), "u1"))
+    truth = outputs(run.model, run.preprocess(pixels))
+    assert tuple(truth["block.norm"].shape) == (4, 4, 64)  # the truth: channels last
+    info = client.get("/api/model").json()
+    last = {"block.norm", "block.pw1", "block.act", "block.pw2"}
+    rows = {r["label"]: r["spatial"] for r in info["architecture"]["rows"]}
+    assert not any(rows[n] for n in last)
+    assert rows["block.dw"] and rows["block"]
+    assert last.isdisjoint(info["maps"]) and last.isdisjoint(info["spatial"])
+    for layer in ("stem", "block.dw", "block"):
+        assert info["maps"][layer] == list(truth[layer].shape) == [64, 4, 4]
+        maps = client.get("/api/features", params={"image": image, "layer": layer}).json()
+        assert (maps["channels"], maps["h"], maps["w"]) == (64, 4, 4)
+        step = float(truth[layer].amax() - truth[layer].amin()) / 255
+        np.testing.assert_allclose(decoded(maps), truth[layer].numpy(), atol=step / 2 + 1e-5)
+    for layer in last:
+        refused = client.get("/api/features", params={"image": image, "layer": layer})
+        assert refused.status_code == 400
+    query = {"image": image, "method": "gradcam", "layer": "block.norm"}
+    assert client.get("/api/heatmap", params=query).status_code == 400
+    t = client.get(
+        "/api/trace",
+        params={"image": image, "layer": "block.dw", "channel": 63, "row": 0, "col": 3},
+    ).json()
+    assert t["output"] == pytest.approx(float(truth["block.dw"][63, 0, 3]), abs=1e-5)
+    # the LayerNorm after the conv is no BatchNorm, and the GELU does not follow the conv
+    assert [s["layer"] for s in t["chain"]] == ["block.dw"]
