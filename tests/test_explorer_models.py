@@ -50,10 +50,11 @@ class ConvNeXtish(nn.Module):
 
 
 def outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every module's output on x (1, C, H, W), batch dim dropped, from forward hooks."""
+    """Every module's output on x (1, C, H, W), batch dim dropped, from forward hooks (a
+    TorchScript module takes none)."""
     seen, handles = {}, []
     for name, m in model.named_modules():
-        if name:
+        if name and not isinstance(m, torch.jit.ScriptModule):
             hook = lambda m, a, o, name=name: seen.__setitem__(name, o[0].clone())  # noqa: E731
             handles.append(m.register_forward_hook(hook))
     with torch.no_grad():
@@ -71,15 +72,18 @@ def decoded(maps: dict) -> np.ndarray:
     return lo + data / 255 * (hi - lo)
 
 
+def noise_png(size: tuple[int, int] = (16, 16)) -> bytes:
+    """A grey noise image (seed 0) as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, size, "u1")).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def served(tmp_path, model: nn.Module, input_shape: list[int]) -> tuple[TestClient, str, Run]:
     """The model served from a run made directly, and the id of one uploaded noise image."""
     run = Run(tmp_path, None, model.eval(), {**CONFIG, "input_shape": input_shape})
     client = TestClient(create_app(run))
-    size = input_shape[1:]
-    noise = np.random.default_rng(0).integers(0, 256, size, "u1")
-    buffer = io.BytesIO()
-    Image.fromarray(noise).save(buffer, format="PNG")
-    upload = buffer.getvalue()
+    upload = noise_png(input_shape[1:])
     sent = client.post("/api/predict", files={"image": ("n.png", upload, "image/png")})
     assert sent.status_code == 200, sent.text
     pixels, _ = read_upload(upload, "n.png", run.input_shape)
@@ -119,3 +123,38 @@ def test_channels_last_layers_are_no_feature_maps(tmp_path):
     assert t["output"] == pytest.approx(float(truth["block.dw"][63, 0, 3]), abs=1e-5)
     # the LayerNorm after the conv is no BatchNorm, and the GELU does not follow the conv
     assert [s["layer"] for s in t["chain"]] == ["block.dw"]
+
+
+def test_a_torchscript_block_leaves_the_layer_list_empty_with_the_summary_s_reason(tmp_path):
+    """The summary refuses a model holding a torch.jit.script block; the explorer still
+    serves it: no architecture rows, the summary's own message as the note, and the
+    prediction, the feature maps and the dot product still the model's (forward hooks)."""
+    import cnnlab
+    from cnnlab.errors import CnnlabError
+
+    torch.manual_seed(0)
+    scripted = torch.jit.script(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), scripted,
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2),
+    )  # fmt: skip
+    with pytest.raises(CnnlabError) as refused:
+        cnnlab.summary(model, (1, 16, 16))
+    client, image, run = served(tmp_path, model, [1, 16, 16])
+    arch = client.get("/api/model").json()["architecture"]
+    assert (arch["rows"], arch["note"]) == ([], str(refused.value))
+    assert arch["total_params"] == sum(p.numel() for p in model.parameters())
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 1, 16, 16), "u1"))
+    truth = outputs(run.model, run.preprocess(pixels))
+    maps = client.get("/api/features", params={"image": image, "layer": "1"}).json()
+    step = float(truth["1"].amax() - truth["1"].amin()) / 255
+    np.testing.assert_allclose(decoded(maps), truth["1"].numpy(), atol=step / 2 + 1e-5)
+    t = client.get(
+        "/api/trace", params={"image": image, "layer": "0", "channel": 7, "row": 0, "col": 5}
+    ).json()
+    assert t["output"] == pytest.approx(float(truth["0"][7, 0, 5]), abs=1e-5)
+    with torch.no_grad():
+        want = torch.softmax(run.model(run.preprocess(pixels))[0], 0)
+    got = client.post("/api/predict", files={"image": ("n.png", noise_png(), "image/png")})
+    assert got.json()["probabilities"] == pytest.approx(want.tolist(), abs=1e-5)
+    assert client.get("/api/heatmap", params={"image": image}).status_code == 200

@@ -21,7 +21,7 @@ from torch import Tensor
 from cnnlab import geometry
 from cnnlab.design.reference import softmax
 from cnnlab.design.summary import summary
-from cnnlab.errors import SpecError
+from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.explorer.probe import Network, label
 
 
@@ -64,8 +64,16 @@ def architecture(net: Network) -> dict[str, Any]:
     """The layers as a column (cnnlab.summary: output shape, parameters, receptive field),
     each lint attached to its layer, and which rows are convs one can click into. A row is
     one call of its module: `label` names it as the summary does (`name #2`), and its maps
-    are that call's."""
-    s = summary(net.model, net.input_shape)
+    are that call's.
+
+    A model the summary refuses (a TorchScript block runs its calls where no hook sees them)
+    gets no rows and, as `note`, the summary's own message: the other panels read the model
+    through hooks and forward passes, which still work."""
+    try:
+        s = summary(net.model, net.input_shape)
+    except CnnlabError as err:
+        total = sum(p.numel() for p in net.model.parameters())
+        return {"rows": [], "total_params": total, "lints": [], "note": str(err)}
     lints: dict[str, list[dict[str, str]]] = {}
     for lint in s.warnings:
         lints.setdefault(lint.layer, []).append({"code": lint.code, "message": lint.message})
@@ -87,7 +95,7 @@ def architecture(net: Network) -> dict[str, Any]:
         for r, call in ((r, label(r.name, r.call)) for r in s.rows)
     ]
     model_lints = [lint for found in lints.values() for lint in found]  # not tied to a row
-    return {"rows": rows, "total_params": s.total_params, "lints": model_lints}
+    return {"rows": rows, "total_params": s.total_params, "lints": model_lints, "note": None}
 
 
 def softmax_steps(logits: Tensor, classes: tuple[str, ...], k: int = 5) -> dict[str, Any]:

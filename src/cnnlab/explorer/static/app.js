@@ -65,6 +65,7 @@ function showArchitecture(model) {
   const lints = $("model-lints");
   lints.replaceChildren();
   for (const lint of arch.lints) lints.append(el("p", `⚠ ${lint.code} (${lint.layer}): ${lint.message}`, "lint-text"));
+  if (arch.note) lints.append(el("p", `no layer list: ${arch.note}`, "lint-text"));  // the summary refused the model
   // feature maps: one entry per call of a layer; Grad-CAM: one per module (it reads the last call)
   for (const [select, layers] of [[$("feature-layer"), model.maps], [$("cam-layer"), model.spatial]]) {
     select.replaceChildren();
