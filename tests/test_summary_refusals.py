@@ -71,6 +71,11 @@ def agrees(model: nn.Module, size: tuple[int, ...]) -> None:
 
 
 dims = st.integers(-6, 5)
+ARGUMENT_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.integers(-3, 3),
+    st.sampled_from([10**30, True, False, None, "none", "tanh", "bad", (1, 2)]),
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -185,21 +190,38 @@ def test_a_layer_of_another_dtype_than_its_input_is_refused_as_torch_refuses_it(
     agrees(model, (2, 8, 8))
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    call=st.sampled_from(["dropout", "dropout2d", "hardtanh", "gelu", "leaky_relu", "elu"]),
-    value=st.one_of(st.floats(-2, 2), st.sampled_from(["none", "tanh", "bad"])),
-)
-def test_an_activation_argument_torch_refuses_is_refused(call, value):
+ARGUMENTS = {  # each function's arguments after its input, as torch's docs name them
+    "dropout": ["p", "training", "inplace"],
+    "dropout2d": ["p", "training", "inplace"],
+    "alpha_dropout": ["p", "training", "inplace"],
+    "hardtanh": ["min_val", "max_val", "inplace"],
+    "relu6": ["inplace"],
+    "gelu": ["approximate"],
+    "leaky_relu": ["negative_slope", "inplace"],
+    "elu": ["alpha", "inplace"],
+    "celu": ["alpha", "inplace"],
+    "selu": ["inplace"],
+    "rrelu": ["lower", "upper", "training", "inplace"],
+    "softplus": ["beta", "threshold"],
+    "hardswish": ["inplace"],
+    "silu": ["inplace"],
+    "relu": ["inplace"],
+}
+
+
+@settings(max_examples=200, deadline=None)
+@given(call=st.sampled_from(sorted(ARGUMENTS)), data=st.data())
+def test_an_activation_argument_torch_refuses_is_refused(call, data):
     """The shape-keeping shortcut made these outputs without torch's own argument checks
-    (dropout's p, hardtanh's bounds, gelu's approximate, a string for a number)."""
+    (dropout's p, hardtanh's bounds, gelu's approximate, celu's alpha 0, rrelu's bounds, a
+    string or None for a number, 10**30), positional or by keyword."""
     f = getattr(F, call)
-    if call == "hardtanh":
-        layer = Call(lambda x: f(x, value, 0.5))
-    elif call == "gelu":
-        layer = Call(lambda x: f(x, approximate=value))
+    names = ARGUMENTS[call]
+    name, value = data.draw(st.sampled_from(names)), data.draw(ARGUMENT_VALUES)
+    if data.draw(st.booleans()):
+        layer = Call(lambda x: f(x, **{name: value}))
     else:
-        layer = Call(lambda x: f(x, value))
+        layer = Call(lambda x: f(x, *([value] * (names.index(name) + 1))))
     agrees(nn.Sequential(nn.Conv2d(2, 2, 1), layer), (2, 4, 4))
 
 
@@ -234,13 +256,6 @@ def _activation_modules() -> list[type[nn.Module]]:
                 continue  # needs arguments (Threshold, MultiheadAttention)
             found.append(kind)
     return sorted(found, key=lambda k: k.__name__)
-
-
-ARGUMENT_VALUES = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True, width=32),
-    st.integers(-3, 3),
-    st.sampled_from([10**30, True, False, None, "none", "tanh", "bad", (1, 2)]),
-)
 
 
 @settings(max_examples=300, deadline=None)

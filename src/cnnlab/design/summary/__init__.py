@@ -32,6 +32,7 @@ from cnnlab.design.summary.calls import META, clear_caches
 from cnnlab.design.summary.copying import clone, compiled_inner, copy_module, named_modules
 from cnnlab.design.summary.facts import Lint, RowFact, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import dropped_pixels, lints
+from cnnlab.design.summary.refusals import clear_judged
 from cnnlab.design.summary.render import shape_text
 from cnnlab.design.summary.tags import INPUT_TAG, TAG
 from cnnlab.design.summary.trace import TraceError, Tracer
@@ -154,6 +155,7 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
             return _summarize(model_or_spec, input_size)
         finally:  # each call costs what a first call costs (and leaves the collector less)
             clear_caches()
+            clear_judged()
             dropped_pixels.cache_clear()
 
 

@@ -10,10 +10,11 @@ run. Found by comparing a real CPU forward of batch 1 with the meta one (torch 2
   transposed conv's empty weight;
 - a weight, bias or running statistic of another dtype than the input (one layer left in
   float64): conv, linear, matmul and the norms check dtypes on CPU only;
-- an activation or dropout argument torch refuses (dropout p outside [0, 1], hardtanh's min
-  above its max, gelu's approximate neither 'none' nor 'tanh', a string for a number):
-  torch's Python checks these after the mode has taken the call, and the shape-keeping
-  shortcut (`calls.made`) skipped them;
+- an activation or dropout argument torch refuses (dropout p outside [0, 1] or None,
+  hardtanh's min above its max, gelu's approximate neither 'none' nor 'tanh', celu's alpha
+  0, rrelu's lower above its upper, a string for a number, 10**30): torch's Python checks
+  these after the mode has taken the call, and the shape-keeping shortcut (`calls.made`)
+  skipped them; torch judges them on a real 1×1×1×1 zero, once per arguments and summary;
 - a shape-keeping module's arguments torch refuses (nn.GELU('bad'), nn.LeakyReLU('a'),
   nn.ELU(alpha='x'), nn.CELU(alpha=0), nn.Hardtanh(2, 1), nn.RReLU(0.5, 0.1), nn.Dropout's p
   set to 2 or nan after construction): the trace makes such a module's output without its
@@ -28,6 +29,7 @@ are checked: on a real input torch checks for itself.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -147,14 +149,6 @@ def _norm_parameters(at: tuple[tuple[int, str], ...]) -> Check:
     return check
 
 
-def _numbers(x: Tensor, args: tuple, kwargs: dict) -> str | None:
-    """An activation's or dropout's arguments after its input: numbers and flags."""
-    for value in (*args[1:], *kwargs.values()):
-        if value is not None and not isinstance(value, (int, float)):
-            return f"an argument must be a number, not {type(value).__name__}"
-    return None
-
-
 def _prelu(x: Tensor, args: tuple, kwargs: dict) -> str | None:
     """Tensor.prelu(weight): one slope, or one per channel, of x's dtype."""
     weight = arg(args, kwargs, 1, "weight")
@@ -166,37 +160,54 @@ def _prelu(x: Tensor, args: tuple, kwargs: dict) -> str | None:
     return _dtypes(x, (weight,), True)
 
 
-def _dropout(x: Tensor, args: tuple, kwargs: dict) -> str | None:
-    p = arg(args, kwargs, 1, "p", 0.5)
-    if isinstance(p, (int, float)) and not 0.0 <= p <= 1.0:
-        return f"dropout probability has to be between 0 and 1, but got {p}"
-    return _numbers(x, args, kwargs)
+def _judged_by_torch(func: Callable) -> Check:
+    """An activation's or dropout's arguments after its input, judged by torch on a real
+    1×1×1×1 zero of the input's dtype (`_judged`: once per call's arguments and summary).
+    Torch's defaults and `inplace` alone (read for its truth) need no judging: F.relu(x)."""
+
+    def check(x: Tensor, args: tuple, kwargs: dict) -> str | None:
+        if len(args) < 2 and (not kwargs or kwargs.keys() == {"inplace"}):
+            return None
+        rest = tuple((type(a), a) for a in args[1:])  # with types: True is not 1 to F.gelu
+        named = tuple((k, type(v), v) for k, v in kwargs.items())
+        try:
+            return _judged(func, rest, named, x.dtype)
+        except TypeError:  # an unhashable argument: judged for this call alone
+            return _torch_error(lambda z: func(z, *args[1:], **kwargs), x.dtype)
+
+    return check
 
 
-def _hardtanh(x: Tensor, args: tuple, kwargs: dict) -> str | None:
-    low, high = arg(args, kwargs, 1, "min_val", -1.0), arg(args, kwargs, 2, "max_val", 1.0)
-    found = _numbers(x, args, kwargs)
-    if found is None and low > high:
-        return "min_val cannot be greater than max_val"
-    return found
+@functools.lru_cache(1024)  # cleared with the trace's caches at each summary's start
+def _judged(func: Callable, rest: tuple, named: tuple, dtype: torch.dtype) -> str | None:
+    kwargs = {k: v for k, _, v in named}
+    return _torch_error(lambda z: func(z, *(a for _, a in rest), **kwargs), dtype)
 
 
-def _gelu(x: Tensor, args: tuple, kwargs: dict) -> str | None:
-    approximate = arg(args, kwargs, 1, "approximate", "none")
-    if approximate not in ("none", "tanh") or len(args) + len(kwargs) > 2:
-        return "approximate argument must be either none or tanh."
+def _torch_error(run: Callable[[Tensor], Any], dtype: torch.dtype) -> str | None:
+    """torch's error for `run` on a real 1×1×1×1 zero of `dtype` (it needs no grad: no
+    autograd graph), None where it runs; outside the trace's mode. Its warnings are the real
+    forward's to give."""
+    try:
+        with torch._C.DisableTorchFunction(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run(torch.zeros(1, 1, 1, 1, dtype=dtype))
+    except Exception as err:  # noqa: BLE001 - whatever torch raises, the call must run
+        return f"{type(err).__name__}: {err}"
     return None
+
+
+def clear_judged() -> None:
+    """Forget the last summary's judged arguments (see `calls.clear_caches`)."""
+    _judged.cache_clear()
 
 
 def _activations() -> dict[Callable, Check]:
     """The shape-keeping calls `calls.made` makes the output of, with their argument checks."""
     from cnnlab.design.summary.calls import SAME_SHAPE_INPLACE_AT
 
-    found: dict[Callable, Check] = {f: _numbers for f in SAME_SHAPE_INPLACE_AT}
+    found: dict[Callable, Check] = {f: _judged_by_torch(f) for f in SAME_SHAPE_INPLACE_AT}
     del found[F.batch_norm]
-    found.update({f: _dropout for f in (F.dropout, F.dropout2d) if f in found})
-    found.update({f: _hardtanh for f in fns("hardtanh", "hardtanh_") if f in found})
-    found.update({F.gelu: _gelu} if F.gelu in found else {})
     found.update({f: _prelu for f in fns("prelu", owner=Tensor) if f in found})
     return found
 
@@ -230,12 +241,5 @@ def refusal(check: Check, args: tuple, kwargs: dict) -> str | None:
 def refused_forward(module: nn.Module, dtype: torch.dtype) -> str | None:
     """torch's error for a shape-keeping module's forward on a real 1×1×1×1 zero of `dtype`,
     None where it runs: its arguments judged by torch itself (its type's forward, as the
-    module's own is the trace's wrapper; no parameters, so it runs on CPU). Its warnings
-    are the real forward's to give."""
-    try:
-        with warnings.catch_warnings():  # a zero needing no grad: no autograd graph
-            warnings.simplefilter("ignore")
-            type(module).forward(module, torch.zeros(1, 1, 1, 1, dtype=dtype))
-    except Exception as err:  # noqa: BLE001 - whatever torch raises, the forward must run
-        return f"{type(err).__name__}: {err}"
-    return None
+    module's own is the trace's wrapper; no parameters, so it runs on CPU)."""
+    return _torch_error(lambda z: type(module).forward(module, z), dtype)
