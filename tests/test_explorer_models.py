@@ -158,3 +158,22 @@ def test_a_torchscript_block_leaves_the_layer_list_empty_with_the_summary_s_reas
     got = client.post("/api/predict", files={"image": ("n.png", noise_png(), "image/png")})
     assert got.json()["probabilities"] == pytest.approx(want.tolist(), abs=1e-5)
     assert client.get("/api/heatmap", params={"image": image}).status_code == 200
+
+
+def test_unwrap_looks_through_data_parallel_and_compile_in_any_nesting():
+    """nn.DataParallel names every layer `module.X`; unwrap gives back the user's module
+    itself (the same object: its names and weights), through torch.compile either side.
+    Truth: the plain model's named_modules and its own forward."""
+    from cnnlab.inspect import unwrap
+
+    model = ConvNeXtish().eval()
+    wrapped = nn.DataParallel(model)
+    assert all(n.startswith("module") for n, _ in wrapped.named_modules() if n)
+    for outer in (wrapped, torch.compile(wrapped), nn.DataParallel(torch.compile(model))):
+        assert unwrap(outer) is model
+    names = [n for n, _ in unwrap(wrapped).named_modules()]
+    assert names == ["", "stem", "block", "block.dw", "block.norm", "block.pw1", "block.act",
+                     "block.pw2", "head", "head.0", "head.1", "head.2"]  # fmt: skip
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(unwrap(wrapped)(x), wrapped(x))

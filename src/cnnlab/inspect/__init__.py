@@ -7,7 +7,7 @@ Which function for what:
 * leave the user's model as it was ........ `with preserved(model):` (eval mode, frozen
   parameters; `train=True` for train mode; mode, requires_grad, hooks, and after train mode
   buffers and RNG, restored). `inspecting(model)` is the same. `unwrap(model)` looks
-  through DDP and torch.compile wrappers.
+  through DDP, nn.DataParallel and torch.compile wrappers.
 * run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
   ((B, K) logits; `output=` picks them from a tuple/dict), `select_logits`,
   `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.

@@ -84,14 +84,17 @@ inspecting = preserved
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module that holds the weights: DDP and torch.compile wrappers are looked through,
-    so hooks land on modules that run and names are the user's (`features.3`, not
-    `module.features.3`)."""
-    while isinstance(model, nn.parallel.DistributedDataParallel) and isinstance(
-        getattr(model, "module", None), nn.Module
-    ):
-        model = model.module
-    return getattr(model, "_orig_mod", model)
+    """The module that holds the weights: DDP, nn.DataParallel and torch.compile wrappers are
+    looked through, in any nesting, so hooks land on modules that run and names are the
+    user's (`features.3`, not `module.features.3` or `_orig_mod.features.3`)."""
+    parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    while True:
+        if isinstance(model, parallel) and isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def needs_gradients(method: str) -> None:
