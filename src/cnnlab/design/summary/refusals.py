@@ -243,3 +243,11 @@ def refused_forward(module: nn.Module, dtype: torch.dtype) -> str | None:
     None where it runs: its arguments judged by torch itself (its type's forward, as the
     module's own is the trace's wrapper; no parameters, so it runs on CPU)."""
     return _torch_error(lambda z: type(module).forward(module, z), dtype)
+
+
+def refuse_meta(why: str, module: nn.Module, x: Any) -> None:
+    """The trace's shortcut for a module whose arguments torch refuses (`refused_forward`):
+    on a meta input it raises, for the real forward to take over and torch to raise its own
+    error there; on a real one the forward runs and raises."""
+    if isinstance(x, Tensor) and x.is_meta:
+        raise Refused(why)

@@ -42,7 +42,7 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.leaves import conv2d_call, leaf_call
 from cnnlab.design.summary.macs import macs_rule
-from cnnlab.design.summary.refusals import CHECKS, Refused, refusal, refused_forward
+from cnnlab.design.summary.refusals import CHECKS, Refused, refusal, refuse_meta, refused_forward
 from cnnlab.design.summary.roles import Roles, one_input_rule
 from cnnlab.design.summary.tags import (
     ROW,
@@ -66,14 +66,6 @@ def _retag(t: Tensor, tag: Tag) -> None:
     setattr(t, TAG, tag)
     if getattr(t, ROW, False):
         setattr(t, ROW, False)
-
-
-def _refused(why: str, module: nn.Module, x: Any) -> None:
-    """The shortcut of a module whose arguments torch refuses (`_arguments_refused`): on a
-    meta input it raises, for the real forward to take over and torch to raise its own
-    error there; on a real one the forward runs and raises."""
-    if isinstance(x, Tensor) and x.is_meta:
-        raise Refused(why)
 
 
 class TraceError(Exception):
@@ -198,7 +190,7 @@ class Tracer(Roles, TorchFunctionMode):
         if names is not None:  # a `_same_shape` module: torch judges its arguments
             why = self._arguments_refused(module, state, names)
             if why is not None:
-                shortcut = functools.partial(_refused, why)
+                shortcut = functools.partial(refuse_meta, why)
         leaf = not state["_modules"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
