@@ -10,6 +10,7 @@ import io
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
@@ -177,3 +178,43 @@ def test_unwrap_looks_through_data_parallel_and_compile_in_any_nesting():
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(unwrap(wrapped)(x), wrapped(x))
+
+
+def _with_compiled_child(compiled: bool) -> nn.Module:
+    torch.manual_seed(0)
+    act = nn.ReLU()
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1),
+        torch.compile(act) if compiled else act,
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2),
+    ).eval()  # fmt: skip
+
+
+def test_a_compiled_child_is_one_grad_cam_layer_named_as_the_model_names_it(tmp_path):
+    """torch.compile on a child adds `3._orig_mod` to named_modules: Grad-CAM's layers (and
+    the explorer's) offer `3` once, as the plain model's forward hooks list its maps, and
+    Grad-CAM at `3` is ReLU(Σ_k mean(∂y/∂A_k) A_k), upsampled, computed with hooks."""
+    from cnnlab.explain import gradcam
+    from cnnlab.inspect import spatial_layers
+
+    model, plain = _with_compiled_child(True), _with_compiled_child(False)
+    x = torch.randn(1, 1, 8, 8)
+    shapes = outputs(plain, x)
+    truth = [n for n, y in shapes.items() if y.dim() == 3 and y.shape[1] * y.shape[2] > 1]
+    assert truth == ["0", "1", "2", "3"]
+    assert spatial_layers(model, x) == truth
+    client, _, _ = served(tmp_path, model, [1, 8, 8])
+    maps = [n for n, y in shapes.items() if y.dim() == 3]  # the explorer keeps 1×1 maps too
+    assert list(client.get("/api/model").json()["spatial"]) == maps == [*truth, "4"]
+    seen = {}
+    plain[3].register_forward_hook(lambda m, a, o: seen.update(a=o) or o.retain_grad())
+    peaks = []
+    for target in (0, 1):
+        plain(x)[0, target].backward()
+        a, g = seen["a"], seen["a"].grad
+        cam = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1, keepdim=True)).detach()
+        cam = F.interpolate(cam, size=(8, 8), mode="bilinear", align_corners=False)[0, 0]
+        peaks.append(float(cam.max()))
+        want = cam / cam.max().clamp_min(1e-30)
+        torch.testing.assert_close(gradcam(model, x, target, "3")[0], want)
+    assert max(peaks) > 0  # at least one map is not all zeros

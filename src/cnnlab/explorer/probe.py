@@ -31,6 +31,7 @@ from cnnlab.design.reference import trace_conv
 from cnnlab.explain import ExplainError
 from cnnlab.inspect import CallOrder, Hooks, forward, inspecting
 from cnnlab.inspect.layouts import FollowLayouts
+from cnnlab.inspect.preserve import compiled_inner
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
@@ -190,7 +191,9 @@ class Network:
     activation maximisation and the top images read a layer's channels on dim 1, so only
     leaving it out keeps every panel that offers a map right for it (the feature view alone
     could read it on its last dim; the block's conv and its output, back in (B, C, H, W),
-    stay maps)."""
+    stay maps). A torch.compile'd child is one spatial layer, named as the model names it
+    (`3`); its maps keep the inner module's calls too (`3._orig_mod`), as a compiled conv's
+    dot product is the inner Conv2d's."""
 
     model: nn.Module
     input_shape: tuple[int, int, int]
@@ -213,7 +216,11 @@ class Network:
         for _, name, _, shape in calls:  # in the order of each module's last call
             last.pop(name, None)
             last[name] = shape
-        spatial = {n: tuple(s[1:]) for n, s in last.items() if len(s) == 4 and n not in off}
+        spatial = {
+            n: tuple(s[1:])
+            for n, s in last.items()
+            if len(s) == 4 and n not in off and not compiled_inner(n, last)
+        }
         maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n not in off}
         chains = []
         for at, (call, name) in enumerate(leaves):

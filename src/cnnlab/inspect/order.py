@@ -18,7 +18,7 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.preserve import preserved
+from cnnlab.inspect.preserve import compiled_inner, preserved
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -124,14 +124,16 @@ def is_spatial(shape: tuple) -> bool:
 def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
     """Names of the layers with a 4-D (B, C, H, W) output with H·W > 1, in forward order;
     a 4-D output with its channels last (a ConvNeXt block's (B, H, W, C), between its permutes)
-    is no such map, whatever its shape."""
+    is no such map, whatever its shape. A torch.compile'd child is named once, as the model
+    names it (`3`, not also `3._orig_mod`)."""
     return [name for name, _ in _spatial(model, x, output)[0]]
 
 
 def _spatial(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, dict]:
     """([(name, shape)] of the (B, C, H, W) maps, {name: shape} of the channels-last ones)."""
     traced, off = _traced(model, x, output)
-    maps = [(name, shape) for name, shape in traced if is_spatial(shape)]
+    names = {name for name, _ in traced}
+    maps = [(n, s) for n, s in traced if is_spatial(s) and not compiled_inner(n, names)]
     return [m for m in maps if m[0] not in off], {n: s for n, s in maps if n in off}
 
 

@@ -97,6 +97,14 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+def compiled_inner(name: str, names: set[str] | dict) -> bool:
+    """Whether layer `name` is the module a torch.compile wrapper in `names` wraps (`3._orig_mod`
+    of `3`): both run on the same input to the same output, and `3` is the name the user's
+    model uses, so a list of layers offers the wrapper only."""
+    parent, _, last = name.rpartition(".")
+    return last == "_orig_mod" and parent in names
+
+
 def needs_gradients(method: str) -> None:
     """ExplainError inside `torch.inference_mode()`: `method` takes gradients, and inference
     mode makes every tensor computed in it a tensor without autograd history, which
