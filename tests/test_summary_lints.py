@@ -13,7 +13,7 @@ from torch import nn
 import cnnlab
 from cnnlab import geometry
 from cnnlab.design.summary import Lint, summary
-from cnnlab.errors import SpecError
+from cnnlab.errors import CnnlabError, SpecError
 from test_summary import ResNet, good_net
 
 # --- lints ----------------------------------------------------------------------------------
@@ -228,5 +228,17 @@ def test_empty_output_lint_says_what_is_zero():
     cut = codes(nn.Sequential(Slice(1, 0), nn.ReLU()), (1, 8, 8))["empty-output"]
     assert cut.layer == "0" and "outputs 0×8×8" in cut.message and "(channels 0)" in cut.message
     assert "1 later row(s) are empty too" in cut.message
+    assert "out_channels" not in cut.message  # a slice has none to set
     dense = codes(nn.Sequential(nn.Flatten(), nn.Linear(4, 0)), (1, 2, 2))["empty-output"]
-    assert dense.layer == "1" and "0 features (out_features=0)" in dense.message
+    assert dense.layer == "1" and "0 features (a Linear's out_features=0" in dense.message
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_a_conv_of_no_channels_is_refused_not_linted():
+    """torch's CPU forward refuses nn.Conv2d(1, 0, 3), so no lint can tell the user to give
+    a conv more channels: the summary refuses it with torch's error."""
+    model = nn.Sequential(nn.Conv2d(1, 0, 3), nn.ReLU())
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(1, 1, 8, 8))  # the truth
+    with pytest.raises(CnnlabError, match="expected weight to be at least 1"):
+        summary(model, (1, 8, 8))

@@ -40,17 +40,22 @@ def _empty_axis(shape: tuple[int, ...]) -> str:
     return names[i] if names else f"axis {i + 1} of {len(shape)}"
 
 
+# a conv of 0 output channels never gets here (torch refuses it, so the summary does): 0
+# channels come from the layer's own code, 0 features from a Linear(n, 0) or a slice
 _EMPTY_FIX = {
-    "channels": "it makes 0 channels (out_channels=0). Fix: give it at least one channel.",
-    "features": "it makes 0 features (out_features=0). Fix: give it at least one feature.",
+    "channels": "it keeps 0 channels (a slice, split or narrow to 0 of them). Fix: keep at "
+    "least one channel.",
+    "features": "it makes 0 features (a Linear's out_features=0, a slice to 0). Fix: give it "
+    "at least one feature.",
 }
 
 
 def empty_output(t: Trace) -> list[Lint]:
     """The first layer (in call order) whose output has no elements, a 0 in its shape: torch
-    runs an AdaptiveAvgPool2d((0, 3)), a Conv2d(3, 0, 3) or a Linear(8, 0) without an
-    error, and every layer after it computes on nothing (a sum over no values is 0, so the
-    prediction ignores the input and nothing before it gets a gradient)."""
+    runs an AdaptiveAvgPool2d((0, 3)), a slice to 0 channels or a Linear(8, 0) without an
+    error (a Conv2d(3, 0, 3) it refuses), and every layer after it computes on nothing (a
+    sum over no values is 0, so the prediction ignores the input and nothing before it gets
+    a gradient)."""
     empty = [r for r in t.rows if 0 in r.output_shape]
     if not empty:
         return []
