@@ -275,6 +275,19 @@ def test_effective_receptive_field_of_a_channels_last_layer_is_its_centre_units(
     torch.testing.assert_close(erf.gradient, grad.abs().mean((0, 1)))
 
 
+def test_effective_receptive_field_of_a_token_layer_is_refused_naming_its_own_shape():
+    model = PatchMLP().eval()
+    seen = []
+    hook = model.act.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    with torch.no_grad():
+        model(torch.zeros(4, 1, 8, 8))
+    hook.remove()
+    assert seen == [(4, 4, 12)]  # plain torch: 4 tokens of 12 hidden units
+    # was "(4, 12, 4)": the shape with its channels moved to dim 1, which no layer gives
+    with pytest.raises(ExplainError, match=r"'act' has output shape \(4, 4, 12\);"):
+        explain.effective_receptive_field(model, "act", (1, 8, 8), n=4)
+
+
 def test_probe_features_of_a_channels_last_layer_pool_its_map_not_its_channels():
     from cnnlab.explain.probe import extract_features, pool_features
 

@@ -121,12 +121,13 @@ def effective_receptive_field(
         dim = channel_dim(model, x.detach(), layer, output)  # a ConvNeXt's (B, H, W, C): 3
     with preserved(model), Capture(model, [layer]) as cap, torch.enable_grad():
         forward(model, x, output, logits=False)
-        acts = cap.tensor(layer).movedim(dim, 1)
-        if acts.dim() != 4:
+        out = cap.tensor(layer)
+        if out.dim() != 4:  # named by the shape the layer gives, not the moved one
             raise ExplainError(
-                f"layer {layer!r} has output shape {tuple(acts.shape)}; the effective receptive "
+                f"layer {layer!r} has output shape {tuple(out.shape)}; the effective receptive "
                 "field needs a spatial (B, C, H, W) layer"
             )
+        acts = out.movedim(dim, 1)
         h, w = acts.shape[2:]
         (grad,) = torch.autograd.grad(acts[:, :, h // 2, w // 2].sum(), x)
     gradient = grad.abs().mean((0, 1))  # (H, W)
