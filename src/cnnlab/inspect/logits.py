@@ -102,7 +102,8 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
 
 class Misfit(NamedTuple):
     """Why a model cannot classify images: `kind` "run" (it raised, or its parameters are
-    not float32), "output" (it returned no float logits tensor), "classes" (a tensor of
+    not float32), "output" (it returned no float logits tensor, its class scores as a
+    (B, K, h, w) map, or no batch dim for one image: a `.squeeze()`), "classes" (a tensor of
     another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax" (its
     outputs are already probabilities); `why` says what and how to fix it."""
 
@@ -120,7 +121,8 @@ def classifier_misfit(
     """None when `model`, in its current mode and without gradients, takes two zero images
     of `input_shape` (C, H, W), laid out in `memory_format` (torch.channels_last: as a
     channels-last training feeds them, where `x.view(B, -1)` after a conv fails), and
-    returns (2, classes) floating-point logits; else the Misfit.
+    returns (2, classes) floating-point logits, and, in eval mode, (1, classes) for one
+    image (predict and explain give one); else the Misfit.
     A forward that raises is located: the innermost module then running, its type and the
     shapes it got ("mat1 and mat2 shapes cannot be multiplied (...) (in layer 2, a Linear,
     given 2×288)")."""
