@@ -301,3 +301,36 @@ def test_the_unfollowed_lint_names_the_call_as_the_code_writes_it(method, writte
         f"the trace cannot follow the receptive field through {written}:"
     )
     assert "(head)" in lint.message
+
+
+class OnItsDevice(nn.Module):
+    """Tensors made on a parameter's device inside forward, as position embeddings and
+    index buffers are written (`torch.arange(n, device=self.pos.device)`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pos = nn.Parameter(torch.zeros(1, 8, 6, 6))
+
+    def forward(self, x):
+        x = self.conv(x) + self.pos
+        x = x[:, torch.arange(8, device=self.pos.device).flip(0)]
+        extra = torch.zeros(len(x), 1, 6, 6, device=self.pos.device, dtype=self.pos.dtype)
+        return torch.cat([x, extra], 1).mean((2, 3))
+
+
+def test_tensors_made_on_a_parameters_device_are_traced_on_meta():
+    """The model moved to meta runs on a meta input (torch: the truth), so the meta trace
+    needs no real forward; a property read on the user's CPU parameter (`.device`) made
+    tensors on the CPU that met meta ones, and a real forward took over."""
+    import copy
+
+    from cnnlab.design.summary import _trace_module
+
+    model = OnItsDevice()
+    on_meta = copy.deepcopy(model).to("meta")
+    assert on_meta(torch.empty(1, 3, 6, 6, device="meta")).shape == (1, 9)
+    assert _trace_module(model, (3, 6, 6)).real_forward is None
+    assert (
+        summary(model, (3, 6, 6)).rows[-1].output_shape == model(torch.zeros(1, 3, 6, 6)).shape[1:]
+    )

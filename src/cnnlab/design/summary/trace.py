@@ -391,9 +391,12 @@ class Tracer(Roles, TorchFunctionMode):
 
     # every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if type(func) is _PROPERTY:  # x.shape, x.device (a fifth of all calls): no tensor
-            out = func(*args)  # a getter reads no data: on the user's tensor too, no twin
-            if not isinstance(out, Tensor):  # (.T, .data: made again from the twin)
+        # x.shape, x.device (a fifth of all calls) of a traced tensor: no twin to look up; a
+        # user's tensor is read on its twin (`self.pos.device` is meta there, as tensors made
+        # on it must be: on the CPU they met meta ones, and a real forward took over)
+        if type(func) is _PROPERTY and id(args[0]) not in self.originals:
+            out = func(*args)
+            if not isinstance(out, Tensor):  # (.T, .data: tagged below)
                 return out
         kwargs = kwargs or {}
         if self.originals:
