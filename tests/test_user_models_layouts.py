@@ -305,3 +305,8 @@ def test_probe_features_of_a_channels_last_layer_pool_its_map_not_its_channels()
     # pooled to 2×2 per unit (32·2² = cap); the (B, 8, 8, 32) was pooled over (8, 32) as
     # if 8 channels had 8×32 maps, averaging units together
     torch.testing.assert_close(feats["act"], pool_features(maps, 32 * 4))
+    # batches from a generator too (its layouts were not read: a first batch would be lost)
+    stream = ((x[i : i + 4], y[i : i + 4]) for i in range(0, 6, 4))
+    feats, labels = extract_features(model, stream, ["act"], cap=32 * 4)
+    torch.testing.assert_close(feats["act"], pool_features(maps, 32 * 4))
+    assert labels.tolist() == y.tolist()

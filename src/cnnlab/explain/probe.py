@@ -8,6 +8,7 @@ in torch with full-batch L-BFGS on the same budget. "input" (the raw pixels) is 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -98,9 +99,8 @@ def extract_features(
     def pool(a: Tensor, dim: int = 1) -> Tensor:
         return pool_features(a.movedim(dim, 1), cap)
 
-    # a ConvNeXt's (B, H, W, C) layers: their channels moved first (read on a first image,
-    # unless `data` is an iterator, which that would consume)
-    first = None if isinstance(data, Iterator) else next(iter(batches(data, 1)), (None,))[0]
+    # a ConvNeXt's (B, H, W, C) layers: their channels moved first (read on the first images)
+    data, first = _first_images(data)
     with preserved(model):
         dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
     pools = {name: partial(pool, dim=dims.get(name, 1)) for name in hooked}
@@ -122,6 +122,17 @@ def extract_features(
     if not labels:
         raise ExplainError("linear probes got an empty data set")
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
+
+
+def _first_images(data: Any) -> tuple[Any, Tensor | None]:
+    """(data, its first images or None): an iterator's first batch is read and put back in
+    front of the rest, so no batch is lost."""
+    if not isinstance(data, Iterator):
+        return data, next(iter(batches(data, 1)), (None,))[0]
+    head = next(data, None)
+    if head is None:
+        return data, None
+    return itertools.chain([head], data), next(batches([head], 1))[0]
 
 
 def fit_logistic(
