@@ -105,6 +105,23 @@ def test_gradient_flow_of_a_model_with_a_torchscript_block_equals_autograds():
     assert {layer.name: layer.l2 for layer in flow.layers} == pytest.approx(truth, rel=1e-5)
 
 
+def test_gradient_flow_of_a_model_scripted_whole_equals_autograds():
+    from cnnlab import diagnose
+
+    torch.manual_seed(0)
+    plain = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10)
+    )
+    model = torch.jit.script(plain)
+    x, y = torch.randn(6, 1, 8, 8), torch.arange(6) % 10
+    flow = diagnose.gradient_flow(model, [(x, y)])  # was no layer at all
+    model.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()  # plain autograd
+    truth = [plain[0].weight.grad.norm().item(), plain[3].weight.grad.norm().item()]
+    assert [layer.name for layer in flow.layers] == ["0", "3"]  # the layers with a weight
+    assert [layer.l2 for layer in flow.layers] == pytest.approx(truth, rel=1e-5)
+
+
 SCRIPTED_FILE = """
 import torch
 from torch import nn

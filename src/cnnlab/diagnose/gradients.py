@@ -170,13 +170,13 @@ def _gradient_sums(
 def _scripted_too(model: nn.Module, order: list[str], weighted: dict) -> list[str]:
     """`order` with the `weighted` modules inside TorchScript blocks, which take no hooks, so
     no call of theirs is seen: each after the module registered before it (their gradients
-    are autograd's like any other's)."""
+    are autograd's like any other's). A model scripted whole has every module inside."""
     named = dict(model.named_modules())
-    scripted = {n for n, m in named.items() if n and isinstance(m, torch.jit.ScriptModule)}
+    scripted = [n for n, m in named.items() if isinstance(m, torch.jit.ScriptModule)]
+    inside = tuple(f"{s}." if s else "" for s in scripted)  # "": the model itself
     names, result = list(named), list(order)
     for i, name in enumerate(names):
-        inside = any(name.startswith(f"{s}.") for s in scripted)
-        if name in result or not inside or name not in weighted:
+        if name in result or not name.startswith(inside) or name not in weighted:
             continue
         before = next((n for n in reversed(names[:i]) if n in result), None)
         result.insert(0 if before is None else result.index(before) + 1, name)
