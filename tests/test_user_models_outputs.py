@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import SpecError
+from cnnlab.inspect import classifier_misfit
 from cnnlab.train import TrainConfig, train
 
 QUICK = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
@@ -65,3 +66,15 @@ def test_a_squeeze_that_drops_the_batch_of_one_image_is_refused_before_training(
     with pytest.raises(SpecError, match=r"\(10,\) for one image.*\.flatten\(1\)"):
         train(model, "digits", None, QUICK)
     assert not model.training  # the check leaves it as it was
+
+
+def test_a_run_whose_model_fails_on_one_image_still_opens(tmp_path):
+    """A run trained before the one-image check keeps opening (eval and report run on
+    batches): the check belongs to training and import, which refuse such a model."""
+    from cnnlab.train import run as run_module
+
+    model = Squeezed().eval()
+    config = {"classes": [str(k) for k in range(10)], "input_shape": [1, 8, 8]}
+    assert run_module._check_outputs(model, config, tmp_path, None) is None
+    misfit = classifier_misfit(model, (1, 8, 8), 10)
+    assert misfit is not None and misfit.kind == "one-image"

@@ -102,8 +102,9 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
 
 class Misfit(NamedTuple):
     """Why a model cannot classify images: `kind` "run" (it raised, or its parameters are
-    not float32), "output" (it returned no float logits tensor, its class scores as a
-    (B, K, h, w) map, or no batch dim for one image: a `.squeeze()`), "classes" (a tensor of
+    not float32), "output" (it returned no float logits tensor, or its class scores as a
+    (B, K, h, w) map), "one-image" (a batch runs but one image does not, or loses its batch
+    dim: a `.squeeze()`), "classes" (a tensor of
     another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax" (its
     outputs are already probabilities); `why` says what and how to fix it."""
 
@@ -152,10 +153,10 @@ def _single_misfit(model: nn.Module, x: Tensor, classes: int) -> Misfit | None:
     with torch.no_grad():
         out, failure = _located_forward(model, x)
     if failure is not None:
-        return Misfit("run", f"{failure}, on one image")
+        return Misfit("one-image", f"{failure}, on one image")
     if isinstance(out, Tensor) and tuple(out.shape) != (1, classes):
         return Misfit(
-            "output",
+            "one-image",
             f"returns {tuple(out.shape)} for one image where 2 images give (2, {classes}): "
             "keep the batch dim, e.g. .flatten(1) instead of .squeeze() after the pooling",
         )
