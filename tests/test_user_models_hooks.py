@@ -158,3 +158,57 @@ def test_the_report_evaluates_a_run_with_a_torchscript_block_without_warnings(tm
     _, x, y = src.test
     with torch.no_grad():  # the run's own model, in its own layout
         torch.testing.assert_close(probs, run.model(x).softmax(1), atol=1e-5, rtol=1e-4)
+
+
+def dead_inside_script() -> nn.Sequential:
+    """A CNN whose TorchScript block holds a ReLU dead for every input: its conv's bias is
+    -100 and its weights are 0, so the ReLU's input is -100 everywhere."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-100.0)
+    block = torch.jit.script(nn.Sequential(conv, nn.ReLU()))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), block, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()  # fmt: skip
+
+
+def test_activations_inside_a_torchscript_block_are_said_not_seen(monkeypatch, capsys):
+    import sys
+    import types
+
+    from cnnlab import diagnose
+    from cnnlab.cli import main
+    from cnnlab.report.show import show_dead
+
+    model, x = dead_inside_script(), torch.randn(6, 1, 8, 8)
+    with torch.no_grad():  # the truth, without hooks: the block's ReLU never fires
+        assert not model[2](model[1](model[0](x))).any()
+    dead, acts = diagnose.dead_units(model, x), diagnose.activation_stats(model, x)
+    # was: one layer "1" and nothing else, read as "no dead units"
+    assert [layer.name for layer in dead.layers] == ["1"] and dead.hidden == ("2",)
+    assert acts.hidden == ("2",) and dead.to_dict()["hidden"] == ["2"]
+    line = "not looked into: 2 (TorchScript runs its calls where no hook sees them)"
+    assert line in str(dead) and line in str(acts)
+    whole = torch.jit.script(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten()))
+    assert diagnose.dead_units(whole, x).hidden == ("",)  # its inner modules are not listed
+    plain = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten())
+    assert diagnose.dead_units(plain, x).hidden == diagnose.activation_stats(plain, x).hidden == ()
+
+    health = types.SimpleNamespace(result=dead, labels=("1",), findings=())
+    assert {"kind": "text", "text": line} in show_dead(health, None)  # the report's line
+
+    data = types.SimpleNamespace(
+        images=torch.randint(0, 256, (6, 1, 8, 8)), labels=torch.zeros(6, dtype=torch.long)
+    )
+    run = types.SimpleNamespace(
+        model=model, input_shape=(1, 8, 8), dataset=lambda split="test": data,
+        preprocess=lambda im: im.float() / 255,
+    )  # fmt: skip
+    fake = types.ModuleType("cnnlab.train.rundir")
+    fake.load_run = lambda path: run
+    monkeypatch.setitem(sys.modules, "cnnlab.train.rundir", fake)
+    assert main(["diagnose", "somewhere"]) == 0
+    assert line in " ".join(capsys.readouterr().out.split())  # rich wraps long lines

@@ -76,6 +76,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cnnlab.diagnose import hidden_line
+
     console = Console()
     t = Table(title=f"Dead units ({dead.samples} images; dead = never > 0 on any of them)")
     for col in ("layer", "activation", "channels", "dead", "dead %", "sparsity", "flag"):
@@ -92,6 +94,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
             flag,
         )
     console.print(t)
+    if dead.hidden:
+        console.print(hidden_line(dead.hidden), markup=False, highlight=False)
 
     flags = [
         name for name, on in (("VANISHING", flow.vanishing), ("EXPLODING", flow.exploding)) if on

@@ -16,7 +16,8 @@ activation does (zero floor, ReLU family, saturation band) comes from the one ac
 table, `cnnlab.design.activations`. Every function leaves the model as it was
 (`cnnlab.inspect.preserved`: mode, hooks, `requires_grad`, BatchNorm running statistics and
 the torch RNG state); gradients are taken with `torch.autograd.grad`, so no parameter's
-`.grad` is touched.
+`.grad` is touched. A TorchScript module runs its calls where no hook sees them: the
+activations inside it are not seen, and each result's `.hidden` names such modules.
 """
 
 from cnnlab.design.activations import ACTIVATION_MODULES
@@ -31,6 +32,7 @@ from cnnlab.diagnose.units import (
     DeadUnits,
     activation_stats,
     dead_units,
+    hidden_line,
 )
 
 __all__ = [
@@ -48,5 +50,6 @@ __all__ = [
     "dead_units",
     "epoch_diagnostics",
     "findings",
+    "hidden_line",
     "gradient_flow",
 ]

@@ -100,6 +100,27 @@ def _record(
     return sites, n
 
 
+def hidden_modules(model: nn.Module) -> tuple[str, ...]:
+    """Names of the outermost TorchScript modules of `model` ("": the model scripted whole):
+    the interpreter runs their calls where neither a hook nor a torch-function mode sees them,
+    so activations inside are absent from any statistics recorded around them."""
+    named = list(unwrap(model).named_modules())
+    scripted = [n for n, m in named if isinstance(m, torch.jit.ScriptModule)]
+    return tuple(n for n in scripted if not any(_inside(n, s) for s in scripted if s != n))
+
+
+def _inside(name: str, outer: str) -> bool:
+    return outer == "" or name.startswith(f"{outer}.")
+
+
+def hidden_line(names: tuple[str, ...]) -> str:
+    """One line naming the modules not looked into ("" if none)."""
+    if not names:
+        return ""
+    shown = ", ".join(n or "the whole model" for n in names)
+    return f"not looked into: {shown} (TorchScript runs its calls where no hook sees them)"
+
+
 # --- dead units (§4.3) ---------------------------------------------------------------------------
 
 
@@ -126,6 +147,7 @@ class DeadUnits:
     samples: int
     threshold: float
     sparsity_threshold: float
+    hidden: tuple[str, ...] = ()  # TorchScript modules whose activations were not seen
 
     @property
     def flagged(self) -> tuple[DeadLayer, ...]:
@@ -140,6 +162,7 @@ class DeadUnits:
             "threshold": self.threshold,
             "sparsity_threshold": self.sparsity_threshold,
             "layers": layers,
+            "hidden": list(self.hidden),
         }
 
     def __str__(self) -> str:
@@ -150,6 +173,8 @@ class DeadUnits:
                 f"  {l.name:<24} {l.kind:<10} dead {l.dead:>4}/{l.channels:<4} "
                 f"sparsity {l.sparsity:6.1%}{flag}"
             )
+        if self.hidden:
+            lines.append(f"  {hidden_line(self.hidden)}")
         return "\n".join(lines)
 
 
@@ -175,6 +200,7 @@ def dead_units(
     object with such .images and .labels, or an iterable of (x, y) batches (labels are not
     used). A data set's raw uint8 ImageSet is refused: normalise it first (Run.preprocess).
     The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
+    Activations inside a TorchScript module are not seen: `.hidden` names those modules.
     """
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
@@ -189,7 +215,7 @@ def dead_units(
         layers.append(
             DeadLayer(name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged)
         )
-    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold)
+    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden_modules(model))
 
 
 # --- activation statistics (§4.2) ---------------------------------------------------------------
@@ -211,12 +237,14 @@ class ActivationStats:
     layers: tuple[ActivationLayer, ...]
     samples: int
     bands: dict = field(default_factory=lambda: dict(SATURATION))
+    hidden: tuple[str, ...] = ()  # TorchScript modules whose activations were not seen
 
     def to_dict(self) -> dict:
         return {
             "samples": self.samples,
             "saturation_bands": dict(self.bands),
             "layers": [{k: jsonable(v) for k, v in asdict(l).items()} for l in self.layers],
+            "hidden": list(self.hidden),
         }
 
     def __str__(self) -> str:
@@ -224,6 +252,8 @@ class ActivationStats:
         for l in self.layers:
             sat = "" if l.saturated is None else f" saturated {l.saturated:6.1%}"
             lines.append(f"  {l.name:<24} {l.kind:<10} mean {l.mean:+.3f} std {l.std:.3f}{sat}")
+        if self.hidden:
+            lines.append(f"  {hidden_line(self.hidden)}")
         return "\n".join(lines)
 
 
@@ -236,7 +266,8 @@ def activation_stats(
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
     hardtanh/hardsigmoid exactly at a bound. ReLU-family outputs are unbounded above: None.
     data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
-    and .labels, or an iterable of (x, y) batches; eval mode by default.
+    and .labels, or an iterable of (x, y) batches; eval mode by default. Activations inside
+    a TorchScript module are not seen: `.hidden` names those modules.
     """
     sites, n = _record(model, data, batch_size, train, moments=True)
     layers = []
@@ -245,4 +276,4 @@ def activation_stats(
         std = math.sqrt(max(s.total_sq / s.count - mean * mean, 0.0))
         saturated = s.saturated / s.count if s.activation.saturates is not None else None
         layers.append(ActivationLayer(name, s.kind, mean, std, s.low, s.high, saturated))
-    return ActivationStats(tuple(layers), n)
+    return ActivationStats(tuple(layers), n, hidden=hidden_modules(model))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from cnnlab.diagnose import hidden_line
 from cnnlab.errors import ReportError
 from cnnlab.report import plots
 from cnnlab.report.facts import Facts, Part, why
@@ -265,15 +266,16 @@ def show_probes(accuracy: dict[str, float], facts: Facts) -> Blocks:
 
 def show_dead(health, facts: Facts) -> Blocks:
     d = health.result
+    unseen = [_text(hidden_line(d.hidden))] if d.hidden else []
     if not d.layers:
-        return [_text("No ReLU-family activation found in the model.")]
+        return [_text("No ReLU-family activation found in the model."), *unseen]
     series = {
         "dead channels (never > 0)": [layer.dead_share * 100 for layer in d.layers],
         "sparsity (activations ≤ 0)": [layer.sparsity * 100 for layer in d.layers],
     }
     fig = plots.grouped_hbars(list(health.labels), series, "share (%)")
     caption = f"On {d.samples} test images, eval mode."
-    blocks = [_figure(fig, "dead unit share and sparsity per activation", caption)]
+    blocks = [_figure(fig, "dead unit share and sparsity per activation", caption), *unseen]
     return blocks + _findings(health.findings)
 
 
