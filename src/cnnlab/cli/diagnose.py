@@ -122,7 +122,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
         t.add_row(l.name, l.kind, *stats)
     console.print(t)
 
-    if not found:
-        console.print("[green]No problems found.[/green]")
+    if not found:  # with modules not looked into, only what was seen is vouched for
+        seen = " in the layers looked into" if dead.hidden else ""
+        console.print(f"[green]No problems found{seen}.[/green]")
     for f in found:
         console.print(f"[red]{f.code}[/red]: {f.message}\n  try: {f.fix}")
