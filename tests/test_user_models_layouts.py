@@ -206,18 +206,27 @@ def make_net():
 """
 
 
-def test_visualize_of_a_convnext_run_reads_its_hidden_units(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def convnext_run(tmp_path_factory, one_thread):
+    """A run of CONVNEXT_FILE's model trained for one epoch on digits (16×16), made once for
+    the tests that read it."""
+    from cnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("convnext")
+    nets, out = root / "convnext.py", root / "run"
+    nets.write_text(CONVNEXT_FILE)
+    quick = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
+    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--input", "1,16,16"]
+    assert main([*argv, "--out", str(out), *quick]) == 0
+    return out
+
+
+def test_visualize_of_a_convnext_run_reads_its_hidden_units(convnext_run, tmp_path, capsys):
     from PIL import Image
 
     from cnnlab.cli import main
 
-    nets = tmp_path / "convnext.py"
-    nets.write_text(CONVNEXT_FILE)
-    out = tmp_path / "run"
-    quick = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
-    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--input", "1,16,16"]
-    assert main([*argv, "--out", str(out), *quick]) == 0
-    capsys.readouterr()
+    out = convnext_run
     figs = str(tmp_path / "figs")
     assert main(["visualize", str(out), "--actmax", "act", "--channels", "12", "--steps", "2",
                  "--out", figs]) == 0  # fmt: skip
@@ -231,17 +240,11 @@ def test_visualize_of_a_convnext_run_reads_its_hidden_units(tmp_path, capsys):
     assert "'act' holds its channels last" in err and len(err.splitlines()) == 1
 
 
-def test_the_reports_stages_and_maps_of_a_convnext_run_are_channels_first_maps(tmp_path):
-    from cnnlab.cli import main
+def test_the_reports_stages_and_maps_of_a_convnext_run_are_channels_first_maps(convnext_run):
     from cnnlab.report.sources import Budget, Sources
     from cnnlab.train.rundir import load_run
 
-    nets = tmp_path / "convnext.py"
-    nets.write_text(CONVNEXT_FILE)
-    out = tmp_path / "run"
-    quick = ["--epochs", "1", "--no-flip", "--no-tta", "--precision", "fp32", "--quiet"]
-    argv = ["train", "--model", f"{nets}:make_net", "--data", "digits", "--input", "1,16,16"]
-    assert main([*argv, "--out", str(out), *quick]) == 0
+    out = convnext_run
     run = load_run(out)
     shapes = {}  # plain torch: each layer's output on one image
     hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: o.shape}))
