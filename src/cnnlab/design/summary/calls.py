@@ -131,6 +131,16 @@ def conv_window(kernel: tuple[int, int], stride: Any, padding: Any, dilation: An
     return Window(kernel, stride, pair(padding, (0, 0)), dilation)
 
 
+def conv_window_of(
+    kernel: tuple[int, int], stride: Any, padding: Any, dilation: Any
+) -> Window | None:
+    """conv_window, from its cache where the arguments can be a key (a list cannot)."""
+    try:
+        return conv_window(kernel, stride, padding, dilation)
+    except TypeError:  # a list: not a cache key
+        return conv_window.__wrapped__(kernel, stride, padding, dilation)
+
+
 def window(func: Callable, args: tuple, kwargs: dict) -> Window | None:
     """The window of a conv/pool call, None for any other call (adaptive pools included)."""
     if func in CONV:
@@ -144,10 +154,7 @@ def window(func: Callable, args: tuple, kwargs: dict) -> Window | None:
             )
         shape = weight.shape
         kernel = (shape[-2], shape[-1])
-        try:
-            return conv_window(kernel, stride, padding, dilation)
-        except TypeError:  # a list: not a cache key
-            return conv_window.__wrapped__(kernel, stride, padding, dilation)
+        return conv_window_of(kernel, stride, padding, dilation)
     if func in MAX_POOL or func in AVG_POOL:
         kernel = pair(arg(args, kwargs, 1, "kernel_size"), (1, 1))
         stride = pair(arg(args, kwargs, 2, "stride"), kernel)

@@ -345,10 +345,7 @@ class Tracer(Roles, TorchFunctionMode):
             return None
         kernel = weight.shape
         k = (kernel[2], kernel[3])
-        try:
-            w = C.conv_window(k, state["stride"], state["padding"], state["dilation"])
-        except TypeError:  # a list: not a cache key
-            w = C.conv_window.__wrapped__(k, state["stride"], state["padding"], state["dilation"])
+        w = C.conv_window_of(k, state["stride"], state["padding"], state["dilation"])
         if w is None:
             return None
         out_map = (shape[2], shape[3])  # 'same' (stride 1) keeps it; `_window_out` inline,
