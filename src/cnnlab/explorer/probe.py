@@ -31,7 +31,7 @@ from cnnlab.design.reference import trace_conv
 from cnnlab.explain import ExplainError
 from cnnlab.inspect import CallOrder, Hooks, forward, inspecting
 from cnnlab.inspect.layouts import FollowLayouts
-from cnnlab.inspect.preserve import compiled_inner
+from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
@@ -219,7 +219,7 @@ class Network:
         spatial = {
             n: tuple(s[1:])
             for n, s in last.items()
-            if len(s) == 4 and n not in off and not compiled_inner(n, last)
+            if len(s) == 4 and n not in off and not is_compiled_inner(n, last)
         }
         maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n not in off}
         chains = []

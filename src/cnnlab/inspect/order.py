@@ -18,7 +18,7 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.preserve import compiled_inner, preserved
+from cnnlab.inspect.preserve import is_compiled_inner, preserved
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -133,7 +133,7 @@ def _spatial(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list,
     """([(name, shape)] of the (B, C, H, W) maps, {name: shape} of the channels-last ones)."""
     traced, off = _traced(model, x, output)
     names = {name for name, _ in traced}
-    maps = [(n, s) for n, s in traced if is_spatial(s) and not compiled_inner(n, names)]
+    maps = [(n, s) for n, s in traced if is_spatial(s) and not is_compiled_inner(n, names)]
     return [m for m in maps if m[0] not in off], {n: s for n, s in maps if n in off}
 
 

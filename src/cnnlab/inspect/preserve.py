@@ -97,7 +97,7 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def compiled_inner(name: str, names: set[str] | dict) -> bool:
+def is_compiled_inner(name: str, names: set[str] | dict) -> bool:
     """Whether layer `name` is the module a torch.compile wrapper in `names` wraps (`3._orig_mod`
     of `3`): both run on the same input to the same output, and `3` is the name the user's
     model uses, so a list of layers offers the wrapper only."""
