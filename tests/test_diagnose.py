@@ -144,7 +144,7 @@ def test_a_raw_uint8_imageset_is_refused_with_the_fix():
 
 def test_relu_module_called_twice_gives_two_sites():
     names = [l.name for l in dead_units(tiny_resnet(), images()).layers]
-    assert names == ["1", "2.relu", "2.relu#2"]
+    assert names == ["1", "2.relu", "2.relu #2"]
 
 
 # --- activation statistics -------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_epoch_diagnostics_leaves_grads_and_rng_and_is_json():
     assert torch.equal(rng, torch.get_rng_state())
     assert_same(before, snapshot(model))
     json.dumps(out, allow_nan=False)
-    assert set(out["dead_share"]) == {"1", "2.relu", "2.relu#2"}
+    assert set(out["dead_share"]) == {"1", "2.relu", "2.relu #2"}
     assert list(out["grad_norm"]) == ["0", "2.conv1", "2.bn1", "2.conv2", "2.bn2", "6"]
     assert out["vanishing"] is False
 

@@ -11,7 +11,7 @@ Works on any `nn.Module` classifier:
 
 Activations are found where they are *computed* (`cnnlab.inspect.ActivationSites`:
 `nn.ReLU(inplace=True)`, `F.relu`, `x.relu()`, `torch.sigmoid`, ...), each named by its site
-(`features.2`, `block.gelu()`, `layer1.0.relu#2` for a module's second call); what each
+(`features.2`, `block.gelu()`, `layer1.0.relu #2` for a module's second call); what each
 activation does (zero floor, ReLU family, saturation band) comes from the one activation
 table, `cnnlab.design.activations`. Every function leaves the model as it was
 (`cnnlab.inspect.preserved`: mode, hooks, `requires_grad`, BatchNorm running statistics and

@@ -21,8 +21,9 @@ from torch import Tensor
 from cnnlab import geometry
 from cnnlab.design.reference import softmax
 from cnnlab.design.summary import summary
+from cnnlab.design.summary.render import call_label as label
 from cnnlab.errors import CnnlabError, SpecError
-from cnnlab.explorer.probe import Network, label
+from cnnlab.explorer.probe import Network
 
 
 def png_url(pixels: Tensor) -> str:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
+from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
 from cnnlab.inspect import CallOrder, Hooks, forward, inspecting
 from cnnlab.inspect.layouts import FollowLayouts
@@ -35,11 +36,6 @@ from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
-
-
-def label(name: str, call: int) -> str:
-    """Call `call` (1, 2, ...) of module `name` as the summary names it: `name`, `name #2`."""
-    return name if call == 1 else f"{name} #{call}"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ per-module hooks say which module's forward made the call. A site is named
 * after its module when an activation module made it (`features.2`, `layer1.0.relu`),
 * `<module>.<kind>()` for a functional call inside a module's forward (`relu()` at the top
   level, `block.gelu()` inside `block`),
-* with `#k` appended for the k-th call of the same site in one forward (torchvision's
-  `BasicBlock` calls its one `self.relu` twice: `layer1.0.relu`, `layer1.0.relu#2`).
+* with ` #k` appended for the k-th call of the same site in one forward, as the summary
+  names calls (torchvision's `BasicBlock` calls its one `self.relu` twice: `layer1.0.relu`,
+  `layer1.0.relu #2`).
 
 An activation's channels are not always on dim 1: a ConvNeXt block permutes its map to
 (B, H, W, C) for LayerNorm and its pointwise Linear layers, a ViT's MLP acts on (B, N, C).
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.activations import Activation, activation_of, activation_of_call
+from cnnlab.design.summary.render import call_label
 from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.layouts import Layouts
 
@@ -80,7 +82,7 @@ class ActivationSites(TorchFunctionMode):
             name = f"{name}.{kind}()" if name else f"{kind}()"
         k = self.calls.get(name, 0) + 1
         self.calls[name] = k
-        return name if k == 1 else f"{name}#{k}"
+        return call_label(name, k)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

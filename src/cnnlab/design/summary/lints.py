@@ -20,7 +20,7 @@ from collections.abc import Callable
 from cnnlab import geometry
 from cnnlab.design.summary.calls import window_out
 from cnnlab.design.summary.facts import SIZE_FREE, Lint, Trace, WeightFact, Window, WindowFact
-from cnnlab.design.summary.render import shape_text
+from cnnlab.design.summary.render import call_label, shape_text
 from cnnlab.errors import SpecError
 
 FLATTEN_SHARE = 0.5  # flatten-explosion: the first dense layer holds more than this share
@@ -30,7 +30,7 @@ LARGEST_INPUT = 1 << 20  # fixed-size: input sizes searched up to this many pixe
 
 def _label(name: str, call: int) -> str:
     """A row's name as the table shows it: 'block', 'block #2' for its second call."""
-    return (name or "(model)") + (f" #{call}" if call > 1 else "")
+    return call_label(name or "(model)", call)
 
 
 def _empty_axis(shape: tuple[int, ...]) -> str:

@@ -10,6 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 
+def call_label(name: str, call: int) -> str:
+    """Call `call` (1, 2, ...) of module `name` as every table names it: `name`, `name #2`."""
+    return name if call == 1 else f"{name} #{call}"
+
+
 def shape_text(shape: Iterable[int]) -> str:
     """(64, 7, 7) -> '64×7×7'."""
     return "×".join(str(n) for n in shape)
@@ -38,7 +43,7 @@ def render(s: Any, width: int = 100) -> str:  # a facts.Summary (facts imports t
     table.add_column("jump", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
     for r in s.rows:
-        name = (r.name or "(model)") + (f" #{r.call}" if r.call > 1 else "")
+        name = call_label(r.name or "(model)", r.call)
         cells = [name, r.kind, shape_text(r.output_shape), f"{r.params:,}"]
         cells += [f"{r.trainable:,}"] if frozen else []
         unknown = r.receptive_field is None
