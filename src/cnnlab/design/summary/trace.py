@@ -388,22 +388,22 @@ class Tracer(Roles, TorchFunctionMode):
 
     # every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        # x.shape, x.device (a fifth of all calls) of a traced tensor: no twin to look up; a
-        # user's tensor is read on its twin (`self.pos.device` is meta there, as tensors made
-        # on it must be: on the CPU they met meta ones, and a real forward took over)
-        if type(func) is _PROPERTY and id(args[0]) not in self.originals:
-            out = func(*args)
-            if not isinstance(out, Tensor):  # (.T, .data: tagged below)
-                return out
         kwargs = kwargs or {}
-        if self.originals:
-            args, kwargs = self.meta_args(args, kwargs)
-        if type(func) is _PROPERTY:
+        if type(func) is _PROPERTY:  # x.shape, x.device, x.T: a fifth of all calls
+            # a traced tensor's is read as it is; a user's on its twin (`self.pos.device` is
+            # meta there, as tensors made on it must be: on the CPU they met meta ones, and a
+            # real forward took over)
+            if id(args[0]) in self.originals:
+                args, kwargs = self.meta_args(args, kwargs)
             out = func(*args, **kwargs)
-            tagged = tagged_inputs(args, kwargs)
+            if not isinstance(out, Tensor):
+                return out
+            tagged = tagged_inputs(args, kwargs)  # (.T, .mT, .data)
             if tagged:
                 self._tag_outputs(func, args, kwargs, out, tagged, None)
             return out
+        if self.originals:
+            args, kwargs = self.meta_args(args, kwargs)
         return self._call(func, args, kwargs, run=True)
 
     def _call(self, func, args: tuple, kwargs: dict, run: bool) -> Any:
