@@ -36,7 +36,11 @@ min / median; batch 128). None gained beyond the noise, so none was kept:
   rise 1.55×: 3× the tutorial needs the element-wise work fused into few passes, which eager
   PyTorch on a CPU does not offer (torch.compile was slower, and compiles in the epoch; an
   inductor-compiled BatchNorm + ReLU alone: 55 ms forward + backward at 128×32×28², against
-  10.8 ms eager, after 88 s of compiling).
+  10.8 ms eager, after 88 s of compiling; the whole training step compiled, forward and
+  backward: 0.84-0.94x eager in CPU time, train_bound.py --compile).
+- the bound (train_bound.py): cnnlab's convolutions alone are 2.18x the tutorial's (bf16 vs
+  fp32 oneDNN), 70 % of its step; with everything else free the step would be 3.07x the
+  tutorial's, so 3x needs the rest cut to 5 % of today's.
 
 Runs of 2026-12-02 (--images 6400 --rounds 3; load from other work on the 2 cores):
 - 2 threads, load 2.2-2.5: ratio 2.26 (2.22-7.57)x (round 1's tutorial hit a load spike),
