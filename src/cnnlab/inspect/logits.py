@@ -6,6 +6,7 @@ at all (`classifier_misfit`: what training, import and opening a run check first
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -136,12 +137,21 @@ def classifier_misfit(
             "as float32; return model.float() (for bfloat16 speed, train with --precision "
             "bf16, which autocasts)",
         )
-    with torch.no_grad():
+    with torch.no_grad(), _eager():
         x = torch.zeros(2, *input_shape).contiguous(memory_format=memory_format)
         out, failure = _located_forward(model, x)
-    if failure is not None:
-        return Misfit("run", failure)
-    return _output_misfit(out, classes) or _single_misfit(model, x[:1], classes)
+        if failure is not None:
+            return Misfit("run", failure)
+        return _output_misfit(out, classes) or _single_misfit(model, x[:1], classes)
+
+
+def _eager():
+    """torch.compile'd modules run their Python forward in the block: the check's hooks,
+    traced inside a model compiled whole, failed in dynamo ('already tracked for mutation'),
+    and compiling a graph for 2 zero images only to check shapes costs seconds (torch >= 2.6;
+    older torch compiles as before)."""
+    stance = getattr(torch.compiler, "set_stance", None)
+    return stance("force_eager") if stance is not None else nullcontext()
 
 
 def _single_misfit(model: nn.Module, x: Tensor, classes: int) -> Misfit | None:
