@@ -25,6 +25,7 @@ from cnnlab.design.summary.render import call_label as label
 from cnnlab.errors import CnnlabError, SpecError
 from cnnlab.explorer.probe import Network
 
+MAX_PADDING = 64  # the playground draws every window: as bounded as its input size (≤ 64)
 
 def png_url(pixels: Tensor) -> str:
     """uint8 (C, H, W) with C = 1 or 3 (or float in [0, 1]) -> a PNG data URL."""
@@ -137,8 +138,8 @@ def parse_padding(padding: str, kernel: int, dilation: int) -> tuple[int, int, s
         p = int(text)
     except ValueError:
         raise SpecError(f"padding must be 'valid', 'same' or a number, got {padding!r}") from None
-    if p < 0:
-        raise SpecError(f"padding must be >= 0, got {p}")
+    if not 0 <= p <= MAX_PADDING:
+        raise SpecError(f"padding must be 0 to {MAX_PADDING}, got {p}")
     return p, p, str(p)
 
 

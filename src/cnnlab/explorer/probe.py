@@ -268,7 +268,9 @@ class Network:
     def probe(self, x: Tensor) -> Probe:
         """One forward pass of x (1, C, H, W), keeping each conv call's input and every
         spatial call's output, by the call's label. Each is the call's own, as Capture keeps
-        them: the forward goes on with a clone, so a later in-place op cannot overwrite it."""
+        them, so a later in-place op cannot overwrite it: an output is kept and the forward
+        goes on with a clone; an input is kept as a clone, as the model may change its own
+        tensor after the conv read it (`s = side(h); h = relu_(h)`)."""
         convs = {self.calls[c.conv][0] for c in self.chains}
         names = convs | {self.calls[m][0] for m in self.maps}
         count: Counter[str] = Counter()
@@ -279,8 +281,8 @@ class Network:
             def hook(m: nn.Module, args: tuple) -> Any:
                 if not args or not isinstance(args[0], Tensor):
                     return None
-                inputs[label(name, count[name] + 1)] = args[0][0]  # (C, H, W)
-                return (args[0].clone(), *args[1:])
+                inputs[label(name, count[name] + 1)] = args[0][0].clone()  # (C, H, W)
+                return None
 
             return hook
 
