@@ -31,3 +31,29 @@ def test_a_deep_linear_net_below_logistic_regression_is_what_the_claim_says():
 def test_a_failed_relu_control_is_named_in_the_sentence():
     v = ex_nonlinearity.judge(nonlinearity((75.4, 77.5, 73.7)))
     assert v.outcome == "partly" and "ReLU" in v.meaning.split("seeds)")[-1], v.meaning
+
+
+def vanishing(tanh_ratio: float, seeds: int = 2):
+    """Sigmoid vanished (1e-8), ReLU flowed (0.5) and learned 50 points more, on every seed;
+    tanh's first/last ratio is `tanh_ratio` at 80 % test accuracy."""
+    rows = []
+    for i in range(seeds):
+        row = {"seed": i}
+        for act in ex_vanishing.ACTIVATIONS:
+            row[act] = {"ratio": 0.5, "test": 60.0, "norms": [1.0], "loss": [2.0]}
+        row["sigmoid"].update(ratio=1e-8, test=10.0)
+        row["tanh"].update(ratio=tanh_ratio, test=80.0)
+        rows.append(row)
+    return {"seeds": rows, "depth": ex_vanishing.DEPTH}
+
+
+def test_the_vanishing_sentence_reports_tanh_which_the_notes_name_with_sigmoid():
+    """The notes deprecate sigmoid *and tanh* for vanishing gradients; the rule judges
+    sigmoid, and the sentence must not let a 'holds' speak for a tanh that kept its gradient
+    (Glorot-initialised, 12 layers: ratio 3.3 and the best accuracy of the four, full lab)."""
+    kept = ex_vanishing.judge(vanishing(3.3))
+    assert kept.outcome == "holds"
+    assert "tanh" in kept.meaning and "3e+00" in kept.meaning and "80.0" in kept.meaning
+    assert "tanh's did not vanish" in kept.meaning, kept.meaning
+    lost = ex_vanishing.judge(vanishing(1e-6))
+    assert "tanh's did not vanish" not in lost.meaning and "1e-06" in lost.meaning
