@@ -3,6 +3,7 @@ check every command runs first and through the commands that open its run."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -28,3 +29,153 @@ def test_the_classifier_check_takes_a_model_compiled_whole_and_still_names_a_mis
     assert classifier_misfit(compiled, (1, 8, 8), 3, memory_format=torch.channels_last) is None
     misfit = classifier_misfit(compiled, (1, 8, 8), 5)
     assert misfit is not None and misfit.kind == "classes"
+
+
+NETS = """
+import pytest
+import torch
+from torch import nn
+
+
+def plain():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10),
+    )
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        net = plain()
+        self.features = torch.compile(net[:4])
+        self.head = net[4:]
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def child():
+    return Net()
+
+
+def whole():
+    return torch.compile(plain())
+"""
+
+
+def _imported(tmp_path, factory: str, weights):
+    """A run of NETS' `factory` imported with `weights` (a state dict) on digits."""
+    from safetensors.torch import save_file
+
+    from cnnlab.train.importing import import_run
+    from cnnlab.train.source import parse_model_ref
+
+    nets = tmp_path / "cnets.py"
+    nets.write_text(NETS)
+    save_file(weights, tmp_path / f"{factory}.safetensors")
+    out = tmp_path / f"run_{factory}"
+    source = parse_model_ref(f"{nets}:{factory}")
+    return import_run(source, tmp_path / f"{factory}.safetensors", out, data="digits"), out
+
+
+def _plain_module(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cnets_truth", tmp_path / "cnets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.plain().eval()
+
+
+def _named(state: dict, factory: str, *, compiled: bool) -> dict:
+    """The plain net's weights under the names of NETS' `factory`, eager (`features.2.weight`)
+    or as the compiled model's state_dict gives them (`features._orig_mod.2.weight`)."""
+    wrapper = "_orig_mod." if compiled else ""
+    if factory == "whole":
+        return {f"{wrapper}{k}": v for k, v in state.items()}
+    return {
+        (f"features.{wrapper}{k}" if int(k.split(".")[0]) < 4 else f"head.{k}"): v
+        for k, v in state.items()
+    }
+
+
+@pytest.mark.parametrize("factory", ["child", "whole"])
+@pytest.mark.parametrize("names", ["plain", "compiled"])
+def test_a_compiled_model_imports_either_names_and_opens_eager_as_the_user_names_it(
+    tmp_path, factory, names
+):
+    """Weights saved from the plain net (`0.weight`) or from the compiled model
+    (`features._orig_mod.0.weight`, as its state_dict names them) import into a factory that
+    compiles a child or the whole net; the run opens without a torch.compile wrapper (no
+    command compiles a graph to run a few batches), its layers named as in the plain net,
+    and its logits, accuracy included, are the plain net's own forward on the test images."""
+    from cnnlab.inspect import default_layer
+    from cnnlab.train.rundir import load_run
+
+    (tmp_path / "cnets.py").write_text(NETS)
+    truth = _plain_module(tmp_path)
+    state = _named(truth.state_dict(), factory, compiled=names == "compiled")
+    result, out = _imported(tmp_path, factory, state)
+    run = load_run(out)
+    assert not any(type(m).__name__ == "OptimizedModule" for m in run.model.modules())
+    assert all("_orig_mod" not in n for n, _ in run.model.named_modules())
+    data = run.dataset("test")
+    x = run.preprocess(data.images)
+    with torch.no_grad():
+        want = truth(x)
+        torch.testing.assert_close(run.model(x), want)
+    accuracy = (want.argmax(1) == data.labels).float().mean().item()
+    assert result["evaluation"]["accuracy"] == pytest.approx(accuracy)
+    layer = default_layer(run.model, x[:1])
+    assert layer == ("features" if factory == "child" else "3")  # Grad-CAM's default
+
+
+def test_a_run_saved_with_compiled_names_opens_with_the_same_weights(tmp_path):
+    """Training a model with a compiled child saves `features._orig_mod.0.weight`: such a run
+    opens, eager, with those weights (truth: the plain net's forward)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from cnnlab.train.rundir import MODEL_WEIGHTS, load_run
+
+    (tmp_path / "cnets.py").write_text(NETS)
+    truth = _plain_module(tmp_path)
+    _, out = _imported(tmp_path, "child", _named(truth.state_dict(), "child", compiled=False))
+    weights = out / MODEL_WEIGHTS
+    with safe_open(weights, framework="pt") as f:
+        metadata = f.metadata()
+    saved = load_file(weights)
+    assert "features.0.weight" in saved  # the run imported writes the eager names
+    compiled = {k.replace("features.", "features._orig_mod."): v for k, v in saved.items()}
+    save_file(compiled, weights, metadata=metadata)  # as training the compiled model writes
+    run = load_run(out)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(x), truth(x))
+
+
+def test_summary_of_a_compiled_factory_names_rows_as_its_run_does(tmp_path, capsys):
+    """`cnnlab summary --model` of a factory that compiles a child showed rows named
+    `features._orig_mod.0`, names no command that opens the run accepts; its rows now carry
+    the names of the run's model (`load_run`), the rest as the plain net's summary."""
+    import json
+
+    from cnnlab import summary
+    from cnnlab.cli import main
+
+    (tmp_path / "cnets.py").write_text(NETS)
+    truth = _plain_module(tmp_path)
+    assert main(["summary", "--model", f"{tmp_path / 'cnets.py'}:child", "--input", "1,8,8",
+                 "--json"]) == 0  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    _, out = _imported(tmp_path, "child", _named(truth.state_dict(), "child", compiled=False))
+    from cnnlab.train.rundir import load_run
+
+    names = dict(load_run(out).model.named_modules())
+    assert [r["name"] for r in rows] == [
+        "features.0", "features.1", "features.2", "features.3", "head.4", "head.5", "head.6"
+    ] and all(r["name"] in names for r in rows)  # fmt: skip
+    plain = summary(truth, (1, 8, 8)).to_dict()["rows"]
+    assert [{**r, "name": ""} for r in rows] == [{**r, "name": ""} for r in plain]

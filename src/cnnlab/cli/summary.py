@@ -17,6 +17,7 @@ import textwrap
 from cnnlab import geometry
 from cnnlab.design.summary import Summary, summary
 from cnnlab.errors import ConfigError
+from cnnlab.inspect import decompiled
 from cnnlab.train.source import parse_model_ref
 
 
@@ -106,4 +107,5 @@ def _what(args: argparse.Namespace, size):
         return args.spec
     if size is None:
         raise ConfigError("--model needs --input C,H,W: code does not say its image size")
-    return parse_model_ref(args.model, args.model_arg).build()
+    # rows named as the commands that open its run name them (`features.3`, no `_orig_mod`)
+    return decompiled(parse_model_ref(args.model, args.model_arg).build())

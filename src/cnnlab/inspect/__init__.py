@@ -7,7 +7,8 @@ Which function for what:
 * leave the user's model as it was ........ `with preserved(model):` (eval mode, frozen
   parameters; `train=True` for train mode; mode, requires_grad, hooks, and after train mode
   buffers and RNG, restored). `inspecting(model)` is the same. `unwrap(model)` looks
-  through DDP, nn.DataParallel and torch.compile wrappers.
+  through DDP, nn.DataParallel and torch.compile wrappers; `decompiled(model)` replaces
+  every torch.compile wrapper inside by the module it holds (what opening a run does).
 * run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
   ((B, K) logits; `output=` picks them from a tuple/dict), `select_logits`,
   `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.
@@ -58,7 +59,14 @@ from cnnlab.inspect.order import (
     spatial_layers,
     trace,
 )
-from cnnlab.inspect.preserve import inspecting, needs_gradients, preserved, unwrap
+from cnnlab.inspect.preserve import (
+    decompiled,
+    inspecting,
+    needs_gradients,
+    preserved,
+    unwrap,
+    without_compiled_names,
+)
 from cnnlab.inspect.sites import ActivationSites
 
 __all__ = [
@@ -75,6 +83,7 @@ __all__ = [
     "batches",
     "check_images",
     "classifier_misfit",
+    "decompiled",
     "default_layer",
     "device_of",
     "first_called",
@@ -93,4 +102,5 @@ __all__ = [
     "spatial_layers",
     "trace",
     "unwrap",
+    "without_compiled_names",
 ]

@@ -31,7 +31,7 @@ from torch import nn
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
-from cnnlab.inspect import classifier_misfit
+from cnnlab.inspect import classifier_misfit, decompiled, without_compiled_names
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.rundir import EVALUATION, RunDir, check_config, load_run, weight_mismatch
@@ -59,7 +59,7 @@ def import_run(
     DataError for data or options that disagree (class count, channel count)."""
     out, weights = Path(out), Path(weights)
     _check_out(out)
-    model = source.build()
+    model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
     state = _checked_weights(weights, model, source.reference)
     model.load_state_dict(state)
     model.eval()
@@ -114,7 +114,8 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
             "convert a PyTorch .pt/.pth with safetensors.torch.save_file(model.state_dict(), ...)"
         )
     expected = model.state_dict()
-    state = _with_aliases(expected, checkpoint.load_weights(weights))
+    # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
+    state = _with_aliases(expected, without_compiled_names(checkpoint.load_weights(weights)))
     differ = weight_mismatch(expected, state)
     if differ:
         raise RunError(

@@ -23,7 +23,7 @@ from torch import nn
 
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.inspect import classifier_misfit
+from cnnlab.inspect import classifier_misfit, decompiled, without_compiled_names
 from cnnlab.train import checkpoint
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
@@ -127,7 +127,9 @@ def load_run(
     missing or broken file and how to fix it.
 
     model: the module a run trained from a Python object (train(module, ..., out)) used;
-    its weights are loaded into it. accept_changed: see `cnnlab.train.source`."""
+    its weights are loaded into it, as it is. A model built from the run's code or spec has
+    each torch.compile wrapper replaced by the module it holds (`inspect.decompiled`).
+    accept_changed: see `cnnlab.train.source`."""
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
@@ -146,9 +148,11 @@ def load_run(
         if record.get("kind") == "spec" and not (path / SPEC).is_file():
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
         source = ModelSource.from_record(record, path, accept_changed)
-        model = source.build()
+        model = decompiled(source.build())  # eager: no command compiles to run a few batches
     weights = _weights_file(path)
     state = checkpoint.load_weights(weights)
+    if source is not None:  # saved from the compiled model: `features._orig_mod.0.weight`
+        state = without_compiled_names(state)
     differ = weight_mismatch(model.state_dict(), state)
     if differ:
         what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
