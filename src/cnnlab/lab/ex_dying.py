@@ -10,6 +10,8 @@ test accuracy; a run whose loss became NaN is recorded as diverged.
 
 from __future__ import annotations
 
+from matplotlib.ticker import NullFormatter
+
 from cnnlab.diagnose import dead_units
 from cnnlab.errors import TrainingDiverged
 from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, seed_count
@@ -178,6 +180,8 @@ def figure(m: dict):
                     acc.plot(r["lr"], 10, "x", color=f"C{k}", ms=8)
     for ax in (dead, acc):
         ax.set_xscale("log")
+        ax.set_xticks(m["rates"], [f"{lr:g}" for lr in m["rates"]])  # the rates swept, as typed
+        ax.xaxis.set_minor_formatter(NullFormatter())  # within a decade: "3×10⁻²4×10⁻²"
         ax.set_xlabel("peak learning rate (×: diverged)")
     dead.set_ylabel("channels that never fire (%)")
     acc.set_ylabel("test accuracy (%)")

@@ -142,6 +142,7 @@ def figure(m: dict):
     diff.semilogy(seeds, [r["max_diff_float64"] for r in m["seeds"]], "o", label="float64 net")
     diff.semilogy(seeds, [r["max_diff_float32"] for r in m["seeds"]], "s", label="float32 net")
     diff.axhline(AGREE, color="grey", ls=":", label=f"rule: {AGREE:g}")
+    diff.set_xticks(seeds)  # whole seeds, not 0.25 steps
     diff.set_xlabel("seed")
     diff.set_ylabel("max |f(x) − (Ax + b)|")
     diff.legend(fontsize=8)

@@ -8,6 +8,7 @@ GAP CNN against an MLP of the same budget and a wide MLP of 8× the budget.
 
 from __future__ import annotations
 
+from matplotlib.ticker import NullFormatter
 from torch import nn
 
 from cnnlab import geometry, load_spec, summary
@@ -106,8 +107,10 @@ def figure(m: dict):
     for k, name in enumerate(MODELS):
         values = [r[name] for r in m["seeds"]]
         mean, sd = mean_spread(values)
-        ax.errorbar(m["params"][name], mean, yerr=sd, fmt="o", color=f"C{k}", label=name)
+        label = f"{name}: {m['params'][name]:,} params"
+        ax.errorbar(m["params"][name], mean, yerr=sd, fmt="o", color=f"C{k}", label=label)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # "3×10⁴4×10⁴" within a decade; counts: legend
     ax.set_xlabel("parameters (log)")
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)

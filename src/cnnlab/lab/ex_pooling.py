@@ -141,11 +141,11 @@ def figure(m: dict):
     acc.set_xticks([x + 0.27 for x in range(len(names))], names)
     acc.set_ylabel("% (agreement: same prediction as unshifted)")
     acc.set_ylim(0, 100)
-    acc.legend(fontsize=7, loc="lower left")
+    acc.legend(fontsize=7, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))  # above
     first = m["seeds"][0]["spectra"]
     for k, name in enumerate(("max", "average")):
-        profile = first[name]["radial"]
-        spec_ax.semilogy(range(len(profile)), profile, "o-", ms=3, color=f"C{k}", label=name)
+        profile = first[name]["radial"][1:]  # bin 0 is the mean, removed before the FFT
+        spec_ax.semilogy(range(1, len(profile) + 1), profile, "o-", ms=3, color=f"C{k}", label=name)
     spec_ax.set_xlabel("radial frequency (cycles per 14 px)")
     spec_ax.set_ylabel("share of power (first-block maps)")
     spec_ax.legend(fontsize=8)

@@ -1,0 +1,122 @@
+"""Lab figures a learner can read: no two tick labels of an axis overlap, an axis of seeds
+counts whole seeds, a log axis is not stretched by a value that is zero by construction, a
+legend covers no bar. Truth: matplotlib's own text and patch extents after a real draw, with
+the page's style. Measurements are made up in the shapes the experiments store (a quick lab:
+one seed, rates that ReLU survived within one decade)."""
+
+from __future__ import annotations
+
+import itertools
+
+import matplotlib
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from cnnlab.lab import ex_dying, ex_nonlinearity, ex_parameters, ex_pooling
+from cnnlab.report.plots import STYLE
+
+
+def drawn(experiment, measurements):
+    """The experiment's figure drawn as the page draws it (its style, Agg)."""
+    with matplotlib.rc_context(STYLE):
+        fig = experiment.figure(measurements)
+        FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def overlaps(fig) -> list[tuple[str, str]]:
+    """Pairs of tick labels on one axis whose drawn boxes intersect."""
+    found = []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [
+                t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()
+            ]
+            boxes = [(t.get_text(), t.get_window_extent()) for t in labels]
+            for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
+                if box_a.overlaps(box_b):
+                    found.append((a, b))
+    return found
+
+
+def parameters():
+    cnn, small, wide = ex_parameters.MODELS
+    return {
+        "seeds": [{"seed": 0, cnn: 74.8, small: 76.8, wide: 80.7}],
+        "params": {cnn: 24_058, small: 23_860, wide: 203_530},
+        "arithmetic": ex_parameters.arithmetic(),
+        "epochs": 3,
+        "train_images": 2000,
+    }
+
+
+def dying():
+    def runs(dead, diverged_from):
+        out = []
+        for lr, d in zip((0.03, 0.3, 1.0), dead, strict=True):
+            out.append(
+                {"lr": lr, "diverged": True}
+                if lr >= diverged_from
+                else {"lr": lr, "diverged": False, "dead": d, "dead_per_layer": [d], "test": 30.0}
+            )
+        return out
+
+    row = {"seed": 0, "relu": runs((0.0, 0.31, 0), 1.0), "leaky_relu": runs((0.0, 0, 0), 0.3),
+           "elu": runs((0.0, 0.0, 0), 1.0), "gelu": runs((0.0, 0.01, 0), 1.0)}  # fmt: skip
+    return {"seeds": [row], "rates": [0.03, 0.3, 1.0], "epochs": 2}
+
+
+def nonlinearity(seeds: int):
+    linear, logistic, relu = ex_nonlinearity.MODELS
+    rows = [{"seed": i, linear: 82.0, logistic: 82.5, relu: 86.0, "max_diff_float64": 1e-13,
+             "max_diff_float32": 1e-6} for i in range(seeds)]  # fmt: skip
+    return {"seeds": rows, "epochs": 3, "train_images": 2000}
+
+
+def pooling():
+    radial = [4e-14, 0.47, 0.15, 0.10, 0.06, 0.05, 0.03, 0.02]  # bin 0: the mean, removed
+    row = {"seed": 0, "spectra": {k: {"high": 0.33, "radial": radial} for k in ("max", "average")}}
+    for name in ex_pooling.DOWNS:
+        row[name] = {"test": 74.0, "agreement": {"1": 90.0, "2": 83.0}}
+    return {"seeds": [row], "epochs": 3, "train_images": 2000}
+
+
+@pytest.mark.parametrize(
+    ("experiment", "measurements"),
+    [(ex_parameters, parameters()), (ex_dying, dying())],
+    ids=["parameters", "dying"],
+)
+def test_no_two_tick_labels_of_a_log_axis_overlap(experiment, measurements):
+    assert overlaps(drawn(experiment, measurements)) == []
+
+
+def test_the_parameter_counts_are_on_the_figure():
+    """With the minor labels gone, each model's count is still read off the figure."""
+    fig = drawn(ex_parameters, parameters())
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for name, count in parameters()["params"].items():
+        assert any(name in t and f"{count:,}" in t for t in texts), texts
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_an_axis_of_seeds_has_whole_seeds_only(seeds):
+    fig = drawn(ex_nonlinearity, nonlinearity(seeds))
+    shown = [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]
+    assert shown == [str(s) for s in range(seeds)]
+
+
+def test_the_spectrum_leaves_out_the_mean_that_was_removed():
+    """Bin 0 is the mean, subtracted before the FFT: ~1e-14, it stretched the log axis over
+    14 decades and pressed the two curves into one line."""
+    ax = drawn(ex_pooling, pooling()).axes[1]
+    for line in ax.get_lines():
+        assert min(line.get_xdata()) >= 1
+    low, high = ax.get_ylim()
+    assert high / low < 1e4
+
+
+def test_the_pooling_legend_covers_no_bar():
+    ax = drawn(ex_pooling, pooling()).axes[0]
+    legend = ax.get_legend().get_window_extent()
+    bars = [p.get_window_extent() for p in ax.patches]
+    assert not [b for b in bars if b.overlaps(legend)]
