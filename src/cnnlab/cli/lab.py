@@ -98,7 +98,13 @@ def _print_table(console, chosen, results) -> None:
     from rich.table import Table
 
     colour = {"holds": "green", "does not hold": "red", "partly": "yellow"}
-    table = Table(title="verdicts")
+    caption = (  # the page's words: a learner reads the terminal first
+        "Quick lab (tiny subsets, one seed): a smoke run, not evidence; `cnnlab lab` runs "
+        "the full lab (3 seeds, bigger subsets)"
+        if results.quick
+        else None
+    )
+    table = Table(title="verdicts", caption=caption)
     for column in ("experiment", "notes", "verdict", "seconds", "what it means"):
         table.add_column(column, justify="right" if column == "seconds" else "left")
     for e in chosen:
