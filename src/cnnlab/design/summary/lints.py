@@ -266,8 +266,10 @@ def fixed_size(t: Trace) -> list[Lint]:
 
 def rf_small(t: Trace) -> list[Lint]:
     """The map entering the head (the last global pool or flatten) has units that do not see
-    the whole image along some axis (§3.2). A 1-px field is the raw image (an MLP)."""
-    if not t.heads or t.heads[-1].rf is None:
+    the whole image along some axis (§3.2). A 1-px field is the raw image (an MLP). Silent
+    where the output's field was lost: its head is then unknown, and the last head found may
+    be a squeeze-and-excitation gate's mean in the middle of the net."""
+    if not t.heads or t.heads[-1].rf is None or (t.rows and t.rows[-1].rf is None):
         return []
     head = t.heads[-1]
     short = [
@@ -306,10 +308,14 @@ def saturating(t: Trace) -> list[Lint]:
 
 def unfollowed(t: Trace) -> list[Lint]:
     """A torch function whose effect on the receptive field the trace does not know: the
-    rows after it show no field ('?'); which rows, by name."""
-    found = []
+    rows after it show no field ('?'); which rows, by name. One lint per layer, naming each
+    function lost there (a lint is one per code and layer: a second would hide the rows
+    the first does not name)."""
+    found, by_layer = [], {}
     for lost in t.lost:
-        rows = [_label(r.name, r.call) for r in t.rows if r.lost_by == lost.function]
+        by_layer.setdefault(lost.layer, []).append(lost.function)
+    for layer, functions in by_layer.items():
+        rows = [_label(r.name, r.call) for r in t.rows if r.lost_by in functions]
         named = ", ".join(rows[:6]) + (f" and {len(rows) - 6} more" if len(rows) > 6 else "")
         after = (
             f"{len(rows)} row(s) after it have none ({named}); their shapes, parameters and "
@@ -318,8 +324,9 @@ def unfollowed(t: Trace) -> list[Lint]:
             else "its output reaches no layer's row."
         )
         found.append(Lint(
-            "unfollowed", lost.layer,
-            f"the trace cannot follow the receptive field through {lost.function}: {after}",
+            "unfollowed", layer,
+            f"the trace cannot follow the receptive field through {' and '.join(functions)}: "
+            f"{after}",
         ))  # fmt: skip
     return found
 

@@ -44,8 +44,8 @@ class Roles:
             return self._window_tag(func, args, kwargs, src, tag, w)
         if func in C.LINEAR:
             return self._linear_tag(args, kwargs, src, tag, out)
-        if tag.rf is None and _all_lost(tagged):
-            return replaced(tag, pad=None)  # lost stays lost, named once
+        if tag.rf is None and _all_lost(tagged):  # lost stays lost, named once
+            return self._still_lost(func, tag, len(tagged))
         if func in C.PAD:
             return self._pad_tag(args, kwargs, src, tag)
         if func in C.ADAPTIVE:
@@ -211,7 +211,12 @@ class Roles:
 
     def _reshape_tag(self, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """view/reshape/flatten: an axis kept by position keeps its field; axes merged
-        into one see the whole map (flatten, §5.2: the dense head's input)."""
+        into one see the whole map (flatten, §5.2: the dense head's input). Only a
+        (batch, features) output is a flatten head: a reshape that cuts height and width
+        into windows or patches (Swin, MobileViT: (B, H, W, C) -> (B, H/k, k, W/k, k, C))
+        feeds no dense head, though its units are taken to see the whole map from there
+        on (the trace does not follow an axis split in two: an overstatement until an
+        attention over the windows or patches)."""
         axes = ax.reshape(x.shape, out.shape, tag.axes)
         flat = tag.flat
         if None in axes and axes != tag.axes:  # a spatial axis merged away
@@ -220,7 +225,8 @@ class Roles:
                 raw = all(r.size == 1 for r in tag.rf)  # the image itself: an MLP
                 rf = self._global(x, tag)
                 shape = tuple(x.shape[1:])
-                flat = None if raw else (self.layer, shape, tag.chain, tag.last_pool)
+                head = not raw and out.dim() == 2
+                flat = (self.layer, shape, tag.chain, tag.last_pool) if head else None
             else:
                 n = self._lengths(x, tag)
                 rf = tuple(
@@ -265,7 +271,7 @@ class Roles:
             return self._one_input(tag, *one_input_rule(func, args, kwargs))
         for _, t in tagged:
             if t.rf is None:
-                return t  # lost stays lost
+                return self._still_lost(func, t, len(tagged))
         rf, axes, tag = combine(tagged, out, align)
         chain, squashed, flat, pool = tag.chain, None, None, None  # the first of each, if any
         for _, t in reversed(tagged):
@@ -286,6 +292,14 @@ class Roles:
         if keep:
             return replaced(tag, pad=None)
         return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
+
+    def _still_lost(self, func, tag: Tag, inputs: int) -> Tag:
+        """A lost field stays lost, and the lint facts go as on a followed path: through a
+        call linear in its input only, and never two branches' (a GELU or a residual sum
+        between two linear layers is no collapse, §4.1)."""
+        if inputs > 1 or func not in LINEAR_PATH:
+            return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
+        return replaced(tag, pad=None)
 
     def _lose(self, func, tag: Tag) -> Tag:
         name = call_name(func)
