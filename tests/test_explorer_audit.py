@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from torch import nn
 
 from cnnlab.errors import SpecError
@@ -61,3 +62,44 @@ def test_geometry_refuses_a_padding_too_large_to_draw():
         playground(7, 3, "100000")
     assert time.perf_counter() - start < 1
     assert playground(7, 3, str(MAX_PADDING))["output"] == 7 + 2 * MAX_PADDING - 3 + 1
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    """The explorer on a run of a tiny conv net trained one epoch on the 8×8 digits."""
+    import cnnlab
+    from cnnlab.explorer import create_app
+    from cnnlab.train import TrainConfig, train
+
+    spec = {
+        "name": "tiny-digits",
+        "input": [1, 8, 8],
+        "layers": [{"conv": {"filters": 4, "kernel": 3}}, "relu", "gap", {"linear": 10}],
+    }
+    out = tmp_path_factory.mktemp("audit") / "run"
+    train(cnnlab.load_spec(spec), "digits", out, TrainConfig(epochs=1, tta=False))
+    return TestClient(create_app(out))
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "names"),
+    [
+        ("/api/trace?image=x&layer=0&channel=one&row=0&col=0", 422, "channel"),
+        ("/api/trace?image=x&layer=0", 422, "row"),
+        ("/api/geometry?size=1000&kernel=3", 422, "size"),
+        ("/api/samples?count=0", 422, "count"),
+        ("/api/no-such-route", 404, "Not Found"),
+    ],
+)
+def test_every_error_is_an_error_message_as_the_readme_says(client, url, status, names):
+    """README: 'Errors come back as {"error": message} with a 4xx status'. FastAPI's own
+    refusals (a parameter that is no integer, missing or out of range; no such route) came as
+    {"detail": [...]}, which a client reading `error` shows as nothing."""
+    r = client.get(url)
+    assert r.status_code == status
+    assert set(r.json()) == {"error"} and names in r.json()["error"], r.json()
+
+
+def test_a_form_field_that_is_no_integer_names_itself(client):
+    r = client.post("/api/predict", data={"sample": "abc"})
+    assert r.status_code == 422 and "sample" in r.json()["error"], r.json()

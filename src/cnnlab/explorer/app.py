@@ -18,8 +18,10 @@ from typing import Annotated, Any
 
 import torch
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from cnnlab.data import ImageSet
 from cnnlab.errors import CnnlabError
@@ -157,6 +159,17 @@ def create_app(run: Run | str | Path) -> FastAPI:
     @app.exception_handler(LookupError)
     async def gone(request: Request, error: LookupError) -> JSONResponse:
         return _error(404, str(error.args[0]) if error.args else "not found")
+
+    # FastAPI's own refusals answer as ours do ({"error": message}), not {"detail": [...]}
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return _error(422, "; ".join(map(_invalid_field, error.errors())))
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, error: HTTPException) -> JSONResponse:
+        response = _error(error.status_code, str(error.detail))
+        response.headers.update(error.headers or {})  # a 405's Allow
+        return response
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -342,6 +355,13 @@ def _geometry_routes(app: FastAPI) -> None:
         return JSONResponse(
             panels.playground(size, kernel, padding, stride, dilation, in_channels, filters)
         )
+
+
+def _invalid_field(found: dict[str, Any]) -> str:
+    """One parameter FastAPI refused: "channel = 'one': Input should be a valid integer"."""
+    name = ".".join(str(part) for part in found["loc"][1:]) or str(found["loc"][0])
+    given = f" = {found['input']!r}" if found.get("input") is not None else ""
+    return f"{name}{given}: {found['msg']}"
 
 
 def _no_images(run: Run) -> ImageSet:

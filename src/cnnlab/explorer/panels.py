@@ -27,6 +27,7 @@ from cnnlab.explorer.probe import Network
 
 MAX_PADDING = 64  # the playground draws every window: as bounded as its input size (≤ 64)
 
+
 def png_url(pixels: Tensor) -> str:
     """uint8 (C, H, W) with C = 1 or 3 (or float in [0, 1]) -> a PNG data URL."""
     if pixels.is_floating_point():
