@@ -179,3 +179,25 @@ def test_summary_of_a_compiled_factory_names_rows_as_its_run_does(tmp_path, caps
     ] and all(r["name"] in names for r in rows)  # fmt: skip
     plain = summary(truth, (1, 8, 8)).to_dict()["rows"]
     assert [{**r, "name": ""} for r in rows] == [{**r, "name": ""} for r in plain]
+
+
+@pytest.mark.parametrize("reopen", ["plain", "compiled"])
+def test_a_run_trained_from_a_compiled_module_reopens_with_a_fresh_plain_or_compiled_one(
+    tmp_path, reopen
+):
+    """`train(torch.compile(net), ...)` saves `_orig_mod.0.weight`; `load_run(out,
+    model=MyNet())` named them missing and stopped. Either fresh instance now takes the
+    weights (truth: the trained module's own forward)."""
+    from cnnlab.train import TrainConfig, load_run, train
+
+    trained = torch.compile(_net(10), backend="eager")  # names as inductor's, compiled faster
+    config = TrainConfig(epochs=1, batch_size=64, ema=None, bn_recalibrate=0, tta=False)
+    result = train(trained, "digits", tmp_path / "run", config)
+    fresh = _net(10) if reopen == "plain" else torch.compile(_net(10), backend="eager")
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.zero_()
+    run = load_run(tmp_path / "run", model=fresh)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(run.model(x), result["model"]._orig_mod(x))

@@ -60,12 +60,12 @@ from cnnlab.inspect.order import (
     trace,
 )
 from cnnlab.inspect.preserve import (
+    compiled_names_as,
     decompiled,
     inspecting,
     needs_gradients,
     preserved,
     unwrap,
-    without_compiled_names,
 )
 from cnnlab.inspect.sites import ActivationSites
 
@@ -83,6 +83,7 @@ __all__ = [
     "batches",
     "check_images",
     "classifier_misfit",
+    "compiled_names_as",
     "decompiled",
     "default_layer",
     "device_of",
@@ -102,5 +103,4 @@ __all__ = [
     "spatial_layers",
     "trace",
     "unwrap",
-    "without_compiled_names",
 ]

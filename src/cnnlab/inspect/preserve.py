@@ -10,7 +10,7 @@ random-number generators (dropout draws from them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -104,7 +104,7 @@ def decompiled(model: nn.Module) -> nn.Module:
     for an 8×8-image net that runs in milliseconds), dynamo traced their hooks (graph
     breaks, recompile limits, warnings), and layers were named `features._orig_mod.3`; the
     eager forward computes the same logits. State-dict names lose `_orig_mod.` too
-    (`without_compiled_names` maps a file's names alike)."""
+    (`compiled_names_as` maps a file's names to them)."""
     model = _innermost(model)
     for module in list(model.modules()):
         for name, child in list(module._modules.items()):
@@ -113,10 +113,22 @@ def decompiled(model: nn.Module) -> nn.Module:
     return model
 
 
-def without_compiled_names(state: dict) -> dict:
-    """A state dict's names as `decompiled` names them: `features._orig_mod.0.weight` ->
-    `features.0.weight` (a model trained with a compiled child saves the former)."""
-    return {".".join(p for p in k.split(".") if p != "_orig_mod"): v for k, v in state.items()}
+def compiled_names_as(state: dict, names: Iterable[str]) -> dict:
+    """`state` (a weights file's) with each name that differs from one of `names` (a model's)
+    only by torch.compile's `_orig_mod.` segments renamed to it: a model trained compiled
+    saves `features._orig_mod.0.weight`, its eager copy (`decompiled`, or the user's fresh
+    instance) names it `features.0.weight`, and the other way round. Other names are kept."""
+    by_plain = {_plain(k): k for k in state}
+    renamed = dict(state)
+    for name in names:
+        saved = by_plain.get(_plain(name))
+        if name not in state and saved is not None and saved in renamed:
+            renamed[name] = renamed.pop(saved)
+    return renamed
+
+
+def _plain(name: str) -> str:
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
 
 
 def _innermost(module: nn.Module) -> nn.Module:

@@ -31,7 +31,7 @@ from torch import nn
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
-from cnnlab.inspect import classifier_misfit, decompiled, without_compiled_names
+from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.rundir import EVALUATION, RunDir, check_config, load_run, weight_mismatch
@@ -115,7 +115,7 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
         )
     expected = model.state_dict()
     # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
-    state = _with_aliases(expected, without_compiled_names(checkpoint.load_weights(weights)))
+    state = _with_aliases(expected, compiled_names_as(checkpoint.load_weights(weights), expected))
     differ = weight_mismatch(expected, state)
     if differ:
         raise RunError(

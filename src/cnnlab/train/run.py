@@ -23,7 +23,7 @@ from torch import nn
 
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.inspect import classifier_misfit, decompiled, without_compiled_names
+from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled
 from cnnlab.train import checkpoint
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
@@ -150,9 +150,8 @@ def load_run(
         source = ModelSource.from_record(record, path, accept_changed)
         model = decompiled(source.build())  # eager: no command compiles to run a few batches
     weights = _weights_file(path)
-    state = checkpoint.load_weights(weights)
-    if source is not None:  # saved from the compiled model: `features._orig_mod.0.weight`
-        state = without_compiled_names(state)
+    # a model trained compiled saved `features._orig_mod.0.weight`: the same weights
+    state = compiled_names_as(checkpoint.load_weights(weights), model.state_dict())
     differ = weight_mismatch(model.state_dict(), state)
     if differ:
         what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
