@@ -11,6 +11,7 @@ from torch import Tensor
 
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
+from cnnlab.design.summary import products as P
 from cnnlab.design.summary.facts import (
     SIZE_FREE,
     DenseFact,
@@ -25,6 +26,7 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.tags import (
     LINEAR_PATH,
+    TAG,
     Tag,
     activation,
     combine,
@@ -61,6 +63,10 @@ class Roles:
             return self._reduce_tag(func, args, kwargs, src, tag, out)
         if func in C.SAME or func in C.NORM_LIKE or C.pointwise(func) or activation(func, args):
             return self._elementwise(func, args, tagged, out, kwargs)
+        if func in P.ROLES:
+            new = self._product_tag(func, args, kwargs, tagged, out)
+            if new is not None:
+                return new
         name = call_name(func)
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
@@ -83,7 +89,9 @@ class Roles:
             size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])
         self.windows.append(record(WindowFact, (layer, w, size, pad)))
         on_map = tag.axes == (n - 2, n - 1)
-        rf = C.window_rf(tag.rf, w) if on_map and tag.rf is not None else None
+        rf = None
+        if tag.rf is not None and (on_map or _pointwise(w)):
+            rf = C.window_rf(tag.rf, w)
         chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
         if w.ceil_mode and on_map and all(C.covers(shape[-2 + i], w, i) for i in (0, 1)):
             rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
@@ -246,8 +254,8 @@ class Roles:
         return tag
 
     def _reduce_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
-        """mean/sum/max/softmax over dims: along a spatial one, each value sees it all."""
-        dims = ax.reduced_dims(C.arg(args, kwargs, 1, "dim"), x.dim())
+        """mean/sum/max/softmax/norm over dims: along a spatial one, each value sees it all."""
+        dims = ax.reduced_dims(C.arg(args, kwargs, P.reduce_dim_at(func), "dim"), x.dim())
         rf, axes = list(tag.rf), tag.axes
         spatial = [i for i, a in enumerate(tag.axes) if a in dims]
         if len(spatial) == 2:
@@ -260,6 +268,56 @@ class Roles:
         chain = SIZE_FREE if spatial else tag.chain
         new = replaced(tag, rf=tuple(rf), axes=axes, chain=chain, pad=None)
         return self._keep_facts(func, tag, new if spatial else replaced(new, linear=None))
+
+    def _product_tag(self, func, args, kwargs, tagged: list, out: Tensor) -> Tag | None:
+        """The calls of `products.py`; None where the trace does not follow them."""
+        src, tag = tagged[0]
+        if func in P.NORMS:
+            return self._reduce_tag(func, args, kwargs, src, tag, out)
+        if func in P.VALUES:
+            return self._elementwise(func, args, tagged, out, kwargs)
+        if P.pools_all(func, out):  # (B, C, L) -> (B, C, 1): a reduction over the last axis
+            return self._reduce_tag(func, (src, -1), {}, src, tag, out)
+        if func in P.UNFOLD:
+            if src.dim() != 4 or tag.axes != (2, 3):
+                return None
+            w = P.unfold_window(args, kwargs)
+            chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
+            return Tag(C.window_rf(tag.rf, w), (2, 2), chain, last_pool=tag.last_pool)
+        if func in P.FOLD:
+            if src.dim() != 3 or tag.axes != (2, 2) or out.dim() != 4:
+                return None
+            rf = tuple(P.fold_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
+            return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
+        found = P.operands(func, args, kwargs, out)
+        return None if found is None else self._summed(found)
+
+    def _summed(self, operands: list) -> Tag | None:
+        """A matrix product or attention (`products.operands`: each operand and where its
+        dimensions go): along a spatial axis summed over, the operand's field becomes the
+        whole map; per axis the largest field of the operands, the axes of the first whose
+        positions stay (its spacing of units). A new map: no lint facts pass (§4.1)."""
+        lead, fields = None, []
+        for t, dims in operands:
+            tag = getattr(t, TAG, None)
+            if tag is None:
+                continue
+            if tag.rf is None:
+                return None if tag.lost is None else Tag(None, (None, None), None, lost=tag.lost)
+            axes = tuple(None if a is None else dims[a] for a in tag.axes)
+            n = self._lengths(t, tag)
+            rf = tuple(
+                global_rf(r, n[i], self.image[i]) if a is not None and axes[i] is None else r
+                for i, (a, r) in enumerate(zip(tag.axes, tag.rf, strict=True))
+            )
+            fields.append(rf)
+            if lead is None and axes != (None, None):
+                lead = (axes, rf, tag.chain)
+        axes, base, chain = lead if lead is not None else ((None, None), fields[0], SIZE_FREE)
+        rf = tuple(
+            Field(max(f[i].size for f in fields), base[i].jump, base[i].start) for i in (0, 1)
+        )
+        return Tag(rf, axes, chain)
 
     def _elementwise(self, func, args, tagged: list, out: Tensor, kwargs=None, align=True) -> Tag:
         """Each output value from the inputs' values at its position (broadcast from the
@@ -329,6 +387,12 @@ def zero_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
         return None
     left, right, top, bottom = (int(p) for p in pad)  # F.pad order: last axis (W) first
     return top, bottom, left, right
+
+
+def _pointwise(w: Window) -> bool:
+    """A 1×1 window of stride 1 without padding: each output from its own position, on
+    whichever axes it runs (MobileViTV2's 1×1 convs over (patch pixel, patch) axes)."""
+    return w.kernel == w.stride == (1, 1) and w.pads(0) == w.pads(1) == (0, 0)
 
 
 def _all_lost(tagged: list) -> bool:

@@ -1,0 +1,154 @@
+"""cnnlab.summary's receptive fields through calls that sum over an axis of two maps or move
+pixels between positions and channels (products.py): attention written as matmuls and as
+F.scaled_dot_product_attention, F.unfold / F.fold, norms over given dims, adaptive 1-D
+pooling of tokens, torch.as_tensor. Truth: autograd, the input pixels the gradient of one
+output unit reaches (the extent of its field inside the image)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.design.summary import summary
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def gradient_extent(model: nn.Module, size: tuple[int, int, int]) -> tuple[int, int]:
+    """(height, width) of the input pixels the centre unit of the model's (B, C, H, W)
+    output reads: the rows and columns where its gradient is not zero."""
+    torch.manual_seed(0)
+    x = torch.randn(1, *size, requires_grad=True)
+    out = model(x)
+    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    seen = x.grad[0].abs().sum(0) > 0  # (H, W)
+    rows, cols = seen.any(1).nonzero(), seen.any(0).nonzero()
+    return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+def field(model: nn.Module, size) -> tuple[int, int, list]:
+    """The last row's field and jump, and the lints."""
+    s = summary(model, size)
+    return s.rows[-1].receptive_field, s.rows[-1].jump, s.warnings
+
+
+class Attention(nn.Module):
+    """A 3×3 conv, then single-head self-attention over its positions (as matmuls or as
+    F.scaled_dot_product_attention), back to a map and a 3×3 conv."""
+
+    def __init__(self, fused: bool) -> None:
+        super().__init__()
+        self.fused = fused
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.after = nn.Conv2d(8, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.stem(x)  # (B, 8, H, W)
+        b, c, h, w = y.shape
+        t = y.flatten(2).transpose(1, 2)  # (B, H·W, 8)
+        q, k, v = self.q(t), self.k(t), self.v(t)
+        if self.fused:
+            a = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        else:
+            a = torch.softmax(q @ k.transpose(-2, -1) / c**0.5, dim=-1).matmul(v)
+        return self.after(a.transpose(1, 2).reshape(b, c, h, w))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_attention_makes_each_unit_see_the_whole_input(fused):
+    model, size = Attention(fused), (3, 12, 12)
+    s = summary(model, size)
+    rows = {r.name: r.receptive_field for r in s.rows}
+    assert (rows["stem"], rows["q"], rows["k"], rows["v"]) == (3, 3, 3, 3)
+    assert rows["after"] >= 12 and gradient_extent(model, size) == (12, 12)
+    assert s.warnings == []  # followed: no unfollowed lint, no rows without a field
+
+
+class Patches(nn.Module):
+    """MobileViTV2's layout: F.unfold into 2×2 patches, 1×1 convs over (patch pixel, patch)
+    axes (`keep`) and over each patch's values (`mix`), F.fold back, a 3×3 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.keep = nn.Conv2d(4, 4, 1)
+        self.mix = nn.Conv2d(16, 16, 1)
+        self.after = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.stem(x)  # (B, 4, H, W)
+        b, c, h, w = y.shape
+        p = F.unfold(y, kernel_size=2, stride=2)  # (B, 4·2·2, H·W/4)
+        p = self.keep(p.reshape(b, c, 4, -1)).reshape(b, c * 4, -1, 1)  # (B, 16, L, 1)
+        p = self.mix(F.relu(p))[..., 0]  # (B, 16, L): each value from its whole patch
+        y = F.fold(p, output_size=(h, w), kernel_size=2, stride=2)  # (B, 4, H, W)
+        return self.after(y)
+
+
+def test_unfold_and_fold_give_the_fields_autograd_finds():
+    """3×3 conv (3) → 2×2 patches (4, spacing 2) → sewn back (4, spacing 1) → 3×3 conv:
+    4 + 2 = 6 (the centre pixel's conv reads two patches)."""
+    model, size = Patches(), (3, 12, 12)
+    rows = {r.name: (r.receptive_field, r.jump) for r in summary(model, size).rows}
+    assert rows["keep"] == rows["mix"] == (4, 2)
+    rf, jump, warnings = field(model, size)
+    assert (rf, jump) == (6, 1) and gradient_extent(model, size) == (6, 6)
+    assert warnings == []
+
+
+class Norms(nn.Module):
+    """A norm over channels (linalg.vector_norm(x, ord, dim), positional: its dim after ord)
+    keeps the field; ConvNeXt V2's GRN, vector_norm over (H, W) of a channels-last map,
+    makes it the image."""
+
+    def __init__(self, spatial: bool) -> None:
+        super().__init__()
+        self.spatial = spatial
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.out = nn.Identity()
+
+    def forward(self, x):
+        y = self.stem(x)  # (B, 4, H, W)
+        if self.spatial:
+            z = y.permute(0, 2, 3, 1)  # (B, H, W, 4)
+            g = torch.linalg.vector_norm(z, ord=2, dim=(1, 2), keepdim=True)
+            return self.out((z * g).permute(0, 3, 1, 2))
+        return self.out(y * torch.linalg.vector_norm(y, 2, 1, True))  # (B, 1, H, W)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_a_norm_reduces_the_dims_it_is_given(spatial):
+    model, size = Norms(spatial), (3, 10, 10)
+    rf, _, warnings = field(model, size)
+    extent = gradient_extent(model, size)
+    assert extent == ((10, 10) if spatial else (3, 3))
+    assert rf == 3 if not spatial else rf >= 10
+    assert "unfollowed" not in {w.code for w in warnings}  # (no head: rf-small reads the norm)
+
+
+class Tokens(nn.Module):
+    """FocalNet's head: a (B, C, H·W) token map pooled by nn.AdaptiveAvgPool1d(1); MONAI's
+    HighResNet's torch.as_tensor of a map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.conv(torch.as_tensor(self.stem(x)))  # (B, 4, H, W)
+        return self.fc(self.pool(y.flatten(2)).flatten(1))  # (B, 4, H·W) -> (B, 4, 1)
+
+
+def test_token_pooling_and_as_tensor_are_followed():
+    s = summary(Tokens(), (3, 10, 10))
+    rows = {r.name: r.receptive_field for r in s.rows}
+    assert rows["conv"] == 5  # as_tensor: the same values
+    assert rows["pool"] >= 10 and rows["fc"] >= 10
+    # the pool is the head, and its 5-px units do not see the 10-px image
+    assert [(w.code, w.layer) for w in s.warnings] == [("rf-small", "pool")]
