@@ -11,8 +11,10 @@ import itertools
 import matplotlib
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.lines import Line2D
+from matplotlib.offsetbox import DrawingArea
 
-from cnnlab.lab import ex_dying, ex_nonlinearity, ex_parameters, ex_pooling
+from cnnlab.lab import ex_dying, ex_heads, ex_nonlinearity, ex_parameters, ex_pooling
 from cnnlab.report.plots import STYLE
 
 
@@ -120,3 +122,35 @@ def test_the_pooling_legend_covers_no_bar():
     legend = ax.get_legend().get_window_extent()
     bars = [p.get_window_extent() for p in ax.patches]
     assert not [b for b in bars if b.overlaps(legend)]
+
+
+def heads():
+    gap, flat = ex_heads.MODELS
+    sides = ex_heads.SIDES
+    accepts = {gap: {str(s): True for s in sides}, flat: {str(s): s in (24, 28) for s in sides}}
+    row = {"seed": 0}
+    for name in (gap, flat):
+        row[name] = {"train": 90.0, "test": 87.0}
+        for s in sides:
+            if accepts[name][str(s)]:
+                row[name][f"resized {s}"] = 70.0
+                if s >= 28:
+                    row[name][f"canvas {s}"] = 60.0
+    return {"seeds": [row], "params": {gap: 14_458, flat: 17_018}, "accepts": accepts}
+
+
+def test_the_heads_legend_tells_resized_from_canvas():
+    """The two views of one head were told apart by the dash of their lines only, and in a
+    legend handle of 14 px the marker and error bar cover the one gap: 'GAP head, resized' and
+    'GAP head, canvas' looked the same. Their markers must differ. Truth: the legend's own
+    handles, as drawn."""
+    legend = drawn(ex_heads, heads()).axes[0].get_legend()
+    areas = [a for a in legend.findobj(DrawingArea)]  # one per entry, holding what is drawn
+    looks = {}
+    for text, area in zip(legend.get_texts(), areas, strict=True):
+        lines = [c for c in area.get_children() if isinstance(c, Line2D)]
+        looks[text.get_text()] = [
+            (ln.get_marker(), str(ln.get_markerfacecolor())) for ln in lines if ln.get_marker()
+        ]
+    for head in ex_heads.MODELS:
+        assert looks[f"{head}, resized"] != looks[f"{head}, canvas"], looks

@@ -124,14 +124,15 @@ def figure(m: dict):
     fig, (ax, bars) = figure_axes(2, height=3.2)
     gap, flat = MODELS
     for k, (name, marker) in enumerate(((gap, "o"), (flat, "s"))):
-        for kind, ls in (("resized", "-"), ("canvas", "--")):
+        # canvas: dashed and hollow (in a legend handle the marker hides the dash's one gap)
+        for kind, ls, face in (("resized", "-", f"C{k}"), ("canvas", "--", "white")):
             sides = [s for s in SIDES if f"{kind} {s}" in m["seeds"][0][name]]
             if not sides:
                 continue
             means = [mean_spread([r[name][f"{kind} {s}"] for r in m["seeds"]]) for s in sides]
             ax.errorbar(
                 sides, [a for a, _ in means], yerr=[b for _, b in means], marker=marker,
-                ls=ls, color=f"C{k}", label=f"{name}, {kind}", ms=4,
+                ls=ls, color=f"C{k}", mfc=face, label=f"{name}, {kind}", ms=4,
             )  # fmt: skip
     refused = [s for s in SIDES if not m["accepts"][flat][str(s)]]
     for s in refused:
