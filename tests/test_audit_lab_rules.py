@@ -19,9 +19,9 @@ def nonlinearity(*rows):
 
 
 def test_a_deep_linear_net_below_logistic_regression_is_what_the_claim_says():
-    """"It can do no more than one linear layer" bounds the deep linear net from above: being
-    3 points below logistic regression (harder to optimise) is no evidence against it, being
-    3 points above would be."""
+    """The claim 'it can do no more than one linear layer' bounds the deep linear net from
+    above: being 3 points below logistic regression (harder to optimise) is no evidence
+    against it, being 3 points above would be."""
     below = ex_nonlinearity.judge(nonlinearity((77.0, 80.0, 85.0), (77.5, 80.5, 86.0)))
     assert below.outcome == "holds", below.meaning
     above = ex_nonlinearity.judge(nonlinearity((83.0, 80.0, 88.0), (83.5, 80.5, 89.0)))
