@@ -22,32 +22,55 @@ EXPECTED = {
     # SqueezeNet 1.1's stem is a 3×3/2 conv without padding: on an even input (64 here, 224
     # in the paper) (I − 3)/2 is not an integer and the last row and column are never read.
     "squeezenet": {"floor"},
+    # PP-HGNetV2's stem pads (0, 1, 0, 1) before its 2×2 convs and 2×2 pool: asymmetric, each
+    # shifts the map by half a pixel, as the lint says.
+    "hf-hgnet-v2": {"even-kernel-same"},
+    # MobileViTV2's blocks end in a 1×1 conv + BatchNorm with no activation, and where the
+    # next block's 1×1 expansion reads it (no residual: a stride or a new width) and the
+    # middle is no narrower than the input, the pair is one linear map with fewer weights
+    # (W2·W1, §4.1); so at the published width too (64→64→128 in stage 2).
+    "hf-mobilevit-v2": {"linear-collapse"},
 }
 
 
 def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
     """(name, output shape of one image) of every leaf module call in a real forward, and
-    the MACs summary counts that torchinfo does not: torchinfo counts a Linear on a
-    (B, ..., F) map once, not at each of its positions (a ConvNeXt's pointwise layers), and
-    takes any layer whose class name contains "Conv" for a conv (ConvNeXt's LayerNorm: one
-    MAC per parameter and position instead of one per parameter)."""
+    the MACs summary counts less those torchinfo counts, call by call. torchinfo counts a
+    leaf's parameters named `weight` or `bias` only (DINOv2's layer scale `lambda1`: none),
+    each once per row of the output's first axis (the batch: 1, or the windows and patches
+    Swin, MobileViT and LeViT fold into it), and per position too for a class whose name
+    contains "Conv"; a module with children it counts not at all (BiT's weight-standardized
+    conv, which pads with a child). summary counts a conv per output position, a Linear
+    per output row, any other leaf once per parameter (`macs.py`)."""
     seen, extra, handles = [], [0], []
 
-    def hook(name):
+    def theirs(m: nn.Module, out: torch.Tensor) -> int:
+        named = sum(p.numel() for n, p in m.named_parameters() if n in ("weight", "bias"))
+        if "Conv" in type(m).__name__:
+            return named * out.shape[0] * math.prod(out.shape[2:])
+        return named * out.shape[0]
+
+    def ours(m: nn.Module, out: torch.Tensor) -> int:
+        n = sum(p.numel() for p in m.parameters())
+        if isinstance(m, nn.modules.conv._ConvNd):
+            return n * math.prod(out.shape[2:])
+        return n * math.prod(out.shape[:-1]) if isinstance(m, nn.Linear) else n
+
+    def hook(name, leaf):
         def record(m, inputs, out):
             out = out if isinstance(out, torch.Tensor) else out[0]
-            seen.append((name, tuple(out.shape[1:])))
-            n = sum(p.numel() for p in m.parameters())
-            if isinstance(m, nn.Linear) and inputs[0].dim() > 2:
-                extra[0] += n * (math.prod(inputs[0].shape[1:-1]) - 1)
-            elif "Conv" in type(m).__name__ and not isinstance(m, nn.Conv2d):
-                extra[0] -= n * (math.prod(out.shape[2:]) - 1)
+            if leaf:
+                seen.append((name, tuple(out.shape[1:])))
+                extra[0] += ours(m, out) - theirs(m, out)
+            else:  # a conv module with children: its own conv call is summary's row
+                extra[0] += ours(m, out)
 
         return record
 
     for name, m in model.named_modules():
-        if not list(m.children()):
-            handles.append(m.register_forward_hook(hook(name)))
+        leaf = not list(m.children())
+        if leaf or isinstance(m, nn.modules.conv._ConvNd):
+            handles.append(m.register_forward_hook(hook(name, leaf)))
     with torch.no_grad():
         model(torch.randn(1, *input_size))
     for h in handles:

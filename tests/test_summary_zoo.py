@@ -377,6 +377,32 @@ def monai_seresnet(full: bool) -> nn.Module:
     )
 
 
+def monai_senet(name: str, full: bool) -> nn.Module:
+    import monai.networks.nets as nets
+
+    layers = {} if full else {"layers": (1, 1, 1, 1)}
+    return getattr(nets, name)(spatial_dims=2, in_channels=3, num_classes=1000 if full else 10,
+                               **layers)  # fmt: skip
+
+
+def monai_densenet264(full: bool) -> nn.Module:
+    from monai.networks.nets import DenseNet264
+
+    if full:
+        return DenseNet264(spatial_dims=2, in_channels=3, out_channels=1000)
+    return DenseNet264(spatial_dims=2, in_channels=3, out_channels=10, block_config=(2, 2, 4, 2),
+                       init_features=16, growth_rate=8)  # fmt: skip
+
+
+def monai_highresnet(full: bool) -> nn.Module:
+    from monai.networks.nets import HighResNet
+
+    return HighResNet(spatial_dims=2, in_channels=3, out_channels=2)
+
+
+# BiT as google/bit-50: weight-standardized convs padded 'same' by a child module
+BIT = {"layer_type": "bottleneck", "global_padding": "SAME", "embedding_dynamic_padding": True}
+
 def hf(kind: str, full: bool) -> nn.Module:
     import transformers as t
 
@@ -389,9 +415,32 @@ def hf(kind: str, full: bool) -> nn.Module:
         "ConvNext": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 2, 1]},
         "EfficientNet": {"width_coefficient": 0.5, "depth_coefficient": 0.3,
                          "hidden_dim": 640},  # the top conv's width at 0.5
+        "MobileViT": {"hidden_sizes": [16, 24, 32], "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 64],
+                      "num_attention_heads": 2, "image_size": 64},
+        "MobileViTV2": {"width_multiplier": 0.25, "n_attn_blocks": [1, 1, 1], "image_size": 64},
+        "ConvNextV2": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 2, 1]},
+        "PoolFormer": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 2, 1]},
+        "Bit": {**BIT, "embedding_size": 16, "hidden_sizes": [32, 64, 128, 256],
+                "depths": [1, 1, 1, 1], "num_groups": 8},
+        "Levit": {"hidden_sizes": [32, 64, 96], "num_attention_heads": [2, 4, 6], "depths": [1, 1, 1],
+                  "key_dim": [8, 8, 8], "image_size": 64,
+                  "down_ops": [["Subsample", 8, 4, 4, 2, 2], ["Subsample", 8, 8, 4, 2, 2]]},
+        "SwiftFormer": {"depths": [1, 1, 1, 1], "embed_dims": [16, 24, 32, 48]},
+        "FocalNet": {"embed_dim": 16, "hidden_sizes": [32, 64, 128, 128], "depths": [1, 1, 2, 1]},
+        "HGNetV2": {"stem_channels": [3, 8, 16], "stage_in_channels": [16, 32, 64, 128],
+                    "stage_mid_channels": [8, 16, 32, 64], "stage_out_channels": [32, 64, 128, 256],
+                    "stage_numb_of_layers": [2, 2, 2, 2], "hidden_sizes": [32, 64, 128, 256],
+                    "embedding_size": 16},
+        "TextNet": {"hidden_sizes": [16, 16, 32, 64, 128], "stem_out_channels": 16},
+        "Segformer": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1],
+                      "num_attention_heads": [1, 2, 2, 4]},
+        "PvtV2": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1],
+                  "num_attention_heads": [1, 2, 2, 4]},
+        "Dinov2": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                   "intermediate_size": 64, "image_size": 64, "patch_size": 8},
     }  # fmt: skip
     full_args = {"RegNet": {"hidden_sizes": [24, 56, 152, 368], "depths": [1, 1, 4, 7],
-                            "groups_width": 8, "embedding_size": 32}}  # fmt: skip
+                            "groups_width": 8, "embedding_size": 32}, "Bit": BIT}  # fmt: skip
     config = getattr(t, f"{kind}Config")(**(full_args.get(kind, {}) if full else small[kind]))
     return getattr(t, f"{kind}ForImageClassification")(config)
 
@@ -407,6 +456,23 @@ FAMILIES: dict[str, tuple[Callable[[bool], nn.Module], tuple, tuple]] = {
     "hf-regnet": (lambda full: hf("RegNet", full), (3, 224, 224), (3, 64, 64)),
     "hf-convnext": (lambda full: hf("ConvNext", full), (3, 224, 224), (3, 64, 64)),
     "hf-efficientnet": (lambda full: hf("EfficientNet", full), (3, 224, 224), (3, 64, 64)),
+    "monai-senet154": (lambda full: monai_senet("SENet154", full), (3, 224, 224), (3, 64, 64)),
+    "monai-seresnext50": (lambda full: monai_senet("SEResNeXt50", full), (3, 224, 224), (3, 64, 64)),
+    "monai-densenet264": (monai_densenet264, (3, 224, 224), (3, 64, 64)),
+    "monai-highresnet": (monai_highresnet, (3, 224, 224), (3, 32, 32)),
+    "hf-mobilevit": (lambda full: hf("MobileViT", full), (3, 256, 256), (3, 64, 64)),
+    "hf-mobilevit-v2": (lambda full: hf("MobileViTV2", full), (3, 256, 256), (3, 64, 64)),
+    "hf-convnext-v2": (lambda full: hf("ConvNextV2", full), (3, 224, 224), (3, 64, 64)),
+    "hf-poolformer": (lambda full: hf("PoolFormer", full), (3, 224, 224), (3, 64, 64)),
+    "hf-bit": (lambda full: hf("Bit", full), (3, 224, 224), (3, 64, 64)),
+    "hf-levit": (lambda full: hf("Levit", full), (3, 224, 224), (3, 64, 64)),
+    "hf-swiftformer": (lambda full: hf("SwiftFormer", full), (3, 224, 224), (3, 64, 64)),
+    "hf-focalnet": (lambda full: hf("FocalNet", full), (3, 224, 224), (3, 64, 64)),
+    "hf-hgnet-v2": (lambda full: hf("HGNetV2", full), (3, 224, 224), (3, 64, 64)),
+    "hf-textnet": (lambda full: hf("TextNet", full), (3, 640, 640), (3, 64, 64)),
+    "hf-segformer": (lambda full: hf("Segformer", full), (3, 224, 224), (3, 64, 64)),
+    "hf-pvt-v2": (lambda full: hf("PvtV2", full), (3, 224, 224), (3, 64, 64)),
+    "hf-dinov2": (lambda full: hf("Dinov2", full), (3, 224, 224), (3, 64, 64)),
     "shufflenet-v2": (
         lambda full: ShuffleNetV2() if full else ShuffleNetV2((2, 2, 1), (8, 16, 32, 64, 64), 10),
         (3, 224, 224), (3, 64, 64),
