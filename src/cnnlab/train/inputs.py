@@ -217,13 +217,25 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
             "train with --no-channels-last"
         )
     if misfit.kind == "run":  # a module of the user's that does not take this input
-        other = "; if it takes other images, give --input C,H,W (the data is converted)"
-        hint = other if choice.record.get("kind") == "code" and not choice.input_shape else ""
-        raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{hint}")
+        raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{_other(choice)}")
     if misfit.kind == "classes":
         fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
         raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
     raise SpecError(f"{title} {misfit.why}")
+
+
+def _other(choice: ModelChoice) -> str:
+    """How to give the user's model other images: --input for code (the CLI's and
+    ModelSource's), the data converted for a module passed in (train has no input option)."""
+    kind = choice.record.get("kind")
+    if kind == "code" and not choice.input_shape:
+        return "; if it takes other images, give --input C,H,W (the data is converted)"
+    if kind == "module":
+        return (
+            "; if it takes other images, train on the data converted to them: "
+            "cnnlab.data.load_splits(data, channels=C, size=(H, W))"
+        )
+    return ""
 
 
 def _misfit(choice: ModelChoice, input_shape, classes: int, layout) -> tuple[Misfit | None, str]:
