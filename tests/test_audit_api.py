@@ -33,3 +33,38 @@ def test_a_module_for_other_images_is_told_how_to_convert_the_data_and_that_work
     config = TrainConfig(epochs=1, ema=None, bn_recalibrate=0, tta=False)
     result = train(net, load_splits("digits", channels=1, size=(16, 16)), None, config)
     assert 0 <= result["test_acc"] <= 1
+
+
+LAZY = """
+from torch import nn
+
+
+def make():
+    return nn.Sequential(nn.LazyConv2d(4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+"""
+
+
+def _lazy() -> nn.Module:
+    return nn.Sequential(nn.LazyConv2d(4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+
+
+def test_a_model_with_lazy_layers_is_told_to_run_once_in_the_factory_and_that_works(tmp_path):
+    """nn.LazyConv2d / nn.LazyLinear have no shapes before a first forward: train, import
+    and summary died in torch (`.to(memory_format=...)`, `state_dict`, `numel`) with a
+    traceback. Now one SpecError names the layer and the fix, for code and for a module; the
+    fix (one forward on a dummy batch) makes the same model train."""
+    from cnnlab.cli import main
+    from cnnlab.train.source import parse_model_ref
+
+    nets = tmp_path / "lazynets.py"
+    nets.write_text(LAZY)
+    fix = r"0\.weight.*lazy.*model\(torch\.zeros\(1, C, H, W\)\)"
+    with pytest.raises(SpecError, match=fix):
+        parse_model_ref(f"{nets}:make").build()
+    with pytest.raises(SpecError, match=fix):
+        train(_lazy(), "digits", None, TrainConfig(epochs=1))
+    assert main(["summary", "--model", f"{nets}:make", "--input", "1,8,8"]) == 2
+    net = _lazy()
+    net(torch.zeros(1, 1, 8, 8))  # the fix
+    config = TrainConfig(epochs=1, ema=None, bn_recalibrate=0, tta=False)
+    assert 0 <= train(net, "digits", None, config)["test_acc"] <= 1

@@ -21,7 +21,7 @@ from cnnlab.errors import ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, read_config
-from cnnlab.train.source import ModelSource
+from cnnlab.train.source import ModelSource, check_materialized
 
 
 @dataclass
@@ -49,6 +49,7 @@ def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
     torch seeded by `seed` (a module keeps the weights it has)."""
     if isinstance(model_or_spec, nn.Module):
         kind = type(model_or_spec)
+        check_materialized(model_or_spec, f"model {kind.__name__}:")
         record = {"kind": "module", "class": f"{kind.__module__}.{kind.__qualname__}"}
         return ModelChoice(model_or_spec, None, record, f"model {kind.__name__}")
     if isinstance(model_or_spec, ModelSource) and model_or_spec.kind == "code":

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from cnnlab.design.build import build as build_spec
 from cnnlab.design.spec import load_spec
@@ -100,6 +101,7 @@ class ModelSource:
                 f"--model {self.reference}: {self.factory_name} returned "
                 f"{type(model).__name__}, not a torch.nn.Module; return the network itself"
             )
+        check_materialized(model, f"--model {self.reference}:")
         return model
 
     def to_record(self) -> dict[str, Any]:
@@ -251,6 +253,18 @@ def _canonical(ref: str, where: str, file: Path) -> str:
     if where.endswith(".py") or "/" in where or os.sep in where:
         return f"{file}:{ref.rsplit(':', 1)[1]}"
     return ref
+
+
+def check_materialized(model: nn.Module, who: str) -> None:
+    """SpecError when a parameter or buffer is still lazy (nn.LazyConv2d, nn.LazyLinear, ...):
+    it has no shape until a first forward, and moving, counting or loading weights fails in
+    torch with a traceback. The fix is PyTorch's own: one forward on a dummy batch."""
+    lazy = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if is_lazy(t)]
+    if lazy:
+        raise SpecError(
+            f"{who} {lazy[0]} is a lazy parameter (nn.Lazy* layer) with no shape yet; run the "
+            "model once on a dummy batch before returning it: model(torch.zeros(1, C, H, W))"
+        )
 
 
 def _load_factory(reference: str, file: Path | None) -> Any:
