@@ -68,3 +68,27 @@ def test_a_model_with_lazy_layers_is_told_to_run_once_in_the_factory_and_that_wo
     net(torch.zeros(1, 1, 8, 8))  # the fix
     config = TrainConfig(epochs=1, ema=None, bn_recalibrate=0, tta=False)
     assert 0 <= train(net, "digits", None, config)["test_acc"] <= 1
+
+
+class _Masked(nn.Module):
+    """A forward that needs a second input besides the images."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = _flat_head_net()
+
+    def forward(self, x, mask):
+        return self.net(x * mask)
+
+
+def test_a_forward_needing_more_than_the_images_is_told_so_not_to_give_other_images():
+    """`forward(self, x, mask)` was refused with torch's TypeError and the advice to give
+    other images (--input), which cannot help: the message names the argument and the fix."""
+    from cnnlab.inspect import classifier_misfit
+
+    misfit = classifier_misfit(_Masked(), (1, 16, 16), 10)
+    assert misfit is not None and misfit.kind == "call"
+    assert "mask" in misfit.why and "--input" not in misfit.why
+    with pytest.raises(SpecError, match=r"forward\(x, mask\).*default") as info:
+        train(_Masked(), load_splits("digits", size=(16, 16)), None, TrainConfig(epochs=1))
+    assert "--input" not in str(info.value) and "load_splits" not in str(info.value)

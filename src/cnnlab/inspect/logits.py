@@ -5,6 +5,7 @@ at all (`classifier_misfit`: what training, import and opening a run check first
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from typing import Any, NamedTuple
@@ -105,9 +106,9 @@ class Misfit(NamedTuple):
     """Why a model cannot classify images: `kind` "run" (it raised, or its parameters are
     not float32), "output" (it returned no float logits tensor, or its class scores as a
     (B, K, h, w) map), "one-image" (a batch runs but one image does not, or loses its batch
-    dim: a `.squeeze()`), "classes" (a tensor of
-    another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax" (its
-    outputs are already probabilities); `why` says what and how to fix it."""
+    dim: a `.squeeze()`), "call" (forward needs more arguments than the images), "classes"
+    (a tensor of another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax"
+    (its outputs are already probabilities); `why` says what and how to fix it."""
 
     kind: str
     why: str
@@ -137,12 +138,30 @@ def classifier_misfit(
             "as float32; return model.float() (for bfloat16 speed, train with --precision "
             "bf16, which autocasts)",
         )
+    needed = _more_arguments(model)
+    if needed:
+        return Misfit(
+            "call",
+            f"has forward(x, {', '.join(needed)}), but cnnlab calls model(images) alone: give "
+            f"{', '.join(needed)} a default, or wrap the model in a module whose forward(x) "
+            "passes them",
+        )
     with torch.no_grad(), _eager():
         x = torch.zeros(2, *input_shape).contiguous(memory_format=memory_format)
         out, failure = _located_forward(model, x)
         if failure is not None:
             return Misfit("run", failure)
         return _output_misfit(out, classes) or _single_misfit(model, x[:1], classes)
+
+
+def _more_arguments(model: nn.Module) -> list[str]:
+    """The arguments of `model.forward` after the images that have no default."""
+    try:
+        parameters = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C forward: the call itself says
+        return []
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters[1:] if p.kind in named and p.default is p.empty]
 
 
 def _eager():
