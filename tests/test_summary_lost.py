@@ -54,7 +54,8 @@ def test_every_row_without_a_field_is_named_by_the_lint_of_its_layer():
     (lint,) = [w for w in s.warnings if w.code == "unfollowed"]
     assert "torch.roll and torch.rot90" in lint.message
     unknown = [r.name for r in s.rows if r.receptive_field is None]
-    assert unknown == ["a", "b", "out"] and "3 row(s) after it have none (a, b, out)" in lint.message
+    assert unknown == ["a", "b", "out"]
+    assert "3 row(s) after it have none (a, b, out)" in lint.message
 
 
 class GateThenLoss(nn.Module):

@@ -377,12 +377,15 @@ def monai_seresnet(full: bool) -> nn.Module:
     )
 
 
-def monai_senet(name: str, full: bool) -> nn.Module:
+def monai_2d(name: str, **kwargs) -> nn.Module:
     import monai.networks.nets as nets
 
-    layers = {} if full else {"layers": (1, 1, 1, 1)}
-    return getattr(nets, name)(spatial_dims=2, in_channels=3, num_classes=1000 if full else 10,
-                               **layers)  # fmt: skip
+    return getattr(nets, name)(spatial_dims=2, in_channels=3, **kwargs)
+
+
+def monai_senet(name: str, full: bool) -> nn.Module:
+    small = {} if full else {"layers": (1, 1, 1, 1)}
+    return monai_2d(name, num_classes=1000 if full else 10, **small)
 
 
 def monai_densenet264(full: bool) -> nn.Module:
@@ -394,14 +397,9 @@ def monai_densenet264(full: bool) -> nn.Module:
                        init_features=16, growth_rate=8)  # fmt: skip
 
 
-def monai_highresnet(full: bool) -> nn.Module:
-    from monai.networks.nets import HighResNet
-
-    return HighResNet(spatial_dims=2, in_channels=3, out_channels=2)
-
-
 # BiT as google/bit-50: weight-standardized convs padded 'same' by a child module
 BIT = {"layer_type": "bottleneck", "global_padding": "SAME", "embedding_dynamic_padding": True}
+
 
 def hf(kind: str, full: bool) -> nn.Module:
     import transformers as t
@@ -422,8 +420,8 @@ def hf(kind: str, full: bool) -> nn.Module:
         "PoolFormer": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 2, 1]},
         "Bit": {**BIT, "embedding_size": 16, "hidden_sizes": [32, 64, 128, 256],
                 "depths": [1, 1, 1, 1], "num_groups": 8},
-        "Levit": {"hidden_sizes": [32, 64, 96], "num_attention_heads": [2, 4, 6], "depths": [1, 1, 1],
-                  "key_dim": [8, 8, 8], "image_size": 64,
+        "Levit": {"hidden_sizes": [32, 64, 96], "num_attention_heads": [2, 4, 6],
+                  "depths": [1, 1, 1], "key_dim": [8, 8, 8], "image_size": 64,
                   "down_ops": [["Subsample", 8, 4, 4, 2, 2], ["Subsample", 8, 8, 4, 2, 2]]},
         "SwiftFormer": {"depths": [1, 1, 1, 1], "embed_dims": [16, 24, 32, 48]},
         "FocalNet": {"embed_dim": 16, "hidden_sizes": [32, 64, 128, 128], "depths": [1, 1, 2, 1]},
@@ -457,9 +455,12 @@ FAMILIES: dict[str, tuple[Callable[[bool], nn.Module], tuple, tuple]] = {
     "hf-convnext": (lambda full: hf("ConvNext", full), (3, 224, 224), (3, 64, 64)),
     "hf-efficientnet": (lambda full: hf("EfficientNet", full), (3, 224, 224), (3, 64, 64)),
     "monai-senet154": (lambda full: monai_senet("SENet154", full), (3, 224, 224), (3, 64, 64)),
-    "monai-seresnext50": (lambda full: monai_senet("SEResNeXt50", full), (3, 224, 224), (3, 64, 64)),
+    "monai-seresnext50": (
+        lambda full: monai_senet("SEResNeXt50", full), (3, 224, 224), (3, 64, 64)
+    ),
     "monai-densenet264": (monai_densenet264, (3, 224, 224), (3, 64, 64)),
-    "monai-highresnet": (monai_highresnet, (3, 224, 224), (3, 32, 32)),
+    "monai-highresnet": (lambda full: monai_2d("HighResNet", out_channels=2), (3, 224, 224),
+                         (3, 32, 32)),  # fmt: skip
     "hf-mobilevit": (lambda full: hf("MobileViT", full), (3, 256, 256), (3, 64, 64)),
     "hf-mobilevit-v2": (lambda full: hf("MobileViTV2", full), (3, 256, 256), (3, 64, 64)),
     "hf-convnext-v2": (lambda full: hf("ConvNextV2", full), (3, 224, 224), (3, 64, 64)),
