@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchinfo
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -18,9 +19,10 @@ from torch import nn
 from cnnlab import geometry
 from cnnlab.design.summary import summary
 from cnnlab.design.summary.axes import index as axes_index
-from cnnlab.design.summary.calls import _cat_shape as cat_shape
-from cnnlab.design.summary.calls import broadcast, field_step, made
+from cnnlab.design.summary.calls import field_step
 from cnnlab.design.summary.facts import Field
+from cnnlab.design.summary.shapes import _cat_shape as cat_shape
+from cnnlab.design.summary.shapes import broadcast, made
 from cnnlab.design.summary.tags import Tag, replaced
 from cnnlab.errors import CnnlabError
 from test_summary import leaf_rows, real_leaf_shapes
@@ -64,6 +66,41 @@ def test_meta_shortcuts_give_torchs_shapes_and_torchinfos_totals():
     # torchinfo counts a linear map applied along a (8, 12, 12) map's last axis once (144),
     # summary at each of its 8·12 positions
     assert s.total_macs == info.total_mult_adds - 144 + 144 * 8 * 12
+
+
+def _gn(x, groups=4, channels=8):
+    return F.group_norm, (x(1, 8, 5, 5), groups, x(channels), x(channels)), {}
+
+
+def _sdpa(x, q=(1, 2, 6, 4), k=(1, 2, 9, 4), v=(1, 2, 9, 5), **kwargs):
+    return F.scaled_dot_product_attention, (x(*q), x(*k), x(*v)), kwargs
+
+
+@pytest.mark.parametrize(
+    ("call", "shortcut"),
+    [
+        (_gn, True), (lambda x: _gn(x, groups=3), False), (lambda x: _gn(x, channels=4), False),
+        (_sdpa, True), (lambda x: _sdpa(x, k=(1, 2, 9, 3)), False),
+        (lambda x: _sdpa(x, v=(1, 2, 7, 5)), False),
+        (lambda x: _sdpa(x, q=(2, 6, 4), k=(2, 9, 4), v=(2, 9, 5), is_causal=True), True),
+        (lambda x: _sdpa(x, attn_mask=x(6, 9)), False), (lambda x: _sdpa(x, k=(1, 1, 9, 4)), False),
+    ],
+)  # fmt: skip
+def test_group_norm_and_attention_are_made_with_torchs_shape_or_left_to_torch(call, shortcut):
+    """F.group_norm (BiT, PoolFormer) and F.scaled_dot_product_attention (SegFormer) made on
+    meta: torch's shape where torch runs them on real data; where it raises (groups that do
+    not divide, features or positions that differ) or the shape needs torch (a mask, heads
+    broadcast), left to torch."""
+    func, args, kwargs = call(lambda *shape: torch.empty(shape, device="meta"))
+    out = made(func, args, kwargs)
+    assert (out is not None) == shortcut
+    real_func, real_args, real_kwargs = call(lambda *shape: torch.randn(shape))
+    try:
+        real = real_func(*real_args, **real_kwargs)
+    except RuntimeError:
+        assert out is None
+        return
+    assert out is None or out.shape == real.shape
 
 
 def test_a_linear_layer_that_does_not_fit_still_gets_torchs_error_with_its_name():

@@ -13,7 +13,7 @@ run. Found by comparing a real CPU forward of batch 1 with the meta one (torch 2
 - an activation or dropout argument torch refuses (dropout p outside [0, 1] or None,
   hardtanh's min above its max, gelu's approximate neither 'none' nor 'tanh', celu's alpha
   0, rrelu's lower above its upper, a string for a number, 10**30): torch's Python checks
-  these after the mode has taken the call, and the shape-keeping shortcut (`calls.made`)
+  these after the mode has taken the call, and the shape-keeping shortcut (`shapes.made`)
   skipped them; torch judges them on a real 1×1×1×1 zero, once per arguments and summary;
 - a shape-keeping module's arguments torch refuses (nn.GELU('bad'), nn.LeakyReLU('a'),
   nn.ELU(alpha='x'), nn.CELU(alpha=0), nn.Hardtanh(2, 1), nn.RReLU(0.5, 0.1), nn.Dropout's p
@@ -203,8 +203,8 @@ def clear_judged() -> None:
 
 
 def _activations() -> dict[Callable, Check]:
-    """The shape-keeping calls `calls.made` makes the output of, with their argument checks."""
-    from cnnlab.design.summary.calls import SAME_SHAPE_INPLACE_AT
+    """The shape-keeping calls `shapes.made` makes the output of, with their argument checks."""
+    from cnnlab.design.summary.shapes import SAME_SHAPE_INPLACE_AT
 
     found: dict[Callable, Check] = {f: _judged_by_torch(f) for f in SAME_SHAPE_INPLACE_AT}
     del found[F.batch_norm]

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.summary import calls as C
+from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.copying import compiled_inner, meta
 from cnnlab.design.summary.facts import (
     DenseFact,
@@ -280,7 +281,7 @@ class Tracer(Roles, TorchFunctionMode):
             if tag is not None:
                 _retag(x, self._one_input(tag, *rule))
             return x
-        out = C.new_meta(x)  # a new tensor: no row's output yet, so no _retag
+        out = S.new_meta(x)  # a new tensor: no row's output yet, so no _retag
         tag = getattr(x, TAG, None)
         if tag is not None:
             setattr(out, TAG, self._one_input(tag, *rule))
@@ -304,7 +305,7 @@ class Tracer(Roles, TorchFunctionMode):
             or (weight is not None and weight.dtype != dtype)
         ):
             return None
-        out = C.new_meta(x)
+        out = S.new_meta(x)
         tag = getattr(x, TAG, None)
         if tag is not None:  # linear in its input (as inference runs it): the facts stay
             setattr(out, TAG, self._one_input(tag, False, True))
@@ -407,7 +408,7 @@ class Tracer(Roles, TorchFunctionMode):
         return self._call(func, args, kwargs, run=True)
 
     def _call(self, func, args: tuple, kwargs: dict, run: bool) -> Any:
-        """func's output, made from the inputs' shapes where `calls.py` knows how (else run,
+        """func's output, made from the inputs' shapes where `shapes.py` knows how (else run,
         or None if not `run`), with its tags. A call torch would refuse on real data that
         meta would run (`refusals.py`) raises, for the real forward to take over."""
         check = CHECKS.get(func)
@@ -418,7 +419,7 @@ class Tracer(Roles, TorchFunctionMode):
         w = C.window(func, args, kwargs)
         if w is not None:
             return self._windowed(func, args, kwargs, w, run)
-        out = C.made(func, args, kwargs)
+        out = S.made(func, args, kwargs)
         if out is None:
             if not run:
                 return None
@@ -432,7 +433,7 @@ class Tracer(Roles, TorchFunctionMode):
         """`_call` of a conv or pool: its tag comes from its input's alone (the first tagged
         one: the input's where it has one, which `_window_tag` takes straight away)."""
         x = args[0] if args else kwargs["input"]
-        out = C.meta_window(func, args, kwargs, x, w, self._window_out(x, w))
+        out = S.meta_window(func, args, kwargs, x, w, self._window_out(x, w))
         if out is None:
             if not run:
                 return None

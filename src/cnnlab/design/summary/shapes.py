@@ -1,0 +1,342 @@
+"""Output shapes made directly on the meta device from the inputs' shapes, for the calls whose
+meta kernels are slow (written in Python: torch._prims, torch._refs, decompositions): each
+trick with what it bought, measured on ResNet-50 at 224×224 unless it says otherwise. Each
+returns None where the call must run, so that torch raises its own error."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cnnlab.design.activations import ACTIVATIONS
+from cnnlab.design.summary.calls import (
+    CONV,
+    LINEAR,
+    MAX_POOL,
+    META,
+    PAD,
+    SHAPE_ONLY_WINDOWS,
+    T,
+    arg,
+    both,
+    fns,
+    window_out,
+)
+from cnnlab.design.summary.facts import Window
+
+
+def new_meta(x: Tensor) -> Tensor:
+    """A new tensor of meta x's shape and dtype: x.detach() makes one in 0.4 µs, torch.empty
+    in 2.1 µs (a meta tensor has no data to share)."""
+    return x.detach()
+
+
+def meta_window(
+    func: Callable, args: tuple, kwargs: dict, x: Tensor, w: Window, out_map: tuple | None
+) -> Tensor | None:
+    """The output of a conv/pool on a meta (B, C, H, W) input, made from its known shape
+    (a meta conv kernel costs 25 µs, a meta pool with ceil_mode 70 µs: 13 % of SqueezeNet's
+    trace); None where the kernel must run: a real input, pool indices, a pool padded by
+    more than half its kernel, or channels that do not match (the kernel then raises
+    torch's error). out_map: `window_out` of x's (H, W), if known."""
+    if not x.is_meta or x.dim() != 4 or func not in SHAPE_ONLY_WINDOWS:
+        return None
+    shape = x.shape
+    channels = shape[1]
+    if func in CONV:
+        if len(args) == 7:  # as nn.Conv2d calls it
+            weight, groups = args[1], args[6]
+        else:
+            weight, groups = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 6, "groups", 1)
+        kernel = weight.shape
+        if kernel[1] * groups != channels or w.ceil_mode:
+            return None
+        channels = kernel[0]
+    elif w.padding[0] > w.kernel[0] // 2 or w.padding[1] > w.kernel[1] // 2:
+        return None
+    elif func in MAX_POOL and arg(args, kwargs, 6, "return_indices", False):
+        return None
+    if out_map is None:
+        out_map = window_out((shape[2], shape[3]), w)
+    return torch.empty(shape[0], channels, *out_map, dtype=x.dtype, device=META)
+
+
+def _meta_as(t: Any, x: Tensor) -> bool:
+    return isinstance(t, Tensor) and t.is_meta and t.dtype == x.dtype
+
+
+def linear_shape(x: Tensor, weight: Any, bias: Any) -> tuple[int, ...] | None:
+    """The output shape of F.linear(x, weight, bias) on meta: (*x.shape[:-1], out); None
+    where the kernel must run (and raise torch's error)."""
+    if not isinstance(weight, Tensor) or weight.dim() != 2 or x.dim() == 0:
+        return None
+    out, features = weight.shape
+    if x.shape[-1] != features or not x.is_floating_point() or not _meta_as(weight, x):
+        return None
+    if bias is not None and not (_meta_as(bias, x) and tuple(bias.shape) == (out,)):
+        return None
+    return (*x.shape[:-1], out)
+
+
+def adaptive_shape(x: Tensor, output_size: Any) -> tuple[int, ...] | None:
+    """The output shape of F.adaptive_avg_pool2d(x, output_size) on a (B, C, H, W) meta
+    input; None where the kernel must run."""
+    if x.dim() != 4 or min(x.shape) < 1 or not x.is_floating_point():
+        return None
+    size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    if len(size) != 2:
+        return None
+    size = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(size))
+    if not all(type(s) is int and s >= 1 for s in size):
+        return None
+    return (*x.shape[:2], *size)
+
+
+def _inplace_at(func: Callable) -> int | None:
+    """Position of func's `inplace` argument, None if it has none."""
+    try:
+        names = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # a builtin (torch.sigmoid): no in-place flag
+        return None
+    return names.index("inplace") if "inplace" in names else None
+
+
+# Ops whose output has the input's shape, whose meta kernels are slow (BatchNorm: 0.7 ms a
+# call, 30 of ResNet-50's 40 ms): on meta their output is made directly. Value: the position
+# of the `inplace` argument, if any. The activations are the table's (not the in-place
+# `_` forms, which must return their input).
+SAME_SHAPE_INPLACE_AT = {
+    f: _inplace_at(f)
+    for f in (
+        F.batch_norm,
+        F.dropout,
+        F.dropout2d,
+        *(f for a in ACTIVATIONS.values() for f in a.functions if not f.__name__.endswith("_")),
+    )
+    if f is not F.prelu and getattr(f, "__module__", "") != "torch._tensor"
+}
+INPLACE = fns("add_", "sub_", "mul_", "__iadd__", "__isub__", "__imul__", owner=T)
+SAME_SHAPE_BINARY = INPLACE | fns("add", "sub", "mul", "__add__", "__sub__", "__mul__", owner=T)
+
+
+def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
+    """func's output on meta inputs, made directly from their shapes for shape-keeping,
+    linear, binary, cat, reduce, pad and adaptive calls (meta kernels in Python: linear
+    290 µs, adaptive pooling 140 µs); None where func must run (any other call, a real
+    input, or arguments torch would refuse, so that torch raises its own error)."""
+    if func not in MADE:  # views, slices, chunks...: their C++ meta kernels are quick
+        return None
+    x = args[0] if args else None
+    if type(x) in (list, tuple) and func in CAT and x and isinstance(x[0], Tensor):
+        shape = _cat_shape(args, kwargs)
+        if shape is not None:
+            return torch.empty(shape, dtype=x[0].dtype, device=META)
+    if not isinstance(x, Tensor) or not x.is_meta:
+        return None
+    if func in PAD:  # first: Hugging Face's MobileNets pad before every conv
+        if arg(args, kwargs, 2, "mode", "constant") != "constant":
+            return None
+        shape = pad_shape(x, arg(args, kwargs, 1, "pad", ()))  # meta F.pad: 270 µs a call
+        return None if shape is None else torch.empty(*shape, dtype=x.dtype, device=META)
+    at = SAME_SHAPE_INPLACE_AT.get(func, -1)
+    if at != -1 and (func is not F.batch_norm or (x.dim() > 1 and _bn_fits(x, args, kwargs))):
+        if at is not None and arg(args, kwargs, at, "inplace", False):
+            return x
+        return new_meta(x)
+    if func in SAME_SHAPE_BINARY and not kwargs and len(args) == 2:
+        y = args[1]  # `out += identity`: the same shape and dtype, no broadcasting
+        if isinstance(y, Tensor) and y.shape == x.shape and y.dtype == x.dtype:
+            return x if func in INPLACE else new_meta(x)
+    if func in LINEAR:
+        shape = linear_shape(x, arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias"))
+        if shape is not None:
+            return torch.empty(shape, dtype=x.dtype, device=META)
+    shape = _shortcut_shape(func, args, kwargs, x)
+    if shape is not None:
+        return x if func in INPLACE else torch.empty(shape, dtype=x.dtype, device=META)
+    if func is F.layer_norm and _ln_fits(x, args, kwargs):  # meta: 60 ms a call (ConvNeXt)
+        return new_meta(x)
+    if func is F.adaptive_avg_pool2d and len(args) + len(kwargs) == 2:
+        shape = adaptive_shape(x, arg(args, kwargs, 1, "output_size"))
+        if shape is not None:
+            return torch.empty(shape, dtype=x.dtype, device=META)
+    if func is F.group_norm and _gn_fits(x, args, kwargs):  # meta: 1-5 ms a call (BiT)
+        return new_meta(x)
+    if func is F.scaled_dot_product_attention:  # meta: 2.3 ms a call (SegFormer)
+        shape = attention_shape(x, args, kwargs)
+        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+    return None
+
+
+# meta kernels written in Python (torch._prims): cat 1.2 ms, mean 10 ms, a broadcast add or
+# multiply 1-3 ms a call on this machine; their shapes are made here instead
+BINARY = both("add", "sub", "mul", "div", "true_divide") | fns(
+    *(f"__{op}__" for op in ("add", "radd", "iadd", "sub", "rsub", "isub", "mul", "rmul")),
+    *(f"__{op}__" for op in ("imul", "truediv", "rtruediv", "itruediv")),
+    "add_", "sub_", "mul_", "div_", owner=T,
+)  # fmt: skip
+INPLACE |= fns("__itruediv__", "div_", owner=T)
+SHAPE_REDUCE = both("mean", "sum", "amax", "amin")
+CAT = both("cat", "concat", "concatenate")
+
+
+def _shortcut_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tuple | None:
+    """The output shape of a broadcast binary op, a cat or a reduction over given dims on
+    meta float tensors of one dtype; None where torch must run (and raise its errors)."""
+    if func in BINARY and len(args) == 2 and not kwargs:
+        y = args[1]
+        if isinstance(y, Tensor):
+            if not (y.is_meta and y.dtype == x.dtype and x.is_floating_point()):
+                return None
+            shape = broadcast(tuple(x.shape), tuple(y.shape))
+            if shape is None:
+                return None
+        elif type(y) in (int, float) and x.is_floating_point():
+            shape = tuple(x.shape)
+        else:
+            return None
+        return shape if func not in INPLACE or shape == tuple(x.shape) else None
+    if func in CAT:
+        return _cat_shape(args, kwargs)
+    if func in SHAPE_REDUCE and len(args) + len(kwargs) >= 2 and x.is_floating_point():
+        if set(kwargs) - {"dim", "keepdim"}:
+            return None
+        dim, keep = arg(args, kwargs, 1, "dim"), arg(args, kwargs, 2, "keepdim", False)
+        if not isinstance(dim, (int, tuple, list)) or isinstance(dim, bool):
+            return None
+        dims = _reduced(dim, x.dim())
+        if not dims:
+            return None
+        return tuple(1 if i in dims else n for i, n in enumerate(x.shape) if keep or i not in dims)
+    return None
+
+
+def _reduced(dim: int | tuple | list, ndim: int) -> set[int]:
+    """The axes a reduction's `dim` names, each once and in range; empty where torch must
+    run: it raises on an axis out of range or named twice (x.mean(4), x.sum((2, -2)))."""
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not ndim or not all(type(d) is int and -ndim <= d < ndim for d in dims):
+        return set()
+    found = {d % ndim for d in dims}
+    return found if len(found) == len(dims) else set()
+
+
+def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The shape of an element-wise op on shapes a and b, aligned from the right (a length
+    of 1 stretches to the other's); None where they do not broadcast. torch.broadcast_shapes
+    is Python (torch._refs): 50 µs a call, a tenth of MobileNet V3's trace on its gates."""
+    if a == b:
+        return a
+    if len(a) < len(b):
+        a, b = b, a
+    lead = len(a) - len(b)
+    out = list(a[:lead])
+    for m, n in zip(a[lead:], b, strict=True):
+        if m != n and m != 1 and n != 1:
+            return None
+        out.append(n if m == 1 else m)
+    return tuple(out)
+
+
+def _cat_shape(args: tuple, kwargs: dict) -> tuple | None:
+    """The shape of torch.cat(tensors, dim) on meta tensors of one dtype whose shapes agree
+    but along `dim`; None where torch must run (and raise its error)."""
+    tensors, dim = arg(args, kwargs, 0, "tensors"), arg(args, kwargs, 1, "dim", 0)
+    if set(kwargs) - {"tensors", "dim"} or not isinstance(tensors, (list, tuple)) or not tensors:
+        return None
+    first = tensors[0]
+    if not isinstance(dim, int) or not isinstance(first, Tensor) or first.dim() == 0:
+        return None
+    shape, dtype = tuple(first.shape), first.dtype
+    if not -len(shape) <= dim < len(shape):  # torch's IndexError, not a wrapped-around dim
+        return None
+    dim %= len(shape)
+    before, after, total = shape[:dim], shape[dim + 1 :], 0
+    for t in tensors:  # a loop over plain tuples: torch.Size slices cost 0.3 µs each
+        if not (isinstance(t, Tensor) and t.is_meta and t.dtype == dtype):
+            return None
+        other = tuple(t.shape)
+        if len(other) != len(shape) or other[:dim] != before or other[dim + 1 :] != after:
+            return None
+        total += other[dim]
+    return (*before, total, *after)
+
+
+def pad_shape(x: Tensor, pad: Any) -> tuple[int, ...] | None:
+    """x's shape after F.pad(x, pad) (pairs from the last axis back); None where the kernel
+    must run (and raise torch's error)."""
+    if not isinstance(pad, (tuple, list)) or len(pad) % 2 or len(pad) // 2 > x.dim():
+        return None
+    shape = list(x.shape)
+    for i in range(len(pad) // 2):
+        shape[-1 - i] += int(pad[2 * i]) + int(pad[2 * i + 1])
+    return tuple(shape) if min(shape) >= 1 else None
+
+
+def _ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.layer_norm's normalized_shape, weight and bias fit x's last axes (else torch must
+    raise)."""
+    shape = arg(args, kwargs, 1, "normalized_shape")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape or ())
+    if not shape or tuple(x.shape[-len(shape) :]) != shape or not x.is_floating_point():
+        return False
+    return all(
+        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == shape)
+        for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
+    )
+
+
+def _gn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.group_norm(x, num_groups, weight, bias): the groups divide x's channels, weight and
+    bias have one value a channel (else torch must raise)."""
+    groups = arg(args, kwargs, 1, "num_groups")
+    if x.dim() < 2 or not x.is_floating_point() or type(groups) is not int or groups < 1:
+        return False
+    channels = x.shape[1]
+    return channels % groups == 0 and all(
+        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (channels,))
+        for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
+    )
+
+
+def attention_shape(q: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] | None:
+    """F.scaled_dot_product_attention(q, k, v)'s output shape, (..., L, Ev), where q, k, v
+    are meta tensors of one dtype and one batch shape, k has q's features and v's positions,
+    and no mask or grouped heads are given (else torch must run, and raise its errors)."""
+    k, v = arg(args, kwargs, 1, "key"), arg(args, kwargs, 2, "value")
+    if arg(args, kwargs, 3, "attn_mask") is not None or arg(args, kwargs, 7, "enable_gqa"):
+        return None
+    if not q.is_floating_point():
+        return None
+    if not all(isinstance(t, Tensor) and t.is_meta and t.dtype == q.dtype for t in (k, v)):
+        return None
+    n = q.dim()
+    if n < 2 or k.dim() != n or v.dim() != n or not q.shape[:-2] == k.shape[:-2] == v.shape[:-2]:
+        return None
+    if k.shape[-1] != q.shape[-1] or k.shape[-2] != v.shape[-2]:
+        return None
+    return (*q.shape[:-1], v.shape[-1])
+
+
+def _bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.batch_norm's running mean has x's channel count (else torch must raise)."""
+    mean = arg(args, kwargs, 1, "running_mean")
+    return mean is None or tuple(mean.shape) == (x.shape[1],)
+
+
+# every function `made` may make the output of (a set lookup sends the others on at once)
+MADE = (
+    CAT
+    | frozenset(SAME_SHAPE_INPLACE_AT)
+    | SAME_SHAPE_BINARY
+    | LINEAR
+    | BINARY
+    | SHAPE_REDUCE
+    | PAD
+    | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
+)
