@@ -3,7 +3,7 @@ comparison, and every activation the claim names is reported. Made-up measuremen
 
 from __future__ import annotations
 
-from cnnlab.lab import ex_nonlinearity, ex_vanishing
+from cnnlab.lab import ex_hierarchy, ex_nonlinearity, ex_vanishing
 
 
 def nonlinearity(*rows):
@@ -57,3 +57,19 @@ def test_the_vanishing_sentence_reports_tanh_which_the_notes_name_with_sigmoid()
     assert "tanh's did not vanish" in kept.meaning, kept.meaning
     lost = ex_vanishing.judge(vanishing(1e-6))
     assert "tanh's did not vanish" not in lost.meaning and "1e-06" in lost.meaning
+
+
+def test_a_hierarchy_that_fails_its_rule_is_not_called_absent():
+    """The quick lab's probes rose from pixels (77.4 %) to block 1 (80.8) and block 2 (85.0)
+    but block 3 (82.2) was not 3 points above block 1 nor 5 above random weights (79.0): the
+    rule fails, and the sentence must say which comparison failed, not 'no hierarchy
+    measured' beside a figure that shows one."""
+    layers = ["pixels", "block 1", "block 2", "block 3", "GAP"]
+    trained = dict(zip(layers, (77.4, 80.8, 85.0, 82.2, 77.4), strict=True))
+    random = dict(zip(layers, (77.4, 79.8, 83.0, 79.0, 71.8), strict=True))
+    m = {"seeds": [{"seed": 0, "trained": trained, "random": random}], "layers": layers}
+    v = ex_hierarchy.judge(m)
+    assert v.outcome == "does not hold"
+    assert "no hierarchy" not in v.meaning
+    end = v.meaning.rsplit("): ", 1)[-1]  # what the sentence concludes, after its numbers
+    assert "block 1" in end and "random" in end, v.meaning

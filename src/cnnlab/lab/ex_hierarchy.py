@@ -83,7 +83,12 @@ def judge(m: dict) -> Verdict:
         part = "training beat random weights" if all(learned) else "deeper probed better"
         return Verdict("partly", numbers, f"{said}: only '{part}' held on every seed.")
     if not any(rises) and not any(learned):
-        return Verdict("does not hold", numbers, f"{said}: no hierarchy measured.")
+        return Verdict(
+            "does not hold",
+            numbers,
+            f"{said}: block 3 read the class neither {RISE:g} points better than block 1 nor "
+            f"{LEARNED:g} better than the same layer with random weights.",
+        )
     return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
 
 
