@@ -3,7 +3,7 @@ comparison, and every activation the claim names is reported. Made-up measuremen
 
 from __future__ import annotations
 
-from cnnlab.lab import ex_hierarchy, ex_nonlinearity, ex_vanishing
+from cnnlab.lab import ex_hierarchy, ex_nonlinearity, ex_parameters, ex_vanishing
 
 
 def nonlinearity(*rows):
@@ -73,3 +73,19 @@ def test_a_hierarchy_that_fails_its_rule_is_not_called_absent():
     assert "no hierarchy" not in v.meaning
     end = v.meaning.rsplit("): ", 1)[-1]  # what the sentence concludes, after its numbers
     assert "block 1" in end and "random" in end, v.meaning
+
+
+def test_a_parameter_rule_that_fails_on_accuracy_says_so_not_that_there_is_no_advantage():
+    """The quick lab: the count held (150,529,000 against 1,792) but the undertrained CNN
+    (74.8 %) beat neither MLP. The sentence ended 'no parameter advantage measured' right after
+    confirming the 150 M count; it must say it was the accuracy comparisons that failed."""
+    cnn, small, wide = ex_parameters.MODELS
+    m = {
+        "seeds": [{"seed": 0, cnn: 74.8, small: 76.8, wide: 80.7}],
+        "params": {cnn: 24_058, small: 23_860, wide: 203_530},
+        "arithmetic": ex_parameters.arithmetic(),
+    }
+    v = ex_parameters.judge(m)
+    assert v.outcome == "does not hold"
+    end = v.meaning.rsplit("PyTorch", 1)[-1]  # what the sentence concludes, after its numbers
+    assert "no parameter advantage" not in end and "accuracy" in end, v.meaning
