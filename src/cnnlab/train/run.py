@@ -102,7 +102,10 @@ class Run:
         """The run's data set `split` as an ImageSet, converted to the model's input shape."""
         c, h, w = self.input_shape
         if self.data is None:
-            raise RunError(f"{self.path}: the run records no data set (imported without --data)")
+            raise RunError(
+                f"{self.path}: the run records no data set (imported without --data); give "
+                "diagnose --data NAME|DIR, or import it again with --data for eval and probe"
+            )
         try:
             return load_dataset(self.data, split, channels=c, size=(h, w))
         except CnnlabError as error:

@@ -1,0 +1,47 @@
+"""A run imported without --data (classes, mean, std and input given): the commands that
+need images say how to give them."""
+
+from __future__ import annotations
+
+import pytest
+from safetensors.torch import save_file
+
+from cnnlab.cli import main
+from cnnlab.errors import RunError
+from cnnlab.train.importing import import_run
+from cnnlab.train.rundir import load_run
+from cnnlab.train.source import parse_model_ref
+
+NETS = """
+import torch
+from torch import nn
+
+
+def make():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 10),
+    )
+"""
+
+
+def test_a_run_without_data_names_the_way_to_give_it_and_that_way_works(tmp_path, capsys):
+    """`eval`, `diagnose` and `probe` of such a run said only 'the run records no data set'.
+    The message now names --data (diagnose's option, and import's), and diagnose --data
+    then runs."""
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    source = parse_model_ref(f"{nets}:make")
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    out = tmp_path / "run"
+    import_run(source, tmp_path / "w.safetensors", out, classes=list("0123456789"),
+               mean=[0.3], std=[0.4], input_shape=[1, 8, 8])  # fmt: skip
+    with pytest.raises(RunError, match=r"--data") as info:
+        load_run(out).dataset("test")
+    assert "diagnose" in str(info.value) and "import" in str(info.value)
+    assert main(["eval", str(out)]) == 2
+    assert "--data" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["diagnose", str(out), "--data", "digits", "--json"]) == 0
+    assert '"dead' in capsys.readouterr().out  # the advice works: units measured
