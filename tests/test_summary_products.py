@@ -152,3 +152,18 @@ def test_token_pooling_and_as_tensor_are_followed():
     assert rows["pool"] >= 10 and rows["fc"] >= 10
     # the pool is the head, and its 5-px units do not see the 10-px image
     assert [(w.code, w.layer) for w in s.warnings] == [("rf-small", "pool")]
+
+
+def test_as_tensor_of_a_layers_output_adds_no_row():
+    """MONAI's HighResNet returns torch.as_tensor(self.blocks(x)): the same tensor, still its
+    last layer's output, so the model gets no row of its own (torch's hooks see none)."""
+
+    class Wrapped(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+
+        def forward(self, x):
+            return torch.as_tensor(self.blocks(x))
+
+    assert [r.name for r in summary(Wrapped(), (3, 8, 8)).rows] == ["blocks.0", "blocks.1"]

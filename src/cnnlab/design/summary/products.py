@@ -10,8 +10,7 @@ applies them).
 - F.unfold (im2col) cuts a (B, C, H, W) map into windows, (B, C·kh·kw, L): a window step
   (`calls.window_rf`) whose positions are one merged axis; F.fold sews the windows back.
 - norms whose `dim` comes after `ord` / `p` (torch.norm, Tensor.norm, linalg.vector_norm),
-  adaptive 1-D pooling (a (B, C, H·W) token map pooled to one value: a global pool), and
-  torch.as_tensor / asarray of a tensor (the same values).
+  and adaptive 1-D pooling (a (B, C, H·W) token map pooled to one value: a global pool).
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ ATTENTION = fns("scaled_dot_product_attention")
 UNFOLD, FOLD = fns("unfold"), fns("fold")  # F.unfold / F.fold, not Tensor.unfold
 NORMS = both("norm") | fns("vector_norm", owner=torch.linalg)  # dim at 2: (x, ord, dim)
 ADAPTIVE_1D = fns("adaptive_avg_pool1d") | fns("adaptive_avg_pool1d", owner=torch)
-VALUES = fns("as_tensor", "asarray", owner=torch)  # a tensor given back: the same values
-ROLES = MATMUL | RMATMUL | ATTENTION | UNFOLD | FOLD | NORMS | ADAPTIVE_1D | VALUES
+ROLES = MATMUL | RMATMUL | ATTENTION | UNFOLD | FOLD | NORMS | ADAPTIVE_1D
 
 Dims = list  # per input dimension, the output dimension it becomes (None: summed over)
 

@@ -274,8 +274,6 @@ class Roles:
         src, tag = tagged[0]
         if func in P.NORMS:
             return self._reduce_tag(func, args, kwargs, src, tag, out)
-        if func in P.VALUES:
-            return self._elementwise(func, args, tagged, out, kwargs)
         if P.pools_all(func, out):  # (B, C, L) -> (B, C, 1): a reduction over the last axis
             return self._reduce_tag(func, (src, -1), {}, src, tag, out)
         if func in P.UNFOLD:

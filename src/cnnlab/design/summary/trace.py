@@ -487,6 +487,8 @@ class Tracer(Roles, TorchFunctionMode):
     def _tag_outputs(self, func, args, kwargs, out, tagged, w) -> None:
         """Tags each tensor of `out` (chunk, split and unbind return several)."""
         if isinstance(out, Tensor):
+            if args and out is args[0] and func in C.SAME:  # torch.as_tensor(x) is x: its
+                return  # tag, and still the output of its row (no second row for it)
             _retag(out, self._tag(func, args, kwargs, out, tagged, w))
         elif isinstance(out, (tuple, list)):
             if func in C.WITH_INDICES:
