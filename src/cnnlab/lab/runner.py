@@ -105,10 +105,17 @@ def run_lab(
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a directory: choose a directory for the lab")
     seed_list = [0] if quick else list(range(seeds))
     results = _start(out, quick, seed_list, resume or bool(rerun))
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a parent that is a file, no permission
+        raise RunError(f"cannot make --out {out}: {error.strerror}") from error
     ctx = Context(seeds=tuple(seed_list), quick=quick)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
