@@ -45,3 +45,20 @@ def test_a_run_without_data_names_the_way_to_give_it_and_that_way_works(tmp_path
     capsys.readouterr()
     assert main(["diagnose", str(out), "--data", "digits", "--json"]) == 0
     assert '"dead' in capsys.readouterr().out  # the advice works: units measured
+
+
+def test_the_report_of_an_imported_run_says_it_was_imported_not_that_training_is_unfinished(
+    tmp_path,
+):
+    """An imported run has no epochs by design; its report said 'training has not completed
+    an epoch', as for a run stopped early."""
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    source = parse_model_ref(f"{nets}:make")
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    out = tmp_path / "run"
+    import_run(source, tmp_path / "w.safetensors", out, data="digits")
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "has not completed an epoch" not in page
+    assert "imported" in page and "trained elsewhere" in page

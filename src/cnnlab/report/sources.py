@@ -89,6 +89,10 @@ def metrics_rows(path: Path) -> list[dict]:
     if not (path / METRICS).is_file():
         raise ReportError(f"{path / METRICS} is missing: no epoch has been logged")
     rows = read_metrics(path)
+    if not rows and "imported" in read_config(path):
+        raise ReportError(
+            "the run was imported (cnnlab import): its weights were trained elsewhere"
+        )
     if not rows:
         raise ReportError(f"{path / METRICS} is empty: training has not completed an epoch")
     return rows
