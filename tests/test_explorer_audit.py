@@ -103,3 +103,12 @@ def test_every_error_is_an_error_message_as_the_readme_says(client, url, status,
 def test_a_form_field_that_is_no_integer_names_itself(client):
     r = client.post("/api/predict", data={"sample": "abc"})
     assert r.status_code == 422 and "sample" in r.json()["error"], r.json()
+
+
+def test_serve_refuses_threads_below_one(tmp_path, capsys):
+    """`--threads -3` was taken as 1 without a word; every other count option is refused."""
+    from cnnlab.cli import main
+
+    assert main(["serve", str(tmp_path), "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads" in err and len(err.strip().splitlines()) == 1

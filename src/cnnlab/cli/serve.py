@@ -61,6 +61,10 @@ def _run(args: argparse.Namespace) -> int:
             f"cnnlab serve: error: --port {args.port} is not a TCP port (0-65535)", file=sys.stderr
         )
         return 2
+    if args.threads < 1:
+        print(f"cnnlab serve: error: --threads must be at least 1, got {args.threads}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     start = time.perf_counter()
     app = create_app(args.run_dir)
     explorer = app.state.explorer
@@ -73,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         print("no test images (the run was imported without --data): upload or draw images")
     # One image per request: on this 2-core machine, shared, Grad-CAM of the `fast` preset took
     # 64 ms with 1 torch thread and 1,050 ms with 2 (oversubscribed cores; BENCHMARKS.md).
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     if args.host not in LOCAL:
         print(
             f"warning: binding {args.host}: anyone who can reach this machine on port "
