@@ -112,3 +112,70 @@ def test_serve_refuses_threads_below_one(tmp_path, capsys):
     assert main(["serve", str(tmp_path), "--threads", "0"]) == 2
     err = capsys.readouterr().err
     assert "--threads" in err and len(err.strip().splitlines()) == 1
+
+
+SCALES_IN_PLACE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """Scales its input in place (`x *= 0.5`), a NumPy habit."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x *= 0.5
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def make_net():
+    return Net()
+'''
+
+
+@pytest.fixture(scope="module")
+def scaling_run(tmp_path_factory):
+    """A run of a model from code that changes its input in place, one epoch on digits."""
+    from cnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("inplace")
+    (root / "net.py").write_text(SCALES_IN_PLACE)
+    out = root / "run"
+    args = ["--data", "digits", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(["train", "--model", f"{root / 'net.py'}:make_net", *args]) == 0
+    return out
+
+
+def test_a_model_that_changes_its_input_in_place_is_explored_on_its_own_input(scaling_run):
+    """Each pass must get the image as preprocessed: the probe ran on the input the
+    prediction pass had already halved (the conv's activation 0.173 shown for the model's own
+    0.233), and every Grad-CAM request halved the kept image again (the map drifted).
+    Truth: the model on a fresh copy of the preprocessed image, a forward hook on its conv."""
+    from cnnlab.explorer import create_app
+
+    app = create_app(scaling_run)
+    client = TestClient(app)
+    ex = app.state.explorer
+    image = client.post("/api/predict", data={"sample": 5}).json()["image"]
+    x = ex.run.preprocess(ex.test.images[5:6])
+    seen = {}
+    hook = ex.run.model.conv.register_forward_hook(lambda m, a, y: seen.setdefault("y", y.clone()))
+    with torch.no_grad():
+        ex.run.model.eval()(x.clone())
+    hook.remove()
+    trace = client.get(
+        "/api/trace", params={"image": image, "layer": "conv", "channel": 0, "row": 3, "col": 3}
+    ).json()
+    assert trace["network"] == pytest.approx(float(seen["y"][0, 0, 3, 3]), abs=1e-6)
+    assert trace["output"] == pytest.approx(trace["network"], abs=1e-5)
+    maps = [client.get("/api/heatmap", params={"image": image}).json()["map"] for _ in range(3)]
+    assert maps[0] == maps[1] == maps[2]
+    saliency = [
+        client.get("/api/heatmap", params={"image": image, "method": "saliency"}).json()["map"]
+        for _ in range(2)
+    ]
+    assert saliency[0] == saliency[1]
