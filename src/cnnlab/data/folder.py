@@ -16,8 +16,9 @@ Policies (stated here, applied to every image):
   change are listed in `ImageSet.converted` as `(path, "RGBA->L")`. 16-bit gray is scaled
   to 8 bits (÷257); 32-bit integer or float gray above 255 is scaled from 0..65535.
 - Size: `size=None` requires all images to share one size (else `DataError`); otherwise
-  each image is resized so it covers `size` with its aspect ratio kept (bicubic, Pillow's
-  antialiasing) and center-cropped to it: no stretching, the borders are what is lost.
+  each image is resized so it covers `size` with its aspect ratio kept (bilinear, Pillow's
+  antialiasing, as `resize_crop` resizes tensors) and center-cropped to it: no stretching,
+  the borders are what is lost.
 - Splits: `split=None` reads everything. With "train"/"test": a `DIR/train` and `DIR/test`
   layout is used when present; otherwise a fixed stratified hold-out (20% of each class,
   by a seeded shuffle of the sorted file names) is the test split.

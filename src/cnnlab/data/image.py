@@ -10,8 +10,9 @@ Guards, each a `DataError` naming the file:
 
 Conversions (what a model trained on an image folder saw): EXIF orientation applied; palette
 expanded; alpha composited over black; 16-bit or float gray scaled to 8 bits (÷257); RGB→L is
-ITU-R 601-2 luma. `size=(H, W)` resizes to cover it with the aspect ratio kept (bicubic,
-Pillow's antialiasing) and center-crops: no stretching.
+ITU-R 601-2 luma. `size=(H, W)` resizes to cover it with the aspect ratio kept (bilinear,
+Pillow's antialiasing: `imageset.resize_crop`'s policy for tensors, to one grey level) and
+center-crops: no stretching.
 """
 
 from __future__ import annotations
@@ -110,14 +111,17 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
 
 
 def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize to cover `size` (H, W) with the aspect ratio kept (bicubic), then center-crop."""
+    """Resize to cover `size` (H, W) with the aspect ratio kept, then center-crop: as
+    `resize_crop` resizes a data set's tensors (Pillow's antialiased bilinear equals torch's
+    `interpolate(mode="bilinear", antialias=True)` to one grey level; bicubic put a PNG of a
+    test image up to 48 levels from the image eval resized)."""
     th, tw = size
     w, h = img.size
     if (h, w) == (th, tw):
         return img
     scale = max(th / h, tw / w)
     rw, rh = max(tw, round(w * scale)), max(th, round(h * scale))
-    img = img.resize((rw, rh), Image.Resampling.BICUBIC)
+    img = img.resize((rw, rh), Image.Resampling.BILINEAR)
     left, top = (rw - tw) // 2, (rh - th) // 2
     return img.crop((left, top, left + tw, top + th))
 
