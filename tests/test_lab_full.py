@@ -93,3 +93,16 @@ def test_full_lab_page_renders_in_chromium(full, tmp_path):
     assert len(seen["images"]) == len(names) and all(w > 0 for w in seen["images"])
     assert seen["scrollWidth"] <= seen["innerWidth"]
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_the_readme_table_is_the_stored_lab_judged_by_todays_rules(full):
+    """README's full-lab table (one row per experiment: verdict and sentence) is what judging
+    the stored measurements with the current rules gives, so a rule or sentence changed in
+    code cannot leave the README describing another lab."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    results = load_results(full)
+    for experiment in experiments():
+        verdict = experiment.judge(results.experiments[experiment.name]["measurements"])
+        meaning = verdict.meaning.replace("|", "\\|")
+        row = f"| `{experiment.name}` | {verdict.outcome} | {meaning} |"
+        assert row in readme.splitlines(), f"README's row for {experiment.name}: {row}"
