@@ -16,13 +16,14 @@ from cnnlab.design.summary import summary
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def gradient_extent(model: nn.Module, size: tuple[int, int, int]) -> tuple[int, int]:
+def gradient_extent(model: nn.Module, size: tuple[int, int, int], shift: int = 0) -> tuple:
     """(height, width) of the input pixels the centre unit of the model's (B, C, H, W)
-    output reads: the rows and columns where its gradient is not zero."""
+    output reads (moved by `shift` units down and right): the rows and columns where its
+    gradient is not zero."""
     torch.manual_seed(0)
     x = torch.randn(1, *size, requires_grad=True)
     out = model(x)
-    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    out[0, :, out.shape[2] // 2 + shift, out.shape[3] // 2 + shift].sum().backward()
     seen = x.grad[0].abs().sum(0) > 0  # (H, W)
     rows, cols = seen.any(1).nonzero(), seen.any(0).nonzero()
     return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
@@ -35,14 +36,15 @@ def field(model: nn.Module, size) -> tuple[int, int, list]:
 
 
 class Attention(nn.Module):
-    """A 3×3 conv, then single-head self-attention over its positions (as matmuls or as
-    F.scaled_dot_product_attention), back to a map and a 3×3 conv."""
+    """A 3×3 conv, then single-head self-attention over its positions (as matmuls, as
+    F.scaled_dot_product_attention or nn.MultiheadAttention), back to a map, a 3×3 conv."""
 
-    def __init__(self, fused: bool) -> None:
+    def __init__(self, kind: str) -> None:
         super().__init__()
-        self.fused = fused
+        self.kind = kind
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
         self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=True)
         self.after = nn.Conv2d(8, 4, 3, padding=1)
 
     def forward(self, x):
@@ -50,16 +52,18 @@ class Attention(nn.Module):
         b, c, h, w = y.shape
         t = y.flatten(2).transpose(1, 2)  # (B, H·W, 8)
         q, k, v = self.q(t), self.k(t), self.v(t)
-        if self.fused:
+        if self.kind == "mha":
+            a = self.mha(q, k, v)[0]
+        elif self.kind == "sdpa":
             a = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
         else:
             a = torch.softmax(q @ k.transpose(-2, -1) / c**0.5, dim=-1).matmul(v)
         return self.after(a.transpose(1, 2).reshape(b, c, h, w))
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_attention_makes_each_unit_see_the_whole_input(fused):
-    model, size = Attention(fused), (3, 12, 12)
+@pytest.mark.parametrize("kind", ["matmul", "sdpa", "mha"])
+def test_attention_makes_each_unit_see_the_whole_input(kind):
+    model, size = Attention(kind).eval(), (3, 12, 12)
     s = summary(model, size)
     rows = {r.name: r.receptive_field for r in s.rows}
     assert (rows["stem"], rows["q"], rows["k"], rows["v"]) == (3, 3, 3, 3)
@@ -167,3 +171,39 @@ def test_as_tensor_of_a_layers_output_adds_no_row():
             return torch.as_tensor(self.blocks(x))
 
     assert [r.name for r in summary(Wrapped(), (3, 8, 8)).rows] == ["blocks.0", "blocks.1"]
+
+
+class Upsampled(nn.Module):
+    """A U-Net decoder's upsampling after a 3×3/2 conv (field 3, spacing 2): a transposed
+    conv (kernel 2 or 3, stride 2) or F.interpolate ×2, then a 3×3 conv."""
+
+    def __init__(self, up: str) -> None:
+        super().__init__()
+        self.up = up
+        self.down = nn.Conv2d(3, 4, 3, 2, 1)
+        self.tconv = nn.ConvTranspose2d(4, 4, 3 if up == "tconv3" else 2, 2)
+        self.after = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.down(x)  # (B, 4, H/2, W/2)
+        if self.up.startswith("tconv"):
+            y = self.tconv(y)  # (B, 4, H, W) (+1 for a 3×3 kernel)
+        else:
+            y = F.interpolate(y, scale_factor=2, mode=self.up)  # (B, 4, H, W)
+        return self.after(y)
+
+
+@pytest.mark.parametrize(
+    ("up", "expected"),
+    [("tconv2", 5), ("tconv3", 7), ("nearest", 5), ("bilinear", 7), ("bicubic", 11)],
+)
+def test_upsampling_gives_the_fields_autograd_finds(up, expected):
+    """After the 3×3/2 conv (field 3, units 2 px apart) each pixel reads one unit (nearest,
+    a 2×2/2 transposed conv), two (bilinear; a 3×3/2 transposed conv's overlapping windows,
+    at every other pixel) or four (bicubic); the 3×3 conv after reads three pixels: 3 + 2·1
+    for one unit each. The field is the largest a unit has, as for any window."""
+    model, size = Upsampled(up), (3, 16, 16)
+    rf, jump, warnings = field(model, size)
+    extents = [max(gradient_extent(model, size, shift)) for shift in (0, 1)]
+    assert (rf, jump) == (expected, 1) and max(extents) == expected
+    assert warnings == []

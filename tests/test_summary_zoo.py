@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from test_summary_zoo_monai import MONAI_MORE
+
 # --- written here -----------------------------------------------------------------------------
 
 
@@ -377,26 +379,6 @@ def monai_seresnet(full: bool) -> nn.Module:
     )
 
 
-def monai_2d(name: str, **kwargs) -> nn.Module:
-    import monai.networks.nets as nets
-
-    return getattr(nets, name)(spatial_dims=2, in_channels=3, **kwargs)
-
-
-def monai_senet(name: str, full: bool) -> nn.Module:
-    small = {} if full else {"layers": (1, 1, 1, 1)}
-    return monai_2d(name, num_classes=1000 if full else 10, **small)
-
-
-def monai_densenet264(full: bool) -> nn.Module:
-    from monai.networks.nets import DenseNet264
-
-    if full:
-        return DenseNet264(spatial_dims=2, in_channels=3, out_channels=1000)
-    return DenseNet264(spatial_dims=2, in_channels=3, out_channels=10, block_config=(2, 2, 4, 2),
-                       init_features=16, growth_rate=8)  # fmt: skip
-
-
 # BiT as google/bit-50: weight-standardized convs padded 'same' by a child module
 BIT = {"layer_type": "bottleneck", "global_padding": "SAME", "embedding_dynamic_padding": True}
 
@@ -454,13 +436,6 @@ FAMILIES: dict[str, tuple[Callable[[bool], nn.Module], tuple, tuple]] = {
     "hf-regnet": (lambda full: hf("RegNet", full), (3, 224, 224), (3, 64, 64)),
     "hf-convnext": (lambda full: hf("ConvNext", full), (3, 224, 224), (3, 64, 64)),
     "hf-efficientnet": (lambda full: hf("EfficientNet", full), (3, 224, 224), (3, 64, 64)),
-    "monai-senet154": (lambda full: monai_senet("SENet154", full), (3, 224, 224), (3, 64, 64)),
-    "monai-seresnext50": (
-        lambda full: monai_senet("SEResNeXt50", full), (3, 224, 224), (3, 64, 64)
-    ),
-    "monai-densenet264": (monai_densenet264, (3, 224, 224), (3, 64, 64)),
-    "monai-highresnet": (lambda full: monai_2d("HighResNet", out_channels=2), (3, 224, 224),
-                         (3, 32, 32)),  # fmt: skip
     "hf-mobilevit": (lambda full: hf("MobileViT", full), (3, 256, 256), (3, 64, 64)),
     "hf-mobilevit-v2": (lambda full: hf("MobileViTV2", full), (3, 256, 256), (3, 64, 64)),
     "hf-convnext-v2": (lambda full: hf("ConvNextV2", full), (3, 224, 224), (3, 64, 64)),
@@ -490,6 +465,9 @@ FAMILIES: dict[str, tuple[Callable[[bool], nn.Module], tuple, tuple]] = {
         (3, 224, 224), (3, 64, 64),
     ),
 }  # fmt: skip
+
+
+FAMILIES.update(MONAI_MORE)  # SENet154, SE-ResNeXt50, DenseNet-264, HighResNet, U-Nets
 
 
 def make(name: str, full: bool = False) -> tuple[nn.Module, tuple[int, int, int]]:

@@ -9,6 +9,12 @@ applies them).
   positions stay where they are: its output is the queries' map, each unit seeing it all.
 - F.unfold (im2col) cuts a (B, C, H, W) map into windows, (B, C·kh·kw, L): a window step
   (`calls.window_rf`) whose positions are one merged axis; F.fold sews the windows back.
+- upsampling: F.fold, a transposed conv (U-Net decoders) and F.interpolate (nearest,
+  bilinear, bicubic) by a whole factor S spread each unit over S finer positions: a pixel's
+  field is its input units' (those whose windows cover it), at S times finer spacing (its
+  start approximate: a window's centre).
+- nn.MultiheadAttention's F.multi_head_attention_forward on (L, N, E) maps: attention with
+  positions first.
 - norms whose `dim` comes after `ord` / `p` (torch.norm, Tensor.norm, linalg.vector_norm),
   and adaptive 1-D pooling (a (B, C, H·W) token map pooled to one value: a global pool).
 """
@@ -30,7 +36,13 @@ ATTENTION = fns("scaled_dot_product_attention")
 UNFOLD, FOLD = fns("unfold"), fns("fold")  # F.unfold / F.fold, not Tensor.unfold
 NORMS = both("norm") | fns("vector_norm", owner=torch.linalg)  # dim at 2: (x, ord, dim)
 ADAPTIVE_1D = fns("adaptive_avg_pool1d") | fns("adaptive_avg_pool1d", owner=torch)
-ROLES = MATMUL | RMATMUL | ATTENTION | UNFOLD | FOLD | NORMS | ADAPTIVE_1D
+TRANSPOSED = fns("conv_transpose2d")
+INTERPOLATE = fns("interpolate")
+MHA = fns("multi_head_attention_forward")
+ROLES = MATMUL | RMATMUL | ATTENTION | MHA | UNFOLD | FOLD | NORMS | ADAPTIVE_1D
+ROLES |= TRANSPOSED | INTERPOLATE
+# taps per axis each output reads (whole-factor upsampling); area and others: not followed
+_TAPS = {"nearest": 1, "nearest-exact": 1, "bilinear": 2, "bicubic": 4}
 
 Dims = list  # per input dimension, the output dimension it becomes (None: summed over)
 
@@ -43,6 +55,11 @@ def _batch(n_in: int, n_out: int, inner: int) -> Dims:
 def operands(func: Callable, args: tuple, kwargs: dict, out: Any) -> list | None:
     """[(operand, Dims)] of a matrix product or attention call; None where the trace does not
     follow it (a 1-D operand: a dot product or a matrix-vector one)."""
+    if func in MHA:  # (L, N, E) query, key, value; the output's (L, N, E)
+        q, k, v = args[:3]
+        if not all(isinstance(t, T) and t.dim() == 3 for t in (q, k, v)):
+            return None
+        return [(q, [0, 1, None]), (k, [None, 1, None]), (v, [None, 1, 2])]
     if func in ATTENTION:
         q, k, v = (arg(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
         n = out.dim()
@@ -75,20 +92,45 @@ def unfold_window(args: tuple, kwargs: dict) -> Window:
     return Window(kernel, stride, padding, dilation)
 
 
-def fold_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:
-    """A pixel's field after F.fold(input, output_size, kernel_size, dilation, padding,
-    stride) of windows whose units have field `rf` (one axis): the windows that cover it
-    (⌈D(K − 1) + 1 / S⌉ of them at most, `rf.jump` apart), at S times finer spacing, centred
-    back as unfold's window moved them (geometry.rf_grow's start, undone). None where the
-    windows' spacing is no multiple of the stride (no whole-pixel spacing)."""
-    k = pair(arg(args, kwargs, 2, "kernel_size"), (1, 1))[axis]
-    d = pair(arg(args, kwargs, 3, "dilation", 1), (1, 1))[axis]
-    p = pair(arg(args, kwargs, 4, "padding", 0), (0, 0))[axis]
-    s = pair(arg(args, kwargs, 5, "stride", 1), (1, 1))[axis]
+def spread(rf: Field, k: int, s: int, p: float, d: int) -> Field | None:
+    """One axis of a transposed window (kernel k, stride s, padding p, dilation d) over units
+    of field `rf`: an output pixel reads the ⌈(D(K − 1) + 1) / S⌉ input units (at most) whose
+    windows cover it, `rf.jump` apart, at S times finer spacing, centred back as the forward
+    window moved them (geometry.rf_grow's start, undone). None where the units' spacing is
+    no multiple of the stride (no whole-pixel spacing)."""
     if rf.jump % s:
         return None
     covering, jump = math.ceil((d * (k - 1) + 1) / s), rf.jump // s
     return Field(rf.size + (covering - 1) * rf.jump, jump, rf.start - (d * (k - 1) / 2 - p) * jump)
+
+
+def fold_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:
+    """F.fold(input, output_size, kernel_size, dilation, padding, stride): `spread`."""
+    k = pair(arg(args, kwargs, 2, "kernel_size"), (1, 1))[axis]
+    d = pair(arg(args, kwargs, 3, "dilation", 1), (1, 1))[axis]
+    p = pair(arg(args, kwargs, 4, "padding", 0), (0, 0))[axis]
+    return spread(rf, k, pair(arg(args, kwargs, 5, "stride", 1), (1, 1))[axis], p, d)
+
+
+def transposed_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:
+    """F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
+    dilation): `spread` with the weight's kernel (output_padding adds a row, no reach)."""
+    k = arg(args, kwargs, 1, "weight").shape[2 + axis]
+    s = pair(arg(args, kwargs, 3, "stride", 1), (1, 1))[axis]
+    p = pair(arg(args, kwargs, 4, "padding", 0), (0, 0))[axis]
+    return spread(rf, k, s, p, pair(arg(args, kwargs, 7, "dilation", 1), (1, 1))[axis])
+
+
+def upsampled_field(rf: Field, n_in: int, n_out: int, mode: Any) -> Field | None:
+    """F.interpolate by a whole factor S = n_out / n_in: each output reads `_TAPS[mode]`
+    neighbouring inputs, a transposed window of S·taps (bilinear ×2: the 4-tap filter
+    ¼ ¾ ¾ ¼) centred on it; None for a factor that is not whole or a mode the trace does
+    not follow (area, an antialiased downsampling)."""
+    taps = _TAPS.get(mode)
+    if taps is None or not n_in or n_out % n_in:
+        return None
+    s = n_out // n_in
+    return rf if s == 1 and taps == 1 else spread(rf, taps * s, s, (taps - 1) * s / 2, 1)
 
 
 def reduce_dim_at(func: Callable) -> int:

@@ -287,6 +287,18 @@ class Roles:
                 return None
             rf = tuple(P.fold_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
             return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
+        if func in P.TRANSPOSED or func in P.INTERPOLATE:
+            if src.dim() != 4 or tag.axes != (2, 3) or out.dim() != 4:
+                return None
+            if func in P.TRANSPOSED:
+                rf = tuple(P.transposed_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
+            else:
+                mode = C.arg(args, kwargs, 3, "mode", "nearest")
+                rf = tuple(
+                    P.upsampled_field(r, src.shape[2 + i], out.shape[2 + i], mode)
+                    for i, r in enumerate(tag.rf)
+                )
+            return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
         found = P.operands(func, args, kwargs, out)
         return None if found is None else self._summed(found)
 
