@@ -201,3 +201,61 @@ def test_a_run_trained_from_a_compiled_module_reopens_with_a_fresh_plain_or_comp
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(run.model(x), result["model"]._orig_mod(x))
+
+
+DECORATED = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+    @torch.compile(backend="eager")  # dynamo traces as with inductor, without its compile time
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def make():
+    return Net()
+"""
+
+
+def test_commands_that_read_a_run_run_a_compiled_forward_eagerly(tmp_path, capsys):
+    """`@torch.compile` on forward (no wrapper module to unwrap): import, eval, diagnose and
+    summary traced graphs for each batch shape and wrote dynamo's warnings (summary failed
+    inside dynamo). They now compile nothing (dynamo's graph counter stays 0), and eval's
+    accuracy is the plain forward's (truth: head(features(x)), no compiled code)."""
+    import json
+
+    from safetensors.torch import save_file
+    from torch._dynamo.utils import counters
+
+    from cnnlab.cli import main
+    from cnnlab.train.rundir import load_run
+    from cnnlab.train.source import parse_model_ref
+
+    nets = tmp_path / "deco.py"
+    nets.write_text(DECORATED)
+    ref = f"{nets}:make"
+    save_file(parse_model_ref(ref).build().state_dict(), tmp_path / "w.safetensors")
+    torch._dynamo.reset()
+    counters.clear()
+    out = tmp_path / "run"
+    assert main(["import", "--model", ref, "--weights", str(tmp_path / "w.safetensors"),
+                 "--data", "digits", "--out", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
+    assert main(["diagnose", str(out), "--json", "--limit", "50"]) == 0
+    assert main(["summary", "--model", ref, "--input", "1,8,8"]) == 0
+    assert counters["stats"]["unique_graphs"] == 0
+    run = load_run(out)
+    data = run.dataset("test")
+    with torch.no_grad():
+        logits = run.model.head(run.model.features(run.preprocess(data.images)))
+    assert accuracy == pytest.approx((logits.argmax(1) == data.labels).float().mean().item())
