@@ -207,3 +207,24 @@ def test_upsampling_gives_the_fields_autograd_finds(up, expected):
     extents = [max(gradient_extent(model, size, shift)) for shift in (0, 1)]
     assert (rf, jump) == (expected, 1) and max(extents) == expected
     assert warnings == []
+
+
+def test_attention_whose_only_traced_input_is_its_mask_is_named_not_raised():
+    """Learned queries, keys and values and a mask made from the image: the trace follows
+    no operand, so it names the call it could not follow (it raised IndexError)."""
+
+    class MaskOnly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.q, self.k, self.v = (nn.Parameter(torch.randn(1, 4, 8)) for _ in range(3))
+            self.out = nn.Identity()
+
+        def forward(self, x):
+            mask = self.conv(x).reshape(1, 4, 4)  # (B, L, S) from a 4×4 map
+            return self.out(F.scaled_dot_product_attention(self.q, self.k, self.v, mask))
+
+    s = summary(MaskOnly(), (1, 4, 4))
+    assert [r.name for r in s.rows] == ["conv", "out"] and s.rows[1].output_shape == (4, 8)
+    assert [w.code for w in s.warnings] == ["unfollowed"]
+    assert "scaled_dot_product_attention" in s.warnings[0].message

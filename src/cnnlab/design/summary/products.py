@@ -56,7 +56,7 @@ def operands(func: Callable, args: tuple, kwargs: dict, out: Any) -> list | None
     """[(operand, Dims)] of a matrix product or attention call; None where the trace does not
     follow it (a 1-D operand: a dot product or a matrix-vector one)."""
     if func in MHA:  # (L, N, E) query, key, value; the output's (L, N, E)
-        q, k, v = args[:3]
+        q, k, v = (arg(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
         if not all(isinstance(t, T) and t.dim() == 3 for t in (q, k, v)):
             return None
         return [(q, [0, 1, None]), (k, [None, 1, None]), (v, [None, 1, 2])]

@@ -323,6 +323,8 @@ class Roles:
             fields.append(rf)
             if lead is None and axes != (None, None):
                 lead = (axes, rf, tag.chain)
+        if not fields:  # only an argument besides the operands is traced (a mask)
+            return None
         axes, base, chain = lead if lead is not None else ((None, None), fields[0], SIZE_FREE)
         rf = tuple(
             Field(max(f[i].size for f in fields), base[i].jump, base[i].start) for i in (0, 1)
