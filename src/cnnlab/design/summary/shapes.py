@@ -170,6 +170,11 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
     if func is F.scaled_dot_product_attention:  # meta: 2.3 ms a call (SegFormer)
         shape = attention_shape(x, args, kwargs)
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+    if func in _SLOW_SAME and _SLOW_SAME[func](x, args, kwargs):  # meta: 0.5-1.6 ms a call
+        return new_meta(x)
+    if func is F.interpolate:  # meta: 5 ms a call (MONAI's SegResNet)
+        shape = interpolate_shape(x, args, kwargs)
+        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
     return None
 
 
@@ -323,6 +328,76 @@ def attention_shape(q: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] | N
     return (*q.shape[:-1], v.shape[-1])
 
 
+def _optional_channels(x: Tensor, tensors: Any) -> bool:
+    """Each of `tensors` is None or a meta tensor of one value per channel of x."""
+    return all(
+        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (x.shape[1],))
+        for t in tensors
+    )
+
+
+def _in_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats): a
+    (B, C, ...) map normalised by its own statistics, one value a channel in each tensor."""
+    if x.dim() < 3 or not x.is_floating_point() or not arg(args, kwargs, 5, "use_input_stats", 1):
+        return False
+    return _optional_channels(x, (arg(args, kwargs, i, n) for i, n in enumerate(_IN_ARGS, 1)))
+
+
+_IN_ARGS = ("running_mean", "running_var", "weight", "bias")
+
+
+def _normalize_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.normalize(x, p, dim, eps, out): a dim in range and no `out`."""
+    dim = arg(args, kwargs, 2, "dim", 1)
+    return (
+        x.is_floating_point() and type(dim) is int and -x.dim() <= dim < x.dim()
+        and arg(args, kwargs, 4, "out") is None
+    )  # fmt: skip
+
+
+def _prelu_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """torch.prelu(x, weight): one slope, or one a channel, of x's dtype."""
+    w = arg(args, kwargs, 1, "weight")
+    return (
+        x.dim() >= 2 and isinstance(w, Tensor) and w.is_meta and w.dtype == x.dtype
+        and w.numel() in (1, x.shape[1])
+    )  # fmt: skip
+
+
+# shape-keeping calls whose meta kernels are slow (MONAI's U-Nets: instance norm and PReLU;
+# SwiftFormer: normalize), with what makes them fit
+_SLOW_SAME = {F.instance_norm: _in_fits, F.normalize: _normalize_fits, torch.prelu: _prelu_fits}
+_RESAMPLED = ("nearest", "nearest-exact", "bilinear", "bicubic")
+
+
+def interpolate_shape(x: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] | None:
+    """F.interpolate(x, size, scale_factor, mode, align_corners, recompute_scale_factor,
+    antialias)'s output shape on a (B, C, H, W) map: `size`, or ⌊n · scale⌋ per axis as
+    torch computes it; None where torch must run (another mode, both or neither of size and
+    scale_factor, align_corners with a nearest mode, antialias)."""
+    size, scale = arg(args, kwargs, 1, "size"), arg(args, kwargs, 2, "scale_factor")
+    mode, align = arg(args, kwargs, 3, "mode", "nearest"), arg(args, kwargs, 4, "align_corners")
+    if x.dim() != 4 or not x.is_floating_point() or mode not in _RESAMPLED:
+        return None
+    if arg(args, kwargs, 6, "antialias") or (align is not None and mode.startswith("nearest")):
+        return None
+    if size is not None and scale is None:
+        if arg(args, kwargs, 5, "recompute_scale_factor"):
+            return None
+        out = (size, size) if type(size) is int else tuple(size)
+        ok = len(out) == 2 and all(type(n) is int and n >= 1 for n in out)
+    elif scale is not None and size is None:
+        scales = (scale, scale) if type(scale) in (int, float) else tuple(scale)
+        if len(scales) != 2 or not all(type(f) in (int, float) and f > 0 for f in scales):
+            return None
+        out = tuple(int(n * f) for n, f in zip(x.shape[2:], scales, strict=True))
+        ok = min(out) >= 1
+    else:
+        return None
+    return (*x.shape[:2], *out) if ok else None
+
+
 def _bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """F.batch_norm's running mean has x's channel count (else torch must raise)."""
     mean = arg(args, kwargs, 1, "running_mean")
@@ -339,4 +414,5 @@ MADE = (
     | SHAPE_REDUCE
     | PAD
     | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
+    | {F.instance_norm, F.normalize, torch.prelu, F.interpolate}
 )
