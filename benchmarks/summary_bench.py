@@ -1,5 +1,6 @@
 """cnnlab.summary vs torchinfo.summary on the architectures of tests/test_summary_zoo.py at their
-published sizes (224×224, Inception and Xception 299×299), plus a torchvision-layout ResNet-50.
+published sizes (224×224; Inception and Xception 299×299, MobileViT 256×256, TextNet 640×640,
+MONAI's U-Nets 256×256), plus a torchvision-layout ResNet-50.
 
 Per family both tools run in this process on the same model in alternated rounds (one call of
 each per round, after a warm-up round), so load from other processes falls on both alike.
@@ -9,8 +10,9 @@ cnnlab traces a meta-device copy (no arithmetic); torchinfo runs a real batch-1 
 
 Prints per family: n rounds, torchinfo's and cnnlab's median wall time, the ratio of the
 medians, the min-median-max of the per-round ratios, and whether the totals agree (params;
-MACs after torchinfo's two conventions: a Linear on a map counted once, a layer named
-"Conv" counted as a conv; see tests/test_summary_families.py). Then the minimum ratio.
+MACs after torchinfo's conventions: a Linear on a map counted once, a layer named "Conv"
+counted as a conv, parameters not named weight or bias not counted; see
+tests/test_summary_families.leaf_calls). Then the minimum ratio.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ meta (see `META_FAILURES`), a real batch-1 forward under ``no_grad`` on a copy t
 so it does where meta would run a call torch refuses on real data (`refusals.py`), and
 torch's own error then names the layer. MACs follow torchinfo's convention (`macs.py`), so
 totals agree.
+
+Receptive fields follow convs, pools, reshapes, branches, attention, matrix products and
+upsampling (`roles.py`, `products.py`): where a call sums over a spatial axis (a global
+pool, a flatten, attention over positions) each unit's field becomes the whole input along
+it. A call the trace cannot follow leaves the rows after it without a field ('?'), and the
+`unfollowed` lint names the call and those rows.
 """
 
 from __future__ import annotations
