@@ -40,3 +40,27 @@ def test_an_image_folder_resized_on_load_matches_the_tensor_policy(tmp_path):
     resized = image_folder(tmp_path, size=(16, 16))
     assert (resized.images.int() - resize_crop(whole.images, (16, 16)).int()).abs().max() <= 1
     assert torch.equal(resized.labels, whole.labels)
+
+
+def test_a_folder_of_mixed_sizes_tells_a_model_from_code_to_give_input(tmp_path, capsys):
+    """`cnnlab train --model` on a folder of mixed sizes was told 'training resizes to the
+    model's input by itself', which code without --input has not said; the message names
+    --input, and with it the same folder trains."""
+    from cnnlab.cli import main
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(4):
+            shape = (12, 12, 3) if i % 2 else (10, 14, 3)
+            pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / cls / f"{i}.png")
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\ndef make():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), "
+        "nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))\n"
+    )
+    args = ["train", "--model", f"{tmp_path / 'net.py'}:make", "--data", str(tmp_path / "data"),
+            "--epochs", "1", "--batch-size", "2", "--quiet", "--out"]  # fmt: skip
+    assert main([*args, str(tmp_path / "run")]) == 2
+    assert "--input C,H,W" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "run"), "--input", "3,12,12"]) == 0

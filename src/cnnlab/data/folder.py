@@ -142,7 +142,8 @@ def _conform_image(
         raise DataError(
             f"{shown(file)} is {img.size[1]}×{img.size[0]} but earlier images are "
             f"{first[0]}×{first[1]}; give a size to resize them all (size=... in Python, "
-            "`cnnlab data DIR --size 28`; training resizes to the model's input by itself)"
+            "`cnnlab data DIR --size 28`, `cnnlab train --model ... --input C,H,W`; a spec "
+            "or preset resizes them to its input by itself)"
         )
     changes = []
     if img.mode != mode_before:
