@@ -226,7 +226,10 @@ def _visualize(args: argparse.Namespace) -> int:
         rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
         for c, a, best in rows:
             ratio = f"{a / best:.2f}×" if best > 0 else "n/a (data max ≤ 0)"
-            print(f"channel {c}: activation {a:.3g}, best of 1000 test images {best:.3g}: {ratio}")
+            print(
+                f"channel {c}: activation {a:.3g}, best of {len(images)} test images "
+                f"{best:.3g}: {ratio}"
+            )
     return 0
 
 
