@@ -97,12 +97,17 @@ def _sdpa(x, q=(1, 2, 6, 4), k=(1, 2, 9, 4), v=(1, 2, 9, 5), **kwargs):
         (lambda x: (F.interpolate, (x(1, 4, 5, 7), 3, None, "nearest", True), {}), False),
         (lambda x: (F.interpolate, (x(1, 4, 5, 7),), {"size": 3, "scale_factor": 2}), False),
         (lambda x: (F.interpolate, (x(1, 4, 5, 7),), {"size": 3, "mode": "area"}), False),
+        (lambda x: (torch.matmul, (x(2, 1, 3, 4), x(5, 4, 6)), {}), True),
+        (lambda x: (torch.Tensor.__matmul__, (x(2, 3, 4), x(4, 5)), {}), True),
+        (lambda x: (torch.matmul, (x(2, 3, 4), x(5, 6)), {}), False),
+        (lambda x: (torch.matmul, (x(2, 3, 4), x(3, 4, 6)), {}), False),
+        (lambda x: (torch.matmul, (x(3, 4), x(4)), {}), False),
     ],
 )  # fmt: skip
 def test_slow_meta_kernels_are_made_with_torchs_shape_or_left_to_torch(call, shortcut):
     """F.group_norm (BiT, PoolFormer), F.scaled_dot_product_attention (SegFormer),
-    F.instance_norm, torch.prelu, F.interpolate (MONAI's U-Nets) and F.normalize
-    (SwiftFormer) made on meta: torch's shape where torch runs them on real data; where it
+    F.instance_norm, torch.prelu, F.interpolate (MONAI's U-Nets), F.normalize (SwiftFormer)
+    and matmul (LeViT) made on meta: torch's shape where torch runs them on real data; where it
     raises (groups that do not divide, features or positions that differ, a weight of
     another size, align_corners with nearest) or the shape needs torch (a mask, heads
     broadcast, area), left to torch."""
