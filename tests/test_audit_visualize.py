@@ -36,3 +36,33 @@ def test_actmax_names_the_number_of_test_images_it_compared_with(tmp_path, capsy
     assert main([*args, str(tmp_path / "figs")]) == 0
     counts = set(re.findall(r"best of (\d+) test images", capsys.readouterr().out))
     assert counts == {str(len(load_dataset("digits", "test").labels))}  # 359
+
+
+def test_the_reports_captions_name_the_images_the_probes_and_actmax_used(tmp_path):
+    """The report's probe caption said 'trained on the first 2000 training images ... tested
+    on the first 1000 test images' and actmax's 'any of 512 test images' for digits, whose
+    splits hold 1438 and 359 (truth: the data set's own sizes, smaller than the budgets)."""
+    (tmp_path / "nets.py").write_text(NETS)
+    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    n_train = len(load_dataset("digits", "train").labels)
+    n_test = len(load_dataset("digits", "test").labels)
+    assert f"trained on the first {n_train} training images" in page
+    assert f"tested on the first {n_test} test images" in page
+    assert f"any of {n_test} test images gives" in page
+
+
+def test_the_reports_actmax_shows_a_layer_narrower_than_its_channel_budget(tmp_path):
+    """A stage of 3 channels (the budget asks 4) made the part 'Not shown: channel 3 is
+    outside layer ...'; it shows the 3 the layer has."""
+    (tmp_path / "nets.py").write_text(NETS)  # its one stage has 3 channels
+    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "is outside layer" not in page
+    assert "to excite the first 4 channels (all, where it has fewer)" in page

@@ -97,6 +97,17 @@ class ActmaxTile:
     channel: int
     image: np.ndarray  # (C, H, W) in [0, 1]
     ratio: float | None  # activation over the strongest any test image gives
+    compared: int  # test images the ratio's strongest is taken over
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Linear-probe accuracies {layer label or "input": accuracy}, and the images used (the
+    budget's counts, or fewer where the split holds fewer)."""
+
+    accuracy: Mapping[str, float]
+    train: int
+    test: int
 
 
 @dataclass(frozen=True)
@@ -318,22 +329,24 @@ def _actmax(src: Sources) -> tuple[ActmaxTile, ...]:
     b = src.budget
     _, x, _ = src.test
     tiles = []
+    width = {name: shape[0] for name, _, shape in src.layers}  # stages are (C, H, W)
     for layer in src.stages[-b.actmax_stages :]:
-        channels = list(range(b.actmax_channels))
+        channels = list(range(min(b.actmax_channels, width[layer])))
         # one restart and few steps: a glimpse, not the converged image (budget)
+        data = x[:512]
         r = explain.activation_maximization(
-            src.model, layer, channels, steps=b.actmax_steps, data=x[:512], restarts=1
+            src.model, layer, channels, steps=b.actmax_steps, data=data, restarts=1
         )
         imgs = r.images.detach().float().cpu()  # (K, C, H, W), each scaled to [0, 1]
         lo = imgs.amin((1, 2, 3), keepdim=True)
         imgs = (imgs - lo) / (imgs.amax((1, 2, 3), keepdim=True) - lo).clamp_min(1e-12)
         for i, c in enumerate(channels):
             ratio = None if r.ratio is None else float(r.ratio[i])
-            tiles.append(ActmaxTile(src.label(layer), c, imgs[i].numpy(), ratio))
+            tiles.append(ActmaxTile(src.label(layer), c, imgs[i].numpy(), ratio, len(data)))
     return tuple(tiles)
 
 
-def _probes(src: Sources) -> dict[str, float]:
+def _probes(src: Sources) -> Probes:
     """Probe accuracies {layer label or "input": accuracy}, on the report's small budget."""
     b = src.budget
     _, xtr, ytr = src.split("train", b.probe_train)
@@ -347,7 +360,8 @@ def _probes(src: Sources) -> dict[str, float]:
     result = explain.linear_probe(
         src.model, (xtr, ytr), (xte, yte), layers=layers, epochs=b.probe_epochs
     )
-    return {k if k == "input" else src.label(k): float(v) for k, v in result.items()}
+    accuracy = {k if k == "input" else src.label(k): float(v) for k, v in result.items()}
+    return Probes(accuracy, len(ytr), len(yte))
 
 
 def _dead(src: Sources) -> Health:

@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from cnnlab.diagnose import hidden_line
 from cnnlab.errors import ReportError
 from cnnlab.report import plots
-from cnnlab.report.facts import Facts, Part, why
+from cnnlab.report.facts import Facts, Part, Probes, why
 from cnnlab.train.rundir import images_per_second
 
 Blocks = list[dict]
@@ -236,23 +236,24 @@ def show_actmax(tiles, facts: Facts) -> Blocks:
     images = [plots.display(t.image) for t in tiles]
     fig = plots.image_grid(images, titles, ncols=b.actmax_channels * 2, tile_inches=1.0)
     caption = (
-        f"Images optimised ({b.actmax_steps} steps) to excite channels "
-        f"0-{b.actmax_channels - 1}"
+        f"Images optimised ({b.actmax_steps} steps) to excite the first "
+        f"{b.actmax_channels} channels (all, where it has fewer)"
         " of the last layer of each stage; k× data max: their activation over the strongest "
-        "any of 512 test images gives."
+        f"any of {tiles[0].compared} test images gives."
     )
     return [_figure(fig, "activation maximisation images", caption)]
 
 
-def show_probes(accuracy: dict[str, float], facts: Facts) -> Blocks:
+def show_probes(probes: Probes, facts: Facts) -> Blocks:
+    accuracy = probes.accuracy
     layers = [k for k in accuracy if k != "input"]
     fig = plots.probe(layers, [accuracy[k] for k in layers], accuracy.get("input"))
     rows = [[k, _pct(v)] for k, v in accuracy.items()]
     b = facts.budget
     caption = (
         f"Computed for this report: multinomial logistic regression on each layer's pooled "
-        f"features, trained on the first {b.probe_train} training images "
-        f"({b.probe_epochs} L-BFGS iterations) and tested on the first {b.probe_test} test "
+        f"features, trained on the first {probes.train} training images "
+        f"({b.probe_epochs} L-BFGS iterations) and tested on the first {probes.test} test "
         "images: a small budget (cnnlab probe RUN trains longer, on more images)."
     )
     return [
