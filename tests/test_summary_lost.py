@@ -84,13 +84,16 @@ def test_rf_small_says_nothing_of_a_head_whose_field_is_lost():
 class Windows(nn.Module):
     """Swin's window attention layout: a 4×4/4 patch embedding, channels last, the map cut
     into 2×2 windows ((B, H, W, C) -> (B·H/2·W/2, 4, C)), a Linear on each window's
-    positions, the windows sewn back, a global mean and a classifier: no flatten head."""
+    positions, the windows sewn back, then a global mean and a classifier (`pooled`) or a
+    1×1 conv (a map out, no head at all): no flatten head either way."""
 
-    def __init__(self) -> None:
+    def __init__(self, pooled: bool = True) -> None:
         super().__init__()
+        self.pooled = pooled
         self.embed = nn.Conv2d(3, 8, 4, 4)
         self.mix = nn.Linear(8, 8)
         self.fc = nn.Linear(8, 2)
+        self.out = nn.Conv2d(8, 2, 1)
 
     def forward(self, x):
         y = self.embed(x).permute(0, 2, 3, 1)  # (B, H, W, 8)
@@ -98,7 +101,7 @@ class Windows(nn.Module):
         win = y.view(b, h // 2, 2, w // 2, 2, c).transpose(2, 3).reshape(-1, 4, c)
         win = F.relu(self.mix(win))  # (B·windows, 4, 8)
         y = win.view(b, h // 2, w // 2, 2, 2, c).transpose(2, 3).reshape(b, h, w, c)
-        return self.fc(y.mean((1, 2)))
+        return self.fc(y.mean((1, 2))) if self.pooled else self.out(y.permute(0, 3, 1, 2))
 
 
 def test_a_map_cut_into_windows_is_no_flatten_head():
@@ -107,3 +110,9 @@ def test_a_map_cut_into_windows_is_no_flatten_head():
     assert model(torch.zeros(1, *size)).shape == (1, 2) and s.rows[-1].output_shape == (2,)
     assert not {"fixed-size", "flatten-explosion"} & {w.code for w in s.warnings}
     assert summary(model, (3, 48, 48)).rows[-1].output_shape == (2,)  # it runs on any size
+
+
+def test_a_map_cut_into_windows_is_no_head_for_rf_small():
+    """A map out (segmentation-like): no layer pools or flattens for a head, so rf-small has
+    nothing to say (it said the windows were the head's input, of a 4-px field)."""
+    assert summary(Windows(pooled=False), (3, 32, 32)).warnings == []

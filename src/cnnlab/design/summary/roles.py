@@ -210,10 +210,11 @@ class Roles:
             return x.shape[h], x.shape[w]
         return tuple(-(-n // r.jump) for n, r in zip(self.image, tag.rf, strict=True))
 
-    def _global(self, x: Tensor, tag: Tag) -> tuple[Field, Field]:
-        """Each unit sees the whole map: the head of the net (§3.2)."""
+    def _global(self, x: Tensor, tag: Tag, head: bool = True) -> tuple[Field, Field]:
+        """Each unit sees the whole map: the head of the net (§3.2), unless `head` is False
+        (a reshape into windows, whose map no head reads)."""
         in_map = self._lengths(x, tag)
-        if in_map != (1, 1):
+        if in_map != (1, 1) and head:
             self.heads.append(HeadFact(self.layer, tag.rf, tuple(x.shape[1:])))
         return tuple(global_rf(r, in_map[i], self.image[i]) for i, r in enumerate(tag.rf))
 
@@ -222,16 +223,16 @@ class Roles:
         into one see the whole map (flatten, §5.2: the dense head's input). Only a
         (batch, features) output is a flatten head: a reshape that cuts height and width
         into windows or patches (Swin, MobileViT: (B, H, W, C) -> (B, H/k, k, W/k, k, C))
-        feeds no dense head, though its units are taken to see the whole map from there
-        on (the trace does not follow an axis split in two: an overstatement until an
-        attention over the windows or patches)."""
+        is no head (no flatten lints, no rf-small), though its units are taken to see the
+        whole map from there on (the trace does not follow an axis split in two: an
+        overstatement until an attention over the windows or patches)."""
         axes = ax.reshape(x.shape, out.shape, tag.axes)
         flat = tag.flat
         if None in axes and axes != tag.axes:  # a spatial axis merged away
             merged = [i for i, (a, b) in enumerate(zip(tag.axes, axes, strict=True)) if a != b]
             if len(merged) == 2:
                 raw = all(r.size == 1 for r in tag.rf)  # the image itself: an MLP
-                rf = self._global(x, tag)
+                rf = self._global(x, tag, head=out.dim() == 2)
                 shape = tuple(x.shape[1:])
                 head = not raw and out.dim() == 2
                 flat = (self.layer, shape, tag.chain, tag.last_pool) if head else None
