@@ -283,25 +283,30 @@ class Roles:
             w = P.unfold_window(args, kwargs)
             chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
             return Tag(C.window_rf(tag.rf, w), (2, 2), chain, last_pool=tag.last_pool)
-        if func in P.FOLD:
-            if src.dim() != 3 or tag.axes != (2, 2) or out.dim() != 4:
-                return None
-            rf = tuple(P.fold_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
-            return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
-        if func in P.TRANSPOSED or func in P.INTERPOLATE:
-            if src.dim() != 4 or tag.axes != (2, 3) or out.dim() != 4:
-                return None
-            if func in P.TRANSPOSED:
-                rf = tuple(P.transposed_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
-            else:
-                mode = C.arg(args, kwargs, 3, "mode", "nearest")
-                rf = tuple(
-                    P.upsampled_field(r, src.shape[2 + i], out.shape[2 + i], mode)
-                    for i, r in enumerate(tag.rf)
-                )
-            return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
+        if func in P.FOLD or func in P.TRANSPOSED or func in P.INTERPOLATE:
+            return self._upsampled_tag(func, args, kwargs, src, tag, out)
         found = P.operands(func, args, kwargs, out)
         return None if found is None else self._summed(found)
+
+    def _upsampled_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
+        """F.fold of (B, C·k·k, L) windows, a transposed conv or F.interpolate of a
+        (B, C, H, W) map: each pixel's field from the units that cover it (`products.spread`);
+        the map's size no longer follows the windows' chain."""
+        if func in P.FOLD:
+            if x.dim() != 3 or tag.axes != (2, 2) or out.dim() != 4:
+                return None
+            rf = tuple(P.fold_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
+        elif x.dim() != 4 or tag.axes != (2, 3) or out.dim() != 4:
+            return None
+        elif func in P.TRANSPOSED:
+            rf = tuple(P.transposed_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
+        else:
+            mode = C.arg(args, kwargs, 3, "mode", "nearest")
+            rf = tuple(
+                P.upsampled_field(r, x.shape[2 + i], out.shape[2 + i], mode)
+                for i, r in enumerate(tag.rf)
+            )
+        return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
 
     def _summed(self, operands: list) -> Tag | None:
         """A matrix product or attention (`products.operands`: each operand and where its
