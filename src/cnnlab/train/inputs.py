@@ -220,7 +220,12 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
     if misfit.kind == "run":  # a module of the user's that does not take this input
         raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{_other(choice)}")
     if misfit.kind == "classes":
-        fix = f"end the spec with `linear: {k}`" if choice.spec else f"give it {k} outputs"
+        fix = (
+            f"end the spec with `linear: {k}`" if choice.spec
+            else f"give it {k} outputs, e.g. by its factory's argument: --model-arg NAME={k}"
+            if choice.record.get("kind") == "code"
+            else f"give it {k} outputs"
+        )  # fmt: skip
         raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
     raise SpecError(f"{title} {misfit.why}")
 
