@@ -37,7 +37,14 @@ def _input_gradient(
     with torch.enable_grad():
         logits = forward(model, x, output)  # (B, K)
         t = resolve_target(target, logits)
-        (grad,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), x)
+        selected = logits.gather(1, t[:, None]).sum()
+        if not selected.requires_grad:  # autograd's own error says nothing of the model
+            raise ExplainError(
+                "the logits do not depend on the input through autograd: the model's forward "
+                "cuts the gradient (torch.no_grad(), .detach()); a saliency map needs it, "
+                "Grad-CAM at a layer after the cut does not (--method gradcam --layer NAME)"
+            )
+        (grad,) = torch.autograd.grad(selected, x)
     return grad, t
 
 

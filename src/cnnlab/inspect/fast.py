@@ -23,14 +23,22 @@ from cnnlab.errors import ExplainError
 
 
 class _KeepLayer(fx.Tracer):
-    """fx tracer that keeps the module named `keep` whole, so hooks on it still fire."""
+    """fx tracer that keeps the module named `keep` whole, so hooks on it still fire, and
+    notes whether the forward switched autograd off for any op (`with torch.no_grad():`
+    around a frozen backbone): fx records the ops, not the grad mode they ran in, so a
+    graph of such a forward would pass gradients where the model passes none."""
 
     def __init__(self, keep: str | None):
         super().__init__()
         self.keep = keep
+        self.grad_off = False
 
     def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
         return qualified_name == self.keep or super().is_leaf_module(m, qualified_name)
+
+    def create_node(self, *args, **kwargs) -> fx.Node:
+        self.grad_off |= not torch.is_grad_enabled()
+        return super().create_node(*args, **kwargs)
 
 
 def module_copy(model: nn.Module) -> nn.Module:
@@ -46,16 +54,21 @@ def fold_batchnorm(model: nn.Module, keep: str | None = None) -> nn.Module:
     after a linear one). The layer `keep` and its output stay exactly as they are.
 
     Folding needs the data flow, so the model is traced with torch.fx; a model fx cannot trace
-    (data-dependent control flow), or that carries hooks (which fx would bypass), is returned
-    as it is. Only exact nn.Conv2d / nn.BatchNorm2d types, each called once, whose conv output
-    feeds nothing else, are folded; the folded convs get new tensors, `model` is not touched.
+    (data-dependent control flow), that carries hooks (which fx would bypass), or whose
+    forward switches autograd off (which fx would drop), is returned as it is. Only exact
+    nn.Conv2d / nn.BatchNorm2d types, each called once, whose conv output feeds nothing
+    else, are folded; the folded convs get new tensors, `model` is not touched.
     """
     if any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
         return model
     try:  # the copy is only a speed-up: a model that cannot be copied runs as it is
         copy = module_copy(model)  # deepcopy: TypeError for a lock, RuntimeError for a view...
-        gm = fx.GraphModule(copy, _KeepLayer(keep).trace(copy))
+        tracer = _KeepLayer(keep)
+        with torch.enable_grad():
+            gm = fx.GraphModule(copy, tracer.trace(copy))
     except Exception:  # ...and fx raises many error types for untraceable Python
+        return model
+    if tracer.grad_off:  # the graph would lose the forward's no_grad block
         return model
     modules = dict(gm.named_modules())
     if keep is not None and keep not in modules:
