@@ -418,6 +418,13 @@ def hf(kind: str, full: bool) -> nn.Module:
                   "num_attention_heads": [1, 2, 2, 4]},
         "Dinov2": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                    "intermediate_size": 64, "image_size": 64, "patch_size": 8},
+        "ViT": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 64, "image_size": 64, "patch_size": 8},
+        "Hiera": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2],
+                  "image_size": [64, 64]},
+        "Pvt": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1],
+                "num_attention_heads": [1, 2, 2, 4], "image_size": 64},
+        "PPLCNet": {"scale": 0.25},
     }  # fmt: skip
     full_args = {"RegNet": {"hidden_sizes": [24, 56, 152, 368], "depths": [1, 1, 4, 7],
                             "groups_width": 8, "embedding_size": 32}, "Bit": BIT}  # fmt: skip
@@ -449,6 +456,10 @@ FAMILIES: dict[str, tuple[Callable[[bool], nn.Module], tuple, tuple]] = {
     "hf-segformer": (lambda full: hf("Segformer", full), (3, 224, 224), (3, 64, 64)),
     "hf-pvt-v2": (lambda full: hf("PvtV2", full), (3, 224, 224), (3, 64, 64)),
     "hf-dinov2": (lambda full: hf("Dinov2", full), (3, 224, 224), (3, 64, 64)),
+    "hf-vit": (lambda full: hf("ViT", full), (3, 224, 224), (3, 64, 64)),
+    "hf-hiera": (lambda full: hf("Hiera", full), (3, 224, 224), (3, 64, 64)),
+    "hf-pvt": (lambda full: hf("Pvt", full), (3, 224, 224), (3, 64, 64)),
+    "hf-pplcnet": (lambda full: hf("PPLCNet", full), (3, 224, 224), (3, 64, 64)),
     "shufflenet-v2": (
         lambda full: ShuffleNetV2() if full else ShuffleNetV2((2, 2, 1), (8, 16, 32, 64, 64), 10),
         (3, 224, 224), (3, 64, 64),

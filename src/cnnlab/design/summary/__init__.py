@@ -14,9 +14,12 @@ totals agree.
 
 Receptive fields follow convs, pools, reshapes, branches, attention, matrix products and
 upsampling (`roles.py`, `products.py`): where a call sums over a spatial axis (a global
-pool, a flatten, attention over positions) each unit's field becomes the whole input along
-it. A call the trace cannot follow leaves the rows after it without a field ('?'), and the
-`unfollowed` lint names the call and those rows.
+pool, a flatten, attention over positions) each unit's field covers the whole input along
+it. The number is the theoretical field (`tags.global_rf`: as a window over all n
+positions, at least the image), so, as through stacked convs, it grows past the image with
+each such call (ViT-B/16's last rows: 2,512 px on a 224-px input). A call the trace cannot
+follow leaves the rows after it without a field ('?'), and the `unfollowed` lint names the
+call and those rows.
 """
 
 from __future__ import annotations
