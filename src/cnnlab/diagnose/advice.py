@@ -73,6 +73,17 @@ def findings(
                 "(.detach() or torch.no_grad() inside forward)",
             )
         )
+    if flow and flow.cut_off:
+        names = ", ".join(flow.cut_off[:4]) + (" ..." if len(flow.cut_off) > 4 else "")
+        out.append(
+            Finding(
+                "cut-off",
+                f"no gradient reaches {len(flow.cut_off)} weighted layer(s) ({names}): the "
+                "forward cuts them off from the loss, so training leaves them as they are",
+                "if they are frozen on purpose, nothing to do; else look for torch.no_grad() "
+                "or .detach() in forward",
+            )
+        )
     if flow and flow.vanishing:
         out.append(
             Finding(

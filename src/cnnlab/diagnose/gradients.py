@@ -35,6 +35,7 @@ class GradLayer:
     l2: float
     max: float
     numel: int
+    reached: bool = True  # False: no autograd path from the loss (torch.no_grad, .detach())
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class GradientFlow:
         is then nan and neither vanishing nor exploding can be said."""
         return bool(self.layers) and all(l.l2 == 0 for l in self.layers)
 
+    @property
+    def cut_off(self) -> tuple[str, ...]:
+        """Layers no gradient path from the loss reaches, while others are reached (the
+        forward runs them under torch.no_grad() or .detach()es their output)."""
+        if self.no_gradient:
+            return ()
+        return tuple(l.name for l in self.layers if not l.reached)
+
     def to_dict(self) -> dict:
         return {
             "samples": self.samples,
@@ -61,6 +70,7 @@ class GradientFlow:
             "vanishing": self.vanishing,
             "exploding": self.exploding,
             "no_gradient": self.no_gradient,
+            "cut_off": list(self.cut_off),
             "vanish_ratio": self.vanish_ratio,
             "explode_norm": self.explode_norm,
             "layers": [{k: jsonable(v) for k, v in asdict(l).items()} for l in self.layers],
@@ -117,7 +127,7 @@ def gradient_flow(
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     modules = _weighted_modules(model)
-    sums, order, n = _gradient_sums(model, modules, batches, loss_fn, train)
+    sums, order, n, reached = _gradient_sums(model, modules, batches, loss_fn, train)
     layers = []
     for name in order:  # forward order, first call of each module
         g = sums[name] / n
@@ -129,6 +139,7 @@ def gradient_flow(
                 float(g.norm()),
                 float(g.abs().max()),
                 g.numel(),
+                name in reached,
             )
         )
     return _flow(modules, layers, n, vanish_ratio, explode_norm)
@@ -136,12 +147,13 @@ def gradient_flow(
 
 def _gradient_sums(
     model: nn.Module, modules: dict[str, nn.Module], data, loss_fn: Callable, train: bool
-) -> tuple[dict[str, Tensor], list[str], int]:
+) -> tuple[dict[str, Tensor], list[str], int, set[str]]:
     """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
-    forward first calls them, the number of samples)."""
+    forward first calls them, the number of samples, the modules autograd reached in some
+    batch (the others' gradient is None: no path from the loss, not a small number))."""
     weights = [m.weight for m in modules.values()]
     sums = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
-    device, n = device_of(model), 0
+    device, n, reached = device_of(model), 0, set()
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, modules) as order,
@@ -154,9 +166,10 @@ def _gradient_sums(
             grads = torch.autograd.grad(
                 _loss(loss_fn, logits, y.to(device)), weights, allow_unused=True
             )
-            for total, g in zip(sums, grads, strict=True):
+            for name, total, g in zip(modules, sums, grads, strict=True):
                 if g is not None:
                     total += g.double() * len(x)  # mean loss over all samples
+                    reached.add(name)
             n += len(x)
     if n == 0:
         raise DataError("batches: no (x, y) batch given")
@@ -164,6 +177,7 @@ def _gradient_sums(
         dict(zip(modules, sums, strict=True)),
         _scripted_too(model, order.first_calls(), modules),
         n,
+        reached,
     )
 
 
@@ -196,7 +210,10 @@ def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
 
 
 def _flow(modules, layers, n, vanish_ratio, explode_norm) -> GradientFlow:
-    main = [l for l in layers if modules[l.name].weight.ndim >= 2] or layers
+    """The ratio over the layers a gradient reaches (a backbone under torch.no_grad() is cut
+    off, not vanishing; every layer cut off is `no_gradient`)."""
+    reached = [l for l in layers if l.reached] or layers
+    main = [l for l in reached if modules[l.name].weight.ndim >= 2] or reached
     first, last = (main[0].l2, main[-1].l2) if main else (math.nan, math.nan)
     if last > 0:
         ratio = first / last
