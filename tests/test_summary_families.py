@@ -36,19 +36,26 @@ EXPECTED = {
 def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
     """(name, output shape of one image) of every leaf module call in a real forward, and
     the MACs summary counts less those torchinfo counts, call by call. torchinfo counts a
-    leaf's parameters named `weight` or `bias` only (DINOv2's layer scale `lambda1`: none),
+    leaf's parameters named `weight` or `bias` (DINOv2's layer scale `lambda1`: none),
     each once per row of the output's first axis (the batch: 1, or the windows and patches
     Swin, MobileViT and LeViT fold into it), and per position too for a class whose name
-    contains "Conv"; a module with children it counts not at all (BiT's weight-standardized
-    conv, which pads with a child). summary counts a conv per output position, a Linear
-    per output row, any other leaf once per parameter (`macs.py`)."""
+    contains "Conv"; a parameter whose name only contains either (Swin's
+    relative_position_bias_table) once per row of the output's first two axes; a module
+    with children not at all (BiT's weight-standardized conv, which pads with a child).
+    summary counts a conv per output position, a Linear per output row, any other leaf
+    once per parameter (`macs.py`)."""
     seen, extra, handles = [], [0], []
 
     def theirs(m: nn.Module, out: torch.Tensor) -> int:
         named = sum(p.numel() for n, p in m.named_parameters() if n in ("weight", "bias"))
+        # a name containing either (an RNN's weight_ih_l0, Swin's relative_position_bias_table)
+        inner = sum(
+            p.numel() for n, p in m.named_parameters()
+            if n not in ("weight", "bias") and ("weight" in n or "bias" in n)
+        )  # fmt: skip
         if "Conv" in type(m).__name__:
             return named * out.shape[0] * math.prod(out.shape[2:])
-        return named * out.shape[0]
+        return named * out.shape[0] + inner * math.prod(out.shape[:2])
 
     def ours(m: nn.Module, out: torch.Tensor) -> int:
         n = sum(p.numel() for p in m.parameters())
