@@ -62,7 +62,23 @@ def findings(
                 "init, add BatchNorm before the activation",
             )
         )
-    if flow and flow.no_gradient:
+    out += _gradient_findings(flow) if flow else []
+    for l in acts.layers if acts else ():
+        if l.saturated is not None and l.saturated > 0.5:
+            out.append(
+                Finding(
+                    "saturated",
+                    f"{l.name} ({l.kind}): {l.saturated:.0%} of outputs saturated",
+                    "use ReLU in hidden layers, add BatchNorm before the activation",
+                )
+            )
+    return out
+
+
+def _gradient_findings(flow: GradientFlow) -> list[Finding]:
+    """No gradient at all, layers cut off from it, vanishing, exploding (notes §4.2)."""
+    out = []
+    if flow.no_gradient:
         out.append(
             Finding(
                 "no-gradient",
@@ -73,7 +89,7 @@ def findings(
                 "(.detach() or torch.no_grad() inside forward)",
             )
         )
-    if flow and flow.cut_off:
+    if flow.cut_off:
         names = ", ".join(flow.cut_off[:4]) + (" ..." if len(flow.cut_off) > 4 else "")
         out.append(
             Finding(
@@ -84,7 +100,7 @@ def findings(
                 "or .detach() in forward",
             )
         )
-    if flow and flow.vanishing:
+    if flow.vanishing:
         out.append(
             Finding(
                 "vanishing-gradients",
@@ -93,7 +109,7 @@ def findings(
                 "use He init",
             )
         )
-    if flow and flow.exploding:
+    if flow.exploding:
         out.append(
             Finding(
                 "exploding-gradients",
@@ -102,13 +118,4 @@ def findings(
                 "normalisation",
             )
         )
-    for l in acts.layers if acts else ():
-        if l.saturated is not None and l.saturated > 0.5:
-            out.append(
-                Finding(
-                    "saturated",
-                    f"{l.name} ({l.kind}): {l.saturated:.0%} of outputs saturated",
-                    "use ReLU in hidden layers, add BatchNorm before the activation",
-                )
-            )
     return out
