@@ -66,3 +66,16 @@ def test_the_reports_actmax_shows_a_layer_narrower_than_its_channel_budget(tmp_p
     page = (tmp_path / "run" / "report.html").read_text()
     assert "is outside layer" not in page
     assert "to excite the first 4 channels (all, where it has fewer)" in page
+
+
+def test_the_reports_missing_history_names_the_training_option_of_the_command_line(tmp_path):
+    """'train with diagnose_every > 0' is the Python name; the page is read by users of
+    `cnnlab train`, whose option is --diagnose-every."""
+    from cnnlab.train import TrainConfig, train
+
+    (tmp_path / "nets.py").write_text(NETS)
+    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
+    train(source, "digits", tmp_path / "run", TrainConfig(epochs=1, tta=False))
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "cnnlab train --diagnose-every N" in page

@@ -293,7 +293,11 @@ def show_flow(health, facts: Facts) -> Blocks:
 
 def show_history(rows, facts: Facts) -> Blocks:
     fig = plots.diagnose_history(rows)
-    return [_figure(fig, "no per-epoch diagnostics logged (train with diagnose_every > 0)")]
+    alt = (
+        "no per-epoch diagnostics logged (cnnlab train --diagnose-every N; "
+        "diagnose_every in Python)"
+    )
+    return [_figure(fig, alt)]
 
 
 def show_erf(rows, facts: Facts) -> Blocks:
