@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from sklearn.metrics import confusion_matrix
+from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.data import read_image
@@ -354,3 +355,28 @@ def test_an_image_file_for_a_run_of_other_than_1_or_3_channels_is_one_clear_erro
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
     with pytest.raises(DataError, match=f"must be 1 or 3 for an image file, got {channels}"):
         read_for_run([path], (channels, 8, 8))
+
+
+class _Halving(nn.Module):
+    """A model that halves its input in place before a linear map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x.mul_(0.5)
+        return self.fc(x.flatten(1))
+
+
+def test_predict_logits_leaves_the_callers_images_as_they_were():
+    """A model that changes its input in place changed the caller's images (a view of the
+    data set), so a second evaluation of the same images saw them halved. Truth: the images
+    before the call and the model's forward on a copy of them."""
+    torch.manual_seed(0)
+    model, images = _Halving(), torch.randn(6, 1, 2, 2)
+    before = images.clone()
+    first = predict_logits(model, images, batch_size=4)
+    assert torch.equal(images, before)
+    assert torch.equal(predict_logits(model, images, batch_size=4), first)
+    assert torch.allclose(first, model(before.clone()).detach())

@@ -48,7 +48,10 @@ def predict_logits(
     chunks = []
     try:
         for start in range(0, len(images), batch_size):
-            x = images[start : start + batch_size]  # (B, C, H, W)
+            # a copy: a model that changes its input in place (x.mul_(...)) would otherwise
+            # change the caller's images, and every later evaluation of them (a batch's copy
+            # costs well under 1 % of its forward)
+            x = images[start : start + batch_size].clone()  # (B, C, H, W)
             views = tta_views(x, tta_shift, flip=tta_flip) if tta else [x]
             if channels_last:  # each view: crops and flips of a channels-last x are neither
                 # (10 views of 10k images: 25 s strided, 9 s channels-last, on 2 cores)
