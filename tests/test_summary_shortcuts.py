@@ -391,3 +391,52 @@ def test_tensors_made_on_a_parameters_device_are_traced_on_meta():
     assert (
         summary(model, (3, 6, 6)).rows[-1].output_shape == model(torch.zeros(1, 3, 6, 6)).shape[1:]
     )
+
+
+class Tokens(nn.Module):
+    """BatchNorm1d on (B, C) and on (B, C, L) as token nets use it (LeViT's MLPs), and a
+    BatchNorm3d on a 5-D map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.tokens = nn.BatchNorm1d(8)  # on (B, 8, L)
+        self.volume = nn.BatchNorm3d(8)
+        self.fc = nn.Linear(8, 6)
+        self.features = nn.BatchNorm1d(6)  # on (B, 6)
+
+    def forward(self, x):
+        x = self.conv(x)
+        t = self.tokens(x.flatten(2))  # (B, 8, L)
+        v = self.volume(x.unsqueeze(2))  # (B, 8, 1, H, W)
+        return self.features(self.fc(t.mean(2) + v.mean((2, 3, 4))))
+
+
+def test_batch_norm_1d_and_3d_are_made_with_torchs_shapes():
+    """The BatchNorm shortcut takes BatchNorm1d and 3d on the dims torch takes for each."""
+    model = Tokens()
+    s = summary(model, (3, 9, 9))
+    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 9, 9))
+
+
+@pytest.mark.parametrize(
+    ("norm", "words"),
+    [
+        (nn.BatchNorm1d(4, track_running_stats=False), "more than 1 value per channel"),
+        (nn.BatchNorm2d(4), "expected 4D input"),
+        (nn.BatchNorm2d(4, track_running_stats=False), "more than 1 value per channel"),
+    ],
+)
+def test_a_batch_norm_torch_refuses_is_named_not_given_a_row(norm, words):
+    """Batch statistics of one value per channel (no running statistics, one vector or a 1×1
+    map at batch 1) and a BatchNorm2d given a 2-D input: torch raises, so summary names the
+    layer with torch's words rather than describe a model that cannot run."""
+    flat = isinstance(norm, nn.BatchNorm1d) or norm.track_running_stats
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten() if flat else nn.Identity(), norm
+    )
+    with pytest.raises(ValueError, match=words):
+        model.eval()(torch.zeros(1, 1, 8, 8))
+    name = type(norm).__name__
+    with pytest.raises(CnnlabError, match=rf"layer 3 \({name}\).*{words}"):
+        summary(model, (1, 8, 8))

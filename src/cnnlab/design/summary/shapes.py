@@ -417,7 +417,10 @@ def matmul_shape(a: Tensor, b: Any) -> tuple[int, ...] | None:
 
 
 def _bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.batch_norm's running mean has x's channel count (else torch must raise)."""
+    """F.batch_norm's running mean has x's channel count, and batch statistics have more
+    than one value per channel (else torch must raise)."""
+    if arg(args, kwargs, 5, "training") and x.numel() <= x.shape[1]:
+        return False
     mean = arg(args, kwargs, 1, "running_mean")
     return mean is None or tuple(mean.shape) == (x.shape[1],)
 

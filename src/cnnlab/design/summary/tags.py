@@ -182,11 +182,15 @@ def activation(func, args, kwargs=None):
         return None
 
 
+# torch's BatchNorm classes and the input dims each takes (as its _check_input_dim)
+BATCH_NORM_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+
+
 def same_shape_call(module: nn.Module) -> Callable | None:
     """The call a shape-keeping module of exactly this type makes (its forward is torch's,
-    not overridden): BatchNorm2d, dropout, the activations of the table."""
+    not overridden): BatchNorm1d/2d/3d, dropout, the activations of the table."""
     kind = type(module)
-    if kind is nn.BatchNorm2d:
+    if kind in BATCH_NORM_DIMS:
         return torch.nn.functional.batch_norm
     if kind in (nn.Dropout, nn.Dropout2d):
         return torch.nn.functional.dropout

@@ -46,6 +46,7 @@ from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal, refuse_meta, refused_forward
 from cnnlab.design.summary.roles import Roles, one_input_rule
 from cnnlab.design.summary.tags import (
+    BATCH_NORM_DIMS,
     ROW,
     TAG,
     Tag,
@@ -288,20 +289,20 @@ class Tracer(Roles, TorchFunctionMode):
         return out
 
     def _batch_norm(self, module: nn.BatchNorm2d, x: Any) -> Tensor | None:
-        """`_same_shape` of an nn.BatchNorm2d, where its call fits: a 4-D meta input with its
-        channels and its statistics' dtype (else the forward runs, and torch or `refusals.py`
-        judge it). Its own method, which spares every activation the BatchNorm checks (with
-        `record`, the getter reads without twins and `_pad_tag`'s records: 1.01-1.07x, median
-        per-pair ratio on four families, same-run alternated calls). (Torch functions
-        disabled.)"""
+        """`_same_shape` of torch's BatchNorm1d/2d/3d where its call fits: a meta input of its
+        dims and channels, its statistics' dtype, running statistics or more than one value
+        per channel (else the forward runs, and torch or `refusals.py` judge it). Its own
+        method, which spares every activation the BatchNorm checks (with `record`, the getter
+        reads without twins and `_pad_tag`'s records: 1.01-1.07x, median per-pair ratio on
+        four families, same-run alternated calls). (Torch functions disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta:
             return None
         state, shape, dtype = vars(module), x.shape, x.dtype
         mean, weight = state["_buffers"].get("running_mean"), state["_parameters"].get("weight")
         if (
-            len(shape) != 4
+            len(shape) not in BATCH_NORM_DIMS[type(module)]
             or shape[1] != state["num_features"]
-            or (mean is not None and mean.dtype != dtype)
+            or (mean.dtype != dtype if mean is not None else x.numel() <= shape[1])
             or (weight is not None and weight.dtype != dtype)
         ):
             return None
