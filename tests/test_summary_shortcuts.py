@@ -102,6 +102,10 @@ def _sdpa(x, q=(1, 2, 6, 4), k=(1, 2, 9, 4), v=(1, 2, 9, 5), **kwargs):
         (lambda x: (torch.matmul, (x(2, 3, 4), x(5, 6)), {}), False),
         (lambda x: (torch.matmul, (x(2, 3, 4), x(3, 4, 6)), {}), False),
         (lambda x: (torch.matmul, (x(3, 4), x(4)), {}), False),
+        (lambda x: (F.group_norm, (x(1, 8, 1, 1), 8), {}), False),  # one value a group
+        (lambda x: (F.group_norm, (x(2, 8, 1, 1), 8), {}), True),
+        (lambda x: (F.instance_norm, (x(1, 4, 1, 1),), {}), False),  # one position
+        (lambda x: (torch.prelu, (x(1, 4, 5, 5), x(4, 1, 1)), {}), False),  # a 3-D weight
     ],
 )  # fmt: skip
 def test_slow_meta_kernels_are_made_with_torchs_shape_or_left_to_torch(call, shortcut):
@@ -440,3 +444,41 @@ def test_a_batch_norm_torch_refuses_is_named_not_given_a_row(norm, words):
     name = type(norm).__name__
     with pytest.raises(CnnlabError, match=rf"layer 3 \({name}\).*{words}"):
         summary(model, (1, 8, 8))
+
+
+@pytest.mark.parametrize(
+    ("call", "channels_last_out"),
+    [
+        (lambda x: (F.interpolate, (x,), {"scale_factor": 2}), True),
+        (lambda x: (F.instance_norm, (x,), {}), False),
+    ],
+)
+def test_a_channels_last_map_is_left_to_torch_where_the_layout_of_its_output_differs(
+    call, channels_last_out
+):
+    """F.interpolate keeps a channels-last input's layout and F.instance_norm makes a
+    contiguous output of it (truth: torch on real data): a made output of another layout
+    would let a later `.view` pass that torch refuses (or refuse one it runs), so these are
+    left to torch's meta kernel."""
+    x = torch.empty(1, 4, 5, 7, device="meta").contiguous(memory_format=torch.channels_last)
+    func, args, kwargs = call(x)
+    assert made(func, args, kwargs) is None
+    func, args, kwargs = call(torch.randn(1, 4, 5, 7).contiguous(memory_format=torch.channels_last))
+    real = func(*args, **kwargs)
+    assert real.is_contiguous(memory_format=torch.channels_last) == channels_last_out
+    assert real.is_contiguous() != channels_last_out
+
+
+def test_a_channels_last_upsample_then_view_is_torchs_error():
+    """The reviewer's case: channels-last → F.interpolate → .view(B, -1) raises in torch, so
+    summary must name it rather than give a table."""
+
+    class Up(nn.Module):
+        def forward(self, x):
+            y = F.interpolate(x.contiguous(memory_format=torch.channels_last), scale_factor=2)
+            return y.view(y.shape[0], -1)
+
+    with pytest.raises(RuntimeError, match="view"):
+        Up()(torch.zeros(1, 3, 4, 4))
+    with pytest.raises(CnnlabError, match="view"):
+        summary(Up(), (3, 4, 4))

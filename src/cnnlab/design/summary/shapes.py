@@ -6,6 +6,7 @@ returns None where the call must run, so that torch raises its own error."""
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -300,12 +301,15 @@ def _ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
 
 
 def _gn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.group_norm(x, num_groups, weight, bias): the groups divide x's channels, weight and
-    bias have one value a channel (else torch must raise)."""
+    """F.group_norm(x, num_groups, weight, bias): the groups divide x's channels, each group
+    has more than one value (torch's _verify_batch_size), weight and bias have one value a
+    channel (else torch must raise)."""
     groups = arg(args, kwargs, 1, "num_groups")
     if x.dim() < 2 or not x.is_floating_point() or type(groups) is not int or groups < 1:
         return False
     channels = x.shape[1]
+    if x.numel() // groups <= 1:  # B · C/G · H · W values a group (one: torch raises)
+        return False
     return channels % groups == 0 and all(
         t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (channels,))
         for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
@@ -341,8 +345,12 @@ def _optional_channels(x: Tensor, tensors: Any) -> bool:
 
 def _in_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats): a
-    (B, C, ...) map normalised by its own statistics, one value a channel in each tensor."""
+    contiguous (B, C, ...) map (torch's output is contiguous whatever x's layout) of more
+    than one position (torch's _verify_spatial_size), normalised by its own statistics, one
+    value a channel in each tensor."""
     if x.dim() < 3 or not x.is_floating_point() or not arg(args, kwargs, 5, "use_input_stats", 1):
+        return False
+    if not x.is_contiguous() or math.prod(x.shape[2:]) <= 1:
         return False
     return _optional_channels(x, (arg(args, kwargs, i, n) for i, n in enumerate(_IN_ARGS, 1)))
 
@@ -360,11 +368,12 @@ def _normalize_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
 
 
 def _prelu_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """torch.prelu(x, weight): one slope, or one a channel, of x's dtype."""
+    """torch.prelu(x, weight): one slope, or one a channel (a scalar or 1-D weight), of x's
+    dtype."""
     w = arg(args, kwargs, 1, "weight")
     return (
         x.dim() >= 2 and isinstance(w, Tensor) and w.is_meta and w.dtype == x.dtype
-        and w.numel() in (1, x.shape[1])
+        and w.dim() <= 1 and w.numel() in (1, x.shape[1])
     )  # fmt: skip
 
 
@@ -378,10 +387,13 @@ def interpolate_shape(x: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] |
     """F.interpolate(x, size, scale_factor, mode, align_corners, recompute_scale_factor,
     antialias)'s output shape on a (B, C, H, W) map: `size`, or ⌊n · scale⌋ per axis as
     torch computes it; None where torch must run (another mode, both or neither of size and
-    scale_factor, align_corners with a nearest mode, antialias)."""
+    scale_factor, align_corners with a nearest mode, antialias, a channels-last x, whose
+    output torch keeps channels-last)."""
     size, scale = arg(args, kwargs, 1, "size"), arg(args, kwargs, 2, "scale_factor")
     mode, align = arg(args, kwargs, 3, "mode", "nearest"), arg(args, kwargs, 4, "align_corners")
     if x.dim() != 4 or not x.is_floating_point() or mode not in _RESAMPLED:
+        return None
+    if not x.is_contiguous():
         return None
     if arg(args, kwargs, 6, "antialias") or (align is not None and mode.startswith("nearest")):
         return None
