@@ -228,3 +228,32 @@ def test_attention_whose_only_traced_input_is_its_mask_is_named_not_raised():
     assert [r.name for r in s.rows] == ["conv", "out"] and s.rows[1].output_shape == (4, 8)
     assert [w.code for w in s.warnings] == ["unfollowed"]
     assert "scaled_dot_product_attention" in s.warnings[0].message
+
+
+class Scores(nn.Module):
+    """A 4×4/4 patch stem, q and k as linear maps, the attention scores softmax(q @ kᵀ) and a
+    dropout on them, as timm's classic attention writes `attn_drop`: a row of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 4, stride=4)
+        self.q, self.k = nn.Linear(8, 8), nn.Linear(8, 8)
+        self.drop = nn.Dropout(0.0)
+
+    def forward(self, x):
+        t = self.stem(x).flatten(2).transpose(1, 2)  # (B, N, 8)
+        return self.drop((self.q(t) @ self.k(t).transpose(-2, -1)).softmax(-1))  # (B, N, N)
+
+
+def test_attention_scores_read_a_query_and_every_key_so_the_whole_input():
+    """q @ kᵀ keeps the queries' positions on one dim and the keys' on another; the softmax
+    over keys then mixes every key. The row had the stem's 4-px field. Truth: autograd, the
+    input pixels score row 36 (query 36, all keys) reads: all 32×32."""
+    model, size = Scores().eval(), (3, 32, 32)
+    torch.manual_seed(0)
+    x = torch.randn(1, *size, requires_grad=True)
+    model(x)[0, 36, 0].backward()
+    seen = x.grad[0].abs().sum(0) > 0
+    assert (int(seen.any(1).sum()), int(seen.any(0).sum())) == (32, 32)
+    rows = {r.name: r.receptive_field for r in summary(model, size).rows}
+    assert rows["stem"] == 4 and rows["drop"] >= 32

@@ -312,8 +312,10 @@ class Roles:
         """A matrix product or attention (`products.operands`: each operand and where its
         dimensions go): along a spatial axis summed over, the operand's field becomes the
         whole map; per axis the largest field of the operands, the axes of the first whose
-        positions stay (its spacing of units). A new map: no lint facts pass (§4.1)."""
-        lead, fields = None, []
+        positions stay (its spacing of units). Where two operands keep their positions on
+        different dims (q @ kᵀ: a query's patch and a key's), the farthest pair spans the
+        map: every field is the whole map. A new map: no lint facts pass (§4.1)."""
+        lead, fields, wholes, kept = None, [], [], set()
         for t, dims in operands:
             tag = getattr(t, TAG, None)
             if tag is None:
@@ -322,15 +324,20 @@ class Roles:
                 return None if tag.lost is None else Tag(None, (None, None), None, lost=tag.lost)
             axes = tuple(None if a is None else dims[a] for a in tag.axes)
             n = self._lengths(t, tag)
-            rf = tuple(
-                global_rf(r, n[i], self.image[i]) if a is not None and axes[i] is None else r
+            whole = tuple(
+                r if a is None else global_rf(r, n[i], self.image[i])
                 for i, (a, r) in enumerate(zip(tag.axes, tag.rf, strict=True))
             )
-            fields.append(rf)
-            if lead is None and axes != (None, None):
-                lead = (axes, rf, tag.chain)
+            kept_rf = zip(axes, tag.rf, whole, strict=True)
+            fields.append(tuple(w if a is None else r for a, r, w in kept_rf))
+            wholes.append(whole)
+            if axes != (None, None):
+                kept.add(axes)
+                lead = lead or (axes, fields[-1], tag.chain)
         if not fields:  # only an argument besides the operands is traced (a mask)
             return None
+        if len(kept) > 1:
+            fields = wholes
         axes, base, chain = lead if lead is not None else ((None, None), fields[0], SIZE_FREE)
         rf = tuple(
             Field(max(f[i].size for f in fields), base[i].jump, base[i].start) for i in (0, 1)
