@@ -83,8 +83,8 @@ def test_rf_small_says_nothing_of_a_head_whose_field_is_lost():
 
 class Windows(nn.Module):
     """Swin's window attention layout: a 4×4/4 patch embedding, channels last, the map cut
-    into 2×2 windows ((B, H, W, C) -> (B·H/2·W/2, 4, C)), a Linear on each window's
-    positions, the windows sewn back, then a global mean and a classifier (`pooled`) or a
+    into 2×2 windows ((B, H, W, C) -> (B·H/2·W/2, 4, C)), a Linear on each position's
+    channels, the windows sewn back, then a global mean and a classifier (`pooled`) or a
     1×1 conv (a map out, no head at all): no flatten head either way."""
 
     def __init__(self, pooled: bool = True) -> None:

@@ -277,7 +277,9 @@ class Roles:
             return self._reduce_tag(func, args, kwargs, src, tag, out)
         if P.pools_all(func, out):  # (B, C, L) -> (B, C, 1): a reduction over the last axis
             return self._reduce_tag(func, (src, -1), {}, src, tag, out)
-        if func in P.UNFOLD:
+        if func in P.UNFOLD:  # each column gets its whole window's field: an upper bound
+            # for the C·k·k values of a column, each of which reads one pixel until something
+            # mixes them (a matmul: im2col, as a conv, is exact)
             if src.dim() != 4 or tag.axes != (2, 3):
                 return None
             w = P.unfold_window(args, kwargs)
