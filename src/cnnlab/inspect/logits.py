@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import torch
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks
+from cnnlab.inspect.preserve import eager_stance
 
 # How to pick the logits from a model that returns a tuple, list or dict: an index, a key,
 # or a function of the raw output. None means the output must already be a (B, K) tensor.
@@ -128,7 +128,8 @@ def classifier_misfit(
     image (predict and explain give one); else the Misfit.
     A forward that raises is located: the innermost module then running, its type and the
     shapes it got ("mat1 and mat2 shapes cannot be multiplied (...) (in layer 2, a Linear,
-    given 2×288)")."""
+    given 2×288)"). torch.compile'd code runs eagerly in the check (`eager_stance`; on
+    torch < 2.6 it runs compiled, and a model compiled whole may fail inside dynamo)."""
     odd = [(n, p.dtype) for n, p in model.named_parameters() if p.dtype != torch.float32]
     if odd:
         name, dtype = odd[0]
@@ -146,7 +147,10 @@ def classifier_misfit(
             f"{', '.join(needed)} a default, or wrap the model in a module whose forward(x) "
             "passes them",
         )
-    with torch.no_grad(), _eager():
+    # compiled modules run their Python forward: the check's hooks, traced inside a model
+    # compiled whole, failed in dynamo ('already tracked for mutation'), and compiling a
+    # graph for 2 zero images only to check shapes costs seconds
+    with torch.no_grad(), eager_stance():
         x = torch.zeros(2, *input_shape).contiguous(memory_format=memory_format)
         out, failure = _located_forward(model, x)
         if failure is not None:
@@ -162,15 +166,6 @@ def _more_arguments(model: nn.Module) -> list[str]:
         return []
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [p.name for p in parameters[1:] if p.kind in named and p.default is p.empty]
-
-
-def _eager():
-    """torch.compile'd modules run their Python forward in the block: the check's hooks,
-    traced inside a model compiled whole, failed in dynamo ('already tracked for mutation'),
-    and compiling a graph for 2 zero images only to check shapes costs seconds (torch >= 2.6;
-    older torch compiles as before)."""
-    stance = getattr(torch.compiler, "set_stance", None)
-    return stance("force_eager") if stance is not None else nullcontext()
 
 
 def _single_misfit(model: nn.Module, x: Tensor, classes: int) -> Misfit | None:
