@@ -198,6 +198,7 @@ def nonlinearity(*rows, diff=1e-13):
     [
         ([(80.0, 81.0, 85.0), (81.0, 80.5, 86.0)], 1e-13, "holds"),
         ([(80.0, 81.0, 80.5), (81.0, 80.5, 80.0)], 1e-13, "partly"),  # ReLU no better
+        ([(85.0, 80.0, 84.0), (85.5, 80.5, 84.5)], 1e-13, "partly"),  # neither bound nor ReLU
         ([(80.0, 81.0, 85.0)], 1e-3, "does not hold"),  # not one affine map
         ([(70.0, 81.0, 85.0), (85.0, 80.0, 86.0)], 1e-13, "inconclusive"),  # spread > SAME
     ],

@@ -85,8 +85,9 @@ def judge(m: dict) -> Verdict:
     """Collapse: max |f(x) − (Ax + b)| ≤ AGREE (float64) on every seed. No more: the deep
     linear net's accuracy minus logistic regression's is at most +SAME points on average (the
     claim bounds it from above only), with a spread (sd over seeds) below SAME. Control: the
-    ReLU net beats both by HELPS on every seed. Holds: all three. Partly: collapse and one
-    other. Does not hold: no collapse. A spread wider than SAME is inconclusive."""
+    ReLU net beats both by HELPS on every seed. Holds: all three. Partly: collapse, but the
+    bound, the control or both fail (the reason names which). Does not hold: no collapse. A
+    spread wider than SAME (with collapse) is inconclusive."""
     rows = m["seeds"]
     collapse = [r["max_diff_float64"] <= AGREE for r in rows]
     diff, sd = mean_spread([r[LINEAR] - r[LOGISTIC] for r in rows])
