@@ -446,27 +446,38 @@ def test_a_batch_norm_torch_refuses_is_named_not_given_a_row(norm, words):
         summary(model, (1, 8, 8))
 
 
-@pytest.mark.parametrize(
-    ("call", "channels_last_out"),
-    [
-        (lambda x: (F.interpolate, (x,), {"scale_factor": 2}), True),
-        (lambda x: (F.instance_norm, (x,), {}), False),
-    ],
-)
-def test_a_channels_last_map_is_left_to_torch_where_the_layout_of_its_output_differs(
-    call, channels_last_out
-):
-    """F.interpolate keeps a channels-last input's layout and F.instance_norm makes a
-    contiguous output of it (truth: torch on real data): a made output of another layout
-    would let a later `.view` pass that torch refuses (or refuse one it runs), so these are
-    left to torch's meta kernel."""
+def _layouts(x):
+    """x (1, 4, 5, 7) contiguous, channels-last, permuted from (1, 5, 7, 4) (PVT's position
+    embedding), and sliced (neither)."""
+    return {
+        "contiguous": x,
+        "channels-last": x.contiguous(memory_format=torch.channels_last),
+        "permuted": x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+        "sliced": torch.cat([x, x], 3)[..., ::2],
+    }
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels-last", "permuted", "sliced"])
+def test_an_upsampled_map_is_made_in_the_layout_torch_gives_it(layout):
+    """F.interpolate keeps a channels-last input's layout: a made output of another layout
+    would let a later `.view` pass that torch refuses. Truth: torch's strides on real data;
+    a layout neither contiguous nor channels-last is left to torch."""
+    meta = _layouts(torch.empty(1, 4, 5, 7, device="meta"))[layout]
+    out = made(F.interpolate, (meta,), {"scale_factor": 2, "mode": "bilinear"})
+    real = F.interpolate(_layouts(torch.randn(1, 4, 5, 7))[layout], scale_factor=2, mode="bilinear")
+    if layout == "sliced":
+        assert out is None
+    else:
+        assert out.shape == real.shape and out.stride() == real.stride()
+
+
+def test_instance_norm_of_a_channels_last_map_is_left_to_torch():
+    """Torch's F.instance_norm output is contiguous whatever its input's layout (truth:
+    torch on real data); `new_meta` would keep a channels-last one."""
     x = torch.empty(1, 4, 5, 7, device="meta").contiguous(memory_format=torch.channels_last)
-    func, args, kwargs = call(x)
-    assert made(func, args, kwargs) is None
-    func, args, kwargs = call(torch.randn(1, 4, 5, 7).contiguous(memory_format=torch.channels_last))
-    real = func(*args, **kwargs)
-    assert real.is_contiguous(memory_format=torch.channels_last) == channels_last_out
-    assert real.is_contiguous() != channels_last_out
+    assert made(F.instance_norm, (x,), {}) is None
+    real = torch.randn(1, 4, 5, 7).contiguous(memory_format=torch.channels_last)
+    assert F.instance_norm(real).is_contiguous()
 
 
 def test_a_channels_last_upsample_then_view_is_torchs_error():

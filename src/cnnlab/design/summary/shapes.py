@@ -173,9 +173,12 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
     if func in _SLOW_SAME and _SLOW_SAME[func](x, args, kwargs):  # meta: 0.5-1.6 ms a call
         return new_meta(x)
-    if func is F.interpolate:  # meta: 5 ms a call (MONAI's SegResNet)
+    if func is F.interpolate:  # meta: 5-8 ms a call (MONAI's SegResNet, PVT)
         shape = interpolate_shape(x, args, kwargs)
-        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+        if shape is None:
+            return None
+        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        return torch.empty(shape, dtype=x.dtype, device=META, memory_format=layout)
     if func in MATMUL and len(args) == 2 and not kwargs:  # meta: 0.16 ms a call (LeViT)
         shape = matmul_shape(x, args[1])
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
@@ -387,13 +390,14 @@ def interpolate_shape(x: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] |
     """F.interpolate(x, size, scale_factor, mode, align_corners, recompute_scale_factor,
     antialias)'s output shape on a (B, C, H, W) map: `size`, or ⌊n · scale⌋ per axis as
     torch computes it; None where torch must run (another mode, both or neither of size and
-    scale_factor, align_corners with a nearest mode, antialias, a channels-last x, whose
-    output torch keeps channels-last)."""
+    scale_factor, align_corners with a nearest mode, antialias, an x neither contiguous nor
+    channels-last: torch picks the output's layout from x's strides, and a later `.view`
+    depends on it)."""
     size, scale = arg(args, kwargs, 1, "size"), arg(args, kwargs, 2, "scale_factor")
     mode, align = arg(args, kwargs, 3, "mode", "nearest"), arg(args, kwargs, 4, "align_corners")
     if x.dim() != 4 or not x.is_floating_point() or mode not in _RESAMPLED:
         return None
-    if not x.is_contiguous():
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         return None
     if arg(args, kwargs, 6, "antialias") or (align is not None and mode.startswith("nearest")):
         return None
