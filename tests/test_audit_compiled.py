@@ -259,3 +259,37 @@ def test_commands_that_read_a_run_run_a_compiled_forward_eagerly(tmp_path, capsy
     with torch.no_grad():
         logits = run.model.head(run.model.features(run.preprocess(data.images)))
     assert accuracy == pytest.approx((logits.argmax(1) == data.labels).float().mean().item())
+
+
+class _CompiledChild(nn.Module):
+    """A plain net whose first four layers are a torch.compile'd child."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = _net(10)
+        self.features = torch.compile(net[:4], backend="eager")  # dynamo, without inductor
+        self.head = net[4:]
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_per_epoch_diagnostics_name_layers_as_the_opened_run_does(tmp_path):
+    """Training with --diagnose-every on a model with a compiled child stored layers as
+    `features._orig_mod.0` while every command that opens the run names them `features.0`.
+    Truth: the layer names of the model the run opens as (decompiled), and the plain net's
+    parameters-holding layers."""
+    import json
+
+    from cnnlab.inspect.preserve import decompiled
+    from cnnlab.train import TrainConfig, train
+
+    config = TrainConfig(epochs=1, batch_size=64, ema=None, bn_recalibrate=0, tta=False,
+                         diagnose_every=1)  # fmt: skip
+    train(_CompiledChild(), "digits", tmp_path / "run", config)
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    names = {n for n, _ in decompiled(_CompiledChild()).named_modules()}
+    for key in ("dead_share", "grad_norm"):
+        found = set(row["diagnose"][key])
+        assert found and found <= names, (key, found)
+    assert set(row["diagnose"]["grad_norm"]) == {"features.0", "features.3", "head.7"}

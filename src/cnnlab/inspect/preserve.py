@@ -168,16 +168,18 @@ def compiled_names_as(state: dict, names: Iterable[str]) -> dict:
     only by torch.compile's `_orig_mod.` segments renamed to it: a model trained compiled
     saves `features._orig_mod.0.weight`, its eager copy (`decompiled`, or the user's fresh
     instance) names it `features.0.weight`, and the other way round. Other names are kept."""
-    by_plain = {_plain(k): k for k in state}
+    by_plain = {plain_name(k): k for k in state}
     renamed = dict(state)
     for name in names:
-        saved = by_plain.get(_plain(name))
+        saved = by_plain.get(plain_name(name))
         if name not in state and saved is not None and saved in renamed:
             renamed[name] = renamed.pop(saved)
     return renamed
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
+    """A layer's name without torch.compile's `_orig_mod` segments (`features._orig_mod.0`
+    -> `features.0`), as the model's eager copy (`decompiled`) names it."""
     return ".".join(part for part in name.split(".") if part != "_orig_mod")
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import to_float
+from cnnlab.inspect.preserve import eager_stance, plain_name
 from cnnlab.train import distributed, norm_stats
 from cnnlab.train.config import learning_rate
 from cnnlab.train.evaluate import evaluate_tensors
@@ -79,10 +80,21 @@ def _diagnose(model: nn.Module, loader, epoch: int) -> dict:
     loader.set_epoch(epoch)
     x, y = next(iter(loader))
     try:
-        return epoch_diagnostics(model, x, y)
+        with eager_stance():  # hooks in compiled code: graph breaks and recompiles mid-run
+            found = epoch_diagnostics(model, x, y)
     finally:
         torch.set_rng_state(rng)
         model.train()
+    return {k: _plain_keys(v) if isinstance(v, dict) else v for k, v in found.items()}
+
+
+def _plain_keys(per_layer: dict) -> dict:
+    """Layers named as every command that opens the run names them: a compiled child's
+    `features._orig_mod.0` is `features.0` there (`inspect.preserve.decompiled`)."""
+    named: dict = {}
+    for name, value in per_layer.items():
+        named.setdefault(plain_name(name), value)
+    return named
 
 
 def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
