@@ -22,7 +22,7 @@ from cnnlab.design.summary.axes import index as axes_index
 from cnnlab.design.summary.calls import field_step
 from cnnlab.design.summary.facts import Field
 from cnnlab.design.summary.shapes import _cat_shape as cat_shape
-from cnnlab.design.summary.shapes import broadcast, made
+from cnnlab.design.summary.shapes import broadcast, layout, made
 from cnnlab.design.summary.tags import Tag, replaced
 from cnnlab.errors import CnnlabError
 from test_summary import leaf_rows, real_leaf_shapes
@@ -493,3 +493,60 @@ def test_a_channels_last_upsample_then_view_is_torchs_error():
         Up()(torch.zeros(1, 3, 4, 4))
     with pytest.raises(CnnlabError, match="view"):
         summary(Up(), (3, 4, 4))
+
+
+class ViewAfter(nn.Module):
+    """A conv or a pool, then `.view(B, -1)`: torch refuses it on a channels-last output."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 3 * 3 if kind == "pool" else 4 * 6 * 6, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.kind == "pool":
+            y = self.pool(y.contiguous(memory_format=torch.channels_last).relu())
+        elif self.kind == "adaptive":
+            y = F.adaptive_avg_pool2d(y.contiguous(memory_format=torch.channels_last), 6)
+        return self.fc(y.view(y.shape[0], -1))
+
+
+@pytest.mark.parametrize(
+    ("kind", "weights_last"),
+    [("conv", False), ("conv", True), ("pool", False), ("adaptive", False)],
+)
+def test_outputs_are_made_in_torchs_layout_so_a_view_fails_where_torchs_does(kind, weights_last):
+    """A conv whose weights are channels-last (model.to(memory_format=torch.channels_last))
+    gives a channels-last output, and a pool of a channels-last map keeps it; a `.view` of it
+    fails in torch. Summary made contiguous outputs and gave a table; now it names the layer
+    with torch's words, and a model torch runs still gets its table. Truth: torch's forward."""
+    model = ViewAfter(kind)
+    if weights_last:
+        model = model.to(memory_format=torch.channels_last)
+    try:
+        model(torch.zeros(1, 3, 8, 8))
+    except RuntimeError as err:
+        assert "view" in str(err)
+        with pytest.raises(CnnlabError, match="view"):
+            summary(model, (3, 8, 8))
+        assert kind != "conv" or weights_last  # a plain conv's output views
+    else:
+        assert kind == "conv" and not weights_last
+        assert leaf_rows(summary(model, (3, 8, 8)), model) == real_leaf_shapes(model, (3, 8, 8))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("x_last", [False, True])
+@pytest.mark.parametrize("w_last", [False, True])
+@pytest.mark.parametrize("c_in", [1, 4])
+def test_a_conv_output_layout_is_torchs(k, x_last, w_last, c_in):
+    """`shapes.layout` against torch's own conv output strides on the CPU."""
+    x, w = torch.randn(1, c_in, 6, 6), torch.randn(5, c_in, k, k)
+    x = x.contiguous(memory_format=torch.channels_last) if x_last else x
+    w = w.contiguous(memory_format=torch.channels_last) if w_last else w
+    real = F.conv2d(x, w)
+    made_out = torch.empty(real.shape, memory_format=layout(x, w))
+    assert made_out.stride() == real.stride()

@@ -64,7 +64,21 @@ def meta_window(
         return None
     if out_map is None:
         out_map = window_out((shape[2], shape[3]), w)
-    return torch.empty(shape[0], channels, *out_map, dtype=x.dtype, device=META)
+    fmt = layout(x, weight) if func in CONV else layout(x)
+    return torch.empty(shape[0], channels, *out_map, dtype=x.dtype, device=META, memory_format=fmt)
+
+
+def layout(*inputs: Tensor) -> torch.memory_format:
+    """The layout torch gives a conv's or a pool's output on the CPU: channels-last where its
+    input (or a conv's weight) is strictly so, else contiguous (strides checked against
+    torch's in the tests): a later `.view` then fails or runs as it does in torch."""
+    for t in inputs:
+        if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=CL):
+            return CL
+    return torch.contiguous_format
+
+
+CL = torch.channels_last
 
 
 def _meta_as(t: Any, x: Tensor) -> bool:
@@ -165,7 +179,7 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
     if func is F.adaptive_avg_pool2d and len(args) + len(kwargs) == 2:
         shape = adaptive_shape(x, arg(args, kwargs, 1, "output_size"))
         if shape is not None:
-            return torch.empty(shape, dtype=x.dtype, device=META)
+            return torch.empty(shape, dtype=x.dtype, device=META, memory_format=layout(x))
     if func is F.group_norm and _gn_fits(x, args, kwargs):  # meta: 1-5 ms a call (BiT)
         return new_meta(x)
     if func is F.scaled_dot_product_attention:  # meta: 2.3 ms a call (SegFormer)
@@ -177,8 +191,7 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
         shape = interpolate_shape(x, args, kwargs)
         if shape is None:
             return None
-        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
-        return torch.empty(shape, dtype=x.dtype, device=META, memory_format=layout)
+        return torch.empty(shape, dtype=x.dtype, device=META, memory_format=layout(x))
     if func in MATMUL and len(args) == 2 and not kwargs:  # meta: 0.16 ms a call (LeViT)
         shape = matmul_shape(x, args[1])
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)

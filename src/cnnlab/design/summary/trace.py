@@ -181,12 +181,11 @@ class Tracer(Roles, TorchFunctionMode):
         self.wrapped.append(state)
 
     def _instrument(self, module, name: str, params: int, trainable: int, state: dict) -> None:
-        """Wrap the module's forward to keep the stack of running modules and to add its row.
-        Cheaper than two hooks per module: hooks send every call down nn.Module's slow path
-        (3 ms of a ResNet-50 trace). The wrapper is also the module's `_compiled_call_impl`,
-        which nn.Module.__call__ calls straight away (the copy has no hooks to run). The
-        stack holds the module's input, not its shape: reading x.shape here would go through
-        the mode (1 µs a module call)."""
+        """Wrap the module's forward to keep the stack of running modules and add its row
+        (two hooks a module would send every call down nn.Module's slow path: 3 ms of a
+        ResNet-50 trace); also its `_compiled_call_impl`, which nn.Module.__call__ calls
+        straight away (a copy has no hooks). The stack holds the input, not its shape (x.shape
+        here would go through the mode: 1 µs a call)."""
         forward = module.forward
         kind, rule, shortcut, names = self._type(module)
         if names is not None:  # a `_same_shape` module: torch judges its arguments
@@ -323,12 +322,11 @@ class Tracer(Roles, TorchFunctionMode):
 
     def _conv(self, module: nn.Conv2d, x: Any) -> Tensor | None:
         """`_leaf` of an nn.Conv2d (half of a MobileNet's calls) in one step: F.conv2d's output
-        made from the module's attributes and tagged as `_call` would, where the call fits
-        (4-D meta input, its channels, one dtype, zero padding mode, a padding torch takes);
-        None where the forward must run (and torch or `refusals.py` judge it). Without
-        `_leaf`'s argument tuple, `_call`'s dispatch and `meta_window`'s checks again:
-        1.01-1.05x (median of per-pair ratios on hf-mobilenet-v2, GhostNet, MobileNet V3,
-        ShuffleNet V2; same-run alternated calls). (Torch functions disabled.)"""
+        made from the module's attributes (in torch's layout: `shapes.layout`), tagged as
+        `_call` would, where the call fits (4-D meta input, its channels, one dtype, zero
+        padding mode, a padding torch takes; else None: the forward runs, judged by torch or
+        `refusals.py`). Skips `_leaf`'s argument tuple, `_call`'s dispatch and `meta_window`'s
+        checks: 1.01-1.05x (median per-pair ratio, four families, alternated calls)."""
         if not isinstance(x, Tensor) or not x.is_meta:
             return None
         state = vars(module)
@@ -358,7 +356,10 @@ class Tracer(Roles, TorchFunctionMode):
                 out_map = C.window_out(out_map, w)
             except SpecError as err:
                 raise SpecError(f"{self.where()}: on a {shape[2]}×{shape[3]} map, {err}") from None
-        out = torch.empty(shape[0], kernel[0], *out_map, dtype=dtype, device=C.META)
+        fmt = S.layout(x, weight)
+        out = torch.empty(
+            shape[0], kernel[0], *out_map, dtype=dtype, device=C.META, memory_format=fmt
+        )
         tag = getattr(x, TAG, None)
         if tag is not None:
             args = (x, weight, bias, None, None, None, groups)  # as `_window_tag` reads them
