@@ -11,19 +11,9 @@ from cnnlab.errors import RunError
 from cnnlab.train.importing import import_run
 from cnnlab.train.rundir import load_run
 from cnnlab.train.source import parse_model_ref
+from tiny_nets import tiny_net_source
 
-NETS = """
-import torch
-from torch import nn
-
-
-def make():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(4, 10),
-    )
-"""
+NETS = tiny_net_source("make")
 
 
 def test_a_run_without_data_names_the_way_to_give_it_and_that_way_works(tmp_path, capsys):

@@ -10,19 +10,9 @@ from cnnlab.cli import main
 from cnnlab.data import load_dataset
 from cnnlab.train.importing import import_run
 from cnnlab.train.source import parse_model_ref
+from tiny_nets import tiny_net_source
 
-NETS = """
-import torch
-from torch import nn
-
-
-def make():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(3, 10),
-    )
-"""
+NETS = tiny_net_source("make", width=3)
 
 
 def test_actmax_names_the_number_of_test_images_it_compared_with(tmp_path, capsys):

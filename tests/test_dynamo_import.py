@@ -9,18 +9,9 @@ import subprocess
 import sys
 import textwrap
 
-PLAIN = """
-import torch
-from torch import nn
+from tiny_nets import tiny_net_source
 
-
-def plain():
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Linear(4, 10),
-    )
-"""
+PLAIN = tiny_net_source("plain")
 
 # Its own file: loading it runs @torch.compile, which imports dynamo.
 DECORATED = """
