@@ -92,8 +92,8 @@ def unwrap(model: nn.Module) -> nn.Module:
     while True:
         if isinstance(model, parallel) and isinstance(getattr(model, "module", None), nn.Module):
             model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
+        elif _innermost(model) is not model:
+            model = _innermost(model)
         else:
             return model
 
