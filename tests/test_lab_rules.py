@@ -305,7 +305,8 @@ def test_initialise_gives_he_and_glorot_scales():
 
 
 def dying(*rows, rates=(0.03, 0.3, 1.0)):
-    """Per seed: {activation: [dead share or None (diverged) per rate]}, accuracy 60 %."""
+    """Per seed: {activation: [dead share, (dead share, test %) or None (stopped by the
+    trainer) per rate]}; a bare share has accuracy 60 %."""
     seeds = []
     for i, per_act in enumerate(rows):
         row = {"seed": i}
@@ -315,10 +316,15 @@ def dying(*rows, rates=(0.03, 0.3, 1.0)):
                 {"lr": lr, "diverged": True}
                 if d is None
                 else {"lr": lr, "diverged": False, "dead": d, "test": 60.0}
+                if not isinstance(d, tuple)
+                else {"lr": lr, "diverged": False, "dead": d[0], "test": d[1]}
                 for lr, d in zip(rates, shares, strict=True)
             ]
         seeds.append(row)
     return {"seeds": seeds, "rates": list(rates)}
+
+
+AT_CHANCE = ex_dying.CHANCE - 6  # e.g. 9 %: a net that ended guessing one class
 
 
 @pytest.mark.parametrize(
@@ -331,10 +337,57 @@ def dying(*rows, rates=(0.03, 0.3, 1.0)):
         ([{"relu": [0.3, 0.4, None]}], "does not hold"),  # dead already at the lowest rate
         ([{"relu": [None, None, None]}], "does not hold"),  # never trained: nothing died
         ([{"relu": [0.0, 0.4, None]}, {"relu": [0.0, 0.05, None]}], "inconclusive"),
+        # ReLU ended at chance at lr 1 (80 % "dead"): diverged, judged at 0.3 where both trained
+        ([{"relu": [0.0, 0.4, (0.8, AT_CHANCE)], "leaky_relu": [0.0, 0.0, None]}], "holds"),
+        # ... and where it trained at 0.3 few units were dead: nothing died
+        (
+            [{"relu": [0.0, 0.05, (0.8, AT_CHANCE)], "leaky_relu": [0.0, 0.0, None]}],
+            "does not hold",
+        ),  # fmt: skip
+        # Leaky ended at chance where ReLU is judged: it diverged, it did not survive
+        ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, (0.0, AT_CHANCE), None]}], "partly"),
+        # ReLU at chance at the lowest rate: no baseline, it does not die
+        ([{"relu": [(0.0, AT_CHANCE), 0.4, None]}], "does not hold"),
     ],
 )
 def test_dying_rule(rows, outcome):
     assert ex_dying.judge(dying(*rows)).outcome == outcome
+
+
+def test_a_diverged_run_is_reported_as_diverged_not_as_a_dead_share():
+    """A run the trainer stopped, or that ended at chance, has no meaningful dead share: the
+    table says 'diverged' where the share would be, and the sentence quotes no share for it
+    (the 80 % of ReLU's collapsed run at lr 1 and Leaky's 70 % at chance appear nowhere)."""
+    m = dying({"relu": [0.0, 0.4, (0.8, AT_CHANCE)], "leaky_relu": [0.0, (0.7, AT_CHANCE), None]})
+    v = ex_dying.judge(m)
+    assert v.outcome == "partly"
+    assert v.numbers["relu: dead share by peak rate"] == (
+        "0.03: 0%, 0.3: 40%, 1.0: diverged (at chance)"
+    )
+    assert v.numbers["leaky_relu: dead share by peak rate"] == (
+        "0.03: 0%, 0.3: diverged (at chance), 1.0: diverged"
+    )
+    assert v.numbers["seed 0: ReLU dead at lr 0.03 / 0.3; Leaky at 0.3"] == "0% / 40%; diverged"
+    assert "80%" not in v.meaning and "70%" not in v.meaning, v.meaning
+    assert "lr 0.3" in v.meaning and "diverged on 1 of 1 seed" in v.meaning, v.meaning
+
+
+def test_a_leaky_relu_that_diverged_is_not_said_to_keep_units_alive():
+    """Where Leaky ReLU diverged it measured no dead share: the verdict may say the rate was
+    not trainable, not that the slope kept units alive."""
+    v = ex_dying.judge(dying({"relu": [0.0, 0.4, None], "leaky_relu": [0.0, None, None]}))
+    assert v.outcome == "partly"
+    assert "keeps units alive, it" not in v.meaning and "not measured" in v.meaning, v.meaning
+    died = ex_dying.judge(dying({"relu": [0.0, 0.4, 0.6], "leaky_relu": [0.0, 0.2, 0.3]}))
+    assert "not measured" not in died.meaning and "lost units" in died.meaning, died.meaning
+
+
+def test_chance_is_the_stated_threshold():
+    """Truth: the rule's own constant; just above it a run counts as trained."""
+    low = {"lr": 1, "diverged": False, "dead": 0.5}
+    assert ex_dying.diverged(low | {"test": ex_dying.CHANCE - 0.01})
+    assert not ex_dying.diverged(low | {"test": ex_dying.CHANCE})
+    assert ex_dying.CHANCE < ex_dying.TRAINS
 
 
 # --- stacking ------------------------------------------------------------------------------
@@ -378,10 +431,12 @@ def test_stacking_weights_by_formula_equal_the_summary_count():
 
 
 def pooling(*rows):
-    """(max 2-px agreement, stride 2-px agreement, average high share, max high share)."""
+    """(max 2-px agreement, stride 2-px agreement, average high share, subsampled high share);
+    max pooling's share (context, not judged) is set above both."""
     seeds = []
-    for i, (a_max, a_stride, h_avg, h_max) in enumerate(rows):
-        row = {"seed": i, "spectra": {"average": {"high": h_avg}, "max": {"high": h_max}}}
+    for i, (a_max, a_stride, h_avg, h_sub) in enumerate(rows):
+        spectra = {"average": {"high": h_avg}, "subsample": {"high": h_sub}, "max": {"high": 0.5}}
+        row = {"seed": i, "spectra": spectra}
         for name in ex_pooling.DOWNS:
             agree = a_max if name == "max" else a_stride if name == "stride 2" else 80.0
             row[name] = {"test": 80.0, "agreement": {"1": 90.0, "2": agree}}
@@ -400,6 +455,49 @@ def pooling(*rows):
 )
 def test_pooling_rule(rows, outcome):
     assert ex_pooling.judge(pooling(*rows)).outcome == outcome
+
+
+def test_pooling_low_pass_is_judged_against_subsampling_not_max():
+    """The control for a low-pass claim is the same maps subsampled without a filter. Max
+    pooling's share is context: below average's it must not fail the claim, and above it it
+    must not pass it; the margin is LOWER, relative to subsampling's share."""
+    below_max = pooling((85.0, 70.0, 0.2, 0.3))
+    below_max["seeds"][0]["spectra"]["max"]["high"] = 0.1
+    assert ex_pooling.judge(below_max).outcome == "holds"
+    edge = 0.3 * (1 - ex_pooling.LOWER)
+    assert ex_pooling.judge(pooling((85.0, 70.0, edge - 1e-6, 0.3))).outcome == "holds"
+    assert ex_pooling.judge(pooling((85.0, 70.0, edge + 1e-3, 0.3))).outcome == "partly"
+
+
+def test_the_halvings_are_subsampling_and_torchs_pools():
+    """Truth: slicing every second pixel, and torch's own 2×2 average and max pooling."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(ex_pooling.HALVINGS["subsample"](x), x[..., ::2, ::2])
+    assert torch.equal(ex_pooling.HALVINGS["average"](x), F.avg_pool2d(x, 2))
+    assert torch.equal(ex_pooling.HALVINGS["max"](x), F.max_pool2d(x, 2))
+
+
+def test_subsampling_aliases_what_average_pooling_filters():
+    """Truth by arithmetic: a pattern at 10/32 cycles/px along x, halved, lands at 0.375
+    cycles/px of the halved map (aliased into the high band) whatever the halving; a 2×2 mean
+    scales it by |cos(pi·10/32)| = 0.56 and leaves a 1-cycle wave nearly whole (0.995). With
+    equal amplitudes the subsampled share is 1/2, the averaged one 0.31/(0.31+0.99)."""
+    import torch
+
+    i = torch.arange(32).float()
+    wave = torch.cos(2 * torch.pi * 10 / 32 * i) + torch.cos(2 * torch.pi * i / 32)  # (32,)
+    maps = wave[None, :].expand(32, 32)[None, None]  # (1, 1, 32, 32)
+    sub = float(ex_pooling.high_share(ex_pooling.HALVINGS["subsample"](maps)))
+    avg = float(ex_pooling.high_share(ex_pooling.HALVINGS["average"](maps)))
+    fine, slow = (
+        torch.cos(torch.tensor(torch.pi * 10 / 32)) ** 2,
+        torch.cos(torch.tensor(torch.pi / 32)) ** 2,
+    )
+    assert sub == pytest.approx(0.5, abs=1e-6)
+    assert avg == pytest.approx(float(fine / (fine + slow)), abs=1e-6)
 
 
 def test_high_share_separates_fine_from_coarse_patterns():

@@ -5,6 +5,11 @@ standardised features) is fitted per block. The control the notes leave out: the
 its random initial weights. Random convolutions and pooling already make features that a
 linear classifier reads better than pixels, so "deeper probes better" alone does not show
 that training built a hierarchy; only the gap to the random net does.
+
+Each probe is fitted on training images (a subset of the net's own) and scored on held-out
+test images: neither the net nor the probe saw them, and nothing is chosen on them (the
+probe's iterations and weight decay are fixed), so a score is linear separability that
+generalises, not what a probe can memorise.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ LAYERS_SPEC = conv_stack((16, 32, 64)) + head("gap")
 
 
 def probe(trained, train, test, epochs: int) -> dict[str, float]:
+    """Test accuracy (%) of a probe per layer, fitted on `train`, scored on `test`."""
     pair = (trained.inputs(train.images), train.labels)
     found = linear_probe(
         trained.model, pair, (trained.inputs(test.images), test.labels),
@@ -48,7 +54,8 @@ def measure(ctx: Context) -> dict:
                 "net_test": round(100 * trained.accuracy(test.images, test.labels), 2),
             }
         )
-    return {"seeds": seeds, "layers": ["pixels", *LAYERS], "probe_images": len(probe_train)}
+    return {"seeds": seeds, "layers": ["pixels", *LAYERS], "probe_images": len(probe_train),
+            "probe_test_images": len(probe_test)}  # fmt: skip
 
 
 def judge(m: dict) -> Verdict:
@@ -116,7 +123,8 @@ EXPERIMENT = Experiment(
     "pooling) and a GAP head, trained; the same net with its initial random weights as the "
     "control. Linear probes (cnnlab.explain.linear_probe, L-BFGS logistic regression on pooled "
     "standardised features) on pixels, each block and the GAP output, fitted on training "
-    "images and scored on test images.",
+    "images and scored on held-out test images that neither the net nor the probe saw and "
+    "that choose nothing.",
     rule=f"Holds if, on every seed, the trained net's block-3 probe beats its block-1 probe by "
     f"{RISE} points and the random-weight net's block-3 probe by {LEARNED} points; partly if "
     "only one of the two holds on every seed; does not hold if neither holds on any seed; "

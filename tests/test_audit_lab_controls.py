@@ -1,0 +1,90 @@
+"""The controls the lab's experiments compare against, checked on their real `measure` with
+the training stubbed out (the nets keep their initial weights, so this runs in seconds): the
+hierarchy's probes are scored on images that neither the net nor the probe was fitted on,
+and the explanations' deletion removes pixels to the per-pixel training mean, for the maps
+and for the random order alike. Truth: the images themselves (bytes compared) and numpy's
+mean of the training images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlab.lab import ex_explanations, ex_hierarchy
+from cnnlab.lab.experiment import Context
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Untrained(Context):
+    """A quick Context whose `train` returns the net it would start from, untrained."""
+
+    def train(self, model, data, seed, **config):
+        return self.untrained(model, data, seed)
+
+
+def rows(images) -> set[bytes]:
+    return {bytes(x.numpy().tobytes()) for x in images}
+
+
+def test_hierarchy_probes_are_scored_on_held_out_images(monkeypatch):
+    """Fitted on training images, scored on images of the test split: none of them was seen by
+    the net in training or by the probe in fitting."""
+    calls = []
+
+    def probe(model, train, test, layers, epochs):
+        calls.append((train, test))
+        return dict.fromkeys(["input", *layers], 0.5)
+
+    monkeypatch.setattr(ex_hierarchy, "linear_probe", probe)
+    ctx = Untrained(quick=True)
+    m = ex_hierarchy.measure(ctx)
+    net_train, _ = ctx.fashion_default()
+    assert len(calls) == 2 and m["probe_test_images"] > 0  # trained and random net
+    stats = ctx.untrained(ex_hierarchy.spec("h", ex_hierarchy.LAYERS_SPEC), (net_train, None), 0)
+    seen_by_net = rows(stats.inputs(net_train.images))  # as the probes get them: normalized
+    for (fit_x, _), (score_x, _) in calls:
+        assert len(score_x) == m["probe_test_images"]
+        assert not rows(fit_x) & rows(score_x)
+        assert not rows(score_x) & seen_by_net
+        assert rows(fit_x) <= seen_by_net  # the probe is fitted on training images
+
+
+def test_deletion_removes_to_the_training_mean_for_maps_and_random_order(monkeypatch):
+    seen = []
+    real = ex_explanations.deletion
+
+    def deletion(trained, images, labels, order, baseline):
+        seen.append(baseline)
+        return real(trained, images, labels, order, baseline)
+
+    monkeypatch.setattr(ex_explanations, "deletion", deletion)
+    monkeypatch.setattr(ex_explanations, "STAGES", {"head": ["13"]})  # one stage is enough
+    ctx = Untrained(quick=True)
+    ex_explanations.measure(ctx)
+    train, _ = ctx.fashion_default()
+    truth = np.rint(train.images.numpy().astype(np.float64).mean(0)).astype(np.uint8)
+    assert len(seen) == 1 + len(ex_explanations.METHODS)  # random order, then each method
+    for baseline in seen:
+        assert np.array_equal(baseline.numpy(), truth)
+    assert truth.max() > 100  # where garments usually are, the baseline is far from black
+
+
+def test_removing_a_background_pixel_changes_it():
+    """Fashion-MNIST's background is 0: removing to 0 left it as it was; to the mean it moves.
+    Truth: the pixels listed first in the order hold the baseline, all others are untouched."""
+    import torch
+
+    images = torch.zeros(2, 1, 4, 4, dtype=torch.uint8)
+    images[:, :, 1:3, 1:3] = 200  # a garment in the middle, black around it
+    baseline = torch.full((1, 4, 4), 90, dtype=torch.uint8)
+    baseline[0, 0, 0] = 0
+    order = torch.stack([torch.arange(16), torch.arange(16).flip(0)])  # (2, 16)
+    cut = ex_explanations.removed(images, order, 3, baseline)
+    flat, before = cut.flatten(1), images.flatten(1)
+    for row in range(2):
+        first = order[row, :3]
+        assert torch.equal(flat[row, first], baseline.flatten()[first])
+        rest = order[row, 3:]
+        assert torch.equal(flat[row, rest], before[row, rest])
+    assert cut[0, 0, 0, 1] == 90 and cut[1, 0, 3, 3] == 90  # background pixels now grey
