@@ -183,7 +183,7 @@ def first_called(model: nn.Module, kind: type[nn.Module], x: Tensor) -> str | No
     with Hooks().before((m, stop(n)) for n, m in named):
         try:
             with preserved(model), torch.no_grad():
-                model(check_images(x))
+                model(check_images(x).clone())  # a forward may change its input in place
         except _Found:
             pass
     return found[0] if found else None  # found[0] even if the model swallowed _Found

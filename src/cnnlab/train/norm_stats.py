@@ -76,7 +76,9 @@ def recalibrate(
     reached = [False] * len(layers)  # stays so if the forward raises
     try:
         for start in range(0, whole, batch_size):
-            x = images[start : start + batch_size].contiguous(memory_format=memory)
+            # a copy: the batch is a slice of the loader's images (all of them when fewer
+            # than asked, as digits'), which a model changing its input in place would change
+            x = images[start : start + batch_size].clone(memory_format=memory)
             dtype = autocast or torch.float32
             with torch.autocast(x.device.type, dtype=dtype, enabled=bool(autocast)):
                 model(x)
