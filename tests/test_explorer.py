@@ -177,7 +177,7 @@ def test_upload_of_another_size_is_read_as_predict_reads_the_file(client, run_di
     assert {t["class"]: t["probability"] for t in got["top"]} == pytest.approx(
         dict(expected.top), abs=1e-6
     )
-    assert got["note"] == "big.png is 84×56; resized to 28×28, the run's input size"
+    assert got["note"] == "big.png is 84×56 (H×W); resized to 28×28, the run's input size"
     pixels, size = read_upload(big.read_bytes(), "big.png", run.input_shape)
     assert pixels.shape == (1, 1, 28, 28) and size == (84, 56)
 

@@ -77,7 +77,7 @@ def test_the_commands_print_one_answer_and_one_note(run_dir, tmp_path, capsys):
     (row,) = json.loads(out)
     assert row["size"] == [12, 12] and row["resized_to"] == [8, 8]
     predicted = ", ".join(f"{t['class']} {t['probability']:.1%}" for t in row["top"])
-    expected_note = f"note: {path} is 12×12; resized to 8×8, the run's input size\n"
+    expected_note = f"note: {path} is 12×12 (H×W); resized to 8×8, the run's input size\n"
     assert err == expected_note
     argv = ["explain", str(run_dir), str(path), "--top-k", "3", "--out", str(tmp_path / "x")]
     assert main(argv) == 0

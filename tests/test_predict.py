@@ -287,7 +287,7 @@ def test_piped_predict_prints_whole_paths_and_notes_another_size(runs, tmp_path,
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     assert lines[0].split("\t")[0] == str(deep) and lines[1].split("\t")[0] == str(big)
-    assert captured.err == f"note: {big} is 16×16; resized to 8×8, the run's input size\n"
+    assert captured.err == f"note: {big} is 16×16 (H×W); resized to 8×8, the run's input size\n"
     assert main(["predict", str(runs / "gap"), str(deep)]) == 0
     assert "note" not in capsys.readouterr().err  # the training size: nothing to note
 
@@ -335,11 +335,11 @@ def test_resize_note_names_each_file_of_another_size_in_one_line():
     assert resize_note([("a.png", (8, 8))], (8, 8)) == ""
     files = [("a.png", (8, 8)), ("b.png", (16, 16)), ("c.png", (4, 6))]
     assert resize_note(files, (8, 8)) == (
-        "2 images are not 8×8 (b.png 16×16, c.png 4×6); resized to 8×8, the run's input size"
+        "2 images are not 8×8 (H×W: b.png 16×16, c.png 4×6); resized to 8×8, the run's input size"
     )
     many = [(f"{i}.png", (9, 9)) for i in range(5)]
     note = resize_note(many, (8, 8))
-    assert note.startswith("5 images are not 8×8 (0.png 9×9, 1.png 9×9, 2.png 9×9 and 2 more)")
+    assert note.startswith("5 images are not 8×8 (H×W: 0.png 9×9, 1.png 9×9, 2.png 9×9 and 2 more)")
     assert "\n" not in note
 
 

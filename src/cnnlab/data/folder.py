@@ -140,7 +140,7 @@ def _conform_image(
         img = fit(img, size)
     elif first is not None and (img.size[1], img.size[0]) != first:
         raise DataError(
-            f"{shown(file)} is {img.size[1]}×{img.size[0]} but earlier images are "
+            f"{shown(file)} is {img.size[1]}×{img.size[0]} (H×W) but earlier images are "
             f"{first[0]}×{first[1]}; give a size to resize them all (size=... in Python, "
             "`cnnlab data DIR --size 28`, `cnnlab train --model ... --input C,H,W`; a spec "
             "or preset resizes them to its input by itself)"

@@ -89,8 +89,8 @@ def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
     w, h = size
     if w * h > max_pixels:
         raise TooLarge(
-            f"{path}: {w}×{h} = {w * h:,} pixels is more than the {max_pixels:,} cnnlab reads "
-            "(a decompression bomb, or a scan far larger than a CNN input); shrink it first"
+            f"{path}: {h}×{w} (H×W) = {w * h:,} pixels is more than the {max_pixels:,} cnnlab "
+            "reads (a decompression bomb, or a scan far larger than a CNN input); shrink it first"
         )
 
 

@@ -66,7 +66,7 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
         )
     if w * h > MAX_PIXELS:
         raise UploadError(
-            f"{name} is {w}×{h} = {w * h / 1e6:.0f} M pixels; the explorer decodes at most "
+            f"{name} is {h}×{w} (H×W) = {w * h / 1e6:.0f} M pixels; the explorer decodes at most "
             f"{MAX_PIXELS / 1e6:.1f} M (a guard against decompression bombs): downscale it",
             status=413,
         )

@@ -212,11 +212,11 @@ def resize_note(files: Sequence[tuple[str, tuple[int, int]]], size: tuple[int, i
     h, w = size
     if len(other) == 1:
         ((name, (fh, fw)),) = other
-        return f"{name} is {fh}×{fw}; resized to {h}×{w}, the run's input size"
+        return f"{name} is {fh}×{fw} (H×W); resized to {h}×{w}, the run's input size"
     listed = ", ".join(f"{name} {fh}×{fw}" for name, (fh, fw) in other[:3])
     more = f" and {len(other) - 3} more" if len(other) > 3 else ""
     return (
-        f"{len(other)} images are not {h}×{w} ({listed}{more}); resized to {h}×{w}, "
+        f"{len(other)} images are not {h}×{w} (H×W: {listed}{more}); resized to {h}×{w}, "
         "the run's input size"
     )
 

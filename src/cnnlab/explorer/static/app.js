@@ -49,7 +49,7 @@ function bytesOf(b64) { const s = atob(b64); const a = new Uint8Array(s.length);
 // --- architecture -----------------------------------------------------------------------
 function showArchitecture(model) {
   const arch = model.architecture;
-  $("run-info").textContent = `${model.name}: input ${model.input_shape.join("×")}, ${model.classes.length} classes, data ${model.data}`;
+  $("run-info").textContent = `${model.name}: input ${model.input_shape.join("×")} (C×H×W), ${model.classes.length} classes, data ${model.data}`;
   $("arch-total").textContent = `${arch.total_params.toLocaleString()} parameters; RF = receptive field in input pixels`;
   const list = $("layers");
   list.replaceChildren();
@@ -79,7 +79,7 @@ function showArchitecture(model) {
   $("feature-layer").value = model.convs.length ? model.convs[0].conv : Object.keys(model.maps)[0];
   state.featureLayer = $("feature-layer").value;
   const [c, h, w] = model.input_shape;
-  $("draw-size").textContent = `(scaled to ${h}×${w}${c === 1 ? ", grey" : ""})`;
+  $("draw-size").textContent = `(scaled to ${h}×${w} (H×W)${c === 1 ? ", grey" : ""})`;
 }
 
 // --- input picker -----------------------------------------------------------------------
@@ -253,7 +253,7 @@ async function loadFeatures() {
   maps.bytes = bytesOf(maps.data);
   state.maps = maps;
   const chain = chainOf(layer);
-  $("feature-info").textContent = `${maps.channels} channels of ${maps.h}×${maps.w}` + (maps.n < maps.channels ? ` (first ${maps.n} shown)` : "") + (chain ? ` · part of conv ${chain.conv}: click a unit to see its dot product` : "");
+  $("feature-info").textContent = `${maps.channels} channels of ${maps.h}×${maps.w} (H×W)` + (maps.n < maps.channels ? ` (first ${maps.n} shown)` : "") + (chain ? ` · part of conv ${chain.conv}: click a unit to see its dot product` : "");
   const grid = $("feature-grid");
   grid.replaceChildren();
   for (let c = 0; c < maps.n; c++) {
@@ -337,7 +337,7 @@ function fillGrid(table, rows, limit) {
 function showTrace(t) {
   const [f, i, j] = t.index;
   const channels = t.patch.length;
-  $("dot-title").textContent = `${t.layer}: filter ${f} at output row ${i}, column ${j} of ${t.out_shape[1]}×${t.out_shape[2]}; window top-left at input (${t.origin[0]}, ${t.origin[1]}), kernel ${t.kernel.join("×")}, stride ${t.stride.join("×")}, padding ${t.padding.join(",")}`;
+  $("dot-title").textContent = `${t.layer}: filter ${f} at output row ${i}, column ${j} of ${t.out_shape[1]}×${t.out_shape[2]} (H×W); window top-left at input (row ${t.origin[0]}, column ${t.origin[1]}), kernel ${t.kernel.join("×")}, stride ${t.stride.join("×")}, padding ${t.padding.join(",")}`;
   const select = $("dot-channel");
   if (select.options.length !== channels) {
     select.replaceChildren();
