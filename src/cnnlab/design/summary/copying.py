@@ -8,7 +8,7 @@ Two kinds of copy:
   the original tensors, listed in `originals`; the tracer swaps each for a meta twin the
   first time a torch call receives it (`Tracer.meta_args`), so no torch call ever reads or
   writes the original. Most are never swapped: a conv or BatchNorm module's output is made
-  from its attributes (`leaves.py`, `Tracer._same_shape`). Against making every tensor's
+  from its attributes (`leaves.py`, `Shortcuts._same_shape`). Against making every tensor's
   meta twin up front (GhostNet has 590): 1.06× -> 1.26× on the geometric mean of 9
   families, same-run alternated calls.
 - made tensors (`make=meta` or `clone`): each tensor is make(tensor), made once.

@@ -27,7 +27,7 @@ def _conv2d(m: nn.Conv2d, x: Tensor) -> Call | None:
     return F.conv2d, (x, p["weight"], p.get("bias"), m.stride, m.padding, m.dilation, m.groups)
 
 
-conv2d_call = _conv2d  # `Tracer._conv` makes its output in one step
+conv2d_call = _conv2d  # `Shortcuts._conv` makes its output in one step
 
 
 def _linear(m: nn.Linear, x: Tensor) -> Call | None:

@@ -18,7 +18,7 @@ run. Found by comparing a real CPU forward of batch 1 with the meta one (torch 2
 - a shape-keeping module's arguments torch refuses (nn.GELU('bad'), nn.LeakyReLU('a'),
   nn.ELU(alpha='x'), nn.CELU(alpha=0), nn.Hardtanh(2, 1), nn.RReLU(0.5, 0.1), nn.Dropout's p
   set to 2 or nan after construction): the trace makes such a module's output without its
-  forward (`trace._same_shape`), so `refused_forward` runs the forward once on a real
+  forward (`shortcuts._same_shape`), so `refused_forward` runs the forward once on a real
   1×1×1×1 zero, per type and argument values, and lets torch judge.
 
 `refusal` says why such a call would fail; the tracer raises `Refused`, a RuntimeError like

@@ -36,6 +36,13 @@ class Tag(NamedTuple):
     last_pool: tuple[str, Window] | None = None  # the last fixed pooling window on the way
 
 
+def retag(t: Tensor, tag: Tag) -> None:
+    """A call's output gets its tag; one changed in place is no row's output any more."""
+    setattr(t, TAG, tag)
+    if getattr(t, ROW, False):
+        setattr(t, ROW, False)
+
+
 def replaced(tag: Tag, **changes: Any) -> Tag:
     """tag._replace(**changes), or tag itself where they change nothing (most calls clear
     fields that are already None). namedtuple's _replace costs 1.5 µs, this 0.6."""

@@ -17,12 +17,9 @@ A call the trace cannot follow (`LostFact`) leaves the fields after it unknown (
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
@@ -41,19 +38,10 @@ from cnnlab.design.summary.facts import (
     WindowFact,
     record,
 )
-from cnnlab.design.summary.leaves import conv2d_call, leaf_call
-from cnnlab.design.summary.macs import macs_rule
-from cnnlab.design.summary.refusals import CHECKS, Refused, refusal, refuse_meta, refused_forward
-from cnnlab.design.summary.roles import Roles, one_input_rule
-from cnnlab.design.summary.tags import (
-    BATCH_NORM_DIMS,
-    ROW,
-    TAG,
-    Tag,
-    first_tensor,
-    same_shape_call,
-    tagged_inputs,
-)
+from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
+from cnnlab.design.summary.roles import Roles
+from cnnlab.design.summary.shortcuts import Shortcuts
+from cnnlab.design.summary.tags import ROW, TAG, first_tensor, retag, tagged_inputs
 from cnnlab.errors import SpecError
 
 _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_function__
@@ -63,13 +51,6 @@ _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_fu
 _PLAIN_CONTAINERS = frozenset({nn.Sequential.forward, nn.Module.forward})
 
 
-def _retag(t: Tensor, tag: Tag) -> None:
-    """A call's output gets its tag; one changed in place is no row's output any more."""
-    setattr(t, TAG, tag)
-    if getattr(t, ROW, False):
-        setattr(t, ROW, False)
-
-
 class TraceError(Exception):
     """The model's forward raised: where (layer, kind, the shape it got) and torch's words."""
 
@@ -77,7 +58,7 @@ class TraceError(Exception):
         super().__init__(f"{where}: {type(err).__name__}: {err}")
 
 
-class Tracer(Roles, TorchFunctionMode):
+class Tracer(Roles, Shortcuts, TorchFunctionMode):
     """Tags every tensor a traced forward makes; rows come from wrapped module forwards."""
 
     def __init__(self, image: tuple[int, int], dtype: torch.dtype = torch.float32) -> None:
@@ -187,11 +168,7 @@ class Tracer(Roles, TorchFunctionMode):
         straight away (a copy has no hooks). The stack holds the input, not its shape (x.shape
         here would go through the mode: 1 µs a call)."""
         forward = module.forward
-        kind, rule, shortcut, names = self._type(module)
-        if names is not None:  # a `_same_shape` module: torch judges its arguments
-            why = self._arguments_refused(module, state, names)
-            if why is not None:
-                shortcut = functools.partial(refuse_meta, why)
+        kind, rule, shortcut = self._maker(module, state)
         leaf = not state["_modules"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
@@ -213,52 +190,6 @@ class Tracer(Roles, TorchFunctionMode):
         state["forward"] = state["_compiled_call_impl"] = traced_forward
         self.wrapped.append(state)
 
-    def _type(self, module: nn.Module) -> tuple[str, Callable | None, Callable | None, Any]:
-        """The module's class name, MACs rule (`macs.py`), how to make its output without
-        its forward (`_same_shape`, `_leaf`; None: the forward runs) and, for `_same_shape`,
-        the names of the arguments its forward reads (its public attributes; else None).
-        Found once per type and trace (walks up the class tree: 4 µs a module); for a
-        Hardtanh (ReLU6 is one), once per type and lower bound, which decides which
-        activation it is."""
-        kind = type(module)
-        found = self.types.get(kind)
-        if found is not None:
-            return found
-        key = (kind, vars(module).get("min_val")) if issubclass(kind, nn.Hardtanh) else kind
-        found = self.types.get(key)
-        if found is None:
-            func = same_shape_call(module)
-            call = leaf_call(kind)
-            names = None
-            if func is F.batch_norm:
-                shortcut = self._batch_norm
-            elif func is not None:
-                shortcut = functools.partial(self._same_shape, one_input_rule(func))
-                names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
-            elif call is conv2d_call:
-                shortcut = self._conv
-            else:
-                shortcut = None if call is None else functools.partial(self._leaf, call)
-            found = self.types[key] = (kind.__name__, macs_rule(kind), shortcut, names)
-        return found
-
-    def _arguments_refused(self, module: nn.Module, state: dict, names: tuple) -> str | None:
-        """Why torch refuses a shape-keeping module's arguments (nn.GELU('bad'),
-        nn.Dropout's p set to 2, nn.Hardtanh(2, 1)), None where it runs them: its forward
-        run once on a real 1×1×1×1 zero of the model's dtype, torch being the judge of its
-        own arguments. Once per type, argument values and trace (the values with their
-        types: True is not 1 to nn.GELU); per module, never per call. `names`: the
-        arguments (`_type`), read by name with two maps (a key 0.5 µs, 1.0 over vars())."""
-        values = tuple(map(state.get, names))
-        key = (type(module), values, tuple(map(type, values)))
-        try:
-            why = self.judged.get(key, False)
-        except TypeError:  # an unhashable argument (a list): judged for this module alone
-            return refused_forward(module, self.dtype)
-        if why is False:
-            why = self.judged[key] = refused_forward(module, self.dtype)
-        return why
-
     def release(self) -> None:
         """Unwrap the forwards: a wrapper and its module refer to each other, and such cycles
         wait for the garbage collector; without them the copy is freed when the call returns."""
@@ -267,104 +198,6 @@ class Tracer(Roles, TorchFunctionMode):
         self.wrapped.clear()
         self.types.clear()  # its shortcuts are bound to the tracer
         self.judged.clear()
-
-    def _same_shape(self, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
-        """A shape-keeping layer on a meta input: its output, tagged as its call would be
-        (`rule`: `roles.one_input_rule` of it, found once per type), without running its
-        forward (BatchNorm and ReLU are 100 of ResNet-50's 160 calls). None where the layer
-        must run: a real input, or one BatchNorm2d would refuse. (Torch functions disabled.)"""
-        if not isinstance(x, Tensor) or not x.is_meta:
-            return None
-        # vars(): a getattr that misses goes through nn.Module.__getattr__ (1.2 µs, 0.15)
-        if vars(module).get("inplace", False):
-            tag = getattr(x, TAG, None)
-            if tag is not None:
-                _retag(x, self._one_input(tag, *rule))
-            return x
-        out = S.new_meta(x)  # a new tensor: no row's output yet, so no _retag
-        tag = getattr(x, TAG, None)
-        if tag is not None:
-            setattr(out, TAG, self._one_input(tag, *rule))
-        return out
-
-    def _batch_norm(self, module: nn.BatchNorm2d, x: Any) -> Tensor | None:
-        """`_same_shape` of torch's BatchNorm1d/2d/3d where its call fits: a meta input of its
-        dims and channels, its statistics' dtype, running statistics or more than one value
-        per channel (else the forward runs, and torch or `refusals.py` judge it). Its own
-        method, which spares every activation the BatchNorm checks (with `record`, the getter
-        reads without twins and `_pad_tag`'s records: 1.01-1.07x, median per-pair ratio on
-        four families, same-run alternated calls). (Torch functions disabled.)"""
-        if not isinstance(x, Tensor) or not x.is_meta:
-            return None
-        state, shape, dtype = vars(module), x.shape, x.dtype
-        mean, weight = state["_buffers"].get("running_mean"), state["_parameters"].get("weight")
-        if (
-            len(shape) not in BATCH_NORM_DIMS[type(module)]
-            or shape[1] != state["num_features"]
-            or (mean.dtype != dtype if mean is not None else x.numel() <= shape[1])
-            or (weight is not None and weight.dtype != dtype)
-        ):
-            return None
-        out = S.new_meta(x)
-        tag = getattr(x, TAG, None)
-        if tag is not None:  # linear in its input (as inference runs it): the facts stay
-            setattr(out, TAG, self._one_input(tag, False, True))
-        return out
-
-    def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
-        """A leaf whose forward is one torch call (`leaves.py`) on a meta input: the call's
-        output made and tagged as the mode would; None where the forward must run. (Torch
-        functions disabled.)"""
-        if not isinstance(x, Tensor) or not x.is_meta:
-            return None
-        found = call(module, x)
-        return None if found is None else self._call(found[0], found[1], {}, run=False)
-
-    def _conv(self, module: nn.Conv2d, x: Any) -> Tensor | None:
-        """`_leaf` of an nn.Conv2d (half of a MobileNet's calls) in one step: F.conv2d's output
-        made from the module's attributes (in torch's layout: `shapes.layout`), tagged as
-        `_call` would, where the call fits (4-D meta input, its channels, one dtype, zero
-        padding mode, a padding torch takes; else None: the forward runs, judged by torch or
-        `refusals.py`). Skips `_leaf`'s argument tuple, `_call`'s dispatch and `meta_window`'s
-        checks: 1.01-1.05x (median per-pair ratio, four families, alternated calls)."""
-        if not isinstance(x, Tensor) or not x.is_meta:
-            return None
-        state = vars(module)
-        p = state["_parameters"]
-        weight, bias, groups = p.get("weight"), p.get("bias"), state["groups"]
-        shape, dtype = x.shape, x.dtype
-        if (
-            weight is None
-            or len(shape) != 4
-            or state["padding_mode"] != "zeros"
-            or weight.shape[1] * groups != shape[1]
-            or not weight.shape[0]  # 0 output channels: torch refuses (`refusals.py`)
-            or weight.dtype != dtype
-            or (bias is not None and (bias.dtype != dtype or bias.shape != weight.shape[:1]))
-        ):
-            return None
-        kernel = weight.shape
-        k = (kernel[2], kernel[3])
-        w = C.conv_window_of(k, state["stride"], state["padding"], state["dilation"])
-        if w is None:
-            return None
-        out_map = (shape[2], shape[3])  # 'same' (stride 1) keeps it; `_window_out` inline,
-        # sizes one by one to torch.empty, F.pad first in `made`: the trace 1.016-1.025x (median
-        # per-pair ratio of 500 alternated traces, four families; an A/A run: 0.995-1.010)
-        if not w.same:
-            try:
-                out_map = C.window_out(out_map, w)
-            except SpecError as err:
-                raise SpecError(f"{self.where()}: on a {shape[2]}×{shape[3]} map, {err}") from None
-        fmt = S.layout(x, weight)
-        out = torch.empty(
-            shape[0], kernel[0], *out_map, dtype=dtype, device=C.META, memory_format=fmt
-        )
-        tag = getattr(x, TAG, None)
-        if tag is not None:
-            args = (x, weight, bias, None, None, None, groups)  # as `_window_tag` reads them
-            setattr(out, TAG, self._window_tag(F.conv2d, args, {}, x, tag, w))
-        return out
 
     def _row(self, module, name, kind, params, trainable, rule, leaf, output) -> None:
         """Adds the call's row: every leaf call; a container only where its output is its
@@ -442,7 +275,7 @@ class Tracer(Roles, TorchFunctionMode):
             out = func(*args, **kwargs)
         tag = getattr(x, TAG, None)
         if tag is not None and isinstance(out, Tensor):
-            _retag(out, self._window_tag(func, args, kwargs, x, tag, w))
+            retag(out, self._window_tag(func, args, kwargs, x, tag, w))
         else:
             tagged = [(x, tag)] if tag is not None else tagged_inputs(args, kwargs)
             if tagged:
@@ -491,10 +324,10 @@ class Tracer(Roles, TorchFunctionMode):
         if isinstance(out, Tensor):
             if args and out is args[0] and func in C.SAME:  # torch.as_tensor(x) is x: its
                 return  # tag, and still the output of its row (no second row for it)
-            _retag(out, self._tag(func, args, kwargs, out, tagged, w))
+            retag(out, self._tag(func, args, kwargs, out, tagged, w))
         elif isinstance(out, (tuple, list)):
             if func in C.WITH_INDICES:
                 out = out[:1]  # (values, indices)
             for t in out:
                 if isinstance(t, Tensor):
-                    _retag(t, self._tag(func, args, kwargs, t, tagged, w))
+                    retag(t, self._tag(func, args, kwargs, t, tagged, w))
