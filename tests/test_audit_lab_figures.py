@@ -68,6 +68,19 @@ def dying():
     return {"seeds": [row], "rates": [0.03, 0.3, 1.0], "epochs": 2}
 
 
+def test_a_run_at_chance_has_no_dead_share_on_the_figure():
+    """ReLU at lr 1 ended at chance (9 %) with 80 % of its channels silent: it diverged, so the
+    dead-share panel leaves it out, and the accuracy panel marks it with a cross."""
+    m = dying()
+    m["seeds"][0]["relu"][2] = {"lr": 1.0, "diverged": False, "dead": 0.8, "dead_per_layer": [0.8],
+                                "test": ex_dying.CHANCE - 6}  # fmt: skip
+    dead, acc = drawn(ex_dying, m).axes[:2]
+    relu = dead.get_lines()[0]
+    assert list(relu.get_xdata()) == [0.03, 0.3] and max(relu.get_ydata()) < 80
+    crosses = [ln for ln in acc.get_lines() if ln.get_marker() == "x"]
+    assert any(list(ln.get_xdata()) == [1.0] and ln.get_color() == "C0" for ln in crosses)
+
+
 def nonlinearity(seeds: int):
     linear, logistic, relu = ex_nonlinearity.MODELS
     rows = [{"seed": i, linear: 82.0, logistic: 82.5, relu: 86.0, "max_diff_float64": 1e-13,
