@@ -30,7 +30,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
-from cnnlab.inspect import CallOrder, Hooks, forward, inspecting
+from cnnlab.inspect import CallOrder, Hooks, forward, inspecting, is_spatial
 from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
@@ -178,9 +178,12 @@ def _is_activation(m: nn.Module) -> bool:
 @dataclass(frozen=True)
 class Network:
     """The explorer's map of a model: conv calls in forward order with their chains; spatial
-    layers (name -> output shape (C, H, W) of its last call, in the order of last calls: what
-    Grad-CAM and activation maximisation read); maps (label -> (C, H, W), every call of a
-    spatial layer, in forward order); calls (label -> (module name, call number)).
+    layers (name -> output shape (C, H, W) of its last call, H·W > 1, in the order of last
+    calls: the layers Grad-CAM takes, the page's last one its default); maps (label ->
+    (C, H, W), every call of a layer with a 4-D output, 1×1 included, in forward order: the
+    feature view and activation maximisation); calls (label -> (module name, call number)).
+    (A 1×1 output in spatial, as a ResNet's AdaptiveAvgPool2d(1) or a ConvNeXt's last stage
+    at 32 px, was the page's default Grad-CAM layer, and every prediction then failed.)
 
     A layer whose 4-D output holds its channels last (a ConvNeXt block's LayerNorm, Linear
     and GELU between its permutes: (B, H, W, C)) is neither spatial nor a map: Grad-CAM,
@@ -215,7 +218,7 @@ class Network:
         spatial = {
             n: tuple(s[1:])
             for n, s in last.items()
-            if len(s) == 4 and n not in off and not is_compiled_inner(n, last)
+            if is_spatial(s) and n not in off and not is_compiled_inner(n, last)
         }
         maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n not in off}
         chains = []

@@ -1,0 +1,58 @@
+"""The explorer page's Grad-CAM layers are the ones Grad-CAM takes. The page offers the
+names of /api/model's `spatial` and selects the last one; that list held 1×1 outputs (a
+ResNet's AdaptiveAvgPool2d(1), a ConvNeXt's last stage at 32 px), so the page's default
+layer was one Grad-CAM refuses and every prediction answered 400. Truth: the library's own
+rule, `inspect.spatial_layers` / `default_layer` (4-D outputs with H·W > 1)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+from torch import nn
+
+from cnnlab.explorer import create_app
+from cnnlab.inspect import default_layer, spatial_layers
+from cnnlab.train.rundir import Run
+
+CONFIG = {"data": None, "classes": ["a", "b", "c"], "mean": [0.5], "std": [0.25]}
+
+
+class PooledNet(nn.Module):
+    """Convs, then a module pooling to 1×1 before the flatten: the usual ResNet head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2), nn.ReLU()
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (12, 12), "u1")).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_pages_default_grad_cam_layer_predicts():
+    torch.manual_seed(0)
+    model = PooledNet().eval()
+    run = Run(None, None, model, {**CONFIG, "input_shape": [1, 12, 12]})
+    client = TestClient(create_app(run))
+    got = client.get("/api/model").json()
+    x = torch.zeros(1, 1, 12, 12)
+    assert list(got["spatial"]) == spatial_layers(model, x)
+    assert "avgpool" in got["maps"]  # the feature view still shows the 1×1 map
+    page_default = list(got["spatial"])[-1]  # what app.js selects
+    assert page_default == default_layer(model, x) == "features"  # its 8×5×5 map
+    upload = {"image": ("n.png", png(), "image/png")}
+    sent = client.post("/api/predict", files=upload, data={"layer": page_default})
+    assert sent.status_code == 200, sent.text
