@@ -121,7 +121,11 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         counts its parameters (each shared one once in the totals), sets eval mode (batch
         norm on its running statistics) and wraps its forward, all in `state`, its attribute
         dict (vars(module)), which skips nn.Module's __setattr__. A copy's modules are
-        prepared in the copy's own pass over them."""
+        prepared in the copy's own pass over them. `name`: as model.named_modules() names
+        it; under a compiled child without `_orig_mod` (`inspect.preserve.plain_name`, the
+        rule the commands that open a run follow)."""
+        if "_orig_mod" in name:  # under a torch.compile'd child: named as in the plain model
+            name = _plain_name(name)
         params = trainable = 0  # the module's own
         for p in state["_parameters"].values() if state["_parameters"] else ():
             if p is not None:
@@ -144,8 +148,8 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         runs no hook). It is on the stack while it runs, so an error of the call itself (a
         ModuleList called, a Sequential given two inputs) names it and the shape it got.
         A torch.compile'd child (an OptimizedModule, no forward of its own) calls the module
-        it wraps, as the wrapper's `_orig_mod` (named so, as model.named_modules() does):
-        the compiled forward would run where no Python sees its calls."""
+        it wraps (the compiled forward would run where no Python sees its calls), whose rows
+        are named as the plain model's (`features.0`, not `features._orig_mod.0`: `prepare`)."""
         forward, stack = module.forward, self.stack
         inner = compiled_inner(module, state)
         if inner is not None:  # torch.compile's wrapper: its inner module's own forward
@@ -331,3 +335,11 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             for t in out:
                 if isinstance(t, Tensor):
                     retag(t, self._tag(func, args, kwargs, t, tagged, w))
+
+
+def _plain_name(name: str) -> str:
+    """`inspect.preserve.plain_name`, imported on first use (only a model with a compiled
+    child needs it)."""
+    from cnnlab.inspect.preserve import plain_name
+
+    return plain_name(name)
