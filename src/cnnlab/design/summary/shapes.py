@@ -29,6 +29,7 @@ from cnnlab.design.summary.calls import (
     window_out,
 )
 from cnnlab.design.summary.facts import Window
+from cnnlab.design.summary.reductions import SHAPE_REDUCE, VECTOR_NORM, norm_shape, reduced_shape
 
 
 def new_meta(x: Tensor) -> Tensor:
@@ -206,13 +207,13 @@ BINARY = both("add", "sub", "mul", "div", "true_divide") | fns(
     "add_", "sub_", "mul_", "div_", owner=T,
 )  # fmt: skip
 INPLACE |= fns("__itruediv__", "div_", owner=T)
-SHAPE_REDUCE = both("mean", "sum", "amax", "amin")
 CAT = both("cat", "concat", "concatenate")
 
 
 def _shortcut_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tuple | None:
-    """The output shape of a broadcast binary op, a cat or a reduction over given dims on
-    meta float tensors of one dtype; None where torch must run (and raise its errors)."""
+    """The output shape of a broadcast binary op, a cat, a reduction or a vector norm over
+    given dims (`reductions.py`) on meta float tensors of one dtype; None where torch must
+    run (and raise its errors)."""
     if func in BINARY and len(args) == 2 and not kwargs:
         y = args[1]
         if isinstance(y, Tensor):
@@ -228,27 +229,11 @@ def _shortcut_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tup
         return shape if func not in INPLACE or shape == tuple(x.shape) else None
     if func in CAT:
         return _cat_shape(args, kwargs)
-    if func in SHAPE_REDUCE and len(args) + len(kwargs) >= 2 and x.is_floating_point():
-        if set(kwargs) - {"dim", "keepdim"}:
-            return None
-        dim, keep = arg(args, kwargs, 1, "dim"), arg(args, kwargs, 2, "keepdim", False)
-        if not isinstance(dim, (int, tuple, list)) or isinstance(dim, bool):
-            return None
-        dims = _reduced(dim, x.dim())
-        if not dims:
-            return None
-        return tuple(1 if i in dims else n for i, n in enumerate(x.shape) if keep or i not in dims)
+    if func in SHAPE_REDUCE:
+        return reduced_shape(func, args, kwargs, x)
+    if func in VECTOR_NORM:  # meta: 0.7 ms a call (ConvNeXt V2's GRN)
+        return norm_shape(func, args, kwargs, x)
     return None
-
-
-def _reduced(dim: int | tuple | list, ndim: int) -> set[int]:
-    """The axes a reduction's `dim` names, each once and in range; empty where torch must
-    run: it raises on an axis out of range or named twice (x.mean(4), x.sum((2, -2)))."""
-    dims = [dim] if isinstance(dim, int) else list(dim)
-    if not ndim or not all(type(d) is int and -ndim <= d < ndim for d in dims):
-        return set()
-    found = {d % ndim for d in dims}
-    return found if len(found) == len(dims) else set()
 
 
 def broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -462,6 +447,7 @@ MADE = (
     | LINEAR
     | BINARY
     | SHAPE_REDUCE
+    | VECTOR_NORM
     | PAD
     | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
     | {F.instance_norm, F.normalize, torch.prelu, F.interpolate}

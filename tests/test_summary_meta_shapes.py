@@ -1,0 +1,67 @@
+"""Output shapes the summary's trace makes on meta from its inputs' shapes (`reductions.py`,
+`shapes.py`) against torch's own outputs on real tensors: the same shape (and strides) where
+torch runs the call, left to torch (None) where torch raises."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlab.design.summary.shapes import made
+
+NORMS = [torch.norm, torch.Tensor.norm, torch.linalg.vector_norm]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    dims=st.one_of(st.integers(-5, 4), st.lists(st.integers(-5, 4), min_size=1, max_size=3)),
+    keep=st.booleans(),
+    p=st.sampled_from([2, 1, 0.5, math.inf, "fro", "nuc"]),
+    norm=st.sampled_from(NORMS),
+)
+def test_a_vector_norm_is_made_with_torchs_shape_or_left_to_torch(dims, keep, p, norm):
+    """torch's norm of a real tensor as the truth: made with its shape and strides, or left
+    to torch (None) where torch raises (a dim out of range or named twice, the nuclear norm
+    or 'fro' where they are matrix norms, a string ord for vector_norm)."""
+    x = torch.randn(2, 3, 4, 5)
+    try:
+        want = norm(x, p, dims, keep)
+    except (RuntimeError, IndexError, ValueError, TypeError):
+        want = None
+    out = made(norm, (x.to("meta"), p, dims, keep), {})
+    if want is None:
+        assert out is None
+        return
+    assert out is None or (out.shape, out.stride()) == (want.shape, want.stride())
+    numeric = type(p) is not str
+    dim_list = [dims] if isinstance(dims, int) else dims
+    if numeric and len({d % 4 for d in dim_list}) == len(dim_list):
+        assert out is not None  # the shortcut serves every numeric p over distinct dims
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize(
+    "kwargs", [{"dim": (1, 2), "keepdim": True}, {"dim": -1}, {"dim": 1, "dtype": torch.float64}]
+)
+def test_a_vector_norm_by_keywords_is_made_as_torch_makes_it(norm, kwargs):
+    """ConvNeXt V2's GRN: torch.linalg.vector_norm(x, ord=2, dim=(1, 2), keepdim=True);
+    a dtype is left to torch (its output's dtype), as torch.norm's positional `out`."""
+    x = torch.randn(1, 7, 7, 8)
+    name = "ord" if norm is torch.linalg.vector_norm else "p"
+    want = norm(x, **{name: 2}, **kwargs)
+    out = made(norm, (x.to("meta"),), {name: 2, **kwargs})
+    if "dtype" in kwargs:
+        assert out is None
+    else:
+        assert (out.shape, out.dtype) == (want.shape, want.dtype)
+
+
+def test_a_norm_of_a_non_contiguous_map_is_left_to_torch():
+    """torch picks a reduction's output strides from its input's; only a contiguous input's
+    are known here."""
+    x = torch.empty(1, 8, 5, 5, device="meta").permute(0, 2, 3, 1)
+    assert made(torch.linalg.vector_norm, (x, 2, (1, 2), True), {}) is None
