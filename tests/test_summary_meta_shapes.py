@@ -65,3 +65,47 @@ def test_a_norm_of_a_non_contiguous_map_is_left_to_torch():
     are known here."""
     x = torch.empty(1, 8, 5, 5, device="meta").permute(0, 2, 3, 1)
     assert made(torch.linalg.vector_norm, (x, 2, (1, 2), True), {}) is None
+
+
+keys = st.tuples(
+    st.integers(0, 3),  # whole slices before the index
+    st.lists(st.integers(1, 3), min_size=0, max_size=2),  # the index's shape
+    st.sampled_from([torch.int64, torch.int32, torch.bool]),
+    st.booleans(),  # a tuple key even with no slice before
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=keys, permuted=st.booleans())
+def test_an_index_by_a_tensor_is_made_with_torchs_shape_or_left_to_torch(key, permuted):
+    """x[:, idx] (LeViT's attention biases) made on meta: torch's real output's shape and
+    strides where torch runs it; a mask, a 0-d index, a non-contiguous x or an index past
+    the dims is left to torch (None)."""
+    slices, index_shape, dtype, as_tuple = key
+    x = torch.randn(3, 4, 5)
+    if permuted:
+        x = x.permute(2, 0, 1)
+    index = torch.zeros(index_shape, dtype=dtype)
+
+    def key_of(i):
+        return (slice(None),) * slices + (i,) if slices or as_tuple else i
+
+    real_key, meta_key = key_of(index), key_of(index.to("meta"))
+    try:
+        want = x[real_key]
+    except (IndexError, RuntimeError):
+        want = None
+    out = made(torch.Tensor.__getitem__, (x.to("meta"), meta_key), {})
+    if want is None or dtype is torch.bool or permuted or not index_shape:
+        assert out is None  # (a 0-d index selects: a view of x)
+        return
+    assert out is not None and (out.shape, out.stride(), out.dtype) == (
+        want.shape, want.stride(), want.dtype
+    )  # fmt: skip
+
+
+def test_slices_and_several_indices_are_left_to_torch():
+    x = torch.empty(3, 4, 5, device="meta")
+    i = torch.zeros(2, dtype=torch.long, device="meta")
+    for key in [(slice(0, 2), i), (i, i), (Ellipsis, i), (i, slice(None)), (None, i), 1]:
+        assert made(torch.Tensor.__getitem__, (x, key), {}) is None
