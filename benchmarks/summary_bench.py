@@ -7,17 +7,25 @@ each per round, after a warm-up round), so load from other processes falls on bo
 cnnlab traces a meta-device copy (no arithmetic); torchinfo runs a real batch-1 forward.
 
     .venv/bin/python benchmarks/summary_bench.py [--rounds 5] [--threads N] [--only NAME ...]
+        [--floor]
 
 Prints per family: n rounds, torchinfo's and cnnlab's median wall time, the ratio of the
 medians, the min-median-max of the per-round ratios, and whether the totals agree (params;
 MACs after torchinfo's conventions: a Linear on a map counted once, a layer named "Conv"
 counted as a conv, parameters not named weight or bias not counted; see
 tests/test_summary_families.leaf_calls). Then the minimum ratio.
+
+--floor adds a third call to each round: a plain forward, under no_grad and with no tracer,
+of a meta-device copy of the model (`copy.deepcopy(model).to("meta")`, made before the
+rounds) on a meta batch of one: what a trace that hands every torch call to torch's meta
+kernels costs at least (no copy, no tags, no rows). Printed: its median and torchinfo's time
+over it; where that is below 10, no such trace reaches 10x on the family.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -99,6 +107,24 @@ def rounds(fns: dict, n: int) -> dict[str, list[float]]:
     return times
 
 
+def meta_forward(model: nn.Module, size: tuple[int, ...]):
+    """The --floor call: a forward of a meta copy of `model` with no tracer (None where the
+    model cannot run on meta, with torch's words)."""
+    try:
+        twin = copy.deepcopy(model).to("meta").eval()
+        x = torch.empty(1, *size, device="meta")
+        with torch.no_grad():
+            twin(x)
+    except Exception as err:  # noqa: BLE001 - reported, the family is timed without it
+        return None, f"{type(err).__name__}: {str(err).splitlines()[0][:60]}"
+
+    def forward() -> None:
+        with torch.no_grad():
+            twin(x)
+
+    return forward, None
+
+
 def families() -> dict:
     from test_summary_zoo import FAMILIES, make
 
@@ -112,6 +138,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per family")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--only", nargs="*", help="family names (default: all)")
+    parser.add_argument(
+        "--floor", action="store_true", help="also time a plain meta forward (no tracer)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,8 +152,9 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds; "
           f"load average (1 min) at the start: {os.getloadavg()[0]:.1f}")  # fmt: skip
+    floor = f"  {'meta fwd':>9s} {'ti/fwd':>6s}" if args.floor else ""
     print(f"{'family':24s} {'n':>2s} {'torchinfo':>10s} {'cnnlab':>9s} {'ratio':>6s}  "
-          "per-round min-median-max  totals")  # fmt: skip
+          f"per-round min-median-max  totals{floor}")  # fmt: skip
     worst = []
     for name, make in families().items():
         if args.only and name not in args.only:
@@ -136,22 +166,37 @@ def main() -> None:
             ours.total_params == theirs.total_params == sum(p.numel() for p in model.parameters())
         )
         same = same and ours.total_macs == theirs.total_mult_adds + extra
-        times = rounds({
+        fns = {
             "torchinfo": lambda m=model, s=size: torchinfo.summary(m, (1, *s), verbose=0),
             "cnnlab": lambda m=model, s=size: cnnlab.summary(m, s),
-        }, args.rounds)  # fmt: skip
+        }
+        forward, why = meta_forward(model, size) if args.floor else (None, None)
+        if forward is not None:
+            fns["meta forward"] = forward
+        times = rounds(fns, args.rounds)
         per_round = [t / c for t, c in zip(times["torchinfo"], times["cnnlab"], strict=True)]
         ti, cn = statistics.median(times["torchinfo"]), statistics.median(times["cnnlab"])
         worst.append((ti / cn, name))
         print(
             f"{name:24s} {len(per_round):2d} {ti * 1e3:8.1f}ms {cn * 1e3:7.1f}ms {ti / cn:5.1f}x  "
             f"{min(per_round):5.1f} {statistics.median(per_round):5.1f} {max(per_round):5.1f}"
-            f"        {'identical' if same else 'DIFFER'}",
+            f"        {'identical' if same else 'DIFFER'}"
+            + _floor_text(times, ti, args.floor, why),
             flush=True,
         )
     ratio, name = min(worst)
     print(f"minimum ratio of medians: {ratio:.1f}x ({name}); load average (1 min) at the end: "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+
+
+def _floor_text(times: dict, torchinfo_s: float, asked: bool, why: str | None) -> str:
+    """The --floor columns: the meta forward's median and torchinfo's time over it."""
+    if not asked:
+        return ""
+    if why is not None:
+        return f"  no meta forward ({why})"
+    fwd = statistics.median(times["meta forward"])
+    return f"  {fwd * 1e3:7.1f}ms {torchinfo_s / fwd:5.1f}x"
 
 
 if __name__ == "__main__":
