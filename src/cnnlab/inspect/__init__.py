@@ -8,7 +8,8 @@ Which function for what:
   parameters; `train=True` for train mode; mode, requires_grad, hooks, and after train mode
   buffers and RNG, restored). `inspecting(model)` is the same. `unwrap(model)` looks
   through DDP, nn.DataParallel and torch.compile wrappers; `decompiled(model)` replaces
-  every torch.compile wrapper inside by the module it holds (what opening a run does).
+  every torch.compile wrapper inside by the module it holds (what opening a run does);
+  `reloaded(model)` after weights changed in place (drops eval-mode caches of them).
 * run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
   ((B, K) logits; `output=` picks them from a tuple/dict), `select_logits`,
   `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.
@@ -65,6 +66,7 @@ from cnnlab.inspect.preserve import (
     inspecting,
     needs_gradients,
     preserved,
+    reloaded,
     unwrap,
 )
 from cnnlab.inspect.sites import ActivationSites
@@ -96,6 +98,7 @@ __all__ = [
     "layer_names",
     "needs_gradients",
     "preserved",
+    "reloaded",
     "resolve_layer",
     "resolve_target",
     "run_fast",

@@ -84,6 +84,16 @@ def _remove_new_hooks(before: list[tuple[nn.Module, dict[str, set]]]) -> None:
 inspecting = preserved
 
 
+def reloaded(model: nn.Module) -> nn.Module:
+    """`model` in eval mode after its weights changed in place (a load_state_dict, an EMA
+    step): put in train mode and back, the point where modules that cache tensors derived from
+    their weights for inference drop them. Hugging Face's and timm's LeViT fill an
+    `attention_bias_cache` at their first eval-mode forward and clear it only in `.train()`;
+    an EMA copy kept in eval mode evaluated every later epoch with its first validation's
+    attention biases. Parameters and buffers are untouched."""
+    return model.train().eval()
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The module that holds the weights: DDP, nn.DataParallel and torch.compile wrappers are
     looked through, in any nesting, so hooks land on modules that run and names are the

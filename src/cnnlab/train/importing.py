@@ -31,7 +31,7 @@ from torch import nn
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
-from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled
+from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.rundir import EVALUATION, RunDir, check_config, load_run, weight_mismatch
@@ -62,7 +62,7 @@ def import_run(
     model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
     state = _checked_weights(weights, model, source.reference)
     model.load_state_dict(state)
-    model.eval()
+    reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     train = test = None
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}

@@ -23,7 +23,7 @@ from torch import nn
 
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled
+from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
 from cnnlab.train import checkpoint
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
@@ -160,7 +160,7 @@ def load_run(
         what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
         raise RunError(f"{weights} does not match {what}: {differ}")
     model.load_state_dict(state)
-    model.eval()
+    reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     _check_outputs(model, config, path, source)  # before the hashes: the more precise message
     _check_hashes(path, weights, config)
     spec = source.spec if source is not None and source.kind == "spec" else None
