@@ -6,7 +6,6 @@ returns None where the call must run, so that torch raises its own error."""
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from cnnlab.design.summary.calls import (
     window_out,
 )
 from cnnlab.design.summary.facts import Window
+from cnnlab.design.summary.fits import SLOW_SAME, bn_fits, gn_fits, ln_fits
 from cnnlab.design.summary.reductions import SHAPE_REDUCE, VECTOR_NORM, norm_shape, reduced_shape
 
 
@@ -114,6 +114,22 @@ def adaptive_shape(x: Tensor, output_size: Any) -> tuple[int, ...] | None:
     return (*x.shape[:2], *size)
 
 
+def adaptive_1d_shape(x: Tensor, output_size: Any) -> tuple[int, ...] | None:
+    """The output shape of F.adaptive_avg_pool1d(x, output_size) on a contiguous (B, C, L)
+    meta input (torch's output is contiguous then); None where the kernel must run."""
+    size = (
+        output_size[0]
+        if type(output_size) in (tuple, list) and len(output_size) == 1
+        else output_size
+    )
+    if x.dim() != 3 or min(x.shape) < 1 or not x.is_floating_point() or not x.is_contiguous():
+        return None
+    return (*x.shape[:2], size) if type(size) is int and size >= 1 else None
+
+
+POOL_1D = fns("adaptive_avg_pool1d", owner=torch)
+
+
 def _inplace_at(func: Callable) -> int | None:
     """Position of func's `inplace` argument, None if it has none."""
     try:
@@ -164,7 +180,7 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
         shape = pad_shape(x, arg(args, kwargs, 1, "pad", ()))  # meta F.pad: 270 µs a call
         return None if shape is None else torch.empty(*shape, dtype=x.dtype, device=META)
     at = SAME_SHAPE_INPLACE_AT.get(func, -1)
-    if at != -1 and (func is not F.batch_norm or (x.dim() > 1 and _bn_fits(x, args, kwargs))):
+    if at != -1 and (func is not F.batch_norm or (x.dim() > 1 and bn_fits(x, args, kwargs))):
         if at is not None and arg(args, kwargs, at, "inplace", False):
             return x
         return new_meta(x)
@@ -179,18 +195,21 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
     shape = _shortcut_shape(func, args, kwargs, x)
     if shape is not None:
         return x if func in INPLACE else torch.empty(shape, dtype=x.dtype, device=META)
-    if func is F.layer_norm and _ln_fits(x, args, kwargs):  # meta: 60 ms a call (ConvNeXt)
+    if func is F.layer_norm and ln_fits(x, args, kwargs):  # meta: 60 ms a call (ConvNeXt)
         return new_meta(x)
     if func is F.adaptive_avg_pool2d and len(args) + len(kwargs) == 2:
         shape = adaptive_shape(x, arg(args, kwargs, 1, "output_size"))
         if shape is not None:
             return torch.empty(shape, dtype=x.dtype, device=META, memory_format=layout(x))
-    if func is F.group_norm and _gn_fits(x, args, kwargs):  # meta: 1-5 ms a call (BiT)
+    if func in POOL_1D and len(args) + len(kwargs) == 2:  # meta: 0.3-1.9 ms (FocalNet)
+        shape = adaptive_1d_shape(x, arg(args, kwargs, 1, "output_size"))
+        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+    if func is F.group_norm and gn_fits(x, args, kwargs):  # meta: 1-5 ms a call (BiT)
         return new_meta(x)
     if func is F.scaled_dot_product_attention:  # meta: 2.3 ms a call (SegFormer)
         shape = attention_shape(x, args, kwargs)
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
-    if func in _SLOW_SAME and _SLOW_SAME[func](x, args, kwargs):  # meta: 0.5-1.6 ms a call
+    if func in SLOW_SAME and SLOW_SAME[func](x, args, kwargs):  # meta: 0.5-1.6 ms a call
         return new_meta(x)
     if func is F.interpolate:  # meta: 5-8 ms a call (MONAI's SegResNet, PVT)
         shape = interpolate_shape(x, args, kwargs)
@@ -292,35 +311,6 @@ def pad_shape(x: Tensor, pad: Any) -> tuple[int, ...] | None:
     return tuple(shape) if min(shape) >= 1 else None
 
 
-def _ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.layer_norm's normalized_shape, weight and bias fit x's last axes (else torch must
-    raise)."""
-    shape = arg(args, kwargs, 1, "normalized_shape")
-    shape = (shape,) if isinstance(shape, int) else tuple(shape or ())
-    if not shape or tuple(x.shape[-len(shape) :]) != shape or not x.is_floating_point():
-        return False
-    return all(
-        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == shape)
-        for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
-    )
-
-
-def _gn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.group_norm(x, num_groups, weight, bias): the groups divide x's channels, each group
-    has more than one value (torch's _verify_batch_size), weight and bias have one value a
-    channel (else torch must raise)."""
-    groups = arg(args, kwargs, 1, "num_groups")
-    if x.dim() < 2 or not x.is_floating_point() or type(groups) is not int or groups < 1:
-        return False
-    channels = x.shape[1]
-    if x.numel() // groups <= 1:  # B · C/G · H · W values a group (one: torch raises)
-        return False
-    return channels % groups == 0 and all(
-        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (channels,))
-        for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
-    )
-
-
 def attention_shape(q: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] | None:
     """F.scaled_dot_product_attention(q, k, v)'s output shape, (..., L, Ev), where q, k, v
     are meta tensors of one dtype and one batch shape, k has q's features and v's positions,
@@ -340,51 +330,6 @@ def attention_shape(q: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] | N
     return (*q.shape[:-1], v.shape[-1])
 
 
-def _optional_channels(x: Tensor, tensors: Any) -> bool:
-    """Each of `tensors` is None or a meta tensor of one value per channel of x."""
-    return all(
-        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (x.shape[1],))
-        for t in tensors
-    )
-
-
-def _in_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats): a
-    contiguous (B, C, ...) map (torch's output is contiguous whatever x's layout) of more
-    than one position (torch's _verify_spatial_size), normalised by its own statistics, one
-    value a channel in each tensor."""
-    if x.dim() < 3 or not x.is_floating_point() or not arg(args, kwargs, 5, "use_input_stats", 1):
-        return False
-    if not x.is_contiguous() or math.prod(x.shape[2:]) <= 1:
-        return False
-    return _optional_channels(x, (arg(args, kwargs, i, n) for i, n in enumerate(_IN_ARGS, 1)))
-
-
-_IN_ARGS = ("running_mean", "running_var", "weight", "bias")
-
-
-def _normalize_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.normalize(x, p, dim, eps, out): a dim in range and no `out`."""
-    dim = arg(args, kwargs, 2, "dim", 1)
-    return (
-        x.is_floating_point() and type(dim) is int and -x.dim() <= dim < x.dim()
-        and arg(args, kwargs, 4, "out") is None
-    )  # fmt: skip
-
-
-def _prelu_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """torch.prelu(x, weight): one slope, or one a channel (a scalar or 1-D weight), of x's
-    dtype."""
-    w = arg(args, kwargs, 1, "weight")
-    return (
-        x.dim() >= 2 and isinstance(w, Tensor) and w.is_meta and w.dtype == x.dtype
-        and w.dim() <= 1 and w.numel() in (1, x.shape[1])
-    )  # fmt: skip
-
-
-# shape-keeping calls whose meta kernels are slow (MONAI's U-Nets: instance norm and PReLU;
-# SwiftFormer: normalize), with what makes them fit
-_SLOW_SAME = {F.instance_norm: _in_fits, F.normalize: _normalize_fits, torch.prelu: _prelu_fits}
 _RESAMPLED = ("nearest", "nearest-exact", "bilinear", "bicubic")
 
 
@@ -460,16 +405,6 @@ _ALL = slice(None)
 _INDEX_TYPES = (torch.int64, torch.int32)
 
 
-def _bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
-    """F.batch_norm's running mean has x's channel count, and batch statistics have more
-    than one value per channel (else torch must raise)."""
-    if arg(args, kwargs, 5, "training") and x.numel() <= x.shape[1]:
-        return False
-    mean = arg(args, kwargs, 1, "running_mean")
-    return mean is None or tuple(mean.shape) == (x.shape[1],)
-
-
-# every function `made` may make the output of (a set lookup sends the others on at once)
 MADE = (
     CAT
     | frozenset(SAME_SHAPE_INPLACE_AT)
@@ -481,6 +416,7 @@ MADE = (
     | PAD
     | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
     | {F.instance_norm, F.normalize, torch.prelu, F.interpolate}
+    | POOL_1D
     | MATMUL
     | GETITEM
 )

@@ -1,0 +1,103 @@
+"""Whether a shape-keeping call's arguments fit its input, for the calls whose output
+`shapes.made` makes as a new tensor of the input's shape (their meta kernels are slow:
+layer norm 60 ms a call on ConvNeXt, group norm 1-5 ms, instance norm, normalize and PReLU
+0.5-1.6 ms): where they do not, torch must run the call and raise its own error."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cnnlab.design.summary.calls import arg
+
+
+def ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.layer_norm's normalized_shape, weight and bias fit x's last axes (else torch must
+    raise)."""
+    shape = arg(args, kwargs, 1, "normalized_shape")
+    shape = (shape,) if isinstance(shape, int) else tuple(shape or ())
+    if not shape or tuple(x.shape[-len(shape) :]) != shape or not x.is_floating_point():
+        return False
+    return all(
+        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == shape)
+        for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
+    )
+
+
+def gn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.group_norm(x, num_groups, weight, bias): the groups divide x's channels, each group
+    has more than one value (torch's _verify_batch_size), weight and bias have one value a
+    channel (else torch must raise)."""
+    groups = arg(args, kwargs, 1, "num_groups")
+    if x.dim() < 2 or not x.is_floating_point() or type(groups) is not int or groups < 1:
+        return False
+    channels = x.shape[1]
+    if x.numel() // groups <= 1:  # B · C/G · H · W values a group (one: torch raises)
+        return False
+    return channels % groups == 0 and all(
+        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (channels,))
+        for t in (arg(args, kwargs, 2, "weight"), arg(args, kwargs, 3, "bias"))
+    )
+
+
+def _optional_channels(x: Tensor, tensors: Any) -> bool:
+    """Each of `tensors` is None or a meta tensor of one value per channel of x."""
+    return all(
+        t is None or (isinstance(t, Tensor) and t.is_meta and tuple(t.shape) == (x.shape[1],))
+        for t in tensors
+    )
+
+
+def _in_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats): a
+    contiguous (B, C, ...) map (torch's output is contiguous whatever x's layout) of more
+    than one position (torch's _verify_spatial_size), normalised by its own statistics, one
+    value a channel in each tensor."""
+    if x.dim() < 3 or not x.is_floating_point() or not arg(args, kwargs, 5, "use_input_stats", 1):
+        return False
+    if not x.is_contiguous() or math.prod(x.shape[2:]) <= 1:
+        return False
+    return _optional_channels(x, (arg(args, kwargs, i, n) for i, n in enumerate(_IN_ARGS, 1)))
+
+
+_IN_ARGS = ("running_mean", "running_var", "weight", "bias")
+
+
+def _normalize_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.normalize(x, p, dim, eps, out): a dim in range and no `out`."""
+    dim = arg(args, kwargs, 2, "dim", 1)
+    return (
+        x.is_floating_point() and type(dim) is int and -x.dim() <= dim < x.dim()
+        and arg(args, kwargs, 4, "out") is None
+    )  # fmt: skip
+
+
+def _prelu_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """torch.prelu(x, weight): one slope, or one a channel (a scalar or 1-D weight), of x's
+    dtype."""
+    w = arg(args, kwargs, 1, "weight")
+    return (
+        x.dim() >= 2 and isinstance(w, Tensor) and w.is_meta and w.dtype == x.dtype
+        and w.dim() <= 1 and w.numel() in (1, x.shape[1])
+    )  # fmt: skip
+
+
+# shape-keeping calls whose meta kernels are slow (MONAI's U-Nets: instance norm and PReLU;
+# SwiftFormer: normalize), with what makes them fit
+SLOW_SAME = {F.instance_norm: _in_fits, F.normalize: _normalize_fits, torch.prelu: _prelu_fits}
+
+
+def bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """F.batch_norm's running mean has x's channel count, and batch statistics have more
+    than one value per channel (else torch must raise)."""
+    if arg(args, kwargs, 5, "training") and x.numel() <= x.shape[1]:
+        return False
+    mean = arg(args, kwargs, 1, "running_mean")
+    return mean is None or tuple(mean.shape) == (x.shape[1],)
+
+
+# every function `made` may make the output of (a set lookup sends the others on at once)
