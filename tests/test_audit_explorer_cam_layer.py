@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -56,3 +57,23 @@ def test_the_pages_default_grad_cam_layer_predicts():
     upload = {"image": ("n.png", png(), "image/png")}
     sent = client.post("/api/predict", files=upload, data={"layer": page_default})
     assert sent.status_code == 200, sent.text
+
+
+def test_a_model_without_a_map_layer_predicts_without_grad_cam():
+    """An MLP (the `mlp` preset, any flatten-first model): the page asked for Grad-CAM with
+    every prediction, and Grad-CAM's refusal made the prediction itself answer 400.
+    Truth: torch's softmax of the model's own logits."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(144, 16), nn.ReLU(), nn.Linear(16, 3)).eval()
+    run = Run(None, None, model, {**CONFIG, "input_shape": [1, 12, 12]})
+    client = TestClient(create_app(run))
+    assert client.get("/api/model").json()["spatial"] == {}
+    sent = client.post("/api/predict", files={"image": ("n.png", png(), "image/png")})
+    assert sent.status_code == 200, sent.text
+    got = sent.json()
+    assert got["gradcam"] is None and "no Grad-CAM" in got["note"]
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (12, 12), "u1"))
+    x = (pixels.float()[None, None] / 255 - 0.5) / 0.25
+    with torch.no_grad():
+        truth = model(x).softmax(1)[0]
+    assert got["probabilities"] == pytest.approx(truth.tolist(), abs=1e-6)

@@ -248,9 +248,13 @@ def _prediction_routes(app: FastAPI, ex: Explorer) -> None:
             raise UploadError("send a form field `image` (a PNG/JPEG file) or `sample` (index)")
         with ex.lock:  # saliency is left to /api/heatmap: a third of the time, seen on demand
             image_id, probe = ex.probe(pixels)
-            heat = ex.heat(probe, "gradcam", layer or None, None)
+            # no map layer (an MLP): the prediction stands without Grad-CAM (it raised here)
+            heat = ex.heat(probe, "gradcam", layer or None, None) if ex.net.spatial else None
         result = panels.softmax_steps(probe.logits, run.classes, top)
-        result.update(image=image_id, input=panels.png_url(pixels[0]), gradcam=heat["map"])
+        result.update(image=image_id, input=panels.png_url(pixels[0]), gradcam=heat and heat["map"])
+        if heat is None:
+            no_map = "no Grad-CAM: the model has no layer with a (C, H, W) map, H·W > 1"
+            note = f"{note}; {no_map}" if note else no_map
         if note:
             result["note"] = note
         if sample is not None and image is None:
