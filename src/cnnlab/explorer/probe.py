@@ -31,6 +31,7 @@ from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
 from cnnlab.inspect import CallOrder, Hooks, forward, inspecting, is_spatial
+from cnnlab.inspect.hooks import output_tensor, with_output
 from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
@@ -290,13 +291,14 @@ class Network:
             return hook
 
         def after(name: str):
-            def hook(m: nn.Module, args: tuple, out: Any) -> Any:
+            def hook(m: nn.Module, args: tuple, whole: Any) -> Any:
                 count[name] += 1  # every call counts, as in Network.of
                 call = label(name, count[name])
-                if not isinstance(out, Tensor) or call not in self.maps:
+                out = output_tensor(whole)  # a tuple's first tensor, as Network.of saw it
+                if out is None or call not in self.maps:
                     return None
                 outputs[call] = out[0]  # (C', H', W')
-                return out.clone()
+                return with_output(whole, out.clone())
 
             return hook
 

@@ -17,14 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
-from cnnlab.inspect.hooks import Hooks
+from cnnlab.inspect.hooks import Hooks, output_tensor, with_output
 from cnnlab.inspect.order import resolve_layer
 
 
 class Capture:
     """Forward hooks that record the outputs of named layers during `with Capture(...)`.
 
-    outputs[name] is the tensor the layer returned on its last call in the forward pass.
+    outputs[name] is the tensor the layer returned on its last call in the forward pass (of a
+    tuple or list, its first tensor: a Hugging Face layer's `(hidden_states, ...)`).
     leaf=True: the output is detached and made a leaf that requires grad, and grad mode is
     switched on from there: the forward up to the layer can then run under `torch.no_grad()`
     (no graph, no saved tensors) and backward stops at the layer. The rest of the forward
@@ -76,8 +77,9 @@ class Capture:
         return hook
 
     def _hook(self, name: str) -> Callable:
-        def hook(module: nn.Module, inputs: Any, out: Any) -> Any:
-            if not isinstance(out, Tensor):
+        def hook(module: nn.Module, inputs: Any, whole: Any) -> Any:
+            out = output_tensor(whole)  # a tuple's first tensor, as CallOrder reads it
+            if out is None:
                 return None  # nothing to capture; `tensor()` says so if asked
             if self.transform is not None:
                 each = isinstance(self.transform, Mapping)
@@ -87,7 +89,7 @@ class Capture:
                 out = out.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)  # the enclosing no_grad() restores it on exit
             self.outputs[name] = out
-            return out.clone()
+            return with_output(whole, out.clone())
 
         return hook
 
@@ -116,6 +118,6 @@ class Capture:
         if name not in self.outputs:
             raise ExplainError(
                 f"layer {name!r} produced no tensor output in the forward pass (it is not "
-                "called, or returns a tuple); choose another layer"
+                "called, or returns no tensor first); choose another layer"
             )
         return self.outputs[name]

@@ -64,3 +64,23 @@ class Hooks:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+def output_tensor(out: Any) -> torch.Tensor | None:
+    """The tensor a module's output stands for: the output itself, or the first item of a
+    plain tuple or list (Hugging Face's layers return `(hidden_states,)` or `(hidden_states,
+    attentions)`: PoolFormer's block output is one, the map after both residual sums); else
+    None. Without it the last map a hook saw was a shared `drop_path`'s residual branch."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if type(out) in (tuple, list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return None
+
+
+def with_output(out: Any, tensor: torch.Tensor) -> Any:
+    """`out` with the tensor `output_tensor` found in it replaced by `tensor` (what a forward
+    hook returns to hand the rest of the forward a clone)."""
+    if isinstance(out, torch.Tensor):
+        return tensor
+    return type(out)([tensor, *out[1:]])

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
-from cnnlab.inspect.hooks import Hooks
+from cnnlab.inspect.hooks import Hooks, output_tensor
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
 from cnnlab.inspect.preserve import is_compiled_inner, preserved
@@ -38,7 +38,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
 class CallOrder:
     """`with CallOrder(model, names) as order:` records, in `order.calls`, every call of the
     named modules (None: every submodule; "" is the model itself) as (name, output shape, or
-    None for a non-tensor output), in the order the calls finish: children before parents.
+    None for a non-tensor output; a tuple's first tensor counts, see `output_tensor`), in the
+    order the calls finish: children before parents.
     With `layouts` (from `FollowLayouts`), `order.channel_dims` maps the names whose last
     output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
     the dim that holds them."""
@@ -60,8 +61,9 @@ class CallOrder:
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
-            self.calls.append((name, tuple(out.shape) if isinstance(out, Tensor) else None))
-            if self.layouts is not None and isinstance(out, Tensor) and out.ndim > 2:
+            out = output_tensor(out)  # a tensor, or a tuple's first one (an HF layer's)
+            self.calls.append((name, tuple(out.shape) if out is not None else None))
+            if self.layouts is not None and out is not None and out.ndim > 2:
                 self.channel_dims[name] = self.layouts.of(out)
                 if self.channel_dims[name] == 1:
                     del self.channel_dims[name]
