@@ -10,8 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
+from cnnlab.design.summary import summary
 from cnnlab.design.summary.shapes import made
+from cnnlab.errors import CnnlabError
 
 NORMS = [torch.norm, torch.Tensor.norm, torch.linalg.vector_norm]
 
@@ -131,3 +134,45 @@ def test_an_adaptive_1d_pool_is_made_with_torchs_shape_or_left_to_torch(output_s
         assert out is None
         return
     assert out is not None and (out.shape, out.stride()) == (want.shape, want.stride())
+
+
+class _Tokens(nn.Module):
+    """(B, C, H, W) -> tokens (B, HW, C) as a view of the map (non-contiguous) -> Linear
+    -> .view(B, -1): runs only where the Linear's output is contiguous, as torch makes it."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x):
+        return self.linear(x.flatten(2).transpose(1, 2)).view(x.shape[0], -1)
+
+
+@pytest.mark.parametrize(
+    "linear",
+    [
+        lambda: nn.Linear(4, 6),
+        lambda: nn.Linear(4, 6, bias=False),
+        lambda: nn.Linear(5, 6),  # inputs that do not fit
+        lambda: _with_bias(nn.Linear(4, 6), torch.zeros(5)),  # a bias of 5 for 6 outputs
+    ],
+)
+def test_a_linear_layer_is_made_as_torch_runs_it_or_refused_as_torch_refuses_it(linear):
+    """nn.Linear's output made without its forward (`Shortcuts._linear`): the row has torch's
+    real output shape where the real forward runs (a view after it included); where torch
+    raises, so does the summary, naming the layer. (Another dtype: test_summary_refusals.)"""
+    model = _Tokens(linear())
+    try:
+        want = tuple(model(torch.randn(1, 4, 3, 3)).shape[1:])
+    except RuntimeError:
+        with pytest.raises(CnnlabError, match="linear"):
+            summary(model, (4, 3, 3))
+        return
+    rows = summary(model, (4, 3, 3)).rows
+    assert (rows[0].name, rows[0].output_shape) == ("linear", (9, 6))
+    assert rows[-1].output_shape == want
+
+
+def _with_bias(layer: nn.Linear, bias: torch.Tensor) -> nn.Linear:
+    layer.bias = nn.Parameter(bias)
+    return layer

@@ -35,6 +35,9 @@ def _linear(m: nn.Linear, x: Tensor) -> Call | None:
     return None if p.get("weight") is None else (F.linear, (x, p["weight"], p.get("bias")))
 
 
+linear_call = _linear  # `Shortcuts._linear` makes its output in one step
+
+
 def _max_pool2d(m: nn.MaxPool2d, x: Tensor) -> Call:
     return F.max_pool2d, (
         x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices,

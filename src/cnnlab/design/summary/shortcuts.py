@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
-from cnnlab.design.summary.leaves import conv2d_call, leaf_call
+from cnnlab.design.summary.leaves import conv2d_call, leaf_call, linear_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
 from cnnlab.design.summary.roles import one_input_rule
@@ -63,6 +63,8 @@ class Shortcuts:
                 names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
             elif call is conv2d_call:
                 shortcut = self._conv
+            elif call is linear_call:
+                shortcut = self._linear
             else:
                 shortcut = None if call is None else functools.partial(self._leaf, call)
             found = self.types[key] = (kind.__name__, macs_rule(kind), shortcut, names)
@@ -181,4 +183,33 @@ class Shortcuts:
         if tag is not None:
             args = (x, weight, bias, None, None, None, groups)  # as `_window_tag` reads them
             setattr(out, TAG, self._window_tag(F.conv2d, args, {}, x, tag, w))
+        return out
+
+    def _linear(self, module: nn.Linear, x: Any) -> Tensor | None:
+        """`_leaf` of an nn.Linear (about a hundred calls in a token net) in one step: F.linear's
+        output made from the weight's shape and tagged as `_call` would, where the call fits
+        (a float meta input whose last dim is the weight's inputs, one dtype, a bias of one
+        value an output; else None: the forward runs, judged by torch or `refusals.py`).
+        `_leaf` could not serve it: the copy's weight is the user's tensor, not meta, so
+        `shapes.linear_shape` sent every call on to the forward, the mode and a meta twin
+        of the weight. (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta:
+            return None
+        p = vars(module)["_parameters"]
+        weight, bias = p.get("weight"), p.get("bias")
+        shape, dtype = x.shape, x.dtype
+        if (
+            weight is None
+            or weight.dim() != 2
+            or not shape
+            or shape[-1] != weight.shape[1]
+            or not x.is_floating_point()
+            or weight.dtype != dtype
+            or (bias is not None and (bias.dtype != dtype or bias.shape != weight.shape[:1]))
+        ):
+            return None
+        out = torch.empty(*shape[:-1], weight.shape[0], dtype=dtype, device=C.META)
+        tag = getattr(x, TAG, None)
+        if tag is not None:
+            setattr(out, TAG, self._linear_tag((x, weight, bias), {}, x, tag, out))
         return out
