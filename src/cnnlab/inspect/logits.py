@@ -260,7 +260,7 @@ def _located_forward(model: nn.Module, x: Tensor) -> tuple[Any, str | None]:
     except Exception as error:  # the user's forward: any error is theirs to fix
         name, module, args = running[-1] if running else ("", model, (x,))
         got = ", ".join(_shape_text(a) for a in args) or "no tensor"
-        where = f"layer {name}, a {type(module).__name__}," if name else (
+        where = f"layer {name}, {_a(type(module).__name__)}," if name else (
             f"{type(module).__name__}.forward,"
         )  # fmt: skip
         text = " ".join(str(error).split())[:300] or "(no message)"
