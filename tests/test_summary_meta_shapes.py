@@ -176,3 +176,40 @@ def test_a_linear_layer_is_made_as_torch_runs_it_or_refused_as_torch_refuses_it(
 def _with_bias(layer: nn.Linear, bias: torch.Tensor) -> nn.Linear:
     layer.bias = nn.Parameter(bias)
     return layer
+
+
+def _regrouped(norm: nn.GroupNorm, groups: int) -> nn.GroupNorm:
+    norm.num_groups = groups  # after construction, which checks it
+    return norm
+
+
+def _reshaped(norm: nn.LayerNorm, shape: tuple) -> nn.LayerNorm:
+    norm.normalized_shape = shape
+    return norm
+
+
+@pytest.mark.parametrize(
+    ("norm", "size"),
+    [
+        (lambda: nn.LayerNorm(5), (4, 3, 5)),
+        (lambda: nn.LayerNorm((3, 5)), (4, 3, 5)),
+        (lambda: nn.LayerNorm(5, elementwise_affine=False), (4, 3, 5)),
+        (lambda: nn.LayerNorm(4), (4, 3, 5)),  # not x's last dim
+        (lambda: _reshaped(nn.LayerNorm(5), (6,)), (4, 3, 5)),  # weight of 5 for 6
+        (lambda: nn.GroupNorm(2, 4), (4, 3, 5)),
+        (lambda: nn.GroupNorm(4, 4, affine=False), (4, 3, 5)),
+        (lambda: nn.GroupNorm(4, 4), (4, 1, 1)),  # one value a group
+        (lambda: _regrouped(nn.GroupNorm(2, 4), 3), (4, 3, 5)),  # 3 groups of 4 channels
+        (lambda: nn.GroupNorm(2, 6), (4, 3, 5)),  # a weight of 6 for 4 channels
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_layer_or_group_norm_module_is_made_or_refused_as_torch_runs_it(norm, size, dtype):
+    """nn.LayerNorm and nn.GroupNorm made without their forward (`Shortcuts._norm`): the
+    row has torch's real output shape where torch runs the norm; where torch raises, the
+    summary raises, naming the layer; a bfloat16 input with float32 parameters (torch's CPU
+    kernels take them) is left to the forward and judged so."""
+    from test_summary_refusals import agrees
+
+    model = nn.Sequential(nn.Conv2d(4, 4, 1).to(dtype), norm())
+    agrees(model, size)

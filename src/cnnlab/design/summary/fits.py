@@ -101,3 +101,34 @@ def bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
 
 
 # every function `made` may make the output of (a set lookup sends the others on at once)
+
+
+def layer_norm_module_fits(state: dict, x: Tensor, weight: Any, bias: Any) -> bool:
+    """nn.LayerNorm's call (its attributes `state`, its weight and bias) fits x: x ends in
+    its normalized_shape, weight and bias (if any) have that shape."""
+    shape = tuple(state["normalized_shape"])
+    n = len(shape)
+    if not n or n > x.dim() or tuple(x.shape[-n:]) != shape:
+        return False
+    return (weight is None or weight.shape == shape) and (bias is None or bias.shape == shape)
+
+
+def group_norm_module_fits(state: dict, x: Tensor, weight: Any, bias: Any) -> bool:
+    """nn.GroupNorm's call fits x: `gn_fits` with the module's groups, weight and bias."""
+    groups = state["num_groups"]
+    if x.dim() < 2 or type(groups) is not int or groups < 1 or x.numel() // groups <= 1:
+        return False
+    channels = (x.shape[1],)
+    return (
+        x.shape[1] % groups == 0
+        and (weight is None or weight.shape == channels)
+        and (bias is None or bias.shape == channels)
+    )
+
+
+# torch's norm modules whose output the trace makes (`Shortcuts._norm`), with their fits and
+# the function their forward calls (its tag rule)
+NORM_MODULES = {
+    torch.nn.LayerNorm: (layer_norm_module_fits, F.layer_norm),
+    torch.nn.GroupNorm: (group_norm_module_fits, F.group_norm),
+}

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
+from cnnlab.design.summary.fits import NORM_MODULES
 from cnnlab.design.summary.leaves import conv2d_call, leaf_call, linear_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
@@ -61,6 +62,9 @@ class Shortcuts:
             elif func is not None:
                 shortcut = functools.partial(self._same_shape, one_input_rule(func))
                 names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
+            elif _norm_module(kind) is not None:
+                fits, call_func = _norm_module(kind)
+                shortcut = functools.partial(self._norm, fits, one_input_rule(call_func))
             elif call is conv2d_call:
                 shortcut = self._conv
             elif call is linear_call:
@@ -213,3 +217,36 @@ class Shortcuts:
         if tag is not None:
             setattr(out, TAG, self._linear_tag((x, weight, bias), {}, x, tag, out))
         return out
+
+    def _norm(self, fits: Callable, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
+        """An nn.LayerNorm or nn.GroupNorm (thirty in a token net): its output made as
+        `_same_shape` makes one, where its call fits (a float meta input, weight and bias of
+        its dtype, `fits`: `fits.layer_norm_module_fits`, `group_norm_module_fits`); else
+        None: the forward runs, judged by torch or `refusals.py` (which takes float32
+        parameters for a bfloat16 input). `rule`: `roles.one_input_rule` of the function
+        its forward calls. Saves that function's Python dispatch, the weight's meta twin
+        and `_call`. (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta or not x.is_floating_point():
+            return None
+        state = vars(module)
+        p = state["_parameters"]
+        weight, bias, dtype = p.get("weight"), p.get("bias"), x.dtype
+        if (weight is not None and weight.dtype != dtype) or (
+            bias is not None and bias.dtype != dtype
+        ):
+            return None
+        if not fits(state, x, weight, bias):
+            return None
+        out = S.new_meta(x)
+        tag = getattr(x, TAG, None)
+        if tag is not None:
+            setattr(out, TAG, self._one_input(tag, *rule))
+        return out
+
+
+def _norm_module(kind: type) -> tuple[Callable, Callable] | None:
+    """(fits, function) of a torch norm module type or a subclass with its forward."""
+    for base, found in NORM_MODULES.items():
+        if issubclass(kind, base) and kind.forward is base.forward:
+            return found
+    return None
