@@ -6,7 +6,7 @@ loading (split, statistics, loader) is written once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,11 @@ class ImageSet:
 
     `source` says where the images came from (a path or a generator with its seed).
     `skipped` lists `(path, reason)` of files a folder loader could not read; `converted` lists
-    `(path, "RGBA->L")` of files whose channels or size were changed to fit.
+    `(path, "RGBA->L")` of files whose channels or size were changed to fit. `loaded_as` is
+    the name (`digits`) or absolute directory `load_dataset` read the set from (None for one
+    made otherwise): training records it, so a run trained on `load_splits(...)` in Python
+    reopens its data, and flips images, as one trained with `--data` (it recorded the source
+    text, which no command could load, and flipped digits).
     """
 
     images: torch.Tensor
@@ -32,6 +36,7 @@ class ImageSet:
     source: str
     skipped: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     converted: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    loaded_as: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         x, y = self.images, self.labels
@@ -133,4 +138,4 @@ def conform(
         images = resize_crop(images, size)
     if images is ds.images:
         return ds
-    return ImageSet(images, ds.labels, ds.classes, ds.source, ds.skipped, ds.converted)
+    return replace(ds, images=images)

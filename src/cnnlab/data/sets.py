@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.data.fashion import fashion_mnist, split_files
@@ -63,10 +64,12 @@ def load_dataset(
     elif _holds_fashion_mnist(Path(name).expanduser()):  # `--data DIR`, as the errors advise
         ds = fashion_mnist(split, root=name, download=download)
     elif Path(name).expanduser().is_dir():
-        return image_folder(name, channels=channels, size=size, strict=strict, split=split)
+        ds = image_folder(name, channels=channels, size=size, strict=strict, split=split)
+        return replace(ds, loaded_as=str(Path(name).expanduser().resolve()))
     else:
         raise _not_found(str(name))
-    return conform(ds, channels, size)
+    where = key or str(Path(name).expanduser().resolve())
+    return replace(conform(ds, channels, size), loaded_as=where)
 
 
 def load_splits(

@@ -131,10 +131,10 @@ def data_name(data: Any) -> Any:
 def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool):
     """(train ImageSet, test ImageSet or None, name stored in config.json). input_shape None
     (a model from code or a module): the data set's own channels and size."""
-    if isinstance(data, ImageSet):
-        train_set, test_set, name = data, None, data.source
+    if isinstance(data, ImageSet):  # as `--data` names it, when load_dataset read it
+        train_set, test_set, name = data, None, data.loaded_as or data.source
     elif isinstance(data, tuple) and len(data) == 2:
-        train_set, test_set, name = data[0], data[1], data[0].source
+        train_set, test_set, name = data[0], data[1], data[0].loaded_as or data[0].source
     else:
         name = str(data_name(data))
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
