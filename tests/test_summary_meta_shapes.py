@@ -213,3 +213,38 @@ def test_a_layer_or_group_norm_module_is_made_or_refused_as_torch_runs_it(norm, 
 
     model = nn.Sequential(nn.Conv2d(4, 4, 1).to(dtype), norm())
     agrees(model, size)
+
+
+SOFTMAXES = [torch.softmax, torch.Tensor.softmax, torch.log_softmax, torch.Tensor.log_softmax]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    dim=st.integers(-5, 4),
+    layout=st.sampled_from(["contiguous", "permuted", "strided"]),
+    func=st.sampled_from(SOFTMAXES),
+)
+def test_a_softmax_is_made_with_torchs_shape_and_strides(dim, layout, func):
+    """softmax / log_softmax of a map made on meta: torch's real output's shape and strides
+    (contiguous, whatever the input's); a dim out of range is left to torch (None)."""
+    x = torch.randn(2, 3, 4, 6)
+    x = {"contiguous": x, "permuted": x.permute(0, 2, 1, 3), "strided": x[..., ::2]}[layout]
+    try:
+        want = func(x, dim)
+    except IndexError:
+        want = None
+    out = made(func, (x.to("meta"), dim), {})
+    if want is None:
+        assert out is None
+    else:
+        assert out is not None and (out.shape, out.stride()) == (want.shape, want.stride())
+
+
+def test_f_softmax_by_keywords_is_made_and_a_dtype_left_to_torch():
+    """F.softmax hands dim, _stacklevel and dtype to the mode by keyword."""
+    from torch.nn.functional import softmax
+
+    x = torch.empty(2, 5, device="meta")
+    assert made(softmax, (x,), {"dim": 1, "_stacklevel": 3, "dtype": None}).shape == (2, 5)
+    assert made(softmax, (x,), {"dim": 1, "_stacklevel": 3, "dtype": torch.float64}) is None
+    assert made(softmax, (x,), {"dim": None, "_stacklevel": 3, "dtype": None}) is None

@@ -1,8 +1,8 @@
 """Output shapes of reductions on meta tensors, made from the input's shape: mean, sum, amax
-and amin over given dims, and vector norms, whose meta kernels torch writes in Python (mean
-190 µs, sum 70 µs, `torch.linalg.vector_norm` 680 µs a call on this machine: 8 of the 17 ms
-of a ConvNeXt V2 trace, its GRN layers). Each returns None where torch must run (and raise
-its own error)."""
+and amin over given dims, vector norms and softmax, whose meta kernels torch writes in
+Python (mean 190 µs, sum 70 µs, `torch.linalg.vector_norm` 680 µs a call on this machine: 8
+of the 17 ms of a ConvNeXt V2 trace, its GRN layers). Each returns None where torch must
+run (and raise its own error)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,21 @@ SHAPE_REDUCE = both("mean", "sum", "amax", "amin")
 # torch.norm, Tensor.norm (x, p, dim, keepdim) and torch.linalg.vector_norm (x, ord, dim,
 # keepdim): a p-norm over the dims, keepdim as a reduction's
 VECTOR_NORM = both("norm") | fns("vector_norm", owner=torch.linalg)
+
+
+# softmax and log_softmax: torch.x, Tensor.x, F.x (meta: a Python decomposition, 30-150 µs)
+SOFTMAX = both("softmax", "log_softmax") | fns("softmax", "log_softmax")
+
+
+def softmax_fits(args: tuple, kwargs: dict, x: Tensor) -> bool:
+    """A softmax (log_softmax) of a float x over one dim in range, no dtype: its output
+    has x's shape and is contiguous (torch's CPU kernel makes it so whatever x's strides)."""
+    if len(args) > 2 or not x.is_floating_point() or not x.dim():
+        return False
+    if kwargs and (set(kwargs) - _SOFTMAX_KW or kwargs.get("dtype") is not None):
+        return False  # (F.softmax passes _stacklevel and dtype on by keyword)
+    dim = arg(args, kwargs, 1, "dim")
+    return type(dim) is int and -x.dim() <= dim < x.dim()
 
 
 def reduced_shape(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> tuple | None:
@@ -69,4 +84,5 @@ def _reduced(dim: int | tuple | list, ndim: int) -> set[int]:
 
 
 _REDUCE_KW = frozenset({"dim", "keepdim"})
+_SOFTMAX_KW = frozenset({"dim", "_stacklevel", "dtype"})
 _NORM_KW = frozenset({"ord", "p", "dim", "keepdim", "dtype", "out"})

@@ -30,7 +30,14 @@ from cnnlab.design.summary.calls import (
 )
 from cnnlab.design.summary.facts import Window
 from cnnlab.design.summary.fits import SLOW_SAME, bn_fits, gn_fits, ln_fits
-from cnnlab.design.summary.reductions import SHAPE_REDUCE, VECTOR_NORM, norm_shape, reduced_shape
+from cnnlab.design.summary.reductions import (
+    SHAPE_REDUCE,
+    SOFTMAX,
+    VECTOR_NORM,
+    norm_shape,
+    reduced_shape,
+    softmax_fits,
+)
 
 
 def new_meta(x: Tensor) -> Tensor:
@@ -195,6 +202,10 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
     shape = _shortcut_shape(func, args, kwargs, x)
     if shape is not None:
         return x if func in INPLACE else torch.empty(shape, dtype=x.dtype, device=META)
+    if func in SOFTMAX and softmax_fits(args, kwargs, x):
+        if x.is_contiguous():
+            return new_meta(x)
+        return torch.empty(tuple(x.shape), dtype=x.dtype, device=META)  # torch's: contiguous
     if func is F.layer_norm and ln_fits(x, args, kwargs):  # meta: 60 ms a call (ConvNeXt)
         return new_meta(x)
     if func is F.adaptive_avg_pool2d and len(args) + len(kwargs) == 2:
@@ -413,6 +424,7 @@ MADE = (
     | BINARY
     | SHAPE_REDUCE
     | VECTOR_NORM
+    | SOFTMAX
     | PAD
     | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
     | {F.instance_norm, F.normalize, torch.prelu, F.interpolate}
