@@ -174,3 +174,19 @@ def test_the_heads_legend_tells_resized_from_canvas():
         ]
     for head in ex_heads.MODELS:
         assert looks[f"{head}, resized"] != looks[f"{head}, canvas"], looks
+
+
+def test_the_floor_figure_hands_matplotlib_arrays_not_tensors():
+    """matplotlib asks numpy for a tensor's array with copy=, which torch's __array__ refuses
+    with a DeprecationWarning (an error under -W error): the figure passes numpy arrays."""
+    import warnings
+
+    import numpy as np
+
+    from cnnlab.lab import ex_floor
+
+    grads = {"P=0": np.random.default_rng(0).random((28, 28)).tolist(), "P=2": [[0.0] * 28] * 28}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = ex_floor.figure({"maps": grads})
+    assert len(fig.axes) == 3  # two maps and the colour bar

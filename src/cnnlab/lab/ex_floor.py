@@ -8,6 +8,7 @@ the weights or the image. P = 2 makes (28 − 5 + 4) divisible by 3, and every p
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cnnlab import build, geometry, load_spec
@@ -127,10 +128,9 @@ def _said(rows: list[dict]) -> str:
 def figure(m: dict):
     fig, axes = figure_axes(2, height=3.4, width=7.0)
     for ax, (name, grad) in zip(axes, m["maps"].items(), strict=True):
-        g = torch.tensor(grad)
+        g = np.asarray(grad, dtype=np.float32)  # not a tensor: asarray(copy=) warns
         shown = ax.imshow(g, cmap="magma", vmin=0, vmax=1)
-        zero = (g == 0).float()
-        ax.contour(zero, levels=[0.5], colors="cyan", linewidths=1.0)
+        ax.contour((g == 0).astype(np.float32), levels=[0.5], colors="cyan", linewidths=1.0)
         ax.set_title(f"K={KERNEL}, S={STRIDE}, {name}\nmean |gradient| (cyan: exactly 0)")
         ax.axis("off")
     fig.colorbar(shown, ax=axes, fraction=0.03)
