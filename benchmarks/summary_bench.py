@@ -7,7 +7,7 @@ each per round, after a warm-up round), so load from other processes falls on bo
 cnnlab traces a meta-device copy (no arithmetic); torchinfo runs a real batch-1 forward.
 
     .venv/bin/python benchmarks/summary_bench.py [--rounds 5] [--threads N] [--only NAME ...]
-        [--floor]
+        [--floor] [--stages]
 
 Prints per family: n rounds, torchinfo's and cnnlab's median wall time, the ratio of the
 medians, the min-median-max of the per-round ratios, and whether the totals agree (params;
@@ -125,6 +125,35 @@ def meta_forward(model: nn.Module, size: tuple[int, ...]):
     return forward, None
 
 
+def stages(model: nn.Module, size: tuple[int, ...], n: int) -> str:
+    """--stages: median ms of copy + prepare, trace, rows + lints over n summaries."""
+    import gc
+
+    from cnnlab.design import summary as S
+
+    found: dict[str, list[float]] = {"copy": [], "trace": [], "rows": []}
+    gc.disable()  # as summary() runs
+    try:
+        for _ in range(n + 1):
+            start = time.perf_counter()
+            tracer = S.Tracer(size[1:], torch.float32)
+            twin = S.copy_module(model, None, tracer.prepare, tracer.originals)
+            copied = time.perf_counter()
+            trace = S._trace(twin, torch.empty((1, *size), device="meta"), tracer, None)
+            traced = time.perf_counter()
+            S._summary(trace, size)
+            done = time.perf_counter()
+            S.clear_caches(), S.clear_judged(), S.dropped_pixels.cache_clear()
+            found["copy"].append(copied - start)
+            found["trace"].append(traced - copied)
+            found["rows"].append(done - traced)
+    finally:
+        gc.enable()
+    ms = {k: statistics.median(v[1:]) * 1e3 for k, v in found.items()}
+    return (f"    stages: copy + prepare {ms['copy']:.2f} ms, trace {ms['trace']:.2f} ms, "
+            f"rows + lints {ms['rows']:.2f} ms")  # fmt: skip
+
+
 def families() -> dict:
     from test_summary_zoo import FAMILIES, make
 
@@ -140,6 +169,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="family names (default: all)")
     parser.add_argument(
         "--floor", action="store_true", help="also time a plain meta forward (no tracer)"
+    )
+    parser.add_argument(
+        "--stages", action="store_true", help="also time copy, trace and rows apart"
     )
     args = parser.parse_args()
     if args.threads:
@@ -184,6 +216,8 @@ def main() -> None:
             + _floor_text(times, ti, args.floor, why),
             flush=True,
         )
+        if args.stages:
+            print(stages(model, size, 4 * args.rounds), flush=True)
     ratio, name = min(worst)
     print(f"minimum ratio of medians: {ratio:.1f}x ({name}); load average (1 min) at the end: "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
