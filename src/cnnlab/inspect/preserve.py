@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 import torch
 from torch import nn
 
+from cnnlab.design.summary.copying import plain_name
 from cnnlab.errors import ExplainError
 
 # The per-module hook tables; a hook added to one of them inside `preserved` is removed after.
@@ -185,12 +186,6 @@ def compiled_names_as(state: dict, names: Iterable[str]) -> dict:
         if name not in state and saved is not None and saved in renamed:
             renamed[name] = renamed.pop(saved)
     return renamed
-
-
-def plain_name(name: str) -> str:
-    """A layer's name without torch.compile's `_orig_mod` segments (`features._orig_mod.0`
-    -> `features.0`), as the model's eager copy (`decompiled`) names it."""
-    return ".".join(part for part in name.split(".") if part != "_orig_mod")
 
 
 def _innermost(module: nn.Module) -> nn.Module:

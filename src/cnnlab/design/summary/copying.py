@@ -90,6 +90,13 @@ def compiled_inner(module: nn.Module, state: dict[str, Any]) -> nn.Module | None
     return None
 
 
+def plain_name(name: str) -> str:
+    """A layer's name without torch.compile's `_orig_mod` segments (`features._orig_mod.0`
+    -> `features.0`), as the model's eager copy (`inspect.decompiled`) names it: the one rule
+    for summary's rows and for the commands that open a run."""
+    return ".".join(part for part in name.split(".") if part != "_orig_mod")
+
+
 def _uncopied(name: str, module: nn.Module) -> str:
     """Why `module` (at `name`) cannot be traced, and what to pass instead."""
     where = f"module {name or '(the model)'!r} ({type(module).__name__})"

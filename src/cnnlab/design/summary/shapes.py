@@ -202,6 +202,12 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
     shape = _shortcut_shape(func, args, kwargs, x)
     if shape is not None:
         return x if func in INPLACE else torch.empty(shape, dtype=x.dtype, device=META)
+    return _made_slow(func, args, kwargs, x)
+
+
+def _made_slow(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor | None:
+    """`made` for the calls whose meta kernels torch writes in Python and which are rarer
+    (milliseconds a call: layer and group norm, softmax, attention, interpolation...)."""
     if func in SOFTMAX and softmax_fits(args, kwargs, x):
         if x.is_contiguous():
             return new_meta(x)

@@ -25,7 +25,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
-from cnnlab.design.summary.copying import compiled_inner, meta
+from cnnlab.design.summary.copying import compiled_inner, meta, plain_name
 from cnnlab.design.summary.facts import (
     DenseFact,
     HeadFact,
@@ -122,10 +122,10 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         norm on its running statistics) and wraps its forward, all in `state`, its attribute
         dict (vars(module)), which skips nn.Module's __setattr__. A copy's modules are
         prepared in the copy's own pass over them. `name`: as model.named_modules() names
-        it; under a compiled child without `_orig_mod` (`inspect.preserve.plain_name`, the
+        it; under a compiled child without `_orig_mod` (`copying.plain_name`, the
         rule the commands that open a run follow)."""
         if "_orig_mod" in name:  # under a torch.compile'd child: named as in the plain model
-            name = _plain_name(name)
+            name = plain_name(name)
         params = trainable = 0  # the module's own
         for p in state["_parameters"].values() if state["_parameters"] else ():
             if p is not None:
@@ -335,11 +335,3 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             for t in out:
                 if isinstance(t, Tensor):
                     retag(t, self._tag(func, args, kwargs, t, tagged, w))
-
-
-def _plain_name(name: str) -> str:
-    """`inspect.preserve.plain_name`, imported on first use (only a model with a compiled
-    child needs it)."""
-    from cnnlab.inspect.preserve import plain_name
-
-    return plain_name(name)
