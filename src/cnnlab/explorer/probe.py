@@ -294,7 +294,7 @@ class Network:
             def hook(m: nn.Module, args: tuple, whole: Any) -> Any:
                 count[name] += 1  # every call counts, as in Network.of
                 call = label(name, count[name])
-                out = output_tensor(whole)  # a tuple's first tensor, as Network.of saw it
+                out = output_tensor(whole)  # as Network.of saw it
                 if out is None or call not in self.maps:
                     return None
                 outputs[call] = out[0]  # (C', H', W')

@@ -25,7 +25,7 @@ class Capture:
     """Forward hooks that record the outputs of named layers during `with Capture(...)`.
 
     outputs[name] is the tensor the layer returned on its last call in the forward pass (of a
-    tuple or list, its first tensor: a Hugging Face layer's `(hidden_states, ...)`).
+    Hugging Face layer's `(hidden_states, ...)`, the first item: see `output_tensor`).
     leaf=True: the output is detached and made a leaf that requires grad, and grad mode is
     switched on from there: the forward up to the layer can then run under `torch.no_grad()`
     (no graph, no saved tensors) and backward stops at the layer. The rest of the forward
@@ -78,7 +78,7 @@ class Capture:
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, whole: Any) -> Any:
-            out = output_tensor(whole)  # a tuple's first tensor, as CallOrder reads it
+            out = output_tensor(whole)  # as CallOrder reads it
             if out is None:
                 return None  # nothing to capture; `tensor()` says so if asked
             if self.transform is not None:

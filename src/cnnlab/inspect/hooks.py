@@ -68,14 +68,20 @@ class Hooks:
 
 def output_tensor(out: Any) -> torch.Tensor | None:
     """The tensor a module's output stands for: the output itself, or the first item of a
-    plain tuple or list (Hugging Face's layers return `(hidden_states,)` or `(hidden_states,
-    attentions)`: PoolFormer's block output is one, the map after both residual sums); else
-    None. Without it the last map a hook saw was a shared `drop_path`'s residual branch."""
+    plain tuple or list when no other item is a tensor of its number of dims; else None.
+    Hugging Face's layers return `(hidden_states,)` or `(hidden_states, attentions)` (tokens
+    3-D, attentions 4-D): PoolFormer's block output is one, the map after both residual sums.
+    Without it the last map a hook saw was a shared `drop_path`'s residual branch. A list of
+    maps (timm's features_only backbone: `[shallow, ..., deep]`, the head reads the last)
+    stands for none of them: its first item is a map the logits may not depend on."""
     if isinstance(out, torch.Tensor):
         return out
-    if type(out) in (tuple, list) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    return None
+    if type(out) not in (tuple, list) or not out or not isinstance(out[0], torch.Tensor):
+        return None
+    first = out[0]
+    if any(isinstance(o, torch.Tensor) and o.ndim == first.ndim for o in out[1:]):
+        return None
+    return first
 
 
 def with_output(out: Any, tensor: torch.Tensor) -> Any:

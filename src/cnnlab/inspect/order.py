@@ -38,7 +38,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
 class CallOrder:
     """`with CallOrder(model, names) as order:` records, in `order.calls`, every call of the
     named modules (None: every submodule; "" is the model itself) as (name, output shape, or
-    None for a non-tensor output; a tuple's first tensor counts, see `output_tensor`), in the
+    None for a non-tensor output; a tuple's first tensor may count, see `output_tensor`), in the
     order the calls finish: children before parents.
     With `layouts` (from `FollowLayouts`), `order.channel_dims` maps the names whose last
     output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
@@ -61,7 +61,7 @@ class CallOrder:
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
-            out = output_tensor(out)  # a tensor, or a tuple's first one (an HF layer's)
+            out = output_tensor(out)  # a tensor, or an HF layer's (hidden_states, ...)
             self.calls.append((name, tuple(out.shape) if out is not None else None))
             if self.layouts is not None and out is not None and out.ndim > 2:
                 self.channel_dims[name] = self.layouts.of(out)
