@@ -8,13 +8,14 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
 
-from cnnlab.explain import feature_maps, gradcam
+from cnnlab.explain import ExplainError, feature_maps, gradcam
 from cnnlab.explorer import create_app
 from cnnlab.inspect import default_layer
 from cnnlab.inspect.hooks import output_tensor
@@ -152,3 +153,11 @@ def test_what_a_tuple_output_stands_for():
     assert output_tensor((deep,)) is deep and output_tensor([deep]) is deep
     assert output_tensor([shallow, deep]) is None and output_tensor((shallow, deep)) is None
     assert output_tensor((deep, None)) is deep and output_tensor((None, deep)) is None
+
+
+def test_asking_for_a_list_of_maps_says_why_it_has_none():
+    """Its maps are its children's: the message names the rule, not 'no tensor first'."""
+    model = ListNet().eval()
+    rule = r"neither a tensor nor a tuple/list whose first item is the only tensor of its rank"
+    with pytest.raises(ExplainError, match=rule):
+        feature_maps(model, torch.randn(2, 1, 12, 12), "backbone")

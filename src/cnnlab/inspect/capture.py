@@ -118,6 +118,7 @@ class Capture:
         if name not in self.outputs:
             raise ExplainError(
                 f"layer {name!r} produced no tensor output in the forward pass (it is not "
-                "called, or returns no tensor first); choose another layer"
+                "called, or its output is neither a tensor nor a tuple/list whose first item "
+                "is the only tensor of its rank); choose another layer"
             )
         return self.outputs[name]
