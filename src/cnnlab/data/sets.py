@@ -68,8 +68,18 @@ def load_dataset(
         return replace(ds, loaded_as=str(Path(name).expanduser().resolve()))
     else:
         raise _not_found(str(name))
-    where = key or str(Path(name).expanduser().resolve())
-    return replace(conform(ds, channels, size), loaded_as=where)
+    return replace(conform(ds, channels, size), loaded_as=_loaded_as(key, name, root, ds))
+
+
+def _loaded_as(key: str | None, name: str | Path, root: str | Path | None, ds: ImageSet) -> str:
+    """What a run records so `load_dataset` finds these images again: the set's name, unless
+    `root` pointed elsewhere; then the directory holding the files (a directory of IDX files
+    loads as Fashion-MNIST). The name alone reopened Debian's copy, scored without an error."""
+    if key is None:
+        return str(Path(name).expanduser().resolve())
+    if key == "fashion-mnist" and root is not None:
+        return str(Path(ds.source).parent.resolve())
+    return key
 
 
 def load_splits(
