@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnlab.cli.tables import column
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -72,12 +74,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text_or_number(text: bool) -> dict:
-    """Column options: names wrap whole instead of being cut ("net.convnext.enco…" was every
-    row of a Hugging Face model at 80 columns), numbers align right."""
-    return {"justify": "left", "overflow": "fold"} if text else {"justify": "right"}
-
-
 def _print_tables(dead, flow, acts, found: list) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -87,7 +83,7 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     console = Console()
     t = Table(title=f"Dead units ({dead.samples} images; dead = never > 0 on any of them)")
     for col in ("layer", "activation", "channels", "dead", "dead %", "sparsity", "flag"):
-        t.add_column(col, **_text_or_number(col in ("layer", "activation", "flag")))
+        t.add_column(col, **column(col in ("layer", "activation", "flag")))
     for l in dead.layers:
         flag = "[red]DEAD[/red]" if l.flagged else ""
         t.add_row(
@@ -114,14 +110,14 @@ def _print_tables(dead, flow, acts, found: list) -> None:
         )
     t = Table(title=title)
     for col in ("layer", "module", "mean |g|", "L2", "max |g|"):
-        t.add_column(col, **_text_or_number(col in ("layer", "module")))
+        t.add_column(col, **column(col in ("layer", "module")))
     for l in flow.layers:
         t.add_row(l.name, l.kind, f"{l.mean_abs:.2e}", f"{l.l2:.2e}", f"{l.max:.2e}")
     console.print(t)
 
     t = Table(title="Activation statistics (saturated: sigmoid within 0.01 of 0/1, tanh of ±1)")
     for col in ("layer", "activation", "mean", "std", "min", "max", "saturated"):
-        t.add_column(col, **_text_or_number(col in ("layer", "activation")))
+        t.add_column(col, **column(col in ("layer", "activation")))
     for l in acts.layers:
         sat = "-" if l.saturated is None else f"{l.saturated:.1%}"
         stats = (f"{l.mean:+.3f}", f"{l.std:.3f}", f"{l.min:.2f}", f"{l.max:.2f}", sat)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlab.cli.tables import column
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
 from cnnlab.errors import CnnlabError, ConfigError, ExplainError
 
@@ -252,10 +253,8 @@ def _probe(args: argparse.Namespace) -> int:
     )
     kinds = dict(run.model.named_modules())
     table = Table(title=f"linear probes on {run.path} ({n_train} train / {n_test} test images)")
-    for col in ("layer", "kind", "test accuracy"):  # names wrap whole, never cut to "net.con…"
-        table.add_column(
-            col, **({"justify": "right"} if col == "test accuracy" else {"overflow": "fold"})
-        )
+    for col in ("layer", "kind", "test accuracy"):
+        table.add_column(col, **column(col != "test accuracy"))
     for name, a in acc.items():
         kind = "raw pixels" if name == "input" else type(kinds[name]).__name__
         table.add_row(name, kind, f"{a:.1%}")
