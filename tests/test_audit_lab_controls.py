@@ -88,3 +88,34 @@ def test_removing_a_background_pixel_changes_it():
         rest = order[row, 3:]
         assert torch.equal(flat[row, rest], before[row, rest])
     assert cut[0, 0, 0, 1] == 90 and cut[1, 0, 3, 3] == 90  # background pixels now grey
+
+
+def test_a_wholly_dead_relu_layer_gives_every_image_the_same_logits():
+    """What `ex_dying.silent` reads from the dead shares alone, on the experiment's own net
+    (three conv blocks, ReLU, no batch norm, GAP head): with the last conv's bias pushed far
+    negative every channel of that ReLU is dead (dead_units: 1.0) and the logits are the head's
+    bias for every image, so the net cannot beat chance. Truth: torch's outputs and the head's
+    bias."""
+    import torch
+
+    from cnnlab.design.build import build
+    from cnnlab.design.spec import load_spec
+    from cnnlab.diagnose import dead_units
+    from cnnlab.lab import ex_dying
+    from cnnlab.lab.models import conv_stack, head, spec
+
+    torch.manual_seed(0)
+    layers = conv_stack((16, 32, 32), act="relu", bn=False) + head("gap")
+    model = build(load_spec(spec("relu", layers))).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        convs[-1].bias.fill_(-1e4)
+    x = torch.randn(64, 1, 28, 28)
+    shares = [layer.dead_share for layer in dead_units(model, x).layers]
+    with torch.no_grad():
+        logits = model(x)
+    assert shares[-1] == 1.0 and shares[0] < 1.0
+    assert torch.allclose(logits, linear.bias.expand_as(logits))
+    run = {"lr": 1.0, "diverged": False, "dead": 0.5, "dead_per_layer": shares, "test": 10.0}
+    assert ex_dying.silent(run) and ex_dying.judged(run)

@@ -68,17 +68,20 @@ def dying():
     return {"seeds": [row], "rates": [0.03, 0.3, 1.0], "epochs": 2}
 
 
-def test_a_run_at_chance_has_no_dead_share_on_the_figure():
-    """ReLU at lr 1 ended at chance (9 %) with 80 % of its channels silent: it diverged, so the
-    dead-share panel leaves it out, and the accuracy panel marks it with a cross."""
+def test_a_run_at_chance_keeps_its_dead_share_and_a_stopped_run_is_crossed():
+    """ReLU at lr 1 ended at chance (9 %) with 80 % of its channels dead and a finite loss: its
+    dead share is measured, so the dead-share panel shows it; Leaky ReLU, stopped by the
+    trainer at 0.3 and 1, has no share there and is crossed on the accuracy panel."""
     m = dying()
-    m["seeds"][0]["relu"][2] = {"lr": 1.0, "diverged": False, "dead": 0.8, "dead_per_layer": [0.8],
-                                "test": ex_dying.CHANCE - 6}  # fmt: skip
+    m["seeds"][0]["relu"][2] = {"lr": 1.0, "diverged": False, "dead": 0.8,
+                                "dead_per_layer": [0.1, 0.9, 1.0], "test": 9.0}  # fmt: skip
     dead, acc = drawn(ex_dying, m).axes[:2]
-    relu = dead.get_lines()[0]
-    assert list(relu.get_xdata()) == [0.03, 0.3] and max(relu.get_ydata()) < 80
+    relu, leaky = dead.get_lines()[:2]
+    assert list(relu.get_xdata()) == [0.03, 0.3, 1.0] and list(relu.get_ydata())[2] == 80
+    assert list(leaky.get_xdata()) == [0.03]
     crosses = [ln for ln in acc.get_lines() if ln.get_marker() == "x"]
-    assert any(list(ln.get_xdata()) == [1.0] and ln.get_color() == "C0" for ln in crosses)
+    assert sorted(float(ln.get_xdata()[0]) for ln in crosses if ln.get_color() == "C1") == [0.3, 1]
+    assert not any(ln.get_color() == "C0" for ln in crosses)  # ReLU was never stopped
 
 
 def nonlinearity(seeds: int):

@@ -99,10 +99,33 @@ def test_the_readme_table_is_the_stored_lab_judged_by_todays_rules(full):
     """README's full-lab table (one row per experiment: verdict and sentence) is what judging
     the stored measurements with the current rules gives, so a rule or sentence changed in
     code cannot leave the README describing another lab."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert_table_is_judged("README.md", full)
+
+
+def test_the_benchmarks_verdict_table_is_the_stored_lab_judged_by_todays_rules(full):
+    """The same for BENCHMARKS.md's lab section: its verdict table, row for row; and no
+    other row of that section names an experiment with another verdict."""
+    section = assert_table_is_judged("BENCHMARKS.md", full, section="## The lab")
+    results = load_results(full)
+    for experiment in experiments():
+        verdict = experiment.judge(results.experiments[experiment.name]["measurements"])
+        for line in section:
+            if line.startswith(f"| `{experiment.name}` |"):
+                assert line.split(" | ")[1] == verdict.outcome, line
+
+
+def assert_table_is_judged(doc: str, full: Path, section: str | None = None) -> list[str]:
+    """Every experiment's row `| `name` | outcome | sentence |` in `doc` (within `section`, a
+    level-2 heading, when given) is the stored measurements judged again; the lines read."""
+    lines = (Path(__file__).parents[1] / doc).read_text(encoding="utf-8").splitlines()
+    if section is not None:
+        start = lines.index(section)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), None)
+        lines = lines[start:end]
     results = load_results(full)
     for experiment in experiments():
         verdict = experiment.judge(results.experiments[experiment.name]["measurements"])
         meaning = verdict.meaning.replace("|", "\\|")
         row = f"| `{experiment.name}` | {verdict.outcome} | {meaning} |"
-        assert row in readme.splitlines(), f"README's row for {experiment.name}: {row}"
+        assert row in lines, f"{doc}'s row for {experiment.name}: {row}"
+    return lines

@@ -7,12 +7,17 @@ sweep of peak learning rates, the share of channels that never fire on 512 train
 after training (cnnlab.diagnose.dead_units; for the leaky family "never positive"), and the
 test accuracy.
 
-A run that diverged has no dead share: once the loss has run away, or the net has fallen
-back to guessing, units are silent because the run broke, whatever the activation, and a
-share of them says nothing about dying. A run counts as diverged if the trainer stopped it
-(loss NaN/inf or 20× its start: `TrainingDiverged`) or it ended at chance (test accuracy below
-CHANCE; a ReLU net whose loss stayed finite can still end there, outputting one class). Its
-numbers stay in the measurements; the rule, the table and the figure call it diverged.
+A run *diverged* when the trainer stopped it (loss NaN/inf or 20× its start:
+`TrainingDiverged`): it has no dead share. A run that ended *at chance* (test accuracy below
+CHANCE) with a finite loss keeps its dead share and is marked "at chance". Whether such a
+ReLU run died or broke is read from a measure that does not look at the accuracy: if one of
+its ReLU layers is wholly silent (every channel dead on the images measured), every layer
+after it sees the same input for every image, so the logits are the same for every image and
+chance is what dead units give: the run died, and its dead share counts. A ReLU run at chance
+with no silent layer is *broken*: it fell to chance for a reason its dead share does not
+show, and the rule sets it aside like a stopped run. The rule is one-sided: the accuracy
+never makes a run count as dead; it can only set aside a run whose dead units do not explain
+it.
 """
 
 from __future__ import annotations
@@ -29,21 +34,46 @@ DEAD = 0.25  # ReLU "dies" when at least this share of its channels never fire .
 MORE = 0.15  # ... and that is at least this much above its share at the lowest rate
 ALIVE = 0.05  # Leaky ReLU "survives" with at most this dead share ...
 TRAINS = 20.0  # ... and a test accuracy of at least this (%), i.e. it did not stop learning
-# A run ending below this test accuracy (%) learned nothing: 10 classes, chance 10 %; 1,000
-# test images put a guesser within 10 ± 1 %. It counts as diverged, like a stopped run.
+# A run ending below this test accuracy (%) learned nothing: 10 classes, chance 10 %. A
+# guesser's accuracy on n test images has sd sqrt(0.1·0.9/n): 1 point on the quick lab's
+# 1,000, 0.55 on the full lab's 3,000; 15 % is 5 sd above chance on the quick lab, 9 on the full.
 CHANCE = 15.0
 
 
 def diverged(run: dict) -> bool:
-    """The rule's divergence: the trainer stopped the run, or it ended at chance."""
-    return run["diverged"] or run["test"] < CHANCE
+    """The trainer stopped the run (loss NaN/inf or blown up): it has no dead share."""
+    return run["diverged"]
 
 
-def shown(run: dict) -> str:
-    """A run's dead share as the table gives it, or why it has none."""
-    if run["diverged"]:
+def at_chance(run: dict) -> bool:
+    """The run trained to the end (finite loss) but its test accuracy is below CHANCE."""
+    return not run["diverged"] and run["test"] < CHANCE
+
+
+def silent(run: dict) -> bool:
+    """One layer's every channel is dead on the images measured: for ReLU, every layer after
+    it gets the same input for every image, so the logits are the same for every image. Read
+    from the dead shares alone, not from the accuracy."""
+    return not run["diverged"] and max(run.get("dead_per_layer") or [0.0]) >= 1.0
+
+
+def judged(run: dict) -> bool:
+    """A ReLU run the rule reads: not stopped, and not at chance unless a silent layer (dead
+    units) explains it; a run at chance with no silent layer is broken, set aside."""
+    return not diverged(run) and (silent(run) or not at_chance(run))
+
+
+def shown(run: dict, relu: bool = False) -> str:
+    """A run's dead share as the table gives it, or why it has none; `relu`: say whether a
+    ReLU run at chance died (a silent layer) or broke (set aside)."""
+    if diverged(run):
         return "diverged"
-    return "diverged (at chance)" if diverged(run) else f"{run['dead']:.0%}"
+    share = f"{run['dead']:.0%}"
+    if not at_chance(run):
+        return share
+    if not relu:
+        return f"{share} (at chance)"
+    return f"{share} (at chance, a layer silent)" if silent(run) else f"{share} (at chance, broken)"
 
 
 def measure(ctx: Context) -> dict:
@@ -85,43 +115,47 @@ def measure(ctx: Context) -> dict:
 
 
 def _at_top(runs: list[dict]) -> dict | None:
-    """The run at the highest rate that did not diverge (see `diverged`)."""
-    alive = [r for r in runs if not diverged(r)]
+    """ReLU's run at the highest rate the rule reads (see `judged`)."""
+    alive = [r for r in runs if judged(r)]
     return alive[-1] if alive else None
 
 
 def _sweep(m: dict) -> dict[str, str]:
-    """Dead share at each rate for every activation (first seed; the rule reads all seeds)."""
-    row = m["seeds"][0]
-    return {
-        f"{name}: dead share by peak rate": ", ".join(f"{r['lr']}: {shown(r)}" for r in row[name])
-        for name in ACTIVATIONS
-    }
+    """Dead share at each rate: ReLU and Leaky ReLU (what the rule reads) on every seed, ELU
+    and GELU (context) on the first seed, each row naming its seed."""
+    out = {}
+    for name in ACTIVATIONS:
+        rows = m["seeds"] if name in ("relu", "leaky_relu") else m["seeds"][:1]
+        for row in rows:
+            shares = ", ".join(f"{r['lr']}: {shown(r, name == 'relu')}" for r in row[name])
+            out[f"{name}, seed {row['seed']}: dead share by peak rate"] = shares
+    return out
 
 
 def judge(m: dict) -> Verdict:
-    """Per seed, at the highest rate where ReLU did not diverge (`diverged`: stopped by the
-    trainer or ended at chance): ReLU *dies* if its dead share is ≥ DEAD and ≥ its share at the
-    lowest rate + MORE (a ReLU that diverged at the lowest rate, or at every rate, does not
-    die); Leaky ReLU *survives* at that rate if it did not diverge, its dead share is ≤ ALIVE
-    and its accuracy ≥ TRAINS % (diverging counts as not surviving). Holds: ReLU dies and
+    """Per seed, at the highest rate where ReLU's run is `judged` (not stopped by the trainer,
+    and not at chance unless a wholly silent layer explains it): ReLU *dies* if its dead share
+    is ≥ DEAD and ≥ its share at the lowest rate + MORE (a ReLU not judged at the lowest rate,
+    or at any rate, does not die); Leaky ReLU *survives* at that rate if the trainer did not
+    stop it, its dead share is ≤ ALIVE and its accuracy ≥ TRAINS % (stopped: it does not
+    survive). Holds: ReLU dies and
     Leaky survives on every seed. Partly: ReLU dies on every seed, Leaky does not survive on
     every seed. Does not hold: ReLU dies on no seed. Otherwise inconclusive."""
     dies, survives, numbers = [], [], {}
     for row in m["seeds"]:
         top, low = _at_top(row["relu"]), row["relu"][0]
-        died = top is not None and not diverged(low)
+        died = top is not None and judged(low)
         died = died and top["dead"] >= DEAD and top["dead"] >= low["dead"] + MORE
         dies.append(died)
         leaky = _leaky_at(row, top)
         ok = leaky is not None and not diverged(leaky)
         survives.append(ok and leaky["dead"] <= ALIVE and leaky["test"] >= TRAINS)
         if top is None:
-            numbers[f"seed {row['seed']}"] = "ReLU diverged at every rate"
+            numbers[f"seed {row['seed']}"] = "ReLU diverged or broke at every rate"
             continue
         key = f"seed {row['seed']}: ReLU dead at lr {low['lr']} / {top['lr']}; Leaky at {top['lr']}"
         leaky_said = f"{leaky['dead']:.0%} dead, {leaky['test']:.0f} %" if ok else "diverged"
-        numbers[key] = f"{shown(low)} / {top['dead']:.0%}; {leaky_said}"
+        numbers[key] = f"{shown(low, True)} / {shown(top, True)}; {leaky_said}"
     numbers.update(_sweep(m))
     numbers["seeds"] = len(m["seeds"])
     said = _said(m["seeds"], dies, survives)
@@ -175,17 +209,24 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
     tops = [(r, _at_top(r["relu"])) for r in rows]
     tops = [(r, top) for r, top in tops if top is not None]
     if not tops:
-        return f"ReLU diverged at every rate on each of {seed_count(n)}"
-    lows = [r["relu"][0] for r, _ in tops if not diverged(r["relu"][0])]
+        return f"ReLU diverged or broke at every rate on each of {seed_count(n)}"
+    lows = [r["relu"][0] for r, _ in tops if judged(r["relu"][0])]
     above = sum(any(x["lr"] > top["lr"] for x in r["relu"]) for r, top in tops)
     leaky = [_leaky_at(r, top) or {"diverged": True} for r, top in tops]
     alive = [x for x in leaky if not diverged(x)]
+    chance = sum(at_chance(t) for _, t in tops)
     said = (
-        "At the highest rate where ReLU did not diverge (lr "
-        f"{_span([t['lr'] for _, t in tops], '{:g}')}; it diverged above it on {above} of "
+        "At the highest rate where ReLU's run counts (lr "
+        f"{_span([t['lr'] for _, t in tops], '{:g}')}; stopped or broken above it on {above} of "
         f"{seed_count(n)}), {_span([t['dead'] for _, t in tops], '{:.0%}')} of its channels "
-        f"were dead (test accuracy {_span([t['test'] for _, t in tops], '{:.0f}')} %)"
+        f"were dead (test accuracy {_span([t['test'] for _, t in tops], '{:.0f}')} %"
     )
+    if chance:
+        said += (
+            f"; at chance with a wholly silent layer, the same logits for every image, on "
+            f"{chance} of {seed_count(n)}"
+        )
+    said += ")"
     if lows:
         said += f", against {_span([x['dead'] for x in lows], '{:.0%}')} at lr {lows[0]['lr']:g}"
     said += (
@@ -207,19 +248,20 @@ def figure(m: dict):
     fig, (dead, acc) = figure_axes(2, height=3.2)
     for k, name in enumerate(ACTIVATIONS):
         for n, row in enumerate(m["seeds"]):
-            runs = [r for r in row[name] if not diverged(r)]  # a diverged run has no share
+            runs = [r for r in row[name] if not diverged(r)]  # a stopped run has no share
             label = name if n == 0 else None
             lrs = [r["lr"] for r in runs]
             dead.plot(lrs, [100 * r["dead"] for r in runs], "o-", color=f"C{k}", ms=3, label=label)
             acc.plot(lrs, [r["test"] for r in runs], "o-", color=f"C{k}", ms=3, label=label)
             for r in row[name]:
-                if diverged(r):  # stopped: drawn at chance; at chance: where it ended
-                    acc.plot(r["lr"], 10 if r["diverged"] else r["test"], "x", color=f"C{k}", ms=8)
+                if diverged(r):  # stopped by the trainer: drawn at chance
+                    acc.plot(r["lr"], 10, "x", color=f"C{k}", ms=8)
+    acc.axhline(CHANCE, color="0.6", lw=0.8, ls="--")  # below it: "at chance"
     for ax in (dead, acc):
         ax.set_xscale("log")
         ax.set_xticks(m["rates"], [f"{lr:g}" for lr in m["rates"]])  # the rates swept, as typed
         ax.xaxis.set_minor_formatter(NullFormatter())  # within a decade: "3×10⁻²4×10⁻²"
-        ax.set_xlabel("peak learning rate (×: diverged)")
+        ax.set_xlabel("peak learning rate (×: stopped, diverged)")
     dead.set_ylabel("channels that never fire (%)")
     acc.set_ylabel("test accuracy (%)")
     dead.legend(fontsize=8)
@@ -236,13 +278,16 @@ EXPERIMENT = Experiment(
     "head, no batch norm, PyTorch's default initialisation, with ReLU, Leaky ReLU (0.01), ELU "
     "and GELU, each trained at a sweep of peak learning rates (SGD with Nesterov momentum). "
     "Dead share: channels never positive on 512 training images (cnnlab.diagnose.dead_units).",
-    rule=f"A run diverged if the trainer stopped it (loss NaN or 20× its start) or it ended at "
-    f"chance (test accuracy below {CHANCE:.0f} %); a diverged run has no dead share. At the "
-    f"highest rate where ReLU did not diverge, per seed: ReLU dies if at least {DEAD:.0%} of "
-    f"its channels never fire and {MORE:.0%} more than at the lowest rate (diverged at the "
-    f"lowest rate or at every rate: it does not die); Leaky ReLU survives if it did not "
-    f"diverge at that rate, at most {ALIVE:.0%} of its channels are dead and it reaches "
-    f"{TRAINS:.0f} % test accuracy (diverged: it does not survive). Holds if ReLU dies and "
+    rule=f"A run diverged if the trainer stopped it (loss NaN or 20× its start): it has no dead "
+    f"share. A run that ended at chance (test accuracy below {CHANCE:.0f} %) with a finite loss "
+    "keeps its dead share, marked 'at chance'; a ReLU run there died if one of its layers is "
+    "wholly silent (every channel dead: the logits are the same for every image) and counts, "
+    "and broke if none is, and is set aside (the accuracy never makes a run count as dead). "
+    f"At the highest rate where ReLU's run counts, per seed: ReLU dies if at least {DEAD:.0%} "
+    f"of its channels never fire and {MORE:.0%} more than at the lowest rate (not counted at "
+    f"the lowest rate or at any rate: it does not die); Leaky ReLU survives if the trainer did "
+    f"not stop it at that rate, at most {ALIVE:.0%} of its channels are dead and it reaches "
+    f"{TRAINS:.0f} % test accuracy (stopped: it does not survive). Holds if ReLU dies and "
     "Leaky survives on every seed; partly if only ReLU's death holds on every seed; does not "
     "hold if ReLU dies on no seed; otherwise inconclusive.",
     judge=judge,

@@ -1,4 +1,4 @@
-"""What an experiment of the lab is: a claim, a rule fixed before the run, a measurement, a verdict.
+"""What an experiment of the lab is: a claim, a rule in code, a measurement, a verdict.
 
 An experiment module (`ex_<name>.py`) ends with one `EXPERIMENT = Experiment(...)`:
 
@@ -21,9 +21,10 @@ dict of plain numbers, lists and strings; by convention `{"seeds": [{...per seed
 where noise matters. Sizes depend on `ctx.quick` (about 10 s per experiment on 2 cores) via
 `ctx.pick(quick, full)`. It reports progress with `ctx.progress(done, total, text)`.
 
-`judge(measurements)` is decided before anything runs: a pure function of the
-measurements that returns a `Verdict` with one of `OUTCOMES`, the numbers that decided it,
-and one sentence on what it means. A rule on a mean says the spread it tolerates
+`judge(measurements)` is fixed in code before a run: a pure function of the measurements
+(so a rule revised after a run can judge the stored measurements again) that returns a
+`Verdict` with one of `OUTCOMES`, the numbers that decided it, and one sentence on what it
+means. A rule on a mean says the spread it tolerates
 (`mean_spread`), and a rule that cannot decide (too few seeds, a spread wider than the effect)
 says "inconclusive" rather than guess.
 
