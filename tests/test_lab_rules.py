@@ -1,7 +1,8 @@
 """Every experiment's verdict rule on made-up measurements: each must be able to say "holds",
 "does not hold" and "inconclusive" (and "partly" where the rule has it), from the numbers
-alone, exactly as its `rule` sentence says. The truth here is the rule's own threshold,
-read from the module, so a changed threshold moves the test with it."""
+alone, exactly as its `rule` sentence says. The outcomes follow from the rule's thresholds,
+read from the module; where a rule computes something (a margin, a halving, a cut), the truth
+is computed by hand in the test."""
 
 from __future__ import annotations
 
