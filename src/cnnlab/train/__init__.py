@@ -1,6 +1,7 @@
 """Training: one config, one loop, one run directory.
 
-config (TrainConfig, a reason per knob; schedule, optimizer, precision), loop (`train`),
+config (TrainConfig, a reason per knob; schedule, optimizer, precision), fp32_layers (the
+layers that stay fp32 within bf16 on the CPU), loop (`train`),
 state (the loop's named state), inputs (the model and data of a run, checked), measure (each
 epoch's metrics row, the final test accuracy), norm_stats (BatchNorm statistics recomputed
 for the evaluated weights), guard (divergence, Ctrl-C/SIGTERM), checkpoint (atomic

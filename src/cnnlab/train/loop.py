@@ -8,7 +8,8 @@ What an epoch and the run measure (metrics rows, validation, the final test) is 
 
 What makes it fast on a CPU (each trick is named where it is used):
 - the whole split lives in one normalized tensor and is augmented a batch at a time (Loader);
-- bf16 autocast where the CPU has bf16 instructions (AVX512-BF16 / AMX), NHWC (channels_last);
+- bf16 autocast where the CPU has bf16 instructions (AVX512-BF16 / AMX), NHWC (channels_last),
+  with the layers whose bf16 kernels are slower kept in fp32 (fp32_layers.py);
 - a short triangular one-cycle schedule with Nesterov SGD, label smoothing, weight EMA and
   flip test-time augmentation, which buy accuracy per epoch rather than speed per step.
 
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 
 from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_val_split
 from cnnlab.errors import ConfigError, RunError
-from cnnlab.train import checkpoint, distributed, guard, measure
+from cnnlab.train import checkpoint, distributed, fp32_layers, guard, measure
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
 from cnnlab.train.inputs import (
     check_fit,
@@ -44,7 +45,7 @@ from cnnlab.train.inputs import (
     resume_inputs,
 )
 from cnnlab.train.resume import restore, session
-from cnnlab.train.rundir import RunDir
+from cnnlab.train.rundir import RunDir, read_config
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
 
@@ -190,6 +191,7 @@ def _run_config(choice, config: TrainConfig, splits: Splits, parts: Parts) -> di
         "std": list(splits.std),
         "input_shape": list(splits.train.shape),
         "precision_used": "bf16" if parts.amp else "fp32",
+        "fp32_layers": list(parts.fp32_layers),  # computed in fp32 under bf16 autocast
         "world_size": parts.dist.world_size,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -220,6 +222,9 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
         world_size=dist.world_size,
     )
     val = splits.val
+    amp = autocast_dtype(config, device)
+    kept = _kept_fp32(model, amp, device, request)
+    fp32_layers.keep_fp32(model, kept)  # before the EMA's copy and DDP's wrapper
     net = distributed.wrap(model, dist)
     if config.compile:
         net = torch.compile(net)
@@ -233,12 +238,24 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
         optimizer=make_optimizer(model, config),
         loader=loader,
         val=(normalized(val), val.labels.to(device)) if val is not None else None,
-        amp=autocast_dtype(config, device),
+        amp=amp,
+        fp32_layers=tuple(kept),
         steps_per_epoch=distributed.all_reduce_min(len(loader), dist),
         classes=len(splits.classes),  # the divergence rule's ln k
         out=request.out,
         checkpoint_seconds=request.checkpoint_seconds,
     )
+
+
+def _kept_fp32(model, amp, device: torch.device, request: Request) -> list[str]:
+    """Layers computed in fp32 under bf16 autocast on the CPU (fp32_layers.py): a new run
+    picks them from the model; a resume takes config.json's, so the arithmetic stays the
+    run's (none for a run recorded before the rule). Every rank decides alike."""
+    if amp is None or device.type != "cpu":
+        return []
+    if request.resume:
+        return list(read_config(request.out).get("fp32_layers", []))
+    return fp32_layers.fp32_layers(model)
 
 
 # --- the loop ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from torch import nn
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, RunError
 from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
-from cnnlab.train import checkpoint
+from cnnlab.train import checkpoint, fp32_layers
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
     CONFIG,
@@ -161,10 +161,26 @@ def load_run(
         raise RunError(f"{weights} does not match {what}: {differ}")
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
+    _keep_fp32(model, config, path)
     _check_outputs(model, config, path, source)  # before the hashes: the more precise message
     _check_hashes(path, weights, config)
     spec = source.spec if source is not None and source.kind == "spec" else None
     return Run(path, spec, model, config, source)
+
+
+def _keep_fp32(model: nn.Module, config: dict[str, Any], path: Path) -> None:
+    """The layers a bf16 run computed in fp32 (config.json's `fp32_layers`) do so again,
+    so evaluation and prediction compute as training's evaluation did."""
+    if config.get("precision_used") != "bf16":
+        return
+    names = config.get("fp32_layers", [])
+    missing = sorted(set(names) - {name for name, _ in model.named_modules()})
+    if missing:
+        raise RunError(
+            f"{path / CONFIG}: fp32_layers names layers the model lacks: "
+            f"{', '.join(missing)}; the model's code changed since the run"
+        )
+    fp32_layers.keep_fp32(model, names)
 
 
 def _weights_file(path: Path) -> Path:

@@ -134,6 +134,7 @@ class Parts:
     loader: Loader
     val: tuple[torch.Tensor, torch.Tensor] | None  # normalized images, labels
     amp: torch.dtype | None
+    fp32_layers: tuple[str, ...]  # layers computed in fp32 under bf16 autocast
     steps_per_epoch: int
     classes: int
     out: Path | None
