@@ -56,10 +56,10 @@ def test_the_ema_copy_is_evaluated_with_its_current_weights():
     ema = EMA(model, decay=0.5)
     x = torch.randn(3, 1, 6, 6)
     with torch.no_grad():
-        ema.model(x)  # a validation: the cache holds the zero table's bias
+        ema.evaluated(x)  # a validation: the cache holds the zero table's bias
         model.table.add_(1.0)
         ema.update(model, t=100)
-        got = ema.model(x)
+        got = ema.evaluated(x)
     assert not ema.model.training
     torch.testing.assert_close(got, truth(ema.model, x))
 
@@ -82,3 +82,16 @@ def test_a_run_reports_and_reopens_the_accuracy_of_its_weights(tmp_path):
     torch.testing.assert_close(opened, truth(run.model, x))
     accuracy = (truth(run.model, x).argmax(1) == y).float().mean().item()
     assert abs(result["test_acc"] - accuracy) < 1e-6
+
+
+def test_a_train_override_that_returns_nothing_is_still_reloaded():
+    """nn.Module.train returns self, but an override may forget to: reloaded must not chain."""
+    from cnnlab.inspect import reloaded
+
+    class Forgetful(CachedBias):
+        def train(self, mode: bool = True):
+            super().train(mode)
+
+    model = Forgetful()
+    assert reloaded(model) is model
+    assert not model.training and model.cache == {}

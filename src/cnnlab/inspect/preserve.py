@@ -92,7 +92,9 @@ def reloaded(model: nn.Module) -> nn.Module:
     `attention_bias_cache` at their first eval-mode forward and clear it only in `.train()`;
     an EMA copy kept in eval mode evaluated every later epoch with its first validation's
     attention biases. Parameters and buffers are untouched."""
-    return model.train().eval()
+    model.train()  # not chained: a user's train() override may forget `return self`
+    model.eval()
+    return model
 
 
 def unwrap(model: nn.Module) -> nn.Module:

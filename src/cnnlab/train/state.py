@@ -45,9 +45,13 @@ class EMA:
         ema = list(self.model.parameters())
         torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - d)
         self.copy_buffers(model)
-        # new weights in place: drop what modules cached from the old ones in eval mode
-        # (LeViT's attention biases; ~0.1 ms a step for LeViT's 200 modules)
-        reloaded(self.model)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The averaged model, ready to evaluate: its weights changed in place at every
+        update, so what its modules cached from older ones in eval mode (LeViT's attention
+        biases) is dropped here, read a few times an epoch, rather than at every update."""
+        return reloaded(self.model)
 
     @torch.no_grad()
     def copy_buffers(self, model: nn.Module) -> None:
@@ -148,7 +152,7 @@ class Parts:
     @property
     def evaluated(self) -> nn.Module:
         """The weights that are evaluated and saved: the EMA's when EMA is on."""
-        return self.ema.model if self.ema is not None else self.model
+        return self.ema.evaluated if self.ema is not None else self.model
 
     @torch.no_grad()
     def handed_back(self) -> nn.Module:
