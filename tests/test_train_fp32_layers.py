@@ -89,9 +89,21 @@ def test_keep_fp32_survives_a_deep_copy_and_leaves_the_state_dict():
     keep_fp32(model, ["2"])
     twin = copy.deepcopy(model)  # the EMA's copy
     assert list(model.state_dict()) == keys
-    assert twin[2].forward.__self__ is twin[2]  # the copy's layer, not the original's
+    assert twin[2].forward.module is twin[2]  # the copy's layer, not the original's
     with pytest.raises(KeyError):
         keep_fp32(model, ["9"])
+
+
+def test_a_model_with_kept_layers_still_pickles(tmp_path):
+    """torch.save(model) after training: a bound function as forward did not unpickle."""
+    model = cnnlab.build(DW)
+    keep_fp32(model, ["2"])
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    assert loaded[2].forward.module is loaded[2]
+    assert _kept(loaded) == ["2"]
+    x = torch.randn(2, *DW["input"])
+    torch.testing.assert_close(loaded(x), model(x))
 
 
 def _kept(model: nn.Module) -> list[str]:

@@ -18,7 +18,6 @@ before. The parameters and state_dict are untouched; a deep copy (the EMA) keeps
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterable
 
 import torch
@@ -39,16 +38,24 @@ def fp32_layers(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if slow_in_bf16(m)]
 
 
-def _fp32_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The layer's forward in its weight's dtype with autocast off; (B, C, H, W) in and out,
-    the output in x's dtype."""
-    # in x's layout even when x is a channel slice of an NHWC tensor (GhostNet's), which
-    # `.to`'s preserve_format would copy to NCHW: 68 ms instead of ~10 at 128×672×16²
-    nhwc = x.dim() == 4 and x.stride(1) < x.stride(3)
-    layout = torch.channels_last if nhwc else torch.contiguous_format
-    with torch.autocast(x.device.type, enabled=False):
-        y = type(self).forward(self, x.to(self.weight.dtype, memory_format=layout))
-    return y.to(x.dtype)
+class _Fp32Forward:
+    """A layer's forward in its weight's dtype with autocast off; (B, C, H, W) in and out,
+    the output in x's dtype. An object rather than a bound function, so that a model trained
+    with it still pickles (torch.save(model): pickle finds no `_fp32_forward` attribute to
+    rebind a bound method to)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # in x's layout even when x is a channel slice of an NHWC tensor (GhostNet's), which
+        # `.to`'s preserve_format would copy to NCHW: 68 ms instead of ~10 at 128×672×16²
+        nhwc = x.dim() == 4 and x.stride(1) < x.stride(3)
+        layout = torch.channels_last if nhwc else torch.contiguous_format
+        layer = self.module
+        with torch.autocast(x.device.type, enabled=False):
+            y = type(layer).forward(layer, x.to(layer.weight.dtype, memory_format=layout))
+        return y.to(x.dtype)
 
 
 def keep_fp32(model: nn.Module, names: Iterable[str]) -> None:
@@ -59,4 +66,4 @@ def keep_fp32(model: nn.Module, names: Iterable[str]) -> None:
     modules = dict(model.named_modules())
     for name in names:
         module = modules[name]
-        module.forward = types.MethodType(_fp32_forward, module)
+        module.forward = _Fp32Forward(module)
