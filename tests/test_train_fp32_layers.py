@@ -116,8 +116,13 @@ def test_bf16_run_records_its_fp32_layers_and_reloads_them(tmp_path):
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["precision_used"] == "bf16" and config["fp32_layers"] == ["2"]
     assert _kept(result["model"]) == ["2"]
+    assert [n for n in result["notes"] if "fp32" in n] == [
+        "1 depthwise conv (2) computed in fp32 within bf16: their bf16 kernels are slower on "
+        "this CPU (config.json: fp32_layers)"
+    ]
     assert _kept(load_run(tmp_path / "run").model) == ["2"]
-    train(DW, "digits", tmp_path / "fp32", TrainConfig(**{**BF16, "precision": "fp32"}))
+    plain = train(DW, "digits", tmp_path / "fp32", TrainConfig(**{**BF16, "precision": "fp32"}))
+    assert not [n for n in plain["notes"] if "fp32" in n]
     assert json.loads((tmp_path / "fp32/config.json").read_text())["fp32_layers"] == []
     assert _kept(load_run(tmp_path / "fp32").model) == []
 

@@ -82,7 +82,8 @@ def train(
     main rank as `on_epoch(row, epochs)` after each epoch with the metrics.jsonl row.
     checkpoint_seconds: also checkpoint within an epoch once this long has passed.
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
-    "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume changed],
+    "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume or the flip
+    rule changed, which layers ran in fp32 within bf16],
     "model": the trained nn.Module, the one passed in (EMA weights when EMA is on, eval mode)}.
     Raises TrainingDiverged on a NaN/inf or runaway loss, TrainingInterrupted (a
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
@@ -158,7 +159,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     _run_epochs(parts, position, request)
     result = measure.finish(parts, position.rows, splits)
     result.update(splits.notes)
-    result["notes"] = resumed + notes
+    result["notes"] = resumed + notes + _fp32_note(parts.fp32_layers)
     result["model"] = parts.handed_back()
     return result
 
@@ -245,6 +246,17 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
         out=request.out,
         checkpoint_seconds=request.checkpoint_seconds,
     )
+
+
+def _fp32_note(kept: tuple[str, ...]) -> list[str]:
+    """What the run computed in fp32 within bf16, and why (one note, or none)."""
+    if not kept:
+        return []
+    shown = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
+    return [
+        f"{len(kept)} depthwise conv{'s' if len(kept) > 1 else ''} ({shown}) computed in fp32 "
+        "within bf16: their bf16 kernels are slower on this CPU (config.json: fp32_layers)"
+    ]
 
 
 def _kept_fp32(model, amp, device: torch.device, request: Request) -> list[str]:
