@@ -153,6 +153,7 @@ def test_what_a_tuple_output_stands_for():
     assert output_tensor((deep,)) is deep and output_tensor([deep]) is deep
     assert output_tensor([shallow, deep]) is None and output_tensor((shallow, deep)) is None
     assert output_tensor((deep, None)) is deep and output_tensor((None, deep)) is None
+    assert output_tensor((tokens, tokens, (2, 2))) is tokens  # one tensor twice (FocalNet)
 
 
 def test_asking_for_a_list_of_maps_says_why_it_has_none():

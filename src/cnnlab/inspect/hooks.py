@@ -73,13 +73,17 @@ def output_tensor(out: Any) -> torch.Tensor | None:
     3-D, attentions 4-D): PoolFormer's block output is one, the map after both residual sums.
     Without it the last map a hook saw was a shared `drop_path`'s residual branch. A list of
     maps (timm's features_only backbone: `[shallow, ..., deep]`, the head reads the last)
-    stands for none of them: its first item is a map the logits may not depend on."""
+    stands for none of them: its first item is a map the logits may not depend on. The same
+    tensor twice is one (Hugging Face FocalNet's last stage returns its hidden states twice);
+    its other stages return maps before and after downsampling and are read by their children."""
     if isinstance(out, torch.Tensor):
         return out
     if type(out) not in (tuple, list) or not out or not isinstance(out[0], torch.Tensor):
         return None
     first = out[0]
-    if any(isinstance(o, torch.Tensor) and o.ndim == first.ndim for o in out[1:]):
+    if any(
+        isinstance(o, torch.Tensor) and o.ndim == first.ndim and o is not first for o in out[1:]
+    ):
         return None
     return first
 
