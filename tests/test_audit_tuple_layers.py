@@ -18,7 +18,7 @@ from torch import nn
 from cnnlab.explain import ExplainError, feature_maps, gradcam
 from cnnlab.explorer import create_app
 from cnnlab.inspect import default_layer
-from cnnlab.inspect.hooks import output_tensor
+from cnnlab.inspect.hooks import output_tensor, with_output
 from cnnlab.train.rundir import Run
 
 
@@ -154,6 +154,9 @@ def test_what_a_tuple_output_stands_for():
     assert output_tensor([shallow, deep]) is None and output_tensor((shallow, deep)) is None
     assert output_tensor((deep, None)) is deep and output_tensor((None, deep)) is None
     assert output_tensor((tokens, tokens, (2, 2))) is tokens  # one tensor twice (FocalNet)
+    clone = tokens.clone()
+    replaced = with_output((tokens, tokens, (2, 2)), clone)  # what a hook hands on: both
+    assert replaced[0] is clone and replaced[1] is clone and replaced[2] == (2, 2)
 
 
 def test_asking_for_a_list_of_maps_says_why_it_has_none():

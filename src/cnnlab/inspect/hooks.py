@@ -93,4 +93,5 @@ def with_output(out: Any, tensor: torch.Tensor) -> Any:
     hook returns to hand the rest of the forward a clone)."""
     if isinstance(out, torch.Tensor):
         return tensor
-    return type(out)([tensor, *out[1:]])
+    first = out[0]
+    return type(out)([tensor, *(tensor if o is first else o for o in out[1:])])  # each copy
