@@ -16,7 +16,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab.train import TrainConfig, TrainingInterrupted, load_run, train
-from cnnlab.train.fp32_layers import fp32_layers, keep_fp32, slow_in_bf16
+from cnnlab.train.fp32_layers import fp32_layers, keep_fp32, restore, slow_in_bf16
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,15 +107,17 @@ def test_a_model_with_kept_layers_still_pickles(tmp_path):
 
 
 def _kept(model: nn.Module) -> list[str]:
-    """Names of the layers whose forward keep_fp32 replaced."""
-    return [name for name, m in model.named_modules() if "forward" in vars(m)]
+    """Names of the layers whose forward keep_fp32 replaced (a compile wrapper's own
+    instance forward is not one)."""
+    kind = fp32_layers_module._Fp32Forward
+    return [name for name, m in model.named_modules() if isinstance(vars(m).get("forward"), kind)]
 
 
 def test_bf16_run_records_its_fp32_layers_and_reloads_them(tmp_path):
     result = train(DW, "digits", tmp_path / "run", TrainConfig(**BF16))
     config = json.loads((tmp_path / "run/config.json").read_text())
     assert config["precision_used"] == "bf16" and config["fp32_layers"] == ["2"]
-    assert _kept(result["model"]) == ["2"]
+    assert _kept(result["model"]) == []  # handed back as the caller's own module
     assert [n for n in result["notes"] if "fp32" in n] == [
         "1 depthwise conv (2) computed in fp32 within bf16: their bf16 kernels are slower on "
         "this CPU (config.json: fp32_layers)"
@@ -152,5 +154,109 @@ def test_resume_keeps_the_recorded_fp32_layers(tmp_path, monkeypatch):
             train(DW, "digits", out, TrainConfig(**BF16))
         monkeypatch.undo()
         assert json.loads((out / "config.json").read_text())["fp32_layers"] == recorded
+        kept_during = []
+
+        def spying(model, names, kept_during=kept_during):
+            keep_fp32(model, names)
+            kept_during.append(_kept(model))
+
+        monkeypatch.setattr(fp32_layers_module, "keep_fp32", spying)
         result = train(None, None, out, resume=True)
-        assert _kept(result["model"]) == recorded
+        monkeypatch.undo()
+        assert kept_during == [recorded]  # the resumed session computed them in fp32
+        assert _kept(result["model"]) == []
+
+
+COMPILED_CHILD = """
+import torch
+from torch import nn
+
+
+def make():
+    block = nn.Sequential(nn.Conv2d(8, 8, 3, 2, 1, groups=8), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        torch.compile(block, backend="eager"),  # dynamo without inductor's compile time
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    )
+"""
+
+
+def test_a_run_with_a_compiled_child_records_plain_names_and_opens(tmp_path):
+    """The trained model names the layer `1._orig_mod.0`; load_run rebuilds it eager
+    (`1.0`): config.json records the plain name, and load_run keeps that layer in fp32."""
+    from cnnlab.train.source import parse_model_ref
+
+    (tmp_path / "f.py").write_text(COMPILED_CHILD)
+    source = parse_model_ref(f"{tmp_path / 'f.py'}:make")
+    config = TrainConfig(**{**BF16, "epochs": 1})
+    train(source, "digits", tmp_path / "run", config)
+    assert json.loads((tmp_path / "run/config.json").read_text())["fp32_layers"] == ["1.0"]
+    assert _kept(load_run(tmp_path / "run").model) == ["1.0"]
+
+
+def test_names_resolve_with_or_without_orig_mod():
+    """A run recorded before plain names (`1._orig_mod.0`) opens on the eager rebuild, and
+    a plain name finds the layer inside a compiled child."""
+    eager = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Sequential(nn.Conv2d(8, 8, 3, 2, groups=8)))
+    keep_fp32(eager, ["1._orig_mod.0"])
+    assert _kept(eager) == ["1.0"]
+    compiled = nn.Sequential(nn.Conv2d(1, 8, 3), torch.compile(nn.Sequential(eager[1][0])))
+    assert fp32_layers(compiled) == ["1.0"]
+    restore(compiled)
+    keep_fp32(compiled, ["1.0"])
+    assert _kept(compiled) == ["1._orig_mod.0"]
+
+
+class MaskedConv(nn.Conv2d):
+    def forward(self, x, mask=None):
+        return super().forward(x) if mask is None else super().forward(x) * mask
+
+
+def test_a_kept_layer_passes_further_arguments_on():
+    torch.manual_seed(0)
+    conv = MaskedConv(8, 8, 5, 2, 2, groups=8)
+    x, mask = torch.randn(2, 8, 8, 8), torch.zeros(1, 8, 1, 1)
+    keep_fp32(conv, [""])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(conv(x, mask=mask), torch.zeros(2, 8, 4, 4))
+        assert torch.equal(conv(x, mask), torch.zeros(2, 8, 4, 4))
+
+
+def test_a_forward_the_user_set_is_left_alone():
+    model = cnnlab.build(DW)
+
+    def own(x):
+        return x[:, :, ::2, ::2]
+
+    model[2].forward = own
+    assert fp32_layers(model) == []
+    keep_fp32(model, ["2"])  # a recorded name: the user's forward still stands
+    restore(model)
+    assert vars(model[2])["forward"] is own
+
+
+def test_train_hands_the_module_back_as_it_was(tmp_path):
+    """After a bf16 run the caller's module has no instance forward, scripts, and computes
+    as load_run's model does outside autocast (both fp32 there); restore makes load_run's
+    model scriptable as well, and a later fp32 run of it records and keeps none."""
+    torch.manual_seed(0)
+    model = cnnlab.build(DW)
+    trained = train(model, "digits", tmp_path / "run", TrainConfig(**BF16))["model"]
+    assert trained is model and all("forward" not in vars(m) for m in model.modules())
+    x = torch.randn(4, *DW["input"])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.script(model)(x), model(x), rtol=0, atol=0)
+        opened = load_run(tmp_path / "run", model=cnnlab.build(DW)).model
+        assert _kept(opened) == ["2"]
+        # the trained module is channels-last, the opened one not: float32 rounding apart
+        torch.testing.assert_close(opened(x), model(x))
+        restore(opened)
+        torch.testing.assert_close(torch.jit.script(opened)(x), model(x))
+    keep_fp32(opened, ["2"])  # as load_run hands it over
+    fp32 = TrainConfig(**{**BF16, "precision": "fp32", "epochs": 1})
+    again = train(opened, "digits", tmp_path / "fp32", fp32)["model"]
+    assert json.loads((tmp_path / "fp32/config.json").read_text())["fp32_layers"] == []
+    assert _kept(again) == []

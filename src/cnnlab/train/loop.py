@@ -129,7 +129,7 @@ def _open_run(request: Request, dist) -> RunDir | None:
 
 
 def _train(request: Request, run: RunDir | None, dist) -> dict:
-    """Inputs, data, parts; a new run's files or a resumed run's state; epochs; the end."""
+    """Inputs, data, parts, then the training (`_trained`)."""
     if request.resume:
         choice, data, config = resume_inputs(
             request.out, request.model_or_spec, request.data, request.config
@@ -148,10 +148,19 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
     parts = _parts(choice.model, splits, config, run, dist, request)
+    try:
+        return _trained(parts, splits, request, run, choice, notes)
+    except BaseException:
+        fp32_layers.restore(parts.model)  # the caller's module as it was, even on failure
+        raise
+
+
+def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes) -> dict:
+    """A new run's files or a resumed run's state; epochs; the end."""
     position, resumed = Position(), []
     if run is not None and not request.resume:
         run.clear()  # every check passed: only now does --force remove the old run
-        run.start(choice.spec_text, _run_config(choice, config, splits, parts))
+        run.start(choice.spec_text, _run_config(choice, parts.config, splits, parts))
     if request.resume:
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
@@ -225,6 +234,7 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
     val = splits.val
     amp = autocast_dtype(config, device)
     kept = _kept_fp32(model, amp, device, request)
+    fp32_layers.restore(model)  # a load_run model's fp32 layers: only `kept` is recorded
     fp32_layers.keep_fp32(model, kept)  # before the EMA's copy and DDP's wrapper
     net = distributed.wrap(model, dist)
     if config.compile:

@@ -24,6 +24,7 @@ from torch import nn
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, RunError
 from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
+from cnnlab.inspect.preserve import plain_name
 from cnnlab.train import checkpoint, fp32_layers
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
@@ -170,11 +171,13 @@ def load_run(
 
 def _keep_fp32(model: nn.Module, config: dict[str, Any], path: Path) -> None:
     """The layers a bf16 run computed in fp32 (config.json's `fp32_layers`) do so again,
-    so evaluation and prediction compute as training's evaluation did."""
+    so evaluation and prediction compute as training's evaluation did. Run.model keeps
+    them so; `fp32_layers.restore(run.model)` makes it the plain module (torch.jit.script)."""
     if config.get("precision_used") != "bf16":
         return
     names = config.get("fp32_layers", [])
-    missing = sorted(set(names) - {name for name, _ in model.named_modules()})
+    layers = fp32_layers.layers_by_name(model)  # plain names: `_orig_mod` or not, both ways
+    missing = sorted(n for n in names if plain_name(n) not in layers)
     if missing:
         raise RunError(
             f"{path / CONFIG}: fp32_layers names layers the model lacks: "

@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.data import ImageSet, Loader
 from cnnlab.inspect import reloaded
-from cnnlab.train import distributed
+from cnnlab.train import distributed, fp32_layers
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import RunDir
 
@@ -158,7 +158,9 @@ class Parts:
     def handed_back(self) -> nn.Module:
         """The module that was trained (the caller's own, for an nn.Module) holding the
         weights that were evaluated and saved, BatchNorm statistics included, in eval mode:
-        with EMA on, the module passed in would otherwise keep the raw weights."""
+        with EMA on, the module passed in would otherwise keep the raw weights. The forwards
+        that kept layers in fp32 are taken away: the caller's module is its own again."""
         if self.ema is not None:
             self.model.load_state_dict(self.ema.model.state_dict())
+        fp32_layers.restore(self.model)
         return self.model.eval()
