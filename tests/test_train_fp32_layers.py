@@ -260,3 +260,18 @@ def test_train_hands_the_module_back_as_it_was(tmp_path):
     again = train(opened, "digits", tmp_path / "fp32", fp32)["model"]
     assert json.loads((tmp_path / "fp32/config.json").read_text())["fp32_layers"] == []
     assert _kept(again) == []
+
+
+def test_an_interrupted_run_hands_the_module_back_as_it_was(tmp_path):
+    """A run that ends early (Ctrl-C at step 3) takes the fp32 forwards away as well."""
+    model, calls = cnnlab.build(DW), {"n": 0}
+
+    def hook(module, args, output):
+        calls["n"] += module.training
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    model.register_forward_hook(hook)
+    with pytest.raises(TrainingInterrupted):
+        train(model, "digits", tmp_path / "run", TrainConfig(**BF16))
+    assert calls["n"] >= 3 and _kept(model) == []
