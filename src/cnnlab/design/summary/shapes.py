@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._prims_common import suggest_memory_format
 
 from cnnlab.design.activations import ACTIVATIONS
 from cnnlab.design.summary.calls import (
@@ -213,7 +214,7 @@ def _made_slow(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
             return new_meta(x)
         return torch.empty(tuple(x.shape), dtype=x.dtype, device=META)  # torch's: contiguous
     if func is F.layer_norm and ln_fits(x, args, kwargs):  # meta: 60 ms a call (ConvNeXt)
-        return new_meta(x)
+        return norm_out(func, x)
     if func is F.adaptive_avg_pool2d and len(args) + len(kwargs) == 2:
         shape = adaptive_shape(x, arg(args, kwargs, 1, "output_size"))
         if shape is not None:
@@ -222,7 +223,7 @@ def _made_slow(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         shape = adaptive_1d_shape(x, arg(args, kwargs, 1, "output_size"))
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
     if func is F.group_norm and gn_fits(x, args, kwargs):  # meta: 1-5 ms a call (BiT)
-        return new_meta(x)
+        return norm_out(func, x)
     if func is F.scaled_dot_product_attention:  # meta: 2.3 ms a call (SegFormer)
         shape = attention_shape(x, args, kwargs)
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
@@ -237,6 +238,25 @@ def _made_slow(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         shape = matmul_shape(x, args[1])
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
     return None
+
+
+def norm_out(func: Callable, x: Tensor) -> Tensor | None:
+    """F.layer_norm's or F.group_norm's output on meta x in the layout torch's CPU kernels
+    give it (strides checked against theirs in the tests), so that a later `.view` fails or
+    runs as in torch: layer norm's is always contiguous; group norm's follows x's suggested
+    layout (channels-last where x is so, else contiguous; torch's meta kernel makes it
+    contiguous). None (torch runs) for a group norm on an x whose strides are channels-last
+    ordered but not dense, where the layout is not sure. x.detach() where x is contiguous;
+    a non-contiguous x asks torch's `suggest_memory_format` (Python, a few µs: rare)."""
+    if x.is_contiguous():
+        return new_meta(x)
+    shape = tuple(x.shape)
+    if func is F.layer_norm:
+        return torch.empty(shape, dtype=x.dtype, device=META)
+    fmt = suggest_memory_format(x)  # torch's rule (a dense channels-last x of one row: not)
+    if fmt != torch.contiguous_format and not x.is_contiguous(memory_format=fmt):
+        return None
+    return torch.empty(shape, dtype=x.dtype, device=META, memory_format=fmt)
 
 
 # meta kernels written in Python (torch._prims): cat 1.2 ms, mean 10 ms, a broadcast add or

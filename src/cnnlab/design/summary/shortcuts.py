@@ -32,8 +32,12 @@ class Shortcuts:
     def _maker(self, module: nn.Module, state: dict) -> tuple[str, Callable | None, Any]:
         """The module's class name, MACs rule and how its output is made without its forward
         (`_type`; None: the forward runs), for a module whose arguments torch refuses a
-        maker that raises its words (`refusals.refuse_meta`)."""
+        maker that raises its words (`refusals.refuse_meta`). A forward set on the instance
+        (not its type's: a user's, the trainer's fp32 one) runs: the type's shortcut would
+        make the type's output."""
         kind, rule, shortcut, names = self._type(module)
+        if "forward" in state:
+            return kind, rule, None
         if names is not None:  # a `_same_shape` module: torch judges its arguments
             why = self._arguments_refused(module, state, names)
             if why is not None:
@@ -64,7 +68,7 @@ class Shortcuts:
                 names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
             elif _norm_module(kind) is not None:
                 fits, call_func = _norm_module(kind)
-                shortcut = functools.partial(self._norm, fits, one_input_rule(call_func))
+                shortcut = functools.partial(self._norm, fits, call_func, one_input_rule(call_func))
             elif call is conv2d_call:
                 shortcut = self._conv
             elif call is linear_call:
@@ -218,14 +222,17 @@ class Shortcuts:
             setattr(out, TAG, self._linear_tag((x, weight, bias), {}, x, tag, out))
         return out
 
-    def _norm(self, fits: Callable, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
+    def _norm(
+        self, fits: Callable, func: Callable, rule: tuple, module: nn.Module, x: Any
+    ) -> Tensor | None:
         """An nn.LayerNorm or nn.GroupNorm (thirty in a token net): its output made as
-        `_same_shape` makes one, where its call fits (a float meta input, weight and bias of
-        its dtype, `fits`: `fits.layer_norm_module_fits`, `group_norm_module_fits`); else
-        None: the forward runs, judged by torch or `refusals.py` (which takes float32
-        parameters for a bfloat16 input). `rule`: `roles.one_input_rule` of the function
-        its forward calls. Saves that function's Python dispatch, the weight's meta twin
-        and `_call`. (Torch functions disabled.)"""
+            `_same_shape` makes one, in the layout torch's CPU kernel gives it (`shapes.norm_out`;
+        None where unsure), where its call fits (a float meta input, weight and bias of
+            its dtype, `fits`: `fits.layer_norm_module_fits`, `group_norm_module_fits`); else
+            None: the forward runs, judged by torch or `refusals.py` (which takes float32
+            parameters for a bfloat16 input). `rule`: `roles.one_input_rule` of the function
+            its forward calls. Saves that function's Python dispatch, the weight's meta twin
+            and `_call`. (Torch functions disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta or not x.is_floating_point():
             return None
         state = vars(module)
@@ -237,7 +244,9 @@ class Shortcuts:
             return None
         if not fits(state, x, weight, bias):
             return None
-        out = S.new_meta(x)
+        out = S.norm_out(func, x)
+        if out is None:
+            return None
         tag = getattr(x, TAG, None)
         if tag is not None:
             setattr(out, TAG, self._one_input(tag, *rule))
