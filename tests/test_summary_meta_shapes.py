@@ -248,3 +248,32 @@ def test_f_softmax_by_keywords_is_made_and_a_dtype_left_to_torch():
     assert made(softmax, (x,), {"dim": 1, "_stacklevel": 3, "dtype": None}).shape == (2, 5)
     assert made(softmax, (x,), {"dim": 1, "_stacklevel": 3, "dtype": torch.float64}) is None
     assert made(softmax, (x,), {"dim": None, "_stacklevel": 3, "dtype": None}) is None
+
+
+class _Biased(nn.Module):
+    """LeViT's attention biases: a table of biases per channel, picked by an index buffer."""
+
+    def __init__(self, top: int, channels: int = 4) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(3, channels))
+        self.register_buffer("idx", torch.tensor([[0, top], [1, 2]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :1, None] + self.bias[:, self.idx].sum()
+
+
+@pytest.mark.parametrize("top", [3, -4, 4, 7, -5])
+def test_an_index_buffer_out_of_range_is_refused_as_torch_refuses_it(top):
+    """x[:, idx] with a model's index buffer: torch raises IndexError on a value out of the
+    dim's range (4 channels: 4, 7, -5), which a meta kernel cannot see; the summary checks
+    the buffer's range and refuses where torch does."""
+    model = _Biased(top)
+    try:
+        want = tuple(model(torch.randn(1, 2, 3, 3)).shape[1:])
+    except IndexError:
+        want = None
+    if want is not None:
+        assert summary(model, (2, 3, 3)).rows[-1].output_shape == want
+        return
+    with pytest.raises(CnnlabError, match=f"IndexError: index {top} is out of bounds"):
+        summary(model, (2, 3, 3))

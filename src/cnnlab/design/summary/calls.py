@@ -15,6 +15,12 @@ from cnnlab import geometry
 from cnnlab.design.summary import axes
 from cnnlab.design.summary.facts import Field, Window
 
+
+class Refused(RuntimeError):
+    """A call torch would refuse on real data, found on meta (`refusals.py`'s docstring):
+    here, below `refusals.py` and `shapes.py`, which both raise it."""
+
+
 T = torch.Tensor
 # torch.empty(device="meta") parses the string on every call; sizes given one by one, as
 # torch.empty(*shape, ...), cost 0.4 µs less to parse than a tuple (0.87 µs, 1.25) where the

@@ -38,13 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlab.design.summary.calls import arg, both, fns
+from cnnlab.design.summary.calls import Refused, arg, both, fns
 
 Check = Callable[[Tensor, tuple, dict], "str | None"]
-
-
-class Refused(RuntimeError):
-    """A call torch would refuse on real data, found on meta (see the module's docstring)."""
 
 
 def _dim(x: Tensor, args: tuple, kwargs: dict) -> str | None:

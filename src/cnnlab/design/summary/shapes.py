@@ -23,6 +23,7 @@ from cnnlab.design.summary.calls import (
     META,
     PAD,
     SHAPE_ONLY_WINDOWS,
+    Refused,
     T,
     arg,
     both,
@@ -420,8 +421,11 @@ def gathered_shape(x: Tensor, key: Any) -> tuple[int, ...] | None:
     """The shape of x[key] where key picks along one dim by a meta integer tensor of indices,
     after whole slices only (`x[idx]`, `x[:, idx]`, `x[:, :, idx]`): that dim replaced by
     the index's shape, on a contiguous x (torch's output is contiguous then); None for any
-    other key (slices, masks, several indices, Ellipsis: torch makes those). Index values
-    are not checked, as torch's meta kernel cannot; a 0-d index is a select (a view)."""
+    other key (slices, masks, several indices, Ellipsis: torch makes those). A meta kernel
+    cannot check index values: an index that is the twin of a model's tensor carries its
+    values' range (`note_range`) and one out of x's dim is refused (`refusals.Refused`: the
+    real forward raises torch's IndexError); other indices' values go unchecked, an upper
+    bound of what torch runs. A 0-d index is a select (a view)."""
     if isinstance(key, Tensor):
         at, index = 0, key
     elif type(key) is tuple and key and isinstance(key[-1], Tensor):
@@ -432,6 +436,10 @@ def gathered_shape(x: Tensor, key: Any) -> tuple[int, ...] | None:
         return None
     if not (index.is_meta and index.dtype in _INDEX_TYPES and index.dim()) or at >= x.dim():
         return None
+    bounds = getattr(index, _RANGE, None)
+    if bounds is not None and not -x.shape[at] <= bounds[0] <= bounds[1] < x.shape[at]:
+        bad = bounds[1] if bounds[1] >= x.shape[at] else bounds[0]
+        raise Refused(f"index {bad} is out of bounds for dimension {at} with size {x.shape[at]}")
     if not x.is_contiguous():
         return None
     shape = x.shape
@@ -440,6 +448,17 @@ def gathered_shape(x: Tensor, key: Any) -> tuple[int, ...] | None:
 
 _ALL = slice(None)
 _INDEX_TYPES = (torch.int64, torch.int32)
+_RANGE = "_cnnlab_index_range"
+_RANGED = 1 << 18  # at most this many values, read once a trace (LeViT: 14 buffers, 0.2 ms)
+
+
+def note_range(twin: Tensor, t: Tensor) -> None:
+    """Gives the meta twin of a model's integer tensor `t` (LeViT's attention bias indices)
+    the range of t's values, read once a trace, for `gathered_shape` to check an index
+    against the dim it picks from (which meta cannot)."""
+    if t.dtype in _INDEX_TYPES and 0 < t.numel() <= _RANGED and not t.is_meta:
+        low, high = torch.aminmax(t)  # one pass: 13 µs on LeViT's 38k, min and max 21
+        setattr(twin, _RANGE, (int(low), int(high)))
 
 
 MADE = (

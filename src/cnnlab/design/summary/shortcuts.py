@@ -225,14 +225,14 @@ class Shortcuts:
     def _norm(
         self, fits: Callable, func: Callable, rule: tuple, module: nn.Module, x: Any
     ) -> Tensor | None:
-        """An nn.LayerNorm or nn.GroupNorm (thirty in a token net): its output made as
-            `_same_shape` makes one, in the layout torch's CPU kernel gives it (`shapes.norm_out`;
-        None where unsure), where its call fits (a float meta input, weight and bias of
-            its dtype, `fits`: `fits.layer_norm_module_fits`, `group_norm_module_fits`); else
-            None: the forward runs, judged by torch or `refusals.py` (which takes float32
-            parameters for a bfloat16 input). `rule`: `roles.one_input_rule` of the function
-            its forward calls. Saves that function's Python dispatch, the weight's meta twin
-            and `_call`. (Torch functions disabled.)"""
+        """An nn.LayerNorm or nn.GroupNorm (thirty in a token net): its output made in the
+        layout torch's CPU kernel gives it (`shapes.norm_out`), where its call fits (a float
+        meta input, weight and bias of its dtype, `fits`: `fits.layer_norm_module_fits`,
+        `group_norm_module_fits`) and its layout is sure; else None: the forward runs,
+        judged by torch or `refusals.py` (which takes float32 parameters for a bfloat16
+        input). `rule`: `roles.one_input_rule` of the function its forward calls. Saves that
+        function's Python dispatch, the weight's meta twin and `_call`. (Torch functions
+        disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta or not x.is_floating_point():
             return None
         state = vars(module)

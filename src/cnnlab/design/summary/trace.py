@@ -310,6 +310,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         new = self.twins.get(id(t))
         if new is None:
             new = self.twins[id(t)] = meta(t)
+            S.note_range(new, t)  # an index buffer's values: checked where it picks
         return new
 
     def _window_out(self, x: Tensor, w: Window) -> tuple[int, int] | None:
