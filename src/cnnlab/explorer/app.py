@@ -69,9 +69,9 @@ class Explorer:
         # Two passes, each for its panel: the probe's in fp32, so the dot-product panel's
         # activations are what sum(weights × inputs) + bias gives exactly; the prediction in
         # the run's precision (bf16 if it trained so), as eval and predict name the class.
-        # Each pass (and each heat map, `heat`) gets its own copy: a model may change its
-        # input in place (`x *= 0.5` in forward), and x is kept for every later click.
-        logits = predict_logits(self.run.model, x.clone(), autocast=self.run.autocast)[0]
+        # x is kept for every later click: predict_logits, the probe and the heat maps feed
+        # the model a copy of it (a model may change its input in place, `x *= 0.5`).
+        logits = predict_logits(self.run.model, x, autocast=self.run.autocast)[0]
         probe = dataclasses.replace(self.net.probe(x), logits=logits)
         self.probes[image_id] = (pixels, probe)
         while len(self.probes) > KEEP_IMAGES:
@@ -98,13 +98,13 @@ class Explorer:
         if target is None:
             target = int(probe.logits.argmax())
         if method == "saliency":
-            m = saliency(self.run.model, probe.x.clone(), target)[0]
+            m = saliency(self.run.model, probe.x, target)[0]
             return {"method": method, "map": panels.heatmap(m / m.max().clamp_min(1e-12))}
         if method != "gradcam":
             raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
         if layer is not None and layer not in self.net.spatial:
             raise ExplainError(f"{layer!r} has no spatial output; choose one of the map layers")
-        m = gradcam(self.run.model, probe.x.clone(), target, layer)[0]
+        m = gradcam(self.run.model, probe.x, target, layer)[0]
         return {"method": method, "layer": layer, "map": panels.heatmap(m)}
 
     # the deep-layer panel ---------------------------------------------------------------------

@@ -305,7 +305,7 @@ class Network:
         modules = dict(self.model.named_modules())
         hooks = Hooks().before((modules[n], before(n)) for n in sorted(convs))
         with inspecting(self.model), hooks.after((modules[n], after(n)) for n in sorted(names)):
-            logits = forward(self.model, x.clone())  # x kept as given: a model may change it
+            logits = forward(self.model, x)  # which feeds the model a copy: x is kept
         return Probe(x=x, logits=logits[0].float(), inputs=inputs, outputs=outputs)
 
 
