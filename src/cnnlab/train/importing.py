@@ -34,7 +34,14 @@ from cnnlab.errors import DataError, RunError, SpecError
 from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
-from cnnlab.train.rundir import EVALUATION, RunDir, check_config, load_run, weight_mismatch
+from cnnlab.train.rundir import (
+    EVALUATION,
+    RunDir,
+    check_config,
+    load_run,
+    made_in_forward,
+    weight_mismatch,
+)
 from cnnlab.train.source import ModelSource, file_sha256
 
 __all__ = ["EVALUATION", "import_run"]
@@ -60,14 +67,14 @@ def import_run(
     out, weights = Path(out), Path(weights)
     _check_out(out)
     model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
-    state = _checked_weights(weights, model, source.reference)
-    model.load_state_dict(state)
-    reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     train = test = None
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
         train, test = load_splits(data, **shape)
     info = _describe(train, classes, mean, std, input_shape)
+    state = _checked_weights(weights, model, source.reference, info["input_shape"])
+    model.load_state_dict(state)
+    reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     _check_outputs(model, source.reference, info)
     config = {
         "model": source.to_record(),
@@ -106,8 +113,11 @@ def _check_out(out: Path) -> None:
         raise RunError(f"{out} is not empty; import into a new directory (--out)")
 
 
-def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[str, torch.Tensor]:
-    """The safetensors state, checked against the model: names, shapes, finiteness."""
+def _checked_weights(
+    weights: Path, model: nn.Module, reference: str, input_shape: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """The safetensors state, checked against the model: names, shapes, finiteness (a
+    buffer the model registers in its first forward made first: `made_in_forward`)."""
     if weights.suffix != ".safetensors":
         raise RunError(
             f"{weights}: weights are read from .safetensors files only (nothing is unpickled); "
@@ -116,6 +126,8 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
     expected = model.state_dict()
     # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
     state = _with_aliases(expected, compiled_names_as(checkpoint.load_weights(weights), expected))
+    made_in_forward(model, state, input_shape)
+    expected = model.state_dict()
     differ = weight_mismatch(expected, state)
     if differ:
         raise RunError(

@@ -23,7 +23,14 @@ from torch import nn
 
 from cnnlab.data import load_dataset, to_float
 from cnnlab.errors import CnnlabError, RunError
-from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
+from cnnlab.inspect import (
+    classifier_misfit,
+    compiled_names_as,
+    decompiled,
+    device_of,
+    preserved,
+    reloaded,
+)
 from cnnlab.inspect.preserve import plain_name
 from cnnlab.train import checkpoint, fp32_layers
 from cnnlab.train.run_files import (
@@ -156,6 +163,7 @@ def load_run(
     weights = _weights_file(path)
     # a model trained compiled saved `features._orig_mod.0.weight`: the same weights
     state = compiled_names_as(checkpoint.load_weights(weights), model.state_dict())
+    made_in_forward(model, state, config["input_shape"])
     differ = weight_mismatch(model.state_dict(), state)
     if differ:
         what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
@@ -232,6 +240,23 @@ def _check_outputs(model: nn.Module, config: dict[str, Any], path: Path, source:
 
 def _model_text(source: Any) -> str:  # messages name a model from code by its reference
     return f"the model of {source.reference}" if source is not None else "the model"
+
+
+def made_in_forward(model: nn.Module, state: dict[str, torch.Tensor], input_shape) -> None:
+    """Runs `model` once on a zero batch of `input_shape` (C, H, W) when `state` holds
+    names its state_dict lacks: a module that registers a buffer in its first forward (a
+    call counter, a cache) saved it with its weights, and a fresh instance has it only after
+    one forward. Eval mode, no gradient; loading `state` then overwrites what the forward set.
+    A forward that fails leaves the model as it is: the names still differ and the caller's
+    mismatch message says which."""
+    if all(name in model.state_dict() for name in state):
+        return
+    x = torch.zeros(1, *input_shape, device=device_of(model))
+    with preserved(model), torch.no_grad():
+        try:
+            model(x)
+        except Exception:  # the user's code may raise anything: the mismatch is the news
+            return
 
 
 def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:

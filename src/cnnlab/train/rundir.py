@@ -26,7 +26,7 @@ import torch
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
 from cnnlab.train.checkpoint import CHECKPOINT_STATE, CHECKPOINT_TENSORS, MODEL_WEIGHTS
-from cnnlab.train.run import Run, load_run, weight_mismatch
+from cnnlab.train.run import Run, load_run, made_in_forward, weight_mismatch
 from cnnlab.train.run_files import (
     CONFIG,
     EVALUATION,
@@ -54,7 +54,7 @@ __all__ = [
     "CHECKPOINT_STATE", "CHECKPOINT_TENSORS", "CONFIG", "EVALUATION", "HASHES_KEY", "LOCK",
     "METRICS", "MODEL_WEIGHTS", "REPORT", "REQUIRED_CONFIG", "SPEC", "UNHASHED", "WRITTEN",
     "WRITTEN_DIRS", "Run", "RunDir", "check_config", "check_out", "images_per_second", "is_run",
-    "load_run", "read_config", "read_metrics", "run_hashes", "weight_mismatch",
+    "load_run", "made_in_forward", "read_config", "read_metrics", "run_hashes", "weight_mismatch",
 ]  # fmt: skip
 
 
