@@ -49,10 +49,30 @@ BF16 = dict(epochs=2, batch_size=64, flip=False, tta=False, precision="bf16")
         (nn.Conv2d(8, 8, 3, 1, 1, groups=8), False),  # oneDNN's bf16 depthwise kernel
         (nn.Conv2d(8, 8, 3, 2, 1, groups=8), True),  # stride 2: general bf16 kernel
         (nn.Conv2d(8, 8, 5, 1, 2, groups=8), True),  # 5×5: general bf16 weight gradient
-        (nn.Conv2d(8, 16, (1, 7), 1, (0, 3), groups=8), True),  # depthwise, multiplier 2
+        (nn.Conv2d(8, 8, 7, 1, 3, groups=8), True),
+        (nn.Conv2d(8, 8, (3, 5), 1, (1, 2), groups=8), True),
+        (nn.Conv2d(8, 8, (1, 7), 1, (0, 3), groups=8), False),  # a row: as fast as fp32
+        (nn.Conv2d(8, 8, (7, 1), 1, (3, 0), groups=8), False),  # a column: faster in bf16
+        (nn.Conv2d(8, 8, 2, 1, groups=8), False),  # smaller than 3×3: faster in bf16
+        (nn.Conv2d(8, 16, 3, 1, 1, groups=8), True),  # depthwise, multiplier 2
+        (nn.Conv2d(8, 16, (1, 7), 1, (0, 3), groups=8), True),
+        (nn.Conv2d(8, 8, 3, 1, 2, dilation=2, groups=8), True),  # dilated 3×3 stride 1
         (nn.Conv2d(8, 8, 3, 2, 1, groups=4), False),  # grouped, not depthwise
+        (nn.Conv2d(128, 128, 3, 2, 1, groups=32), False),  # ResNeXt's 32 groups of 4
         (nn.Conv2d(8, 8, 5, 2, 2), False),  # dense
-        (nn.Conv1d(8, 8, 5, 2, groups=8), False),  # not measured: left alone
+        (nn.Conv2d(8, 8, 3, 1, 2, dilation=2), False),  # dense, dilated
+        (nn.Conv1d(8, 8, 3, 1, 1, groups=8), False),
+        (nn.Conv1d(8, 8, 7, 1, 3, groups=8), False),
+        (nn.Conv1d(8, 8, 3, 1, 2, dilation=2, groups=8), False),
+        (nn.Conv1d(8, 16, 3, 1, 1, groups=8), False),
+        (nn.Conv1d(8, 8, 7, 2, 3, groups=8), True),  # strided: general bf16 input gradient
+        (nn.Conv3d(8, 8, 3, 1, 1, groups=8), False),
+        (nn.Conv3d(8, 8, 5, 1, 2, groups=8), False),
+        (nn.Conv3d(8, 8, 3, 2, 1, groups=8), True),  # strided, as in 2-d
+        (nn.ConvTranspose2d(8, 8, 3, 1, 1, groups=8), True),  # depthwise transposed
+        (nn.ConvTranspose2d(8, 8, 2, 2, groups=8), True),
+        (nn.ConvTranspose2d(8, 8, 4, 2, 1, groups=2), True),  # grouped transposed
+        (nn.ConvTranspose2d(8, 4, 2, 2), False),  # dense: U-Net's up-convolution
         (nn.Linear(8, 8), False),
     ],
 )
@@ -81,6 +101,29 @@ def test_kept_layer_computes_as_a_plain_fp32_call():
     assert not torch.equal(plain, truth)
     kept.float().sum().backward()
     assert conv.weight.grad.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    ("layer", "shape", "layout"),
+    [
+        (nn.Conv1d(16, 16, 7, 2, 3, groups=16), (4, 16, 12), torch.contiguous_format),
+        (nn.Conv3d(16, 16, 3, 2, 1, groups=16), (4, 16, 6, 6, 6), torch.channels_last_3d),
+        (nn.ConvTranspose2d(16, 16, 4, 2, 1, groups=4), (4, 16, 6, 6), torch.channels_last),
+    ],
+)
+def test_kept_layers_of_every_kind_compute_as_a_plain_fp32_call(layer, shape, layout):
+    """As above for the other kinds slow_in_bf16 picks; the output keeps x's layout."""
+    torch.manual_seed(0)
+    x = torch.randn(shape).bfloat16().contiguous(memory_format=layout)
+    truth = layer(x.float()).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = layer(x)
+    keep_fp32(layer, [""])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        kept = layer(x)
+    assert kept.dtype == torch.bfloat16 and torch.equal(kept, truth)
+    assert not torch.equal(plain, truth)
+    assert kept.is_contiguous(memory_format=layout)
 
 
 def test_keep_fp32_survives_a_deep_copy_and_leaves_the_state_dict():
@@ -275,3 +318,90 @@ def test_an_interrupted_run_hands_the_module_back_as_it_was(tmp_path):
     with pytest.raises(TrainingInterrupted):
         train(model, "digits", tmp_path / "run", TrainConfig(**BF16))
     assert calls["n"] >= 3 and _kept(model) == []
+
+
+MIXED = """
+import torch
+from torch import nn
+
+
+class Mixed(nn.Module):
+    \"\"\"One layer of each kind slow_in_bf16 tells apart, on digits' (B, 1, 8, 8).\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.dilated = nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=16)  # fp32
+        self.expand = nn.Conv2d(16, 32, 3, padding=1, groups=16)  # multiplier 2: fp32
+        self.grouped = nn.Conv2d(32, 32, 3, 2, 1, groups=8)  # grouped: bf16
+        self.up = nn.ConvTranspose2d(32, 32, 2, 2, groups=32)  # fp32
+        self.seq = nn.Conv1d(32, 32, 7, 2, 3, groups=32)  # strided: fp32
+        self.row = nn.Conv1d(32, 32, 7, 1, 3, groups=32)  # bf16
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = torch.relu(self.expand(self.dilated(x)))
+        x = self.up(torch.relu(self.grouped(x)))  # (B, 32, 8, 8)
+        x = self.row(self.seq(x.flatten(2)))  # (B, 32, 32)
+        return self.head(x.mean(2))
+
+
+def make():
+    return Mixed()
+"""
+MIXED_KEPT = ["dilated", "expand", "up", "seq"]
+
+
+def _mixed() -> nn.Module:
+    namespace: dict = {}
+    exec(MIXED, namespace)
+    return namespace["make"]()
+
+
+def test_a_mixed_model_trains_a_step_in_bf16_as_in_fp32():
+    """One SGD step, bf16 with the picked layers in fp32 against the model in fp32 (the
+    truth): loss, gradients and the outputs after the step agree to bf16's precision; the
+    picked layers' weight gradients are fp32 as their weights."""
+    torch.manual_seed(0)
+    model = _mixed().to(memory_format=torch.channels_last)
+    twin = copy.deepcopy(model)
+    assert fp32_layers(model) == MIXED_KEPT
+    keep_fp32(model, MIXED_KEPT)
+    x = torch.randn(32, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (32,))
+    losses = []
+    for net, amp in ((model, True), (twin, False)):
+        opt = torch.optim.SGD(net.parameters(), lr=0.5)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            loss = nn.functional.cross_entropy(net(x).float(), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss)
+    torch.testing.assert_close(losses[0], losses[1], rtol=0.02, atol=0.02)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert p.grad.dtype == torch.float32
+        torch.testing.assert_close(p.grad, q.grad, rtol=0.1, atol=0.02, msg=name)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        after = model(x).float()
+    with torch.no_grad():
+        torch.testing.assert_close(after, twin(x), rtol=0.05, atol=0.05)
+
+
+def test_a_run_records_and_reopens_every_kind_of_kept_layer(tmp_path):
+    """A 1-d, a transposed, a dilated and a multiplier-2 conv: config.json names them,
+    load_run keeps them in fp32 and computes as the trained module outside autocast."""
+    from cnnlab.train.source import parse_model_ref
+
+    (tmp_path / "f.py").write_text(MIXED)
+    source = parse_model_ref(f"{tmp_path / 'f.py'}:make")
+    result = train(source, "digits", tmp_path / "run", TrainConfig(**{**BF16, "epochs": 1}))
+    assert json.loads((tmp_path / "run/config.json").read_text())["fp32_layers"] == MIXED_KEPT
+    opened = load_run(tmp_path / "run").model
+    assert _kept(opened) == MIXED_KEPT
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        truth = result["model"](x)
+        torch.testing.assert_close(opened(x), truth)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.testing.assert_close(opened(x).float(), truth, rtol=0.05, atol=0.05)

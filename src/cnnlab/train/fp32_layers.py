@@ -1,15 +1,31 @@
 """Layers that compute in fp32 inside bf16 autocast, because on the CPU oneDNN's bf16 kernels
 for them are slower than its fp32 ones.
 
-Which: a depthwise convolution (nn.Conv2d with groups == in_channels > 1) other than 3×3
-stride 1. For its backward pass oneDNN (as in PyTorch 2.13) gives bf16 the general kernels
-(`brgconv_strided` for the input gradient when the stride is > 1, `jit_bf16` for the weight
-gradient when the kernel is > 3×3) where fp32 gets the depthwise ones (`jit_dw`). One such
-layer, forward and backward, batch 64, one thread, channels-last, 256 channels of 16×16:
-3×3 stride 2 8.0 ms fp32 against 109 ms bf16, 5×5 stride 2 23.7 against 232 ms, 5×5 stride 1
-58.5 against 104 ms; 3×3 stride 1, left in bf16, 17.3 against 18.5 ms. Training a small
-GhostNet (3×32×32, one thread): 54 img/s bf16, 96 fp32, 142 bf16 with these layers in fp32
-(BENCHMARKS.md).
+Which (`slow_in_bf16`): a depthwise convolution (groups == in_channels > 1) with a stride
+> 1, in 1, 2 or 3 dims; a depthwise nn.Conv2d with a channel multiplier > 1, a dilation > 1
+or a kernel with a side above 3 that is not a single row or column; nn.ConvTranspose2d with
+groups > 1. oneDNN (as in PyTorch 2.13, `ONEDNN_VERBOSE=1`) gives bf16 general kernels
+where fp32 gets faster ones, mostly for the backward pass: `brgconv_strided` for the input
+gradient at a stride > 1 (fp32: `jit_dw`), `jit_bf16` for the weight gradient of a 5×5
+kernel, `jit_bf16` and `brg_conv` for a dilated or multiplier-2 one (fp32: `jit`), and for a
+transposed one with groups `jit_bf16` or `brgconv_strided` (fp32: `jit`, `jit_dw`).
+
+Measured (`benchmarks/bf16_layers.py --layers`, BENCHMARKS.md): one layer, forward and
+backward, batch 64, one thread, channels-last, 256 channels of 16×16 unless said; the time in
+bf16 over the time with the layer kept in fp32 here (casts included), median of 9 alternated
+rounds, the range over 2 to 4 runs. Slower in bf16, so kept in fp32: depthwise 3×3 stride 2
+4.3–9.3×, 5×5 1.2–1.7×, 7×7 1.15–1.25×, 3×5 1.2–1.3×; multiplier 2 (128 to 256 channels) 3×3
+1.9×, 3×3 stride 2 3.7–4.2×, 5×5 1.3–1.6×; dilation 2: 3×3 1.35–1.55×, 3×3 stride 2 1.3–1.5×,
+5×5 1.3–1.5×; 1-d (256 channels of 256) stride 2: k7 1.35–2.1×, k3 1.5–1.8× in 3 runs of 4
+(0.7× in one); 3-d (64 channels of 8³) 3×3×3 stride 2 3.5–4.6×; transposed depthwise 3×3
+stride 1, 2×2 and 4×4 stride 2 1.7–5.3×, transposed grouped (128 channels, 32 groups of 4, 16
+of 8, 8 of 16) 2.0–2.5×. As fast or faster in bf16, so left there: depthwise 3×3 0.4×, 2×2
+0.5×, 1×3 0.3×, 7×1 0.35×, 1×7 0.8–1.0×; grouped 3×3 as ResNeXt and RegNet have them (128
+channels, 32 groups of 4, 16 of 8, 8 of 16; stride 1 and 2) 0.5–1.1×; 1-d at stride 1 (k3, k7,
+k3 dilation 2, multiplier 2) 0.3–1.1×; 3-d at stride 1 (3×3×3, 5×5×5, multiplier 2) 0.9–1.1×;
+dense, dense dilated and dense transposed 0.5–0.8×. Not measured, left in bf16: transposed 1-d
+and 3-d convs. Training a small GhostNet (3×32×32, one thread): 54 img/s bf16, 96 fp32, 142
+bf16 with its depthwise layers in fp32.
 
 How: the layer gets an instance `forward` that turns autocast off, computes in the weight's
 dtype and hands back the dtype it was given, so the rest of the model runs as before. The
@@ -33,16 +49,35 @@ from cnnlab.inspect.preserve import plain_name
 
 
 def slow_in_bf16(module: nn.Module) -> bool:
-    """True for a depthwise nn.Conv2d (groups == in_channels > 1) other than 3×3 stride 1.
+    """True for a convolution whose bf16 kernels on the CPU are slower than its fp32 ones
+    together with the casts around them (the module docstring has the measurements):
 
-    Measured: out_channels == in_channels, dilation 1, kernels 3×3, 5×5 and 7×7, strides
-    1 and 2. Assumed, not measured: the same holds for a channel multiplier > 1
-    (out_channels = k·in_channels), for dilation > 1 and for other kernel shapes, which
-    oneDNN's bf16 path also gives its general kernels; such a layer computes in fp32 too."""
+    - nn.ConvTranspose2d with groups > 1, depthwise or grouped;
+    - a depthwise nn.Conv1d, nn.Conv2d or nn.Conv3d (groups == in_channels > 1) with a
+      stride > 1;
+    - a depthwise nn.Conv2d with a channel multiplier > 1 (out_channels = k·in_channels), a
+      dilation > 1, or a kernel with a side above 3 that is not a single row or column
+      (5×5, 7×7, 3×5; not 3×3, 2×2, 1×7, 7×1).
+
+    Any other layer is False: measured as fast in bf16 or faster (dense and grouped convs,
+    the other depthwise ones), or not measured (transposed 1-d and 3-d convs)."""
+    if isinstance(module, nn.ConvTranspose2d):
+        return module.groups > 1
+    depthwise = isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and (
+        module.groups > 1 and module.groups == module.in_channels
+    )
+    if not depthwise:
+        return False
+    if max(module.stride) > 1:
+        return True
     if not isinstance(module, nn.Conv2d):
         return False
-    depthwise = module.groups > 1 and module.groups == module.in_channels
-    return depthwise and (tuple(module.kernel_size) != (3, 3) or tuple(module.stride) != (1, 1))
+    kernel = tuple(module.kernel_size)
+    return (
+        module.out_channels != module.in_channels
+        or max(module.dilation) > 1
+        or not (max(kernel) <= 3 or min(kernel) == 1)  # 5×5, 3×5; not 2×2, 1×7
+    )
 
 
 def fp32_layers(model: nn.Module) -> list[str]:
@@ -69,19 +104,22 @@ def layers_by_name(model: nn.Module) -> dict[str, nn.Module]:
 
 
 class _Fp32Forward:
-    """A layer's forward in its weight's dtype with autocast off; (B, C, H, W) in and out,
-    the output in x's dtype; further arguments (a mask) go on as given. An object rather
-    than a bound function, so that a model holding it still pickles (torch.save(model):
-    pickle finds no `_fp32_forward` attribute to rebind a bound method to)."""
+    """A layer's forward in its weight's dtype with autocast off; (B, C, *spatial) in and
+    out (1 to 3 spatial dims), the output in x's dtype; further arguments (a mask, a
+    transposed conv's output_size) go on as given. An object rather than a bound function,
+    so that a model holding it still pickles (torch.save(model): pickle finds no
+    `_fp32_forward` attribute to rebind a bound method to)."""
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
 
     def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        # in x's layout even when x is a channel slice of an NHWC tensor (GhostNet's), which
-        # `.to`'s preserve_format would copy to NCHW: 68 ms instead of ~10 at 128×672×16²
-        nhwc = x.dim() == 4 and x.stride(1) < x.stride(3)
-        layout = torch.channels_last if nhwc else torch.contiguous_format
+        # in x's layout even when x is a channel slice of a channels-last tensor (GhostNet's),
+        # which `.to`'s preserve_format would copy to NCHW: 68 ms instead of ~10 at 128×672×16²
+        last = x.dim() in (4, 5) and x.stride(1) < x.stride(-1)
+        layout = torch.contiguous_format
+        if last:
+            layout = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
         layer = self.module
         x32 = x.to(layer.weight.dtype, memory_format=layout)
         with torch.autocast(x.device.type, enabled=False):
