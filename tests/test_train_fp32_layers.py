@@ -162,7 +162,7 @@ def test_bf16_run_records_its_fp32_layers_and_reloads_them(tmp_path):
     assert config["precision_used"] == "bf16" and config["fp32_layers"] == ["2"]
     assert _kept(result["model"]) == []  # handed back as the caller's own module
     assert [n for n in result["notes"] if "fp32" in n] == [
-        "1 depthwise conv (2) computed in fp32 within bf16: its bf16 kernels are slower on "
+        "1 convolution (2) computed in fp32 within bf16: its bf16 kernels are slower on "
         "this CPU (config.json: fp32_layers)"
     ]
     assert _kept(load_run(tmp_path / "run").model) == ["2"]

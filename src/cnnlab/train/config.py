@@ -95,8 +95,9 @@ class TrainConfig:
         "auto",
         "auto: bf16 autocast where the hardware has bf16 math, else fp32; bf16 | fp32 to "
         "force. bf16: 922 vs 351 img/s fp32 (2.6x) for `fast`, one AVX512-BF16 core; "
-        "on the CPU, depthwise convolutions but 3x3 stride 1 compute in fp32 within it "
-        "(oneDNN's bf16 kernels for them are 1.2-14x slower; config.json's fp32_layers)",
+        "on the CPU, the convolutions whose oneDNN bf16 kernels are slower than fp32's "
+        "(strided, dilated or larger depthwise, transposed grouped: 1.2-14x) compute in "
+        "fp32 within it (train/fp32_layers.py; config.json's fp32_layers)",
     )
     channels_last: bool = knob(True, "NHWC memory layout: oneDNN's fast convolution path")
     compile: bool = knob(False, "torch.compile the model (compiles in the first steps)")

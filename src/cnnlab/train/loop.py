@@ -264,7 +264,7 @@ def _fp32_note(kept: tuple[str, ...]) -> list[str]:
         return []
     shown = ", ".join(kept[:4]) + (f" and {len(kept) - 4} more" if len(kept) > 4 else "")
     return [
-        f"{len(kept)} depthwise conv{'s' if len(kept) > 1 else ''} ({shown}) computed in fp32 "
+        f"{len(kept)} convolution{'s' if len(kept) > 1 else ''} ({shown}) computed in fp32 "
         f"within bf16: {'their' if len(kept) > 1 else 'its'} bf16 kernels are slower on this "
         "CPU (config.json: fp32_layers)"
     ]
