@@ -4,15 +4,24 @@ buffer registered in the first forward, weights made by torch.nn.utils.parametri
 
 from __future__ import annotations
 
+import io
 import json
 import textwrap
 
+import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
+from PIL import Image
 from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.utils import parametrizations as P
 
 from cnnlab.cli import main
+from cnnlab.explorer import create_app
+from cnnlab.inspect import is_leaf, layer_names, spatial_layers, trace, weight_code
 from cnnlab.train import import_run, load_run
+from cnnlab.train.rundir import Run
 from cnnlab.train.source import parse_model_ref
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
@@ -74,3 +83,66 @@ def test_import_takes_a_buffer_registered_in_forward(tmp_path):
     import_run(source, tmp_path / "w.safetensors", tmp_path / "run", "digits")
     assert load_file(tmp_path / "run" / "model.safetensors")["calls"] >= 41  # + its checks
     assert torch.equal(load_run(tmp_path / "run").model.fc.weight, model.fc.weight)
+
+
+def normed_net() -> nn.Module:
+    """weight_norm on the stem, spectral_norm on the second conv (BatchNorm and ReLU after
+    it), both as torch.nn.utils.parametrizations makes them: ParametrizedConv2d layers whose
+    weight is computed by child modules when it is read."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        P.weight_norm(nn.Conv2d(1, 4, 3, padding=1)),
+        nn.ReLU(),
+        P.spectral_norm(nn.Conv2d(4, 6, 3, padding=1)),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    ).eval()
+
+
+WEIGHT_CODE = {
+    "0.parametrizations", "0.parametrizations.weight", "0.parametrizations.weight.0",
+    "2.parametrizations", "2.parametrizations.weight", "2.parametrizations.weight.0",
+}  # fmt: skip
+
+
+def test_layers_of_a_parametrized_model_are_its_layers_not_its_weight_code():
+    """The modules computing weight_norm's and spectral_norm's weights ran as layers: the
+    spatial layers held `0.parametrizations.weight.0` ((4, 1, 3, 3), the stem's weight, read
+    as a batch of maps), so visualize --maps and the explorer's feature panel showed weights."""
+    model, x = normed_net(), torch.rand(2, 1, 8, 8)
+    assert WEIGHT_CODE <= set(dict(model.named_modules()))  # what torch adds
+    assert weight_code(model) == WEIGHT_CODE
+    assert layer_names(model) == [str(i) for i in range(8)]
+    assert [name for name, _ in trace(model, x)] == [str(i) for i in range(8)]
+    assert spatial_layers(model, x) == ["0", "1", "2", "3", "4"]
+    assert is_leaf(model[0]) and is_leaf(model[1]) and not is_leaf(model)
+
+
+def test_the_explorer_traces_the_dot_product_of_a_parametrized_conv(tmp_path):
+    """A ParametrizedConv2d has child modules, so it was no leaf and no conv chain: /api/trace
+    said "'0' is not a convolution of this model; convolutions: (none)". Its dot product is
+    the computed weight's, equal to the layer's output."""
+    model = normed_net()
+    config = {"data": None, "classes": ["a", "b", "c"], "mean": [0.5], "std": [0.25]}
+    run = Run(tmp_path, None, model, {**config, "input_shape": [1, 8, 8]})
+    client = TestClient(create_app(run))
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8), "u1")
+    Image.fromarray(pixels).save(buffer, "PNG")
+    sent = client.post("/api/predict", files={"image": ("n.png", buffer.getvalue(), "image/png")})
+    assert sent.status_code == 200, sent.text
+    info = client.get("/api/model").json()
+    assert set(info["maps"]) == {"0", "1", "2", "3", "4", "5"}  # 1×1 included
+    assert list(info["spatial"]) == ["0", "1", "2", "3", "4"]
+    chains = [(c["conv"], c["bn"], c["act"]) for c in info["convs"]]
+    assert chains == [("0", None, "1"), ("2", "3", "4")]
+    x = run.preprocess(torch.from_numpy(pixels)[None, None])
+    with torch.no_grad():
+        truth = {"0": model[0](x)[0], "2": model[2](model[1](model[0](x)))[0]}
+    for conv, out in truth.items():
+        query = f"layer={conv}&channel=1&row=3&col=5"
+        t = client.get(f"/api/trace?image={sent.json()['image']}&{query}").json()
+        assert t["output"] == pytest.approx(float(out[1, 3, 5]), abs=1e-5), t

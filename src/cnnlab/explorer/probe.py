@@ -30,7 +30,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
-from cnnlab.inspect import CallOrder, Hooks, forward, inspecting, is_spatial
+from cnnlab.inspect import CallOrder, Hooks, forward, inspecting, is_leaf, is_spatial, weight_code
 from cnnlab.inspect.hooks import output_tensor, with_output
 from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.inspect.preserve import is_compiled_inner
@@ -134,7 +134,8 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
         return fn
 
-    leaves = [(m, hook(n)) for n, m in model.named_modules() if n and not m._modules]
+    code = weight_code(model)  # parametrizations run on weights, not on the image
+    leaves = [(m, hook(n)) for n, m in model.named_modules() if n and n not in code and is_leaf(m)]
     with Hooks().after(leaves), inspecting(model), torch.no_grad():
         forward(model, x, logits=False)
     return out
@@ -210,7 +211,7 @@ class Network:
         with inspecting(model):
             calls, off = _calls(model, x)
         modules = dict(model.named_modules())
-        leaves = [(call, name) for call, name, _, _ in calls if not modules[name]._modules]
+        leaves = [(call, name) for call, name, _, _ in calls if is_leaf(modules[name])]
         fields = receptive_fields(model, x)
         last: dict[str, tuple] = {}
         for _, name, _, shape in calls:  # in the order of each module's last call

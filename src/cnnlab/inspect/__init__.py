@@ -18,7 +18,8 @@ Which function for what:
 * name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
   ((name, output shape) in forward order), `spatial_layers`, `is_spatial`, `default_layer`
   (the last spatial one: Grad-CAM's default), `first_called(model, nn.Conv2d, x)`,
-  `with CallOrder(model, names) as order:` (every call, in order).
+  `with CallOrder(model, names) as order:` (every call, in order), `is_leaf(module)` and
+  `weight_code(model)` (a parametrized layer is one layer; what computes its weight is none).
 * a layer's own output and its gradient ..... `with Capture(model, [name]) as cap:` then
   `cap.tensor(name)`; correct under later in-place ops (the clone trick), `leaf=True` to
   backpropagate only down to it, `inputs=True` for its input, `transform=` to reduce it.
@@ -54,11 +55,13 @@ from cnnlab.inspect.order import (
     check_map_layer,
     default_layer,
     first_called,
+    is_leaf,
     is_spatial,
     layer_names,
     resolve_layer,
     spatial_layers,
     trace,
+    weight_code,
 )
 from cnnlab.inspect.preserve import (
     compiled_names_as,
@@ -94,6 +97,7 @@ __all__ = [
     "forward",
     "inference_copy",
     "inspecting",
+    "is_leaf",
     "is_spatial",
     "layer_names",
     "needs_gradients",
@@ -106,4 +110,5 @@ __all__ = [
     "spatial_layers",
     "trace",
     "unwrap",
+    "weight_code",
 ]

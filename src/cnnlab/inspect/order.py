@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor
@@ -22,8 +23,28 @@ from cnnlab.inspect.preserve import is_compiled_inner, preserved
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """Dotted names of every submodule (the root excluded), in registration order."""
-    return [name for name, _ in model.named_modules() if name]
+    """Dotted names of every submodule (the root excluded), in registration order; not the
+    modules that compute a parametrized weight (`weight_code`)."""
+    code = weight_code(model)
+    return [name for name, _ in model.named_modules() if name and name not in code]
+
+
+def weight_code(model: nn.Module) -> set[str]:
+    """Names of the modules torch.nn.utils.parametrize adds to a layer (`conv.parametrizations`,
+    `conv.parametrizations.weight`, `conv.parametrizations.weight.0`: weight_norm,
+    spectral_norm): they run when the layer reads its weight, on the weight, so their outputs
+    are weights (a conv's (F, C, kh, kw) looks like a batch of maps), not steps on the image."""
+    owners = [n for n, m in model.named_modules() if parametrize.is_parametrized(m)]
+    inside = tuple(f"{n}.parametrizations" if n else "parametrizations" for n in owners)
+    return {n for n, _ in model.named_modules() if n.startswith(inside)} if inside else set()
+
+
+def is_leaf(module: nn.Module) -> bool:
+    """No child module but the parametrizations of its weights: a ParametrizedConv2d is one
+    layer, as the Conv2d it was."""
+    if not parametrize.is_parametrized(module):
+        return not module._modules  # (a TorchScript module's _modules cannot be iterated)
+    return all(name == "parametrizations" for name in module._modules)
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
@@ -37,9 +58,9 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
 
 class CallOrder:
     """`with CallOrder(model, names) as order:` records, in `order.calls`, every call of the
-    named modules (None: every submodule; "" is the model itself) as (name, output shape, or
-    None for a non-tensor output; a tuple's first tensor may count, see `output_tensor`), in the
-    order the calls finish: children before parents.
+    named modules (None: every submodule but `weight_code`; "" is the model itself) as
+    (name, output shape, or None for a non-tensor output; a tuple's first tensor may count,
+    see `output_tensor`), in the order the calls finish: children before parents.
     With `layouts` (from `FollowLayouts`), `order.channel_dims` maps the names whose last
     output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
     the dim that holds them."""
@@ -49,7 +70,8 @@ class CallOrder:
     ):
         modules = dict(model.named_modules())  # "" is the model itself
         if names is None:
-            self.modules = {name: m for name, m in modules.items() if name}
+            code = weight_code(model)
+            self.modules = {name: m for name, m in modules.items() if name and name not in code}
         else:
             self.modules = {
                 n: modules[n] if n in modules else resolve_layer(model, n) for n in names
