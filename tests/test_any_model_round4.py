@@ -4,6 +4,7 @@ buffer registered in the first forward, weights made by torch.nn.utils.parametri
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import textwrap
@@ -18,6 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrizations as P
 
 from cnnlab.cli import main
+from cnnlab.diagnose import gradient_flow
 from cnnlab.explorer import create_app
 from cnnlab.inspect import is_leaf, layer_names, spatial_layers, trace, weight_code
 from cnnlab.train import import_run, load_run
@@ -146,3 +148,34 @@ def test_the_explorer_traces_the_dot_product_of_a_parametrized_conv(tmp_path):
         query = f"layer={conv}&channel=1&row=3&col=5"
         t = client.get(f"/api/trace?image={sent.json()['image']}&{query}").json()
         assert t["output"] == pytest.approx(float(out[1, 3, 5]), abs=1e-5), t
+
+
+def plain_twin(model: nn.Module) -> nn.Module:
+    """The same function with plain Conv2d layers holding the weights the parametrizations
+    compute (eval mode: spectral_norm's stored vectors, no power iteration)."""
+    twin = copy.deepcopy(model)
+    for i in (0, 2):
+        conv = nn.Conv2d(twin[i].in_channels, twin[i].out_channels, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.copy_(model[i].weight)
+            conv.bias.copy_(model[i].bias)
+        twin[i] = conv
+    return twin
+
+
+def test_gradient_flow_reaches_weight_and_spectral_normed_layers():
+    """Their weight is no parameter of theirs (it is computed from `original0/1`): gradient
+    flow listed only BatchNorm and the Linear, as if the convs had no weight. Truth: the plain
+    twin's weight gradients, layer by layer."""
+    model, batch = normed_net(), (torch.rand(16, 1, 8, 8), torch.arange(16) % 3)
+    flow = gradient_flow(model, batch, train=False)
+    truth = gradient_flow(plain_twin(model), batch, train=False)
+    assert [l.name for l in flow.layers] == [l.name for l in truth.layers] == ["0", "2", "3", "7"]
+    for got, want in zip(flow.layers, truth.layers, strict=True):
+        assert got.l2 == pytest.approx(want.l2, rel=1e-4) and got.reached
+    assert flow.ratio == pytest.approx(truth.ratio, rel=1e-4)
+    frozen = normed_net().requires_grad_(False)
+    before = {n: p.clone() for n, p in frozen.state_dict().items()}
+    assert [l.name for l in gradient_flow(frozen, batch).layers] == ["0", "2", "3", "7"]
+    assert not any(p.requires_grad for p in frozen.parameters())  # left as it was
+    assert all(torch.equal(before[n], t) for n, t in frozen.state_dict().items())

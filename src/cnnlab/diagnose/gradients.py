@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from cnnlab.diagnose.jsonable import finite, jsonable
 from cnnlab.errors import DataError
@@ -21,6 +22,7 @@ from cnnlab.inspect import (
     needs_gradients,
     preserved,
     unwrap,
+    weight_code,
 )
 from cnnlab.inspect import batches as iter_batches  # gradient_flow's argument is `batches`
 
@@ -94,12 +96,32 @@ class GradientFlow:
 
 def _weighted_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The modules that own a `weight` parameter (read through named_parameters: a
-    TorchScript block's _parameters is a wrapper without .get)."""
+    TorchScript block's _parameters is a wrapper without .get), or compute it from their
+    own parameters (weight_norm, spectral_norm: torch.nn.utils.parametrize), not the modules
+    that compute it (`weight_code`)."""
+    code = weight_code(model)
     return {
         name: m
         for name, m in model.named_modules()
-        if isinstance(dict(m.named_parameters(recurse=False)).get("weight"), nn.Parameter)
+        if name not in code
+        and (
+            isinstance(dict(m.named_parameters(recurse=False)).get("weight"), nn.Parameter)
+            or parametrize.is_parametrized(m, "weight")
+        )
     }
+
+
+def _weights(modules: dict[str, nn.Module]) -> list[Tensor]:
+    """Each module's weight, requiring grad: the parameter, or the tensor a parametrization
+    computes from parameters made to require grad (frozen layers are measured too; restored
+    by `preserved`). Read within parametrize.cached(), the forward uses that same tensor."""
+    weights = []
+    for m in modules.values():
+        own = m.parametrizations["weight"] if parametrize.is_parametrized(m, "weight") else None
+        for p in own.parameters() if own is not None else (m.weight,):
+            p.requires_grad_(True)
+        weights.append(m.weight)
+    return weights
 
 
 def gradient_flow(
@@ -151,18 +173,17 @@ def _gradient_sums(
     """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
     forward first calls them, the number of samples, the modules autograd reached in some
     batch (the others' gradient is None: no path from the loss, not a small number))."""
-    weights = [m.weight for m in modules.values()]
-    sums = [torch.zeros_like(w, dtype=torch.float64) for w in weights]
+    sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
     device, n, reached = device_of(model), 0, set()
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, modules) as order,
         torch.enable_grad(),
     ):
-        for w in weights:
-            w.requires_grad_(True)  # frozen layers are measured too (restored on exit)
         for x, y in iter_batches(data, 256, labels=True):
-            logits = forward(model, check_images(x, flat=True).to(device))
+            with parametrize.cached():  # one computed weight per batch, the one we read
+                weights = _weights(modules)
+                logits = forward(model, check_images(x, flat=True).to(device))
             grads = torch.autograd.grad(
                 _loss(loss_fn, logits, y.to(device)), weights, allow_unused=True
             )
