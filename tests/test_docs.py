@@ -65,3 +65,36 @@ def test_concept_map_lab_experiments_exist():
               re.findall(r"`(\w+)`", group)}  # fmt: skip
     known = {experiment.name for experiment in lab.experiments()}
     assert cited and cited <= known, cited - known
+
+
+# A command in a code span or block: `cnnlab NAME` and its options up to the span's end, a
+# comment (`#`), `;` or a table's cell border (` | `, a `\|` inside a cell is text).
+COMMAND = re.compile(r"cnnlab (\w+)((?:[^`#;\n|]|\|(?!\s))*)")
+OWN_DOCS = [ROOT / "README.md", *(ROOT / "docs" / n for n in ("concepts.md", "spec.md"))]
+OWN_DOCS.append(ROOT / "docs" / "reliability.md")
+
+
+@pytest.mark.parametrize("doc", OWN_DOCS, ids=lambda p: p.name)
+def test_every_option_a_command_is_shown_with_exists(doc):
+    """`cnnlab visualize RUN --erf LAYER` was shown while visualize had no --erf."""
+    commands = _parser()._subparsers._group_actions[0].choices
+    shown = [m.groups() for m in COMMAND.finditer(doc.read_text()) if m.group(1) in commands]
+    assert len(shown) > 3 or doc.name == "spec.md", shown
+    for name, rest in shown:
+        known = set(commands[name]._option_string_actions)
+        flags = re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest)
+        assert set(flags) <= known, f"{doc.name}: cnnlab {name}{rest}: {set(flags) - known}"
+
+
+def _readme_block(opening: str) -> str:
+    """The README's ```text block that starts with `opening`, its first line left out."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```text\n" + opening) + len("```text\n" + opening)
+    return text[start : text.index("```", start)].lstrip("\n")
+
+
+def test_readme_summary_output_is_what_the_command_prints(capsys):
+    from cnnlab.cli import main
+
+    assert main(["summary", "fmnist-tf", "--input", "1,28,28"]) == 0
+    assert capsys.readouterr().out == _readme_block("$ cnnlab summary fmnist-tf --input 1,28,28")
