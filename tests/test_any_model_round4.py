@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrizations as P
 
+import cnnlab
 from cnnlab.cli import main
 from cnnlab.diagnose import gradient_flow
 from cnnlab.explorer import create_app
@@ -179,3 +180,22 @@ def test_gradient_flow_reaches_weight_and_spectral_normed_layers():
     assert [l.name for l in gradient_flow(frozen, batch).layers] == ["0", "2", "3", "7"]
     assert not any(p.requires_grad for p in frozen.parameters())  # left as it was
     assert all(torch.equal(before[n], t) for n, t in frozen.state_dict().items())
+
+
+def test_summary_rows_of_parametrized_layers_are_the_layers_with_all_their_parameters():
+    """The summary had rows for `0.parametrizations.weight.0` (_WeightNorm, output '1×3×3',
+    RF '?') and gave the stem 4 parameters (its bias) of 44: its weight's `original0/1` belong
+    to the parametrization, not to a row. Truth: the plain twin's rows, and each layer's
+    parameters as torch counts them (recursively)."""
+    model = normed_net()
+    got, want = cnnlab.summary(model, (1, 8, 8)), cnnlab.summary(plain_twin(model), (1, 8, 8))
+    assert [r.name for r in got.rows] == [r.name for r in want.rows] == [str(i) for i in range(8)]
+    for row, twin in zip(got.rows, want.rows, strict=True):
+        layer = model[int(row.name)]
+        assert row.params == sum(p.numel() for p in layer.parameters()), row.name
+        assert (row.output_shape, row.macs, row.receptive_field, row.jump) == (
+            twin.output_shape, twin.macs, twin.receptive_field, twin.jump,
+        )  # fmt: skip
+    assert got.total_params == sum(p.numel() for p in model.parameters()) == 44 + 222 + 12 + 21
+    assert sum(r.params for r in got.rows) == got.total_params
+    assert [w.code for w in got.warnings] == [w.code for w in want.warnings]

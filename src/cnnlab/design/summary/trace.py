@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.summary import calls as C
@@ -74,6 +75,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         self.types: dict[type, tuple] = {}  # what `_type` found, once per type and trace
         self.judged: dict[Any, str | None] = {}  # `_arguments_refused`, per type and values
         self.seen: set[int] = set()  # each shared parameter counted once in the totals
+        self.weight_code: tuple[str, ...] = ()  # names under a layer's parametrizations
         self.total_params = self.trainable_params = 0
         self.stack: list[tuple[nn.Module, Any, str]] = []  # (module, its input, its name)
         self.calls: dict[str, int] = {}
@@ -126,8 +128,26 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         rule the commands that open a run follow)."""
         if "_orig_mod" in name:  # under a torch.compile'd child: named as in the plain model
             name = plain_name(name)
-        params = trainable = 0  # the module's own
-        for p in state["_parameters"].values() if state["_parameters"] else ():
+        params, trainable = self._count(state["_parameters"])  # the module's own
+        coded = state["_modules"].get("parametrizations") if state["_modules"] else None
+        if isinstance(coded, nn.ModuleDict) and parametrize.is_parametrized(module):
+            # weight_norm, spectral_norm: the parameters its weight is computed from are the
+            # layer's; the modules computing it run on weights, not on the image: no rows
+            self.weight_code += (f"{name}.parametrizations" if name else "parametrizations",)
+            more = self._count(dict(coded.named_parameters(remove_duplicate=False)))
+            params, trainable = params + more[0], trainable + more[1]
+        state["training"] = False
+        if name.startswith(self.weight_code):
+            return
+        if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:
+            self._straight(module, name, state)
+            return
+        self._instrument(module, name, params, trainable, state)
+
+    def _count(self, parameters: dict[str, Any] | None) -> tuple[int, int]:
+        """(parameters, trainable ones) of `parameters`; each counted once in the totals."""
+        params = trainable = 0
+        for p in parameters.values() if parameters else ():
             if p is not None:
                 n, grad = p.numel(), p.requires_grad
                 params += n
@@ -136,11 +156,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                     self.seen.add(id(p))
                     self.total_params += n
                     self.trainable_params += n if grad else 0
-        state["training"] = False
-        if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:
-            self._straight(module, name, state)
-            return
-        self._instrument(module, name, params, trainable, state)
+        return params, trainable
 
     def _straight(self, module: nn.Module, name: str, state: dict[str, Any]) -> None:
         """A plain container: no row of its own, its children name themselves; called
@@ -173,7 +189,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         here would go through the mode: 1 µs a call)."""
         forward = module.forward
         kind, rule, shortcut = self._maker(module, state)
-        leaf = not state["_modules"]
+        leaf = not state["_modules"] or list(state["_modules"]) == ["parametrizations"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
             x = args[0] if args else next(iter(kwargs.values()), None)
