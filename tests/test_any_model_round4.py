@@ -199,3 +199,39 @@ def test_summary_rows_of_parametrized_layers_are_the_layers_with_all_their_param
     assert got.total_params == sum(p.numel() for p in model.parameters()) == 44 + 222 + 12 + 21
     assert sum(r.params for r in got.rows) == got.total_params
     assert [w.code for w in got.warnings] == [w.code for w in want.warnings]
+
+
+MLP = textwrap.dedent(
+    """
+    from torch import nn
+
+    def make_net(hidden=16):
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(64, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(hidden, 10),
+        )
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory):
+    """An MLP (no conv, no map) imported with random weights on digits, and an 8×8 image."""
+    tmp = tmp_path_factory.mktemp("mlp")
+    (tmp / "mlp.py").write_text(MLP)
+    source = parse_model_ref(f"{tmp / 'mlp.py'}:make_net", [])
+    torch.manual_seed(0)
+    save_file(source.build().state_dict(), tmp / "w.safetensors")
+    import_run(source, tmp / "w.safetensors", tmp / "run", "digits")
+    Image.new("L", (8, 8), 30).save(tmp / "x.png")
+    return tmp
+
+
+def test_explain_of_a_model_without_maps_says_which_methods_work(mlp_run, capsys):
+    """Grad-CAM, the default, said only 'the model has no layer with a spatial (B, C, H, W)
+    output, H·W > 1', leaving the user to guess that saliency needs no map."""
+    argv = ["explain", str(mlp_run / "run"), str(mlp_run / "x.png"), "--out", str(mlp_run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--method saliency or smoothgrad" in err
+    assert main([*argv, "--method", "saliency"]) == 0

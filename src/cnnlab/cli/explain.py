@@ -156,7 +156,7 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 
 def _explain(args: argparse.Namespace) -> int:
     from cnnlab.explain import overlay
-    from cnnlab.inspect import default_layer, resolve_target
+    from cnnlab.inspect import resolve_target, spatial_layers
     from cnnlab.train.evaluate import predict_logits
 
     if args.layer is not None and args.method not in LAYER_METHODS:
@@ -174,7 +174,13 @@ def _explain(args: argparse.Namespace) -> int:
     target = resolve_target(args.target, logits)  # (B,)
     layer = args.layer
     if layer is None and args.method in LAYER_METHODS:
-        layer = default_layer(run.model, x)
+        spatial = spatial_layers(run.model, x)  # the last one is default_layer's choice
+        if not spatial:  # an MLP: the error alone left the user without a way on
+            raise ConfigError(
+                f"{args.method} weighs a layer's (C, H, W) map, and the model has no layer "
+                "with one (H·W > 1); explain it with --method saliency or smoothgrad"
+            )
+        layer = spatial[-1]
     heat = _heatmaps(run, x, args.method, layer, target)
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):
