@@ -1,0 +1,133 @@
+"""Shapes the summary's trace makes on meta for F.unfold, F.fold, Tensor.repeat and
+.contiguous() (`rearrange.py`) against torch's own outputs on real tensors: the same shape
+and strides where torch runs the call, left to torch (None) where torch raises."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from cnnlab.design.summary import summary
+from cnnlab.design.summary.rearrange import blocks
+from cnnlab.design.summary.shapes import made
+
+pairs = st.one_of(st.integers(-1, 4), st.tuples(st.integers(-1, 4), st.integers(-1, 4)))
+
+
+def _same_or_refused(func, x: torch.Tensor, args: tuple, kwargs: dict | None = None):
+    """made()'s output against torch's on a real x; returns torch's (None if it raised)."""
+    kwargs = kwargs or {}
+    try:
+        want = func(x, *args, **kwargs)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        want = None
+    out = made(func, (x.to("meta"), *args), kwargs)
+    if want is None:
+        assert out is None
+    elif out is not None:
+        assert (out.shape, out.stride(), out.dtype) == (want.shape, want.stride(), want.dtype)
+    return want, out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 3, 7, 6), (3, 5, 5), (1, 2, 1, 9), (2, 3, 4)]),
+    kernel=pairs,
+    dilation=pairs,
+    padding=st.one_of(st.integers(-1, 2), st.tuples(st.integers(0, 2), st.integers(0, 2))),
+    stride=pairs,
+)
+def test_unfold_is_made_with_torchs_shape_or_left_to_torch(shape, kernel, dilation, padding, stride):
+    x = torch.randn(shape)
+    want, out = _same_or_refused(F.unfold, x, (kernel,), dict(dilation=dilation, padding=padding, stride=stride))  # fmt: skip
+    if want is not None and len(shape) in (3, 4):
+        assert out is not None  # every unfold torch runs is made
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    batch=st.sampled_from([(), (2,)]),
+    channels=st.integers(1, 3),
+    output=st.tuples(st.integers(1, 8), st.integers(1, 8)),
+    kernel=pairs,
+    dilation=pairs,
+    padding=st.integers(0, 2),
+    stride=pairs,
+    extra=st.sampled_from([0, 0, 0, 1, -1]),
+)
+def test_fold_is_made_with_torchs_shape_or_left_to_torch(
+    batch, channels, output, kernel, dilation, padding, stride, extra
+):
+    """The block count L from the same formula, off by `extra` in some draws: torch refuses."""
+    k = (kernel, kernel) if type(kernel) is int else kernel
+    d = (dilation, dilation) if type(dilation) is int else dilation
+    s = (stride, stride) if type(stride) is int else stride
+    n = blocks(output, k, d, (padding, padding), s) if min(*k, *d, *s) > 0 else (1, 1)
+    blocks_ = max(n[0], 0) * max(n[1], 0) + extra
+    x = torch.randn(*batch, channels * max(k[0], 1) * max(k[1], 1), max(blocks_, 0))
+    kwargs = dict(dilation=dilation, padding=padding, stride=stride)
+    want, out = _same_or_refused(F.fold, x, (output, kernel), kwargs)
+    if want is not None:
+        assert out is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 3), (4,), (1, 2, 3), ()]),
+    sizes=st.lists(st.integers(-1, 3), min_size=0, max_size=4),
+    packed=st.booleans(),
+)
+def test_repeat_is_made_with_torchs_shape_or_left_to_torch(shape, sizes, packed):
+    x = torch.randn(shape)
+    args = (tuple(sizes),) if packed else tuple(sizes)
+    want, out = _same_or_refused(torch.Tensor.repeat, x, args)
+    if want is not None and sizes:
+        assert out is not None
+
+
+@pytest.mark.parametrize("fmt", [None, torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (0, 2, 3, 1), (0, 3, 1, 2)])
+def test_contiguous_is_made_as_torch_makes_it(fmt, order):
+    """A copy in the asked layout, or the tensor itself where it is already so (as torch)."""
+    x = torch.randn(2, 3, 4, 5).permute(order)
+    kwargs = {} if fmt is None else {"memory_format": fmt}
+    want, out = _same_or_refused(torch.Tensor.contiguous, x, (), kwargs)
+    assert out is not None
+    meta = x.to("meta")
+    same = made(torch.Tensor.contiguous, (meta,), kwargs) is meta
+    assert same == (want.data_ptr() == x.data_ptr())
+
+
+class Unfolded(nn.Module):
+    """MobileViT's patch round trip: unfold into patches, mix them, fold them back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.mix = nn.Linear(8 * 4, 8 * 4)
+        self.out = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        p = F.unfold(y, 2, stride=2).transpose(1, 2)  # (B, L, C·4)
+        p = self.mix(p).transpose(1, 2).contiguous()
+        y = F.fold(p, y.shape[-2:], 2, stride=2)
+        return self.out(y.repeat(1, 1, 1, 1))
+
+
+def test_a_patch_round_trip_gets_torchs_shapes_in_every_row():
+    model = Unfolded().eval()
+    rows = {r.name: r.output_shape for r in summary(model, (3, 16, 12)).rows}
+    seen = {}
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, tuple(o.shape[1:])))
+        for n, m in model.named_children()
+    ]
+    model(torch.randn(1, 3, 16, 12))
+    for h in hooks:
+        h.remove()
+    assert rows == seen
