@@ -235,3 +235,34 @@ def test_explain_of_a_model_without_maps_says_which_methods_work(mlp_run, capsys
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--method saliency or smoothgrad" in err
     assert main([*argv, "--method", "saliency"]) == 0
+
+
+NAN = textwrap.dedent(
+    """
+    from torch import nn
+
+    class Nan(nn.Module):
+        '''Its forward makes NaN at any weights: 0 · inf.'''
+
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+        def forward(self, x):
+            return self.net(x) * float("inf") * 0
+
+    def make_net():
+        return Nan()
+    """
+)
+
+
+def test_a_loss_not_finite_before_any_update_blames_the_model_not_the_rate(tmp_path, capsys):
+    """The first batch's loss is the factory's weights' own: training said 'the learning
+    rate is probably too high; start again with --lr ...', which cannot help."""
+    (tmp_path / "nan.py").write_text(NAN)
+    argv = ["train", "--model", f"{tmp_path / 'nan.py'}:make_net", "--data", "digits"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--quiet", *QUICK]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "learning rate is probably" not in err
+    assert "nan on the first batch" in err and "before any update" in err

@@ -31,12 +31,27 @@ def is_diverged(loss: float, limit: float) -> bool:
 
 
 def diverged_error(
-    loss: float, limit: float, where: str, lr: float, peak_lr: float, kept: str
+    loss: float,
+    limit: float,
+    where: str,
+    lr: float,
+    peak_lr: float,
+    kept: str,
+    first_step: bool = False,
 ) -> TrainingDiverged:
     """Why training stopped and which knob to turn. The advice is to start again: --resume
     refuses other options, and with the same ones replays the same steps into the same loss.
     The suggested rate is a tenth of the rate the loss ran away at (still warming up, that
-    may be well below the peak), not of the peak."""
+    may be well below the peak), not of the peak. first_step: the loss of the run's first
+    batch, before any update, so no learning rate made it: the model's own weights or forward
+    did (a model from code whose forward makes NaN was told to lower the rate)."""
+    if first_step and not math.isfinite(loss):
+        return TrainingDiverged(
+            f"the training loss was {loss} on the first batch ({where}), before any update, so "
+            "not through the learning rate: the model gives non-finite logits at its initial "
+            "weights; check its initialisation and forward (a log or sqrt of a negative, a "
+            f"division by zero; in bf16, try --precision fp32); {kept}"
+        )
     what = (
         f"the training loss became {loss}"
         if not math.isfinite(loss)

@@ -349,7 +349,8 @@ def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
     if bad:  # before the step: the weights and the last checkpoint stay as they were
         where = f"epoch {epoch + 1}, step {step + 1}"
         kept = guard.kept_checkpoint(parts.out, *parts.saved)
-        raise guard.diverged_error(loss_value, limit, where, lr, config.lr, kept)
+        first = global_step == 0
+        raise guard.diverged_error(loss_value, limit, where, lr, config.lr, kept, first)
     parts.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     parts.optimizer.step()
