@@ -22,7 +22,14 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.diagnose import gradient_flow
 from cnnlab.explorer import create_app
-from cnnlab.inspect import is_leaf, layer_names, spatial_layers, trace, weight_code
+from cnnlab.inspect import (
+    classifier_misfit,
+    is_leaf,
+    layer_names,
+    spatial_layers,
+    trace,
+    weight_code,
+)
 from cnnlab.train import import_run, load_run
 from cnnlab.train.rundir import Run
 from cnnlab.train.source import parse_model_ref
@@ -266,3 +273,35 @@ def test_a_loss_not_finite_before_any_update_blames_the_model_not_the_rate(tmp_p
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "learning rate is probably" not in err
     assert "nan on the first batch" in err and "before any update" in err
+
+
+class QueryHead(nn.Module):
+    """Attention pooling with one learned query: (B, 1, C) out of the tokens, then the
+    classifier on it, leaving (B, 1, K)."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 8, 3, padding=1)
+        self.query = nn.Parameter(torch.randn(1, 1, 8))
+        self.attend = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x):
+        tokens = self.stem(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        pooled, _ = self.attend(self.query.expand(len(x), -1, -1), tokens, tokens)
+        return self.fc(pooled)
+
+
+def test_class_scores_behind_a_singleton_dim_are_told_to_be_flattened():
+    """(B, 1, K) was told 'outputs (1, 10) per image but the data has 10 classes; give it
+    10 outputs': it has them. torch's loss refuses it as it is and takes it flattened."""
+    model = QueryHead().eval()
+    out = model(torch.zeros(4, 1, 8, 8))
+    assert out.shape == (4, 1, 10)
+    with pytest.raises((RuntimeError, ValueError)):
+        torch.nn.functional.cross_entropy(out, torch.zeros(4, dtype=torch.long))
+    torch.nn.functional.cross_entropy(out.flatten(1), torch.zeros(4, dtype=torch.long))
+    misfit = classifier_misfit(model, (1, 8, 8), 10)
+    assert misfit.kind == "output" and "(1, 10) per image" in misfit.why
+    assert "x.flatten(1)" in misfit.why and "give it" not in misfit.why
+    assert classifier_misfit(nn.Sequential(model, nn.Flatten()), (1, 8, 8), 10) is None

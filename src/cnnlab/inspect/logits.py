@@ -214,15 +214,19 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             f"returns {str(out.dtype).removeprefix('torch.')} values of shape "
             f"{tuple(out.shape)}, not float logits; return the class scores (before argmax)",
         )
-    if out.dim() > 2 and out.shape[1] == classes:  # a 1×1 conv head's (B, K, h, w) scores
+    # a 1×1 conv head's (B, K, h, w) scores; one query token's (B, 1, K) (told to give K
+    # outputs, which it had)
+    flat = out.dim() > 2 and out[0].numel() == classes
+    if out.dim() > 2 and (out.shape[1] == classes or flat):
         fix = (
             "flatten them: end forward with nn.Flatten() or x.flatten(1)"
-            if all(d == 1 for d in out.shape[2:])
+            if flat
             else "pool and flatten them: end forward with nn.AdaptiveAvgPool2d(1), nn.Flatten()"
         )
+        where = "a map" if out.shape[1] == classes else f"{out.dim() - 1} dims"
         return Misfit(
             "output",
-            f"outputs {tuple(out.shape[1:])} per image, its {classes} class scores in a map, "
+            f"outputs {tuple(out.shape[1:])} per image, its {classes} class scores in {where}, "
             f"not a ({classes},) logits vector; {fix}",
         )
     if out.dim() != 2 or out.shape[1] != classes:
