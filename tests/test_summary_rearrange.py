@@ -41,9 +41,9 @@ def _same_or_refused(func, x: torch.Tensor, args: tuple, kwargs: dict | None = N
     padding=st.one_of(st.integers(-1, 2), st.tuples(st.integers(0, 2), st.integers(0, 2))),
     stride=pairs,
 )
-def test_unfold_is_made_with_torchs_shape_or_left_to_torch(shape, kernel, dilation, padding, stride):
-    x = torch.randn(shape)
-    want, out = _same_or_refused(F.unfold, x, (kernel,), dict(dilation=dilation, padding=padding, stride=stride))  # fmt: skip
+def test_unfold_is_made_with_torchs_shape_or_left_to_torch(shape, kernel, dilation, padding, stride):  # fmt: skip  # noqa: E501
+    kwargs = dict(dilation=dilation, padding=padding, stride=stride)
+    want, out = _same_or_refused(F.unfold, torch.randn(shape), (kernel,), kwargs)
     if want is not None and len(shape) in (3, 4):
         assert out is not None  # every unfold torch runs is made
 
@@ -100,6 +100,50 @@ def test_contiguous_is_made_as_torch_makes_it(fmt, order):
     meta = x.to("meta")
     same = made(torch.Tensor.contiguous, (meta,), kwargs) is meta
     assert same == (want.data_ptr() == x.data_ptr())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 4, 5, 3), (4, 3, 6), (1, 4, 1, 1)]),
+    out_per_group=st.integers(1, 3),
+    groups=st.sampled_from([1, 2, 4, 3]),
+    kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    stride=pairs,
+    padding=st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 3), st.integers(0, 1))),
+    extra=st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 1), st.integers(0, 2))),
+    dilation=pairs,
+    bias=st.booleans(),
+    layout=st.sampled_from(["contiguous", "contiguous", "channels_last"]),
+)
+def test_conv_transpose2d_is_made_with_torchs_shape_or_left_to_torch(
+    shape, out_per_group, groups, kernel, stride, padding, extra, dilation, bias, layout
+):
+    """nn.ConvTranspose2d's call, torch's output on real tensors as the truth: shape and
+    strides (channels-last where the input's or the weight's strides suggest it)."""
+    x = torch.randn(shape)
+    if layout == "channels_last" and x.dim() == 4:
+        x = x.to(memory_format=torch.channels_last)
+    w = torch.randn(4, out_per_group, *kernel)
+    b = torch.randn(out_per_group * groups) if bias else None
+    args = (w, b, stride, padding, extra, groups, dilation)
+    try:
+        want = F.conv_transpose2d(x, *args)
+    except (RuntimeError, ValueError):
+        want = None
+    meta = (a.to("meta") if isinstance(a, torch.Tensor) else a for a in args)
+    out = made(F.conv_transpose2d, (x.to("meta"), *meta), {})
+    if want is None:
+        assert out is None
+        return
+    positive = min(_ints(stride) + _ints(dilation)) > 0  # torch runs a dilation of 0 too
+    if x.dim() == 4 and positive and want.numel():  # (an empty output: torch makes it)
+        assert out is not None
+    if out is not None:
+        assert (out.shape, out.stride()) == (want.shape, want.stride())
+
+
+def _ints(value) -> tuple:
+    return (value,) if type(value) is int else tuple(value)
 
 
 class Unfolded(nn.Module):

@@ -2,8 +2,9 @@
 from their inputs' shapes where torch's meta kernels are slow (Python decompositions): F.unfold
 2.1 ms and F.fold 1.6 ms a call on 256 channels of 16×16 (MobileViT v2 calls each three
 times: about half its trace), Tensor.repeat 28–215 µs (SwiftFormer), a copying .contiguous()
-26 µs (PVT v2, SegFormer) against 3 µs for torch.empty. Each returns None where torch must
-run (and raise its own error on arguments it refuses)."""
+26 µs (PVT v2, SegFormer) against 3 µs for torch.empty; and F.conv_transpose2d, a fold of
+a matrix product (col2im), 64 µs a call (MONAI's U-Net: a tenth of its trace). Each returns
+None where torch must run (and raise its own error on arguments it refuses)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._prims_common import suggest_memory_format
 
 from cnnlab.design.summary.calls import META, T, arg
 
 UNFOLD, FOLD, REPEAT, CONTIGUOUS = F.unfold, F.fold, T.repeat, T.contiguous
-REARRANGED = frozenset({UNFOLD, FOLD, REPEAT, CONTIGUOUS})
+TRANSPOSED = F.conv_transpose2d
+REARRANGED = frozenset({UNFOLD, FOLD, REPEAT, CONTIGUOUS, TRANSPOSED})
 
 
 def rearranged(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor | None:
@@ -30,6 +33,8 @@ def rearranged(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         if x.is_contiguous(memory_format=fmt):
             return x  # as torch: the tensor itself
         return torch.empty(tuple(x.shape), dtype=x.dtype, device=META, memory_format=fmt)
+    if func is TRANSPOSED:
+        return transposed(x, args, kwargs)
     if func is REPEAT:
         shape = repeated_shape(tuple(x.shape), args[1:], kwargs)
     elif func is UNFOLD:
@@ -113,3 +118,44 @@ def repeated_shape(shape: tuple, sizes: tuple, kwargs: dict) -> tuple | None:
     padded = (1,) * (len(sizes) - len(shape)) + shape
     out = tuple(n * r for n, r in zip(padded, sizes, strict=True))
     return out if math.prod(out) < 2**62 else None
+
+
+def transposed(x: Tensor, args: tuple, kwargs: dict) -> Tensor | None:
+    """F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
+    dilation)'s output on a meta (N, C, H, W) x: per axis (n − 1)·s − 2p + d·(k − 1) +
+    output_padding + 1, weight.shape[1]·groups channels, channels-last where x's or the
+    weight's strides suggest it (torch's rule for its CPU kernels), else contiguous; None
+    for what torch refuses (channels that do not match, output_padding not below the stride
+    or the dilation) or makes empty."""
+    weight, bias = arg(args, kwargs, 1, "weight"), arg(args, kwargs, 2, "bias")
+    groups = arg(args, kwargs, 6, "groups", 1)
+    if not (isinstance(weight, Tensor) and weight.is_meta and weight.dim() == x.dim() == 4):
+        return None
+    if type(groups) is not int or groups < 1 or weight.dtype != x.dtype:
+        return None
+    if x.shape[1] != weight.shape[0] or weight.shape[0] % groups:
+        return None
+    channels = weight.shape[1] * groups
+    if bias is not None and not (
+        isinstance(bias, Tensor) and tuple(bias.shape) == (channels,) and bias.dtype == x.dtype
+    ):
+        return None
+    s, p = _pair(arg(args, kwargs, 3, "stride", 1)), _pair(arg(args, kwargs, 4, "padding", 0))
+    extra = _pair(arg(args, kwargs, 5, "output_padding", 0))
+    d = _pair(arg(args, kwargs, 7, "dilation", 1))
+    if not _valid(tuple(weight.shape[2:]), d, p, s) or extra is None or min(extra) < 0:
+        return None
+    if any(e >= s_ and e >= d_ for e, s_, d_ in zip(extra, s, d, strict=True)):
+        return None
+    size = tuple(
+        (n - 1) * s_ - 2 * p_ + d_ * (k - 1) + e + 1
+        for n, k, s_, p_, d_, e in zip(x.shape[2:], weight.shape[2:], s, p, d, extra, strict=True)
+    )
+    if min(size) < 1 or x.shape[0] == 0:
+        return None
+    last = torch.channels_last
+    fmt = last if last in (suggest_memory_format(x), suggest_memory_format(weight)) else None
+    shape = (x.shape[0], channels, *size)
+    return torch.empty(
+        shape, dtype=x.dtype, device=META, memory_format=fmt or torch.contiguous_format
+    )
