@@ -98,3 +98,35 @@ def test_readme_summary_output_is_what_the_command_prints(capsys):
 
     assert main(["summary", "fmnist-tf", "--input", "1,28,28"]) == 0
     assert capsys.readouterr().out == _readme_block("$ cnnlab summary fmnist-tf --input 1,28,28")
+
+
+def _tests_module(name: str):
+    """A module of tests/ imported by name (tests/ is no package)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+
+
+def test_reliability_counts_are_the_tables_the_tests_run():
+    """docs/reliability.md's per-command case counts and the malformed-reference count are
+    the lengths of the tables in tests/test_bad_input.py and tests/test_source.py."""
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    cases = _tests_module("test_bad_input").CASES
+    counted = {c: str(sum(case[0] == c for case in cases)) for c in {case[0] for case in cases}}
+    rows = dict(re.findall(r"^\| (\w+) \| (\d+) \|", text, re.M))  # the class table's too
+    assert {c: rows.get(c) for c in counted} == counted
+    assert f"| **all** | **{len(cases)}** |" in text and f"({len(cases)} cases," in text
+    bad_refs = _tests_module("test_source").BAD_REFS
+    assert f"`tests/test_source.py` tries {len(bad_refs)} malformed" in text
+
+
+@pytest.mark.parametrize("doc", OWN_DOCS, ids=lambda p: p.name)
+def test_every_repository_path_a_doc_names_exists(doc):
+    """A test, benchmark or source file named in backticks (`tests/test_faults.py`) is there."""
+    paths = re.findall(r"`((?:tests|benchmarks|src|docs|\.ci)/[\w/.-]*\w)`", doc.read_text())
+    for path in paths:
+        assert (ROOT / path).exists(), f"{doc.name} names a missing file: {path}"
