@@ -66,8 +66,8 @@ def test_fold_is_made_with_torchs_shape_or_left_to_torch(
     k = (kernel, kernel) if type(kernel) is int else kernel
     d = (dilation, dilation) if type(dilation) is int else dilation
     s = (stride, stride) if type(stride) is int else stride
-    n = blocks(output, k, d, (padding, padding), s) if min(*k, *d, *s) > 0 else (1, 1)
-    blocks_ = max(n[0], 0) * max(n[1], 0) + extra
+    n = blocks(output, k, d, (padding, padding), s) if min(*k, *d, *s) > 0 else None
+    blocks_ = (1 if n is None else n[0] * n[1]) + extra
     x = torch.randn(*batch, channels * max(k[0], 1) * max(k[1], 1), max(blocks_, 0))
     kwargs = dict(dilation=dilation, padding=padding, stride=stride)
     want, out = _same_or_refused(F.fold, x, (output, kernel), kwargs)

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
+from cnnlab import geometry
 from cnnlab.design.summary.calls import META, T, arg
+from cnnlab.errors import SpecError
 
 UNFOLD, FOLD, REPEAT, CONTIGUOUS = F.unfold, F.fold, T.repeat, T.contiguous
 TRANSPOSED = F.conv_transpose2d
@@ -64,13 +66,16 @@ def _pair(value: Any) -> tuple[int, int] | None:
     return None
 
 
-def blocks(size: tuple, kernel: tuple, dilation: tuple, padding: tuple, stride: tuple) -> tuple:
-    """Sliding-block positions per axis (§2.2's output-size formula, with dilation):
-    ⌊(n + 2p − d·(k − 1) − 1) / s⌋ + 1."""
-    return tuple(
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, d, p, s in zip(size, kernel, dilation, padding, stride, strict=True)
-    )
+def blocks(size, kernel, dilation, padding, stride) -> tuple[int, ...] | None:
+    """Sliding-block positions per axis (geometry.conv_output_size, §2.2: ⌊(n + 2p − d·(k −
+    1) − 1) / s⌋ + 1), None where a block does not fit (torch refuses)."""
+    try:
+        return tuple(
+            geometry.conv_output_size(n, k, p, s, d)
+            for n, k, d, p, s in zip(size, kernel, dilation, padding, stride, strict=True)
+        )
+    except SpecError:
+        return None
 
 
 def _valid(*pairs: tuple | None) -> bool:
@@ -87,7 +92,7 @@ def unfolded_shape(shape: tuple, kernel, dilation, padding, stride) -> tuple | N
     if len(shape) not in (3, 4) or not _valid(kernel, dilation, padding, stride):
         return None
     n = blocks(shape[-2:], kernel, dilation, padding, stride)
-    if min(n) < 1 or 0 in shape[-3:]:
+    if n is None or 0 in shape[-3:]:
         return None
     return (*shape[:-3], shape[-3] * kernel[0] * kernel[1], n[0] * n[1])
 
@@ -101,7 +106,7 @@ def folded_shape(shape: tuple, output, kernel, dilation, padding, stride) -> tup
         return None
     per_block = kernel[0] * kernel[1]
     n = blocks(output, kernel, dilation, padding, stride)
-    if shape[-2] == 0 or shape[-2] % per_block or min(n) < 1 or shape[-1] != n[0] * n[1]:
+    if n is None or shape[-2] == 0 or shape[-2] % per_block or shape[-1] != n[0] * n[1]:
         return None
     return (*shape[:-2], shape[-2] // per_block, *output)
 
