@@ -305,3 +305,30 @@ def test_class_scores_behind_a_singleton_dim_are_told_to_be_flattened():
     assert misfit.kind == "output" and "(1, 10) per image" in misfit.why
     assert "x.flatten(1)" in misfit.why and "give it" not in misfit.why
     assert classifier_misfit(nn.Sequential(model, nn.Flatten()), (1, 8, 8), 10) is None
+
+
+RGB = textwrap.dedent(
+    """
+    from torch import nn
+
+    def make_net():
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(4, 10),
+        )
+    """
+)
+
+
+def test_import_of_code_for_other_images_says_to_give_input_and_that_way_works(tmp_path, capsys):
+    """train said 'if it takes other images, give --input C,H,W'; import, whose --input
+    converts the data the same way, named only torch's channel error."""
+    (tmp_path / "rgb.py").write_text(RGB)
+    source = parse_model_ref(f"{tmp_path / 'rgb.py'}:make_net", [])
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    argv = ["import", "--model", source.reference, "--weights", str(tmp_path / "w.safetensors")]
+    assert main([*argv, "--data", "digits", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "expected input" in err
+    assert err.endswith("give --input C,H,W (the data is converted)")
+    assert main([*argv, "--data", "digits", "--out", str(tmp_path / "b"), "--input", "3,8,8"]) == 0

@@ -75,7 +75,7 @@ def import_run(
     state = _checked_weights(weights, model, source.reference, info["input_shape"])
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
-    _check_outputs(model, source.reference, info)
+    _check_outputs(model, source.reference, info, given=input_shape is not None)
     config = {
         "model": source.to_record(),
         "data": _data_name(data),
@@ -214,15 +214,22 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
     return info
 
 
-def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any]) -> None:
-    """The model runs on the input shape and gives one logit per class."""
+def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any], given: bool) -> None:
+    """The model runs on the input shape and gives one logit per class. given: the input
+    shape was an option, not the data's own (else the way to give another is the fix, as
+    train says it)."""
     shape, k = info["input_shape"], len(info["classes"])
     misfit = classifier_misfit(model, shape, k)
     if misfit is None:
         return
     if misfit.kind == "run":
+        other = (
+            ""
+            if given
+            else "; if it takes other images, give --input C,H,W (the data is converted)"
+        )
         raise SpecError(
-            f"{reference} cannot run on {'×'.join(map(str, shape))} images: {misfit.why}"
+            f"{reference} cannot run on {'×'.join(map(str, shape))} images: {misfit.why}{other}"
         )
     if misfit.kind == "classes":
         raise DataError(
