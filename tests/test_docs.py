@@ -130,3 +130,13 @@ def test_every_repository_path_a_doc_names_exists(doc):
     paths = re.findall(r"`((?:tests|benchmarks|src|docs|\.ci)/[\w/.-]*\w)`", doc.read_text())
     for path in paths:
         assert (ROOT / path).exists(), f"{doc.name} names a missing file: {path}"
+
+
+def test_concept_map_lints_exist():
+    """Each lint code the concept map names (`lint `floor``) is one `summary` can emit."""
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    named = {c for group in re.findall(r"lints? ((?:`[\w-]+`(?:, )?)+)", text)
+             for c in re.findall(r"`([\w-]+)`", group)}  # fmt: skip
+    source = (ROOT / "src" / "cnnlab" / "design" / "summary" / "lints.py").read_text()
+    assert len(named) >= 7, named
+    assert all(f'"{code}", ' in source for code in named), named
