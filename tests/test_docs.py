@@ -140,3 +140,39 @@ def test_concept_map_lints_exist():
     source = (ROOT / "src" / "cnnlab" / "design" / "summary" / "lints.py").read_text()
     assert len(named) >= 7, named
     assert all(f'"{code}", ' in source for code in named), named
+
+
+def _readme_python() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_summary_snippet_prints_what_its_comment_says(capsys):
+    snippet = next(s for s in _readme_python() if "cnnlab.summary(model" in s)
+    exec(compile(snippet, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed == re.search(r"print\(.*\)\s+# (.*)", snippet).group(1).strip()
+
+
+def test_readme_doctest_snippets_pass():
+    import doctest
+
+    for snippet in (s for s in _readme_python() if s.startswith(">>>")):
+        test = doctest.DocTestParser().get_doctest(snippet, {}, "README.md", "README.md", 0)
+        assert doctest.DocTestRunner().run(test).failed == 0, snippet
+
+
+def test_readme_model_code_trains_through_the_cli(tmp_path, monkeypatch, capsys):
+    """The README's mynet.py, pasted as it stands, runs under `summary --model` with the rows
+    it names, and one digits epoch trains and imports through the commands it shows."""
+    from cnnlab.cli import main
+
+    snippet = next(s for s in _readme_python() if s.startswith("# mynet.py"))
+    (tmp_path / "mynet.py").write_text(snippet)
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", "mynet.py:make_net", "--model-arg", "width=16"]
+    assert main(["summary", *model, "--input", "1,28,28"]) == 0
+    assert "blocks.0.relu #2" in capsys.readouterr().out
+    quick = ["--data", "digits", "--epochs", "1", "--quiet"]
+    assert main(["train", *model, *quick, "--out", "r"]) == 0
+    weights = ["--weights", "r/model.safetensors", "--data", "digits", "--out", "imported"]
+    assert main(["import", *model, *weights]) == 0
