@@ -332,3 +332,43 @@ def test_import_of_code_for_other_images_says_to_give_input_and_that_way_works(t
     assert len(err.splitlines()) == 1 and "expected input" in err
     assert err.endswith("give --input C,H,W (the data is converted)")
     assert main([*argv, "--data", "digits", "--out", str(tmp_path / "b"), "--input", "3,8,8"]) == 0
+
+
+FROZEN = textwrap.dedent(
+    """
+    from torch import nn
+
+    def net():
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(4, 10),
+        )
+
+    def frozen():
+        return net().requires_grad_(False)
+
+    def head_only():
+        model = net()
+        model[0].requires_grad_(False)
+        return model
+    """
+)
+
+
+def test_a_model_frozen_whole_is_told_there_is_nothing_to_train(tmp_path, capsys):
+    """It raised torch's 'element 0 of tensors does not require grad' as a traceback at the
+    first backward, leaving a run directory behind. A model frozen in part trains its rest."""
+    (tmp_path / "frz.py").write_text(FROZEN)
+    argv = ["train", "--data", "digits", "--quiet", *QUICK]
+    out = tmp_path / "frozen"
+    assert main([*argv, "--model", f"{tmp_path / 'frz.py'}:frozen", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nothing to train" in err and "requires_grad" in err
+    assert not out.exists()
+    out = tmp_path / "head"
+    assert main([*argv, "--model", f"{tmp_path / 'frz.py'}:head_only", "--out", str(out)]) == 0
+    torch.manual_seed(0)  # train seeds the factory with the run's seed, 0 by default
+    start = parse_model_ref(f"{tmp_path / 'frz.py'}:head_only", []).build()
+    trained = load_run(out).model
+    assert torch.equal(trained[0].weight, start[0].weight)  # frozen: as built
+    assert not torch.equal(trained[4].weight, start[4].weight)  # trained

@@ -188,6 +188,7 @@ def check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
 
 def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) -> None:
     """Data shape, class count and the image-size options against the model."""
+    _check_trainable(choice)
     side = min(input_shape[1:])
     size = "×".join(map(str, input_shape[1:]))
     for option, pixels in (("translate", config.translate), ("tta_shift", config.tta_shift)):
@@ -228,6 +229,20 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
         )  # fmt: skip
         raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
     raise SpecError(f"{title} {misfit.why}")
+
+
+def _check_trainable(choice: ModelChoice) -> None:
+    """Some parameter must require a gradient: with none, the first backward raised torch's
+    'element 0 of tensors does not require grad' as a traceback, after the run directory was
+    made (a model frozen whole, e.g. one trained elsewhere and frozen for inference)."""
+    params = list(choice.model.parameters())
+    if any(p.requires_grad for p in params):
+        return
+    why = "every parameter has requires_grad=False" if params else "it has no parameters"
+    raise SpecError(
+        f"{choice.title} has nothing to train ({why}); unfreeze the layers to train "
+        "(requires_grad_(True)), or evaluate weights trained elsewhere with cnnlab import"
+    )
 
 
 def _other(choice: ModelChoice) -> str:
