@@ -176,3 +176,15 @@ def test_readme_model_code_trains_through_the_cli(tmp_path, monkeypatch, capsys)
     assert main(["train", *model, *quick, "--out", "r"]) == 0
     weights = ["--weights", "r/model.safetensors", "--data", "digits", "--out", "imported"]
     assert main(["import", *model, *weights]) == 0
+
+
+def test_concept_map_report_parts_exist():
+    """Each report part the concept map names (`report "receptive field"`) is a section or part
+    title of the page `cnnlab report` writes."""
+    from cnnlab.report.show import SECTIONS
+
+    titles = {t.lower() for _, title, parts in SECTIONS for t in (title, *(p[0] for p in parts))}
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    named = {n.lower() for group in re.findall(r'report ((?:"[^"]+"(?:, )?)+)', text)
+             for n in re.findall(r'"([^"]+)"', group)}  # fmt: skip
+    assert len(named) >= 7 and named <= titles, named - titles
