@@ -372,3 +372,48 @@ def test_a_model_frozen_whole_is_told_there_is_nothing_to_train(tmp_path, capsys
     trained = load_run(out).model
     assert torch.equal(trained[0].weight, start[0].weight)  # frozen: as built
     assert not torch.equal(trained[4].weight, start[4].weight)  # trained
+
+
+DEVICES = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def net():
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)
+        )
+
+    def meta():
+        with torch.device("meta"):  # fast to build, no values
+            return net()
+
+    def half():
+        return net().half()
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("factory", "words"),
+    [("meta", "on the meta device (0.weight"), ("half", "its parameters are float16 (0.weight)")],
+)
+def test_parameters_without_values_or_of_another_dtype_need_no_other_input(
+    tmp_path, capsys, factory, words
+):
+    """A model built under torch.device('meta') was told torch's 'Tensor on device meta is
+    not on the expected device cpu! ...; if it takes other images, give --input C,H,W'; a
+    float16 one was told to give --input too. Neither is about the images."""
+    (tmp_path / "dev.py").write_text(DEVICES)
+    ref = f"{tmp_path / 'dev.py'}:{factory}"
+    argv = ["train", "--model", ref, "--data", "digits", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--quiet", *QUICK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err and "--input" not in err
+    model = parse_model_ref(ref, []).build()
+    assert classifier_misfit(model, (1, 8, 8), 10).kind == "weights"
+    if factory == "meta":  # the fix the message gives
+        model.to_empty(device="cpu")
+        for layer in (model[0], model[3]):
+            layer.reset_parameters()
+        assert classifier_misfit(model, (1, 8, 8), 10) is None

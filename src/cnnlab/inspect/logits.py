@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any, NamedTuple
 
 import torch
@@ -109,12 +110,13 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
 
 
 class Misfit(NamedTuple):
-    """Why a model cannot classify images: `kind` "run" (it raised, or its parameters are
-    not float32), "output" (it returned no float logits tensor, or its class scores as a
-    (B, K, h, w) map), "one-image" (a batch runs but one image does not, or loses its batch
-    dim: a `.squeeze()`), "call" (forward needs more arguments than the images), "classes"
-    (a tensor of another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax"
-    (its outputs are already probabilities); `why` says what and how to fix it."""
+    """Why a model cannot classify images: `kind` "run" (it raised), "weights" (its
+    parameters are not float32, or on the meta device: no values), "output" (it returned no
+    float logits tensor, or its class scores as a (B, K, h, w) map), "one-image" (a batch
+    runs but one image does not, or loses its batch dim: a `.squeeze()`), "call" (forward
+    needs more arguments than the images), "classes" (a tensor of another shape than (B, K):
+    `why` is "outputs (5,) per image"), or "softmax" (its outputs are already
+    probabilities); `why` says what and how to fix it."""
 
     kind: str
     why: str
@@ -140,10 +142,20 @@ def classifier_misfit(
     if odd:
         name, dtype = odd[0]
         return Misfit(
-            "run",
+            "weights",
             f"its parameters are {str(dtype).removeprefix('torch.')} ({name}), but images come "
             "as float32; return model.float() (for bfloat16 speed, train with --precision "
             "bf16, which autocasts)",
+        )
+    # a model built under torch.device("meta") failed in its first layer with torch's
+    # 'Tensor on device meta is not on the expected device cpu!', read as an input misfit
+    empty = [n for n, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
+    if empty:
+        return Misfit(
+            "weights",
+            f"its parameters are on the meta device ({empty[0]}: a shape without values, as "
+            "under torch.device('meta')); build it on the CPU, or give it values first: "
+            "model.to_empty(device='cpu'), then initialise it",
         )
     needed = _more_arguments(model)
     if needed:

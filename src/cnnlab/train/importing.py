@@ -222,6 +222,8 @@ def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any], given
     misfit = classifier_misfit(model, shape, k)
     if misfit is None:
         return
+    if misfit.kind == "weights":  # their dtype or device: no --input would do
+        raise SpecError(f"{reference}: {misfit.why}")
     if misfit.kind == "run":
         other = (
             ""

@@ -218,6 +218,8 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
             f"{misfit.why}; where it calls .view after a conv use .reshape or .flatten(1), or "
             "train with --no-channels-last"
         )
+    if misfit.kind == "weights":  # no input would do: their dtype or device is the matter
+        raise SpecError(f"{title}: {misfit.why}")
     if misfit.kind == "run":  # a module of the user's that does not take this input
         raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{_other(choice)}")
     if misfit.kind == "classes":
