@@ -188,3 +188,11 @@ def test_concept_map_report_parts_exist():
     named = {n.lower() for group in re.findall(r'report ((?:"[^"]+"(?:, )?)+)', text)
              for n in re.findall(r'"([^"]+)"', group)}  # fmt: skip
     assert len(named) >= 7 and named <= titles, named - titles
+
+
+def test_readme_demo_log_ends_with_what_make_demo_echoes():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile[makefile.index("\ndemo:") :].split("\n\n")[0]
+    echoed = [line for line in re.findall(r'@echo "?(.*?)"?$', recipe, re.M) if line]
+    block = _readme_block("$ make demo > demo.log")
+    assert len(echoed) == 4 and all(line in block for line in echoed), echoed
