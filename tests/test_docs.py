@@ -196,3 +196,12 @@ def test_readme_demo_log_ends_with_what_make_demo_echoes():
     echoed = [line for line in re.findall(r'@echo "?(.*?)"?$', recipe, re.M) if line]
     block = _readme_block("$ make demo > demo.log")
     assert len(echoed) == 4 and all(line in block for line in echoed), echoed
+
+
+def test_readme_names_every_file_of_a_run_directory():
+    from cnnlab.train import run_files
+
+    text = (ROOT / "README.md").read_text()
+    paragraph = text[text.index("A run directory holds") :].split("\n\n")[0]
+    names = [n for n in run_files.WRITTEN if n != run_files.REPORT]  # the report: its section
+    assert all(f"`{name}`" in paragraph for name in names), names
