@@ -417,3 +417,46 @@ def test_parameters_without_values_or_of_another_dtype_need_no_other_input(
         for layer in (model[0], model[3]):
             layer.reset_parameters()
         assert classifier_misfit(model, (1, 8, 8), 10) is None
+
+
+NO_GRAPH = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self, mode):
+            super().__init__()
+            self.mode = mode
+            self.body = nn.Sequential(
+                nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                nn.Linear(4, 10),
+            )
+
+        def forward(self, x):
+            if self.mode == "no_grad":  # written for inference
+                with torch.no_grad():
+                    return self.body(x)
+            if self.mode == "inference_mode":
+                with torch.inference_mode():
+                    return self.body(x)
+            return self.body(x).detach()
+
+    def make_net(mode):
+        return Net(mode)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "detach"])
+def test_a_forward_that_cuts_the_graph_is_told_before_a_run_directory_is_made(
+    tmp_path, capsys, mode
+):
+    """It raised torch's 'element 0 of tensors does not require grad' as a traceback at the
+    first backward and left config.json and metrics.jsonl behind."""
+    (tmp_path / "ng.py").write_text(NO_GRAPH)
+    out = tmp_path / "run"
+    argv = ["train", "--model", f"{tmp_path / 'ng.py'}:make_net", "--model-arg", f"mode={mode!r}"]
+    assert main([*argv, "--data", "digits", "--out", str(out), "--quiet", *QUICK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "carry no gradient" in err and not out.exists()

@@ -19,6 +19,7 @@ from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
+from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, read_config
 from cnnlab.train.source import ModelSource, check_materialized
@@ -206,6 +207,7 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     misfit, title = _misfit(choice, input_shape, k, layout)
     if misfit is None:
+        _check_graph(choice, input_shape, layout)
         return
     nchw = torch.contiguous_format
     if (
@@ -245,6 +247,28 @@ def _check_trainable(choice: ModelChoice) -> None:
         f"{choice.title} has nothing to train ({why}); unfreeze the layers to train "
         "(requires_grad_(True)), or evaluate weights trained elsewhere with cnnlab import"
     )
+
+
+def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
+    """The logits of the user's model, in training mode with gradients on, must depend on a
+    parameter that trains: a forward under torch.no_grad() or inference_mode(), or one that
+    detaches its logits, raised torch's 'element 0 of tensors does not require grad' as a
+    traceback at the first backward, after the run directory was made. Checked after the
+    model has passed `_misfit` (it runs and gives logits); a spec's network always has one."""
+    if choice.spec is not None:
+        return
+    x = torch.zeros(2, *input_shape).contiguous(memory_format=layout)
+    # compiled code runs eagerly here, as in classifier_misfit: no graph compiled for 2 images
+    with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
+        with eager_stance():
+            logits = choice.model(x)
+    if not logits.requires_grad:
+        raise SpecError(
+            f"{choice.title}'s logits carry no gradient to its parameters (its forward runs "
+            "under torch.no_grad() or torch.inference_mode(), or detaches them), so nothing "
+            "would train; let forward keep the graph, or evaluate weights trained elsewhere "
+            "with cnnlab import"
+        )
 
 
 def _other(choice: ModelChoice) -> str:
