@@ -247,6 +247,15 @@ def test_force_removes_temp_files_of_a_killed_run_and_keeps_the_users(run_dir, t
     assert not list(other.glob(".*.tmp-*")) and (other / "notes.txt").read_text() == "mine"
 
 
+def test_force_over_an_imported_run_leaves_no_evaluation_of_the_old_weights(run_dir, tmp_path):
+    """`cnnlab import` writes evaluation.json; a run trained over it with --force must not
+    keep that record of weights it replaced."""
+    other = _copy(run_dir, tmp_path)
+    (other / "evaluation.json").write_text('{"test_acc": 0.99}')
+    train(TINY, "digits", other, QUICK, force=True)
+    assert not (other / "evaluation.json").exists() and (other / "model.safetensors").is_file()
+
+
 UNWRITABLE = {
     "a path under a file": lambda tmp: tmp / "file.txt" / "run",
     "a 300-character name": lambda tmp: tmp / ("r" * 300),

@@ -18,8 +18,10 @@ from cnnlab.train.config import TrainConfig
 
 SPEC, CONFIG, METRICS = "spec.yaml", "config.json", "metrics.jsonl"
 REPORT, EVALUATION, LOCK = "report.html", "evaluation.json", ".cnnlab.lock"
-# What cnnlab writes into a run; --force and demo delete these and nothing else.
+# What cnnlab writes into a run (train, import, report); --force and demo delete these and
+# nothing else.
 WRITTEN = (SPEC, CONFIG, METRICS, MODEL_WEIGHTS, CHECKPOINT_TENSORS, CHECKPOINT_STATE, REPORT)
+WRITTEN += (EVALUATION,)
 WRITTEN_DIRS = ("figures", "samples")  # the report's figures, the demo's sample images
 REQUIRED_CONFIG = ("data", "classes", "mean", "std", "input_shape")
 UNHASHED = ("resumes",)  # config.json keys that may change after training (appended records)
