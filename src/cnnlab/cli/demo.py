@@ -36,7 +36,7 @@ def _demo(args) -> int:
     check_out(out, resume=False, force=True)  # a refusal comes before any word of training
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
     print(
-        f"training the `fast` preset on {args.data} for {config.epochs} epochs into {out} ...",
+        f"training the `fast` preset on {args.data} for {config.epochs} epoch{'s' if config.epochs != 1 else ''} into {out} ...",
         flush=True,
     )
     try:

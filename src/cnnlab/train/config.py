@@ -94,7 +94,7 @@ class TrainConfig:
     precision: str = knob(
         "auto",
         "auto: bf16 autocast where the hardware has bf16 math, else fp32; bf16 | fp32 to "
-        "force. bf16: 922 vs 351 img/s fp32 (2.6x) for `fast`, one AVX512-BF16 core; "
+        "force. bf16: 861 vs 513 img/s fp32 (1.7x) for `fast`, one AVX512-BF16 core; "
         "on the CPU, the convolutions whose oneDNN bf16 kernels are slower than fp32's "
         "(strided, dilated or larger depthwise, transposed grouped: 1.2-14x) compute in "
         "fp32 within it (train/fp32_layers.py; config.json's fp32_layers)",
