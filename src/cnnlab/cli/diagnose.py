@@ -50,6 +50,7 @@ def _batches(x, y, size: int = 256, limit: int = 512) -> list:
 
 def _run(args: argparse.Namespace) -> int:
     from cnnlab import diagnose
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.errors import ConfigError
     from cnnlab.train.rundir import load_run
 
@@ -57,9 +58,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be a number of images >= 1, got {args.limit}")
     run = load_run(args.run_dir)
     x, y = _images(run, args)
-    dead = diagnose.dead_units(run.model, x, threshold=args.threshold)
-    acts = diagnose.activation_stats(run.model, x)
-    flow = diagnose.gradient_flow(run.model, _batches(x, y))
+    with progress_bar() as progress:  # three passes, each its own bar
+        dead = diagnose.dead_units(run.model, x, threshold=args.threshold, progress=progress)
+        acts = diagnose.activation_stats(run.model, x, progress=progress)
+        flow = diagnose.gradient_flow(run.model, _batches(x, y), progress=progress)
     found = diagnose.findings(dead, flow, acts)
     if args.json:
         result = {

@@ -15,10 +15,13 @@ def register(sub) -> None:
 
 
 def _eval(args) -> int:
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.train.evaluate import evaluate
     from cnnlab.train.rundir import load_run
 
-    result = evaluate(load_run(args.run_dir), args.split, tta=args.tta)
+    run = load_run(args.run_dir)
+    with progress_bar() as progress:
+        result = evaluate(run, args.split, tta=args.tta, progress=progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.tables import column
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
 from cnnlab.errors import CnnlabError, ConfigError, ExplainError
@@ -149,8 +150,11 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 
     if method in LAYER_METHODS:
         return explain.gradcam(run.model, x, target, layer=layer, method=method)
-    fn = explain.saliency if method == "saliency" else explain.smoothgrad
-    maps = fn(run.model, x, target)
+    if method == "saliency":  # one forward and backward: no bar
+        maps = explain.saliency(run.model, x, target)
+    else:  # n = 50 noisy copies of each image
+        with progress_bar() as progress:
+            maps = explain.smoothgrad(run.model, x, target, progress=progress)
     return maps / maps.amax((1, 2), keepdim=True).clamp(min=1e-12)  # (B, H, W) in [0, 1]
 
 
@@ -225,9 +229,10 @@ def _visualize(args: argparse.Namespace) -> int:
         acts = explain.feature_maps(run.model, images[:1], [args.actmax])[args.actmax]
         size = acts.shape[channel_dim(run.model, images[:1], args.actmax)]  # ConvNeXt: last
         channels = list(range(min(args.channels, size)))
-        res = explain.activation_maximization(
-            run.model, args.actmax, channels, steps=args.steps, data=images
-        )
+        with progress_bar() as progress:  # the steps, then the data's strongest activations
+            res = explain.activation_maximization(
+                run.model, args.actmax, channels, steps=args.steps, data=images, progress=progress
+            )
         lo, hi = images.min(), images.max()
         print(shown(_save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png")))
         rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
@@ -249,14 +254,16 @@ def _probe(args: argparse.Namespace) -> int:
     run = _load(args.run_dir)
     train, test = run.dataset("train"), run.dataset("test")
     n_train, n_test = min(args.train, len(train)), min(args.test, len(test))  # what was used
-    acc = linear_probe(
-        run.model,
-        (train.images[:n_train], train.labels[:n_train]),
-        (test.images[:n_test], test.labels[:n_test]),
-        layers=args.layers,
-        epochs=args.epochs,
-        preprocess=run.preprocess,
-    )
+    with progress_bar() as progress:  # features of train, then test images, then the fits
+        acc = linear_probe(
+            run.model,
+            (train.images[:n_train], train.labels[:n_train]),
+            (test.images[:n_test], test.labels[:n_test]),
+            layers=args.layers,
+            epochs=args.epochs,
+            preprocess=run.preprocess,
+            progress=progress,
+        )
     kinds = dict(run.model.named_modules())
     table = Table(title=f"linear probes on {run.path} ({n_train} train / {n_test} test images)")
     for col in ("layer", "kind", "test accuracy"):

@@ -50,20 +50,19 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.train.importing import import_run
     from cnnlab.train.source import parse_model_ref
 
     source = parse_model_ref(args.model, args.model_arg)
-    result = import_run(
-        source,
-        args.weights,
-        args.out,
-        args.data,
-        classes=_names(args.classes),
-        mean=_numbers("--mean", args.mean, float),
-        std=_numbers("--std", args.std, float),
-        input_shape=_shape(args.input_shape),
-    )
+    options = {
+        "classes": _names(args.classes),
+        "mean": _numbers("--mean", args.mean, float),
+        "std": _numbers("--std", args.std, float),
+        "input_shape": _shape(args.input_shape),
+    }
+    with progress_bar() as progress:  # the test split's evaluation
+        result = import_run(source, args.weights, args.out, args.data, **options, progress=progress)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -19,13 +19,15 @@ def register(sub) -> None:
 
 
 def _predict(args) -> int:
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.train.evaluate import predict, resize_note
     from cnnlab.train.rundir import load_run
 
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, got {args.top}")
     run = load_run(args.run_dir)
-    predictions = predict(run, args.images, top=args.top)
+    with progress_bar() as progress:
+        predictions = predict(run, args.images, top=args.top, progress=progress)
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
     else:

@@ -29,12 +29,14 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.report import Budget, write_report
 
     start = time.perf_counter()
     budget = Budget() if args.eval_images is None else Budget(eval_images=args.eval_images)
     timings: dict[str, float] = {}
-    out = write_report(args.run_dir, args.out, budget, timings)
+    with progress_bar() as progress:  # one step per part of the page
+        out = write_report(args.run_dir, args.out, budget, timings, progress=progress)
     parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")

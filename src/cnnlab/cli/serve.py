@@ -54,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.explorer import create_app
 
     if not 0 <= args.port <= 65535:
@@ -71,7 +72,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()
     if len(explorer.test):
-        explorer.top()  # once per run, cached in RUN/explorer/: the first click is then instant
+        with progress_bar() as progress:  # once per run, cached in RUN/explorer/: the first
+            explorer.top(progress)  # click is then instant
         print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
     else:
         print("no test images (the run was imported without --data): upload or draw images")

@@ -25,6 +25,7 @@ from cnnlab.inspect import (
     weight_code,
 )
 from cnnlab.inspect import batches as iter_batches  # gradient_flow's argument is `batches`
+from cnnlab.inspect.progress import Progress, batch_count
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ def gradient_flow(
     vanish_ratio: float = 1e-3,
     explode_norm: float = 1e3,
     train: bool = True,
+    progress: Progress | None = None,
 ) -> GradientFlow:
     """Per-layer gradient of the loss w.r.t. each module's weight (notes §4.2).
 
@@ -143,13 +145,14 @@ def gradient_flow(
     explode_norm, or ratio > 1 / vanish_ratio. All gradients zero: `no_gradient`.
     Train mode by default (as a training step sees it); BatchNorm running statistics and
     the RNG are restored afterwards.
+    progress: progress(batches done, batches, "gradient flow") after each batch.
     """
     needs_gradients("gradient_flow")
     model = unwrap(model)
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     modules = _weighted_modules(model)
-    sums, order, n, reached = _gradient_sums(model, modules, batches, loss_fn, train)
+    sums, order, n, reached = _gradient_sums(model, modules, batches, loss_fn, train, progress)
     layers = []
     for name in order:  # forward order, first call of each module
         g = sums[name] / n
@@ -168,19 +171,25 @@ def gradient_flow(
 
 
 def _gradient_sums(
-    model: nn.Module, modules: dict[str, nn.Module], data, loss_fn: Callable, train: bool
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    data,
+    loss_fn: Callable,
+    train: bool,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, Tensor], list[str], int, set[str]]:
     """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
     forward first calls them, the number of samples, the modules autograd reached in some
     batch (the others' gradient is None: no path from the loss, not a small number))."""
     sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
     device, n, reached = device_of(model), 0, set()
+    count = batch_count(data, 256)
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, modules) as order,
         torch.enable_grad(),
     ):
-        for x, y in iter_batches(data, 256, labels=True):
+        for done, (x, y) in enumerate(iter_batches(data, 256, labels=True), 1):
             with parametrize.cached():  # one computed weight per batch, the one we read
                 weights = _weights(modules)
                 logits = forward(model, check_images(x, flat=True).to(device))
@@ -192,6 +201,8 @@ def _gradient_sums(
                     total += g.double() * len(x)  # mean loss over all samples
                     reached.add(name)
             n += len(x)
+            if progress is not None:
+                progress(done, max(count, done), "gradient flow")
     if n == 0:
         raise DataError("batches: no (x, y) batch given")
     return (

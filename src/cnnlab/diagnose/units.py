@@ -25,6 +25,7 @@ from cnnlab.inspect import (
     preserved,
     unwrap,
 )
+from cnnlab.inspect.progress import Progress, batch_count
 
 # Views of the activation table, under the names `cnnlab.diagnose` has always exported.
 RELU_FAMILY = frozenset(a.name for a in ACTIVATIONS.values() if a.rectifier)
@@ -74,9 +75,16 @@ def _check_fraction(name: str, value: float) -> None:
 
 
 def _record(
-    model: nn.Module, data, batch_size: int, train: bool, moments: bool = False
+    model: nn.Module,
+    data,
+    batch_size: int,
+    train: bool,
+    moments: bool = False,
+    progress: Progress | None = None,
+    what: str = "",
 ) -> tuple[dict[str, _Site], int]:
-    """Run data through the model (no grad), accumulating statistics per activation site."""
+    """Run data through the model (no grad), accumulating statistics per activation site;
+    progress(batches done, batches, what) after each batch."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ExplainError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     sites: dict[str, _Site] = {}
@@ -90,11 +98,13 @@ def _record(
         site.add(y)
 
     model = unwrap(model)
-    device, n = device_of(model), 0
+    device, n, total = device_of(model), 0, batch_count(data, batch_size)
     with preserved(model, train=train), torch.no_grad(), ActivationSites(model, on_call):
-        for x, _ in batches(data, batch_size):
+        for done, (x, _) in enumerate(batches(data, batch_size), 1):
             forward(model, check_images(x, flat=True).to(device))
             n += len(x)
+            if progress is not None:
+                progress(done, max(total, done), what)
     if n == 0:
         raise DataError("data: no images (an empty tensor or iterable)")
     return sites, n
@@ -186,6 +196,7 @@ def dead_units(
     *,
     batch_size: int = 256,
     train: bool = False,
+    progress: Progress | None = None,
 ) -> DeadUnits:
     """Dead and sleeping units after every ReLU-family activation (notes §4.3).
 
@@ -201,10 +212,11 @@ def dead_units(
     used). A data set's raw uint8 ImageSet is refused: normalise it first (Run.preprocess).
     The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
     Activations inside a TorchScript module are not seen: `.hidden` names those modules.
+    progress: progress(batches done, batches, "dead units") after each batch.
     """
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
-    sites, n = _record(model, data, batch_size, train)
+    sites, n = _record(model, data, batch_size, train, progress=progress, what="dead units")
     layers = []
     for name, site in sites.items():
         if not site.activation.rectifier:
@@ -258,7 +270,12 @@ class ActivationStats:
 
 
 def activation_stats(
-    model: nn.Module, data, *, batch_size: int = 256, train: bool = False
+    model: nn.Module,
+    data,
+    *,
+    batch_size: int = 256,
+    train: bool = False,
+    progress: Progress | None = None,
 ) -> ActivationStats:
     """Mean, std, range and saturated share of every activation's output (notes §4.2).
 
@@ -268,8 +285,10 @@ def activation_stats(
     data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
     and .labels, or an iterable of (x, y) batches; eval mode by default. Activations inside
     a TorchScript module are not seen: `.hidden` names those modules.
+    progress: progress(batches done, batches, "activation statistics") after each batch.
     """
-    sites, n = _record(model, data, batch_size, train, moments=True)
+    what = "activation statistics"
+    sites, n = _record(model, data, batch_size, train, True, progress, what)
     layers = []
     for name, s in sites.items():
         mean = s.total / s.count

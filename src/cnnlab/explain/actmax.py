@@ -31,6 +31,7 @@ from cnnlab.inspect import (
     preserved,
     resolve_layer,
 )
+from cnnlab.inspect.progress import Progress, batch_count
 
 
 @dataclass(frozen=True)
@@ -155,12 +156,15 @@ def _data_max(
     preprocess,
     output,
     dim: int = 1,
+    progress: Progress | None = None,
 ) -> Tensor:
     """For each requested channel, the max over the data set of its activation (same
-    objective), from one no-grad forward per batch: (N,). dim: where the layer's channels are."""
+    objective), from one no-grad forward per batch: (N,). dim: where the layer's channels are.
+    progress: progress(batches done, batches, "strongest activations in the data")."""
     best = torch.full((len(channels),), -torch.inf)
+    total = batch_count(data, 256)
     with Capture(model, [layer]) as cap, torch.no_grad():
-        for x, _ in batches(data, 256):
+        for done, (x, _) in enumerate(batches(data, 256), 1):
             forward(model, as_float(x, preprocess), output, logits=False)
             acts = cap.tensor(layer).movedim(dim, 1)
             per_image = torch.stack(
@@ -171,6 +175,8 @@ def _data_max(
                 1,
             )  # (B, N)
             best = torch.maximum(best, per_image.amax(0).float())
+            if progress is not None:
+                progress(done, max(total, done), "strongest activations in the data")
     return best
 
 
@@ -208,10 +214,11 @@ def _ascend(
     tv: float,
     objective: str,
     dim: int = 1,
+    progress: Progress | None = None,
 ) -> None:
     """The gradient ascent of `activation_maximization` on image's parameters: `steps` Adam
     steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV.
-    dim: the dim of the layer's output that holds its channels."""
+    dim: the dim of the layer's output that holds its channels. progress: per step."""
     pre = maximise_input(resolve_layer(model, layer))
     with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
         opt = torch.optim.Adam(image.parameters(), lr=lr)
@@ -227,6 +234,8 @@ def _ascend(
             (reg - act).sum().backward()
             opt.step()
             regularize(step)
+            if progress is not None:
+                progress(step + 1, steps, "activation maximisation")
 
 
 def _checked(
@@ -277,6 +286,7 @@ def activation_maximization(
     restarts: int = 4,
     seed: int = 0,
     output: OutputSelector = None,
+    progress: Progress | None = None,
 ) -> ActMaxResult:
     """Images (len(channels), C, H, W) maximising each channel's activation at `layer` (its
     centre unit, or its spatial mean with objective="mean").
@@ -299,6 +309,8 @@ def activation_maximization(
     restarts: random starts per channel, optimised side by side (one batch of
     len(channels)·restarts images); the best is kept. A ReLU channel that is zero everywhere at
     the start gets no gradient, so a single start can stay at zero.
+    progress: progress(steps done, steps, "activation maximisation") after each step, then
+    per batch of `data` ("strongest activations in the data").
     """
     # long: the signature and docstring of twenty knobs; the body itself is about 40 lines
     needs_gradients("activation_maximization")
@@ -333,7 +345,8 @@ def activation_maximization(
                 f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
             )
         _ascend(model, layer, image, runs, gen, output, regularize, steps=steps, lr=lr,
-                jitter=jitter, l2=l2, tv=tv, objective=objective, dim=dim)  # fmt: skip
+                jitter=jitter, l2=l2, tv=tv, objective=objective, dim=dim,
+                progress=progress)  # fmt: skip
         images = image().detach()
         final = _layer_output(model, layer, images, output, dim)
         final = channel_activation(final, runs, objective)
@@ -341,7 +354,9 @@ def activation_maximization(
         images = images.view(restarts, len(chans), *input_size)[best, torch.arange(len(chans))]
         data_max = ratio = None
         if data is not None:
-            data_max = _data_max(model, layer, chans, objective, data, preprocess, output, dim)
+            data_max = _data_max(
+                model, layer, chans, objective, data, preprocess, output, dim, progress
+            )
             # A ratio says something only against a positive best: nan otherwise.
             ratio = torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
     return ActMaxResult(

@@ -30,6 +30,7 @@ from cnnlab.inspect import (
     preserved,
     trace,
 )
+from cnnlab.inspect.progress import Progress, batch_count
 
 INPUT = "input"
 # Containers are opened up when choosing default layers: their children are the blocks.
@@ -89,9 +90,12 @@ def extract_features(
     batch_size: int = 256,
     preprocess: Callable[[Tensor], Tensor] | None = None,
     output: OutputSelector = None,
+    progress: Progress | None = None,
+    what: str = "features",
 ) -> tuple[dict[str, Tensor], Tensor]:
     """({layer: (N, D) pooled features}, labels (N,)) from one forward pass per batch.
-    The layer "input" is the images themselves, pooled the same way."""
+    The layer "input" is the images themselves, pooled the same way.
+    progress: progress(batches done, batches, what) after each batch."""
     feats: dict[str, list[Tensor]] = {name: [] for name in layers}
     labels = []
     hooked = [name for name in layers if name != INPUT]
@@ -100,13 +104,14 @@ def extract_features(
         return pool_features(a.movedim(dim, 1), cap)
 
     # a ConvNeXt's (B, H, W, C) layers: their channels moved first (read on the first images)
+    total = batch_count(data, batch_size)
     data, first = _first_images(data)
     with preserved(model):
         dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
     pools = {name: partial(pool, dim=dims.get(name, 1)) for name in hooked}
     # Pooled inside the hooks: no clone of each map, no full maps kept (2× faster on 23 layers).
     with preserved(model), Capture(model, hooked, transform=pools) as cap_, torch.no_grad():
-        for x, y in batches(data, batch_size):
+        for done, (x, y) in enumerate(batches(data, batch_size), 1):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
             if len(y) != len(x) or (len(y) and y.min() < 0):
@@ -119,6 +124,8 @@ def extract_features(
             for name in layers:
                 feats[name].append(pool(x) if name == INPUT else cap_.tensor(name))
             labels.append(y.long())
+            if progress is not None:
+                progress(done, max(total, done), what)
     if not labels:
         raise ExplainError("linear probes got an empty data set")
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
@@ -170,6 +177,7 @@ def linear_probe(
     batch_size: int = 256,
     preprocess: Callable[[Tensor], Tensor] | None = None,
     output: OutputSelector = None,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """Test accuracy of a linear classifier on each layer's features: {layer: accuracy}, with
     "input" (raw pixels) first, then the layers in forward (depth) order.
@@ -180,6 +188,8 @@ def linear_probe(
     Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap (see `pool_features`),
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
     full-batch L-BFGS iterations, the same budget for every layer.
+    progress: progress(done, total, what) after each batch of features ("features of the
+    training images", then "... test images") and each probe fitted ("fitting probes").
     """
     needs_gradients("linear_probe")
     if epochs < 1 or cap < 1 or batch_size < 1:
@@ -200,15 +210,32 @@ def linear_probe(
             Capture(model, layers)  # validates the names
             layers = sorted(layers, key=lambda n: order.index(n) if n in order else len(order))
     names = [INPUT, *layers]
-    opts = dict(cap=cap, batch_size=batch_size, preprocess=preprocess, output=output)
-    xtr, ytr = extract_features(model, train, names, **opts)
-    xte, yte = extract_features(model, test, names, **opts)
+    opts = dict(
+        cap=cap, batch_size=batch_size, preprocess=preprocess, output=output, progress=progress
+    )
+    xtr, ytr = extract_features(model, train, names, **opts, what="features of the training images")
+    xte, yte = extract_features(model, test, names, **opts, what="features of the test images")
+    return _fit_probes((xtr, ytr), (xte, yte), epochs, l2, progress)
+
+
+def _fit_probes(
+    train: tuple[dict[str, Tensor], Tensor],
+    test: tuple[dict[str, Tensor], Tensor],
+    epochs: int,
+    l2: float,
+    progress: Progress | None,
+) -> dict[str, float]:
+    """{layer: test accuracy} of one `fit_logistic` per layer on ({layer: (N, D)}, labels (N,))
+    features standardised with the training set's mean and std."""
+    (xtr, ytr), (xte, yte) = train, test
     classes = int(max(ytr.max(), yte.max())) + 1
     result = {}
-    for name in names:
+    for done, name in enumerate(xtr, 1):
         mean, std = xtr[name].mean(0), xtr[name].std(0).clamp(min=1e-6)
         head = fit_logistic((xtr[name] - mean) / std, ytr, classes, epochs=epochs, l2=l2)
         with torch.no_grad():
             pred = head((xte[name] - mean) / std).argmax(1)
         result[name] = (pred == yte).float().mean().item()
+        if progress is not None:
+            progress(done, len(xtr), "fitting probes")
     return result

@@ -21,6 +21,7 @@ from cnnlab.inspect import (
     resolve_target,
     run_fast,
 )
+from cnnlab.inspect.progress import Progress
 
 Target = int | Iterable[int] | Tensor | None
 
@@ -87,6 +88,7 @@ def smoothgrad(
     batch_size: int = 64,
     seed: int = 0,
     output: OutputSelector = None,
+    progress: Progress | None = None,
 ) -> Tensor:
     """SmoothGrad: saliency averaged over n noisy copies x + N(0, σ²), σ = sigma·(max − min of
     each image), the paper's noise level (10–20 % of the input range; default 15 %, n = 50).
@@ -97,6 +99,7 @@ def smoothgrad(
     paper's absolute-value maps; averaging signed gradients first would cancel them.
     The target is fixed from the clean images (None = their predicted class).
     x: (B, C, H, W) → (B, H, W). Copies run batch_size images per forward + backward.
+    progress: progress(copies done, n, "smoothgrad") after each forward + backward.
     """
     check_images(x)
     needs_gradients("smoothgrad")
@@ -118,4 +121,6 @@ def smoothgrad(
             noisy = (x + noise * spread[:, None, None, None]).reshape(k * b, *x.shape[1:])
             grad, _ = _input_gradient(model, noisy, t.repeat(k), output)  # (k·B, C, H, W)
             total += grad.abs().reshape(k, *x.shape).sum(0)
+            if progress is not None:
+                progress(start + k, n, "smoothgrad")
     return (total / n).amax(1)  # (B, H, W)

@@ -30,6 +30,7 @@ from cnnlab.explorer import panels
 from cnnlab.explorer.probe import Network, Probe, dot_product
 from cnnlab.explorer.top import cached_top_images
 from cnnlab.explorer.upload import MAX_BYTES, UploadError, read_upload
+from cnnlab.inspect.progress import Progress
 from cnnlab.train.evaluate import predict_logits, resize_note
 from cnnlab.train.rundir import Run, load_run
 
@@ -114,16 +115,16 @@ class Explorer:
         found = [c.act or c.bn or c.conv for c in self.net.chains]
         return [call for call in dict.fromkeys(found) if call == self.net.last_of(call)]
 
-    def top(self) -> dict[str, Any]:
+    def top(self, progress: Progress | None = None) -> dict[str, Any]:
         """The cached top test images per channel of each conv block's last layer, keyed by
-        module name."""
+        module name. progress: the batches of a first computation (`top_images`)."""
         if not len(self.test):
             raise LookupError("the run has no test images (it was imported without --data)")
         if self._top is None:
             layers = [self.net.calls[call][0] for call in self.top_layers()]
             images = self.run.preprocess(self.test.images)
             self._top = cached_top_images(
-                self.run.path, self.run.model, images, str(self.run.data), layers
+                self.run.path, self.run.model, images, str(self.run.data), layers, progress=progress
             )
         return self._top
 

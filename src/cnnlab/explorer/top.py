@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.inspect import Capture, forward, inspecting
+from cnnlab.inspect.progress import Progress
 from cnnlab.train.checkpoint import MODEL_WEIGHTS, atomic_write
 
 CACHE = Path("explorer") / "top_activations.json"
@@ -35,11 +36,18 @@ def weights_hash(run_path: Path) -> str:
 
 @torch.no_grad()
 def top_images(
-    model: nn.Module, images: Tensor, layers: list[str], k: int = 8, batch_size: int = 256
+    model: nn.Module,
+    images: Tensor,
+    layers: list[str],
+    k: int = 8,
+    batch_size: int = 256,
+    progress: Progress | None = None,
 ) -> dict[str, dict[str, list]]:
     """{layer: {"index": (C, k), "value": (C, k)}}: per channel, the k images of `images`
-    (N, C, H, W) normalized with the largest spatial max of that channel, best first."""
+    (N, C, H, W) normalized with the largest spatial max of that channel, best first.
+    progress: progress(batches done, batches, "top images per channel") after each batch."""
     best: dict[str, tuple[Tensor, Tensor]] = {}
+    total = -(-len(images) // batch_size)
     with inspecting(model), Capture(model, layers, transform=lambda t: t.amax((2, 3))) as cap:
         for start in range(0, len(images), batch_size):
             forward(model, images[start : start + batch_size], logits=False)
@@ -51,14 +59,23 @@ def top_images(
                     index = torch.cat([best[layer][1], index], 1)
                 top = score.topk(min(k, score.shape[1]), dim=1)
                 best[layer] = (top.values, index.gather(1, top.indices))
+            if progress is not None:
+                progress(start // batch_size + 1, total, "top images per channel")
     return {n: {"index": i.tolist(), "value": v.tolist()} for n, (v, i) in best.items()}
 
 
 def cached_top_images(
-    run_path: Path, model: nn.Module, images: Tensor, data: str, layers: list[str], k: int = 8
+    run_path: Path,
+    model: nn.Module,
+    images: Tensor,
+    data: str,
+    layers: list[str],
+    k: int = 8,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """top_images, read from RUN/explorer/top_activations.json when its key matches, else
-    computed and written there. Returns {"key": ..., "layers": {layer: {index, value}}}."""
+    computed and written there (progress: top_images'). Returns {"key": ..., "layers":
+    {layer: {index, value}}}."""
     key = {
         "version": VERSION,
         "weights": weights_hash(run_path),
@@ -74,7 +91,7 @@ def cached_top_images(
             return cached
     except (OSError, ValueError):
         pass  # no cache yet, or a broken one: compute it again
-    result = {"key": key, "layers": top_images(model, images, layers, k)}
+    result = {"key": key, "layers": top_images(model, images, layers, k, progress=progress)}
     path.parent.mkdir(exist_ok=True)
     atomic_write(path, json.dumps(result).encode())
     return result

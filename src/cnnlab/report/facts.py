@@ -29,6 +29,7 @@ import torch
 from cnnlab import diagnose, explain
 from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, ReportError
+from cnnlab.inspect.progress import Progress
 from cnnlab.report import sources
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import Run
@@ -223,14 +224,21 @@ def gather(
     budget: Budget | None = None,
     *,
     strict: bool = False,
+    progress: Progress | None = None,
 ) -> Facts:
     """The facts of the run directory `path` (its loaded `run`, or None and `no_run` saying why
     there is no model). The run's model, torch's thread count and the RNG are left as they were.
+    progress: progress(parts done, parts, the part gathered next) before each part, and
+    progress(parts, parts, "") at the end.
     """
     src = Sources(Path(path), run, no_run, budget or Budget())
     parts: dict[str, Part] = {}
-    for key, (build, small) in GATHERERS.items():
+    for done, (key, (build, small)) in enumerate(GATHERERS.items()):
+        if progress is not None:  # before: a part's name is what the bar waits on
+            progress(done, len(GATHERERS), key)
         parts[key] = _part(lambda build=build: build(src), strict, small)
+    if progress is not None:
+        progress(len(GATHERERS), len(GATHERERS), "")
     return Facts(
         overview=_overview(src),
         no_run=no_run,

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, RunError
+from cnnlab.inspect.progress import Progress
 from cnnlab.report import show
 from cnnlab.report.facts import gather
 from cnnlab.report.sources import Budget
@@ -58,13 +59,18 @@ def open_run(path: str | Path) -> tuple[Run | None, str | None]:
 
 
 def render(
-    path: str | Path, budget: Budget | None = None, *, strict: bool = False
+    path: str | Path,
+    budget: Budget | None = None,
+    *,
+    strict: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[str, dict[str, float]]:
     """The report's HTML for run directory `path`, and timings {section: seconds}.
-    strict: raise where a part cannot be made instead of writing a note into the page."""
+    strict: raise where a part cannot be made instead of writing a note into the page.
+    progress: the parts gathered (`gather`)."""
     path = Path(path)
     run, no_run = open_run(path)
-    facts = gather(path, run, no_run, budget, strict=strict)
+    facts = gather(path, run, no_run, budget, strict=strict, progress=progress)
     return show.page(facts, strict=strict)
 
 
@@ -93,13 +99,15 @@ def write_report(
     timings: dict | None = None,
     *,
     strict: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Write `RUN/report.html` (or `out`, see `report_path`) for the run directory `path`;
     return its path. `timings`, if given, receives {section: seconds}. The page is written
-    whole or not at all (a temporary file renamed over the old page)."""
+    whole or not at all (a temporary file renamed over the old page). progress: the parts
+    gathered, progress(done, parts, part's name) (`gather`)."""
     check_run(path)  # first, and creating nothing: a mistyped RUN leaves no trace
     target = report_path(path, out)  # before the costly part: a bad --out fails at once
-    html, spent = render(path, budget, strict=strict)
+    html, spent = render(path, budget, strict=strict, progress=progress)
     if timings is not None:
         timings.update(spent)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")

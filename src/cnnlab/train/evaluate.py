@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.data import read_images_sized
 from cnnlab.design.spec import shapes
+from cnnlab.inspect.progress import Progress
 
 if TYPE_CHECKING:
     from cnnlab.train.rundir import Run
@@ -33,6 +34,7 @@ def predict_logits(
     channels_last: bool = False,
     tta_shift: int = 0,
     tta_flip: bool = True,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """Logits of normalized images `(N, C, H, W)` -> `(N, classes)` float32, in eval mode.
 
@@ -40,7 +42,7 @@ def predict_logits(
     also of x moved by s pixels up, down, left and right (reflect-padded, as training's
     pad-and-crop), each with its mirror: 10 views. tta_flip False (a run trained without
     flips, e.g. digits, whose classes a mirror changes): no mirrored views. The model's mode
-    is restored.
+    is restored. progress: called as progress(batches done, batches, "evaluating").
     """
     was_training = model.training
     model.eval()
@@ -61,6 +63,8 @@ def predict_logits(
             ):
                 logits = sum(model(v).float() for v in views) / len(views)
             chunks.append(logits)
+            if progress is not None:
+                progress(len(chunks), -(-len(images) // batch_size), "evaluating")
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
@@ -126,14 +130,23 @@ def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, k: int) -> t
     return torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
 
 
-def evaluate(run: Run, split: str = "test", *, tta: bool = False) -> Evaluation:
+def evaluate(
+    run: Run, split: str = "test", *, tta: bool = False, progress: Progress | None = None
+) -> Evaluation:
     """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`.
-    tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one)."""
+    tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one).
+    progress: per batch, see `predict_logits`."""
     ds = run.dataset(split)
     x = run.preprocess(ds.images)  # (N, C, H, W) normalized
     shift, flip = int(run.config.get("tta_shift", 0)), run.config.get("flip") is not False
     logits = predict_logits(
-        run.model, x, tta=tta, autocast=run.autocast, tta_shift=shift, tta_flip=flip
+        run.model,
+        x,
+        tta=tta,
+        autocast=run.autocast,
+        tta_shift=shift,
+        tta_flip=flip,
+        progress=progress,
     )
     predicted = logits.argmax(1)
     k = len(run.classes)
@@ -221,18 +234,26 @@ def resize_note(files: Sequence[tuple[str, tuple[int, int]]], size: tuple[int, i
     )
 
 
-def predict(run: Run, images: Sequence[str | Path], *, top: int = 5) -> list[Prediction]:
+def predict(
+    run: Run,
+    images: Sequence[str | Path],
+    *,
+    top: int = 5,
+    progress: Progress | None = None,
+) -> list[Prediction]:
     """Softmax top-`top` classes for each image file, read as training read its images
     (`read_for_run`: the run's channels, resized to its input size; `Prediction.resized_to`
     says when a file was). Predicted as `evaluate` predicts (the run's precision, no TTA),
-    so an image gets the class eval counts it as.
+    so an image gets the class eval counts it as. progress: per batch, see `predict_logits`.
     """
     _, height, width = run.input_shape
     k = max(1, min(top, len(run.classes)))
     pixels, sizes = read_for_run(images, run.input_shape)  # (B, C, H, W) uint8
     # in the precision eval scores in (the run's, bf16 if training used it): fp32 here
     # turned 1 of 1,438 training images of a bf16 run another class than eval
-    logits = predict_logits(run.model, run.preprocess(pixels), autocast=run.autocast)
+    logits = predict_logits(
+        run.model, run.preprocess(pixels), autocast=run.autocast, progress=progress
+    )
     p, idx = logits.softmax(1).topk(k)  # (B, k)
     results = []
     for path, size, q, i in zip(images, sizes, p.tolist(), idx.tolist(), strict=True):

@@ -32,6 +32,7 @@ from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
 from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
+from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.rundir import (
@@ -57,13 +58,15 @@ def import_run(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     input_shape: Sequence[int] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Check, evaluate and write the run (see the module docstring); returns what was written:
     {"out", "classes", "mean", "std", "input_shape", "evaluation" (dict or None)}.
 
     input_shape (C, H, W): what the model takes; default the data's own image shape (then
     `data` is needed). RunError for an `out` that is not empty or weights that do not fit,
-    DataError for data or options that disagree (class count, channel count)."""
+    DataError for data or options that disagree (class count, channel count). progress: the
+    evaluation's batches (`predict_logits`)."""
     out, weights = Path(out), Path(weights)
     _check_out(out)
     model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
@@ -87,7 +90,7 @@ def import_run(
     _write(out, config, model.state_dict())
     evaluation = None
     if test is not None:  # measured on the run as every command will open it
-        evaluation = evaluate(load_run(out), "test")
+        evaluation = evaluate(load_run(out), "test", progress=progress)
         checkpoint.write_json(out / EVALUATION, evaluation.to_dict())
     return {"out": str(out), **info, "evaluation": evaluation and evaluation.to_dict()}
 
