@@ -54,8 +54,8 @@ class Calls:
 
 
 def assert_counts_up(calls: list[tuple[int, int]], total: int) -> None:
-    """done is 1, 2, ..., total with the same total at every call."""
-    assert [d for d, _ in calls] == list(range(1, total + 1))
+    """done is 0 (the loop starts), 1, 2, ..., total with the same total at every call."""
+    assert [d for d, _ in calls] == list(range(total + 1))
     assert {t for _, t in calls} == {total}
 
 
@@ -110,7 +110,7 @@ def test_predict_counts_batches_of_image_files(run, tmp_path):
         Image.new("L", (8, 8), 40 * i).save(paths[-1])
     calls = Calls()
     assert len(predict(run, paths, top=2, progress=calls)) == 3
-    assert calls.calls == [(1, 1, "evaluating")]
+    assert calls.calls == [(0, 1, "evaluating"), (1, 1, "evaluating")]
 
 
 def test_diagnose_passes_count_their_batches(run):
@@ -161,7 +161,7 @@ def test_smoothgrad_counts_noisy_copies(run):
     x = torch.randn(4, 1, 8, 8)
     calls = Calls()
     explain.smoothgrad(run.model, x, n=10, batch_size=12, progress=calls)  # 3 copies a pass
-    assert calls.calls == [(3, 10, "smoothgrad"), (6, 10, "smoothgrad"),
+    assert calls.calls == [(0, 10, "smoothgrad"), (3, 10, "smoothgrad"), (6, 10, "smoothgrad"),
                            (9, 10, "smoothgrad"), (10, 10, "smoothgrad")]  # fmt: skip
 
 

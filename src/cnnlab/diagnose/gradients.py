@@ -184,6 +184,8 @@ def _gradient_sums(
     sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
     device, n, reached = device_of(model), 0, set()
     count = batch_count(data, 256)
+    if progress is not None:
+        progress(0, count, "gradient flow")
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, modules) as order,

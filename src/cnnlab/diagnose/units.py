@@ -84,7 +84,7 @@ def _record(
     what: str = "",
 ) -> tuple[dict[str, _Site], int]:
     """Run data through the model (no grad), accumulating statistics per activation site;
-    progress(batches done, batches, what) after each batch."""
+    progress(batches done, batches, what) before the first batch and after each."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ExplainError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     sites: dict[str, _Site] = {}
@@ -99,6 +99,8 @@ def _record(
 
     model = unwrap(model)
     device, n, total = device_of(model), 0, batch_count(data, batch_size)
+    if progress is not None:
+        progress(0, total, what)
     with preserved(model, train=train), torch.no_grad(), ActivationSites(model, on_call):
         for done, (x, _) in enumerate(batches(data, batch_size), 1):
             forward(model, check_images(x, flat=True).to(device))

@@ -163,6 +163,8 @@ def _data_max(
     progress: progress(batches done, batches, "strongest activations in the data")."""
     best = torch.full((len(channels),), -torch.inf)
     total = batch_count(data, 256)
+    if progress is not None:
+        progress(0, total, "strongest activations in the data")
     with Capture(model, [layer]) as cap, torch.no_grad():
         for done, (x, _) in enumerate(batches(data, 256), 1):
             forward(model, as_float(x, preprocess), output, logits=False)
@@ -222,6 +224,8 @@ def _ascend(
     pre = maximise_input(resolve_layer(model, layer))
     with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
         opt = torch.optim.Adam(image.parameters(), lr=lr)
+        if progress is not None:
+            progress(0, steps, "activation maximisation")
         for step in range(steps):
             img = image()  # (R·N, C, H, W)
             dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()

@@ -105,6 +105,8 @@ def extract_features(
 
     # a ConvNeXt's (B, H, W, C) layers: their channels moved first (read on the first images)
     total = batch_count(data, batch_size)
+    if progress is not None:
+        progress(0, total, what)
     data, first = _first_images(data)
     with preserved(model):
         dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
@@ -230,6 +232,8 @@ def _fit_probes(
     (xtr, ytr), (xte, yte) = train, test
     classes = int(max(ytr.max(), yte.max())) + 1
     result = {}
+    if progress is not None:
+        progress(0, len(xtr), "fitting probes")
     for done, name in enumerate(xtr, 1):
         mean, std = xtr[name].mean(0), xtr[name].std(0).clamp(min=1e-6)
         head = fit_logistic((xtr[name] - mean) / std, ytr, classes, epochs=epochs, l2=l2)

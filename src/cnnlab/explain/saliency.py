@@ -115,6 +115,8 @@ def smoothgrad(
         spread = (x.amax((1, 2, 3)) - x.amin((1, 2, 3))) * sigma  # (B,)
         total = torch.zeros_like(x)
         copies_per_chunk = max(1, batch_size // b)
+        if progress is not None:
+            progress(0, n, "smoothgrad")
         for start in range(0, n, copies_per_chunk):
             k = min(copies_per_chunk, n - start)
             noise = torch.randn((k, *x.shape), generator=gen, device=x.device, dtype=x.dtype)

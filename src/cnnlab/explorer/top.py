@@ -48,6 +48,8 @@ def top_images(
     progress: progress(batches done, batches, "top images per channel") after each batch."""
     best: dict[str, tuple[Tensor, Tensor]] = {}
     total = -(-len(images) // batch_size)
+    if progress is not None:
+        progress(0, total, "top images per channel")
     with inspecting(model), Capture(model, layers, transform=lambda t: t.amax((2, 3))) as cap:
         for start in range(0, len(images), batch_size):
             forward(model, images[start : start + batch_size], logits=False)

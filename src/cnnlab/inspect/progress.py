@@ -1,7 +1,8 @@
 """Progress of the long library loops (evaluation batches, probe features and fits, diagnose
 passes, activation-maximisation steps, the report's parts): an optional
-`progress(done, total, what)` keyword, called after each step with `done` rising to `total`
-(0 when the total is not known in advance) and `what` naming the loop. The library never
+`progress(done, total, what)` keyword, called with 0 done as the loop starts and after each
+step, `done` rising to `total` (0 when the total is not known in advance) and `what` naming
+the loop. The library never
 prints: the caller renders it (the CLI: a rich bar on stderr), as the lab's `ctx.progress`.
 """
 

@@ -42,12 +42,15 @@ def predict_logits(
     also of x moved by s pixels up, down, left and right (reflect-padded, as training's
     pad-and-crop), each with its mirror: 10 views. tta_flip False (a run trained without
     flips, e.g. digits, whose classes a mirror changes): no mirrored views. The model's mode
-    is restored. progress: called as progress(batches done, batches, "evaluating").
+    is restored. progress: called as progress(batches done, batches, "evaluating"), first
+    with 0 done.
     """
     was_training = model.training
     model.eval()
     device = images.device
     chunks = []
+    if progress is not None:
+        progress(0, -(-len(images) // batch_size), "evaluating")
     try:
         for start in range(0, len(images), batch_size):
             # a copy: a model that changes its input in place (x.mul_(...)) would otherwise
