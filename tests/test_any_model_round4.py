@@ -21,6 +21,7 @@ from torch.nn.utils import parametrizations as P
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.diagnose import gradient_flow
+from cnnlab.errors import SpecError
 from cnnlab.explorer import create_app
 from cnnlab.inspect import (
     classifier_misfit,
@@ -460,3 +461,28 @@ def test_a_forward_that_cuts_the_graph_is_told_before_a_run_directory_is_made(
     assert main([*argv, "--data", "digits", "--out", str(out), "--quiet", *QUICK]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "carry no gradient" in err and not out.exists()
+
+
+GPU = textwrap.dedent(
+    """
+    from torch import nn
+
+    def make_net():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).cuda()  # research code's habit
+
+    def broken():
+        raise ValueError("no such width")
+    """
+)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the factory runs where there is CUDA")
+def test_a_factory_that_moves_the_model_to_a_gpu_is_told_to_return_it_on_the_cpu(tmp_path):
+    """'gpu() raised AssertionError: Torch not compiled with CUDA enabled' named no fix."""
+    (tmp_path / "gpu.py").write_text(GPU)
+    with pytest.raises(SpecError) as raised:
+        parse_model_ref(f"{tmp_path / 'gpu.py'}:make_net", []).build()
+    assert "CUDA" in str(raised.value) and "return the model on the CPU" in str(raised.value)
+    with pytest.raises(SpecError) as raised:
+        parse_model_ref(f"{tmp_path / 'gpu.py'}:broken", []).build()
+    assert str(raised.value).endswith("raised ValueError: no such width")

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.parameter import is_lazy
 
@@ -94,7 +95,7 @@ class ModelSource:
         except (Exception, SystemExit) as error:  # the user's code: any error is theirs
             raise SpecError(
                 f"--model {self.reference}: {self.factory_name}({_call_text(self.args)}) "
-                f"raised {type(error).__name__}: {_one_line(error)}"
+                f"raised {type(error).__name__}: {_one_line(error)}{_no_cuda(error)}"
             ) from error
         if not isinstance(model, nn.Module):
             raise SpecError(
@@ -216,6 +217,17 @@ def _literal(name: str, text: str, ref: str) -> Any:
             f"--model {ref}: --model-arg {name}={text!r} is not a Python literal; quote "
             f"strings so the shell keeps the quotes: --model-arg \"{name}='{text}'\""
         ) from None
+
+
+def _no_cuda(error: BaseException) -> str:
+    """The fix when a factory written for a GPU (`Net().cuda()`) runs where there is none:
+    torch's 'Torch not compiled with CUDA enabled' alone did not say it."""
+    if "cuda" not in str(error).lower() or torch.cuda.is_available():
+        return ""
+    return (
+        "; this machine has no CUDA device: return the model on the CPU (training moves it "
+        "to a GPU where there is one)"
+    )
 
 
 def _code_file(ref: str, path: Path) -> Path:
