@@ -39,7 +39,8 @@ def progress_bar(quiet: bool = False, console: Any = None) -> Iterator[Progress 
         return
     from rich import progress as rp
 
-    columns = (
+    columns = (  # the spinner turns through a long step (a report's part: minutes)
+        rp.SpinnerColumn(),
         rp.TextColumn("{task.description}"),
         rp.BarColumn(),
         rp.MofNCompleteColumn(),
