@@ -35,10 +35,8 @@ def _demo(args) -> int:
     out = Path(args.out)
     check_out(out, resume=False, force=True)  # a refusal comes before any word of training
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
-    print(
-        f"training the `fast` preset on {args.data} for {config.epochs} epoch{'s' if config.epochs != 1 else ''} into {out} ...",
-        flush=True,
-    )
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    print(f"training the `fast` preset on {args.data} for {epochs} into {out} ...", flush=True)
     try:
         run_training("fast", args.data, out, config, force=True, **reporters(False))
     except TrainingInterrupted as stop:
