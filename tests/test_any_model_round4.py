@@ -8,6 +8,7 @@ import copy
 import io
 import json
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -486,3 +487,42 @@ def test_a_factory_that_moves_the_model_to_a_gpu_is_told_to_return_it_on_the_cpu
     with pytest.raises(SpecError) as raised:
         parse_model_ref(f"{tmp_path / 'gpu.py'}:broken", []).build()
     assert str(raised.value).endswith("raised ValueError: no such width")
+
+
+def hook_normed_net() -> nn.Module:
+    """normed_net's layers through torch's older API (torch.nn.utils.weight_norm and
+    spectral_norm, still in much published code): forward pre-hooks set each conv's `weight`
+    anew at every call from weight_g/weight_v or weight_orig."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # the older API is deprecated, and still in use
+        warnings.simplefilter("ignore")
+        return nn.Sequential(
+            torch.nn.utils.weight_norm(nn.Conv2d(1, 4, 3, padding=1)),
+            nn.ReLU(),
+            torch.nn.utils.spectral_norm(nn.Conv2d(4, 6, 3, padding=1)),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(6, 3),
+        ).eval()
+
+
+def test_gradient_flow_reaches_layers_normed_by_torchs_older_hooks():
+    """Their `weight` is a plain tensor a pre-hook remakes at each call, no parameter: gradient
+    flow left both convs out. Truth: the plain twin's weight gradients, layer by layer; the
+    model's hooks and requires_grad flags are as they were after."""
+    model, batch = hook_normed_net(), (torch.rand(16, 1, 8, 8), torch.arange(16) % 3)
+    with torch.no_grad():  # the hooks set each weight (a copyable one) for these values
+        before = model(batch[0])
+    truth = gradient_flow(plain_twin(model), batch, train=False)
+    flow = gradient_flow(model, batch, train=False)
+    assert [l.name for l in flow.layers] == [l.name for l in truth.layers] == ["0", "2", "3", "7"]
+    for got, want in zip(flow.layers, truth.layers, strict=True):
+        assert got.l2 == pytest.approx(want.l2, rel=1e-4) and got.reached
+    assert [len(m._forward_pre_hooks) for m in (model[0], model[2])] == [1, 1]
+    with torch.no_grad():
+        assert torch.equal(model(batch[0]), before)
+    model.requires_grad_(False)
+    assert [l.name for l in gradient_flow(model, batch).layers] == ["0", "2", "3", "7"]
+    assert not any(p.requires_grad for p in model.parameters())

@@ -6,16 +6,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from torch.nn.utils.spectral_norm import SpectralNorm
+from torch.nn.utils.weight_norm import WeightNorm
 
 from cnnlab.diagnose.jsonable import finite, jsonable
 from cnnlab.errors import DataError
 from cnnlab.inspect import (
     CallOrder,
+    Hooks,
     check_images,
     device_of,
     forward,
@@ -98,8 +102,8 @@ class GradientFlow:
 def _weighted_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The modules that own a `weight` parameter (read through named_parameters: a
     TorchScript block's _parameters is a wrapper without .get), or compute it from their
-    own parameters (weight_norm, spectral_norm: torch.nn.utils.parametrize), not the modules
-    that compute it (`weight_code`)."""
+    own parameters (weight_norm, spectral_norm: torch.nn.utils.parametrize, or the older
+    pre-hooks, `_hooked`), not the modules that compute it (`weight_code`)."""
     code = weight_code(model)
     return {
         name: m
@@ -108,21 +112,61 @@ def _weighted_modules(model: nn.Module) -> dict[str, nn.Module]:
         and (
             isinstance(dict(m.named_parameters(recurse=False)).get("weight"), nn.Parameter)
             or parametrize.is_parametrized(m, "weight")
+            or _hooked(m)
         )
     }
+
+
+_HOOKED_NORMS = (WeightNorm, SpectralNorm)  # torch's older API: forward pre-hooks
+
+
+def _hooked(m: nn.Module) -> bool:
+    """`weight` set by a forward pre-hook of torch's older weight_norm/spectral_norm
+    (torch.nn.utils.weight_norm, .spectral_norm): a new tensor at every call, computed from
+    weight_g/weight_v or weight_orig, so only a hook running after theirs sees it."""
+    hooks = getattr(m, "_forward_pre_hooks", None) or {}
+    return any(isinstance(h, _HOOKED_NORMS) and h.name == "weight" for h in hooks.values())
+
+
+def _grab(seen: dict[str, list[Tensor]], name: str) -> Callable:
+    def hook(module: nn.Module, args: Any) -> None:  # after torch's: the weight this call uses
+        seen.setdefault(name, []).append(module.weight)
+
+    return hook
 
 
 def _weights(modules: dict[str, nn.Module]) -> list[Tensor]:
     """Each module's weight, requiring grad: the parameter, or the tensor a parametrization
     computes from parameters made to require grad (frozen layers are measured too; restored
     by `preserved`). Read within parametrize.cached(), the forward uses that same tensor."""
-    weights = []
+    weights: list[Tensor | None] = []
     for m in modules.values():
-        own = m.parametrizations["weight"] if parametrize.is_parametrized(m, "weight") else None
-        for p in own.parameters() if own is not None else (m.weight,):
+        hooked = False
+        if parametrize.is_parametrized(m, "weight"):
+            trained = list(m.parametrizations["weight"].parameters())
+        elif _hooked(m):  # its weight is read at each call (`_grab`): None here
+            trained, hooked = list(m.parameters(recurse=False)), True
+        else:
+            trained = [m.weight]
+        for p in trained:
             p.requires_grad_(True)
-        weights.append(m.weight)
+        weights.append(None if hooked else m.weight)
     return weights
+
+
+def _batch_grads(loss: Tensor, weights: list, names: list[str], seen: dict) -> list:
+    """d loss / d weight per module (None: unreached); a hooked module's (`_hooked`) summed
+    over the weights its calls used."""
+    flat, owners = [], []
+    for i, (name, w) in enumerate(zip(names, weights, strict=True)):
+        for t in seen.get(name, []) if w is None else [w]:
+            flat.append(t)
+            owners.append(i)
+    grads: list[Tensor | None] = [None] * len(names)
+    for i, g in zip(owners, torch.autograd.grad(loss, flat, allow_unused=True), strict=True):
+        if g is not None:
+            grads[i] = g if grads[i] is None else grads[i] + g
+    return grads
 
 
 def gradient_flow(
@@ -186,18 +230,21 @@ def _gradient_sums(
     count = batch_count(data, 256)
     if progress is not None:
         progress(0, count, "gradient flow")
+    seen: dict[str, list[Tensor]] = {}  # the weights hooked modules' calls used
+    grabs = [(m, _grab(seen, name)) for name, m in modules.items() if _hooked(m)]
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, modules) as order,
+        Hooks().before(grabs),
         torch.enable_grad(),
     ):
         for done, (x, y) in enumerate(iter_batches(data, 256, labels=True), 1):
+            seen.clear()
             with parametrize.cached():  # one computed weight per batch, the one we read
                 weights = _weights(modules)
                 logits = forward(model, check_images(x, flat=True).to(device))
-            grads = torch.autograd.grad(
-                _loss(loss_fn, logits, y.to(device)), weights, allow_unused=True
-            )
+            loss = _loss(loss_fn, logits, y.to(device))
+            grads = _batch_grads(loss, weights, list(modules), seen)
             for name, total, g in zip(modules, sums, grads, strict=True):
                 if g is not None:
                     total += g.double() * len(x)  # mean loss over all samples
