@@ -302,3 +302,18 @@ def test_a_factory_that_moves_the_model_to_a_gpu_is_told_to_return_it_on_the_cpu
     with pytest.raises(SpecError) as raised:
         parse_model_ref(f"{tmp_path / 'gpu.py'}:broken", []).build()
     assert str(raised.value).endswith("raised ValueError: no such width")
+
+
+def test_an_input_size_beyond_what_an_image_may_hold_is_one_line(tmp_path, capsys):
+    """--input 1,20000,40000 on an image folder raised Pillow's DecompressionBombError as a
+    traceback while resizing; a named set would have tried to fill the memory."""
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (12, 8), 40 * i).save(tmp_path / "data" / name / f"{i}.png")
+    (tmp_path / "rgb.py").write_text(RGB)
+    argv = ["train", "--model", f"{tmp_path / 'rgb.py'}:make_net", "--out", str(tmp_path / "r")]
+    for data in (str(tmp_path / "data"), "digits"):
+        assert main([*argv, "--data", data, "--input", "1,20000,40000", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "20000×40000" in err and "--input" in err

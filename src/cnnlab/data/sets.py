@@ -9,6 +9,7 @@ from pathlib import Path
 from cnnlab.data.fashion import fashion_mnist, split_files
 from cnnlab.data.folder import image_folder
 from cnnlab.data.folder import split_files as folder_split_files
+from cnnlab.data.image import MAX_IMAGE_PIXELS
 from cnnlab.data.imageset import ImageSet, conform
 from cnnlab.data.synthetic import digits, shapes
 from cnnlab.errors import DataError
@@ -53,6 +54,7 @@ def load_dataset(
     class. `channels` (1 or 3) and `size` (int or (H, W)) convert the images to what a model
     needs: resize to cover then center-crop, for every source alike.
     """
+    _check_size(size)
     key = dataset_name(name)
     if key == "fashion-mnist":
         ds = fashion_mnist(split, root=root, download=download)
@@ -69,6 +71,18 @@ def load_dataset(
     else:
         raise _not_found(str(name))
     return replace(conform(ds, channels, size), loaded_as=_loaded_as(key, name, root, ds))
+
+
+def _check_size(size: int | tuple[int, int] | None) -> None:
+    """Images are converted to at most MAX_IMAGE_PIXELS, the most read from a file: a
+    folder's --input 1,20000,40000 raised Pillow's DecompressionBombError as a traceback, and
+    a named set would have filled the memory."""
+    h, w = (size, size) if isinstance(size, int) else size or (0, 0)
+    if h * w > MAX_IMAGE_PIXELS:
+        raise DataError(
+            f"images of {h}×{w} are {h * w:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+            "an image may have here; give a smaller size (--input C,H,W)"
+        )
 
 
 def _loaded_as(key: str | None, name: str | Path, root: str | Path | None, ds: ImageSet) -> str:
