@@ -6,6 +6,7 @@ a factory that calls .cuda()). Truth: torch's own behaviour on the same models."
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 
 import pytest
@@ -317,3 +318,14 @@ def test_an_input_size_beyond_what_an_image_may_hold_is_one_line(tmp_path, capsy
         assert main([*argv, "--data", data, "--input", "1,20000,40000", "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "20000×40000" in err and "--input" in err
+
+
+@pytest.mark.parametrize(("module", "what"), [("os", "frozen"), ("sys", "built in")])
+def test_a_module_without_a_python_file_is_not_called_missing(module, what):
+    """`--model os:getcwd` said 'no module os on the Python path': os is there, with no .py
+    file whose hash a run could record."""
+    assert importlib.util.find_spec(module) is not None
+    with pytest.raises(SpecError) as raised:
+        parse_model_ref(f"{module}:f", []).build()
+    assert f"module {module} is {what}, not a .py file" in str(raised.value)
+    assert "no module" not in str(raised.value)

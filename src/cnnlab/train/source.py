@@ -252,10 +252,16 @@ def _module_file(ref: str, module: str) -> Path:
             f"--model {ref}: importing {module}'s package raised "
             f"{type(error).__name__}: {_one_line(error)}"
         ) from error
-    if found is None or not found.origin or not Path(found.origin).is_file():
+    instead = f"give a file instead (path/to/{module.rsplit('.', 1)[-1]}.py:factory)"
+    if found is None:
+        raise SpecError(f"--model {ref}: no module {module} on the Python path; {instead}")
+    if not found.origin or not Path(found.origin).is_file():  # `os`: it was "no module os"
+        what = {"built-in": "built in", "frozen": "frozen", None: "a namespace package"}.get(
+            found.origin, f"loaded from {found.origin}"
+        )
         raise SpecError(
-            f"--model {ref}: no module {module} on the Python path; give a file instead "
-            f"(path/to/{module.rsplit('.', 1)[-1]}.py:factory)"
+            f"--model {ref}: module {module} is {what}, not a .py file whose hash a run can "
+            f"record; {instead}"
         )
     return Path(found.origin).resolve()
 
