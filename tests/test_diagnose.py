@@ -8,6 +8,7 @@ import json
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import nn
 
 from cnnlab import diagnose
 from cnnlab.diagnose import activation_stats, dead_units, epoch_diagnostics, gradient_flow
+from cnnlab.diagnose.units import pooled
 from cnnlab.errors import CnnlabError
 
 
@@ -148,6 +150,43 @@ def test_relu_module_called_twice_gives_two_sites():
 
 
 # --- activation statistics -------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=40),
+    cut=st.integers(0, 40),
+)
+def test_pooled_moments_equal_those_of_all_values(values, cut):
+    """Chan's parallel update against numpy's mean and variance of the whole list."""
+    cut = min(cut, len(values))
+
+    def moments(part):
+        a = np.array(part, dtype=np.float64)
+        if not len(a):
+            return 0, 0.0, 0.0
+        return len(a), float(a.mean()), float(((a - a.mean()) ** 2).sum())
+
+    n, mean, m2 = pooled(moments(values[:cut]), moments(values[cut:]))
+    a = np.array(values)
+    assert n == len(a) and mean == pytest.approx(a.mean(), abs=1e-9)
+    assert m2 / n == pytest.approx(a.var(), rel=1e-9, abs=1e-9)
+
+
+def test_a_std_small_against_the_mean_is_not_lost_to_cancellation():
+    """A ReLU site of mean ~100 and std ~0.01: sum(y²)/n − mean² in float32 would lose the
+    std entirely; the centred second pass keeps it to 1e-5 of float64's answer on the same
+    values, across batches."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU())
+    with torch.no_grad():
+        model[0].weight.mul_(0.01), model[0].bias.fill_(100.0)
+    x = torch.randn(300, 8)
+    with torch.no_grad():  # batch by batch, as measured: the same float32 values
+        y = torch.cat([model(x[i : i + 64]) for i in range(0, 300, 64)]).double()
+    (relu,) = activation_stats(model, x, batch_size=64).layers
+    assert relu.mean == pytest.approx(float(y.mean()), rel=1e-7)
+    assert relu.std == pytest.approx(float(y.std(unbiased=False)), rel=1e-6)
 
 
 def test_activation_stats_match_direct_computation():
