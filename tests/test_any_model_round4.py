@@ -24,10 +24,12 @@ from torch.nn.utils import parametrizations as P
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.diagnose import gradient_flow
+from cnnlab.explain import ExplainError
 from cnnlab.explorer import create_app
 from cnnlab.inspect import (
     is_leaf,
     layer_names,
+    resolve_layer,
     spatial_layers,
     trace,
     weight_code,
@@ -131,6 +133,14 @@ def test_layers_of_a_parametrized_model_are_its_layers_not_its_weight_code():
     assert [name for name, _ in trace(model, x)] == [str(i) for i in range(8)]
     assert spatial_layers(model, x) == ["0", "1", "2", "3", "4"]
     assert is_leaf(model[0]) and is_leaf(model[1]) and not is_leaf(model)
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHT_CODE))
+def test_the_code_of_a_weight_is_refused_as_a_layer_naming_its_layer(name):
+    """`--layer 0.parametrizations.weight.0` would show the stem's weight as maps."""
+    with pytest.raises(ExplainError, match=f"name the layer itself: '{name[0]}'"):
+        resolve_layer(normed_net(), name)
+    assert resolve_layer(normed_net(), name[0]) is not None
 
 
 def test_the_explorer_traces_the_dot_product_of_a_parametrized_conv(tmp_path):

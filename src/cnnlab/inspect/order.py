@@ -35,8 +35,9 @@ def weight_code(model: nn.Module) -> set[str]:
     spectral_norm): they run when the layer reads its weight, on the weight, so their outputs
     are weights (a conv's (F, C, kh, kw) looks like a batch of maps), not steps on the image."""
     owners = [n for n, m in model.named_modules() if parametrize.is_parametrized(m)]
-    inside = tuple(f"{n}.parametrizations" if n else "parametrizations" for n in owners)
-    return {n for n, _ in model.named_modules() if n.startswith(inside)} if inside else set()
+    inside = {f"{n}.parametrizations" if n else "parametrizations" for n in owners}
+    below = tuple(f"{p}." for p in inside)
+    return {n for n, _ in model.named_modules() if n in inside or n.startswith(below)}
 
 
 def is_leaf(module: nn.Module) -> bool:
@@ -48,11 +49,18 @@ def is_leaf(module: nn.Module) -> bool:
 
 
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called `name`; ExplainError listing the valid names otherwise."""
+    """The submodule called `name`; ExplainError listing the valid names otherwise (also for
+    a module of `weight_code`, which computes a layer's weight: the layer is named instead)."""
     modules = dict(model.named_modules())
     if not isinstance(name, str) or not name or name not in modules:
         valid = ", ".join(layer_names(model)) or "(the model has no submodules)"
         raise ExplainError(f"unknown layer {name!r}; valid layer names: {valid}")
+    if name in weight_code(model):
+        layer = name[: name.index("parametrizations")].rstrip(".") or "(the model)"
+        raise ExplainError(
+            f"{name!r} computes the weight of layer {layer!r} (weight_norm/spectral_norm), "
+            f"it is not a step on the image; name the layer itself: {layer!r}"
+        )
     return modules[name]
 
 
