@@ -146,6 +146,24 @@ def _ints(value) -> tuple:
     return (value,) if type(value) is int else tuple(value)
 
 
+@pytest.mark.parametrize(
+    "shape, args, kwargs",
+    [
+        ((2, 3, 4, 5), (torch.channels_last,), {}),  # positional: torch refuses it
+        ((2, 3, 4), (), {"memory_format": torch.channels_last}),  # 3-d: no such layout
+        ((2, 3, 4, 5), (), {"memory_format": torch.channels_last_3d}),
+        ((2, 3, 4, 5), (), {"memory_format": torch.preserve_format}),
+    ],
+)
+def test_a_contiguous_call_the_rule_cannot_make_is_left_to_torch(shape, args, kwargs):
+    """torch raises (or, for preserve_format, decides by strides): made() leaves it."""
+    x = torch.randn(shape)
+    assert made(torch.Tensor.contiguous, (x.to("meta"), *args), kwargs) is None
+    if kwargs.get("memory_format") is not torch.preserve_format:
+        with pytest.raises((TypeError, RuntimeError)):
+            x.contiguous(*args, **kwargs)
+
+
 class Unfolded(nn.Module):
     """MobileViT's patch round trip: unfold into patches, mix them, fold them back."""
 

@@ -24,13 +24,14 @@ from cnnlab.errors import SpecError
 UNFOLD, FOLD, REPEAT, CONTIGUOUS = F.unfold, F.fold, T.repeat, T.contiguous
 TRANSPOSED = F.conv_transpose2d
 REARRANGED = frozenset({UNFOLD, FOLD, REPEAT, CONTIGUOUS, TRANSPOSED})
+_RANK = {torch.channels_last: 4, torch.channels_last_3d: 5}  # the layouts' tensor ranks
 
 
 def rearranged(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor | None:
     """func's output on meta x, for the calls of REARRANGED; None where torch must run."""
     if func is CONTIGUOUS:
-        fmt = arg(args, kwargs, 1, "memory_format", torch.contiguous_format)
-        if type(fmt) is not torch.memory_format or fmt == torch.preserve_format:
+        fmt = _layout(args, kwargs, x)
+        if fmt is None:
             return None
         if x.is_contiguous(memory_format=fmt):
             return x  # as torch: the tensor itself
@@ -45,6 +46,18 @@ def rearranged(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         size = arg(args, kwargs, 1, "output_size")
         shape = folded_shape(tuple(x.shape), _pair(size), *_window_args(args, kwargs, 2))
     return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+
+
+def _layout(args: tuple, kwargs: dict, x: Tensor) -> torch.memory_format | None:
+    """.contiguous()'s memory_format (keyword-only: torch refuses it positionally) where the
+    rule can make it: contiguous, or channels-last of a tensor of its rank (4-d, 5-d); None
+    for preserve_format and for what torch refuses."""
+    if len(args) > 1 or set(kwargs) - {"memory_format"}:
+        return None
+    fmt = kwargs.get("memory_format", torch.contiguous_format)
+    if type(fmt) is not torch.memory_format:
+        return None
+    return fmt if fmt == torch.contiguous_format or _RANK.get(fmt) == x.dim() else None
 
 
 def _window_args(args: tuple, kwargs: dict, at: int) -> tuple:
