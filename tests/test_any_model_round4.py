@@ -135,6 +135,18 @@ def test_layers_of_a_parametrized_model_are_its_layers_not_its_weight_code():
     assert is_leaf(model[0]) and is_leaf(model[1]) and not is_leaf(model)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_gradient_flow_leaves_a_train_mode_spectral_norm_as_it_was(train):
+    """A spectral_norm layer in train mode runs a power iteration at every read of its
+    weight (its _u, _v buffers move): gradient flow on a model just trained must not."""
+    model = normed_net().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    gradient_flow(model, (x, y), train=train)
+    after = model.state_dict()
+    assert model.training and all(torch.equal(before[k], after[k]) for k in before)
+
+
 @pytest.mark.parametrize("name", sorted(WEIGHT_CODE))
 def test_the_code_of_a_weight_is_refused_as_a_layer_naming_its_layer(name):
     """`--layer 0.parametrizations.weight.0` would show the stem's weight as maps."""

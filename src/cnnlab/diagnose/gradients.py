@@ -211,7 +211,8 @@ def gradient_flow(
                 name in reached,
             )
         )
-    return _flow(modules, layers, n, vanish_ratio, explode_norm)
+    ndims = {name: g.ndim for name, g in sums.items()}  # (not modules' .weight: see above)
+    return _flow(ndims, layers, n, vanish_ratio, explode_norm)
 
 
 def _gradient_sums(
@@ -225,7 +226,6 @@ def _gradient_sums(
     """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
     forward first calls them, the number of samples, the modules autograd reached in some
     batch (the others' gradient is None: no path from the loss, not a small number))."""
-    sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
     device, n, reached = device_of(model), 0, set()
     count = batch_count(data, 256)
     if progress is not None:
@@ -238,6 +238,11 @@ def _gradient_sums(
         Hooks().before(grabs),
         torch.enable_grad(),
     ):
+        # read inside `preserved`: a spectral_norm layer in train mode iterates at every read
+        # of its weight, moving its _u/_v buffers (restored on exit only in train mode; eval
+        # mode, the default, reads without iterating)
+        with parametrize.cached(), torch.no_grad():
+            sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
         for done, (x, y) in enumerate(iter_batches(data, 256, labels=True), 1):
             seen.clear()
             with parametrize.cached():  # one computed weight per batch, the one we read
@@ -290,11 +295,11 @@ def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
         ) from e
 
 
-def _flow(modules, layers, n, vanish_ratio, explode_norm) -> GradientFlow:
+def _flow(ndims: dict[str, int], layers, n, vanish_ratio, explode_norm) -> GradientFlow:
     """The ratio over the layers a gradient reaches (a backbone under torch.no_grad() is cut
-    off, not vanishing; every layer cut off is `no_gradient`)."""
+    off, not vanishing; every layer cut off is `no_gradient`); ndims: each layer's weight's."""
     reached = [l for l in layers if l.reached] or layers
-    main = [l for l in reached if modules[l.name].weight.ndim >= 2] or reached
+    main = [l for l in reached if ndims[l.name] >= 2] or reached
     first, last = (main[0].l2, main[-1].l2) if main else (math.nan, math.nan)
     if last > 0:
         ratio = first / last
