@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import rich.progress
 import torch
 from rich.console import Console
 from torch import nn
@@ -262,6 +263,42 @@ def test_a_loop_that_starts_again_restarts_the_bar():
         progress(1, 5, "second")
     drawn = screen.getvalue()  # each loop drawn as it starts, the last state at the end
     assert "first" in drawn and "1/3" in drawn and "second" in drawn and "1/5" in drawn
+
+
+def test_batches_of_unknown_count_report_a_total_of_0_and_never_restart_the_bar(run, monkeypatch):
+    """An iterator of batches: each loop reports (0, 0), (1, 0), (2, 0)... (the contract:
+    0 when the total is not known), and the bar keeps one task for it (no reset per batch:
+    its elapsed time runs on)."""
+    x, y = torch.randn(12, 1, 8, 8), torch.randint(0, 10, (12,))
+    pairs = [(x[i : i + 4], y[i : i + 4]) for i in range(0, 12, 4)]
+    calls = Calls()
+    diagnose.dead_units(run.model, iter(pairs), progress=calls)
+    diagnose.gradient_flow(run.model, iter(pairs), progress=calls)
+    for what in ("dead units", "gradient flow"):
+        assert calls.by_what()[what] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    resets = []
+    real_reset = rich.progress.Progress.reset
+    monkeypatch.setattr(
+        rich.progress.Progress,
+        "reset",
+        lambda self, *a, **k: resets.append(k) or real_reset(self, *a, **k),
+    )
+    forced = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with cli_progress.progress_bar(console=forced) as progress:
+        diagnose.dead_units(run.model, iter(pairs), progress=progress)
+    assert len(resets) == 1  # the loop's start
+
+
+def test_what_the_model_prints_while_the_bar_shows_stays_on_stdout(capsys):
+    """A user's forward that prints: its text is the command's stdout, piped or not; the
+    bar (on stderr) does not take it over."""
+    forced = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with cli_progress.progress_bar(console=forced) as progress:
+        progress(0, 2, "evaluating")
+        print("the model says hello")
+        progress(1, 2, "evaluating")
+    out = capsys.readouterr().out
+    assert "the model says hello" in out
 
 
 def test_model_without_progress_keyword_still_works_in_library(run):

@@ -47,7 +47,9 @@ def progress_bar(quiet: bool = False, console: Any = None) -> Iterator[Progress 
         rp.TimeElapsedColumn(),
         rp.TimeRemainingColumn(),
     )
-    with rp.Progress(*columns, console=console, transient=True) as bar:
+    # redirect_stdout=False: what the user's model prints stays on stdout (rich would draw
+    # it on the bar's stderr console while the bar shows)
+    with rp.Progress(*columns, console=console, transient=True, redirect_stdout=False) as bar:
         task = bar.add_task("starting", total=None, start=False)
         last: dict[str, Any] = {"done": 0, "total": -1, "what": None}
 

@@ -256,7 +256,7 @@ def _gradient_sums(
                     reached.add(name)
             n += len(x)
             if progress is not None:
-                progress(done, max(count, done), "gradient flow")
+                progress(done, count, "gradient flow")
     if n == 0:
         raise DataError("batches: no (x, y) batch given")
     return (

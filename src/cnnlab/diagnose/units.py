@@ -140,7 +140,7 @@ def _record(
             forward(model, check_images(x, flat=True).to(device))
             n += len(x)
             if progress is not None:
-                progress(done, max(total, done), what)
+                progress(done, total, what)
     if n == 0:
         raise DataError("data: no images (an empty tensor or iterable)")
     return sites, n

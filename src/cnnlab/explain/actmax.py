@@ -178,7 +178,7 @@ def _data_max(
             )  # (B, N)
             best = torch.maximum(best, per_image.amax(0).float())
             if progress is not None:
-                progress(done, max(total, done), "strongest activations in the data")
+                progress(done, total, "strongest activations in the data")
     return best
 
 

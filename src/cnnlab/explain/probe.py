@@ -127,7 +127,7 @@ def extract_features(
                 feats[name].append(pool(x) if name == INPUT else cap_.tensor(name))
             labels.append(y.long())
             if progress is not None:
-                progress(done, max(total, done), what)
+                progress(done, total, what)
     if not labels:
         raise ExplainError("linear probes got an empty data set")
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)

@@ -249,7 +249,7 @@ def made_in_forward(model: nn.Module, state: dict[str, torch.Tensor], input_shap
     one forward. Eval mode, no gradient; loading `state` then overwrites what the forward set.
     A forward that fails leaves the model as it is: the names still differ and the caller's
     mismatch message says which."""
-    if all(name in model.state_dict() for name in state):
+    if state.keys() <= model.state_dict().keys():  # (one state_dict, not one per name)
         return
     x = torch.zeros(1, *input_shape, device=device_of(model))
     with preserved(model), torch.no_grad():
