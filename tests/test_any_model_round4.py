@@ -99,15 +99,15 @@ def test_import_takes_a_buffer_registered_in_forward(tmp_path):
     assert torch.equal(load_run(tmp_path / "run").model.fc.weight, model.fc.weight)
 
 
-def normed_net() -> nn.Module:
+def normed_net(weight_norm=P.weight_norm, spectral_norm=P.spectral_norm) -> nn.Module:
     """weight_norm on the stem, spectral_norm on the second conv (BatchNorm and ReLU after
     it), both as torch.nn.utils.parametrizations makes them: ParametrizedConv2d layers whose
-    weight is computed by child modules when it is read."""
+    weight is computed by child modules when it is read (or as the norms given make them)."""
     torch.manual_seed(0)
     return nn.Sequential(
-        P.weight_norm(nn.Conv2d(1, 4, 3, padding=1)),
+        weight_norm(nn.Conv2d(1, 4, 3, padding=1)),
         nn.ReLU(),
-        P.spectral_norm(nn.Conv2d(4, 6, 3, padding=1)),
+        spectral_norm(nn.Conv2d(4, 6, 3, padding=1)),
         nn.BatchNorm2d(6),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
@@ -236,19 +236,9 @@ def hook_normed_net() -> nn.Module:
     """normed_net's layers through torch's older API (torch.nn.utils.weight_norm and
     spectral_norm, still in much published code): forward pre-hooks set each conv's `weight`
     anew at every call from weight_g/weight_v or weight_orig."""
-    torch.manual_seed(0)
     with warnings.catch_warnings():  # the older API is deprecated, and still in use
         warnings.simplefilter("ignore")
-        return nn.Sequential(
-            torch.nn.utils.weight_norm(nn.Conv2d(1, 4, 3, padding=1)),
-            nn.ReLU(),
-            torch.nn.utils.spectral_norm(nn.Conv2d(4, 6, 3, padding=1)),
-            nn.BatchNorm2d(6),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(6, 3),
-        ).eval()
+        return normed_net(torch.nn.utils.weight_norm, torch.nn.utils.spectral_norm)
 
 
 def test_gradient_flow_reaches_layers_normed_by_torchs_older_hooks():

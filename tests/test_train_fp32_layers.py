@@ -85,34 +85,20 @@ def test_fp32_layers_of_a_spec_are_its_strided_depthwise_conv():
     assert fp32_layers(cnnlab.build("fast")) == []  # fast's speed in bf16 is untouched
 
 
-def test_kept_layer_computes_as_a_plain_fp32_call():
-    """Truth: the layer called in fp32 outside autocast, its output rounded to bf16. Without
-    keep_fp32 autocast computes the layer in bf16, which differs."""
-    torch.manual_seed(0)
-    conv = nn.Conv2d(16, 16, 5, 2, 2, groups=16)
-    x = torch.randn(4, 16, 12, 12).bfloat16()  # as a bf16 layer before it hands it on
-    truth = conv(x.float()).bfloat16()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        plain = conv(x)
-    keep_fp32(conv, [""])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        kept = conv(x)
-    assert kept.dtype == torch.bfloat16 and torch.equal(kept, truth)
-    assert not torch.equal(plain, truth)
-    kept.float().sum().backward()
-    assert conv.weight.grad.dtype == torch.float32
-
-
 @pytest.mark.parametrize(
     ("layer", "shape", "layout"),
     [
+        (nn.Conv2d(16, 16, 5, 2, 2, groups=16), (4, 16, 12, 12), torch.contiguous_format),
         (nn.Conv1d(16, 16, 7, 2, 3, groups=16), (4, 16, 12), torch.contiguous_format),
         (nn.Conv3d(16, 16, 3, 2, 1, groups=16), (4, 16, 6, 6, 6), torch.channels_last_3d),
         (nn.ConvTranspose2d(16, 16, 4, 2, 1, groups=4), (4, 16, 6, 6), torch.channels_last),
     ],
 )
 def test_kept_layers_of_every_kind_compute_as_a_plain_fp32_call(layer, shape, layout):
-    """As above for the other kinds slow_in_bf16 picks; the output keeps x's layout."""
+    """Truth: the layer called in fp32 outside autocast, its output rounded to bf16 (x as a
+    bf16 layer before it hands it on). Without keep_fp32 autocast computes the layer in bf16,
+    which differs. Every kind slow_in_bf16 picks; the output keeps x's layout, the weight's
+    gradient stays fp32."""
     torch.manual_seed(0)
     x = torch.randn(shape).bfloat16().contiguous(memory_format=layout)
     truth = layer(x.float()).bfloat16()
@@ -124,6 +110,8 @@ def test_kept_layers_of_every_kind_compute_as_a_plain_fp32_call(layer, shape, la
     assert kept.dtype == torch.bfloat16 and torch.equal(kept, truth)
     assert not torch.equal(plain, truth)
     assert kept.is_contiguous(memory_format=layout)
+    kept.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32
 
 
 def test_keep_fp32_survives_a_deep_copy_and_leaves_the_state_dict():
