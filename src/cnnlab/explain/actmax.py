@@ -269,6 +269,19 @@ def _checked(
 
 # Long in its signature and docstring only (the knobs of the method, each explained): the
 # body is the checks, the ascent and the best of the restarts, ~35 lines.
+def _checked_dim(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> int:
+    """The dim that holds `layer`'s channels on x (a ConvNeXt's: the last); ExplainError for
+    a channel of `chans` outside them."""
+    dim = channel_dim(model, x, layer, output)
+    size = _layer_output(model, layer, x, output, dim).shape[1]
+    bad = chans[(chans < 0) | (chans >= size)]
+    if bad.numel():
+        raise ExplainError(
+            f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
+        )
+    return dim
+
+
 def activation_maximization(
     model: nn.Module,
     layer: str,
@@ -341,13 +354,7 @@ def activation_maximization(
             _regularize_pixels(image.pixels, step, blur, blur_every, lo, hi)
 
     with preserved(model):
-        dim = channel_dim(model, image().detach(), layer, output)  # a ConvNeXt's: the last
-        size = _layer_output(model, layer, image().detach(), output, dim).shape[1]
-        bad = chans[(chans < 0) | (chans >= size)]
-        if bad.numel():
-            raise ExplainError(
-                f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
-            )
+        dim = _checked_dim(model, layer, image().detach(), chans, output)
         _ascend(model, layer, image, runs, gen, output, regularize, steps=steps, lr=lr,
                 jitter=jitter, l2=l2, tv=tv, objective=objective, dim=dim,
                 progress=progress)  # fmt: skip
