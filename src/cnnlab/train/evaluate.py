@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.data import read_images_sized
 from cnnlab.design.spec import shapes
-from cnnlab.inspect.progress import Progress
+from cnnlab.inspect.progress import Progress, batch_count
 
 if TYPE_CHECKING:
     from cnnlab.train.rundir import Run
@@ -48,9 +48,9 @@ def predict_logits(
     was_training = model.training
     model.eval()
     device = images.device
-    chunks = []
+    chunks, total = [], batch_count(images, batch_size)
     if progress is not None:
-        progress(0, -(-len(images) // batch_size), "evaluating")
+        progress(0, total, "evaluating")
     try:
         for start in range(0, len(images), batch_size):
             # a copy: a model that changes its input in place (x.mul_(...)) would otherwise
@@ -67,7 +67,7 @@ def predict_logits(
                 logits = sum(model(v).float() for v in views) / len(views)
             chunks.append(logits)
             if progress is not None:
-                progress(len(chunks), -(-len(images) // batch_size), "evaluating")
+                progress(len(chunks), total, "evaluating")
     finally:
         model.train(was_training)
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
