@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.inspect import Capture, forward, inspecting
-from cnnlab.inspect.progress import Progress
+from cnnlab.inspect.progress import Progress, batch_count
 from cnnlab.train.checkpoint import MODEL_WEIGHTS, atomic_write
 
 CACHE = Path("explorer") / "top_activations.json"
@@ -47,7 +47,7 @@ def top_images(
     (N, C, H, W) normalized with the largest spatial max of that channel, best first.
     progress: progress(batches done, batches, "top images per channel") after each batch."""
     best: dict[str, tuple[Tensor, Tensor]] = {}
-    total = -(-len(images) // batch_size)
+    total = batch_count(images, batch_size)
     if progress is not None:
         progress(0, total, "top images per channel")
     with inspecting(model), Capture(model, layers, transform=lambda t: t.amax((2, 3))) as cap:
