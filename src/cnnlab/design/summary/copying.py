@@ -17,7 +17,7 @@ Two kinds of copy:
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -258,9 +258,18 @@ _HOOK_DICTS = {
 _MODULE_KEYS = frozenset(vars(nn.Module())) | {"_parameters", "_buffers", "_modules"}
 
 
-def _atomic_items(values: Iterable[Any]) -> bool:
-    """Every item is of an atomic type (set(map(type)) runs in C: 0.3 µs for a pair)."""
-    return set(map(type, values)) <= _ATOMIC
+def _atomic_items(values: Collection[Any]) -> bool:
+    """Every item is of an atomic type, checked in C: set(map(type)) for a few items (0.3 µs
+    for a pair); a long list's types compared with its first by identity (list.count), where
+    a set's insert per item cost twice as much (Hugging Face's LeViT keeps 175,000 ints in
+    lists: 20 ns an item, now 11)."""
+    if len(values) < 64:
+        return set(map(type, values)) <= _ATOMIC
+    types = list(map(type, values))
+    first = types[0]
+    if types.count(first) == len(types):
+        return first in _ATOMIC
+    return set(types) <= _ATOMIC
 
 
 def meta(t: Tensor) -> Tensor:
