@@ -23,6 +23,7 @@ from cnnlab.inspect import (
     check_images,
     device_of,
     forward,
+    gradients,
     needs_gradients,
     preserved,
     unwrap,
@@ -154,16 +155,19 @@ def _weights(modules: dict[str, nn.Module]) -> list[Tensor]:
     return weights
 
 
-def _batch_grads(loss: Tensor, weights: list, names: list[str], seen: dict) -> list:
+def _batch_grads(
+    loss: Tensor, weights: list, names: list[str], seen: dict, model: nn.Module
+) -> list:
     """d loss / d weight per module (None: unreached); a hooked module's (`_hooked`) summed
-    over the weights its calls used."""
+    over the weights its calls used. Through reentrant activation checkpoints too
+    (`inspect.gradients`; the parameters' `.grad` is left as it was)."""
     flat, owners = [], []
     for i, (name, w) in enumerate(zip(names, weights, strict=True)):
         for t in seen.get(name, []) if w is None else [w]:
             flat.append(t)
             owners.append(i)
     grads: list[Tensor | None] = [None] * len(names)
-    for i, g in zip(owners, torch.autograd.grad(loss, flat, allow_unused=True), strict=True):
+    for i, g in zip(owners, gradients(loss, flat, model.parameters()), strict=True):
         if g is not None:
             grads[i] = g if grads[i] is None else grads[i] + g
     return grads
@@ -182,7 +186,8 @@ def gradient_flow(
     """Per-layer gradient of the loss w.r.t. each module's weight (notes §4.2).
 
     The gradient is that of the mean loss over all samples of `batches` (an iterable of
-    (x, y), or one (x, y) tuple), taken with `torch.autograd.grad`: `.grad` is untouched.
+    (x, y), or one (x, y) tuple), taken with `torch.autograd.grad` (through reentrant
+    activation checkpoints too, see `inspect.gradients`): `.grad` is untouched.
     Per module that owns a `weight`, in forward order: mean |g|, L2 ||g||, max |g|.
     ratio = ||g|| of the first conv/linear (weight.ndim >= 2) / that of the last.
     Vanishing: ratio < vanish_ratio. Exploding: a non-finite gradient, any ||g|| >
@@ -245,11 +250,14 @@ def _gradient_sums(
             sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
         for done, (x, y) in enumerate(iter_batches(data, 256, labels=True), 1):
             seen.clear()
-            with parametrize.cached():  # one computed weight per batch, the one we read
+            # one computed weight per batch, the one we read; the backward inside: a reentrant
+            # checkpoint's recompute then uses that weight too, not a new one autograd.grad
+            # would not reach
+            with parametrize.cached():
                 weights = _weights(modules)
                 logits = forward(model, check_images(x, flat=True).to(device))
-            loss = _loss(loss_fn, logits, y.to(device))
-            grads = _batch_grads(loss, weights, list(modules), seen)
+                loss = _loss(loss_fn, logits, y.to(device))
+                grads = _batch_grads(loss, weights, list(modules), seen, model)
             for name, total, g in zip(modules, sums, grads, strict=True):
                 if g is not None:
                     total += g.double() * len(x)  # mean loss over all samples

@@ -29,6 +29,7 @@ from cnnlab.inspect import (
     forward,
     needs_gradients,
     preserved,
+    require_graph,
     resolve_layer,
 )
 from cnnlab.inspect.progress import Progress, batch_count
@@ -231,6 +232,7 @@ def _ascend(
             dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist()
             moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
             forward(model, moved, output, logits=False)
+            require_graph(cap.tensor(layer), layer, "activation maximisation")
             acts = cap.tensor(layer).movedim(dim, 1)
             act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
             reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)

@@ -21,8 +21,10 @@ from cnnlab.inspect import (
     OutputSelector,
     channel_dim,
     forward,
+    gradients,
     needs_gradients,
     preserved,
+    require_graph,
     resolve_layer,
 )
 
@@ -127,9 +129,10 @@ def effective_receptive_field(
                 f"layer {layer!r} has output shape {tuple(out.shape)}; the effective receptive "
                 "field needs a spatial (B, C, H, W) layer"
             )
+        require_graph(out, layer, "the effective receptive field")
         acts = out.movedim(dim, 1)
         h, w = acts.shape[2:]
-        (grad,) = torch.autograd.grad(acts[:, :, h // 2, w // 2].sum(), x)
+        (grad,) = gradients(acts[:, :, h // 2, w // 2].sum(), [x])  # reentrant checkpoints
     gradient = grad.abs().mean((0, 1))  # (H, W)
     theoretical = summary_rf(model, layer, tuple(input_size))
     source = "cnnlab.summary"

@@ -22,6 +22,7 @@ from cnnlab.inspect import (
     check_map_layer,
     default_layer,
     forward,
+    gradients,
     is_spatial,
     needs_gradients,
     preserved,
@@ -69,7 +70,8 @@ def layer_gradients(
     run: the module that computes (an inference copy of `model`, see `run_fast`); error
     messages name `model`'s layers. The forward up to the layer runs without autograd
     (Capture(leaf=True)), parameters are frozen, so the backward computes only the gradients
-    the map needs.
+    the map needs. A layer inside a reentrant activation checkpoint gets no gradient so (the
+    checkpoint runs its block without autograd): `_recomputed_gradients` reads it then.
     """
     run = model if run is None else run
     with Capture(run, [layer], leaf=True) as cap, torch.no_grad():
@@ -86,10 +88,29 @@ def layer_gradients(
         selected = logits.gather(1, t[:, None]).sum()
     grads = None
     if selected.requires_grad:
-        (grads,) = torch.autograd.grad(selected, acts, allow_unused=True)
+        (grads,) = gradients(selected, [acts])  # a reentrant checkpoint after the layer too
     if grads is None:
-        raise ExplainError(f"the logits do not depend on layer {layer!r}; choose another layer")
+        found = _recomputed_gradients(run, x, layer, t, output)
+        if found is None:
+            raise ExplainError(f"the logits do not depend on layer {layer!r}; choose another layer")
+        acts, grads = found
     return acts.detach(), grads, t
+
+
+def _recomputed_gradients(
+    run: nn.Module, x: Tensor, layer: str, t: Tensor, output: OutputSelector
+) -> tuple[Tensor, Tensor] | None:
+    """(A, ∂ logit_t/∂A) from a forward with autograd from the input on: a reentrant
+    checkpoint around the layer then has an input that requires grad, its backward recomputes
+    the block, and the layer's hook, still on, reads the recomputed output and its gradient
+    (the same values: eval mode, the forward's RNG state). None: the logits do not depend
+    on the layer (a forward that cuts the gradient before it)."""
+    x = x.detach().requires_grad_(True)
+    with Capture(run, [layer], grads=True) as cap, torch.enable_grad():
+        selected = forward(run, x, output).gather(1, t[:, None]).sum()
+        if selected.requires_grad:
+            gradients(selected, [x])  # the backward, for the hook's sake
+    return cap.gradients.get(layer)
 
 
 def scale_per_image(maps: Tensor) -> Tensor:

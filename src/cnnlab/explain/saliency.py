@@ -16,6 +16,7 @@ from cnnlab.inspect import (
     OutputSelector,
     check_images,
     forward,
+    gradients,
     needs_gradients,
     preserved,
     resolve_target,
@@ -45,7 +46,7 @@ def _input_gradient(
                 "cuts the gradient (torch.no_grad(), .detach()); a saliency map needs it, "
                 "Grad-CAM at a layer after the cut does not (--method gradcam --layer NAME)"
             )
-        (grad,) = torch.autograd.grad(selected, x)
+        (grad,) = gradients(selected, [x])  # through reentrant checkpoints too
     return grad, t
 
 

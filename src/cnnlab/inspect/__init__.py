@@ -23,6 +23,11 @@ Which function for what:
 * a layer's own output and its gradient ..... `with Capture(model, [name]) as cap:` then
   `cap.tensor(name)`; correct under later in-place ops (the clone trick), `leaf=True` to
   backpropagate only down to it, `inputs=True` for its input, `transform=` to reduce it.
+* gradients through activation checkpoints . `gradients(out, inputs, restore)`
+  (`torch.autograd.grad`, also through `checkpoint(..., use_reentrant=True)`, which
+  refuses `.grad()`), `through_reentrant(out)`, `require_graph(t, layer, method)` (a layer
+  computed without autograd, named); `Capture(..., grads=True)` reads a layer's gradient
+  where a reentrant checkpoint recomputes it.
 * every activation where it is computed ..... `with ActivationSites(model, on_call):`
   (modules, `F.relu`, `x.sigmoid()`, ..., each call named by its site).
 * hooks of your own ........................ `with Hooks().after([(module, hook)]):` (and
@@ -37,6 +42,7 @@ Which function for what:
 
 from cnnlab.inspect.batches import as_float, batches, device_of
 from cnnlab.inspect.capture import Capture
+from cnnlab.inspect.checkpoints import gradients, require_graph, through_reentrant
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
 from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.logits import (
@@ -95,6 +101,7 @@ __all__ = [
     "first_called",
     "fold_batchnorm",
     "forward",
+    "gradients",
     "inference_copy",
     "inspecting",
     "is_leaf",
@@ -103,11 +110,13 @@ __all__ = [
     "needs_gradients",
     "preserved",
     "reloaded",
+    "require_graph",
     "resolve_layer",
     "resolve_target",
     "run_fast",
     "select_logits",
     "spatial_layers",
+    "through_reentrant",
     "trace",
     "unwrap",
     "weight_code",

@@ -39,6 +39,11 @@ class Capture:
     transform: record transform(output) computed inside the hook (before any later op can
     touch the output), and leave the output itself alone: no clone, no full map kept; a
     mapping {name: transform} gives each layer its own.
+    grads=True: also record, in `gradients[name]`, (output, its gradient) for the call of the
+    layer whose gradient a later backward delivers first: the last call in the forward (a
+    backward runs the calls in reverse). Inside a reentrant activation checkpoint the output
+    that gets one is the block's recomputation in the backward (the forward's carries no
+    graph), so the hooks must stay on until the backward has run; see `inspect.checkpoints`.
     """
 
     def __init__(
@@ -49,6 +54,7 @@ class Capture:
         leaf: bool = False,
         inputs: bool = False,
         transform: Callable[[Tensor], Tensor] | Mapping[str, Callable] | None = None,
+        grads: bool = False,
     ):
         self.model = model
         self.names = list(dict.fromkeys(names))
@@ -63,7 +69,9 @@ class Capture:
         self.leaf = leaf
         self.inputs = inputs
         self.transform = transform
+        self.grads = grads
         self.outputs: dict[str, Tensor] = {}
+        self.gradients: dict[str, tuple[Tensor, Tensor]] = {}
         self._hooks = Hooks()
         self._held: list[tuple[nn.Module, OrderedDict]] = []
 
@@ -89,12 +97,20 @@ class Capture:
                 out = out.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)  # the enclosing no_grad() restores it on exit
             self.outputs[name] = out
+            if self.grads and out.requires_grad:
+                out.register_hook(self._grad_hook(name, out))
             return with_output(whole, out.clone())
 
         return hook
 
+    def _grad_hook(self, name: str, out: Tensor) -> Callable[[Tensor], None]:
+        def hook(grad: Tensor) -> None:
+            self.gradients.setdefault(name, (out, grad))
+
+        return hook
+
     def __enter__(self) -> Capture:
-        self.outputs = {}
+        self.outputs, self.gradients = {}, {}
         named = zip(self.names, self.modules, strict=True)
         if self.inputs:
             self._hooks.before((module, self._pre_hook(name)) for name, module in named)
