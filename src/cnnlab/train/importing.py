@@ -70,12 +70,14 @@ def import_run(
     out, weights = Path(out), Path(weights)
     _check_out(out)
     model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
+    # the weights before the data: a wrong file fails fast, not after a download or a scan
+    state = _checked_weights(weights, model, source.reference)
     train = test = None
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
         train, test = load_splits(data, **shape)
     info = _describe(train, classes, mean, std, input_shape)
-    state = _checked_weights(weights, model, source.reference, info["input_shape"])
+    _made_in_forward(weights, model, state, source.reference, info["input_shape"])
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     _check_outputs(model, source.reference, info, given=input_shape is not None)
@@ -116,11 +118,11 @@ def _check_out(out: Path) -> None:
         raise RunError(f"{out} is not empty; import into a new directory (--out)")
 
 
-def _checked_weights(
-    weights: Path, model: nn.Module, reference: str, input_shape: Sequence[int]
-) -> dict[str, torch.Tensor]:
-    """The safetensors state, checked against the model: names, shapes, finiteness (a
-    buffer the model registers in its first forward made first: `made_in_forward`)."""
+def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[str, torch.Tensor]:
+    """The safetensors state, checked against the model before any data is read: the file's
+    kind, every name and shape, finiteness. Only names the model lacks are let through, to
+    `_made_in_forward` (a buffer the model registers in its first forward, made once the
+    input shape is known); any other misfit lists them too."""
     if weights.suffix != ".safetensors":
         raise RunError(
             f"{weights}: weights are read from .safetensors files only (nothing is unpickled); "
@@ -129,18 +131,30 @@ def _checked_weights(
     expected = model.state_dict()
     # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
     state = _with_aliases(expected, compiled_names_as(checkpoint.load_weights(weights), expected))
-    made_in_forward(model, state, input_shape)
-    expected = model.state_dict()
-    differ = weight_mismatch(expected, state)
-    if differ:
-        raise RunError(
-            f"{weights} does not fit the model of {reference}: {differ}"
-            + _prefix_hint(set(expected), set(state))
-        )
+    if weight_mismatch(expected, {k: v for k, v in state.items() if k in expected}):
+        _refuse(weights, reference, expected, state)
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RunError(f"{weights}: tensor {name} holds NaN or infinite values")
     return state
+
+
+def _made_in_forward(
+    weights: Path, model: nn.Module, state: dict, reference: str, input_shape: Sequence[int]
+) -> None:
+    """The names of `state` the model lacks made by one forward (`made_in_forward`); those
+    it still lacks are refused."""
+    made_in_forward(model, state, input_shape)
+    expected = model.state_dict()
+    if weight_mismatch(expected, state):
+        _refuse(weights, reference, expected, state)
+
+
+def _refuse(weights: Path, reference: str, expected: dict, state: dict) -> None:
+    raise RunError(
+        f"{weights} does not fit the model of {reference}: {weight_mismatch(expected, state)}"
+        + _prefix_hint(set(expected), set(state))
+    )
 
 
 def _with_aliases(
