@@ -243,20 +243,25 @@ def _model_text(source: Any) -> str:  # messages name a model from code by its r
 
 
 def made_in_forward(model: nn.Module, state: dict[str, torch.Tensor], input_shape) -> None:
-    """Runs `model` once on a zero batch of `input_shape` (C, H, W) when `state` holds
-    names its state_dict lacks: a module that registers a buffer in its first forward (a
-    call counter, a cache) saved it with its weights, and a fresh instance has it only after
-    one forward. Eval mode, no gradient; loading `state` then overwrites what the forward set.
-    A forward that fails leaves the model as it is: the names still differ and the caller's
-    mismatch message says which."""
-    if state.keys() <= model.state_dict().keys():  # (one state_dict, not one per name)
-        return
-    x = torch.zeros(1, *input_shape, device=device_of(model))
-    with preserved(model), torch.no_grad():
-        try:
-            model(x)
-        except Exception:  # the user's code may raise anything: the mismatch is the news
+    """Runs `model` on a zero batch of `input_shape` (C, H, W) when `state` holds names its
+    state_dict lacks: a module that registers a buffer in its first forward (a call counter,
+    a cache) saved it with its weights, and a fresh instance has it only after one forward.
+    Eval mode first; if names are still lacking, train mode (a batch of two: BatchNorm's
+    statistics need them), for a buffer registered only while training (`if self.training
+    and not hasattr(...)`), which no eval-mode forward makes: every command that opened such
+    a run refused its weights ('not in the model'). No gradient; `preserved` puts back the
+    mode, the existing buffers and the RNG; loading `state` then overwrites what the forward
+    set. A forward that fails leaves the model as it is: the names still differ and the
+    caller's mismatch message says which."""
+    for train, batch in ((False, 1), (True, 2)):
+        if state.keys() <= model.state_dict().keys():  # (one state_dict, not one per name)
             return
+        x = torch.zeros(batch, *input_shape, device=device_of(model))
+        with preserved(model, train=train), torch.no_grad():
+            try:
+                model(x)
+            except Exception:  # the user's code may raise anything: the mismatch is the news
+                pass
 
 
 def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
