@@ -28,7 +28,7 @@ from cnnlab.explain import (
     saliency,
     smoothgrad,
 )
-from cnnlab.inspect import Capture, gradients, preserved, through_reentrant
+from cnnlab.inspect import Capture, Hooks, gradients, preserved, through_reentrant
 from cnnlab.train import import_run
 from cnnlab.train.source import parse_model_ref
 
@@ -136,11 +136,17 @@ def test_gradients_leave_grad_as_they_found_it():
 
 
 @pytest.mark.parametrize("use_reentrant", REENTRANT)
-@pytest.mark.parametrize("norm", [lambda m: m, P.weight_norm], ids=["plain", "weight_norm"])
+@pytest.mark.parametrize(
+    "norm",
+    [lambda m: m, P.weight_norm, torch.nn.utils.weight_norm],
+    ids=["plain", "weight_norm", "older_weight_norm"],
+)
 def test_gradient_flow_under_checkpointing_equals_it_without(use_reentrant, norm):
     """Train mode, where checkpointing is on. Reentrant: a traceback ('incompatible with
-    .grad()'); a weight_norm'd conv inside the block: its computed weight must be the one
-    the recompute uses, or it reads as not reached."""
+    .grad()'). A weight_norm'd conv inside the block: its computed weight must be the one
+    the recompute uses (non-reentrant: the recompute's check failed); torch's older
+    weight_norm computes it in a hook at every call: inside a reentrant block only the
+    recompute's has a gradient (it read as not reached)."""
     ckpt, plain = pair(use_reentrant, norm)
     y = torch.tensor([0, 1, 4])
     got, want = gradient_flow(ckpt, (X, y)), gradient_flow(plain, (X, y))
@@ -236,7 +242,12 @@ def test_hugging_face_checkpointing_gradient_flow_and_gradcam(use_reentrant):
     ckpt = HFClassifier(ckpt_hf)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     y = torch.tensor([1, 3])
-    got, want = gradient_flow(ckpt, (x, y)), gradient_flow(plain, (x, y))
+    calls = []  # checkpointing is on in train mode: a layer inside runs again in the backward
+    inside = ckpt.get_submodule("hf.mobilevit.encoder.layer.2.conv_kxk")
+    with Hooks().after([(inside, lambda *a: calls.append(1))]):
+        got = gradient_flow(ckpt, (x, y))
+    assert len(calls) == 2
+    want = gradient_flow(plain, (x, y))
     for a, b in zip(got.layers, want.layers, strict=True):
         assert (a.name, a.reached) == (b.name, b.reached)
         assert a.l2 == pytest.approx(b.l2, rel=1e-5, abs=1e-12), a.name

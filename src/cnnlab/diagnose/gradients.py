@@ -129,9 +129,17 @@ def _hooked(m: nn.Module) -> bool:
     return any(isinstance(h, _HOOKED_NORMS) and h.name == "weight" for h in hooks.values())
 
 
-def _grab(seen: dict[str, list[Tensor]], name: str) -> Callable:
-    def hook(module: nn.Module, args: Any) -> None:  # after torch's: the weight this call uses
-        seen.setdefault(name, []).append(module.weight)
+def _grab(got: dict[str, Tensor], name: str) -> Callable:
+    """A forward pre-hook, after torch's: a hook on the weight this call uses that adds its
+    gradient to got[name] whenever a backward computes it. Inside a reentrant activation
+    checkpoint that is the recompute's weight: the forward's there has no graph."""
+
+    def add(grad: Tensor) -> None:
+        got[name] = got[name] + grad if name in got else grad
+
+    def hook(module: nn.Module, args: Any) -> None:
+        if module.weight.requires_grad:
+            module.weight.register_hook(add)
 
     return hook
 
@@ -156,20 +164,24 @@ def _weights(modules: dict[str, nn.Module]) -> list[Tensor]:
 
 
 def _batch_grads(
-    loss: Tensor, weights: list, names: list[str], seen: dict, model: nn.Module
+    loss: Tensor, weights: list, modules: dict[str, nn.Module], got: dict, model: nn.Module
 ) -> list:
     """d loss / d weight per module (None: unreached); a hooked module's (`_hooked`) summed
-    over the weights its calls used. Through reentrant activation checkpoints too
-    (`inspect.gradients`; the parameters' `.grad` is left as it was)."""
+    over the weights its calls used, as its hooks collect them (`_grab`): autograd is asked
+    for the module's own parameters, to which the path runs through those weights. Through
+    reentrant activation checkpoints too (`inspect.gradients`; `.grad` is left as it was)."""
     flat, owners = [], []
-    for i, (name, w) in enumerate(zip(names, weights, strict=True)):
-        for t in seen.get(name, []) if w is None else [w]:
-            flat.append(t)
-            owners.append(i)
-    grads: list[Tensor | None] = [None] * len(names)
+    for i, (m, w) in enumerate(zip(modules.values(), weights, strict=True)):
+        own = list(m.parameters(recurse=False)) if w is None else [w]
+        flat += own
+        owners += [i if w is not None else None] * len(own)
+    grads: list[Tensor | None] = [None] * len(weights)
     for i, g in zip(owners, gradients(loss, flat, model.parameters()), strict=True):
-        if g is not None:
-            grads[i] = g if grads[i] is None else grads[i] + g
+        if i is not None:
+            grads[i] = g
+    for i, name in enumerate(modules):
+        if weights[i] is None:
+            grads[i] = got.get(name)
     return grads
 
 
@@ -235,8 +247,8 @@ def _gradient_sums(
     count = batch_count(data, 256)
     if progress is not None:
         progress(0, count, "gradient flow")
-    seen: dict[str, list[Tensor]] = {}  # the weights hooked modules' calls used
-    grabs = [(m, _grab(seen, name)) for name, m in modules.items() if _hooked(m)]
+    got: dict[str, Tensor] = {}  # the gradients of the weights hooked modules' calls used
+    grabs = [(m, _grab(got, name)) for name, m in modules.items() if _hooked(m)]
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, modules) as order,
@@ -249,7 +261,7 @@ def _gradient_sums(
         with parametrize.cached(), torch.no_grad():
             sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
         for done, (x, y) in enumerate(iter_batches(data, 256, labels=True), 1):
-            seen.clear()
+            got.clear()
             # one computed weight per batch, the one we read; the backward inside: a reentrant
             # checkpoint's recompute then uses that weight too, not a new one autograd.grad
             # would not reach
@@ -257,7 +269,7 @@ def _gradient_sums(
                 weights = _weights(modules)
                 logits = forward(model, check_images(x, flat=True).to(device))
                 loss = _loss(loss_fn, logits, y.to(device))
-                grads = _batch_grads(loss, weights, list(modules), seen, model)
+                grads = _batch_grads(loss, weights, modules, got, model)
             for name, total, g in zip(modules, sums, grads, strict=True):
                 if g is not None:
                     total += g.double() * len(x)  # mean loss over all samples
