@@ -82,3 +82,19 @@ def test_names_a_forward_may_make_are_checked_after_the_data(tmp_path, capsys):
     argv[argv.index("--data") + 1] = "digits"
     assert main(argv) == 2
     assert "not in the model: other" in capsys.readouterr().err
+
+
+def test_with_the_input_shape_given_even_those_names_fail_before_the_data(
+    tmp_path, monkeypatch, capsys
+):
+    ref, state = _files(tmp_path)
+    save_file({**state, "other": torch.zeros(1)}, tmp_path / "w.safetensors")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read before the weights were checked")
+
+    monkeypatch.setattr(importing, "load_splits", no_data)
+    argv = ["import", "--model", ref, "--weights", str(tmp_path / "w.safetensors"),
+            "--data", "digits", "--input", "1,8,8", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    assert "not in the model: other" in capsys.readouterr().err

@@ -72,6 +72,8 @@ def import_run(
     model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
     # the weights before the data: a wrong file fails fast, not after a download or a scan
     state = _checked_weights(weights, model, source.reference)
+    if input_shape is not None:  # names a forward may make: checked now too
+        _made_in_forward(weights, model, state, source.reference, input_shape)
     train = test = None
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
