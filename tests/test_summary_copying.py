@@ -60,3 +60,31 @@ def test_a_forward_writing_its_lists_leaves_the_users_lists_as_they_were(values)
 )
 def test_atomic_items_is_true_only_where_every_item_is_immutable(values, atomic):
     assert _atomic_items(values) is atomic
+
+
+class DictWriter(nn.Module):
+    """A layer whose forward writes into its dict attributes and their values."""
+
+    def __init__(self, table: dict) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.table = table
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.table["seen"] = True
+        for value in self.table.values():
+            if isinstance(value, list):
+                value.append("written")
+        return self.conv(x)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [{}, {"a": 1, 2: "b", None: 0.5}, {"a": []}, {"a": 1, (): 2}, {"k": (1, [])}],
+    ids=["empty", "atomic", "mutable-value", "tuple-key", "tuple-with-list"],
+)
+def test_a_forward_writing_its_dicts_leaves_the_users_dicts_as_they_were(table):
+    model = DictWriter(table)
+    before = repr(table)
+    summary(model, (3, 8, 8))
+    assert model.table is table and repr(table) == before
