@@ -93,9 +93,10 @@ class Explorer:
         return self.test.images[index : index + 1]
 
     def heat(self, probe: Probe, method: str, layer: str | None, target: int | None) -> dict:
-        """Grad-CAM (at `layer`, None = the default) or saliency of the probed image, for
-        `target` (None: the class predicted in the run's precision, the class shown; the map
-        itself is computed in fp32, as `cnnlab explain` computes it)."""
+        """Grad-CAM (at `layer`, None = the page's default: the last spatial layer, which
+        the answer names) or saliency of the probed image, for `target` (None: the class
+        predicted in the run's precision, the class shown; the map itself is computed in
+        fp32, as `cnnlab explain` computes it)."""
         if target is None:
             target = int(probe.logits.argmax())
         if method == "saliency":
@@ -105,6 +106,9 @@ class Explorer:
             raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
         if layer is not None and layer not in self.net.spatial:
             raise ExplainError(f"{layer!r} has no spatial output; choose one of the map layers")
+        # explain's own default is the last 4-D output, which may hold many rows per image (a
+        # window attention's (windows, heads, N, N)); spatial has one per image
+        layer = layer or next(reversed(self.net.spatial), None)
         m = gradcam(self.run.model, probe.x, target, layer)[0]
         return {"method": method, "layer": layer, "map": panels.heatmap(m)}
 

@@ -217,12 +217,16 @@ class Network:
         for _, name, _, shape in calls:  # in the order of each module's last call
             last.pop(name, None)
             last[name] = shape
+        # one output per image (dim 0 of 1): a window attention's probabilities hold every
+        # window of the image on dim 0, (windows, heads, N, N); out[0] was the first window's
         spatial = {
             n: tuple(s[1:])
             for n, s in last.items()
-            if is_spatial(s) and n not in off and not is_compiled_inner(n, last)
+            if is_spatial(s) and s[0] == 1 and n not in off and not is_compiled_inner(n, last)
         }
-        maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n not in off}
+        maps = {
+            c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and s[0] == 1 and n not in off
+        }
         chains = []
         for at, (call, name) in enumerate(leaves):
             conv = modules[name]

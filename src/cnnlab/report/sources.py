@@ -200,7 +200,9 @@ class Sources:
         """(name, module, output shape (C, H, W) or (D,)) of every leaf module, in the order
         their forward calls finish on one test image; a leaf whose output holds its channels
         on another dim (a ConvNeXt block's LayerNorm/Linear/activation on (B, H, W, C)) is
-        left out: its shape is no (C, H, W) map."""
+        left out: its shape is no (C, H, W) map; so is one with more than one output row for
+        the image (a window attention's (windows, heads, N, N): the probes read its rows as
+        images)."""
         _, x, _ = self.test
         modules = dict(self.model.named_modules())
         with inspect.preserved(self.model):
@@ -209,7 +211,9 @@ class Sources:
         return [
             (name, modules[name], shape[1:])
             for name, shape in traced
-            if not any(True for _ in modules[name].children()) and name not in off
+            if not any(True for _ in modules[name].children())
+            and name not in off
+            and shape[:1] == (1,)
         ]
 
     def label(self, name: str) -> str:

@@ -1,0 +1,108 @@
+"""Models people bring, driven through the commands as a new user would: what Hugging Face's
+and MONAI's classifiers showed cnnlab's own specs never do. A Swin-style window attention
+gives one (heads, N, N) map of probabilities per window, so its 4-D output holds the windows
+of every image on dim 0: (B·windows, heads, N, N). Truth: the shapes plain torch gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from cnnlab.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+WINDOWED_FILE = '''
+from torch import nn
+
+
+class WindowAttention(nn.Module):
+    """Self-attention within 2x2 windows, as Swin's: `drop` sees (B*windows, 1, 4, 4)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.drop = nn.Dropout(0.0)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        t = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 3, 5, 1).reshape(-1, 4, c)
+        q, k, v = self.qkv(t).chunk(3, -1)
+        attn = self.drop((q @ k.transpose(1, 2) / c**0.5).softmax(-1).unsqueeze(1))
+        out = attn.squeeze(1) @ v
+        return out.reshape(b, -1, c)  # tokens (B, H*W, C), as Swin's stages return
+
+
+class Windowed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU())
+        self.attn = WindowAttention(8)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.attn(self.stem(x)).mean(1))
+
+
+def make():
+    return Windowed()
+'''
+
+
+@pytest.fixture(scope="module")
+def windowed_run(tmp_path_factory, one_thread):
+    """WINDOWED_FILE's model trained for one epoch on digits at 16×16, made once."""
+    root = tmp_path_factory.mktemp("windowed")
+    (root / "windowed.py").write_text(WINDOWED_FILE)
+    out = root / "run"
+    argv = ["train", "--model", f"{root / 'windowed.py'}:make", "--data", "digits",
+            "--input", "1,16,16", "--epochs", "1", "--no-flip", "--no-tta", "--precision",
+            "fp32", "--quiet", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    return out
+
+
+def _windows_shape(run) -> tuple[int, ...]:
+    """The output shape of `attn.drop` on one image, by a plain forward hook."""
+    seen = []
+    hook = run.model.attn.drop.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        run.model(torch.zeros(1, 1, 16, 16))
+    hook.remove()
+    return tuple(seen[0])
+
+
+def test_the_explorer_offers_no_map_whose_first_dim_is_not_the_image(windowed_run):
+    from cnnlab.explorer import create_app
+    from cnnlab.train.rundir import load_run
+
+    assert _windows_shape(load_run(windowed_run)) == (64, 1, 4, 4)  # 64 windows of one image
+    client = TestClient(create_app(windowed_run))
+    model = client.get("/api/model").json()
+    # it was a map and a Grad-CAM layer: its features were the first window's, and Grad-CAM
+    # weighed the first window's (4, 4) probabilities as the image's map
+    assert "attn.drop" not in model["maps"] and "attn.drop" not in model["spatial"]
+    assert list(model["spatial"]) == ["stem.0", "stem.1", "stem"]
+    image = client.post("/api/predict", data={"sample": 0}).json()["image"]
+    said = client.get(f"/api/features?image={image}&layer=attn.drop").json()
+    assert "'attn.drop' has no spatial output" in said["error"]
+    # the API's default Grad-CAM layer is the page's, and it says which: it was None, and
+    # the map was taken at attn.drop, the last 4-D output of the forward
+    heat = client.get(f"/api/heatmap?image={image}&method=gradcam").json()
+    assert heat["layer"] == "stem" and len(heat["map"]) == 16
+
+
+def test_the_reports_layers_are_those_with_one_output_per_image(windowed_run):
+    from cnnlab.report import facts
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+
+    run = load_run(windowed_run)
+    src = Sources(windowed_run, run, None, Budget(probe_train=256, probe_test=64))
+    assert "attn.drop" not in {name for name, _, _ in src.layers}
+    # it was the stage of 4×4 maps, so the probes' features held 64 rows per image: "Not
+    # shown: ValueError: Expected input batch_size (16384) to match target batch_size (256)"
+    assert src.stages == ["stem.1"]
+    probes = facts._probes(src)
+    assert set(probes.accuracy) == {"input", "stem.1 ReLU"} and probes.train == 256
