@@ -1,7 +1,9 @@
 """Models people bring, driven through the commands as a new user would: what Hugging Face's
 and MONAI's classifiers showed cnnlab's own specs never do. A Swin-style window attention
 gives one (heads, N, N) map of probabilities per window, so its 4-D output holds the windows
-of every image on dim 0: (B·windows, heads, N, N). Truth: the shapes plain torch gives."""
+of every image on dim 0: (B·windows, heads, N, N); an EfficientNet port pads before each
+depthwise conv with a padding module, whose output is a map with a border, at no resolution
+of the net. Truth: the shapes plain torch gives."""
 
 from __future__ import annotations
 
@@ -49,18 +51,42 @@ def make():
     return Windowed()
 '''
 
+# 16 px: maps of 8, 4 and 1 px; the last conv's "same" padding is a module, as an EfficientNet
+# port's (MONAI's ConstantPad2d, Hugging Face's ZeroPad2d): its output is 5×5
+PADDED_FILE = """
+from torch import nn
 
-@pytest.fixture(scope="module")
-def windowed_run(tmp_path_factory, one_thread):
-    """WINDOWED_FILE's model trained for one epoch on digits at 16×16, made once."""
-    root = tmp_path_factory.mktemp("windowed")
-    (root / "windowed.py").write_text(WINDOWED_FILE)
+
+def make():
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=4, padding=1), nn.ReLU(),
+        nn.ZeroPad2d(2), nn.Conv2d(8, 8, 5, groups=8), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8, 10),
+    )
+"""
+
+
+def _trained(root, code: str):
+    """A run of `code`'s make() trained for one epoch on digits at 16×16."""
+    (root / "net.py").write_text(code)
     out = root / "run"
-    argv = ["train", "--model", f"{root / 'windowed.py'}:make", "--data", "digits",
+    argv = ["train", "--model", f"{root / 'net.py'}:make", "--data", "digits",
             "--input", "1,16,16", "--epochs", "1", "--no-flip", "--no-tta", "--precision",
             "fp32", "--quiet", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def windowed_run(tmp_path_factory, one_thread):
+    return _trained(tmp_path_factory.mktemp("windowed"), WINDOWED_FILE)
+
+
+@pytest.fixture(scope="module")
+def padded_run(tmp_path_factory, one_thread):
+    return _trained(tmp_path_factory.mktemp("padded"), PADDED_FILE)
 
 
 def _windows_shape(run) -> tuple[int, ...]:
@@ -106,3 +132,26 @@ def test_the_reports_layers_are_those_with_one_output_per_image(windowed_run):
     assert src.stages == ["stem.1"]
     probes = facts._probes(src)
     assert set(probes.accuracy) == {"input", "stem.1 ReLU"} and probes.train == 256
+
+
+def test_no_padding_layer_is_a_grad_cam_layer_nor_a_stage(padded_run):
+    from cnnlab.explorer import create_app
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+
+    run = load_run(padded_run)
+    shapes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: shapes.update({n: tuple(o.shape)}))
+             for n, m in run.model.named_children()]  # fmt: skip
+    with torch.no_grad():
+        run.model(torch.zeros(1, 1, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    assert shapes["5"] == (1, 8, 1, 1) and shapes["6"] == (1, 8, 5, 5)  # a 1-px map, padded
+    # the padding was the page's Grad-CAM layer: a 1-px map with a 2-px border, upsampled,
+    # is a blob at the centre whatever the image; and a report stage of 5×5 maps
+    client = TestClient(create_app(padded_run))
+    assert list(client.get("/api/model").json()["spatial"]) == ["0", "1", "2", "3"]
+    image = client.post("/api/predict", data={"sample": 0}).json()["image"]
+    assert client.get(f"/api/heatmap?image={image}").json()["layer"] == "3"
+    assert Sources(padded_run, run, None, Budget()).stages == ["1", "3"]

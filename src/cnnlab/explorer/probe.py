@@ -37,6 +37,9 @@ from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
+# padding layers (ZeroPad2d is a ConstantPad2d): their map is the input's with a border, which
+# Grad-CAM upsamples with it, so the input's map lands shrunk towards the image's centre
+PADS = (nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
 
 
 @dataclass(frozen=True)
@@ -218,11 +221,16 @@ class Network:
             last.pop(name, None)
             last[name] = shape
         # one output per image (dim 0 of 1): a window attention's probabilities hold every
-        # window of the image on dim 0, (windows, heads, N, N); out[0] was the first window's
+        # window of the image on dim 0, (windows, heads, N, N); out[0] was the first window's.
+        # No padding layer is a Grad-CAM layer (PADS)
         spatial = {
             n: tuple(s[1:])
             for n, s in last.items()
-            if is_spatial(s) and s[0] == 1 and n not in off and not is_compiled_inner(n, last)
+            if is_spatial(s)
+            and s[0] == 1
+            and n not in off
+            and not is_compiled_inner(n, last)
+            and not isinstance(modules[n], PADS)
         }
         maps = {
             c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and s[0] == 1 and n not in off

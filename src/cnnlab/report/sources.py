@@ -24,6 +24,9 @@ from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
+# padding layers (ZeroPad2d is a ConstantPad2d): a map with a border, at no stage's size
+PADS = (nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -223,10 +226,13 @@ class Sources:
 
     @_once
     def stages(self) -> list[str]:
-        """The last spatial activation (else any layer) at each resolution: one per stage."""
+        """The last spatial activation (else any layer) at each resolution: one per stage.
+        A padding layer is none: its size is its input's plus a border (an EfficientNet's
+        'same' padding before each depthwise conv made 33×33, 18×18, 17×17 ... stages of a
+        32-px net whose maps are 16, 8, 4, 2 and 1 px)."""
         by_size: dict[tuple, str] = {}
         for name, module, shape in self.layers:
-            if len(shape) == 3 and shape[1] * shape[2] > 1:
+            if len(shape) == 3 and shape[1] * shape[2] > 1 and not isinstance(module, PADS):
                 if activation_of(module) is not None or shape[1:] not in by_size:
                     by_size[shape[1:]] = name
         if not by_size:
