@@ -155,3 +155,16 @@ def test_no_padding_layer_is_a_grad_cam_layer_nor_a_stage(padded_run):
     image = client.post("/api/predict", data={"sample": 0}).json()["image"]
     assert client.get(f"/api/heatmap?image={image}").json()["layer"] == "3"
     assert Sources(padded_run, run, None, Budget()).stages == ["1", "3"]
+
+
+def test_eval_tta_of_a_run_without_flips_says_it_is_the_plain_evaluation(windowed_run, capsys):
+    from cnnlab.train.rundir import load_run
+
+    assert load_run(windowed_run).config["flip"] is False  # --no-flip, as digits by default
+    assert main(["eval", str(windowed_run)]) == 0
+    plain = capsys.readouterr().out.splitlines()[0]
+    assert main(["eval", str(windowed_run), "--tta"]) == 0
+    said = capsys.readouterr()
+    # it said "test accuracy, flip TTA: ..." for the plain evaluation: no image was mirrored
+    assert said.out.splitlines()[0] == plain and "TTA" not in plain
+    assert "has no views" in said.err and len(said.err.strip().splitlines()) == 1

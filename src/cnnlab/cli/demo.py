@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnnlab.cli.evaluate import print_evaluation
+from cnnlab.cli.evaluate import print_evaluation, tta_views
 from cnnlab.cli.predict import print_predictions
 from cnnlab.cli.train import reporters, run_training
 
@@ -43,7 +43,8 @@ def _demo(args) -> int:
         print(f"cnnlab demo: {stop}", file=sys.stderr)
         return 130
     run = load_run(out)
-    print_evaluation(evaluate(run, "test", tta=config.tta))
+    views = tta_views(run.config)
+    print_evaluation(evaluate(run, "test", tta=config.tta and bool(views)), views)
     paths = write_sample_images(run, out / "samples", n=3)
     print_predictions(predict(run, paths, top=3))
     print("writing the report (Grad-CAM, features, probes, health) ...", flush=True)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--tta", action="store_true", help="average with mirrored images")
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="the run's test-time augmentation: average with mirrored images (unless the run "
+        "trained without flips) and the --tta-shift views it trained with",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=_eval)
 
@@ -20,21 +26,37 @@ def _eval(args) -> int:
     from cnnlab.train.rundir import load_run
 
     run = load_run(args.run_dir)
+    views = tta_views(run.config)
+    if args.tta and not views:
+        print(
+            "note: --tta: this run's test-time augmentation has no views (it trained without "
+            "flips, and with --tta-shift 0): the plain evaluation",
+            file=sys.stderr,
+        )
     with progress_bar() as progress:
-        result = evaluate(run, args.split, tta=args.tta, progress=progress)
+        result = evaluate(run, args.split, tta=args.tta and bool(views), progress=progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
-        print_evaluation(result)
+        print_evaluation(result, views)
     return 0
 
 
-def print_evaluation(result) -> None:
+def tta_views(config: dict) -> str:
+    """The views `evaluate(tta=True)` averages for a run of this config, as it reads them:
+    "flip", "flip + 2-px shift", "2-px shift" or "" (none: digits train without flips)."""
+    shift = int(config.get("tta_shift", 0))
+    views = ["flip"] if config.get("flip") is not False else []
+    return " + ".join(views + ([f"{shift}-px shift"] if shift else []))
+
+
+def print_evaluation(result, views: str = "flip") -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    tta = ", flip TTA" if result.tta else ""
+    # the views averaged: a digits run's TTA has no flip (it was labelled "flip TTA")
+    tta = f", {views} TTA" if result.tta else ""
     console.print(
         f"{result.split} accuracy{tta}: [bold]{result.accuracy:.2%}[/bold] "
         f"on {result.n} images (cross-entropy {result.loss:.4f})"
