@@ -3,8 +3,9 @@
 A ResNet-18-shaped model (BasicBlock ×[2, 2, 2, 2], widths 64–512, ReLU(inplace=True), 1000
 classes, random weights, eval mode, parameters requiring grad as a user's model has them) on a
 batch of 32 × 3×224×224. Each method runs `--repeats` times alternately after one warm-up call
-each; the median is reported. cnnlab's default (an inference copy with BatchNorm folded into
-the convs, channels-last) and with `channels_last=False` (folded only).
+each; the median time and the min–median–max of the per-round speed-ups are reported.
+cnnlab's default (an inference copy with BatchNorm folded into the convs, channels-last) and
+with `channels_last=False` (folded only).
 Goal: cnnlab ≥ 1.5× Captum's speed, maps equal within 1e-4.
 
     .venv/bin/python benchmarks/explain_bench.py [--batch 32] [--size 224] [--repeats 3]
@@ -13,6 +14,7 @@ Goal: cnnlab ≥ 1.5× Captum's speed, maps equal within 1e-4.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -113,6 +115,7 @@ def main() -> None:
     }
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
     print(f"batch {args.batch}×3×{args.size}×{args.size}, median of {args.repeats} (alternating)")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for name, fns in runs.items():
         times = {k: [] for k in fns}
         maps = {}
@@ -122,17 +125,24 @@ def main() -> None:
             for k, fn in fns.items():
                 wall, cpu, maps[k] = timed(fn)
                 times[k].append((wall, cpu))
-        base_wall = statistics.median(t[0] for t in times["captum"])
-        base_cpu = statistics.median(t[1] for t in times["captum"])
         for k, ts in times.items():
             wall = statistics.median(t[0] for t in ts)
             cpu = statistics.median(t[1] for t in ts)
             diff = (maps[k] - maps["captum"]).abs().max().item()
+            base = times["captum"]
             print(
                 f"{name:18s} {k:21s} wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
-                f"speed-up wall {base_wall / wall:4.2f}×  cpu {base_cpu / cpu:4.2f}×  "
+                f"speed-up wall {spread(base, ts, 0)}  cpu {spread(base, ts, 1)}  "
                 f"max |diff| {diff:.1e}"
             )
+    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+def spread(base: list, ts: list, i: int) -> str:
+    """min–median–max over rounds of Captum's time / this time, each round's pair run
+    back to back: a ratio per round follows the machine's load better than a ratio of medians."""
+    ratios = sorted(b[i] / t[i] for b, t in zip(base, ts, strict=True))
+    return f"{ratios[0]:4.2f}–{statistics.median(ratios):4.2f}–{ratios[-1]:4.2f}×"
 
 
 if __name__ == "__main__":
