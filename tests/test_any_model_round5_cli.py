@@ -168,3 +168,23 @@ def test_eval_tta_of_a_run_without_flips_says_it_is_the_plain_evaluation(windowe
     # it said "test accuracy, flip TTA: ..." for the plain evaluation: no image was mirrored
     assert said.out.splitlines()[0] == plain and "TTA" not in plain
     assert "has no views" in said.err and len(said.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("fixture", "explains_at", "report_at"),
+    [("windowed_run", "attn.drop", "stem"), ("padded_run", "6", "3")],
+)
+def test_the_reports_grad_cam_is_at_a_map_of_the_image(fixture, explains_at, report_at, request):
+    from cnnlab.inspect import default_layer
+    from cnnlab.report import facts
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+
+    out = request.getfixturevalue(fixture)
+    run = load_run(out)
+    src = Sources(out, run, None, Budget(gradcam_images=2))
+    # explain's default, which the report took: the windows' probabilities, the 5×5 padding
+    assert default_layer(run.model, src.test[1][:1]) == explains_at
+    assert src.gradcam_layer == report_at
+    groups = facts._gradcam(src)
+    assert {g.layer for g in groups} == {report_at}

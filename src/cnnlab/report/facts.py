@@ -84,6 +84,7 @@ class GradcamGroup:
     predicted: tuple[int, ...]
     confidence: tuple[float, ...]
     true: tuple[int, ...]
+    layer: str | None  # the layer the maps are taken at (None: explain's default)
 
 
 @dataclass(frozen=True)
@@ -303,10 +304,11 @@ def _gradcam(src: Sources) -> tuple[GradcamGroup, ...]:
     _, probs = src.evaluation
     groups = []
     picked = pick(y, probs, src.budget.gradcam_images)
+    layer = src.gradcam_layer
     for label, idx in zip(("Correct", "Misclassified"), picked, strict=True):
         heat = np.zeros((0, *x.shape[2:]))
         if idx:
-            heat = explain.gradcam(src.model, x[idx]).detach().cpu().numpy()  # (n, H, W)
+            heat = explain.gradcam(src.model, x[idx], layer=layer).detach().cpu().numpy()
         conf, pred = probs[idx].max(1)
         groups.append(
             GradcamGroup(
@@ -316,6 +318,7 @@ def _gradcam(src: Sources) -> tuple[GradcamGroup, ...]:
                 tuple(pred.tolist()),
                 tuple(conf.tolist()),
                 tuple(y[idx].tolist()),
+                layer,
             )  # fmt: skip
         )
     return tuple(groups)

@@ -194,11 +194,13 @@ def show_gradcam(groups, facts: Facts) -> Blocks:
         colour = plots.GOOD if g.label == "Correct" else plots.BAD
         fig = plots.gradcam_overlays(tiles, g.heat, titles, [colour] * len(tiles), g.label)
         blocks.append(_figure(fig, f"Grad-CAM of {g.label.lower()} test images"))
+    layer = next((g.layer for g in groups if g.layer), None)
+    at = f"at {layer}, the last spatial layer" if layer else "at the last spatial layer"
     return [
         *blocks,  # one under the other, each the column's width: titles stay readable
         _text(
             "Title: predicted class and its probability, then the true class. Heat: Grad-CAM "
-            "for the predicted class at the last spatial layer (red = most evidence)."
+            f"for the predicted class {at} (red = most evidence)."
         ),
     ]
 

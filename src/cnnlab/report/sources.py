@@ -240,6 +240,20 @@ class Sources:
         return list(by_size.values())
 
     @_once
+    def gradcam_layer(self) -> str | None:
+        """explain's default Grad-CAM layer (the last (B, C, H, W) output), passing over the
+        padding layers (an EfficientNet's last was a 1-px map with a 2-px border: a blob at
+        the centre of every image) and outputs with several rows per image (a Swin window
+        attention's (windows, heads, N, N)); None: no such layer."""
+        _, x, _ = self.test
+        modules = dict(self.model.named_modules())
+        with inspect.preserved(self.model):
+            shapes = dict(inspect.trace(self.model, x[:1]))
+            names = inspect.spatial_layers(self.model, x[:1])
+        kept = [n for n in names if shapes[n][0] == 1 and not isinstance(modules[n], PADS)]
+        return kept[-1] if kept else None
+
+    @_once
     def map_layers(self) -> list[str]:
         """Spatial activation outputs (else conv outputs), at most budget.map_layers, spread."""
         spatial = [(n, m) for n, m, s in self.layers if len(s) == 3 and s[1] * s[2] > 1]
