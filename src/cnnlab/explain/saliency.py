@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
+from cnnlab.explain.stem_grad import stem_gradients
 from cnnlab.inspect import (
     OutputSelector,
     check_images,
@@ -34,9 +35,10 @@ def _input_gradient(
 
     The backward starts from the sum of the selected logits: images are independent in eval
     mode, so the gradient of the sum w.r.t. x_b is the gradient of image b's own logit.
+    A stem conv's input gradient is one conv and a pixel shuffle (`stem_gradients`).
     """
     x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
+    with torch.enable_grad(), stem_gradients(model):
         logits = forward(model, x, output)  # (B, K)
         t = resolve_target(target, logits)
         selected = logits.gather(1, t[:, None]).sum()
