@@ -67,6 +67,27 @@ def make():
     )
 """
 
+# a conv that standardises its weight in forward, as BiT's WeightStandardizedConv2d (Hugging
+# Face) and timm's StdConv2d: its output is no dot product of its `weight`
+STANDARDIZED_FILE = """
+import torch.nn.functional as F
+from torch import nn
+
+
+class StdConv2d(nn.Conv2d):
+    def forward(self, x):
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def make():
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), StdConv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+    )
+"""
+
 
 def _trained(root, code: str):
     """A run of `code`'s make() trained for one epoch on digits at 16×16."""
@@ -82,6 +103,11 @@ def _trained(root, code: str):
 @pytest.fixture(scope="module")
 def windowed_run(tmp_path_factory, one_thread):
     return _trained(tmp_path_factory.mktemp("windowed"), WINDOWED_FILE)
+
+
+@pytest.fixture(scope="module")
+def standardized_run(tmp_path_factory, one_thread):
+    return _trained(tmp_path_factory.mktemp("standardized"), STANDARDIZED_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +214,18 @@ def test_the_reports_grad_cam_is_at_a_map_of_the_image(fixture, explains_at, rep
     assert src.gradcam_layer == report_at
     groups = facts._gradcam(src)
     assert {g.layer for g in groups} == {report_at}
+
+
+def test_the_dot_product_of_a_conv_that_changes_its_weight_in_forward_is_refused(
+    standardized_run,
+):
+    from cnnlab.explorer import create_app
+
+    client = TestClient(create_app(standardized_run))
+    image = client.post("/api/predict", data={"sample": 0}).json()["image"]
+    plain = client.get(f"/api/trace?image={image}&layer=0&channel=3&row=4&col=5").json()
+    assert plain["output"] == pytest.approx(plain["network"], rel=1e-4, abs=1e-5)
+    # it answered 200 with an output by the raw weight that was not the network's value
+    said = client.get(f"/api/trace?image={image}&layer=2&channel=3&row=4&col=5")
+    assert said.status_code == 400
+    assert said.json()["error"].startswith("2 (StdConv2d) does not compute conv(input, weight)")

@@ -372,6 +372,7 @@ def dot_product(
     bias = 0.0 if conv.bias is None else conv.bias[f].item()
     tr = trace_conv(xp, w.numpy(), bias, (0, i, j), stride=conv.stride)
     value = float(out[f, i, j])
+    _check_adds_up(conv_name, conv, tr, value)
     return {
         "layer": conv_name,
         "index": [f, i, j],
@@ -393,6 +394,19 @@ def dot_product(
         "field": unit_box(chain.rf, i, j),
         "chain": _chain_values(net, probe, chain, f, i, j),
     }
+
+
+def _check_adds_up(conv_name: str, conv: nn.Conv2d, tr: Any, value: float) -> None:
+    """ExplainError unless the traced output (its weight on its padded input, + bias) is the
+    network's value: a Conv2d whose own forward changes its weight or input (BiT's weight
+    standardisation, a 'same' padding made in forward) computes otherwise, and its numbers
+    would not add up to what the model computed."""
+    if abs(tr.output - value) > 1e-3 * (np.abs(tr.products).sum() + abs(tr.bias)) + 1e-5:
+        raise ExplainError(
+            f"{conv_name} ({type(conv).__name__}) does not compute conv(input, weight) + bias "
+            f"as nn.Conv2d does ({tr.output:.4g} by its weight, {value:.4g} in the network): "
+            "its forward changes the weight or the input, so there is no dot product to show"
+        )
 
 
 def _dilated(w: Tensor, dilation: tuple[int, int]) -> Tensor:
