@@ -111,8 +111,9 @@ class Run:
         c, h, w = self.input_shape
         if self.data is None:
             raise RunError(
-                f"{self.path}: the run records no data set (imported without --data); give "
-                "diagnose --data NAME|DIR, or import it again with --data for eval and probe"
+                f"{self.path}: the run records no data set (imported without --data); import "
+                "it again with --data NAME|DIR (eval and probe read its data; diagnose also "
+                "takes --data)"
             )
         try:
             return load_dataset(self.data, split, channels=c, size=(h, w))
