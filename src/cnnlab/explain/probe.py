@@ -124,13 +124,27 @@ def extract_features(
             x = as_float(x, preprocess)
             forward(model, x, output, logits=False)
             for name in layers:
-                feats[name].append(pool(x) if name == INPUT else cap_.tensor(name))
+                feats[name].append(pool(x) if name == INPUT else _per_image(cap_, name, len(x)))
             labels.append(y.long())
             if progress is not None:
                 progress(done, total, what)
     if not labels:
         raise ExplainError("linear probes got an empty data set")
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
+
+
+def _per_image(capture: Capture, layer: str, images: int) -> Tensor:
+    """The pooled features of `layer`, one row per image; a layer whose output has another
+    first dim (a Swin window attention's rows, one per window) is refused by name, where the
+    probe's fit would fail on a batch-size mismatch that names no layer."""
+    found = capture.tensor(layer)
+    if found.shape[0] != images:
+        raise ExplainError(
+            f"layer {layer!r} gives {found.shape[0]} rows for {images} images (its output's "
+            "first dim is not the images': windows or tokens as rows); a linear probe needs "
+            "one row per image: choose another layer with --layers"
+        )
+    return found
 
 
 def _first_images(data: Any) -> tuple[Any, Tensor | None]:
