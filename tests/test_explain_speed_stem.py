@@ -10,6 +10,7 @@ from captum.attr import Saliency
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from cnnlab.explain import saliency, smoothgrad, stem_grad
 from cnnlab.explain.stem_grad import conv_input_grad, stem_gradients
@@ -86,3 +87,30 @@ def test_trainable_weights_keep_plain_autograd_and_hooks_go_on_error():
         assert conv._forward_hooks
         raise RuntimeError("boom")
     assert not conv._forward_hooks
+
+
+class CheckpointedStem(nn.Module):
+    """The stem inside an activation checkpoint: under use_reentrant=True its forward runs
+    without autograd and the backward recomputes it (the hook then sees the recompute)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 7, 2, 3), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Conv2d(8, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.reentrant: bool | None = None  # None: no checkpoint
+
+    def forward(self, x):
+        if self.reentrant is None:
+            return self.head(self.stem(x))
+        y = checkpoint(self.stem, x, use_reentrant=self.reentrant)
+        return self.head(y)
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_stem_inside_a_checkpoint_equals_captum_without_it(reentrant):
+    torch.manual_seed(0)
+    model, x = CheckpointedStem().eval(), torch.randn(2, 3, 20, 20)
+    t = model(x).argmax(1)
+    expected = Saliency(model).attribute(x.clone(), target=t, abs=True).amax(1)
+    model.reentrant = reentrant
+    torch.testing.assert_close(saliency(model, x), expected, atol=1e-6, rtol=1e-5)
