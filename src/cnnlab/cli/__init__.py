@@ -17,6 +17,7 @@ import pkgutil
 import signal
 import sys
 import threading
+import warnings
 from typing import NoReturn
 
 from cnnlab.errors import (
@@ -105,7 +106,17 @@ def _stance(command: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     from cnnlab.inspect.preserve import reading_eagerly  # imported by the commands already
 
-    return reading_eagerly()
+    stack = contextlib.ExitStack()
+    stack.enter_context(reading_eagerly())
+    stack.enter_context(warnings.catch_warnings())
+    # A reentrant torch.utils.checkpoint warns on every forward whose inputs need no gradient,
+    # which is every forward of a command that only reads the model (eval, predict) and is
+    # right there; in training (not filtered) it means layers that will not learn.
+    warnings.filterwarnings("ignore", message=_NO_GRAD_CHECKPOINT)
+    return stack
+
+
+_NO_GRAD_CHECKPOINT = "None of the inputs have requires_grad=True"
 
 
 def entry() -> NoReturn:

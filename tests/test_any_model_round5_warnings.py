@@ -1,0 +1,53 @@
+"""A model with a reentrant activation checkpoint: the commands that only read it (eval,
+predict) printed torch's "None of the inputs have requires_grad=True. Gradients will be None"
+on every run, though no gradient is wanted there."""
+
+from __future__ import annotations
+
+import warnings
+
+from safetensors.torch import save_file
+
+from cnnlab.cli import main
+from cnnlab.train.importing import import_run
+from cnnlab.train.source import parse_model_ref
+
+NETS = """
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = checkpoint(self.block, x, use_reentrant=True)
+        return self.head(x.mean((2, 3)))
+
+
+def make():
+    return Net()
+"""
+
+
+def test_eval_of_a_checkpointed_model_prints_no_gradient_warning(tmp_path, capsys):
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    source = parse_model_ref(f"{nets}:make")
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    out = tmp_path / "run"
+    import_run(source, tmp_path / "w.safetensors", out, data="digits")
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # every warning reaches `seen`, as a user's would
+        assert main(["eval", str(out)]) == 0
+    assert not [w for w in seen if "requires_grad=True" in str(w.message)]
+    assert "requires_grad=True" not in capsys.readouterr().err
+    with warnings.catch_warnings(record=True) as seen:  # outside a command: torch's own
+        warnings.simplefilter("always")
+        source.build()(__import__("torch").zeros(1, 1, 8, 8))
+    assert [w for w in seen if "requires_grad=True" in str(w.message)]
