@@ -30,16 +30,21 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
-from cnnlab.inspect import CallOrder, Hooks, forward, inspecting, is_leaf, is_spatial, weight_code
+from cnnlab.inspect import (
+    CallOrder,
+    Hooks,
+    forward,
+    image_maps,
+    inspecting,
+    is_leaf,
+    is_spatial,
+    weight_code,
+)
 from cnnlab.inspect.hooks import output_tensor, with_output
-from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
-# padding layers (ZeroPad2d is a ConstantPad2d): their map is the input's with a border, which
-# Grad-CAM upsamples with it, so the input's map lands shrunk towards the image's centre
-PADS = (nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
 
 
 @dataclass(frozen=True)
@@ -153,21 +158,18 @@ def _follows(modules: dict[str, nn.Module], leaves: list[tuple[str, str]], at: i
     return call if test(modules[name]) else None
 
 
-def _calls(model: nn.Module, x: Tensor) -> tuple[list[tuple[str, str, int, tuple]], set[str]]:
+def _calls(model: nn.Module, x: Tensor) -> list[tuple[str, str, int, tuple]]:
     """(label, name, call number, output shape) of every submodule call with a tensor output,
-    in the order the calls finish (children before their parent), from one no-grad pass; and
-    the names whose output holds its channels off dim 1 (a ConvNeXt block's (B, H, W, C)
-    layers between its permutes, followed op by op by `FollowLayouts`)."""
-    with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order:
-        with torch.no_grad():
-            forward(model, x)
+    in the order the calls finish (children before their parent), from one no-grad pass."""
+    with CallOrder(model) as order, torch.no_grad():
+        forward(model, x)
     count: Counter[str] = Counter()
     found = []
     for name, shape in order.calls:
         count[name] += 1  # every call counts (the summary's numbering), tensor output or not
         if shape is not None:
             found.append((label(name, count[name]), name, count[name], shape))
-    return found, set(order.channel_dims)
+    return found
 
 
 def _is_batchnorm(m: nn.Module) -> bool:
@@ -212,7 +214,8 @@ class Network:
         (default: zeros; a sample image makes the by-value chain check more telling)."""
         x = torch.zeros(1, *input_shape) if x is None else x
         with inspecting(model):
-            calls, off = _calls(model, x)
+            calls = _calls(model, x)
+            images = image_maps(model, x)  # the (B, C, H, W) maps of the image
         modules = dict(model.named_modules())
         leaves = [(call, name) for call, name, _, _ in calls if is_leaf(modules[name])]
         fields = receptive_fields(model, x)
@@ -220,21 +223,15 @@ class Network:
         for _, name, _, shape in calls:  # in the order of each module's last call
             last.pop(name, None)
             last[name] = shape
-        # one output per image (dim 0 of 1): a window attention's probabilities hold every
-        # window of the image on dim 0, (windows, heads, N, N); out[0] was the first window's.
-        # No padding layer is a Grad-CAM layer (PADS)
+        # maps of the image only: not a window attention's (windows, heads, N, N), whose out[0]
+        # was the first window's, nor a padding layer's, whose border Grad-CAM upsampled with
+        # the map, shrinking it towards the image's centre; nor a (B, H, W, C) layer's
         spatial = {
             n: tuple(s[1:])
             for n, s in last.items()
-            if is_spatial(s)
-            and s[0] == 1
-            and n not in off
-            and not is_compiled_inner(n, last)
-            and not isinstance(modules[n], PADS)
+            if n in images and is_spatial(s) and not is_compiled_inner(n, last)
         }
-        maps = {
-            c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and s[0] == 1 and n not in off
-        }
+        maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n in images}
         chains = []
         for at, (call, name) in enumerate(leaves):
             conv = modules[name]

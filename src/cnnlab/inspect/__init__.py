@@ -16,8 +16,10 @@ Which function for what:
 * is it a classifier of these images ........ `classifier_misfit(model, (C, H, W), K)`: None,
   or why not (the layer that raised and the shapes it got, a tuple output, a softmax end).
 * name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
-  ((name, output shape) in forward order), `spatial_layers`, `is_spatial`, `default_layer`
-  (the last spatial one: Grad-CAM's default), `first_called(model, nn.Conv2d, x)`,
+  ((name, output shape) in forward order), `image_maps` (the layers whose output is a
+  feature map of the image: not a pad's, not a window attention's), `spatial_layers`,
+  `is_spatial`, `default_layer` (the last spatial one: Grad-CAM's default),
+  `first_called(model, nn.Conv2d, x)`,
   `with CallOrder(model, names) as order:` (every call, in order), `is_leaf(module)` and
   `weight_code(model)` (a parametrized layer is one layer; what computes its weight is none).
 * a layer's own output and its gradient ..... `with Capture(model, [name]) as cap:` then
@@ -61,6 +63,7 @@ from cnnlab.inspect.order import (
     check_map_layer,
     default_layer,
     first_called,
+    image_maps,
     is_leaf,
     is_spatial,
     layer_names,
@@ -102,6 +105,7 @@ __all__ = [
     "fold_batchnorm",
     "forward",
     "gradients",
+    "image_maps",
     "inference_copy",
     "inspecting",
     "is_leaf",

@@ -1,13 +1,15 @@
 """Where a tensor's channels are: dim 1 is the (N, C, H, W) convention, but a ConvNeXt block
 permutes its map to (B, H, W, C) for LayerNorm and its pointwise Linear layers, and a ViT's
 MLP acts on (B, N, C). `Layouts` follows the channels op by op through one forward pass, fed
-by a `TorchFunctionMode` (`FollowLayouts`, or `ActivationSites`, which feeds its own)."""
+by a `TorchFunctionMode` (`FollowLayouts`, or `ActivationSites`, which feeds its own). It also
+notes which tensors a padding op made (`padded`): such a map is its input's with a border."""
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
@@ -15,6 +17,9 @@ from torch.overrides import TorchFunctionMode
 _CONVS = frozenset({F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d})
 _SWAPS = frozenset({"transpose", "swapaxes", "swapdims", "transpose_", "swapaxes_"})
 _MOVES = frozenset({"movedim", "moveaxis"})
+# F.pad is what nn.ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d
+# and the 'same' padding modules of EfficientNet ports call; constant_pad_nd is its kernel
+_PADS = frozenset({F.pad, torch.constant_pad_nd})
 
 
 class Layouts:
@@ -22,19 +27,28 @@ class Layouts:
     conv's output has them on dim 1, a Linear's (F.linear acts on the last dim) on the last;
     permute, transpose and movedim move them; an op whose output has the shape of an input
     (activations, norms, dropout, sums, scaling) keeps that input's. A tensor not followed
-    (the images, a reshape's output) has them on dim 1, the (N, C, ...) convention."""
+    (the images, a reshape's output) has them on dim 1, the (N, C, ...) convention.
+    `padded(t)`: t is the very tensor a padding op returned (F.pad, constant_pad_nd)."""
 
     def __init__(self) -> None:
         self._axis: dict[int, tuple[weakref.ref, int]] = {}
+        self._padded: dict[int, weakref.ref] = {}
 
     def clear(self) -> None:
         self._axis.clear()
+        self._padded.clear()
+
+    def padded(self, t: Tensor) -> bool:
+        ref = self._padded.get(id(t))
+        return ref is not None and ref() is t
 
     def of(self, t: Tensor) -> int:
         ref, axis = self._axis.get(id(t), (None, 1))
         return axis if ref is not None and ref() is t else 1
 
     def note(self, func: Callable, args: tuple, kwargs: dict, result: Tensor) -> None:
+        if func in _PADS:
+            self._padded[id(result)] = weakref.ref(result)
         axis = self._follow(func, args, kwargs, result)
         if axis is not None and result.ndim > 2:
             self._axis[id(result)] = (weakref.ref(result), axis % result.ndim)

@@ -9,10 +9,12 @@ read from a forward pass (`trace`, `first_called`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils import parametrize
 
 from cnnlab.errors import ExplainError
@@ -71,7 +73,8 @@ class CallOrder:
     see `output_tensor`), in the order the calls finish: children before parents.
     With `layouts` (from `FollowLayouts`), `order.channel_dims` maps the names whose last
     output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
-    the dim that holds them."""
+    the dim that holds them, and `order.padded` holds the names whose output a padding op
+    returned (a ZeroPad2d, a 'same' padding module: the input's map with a border)."""
 
     def __init__(
         self, model: nn.Module, names: Iterable[str] | None = None, layouts: Layouts | None = None
@@ -87,12 +90,15 @@ class CallOrder:
         self.calls: list[tuple[str, tuple | None]] = []
         self.layouts = layouts
         self.channel_dims: dict[str, int] = {}
+        self.padded: set[str] = set()
         self._hooks = Hooks()
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
             out = output_tensor(out)  # a tensor, or an HF layer's (hidden_states, ...)
             self.calls.append((name, tuple(out.shape) if out is not None else None))
+            if self.layouts is not None and out is not None and self.layouts.padded(out):
+                self.padded.add(name)
             if self.layouts is not None and out is not None and out.ndim > 2:
                 self.channel_dims[name] = self.layouts.of(out)
                 if self.channel_dims[name] == 1:
@@ -102,6 +108,7 @@ class CallOrder:
 
     def __enter__(self) -> CallOrder:
         self.calls = []
+        self.padded = set()
         self._hooks.after((module, self._hook(name)) for name, module in self.modules.items())
         return self
 
@@ -154,19 +161,128 @@ def is_spatial(shape: tuple) -> bool:
 
 
 def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
-    """Names of the layers with a 4-D (B, C, H, W) output with H·W > 1, in forward order;
-    a 4-D output with its channels last (a ConvNeXt block's (B, H, W, C), between its permutes)
-    is no such map, whatever its shape. A torch.compile'd child is named once, as the model
-    names it (`3`, not also `3._orig_mod`)."""
+    """Names of the layers whose output is a feature map of the image (`image_maps`) with
+    H·W > 1, in forward order. A torch.compile'd child is named once, as the model names it
+    (`3`, not also `3._orig_mod`)."""
     return [name for name, _ in _spatial(model, x, output)[0]]
 
 
+def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, tuple]:
+    """{name: (C, H, W) of its last call} of the layers whose output is a feature map of the
+    image, 1×1 included, in the order of their last calls. A 4-D output is one only if
+
+    (a) its dim 0 is the images': 2 in a forward of two images (one image hid a Swin's last
+        stage, one window per image: (windows·B, heads, N, N));
+    (b) no padding op returned it (`Layouts.padded`: nn.ZeroPad2d and the other torch pads,
+        an EfficientNet's 'same' padding module; Grad-CAM upsampled the border with the map,
+        whose evidence landed shrunk to the image's centre). Found by the op, not the class:
+        a port's own padding module is caught as torch's are;
+    (c) its last two axes follow the image's size: in a forward of images twice as high and
+        wide both differ, or stay 1×1 (a global pool); a window attention's N×N and
+        MobileViT-v2's unfolded patches (B, C, P, N) keep P. A layer the larger images do
+        not reach (a Flatten-Linear head refuses them; a model of fixed size) is not judged
+        by it;
+    (d) its channels are on dim 1 (`channel_dims`: not a ConvNeXt block's (B, H, W, C)).
+
+    Both forwards compute shapes only where the model allows, on the meta device (`_probe`)."""
+    return _image_maps(model, x, output)[0]
+
+
+def _image_maps(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[dict, dict]:
+    """(image_maps, {name: shape} of the 4-D outputs that pass all but (d): channels last)."""
+    x = check_images(x)
+    images = x[:1].expand(2, *x.shape[1:])  # (2, C, H, W)
+    pair, meta = _probe(model, images, output, partial=False)
+    assert pair is not None  # partial=False: a forward that fails raises
+    larger = x[:1].repeat_interleave(2, 2).repeat_interleave(2, 3)  # (1, C, 2H, 2W)
+    grown, _ = _probe(model, larger, output, partial=True, meta=meta)
+    maps, off = {}, {}
+    for name, shape in pair.last.items():
+        if len(shape) != 4 or shape[0] != 2 or name in pair.padded:
+            continue
+        big = grown.last.get(name) if grown is not None else None
+        if big is not None and not (len(big) == 4 and _follows(big, shape)):
+            continue
+        (off if name in pair.channel_dims else maps)[name] = (1, *shape[1:])
+    return maps, off
+
+
+def _follows(big: tuple, shape: tuple) -> bool:
+    """Both of H, W differ at the larger size; or a global pool's 1×1, which has none to follow
+    (the explorer's feature view shows 1×1 maps)."""
+    return (big[2] != shape[2] and big[3] != shape[3]) or big[2:] == shape[2:] == (1, 1)
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    """What one forward showed: each layer's last output shape, in the order of last calls;
+    the channel dims off 1 (`CallOrder.channel_dims`); the names a padding op answered."""
+
+    last: dict[str, tuple]
+    channel_dims: dict[str, int]
+    padded: set[str]
+
+
+def _probe(
+    model: nn.Module, x: Tensor, output: OutputSelector, *, partial: bool, meta: bool | None = None
+) -> tuple[_Shapes | None, bool]:
+    """(shapes, on meta) of one forward of x, on the meta device where the model runs there
+    (its parameters and buffers swapped for meta tensors by torch.func.functional_call: shapes
+    without arithmetic), else a no-grad forward on x's device. meta None: the meta device
+    first; True / False: that one only. partial: a forward that raises gives the calls before
+    it instead of raising (the larger images of `image_maps` reach a Flatten-Linear head)."""
+    if meta is not False:
+        shapes, error = _run(model, lambda: _on_meta(model, x))
+        if error is None or meta:
+            return (shapes if error is None or partial else None), True
+    shapes, error = _run(model, lambda: forward(model, x, output, logits=False))
+    if error is not None and not partial:
+        raise error
+    return shapes, False
+
+
+def _run(model: nn.Module, call: Callable[[], Any]) -> tuple[_Shapes, Exception | None]:
+    """The shapes `call()` (a forward of model) shows, and the error it raised (None: none).
+    torch.compile'd children run as plain modules: new shapes would recompile them."""
+    error = None
+    with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order, torch.no_grad():
+        try:
+            torch.compiler.disable(call, recursive=True)()
+        except Exception as raised:  # noqa: BLE001 - the caller decides
+            error = raised
+    last: dict[str, tuple] = {}
+    for name, shape in order.calls:
+        if shape is not None:
+            last.pop(name, None)
+            last[name] = shape
+    return _Shapes(last, order.channel_dims, order.padded), error
+
+
+def _on_meta(model: nn.Module, x: Tensor) -> None:
+    """model(x) with meta parameters, buffers and images; a tensor the forward caches on a
+    module (`self.cache = ...`) is put back as it was, not left on the meta device."""
+    state = {n: t.to("meta") for n, t in model.named_parameters()}
+    state.update((n, t.to("meta")) for n, t in model.named_buffers())
+    before = [(m, dict(vars(m))) for m in model.modules()]
+    try:
+        functional_call(model, state, (x.to("meta"),))
+    finally:
+        for module, attributes in before:
+            for key, value in list(vars(module).items()):
+                if isinstance(value, Tensor) and value.is_meta and attributes.get(key) is not value:
+                    if key in attributes:
+                        setattr(module, key, attributes[key])
+                    else:
+                        delattr(module, key)
+
+
 def _spatial(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, dict]:
-    """([(name, shape)] of the (B, C, H, W) maps, {name: shape} of the channels-last ones)."""
-    traced, off = _traced(model, x, output)
-    names = {name for name, _ in traced}
-    maps = [(n, s) for n, s in traced if is_spatial(s) and not is_compiled_inner(n, names)]
-    return [m for m in maps if m[0] not in off], {n: s for n, s in maps if n in off}
+    """([(name, shape)] of the (B, C, H, W) maps with H·W > 1, {name: shape} of the
+    channels-last ones)."""
+    maps, off = _image_maps(model, x, output)
+    names = set(maps) | set(off)
+    spatial = [(n, s) for n, s in maps.items() if is_spatial(s) and not is_compiled_inner(n, names)]
+    return spatial, {n: s for n, s in off.items() if is_spatial(s)}
 
 
 def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None):
@@ -183,8 +299,9 @@ def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelec
 
 
 def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
-    """The last module, in forward order, whose output is 4-D with H·W > 1 (DESIGN.md): for a
-    plain CNN its last conv block's activation, for a ResNet its last stage."""
+    """The last module, in forward order, whose output is a feature map of the image with
+    H·W > 1 (`image_maps`, DESIGN.md): for a plain CNN its last conv block's activation, for a
+    ResNet its last stage; never a padding layer or a window attention's probabilities."""
     spatial = spatial_layers(model, x, output)
     if not spatial:
         raise ExplainError("the model has no layer with a spatial (B, C, H, W) output, H·W > 1")
