@@ -24,9 +24,6 @@ from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
-# padding layers (ZeroPad2d is a ConstantPad2d): a map with a border, at no stage's size
-PADS = (nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.CircularPad2d)
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -203,20 +200,22 @@ class Sources:
         """(name, module, output shape (C, H, W) or (D,)) of every leaf module, in the order
         their forward calls finish on one test image; a leaf whose output holds its channels
         on another dim (a ConvNeXt block's LayerNorm/Linear/activation on (B, H, W, C)) is
-        left out: its shape is no (C, H, W) map; so is one with more than one output row for
-        the image (a window attention's (windows, heads, N, N): the probes read its rows as
-        images)."""
+        left out, as is every 4-D output that is no map of the image (`inspect.image_maps`: a
+        window attention's (windows, heads, N, N), whose rows the probes read as images; a
+        padding layer's map with a border, at no stage's size: an EfficientNet's 'same'
+        padding made 33×33, 18×18, 17×17 ... stages of a 32-px net)."""
         _, x, _ = self.test
         modules = dict(self.model.named_modules())
         with inspect.preserved(self.model):
             traced = inspect.trace(self.model, x[:1])
             off = inspect.channel_dims(self.model, x[:1])
+            maps = inspect.image_maps(self.model, x[:1])
         return [
             (name, modules[name], shape[1:])
             for name, shape in traced
             if not any(True for _ in modules[name].children())
             and name not in off
-            and shape[:1] == (1,)
+            and (len(shape) != 4 or name in maps)
         ]
 
     def label(self, name: str) -> str:
@@ -226,13 +225,10 @@ class Sources:
 
     @_once
     def stages(self) -> list[str]:
-        """The last spatial activation (else any layer) at each resolution: one per stage.
-        A padding layer is none: its size is its input's plus a border (an EfficientNet's
-        'same' padding before each depthwise conv made 33×33, 18×18, 17×17 ... stages of a
-        32-px net whose maps are 16, 8, 4, 2 and 1 px)."""
+        """The last spatial activation (else any layer) at each resolution: one per stage."""
         by_size: dict[tuple, str] = {}
         for name, module, shape in self.layers:
-            if len(shape) == 3 and shape[1] * shape[2] > 1 and not isinstance(module, PADS):
+            if len(shape) == 3 and shape[1] * shape[2] > 1:
                 if activation_of(module) is not None or shape[1:] not in by_size:
                     by_size[shape[1:]] = name
         if not by_size:
@@ -241,17 +237,13 @@ class Sources:
 
     @_once
     def gradcam_layer(self) -> str | None:
-        """explain's default Grad-CAM layer (the last (B, C, H, W) output), passing over the
-        padding layers (an EfficientNet's last was a 1-px map with a 2-px border: a blob at
-        the centre of every image) and outputs with several rows per image (a Swin window
-        attention's (windows, heads, N, N)); None: no such layer."""
+        """explain's default Grad-CAM layer (`inspect.default_layer`: the last map of the image
+        with H·W > 1, never a padding layer nor a window attention's probabilities); None: no
+        such layer."""
         _, x, _ = self.test
-        modules = dict(self.model.named_modules())
         with inspect.preserved(self.model):
-            shapes = dict(inspect.trace(self.model, x[:1]))
             names = inspect.spatial_layers(self.model, x[:1])
-        kept = [n for n in names if shapes[n][0] == 1 and not isinstance(modules[n], PADS)]
-        return kept[-1] if kept else None
+        return names[-1] if names else None
 
     @_once
     def map_layers(self) -> list[str]:
