@@ -134,3 +134,42 @@ def test_shape_probe_leaves_no_meta_tensor_behind():
     assert model.cache is None  # the shape-only forwards kept no meta cache
     assert model(x).shape == (1, 2)
     assert all(not p.is_meta for p in model.parameters())
+
+
+def test_monai_efficientnet_padding_is_no_map():
+    nets = pytest.importorskip("monai.networks.nets")
+    torch.manual_seed(0)
+    model = nets.EfficientNetBN("efficientnet-b0", pretrained=False, in_channels=3, num_classes=3)
+    x = torch.randn(1, 3, 32, 32)
+    old = _old_default(model.eval(), x)
+    assert old == "_blocks.6.15._depthwise_conv_padding"  # a ConstantPad2d of a 1x1 map: 3x3
+    maps = image_maps(model, x)
+    pads = [n for n, m in model.named_modules() if isinstance(m, nn.ConstantPad2d)]
+    assert pads and not set(pads) & set(maps)  # the 1x1 convs' are nn.Identity: maps
+    assert maps[default_layer(model, x)][2:] == (2, 2)  # the last map larger than 1x1
+
+
+class NoMeta(nn.Module):
+    """Reads a value in its forward (`.item()`), which the meta device has not: the shape
+    probes run on x's device instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2, padding=1)
+        self.pad = nn.ZeroPad2d(1)
+        self.head = nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        scale = 1.0 if x.abs().max().item() < 1e9 else 0.0
+        return self.head(self.pad(self.conv(x) * scale).flatten(1))
+
+
+def test_a_model_the_meta_device_cannot_run_is_probed_on_its_own():
+    model = NoMeta().eval()
+    x = torch.randn(1, 1, 8, 8)
+    with pytest.raises(Exception, match="meta"):  # why the probes fall back
+        model.to("meta")(x.to("meta"))
+    model = NoMeta().eval()
+    assert default_layer(model, x) == "conv"
+    assert list(image_maps(model, x)) == ["conv"]
+    assert all(not p.is_meta for p in model.parameters())
