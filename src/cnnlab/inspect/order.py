@@ -200,10 +200,12 @@ def _image_maps(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[di
     for name, shape in pair.last.items():
         if len(shape) != 4 or shape[0] != 2 or name in pair.padded:
             continue
-        big = grown.last.get(name) if grown is not None else None
-        if big is not None and not (len(big) == 4 and _follows(big, shape)):
+        if name in pair.channel_dims:  # (B, H, W, C): its C would fail (c), but it is refused
+            off[name] = (1, *shape[1:])  # by name (`check_map_layer`)
             continue
-        (off if name in pair.channel_dims else maps)[name] = (1, *shape[1:])
+        big = grown.last.get(name) if grown is not None else None
+        if big is None or (len(big) == 4 and _follows(big, shape)):
+            maps[name] = (1, *shape[1:])
     return maps, off
 
 
