@@ -242,3 +242,41 @@ def test_a_conv_of_no_channels_is_refused_not_linted():
         model(torch.zeros(1, 1, 8, 8))  # the truth
     with pytest.raises(CnnlabError, match="expected weight to be at least 1"):
         summary(model, (1, 8, 8))
+
+
+class _Shared(nn.Module):
+    """conv a → BN → conv b, where a's output is also read by `use`: a residual sum around
+    b (LeViT's attention projection, then the MLP's first linear inside a residual), a
+    second conv reading it (q and k of one input), or none (the plain chain)."""
+
+    def __init__(self, use: str) -> None:
+        super().__init__()
+        self.use = use
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bn(self.a(x))
+        y = self.b(h)
+        if self.use == "residual":
+            return torch.relu(h + torch.relu(y))
+        if self.use == "second conv":
+            return torch.relu(y) * torch.relu(self.c(h))
+        if self.use == "shape only":  # reading its size is no second use
+            assert h.size(1) == 8 and h.dim() == 4
+        return torch.relu(y)
+
+
+@pytest.mark.parametrize(
+    ("use", "fires"),
+    [("none", True), ("shape only", True), ("residual", False), ("second conv", False)],
+)
+def test_linear_collapse_only_where_the_first_output_has_no_other_reader(use, fires):
+    """W_b(W_a x) is one map only if nothing else reads W_a x: with a residual sum around b
+    (or a second layer reading it) conv a must stay, and the pair is no redundancy."""
+    lint = codes(_Shared(use).eval(), (3, 8, 8)).get("linear-collapse")
+    assert (lint is not None) == fires
+    if fires:
+        assert lint.layer == "b"

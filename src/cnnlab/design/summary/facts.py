@@ -160,6 +160,7 @@ class Trace:
     total_params: int
     trainable_params: int
     real_forward: str | None  # why the meta trace failed, where a real forward took over
+    shared: frozenset[int] = frozenset()  # weights' indices whose output two calls read
 
 
 # --- the summary ----------------------------------------------------------------------------

@@ -167,11 +167,13 @@ def linear_collapse(t: Trace) -> list[Lint]:
     """Two conv (or two linear) maps with only BatchNorm, dropout or average pooling between
     are one linear map (§4.1). Said only where that one map is no larger and loses nothing:
     both full (groups = 1: not depthwise → pointwise) and the middle no narrower than what
-    the one map could need (not a linear bottleneck), its weights no more than the pair's."""
+    the one map could need (not a linear bottleneck), its weights no more than the pair's,
+    and the first map's output read by the second alone (`Trace.shared`: a residual sum
+    around the second keeps the first)."""
     found = []
     for b in t.weights:
-        if b.before is None:
-            continue
+        if b.before is None or b.before in t.shared:
+            continue  # (shared: the first layer's output is read elsewhere too, so it stays)
         a = t.weights[b.before]
         if a.kind != b.kind or a.groups != 1 or b.groups != 1:
             continue

@@ -27,6 +27,7 @@ from cnnlab.design.summary.facts import (
 from cnnlab.design.summary.tags import (
     LINEAR_PATH,
     TAG,
+    USED,
     Tag,
     activation,
     combine,
@@ -38,6 +39,17 @@ from cnnlab.design.summary.tags import (
 
 class Roles:
     """Tag rules of the tracer, one method per role."""
+
+    def _use(self, t: Tensor, tag: Tag) -> None:
+        """A call reads `t`, on the path after a conv/linear layer through linear ops only
+        (tag.linear set): the second call to read it makes that layer's output shared
+        (`shared`). Folding the layer into the next one (linear-collapse, §4.1) needs its
+        output read by that one alone: LeViT's attention projection feeds both the MLP's
+        first linear and the residual sum around the MLP."""
+        if getattr(t, USED, False):
+            self.shared.add(tag.linear[0])
+        else:
+            setattr(t, USED, True)
 
     def _tag(self, func, args, kwargs, out: Tensor, tagged: list, w: Window | None) -> Tag:
         """The tag of `out`, one of func's outputs, from its tagged inputs."""

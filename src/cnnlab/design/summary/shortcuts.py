@@ -106,10 +106,14 @@ class Shortcuts:
         if vars(module).get("inplace", False):
             tag = getattr(x, TAG, None)
             if tag is not None:
+                if tag.linear is not None:
+                    self._use(x, tag)
                 retag(x, self._one_input(tag, *rule))
             return x
         out = S.new_meta(x)  # a new tensor: no row's output yet, so no retag
         tag = getattr(x, TAG, None)
+        if tag is not None and tag.linear is not None:
+            self._use(x, tag)
         if tag is not None:
             setattr(out, TAG, self._one_input(tag, *rule))
         return out
@@ -134,6 +138,8 @@ class Shortcuts:
             return None
         out = S.new_meta(x)
         tag = getattr(x, TAG, None)
+        if tag is not None and tag.linear is not None:
+            self._use(x, tag)
         if tag is not None:  # linear in its input (as inference runs it): the facts stay
             setattr(out, TAG, self._one_input(tag, False, True))
         return out
@@ -188,6 +194,8 @@ class Shortcuts:
             shape[0], kernel[0], *out_map, dtype=dtype, device=C.META, memory_format=fmt
         )
         tag = getattr(x, TAG, None)
+        if tag is not None and tag.linear is not None:
+            self._use(x, tag)
         if tag is not None:
             args = (x, weight, bias, None, None, None, groups)  # as `_window_tag` reads them
             setattr(out, TAG, self._window_tag(F.conv2d, args, {}, x, tag, w))
@@ -218,6 +226,8 @@ class Shortcuts:
             return None
         out = torch.empty(*shape[:-1], weight.shape[0], dtype=dtype, device=C.META)
         tag = getattr(x, TAG, None)
+        if tag is not None and tag.linear is not None:
+            self._use(x, tag)
         if tag is not None:
             setattr(out, TAG, self._linear_tag((x, weight, bias), {}, x, tag, out))
         return out
@@ -248,6 +258,8 @@ class Shortcuts:
         if out is None:
             return None
         tag = getattr(x, TAG, None)
+        if tag is not None and tag.linear is not None:
+            self._use(x, tag)
         if tag is not None:
             setattr(out, TAG, self._one_input(tag, *rule))
         return out

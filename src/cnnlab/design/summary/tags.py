@@ -20,6 +20,9 @@ TAG = "_cnnlab_tag"
 # on a tensor some row showed as its output, until a call changes it in place (a tensor
 # attribute, not a Tag field: a Tag is shared by tensors, and marking it made a new one)
 ROW = "_cnnlab_row"
+# on a tensor on the path after a conv/linear (Tag.linear set) once a call has read it: a
+# second reader means that layer's output is used twice (`Roles._use`)
+USED = "_cnnlab_used"
 
 
 class Tag(NamedTuple):
@@ -41,6 +44,8 @@ def retag(t: Tensor, tag: Tag) -> None:
     setattr(t, TAG, tag)
     if getattr(t, ROW, False):
         setattr(t, ROW, False)
+    if getattr(t, USED, False):  # a new value: no call has read it yet
+        setattr(t, USED, False)
 
 
 def replaced(tag: Tag, **changes: Any) -> Tag:

@@ -86,6 +86,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         self.dense: DenseFact | None = None
         self.squashes: list[SquashFact] = []
         self.lost: dict[tuple[str, str], LostFact] = {}
+        self.shared: set[int] = set()  # weight layers whose output two calls read (`_use`)
 
     def facts(self, real_forward: str | None) -> Trace:
         return Trace(
@@ -100,6 +101,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             self.total_params,
             self.trainable_params,
             real_forward,
+            frozenset(self.shared),
         )
 
     # where we are ------------------------------------------------------------------------
@@ -281,6 +283,10 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             out = func(*args, **kwargs)
         tagged = tagged_inputs(args, kwargs)
         if tagged:
+            if isinstance(out, Tensor) or type(out) in (tuple, list):  # not x.size(), x.dim()
+                for t, tag in tagged:
+                    if tag.linear is not None:
+                        self._use(t, tag)
             self._tag_outputs(func, args, kwargs, out, tagged, None)
         return out
 
@@ -294,6 +300,8 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                 return None
             out = func(*args, **kwargs)
         tag = getattr(x, TAG, None)
+        if tag is not None and tag.linear is not None:
+            self._use(x, tag)
         if tag is not None and isinstance(out, Tensor):
             retag(out, self._window_tag(func, args, kwargs, x, tag, w))
         else:
