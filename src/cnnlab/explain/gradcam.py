@@ -147,7 +147,8 @@ def gradcam(
 
     x: (B, C, H, W) normalized images → (B, H, W) in [0, 1].
     target: class per image; None = the predicted class. layer: dotted module name; None = the
-    last module, in forward order, with a 4-D output and H·W > 1. method: "gradcam" (weights =
+    last map of the image in forward order (`inspect.image_maps`: one per image, no padding
+    op's output, H and W following the image's, H·W > 1). method: "gradcam" (weights =
     spatial mean of gradients) or "gradcam++". Equals Captum's
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.

@@ -106,8 +106,7 @@ class Explorer:
             raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
         if layer is not None and layer not in self.net.spatial:
             raise ExplainError(f"{layer!r} has no spatial output; choose one of the map layers")
-        # explain's own default is the last 4-D output, which may hold many rows per image (a
-        # window attention's (windows, heads, N, N)); spatial has one per image
+        # the page's last map layer: explain's default by the same rule (inspect.image_maps)
         layer = layer or next(reversed(self.net.spatial), None)
         m = gradcam(self.run.model, probe.x, target, layer)[0]
         return {"method": method, "layer": layer, "map": panels.heatmap(m)}
