@@ -173,3 +173,24 @@ def test_a_model_the_meta_device_cannot_run_is_probed_on_its_own():
     assert default_layer(model, x) == "conv"
     assert list(image_maps(model, x)) == ["conv"]
     assert all(not p.is_meta for p in model.parameters())
+
+
+class _BufferCache(nn.Module):
+    """Sets a buffer registered as None at its first forward (a cache kept with the module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.register_buffer("scale", None, persistent=False)
+
+    def forward(self, x):
+        if self.scale is None:
+            self.scale = torch.ones(1, 4, 1, 1, device=x.device)
+        return (self.conv(x) * self.scale).mean((2, 3))
+
+
+def test_shape_probe_leaves_no_meta_buffer_behind():
+    model, x = _BufferCache().eval(), torch.randn(2, 3, 8, 8)
+    image_maps(model, x)
+    assert model.scale is None  # the meta forward's buffer is not kept: the model still runs
+    assert model(x).shape == (2, 4)

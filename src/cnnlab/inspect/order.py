@@ -262,20 +262,28 @@ def _run(model: nn.Module, call: Callable[[], Any]) -> tuple[_Shapes, Exception 
 
 def _on_meta(model: nn.Module, x: Tensor) -> None:
     """model(x) with meta parameters, buffers and images; a tensor the forward caches on a
-    module (`self.cache = ...`) is put back as it was, not left on the meta device."""
+    module (`self.cache = ...`, or a buffer it registers or sets: `self.scale = ...` on a
+    `register_buffer("scale", None)`, which lands in `_buffers`) is put back as it was, not
+    left on the meta device."""
     state = {n: t.to("meta") for n, t in model.named_parameters()}
     state.update((n, t.to("meta")) for n, t in model.named_buffers())
-    before = [(m, dict(vars(m))) for m in model.modules()]
+    before = [(m, table, dict(table)) for m in model.modules() for table in _tables(m)]
     try:
         functional_call(model, state, (x.to("meta"),))
     finally:
-        for module, attributes in before:
-            for key, value in list(vars(module).items()):
-                if isinstance(value, Tensor) and value.is_meta and attributes.get(key) is not value:
-                    if key in attributes:
-                        setattr(module, key, attributes[key])
+        for _, table, saved in before:
+            for key, value in list(table.items()):
+                if isinstance(value, Tensor) and value.is_meta and saved.get(key) is not value:
+                    if key in saved:
+                        table[key] = saved[key]
                     else:
-                        delattr(module, key)
+                        del table[key]
+
+
+def _tables(module: nn.Module) -> list[dict]:
+    """Where a module keeps tensors: its attributes, its buffers (a None buffer set in forward)
+    and parameters (one a lazy layer makes at its first call)."""
+    return [vars(module), module._buffers, module._parameters]
 
 
 def _spatial(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, dict]:
