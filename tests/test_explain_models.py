@@ -217,3 +217,31 @@ def test_bad_inputs_raise_one_clear_error():
     with pytest.raises(CnnlabError, match="unknown method"):
         gradcam(model, x, method="cam")
     assert isinstance(CnnlabError("x"), Exception)
+
+
+class _Windows(nn.Module):
+    """(B, C, H, W) -> (4B, C, H/2, W/2): each image's four windows as rows (a Swin's layout)."""
+
+    def __init__(self, merge: bool = False):
+        super().__init__()
+        self.merge = merge
+
+    def forward(self, x):
+        if self.merge:
+            b4, c, h, w = x.shape
+            x = x.view(b4 // 4, 2, 2, c, h, w).permute(0, 3, 1, 4, 2, 5)
+            return x.reshape(b4 // 4, c, 2 * h, 2 * w)
+        b, c, h, w = x.shape
+        x = x.view(b, c, 2, h // 2, 2, w // 2).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(4 * b, c, h // 2, w // 2)
+
+
+def test_gradcam_at_a_layer_of_window_rows_is_refused():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)]
+    model = nn.Sequential(conv, _Windows(), nn.Conv2d(8, 8, 3, padding=1), _Windows(True), *head)
+    x = images(3, size=16)
+    assert gradcam(model.eval(), x).shape == (3, 16, 16)
+    # it gave 12 maps for 3 images, one per window
+    with pytest.raises(CnnlabError, match="'2' has output shape .* for 3 images.*: 0, 3"):
+        gradcam(model, x, layer="2")

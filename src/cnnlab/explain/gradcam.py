@@ -89,11 +89,12 @@ def layer_gradients(
     if layer in order.channel_dims:  # (B, H, W, C) between permutes: the check names the maps
         check_map_layer(model, x, layer, output)
     acts = cap.tensor(layer)
-    if not is_spatial(tuple(acts.shape)):
+    # rows per window, not per image (a Swin window attention's): a map per row was returned
+    if not is_spatial(tuple(acts.shape)) or len(acts) != len(x):
         spatial = ", ".join(spatial_layers(model, x, output)) or "(none)"
         raise ExplainError(
-            f"layer {layer!r} has output shape {tuple(acts.shape)}, not a spatial map "
-            f"(B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
+            f"layer {layer!r} has output shape {tuple(acts.shape)} for {len(x)} images, not a "
+            f"spatial map (B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
         )
     t = resolve_target(target, logits)
     with torch.enable_grad():  # the caller may be inside torch.no_grad()
