@@ -73,9 +73,12 @@ class _StemConv(torch.autograd.Function):
 
 def _eligible(m: nn.Module) -> bool:
     """An exact nn.Conv2d with few input channels, one square stride ≥ 2, integer zero
-    padding, groups 1, dilation 1, and frozen weights (no weight gradient is dropped)."""
+    padding, groups 1, dilation 1, frozen weights (no weight gradient is dropped), and no
+    forward hook of its own: one that changes the output (a mask, a scale) runs before
+    `_hook`, whose backward would skip that change's gradient."""
     return (
         type(m) is nn.Conv2d
+        and not m._forward_hooks
         and m.in_channels <= MAX_CHANNELS
         and m.stride[0] == m.stride[1] >= 2
         and m.groups == 1
@@ -98,6 +101,9 @@ def _hook(m: nn.Conv2d, args: tuple, out: Tensor) -> Tensor | None:
 def stem_gradients(model: nn.Module) -> Iterator[None]:
     """Inside the block, the input gradient of every eligible conv of `model` (see
     `_eligible`) is computed by `conv_input_grad`; the hooks are removed after, even on error."""
+    if nn.modules.module._global_forward_hooks:  # they too run before `_hook`
+        yield
+        return
     handles = [m.register_forward_hook(_hook) for m in model.modules() if _eligible(m)]
     try:
         yield
