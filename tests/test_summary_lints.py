@@ -280,3 +280,29 @@ def test_linear_collapse_only_where_the_first_output_has_no_other_reader(use, fi
     assert (lint is not None) == fires
     if fires:
         assert lint.layer == "b"
+
+
+class _PassThrough(nn.Module):
+    """Two linears with a call between that reads the first's output without a new value:
+    `.to()` of its own dtype and `.contiguous()` return it, `isfinite` only tests it."""
+
+    def __init__(self, op):
+        super().__init__()
+        self.a, self.b, self.op = nn.Linear(12, 8), nn.Linear(8, 8), op
+
+    def forward(self, x):
+        h = self.a(x.flatten(1))
+        return self.b(self.op(h))
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda h: h.to(torch.float32),
+        lambda h: h.contiguous(),
+        lambda h: h if torch.isfinite(h).all() else h.nan_to_num(),
+    ],
+)
+def test_linear_collapse_through_a_call_that_returns_its_input_or_tests_it(op):
+    # each counted as a second reader of a's output, which kept a: the lint was silent
+    assert codes(_PassThrough(op), (3, 2, 2))["linear-collapse"].layer == "b"

@@ -283,9 +283,9 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             out = func(*args, **kwargs)
         tagged = tagged_inputs(args, kwargs)
         if tagged:
-            if isinstance(out, Tensor) or type(out) in (tuple, list):  # not x.size(), x.dim()
+            if _reads_on(out):
                 for t, tag in tagged:
-                    if tag.linear is not None:
+                    if tag.linear is not None and out is not t:  # x.contiguous() is x
                         self._use(t, tag)
             self._tag_outputs(func, args, kwargs, out, tagged, None)
         return out
@@ -360,3 +360,12 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             for t in out:
                 if isinstance(t, Tensor):
                     retag(t, self._tag(func, args, kwargs, t, tagged, w))
+
+
+def _reads_on(out: Any) -> bool:
+    """Whether a call with this output reads its input's value on (a second reader of a
+    layer's output keeps that layer, `Roles._use`): not x.size() or x.dim(), nor a test such
+    as torch.isfinite(x).all() (a bool tensor), which no later layer computes with."""
+    if type(out) in (tuple, list):
+        return True
+    return isinstance(out, Tensor) and out.dtype is not torch.bool
