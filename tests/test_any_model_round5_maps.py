@@ -194,3 +194,22 @@ def test_shape_probe_leaves_no_meta_buffer_behind():
     image_maps(model, x)
     assert model.scale is None  # the meta forward's buffer is not kept: the model still runs
     assert model(x).shape == (2, 4)
+
+
+class _ResizesItsInput(nn.Module):
+    """Resizes every input to 16×16 first (a deployment wrapper's habit): no map follows the
+    image's size, and the rule that a map must (windows' N×N, unfolded patches) left none."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+
+    def forward(self, x):
+        x = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear")
+        return self.head(self.body(x))
+
+
+def test_a_model_that_resizes_its_input_keeps_its_maps():
+    model, x = _ResizesItsInput().eval(), torch.randn(2, 3, 16, 16)
+    assert default_layer(model, x) == "body"  # was: 'the model has no layer with a ... map'

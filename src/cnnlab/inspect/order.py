@@ -181,7 +181,8 @@ def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
         wide both differ, or stay 1×1 (a global pool); a window attention's N×N and
         MobileViT-v2's unfolded patches (B, C, P, N) keep P. A layer the larger images do
         not reach (a Flatten-Linear head refuses them; a model of fixed size) is not judged
-        by it;
+        by it, nor is any layer of a model whose maps all keep their size (it resizes its
+        input to its own size first);
     (d) its channels are on dim 1 (`channel_dims`: not a ConvNeXt block's (B, H, W, C)).
 
     Both forwards compute shapes only where the model allows, on the meta device (`_probe`)."""
@@ -196,6 +197,8 @@ def _image_maps(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[di
     assert pair is not None  # partial=False: a forward that fails raises
     larger = x[:1].repeat_interleave(2, 2).repeat_interleave(2, 3)  # (1, C, 2H, 2W)
     grown, _ = _probe(model, larger, output, partial=True, meta=meta)
+    if grown is not None and not _grows(pair.last, grown.last):
+        grown = None  # no map grew: the model resizes its input itself; (c) cannot tell
     maps, off = {}, {}
     for name, shape in pair.last.items():
         if len(shape) != 4 or shape[0] != 2 or name in pair.padded:
@@ -207,6 +210,15 @@ def _image_maps(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[di
         if big is None or (len(big) == 4 and _follows(big, shape)):
             maps[name] = (1, *shape[1:])
     return maps, off
+
+
+def _grows(last: dict[str, tuple], grown: dict[str, tuple]) -> bool:
+    """Whether some 4-D output's H, W changed with the larger images (not: a model that
+    resizes them to its own size first, whose every map would fail (c))."""
+    return any(
+        len(big) == 4 and len(last.get(name, ())) == 4 and big[2:] != last[name][2:]
+        for name, big in grown.items()
+    )
 
 
 def _follows(big: tuple, shape: tuple) -> bool:
