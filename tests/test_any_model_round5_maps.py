@@ -213,3 +213,23 @@ class _ResizesItsInput(nn.Module):
 def test_a_model_that_resizes_its_input_keeps_its_maps():
     model, x = _ResizesItsInput().eval(), torch.randn(2, 3, 16, 16)
     assert default_layer(model, x) == "body"  # was: 'the model has no layer with a ... map'
+
+
+class _TupleCache(nn.Module):
+    """Caches a (cos, sin) pair at its first forward, as rotary position embeddings do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.cache = None
+
+    def forward(self, x):
+        if self.cache is None:
+            self.cache = (torch.ones(x.shape[-2:], device=x.device),) * 2
+        return (self.conv(x) * self.cache[0] + self.cache[1]).mean((2, 3))
+
+
+def test_shape_probe_leaves_no_meta_tuple_behind():
+    model, x = _TupleCache().eval(), torch.randn(2, 3, 8, 8)
+    image_maps(model, x)
+    assert model.cache is None and model(x).shape == (2, 4)

@@ -274,9 +274,9 @@ def _run(model: nn.Module, call: Callable[[], Any]) -> tuple[_Shapes, Exception 
 
 def _on_meta(model: nn.Module, x: Tensor) -> None:
     """model(x) with meta parameters, buffers and images; a tensor the forward caches on a
-    module (`self.cache = ...`, or a buffer it registers or sets: `self.scale = ...` on a
-    `register_buffer("scale", None)`, which lands in `_buffers`) is put back as it was, not
-    left on the meta device."""
+    module (`self.cache = ...`, a tuple of them, or a buffer it registers or sets:
+    `self.scale = ...` on a `register_buffer("scale", None)`, which lands in `_buffers`) is
+    put back as it was, not left on the meta device."""
     state = {n: t.to("meta") for n, t in model.named_parameters()}
     state.update((n, t.to("meta")) for n, t in model.named_buffers())
     before = [(m, table, dict(table)) for m in model.modules() for table in _tables(m)]
@@ -285,11 +285,18 @@ def _on_meta(model: nn.Module, x: Tensor) -> None:
     finally:
         for _, table, saved in before:
             for key, value in list(table.items()):
-                if isinstance(value, Tensor) and value.is_meta and saved.get(key) is not value:
+                if _holds_meta(value) and saved.get(key) is not value:
                     if key in saved:
                         table[key] = saved[key]
                     else:
                         del table[key]
+
+
+def _holds_meta(value: Any) -> bool:
+    """A meta tensor, or a tuple or list holding one (a rotary embedding's (cos, sin) cache)."""
+    if type(value) in (tuple, list):
+        return any(isinstance(v, Tensor) and v.is_meta for v in value)
+    return isinstance(value, Tensor) and value.is_meta
 
 
 def _tables(module: nn.Module) -> list[dict]:
