@@ -227,3 +227,18 @@ def test_the_dot_product_of_a_conv_that_changes_its_weight_in_forward_is_refused
     said = client.get(f"/api/trace?image={image}&layer=2&channel=3&row=4&col=5")
     assert said.status_code == 400
     assert said.json()["error"].startswith("2 (StdConv2d) does not compute conv(input, weight)")
+
+
+def test_visualize_maps_refuses_a_layer_with_rows_per_window(windowed_run, tmp_path, capsys):
+    """`visualize --maps --layers attn.drop` drew window 0 of 64 as if it were the image's map."""
+    import numpy as np
+    from PIL import Image
+
+    image = tmp_path / "one.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16), dtype=np.uint8)).save(image)
+    args = ["visualize", str(windowed_run), "--maps", str(image), "--out", str(tmp_path / "o")]
+    assert main([*args, "--layers", "attn.drop"]) == 2
+    err = capsys.readouterr().err
+    assert "'attn.drop' gives 64 rows for 1 image" in err and "choose one of: stem" in err
+    assert not (tmp_path / "o" / "maps_attn.drop.png").exists()
+    assert main([*args, "--layers", "stem"]) == 0  # a map of the image still draws

@@ -222,6 +222,12 @@ def _visualize(args: argparse.Namespace) -> int:
         for name, m in maps.items():
             if m.dim() != 4:
                 raise ExplainError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
+            if len(m) != len(x):  # a window attention's rows: the grid would show window 0
+                raise ExplainError(
+                    f"layer {name!r} gives {len(m)} rows for {len(x)} image (one per window or "
+                    "token group), not one map per image; choose one of: "
+                    f"{', '.join(spatial_layers(run.model, x)) or '(none)'}"
+                )
             print(shown(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png")))
     else:
         data = run.dataset("test")

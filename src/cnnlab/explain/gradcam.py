@@ -69,7 +69,7 @@ def layer_gradients(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(A, ∂ logit_t/∂A, t) at `layer` from one forward and one backward that stops at it.
 
-    run: the module that computes (an inference copy of `model`, see `run_fast`); error
+    run: the module that computes (`model` itself or its inference copy: `run_fast`); error
     messages name `model`'s layers. The forward up to the layer runs without autograd
     (Capture(leaf=True)), parameters are frozen, so the backward computes only the gradients
     the map needs. A layer inside a reentrant activation checkpoint gets no gradient so (the
@@ -155,9 +155,10 @@ def gradcam(
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.
     A layer whose output a later in-place op overwrites gets its own map (see
     `cnnlab.inspect.Capture`).
-    Runs on an inference copy of the model (BatchNorm folded into convs, channels-last layout;
-    see `run_fast`): channels_last None tries channels-last and falls back to the default
-    layout for a model that `.view()`s a conv output; True / False force one layout.
+    A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
+    (BatchNorm folded into convs, channels-last layout; see `run_fast`), a smaller one on the
+    model itself (channels_last None): channels_last None tries channels-last and falls back to
+    the default layout for a model that `.view()`s a conv output; True / False force one layout.
     """
     if method not in WEIGHTS:
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")

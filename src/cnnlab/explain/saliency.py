@@ -65,9 +65,10 @@ def saliency(
     x: (B, C, H, W) normalized images → (B, H, W), ≥ 0. target: class per image (int, list or
     (B,) tensor); None = the predicted class. output: picks the logits from a tuple/dict output.
     Equals Captum's `Saliency(model).attribute(x, target, abs=True).amax(1)`.
-    Runs on an inference copy of the model (BatchNorm folded into convs, channels-last layout;
-    see `run_fast`): channels_last None tries channels-last and falls back to the default
-    layout for a model that `.view()`s a conv output; True / False force one layout.
+    A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
+    (BatchNorm folded into convs, channels-last layout; see `run_fast`), a smaller one on the
+    model itself (channels_last None): channels_last None tries channels-last and falls back to
+    the default layout for a model that `.view()`s a conv output; True / False force one layout.
     """
     check_images(x)
     needs_gradients("saliency")
