@@ -149,7 +149,9 @@ def gradcam(
     x: (B, C, H, W) normalized images → (B, H, W) in [0, 1].
     target: class per image; None = the predicted class. layer: dotted module name; None = the
     last map of the image in forward order (`inspect.image_maps`: one per image, no padding
-    op's output, H and W following the image's, H·W > 1). method: "gradcam" (weights =
+    op's output, H and W following the image's, H·W > 1), found by two shape-only forwards
+    on each call (one 224² image on a ResNet-18: 159 ms against 66 ms with the layer named;
+    in a loop, find it once with `inspect.default_layer` and pass it). method: "gradcam" (weights =
     spatial mean of gradients) or "gradcam++". Equals Captum's
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.
