@@ -12,27 +12,17 @@ from captum.attr import LayerAttribution, LayerGradCam, Saliency
 from torch import nn
 
 import cnnlab.inspect.fast as fast
+import test_explain_speed_passes as speed_passes
 from cnnlab.explain import gradcam, saliency
 
 
 def small_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 5),
-    )
+    net = speed_passes.small_cnn()
     for m in net:
         if isinstance(m, nn.BatchNorm2d):  # statistics that folding must carry
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    return net.eval()
+    return net
 
 
 def captum_gradcam(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
