@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import warnings
 
-from safetensors.torch import save_file
+import torch
 
 from cnnlab.cli import main
-from cnnlab.train.importing import import_run
 from cnnlab.train.source import parse_model_ref
+from tiny_nets import imported_run
 
 NETS = """
 import torch
@@ -35,12 +35,7 @@ def make():
 
 
 def test_eval_of_a_checkpointed_model_prints_no_gradient_warning(tmp_path, capsys):
-    nets = tmp_path / "nets.py"
-    nets.write_text(NETS)
-    source = parse_model_ref(f"{nets}:make")
-    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
-    out = tmp_path / "run"
-    import_run(source, tmp_path / "w.safetensors", out, data="digits")
+    out = imported_run(tmp_path, NETS, data="digits")
     capsys.readouterr()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")  # every warning reaches `seen`, as a user's would
@@ -49,5 +44,5 @@ def test_eval_of_a_checkpointed_model_prints_no_gradient_warning(tmp_path, capsy
     assert "requires_grad=True" not in capsys.readouterr().err
     with warnings.catch_warnings(record=True) as seen:  # outside a command: torch's own
         warnings.simplefilter("always")
-        source.build()(__import__("torch").zeros(1, 1, 8, 8))
+        parse_model_ref(f"{tmp_path / 'nets.py'}:make").build()(torch.zeros(1, 1, 8, 8))
     assert [w for w in seen if "requires_grad=True" in str(w.message)]

@@ -11,7 +11,7 @@ from cnnlab.errors import RunError
 from cnnlab.train.importing import import_run
 from cnnlab.train.rundir import load_run
 from cnnlab.train.source import parse_model_ref
-from tiny_nets import tiny_net_source
+from tiny_nets import imported_run, tiny_net_source
 
 NETS = tiny_net_source("make")
 
@@ -42,12 +42,7 @@ def test_the_report_of_an_imported_run_says_it_was_imported_not_that_training_is
 ):
     """An imported run has no epochs by design; its report said 'training has not completed
     an epoch', as for a run stopped early."""
-    nets = tmp_path / "nets.py"
-    nets.write_text(NETS)
-    source = parse_model_ref(f"{nets}:make")
-    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
-    out = tmp_path / "run"
-    import_run(source, tmp_path / "w.safetensors", out, data="digits")
+    out = imported_run(tmp_path, NETS, data="digits")
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()
     assert "has not completed an epoch" not in page

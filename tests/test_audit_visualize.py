@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import re
 
-from safetensors.torch import save_file
-
 from cnnlab.cli import main
 from cnnlab.data import load_dataset
-from cnnlab.train.importing import import_run
 from cnnlab.train.source import parse_model_ref
-from tiny_nets import tiny_net_source
+from tiny_nets import imported_run, tiny_net_source
 
 NETS = tiny_net_source("make", width=3)
 
 
 def test_actmax_names_the_number_of_test_images_it_compared_with(tmp_path, capsys):
     """Each channel's line said 'best of 1000 test images' whatever the split held."""
-    (tmp_path / "nets.py").write_text(NETS)
-    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
-    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
-    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    imported_run(tmp_path, NETS, data="digits")
     capsys.readouterr()
     args = ["visualize", str(tmp_path / "run"), "--actmax", "0", "--steps", "2", "--out"]
     assert main([*args, str(tmp_path / "figs")]) == 0
@@ -32,10 +26,7 @@ def test_the_reports_captions_name_the_images_the_probes_and_actmax_used(tmp_pat
     """The report's probe caption said 'trained on the first 2000 training images ... tested
     on the first 1000 test images' and actmax's 'any of 512 test images' for digits, whose
     splits hold 1438 and 359 (truth: the data set's own sizes, smaller than the budgets)."""
-    (tmp_path / "nets.py").write_text(NETS)
-    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
-    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
-    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    imported_run(tmp_path, NETS, data="digits")
     assert main(["report", str(tmp_path / "run")]) == 0
     page = (tmp_path / "run" / "report.html").read_text()
     n_train = len(load_dataset("digits", "train").labels)
@@ -48,10 +39,7 @@ def test_the_reports_captions_name_the_images_the_probes_and_actmax_used(tmp_pat
 def test_the_reports_actmax_shows_a_layer_narrower_than_its_channel_budget(tmp_path):
     """A stage of 3 channels (the budget asks 4) made the part 'Not shown: channel 3 is
     outside layer ...'; it shows the 3 the layer has."""
-    (tmp_path / "nets.py").write_text(NETS)  # its one stage has 3 channels
-    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
-    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
-    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    imported_run(tmp_path, NETS, data="digits")  # its one stage has 3 channels
     assert main(["report", str(tmp_path / "run")]) == 0
     page = (tmp_path / "run" / "report.html").read_text()
     assert "is outside layer" not in page

@@ -4,6 +4,9 @@ classes, seeded, for 1×H×W images (digits)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 
 def tiny_net_source(name: str = "make", width: int = 4) -> str:
     """A Python file defining `name()`, which returns the net."""
@@ -19,3 +22,18 @@ def {name}():
         nn.Linear({width}, 10),
     )
 """
+
+
+def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any) -> Path:
+    """`cnnlab import` of the net `source` defines as `name()`, its fresh weights, into
+    tmp_path/run (options: import_run's, e.g. data="digits"); returns the run's path."""
+    from safetensors.torch import save_file
+
+    from cnnlab.train.importing import import_run
+    from cnnlab.train.source import parse_model_ref
+
+    (tmp_path / "nets.py").write_text(source)
+    ref = parse_model_ref(f"{tmp_path / 'nets.py'}:{name}")
+    save_file(ref.build().state_dict(), tmp_path / "w.safetensors")
+    import_run(ref, tmp_path / "w.safetensors", tmp_path / "run", **options)
+    return tmp_path / "run"
