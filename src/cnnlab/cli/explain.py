@@ -204,7 +204,7 @@ def _explain(args: argparse.Namespace) -> int:
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab import explain
     from cnnlab.explain.features import normalize_maps
-    from cnnlab.inspect import channel_dim, check_map_layer, spatial_layers
+    from cnnlab.inspect import channel_dim, check_map_layer, per_image, spatial_layers
 
     run = _load(args.run_dir)
     out = Path(args.out)  # created by the first save
@@ -223,11 +223,8 @@ def _visualize(args: argparse.Namespace) -> int:
             if m.dim() != 4:
                 raise ExplainError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
             if len(m) != len(x):  # a window attention's rows: the grid would show window 0
-                raise ExplainError(
-                    f"layer {name!r} gives {len(m)} rows for {len(x)} image (one per window or "
-                    "token group), not one map per image; choose one of: "
-                    f"{', '.join(spatial_layers(run.model, x)) or '(none)'}"
-                )
+                choices = ", ".join(spatial_layers(run.model, x)) or "(none)"
+                per_image(m, name, len(x), f"choose one of: {choices}")
             print(shown(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png")))
     else:
         data = run.dataset("test")

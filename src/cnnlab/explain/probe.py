@@ -27,6 +27,7 @@ from cnnlab.inspect import (
     channel_dims,
     forward,
     needs_gradients,
+    per_image,
     preserved,
     trace,
 )
@@ -124,7 +125,11 @@ def extract_features(
             x = as_float(x, preprocess)
             forward(model, x, output, logits=False)
             for name in layers:
-                feats[name].append(pool(x) if name == INPUT else _per_image(cap_, name, len(x)))
+                feats[name].append(
+                    pool(x)
+                    if name == INPUT
+                    else per_image(cap_.tensor(name), name, len(x), _ONE_ROW)
+                )
             labels.append(y.long())
             if progress is not None:
                 progress(done, total, what)
@@ -133,18 +138,8 @@ def extract_features(
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
 
 
-def _per_image(capture: Capture, layer: str, images: int) -> Tensor:
-    """The pooled features of `layer`, one row per image; a layer whose output has another
-    first dim (a Swin window attention's rows, one per window) is refused by name, where the
-    probe's fit would fail on a batch-size mismatch that names no layer."""
-    found = capture.tensor(layer)
-    if found.shape[0] != images:
-        raise ExplainError(
-            f"layer {layer!r} gives {found.shape[0]} rows for {images} images (its output's "
-            "first dim is not the images': windows or tokens as rows); a linear probe needs "
-            "one row per image: choose another layer with --layers"
-        )
-    return found
+# a layer whose output has rows per window: the probe's fit failed on a batch-size mismatch
+_ONE_ROW = "a linear probe needs one row per image: choose another layer with --layers"
 
 
 def _first_images(data: Any) -> tuple[Any, Tensor | None]:

@@ -327,6 +327,18 @@ def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelec
         )
 
 
+def per_image(t: Tensor, layer: str, images: int, fix: str) -> Tensor:
+    """`t`, what `layer` gave for `images` images, if its first dim is theirs; else an
+    ExplainError naming the layer and `fix`: a window attention's output has one row per
+    window, which a per-image method would read as images (window 0 drawn as the map)."""
+    if len(t) != images:
+        raise ExplainError(
+            f"layer {layer!r} gives {len(t)} rows for {images} image{'s' * (images != 1)} (one "
+            f"per window or token group: its first dim is not the images'); {fix}"
+        )
+    return t
+
+
 def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
     """The last module, in forward order, whose output is a feature map of the image with
     H·W > 1 (`image_maps`, DESIGN.md): for a plain CNN its last conv block's activation, for a
