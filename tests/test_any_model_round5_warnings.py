@@ -46,3 +46,14 @@ def test_eval_of_a_checkpointed_model_prints_no_gradient_warning(tmp_path, capsy
         warnings.simplefilter("always")
         parse_model_ref(f"{tmp_path / 'nets.py'}:make").build()(torch.zeros(1, 1, 8, 8))
     assert [w for w in seen if "requires_grad=True" in str(w.message)]
+
+
+def test_diagnose_says_a_reentrant_checkpoint_on_the_images_cuts_its_layers_off(tmp_path, capsys):
+    """The block checkpointed on the images gets no gradient in training (torch's warning says
+    so); diagnose found it cut off but pointed only at no_grad and .detach()."""
+    out = imported_run(tmp_path, NETS, data="digits")
+    capsys.readouterr()
+    assert main(["diagnose", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "no gradient reaches 1 weighted layer(s) (block.0)" in said
+    assert "use_reentrant=True" in said and "use_reentrant=False" in said

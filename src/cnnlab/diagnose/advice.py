@@ -97,7 +97,8 @@ def _gradient_findings(flow: GradientFlow) -> list[Finding]:
                 f"no gradient reaches {len(flow.cut_off)} weighted layer(s) ({names}): the "
                 "forward cuts them off from the loss, so training leaves them as they are",
                 "if they are frozen on purpose, nothing to do; else look for torch.no_grad() "
-                "or .detach() in forward",
+                "or .detach() in forward, or torch.utils.checkpoint(..., use_reentrant=True) "
+                "around layers whose input needs no gradient (the images): use_reentrant=False",
             )
         )
     if flow.vanishing:
