@@ -44,7 +44,7 @@ from cnnlab.train.inputs import (
     resolve_flip,
     resume_inputs,
 )
-from cnnlab.train.resume import restore, session
+from cnnlab.train.resume import check_same_data, restore, session
 from cnnlab.train.rundir import RunDir, read_config
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
@@ -143,6 +143,8 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
             f"{dist.world_size} ranks; use a multiple of {dist.world_size}"
         )
     splits = _splits(data, choice, config, request.strict, dist)
+    if request.resume:
+        check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does

@@ -10,6 +10,7 @@ is a legitimate place to continue), says so in notes and records them in config.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -75,6 +76,39 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
             {"epoch": state["epoch"], "step": state["step"], "changed": notes},
         )
     return {**state, "rows": rows}, notes
+
+
+def check_same_data(out, splits: Any) -> None:
+    """A resume trains on the data the run started on. Its name alone does not say so: a
+    folder (or an IDX file) can change under the same path, and the resumed epochs then
+    learnt other images, normalized by statistics other than config.json's, which every
+    later command uses. The classes and the training part's exact mean and std (a 256-bin
+    histogram, normalization_stats) are compared with config.json's; RunError if they
+    differ."""
+    config = read_config(out)
+    then_classes = [str(c) for c in config.get("classes", [])]
+    now_classes = [str(c) for c in splits.classes]
+    if then_classes != now_classes:
+        what = f"its classes were {', '.join(then_classes)}; now {', '.join(now_classes)}"
+    else:
+        what = _changed_stats(config, splits)
+    if what:
+        raise RunError(
+            f"cannot resume {out}: its data {config.get('data')!r} has changed since the run "
+            f"started ({what}); restore that data, or start a new run (--force)"
+        )
+
+
+def _changed_stats(config: dict, splits: Any) -> str:
+    """'' when the training part's mean and std are config.json's, else which differs."""
+    for key in ("mean", "std"):
+        then, now = config.get(key), [float(v) for v in getattr(splits, key)]
+        same = isinstance(then, list) and len(then) == len(now)
+        # exact sums in float64: a tolerance only for another summation order
+        if not (same and all(map(math.isclose, then, now))):
+            shown = ", ".join(f"{v:.6g}" for v in now)
+            return f"the training images' {key} was {then}, now [{shown}]"
+    return ""
 
 
 def _check_hashes(state: dict, out, path) -> None:

@@ -1,0 +1,59 @@
+"""A resumed run trains on what the run started with, or says why it cannot: the data under
+the run's path changed since (images added), the data moved to another path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.errors import RunError
+from cnnlab.train import TrainConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+TINY2 = {
+    "name": "tiny2",
+    "input": [1, 8, 8],
+    "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
+               {"linear": 2}],
+}  # fmt: skip
+CONFIG = TrainConfig(epochs=2, batch_size=16, precision="fp32", bn_recalibrate=0, tta=False)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL after the first epoch's checkpoint."""
+
+
+def _folder(root, n: int = 24) -> str:
+    """train/ and test/ of two classes of 8×8 gray images: noise and flat grey."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("noise", "flat"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (8, 8)) if name == "noise" else np.full((8, 8), i * 9)
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+    return str(root)
+
+
+def _stopped_after_epoch_1(data, out) -> None:
+    def killed(row, epochs):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(TINY2, data, out, CONFIG, on_epoch=killed)
+
+
+def test_a_resume_on_data_changed_under_its_path_is_refused(tmp_path):
+    """Images added to the run's folder: the resumed epochs would learn them, normalized by
+    statistics config.json does not hold (every later command normalizes by config.json's).
+    Truth: the same resume once the folder is as it was."""
+    data, out = _folder(tmp_path / "imgs"), tmp_path / "run"
+    _stopped_after_epoch_1(data, out)
+    extra = tmp_path / "imgs" / "train" / "flat" / "extra.png"
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(extra)
+    with pytest.raises(RunError, match="has changed since the run started.*mean.*restore"):
+        train(TINY2, None, out, None, resume=True)
+    extra.unlink()
+    assert train(TINY2, None, out, None, resume=True)["epochs"] == 2
