@@ -64,9 +64,9 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except OSError as error:
         tmp.unlink(missing_ok=True)
         reason = error.strerror or str(error)
-        raise RunError(
-            f"could not write {path}: {reason}; the previous version of the file is intact"
-        ) from error
+        # a file written for the first time (config.json of a new run) had no previous version
+        kept = "; the previous version of the file is intact" if path.exists() else ""
+        raise RunError(f"could not write {path}: {reason}{kept}") from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -245,6 +245,17 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         ) from error
     check_finite(tensors, tensor_path, f"; {START_AGAIN}")
     return tensors, state
+
+
+def saved_position(directory: str | Path) -> tuple[int, int] | None:
+    """(epoch, step) of the checkpoint in `directory` as its tensor file (the commit point)
+    holds it; None when there is none that can be read. What a failed write left is read
+    from the disk: a write that failed after the tensors' rename left the new checkpoint."""
+    try:
+        state = _embedded_state(Path(directory) / CHECKPOINT_TENSORS)
+        return (int(state["epoch"]), int(state["step"])) if state else None
+    except (RunError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _embedded_state(tensor_path: Path) -> dict | None:

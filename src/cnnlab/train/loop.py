@@ -45,7 +45,7 @@ from cnnlab.train.inputs import (
     resume_inputs,
 )
 from cnnlab.train.resume import check_same_data, restore, session
-from cnnlab.train.rundir import RunDir, read_config
+from cnnlab.train.rundir import CONFIG, RunDir, read_config
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
 
@@ -162,13 +162,21 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
     position, resumed = Position(), []
     if run is not None and not request.resume:
         run.clear()  # every check passed: only now does --force remove the old run
-        run.start(choice.spec_text, _run_config(choice, parts.config, splits, parts))
+        try:
+            run.start(choice.spec_text, _run_config(choice, parts.config, splits, parts))
+        except RunError as error:
+            raise _way_on(error, run.path) from error
     if request.resume:
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
         position, resumed = _restore(parts)
     _run_epochs(parts, position, request)
-    result = measure.finish(parts, position.rows, splits)
+    try:
+        result = measure.finish(parts, position.rows, splits)
+    except RunError as error:  # model.safetensors or metrics.jsonl not written
+        if parts.out is None:
+            raise
+        raise _way_on(error, parts.out) from error
     result.update(splits.notes)
     result["notes"] = resumed + notes + _fp32_note(parts.fp32_layers)
     result["model"] = parts.handed_back()
@@ -385,16 +393,27 @@ def _save(parts: Parts, position: Position) -> None:
         try:
             parts.run.save_checkpoint(tensors, state, position.rows)
         except RunError as error:
-            epoch, step = parts.saved
-            hint = (
-                f"the previous checkpoint (epoch {epoch}, step {step}) is intact: free some "
-                "space and continue with --resume"
-                if epoch or step
-                else "no checkpoint was saved yet: free some space and start again with --force"
-            )
-            raise RunError(f"{error}; {hint}") from error
+            raise _way_on(error, parts.out, (position.epoch, position.step)) from error
         parts.saved = (position.epoch, position.step)
     distributed.barrier(parts.dist)
+
+
+def _way_on(error: RunError, out: Path, saving: tuple[int, int] | None = None) -> RunError:
+    """A write that failed (a full disk), with how to go on from what is on disk. The
+    checkpoint's tensor file is its commit: a failure on a file written after it
+    (checkpoint.json, metrics.jsonl, model.safetensors) leaves that checkpoint, `saving`'s
+    position, whole, and --resume continues from it (or, from the last, writes the rest)."""
+    on_disk = checkpoint.saved_position(out)
+    if on_disk is None:
+        again = "start again with --force" if (out / CONFIG).is_file() else "run it again"
+        hint = f"no checkpoint was saved yet: free some space and {again}"
+    else:
+        which = "the new checkpoint" if on_disk == saving else "the previous checkpoint"
+        hint = (
+            f"{which} (epoch {on_disk[0]}, step {on_disk[1]}) is whole on disk: free some "
+            "space and continue with --resume"
+        )
+    return RunError(f"{error}; {hint}")
 
 
 def _restore(parts: Parts) -> tuple[Position, list[str]]:
