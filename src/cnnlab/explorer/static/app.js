@@ -253,6 +253,10 @@ async function loadFeatures() {
   maps.bytes = bytesOf(maps.data);
   state.maps = maps;
   const chain = chainOf(layer);
+  // a dot product belongs to one conv: on another layer's maps its unit may not exist (a
+  // 7×7 map has no row 26), and its window box and numbers would describe a map not shown
+  if (state.trace && (!chain || chain.conv !== state.trace.layer)) clearTrace();
+  else if (state.trace) showTrace(state.trace);  // the same conv: mark the map now shown
   $("feature-info").textContent = `${maps.channels} channels of ${maps.h}×${maps.w} (H×W)` + (maps.n < maps.channels ? ` (first ${maps.n} shown)` : "") + (chain ? ` · part of conv ${chain.conv}: click a unit to see its dot product` : "");
   const grid = $("feature-grid");
   grid.replaceChildren();
@@ -314,7 +318,8 @@ function setupChannelClick() {
 // --- the dot product --------------------------------------------------------------------
 async function traceAt(f, i, j) {
   const chain = chainOf(state.featureLayer);
-  const [, H, W] = state.trace ? state.trace.out_shape : [0, state.maps.h, state.maps.w];
+  // the maps shown are the conv's or its BatchNorm's or activation's: all of the conv's H×W
+  const H = state.maps.h, W = state.maps.w;
   i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
   try {
     const t = await api(`/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
@@ -322,7 +327,16 @@ async function traceAt(f, i, j) {
     showTrace(t);
     paintMap($("channel-view"), state.channel, [i, j]);
     drawView();
+    say("");  // an earlier refusal no longer applies
   } catch (error) { say(error.message); }
+}
+
+function clearTrace() {
+  state.trace = null;
+  for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
+  for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network"]) $(id).textContent = "";
+  $("dot-title").textContent = "Click a unit of a convolution's map (or of its BatchNorm's or activation's) to see its dot product.";
+  drawView();
 }
 
 function fillGrid(table, rows, limit) {
@@ -358,10 +372,13 @@ function showTrace(t) {
   const chain = $("dot-chain");
   chain.replaceChildren();
   for (const s of t.chain) {
-    let text = `${s.stage} (${s.layer}): ${fmt(s.value, 6)}`;
+    let text = `conv output (${s.layer}), before any BatchNorm or activation: ${fmt(s.value, 6)}`;
+    if (s.stage === "batchnorm") text = `batchnorm (${s.layer}): ${fmt(s.value, 6)}`;
     if (s.stage === "batchnorm" && s.mean !== undefined) text = `batchnorm (${s.layer}): (x − μ) / √(σ² + ε) · γ + β = (${fmt(t.chain[0].value, 6)} − (${fmt(s.mean, 4)})) / √(${fmt(s.var, 4)} + ${s.eps}) · ${fmt(s.gamma, 4)} + (${fmt(s.beta, 4)}) = ${fmt(s.value, 6)}`;
-    if (s.stage === "activation") text = `${s.kind} (${s.layer}): ${fmt(s.value, 6)}`;
-    chain.append(el("li", text));
+    if (s.stage === "activation") text = `${s.kind} (${s.layer}), the activation: ${fmt(s.value, 6)}`;
+    const li = el("li", text);
+    if (s.layer === state.featureLayer) { li.append(el("strong", "  ← the map shown")); li.className = "shown"; }
+    chain.append(li);
   }
   const shares = $("dot-shares");
   shares.replaceChildren();
