@@ -20,6 +20,7 @@ from cnnlab.errors import DataError
 from cnnlab.inspect import (
     CallOrder,
     Hooks,
+    OutputSelector,
     check_images,
     device_of,
     forward,
@@ -193,6 +194,7 @@ def gradient_flow(
     vanish_ratio: float = 1e-3,
     explode_norm: float = 1e3,
     train: bool = True,
+    output: OutputSelector = None,
     progress: Progress | None = None,
 ) -> GradientFlow:
     """Per-layer gradient of the loss w.r.t. each module's weight (notes §4.2).
@@ -206,6 +208,9 @@ def gradient_flow(
     explode_norm, or ratio > 1 / vanish_ratio. All gradients zero: `no_gradient`.
     Train mode by default (as a training step sees it); BatchNorm running statistics and
     the RNG are restored afterwards.
+    output: the logits in a model's output that is not a (B, K) tensor (a key, an index or a
+    function, as for `explain.saliency`): a dict of Hugging Face's, Inception's (logits, aux)
+    in train mode.
     progress: progress(batches done, batches, "gradient flow") after each batch.
     """
     needs_gradients("gradient_flow")
@@ -213,7 +218,9 @@ def gradient_flow(
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     modules = _weighted_modules(model)
-    sums, order, n, reached = _gradient_sums(model, modules, batches, loss_fn, train, progress)
+    sums, order, n, reached = _gradient_sums(
+        model, modules, batches, loss_fn, train, output, progress
+    )
     layers = []
     for name in order:  # forward order, first call of each module
         g = sums[name] / n
@@ -238,6 +245,7 @@ def _gradient_sums(
     data,
     loss_fn: Callable,
     train: bool,
+    output: OutputSelector,
     progress: Progress | None = None,
 ) -> tuple[dict[str, Tensor], list[str], int, set[str]]:
     """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
@@ -267,7 +275,7 @@ def _gradient_sums(
             # would not reach
             with parametrize.cached():
                 weights = _weights(modules)
-                logits = forward(model, check_images(x, flat=True).to(device))
+                logits = forward(model, check_images(x, flat=True).to(device), output)
                 loss = _loss(loss_fn, logits, y.to(device))
                 grads = _batch_grads(loss, weights, modules, got, model)
             for name, total, g in zip(modules, sums, grads, strict=True):

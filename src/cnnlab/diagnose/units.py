@@ -18,6 +18,7 @@ from cnnlab.diagnose.jsonable import jsonable
 from cnnlab.errors import DataError, ExplainError
 from cnnlab.inspect import (
     ActivationSites,
+    OutputSelector,
     batches,
     check_images,
     device_of,
@@ -116,6 +117,7 @@ def _record(
     moments: bool = False,
     progress: Progress | None = None,
     what: str = "",
+    output: OutputSelector = None,
 ) -> tuple[dict[str, _Site], int]:
     """Run data through the model (no grad), accumulating statistics per activation site;
     progress(batches done, batches, what) before the first batch and after each."""
@@ -137,7 +139,7 @@ def _record(
         progress(0, total, what)
     with preserved(model, train=train), torch.no_grad(), ActivationSites(model, on_call):
         for done, (x, _) in enumerate(batches(data, batch_size), 1):
-            forward(model, check_images(x, flat=True).to(device))
+            forward(model, check_images(x, flat=True).to(device), output)
             n += len(x)
             if progress is not None:
                 progress(done, total, what)
@@ -232,6 +234,7 @@ def dead_units(
     *,
     batch_size: int = 256,
     train: bool = False,
+    output: OutputSelector = None,
     progress: Progress | None = None,
 ) -> DeadUnits:
     """Dead and sleeping units after every ReLU-family activation (notes §4.3).
@@ -248,11 +251,15 @@ def dead_units(
     used). A data set's raw uint8 ImageSet is refused: normalise it first (Run.preprocess).
     The model runs in eval mode (`train=True`: train mode, e.g. batch-statistics BatchNorm).
     Activations inside a TorchScript module are not seen: `.hidden` names those modules.
+    output: the logits in a model's output that is not a (B, K) tensor (a key, an index or a
+    function, as for `explain.saliency`): a dict of Hugging Face's, a (logits, aux) tuple.
     progress: progress(batches done, batches, "dead units") after each batch.
     """
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
-    sites, n = _record(model, data, batch_size, train, progress=progress, what="dead units")
+    sites, n = _record(
+        model, data, batch_size, train, progress=progress, what="dead units", output=output
+    )
     layers = []
     for name, site in sites.items():
         if not site.activation.rectifier:
@@ -311,6 +318,7 @@ def activation_stats(
     *,
     batch_size: int = 256,
     train: bool = False,
+    output: OutputSelector = None,
     progress: Progress | None = None,
 ) -> ActivationStats:
     """Mean, std, range and saturated share of every activation's output (notes §4.2).
@@ -321,10 +329,11 @@ def activation_stats(
     data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
     and .labels, or an iterable of (x, y) batches; eval mode by default. Activations inside
     a TorchScript module are not seen: `.hidden` names those modules.
+    output: the logits in an output that is not a (B, K) tensor, as for `dead_units`.
     progress: progress(batches done, batches, "activation statistics") after each batch.
     """
     what = "activation statistics"
-    sites, n = _record(model, data, batch_size, train, True, progress, what)
+    sites, n = _record(model, data, batch_size, train, True, progress, what, output)
     layers = []
     for name, s in sites.items():
         mean, std = s.mean, math.sqrt(s.m2 / s.count)
