@@ -1,8 +1,10 @@
 """Image folders: `DIR/<class>/<image>`, one sub-folder per class, read with Pillow.
 
 Policies (stated here, applied to every image):
-- Files: extensions .png .jpg .jpeg .bmp .webp (any case) anywhere under a class folder; other
-  files, hidden entries and anything not a regular file (a named pipe) are ignored. Classes
+- Files: the extensions of `IMAGE_EXTENSIONS` (.png .jpg .jpeg .bmp .webp .tif .tiff .gif
+  ...; any case) anywhere under a class folder, and HEIC or camera raw files
+  (`UNDECODED_EXTENSIONS`), which are skipped by name as unreadable; other files, hidden
+  entries and anything not a regular file (a named pipe) are ignored. Classes
   are the sorted sub-folder names; a name whose bytes are not UTF-8 keeps them as `\\xe9`
   escapes (`class_name`).
 - Each file is read by `cnnlab.data.image.open_image`, the reader every command uses: EXIF
@@ -34,7 +36,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnlab.data.image import IMAGE_EXTENSIONS, NotAnImage, fit, open_image, to_mode
+from cnnlab.data.image import (
+    IMAGE_EXTENSIONS,
+    UNDECODED_EXTENSIONS,
+    NotAnImage,
+    fit,
+    open_image,
+    to_mode,
+)
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.synthetic import stratified_holdout
 from cnnlab.errors import DataError
@@ -58,7 +67,9 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
         found = sorted(
             p
             for p in class_dir.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+            if p.suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
+            and p.is_file()
+            and not p.name.startswith(".")
         )
         if not found:
             raise DataError(
@@ -123,6 +134,9 @@ def _decode_all(
         except DataError as e:
             # a folder lists many such files: the short reason, the path says the rest
             reason = "not a readable image" if isinstance(e, NotAnImage) else str(e)
+            if file.suffix.lower() in UNDECODED_EXTENSIONS:
+                kind = file.suffix[1:].upper()
+                reason = f"{kind} is no format Pillow decodes; convert it to PNG or JPEG"
             reason = reason.removeprefix(f"{file}: ")
             if strict:
                 raise DataError(f"{shown(file)}: corrupt or unreadable image ({reason})") from e

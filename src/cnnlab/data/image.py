@@ -29,7 +29,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cnnlab.errors import DataError
 
 MAX_IMAGE_PIXELS = 64 * 2**20  # 8192×8192; 3 bytes each is 192 MB per decoded copy
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# Every format of photos and scans Pillow decodes: a folder's .tif or .gif images were
+# ignored unnamed while `predict` read the same files. HEIC and camera raw files are listed
+# too, so a folder names them as skipped (no Pillow decoder) instead of dropping them unseen.
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif",
+)  # fmt: skip
+UNDECODED_EXTENSIONS = (".heic", ".heif", ".dng", ".cr2", ".nef", ".arw")
 _ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
 _DEEP_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "F")
 
