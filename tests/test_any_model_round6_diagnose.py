@@ -4,6 +4,8 @@ plain torch's forward hooks and autograd on the same model."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,3 +58,57 @@ def test_gradient_flow_takes_the_output_its_error_asks_for():
     (g,) = torch.autograd.grad(F.cross_entropy(model(x)["logits"], y), [model.conv.weight])
     assert flow.layers[0].name == "conv"
     assert flow.layers[0].l2 == pytest.approx(g.norm().item(), rel=1e-5)
+
+
+AUX_FILE = """
+from torch import nn
+
+
+class Inceptionish(nn.Module):
+    '''(logits, aux logits) in train mode, the logits alone in eval mode, as Inception v3.'''
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.aux = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+        self.head = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x):
+        h = self.stem(x)
+        return (self.head(h), self.aux(h)) if self.training else self.head(h)
+
+
+def make():
+    return Inceptionish()
+"""
+
+
+def test_diagnose_and_report_of_an_imported_model_with_aux_logits_in_train_mode(tmp_path, capsys):
+    """cnnlab trains no such model, but imports it; diagnose failed on it ('the model returns
+    a tuple ...; pass output=', an option the command has not) and the report showed no
+    gradient flow. Its gradient flow is measured in eval mode and says so. Truth: autograd
+    on the eval-mode model."""
+    from cnnlab.cli import main
+    from cnnlab.report import facts
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+    from tiny_nets import imported_run
+
+    run_dir = imported_run(tmp_path, AUX_FILE, data="digits", input_shape=(1, 8, 8))
+    run = load_run(run_dir)
+    x, y = _data()
+    assert not diagnose.train_mode_logits(run.model.train(), x)  # (logits, aux) in train mode
+    assert run.model.training  # left as it was
+    run.model.eval()
+    assert diagnose.train_mode_logits(DictOut(), x, output="logits")
+    assert main(["diagnose", str(run_dir), "--limit", "64", "--json"]) == 0
+    flow = json.loads(capsys.readouterr().out)["gradient_flow"]
+    assert flow["train"] is False and [l["name"] for l in flow["layers"]][0] == "stem.0"
+    src = Sources(run_dir, run, None, Budget(gradient_images=64))
+    _, xs, ys = src.test
+    loss = F.cross_entropy(run.model(xs[:64]), ys[:64])
+    (g,) = torch.autograd.grad(loss, [run.model.stem[0].weight])
+    health = facts._flow(src)
+    assert not health.result.train
+    assert health.result.layers[0].l2 == pytest.approx(g.norm().item(), rel=1e-4)

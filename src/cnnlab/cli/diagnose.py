@@ -61,7 +61,8 @@ def _run(args: argparse.Namespace) -> int:
     with progress_bar() as progress:  # three passes, each its own bar
         dead = diagnose.dead_units(run.model, x, threshold=args.threshold, progress=progress)
         acts = diagnose.activation_stats(run.model, x, progress=progress)
-        flow = diagnose.gradient_flow(run.model, _batches(x, y), progress=progress)
+        train = diagnose.train_mode_logits(run.model, x)  # else: aux logits in train mode
+        flow = diagnose.gradient_flow(run.model, _batches(x, y), train=train, progress=progress)
     found = diagnose.findings(dead, flow, acts)
     if args.json:
         result = {
@@ -110,6 +111,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
         title = f"Gradient flow (first/last L2 = {flow.ratio:.3g})" + (
             f" [red]{' '.join(flags)}[/red]" if flags else ""
         )
+    if not flow.train:  # the model gives more than the logits in train mode (aux heads)
+        title += ", eval mode: in train mode the model returns more than the logits"
     t = Table(title=title)
     for col in ("layer", "module", "mean |g|", "L2", "max |g|"):
         t.add_column(col, **column(col in ("layer", "module")))

@@ -6,7 +6,8 @@ Works on any `nn.Module` classifier:
 * `activation_stats(model, data)`: mean, spread, range and saturated share of every
   activation's output (§4.2);
 * `gradient_flow(model, batches)`: the loss's gradient at each layer's weights, and whether it
-  vanishes, explodes or does not flow at all (§4.2);
+  vanishes, explodes or does not flow at all (§4.2); `train_mode_logits(model, x)`: whether
+  its train-mode forward gives the logits (Inception's gives aux logits too);
 * `findings(...)`: what to try; `epoch_diagnostics(model, x, y)`: what training logs.
 
 Activations are found where they are *computed* (`cnnlab.inspect.ActivationSites`:
@@ -22,7 +23,7 @@ activations inside it are not seen, and each result's `.hidden` names such modul
 
 from cnnlab.design.activations import ACTIVATION_MODULES
 from cnnlab.diagnose.advice import Finding, epoch_diagnostics, findings
-from cnnlab.diagnose.gradients import GradientFlow, GradLayer, gradient_flow
+from cnnlab.diagnose.gradients import GradientFlow, GradLayer, gradient_flow, train_mode_logits
 from cnnlab.diagnose.units import (
     RELU_FAMILY,
     SATURATION,
@@ -52,4 +53,5 @@ __all__ = [
     "findings",
     "hidden_line",
     "gradient_flow",
+    "train_mode_logits",
 ]

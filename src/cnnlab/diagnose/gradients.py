@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -16,7 +16,7 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
 from cnnlab.diagnose.jsonable import finite, jsonable
-from cnnlab.errors import DataError
+from cnnlab.errors import DataError, ExplainError
 from cnnlab.inspect import (
     CallOrder,
     Hooks,
@@ -27,6 +27,7 @@ from cnnlab.inspect import (
     gradients,
     needs_gradients,
     preserved,
+    select_logits,
     unwrap,
     weight_code,
 )
@@ -56,6 +57,7 @@ class GradientFlow:
     samples: int
     vanish_ratio: float
     explode_norm: float
+    train: bool = True  # the mode the forward ran in (`train_mode_logits`)
 
     @property
     def no_gradient(self) -> bool:
@@ -82,6 +84,7 @@ class GradientFlow:
             "cut_off": list(self.cut_off),
             "vanish_ratio": self.vanish_ratio,
             "explode_norm": self.explode_norm,
+            "train": self.train,
             "layers": [{k: jsonable(v) for k, v in asdict(l).items()} for l in self.layers],
         }
 
@@ -236,7 +239,25 @@ def gradient_flow(
             )
         )
     ndims = {name: g.ndim for name, g in sums.items()}  # (not modules' .weight: see above)
-    return _flow(ndims, layers, n, vanish_ratio, explode_norm)
+    return replace(_flow(ndims, layers, n, vanish_ratio, explode_norm), train=train)
+
+
+def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None) -> bool:
+    """Whether `model`'s train-mode forward gives the logits, so that `gradient_flow` can
+    run as a training step sees it. An Inception-style model returns (logits, aux logits) in
+    train mode and the logits alone in eval mode (a run imported with such a model: cnnlab
+    trains none), and where which item is the logits is a convention (DeiT's distilled
+    head returns (class, distillation) logits in train mode, their mean in eval): such a
+    model is measured in eval mode. One forward of x[:2], without autograd; the model is
+    restored (`preserved`)."""
+    x = check_images(x[:2], flat=True).to(device_of(model))
+    with preserved(unwrap(model), train=True), torch.no_grad():
+        out = unwrap(model)(x.clone())
+    try:
+        select_logits(out, output)
+    except ExplainError:
+        return False
+    return True
 
 
 def _gradient_sums(

@@ -385,7 +385,8 @@ def _dead(src: Sources) -> Health:
 def _flow(src: Sources) -> Health:
     _, x, y = src.test
     n = src.budget.gradient_images
-    f = diagnose.gradient_flow(src.model, [(x[:n], y[:n])])
+    train = diagnose.train_mode_logits(src.model, x)  # else: aux logits in train mode
+    f = diagnose.gradient_flow(src.model, [(x[:n], y[:n])], train=train)
     labels = tuple(f"{layer.name} {layer.kind}" for layer in f.layers)
     return Health(f, labels, tuple(diagnose.findings(flow=f)))
 

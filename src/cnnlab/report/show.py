@@ -289,7 +289,12 @@ def show_flow(health, facts: Facts) -> Blocks:
     title = f"Gradient L2 per layer (first/last = {f.ratio:.2g}{flagged})"
     values = [layer.l2 for layer in f.layers]
     fig = plots.hbars(list(health.labels), values, "‖∂loss/∂weight‖₂", title, log=True)
-    caption = f"Cross-entropy on {f.samples} labelled test images, train mode (model restored)."
+    mode = (
+        "train mode (model restored)"
+        if f.train
+        else "eval mode (in train mode the model returns more than the logits)"
+    )
+    caption = f"Cross-entropy on {f.samples} labelled test images, {mode}."
     return [_figure(fig, "gradient norm per layer", caption), *_findings(health.findings)]
 
 
