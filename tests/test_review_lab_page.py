@@ -1,0 +1,34 @@
+"""A quick lab's page says at every verdict that it is a smoke run: one seed, so a "± 0.0" is
+no spread measured, and a quick verdict can differ from the full lab's (parameters: "does not
+hold" on the quick lab's 2,000 images, "holds" in the full lab). Truth: the stored full lab's
+entries rendered as a quick and as a full lab."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cnnlab.lab import experiments
+from cnnlab.lab.page import render_page
+from cnnlab.lab.runner import LabResults
+
+STORED = Path(__file__).parent / "data" / "lab_full_results.json"
+
+
+def page(quick: bool) -> str:
+    stored = json.loads(STORED.read_text())["experiments"]
+    chosen = experiments(["floor", "parameters"])
+    kept = {e.name: stored[e.name] for e in chosen}
+    return render_page(chosen, LabResults(quick, [0] if quick else [0, 1, 2], kept))
+
+
+def test_a_quick_page_marks_every_verdict_as_quick():
+    html = page(True)
+    assert 'id="quick-note"' in html and "no spread measured" in html
+    assert html.count("quick, 1 seed") == 2  # the table: one per experiment
+    assert html.count("(quick lab, 1 seed: a smoke run)") == 2  # each section's verdict
+
+
+def test_a_full_page_does_not():
+    html = page(False)
+    assert "quick-note" not in html and "quick, 1 seed" not in html and "smoke run" not in html
