@@ -36,7 +36,9 @@ def _eval(args) -> int:
     with progress_bar() as progress:
         result = evaluate(run, args.split, tta=args.tta and bool(views), progress=progress)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        shown = result.to_dict()
+        shown["per_class"] = dict(zip(result.classes, per_class(result), strict=True))
+        print(json.dumps(shown, indent=2))
     else:
         print_evaluation(result, views)
     return 0
@@ -50,6 +52,16 @@ def tta_views(config: dict) -> str:
     return " + ".join(views + ([f"{shift}-px shift"] if shift else []))
 
 
+def per_class(result) -> list[float | None]:
+    """Each class's accuracy, None for a class with no image in the split (a folder's class
+    too small for the 20 % hold-out): 0/0 is no accuracy, and 0 % read as a class never
+    recognised."""
+    return [
+        acc if sum(row) else None
+        for acc, row in zip(result.per_class, result.confusion, strict=True)
+    ]
+
+
 def print_evaluation(result, views: str = "flip") -> None:
     from rich.console import Console
     from rich.table import Table
@@ -61,12 +73,14 @@ def print_evaluation(result, views: str = "flip") -> None:
         f"{result.split} accuracy{tta}: [bold]{result.accuracy:.2%}[/bold] "
         f"on {result.n} images (cross-entropy {result.loss:.4f})"
     )
-    per_class = Table(title="per-class accuracy")
-    per_class.add_column("class")
-    per_class.add_column("accuracy", justify="right")
-    for name, acc in zip(result.classes, result.per_class, strict=True):
-        per_class.add_row(name, f"{acc:.2%}")
-    console.print(per_class)
+    table = Table(title="per-class accuracy")
+    table.add_column("class")
+    table.add_column("images", justify="right")
+    table.add_column("accuracy", justify="right")
+    rows = zip(result.classes, result.confusion, per_class(result), strict=True)
+    for name, row, acc in rows:
+        table.add_row(name, str(sum(row)), "-" if acc is None else f"{acc:.2%}")
+    console.print(table)
     confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
     confusion.add_column("")
     for i in range(len(result.classes)):
