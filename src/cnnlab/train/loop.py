@@ -170,13 +170,17 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
         position, resumed = _restore(parts)
-    _run_epochs(parts, position, request)
     try:
+        _run_epochs(parts, position, request)
         result = measure.finish(parts, position.rows, splits)
     except RunError as error:  # model.safetensors or metrics.jsonl not written
         if parts.out is None:
             raise
         raise _way_on(error, parts.out) from error
+    except KeyboardInterrupt as stop:  # not one the loop answered: say what is kept
+        if isinstance(stop, TrainingInterrupted):
+            raise
+        raise TrainingInterrupted(_stopped(parts.out)) from None
     result.update(splits.notes)
     result["notes"] = resumed + notes + _fp32_note(parts.fp32_layers)
     result["model"] = parts.handed_back()
@@ -335,6 +339,10 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> None:
             last_save = time.monotonic()
             if on_epoch is not None:
                 on_epoch(row, config.epochs)
+            # a signal during the epoch's validation: its checkpoint is saved; after the last
+            # epoch the loop has no step left to see the flag, and Ctrl-C went unanswered
+            if distributed.any_rank(stop.set, parts.dist):
+                raise TrainingInterrupted(_interrupted(parts, epoch, None))
 
 
 def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
@@ -432,10 +440,30 @@ def _restore(parts: Parts) -> tuple[Position, list[str]]:
     return position, notes
 
 
-def _interrupted(parts: Parts, epoch: int, step: int) -> str:
+def _interrupted(parts: Parts, epoch: int, step: int | None) -> str:
     saved = f"checkpoint saved in {parts.out}: continue with --resume" if parts.out else None
     saved = saved or "nothing saved (no run directory)"
-    return f"interrupted at epoch {epoch + 1}, step {step + 1}; {saved}"
+    where = (
+        f"epoch {epoch + 1}, step {step + 1}"
+        if step is not None
+        else f"the end of epoch {epoch + 1}"
+    )
+    return f"interrupted at {where}; {saved}"
+
+
+def _stopped(out: Path | None) -> str:
+    """A Ctrl-C (or SIGTERM) where the loop does not wait for one (a second signal, the
+    final test evaluation): what the disk holds and how to go on."""
+    if out is None:
+        return "interrupted; nothing saved (no run directory)"
+    on_disk = checkpoint.saved_position(out)
+    if on_disk is None:
+        return f"interrupted before the first checkpoint; start again with --force --out {out}"
+    epoch, step = on_disk
+    return (
+        f"interrupted; the last checkpoint (epoch {epoch}, step {step}) is kept in {out}: "
+        "continue with --resume"
+    )
 
 
 class _Bar:
