@@ -79,16 +79,31 @@ def _run(args: argparse.Namespace) -> int:
         for c, n in zip(info["train"]["classes"], info["train"]["class_counts"], strict=True)
     )
     console.print(f"classes (train counts): {counts}", highlight=False)
+    _notes(console, info, test)
+    return 0
+
+
+def _notes(console, info: dict, test) -> None:
+    """What the table cannot show: skipped files, a class with no test image, no test split."""
     for split, d in info.items():
         for path, reason in d["skipped"]:
             console.print(f"[yellow]skipped[/] ({split}) {path}: {reason}", highlight=False)
+    absent = (
+        [c for c, n in zip(test.classes, test.class_counts(), strict=True) if not n] if test else []
+    )
+    if absent:  # eval and the report measure no accuracy of these classes
+        console.print(
+            f"[yellow]no test image[/] of {', '.join(absent)}: no accuracy is measured for "
+            f"{'it' if len(absent) == 1 else 'them'}; a folder's 20 % hold-out takes a "
+            "class's images from its third image on (or give DIR/train/ and DIR/test/)",
+            highlight=False,
+        )
     if test is None:
         console.print(
             "[yellow]no test split[/]: every class has fewer than 3 images, too few to hold "
             "20 % out; training will report validation accuracy only",
             highlight=False,
         )
-    return 0
 
 
 def _size(text: str) -> tuple[int, int]:
