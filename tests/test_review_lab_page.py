@@ -32,3 +32,16 @@ def test_a_quick_page_marks_every_verdict_as_quick():
 def test_a_full_page_does_not():
     html = page(False)
     assert "quick-note" not in html and "quick, 1 seed" not in html and "smoke run" not in html
+
+
+def test_a_rule_revised_after_results_were_seen_says_so_in_its_own_section():
+    """Softmax's rule changed after a quick run had been seen: its section says so; floor's and
+    parameters' sections do not carry another experiment's revision."""
+    stored = json.loads(STORED.read_text())["experiments"]
+    chosen = experiments(["floor", "softmax"])
+    html = render_page(
+        chosen, LabResults(False, [0, 1, 2], {e.name: stored[e.name] for e in chosen})
+    )
+    floor, softmax = html.split('<section id="floor">')[1].split('<section id="softmax">')
+    assert "revised after a quick run had been seen" in softmax
+    assert "revised" not in floor

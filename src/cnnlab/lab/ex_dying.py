@@ -293,4 +293,6 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    revised="after a first full run had been seen: a run at chance keeps its dead share, "
+    "counted when a wholly silent layer explains it",
 )

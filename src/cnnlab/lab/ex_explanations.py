@@ -263,4 +263,6 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    revised="after a first full run had been seen: deletion sets pixels to the training mean,"
+    " not to black",
 )

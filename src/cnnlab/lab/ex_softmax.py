@@ -234,4 +234,6 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    revised="after a quick run had been seen: an ECE no higher than a calibrated model shows "
+    "on as many test images is no longer called miscalibrated",
 )

@@ -12,6 +12,7 @@ An experiment module (`ex_<name>.py`) ends with one `EXPERIMENT = Experiment(...
         judge=judge,                            # measurements -> Verdict, pure, unit-tested
         measure=measure,                        # Context -> measurements (JSON-able dict)
         figure=figure,                          # measurements -> matplotlib Figure
+        revised="",                             # a rule changed after a run: when and what
     )
 
 `measure(ctx)` does the work: data from `ctx.fashion(n_train, n_test)` (or `ctx.digits()`,
@@ -102,6 +103,9 @@ class Experiment:
     judge: Callable[[dict[str, Any]], Verdict]
     measure: Callable[[Context], dict[str, Any]]
     figure: Callable[[dict[str, Any]], Figure]
+    # when the rule was changed after results had been seen, and what changed: the page says
+    # it beside the rule ("" for a rule fixed before its first run)
+    revised: str = ""
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r}, {self.title!r}, {self.section})"
