@@ -117,13 +117,24 @@ def _recomputed_gradients(
     checkpoint around the layer then has an input that requires grad, its backward recomputes
     the block, and the layer's hook, still on, reads the recomputed output and its gradient
     (the same values: eval mode, the forward's RNG state). None: the logits do not depend
-    on the layer (a forward that cuts the gradient before it)."""
+    on the layer; ExplainError where the forward computes the layer without autograd (a
+    frozen backbone run under torch.no_grad(): the default layer then, a map inside it)."""
     x = x.detach().requires_grad_(True)
     with Capture(run, [layer], grads=True) as cap, torch.enable_grad():
         selected = forward(run, x, output).gather(1, t[:, None]).sum()
         if selected.requires_grad:
             gradients(selected, [x])  # the backward, for the hook's sake
-    return cap.gradients.get(layer)
+    found = cap.gradients.get(layer)
+    if found is None and layer in cap.outputs and not cap.outputs[layer].requires_grad:
+        # "choose another layer" alone sent users of a torch.no_grad() backbone to try
+        # layer after layer: every map of the image may lie inside it
+        raise ExplainError(
+            f"the logits do not depend on layer {layer!r} through autograd: the forward "
+            "computes it under torch.no_grad() or after .detach(), so Grad-CAM has no "
+            "gradient there; choose a layer after that cut, or freeze the layers before it "
+            "with requires_grad_(False) on their parameters instead, which keeps the gradient"
+        )
+    return found
 
 
 def scale_per_image(maps: Tensor) -> Tensor:

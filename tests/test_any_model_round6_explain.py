@@ -1,0 +1,56 @@
+"""Explaining models as people write them, beyond those of earlier rounds: a frozen backbone
+run under torch.no_grad(). Truth: plain autograd and Captum on the same model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from cnnlab.errors import ExplainError
+from cnnlab.explain import gradcam
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+
+class FrozenBackbone(nn.Module):
+    """A frozen feature extractor and a trained linear head, as in transfer learning: every map
+    of the image lies inside the backbone."""
+
+    def __init__(self, no_grad: bool = True):
+        super().__init__()
+        self.no_grad = no_grad
+        self.backbone = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, padding=1), nn.ReLU()
+        )
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        with torch.set_grad_enabled(not self.no_grad and torch.is_grad_enabled()):
+            f = self.backbone(x)
+        return self.head(f.mean((2, 3)))
+
+
+def test_grad_cam_inside_a_no_grad_backbone_says_why_and_how_to_freeze_instead():
+    """It said 'the logits do not depend on layer 'backbone'; choose another layer' for the
+    default layer, and there is no other: the user tried one layer after another."""
+    torch.manual_seed(0)
+    model, x = FrozenBackbone().eval(), torch.randn(2, 1, 8, 8)
+    seen = []
+    hook = model.backbone.register_forward_hook(lambda m, i, o: seen.append(o))
+    model(x.requires_grad_(True))
+    hook.remove()
+    assert not seen[0].requires_grad  # autograd: no gradient reaches the backbone's output
+    with pytest.raises(ExplainError, match=r"'backbone' through autograd.*torch\.no_grad\(\)"):
+        gradcam(model, x.detach())
+    # the fix it gives: the same weights frozen with requires_grad_(False), no torch.no_grad()
+    fixed = FrozenBackbone(no_grad=False).eval()
+    fixed.load_state_dict(model.state_dict())
+    fixed.backbone.requires_grad_(False)
+    x = x.detach()
+    t = fixed(x).argmax(1)
+    ref = LayerGradCam(fixed, fixed.backbone).attribute(x, t, relu_attributions=True)
+    ref = LayerAttribution.interpolate(ref, (8, 8), interpolate_mode="bilinear")[:, 0]
+    ref = ref / ref.amax((1, 2), keepdim=True)
+    assert torch.allclose(gradcam(fixed, x), ref, atol=1e-5)
