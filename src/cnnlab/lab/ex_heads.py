@@ -113,10 +113,15 @@ def judge(m: dict) -> Verdict:
     if all(less_overfit) and all(keeps):
         return Verdict("holds", numbers, f"{said}: fewer parameters, less overfitting, any size.")
     if all(keeps) or all(less_overfit) or not any(less_overfit):
-        settled = "overfit no more" if all(less_overfit) else "overfit more"
         if not all(keeps):
             return Verdict("partly", numbers, f"{said}: it takes any size, not at any accuracy.")
-        return Verdict("partly", numbers, f"{said}: any size, but GAP did {settled}.")
+        if not any(less_overfit):
+            return Verdict("partly", numbers, f"{said}: any size, but GAP did overfit more.")
+        # size settled, overfitting not: the seeds disagree, which "overfit more" misstated
+        return Verdict(
+            "partly", numbers, f"{said}: any size, but the seeds disagree on whether GAP overfit "
+            f"more than {TOLERANCE:g} point beyond the flatten head.",
+        )  # fmt: skip
     return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on overfitting.")
 
 

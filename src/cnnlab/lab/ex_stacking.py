@@ -109,7 +109,9 @@ def judge(m: dict) -> Verdict:
     if all(acc_ok) and all(erf_ok):
         return Verdict("holds", numbers, f"{said}.")
     if (all(acc_ok) or not any(acc_ok)) and (all(erf_ok) or not any(erf_ok)):
-        lost = "effective field" if not all(erf_ok) else "accuracy"
+        lost = " and ".join(
+            what for what, ok in (("accuracy", acc_ok), ("effective field", erf_ok)) if not all(ok)
+        )  # both on every seed: "accuracy and effective field", not one of them
         return Verdict("partly", numbers, f"{said}: the stack lost {lost}.")
     return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
 
