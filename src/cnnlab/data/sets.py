@@ -117,16 +117,33 @@ def load_splits(
     Arguments as `load_dataset`.
     """
     options = {"root": root, "strict": strict, "download": download}
+    _check_classes(name)  # before any image is decoded: a size error hid a wrapper folder
     train = load_dataset(name, "train", channels=channels, size=size, **options)
-    if len(train.classes) < 2:
-        raise DataError(
-            f"{train.source}: only one class ({train.classes[0]!r}); a classifier needs at "
-            "least two: add a sub-folder of images for each other class"
-        )
     if _no_holdout(name):
         return train, None
     shape = {"channels": train.shape[0], "size": tuple(train.shape[1:])}
     return train, load_dataset(name, "test", **shape, **options)
+
+
+def _check_classes(name: str | Path) -> None:
+    """A folder needs two classes (one "trains" to 100 % and loss 0, meaning nothing). A
+    wrapper folder (`photos/` holding `cat/` and `dog/`, read as the one class `photos`) is
+    named as the directory to give instead."""
+    directory = Path(name).expanduser()
+    if dataset_name(name) is not None or not directory.is_dir():
+        return
+    if _holds_fashion_mnist(directory):
+        return
+    folder, classes, _ = folder_split_files(directory, "train")
+    if len(classes) >= 2:
+        return
+    inner = folder / classes[0]
+    fix = "add a sub-folder of images for each other class"
+    if sum(p.is_dir() and not p.name.startswith(".") for p in inner.iterdir()) > 1:
+        fix = f"its images are in sub-folders of {inner}: give that directory as the data"
+    raise DataError(
+        f"{folder}: only one class ({classes[0]!r}); a classifier needs at least two: {fix}"
+    )
 
 
 def _no_holdout(name: str | Path) -> bool:
