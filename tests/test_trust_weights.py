@@ -1,0 +1,72 @@
+"""Weights of another kind of number than the model's are refused naming the tensor:
+load_state_dict casts int32 values into float weights without a word (the network then
+computes with whole numbers) and the commands answered as if nothing were wrong. Another
+float precision (fp16, a model saved in half) still loads: its values fit."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from cnnlab.errors import RunError
+from cnnlab.train import TrainConfig, load_run, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+TINY = {
+    "name": "tiny",
+    "input": [1, 8, 8],
+    "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
+               {"linear": 10}],
+}  # fmt: skip
+CONFIG = TrainConfig(epochs=2, batch_size=256, precision="fp32", bn_recalibrate=0, tta=False)
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL after the first epoch's checkpoint."""
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A run killed after its first epoch (a checkpoint, no model.safetensors) and the
+    finished one."""
+    root = tmp_path_factory.mktemp("runs")
+
+    def killed(row, epochs):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(TINY, "digits", root / "stopped", CONFIG, on_epoch=killed)
+    train(TINY, "digits", root / "done", CONFIG)
+    return root
+
+
+def _retyped(path, dtype) -> None:
+    """Every float tensor of the safetensors file `path` as `dtype`, its metadata kept."""
+    with safe_open(path, framework="pt") as file:
+        metadata = file.metadata()
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(path).items()}
+    save_file(tensors, path, metadata=metadata)
+
+
+def test_int_weights_are_refused_and_half_ones_load(stopped, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stopped / "done", run)
+    _retyped(run / "model.safetensors", torch.int32)
+    with pytest.raises(RunError, match="0.weight is float32 in the model but int32 in the file"):
+        load_run(run)
+    shutil.copyfile(stopped / "done" / "model.safetensors", run / "model.safetensors")
+    _retyped(run / "model.safetensors", torch.float16)
+    assert load_run(run).model[0].weight.dtype == torch.float32
+
+
+def test_an_int_checkpoint_is_not_resumed(stopped, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(stopped / "stopped", run)
+    _retyped(run / "checkpoint.safetensors", torch.int32)
+    with pytest.raises(RunError, match="checkpoint.safetensors.*float32 in the model but int32"):
+        train(TINY, "digits", run, None, resume=True)
