@@ -249,6 +249,10 @@ function chooseFeatureLayer(name) {
 async function loadFeatures() {
   if (!state.image) return;
   const layer = state.featureLayer;
+  if (!layer) {  // an MLP: no layer has a (C, H, W) map, and the prediction stands without one
+    $("feature-info").textContent = "no feature maps: the model has no layer with a (C, H, W) map";
+    return;
+  }
   const maps = await api(`/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
   maps.bytes = bytesOf(maps.data);
   state.maps = maps;
