@@ -42,6 +42,7 @@ from cnnlab.train.rundir import (
     load_run,
     made_in_forward,
     weight_mismatch,
+    worth_keeping,
 )
 from cnnlab.train.source import ModelSource, file_sha256
 
@@ -91,32 +92,38 @@ def import_run(
         "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},
     }
     check_config(config, out)  # what every later command will check on open
-    _write(out, config, model.state_dict())
-    evaluation = None
-    if test is not None:  # measured on the run as every command will open it
-        evaluation = evaluate(load_run(out), "test", progress=progress)
-        checkpoint.write_json(out / EVALUATION, evaluation.to_dict())
-    return {"out": str(out), **info, "evaluation": evaluation and evaluation.to_dict()}
-
-
-def _write(out: Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
-    """config.json and model.safetensors (with the config's hash), through the run
-    directory's owner: locked while written, removed again if the write fails."""
     directory = RunDir.open(out, resume=False, force=False)
     try:
-        directory.start(None, config)
-        directory.save_weights(state)
+        evaluation = _write(directory, config, model.state_dict(), test, progress)
     except BaseException:
+        # all or nothing: a half import (no evaluation.json after a Ctrl-C in the test
+        # evaluation) was a run that a second import refused as 'not empty'; `out` was new
+        # or empty (_check_out), so what cnnlab wrote there is all there is
+        directory.clear()
         directory.close(failed=True)
         raise
     directory.close()
+    return {"out": str(out), **info, "evaluation": evaluation and evaluation.to_dict()}
+
+
+def _write(directory: RunDir, config: dict[str, Any], state: dict, test, progress):
+    """config.json, model.safetensors (with the config's hash) and, with a test split,
+    evaluation.json, measured on the run as every command will open it; locked throughout."""
+    directory.start(None, config)
+    directory.save_weights(state)
+    if test is None:
+        return None
+    evaluation = evaluate(load_run(directory.path), "test", progress=progress)
+    checkpoint.write_json(directory.path / EVALUATION, evaluation.to_dict())
+    return evaluation
 
 
 def _check_out(out: Path) -> None:
-    """Import never deletes: `out` must be new or an empty directory."""
+    """Import never deletes: `out` must be new or an empty directory (cnnlab's lock file
+    and temp files of a killed import aside)."""
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and worth_keeping(out):
         raise RunError(f"{out} is not empty; import into a new directory (--out)")
 
 

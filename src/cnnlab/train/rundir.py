@@ -139,12 +139,14 @@ class RunDir:
         checkpoint.save_weights(self.path / MODEL_WEIGHTS, state, metadata=metadata)
 
     def close(self, failed: bool = False) -> None:
-        """Release the lock; a directory this call created and left empty is removed."""
+        """Release the lock; a failure that left nothing but the lock leaves the directory
+        as it found it: removed if this call created it, else empty again."""
         if self._fd is None:
             return
-        if failed and self._created and not any(p.name != LOCK for p in self.path.iterdir()):
+        if failed and not any(p.name != LOCK for p in self.path.iterdir()):
             (self.path / LOCK).unlink(missing_ok=True)
-            self.path.rmdir()
+            if self._created:
+                self.path.rmdir()
         os.close(self._fd)  # closing drops the flock
         self._fd = None
 
