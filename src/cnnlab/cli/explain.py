@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cnnlab.cli.notes import print_channel_note
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.tables import column
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
@@ -74,13 +75,15 @@ def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     """Image files → uint8 (B, C, H, W) in the run's channels and size, read as training and
     predict read them (`read_for_run`: EXIF, alpha, 16-bit, guards against decompression
     bombs and non-regular files, resized as the folder loader resizes: cover the size keeping
-    the aspect ratio, then center-crop). A note on stderr names the files it resized."""
+    the aspect ratio, then center-crop). Notes on stderr name the files it resized or
+    converted to the run's channels."""
     from cnnlab.train.evaluate import read_for_run, resize_note
 
     pixels, sizes = read_for_run(paths, shape)
     note = resize_note([(shown(Path(p)), s) for p, s in zip(paths, sizes, strict=True)], shape[1:])
     if note:
         print(f"note: {note}", file=sys.stderr)
+    print_channel_note(paths, shape[0])
     return pixels
 
 
@@ -160,7 +163,7 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 
 def _explain(args: argparse.Namespace) -> int:
     from cnnlab.explain import overlay
-    from cnnlab.inspect import resolve_target, spatial_layers
+    from cnnlab.inspect import resolve_target, scripted_whole, spatial_layers
     from cnnlab.train.evaluate import predict_logits
 
     if args.layer is not None and args.method not in LAYER_METHODS:
@@ -183,6 +186,7 @@ def _explain(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"{args.method} weighs a layer's (C, H, W) map, and the model has no layer "
                 "with one (H·W > 1); explain it with --method saliency or smoothgrad"
+                + scripted_whole(run.model)
             )
         layer = spatial[-1]
     heat = _heatmaps(run, x, args.method, layer, target)
@@ -204,7 +208,13 @@ def _explain(args: argparse.Namespace) -> int:
 def _visualize(args: argparse.Namespace) -> int:
     from cnnlab import explain
     from cnnlab.explain.features import normalize_maps
-    from cnnlab.inspect import channel_dim, check_map_layer, per_image, spatial_layers
+    from cnnlab.inspect import (
+        channel_dim,
+        check_map_layer,
+        per_image,
+        scripted_whole,
+        spatial_layers,
+    )
 
     run = _load(args.run_dir)
     out = Path(args.out)  # created by the first save
@@ -216,6 +226,11 @@ def _visualize(args: argparse.Namespace) -> int:
         out, raw = _out_and_images(args.out, [args.maps], run.input_shape)
         x = run.preprocess(raw)
         layers = args.layers or spatial_layers(run.model, x)
+        if not layers:  # nothing was drawn, nothing said
+            raise ConfigError(
+                "the model has no layer with a (C, H, W) map (H·W > 1) to draw"
+                + scripted_whole(run.model)
+            )
         for layer in args.layers or []:  # a (B, H, W, C) output is no grid of maps
             check_map_layer(run.model, x, layer)
         maps = explain.feature_maps(run.model, x, layers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
+from cnnlab.cli.notes import print_channel_note
 from cnnlab.data.folder import shown
 from cnnlab.errors import CnnlabError
 
@@ -36,6 +37,7 @@ def _predict(args) -> int:
     note = resize_note(files, run.input_shape[1:])
     if note:  # the file differs from what the model learned at: the one fact to know
         print(f"note: {note}", file=sys.stderr)
+    print_channel_note(args.images, run.input_shape[0])
     return 0
 
 

@@ -116,6 +116,16 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert(target)
 
 
+def mode_change(path: str | Path, channels: int) -> str:
+    """What reading `path` for a `channels`-channel model does to its pixel format: "" when
+    nothing, else "RGB->L" (colour to ITU-R 601-2 luma), "RGBA->RGB" (alpha over black),
+    "L->RGB" ... From the file's header, after `open_image` accepted the file."""
+    with Image.open(Path(path).expanduser()) as img:
+        mode = img.mode
+    target = "L" if channels == 1 else "RGB"
+    return "" if mode == target else f"{mode}->{target}"
+
+
 def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     """Resize to cover `size` (H, W) with the aspect ratio kept, then center-crop: as
     `resize_crop` resizes a data set's tensors (Pillow's antialiased bilinear equals torch's
