@@ -29,7 +29,7 @@ from cnnlab.explain import ExplainError, activation_maximization, gradcam, salie
 from cnnlab.explorer import panels
 from cnnlab.explorer.probe import Network, Probe, dot_product
 from cnnlab.explorer.top import cached_top_images
-from cnnlab.explorer.upload import MAX_BYTES, UploadError, read_upload
+from cnnlab.explorer.upload import MAX_BYTES, UploadError, colour_note, read_upload
 from cnnlab.inspect.progress import Progress
 from cnnlab.train.evaluate import predict_logits, resize_note
 from cnnlab.train.rundir import Run, load_run
@@ -245,7 +245,9 @@ def _prediction_routes(app: FastAPI, ex: Explorer) -> None:
             data = image.file.read(MAX_BYTES + 1)  # one byte more than allowed: too large
             name = image.filename or "the upload"
             pixels, size = read_upload(data, name, run.input_shape)
-            note = resize_note([(name, size)], run.input_shape[1:])
+            notes = (resize_note([(name, size)], run.input_shape[1:]),
+                     colour_note(data, name, run.input_shape[0]))  # fmt: skip
+            note = "; ".join(n for n in notes if n)
         elif sample is not None:
             pixels = ex.sample(sample)
         else:

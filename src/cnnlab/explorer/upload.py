@@ -73,6 +73,35 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
     return w, h
 
 
+def colour_note(data: bytes, name: str, channels: int) -> str:
+    """One sentence when the upload's colour is not the run's (`channels`: 1 or 3), as the
+    resize note says a size was changed; "" when it is. `data` has passed `check_header`.
+    A colour photo on a grey model is converted to grey (luma), a grey one on a colour model
+    copied to R, G and B: the answer is for the converted image, which the page shows."""
+    with Image.open(io.BytesIO(data)) as img:  # the header (and a palette) only
+        grey, mode = _is_grey(img), img.mode
+    if channels == 1 and not grey:
+        return f"{name} is {mode}; converted to grey (luma), the run's one channel"
+    if channels == 3 and grey:
+        return f"{name} is grey ({mode}); copied to R, G and B, the run's three channels"
+    return ""
+
+
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def _is_grey(img: Image.Image) -> bool:
+    """A grey mode, or a palette whose every colour has R = G = B."""
+    if img.mode in GREY_MODES:
+        return True
+    if img.mode in ("P", "PA"):
+        palette = img.getpalette() or []
+        return all(
+            palette[k] == palette[k + 1] == palette[k + 2] for k in range(0, len(palette) - 2, 3)
+        )
+    return False
+
+
 def read_upload(
     data: bytes, name: str, shape: tuple[int, int, int]
 ) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -1,0 +1,75 @@
+"""An upload whose colour is not the run's is converted, and the answer says so, as it says an
+upload was resized: a colour photo on a grey model is read as grey (luma), a grey image on an
+RGB model is copied to three channels. Truths: Pillow's own modes, the runs' input shapes,
+and the pixels the explorer answered for against Pillow's convert("L") / ("RGB")."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import cnnlab
+from cnnlab.explorer import create_app
+from cnnlab.explorer.upload import colour_note
+from test_explorer import CLASSES, SPEC, shape_image
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["grey model", "RGB model"])
+def client(request, tmp_path_factory):
+    from cnnlab.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("upload")
+    for label, name in enumerate(CLASSES):
+        (root / "data" / name).mkdir(parents=True)
+        for i in range(6):
+            shape_image(label, 100 * label + i).save(root / "data" / name / f"{i}.png")
+    spec = {**SPEC, "input": [request.param, 28, 28]}
+    config = TrainConfig(epochs=1, batch_size=4, tta=False, val_fraction=0.2)
+    train(cnnlab.load_spec(spec), str(root / "data"), root / "run", config)
+    return TestClient(create_app(root / "run")), request.param
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def shown_pixels(answer: dict) -> np.ndarray:
+    """The input the explorer answered for, from its PNG data URL: (H, W) or (H, W, 3)."""
+    import base64
+
+    data = base64.b64decode(answer["input"].split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_the_answer_says_a_colour_was_converted(client):
+    client, channels = client
+    gen = np.random.default_rng(0)
+    colour = gen.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    grey = gen.integers(0, 256, (28, 28), dtype=np.uint8)
+    for array, name in ((colour, "colour.png"), (grey, "grey.png")):
+        r = client.post("/api/predict", files={"image": (name, png(array), "image/png")})
+        assert r.status_code == 200, r.text
+        note = r.json().get("note", "")
+        converted = (array.ndim == 3) != (channels == 3)
+        assert (name in note) == converted, (channels, name, note)
+        mode = "RGB" if channels == 3 else "L"
+        truth = np.asarray(Image.fromarray(array).convert(mode))
+        assert np.array_equal(shown_pixels(r.json()), truth)
+
+
+def test_colour_note_by_mode():
+    rgb = png(np.zeros((4, 4, 3), np.uint8))
+    assert "RGB; converted to grey" in colour_note(rgb, "a.png", 1)
+    assert colour_note(rgb, "a.png", 3) == ""
+    grey_palette = io.BytesIO()
+    Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4)).convert("P").save(
+        grey_palette, format="PNG"
+    )
+    assert colour_note(grey_palette.getvalue(), "p.png", 1) == ""  # a palette of greys
+    assert "grey (P)" in colour_note(grey_palette.getvalue(), "p.png", 3)
