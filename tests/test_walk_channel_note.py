@@ -54,3 +54,18 @@ def test_predict_prints_the_note(tmp_path, capsys):
     assert main(["predict", str(run), str(paths["rgb"]), str(paths["gray"])]) == 0
     err = capsys.readouterr().err
     assert "note: 1 image was converted to 1-channel gray" in err and "rgb.png RGB->L" in err
+
+
+def test_a_palette_is_named_by_the_colours_it_holds(tmp_path):
+    """A GIF is a palette image: for an RGB run it is its colours (nothing to say), for a
+    gray run colour made gray; a palette with a transparent index has alpha (Pillow's
+    `info["transparency"]`)."""
+    colours = np.zeros((8, 8, 3), np.uint8)
+    colours[..., 0] = 250
+    Image.fromarray(colours).convert("P").save(tmp_path / "a.gif")
+    assert Image.open(tmp_path / "a.gif").mode == "P"
+    assert channel_note([tmp_path / "a.gif"], 3) == ""
+    assert "a.gif RGB->L" in channel_note([tmp_path / "a.gif"], 1)
+    Image.fromarray(colours).convert("P").save(tmp_path / "t.png", transparency=0)
+    assert "transparency" in Image.open(tmp_path / "t.png").info
+    assert "t.png RGBA->RGB" in channel_note([tmp_path / "t.png"], 3)

@@ -122,6 +122,8 @@ def mode_change(path: str | Path, channels: int) -> str:
     "L->RGB" ... From the file's header, after `open_image` accepted the file."""
     with Image.open(Path(path).expanduser()) as img:
         mode = img.mode
+        if mode == "P":  # open_image expands a palette (a GIF's) to RGB, or RGBA if it has one
+            mode = "RGBA" if "transparency" in img.info else "RGB"
     target = "L" if channels == 1 else "RGB"
     return "" if mode == target else f"{mode}->{target}"
 
