@@ -64,13 +64,7 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
         )
     files = []
     for index, class_dir in enumerate(class_dirs):
-        found = sorted(
-            p
-            for p in class_dir.rglob("*")
-            if p.suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
-            and p.is_file()
-            and not p.name.startswith(".")
-        )
+        found = _image_files(class_dir)
         if not found:
             raise DataError(
                 f"{class_dir}: empty class (no {'/'.join(IMAGE_EXTENSIONS)} files); "
@@ -78,6 +72,37 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
             )
         files += [(p, index) for p in found]
     return tuple(class_name(p) for p in class_dirs), files
+
+
+def _image_files(directory: Path) -> list[Path]:
+    """The image files anywhere under `directory`, sorted (hidden entries left out)."""
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
+        and p.is_file()
+        and not p.name.startswith(".")
+    )
+
+
+def expand_folders(paths: list[str]) -> list[str]:
+    """`paths` with each directory replaced by the image files under it (sorted, as a
+    class folder is read): `cnnlab predict RUN photos/` predicts every image in it. A
+    directory with no image file is a DataError naming it."""
+    out = []
+    for path in paths:
+        directory = Path(path).expanduser()
+        if not directory.is_dir():
+            out.append(path)
+            continue
+        found = _image_files(directory)
+        if not found:
+            raise DataError(
+                f"{shown(directory)}: a directory with no image file "
+                f"({'/'.join(IMAGE_EXTENSIONS)}); give image files or a folder of them"
+            )
+        out += [str(p) for p in found]
+    return out
 
 
 def class_name(folder: Path) -> str:
