@@ -21,6 +21,7 @@ from cnnlab.inspect import (
     forward,
     preserved,
     resolve_layer,
+    scripted_whole,
 )
 
 
@@ -30,7 +31,9 @@ def first_conv(model: nn.Module, x: Tensor | None = None) -> str:
     each C among the convs' in_channels (then 1 and 3) until one reaches a conv."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     if not convs:
-        raise ExplainError("the model has no nn.Conv2d layer whose filters could be shown")
+        raise ExplainError(
+            "the model has no nn.Conv2d layer whose filters could be shown" + scripted_whole(model)
+        )
     if x is not None:
         trials = [check_images(x)[:1]]
     else:

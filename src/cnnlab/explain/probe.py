@@ -29,6 +29,7 @@ from cnnlab.inspect import (
     needs_gradients,
     per_image,
     preserved,
+    scripted_whole,
     trace,
 )
 from cnnlab.inspect.progress import Progress, batch_count
@@ -216,6 +217,11 @@ def linear_probe(
         order = [name for name, _ in trace(model, first, output)]
         if layers is None:
             layers = default_probe_layers(model, first, output)
+            if not layers:  # the input's row alone, as if the model held nothing to probe
+                raise ExplainError(
+                    "the model has no layer to probe (no submodule its forward calls)"
+                    + scripted_whole(model)
+                )
         else:
             layers = [name for name in layers if name != INPUT]
             Capture(model, layers)  # validates the names

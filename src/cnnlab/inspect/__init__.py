@@ -46,7 +46,7 @@ from cnnlab.inspect.batches import as_float, batches, device_of
 from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.checkpoints import gradients, require_graph, through_reentrant
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
-from cnnlab.inspect.hooks import Hooks
+from cnnlab.inspect.hooks import Hooks, scripted_whole
 from cnnlab.inspect.logits import (
     Misfit,
     OutputSelector,
@@ -120,6 +120,7 @@ __all__ = [
     "resolve_layer",
     "resolve_target",
     "run_fast",
+    "scripted_whole",
     "select_logits",
     "spatial_layers",
     "through_reentrant",

@@ -23,6 +23,19 @@ from torch.utils.hooks import RemovableHandle
 Pairs = Iterable[tuple[nn.Module, Callable[..., Any]]]
 
 
+def scripted_whole(model: nn.Module) -> str:
+    """'' for a model whose layers hooks can see; for a model scripted whole (torch.jit.script,
+    trace or load: a model brought as it was deployed) the reason no layer of it is seen, to
+    end a message that found none: the messages said the model had no such layer."""
+    if not isinstance(model, torch.jit.ScriptModule):
+        return ""
+    return (
+        "; the model is TorchScript (torch.jit.script, trace or load), whose layers run where "
+        "no hook sees them and are no torch.nn layer classes: give cnnlab the nn.Module from "
+        "before scripting"
+    )
+
+
 class Hooks:
     """A set of hooks on modules: `before` adds forward pre-hooks, `after` forward hooks, each
     from (module, hook) pairs in order; `remove()` (or leaving `with hooks:`) removes all."""

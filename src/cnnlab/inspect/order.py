@@ -18,7 +18,7 @@ from torch.func import functional_call
 from torch.nn.utils import parametrize
 
 from cnnlab.errors import ExplainError
-from cnnlab.inspect.hooks import Hooks, output_tensor
+from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
 from cnnlab.inspect.preserve import is_compiled_inner, preserved
@@ -345,7 +345,10 @@ def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) ->
     ResNet its last stage; never a padding layer or a window attention's probabilities."""
     spatial = spatial_layers(model, x, output)
     if not spatial:
-        raise ExplainError("the model has no layer with a spatial (B, C, H, W) output, H·W > 1")
+        raise ExplainError(
+            "the model has no layer with a spatial (B, C, H, W) output, H·W > 1"
+            + scripted_whole(model)
+        )
     return spatial[-1]
 
 

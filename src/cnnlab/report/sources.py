@@ -232,7 +232,10 @@ class Sources:
                 if activation_of(module) is not None or shape[1:] not in by_size:
                     by_size[shape[1:]] = name
         if not by_size:
-            raise ReportError("the model has no layer with a spatial (C, H, W) output")
+            raise ReportError(
+                "the model has no layer with a spatial (C, H, W) output"
+                + inspect.scripted_whole(self.model)
+            )
         return list(by_size.values())
 
     @_once
@@ -252,5 +255,8 @@ class Sources:
         names = [n for n, m in spatial if activation_of(m) is not None]
         names = names or [n for n, m in spatial if isinstance(m, nn.Conv2d)]
         if not names:
-            raise ReportError("the model has no layer with a spatial (C, H, W) output")
+            raise ReportError(
+                "the model has no layer with a spatial (C, H, W) output"
+                + inspect.scripted_whole(self.model)
+            )
         return spread(names, self.budget.map_layers)
