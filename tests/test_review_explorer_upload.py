@@ -73,3 +73,14 @@ def test_colour_note_by_mode():
     )
     assert colour_note(grey_palette.getvalue(), "p.png", 1) == ""  # a palette of greys
     assert "grey (P)" in colour_note(grey_palette.getvalue(), "p.png", 3)
+
+
+def test_a_file_over_the_limit_is_not_said_to_be_the_limit():
+    """The route reads MAX_BYTES + 1 bytes of a larger file (a chunked upload has no
+    Content-Length to refuse first): a 20 MiB file was "10.0 MiB; ... up to 10 MiB"."""
+    from cnnlab.explorer.upload import MAX_BYTES, UploadError, check_header
+
+    with pytest.raises(UploadError) as refused:
+        check_header(b"\0" * (MAX_BYTES + 1), "big.png")
+    assert refused.value.status == 413
+    assert "over 10 MiB" in str(refused.value) and "10.0 MiB" not in str(refused.value)

@@ -42,10 +42,10 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
     empty, too large, not one of FORMATS, or has more than MAX_PIXELS pixels."""
     if not data:
         raise UploadError(f"{name} is empty (0 bytes): choose a PNG or JPEG image")
-    if len(data) > MAX_BYTES:
+    if len(data) > MAX_BYTES:  # the caller reads one byte past the limit, not the whole file
         raise UploadError(
-            f"{name} is {len(data) / 2**20:.1f} MiB; the explorer takes images up to "
-            f"{MAX_BYTES // 2**20} MiB: resize or compress it",
+            f"{name} is over {MAX_BYTES // 2**20} MiB, the largest image the explorer takes: "
+            "resize or compress it",
             status=413,
         )
     try:
