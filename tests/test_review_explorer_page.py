@@ -83,6 +83,9 @@ def test_switching_layers_under_a_clicked_unit(server, run_dir):
             page.click("#samples figure >> nth=0")
             page.wait_for_selector("#feature-grid canvas")
             assert page.evaluate("state.featureLayer") == "0"
+            options = page.locator("#feature-layer option").all_text_contents()
+            assert options[:3] == ["0 Conv2d 4×28×28", "1 BatchNorm2d 4×28×28", "2 ReLU 4×28×28"]
+            assert page.text_content("#channel-title").startswith("0 Conv2d, channel 0")
             page.click("#channel-view", position={"x": 270, "y": 270})  # near the corner
             wait_until(page, "state.trace !== null")
             assert min(page.evaluate("state.trace.index.slice(1)")) > 20  # no such row in 5×5

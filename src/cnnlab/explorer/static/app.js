@@ -67,10 +67,13 @@ function showArchitecture(model) {
   for (const lint of arch.lints) lints.append(el("p", `⚠ ${lint.code} (${lint.layer}): ${lint.message}`, "lint-text"));
   if (arch.note) lints.append(el("p", `no layer list: ${arch.note}`, "lint-text"));  // the summary refused the model
   // feature maps: one entry per call of a layer; Grad-CAM: one per module (it reads the last call)
+  // each named with its kind, so a conv's map (before its activation) is told from its ReLU's
+  state.kinds = Object.fromEntries(arch.rows.map((r) => [r.label, r.kind]));
   for (const [select, layers] of [[$("feature-layer"), model.maps], [$("cam-layer"), model.spatial]]) {
     select.replaceChildren();
     for (const name of Object.keys(layers)) {
-      const option = el("option", `${name} ${layers[name].join("×")}`);
+      const kind = state.kinds[name] ? ` ${state.kinds[name]}` : "";
+      const option = el("option", `${name}${kind} ${layers[name].join("×")}`);
       option.value = name;
       select.append(option);
     }
@@ -300,7 +303,7 @@ function paintMap(canvas, c, box) {
 function chooseChannel(c, quiet) {
   state.channel = c;
   for (const canvas of $("feature-grid").children) canvas.classList.toggle("chosen", Number(canvas.dataset.channel) === c);
-  $("channel-title").textContent = `${state.featureLayer}, channel ${c} (${fmt(state.maps.min[c], 4)} … ${fmt(state.maps.max[c], 4)})`;
+  $("channel-title").textContent = `${state.featureLayer}${state.kinds[state.featureLayer] ? " " + state.kinds[state.featureLayer] : ""}, channel ${c} (${fmt(state.maps.min[c], 4)} … ${fmt(state.maps.max[c], 4)})`;
   const at = state.trace && state.trace.index[0] === c ? state.trace.index.slice(1) : null;
   paintMap($("channel-view"), c, at);
   if (!quiet || !state.topLoaded) loadTop(c);
