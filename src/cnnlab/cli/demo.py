@@ -9,6 +9,7 @@ from pathlib import Path
 from cnnlab.cli.evaluate import print_evaluation, tta_views
 from cnnlab.cli.predict import print_predictions
 from cnnlab.cli.train import reporters, run_training
+from cnnlab.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -22,8 +23,28 @@ def register(sub) -> None:
         "is refused)",
     )
     p.add_argument("--epochs", type=int, default=5, help="epochs (default 5, a few minutes)")
-    p.add_argument("--data", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument(
+        "--data",
+        default="fashion-mnist",
+        help="fashion-mnist (default), digits, or a directory of the Fashion-MNIST files: "
+        "the sets of 10 classes the `fast` preset is made for",
+    )
     p.set_defaults(run=_demo)
+
+
+def check_demo_data(data: str) -> None:
+    """The demo trains the `fast` preset, whose head has 10 outputs: another set failed after
+    the first lines with advice the demo cannot take (`--batch-size`, `linear: 4`)."""
+    from cnnlab.data.fashion import split_files
+    from cnnlab.data.sets import dataset_name
+
+    if dataset_name(data) in ("fashion-mnist", "digits") or split_files(data, "train"):
+        return
+    raise ConfigError(
+        f"the demo trains the `fast` preset (10 classes) on fashion-mnist or digits, not "
+        f"{data!r}: for your own images, copy src/cnnlab/design/presets/fast.yaml, set its "
+        "`input` and `linear: <classes>`, and run `cnnlab train SPEC --data DIR --out runs/mine`"
+    )
 
 
 def _demo(args) -> int:
@@ -32,6 +53,7 @@ def _demo(args) -> int:
     from cnnlab.train.evaluate import evaluate, predict
     from cnnlab.train.rundir import check_out, load_run
 
+    check_demo_data(args.data)
     out = Path(args.out)
     check_out(out, resume=False, force=True)  # a refusal comes before any word of training
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
