@@ -73,6 +73,10 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
         stored_config = TrainConfig.from_dict(stored)
     except (ConfigError, TypeError) as error:
         raise RunError(f"{out / 'config.json'}: {error}") from None
+    if config is not None and config.flip is None:
+        # auto (the data decides) is what the run resolved it to on this data: the config a
+        # run was started with resumes it, not 'flip None (run has False)'
+        config = dataclasses.replace(config, flip=stored_config.flip)
     if config is not None and config != stored_config:
         changed = [
             f"{k} {v!r} (run has {getattr(stored_config, k)!r})"
