@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--quick", action="store_true", help="tiny subsets, one seed (a few minutes)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
     p.add_argument("--out", default="lab", help="directory for results.json and lab.html")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per experiment (default 3)")
+    p.add_argument("--seeds", type=int, help="seeds per experiment (default 3; --quick runs one)")
     p.add_argument("--resume", action="store_true", help="keep finished experiments in --out")
     p.add_argument(
         "--rerun", nargs="+", default=[], metavar="NAME", help="run these again (implies --resume)"
@@ -40,6 +40,13 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"{e.name:<14} {e.section:<10} {e.title}")
         return 0
     experiments(args.rerun)  # unknown names fail before anything runs
+    if args.quick and args.seeds not in (None, 1):  # the quick lab is one seed: never silently
+        from cnnlab.errors import ConfigError
+
+        raise ConfigError(
+            f"--quick runs one seed, not --seeds {args.seeds}: drop --seeds, or drop --quick "
+            f"for {args.seeds} seeds on the full subsets"
+        )
     start = time.perf_counter()
     results = _run_with_progress(console, chosen, args)
     _print_table(console, chosen, results)
@@ -82,7 +89,7 @@ def _run_with_progress(console, chosen, args):
             chosen,
             args.out,
             quick=args.quick,
-            seeds=args.seeds,
+            seeds=3 if args.seeds is None else args.seeds,
             resume=args.resume,
             rerun=args.rerun,
             threads=args.threads,
