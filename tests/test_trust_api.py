@@ -1,5 +1,5 @@
-"""cnnlab.train.train from Python: the config a run started with resumes it, and nothing
-is printed."""
+"""cnnlab.train.train from Python: the config a run started with resumes it, arguments of
+the wrong type are one ConfigError before anything is written, and nothing is printed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from cnnlab.errors import RunError
+from cnnlab.errors import ConfigError, RunError
 from cnnlab.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
@@ -40,3 +40,22 @@ def test_the_config_a_run_started_with_resumes_it_and_nothing_is_printed(tmp_pat
     with pytest.raises(RunError, match=r"different options: lr 0.5 \(run has 0.1\); resume"):
         train(TINY, "digits", tmp_path / "run", other, resume=True)
     assert capfd.readouterr() == ("", "")  # the library never prints
+
+
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"config": {"epochs": 1}}, "config must be a TrainConfig"),
+        ({"on_epoch": "print"}, "on_epoch must be callable"),
+        ({"out": 123}, "out must be a directory path"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_one_error_before_any_write(
+    options, words, tmp_path, monkeypatch
+):
+    """They were an AttributeError, a TypeError after the first epoch (its run left
+    behind) and a TypeError from pathlib."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=words):
+        train(TINY, "digits", **{"out": tmp_path / "run", **options})
+    assert list(tmp_path.iterdir()) == []

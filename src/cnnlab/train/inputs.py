@@ -45,6 +45,21 @@ class ModelChoice:
         return self.spec.to_yaml() if self.spec is not None else None
 
 
+def check_arguments(out, config, on_epoch) -> None:
+    """train()'s arguments' types, before anything is written: a dict for `config` failed as an
+    AttributeError, and a non-callable `on_epoch` as a TypeError after the first epoch, its
+    run directory left behind."""
+    if out is not None and not isinstance(out, str | Path):
+        raise ConfigError(f"out must be a directory path (str or Path), got {type(out).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise ConfigError(
+            f"config must be a TrainConfig, got {type(config).__name__}; e.g. "
+            "TrainConfig(**options) or TrainConfig.from_dict(options)"
+        )
+    if on_epoch is not None and not callable(on_epoch):
+        raise ConfigError(f"on_epoch must be callable(row, epochs), got {on_epoch!r}")
+
+
 def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
     """A spec (Spec, dict, preset name, file), a ModelSource or an nn.Module, built with
     torch seeded by `seed` (a module keeps the weights it has)."""

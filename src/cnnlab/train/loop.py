@@ -36,6 +36,7 @@ from cnnlab.errors import ConfigError, RunError
 from cnnlab.train import checkpoint, distributed, fp32_layers, guard, measure
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
 from cnnlab.train.inputs import (
+    check_arguments,
     check_fit,
     check_steps,
     choose_model,
@@ -89,6 +90,7 @@ def train(
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
     RunError/DataError/SpecError/ConfigError on bad input.
     """
+    check_arguments(out, config, on_epoch)  # before Path(out) takes an int for a path
     request = Request(
         model_or_spec, data, None if out is None else Path(out), config, resume, force,
         strict, progress, on_epoch, checkpoint_seconds,
