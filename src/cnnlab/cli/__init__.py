@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    for listed in sub._choices_actions:  # `cnnlab eval --help` said nothing of what eval does
+        command = sub.choices[listed.dest]
+        command.description = command.description or listed.help
     return parser
 
 

@@ -9,7 +9,9 @@ import sys
 def register(sub) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")
-    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument(
+        "--split", default="test", choices=("train", "test"), help="split to score (default test)"
+    )
     p.add_argument(
         "--tta",
         action="store_true",

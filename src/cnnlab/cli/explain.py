@@ -42,8 +42,10 @@ def count(text: str) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="heatmaps of why a run predicts what it predicts")
     p.add_argument("run_dir", metavar="RUN", help="a run directory (cnnlab train --out)")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG files")
-    p.add_argument("--method", choices=METHODS, default="gradcam")
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument(
+        "--method", choices=METHODS, default="gradcam", help="what to draw (default gradcam)"
+    )
     p.add_argument("--layer", help="dotted module name for Grad-CAM (default: last spatial)")
     p.add_argument("--target", type=int, help="class index to explain (default: prediction)")
     p.add_argument("--top-k", type=count, default=3, help="predictions to print per image")
@@ -51,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_explain)
 
     v = sub.add_parser("visualize", help="PNG grids of filters, feature maps or actmax images")
-    v.add_argument("run_dir", metavar="RUN")
+    v.add_argument("run_dir", metavar="RUN", help="run directory")
     what = v.add_mutually_exclusive_group(required=True)
     what.add_argument("--filters", action="store_true", help="the first conv layer's kernels")
     what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
@@ -63,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(run=_visualize)
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
-    q.add_argument("run_dir", metavar="RUN")
+    q.add_argument("run_dir", metavar="RUN", help="run directory")
     q.add_argument("--train", type=int, default=5000, help="training images for the probes")
     q.add_argument("--test", type=int, default=2000, help="test images")
     q.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations per probe")
