@@ -54,3 +54,38 @@ def test_grad_cam_inside_a_no_grad_backbone_says_why_and_how_to_freeze_instead()
     ref = LayerAttribution.interpolate(ref, (8, 8), interpolate_mode="bilinear")[:, 0]
     ref = ref / ref.amax((1, 2), keepdim=True)
     assert torch.allclose(gradcam(fixed, x), ref, atol=1e-5)
+
+
+class PerImageLoop(nn.Module):
+    """A block called once per image, in a Python loop over the batch (a model written for
+    images of different sizes, or ported from per-sample code)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.stem(x)
+        h = torch.cat([self.block(h[i : i + 1]) for i in range(x.shape[0])])
+        return self.fc(h.mean((2, 3)))
+
+
+def test_the_default_probe_leaves_out_a_block_called_once_per_image():
+    """linear_probe's default layers held `block`, whose last call holds one image: the probe
+    failed on its own choice ('gives 1 rows for 6 images'). Truth: a plain forward hook."""
+    from cnnlab.explain import linear_probe
+    from cnnlab.explain.probe import default_probe_layers
+
+    torch.manual_seed(0)
+    model, x, y = PerImageLoop().eval(), torch.randn(6, 1, 8, 8), torch.arange(6) % 3
+    rows = []
+    hook = model.block.register_forward_hook(lambda m, i, o: rows.append(len(o)))
+    model(x)
+    hook.remove()
+    assert rows == [1] * 6  # six calls of one image each
+    assert default_probe_layers(model, x) == ["stem.0", "stem.1", "fc"]  # Sequentials opened
+    assert set(linear_probe(model, (x, y), (x, y), epochs=1)) == {"input", "stem.0", "stem.1", "fc"}
+    with pytest.raises(ExplainError, match="'block' gives 1 rows for 6 images.*once per image"):
+        linear_probe(model, (x, y), (x, y), layers=["block"], epochs=1)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import (
+    CallOrder,
     Capture,
     OutputSelector,
     as_float,
@@ -47,10 +48,16 @@ def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = N
     """The model's blocks: its direct children, with containers (Sequential, ModuleList,
     ModuleDict), wrappers (a child holding at least WRAPPER_SHARE of the parameters) and
     children whose output is no tensor (a transformers encoder's record) replaced by their
-    children, recursively; those called, in forward order."""
+    children, recursively; those called, in forward order, with one row per image (in a
+    forward of two images: not a window attention's rows, nor a block the forward calls
+    once per image, whose every call the probe read as the whole batch and refused)."""
     chosen: set[str] = set()
     total = sum(p.numel() for p in model.parameters())
-    tensors = dict(trace(model, x, output))  # the modules called with a tensor output
+    with CallOrder(model) as order, torch.no_grad():
+        forward(model, x[:1].expand(2, *x.shape[1:]), output, logits=False)
+    rows = {name: shape[0] for name, shape in order.calls if shape}  # of each's last call
+    # the modules called with a tensor output of a row per image
+    tensors = {name: shape for name, shape in trace(model, x, output) if rows.get(name) == 2}
 
     def opened(name: str, child: nn.Module) -> bool:
         if isinstance(child, _CONTAINERS):

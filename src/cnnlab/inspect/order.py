@@ -334,7 +334,8 @@ def per_image(t: Tensor, layer: str, images: int, fix: str) -> Tensor:
     if len(t) != images:
         raise ExplainError(
             f"layer {layer!r} gives {len(t)} rows for {images} image{'s' * (images != 1)} (one "
-            f"per window or token group: its first dim is not the images'); {fix}"
+            "per window or token group, or one image's: a layer the forward calls once per "
+            f"image; its first dim is not the images'); {fix}"
         )
     return t
 
