@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.errors import RunError
-from cnnlab.train import TrainConfig, train
+from cnnlab.train import TrainConfig, load_run, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -57,3 +57,21 @@ def test_a_resume_on_data_changed_under_its_path_is_refused(tmp_path):
         train(TINY2, None, out, None, resume=True)
     extra.unlink()
     assert train(TINY2, None, out, None, resume=True)["epochs"] == 2
+
+
+def test_a_run_whose_data_directory_moved_says_how_to_bring_it_back(tmp_path):
+    """config.json records a folder by its absolute path: moved (or the run copied to another
+    machine), resume and every command failed with 'no such directory' and, given the new
+    place, resume refused it. Each now says the path is gone and how to link it back; linked,
+    the resume ends the run (the data check above vouches it is the same data)."""
+    data, out = _folder(tmp_path / "imgs"), tmp_path / "run"
+    _stopped_after_epoch_1(data, out)
+    (tmp_path / "imgs").rename(tmp_path / "moved")
+    for given in (None, str(tmp_path / "moved")):
+        with pytest.raises(RunError, match=f"{data} no longer exists.*ln -s NEW_PLACE {data}"):
+            train(TINY2, given, out, None, resume=True)
+    (tmp_path / "imgs").symlink_to(tmp_path / "moved")
+    assert train(TINY2, None, out, None, resume=True)["epochs"] == 2
+    (tmp_path / "imgs").unlink()
+    with pytest.raises(RunError, match="cannot load its data.*no longer exists.*ln -s"):
+        load_run(out).dataset("test")

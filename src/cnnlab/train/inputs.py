@@ -21,7 +21,7 @@ from cnnlab.errors import ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.rundir import SPEC, read_config
+from cnnlab.train.rundir import SPEC, data_gone, read_config
 from cnnlab.train.source import ModelSource, check_materialized
 
 
@@ -103,11 +103,14 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
             "them or start a new run"
         )
     choice = _stored_model(out, stored, model_or_spec, stored_config.seed)
+    gone = data_gone(stored["data"])
+    if data is None and gone:
+        raise RunError(f"cannot resume {out}: its data is missing{gone}")
     if data is None:
         data = stored["data"]
     elif isinstance(data, str | Path) and str(data_name(data)) != stored["data"]:
         raise RunError(
-            f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}"
+            f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}{gone}"
         )
     return choice, data, stored_config
 

@@ -40,6 +40,7 @@ from cnnlab.train.run_files import (
     MODEL_WEIGHTS,
     SPEC,
     check_config,
+    data_gone,
     read_config,
     read_metrics,
     run_hashes,
@@ -118,7 +119,9 @@ class Run:
         try:
             return load_dataset(self.data, split, channels=c, size=(h, w))
         except CnnlabError as error:
-            raise RunError(f"{self.path}: cannot load its data {self.data!r}: {error}") from error
+            raise RunError(
+                f"{self.path}: cannot load its data {self.data!r}: {error}{data_gone(self.data)}"
+            ) from error
 
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl, one per epoch (empty before the first epoch ends)."""

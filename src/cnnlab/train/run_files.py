@@ -114,6 +114,18 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def data_gone(data: Any) -> str:
+    """'' unless `data` names a data directory (config.json records one by its absolute
+    path) that is gone, as in a run copied to another machine or data moved since; then how
+    to bring it back, for the end of a message."""
+    if not isinstance(data, str) or not Path(data).is_absolute() or Path(data).exists():
+        return ""
+    return (
+        f"; {data} no longer exists (a run records its data directory by its absolute path): "
+        f"put the data back there, or link it there (ln -s NEW_PLACE {data})"
+    )
+
+
 def check_config(config: dict[str, Any], path: Path) -> None:
     """Every field a later command relies on, checked; RunError naming file and field."""
     where = path / CONFIG

@@ -40,6 +40,7 @@ from cnnlab.train.run_files import (
     WRITTEN,
     WRITTEN_DIRS,
     check_config,
+    data_gone,
     images_per_second,
     is_run,
     read_config,
@@ -53,8 +54,9 @@ from cnnlab.train.run_files import (
 __all__ = [
     "CHECKPOINT_STATE", "CHECKPOINT_TENSORS", "CONFIG", "EVALUATION", "HASHES_KEY", "LOCK",
     "METRICS", "MODEL_WEIGHTS", "REPORT", "REQUIRED_CONFIG", "SPEC", "UNHASHED", "WRITTEN",
-    "WRITTEN_DIRS", "Run", "RunDir", "check_config", "check_out", "images_per_second", "is_run",
-    "load_run", "made_in_forward", "read_config", "read_metrics", "run_hashes", "weight_mismatch",
+    "WRITTEN_DIRS", "Run", "RunDir", "check_config", "check_out", "data_gone", "images_per_second",
+    "is_run", "load_run", "made_in_forward", "read_config", "read_metrics", "run_hashes",
+    "weight_mismatch",
 ]  # fmt: skip
 
 
