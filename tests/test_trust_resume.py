@@ -9,6 +9,7 @@ from PIL import Image
 
 from cnnlab.errors import RunError
 from cnnlab.train import TrainConfig, load_run, train
+from tiny_nets import imported_run, tiny_net_source
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -75,3 +76,15 @@ def test_a_run_whose_data_directory_moved_says_how_to_bring_it_back(tmp_path):
     (tmp_path / "imgs").unlink()
     with pytest.raises(RunError, match="cannot load its data.*no longer exists.*ln -s"):
         load_run(out).dataset("test")
+
+
+def test_a_run_whose_model_code_moved_says_how_to_bring_it_back(tmp_path):
+    """A --model file.py:factory run records the file by its absolute path: moved, every
+    command said 'restore the file'; it says how (the path, or a link), and a link works."""
+    (tmp_path / "nets.py").write_text(tiny_net_source())
+    run = imported_run(tmp_path, tiny_net_source(), data="digits")
+    (tmp_path / "nets.py").rename(tmp_path / "moved.py")
+    with pytest.raises(RunError, match=f"absolute path.*ln -s NEW_PLACE {tmp_path / 'nets.py'}"):
+        load_run(run)
+    (tmp_path / "nets.py").symlink_to(tmp_path / "moved.py")
+    assert load_run(run).classes == tuple("0123456789")

@@ -142,9 +142,11 @@ class ModelSource:
             shape = None if shape is None else tuple(int(n) for n in shape)
         except (KeyError, TypeError, AttributeError, ValueError, SpecError) as error:
             raise RunError(f"{where}: malformed 'model' record ({error})") from error
-        if not file.is_file():
+        if not file.is_file():  # moved, or the run copied to another machine
             raise RunError(
-                f"{run_dir}: its model code {file} ({reference}) is missing; restore the file"
+                f"{run_dir}: its model code {file} ({reference}) is missing (a run records it "
+                f"by its absolute path); put the file back there, or link it there (ln -s "
+                f"NEW_PLACE {file}): its SHA-256 is checked"
             )
         now = file_sha256(file)
         if now != sha and not _accepting(accept_changed):
