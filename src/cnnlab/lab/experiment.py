@@ -141,6 +141,9 @@ class Trained:
     std: tuple[float, ...]
     metrics: dict[str, Any]  # the trainer's result: val_acc, test_acc, train_acc, ...
     history: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl rows, per epoch
+    # the images its weights were fitted on: the training set less the trainer's validation
+    # split, where a training accuracy (an overfitting gap) is measured
+    trained_on: ImageSet | None = None
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 `(N, C, H, W)` -> the normalized float input the model was trained on."""
@@ -217,8 +220,9 @@ class Context:
         history: list[dict[str, Any]] = []
         metrics = train(model, data, None, cfg, on_epoch=lambda row, _: history.append(row))
         trained_model = metrics.pop("model")
-        mean, std = _train_stats(data[0], cfg)
-        return Trained(trained_model, mean, std, metrics, history)
+        part = _train_part(data[0], cfg)
+        mean, std = normalization_stats(part)
+        return Trained(trained_model, mean, std, metrics, history, part)
 
     def untrained(self, model_spec: Any, data: tuple[ImageSet, ImageSet], seed: int) -> Trained:
         """The model `train` would start from (same seed, same initial weights, same
@@ -230,13 +234,17 @@ class Context:
         return Trained(model, mean, std, {})
 
 
-def _train_stats(train_set: ImageSet, cfg: TrainConfig) -> tuple[tuple, tuple]:
-    """The trainer's normalization: statistics of the training part of its seeded split
-    (the same pure functions, so the same numbers)."""
-    part = train_set
+def _train_part(train_set: ImageSet, cfg: TrainConfig) -> ImageSet:
+    """The images the trainer fits on: the training part of its seeded split (the same pure
+    function, so the same images)."""
     if cfg.val_fraction:
-        part = train_val_split(train_set, cfg.val_fraction, cfg.seed)[0]
-    return normalization_stats(part)
+        return train_val_split(train_set, cfg.val_fraction, cfg.seed)[0]
+    return train_set
+
+
+def _train_stats(train_set: ImageSet, cfg: TrainConfig) -> tuple[tuple, tuple]:
+    """The trainer's normalization: statistics of the images it fits on."""
+    return normalization_stats(_train_part(train_set, cfg))
 
 
 def _head(ds: ImageSet, n: int) -> ImageSet:
