@@ -89,3 +89,17 @@ def test_the_default_probe_leaves_out_a_block_called_once_per_image():
     assert set(linear_probe(model, (x, y), (x, y), epochs=1)) == {"input", "stem.0", "stem.1", "fc"}
     with pytest.raises(ExplainError, match="'block' gives 1 rows for 6 images.*once per image"):
         linear_probe(model, (x, y), (x, y), layers=["block"], epochs=1)
+
+
+def test_float64_images_on_float32_weights_are_told_their_dtype_not_channels_and_size():
+    """A float64 batch (from NumPy) was told to 'give images with the channels and size the
+    model was trained on', which they had. Truth: torch's own refusal, and the fix works."""
+    from cnnlab.explain import saliency
+
+    model, x = FrozenBackbone(no_grad=False).eval(), torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="double"):
+        model(x)
+    with pytest.raises(ExplainError, match=r"float64 images.*x\.to\(torch\.float32\)") as said:
+        saliency(model, x)
+    assert "channels and size" not in str(said.value)
+    assert saliency(model, x.to(torch.float32)).shape == (2, 8, 8)

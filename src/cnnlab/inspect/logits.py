@@ -81,6 +81,12 @@ def forward(
         out = model(x.clone())
     except RuntimeError as error:  # shape, channel or dtype mismatch inside a torch op
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
+        if weights != x.dtype:  # float64 images on float32 weights: told to fix channels, size
+            raise ExplainError(
+                f"the model cannot run on {x.dtype} images ({first}); its weights are "
+                f"{weights}: give the images as x.to({weights})"
+            ) from error
         raise ExplainError(
             f"the model cannot run on images of shape {tuple(x.shape)} ({first}); give images "
             "with the channels and size the model was trained on"
