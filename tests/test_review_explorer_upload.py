@@ -1,7 +1,8 @@
-"""An upload whose colour is not the run's is converted, and the answer says so, as it says an
-upload was resized: a colour photo on a grey model is read as grey (luma), a grey image on an
-RGB model is copied to three channels. Truths: Pillow's own modes, the runs' input shapes,
-and the pixels the explorer answered for against Pillow's convert("L") / ("RGB")."""
+"""An upload whose pixel format is not the run's is converted, and the answer says so, as it
+says an upload was resized and as predict says it of a file (`data.image.mode_change`): a
+colour photo on a grey model is read as luma, alpha composited over black; a grey image on an
+RGB model repeats its values, nothing to say. Truths: Pillow's own modes, the runs' input
+shapes, and the pixels the explorer answered for against Pillow's convert("L") / ("RGB")."""
 
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ def test_the_answer_says_a_colour_was_converted(client):
         r = client.post("/api/predict", files={"image": (name, png(array), "image/png")})
         assert r.status_code == 200, r.text
         note = r.json().get("note", "")
-        converted = (array.ndim == 3) != (channels == 3)
-        assert (name in note) == converted, (channels, name, note)
+        converted = array.ndim == 3 and channels == 1  # grey into RGB: the same values
+        assert (f"{name} was converted" in note) == converted, (channels, name, note)
         mode = "RGB" if channels == 3 else "L"
         truth = np.asarray(Image.fromarray(array).convert(mode))
         assert np.array_equal(shown_pixels(r.json()), truth)
@@ -65,14 +66,13 @@ def test_the_answer_says_a_colour_was_converted(client):
 
 def test_colour_note_by_mode():
     rgb = png(np.zeros((4, 4, 3), np.uint8))
-    assert "RGB; converted to grey" in colour_note(rgb, "a.png", 1)
-    assert colour_note(rgb, "a.png", 3) == ""
-    grey_palette = io.BytesIO()
-    Image.fromarray(np.arange(16, dtype=np.uint8).reshape(4, 4)).convert("P").save(
-        grey_palette, format="PNG"
+    assert colour_note(rgb, "a.png", 1) == (
+        "a.png was converted to 1-channel gray, the run's input (RGB->L)"
     )
-    assert colour_note(grey_palette.getvalue(), "p.png", 1) == ""  # a palette of greys
-    assert "grey (P)" in colour_note(grey_palette.getvalue(), "p.png", 3)
+    assert colour_note(rgb, "a.png", 3) == ""
+    rgba = png(np.zeros((4, 4, 4), np.uint8))
+    assert colour_note(rgba, "t.png", 3).endswith("(RGBA->RGB); transparent pixels are black")
+    assert colour_note(png(np.zeros((4, 4), np.uint8)), "g.png", 3) == ""
 
 
 def test_a_file_over_the_limit_is_not_said_to_be_the_limit():

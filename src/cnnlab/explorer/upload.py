@@ -13,6 +13,7 @@ Limits (each refusal is an `UploadError` whose message says what is wrong and wh
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
@@ -21,6 +22,7 @@ import warnings
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from cnnlab.data.image import mode_change
 from cnnlab.errors import DataError
 from cnnlab.train.evaluate import read_for_run
 
@@ -74,32 +76,30 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
 
 
 def colour_note(data: bytes, name: str, channels: int) -> str:
-    """One sentence when the upload's colour is not the run's (`channels`: 1 or 3), as the
-    resize note says a size was changed; "" when it is. `data` has passed `check_header`.
-    A colour photo on a grey model is converted to grey (luma), a grey one on a colour model
-    copied to R, G and B: the answer is for the converted image, which the page shows."""
-    with Image.open(io.BytesIO(data)) as img:  # the header (and a palette) only
-        grey, mode = _is_grey(img), img.mode
-    if channels == 1 and not grey:
-        return f"{name} is {mode}; converted to grey (luma), the run's one channel"
-    if channels == 3 and grey:
-        return f"{name} is grey ({mode}); copied to R, G and B, the run's three channels"
-    return ""
+    """One sentence when reading the upload changed its pixel format for the run's input
+    (`channels`: 1 or 3), as predict's note says it of a file (`data.image.mode_change`): a
+    colour photo on a grey model is read as luma, alpha is composited over black; "" when
+    nothing changed, or grey became RGB (the same values, repeated). The answer is for the
+    converted image, which the page shows. `data` has passed `check_header`."""
+    with _written(data) as path:
+        change = mode_change(path, channels)
+    if not change or change.split("->")[0] in ("L", "1"):
+        return ""
+    what = "1-channel gray" if channels == 1 else "3-channel RGB"
+    alpha = "; transparent pixels are black" if change.split("->")[0].upper().endswith("A") else ""
+    return f"{name} was converted to {what}, the run's input ({change}){alpha}"
 
 
-GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"}
-
-
-def _is_grey(img: Image.Image) -> bool:
-    """A grey mode, or a palette whose every colour has R = G = B."""
-    if img.mode in GREY_MODES:
-        return True
-    if img.mode in ("P", "PA"):
-        palette = img.getpalette() or []
-        return all(
-            palette[k] == palette[k + 1] == palette[k + 2] for k in range(0, len(palette) - 2, 3)
-        )
-    return False
+@contextlib.contextmanager
+def _written(data: bytes):
+    """A temporary file holding `data` (the image readers take paths), removed after."""
+    fd, path = tempfile.mkstemp(prefix="cnnlab-upload-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        yield path
+    finally:
+        os.unlink(path)
 
 
 def read_upload(
@@ -108,14 +108,9 @@ def read_upload(
     """The uploaded bytes as uint8 (1, C, H, W) for a model of input `shape` (C, H, W), read
     as predict reads a file (`read_for_run`), and the upload's own (H, W)."""
     check_header(data, name)
-    fd, path = tempfile.mkstemp(prefix="cnnlab-upload-")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
+    with _written(data) as path:
         try:
             pixels, (size,) = read_for_run([path], shape)
         except DataError as error:  # say the upload's name, not the temporary file's
             raise UploadError(str(error).replace(path, name)) from None
-    finally:
-        os.unlink(path)
     return pixels, size
