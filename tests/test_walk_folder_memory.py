@@ -1,0 +1,50 @@
+"""An image folder is read one image at a time: each file is decoded, converted and resized
+before the next is opened, so a folder of large photos does not hold every full-size
+decoded image at once (40 photos of 6 megapixels took 1.2 GB to make 40 images of 32×32)."""
+
+import gc
+import weakref
+
+import numpy as np
+from PIL import Image
+
+import cnnlab.data.folder as folder
+from cnnlab.data import image_folder
+
+
+def _photos(root, modes=("RGB",)):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            rgb = Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
+            rgb.convert(modes[i % len(modes)]).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_decoded_images_are_not_all_held(tmp_path, monkeypatch):
+    refs, most = [], [0]
+    real = folder.open_image
+
+    def counting(path):
+        gc.collect()
+        alive = sum(ref() is not None for ref in refs)  # decoded images held as one more opens
+        most[0] = max(most[0], alive)
+        img = real(path)
+        refs.append(weakref.ref(img))
+        return img
+
+    monkeypatch.setattr(folder, "open_image", counting)
+    ds = image_folder(_photos(tmp_path / "p"), size=16)
+    assert len(ds) == 12 and most[0] <= 1
+
+
+def test_an_all_gray_folder_reads_as_if_read_as_gray(tmp_path):
+    """Gray modes (L, LA, 16-bit I;16 via 'I') read with channels=None equal channels=1."""
+    root = _photos(tmp_path / "g", modes=("L", "LA"))
+    Image.fromarray(np.full((30, 30), 40000, np.uint16)).save(root / "a" / "deep.png")
+    assert Image.open(root / "a" / "deep.png").mode.startswith("I")
+    found, gray = image_folder(root, size=16), image_folder(root, channels=1, size=16)
+    assert found.shape == gray.shape == (1, 16, 16)
+    assert (found.images == gray.images).all()
+    assert found.converted == gray.converted
