@@ -102,12 +102,29 @@ def _written(data: bytes):
         os.unlink(path)
 
 
+def _check_cover(name: str, size: tuple[int, int], target: tuple[int, int]) -> None:
+    """UploadError 413 when resizing an (H, W) image to cover `target` (the loader's cover,
+    then centre crop) makes more than MAX_PIXELS: a 467-byte 1×400,000 PNG became a
+    28×11,200,000 image on the way to 28×28, 1.9 GB and 3 s for one request."""
+    (h, w), (th, tw) = size, target
+    scale = max(th / h, tw / w)
+    rh, rw = max(th, round(h * scale)), max(tw, round(w * scale))
+    if rh * rw > MAX_PIXELS:
+        raise UploadError(
+            f"{name} is {h}×{w} (H×W): covering the run's {th}×{tw} input would first resize "
+            f"it to {rh:,}×{rw:,} pixels, more than the {MAX_PIXELS / 1e6:.1f} M the explorer "
+            "decodes: crop it closer to its object",
+            status=413,
+        )
+
+
 def read_upload(
     data: bytes, name: str, shape: tuple[int, int, int]
 ) -> tuple[torch.Tensor, tuple[int, int]]:
     """The uploaded bytes as uint8 (1, C, H, W) for a model of input `shape` (C, H, W), read
     as predict reads a file (`read_for_run`), and the upload's own (H, W)."""
-    check_header(data, name)
+    w, h = check_header(data, name)
+    _check_cover(name, (h, w), shape[1:])
     with _written(data) as path:
         try:
             pixels, (size,) = read_for_run([path], shape)
