@@ -28,3 +28,15 @@ def test_stacking_that_lost_both_says_both():
 def test_stacking_that_lost_one_says_that_one():
     verdict = ex_stacking.judge(stacking((80.0, 3, 79.0, 7), (81.0, 3, 80.0, 7)))
     assert verdict.meaning.endswith("the stack lost effective field.")
+
+
+def test_translation_holds_only_where_the_shift_hurts_the_mlp():
+    """Both CNNs within 5 points at 3 px is invariance only if the MLP, without sharing, lost
+    more: a shift that costs the MLP nothing too says nothing of weight sharing."""
+    from cnnlab.lab import ex_translation
+    from test_lab_rules import translation
+
+    easy = ex_translation.judge(translation((2.0, 4.0, 3.0), (3.0, 5.0, 2.0)))
+    assert easy.outcome == "inconclusive" and "does not tell" in easy.meaning
+    hard = ex_translation.judge(translation((2.0, 4.0, 30.0), (3.0, 5.0, 25.0)))
+    assert hard.outcome == "holds"
