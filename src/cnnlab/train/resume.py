@@ -17,8 +17,16 @@ import torch
 
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
-from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
-from cnnlab.train.rundir import CONFIG, SPEC, read_config, read_metrics, run_hashes, weight_mismatch
+from cnnlab.train.checkpoint import CHECKPOINT_TENSORS, MODEL_WEIGHTS
+from cnnlab.train.rundir import (
+    CONFIG,
+    METRICS,
+    SPEC,
+    read_config,
+    read_metrics,
+    run_hashes,
+    weight_mismatch,
+)
 
 NEEDED = ("epoch", "step", "partial", "wall", "optimizer", "rng")
 
@@ -29,6 +37,7 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
     out = parts.out
     path = out / CHECKPOINT_TENSORS
     if not path.is_file():  # stopped before its first checkpoint: nothing to lose, start over
+        _check_nothing_trained(out, path)
         fresh = {"epoch": 0, "step": 0, "partial": [0.0, 0, 0, 0.0], "wall": 0.0, "rows": []}
         return fresh, ["there was no checkpoint yet: the run started again from its beginning"]
     tensors, state = checkpoint.load_checkpoint(out)  # NaN/inf refused, naming the file
@@ -76,6 +85,21 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
             {"epoch": state["epoch"], "step": state["step"], "changed": notes},
         )
     return {**state, "rows": rows}, notes
+
+
+def _check_nothing_trained(out, path) -> None:
+    """No checkpoint is 'stopped before its first' only when nothing was trained: a run
+    whose checkpoint was deleted (to save space) was trained again from its beginning,
+    overwriting its weights and metrics, with a note saying there was no checkpoint yet."""
+    rows = read_metrics(out)
+    if rows or (out / MODEL_WEIGHTS).is_file():
+        done = f"{len(rows)} epoch{'s' if len(rows) != 1 else ''} in {METRICS}" if rows else ""
+        done = done or f"its {MODEL_WEIGHTS}"
+        raise RunError(
+            f"cannot resume {out}: {path.name} is missing though the run has trained ({done}), "
+            "so a resume would train it again from its beginning over them; restore the "
+            "checkpoint, or start again with --force"
+        )
 
 
 def check_same_data(out, splits: Any) -> None:
