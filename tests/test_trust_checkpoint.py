@@ -32,13 +32,3 @@ def test_a_run_whose_checkpoint_was_deleted_is_not_trained_again(tmp_path):
     assert (out / "model.safetensors").read_bytes() == weights
     assert (out / "metrics.jsonl").read_text() == rows
 
-
-def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path):
-    """It printed the run's table as if it had trained. Truth: the files training left."""
-    out = tmp_path / "run"
-    train(TINY, "digits", out, CONFIG)
-    weights, rows = (out / "model.safetensors").read_bytes(), (out / "metrics.jsonl").read_text()
-    result = train(TINY, "digits", out, None, resume=True)
-    assert "the run had finished (epoch 1): nothing to train" in result["notes"]
-    assert (out / "model.safetensors").read_bytes() == weights
-    assert (out / "metrics.jsonl").read_text() == rows

@@ -172,8 +172,6 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
         position, resumed = _restore(parts)
-        if position.epoch == parts.config.epochs:  # else it reads as if it had trained
-            resumed.append(f"the run had finished (epoch {position.epoch}): nothing to train")
     try:
         _run_epochs(parts, position, request)
         result = measure.finish(parts, position.rows, splits)
