@@ -31,4 +31,3 @@ def test_a_run_whose_checkpoint_was_deleted_is_not_trained_again(tmp_path):
         train(TINY, "digits", out, None, resume=True)
     assert (out / "model.safetensors").read_bytes() == weights
     assert (out / "metrics.jsonl").read_text() == rows
-
