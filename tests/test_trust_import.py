@@ -31,3 +31,16 @@ def test_an_import_stopped_in_its_evaluation_leaves_nothing_and_can_run_again(
     monkeypatch.undo()
     imported_run(tmp_path, tiny_net_source(), data="digits")
     assert (run / "evaluation.json").is_file() and (run / "model.safetensors").is_file()
+
+
+def test_an_imported_run_is_not_resumed(tmp_path):
+    """An import has no TrainConfig nor checkpoint: --resume trained a freshly built model
+    with default options over the imported weights. Truth: the weights as imported."""
+    from cnnlab.errors import RunError
+    from cnnlab.train import train
+
+    run = imported_run(tmp_path, tiny_net_source(), data="digits")
+    weights = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="made by cnnlab import.*no training to continue"):
+        train(None, None, run, resume=True)
+    assert (run / "model.safetensors").read_bytes() == weights

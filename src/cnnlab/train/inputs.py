@@ -84,6 +84,11 @@ def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
 def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig | None):
     """(ModelChoice, data, config) stored in `out`; RunError when the caller's differ."""
     stored = read_config(out)
+    if "imported" in stored:  # no TrainConfig, no checkpoint: a resume trained a fresh model
+        raise RunError(
+            f"cannot resume {out}: it was made by cnnlab import, not trained here, so there is "
+            "no training to continue; train its model in a new run (--model REF --out NEW)"
+        )
     try:
         stored_config = TrainConfig.from_dict(stored)
     except (ConfigError, TypeError) as error:
