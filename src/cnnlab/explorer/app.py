@@ -100,6 +100,11 @@ class Explorer:
         if target is None:
             target = int(probe.logits.argmax())
         if method == "saliency":
+            if layer is not None:  # an input gradient: a layer asked for would be ignored
+                raise ExplainError(
+                    f"saliency is the gradient at the input and takes no layer ({layer!r}); "
+                    "the layer is Grad-CAM's (method=gradcam)"
+                )
             m = saliency(self.run.model, probe.x, target)[0]
             return {"method": method, "map": panels.heatmap(m / m.max().clamp_min(1e-12))}
         if method != "gradcam":
