@@ -103,3 +103,60 @@ def test_float64_images_on_float32_weights_are_told_their_dtype_not_channels_and
         saliency(model, x)
     assert "channels and size" not in str(said.value)
     assert saliency(model, x.to(torch.float32)).shape == (2, 8, 8)
+
+
+SIDE_BRANCH_FILE = """
+from torch import nn
+
+
+class WithDecoder(nn.Module):
+    '''A classifier that also reconstructs its input, kept for a training loss.'''
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+                                     nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.decoder = nn.Sequential(nn.ConvTranspose2d(8, 4, 2, stride=2), nn.ReLU(),
+                                     nn.Conv2d(4, 1, 3, padding=1))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x):
+        h = self.encoder(x)
+        self.reconstruction = self.decoder(h)
+        return self.head(h)
+
+
+def make():
+    return WithDecoder()
+"""
+
+
+def test_the_default_grad_cam_layer_is_a_map_the_logits_are_computed_from(tmp_path):
+    """The decoder's maps come last in forward order and the logits do not depend on them:
+    explain, the report's Grad-CAM and the explorer's prediction failed with 'the logits do
+    not depend on layer 'decoder''. Truth: autograd, and Captum at the encoder."""
+    from PIL import Image
+
+    from cnnlab.cli import main
+    from cnnlab.inspect import default_layer, spatial_layers
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+    from tiny_nets import imported_run
+
+    run_dir = imported_run(tmp_path, SIDE_BRANCH_FILE, data="digits", input_shape=(1, 8, 8))
+    model, x = load_run(run_dir).model.eval(), torch.randn(3, 1, 8, 8)
+    logits = model(x.requires_grad_(True))
+    (unused,) = torch.autograd.grad(logits.sum(), [model.reconstruction], allow_unused=True)
+    assert unused is None  # autograd: no gradient from the logits to the decoder
+    x = x.detach()
+    assert spatial_layers(model, x)[-1] == "decoder"  # a map of the image all the same
+    assert default_layer(model, x) == "encoder"
+    t = model(x).argmax(1)
+    ref = LayerGradCam(model, model.encoder).attribute(x, t, relu_attributions=True)
+    ref = LayerAttribution.interpolate(ref, (8, 8), interpolate_mode="bilinear")[:, 0]
+    ref = ref / ref.amax((1, 2), keepdim=True).clamp_min(1e-12)
+    assert torch.allclose(gradcam(model, x), ref, atol=1e-5)
+    Image.new("L", (8, 8), 128).save(tmp_path / "x.png")
+    assert main(["explain", str(run_dir), str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 0
+    run = load_run(run_dir)
+    assert Sources(run_dir, run, None, Budget()).gradcam_layer == "encoder"

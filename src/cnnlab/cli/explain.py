@@ -165,7 +165,7 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 
 def _explain(args: argparse.Namespace) -> int:
     from cnnlab.explain import overlay
-    from cnnlab.inspect import resolve_target, scripted_whole, spatial_layers
+    from cnnlab.inspect import feeding_maps, resolve_target, scripted_whole
     from cnnlab.train.evaluate import predict_logits
 
     if args.layer is not None and args.method not in LAYER_METHODS:
@@ -183,7 +183,7 @@ def _explain(args: argparse.Namespace) -> int:
     target = resolve_target(args.target, logits)  # (B,)
     layer = args.layer
     if layer is None and args.method in LAYER_METHODS:
-        spatial = spatial_layers(run.model, x)  # the last one is default_layer's choice
+        spatial = feeding_maps(run.model, x)  # the last one is default_layer's choice
         if not spatial:  # an MLP: the error alone left the user without a way on
             raise ConfigError(
                 f"{args.method} weighs a layer's (C, H, W) map, and the model has no layer "

@@ -20,7 +20,7 @@ from torch.nn.utils import parametrize
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
-from cnnlab.inspect.logits import OutputSelector, check_images, forward
+from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
 from cnnlab.inspect.preserve import is_compiled_inner, preserved
 
 
@@ -189,8 +189,11 @@ def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
     return _image_maps(model, x, output)[0]
 
 
-def _image_maps(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[dict, dict]:
-    """(image_maps, {name: shape} of the 4-D outputs that pass all but (d): channels last)."""
+def _image_maps(
+    model: nn.Module, x: Tensor, output: OutputSelector
+) -> tuple[dict, dict, frozenset[str]]:
+    """(image_maps, {name: shape} of the 4-D outputs that pass all but (d): channels last,
+    the layers whose output the logits are not computed from: `_Shapes.unfed`)."""
     x = check_images(x)
     images = x[:1].expand(2, *x.shape[1:])  # (2, C, H, W)
     pair, meta = _probe(model, images, output, partial=False)
@@ -209,7 +212,7 @@ def _image_maps(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[di
         big = grown.last.get(name) if grown is not None else None
         if big is None or (len(big) == 4 and _follows(big, shape)):
             maps[name] = (1, *shape[1:])
-    return maps, off
+    return maps, off, pair.unfed
 
 
 def _grows(last: dict[str, tuple], grown: dict[str, tuple]) -> bool:
@@ -230,11 +233,13 @@ def _follows(big: tuple, shape: tuple) -> bool:
 @dataclass(frozen=True)
 class _Shapes:
     """What one forward showed: each layer's last output shape, in the order of last calls;
-    the channel dims off 1 (`CallOrder.channel_dims`); the names a padding op answered."""
+    the channel dims off 1 (`CallOrder.channel_dims`); the names a padding op answered;
+    those whose output the logits are not computed from (`feeding_maps`)."""
 
     last: dict[str, tuple]
     channel_dims: dict[str, int]
     padded: set[str]
+    unfed: frozenset[str] = frozenset()  # outputs with a graph node the logits do not reach
 
 
 def _probe(
@@ -245,8 +250,9 @@ def _probe(
     without arithmetic), else a no-grad forward on x's device. meta None: the meta device
     first; True / False: that one only. partial: a forward that raises gives the calls before
     it instead of raising (the larger images of `image_maps` reach a Flatten-Linear head)."""
-    if meta is not False:
-        shapes, error = _run(model, lambda: _on_meta(model, x))
+    if meta is not False:  # the graph too, but for the larger images (`feeding_maps`)
+        graph = x.detach().requires_grad_(not partial)
+        shapes, error = _run(model, lambda: _on_meta(model, graph), output, graph=not partial)
         if error is None or meta:
             return (shapes if error is None or partial else None), True
     shapes, error = _run(model, lambda: forward(model, x, output, logits=False))
@@ -255,13 +261,26 @@ def _probe(
     return shapes, False
 
 
-def _run(model: nn.Module, call: Callable[[], Any]) -> tuple[_Shapes, Exception | None]:
+def _run(
+    model: nn.Module, call: Callable[[], Any], output: OutputSelector = None, graph: bool = False
+) -> tuple[_Shapes, Exception | None]:
     """The shapes `call()` (a forward of model) shows, and the error it raised (None: none).
-    torch.compile'd children run as plain modules: new shapes would recompile them."""
-    error = None
-    with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order, torch.no_grad():
+    torch.compile'd children run as plain modules: new shapes would recompile them.
+    graph: with autograd on (the images require grad), the layers whose output has a node
+    the logits' graph does not reach (`_Shapes.unfed`): on the meta device the graph is
+    Python objects only (+3 ms on a Hugging Face ResNet-18's 52 ms probe, one thread)."""
+    error, out, nodes = None, None, {}
+    record = Hooks()
+    if graph:
+        record.after((m, _node_of(nodes, n)) for n, m in model.named_modules() if n)
+    with (
+        FollowLayouts() as layouts,
+        CallOrder(model, layouts=layouts) as order,
+        record,
+        torch.set_grad_enabled(graph),
+    ):
         try:
-            torch.compiler.disable(call, recursive=True)()
+            out = torch.compiler.disable(call, recursive=True)()
         except Exception as raised:  # noqa: BLE001 - the caller decides
             error = raised
     last: dict[str, tuple] = {}
@@ -269,10 +288,41 @@ def _run(model: nn.Module, call: Callable[[], Any]) -> tuple[_Shapes, Exception 
         if shape is not None:
             last.pop(name, None)
             last[name] = shape
-    return _Shapes(last, order.channel_dims, order.padded), error
+    unfed = _unfed(nodes, out, output) if graph and error is None else frozenset()
+    return _Shapes(last, order.channel_dims, order.padded, unfed), error
 
 
-def _on_meta(model: nn.Module, x: Tensor) -> None:
+def _node_of(nodes: dict[str, Any], name: str) -> Callable:
+    """A forward hook keeping the graph node of the module's output at its last call (taken
+    then: a later in-place op gives the tensor a node of its own)."""
+
+    def hook(module: nn.Module, args: Any, out: Any) -> None:
+        t = output_tensor(out)
+        if t is not None:
+            nodes[name] = t.grad_fn
+
+    return hook
+
+
+def _unfed(nodes: dict[str, Any], out: Any, output: OutputSelector) -> frozenset[str]:
+    """The names whose node the logits' graph does not reach back to; none where the logits
+    have no graph or are not found (nothing can be told then)."""
+    try:
+        logits = select_logits(out, output)
+    except ExplainError:
+        return frozenset()
+    if logits.grad_fn is None:
+        return frozenset()
+    seen, stack = set(), [logits.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack.extend(n for n, _ in node.next_functions)
+    return frozenset(n for n, node in nodes.items() if node is not None and node not in seen)
+
+
+def _on_meta(model: nn.Module, x: Tensor) -> Any:
     """model(x) with meta parameters, buffers and images; a tensor the forward caches on a
     module (`self.cache = ...`, a tuple of them, or a buffer it registers or sets:
     `self.scale = ...` on a `register_buffer("scale", None)`, which lands in `_buffers`) is
@@ -281,7 +331,7 @@ def _on_meta(model: nn.Module, x: Tensor) -> None:
     state.update((n, t.to("meta")) for n, t in model.named_buffers())
     before = [(m, table, dict(table)) for m in model.modules() for table in _tables(m)]
     try:
-        functional_call(model, state, (x.to("meta"),))
+        return functional_call(model, state, (x.to("meta"),))
     finally:
         for _, table, saved in before:
             for key, value in list(table.items()):
@@ -305,19 +355,21 @@ def _tables(module: nn.Module) -> list[dict]:
     return [vars(module), module._buffers, module._parameters]
 
 
-def _spatial(model: nn.Module, x: Tensor, output: OutputSelector) -> tuple[list, dict]:
+def _spatial(
+    model: nn.Module, x: Tensor, output: OutputSelector
+) -> tuple[list, dict, frozenset[str]]:
     """([(name, shape)] of the (B, C, H, W) maps with H·W > 1, {name: shape} of the
-    channels-last ones)."""
-    maps, off = _image_maps(model, x, output)
+    channels-last ones, the layers the logits are not computed from)."""
+    maps, off, unfed = _image_maps(model, x, output)
     names = set(maps) | set(off)
     spatial = [(n, s) for n, s in maps.items() if is_spatial(s) and not is_compiled_inner(n, names)]
-    return spatial, {n: s for n, s in off.items() if is_spatial(s)}
+    return spatial, {n: s for n, s in off.items() if is_spatial(s)}, unfed
 
 
 def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None):
     """ExplainError if `layer`'s output holds its channels last: (B, H, W, C) read as
     (B, C, H, W) would make its rows the channels and its channels a spatial axis."""
-    maps, off = _spatial(model, x, output)
+    maps, off, _ = _spatial(model, x, output)
     if layer in off:
         shape = ", ".join(map(str, off[layer][1:]))
         raise ExplainError(
@@ -342,15 +394,30 @@ def per_image(t: Tensor, layer: str, images: int, fix: str) -> Tensor:
 
 def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
     """The last module, in forward order, whose output is a feature map of the image with
-    H·W > 1 (`image_maps`, DESIGN.md): for a plain CNN its last conv block's activation, for a
-    ResNet its last stage; never a padding layer or a window attention's probabilities."""
-    spatial = spatial_layers(model, x, output)
+    H·W > 1 (`image_maps`, DESIGN.md) that the logits are computed from (`feeding_maps`): for
+    a plain CNN its last conv block's activation, for a ResNet its last stage; never a
+    padding layer, a window attention's probabilities, or a side branch's map."""
+    spatial = feeding_maps(model, x, output)
     if not spatial:
         raise ExplainError(
             "the model has no layer with a spatial (B, C, H, W) output, H·W > 1"
             + scripted_whole(model)
         )
     return spatial[-1]
+
+
+def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
+    """`spatial_layers` less those the logits are not computed from, where any are: a map the
+    forward computes for another output leads Grad-CAM nowhere (a decoder kept for a
+    reconstruction loss, `self.recon = self.decoder(h)`, was the default layer, and explain,
+    the report and the explorer's prediction failed: 'the logits do not depend on layer').
+    Read from the autograd graph of the shape probe on the meta device (`_Shapes.unfed`); a
+    map computed without autograd (a torch.no_grad() backbone, a reentrant checkpoint's
+    block) is kept, for Grad-CAM to say why it has no gradient, or to read it where the
+    backward recomputes it."""
+    spatial, _, unfed = _spatial(model, x, output)
+    names = [name for name, _ in spatial]
+    return [name for name in names if name not in unfed] or names
 
 
 class _Found(Exception):

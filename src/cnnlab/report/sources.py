@@ -241,11 +241,11 @@ class Sources:
     @_once
     def gradcam_layer(self) -> str | None:
         """explain's default Grad-CAM layer (`inspect.default_layer`: the last map of the image
-        with H·W > 1, never a padding layer nor a window attention's probabilities); None: no
-        such layer."""
+        with H·W > 1 that feeds the logits, never a padding layer, a window attention's
+        probabilities nor a side branch's map); None: no such layer."""
         _, x, _ = self.test
         with inspect.preserved(self.model):
-            names = inspect.spatial_layers(self.model, x[:1])
+            names = inspect.feeding_maps(self.model, x[:1])
         return names[-1] if names else None
 
     @_once
