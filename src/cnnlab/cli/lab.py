@@ -40,6 +40,14 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"{e.name:<14} {e.section:<10} {e.title}")
         return 0
     experiments(args.rerun)  # unknown names fail before anything runs
+    left_out = [name for name in args.rerun if name not in {e.name for e in chosen}]
+    if left_out:  # it would not run, and nothing said so
+        from cnnlab.errors import ConfigError
+
+        raise ConfigError(
+            f"--rerun {' '.join(left_out)}: not among the experiments --only chose "
+            f"({', '.join(e.name for e in chosen)}); add it to --only"
+        )
     if args.quick and args.seeds not in (None, 1):  # the quick lab is one seed: never silently
         from cnnlab.errors import ConfigError
 
