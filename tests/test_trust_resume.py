@@ -88,3 +88,25 @@ def test_a_run_whose_model_code_moved_says_how_to_bring_it_back(tmp_path):
         load_run(run)
     (tmp_path / "nets.py").symlink_to(tmp_path / "moved.py")
     assert load_run(run).classes == tuple("0123456789")
+
+
+def test_a_resume_on_changed_code_accepted_is_recorded(tmp_path, monkeypatch):
+    """CNNLAB_ACCEPT_CHANGED_CODE=1 lets a run continue on an edited model file; its weights
+    then come from two versions of the code, and config.json recorded only the first."""
+    from cnnlab.train.rundir import read_config
+    from cnnlab.train.source import parse_model_ref
+
+    code, out = tmp_path / "nets.py", tmp_path / "run"
+    code.write_text(tiny_net_source())
+
+    def killed(row, epochs):
+        raise Killed
+
+    config = TrainConfig(epochs=2, batch_size=256, precision="fp32", bn_recalibrate=0, tta=False)
+    with pytest.raises(Killed):
+        train(parse_model_ref(f"{code}:make"), "digits", out, config, on_epoch=killed)
+    code.write_text(tiny_net_source() + "# edited\n")
+    monkeypatch.setenv("CNNLAB_ACCEPT_CHANGED_CODE", "1")
+    notes = train(None, None, out, None, resume=True)["notes"]
+    assert any(f"resumed with {code} changed since the run started" in n for n in notes), notes
+    assert read_config(out)["resumes"][0]["changed"] == notes

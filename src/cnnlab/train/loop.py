@@ -171,7 +171,7 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
     if request.resume:
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
-        position, resumed = _restore(parts)
+        position, resumed = _restore(parts, choice.record)
     try:
         _run_epochs(parts, position, request)
         result = measure.finish(parts, position.rows, splits)
@@ -426,10 +426,10 @@ def _way_on(error: RunError, out: Path, saving: tuple[int, int] | None = None) -
     return RunError(f"{error}; {hint}")
 
 
-def _restore(parts: Parts) -> tuple[Position, list[str]]:
+def _restore(parts: Parts, record: dict) -> tuple[Position, list[str]]:
     """out/checkpoint.* loaded into model, EMA and optimizer -> (position, notes on what
     differs from the session that wrote it)."""
-    position_state, notes = restore(parts)
+    position_state, notes = restore(parts, record)
     position = Position(
         epoch=position_state["epoch"],
         step=position_state["step"],

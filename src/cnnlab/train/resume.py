@@ -31,9 +31,10 @@ from cnnlab.train.rundir import (
 NEEDED = ("epoch", "step", "partial", "wall", "optimizer", "rng")
 
 
-def restore(parts: Any) -> tuple[dict, list[str]]:
+def restore(parts: Any, record: dict | None = None) -> tuple[dict, list[str]]:
     """Load out/checkpoint.* into parts.model, parts.ema and parts.optimizer and set the RNG
-    states; return (the loop's position state with "rows", notes on what changed)."""
+    states; return (the loop's position state with "rows", notes on what changed).
+    record: the model's source record as this session built it (`_code_changed`)."""
     out = parts.out
     path = out / CHECKPOINT_TENSORS
     if not path.is_file():  # stopped before its first checkpoint: nothing to lose, start over
@@ -78,7 +79,7 @@ def restore(parts: Any) -> tuple[dict, list[str]]:
     rows = state.get("metrics")
     if rows is None:  # a checkpoint written before the rows rode in it
         rows = [r for r in read_metrics(out) if r.get("epoch", 0) <= state["epoch"]]
-    notes = _changes(state, parts)
+    notes = _code_changed(parts.out, record) + _changes(state, parts)
     if notes and parts.run is not None:
         parts.run.append_config(
             "resumes",
@@ -133,6 +134,19 @@ def _changed_stats(config: dict, splits: Any) -> str:
             shown = ", ".join(f"{v:.6g}" for v in now)
             return f"the training images' {key} was {then}, now [{shown}]"
     return ""
+
+
+def _code_changed(out, record: dict | None) -> list[str]:
+    """A note when the model's code file hashes otherwise than config.json records (a change
+    accepted with CNNLAB_ACCEPT_CHANGED_CODE): the weights then come from two versions of the
+    code, which config.json's record alone did not say."""
+    then = read_config(out).get("model") or {}
+    if not record or record.get("kind") != "code" or then.get("sha256") in (None, record["sha256"]):
+        return []
+    return [
+        f"resumed with {record['file']} changed since the run started (sha256 "
+        f"{then['sha256'][:12]} then, {record['sha256'][:12]} now): the weights come from both"
+    ]
 
 
 def _check_hashes(state: dict, out, path) -> None:
