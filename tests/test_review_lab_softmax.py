@@ -66,3 +66,14 @@ def test_an_ece_a_calibrated_model_could_show_is_not_called_miscalibrated():
 def test_an_ece_above_the_floor_is_miscalibrated():
     m = {"seeds": [{"seed": s, **row(0.08, 0.06, [0.018, 0.025])} for s in range(3)]}
     assert ex_softmax.judge(m).outcome == "partly"
+
+
+def test_results_measured_before_the_floor_show_no_floor_of_zero():
+    """The stored full lab has no calibrated-model ECE: its table must not say 0.000."""
+    m = {"seeds": [{"seed": 0, **row(0.016, 0.019, [0.0, 0.0])}]}
+    for run in m["seeds"][0].values():
+        if isinstance(run, dict):
+            del run["ece_calibrated"], run["ece_scaled_calibrated"]
+    verdict = ex_softmax.judge(m)
+    assert verdict.outcome == "holds"
+    assert not any("calibrated model" in k for k in verdict.numbers)
