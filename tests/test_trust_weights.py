@@ -70,3 +70,17 @@ def test_an_int_checkpoint_is_not_resumed(stopped, tmp_path):
     _retyped(run / "checkpoint.safetensors", torch.int32)
     with pytest.raises(RunError, match="checkpoint.safetensors.*float32 in the model but int32"):
         train(TINY, "digits", run, None, resume=True)
+
+
+def test_unusable_final_weights_beside_the_last_checkpoint_name_the_resume(stopped, tmp_path):
+    """A zero-byte model.safetensors (a disk that lost it) said only 'not readable', though
+    the last epoch's checkpoint holds the weights; the resume it names writes them again,
+    bitwise (the truth: the file training wrote)."""
+    run = tmp_path / "run"
+    shutil.copytree(stopped / "done", run)
+    (run / "model.safetensors").write_bytes(b"")
+    with pytest.raises(RunError, match=f"not a readable.*train --resume --out {run}` writes"):
+        load_run(run)
+    train(TINY, "digits", run, None, resume=True)
+    want = (stopped / "done" / "model.safetensors").read_bytes()
+    assert (run / "model.safetensors").read_bytes() == want

@@ -166,7 +166,7 @@ def load_run(
         model = decompiled(source.build())  # eager: no command compiles to run a few batches
     weights = _weights_file(path)
     # a model trained compiled saved `features._orig_mod.0.weight`: the same weights
-    state = compiled_names_as(checkpoint.load_weights(weights), model.state_dict())
+    state = compiled_names_as(_read_weights(path, weights, config), model.state_dict())
     made_in_forward(model, state, config["input_shape"])
     differ = weight_mismatch(model.state_dict(), state)
     if differ:
@@ -208,6 +208,20 @@ def _weights_file(path: Path) -> Path:
         )
         raise RunError(f"{path} has no {MODEL_WEIGHTS}: {hint}")
     return weights
+
+
+def _read_weights(path: Path, weights: Path, config: dict[str, Any]) -> dict:
+    """model.safetensors' tensors; a file that cannot be used (truncated, zero bytes, NaN)
+    beside the last epoch's whole checkpoint says that a resume writes it again."""
+    try:
+        return checkpoint.load_weights(weights)
+    except RunError as error:
+        if checkpoint.saved_position(path) != (config.get("epochs"), 0):
+            raise
+        raise RunError(
+            f"{error}; the checkpoint of the run's last epoch is whole: `cnnlab train --resume "
+            f"--out {path}` writes {MODEL_WEIGHTS} again from it"
+        ) from None
 
 
 def _check_hashes(path: Path, weights: Path, config: dict[str, Any]) -> None:
