@@ -160,3 +160,43 @@ def test_the_default_grad_cam_layer_is_a_map_the_logits_are_computed_from(tmp_pa
     assert main(["explain", str(run_dir), str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 0
     run = load_run(run_dir)
     assert Sources(run_dir, run, None, Budget()).gradcam_layer == "encoder"
+
+
+class Autocasting(nn.Module):
+    """Blocks run under autocast inside forward, for speed, as people add it: the maps are
+    bfloat16, the logits float32."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            h = self.body(x)
+        return self.head(h.float().mean((2, 3)))
+
+
+def test_grad_cam_of_a_forward_that_autocasts_is_float32_and_overlays():
+    """The map was bfloat16, and overlay (numpy) refused it: `cnnlab explain` ended in a
+    TypeError traceback, the report said 'Not shown: TypeError'. Truth: the Grad-CAM formula
+    in float64 on the bfloat16 activations and gradients plain hooks read."""
+    from cnnlab.explain import overlay
+
+    torch.manual_seed(0)
+    model, x = Autocasting().eval(), torch.randn(2, 1, 8, 8)
+    got = []
+    hook = model.body.register_forward_hook(lambda m, i, o: got.append(o))
+    logits = model(x)
+    hook.remove()
+    t = logits.argmax(1)
+    (grads,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), got)
+    acts, grads = got[0].double(), grads.double()
+    assert got[0].dtype == torch.bfloat16
+    cam = torch.relu((grads.mean((2, 3), keepdim=True) * acts).sum(1, keepdim=True))
+    cam = nn.functional.interpolate(cam, size=(8, 8), mode="bilinear", align_corners=False)[:, 0]
+    cam = cam / cam.amax((1, 2), keepdim=True)
+    ours = gradcam(model, x)
+    assert ours.dtype == torch.float32
+    assert torch.allclose(ours.double(), cam, atol=1e-5)
+    assert overlay(x[0], ours[0].bfloat16()).shape == (3, 8, 8)  # a bfloat16 map too

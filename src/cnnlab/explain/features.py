@@ -134,7 +134,8 @@ def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") 
     """A heatmap over an image: (1|3, H, W) in [0, 1] and (H, W) in [0, 1] → (3, H, W)."""
     from matplotlib import colormaps
 
-    colours = colormaps[cmap](heat.detach().clamp(0, 1).cpu().numpy())[..., :3]  # (H, W, 3)
+    heat = heat.detach().float().clamp(0, 1).cpu()  # numpy takes no bfloat16 map
+    colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
     coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
     base = image.detach().float().cpu().clamp(0, 1).expand(3, *image.shape[-2:])
     return (1 - alpha) * base + alpha * coloured

@@ -157,7 +157,8 @@ def gradcam(
     """Grad-CAM heatmaps: ReLU(Σ_k w_k A_k) at `layer`, upsampled bilinearly
     (align_corners=False) to the input size and divided by each image's max.
 
-    x: (B, C, H, W) normalized images → (B, H, W) in [0, 1].
+    x: (B, C, H, W) normalized images → (B, H, W) in [0, 1], float32 (float64 for a float64
+    model), whatever dtype the layer computes in.
     target: class per image; None = the predicted class. layer: dotted module name; None = the
     last map of the image in forward order (`inspect.image_maps`: one per image, no padding
     op's output, H and W following the image's, H·W > 1), found by two shape-only forwards
@@ -189,6 +190,10 @@ def gradcam(
             keep=layer,
             channels_last=channels_last,
         )
+    # at least float32: a forward that autocasts its blocks (`with torch.autocast(...)` in
+    # forward) gave bfloat16 maps, which numpy, and so every overlay, refused
+    dtype = torch.promote_types(acts.dtype, torch.float32)
+    acts, grads = acts.to(dtype), grads.to(dtype)
     weights = WEIGHTS[method](acts, grads)  # (B, K)
     cam = F.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))  # (B, 1, h, w)
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
