@@ -21,9 +21,13 @@ Policies (stated here, applied to every image):
   each image is resized so it covers `size` with its aspect ratio kept (bilinear, Pillow's
   antialiasing, as `resize_crop` resizes tensors) and center-cropped to it: no stretching,
   the borders are what is lost.
-- Splits: `split=None` reads everything. With "train"/"test": a `DIR/train` and `DIR/test`
-  layout is used when present; otherwise a fixed stratified hold-out (20% of each class,
-  by a seeded shuffle of the sorted file names) is the test split.
+- Splits: `split=None` reads everything, in class order. With "train"/"test": a `DIR/train`
+  and `DIR/test` layout is used when present; otherwise a fixed stratified hold-out (20% of
+  each class, by a seeded shuffle of the sorted file names) is the test split. A split's
+  images come in a fixed shuffled order (`interleaved_order`, seed 0) whose every prefix
+  holds each class in its share: the commands that take the first N images (probe's 5,000
+  and 2,000, diagnose's --limit, the report's and actmax's samples) take every class, not
+  the first classes alone.
 - An empty folder, or a class left without a readable image, is a `DataError` naming it.
 """
 
@@ -195,6 +199,18 @@ def _read_all(files: list[tuple[Path, int]], channels: int | None, size, strict:
     return arrays, labels, channels, skipped, converted
 
 
+def interleaved_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded shuffle in which every prefix holds each class in its share of the whole:
+    the k-th of a class's n images (in a seeded random order) is placed at (k + u) / n,
+    u uniform in [0, 1), and all are sorted by that key. `(N,)` labels -> `(N,)` indices."""
+    rng = np.random.default_rng(seed)
+    keys = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        keys[members] = (np.arange(len(members)) + rng.random(len(members))) / len(members)
+    return np.argsort(keys, kind="stable")
+
+
 def image_folder(
     path: str | Path,
     channels: int | None = None,
@@ -224,10 +240,14 @@ def image_folder(
         raise DataError(f"{folder}: no readable image for split {split!r}")
     stacked = torch.from_numpy(np.stack(arrays))  # (N, H, W) or (N, H, W, 3)
     images = stacked.unsqueeze(1) if channels == 1 else stacked.permute(0, 3, 1, 2).contiguous()
+    labels = torch.tensor(labels, dtype=torch.int64)
+    if split is not None:  # probe --train 20 on a class-ordered split saw 2 of 4 classes
+        order = torch.from_numpy(interleaved_order(labels.numpy(), seed=0))
+        images, labels = images[order], labels[order]
     source = str(folder) if split is None or folder != root else f"{root} [{split} hold-out]"
     return ImageSet(
         images,
-        torch.tensor(labels, dtype=torch.int64),
+        labels,
         classes,
         source,
         tuple(skipped),
