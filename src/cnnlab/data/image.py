@@ -64,7 +64,13 @@ def check_regular_file(path: Path, what: str = "file") -> None:
             if stat.S_ISFIFO(mode)
             else "a device or socket"
         )
-        raise DataError(f"{path}: is {kind}, not a regular {what}; give an image file")
+        article = "an" if what[0] in "aeiouAEIOU" else "a"  # an image file, an IDX file
+        fix = (
+            f"give the files in it ({path / '*'})"
+            if stat.S_ISDIR(mode)
+            else f"give {article} {what}"
+        )
+        raise DataError(f"{path}: is {kind}, not a regular {what}; {fix}")
 
 
 def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
