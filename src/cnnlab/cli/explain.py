@@ -95,8 +95,14 @@ def heatmap_name(image: str, method: str, layer: str | None, target: int) -> str
     methods) and the class explained keep maps of one image for other settings apart."""
     path = Path(image)
     digest = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:6]
-    where = re.sub(r"[^A-Za-z0-9._-]+", "_", layer) if layer else "input"
+    where = file_part(layer) if layer else "input"
     return f"{path.stem}-{digest}_{method}_{where}_class{target}.png"
+
+
+def file_part(layer: str) -> str:
+    """A layer's name as part of a file name: a ModuleDict key may hold '/' (a port's
+    'block1/conv'), which made `maps_layers.block1/conv.png` a file in a new directory."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", layer)
 
 
 def _out_dir(path: str) -> Path:
@@ -242,7 +248,7 @@ def _visualize(args: argparse.Namespace) -> int:
             if len(m) != len(x):  # a window attention's rows: the grid would show window 0
                 choices = ", ".join(spatial_layers(run.model, x)) or "(none)"
                 per_image(m, name, len(x), f"choose one of: {choices}")
-            print(shown(_save_grid(normalize_maps(m[0]), out / f"maps_{name}.png")))
+            print(shown(_save_grid(normalize_maps(m[0]), out / f"maps_{file_part(name)}.png")))
     else:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
@@ -254,7 +260,8 @@ def _visualize(args: argparse.Namespace) -> int:
                 run.model, args.actmax, channels, steps=args.steps, data=images, progress=progress
             )
         lo, hi = images.min(), images.max()
-        print(shown(_save_grid((res.images - lo) / (hi - lo), out / f"actmax_{args.actmax}.png")))
+        path = out / f"actmax_{file_part(args.actmax)}.png"
+        print(shown(_save_grid((res.images - lo) / (hi - lo), path)))
         rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
         for c, a, best in rows:
             ratio = f"{a / best:.2f}×" if best > 0 else "n/a (data max ≤ 0)"
