@@ -44,3 +44,32 @@ def test_an_imported_run_is_not_resumed(tmp_path):
     with pytest.raises(RunError, match="made by cnnlab import.*no training to continue"):
         train(None, None, run, resume=True)
     assert (run / "model.safetensors").read_bytes() == weights
+
+
+def test_an_unwritable_out_fails_before_the_data_is_read_and_a_refusal_leaves_nothing(
+    tmp_path, monkeypatch
+):
+    """--out under a file: the import read the data (a download, a folder scan) before it
+    found out. Truth: train's order, --out first. A refused import leaves no directory."""
+    from safetensors.torch import save_file
+
+    from cnnlab.errors import RunError
+    from cnnlab.train.source import parse_model_ref
+
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "nets.py").write_text(tiny_net_source())
+    (tmp_path / "wide.py").write_text(tiny_net_source(width=8))
+    source = parse_model_ref(f"{tmp_path / 'nets.py'}:make")
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data read before --out was checked")
+
+    monkeypatch.setattr(importing, "load_splits", no_data)
+    with pytest.raises(RunError, match="cannot write --out"):
+        importing.import_run(source, tmp_path / "w.safetensors", tmp_path / "file.txt" / "run")
+    monkeypatch.undo()
+    wide = parse_model_ref(f"{tmp_path / 'wide.py'}:make")
+    with pytest.raises(RunError, match="does not fit"):  # 4 channels in the file, 8 made
+        importing.import_run(wide, tmp_path / "w.safetensors", tmp_path / "run", "digits")
+    assert not (tmp_path / "run").exists()

@@ -70,6 +70,26 @@ def import_run(
     evaluation's batches (`predict_logits`)."""
     out, weights = Path(out), Path(weights)
     _check_out(out)
+    # opened (made, locked) first: an unwritable --out fails before the model, weights and
+    # data are read, as train's does
+    directory = RunDir.open(out, resume=False, force=False)
+    try:
+        options = {"classes": classes, "mean": mean, "std": std, "input_shape": input_shape}
+        result = _imported(directory, source, weights, data, options, progress)
+    except BaseException:
+        # all or nothing: a half import (no evaluation.json after a Ctrl-C in the test
+        # evaluation) was a run that a second import refused as 'not empty'; `out` was new
+        # or empty (_check_out), so what cnnlab wrote there is all there is
+        directory.clear()
+        directory.close(failed=True)
+        raise
+    directory.close()
+    return result
+
+
+def _imported(directory: RunDir, source, weights: Path, data, options: dict, progress) -> dict:
+    """import_run's work once `out` is open: model, weights, data, checks, the files."""
+    input_shape = options["input_shape"]
     model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
     # the weights before the data: a wrong file fails fast, not after a download or a scan
     state = _checked_weights(weights, model, source.reference)
@@ -79,7 +99,7 @@ def import_run(
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
         train, test = load_splits(data, **shape)
-    info = _describe(train, classes, mean, std, input_shape)
+    info = _describe(train, options["classes"], options["mean"], options["std"], input_shape)
     _made_in_forward(weights, model, state, source.reference, info["input_shape"])
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
@@ -91,19 +111,10 @@ def import_run(
         "precision": "fp32",  # evaluation in fp32: how the model was trained is not known
         "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},
     }
-    check_config(config, out)  # what every later command will check on open
-    directory = RunDir.open(out, resume=False, force=False)
-    try:
-        evaluation = _write(directory, config, model.state_dict(), test, progress)
-    except BaseException:
-        # all or nothing: a half import (no evaluation.json after a Ctrl-C in the test
-        # evaluation) was a run that a second import refused as 'not empty'; `out` was new
-        # or empty (_check_out), so what cnnlab wrote there is all there is
-        directory.clear()
-        directory.close(failed=True)
-        raise
-    directory.close()
-    return {"out": str(out), **info, "evaluation": evaluation and evaluation.to_dict()}
+    check_config(config, directory.path)  # what every later command will check on open
+    evaluation = _write(directory, config, model.state_dict(), test, progress)
+    out = str(directory.path)
+    return {"out": out, **info, "evaluation": evaluation and evaluation.to_dict()}
 
 
 def _write(directory: RunDir, config: dict[str, Any], state: dict, test, progress):
