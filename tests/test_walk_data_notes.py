@@ -1,6 +1,7 @@
 """`cnnlab data DIR` names a class that has no image in the test split: a folder's class of
 one image (20 % of 1 rounds to none) is trained on but never measured."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +31,28 @@ def test_no_note_when_every_class_is_tested(tmp_path, capsys):
     root = _folder(tmp_path / "imgs", {"cat": 5, "dog": 5})
     assert main(["data", str(root)]) == 0
     assert "no test image" not in capsys.readouterr().out
+
+
+def test_the_conversions_are_counted_by_kind(tmp_path, capsys):
+    """A colour folder read as gray says how many images lost their colour (Pillow's modes
+    of the files written), not only that some were converted."""
+    root = tmp_path / "imgs"
+    colour = np.zeros((6, 6, 4), np.uint8)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(colour[..., :3]).save(root / cls / f"rgb{i}.png")
+        Image.fromarray(colour).save(root / cls / "alpha.png")
+        Image.fromarray(colour[..., 0]).save(root / cls / "gray.png")
+    modes = [Image.open(p).mode for p in sorted(root.rglob("*.png"))]
+    assert sorted(set(modes)) == ["L", "RGB", "RGBA"]
+    assert main(["data", str(root), "--channels", "1", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    together = {}
+    for split in ("train", "test"):
+        for kind, n in info[split]["conversions"].items():
+            together[kind] = together.get(kind, 0) + n
+    assert together == {"RGB->L": modes.count("RGB"), "RGBA->L": modes.count("RGBA")}
+    assert main(["data", str(root), "--channels", "1", "--size", "4"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "converted (train):" in out and "RGB->L" in out and "resized" in out

@@ -61,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             "std": [round(s, 4) for s in std],
             "skipped": [list(s) for s in ds.skipped],
             "converted": len(ds.converted),
+            "conversions": conversions(ds.converted),
         }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -83,8 +84,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def conversions(converted) -> dict[str, int]:
+    """How many images each change touched: {"RGB->L": 40, "resized": 52} from a folder's
+    `(path, "RGB->L, 41x102->32x32")` list (a colour folder read as gray is said, not hidden
+    in a count)."""
+    counts: dict[str, int] = {}
+    for _, change in converted:
+        for part in change.split(", "):
+            kind = part if part[0].isalpha() else "resized"  # "41x102->32x32"
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def _notes(console, info: dict, test) -> None:
-    """What the table cannot show: skipped files, a class with no test image, no test split."""
+    """What the table cannot show: conversions, skipped files, a class with no test image, no
+    test split."""
+    for split, d in info.items():
+        if d["conversions"]:
+            shown = ", ".join(f"{n} {kind}" for kind, n in sorted(d["conversions"].items()))
+            console.print(f"converted ({split}): {shown}", highlight=False)
     for split, d in info.items():
         for path, reason in d["skipped"]:
             console.print(f"[yellow]skipped[/] ({split}) {path}: {reason}", highlight=False)
