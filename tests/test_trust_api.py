@@ -59,3 +59,14 @@ def test_arguments_of_the_wrong_type_are_one_error_before_any_write(
     with pytest.raises(ConfigError, match=words):
         train(TINY, "digits", **{"out": tmp_path / "run", **options})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_module_given_to_resume_a_spec_run_is_refused(tmp_path):
+    """It was set aside without a word: the run's spec was trained and returned, the module
+    passed in stayed untouched."""
+    from torch import nn
+
+    config = TrainConfig(epochs=1, batch_size=256, precision="fp32", bn_recalibrate=0)
+    train(TINY, "digits", tmp_path / "run", config)
+    with pytest.raises(RunError, match="with a Sequential object: the run trains its spec.yaml"):
+        train(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), None, tmp_path / "run", resume=True)

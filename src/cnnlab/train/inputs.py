@@ -133,7 +133,13 @@ def _stored_model(out: Path, stored: dict, given: Any, seed: int) -> ModelChoice
             )
         return choose_model(given, seed)
     source = ModelSource.from_record(record, out)
-    if given is not None and not isinstance(given, nn.Module):
+    if isinstance(given, nn.Module):  # it was set aside, untrained, for the run's own model
+        what = SPEC if source.kind == "spec" else f"model {source.reference}"
+        raise RunError(
+            f"cannot resume {out} with a {type(given).__name__} object: the run trains its "
+            f"{what}; resume it with train(None, None, out, resume=True)"
+        )
+    if given is not None:
         same = (
             load_spec(given).to_dict() == source.spec.to_dict()
             if source.kind == "spec" and not isinstance(given, ModelSource)
