@@ -56,3 +56,14 @@ def test_the_conversions_are_counted_by_kind(tmp_path, capsys):
     assert main(["data", str(root), "--channels", "1", "--size", "4"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "converted (train):" in out and "RGB->L" in out and "resized" in out
+
+
+def test_a_class_missing_from_a_test_folder_is_told_where_to_add_it(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    _folder(root / "train", {"cat": 3, "dog": 3})
+    _folder(root / "test", {"cat": 2})
+    assert sorted(p.name for p in (root / "test").iterdir()) == ["cat"]
+    assert main(["data", str(root)]) == 0
+    out = "".join(capsys.readouterr().out.split())  # rich wraps lines, even inside a path
+    said = f"no test image of dog: no accuracy is measured for it; add its images to {root}/test"
+    assert "".join(said.split()) + "/<class>/" in out and "hold-out" not in out

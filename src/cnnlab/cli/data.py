@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -110,10 +111,15 @@ def _notes(console, info: dict, test) -> None:
         [c for c, n in zip(test.classes, test.class_counts(), strict=True) if not n] if test else []
     )
     if absent:  # eval and the report measure no accuracy of these classes
+        fix = (
+            f"add its images to {test.source}/<class>/"
+            if Path(test.source).name == "test"  # a DIR/train + DIR/test layout
+            else "a folder's 20 % hold-out takes a class's images from its third image on (or "
+            "give DIR/train/ and DIR/test/)"
+        )
         console.print(
             f"[yellow]no test image[/] of {', '.join(absent)}: no accuracy is measured for "
-            f"{'it' if len(absent) == 1 else 'them'}; a folder's 20 % hold-out takes a "
-            "class's images from its third image on (or give DIR/train/ and DIR/test/)",
+            f"{'it' if len(absent) == 1 else 'them'}; {fix}",
             highlight=False,
         )
     if test is None:
