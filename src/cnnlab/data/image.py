@@ -89,6 +89,8 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
                 if upright.mode == "P":  # palette: expand, keeping transparency if it has one
                     return upright.convert("RGBA" if "transparency" in upright.info else "RGB")
                 return upright.copy() if upright is img else upright
+    except DataError:  # ours (TooLarge), raised inside: a ValueError the next clauses re-wrapped
+        raise
     except Image.DecompressionBombError as error:  # refused by Pillow before we see the size
         raise TooLarge(f"{path}: {error}; cnnlab reads at most {max_pixels:,} pixels") from None
     except UnidentifiedImageError:  # no image format recognised: nothing to add
