@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnlab.data import download_fashion_mnist, load_splits, normalization_stats
+from cnnlab.data.sets import dataset_name
 from cnnlab.errors import CnnlabError
 
 
@@ -39,7 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """--url, --download and --root are Fashion-MNIST's: elsewhere they were ignored (or a
+    download of Fashion-MNIST ran before the digits were shown)."""
+    if args.url and not args.download:
+        raise CnnlabError("--url is the mirror --download uses: give --download DIR too")
+    fashion = dataset_name(args.name) == "fashion-mnist"
+    for option, value in (("--download", args.download), ("--root", args.root)):
+        if value and not fashion:
+            raise CnnlabError(f"{option} is for fashion-mnist, not {args.name!r}: drop it")
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_options(args)
     root = args.root
     if args.download:
         kwargs = {"base_url": args.url} if args.url else {}
