@@ -73,3 +73,13 @@ def test_an_unwritable_out_fails_before_the_data_is_read_and_a_refusal_leaves_no
     with pytest.raises(RunError, match="does not fit"):  # 4 channels in the file, 8 made
         importing.import_run(wide, tmp_path / "w.safetensors", tmp_path / "run", "digits")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_import_into_a_run_says_it_holds_one(tmp_path):
+    """A killed import leaves a run (the kill leaves no time to clean up): 'not empty;
+    import into a new directory' did not say what is there nor that deleting it is safe."""
+    from cnnlab.errors import RunError
+
+    run = imported_run(tmp_path, tiny_net_source(), data="digits")
+    with pytest.raises(RunError, match=f"holds a cnnlab run.*or delete {run} first"):
+        imported_run(tmp_path, tiny_net_source(), data="digits")

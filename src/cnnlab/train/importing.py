@@ -39,6 +39,7 @@ from cnnlab.train.rundir import (
     EVALUATION,
     RunDir,
     check_config,
+    is_run,
     load_run,
     made_in_forward,
     weight_mismatch,
@@ -134,6 +135,11 @@ def _check_out(out: Path) -> None:
     and temp files of a killed import aside)."""
     if out.exists() and not out.is_dir():
         raise RunError(f"{out} exists and is not a directory; choose another --out")
+    if out.is_dir() and worth_keeping(out) and is_run(out):  # a run, or a killed import's
+        raise RunError(
+            f"{out} is not empty: it holds a cnnlab run, which import never replaces; import "
+            f"into a new directory (--out), or delete {out} first"
+        )
     if out.is_dir() and worth_keeping(out):
         raise RunError(f"{out} is not empty; import into a new directory (--out)")
 
