@@ -41,14 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_options(args: argparse.Namespace) -> None:
-    """--url, --download and --root are Fashion-MNIST's: elsewhere they were ignored (or a
-    download of Fashion-MNIST ran before the digits were shown)."""
+    """--url and --root are Fashion-MNIST's: elsewhere they were ignored without a word."""
     if args.url and not args.download:
         raise CnnlabError("--url is the mirror --download uses: give --download DIR too")
-    fashion = dataset_name(args.name) == "fashion-mnist"
-    for option, value in (("--download", args.download), ("--root", args.root)):
-        if value and not fashion:
-            raise CnnlabError(f"{option} is for fashion-mnist, not {args.name!r}: drop it")
+    if args.root and dataset_name(args.name) != "fashion-mnist":
+        raise CnnlabError(f"--root is for fashion-mnist, not {args.name!r}: drop it")
 
 
 def _run(args: argparse.Namespace) -> int:
