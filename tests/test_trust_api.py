@@ -70,3 +70,14 @@ def test_a_module_given_to_resume_a_spec_run_is_refused(tmp_path):
     train(TINY, "digits", tmp_path / "run", config)
     with pytest.raises(RunError, match="with a Sequential object: the run trains its spec.yaml"):
         train(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), None, tmp_path / "run", resume=True)
+
+
+def test_an_os_pathlike_out_is_a_path(tmp_path):
+    """Any os.PathLike names a directory (pytest's py.path.local is one, not a Path)."""
+
+    class Where:
+        def __fspath__(self) -> str:
+            return str(tmp_path / "run")
+
+    with pytest.raises(ConfigError, match="config must be a TrainConfig"):  # out passed
+        train(TINY, "digits", Where(), {"epochs": 1})

@@ -6,6 +6,7 @@ otherwise fail after all the training).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def check_arguments(out, config, on_epoch) -> None:
     """train()'s arguments' types, before anything is written: a dict for `config` failed as an
     AttributeError, and a non-callable `on_epoch` as a TypeError after the first epoch, its
     run directory left behind."""
-    if out is not None and not isinstance(out, str | Path):
+    if out is not None and not isinstance(out, str | os.PathLike):
         raise ConfigError(f"out must be a directory path (str or Path), got {type(out).__name__}")
     if config is not None and not isinstance(config, TrainConfig):
         raise ConfigError(
