@@ -30,6 +30,7 @@ from cnnlab.explorer import panels
 from cnnlab.explorer.probe import Network, Probe, dot_product
 from cnnlab.explorer.top import cached_top_images
 from cnnlab.explorer.upload import MAX_BYTES, UploadError, colour_note, read_upload
+from cnnlab.inspect import feeding_maps, inspecting
 from cnnlab.inspect.progress import Progress
 from cnnlab.train.evaluate import predict_logits, resize_note
 from cnnlab.train.rundir import Run, load_run
@@ -54,6 +55,7 @@ class Explorer:
         self.lock = threading.Lock()
         sample = run.preprocess(self.test.images[:1]) if len(self.test) else None
         self.net = Network.of(run.model, run.input_shape, sample)
+        self.cam_layer = _cam_layer(run.model, run.input_shape, sample, self.net.spatial)
         self.architecture = panels.architecture(self.net)
         self.probes: OrderedDict[str, tuple[torch.Tensor, Probe]] = OrderedDict()
         self.actmax: dict[tuple[str, int], dict[str, Any]] = {}
@@ -93,8 +95,8 @@ class Explorer:
         return self.test.images[index : index + 1]
 
     def heat(self, probe: Probe, method: str, layer: str | None, target: int | None) -> dict:
-        """Grad-CAM (at `layer`, None = the page's default: the last spatial layer, which
-        the answer names) or saliency of the probed image, for `target` (None: the class
+        """Grad-CAM (at `layer`, None = the page's default, `cam_layer`, which the answer
+        names) or saliency of the probed image, for `target` (None: the class
         predicted in the run's precision, the class shown; the map itself is computed in
         fp32, as `cnnlab explain` computes it)."""
         if target is None:
@@ -111,10 +113,23 @@ class Explorer:
             raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
         if layer is not None and layer not in self.net.spatial:
             raise ExplainError(f"{layer!r} has no spatial output; choose one of the map layers")
-        # the page's last map layer: explain's default by the same rule (inspect.image_maps)
-        layer = layer or next(reversed(self.net.spatial), None)
+        layer = layer or self.cam_layer
         m = gradcam(self.run.model, probe.x, target, layer)[0]
         return {"method": method, "layer": layer, "map": panels.heatmap(m)}
+
+    def prediction_heat(self, probe: Probe, layer: str | None) -> tuple[dict | None, str]:
+        """(Grad-CAM for a prediction, None and why not where there is none): the prediction
+        stands without it. A model with no map layer (an MLP), or one whose maps Grad-CAM
+        cannot read (a backbone run under torch.no_grad()), answered 400 for the whole
+        prediction, probabilities included."""
+        if not self.net.spatial:
+            return None, "no Grad-CAM: the model has no layer with a (C, H, W) map, H·W > 1"
+        if layer is not None and layer not in self.net.spatial:  # a wrong name asked for: 400
+            return self.heat(probe, "gradcam", layer, None), ""
+        try:
+            return self.heat(probe, "gradcam", layer, None), ""
+        except ExplainError as err:
+            return None, f"no Grad-CAM: {err}"
 
     # the deep-layer panel ---------------------------------------------------------------------
     def top_layers(self) -> list[str]:
@@ -213,6 +228,7 @@ def _model_routes(app: FastAPI, ex: Explorer) -> None:
             "architecture": ex.architecture,
             "convs": [{"conv": k.conv, "bn": k.bn, "act": k.act} for k in ex.net.chains],
             "spatial": {n: list(s) for n, s in ex.net.spatial.items()},
+            "cam_layer": ex.cam_layer,  # explain's default: the last map the logits read
             "maps": {call: list(s) for call, s in ex.net.maps.items()},  # one per call
             "top_layers": ex.top_layers(),
         }
@@ -259,12 +275,10 @@ def _prediction_routes(app: FastAPI, ex: Explorer) -> None:
             raise UploadError("send a form field `image` (a PNG/JPEG file) or `sample` (index)")
         with ex.lock:  # saliency is left to /api/heatmap: a third of the time, seen on demand
             image_id, probe = ex.probe(pixels)
-            # no map layer (an MLP): the prediction stands without Grad-CAM (it raised here)
-            heat = ex.heat(probe, "gradcam", layer or None, None) if ex.net.spatial else None
+            heat, no_map = ex.prediction_heat(probe, layer or None)
         result = panels.softmax_steps(probe.logits, run.classes, top)
         result.update(image=image_id, input=panels.png_url(pixels[0]), gradcam=heat and heat["map"])
         if heat is None:
-            no_map = "no Grad-CAM: the model has no layer with a (C, H, W) map, H·W > 1"
             note = f"{note}; {no_map}" if note else no_map
         if note:
             result["note"] = note
@@ -379,6 +393,19 @@ def _invalid_field(found: dict[str, Any]) -> str:
     name = ".".join(str(part) for part in found["loc"][1:]) or str(found["loc"][0])
     given = f" = {found['input']!r}" if found.get("input") is not None else ""
     return f"{name}{given}: {found['msg']}"
+
+
+def _cam_layer(model, input_shape, sample, spatial: dict) -> str | None:
+    """The page's default Grad-CAM layer, explain's (`inspect.default_layer`): the last map
+    layer the logits are computed from. The last map alone was a decoder's in a model that
+    keeps a reconstruction for its loss, and every prediction answered 400 ('the logits do
+    not depend on layer'). None for a model with no map layer."""
+    if not spatial:
+        return None
+    x = torch.zeros(1, *input_shape) if sample is None else sample
+    with inspecting(model):
+        fed = set(feeding_maps(model, x))
+    return next((name for name in reversed(spatial) if name in fed), next(reversed(spatial)))
 
 
 def _no_images(run: Run) -> ImageSet:

@@ -78,7 +78,8 @@ function showArchitecture(model) {
       select.append(option);
     }
   }
-  $("cam-layer").value = Object.keys(model.spatial).slice(-1)[0];
+  // explain's default layer (the last map the logits read), not merely the last map
+  $("cam-layer").value = model.cam_layer ?? Object.keys(model.spatial).slice(-1)[0];
   $("feature-layer").value = model.convs.length ? model.convs[0].conv : Object.keys(model.maps)[0];
   state.featureLayer = $("feature-layer").value;
   const [c, h, w] = model.input_shape;
