@@ -66,3 +66,13 @@ def test_a_first_write_that_fails_claims_no_previous_version(tmp_path, monkeypat
         train(TINY, "digits", tmp_path / "run", CONFIG)
     message = str(failed.value)
     assert "previous version" not in message and "run it again" in message, message
+
+
+def test_a_failed_checkpoint_says_its_way_on_once(tmp_path, monkeypatch):
+    """The second epoch's checkpoint tensors fail: the first's is whole, said once."""
+    _full_on(monkeypatch, "checkpoint.safetensors", 2)
+    config = TrainConfig(epochs=2, batch_size=256, precision="fp32", bn_recalibrate=0, tta=False)
+    with pytest.raises(RunError) as failed:
+        train(TINY, "digits", tmp_path / "run", config)
+    message = str(failed.value)
+    assert message.count("the previous checkpoint (epoch 1, step 0) is whole") == 1, message

@@ -1,4 +1,6 @@
-"""What stops a training run early: a diverging loss, Ctrl-C or SIGTERM.
+"""What stops a training run early: a diverging loss, Ctrl-C or SIGTERM, a failed write;
+and what each stop says it left on disk and how to go on (`kept_checkpoint`, `way_on`,
+`stopped`).
 
 Both are decided between optimizer steps, so a checkpoint never holds a half-updated
 optimizer, and under DDP every rank decides the same (`distributed.step_flags`).
@@ -11,7 +13,9 @@ import signal
 import threading
 from pathlib import Path
 
-from cnnlab.errors import TrainingDiverged
+from cnnlab.errors import RunError, TrainingDiverged
+from cnnlab.train import checkpoint
+from cnnlab.train.run_files import CONFIG
 
 # A loss this many times above max(first loss, ln classes) has left any sane trajectory:
 # ln k is the loss of a uniform guess, so a model that starts already trained still gets room
@@ -99,3 +103,36 @@ class StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def way_on(error: RunError, out: Path, saving: tuple[int, int] | None = None) -> RunError:
+    """A write that failed (a full disk), with how to go on from what is on disk. The
+    checkpoint's tensor file is its commit: a failure on a file written after it
+    (checkpoint.json, metrics.jsonl, model.safetensors) leaves that checkpoint, `saving`'s
+    position, whole, and --resume continues from it (or, from the last, writes the rest)."""
+    on_disk = checkpoint.saved_position(out)
+    if on_disk is None:
+        again = "start again with --force" if (out / CONFIG).is_file() else "run it again"
+        hint = f"no checkpoint was saved yet: free some space and {again}"
+    else:
+        which = "the new checkpoint" if on_disk == saving else "the previous checkpoint"
+        hint = (
+            f"{which} (epoch {on_disk[0]}, step {on_disk[1]}) is whole on disk: free some "
+            "space and continue with --resume"
+        )
+    return RunError(f"{error}; {hint}")
+
+
+def stopped(out: Path | None) -> str:
+    """A Ctrl-C (or SIGTERM) where the loop does not wait for one (a second signal, the
+    final test evaluation): what the disk holds and how to go on."""
+    if out is None:
+        return "interrupted; nothing saved (no run directory)"
+    on_disk = checkpoint.saved_position(out)
+    if on_disk is None:
+        return f"interrupted before the first checkpoint; start again with --force --out {out}"
+    epoch, step = on_disk
+    return (
+        f"interrupted; the last checkpoint (epoch {epoch}, step {step}) is kept in {out}: "
+        "continue with --resume"
+    )

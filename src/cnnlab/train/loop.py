@@ -46,7 +46,7 @@ from cnnlab.train.inputs import (
     resume_inputs,
 )
 from cnnlab.train.resume import check_same_data, restore, session
-from cnnlab.train.rundir import CONFIG, RunDir, read_config
+from cnnlab.train.rundir import RunDir, read_config
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
 
@@ -167,26 +167,32 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         try:
             run.start(choice.spec_text, _run_config(choice, parts.config, splits, parts))
         except RunError as error:
-            raise _way_on(error, run.path) from error
+            raise guard.way_on(error, run.path) from error
     if request.resume:
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
         position, resumed = _restore(parts, choice.record)
     try:
-        _run_epochs(parts, position, request)
-        result = measure.finish(parts, position.rows, splits)
-    except RunError as error:  # model.safetensors or metrics.jsonl not written
-        if parts.out is None:
-            raise
-        raise _way_on(error, parts.out) from error
+        _run_epochs(parts, position, request)  # a checkpoint's failed write says its way on
+        result = _finish(parts, position, splits)
     except KeyboardInterrupt as stop:  # not one the loop answered: say what is kept
         if isinstance(stop, TrainingInterrupted):
             raise
-        raise TrainingInterrupted(_stopped(parts.out)) from None
+        raise TrainingInterrupted(guard.stopped(parts.out)) from None
     result.update(splits.notes)
     result["notes"] = resumed + notes + _fp32_note(parts.fp32_layers)
     result["model"] = parts.handed_back()
     return result
+
+
+def _finish(parts: Parts, position: Position, splits: Splits) -> dict:
+    """measure.finish; a failed write of model.safetensors or metrics.jsonl says its way on."""
+    try:
+        return measure.finish(parts, position.rows, splits)
+    except RunError as error:
+        if parts.out is None:
+            raise
+        raise guard.way_on(error, parts.out) from error
 
 
 def _splits(data, choice, config: TrainConfig, strict: bool, dist) -> Splits:
@@ -403,27 +409,9 @@ def _save(parts: Parts, position: Position) -> None:
         try:
             parts.run.save_checkpoint(tensors, state, position.rows)
         except RunError as error:
-            raise _way_on(error, parts.out, (position.epoch, position.step)) from error
+            raise guard.way_on(error, parts.out, (position.epoch, position.step)) from error
         parts.saved = (position.epoch, position.step)
     distributed.barrier(parts.dist)
-
-
-def _way_on(error: RunError, out: Path, saving: tuple[int, int] | None = None) -> RunError:
-    """A write that failed (a full disk), with how to go on from what is on disk. The
-    checkpoint's tensor file is its commit: a failure on a file written after it
-    (checkpoint.json, metrics.jsonl, model.safetensors) leaves that checkpoint, `saving`'s
-    position, whole, and --resume continues from it (or, from the last, writes the rest)."""
-    on_disk = checkpoint.saved_position(out)
-    if on_disk is None:
-        again = "start again with --force" if (out / CONFIG).is_file() else "run it again"
-        hint = f"no checkpoint was saved yet: free some space and {again}"
-    else:
-        which = "the new checkpoint" if on_disk == saving else "the previous checkpoint"
-        hint = (
-            f"{which} (epoch {on_disk[0]}, step {on_disk[1]}) is whole on disk: free some "
-            "space and continue with --resume"
-        )
-    return RunError(f"{error}; {hint}")
 
 
 def _restore(parts: Parts, record: dict) -> tuple[Position, list[str]]:
@@ -451,21 +439,6 @@ def _interrupted(parts: Parts, epoch: int, step: int | None) -> str:
         else f"the end of epoch {epoch + 1}"
     )
     return f"interrupted at {where}; {saved}"
-
-
-def _stopped(out: Path | None) -> str:
-    """A Ctrl-C (or SIGTERM) where the loop does not wait for one (a second signal, the
-    final test evaluation): what the disk holds and how to go on."""
-    if out is None:
-        return "interrupted; nothing saved (no run directory)"
-    on_disk = checkpoint.saved_position(out)
-    if on_disk is None:
-        return f"interrupted before the first checkpoint; start again with --force --out {out}"
-    epoch, step = on_disk
-    return (
-        f"interrupted; the last checkpoint (epoch {epoch}, step {step}) is kept in {out}: "
-        "continue with --resume"
-    )
 
 
 class _Bar:
