@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import re
 
 import pytest
 import torch
@@ -335,6 +336,24 @@ def test_a_module_summary_cannot_copy_is_named_in_one_clear_error():
     with pytest.raises(CnnlabError, match=r"module '1' \(_KeepsItself\).*__deepcopy__"):
         summary(keeps, (3, 8, 8))
     assert keeps(torch.zeros(1, 3, 8, 8)).shape == (1, 4, 6, 6)  # the model still works
+
+
+@pytest.mark.parametrize("how", ["script", "trace", "trace-child"])
+def test_a_model_scripted_or_traced_whole_is_named_as_torchscript(how):
+    """A model scripted whole was an AttributeError (its _modules is TorchScript's, with no
+    .get), a traced one a KeyError ('_parameters'): summary, the report's summary and the
+    explorer failed with a traceback. Truth: the type torch.jit gives."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    x = torch.zeros(1, 3, 8, 8)
+    model = {
+        "script": lambda: torch.jit.script(net),
+        "trace": lambda: torch.jit.trace(net, x),
+        "trace-child": lambda: nn.Sequential(nn.ReLU(), torch.jit.trace(net, x)),
+    }[how]()
+    name = "1" if how == "trace-child" else "(the model)"
+    kind = type(model[1] if how == "trace-child" else model).__name__
+    with pytest.raises(CnnlabError, match=rf"module '{re.escape(name)}' \({kind}\).*TorchScript"):
+        summary(model, (3, 8, 8))
 
 
 class Decoder(nn.Module):

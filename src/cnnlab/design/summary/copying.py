@@ -68,10 +68,14 @@ def copy_module(
     """
     named = named_modules(model)
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
-    if any(hasattr(kind, "__deepcopy__") for kind in {type(m) for _, m in named}):
+    kinds = {type(m) for _, m in named}
+    if any(issubclass(kind, torch.jit.ScriptModule) for kind in kinds):  # scripted or traced
+        name, m = next((n, m) for n, m in named if isinstance(m, torch.jit.ScriptModule))
+        raise CnnlabError(_uncopied(name, m))
+    if any(hasattr(kind, "__deepcopy__") for kind in kinds):
         _deepcopy_modules(model, [m for _, m in named], _twins(make or meta, memo), memo)
         for name, m in named:
-            if id(m) not in memo or isinstance(m, torch.jit.ScriptModule):
+            if id(m) not in memo:
                 raise CnnlabError(_uncopied(name, m))
             prepare(name, memo[id(m)], vars(memo[id(m)]))
     else:
@@ -84,10 +88,10 @@ def compiled_inner(module: nn.Module, state: dict[str, Any]) -> nn.Module | None
     """The module a torch.compile'd one wraps (its OptimizedModule holds it as `_orig_mod`,
     with the same parameters), None for any other module. Checked by name: importing
     torch._dynamo to test the type costs a second."""
+    if type(module).__name__ != "OptimizedModule":  # first: a ScriptModule's _modules is
+        return None  # no dict (it has no .get)
     inner = state.get("_modules", {}).get("_orig_mod")
-    if type(module).__name__ == "OptimizedModule" and isinstance(inner, nn.Module):
-        return inner
-    return None
+    return inner if isinstance(inner, nn.Module) else None
 
 
 def plain_name(name: str) -> str:
@@ -103,7 +107,7 @@ def _uncopied(name: str, module: nn.Module) -> str:
     if isinstance(module, torch.jit.ScriptModule):
         return (
             f"summary cannot trace {where}: TorchScript runs its calls where no Python sees "
-            "them; summarize the model before torch.jit.script"
+            "them; summarize the model before torch.jit.script or torch.jit.trace"
         )
     return (
         f"summary cannot trace {where}: its __deepcopy__ returns the module itself, and the "
