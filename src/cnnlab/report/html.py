@@ -17,6 +17,7 @@ from cnnlab.inspect.progress import Progress
 from cnnlab.report import show
 from cnnlab.report.facts import gather
 from cnnlab.report.sources import Budget
+from cnnlab.train.checkpoint import atomic_write
 from cnnlab.train.rundir import CONFIG, MODEL_WEIGHTS, SPEC, Run, load_run, read_config
 
 REQUIRED = (SPEC, CONFIG)  # without these a directory is not a run
@@ -110,11 +111,12 @@ def write_report(
     html, spent = render(path, budget, strict=strict, progress=progress)
     if timings is not None:
         timings.update(spent)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, target)
-    except OSError as error:
-        partial.unlink(missing_ok=True)
-        raise CnnlabError(f"cannot write the report to {target} ({error.strerror})") from error
+    try:  # the run's writer: its temp file is one the run's cleanup knows (`temp_files`)
+        atomic_write(target, html.encode("utf-8"))
+    except RunError as error:
+        reason = getattr(error.__cause__, "strerror", None) or str(error)
+        raise CnnlabError(
+            f"cannot write the report to {target} ({reason}); "
+            "write it elsewhere with --out FILE"
+        ) from error
     return target

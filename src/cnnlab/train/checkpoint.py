@@ -62,15 +62,24 @@ def atomic_write(path: str | Path, data: bytes) -> None:
             os.fsync(file.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         reason = error.strerror or str(error)
         # a file written for the first time (config.json of a new run) had no previous version
         kept = "; the previous version of the file is intact" if path.exists() else ""
         raise RunError(f"could not write {path}: {reason}{kept}") from error
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a failed write's temp file. Its own failure is not the one to report: on a
+    read-only mount unlink fails (EROFS) even for the file open() never made."""
+    try:
+        tmp.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _fsync_dir(directory: Path) -> None:
