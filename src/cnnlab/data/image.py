@@ -32,9 +32,14 @@ MAX_IMAGE_PIXELS = 64 * 2**20  # 8192×8192; 3 bytes each is 192 MB per decoded 
 # Every format of photos and scans Pillow decodes: a folder's .tif or .gif images were
 # ignored unnamed while `predict` read the same files. HEIC and camera raw files are listed
 # too, so a folder names them as skipped (no Pillow decoder) instead of dropping them unseen.
-IMAGE_EXTENSIONS = (
-    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".avif",
-)  # fmt: skip
+# Each extension with the Pillow format its files hold: folders pick files by the extension,
+# the explorer's upload (no usable name) checks the format in the header; one list for both.
+IMAGE_FORMATS = {
+    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".jfif": "JPEG",
+    ".bmp": "BMP", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF", ".gif": "GIF",
+    ".avif": "AVIF",
+}  # fmt: skip
+IMAGE_EXTENSIONS = tuple(IMAGE_FORMATS)
 UNDECODED_EXTENSIONS = (".heic", ".heif", ".dng", ".cr2", ".nef", ".arw")
 _ALPHA_MODES = ("RGBA", "LA", "La", "RGBa", "PA")
 _DEEP_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "F")

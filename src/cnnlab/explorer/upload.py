@@ -2,7 +2,8 @@
 
 Limits (each refusal is an `UploadError` whose message says what is wrong and what to do):
 - at most MAX_BYTES (10 MB) of file; an empty file is refused;
-- PNG, JPEG, BMP or WebP, recognised from the header bytes, not from the name;
+- a format an image folder reads (`data.image.IMAGE_FORMATS`: PNG, JPEG, BMP, WebP, TIFF, GIF,
+  AVIF), recognised from the header bytes, not from the name;
 - at most MAX_PIXELS (width × height, from the header, before any pixel is decoded): a small
   file that would expand to gigabytes (a decompression bomb) never reaches the decoder;
 - the file is then read as predict, explain and training read image files
@@ -22,13 +23,15 @@ import warnings
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cnnlab.data.image import mode_change
+from cnnlab.data.image import IMAGE_FORMATS, mode_change
 from cnnlab.errors import DataError
 from cnnlab.train.evaluate import read_for_run
 
 MAX_BYTES = 10 * 1024 * 1024  # 10 MB: a camera JPEG fits, a denial of service does not
 MAX_PIXELS = 4096 * 4096  # 16.8 M pixels: 50 MB as RGB once decoded
-FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+# the formats training, predict and explain read, so an upload of what they read is read;
+# Pillow names a camera's JPEG holding a second picture (MP data) MPO: a .jpg to a folder
+FORMATS = (*dict.fromkeys(IMAGE_FORMATS.values()), "MPO")
 
 
 class UploadError(DataError):
@@ -63,7 +66,7 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
         raise UploadError(f"{name} is not a readable image ({error})") from None
     if fmt not in FORMATS:
         raise UploadError(
-            f"{name} is not a PNG, JPEG, BMP or WebP image (its bytes are no image format "
+            f"{name} is not a {_named(FORMATS)} image (its bytes are no image format "
             "the explorer reads): choose an image file"
         )
     if w * h > MAX_PIXELS:
@@ -73,6 +76,12 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
             status=413,
         )
     return w, h
+
+
+def _named(formats: tuple[str, ...]) -> str:
+    """The formats as a phrase, PNG, JPEG, ... or AVIF (WebP, not Pillow's WEBP)."""
+    names = [{"WEBP": "WebP"}.get(f, f) for f in formats if f != "MPO"]  # MPO is a JPEG
+    return ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def colour_note(data: bytes, name: str, channels: int) -> str:
