@@ -116,7 +116,6 @@ def write_report(
     except RunError as error:
         reason = getattr(error.__cause__, "strerror", None) or str(error)
         raise CnnlabError(
-            f"cannot write the report to {target} ({reason}); "
-            "write it elsewhere with --out FILE"
+            f"cannot write the report to {target} ({reason}); write it elsewhere with --out FILE"
         ) from error
     return target
