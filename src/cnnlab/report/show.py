@@ -152,11 +152,20 @@ def show_matrix(results, facts: Facts) -> Blocks:
 
 
 def show_per_class(results, facts: Facts) -> Blocks:
-    acc = np.array(results.evaluation.per_class)
-    colours = [plots.BAD if a < acc.mean() - 0.05 else "C0" for a in acc]
-    names = _names(facts, len(acc))
-    fig = plots.hbars(names, acc * 100, "accuracy (%)", "Accuracy per class", None, False, colours)
-    return [_figure(fig, "accuracy per class", "Red: more than 5 points below the mean.")]
+    per_class = results.evaluation.per_class  # None: no test image of the class
+    seen = [a for a in per_class if a is not None]
+    mean = sum(seen) / len(seen) if seen else 0.0
+    colours = [plots.BAD if a is not None and a < mean - 0.05 else "C0" for a in per_class]
+    names = [
+        name if a is not None else f"{name} (no images)"  # no bar, not a 0 % one
+        for name, a in zip(_names(facts, len(per_class)), per_class, strict=True)
+    ]
+    acc = [0.0 if a is None else a * 100 for a in per_class]
+    fig = plots.hbars(names, acc, "accuracy (%)", "Accuracy per class", None, False, colours)
+    note = "Red: more than 5 points below the mean."
+    if len(seen) < len(per_class):
+        note += " A class marked (no images) has none among the test images: no accuracy."
+    return [_figure(fig, "accuracy per class", note)]
 
 
 def show_pairs(pairs, facts: Facts) -> Blocks:

@@ -21,7 +21,7 @@ from torch import nn
 from cnnlab import inspect
 from cnnlab.design.activations import activation_of
 from cnnlab.errors import CnnlabError, ReportError
-from cnnlab.train.evaluate import Evaluation, confusion_matrix, predict_logits
+from cnnlab.train.evaluate import Evaluation, class_accuracy, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
 
@@ -175,7 +175,7 @@ class Sources:
             n=len(y),
             accuracy=(predicted == y).float().mean().item(),
             loss=F.cross_entropy(logits, y).item(),
-            per_class=tuple((confusion.diagonal() / confusion.sum(1).clamp_min(1)).tolist()),
+            per_class=class_accuracy(confusion),
             confusion=tuple(tuple(row) for row in confusion.tolist()),
         )
         return evaluation, logits.softmax(1)

@@ -112,7 +112,7 @@ class Evaluation:
     n: int
     accuracy: float
     loss: float
-    per_class: tuple[float, ...]
+    per_class: tuple[float | None, ...]  # None: no image of the class in the split
     confusion: tuple[tuple[int, ...], ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,6 +131,15 @@ class Evaluation:
 def confusion_matrix(predicted: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """`(k, k)` int64 counts: row = true class, column = predicted class."""
     return torch.bincount(labels * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def class_accuracy(confusion: torch.Tensor) -> tuple[float | None, ...]:
+    """Each class's accuracy from a confusion matrix; None for a class with no image in the
+    split (a folder's class too small for the hold-out): 0/0 is no accuracy, and 0.0 would
+    read as a class never recognised."""
+    totals = confusion.sum(1)
+    accuracy = (confusion.diagonal() / totals.clamp_min(1)).tolist()
+    return tuple(a if n else None for a, n in zip(accuracy, totals.tolist(), strict=True))
 
 
 def evaluate(
@@ -154,7 +163,6 @@ def evaluate(
     predicted = logits.argmax(1)
     k = len(run.classes)
     confusion = confusion_matrix(predicted, ds.labels, k)
-    totals = confusion.sum(1).clamp_min(1)
     return Evaluation(
         split=split,
         tta=tta,
@@ -162,7 +170,7 @@ def evaluate(
         n=len(ds),
         accuracy=(predicted == ds.labels).float().mean().item(),
         loss=F.cross_entropy(logits, ds.labels).item(),
-        per_class=tuple((confusion.diagonal() / totals).tolist()),
+        per_class=class_accuracy(confusion),
         confusion=tuple(tuple(row) for row in confusion.tolist()),
     )
 
