@@ -255,7 +255,7 @@ predict named-pipe        | {{run}} {{pipe}}                        | named pipe
 predict bomb-10k          | {{run}} {{bomb10k}}                     | pixels
 predict bomb-20k          | {{run}} {{bomb20k}}                     | pixels
 predict not-an-image      | {{run}} {{notimage}}                    | not a readable image
-predict dir-as-image      | {{run}} {{tmp}}                         | directory
+predict dir-no-image      | {{run}} {{run}}                         | no image file
 predict top-0             | {{run}} {{image}} --top 0               | --top
 predict missing-run       | {{tmp}}/absent {{image}}                | absent
 predict weights-nan       | {{run_nanweights}} {{image}}            | model.safetensors

@@ -6,14 +6,16 @@ import json
 import sys
 
 from cnnlab.cli.notes import print_channel_note
-from cnnlab.data.folder import shown
+from cnnlab.data.folder import expand_folders, shown
 from cnnlab.errors import CnnlabError
 
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="PNG/JPEG/... files")
+    p.add_argument(
+        "images", metavar="IMAGE", nargs="+", help="PNG/JPEG/... files, or folders of them"
+    )
     p.add_argument("--top", type=int, default=3, help="classes to show per image (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=_predict)
@@ -27,6 +29,7 @@ def _predict(args) -> int:
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, got {args.top}")
     run = load_run(args.run_dir)
+    args.images = expand_folders(args.images)
     with progress_bar() as progress:
         predictions = predict(run, args.images, top=args.top, progress=progress)
     if args.json:

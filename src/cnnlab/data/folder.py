@@ -89,6 +89,26 @@ def _image_files(directory: Path) -> list[Path]:
     )
 
 
+def expand_folders(paths: list[str]) -> list[str]:
+    """`paths` with each directory replaced by the image files under it (sorted, as a
+    class folder is read): `cnnlab predict RUN photos/` predicts every image in it. A
+    directory with no image file is a DataError naming it."""
+    out = []
+    for path in paths:
+        directory = Path(path).expanduser()
+        if not directory.is_dir():
+            out.append(path)
+            continue
+        found = _image_files(directory)
+        if not found:
+            raise DataError(
+                f"{shown(directory)}: a directory with no image file "
+                f"({'/'.join(IMAGE_EXTENSIONS)}); give image files or a folder of them"
+            )
+        out += [str(p) for p in found]
+    return out
+
+
 def class_name(folder: Path) -> str:
     """A class folder's name as text that prints and encodes everywhere: a name whose bytes
     are not UTF-8 (on POSIX) keeps the bad bytes as `\\xe9` escapes, so distinct folders stay
