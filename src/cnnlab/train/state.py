@@ -33,7 +33,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
-        self.model = copy.deepcopy(model).eval()
+        self.model = model_copy(model).eval()
         for p in self.model.parameters():
             # detach_: a deep copy of a TorchScript block holds clones with autograd history,
             # whose requires_grad flag torch refuses to change
@@ -57,6 +57,34 @@ class EMA:
     def copy_buffers(self, model: nn.Module) -> None:
         for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)
+
+
+def model_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of the user's model. A tensor its forward kept as an attribute (a side
+    branch's output, `self.reconstruction = self.decoder(h)`) still carries autograd history
+    after a forward with gradients, and deepcopy refuses such a tensor (a RuntimeError); the
+    copy holds a detached clone of it instead."""
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if name not in ("_parameters", "_buffers", "_modules"):
+                for t in _kept_tensors(value):
+                    memo.setdefault(id(t), t.detach().clone())
+    return copy.deepcopy(model, memo)
+
+
+def _kept_tensors(value: Any, depth: int = 3) -> list[torch.Tensor]:
+    """The non-leaf tensors in a module attribute: itself, or in its lists, tuples and dicts
+    (a few levels: a forward keeps a list of feature maps, not a deep structure)."""
+    if isinstance(value, torch.Tensor):
+        return [] if value.is_leaf else [value]
+    if depth == 0:
+        return []
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _kept_tensors(item, depth - 1)]
+    return []
 
 
 @dataclass(frozen=True)
