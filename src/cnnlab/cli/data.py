@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -102,7 +103,8 @@ def conversions(converted) -> dict[str, int]:
     counts: dict[str, int] = {}
     for _, change in converted:
         for part in change.split(", "):
-            kind = part if part[0].isalpha() else "resized"  # "41x102->32x32"
+            # "41x102->32x32" is a size; a mode may start with a digit too ("1->L", bilevel)
+            kind = "resized" if re.fullmatch(r"\d+x\d+->\d+x\d+", part) else part
             counts[kind] = counts.get(kind, 0) + 1
     return counts
 

@@ -236,8 +236,15 @@ def print_data_notes(result: dict) -> None:
         print(f"skipped {path}: {reason}")
     converted = result["converted"]
     if converted:
-        kinds = sorted({change for _, change in converted})
-        shown = ", ".join(kinds[:3]) + (", ..." if len(kinds) > 3 else "")
+        from cnnlab.cli.data import conversions
+
+        # counted by kind as `cnnlab data` counts them: the first three distinct changes
+        # were mostly sizes ("50x50->28x28, CMYK->L, 70x50->28x28, ...") and hid RGB->L
+        counts = sorted(conversions(converted).items())
+        if len(converted) == 1:
+            shown = ", ".join(kind for kind, _ in counts)
+        else:
+            shown = ", ".join(f"{n} {kind}" for kind, n in counts)
         images = "image" if len(converted) == 1 else "images"
         print(f"converted {len(converted)} {images} to the model's input ({shown})")
 
