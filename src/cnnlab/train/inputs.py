@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch import nn
 from cnnlab.data import ImageSet, load_splits
 from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
-from cnnlab.design.spec import load_spec
+from cnnlab.design.spec import load_spec, preset_names
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
@@ -35,6 +36,7 @@ class ModelChoice:
     record: dict[str, Any]
     title: str  # for messages: "spec 'fast'", "model nets.py:make_net", "model Sequential"
     given_input: tuple[int, int, int] | None = None  # code's --input C,H,W
+    preset: str | None = None  # the preset's name when the spec is one: no file of the user's
 
     @property
     def input_shape(self) -> tuple[int, int, int] | None:
@@ -79,7 +81,14 @@ def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
     spec = load_spec(model_or_spec)
     torch.manual_seed(seed)
     model = build(spec)
-    return ModelChoice(model, spec, {"kind": "spec", "name": spec.name}, f"spec {spec.name!r}")
+    # load_spec reads a name of preset_names() as that preset before any path
+    preset = (
+        model_or_spec
+        if isinstance(model_or_spec, str) and model_or_spec in preset_names()
+        else None
+    )
+    record = {"kind": "spec", "name": spec.name}
+    return ModelChoice(model, spec, record, f"spec {spec.name!r}", preset=preset)
 
 
 def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig | None):
@@ -260,13 +269,25 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
         raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{_other(choice)}")
     if misfit.kind == "classes":
         fix = (
-            f"end the spec with `linear: {k}`" if choice.spec
+            _preset_fix(choice.preset, k) if choice.preset
+            else f"end the spec with `linear: {k}`" if choice.spec
             else f"give it {k} outputs, e.g. by its factory's argument: --model-arg NAME={k}"
             if choice.record.get("kind") == "code"
             else f"give it {k} outputs"
         )  # fmt: skip
         raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
     raise SpecError(f"{title} {misfit.why}")
+
+
+def _preset_fix(name: str, k: int) -> str:
+    """How to give a preset `k` outputs: its YAML is in the package (where load_spec reads
+    it); "end the spec with" told a preset user of a spec file they do not have."""
+    path = resources.files("cnnlab.design") / "presets" / f"{name}.yaml"
+    return (
+        f"a preset is fixed: copy its spec {path} to {name}-{k}.yaml, change its last "
+        f"`linear:` to `linear: {k}` and train that file (`cnnlab train {name}-{k}.yaml ...` "
+        f"instead of --preset {name})"
+    )
 
 
 def _check_trainable(choice: ModelChoice) -> None:
