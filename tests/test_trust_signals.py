@@ -42,7 +42,18 @@ def _interrupt_in(monkeypatch, which: str) -> None:
     monkeypatch.setattr(measure, "sharded_eval", evaluating)
 
 
+@pytest.fixture
+def foreground_sigint():
+    """SIGINT raising KeyboardInterrupt, as in a foreground shell: a suite started in the
+    background (`make test &`, nohup) inherits SIGINT ignored, and Python then installs no
+    handler, so the signal the test sends would do nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("which", ["validation", "test"])
+@pytest.mark.usefixtures("foreground_sigint")
 def test_ctrl_c_after_the_last_step_stops_with_the_way_on(which, reference, tmp_path, monkeypatch):
     """In the last epoch's validation the signal set a flag no later step read: the run went
     on to the end and exit 0. In the test evaluation it was a bare KeyboardInterrupt (the
