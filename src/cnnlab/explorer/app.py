@@ -30,7 +30,7 @@ from cnnlab.explorer import panels
 from cnnlab.explorer.probe import Network, Probe, dot_product
 from cnnlab.explorer.top import cached_top_images
 from cnnlab.explorer.upload import MAX_BYTES, UploadError, colour_note, read_upload
-from cnnlab.inspect import feeding_maps, inspecting
+from cnnlab.inspect import default_layer, inspecting
 from cnnlab.inspect.progress import Progress
 from cnnlab.train.evaluate import predict_logits, resize_note
 from cnnlab.train.rundir import Run, load_run
@@ -404,8 +404,7 @@ def _cam_layer(model, input_shape, sample, spatial: dict) -> str | None:
         return None
     x = torch.zeros(1, *input_shape) if sample is None else sample
     with inspecting(model):
-        fed = set(feeding_maps(model, x))
-    return next((name for name in reversed(spatial) if name in fed), next(reversed(spatial)))
+        return default_layer(model, x)
 
 
 def _no_images(run: Run) -> ImageSet:
