@@ -41,11 +41,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run)
 
 
+# Why --download has nothing to fetch for the other sources.
+_NOTHING_TO_DOWNLOAD = {
+    "digits": "it ships with scikit-learn",
+    "shapes": "it is drawn by cnnlab",
+}
+
+
 def _check_options(args: argparse.Namespace) -> None:
-    """--url and --root are Fashion-MNIST's: elsewhere they were ignored without a word."""
+    """--url, --download and --root are Fashion-MNIST's: elsewhere they were ignored, or
+    Fashion-MNIST was downloaded and then another set shown."""
     if args.url and not args.download:
         raise CnnlabError("--url is the mirror --download uses: give --download DIR too")
-    if args.root and dataset_name(args.name) != "fashion-mnist":
+    key = dataset_name(args.name)
+    if args.download and key != "fashion-mnist":
+        why = _NOTHING_TO_DOWNLOAD.get(key, "a folder is read where it is")
+        raise CnnlabError(
+            f"--download is for fashion-mnist, not {args.name!r}: {why}, nothing to download; "
+            "drop it"
+        )
+    if args.root and key != "fashion-mnist":
         raise CnnlabError(f"--root is for fashion-mnist, not {args.name!r}: drop it")
 
 
