@@ -147,9 +147,15 @@ def split_files(
         remap = [train_classes.index(c) for c in classes]
         return root / split, train_classes, [(f, remap[label]) for f, label in files]
     classes, files = list_images(root)
+    # the hold-out is drawn among files that can be read: a HEIC or camera-raw file, listed
+    # only to be named as skipped, would reshuffle it (and be drawn as a test image that
+    # never is one); it is named with the training part
+    undecoded = [(f, y) for f, y in files if f.suffix.lower() in UNDECODED_EXTENSIONS]
+    files = [(f, y) for f, y in files if f.suffix.lower() not in UNDECODED_EXTENSIONS]
     held_out = stratified_holdout(np.array([y for _, y in files]), FOLDER_TEST_FRACTION, seed=0)
     keep = held_out if split == "test" else ~held_out
-    return root, classes, [f for f, k in zip(files, keep, strict=True) if k]
+    chosen = [f for f, k in zip(files, keep, strict=True) if k]
+    return root, classes, chosen if split == "test" else chosen + undecoded
 
 
 def _read_one(file: Path, strict: bool) -> tuple[Image.Image | None, tuple[str, str] | None]:
@@ -254,8 +260,12 @@ def image_folder(
     for index in sorted(set(range(len(classes))) - set(labels)):
         if split != "test":
             where = folder / classes[index]
-            bad = [p for p, _ in skipped if Path(p).is_relative_to(where)]
-            raise DataError(f"{where}: empty class (none of its images could be read: {bad[:3]})")
+            bad = [(p, why) for p, why in skipped if Path(p).is_relative_to(where)]
+            why = f"; {bad[0][1]}" if bad else ""  # e.g. HEIC: convert it to PNG or JPEG
+            raise DataError(
+                f"{where}: empty class (none of its images could be read: "
+                f"{[p for p, _ in bad[:3]]}{why})"
+            )
     if not arrays:
         raise DataError(f"{folder}: no readable image for split {split!r}")
     stacked = torch.from_numpy(np.stack(arrays))  # (N, H, W) or (N, H, W, 3)
