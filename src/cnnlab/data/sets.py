@@ -126,21 +126,30 @@ def load_splits(
 
 
 def _check_classes(name: str | Path) -> None:
-    """A folder needs two classes (one "trains" to 100 % and loss 0, meaning nothing). A
-    wrapper folder (`photos/` holding `cat/` and `dog/`, read as the one class `photos`) is
-    named as the directory to give instead."""
+    """A folder needs two classes (one "trains" to 100 % and loss 0, meaning nothing). When
+    the one class's images are in sub-folders, cnnlab cannot tell a wrapper folder (`photos/`
+    holding `cat/` and `dog/`: give `photos`) from one class filed by date (`cat/2023`,
+    `cat/2024`: add other classes), so the error says both."""
     directory = Path(name).expanduser()
     if dataset_name(name) is not None or not directory.is_dir():
         return
     if _holds_fashion_mnist(directory):
         return
-    folder, classes, _ = folder_split_files(directory, "train")
+    folder, classes, files = folder_split_files(directory, "train")
     if len(classes) >= 2:
         return
     inner = folder / classes[0]
+    # the listing just made, rather than another walk of the folder
+    subs = sorted({f.relative_to(inner).parts[0] for f, _ in files if f.parent != inner})
+    subs = [s for s in subs if not s.startswith(".")]
     fix = "add a sub-folder of images for each other class"
-    if sum(p.is_dir() and not p.name.startswith(".") for p in inner.iterdir()) > 1:
-        fix = f"its images are in sub-folders of {inner}: give that directory as the data"
+    if len(subs) > 1:
+        shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")
+        fix = (
+            f"its images are in sub-folders of {inner}: give that directory as the data if "
+            f"they ({shown}) are the classes, or, if {classes[0]!r} is one class, add a "
+            f"sub-folder of images to {folder} for each other class"
+        )
     raise DataError(
         f"{folder}: only one class ({classes[0]!r}); a classifier needs at least two: {fix}"
     )
