@@ -33,6 +33,7 @@ Policies (stated here, applied to every image):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -156,6 +157,28 @@ def split_files(
     keep = held_out if split == "test" else ~held_out
     chosen = [f for f, k in zip(files, keep, strict=True) if k]
     return root, classes, chosen if split == "test" else chosen + undecoded
+
+
+def holdout_fingerprint(path: str | Path) -> str | None:
+    """SHA-256 of the files a folder's test hold-out is drawn from (relative path and class,
+    in order), None for a folder with DIR/train and DIR/test (a fixed test set) or one that
+    is no class tree. The hold-out is a seeded draw over that list: a file added, removed
+    or renamed redraws it, and a test split read again then holds images a run trained on.
+    A listing, nothing decoded."""
+    root = Path(path).expanduser()
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        return None
+    try:
+        _, files = list_images(root)
+    except DataError:
+        return None
+    digest = hashlib.sha256()
+    for file, label in files:
+        if file.suffix.lower() not in UNDECODED_EXTENSIONS:
+            digest.update(
+                f"{file.relative_to(root).as_posix()}\t{label}\n".encode(errors="surrogateescape")
+            )
+    return digest.hexdigest()
 
 
 def _read_one(file: Path, strict: bool) -> tuple[Image.Image | None, tuple[str, str] | None]:

@@ -35,6 +35,7 @@ from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, rel
 from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
+from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import (
     EVALUATION,
     RunDir,
@@ -108,6 +109,7 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     config = {
         "model": source.to_record(),
         "data": _data_name(data),
+        **holdout_record(_data_name(data)),
         **info,
         "precision": "fp32",  # evaluation in fp32: how the model was trained is not known
         "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},

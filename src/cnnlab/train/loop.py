@@ -46,6 +46,7 @@ from cnnlab.train.inputs import (
     resume_inputs,
 )
 from cnnlab.train.resume import check_same_data, restore, session
+from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import RunDir, read_config
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
 
@@ -217,6 +218,7 @@ def _run_config(choice, config: TrainConfig, splits: Splits, parts: Parts) -> di
         "model": choice.record,
         **config.to_dict(),
         "data": splits.name,
+        **holdout_record(splits.name),
         **splits.notes,
         "classes": list(splits.classes),
         "mean": list(splits.mean),

@@ -22,6 +22,8 @@ from safetensors import safe_open
 from torch import nn
 
 from cnnlab.data import load_dataset, to_float
+from cnnlab.data.folder import holdout_fingerprint
+from cnnlab.data.sets import dataset_name
 from cnnlab.errors import CnnlabError, RunError
 from cnnlab.inspect import (
     classifier_misfit,
@@ -117,11 +119,27 @@ class Run:
                 "takes --data)"
             )
         try:
-            return load_dataset(self.data, split, channels=c, size=(h, w))
+            found = load_dataset(self.data, split, channels=c, size=(h, w))
         except CnnlabError as error:
             raise RunError(
                 f"{self.path}: cannot load its data {self.data!r}: {error}{data_gone(self.data)}"
             ) from error
+        self._check_holdout()
+        return found
+
+    def _check_holdout(self) -> None:
+        """RunError if the folder's test hold-out would not be the one the run held out
+        (`holdout_record`): a file added, removed or renamed redraws it, and the test images
+        then include images the run trained on, scored as if unseen."""
+        then = self.config.get("holdout")
+        if then is None or holdout_fingerprint(self.data) == then:
+            return
+        raise RunError(
+            f"{self.path}: the folder {self.data} has changed since the run held out its test "
+            "images (files added, removed or renamed): its 20% hold-out is drawn anew from "
+            "what the folder holds, and would now include images the run trained on; restore "
+            "the folder as it was, or keep new images in another folder"
+        )
 
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl, one per epoch (empty before the first epoch ends)."""
@@ -133,6 +151,14 @@ class Run:
             f"Run({str(self.path)!r}, model={self.name!r}, {c}×{h}×{w}, "
             f"{len(self.classes)} classes, data={self.data!r})"
         )
+
+
+def holdout_record(data: str | None) -> dict[str, str]:
+    """config.json's record of a folder's test hold-out ({"holdout": SHA-256 of the files it
+    is drawn from}, `folder.holdout_fingerprint`), {} for a named set or a folder with a
+    fixed DIR/test; every later command that reads the data checks it (`Run.dataset`)."""
+    found = holdout_fingerprint(data) if data is not None and dataset_name(data) is None else None
+    return {} if found is None else {"holdout": found}
 
 
 def load_run(
