@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from cnnlab.cli import main
+from cnnlab.data import folder
 from cnnlab.data.folder import split_files
 from cnnlab.errors import RunError
 from cnnlab.train import TrainConfig, load_run, loop, train
@@ -77,3 +78,27 @@ def test_a_run_recorded_before_the_check_opens_as_before(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert "holdout" not in json.loads((out / "config.json").read_text())
     assert len(load_run(out).dataset("test")) == 8
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL after the first epoch's checkpoint."""
+
+
+def test_a_folder_run_of_an_earlier_reader_is_told_why_it_cannot_resume(tmp_path, monkeypatch):
+    """A folder run made when the images came in class order (before the interleaved order
+    and the hold-out record) draws another validation split now: its resume was refused as
+    'data has changed', which it had not."""
+    data, out = _folder(tmp_path / "imgs"), tmp_path / "run"
+    monkeypatch.setattr(loop, "holdout_record", lambda data: {})
+    monkeypatch.setattr(folder, "interleaved_order", lambda labels, seed: np.arange(len(labels)))
+
+    def killed(row, epochs):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(
+            TINY2, str(data), out, TrainConfig(**{**CONFIG.to_dict(), "epochs": 2}), on_epoch=killed
+        )
+    monkeypatch.undo()
+    with pytest.raises(RunError, match="has changed.*or the run was made by an earlier cnnlab"):
+        train(TINY2, None, out, None, resume=True)

@@ -11,10 +11,12 @@ is a legitimate place to continue), says so in notes and records them in config.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from cnnlab.data.sets import dataset_name
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS, MODEL_WEIGHTS
@@ -118,10 +120,20 @@ def check_same_data(out, splits: Any) -> None:
     else:
         what = _changed_stats(config, splits)
     if what:
+        older = ""  # a folder run made before 'holdout' was recorded: its images came in
+        if "holdout" not in config and _is_folder(config.get("data")):  # class order then
+            older = (
+                ", or the run was made by an earlier cnnlab, which ordered a folder's images "
+                "by class and so drew another validation split"
+            )
         raise RunError(
             f"cannot resume {out}: its data {config.get('data')!r} has changed since the run "
-            f"started ({what}); restore that data, or start a new run (--force)"
+            f"started ({what}){older}; restore that data, or start a new run (--force)"
         )
+
+
+def _is_folder(data: Any) -> bool:
+    return isinstance(data, str) and dataset_name(data) is None and Path(data).is_dir()
 
 
 def _changed_stats(config: dict, splits: Any) -> str:
