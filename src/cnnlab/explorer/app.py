@@ -29,7 +29,14 @@ from cnnlab.explain import ExplainError, activation_maximization, gradcam, salie
 from cnnlab.explorer import panels
 from cnnlab.explorer.probe import Network, Probe, dot_product
 from cnnlab.explorer.top import cached_top_images
-from cnnlab.explorer.upload import MAX_BYTES, UploadError, colour_note, read_upload
+from cnnlab.explorer.upload import (
+    ACCEPT,
+    FORMAT_NAMES,
+    MAX_BYTES,
+    UploadError,
+    colour_note,
+    read_upload,
+)
 from cnnlab.inspect import default_layer, inspecting
 from cnnlab.inspect.progress import Progress
 from cnnlab.train.evaluate import predict_logits, resize_note
@@ -231,6 +238,8 @@ def _model_routes(app: FastAPI, ex: Explorer) -> None:
             "cam_layer": ex.cam_layer,  # explain's default: the last map the logits read
             "maps": {call: list(s) for call, s in ex.net.maps.items()},  # one per call
             "top_layers": ex.top_layers(),
+            # the file chooser's filter and heading, from the formats the server reads
+            "upload": {"accept": ACCEPT, "formats": list(FORMAT_NAMES)},
         }
 
     @app.get("/api/samples")

@@ -32,6 +32,11 @@ MAX_PIXELS = 4096 * 4096  # 16.8 M pixels: 50 MB as RGB once decoded
 # the formats training, predict and explain read, so an upload of what they read is read;
 # Pillow names a camera's JPEG holding a second picture (MP data) MPO: a .jpg to a folder
 FORMATS = (*dict.fromkeys(IMAGE_FORMATS.values()), "MPO")
+# the upload input's `accept`, by extension: the page lists in its file chooser exactly the
+# files the server reads (a hard-coded list of MIME types hid .tif, .gif and .avif)
+ACCEPT = ",".join(IMAGE_FORMATS)
+# the formats as people name them (WebP, not Pillow's WEBP; MPO is a JPEG)
+FORMAT_NAMES = tuple({"WEBP": "WebP"}.get(f, f) for f in FORMATS if f != "MPO")
 
 
 class UploadError(DataError):
@@ -66,7 +71,7 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
         raise UploadError(f"{name} is not a readable image ({error})") from None
     if fmt not in FORMATS:
         raise UploadError(
-            f"{name} is not a {_named(FORMATS)} image (its bytes are no image format "
+            f"{name} is not a {_named(FORMAT_NAMES)} image (its bytes are no image format "
             "the explorer reads): choose an image file"
         )
     if w * h > MAX_PIXELS:
@@ -78,9 +83,8 @@ def check_header(data: bytes, name: str) -> tuple[int, int]:
     return w, h
 
 
-def _named(formats: tuple[str, ...]) -> str:
-    """The formats as a phrase, PNG, JPEG, ... or AVIF (WebP, not Pillow's WEBP)."""
-    names = [{"WEBP": "WebP"}.get(f, f) for f in formats if f != "MPO"]  # MPO is a JPEG
+def _named(names: tuple[str, ...]) -> str:
+    """The format names as a phrase: PNG, JPEG, ... or AVIF."""
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 

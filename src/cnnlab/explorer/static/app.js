@@ -510,6 +510,8 @@ async function start() {
   $("g-next").addEventListener("click", () => { if (state.geometry) { state.window = Math.min(state.geometry.output ** 2 - 1, state.window + 1); drawGeometry(); } });
   try {
     state.model = await api("/api/model");
+    $("upload").accept = state.model.upload.accept;  // what the server reads, from its one list
+    $("upload-formats").textContent = state.model.upload.formats.join("/");
     showArchitecture(state.model);
     await Promise.all([loadSamples(), updateGeometry()]);
     document.body.dataset.ready = "1";
