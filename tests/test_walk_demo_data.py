@@ -2,6 +2,9 @@
 refused before training with the way to train it (the error came after the first lines and
 advised --batch-size and `linear: 4`, which the demo does not take)."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -29,3 +32,6 @@ def test_another_set_is_refused_before_training(tmp_path, capsys, data):
     assert "training" not in captured.out and not out.exists()
     assert len(captured.err.splitlines()) == 1
     assert "fast.yaml" in captured.err and "cnnlab train SPEC --data DIR" in captured.err
+    # the file to copy where cnnlab is installed, not a source checkout's src/ (relative)
+    named = Path(re.search(r"copy (\S+fast\.yaml),", captured.err).group(1))
+    assert named.is_absolute() and named.is_file() and load_spec(str(named)).name == "fast"

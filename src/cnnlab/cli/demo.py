@@ -37,12 +37,13 @@ def check_demo_data(data: str) -> None:
     the first lines with advice the demo cannot take (`--batch-size`, `linear: 4`)."""
     from cnnlab.data.fashion import split_files
     from cnnlab.data.sets import dataset_name
+    from cnnlab.design.spec import preset_path
 
     if dataset_name(data) in ("fashion-mnist", "digits") or split_files(data, "train"):
         return
     raise ConfigError(
         f"the demo trains the `fast` preset (10 classes) on fashion-mnist or digits, not "
-        f"{data!r}: for your own images, copy src/cnnlab/design/presets/fast.yaml, set its "
+        f"{data!r}: for your own images, copy {preset_path('fast')}, set its "
         "`input` and `linear: <classes>`, and run `cnnlab train SPEC --data DIR --out runs/mine`"
     )
 

@@ -250,6 +250,12 @@ _PRESETS = resources.files("cnnlab.design") / "presets"
 _TOP_KEYS = ("name", "description", "input", "layers")
 
 
+def preset_path(name: str):
+    """Where preset `name`'s YAML is (in the installed package, not a source checkout's
+    src/): the file to copy and edit for a preset of other outputs or input."""
+    return _PRESETS / f"{name}.yaml"
+
+
 def preset_names() -> list[str]:
     """Names of the presets shipped in cnnlab/design/presets/*.yaml, sorted."""
     return sorted(p.name[: -len(".yaml")] for p in _PRESETS.iterdir() if p.name.endswith(".yaml"))

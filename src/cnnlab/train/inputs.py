@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from torch import nn
 from cnnlab.data import ImageSet, load_splits
 from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
-from cnnlab.design.spec import load_spec, preset_names
+from cnnlab.design.spec import load_spec, preset_names, preset_path
 from cnnlab.errors import ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
@@ -282,7 +281,7 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
 def _preset_fix(name: str, k: int) -> str:
     """How to give a preset `k` outputs: its YAML is in the package (where load_spec reads
     it); "end the spec with" told a preset user of a spec file they do not have."""
-    path = resources.files("cnnlab.design") / "presets" / f"{name}.yaml"
+    path = preset_path(name)
     return (
         f"a preset is fixed: copy its spec {path} to {name}-{k}.yaml, change its last "
         f"`linear:` to `linear: {k}` and train that file (`cnnlab train {name}-{k}.yaml ...` "
