@@ -58,7 +58,7 @@ def test_the_answer_says_a_colour_was_converted(client):
         assert r.status_code == 200, r.text
         note = r.json().get("note", "")
         converted = array.ndim == 3 and channels == 1  # grey into RGB: the same values
-        assert (f"{name} was converted" in note) == converted, (channels, name, note)
+        assert (f"({name} RGB->L)" in note) == converted, (channels, name, note)
         mode = "RGB" if channels == 3 else "L"
         truth = np.asarray(Image.fromarray(array).convert(mode))
         assert np.array_equal(shown_pixels(r.json()), truth)
@@ -67,11 +67,11 @@ def test_the_answer_says_a_colour_was_converted(client):
 def test_colour_note_by_mode():
     rgb = png(np.zeros((4, 4, 3), np.uint8))
     assert colour_note(rgb, "a.png", 1) == (
-        "a.png was converted to 1-channel gray, the run's input (RGB->L)"
+        "1 image was converted to 1-channel gray, the run's input (a.png RGB->L)"
     )
     assert colour_note(rgb, "a.png", 3) == ""
     rgba = png(np.zeros((4, 4, 4), np.uint8))
-    assert colour_note(rgba, "t.png", 3).endswith("(RGBA->RGB); transparent pixels are black")
+    assert colour_note(rgba, "t.png", 3).endswith("(t.png RGBA->RGB); transparent pixels are black")
     assert colour_note(png(np.zeros((4, 4), np.uint8)), "g.png", 3) == ""
 
 

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cnnlab.data.image import IMAGE_FORMATS, mode_change
+from cnnlab.data.notes import channel_note
 from cnnlab.errors import DataError
 from cnnlab.train.evaluate import read_for_run
 
@@ -89,18 +90,10 @@ def _named(names: tuple[str, ...]) -> str:
 
 
 def colour_note(data: bytes, name: str, channels: int) -> str:
-    """One sentence when reading the upload changed its pixel format for the run's input
-    (`channels`: 1 or 3), as predict's note says it of a file (`data.image.mode_change`): a
-    colour photo on a grey model is read as luma, alpha is composited over black; "" when
-    nothing changed, or grey became RGB (the same values, repeated). The answer is for the
-    converted image, which the page shows. `data` has passed `check_header`."""
-    with _written(data) as path:
-        change = mode_change(path, channels)
-    if not change or change.split("->")[0] in ("L", "1"):
-        return ""
-    what = "1-channel gray" if channels == 1 else "3-channel RGB"
-    alpha = "; transparent pixels are black" if change.split("->")[0].upper().endswith("A") else ""
-    return f"{name} was converted to {what}, the run's input ({change}){alpha}"
+    """`data.notes.channel_note` of the upload (predict's words for a file): the answer is
+    for the converted image, which the page shows. `data` has passed `check_header`."""
+    with _written(data) as path:  # mode_change takes a path
+        return channel_note([(name, mode_change(path, channels))], channels)
 
 
 @contextlib.contextmanager
