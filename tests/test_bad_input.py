@@ -221,7 +221,7 @@ data  bad-size            | digits --size 0                     | --size
 data  size-not-number     | digits --size big                   | --size
 data  test-label-range    | {{idx_badlabels}}                     | label 12
 data  gz-bomb             | {{idx_gzbomb}}                        | continues after
-data  download-under-file | fashion-mnist --download {{image}}/d  | cannot
+data  download-under-file | fashion-mnist --download {{image}}/d  | --download DIR
 data  bad-channels        | digits --channels 2                 | channels
 train no-spec             | --out {{out}}                       | --preset
 train missing-spec        | {{tmp}}/absent.yaml --out {{out}}     | absent.yaml

@@ -47,8 +47,8 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as e:
         raise DataError(
-            f"cannot write to {dest.parent} ({e.strerror or e}); choose another "
-            "directory with --data DIR"
+            f"cannot write to {dest.parent} ({e.strerror or e}); download into a directory "
+            "you can write to (cnnlab data fashion-mnist --download DIR)"
         ) from e
     try:
         h = hashlib.md5()
