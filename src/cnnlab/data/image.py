@@ -21,6 +21,7 @@ import stat
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -130,11 +131,12 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
     return img.convert(target)
 
 
-def mode_change(path: str | Path, channels: int) -> str:
-    """What reading `path` for a `channels`-channel model does to its pixel format: "" when
-    nothing, else "RGB->L" (colour to ITU-R 601-2 luma), "RGBA->RGB" (alpha over black),
-    "L->RGB" ... From the file's header, after `open_image` accepted the file."""
-    with Image.open(Path(path).expanduser()) as img:
+def mode_change(path: str | Path | BinaryIO, channels: int) -> str:
+    """What reading `path` (or an open binary file: an upload's bytes) for a `channels`-channel
+    model does to its pixel format: "" when nothing, else "RGB->L" (colour to ITU-R 601-2
+    luma), "RGBA->RGB" (alpha over black), "L->RGB" ... From the file's header, after
+    `open_image` accepted the file."""
+    with Image.open(path if hasattr(path, "read") else Path(path).expanduser()) as img:
         mode = img.mode
         if mode == "P":  # open_image expands a palette (a GIF's) to RGB, or RGBA if it has one
             mode = "RGBA" if "transparency" in img.info else "RGB"

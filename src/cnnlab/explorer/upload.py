@@ -92,8 +92,7 @@ def _named(names: tuple[str, ...]) -> str:
 def colour_note(data: bytes, name: str, channels: int) -> str:
     """`data.notes.channel_note` of the upload (predict's words for a file): the answer is
     for the converted image, which the page shows. `data` has passed `check_header`."""
-    with _written(data) as path:  # mode_change takes a path
-        return channel_note([(name, mode_change(path, channels))], channels)
+    return channel_note([(name, mode_change(io.BytesIO(data), channels))], channels)
 
 
 @contextlib.contextmanager
