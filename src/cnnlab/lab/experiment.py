@@ -54,8 +54,8 @@ from cnnlab.train import TrainConfig, train
 from cnnlab.train.evaluate import predict_logits
 
 OUTCOMES = ("holds", "does not hold", "partly", "inconclusive")
-# Fashion-MNIST (train, test) images per experiment. Quick: about 125 s of CPU for the whole
-# lab on one thread (a smoke run; vanishing's choice of rates is 51 s of it); full: 3× the
+# Fashion-MNIST (train, test) images per experiment. Quick: about 140 s of CPU for the whole
+# lab on one thread (a smoke run; vanishing, which tries 4 rates, is 51 s of it); full: 3× the
 # images, about 2× the epochs, 3 seeds, so about 18× the training of the quick lab (about 32
 # CPU minutes on one thread, 1,901 s measured; BENCHMARKS.md).
 IMAGES = {"quick": (2000, 1000), "full": (6000, 3000)}
