@@ -186,7 +186,8 @@ def test_probe_prints_a_row_per_layer(run_dir, capsys):
     assert "raw pixels" in out and "Conv2d" in out and out.count("%") == 8  # input + 7 layers
 
 
-def test_bad_input_exits_2(run_dir, image_file, tmp_path, capsys):
+def test_bad_input_exits_2(run_dir, image_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out, explain/, is made here
     assert main(["explain", str(run_dir), str(image_file), "--layer", "9"]) == 2
     assert "valid layer names" in capsys.readouterr().err
     assert main(["explain", str(run_dir), str(image_file), "--layer", "6"]) == 2
@@ -194,6 +195,12 @@ def test_bad_input_exits_2(run_dir, image_file, tmp_path, capsys):
     assert main(["explain", str(run_dir), str(image_file), "--target", "10"]) == 2
     assert main(["explain", str(run_dir), str(tmp_path / "none.png")]) == 2
     assert main(["visualize", str(tmp_path), "--filters"]) == 2
+    assert main(["visualize", str(run_dir), "--maps", str(image_file), "--layers", "9"]) == 2
+    # a refused command leaves no empty output directory (each refusal above made one)
+    assert not (tmp_path / "explain").exists() and not (tmp_path / "visualize").exists()
+    (tmp_path / "explain").mkdir()  # one the user made stays
+    assert main(["explain", str(run_dir), str(image_file), "--layer", "9"]) == 2
+    assert (tmp_path / "explain").is_dir()
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,12 @@ cnnlab probe RUN [--train N] [--test N] [--epochs N]
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ from cnnlab.cli.notes import print_channel_note
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.tables import column
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
-from cnnlab.errors import CnnlabError, ConfigError, ExplainError
+from cnnlab.errors import ConfigError, ExplainError
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
 LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--layer)
@@ -50,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=int, help="class index to explain (default: prediction)")
     p.add_argument("--top-k", type=count, default=3, help="predictions to print per image")
     p.add_argument("--out", default="explain", help="directory for the PNGs (default: explain)")
-    p.set_defaults(run=_explain)
+    p.set_defaults(run=_no_empty_output(_explain))
 
     v = sub.add_parser("visualize", help="PNG grids of filters, feature maps or actmax images")
     v.add_argument("run_dir", metavar="RUN", help="run directory")
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--channels", type=count, default=16, help="channels for --actmax (first N)")
     v.add_argument("--steps", type=count, default=128, help="optimisation steps for --actmax")
     v.add_argument("--out", default="visualize", help="directory for the PNGs")
-    v.set_defaults(run=_visualize)
+    v.set_defaults(run=_no_empty_output(_visualize))
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
     q.add_argument("run_dir", metavar="RUN", help="run directory")
@@ -119,16 +121,27 @@ def _out_dir(path: str) -> Path:
 
 def _out_and_images(out: str, paths: list[str], shape) -> tuple[Path, torch.Tensor]:
     """The output directory, made before the images are read (so an unwritable --out is the
-    one line printed, before any resize note), and `read_images(paths, shape)`; a bad image
-    leaves no empty directory behind."""
-    created = not Path(out).exists()
-    directory = _out_dir(out)
-    try:
-        return directory, read_images(paths, shape)
-    except CnnlabError:
-        if created:
-            directory.rmdir()
-        raise
+    one line printed, before any resize note), and `read_images(paths, shape)`."""
+    return _out_dir(out), read_images(paths, shape)
+
+
+def _no_empty_output(command: Callable[[argparse.Namespace], int]) -> Callable:
+    """`command`, leaving no empty --out directory it made behind when it fails: a bad
+    image, a refused --layer or --target ended the command after the directory was made (a
+    test suite's refused cases left an `explain/` in its working directory)."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        out = Path(args.out)
+        existed = out.exists()
+        try:
+            return command(args)
+        except BaseException:
+            if not existed and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+            raise
+
+    return run
 
 
 def _save_png(array: np.ndarray, path: Path) -> Path:
