@@ -9,15 +9,11 @@ import pytest
 
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.train import TrainConfig, train
+from tiny_nets import tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
-TINY = {
-    "name": "tiny",
-    "input": [1, 8, 8],
-    "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
-               {"linear": 10}],
-}  # fmt: skip
+TINY = tiny_spec(10)
 
 
 class Killed(BaseException):

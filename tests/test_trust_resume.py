@@ -9,16 +9,11 @@ from PIL import Image
 
 from cnnlab.errors import RunError
 from cnnlab.train import TrainConfig, load_run, train
-from tiny_nets import imported_run, tiny_net_source
+from tiny_nets import imported_run, tiny_net_source, tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
-TINY2 = {
-    "name": "tiny2",
-    "input": [1, 8, 8],
-    "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
-               {"linear": 2}],
-}  # fmt: skip
+TINY2 = tiny_spec(2, name="tiny2")
 CONFIG = TrainConfig(epochs=2, batch_size=16, precision="fp32", bn_recalibrate=0, tta=False)
 
 

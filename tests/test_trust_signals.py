@@ -10,15 +10,11 @@ import signal
 import pytest
 
 from cnnlab.train import TrainConfig, TrainingInterrupted, measure, train
+from tiny_nets import tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
-TINY = {
-    "name": "tiny",
-    "input": [1, 8, 8],
-    "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
-               {"linear": 10}],
-}  # fmt: skip
+TINY = tiny_spec(10)
 CONFIG = TrainConfig(epochs=1, batch_size=256, precision="fp32", bn_recalibrate=0)
 
 

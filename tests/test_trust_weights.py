@@ -14,15 +14,11 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.errors import RunError
 from cnnlab.train import TrainConfig, load_run, train
+from tiny_nets import tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
-TINY = {
-    "name": "tiny",
-    "input": [1, 8, 8],
-    "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
-               {"linear": 10}],
-}  # fmt: skip
+TINY = tiny_spec(10)
 CONFIG = TrainConfig(epochs=2, batch_size=256, precision="fp32", bn_recalibrate=0, tta=False)
 
 

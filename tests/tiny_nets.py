@@ -37,3 +37,14 @@ def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any
     save_file(ref.build().state_dict(), tmp_path / "w.safetensors")
     import_run(ref, tmp_path / "w.safetensors", tmp_path / "run", **options)
     return tmp_path / "run"
+
+
+def tiny_spec(classes: int = 10, name: str = "tiny") -> dict:
+    """The smallest spec the training tests run: one 3×3 conv of 4 filters on 1×8×8 images,
+    ReLU, GAP and a linear head (digits: 10 classes)."""
+    return {
+        "name": name,
+        "input": [1, 8, 8],
+        "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
+                   {"linear": classes}],
+    }  # fmt: skip
