@@ -11,7 +11,7 @@ from cnnlab.errors import CnnlabError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="top-k classes of image files with a trained run")
+    p = sub.add_parser("predict", help="top-k classes of image files or folders with a trained run")
     p.add_argument("run_dir", metavar="RUN", help="run directory")
     p.add_argument(
         "images", metavar="IMAGE", nargs="+", help="PNG/JPEG/... files, or folders of them"
