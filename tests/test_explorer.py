@@ -1,119 +1,34 @@
-"""The explorer (`cnnlab serve`): its API against independent truths, its limits, and the page
-driven in Debian's Chromium (Playwright) against a real server started by `cnnlab serve`.
-
-The run is tiny and made here: an image folder whose two class names are HTML
-(`<script>` and `<img src=x onerror=...>`), so every test also checks that class names stay
-text. Truths: the network's own activations (forward hooks), torch's softmax and conv
-shapes, nn.Conv2d's parameter count, the summary's receptive fields, the notes' numbers.
-The browser's screenshot is kept in test-artifacts/explorer.png.
-"""
+"""The explorer's API (`cnnlab serve`) against independent truths, and its limits, on the tiny
+run of conftest.py (explorer_runs.py: an image folder whose two class names are HTML, so
+every test also checks that class names stay text). Truths: the network's own activations
+(forward hooks), torch's softmax and conv shapes, nn.Conv2d's parameter count, the summary's
+receptive fields, the notes' numbers, a 4xx status with a message. The page in a browser:
+test_explorer_page.py."""
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 import os
-import socket
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageDraw
+from PIL import Image
 
 import cnnlab
-from browser import FLAGS, need_chromium
+from cnnlab.errors import SpecError
 from cnnlab.explorer import create_app
-from cnnlab.explorer.probe import Network, dot_product
+from cnnlab.explorer.panels import MAX_PADDING, playground
 from cnnlab.explorer.top import CACHE
-from cnnlab.explorer.upload import read_upload
-from cnnlab.train.evaluate import predict
-from cnnlab.train.rundir import Run, load_run
-
-CLASSES = ("<script>", "<img src=x onerror=alert(1)>")  # folder names hold no '/'
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-SPEC = {
-    "name": "tiny-explorer",
-    "input": [1, 28, 28],
-    "layers": [
-        {"conv": {"filters": 4, "kernel": 3, "padding": "same"}},
-        "batchnorm",
-        "relu",
-        {"maxpool": 2},
-        {"conv": {"filters": 6, "kernel": 3, "stride": 2, "padding": 1}},
-        "batchnorm",
-        "relu",
-        {"conv": {"filters": 8, "kernel": 3}},
-        "relu",
-        "gap",
-        {"linear": 2},
-    ],
-}
-
-
-def shape_image(kind: int, seed: int) -> Image.Image:
-    """28×28 grey: a filled square (class 0) or a ring (class 1) at a random place."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", (28, 28), 0)
-    x, y = (int(v) for v in rng.integers(3, 13, 2))
-    draw = ImageDraw.Draw(img)
-    if kind == 0:
-        draw.rectangle([x, y, x + 11, y + 11], fill=230)
-    else:
-        draw.ellipse([x, y, x + 12, y + 12], outline=230, width=2)
-    return img
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A bf16 run trained for one epoch on 2 × 20 images of a folder named with HTML."""
-    from cnnlab.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("explorer")
-    for label, name in enumerate(CLASSES):
-        (root / "data" / name).mkdir(parents=True)
-        for i in range(20):
-            shape_image(label, 100 * label + i).save(root / "data" / name / f"{i}.png")
-    out = root / "run"
-    # bf16 (on any CPU): the explorer must predict in the run's precision, as eval does
-    config = TrainConfig(epochs=1, batch_size=16, tta=False, val_fraction=0.1, precision="bf16")
-    train(cnnlab.load_spec(SPEC), str(root / "data"), out, config)
-    return out
-
-
-@pytest.fixture(scope="module")
-def client(run_dir) -> TestClient:
-    return TestClient(create_app(run_dir))
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def own_activations(run, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every leaf module's output on one image, from plain forward hooks (the truth)."""
-    seen, handles = {}, []
-    for name, m in run.model.named_modules():
-        if name and not m._modules:
-            hook = lambda m, i, o, name=name: seen.__setitem__(name, o[0].detach().clone())  # noqa: E731
-            handles.append(m.register_forward_hook(hook))
-    with torch.no_grad():
-        run.model(run.preprocess(pixels))
-    for h in handles:
-        h.remove()
-    return seen
-
-
-# --- the API ------------------------------------------------------------------------------
+from cnnlab.explorer.upload import MAX_PIXELS, UploadError, check_header, read_upload
+from cnnlab.train.evaluate import predict, resize_note
+from cnnlab.train.rundir import load_run
+from explorer_runs import CLASSES, own_activations, png_bytes, shape_image
 
 
 def test_predict_top_and_softmax_match_torch(client, run_dir):
@@ -399,276 +314,75 @@ def test_page_is_static_and_says_no_class_name(client):
     assert client.get("/api/model").json()["classes"] == sorted(CLASSES)  # folder order
 
 
-def test_network_finds_convs_in_forward_order_not_registration_order():
-    """A model that registers its head conv first: the explorer follows the calls."""
-
-    class Backwards(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.late = torch.nn.Conv2d(4, 2, 3)
-            self.early = torch.nn.Conv2d(1, 4, 3, padding=1)
-            self.pool = torch.nn.AdaptiveAvgPool2d(1)
-
-        def forward(self, x):
-            return self.pool(self.late(F.relu(self.early(x)))).flatten(1)
-
-    model = Backwards().eval()
-    net = Network.of(model, (1, 9, 9))
-    assert [c.conv for c in net.chains] == ["early", "late"]
-    assert net.chains[0].act is None  # F.relu is no module: the chain stops at the conv
-    x = torch.randn(1, 1, 9, 9)
-    t = dot_product(net, net.probe(x), "late", 1, 6, 6)
-    with torch.no_grad():
-        own = float(model.late(F.relu(model.early(x)))[0, 1, 6, 6])
-    assert t["output"] == pytest.approx(own, abs=1e-5)
-    # unit 6 of `late` reads units 6..8 of `early` (padding 1: unit k sees pixels k-1..k+1)
-    assert t["field"] == {"top": 5.0, "left": 5.0, "height": 5, "width": 5}
+def test_geometry_refuses_a_padding_too_large_to_draw():
+    """The playground lists every window; a padding of 10^9 would list 2·10^9 of them (the
+    server hung on that one request). Every other field is bounded, padding is too: a
+    SpecError, which the app answers with 400 and its message."""
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="padding"):
+        playground(7, 3, "100000")
+    assert time.perf_counter() - start < 1
+    assert playground(7, 3, str(MAX_PADDING))["output"] == 7 + 2 * MAX_PADDING - 3 + 1
 
 
-class SharedBlock(torch.nn.Module):
-    """One block applied to two inputs (the second after a pool), one ReLU module reused."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.act = torch.nn.ReLU()
-        self.block = torch.nn.Sequential(
-            torch.nn.Conv2d(4, 4, 3, padding=1),
-            torch.nn.BatchNorm2d(4),
-            torch.nn.ReLU(inplace=True),
-        )
-        self.pool = torch.nn.MaxPool2d(2)
-        self.head = torch.nn.Linear(4, 2)
-
-    def forward(self, x):
-        x = self.pool(self.block(self.act(self.stem(x))))
-        return self.head(self.act(self.block(x) - 0.5).mean((2, 3)))
-
-
-def every_call(model, x) -> tuple[dict, dict]:
-    """Each leaf module's inputs and outputs, a list with one per call, from plain forward
-    hooks (the truth)."""
-    ins, outs, handles = {}, {}, []
-    for name, m in model.named_modules():
-        if name and not m._modules:
-            handles.append(m.register_forward_pre_hook(
-                lambda m, a, name=name: ins.setdefault(name, []).append(a[0][0].clone())
-            ))  # fmt: skip
-            handles.append(m.register_forward_hook(
-                lambda m, a, o, name=name: outs.setdefault(name, []).append(o[0].clone())
-            ))  # fmt: skip
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return ins, outs
+@pytest.mark.parametrize(
+    ("url", "status", "names"),
+    [
+        ("/api/trace?image=x&layer=0&channel=one&row=0&col=0", 422, "channel"),
+        ("/api/trace?image=x&layer=0", 422, "row"),
+        ("/api/geometry?size=1000&kernel=3", 422, "size"),
+        ("/api/samples?count=0", 422, "count"),
+        ("/api/no-such-route", 404, "Not Found"),
+    ],
+)
+def test_every_error_is_an_error_message_as_the_readme_says(client, url, status, names):
+    """README: 'Errors come back as {"error": message} with a 4xx status'. FastAPI's own
+    refusals (a parameter that is no integer, missing or out of range; no such route) came as
+    {"detail": [...]}, which a client reading `error` shows as nothing."""
+    r = client.get(url)
+    assert r.status_code == status
+    assert set(r.json()) == {"error"} and names in r.json()["error"], r.json()
 
 
-def decoded(maps: dict) -> np.ndarray:
-    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
-    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
-    data = data.reshape(maps["n"], maps["h"], maps["w"])
-    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
-    return lo + data / 255 * (hi - lo)
+def test_a_form_field_that_is_no_integer_names_itself(client):
+    r = client.post("/api/predict", data={"sample": "abc"})
+    assert r.status_code == 422 and "sample" in r.json()["error"], r.json()
 
 
-def test_each_call_of_a_module_called_twice_is_its_own_entry(tmp_path):
-    """A shared block applied to two inputs and a reused ReLU: every call is an entry of its
-    own, labelled as the summary labels calls (`block.0 #2`); its maps are that call's output
-    and its dot product reads that call's input. Truth: forward hooks on every call, and the
-    summary's receptive field of each call."""
-    torch.manual_seed(0)
-    model = SharedBlock().eval()
-    bn = model.block[1]
-    bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)  # not the identity
-    config = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25],
-              "input_shape": [1, 16, 16]}  # fmt: skip
-    run = Run(tmp_path, None, model, config)
-    client = TestClient(create_app(run))
-    upload = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), "u1")))
-    sent = client.post("/api/predict", files={"image": ("n.png", upload, "image/png")})
-    image = sent.json()["image"]
-    pixels, _ = read_upload(upload, "n.png", run.input_shape)
-    ins, outs = every_call(model, run.preprocess(pixels))
-    assert [len(outs[n]) for n in ("stem", "block.0", "block.2", "act")] == [1, 2, 2, 2]
-    info = client.get("/api/model").json()
-    rows = [r["label"] for r in info["architecture"]["rows"]]
-    assert {"block.0", "block.0 #2", "act", "act #2"} <= set(rows) & set(info["maps"])
-    for name in ("block.0", "block.1", "block.2", "act"):
-        for call, truth in enumerate(outs[name], 1):
-            layer = name if call == 1 else f"{name} #{call}"
-            maps = client.get("/api/features", params={"image": image, "layer": layer}).json()
-            assert (maps["layer"], maps["channels"], maps["h"]) == (layer, 4, truth.shape[1])
-            assert maps["min"] == pytest.approx(truth.amin((1, 2)).tolist(), abs=1e-6)
-            assert maps["max"] == pytest.approx(truth.amax((1, 2)).tolist(), abs=1e-6)
-            step = float(truth.amax() - truth.amin()) / 255  # one byte of the widest map
-            np.testing.assert_allclose(decoded(maps), truth.numpy(), atol=step / 2 + 1e-6)
-    fields = {(r.name, r.call): r.receptive_field for r in cnnlab.summary(model, (1, 16, 16)).rows}
-    for call, (x, y) in enumerate(zip(ins["block.0"], outs["block.0"], strict=True), 1):
-        suffix = "" if call == 1 else f" #{call}"
-        i, j = y.shape[1] - 1, 1  # the bottom row reads the padding
-        query = {"image": image, "layer": "block.0" + suffix, "channel": 2, "row": i, "col": j}
-        t = client.get("/api/trace", params=query).json()
-        window = F.pad(x, (1, 1, 1, 1))[:, i : i + 3, j : j + 3]  # (C, 3, 3): this call's input
-        np.testing.assert_allclose(np.array(t["patch"]), window.numpy(), atol=1e-7)
-        assert t["output"] == pytest.approx(float(y[2, i, j]), abs=1e-5)
-        assert [s["layer"] for s in t["chain"]] == [f"block.{k}{suffix}" for k in range(3)]
-        own = float(outs["block.2"][call - 1][2, i, j])
-        assert t["chain"][-1]["value"] == pytest.approx(own, abs=1e-5)
-        assert t["field"]["height"] == fields[("block.0", call)]
-    refused = client.get("/api/actmax", params={"layer": "block.2", "channel": 0})
-    assert refused.status_code == 400 and "block.2 #2" in refused.json()["error"]
+def test_saliency_with_a_layer_is_refused(client):
+    image = client.post("/api/predict", data={"sample": "0"}).json()["image"]
+    refused = client.get(f"/api/heatmap?image={image}&method=saliency&layer=0")
+    assert refused.status_code == 400 and "takes no layer" in refused.json()["error"]
+    plain = client.get(f"/api/heatmap?image={image}&method=saliency")
+    assert plain.status_code == 200 and plain.json()["method"] == "saliency"
 
 
-# --- the command, a real server, a real browser -----------------------------------------------
+# The explorer's messages about image sizes name them one way: height × width, marked
+# "(H×W)" (the upload guard said width × height, the resize note height × width, so one
+# upload's two messages disagreed). Truth: PIL's `Image.size`, which is (width, height).
 
 
-def test_serve_warns_before_binding_another_host(run_dir, capsys):
-    from cnnlab.cli import main
-
-    assert main(["serve", str(run_dir), "--host", "203.0.113.7", "--port", "0"]) == 2
-    err = capsys.readouterr().err  # TEST-NET-3: a non-local address this machine lacks
-    assert "warning: binding 203.0.113.7" in err and "cannot bind 203.0.113.7" in err
+def png(width: int, height: int, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server(client):
-    """A real uvicorn server for the app on 127.0.0.1, a free port (as `cnnlab serve` binds
-    it), in a thread of this process; its URL; stopped after the tests."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    serving = uvicorn.Server(uvicorn.Config(client.app, log_level="warning"))
-    thread = threading.Thread(target=serving.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not serving.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert serving.started, "uvicorn did not start within 30 s"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    finally:
-        serving.should_exit = True
-        thread.join(10)
-        sock.close()
+def test_an_upload_too_large_is_named_height_by_width():
+    width, height = 4200, 4000  # 16.8 M pixels, over MAX_PIXELS
+    assert width * height > MAX_PIXELS
+    with pytest.raises(UploadError) as refused:
+        check_header(png(width, height, "1"), "wide.png")
+    assert f"wide.png is {height}×{width} (H×W) = 17 M pixels" in str(refused.value)
 
 
-def test_bounded_load_has_no_5xx(server):
-    """40 requests from 8 concurrent clients (predict and click), each bounded by a timeout;
-    p50/p95 are printed (benchmarks/explorer_latency.py runs the 200-request version)."""
-    import httpx
-
-    image = httpx.post(server + "api/predict", data={"sample": 0}, timeout=60).json()["image"]
-    urls = [
-        f"{server}api/trace?image={image}&layer=0&channel=1&row={i % 28}&col=3" for i in range(64)
-    ]
-
-    def hit(n: int) -> tuple[int, float]:
-        start = time.perf_counter()
-        if n % 4 == 0:
-            r = httpx.post(server + "api/predict", data={"sample": n % 8}, timeout=60)
-        else:
-            r = httpx.get(urls[n], timeout=60)
-        return r.status_code, time.perf_counter() - start
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(hit, range(40)))
-    codes = [c for c, _ in results]
-    assert all(c < 500 for c in codes) and codes.count(200) == 40, codes
-    ms = np.array([s for _, s in results]) * 1000
-    print(f"\nload: 40 requests, 8 clients: p50 {np.percentile(ms, 50):.0f} ms, "
-          f"p95 {np.percentile(ms, 95):.0f} ms")  # fmt: skip
-
-
-def wait_until(page, condition: str, timeout: float = 30) -> None:
-    """Poll a JS expression (page.wait_for_function evaluates strings, which the page's
-    Content-Security-Policy forbids; page.evaluate goes through the debugger protocol)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(condition):
-        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
-        time.sleep(0.05)
-
-
-def test_page_in_chromium(server, run_dir, tmp_path):
-    """Load, upload, see the probabilities (class names as text), toggle Grad-CAM, click an
-    activation: the shown sum + bias is the shown activation and the model's own; step."""
-    from playwright.sync_api import sync_playwright
-
-    run = load_run(run_dir)
-    upload = tmp_path / "ring.png"
-    shape_image(1, 3).save(upload)
-    shot = ARTIFACTS / "explorer.png"
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-        try:
-            page.goto(server)
-            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-            page.set_input_files("#upload", str(upload))
-            page.wait_for_selector("#bars li", timeout=30_000)
-            names = page.locator("#bars .class-name").all_text_contents()
-            assert sorted(names) == sorted(CLASSES)  # the HTML names are shown as text
-            assert page.locator("script").count() == 1 and page.locator("img[src=x]").count() == 0
-            before = page.evaluate("document.getElementById('view').toDataURL()")
-            page.click("#toggle-gradcam")
-            assert page.get_attribute("#view", "data-overlay") == "gradcam"
-            assert page.evaluate("document.getElementById('view').toDataURL()") != before
-            page.wait_for_selector("#feature-grid canvas")
-            page.click("#channel-view", position={"x": 150, "y": 110})
-            wait_until(page, "document.getElementById('dot-network').textContent !== ''")
-            shown = {
-                k: float(page.text_content(f"#dot-{k}"))
-                for k in ("sum", "bias", "output", "network")
-            }
-            layer, index = page.evaluate("[state.trace.layer, state.trace.index]")
-            pixels, _ = read_upload(upload.read_bytes(), "ring.png", run.input_shape)
-            own = float(own_activations(run, pixels)[layer][tuple(index)])
-            assert shown["sum"] + shown["bias"] == pytest.approx(
-                shown["output"], rel=1e-5, abs=1e-6
-            )
-            assert shown["output"] == pytest.approx(own, rel=1e-5, abs=1e-5)
-            assert shown["network"] == pytest.approx(own, rel=1e-5, abs=1e-5)
-            page.keyboard.press("ArrowRight")  # slide the window one position (§2.1)
-            wait_until(page, f"state.trace.index[2] === {index[2] + 1}")
-        finally:
-            page.screenshot(path=str(shot), full_page=True)
-            print(f"\nscreenshot: {shot}")
-            browser.close()
-    assert not problems, problems
-
-
-def test_serve_socket_gives_connections_tcp_nodelay():
-    """asyncio sets TCP_NODELAY on an accepted connection only when the listening socket says
-    it is TCP (proto IPPROTO_TCP): with proto 0, Nagle held every response's body for the
-    client's delayed ACK, 44 ms per request. Truth: the kernel's own socket options."""
-    import asyncio
-
-    from cnnlab.cli.serve import bind
-
-    listener = bind("127.0.0.1", 0)
-    assert listener.proto == socket.IPPROTO_TCP
-    seen = {}
-
-    async def main():
-        def connected(reader, writer):
-            sock = writer.get_extra_info("socket")
-            seen["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            writer.close()
-
-        server = await asyncio.start_server(connected, sock=listener)
-        reader, writer = await asyncio.open_connection(*listener.getsockname())
-        await reader.read()
-        writer.close()
-        server.close()
-        await server.wait_closed()
-
-    asyncio.run(main())
-    assert seen["nodelay"] != 0
+def test_a_resized_upload_is_named_height_by_width_as_its_refusal_would_be():
+    data = png(30, 12)  # 12 rows of 30 columns
+    pixels, size = read_upload(data, "wide.png", (1, 8, 8))
+    assert size == (12, 30) and pixels.shape == (1, 1, 8, 8)
+    assert resize_note([("wide.png", size)], (8, 8)) == (
+        "wide.png is 12×30 (H×W); resized to 8×8, the run's input size"
+    )
+    assert resize_note([("a.png", (12, 30)), ("b.png", (8, 9))], (8, 8)) == (
+        "2 images are not 8×8 (H×W: a.png 12×30, b.png 8×9); resized to 8×8, the run's input size"
+    )

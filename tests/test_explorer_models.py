@@ -1,6 +1,9 @@
 """The explorer on models a spec does not build: a ConvNeXt-style block (channels last between
-its permutes). Runs are made directly (`Run(path, None, model, config)`), as in
-test_explorer.py. Truth: plain forward hooks on the same model."""
+its permutes), a TorchScript block, compiled and DataParallel wrappers, convs registered out
+of forward order, a block called twice, a model that changes a conv's input or its own input
+in place. Runs are made directly (`Run(path, None, model, config)`) or trained from code.
+Truth: plain forward hooks on the same model (on a fresh pass where the model writes in
+place)."""
 
 from __future__ import annotations
 
@@ -15,9 +18,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from torch import nn
 
+import cnnlab
 from cnnlab.explorer import create_app
+from cnnlab.explorer.probe import Network, dot_product
 from cnnlab.explorer.upload import read_upload
 from cnnlab.train.rundir import Run
+from explorer_runs import png_bytes
 
 CONFIG = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25]}
 
@@ -218,3 +224,220 @@ def test_a_compiled_child_is_one_grad_cam_layer_named_as_the_model_names_it(tmp_
         want = cam / cam.max().clamp_min(1e-30)
         torch.testing.assert_close(gradcam(model, x, target, "3")[0], want)
     assert max(peaks) > 0  # at least one map is not all zeros
+
+
+def test_network_finds_convs_in_forward_order_not_registration_order():
+    """A model that registers its head conv first: the explorer follows the calls."""
+
+    class Backwards(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.late = torch.nn.Conv2d(4, 2, 3)
+            self.early = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.pool = torch.nn.AdaptiveAvgPool2d(1)
+
+        def forward(self, x):
+            return self.pool(self.late(F.relu(self.early(x)))).flatten(1)
+
+    model = Backwards().eval()
+    net = Network.of(model, (1, 9, 9))
+    assert [c.conv for c in net.chains] == ["early", "late"]
+    assert net.chains[0].act is None  # F.relu is no module: the chain stops at the conv
+    x = torch.randn(1, 1, 9, 9)
+    t = dot_product(net, net.probe(x), "late", 1, 6, 6)
+    with torch.no_grad():
+        own = float(model.late(F.relu(model.early(x)))[0, 1, 6, 6])
+    assert t["output"] == pytest.approx(own, abs=1e-5)
+    # unit 6 of `late` reads units 6..8 of `early` (padding 1: unit k sees pixels k-1..k+1)
+    assert t["field"] == {"top": 5.0, "left": 5.0, "height": 5, "width": 5}
+
+
+class SharedBlock(torch.nn.Module):
+    """One block applied to two inputs (the second after a pool), one ReLU module reused."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.act = torch.nn.ReLU()
+        self.block = torch.nn.Sequential(
+            torch.nn.Conv2d(4, 4, 3, padding=1),
+            torch.nn.BatchNorm2d(4),
+            torch.nn.ReLU(inplace=True),
+        )
+        self.pool = torch.nn.MaxPool2d(2)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.pool(self.block(self.act(self.stem(x))))
+        return self.head(self.act(self.block(x) - 0.5).mean((2, 3)))
+
+
+def every_call(model, x) -> tuple[dict, dict]:
+    """Each leaf module's inputs and outputs, a list with one per call, from plain forward
+    hooks (the truth)."""
+    ins, outs, handles = {}, {}, []
+    for name, m in model.named_modules():
+        if name and not m._modules:
+            handles.append(m.register_forward_pre_hook(
+                lambda m, a, name=name: ins.setdefault(name, []).append(a[0][0].clone())
+            ))  # fmt: skip
+            handles.append(m.register_forward_hook(
+                lambda m, a, o, name=name: outs.setdefault(name, []).append(o[0].clone())
+            ))  # fmt: skip
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return ins, outs
+
+
+def test_each_call_of_a_module_called_twice_is_its_own_entry(tmp_path):
+    """A shared block applied to two inputs and a reused ReLU: every call is an entry of its
+    own, labelled as the summary labels calls (`block.0 #2`); its maps are that call's output
+    and its dot product reads that call's input. Truth: forward hooks on every call, and the
+    summary's receptive field of each call."""
+    torch.manual_seed(0)
+    model = SharedBlock().eval()
+    bn = model.block[1]
+    bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)  # not the identity
+    config = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25],
+              "input_shape": [1, 16, 16]}  # fmt: skip
+    run = Run(tmp_path, None, model, config)
+    client = TestClient(create_app(run))
+    upload = png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), "u1")))
+    sent = client.post("/api/predict", files={"image": ("n.png", upload, "image/png")})
+    image = sent.json()["image"]
+    pixels, _ = read_upload(upload, "n.png", run.input_shape)
+    ins, outs = every_call(model, run.preprocess(pixels))
+    assert [len(outs[n]) for n in ("stem", "block.0", "block.2", "act")] == [1, 2, 2, 2]
+    info = client.get("/api/model").json()
+    rows = [r["label"] for r in info["architecture"]["rows"]]
+    assert {"block.0", "block.0 #2", "act", "act #2"} <= set(rows) & set(info["maps"])
+    for name in ("block.0", "block.1", "block.2", "act"):
+        for call, truth in enumerate(outs[name], 1):
+            layer = name if call == 1 else f"{name} #{call}"
+            maps = client.get("/api/features", params={"image": image, "layer": layer}).json()
+            assert (maps["layer"], maps["channels"], maps["h"]) == (layer, 4, truth.shape[1])
+            assert maps["min"] == pytest.approx(truth.amin((1, 2)).tolist(), abs=1e-6)
+            assert maps["max"] == pytest.approx(truth.amax((1, 2)).tolist(), abs=1e-6)
+            step = float(truth.amax() - truth.amin()) / 255  # one byte of the widest map
+            np.testing.assert_allclose(decoded(maps), truth.numpy(), atol=step / 2 + 1e-6)
+    fields = {(r.name, r.call): r.receptive_field for r in cnnlab.summary(model, (1, 16, 16)).rows}
+    for call, (x, y) in enumerate(zip(ins["block.0"], outs["block.0"], strict=True), 1):
+        suffix = "" if call == 1 else f" #{call}"
+        i, j = y.shape[1] - 1, 1  # the bottom row reads the padding
+        query = {"image": image, "layer": "block.0" + suffix, "channel": 2, "row": i, "col": j}
+        t = client.get("/api/trace", params=query).json()
+        window = F.pad(x, (1, 1, 1, 1))[:, i : i + 3, j : j + 3]  # (C, 3, 3): this call's input
+        np.testing.assert_allclose(np.array(t["patch"]), window.numpy(), atol=1e-7)
+        assert t["output"] == pytest.approx(float(y[2, i, j]), abs=1e-5)
+        assert [s["layer"] for s in t["chain"]] == [f"block.{k}{suffix}" for k in range(3)]
+        own = float(outs["block.2"][call - 1][2, i, j])
+        assert t["chain"][-1]["value"] == pytest.approx(own, abs=1e-5)
+        assert t["field"]["height"] == fields[("block.0", call)]
+    refused = client.get("/api/actmax", params={"layer": "block.2", "channel": 0})
+    assert refused.status_code == 400 and "block.2 #2" in refused.json()["error"]
+
+
+class RectifiedAfterRead(nn.Module):
+    """`side` reads h, then h is rectified in place (ReLU(inplace=True)): the input `side`
+    multiplied its filter with is h before the ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.side = nn.Conv2d(4, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.stem(x)
+        s = self.side(h)
+        h = self.act(h)
+        return self.head((s + h).mean((2, 3)))
+
+
+def test_a_conv_input_changed_in_place_later_is_traced_as_the_conv_read_it():
+    torch.manual_seed(0)
+    model = RectifiedAfterRead().eval()
+    x = torch.randn(1, 1, 8, 8)
+    seen = {}
+    hook = model.side.register_forward_hook(lambda m, a, out: seen.setdefault("y", out.clone()))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    net = Network.of(model, (1, 8, 8))
+    probe = net.probe(x)
+    assert (probe.inputs["side"] < 0).any()  # the input as read, before the in-place ReLU
+    for f, i, j in [(0, 0, 0), (1, 3, 4), (3, 7, 7), (2, 5, 1)]:
+        d = dot_product(net, probe, "side", f, i, j)
+        own = float(seen["y"][0, f, i, j])
+        assert abs(d["output"] - own) < 1e-5, (f, i, j, d["output"], own)
+        assert abs(d["network"] - own) < 1e-6
+
+
+SCALES_IN_PLACE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    """Scales its input in place (`x *= 0.5`), a NumPy habit."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x *= 0.5
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def make_net():
+    return Net()
+'''
+
+
+@pytest.fixture(scope="module")
+def scaling_run(tmp_path_factory):
+    """A run of a model from code that changes its input in place, one epoch on digits."""
+    from cnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("inplace")
+    (root / "net.py").write_text(SCALES_IN_PLACE)
+    out = root / "run"
+    args = ["--data", "digits", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert main(["train", "--model", f"{root / 'net.py'}:make_net", *args]) == 0
+    return out
+
+
+def test_a_model_that_changes_its_input_in_place_is_explored_on_its_own_input(scaling_run):
+    """Each pass must get the image as preprocessed: the probe ran on the input the
+    prediction pass had already halved (the conv's activation 0.173 shown for the model's own
+    0.233), and every Grad-CAM request halved the kept image again (the map drifted).
+    Truth: the model on a fresh copy of the preprocessed image, a forward hook on its conv."""
+    from cnnlab.explorer import create_app
+
+    app = create_app(scaling_run)
+    client = TestClient(app)
+    ex = app.state.explorer
+    image = client.post("/api/predict", data={"sample": 5}).json()["image"]
+    x = ex.run.preprocess(ex.test.images[5:6])
+    seen = {}
+    hook = ex.run.model.conv.register_forward_hook(lambda m, a, y: seen.setdefault("y", y.clone()))
+    with torch.no_grad():
+        ex.run.model.eval()(x.clone())
+    hook.remove()
+    trace = client.get(
+        "/api/trace", params={"image": image, "layer": "conv", "channel": 0, "row": 3, "col": 3}
+    ).json()
+    assert trace["network"] == pytest.approx(float(seen["y"][0, 0, 3, 3]), abs=1e-6)
+    assert trace["output"] == pytest.approx(trace["network"], abs=1e-5)
+    maps = [client.get("/api/heatmap", params={"image": image}).json()["map"] for _ in range(3)]
+    assert maps[0] == maps[1] == maps[2]
+    saliency = [
+        client.get("/api/heatmap", params={"image": image, "method": "saliency"}).json()["map"]
+        for _ in range(2)
+    ]
+    assert saliency[0] == saliency[1]

@@ -1,0 +1,119 @@
+"""The explorer tests' tiny runs and servers: an image folder of filled squares and rings whose
+two class names are HTML (`<script>` and `<img src=x onerror=...>`, so every test that shows a
+class also checks it stays text), the conv net trained on it, a real uvicorn server for an app,
+and the truths they share (the network's own activations from forward hooks). The fixtures
+built from them are in conftest.py."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+CLASSES = ("<script>", "<img src=x onerror=alert(1)>")  # folder names hold no '/'
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+SPEC = {
+    "name": "tiny-explorer",
+    "input": [1, 28, 28],
+    "layers": [
+        {"conv": {"filters": 4, "kernel": 3, "padding": "same"}},
+        "batchnorm",
+        "relu",
+        {"maxpool": 2},
+        {"conv": {"filters": 6, "kernel": 3, "stride": 2, "padding": 1}},
+        "batchnorm",
+        "relu",
+        {"conv": {"filters": 8, "kernel": 3}},
+        "relu",
+        "gap",
+        {"linear": 2},
+    ],
+}
+
+
+def shape_image(kind: int, seed: int) -> Image.Image:
+    """28×28 grey: a filled square (class 0) or a ring (class 1) at a random place."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (28, 28), 0)
+    x, y = (int(v) for v in rng.integers(3, 13, 2))
+    draw = ImageDraw.Draw(img)
+    if kind == 0:
+        draw.rectangle([x, y, x + 11, y + 11], fill=230)
+    else:
+        draw.ellipse([x, y, x + 12, y + 12], outline=230, width=2)
+    return img
+
+
+def shapes_run(root: Path, per_class: int, spec: dict = SPEC, **config) -> Path:
+    """A run in root/run of `spec` trained one epoch (TrainConfig `config`, no TTA) on
+    root/data: `per_class` shape images in each of the two HTML-named class folders."""
+    import cnnlab
+    from cnnlab.train import TrainConfig, train
+
+    for label, name in enumerate(CLASSES):
+        (root / "data" / name).mkdir(parents=True)
+        for i in range(per_class):
+            shape_image(label, 100 * label + i).save(root / "data" / name / f"{i}.png")
+    train(cnnlab.load_spec(spec), str(root / "data"), root / "run",
+          TrainConfig(epochs=1, tta=False, **config))  # fmt: skip
+    return root / "run"
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def own_activations(run, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every leaf module's output on one image, from plain forward hooks (the truth)."""
+    seen, handles = {}, []
+    for name, m in run.model.named_modules():
+        if name and not m._modules:
+            hook = lambda m, i, o, name=name: seen.__setitem__(name, o[0].detach().clone())  # noqa: E731
+            handles.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        run.model(run.preprocess(pixels))
+    for h in handles:
+        h.remove()
+    return seen
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """A real uvicorn server for `app` on 127.0.0.1, a free port (as `cnnlab serve` binds
+    it), in a thread of this process; its URL; stopped on leaving."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start within 30 s"
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def wait_until(page, condition: str, timeout: float = 30) -> None:
+    """Poll a JS expression (page.wait_for_function evaluates strings, which the page's
+    Content-Security-Policy forbids; page.evaluate goes through the debugger protocol)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(condition):
+        assert time.monotonic() < deadline, f"timed out waiting for {condition}"
+        time.sleep(0.05)

@@ -1,0 +1,286 @@
+"""The explorer's command and page: `cnnlab serve`'s options and socket, a real server under
+load, and the page driven in Debian's Chromium (Playwright) against a real server, on the tiny
+run of conftest.py. Truths: the network's own outputs (forward hooks), Pillow's reading of the
+uploaded file, data.image.IMAGE_FORMATS, the kernel's socket options, the browser's console.
+The browser's screenshot is kept in test-artifacts/explorer.png.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from browser import FLAGS, need_chromium
+from cnnlab.data.image import IMAGE_FORMATS
+from cnnlab.explorer import create_app
+from cnnlab.explorer.upload import read_upload
+from cnnlab.train.rundir import load_run
+from explorer_runs import ARTIFACTS, CLASSES, own_activations, shape_image, wait_until
+
+STATIC = Path(__file__).parents[1] / "src" / "cnnlab" / "explorer" / "static"
+
+
+def test_serve_warns_before_binding_another_host(run_dir, capsys):
+    from cnnlab.cli import main
+
+    assert main(["serve", str(run_dir), "--host", "203.0.113.7", "--port", "0"]) == 2
+    err = capsys.readouterr().err  # TEST-NET-3: a non-local address this machine lacks
+    assert "warning: binding 203.0.113.7" in err and "cannot bind 203.0.113.7" in err
+
+
+def test_serve_refuses_threads_below_one(tmp_path, capsys):
+    """`--threads -3` was taken as 1 without a word; every other count option is refused."""
+    from cnnlab.cli import main
+
+    assert main(["serve", str(tmp_path), "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--threads" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bounded_load_has_no_5xx(server):
+    """40 requests from 8 concurrent clients (predict and click), each bounded by a timeout;
+    p50/p95 are printed (benchmarks/explorer_latency.py runs the 200-request version)."""
+    import httpx
+
+    image = httpx.post(server + "api/predict", data={"sample": 0}, timeout=60).json()["image"]
+    urls = [
+        f"{server}api/trace?image={image}&layer=0&channel=1&row={i % 28}&col=3" for i in range(64)
+    ]
+
+    def hit(n: int) -> tuple[int, float]:
+        start = time.perf_counter()
+        if n % 4 == 0:
+            r = httpx.post(server + "api/predict", data={"sample": n % 8}, timeout=60)
+        else:
+            r = httpx.get(urls[n], timeout=60)
+        return r.status_code, time.perf_counter() - start
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(hit, range(40)))
+    codes = [c for c, _ in results]
+    assert all(c < 500 for c in codes) and codes.count(200) == 40, codes
+    ms = np.array([s for _, s in results]) * 1000
+    print(f"\nload: 40 requests, 8 clients: p50 {np.percentile(ms, 50):.0f} ms, "
+          f"p95 {np.percentile(ms, 95):.0f} ms")  # fmt: skip
+
+
+def test_page_in_chromium(server, run_dir, tmp_path):
+    """Load, upload, see the probabilities (class names as text), toggle Grad-CAM, click an
+    activation: the shown sum + bias is the shown activation and the model's own; step."""
+    from playwright.sync_api import sync_playwright
+
+    run = load_run(run_dir)
+    upload = tmp_path / "ring.png"
+    shape_image(1, 3).save(upload)
+    shot = ARTIFACTS / "explorer.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+        try:
+            page.goto(server)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.set_input_files("#upload", str(upload))
+            page.wait_for_selector("#bars li", timeout=30_000)
+            names = page.locator("#bars .class-name").all_text_contents()
+            assert sorted(names) == sorted(CLASSES)  # the HTML names are shown as text
+            assert page.locator("script").count() == 1 and page.locator("img[src=x]").count() == 0
+            before = page.evaluate("document.getElementById('view').toDataURL()")
+            page.click("#toggle-gradcam")
+            assert page.get_attribute("#view", "data-overlay") == "gradcam"
+            assert page.evaluate("document.getElementById('view').toDataURL()") != before
+            page.wait_for_selector("#feature-grid canvas")
+            page.click("#channel-view", position={"x": 150, "y": 110})
+            wait_until(page, "document.getElementById('dot-network').textContent !== ''")
+            shown = {
+                k: float(page.text_content(f"#dot-{k}"))
+                for k in ("sum", "bias", "output", "network")
+            }
+            layer, index = page.evaluate("[state.trace.layer, state.trace.index]")
+            pixels, _ = read_upload(upload.read_bytes(), "ring.png", run.input_shape)
+            own = float(own_activations(run, pixels)[layer][tuple(index)])
+            assert shown["sum"] + shown["bias"] == pytest.approx(
+                shown["output"], rel=1e-5, abs=1e-6
+            )
+            assert shown["output"] == pytest.approx(own, rel=1e-5, abs=1e-5)
+            assert shown["network"] == pytest.approx(own, rel=1e-5, abs=1e-5)
+            page.keyboard.press("ArrowRight")  # slide the window one position (§2.1)
+            wait_until(page, f"state.trace.index[2] === {index[2] + 1}")
+        finally:
+            page.screenshot(path=str(shot), full_page=True)
+            print(f"\nscreenshot: {shot}")
+            browser.close()
+    assert not problems, problems
+
+
+def test_serve_socket_gives_connections_tcp_nodelay():
+    """asyncio sets TCP_NODELAY on an accepted connection only when the listening socket says
+    it is TCP (proto IPPROTO_TCP): with proto 0, Nagle held every response's body for the
+    client's delayed ACK, 44 ms per request. Truth: the kernel's own socket options."""
+    import asyncio
+
+    from cnnlab.cli.serve import bind
+
+    listener = bind("127.0.0.1", 0)
+    assert listener.proto == socket.IPPROTO_TCP
+    seen = {}
+
+    async def main():
+        def connected(reader, writer):
+            sock = writer.get_extra_info("socket")
+            seen["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=listener)
+        reader, writer = await asyncio.open_connection(*listener.getsockname())
+        await reader.read()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert seen["nodelay"] != 0
+
+
+def test_the_page_keeps_no_list_of_its_own():
+    assert "image/png" not in (STATIC / "index.html").read_text()
+
+
+def test_the_file_chooser_accepts_what_the_server_reads(server):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
+        page = browser.new_page()
+        try:
+            page.goto(server)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            accept = page.get_attribute("#upload", "accept").split(",")
+            heading = page.evaluate("document.querySelector('#upload-formats')?.textContent")
+        finally:
+            browser.close()
+    assert sorted(accept) == sorted(IMAGE_FORMATS)
+    assert {".tif", ".tiff", ".gif", ".avif", ".jpeg"} <= set(accept)
+    assert heading.split("/") == ["PNG", "JPEG", "BMP", "WebP", "TIFF", "GIF", "AVIF"]
+
+
+# The dot-product panel when the feature layer changes under a clicked unit, and what it
+# says its numbers are. A trace belongs to one conv: after a switch from conv 0's map, where
+# row 26 exists, to conv 7's 5×5 map, a click on another channel asked the server for unit
+# (c, 26, 26) of conv 7 (a 400 in the console), and the panel kept conv 0's numbers and
+# window box under conv 7's maps.
+
+
+def conv_output(run_dir, index: int, layer: str) -> torch.Tensor:
+    """Test image `index`'s output of `layer` (C, H, W), from a plain forward hook."""
+    run = load_run(run_dir)
+    seen = {}
+    module = run.model.get_submodule(layer)
+    handle = module.register_forward_hook(lambda m, i, o: seen.setdefault("out", o[0].clone()))
+    with torch.no_grad():
+        run.model(run.preprocess(run.dataset("test").images[index : index + 1]))
+    handle.remove()
+    return seen["out"]
+
+
+def test_switching_layers_under_a_clicked_unit(server, run_dir):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        try:
+            page.goto(server)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.click("#samples figure >> nth=0")
+            page.wait_for_selector("#feature-grid canvas")
+            assert page.evaluate("state.featureLayer") == "0"
+            options = page.locator("#feature-layer option").all_text_contents()
+            assert options[:3] == ["0 Conv2d 4×28×28", "1 BatchNorm2d 4×28×28", "2 ReLU 4×28×28"]
+            assert page.text_content("#channel-title").startswith("0 Conv2d, channel 0")
+            page.click("#channel-view", position={"x": 270, "y": 270})  # near the corner
+            wait_until(page, "state.trace !== null")
+            assert min(page.evaluate("state.trace.index.slice(1)")) > 20  # no such row in 5×5
+            page.select_option("#feature-layer", "7")  # conv 7: 5×5
+            wait_until(page, "state.maps.h === 5")
+            assert page.evaluate("state.trace") is None  # conv 0's numbers are gone
+            assert page.text_content("#dot-network") == ""
+            page.click("#feature-grid canvas >> nth=2")  # another channel: nothing to fetch
+            page.click("#channel-view", position={"x": 275, "y": 2})  # row 0, column 4
+            wait_until(page, "state.trace !== null && state.trace.layer === '7'")
+            assert page.evaluate("state.trace.index") == [2, 0, 4]
+            own = float(conv_output(run_dir, 0, "7")[2, 0, 4])  # before the ReLU
+            assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
+            assert "before any BatchNorm or activation" in page.text_content("#dot-sum-table")
+            assert "7" in page.text_content("#dot-chain li.shown")
+            page.select_option("#feature-layer", "8")  # its ReLU: the same conv, trace kept
+            shown = "document.querySelector('#dot-chain li.shown')"
+            wait_until(page, f"{shown} !== null && {shown}.textContent.includes('(8)')")
+            assert page.evaluate("state.trace.index") == [2, 0, 4]
+        finally:
+            browser.close()
+    assert not problems, problems
+
+
+MLP = {"name": "tiny-mlp", "input": [1, 28, 28],
+       "layers": ["flatten", {"linear": 16}, "relu", {"linear": 2}]}  # fmt: skip
+
+
+def test_a_model_without_maps_predicts_without_a_refusal(tmp_path):
+    """An MLP has no (C, H, W) map: the page asked for the features of layer '' after every
+    prediction (a 400 in the console) and said "Could not use this image" over the
+    prediction it had just shown and the server's note that there is no Grad-CAM."""
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from cnnlab.train import TrainConfig, train
+
+    for label, name in enumerate(CLASSES):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(6):
+            shape_image(label, 100 * label + i).save(tmp_path / "data" / name / f"{i}.png")
+    config = TrainConfig(epochs=1, batch_size=4, tta=False, val_fraction=0.2)
+    train(cnnlab.load_spec(MLP), str(tmp_path / "data"), tmp_path / "run", config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    serving = uvicorn.Server(uvicorn.Config(create_app(tmp_path / "run"), log_level="warning"))
+    thread = threading.Thread(target=serving.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not serving.started:
+        time.sleep(0.05)
+    problems: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            page.click("#samples figure >> nth=0")
+            page.wait_for_selector("#bars li")
+            wait_until(page, "document.getElementById('message').textContent !== 'computing…'")
+            message = page.text_content("#message")
+            browser.close()
+    finally:
+        serving.should_exit = True
+        thread.join(10)
+        sock.close()
+    assert "Could not use" not in message and "no Grad-CAM" in message, message
+    assert not problems, problems
