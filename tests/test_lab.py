@@ -8,6 +8,7 @@ run again unless asked, a broken one costs only itself, and the page shows every
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import pytest
@@ -27,7 +28,7 @@ from cnnlab.lab import (
     render_page,
     run_lab,
 )
-from cnnlab.lab.experiment import figure_axes
+from cnnlab.lab.experiment import Effect, figure_axes
 
 
 def fake(name: str, value: float = 1.0, calls: list | None = None, fail: Exception | None = None):
@@ -69,6 +70,43 @@ def test_mean_spread_is_mean_and_sample_sd(values):
     assert mean == pytest.approx(statistics.fmean(values), abs=1e-9)
     expected = statistics.stdev(values) if len(values) > 1 else 0.0
     assert sd == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("differences", "reading"),
+    [
+        ((10.0, 20.0, 30.0), "shown"),  # uneven but large: mean 20 > 2 × 10/√3 = 11.5
+        ((0.1, 0.1, 0.1), "contradicted"),  # steady but below the least (2)
+        ((3.0, 2.5, 3.5), "shown"),  # mean 3 > 2 × 0.5/√3 = 0.58
+        ((3.0, 1.0), "unsettled"),  # seeds on both sides of 2
+        ((2.1, 2.1, 40.0), "unsettled"),  # all above 2, mean 14.7 < 2 × 21.9/√3 = 25.3
+        ((1.9, 1.0, -20.0), "unsettled"),  # none above 2, but -5.7 + 2 × 7.15 = 8.6 > 2
+        ((-5.0, -5.0), "contradicted"),  # reversed, steadily
+        ((2.1,), "shown"),  # one seed: its difference alone against the least
+        ((2.0,), "contradicted"),  # not above the least
+    ],
+)
+def test_an_effect_is_shown_only_above_the_least_on_each_seed_and_beyond_two_errors(
+    differences, reading
+):
+    """Truth by hand: standard error = sample sd / √n (in the comments), least 2."""
+    effect = Effect(differences, 2.0)
+    assert effect.reading == reading
+    n = len(differences)
+    expected = statistics.stdev(differences) / math.sqrt(n) if n > 1 else 0.0
+    assert effect.error == pytest.approx(expected)
+
+
+def test_an_effect_says_its_seeds_and_its_band():
+    assert Effect((10.0, 20.0, 30.0), 2.0).said(unit=" points") == (
+        "more than 2.0 points on 3 of 3 seeds, the mean beyond 2 standard errors (11.5) of 0"
+    )
+    assert Effect((0.1, 0.1, 0.1), 2.0).said() == (
+        "more than 2.0 on 0 of 3 seeds, the mean short of 2.0 by at least 2 standard errors (0.0)"
+    )
+    assert Effect((2.5,), 2.0).said() == (
+        "more than 2.0 on 1 of 1 seed, one seed having no standard error"
+    )
 
 
 def test_each_finished_experiment_is_saved_before_the_next_runs(tmp_path):

@@ -246,13 +246,30 @@ def heads(*rows, gap_params=14_458, refuses=True):
     [
         ([(2.0, 5.0, 3.0), (1.0, 4.0, 5.0)], "holds"),
         ([(2.0, 5.0, 40.0), (1.0, 4.0, 30.0)], "partly"),  # runs at any size, not accurately
-        # differences 3.0, 3.1, 0.5: margin 2.9, two seeds pass, one does not
+        # differences 3.0, 3.1, 0.5: two seeds above 2 points, one not; size fails
         ([(2.0, 5.0, 40.0), (1.9, 5.0, 30.0), (4.5, 5.0, 30.0)], "inconclusive"),
-        ([(2.0, 5.0, 40.0), (9.0, 4.0, 30.0)], "partly"),  # neither seed beyond the spread
+        # +3 and -5: the seeds on both sides of 2 points; size fails
+        ([(2.0, 5.0, 40.0), (9.0, 4.0, 30.0)], "inconclusive"),
+        # -5 and -5: GAP overfits more, steadily; size fails
+        ([(9.0, 4.0, 40.0), (9.0, 4.0, 30.0)], "partly"),
     ],
 )
 def test_heads_rule(rows, outcome):
     assert ex_heads.judge(heads(*rows)).outcome == outcome
+
+
+def test_heads_large_uneven_less_overfitting_holds():
+    """Differences 10, 20, 30 points: each above 2, mean 20 beyond 2 standard errors
+    (2 × 10/√3 = 11.5). The old rule (each seed beyond 2 sds, 20) passed only the third."""
+    verdict = ex_heads.judge(heads((0.0, 10.0, 3.0), (0.0, 20.0, 3.0), (0.0, 30.0, 3.0)))
+    assert verdict.outcome == "holds"
+
+
+def test_heads_tiny_steady_less_overfitting_is_not_less():
+    """Differences 0.1, 0.1, 0.1 points: no spread, so the old rule (2 sds: 0) passed them;
+    none exceeds the least worth reporting, 2 points."""
+    verdict = ex_heads.judge(heads((5.0, 5.1, 3.0), (5.0, 5.1, 3.0), (5.0, 5.1, 3.0)))
+    assert verdict.outcome == "partly" and "not smaller by more than 2 points" in verdict.meaning
 
 
 def test_heads_rule_does_not_hold_without_the_structure():
@@ -474,7 +491,10 @@ def pooling(*rows):
     [
         ([(85.0, 70.0, 0.2, 0.3), (84.0, 75.0, 0.21, 0.3)], "holds"),
         ([(85.0, 84.0, 0.2, 0.3)], "partly"),  # low-pass only
-        ([(85.0, 84.0, 0.4, 0.3), (80.0, 80.0, 0.3, 0.3)], "does not hold"),
+        # cuts -1/30 and 0: mean -1/60 + 2 standard errors (1/30) = 1/60, short of 5 %
+        ([(85.0, 84.0, 0.31, 0.3), (80.0, 80.0, 0.3, 0.3)], "does not hold"),
+        # cuts -1/3 and 0: no seed above 5 %, but mean + 2 standard errors = 1/6 is above it
+        ([(85.0, 84.0, 0.4, 0.3), (80.0, 80.0, 0.3, 0.3)], "inconclusive"),
         ([(85.0, 70.0, 0.2, 0.3), (80.0, 80.0, 0.3, 0.3)], "inconclusive"),
     ],
 )
@@ -491,22 +511,42 @@ def test_pooling_low_pass_is_judged_against_subsampling_not_max():
 
 
 @pytest.mark.parametrize(
-    ("shares", "low"),
+    ("shares", "said"),
     [
-        # one seed, no spread: any cut above 0 counts, none does not
-        ([(0.299, 0.3)], [True]),
-        ([(0.3, 0.3)], [False]),
-        # cuts 0.3 and 0.1 (0.35 and 0.45 of 0.5): sd 0.1414, margin 0.2828: only the first
-        ([(0.35, 0.5), (0.45, 0.5)], [True, False]),
-        # cuts 0.3 and 0.28: sd 0.0141, margin 0.0283: both
-        ([(0.35, 0.5), (0.36, 0.5)], [True, True]),
+        # one seed, no standard error: a cut above 5 % counts, one at or below it does not
+        ([(0.28, 0.3)], "partly"),  # 6.7 %
+        ([(0.29, 0.3)], "does not hold"),  # 3.3 %
+        # cuts 30 % and 6 % (0.35 and 0.47 of 0.5): both above 5 %, but the mean, 18 %, within
+        # 2 standard errors (2 × 0.1697/√2 = 24 %): unsettled
+        ([(0.35, 0.5), (0.47, 0.5)], "inconclusive"),
+        # cuts 30 % and 2 %: the seeds on both sides of 5 %
+        ([(0.35, 0.5), (0.49, 0.5)], "inconclusive"),
+        # cuts 30 % and 28 %: mean 29 %, 2 standard errors 2 %: shown
+        ([(0.35, 0.5), (0.36, 0.5)], "partly"),
+        # cuts 10 %, 20 %, 30 %: mean 20 %, 2 standard errors 11.5 %: shown (the old rule, each
+        # cut beyond 2 sds = 20 %, passed only the third)
+        ([(0.45, 0.5), (0.4, 0.5), (0.35, 0.5)], "partly"),
+        # cuts 0.1 % on every seed: steady, but below the least worth reporting (the old rule,
+        # 2 sds = 0, passed them)
+        ([(0.4995, 0.5)] * 3, "does not hold"),
     ],
 )
-def test_the_cut_must_clear_zero_by_two_sds_of_the_seeds(shares, low):
-    """Truth by hand: cut = (subsampled - averaged) / subsampled, sample sd over the seeds."""
-    m = pooling(*[(85.0, 84.0, avg, sub) for avg, sub in shares])  # max never resists shifts
-    said = "partly" if all(low) else "inconclusive" if any(low) else "does not hold"
+def test_the_cut_must_exceed_the_least_on_each_seed_and_its_mean_two_standard_errors(shares, said):
+    """Truth by hand: cut = (subsampled - averaged) / subsampled; standard error = sample sd /
+    √n; max pooling never resists shifts here, so low-pass alone decides: shown -> partly,
+    contradicted -> does not hold, unsettled -> inconclusive."""
+    m = pooling(*[(85.0, 84.0, avg, sub) for avg, sub in shares])
     assert ex_pooling.judge(m).outcome == said
+
+
+def test_pooling_large_uneven_cut_holds_and_tiny_steady_cut_does_not():
+    """With max pooling resisting shifts: cuts 10, 20, 30 % hold; 0.1 % on every seed is
+    'partly' (max pooling's half only)."""
+    uneven = pooling(*[(85.0, 70.0, avg, 0.5) for avg in (0.45, 0.4, 0.35)])
+    assert ex_pooling.judge(uneven).outcome == "holds"
+    steady = pooling(*[(85.0, 70.0, 0.4995, 0.5)] * 3)
+    verdict = ex_pooling.judge(steady)
+    assert verdict.outcome == "partly" and "max pooling resists shifts" in verdict.meaning
 
 
 def test_white_noise_halved_either_way_keeps_its_share():

@@ -121,6 +121,73 @@ def mean_spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), spread
 
 
+# How far from its boundary a mean over the seeds must lie to count as measured, in standard
+# errors of the mean (sd/√n): about the two-sided 95 % band of a normal mean.
+ERRORS = 2.0
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Per-seed differences, positive in the claim's direction, read against `least`, the
+    smallest effect worth reporting (a test of the effect and of its absence, as in equivalence
+    testing):
+
+    - "shown": every seed's difference exceeds `least`, and their mean exceeds 0 by more than
+      ERRORS standard errors: large enough on each seed, and no accident of the seeds;
+    - "contradicted": no seed's difference exceeds `least`, and their mean falls short of it by
+      at least ERRORS standard errors: too small (or reversed) on each seed, steadily;
+    - "unsettled": anything else (seeds on both sides of `least`, or a mean within the band).
+
+    The rule asks both of each seed and of the mean: each seed alone would pass a tiny steady
+    effect if `least` were 0, and sds of the differences alone (the rule this replaced) fail a
+    large uneven one (10, 20, 30). One seed measures no spread (standard error 0): its
+    difference alone is read against `least`, as the quick lab's one-seed verdicts are.
+    """
+
+    differences: tuple[float, ...]
+    least: float
+
+    @property
+    def mean(self) -> float:
+        return mean_spread(self.differences)[0]
+
+    @property
+    def error(self) -> float:
+        """Standard error of the mean: sample sd / √n (0 for one seed)."""
+        return mean_spread(self.differences)[1] / math.sqrt(len(self.differences))
+
+    @property
+    def above(self) -> int:
+        """Seeds whose difference exceeds `least`."""
+        return sum(d > self.least for d in self.differences)
+
+    @property
+    def reading(self) -> str:
+        n, band = len(self.differences), ERRORS * self.error
+        if self.above == n and self.mean > band:
+            return "shown"
+        if self.above == 0 and self.mean + band <= self.least:
+            return "contradicted"
+        return "unsettled"
+
+    def said(self, fmt: str = "{:.1f}", unit: str = "") -> str:
+        """How a verdict sentence gives it, numbers in `fmt`, `least` followed by `unit`: "more
+        than 2.0 points on 3 of 3 seeds, the mean beyond 2 standard errors (0.4) of 0"; where no
+        seed cleared `least`, the band is read from `least`: "more than 2.0 points on 0 of 3
+        seeds, the mean short of 2.0 points by at least 2 standard errors (0.4)"."""
+        n, least = len(self.differences), fmt.format(self.least) + unit
+        counted = f"more than {least} on {self.above} of {seed_count(n)}"
+        if n == 1:
+            return f"{counted}, one seed having no standard error"
+        band = ERRORS * self.error
+        errors = f"{ERRORS:g} standard errors ({fmt.format(band)})"
+        if self.above == 0:
+            by = "at least" if self.mean + band <= self.least else "less than"
+            return f"{counted}, the mean short of {least} by {by} {errors}"
+        side = "beyond" if self.mean > band else "within"
+        return f"{counted}, the mean {side} {errors} of 0"
+
+
 def seed_count(n: int) -> str:
     """How a verdict sentence counts seeds: "1 seed", "3 seeds" (the quick lab runs one)."""
     return f"{n} seed" if n == 1 else f"{n} seeds"
