@@ -2,7 +2,7 @@
 buffer registered in the first forward, weights made by torch.nn.utils.parametrizations
 (weight_norm, spectral_norm) or by torch's older weight_norm/spectral_norm hooks. Truth:
 torch's own forward, state_dict and autograd. (What cnnlab says of models it cannot take:
-test_any_model_round4_messages.py.)"""
+test_user_models_messages.py.)"""
 
 from __future__ import annotations
 

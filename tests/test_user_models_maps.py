@@ -37,7 +37,7 @@ def test_swinv2_last_stage_attention_is_no_map():
     cfg = {"embed_dim": 8, "depths": [1, 1], "num_heads": [1, 1], "window_size": 2}
     model = _hf("Swinv2", image_size=16, patch_size=4, **cfg)
     x = torch.randn(1, 3, 16, 16)
-    assert "attention" in _old_default(model, x, _logits)  # what the audit found
+    assert "attention" in _old_default(model, x, _logits)  # the old rule picked an attention map
     assert default_layer(model, x, _logits) == "swinv2.embeddings.patch_embeddings.projection"
     assert not [n for n in image_maps(model, x, _logits) if "attention" in n]
 

@@ -1,5 +1,7 @@
-"""Explaining models as people write them, beyond those of earlier rounds: a frozen backbone
-run under torch.no_grad(). Truth: plain autograd and Captum on the same model."""
+"""Explaining models as people write them: a frozen backbone run under torch.no_grad(), a
+block called once per image in a loop, float64 images on float32 weights, a decoder branch
+the logits do not read, a forward that autocasts. Truth: plain autograd and Captum on the
+same model."""
 
 from __future__ import annotations
 

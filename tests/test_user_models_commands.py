@@ -3,15 +3,21 @@ and MONAI's classifiers showed cnnlab's own specs never do. A Swin-style window 
 gives one (heads, N, N) map of probabilities per window, so its 4-D output holds the windows
 of every image on dim 0: (B·windows, heads, N, N); an EfficientNet port pads before each
 depthwise conv with a padding module, whose output is a map with a border, at no resolution
-of the net. Truth: the shapes plain torch gives."""
+of the net. Layer names that are ModuleDict keys a file name cannot hold as they are, and
+linear probes on a layer with rows per window. Truth: the shapes plain torch gives, the names
+torch gives the modules, the files on disk."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from PIL import Image
+from torch import nn
 
 from cnnlab.cli import main
+from cnnlab.errors import ExplainError
+from cnnlab.explain import linear_probe
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -242,3 +248,97 @@ def test_visualize_maps_refuses_a_layer_with_rows_per_window(windowed_run, tmp_p
     assert "'attn.drop' gives 64 rows for 1 image" in err and "choose one of: stem" in err
     assert not (tmp_path / "o" / "maps_attn.drop.png").exists()
     assert main([*args, "--layers", "stem"]) == 0  # a map of the image still draws
+
+
+# The commands on models as people write them: layer names that are
+# ModuleDict keys with characters a file name cannot hold as they are. Truth: the names torch
+# gives the modules, and the files on disk.
+
+
+KEYED_FILE = """
+from torch import nn
+
+
+class Keyed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleDict({"block1/conv": nn.Conv2d(1, 4, 3, padding=1),
+                                     "block1/relu": nn.ReLU()})
+        self.fc = nn.Linear(4, 10)
+
+    def forward(self, x):
+        for layer in self.layers.values():
+            x = layer(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def make():
+    return Keyed()
+"""
+
+
+def test_visualize_writes_one_file_per_layer_whose_name_holds_a_slash(tmp_path, capsys):
+    """`maps_layers.block1/conv.png` was written as conv.png in a new directory
+    maps_layers.block1 (and relu.png beside it); explain's names were already safe."""
+    from cnnlab.train.rundir import load_run
+    from tiny_nets import imported_run
+
+    run_dir = imported_run(tmp_path, KEYED_FILE, data="digits", input_shape=(1, 8, 8))
+    names = [n for n, _ in load_run(run_dir).model.named_modules()]
+    assert "layers.block1/conv" in names  # torch's own name for it
+    Image.new("L", (8, 8), 128).save(tmp_path / "x.png")
+    out = tmp_path / "maps"
+    assert (
+        main(["visualize", str(run_dir), "--maps", str(tmp_path / "x.png"), "--out", str(out)]) == 0
+    )
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["maps_layers.block1_conv.png", "maps_layers.block1_relu.png"]
+    assert all((out / name).is_file() for name in written)
+    argv = ["visualize", str(run_dir), "--actmax", "layers.block1/relu", "--channels", "1",
+            "--steps", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert (out / "actmax_layers.block1_relu.png").is_file()
+
+
+# Linear probes on a layer whose output has one row per window, not per image (a Swin
+# window attention's): refused by name, where the fit failed on a batch-size mismatch.
+
+
+class Windows(nn.Module):
+    """(B, C, H, W) -> (4B, C, H/2, W/2): the map cut into four windows, each a row."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, 2, h // 2, 2, w // 2).permute(0, 2, 4, 1, 3, 5)
+        return x.reshape(b * 4, c, h // 2, w // 2)
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.windows = Windows()
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.windows(torch.relu(self.conv(x)))  # rows: windows
+        b = x.shape[0]
+        return self.head(y.mean((2, 3)).reshape(b, 4, 4).mean(1))
+
+
+def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def test_a_layer_with_rows_per_window_is_refused_by_name():
+    model = Net().eval()
+    with pytest.raises(ExplainError, match=r"layer 'windows' gives 24 rows for 6 images"):
+        linear_probe(model, _data(6, 0), _data(6, 1), layers=["windows"], epochs=2)
+
+
+def test_the_layers_with_rows_per_image_still_probe():
+    model = Net().eval()
+    found = linear_probe(model, _data(12, 0), _data(12, 1), layers=["conv"], epochs=2)
+    assert set(found) == {"input", "conv"}
+    assert all(0.0 <= a <= 1.0 for a in found.values())
