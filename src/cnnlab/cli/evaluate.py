@@ -37,10 +37,8 @@ def _eval(args) -> int:
         )
     with progress_bar() as progress:
         result = evaluate(run, args.split, tta=args.tta and bool(views), progress=progress)
-    if args.json:
-        shown = result.to_dict()
-        shown["per_class"] = dict(zip(result.classes, per_class(result), strict=True))
-        print(json.dumps(shown, indent=2))
+    if args.json:  # per_class: null for a class with no image (train.evaluate.class_accuracy)
+        print(json.dumps(result.to_dict(), indent=2))
     else:
         print_evaluation(result, views)
     return 0
@@ -52,16 +50,6 @@ def tta_views(config: dict) -> str:
     shift = int(config.get("tta_shift", 0))
     views = ["flip"] if config.get("flip") is not False else []
     return " + ".join(views + ([f"{shift}-px shift"] if shift else []))
-
-
-def per_class(result) -> list[float | None]:
-    """Each class's accuracy, None for a class with no image in the split (a folder's class
-    too small for the 20 % hold-out): 0/0 is no accuracy, and 0 % read as a class never
-    recognised."""
-    return [
-        acc if sum(row) else None
-        for acc, row in zip(result.per_class, result.confusion, strict=True)
-    ]
 
 
 def print_evaluation(result, views: str = "flip") -> None:
@@ -79,7 +67,8 @@ def print_evaluation(result, views: str = "flip") -> None:
     table.add_column("class")
     table.add_column("images", justify="right")
     table.add_column("accuracy", justify="right")
-    rows = zip(result.classes, result.confusion, per_class(result), strict=True)
+    # acc None: no image of the class in the split, its count shown and no percentage
+    rows = zip(result.classes, result.confusion, result.per_class, strict=True)
     for name, row, acc in rows:
         table.add_row(name, str(sum(row)), "-" if acc is None else f"{acc:.2%}")
     console.print(table)
