@@ -55,6 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, but an unknown option is named by the command's own parser, so the hint
+    is `cnnlab explain --help` (its options), not `cnnlab --help` (the list of commands)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = parser._subparsers._group_actions[0].choices  # argparse keeps no other handle
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def _terminate(signum, frame) -> None:
     """SIGTERM (kill, a scheduler's stop) is treated as Ctrl-C: training checkpoints and
     says so, any other command stops with one line (exit 130), never silently with 143."""
@@ -74,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     command = "cnnlab"
     try:
-        args = _parser().parse_args(argv)  # inside: a Ctrl-C while modules import is one line
+        args = _parse(_parser(), argv)  # inside: a Ctrl-C while modules import is one line
         command = f"cnnlab {args.command}"
         with _stance(args.command):
             code = args.run(args)

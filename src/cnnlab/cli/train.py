@@ -65,9 +65,12 @@ def register(sub) -> None:
 
 
 def _model_options(p) -> None:
-    """Where the model comes from: a spec, a preset, or code with its arguments and input."""
+    """Where the model comes from: a spec, a preset, or code with its arguments and input.
+    The spec is no member of the exclusive group: argparse hands an unknown option's value
+    to a free positional, and in the group `--limit 6000` read "argument spec: not allowed
+    with argument --preset" instead of "unrecognized arguments: --limit" (`_model` checks)."""
+    p.add_argument("spec", nargs="?", help="spec file (.yaml/.json)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("spec", nargs="?", help="spec file (.yaml/.json)")
     source.add_argument("--preset", help=f"preset name: {', '.join(preset_names())}")
     source.add_argument(
         "--model",
@@ -122,6 +125,9 @@ def _model(args):
         raise ConfigError("--model-arg needs --model file.py:factory")
     if args.input and not args.model:
         raise ConfigError("--input is for --model code; a spec says its input itself")
+    if args.spec and (args.preset or args.model):
+        given = "--preset" if args.preset else "--model"
+        raise ConfigError(f"give the spec file {args.spec!r} or {given}, not both")
     if args.model:
         from cnnlab.cli.summary import parse_input
         from cnnlab.train.source import parse_model_ref

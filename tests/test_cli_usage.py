@@ -1,0 +1,38 @@
+"""Usage errors name what is wrong and the command whose --help lists the right options."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.cli import main
+
+
+def _usage_error(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(list(argv))
+    assert stop.value.code == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_an_unknown_option_of_train_is_named_not_a_spec_clash(capsys, tmp_path):
+    # argparse hands "6000" to the free spec positional: once read as a clash with --preset
+    err = _usage_error(
+        capsys, "train", "--preset", "fast", "--limit", "6000", "--out", str(tmp_path / "r")
+    )
+    assert err == "cnnlab train: error: unrecognized arguments: --limit (see cnnlab train --help)"
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["eval", "explain", "predict", "probe", "diagnose", "report"])
+def test_an_unknown_option_points_at_the_commands_own_help(capsys, tmp_path, command):
+    err = _usage_error(capsys, command, str(tmp_path), "--bogus", "3")
+    assert err.startswith(f"cnnlab {command}: error: unrecognized arguments: --bogus")
+    assert err.endswith(f"(see cnnlab {command} --help)")
+
+
+@pytest.mark.parametrize("other", [["--preset", "fast"], ["--model", "net.py:make"]])
+def test_a_spec_with_a_preset_or_model_is_one_clear_error(capsys, tmp_path, other):
+    code = main(["train", "my.yaml", *other, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == f"cnnlab train: error: give the spec file 'my.yaml' or {other[0]}, not both"
