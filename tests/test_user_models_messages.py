@@ -2,7 +2,8 @@
 one line naming the problem and the fix, exit 2, no traceback, no run directory left
 behind (an MLP asked for Grad-CAM, NaN logits at step 1, (B, 1, K) scores, code for other
 images imported, a model frozen whole or cut from the graph, a meta-device or float16 model,
-a factory that calls .cuda()). Truth: torch's own behaviour on the same models."""
+a factory that calls .cuda(), the layer where a forward failed). Truth: torch's own
+behaviour on the same models."""
 
 from __future__ import annotations
 
@@ -329,3 +330,20 @@ def test_a_module_without_a_python_file_is_not_called_missing(module, what):
         parse_model_ref(f"{module}:f", []).build()
     assert f"module {module} is {what}, not a .py file" in str(raised.value)
     assert "no module" not in str(raised.value)
+
+
+# Messages a user reads about their own model: the layer where a forward failed is named
+# with its article ("an AvgPool2d", "a Linear"; it said "a AvgPool2d"). Truth: torch's own
+# error for the same input, which the message quotes.
+
+
+@pytest.mark.parametrize(
+    ("pool", "article"), [(nn.AvgPool2d(4), "an AvgPool2d"), (nn.MaxPool2d(4), "a MaxPool2d")]
+)
+def test_the_failing_layer_is_named_with_its_article(pool, article):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), pool, nn.Flatten(), nn.Linear(2, 3))
+    with pytest.raises(RuntimeError) as torch_says:
+        model(torch.zeros(2, 1, 5, 5))
+    misfit = classifier_misfit(model, (1, 5, 5), 3)
+    first = " ".join(str(torch_says.value).split())
+    assert misfit.why == f"{first} (in layer 1, {article}, given 2×2×3×3)"

@@ -1,10 +1,12 @@
-"""A module that caches a tensor derived from its weights in eval mode and drops it in
-`.train()` (Hugging Face's and timm's LeViT: `attention_bias_cache`) must be evaluated with
-its current weights. The EMA copy stays in eval mode while its weights move in place, so
-every epoch after the first was validated, and the run's test accuracy measured, with the
-first validation's biases; a run opened into a module that had run in eval mode kept the
-factory's biases. Truth: the same module in train mode, which reads its weights directly
-(no BatchNorm or dropout here, so both modes compute the same function)."""
+"""Models from code under training's EMA copy. A module that caches a tensor derived from its
+weights in eval mode and drops it in `.train()` (Hugging Face's and timm's LeViT:
+`attention_bias_cache`) must be evaluated with its current weights. The EMA copy stays in eval
+mode while its weights move in place, so every epoch after the first was validated, and the
+run's test accuracy measured, with the first validation's biases; a run opened into a module
+that had run in eval mode kept the factory's biases. Truth: the same module in train mode,
+which reads its weights directly (no BatchNorm or dropout here, so both modes compute the same
+function). A model that keeps a tensor on itself in forward is copied with that tensor
+detached."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.train import TrainConfig, load_run, train
-from cnnlab.train.state import EMA
+from cnnlab.train.state import EMA, model_copy
 
 
 class CachedBias(nn.Module):
@@ -95,3 +97,48 @@ def test_a_train_override_that_returns_nothing_is_still_reloaded():
     model = Forgetful()
     assert reloaded(model) is model
     assert not model.training and model.cache == {}
+
+
+# A model whose forward keeps a tensor on itself (`self.reconstruction = self.decoder(h)`)
+# trains with an EMA: the check forward with gradients left that tensor with autograd history,
+# and the EMA's deepcopy refused it (RuntimeError: only graph leaves support deepcopy).
+
+
+class SideBranch(nn.Module):
+    """A classifier with a reconstruction branch whose output is kept for a training loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.decoder = nn.Conv2d(4, 1, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(x)
+        self.reconstruction = self.decoder(h)
+        self.features = [h, {"pooled": h.mean((2, 3))}]  # kept in containers too
+        return self.head(h)
+
+
+def test_a_kept_tensor_with_history_is_copied_detached():
+    model = SideBranch()
+    model(torch.randn(2, 1, 8, 8)).sum().backward()
+    ema = EMA(model, 0.9)
+    copied = ema.model
+    assert copied.reconstruction.grad_fn is None
+    torch.testing.assert_close(copied.reconstruction, model.reconstruction.detach())
+    assert copied.features[1]["pooled"].grad_fn is None
+    assert model.reconstruction.grad_fn is not None  # the user's model is left as it was
+    assert all(p.is_leaf for p in copied.parameters())
+    shared = {id(t) for t in (*model.parameters(), *model.buffers())}
+    assert not shared & {id(t) for t in (*copied.parameters(), *copied.buffers())}
+    assert model_copy(nn.Linear(2, 2)).weight.is_leaf
+
+
+def test_a_model_keeping_a_tensor_trains_one_epoch_with_ema(tmp_path):
+    from cnnlab.train import TrainConfig, train
+
+    config = TrainConfig(epochs=1, batch_size=64, ema=0.99, bn_recalibrate=0, tta=False)
+    result = train(SideBranch(), "digits", tmp_path / "run", config)
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert result["model"] is not None
