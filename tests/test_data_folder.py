@@ -1,13 +1,16 @@
 """Image folders written by the tests with Pillow (PNG, JPEG, BMP, WebP; L, RGB, RGBA), checked
 against Pillow's own conversions and pixel values chosen so the resize policy is visible."""
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.data import image_folder, load_dataset
+from cnnlab.cli.train import print_data_notes
+from cnnlab.data import image_folder, load_dataset, load_splits
 from cnnlab.errors import DataError
 
 
@@ -208,3 +211,64 @@ def test_exif_orientation_is_applied(tmp_path):
     ds = image_folder(tmp_path)
     assert ds.images.shape == (1, 1, 4, 6)  # upright: 4 high, 6 wide
     assert (ds.images[0, 0, :, -1] == 255).all()  # the old top row is now the right column
+
+
+# One class folder whose images are in sub-folders (`one/cat/2023`, `one/cat/2024`) may be a
+# wrapper of the classes or one class filed by date: the one-line error says both, naming the
+# sub-folders; it advised only "give one/cat as the data", which makes 2023 and 2024 the
+# classes. The sub-folders come from the listing already made, not another walk.
+
+
+def _png(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+
+
+def test_dated_sub_folders_of_one_class_get_both_possibilities(tmp_path, monkeypatch):
+    for year in ("2023", "2024"):
+        for i in range(3):
+            _png(tmp_path / "one" / "cat" / year / f"{i}.png")
+    (tmp_path / "one" / "cat" / "empty").mkdir()  # no image: not a possible class
+    iterdir = Path.iterdir
+
+    def no_walk_below_the_class(self):
+        assert self != tmp_path / "one" / "cat", "the class folder was listed again"
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", no_walk_below_the_class)
+    with pytest.raises(DataError) as error:
+        load_splits(tmp_path / "one")
+    message = str(error.value)
+    assert "\n" not in message and "only one class ('cat')" in message
+    assert "give that directory as the data if they (2023, 2024) are the classes" in message
+    assert f"if 'cat' is one class, add a sub-folder of images to {tmp_path / 'one'}" in message
+
+
+# `cnnlab train` counts a folder's conversions by kind, as `cnnlab data` does: it showed the
+# first three distinct changes, mostly sizes, and hid the rest behind '...' ("converted 58
+# images (50x50->28x28, CMYK->L, 70x50->28x28, ...)": RGB->L unsaid). Truth: Pillow's mode and
+# size of each file written.
+
+
+def test_every_kind_of_conversion_is_counted(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    files = {  # name: (mode, (W, H))
+        "rgb50": ("RGB", (50, 50)), "rgb70": ("RGB", (70, 50)), "rgb28": ("RGB", (28, 28)),
+        "cmyk": ("CMYK", (70, 50)), "bilevel": ("1", (28, 28)), "gray": ("L", (28, 28)),
+        "gray60": ("L", (60, 28)),
+    }  # fmt: skip
+    for i, (name, (mode, size)) in enumerate(files.items()):
+        (tmp_path / f"c{i % 2}").mkdir(exist_ok=True)
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        ext = "jpg" if mode == "CMYK" else "png"  # PNG holds no CMYK
+        Image.fromarray(pixels).convert(mode).save(tmp_path / f"c{i % 2}" / f"{name}.{ext}")
+    modes = [Image.open(p).mode for p in sorted(tmp_path.rglob("*.*"))]
+    sizes = [Image.open(p).size for p in sorted(tmp_path.rglob("*.*"))]
+    data = image_folder(tmp_path, channels=1, size=28)
+    print_data_notes({"skipped": [], "converted": data.converted})
+    line = capsys.readouterr().out.strip()
+    want = {f"{modes.count(m)} {m}->L" for m in ("RGB", "CMYK", "1")}
+    want.add(f"{sum(s != (28, 28) for s in sizes)} resized")
+    changed = sum(m != "L" or s != (28, 28) for m, s in zip(modes, sizes, strict=True))
+    assert line.startswith(f"converted {changed} images to the model's input (")
+    assert set(line.split(" (", 1)[1].rstrip(")").split(", ")) == want, line
