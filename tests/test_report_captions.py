@@ -1,4 +1,7 @@
-"""`cnnlab visualize --actmax` on a run whose test split is small (digits: 359 images)."""
+"""What the report's captions and `cnnlab visualize --actmax` say of the images they used, on a
+run whose test split is small (digits: 359 images): how many test images actmax compared
+with, what the probes and actmax used, a layer narrower than its channel budget, and the
+training option behind a missing history."""
 
 from __future__ import annotations
 
