@@ -102,23 +102,7 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     if dead.hidden:
         console.print(hidden_line(dead.hidden), markup=False, highlight=False)
 
-    flags = [
-        name for name, on in (("VANISHING", flow.vanishing), ("EXPLODING", flow.exploding)) if on
-    ]
-    if flow.no_gradient:
-        title = "Gradient flow [red](no gradient flows: every weight gradient is exactly 0)[/red]"
-    else:
-        title = f"Gradient flow (first/last L2 = {flow.ratio:.3g})" + (
-            f" [red]{' '.join(flags)}[/red]" if flags else ""
-        )
-    if not flow.train:  # the model gives more than the logits in train mode (aux heads)
-        title += ", eval mode: in train mode the model returns more than the logits"
-    t = Table(title=title)
-    for col in ("layer", "module", "mean |g|", "L2", "max |g|"):
-        t.add_column(col, **column(col in ("layer", "module")))
-    for l in flow.layers:
-        t.add_row(l.name, l.kind, f"{l.mean_abs:.2e}", f"{l.l2:.2e}", f"{l.max:.2e}")
-    console.print(t)
+    console.print(_flow_table(flow))
 
     t = Table(title="Activation statistics (saturated: sigmoid within 0.01 of 0/1, tanh of ±1)")
     for col in ("layer", "activation", "mean", "std", "min", "max", "saturated"):
@@ -134,3 +118,32 @@ def _print_tables(dead, flow, acts, found: list) -> None:
         console.print(f"[green]No problems found{seen}.[/green]")
     for f in found:
         console.print(f"[red]{f.code}[/red]: {f.message}\n  try: {f.fix}")
+
+
+def _flow_table(flow):
+    """The gradient flow as a rich Table: a row per weighted layer, a note where a layer is
+    frozen or its weight tied to other modules."""
+    from rich.table import Table
+
+    flags = [
+        name for name, on in (("VANISHING", flow.vanishing), ("EXPLODING", flow.exploding)) if on
+    ]
+    if flow.no_gradient:
+        title = "Gradient flow [red](no gradient flows: every weight gradient is exactly 0)[/red]"
+    else:
+        title = f"Gradient flow (first/last L2 = {flow.ratio:.3g})" + (
+            f" [red]{' '.join(flags)}[/red]" if flags else ""
+        )
+    if not flow.train:  # the model gives more than the logits in train mode (aux heads)
+        title += ", eval mode: in train mode the model returns more than the logits"
+    if any(l.frozen for l in flow.layers):
+        title += " (frozen layers measured, not judged)"
+    t = Table(title=title)
+    # a note only where a layer has one: frozen, or a weight tied to other modules
+    noted = any(l.note for l in flow.layers)
+    for col in ("layer", "module", "mean |g|", "L2", "max |g|", *(("note",) if noted else ())):
+        t.add_column(col, **column(col in ("layer", "module", "note")))
+    for l in flow.layers:
+        numbers = (f"{l.mean_abs:.2e}", f"{l.l2:.2e}", f"{l.max:.2e}")
+        t.add_row(l.name, l.kind, *numbers, *((l.note,) if noted else ()))
+    return t

@@ -82,8 +82,9 @@ def _gradient_findings(flow: GradientFlow) -> list[Finding]:
         out.append(
             Finding(
                 "no-gradient",
-                f"no gradient flows: the loss's gradient is exactly 0 at all {len(flow.layers)} "
-                "weighted layers, so training cannot change the model",
+                "no gradient flows: the loss's gradient is exactly 0 at all "
+                f"{sum(not l.frozen for l in flow.layers)} trained weighted layers, so training "
+                "cannot change the model",
                 "look for units that are all dead (a too-high learning rate, a large negative "
                 "bias), weights initialised to zero, or an output cut from the graph "
                 "(.detach() or torch.no_grad() inside forward)",

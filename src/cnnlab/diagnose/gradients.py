@@ -46,6 +46,20 @@ class GradLayer:
     max: float
     numel: int
     reached: bool = True  # False: no autograd path from the loss (torch.no_grad, .detach())
+    # its weight does not train (requires_grad False) while other layers' do: measured, shown
+    # as frozen, and left out of every judgement (ratio, vanishing, exploding, cut off)
+    frozen: bool = False
+    # the other modules whose weight is this same Parameter (tied, as an autoencoder's decoder
+    # to its encoder): one weight, one gradient (the sum over its uses), listed once, under
+    # the name named_parameters() gives it (its first owner)
+    tied: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str:
+        """ "frozen", "tied: also dec", both, or "": what a table shows beside the numbers."""
+        notes = ["frozen"] if self.frozen else []
+        notes += [f"tied: also {', '.join(self.tied)}"] if self.tied else []
+        return "; ".join(notes)
 
 
 @dataclass(frozen=True)
@@ -63,8 +77,10 @@ class GradientFlow:
     def no_gradient(self) -> bool:
         """Every weight gradient is exactly zero: nothing of the loss reaches any layer (all
         units dead, a zero-initialised network, an output cut from the graph). The ratio
-        is then nan and neither vanishing nor exploding can be said."""
-        return bool(self.layers) and all(l.l2 == 0 for l in self.layers)
+        is then nan and neither vanishing nor exploding can be said. Frozen layers do not
+        count: they do not train."""
+        trained = [l for l in self.layers if not l.frozen]
+        return bool(trained) and all(l.l2 == 0 for l in trained)
 
     @property
     def cut_off(self) -> tuple[str, ...]:
@@ -72,7 +88,7 @@ class GradientFlow:
         forward runs them under torch.no_grad() or .detach()es their output)."""
         if self.no_gradient:
             return ()
-        return tuple(l.name for l in self.layers if not l.reached)
+        return tuple(l.name for l in self.layers if not l.reached and not l.frozen)
 
     def to_dict(self) -> dict:
         return {
@@ -100,7 +116,8 @@ class GradientFlow:
     def __str__(self) -> str:
         lines = [f"gradient flow on {self.samples} inputs: {self.headline()}"]
         for l in self.layers:
-            lines.append(f"  {l.name:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}")
+            note = f"  ({l.note})" if l.note else ""
+            lines.append(f"  {l.name:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}{note}")
         return "\n".join(lines)
 
 
@@ -131,6 +148,48 @@ def _hooked(m: nn.Module) -> bool:
     weight_g/weight_v or weight_orig, so only a hook running after theirs sees it."""
     hooks = getattr(m, "_forward_pre_hooks", None) or {}
     return any(isinstance(h, _HOOKED_NORMS) and h.name == "weight" for h in hooks.values())
+
+
+def _plain_weight(m: nn.Module) -> Tensor | None:
+    """The module's own `weight` Parameter; None where the weight is computed (parametrize,
+    the older hooked norms), which is never counted as tied."""
+    if parametrize.is_parametrized(m, "weight") or _hooked(m):
+        return None
+    return dict(m.named_parameters(recurse=False)).get("weight")
+
+
+def _untied(modules: dict[str, nn.Module]) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
+    """(the modules with each weight Parameter once, under its first owner in named_modules
+    order, as named_parameters() names it; {first owner: the other owners}). Two modules with
+    one Parameter have one gradient, the sum over both uses: measured once, listed once."""
+    firsts: list[tuple[Tensor, str]] = []  # held, compared by identity
+    unique: dict[str, nn.Module] = {}
+    others: dict[str, list[str]] = {}
+    for name, m in modules.items():
+        w = _plain_weight(m)
+        owner = next((n for p, n in firsts if p is w), None) if w is not None else None
+        if owner is not None:
+            others.setdefault(owner, []).append(name)
+            continue
+        unique[name] = m
+        if w is not None:
+            firsts.append((w, name))
+    return unique, {k: tuple(v) for k, v in others.items()}
+
+
+def _frozen(modules: dict[str, nn.Module]) -> set[str]:
+    """The modules whose weight does not train: every parameter it is (or is computed from)
+    has requires_grad False. None of them where no weight trains (a model frozen whole, as
+    for inference): then the flags single out no layer."""
+    frozen = set()
+    for name, m in modules.items():
+        if parametrize.is_parametrized(m, "weight"):
+            own = list(m.parametrizations["weight"].parameters())
+        else:  # the weight, or the older hooked norms' weight_g/weight_v, weight_orig
+            own = [p for n, p in m.named_parameters(recurse=False) if n.startswith("weight")]
+        if not any(p.requires_grad for p in own):
+            frozen.add(name)
+    return set() if frozen == set(modules) else frozen
 
 
 def _grab(got: dict[str, Tensor], name: str) -> Callable:
@@ -220,10 +279,14 @@ def gradient_flow(
     model = unwrap(model)
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
-    modules = _weighted_modules(model)
-    sums, order, n, reached = _gradient_sums(
-        model, modules, batches, loss_fn, train, output, progress
+    watched = _weighted_modules(model)
+    modules, tied = _untied(watched)
+    frozen = _frozen(modules)  # before the measurement makes every weight require grad
+    sums, calls, n, reached = _gradient_sums(
+        model, modules, batches, loss_fn, train, output, progress, watched
     )
+    owner = {other: first for first, others in tied.items() for other in others}
+    order = dict.fromkeys(owner.get(name, name) for name in calls)  # a tied weight: its first use
     layers = []
     for name in order:  # forward order, first call of each module
         g = sums[name] / n
@@ -236,6 +299,8 @@ def gradient_flow(
                 float(g.abs().max()),
                 g.numel(),
                 name in reached,
+                name in frozen,
+                tied.get(name, ()),
             )
         )
     ndims = {name: g.ndim for name, g in sums.items()}  # (not modules' .weight: see above)
@@ -268,10 +333,13 @@ def _gradient_sums(
     train: bool,
     output: OutputSelector,
     progress: Progress | None = None,
+    watched: dict[str, nn.Module] | None = None,
 ) -> tuple[dict[str, Tensor], list[str], int, set[str]]:
-    """({module: Σ over samples of d mean-loss / d weight}, the modules in the order the
-    forward first calls them, the number of samples, the modules autograd reached in some
-    batch (the others' gradient is None: no path from the loss, not a small number))."""
+    """({module: Σ over samples of d mean-loss / d weight}, the `watched` modules (default:
+    `modules`; with the other owners of tied weights) in the order the forward first calls
+    them, the number of samples, the modules autograd reached in some batch (the others'
+    gradient is None: no path from the loss, not a small number))."""
+    watched = modules if watched is None else watched
     device, n, reached = device_of(model), 0, set()
     count = batch_count(data, 256)
     if progress is not None:
@@ -280,7 +348,7 @@ def _gradient_sums(
     grabs = [(m, _grab(got, name)) for name, m in modules.items() if _hooked(m)]
     with (
         preserved(model, train=train, requires_grad=None),
-        CallOrder(model, modules) as order,
+        CallOrder(model, watched) as order,
         Hooks().before(grabs),
         torch.enable_grad(),
     ):
@@ -310,7 +378,7 @@ def _gradient_sums(
         raise DataError("batches: no (x, y) batch given")
     return (
         dict(zip(modules, sums, strict=True)),
-        _scripted_too(model, order.first_calls(), modules),
+        _scripted_too(model, order.first_calls(), watched),
         n,
         reached,
     )
@@ -345,16 +413,18 @@ def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
 
 
 def _flow(ndims: dict[str, int], layers, n, vanish_ratio, explode_norm) -> GradientFlow:
-    """The ratio over the layers a gradient reaches (a backbone under torch.no_grad() is cut
-    off, not vanishing; every layer cut off is `no_gradient`); ndims: each layer's weight's."""
-    reached = [l for l in layers if l.reached] or layers
+    """The ratio over the trained layers a gradient reaches (a backbone under torch.no_grad()
+    is cut off, not vanishing; every layer cut off is `no_gradient`; a frozen layer is not
+    judged at all); ndims: each layer's weight's."""
+    trained = [l for l in layers if not l.frozen]
+    reached = [l for l in trained if l.reached] or trained
     main = [l for l in reached if ndims[l.name] >= 2] or reached
     first, last = (main[0].l2, main[-1].l2) if main else (math.nan, math.nan)
     if last > 0:
         ratio = first / last
     else:
         ratio = math.inf if first > 0 else math.nan
-    norms = [l.l2 for l in layers]
+    norms = [l.l2 for l in trained]
     exploding = (
         not all(math.isfinite(v) for v in norms)
         or any(v > explode_norm for v in norms)
