@@ -269,8 +269,6 @@ def _checked(
     return chans, tuple(input_size), value_range
 
 
-# Long in its signature and docstring only (the knobs of the method, each explained): the
-# body is the checks, the ascent and the best of the restarts, ~35 lines.
 def _checked_dim(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> int:
     """The dim that holds `layer`'s channels on x (a ConvNeXt's: the last); ExplainError for
     a channel of `chans` outside them."""
@@ -331,47 +329,75 @@ def activation_maximization(
     progress: progress(steps done, steps, "activation maximisation") after each step, then
     per batch of `data` ("strongest activations in the data").
     """
-    # long: the signature and docstring of twenty knobs; the body itself is about 40 lines
+    # long: the signature and docstring of its twenty knobs (47 lines); the body, about 20
+    # lines, is the checks, the start, the ascent, the best start and the data's maxima, named
     needs_gradients("activation_maximization")
-    chans, input_size, value_range = _checked(
-        model,
-        layer,
-        channels,
-        steps,
-        objective,
-        restarts,
-        input_size,
-        value_range,
-        data,
-        preprocess,
-    )
+    chans, input_size, value_range = _checked(model, layer, channels, steps, objective,
+                                              restarts, input_size, value_range, data,
+                                              preprocess)  # fmt: skip
     runs = chans.repeat(restarts)  # (R·N,): row r·N + i optimises channel i
-    shape = (len(runs), *input_size)
-    gen = torch.Generator().manual_seed(seed)
-    lo, hi = value_range if value_range is not None else (None, None)
-    image = _Fourier(shape, gen, lo, hi) if fourier else _Pixels(shape, gen, lo, hi)
-
-    def regularize(step: int) -> None:
-        if not fourier:
-            _regularize_pixels(image.pixels, step, blur, blur_every, lo, hi)
-
+    image, gen = _start_image((len(runs), *input_size), value_range, fourier, seed)
+    regularize = _regularizer(image, blur, blur_every, value_range)
     with preserved(model):
         dim = _checked_dim(model, layer, image().detach(), chans, output)
         _ascend(model, layer, image, runs, gen, output, regularize, steps=steps, lr=lr,
                 jitter=jitter, l2=l2, tv=tv, objective=objective, dim=dim,
                 progress=progress)  # fmt: skip
-        images = image().detach()
-        final = _layer_output(model, layer, images, output, dim)
-        final = channel_activation(final, runs, objective)
-        activation, best = final.view(restarts, -1).max(0)  # (N,): the best start per channel
-        images = images.view(restarts, len(chans), *input_size)[best, torch.arange(len(chans))]
-        data_max = ratio = None
-        if data is not None:
-            data_max = _data_max(
-                model, layer, chans, objective, data, preprocess, output, dim, progress
-            )
-            # A ratio says something only against a positive best: nan otherwise.
-            ratio = torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
+        images, activation = _best_start(
+            model, layer, image, runs, restarts, objective, output, dim
+        )
+        data_max, ratio = _against_data(
+            model, layer, chans, objective, activation, data, preprocess, output, dim, progress
+        )
     return ActMaxResult(
         layer, objective, tuple(chans.tolist()), images.detach(), activation, data_max, ratio
     )
+
+
+def _start_image(
+    shape: tuple[int, ...], value_range, fourier: bool, seed: int
+) -> tuple[nn.Module, torch.Generator]:
+    """The image module the ascent optimises, `shape` (R·N, C, H, W) drawn from `seed`: a
+    1/f-scaled spectrum (fourier) or pixels, inside value_range; and that generator, from
+    which the ascent's jitter then draws."""
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = value_range if value_range is not None else (None, None)
+    image = _Fourier(shape, gen, lo, hi) if fourier else _Pixels(shape, gen, lo, hi)
+    return image, gen
+
+
+def _regularizer(image: nn.Module, blur: float, every: int, value_range) -> Callable[[int], None]:
+    """What follows each step: a pixel image blurred every `every` steps and clamped into
+    value_range (`_regularize_pixels`); a Fourier image is left as it is (its sigmoid keeps
+    the range)."""
+    lo, hi = value_range if value_range is not None else (None, None)
+
+    def regularize(step: int) -> None:
+        if isinstance(image, _Pixels):
+            _regularize_pixels(image.pixels, step, blur, every, lo, hi)
+
+    return regularize
+
+
+def _best_start(
+    model, layer, image, runs: Tensor, restarts: int, objective: str, output, dim: int
+) -> tuple[Tensor, Tensor]:
+    """(images (N, C, H, W), activation (N,)): per channel, the best of its `restarts` starts
+    (rows r·N + i of `image`), as the final images score."""
+    images = image().detach()  # (R·N, C, H, W)
+    final = channel_activation(_layer_output(model, layer, images, output, dim), runs, objective)
+    activation, best = final.view(restarts, -1).max(0)  # (N,): the best start per channel
+    n = len(runs) // restarts
+    return images.view(restarts, n, *images.shape[1:])[best, torch.arange(n)], activation
+
+
+def _against_data(
+    model, layer, chans, objective, activation, data, preprocess, output, dim, progress
+) -> tuple[Tensor | None, Tensor | None]:
+    """(data_max (N,), ratio = activation / data_max), or (None, None) without data."""
+    if data is None:
+        return None, None
+    data_max = _data_max(model, layer, chans, objective, data, preprocess, output, dim, progress)
+    # A ratio says something only against a positive best: nan otherwise.
+    ratio = torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
+    return data_max, ratio
