@@ -387,7 +387,12 @@ def _flow(src: Sources) -> Health:
     n = src.budget.gradient_images
     train = diagnose.train_mode_logits(src.model, x)  # else: aux logits in train mode
     f = diagnose.gradient_flow(src.model, [(x[:n], y[:n])], train=train)
-    labels = tuple(f"{layer.name} {layer.kind}" for layer in f.layers)
+    # "(frozen)" or "(tied: also dec)" as `cnnlab diagnose` notes them: a frozen layer's bar is
+    # measured but judged by no finding, and without the note reads as a vanishing gradient
+    labels = tuple(
+        f"{layer.name} {layer.kind}" + (f" ({layer.note})" if layer.note else "")
+        for layer in f.layers
+    )
     return Health(f, labels, tuple(diagnose.findings(flow=f)))
 
 
