@@ -112,3 +112,12 @@ def test_concept_map_spec_kinds_exist():
     assert len(named) >= 8 and named <= set(KINDS), named - set(KINDS)
     for layer in re.findall(r"spec `(\w+: \{[^`]*\})`", text):
         load_spec(f"input: [1, 8, 8]\nlayers:\n  - {layer}\n  - gap\n  - linear: 2\n")
+
+
+def test_no_help_states_a_default_of_none():
+    """`cnnlab train --help` said `--flip ... (default None)` after saying the default is on
+    except for digits: a default decided per data set is said in words, not as None."""
+    commands = _parser()._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        text = " ".join(command.format_help().split())
+        assert "(default None)" not in text, name

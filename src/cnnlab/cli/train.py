@@ -50,7 +50,9 @@ def register(sub) -> None:
     knobs = p.add_argument_group("training options (TrainConfig; default: the fast recipe)")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        text = f"{help_text(field.name)} (default {field.default})"
+        text = help_text(field.name)
+        if field.default is not None:  # None: decided per data set, which the help says
+            text += f" (default {field.default})"
         if field.type.startswith("bool"):
             knobs.add_argument(flag, action=argparse.BooleanOptionalAction, help=text)
         elif field.type.startswith("int"):
