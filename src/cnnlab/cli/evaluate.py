@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+from cnnlab.cli.rundata import add_data_option, load_run_at
+
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
@@ -19,15 +21,15 @@ def register(sub) -> None:
         "trained without flips) and the --tta-shift views it trained with",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_data_option(p)
     p.set_defaults(run=_eval)
 
 
 def _eval(args) -> int:
     from cnnlab.cli.progress import progress_bar
     from cnnlab.train.evaluate import evaluate
-    from cnnlab.train.rundir import load_run
 
-    run = load_run(args.run_dir)
+    run = load_run_at(args.run_dir, args.data)
     views = tta_views(run.config)
     if args.tta and not views:
         print(

@@ -22,6 +22,7 @@ from PIL import Image
 
 from cnnlab.cli.notes import print_channel_note
 from cnnlab.cli.progress import progress_bar
+from cnnlab.cli.rundata import add_data_option, load_run_at
 from cnnlab.cli.tables import column
 from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
 from cnnlab.errors import ConfigError, ExplainError
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--channels", type=count, default=16, help="channels for --actmax (first N)")
     v.add_argument("--steps", type=count, default=128, help="optimisation steps for --actmax")
     v.add_argument("--out", default="visualize", help="directory for the PNGs")
+    add_data_option(v)
     v.set_defaults(run=_no_empty_output(_visualize))
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
@@ -72,6 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--test", type=int, default=2000, help="test images")
     q.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations per probe")
     q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
+    add_data_option(q)
     q.set_defaults(run=_probe)
 
 
@@ -163,10 +166,8 @@ def _save_grid(images: torch.Tensor, path: Path) -> Path:
         raise ConfigError(f"cannot write {path}: {error.strerror or error}") from error
 
 
-def _load(path: str):
-    from cnnlab.train.rundir import load_run
-
-    return load_run(path)
+def _load(path: str, data: str | None = None):
+    return load_run_at(path, data)
 
 
 def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
@@ -237,7 +238,7 @@ def _visualize(args: argparse.Namespace) -> int:
         spatial_layers,
     )
 
-    run = _load(args.run_dir)
+    run = _load(args.run_dir, args.data)
     out = Path(args.out)  # created by the first save
     if args.filters:
         f = explain.filters(run.model, x=torch.zeros(1, *run.input_shape))  # (F, C, kh, kw)
@@ -291,7 +292,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     from cnnlab.explain import linear_probe
 
-    run = _load(args.run_dir)
+    run = _load(args.run_dir, args.data)
     train, test = run.dataset("train"), run.dataset("test")
     n_train, n_test = min(args.train, len(train)), min(args.test, len(test))  # what was used
     with progress_bar() as progress:  # features of train, then test images, then the fits

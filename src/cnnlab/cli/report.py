@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from cnnlab.cli.rundata import add_data_option
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -25,6 +27,7 @@ def register(sub) -> None:
         default=None,
         help="test images to predict for the results section (default: 10000)",
     )
+    add_data_option(p)
     p.set_defaults(run=_run)
 
 
@@ -36,7 +39,9 @@ def _run(args: argparse.Namespace) -> int:
     budget = Budget() if args.eval_images is None else Budget(eval_images=args.eval_images)
     timings: dict[str, float] = {}
     with progress_bar() as progress:  # one step per part of the page
-        out = write_report(args.run_dir, args.out, budget, timings, progress=progress)
+        out = write_report(
+            args.run_dir, args.out, budget, timings, progress=progress, data=args.data
+        )
     parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")

@@ -46,17 +46,19 @@ def _from_code(path: Path) -> bool:
     return isinstance(record, dict) and record.get("kind") not in (None, "spec")
 
 
-def open_run(path: str | Path) -> tuple[Run | None, str | None]:
+def open_run(path: str | Path, data: str | Path | None = None) -> tuple[Run | None, str | None]:
     """(Run, None) or (None, why there is no model: its weights are not written yet).
     RunError when `path` is not a run (`check_run`), or when `load_run` rejects it (e.g.
-    weights not matching the spec)."""
+    weights not matching the spec). data: where the run's image folder is now, if moved
+    (`Run.with_data`)."""
     path = check_run(path)
     if not (path / MODEL_WEIGHTS).is_file():
         return None, (
             f"{path / MODEL_WEIGHTS} is missing: training has not finished "
             "(resume it with `cnnlab train ... --resume`)"
         )
-    return load_run(path), None
+    run = load_run(path)
+    return (run if data is None else run.with_data(data)), None
 
 
 def render(
@@ -65,12 +67,13 @@ def render(
     *,
     strict: bool = False,
     progress: Progress | None = None,
+    data: str | Path | None = None,
 ) -> tuple[str, dict[str, float]]:
     """The report's HTML for run directory `path`, and timings {section: seconds}.
     strict: raise where a part cannot be made instead of writing a note into the page.
-    progress: the parts gathered (`gather`)."""
+    progress: the parts gathered (`gather`). data: the run's image folder, if moved."""
     path = Path(path)
-    run, no_run = open_run(path)
+    run, no_run = open_run(path, data)
     facts = gather(path, run, no_run, budget, strict=strict, progress=progress)
     return show.page(facts, strict=strict)
 
@@ -101,14 +104,16 @@ def write_report(
     *,
     strict: bool = False,
     progress: Progress | None = None,
+    data: str | Path | None = None,
 ) -> Path:
     """Write `RUN/report.html` (or `out`, see `report_path`) for the run directory `path`;
     return its path. `timings`, if given, receives {section: seconds}. The page is written
     whole or not at all (a temporary file renamed over the old page). progress: the parts
-    gathered, progress(done, parts, part's name) (`gather`)."""
+    gathered, progress(done, parts, part's name) (`gather`). data: where the run's image
+    folder is now, if moved since training (`Run.with_data`)."""
     check_run(path)  # first, and creating nothing: a mistyped RUN leaves no trace
     target = report_path(path, out)  # before the costly part: a bad --out fails at once
-    html, spent = render(path, budget, strict=strict, progress=progress)
+    html, spent = render(path, budget, strict=strict, progress=progress, data=data)
     if timings is not None:
         timings.update(spent)
     try:  # the run's writer: its temp file is one the run's cleanup knows (`temp_files`)

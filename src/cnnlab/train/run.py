@@ -12,6 +12,7 @@ made after training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,9 @@ from safetensors import safe_open
 from torch import nn
 
 from cnnlab.data import load_dataset, to_float
-from cnnlab.data.folder import holdout_fingerprint
+from cnnlab.data.folder import holdout_fingerprint, list_images
 from cnnlab.data.sets import dataset_name
-from cnnlab.errors import CnnlabError, RunError
+from cnnlab.errors import CnnlabError, DataError, RunError
 from cnnlab.inspect import (
     classifier_misfit,
     compiled_names_as,
@@ -126,6 +127,36 @@ class Run:
             ) from error
         self._check_holdout()
         return found
+
+    def with_data(self, folder: str | Path) -> Run:
+        """This run reading its image folder from `folder`, where the folder is now (moved,
+        or the run copied to another machine: config.json records it by its absolute path).
+        RunError unless the run trained on a folder, `folder` holds the run's classes, and it
+        has a fixed DIR/test where the run's had one; the files its test hold-out was drawn
+        from are checked when the data is read (`dataset`), as for the recorded path."""
+        if self.data is None or dataset_name(self.data) is not None:
+            raise RunError(
+                f"{self.path}: --data DIR gives the place of a run's image folder after a move; "
+                f"this run's data is {self.data!r}, which is not a folder"
+            )
+        root = Path(folder).expanduser().resolve()
+        fixed = (root / "train").is_dir() or (root / "test").is_dir()
+        try:
+            classes, _ = list_images(root / "train" if (root / "train").is_dir() else root)
+        except DataError as error:
+            raise RunError(f"--data {folder}: {error}") from error
+        if classes != self.classes:
+            raise RunError(
+                f"--data {folder} holds the classes {', '.join(classes)}; {self.path} was "
+                f"trained on {', '.join(self.classes)}: give the folder it was trained on"
+            )
+        if fixed != ("holdout" not in self.config):
+            had = "a 20% hold-out of its files" if fixed else "DIR/train and DIR/test"
+            raise RunError(
+                f"--data {folder}: the run's folder had {had} as test images, this one has not; "
+                "give the folder it was trained on"
+            )
+        return dataclasses.replace(self, config={**self.config, "data": str(root)})
 
     def _check_holdout(self) -> None:
         """RunError if the folder's test hold-out would not be the one the run held out
