@@ -80,10 +80,11 @@ def _run(args: argparse.Namespace) -> int:
     # One image per request: on this 2-core machine, shared, Grad-CAM of the `fast` preset took
     # 64 ms with 1 torch thread and 1,050 ms with 2 (oversubscribed cores; BENCHMARKS.md).
     torch.set_num_threads(args.threads)
-    if args.host not in LOCAL:
+    if args.host not in LOCAL:  # said before binding, so a refused bind follows its warning
+        where = f"port {args.port}" if args.port else "the port printed below"  # 0: any port
         print(
-            f"warning: binding {args.host}: anyone who can reach this machine on port "
-            f"{args.port} can use the explorer and see the run; it has no login",
+            f"warning: binding {args.host}: anyone who can reach this machine on {where} "
+            "can use the explorer and see the run; it has no login",
             file=sys.stderr,
         )
     try:  # bound here, so that port 0 (any free port) prints the real one
