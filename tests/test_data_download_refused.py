@@ -1,6 +1,7 @@
-"""`cnnlab data digits --download DIR` is refused, one line, exit 2, before anything is
-fetched: it downloaded Fashion-MNIST and then showed the digits. The download is replaced by
-a recorder, so a regression reaches no network."""
+"""`cnnlab data`'s Fashion-MNIST options are refused where they do nothing, one line, exit 2,
+before anything is fetched: `cnnlab data digits --download DIR` downloaded Fashion-MNIST and
+then showed the digits, and --url without --download and --root with another set were ignored
+without a word. The download is replaced by a recorder, so a regression reaches no network."""
 
 import pytest
 
@@ -23,3 +24,17 @@ def test_download_with_a_set_that_is_not_downloaded_is_refused(
     assert len(err.splitlines()) == 1
     assert "--download is for fashion-mnist" in err and why in err and "nothing to download" in err
     assert fetched == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["fashion-mnist", "--url", "http://127.0.0.1:9/"], "--url is the mirror --download"),
+        (["shapes", "--root", "{tmp}"], "--root is for fashion-mnist, not 'shapes'"),
+    ],
+)
+def test_a_fashion_option_elsewhere_is_refused(tmp_path, capsys, argv, said):
+    code = main(["data", *(a.format(tmp=tmp_path) for a in argv)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and said in err
+    assert not (tmp_path / "dl").exists()  # nothing downloaded

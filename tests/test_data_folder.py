@@ -1,14 +1,17 @@
-"""Image folders written by the tests with Pillow (PNG, JPEG, BMP, WebP; L, RGB, RGBA), checked
-against Pillow's own conversions and pixel values chosen so the resize policy is visible."""
+"""Image folders written by the tests with Pillow (PNG, JPEG, BMP, WebP, TIFF, GIF; L, RGB,
+RGBA), checked against Pillow's own conversions and pixel values chosen so the resize policy is
+visible, and what `cnnlab data` says of them (skipped files, conversions, untested classes)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cnnlab.cli import main
 from cnnlab.cli.train import print_data_notes
 from cnnlab.data import image_folder, load_dataset, load_splits
 from cnnlab.errors import DataError
@@ -272,3 +275,110 @@ def test_every_kind_of_conversion_is_counted(tmp_path, capsys):
     changed = sum(m != "L" or s != (28, 28) for m, s in zip(modes, sizes, strict=True))
     assert line.startswith(f"converted {changed} images to the model's input (")
     assert set(line.split(" (", 1)[1].rstrip(")").split(", ")) == want, line
+
+
+# Every format Pillow writes and reads back (TIFF, GIF, JFIF) is an image of its class, and a
+# photo format Pillow cannot decode (HEIC) is named as skipped, never dropped unseen.
+
+
+@pytest.fixture
+def scans(tmp_path):
+    root = tmp_path / "scans"
+    for cls, color in (("a", (200, 0, 0)), ("b", (0, 200, 0))):
+        for name in ("x.png", "x.tif", "x.TIFF", "x.gif", "x.jfif"):
+            save(root / cls / name, rgb(color))
+    (root / "a" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    (root / "b" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_every_format_pillow_reads_back_is_loaded(scans):
+    readable = [p for p in sorted(scans.rglob("*")) if p.is_file()]
+    readable = [p for p in readable if _pillow_reads(p)]
+    ds = image_folder(scans)
+    assert len(ds) == len(readable) == 10  # 5 formats x 2 classes
+    for label, color in ((0, (200, 0, 0)), (1, (0, 200, 0))):
+        red, green = ds.images[ds.labels == label][:, :2, 4, 4].float().mean(0).tolist()
+        assert abs(red - color[0]) < 8 and abs(green - color[1]) < 8
+
+
+def test_an_undecodable_photo_format_is_skipped_by_name(scans, capsys):
+    ds = image_folder(scans)
+    [(path, reason)] = ds.skipped  # the .txt is not an image file: ignored
+    assert path.endswith("IMG_0001.HEIC") and "HEIC" in reason and "PNG or JPEG" in reason
+    assert not _pillow_reads(Path(path))
+    assert main(["data", str(scans), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["train"]["skipped"]
+    assert [Path(p).name for p, _ in shown] == ["IMG_0001.HEIC"]
+
+
+def _pillow_reads(path: Path) -> bool:
+    try:
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:
+        return False
+
+
+# `cnnlab data DIR` names a class that has no image in the test split: a folder's class of one
+# image (20 % of 1 rounds to none) is trained on but never measured.
+
+
+def _folder(root: Path, counts: dict[str, int]) -> Path:
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_a_class_left_out_of_the_holdout_is_named(tmp_path, capsys):
+    root = _folder(tmp_path / "imgs", {"cat": 10, "dog": 10, "fish": 1})
+    assert round(0.2 * 1) == 0 and round(0.2 * 10) == 2  # what a 20 % hold-out takes
+    assert main(["data", str(root)]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps lines
+    assert "no test image of fish:" in out
+    assert "no test image of cat" not in out and "dog:" not in out
+
+
+def test_no_note_when_every_class_is_tested(tmp_path, capsys):
+    root = _folder(tmp_path / "imgs", {"cat": 5, "dog": 5})
+    assert main(["data", str(root)]) == 0
+    assert "no test image" not in capsys.readouterr().out
+
+
+def test_the_conversions_are_counted_by_kind(tmp_path, capsys):
+    """A colour folder read as gray says how many images lost their colour (Pillow's modes
+    of the files written), not only that some were converted."""
+    root = tmp_path / "imgs"
+    colour = np.zeros((6, 6, 4), np.uint8)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(colour[..., :3]).save(root / cls / f"rgb{i}.png")
+        Image.fromarray(colour).save(root / cls / "alpha.png")
+        Image.fromarray(colour[..., 0]).save(root / cls / "gray.png")
+    modes = [Image.open(p).mode for p in sorted(root.rglob("*.png"))]
+    assert sorted(set(modes)) == ["L", "RGB", "RGBA"]
+    assert main(["data", str(root), "--channels", "1", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    together = {}
+    for split in ("train", "test"):
+        for kind, n in info[split]["conversions"].items():
+            together[kind] = together.get(kind, 0) + n
+    assert together == {"RGB->L": modes.count("RGB"), "RGBA->L": modes.count("RGBA")}
+    assert main(["data", str(root), "--channels", "1", "--size", "4"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "converted (train):" in out and "RGB->L" in out and "resized" in out
+
+
+def test_a_class_missing_from_a_test_folder_is_told_where_to_add_it(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    _folder(root / "train", {"cat": 3, "dog": 3})
+    _folder(root / "test", {"cat": 2})
+    assert sorted(p.name for p in (root / "test").iterdir()) == ["cat"]
+    assert main(["data", str(root)]) == 0
+    out = "".join(capsys.readouterr().out.split())  # rich wraps lines, even inside a path
+    said = f"no test image of dog: no accuracy is measured for it; add its images to {root}/test"
+    assert "".join(said.split()) + "/<class>/" in out and "hold-out" not in out

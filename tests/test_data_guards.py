@@ -28,6 +28,7 @@ from cnnlab.data import (
     read_images,
 )
 from cnnlab.data.idx import MAX_IDX_BYTES, parse_idx
+from cnnlab.data.image import TooLarge
 from cnnlab.errors import DataError
 
 
@@ -88,6 +89,21 @@ def test_pixel_limit_is_exact():
     _check_pixels(Path("x.png"), (MAX_IMAGE_PIXELS, 1), MAX_IMAGE_PIXELS)
     with pytest.raises(DataError, match="more than"):
         _check_pixels(Path("x.png"), (MAX_IMAGE_PIXELS + 1, 1), MAX_IMAGE_PIXELS)
+
+
+# An image above the pixel limit is a `TooLarge` naming the file once: the reader's own error
+# was caught by its catch-all for Pillow's failures (DataError is a ValueError) and re-wrapped
+# as "bomb.png: not a readable image (bomb.png: ...)", losing its type.
+
+
+def test_a_bomb_is_too_large_and_names_the_file_once(tmp_path):
+    bomb = png_header_only(tmp_path / "bomb.png", 10_000, 10_000)
+    assert Image.open(bomb).size == (10_000, 10_000)  # Pillow reads the header as declared
+    assert 10_000 * 10_000 > MAX_IMAGE_PIXELS
+    with pytest.raises(TooLarge) as error:
+        open_image(bomb)
+    assert str(error.value).count(str(bomb)) == 1
+    assert "not a readable image" not in str(error.value)
 
 
 def idx_header(dims: tuple[int, ...]) -> bytes:
@@ -213,6 +229,25 @@ def test_directory_and_missing_file_are_named(tmp_path):
         open_image(tmp_path / "absent.png")
 
 
+# A folder given where an image file is expected is refused with the fix that works (its
+# files, `DIR/*`), and the advice for a non-regular IDX file is not 'give an image file'.
+
+
+def test_a_directory_given_as_an_image_names_its_files(tmp_path):
+    assert tmp_path.is_dir()
+    with pytest.raises(DataError, match=r"is a directory, not a regular image file") as error:
+        read_image(tmp_path, 1)
+    assert str(error.value).endswith(f"give the files in it ({tmp_path / '*'})")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_pipe_given_as_an_idx_file_is_told_to_give_an_idx_file(tmp_path):
+    os.mkfifo(tmp_path / "train-images-idx3-ubyte")
+    with pytest.raises(DataError) as error:
+        read_idx(tmp_path / "train-images-idx3-ubyte")
+    assert str(error.value).endswith("give an IDX file") and "image file" not in str(error.value)
+
+
 # --- the two splits of one data set -------------------------------------------------------
 
 
@@ -302,6 +337,29 @@ def test_one_class_folder_is_an_error(tmp_path):
         gray_png(tmp_path / "only" / f"{i}.png", i)
     with pytest.raises(DataError, match=r"only one class \('only'\).*at least two"):
         load_splits(tmp_path)
+
+
+# A folder that wraps the class folders one level down (`data/photos/{cat,dog}` given as
+# `data`) reads as one class: the error names the directory to give, and comes before any
+# image is decoded (mixed sizes raised the size error first, hiding it).
+
+
+def test_a_wrapper_folder_names_the_folder_of_classes(tmp_path):
+    for cls, side in (("cat", 8), ("dog", 10)):  # two sizes: no size given is an error too
+        for i in range(3):
+            gray_png(tmp_path / "data" / "photos" / cls / f"{i}.png", size=side)
+    with pytest.raises(DataError, match="only one class") as error:
+        load_splits(tmp_path / "data")
+    assert f"sub-folders of {tmp_path / 'data' / 'photos'}: give that directory" in str(error.value)
+    train, test = load_splits(tmp_path / "data" / "photos", size=8)
+    assert train.classes == ("cat", "dog") and test is not None
+
+
+def test_one_real_class_keeps_the_advice_to_add_classes(tmp_path):
+    for i in range(3):
+        gray_png(tmp_path / "data" / "cat" / "sub" / f"{i}.png", size=8)
+    with pytest.raises(DataError, match="add a sub-folder of images for each other class"):
+        load_splits(tmp_path / "data")
 
 
 def test_size_the_error_suggests_is_an_option_of_cnnlab_data(tmp_path, capsys):

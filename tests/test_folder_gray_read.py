@@ -44,3 +44,28 @@ def test_gray_images_read_as_the_rgb_reading_gives(tmp_path, colour):
         assert got.images.shape[1] == 1
         truth = truth[..., :1]
     assert np.array_equal(got.images.permute(0, 2, 3, 1).numpy(), truth)
+
+
+# A folder of gray modes only (L, LA, 16-bit) read with channels=None is the folder read with
+# channels=1: the same one-channel images and the same conversions counted.
+
+
+def _photos(root, modes=("RGB",)):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            rgb = Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
+            rgb.convert(modes[i % len(modes)]).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_an_all_gray_folder_reads_as_if_read_as_gray(tmp_path):
+    """Gray modes (L, LA, 16-bit I;16 via 'I') read with channels=None equal channels=1."""
+    root = _photos(tmp_path / "g", modes=("L", "LA"))
+    Image.fromarray(np.full((30, 30), 40000, np.uint16)).save(root / "a" / "deep.png")
+    assert Image.open(root / "a" / "deep.png").mode.startswith("I")
+    found, gray = image_folder(root, size=16), image_folder(root, channels=1, size=16)
+    assert found.shape == gray.shape == (1, 16, 16)
+    assert (found.images == gray.images).all()
+    assert found.converted == gray.converted

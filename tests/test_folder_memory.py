@@ -37,14 +37,3 @@ def test_decoded_images_are_not_all_held(tmp_path, monkeypatch):
     monkeypatch.setattr(folder, "open_image", counting)
     ds = image_folder(_photos(tmp_path / "p"), size=16)
     assert len(ds) == 12 and most[0] <= 1
-
-
-def test_an_all_gray_folder_reads_as_if_read_as_gray(tmp_path):
-    """Gray modes (L, LA, 16-bit I;16 via 'I') read with channels=None equal channels=1."""
-    root = _photos(tmp_path / "g", modes=("L", "LA"))
-    Image.fromarray(np.full((30, 30), 40000, np.uint16)).save(root / "a" / "deep.png")
-    assert Image.open(root / "a" / "deep.png").mode.startswith("I")
-    found, gray = image_folder(root, size=16), image_folder(root, channels=1, size=16)
-    assert found.shape == gray.shape == (1, 16, 16)
-    assert (found.images == gray.images).all()
-    assert found.converted == gray.converted
