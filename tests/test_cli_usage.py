@@ -1,10 +1,13 @@
-"""Usage errors name what is wrong and the command whose --help lists the right options."""
+"""Usage errors name what is wrong and the command whose --help lists the right options, and
+every sub-command's --help says what the command does and what each argument is."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from cnnlab.cli import main
+from cnnlab.cli import _parser, main
 
 
 def _usage_error(capsys, *argv: str) -> str:
@@ -36,3 +39,31 @@ def test_a_spec_with_a_preset_or_model_is_one_clear_error(capsys, tmp_path, othe
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err == f"cnnlab train: error: give the spec file 'my.yaml' or {other[0]}, not both"
+
+
+# Every sub-command's `--help` says what the command does and what each argument is (argparse
+# prints no line for a command without a description, none for an argument without help:
+# `cnnlab eval --help` listed `--split {train,test}` and nothing else).
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    return _parser()._subparsers._group_actions[0].choices
+
+
+def test_every_command_has_a_description():
+    assert [name for name, p in _commands().items() if not p.description] == []
+
+
+def test_every_argument_has_help():
+    missing = [
+        f"{name} {action.dest}"
+        for name, p in _commands().items()
+        for action in p._actions
+        if action.help is None
+    ]
+    assert missing == []
+
+
+def test_the_description_is_printed_by_help():
+    text = _commands()["eval"].format_help()
+    assert "accuracy, per-class accuracy and confusion matrix" in text
