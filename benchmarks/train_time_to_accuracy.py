@@ -28,6 +28,10 @@ each other at every parallel op (26 against 111-131 img/s for one `cnnlab` step,
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_time_to_accuracy.py search \\
         --epochs 10 12 --seeds 0 1 --recipe fast=fast --recipe cand=path/to/cand.yaml \\
         --log benchmarks/results/search.jsonl
+    # a model from code: {seed} in the options becomes each run's seed
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_time_to_accuracy.py search \\
+        --epochs 7 --seeds 0 1 \\
+        --recipe "w=benchmarks/recipes/whiten_net.py:make_net:--model-arg seed={seed}"
     # the recipe chosen there (E epochs, its TTA), 3 seeds, with the tutorial-epoch figure
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_time_to_accuracy.py final \\
         --preset fast --epochs E --seeds 0 1 2 --train-args "--tta-shift 1" \\
@@ -61,10 +65,27 @@ VIEWS = {"none": None, "flip": 0, "flip+shift1": 1, "flip+shift2": 2}  # TTA -> 
 TEST_KEYS = ("test_loss", "test_acc", "test_acc_tta")
 
 
-def train_command(preset: str, epochs: int, seed: int, out: Path, extra: list[str]) -> dict:
-    """Run `cnnlab train` once; its JSON result with the command's wall time and peak RSS."""
+def split_recipe(spec: str) -> tuple[str, str]:
+    """'PRESET[:OPTIONS]' or 'file.py:factory[:OPTIONS]' -> (model, options)."""
+    head, code, rest = spec.partition(".py:")
+    if code:
+        factory, _, options = rest.partition(":")
+        return f"{head}.py:{factory}", options
+    model, _, options = spec.partition(":")
+    return model, options
+
+
+def model_flags(model: str) -> list[str]:
+    """`cnnlab train`'s model options: a preset or spec file, or code (file.py:factory)."""
+    return ["--model", model] if ".py:" in model else ["--preset", model]
+
+
+def train_command(model: str, epochs: int, seed: int, out: Path, extra: list[str]) -> dict:
+    """Run `cnnlab train` once; its JSON result with the command's wall time and peak RSS.
+    `{seed}` in `extra` becomes the seed (a --model-arg that must match the run's split)."""
+    extra = [e.replace("{seed}", str(seed)) for e in extra]
     cmd = [
-        CNNLAB, "train", "--preset", preset, "--data", "fashion-mnist", "--epochs", str(epochs),
+        CNNLAB, "train", *model_flags(model), "--data", "fashion-mnist", "--epochs", str(epochs),
         "--seed", str(seed), "--out", str(out), "--force", "--quiet", "--json", *extra,
     ]  # fmt: skip
     start = time.perf_counter()
@@ -120,7 +141,7 @@ def search(args, extra: list[str]) -> None:
     print("| recipe | epochs | seed | train s | command s | " + " | ".join(VIEWS) + " |")
     print("|---|---|---|---|---|" + "---|" * len(VIEWS))
     for name, spec in recipes.items():
-        preset, _, options = spec.partition(":")
+        preset, options = split_recipe(spec)
         for epochs in args.epochs:
             for seed in args.seeds:
                 out = Path(args.out) / f"{name}-e{epochs}-s{seed}"
@@ -133,7 +154,8 @@ def search(args, extra: list[str]) -> None:
                 row = {
                     "recipe": name, "preset": preset, "options": options, "epochs": epochs,
                     "seed": seed, "train_seconds": r["train_seconds"],
-                    "command_seconds": r["command_seconds"], "val_acc": val,
+                    "command_seconds": r["command_seconds"],
+                    "command_cpu_seconds": r["command_cpu_seconds"], "val_acc": val,
                     "load": os.getloadavg(), "time": utc,
                 }  # fmt: skip
                 append(args.log, row)
@@ -197,7 +219,8 @@ def final(args, extra: list[str]) -> None:
     tutorial = [tutorial_epoch(args.tutorial_images, yardstick)]
     rows = []
     for seed in args.seeds:
-        out = Path(args.out) / f"{args.preset}-final-e{args.epochs[0]}-s{seed}"
+        name = Path(args.preset.split(".py:")[0]).stem
+        out = Path(args.out) / f"{name}-final-e{args.epochs[0]}-s{seed}"
         r = train_command(args.preset, args.epochs[0], seed, out, flags)
         val = val_accuracies(out) if args.val_fraction > 0 else {}
         tutorial.append(tutorial_epoch(args.tutorial_images, yardstick))
@@ -260,13 +283,16 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", choices=("final", "search"), default="final")
     parser.add_argument("--epochs", type=int, nargs="+", default=[8])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--preset", default="fast", help="final: preset or spec file to train")
+    parser.add_argument(
+        "--preset", default="fast", help="final: preset, spec file or file.py:factory to train"
+    )
     parser.add_argument(
         "--recipe",
         action="append",
         default=[],
         metavar="NAME=PRESET[:OPTIONS]",
-        help="search: a candidate, e.g. 'bs64=fast:--batch-size 64' (repeatable)",
+        help="search: a candidate, e.g. 'bs64=fast:--batch-size 64' or "
+        "'w=net.py:make_net:--model-arg seed={seed}' ({seed}: the run's; repeatable)",
     )
     parser.add_argument(
         "--val-fraction",
