@@ -121,3 +121,20 @@ def test_no_help_states_a_default_of_none():
     for name, command in commands.items():
         text = " ".join(command.format_help().split())
         assert "(default None)" not in text, name
+
+
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not DEBIAN_FMNIST.is_dir(), reason="Debian's dataset-fashion-mnist absent")
+def test_readme_data_output_is_what_the_command_prints(capsys, monkeypatch):
+    """The README's `cnnlab data fashion-mnist` table: sizes, mean/std, counts (80 columns, as
+    piped output is drawn; the README's lines carry no trailing spaces)."""
+    from cnnlab.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["data", "fashion-mnist", "--root", str(DEBIAN_FMNIST)]) == 0
+    printed = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    text = (ROOT / "README.md").read_text()
+    start = text.index("$ cnnlab data fashion-mnist\n") + len("$ cnnlab data fashion-mnist\n")
+    assert printed == text[start : text.index("```", start)].rstrip("\n").splitlines()
