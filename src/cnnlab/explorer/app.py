@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import html
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 import torch
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
@@ -51,6 +52,11 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+class ImageGone(LookupError):
+    """An image id the server does not keep (evicted, or the server restarted since the page
+    sent it): answered 404 with `"resend": true`, and the page sends its image again."""
 
 
 class Explorer:
@@ -90,7 +96,7 @@ class Explorer:
 
     def kept(self, image_id: str) -> tuple[torch.Tensor, Probe]:
         if image_id not in self.probes:
-            raise LookupError(f"image {image_id!r} is no longer kept; send it again")
+            raise ImageGone(f"image {image_id!r} is no longer kept; send it again")
         self.probes.move_to_end(image_id)  # least recently *used* goes first
         return self.probes[image_id]
 
@@ -191,7 +197,10 @@ def create_app(run: Run | str | Path) -> FastAPI:
 
     @app.exception_handler(LookupError)
     async def gone(request: Request, error: LookupError) -> JSONResponse:
-        return _error(404, str(error.args[0]) if error.args else "not found")
+        response = _error(404, str(error.args[0]) if error.args else "not found")
+        if isinstance(error, ImageGone):  # the page re-sends the image and asks again
+            response = JSONResponse({"error": str(error), "resend": True}, status_code=404)
+        return response
 
     # FastAPI's own refusals answer as ours do ({"error": message}), not {"detail": [...]}
     @app.exception_handler(RequestValidationError)
@@ -199,7 +208,9 @@ def create_app(run: Run | str | Path) -> FastAPI:
         return _error(422, "; ".join(map(_invalid_field, error.errors())))
 
     @app.exception_handler(HTTPException)
-    async def refused(request: Request, error: HTTPException) -> JSONResponse:
+    async def refused(request: Request, error: HTTPException) -> Response:
+        if error.status_code == 404 and _browsing(request):
+            return _no_page(request.url.path)
         response = _error(error.status_code, str(error.detail))
         response.headers.update(error.headers or {})  # a 405's Allow
         return response
@@ -230,7 +241,7 @@ def _model_routes(app: FastAPI, ex: Explorer) -> None:
             "name": run.name,
             "input_shape": [c, h, w],
             "classes": list(run.classes),
-            "data": str(run.data),
+            "data": None if run.data is None else str(run.data),  # None: imported without
             "test_images": len(ex.test),
             "architecture": ex.architecture,
             "convs": [{"conv": k.conv, "bn": k.bn, "act": k.act} for k in ex.net.chains],
@@ -395,6 +406,23 @@ def _geometry_routes(app: FastAPI) -> None:
         return JSONResponse(
             panels.playground(size, kernel, padding, stride, dilation, in_channels, filters)
         )
+
+
+def _browsing(request: Request) -> bool:
+    """A page asked for by a browser (a mistyped address, an old bookmark), not by the API:
+    it gets a page that says where the explorer is, not `{"error": "Not Found"}`."""
+    path = request.url.path
+    wants_html = "text/html" in request.headers.get("accept", "")
+    return request.method == "GET" and wants_html and not path.startswith(("/api/", "/static/"))
+
+
+def _no_page(path: str) -> HTMLResponse:
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found: cnnlab '
+        f"explorer</title></head><body><h1>No page at {html.escape(path)}</h1><p>The explorer "
+        'has one page: <a href="/">open the explorer</a>.</p></body></html>'
+    )
+    return HTMLResponse(body, status_code=404)
 
 
 def _invalid_field(found: dict[str, Any]) -> str:

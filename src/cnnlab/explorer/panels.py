@@ -97,7 +97,9 @@ def architecture(net: Network) -> dict[str, Any]:
         }
         for r, call in ((r, label(r.name, r.call)) for r in s.rows)
     ]
-    model_lints = [lint for found in lints.values() for lint in found]  # not tied to a row
+    # not tied to a row (a '(model)' lint, as rf-small): each keeps its layer, which the page
+    # names (without it the page said "rf-small (undefined): ...")
+    model_lints = [{"layer": layer, **lint} for layer, found in lints.items() for lint in found]
     return {"rows": rows, "total_params": s.total_params, "lints": model_lints, "note": None}
 
 

@@ -23,14 +23,34 @@ function fmt(x, digits = 6) {
 function say(text) { $("message").textContent = text || ""; }
 
 async function api(path, options) {
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (e) {  // no answer at all: the browser's own words were "Failed to fetch"
+    throw new Error("The explorer's server does not answer: start `cnnlab serve` again (same run and port), then retry.");
+  }
   let body = null;
   try { body = await response.json(); } catch (e) { body = null; }
   if (!response.ok) {
     const detail = body && (body.error || (body.detail && JSON.stringify(body.detail)));
-    throw new Error(detail || `${response.status} ${response.statusText}`);
+    const error = new Error(detail || `${response.status} ${response.statusText}`);
+    error.resend = Boolean(body && body.resend);
+    throw error;
   }
   return body;
+}
+
+// A request about the image shown. The server keeps the last images only, and none after a
+// restart: where it no longer has this one, the page sends it again (its id is a hash of its
+// pixels, so the id stays) and asks once more, instead of "send it again" on every control.
+async function imageApi(path) {
+  try {
+    return await api(path());
+  } catch (error) {
+    if (!error.resend || !state.sent) throw error;
+    await api("/api/predict", { method: "POST", body: state.sent });
+    return api(path());
+  }
 }
 
 // --- colour maps ------------------------------------------------------------------------
@@ -49,7 +69,7 @@ function bytesOf(b64) { const s = atob(b64); const a = new Uint8Array(s.length);
 // --- architecture -----------------------------------------------------------------------
 function showArchitecture(model) {
   const arch = model.architecture;
-  $("run-info").textContent = `${model.name}: input ${model.input_shape.join("×")} (C×H×W), ${model.classes.length} classes, data ${model.data}`;
+  $("run-info").textContent = `${model.name}: input ${model.input_shape.join("×")} (C×H×W), ${model.classes.length} classes, data ${model.data ?? "none (imported without --data)"}`;
   $("arch-total").textContent = `${arch.total_params.toLocaleString()} parameters; RF = receptive field in input pixels`;
   const list = $("layers");
   list.replaceChildren();
@@ -64,7 +84,10 @@ function showArchitecture(model) {
   }
   const lints = $("model-lints");
   lints.replaceChildren();
-  for (const lint of arch.lints) lints.append(el("p", `⚠ ${lint.code} (${lint.layer}): ${lint.message}`, "lint-text"));
+  for (const lint of arch.lints) {  // a whole model's lint is "(model)": not put in parentheses twice
+    const where = lint.layer.startsWith("(") ? lint.layer : `(${lint.layer})`;
+    lints.append(el("p", `⚠ ${lint.code} ${where}: ${lint.message}`, "lint-text"));
+  }
   if (arch.note) lints.append(el("p", `no layer list: ${arch.note}`, "lint-text"));  // the summary refused the model
   // feature maps: one entry per call of a layer; Grad-CAM: one per module (it reads the last call)
   // each named with its kind, so a conv's map (before its activation) is told from its ReLU's
@@ -88,6 +111,11 @@ function showArchitecture(model) {
 
 // --- input picker -----------------------------------------------------------------------
 async function loadSamples() {
+  if (!state.model.test_images) {  // imported without --data: an empty grid and a dead button
+    $("samples").replaceChildren(el("p", "No test images: the run was imported without --data. Upload or draw an image.", "hint"));
+    $("more-samples").hidden = true;
+    return;
+  }
   const data = await api(`/api/samples?offset=${state.sampleOffset}&count=24`);
   const box = $("samples");
   box.replaceChildren();
@@ -113,8 +141,11 @@ async function loadSamples() {
 async function predict(form) {
   say("computing…");
   try {
+    const sent = new FormData();  // the image alone, to send again (imageApi)
+    for (const [key, value] of form) sent.append(key, value);
     form.append("layer", $("cam-layer").value);
     const p = await api("/api/predict", { method: "POST", body: form });
+    state.sent = sent;
     state.prediction = p;
     state.image = p.image;
     state.heat = { gradcam: p.gradcam };
@@ -123,7 +154,7 @@ async function predict(form) {
     img.onload = () => { state.inputImage = img; drawView(); };
     img.src = p.input;
     showPrediction(p);
-    await loadFeatures();
+    if (await loadFeatures() === false) return;  // its refusal stays on screen
     say(p.note || "");  // an image of another size: resized to the run's input, as predict
   } catch (error) {
     say(`Could not use this image: ${error.message}`);
@@ -149,6 +180,9 @@ function setupDrawing() {
   $("draw-predict").addEventListener("click", () => {
     canvas.toBlob((blob) => { const form = new FormData(); form.append("image", blob, "drawing.png"); predict(form); }, "image/png");
   });
+  // the same file chosen again (after a test image, or after editing it) fires no `change`
+  // while the input still holds it: emptied as the chooser opens, every choice is a change
+  $("upload").addEventListener("click", () => { $("upload").value = ""; });
   $("upload").addEventListener("change", () => {
     const file = $("upload").files[0];
     if (!file) return;
@@ -222,7 +256,7 @@ function drawView() {
 async function showOverlay() {  // saliency is fetched the first time it is asked for
   if (state.overlay === "saliency" && state.image && !state.heat.saliency) {
     try {
-      const r = await api(`/api/heatmap?image=${state.image}&method=saliency`);
+      const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=saliency`);
       state.heat.saliency = r.map;
     } catch (error) { say(error.message); }
   }
@@ -232,7 +266,7 @@ async function showOverlay() {  // saliency is fetched the first time it is aske
 async function refreshGradcam() {
   if (!state.image) return;
   try {
-    const r = await api(`/api/heatmap?image=${state.image}&method=gradcam&layer=${encodeURIComponent($("cam-layer").value)}`);
+    const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=gradcam&layer=${encodeURIComponent($("cam-layer").value)}`);
     state.heat.gradcam = r.map;
     drawView();
   } catch (error) { say(error.message); }
@@ -257,7 +291,10 @@ async function loadFeatures() {
     $("feature-info").textContent = "no feature maps: the model has no layer with a (C, H, W) map";
     return;
   }
-  const maps = await api(`/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
+  let maps;
+  try {
+    maps = await imageApi(() => `/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
+  } catch (error) { say(error.message); return false; }  // a layer switch awaits nobody: say it here
   maps.bytes = bytesOf(maps.data);
   state.maps = maps;
   const chain = chainOf(layer);
@@ -330,7 +367,7 @@ async function traceAt(f, i, j) {
   const H = state.maps.h, W = state.maps.w;
   i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
   try {
-    const t = await api(`/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
+    const t = await imageApi(() => `/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
     state.trace = t;
     showTrace(t);
     paintMap($("channel-view"), state.channel, [i, j]);
@@ -409,6 +446,10 @@ async function loadTop(c) {
   box.replaceChildren();
   $("actmax").replaceChildren();
   $("actmax-button").disabled = false;
+  if (!state.model.test_images) {  // nothing to rank; the activation maximisation still works
+    $("top-note").textContent = "No test images to rank: the run was imported without --data.";
+    return;
+  }
   if (!state.model.top_layers.includes(layer)) {
     $("top-note").textContent = `Top test images are kept for each block's last layer (a module's last call): ${state.model.top_layers.join(", ")}`;
     return;

@@ -1,0 +1,111 @@
+"""The explorer's page in Debian's Chromium (Playwright), driven as a person drives it, where
+it went wrong: a window narrower than 800 px, the same file chosen twice, a server restarted
+or stopped under an open page, a run imported without --data. Truths: the layout's own
+widths, the server's kept images, the browser's console and page errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from browser import FLAGS, need_chromium
+from explorer_runs import serving, shape_image, wait_until
+from test_serve_errors import imported  # noqa: F401  (the run imported without --data)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@contextlib.contextmanager
+def opened(url: str, width: int = 1400):
+    """(page, problems): the page loaded at `url`; problems: console errors, page errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        try:
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            yield page, problems
+        finally:
+            browser.close()
+
+
+def test_a_narrow_window_has_no_sideways_scroll(server):
+    """At 700 px the 300-px layer column stayed beside the panels: the page was 863 px wide."""
+    with opened(server, width=700) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null")
+        widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], widths
+    assert not problems, problems
+
+
+def test_the_same_file_chosen_again_is_predicted_again(server, tmp_path):
+    """A file chosen again after a test image fired no `change`: the test image stayed."""
+    upload = tmp_path / "ring.png"
+    shape_image(1, 3).save(upload)
+    uploaded = "state.prediction !== null && state.prediction.true_class === undefined"
+    with opened(server) as (page, problems):
+        for _ in range(2):
+            with page.expect_file_chooser() as chooser:
+                page.click("#upload")
+            chooser.value.set_files(str(upload))
+            wait_until(page, uploaded)
+            page.click("#samples figure >> nth=0")  # a test image has a true class
+            wait_until(page, f"!({uploaded})")
+    assert not problems, problems
+
+
+def test_a_restarted_server_gets_the_image_again(server, client):
+    """After a restart (every kept image forgotten) each control said "image '…' is no longer
+    kept; send it again", and a layer switch threw in the page."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=1")
+        wait_until(page, "state.maps !== null")
+        client.app.state.explorer.probes.clear()  # what a restart forgets
+        page.click("#channel-view", position={"x": 140, "y": 140})
+        wait_until(page, "state.trace !== null")
+        client.app.state.explorer.probes.clear()
+        page.select_option("#feature-layer", "4")  # conv 4: 6×7×7
+        wait_until(page, "state.maps.h === 7")
+        message = page.text_content("#message")
+    assert message == "" and [p for p in problems if "404" not in p] == []
+
+
+def test_a_stopped_server_is_named_with_the_fix(server):
+    """The page said "Failed to fetch" (the browser's words) on any control."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+        page.select_option("#feature-layer", "3")
+        wait_until(page, "document.getElementById('message').textContent !== ''")
+        message = page.text_content("#message")
+    assert "cnnlab serve" in message and "Failed to fetch" not in message
+    assert not [p for p in problems if p.startswith("error:")], problems  # no uncaught throw
+
+
+def test_a_run_without_data_offers_no_dead_control(imported):  # noqa: F811
+    """An empty test-image grid kept a 'More test images' button that did nothing, the header
+    said 'data None', a lint of the model read 'rf-small (undefined)', and each channel asked
+    for top images the server cannot have (a 404 in the console)."""
+    from cnnlab.explorer import create_app
+
+    with serving(create_app(imported)) as url, opened(url) as (page, problems):
+        assert not page.is_visible("#more-samples")
+        assert "imported without --data" in page.text_content("#samples")
+        assert "data None" not in page.text_content("#run-info")
+        assert "undefined" not in page.text_content("#model-lints")
+        assert "rf-small (model)" in page.text_content("#model-lints")
+        page.click("#draw-predict")
+        wait_until(page, "state.maps !== null")
+        assert "imported without --data" in page.text_content("#top-note")
+    assert not problems, problems
