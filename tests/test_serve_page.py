@@ -109,3 +109,27 @@ def test_a_run_without_data_offers_no_dead_control(imported):  # noqa: F811
         wait_until(page, "state.maps !== null")
         assert "imported without --data" in page.text_content("#top-note")
     assert not problems, problems
+
+
+def test_the_keyboard_alone_reaches_a_dot_product(server):
+    """Test images and channel maps answered clicks only (no Tab stop), and the step buttons
+    did nothing before a unit was clicked: a keyboard reached no prediction of a test image
+    and no dot product."""
+    with opened(server) as (page, problems):
+        page.focus("#samples figure >> nth=2")  # where Tab stops (tabindex 0)
+        assert page.evaluate("document.activeElement.tabIndex") == 0
+        page.keyboard.press("Enter")
+        wait_until(page, "state.maps !== null && state.prediction.true_class !== undefined")
+        page.focus("#feature-grid canvas >> nth=1")
+        page.keyboard.press(" ")
+        wait_until(page, "state.channel === 1")
+        page.focus("#step-right")
+        page.keyboard.press("Enter")  # no unit yet: the top-left one
+        wait_until(page, "state.trace !== null")
+        page.keyboard.press("Enter")
+        wait_until(page, "state.trace.index.join() === '1,0,1'")
+        order = page.evaluate(
+            "[...document.querySelectorAll('#samples figure, #feature-grid canvas')]"
+            ".every((n) => n.tabIndex === 0 && n.getAttribute('role') === 'button')"
+        )
+    assert order and not problems, problems

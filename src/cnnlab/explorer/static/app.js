@@ -21,6 +21,17 @@ function fmt(x, digits = 6) {
   return x.toPrecision(digits).replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
 }
 function say(text) { $("message").textContent = text || ""; }
+// A picture that acts as a button (a test image, a channel's map): reached with Tab and
+// chosen with Enter or Space, as a button is; a mouse alone could choose them.
+function pressable(node, label, action) {
+  node.tabIndex = 0;
+  node.setAttribute("role", "button");
+  node.setAttribute("aria-label", label);
+  node.addEventListener("click", action);
+  node.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); action(); }
+  });
+}
 
 async function api(path, options) {
   let response;
@@ -126,7 +137,7 @@ async function loadSamples() {
     img.alt = `test image ${s.index}`;
     fig.append(img, el("figcaption", s.class));
     fig.dataset.index = s.index;
-    fig.addEventListener("click", () => {
+    pressable(fig, `test image ${s.index}, ${s.class}`, () => {
       for (const f of box.children) f.classList.remove("chosen");
       fig.classList.add("chosen");
       const form = new FormData();
@@ -311,7 +322,7 @@ async function loadFeatures() {
     paintMap(canvas, c);
     canvas.title = `channel ${c}: ${fmt(maps.min[c], 3)} … ${fmt(maps.max[c], 3)}`;
     canvas.dataset.channel = c;
-    canvas.addEventListener("click", () => chooseChannel(c));
+    pressable(canvas, `channel ${c}`, () => chooseChannel(c));
     grid.append(canvas);
   }
   const keep = state.channel !== null && state.channel < maps.n ? state.channel : 0;
@@ -348,11 +359,15 @@ function chooseChannel(c, quiet) {
   if (state.trace && chainOf(state.featureLayer) && state.trace.index[0] !== c) traceAt(c, state.trace.index[1], state.trace.index[2]);
 }
 
+function notConv() {
+  say(`${state.featureLayer} is not a convolution (nor its BatchNorm or activation): choose a conv layer to see a dot product`);
+}
+
 function setupChannelClick() {
   $("channel-view").addEventListener("click", (e) => {
     if (!state.maps) return;
     const chain = chainOf(state.featureLayer);
-    if (!chain) { say(`${state.featureLayer} is not a convolution (nor its BatchNorm or activation): choose a conv layer to see a dot product`); return; }
+    if (!chain) { notConv(); return; }
     const r = e.target.getBoundingClientRect();
     const i = Math.floor((e.clientY - r.top) / r.height * state.maps.h);
     const j = Math.floor((e.clientX - r.left) / r.width * state.maps.w);
@@ -433,7 +448,11 @@ function showTrace(t) {
 }
 
 function step(di, dj) {
-  if (!state.trace) return;
+  if (!state.trace) {  // no unit clicked yet: the buttons start at the top-left unit (keyboard)
+    if (state.maps && chainOf(state.featureLayer)) traceAt(state.channel, 0, 0);
+    else if (state.maps) notConv();
+    return;
+  }
   const [f, i, j] = state.trace.index;
   traceAt(f, i + di, j + dj);
 }
