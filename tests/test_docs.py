@@ -205,3 +205,26 @@ def test_readme_names_every_file_of_a_run_directory():
     paragraph = text[text.index("A run directory holds") :].split("\n\n")[0]
     names = [n for n in run_files.WRITTEN if n != run_files.REPORT]  # the report: its section
     assert all(f"`{name}`" in paragraph for name in names), names
+
+
+def test_reliability_run_file_row_counts_its_cases():
+    """The run-files row's kinds (12 config edits, 8 checkpoints, ...) are the lengths of
+    tests/test_rundir.py's tables, and its total their sum (it said 45 of 37)."""
+    rundir = _tests_module("test_rundir")
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    row = next(r for r in text.splitlines() if r.startswith("| run files edited after training"))
+
+    def cases(test) -> int:
+        return len(test.pytestmark[0].args[1])
+
+    parts = {
+        "kinds of `config.json` edits": len(rundir.EDITS),
+        "non-object configs": cases(rundir.test_config_that_is_no_object),
+        "kinds of checkpoint that does not fit": len(rundir.BAD_CHECKPOINTS),
+        "unwritable `--out` paths": len(rundir.UNWRITABLE),
+        "bad options": len(rundir.BAD_OPTIONS),
+    }
+    for words, n in parts.items():
+        assert f"{n} {words}" in row, words
+    spec_edit, nan_inf = 1, cases(rundir.test_nan_or_inf_weights_are_refused_naming_the_file)
+    assert f"| {sum(parts.values()) + spec_edit + nan_inf} |" in row
