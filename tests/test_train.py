@@ -1,5 +1,6 @@
 """The trainer: schedule, optimizer groups, real training, resume exactness, NaN stop, Ctrl-C,
-refusing to overwrite a run, nothing pickled."""
+refusing to overwrite a run, nothing pickled, images per second, flips by data set and TTA's
+views. Image folders: test_train_folders.py; a model given as a module: test_train_modules.py."""
 
 from __future__ import annotations
 
@@ -16,15 +17,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
 from cnnlab.data import load_dataset
-from cnnlab.errors import CnnlabError, DataError, RunError
+from cnnlab.errors import RunError
 from cnnlab.train import (
     ConfigError,
     TrainConfig,
@@ -321,153 +320,6 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path):
     ).read_bytes()
 
 
-# --- image folders -----------------------------------------------------------------------
-
-TWO_CLASSES = {
-    "name": "two",
-    "input": [1, 8, 8],
-    "layers": [
-        {"conv": {"filters": 4, "kernel": 3, "padding": "same"}},
-        "relu",
-        "gap",
-        {"linear": 2},
-    ],
-}
-FOLDER_QUICK = dict(epochs=1, batch_size=4, flip=False, tta=False, precision="fp32", ema=None)
-
-
-def _folder(root: Path, per_class: int = 10) -> Path:
-    """`root/dark/*.png` and `root/light/*.png`: 8×8 grey images, easy to tell apart."""
-    for name, value in (("dark", 40), ("light", 200)):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(np.full((8, 8), value + i, np.uint8)).save(root / name / f"{i}.png")
-    return root
-
-
-def test_batch_larger_than_the_training_split_is_refused_before_training(tmp_path):
-    """10 images: 2 held out for test, 1 for validation, 7 to train: no batch of 64 fits
-    (it used to crash with UnboundLocalError after an epoch of zero steps)."""
-    root = _folder(tmp_path / "imgs", per_class=5)
-    config = TrainConfig(**{**FOLDER_QUICK, "batch_size": 64})
-    fix = r"batch_size 64 is larger than the 7 training images.*--batch-size 7 or less"
-    with pytest.raises(ConfigError, match=fix):
-        train(TWO_CLASSES, root, tmp_path / "run", config)
-    assert not (tmp_path / "run" / "config.json").exists()  # refused before anything ran
-
-
-def test_force_keeps_the_previous_run_when_the_new_one_is_refused(tmp_path):
-    """--force deletes the old run only once the new one has passed its checks."""
-    root = _folder(tmp_path / "imgs", per_class=5)
-    out = tmp_path / "run"
-    train(TWO_CLASSES, root, out, TrainConfig(**{**FOLDER_QUICK, "batch_size": 4}))
-    before = sorted(p.name for p in out.iterdir())
-    with pytest.raises(ConfigError, match="batch_size 64"):
-        train(TWO_CLASSES, root, out, TrainConfig(**{**FOLDER_QUICK, "batch_size": 64}), force=True)
-    assert sorted(p.name for p in out.iterdir()) == before
-    assert "model.safetensors" in before
-
-
-@pytest.mark.parametrize("option", ["tta_shift", "translate"])
-def test_a_shift_as_large_as_the_image_is_refused_before_training(tmp_path, option):
-    """Reflect padding needs a pad smaller than the image (8×8 here): --tta-shift 8 used to
-    fail after all the training, with no model.safetensors written."""
-    root = _folder(tmp_path / "imgs")
-    config = TrainConfig(**{**FOLDER_QUICK, "tta": True, option: 8})
-    with pytest.raises(ConfigError, match=f"{option} 8 must be smaller than the 8-px side"):
-        train(TWO_CLASSES, root, tmp_path / "run", config)
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_data_set_name_wins_over_a_directory_of_that_name(tmp_path, monkeypatch):
-    """As load_dataset does: `digits` is the bundled set even with ./digits in the way."""
-    (tmp_path / "digits").mkdir()
-    monkeypatch.chdir(tmp_path)
-    result = train(TINY, "digits", tmp_path / "run", TrainConfig(**{**QUICK, "epochs": 1}))
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == "digits"
-    assert result["test_acc"] > 0.2  # real digits, not an empty folder
-
-
-def test_folder_skips_and_conversions_are_returned_and_recorded_strict_fails(tmp_path):
-    root = _folder(tmp_path / "imgs")
-    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(root / "dark" / "rgb.png")
-    (root / "light" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    config = TrainConfig(**FOLDER_QUICK)
-    with pytest.raises(DataError, match="broken.png"):
-        train(TWO_CLASSES, root, tmp_path / "strict", config, strict=True)
-    result = train(TWO_CLASSES, root, tmp_path / "run", config)
-    assert [Path(p).name for p, _ in result["skipped"]] == ["broken.png"]
-    assert [(Path(p).name, why) for p, why in result["converted"]] == [("rgb.png", "RGB->L")]
-    stored = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert stored["skipped"] == [list(s) for s in result["skipped"]]
-    assert stored["converted"] == [list(c) for c in result["converted"]]
-    # the machine it trained on, for the report: this CPU's name from /proc/cpuinfo
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        "",
-    )
-    assert (
-        stored["machine"].startswith(cpu)
-        and f"{torch.get_num_threads()} threads" in stored["machine"]
-    )
-
-
-def test_relative_data_dir_is_stored_absolute(tmp_path, monkeypatch):
-    """eval, --resume and report run from other directories than the one training ran in."""
-    from cnnlab.train.rundir import load_run
-
-    _folder(tmp_path / "imgs")
-    monkeypatch.chdir(tmp_path)
-    train(TWO_CLASSES, "imgs", "run", TrainConfig(**FOLDER_QUICK))
-    stored = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert stored["data"] == str((tmp_path / "imgs").resolve())
-    train(None, "imgs", "run", resume=True)  # the relative name still matches the run's
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    assert len(load_run(tmp_path / "run").dataset("test")) == 4  # 20 % of 20 images
-
-
-# --- a model given as a module; training without a run directory ----------------------
-
-
-def test_a_module_trains_like_its_spec_and_out_none_writes_nothing(tmp_path, monkeypatch):
-    """Independent truth: the spec's own run. The same architecture given as an nn.Module
-    (built from the same seed) ends with bitwise the same weights, with or without a run
-    directory, and out=None leaves no file anywhere."""
-    config = TrainConfig(**{**QUICK, "epochs": 2})
-    by_spec = train(TINY, "digits", tmp_path / "spec", config)
-    monkeypatch.chdir(tmp_path / "spec")  # nothing may appear in the working directory
-    before = sorted(p.name for p in tmp_path.rglob("*"))
-    torch.manual_seed(config.seed)
-    module = build_module.build(TINY)
-    result = train(module, "digits", None, config)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == before
-    assert result["model"] is not None and result["out"] is None
-    assert result["val_acc"] == by_spec["val_acc"] and result["epochs"] == 2
-    assert _same(result["model"].state_dict(), _weights(tmp_path / "spec"))
-
-    torch.manual_seed(config.seed)
-    written = train(build_module.build(TINY), "digits", tmp_path / "module", config)
-    assert _same(written["model"].state_dict(), _weights(tmp_path / "spec"))
-    stored = json.loads((tmp_path / "module/config.json").read_text())
-    assert stored["input_shape"] == [1, 8, 8] and stored["model"]["kind"] == "module"
-
-
-def test_a_module_takes_the_datas_shape_and_a_misfit_is_one_error(tmp_path):
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))  # digits: 1×8×8
-    linear = dict(epochs=1, batch_size=64, lr=0.5, ema=None, translate=0, flip=False)
-    result = train(net, "digits", None, TrainConfig(**linear, tta=False, precision="fp32"))
-    assert result["val_acc"] > 0.9 and result["model"] is net  # softmax regression: 0.98
-    wrong = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(50, 10))
-    with pytest.raises(CnnlabError, match="Sequential cannot run on 1×8×8"):
-        train(wrong, "digits", None, TrainConfig(**{**QUICK, "epochs": 1}))
-    three = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
-    with pytest.raises(CnnlabError, match=r"outputs \(3,\).*10 classes"):
-        train(three, "digits", None, TrainConfig(**{**QUICK, "epochs": 1}))
-    with pytest.raises(ConfigError, match="resume and force need"):
-        train(net, "digits", None, resume=True)
-
-
 def test_images_per_second_is_images_over_seconds_of_the_whole_run():
     """Truth: the arithmetic. A short fast epoch must not inflate the run's rate, as the mean
     of the epochs' rates does (1,000 img/s for 1 s and 100 img/s for 9 s is 190 img/s, not
@@ -510,24 +362,3 @@ def test_tta_without_flips_has_no_mirror_views():
     assert len(tta_views(x, 1)) == 10 and len(tta_views(x, 1, flip=False)) == 5
     assert torch.equal(tta_views(x, 0)[1], x.flip(-1))
     assert [torch.equal(v, x) for v in tta_views(x, 0, flip=False)] == [True]
-
-
-def test_a_module_passed_in_holds_the_weights_that_were_evaluated_and_saved(tmp_path):
-    """With EMA on (the default) the saved weights are the average's: the module the caller
-    passed in is handed back holding those, BatchNorm statistics included, in eval mode, not
-    the raw last-step weights."""
-    from safetensors.torch import load_file
-
-    from cnnlab.train import TrainConfig, train
-
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 10),
-    )  # fmt: skip
-    result = train(net, "digits", tmp_path / "run", TrainConfig(epochs=1, tta=False))
-    assert result["model"] is net and not net.training
-    saved = load_file(tmp_path / "run" / "model.safetensors")
-    mine = net.state_dict()
-    assert saved.keys() == mine.keys()
-    for name, tensor in saved.items():
-        torch.testing.assert_close(mine[name].contiguous(), tensor, rtol=0, atol=0, msg=name)
