@@ -138,3 +138,19 @@ def test_readme_data_output_is_what_the_command_prints(capsys, monkeypatch):
     text = (ROOT / "README.md").read_text()
     start = text.index("$ cnnlab data fashion-mnist\n") + len("$ cnnlab data fashion-mnist\n")
     assert printed == text[start : text.index("```", start)].rstrip("\n").splitlines()
+
+
+def test_readme_compare_mlp_figures_are_what_the_command_prints(capsys):
+    """`--compare-mlp 1000` on fmnist-tf: the README's 785,000 parameters at 0.2× the model,
+    and 150,529,000 for a 224×224×3 image."""
+    from cnnlab.cli import main
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    said = re.search(r"\(here 784 values into 1,000 units: ([\d,]+) parameters, ([\d.]+)×", text)
+    big = re.search(r"a 224×224×3 image into 1,000 units: ([\d,]+)\)", text)
+    assert said and big, "README no longer quotes --compare-mlp's figures"
+    assert main(["summary", "fmnist-tf", "--compare-mlp", "1000"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"has {said.group(1)} parameters (§1) — {said.group(2)}× this whole model's" in printed
+    assert main(["summary", "fmnist-tf", "--input", "3,224,224", "--compare-mlp", "1000"]) == 0
+    assert f"has {big.group(1)} parameters" in " ".join(capsys.readouterr().out.split())
