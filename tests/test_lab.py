@@ -1,4 +1,4 @@
-"""The lab's framework: Verdict, the runner's save-as-you-go and resume, the page, the CLI.
+"""The lab's framework: Verdict, the runner's save-as-you-go and resume, the page, the registry.
 
 Experiments here are made up (instant, deterministic), so what is tested is the mechanism:
 each finished experiment is in results.json before the next starts, a finished one is not
@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnnlab.cli import main
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.lab import (
     MODULES,
@@ -190,16 +189,3 @@ def test_the_registry_holds_every_module_once_with_unique_names():
         assert e.claim and e.setup and e.rule and e.section.startswith("§")
     with pytest.raises(ConfigError, match="no experiment named 'nope'"):
         experiments(["nope"])
-
-
-def test_cli_refuses_an_unknown_experiment_with_one_line(capsys, tmp_path):
-    assert main(["lab", "--only", "nope", "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no experiment named 'nope'" in err
-    assert not (tmp_path / "results.json").exists()
-
-
-def test_cli_lists_every_experiment_in_page_order(capsys):
-    assert main(["lab", "--list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == [e.name for e in experiments()]

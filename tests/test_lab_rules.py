@@ -2,23 +2,20 @@
 "does not hold" and "inconclusive" (and "partly" where the rule has it), from the numbers
 alone, exactly as its `rule` sentence says. The outcomes follow from the rule's thresholds,
 read from the module; where a rule computes something (a margin, a halving, a cut), the truth
-is computed by hand in the test."""
+is computed by hand in the test. The dying, pooling, softmax and explanations rules are in
+test_lab_dying.py, test_lab_pooling.py, test_lab_softmax.py and test_lab_explanations.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from cnnlab.lab import (
-    ex_dying,
-    ex_explanations,
     ex_floor,
     ex_heads,
     ex_hierarchy,
     ex_nonlinearity,
     ex_parameters,
-    ex_pooling,
     ex_sharing,
-    ex_softmax,
     ex_spatial,
     ex_stacking,
     ex_translation,
@@ -321,113 +318,6 @@ def test_initialise_gives_he_and_glorot_scales():
     assert float(he.bias.detach().abs().max()) == 0.0
 
 
-# --- dying ---------------------------------------------------------------------------------
-
-
-def dying(*rows, rates=(0.03, 0.3, 1.0)):
-    """Per seed: {activation: [per rate: a dead share (test 60 %, one layer), (dead share, test
-    %) or (dead share, test %, dead share per layer), or None (stopped by the trainer)]}."""
-    seeds = []
-    for i, per_act in enumerate(rows):
-        row = {"seed": i}
-        for act in ex_dying.ACTIVATIONS:
-            shares = per_act.get(act, [0.0] * len(rates))
-            row[act] = [run(lr, d) for lr, d in zip(rates, shares, strict=True)]
-        seeds.append(row)
-    return {"seeds": seeds, "rates": list(rates)}
-
-
-def run(lr: float, d) -> dict:
-    if d is None:
-        return {"lr": lr, "diverged": True}
-    dead, test, layers = (d, 60.0, None) if not isinstance(d, tuple) else (*d, None)[:3]
-    return {"lr": lr, "diverged": False, "dead": dead, "test": test,
-            "dead_per_layer": layers or [dead]}  # fmt: skip
-
-
-# ReLU's stored full-lab run at lr 1 (seed 0): 9 % test accuracy, block 3 wholly silent
-SILENT = (0.7875, 9.0, [0.0625, 0.9375, 1.0])
-# the same accuracy with every layer still firing somewhere: at chance, but not from dead units
-BROKEN = (0.8, 9.0, [0.7, 0.8, 0.9])
-
-
-@pytest.mark.parametrize(
-    ("rows", "outcome"),
-    [
-        ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, 0.0, None]}] * 2, "holds"),
-        ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, None, None]}], "partly"),  # stopped
-        ([{"relu": [0.0, 0.4, 0.6], "leaky_relu": [0.0, 0.2, 0.3]}], "partly"),  # leaky died too
-        ([{"relu": [0.0, 0.05, None]}, {"relu": [0.0, 0.1, 0.1]}], "does not hold"),
-        ([{"relu": [0.3, 0.4, None]}], "does not hold"),  # dead already at the lowest rate
-        ([{"relu": [None, None, None]}], "does not hold"),  # never trained: nothing died
-        ([{"relu": [0.0, 0.4, None]}, {"relu": [0.0, 0.05, None]}], "inconclusive"),
-        # ReLU at chance at lr 1 with a silent layer: it died there (79 %), judged at lr 1
-        ([{"relu": [0.0, 0.05, SILENT], "leaky_relu": [0.0, 0.0, None]}], "partly"),
-        ([{"relu": [0.0, 0.05, SILENT], "leaky_relu": [0.0, 0.0, (0.01, 70.0)]}], "holds"),
-        # ... at chance with no silent layer: broken, set aside; judged at 0.3
-        ([{"relu": [0.0, 0.4, BROKEN], "leaky_relu": [0.0, 0.0, None]}], "holds"),
-        ([{"relu": [0.0, 0.05, BROKEN], "leaky_relu": [0.0, 0.0, None]}], "does not hold"),
-        # Leaky at chance where ReLU is judged: it trained, but it did not survive
-        ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, (0.0, 9.0), None]}], "partly"),
-        # ReLU broken at the lowest rate: no baseline, it does not die
-        ([{"relu": [BROKEN, 0.4, None]}], "does not hold"),
-    ],
-)
-def test_dying_rule(rows, outcome):
-    assert ex_dying.judge(dying(*rows)).outcome == outcome
-
-
-def test_a_run_at_chance_keeps_its_dead_share_and_a_stopped_run_has_none():
-    """Stopped by the trainer: 'diverged', no share. At chance with a finite loss: its share,
-    marked; for ReLU, whether a silent layer (dead units) explains it or it broke."""
-    m = dying({"relu": [0.0, BROKEN, SILENT], "leaky_relu": [0.0, (0.7, 9.0), None]})
-    v = ex_dying.judge(m)
-    assert v.numbers["relu, seed 0: dead share by peak rate"] == (
-        "0.03: 0%, 0.3: 80% (at chance, broken), 1.0: 79% (at chance, a layer silent)"
-    )
-    assert v.numbers["leaky_relu, seed 0: dead share by peak rate"] == (
-        "0.03: 0%, 0.3: 70% (at chance), 1.0: diverged"
-    )
-    key = "seed 0: ReLU dead at lr 0.03 / 1.0; Leaky at 1.0"
-    assert v.numbers[key] == "0% / 79% (at chance, a layer silent); diverged"
-    assert v.outcome == "partly" and "79%" in v.meaning and "9 %" in v.meaning, v.meaning
-    assert "silent layer" in v.meaning and "diverged on 1 of 1 seed" in v.meaning, v.meaning
-
-
-def test_every_seed_of_relu_and_leaky_is_in_the_table():
-    v = ex_dying.judge(dying({"relu": [0.0, 0.4, None]}, {"relu": [0.0, 0.5, None]}))
-    for name in ("relu", "leaky_relu"):
-        assert {f"{name}, seed {s}: dead share by peak rate" for s in (0, 1)} <= set(v.numbers)
-    assert "elu, seed 1: dead share by peak rate" not in v.numbers  # context: first seed
-
-
-@pytest.mark.parametrize(
-    ("rate", "stopped", "at_chance", "silent", "judged"),
-    [
-        (None, True, False, False, False),  # the trainer stopped it
-        (0.4, False, False, False, True),  # trained, 60 %
-        (SILENT, False, True, True, True),  # at chance, block 3 silent: died
-        (BROKEN, False, True, False, False),  # at chance, every layer fires somewhere: broke
-        ((0.5, 15.0, [0.5]), False, False, False, True),  # 15 %: not below chance
-        ((1.0, 40.0, [1.0]), False, False, True, True),  # silent, above chance: counts anyway
-    ],
-)
-def test_what_each_run_is(rate, stopped, at_chance, silent, judged):
-    r = run(1.0, rate)
-    got = (ex_dying.diverged(r), ex_dying.at_chance(r), ex_dying.silent(r), ex_dying.judged(r))
-    assert got == (stopped, at_chance, silent, judged)
-
-
-def test_a_leaky_relu_that_diverged_is_not_said_to_keep_units_alive():
-    """Where Leaky ReLU diverged it measured no dead share: the verdict may say the rate was
-    not trainable, not that the slope kept units alive."""
-    v = ex_dying.judge(dying({"relu": [0.0, 0.4, None], "leaky_relu": [0.0, None, None]}))
-    assert v.outcome == "partly"
-    assert "keeps units alive, it" not in v.meaning and "not measured" in v.meaning, v.meaning
-    died = ex_dying.judge(dying({"relu": [0.0, 0.4, 0.6], "leaky_relu": [0.0, 0.2, 0.3]}))
-    assert "not measured" not in died.meaning and "lost units" in died.meaning, died.meaning
-
-
 # --- stacking ------------------------------------------------------------------------------
 
 
@@ -467,139 +357,6 @@ def test_stacking_weights_by_formula_equal_the_summary_count():
     for block in ex_stacking.BLOCKS:
         formula, counted = ex_stacking.block_weights(block)
         assert formula == counted
-
-
-# --- pooling -------------------------------------------------------------------------------
-
-
-def pooling(*rows):
-    """(max 2-px agreement, stride 2-px agreement, average high share, subsampled high share);
-    max pooling's share (context, not judged) is set above both."""
-    seeds = []
-    for i, (a_max, a_stride, h_avg, h_sub) in enumerate(rows):
-        spectra = {"average": {"high": h_avg}, "subsample": {"high": h_sub}, "max": {"high": 0.5}}
-        row = {"seed": i, "spectra": spectra}
-        for name in ex_pooling.DOWNS:
-            agree = a_max if name == "max" else a_stride if name == "stride 2" else 80.0
-            row[name] = {"test": 80.0, "agreement": {"1": 90.0, "2": agree}}
-        seeds.append(row)
-    return {"seeds": seeds}
-
-
-@pytest.mark.parametrize(
-    ("rows", "outcome"),
-    [
-        ([(85.0, 70.0, 0.2, 0.3), (84.0, 75.0, 0.21, 0.3)], "holds"),
-        ([(85.0, 84.0, 0.2, 0.3)], "partly"),  # low-pass only
-        # cuts -1/30 and 0: mean -1/60 + 2 standard errors (1/30) = 1/60, short of 5 %
-        ([(85.0, 84.0, 0.31, 0.3), (80.0, 80.0, 0.3, 0.3)], "does not hold"),
-        # cuts -1/3 and 0: no seed above 5 %, but mean + 2 standard errors = 1/6 is above it
-        ([(85.0, 84.0, 0.4, 0.3), (80.0, 80.0, 0.3, 0.3)], "inconclusive"),
-        ([(85.0, 70.0, 0.2, 0.3), (80.0, 80.0, 0.3, 0.3)], "inconclusive"),
-    ],
-)
-def test_pooling_rule(rows, outcome):
-    assert ex_pooling.judge(pooling(*rows)).outcome == outcome
-
-
-def test_pooling_low_pass_is_judged_against_subsampling_not_max():
-    """The control for a low-pass claim is the same maps subsampled without a filter. Max
-    pooling's share is context: below average's it must not fail the claim."""
-    below_max = pooling((85.0, 70.0, 0.2, 0.3))
-    below_max["seeds"][0]["spectra"]["max"]["high"] = 0.1
-    assert ex_pooling.judge(below_max).outcome == "holds"
-
-
-@pytest.mark.parametrize(
-    ("shares", "said"),
-    [
-        # one seed, no standard error: a cut above 5 % counts, one at or below it does not
-        ([(0.28, 0.3)], "partly"),  # 6.7 %
-        ([(0.29, 0.3)], "does not hold"),  # 3.3 %
-        # cuts 30 % and 6 % (0.35 and 0.47 of 0.5): both above 5 %, but the mean, 18 %, within
-        # 2 standard errors (2 × 0.1697/√2 = 24 %): unsettled
-        ([(0.35, 0.5), (0.47, 0.5)], "inconclusive"),
-        # cuts 30 % and 2 %: the seeds on both sides of 5 %
-        ([(0.35, 0.5), (0.49, 0.5)], "inconclusive"),
-        # cuts 30 % and 28 %: mean 29 %, 2 standard errors 2 %: shown
-        ([(0.35, 0.5), (0.36, 0.5)], "partly"),
-        # cuts 10 %, 20 %, 30 %: mean 20 %, 2 standard errors 11.5 %: shown (the old rule, each
-        # cut beyond 2 sds = 20 %, passed only the third)
-        ([(0.45, 0.5), (0.4, 0.5), (0.35, 0.5)], "partly"),
-        # cuts 0.1 % on every seed: steady, but below the least worth reporting (the old rule,
-        # 2 sds = 0, passed them)
-        ([(0.4995, 0.5)] * 3, "does not hold"),
-    ],
-)
-def test_the_cut_must_exceed_the_least_on_each_seed_and_its_mean_two_standard_errors(shares, said):
-    """Truth by hand: cut = (subsampled - averaged) / subsampled; standard error = sample sd /
-    √n; max pooling never resists shifts here, so low-pass alone decides: shown -> partly,
-    contradicted -> does not hold, unsettled -> inconclusive."""
-    m = pooling(*[(85.0, 84.0, avg, sub) for avg, sub in shares])
-    assert ex_pooling.judge(m).outcome == said
-
-
-def test_pooling_large_uneven_cut_holds_and_tiny_steady_cut_does_not():
-    """With max pooling resisting shifts: cuts 10, 20, 30 % hold; 0.1 % on every seed is
-    'partly' (max pooling's half only)."""
-    uneven = pooling(*[(85.0, 70.0, avg, 0.5) for avg in (0.45, 0.4, 0.35)])
-    assert ex_pooling.judge(uneven).outcome == "holds"
-    steady = pooling(*[(85.0, 70.0, 0.4995, 0.5)] * 3)
-    verdict = ex_pooling.judge(steady)
-    assert verdict.outcome == "partly" and "max pooling resists shifts" in verdict.meaning
-
-
-def test_white_noise_halved_either_way_keeps_its_share():
-    """Truth by arithmetic: the mean of 4 independent white-noise pixels is white noise, so a
-    filter-free map gives no cut: 147 of a 14×14 spectrum's 195 bins besides the mean (removed)
-    have |f| > 0.25 on either axis, and hold that share of its power, subsampled or averaged
-    (64×16 maps: within 0.01)."""
-    import torch
-
-    maps = torch.randn(64, 16, 28, 28, generator=torch.Generator().manual_seed(0))
-    for name in ("subsample", "average"):
-        share = float(ex_pooling.high_share(ex_pooling.HALVINGS[name](maps)).mean())
-        assert share == pytest.approx(147 / 195, abs=0.01), name
-
-
-def test_the_halvings_on_one_2x2_block():
-    """Truth by hand: [[1, 2], [3, 4]] subsampled is 1, averaged 2.5, max-pooled 4."""
-    import torch
-
-    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])[None, None]
-    got = {k: float(halve(x)) for k, halve in ex_pooling.HALVINGS.items()}
-    assert got == {"subsample": 1.0, "average": 2.5, "max": 4.0}
-
-
-def test_subsampling_aliases_what_average_pooling_filters():
-    """Truth by arithmetic: a pattern at 10/32 cycles/px along x, halved, lands at 0.375
-    cycles/px of the halved map (aliased into the high band) whatever the halving; a 2×2 mean
-    scales it by |cos(pi·10/32)| = 0.56 and leaves a 1-cycle wave nearly whole (0.995). With
-    equal amplitudes the subsampled share is 1/2, the averaged one 0.31/(0.31+0.99)."""
-    import torch
-
-    i = torch.arange(32).float()
-    wave = torch.cos(2 * torch.pi * 10 / 32 * i) + torch.cos(2 * torch.pi * i / 32)  # (32,)
-    maps = wave[None, :].expand(32, 32)[None, None]  # (1, 1, 32, 32)
-    sub = float(ex_pooling.high_share(ex_pooling.HALVINGS["subsample"](maps)))
-    avg = float(ex_pooling.high_share(ex_pooling.HALVINGS["average"](maps)))
-    fine, slow = (
-        torch.cos(torch.tensor(torch.pi * 10 / 32)) ** 2,
-        torch.cos(torch.tensor(torch.pi / 32)) ** 2,
-    )
-    assert sub == pytest.approx(0.5, abs=1e-6)
-    assert avg == pytest.approx(float(fine / (fine + slow)), abs=1e-6)
-
-
-def test_high_share_separates_fine_from_coarse_patterns():
-    """Truth: a checkerboard (0.5 cycles/px) is all high frequency, a 1-cycle ramp none."""
-    import torch
-
-    i = torch.arange(16)
-    checker = ((i[:, None] + i[None, :]) % 2).float()[None, None]  # (1, 1, 16, 16)
-    wave = torch.cos(2 * torch.pi * i / 16)[None, :].expand(16, 16)[None, None]
-    assert float(ex_pooling.high_share(checker)) == pytest.approx(1.0)
-    assert float(ex_pooling.high_share(wave)) == pytest.approx(0.0, abs=1e-9)
 
 
 # --- hierarchy -----------------------------------------------------------------------------
@@ -670,96 +427,3 @@ def test_locally_connected_layer_with_tied_weights_is_a_convolution():
     x = torch.randn(2, 3, 9, 9)
     expected = F.conv2d(x, kernel, bias, padding=1)
     assert torch.allclose(layer(x), expected, atol=1e-5)
-
-
-# --- softmax -------------------------------------------------------------------------------
-
-
-def softmax_case(*rows, sum_error=1e-7):
-    """(plain ECE, plain ECE after T) per seed."""
-    seeds = []
-    for i, (e, es) in enumerate(rows):
-        row = {"seed": i}
-        for name in ex_softmax.SMOOTHING:
-            row[name] = {"ece": e, "ece_scaled": es, "temperature": 1.2, "in_range": True,
-                         "sum_error": sum_error}  # fmt: skip
-        seeds.append(row)
-    return {"seeds": seeds}
-
-
-@pytest.mark.parametrize(
-    ("rows", "outcome"),
-    [
-        ([(0.01, 0.01), (0.02, 0.01)], "holds"),
-        ([(0.08, 0.02), (0.07, 0.01)], "partly"),  # needs a temperature
-        ([(0.08, 0.06)], "partly"),  # a distribution, not calibrated at all
-        ([(0.01, 0.01), (0.08, 0.06)], "inconclusive"),
-    ],
-)
-def test_softmax_rule(rows, outcome):
-    assert ex_softmax.judge(softmax_case(*rows)).outcome == outcome
-
-
-def test_softmax_rule_does_not_hold_when_outputs_do_not_sum_to_one():
-    assert ex_softmax.judge(softmax_case((0.01, 0.01), sum_error=1e-3)).outcome == "does not hold"
-
-
-def test_ece_by_hand():
-    """Two bins: conf 0.95 (2 right of 2) and 0.55 (1 right of 2): ECE = ½·0.05 + ½·0.05."""
-    import torch
-
-    probs = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
-    labels = torch.tensor([0, 0, 0, 1])
-    assert ex_softmax.ece(probs, labels) == pytest.approx(0.05)
-    assert ex_softmax.ece(torch.tensor([[1.0, 0.0]]), torch.tensor([0])) == pytest.approx(0.0)
-
-
-def test_temperature_fit_recovers_a_known_temperature():
-    """Labels drawn from softmax(z / 2): the NLL-optimal T on many samples is near 2."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    z = torch.randn(20_000, 5, generator=gen) * 4
-    labels = torch.multinomial((z / 2).softmax(1), 1, generator=gen).squeeze(1)
-    assert ex_softmax.fit_temperature(z, labels) == pytest.approx(2.0, rel=0.08)
-
-
-# --- explanations --------------------------------------------------------------------------
-
-
-def explanations(*rows):
-    """Per seed: {method: (rank corr. when random, mean deletion accuracy)}; random order 60."""
-    seeds = []
-    for i, per_method in enumerate(rows):
-        row = {"seed": i, "random order": [60.0] * len(ex_explanations.FRACTIONS)}
-        for method in ex_explanations.METHODS:
-            corr, score = per_method.get(method, (0.9, 60.0))
-            row[method] = {"randomised": [0.9, corr],
-                           "deletion": [score] * len(ex_explanations.FRACTIONS)}  # fmt: skip
-        seeds.append(row)
-    return {"seeds": seeds}
-
-
-GOOD = (0.1, 40.0)
-
-
-@pytest.mark.parametrize(
-    ("rows", "outcome"),
-    [
-        ([dict.fromkeys(ex_explanations.METHODS, GOOD)] * 2, "holds"),
-        ([{"saliency": GOOD}], "partly"),  # one method passes
-        ([dict.fromkeys(ex_explanations.METHODS, (0.1, 60.0))], "partly"),  # all sensitive only
-        ([{}], "does not hold"),
-        ([{"saliency": (0.1, 60.0)}, {}], "inconclusive"),
-    ],
-)
-def test_explanations_rule(rows, outcome):
-    assert ex_explanations.judge(explanations(*rows)).outcome == outcome
-
-
-def test_spearman_of_a_map_with_itself_and_its_reverse():
-    import torch
-
-    a = torch.rand(3, 6, 6)
-    assert ex_explanations.spearman(a, a) == pytest.approx(1.0)
-    assert ex_explanations.spearman(a, -a) == pytest.approx(-1.0)

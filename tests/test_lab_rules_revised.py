@@ -1,4 +1,4 @@
-"""Rules revised after a review of the lab's results (each experiment's `revised` says so):
+"""Rules revised after a full run's results had been seen (each experiment's `revised` says so):
 heads' "overfits less" needs GAP's gap smaller by more than 2 points on every seed, the mean
 beyond 2 standard errors (it passed up to 1 point larger, then beyond 2 sds of the seeds);
 stacking judges the gradient's spread, which does not saturate at the field's 7 px as the

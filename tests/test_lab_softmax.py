@@ -1,7 +1,8 @@
-"""The softmax experiment's ECE floor: what a perfectly calibrated model scores on as many
-test images. Truths: the normal approximation of a bin's mean |accuracy − confidence|,
-sqrt(2/π)·sqrt(c(1 − c)/n), and labels drawn from the probabilities themselves (calibrated
-by construction)."""
+"""The softmax experiment: its verdict rule on made-up measurements, as tests/test_lab_rules.py's,
+ECE by hand, the temperature fit on labels drawn at a known temperature, and the ECE floor: what
+a perfectly calibrated model scores on as many test images. Truths for the floor: the normal
+approximation of a bin's mean |accuracy − confidence|, sqrt(2/π)·sqrt(c(1 − c)/n), and labels
+drawn from the probabilities themselves (calibrated by construction)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,55 @@ import pytest
 import torch
 
 from cnnlab.lab import ex_softmax
+
+
+def softmax_case(*rows, sum_error=1e-7):
+    """(plain ECE, plain ECE after T) per seed."""
+    seeds = []
+    for i, (e, es) in enumerate(rows):
+        row = {"seed": i}
+        for name in ex_softmax.SMOOTHING:
+            row[name] = {"ece": e, "ece_scaled": es, "temperature": 1.2, "in_range": True,
+                         "sum_error": sum_error}  # fmt: skip
+        seeds.append(row)
+    return {"seeds": seeds}
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([(0.01, 0.01), (0.02, 0.01)], "holds"),
+        ([(0.08, 0.02), (0.07, 0.01)], "partly"),  # needs a temperature
+        ([(0.08, 0.06)], "partly"),  # a distribution, not calibrated at all
+        ([(0.01, 0.01), (0.08, 0.06)], "inconclusive"),
+    ],
+)
+def test_softmax_rule(rows, outcome):
+    assert ex_softmax.judge(softmax_case(*rows)).outcome == outcome
+
+
+def test_softmax_rule_does_not_hold_when_outputs_do_not_sum_to_one():
+    assert ex_softmax.judge(softmax_case((0.01, 0.01), sum_error=1e-3)).outcome == "does not hold"
+
+
+def test_ece_by_hand():
+    """Two bins: conf 0.95 (2 right of 2) and 0.55 (1 right of 2): ECE = ½·0.05 + ½·0.05."""
+    import torch
+
+    probs = torch.tensor([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
+    labels = torch.tensor([0, 0, 0, 1])
+    assert ex_softmax.ece(probs, labels) == pytest.approx(0.05)
+    assert ex_softmax.ece(torch.tensor([[1.0, 0.0]]), torch.tensor([0])) == pytest.approx(0.0)
+
+
+def test_temperature_fit_recovers_a_known_temperature():
+    """Labels drawn from softmax(z / 2): the NLL-optimal T on many samples is near 2."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(20_000, 5, generator=gen) * 4
+    labels = torch.multinomial((z / 2).softmax(1), 1, generator=gen).squeeze(1)
+    assert ex_softmax.fit_temperature(z, labels) == pytest.approx(2.0, rel=0.08)
 
 
 def confident_probs(n: int, seed: int) -> torch.Tensor:
