@@ -27,9 +27,10 @@ How to add an experiment (one module per claim; `experiment.py` has the full con
    `models.py`, image transforms (shift, pixel permutation) in `transforms.py`. Choose
    anything (an epoch, a temperature) on the validation split, never on the test set.
 3. Add the module's name to `MODULES` in `registry.py` (its order is the page's order).
-4. In `tests/test_lab_rules.py`, test `judge` on made-up measurements, with at least one case
-   each of "holds", "does not hold" and "inconclusive", and any formula the module adds against
-   an independent truth. Keep `cnnlab lab --quick --only <name>` near 10 s of CPU.
+4. In `tests/test_lab_<name>.py` (or `tests/test_lab_rules.py` beside the shorter ones), test
+   `judge` on made-up measurements, with at least one case each of "holds", "does not hold" and
+   "inconclusive", and any formula the module adds against an independent truth. Keep
+   `cnnlab lab --quick --only <name>` near 10 s of CPU.
 """
 
 from cnnlab.lab.experiment import (
