@@ -133,3 +133,85 @@ def test_the_keyboard_alone_reaches_a_dot_product(server):
             ".every((n) => n.tabIndex === 0 && n.getAttribute('role') === 'button')"
         )
     assert order and not problems, problems
+
+
+# Answers that come back out of order, and a clicked unit when the image changes. Truths: the
+# network's own conv output (a forward hook), the server's own answers for the last request.
+
+
+def _conv_output(run_dir, index: int, layer: str):
+    """Test image `index`'s output of `layer` (C, H, W), from a plain forward hook."""
+    import torch
+
+    from cnnlab.train.rundir import load_run
+
+    run, seen = load_run(run_dir), {}
+    module = run.model.get_submodule(layer)
+    # update returns None: a hook's returned value would replace the layer's output
+    handle = module.register_forward_hook(lambda m, i, o: seen.update(out=o[0].clone()))
+    with torch.no_grad():
+        run.model(run.preprocess(run.dataset("test").images[index : index + 1]))
+    handle.remove()
+    return seen["out"]
+
+
+def test_another_image_keeps_the_clicked_unit_with_its_own_numbers(server, run_dir):
+    """The dot-product panel kept the last image's numbers under a new image, and the arrow
+    keys then did nothing (the page had dropped the unit but not its numbers)."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.click("#channel-view", position={"x": 140, "y": 140})
+        wait_until(page, "state.trace !== null")
+        unit, image = page.evaluate("[state.trace.index, state.image]")
+        page.click("#samples figure >> nth=1")
+        wait_until(page, f"state.image !== '{image}' && state.trace !== null")
+        assert page.evaluate("state.trace.index") == unit
+        own = float(_conv_output(run_dir, 1, "0")[tuple(unit)])
+        assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
+        for _ in range(3):  # three quick presses, before any answer: three steps
+            page.keyboard.press("ArrowDown")
+        wait_until(page, f"state.trace.index[1] === {unit[1] + 3}")
+    assert not problems, problems
+
+
+# each answer of a kind comes later than the next one's: the first after 900 ms, then 150 ms less
+CROSSED = """() => {
+  const real = window.fetch, sent = {};
+  window.fetch = async (url, options) => {
+    const response = await real(url, options);
+    const kind = String(url).split("?")[0];
+    const k = (sent[kind] = (sent[kind] ?? -1) + 1);
+    await new Promise((done) => setTimeout(done, Math.max(0, 900 - 150 * k)));
+    return response;
+  };
+}"""
+
+
+def test_the_last_choice_wins_when_answers_cross(server):
+    """Five test images clicked in a row, six Grad-CAM layers chosen in a row, answers coming
+    back in the reverse order: the page showed the first choice's, not the last one's."""
+    with opened(server) as (page, problems):
+        page.evaluate(CROSSED)
+        page.evaluate(
+            "const f = document.querySelectorAll('#samples figure');"
+            "for (const k of [3, 4, 5, 6, 7]) f[k].click();"
+        )
+        page.wait_for_timeout(2500)  # every answer in
+        form = "(() => { const f = new FormData(); f.append('sample', 7); return f; })()"
+        truth = page.evaluate(
+            f"fetch('/api/predict', {{method: 'POST', body: {form}}}).then((r) => r.json())"
+        )
+        assert page.evaluate("[state.image, state.maps.n > 0]") == [truth["image"], True]
+        options = "[...document.querySelectorAll('#cam-layer option')]"
+        layers = page.evaluate(f"{options}.map((o) => o.value)")
+        page.evaluate(
+            "(layers) => { const s = document.getElementById('cam-layer');"
+            "for (const l of layers) { s.value = l; s.dispatchEvent(new Event('change')); } }",
+            layers[:6],
+        )
+        page.wait_for_timeout(2500)
+        shown = page.evaluate("state.heat.gradcam")
+        url = f"/api/heatmap?image={truth['image']}&layer={layers[5]}"
+        assert shown == page.evaluate(f"fetch('{url}').then((r) => r.json()).then((j) => j.map)")
+    assert not problems, problems

@@ -6,7 +6,13 @@
 const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, prediction: null, overlay: "none", heat: {},
   featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
-  sampleOffset: 0, geometry: null, window: 0 };
+  sampleOffset: 0, geometry: null, window: 0,
+  // requests answered out of order (two test images clicked in a row, a layer chosen while
+  // the last one loads): only the latest of each kind is shown, counted here
+  latest: { predict: 0, features: 0, trace: 0, gradcam: 0 } };
+// A ticket for a request of `kind`; fresh(kind, ticket) is false once a later one was sent.
+const ticket = (kind) => ++state.latest[kind];
+const fresh = (kind, t) => state.latest[kind] === t;
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -151,22 +157,31 @@ async function loadSamples() {
 
 async function predict(form) {
   say("computing…");
+  const mine = ticket("predict");
   try {
     const sent = new FormData();  // the image alone, to send again (imageApi)
     for (const [key, value] of form) sent.append(key, value);
-    form.append("layer", $("cam-layer").value);
+    const layer = $("cam-layer").value;
+    form.append("layer", layer);
     const p = await api("/api/predict", { method: "POST", body: form });
+    if (!fresh("predict", mine)) return;  // another image was chosen meanwhile
     state.sent = sent;
     state.prediction = p;
     state.image = p.image;
     state.heat = { gradcam: p.gradcam };
+    ticket("gradcam");  // a Grad-CAM still on its way is the last image's
+    if (layer !== $("cam-layer").value) refreshGradcam();  // changed while predicting
+    // the unit clicked stays clicked: its dot product on this image (it showed the last
+    // image's numbers, and the arrow keys did nothing)
+    const unit = state.trace && state.trace.index;
     state.trace = null;
     const img = new Image();
     img.onload = () => { state.inputImage = img; drawView(); };
     img.src = p.input;
     showPrediction(p);
-    if (await loadFeatures() === false) return;  // its refusal stays on screen
-    say(p.note || "");  // an image of another size: resized to the run's input, as predict
+    if (await loadFeatures() === false || !fresh("predict", mine)) return;  // a refusal stays
+    say(p.note || "");
+    if (unit && state.maps) traceAt(unit[0], unit[1], unit[2]);  // an image of another size: resized to the run's input, as predict
   } catch (error) {
     say(`Could not use this image: ${error.message}`);
   }
@@ -266,9 +281,10 @@ function drawView() {
 
 async function showOverlay() {  // saliency is fetched the first time it is asked for
   if (state.overlay === "saliency" && state.image && !state.heat.saliency) {
+    const image = state.image;
     try {
       const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=saliency`);
-      state.heat.saliency = r.map;
+      if (image === state.image) state.heat.saliency = r.map;
     } catch (error) { say(error.message); }
   }
   drawView();
@@ -276,8 +292,10 @@ async function showOverlay() {  // saliency is fetched the first time it is aske
 
 async function refreshGradcam() {
   if (!state.image) return;
+  const mine = ticket("gradcam");
   try {
     const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=gradcam&layer=${encodeURIComponent($("cam-layer").value)}`);
+    if (!fresh("gradcam", mine)) return;  // a later layer's map, or another image's
     state.heat.gradcam = r.map;
     drawView();
   } catch (error) { say(error.message); }
@@ -303,9 +321,11 @@ async function loadFeatures() {
     return;
   }
   let maps;
+  const mine = ticket("features");
   try {
     maps = await imageApi(() => `/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
   } catch (error) { say(error.message); return false; }  // a layer switch awaits nobody: say it here
+  if (!fresh("features", mine)) return;  // another layer or image was chosen meanwhile
   maps.bytes = bytesOf(maps.data);
   state.maps = maps;
   const chain = chainOf(layer);
@@ -381,8 +401,11 @@ async function traceAt(f, i, j) {
   // the maps shown are the conv's or its BatchNorm's or activation's: all of the conv's H×W
   const H = state.maps.h, W = state.maps.w;
   i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
+  const mine = ticket("trace");
+  state.unit = [f, i, j];  // where the next arrow key steps from, before this answer comes
   try {
     const t = await imageApi(() => `/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
+    if (!fresh("trace", mine)) return;  // a later unit was asked for
     state.trace = t;
     showTrace(t);
     paintMap($("channel-view"), state.channel, [i, j]);
@@ -393,6 +416,8 @@ async function traceAt(f, i, j) {
 
 function clearTrace() {
   state.trace = null;
+  state.unit = null;
+  ticket("trace");  // a dot product still on its way belongs to the map left
   for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
   for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network"]) $(id).textContent = "";
   $("dot-title").textContent = "Click a unit of a convolution's map (or of its BatchNorm's or activation's) to see its dot product.";
@@ -453,7 +478,7 @@ function step(di, dj) {
     else if (state.maps) notConv();
     return;
   }
-  const [f, i, j] = state.trace.index;
+  const [f, i, j] = state.unit || state.trace.index;  // five quick presses: five steps
   traceAt(f, i + di, j + dj);
 }
 
