@@ -234,7 +234,10 @@ def _train(args) -> int:
             for note in result["notes"]:
                 print(f"note: {note}")
             print_data_notes(result)
-            print_result(result)
+            from cnnlab.cli.evaluate import tta_views
+            from cnnlab.train.rundir import read_config
+
+            print_result(result, tta_views(read_config(args.out)))
     return 0
 
 
@@ -257,7 +260,9 @@ def print_data_notes(result: dict) -> None:
         print(f"converted {len(converted)} {images} to the model's input ({shown})")
 
 
-def print_result(result: dict) -> None:
+def print_result(result: dict, views: str = "flip") -> None:
+    """The final table; `views`: the TTA's views as `cnnlab eval` names them, "" for none (a
+    digits run without --tta-shift, whose "with TTA" row was the plain accuracy again)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -267,7 +272,7 @@ def print_result(result: dict) -> None:
         "train_acc": "train accuracy (augmented)",
         "val_acc": "validation accuracy",
         "test_acc": "test accuracy",
-        "test_acc_tta": "test accuracy, with TTA",
+        **({"test_acc_tta": f"test accuracy, {views} TTA"} if views else {}),
         "train_seconds": "training time (s)",
         "img_per_s": "images/s (whole run)",
     }
