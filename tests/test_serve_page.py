@@ -215,3 +215,35 @@ def test_the_last_choice_wins_when_answers_cross(server):
         url = f"/api/heatmap?image={truth['image']}&layer={layers[5]}"
         assert shown == page.evaluate(f"fetch('{url}').then((r) => r.json()).then((j) => j.map)")
     assert not problems, problems
+
+
+def test_the_back_button_comes_back_to_the_image_layer_and_unit(server, run_dir):
+    """Away and back (or a reload), the page came back empty: no image, the first layer, no
+    dot product. An address naming what is not there (a channel past the layer's, a sample
+    past the test set) is ignored, not an error."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=4")
+        wait_until(page, "state.maps !== null")
+        page.select_option("#feature-layer", "4")  # conv 4: 6×7×7
+        wait_until(page, "state.maps.h === 7")
+        page.click("#feature-grid canvas >> nth=3")
+        page.click("#channel-view", position={"x": 10, "y": 270})  # row 6, column 0
+        wait_until(page, "state.trace !== null && state.trace.index.join() === '3,6,0'")
+        page.goto(server + "elsewhere")
+        page.go_back()
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        wait_until(page, "state.trace !== null")
+        assert page.evaluate("[state.trace.layer, state.trace.index]") == ["4", [3, 6, 0]]
+        assert page.evaluate("state.prediction.true_class") is not None
+        own = float(_conv_output(run_dir, 4, "4")[3, 6, 0])
+        assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
+        page.goto(server + "elsewhere")
+        page.goto(server + "#sample=9999&layer=4&unit=40,1,1")
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        assert page.evaluate("[state.image, state.featureLayer]") == [None, "4"]
+        page.goto(server + "elsewhere")
+        page.goto(server + "#sample=2&layer=4&unit=40,1,1")
+        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        wait_until(page, "state.trace !== null")
+        assert page.evaluate("state.trace.index") == [0, 1, 1]
+    assert [p for p in problems if "404" not in p] == [], problems  # "elsewhere" is a 404

@@ -173,15 +173,19 @@ async function predict(form) {
     if (layer !== $("cam-layer").value) refreshGradcam();  // changed while predicting
     // the unit clicked stays clicked: its dot product on this image (it showed the last
     // image's numbers, and the arrow keys did nothing)
-    const unit = state.trace && state.trace.index;
+    const unit = (state.trace && state.trace.index) || state.restoreUnit;
     state.trace = null;
+    state.restoreUnit = null;
+    state.sample = form.get("sample");  // null for an upload or a drawing
+    remember();
     const img = new Image();
     img.onload = () => { state.inputImage = img; drawView(); };
     img.src = p.input;
     showPrediction(p);
     if (await loadFeatures() === false || !fresh("predict", mine)) return;  // a refusal stays
     say(p.note || "");
-    if (unit && state.maps) traceAt(unit[0], unit[1], unit[2]);  // an image of another size: resized to the run's input, as predict
+    // on the channel shown (an address's channel past the layer's is not: channel 0 then)
+    if (unit && state.maps && chainOf(state.featureLayer)) traceAt(state.channel, unit[1], unit[2]);  // an image of another size: resized to the run's input, as predict
   } catch (error) {
     say(`Could not use this image: ${error.message}`);
   }
@@ -310,6 +314,7 @@ function chooseFeatureLayer(name) {
   $("feature-layer").value = name;
   state.featureLayer = name;
   for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === name);
+  remember();
   loadFeatures();
 }
 
@@ -396,6 +401,33 @@ function setupChannelClick() {
 }
 
 // --- the dot product --------------------------------------------------------------------
+// The test image, layer and unit shown, in the address (#sample=3&layer=0&unit=1,4,5): the
+// back button, a reload or a copied link comes back to them (the page came back empty). A
+// replaced entry, not a new one: the back button still leaves the page.
+function remember() {
+  const q = new URLSearchParams();
+  if (state.sample !== null && state.sample !== undefined) q.set("sample", state.sample);
+  if (state.featureLayer) q.set("layer", state.featureLayer);
+  if (state.unit) q.set("unit", state.unit.join(","));
+  history.replaceState(null, "", String(q) ? `#${q}` : location.pathname);
+}
+
+function restore() {
+  const q = new URLSearchParams(location.hash.slice(1));
+  const layer = q.get("layer"), sample = Number(q.get("sample") ?? NaN);
+  if (layer !== null && layer in state.model.maps) {
+    $("feature-layer").value = layer;
+    state.featureLayer = layer;
+  }
+  const unit = (q.get("unit") || "").split(",").map(Number);
+  if (unit.length === 3 && unit.every(Number.isInteger)) [state.channel, state.restoreUnit] = [unit[0], unit];
+  if (Number.isInteger(sample) && sample >= 0 && sample < state.model.test_images) {
+    const form = new FormData();
+    form.append("sample", sample);
+    predict(form);
+  }
+}
+
 async function traceAt(f, i, j) {
   const chain = chainOf(state.featureLayer);
   // the maps shown are the conv's or its BatchNorm's or activation's: all of the conv's H×W
@@ -407,6 +439,7 @@ async function traceAt(f, i, j) {
     const t = await imageApi(() => `/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
     if (!fresh("trace", mine)) return;  // a later unit was asked for
     state.trace = t;
+    remember();
     showTrace(t);
     paintMap($("channel-view"), state.channel, [i, j]);
     drawView();
@@ -417,6 +450,7 @@ async function traceAt(f, i, j) {
 function clearTrace() {
   state.trace = null;
   state.unit = null;
+  remember();
   ticket("trace");  // a dot product still on its way belongs to the map left
   for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
   for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network"]) $(id).textContent = "";
@@ -599,6 +633,7 @@ async function start() {
     $("upload-formats").textContent = state.model.upload.formats.join("/");
     showArchitecture(state.model);
     await Promise.all([loadSamples(), updateGeometry()]);
+    restore();
     document.body.dataset.ready = "1";
   } catch (error) { say(`Could not load the run: ${error.message}`); }
 }
