@@ -54,9 +54,6 @@ def _run(args: argparse.Namespace) -> int:
     import torch
     import uvicorn
 
-    from cnnlab.cli.progress import progress_bar
-    from cnnlab.explorer import create_app
-
     if not 0 <= args.port <= 65535:
         print(
             f"cnnlab serve: error: --port {args.port} is not a TCP port (0-65535)", file=sys.stderr
@@ -66,20 +63,6 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cnnlab serve: error: --threads must be at least 1, got {args.threads}",
               file=sys.stderr)  # fmt: skip
         return 2
-    start = time.perf_counter()
-    app = create_app(args.run_dir)
-    explorer = app.state.explorer
-    print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
-    start = time.perf_counter()
-    if len(explorer.test):
-        with progress_bar() as progress:  # once per run, cached in RUN/explorer/: the first
-            explorer.top(progress)  # click is then instant
-        print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
-    else:
-        print("no test images (the run was imported without --data): upload or draw images")
-    # One image per request: on this 2-core machine, shared, Grad-CAM of the `fast` preset took
-    # 64 ms with 1 torch thread and 1,050 ms with 2 (oversubscribed cores; BENCHMARKS.md).
-    torch.set_num_threads(args.threads)
     if args.host not in LOCAL:  # said before binding, so a refused bind follows its warning
         where = f"port {args.port}" if args.port else "the port printed below"  # 0: any port
         print(
@@ -87,15 +70,45 @@ def _run(args: argparse.Namespace) -> int:
             "can use the explorer and see the run; it has no login",
             file=sys.stderr,
         )
-    try:  # bound here, so that port 0 (any free port) prints the real one
+    # Bound before the run is loaded: a port in use was said only after loading the model and
+    # ranking the test images (seconds to minutes); port 0 (any free port) prints the real one.
+    try:
         sock = bind(args.host, args.port)
     except OSError as error:
         print(f"cnnlab serve: error: cannot bind {args.host}:{args.port}: {error.strerror}; "
               "choose another --port", file=sys.stderr)  # fmt: skip
         return 2
+    try:
+        app = _load(args.run_dir)
+    except BaseException:
+        sock.close()
+        raise
+    # One image per request: on this 2-core machine, shared, Grad-CAM of the `fast` preset took
+    # 64 ms with 1 torch thread and 1,050 ms with 2 (oversubscribed cores; BENCHMARKS.md).
+    torch.set_num_threads(args.threads)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"explorer: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
     return 0
+
+
+def _load(run_dir: str):
+    """The explorer's app for `run_dir`, its top test images ranked (cached in RUN/explorer/:
+    the first click is then instant), saying how long each took."""
+    from cnnlab.cli.progress import progress_bar
+    from cnnlab.explorer import create_app
+
+    start = time.perf_counter()
+    app = create_app(run_dir)
+    explorer = app.state.explorer
+    print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
+    start = time.perf_counter()
+    if len(explorer.test):
+        with progress_bar() as progress:
+            explorer.top(progress)
+        print(f"top test images per channel ready in {time.perf_counter() - start:.1f} s")
+    else:
+        print("no test images (the run was imported without --data): upload or draw images")
+    return app
