@@ -247,3 +247,17 @@ def test_the_back_button_comes_back_to_the_image_layer_and_unit(server, run_dir)
         wait_until(page, "state.trace !== null")
         assert page.evaluate("state.trace.index") == [0, 1, 1]
     assert [p for p in problems if "404" not in p] == [], problems  # "elsewhere" is a 404
+
+
+def test_a_click_on_a_map_with_no_dot_product_says_where_there_is_one(server):
+    """'3 is not a convolution' did not say which layers are, and for a model's own conv
+    (F.conv2d on its parameter) it was not true: only an nn.Conv2d is traced."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.select_option("#feature-layer", "3")  # the max pooling
+        wait_until(page, "state.maps.h === 14")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        message = page.text_content("#message")
+    assert "not an nn.Conv2d" in message and "marked blue" in message
+    assert not problems, problems

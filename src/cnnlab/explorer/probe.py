@@ -44,6 +44,8 @@ from cnnlab.inspect.hooks import output_tensor, with_output
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
+# a conv's padding_mode as numpy pads: torch's 'reflect' omits the edge as numpy's does
+PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules sliding a window (§2.2)
 
 
@@ -341,7 +343,9 @@ def dot_product(
     """Every number behind activation (f, i, j) of conv call `conv_name` (a label: `name`, or
     `name #2` for the conv's second call) for the probed image (§2.1).
 
-    The conv's captured input is zero-padded as the conv pads it, and reference.trace_conv
+    The conv's captured input is padded as the conv pads it (zeros, or reflected, replicated
+    or wrapped for its padding_mode: a border unit of such a conv was refused, an inner one
+    too), and reference.trace_conv
     slides filter f to window (i, j): products = patch · filter (C, kh, kw), output = their
     sum + bias. A dilated filter is shown with its holes as zeros (the taps it skips); a
     grouped conv reads only its group's input channels. `network` is what the model
@@ -349,10 +353,6 @@ def dot_product(
     """
     chain = net.chain(conv_name)
     conv: nn.Conv2d = net.module(conv_name)
-    if conv.padding_mode != "zeros":
-        raise ExplainError(
-            f"{conv_name} pads with {conv.padding_mode!r}; only zero padding is traced"
-        )
     out = probe.outputs[conv_name]  # (F, H', W')
     n_f, out_h, out_w = out.shape
     if not (0 <= f < n_f and 0 <= i < out_h and 0 <= j < out_w):
@@ -364,7 +364,8 @@ def dot_product(
     per_group = conv.in_channels // conv.groups
     x = probe.inputs[conv_name][group * per_group : (group + 1) * per_group]  # (C/g, H, W)
     t, b, left, r = chain.padding
-    xp = np.pad(x.double().numpy(), ((0, 0), (t, b), (left, r)))  # as the conv pads it
+    pad = ((0, 0), (t, b), (left, r))
+    xp = np.pad(x.double().numpy(), pad, mode=PAD_MODES[conv.padding_mode])  # as the conv pads
     w = _dilated(conv.weight[f].detach().double(), conv.dilation)  # (C/g, kh', kw')
     bias = 0.0 if conv.bias is None else conv.bias[f].item()
     tr = trace_conv(xp, w.numpy(), bias, (0, i, j), stride=conv.stride)
@@ -377,6 +378,7 @@ def dot_product(
         "kernel": list(conv.kernel_size),
         "stride": list(conv.stride),
         "padding": list(chain.padding),
+        "padding_mode": conv.padding_mode,
         "dilation": list(conv.dilation),
         "group_channels": [group * per_group, (group + 1) * per_group],
         "origin": [tr.origin[0] - t, tr.origin[1] - left],  # top-left of the window (§2.1)

@@ -384,8 +384,8 @@ function chooseChannel(c, quiet) {
   if (state.trace && chainOf(state.featureLayer) && state.trace.index[0] !== c) traceAt(c, state.trace.index[1], state.trace.index[2]);
 }
 
-function notConv() {
-  say(`${state.featureLayer} is not a convolution (nor its BatchNorm or activation): choose a conv layer to see a dot product`);
+function notConv() {  // a conv of the model's own (F.conv2d on its parameter) is no nn.Conv2d
+  say(`${state.featureLayer} is not an nn.Conv2d (nor its BatchNorm or activation): choose one of the layers marked blue in the list to see a dot product`);
 }
 
 function setupChannelClick() {
@@ -470,7 +470,7 @@ function fillGrid(table, rows, limit) {
 function showTrace(t) {
   const [f, i, j] = t.index;
   const channels = t.patch.length;
-  $("dot-title").textContent = `${t.layer}: filter ${f} at output row ${i}, column ${j} of ${t.out_shape[1]}×${t.out_shape[2]} (H×W); window top-left at input (row ${t.origin[0]}, column ${t.origin[1]}), kernel ${t.kernel.join("×")}, stride ${t.stride.join("×")}, padding ${t.padding.join(",")}`;
+  $("dot-title").textContent = `${t.layer}: filter ${f} at output row ${i}, column ${j} of ${t.out_shape[1]}×${t.out_shape[2]} (H×W); window top-left at input (row ${t.origin[0]}, column ${t.origin[1]}), kernel ${t.kernel.join("×")}, stride ${t.stride.join("×")}, padding ${t.padding.join(",")}${t.padding_mode && t.padding_mode !== "zeros" ? ` (${t.padding_mode}: the padded cells hold image pixels, not zeros)` : ""}`;
   const select = $("dot-channel");
   if (select.options.length !== channels) {
     select.replaceChildren();
