@@ -261,3 +261,45 @@ def test_a_click_on_a_map_with_no_dot_product_says_where_there_is_one(server):
         message = page.text_content("#message")
     assert "not an nn.Conv2d" in message and "marked blue" in message
     assert not problems, problems
+
+
+WIDE = """
+    from torch import nn
+
+    def make_net():
+        return nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2), padding=1), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+"""
+
+
+def test_a_wide_input_and_map_keep_their_shape(tmp_path):
+    """A 20×36 input and its 20×18 maps were drawn on square canvases, stretched (the unit's
+    box with them), and a drawing was made on a square that the run's input then cropped."""
+    import textwrap
+
+    from safetensors.torch import save_file
+
+    from cnnlab.explorer import create_app
+    from cnnlab.train.importing import import_run
+    from cnnlab.train.source import parse_model_ref
+
+    (tmp_path / "wide.py").write_text(textwrap.dedent(WIDE))
+    source = parse_model_ref(f"{tmp_path / 'wide.py'}:make_net", [])
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", None, classes=["a", "b"],
+               mean=[0.5], std=[0.25], input_shape=[1, 20, 36])  # fmt: skip
+    with serving(create_app(tmp_path / "run")) as url, opened(url) as (page, problems):
+        page.click("#draw-predict")
+        wait_until(page, "state.maps !== null")
+        size = "(id) => [document.getElementById(id).width, document.getElementById(id).height]"
+        shapes = {i: page.evaluate(size, i) for i in ("view", "draw", "channel-view")}
+        cell = page.evaluate(
+            "(() => { const r = document.querySelector('#feature-grid canvas')"
+            ".getBoundingClientRect(); return [r.width, r.height]; })()"
+        )
+        page.click("#channel-view", position={"x": 250, "y": 278})  # the last row and column
+        wait_until(page, "state.trace !== null")
+        index = page.evaluate("state.trace.index")
+    assert shapes == {"view": [280, 156], "draw": [224, 124], "channel-view": [252, 280]}
+    assert cell == [pytest.approx(48 * 18 / 20, abs=0.6), 48]
+    assert index == [0, 19, 17] and not problems, problems

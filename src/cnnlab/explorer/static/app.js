@@ -81,6 +81,14 @@ function diverging(v, limit) {  // blue (negative) - white - red (positive)
   const t = limit > 0 ? Math.max(-1, Math.min(1, v / limit)) : 0;
   return t >= 0 ? `rgb(255,${255 - 160 * t},${255 - 160 * t})` : `rgb(${255 + 160 * t},${255 + 160 * t},255)`;
 }
+// A canvas (or its CSS box) shaped as an H×W image, its longer side `side` pixels: a 40×52
+// input or a 40×26 map was drawn square, stretched, and its receptive-field box with it.
+function fit(canvas, h, w, side, css) {
+  const s = side / Math.max(h, w);
+  const [width, height] = [Math.max(1, Math.round(w * s)), Math.max(1, Math.round(h * s))];
+  if (css) { canvas.style.width = `${width}px`; canvas.style.height = `${height}px`; return; }
+  if (canvas.width !== width || canvas.height !== height) [canvas.width, canvas.height] = [width, height];
+}
 function bytesOf(b64) { const s = atob(b64); const a = new Uint8Array(s.length); for (let i = 0; i < s.length; i++) a[i] = s.charCodeAt(i); return a; }
 
 // --- architecture -----------------------------------------------------------------------
@@ -123,6 +131,9 @@ function showArchitecture(model) {
   $("feature-layer").value = model.convs.length ? model.convs[0].conv : Object.keys(model.maps)[0];
   state.featureLayer = $("feature-layer").value;
   const [c, h, w] = model.input_shape;
+  fit($("view"), h, w, 280);
+  fit($("draw"), h, w, 224);
+  $("draw-clear").click();  // a resized canvas is transparent: black again
   $("draw-size").textContent = `(scaled to ${h}×${w} (H×W)${c === 1 ? ", grey" : ""})`;
 }
 
@@ -344,12 +355,14 @@ async function loadFeatures() {
   for (let c = 0; c < maps.n; c++) {
     const canvas = el("canvas");
     canvas.width = maps.w; canvas.height = maps.h;
+    fit(canvas, maps.h, maps.w, 48, true);
     paintMap(canvas, c);
     canvas.title = `channel ${c}: ${fmt(maps.min[c], 3)} … ${fmt(maps.max[c], 3)}`;
     canvas.dataset.channel = c;
     pressable(canvas, `channel ${c}`, () => chooseChannel(c));
     grid.append(canvas);
   }
+  fit($("channel-view"), maps.h, maps.w, 280);
   const keep = state.channel !== null && state.channel < maps.n ? state.channel : 0;
   chooseChannel(keep, true);
 }
