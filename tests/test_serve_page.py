@@ -263,6 +263,25 @@ def test_a_click_on_a_map_with_no_dot_product_says_where_there_is_one(server):
     assert not problems, problems
 
 
+def imported_run(tmp_path, code: str, shape: list[int]):
+    """A run of `code`'s make_net (seeded 0) imported without data: two classes."""
+    import textwrap
+
+    import torch
+    from safetensors.torch import save_file
+
+    from cnnlab.train.importing import import_run
+    from cnnlab.train.source import parse_model_ref
+
+    (tmp_path / "net.py").write_text(textwrap.dedent(code))
+    source = parse_model_ref(f"{tmp_path / 'net.py'}:make_net", [])
+    torch.manual_seed(0)
+    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
+    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", None, classes=["a", "b"],
+               mean=[0.5], std=[0.25], input_shape=shape)  # fmt: skip
+    return tmp_path / "run"
+
+
 WIDE = """
     from torch import nn
 
@@ -275,20 +294,10 @@ WIDE = """
 def test_a_wide_input_and_map_keep_their_shape(tmp_path):
     """A 20×36 input and its 20×18 maps were drawn on square canvases, stretched (the unit's
     box with them), and a drawing was made on a square that the run's input then cropped."""
-    import textwrap
-
-    from safetensors.torch import save_file
-
     from cnnlab.explorer import create_app
-    from cnnlab.train.importing import import_run
-    from cnnlab.train.source import parse_model_ref
 
-    (tmp_path / "wide.py").write_text(textwrap.dedent(WIDE))
-    source = parse_model_ref(f"{tmp_path / 'wide.py'}:make_net", [])
-    save_file(source.build().state_dict(), tmp_path / "w.safetensors")
-    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", None, classes=["a", "b"],
-               mean=[0.5], std=[0.25], input_shape=[1, 20, 36])  # fmt: skip
-    with serving(create_app(tmp_path / "run")) as url, opened(url) as (page, problems):
+    run = imported_run(tmp_path, WIDE, [1, 20, 36])
+    with serving(create_app(run)) as url, opened(url) as (page, problems):
         page.click("#draw-predict")
         wait_until(page, "state.maps !== null")
         size = "(id) => [document.getElementById(id).width, document.getElementById(id).height]"
@@ -303,3 +312,39 @@ def test_a_wide_input_and_map_keep_their_shape(tmp_path):
     assert shapes == {"view": [280, 156], "draw": [224, 124], "channel-view": [252, 280]}
     assert cell == [pytest.approx(48 * 18 / 20, abs=0.6), 48]
     assert index == [0, 19, 17] and not problems, problems
+
+
+GROUPED = """
+    from torch import nn
+
+    def make_net():
+        return nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.Conv2d(6, 6, 3, padding=1, groups=3),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2))
+"""
+
+
+def test_a_grouped_conv_lists_the_input_channels_of_the_filter_shown(tmp_path):
+    """The input-channel list was built once per channel count: filter 5 of a 3-group conv
+    reads input channels 4 and 5, and the list still said 0 and 1."""
+    from cnnlab.explorer import create_app
+
+    run = imported_run(tmp_path, GROUPED, [1, 12, 12])
+    with serving(create_app(run)) as url, opened(url) as (page, problems):
+        page.click("#draw-predict")
+        wait_until(page, "state.maps !== null")
+        page.select_option("#feature-layer", "1")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null && state.trace.layer === '1'")
+        first = page.locator("#dot-channel option").all_text_contents()
+        page.click("#feature-grid canvas >> nth=5")
+        wait_until(page, "state.trace.index[0] === 5")
+        fifth = page.locator("#dot-channel option").all_text_contents()
+        page.select_option("#feature-layer", "0")  # another conv: the list goes, then comes back
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null && state.trace.layer === '0'")
+        page.select_option("#feature-layer", "1")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null && state.trace.layer === '1'")
+        again = page.locator("#dot-channel option").all_text_contents()
+    assert (first, fifth, again) == (["0", "1"], ["4", "5"], ["4", "5"])
+    assert not problems, problems

@@ -466,6 +466,7 @@ function clearTrace() {
   remember();
   ticket("trace");  // a dot product still on its way belongs to the map left
   for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
+  delete $("dot-channel").dataset.key;  // its options are gone: the next trace lists them
   for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network"]) $(id).textContent = "";
   $("dot-title").textContent = "Click a unit of a convolution's map (or of its BatchNorm's or activation's) to see its dot product.";
   drawView();
@@ -485,7 +486,11 @@ function showTrace(t) {
   const channels = t.patch.length;
   $("dot-title").textContent = `${t.layer}: filter ${f} at output row ${i}, column ${j} of ${t.out_shape[1]}×${t.out_shape[2]} (H×W); window top-left at input (row ${t.origin[0]}, column ${t.origin[1]}), kernel ${t.kernel.join("×")}, stride ${t.stride.join("×")}, padding ${t.padding.join(",")}${t.padding_mode && t.padding_mode !== "zeros" ? ` (${t.padding_mode}: the padded cells hold image pixels, not zeros)` : ""}`;
   const select = $("dot-channel");
-  if (select.options.length !== channels) {
+  // rebuilt for another conv or another group of a grouped conv: same count, other channels
+  // (filter 9 of a 4-group conv read input channels 4 and 5; the list still said 0 and 1)
+  const key = `${t.layer} ${t.group_channels.join("-")}`;
+  if (select.dataset.key !== key) {
+    select.dataset.key = key;
     select.replaceChildren();
     for (let c = 0; c < channels; c++) { const o = el("option", `${t.group_channels[0] + c}`); o.value = c; select.append(o); }
     let best = 0;  // start on the channel that contributes most
