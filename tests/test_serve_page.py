@@ -348,3 +348,21 @@ def test_a_grouped_conv_lists_the_input_channels_of_the_filter_shown(tmp_path):
         again = page.locator("#dot-channel option").all_text_contents()
     assert (first, fifth, again) == (["0", "1"], ["4", "5"], ["4", "5"])
     assert not problems, problems
+
+
+def test_a_click_keeps_the_uploads_note(server, tmp_path):
+    """The note that an upload was resized and converted vanished at the first click on a
+    unit (the click cleared the message line for its own earlier refusals)."""
+    from PIL import Image
+
+    upload = tmp_path / "wide.jpg"
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(upload)
+    with opened(server) as (page, problems):
+        page.set_input_files("#upload", str(upload))
+        wait_until(page, "state.maps !== null")
+        note = page.text_content("#message")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null")
+        after = page.text_content("#message")
+    assert "resized" in note and "RGB->L" in note and after == note, (note, after)
+    assert not problems, problems

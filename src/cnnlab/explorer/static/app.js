@@ -179,6 +179,7 @@ async function predict(form) {
     state.sent = sent;
     state.prediction = p;
     state.image = p.image;
+    state.note = p.note || "";  // said again after a click, which clears a refusal
     state.heat = { gradcam: p.gradcam };
     ticket("gradcam");  // a Grad-CAM still on its way is the last image's
     if (layer !== $("cam-layer").value) refreshGradcam();  // changed while predicting
@@ -194,9 +195,9 @@ async function predict(form) {
     img.src = p.input;
     showPrediction(p);
     if (await loadFeatures() === false || !fresh("predict", mine)) return;  // a refusal stays
-    say(p.note || "");
+    say(state.note);  // an image of another size: resized to the run's input, as predict
     // on the channel shown (an address's channel past the layer's is not: channel 0 then)
-    if (unit && state.maps && chainOf(state.featureLayer)) traceAt(state.channel, unit[1], unit[2]);  // an image of another size: resized to the run's input, as predict
+    if (unit && state.maps && chainOf(state.featureLayer)) traceAt(state.channel, unit[1], unit[2]);
   } catch (error) {
     say(`Could not use this image: ${error.message}`);
   }
@@ -456,7 +457,7 @@ async function traceAt(f, i, j) {
     showTrace(t);
     paintMap($("channel-view"), state.channel, [i, j]);
     drawView();
-    say("");  // an earlier refusal no longer applies
+    say(state.note);  // an earlier refusal no longer applies; the image's note still does
   } catch (error) { say(error.message); }
 }
 
