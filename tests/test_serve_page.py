@@ -366,3 +366,28 @@ def test_a_click_keeps_the_uploads_note(server, tmp_path):
         after = page.text_content("#message")
     assert "resized" in note and "RGB->L" in note and after == note, (note, after)
     assert not problems, problems
+
+
+def test_the_deep_layer_panel_follows_the_layer_and_channel(server):
+    """After another layer was chosen the panel kept the last layer's top images (the page
+    asked again only on a click of a channel), and an activation maximisation finishing
+    after a channel switch was shown under the new channel."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        wait_until(
+            page, "document.getElementById('top-note').textContent.startsWith('2 channel 0')"
+        )
+        page.select_option("#feature-layer", "7")  # conv 7; its block ends at its ReLU, 8
+        wait_until(
+            page, "document.getElementById('top-note').textContent.startsWith('8 channel 0')"
+        )
+        page.evaluate(CROSSED)  # the actmax answer comes late
+        page.click("#actmax-button")
+        page.click("#feature-grid canvas >> nth=3")
+        wait_until(
+            page, "document.getElementById('top-note').textContent.startsWith('8 channel 3')"
+        )
+        page.wait_for_timeout(2500)  # the first channel's image is in by now
+        shown = page.locator("#actmax img").count()
+    assert shown == 0 and not problems, problems

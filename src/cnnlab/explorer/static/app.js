@@ -9,7 +9,7 @@ const state = { model: null, image: null, prediction: null, overlay: "none", hea
   sampleOffset: 0, geometry: null, window: 0,
   // requests answered out of order (two test images clicked in a row, a layer chosen while
   // the last one loads): only the latest of each kind is shown, counted here
-  latest: { predict: 0, features: 0, trace: 0, gradcam: 0 } };
+  latest: { predict: 0, features: 0, trace: 0, gradcam: 0, top: 0, actmax: 0 } };
 // A ticket for a request of `kind`; fresh(kind, ticket) is false once a later one was sent.
 const ticket = (kind) => ++state.latest[kind];
 const fresh = (kind, t) => state.latest[kind] === t;
@@ -365,7 +365,7 @@ async function loadFeatures() {
   }
   fit($("channel-view"), maps.h, maps.w, 280);
   const keep = state.channel !== null && state.channel < maps.n ? state.channel : 0;
-  chooseChannel(keep, true);
+  chooseChannel(keep);
 }
 
 function paintMap(canvas, c, box) {
@@ -388,13 +388,13 @@ function paintMap(canvas, c, box) {
   }
 }
 
-function chooseChannel(c, quiet) {
+function chooseChannel(c) {
   state.channel = c;
   for (const canvas of $("feature-grid").children) canvas.classList.toggle("chosen", Number(canvas.dataset.channel) === c);
   $("channel-title").textContent = `${state.featureLayer}${state.kinds[state.featureLayer] ? " " + state.kinds[state.featureLayer] : ""}, channel ${c} (${fmt(state.maps.min[c], 4)} … ${fmt(state.maps.max[c], 4)})`;
   const at = state.trace && state.trace.index[0] === c ? state.trace.index.slice(1) : null;
   paintMap($("channel-view"), c, at);
-  if (!quiet || !state.topLoaded) loadTop(c);
+  loadTop(c);  // asks the server only for another layer or channel than the one shown
   if (state.trace && chainOf(state.featureLayer) && state.trace.index[0] !== c) traceAt(c, state.trace.index[1], state.trace.index[2]);
 }
 
@@ -539,6 +539,12 @@ function step(di, dj) {
 async function loadTop(c) {
   const chain = chainOf(state.featureLayer);  // a conv or its BatchNorm: its block's output
   const layer = chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
+  // the panel is the layer's and channel's, not the image's: kept for a new image, made again
+  // for another layer (it kept the last layer's images and activation maximisation)
+  if (state.topShown === `${layer} ${c} ${state.featureLayer}`) return;
+  state.topShown = `${layer} ${c} ${state.featureLayer}`;
+  const mine = ticket("top");
+  ticket("actmax");  // an image still being optimised is the last channel's
   const box = $("top-images");
   box.replaceChildren();
   $("actmax").replaceChildren();
@@ -554,7 +560,7 @@ async function loadTop(c) {
   try {
     $("top-note").textContent = "finding the test images that excite it most…";
     const top = await api(`/api/top?layer=${encodeURIComponent(layer)}&channel=${c}`);
-    state.topLoaded = true;
+    if (!fresh("top", mine)) return;
     $("top-note").textContent = `${layer} channel ${c}: the strongest response (max over the map) among the test images`;
     for (const t of top.images) {
       const fig = el("figure");
@@ -563,7 +569,9 @@ async function loadTop(c) {
       box.append(fig);
     }
   } catch (error) {
+    if (!fresh("top", mine)) return;
     $("top-note").textContent = error.message;
+    state.topShown = null;  // asked again at the next choice (a server that was down)
   }
 }
 
@@ -571,11 +579,13 @@ async function loadActmax() {
   const button = $("actmax-button");
   button.disabled = true;
   $("actmax").replaceChildren(el("p", "optimising an image…", "hint"));
+  const mine = ticket("actmax");
   try {
     const r = await api(`/api/actmax?layer=${encodeURIComponent(state.featureLayer)}&channel=${state.channel}`);
+    if (!fresh("actmax", mine)) return;  // another channel or layer was chosen meanwhile
     const img = el("img"); img.src = r.image; img.alt = "activation maximisation";
     $("actmax").replaceChildren(img, el("p", `activation ${fmt(r.activation, 4)}`, "hint"));
-  } catch (error) { $("actmax").replaceChildren(el("p", error.message, "bad")); }
+  } catch (error) { if (fresh("actmax", mine)) $("actmax").replaceChildren(el("p", error.message, "bad")); }
   button.disabled = false;
 }
 
