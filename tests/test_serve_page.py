@@ -391,3 +391,18 @@ def test_the_deep_layer_panel_follows_the_layer_and_channel(server):
         page.wait_for_timeout(2500)  # the first channel's image is in by now
         shown = page.locator("#actmax img").count()
     assert shown == 0 and not problems, problems
+
+
+def test_a_drawing_gets_no_note_meant_for_a_file(server):
+    """'drawing.png is 224×224 (H×W); resized to 28×28 …; converted (drawing.png RGBA->L);
+    transparent pixels are black': the page made that PNG, opaque, at its canvas's size."""
+    with opened(server) as (page, problems):
+        box = page.locator("#draw").bounding_box()
+        page.mouse.move(box["x"] + 60, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 150, box["y"] + 170, steps=10)
+        page.mouse.up()
+        page.click("#draw-predict")
+        wait_until(page, "state.maps !== null && state.prediction !== null")
+        message = page.text_content("#message")
+    assert message == "" and not problems, (message, problems)

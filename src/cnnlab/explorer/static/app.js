@@ -166,7 +166,7 @@ async function loadSamples() {
   state.sampleOffset = (state.sampleOffset + 24) % Math.max(1, data.total);
 }
 
-async function predict(form) {
+async function predict(form, drawing = false) {
   say("computing…");
   const mine = ticket("predict");
   try {
@@ -179,7 +179,11 @@ async function predict(form) {
     state.sent = sent;
     state.prediction = p;
     state.image = p.image;
-    state.note = p.note || "";  // said again after a click, which clears a refusal
+    // said again after a click, which clears a refusal. Not for a drawing: the page made it
+    // (an opaque RGBA PNG of the canvas) and says its size by the canvas; the server's words
+    // for a file ("224×224 resized", "RGBA->L; transparent pixels are black") were noise
+    const notes = (p.note || "").split("; ");  // of which "no Grad-CAM: …" is the model's
+    state.note = (drawing ? notes.filter((n) => n.startsWith("no Grad-CAM")) : notes).join("; ");
     state.heat = { gradcam: p.gradcam };
     ticket("gradcam");  // a Grad-CAM still on its way is the last image's
     if (layer !== $("cam-layer").value) refreshGradcam();  // changed while predicting
@@ -220,7 +224,7 @@ function setupDrawing() {
   window.addEventListener("pointerup", () => { down = false; });
   $("draw-clear").addEventListener("click", clear);
   $("draw-predict").addEventListener("click", () => {
-    canvas.toBlob((blob) => { const form = new FormData(); form.append("image", blob, "drawing.png"); predict(form); }, "image/png");
+    canvas.toBlob((blob) => { const form = new FormData(); form.append("image", blob, "drawing.png"); predict(form, true); }, "image/png");
   });
   // the same file chosen again (after a test image, or after editing it) fires no `change`
   // while the input still holds it: emptied as the chooser opens, every choice is a change
