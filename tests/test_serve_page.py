@@ -406,3 +406,19 @@ def test_a_drawing_gets_no_note_meant_for_a_file(server):
         wait_until(page, "state.maps !== null && state.prediction !== null")
         message = page.text_content("#message")
     assert message == "" and not problems, (message, problems)
+
+
+def test_a_server_restarted_on_another_run_is_said(server, client):
+    """A restart on another run (same port) answered every control about a model the page did
+    not show ('\\'4\\' is not a convolution of this model')."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        other = client.get("/api/model").json() | {"name": "other", "input_shape": [3, 64, 64]}
+        page.route("**/api/model", lambda route: route.fulfill(json=other))
+        client.app.state.explorer.probes.clear()  # a restart forgets the image
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "document.getElementById('message').textContent !== ''")
+        message = page.text_content("#message")
+    assert "another run (other, input 3×64×64): reload the page" in message, message
+    assert not [p for p in problems if p.startswith("error:")], problems
