@@ -96,3 +96,19 @@ def test_a_named_data_set_takes_no_folder(tmp_path):
     train(tiny_spec(10), "digits", out, CONFIG)
     with pytest.raises(RunError, match="this run's data is 'digits', which is not a folder"):
         load_run(out).with_data(tmp_path)
+
+
+def test_a_run_from_before_the_holdout_record_takes_its_moved_folder(moved):
+    out, new, before = moved
+    run = load_run(out)
+    older = {k: v for k, v in run.config.items() if k != "holdout"}  # as runs were written then
+    run = type(run)(run.path, run.spec, run.model, older, run.source)
+    assert evaluate(run.with_data(new)).to_dict() == before
+
+
+def test_a_run_imported_without_data_is_told_to_import_again(moved):
+    out, new, _ = moved
+    run = load_run(out)
+    bare = type(run)(run.path, run.spec, run.model, {**run.config, "data": None}, run.source)
+    with pytest.raises(RunError, match="imported without --data.*import it again with --data"):
+        bare.with_data(new)

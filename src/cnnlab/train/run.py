@@ -131,10 +131,17 @@ class Run:
     def with_data(self, folder: str | Path) -> Run:
         """This run reading its image folder from `folder`, where the folder is now (moved,
         or the run copied to another machine: config.json records it by its absolute path).
-        RunError unless the run trained on a folder, `folder` holds the run's classes, and it
-        has a fixed DIR/test where the run's had one; the files its test hold-out was drawn
-        from are checked when the data is read (`dataset`), as for the recorded path."""
-        if self.data is None or dataset_name(self.data) is not None:
+        RunError unless the run trained on a folder, `folder` holds the run's classes, and a
+        run that held out 20 % of its folder gets a folder without DIR/train or DIR/test; the
+        files that hold-out was drawn from are checked when the data is read (`dataset`), as
+        for the recorded path. (A run without that record read a DIR/test, or predates the
+        record: either layout is taken.)"""
+        if self.data is None:
+            raise RunError(
+                f"{self.path}: the run records no data set (imported without --data), so there "
+                "is no folder to find elsewhere; import it again with --data NAME|DIR"
+            )
+        if dataset_name(self.data) is not None:
             raise RunError(
                 f"{self.path}: --data DIR gives the place of a run's image folder after a move; "
                 f"this run's data is {self.data!r}, which is not a folder"
@@ -150,11 +157,10 @@ class Run:
                 f"--data {folder} holds the classes {', '.join(classes)}; {self.path} was "
                 f"trained on {', '.join(self.classes)}: give the folder it was trained on"
             )
-        if fixed != ("holdout" not in self.config):
-            had = "a 20% hold-out of its files" if fixed else "DIR/train and DIR/test"
+        if fixed and "holdout" in self.config:
             raise RunError(
-                f"--data {folder}: the run's folder had {had} as test images, this one has not; "
-                "give the folder it was trained on"
+                f"--data {folder}: the run's folder had a 20% hold-out of its files as test "
+                "images, this one has DIR/train or DIR/test; give the folder it was trained on"
             )
         return dataclasses.replace(self, config={**self.config, "data": str(root)})
 
