@@ -67,3 +67,8 @@ def test_every_argument_has_help():
 def test_the_description_is_printed_by_help():
     text = _commands()["eval"].format_help()
     assert "accuracy, per-class accuracy and confusion matrix" in text
+
+
+def test_an_unknown_option_before_the_command_is_the_programs(capsys, tmp_path):
+    err = _usage_error(capsys, "--foo", "eval", str(tmp_path))
+    assert err == "cnnlab: error: unrecognized arguments: --foo (see cnnlab --help)"

@@ -60,8 +60,11 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     is `cnnlab explain --help` (its options), not `cnnlab --help` (the list of commands)."""
     args, unknown = parser.parse_known_args(argv)
     if unknown:
+        words = sys.argv[1:] if argv is None else argv
+        before = words[: words.index(args.command)]  # `cnnlab --foo eval`: not eval's option
         commands = parser._subparsers._group_actions[0].choices  # argparse keeps no other handle
-        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        blamed = parser if any(word in before for word in unknown) else commands[args.command]
+        blamed.error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
 
 
