@@ -36,9 +36,11 @@ def opened(url: str, width: int = 1400):
             browser.close()
 
 
-def test_a_narrow_window_has_no_sideways_scroll(server):
-    """At 700 px the 300-px layer column stayed beside the panels: the page was 863 px wide."""
-    with opened(server, width=700) as (page, problems):
+@pytest.mark.parametrize("width", [700, 820, 901])
+def test_a_narrow_window_has_no_sideways_scroll(server, width):
+    """At 700 to 862 px the 300-px layer column stayed beside the panels and the 8 test
+    images: the page was 863 px wide (the layout changed at 800 px only)."""
+    with opened(server, width=width) as (page, problems):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         page.click("#channel-view", position={"x": 100, "y": 100})
