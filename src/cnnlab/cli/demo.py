@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnnlab.cli.evaluate import print_evaluation, tta_views
+from cnnlab.cli.evaluate import print_evaluation
 from cnnlab.cli.predict import print_predictions
 from cnnlab.cli.train import reporters, run_training
 from cnnlab.errors import ConfigError
@@ -51,7 +51,7 @@ def check_demo_data(data: str) -> None:
 def _demo(args) -> int:
     from cnnlab.report import write_report
     from cnnlab.train import TrainConfig, TrainingInterrupted
-    from cnnlab.train.evaluate import evaluate, predict
+    from cnnlab.train.evaluate import evaluate, predict, tta_label
     from cnnlab.train.rundir import check_out, load_run
 
     check_demo_data(args.data)
@@ -66,7 +66,7 @@ def _demo(args) -> int:
         print(f"cnnlab demo: {stop}", file=sys.stderr)
         return 130
     run = load_run(out)
-    views = tta_views(run.config)
+    views = tta_label(run.config)
     print_evaluation(evaluate(run, "test", tta=config.tta and bool(views)), views)
     paths = write_sample_images(run, out / "samples", n=3)
     print_predictions(predict(run, paths, top=3))

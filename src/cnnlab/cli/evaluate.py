@@ -27,10 +27,10 @@ def register(sub) -> None:
 
 def _eval(args) -> int:
     from cnnlab.cli.progress import progress_bar
-    from cnnlab.train.evaluate import evaluate
+    from cnnlab.train.evaluate import evaluate, tta_label
 
     run = load_run_at(args.run_dir, args.data)
-    views = tta_views(run.config)
+    views = tta_label(run.config)
     if args.tta and not views:
         print(
             "note: --tta: this run's test-time augmentation has no views (it trained without "
@@ -44,14 +44,6 @@ def _eval(args) -> int:
     else:
         print_evaluation(result, views)
     return 0
-
-
-def tta_views(config: dict) -> str:
-    """The views `evaluate(tta=True)` averages for a run of this config, as it reads them:
-    "flip", "flip + 2-px shift", "2-px shift" or "" (none: digits train without flips)."""
-    shift = int(config.get("tta_shift", 0))
-    views = ["flip"] if config.get("flip") is not False else []
-    return " + ".join(views + ([f"{shift}-px shift"] if shift else []))
 
 
 def print_evaluation(result, views: str = "flip") -> None:

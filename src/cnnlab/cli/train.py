@@ -234,10 +234,10 @@ def _train(args) -> int:
             for note in result["notes"]:
                 print(f"note: {note}")
             print_data_notes(result)
-            from cnnlab.cli.evaluate import tta_views
+            from cnnlab.train.evaluate import tta_label
             from cnnlab.train.rundir import read_config
 
-            print_result(result, tta_views(read_config(args.out)))
+            print_result(result, tta_label(read_config(args.out)))
     return 0
 
 

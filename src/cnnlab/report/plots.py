@@ -74,8 +74,9 @@ def display(image: np.ndarray) -> np.ndarray:
 # --- training -------------------------------------------------------------------------------
 
 
-def curves(rows: Sequence[dict]) -> str:
-    """Loss, accuracy and learning rate per epoch from metrics.jsonl rows."""
+def curves(rows: Sequence[dict], tta: str = "flip") -> str:
+    """Loss, accuracy and learning rate per epoch from metrics.jsonl rows; `tta`: the views
+    the test accuracy with TTA averaged (`train.evaluate.tta_label`; "": none, not drawn)."""
     epochs = [r["epoch"] for r in rows]
 
     def series(key, scale=1.0):
@@ -91,7 +92,8 @@ def curves(rows: Sequence[dict]) -> str:
         if any("val_acc" in r for r in rows):
             acc.plot(epochs, series("val_acc", 100), marker="o", ms=3, label="validation")
         last = rows[-1]
-        for key, label, mark in (("test_acc", "test", "*"), ("test_acc_tta", "test + TTA", "P")):
+        marks = (("test_acc", "test", "*"), ("test_acc_tta", f"test, TTA ({tta})", "P"))
+        for key, label, mark in marks if tta else marks[:1]:
             if last.get(key) is not None:
                 acc.plot([epochs[-1]], [last[key] * 100], mark, ms=9, label=label)
         acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")

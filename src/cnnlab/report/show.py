@@ -20,6 +20,7 @@ from cnnlab.diagnose import hidden_line
 from cnnlab.errors import ReportError
 from cnnlab.report import plots
 from cnnlab.report.facts import Facts, Part, Probes, why
+from cnnlab.train.evaluate import tta_label
 from cnnlab.train.rundir import images_per_second
 
 Blocks = list[dict]
@@ -74,10 +75,11 @@ def show_overview(_, facts: Facts) -> Blocks:
         items.append(("metrics", (metrics.note or "").removeprefix("Not shown: ")))
     else:
         rows = metrics.value
-        last = rows[-1]
+        last, views = rows[-1], tta_label(o.config)
+        tta = [(f"test accuracy with TTA ({views})", _pct(last.get("test_acc_tta")))]
         items += [
             ("test accuracy", _pct(last.get("test_acc"))),
-            ("test accuracy with TTA (flip)", _pct(last.get("test_acc_tta"))),
+            *(tta if views else []),  # a run with no views (digits) repeated its plain figure
             ("validation accuracy (last epoch)", _pct(last.get("val_acc"))),
             ("epochs", str(len(rows))),
             ("training time", f"{sum(r.get('seconds', 0) for r in rows):.1f} s"),
@@ -137,7 +139,8 @@ def show_lints(s, facts: Facts) -> Blocks:
 
 
 def show_curves(rows, facts: Facts) -> Blocks:
-    return [_figure(plots.curves(rows), "loss, accuracy and learning rate per epoch")]
+    figure = plots.curves(rows, tta_label(facts.overview.config))
+    return [_figure(figure, "loss, accuracy and learning rate per epoch")]
 
 
 # --- results ------------------------------------------------------------------------------------

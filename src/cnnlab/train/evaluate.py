@@ -73,6 +73,15 @@ def predict_logits(
     return torch.cat(chunks) if chunks else torch.zeros(0, 0)
 
 
+def tta_label(config: dict[str, Any]) -> str:
+    """The views `evaluate(tta=True)` averages for a run of this config.json, as it reads
+    them: "flip", "flip + 2-px shift", "2-px shift" or "" (none: digits train without flips).
+    What train, eval and the report call the TTA accuracy."""
+    shift = int(config.get("tta_shift", 0))
+    views = ["flip"] if config.get("flip") is not False else []
+    return " + ".join(views + ([f"{shift}-px shift"] if shift else []))
+
+
 def tta_views(x: torch.Tensor, shift: int = 0, flip: bool = True) -> list[torch.Tensor]:
     """x (B, C, H, W) and its mirror image; with shift s > 0 also the four s-pixel moves of
     each (reflect padding fills the edge they uncover): 2 or 10 views of x's shape (1 or 5
