@@ -90,3 +90,34 @@ def test_a_lint_of_the_whole_model_keeps_its_layer(imported):
     assert ("(model)", "rf-small") in codes  # the truth: the summary's own lint
     lints = TestClient(create_app(imported)).get("/api/model").json()["architecture"]["lints"]
     assert {(lint["layer"], lint["code"]) for lint in lints} == codes
+
+
+CONTAINER = """
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+
+        def forward(self, x):
+            return self.body(x)
+
+    def make_net():
+        return nn.Sequential(Block(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+"""
+
+
+def test_every_map_layer_has_its_kind(tmp_path):
+    """A block whose forward only calls its nn.Sequential has no row in the summary, and the
+    page listed its map as '0.body 4×28×28' with no kind. Truth: the modules' own types."""
+    (tmp_path / "net.py").write_text(textwrap.dedent(CONTAINER))
+    source = parse_model_ref(f"{tmp_path / 'net.py'}:make_net", [])
+    net = source.build()
+    save_file(net.state_dict(), tmp_path / "w.safetensors")
+    import_run(source, tmp_path / "w.safetensors", tmp_path / "run", None, classes=["a", "b"],
+               mean=[0.5], std=[0.25], input_shape=[1, 28, 28])  # fmt: skip
+    model = TestClient(create_app(tmp_path / "run")).get("/api/model").json()
+    truth = {name: type(m).__name__ for name, m in net.named_modules()}
+    assert model["kinds"] == {call: truth[call] for call in model["maps"]}
+    assert model["kinds"]["0.body"] == "Sequential" and model["kinds"]["0"] == "Block"

@@ -248,6 +248,9 @@ def _model_routes(app: FastAPI, ex: Explorer) -> None:
             "spatial": {n: list(s) for n, s in ex.net.spatial.items()},
             "cam_layer": ex.cam_layer,  # explain's default: the last map the logits read
             "maps": {call: list(s) for call, s in ex.net.maps.items()},  # one per call
+            # each map's module type: a container the summary gives no row (a block whose
+            # forward only calls its nn.Sequential) was listed as "dw.body 32×7×7", no kind
+            "kinds": {call: type(ex.net.module(call)).__name__ for call in ex.net.maps},
             "top_layers": ex.top_layers(),
             # the file chooser's filter and heading, from the formats the server reads
             "upload": {"accept": ACCEPT, "formats": list(FORMAT_NAMES)},
