@@ -1,5 +1,5 @@
 """A run records its image folder by its absolute path; after the folder moves (or the run is
-copied to another machine) eval, probe, visualize and report take `--data DIR`: the run read
+copied to another machine) eval, probe, visualize, report and serve take `--data DIR`: the run read
 from the folder where it is now. Only the same folder is accepted: the same classes, the
 same kind of test split, and (checked when read) the files its test hold-out was drawn from.
 Truth: the evaluation of the run before the move."""
@@ -112,3 +112,12 @@ def test_a_run_imported_without_data_is_told_to_import_again(moved):
     bare = type(run)(run.path, run.spec, run.model, {**run.config, "data": None}, run.source)
     with pytest.raises(RunError, match="imported without --data.*import it again with --data"):
         bare.with_data(new)
+
+
+def test_serve_reads_the_moved_folder(moved, capsys):
+    from cnnlab.cli.serve import _load
+
+    out, new, before = moved
+    explorer = _load(str(out), str(new)).state.explorer
+    assert explorer.run.data == str(new.resolve())
+    assert len(explorer.test) == before["n"]

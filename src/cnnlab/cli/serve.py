@@ -7,6 +7,8 @@ import socket
 import sys
 import time
 
+from cnnlab.cli.rundata import add_data_option, load_run_at
+
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
@@ -31,6 +33,7 @@ def register(sub) -> None:
         default=1,
         help="torch threads per request (default: 1; each request is one image)",
     )
+    add_data_option(p)
     p.set_defaults(run=_run)
 
 
@@ -79,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
               "choose another --port", file=sys.stderr)  # fmt: skip
         return 2
     try:
-        app = _load(args.run_dir)
+        app = _load(args.run_dir, args.data)
     except BaseException:
         sock.close()
         raise
@@ -94,14 +97,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(run_dir: str):
-    """The explorer's app for `run_dir`, its top test images ranked (cached in RUN/explorer/:
-    the first click is then instant), saying how long each took."""
+def _load(run_dir: str, data: str | None = None):
+    """The explorer's app for `run_dir` (its image folder read from `data` if given: moved
+    since training), its top test images ranked (cached in RUN/explorer/: the first click is
+    then instant), saying how long each took."""
     from cnnlab.cli.progress import progress_bar
     from cnnlab.explorer import create_app
 
     start = time.perf_counter()
-    app = create_app(run_dir)
+    app = create_app(load_run_at(run_dir, data))
     explorer = app.state.explorer
     print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
     start = time.perf_counter()

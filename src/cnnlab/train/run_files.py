@@ -123,7 +123,7 @@ def data_gone(data: Any) -> str:
     return (
         f"; {data} no longer exists (a run records its data directory by its absolute path): "
         f"put the data back there, link it there (ln -s NEW_PLACE {data}), or give eval, "
-        "probe, visualize and report --data NEW_PLACE"
+        "probe, visualize, report or serve --data NEW_PLACE"
     )
 
 
