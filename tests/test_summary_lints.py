@@ -57,6 +57,15 @@ def unread_trailing_pixels(model: nn.Module, input_size) -> tuple[int, int]:
     return tuple(int(len(a) - 1 - a.nonzero().max()) for a in (rows, cols))
 
 
+def test_floor_lint_gives_a_dilated_windows_extent_as_its_k():
+    """3×3 at dilation 2 spans 5 pixels: over 8 at stride 2, (8 − 5)/2 is not an integer and
+    the last column is unread (5 + 2 = 7 < 8); the message's K is that 5, not the 3."""
+    s = summary(nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, dilation=2)), (1, 8, 8))
+    (message,) = [w.message for w in s.warnings if w.code == "floor"]
+    assert message.startswith("a 3×3 window dilated by 2 (K = 5×5, its extent D(K − 1) + 1)")
+    assert "the last 1 column(s) at the right" in message
+
+
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @settings(max_examples=60, deadline=None)
 @given(

@@ -93,7 +93,7 @@ def floor(t: Trace) -> list[Lint]:
         )
         found.append(Lint(
             "floor", f.layer,
-            f"a {w.kernel[0]}×{w.kernel[1]} window over {f.size[0]}×{f.size[1]} never reads, "
+            f"a {_window_text(w)} over {f.size[0]}×{f.size[1]} never reads, "
             f"{edges}: (I − K + 2P)/S is not an integer, so the output size is floored and "
             "those pixels are ignored (§2.2, the floor problem). Fix: choose padding/stride "
             "(or the input size) so that I − K + 2P is a multiple of S.",
@@ -102,6 +102,17 @@ def floor(t: Trace) -> list[Lint]:
 
 
 _EDGES = ((1, "width", "column(s)", "right"), (0, "height", "row(s)", "bottom"))
+
+
+def _window_text(w) -> str:
+    """ "3×3 window", or with dilation "3×3 window dilated by 2 (K = 5×5, its extent
+    D(K − 1) + 1)": the K of the floor formula is the extent, not the kernel."""
+    text = f"{w.kernel[0]}×{w.kernel[1]} window"
+    if w.dilation == (1, 1):
+        return text
+    extent = [d * (k - 1) + 1 for k, d in zip(w.kernel, w.dilation, strict=True)]
+    by = w.dilation[0] if w.dilation[0] == w.dilation[1] else "×".join(map(str, w.dilation))
+    return f"{text} dilated by {by} (K = {extent[0]}×{extent[1]}, its extent D(K − 1) + 1)"
 
 
 def _dropped(f: WindowFact, axis: int) -> int:
