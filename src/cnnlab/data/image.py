@@ -126,9 +126,18 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
         img = Image.alpha_composite(black, rgba)
     if img.mode in _DEEP_GRAY_MODES:  # 16-bit/float gray: scale to 8 bits
         a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0
+        top = _white(img.mode, float(a.max()) if a.size else 0.0)
         img = Image.fromarray(np.clip(a * 255.0 / top, 0, 255).round().astype(np.uint8), "L")
     return img.convert(target)
+
+
+def _white(mode: str, largest: float) -> float:
+    """The value a deep gray image means as white: 65535 for 16-bit (or values past 255), 1.0
+    for a float image within [0, 1] (a float TIFF's convention: it was read all black), else
+    255."""
+    if mode.startswith("I;16") or largest > 255:
+        return 65535.0
+    return 1.0 if mode == "F" and largest <= 1.0 else 255.0
 
 
 def mode_change(path: str | Path | BinaryIO, channels: int) -> str:
