@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from cnnlab.cli.notes import print_name_note
 from cnnlab.data import download_fashion_mnist, load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import CnnlabError
@@ -66,6 +67,7 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_options(args)
+    print_name_note(args.name)
     root = args.root
     if args.download:
         kwargs = {"base_url": args.url} if args.url else {}

@@ -1,4 +1,5 @@
-"""The notes a command prints on stderr when it changed an image file to the run's input."""
+"""The notes a command prints on stderr: an image file changed to the run's input, a data
+name that is also a folder here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from cnnlab.data.folder import shown
 from cnnlab.data.image import mode_change
 from cnnlab.data.notes import channel_note as file_note
+from cnnlab.data.sets import dataset_name
 
 
 def channel_note(paths: Sequence[str | Path], channels: int) -> str:
@@ -20,3 +22,16 @@ def print_channel_note(paths: Sequence[str | Path], channels: int) -> None:
     note = channel_note(paths, channels)
     if note:
         print(f"note: {note}", file=sys.stderr)
+
+
+def print_name_note(data: str | None) -> None:
+    """A data name that is also a directory here (`--data shapes` beside a folder ./shapes)
+    reads the named set, the name winning (`data.sets.dataset_name`): say so, and how to
+    read the folder, before a wrong channel count or class list says it less plainly."""
+    if data is None or dataset_name(data) is None or not Path(data).expanduser().is_dir():
+        return
+    print(
+        f"note: --data {data} is cnnlab's {dataset_name(data)} data set, not the folder "
+        f"{data}/ here; for the folder give --data ./{data}",
+        file=sys.stderr,
+    )

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from cnnlab.cli.notes import print_name_note
 from cnnlab.design.spec import preset_names
 from cnnlab.errors import EXIT_RANK_LOST, CnnlabError, ConfigError, RankLost
 
@@ -203,6 +204,7 @@ def _train(args) -> int:
 
     model = _model(args)
     data = args.data if args.data is not None or args.resume else "fashion-mnist"
+    print_name_note(args.data)
     config = _config(args)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and is_main_rank() and not args.quiet:
