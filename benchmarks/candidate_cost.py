@@ -15,6 +15,7 @@ in tutorial epochs (60,000 images of the tutorial loop).
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import statistics
 import tempfile
@@ -43,11 +44,15 @@ def candidate_cpu(spec: str, ds, out: str, options: dict) -> float:
 
 
 def parse_options(text: str) -> dict:
-    """'batch_size=64 label_smoothing=0.2' -> TrainConfig keywords."""
+    """'batch_size=64 label_smoothing=0.2 channels_last=False' -> TrainConfig keywords, each
+    value a Python literal or else a string ('optimizer=adamw'): bool('False') was True."""
     options = {}
     for item in text.split():
         key, _, value = item.partition("=")
-        options[key] = type(getattr(TrainConfig(), key))(value)
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
     return options
 
 
