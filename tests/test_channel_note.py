@@ -27,7 +27,9 @@ def _files(tmp_path):
         "gray": tmp_path / "gray.png",
     }
     Image.fromarray(colours[..., :3]).save(paths["rgb"])
-    Image.fromarray(colours).save(paths["rgba"])
+    see_through = colours.copy()
+    see_through[0, 0, 3] = 0  # one transparent pixel: an opaque RGBA is read as its colours
+    Image.fromarray(see_through).save(paths["rgba"])
     Image.fromarray(colours[..., 1]).save(paths["gray"])
     return paths
 
@@ -66,6 +68,7 @@ def test_a_palette_is_named_by_the_colours_it_holds(tmp_path):
     assert Image.open(tmp_path / "a.gif").mode == "P"
     assert channel_note([tmp_path / "a.gif"], 3) == ""
     assert "a.gif RGB->L" in channel_note([tmp_path / "a.gif"], 1)
-    Image.fromarray(colours).convert("P").save(tmp_path / "t.png", transparency=0)
+    palette = Image.fromarray(colours).convert("P")
+    palette.save(tmp_path / "t.png", transparency=palette.getpixel((0, 0)))  # a used index
     assert "transparency" in Image.open(tmp_path / "t.png").info
     assert "t.png RGBA->RGB" in channel_note([tmp_path / "t.png"], 3)

@@ -144,13 +144,24 @@ def mode_change(path: str | Path | BinaryIO, channels: int) -> str:
     """What reading `path` (or an open binary file: an upload's bytes) for a `channels`-channel
     model does to its pixel format: "" when nothing, else "RGB->L" (colour to ITU-R 601-2
     luma), "RGBA->RGB" (alpha over black), "L->RGB" ... From the file's header, after
-    `open_image` accepted the file."""
+    `open_image` accepted the file; an image with an alpha band is decoded to see whether any
+    pixel is transparent: an opaque one is read as its colours alone (screenshots are often
+    RGBA), and the note said "transparent pixels are black" of it."""
     with Image.open(path if hasattr(path, "read") else Path(path).expanduser()) as img:
         mode = img.mode
         if mode == "P":  # open_image expands a palette (a GIF's) to RGB, or RGBA if it has one
             mode = "RGBA" if "transparency" in img.info else "RGB"
+        if mode in _ALPHA_MODES and _opaque(img):
+            mode = "L" if mode in ("LA", "La") else "RGB"
     target = "L" if channels == 1 else "RGB"
     return "" if mode == target else f"{mode}->{target}"
+
+
+def _opaque(img: Image.Image) -> bool:
+    """No pixel of `img` (a mode with alpha, or a palette with a transparent entry) lets the
+    black behind show: its alpha band is 255 everywhere."""
+    rgba = img.convert("RGBA") if img.mode == "P" else img
+    return rgba.getchannel("A").getextrema() == (255, 255)
 
 
 def fit(img: Image.Image, size: tuple[int, int]) -> Image.Image:
