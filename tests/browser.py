@@ -6,6 +6,7 @@ vanished would pass `make test` on a machine where chromium failed to install.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -40,3 +41,23 @@ def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=False
     )
+
+
+@contextlib.contextmanager
+def opened(url: str, width: int = 1400):
+    """(page, problems): a served page (the explorer) loaded at `url` in headless Chromium,
+    `width` px wide; problems: console errors, page errors."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        try:
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            yield page, problems
+        finally:
+            browser.close()

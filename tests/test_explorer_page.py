@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import cnnlab
-from browser import FLAGS, need_chromium
+from browser import FLAGS, need_chromium, opened
 from cnnlab.data.image import IMAGE_FORMATS
 from cnnlab.explorer import create_app
 from cnnlab.explorer.upload import read_upload
@@ -197,44 +197,32 @@ def conv_output(run_dir, index: int, layer: str) -> torch.Tensor:
 
 
 def test_switching_layers_under_a_clicked_unit(server, run_dir):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        try:
-            page.goto(server)
-            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-            page.click("#samples figure >> nth=0")
-            page.wait_for_selector("#feature-grid canvas")
-            assert page.evaluate("state.featureLayer") == "0"
-            options = page.locator("#feature-layer option").all_text_contents()
-            assert options[:3] == ["0 Conv2d 4×28×28", "1 BatchNorm2d 4×28×28", "2 ReLU 4×28×28"]
-            assert page.text_content("#channel-title").startswith("0 Conv2d, channel 0")
-            page.click("#channel-view", position={"x": 270, "y": 270})  # near the corner
-            wait_until(page, "state.trace !== null")
-            assert min(page.evaluate("state.trace.index.slice(1)")) > 20  # no such row in 5×5
-            page.select_option("#feature-layer", "7")  # conv 7: 5×5
-            wait_until(page, "state.maps.h === 5")
-            assert page.evaluate("state.trace") is None  # conv 0's numbers are gone
-            assert page.text_content("#dot-network") == ""
-            page.click("#feature-grid canvas >> nth=2")  # another channel: nothing to fetch
-            page.click("#channel-view", position={"x": 275, "y": 2})  # row 0, column 4
-            wait_until(page, "state.trace !== null && state.trace.layer === '7'")
-            assert page.evaluate("state.trace.index") == [2, 0, 4]
-            own = float(conv_output(run_dir, 0, "7")[2, 0, 4])  # before the ReLU
-            assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
-            assert "before any BatchNorm or activation" in page.text_content("#dot-sum-table")
-            assert "7" in page.text_content("#dot-chain li.shown")
-            page.select_option("#feature-layer", "8")  # its ReLU: the same conv, trace kept
-            shown = "document.querySelector('#dot-chain li.shown')"
-            wait_until(page, f"{shown} !== null && {shown}.textContent.includes('(8)')")
-            assert page.evaluate("state.trace.index") == [2, 0, 4]
-        finally:
-            browser.close()
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        page.wait_for_selector("#feature-grid canvas")
+        assert page.evaluate("state.featureLayer") == "0"
+        options = page.locator("#feature-layer option").all_text_contents()
+        assert options[:3] == ["0 Conv2d 4×28×28", "1 BatchNorm2d 4×28×28", "2 ReLU 4×28×28"]
+        assert page.text_content("#channel-title").startswith("0 Conv2d, channel 0")
+        page.click("#channel-view", position={"x": 270, "y": 270})  # near the corner
+        wait_until(page, "state.trace !== null")
+        assert min(page.evaluate("state.trace.index.slice(1)")) > 20  # no such row in 5×5
+        page.select_option("#feature-layer", "7")  # conv 7: 5×5
+        wait_until(page, "state.maps.h === 5")
+        assert page.evaluate("state.trace") is None  # conv 0's numbers are gone
+        assert page.text_content("#dot-network") == ""
+        page.click("#feature-grid canvas >> nth=2")  # another channel: nothing to fetch
+        page.click("#channel-view", position={"x": 275, "y": 2})  # row 0, column 4
+        wait_until(page, "state.trace !== null && state.trace.layer === '7'")
+        assert page.evaluate("state.trace.index") == [2, 0, 4]
+        own = float(conv_output(run_dir, 0, "7")[2, 0, 4])  # before the ReLU
+        assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
+        assert "before any BatchNorm or activation" in page.text_content("#dot-sum-table")
+        assert "7" in page.text_content("#dot-chain li.shown")
+        page.select_option("#feature-layer", "8")  # its ReLU: the same conv, trace kept
+        shown = "document.querySelector('#dot-chain li.shown')"
+        wait_until(page, f"{shown} !== null && {shown}.textContent.includes('(8)')")
+        assert page.evaluate("state.trace.index") == [2, 0, 4]
     assert not problems, problems
 
 

@@ -50,7 +50,8 @@ def test_gray_images_read_as_the_rgb_reading_gives(tmp_path, colour):
 # channels=1: the same one-channel images and the same conversions counted.
 
 
-def _photos(root, modes=("RGB",)):
+def photos(root, modes=("RGB",)):
+    """Two classes of six 48×40 noise images, saved in `modes` in turn (also the memory test's)."""
     rng = np.random.default_rng(0)
     for cls in ("a", "b"):
         (root / cls).mkdir(parents=True)
@@ -62,7 +63,7 @@ def _photos(root, modes=("RGB",)):
 
 def test_an_all_gray_folder_reads_as_if_read_as_gray(tmp_path):
     """Gray modes (L, LA, 16-bit I;16 via 'I') read with channels=None equal channels=1."""
-    root = _photos(tmp_path / "g", modes=("L", "LA"))
+    root = photos(tmp_path / "g", modes=("L", "LA"))
     Image.fromarray(np.full((30, 30), 40000, np.uint16)).save(root / "a" / "deep.png")
     assert Image.open(root / "a" / "deep.png").mode.startswith("I")
     found, gray = image_folder(root, size=16), image_folder(root, channels=1, size=16)

@@ -5,21 +5,9 @@ decoded image at once (40 photos of 6 megapixels took 1.2 GB to make 40 images o
 import gc
 import weakref
 
-import numpy as np
-from PIL import Image
-
 import cnnlab.data.folder as folder
 from cnnlab.data import image_folder
-
-
-def _photos(root, modes=("RGB",)):
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        (root / cls).mkdir(parents=True)
-        for i in range(6):
-            rgb = Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
-            rgb.convert(modes[i % len(modes)]).save(root / cls / f"{i}.png")
-    return root
+from test_folder_gray_read import photos
 
 
 def test_decoded_images_are_not_all_held(tmp_path, monkeypatch):
@@ -35,5 +23,5 @@ def test_decoded_images_are_not_all_held(tmp_path, monkeypatch):
         return img
 
     monkeypatch.setattr(folder, "open_image", counting)
-    ds = image_folder(_photos(tmp_path / "p"), size=16)
+    ds = image_folder(photos(tmp_path / "p"), size=16)
     assert len(ds) == 12 and most[0] <= 1

@@ -6,34 +6,13 @@ widths, the server's kept images, the browser's console and page errors.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
-from browser import FLAGS, need_chromium
+from browser import opened
 from explorer_runs import serving, shape_image, wait_until
 from test_serve_errors import imported  # noqa: F401  (the run imported without --data)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@contextlib.contextmanager
-def opened(url: str, width: int = 1400):
-    """(page, problems): the page loaded at `url`; problems: console errors, page errors."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
-        page = browser.new_page(viewport={"width": width, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda e: problems.append(f"error: {e}"))
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        try:
-            page.goto(url)
-            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-            yield page, problems
-        finally:
-            browser.close()
 
 
 @pytest.mark.parametrize("width", [700, 820, 901])
