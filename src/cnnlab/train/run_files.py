@@ -146,8 +146,12 @@ def check_config(config: dict[str, Any], path: Path) -> None:
             _number(v) for v in values
         ):
             raise RunError(f"{where}: {key} must be {shape[0]} finite numbers, got {values!r}")
-    if not all(v > 0 for v in config["std"]):
-        raise RunError(f"{where}: std must be positive (it divides), got {config['std']}")
+    # 0 is a constant channel's (a folder whose images have no green): training writes it and
+    # to_float divides such a channel by 1; every command refused the run it had just made
+    if not all(v >= 0 for v in config["std"]):
+        raise RunError(
+            f"{where}: std must be 0 or more (a standard deviation), got {config['std']}"
+        )
     if not isinstance(config["data"], str | None):
         raise RunError(f"{where}: data must be a data set name or directory: {config['data']!r}")
     if "epochs" in config:  # a trained run (an imported one has no TrainConfig)
