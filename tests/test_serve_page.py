@@ -331,6 +331,35 @@ def test_a_grouped_conv_lists_the_input_channels_of_the_filter_shown(tmp_path):
     assert not problems, problems
 
 
+def test_a_click_made_while_a_new_layers_maps_load_is_traced_on_them(tmp_path):
+    """A unit clicked just after another conv was chosen, its maps still on their way, was
+    asked for against the old maps; their arrival then cleared the old conv's dot product and
+    cancelled the click's with it: nothing showed. Both answers are slowed here, the trace
+    more, so the click always lands before the maps and the maps before its trace."""
+    import asyncio
+
+    from cnnlab.explorer import create_app
+
+    app = create_app(imported_run(tmp_path, GROUPED, [1, 12, 12]))
+
+    @app.middleware("http")
+    async def slowed(request, call_next):
+        await asyncio.sleep({"/api/features": 0.4, "/api/trace": 0.8}.get(request.url.path, 0))
+        return await call_next(request)
+
+    with serving(app) as url, opened(url) as (page, problems):
+        page.click("#draw-predict")
+        wait_until(page, "state.maps !== null")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null && state.trace.layer === '0'")
+        page.select_option("#feature-layer", "1")
+        page.click("#channel-view", position={"x": 100, "y": 100})
+        wait_until(page, "state.trace !== null && state.trace.layer === '1'", timeout=10)
+        shown = page.evaluate("[state.maps.layer, state.trace.index]")
+    assert shown[0] == "1" and shown[1][1:] == [4, 4], shown
+    assert not problems, problems
+
+
 def test_a_click_keeps_the_uploads_note(server, tmp_path):
     """The note that an upload was resized and converted vanished at the first click on a
     unit (the click cleared the message line for its own earlier refusals)."""

@@ -5,7 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, prediction: null, overlay: "none", heat: {},
-  featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
+  featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null, pendingClick: null,
   sampleOffset: 0, geometry: null, window: 0,
   // requests answered out of order (two test images clicked in a row, a layer chosen while
   // the last one loads): only the latest of each kind is shown, counted here
@@ -357,9 +357,10 @@ async function loadFeatures() {
   const mine = ticket("features");
   try {
     maps = await imageApi(() => `/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
-  } catch (error) { say(error.message); return false; }  // a layer switch awaits nobody: say it here
+  } catch (error) { state.pendingClick = null; say(error.message); return false; }  // a layer switch awaits nobody: say it here
   if (!fresh("features", mine)) return;  // another layer or image was chosen meanwhile
   maps.bytes = bytesOf(maps.data);
+  maps.layer = layer;
   state.maps = maps;
   const chain = chainOf(layer);
   // a dot product belongs to one conv: on another layer's maps its unit may not exist (a
@@ -382,6 +383,9 @@ async function loadFeatures() {
   fit($("channel-view"), maps.h, maps.w, 280);
   const keep = state.channel !== null && state.channel < maps.n ? state.channel : 0;
   chooseChannel(keep);
+  const click = state.pendingClick;  // made while these maps were on their way: theirs
+  state.pendingClick = null;
+  if (click && chain) traceAt(state.channel, Math.floor(click[0] * maps.h), Math.floor(click[1] * maps.w));
 }
 
 function paintMap(canvas, c, box) {
@@ -424,9 +428,11 @@ function setupChannelClick() {
     const chain = chainOf(state.featureLayer);
     if (!chain) { notConv(); return; }
     const r = e.target.getBoundingClientRect();
-    const i = Math.floor((e.clientY - r.top) / r.height * state.maps.h);
-    const j = Math.floor((e.clientX - r.left) / r.width * state.maps.w);
-    traceAt(state.channel, i, j);
+    const at = [(e.clientY - r.top) / r.height, (e.clientX - r.left) / r.width];
+    // a layer just chosen, its maps still on their way: the click is for them (it was sent
+    // for the old maps' unit, and their arrival cancelled it as a trace of another conv)
+    if (state.maps.layer !== state.featureLayer) { state.pendingClick = at; return; }
+    traceAt(state.channel, Math.floor(at[0] * state.maps.h), Math.floor(at[1] * state.maps.w));
   });
 }
 
