@@ -5,7 +5,7 @@ without a word. The download is replaced by a recorder, so a regression reaches 
 
 import pytest
 
-import cnnlab.cli.data as data_cli
+import cnnlab.data
 from cnnlab.cli import main
 
 
@@ -17,7 +17,8 @@ def test_download_with_a_set_that_is_not_downloaded_is_refused(
     tmp_path, capsys, monkeypatch, name, why
 ):
     fetched = []
-    monkeypatch.setattr(data_cli, "download_fashion_mnist", lambda *a, **k: fetched.append(a))
+    # `cnnlab data` imports it from cnnlab.data when it runs
+    monkeypatch.setattr(cnnlab.data, "download_fashion_mnist", lambda *a, **k: fetched.append(a))
     code = main(["data", name.format(tmp=tmp_path), "--download", str(tmp_path / "dl")])
     err = capsys.readouterr().err
     assert code == 2, err

@@ -120,7 +120,7 @@ def _stance(command: str) -> contextlib.AbstractContextManager:
     torch.compiler.set_stance) compiled code stays compiled."""
     if command in _COMPILING:
         return contextlib.nullcontext()
-    from cnnlab.inspect.preserve import reading_eagerly  # imported by the commands already
+    from cnnlab.inspect.preserve import reading_eagerly  # torch: the command needs it next
 
     stack = contextlib.ExitStack()
     stack.enter_context(reading_eagerly())

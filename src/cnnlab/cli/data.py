@@ -7,12 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from cnnlab.cli.notes import print_name_note
-from cnnlab.data import download_fashion_mnist, load_splits, normalization_stats
-from cnnlab.data.sets import dataset_name
 from cnnlab.errors import CnnlabError
 
 
@@ -52,6 +47,8 @@ _NOTHING_TO_DOWNLOAD = {
 def _check_options(args: argparse.Namespace) -> None:
     """--url, --download and --root are Fashion-MNIST's: elsewhere they were ignored, or
     Fashion-MNIST was downloaded and then another set shown."""
+    from cnnlab.data.sets import dataset_name  # here, not at the top: cnnlab.data brings torch
+
     if args.url and not args.download:
         raise CnnlabError("--url is the mirror --download uses: give --download DIR too")
     key = dataset_name(args.name)
@@ -66,6 +63,13 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: cnnlab.data brings torch, which the parser (every
+    # command's --help) does without
+    from rich.console import Console
+    from rich.table import Table
+
+    from cnnlab.data import download_fashion_mnist, load_splits, normalization_stats
+
     _check_options(args)
     print_name_note(args.name)
     root = args.root

@@ -15,17 +15,19 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from cnnlab.cli.notes import print_channel_note
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.rundata import add_data_option, load_run_at
 from cnnlab.cli.tables import column
-from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 bytes escaped
 from cnnlab.errors import ConfigError, ExplainError
+
+# torch, NumPy, PIL and the library are imported in the functions that run the commands:
+# the parser (every command's --help, a usage error) is built without their seconds.
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
 LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--layer)
@@ -84,6 +86,7 @@ def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     bombs and non-regular files, resized as the folder loader resizes: cover the size keeping
     the aspect ratio, then center-crop). Notes on stderr name the files it resized or
     converted to the run's channels."""
+    from cnnlab.data.folder import shown  # a path as printable text, non-UTF-8 escaped
     from cnnlab.train.evaluate import read_for_run, resize_note
 
     pixels, sizes = read_for_run(paths, shape)
@@ -149,6 +152,8 @@ def _no_empty_output(command: Callable[[argparse.Namespace], int]) -> Callable:
 
 def _save_png(array: np.ndarray, path: Path) -> Path:
     """Write a uint8 (H, W, 3) array as a PNG; ConfigError naming the path when it cannot."""
+    from PIL import Image
+
     try:
         Image.fromarray(array).save(path)
     except OSError as error:
@@ -184,6 +189,9 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cnnlab.data.folder import shown
     from cnnlab.explain import overlay
     from cnnlab.inspect import feeding_maps, resolve_target, scripted_whole
     from cnnlab.train.evaluate import predict_logits
@@ -228,7 +236,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _visualize(args: argparse.Namespace) -> int:
+    import torch
+
     from cnnlab import explain
+    from cnnlab.data.folder import shown
     from cnnlab.explain.features import normalize_maps
     from cnnlab.inspect import (
         channel_dim,

@@ -7,14 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlab.data.folder import shown
-from cnnlab.data.image import mode_change
-from cnnlab.data.notes import channel_note as file_note
-from cnnlab.data.sets import dataset_name
+# cnnlab.data is imported in the functions: the commands import this module while the parser
+# is built, and cnnlab.data brings torch (seconds; `cnnlab --help` needs none of it).
 
 
 def channel_note(paths: Sequence[str | Path], channels: int) -> str:
     """`data.notes.channel_note` of image files (the explorer says it of an upload)."""
+    from cnnlab.data.folder import shown
+    from cnnlab.data.image import mode_change
+    from cnnlab.data.notes import channel_note as file_note
+
     return file_note([(shown(Path(p)), mode_change(p, channels)) for p in paths], channels)
 
 
@@ -28,6 +30,8 @@ def print_name_note(data: str | None) -> None:
     """A data name that is also a directory here (`--data shapes` beside a folder ./shapes)
     reads the named set, the name winning (`data.sets.dataset_name`): say so, and how to
     read the folder, before a wrong channel count or class list says it less plainly."""
+    from cnnlab.data.sets import dataset_name
+
     if data is None or dataset_name(data) is None or not Path(data).expanduser().is_dir():
         return
     print(

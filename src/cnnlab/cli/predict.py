@@ -6,7 +6,6 @@ import json
 import sys
 
 from cnnlab.cli.notes import print_channel_note
-from cnnlab.data.folder import expand_folders, shown
 from cnnlab.errors import CnnlabError
 
 
@@ -23,6 +22,7 @@ def register(sub) -> None:
 
 def _predict(args) -> int:
     from cnnlab.cli.progress import progress_bar
+    from cnnlab.data.folder import expand_folders, shown  # cnnlab.data brings torch
     from cnnlab.train.evaluate import predict, resize_note
     from cnnlab.train.rundir import load_run
 
@@ -46,6 +46,8 @@ def _predict(args) -> int:
 
 def print_predictions(predictions) -> None:
     """A table on a terminal; whole paths, tab-separated, when piped (a table cuts paths)."""
+    from cnnlab.data.folder import shown
+
     if not sys.stdout.isatty():
         for p in predictions:
             cells = [f"{name} {prob:.1%}" for name, prob in p.top]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cnnlab.inspect.progress import Progress
+if TYPE_CHECKING:  # cnnlab.inspect brings torch; the commands import this module at start-up
+    from cnnlab.inspect.progress import Progress
 
 
 def _console() -> Any:

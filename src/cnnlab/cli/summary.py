@@ -13,12 +13,13 @@ import argparse
 import json
 import math
 import textwrap
+from typing import TYPE_CHECKING
 
 from cnnlab import geometry
-from cnnlab.design.summary import Summary, summary
 from cnnlab.errors import ConfigError
-from cnnlab.inspect import decompiled
-from cnnlab.train.source import parse_model_ref
+
+if TYPE_CHECKING:  # the library is imported when the command runs: it brings torch
+    from cnnlab.design.summary import Summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +78,8 @@ def mlp_comparison(s: Summary, hidden: int) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnnlab.design.summary import summary
+
     if args.compare_mlp is not None and args.compare_mlp < 1:
         raise ConfigError(
             f"--compare-mlp must be a positive number of units, got {args.compare_mlp}"
@@ -103,6 +106,9 @@ def _what(args: argparse.Namespace, size):
     """The spec or preset named, or the module the --model factory builds."""
     if (args.spec is None) == (args.model is None):
         raise ConfigError("give a spec or preset, or --model file.py:factory (one of them)")
+    from cnnlab.inspect import decompiled
+    from cnnlab.train.source import parse_model_ref
+
     if args.model is None:
         return args.spec
     if size is None:

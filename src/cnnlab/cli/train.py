@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from cnnlab.cli.notes import print_name_note
-from cnnlab.design.spec import preset_names
+from cnnlab.design.presetfiles import preset_names
 from cnnlab.errors import EXIT_RANK_LOST, CnnlabError, ConfigError, RankLost
 
 CODE_WARNING = (

@@ -38,13 +38,13 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cnnlab.design import arguments as check
 from cnnlab.design.arguments import Invalid
 from cnnlab.design.kinds import KINDS, POOLS, REQUIRED, Kind, Layer, Shape, infer, skip_projection
+from cnnlab.design.presetfiles import preset_names, preset_path  # re-exported
 from cnnlab.design.quote import quote
 from cnnlab.design.spectext import MAX_TEXT, MAX_VALUES, dump, layer_line, parse_text
 from cnnlab.errors import SpecError
@@ -246,19 +246,7 @@ def shapes(spec: Spec | Mapping | str | Path, input: Shape | None = None) -> lis
 # --- loading ---------------------------------------------------------------------------------
 
 
-_PRESETS = resources.files("cnnlab.design") / "presets"
 _TOP_KEYS = ("name", "description", "input", "layers")
-
-
-def preset_path(name: str):
-    """Where preset `name`'s YAML is (in the installed package, not a source checkout's
-    src/): the file to copy and edit for a preset of other outputs or input."""
-    return _PRESETS / f"{name}.yaml"
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped in cnnlab/design/presets/*.yaml, sorted."""
-    return sorted(p.name[: -len(".yaml")] for p in _PRESETS.iterdir() if p.name.endswith(".yaml"))
 
 
 def _parse_input(value: Any) -> tuple[int, int, int]:
@@ -332,7 +320,7 @@ def _from_string(source: str) -> Spec:
     if "\n" in source or source.lstrip().startswith("{"):
         return _from_mapping(parse_text(source, "spec text"), "spec")
     if source in preset_names():
-        return _from_mapping(parse_text((_PRESETS / f"{source}.yaml").read_text(), source), source)
+        return _from_mapping(parse_text(preset_path(source).read_text(), source), source)
     path = Path(source)
     try:
         is_file = path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists()

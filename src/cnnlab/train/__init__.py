@@ -13,21 +13,31 @@ and run (opens one: `load_run`).
     from cnnlab.train import import_run, load_run, parse_model_ref, train
     result = train(MyNet(), "digits", "runs/mine")    # any nn.Module, a spec or a preset
     run = load_run("runs/mine", model=MyNet())         # run.model, run.preprocess, run.dataset
+
+Names load on first use (PEP 562, as the `cnnlab` package): `cnnlab train --help` builds its
+options from `config.TrainConfig` without the seconds of torch's import the loop brings.
 """
 
+from importlib import import_module
+
 from cnnlab.errors import ConfigError, RankLost, TrainingDiverged
-from cnnlab.train.config import (
-    TrainConfig,
-    autocast_dtype,
-    bf16_supported,
-    learning_rate,
-    make_optimizer,
-)
-from cnnlab.train.distributed import cpu_name, machine
-from cnnlab.train.importing import import_run
-from cnnlab.train.loop import TrainingInterrupted, train
-from cnnlab.train.rundir import Run, load_run
-from cnnlab.train.source import parse_model_ref
+
+# Functions and classes loaded on first use, by name -> module path.
+_OBJECTS = {
+    "TrainConfig": "cnnlab.train.config",
+    "autocast_dtype": "cnnlab.train.config",
+    "bf16_supported": "cnnlab.train.config",
+    "learning_rate": "cnnlab.train.config",
+    "make_optimizer": "cnnlab.train.config",
+    "cpu_name": "cnnlab.train.distributed",
+    "machine": "cnnlab.train.distributed",
+    "import_run": "cnnlab.train.importing",
+    "TrainingInterrupted": "cnnlab.train.loop",
+    "train": "cnnlab.train.loop",
+    "Run": "cnnlab.train.rundir",
+    "load_run": "cnnlab.train.rundir",
+    "parse_model_ref": "cnnlab.train.source",
+}
 
 __all__ = [
     "ConfigError",
@@ -47,3 +57,14 @@ __all__ = [
     "parse_model_ref",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    if name in _OBJECTS:
+        return getattr(import_module(_OBJECTS[name]), name)
+    raise AttributeError(f"module 'cnnlab.train' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, so tab completion and introspection still list them."""
+    return sorted({*globals(), *__all__})

@@ -16,12 +16,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `cnnlab train --help` reads the
+    import torch  # options from TrainConfig, without torch's seconds of import
+    from torch import nn
 
 OPTIMIZERS = ("sgd-nesterov", "adamw")
 SCHEDULES = ("onecycle", "cosine")
@@ -187,6 +188,9 @@ def help_text(name: str) -> str:
 def bf16_supported(device: torch.device | str = "cpu") -> bool:
     """True when bf16 autocast runs natively: CUDA with bf16, or a CPU whose oneDNN has bf16
     kernels (AVX512-BF16 / AMX; elsewhere bf16 is emulated and slower than fp32)."""
+    import torch
+    from torch import nn
+
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
@@ -202,6 +206,8 @@ def bf16_supported(device: torch.device | str = "cpu") -> bool:
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """bf16 or None (fp32) for `config.precision` on `device`."""
+    import torch
+
     if config.precision == "fp32":
         return None
     if config.precision == "bf16" or bf16_supported(device):
@@ -226,6 +232,8 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD-Nesterov or AdamW with weight decay on weights of ndim ≥ 2 only (conv, linear)."""
+    import torch
+
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     groups = [
