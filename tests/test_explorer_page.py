@@ -98,6 +98,9 @@ def test_page_in_chromium(server, run_dir, tmp_path):
             names = page.locator("#bars .class-name").all_text_contents()
             assert sorted(names) == sorted(CLASSES)  # the HTML names are shown as text
             assert page.locator("script").count() == 1 and page.locator("img[src=x]").count() == 0
+            # the input is drawn once its picture has loaded, which may be after the bars: until
+            # then the view is blank with Grad-CAM as without, and the two pictures are equal
+            wait_until(page, "state.inputImage?.src === state.prediction.input")
             before = page.evaluate("document.getElementById('view').toDataURL()")
             page.click("#toggle-gradcam")
             assert page.get_attribute("#view", "data-overlay") == "gradcam"

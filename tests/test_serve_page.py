@@ -156,17 +156,25 @@ def test_another_image_keeps_the_clicked_unit_with_its_own_numbers(server, run_d
     assert not problems, problems
 
 
-# each answer of a kind comes later than the next one's: the first after 900 ms, then 150 ms less
+# each answer of a kind comes later than the next one's: the first after 900 ms, then 150 ms
+# less. window.unanswered counts the answers whose body the page has not read yet: at 0 every
+# answer is in and handled (what the page does with a body runs before the next task), where
+# a fixed wait let a loaded machine look before the last one came
 CROSSED = """() => {
   const real = window.fetch, sent = {};
+  window.unanswered = 0;
   window.fetch = async (url, options) => {
+    window.unanswered++;
     const response = await real(url, options);
     const kind = String(url).split("?")[0];
     const k = (sent[kind] = (sent[kind] ?? -1) + 1);
     await new Promise((done) => setTimeout(done, Math.max(0, 900 - 150 * k)));
+    const json = response.json.bind(response);
+    response.json = () => json().finally(() => window.unanswered--);
     return response;
   };
 }"""
+ANSWERED = "window.unanswered === 0"
 
 
 def test_the_last_choice_wins_when_answers_cross(server):
@@ -178,7 +186,7 @@ def test_the_last_choice_wins_when_answers_cross(server):
             "const f = document.querySelectorAll('#samples figure');"
             "for (const k of [3, 4, 5, 6, 7]) f[k].click();"
         )
-        page.wait_for_timeout(2500)  # every answer in
+        wait_until(page, f"{ANSWERED} && state.maps !== null")  # every answer in
         form = "(() => { const f = new FormData(); f.append('sample', 7); return f; })()"
         truth = page.evaluate(
             f"fetch('/api/predict', {{method: 'POST', body: {form}}}).then((r) => r.json())"
@@ -191,7 +199,7 @@ def test_the_last_choice_wins_when_answers_cross(server):
             "for (const l of layers) { s.value = l; s.dispatchEvent(new Event('change')); } }",
             layers[:6],
         )
-        page.wait_for_timeout(2500)
+        wait_until(page, ANSWERED)
         shown = page.evaluate("state.heat.gradcam")
         url = f"/api/heatmap?image={truth['image']}&layer={layers[5]}"
         assert shown == page.evaluate(f"fetch('{url}').then((r) => r.json()).then((j) => j.map)")
@@ -398,7 +406,7 @@ def test_the_deep_layer_panel_follows_the_layer_and_channel(server):
         wait_until(
             page, "document.getElementById('top-note').textContent.startsWith('8 channel 3')"
         )
-        page.wait_for_timeout(2500)  # the first channel's image is in by now
+        wait_until(page, ANSWERED)  # the first channel's image is in by now
         shown = page.locator("#actmax img").count()
     assert shown == 0 and not problems, problems
 
