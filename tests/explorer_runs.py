@@ -110,6 +110,42 @@ def serving(app) -> Iterator[str]:
         sock.close()
 
 
+class Held:
+    """A gate on `app`'s answers to the requests whose path and query contain one of `parts`
+    (added before the app is served): open at first; close() holds each such request received
+    (its answer waits) until open(). A test so fixes which answer reaches the page first,
+    however loaded the machine is, where a delay only makes one order likely."""
+
+    def __init__(self, app, *parts: str):
+        import asyncio
+
+        self.gate, self.held = threading.Event(), []
+        self.gate.set()
+
+        @app.middleware("http")
+        async def hold(request, call_next):
+            url = f"{request.url.path}?{request.url.query}"
+            if any(part in url for part in parts) and not self.gate.is_set():
+                self.held.append(url)
+                while not self.gate.is_set():
+                    await asyncio.sleep(0.02)
+            return await call_next(request)
+
+    def close(self) -> None:
+        self.held.clear()
+        self.gate.clear()
+
+    def open(self) -> None:
+        self.gate.set()
+
+    def wait_held(self, count: int, timeout: float = 30) -> None:
+        """Until `count` requests were held since close(): the page has sent them."""
+        deadline = time.monotonic() + timeout
+        while len(self.held) < count:
+            assert time.monotonic() < deadline, f"{len(self.held)} of {count} requests held"
+            time.sleep(0.02)
+
+
 def wait_until(page, condition: str, timeout: float = 30) -> None:
     """Poll a JS expression (page.wait_for_function evaluates strings, which the page's
     Content-Security-Policy forbids; page.evaluate goes through the debugger protocol)."""

@@ -5,7 +5,8 @@
 
 const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, prediction: null, overlay: "none", heat: {},
-  featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null, pendingClick: null,
+  featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
+  unit: null, unitConv: null, waiting: [],
   sampleOffset: 0, geometry: null, window: 0,
   // requests answered out of order (two test images clicked in a row, a layer chosen while
   // the last one loads): only the latest of each kind is shown, counted here
@@ -199,11 +200,16 @@ async function predict(form, drawing = false) {
     state.heat = { gradcam: p.gradcam };
     ticket("gradcam");  // a Grad-CAM still on its way is the last image's
     if (layer !== $("cam-layer").value) refreshGradcam();  // changed while predicting
+    // the saliency overlay chosen stays shown: this image's map is fetched (it showed none)
+    if (state.overlay === "saliency") showOverlay();
     // the unit clicked stays clicked: its dot product on this image (it showed the last
-    // image's numbers, and the arrow keys did nothing)
-    const unit = (state.trace && state.trace.index) || state.restoreUnit;
+    // image's numbers, and the arrow keys did nothing). The unit last asked for, its answer
+    // maybe still on its way: that answer is the last image's, and it is cancelled (it came
+    // after this one and showed the last image's numbers under this image)
+    const [unit, conv] = [state.unit, state.unitConv];
     state.trace = null;
-    state.restoreUnit = null;
+    [state.unit, state.unitConv] = [null, null];
+    ticket("trace");
     state.sample = form.get("sample");  // null for an upload or a drawing
     remember();
     const img = new Image();
@@ -212,8 +218,13 @@ async function predict(form, drawing = false) {
     showPrediction(p);
     if (await loadFeatures() === false || !fresh("predict", mine)) return;  // a refusal stays
     say(state.note);  // an image of another size: resized to the run's input, as predict
-    // on the channel shown (an address's channel past the layer's is not: channel 0 then)
-    if (unit && state.maps && chainOf(state.featureLayer)) traceAt(state.channel, unit[1], unit[2]);
+    // on the channel shown (an address's channel past the layer's is not: channel 0 then),
+    // once the maps of the layer now chosen are shown (another may have been chosen while
+    // these loaded), if it is the unit's conv and no unit was clicked on this image meanwhile
+    if (unit) whenShown(() => {
+      const chain = chainOf(state.featureLayer);
+      if (!state.unit && chain && chain.conv === conv) traceAt(state.channel, unit[1], unit[2]);
+    });
   } catch (error) {
     say(`Could not use this image: ${error.message}`);
   }
@@ -354,13 +365,19 @@ async function loadFeatures() {
     return;
   }
   let maps;
+  const image = state.image;
   const mine = ticket("features");
   try {
     maps = await imageApi(() => `/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
-  } catch (error) { state.pendingClick = null; say(error.message); return false; }  // a layer switch awaits nobody: say it here
+  } catch (error) {  // a layer switch awaits nobody: say it here (unless another was chosen)
+    if (!fresh("features", mine)) return;
+    state.waiting = [];
+    say(error.message);
+    return false;
+  }
   if (!fresh("features", mine)) return;  // another layer or image was chosen meanwhile
   maps.bytes = bytesOf(maps.data);
-  maps.layer = layer;
+  [maps.layer, maps.image] = [layer, image];
   state.maps = maps;
   const chain = chainOf(layer);
   // a dot product belongs to one conv: on another layer's maps its unit may not exist (a
@@ -377,15 +394,27 @@ async function loadFeatures() {
     paintMap(canvas, c);
     canvas.title = `channel ${c}: ${fmt(maps.min[c], 3)} … ${fmt(maps.max[c], 3)}`;
     canvas.dataset.channel = c;
-    pressable(canvas, `channel ${c}`, () => chooseChannel(c));
+    pressable(canvas, `channel ${c}`, () => whenShown(() => c < state.maps.n && chooseChannel(c)));
     grid.append(canvas);
   }
   fit($("channel-view"), maps.h, maps.w, 280);
   const keep = state.channel !== null && state.channel < maps.n ? state.channel : 0;
   chooseChannel(keep);
-  const click = state.pendingClick;  // made while these maps were on their way: theirs
-  state.pendingClick = null;
-  if (click && chain) traceAt(state.channel, Math.floor(click[0] * maps.h), Math.floor(click[1] * maps.w));
+  const waiting = state.waiting;  // what was done while these maps were on their way
+  state.waiting = [];
+  for (const action of waiting) action();
+  return true;
+}
+
+// An action on the maps (a click on a unit or a channel, a step, a unit carried to a new
+// image), taken while the maps of the layer or image just chosen are on their way, is done
+// when they arrive, as if it had been taken just after: done at once, it was done against the
+// old maps (their unit or channel, on the new conv or image), and the maps' arrival then
+// cancelled it or showed it on maps it does not belong to, depending on which answer came first.
+function whenShown(action) {
+  const m = state.maps;
+  if (m && (m.layer !== state.featureLayer || m.image !== state.image)) state.waiting.push(action);
+  else action();
 }
 
 function paintMap(canvas, c, box) {
@@ -415,7 +444,11 @@ function chooseChannel(c) {
   const at = state.trace && state.trace.index[0] === c ? state.trace.index.slice(1) : null;
   paintMap($("channel-view"), c, at);
   loadTop(c);  // asks the server only for another layer or channel than the one shown
-  if (state.trace && chainOf(state.featureLayer) && state.trace.index[0] !== c) traceAt(c, state.trace.index[1], state.trace.index[2]);
+  // the unit last asked for, its answer maybe still on its way (the shown one's row and
+  // column cancelled a click in flight; with none shown yet, the click's answer came for the
+  // last channel under this one)
+  const unit = state.unit;
+  if (unit && chainOf(state.featureLayer) && unit[0] !== c) traceAt(c, unit[1], unit[2]);
 }
 
 function notConv() {  // a conv of the model's own (F.conv2d on its parameter) is no nn.Conv2d
@@ -431,8 +464,7 @@ function setupChannelClick() {
     const at = [(e.clientY - r.top) / r.height, (e.clientX - r.left) / r.width];
     // a layer just chosen, its maps still on their way: the click is for them (it was sent
     // for the old maps' unit, and their arrival cancelled it as a trace of another conv)
-    if (state.maps.layer !== state.featureLayer) { state.pendingClick = at; return; }
-    traceAt(state.channel, Math.floor(at[0] * state.maps.h), Math.floor(at[1] * state.maps.w));
+    whenShown(() => chainOf(state.featureLayer) && traceAt(state.channel, Math.floor(at[0] * state.maps.h), Math.floor(at[1] * state.maps.w)));
   });
 }
 
@@ -456,7 +488,8 @@ function restore() {
     state.featureLayer = layer;
   }
   const unit = (q.get("unit") || "").split(",").map(Number);
-  if (unit.length === 3 && unit.every(Number.isInteger)) [state.channel, state.restoreUnit] = [unit[0], unit];
+  const chain = chainOf(state.featureLayer);  // the unit is the conv's of the layer named
+  if (unit.length === 3 && unit.every(Number.isInteger) && chain) [state.channel, state.unit, state.unitConv] = [unit[0], unit, chain.conv];
   if (Number.isInteger(sample) && sample >= 0 && sample < state.model.test_images) {
     const form = new FormData();
     form.append("sample", sample);
@@ -471,9 +504,12 @@ async function traceAt(f, i, j) {
   i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
   const mine = ticket("trace");
   state.unit = [f, i, j];  // where the next arrow key steps from, before this answer comes
+  state.unitConv = chain.conv;
+  const image = state.image;
   try {
     const t = await imageApi(() => `/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
     if (!fresh("trace", mine)) return;  // a later unit was asked for
+    t.image = image;
     state.trace = t;
     remember();
     showTrace(t);
@@ -485,7 +521,7 @@ async function traceAt(f, i, j) {
 
 function clearTrace() {
   state.trace = null;
-  state.unit = null;
+  [state.unit, state.unitConv] = [null, null];
   remember();
   ticket("trace");  // a dot product still on its way belongs to the map left
   for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
@@ -668,11 +704,13 @@ async function start() {
   $("more-samples").addEventListener("click", loadSamples);
   $("dot-channel").addEventListener("change", () => state.trace && showTrace(state.trace));
   $("actmax-button").addEventListener("click", loadActmax);
-  for (const [id, di, dj] of [["step-left", 0, -1], ["step-right", 0, 1], ["step-up", -1, 0], ["step-down", 1, 0]]) $(id).addEventListener("click", () => step(di, dj));
+  // a step taken while a layer's maps load is taken on them: it stepped the old conv's unit
+  // on the new conv (past its rows, a refusal), or was cancelled by their arrival
+  for (const [id, di, dj] of [["step-left", 0, -1], ["step-right", 0, 1], ["step-up", -1, 0], ["step-down", 1, 0]]) $(id).addEventListener("click", () => whenShown(() => step(di, dj)));
   document.addEventListener("keydown", (e) => {
     if (!state.trace || ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
     const move = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[e.key];
-    if (move) { e.preventDefault(); step(...move); }
+    if (move) { e.preventDefault(); whenShown(() => state.trace && step(...move)); }
   });
   $("geometry-form").addEventListener("input", updateGeometry);
   $("geometry-form").addEventListener("submit", (e) => e.preventDefault());

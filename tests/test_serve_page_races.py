@@ -1,0 +1,140 @@
+"""The explorer's page when the person acts while an answer is on its way: a unit clicked, a
+step taken or a channel chosen while the maps of a new image or layer load, another image
+chosen while a unit's dot product loads. The server holds the answers in question (Held) so
+the order is the one named, however loaded the machine is. Truths: the network's own conv
+output (a forward hook), the unit asked for last, the browser's console.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from browser import opened
+from explorer_runs import Held, serving, wait_until
+from test_serve_page import _conv_output
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# every answer asked for is in: the dot product shown is the unit asked for last (the maps
+# asked for last are shown before: each action on them waits for them)
+SETTLED = (
+    "state.maps !== window.before && state.trace !== null"
+    " && state.trace.index.join() === state.unit.join()"
+)
+
+
+def held_page(run_dir, *parts: str):
+    """(the app's gate on `parts`, the app) for a fresh app on `run_dir`: a middleware cannot
+    be added to the shared one, which has started."""
+    from cnnlab.explorer import create_app
+
+    app = create_app(run_dir)
+    return Held(app, *parts), app
+
+
+def first_unit(page) -> None:
+    """Test image 0 predicted and unit (0, 14, 14) of conv 0 traced on it."""
+    page.click("#samples figure >> nth=0")
+    wait_until(page, "state.maps !== null")
+    page.click("#channel-view", position={"x": 150, "y": 150})
+    wait_until(page, "state.trace !== null && state.trace.index.join() === '0,14,14'")
+    page.evaluate("window.before = state.maps")
+
+
+def test_a_dot_product_on_its_way_when_another_image_comes_is_not_shown_under_it(run_dir):
+    """A unit clicked, then another test image chosen before its dot product came: the dot
+    product came after the image and showed the last image's numbers under the new one."""
+    traces, app = held_page(run_dir, "/api/trace")
+    with serving(app) as url, opened(url) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        traces.close()
+        page.click("#channel-view", position={"x": 150, "y": 150})  # row 14, column 14
+        traces.wait_held(1)
+        page.evaluate("window.before = state.maps")
+        page.click("#samples figure >> nth=1")
+        wait_until(page, "state.maps !== window.before")  # image 1's maps shown
+        traces.open()
+        wait_until(page, SETTLED)
+        unit = page.evaluate("state.trace.index")
+        shown = float(page.text_content("#dot-network"))
+    assert unit == [0, 14, 14]
+    assert shown == pytest.approx(float(_conv_output(run_dir, 1, "0")[0, 14, 14]), abs=1e-5)
+    assert not problems, problems
+
+
+def test_a_unit_clicked_while_the_new_images_maps_load_stays_clicked(run_dir):
+    """A unit clicked after another image was predicted, its maps on their way: their arrival
+    traced the unit clicked on the last image instead (the click's dot product was cancelled)."""
+    features, app = held_page(run_dir, "/api/features")
+    with serving(app) as url, opened(url) as (page, problems):
+        first_unit(page)
+        features.close()
+        page.click("#samples figure >> nth=1")
+        features.wait_held(1)  # image 1 predicted, its maps held
+        page.click("#channel-view", position={"x": 60, "y": 260})  # row 25, column 6
+        features.open()
+        wait_until(page, SETTLED)
+        unit = page.evaluate("[state.trace.index, state.trace.image === state.image]")
+        shown = float(page.text_content("#dot-network"))
+    assert unit == [[0, 25, 6], True]
+    assert shown == pytest.approx(float(_conv_output(run_dir, 1, "0")[0, 25, 6]), abs=1e-5)
+    assert not problems, problems
+
+
+def test_a_step_taken_while_another_convs_maps_load_is_taken_on_them(run_dir):
+    """A step (row ↓) taken after conv 7 was chosen, its 5×5 maps on their way, stepped conv
+    0's unit (0, 27, 27) on conv 7: a refusal (no row 27), or nothing once the maps came. It
+    is taken as just after they came: conv 0's unit is gone, the step starts at the top left."""
+    features, app = held_page(run_dir, "/api/features")
+    with serving(app) as url, opened(url) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.click("#channel-view", position={"x": 275, "y": 275})  # row 27, column 27
+        wait_until(page, "state.trace !== null")
+        page.evaluate("window.before = state.maps")
+        features.close()
+        page.select_option("#feature-layer", "7")
+        features.wait_held(1)
+        page.click("#step-down")
+        features.open()
+        wait_until(page, SETTLED, timeout=10)
+        shown = page.evaluate("[state.maps.h, state.trace.layer, state.trace.index]")
+        message = page.text_content("#message")
+    assert shown == [5, "7", [0, 0, 0]] and message == "", (shown, message)
+    assert not problems, problems
+
+
+def test_a_channel_chosen_while_a_units_dot_product_loads_keeps_the_unit(run_dir):
+    """Unit (0, 25, 6) clicked, then channel 2 chosen before its dot product came: channel 2
+    was traced at the unit shown before, (14, 14), and the click was cancelled."""
+    traces, app = held_page(run_dir, "/api/trace")
+    with serving(app) as url, opened(url) as (page, problems):
+        first_unit(page)
+        page.evaluate("window.before = null")  # the maps stay
+        traces.close()
+        page.click("#channel-view", position={"x": 60, "y": 260})  # row 25, column 6
+        traces.wait_held(1)
+        page.click("#feature-grid canvas >> nth=2")
+        traces.wait_held(2)
+        traces.open()
+        wait_until(page, SETTLED)
+        unit = page.evaluate("state.trace.index")
+    assert unit == [2, 25, 6] and not problems, (unit, problems)
+
+
+def test_the_saliency_overlay_stays_shown_for_another_image(run_dir):
+    """With the saliency overlay chosen, another test image showed no overlay: its map was
+    asked for only when the overlay was chosen."""
+    from cnnlab.explorer import create_app
+
+    with serving(create_app(run_dir)) as url, opened(url) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.check("#toggle-saliency")
+        wait_until(page, "state.heat.saliency !== undefined")
+        first = page.evaluate("[state.image, state.heat.saliency]")
+        page.click("#samples figure >> nth=1")
+        wait_until(page, f"state.image !== '{first[0]}' && state.heat.saliency !== undefined")
+        second = page.evaluate("state.heat.saliency")
+    assert second != first[1] and not problems, problems
