@@ -241,12 +241,21 @@ def show_maps(maps, facts: Facts) -> Blocks:
     ]
 
 
+def actmax_title(tile) -> str:
+    """A tile's title: the channel, and its activation against the strongest a test image
+    gives. A channel no test image makes positive (a dead ReLU) has no such ratio (nan): the
+    title said 'nan× data max'; it says the channel never fires on them."""
+    title = f"{tile.layer} ch {tile.channel}"
+    if tile.ratio is None:
+        return title
+    if math.isnan(tile.ratio):
+        return f"{title}\nnever > 0 on data"
+    return f"{title}\n{tile.ratio:.1f}× data max"
+
+
 def show_actmax(tiles, facts: Facts) -> Blocks:
     b = facts.budget
-    titles = [
-        f"{t.layer} ch {t.channel}" + ("" if t.ratio is None else f"\n{t.ratio:.1f}× data max")
-        for t in tiles
-    ]
+    titles = [actmax_title(t) for t in tiles]
     images = [plots.display(t.image) for t in tiles]
     fig = plots.image_grid(images, titles, ncols=b.actmax_channels * 2, tile_inches=1.0)
     caption = (
@@ -255,6 +264,8 @@ def show_actmax(tiles, facts: Facts) -> Blocks:
         " of the last layer of each stage; k× data max: their activation over the strongest "
         f"any of {tiles[0].compared} test images gives."
     )
+    if any(t.ratio is not None and math.isnan(t.ratio) for t in tiles):
+        caption += " Never > 0 on data: none of them makes the channel positive (no ratio)."
     return [_figure(fig, "activation maximisation images", caption)]
 
 
