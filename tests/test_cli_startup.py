@@ -81,3 +81,10 @@ def test_train_help_still_lists_the_presets_and_every_config_option():
     flags = {o for a in train._actions for o in a.option_strings}
     for field in dataclasses.fields(TrainConfig):
         assert "--" + field.name.replace("_", "-") in flags, field.name
+
+
+def test_the_preset_names_of_the_package_import_no_torch():
+    """`cnnlab.preset_names()` reads file names; it loaded `cnnlab.design.spec` (torch)."""
+    code = "import sys, cnnlab; print('fast' in cnnlab.preset_names(), 'torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["True", "False"], done.stderr[-2000:]

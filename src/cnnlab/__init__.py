@@ -25,7 +25,7 @@ _OBJECTS = {
     "build": "cnnlab.design.build",
     "Spec": "cnnlab.design.spec",
     "load_spec": "cnnlab.design.spec",
-    "preset_names": "cnnlab.design.spec",
+    "preset_names": "cnnlab.design.presetfiles",  # torch-free
     "summary": "cnnlab.design.summary",
 }
 
