@@ -27,7 +27,8 @@ def epoch_diagnostics(
     they were afterwards, so a resumed run stays bit-exact. Dead units in eval mode,
     gradients in train mode (as the step sees them).
     """
-    dead = dead_units(model, x, batch_size=max(len(x), 1))  # empty x: "no images", below
+    # empty x: "no images", below; no frozen check (a second forward, and logged nowhere)
+    dead = dead_units(model, x, batch_size=max(len(x), 1), frozen_check=False)
     flow = gradient_flow(model, [(x, y)], loss_fn)
     return {
         "dead_share": {l.name: round(l.dead_share, 4) for l in dead.layers},
@@ -52,16 +53,7 @@ def findings(
     acts: ActivationStats | None = None,
 ) -> list[Finding]:
     """Turn the measurements into problems with what to try (notes §4.2-4.4)."""
-    out = []
-    for l in dead.flagged if dead else ():
-        out.append(
-            Finding(
-                "dead-units",
-                f"{l.name}: {l.dead}/{l.channels} channels never fire, sparsity {l.sparsity:.0%}",
-                "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) "
-                "init, add BatchNorm before the activation",
-            )
-        )
+    out = [_dead_finding(l) for l in (dead.flagged if dead else ())]
     out += _gradient_findings(flow) if flow else []
     for l in acts.layers if acts else ():
         if l.saturated is not None and l.saturated > 0.5:
@@ -73,6 +65,28 @@ def findings(
                 )
             )
     return out
+
+
+def _dead_finding(l) -> Finding:
+    """A flagged layer's finding. Behind frozen weights (no weight before it trains) the
+    learning rate, init and activation did not kill its units and cannot revive them: the
+    advice for a trained layer would send the user after the wrong knobs."""
+    said = f"{l.name}: {l.dead}/{l.channels} channels never fire, sparsity {l.sparsity:.0%}"
+    if l.frozen:
+        return Finding(
+            "dead-units",
+            f"{said} (frozen: no weight before it trains, so training neither killed these "
+            "units nor can revive them)",
+            "if those layers are frozen on purpose, nothing to do (the dead channels pass "
+            "nothing on); to use them, unfreeze the layers before it (requires_grad) and "
+            "fine-tune them at a low learning rate",
+        )
+    return Finding(
+        "dead-units",
+        said,
+        "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) "
+        "init, add BatchNorm before the activation",
+    )
 
 
 def _gradient_findings(flow: GradientFlow) -> list[Finding]:

@@ -118,14 +118,22 @@ def _record(
     progress: Progress | None = None,
     what: str = "",
     output: OutputSelector = None,
+    trains: dict[str, bool] | None = None,
 ) -> tuple[dict[str, _Site], int]:
     """Run data through the model (no grad), accumulating statistics per activation site;
-    progress(batches done, batches, what) before the first batch and after each."""
+    progress(batches done, batches, what) before the first batch and after each.
+    trains: filled with {site: whether a weight that trains reaches it} (`_probe_trains`)
+    when some parameter requires grad; left empty when none does (a model frozen whole)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ExplainError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     sites: dict[str, _Site] = {}
+    probing: list[bool] = []  # non-empty while the probe's forward runs
 
     def on_call(name: str, activation: Activation, y: Tensor) -> None:
+        if probing:  # computed with autograd off, it is not known (see _probe_trains)
+            may = y.requires_grad or not torch.is_grad_enabled()
+            trains[name] = trains.get(name, False) or may
+            return
         site = sites.get(name)
         if site is None:
             site = sites[name] = _Site(activation, y.shape[1], moments)
@@ -134,18 +142,47 @@ def _record(
         site.add(y)
 
     model = unwrap(model)
+    flags = [(p, p.requires_grad) for p in model.parameters()]  # before preserved freezes them
+    probe = trains is not None and any(flag for _, flag in flags)
     device, n, total = device_of(model), 0, batch_count(data, batch_size)
     if progress is not None:
         progress(0, total, what)
     with preserved(model, train=train), torch.no_grad(), ActivationSites(model, on_call):
         for done, (x, _) in enumerate(batches(data, batch_size), 1):
-            forward(model, check_images(x, flat=True).to(device), output)
+            x = check_images(x, flat=True).to(device)
+            if probe and done == 1:
+                _probe_trains(model, x[:2], flags, output, train, probing)
+            forward(model, x, output)
             n += len(x)
             if progress is not None:
                 progress(done, total, what)
     if n == 0:
         raise DataError("data: no images (an empty tensor or iterable)")
     return sites, n
+
+
+def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list) -> None:
+    """One eval-mode forward of a few images with autograd on and each parameter's own
+    requires_grad: a site's output then requires grad exactly when some weight that trains
+    lies before it. Without one (a frozen stem), training can neither kill nor revive its
+    units. A site computed with autograd off is left unmarked: under the user's
+    torch.no_grad() it is cut off, but a reentrant torch.utils.checkpoint runs its block so
+    too, and trains it in the backward. Eval mode: no BatchNorm statistic moves, no dropout
+    draw. A forward that fails so leaves the sites unmarked."""
+    for p, flag in flags:
+        p.requires_grad_(flag)
+    model.eval()
+    probing.append(True)
+    try:
+        with torch.enable_grad():
+            forward(model, x, output)
+    except RuntimeError:  # e.g. an in-place op on a leaf that now requires grad
+        pass
+    finally:
+        probing.clear()
+        model.train(train)
+        for p, _ in flags:
+            p.requires_grad_(False)
 
 
 def hidden_modules(model: nn.Module) -> tuple[str, ...]:
@@ -183,6 +220,9 @@ class DeadLayer:
     dead_channels: tuple[int, ...]
     sparsity: float  # share of activations <= 0 over all inputs, positions and channels
     flagged: bool
+    # no weight that trains lies before it (frozen layers): its dead units were made so, and
+    # can be revived, by no training step
+    frozen: bool = False
 
     @property
     def dead_share(self) -> float:
@@ -216,7 +256,7 @@ class DeadUnits:
     def __str__(self) -> str:
         lines = [f"dead units on {self.samples} inputs (flag: dead share > {self.threshold:.0%})"]
         for l in self.layers:
-            flag = "  <- flagged" if l.flagged else ""
+            flag = ("  <- flagged" if l.flagged else "") + ("  (frozen)" if l.frozen else "")
             lines.append(
                 f"  {l.name:<24} {l.kind:<10} dead {l.dead:>4}/{l.channels:<4} "
                 f"sparsity {l.sparsity:6.1%}{flag}"
@@ -236,6 +276,7 @@ def dead_units(
     train: bool = False,
     output: OutputSelector = None,
     progress: Progress | None = None,
+    frozen_check: bool = True,
 ) -> DeadUnits:
     """Dead and sleeping units after every ReLU-family activation (notes §4.3).
 
@@ -254,12 +295,18 @@ def dead_units(
     output: the logits in a model's output that is not a (B, K) tensor (a key, an index or a
     function, as for `explain.saliency`): a dict of Hugging Face's, a (logits, aux) tuple.
     progress: progress(batches done, batches, "dead units") after each batch.
+    frozen_check: mark a layer `frozen` when no parameter that requires grad lies before it
+    (a frozen stem), found by one forward of two images with autograd on; none is marked when
+    no parameter requires grad (a model frozen whole, as for inference), nor one computed
+    with autograd off (under torch.no_grad(), or in a reentrant checkpoint, which trains).
     """
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
+    trains: dict[str, bool] | None = {} if frozen_check else None
     sites, n = _record(
-        model, data, batch_size, train, progress=progress, what="dead units", output=output
-    )
+        model, data, batch_size, train, progress=progress, what="dead units", output=output,
+        trains=trains,
+    )  # fmt: skip
     layers = []
     for name, site in sites.items():
         if not site.activation.rectifier:
@@ -267,8 +314,11 @@ def dead_units(
         dead = (~site.ever_positive).nonzero().flatten().tolist()
         sparsity = site.nonpositive / site.count
         flagged = len(dead) / site.channels > threshold or sparsity > sparsity_threshold
+        frozen = bool(trains) and not trains.get(name, True)
         layers.append(
-            DeadLayer(name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged)
+            DeadLayer(
+                name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged, frozen
+            )
         )
     return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden_modules(model))
 

@@ -378,7 +378,11 @@ def _probes(src: Sources) -> Probes:
 def _dead(src: Sources) -> Health:
     _, x, _ = src.test
     d = diagnose.dead_units(src.model, x[: src.budget.diagnose_images])
-    labels = tuple(src.label(layer.name) for layer in d.layers)
+    # "(frozen)" as the gradient flow's bars say it: no training step made or can revive
+    # those dead units, and the bar alone reads as a training problem
+    labels = tuple(
+        src.label(layer.name) + (" (frozen)" if layer.frozen else "") for layer in d.layers
+    )
     return Health(d, labels, tuple(diagnose.findings(dead=d)))
 
 
