@@ -138,3 +138,69 @@ def test_the_saliency_overlay_stays_shown_for_another_image(run_dir):
         wait_until(page, f"state.image !== '{first[0]}' && state.heat.saliency !== undefined")
         second = page.evaluate("state.heat.saliency")
     assert second != first[1] and not problems, problems
+
+
+# Answers left behind: an answer for a choice since replaced must change nothing. UNREAD counts
+# the answers whose body the page has not read yet (a refused one as read): at 0 the page has
+# done all it does with them (that runs before the next task)
+UNREAD = """() => {
+  const real = window.fetch;
+  window.unread = 0;
+  window.fetch = async (url, options) => {
+    window.unread++;
+    let response;
+    try { response = await real(url, options); } catch (e) { window.unread--; throw e; }
+    const json = response.json.bind(response);
+    response.json = () => json().finally(() => window.unread--);
+    return response;
+  };
+}"""
+
+
+def test_a_refusal_for_a_layer_left_is_not_said_over_the_one_chosen(server):
+    """Layer 3 chosen, then layer 4, whose maps came first; layer 3's refusal (a server gone
+    for a moment) came after them, and the page said it under layer 4's maps."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.evaluate(UNREAD)
+        routes = []
+        page.route(
+            lambda url: "/api/features" in url and "layer=3" in url, lambda r: routes.append(r)
+        )
+        page.select_option("#feature-layer", "3")
+        for _ in range(600):  # the request held by the browser (events run while waiting)
+            if routes:
+                break
+            page.wait_for_timeout(50)
+        page.select_option("#feature-layer", "4")  # conv 4: 6×7×7
+        wait_until(page, "state.maps.h === 7")
+        routes[0].abort("connectionrefused")
+        wait_until(page, "window.unread === 0")
+        message = page.text_content("#message")
+    assert message == "", message
+    assert not [p for p in problems if p.startswith("error:")], problems
+
+
+# the input size set to `value` as one keystroke sets it (fill empties the field first: a
+# refused size of "" in between)
+TYPED = """(value) => { const size = document.getElementById("g-size");
+  size.value = value; size.dispatchEvent(new Event("input", { bubbles: true })); }"""
+
+
+def test_the_geometry_shown_is_the_last_one_typed(run_dir):
+    """The input size typed as 5, then 28: the answer for 5, come last, was shown."""
+    slow, app = held_page(run_dir, "size=5&")
+    with serving(app) as url, opened(url) as (page, problems):
+        page.evaluate(UNREAD)
+        slow.close()
+        page.evaluate(TYPED, "5")
+        slow.wait_held(1)
+        page.evaluate(TYPED, "28")
+        wait_until(page, "state.geometry.size === 28")
+        slow.open()
+        wait_until(page, "window.unread === 0")
+        shown = page.evaluate(
+            "[state.geometry.size, document.getElementById('g-window').textContent]"
+        )
+    assert shown[0] == 28 and "of 9×9" in shown[1] and not problems, (shown, problems)

@@ -10,7 +10,7 @@ const state = { model: null, image: null, prediction: null, overlay: "none", hea
   sampleOffset: 0, geometry: null, window: 0,
   // requests answered out of order (two test images clicked in a row, a layer chosen while
   // the last one loads): only the latest of each kind is shown, counted here
-  latest: { predict: 0, features: 0, trace: 0, gradcam: 0, top: 0, actmax: 0 } };
+  latest: { predict: 0, features: 0, trace: 0, gradcam: 0, top: 0, actmax: 0, geometry: 0 } };
 // A ticket for a request of `kind`; fresh(kind, ticket) is false once a later one was sent.
 const ticket = (kind) => ++state.latest[kind];
 const fresh = (kind, t) => state.latest[kind] === t;
@@ -655,8 +655,10 @@ async function updateGeometry() {
     dilation: $("g-dilation").value, in_channels: $("g-in").value, filters: $("g-filters").value });
   $("g-padding").disabled = kind !== "number";
   const out = $("g-results");
+  const mine = ticket("geometry");  // a field typed in, "5" then "28": the answer for 5 came last
   try {
     const g = await api(`/api/geometry?${q}`);
+    if (!fresh("geometry", mine)) return;
     state.geometry = g;
     state.window = Math.min(state.window, g.output * g.output - 1);
     out.replaceChildren(
@@ -667,6 +669,7 @@ async function updateGeometry() {
       el("p", `parameters: ${g.params_formula} = ${g.params.toLocaleString()}`));
     drawGeometry();
   } catch (error) {
+    if (!fresh("geometry", mine)) return;
     state.geometry = null;
     out.replaceChildren(el("p", error.message, "bad"));
     drawGeometry();
