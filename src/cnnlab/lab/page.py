@@ -17,6 +17,7 @@ from pathlib import Path
 import jinja2
 import matplotlib
 
+from cnnlab.lab import registry
 from cnnlab.lab.experiment import Experiment
 from cnnlab.lab.runner import LabResults
 from cnnlab.report.plots import STYLE
@@ -65,9 +66,25 @@ def _sections(experiments: Sequence[Experiment], results: LabResults) -> list[di
     return sections
 
 
+def shown(experiments: Sequence[Experiment], results: LabResults) -> list[Experiment]:
+    """`experiments`, and every registered one `results` holds that they leave out, in page
+    order: the page is the lab's, not the last command's. `--only heads --resume` on a lab
+    that held translation too wrote a page of heads alone (results.json kept both)."""
+    chosen = list(experiments)
+    names = {e.name for e in chosen}
+    registered = registry.experiments()
+    kept = [e for e in registered if e.name in results.experiments and e.name not in names]
+    order = {e.name: i for i, e in enumerate(registered)}
+    if kept and all(e.name in order for e in chosen):
+        return sorted(chosen + kept, key=lambda e: order[e.name])
+    return chosen + kept
+
+
 def render_page(experiments: Sequence[Experiment], results: LabResults) -> str:
-    """The page's HTML for `experiments` (those without a result say so)."""
+    """The page's HTML for `experiments` (those without a result say so) and every other
+    registered experiment `results` holds."""
     start = time.perf_counter()
+    experiments = shown(experiments, results)
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("cnnlab.lab", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
