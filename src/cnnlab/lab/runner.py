@@ -28,6 +28,7 @@ import torch
 
 from cnnlab.errors import CnnlabError, ConfigError, RunError
 from cnnlab.lab.experiment import Context, Experiment, Verdict
+from cnnlab.lab.registry import experiments as registered
 from cnnlab.train.checkpoint import write_json
 
 RESULTS = "results.json"
@@ -50,17 +51,36 @@ class LabResults:
 
 
 def load_results(out: str | Path) -> LabResults | None:
-    """DIR/results.json as LabResults, None when there is none (RunError when unreadable)."""
+    """DIR/results.json as LabResults, None when there is none (RunError when unreadable).
+    Each registered experiment's stored measurements are judged again by today's rule."""
     path = Path(out) / RESULTS
     if not path.exists():
         return None
     try:
         d = json.loads(path.read_text())
-        return LabResults(bool(d["quick"]), list(d["seeds"]), dict(d["experiments"]))
+        results = LabResults(bool(d["quick"]), list(d["seeds"]), dict(d["experiments"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(
             f"{path} is not a lab's results file ({error}); use another --out"
         ) from error
+    _judge_again(results)
+    return results
+
+
+def _judge_again(results: LabResults) -> None:
+    """Replace each stored verdict of a registered experiment by its rule's judgement today.
+    A rule revised since the lab ran (pooling's low-pass cut, heads' gap) left the page
+    showing today's rule beside the old rule's verdict and sentence. Measurements an old
+    version stored without a field today's rule reads keep their stored verdict."""
+    for e in registered():
+        entry = results.experiments.get(e.name)
+        if entry is None:
+            continue
+        try:
+            entry["verdict"] = e.judge(entry["measurements"]).to_dict()
+        except (LookupError, TypeError, ValueError, ArithmeticError):  # an older layout of
+            # the measurements (a field today's rule reads is missing): the stored verdict stays
+            continue
 
 
 def _start(out: Path, quick: bool, seeds: list[int], resume: bool) -> LabResults:

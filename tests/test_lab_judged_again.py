@@ -1,0 +1,38 @@
+"""A stored lab read back is judged by today's rules. Rules were revised after labs had run
+(pooling's low-pass cut, heads' train-test gap, vanishing's SGD rates); results.json keeps
+each verdict as judged then, and the page and the terminal table showed it under today's
+rule: the stored full lab's pooling section read 'above 0 by more than 2 sd of the cuts'
+beneath a rule asking for a 5 % cut. Truth: each experiment's judge on the stored
+measurements (the README's table is checked against the same, tests/test_lab_full.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cnnlab.lab import experiments, load_results, render_page
+
+STORED = Path(__file__).parent / "data" / "lab_full_results.json"
+
+
+def test_a_stored_lab_is_shown_with_todays_verdicts(tmp_path):
+    shutil.copy(STORED, tmp_path / "results.json")
+    stored = json.loads(STORED.read_text())["experiments"]
+    old = stored["pooling"]["verdict"]["meaning"]
+    results = load_results(tmp_path)
+    for e in experiments():
+        today = e.judge(stored[e.name]["measurements"])
+        assert results.verdict(e.name) == today, e.name
+    page = render_page(experiments(["pooling"]), results)
+    today = experiments(["pooling"])[0].judge(stored["pooling"]["measurements"]).meaning
+    assert old != today  # the rule was revised after this lab ran
+    assert today in page and old not in page
+
+
+def test_measurements_todays_rule_cannot_read_keep_their_stored_verdict(tmp_path):
+    data = json.loads(STORED.read_text())
+    floor = data["experiments"]["floor"]
+    floor["measurements"] = {"from": "an older layout"}
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert load_results(tmp_path).experiments["floor"]["verdict"] == floor["verdict"]
