@@ -157,6 +157,29 @@ UNREAD = """() => {
 }"""
 
 
+def held_in_browser(page, match) -> list:
+    """The requests whose URL `match` accepts, held by the browser: each route in the list
+    returned waits (for .abort(), a server gone for a moment) as the page goes on."""
+    routes = []
+    page.route(match, lambda route: routes.append(route))
+    return routes
+
+
+def wait_routed(page, routes: list) -> None:
+    for _ in range(600):  # the browser's events (its requests) are taken in while waiting
+        if routes:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the page sent no request to hold")
+
+
+def refused_late(page, routes: list) -> str:
+    """The message after the held request is refused and all answers are read."""
+    routes[0].abort("connectionrefused")
+    wait_until(page, "window.unread === 0")
+    return page.text_content("#message")
+
+
 def test_a_refusal_for_a_layer_left_is_not_said_over_the_one_chosen(server):
     """Layer 3 chosen, then layer 4, whose maps came first; layer 3's refusal (a server gone
     for a moment) came after them, and the page said it under layer 4's maps."""
@@ -164,22 +187,53 @@ def test_a_refusal_for_a_layer_left_is_not_said_over_the_one_chosen(server):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         page.evaluate(UNREAD)
-        routes = []
-        page.route(
-            lambda url: "/api/features" in url and "layer=3" in url, lambda r: routes.append(r)
-        )
+        routes = held_in_browser(page, lambda url: "/api/features" in url and "layer=3" in url)
         page.select_option("#feature-layer", "3")
-        for _ in range(600):  # the request held by the browser (events run while waiting)
-            if routes:
-                break
-            page.wait_for_timeout(50)
+        wait_routed(page, routes)
         page.select_option("#feature-layer", "4")  # conv 4: 6×7×7
         wait_until(page, "state.maps.h === 7")
-        routes[0].abort("connectionrefused")
-        wait_until(page, "window.unread === 0")
-        message = page.text_content("#message")
+        message = refused_late(page, routes)
     assert message == "", message
     assert not [p for p in problems if p.startswith("error:")], problems
+
+
+def test_a_refusal_for_a_unit_left_is_not_said_over_the_one_chosen(server):
+    """The same for a unit clicked, then another whose dot product came first."""
+    with opened(server) as (page, problems):
+        first_unit(page)
+        page.evaluate(UNREAD)
+        routes = held_in_browser(page, lambda url: "/api/trace" in url and "row=25" in url)
+        page.click("#channel-view", position={"x": 60, "y": 260})  # row 25, column 6
+        wait_routed(page, routes)
+        page.click("#channel-view", position={"x": 150, "y": 60})  # row 5, column 14
+        wait_until(page, "state.trace.index.join() === '0,5,14'")
+        message = refused_late(page, routes)
+    assert message == "", message
+
+
+def test_a_refusal_for_a_grad_cam_layer_or_image_left_is_not_said(server):
+    """The same for a Grad-CAM layer chosen, then another, and for a test image chosen, then
+    another whose prediction came first ('Could not use this image' under it)."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.evaluate(UNREAD)
+        layers = page.locator("#cam-layer option").evaluate_all("(o) => o.map((x) => x.value)")
+        routes = held_in_browser(page, lambda url: f"gradcam&layer={layers[0]}" in url)
+        page.select_option("#cam-layer", layers[0])
+        wait_routed(page, routes)
+        page.select_option("#cam-layer", layers[1])
+        wait_until(page, "window.unread === 1")  # the second layer's map in, the first held
+        cam = refused_late(page, routes)
+        routes = held_in_browser(page, "**/api/predict")
+        page.click("#samples figure >> nth=1")
+        wait_routed(page, routes)
+        page.unroute("**/api/predict")
+        page.click("#samples figure >> nth=2")
+        wait_until(page, "state.prediction.true_class !== undefined && state.sample === '2'")
+        wait_until(page, "state.maps.image === state.image && window.unread === 1")
+        image = refused_late(page, routes)
+    assert (cam, image) == ("", ""), (cam, image)
 
 
 # the input size set to `value` as one keystroke sets it (fill empties the field first: a

@@ -225,8 +225,8 @@ async function predict(form, drawing = false) {
       const chain = chainOf(state.featureLayer);
       if (!state.unit && chain && chain.conv === conv) traceAt(state.channel, unit[1], unit[2]);
     });
-  } catch (error) {
-    say(`Could not use this image: ${error.message}`);
+  } catch (error) {  // an image left's refusal, come after the image chosen: not said
+    if (fresh("predict", mine)) say(`Could not use this image: ${error.message}`);
   }
 }
 
@@ -328,7 +328,7 @@ async function showOverlay() {  // saliency is fetched the first time it is aske
     try {
       const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=saliency`);
       if (image === state.image) state.heat.saliency = r.map;
-    } catch (error) { say(error.message); }
+    } catch (error) { if (image === state.image) say(error.message); }
   }
   drawView();
 }
@@ -341,7 +341,7 @@ async function refreshGradcam() {
     if (!fresh("gradcam", mine)) return;  // a later layer's map, or another image's
     state.heat.gradcam = r.map;
     drawView();
-  } catch (error) { say(error.message); }
+  } catch (error) { if (fresh("gradcam", mine)) say(error.message); }  // a layer left's refusal: not said
 }
 
 // --- feature maps -----------------------------------------------------------------------
@@ -516,7 +516,7 @@ async function traceAt(f, i, j) {
     paintMap($("channel-view"), state.channel, [i, j]);
     drawView();
     say(state.note);  // an earlier refusal no longer applies; the image's note still does
-  } catch (error) { say(error.message); }
+  } catch (error) { if (fresh("trace", mine)) say(error.message); }  // a unit left's refusal: not said
 }
 
 function clearTrace() {
