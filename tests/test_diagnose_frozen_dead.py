@@ -130,3 +130,17 @@ def test_a_site_computed_with_autograd_off_is_not_marked_frozen():
     trained_a_little(model, x, y)
     assert not torch.equal(before, model.block(model.stem(x)).detach())
     assert not any(l.frozen for l in dead_units(Net(no_grad=True), x).layers)
+
+
+class InferenceOnly(Net):
+    """A forward that refuses autograd (its own guard): the probe fails, the count does not."""
+
+    def forward(self, x):
+        if torch.is_grad_enabled():
+            raise AssertionError("inference only")
+        return super().forward(x)
+
+
+def test_a_forward_that_refuses_autograd_is_counted_and_marked_nowhere():
+    d = dead_units(InferenceOnly(), data()[0])
+    assert [(l.dead, l.frozen) for l in d.layers] == [(2, False), (3, False)]

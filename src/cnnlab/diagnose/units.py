@@ -151,7 +151,7 @@ def _record(
         for done, (x, _) in enumerate(batches(data, batch_size), 1):
             x = check_images(x, flat=True).to(device)
             if probe and done == 1:
-                _probe_trains(model, x[:2], flags, output, train, probing)
+                _probe_trains(model, x[:2], flags, output, train, probing, trains)
             forward(model, x, output)
             n += len(x)
             if progress is not None:
@@ -161,7 +161,7 @@ def _record(
     return sites, n
 
 
-def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list) -> None:
+def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list, trains) -> None:
     """One eval-mode forward of a few images with autograd on and each parameter's own
     requires_grad: a site's output then requires grad exactly when some weight that trains
     lies before it. Without one (a frozen stem), training can neither kill nor revive its
@@ -176,8 +176,9 @@ def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list) -
     try:
         with torch.enable_grad():
             forward(model, x, output)
-    except RuntimeError:  # e.g. an in-place op on a leaf that now requires grad
-        pass
+    except Exception:  # the probe is optional: an in-place op on a leaf that now requires
+        # grad, a forward that asserts no grad; the main pass says what is wrong, if anything
+        trains.clear()
     finally:
         probing.clear()
         model.train(train)
