@@ -180,6 +180,29 @@ def refused_late(page, routes: list) -> str:
     return page.text_content("#message")
 
 
+def test_an_arrow_key_pressed_while_another_convs_maps_load_asks_nothing_of_it(run_dir):
+    """ArrowDown pressed after conv 7 was chosen, its 5×5 maps on their way, asked conv 7 for
+    conv 0's unit stepped, (0, 27, 27): a refusal, said and in the console. Taken as just after
+    the maps came, where conv 0's unit is gone, the key does nothing."""
+    features, app = held_page(run_dir, "/api/features")
+    with serving(app) as url, opened(url) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.click("#channel-view", position={"x": 275, "y": 275})  # row 27, column 27
+        wait_until(page, "state.trace !== null")
+        page.evaluate(UNREAD)
+        features.close()
+        page.select_option("#feature-layer", "7")
+        features.wait_held(1)
+        page.evaluate("document.activeElement.blur()")  # arrows in the list choose a layer
+        page.keyboard.press("ArrowDown")
+        features.open()
+        wait_until(page, "state.maps.h === 5 && window.unread === 0")
+        trace = page.evaluate("state.trace")
+        message = page.text_content("#message")
+    assert (trace, message) == (None, "") and not problems, (message, problems)
+
+
 def test_a_refusal_for_a_layer_left_is_not_said_over_the_one_chosen(server):
     """Layer 3 chosen, then layer 4, whose maps came first; layer 3's refusal (a server gone
     for a moment) came after them, and the page said it under layer 4's maps."""
