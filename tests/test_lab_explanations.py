@@ -74,3 +74,16 @@ def test_an_all_zero_map_does_not_correlate_with_a_centred_one():
     centred = torch.zeros(4, 28, 28)
     centred[:, 10:18, 10:18] = torch.rand(4, 8, 8, generator=gen)
     assert spearman(centred, torch.zeros(4, 28, 28)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_undecided_band_said_is_the_one_the_rule_uses():
+    """The meaning said 'within 2 standard errors, at most 2.0 points' when the largest
+    standard error was 2.0: one error, not two; a deletion check 3 points from its line then
+    read as undecided inside a band said to be 2 points wide."""
+    found = explanations(*[dict.fromkeys(ex_explanations.METHODS, (0.1, 52.0))] * 2)
+    for row in found["seeds"]:
+        for method in ex_explanations.METHODS:
+            row[method]["noise"] = 2.0  # 8 points below random order: 3 from the 5-point line
+    verdict = ex_explanations.judge(found)
+    assert "undecided" in verdict.meaning and verdict.outcome == "inconclusive"
+    assert "at most 4.0 points, of that line" in verdict.meaning, verdict.meaning
