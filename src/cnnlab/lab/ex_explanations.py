@@ -260,7 +260,8 @@ def _said(rows: list[dict], sensitive: dict, faithful: dict, random_score: tuple
         f"mean (at least "
         f"{FAITHFUL:g} points below random order's {random_score[0]:.1f} ± "
         f"{random_score[1]:.1f} % passes; undecided within {NOISE:g} standard errors, at most "
-        f"{NOISE * _noise(rows):.1f} points, of that line): " + "; ".join(parts)
+        f"{NOISE * _noise(rows):.1f} points, of that line): "
+        + "; ".join(parts)
         + " (mean ± sd over seeds)"
     )
 
