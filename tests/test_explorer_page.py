@@ -8,7 +8,6 @@ The browser's screenshot is kept in test-artifacts/explorer.png.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from cnnlab.data.image import IMAGE_FORMATS
 from cnnlab.explorer import create_app
 from cnnlab.explorer.upload import read_upload
 from cnnlab.train.rundir import load_run
-from explorer_runs import ARTIFACTS, CLASSES, own_activations, shape_image, wait_until
+from explorer_runs import ARTIFACTS, CLASSES, own_activations, serving, shape_image, wait_until
 
 STATIC = Path(__file__).parents[1] / "src" / "cnnlab" / "explorer" / "static"
 
@@ -237,9 +236,6 @@ def test_a_model_without_maps_predicts_without_a_refusal(tmp_path):
     """An MLP has no (C, H, W) map: the page asked for the features of layer '' after every
     prediction (a 400 in the console) and said "Could not use this image" over the
     prediction it had just shown and the server's note that there is no Grad-CAM."""
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
     from cnnlab.train import TrainConfig, train
 
     for label, name in enumerate(CLASSES):
@@ -248,30 +244,10 @@ def test_a_model_without_maps_predicts_without_a_refusal(tmp_path):
             shape_image(label, 100 * label + i).save(tmp_path / "data" / name / f"{i}.png")
     config = TrainConfig(epochs=1, batch_size=4, tta=False, val_fraction=0.2)
     train(cnnlab.load_spec(MLP), str(tmp_path / "data"), tmp_path / "run", config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    serving = uvicorn.Server(uvicorn.Config(create_app(tmp_path / "run"), log_level="warning"))
-    thread = threading.Thread(target=serving.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not serving.started:
-        time.sleep(0.05)
-    problems: list[str] = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=need_chromium(), args=FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("pageerror", lambda e: problems.append(f"error: {e}"))
-            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-            page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/")
-            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
-            page.click("#samples figure >> nth=0")
-            page.wait_for_selector("#bars li")
-            wait_until(page, "document.getElementById('message').textContent !== 'computing…'")
-            message = page.text_content("#message")
-            browser.close()
-    finally:
-        serving.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serving(create_app(tmp_path / "run")) as url, opened(url) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        page.wait_for_selector("#bars li")
+        wait_until(page, "document.getElementById('message').textContent !== 'computing…'")
+        message = page.text_content("#message")
     assert "Could not use" not in message and "no Grad-CAM" in message, message
     assert not problems, problems
