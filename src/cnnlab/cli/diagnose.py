@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cnnlab.cli.tables import column
 
@@ -39,8 +40,28 @@ def _images(run, args: argparse.Namespace):
 
         c, h, w = run.input_shape
         images = load_dataset(args.data, args.split, channels=c, size=(h, w))
+        _check_classes(run, images.classes, args.data)
     n = min(args.limit, len(images.labels))
     return run.preprocess(images.images[:n]), images.labels[:n]
+
+
+def _check_classes(run, classes: tuple[str, ...], data: str) -> None:
+    """The labels of --data index the model's outputs: another number of classes is refused
+    (`--data shapes` on a digits run ran its 4 labels through 10 outputs without a word);
+    the same number under other names is said, as the labels are read by position."""
+    from cnnlab.errors import ConfigError
+
+    if len(classes) != len(run.classes):
+        raise ConfigError(
+            f"--data {data} has {len(classes)} classes ({', '.join(classes)}); the run "
+            f"classifies {len(run.classes)} ({', '.join(run.classes)}): give images of its classes"
+        )
+    if tuple(classes) != run.classes:
+        print(
+            f"note: --data {data} names its classes {', '.join(classes)}; the run "
+            f"{', '.join(run.classes)}: labels are read by position",
+            file=sys.stderr,
+        )
 
 
 def _batches(x, y, size: int = 256, limit: int = 512) -> list:
@@ -88,7 +109,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     for col in ("layer", "activation", "channels", "dead", "dead %", "sparsity", "flag"):
         t.add_column(col, **column(col in ("layer", "activation", "flag")))
     for l in dead.layers:
-        flag = "[red]DEAD[/red]" if l.flagged else ""
+        # behind frozen weights no training step made these units nor can revive them
+        flag = ("[red]DEAD[/red]" if l.flagged else "") + (" (frozen)" if l.frozen else "")
         t.add_row(
             l.name,
             l.kind,
