@@ -275,6 +275,8 @@ def probe(layers: Sequence[str], accuracy: Sequence[float], baseline: float | No
             ax.axhline(baseline * 100, color="grey", ls="--", label="raw pixels (input)")
         ax.set_xticks(x, [layer_label(n) for n in layers], rotation=45, ha="right")
         ax.set(xlabel="layer (input → output)", ylabel="probe test accuracy (%)")
+        low, high = ax.get_ylim()  # autoscale's margin ran the axis past 100 % (and below 0)
+        ax.set_ylim(max(low, 0.0), min(high, 100.0))
         ax.set_title("Linear probes: how linearly separable the classes are at each depth")
         ax.legend(frameon=False)
         fig.tight_layout()
