@@ -189,3 +189,16 @@ def test_the_registry_holds_every_module_once_with_unique_names():
         assert e.claim and e.setup and e.rule and e.section.startswith("§")
     with pytest.raises(ConfigError, match="no experiment named 'nope'"):
         experiments(["nope"])
+
+
+def test_an_interrupted_lab_command_writes_the_page_of_what_finished(tmp_path, monkeypatch):
+    """`cnnlab lab` wrote lab.html at the end only: Ctrl-C after hours left results.json and
+    no page. Now the page shows the finished experiments, and the exit is still 130."""
+    import cnnlab.lab
+    from cnnlab.cli import main
+
+    chosen = [fake("a", value=2.5), fake("b", fail=KeyboardInterrupt())]
+    monkeypatch.setattr(cnnlab.lab, "experiments", lambda names=None: chosen)
+    assert main(["lab", "--out", str(tmp_path), "--quick"]) == 130
+    page = (tmp_path / "lab.html").read_text()
+    assert "value was 2.5" in page and sorted(load_results(tmp_path).experiments) == ["a"]

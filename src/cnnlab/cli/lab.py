@@ -56,7 +56,11 @@ def _run(args: argparse.Namespace) -> int:
             f"for {args.seeds} seeds on the full subsets"
         )
     start = time.perf_counter()
-    results = _run_with_progress(console, chosen, args)
+    try:
+        results = _run_with_progress(console, chosen, args)
+    except KeyboardInterrupt:
+        _page_of_what_finished(console, args.out, chosen)
+        raise
     _print_table(console, chosen, results)
     from cnnlab.lab import write_page
 
@@ -65,6 +69,22 @@ def _run(args: argparse.Namespace) -> int:
         f"wrote {page} and {page.parent / 'results.json'} in {time.perf_counter() - start:.0f} s"
     )
     return 1 if results.failed else 0
+
+
+def _page_of_what_finished(console, out: str, chosen) -> None:
+    """On Ctrl-C, DIR/lab.html of the experiments finished so far: each is saved to
+    results.json as it ends, but the page was written at the end only, so a lab stopped after
+    hours had results and no page to read them on."""
+    from cnnlab.errors import CnnlabError
+    from cnnlab.lab import load_results, write_page
+
+    try:
+        results = load_results(out)
+    except CnnlabError:
+        return  # unreadable: the interrupt's own line says enough
+    if results is not None and results.experiments:
+        page = write_page(out, chosen, results)
+        console.print(f"wrote {page} with the {len(results.experiments)} finished experiment(s)")
 
 
 def _run_with_progress(console, chosen, args):
