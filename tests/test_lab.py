@@ -202,3 +202,13 @@ def test_an_interrupted_lab_command_writes_the_page_of_what_finished(tmp_path, m
     assert main(["lab", "--out", str(tmp_path), "--quick"]) == 130
     page = (tmp_path / "lab.html").read_text()
     assert "value was 2.5" in page and sorted(load_results(tmp_path).experiments) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("quick", "seeds", "noted"), [(False, 1, True), (False, 2, False), (True, 1, False)]
+)
+def test_a_full_lab_of_one_seed_says_no_spread_was_measured(tmp_path, quick, seeds, noted):
+    """`--seeds 1` showed '± 0.0' everywhere with no word (the quick lab has its own note)."""
+    chosen = [fake("a")]
+    html = render_page(chosen, run_lab(chosen, tmp_path, quick=quick, seeds=seeds))
+    assert ('id="one-seed-note"' in html) == noted
