@@ -144,3 +144,41 @@ class InferenceOnly(Net):
 def test_a_forward_that_refuses_autograd_is_counted_and_marked_nowhere():
     d = dead_units(InferenceOnly(), data()[0])
     assert [(l.dead, l.frozen) for l in d.layers] == [(2, False), (3, False)]
+
+
+class NormedStem(nn.Module):
+    """A frozen conv -> BatchNorm -> ReLU stem (a pretrained backbone's), a trained head."""
+
+    def __init__(self, track: bool):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6, track_running_stats=track), nn.ReLU()
+        )
+        self.head = nn.Linear(6, 3)
+        with torch.no_grad():
+            self.stem[1].bias.fill_(-0.5)
+        self.stem.requires_grad_(False)
+
+    def forward(self, x):
+        return self.head(self.stem(x).mean((2, 3)))
+
+
+def test_a_frozen_stems_batchnorm_that_tracks_statistics_is_not_frozen():
+    """'Frozen' said 'training neither killed these units nor can revive them' of a ReLU after
+    a frozen conv and BatchNorm; training in train mode moves the BatchNorm's running
+    statistics, which can kill units. Truth: a few steps change that site's eval output, and
+    leave it bit-identical when the norm keeps no statistics."""
+    x, y = data()
+    for track in (True, False):
+        torch.manual_seed(0)
+        model = NormedStem(track)
+        site = {l.name: l for l in dead_units(model, x).layers}["stem.2"]
+        model.eval()
+        with torch.no_grad():
+            before = model.stem(x)
+        model.train()
+        trained_a_little(model, x * 3 + 1, y)  # other data: other batch statistics
+        model.eval()
+        with torch.no_grad():
+            moved = not torch.equal(before, model.stem(x))
+        assert (moved, site.frozen) == (track, not track)

@@ -75,8 +75,8 @@ def _dead_finding(l) -> Finding:
     if l.frozen:
         return Finding(
             "dead-units",
-            f"{said} (frozen: no weight before it trains, so training neither killed these "
-            "units nor can revive them)",
+            f"{said} (frozen: no weight nor running statistic before it trains, so training "
+            "neither killed these units nor can revive them)",
             "if those layers are frozen on purpose, nothing to do (the dead channels pass "
             "nothing on); to use them, unfreeze the layers before it (requires_grad) and "
             "fine-tune them at a low learning rate",

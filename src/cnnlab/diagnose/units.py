@@ -168,9 +168,17 @@ def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list, t
     units. A site computed with autograd off is left unmarked: under the user's
     torch.no_grad() it is cut off, but a reentrant torch.utils.checkpoint runs its block so
     too, and trains it in the backward. Eval mode: no BatchNorm statistic moves, no dropout
-    draw. A forward that fails so leaves the sites unmarked."""
+    draw. A norm layer that tracks running statistics counts as trained: training in train
+    mode moves them even behind frozen weights (a frozen pretrained backbone's BatchNorm), and
+    that can kill units. A forward that fails so leaves the sites unmarked."""
     for p, flag in flags:
         p.requires_grad_(flag)
+    moved = torch.zeros((), requires_grad=True)  # adds 0: marks what follows as trained
+    hooks = [
+        m.register_forward_hook(lambda module, args, y: y + moved)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
+    ]
     model.eval()
     probing.append(True)
     try:
@@ -181,6 +189,8 @@ def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list, t
         trains.clear()
     finally:
         probing.clear()
+        for hook in hooks:
+            hook.remove()
         model.train(train)
         for p, _ in flags:
             p.requires_grad_(False)
@@ -221,8 +231,8 @@ class DeadLayer:
     dead_channels: tuple[int, ...]
     sparsity: float  # share of activations <= 0 over all inputs, positions and channels
     flagged: bool
-    # no weight that trains lies before it (frozen layers): its dead units were made so, and
-    # can be revived, by no training step
+    # no weight that trains nor norm whose running statistics move lies before it (frozen
+    # layers): its dead units were made so, and can be revived, by no training step
     frozen: bool = False
 
     @property
@@ -297,9 +307,10 @@ def dead_units(
     function, as for `explain.saliency`): a dict of Hugging Face's, a (logits, aux) tuple.
     progress: progress(batches done, batches, "dead units") after each batch.
     frozen_check: mark a layer `frozen` when no parameter that requires grad lies before it
-    (a frozen stem), found by one forward of two images with autograd on; none is marked when
-    no parameter requires grad (a model frozen whole, as for inference), nor one computed
-    with autograd off (under torch.no_grad(), or in a reentrant checkpoint, which trains).
+    (a frozen stem), nor a norm layer tracking running statistics, found by one forward of two
+    images with autograd on; none is marked when no parameter requires grad (a model frozen
+    whole, as for inference), nor one computed with autograd off (under torch.no_grad(), or in
+    a reentrant checkpoint, which trains).
     """
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
