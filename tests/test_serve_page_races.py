@@ -281,3 +281,69 @@ def test_the_geometry_shown_is_the_last_one_typed(run_dir):
             "[state.geometry.size, document.getElementById('g-window').textContent]"
         )
     assert shown[0] == 28 and "of 9×9" in shown[1] and not problems, (shown, problems)
+
+
+def test_a_first_click_on_a_conv_left_for_another_shows_no_dot_product(run_dir):
+    """A first unit clicked on conv 0 (no dot product shown yet), then conv 7 chosen, whose
+    maps came before the dot product: it was shown under conv 7's 5×5 maps (conv 0's box at
+    row 14), and the next step asked conv 7 for conv 0's unit, clamped."""
+    traces, app = held_page(run_dir, "/api/trace")
+    with serving(app) as url, opened(url) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.evaluate(UNREAD)
+        traces.close()
+        page.click("#channel-view", position={"x": 150, "y": 150})  # conv 0's (0, 14, 14)
+        traces.wait_held(1)
+        page.select_option("#feature-layer", "7")
+        wait_until(page, "state.maps.h === 5")
+        traces.open()
+        wait_until(page, "window.unread === 0")
+        left = page.evaluate("[state.trace, state.unit]")
+        page.click("#step-down")  # no unit of conv 7 yet: its top-left one
+        wait_until(page, "state.trace !== null")
+        stepped = page.evaluate("[state.trace.layer, state.trace.index]")
+        message = page.text_content("#message")
+    assert left == [None, None], left
+    assert stepped == ["7", [0, 0, 0]] and message == "", (stepped, message)
+    assert not problems, problems
+
+
+def test_a_unit_carried_to_a_new_image_is_stepped_from_while_its_maps_load(run_dir):
+    """Unit (0, 14, 14) traced, another test image chosen, then row ↓ taken twice (a button,
+    an arrow key) while its maps load: the button's step started at the top left (the unit was
+    carried only after the steps ran) and the key was dropped, ending at (0, 0, 0)."""
+    features, app = held_page(run_dir, "/api/features")
+    with serving(app) as url, opened(url) as (page, problems):
+        first_unit(page)
+        features.close()
+        page.click("#samples figure >> nth=1")
+        features.wait_held(1)  # image 1 predicted, its maps held
+        page.click("#step-down")
+        page.keyboard.press("ArrowDown")
+        features.open()
+        wait_until(page, SETTLED)
+        unit = page.evaluate("[state.trace.index, state.trace.image === state.image]")
+        shown = float(page.text_content("#dot-network"))
+    assert unit == [[0, 16, 14], True], unit
+    assert shown == pytest.approx(float(_conv_output(run_dir, 1, "0")[0, 16, 14]), abs=1e-5)
+    assert not problems, problems
+
+
+def test_after_a_refused_layer_a_click_is_taken_on_the_maps_shown(server):
+    """Conv 7 chosen and its maps refused (a server gone for a moment): conv 0's maps stayed
+    shown, yet every click on them waited for conv 7's, silently, until another layer came."""
+    with opened(server) as (page, problems):
+        first_unit(page)
+        page.evaluate(UNREAD)
+        routes = held_in_browser(page, lambda url: "/api/features" in url and "layer=7" in url)
+        page.select_option("#feature-layer", "7")
+        wait_routed(page, routes)
+        refused = refused_late(page, routes)
+        page.click("#channel-view", position={"x": 60, "y": 260})  # conv 0's (0, 25, 6)
+        wait_until(page, "state.trace.index.join() === '0,25,6'", timeout=10)
+        chosen = page.evaluate(
+            "[state.featureLayer, document.getElementById('feature-layer').value]"
+        )
+    assert "does not answer" in refused and chosen == ["0", "0"], (refused, chosen)
+    assert not [p for p in problems if p.startswith("error:")], problems

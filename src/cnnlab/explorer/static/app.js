@@ -206,10 +206,12 @@ async function predict(form, drawing = false) {
     // image's numbers, and the arrow keys did nothing). The unit last asked for, its answer
     // maybe still on its way: that answer is the last image's, and it is cancelled (it came
     // after this one and showed the last image's numbers under this image)
-    const [unit, conv] = [state.unit, state.unitConv];
     state.trace = null;
-    [state.unit, state.unitConv] = [null, null];
     ticket("trace");
+    // traced on the channel shown (an address's channel past the layer's is not: channel 0
+    // then) once this image's maps are shown, first of what waits for them: a step taken
+    // meanwhile steps from it (it ran before the unit was carried and started at the top left)
+    if (state.unit) state.waiting.unshift(carry);
     state.sample = form.get("sample");  // null for an upload or a drawing
     remember();
     const img = new Image();
@@ -218,16 +220,16 @@ async function predict(form, drawing = false) {
     showPrediction(p);
     if (await loadFeatures() === false || !fresh("predict", mine)) return;  // a refusal stays
     say(state.note);  // an image of another size: resized to the run's input, as predict
-    // on the channel shown (an address's channel past the layer's is not: channel 0 then),
-    // once the maps of the layer now chosen are shown (another may have been chosen while
-    // these loaded), if it is the unit's conv and no unit was clicked on this image meanwhile
-    if (unit) whenShown(() => {
-      const chain = chainOf(state.featureLayer);
-      if (!state.unit && chain && chain.conv === conv) traceAt(state.channel, unit[1], unit[2]);
-    });
   } catch (error) {  // an image left's refusal, come after the image chosen: not said
     if (fresh("predict", mine)) say(`Could not use this image: ${error.message}`);
   }
+}
+
+// The unit carried to a new image, traced on its maps: unless the layer now shown is another
+// conv's (its maps' arrival then dropped the unit) or the unit is traced already.
+function carry() {
+  const unit = state.unit;
+  if (unit && !state.trace && state.maps) traceAt(state.channel, unit[1], unit[2]);
 }
 
 function setupDrawing() {
@@ -373,6 +375,7 @@ async function loadFeatures() {
     if (!fresh("features", mine)) return;
     state.waiting = [];
     say(error.message);
+    refused();
     return false;
   }
   if (!fresh("features", mine)) return;  // another layer or image was chosen meanwhile
@@ -381,8 +384,11 @@ async function loadFeatures() {
   state.maps = maps;
   const chain = chainOf(layer);
   // a dot product belongs to one conv: on another layer's maps its unit may not exist (a
-  // 7×7 map has no row 26), and its window box and numbers would describe a map not shown
-  if (state.trace && (!chain || chain.conv !== state.trace.layer)) clearTrace();
+  // 7×7 map has no row 26), and its window box and numbers would describe a map not shown.
+  // So does a unit asked for, its answer on its way (a first click, no dot product shown):
+  // conv 0's answer came after conv 7's maps and was shown under them
+  const conv = chain ? chain.conv : null;
+  if ([state.trace && state.trace.layer, state.unitConv].some((c) => c && c !== conv)) clearTrace();
   else if (state.trace) showTrace(state.trace);  // the same conv: mark the map now shown
   $("feature-info").textContent = `${maps.channels} channels of ${maps.h}×${maps.w} (H×W)` + (maps.n < maps.channels ? ` (first ${maps.n} shown)` : "") + (chain ? ` · part of conv ${chain.conv}: click a unit to see its dot product` : "");
   const grid = $("feature-grid");
@@ -415,6 +421,25 @@ function whenShown(action) {
   const m = state.maps;
   if (m && (m.layer !== state.featureLayer || m.image !== state.image)) state.waiting.push(action);
   else action();
+}
+
+// Maps refused: those on screen are the choice again, so an action on them is taken at once
+// (each waited, silently, for maps that never came, and all ran at the next layer's). Another
+// image's maps are taken away: the choice is this image, which has none.
+function refused() {
+  const m = state.maps;
+  if (m && m.image === state.image) {
+    $("feature-layer").value = state.featureLayer = m.layer;
+    for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === m.layer);
+    remember();
+  } else if (m) {
+    state.maps = null;
+    $("feature-grid").replaceChildren();
+    const view = $("channel-view");
+    view.getContext("2d").clearRect(0, 0, view.width, view.height);
+    $("channel-title").textContent = "";
+    $("feature-info").textContent = "no feature maps for this image";
+  }
 }
 
 function paintMap(canvas, c, box) {
@@ -584,13 +609,16 @@ function showTrace(t) {
 }
 
 function step(di, dj) {
-  if (!state.trace) {  // no unit clicked yet: the buttons start at the top-left unit (keyboard)
-    if (state.maps && chainOf(state.featureLayer)) traceAt(state.channel, 0, 0);
-    else if (state.maps) notConv();
+  if (!state.maps) return;  // an image whose maps were refused
+  // from the unit last asked for (five quick presses: five steps), its dot product maybe on
+  // its way or carried to a new image; its conv is the maps' (their arrival drops another's)
+  const unit = state.unit;
+  if (!unit) {  // no unit clicked yet: the buttons start at the top-left unit (keyboard)
+    if (chainOf(state.featureLayer)) traceAt(state.channel, 0, 0);
+    else notConv();
     return;
   }
-  const [f, i, j] = state.unit || state.trace.index;  // five quick presses: five steps
-  traceAt(f, i + di, j + dj);
+  traceAt(unit[0], unit[1] + di, unit[2] + dj);
 }
 
 // --- the deep-layer panel ---------------------------------------------------------------
@@ -711,9 +739,11 @@ async function start() {
   // on the new conv (past its rows, a refusal), or was cancelled by their arrival
   for (const [id, di, dj] of [["step-left", 0, -1], ["step-right", 0, 1], ["step-up", -1, 0], ["step-down", 1, 0]]) $(id).addEventListener("click", () => whenShown(() => step(di, dj)));
   document.addEventListener("keydown", (e) => {
-    if (!state.trace || ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
+    // a unit asked for or carried to a new image, its dot product not shown yet, is stepped
+    // from (the key was dropped while a new image's maps loaded)
+    if (!state.unit || ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName)) return;
     const move = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] }[e.key];
-    if (move) { e.preventDefault(); whenShown(() => state.trace && step(...move)); }
+    if (move) { e.preventDefault(); whenShown(() => state.unit && step(...move)); }
   });
   $("geometry-form").addEventListener("input", updateGeometry);
   $("geometry-form").addEventListener("submit", (e) => e.preventDefault());
