@@ -347,3 +347,27 @@ def test_after_a_refused_layer_a_click_is_taken_on_the_maps_shown(server):
         )
     assert "does not answer" in refused and chosen == ["0", "0"], (refused, chosen)
     assert not [p for p in problems if p.startswith("error:")], problems
+
+
+def test_after_another_images_maps_are_refused_a_step_waits_for_none(server):
+    """Unit (0, 14, 14) traced, test image 1 chosen and its maps refused: the last image's
+    maps stayed, a step taken then waited for image 1's and ran when conv 0's BatchNorm was
+    chosen, at the top left; the unit carried was never traced on image 1."""
+    with opened(server) as (page, problems):
+        first_unit(page)
+        page.evaluate(UNREAD)
+        routes = held_in_browser(page, "**/api/features*")
+        page.click("#samples figure >> nth=1")
+        wait_routed(page, routes)
+        refused = refused_late(page, routes)
+        page.click("#step-down")
+        gone = page.evaluate(
+            "[state.maps, document.querySelectorAll('#feature-grid canvas').length]"
+        )
+        page.unroute("**/api/features*")
+        page.select_option("#feature-layer", "1")  # conv 0's BatchNorm
+        wait_until(page, "state.maps !== null && state.trace !== null")
+        unit = page.evaluate("[state.trace.index, state.trace.image === state.image]")
+    assert "does not answer" in refused and gone == [None, 0], (refused, gone)
+    assert unit == [[0, 14, 14], True], unit
+    assert not [p for p in problems if p.startswith("error:")], problems

@@ -425,7 +425,8 @@ function whenShown(action) {
 
 // Maps refused: those on screen are the choice again, so an action on them is taken at once
 // (each waited, silently, for maps that never came, and all ran at the next layer's). Another
-// image's maps are taken away: the choice is this image, which has none.
+// image's maps are taken away: the choice is this image, which has none; a unit carried to it
+// is traced on its next maps (another layer chosen, or the same again).
 function refused() {
   const m = state.maps;
   if (m && m.image === state.image) {
@@ -439,6 +440,7 @@ function refused() {
     view.getContext("2d").clearRect(0, 0, view.width, view.height);
     $("channel-title").textContent = "";
     $("feature-info").textContent = "no feature maps for this image";
+    if (state.unit) state.waiting.push(carry);
   }
 }
 
