@@ -433,7 +433,7 @@ function refused() {
     $("feature-layer").value = state.featureLayer = m.layer;
     for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === m.layer);
     remember();
-  } else if (m) {
+  } else {  // a first image's too (an address's unit is carried to it)
     state.maps = null;
     $("feature-grid").replaceChildren();
     const view = $("channel-view");
