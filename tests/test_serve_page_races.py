@@ -41,6 +41,14 @@ def first_unit(page) -> None:
     page.evaluate("window.before = state.maps")
 
 
+def next_image_held(page, features) -> None:
+    """first_unit, then test image 1 predicted with its maps held by `features`."""
+    first_unit(page)
+    features.close()
+    page.click("#samples figure >> nth=1")
+    features.wait_held(1)
+
+
 def test_a_dot_product_on_its_way_when_another_image_comes_is_not_shown_under_it(run_dir):
     """A unit clicked, then another test image chosen before its dot product came: the dot
     product came after the image and showed the last image's numbers under the new one."""
@@ -68,10 +76,7 @@ def test_a_unit_clicked_while_the_new_images_maps_load_stays_clicked(run_dir):
     traced the unit clicked on the last image instead (the click's dot product was cancelled)."""
     features, app = held_page(run_dir, "/api/features")
     with serving(app) as url, opened(url) as (page, problems):
-        first_unit(page)
-        features.close()
-        page.click("#samples figure >> nth=1")
-        features.wait_held(1)  # image 1 predicted, its maps held
+        next_image_held(page, features)
         page.click("#channel-view", position={"x": 60, "y": 260})  # row 25, column 6
         features.open()
         wait_until(page, SETTLED)
@@ -315,10 +320,7 @@ def test_a_unit_carried_to_a_new_image_is_stepped_from_while_its_maps_load(run_d
     carried only after the steps ran) and the key was dropped, ending at (0, 0, 0)."""
     features, app = held_page(run_dir, "/api/features")
     with serving(app) as url, opened(url) as (page, problems):
-        first_unit(page)
-        features.close()
-        page.click("#samples figure >> nth=1")
-        features.wait_held(1)  # image 1 predicted, its maps held
+        next_image_held(page, features)
         page.click("#step-down")
         page.keyboard.press("ArrowDown")
         features.open()
