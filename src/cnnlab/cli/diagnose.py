@@ -7,6 +7,7 @@ import json
 import sys
 
 from cnnlab.cli.tables import column
+from cnnlab.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -49,8 +50,6 @@ def _check_classes(run, classes: tuple[str, ...], data: str) -> None:
     """The labels of --data index the model's outputs: another number of classes is refused
     (`--data shapes` on a digits run ran its 4 labels through 10 outputs without a word);
     the same number under other names is said, as the labels are read by position."""
-    from cnnlab.errors import ConfigError
-
     if len(classes) != len(run.classes):
         raise ConfigError(
             f"--data {data} has {len(classes)} classes ({', '.join(classes)}); the run "
@@ -72,7 +71,6 @@ def _batches(x, y, size: int = 256, limit: int = 512) -> list:
 def _run(args: argparse.Namespace) -> int:
     from cnnlab import diagnose
     from cnnlab.cli.progress import progress_bar
-    from cnnlab.errors import ConfigError
     from cnnlab.train.rundir import load_run
 
     if args.limit < 1:
