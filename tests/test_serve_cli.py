@@ -40,31 +40,3 @@ def test_a_run_that_cannot_load_frees_the_port(tmp_path, capsys):
     again = socket.socket()
     again.bind(("127.0.0.1", port))  # free: no socket of the failed serve holds it
     again.close()
-
-
-def test_ctrl_c_twice_stops_the_server_in_one_line(run_dir):
-    """Ctrl-C pressed twice (or sent to the process group by a wrapper: `timeout`, `make`)
-    cancelled uvicorn's lifespan task mid-shutdown, which it logged as an ERROR with two
-    tracebacks before 'cnnlab serve: interrupted'. Truth: SIGINT to a real `cnnlab serve`."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "cnnlab.cli", "serve", str(run_dir), "--port", "0"]
-    child = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    deadline = time.monotonic() + 120
-    for line in child.stdout:  # the address is printed once the server is about to run
-        if line.startswith("explorer:") or time.monotonic() > deadline:
-            break
-    time.sleep(1.0)  # uvicorn's loop running
-    child.send_signal(signal.SIGINT)
-    time.sleep(0.05)
-    child.send_signal(signal.SIGINT)
-    _, err = child.communicate(timeout=60)
-    assert child.returncode == 130, err
-    assert err.strip() == "cnnlab serve: interrupted", err

@@ -92,9 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"explorer: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
-    # no lifespan: the app has no start-up or shutdown work, and Ctrl-C cancelled the lifespan
-    # task, which uvicorn logged as an ERROR with two tracebacks before "interrupted"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
     return 0
 
