@@ -7,13 +7,26 @@ const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, prediction: null, overlay: "none", heat: {},
   featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
   unit: null, unitConv: null, waiting: [],
-  sampleOffset: 0, geometry: null, window: 0,
-  // requests answered out of order (two test images clicked in a row, a layer chosen while
-  // the last one loads): only the latest of each kind is shown, counted here
-  latest: { predict: 0, features: 0, trace: 0, gradcam: 0, top: 0, actmax: 0, geometry: 0 } };
-// A ticket for a request of `kind`; fresh(kind, ticket) is false once a later one was sent.
-const ticket = (kind) => ++state.latest[kind];
-const fresh = (kind, t) => state.latest[kind] === t;
+  sampleOffset: 0, geometry: null, window: 0 };
+
+// Requests answered out of order (two test images clicked in a row, a layer chosen while the
+// last one loads): of each kind, only the answer to the request sent last is used.
+// latest(kind, request) awaits request() and gives its answer, or STALE once a later request
+// of that kind was sent or drop(kind) was called; a refusal is thrown only while it is the
+// latest (a refusal for a choice left is not said over the one chosen).
+const STALE = Symbol("stale");
+const asked = { predict: 0, features: 0, trace: 0, gradcam: 0, saliency: 0, top: 0, actmax: 0, geometry: 0 };  // sent so far
+const drop = (...kinds) => { for (const kind of kinds) asked[kind]++; };  // answers on their way: stale
+async function latest(kind, request) {
+  const mine = ++asked[kind];
+  try {
+    const answer = await request();
+    return asked[kind] === mine ? answer : STALE;
+  } catch (error) {
+    if (asked[kind] === mine) throw error;
+    return STALE;
+  }
+}
 
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -181,14 +194,13 @@ async function loadSamples() {
 
 async function predict(form, drawing = false) {
   say("computing…");
-  const mine = ticket("predict");
   try {
     const sent = new FormData();  // the image alone, to send again (imageApi)
     for (const [key, value] of form) sent.append(key, value);
     const layer = $("cam-layer").value;
     form.append("layer", layer);
-    const p = await api("/api/predict", { method: "POST", body: form });
-    if (!fresh("predict", mine)) return;  // another image was chosen meanwhile
+    const p = await latest("predict", () => api("/api/predict", { method: "POST", body: form }));
+    if (p === STALE) return;  // another image was chosen meanwhile
     state.sent = sent;
     state.prediction = p;
     state.image = p.image;
@@ -198,7 +210,7 @@ async function predict(form, drawing = false) {
     const notes = (p.note || "").split("; ");  // of which "no Grad-CAM: …" is the model's
     state.note = (drawing ? notes.filter((n) => n.startsWith("no Grad-CAM")) : notes).join("; ");
     state.heat = { gradcam: p.gradcam };
-    ticket("gradcam");  // a Grad-CAM still on its way is the last image's
+    drop("gradcam", "saliency");  // a map still on its way is the last image's
     if (layer !== $("cam-layer").value) refreshGradcam();  // changed while predicting
     // the saliency overlay chosen stays shown: this image's map is fetched (it showed none)
     if (state.overlay === "saliency") showOverlay();
@@ -207,7 +219,7 @@ async function predict(form, drawing = false) {
     // maybe still on its way: that answer is the last image's, and it is cancelled (it came
     // after this one and showed the last image's numbers under this image)
     state.trace = null;
-    ticket("trace");
+    drop("trace");
     // traced on the channel shown (an address's channel past the layer's is not: channel 0
     // then) once this image's maps are shown, first of what waits for them: a step taken
     // meanwhile steps from it (it ran before the unit was carried and started at the top left)
@@ -218,10 +230,13 @@ async function predict(form, drawing = false) {
     img.onload = () => { state.inputImage = img; drawView(); };
     img.src = p.input;
     showPrediction(p);
-    if (await loadFeatures() === false || !fresh("predict", mine)) return;  // a refusal stays
+    // its maps, then its note: unless they were refused (the refusal stays said) or another
+    // image was chosen meanwhile (its "computing…" stays)
+    const shown = await latest("predict", loadFeatures);
+    if (shown === false || shown === STALE) return;
     say(state.note);  // an image of another size: resized to the run's input, as predict
-  } catch (error) {  // an image left's refusal, come after the image chosen: not said
-    if (fresh("predict", mine)) say(`Could not use this image: ${error.message}`);
+  } catch (error) {  // an image left's refusal, come after the image chosen, is STALE: not said
+    say(`Could not use this image: ${error.message}`);
   }
 }
 
@@ -326,24 +341,22 @@ function drawView() {
 
 async function showOverlay() {  // saliency is fetched the first time it is asked for
   if (state.overlay === "saliency" && state.image && !state.heat.saliency) {
-    const image = state.image;
     try {
-      const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=saliency`);
-      if (image === state.image) state.heat.saliency = r.map;
-    } catch (error) { if (image === state.image) say(error.message); }
+      const r = await latest("saliency", () => imageApi(() => `/api/heatmap?image=${state.image}&method=saliency`));
+      if (r !== STALE) state.heat.saliency = r.map;  // not the last image's
+    } catch (error) { say(error.message); }
   }
   drawView();
 }
 
 async function refreshGradcam() {
   if (!state.image) return;
-  const mine = ticket("gradcam");
   try {
-    const r = await imageApi(() => `/api/heatmap?image=${state.image}&method=gradcam&layer=${encodeURIComponent($("cam-layer").value)}`);
-    if (!fresh("gradcam", mine)) return;  // a later layer's map, or another image's
+    const r = await latest("gradcam", () => imageApi(() => `/api/heatmap?image=${state.image}&method=gradcam&layer=${encodeURIComponent($("cam-layer").value)}`));
+    if (r === STALE) return;  // a later layer's map, or another image's
     state.heat.gradcam = r.map;
     drawView();
-  } catch (error) { if (fresh("gradcam", mine)) say(error.message); }  // a layer left's refusal: not said
+  } catch (error) { say(error.message); }
 }
 
 // --- feature maps -----------------------------------------------------------------------
@@ -368,17 +381,15 @@ async function loadFeatures() {
   }
   let maps;
   const image = state.image;
-  const mine = ticket("features");
   try {
-    maps = await imageApi(() => `/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`);
-  } catch (error) {  // a layer switch awaits nobody: say it here (unless another was chosen)
-    if (!fresh("features", mine)) return;
+    maps = await latest("features", () => imageApi(() => `/api/features?image=${state.image}&layer=${encodeURIComponent(layer)}`));
+  } catch (error) {  // a layer switch awaits nobody: say it here
     state.waiting = [];
     say(error.message);
     refused();
     return false;
   }
-  if (!fresh("features", mine)) return;  // another layer or image was chosen meanwhile
+  if (maps === STALE) return;  // another layer or image was chosen meanwhile
   maps.bytes = bytesOf(maps.data);
   [maps.layer, maps.image] = [layer, image];
   state.maps = maps;
@@ -529,13 +540,12 @@ async function traceAt(f, i, j) {
   // the maps shown are the conv's or its BatchNorm's or activation's: all of the conv's H×W
   const H = state.maps.h, W = state.maps.w;
   i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
-  const mine = ticket("trace");
   state.unit = [f, i, j];  // where the next arrow key steps from, before this answer comes
   state.unitConv = chain.conv;
   const image = state.image;
   try {
-    const t = await imageApi(() => `/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`);
-    if (!fresh("trace", mine)) return;  // a later unit was asked for
+    const t = await latest("trace", () => imageApi(() => `/api/trace?image=${state.image}&layer=${encodeURIComponent(chain.conv)}&channel=${f}&row=${i}&col=${j}`));
+    if (t === STALE) return;  // a later unit was asked for
     t.image = image;
     state.trace = t;
     remember();
@@ -543,14 +553,14 @@ async function traceAt(f, i, j) {
     paintMap($("channel-view"), state.channel, [i, j]);
     drawView();
     say(state.note);  // an earlier refusal no longer applies; the image's note still does
-  } catch (error) { if (fresh("trace", mine)) say(error.message); }  // a unit left's refusal: not said
+  } catch (error) { say(error.message); }
 }
 
 function clearTrace() {
   state.trace = null;
   [state.unit, state.unitConv] = [null, null];
   remember();
-  ticket("trace");  // a dot product still on its way belongs to the map left
+  drop("trace");  // a dot product still on its way belongs to the map left
   for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
   delete $("dot-channel").dataset.key;  // its options are gone: the next trace lists them
   for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network"]) $(id).textContent = "";
@@ -631,8 +641,7 @@ async function loadTop(c) {
   // for another layer (it kept the last layer's images and activation maximisation)
   if (state.topShown === `${layer} ${c} ${state.featureLayer}`) return;
   state.topShown = `${layer} ${c} ${state.featureLayer}`;
-  const mine = ticket("top");
-  ticket("actmax");  // an image still being optimised is the last channel's
+  drop("top", "actmax");  // what is still on its way is the last layer's or channel's
   const box = $("top-images");
   box.replaceChildren();
   $("actmax").replaceChildren();
@@ -647,8 +656,8 @@ async function loadTop(c) {
   }
   try {
     $("top-note").textContent = "finding the test images that excite it most…";
-    const top = await api(`/api/top?layer=${encodeURIComponent(layer)}&channel=${c}`);
-    if (!fresh("top", mine)) return;
+    const top = await latest("top", () => api(`/api/top?layer=${encodeURIComponent(layer)}&channel=${c}`));
+    if (top === STALE) return;
     $("top-note").textContent = `${layer} channel ${c}: the strongest response (max over the map) among the test images`;
     for (const t of top.images) {
       const fig = el("figure");
@@ -657,7 +666,6 @@ async function loadTop(c) {
       box.append(fig);
     }
   } catch (error) {
-    if (!fresh("top", mine)) return;
     $("top-note").textContent = error.message;
     state.topShown = null;  // asked again at the next choice (a server that was down)
   }
@@ -667,13 +675,12 @@ async function loadActmax() {
   const button = $("actmax-button");
   button.disabled = true;
   $("actmax").replaceChildren(el("p", "optimising an image…", "hint"));
-  const mine = ticket("actmax");
   try {
-    const r = await api(`/api/actmax?layer=${encodeURIComponent(state.featureLayer)}&channel=${state.channel}`);
-    if (!fresh("actmax", mine)) return;  // another channel or layer was chosen meanwhile
+    const r = await latest("actmax", () => api(`/api/actmax?layer=${encodeURIComponent(state.featureLayer)}&channel=${state.channel}`));
+    if (r === STALE) return;  // another channel or layer was chosen meanwhile
     const img = el("img"); img.src = r.image; img.alt = "activation maximisation";
     $("actmax").replaceChildren(img, el("p", `activation ${fmt(r.activation, 4)}`, "hint"));
-  } catch (error) { if (fresh("actmax", mine)) $("actmax").replaceChildren(el("p", error.message, "bad")); }
+  } catch (error) { $("actmax").replaceChildren(el("p", error.message, "bad")); }
   button.disabled = false;
 }
 
@@ -685,10 +692,9 @@ async function updateGeometry() {
     dilation: $("g-dilation").value, in_channels: $("g-in").value, filters: $("g-filters").value });
   $("g-padding").disabled = kind !== "number";
   const out = $("g-results");
-  const mine = ticket("geometry");  // a field typed in, "5" then "28": the answer for 5 came last
-  try {
-    const g = await api(`/api/geometry?${q}`);
-    if (!fresh("geometry", mine)) return;
+  try {  // a field typed in, "5" then "28": the answer for 5 came last
+    const g = await latest("geometry", () => api(`/api/geometry?${q}`));
+    if (g === STALE) return;
     state.geometry = g;
     state.window = Math.min(state.window, g.output * g.output - 1);
     out.replaceChildren(
@@ -699,7 +705,6 @@ async function updateGeometry() {
       el("p", `parameters: ${g.params_formula} = ${g.params.toLocaleString()}`));
     drawGeometry();
   } catch (error) {
-    if (!fresh("geometry", mine)) return;
     state.geometry = null;
     out.replaceChildren(el("p", error.message, "bad"));
     drawGeometry();
