@@ -204,6 +204,29 @@ def test_view_after_a_conv_is_told_to_reshape_or_train_nchw_not_a_traceback():
     assert 0 <= train(ViewNet(), "digits", None, nchw)["val_acc"] <= 1
 
 
+class ViewNetAndInput(nn.Module):
+    """ViewNet as a child, its output returned with the images: a second misfit NCHW."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = ViewNet()
+
+    def forward(self, x):
+        return self.net(x), x
+
+
+def test_view_in_a_child_of_a_model_with_another_misfit_is_told_as_channels_last():
+    # NCHW it runs (and returns a tuple): the view, not the images, is what fails first;
+    # it was told "cannot run on 1×8×8 images ... give images of another shape"
+    fix = r"cannot train channels-last.*view size.*\.reshape or \.flatten\(1\)"
+    with pytest.raises(SpecError, match=fix):
+        train(ViewNetAndInput(), "digits", None, QUICK)
+    for model in (ViewNetAndInput(), nn.Sequential(ViewNet(), nn.Softmax(dim=1))):
+        nchw = dataclasses.replace(QUICK, channels_last=False)  # then the other misfit
+        with pytest.raises(SpecError, match="returns a tuple|ends in a softmax"):
+            train(model, "digits", None, nchw)
+
+
 def test_a_run_of_a_python_module_says_how_to_open_it_and_that_way_works(tmp_path):
     import cnnlab.train
 

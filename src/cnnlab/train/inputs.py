@@ -251,17 +251,16 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
     if misfit is None:
         _check_graph(choice, input_shape, layout)
         return
-    nchw = torch.contiguous_format
-    if (
-        misfit.kind == "run"
-        and config.channels_last
-        and not _misfit(choice, input_shape, k, nchw)[0]
-    ):
-        raise SpecError(
-            f"{choice.title} cannot train channels-last (NHWC, the default layout for speed): "
-            f"{misfit.why}; where it calls .view after a conv use .reshape or .flatten(1), or "
-            "train with --no-channels-last"
-        )
+    # channels-last is the culprit when the model runs laid out NCHW, whatever else is wrong
+    # there (a tuple, a softmax): "give --input C,H,W" was said of a child's `.view`
+    if misfit.kind == "run" and config.channels_last:
+        nchw = _misfit(choice, input_shape, k, torch.contiguous_format)[0]
+        if nchw is None or nchw.kind != "run":
+            raise SpecError(
+                f"{choice.title} cannot train channels-last (NHWC, the default layout for "
+                f"speed): {misfit.why}; where it calls .view after a conv use .reshape or "
+                ".flatten(1), or train with --no-channels-last"
+            )
     if misfit.kind == "weights":  # no input would do: their dtype or device is the matter
         raise SpecError(f"{title}: {misfit.why}")
     if misfit.kind == "run":  # a module of the user's that does not take this input
