@@ -73,6 +73,17 @@ def test_a_squeeze_that_drops_the_batch_of_one_image_is_refused_before_training(
     assert not model.training  # the check leaves it as it was
 
 
+def test_logits_flattened_across_the_batch_are_told_to_keep_the_batch_dim():
+    model = nn.Sequential(nn.Conv2d(1, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(0))
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (20,)  # the 2 images' scores in one row
+    misfit = classifier_misfit(model, (1, 8, 8), 10)
+    # was "outputs () per image", then "give it 10 outputs", which it had
+    assert misfit.kind == "output" and "(20,) for 2 images, no batch dim" in misfit.why
+    with pytest.raises(SpecError, match=r"no batch dim.*\.flatten\(1\)") as info:
+        train(model, "digits", None, QUICK)
+    assert "10 classes" not in str(info.value)
+
+
 def test_a_run_whose_model_fails_on_one_image_still_opens(tmp_path):
     """A run trained before the one-image check keeps opening (eval and report run on
     batches): the check belongs to training and import, which refuse such a model."""

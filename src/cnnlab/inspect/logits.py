@@ -118,8 +118,9 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
 class Misfit(NamedTuple):
     """Why a model cannot classify images: `kind` "run" (it raised), "weights" (its
     parameters are not float32, or on the meta device: no values), "output" (it returned no
-    float logits tensor, or its class scores as a (B, K, h, w) map), "one-image" (a batch
-    runs but one image does not, or loses its batch dim: a `.squeeze()`), "call" (forward
+    float logits tensor, its class scores as a (B, K, h, w) map, or one dim for the batch),
+    "one-image" (a batch runs but one image does not, or loses its batch dim: a
+    `.squeeze()`), "call" (forward
     needs more arguments than the images), "classes" (a tensor of another shape than (B, K):
     `why` is "outputs (5,) per image"), or "softmax" (its outputs are already
     probabilities); `why` says what and how to fix it."""
@@ -246,6 +247,12 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             "output",
             f"outputs {tuple(out.shape[1:])} per image, its {classes} class scores in {where}, "
             f"not a ({classes},) logits vector; {fix}",
+        )
+    if out.dim() < 2:  # `.flatten()`, `.view(-1)`, nn.Flatten(0): "outputs () per image"
+        return Misfit(
+            "output",
+            f"returns shape {tuple(out.shape)} for 2 images, no batch dim; return (B, "
+            f"{classes}) logits, e.g. .flatten(1) instead of .flatten() or .view(-1)",
         )
     if out.dim() != 2 or out.shape[1] != classes:
         return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image")
