@@ -92,6 +92,24 @@ def test_a_run_without_data_offers_no_dead_control(imported):  # noqa: F811
     assert not problems, problems
 
 
+def test_the_image_shown_chosen_again_asks_nothing(server):
+    """Test image 0 clicked again while shown: the page asked again for its prediction and
+    maps. Image 1 is clicked next: a request of the second click would be sent before its."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        sent = []
+        page.on("request", lambda r: "/api/" in r.url and sent.append(r.url.split("?")[0]))
+        page.click("#samples figure >> nth=0")
+        page.click("#samples figure >> nth=1")
+        wait_until(page, "state.sample === '1' && state.maps.image === state.image")
+        chosen = page.locator("#samples figure.chosen").evaluate_all(
+            "(f) => f.map((x) => x.dataset.index)"
+        )
+    assert [url.rsplit("/", 1)[1] for url in sent] == ["predict", "features"], sent
+    assert chosen == ["1"] and not problems, (chosen, problems)
+
+
 def test_the_keyboard_alone_reaches_a_dot_product(server):
     """Test images and channel maps answered clicks only (no Tab stop), and the step buttons
     did nothing before a unit was clicked: a keyboard reached no prediction of a test image

@@ -373,3 +373,30 @@ def test_after_another_images_maps_are_refused_a_step_waits_for_none(server):
     assert "does not answer" in refused and gone == [None, 0], (refused, gone)
     assert unit == [[0, 14, 14], True], unit
     assert not [p for p in problems if p.startswith("error:")], problems
+
+
+@pytest.fixture(scope="module")
+def pages_run(tmp_path_factory):
+    """A run with 28 test images: more than a page (24), which does not divide them."""
+    from explorer_runs import shapes_run
+
+    return shapes_run(tmp_path_factory.mktemp("pages"), 70, batch_size=16)
+
+
+def test_more_test_images_clicked_twice_skips_no_page(pages_run):
+    """'More test images' double-clicked: both requests asked for page 24, and both answers
+    advanced the offset, so the next click showed page 72 mod 28 = 16, not 48 mod 28 = 20."""
+    samples, app = held_page(pages_run, "/api/samples")
+    first = "document.querySelector('#samples figure').dataset.index"
+    with serving(app) as url, opened(url) as (page, problems):
+        page.evaluate(UNREAD)
+        samples.close()
+        page.dblclick("#more-samples")
+        samples.wait_held(2)
+        samples.open()
+        wait_until(page, "window.unread === 0")
+        shown = [page.evaluate(first)]
+        page.click("#more-samples")
+        wait_until(page, "window.unread === 0")
+        shown.append(page.evaluate(first))
+    assert shown == ["24", "20"] and not problems, (shown, problems)

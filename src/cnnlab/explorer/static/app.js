@@ -7,7 +7,7 @@ const $ = (id) => document.getElementById(id);
 const state = { model: null, image: null, prediction: null, overlay: "none", heat: {},
   featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
   unit: null, unitConv: null, waiting: [],
-  sampleOffset: 0, geometry: null, window: 0 };
+  sampleOffset: 0, choice: null, geometry: null, window: 0 };
 
 // Requests answered out of order (two test images clicked in a row, a layer chosen while the
 // last one loads): of each kind, only the answer to the request sent last is used.
@@ -15,7 +15,7 @@ const state = { model: null, image: null, prediction: null, overlay: "none", hea
 // of that kind was sent or drop(kind) was called; a refusal is thrown only while it is the
 // latest (a refusal for a choice left is not said over the one chosen).
 const STALE = Symbol("stale");
-const asked = { predict: 0, features: 0, trace: 0, gradcam: 0, saliency: 0, top: 0, actmax: 0, geometry: 0 };  // sent so far
+const asked = { samples: 0, predict: 0, features: 0, trace: 0, gradcam: 0, saliency: 0, top: 0, actmax: 0, geometry: 0 };  // sent so far
 const drop = (...kinds) => { for (const kind of kinds) asked[kind]++; };  // answers on their way: stale
 async function latest(kind, request) {
   const mine = ++asked[kind];
@@ -170,7 +170,11 @@ async function loadSamples() {
     $("more-samples").hidden = true;
     return;
   }
-  const data = await api(`/api/samples?offset=${state.sampleOffset}&count=24`);
+  // a double click asks twice for the same page: one answer is shown, and the next page is
+  // the one after it (both answers advanced the offset, and a page was skipped)
+  const offset = state.sampleOffset;
+  const data = await latest("samples", () => api(`/api/samples?offset=${offset}&count=24`));
+  if (data === STALE) return;
   const box = $("samples");
   box.replaceChildren();
   for (const s of data.samples) {
@@ -180,7 +184,11 @@ async function loadSamples() {
     img.alt = `test image ${s.index}`;
     fig.append(img, el("figcaption", s.class));
     fig.dataset.index = s.index;
+    if (String(s.index) === state.choice) fig.classList.add("chosen");
     pressable(fig, `test image ${s.index}, ${s.class}`, () => {
+      // the image shown or on its way, chosen again: nothing to do (it asked for its
+      // prediction and maps again)
+      if (String(s.index) === state.choice) return;
       for (const f of box.children) f.classList.remove("chosen");
       fig.classList.add("chosen");
       const form = new FormData();
@@ -189,11 +197,12 @@ async function loadSamples() {
     });
     box.append(fig);
   }
-  state.sampleOffset = (state.sampleOffset + 24) % Math.max(1, data.total);
+  state.sampleOffset = (offset + 24) % Math.max(1, data.total);
 }
 
 async function predict(form, drawing = false) {
   say("computing…");
+  state.choice = form.get("sample");  // the test image chosen last (null: an upload or a drawing)
   try {
     const sent = new FormData();  // the image alone, to send again (imageApi)
     for (const [key, value] of form) sent.append(key, value);
@@ -236,6 +245,7 @@ async function predict(form, drawing = false) {
     if (shown === false || shown === STALE) return;
     say(state.note);  // an image of another size: resized to the run's input, as predict
   } catch (error) {  // an image left's refusal, come after the image chosen, is STALE: not said
+    state.choice = null;  // chosen again, it is asked for again
     say(`Could not use this image: ${error.message}`);
   }
 }
@@ -446,6 +456,7 @@ function refused() {
     remember();
   } else {  // a first image's too (an address's unit is carried to it)
     state.maps = null;
+    state.choice = null;  // chosen again, its maps are asked for again
     $("feature-grid").replaceChildren();
     const view = $("channel-view");
     view.getContext("2d").clearRect(0, 0, view.width, view.height);
@@ -739,7 +750,7 @@ async function start() {
   document.querySelectorAll("input[name=overlay]").forEach((r) => r.addEventListener("change", () => { state.overlay = r.value; showOverlay(); }));
   $("cam-layer").addEventListener("change", refreshGradcam);
   $("feature-layer").addEventListener("change", () => chooseFeatureLayer($("feature-layer").value));
-  $("more-samples").addEventListener("click", loadSamples);
+  $("more-samples").addEventListener("click", () => loadSamples().catch((error) => say(error.message)));
   $("dot-channel").addEventListener("change", () => state.trace && showTrace(state.trace));
   $("actmax-button").addEventListener("click", loadActmax);
   // a step taken while a layer's maps load is taken on them: it stepped the old conv's unit
