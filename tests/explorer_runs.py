@@ -2,7 +2,8 @@
 two class names are HTML (`<script>` and `<img src=x onerror=...>`, so every test that shows a
 class also checks it stays text), the conv net trained on it, a real uvicorn server for an app,
 and the truths they share (the network's own activations from forward hooks). The fixtures
-built from them are in conftest.py."""
+built from them are in conftest.py; explorer_page serves a fresh app of its own, for a test
+that holds its answers (Held) or needs another run."""
 
 from __future__ import annotations
 
@@ -87,6 +88,20 @@ def own_activations(run, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
     return seen
 
 
+def conv_output(run_dir, index: int, layer: str) -> torch.Tensor:
+    """Test image `index`'s output of `layer` (C, H, W), from a plain forward hook."""
+    from cnnlab.train.rundir import load_run
+
+    run, seen = load_run(run_dir), {}
+    module = run.model.get_submodule(layer)
+    # update returns None: a hook's returned value would replace the layer's output
+    handle = module.register_forward_hook(lambda m, i, o: seen.update(out=o[0].clone()))
+    with torch.no_grad():
+        run.model(run.preprocess(run.dataset("test").images[index : index + 1]))
+    handle.remove()
+    return seen["out"]
+
+
 @contextmanager
 def serving(app) -> Iterator[str]:
     """A real uvicorn server for `app` on 127.0.0.1, a free port (as `cnnlab serve` binds
@@ -111,21 +126,24 @@ def serving(app) -> Iterator[str]:
 
 
 class Held:
-    """A gate on `app`'s answers to the requests whose path and query contain one of `parts`
-    (added before the app is served): open at first; close() holds each such request received
-    (its answer waits) until open(). A test so fixes which answer reaches the page first,
-    however loaded the machine is, where a delay only makes one order likely."""
+    """A gate on an app's answers to the requests whose path and query contain one of `parts`
+    (put on the app by explorer_page, before it is served): open at first; close() holds each
+    such request received (its answer waits) until open(). A test so fixes which answer
+    reaches the page first, however loaded the machine is, where a delay only makes one order
+    likely."""
 
-    def __init__(self, app, *parts: str):
-        import asyncio
-
+    def __init__(self, *parts: str):
+        self.parts = parts
         self.gate, self.held = threading.Event(), []
         self.gate.set()
+
+    def install(self, app) -> None:
+        import asyncio
 
         @app.middleware("http")
         async def hold(request, call_next):
             url = f"{request.url.path}?{request.url.query}"
-            if any(part in url for part in parts) and not self.gate.is_set():
+            if any(part in url for part in self.parts) and not self.gate.is_set():
                 self.held.append(url)
                 while not self.gate.is_set():
                     await asyncio.sleep(0.02)
@@ -144,6 +162,21 @@ class Held:
         while len(self.held) < count:
             assert time.monotonic() < deadline, f"{len(self.held)} of {count} requests held"
             time.sleep(0.02)
+
+
+@contextmanager
+def explorer_page(run_dir, *gates: Held, width: int = 1400):
+    """(page, problems) of browser.opened: the page of a fresh app on `run_dir`, served, its
+    answers held by `gates` (a middleware cannot be added to the shared `server`'s app, which
+    has started)."""
+    from browser import opened
+    from cnnlab.explorer import create_app
+
+    app = create_app(run_dir)
+    for gate in gates:
+        gate.install(app)
+    with serving(app) as url, opened(url, width) as (page, problems):
+        yield page, problems
 
 
 def wait_until(page, condition: str, timeout: float = 30) -> None:

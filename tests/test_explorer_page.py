@@ -13,15 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import cnnlab
 from browser import FLAGS, need_chromium, opened
 from cnnlab.data.image import IMAGE_FORMATS
-from cnnlab.explorer import create_app
 from cnnlab.explorer.upload import read_upload
 from cnnlab.train.rundir import load_run
-from explorer_runs import ARTIFACTS, CLASSES, own_activations, serving, shape_image, wait_until
+from explorer_runs import (
+    ARTIFACTS,
+    CLASSES,
+    conv_output,
+    explorer_page,
+    own_activations,
+    shape_image,
+    wait_until,
+)
 
 STATIC = Path(__file__).parents[1] / "src" / "cnnlab" / "explorer" / "static"
 
@@ -186,18 +192,6 @@ def test_the_file_chooser_accepts_what_the_server_reads(server):  # noqa: F811
 # window box under conv 7's maps.
 
 
-def conv_output(run_dir, index: int, layer: str) -> torch.Tensor:
-    """Test image `index`'s output of `layer` (C, H, W), from a plain forward hook."""
-    run = load_run(run_dir)
-    seen = {}
-    module = run.model.get_submodule(layer)
-    handle = module.register_forward_hook(lambda m, i, o: seen.setdefault("out", o[0].clone()))
-    with torch.no_grad():
-        run.model(run.preprocess(run.dataset("test").images[index : index + 1]))
-    handle.remove()
-    return seen["out"]
-
-
 def test_switching_layers_under_a_clicked_unit(server, run_dir):
     with opened(server) as (page, problems):
         page.click("#samples figure >> nth=0")
@@ -244,7 +238,7 @@ def test_a_model_without_maps_predicts_without_a_refusal(tmp_path):
             shape_image(label, 100 * label + i).save(tmp_path / "data" / name / f"{i}.png")
     config = TrainConfig(epochs=1, batch_size=4, tta=False, val_fraction=0.2)
     train(cnnlab.load_spec(MLP), str(tmp_path / "data"), tmp_path / "run", config)
-    with serving(create_app(tmp_path / "run")) as url, opened(url) as (page, problems):
+    with explorer_page(tmp_path / "run") as (page, problems):
         page.click("#samples figure >> nth=0")
         page.wait_for_selector("#bars li")
         wait_until(page, "document.getElementById('message').textContent !== 'computing…'")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from browser import opened
-from explorer_runs import serving, shape_image, wait_until
+from explorer_runs import conv_output, explorer_page, serving, shape_image, wait_until
 from test_serve_errors import imported  # noqa: F401  (the run imported without --data)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -78,9 +78,7 @@ def test_a_run_without_data_offers_no_dead_control(imported):  # noqa: F811
     """An empty test-image grid kept a 'More test images' button that did nothing, the header
     said 'data None', a lint of the model read 'rf-small (undefined)', and each channel asked
     for top images the server cannot have (a 404 in the console)."""
-    from cnnlab.explorer import create_app
-
-    with serving(create_app(imported)) as url, opened(url) as (page, problems):
+    with explorer_page(imported) as (page, problems):
         assert not page.is_visible("#more-samples")
         assert "imported without --data" in page.text_content("#samples")
         assert "data None" not in page.text_content("#run-info")
@@ -138,22 +136,6 @@ def test_the_keyboard_alone_reaches_a_dot_product(server):
 # network's own conv output (a forward hook), the server's own answers for the last request.
 
 
-def _conv_output(run_dir, index: int, layer: str):
-    """Test image `index`'s output of `layer` (C, H, W), from a plain forward hook."""
-    import torch
-
-    from cnnlab.train.rundir import load_run
-
-    run, seen = load_run(run_dir), {}
-    module = run.model.get_submodule(layer)
-    # update returns None: a hook's returned value would replace the layer's output
-    handle = module.register_forward_hook(lambda m, i, o: seen.update(out=o[0].clone()))
-    with torch.no_grad():
-        run.model(run.preprocess(run.dataset("test").images[index : index + 1]))
-    handle.remove()
-    return seen["out"]
-
-
 def test_another_image_keeps_the_clicked_unit_with_its_own_numbers(server, run_dir):
     """The dot-product panel kept the last image's numbers under a new image, and the arrow
     keys then did nothing (the page had dropped the unit but not its numbers)."""
@@ -166,7 +148,7 @@ def test_another_image_keeps_the_clicked_unit_with_its_own_numbers(server, run_d
         page.click("#samples figure >> nth=1")
         wait_until(page, f"state.image !== '{image}' && state.trace !== null")
         assert page.evaluate("state.trace.index") == unit
-        own = float(_conv_output(run_dir, 1, "0")[tuple(unit)])
+        own = float(conv_output(run_dir, 1, "0")[tuple(unit)])
         assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
         for _ in range(3):  # three quick presses, before any answer: three steps
             page.keyboard.press("ArrowDown")
@@ -242,7 +224,7 @@ def test_the_back_button_comes_back_to_the_image_layer_and_unit(server, run_dir)
         wait_until(page, "state.trace !== null")
         assert page.evaluate("[state.trace.layer, state.trace.index]") == ["4", [3, 6, 0]]
         assert page.evaluate("state.prediction.true_class") is not None
-        own = float(_conv_output(run_dir, 4, "4")[3, 6, 0])
+        own = float(conv_output(run_dir, 4, "4")[3, 6, 0])
         assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
         page.goto(server + "elsewhere")
         page.goto(server + "#sample=9999&layer=4&unit=40,1,1")
@@ -301,10 +283,7 @@ WIDE = """
 def test_a_wide_input_and_map_keep_their_shape(tmp_path):
     """A 20×36 input and its 20×18 maps were drawn on square canvases, stretched (the unit's
     box with them), and a drawing was made on a square that the run's input then cropped."""
-    from cnnlab.explorer import create_app
-
-    run = imported_run(tmp_path, WIDE, [1, 20, 36])
-    with serving(create_app(run)) as url, opened(url) as (page, problems):
+    with explorer_page(imported_run(tmp_path, WIDE, [1, 20, 36])) as (page, problems):
         page.click("#draw-predict")
         wait_until(page, "state.maps !== null")
         size = "(id) => [document.getElementById(id).width, document.getElementById(id).height]"
@@ -333,10 +312,7 @@ GROUPED = """
 def test_a_grouped_conv_lists_the_input_channels_of_the_filter_shown(tmp_path):
     """The input-channel list was built once per channel count: filter 5 of a 3-group conv
     reads input channels 4 and 5, and the list still said 0 and 1."""
-    from cnnlab.explorer import create_app
-
-    run = imported_run(tmp_path, GROUPED, [1, 12, 12])
-    with serving(create_app(run)) as url, opened(url) as (page, problems):
+    with explorer_page(imported_run(tmp_path, GROUPED, [1, 12, 12])) as (page, problems):
         page.click("#draw-predict")
         wait_until(page, "state.maps !== null")
         page.select_option("#feature-layer", "1")

@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 
 from browser import opened
-from explorer_runs import Held, serving, wait_until
-from test_serve_page import _conv_output
+from explorer_runs import Held, conv_output, explorer_page, shapes_run, wait_until
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,15 +20,6 @@ SETTLED = (
     "state.maps !== window.before && state.trace !== null"
     " && state.trace.index.join() === state.unit.join()"
 )
-
-
-def held_page(run_dir, *parts: str):
-    """(the app's gate on `parts`, the app) for a fresh app on `run_dir`: a middleware cannot
-    be added to the shared one, which has started."""
-    from cnnlab.explorer import create_app
-
-    app = create_app(run_dir)
-    return Held(app, *parts), app
 
 
 def first_unit(page) -> None:
@@ -52,8 +42,8 @@ def next_image_held(page, features) -> None:
 def test_a_dot_product_on_its_way_when_another_image_comes_is_not_shown_under_it(run_dir):
     """A unit clicked, then another test image chosen before its dot product came: the dot
     product came after the image and showed the last image's numbers under the new one."""
-    traces, app = held_page(run_dir, "/api/trace")
-    with serving(app) as url, opened(url) as (page, problems):
+    traces = Held("/api/trace")
+    with explorer_page(run_dir, traces) as (page, problems):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         traces.close()
@@ -67,15 +57,15 @@ def test_a_dot_product_on_its_way_when_another_image_comes_is_not_shown_under_it
         unit = page.evaluate("state.trace.index")
         shown = float(page.text_content("#dot-network"))
     assert unit == [0, 14, 14]
-    assert shown == pytest.approx(float(_conv_output(run_dir, 1, "0")[0, 14, 14]), abs=1e-5)
+    assert shown == pytest.approx(float(conv_output(run_dir, 1, "0")[0, 14, 14]), abs=1e-5)
     assert not problems, problems
 
 
 def test_a_unit_clicked_while_the_new_images_maps_load_stays_clicked(run_dir):
     """A unit clicked after another image was predicted, its maps on their way: their arrival
     traced the unit clicked on the last image instead (the click's dot product was cancelled)."""
-    features, app = held_page(run_dir, "/api/features")
-    with serving(app) as url, opened(url) as (page, problems):
+    features = Held("/api/features")
+    with explorer_page(run_dir, features) as (page, problems):
         next_image_held(page, features)
         page.click("#channel-view", position={"x": 60, "y": 260})  # row 25, column 6
         features.open()
@@ -83,7 +73,7 @@ def test_a_unit_clicked_while_the_new_images_maps_load_stays_clicked(run_dir):
         unit = page.evaluate("[state.trace.index, state.trace.image === state.image]")
         shown = float(page.text_content("#dot-network"))
     assert unit == [[0, 25, 6], True]
-    assert shown == pytest.approx(float(_conv_output(run_dir, 1, "0")[0, 25, 6]), abs=1e-5)
+    assert shown == pytest.approx(float(conv_output(run_dir, 1, "0")[0, 25, 6]), abs=1e-5)
     assert not problems, problems
 
 
@@ -91,8 +81,8 @@ def test_a_step_taken_while_another_convs_maps_load_is_taken_on_them(run_dir):
     """A step (row ↓) taken after conv 7 was chosen, its 5×5 maps on their way, stepped conv
     0's unit (0, 27, 27) on conv 7: a refusal (no row 27), or nothing once the maps came. It
     is taken as just after they came: conv 0's unit is gone, the step starts at the top left."""
-    features, app = held_page(run_dir, "/api/features")
-    with serving(app) as url, opened(url) as (page, problems):
+    features = Held("/api/features")
+    with explorer_page(run_dir, features) as (page, problems):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         page.click("#channel-view", position={"x": 275, "y": 275})  # row 27, column 27
@@ -113,8 +103,8 @@ def test_a_step_taken_while_another_convs_maps_load_is_taken_on_them(run_dir):
 def test_a_channel_chosen_while_a_units_dot_product_loads_keeps_the_unit(run_dir):
     """Unit (0, 25, 6) clicked, then channel 2 chosen before its dot product came: channel 2
     was traced at the unit shown before, (14, 14), and the click was cancelled."""
-    traces, app = held_page(run_dir, "/api/trace")
-    with serving(app) as url, opened(url) as (page, problems):
+    traces = Held("/api/trace")
+    with explorer_page(run_dir, traces) as (page, problems):
         first_unit(page)
         page.evaluate("window.before = null")  # the maps stay
         traces.close()
@@ -131,9 +121,7 @@ def test_a_channel_chosen_while_a_units_dot_product_loads_keeps_the_unit(run_dir
 def test_the_saliency_overlay_stays_shown_for_another_image(run_dir):
     """With the saliency overlay chosen, another test image showed no overlay: its map was
     asked for only when the overlay was chosen."""
-    from cnnlab.explorer import create_app
-
-    with serving(create_app(run_dir)) as url, opened(url) as (page, problems):
+    with explorer_page(run_dir) as (page, problems):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         page.check("#toggle-saliency")
@@ -189,8 +177,8 @@ def test_an_arrow_key_pressed_while_another_convs_maps_load_asks_nothing_of_it(r
     """ArrowDown pressed after conv 7 was chosen, its 5×5 maps on their way, asked conv 7 for
     conv 0's unit stepped, (0, 27, 27): a refusal, said and in the console. Taken as just after
     the maps came, where conv 0's unit is gone, the key does nothing."""
-    features, app = held_page(run_dir, "/api/features")
-    with serving(app) as url, opened(url) as (page, problems):
+    features = Held("/api/features")
+    with explorer_page(run_dir, features) as (page, problems):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         page.click("#channel-view", position={"x": 275, "y": 275})  # row 27, column 27
@@ -272,8 +260,8 @@ TYPED = """(value) => { const size = document.getElementById("g-size");
 
 def test_the_geometry_shown_is_the_last_one_typed(run_dir):
     """The input size typed as 5, then 28: the answer for 5, come last, was shown."""
-    slow, app = held_page(run_dir, "size=5&")
-    with serving(app) as url, opened(url) as (page, problems):
+    slow = Held("size=5&")
+    with explorer_page(run_dir, slow) as (page, problems):
         page.evaluate(UNREAD)
         slow.close()
         page.evaluate(TYPED, "5")
@@ -292,8 +280,8 @@ def test_a_first_click_on_a_conv_left_for_another_shows_no_dot_product(run_dir):
     """A first unit clicked on conv 0 (no dot product shown yet), then conv 7 chosen, whose
     maps came before the dot product: it was shown under conv 7's 5×5 maps (conv 0's box at
     row 14), and the next step asked conv 7 for conv 0's unit, clamped."""
-    traces, app = held_page(run_dir, "/api/trace")
-    with serving(app) as url, opened(url) as (page, problems):
+    traces = Held("/api/trace")
+    with explorer_page(run_dir, traces) as (page, problems):
         page.click("#samples figure >> nth=0")
         wait_until(page, "state.maps !== null")
         page.evaluate(UNREAD)
@@ -318,8 +306,8 @@ def test_a_unit_carried_to_a_new_image_is_stepped_from_while_its_maps_load(run_d
     """Unit (0, 14, 14) traced, another test image chosen, then row ↓ taken twice (a button,
     an arrow key) while its maps load: the button's step started at the top left (the unit was
     carried only after the steps ran) and the key was dropped, ending at (0, 0, 0)."""
-    features, app = held_page(run_dir, "/api/features")
-    with serving(app) as url, opened(url) as (page, problems):
+    features = Held("/api/features")
+    with explorer_page(run_dir, features) as (page, problems):
         next_image_held(page, features)
         page.click("#step-down")
         page.keyboard.press("ArrowDown")
@@ -328,7 +316,7 @@ def test_a_unit_carried_to_a_new_image_is_stepped_from_while_its_maps_load(run_d
         unit = page.evaluate("[state.trace.index, state.trace.image === state.image]")
         shown = float(page.text_content("#dot-network"))
     assert unit == [[0, 16, 14], True], unit
-    assert shown == pytest.approx(float(_conv_output(run_dir, 1, "0")[0, 16, 14]), abs=1e-5)
+    assert shown == pytest.approx(float(conv_output(run_dir, 1, "0")[0, 16, 14]), abs=1e-5)
     assert not problems, problems
 
 
@@ -378,17 +366,15 @@ def test_after_another_images_maps_are_refused_a_step_waits_for_none(server):
 @pytest.fixture(scope="module")
 def pages_run(tmp_path_factory):
     """A run with 28 test images: more than a page (24), which does not divide them."""
-    from explorer_runs import shapes_run
-
     return shapes_run(tmp_path_factory.mktemp("pages"), 70, batch_size=16)
 
 
 def test_more_test_images_clicked_twice_skips_no_page(pages_run):
     """'More test images' double-clicked: both requests asked for page 24, and both answers
     advanced the offset, so the next click showed page 72 mod 28 = 16, not 48 mod 28 = 20."""
-    samples, app = held_page(pages_run, "/api/samples")
+    samples = Held("/api/samples")
     first = "document.querySelector('#samples figure').dataset.index"
-    with serving(app) as url, opened(url) as (page, problems):
+    with explorer_page(pages_run, samples) as (page, problems):
         page.evaluate(UNREAD)
         samples.close()
         page.dblclick("#more-samples")
