@@ -66,6 +66,8 @@ class Shortcuts:
             elif func is not None:
                 shortcut = functools.partial(self._same_shape, one_input_rule(func))
                 names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
+                if set(names) <= {"inplace"}:  # nn.ReLU, nn.Sigmoid: nothing to judge
+                    names = None  # (`inplace` is read for its truth, `_judged_by_torch`)
             elif _norm_module(kind) is not None:
                 fits, call_func = _norm_module(kind)
                 shortcut = functools.partial(self._norm, fits, call_func, one_input_rule(call_func))
