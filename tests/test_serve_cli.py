@@ -3,7 +3,16 @@ loaded. Truth: the kernel's refusal of a second bind, and whether the app was ev
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
 
 import cnnlab.explorer
 
@@ -40,3 +49,119 @@ def test_a_run_that_cannot_load_frees_the_port(tmp_path, capsys):
     again = socket.socket()
     again.bind(("127.0.0.1", port))  # free: no socket of the failed serve holds it
     again.close()
+
+
+# Signals to a real `cnnlab serve`, as a terminal, `kill`, `timeout` or `make` send them. Truth:
+# the child's exit status and everything it wrote.
+
+
+@pytest.fixture
+def serve(run_dir):
+    """Starts `cnnlab serve` on a free port and gives (process, port) once it answers; killed
+    at the test's end if still running. SIGINT's disposition is set in the child (`sigint`):
+    a parent started in the background (`make test &`, nohup) ignores SIGINT, and its children
+    inherit that unless it is set."""
+    started: list[subprocess.Popen] = []
+
+    def start(sigint) -> tuple[subprocess.Popen, int]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "cnnlab.cli", "serve", str(run_dir), "--port", "0"]
+        started.append(
+            subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+            )
+        )
+        return started[-1], _port_once_serving(started[-1])
+
+    yield start
+    for child in started:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+
+def _port_once_serving(child: subprocess.Popen) -> int:
+    url = next((line.split()[1] for line in child.stdout if line.startswith("explorer: ")), None)
+    assert url is not None, child.communicate(timeout=60)
+    deadline = time.monotonic() + 60  # the address is printed just before uvicorn listens
+    while not _answers(url + "api/model"):
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.02)
+    return int(url.rstrip("/").rsplit(":", 1)[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status == 200
+    except (ConnectionError, urllib.error.URLError):
+        return False
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+def _held_upload(port: int) -> socket.socket:
+    """A client in the middle of an upload: its body never ends. A stop by one signal waits for
+    it (as for a long activation maximisation); only a second signal forces the stop."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n"
+                   b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")  # fmt: skip
+    return client
+
+
+def _stopped_in_one_line(child: subprocess.Popen) -> None:
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, (child.returncode, err)
+    assert err.strip() == "cnnlab serve: interrupted", err
+    assert "Traceback" not in out + err and "ERROR" not in out + err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sent", "sigint"),
+    [
+        (signal.SIGINT, signal.SIG_DFL),
+        (signal.SIGINT, signal.SIG_IGN),
+        (signal.SIGTERM, signal.SIG_DFL),
+    ],
+    ids=["ctrl-c", "ctrl-c to a background job", "kill"],
+)
+def test_a_signal_stops_the_server_in_one_line(serve, sent, sigint):
+    """A SIGINT inherited as ignored (`cnnlab serve RUN &` in a script, nohup) is caught by
+    uvicorn all the same, which stopped the server; the command then ended as if the server
+    had finished: exit 0, not a word. Ctrl-C at a terminal and kill: one line, as before."""
+    child, _ = serve(sigint)
+    child.send_signal(sent)
+    _stopped_in_one_line(child)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_a_second_ctrl_c_stops_the_server_in_one_line(serve, first):
+    """Ctrl-C twice, SIGINT to the process group twice (`timeout`, `make`), or kill and then
+    Ctrl-C: the second SIGINT forces uvicorn's stop. It left the lifespan task to be cancelled,
+    logged as an ERROR with two tracebacks, and a request still running was logged as an
+    'Exception in ASGI application'. The second signal is sent once the first has closed the
+    listening socket: the stop has begun, and waits for the held upload."""
+    child, port = serve(signal.SIG_DFL)
+    with _held_upload(port):
+        child.send_signal(first)
+        deadline = time.monotonic() + 30
+        while _listening(port):
+            assert time.monotonic() < deadline, "the first signal did not stop the server"
+            time.sleep(0.01)
+        time.sleep(0.2)  # still waiting for the upload: one signal alone does not stop it
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        _stopped_in_one_line(child)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import socket
 import sys
 import time
@@ -55,7 +57,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def _run(args: argparse.Namespace) -> int:
     import torch
-    import uvicorn
 
     if not 0 <= args.port <= 65535:
         print(
@@ -92,9 +93,35 @@ def _run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"explorer: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
+    _serve(app, sock)
     return 0
+
+
+def _serve(app, sock: socket.socket) -> None:
+    """Serves `app` on `sock` until SIGINT or SIGTERM, which end as KeyboardInterrupt (one line
+    and exit 130 in the CLI), whatever SIGINT's inherited disposition; a second signal while
+    the server waits for requests still running forces it to stop, without tracebacks."""
+    import uvicorn
+
+    # Ctrl-C twice (or kill, then Ctrl-C) forces uvicorn to stop without waiting: no lifespan
+    # (the app has no start-up or shutdown work), whose task a forced stop left to be cancelled
+    # at the loop's close, logged as an ERROR with two tracebacks; a request still running
+    # (an upload, a long activation maximisation) is cancelled then too, and its cancellation
+    # is not logged as an "Exception in ASGI application".
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    log = logging.getLogger("uvicorn.error")
+    quiet = lambda record: not (server.force_exit and _cancelled(record))  # noqa: E731
+    log.addFilter(quiet)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        log.removeFilter(quiet)
+    if server.should_exit:
+        # Stopped by SIGINT or SIGTERM: uvicorn catches both while it serves and raises the
+        # signal again once stopped, which ends as KeyboardInterrupt; but a SIGINT inherited
+        # as ignored (a background job: `cnnlab serve RUN &`, nohup) is ignored then, and the
+        # server stopped by it returned as if it had ended normally: exit 0, silent.
+        raise KeyboardInterrupt
 
 
 def _load(run_dir: str, data: str | None = None):
@@ -116,3 +143,7 @@ def _load(run_dir: str, data: str | None = None):
     else:
         print("no test images (the run was imported without --data): upload or draw images")
     return app
+
+
+def _cancelled(record: logging.LogRecord) -> bool:
+    return record.exc_info is not None and isinstance(record.exc_info[1], asyncio.CancelledError)
