@@ -209,6 +209,11 @@ def load_run(
     each torch.compile wrapper replaced by the module it holds (`inspect.decompiled`).
     accept_changed: see `cnnlab.train.source`."""
     path = Path(path)
+    if path.exists() and not path.is_dir():  # `predict IMAGE RUN`: was told to train into it
+        raise RunError(
+            f"{path} is a file, not a run directory; give the directory `cnnlab train --out` "
+            "wrote (the commands take the run first, then any images)"
+        )
     if not path.is_dir():
         raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
     config = read_config(path)
