@@ -140,6 +140,15 @@ def test_probe_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_probe_of_a_layer_named_twice_probes_it_once():
+    net = small_net()
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 3
+    # `cnnlab probe RUN --layers 1 1` was a traceback: 24 feature rows against 12 labels
+    acc = linear_probe(net, (x, y), (x, y), ["1", "1", "input"], epochs=2)
+    assert list(acc) == ["input", "1"]
+    assert acc == linear_probe(net, (x, y), (x, y), ["1"], epochs=2)
+
+
 def test_probe_rejects_a_budget_or_labels_it_cannot_use():
     net = small_net()
     x, y = torch.randn(12, 1, 8, 8), torch.arange(12) % 3

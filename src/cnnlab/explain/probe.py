@@ -230,7 +230,8 @@ def linear_probe(
                     + scripted_whole(model)
                 )
         else:
-            layers = [name for name in layers if name != INPUT]
+            # once each: a name given twice doubled its features' rows against the labels
+            layers = [name for name in dict.fromkeys(layers) if name != INPUT]
             Capture(model, layers)  # validates the names
             layers = sorted(layers, key=lambda n: order.index(n) if n in order else len(order))
     names = [INPUT, *layers]
