@@ -205,7 +205,9 @@ def test_bad_input_exits_2(run_dir, image_file, tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize(
     ("command", "flag"),
-    [("explain", "--top-k"), ("visualize", "--channels"), ("visualize", "--steps")],
+    [("explain", "--top-k"), ("visualize", "--channels"), ("visualize", "--steps")]
+    # probe's were "linear probes got an empty training set", naming no option
+    + [("probe", "--train"), ("probe", "--test"), ("probe", "--epochs")],
 )
 @pytest.mark.parametrize("value", ["-2", "0", "two"])
 def test_counts_below_one_are_refused_by_the_parser(
@@ -213,9 +215,10 @@ def test_counts_below_one_are_refused_by_the_parser(
 ):
     """--top-k -2 was a traceback, --top-k 0 an empty list, --channels 0 "channels must lie in
     0..7" (true, and no help): argparse refuses them, exit 2, naming the flag."""
-    what = [str(image_file)] if command == "explain" else ["--actmax", "4"]
+    what = {"explain": [str(image_file)], "visualize": ["--actmax", "4"]}.get(command, [])
+    out = [] if command == "probe" else ["--out", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_:
-        main([command, str(run_dir), *what, f"{flag}={value}", "--out", str(tmp_path)])
+        main([command, str(run_dir), *what, f"{flag}={value}", *out])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and "whole number >= 1" in err and "Traceback" not in err

@@ -34,7 +34,8 @@ LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--lay
 
 
 def count(text: str) -> int:
-    """argparse type: a whole number ≥ 1 (--top-k, --channels, --steps)."""
+    """argparse type: a whole number ≥ 1 (--top-k, --channels, --steps; probe's --train,
+    --test and --epochs, which the library refused without naming the option)."""
     try:
         value = int(text)
     except ValueError:
@@ -72,9 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
     q.add_argument("run_dir", metavar="RUN", help="run directory")
-    q.add_argument("--train", type=int, default=5000, help="training images for the probes")
-    q.add_argument("--test", type=int, default=2000, help="test images")
-    q.add_argument("--epochs", type=int, default=100, help="L-BFGS iterations per probe")
+    q.add_argument("--train", type=count, default=5000, help="training images for the probes")
+    q.add_argument("--test", type=count, default=2000, help="test images")
+    q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")
     q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
     add_data_option(q)
     q.set_defaults(run=_probe)
