@@ -319,6 +319,19 @@ def test_out_may_be_a_directory_or_a_new_path(tmp_path):
     assert report_path(tmp_path, out=f"{tmp_path}/new/") == tmp_path / "new" / "report.html"
 
 
+def test_out_never_replaces_a_file_that_is_not_a_page(tmp_path):
+    from cnnlab.report import report_path
+
+    code = tmp_path / "mynet.py"  # `--out mynet.py` replaced the model's code with the page
+    code.write_text("import torch\n")
+    with pytest.raises(CnnlabError, match=r"mynet\.py is a file that is not an \.html page"):
+        report_path(tmp_path / "run", out=code)
+    assert code.read_text() == "import torch\n"
+    old = tmp_path / "old.HTML"  # an earlier page is replaced, as RUN/report.html is
+    old.write_text("<html></html>")
+    assert report_path(tmp_path / "run", out=old) == old
+
+
 def test_unreadable_config_is_a_run_error(tmp_path):
     (tmp_path / "spec.yaml").write_text("name: x\n")
     (tmp_path / "config.json").write_text("{not json")

@@ -87,6 +87,11 @@ def report_path(path: str | Path, out: str | Path | None = None) -> Path:
     target = Path(out).expanduser()
     if target.is_dir() or str(out).endswith(("/", os.sep)):  # `--out reports/`: a directory
         target = target / "report.html"
+    if target.is_file() and target.suffix.lower() not in (".html", ".htm"):  # was replaced
+        raise CnnlabError(
+            f"--out {target} is a file that is not an .html page, which the report would "
+            "replace; give a new file name, a .html one, or a directory"
+        )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
