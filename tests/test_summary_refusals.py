@@ -280,3 +280,26 @@ def test_activation_modules_torch_refuses_are_refused_naming_them(module):
     assert real(nn.Sequential(nn.Identity(), module), (2, 4, 4))[0] is None
     with pytest.raises(CnnlabError, match=rf"layer 1 \({type(module).__name__}\) on a 1×2×4×4"):
         summary(nn.Sequential(nn.Identity(), module), (2, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_activation_torch_surely_runs_is_not_run_to_be_judged(monkeypatch, dtype):
+    """nn.ReLU, nn.SiLU, nn.Sigmoid (no argument but `inplace`), nn.ReLU6's own bounds,
+    nn.Dropout's p in [0, 1] and nn.GELU's two approximations are arguments torch runs:
+    the summary runs no forward on a real zero to judge them (`shortcuts._runs`), and
+    torch does run each of them on one."""
+    from cnnlab.design.summary import refusals
+
+    layers = [
+        nn.ReLU(), nn.ReLU(inplace=True), nn.SiLU(), nn.Sigmoid(), nn.ReLU6(),
+        nn.ReLU6(inplace=True), nn.Dropout(0.0), nn.Dropout(0.2), nn.Dropout(1.0),
+        nn.GELU(), nn.GELU("tanh"),
+    ]  # fmt: skip
+    runs: list[object] = []
+    judge = refusals._torch_error
+    monkeypatch.setattr(refusals, "_torch_error", lambda *a: runs.append(a) or judge(*a))
+    model = nn.Sequential(nn.Conv2d(2, 2, 1), *layers).to(dtype)
+    assert [r.output_shape for r in summary(model, (2, 4, 4)).rows] == [(2, 4, 4)] * 12
+    assert runs == []
+    for layer in layers:  # the rule's ground: torch's own forward runs them
+        assert refusals.refused_forward(layer.eval(), dtype) is None
