@@ -139,13 +139,24 @@ def entry() -> NoReturn:
     """The `cnnlab` command: main() as the process's exit code. After a lost DDP rank the
     process leaves at once (os._exit, output flushed): the broken process group's C++ threads
     cannot be joined at interpreter exit, where std::terminate would add "terminate called
-    without an active exception" to the one line and abort (about 1 run in 10)."""
+    without an active exception" to the one line and abort (about 1 run in 10). So too after
+    an interrupt that left requests of `cnnlab serve` running in its worker threads (a forced
+    stop during an activation maximisation): the exit waited for them, silent, and a Ctrl-C
+    then added "Exception ignored in ... threading" and that abort. Nothing is lost: serve's
+    uploads, probes and caches live in memory (RUN/explorer/ is written before it serves);
+    only an upload being decoded then leaves its temporary file (upload._written)."""
     code = main()
-    if code == EXIT_RANK_LOST:
+    if code == EXIT_RANK_LOST or (code == 130 and _serving_threads()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _serving_threads() -> bool:
+    """Whether threads where a FastAPI route runs (anyio's workers) are alive: `cnnlab serve`
+    stopped with requests still running in them, which the interpreter's exit would join."""
+    return any(t.name == "AnyIO worker thread" for t in threading.enumerate())
 
 
 if __name__ == "__main__":

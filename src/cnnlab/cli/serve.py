@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import socket
 import sys
 import time
@@ -99,8 +100,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _serve(app, sock: socket.socket) -> None:
     """Serves `app` on `sock` until SIGINT or SIGTERM, which end as KeyboardInterrupt (one line
-    and exit 130 in the CLI), whatever SIGINT's inherited disposition; a second signal while
-    the server waits for requests still running forces it to stop, without tracebacks."""
+    and exit 130 in the CLI), whatever SIGINT's inherited disposition. A stop that waits for
+    requests still running says so in one line; a second SIGINT then forces it, without
+    tracebacks, and the process leaves without waiting for the worker threads (entry())."""
     import uvicorn
 
     # Ctrl-C twice (or kill, then Ctrl-C) forces uvicorn to stop without waiting: no lifespan
@@ -108,7 +110,7 @@ def _serve(app, sock: socket.socket) -> None:
     # at the loop's close, logged as an ERROR with two tracebacks; a request still running
     # (an upload, a long activation maximisation) is cancelled then too, and its cancellation
     # is not logged as an "Exception in ASGI application".
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = _server_class()(uvicorn.Config(app, log_level="warning", lifespan="off"))
     log = logging.getLogger("uvicorn.error")
     quiet = lambda record: not (server.force_exit and _cancelled(record))  # noqa: E731
     log.addFilter(quiet)
@@ -122,6 +124,33 @@ def _serve(app, sock: socket.socket) -> None:
         # as ignored (a background job: `cnnlab serve RUN &`, nohup) is ignored then, and the
         # server stopped by it returned as if it had ended normally: exit 0, silent.
         raise KeyboardInterrupt
+
+
+def _server_class():
+    """uvicorn.Server (imported here: only serve needs it), saying what a stop waits for."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, which says so when a signal's stop waits for requests still
+        running (an upload, an activation maximisation): uvicorn's own "(CTRL+C to force
+        quit)" is an INFO log, hidden at the warning level, and the stop waited silently."""
+
+        first: int | None = None  # the signal that began the stop
+
+        def handle_exit(self, sig, frame) -> None:
+            self.first = sig if self.first is None else self.first
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            running = len(self.server_state.tasks)  # one task per request, until answered
+            if running and not self.force_exit:
+                again = " again" if self.first == signal.SIGINT else ""
+                requests = "1 request" if running == 1 else f"{running} requests"
+                print(f"cnnlab serve: waiting for {requests} to finish; Ctrl-C{again} to stop "
+                      "now", file=sys.stderr, flush=True)  # fmt: skip
+            await super().shutdown(sockets)
+
+    return Server
 
 
 def _load(run_dir: str, data: str | None = None):
