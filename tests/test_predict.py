@@ -418,6 +418,29 @@ def test_a_folder_is_its_image_files(tmp_path, capsys):
     assert [line.split("\t")[0] for line in lines] == expected
 
 
+def test_an_unreadable_file_in_a_folder_is_skipped_and_named(tmp_path, capsys):
+    run = imported_run(tmp_path, NET, data="digits")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / name)
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n cut off")  # a failed copy
+    capsys.readouterr()
+    # one corrupt photo stopped the whole folder, as no training run is stopped by one
+    assert main(["predict", str(run), str(folder), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [row["image"] for row in json.loads(out)] == [
+        str(folder / "a.png"),
+        str(folder / "c.png"),
+    ]
+    assert err.splitlines() == [
+        f"skipped {folder / 'b.png'}: not a readable image (no image format PIL knows)"
+    ]
+    assert main(["predict", str(run), str(folder / "b.png"), str(folder)]) == 2  # named: refused
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "b.png: not a readable image" in err
+
+
 def test_a_folder_without_images_is_named(tmp_path, capsys):
     run = imported_run(tmp_path, NET, data="digits")
     (tmp_path / "empty").mkdir()

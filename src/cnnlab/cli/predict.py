@@ -29,9 +29,16 @@ def _predict(args) -> int:
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, got {args.top}")
     run = load_run(args.run_dir)
-    args.images = expand_folders(args.images)
+    named, args.images = set(args.images), expand_folders(args.images)
+    # a folder's unreadable file is skipped and named, as training skips it; one the user
+    # named stays an error (a corrupt photo among a folder's stopped the whole command)
+    skipped = [] if set(args.images) != named else None
     with progress_bar() as progress:
-        predictions = predict(run, args.images, top=args.top, progress=progress)
+        predictions = predict(run, args.images, top=args.top, progress=progress, skipped=skipped)
+    for path, why in skipped or []:
+        if path in named:
+            raise CnnlabError(why)
+    args.images = [p.source for p in predictions]
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))
     else:
@@ -41,6 +48,8 @@ def _predict(args) -> int:
     if note:  # the file differs from what the model learned at: the one fact to know
         print(f"note: {note}", file=sys.stderr)
     print_channel_note(args.images, run.input_shape[0])
+    for _, why in skipped or []:
+        print(f"skipped {why}", file=sys.stderr)
     return 0
 
 

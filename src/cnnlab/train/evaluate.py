@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.data import read_images_sized
 from cnnlab.design.spec import shapes
+from cnnlab.errors import DataError
 from cnnlab.inspect.progress import Progress, batch_count
 
 if TYPE_CHECKING:
@@ -260,15 +261,21 @@ def predict(
     *,
     top: int = 5,
     progress: Progress | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> list[Prediction]:
     """Softmax top-`top` classes for each image file, read as training read its images
     (`read_for_run`: the run's channels, resized to its input size; `Prediction.resized_to`
     says when a file was). Predicted as `evaluate` predicts (the run's precision, no TTA),
     so an image gets the class eval counts it as. progress: per batch, see `predict_logits`.
+    skipped: None, an unreadable file is a DataError; a list, such a file is left out and
+    appended to it as (path, why), as a folder's loader skips it (DataError if none is left).
     """
     _, height, width = run.input_shape
     k = max(1, min(top, len(run.classes)))
-    pixels, sizes = read_for_run(images, run.input_shape)  # (B, C, H, W) uint8
+    if skipped is None:
+        pixels, sizes = read_for_run(images, run.input_shape)  # (B, C, H, W) uint8
+    else:
+        images, pixels, sizes = _readable(images, run.input_shape, skipped)
     # in the precision eval scores in (the run's, bf16 if training used it): fp32 here
     # turned 1 of 1,438 training images of a bf16 run another class than eval
     logits = predict_logits(
@@ -281,3 +288,21 @@ def predict(
         resized = None if size == (height, width) else (height, width)
         results.append(Prediction(str(path), size, top_k, resized))
     return results
+
+
+def _readable(images, shape, skipped: list) -> tuple[list, torch.Tensor, list]:
+    """(the files read, their pixels, their sizes), each unreadable file appended to
+    `skipped` as (path, why)."""
+    kept, pixels, sizes = [], [], []
+    for path in images:
+        try:
+            one, (size,) = read_for_run([path], shape)
+        except DataError as error:
+            skipped.append((str(path), str(error)))
+            continue
+        kept.append(path)
+        pixels.append(one)
+        sizes.append(size)
+    if not kept:
+        raise DataError(f"no readable image among {len(images)} file(s): {skipped[0][1]}")
+    return kept, torch.cat(pixels), sizes
