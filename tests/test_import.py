@@ -117,6 +117,7 @@ def test_not_finite_weights_are_refused(tmp_path, factory):
     [
         ({"weights": "model.pt"}, RunError, "safetensors files only"),
         ({"classes": ["a", "b"]}, DataError, "--classes names 2 classes but"),
+        ({"classes": [*"abcdefghi", "a"]}, DataError, "--classes names 'a' more than once"),
         ({"mean": [0.1, 0.2]}, DataError, "--mean has 2 values for 1-channel"),
         ({"std": [0.0]}, DataError, "--std must be positive"),
         ({"data": None}, DataError, "without --data"),

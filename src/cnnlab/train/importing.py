@@ -254,6 +254,9 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
             raise DataError(f"--{key} has {len(info[key])} values for {shape[0]}-channel images")
     if any(s <= 0 for s in info["std"]):
         raise DataError(f"--std must be positive, got {info['std']}")
+    twice = [c for c in dict.fromkeys(info["classes"]) if info["classes"].count(c) > 1]
+    if twice:  # was "RUN/config.json: classes must be ... distinct", of a file not written
+        raise DataError(f"--classes names {twice[0]!r} more than once; give each class its name")
     if len(set(info["classes"])) < 2:
         raise DataError(f"a classifier needs at least two distinct classes, got {info['classes']}")
     return info
