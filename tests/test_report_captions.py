@@ -60,3 +60,15 @@ def test_the_reports_missing_history_names_the_training_option_of_the_command_li
     assert main(["report", str(tmp_path / "run")]) == 0
     page = (tmp_path / "run" / "report.html").read_text()
     assert "cnnlab train --diagnose-every N" in page
+
+
+def test_the_reports_probes_of_a_net_with_one_resolution_follow_its_blocks(tmp_path):
+    """One point per map size (the stages) gave a net whose maps keep one size after the stem
+    (isotropic, as ConvNeXt-isotropic or this one conv) one probe and no depth; it probes
+    the model's blocks, as `cnnlab probe` does."""
+    imported_run(tmp_path, NETS, data="digits")
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    table = page[page.index("probe test accuracy") :].split("</table>")[0]
+    rows = re.findall(r"<tr><td>([^<]*)</td>", table)
+    assert rows[0] == "input" and len(rows) >= 4, rows  # was input and `1 ReLU`

@@ -367,6 +367,8 @@ def _probes(src: Sources) -> Probes:
         layers = src.stages
     except ReportError:
         layers = None  # no spatial stages (an MLP): explain's default, the model's blocks
+    if layers is not None and len(layers) < 2:  # one resolution after the stem (an isotropic
+        layers = None  # net): one point, no depth; the model's blocks, as `cnnlab probe`
     # a shorter L-BFGS budget than the default: the same for every layer, so still comparable
     result = explain.linear_probe(
         src.model, (xtr, ytr), (xte, yte), layers=layers, epochs=b.probe_epochs
