@@ -39,3 +39,13 @@ def test_a_fashion_option_elsewhere_is_refused(tmp_path, capsys, argv, said):
     err = capsys.readouterr().err
     assert code == 2 and len(err.splitlines()) == 1 and said in err
     assert not (tmp_path / "dl").exists()  # nothing downloaded
+
+
+@pytest.mark.parametrize("url", ["notaurl", "mirror.example.org/fmnist/"])
+def test_a_url_without_a_scheme_is_one_line_before_any_file(tmp_path, capsys, url):
+    # urllib's ValueError 'unknown url type' was a traceback
+    code = main(["data", "fashion-mnist", "--download", str(tmp_path / "dl"), "--url", url])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"--url {url!r} is not an http://" in err
+    assert not (tmp_path / "dl").exists()

@@ -11,6 +11,7 @@ import hashlib
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -95,6 +96,11 @@ def download_fashion_mnist(
     dest = Path(dest).expanduser()
     checksums = FASHION_MNIST_MD5 if checksums is None else checksums
     base = base_url if base_url.endswith("/") else base_url + "/"
+    if urllib.parse.urlsplit(base).scheme.lower() not in ("http", "https", "ftp", "file"):
+        raise DataError(  # was urllib's ValueError 'unknown url type' as a traceback
+            f"--url {base_url!r} is not an http://, https://, ftp:// or file:// address; give "
+            f"the mirror's base address, as the default {FASHION_MNIST_URL}"
+        )
     for name, md5 in checksums.items():
         target = dest / name
         if target.is_file() and md5_of(target) == md5.lower():
