@@ -134,6 +134,17 @@ def test_bad_options_are_one_clear_error(tmp_path, factory, change, error, words
     assert "\n" not in str(info.value)
 
 
+def test_a_folder_of_mixed_sizes_tells_import_its_own_option(tmp_path, factory):
+    from PIL import Image
+
+    for name, side in (("a/0.png", 8), ("a/1.png", 9), ("b/0.png", 8), ("b/1.png", 8)):
+        (tmp_path / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (side, side)).save(tmp_path / "imgs" / name)
+    # the fix named was `cnnlab train --model ... --input C,H,W` alone
+    with pytest.raises(DataError, match=r"--input C,H,W to .*`cnnlab import`"):
+        bad_import(tmp_path, factory, data=str(tmp_path / "imgs"))
+
+
 def test_output_count_must_match_classes(tmp_path, factory):
     weights, _ = weights_of(tmp_path, factory, name="w3.safetensors", classes=3)
     source = parse_model_ref(f"{factory}:make_net", ["classes=3"])

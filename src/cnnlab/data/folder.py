@@ -210,8 +210,8 @@ def _conform_image(
         raise DataError(
             f"{shown(file)} is {img.size[1]}×{img.size[0]} (H×W) but earlier images are "
             f"{first[0]}×{first[1]}; give a size to resize them all (size=... in Python, "
-            "`cnnlab data DIR --size 28`, `cnnlab train --model ... --input C,H,W`; a spec "
-            "or preset resizes them to its input by itself)"
+            "`cnnlab data DIR --size 28`, --input C,H,W to `cnnlab train --model` or "
+            "`cnnlab import`; a spec or preset resizes them to its input by itself)"
         )
     resized = f"{h0}x{w0}->{img.size[1]}x{img.size[0]}" if img.size != (w0, h0) else ""
     return np.asarray(img, dtype=np.uint8), resized
