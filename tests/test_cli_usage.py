@@ -26,6 +26,13 @@ def test_an_unknown_option_of_train_is_named_not_a_spec_clash(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_resume_and_force_together_are_refused(capsys, tmp_path):
+    # both resumed the run without a word: --force (start again) was ignored
+    err = _usage_error(capsys, "train", "--resume", "--force", "--out", str(tmp_path / "r"))
+    assert err.startswith("cnnlab train: error: argument --force: not allowed with argument")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
 @pytest.mark.parametrize("command", ["eval", "explain", "predict", "probe", "diagnose", "report"])
 def test_an_unknown_option_points_at_the_commands_own_help(capsys, tmp_path, command):
     err = _usage_error(capsys, command, str(tmp_path), "--bogus", "3")

@@ -35,8 +35,10 @@ def register(sub) -> None:
     _model_options(p)
     p.add_argument("--data", help="fashion-mnist (default) | digits | shapes | DIR")
     p.add_argument("--out", required=True, help="run directory to write, e.g. runs/fast")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument(
+    # one or the other: both together resumed, silently, whatever --force was meant to do
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in --out")
+    again.add_argument(
         "--force", action="store_true", help="replace the run in --out (deletes its run files)"
     )
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
