@@ -249,3 +249,27 @@ def test_design_example_builds_with_the_formulas_parameter_count():
     convs = (3 * 3 * 1 + 1) * 32 + (3 * 3 * 32 + 1) * 64 + (3 * 3 * 128 + 1) * 128
     norms = 2 * 32 + 2 * 128
     assert _n_params(model) == convs + norms + (128 + 1) * 10
+
+
+def test_a_spec_too_large_for_memory_is_a_spec_error_naming_its_size():
+    """torch's 'can't allocate memory' RuntimeError was a traceback at `cnnlab train`; run in
+    a child process whose address space is capped at 4 GiB, so the 8 GiB ask fails at once."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+        from cnnlab.design.build import build
+        from cnnlab.errors import SpecError
+        spec = {"input": [1, 8, 8], "layers": ["flatten", {"linear": 2**25}, {"linear": 10}]}
+        try:
+            build(spec)
+        except SpecError as error:
+            print(error)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "does not fit in memory: its 2,516,582,410 parameters take 9.4 GiB" in done.stdout, (
+        done.stdout + done.stderr[-500:]
+    )

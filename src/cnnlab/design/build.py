@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from cnnlab.design import kinds
 from cnnlab.design.layers import Conv2dSame, Residual
 from cnnlab.design.spec import Spec, load_spec
+from cnnlab.errors import SpecError
 
 __all__ = ["Conv2dSame", "Residual", "build"]
 
@@ -32,6 +34,20 @@ def build(spec_or_source: Spec | Mapping | str | Path) -> nn.Sequential:
     3274634
     """
     spec = load_spec(spec_or_source)
-    model = nn.Sequential(*kinds.modules(spec.layers, spec.input))
+    try:
+        model = nn.Sequential(*kinds.modules(spec.layers, spec.input))
+    except (RuntimeError, MemoryError) as error:  # torch's "can't allocate memory": a traceback
+        if isinstance(error, RuntimeError) and "allocate" not in str(error):
+            raise
+        with torch.device("meta"):  # the same layers, shapes only, to count them
+            n = sum(
+                p.numel()
+                for p in nn.Sequential(*kinds.modules(spec.layers, spec.input)).parameters()
+            )
+        raise SpecError(
+            f"spec {spec.name!r} does not fit in memory: its {n:,} parameters take "
+            f"{n * 4 / 2**30:.1f} GiB as float32; `cnnlab summary` shows where they are "
+            "(a flatten head's first linear layer, mostly): use fewer units or a gap head"
+        ) from None
     model.spec = spec
     return model
