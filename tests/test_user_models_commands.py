@@ -164,7 +164,9 @@ def test_the_reports_layers_are_those_with_one_output_per_image(windowed_run):
     # shown: ValueError: Expected input batch_size (16384) to match target batch_size (256)"
     assert src.stages == ["stem.1"]
     probes = facts._probes(src)
-    assert set(probes.accuracy) == {"input", "stem.1 ReLU"} and probes.train == 256
+    # one map size after the stem: the model's blocks, as `cnnlab probe`; none per window
+    blocks = {"input", "stem.0 Conv2d", "stem.1 ReLU", "attn WindowAttention", "head Linear"}
+    assert set(probes.accuracy) == blocks and probes.train == 256
 
 
 def test_no_padding_layer_is_a_grad_cam_layer_nor_a_stage(padded_run):
