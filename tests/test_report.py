@@ -324,12 +324,30 @@ def test_out_never_replaces_a_file_that_is_not_a_page(tmp_path):
 
     code = tmp_path / "mynet.py"  # `--out mynet.py` replaced the model's code with the page
     code.write_text("import torch\n")
-    with pytest.raises(CnnlabError, match=r"mynet\.py is a file that is not an \.html page"):
+    with pytest.raises(
+        CnnlabError, match=r"mynet\.py does not end in \.html.*--out \S*mynet\.html"
+    ):
         report_path(tmp_path / "run", out=code)
     assert code.read_text() == "import torch\n"
     old = tmp_path / "old.HTML"  # an earlier page is replaced, as RUN/report.html is
     old.write_text("<html></html>")
     assert report_path(tmp_path / "run", out=old) == old
+
+
+def test_out_not_a_page_name_is_refused_before_and_after_it_exists(tmp_path):
+    """`--out mypage` was accepted and the page written there; the same command again was
+    refused, since mypage was now a file that is not an .html page. A name not ending in
+    .html/.htm is refused both times, with the .html name to give instead."""
+    from cnnlab.report import report_path
+
+    name = tmp_path / "mypage"
+    for exists in (False, True):  # the second time, as if an earlier run had written it
+        with pytest.raises(CnnlabError, match=r"mypage does not end in \.html.*mypage\.html"):
+            report_path(tmp_path / "run", out=name)
+        assert name.exists() == exists
+        name.write_text("notes")
+    assert name.read_text() == "notes"
+    assert report_path(tmp_path / "run", out=f"{name}.htm") == tmp_path / "mypage.htm"
 
 
 def test_unreadable_config_is_a_run_error(tmp_path):

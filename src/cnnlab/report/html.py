@@ -80,17 +80,23 @@ def render(
 
 def report_path(path: str | Path, out: str | Path | None = None) -> Path:
     """Where the report goes: RUN/report.html (nothing is created: RUN is checked to exist by
-    `write_report`), or `out` (a file, or a directory to hold report.html), whose directory is
-    created. CnnlabError when it cannot be."""
+    `write_report`), or `out` (a .html/.htm file, or a directory to hold report.html), whose
+    directory is created. CnnlabError when it cannot be, or when `out` is a file name not
+    ending in .html/.htm: refused whether or not it exists, so the same command does the same
+    thing twice and never replaces a file that is not a page (`--out mynet.py`)."""
     if out is None:
         return Path(path) / "report.html"
     target = Path(out).expanduser()
     if target.is_dir() or str(out).endswith(("/", os.sep)):  # `--out reports/`: a directory
         target = target / "report.html"
-    if target.is_file() and target.suffix.lower() not in (".html", ".htm"):  # was replaced
+    if target.suffix.lower() not in (".html", ".htm"):
+        page = target.with_suffix(".html")
+        if target.exists():  # a file: never replaced by the page
+            fix = f"give --out {page}"
+        else:
+            fix = f"give --out {page}, or --out {target}/ for a directory to hold report.html"
         raise CnnlabError(
-            f"--out {target} is a file that is not an .html page, which the report would "
-            "replace; give a new file name, a .html one, or a directory"
+            f"--out {target} does not end in .html and the report is an HTML page; {fix}"
         )
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
