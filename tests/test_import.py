@@ -218,3 +218,23 @@ def test_commands_work_on_an_imported_run(imported, command, capsys):
     extra = [a.format(tmp=imported) for a in COMMANDS[command]]
     code = main([command, str(imported / "run"), *extra])
     assert code == 0, capsys.readouterr().err
+
+
+def test_classes_alike_from_data_name_the_data_not_classes(tmp_path, factory):
+    """Two class folders whose names print alike (Latin-1 bytes and the `\\xe9` escape they are
+    shown as) were refused as "--classes names 'caf\\xe9' more than once" when no --classes
+    was given; the message names the folder and the fix."""
+    import os
+
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for name in (os.fsdecode(b"caf\xe9"), "caf\\xe9"):
+        for i in range(2):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.new("L", (8, 8), 60 * i).save(root / name / f"{i}.png")
+    with pytest.raises(DataError) as info:
+        bad_import(tmp_path, factory, data=str(root))
+    message = str(info.value)
+    assert "--classes names" not in message and "\n" not in message
+    assert str(root) in message and "rename one of its class folders" in message

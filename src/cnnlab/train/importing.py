@@ -255,6 +255,11 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
     if any(s <= 0 for s in info["std"]):
         raise DataError(f"--std must be positive, got {info['std']}")
     twice = [c for c in dict.fromkeys(info["classes"]) if info["classes"].count(c) > 1]
+    if twice and classes is None:  # from --data: folder names that print alike (`\\xe9`)
+        raise DataError(
+            f"{train.source} has more than one class named {twice[0]!r}; rename one of its class "
+            "folders, or give each class its name with --classes"
+        )
     if twice:  # was "RUN/config.json: classes must be ... distinct", of a file not written
         raise DataError(f"--classes names {twice[0]!r} more than once; give each class its name")
     if len(set(info["classes"])) < 2:
