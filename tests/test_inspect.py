@@ -181,3 +181,26 @@ def test_batches_and_images_say_what_is_wrong():
     assert check_images(torch.randn(3, 4), flat=True).shape == (3, 4)
     with pytest.raises(ExplainError, match="uint8.*normalise"):
         check_images(torch.zeros(1, 1, 2, 2, dtype=torch.uint8))
+
+
+def test_a_call_label_of_the_summary_is_told_to_be_a_module_name():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.relu = nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.conv(self.relu(x)))
+
+    model = Twice()
+    # the summary's row `relu #2`, copied into --layer, was 'unknown layer' and a list
+    with pytest.raises(ExplainError, match=r"' #2' labels a call of 'relu'.*give the module's"):
+        inspect.resolve_layer(model, "relu #2")
+    with pytest.raises(ExplainError, match="valid layer names"):
+        inspect.resolve_layer(model, "conv #x")
+    with pytest.raises(ExplainError, match="valid layer names"):
+        inspect.resolve_layer(model, "2")  # no " #": not taken for the model's own call
+    x = torch.randn(1, 1, 4, 4)
+    with inspect.Capture(model, ["relu"]) as cap:
+        model(x)
+    assert torch.equal(cap.outputs["relu"], model(x))  # the last call, as the message says

@@ -55,6 +55,12 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     a module of `weight_code`, which computes a layer's weight: the layer is named instead)."""
     modules = dict(model.named_modules())
     if not isinstance(name, str) or not name or name not in modules:
+        base, _, call = name.rpartition(" #") if isinstance(name, str) else ("", "", "")
+        if base and base in modules and call.isdigit():  # a summary row's label, copied
+            raise ExplainError(
+                f"unknown layer {name!r}: ' #{call}' labels a call of {base!r} (the summary's "
+                f"rows); give the module's name, {base!r}, whose last call is read"
+            )
         valid = ", ".join(layer_names(model)) or "(the model has no submodules)"
         raise ExplainError(f"unknown layer {name!r}; valid layer names: {valid}")
     if name in weight_code(model):
