@@ -108,6 +108,33 @@ def test_the_image_shown_chosen_again_asks_nothing(server):
     assert chosen == ["1"] and not problems, (chosen, problems)
 
 
+def test_the_highlighted_test_image_is_the_one_shown(server, tmp_path):
+    """Opened at #sample=3 (a reload, a shared link), test image 3 was shown but not
+    highlighted, and a click on it did nothing (chosen already); after an upload the test
+    image left stayed highlighted."""
+    upload = tmp_path / "ring.png"
+    shape_image(1, 3).save(upload)
+    highlighted = (
+        "[...document.querySelectorAll('#samples figure.chosen')].map((f) => f.dataset.index)"
+    )
+    with opened(server + "#sample=3") as (page, problems):
+        wait_until(page, "state.sample === '3' && state.maps !== null")
+        seen = [page.evaluate(highlighted)]
+        page.click("#samples figure[data-index='3']")
+        seen.append(page.evaluate(highlighted))
+        shown = page.evaluate("[state.sample, state.prediction.true_class !== undefined]")
+        page.click("#samples figure[data-index='5']")
+        wait_until(page, "state.sample === '5' && state.maps.image === state.image")
+        seen.append(page.evaluate(highlighted))
+        page.set_input_files("#upload", str(upload))
+        wait_until(
+            page, "state.prediction.true_class === undefined && state.maps.image === state.image"
+        )
+        seen.append(page.evaluate(highlighted))
+    assert seen == [["3"], ["3"], ["5"], []] and shown == ["3", True], (seen, shown)
+    assert not problems, problems
+
+
 def test_the_keyboard_alone_reaches_a_dot_product(server):
     """Test images and channel maps answered clicks only (no Tab stop), and the step buttons
     did nothing before a unit was clicked: a keyboard reached no prediction of a test image

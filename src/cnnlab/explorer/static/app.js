@@ -8,6 +8,10 @@ const state = { model: null, image: null, prediction: null, overlay: "none", hea
   featureLayer: null, maps: null, channel: null, trace: null, traceChannel: null,
   unit: null, unitConv: null, waiting: [],
   sampleOffset: 0, choice: null, geometry: null, window: 0 };
+// state.choice: the test image asked for last, its answer maybe on its way (null: an upload, a
+// drawing, or a refusal, so that chosen again it is asked again); its figure is highlighted.
+// state.sample: the test image whose prediction is shown (null: an upload or a drawing), in
+// the address.
 
 // Requests answered out of order (two test images clicked in a row, a layer chosen while the
 // last one loads): of each kind, only the answer to the request sent last is used.
@@ -15,7 +19,7 @@ const state = { model: null, image: null, prediction: null, overlay: "none", hea
 // of that kind was sent or drop(kind) was called; a refusal is thrown only while it is the
 // latest (a refusal for a choice left is not said over the one chosen).
 const STALE = Symbol("stale");
-const asked = { samples: 0, predict: 0, features: 0, trace: 0, gradcam: 0, saliency: 0, top: 0, actmax: 0, geometry: 0 };  // sent so far
+const asked = { samples: 0, predict: 0, note: 0, features: 0, trace: 0, gradcam: 0, saliency: 0, top: 0, actmax: 0, geometry: 0 };  // sent so far
 const drop = (...kinds) => { for (const kind of kinds) asked[kind]++; };  // answers on their way: stale
 async function latest(kind, request) {
   const mine = ++asked[kind];
@@ -184,25 +188,31 @@ async function loadSamples() {
     img.alt = `test image ${s.index}`;
     fig.append(img, el("figcaption", s.class));
     fig.dataset.index = s.index;
-    if (String(s.index) === state.choice) fig.classList.add("chosen");
     pressable(fig, `test image ${s.index}, ${s.class}`, () => {
       // the image shown or on its way, chosen again: nothing to do (it asked for its
       // prediction and maps again)
       if (String(s.index) === state.choice) return;
-      for (const f of box.children) f.classList.remove("chosen");
-      fig.classList.add("chosen");
       const form = new FormData();
       form.append("sample", s.index);
       predict(form);
     });
     box.append(fig);
   }
+  choose(state.choice);
   state.sampleOffset = (offset + 24) % Math.max(1, data.total);
+}
+
+// The test image asked for (or null), highlighted in the grid: whoever chose it (a click, the
+// address, an upload, a refusal), the figure highlighted is state.choice's. Set only here.
+function choose(index) {
+  state.choice = index;
+  for (const f of $("samples").children) f.classList.toggle("chosen", f.dataset.index === index);
 }
 
 async function predict(form, drawing = false) {
   say("computing…");
-  state.choice = form.get("sample");  // the test image chosen last (null: an upload or a drawing)
+  choose(form.get("sample"));
+  drop("note");  // the note of an image still loading its maps is not said over this one's
   try {
     const sent = new FormData();  // the image alone, to send again (imageApi)
     for (const [key, value] of form) sent.append(key, value);
@@ -241,11 +251,11 @@ async function predict(form, drawing = false) {
     showPrediction(p);
     // its maps, then its note: unless they were refused (the refusal stays said) or another
     // image was chosen meanwhile (its "computing…" stays)
-    const shown = await latest("predict", loadFeatures);
+    const shown = await latest("note", loadFeatures);
     if (shown === false || shown === STALE) return;
     say(state.note);  // an image of another size: resized to the run's input, as predict
   } catch (error) {  // an image left's refusal, come after the image chosen, is STALE: not said
-    state.choice = null;  // chosen again, it is asked for again
+    choose(null);  // chosen again, it is asked for again
     say(`Could not use this image: ${error.message}`);
   }
 }
@@ -456,7 +466,7 @@ function refused() {
     remember();
   } else {  // a first image's too (an address's unit is carried to it)
     state.maps = null;
-    state.choice = null;  // chosen again, its maps are asked for again
+    choose(null);  // chosen again, its maps are asked for again
     $("feature-grid").replaceChildren();
     const view = $("channel-view");
     view.getContext("2d").clearRect(0, 0, view.width, view.height);
