@@ -441,6 +441,35 @@ def test_an_unreadable_file_in_a_folder_is_skipped_and_named(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "b.png: not a readable image" in err
 
 
+def test_a_named_unreadable_file_is_refused_before_a_folder_is_read(tmp_path, capsys, monkeypatch):
+    """`predict RUN photos/ bad.png` read and predicted every image of the folder, then
+    refused bad.png; it is refused first, the folder's files neither read nor predicted."""
+    import cnnlab.train.evaluate as evaluate
+
+    run = imported_run(tmp_path, NET, data="digits")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / name)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n cut off")
+    read, real_read = [], evaluate.read_for_run
+    monkeypatch.setattr(
+        evaluate,
+        "read_for_run",
+        lambda paths, shape: read.extend(map(str, paths)) or real_read(paths, shape),
+    )
+    predicted, real_predict = [], evaluate.predict_logits
+    monkeypatch.setattr(
+        evaluate, "predict_logits", lambda *a, **k: predicted.append(1) or real_predict(*a, **k)
+    )
+    capsys.readouterr()
+    assert main(["predict", str(run), str(folder), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "bad.png: not a readable image" in err
+    assert read == [str(bad)] and predicted == []
+
+
 def test_a_folder_without_images_is_named(tmp_path, capsys):
     run = imported_run(tmp_path, NET, data="digits")
     (tmp_path / "empty").mkdir()

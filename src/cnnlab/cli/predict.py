@@ -31,13 +31,13 @@ def _predict(args) -> int:
     run = load_run(args.run_dir)
     named, args.images = set(args.images), expand_folders(args.images)
     # a folder's unreadable file is skipped and named, as training skips it; one the user
-    # named stays an error (a corrupt photo among a folder's stopped the whole command)
+    # named stays an error (a corrupt photo among a folder's stopped the whole command),
+    # found before the folders' files are read and predicted
     skipped = [] if set(args.images) != named else None
     with progress_bar() as progress:
-        predictions = predict(run, args.images, top=args.top, progress=progress, skipped=skipped)
-    for path, why in skipped or []:
-        if path in named:
-            raise CnnlabError(why)
+        predictions = predict(
+            run, args.images, top=args.top, progress=progress, skipped=skipped, named=named
+        )
     args.images = [p.source for p in predictions]
     if args.json:
         print(json.dumps([p.to_dict() for p in predictions], indent=2))

@@ -6,7 +6,7 @@ Test-time augmentation (`tta=True`) averages the logits of each image and its mi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,6 +262,7 @@ def predict(
     top: int = 5,
     progress: Progress | None = None,
     skipped: list[tuple[str, str]] | None = None,
+    named: Collection[str] = (),
 ) -> list[Prediction]:
     """Softmax top-`top` classes for each image file, read as training read its images
     (`read_for_run`: the run's channels, resized to its input size; `Prediction.resized_to`
@@ -269,13 +270,15 @@ def predict(
     so an image gets the class eval counts it as. progress: per batch, see `predict_logits`.
     skipped: None, an unreadable file is a DataError; a list, such a file is left out and
     appended to it as (path, why), as a folder's loader skips it (DataError if none is left).
+    named: files the user named (not found in a folder): one unreadable is a DataError even
+    when `skipped` is a list, raised before any other file is read or any image predicted.
     """
     _, height, width = run.input_shape
     k = max(1, min(top, len(run.classes)))
     if skipped is None:
         pixels, sizes = read_for_run(images, run.input_shape)  # (B, C, H, W) uint8
     else:
-        images, pixels, sizes = _readable(images, run.input_shape, skipped)
+        images, pixels, sizes = _readable(images, run.input_shape, skipped, named)
     # in the precision eval scores in (the run's, bf16 if training used it): fp32 here
     # turned 1 of 1,438 training images of a bf16 run another class than eval
     logits = predict_logits(
@@ -290,13 +293,14 @@ def predict(
     return results
 
 
-def _readable(images, shape, skipped: list) -> tuple[list, torch.Tensor, list]:
+def _readable(images, shape, skipped: list, named=()) -> tuple[list, torch.Tensor, list]:
     """(the files read, their pixels, their sizes), each unreadable file appended to
-    `skipped` as (path, why)."""
+    `skipped` as (path, why); the `named` files are read first, one unreadable a DataError."""
+    first = {str(p): read_for_run([p], shape) for p in images if str(p) in named}
     kept, pixels, sizes = [], [], []
     for path in images:
         try:
-            one, (size,) = read_for_run([path], shape)
+            one, (size,) = first.get(str(path)) or read_for_run([path], shape)
         except DataError as error:
             skipped.append((str(path), str(error)))
             continue
