@@ -238,3 +238,18 @@ def test_classes_alike_from_data_name_the_data_not_classes(tmp_path, factory):
     message = str(info.value)
     assert "--classes names" not in message and "\n" not in message
     assert str(root) in message and "rename one of its class folders" in message
+
+
+def test_images_of_one_value_from_data_name_the_data_not_std(tmp_path, factory):
+    """A folder of all-black images was refused as '--std must be positive, got [0.0]' with no
+    --std given; the message names the folder and the options that fix it."""
+    from PIL import Image
+
+    for name in ("a/0.png", "a/1.png", "b/0.png", "b/1.png"):
+        (tmp_path / "imgs" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8)).save(tmp_path / "imgs" / name)
+    with pytest.raises(DataError) as info:
+        bad_import(tmp_path, factory, data=str(tmp_path / "imgs"))
+    message = str(info.value)
+    assert "--std must be positive" not in message and "\n" not in message
+    assert str(tmp_path / "imgs") in message and "give --mean and --std" in message

@@ -252,6 +252,11 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
     for key in ("mean", "std"):
         if len(info[key]) != shape[0]:
             raise DataError(f"--{key} has {len(info[key])} values for {shape[0]}-channel images")
+    if any(s <= 0 for s in info["std"]) and std is None:  # from --data: images of one value
+        raise DataError(
+            f"the images of {train.source} do not vary (std {info['std']}), so they cannot be "
+            "normalized by it; give --mean and --std the model was trained with"
+        )
     if any(s <= 0 for s in info["std"]):
         raise DataError(f"--std must be positive, got {info['std']}")
     twice = [c for c in dict.fromkeys(info["classes"]) if info["classes"].count(c) > 1]
