@@ -84,6 +84,21 @@ def test_logits_flattened_across_the_batch_are_told_to_keep_the_batch_dim():
     assert "10 classes" not in str(info.value)
 
 
+@pytest.mark.parametrize("end", [nn.Flatten(0), nn.Identity()])  # (2,) and (2, 1) scores
+def test_one_score_per_image_is_told_to_give_one_per_class_not_a_batch_dim(end):
+    """A one-score head (a BCE-style Linear(.., 1), squeezed or not) keeps its batch dim: the
+    class dim is what it lacks."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)
+    )
+    model.append(end)
+    misfit = classifier_misfit(model, (1, 8, 8), 10)
+    assert misfit.kind == "classes" and "no batch dim" not in misfit.why
+    with pytest.raises(SpecError, match="10 classes") as info:
+        train(model, "digits", None, QUICK)
+    assert "no batch dim" not in str(info.value)
+
+
 def test_a_run_whose_model_fails_on_one_image_still_opens(tmp_path):
     """A run trained before the one-image check keeps opening (eval and report run on
     batches): the check belongs to training and import, which refuse such a model."""

@@ -17,6 +17,8 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks
 from cnnlab.inspect.preserve import eager_stance
 
+PROBE = 2  # zero images in classifier_misfit's batch: two tell a batch dim from a class dim
+
 # How to pick the logits from a model that returns a tuple, list or dict: an index, a key,
 # or a function of the raw output. None means the output must already be a (B, K) tensor.
 OutputSelector = int | str | Callable[[Any], Tensor] | None
@@ -120,10 +122,9 @@ class Misfit(NamedTuple):
     parameters are not float32, or on the meta device: no values), "output" (it returned no
     float logits tensor, its class scores as a (B, K, h, w) map, or one dim for the batch),
     "one-image" (a batch runs but one image does not, or loses its batch dim: a
-    `.squeeze()`), "call" (forward
-    needs more arguments than the images), "classes" (a tensor of another shape than (B, K):
-    `why` is "outputs (5,) per image"), or "softmax" (its outputs are already
-    probabilities); `why` says what and how to fix it."""
+    `.squeeze()`), "call" (forward needs more arguments than the images), "classes" (a
+    tensor of another shape than (B, K): `why` is "outputs (5,) per image"), or "softmax"
+    (its outputs are already probabilities); `why` says what and how to fix it."""
 
     kind: str
     why: str
@@ -136,10 +137,10 @@ def classifier_misfit(
     *,
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Misfit | None:
-    """None when `model`, in its current mode and without gradients, takes two zero images
+    """None when `model`, in its current mode and without gradients, takes PROBE zero images
     of `input_shape` (C, H, W), laid out in `memory_format` (torch.channels_last: as a
     channels-last training feeds them, where `x.view(B, -1)` after a conv fails), and
-    returns (2, classes) floating-point logits, and, in eval mode, (1, classes) for one
+    returns (PROBE, classes) floating-point logits, and, in eval mode, (1, classes) for one
     image (predict and explain give one); else the Misfit.
     A forward that raises is located: the innermost module then running, its type and the
     shapes it got ("mat1 and mat2 shapes cannot be multiplied (...) (in layer 2, a Linear,
@@ -176,7 +177,7 @@ def classifier_misfit(
     # compiled whole, failed in dynamo ('already tracked for mutation'), and compiling a
     # graph for 2 zero images only to check shapes costs seconds
     with torch.no_grad(), eager_stance():
-        x = torch.zeros(2, *input_shape).contiguous(memory_format=memory_format)
+        x = torch.zeros(PROBE, *input_shape).contiguous(memory_format=memory_format)
         out, failure = _located_forward(model, x)
         if failure is not None:
             return Misfit("run", failure)
@@ -248,10 +249,12 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             f"outputs {tuple(out.shape[1:])} per image, its {classes} class scores in {where}, "
             f"not a ({classes},) logits vector; {fix}",
         )
-    if out.dim() < 2:  # `.flatten()`, `.view(-1)`, nn.Flatten(0): "outputs () per image"
+    if out.dim() == 1 and out.numel() == PROBE * classes > PROBE:
+        # `.flatten()`, `.view(-1)`, nn.Flatten(0): the images' scores in one row (a (B,)
+        # output, one score an image, is a head short of classes: "give it K outputs")
         return Misfit(
             "output",
-            f"returns shape {tuple(out.shape)} for 2 images, no batch dim; return (B, "
+            f"returns shape {tuple(out.shape)} for {PROBE} images, no batch dim; return (B, "
             f"{classes}) logits, e.g. .flatten(1) instead of .flatten() or .view(-1)",
         )
     if out.dim() != 2 or out.shape[1] != classes:
