@@ -21,7 +21,7 @@ LEVELS = {
     "data": 3, "inspect": 3,
     "train": 4, "diagnose": 4, "explain": 4,
     "report": 5, "lab": 5, "explorer": 5,
-    "cli": 6,
+    "cli": 6, "__main__": 6,  # python -m cnnlab: the command
 }  # fmt: skip
 
 
