@@ -5,6 +5,7 @@ truth is torch itself (the model built equals the one the factory makes by direc
 """
 
 import json
+import re
 import sys
 import textwrap
 
@@ -209,3 +210,44 @@ def test_args_parse_back_to_the_values_written(values):
 
 def test_errors_are_cnnlab_errors():
     assert issubclass(SpecError, CnnlabError) and issubclass(RunError, CnnlabError)
+
+
+@pytest.mark.parametrize(
+    ("now", "words"),
+    [
+        (NETS.replace('acts = {"relu"', 'raise ValueError("no width")\n    acts = {"relu"'),
+         r"make_net\(\) raised ValueError: no width"),
+        ("import no_such_module_here\n", "loading .* raised ModuleNotFoundError"),
+        ("x = 1\n", r"\S*nets.py defines no 'make_net'"),
+    ],
+)  # fmt: skip
+def test_reopened_code_that_now_fails_names_the_run_and_its_code_not_model_option(
+    tmp_path, now, words
+):
+    """`cnnlab eval RUN` gives no --model: an error from the run's recorded code names the
+    run and the reference recorded, not a `--model REF` the user never typed."""
+    path = write(tmp_path)
+    record = parse_model_ref(f"{path}:make_net", []).to_record()
+    path.write_text(textwrap.dedent(now))
+    run = tmp_path / "run"
+    again = ModelSource.from_record(record, run, accept_changed=True)
+    with pytest.raises(
+        SpecError, match="^" + re.escape(f"{run}'s model code {path}:make_net: ") + words
+    ) as got:
+        again.build()
+    assert "--model" not in str(got.value)
+
+
+def test_reopened_module_code_names_its_file(tmp_path, monkeypatch):
+    write(tmp_path, name="reopened_nets.py")
+    monkeypatch.chdir(tmp_path)
+    record = parse_model_ref("reopened_nets:make_net", []).to_record()
+    (tmp_path / "reopened_nets.py").write_text("def make_net():\n    return 1 / 0\n")
+    again = ModelSource.from_record(record, tmp_path / "run", accept_changed=True)
+    with pytest.raises(
+        SpecError,
+        match=r"'s model code reopened_nets:make_net \(\S*reopened_nets.py\): make_net\(\) "
+        r"raised ZeroDivisionError",
+    ):
+        again.build()
+    sys.modules.pop("reopened_nets", None)

@@ -70,6 +70,13 @@ class ModelSource:
     sha256: str | None = None
     spec: Any = field(default=None, repr=False, compare=False)
     input_shape: tuple[int, int, int] | None = None
+    origin: str = field(default="", repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """How errors name this source: `--model REF` as the user gave it, or for a run
+        reopened from its record, the run's recorded code (no --model was given then)."""
+        return self.origin or f"--model {self.reference}"
 
     @property
     def factory_name(self) -> str:
@@ -87,22 +94,22 @@ class ModelSource:
         its arguments do not fit, or it returns something that is not an `nn.Module`."""
         if self.kind == "spec":
             return build_spec(self.spec)
-        factory = _load_factory(self.reference, self.file)
+        factory = _load_factory(self.reference, self.file, self.label)
         kwargs = dict(self.args)
-        _check_signature(self.reference, factory, kwargs)
+        _check_signature(self.reference, factory, kwargs, self.label)
         try:
             model = factory(**kwargs)
         except (Exception, SystemExit) as error:  # the user's code: any error is theirs
             raise SpecError(
-                f"--model {self.reference}: {self.factory_name}({_call_text(self.args)}) "
+                f"{self.label}: {self.factory_name}({_call_text(self.args)}) "
                 f"raised {type(error).__name__}: {_one_line(error)}{_no_cuda(error)}"
             ) from error
         if not isinstance(model, nn.Module):
             raise SpecError(
-                f"--model {self.reference}: {self.factory_name} returned "
+                f"{self.label}: {self.factory_name} returned "
                 f"{type(model).__name__}, not a torch.nn.Module; return the network itself"
             )
-        check_materialized(model, f"--model {self.reference}:")
+        check_materialized(model, f"{self.label}:")
         return model
 
     def to_record(self) -> dict[str, Any]:
@@ -155,7 +162,10 @@ class ModelSource:
                 f"then, {now[:12]} now), so {reference} may build another network; restore "
                 f"the file, or set {ACCEPT_CHANGED_ENV}=1 to use the code as it is now"
             )
-        return cls("code", reference, args, file, now, input_shape=shape)
+        origin = f"{run_dir}'s model code {reference}"
+        if not reference.startswith(f"{file}:"):  # a module reference: name its file too
+            origin += f" ({file})"
+        return cls("code", reference, args, file, now, input_shape=shape, origin=origin)
 
 
 def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSource:
@@ -287,8 +297,9 @@ def check_materialized(model: nn.Module, who: str) -> None:
         )
 
 
-def _load_factory(reference: str, file: Path | None) -> Any:
-    """Run the module that defines the factory and return the factory (its code runs here)."""
+def _load_factory(reference: str, file: Path | None, who: str) -> Any:
+    """Run the module that defines the factory and return the factory (its code runs here);
+    errors begin with `who` (ModelSource.label)."""
     where, name = reference.rsplit(":", 1)
     try:
         if _MODULE.fullmatch(where) and not where.endswith(".py"):
@@ -298,17 +309,17 @@ def _load_factory(reference: str, file: Path | None) -> Any:
             module = _exec_file(file)
     except (Exception, SystemExit) as error:  # the user's code: a syntax or import error
         raise SpecError(
-            f"--model {reference}: loading {file} raised {type(error).__name__}: {_one_line(error)}"
+            f"{who}: loading {file} raised {type(error).__name__}: {_one_line(error)}"
         ) from error
     factory = getattr(module, name, None)
     if factory is None:
         public = sorted(n for n, v in vars(module).items() if callable(v) and n[0] != "_")
         raise SpecError(
-            f"--model {reference}: {file} defines no {name!r}"
+            f"{who}: {file} defines no {name!r}"
             + (f" (callables there: {', '.join(public[:8])})" if public else "")
         )
     if not callable(factory):
-        raise SpecError(f"--model {reference}: {name} is a {type(factory).__name__}, not callable")
+        raise SpecError(f"{who}: {name} is a {type(factory).__name__}, not callable")
     return factory
 
 
@@ -352,7 +363,7 @@ def _on_path(directory: Path | None) -> Iterator[None]:
         sys.path.remove(entry)
 
 
-def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any]) -> None:
+def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any], who: str) -> None:
     """Arguments missing or unknown to the factory, said before calling it."""
     try:
         signature = inspect.signature(factory)
@@ -373,7 +384,7 @@ def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any]) -> No
             if missing
             else f" its parameters are ({', '.join(signature.parameters)})"
         )
-        raise SpecError(f"--model {reference}: {name}{signature}: {error};{fix}") from None
+        raise SpecError(f"{who}: {name}{signature}: {error};{fix}") from None
 
 
 def _call_text(args: tuple[tuple[str, Any], ...]) -> str:
