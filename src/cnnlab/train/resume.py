@@ -165,14 +165,36 @@ def _check_hashes(state: dict, out, path) -> None:
     """spec.yaml and config.json as they were when the checkpoint was saved (every rank
     checks, reading the files, so none waits for a rank that gave up)."""
     spec = out / SPEC
-    now = run_hashes(spec.read_text() if spec.is_file() else None, read_config(out))
+    config = read_config(out)
+    now = run_hashes(spec.read_text() if spec.is_file() else None, config)
     for key, name in (("spec_sha256", SPEC), ("config_sha256", CONFIG)):
         then = state.get("hashes", {}).get(key)
         if then is not None and then != now[key]:
+            model = config.get("model") or {}
+            if key == "spec_sha256" and model.get("kind") == "code":
+                raise RunError(_not_the_codes(out, path, model, then))
             raise RunError(
                 f"{out / name} was edited since {path.name} was saved; restore it to resume "
                 "(or start again with --force)"
             )
+
+
+def _not_the_codes(out, path, model: dict, then: str) -> str:
+    """Why the spec hash of a run whose model is code differs: such a run has no spec.yaml
+    (its hash is that of no text), so either its checkpoint was saved by a run built from a
+    spec, or a spec.yaml was put in the directory since."""
+    reference, file = str(model.get("reference")), model.get("file")
+    code = f"its model is built by the code {reference}"
+    code += "" if reference.startswith(f"{file}:") else f" ({file})"
+    if then == run_hashes(None, {})["spec_sha256"]:  # saved by this run: spec.yaml is new
+        return (
+            f"{out / SPEC} is not this run's: {code}, and a run from code has no {SPEC}; "
+            f"remove it to resume"
+        )
+    return (
+        f"{path} was saved by a run built from a spec ({SPEC}), but {out} is not: {code}; "
+        "the checkpoint is another run's: put this run's back, or start again with --force"
+    )
 
 
 def _load(module: torch.nn.Module, found: dict, path, what: str) -> None:
