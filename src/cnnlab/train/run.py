@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,7 +240,9 @@ def load_run(
     differ = weight_mismatch(model.state_dict(), state)
     if differ:
         what = path / SPEC if getattr(source, "kind", "") == "spec" else _model_text(source)
-        raise RunError(f"{weights} does not match {what}: {differ}")
+        raise RunError(
+            f"{weights} does not match {what}: {differ}; {_mismatch_fix(path, config, source)}"
+        )
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     _keep_fp32(model, config, path)
@@ -322,6 +325,38 @@ def _check_outputs(model: nn.Module, config: dict[str, Any], path: Path, source:
         raise RunError(f"{path / CONFIG} lists {k} classes but the model {misfit.why}")
     what = _model_text(source)
     raise RunError(f"{path}: {what} does not fit its {size} images, {k} classes: {misfit.why}")
+
+
+def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
+    """How to open a run whose weights do not fit the model built now: the model that
+    trained them back, or a new run for the model as it is (the weights are not touched)."""
+    data = config.get("data")
+    if source is None:  # a run of a Python object: the caller's instance
+        kind = (config.get("model") or {}).get("class") or "the class the run was trained with"
+        return f"pass load_run(model=...) a fresh instance of {kind}, built as in training"
+    if config.get("imported"):
+        return (
+            f"restore the {'spec' if source.kind == 'spec' else 'code'} the weights were "
+            f"imported for, or import weights that fit the model as it is now "
+            f"(cnnlab import --model {source.reference} --weights FILE --data {data} "
+            "--out NEW_RUN)"
+        )
+    if source.kind == "spec":
+        return (
+            f"the weights are another spec's ({SPEC} edited since, or the weights copied "
+            "from another run): restore the spec they were trained with, or train it as it "
+            f"is now (cnnlab train {path / SPEC} --data {data} --out NEW_RUN)"
+        )
+    args = "".join(f" --model-arg {_shell_word(f'{k}={v!r}')}" for k, v in source.args)
+    return (
+        f"{source.reference} builds another network than the one trained (its file or a "
+        "module it imports changed since): restore that code, or train it as it is now "
+        f"(cnnlab train --model {source.reference}{args} --data {data} --out NEW_RUN)"
+    )
+
+
+def _shell_word(text: str) -> str:  # act='gelu' -> "act='gelu'", as the shell keeps it
+    return text if re.fullmatch(r"[\w=.+-]+", text) else f'"{text}"'
 
 
 def _model_text(source: Any) -> str:  # messages name a model from code by its reference

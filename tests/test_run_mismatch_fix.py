@@ -1,0 +1,98 @@
+"""A run whose model.safetensors does not fit the model built now says how to fix it, not only
+which tensor differs: the spec, code or instance the weights were trained with back, or a new
+run of the model as it is (the command spelled out). Truth: the runs' own records."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+
+import pytest
+from torch import nn
+
+from cnnlab.errors import RunError
+from cnnlab.train import TrainConfig, train
+from cnnlab.train.rundir import load_run
+from cnnlab.train.source import parse_model_ref
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+TINY = {
+    "name": "tiny",
+    "input": [1, 8, 8],
+    "layers": [{"conv": {"filters": 4, "kernel": 3}}, "relu", "gap", {"linear": 10}],
+}
+NETS = textwrap.dedent(
+    """
+    from torch import nn
+
+    def make_net(width=4, act="relu"):
+        return nn.Sequential(
+            nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(width, 10),
+        )
+    """
+)
+CONFIG = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
+
+
+def _net(width: int) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, width, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(width, 10),
+    )  # fmt: skip
+
+
+def test_a_spec_run_says_restore_the_spec_or_train_it_anew(tmp_path):
+    out = tmp_path / "run"
+    train(TINY, "digits", out, CONFIG)
+    spec = out / "spec.yaml"
+    spec.write_text(spec.read_text().replace("filters: 4", "filters: 5"))
+    with pytest.raises(RunError) as got:
+        load_run(out)
+    text = str(got.value)
+    assert "does not match" in text and "restore the spec they were trained with" in text
+    assert f"cnnlab train {spec} --data digits --out NEW_RUN" in text
+
+
+def test_a_code_run_says_restore_the_code_or_train_it_anew_with_its_arguments(tmp_path):
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    out = tmp_path / "run"
+    train(parse_model_ref(f"{nets}:make_net", ["width=6", "act='relu'"]), "digits", out, CONFIG)
+    nets.write_text(NETS.replace("(1, width, 3)", "(1, width + 1, 3)"))
+    with pytest.raises(RunError) as got:
+        load_run(out, accept_changed=True)
+    text = str(got.value)
+    assert f"does not match the model of {nets}:make_net" in text and "restore that code" in text
+    assert (
+        f"cnnlab train --model {nets}:make_net --model-arg width=6 --model-arg \"act='relu'\" "
+        "--data digits --out NEW_RUN" in text
+    )
+
+
+def test_a_run_of_a_python_object_says_to_pass_the_instance_it_was_trained_with(tmp_path):
+    out = tmp_path / "run"
+    train(_net(4), "digits", out, CONFIG)
+    with pytest.raises(RunError, match="does not match.*pass load_run\\(model=...\\) a fresh"):
+        load_run(out, model=_net(5))
+    shutil.rmtree(out)
+
+
+def test_an_imported_run_says_restore_the_code_or_import_weights_that_fit(tmp_path, capsys):
+    from cnnlab.cli import main
+    from cnnlab.train import checkpoint
+
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    weights = tmp_path / "w.safetensors"
+    checkpoint.save_weights(weights, _net(4).state_dict())
+    out = tmp_path / "run"
+    argv = ["import", "--model", f"{nets}:make_net", "--weights", str(weights)]
+    assert main([*argv, "--data", "digits", "--out", str(out)]) == 0
+    nets.write_text(NETS.replace("width=4", "width=3"))
+    with pytest.raises(RunError) as got:
+        load_run(out, accept_changed=True)
+    text = str(got.value)
+    assert "restore the code the weights were imported for" in text
+    assert f"cnnlab import --model {nets}:make_net --weights FILE --data digits" in text
