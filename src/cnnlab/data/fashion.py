@@ -4,7 +4,8 @@ Where it looks, in order (DESIGN.md "Data"): the `root` argument (`--data DIR`),
 `$CNNLAB_DATA` (each: the directory itself, then its `fashion-mnist/` sub-directory), then
 `~/.cache/cnnlab/fashion-mnist`, then `/usr/share/datasets/fashion-mnist` (Debian's
 `dataset-fashion-mnist`). An explicit `root` that lacks the files is an error, never silently
-replaced by another copy.
+replaced by another copy; so is a `$CNNLAB_DATA` that is no directory (one that lacks the
+files is searched like the others).
 """
 
 from __future__ import annotations
@@ -61,11 +62,23 @@ def search_path(root: str | Path | None = None) -> list[Path]:
     """The directories searched for Fashion-MNIST, in order."""
     if root is not None:
         return [Path(root).expanduser(), Path(root).expanduser() / "fashion-mnist"]
-    dirs = []
+    return [*_env_dirs(), CACHE_DIR.expanduser(), SYSTEM_DIR]
+
+
+def _env_dirs() -> list[Path]:
+    """$CNNLAB_DATA and its `fashion-mnist/`; DataError naming the variable when it is set to
+    no directory (a typo there was skipped, and another copy read with no word)."""
     env = os.environ.get("CNNLAB_DATA")
-    if env:
-        dirs += [Path(env).expanduser(), Path(env).expanduser() / "fashion-mnist"]
-    return [*dirs, CACHE_DIR.expanduser(), SYSTEM_DIR]
+    if not env:
+        return []
+    path = Path(env).expanduser()
+    if not path.is_dir():
+        what = "is not a directory" if path.exists() else "does not exist"
+        raise DataError(
+            f"$CNNLAB_DATA is {env!r}, which {what}; set it to the directory that holds "
+            "Fashion-MNIST's files (or their fashion-mnist/ sub-directory), or unset it"
+        )
+    return [path, path / "fashion-mnist"]
 
 
 def find_fashion_mnist(split: str = "train", root: str | Path | None = None) -> tuple[Path, Path]:
@@ -101,6 +114,8 @@ def fashion_mnist(
     into `root` or `~/.cache/cnnlab/fashion-mnist` from `base_url` (a mirror; `checksums`
     maps file name to MD5 and defaults to the official ones).
     """
+    if root is None:
+        _env_dirs()  # a $CNNLAB_DATA set to no directory is said, not downloaded around
     try:
         images_path, labels_path = find_fashion_mnist(split, root)
     except DataError:
