@@ -19,7 +19,8 @@ def register(sub) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="file (or directory) to write the page to (default: RUN/report.html)",
+        help="the page to write: an .html (or .htm) file, or a directory to write report.html "
+        "in (default: RUN/report.html)",
     )
     p.add_argument(
         "--eval-images",
