@@ -96,3 +96,14 @@ def test_an_imported_run_says_restore_the_code_or_import_weights_that_fit(tmp_pa
     text = str(got.value)
     assert "restore the code the weights were imported for" in text
     assert f"cnnlab import --model {nets}:make_net --weights FILE --data digits" in text
+
+
+def test_a_code_run_holding_another_runs_weights_is_not_only_told_its_code_changed(tmp_path):
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    spec_run, code_run = tmp_path / "spec_run", tmp_path / "code_run"
+    train(TINY, "digits", spec_run, CONFIG)
+    train(parse_model_ref(f"{nets}:make_net"), "digits", code_run, CONFIG)
+    shutil.copy(spec_run / "model.safetensors", code_run / "model.safetensors")
+    with pytest.raises(RunError, match="or the weights copied from another run"):
+        load_run(code_run)  # the code is as trained: its hash is the one recorded

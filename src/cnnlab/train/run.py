@@ -349,8 +349,9 @@ def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
         )
     args = "".join(f" --model-arg {_shell_word(f'{k}={v!r}')}" for k, v in source.args)
     return (
-        f"{source.reference} builds another network than the one trained (its file or a "
-        "module it imports changed since): restore that code, or train it as it is now "
+        f"{source.reference} builds another network than the weights' (its file or a module "
+        "it imports changed since, or the weights copied from another run): restore that "
+        "code, or train it as it is now "
         f"(cnnlab train --model {source.reference}{args} --data {data} --out NEW_RUN)"
     )
 
