@@ -136,19 +136,42 @@ def _server_class():
         quit)" is an INFO log, hidden at the warning level, and the stop waited silently."""
 
         first: int | None = None  # the signal that began the stop
+        said = False  # the waiting line, once
 
         def handle_exit(self, sig, frame) -> None:
             self.first = sig if self.first is None else self.first
             super().handle_exit(sig, frame)
 
         async def shutdown(self, sockets=None) -> None:
-            running = len(self.server_state.tasks)  # one task per request, until answered
-            if running and not self.force_exit:
+            # Said at once when requests run (one task each, until answered); else below. A
+            # few turns of the loop first let the task of a request just answered end.
+            for _ in range(4):
+                await asyncio.sleep(0)
+            self._say(len(self.server_state.tasks))
+            await super().shutdown(sockets)
+
+        async def _wait_tasks_to_complete(self) -> None:
+            # uvicorn's stop closes the listener and the idle connections, sleeps 0.1 s, then
+            # here waits while any connection or request task remains. A connection accepted
+            # just before the stop began (its request not yet parsed: no task then) is not
+            # closed, and uvicorn waits for it all the same: the tasks counted as the stop
+            # began missed it, and that wait was silent. A few turns of the loop first, as
+            # above, let the input already received be read (a client that has closed).
+            for _ in range(4):
+                await asyncio.sleep(0)
+            state = self.server_state
+            # A task per request on its connection; a connection without a task is a request
+            # not parsed yet, a task without one a request whose client has left.
+            self._say(max(len(state.connections), len(state.tasks)))
+            await super()._wait_tasks_to_complete()
+
+        def _say(self, running: int) -> None:
+            if running and not self.force_exit and not self.said:
+                self.said = True
                 again = " again" if self.first == signal.SIGINT else ""
                 requests = "1 request" if running == 1 else f"{running} requests"
                 print(f"cnnlab serve: waiting for {requests} to finish; Ctrl-C{again} to stop "
                       "now", file=sys.stderr, flush=True)  # fmt: skip
-            await super().shutdown(sockets)
 
     return Server
 
