@@ -107,3 +107,30 @@ def test_a_code_run_holding_another_runs_weights_is_not_only_told_its_code_chang
     shutil.copy(spec_run / "model.safetensors", code_run / "model.safetensors")
     with pytest.raises(RunError, match="or the weights copied from another run"):
         load_run(code_run)  # the code is as trained: its hash is the one recorded
+
+
+def test_an_import_without_data_is_told_its_own_inputs_and_model_args(tmp_path, capsys):
+    """An import given --classes, --mean, --std and --input instead of --data was told
+    '--data None', and its --model-arg was left out of the import command given."""
+    from cnnlab.cli import main
+    from cnnlab.train import checkpoint
+
+    nets = tmp_path / "nets.py"
+    nets.write_text(NETS)
+    weights = tmp_path / "w.safetensors"
+    checkpoint.save_weights(weights, _net(6).state_dict())
+    out = tmp_path / "run"
+    argv = ["import", "--model", f"{nets}:make_net", "--model-arg", "width=6"]
+    argv += ["--weights", str(weights), "--classes", ",".join("abcdefghij")]
+    assert (
+        main([*argv, "--mean", "0.5", "--std", "0.25", "--input", "1,8,8", "--out", str(out)]) == 0
+    )
+    nets.write_text(NETS.replace("(1, width, 3)", "(1, width + 1, 3)"))
+    with pytest.raises(RunError) as got:
+        load_run(out, accept_changed=True)
+    text = str(got.value)
+    assert "None" not in text
+    assert (
+        f"cnnlab import --model {nets}:make_net --model-arg width=6 --weights FILE --classes "
+        "a,b,c,d,e,f,g,h,i,j --mean 0.5 --std 0.25 --input 1,8,8 --out NEW_RUN" in text
+    ), text

@@ -334,11 +334,13 @@ def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
     if source is None:  # a run of a Python object: the caller's instance
         kind = (config.get("model") or {}).get("class") or "the class the run was trained with"
         return f"pass load_run(model=...) a fresh instance of {kind}, built as in training"
-    if config.get("imported"):
+    args = "".join(f" --model-arg {_shell_word(f'{k}={v!r}')}" for k, v in source.args)
+    if config.get("imported"):  # imported without --data: what it was given instead
+        given = f"--data {data}" if data is not None else _import_inputs(config)
         return (
             f"restore the {'spec' if source.kind == 'spec' else 'code'} the weights were "
             f"imported for, or import weights that fit the model as it is now "
-            f"(cnnlab import --model {source.reference} --weights FILE --data {data} "
+            f"(cnnlab import --model {source.reference}{args} --weights FILE {given} "
             "--out NEW_RUN)"
         )
     if source.kind == "spec":
@@ -347,7 +349,6 @@ def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
             "from another run): restore the spec they were trained with, or train it as it "
             f"is now (cnnlab train {path / SPEC} --data {data} --out NEW_RUN)"
         )
-    args = "".join(f" --model-arg {_shell_word(f'{k}={v!r}')}" for k, v in source.args)
     return (
         f"{source.reference} builds another network than the weights' (its file or a module "
         "it imports changed since, or the weights copied from another run): restore that "
@@ -356,8 +357,17 @@ def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
     )
 
 
+def _import_inputs(config: dict[str, Any]) -> str:
+    """The --classes, --mean, --std and --input an import without --data was given."""
+    join = lambda values: ",".join(map(str, values))  # noqa: E731
+    return (
+        f"--classes {_shell_word(join(config['classes']))} --mean {join(config['mean'])} "
+        f"--std {join(config['std'])} --input {join(config['input_shape'])}"
+    )
+
+
 def _shell_word(text: str) -> str:  # act='gelu' -> "act='gelu'", as the shell keeps it
-    return text if re.fullmatch(r"[\w=.+-]+", text) else f'"{text}"'
+    return text if re.fullmatch(r"[\w=.,+-]+", text) else f'"{text}"'
 
 
 def _model_text(source: Any) -> str:  # messages name a model from code by its reference
