@@ -211,3 +211,22 @@ def test_diagnose_and_report_of_an_imported_model_with_aux_logits_in_train_mode(
     health = facts._flow(src)
     assert not health.result.train
     assert health.result.layers[0].l2 == pytest.approx(g.norm().item(), rel=1e-4)
+
+
+class _Summed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 10, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x):
+        return self.body(x).sum()  # the batch's scores summed: one number
+
+
+def test_one_number_for_the_batch_is_told_it_has_no_batch_dim_not_to_give_classes():
+    """A forward that sums (or averages) over the batch returns shape (): it was 'outputs ()
+    per image' and 'give it 10 outputs', which it had, since d9234d7."""
+    misfit = classifier_misfit(_Summed(), (1, 8, 8), 10)
+    assert misfit.kind == "output" and "shape ()) for 2 images, no batch dim" in misfit.why
+    with pytest.raises(SpecError, match="no batch dim") as info:
+        train(_Summed(), "digits", None, QUICK)
+    assert "10 outputs" not in str(info.value)

@@ -257,6 +257,12 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             f"returns shape {tuple(out.shape)} for {PROBE} images, no batch dim; return (B, "
             f"{classes}) logits, e.g. .flatten(1) instead of .flatten() or .view(-1)",
         )
+    if out.dim() == 0:  # one number for the batch (a .sum() or .mean() over it, a loss)
+        return Misfit(
+            "output",
+            f"returns one number (shape ()) for {PROBE} images, no batch dim; return (B, "
+            f"{classes}) logits, one row an image, not a sum or mean over the batch",
+        )
     if out.dim() != 2 or out.shape[1] != classes:
         return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image")
     row_sums = out.float().sum(1)
