@@ -226,7 +226,7 @@ def test_one_number_for_the_batch_is_told_it_has_no_batch_dim_not_to_give_classe
     """A forward that sums (or averages) over the batch returns shape (): it was 'outputs ()
     per image' and 'give it 10 outputs', which it had, since d9234d7."""
     misfit = classifier_misfit(_Summed(), (1, 8, 8), 10)
-    assert misfit.kind == "output" and "shape ()) for 2 images, no batch dim" in misfit.why
+    assert misfit.kind == "output" and "shape () for 2 images, no batch dim" in misfit.why
     with pytest.raises(SpecError, match="no batch dim") as info:
         train(_Summed(), "digits", None, QUICK)
     assert "10 outputs" not in str(info.value)

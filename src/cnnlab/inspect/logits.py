@@ -249,19 +249,15 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             f"outputs {tuple(out.shape[1:])} per image, its {classes} class scores in {where}, "
             f"not a ({classes},) logits vector; {fix}",
         )
-    if out.dim() == 1 and out.numel() == PROBE * classes > PROBE:
-        # `.flatten()`, `.view(-1)`, nn.Flatten(0): the images' scores in one row (a (B,)
-        # output, one score an image, is a head short of classes: "give it K outputs")
+    if out.dim() == 0 or out.dim() == 1 and out.numel() == PROBE * classes > PROBE:
+        # `.flatten()`, `.view(-1)`, nn.Flatten(0): the images' scores in one row; shape (): a
+        # .sum() or .mean() over the batch (a (B,) output, one score an image, is a head short
+        # of classes: "give it K outputs")
+        fix = "e.g. .flatten(1) instead of .flatten() or .view(-1)" if out.dim() else "not a sum"
         return Misfit(
             "output",
             f"returns shape {tuple(out.shape)} for {PROBE} images, no batch dim; return (B, "
-            f"{classes}) logits, e.g. .flatten(1) instead of .flatten() or .view(-1)",
-        )
-    if out.dim() == 0:  # one number for the batch (a .sum() or .mean() over it, a loss)
-        return Misfit(
-            "output",
-            f"returns one number (shape ()) for {PROBE} images, no batch dim; return (B, "
-            f"{classes}) logits, one row an image, not a sum or mean over the batch",
+            f"{classes}) logits, {fix}",
         )
     if out.dim() != 2 or out.shape[1] != classes:
         return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image")
