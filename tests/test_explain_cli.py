@@ -285,3 +285,21 @@ def test_an_unwritable_out_is_the_one_line_before_any_resize_note(
     missing = [str(tmp_path / "nope.png")] if command == "explain" else ["--maps", "nope.png"]
     assert main([command, str(run_dir), *missing, "--out", str(tmp_path / "fresh")]) == 2
     assert not (tmp_path / "fresh").exists()
+
+
+def test_target_is_a_class_name_or_an_index(run_dir, image_file, tmp_path, capsys):
+    """The top-k line names classes, so `--target class3` is what a user types next: it was
+    argparse's "invalid int value". A name not of the run, or an index out of range, is one
+    line naming the run's classes."""
+    out = tmp_path / "ex"
+    assert (
+        main(["explain", str(run_dir), str(image_file), "--target", "class3", "--out", str(out)])
+        == 0
+    )
+    assert [p.name.endswith("_class3.png") for p in out.iterdir()] == [True]
+    capsys.readouterr()
+    for target, says in [("cow", "'cow' is not a class"), ("10", "--target 10 is outside")]:
+        assert main(["explain", str(run_dir), str(image_file), "--target", target]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "class0, class1" in err and "0..9" in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err

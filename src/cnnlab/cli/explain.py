@@ -13,7 +13,7 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--method", choices=METHODS, default="gradcam", help="what to draw (default gradcam)"
     )
     p.add_argument("--layer", help="dotted module name for Grad-CAM (default: last spatial)")
-    p.add_argument("--target", type=int, help="class index to explain (default: prediction)")
+    p.add_argument(
+        "--target",
+        metavar="CLASS",
+        help="class to explain, its name or index (a number is an index; default: prediction)",
+    )
     p.add_argument("--top-k", type=count, default=3, help="predictions to print per image")
     p.add_argument("--out", default="explain", help="directory for the PNGs (default: explain)")
     p.set_defaults(run=_no_empty_output(_explain))
@@ -189,6 +193,30 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
     return maps / maps.amax((1, 2), keepdim=True).clamp(min=1e-12)  # (B, H, W) in [0, 1]
 
 
+def class_index(target: str | None, classes: Sequence[str]) -> int | None:
+    """--target as a class index: a number is an index, other text one of `classes` by name
+    (the top-k line names classes, so `--target dog` is what a user types next; it was
+    "invalid int value"). ConfigError naming the classes when it is neither."""
+    if target is None:
+        return None
+    known = f"{len(classes)} classes: {', '.join(classes)}"
+    try:
+        index = int(target)
+    except ValueError:
+        if target in classes:
+            return list(classes).index(target)
+        raise ConfigError(
+            f"--target {target!r} is not a class of the run ({known}); give one of those "
+            f"names or an index 0..{len(classes) - 1}"
+        ) from None
+    if not 0 <= index < len(classes):
+        raise ConfigError(
+            f"--target {index} is outside the run's {known}; give an index "
+            f"0..{len(classes) - 1} or a class name"
+        )
+    return index
+
+
 def _explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -203,13 +231,14 @@ def _explain(args: argparse.Namespace) -> int:
             "pixels and reads no layer (drop --layer, or use --method gradcam or gradcam++)"
         )
     run = _load(args.run_dir)
+    wanted = class_index(args.target, run.classes)  # refused before any image note
     out, raw = _out_and_images(args.out, args.images, run.input_shape)  # uint8 (B, C, H, W)
     x = run.preprocess(raw)
     # the run's precision, as predict and eval: the class named is the class they name
     logits = predict_logits(run.model, x, autocast=run.autocast)  # (B, K) float32
     probs = logits.softmax(1)
     # The class and layer explained are decided here, once: the file names say them.
-    target = resolve_target(args.target, logits)  # (B,)
+    target = resolve_target(wanted, logits)  # (B,)
     layer = args.layer
     if layer is None and args.method in LAYER_METHODS:
         spatial = feeding_maps(run.model, x)  # the last one is default_layer's choice
