@@ -303,3 +303,16 @@ def test_target_is_a_class_name_or_an_index(run_dir, image_file, tmp_path, capsy
         err = capsys.readouterr().err
         assert says in err and "class0, class1" in err and "0..9" in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_maps_of_a_layer_without_maps_names_the_layers_that_have_them(
+    run_dir, image_file, tmp_path, capsys
+):
+    """`--maps IMG --layers 6` (the linear head) said only 'has no spatial maps', leaving the
+    user to guess which layers have; explain's --layer names them."""
+    code = main(["visualize", str(run_dir), "--maps", str(image_file), "--layers", "6",
+                 "--out", str(tmp_path / "v")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "".join(err)
+    assert "no spatial maps" in err[-1] and "--layers takes" in err[-1]
+    assert err[-1].endswith(": 0, 1, 2, 3, 4"), err

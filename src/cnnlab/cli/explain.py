@@ -217,6 +217,15 @@ def class_index(target: str | None, classes: Sequence[str]) -> int | None:
     return index
 
 
+def no_maps(name: str, output: torch.Tensor, spatial: Sequence[str]) -> str:
+    """Why --layers NAME draws nothing, and the layers it may name instead (it said only 'has
+    no spatial maps', leaving the user to guess which layers have)."""
+    return (
+        f"layer {name!r} has no spatial maps (shape {tuple(output.shape)}); --layers takes "
+        f"layers with a (C, H, W) map: {', '.join(spatial) or '(none)'}"
+    )
+
+
 def _explain(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -299,7 +308,7 @@ def _visualize(args: argparse.Namespace) -> int:
         maps = explain.feature_maps(run.model, x, layers)
         for name, m in maps.items():
             if m.dim() != 4:
-                raise ExplainError(f"layer {name!r} has no spatial maps (shape {tuple(m.shape)})")
+                raise ExplainError(no_maps(name, m, spatial_layers(run.model, x)))
             if len(m) != len(x):  # a window attention's rows: the grid would show window 0
                 choices = ", ".join(spatial_layers(run.model, x)) or "(none)"
                 per_image(m, name, len(x), f"choose one of: {choices}")
