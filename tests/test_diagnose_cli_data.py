@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from safetensors.torch import save_file
 
 from cnnlab.cli import main
@@ -55,3 +56,15 @@ def test_other_names_are_noted_and_the_table_marks_frozen_dead_units(tmp_path, c
     assert "labels are read by position" in err
     rows = [line for line in out.splitlines() if line.strip().startswith(("│ 1", "| 1", "1 "))]
     assert any("(frozen)" in row for row in rows), out
+
+
+def test_a_split_the_data_lacks_names_the_option(tmp_path, capsys):
+    """`--split val` was blamed on the run's data ('RUN: cannot load its data ...'); as eval's
+    --split, it is the option that is refused, with the splits there are."""
+    run = imported(tmp_path, list("0123456789"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["diagnose", run, "--data", "digits", "--split", "val"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --split" in err and "'train', 'test'" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err

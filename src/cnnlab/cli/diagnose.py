@@ -23,7 +23,9 @@ def register(sub) -> None:
         default=None,
         help="data set name or image-folder directory to use (default: the run's own data)",
     )
-    p.add_argument("--split", default="test", help="split to use (default: test)")
+    p.add_argument(
+        "--split", default="test", choices=("train", "test"), help="split to use (default: test)"
+    )
     p.add_argument(
         "--limit", type=int, default=2000, help="at most this many images (default: 2000)"
     )
