@@ -92,3 +92,16 @@ def test_cli_lists_every_experiment_in_page_order(capsys):
     assert main(["lab", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == [e.name for e in experiments()]
+
+
+@pytest.mark.parametrize("args", [["--seeds", "0"], ["--resume"]])
+def test_a_refusal_before_any_experiment_prints_no_progress_bar(args, tmp_path, capsys):
+    """A refusal before any experiment ran (--seeds 0; a results.json of the quick lab resumed
+    as the full one) printed an empty 'lab 0:00:00' bar above its one line."""
+    data = json.loads(STORED.read_text())
+    data["quick"] = True
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert main(["lab", "--only", "floor", "--out", str(tmp_path), *args]) == 2
+    out, err = capsys.readouterr()
+    assert out == "", out
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -98,11 +98,16 @@ def _run_with_progress(console, chosen, args):
         TextColumn("{task.fields[note]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        overall = progress.add_task("lab", total=len(chosen), note="")
-        tasks = {}
+    # started by the first experiment: a refusal before any (a results.json of other options,
+    # --seeds 0) printed an empty 'lab 0:00:00' bar above its one line
+    progress = Progress(*columns, console=console, transient=False)
+    overall = progress.add_task("lab", total=len(chosen), note="")
+    tasks = {}
+    try:
 
         def on_start(e):
+            if not tasks:
+                progress.start()
             tasks[e.name] = progress.add_task(e.title, total=1.0, note="")
 
         def on_progress(e, done, total, text):
@@ -126,6 +131,9 @@ def _run_with_progress(console, chosen, args):
             on_done=on_done,
         )
         progress.update(overall, completed=len(chosen))
+    finally:
+        if tasks:  # one started it
+            progress.stop()
     return results
 
 
