@@ -382,3 +382,21 @@ def test_a_class_missing_from_a_test_folder_is_told_where_to_add_it(tmp_path, ca
     out = "".join(capsys.readouterr().out.split())  # rich wraps lines, even inside a path
     said = f"no test image of dog: no accuracy is measured for it; add its images to {root}/test"
     assert "".join(said.split()) + "/<class>/" in out and "hold-out" not in out
+
+
+@pytest.mark.parametrize("layout", ["", "train"])
+def test_data_names_images_beside_the_class_folders(tmp_path, capsys, monkeypatch, layout):
+    """Photos put in DIR itself (or DIR/train/) beside the class folders are in no class and
+    were passed over without a word; `cnnlab data DIR` names them."""
+    for split in ("train", "test") if layout else ("",):
+        for c in ("a", "b"):
+            for i in range(5):
+                save(tmp_path / split / c / f"{i}.png", gray(40 * i))
+    save(tmp_path / layout / "stray.png", gray(9))
+    save(tmp_path / layout / "stray2.png", gray(9))
+    (tmp_path / "notes.txt").write_text("not an image")
+    monkeypatch.setenv("COLUMNS", "300")  # the path on one line
+    assert main(["data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "not read" in out and "stray.png and 1 more" in out, out
+    assert "notes.txt" not in out

@@ -114,7 +114,43 @@ def _run(args: argparse.Namespace) -> int:
     )
     console.print(f"classes (train counts): {counts}", highlight=False)
     _notes(console, info, test)
+    _stray_note(console, args.name, train)
     return 0
+
+
+def stray_images(name: str) -> list[Path]:
+    """Image files lying beside the class folders of the folder `name` (DIR/x.png, and
+    DIR/train/x.png in a train/test layout): they are in no class, and no split reads them."""
+    from cnnlab.data.image import IMAGE_EXTENSIONS
+
+    root = Path(name).expanduser()
+    if not root.is_dir():
+        return []
+    layout = [root / s for s in ("train", "test") if (root / s).is_dir()]
+    tops = [root] + (layout if len(layout) == 2 else [])
+    return sorted(
+        p
+        for top in tops
+        for p in top.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def _stray_note(console, name: str, train) -> None:
+    """`cnnlab data DIR` with photos put in DIR itself beside the class folders said nothing
+    of them: they were read by no class, and training went on without them."""
+    if train is None or not Path(name).expanduser().is_dir():
+        return
+    from cnnlab.data.folder import shown
+
+    stray = stray_images(name)
+    if stray:
+        more = f" and {len(stray) - 1} more" if len(stray) > 1 else ""
+        console.print(
+            f"[yellow]not read[/]: {shown(stray[0])}{more}, beside the class folders, in no "
+            f"class: move each into its class's folder, {shown(stray[0].parent)}/<class>/",
+            highlight=False,
+        )
 
 
 def conversions(converted) -> dict[str, int]:
