@@ -400,3 +400,24 @@ def test_data_names_images_beside_the_class_folders(tmp_path, capsys, monkeypatc
     out = capsys.readouterr().out
     assert "not read" in out and "stray.png and 1 more" in out, out
     assert "notes.txt" not in out
+
+
+def test_train_notes_images_beside_the_class_folders_and_a_set_name_is_no_folder(
+    tmp_path, capsys, monkeypatch
+):
+    """`train --data DIR` went on without DIR/stray.png without a word; `data digits` beside
+    a folder ./digits reads the set, so the folder's files are no note of it."""
+    for c in ("a", "b"):
+        for i in range(5):
+            save(tmp_path / "digits" / c / f"{i}.png", gray(40 * i))
+    save(tmp_path / "digits" / "stray.png", gray(9))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["data", "digits"]) == 0
+    assert "stray" not in capsys.readouterr().out
+    spec = tmp_path / "net.yaml"
+    spec.write_text("input: [1, 8, 8]\nlayers: [flatten, {linear: 2}]\n")
+    args = ["--epochs", "1", "--batch-size", "4", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(["train", str(spec), "--data", "./digits", *args]) == 0
+    err = capsys.readouterr().err
+    assert "note: digits/stray.png, beside the class folders, is read by no class" in err, err

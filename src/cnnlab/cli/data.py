@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from cnnlab.cli.notes import print_name_note
+from cnnlab.cli.notes import print_name_note, stray_images
 from cnnlab.errors import CnnlabError
 
 
@@ -116,24 +116,6 @@ def _run(args: argparse.Namespace) -> int:
     _notes(console, info, test)
     _stray_note(console, args.name, train)
     return 0
-
-
-def stray_images(name: str) -> list[Path]:
-    """Image files lying beside the class folders of the folder `name` (DIR/x.png, and
-    DIR/train/x.png in a train/test layout): they are in no class, and no split reads them."""
-    from cnnlab.data.image import IMAGE_EXTENSIONS
-
-    root = Path(name).expanduser()
-    if not root.is_dir():
-        return []
-    layout = [root / s for s in ("train", "test") if (root / s).is_dir()]
-    tops = [root] + (layout if len(layout) == 2 else [])
-    return sorted(
-        p
-        for top in tops
-        for p in top.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
 
 
 def _stray_note(console, name: str, train) -> None:

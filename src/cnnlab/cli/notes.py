@@ -39,3 +39,37 @@ def print_name_note(data: str | None) -> None:
         f"{data}/ here; for the folder give --data ./{data}",
         file=sys.stderr,
     )
+
+
+def print_stray_note(data: str | None) -> None:
+    """Image files beside the class folders of --data DIR are read by no class (`cnnlab data`
+    names them too): `train --data DIR` went on without them, without a word."""
+    from cnnlab.data.folder import shown
+
+    stray = stray_images(data) if data is not None else []
+    if stray:
+        more = f" and {len(stray) - 1} more" if len(stray) > 1 else ""
+        print(
+            f"note: {shown(stray[0])}{more}, beside the class folders, is read by no class: "
+            f"move each into its class's folder, {shown(stray[0].parent)}/<class>/",
+            file=sys.stderr,
+        )
+
+
+def stray_images(name: str) -> list[Path]:
+    """Image files lying beside the class folders of the folder `name` (DIR/x.png, and
+    DIR/train/x.png in a train/test layout): they are in no class, and no split reads them."""
+    from cnnlab.data.image import IMAGE_EXTENSIONS
+    from cnnlab.data.sets import dataset_name
+
+    root = Path(name).expanduser()
+    if dataset_name(name) is not None or not root.is_dir():  # `digits` beside ./digits: the set
+        return []
+    layout = [root / s for s in ("train", "test") if (root / s).is_dir()]
+    tops = [root] + (layout if len(layout) == 2 else [])
+    return sorted(
+        p
+        for top in tops
+        for p in top.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    )

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from cnnlab.cli.notes import print_name_note
+from cnnlab.cli.notes import print_name_note, print_stray_note
 from cnnlab.design.presetfiles import preset_names
 from cnnlab.errors import EXIT_RANK_LOST, CnnlabError, ConfigError, RankLost
 
@@ -207,6 +207,7 @@ def _train(args) -> int:
     model = _model(args)
     data = args.data if args.data is not None or args.resume else "fashion-mnist"
     print_name_note(args.data)
+    print_stray_note(args.data)
     config = _config(args)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and is_main_rank() and not args.quiet:
