@@ -11,6 +11,9 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
+from cnnlab.cli import main
 from cnnlab.lab import experiments, load_results, render_page
 
 STORED = Path(__file__).parent / "data" / "lab_full_results.json"
@@ -36,3 +39,17 @@ def test_measurements_todays_rule_cannot_read_keep_their_stored_verdict(tmp_path
     floor["measurements"] = {"from": "an older layout"}
     (tmp_path / "results.json").write_text(json.dumps(data))
     assert load_results(tmp_path).experiments["floor"]["verdict"] == floor["verdict"]
+
+
+@pytest.mark.parametrize("drop", ["seconds", "verdict", "meaning"])
+def test_an_entry_without_a_field_the_lab_writes_is_one_line(tmp_path, capsys, drop):
+    """A results.json whose floor entry lacked 'seconds' ran the lab, then ended in a KeyError
+    traceback printing the table: it is refused before anything runs, naming the entry."""
+    data = json.loads(STORED.read_text())
+    floor = data["experiments"]["floor"]
+    (floor["verdict"] if drop == "meaning" else floor).pop(drop)
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    assert main(["lab", "--resume", "--only", "floor", "--out", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert "experiment 'floor' has no" in err and drop in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""

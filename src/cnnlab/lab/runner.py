@@ -63,8 +63,28 @@ def load_results(out: str | Path) -> LabResults | None:
         raise RunError(
             f"{path} is not a lab's results file ({error}); use another --out"
         ) from error
+    for name, entry in results.experiments.items():
+        if missing := _missing(entry):
+            raise RunError(
+                f"{path}: experiment {name!r} has no {missing}, as the lab writes each; "
+                "use another --out, or delete that entry to run it again"
+            )
     _judge_again(results)
     return results
+
+
+def _missing(entry: Any) -> str | None:
+    """The first field a finished experiment's entry lacks (the table and page read them: an
+    entry without 'seconds' was a KeyError traceback after the lab had run), else None."""
+    if not isinstance(entry, dict):
+        return "entry (a JSON object)"
+    for key, kind in (("verdict", dict), ("measurements", dict), ("seconds", (int, float))):
+        if not isinstance(entry.get(key), kind):
+            return repr(key)
+    for key in ("outcome", "numbers", "meaning"):
+        if key not in entry["verdict"]:
+            return f"verdict {key!r}"
+    return None
 
 
 def _judge_again(results: LabResults) -> None:
