@@ -316,3 +316,21 @@ def test_maps_of_a_layer_without_maps_names_the_layers_that_have_them(
     assert code == 2 and "Traceback" not in "".join(err)
     assert "no spatial maps" in err[-1] and "--layers takes" in err[-1]
     assert err[-1].endswith(": 0, 1, 2, 3, 4"), err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--filters", "--layers", "1"], ["--maps", "{img}", "--steps", "5"],
+     ["--filters", "--channels", "2"], ["--actmax", "4", "--layers", "1"]],
+)  # fmt: skip
+def test_visualize_refuses_an_option_its_drawing_does_not_read(
+    run_dir, image_file, tmp_path, capsys, args
+):
+    """`--filters --layers 1` drew the first conv's filters, `--maps IMG --steps 5` the maps,
+    each without a word of the option; explain refuses --layer with a pixel method alike."""
+    args = [a.format(img=image_file) for a in args]
+    assert main(["visualize", str(run_dir), *args, "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert "read by --" in err and "drop it" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "v").exists()

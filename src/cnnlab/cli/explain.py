@@ -33,6 +33,9 @@ METHODS = ("gradcam", "gradcam++", "saliency", "smoothgrad")
 LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--layer)
 
 
+ACTMAX_CHANNELS, ACTMAX_STEPS = 16, 128  # visualize --actmax's defaults
+
+
 def count(text: str) -> int:
     """argparse type: a whole number ≥ 1 (--top-k, --channels, --steps; probe's --train,
     --test and --epochs, which the library refused without naming the option)."""
@@ -69,11 +72,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
     what.add_argument("--actmax", metavar="LAYER", help="activation maximization at LAYER")
     v.add_argument("--layers", nargs="+", help="layers for --maps (default: every spatial one)")
-    v.add_argument("--channels", type=count, default=16, help="channels for --actmax (first N)")
-    v.add_argument("--steps", type=count, default=128, help="optimisation steps for --actmax")
+    v.add_argument(
+        "--channels", type=count, help=f"channels for --actmax (first N; default {ACTMAX_CHANNELS})"
+    )
+    v.add_argument(
+        "--steps", type=count, help=f"optimisation steps for --actmax (default {ACTMAX_STEPS})"
+    )
     v.add_argument("--out", default="visualize", help="directory for the PNGs")
     add_data_option(v)
-    v.set_defaults(run=_no_empty_output(_visualize))
+    v.set_defaults(run=_no_empty_output(_refuse_unread))
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
     q.add_argument("run_dir", metavar="RUN", help="run directory")
@@ -224,6 +231,24 @@ def no_maps(name: str, output: torch.Tensor, spatial: Sequence[str]) -> str:
         f"layer {name!r} has no spatial maps (shape {tuple(output.shape)}); --layers takes "
         f"layers with a (C, H, W) map: {', '.join(spatial) or '(none)'}"
     )
+
+
+def _refuse_unread(args: argparse.Namespace) -> int:
+    """An option the chosen drawing does not read is refused, as explain's --layer with a
+    pixel method is: `--filters --layers 3` drew the first conv's filters and `--maps IMG
+    --steps 5` the maps, each without a word of the option. Then --actmax's defaults, and
+    `_visualize`."""
+    mode = "--filters" if args.filters else "--maps" if args.maps else "--actmax"
+    for flag, value, reader in (
+        ("--layers", args.layers, "--maps"),
+        ("--channels", args.channels, "--actmax"),
+        ("--steps", args.steps, "--actmax"),
+    ):
+        if value is not None and reader != mode:
+            raise ConfigError(f"{flag} is read by {reader} only; {mode} draws without it: drop it")
+    args.channels = args.channels or ACTMAX_CHANNELS
+    args.steps = args.steps or ACTMAX_STEPS
+    return _visualize(args)
 
 
 def _explain(args: argparse.Namespace) -> int:
