@@ -110,6 +110,8 @@ def _what(args: argparse.Namespace, size):
     from cnnlab.train.source import parse_model_ref
 
     if args.model is None:
+        if args.model_arg:  # it was ignored without a word: the spec drew as written
+            raise ConfigError("--model-arg is for the --model factory; a spec takes none: drop it")
         return args.spec
     if size is None:
         raise ConfigError("--model needs --input C,H,W: code does not say its image size")
