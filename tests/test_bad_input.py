@@ -284,7 +284,6 @@ summary missing-spec      | {{tmp}}/absent.yaml                   | absent.yaml
 summary bad-spec          | {{badspec}}                           | filters
 summary bad-input         | {{spec}} --input 0,8,8                | input
 summary input-not-numbers | {{spec}} --input a,b,c                | input
-summary model-arg-of-spec  | {{spec}} --model-arg x=1             | --model-arg
 import missing-file       | --model {{tmp}}/absent.py:f {IMPORT}  | no such file
 import missing-name       | --model {{nets}}:nope {IMPORT}        | no 'nope'
 import factory-raises     | --model {{nets}}:broken {IMPORT}      | KeyError

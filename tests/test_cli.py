@@ -94,3 +94,12 @@ def test_summary_of_a_model_from_code(tmp_path, capsys):
     assert shown["total_macs"] == cnnlab.summary(model, (1, 8, 8)).total_macs
     assert main(["summary", "--model", ref]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_summary_refuses_model_arg_with_a_spec(capsys):
+    """'summary fast --model-arg x=1' drew the spec as written, the option ignored without a
+    word: --model-arg is for the --model factory."""
+    assert main(["summary", "fast", "--model-arg", "x=1"]) == 2
+    out, err = capsys.readouterr()
+    assert "--model-arg is for the --model factory" in err and out == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
