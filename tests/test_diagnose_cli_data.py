@@ -68,3 +68,19 @@ def test_a_split_the_data_lacks_names_the_option(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "argument --split" in err and "'train', 'test'" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_folder_of_one_class_is_said_in_the_singular(tmp_path, capsys):
+    """'--data DIR has 1 classes (cat)'."""
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(
+            tmp_path / "one" / "cat" / f"{i}.png"
+        )
+    run = imported(tmp_path, list("0123456789"))
+    assert main(["diagnose", run, "--data", str(tmp_path / "one")]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 class (cat)" in err and "Traceback" not in err, err

@@ -54,7 +54,8 @@ def _check_classes(run, classes: tuple[str, ...], data: str) -> None:
     the same number under other names is said, as the labels are read by position."""
     if len(classes) != len(run.classes):
         raise ConfigError(
-            f"--data {data} has {len(classes)} classes ({', '.join(classes)}); the run "
+            f"--data {data} has {len(classes)} class{'es' if len(classes) != 1 else ''} "
+            f"({', '.join(classes)}); the run "
             f"classifies {len(run.classes)} ({', '.join(run.classes)}): give images of its classes"
         )
     if tuple(classes) != run.classes:
