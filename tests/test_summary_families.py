@@ -235,3 +235,36 @@ def test_a_forward_that_fails_names_the_layer_and_the_shape_it_got():
         summary(model, (3, 8, 8))
     with pytest.raises(CnnlabError, match=r"layer 0 \(Conv2d\) on a 1×1×8×8 input"):
         summary(model, (1, 8, 8))
+
+
+class ViewNet(nn.Module):
+    """Fails in its own forward, between its layers: a .view sized for 16×16 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 8, 3)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(8 * 14 * 14, 2))
+
+    def forward(self, x):
+        return self.head(self.c(x).view(1, 8 * 14 * 14))
+
+
+def test_a_forward_failing_between_layers_names_the_last_layer_that_ran():
+    with pytest.raises(
+        CnnlabError,
+        match=r"layer \(model\) \(ViewNet\) on a 1×3×8×8 input, after layer c \(Conv2d\) "
+        r"gave 1×8×6×6:",
+    ):
+        summary(ViewNet(), (3, 8, 8))
+    wrapped = nn.Sequential(ViewNet())  # the same, one level down: named by its container
+    with pytest.raises(
+        CnnlabError, match=r"layer 0 \(ViewNet\) on a 1×3×8×8 input, after layer 0.c "
+    ):
+        summary(wrapped, (3, 8, 8))
+    assert "after" not in str(_error(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Linear(100, 2))))
+
+
+def _error(model: nn.Module) -> CnnlabError:
+    with pytest.raises(CnnlabError) as info:
+        summary(model, (3, 8, 8))
+    return info.value

@@ -111,13 +111,24 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         return (self.stack[-1][2] if self.stack else None) or "(model)"
 
     def where(self) -> str:
-        """'layer 3 (Conv2d) on a 1×3×32×32 input', for error messages."""
+        """'layer 3 (Conv2d) on a 1×3×32×32 input', for error messages; a container that
+        failed in its own code, between its layers (a `.view` in a model's forward), adds
+        the last of them that ran: ', after layer c (Conv2d) gave 1×8×14×14'."""
         if not self.stack:
-            return "layer (model)"
-        module, x, _ = self.stack[-1]
+            return "layer (model)" + self._after("")
+        module, x, name = self.stack[-1]
         with torch._C.DisableTorchFunction():
             got = f" on a {'×'.join(map(str, x.shape))} input" if isinstance(x, Tensor) else ""
-        return f"layer {self.layer} ({type(module).__name__}){got}"
+        return f"layer {self.layer} ({type(module).__name__}){got}" + self._after(name)
+
+    def _after(self, name: str | None) -> str:
+        """The last row inside the running module `name` ("" or None: the model), if any
+        (a leaf has none: its own row comes when it returns)."""
+        row = self.rows[-1] if self.rows else None
+        if row is None or (name and not row.name.startswith(name + ".")):
+            return ""
+        shape = "×".join(map(str, (1, *row.output_shape)))
+        return f", after layer {row.name} ({row.kind}) gave {shape}"
 
     # module calls -------------------------------------------------------------------------
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
