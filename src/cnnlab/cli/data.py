@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from cnnlab.cli.notes import print_name_note, stray_images
+from cnnlab.cli.notes import print_name_note, stray_note
 from cnnlab.errors import CnnlabError
 
 
@@ -121,18 +121,9 @@ def _run(args: argparse.Namespace) -> int:
 def _stray_note(console, name: str, train) -> None:
     """`cnnlab data DIR` with photos put in DIR itself beside the class folders said nothing
     of them: they were read by no class, and training went on without them."""
-    if train is None or not Path(name).expanduser().is_dir():
-        return
-    from cnnlab.data.folder import shown
-
-    stray = stray_images(name)
-    if stray:
-        more = f" and {len(stray) - 1} more" if len(stray) > 1 else ""
-        console.print(
-            f"[yellow]not read[/]: {shown(stray[0])}{more}, beside the class folders, in no "
-            f"class: move each into its class's folder, {shown(stray[0].parent)}/<class>/",
-            highlight=False,
-        )
+    note = stray_note(name, "in no class") if train is not None else None
+    if note:
+        console.print(f"[yellow]not read[/]: {note}", highlight=False)
 
 
 def conversions(converted) -> dict[str, int]:

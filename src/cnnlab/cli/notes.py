@@ -44,16 +44,24 @@ def print_name_note(data: str | None) -> None:
 def print_stray_note(data: str | None) -> None:
     """Image files beside the class folders of --data DIR are read by no class (`cnnlab data`
     names them too): `train --data DIR` went on without them, without a word."""
+    note = stray_note(data, "is read by no class")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
+def stray_note(name: str | None, said: str) -> str | None:
+    """'DIR/x.png and 2 more, beside the class folders, {said}: move each into its class's
+    folder, DIR/<class>/' of `stray_images(name)`, or None when there is none."""
     from cnnlab.data.folder import shown
 
-    stray = stray_images(data) if data is not None else []
-    if stray:
-        more = f" and {len(stray) - 1} more" if len(stray) > 1 else ""
-        print(
-            f"note: {shown(stray[0])}{more}, beside the class folders, is read by no class: "
-            f"move each into its class's folder, {shown(stray[0].parent)}/<class>/",
-            file=sys.stderr,
-        )
+    stray = stray_images(name) if name is not None else []
+    if not stray:
+        return None
+    more = f" and {len(stray) - 1} more" if len(stray) > 1 else ""
+    return (
+        f"{shown(stray[0])}{more}, beside the class folders, {said}: move each into its "
+        f"class's folder, {shown(stray[0].parent)}/<class>/"
+    )
 
 
 def stray_images(name: str) -> list[Path]:
