@@ -146,6 +146,8 @@ def test_cli_bad_inputs_exit_2_with_one_line(runs, tmp_path, capsys):
         (["eval", str(tmp_path / "missing")], "not a run directory"),
         # the arguments swapped: it was told to train into the image (`--out corrupt.png`)
         (["predict", str(corrupt), str(runs / "gap")], "corrupt.png is a file, not a run dir"),
+        # a missing image in the run's place: it was told to train into `--out lost.png`
+        (["predict", str(tmp_path / "lost.png"), str(runs / "gap")], "is an image's name, not a"),
         (["predict", str(runs / "gap"), str(corrupt)], "corrupt.png"),
         (["predict", str(runs / "gap"), str(spec)], "gap.json: not a readable image (no image"),
         (["predict", str(runs / "gap"), str(tmp_path / "none.png")], "none.png"),

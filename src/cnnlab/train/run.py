@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab.data import load_dataset, to_float
 from cnnlab.data.folder import holdout_fingerprint, list_images
+from cnnlab.data.image import IMAGE_EXTENSIONS
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import CnnlabError, DataError, RunError
 from cnnlab.inspect import (
@@ -210,9 +211,11 @@ def load_run(
     each torch.compile wrapper replaced by the module it holds (`inspect.decompiled`).
     accept_changed: see `cnnlab.train.source`."""
     path = Path(path)
-    if path.exists() and not path.is_dir():  # `predict IMAGE RUN`: was told to train into it
+    # `predict IMAGE RUN`: was told to train into the image's path (a missing image too)
+    if (path.exists() and not path.is_dir()) or path.suffix.lower() in IMAGE_EXTENSIONS:
+        what = "a file" if path.exists() else "an image's name"
         raise RunError(
-            f"{path} is a file, not a run directory; give the directory `cnnlab train --out` "
+            f"{path} is {what}, not a run directory; give the directory `cnnlab train --out` "
             "wrote (the commands take the run first, then any images)"
         )
     if not path.is_dir():
