@@ -40,6 +40,7 @@ from cnnlab.design.summary.facts import (
     record,
 )
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
+from cnnlab.design.summary.render import call_label, shape_text
 from cnnlab.design.summary.roles import Roles
 from cnnlab.design.summary.shortcuts import Shortcuts
 from cnnlab.design.summary.tags import ROW, TAG, first_tensor, retag, tagged_inputs
@@ -127,8 +128,8 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         row = self.rows[-1] if self.rows else None
         if row is None or (name and not row.name.startswith(name + ".")):
             return ""
-        shape = "×".join(map(str, (1, *row.output_shape)))
-        return f", after layer {row.name} ({row.kind}) gave {shape}"
+        label, shape = call_label(row.name, row.call), shape_text((1, *row.output_shape))
+        return f", after layer {label} ({row.kind}) gave {shape}"
 
     # module calls -------------------------------------------------------------------------
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
