@@ -29,6 +29,7 @@ from cnnlab.train.rundir import (
     run_hashes,
     weight_mismatch,
 )
+from cnnlab.train.source import code_name
 
 NEEDED = ("epoch", "step", "partial", "wall", "optimizer", "rng")
 
@@ -183,9 +184,8 @@ def _not_the_codes(out, path, model: dict, then: str) -> str:
     """Why the spec hash of a run whose model is code differs: such a run has no spec.yaml
     (its hash is that of no text), so either its checkpoint was saved by a run built from a
     spec, or a spec.yaml was put in the directory since."""
-    reference, file = str(model.get("reference")), model.get("file")
-    code = f"its model is built by the code {reference}"
-    code += "" if reference.startswith(f"{file}:") else f" ({file})"
+    named = code_name(str(model.get("reference")), model.get("file"))
+    code = f"its model is built by the code {named}"
     if then == run_hashes(None, {})["spec_sha256"]:  # saved by this run: spec.yaml is new
         return (
             f"{out / SPEC} is not this run's: {code}, and a run from code has no {SPEC}; "

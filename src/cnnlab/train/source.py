@@ -162,10 +162,14 @@ class ModelSource:
                 f"then, {now[:12]} now), so {reference} may build another network; restore "
                 f"the file, or set {ACCEPT_CHANGED_ENV}=1 to use the code as it is now"
             )
-        origin = f"{run_dir}'s model code {reference}"
-        if not reference.startswith(f"{file}:"):  # a module reference: name its file too
-            origin += f" ({file})"
+        origin = f"{run_dir}'s model code {code_name(reference, file)}"
         return cls("code", reference, args, file, now, input_shape=shape, origin=origin)
+
+
+def code_name(reference: str, file: object) -> str:
+    """'nets.py:make_net' as it is; a module reference with its file, which it does not
+    name: 'pkg.nets:make_net (/path/pkg/nets.py)'."""
+    return reference if reference.startswith(f"{file}:") else f"{reference} ({file})"
 
 
 def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSource:
