@@ -4,7 +4,8 @@ Policies (stated here, applied to every image):
 - Files: the extensions of `IMAGE_EXTENSIONS` (.png .jpg .jpeg .bmp .webp .tif .tiff .gif
   ...; any case) anywhere under a class folder, and HEIC or camera raw files
   (`UNDECODED_EXTENSIONS`), which are skipped by name as unreadable; other files, hidden
-  entries and anything not a regular file (a named pipe) are ignored. Classes
+  entries (and all under a hidden folder) and anything not a regular file (a named pipe)
+  are ignored. Classes
   are the sorted sub-folder names; a name whose bytes are not UTF-8 keeps them as `\\xe9`
   escapes (`class_name`).
 - Each file is read by `cnnlab.data.image.open_image`, the reader every command uses: EXIF
@@ -80,13 +81,16 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
 
 
 def _image_files(directory: Path) -> list[Path]:
-    """The image files anywhere under `directory`, sorted (hidden entries left out)."""
+    """The image files anywhere under `directory`, sorted. Hidden entries are left out: a
+    file whose name starts with "." and everything under a hidden folder (a NAS's
+    .@__thumb/ or a viewer's .thumbnails/ holds copies of the class's images, which were read
+    as more images of it)."""
     return sorted(
         p
         for p in directory.rglob("*")
         if p.suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
         and p.is_file()
-        and not p.name.startswith(".")
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
 
 
