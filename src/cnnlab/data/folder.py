@@ -84,14 +84,26 @@ def _image_files(directory: Path) -> list[Path]:
     """The image files anywhere under `directory`, sorted. Hidden entries are left out: a
     file whose name starts with "." and everything under a hidden folder (a NAS's
     .@__thumb/ or a viewer's .thumbnails/ holds copies of the class's images, which were read
-    as more images of it)."""
-    return sorted(
-        p
-        for p in directory.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-    )
+    as more images of it). A sub-folder reached through a symlink is read, as a class folder
+    that is a symlink is (rglob passed over cat/2023 -> an archive without a word), each real
+    folder once, so a link back up ends; sub-folders are walked in name order, so which link
+    names a folder reached twice is fixed."""
+    found, seen = [], set()
+    for top, folders, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        found += [
+            Path(top, name)
+            for name in names
+            if not name.startswith(".")
+            and Path(name).suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
+            and Path(top, name).is_file()
+        ]
+    return sorted(found)
 
 
 def expand_folders(paths: list[str]) -> list[str]:
