@@ -2,12 +2,14 @@
 
 Each file is streamed into a temporary file in the target directory, hashed on the way, fsynced
 and renamed over its final name only when the checksum matches, so an interrupted or corrupt
-download never leaves a file that looks complete.
+download never leaves a file that looks complete; one cut off (fewer bytes than announced, or
+a chunked reply that stops) is said as such. Not resumed: a file is fetched again whole.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -52,21 +54,27 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
             "you can write to (cnnlab data fashion-mnist --download DIR)"
         ) from e
     try:
-        h = hashlib.md5()
+        h, got, expected = hashlib.md5(), 0, None
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
+                    expected = _length(response.headers.get("Content-Length"))
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         h.update(chunk)
                         out.write(chunk)
+                        got += len(chunk)
+            except http.client.IncompleteRead as e:  # a chunked reply cut off: a traceback
+                raise _cut_off(url, got + len(e.partial), expected) from e
             except urllib.error.HTTPError as e:
                 raise DataError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
-            except (urllib.error.URLError, OSError) as e:
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
                 reason = getattr(e, "reason", e)
                 raise DataError(
                     f"download of {url} failed ({reason}); without a network, install "
                     "`apt-get install dataset-fashion-mnist` or pass --data DIR"
                 ) from e
+            if expected is not None and got < expected:  # the connection closed early
+                raise _cut_off(url, got, expected)
             out.flush()
             os.fsync(out.fileno())
         if md5 is not None and h.hexdigest() != md5.lower():
@@ -79,6 +87,24 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+def _length(header: str | None) -> int | None:
+    """The Content-Length a server announced, None when it gave none (or no number)."""
+    try:
+        return int(header) if header is not None else None
+    except ValueError:
+        return None
+
+
+def _cut_off(url: str, got: int, expected: int | None) -> DataError:
+    """A reply that ended before its last byte: said as the interruption it is (it was a
+    traceback for a chunked reply, and an MD5 mismatch, "corrupt", for one with a length)."""
+    of = f" of {expected:,}" if expected is not None else ""
+    return DataError(
+        f"download of {url} was cut off after {got:,}{of} bytes; the partial file was "
+        "discarded: run the command again (files already complete are kept)"
+    )
 
 
 def download_fashion_mnist(
