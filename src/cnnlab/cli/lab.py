@@ -142,9 +142,11 @@ def _print_table(console, chosen, results) -> None:
 
     colour = {"holds": "green", "does not hold": "red", "partly": "yellow"}
     caption = (  # the page's words: a learner reads the terminal first
-        "Quick lab (tiny subsets, one seed): a smoke run, not evidence; `cnnlab lab` runs "
-        "the full lab (3 seeds, bigger subsets)"
+        "Quick lab (tiny subsets, one seed, so every ± is '?': no spread measured): a smoke "
+        "run, not evidence; `cnnlab lab` runs the full lab (3 seeds, bigger subsets)"
         if results.quick
+        else "One seed, so every ± is '?': no spread measured (`cnnlab lab` runs 3 seeds)"
+        if len(results.seeds) == 1
         else None
     )
     table = Table(title="verdicts", caption=caption)

@@ -112,13 +112,32 @@ class Experiment:
         return f"Experiment({self.name!r}, {self.title!r}, {self.section})"
 
 
+class Spread(float):
+    """A sample standard deviation that knows how many values gave it. Of one value (the
+    quick lab's one seed, `--seeds 1`) it is unknown, not 0: it computes as 0 (a rule reads
+    one seed's value alone, `Effect`), but is written "?" in any format ("82.3 ± ?" where
+    every sentence and number of a one-seed lab said "82.3 ± 0.0", a spread no one measured).
+    """
+
+    n: int
+
+    def __new__(cls, value: float, n: int) -> Spread:
+        spread = super().__new__(cls, value)
+        spread.n = n
+        return spread
+
+    def __format__(self, spec: str) -> str:
+        return "?" if self.n < 2 else super().__format__(spec)
+
+
 def mean_spread(values: Sequence[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation) of `values`; the spread of one value is 0."""
+    """(mean, sample standard deviation) of `values`; the spread, a `Spread`, of one value
+    computes as 0 and is written "?" (unknown)."""
     values = [float(v) for v in values]
     if not values:
         return math.nan, math.nan
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.fmean(values), spread
+    return statistics.fmean(values), Spread(spread, len(values))
 
 
 # How far under the least effect a mean over the seeds must lie for the effect to count as
