@@ -55,6 +55,8 @@ from cnnlab.data.synthetic import stratified_holdout
 from cnnlab.errors import DataError
 
 FOLDER_TEST_FRACTION = 0.2
+# The files a folder lists: those it decodes, and those it names as skipped (HEIC, raw)
+LISTED_EXTENSIONS = IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"}
 
 
@@ -100,10 +102,30 @@ def _image_files(directory: Path) -> list[Path]:
             Path(top, name)
             for name in names
             if not name.startswith(".")
-            and Path(name).suffix.lower() in IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
+            and Path(name).suffix.lower() in LISTED_EXTENSIONS
             and Path(top, name).is_file()
         ]
     return sorted(found)
+
+
+def stray_images(root: str | Path) -> list[Path]:
+    """The image files lying beside the class folders of `root` (root/x.png, and
+    root/train/x.png or root/test/x.png in a train/test layout), sorted: no class and no
+    split reads them. Listed as a class folder lists its files (`LISTED_EXTENSIONS`, hidden
+    entries left out), so a photo.heic there is named as photo.png is; it was passed over
+    unnamed while one in a class folder is named as skipped. [] for a path that is no
+    directory."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    layout = [root / s for s in ("train", "test") if (root / s).is_dir()]
+    tops = [root] + (layout if len(layout) == 2 else [])
+    return sorted(
+        p
+        for top in tops
+        for p in top.iterdir()
+        if p.suffix.lower() in LISTED_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+    )
 
 
 def expand_folders(paths: list[str]) -> list[str]:
