@@ -245,3 +245,31 @@ def test_a_model_without_maps_predicts_without_a_refusal(tmp_path):
         message = page.text_content("#message")
     assert "Could not use" not in message and "no Grad-CAM" in message, message
     assert not problems, problems
+
+
+def test_an_address_changed_under_the_open_page_is_shown(server, run_dir):
+    """A link pasted into the address bar of the open page (#sample=5&layer=4&unit=2,1,1),
+    or the back button to the address before it, fires only `hashchange`: the page kept the
+    image, layer and dot product shown, under an address naming others."""
+    shown = "[state.sample, state.featureLayer, state.trace && state.trace.index]"
+    traced = "state.trace !== null && state.trace.index.join() === '{}' && state.sample === '{}'"
+    with opened(server + "#sample=2&layer=0&unit=1,3,4") as (page, problems):
+        wait_until(page, traced.format("1,3,4", "2"))
+        page.goto(server + "#sample=5&layer=4&unit=2,1,1")  # the same page: a hash change
+        wait_until(page, traced.format("2,1,1", "5"))
+        seen = [page.evaluate(shown)]
+        network = float(page.text_content("#dot-network"))
+        selected = page.locator("#layers li.selected").evaluate_all(
+            "(l) => l.map((x) => x.dataset.layer)"
+        )
+        page.go_back()
+        wait_until(page, traced.format("1,3,4", "2"))
+        seen.append(page.evaluate(shown))
+        page.goto(server + "#sample=2&layer=7&unit=0,4,0")  # the image shown, another layer
+        wait_until(page, traced.format("0,4,0", "2"))
+        seen.append(page.evaluate(shown))
+        address = page.evaluate("decodeURIComponent(location.hash)")
+    assert seen == [["5", "4", [2, 1, 1]], ["2", "0", [1, 3, 4]], ["2", "7", [0, 4, 0]]], seen
+    assert network == pytest.approx(float(conv_output(run_dir, 5, "4")[2, 1, 1]), abs=1e-5)
+    assert selected == ["4"] and address == "#sample=2&layer=7&unit=0,4,0", (selected, address)
+    assert not problems, problems

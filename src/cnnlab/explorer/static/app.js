@@ -539,21 +539,35 @@ function remember() {
   history.replaceState(null, "", String(q) ? `#${q}` : location.pathname);
 }
 
-function restore() {
-  const q = new URLSearchParams(location.hash.slice(1));
+// The address's layer and unit taken as the choice, and its test image asked for unless it is
+// the one shown (`shown`): true when it is asked for (predict() then shows its maps and unit).
+function restore(q, shown = null) {
   const layer = q.get("layer"), sample = Number(q.get("sample") ?? NaN);
   if (layer !== null && layer in state.model.maps) {
     $("feature-layer").value = layer;
     state.featureLayer = layer;
+    for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === layer);
   }
   const unit = (q.get("unit") || "").split(",").map(Number);
   const chain = chainOf(state.featureLayer);  // the unit is the conv's of the layer named
   if (unit.length === 3 && unit.every(Number.isInteger) && chain) [state.channel, state.unit, state.unitConv] = [unit[0], unit, chain.conv];
-  if (Number.isInteger(sample) && sample >= 0 && sample < state.model.test_images) {
-    const form = new FormData();
-    form.append("sample", sample);
-    predict(form);
-  }
+  if (!Number.isInteger(sample) || sample < 0 || sample >= state.model.test_images || String(sample) === shown) return false;
+  const form = new FormData();
+  form.append("sample", sample);
+  predict(form);
+  return true;
+}
+
+// The address changed under the open page (a link pasted into the address bar, the back or
+// forward button between such addresses; the page's own changes replace its entry and fire no
+// hashchange): the page shows what it names. It kept the image, layer and unit shown, and the
+// address named others.
+function follow() {
+  const q = new URLSearchParams(location.hash.slice(1));  // read first: clearTrace rewrites it
+  clearTrace();  // the unit shown is the last address's
+  if (restore(q, state.sample ?? null)) return;  // another test image, shown by predict()
+  if (state.unit && state.image) state.waiting.push(carry);  // traced once the layer's maps are shown
+  chooseFeatureLayer(state.featureLayer);  // the image shown, on the layer named
 }
 
 async function traceAt(f, i, j) {
@@ -783,7 +797,8 @@ async function start() {
     $("upload-formats").textContent = state.model.upload.formats.join("/");
     showArchitecture(state.model);
     await Promise.all([loadSamples(), updateGeometry()]);
-    restore();
+    restore(new URLSearchParams(location.hash.slice(1)));
+    window.addEventListener("hashchange", follow);
     document.body.dataset.ready = "1";
   } catch (error) { say(`Could not load the run: ${error.message}`); }
 }
