@@ -9,10 +9,10 @@ Guards, each a `DataError` naming the file:
 - corrupt or truncated data is found here (the image is decoded fully).
 
 Conversions (what a model trained on an image folder saw): EXIF orientation applied; palette
-expanded; alpha composited over black; 16-bit or float gray scaled to 8 bits (÷257); RGB→L is
-ITU-R 601-2 luma. `size=(H, W)` resizes to cover it with the aspect ratio kept (bilinear,
-Pillow's antialiasing: `imageset.resize_crop`'s policy for tensors, to one grey level) and
-center-crops: no stretching.
+expanded (to gray when every colour it uses is gray); alpha composited over black; 16-bit or
+float gray scaled to 8 bits (÷257); RGB→L is ITU-R 601-2 luma. `size=(H, W)` resizes to
+cover it with the aspect ratio kept (bilinear, Pillow's antialiasing: `imageset.resize_crop`'s
+policy for tensors, to one grey level) and center-crops: no stretching.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
                 img.load()
                 upright = ImageOps.exif_transpose(img)  # camera JPEGs store rotation in EXIF
                 if upright.mode == "P":  # palette: expand, keeping transparency if it has one
-                    return upright.convert("RGBA" if "transparency" in upright.info else "RGB")
+                    return upright.convert(palette_mode(upright))
                 return upright.copy() if upright is img else upright
     except DataError:  # ours (TooLarge), raised inside: a ValueError the next clauses re-wrapped
         raise
@@ -104,6 +104,18 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         raise NotAnImage(f"{path}: not a readable image (no image format PIL knows)") from None
     except (OSError, SyntaxError, ValueError, MemoryError) as error:
         raise DataError(f"{path}: not a readable image ({error})") from error
+
+
+def palette_mode(img: Image.Image) -> str:
+    """The mode a palette image ("P") is expanded to: "L" when every colour it uses is a gray
+    (a gray GIF: read as RGB, it made a folder of them 3-channel and predict say a colour
+    image was turned gray), else "RGB"; with an "A" when the palette has a transparent entry.
+    """
+    alpha = "transparency" in img.info
+    palette = img.getpalette("RGB") or []
+    colours = [palette[3 * i : 3 * i + 3] for _, i in img.getcolors(256) or []]
+    gray = bool(colours) and all(len(c) == 3 and c[0] == c[1] == c[2] for c in colours)
+    return ("LA" if alpha else "L") if gray else ("RGBA" if alpha else "RGB")
 
 
 def _check_pixels(path: Path, size: tuple[int, int], max_pixels: int) -> None:
@@ -149,8 +161,8 @@ def mode_change(path: str | Path | BinaryIO, channels: int) -> str:
     RGBA), and the note said "transparent pixels are black" of it."""
     with Image.open(path if hasattr(path, "read") else Path(path).expanduser()) as img:
         mode = img.mode
-        if mode == "P":  # open_image expands a palette (a GIF's) to RGB, or RGBA if it has one
-            mode = "RGBA" if "transparency" in img.info else "RGB"
+        if mode == "P":  # open_image expands a palette (a GIF's) to L or RGB (+A), as this
+            mode = palette_mode(img)
         if mode in _ALPHA_MODES and _opaque(img):
             mode = "L" if mode in ("LA", "La") else "RGB"
     target = "L" if channels == 1 else "RGB"
