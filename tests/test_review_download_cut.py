@@ -3,6 +3,9 @@ the internet): one DataError naming the URL, no file left behind."""
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import socket
 import threading
 
@@ -71,3 +74,39 @@ def test_cnnlab_data_download_cut_off_is_one_line_exit_2(serve, tmp_path, capsys
     assert code == 2
     assert "cut off" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_directory_where_the_file_goes_is_one_data_error(tmp_path):
+    """It was IsADirectoryError as a traceback, after the whole download."""
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 5000)
+    (tmp_path / "out" / "f.gz").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"cannot write .*f\.gz \(Is a directory\)"):
+        download_file(source.as_uri(), tmp_path / "out" / "f.gz")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["f.gz"]  # no .part left
+
+
+def full(*args):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class FullDisk(io.FileIO):
+    def write(self, data):
+        full()
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_a_full_disk_is_said_as_such_not_as_a_network_error(tmp_path, monkeypatch, where):
+    """A full disk was 'download of URL failed (No space left on device); without a
+    network, install ...'."""
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"x" * 5000)
+    if where == "write":
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(fd, "wb"))
+    else:
+        monkeypatch.setattr(os, "fsync", full)
+    dest = tmp_path / "new" / "f.gz"
+    with pytest.raises(DataError, match="cannot write .*No space left on device") as caught:
+        download_file(source.as_uri(), dest)
+    assert "network" not in str(caught.value)
+    assert list(dest.parent.iterdir()) == []

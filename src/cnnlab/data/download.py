@@ -61,7 +61,7 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
                     expected = _length(response.headers.get("Content-Length"))
                     for chunk in iter(lambda: response.read(_CHUNK), b""):
                         h.update(chunk)
-                        out.write(chunk)
+                        _write(out, chunk, dest)  # a disk error is no network error
                         got += len(chunk)
             except http.client.IncompleteRead as e:  # a chunked reply cut off: a traceback
                 raise _cut_off(url, got + len(e.partial), expected) from e
@@ -75,18 +75,42 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
                 ) from e
             if expected is not None and got < expected:  # the connection closed early
                 raise _cut_off(url, got, expected)
-            out.flush()
-            os.fsync(out.fileno())
+            try:
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError as e:
+                raise _cannot_write(dest, e) from e
         if md5 is not None and h.hexdigest() != md5.lower():
             raise DataError(
                 f"download of {url} is corrupt: MD5 {h.hexdigest()}, expected {md5}; "
                 "the file was discarded; try again, or use another mirror (--url with cnnlab data)"
             )
-        os.replace(tmp, dest)
+        try:
+            os.replace(tmp, dest)
+        except OSError as e:  # dest is a directory, or the folder was made read-only
+            raise _cannot_write(dest, e) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
+
+
+def _write(out, chunk: bytes, dest: Path) -> None:
+    try:
+        out.write(chunk)
+    except OSError as e:
+        raise _cannot_write(dest, e) from e
+
+
+def _cannot_write(dest: Path, error: OSError) -> DataError:
+    """A failed write said as one: a full disk was "download failed (No space left on
+    device); without a network, install ...", and a directory in the file's place was
+    IsADirectoryError as a traceback."""
+    return DataError(
+        f"cannot write {dest} ({error.strerror or error}); the partial file was discarded: "
+        "free space there, or download into another directory (cnnlab data fashion-mnist "
+        "--download DIR)"
+    )
 
 
 def _length(header: str | None) -> int | None:
