@@ -400,6 +400,10 @@ def test_data_names_images_beside_the_class_folders(tmp_path, capsys, monkeypatc
     out = capsys.readouterr().out
     assert "not read" in out and "stray.png and 1 more" in out, out
     assert "notes.txt" not in out
+    # a phone's photo.heic beside them is named too, as it is inside a class folder
+    (tmp_path / layout / "photo.heic").write_bytes(b"\0" * 16)
+    assert main(["data", str(tmp_path)]) == 0
+    assert "photo.heic and 2 more" in capsys.readouterr().out
 
 
 def test_train_notes_images_beside_the_class_folders_and_a_set_name_is_no_folder(

@@ -65,19 +65,12 @@ def stray_note(name: str | None, said: str) -> str | None:
 
 
 def stray_images(name: str) -> list[Path]:
-    """Image files lying beside the class folders of the folder `name` (DIR/x.png, and
-    DIR/train/x.png in a train/test layout): they are in no class, and no split reads them."""
-    from cnnlab.data.image import IMAGE_EXTENSIONS
+    """Image files lying beside the class folders of the folder `name` (`folder.stray_images`:
+    DIR/x.png or DIR/x.heic, and DIR/train/x.png in a train/test layout): they are in no
+    class, and no split reads them. [] for a data set's name (`digits` beside ./digits)."""
+    from cnnlab.data.folder import stray_images as strays
     from cnnlab.data.sets import dataset_name
 
-    root = Path(name).expanduser()
-    if dataset_name(name) is not None or not root.is_dir():  # `digits` beside ./digits: the set
+    if dataset_name(name) is not None:
         return []
-    layout = [root / s for s in ("train", "test") if (root / s).is_dir()]
-    tops = [root] + (layout if len(layout) == 2 else [])
-    return sorted(
-        p
-        for top in tops
-        for p in top.iterdir()
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )
+    return strays(name)
