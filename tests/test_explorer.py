@@ -220,6 +220,21 @@ def test_geometry_playground_matches_a_real_conv(client, size, kernel, padding, 
     read = {t for w in g["windows"] for t in w if 0 <= t < size}
     if dilation == 1:  # (a dilated kernel's holes may skip the last pixels: not the floor's)
         assert max(read, default=-1) == size - 1 - g["dropped"]
+    # every real pixel the conv never reads is dropped or skipped: its gradient is 0
+    x = torch.ones(1, 3, size, size, requires_grad=True)
+    conv.weight.data.fill_(1.0)
+    conv(x).sum().backward()
+    unread = [i for i in range(size) if x.grad[0, 0, i].abs().sum() == 0]
+    assert sorted(g["dropped_pixels"] + g["skipped_pixels"]) == unread
+
+
+def test_geometry_pixels_between_windows_are_never_read(client):
+    """A 1×1 kernel at stride 2 reads pixels 0, 2, 4 of 5: the page said 'no real pixel is
+    dropped' (the floor drops none) and drew 1 and 3 as read."""
+    g = client.get("/api/geometry?size=5&kernel=1&stride=2").json()
+    assert (g["dropped_pixels"], g["skipped_pixels"]) == ([], [1, 3])
+    g = client.get("/api/geometry?size=7&kernel=3&stride=3").json()  # the floor's alone
+    assert (g["dropped_pixels"], g["skipped_pixels"]) == ([6], [])
 
 
 def test_geometry_the_notes_floor_example(client):

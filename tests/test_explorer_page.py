@@ -273,3 +273,25 @@ def test_an_address_changed_under_the_open_page_is_shown(server, run_dir):
     assert network == pytest.approx(float(conv_output(run_dir, 5, "4")[2, 1, 1]), abs=1e-5)
     assert selected == ["4"] and address == "#sample=2&layer=7&unit=0,4,0", (selected, address)
     assert not problems, problems
+
+
+def test_the_playground_marks_pixels_between_windows_unread(server):
+    """A 1×1 kernel at stride 2 over 5 pixels reads 0, 2 and 4: the page said 'no real pixel
+    is dropped' and drew pixels 1 and 3 as read (white)."""
+    canvas = "document.getElementById('g-canvas').getContext('2d')"
+    red = f"(x, y) => [...{canvas}.getImageData(x, y, 1, 1).data.slice(0, 3)]"
+    with opened(server) as (page, problems):
+        for field, value in (("#g-size", "5"), ("#g-kernel", "1"), ("#g-stride", "2")):
+            page.fill(field, value)
+        shown = (
+            "state.geometry && [state.geometry.size, state.geometry.kernel, state.geometry.stride]"
+        )
+        wait_until(page, f"({shown} || []).join() === '5,1,2'")
+        text = page.inner_text("#g-results")
+        cells = [
+            page.evaluate(f"({red})({32 + 64 * i}, 32)") for i in range(5)
+        ]  # row 0: 64 px cells
+    assert "no real pixel is dropped" not in text and "2 more pixel(s)" in text, text
+    assert "(index 1, 3)" in text and "longer than the kernel's span (1)" in text, text
+    assert [c == [252, 165, 165] for c in cells] == [False, True, False, True, False], cells
+    assert not problems, problems

@@ -157,8 +157,9 @@ def playground(
 ) -> dict[str, Any]:
     """The geometry playground (§2.2–2.4), one axis (square images): output size by the
     formula O = ⌊(I + 2P − D(K − 1) − 1) / S⌋ + 1, every window's taps, the pixels the floor
-    drops, the 'same' padding, the conv's parameters. All from cnnlab.geometry; SpecError
-    (a message for the page) when the window does not fit."""
+    drops and those no window reads before them (skipped), the 'same' padding, the conv's
+    parameters. All from cnnlab.geometry; SpecError (a message for the page) when the window
+    does not fit."""
     before, after, name = parse_padding(padding, kernel, dilation)
     if name == "same" and stride != 1:
         raise SpecError(
@@ -173,6 +174,11 @@ def playground(
         dropped = geometry.dropped_pixels(size, kernel, before, stride, dilation)
     exact = (size + before + after - dilation * (kernel - 1) - 1) / stride + 1
     windows = [[j * stride - before + t * dilation for t in range(kernel)] for j in range(out)]
+    # real pixels no window reads that the floor does not drop: between windows (a stride
+    # longer than the kernel, k=1 s=2 reads 0, 2, 4 of 5) or in a dilated kernel's holes; the
+    # page said "no real pixel is dropped" of them
+    read = {t for w in windows for t in w}
+    skipped = [i for i in range(size - dropped) if i not in read]
     return {
         "size": size,
         "kernel": kernel,
@@ -185,6 +191,7 @@ def playground(
         "floored": not math.isclose(exact, out),
         "dropped": dropped,
         "dropped_pixels": list(range(size - dropped, size)),
+        "skipped_pixels": skipped,
         "windows": windows,
         "same_padding": list(geometry.same_padding(kernel, dilation)),
         "params": geometry.conv_params(kernel, in_channels, filters),

@@ -732,10 +732,12 @@ async function updateGeometry() {
     if (g === STALE) return;
     state.geometry = g;
     state.window = Math.min(state.window, g.output * g.output - 1);
+    const skipped = g.skipped_pixels.length;  // between windows or taps: not the floor's
     out.replaceChildren(
       el("p", `O = ⌊(I + P_before + P_after − D(K − 1) − 1) / S⌋ + 1 = ⌊(${g.size} + ${g.padding[0]} + ${g.padding[1]} − ${g.dilation}·${g.kernel - 1} − 1) / ${g.stride}⌋ + 1 = ⌊${fmt(g.exact - 1, 4)}⌋ + 1 = ${g.output}`),
       el("p", `output: ${g.output}×${g.output}` + (g.floored ? " — not an integer before the floor" : "")),
-      el("p", g.dropped ? `the floor problem: ${g.dropped} pixel(s) at the right/bottom edge are never read (red)` : "no real pixel is dropped", g.dropped ? "bad" : ""),
+      el("p", g.dropped ? `the floor problem: ${g.dropped} pixel(s) at the right/bottom edge are never read (red)` : skipped ? "the floor drops no real pixel" : "no real pixel is dropped", g.dropped ? "bad" : ""),
+      ...(skipped ? [el("p", `${skipped} more pixel(s) of each row and column are never read (red): ${skips(g)}`, "bad")] : []),
       el("p", `'same' padding for this kernel: ${g.same_padding.join(" before, ")} after (stride 1)`),
       el("p", `parameters: ${g.params_formula} = ${g.params.toLocaleString()}`));
     drawGeometry();
@@ -746,6 +748,14 @@ async function updateGeometry() {
   }
 }
 
+// Why real pixels before the floor's are never read: no window reaches them.
+function skips(g) {
+  const span = g.dilation * (g.kernel - 1) + 1;
+  const between = g.stride > span ? `the stride (${g.stride}) is longer than the kernel's span (${span}): windows leave gaps` : "";
+  const holes = g.dilation > 1 ? `the dilated kernel (dilation ${g.dilation}) has holes no window fills` : "";
+  return [between, holes].filter(Boolean).join("; ") + ` (index ${g.skipped_pixels.join(", ")})`;
+}
+
 function drawGeometry() {
   const canvas = $("g-canvas");
   const ctx = canvas.getContext("2d");
@@ -753,10 +763,11 @@ function drawGeometry() {
   const g = state.geometry;
   if (!g) return;
   const [pb, pa] = g.padding, n = g.size + pb + pa, cell = canvas.width / n;
+  const unread = [...g.dropped_pixels, ...g.skipped_pixels];  // red: no window reads them
   for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) {
     const ry = y - pb, rx = x - pb;
     const real = ry >= 0 && ry < g.size && rx >= 0 && rx < g.size;
-    const dropped = real && (g.dropped_pixels.includes(ry) || g.dropped_pixels.includes(rx));
+    const dropped = real && (unread.includes(ry) || unread.includes(rx));
     ctx.fillStyle = !real ? "#e5e7eb" : dropped ? "#fca5a5" : "#f8fafc";
     ctx.fillRect(x * cell, y * cell, cell, cell);
     ctx.strokeStyle = "#cbd5e1"; ctx.strokeRect(x * cell, y * cell, cell, cell);
