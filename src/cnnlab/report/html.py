@@ -68,14 +68,16 @@ def render(
     strict: bool = False,
     progress: Progress | None = None,
     data: str | Path | None = None,
+    missing: list[tuple[str, str]] | None = None,
 ) -> tuple[str, dict[str, float]]:
     """The report's HTML for run directory `path`, and timings {section: seconds}.
     strict: raise where a part cannot be made instead of writing a note into the page.
-    progress: the parts gathered (`gather`). data: the run's image folder, if moved."""
+    progress: the parts gathered (`gather`). data: the run's image folder, if moved.
+    missing: receives (part title, note) of each part not shown (`show.page`)."""
     path = Path(path)
     run, no_run = open_run(path, data)
     facts = gather(path, run, no_run, budget, strict=strict, progress=progress)
-    return show.page(facts, strict=strict)
+    return show.page(facts, strict=strict, missing=missing)
 
 
 def report_path(path: str | Path, out: str | Path | None = None) -> Path:
@@ -116,15 +118,17 @@ def write_report(
     strict: bool = False,
     progress: Progress | None = None,
     data: str | Path | None = None,
+    missing: list[tuple[str, str]] | None = None,
 ) -> Path:
     """Write `RUN/report.html` (or `out`, see `report_path`) for the run directory `path`;
     return its path. `timings`, if given, receives {section: seconds}. The page is written
     whole or not at all (a temporary file renamed over the old page). progress: the parts
     gathered, progress(done, parts, part's name) (`gather`). data: where the run's image
-    folder is now, if moved since training (`Run.with_data`)."""
+    folder is now, if moved since training (`Run.with_data`). missing: receives (part title,
+    note) of each part the page does not show, for the caller to say (`show.page`)."""
     check_run(path)  # first, and creating nothing: a mistyped RUN leaves no trace
     target = report_path(path, out)  # before the costly part: a bad --out fails at once
-    html, spent = render(path, budget, strict=strict, progress=progress, data=data)
+    html, spent = render(path, budget, strict=strict, progress=progress, data=data, missing=missing)
     if timings is not None:
         timings.update(spent)
     try:  # the run's writer: its temp file is one the run's cleanup knows (`temp_files`)

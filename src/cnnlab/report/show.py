@@ -323,11 +323,14 @@ def show_flow(health, facts: Facts) -> Blocks:
 
 def show_history(rows, facts: Facts) -> Blocks:
     fig = plots.diagnose_history(rows)
-    alt = (
-        "no per-epoch diagnostics logged (cnnlab train --diagnose-every N; "
-        "diagnose_every in Python)"
-    )
-    return [_figure(fig, alt)]
+    if fig is None:  # the run's choice (the default), not a part that failed: no note for it
+        return [
+            _text(
+                "No per-epoch diagnostics were logged (cnnlab train --diagnose-every N; "
+                "diagnose_every in Python)."
+            )
+        ]
+    return [_figure(fig, "per-epoch diagnostics")]
 
 
 def show_erf(rows, facts: Facts) -> Blocks:
@@ -432,9 +435,14 @@ def sections(facts: Facts, strict: bool = False) -> tuple[list[dict], dict[str, 
     return out, timings
 
 
-def page(facts: Facts, strict: bool = False) -> tuple[str, dict[str, float]]:
-    """The report's HTML for `facts`, and {section: seconds}."""
+def page(
+    facts: Facts, strict: bool = False, missing: list[tuple[str, str]] | None = None
+) -> tuple[str, dict[str, float]]:
+    """The report's HTML for `facts`, and {section: seconds}. missing, if given, receives
+    (part title, note) for each part not shown, in page order."""
     shown, timings = sections(facts, strict)
+    if missing is not None:
+        missing.extend((p["title"], p["note"]) for s in shown for p in s["parts"] if p["note"])
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(["html", "j2"]),
