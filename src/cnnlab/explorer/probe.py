@@ -107,9 +107,12 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
     One forward pass of x (1, C, H, W) follows the data: a layer's input field is the field of
     the tensor it receives (the image, or another layer's output); a window (conv, pool)
-    grows it by geometry.rf_step, any other same-size layer passes it on. A tensor made by a
-    functional op (a residual `a + b`, `torch.cat`) is no layer's output: it gets the widest
-    field among the tensors of its height and width made so far (a sum's: its widest term's).
+    grows it by geometry.rf_step, any other same-size layer passes it on. A view of such a
+    tensor (a `torch.chunk`, a slice) has its field: found by its storage, the last tensor
+    made on it. A tensor made by a functional op (a residual `a + b`, `torch.cat`) is no
+    layer's output: it gets the widest field among the tensors of its height and width made
+    so far (a sum's: its widest term's). (The second half of a chunk, read by its conv after
+    the first half's conv ran, got that conv's wider field: 23 px where the summary says 19.)
     """
     fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
     made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
@@ -119,6 +122,10 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     def field_of(t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
         if id(t) in fields:
             return fields[id(t)]
+        storage = t.untyped_storage().data_ptr()
+        for u in reversed(made):  # a view of a tensor made so far: its field
+            if u.untyped_storage().data_ptr() == storage and id(u) in fields:
+                return fields[id(u)]
         same = [fields[id(u)] for u in made if u.shape[2:] == t.shape[2:] and id(u) in fields]
         return max(same, key=lambda rf: rf[0].size + rf[1].size, default=None)
 
