@@ -103,7 +103,7 @@ def test_a_forward_needing_more_than_the_images_is_told_so_not_to_give_other_ima
 def test_code_with_another_class_count_is_told_to_pass_it_through_the_factory(tmp_path, capsys):
     """`cnnlab train --model net.py:make` of a 5-class net on 10-class digits said 'give it 10
     outputs'; a factory's argument is how the command line does that: the message names
-    --model-arg, and with it the same net trains."""
+    the argument whose default is the model's count, and with it the same net trains."""
     from cnnlab.cli import main
 
     (tmp_path / "net.py").write_text(
@@ -113,7 +113,7 @@ def test_code_with_another_class_count_is_told_to_pass_it_through_the_factory(tm
     args = ["train", "--model", f"{tmp_path / 'net.py'}:make", "--data", "digits", "--epochs",
             "1", "--quiet", "--out", str(tmp_path / "run")]  # fmt: skip
     assert main(args) == 2
-    assert "--model-arg NAME=10" in capsys.readouterr().err
+    assert "--model-arg classes=10 (classes=5 was its default)" in capsys.readouterr().err
     assert main([*args, "--model-arg", "classes=10"]) == 0
 
 

@@ -128,6 +128,7 @@ class Misfit(NamedTuple):
 
     kind: str
     why: str
+    outputs: int | None = None  # "classes": the model's outputs per image, when one dim
 
 
 def classifier_misfit(
@@ -260,7 +261,8 @@ def _output_misfit(out: Any, classes: int) -> Misfit | None:
             f"{classes}) logits, {fix}",
         )
     if out.dim() != 2 or out.shape[1] != classes:
-        return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image")
+        one_dim = out.shape[1] if out.dim() == 2 else None
+        return Misfit("classes", f"outputs {tuple(out.shape[1:])} per image", one_dim)
     row_sums = out.float().sum(1)
     if classes > 1 and (out >= 0).all() and torch.allclose(row_sums, torch.ones_like(row_sums)):
         return Misfit(

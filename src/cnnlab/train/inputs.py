@@ -23,7 +23,7 @@ from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, data_gone, read_config
-from cnnlab.train.source import ModelSource, check_materialized
+from cnnlab.train.source import ModelSource, check_materialized, outputs_fix
 
 
 @dataclass
@@ -269,7 +269,7 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
         fix = (
             _preset_fix(choice.preset, k) if choice.preset
             else f"end the spec with `linear: {k}`" if choice.spec
-            else f"give it {k} outputs, e.g. by its factory's argument: --model-arg NAME={k}"
+            else outputs_fix(choice.record, k, misfit.outputs)
             if choice.record.get("kind") == "code"
             else f"give it {k} outputs"
         )  # fmt: skip

@@ -53,6 +53,9 @@ _MODULE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
 _CODE_REF = re.compile(rf"(?P<where>.+):(?P<name>{_IDENT})")
 _ARG = re.compile(rf"(?P<name>{_IDENT})=(?P<value>.*)", re.DOTALL)
 _MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the stack
+# (reference, sha256) -> the factory's parameters and defaults, read when `build` loads it:
+# `outputs_fix` names the one that sets the class count without running the file again
+_PARAMETERS: dict[tuple[str, str | None], tuple[dict[str, Any], bool]] = {}
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class ModelSource:
         factory = _load_factory(self.reference, self.file, self.label)
         kwargs = dict(self.args)
         _check_signature(self.reference, factory, kwargs, self.label)
+        params = _parameters(factory)
+        if params is not None:
+            _PARAMETERS[self.reference, self.sha256] = params
         try:
             model = factory(**kwargs)
         except (Exception, SystemExit) as error:  # the user's code: any error is theirs
@@ -389,6 +395,55 @@ def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any], who: 
             else f" its parameters are ({', '.join(signature.parameters)})"
         )
         raise SpecError(f"{who}: {name}{signature}: {error};{fix}") from None
+
+
+def _parameters(factory: Any) -> tuple[dict[str, Any], bool] | None:
+    """The factory's named parameters with their defaults, and whether it also takes
+    **kwargs (any name may set the class count then); None without a signature."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    kinds = [p.kind for p in signature.parameters.values()]
+    named = {
+        p.name: p.default
+        for p in signature.parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    return named, inspect.Parameter.VAR_KEYWORD in kinds
+
+
+def outputs_fix(record: dict[str, Any], k: int, got: int | None) -> str:
+    """How to give a model from code `k` outputs where it gives `got` per image: the
+    argument that set `got` (given, or a parameter whose default is `got`), or, for a
+    factory with no such parameter, its last layer. "--model-arg NAME=k" was said of every
+    factory, one without parameters too, where no --model-arg can help."""
+    generic = f"give it {k} outputs, e.g. by its factory's argument: --model-arg NAME={k}"
+    found = _PARAMETERS.get((record.get("reference"), record.get("sha256")))
+    if got is None:  # not one dim per image: no count to look for
+        return generic
+    given = dict(record.get("args", {}))
+    params, open_ended = found if found is not None else ({}, True)
+    named = [n for n, text in given.items() if text == repr(got)] or [
+        n for n, d in params.items() if n not in given and type(d) is int and d == got
+    ]
+    if len(named) > 1:  # width=10 and classes=10: the name that says classes
+        named = [n for n in named if re.search("class|label|out", n, re.I)] or named
+    if len(named) == 1:
+        was = "given" if named[0] in given else "its default"
+        return f"give it {k} outputs: --model-arg {named[0]}={k} ({named[0]}={got} was {was})"
+    factory = record.get("reference", "").rsplit(":", 1)[-1]
+    if open_ended or named:
+        return generic
+    if not params:
+        return (
+            f"give it {k} outputs: {factory}() takes no arguments, so change its last layer "
+            f"to {k} outputs (or give {factory} a parameter for them)"
+        )
+    return (
+        f"give it {k} outputs: change its last layer to {k} outputs, or pass the argument "
+        f"of {factory}({', '.join(params)}) that sets them: --model-arg NAME={k}"
+    )
 
 
 def _call_text(args: tuple[tuple[str, Any], ...]) -> str:
