@@ -1,6 +1,7 @@
-"""Shapes the summary's trace makes on meta for F.unfold, F.fold, Tensor.repeat and
-.contiguous() (`rearrange.py`) against torch's own outputs on real tensors: the same shape
-and strides where torch runs the call, left to torch (None) where torch raises."""
+"""Shapes the summary's trace makes on meta for F.unfold, F.fold, Tensor.repeat,
+.contiguous() and a reshape or flatten that copies (`rearrange.py`) against torch's own
+outputs on real tensors: the same shape and strides where torch runs the call, left to torch
+(None) where torch raises."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab.design.summary import summary
-from cnnlab.design.summary.rearrange import blocks
+from cnnlab.design.summary.rearrange import blocks, view_strides
 from cnnlab.design.summary.shapes import made
 
 pairs = st.one_of(st.integers(-1, 4), st.tuples(st.integers(-1, 4), st.integers(-1, 4)))
@@ -162,6 +163,102 @@ def test_a_contiguous_call_the_rule_cannot_make_is_left_to_torch(shape, args, kw
     if kwargs.get("memory_format") is not torch.preserve_format:
         with pytest.raises((TypeError, RuntimeError)):
             x.contiguous(*args, **kwargs)
+
+
+def new_shape(x: torch.Tensor, parts: list[int]) -> tuple[int, ...]:
+    """A shape of x's number of values: each drawn part taken where it divides what is left."""
+    numel, shape = x.numel(), []
+    for p in parts:
+        if numel % p == 0:
+            shape.append(p)
+            numel //= p
+    return (*shape, numel)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 3, 4), (4, 1, 6), (2, 3, 2, 5), (3, 4), (1, 5, 1, 2)]),
+    order=st.permutations(range(4)),
+    step=st.booleans(),
+    parts=st.lists(st.integers(1, 6), max_size=3),
+    infer=st.integers(-1, 3),
+    call=st.sampled_from(["reshape", "reshape ints", "torch.reshape", "reshape_as"]),
+)
+def test_a_reshape_of_a_strided_map_is_made_as_torch_makes_it(
+    shape, order, step, parts, infer, call
+):
+    """A permuted (and maybe strided) map reshaped: torch's shape and strides where it runs;
+    where no view of it has the new shape (torch copies it, through a meta kernel in
+    Python) the rule makes it; a view that fits and what torch refuses are left to torch."""
+    order = [d for d in order if d < len(shape)]
+    x = torch.randn(shape).permute(order)
+    meta = torch.empty(shape, device="meta").permute(order)
+    if step:
+        x, meta = x[..., ::2], meta[..., ::2]
+    new = list(new_shape(x, parts))
+    if 0 <= infer < len(new):
+        new[infer] = -1
+    funcs = {"reshape_as": torch.Tensor.reshape_as, "torch.reshape": torch.reshape}
+    args = {"reshape ints": tuple(new), "reshape_as": (torch.empty(new_shape(x, parts)),)}
+    _check_reshape(funcs.get(call, torch.Tensor.reshape), x, meta, args.get(call, (tuple(new),)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 3, 4), (4, 1, 6, 2), (2, 3, 2, 5), (3, 4)]),
+    order=st.permutations(range(4)),
+    dims=st.lists(st.integers(-4, 3), max_size=2),
+    func=st.sampled_from([torch.Tensor.flatten, torch.flatten]),
+)
+def test_a_flatten_of_a_strided_map_is_made_as_torch_makes_it(shape, order, dims, func):
+    order = [d for d in order if d < len(shape)]
+    x, meta = torch.randn(shape).permute(order), torch.empty(shape, device="meta").permute(order)
+    _check_reshape(func, x, meta, tuple(dims))
+
+
+def _check_reshape(func, x: torch.Tensor, meta: torch.Tensor, args: tuple) -> None:
+    try:
+        want = func(x, *args)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        want = None
+    margs = tuple(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args)
+    out = made(func, (meta, *margs), {})
+    if want is None:
+        assert out is None
+        return
+    copies = not x.is_contiguous() and not _viewable(x, want.shape)  # torch's copy: made
+    assert (out is not None) == copies
+    if out is not None:
+        assert (out.shape, out.stride(), out.dtype) == (want.shape, want.stride(), want.dtype)
+
+
+def _viewable(x: torch.Tensor, shape) -> bool:
+    try:
+        x.view(shape)
+    except RuntimeError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    shape=st.sampled_from([(2, 3, 4), (4, 1, 6), (2, 3, 2, 5), (1, 5, 1, 2)]),
+    order=st.permutations(range(4)),
+    step=st.booleans(),
+    parts=st.lists(st.integers(1, 6), max_size=3),
+)
+def test_view_strides_are_torchs(shape, order, step, parts):
+    """ATen's computeStride, as `reshaped` decides by it: a view's strides where torch's
+    .view runs, None where it refuses."""
+    order = [d for d in order if d < len(shape)]
+    x = torch.randn(shape).permute(order)
+    x = x[..., ::2] if step else x
+    new = new_shape(x, parts)
+    try:
+        want = x.view(new).stride()
+    except RuntimeError:
+        want = None
+    assert view_strides(tuple(x.shape), x.stride(), new) == want
 
 
 class Unfolded(nn.Module):

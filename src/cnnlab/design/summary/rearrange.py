@@ -2,9 +2,10 @@
 from their inputs' shapes where torch's meta kernels are slow (Python decompositions): F.unfold
 2.1 ms and F.fold 1.6 ms a call on 256 channels of 16×16 (MobileViT v2 calls each three
 times: about half its trace), Tensor.repeat 28–215 µs (SwiftFormer), a copying .contiguous()
-26 µs (PVT v2, SegFormer) against 3 µs for torch.empty; and F.conv_transpose2d, a fold of
-a matrix product (col2im), 64 µs a call (MONAI's U-Net: a tenth of its trace). Each returns
-None where torch must run (and raise its own error on arguments it refuses)."""
+26 µs (PVT v2, SegFormer) against 3 µs for torch.empty; F.conv_transpose2d, a fold of a
+matrix product (col2im), 64 µs a call (MONAI's U-Net: a tenth of its trace); and a reshape or
+flatten that no view gives, which torch makes by a copy (`reshaped`: 85 µs a call). Each
+returns None where torch must run (and raise its own error on arguments it refuses)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from cnnlab.errors import SpecError
 UNFOLD, FOLD, REPEAT, CONTIGUOUS = F.unfold, F.fold, T.repeat, T.contiguous
 TRANSPOSED = F.conv_transpose2d
 REARRANGED = frozenset({UNFOLD, FOLD, REPEAT, CONTIGUOUS, TRANSPOSED})
+FLATTEN = frozenset({T.flatten, torch.flatten})
+RESHAPED = FLATTEN | {T.reshape, torch.reshape, T.reshape_as}  # `reshaped` may make them
 _RANK = {torch.channels_last: 4, torch.channels_last_3d: 5}  # the layouts' tensor ranks
 
 
@@ -46,6 +49,88 @@ def rearranged(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         size = arg(args, kwargs, 1, "output_size")
         shape = folded_shape(tuple(x.shape), _pair(size), *_window_args(args, kwargs, 2))
     return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+
+
+def reshaped(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor | None:
+    """x.reshape(shape), x.flatten(start, end) or x.reshape_as(y) on a meta x of which no view
+    has the new shape: torch copies x into a new contiguous tensor of it (ATen's reshape: a
+    contiguous clone, viewed), through a meta kernel written in Python (85 µs a call: the
+    heads merged after a transpose in LeViT's, PVT's, SegFormer's and Hiera's attention),
+    here torch.empty (2 µs). None where torch must run: a contiguous or empty x, a shape a
+    view of x gives (torch's C++ path, 2 µs), or one torch refuses (it raises)."""
+    if x.is_contiguous():
+        return None
+    shape = tuple(x.shape)
+    new = _new_shape(func, args, kwargs, shape)
+    if new is None or 0 in shape or view_strides(shape, x.stride(), new) is not None:
+        return None
+    return torch.empty(new, dtype=x.dtype, device=META)
+
+
+def _new_shape(func: Callable, args: tuple, kwargs: dict, shape: tuple) -> tuple | None:
+    """The shape a reshape, flatten or reshape_as call asks of a tensor of `shape` (a -1
+    inferred); None for arguments it does not take as they are given here, or that torch
+    refuses (sizes whose product is not x's, two -1s, a dim out of range)."""
+    if kwargs:
+        return None
+    if func in FLATTEN:
+        return _flattened(shape, args[1:])
+    if func is T.reshape_as:
+        other = args[1] if len(args) == 2 else None
+        new = tuple(other.shape) if isinstance(other, Tensor) else None
+        return new if new is not None and math.prod(new) == math.prod(shape) else None
+    sizes = args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
+        sizes = tuple(sizes[0])
+    elif func is torch.reshape:  # torch.reshape(x, shape): the shape as one sequence
+        return None
+    if not all(type(s) is int and s >= -1 for s in sizes) or sizes.count(-1) > 1:
+        return None
+    numel, known = math.prod(shape), math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if known == 0 or numel % known:
+            return None
+        return tuple(numel // known if s == -1 else s for s in sizes)
+    return tuple(sizes) if known == numel else None
+
+
+def _flattened(shape: tuple, dims: tuple) -> tuple | None:
+    """flatten(start_dim=0, end_dim=-1)'s shape; None where start and end are one dim (torch
+    returns x itself) or torch refuses them."""
+    n = len(shape)
+    if len(dims) > 2 or not all(type(d) is int for d in dims) or n == 0:
+        return None
+    start, end = (*dims, *(0, -1)[len(dims) :])
+    if not (-n <= start < n and -n <= end < n):
+        return None
+    start, end = start % n, end % n
+    if start >= end:
+        return None
+    return (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+
+
+def view_strides(shape: tuple, stride: tuple, new: tuple) -> tuple | None:
+    """ATen's computeStride: the strides of a view of shape `new` of a non-empty tensor of
+    `shape` and `stride`, None where no view has it (torch's reshape then copies). Runs of
+    dims that are contiguous with each other (a chunk) may be split or merged; no dim of
+    `new` may span two chunks."""
+    if not shape:
+        return (1,) * len(new)
+    out = [0] * len(new)
+    view_d = len(new) - 1
+    base, tensor_numel, view_numel = stride[-1], 1, 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_numel *= shape[d]
+        if d == 0 or (shape[d - 1] != 1 and stride[d - 1] != tensor_numel * base):
+            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
+                out[view_d] = view_numel * base
+                view_numel *= new[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base, tensor_numel, view_numel = stride[d - 1], 1, 1
+    return tuple(out) if view_d == -1 else None
 
 
 def _layout(args: tuple, kwargs: dict, x: Tensor) -> torch.memory_format | None:
