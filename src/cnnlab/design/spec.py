@@ -131,11 +131,38 @@ class _Count:
             )
 
 
-def _suggest(word: Any, options: Sequence[str]) -> str:
+def _folded(word: str) -> str:
+    """A name as a comparison sees it: PyTorch's spellings (ReLU, LeakyReLU, MaxPool2d) and
+    other cases or separators (Relu, leaky-relu) fold to the spec's (relu, leakyrelu, maxpool)."""
+    word = word.lower().replace("_", "").replace("-", "")
+    return word[:-2] if word.endswith(("1d", "2d")) else word
+
+
+# Other libraries' names of the kinds (folded), which no spelling distance finds: Keras'
+# Dense, GlobalAveragePooling2D, PyTorch's AdaptiveAvgPool2d (to 1×1: gap) ...
+_KIND_ALIASES = {
+    "dense": "linear",
+    "fc": "linear",
+    "bn": "batchnorm",
+    "batchnormalization": "batchnorm",
+    "globalavgpool": "gap",
+    "globalaveragepooling": "gap",
+    "adaptiveavgpool": "gap",
+    "maxpooling": "maxpool",
+    "averagepooling": "avgpool",
+}
+
+
+def _suggest(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
+    """' (did you mean X?)' for the option `word` was likely meant as, compared case- and
+    separator-blind ('Relu' is relu, not elu; `aliases` maps other names), else ''."""
     if not isinstance(word, str) or len(word) > 100:
         return ""
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
+    if aliases and _folded(word) in aliases:
+        return f" (did you mean {aliases[_folded(word)]}?)"
+    folded = {_folded(option): option for option in options}
+    close = difflib.get_close_matches(_folded(word), list(folded), n=1)
+    return f" (did you mean {folded[close[0]]}?)" if close else ""
 
 
 def _split(obj: Any, index: str) -> tuple[str, Any]:
@@ -152,9 +179,9 @@ def _split(obj: Any, index: str) -> tuple[str, Any]:
             f"`maxpool: 2`, got {quote(obj)}"
         )
     if not isinstance(name, str) or name not in KINDS:
+        meant = _suggest(name, list(KINDS), _KIND_ALIASES)
         raise SpecError(
-            f"layer {index} ({quote(name)}): unknown kind{_suggest(name, list(KINDS))}; "
-            f"valid kinds: {', '.join(KINDS)}"
+            f"layer {index} ({quote(name)}): unknown kind{meant}; valid kinds: {', '.join(KINDS)}"
         )
     return name, value
 
