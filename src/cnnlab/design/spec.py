@@ -178,6 +178,12 @@ def _split(obj: Any, index: str) -> tuple[str, Any]:
             f"layer {index}: expected a name like `relu` or a one-key mapping like "
             f"`maxpool: 2`, got {quote(obj)}"
         )
+    if isinstance(name, str) and _folded(name) in ("softmax", "logsoftmax"):
+        raise SpecError(
+            f"layer {index} ({quote(name)}): a spec has no softmax layer: cnnlab applies softmax "
+            "to the logits itself (in the cross-entropy loss, predict and the explorer); "
+            "end the spec with its last linear layer"
+        )
     if not isinstance(name, str) or name not in KINDS:
         meant = _suggest(name, list(KINDS), _KIND_ALIASES)
         raise SpecError(
