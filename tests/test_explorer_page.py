@@ -295,3 +295,25 @@ def test_the_playground_marks_pixels_between_windows_unread(server):
     assert "(index 1, 3)" in text and "longer than the kernel's span (1)" in text, text
     assert [c == [252, 165, 165] for c in cells] == [False, True, False, True, False], cells
     assert not problems, problems
+
+
+def test_a_channels_top_image_opens_as_the_input(server, run_dir):
+    """A channel's top test images looked clickable (a pointer, as the test images' grid has)
+    and a click did nothing: the image that excites the channel most could not be opened."""
+    indexes = "[...document.querySelectorAll('#top-images img')].map((i) => i.alt.split(' ')[2])"
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.select_option("#feature-layer", "2")  # conv 0's ReLU: its block's last layer
+        wait_until(page, "state.maps.layer === '2'")
+        page.click("#feature-grid canvas >> nth=1")
+        page.wait_for_selector("#top-images figure")
+        at, index = next((k, i) for k, i in enumerate(page.evaluate(indexes)) if i != "0")
+        page.click(f"#top-images figure >> nth={at}")
+        wait_until(page, f"state.sample === '{index}' && state.maps.image === state.image")
+        shown = page.evaluate("[state.featureLayer, state.channel, location.hash]")
+        true_class = page.text_content("#true-class")
+    run = load_run(run_dir)
+    assert true_class == f"true class: {run.classes[int(run.dataset('test').labels[int(index)])]}"
+    assert shown == ["2", 1, f"#sample={index}&layer=2"], shown
+    assert not problems, problems

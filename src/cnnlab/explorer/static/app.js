@@ -188,18 +188,21 @@ async function loadSamples() {
     img.alt = `test image ${s.index}`;
     fig.append(img, el("figcaption", s.class));
     fig.dataset.index = s.index;
-    pressable(fig, `test image ${s.index}, ${s.class}`, () => {
-      // the image shown or on its way, chosen again: nothing to do (it asked for its
-      // prediction and maps again)
-      if (String(s.index) === state.choice) return;
-      const form = new FormData();
-      form.append("sample", s.index);
-      predict(form);
-    });
+    pressable(fig, `test image ${s.index}, ${s.class}`, () => pickSample(s.index));
     box.append(fig);
   }
   choose(state.choice);
   state.sampleOffset = (offset + 24) % Math.max(1, data.total);
+}
+
+// A test image clicked (in the grid, or among a channel's top images): its prediction and maps.
+function pickSample(index) {
+  // the image shown or on its way, chosen again: nothing to do (it asked for its prediction
+  // and maps again)
+  if (String(index) === state.choice) return;
+  const form = new FormData();
+  form.append("sample", index);
+  predict(form);
 }
 
 // The test image asked for (or null), highlighted in the grid: whoever chose it (a click, the
@@ -694,10 +697,11 @@ async function loadTop(c) {
     const top = await latest("top", () => api(`/api/top?layer=${encodeURIComponent(layer)}&channel=${c}`));
     if (top === STALE) return;
     $("top-note").textContent = `${layer} channel ${c}: the strongest response (max over the map) among the test images`;
-    for (const t of top.images) {
+    for (const t of top.images) {  // each opens as the input, as in the grid (they looked it)
       const fig = el("figure");
       const img = el("img"); img.src = t.image; img.alt = `test image ${t.index}`;
       fig.append(img, el("figcaption", `${t.class} · ${fmt(t.value, 3)}`));
+      pressable(fig, `test image ${t.index}, ${t.class}, response ${fmt(t.value, 3)}`, () => pickSample(t.index));
       box.append(fig);
     }
   } catch (error) {
