@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cnnlab.design import arguments as check
 from cnnlab.design.arguments import Invalid
 from cnnlab.design.kinds import KINDS, POOLS, REQUIRED, Kind, Layer, Shape, infer, skip_projection
@@ -165,6 +167,31 @@ def _suggest(word: Any, options: Sequence[str], aliases: Mapping[str, str] | Non
     return f" (did you mean {folded[close[0]]}?)" if close else ""
 
 
+def _nesting_hint(obj: Any) -> str:
+    """For `{conv: 32, kernel: 5}` (a kind and its arguments side by side, as YAML reads a
+    layer whose arguments are indented like the kind): the long form to write instead."""
+    if not isinstance(obj, Mapping):
+        return ""
+    named = [key for key in obj if isinstance(key, str) and key in KINDS]
+    if len(named) != 1:
+        return ""
+    kind, value = KINDS[named[0]], obj[named[0]]
+    rest = {key: v for key, v in obj.items() if key != kind.name}
+    if value is None:
+        args = {}
+    elif isinstance(value, Mapping):
+        args = dict(value)
+    elif kind.short is not None:
+        args = {kind.short: value}
+    else:
+        return ""
+    if not all(isinstance(key, str) and key in kind.args and key not in args for key in rest):
+        return ""
+    text = yaml.safe_dump({kind.name: {**args, **rest}}, default_flow_style=True, width=10**6)
+    text = text.strip()[1:-1]  # the outer {} of a one-key mapping
+    return f"; its arguments go inside it: `{text if len(text) <= 100 else text[:97] + '...'}`"
+
+
 def _split(obj: Any, index: str) -> tuple[str, Any]:
     """A layer's (kind name, value): `relu` -> ("relu", None), `maxpool: 2` -> ("maxpool", 2)."""
     if isinstance(obj, Layer):
@@ -176,7 +203,7 @@ def _split(obj: Any, index: str) -> tuple[str, Any]:
     else:
         raise SpecError(
             f"layer {index}: expected a name like `relu` or a one-key mapping like "
-            f"`maxpool: 2`, got {quote(obj)}"
+            f"`maxpool: 2`, got {quote(obj)}{_nesting_hint(obj)}"
         )
     if isinstance(name, str) and _folded(name) in ("softmax", "logsoftmax"):
         raise SpecError(
