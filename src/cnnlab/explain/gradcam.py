@@ -88,6 +88,9 @@ def layer_gradients(
         logits = forward(run, x, output)  # (B, K)
     if layer in order.channel_dims:  # (B, H, W, C) between permutes: the check names the maps
         check_map_layer(model, x, layer, output)
+    if layer not in cap.outputs:  # not called, or no tensor out: the layers that would do
+        spatial = ", ".join(spatial_layers(model, x, output)) or "(none)"
+        raise ExplainError(f"{cap.missing(layer)}; Grad-CAM needs one of: {spatial}")
     acts = cap.tensor(layer)
     # rows per window, not per image (a Swin window attention's): a map per row was returned
     if not is_spatial(tuple(acts.shape)) or len(acts) != len(x):

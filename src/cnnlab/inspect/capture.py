@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, with_output
-from cnnlab.inspect.order import resolve_layer
+from cnnlab.inspect.order import an, resolve_layer
 
 
 class Capture:
@@ -71,6 +71,7 @@ class Capture:
         self.transform = transform
         self.grads = grads
         self.outputs: dict[str, Tensor] = {}
+        self.others: dict[str, str] = {}  # name -> the type of a call's output of no tensor
         self.gradients: dict[str, tuple[Tensor, Tensor]] = {}
         self._hooks = Hooks()
         self._held: list[tuple[nn.Module, OrderedDict]] = []
@@ -88,6 +89,7 @@ class Capture:
         def hook(module: nn.Module, inputs: Any, whole: Any) -> Any:
             out = output_tensor(whole)  # as CallOrder reads it
             if out is None:
+                self.others[name] = type(whole).__name__
                 return None  # nothing to capture; `tensor()` says so if asked
             if self.transform is not None:
                 each = isinstance(self.transform, Mapping)
@@ -110,7 +112,7 @@ class Capture:
         return hook
 
     def __enter__(self) -> Capture:
-        self.outputs, self.gradients = {}, {}
+        self.outputs, self.gradients, self.others = {}, {}, {}
         named = zip(self.names, self.modules, strict=True)
         if self.inputs:
             self._hooks.before((module, self._pre_hook(name)) for name, module in named)
@@ -132,9 +134,16 @@ class Capture:
     def tensor(self, name: str) -> Tensor:
         """The captured output of `name`; ExplainError if the forward never produced one."""
         if name not in self.outputs:
-            raise ExplainError(
-                f"layer {name!r} produced no tensor output in the forward pass (it is not "
-                "called, or its output is neither a tensor nor a tuple/list whose first item "
-                "is the only tensor of its rank); choose another layer"
-            )
+            raise ExplainError(f"{self.missing(name)}; choose another layer")
         return self.outputs[name]
+
+    def missing(self, name: str) -> str:
+        """Why `name` has no captured output: what it returned instead, or that the forward
+        did not call it ("it is not called, or its output is neither ..." said both)."""
+        if name in self.others:
+            kind = self.others[name]
+            return (
+                f"layer {name!r} returns {an(kind)} {kind}, which is neither a tensor nor a "
+                "tuple/list whose first item is the only tensor of its rank"
+            )
+        return f"layer {name!r} is not called in the forward pass"

@@ -26,9 +26,20 @@ from cnnlab.inspect.preserve import is_compiled_inner, preserved
 
 def layer_names(model: nn.Module) -> list[str]:
     """Dotted names of every submodule (the root excluded), in registration order; not the
-    modules that compute a parametrized weight (`weight_code`)."""
+    modules that compute a parametrized weight (`weight_code`), nor the containers the model
+    never calls (`never_called`: an nn.ModuleList), which no layer option takes."""
     code = weight_code(model)
-    return [name for name, _ in model.named_modules() if name and name not in code]
+    return [
+        name
+        for name, module in model.named_modules()
+        if name and name not in code and not never_called(module)
+    ]
+
+
+def never_called(module: nn.Module) -> bool:
+    """A container without a forward of its own (nn.ModuleList, nn.ModuleDict): the model
+    calls its items, never it, so it has no output to read."""
+    return type(module).forward is nn.Module.forward
 
 
 def weight_code(model: nn.Module) -> set[str]:
@@ -69,7 +80,24 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
             f"{name!r} computes the weight of layer {layer!r} (weight_norm/spectral_norm), "
             f"it is not a step on the image; name the layer itself: {layer!r}"
         )
+    if name and never_called(modules[name]):  # its items': "produced no tensor output" was said
+        kind = type(modules[name]).__name__
+        items = [f"{name}.{child}" for child, _ in modules[name].named_children()]
+        which = (
+            f"name one of them: {', '.join(items)}"
+            if items
+            else "it holds none: choose another layer"
+        )
+        raise ExplainError(
+            f"layer {name!r} is {an(kind)} {kind}, a container the model never calls itself "
+            f"(it calls its layers); {which}"
+        )
     return modules[name]
+
+
+def an(word: str) -> str:
+    """The article of `word`: 'an' before a vowel ('an ImageClassifierOutput')."""
+    return "an" if word[:1] in "aeiouAEIOU" else "a"
 
 
 class CallOrder:
