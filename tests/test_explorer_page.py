@@ -317,3 +317,18 @@ def test_a_channels_top_image_opens_as_the_input(server, run_dir):
     assert true_class == f"true class: {run.classes[int(run.dataset('test').labels[int(index)])]}"
     assert shown == ["2", 1, f"#sample={index}&layer=2"], shown
     assert not problems, problems
+
+
+def test_a_file_over_the_limit_is_refused_by_name_before_it_is_sent(server, tmp_path):
+    """An 11 MiB file was sent whole and refused as 'request body over 10 MiB; upload a
+    smaller image': the server's middleware reads no file name."""
+    big = tmp_path / "holiday.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(11 * 2**20))
+    sent: list[str] = []
+    with opened(server) as (page, problems):
+        page.on("request", lambda r: "/api/" in r.url and sent.append(r.url))
+        page.set_input_files("#upload", str(big))
+        wait_until(page, "document.getElementById('message').textContent !== ''")
+        message = page.text_content("#message")
+    assert message.startswith("Could not use this image: holiday.png (11.0 MiB) is over 10 MiB")
+    assert sent == [] and not problems, (sent, problems)

@@ -252,8 +252,9 @@ def _model_routes(app: FastAPI, ex: Explorer) -> None:
             # forward only calls its nn.Sequential) was listed as "dw.body 32×7×7", no kind
             "kinds": {call: type(ex.net.module(call)).__name__ for call in ex.net.maps},
             "top_layers": ex.top_layers(),
-            # the file chooser's filter and heading, from the formats the server reads
-            "upload": {"accept": ACCEPT, "formats": list(FORMAT_NAMES)},
+            # the file chooser's filter and heading, from the formats the server reads,
+            # and the largest file it takes: the page refuses a larger one before sending it
+            "upload": {"accept": ACCEPT, "formats": list(FORMAT_NAMES), "max_bytes": MAX_BYTES},
         }
 
     @app.get("/api/samples")

@@ -295,6 +295,14 @@ function setupDrawing() {
   $("upload").addEventListener("change", () => {
     const file = $("upload").files[0];
     if (!file) return;
+    const most = state.model.upload.max_bytes;
+    // refused before it is sent, in the server's words for the file: the server refused the
+    // body unread ("request body over 10 MiB"), naming no file, after the whole upload
+    if (file.size > most) {
+      choose(null);  // as an upload refused by the server: no test image is the choice
+      say(`Could not use this image: ${file.name} (${(file.size / 2 ** 20).toFixed(1)} MiB) is over ${most / 2 ** 20} MiB, the largest image the explorer takes: resize or compress it`);
+      return;
+    }
     const form = new FormData();
     form.append("image", file, file.name);
     predict(form);
