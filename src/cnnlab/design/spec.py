@@ -155,16 +155,22 @@ _KIND_ALIASES = {
 }
 
 
-def _suggest(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
-    """' (did you mean X?)' for the option `word` was likely meant as, compared case- and
-    separator-blind ('Relu' is relu, not elu; `aliases` maps other names), else ''."""
+def _meant(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None = None):
+    """The option `word` was likely meant as, compared case- and separator-blind ('Relu' is
+    relu, not elu; `aliases` maps other names), else None."""
     if not isinstance(word, str) or len(word) > 100:
-        return ""
+        return None
     if aliases and _folded(word) in aliases:
-        return f" (did you mean {aliases[_folded(word)]}?)"
+        return aliases[_folded(word)]
     folded = {_folded(option): option for option in options}
     close = difflib.get_close_matches(_folded(word), list(folded), n=1)
-    return f" (did you mean {folded[close[0]]}?)" if close else ""
+    return folded[close[0]] if close else None
+
+
+def _suggest(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
+    """' (did you mean X?)' for :func:`_meant`'s X, else ''."""
+    meant = _meant(word, options, aliases)
+    return "" if meant is None else f" (did you mean {meant}?)"
 
 
 def _nesting_hint(obj: Any) -> str:
@@ -388,9 +394,10 @@ def _from_string(source: str) -> Spec:
         is_file = False
     if is_file:
         return _read_file(path)
+    meant = _meant(source, preset_names())
     raise SpecError(
         f"{quote(source)} is neither a preset ({', '.join(preset_names())}) nor a spec file "
-        "(.yaml, .yml or .json)"
+        f"(.yaml, .yml or .json){'' if meant is None else f'; did you mean {meant}?'}"
     )
 
 
