@@ -33,8 +33,15 @@ def _value(value) -> str:
     return f"`{value}`"
 
 
+def sentence(doc: str) -> str:
+    """A kind's doc as a sentence: a leading word capitalised, a leading formula kept as it
+    is written ('y = body(x)', 'max(0, x)', 'tanh(x)', 'x for x > 0' are math, not words)."""
+    word = re.match(r"[a-z]{2,}(?=[ ,:])", doc)
+    return (doc[0].upper() + doc[1:] if word else doc) + "."
+
+
 def render_kind(kind: Kind) -> str:
-    lines = [f"### `{kind.name}`", "", kind.doc[0].upper() + kind.doc[1:] + "."]
+    lines = [f"### `{kind.name}`", "", sentence(kind.doc)]
     if kind.short is not None:
         lines += ["", f"Short form: `{kind.name}: value` sets `{kind.short}`."]
     if kind.args:
@@ -119,6 +126,16 @@ def test_the_doc_states_the_limits_the_code_enforces():
     text = DOC.read_text()
     for name in ("MAX_LAYERS", "MAX_DEPTH", "MAX_TEXT", "MAX_VALUES"):
         assert f"{getattr(spec, name):,}" in text, name
+
+
+def test_a_formula_that_opens_a_kind_keeps_its_case():
+    """'Y = body(x) + shortcut(x)', 'Tanh(x)', 'Max(0, x)' and 'X for x > 0' were printed: the
+    first letter of every kind's doc was capitalised, formulas included."""
+    text = DOC.read_text()
+    for formula in ("y = body(x) + shortcut(x)", "max(0, x)", "tanh(x), in", "x for x > 0"):
+        assert f"\n{formula}" in text, formula
+    for kind in ("maxpool", "linear", "dropout"):  # words still open a sentence with a capital
+        assert f"\n{sentence(KINDS[kind].doc)}" in text and sentence(KINDS[kind].doc)[0].isupper()
 
 
 if __name__ == "__main__":
