@@ -332,3 +332,16 @@ def test_a_file_over_the_limit_is_refused_by_name_before_it_is_sent(server, tmp_
         message = page.text_content("#message")
     assert message.startswith("Could not use this image: holiday.png (11.0 MiB) is over 10 MiB")
     assert sent == [] and not problems, (sent, problems)
+
+
+def test_a_click_on_a_layer_without_maps_says_why_nothing_is_shown(server):
+    """A click on the Linear head (or the global pooling) in the layer column did nothing,
+    without a word, where every other row shows its maps."""
+    with opened(server) as (page, problems):
+        page.click("#samples figure >> nth=0")
+        wait_until(page, "state.maps !== null")
+        page.click("#layers li[data-layer='10']")  # the Linear: 2 logits
+        message = page.text_content("#message")
+        layer = page.evaluate("[state.featureLayer, state.maps.layer]")
+    assert message.startswith("10 Linear outputs 2 per image, not a (C, H, W) map"), message
+    assert layer == ["0", "0"] and not problems, (layer, problems)

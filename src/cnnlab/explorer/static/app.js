@@ -134,7 +134,9 @@ function showArchitecture(model) {
     li.append(el("strong", `${row.label} ${row.kind}`));
     li.append(el("div", `${row.output_shape.join("×")} · ${row.params.toLocaleString()} params · RF ${row.receptive_field} (jump ${row.jump})`, "meta"));
     for (const lint of row.lints) li.append(el("div", `⚠ ${lint.code}: ${lint.message}`, "lint-text"));
+    // a layer without a map (a Linear, a flatten, a global pooling to C): a click said nothing
     if (row.spatial) li.addEventListener("click", () => chooseFeatureLayer(row.label));
+    else li.addEventListener("click", () => say(`${row.label} ${row.kind} outputs ${row.output_shape.join("×")} per image, not a (C, H, W) map: no feature maps to show; choose a layer whose output has three sizes`));
     list.append(li);
   }
   const lints = $("model-lints");
