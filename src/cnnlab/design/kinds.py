@@ -387,7 +387,8 @@ _TABLE = (
           "stride": Arg(1, check.size, "step between windows"),
           "padding": Arg(0, check.conv_padding,
                          "zeros per side: integer, [h, w], same (t = D(K − 1) per axis, t // 2 "
-                         "before and the rest after, as PyTorch) or valid (0)"),
+                         "before and the rest after, as PyTorch; also at a stride S > 1, "
+                         "which nn.Conv2d refuses: O = ⌈I / S⌉) or valid (0)"),
           "dilation": Arg(1, check.size, "spacing between kernel taps"),
           "groups": Arg(1, check.positive, "channel groups; both channel counts divisible"),
           "bias": _BIAS},
