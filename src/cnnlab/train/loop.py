@@ -173,6 +173,15 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         if run is not None:
             run.reopen()  # temp files of a kill removed; the run's hashes for its weights
         position, resumed = _restore(parts, choice.record)
+        epochs = parts.config.epochs
+        # its weights written: finished (a kill after the last checkpoint left none, and the
+        # resume finishes it); the table alone looked like a training
+        if position.epoch >= epochs and (parts.out / checkpoint.MODEL_WEIGHTS).is_file():
+            resumed.append(
+                f"the run had already trained its {epochs} epoch{'s' * (epochs != 1)}, so "
+                "nothing was trained: its final evaluation was made again (to train longer, "
+                "start a new run with more --epochs)"
+            )
     try:
         _run_epochs(parts, position, request)  # a checkpoint's failed write says its way on
         result = _finish(parts, position, splits)
