@@ -284,6 +284,16 @@ def test_feature_maps_and_actmax(client):
     assert am["image"].startswith("data:image/png;base64,")
 
 
+def test_actmax_answers_for_the_steps_asked(client):
+    """The answers were kept by layer and channel alone: 64 steps asked after 1 got the
+    1-step image and activation back. Truth: the activation of 1 step (the first, alone) is
+    the lowest; more steps of ascent raise it."""
+    one = client.get("/api/actmax?layer=6&channel=1&steps=1").json()
+    more = client.get("/api/actmax?layer=6&channel=1&steps=64").json()
+    assert (one["steps"], more["steps"]) == (1, 64)
+    assert more["activation"] > one["activation"] and more["image"] != one["image"]
+
+
 def tall_png(width: int, height: int) -> bytes:
     buffer = io.BytesIO()
     Image.new("1", (width, height)).save(buffer, format="PNG")  # 1 bit a pixel: small file

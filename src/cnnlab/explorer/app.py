@@ -71,7 +71,7 @@ class Explorer:
         self.cam_layer = _cam_layer(run.model, run.input_shape, sample, self.net.spatial)
         self.architecture = panels.architecture(self.net)
         self.probes: OrderedDict[str, tuple[torch.Tensor, Probe]] = OrderedDict()
-        self.actmax: dict[tuple[str, int], dict[str, Any]] = {}
+        self.actmax: dict[tuple[str, int, int], dict[str, Any]] = {}
         self._top: dict[str, Any] | None = None
 
     # images ---------------------------------------------------------------------------------
@@ -370,7 +370,7 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
 
     @app.get("/api/actmax")
     def actmax(layer: str, channel: int = Query(ge=0), steps: int = Query(64, ge=1, le=512)):
-        key = (layer, channel)
+        key = (layer, channel, steps)  # steps too: 512 steps were answered with 8 steps' image
         if key not in ex.actmax:
             if layer not in ex.net.maps:
                 raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
@@ -388,7 +388,8 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
                 )  # fmt: skip
             img = (res.images[0] - lo) / max(hi - lo, 1e-12)  # back to [0, 1] for display
             ex.actmax[key] = {
-                "layer": layer, "channel": channel, "activation": float(res.activation[0]),
+                "layer": layer, "channel": channel, "steps": steps,
+                "activation": float(res.activation[0]),  # the channel's centre unit
                 "image": panels.png_url(img),
             }  # fmt: skip
         return ex.actmax[key]

@@ -728,7 +728,8 @@ async function loadActmax() {
     const r = await latest("actmax", () => api(`/api/actmax?layer=${encodeURIComponent(state.featureLayer)}&channel=${state.channel}`));
     if (r === STALE) return;  // another channel or layer was chosen meanwhile
     const img = el("img"); img.src = r.image; img.alt = "activation maximisation";
-    $("actmax").replaceChildren(img, el("p", `activation ${fmt(r.activation, 4)}`, "hint"));
+    // what the number is: it said "activation 23.52", of no unit, layer or optimisation named
+    $("actmax").replaceChildren(img, el("p", `${r.layer} channel ${r.channel}: its centre unit reaches ${fmt(r.activation, 4)} on this image (${r.steps} steps of gradient ascent)`, "hint"));
   } catch (error) { $("actmax").replaceChildren(el("p", error.message, "bad")); }
   button.disabled = false;
 }
