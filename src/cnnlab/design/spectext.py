@@ -129,7 +129,7 @@ def _check_expansion(root: yaml.Node, origin: str) -> None:
 
 def layer_line(text: str, message: str) -> int | None:
     """The line of the layer a message names ("layer 5.2 (conv): ..."), if YAML can tell."""
-    match = re.match(r"layer (\d+(?:\.\d+)*) ", message)
+    match = re.match(r"layer (\d+(?:\.\d+)*)[ :]", message)  # "layer 4 (conv): ", "layer 4: "
     try:
         node = yaml.compose(text, Loader=_SAFE_LOADER)  # JSON is YAML too
     except (yaml.YAMLError, ValueError, RecursionError):
