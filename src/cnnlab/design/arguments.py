@@ -22,6 +22,17 @@ class Invalid(Exception):
     """An argument's value is wrong; the caller adds which layer and argument."""
 
 
+_INTEGER_TEXT = r"\s*[-+]?\d+\s*"
+_NUMBER_TEXT = r"\s*[-+]?(\d+\.?\d*|\.\d+)\s*"
+
+
+def _quoted_number(value: Any, pattern: str = _NUMBER_TEXT) -> str:
+    """'' unless `value` is text that reads as a number ("32", '0.2'): then how to write it."""
+    if isinstance(value, str) and len(value) <= 40 and re.fullmatch(pattern, value):
+        return f" the text {quote(value)}, in quotes; write {value.strip()} without them"
+    return ""
+
+
 def integer(value: Any, minimum: int) -> int:
     """An int >= minimum and <= LARGEST (bools, floats and text refused)."""
     if isinstance(value, bool):
@@ -29,6 +40,9 @@ def integer(value: Any, minimum: int) -> int:
     try:
         value = operator.index(value)
     except TypeError:
+        text = _quoted_number(value, _INTEGER_TEXT)
+        if text:
+            raise Invalid(f"must be an integer >= {minimum}, got{text}") from None
         raise Invalid(f"must be an integer >= {minimum}, got {quote(value)}") from None
     if value < minimum:
         raise Invalid(f"must be an integer >= {minimum}, got {quote(value)}")
@@ -88,7 +102,7 @@ def number(value: Any) -> float:
     if isinstance(value, str) and re.fullmatch(r"[-+]?\d*\.?\d+[eE][-+]?\d+", value):
         raise Invalid(f"must be a number, got the text {value!r}: YAML 1.1 wants 1.0e-3, not 1e-3")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise Invalid(f"must be a number, got {quote(value)}")
+        raise Invalid(f"must be a number, got{_quoted_number(value) or ' ' + quote(value)}")
     try:
         value = float(value)
     except OverflowError:  # an int beyond float range
