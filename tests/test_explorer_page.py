@@ -345,3 +345,29 @@ def test_a_click_on_a_layer_without_maps_says_why_nothing_is_shown(server):
         layer = page.evaluate("[state.featureLayer, state.maps.layer]")
     assert message.startswith("10 Linear outputs 2 per image, not a (C, H, W) map"), message
     assert layer == ["0", "0"] and not problems, (layer, problems)
+
+
+def test_a_playground_field_emptied_or_out_of_range_says_its_bounds(server):
+    """A field emptied to type another number showed the server's 422 in red ("kernel = '':
+    Input should be a valid integer, unable to parse string as an integer", a console error
+    each time); a padding of 17 to 64, which the server draws, was past the field's max."""
+    sent: list[str] = []
+    results = "document.getElementById('g-results').textContent"
+    with opened(server) as (page, problems):
+        page.on("request", lambda r: "/api/geometry" in r.url and sent.append(r.url))
+        page.fill("#g-kernel", "")
+        seen = [page.evaluate(results)]
+        page.fill("#g-kernel", "40")
+        seen.append(page.evaluate(results))
+        page.select_option("#g-padding-kind", "number")
+        page.fill("#g-kernel", "3")
+        page.fill("#g-stride", "1")
+        page.fill("#g-padding", "40")
+        wait_until(page, "state.geometry !== null && state.geometry.padding[0] === 40")
+        output = page.evaluate("state.geometry.output")
+    assert seen == [
+        "kernel: type a whole number from 1 to 15",
+        "kernel: type a whole number from 1 to 15 (not 40)",
+    ], seen
+    assert output == 7 + 2 * 40 - 3 + 1 and not any("kernel=&" in u for u in sent), sent
+    assert not problems, problems

@@ -735,6 +735,23 @@ async function loadActmax() {
 }
 
 // --- geometry playground ----------------------------------------------------------------
+// The playground's number fields, as their labels name them.
+const GEOMETRY_FIELDS = [["g-size", "input size"], ["g-kernel", "kernel"], ["g-padding", "padding"],
+  ["g-stride", "stride"], ["g-dilation", "dilation"], ["g-in", "input channels"], ["g-filters", "filters"]];
+
+// A field emptied to type another number, or out of its range: said in the field's own name
+// and bounds, without asking the server. Its refusal read "kernel = '': Input should be a valid
+// integer, unable to parse string as an integer", shown in red at every emptied field.
+function geometryFieldProblem() {
+  for (const [id, name] of GEOMETRY_FIELDS) {
+    const field = $(id);
+    if (field.disabled || field.checkValidity() && field.value !== "") continue;
+    const typed = field.value === "" ? "" : ` (not ${field.value})`;
+    return `${name}: type a whole number from ${field.min} to ${field.max}${typed}`;
+  }
+  return null;
+}
+
 async function updateGeometry() {
   const kind = $("g-padding-kind").value;
   const q = new URLSearchParams({ size: $("g-size").value, kernel: $("g-kernel").value,
@@ -742,6 +759,14 @@ async function updateGeometry() {
     dilation: $("g-dilation").value, in_channels: $("g-in").value, filters: $("g-filters").value });
   $("g-padding").disabled = kind !== "number";
   const out = $("g-results");
+  const problem = geometryFieldProblem();
+  if (problem) {
+    drop("geometry");  // an answer on its way is for numbers no longer shown
+    state.geometry = null;
+    out.replaceChildren(el("p", problem, "hint"));
+    drawGeometry();
+    return;
+  }
   try {  // a field typed in, "5" then "28": the answer for 5 came last
     const g = await latest("geometry", () => api(`/api/geometry?${q}`));
     if (g === STALE) return;
