@@ -38,8 +38,14 @@ def layer_names(model: nn.Module) -> list[str]:
 
 def never_called(module: nn.Module) -> bool:
     """A container without a forward of its own (nn.ModuleList, nn.ModuleDict): the model
-    calls its items, never it, so it has no output to read."""
-    return type(module).forward is nn.Module.forward
+    calls its items, never it, so it has no output to read. Not a module whose forward is
+    its own attribute (torch.compile's OptimizedModule) or whose __call__ is its own."""
+    cls = type(module)
+    return (
+        cls.forward is nn.Module.forward
+        and "forward" not in vars(module)
+        and cls.__call__ is nn.Module.__call__
+    )
 
 
 def weight_code(model: nn.Module) -> set[str]:
