@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from cnnlab.design.activations import activation_of
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import (
+    CallOrder,
     Capture,
     OutputSelector,
     as_float,
@@ -60,6 +61,29 @@ def maximise_input(module: nn.Module) -> bool:
     flat zero (a unit dead at the start would otherwise stay dead)."""
     activation = activation_of(module)
     return activation is not None and activation.monotone
+
+
+def ascent_target(model: nn.Module, layer: str, x: Tensor, output: OutputSelector) -> tuple:
+    """(the layer whose tensor the ascent reads, read at its input?): an increasing activation
+    module's input (`maximise_input`); a block whose output is its last activation module's
+    (a ResNet stage ending in its ReLU) that activation's input, the same maximiser; else the
+    layer's output. Read at the block's output, a channel zero at the start got no gradient
+    and stayed at 0 (a stage of Hugging Face's ResNet: 'activation 0' where the data reach
+    1.77, 1.43 by its ReLU's input)."""
+    module = resolve_layer(model, layer)
+    if maximise_input(module):
+        return layer, True
+    inner = [f"{layer}.{n}" for n, m in module.named_modules() if n and maximise_input(m)]
+    if not inner:
+        return layer, False
+    with CallOrder(model, inner) as order, Capture(model, [layer, *inner]) as cap:
+        with torch.no_grad():
+            forward(model, x[:1], output, logits=False)
+    last = order.calls[-1][0] if order.calls else None
+    found = cap.outputs.get(last), cap.outputs.get(layer)
+    if any(t is None for t in found) or found[0].shape != found[1].shape:
+        return layer, False
+    return (last, True) if torch.equal(*found) else (layer, False)
 
 
 def channel_activation(
@@ -222,7 +246,7 @@ def _ascend(
     """The gradient ascent of `activation_maximization` on image's parameters: `steps` Adam
     steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV.
     dim: the dim of the layer's output that holds its channels. progress: per step."""
-    pre = maximise_input(resolve_layer(model, layer))
+    layer, pre = ascent_target(model, layer, image().detach(), output)
     with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
         opt = torch.optim.Adam(image.parameters(), lr=lr)
         if progress is not None:
