@@ -47,11 +47,14 @@ class _UniqueKeyLoader(_SAFE_LOADER):
 
 def _json_unique(pairs: list[tuple[str, Any]]) -> dict:
     """json.loads' object_pairs_hook: a repeated key is an error, not the last one winning."""
-    keys = [k for k, _ in pairs]
-    for k in keys:
-        if keys.count(k) > 1:
-            raise ValueError(f"the key {quote(k)} appears twice in one object")
-    return dict(pairs)
+    out = dict(pairs)
+    if len(out) < len(pairs):  # one pass, not keys.count per key: 40,000 keys took minutes
+        seen: set = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"the key {quote(k)} appears twice in one object")
+            seen.add(k)
+    return out
 
 
 def parse_text(text: str, origin: str, as_json: bool = False) -> Any:
