@@ -73,6 +73,11 @@ def parse_text(text: str, origin: str, as_json: bool = False) -> Any:
             f"{origin} is {len(text):,} characters, more than the limit of {MAX_TEXT:,} "
             "(MAX_TEXT); a spec that large is not meant to be written by hand"
         )
+    if text.lstrip().startswith("{"):  # JSON: YAML 1.1 would read its 1e-3 as the text "1e-3"
+        try:
+            return json.loads(text, object_pairs_hook=_json_unique)
+        except (ValueError, RecursionError):
+            pass  # YAML's flow style ({input: [1, 28, 28], ...}), or bad JSON: YAML says where
     try:
         return _load_yaml(text, origin)
     except SpecError:  # a ValueError too, but already says what is wrong
