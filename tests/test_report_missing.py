@@ -30,3 +30,14 @@ def test_the_command_names_the_parts_the_page_does_not_show(tmp_path, capsys):
     assert len(err) == 1 + len(set(notes)) and len(notes) >= 5, err
     assert err[1].startswith("  Confusion matrix, Accuracy per class, Most-confused pairs, ")
     assert "cannot load its data" in err[1] and "--data NEW_PLACE" in err[1], err
+
+
+def test_a_run_without_weights_is_told_the_whole_command_that_finishes_it(tmp_path):
+    """'resume it with `cnnlab train ... --resume`' left the user to guess the '...'; the
+    run's own directory is all `cnnlab train --resume` needs (serve says the same)."""
+    from cnnlab.report.html import open_run
+    from explorer_runs import shapes_run
+
+    run = shapes_run(tmp_path, 4, batch_size=4, val_fraction=0.25)
+    (run / "model.safetensors").unlink()
+    assert open_run(run)[1].endswith(f"(finish it with `cnnlab train --resume --out {run}`)")

@@ -55,8 +55,8 @@ def open_run(path: str | Path, data: str | Path | None = None) -> tuple[Run | No
     if not (path / MODEL_WEIGHTS).is_file():
         return None, (
             f"{path / MODEL_WEIGHTS} is missing: training has not finished "
-            "(resume it with `cnnlab train ... --resume`)"
-        )
+            f"(finish it with `cnnlab train --resume --out {path}`)"
+        )  # the whole command, as serve's: '... --resume' left the user to guess the '...'
     run = load_run(path)
     return (run if data is None else run.with_data(data)), None
 
