@@ -87,9 +87,11 @@ def test_the_valid_names_of_an_unknown_layer_leave_out_containers_never_called(m
 
 
 def test_a_compiled_child_is_a_layer_not_a_container():
-    """torch.compile's OptimizedModule has no forward of its class: it is called all the same."""
+    """torch.compile's OptimizedModule has no forward of its class, a TorchScript module's
+    raises when read: each is called all the same."""
     from cnnlab.inspect.order import never_called
 
     assert not never_called(torch.compile(nn.Conv2d(1, 1, 1)))
+    assert not never_called(torch.jit.script(nn.Conv2d(1, 1, 1)))
     assert never_called(nn.ModuleList()) and never_called(nn.ModuleDict())
     assert not never_called(nn.Sequential())

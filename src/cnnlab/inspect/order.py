@@ -40,12 +40,12 @@ def never_called(module: nn.Module) -> bool:
     """A container without a forward of its own (nn.ModuleList, nn.ModuleDict): the model
     calls its items, never it, so it has no output to read. Not a module whose forward is
     its own attribute (torch.compile's OptimizedModule) or whose __call__ is its own."""
-    cls = type(module)
-    return (
-        cls.forward is nn.Module.forward
-        and "forward" not in vars(module)
-        and cls.__call__ is nn.Module.__call__
-    )
+
+    def owner(name: str) -> type:  # read statically: a TorchScript class's forward raises
+        return next(k for k in type(module).__mro__ if name in vars(k))
+
+    own = getattr(module, "__dict__", {})
+    return owner("forward") is nn.Module and "forward" not in own and owner("__call__") is nn.Module
 
 
 def weight_code(model: nn.Module) -> set[str]:
