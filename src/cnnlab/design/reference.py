@@ -159,8 +159,16 @@ def trace_conv(x, w, b=None, out_index=(0, 0, 0), stride=1, padding=0) -> ConvTr
     if x.ndim != 3 or w.ndim != 4 or w.shape[1] != x.shape[0]:
         raise SpecError(f"x (C, H, W) {x.shape} does not fit filters (F, C, kh, kw) {w.shape}")
     out_index = tuple(out_index)
+    if len(out_index) not in (2, 3):
+        raise SpecError(f"out_index must be (f, i, j) or (i, j), got {out_index}")
     f, i, j = (0, *out_index) if len(out_index) == 2 else out_index
-    bias = np.zeros(w.shape[0]) if b is None else np.broadcast_to(np.float64(b), w.shape[:1])
+    bias = np.zeros(w.shape[0]) if b is None else np.asarray(b, dtype=np.float64).reshape(-1)
+    if bias.size == 1:
+        bias = np.full(w.shape[0], bias[0])  # a scalar: the same bias for every filter
+    if bias.shape != (w.shape[0],):
+        raise SpecError(
+            f"b must be a scalar or one value per filter ({w.shape[0]}), got shape {np.shape(b)}"
+        )
     (ph, pw), (sh, sw) = _pair("padding", padding, 0), _pair("stride", stride, 1)
     kh, kw = w.shape[2:]
     out_h = conv_output_size(x.shape[1], kh, ph, sh)
