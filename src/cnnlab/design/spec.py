@@ -327,6 +327,18 @@ def _parse_input(value: Any) -> tuple[int, int, int]:
     )
 
 
+def _channels_last_hint(input: tuple[int, int, int]) -> str:
+    """For an input written (H, W, C) as TensorFlow does ([28, 28, 1]) that made a layer fail:
+    how cnnlab reads it and how to write it."""
+    c, h, w = input
+    if w in (1, 3, 4) and c > 4 and h > 4:
+        return (
+            f"; note: input is [C, H, W], so {list(input)} is {c} channels of {h}×{w} images; "
+            f"a {c}×{h} image with {w} channel{'s' if w > 1 else ''} is [{w}, {c}, {h}]"
+        )
+    return ""
+
+
 def _from_mapping(data: Any, default_name: str) -> Spec:
     if not isinstance(data, Mapping):
         raise SpecError(f"a spec must be a mapping with name, input and layers; got {quote(data)}")
@@ -353,7 +365,11 @@ def _from_mapping(data: Any, default_name: str) -> Spec:
     count.add(len(layers))
     parsed = tuple(_parse_layer(obj, str(i), count) for i, obj in enumerate(layers))
     # The geometry is validated now, once, and the shapes ride along for build and summary.
-    spec = Spec(name, input, infer(parsed, input), description)
+    try:
+        inferred = infer(parsed, input)
+    except SpecError as err:
+        raise SpecError(f"{err}{_channels_last_hint(input)}") from None
+    spec = Spec(name, input, inferred, description)
     object.__setattr__(spec, "_checked", True)
     return spec
 
