@@ -35,6 +35,12 @@ def yaml_layer(layer: str) -> dict:
     return {next(iter(yaml.safe_load(layer)[0])): None}
 
 
+def test_a_value_yaml_cannot_write_still_gets_the_one_line_refusal():
+    numpy = pytest.importorskip("numpy")
+    with pytest.raises(SpecError, match="expected a name like `relu`"):
+        load_spec({"input": [1, 8, 8], "layers": [{"conv": 32, "kernel": numpy.int64(5)}]})
+
+
 def test_two_kinds_side_by_side_get_no_made_up_form():
     with pytest.raises(SpecError) as caught:
         load_spec({"input": [1, 8, 8], "layers": [{"conv": 3, "relu": None}]})

@@ -193,7 +193,10 @@ def _nesting_hint(obj: Any) -> str:
         return ""
     if not all(isinstance(key, str) and key in kind.args and key not in args for key in rest):
         return ""
-    text = yaml.safe_dump({kind.name: {**args, **rest}}, default_flow_style=True, width=10**6)
+    try:
+        text = yaml.safe_dump({kind.name: {**args, **rest}}, default_flow_style=True, width=10**6)
+    except yaml.YAMLError:  # a value given from Python that YAML cannot write (np.int64(5))
+        return ""
     text = text.strip()[1:-1]  # the outer {} of a one-key mapping
     return f"; its arguments go inside it: `{text if len(text) <= 100 else text[:97] + '...'}`"
 
