@@ -1,7 +1,9 @@
-"""Fixtures shared by the test modules: one thread for tiny models, and the explorer's run,
-app and server."""
+"""Fixtures shared by the test modules: one thread for tiny models, the explorer's run, app
+and server, and the quick lab started with the session."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
@@ -49,3 +51,64 @@ def server(client):
 
     with serving(client.app) as url:
         yield url
+
+
+# The quick lab (test_lab_quick.py) is one child process of about 140 s of CPU on one torch
+# thread, during which the test process would only wait. When that module is among the tests
+# chosen, the lab starts with the session, niced so that it takes the spare core without
+# slowing the tests beside it, and the module's `lab` fixture waits for it: the same command
+# and the same checks, overlapped with the rest of the suite.
+
+QUICK_LAB_MODULE = "test_lab_quick.py"
+
+
+class BackgroundLab:
+    """`cnnlab lab --quick --out DIR` in a child process, drained by a thread (its output
+    never fills a pipe); `result()` waits: (returncode, seconds, stdout, stderr)."""
+
+    def __init__(self, out):
+        import subprocess
+        import sys
+        import threading
+        import time
+
+        self.out = out
+        self._start = time.perf_counter()
+        self._done = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab.cli", "lab", "--quick", "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: os.nice(10),
+        )
+
+        def drain():
+            self._stdout, self._stderr = self.proc.communicate()
+            self._seconds = time.perf_counter() - self._start
+            self._done.set()
+
+        threading.Thread(target=drain, daemon=True).start()
+
+    def result(self, timeout: float) -> tuple[int, float, str, str]:
+        if not self._done.wait(timeout):
+            self.stop()
+            raise TimeoutError(f"the quick lab did not finish in {timeout} s")
+        return self.proc.returncode, self._seconds, self._stdout, self._stderr
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self._done.wait(30)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_lab_started(request, tmp_path_factory):
+    """The quick lab, started at the session's first test when test_lab_quick.py's tests are
+    among those chosen (else None); killed at the session's end if still running."""
+    if not any(item.path.name == QUICK_LAB_MODULE for item in request.session.items):
+        yield None
+        return
+    lab = BackgroundLab(tmp_path_factory.mktemp("lab"))
+    yield lab
+    lab.stop()
