@@ -131,10 +131,36 @@ def _out_dir(path: str) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        clash = _file_in_the_way(out / "_")
+        if clash is not None:
+            raise ConfigError(
+                f"cannot create output directory {out}: {_not_a_directory(clash)}"
+            ) from error
         raise ConfigError(
             f"cannot create output directory {out}: {error.strerror or error}"
         ) from error
     return out
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The file standing where a directory of `path` should be (--out given a file's name)."""
+    for parent in (path.parent, *path.parent.parents):
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _not_a_directory(clash: Path) -> str:
+    return f"{clash} is a file, not a directory; give --out a directory (made where missing)"
+
+
+def _write_error(path: Path, error: OSError) -> ConfigError:
+    """Why `path` cannot be written: 'File exists' was said of afile/filters.png, which does
+    not exist, where afile, the --out given, is a file."""
+    clash = _file_in_the_way(path)
+    if clash is not None:
+        return ConfigError(f"cannot write {path}: {_not_a_directory(clash)}")
+    return ConfigError(f"cannot write {path}: {error.strerror or error}")
 
 
 def _out_and_images(out: str, paths: list[str], shape) -> tuple[Path, torch.Tensor]:
@@ -169,7 +195,7 @@ def _save_png(array: np.ndarray, path: Path) -> Path:
     try:
         Image.fromarray(array).save(path)
     except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from error
+        raise _write_error(path, error) from error
     return path
 
 
@@ -180,7 +206,7 @@ def _save_grid(images: torch.Tensor, path: Path) -> Path:
     try:
         return save_grid(images, path)
     except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from error
+        raise _write_error(path, error) from error
 
 
 def _load(path: str, data: str | None = None):
