@@ -104,20 +104,21 @@ def test_rectifier_claim(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_bounds_and_saturation_claims(name):
     """Numerically: a saturating activation stays within its bounds, reaches both within its
-    band at large |x| (the mask says so), and is not saturated at 0; the others are not
-    bounded on both sides."""
+    band at large |x| (the mask says so), and is not saturated at 0; a capped one (ReLU6)
+    reaches its cap, and only the cap is masked; the others are not bounded on both sides."""
     a = ACTIVATIONS[name]
     with torch.no_grad():
         y = _module(name)(GRID)
-    if a.saturates is None:
+    if a.band is None:
         assert a.bounds is None
         assert not a.saturated(y).any()
         return
     low, high = a.bounds
     assert float(y.min()) >= low and float(y.max()) <= high
-    assert float(y[0]) <= low + a.saturates and float(y[-1]) >= high - a.saturates
+    assert float(y[0]) <= low + a.band and float(y[-1]) >= high - a.band
     mask = a.saturated(y)
-    assert mask[0] and mask[-1] and not mask[len(GRID) // 2]
+    assert bool(mask[0]) == (a.saturates is not None)  # a cap's floor is no saturation
+    assert mask[-1] and not mask[len(GRID) // 2]
 
 
 def test_sigmoid_band_is_where_the_derivative_is_small():
@@ -132,7 +133,9 @@ def test_sigmoid_band_is_where_the_derivative_is_small():
 def test_activation_of_modules():
     assert activation_of(nn.ReLU6()) is ACTIVATIONS["relu6"]  # not its base class Hardtanh
     assert activation_of(nn.Hardtanh()) is ACTIVATIONS["hardtanh"]
-    assert activation_of(nn.Hardtanh(0.0, 1.0)) is ACTIVATIONS["relu6"]  # zero floor
+    clipped = activation_of(nn.Hardtanh(0.0, 1.0))  # zero floor: a clipped ReLU
+    assert clipped.name == "relu6" and clipped.bounds == (0.0, 1.0)
+    assert activation_of(nn.Hardtanh(-2.0, 2.0)).bounds == (-2.0, 2.0)  # its own bounds
     assert activation_of(nn.Conv2d(1, 1, 1)) is None
 
     class MyReLU(nn.ReLU):
@@ -147,7 +150,11 @@ def test_activation_of_modules():
 def test_activation_of_call_resolves_hardtanh_as_relu6():
     x = torch.randn(3)
     assert activation_of_call(F.hardtanh, (x, 0.0, 6.0), {}) is ACTIVATIONS["relu6"]
-    assert activation_of_call(F.hardtanh, (x,), {"min_val": 0.0}) is ACTIVATIONS["relu6"]
+    clipped = activation_of_call(F.hardtanh, (x,), {"min_val": 0.0})
+    assert clipped.name == "relu6" and clipped.bounds == (0.0, 1.0)
+    assert activation_of_call(F.hardtanh, (x, -0.5, 0.5)).bounds == (-0.5, 0.5)
+    assert activation_of_call(F.hardtanh, (x,), {"max_val": 3.0}).bounds == (-1.0, 3.0)
+    assert activation_of_call(F.relu6, (x,)) is ACTIVATIONS["relu6"]
     assert activation_of_call(F.hardtanh, (x,), {}) is ACTIVATIONS["hardtanh"]
     assert activation_of_call(torch.Tensor.relu_, (x,)) is ACTIVATIONS["relu"]
     assert activation_of_call(torch.sigmoid) is ACTIVATIONS["sigmoid"]

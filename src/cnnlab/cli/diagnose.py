@@ -127,7 +127,10 @@ def _print_tables(dead, flow, acts, found: list) -> None:
 
     console.print(_flow_table(flow))
 
-    t = Table(title="Activation statistics (saturated: sigmoid within 0.01 of 0/1, tanh of ±1)")
+    t = Table(
+        title="Activation statistics (saturated: sigmoid within 0.01 of 0/1, tanh of ±1, "
+        "hardtanh at its bounds, relu6 at its cap)"
+    )
     for col in ("layer", "activation", "mean", "std", "min", "max", "saturated"):
         t.add_column(col, **column(col in ("layer", "activation")))
     for l in acts.layers:

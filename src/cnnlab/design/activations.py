@@ -7,7 +7,8 @@ One record per activation, read by every part that needs to know about activatio
   activations squash (``saturates``);
 * diagnose finds activations where they are computed, as a module (``activation_of``) or as a
   functional call (``activation_of_call``), counts dead units where ``rectifier`` says the
-  dead-unit test applies, and saturated outputs within ``saturates`` of ``bounds``;
+  dead-unit test applies, and saturated outputs within ``band`` of ``bounds`` (a hardtanh's
+  and ReLU6's own bounds: ``activation_of`` and ``activation_of_call`` resolve them);
 * activation maximisation optimises a unit's input instead of its output where the
   activation is ``monotone`` (same maximiser, and a gradient where a ReLU is flat zero).
 
@@ -18,7 +19,7 @@ tests/test_activations.py, so the table cannot say something torch does not do.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from numbers import Real
 
 import torch
@@ -59,9 +60,17 @@ class Activation:
         ``bounds`` (sigmoid/tanh 0.01: the derivative there is < 0.02, §4.2; hardtanh and
         hardsigmoid 0.0: exactly at the bound, where their derivative is 0); None if the
         activation does not saturate. Test with ``is not None``: 0.0 is a band.
-    bounds: (low, high) the output never leaves, for a saturating activation; else None.
+    bounds: (low, high) the output never leaves, for a saturating or capped activation; else
+        None. The table's are the default arguments'; ``activation_of`` and
+        ``activation_of_call`` give a hardtanh or ReLU6 its own (``min_val``, ``max_val``).
     monotone: non-decreasing in its input (at the default arguments): maximising its input
         maximises its output.
+    capped: the band within which a rectifier capped at ``bounds[1]`` (ReLU6) counts as
+        saturated there (0.0: exactly at the cap, where its derivative is 0); None if none.
+        Only the cap: its floor 0 is where a unit sleeps or dies, which the dead-unit
+        statistics (§4.3) count already. Not ``saturates``: what reads that (the summary's
+        lint on saturating activations feeding hidden layers, §4.2) means sigmoid/tanh-like
+        squashers, and a ReLU6 passes its whole linear range (MobileNetV2 is no such net).
     """
 
     name: str
@@ -73,13 +82,23 @@ class Activation:
     saturates: float | None
     bounds: tuple[float, float] | None
     monotone: bool
+    capped: float | None = None
+
+    @property
+    def band(self) -> float | None:
+        """The band diagnose counts saturated outputs within: ``saturates``, else
+        ``capped``; None if this activation has no saturated outputs to count."""
+        return self.saturates if self.saturates is not None else self.capped
 
     def saturated(self, y: Tensor) -> Tensor:
-        """Boolean mask of y's entries within ``saturates`` of a bound (all False if none)."""
-        if self.saturates is None or self.bounds is None:
+        """Boolean mask of y's entries within ``band`` of a bound (of the cap alone for a
+        capped rectifier); all False if there is no band."""
+        band = self.band
+        if band is None or self.bounds is None:
             return torch.zeros_like(y, dtype=torch.bool)
         low, high = self.bounds
-        return (y <= low + self.saturates) | (y >= high - self.saturates)
+        top = y >= high - band
+        return top if self.saturates is None else top | (y <= low + band)
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -146,9 +165,10 @@ def _act(
     saturates: float | None = None,
     bounds: tuple[float, float] | None = None,
     monotone: bool = True,
+    capped: float | None = None,
 ) -> Activation:
     return Activation(
-        name, modules, functions, make, zero_floor, rectifier, saturates, bounds, monotone
+        name, modules, functions, make, zero_floor, rectifier, saturates, bounds, monotone, capped
     )
 
 
@@ -168,7 +188,9 @@ _TABLE = (
     _act("tanh", (nn.Tanh,), _functions("tanh", "tanh_", first=torch.tanh),
          make=_plain("tanh", nn.Tanh), saturates=0.01, bounds=(-1.0, 1.0)),
     # Found in models users bring (torchvision, timm, MONAI): not spec kinds.
-    _act("relu6", (nn.ReLU6,), _functions("relu6"), zero_floor=True, rectifier=True),
+    # ReLU6 saturates at its cap 6 (derivative 0) but is no squasher: `capped`, not `saturates`.
+    _act("relu6", (nn.ReLU6,), _functions("relu6"), zero_floor=True, rectifier=True,
+         bounds=(0.0, 6.0), capped=0.0),
     _act("prelu", (nn.PReLU,), _functions("prelu"), rectifier=True,
          monotone=False),  # its slope is learned and may turn negative
     _act("rrelu", (nn.RReLU,), _functions("rrelu", "rrelu_"), rectifier=True),
@@ -195,22 +217,30 @@ _BY_MODULE: dict[type, Activation] = {m: a for a in _TABLE for m in a.modules}
 _BY_FUNCTION: dict[Callable, Activation] = {f: a for a in _TABLE for f in a.functions}
 
 
-def _hardtanh(low: object) -> Activation:
-    """hardtanh with a floor of 0 has ReLU's zero floor: it is relu6 (or a clipped ReLU)."""
-    return ACTIVATIONS["relu6"] if low == 0 else ACTIVATIONS["hardtanh"]
+def _hardtanh(low: object, high: object) -> Activation:
+    """hardtanh(x, low, high), with its own bounds; with a floor of 0 it has ReLU's zero
+    floor: it is relu6 (or a clipped ReLU), capped at `high`. The table's record itself when
+    the bounds are its defaults."""
+    found = ACTIVATIONS["relu6"] if low == 0 else ACTIVATIONS["hardtanh"]
+    try:
+        bounds = (float(low), float(high))
+    except (TypeError, ValueError, RuntimeError):  # not numbers: the table's defaults
+        return found
+    return found if bounds == found.bounds else replace(found, bounds=bounds)
 
 
 def activation_of(module: nn.Module) -> Activation | None:
     """The activation `module` computes, or None if it is no activation module.
 
     The most specific type wins (``nn.ReLU6`` is a subclass of ``nn.Hardtanh``: relu6); an
-    ``nn.Hardtanh(0, x)`` is relu6 too, as its functional call is.
+    ``nn.Hardtanh(0, x)`` is relu6 too, as its functional call is. A hardtanh or ReLU6 has
+    its module's ``min_val`` and ``max_val`` as ``bounds``.
     """
     for cls in type(module).__mro__:
         found = _BY_MODULE.get(cls)
         if found is not None:
             if found.name == "hardtanh":
-                return _hardtanh(getattr(module, "min_val", -1.0))
+                return _hardtanh(getattr(module, "min_val", -1.0), getattr(module, "max_val", 1.0))
             return found
     return None
 
@@ -221,7 +251,8 @@ def activation_of_call(
     """The activation a call ``func(*args, **kwargs)`` computes, or None.
 
     For a ``__torch_function__`` hook: ``F.relu``, ``torch.relu_``, ``Tensor.sigmoid`` ...
-    ``hardtanh(x, 0, ...)`` (how ``F.relu6`` and ``nn.ReLU6`` may compute) is relu6.
+    ``hardtanh(x, 0, ...)`` (how ``F.relu6`` and ``nn.ReLU6`` may compute) is relu6. A
+    hardtanh call has its arguments ``min_val`` and ``max_val`` as ``bounds``.
     """
     try:
         found = _BY_FUNCTION.get(func)
@@ -229,5 +260,7 @@ def activation_of_call(
         return None
     if found is not None and found.name == "hardtanh":
         kwargs = kwargs or {}
-        return _hardtanh(kwargs.get("min_val", args[1] if len(args) > 1 else -1.0))
+        low = kwargs.get("min_val", args[1] if len(args) > 1 else -1.0)
+        high = kwargs.get("max_val", args[2] if len(args) > 2 else 1.0)
+        return _hardtanh(low, high)
     return found

@@ -30,7 +30,7 @@ from cnnlab.inspect.progress import Progress, batch_count
 
 # Views of the activation table, under the names `cnnlab.diagnose` has always exported.
 RELU_FAMILY = frozenset(a.name for a in ACTIVATIONS.values() if a.rectifier)
-SATURATION = {a.name: a.saturates for a in ACTIVATIONS.values() if a.saturates is not None}
+SATURATION = {a.name: a.band for a in ACTIVATIONS.values() if a.band is not None}
 
 
 # --- recording activations ---------------------------------------------------------------------
@@ -67,7 +67,9 @@ class _Site:
         self.count, self.mean, self.m2 = pooled((self.count, self.mean, self.m2), batch)
         low, high = torch.aminmax(y)
         self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
-        if self.activation.saturates is not None:
+        # the site's own Activation: a hardtanh's or ReLU6's bounds are its min_val, max_val;
+        # a ReLU6 counts at its cap alone (its floor 0 is the dead-unit statistics' nonpositive)
+        if self.activation.band is not None:
             self.saturated += int(torch.count_nonzero(self.activation.saturated(y)))
 
 
@@ -387,7 +389,9 @@ def activation_stats(
 
     Saturated: sigmoid outputs within 0.01 of 0 or 1, tanh outputs within 0.01 of -1 or +1
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
-    hardtanh/hardsigmoid exactly at a bound. ReLU-family outputs are unbounded above: None.
+    hardtanh/hardsigmoid exactly at a bound (a hardtanh's own min_val/max_val); ReLU6 exactly
+    at its cap (max_val, 6 by default; its floor 0 is the dead units' statistic). The other
+    ReLU-family outputs are unbounded above: None.
     data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
     and .labels, or an iterable of (x, y) batches; eval mode by default. Activations inside
     a TorchScript module are not seen: `.hidden` names those modules.
@@ -399,6 +403,6 @@ def activation_stats(
     layers = []
     for name, s in sites.items():
         mean, std = s.mean, math.sqrt(s.m2 / s.count)
-        saturated = s.saturated / s.count if s.activation.saturates is not None else None
+        saturated = s.saturated / s.count if s.activation.band is not None else None
         layers.append(ActivationLayer(name, s.kind, mean, std, s.low, s.high, saturated))
     return ActivationStats(tuple(layers), n, hidden=hidden_modules(model))
