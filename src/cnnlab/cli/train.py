@@ -236,7 +236,7 @@ def _train(args) -> int:
         if args.json:
             print(json.dumps({**result, "converted": len(result["converted"])}, indent=2))
         else:
-            for note in result["notes"]:
+            for note in result["notes"] + result["outcome"]:
                 print(f"note: {note}")
             print_data_notes(result)
             from cnnlab.train.evaluate import tta_label

@@ -85,7 +85,8 @@ def train(
     checkpoint_seconds: also checkpoint within an epoch once this long has passed.
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
     "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume or the flip
-    rule changed, which layers ran in fp32 within bf16],
+    rule changed, which layers ran in fp32 within bf16], "outcome": [a test accuracy no
+    better than guessing one class, said with what to try (`measure.guess_note`)],
     "model": the trained nn.Module, the one passed in (EMA weights when EMA is on, eval mode)}.
     Raises TrainingDiverged on a NaN/inf or runaway loss, TrainingInterrupted (a
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
@@ -191,6 +192,7 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         raise TrainingInterrupted(guard.stopped(parts.out)) from None
     result.update(splits.notes)
     result["notes"] = resumed + notes + _fp32_note(parts.fp32_layers)
+    result["outcome"] = measure.guess_note(result.get("test_acc"), splits.test, parts.config)
     result["model"] = parts.handed_back()
     return result
 

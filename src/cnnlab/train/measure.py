@@ -3,20 +3,22 @@
 An epoch's row holds the training sums all-reduced over ranks, the validation loss and
 accuracy of the evaluated weights (the EMA's, with BatchNorm statistics recomputed for them,
 norm_stats.py) and, when asked, diagnostics. `finish` evaluates the test split with and
-without flip TTA (reporting only) and writes model.safetensors and metrics.jsonl.
+without flip TTA (reporting only) and writes model.safetensors and metrics.jsonl;
+`guess_note` says when that accuracy is no better than guessing one class.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.data import to_float
+from cnnlab.data import ImageSet, to_float
 from cnnlab.inspect.preserve import eager_stance, plain_name
 from cnnlab.train import distributed, norm_stats
-from cnnlab.train.config import learning_rate
+from cnnlab.train.config import TrainConfig, learning_rate
 from cnnlab.train.evaluate import evaluate_tensors
 from cnnlab.train.rundir import images_per_second
 from cnnlab.train.state import Parts, Splits, Sums
@@ -125,3 +127,29 @@ def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
         parts.run.write_metrics(rows)
     distributed.barrier(parts.dist)
     return result
+
+
+def _guess_margin(share: float, n: int) -> float:
+    """The accuracy below which a model is not told from always guessing the most frequent
+    class, whose share of the n test images is `share`: share + 3·sqrt(share·(1 − share)/n),
+    three standard deviations of a guesser's accuracy on n images."""
+    return share + 3 * math.sqrt(share * (1 - share) / n)
+
+
+def guess_note(test_acc: float | None, test: ImageSet, config: TrainConfig) -> list[str]:
+    """A run no better than always guessing one class (a recipe that never started
+    learning: an lr too high or too low for the model, an AdamW model trained with SGD) is
+    said, with what to try; its table alone read as a finished training."""
+    counts = test.class_counts()
+    if test_acc is None or len(test) == 0 or len(counts) < 2:
+        return []
+    share = max(counts) / len(test)
+    if test_acc > _guess_margin(share, len(test)):
+        return []
+    other = "--optimizer adamw --lr 3e-3" if config.optimizer != "adamw" else "--lr 3e-4"
+    return [
+        f"test accuracy {test_acc:.2%} is no better than always guessing the most frequent "
+        f"class ({share:.2%} of the test images): the model has not learned. Try a smaller "
+        f"--lr (this run's {config.lr:g}), {other}, or more --epochs; `cnnlab diagnose RUN` "
+        "looks for dead units and vanishing gradients"
+    ]
