@@ -220,6 +220,7 @@ def load_run(
         )
     if not path.is_dir():
         raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
+    _check_is_run(path)
     config = read_config(path)
     check_config(config, path)
     record = config.get("model") or {"kind": "spec"}
@@ -253,6 +254,32 @@ def load_run(
     _check_hashes(path, weights, config)
     spec = source.spec if source is not None and source.kind == "spec" else None
     return Run(path, spec, model, config, source)
+
+
+# a run holds these from its start (`Run.start` writes spec.yaml, config.json, metrics.jsonl)
+_RUN_FILES = (
+    CONFIG,
+    SPEC,
+    checkpoint.CHECKPOINT_STATE,
+    checkpoint.MODEL_WEIGHTS,
+    "metrics.jsonl",
+)
+
+
+def _check_is_run(path: Path) -> None:
+    """A directory with none of a run's files is no run, not an incomplete one: said so, with
+    the runs inside it when it holds some (`serve runs/` for `serve runs/fast`). It was told
+    'has no config.json: it is not a complete run', which reads as a run cut short."""
+    if any((path / name).exists() for name in _RUN_FILES):
+        return
+    inside = sorted(p.name for p in path.iterdir() if (p / CONFIG).is_file())
+    if inside:
+        shown = ", ".join(str(path / n) for n in inside[:3]) + (", ..." * (len(inside) > 3))
+        raise RunError(f"{path} is a directory of runs, not a run: give one of them ({shown})")
+    raise RunError(
+        f"{path} is not a run directory (no config.json): give the directory "
+        "`cnnlab train --out` or `cnnlab import --out` wrote"
+    )
 
 
 def _keep_fp32(model: nn.Module, config: dict[str, Any], path: Path) -> None:
