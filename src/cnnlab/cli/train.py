@@ -74,7 +74,9 @@ def _model_options(p) -> None:
     The spec is no member of the exclusive group: argparse hands an unknown option's value
     to a free positional, and in the group `--limit 6000` read "argument spec: not allowed
     with argument --preset" instead of "unrecognized arguments: --limit" (`_model` checks)."""
-    p.add_argument("spec", nargs="?", help="spec file (.yaml/.json)")
+    p.add_argument(
+        "spec", nargs="?", help="spec file (.yaml/.json), or a preset name as --preset takes"
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", help=f"preset name: {', '.join(preset_names())}")
     source.add_argument(
