@@ -67,7 +67,7 @@ def _trace(model: nn.Module, x: torch.Tensor, tracer: Tracer, real: str | None) 
     except CnnlabError:
         raise
     except Exception as err:  # noqa: BLE001 - re-raised with the layer that raised it
-        raise TraceError(tracer.where(), err) from err
+        raise TraceError(tracer.where(), err, tracer.input_fix()) from err
     finally:
         tracer.release()
     return tracer.facts(real)
@@ -93,7 +93,7 @@ def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
         return _trace(copy, x, tracer, None)
     except TraceError as err:
         if not isinstance(err.__cause__, META_FAILURES):
-            raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
+            raise CnnlabError(f"{err}; {_size_fix(err, size)}") from err.__cause__
         why = str(err)
     tracer = Tracer(size[1:], dtype)
     copy = copy_module(model, clone, tracer.prepare, tracer.originals)
@@ -101,7 +101,14 @@ def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
     try:
         return _trace(copy, x, tracer, why)
     except TraceError as err:
-        raise CnnlabError(f"{err}; check input_size {shape_text(size)}") from err.__cause__
+        raise CnnlabError(f"{err}; {_size_fix(err, size)}") from err.__cause__
+
+
+def _size_fix(err: TraceError, size: tuple[int, ...]) -> str:
+    """The end of a failed forward's message: the input size that fits the first layer
+    where the trace can tell, else the size to check (in words both the CLI's --input and
+    Python's input_size read; it said 'input_size' to a CLI user)."""
+    return err.fix or f"check the input size (C, H, W) {shape_text(size)}"
 
 
 @contextlib.contextmanager

@@ -56,8 +56,9 @@ _PLAIN_CONTAINERS = frozenset({nn.Sequential.forward, nn.Module.forward})
 class TraceError(Exception):
     """The model's forward raised: where (layer, kind, the shape it got) and torch's words."""
 
-    def __init__(self, where: str, err: Exception) -> None:
+    def __init__(self, where: str, err: Exception, fix: str | None = None) -> None:
         super().__init__(f"{where}: {type(err).__name__}: {err}")
+        self.fix = fix  # what input size would run, where the trace can tell (`input_fix`)
 
 
 class Tracer(Roles, Shortcuts, TorchFunctionMode):
@@ -121,6 +122,20 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         with torch._C.DisableTorchFunction():
             got = f" on a {'×'.join(map(str, x.shape))} input" if isinstance(x, Tensor) else ""
         return f"layer {self.layer} ({type(module).__name__}){got}" + self._after(name)
+
+    def input_fix(self) -> str | None:
+        """Where the first layer to run is a conv that takes other channels than the input
+        has (a gray input for an RGB model): the input size it takes; else None."""
+        if self.rows or not self.stack:
+            return None
+        module, x, _ = self.stack[-1]
+        if not isinstance(module, nn.modules.conv._ConvNd) or not isinstance(x, Tensor):
+            return None
+        c, size = module.in_channels, tuple(x.shape[1:])
+        if x.dim() < 3 or size[0] == c:
+            return None
+        fits = shape_text((c, *size[1:]))
+        return f"the first layer takes {c} channels, the input has {size[0]}: try {fits}"
 
     def _after(self, name: str | None) -> str:
         """The last row inside the running module `name` ("" or None: the model), if any
