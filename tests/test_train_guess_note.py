@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from cnnlab.cli import main
-from cnnlab.data import load_dataset
+from cnnlab.data import ImageSet, load_dataset
 from cnnlab.train import TrainConfig, train
+from cnnlab.train.measure import guess_note
 
 
 def constant_net() -> nn.Module:
@@ -30,7 +31,8 @@ def test_a_run_that_only_guesses_one_class_is_told_it_has_not_learned(tmp_path, 
     assert main(["train", "--model", f"{code}:make", *args, "--quiet", "--out", str(out)]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "is no better than always guessing the most frequent class" in said, said
-    assert "Try a smaller --lr (this run's 1e-12), --optimizer adamw --lr 3e-3" in said
+    assert "Try another --lr (this run's 1e-12: too high and too low both stall), " in said
+    assert "--optimizer adamw --lr 3e-3, or more --epochs" in said
 
 
 def test_the_note_is_three_standard_deviations_of_a_guesser_and_a_learned_run_has_none():
@@ -49,3 +51,16 @@ def test_the_note_is_three_standard_deviations_of_a_guesser_and_a_learned_run_ha
     assert result["test_acc"] <= edge
     (note,) = result["outcome"]
     assert f"({share:.2%} of the test images)" in note
+
+
+def test_a_test_set_too_small_to_tell_says_nothing():
+    """27 images of one class and 3 of another: a guesser scores 90 % ± 5.5, so even 100 %
+    cannot be told from it; no note (it told a perfect model it had not learned)."""
+    images = torch.zeros(30, 1, 8, 8, dtype=torch.uint8)
+    labels = torch.tensor([0] * 27 + [1] * 3)
+    small = ImageSet(images, labels, ("a", "b"), "test")
+    config = TrainConfig(optimizer="adamw", lr=3e-4)
+    assert guess_note(1.0, small, config) == [] and guess_note(0.9, small, config) == []
+    big = ImageSet(images.repeat(20, 1, 1, 1), labels.repeat(20), ("a", "b"), "test")
+    (note,) = guess_note(0.9, big, config)  # 600 images: 90 % is the guess, told so
+    assert "this run's 0.0003" in note and "--optimizer adamw" not in note
