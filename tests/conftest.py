@@ -3,8 +3,6 @@ and server, and the quick lab started with the session."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -76,11 +74,13 @@ class BackgroundLab:
         self._start = time.perf_counter()
         self._done = threading.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cnnlab.cli", "lab", "--quick", "--out", str(out)],
+            # nice(1), not preexec_fn: that runs Python between fork and exec, unsafe in a
+            # process with threads (pytest's)
+            ["nice", "-n", "10", sys.executable, "-m", "cnnlab.cli", "lab", "--quick"]
+            + ["--out", str(out)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=lambda: os.nice(10),
         )
 
         def drain():
