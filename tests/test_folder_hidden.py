@@ -3,25 +3,9 @@ folders are."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-from PIL import Image
-
 from cnnlab.data import image_folder
 from cnnlab.data.folder import expand_folders, list_images
-
-
-def save(path: Path, value: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((6, 6), value, np.uint8)).save(path)
-    return path
-
-
-def two_classes(root: Path) -> None:
-    for i in range(3):
-        save(root / "cat" / f"c{i}.png", 10 + i)
-        save(root / "dog" / f"d{i}.png", 100 + i)
+from folder_images import save, two_classes
 
 
 def test_images_in_a_hidden_folder_of_a_class_are_not_read(tmp_path):

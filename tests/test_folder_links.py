@@ -4,26 +4,12 @@ symlink is, each real folder once (a link back up ends)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from cnnlab.data import image_folder
 from cnnlab.data.folder import list_images
-
-
-def save(path: Path, value: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((6, 6), value, np.uint8)).save(path)
-    return path
-
-
-def two_classes(root: Path) -> None:
-    for i in range(3):
-        save(root / "cat" / f"c{i}.png", 10 + i)
-        save(root / "dog" / f"d{i}.png", 100 + i)
+from folder_images import save, two_classes
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
