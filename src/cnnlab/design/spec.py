@@ -142,7 +142,7 @@ def _folded(word: str) -> str:
 
 # Other libraries' names of the kinds (folded), which no spelling distance finds: Keras'
 # Dense, GlobalAveragePooling2D, PyTorch's AdaptiveAvgPool2d (to 1×1: gap) ...
-_KIND_ALIASES = {
+_KIND_ALIASES: dict[str, str | None] = {
     "dense": "linear",
     "fc": "linear",
     "bn": "batchnorm",
@@ -152,12 +152,17 @@ _KIND_ALIASES = {
     "adaptiveavgpool": "gap",
     "maxpooling": "maxpool",
     "averagepooling": "avgpool",
+    # no kind computes these: no suggestion rather than the nearest spelling's (a windowed
+    # maxpool for a global max, adaptiveconcatpool for AdaptiveMaxPool2d)
+    "adaptivemaxpool": None,
+    "globalmaxpool": None,
+    "globalmaxpooling": None,
 }
 
 
-def _meant(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None = None):
+def _meant(word: Any, options: Sequence[str], aliases: Mapping[str, str | None] | None = None):
     """The option `word` was likely meant as, compared case- and separator-blind ('Relu' is
-    relu, not elu; `aliases` maps other names), else None."""
+    relu, not elu; `aliases` maps other names, to None where no kind is near), else None."""
     if not isinstance(word, str) or len(word) > 100:
         return None
     if aliases and _folded(word) in aliases:
@@ -167,7 +172,9 @@ def _meant(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None 
     return folded[close[0]] if close else None
 
 
-def _suggest(word: Any, options: Sequence[str], aliases: Mapping[str, str] | None = None) -> str:
+def _suggest(
+    word: Any, options: Sequence[str], aliases: Mapping[str, str | None] | None = None
+) -> str:
     """' (did you mean X?)' for :func:`_meant`'s X, else ''."""
     meant = _meant(word, options, aliases)
     return "" if meant is None else f" (did you mean {meant}?)"
