@@ -23,7 +23,7 @@ from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.rundir import SPEC, data_gone, read_config
-from cnnlab.train.source import ModelSource, check_materialized, outputs_fix
+from cnnlab.train.source import ModelSource, Parameters, check_materialized, outputs_fix
 
 
 @dataclass
@@ -36,6 +36,9 @@ class ModelChoice:
     title: str  # for messages: "spec 'fast'", "model nets.py:make_net", "model Sequential"
     given_input: tuple[int, int, int] | None = None  # code's --input C,H,W
     preset: str | None = None  # the preset's name when the spec is one: no file of the user's
+    # code's factory's parameters (train.source.Parameters): outputs_fix names the one that
+    # sets the class count
+    parameters: Parameters | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int] | None:
@@ -72,9 +75,10 @@ def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
         return ModelChoice(model_or_spec, None, record, f"model {kind.__name__}")
     if isinstance(model_or_spec, ModelSource) and model_or_spec.kind == "code":
         torch.manual_seed(seed)
-        model = model_or_spec.build()
+        model, parameters = model_or_spec.build_with_parameters()
         title = f"model {model_or_spec.reference}"
-        return ModelChoice(model, None, model_or_spec.to_record(), title, model_or_spec.input_shape)
+        record, shape = model_or_spec.to_record(), model_or_spec.input_shape
+        return ModelChoice(model, None, record, title, shape, parameters=parameters)
     if isinstance(model_or_spec, ModelSource):
         model_or_spec = model_or_spec.spec
     spec = load_spec(model_or_spec)
@@ -269,7 +273,7 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
         fix = (
             _preset_fix(choice.preset, k) if choice.preset
             else f"end the spec with `linear: {k}`" if choice.spec
-            else outputs_fix(choice.record, k, misfit.outputs)
+            else outputs_fix(choice.record, k, misfit.outputs, choice.parameters)
             if choice.record.get("kind") == "code"
             else f"give it {k} outputs"
         )  # fmt: skip

@@ -53,9 +53,8 @@ _MODULE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
 _CODE_REF = re.compile(rf"(?P<where>.+):(?P<name>{_IDENT})")
 _ARG = re.compile(rf"(?P<name>{_IDENT})=(?P<value>.*)", re.DOTALL)
 _MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the stack
-# (reference, sha256) -> the factory's parameters and defaults, read when `build` loads it:
-# `outputs_fix` names the one that sets the class count without running the file again
-_PARAMETERS: dict[tuple[str, str | None], tuple[dict[str, Any], bool]] = {}
+# a factory's named parameters with their defaults, and whether it takes **kwargs
+Parameters = tuple[dict[str, Any], bool]
 
 
 @dataclass(frozen=True)
@@ -95,14 +94,18 @@ class ModelSource:
 
         SpecError naming the reference when the code cannot be loaded, the factory raises,
         its arguments do not fit, or it returns something that is not an `nn.Module`."""
+        return self.build_with_parameters()[0]
+
+    def build_with_parameters(self) -> tuple[nn.Module, Parameters | None]:
+        """`build()` and the factory's parameters (None for a spec, or a factory without a
+        signature), read from the factory it called: what `outputs_fix` takes to name the
+        argument that sets the class count, without loading the code again."""
         if self.kind == "spec":
-            return build_spec(self.spec)
+            return build_spec(self.spec), None
         factory = _load_factory(self.reference, self.file, self.label)
         kwargs = dict(self.args)
         _check_signature(self.reference, factory, kwargs, self.label)
         params = _parameters(factory)
-        if params is not None:
-            _PARAMETERS[self.reference, self.sha256] = params
         try:
             model = factory(**kwargs)
         except (Exception, SystemExit) as error:  # the user's code: any error is theirs
@@ -116,7 +119,7 @@ class ModelSource:
                 f"{type(model).__name__}, not a torch.nn.Module; return the network itself"
             )
         check_materialized(model, f"{self.label}:")
-        return model
+        return model, params
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready description for config.json; args are kept as literal source text
@@ -397,7 +400,7 @@ def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any], who: 
         raise SpecError(f"{who}: {name}{signature}: {error};{fix}") from None
 
 
-def _parameters(factory: Any) -> tuple[dict[str, Any], bool] | None:
+def _parameters(factory: Any) -> Parameters | None:
     """The factory's named parameters with their defaults, and whether it also takes
     **kwargs (any name may set the class count then); None without a signature."""
     try:
@@ -413,17 +416,20 @@ def _parameters(factory: Any) -> tuple[dict[str, Any], bool] | None:
     return named, inspect.Parameter.VAR_KEYWORD in kinds
 
 
-def outputs_fix(record: dict[str, Any], k: int, got: int | None) -> str:
+def outputs_fix(
+    record: dict[str, Any], k: int, got: int | None, parameters: Parameters | None
+) -> str:
     """How to give a model from code `k` outputs where it gives `got` per image: the
     argument that set `got` (given, or a parameter whose default is `got`), or, for a
-    factory with no such parameter, its last layer. "--model-arg NAME=k" was said of every
-    factory, one without parameters too, where no --model-arg can help."""
+    factory with no such parameter, its last layer. `parameters` are the factory's, as
+    `ModelSource.build_with_parameters` returns them; None (unknown): any name may be it.
+    "--model-arg NAME=k" was said of every factory, one without parameters too, where no
+    --model-arg can help."""
     generic = f"give it {k} outputs, e.g. by its factory's argument: --model-arg NAME={k}"
-    found = _PARAMETERS.get((record.get("reference"), record.get("sha256")))
     if got is None:  # not one dim per image: no count to look for
         return generic
     given = dict(record.get("args", {}))
-    params, open_ended = found if found is not None else ({}, True)
+    params, open_ended = parameters if parameters is not None else ({}, True)
     named = [n for n, text in given.items() if text == repr(got)] or [
         n for n, d in params.items() if n not in given and type(d) is int and d == got
     ]
