@@ -8,6 +8,7 @@ a chunked reply that stops) is said as such. Not resumed: a file is fetched agai
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -49,68 +50,81 @@ def download_file(url: str, dest: str | Path, md5: str | None = None, timeout: f
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as e:
-        raise DataError(
-            f"cannot write to {dest.parent} ({e.strerror or e}); download into a directory "
-            "you can write to (cnnlab data fashion-mnist --download DIR)"
-        ) from e
+        raise _cannot_write(dest.parent, e, "") from e
     try:
-        h, got, expected = hashlib.md5(), 0, None
         with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:
-                    expected = _length(response.headers.get("Content-Length"))
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        h.update(chunk)
-                        _write(out, chunk, dest)  # a disk error is no network error
-                        got += len(chunk)
-            except http.client.IncompleteRead as e:  # a chunked reply cut off: a traceback
-                raise _cut_off(url, got + len(e.partial), expected) from e
-            except urllib.error.HTTPError as e:
-                raise DataError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-                reason = getattr(e, "reason", e)
-                raise DataError(
-                    f"download of {url} failed ({reason}); without a network, install "
-                    "`apt-get install dataset-fashion-mnist` or pass --data DIR"
-                ) from e
-            if expected is not None and got < expected:  # the connection closed early
-                raise _cut_off(url, got, expected)
+            digest = _fetch(url, out, dest, timeout)
             try:
                 out.flush()
                 os.fsync(out.fileno())
             except OSError as e:
-                raise _cannot_write(dest, e) from e
-        if md5 is not None and h.hexdigest() != md5.lower():
+                raise _cannot_write(dest, e, "the partial file was discarded") from e
+        if md5 is not None and digest != md5.lower():
             raise DataError(
-                f"download of {url} is corrupt: MD5 {h.hexdigest()}, expected {md5}; "
+                f"download of {url} is corrupt: MD5 {digest}, expected {md5}; "
                 "the file was discarded; try again, or use another mirror (--url with cnnlab data)"
             )
         try:
             os.replace(tmp, dest)
         except OSError as e:  # dest is a directory, or the folder was made read-only
-            raise _cannot_write(dest, e) from e
+            raise _cannot_write(dest, e, "the complete download was discarded") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return dest
 
 
+def _fetch(url: str, out, dest: Path, timeout: float) -> str:
+    """Stream `url` into `out`, hashing on the way; its hex MD5. DataError for a reply cut
+    off, an HTTP error, no network, or a write that fails (said as a disk's, not a network's)."""
+    h, got, expected = hashlib.md5(), 0, None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            expected = _length(response.headers.get("Content-Length"))
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                h.update(chunk)
+                _write(out, chunk, dest)  # a disk error is no network error
+                got += len(chunk)
+    except http.client.IncompleteRead as e:  # a chunked reply cut off: a traceback
+        raise _cut_off(url, got + len(e.partial), expected) from e
+    except urllib.error.HTTPError as e:
+        raise DataError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        raise DataError(
+            f"download of {url} failed ({reason}); without a network, install "
+            "`apt-get install dataset-fashion-mnist` or pass --data DIR"
+        ) from e
+    if expected is not None and got < expected:  # the connection closed early
+        raise _cut_off(url, got, expected)
+    return h.hexdigest()
+
+
 def _write(out, chunk: bytes, dest: Path) -> None:
     try:
         out.write(chunk)
     except OSError as e:
-        raise _cannot_write(dest, e) from e
+        raise _cannot_write(dest, e, "the partial file was discarded") from e
 
 
-def _cannot_write(dest: Path, error: OSError) -> DataError:
-    """A failed write said as one: a full disk was "download failed (No space left on
-    device); without a network, install ...", and a directory in the file's place was
-    IsADirectoryError as a traceback."""
-    return DataError(
-        f"cannot write {dest} ({error.strerror or error}); the partial file was discarded: "
-        "free space there, or download into another directory (cnnlab data fashion-mnist "
-        "--download DIR)"
-    )
+_ELSEWHERE = "download into another directory (cnnlab data fashion-mnist --download DIR)"
+
+
+def _cannot_write(path: Path, error: OSError, discarded: str) -> DataError:
+    """A failed write said as one, with the advice its errno calls for: a full disk was
+    "download failed (No space left on device); without a network, install ...", a directory
+    in the file's place IsADirectoryError as a traceback, and every one was told to free space,
+    a read-only folder and a complete, checked file ("partial") too."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = f"free space there, or {_ELSEWHERE}"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        advice = _ELSEWHERE.replace("another directory", "a directory you can write to")
+    elif error.errno == errno.EISDIR:
+        advice = f"{path} is a directory: move it away, or {_ELSEWHERE}"
+    else:
+        advice = _ELSEWHERE
+    said = f"{discarded}: " if discarded else ""
+    return DataError(f"cannot write {path} ({error.strerror or error}); {said}{advice}")
 
 
 def _length(header: str | None) -> int | None:
