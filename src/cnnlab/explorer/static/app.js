@@ -397,10 +397,14 @@ function chainOf(layer) {
   return state.model.convs.find((c) => c.conv === layer || c.bn === layer || c.act === layer) || null;
 }
 
-function chooseFeatureLayer(name) {
-  $("feature-layer").value = name;
-  state.featureLayer = name;
+// The feature layer as the choice, in the menu and the layer list alike.
+function showLayer(name) {
+  $("feature-layer").value = state.featureLayer = name;
   for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === name);
+}
+
+function chooseFeatureLayer(name) {
+  showLayer(name);
   remember();
   loadFeatures();
 }
@@ -474,8 +478,7 @@ function whenShown(action) {
 function refused() {
   const m = state.maps;
   if (m && m.image === state.image) {
-    $("feature-layer").value = state.featureLayer = m.layer;
-    for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === m.layer);
+    showLayer(m.layer);
     remember();
   } else {  // a first image's too (an address's unit is carried to it)
     state.maps = null;
@@ -556,11 +559,7 @@ function remember() {
 // the one shown (`shown`): true when it is asked for (predict() then shows its maps and unit).
 function restore(q, shown = null) {
   const layer = q.get("layer"), sample = Number(q.get("sample") ?? NaN);
-  if (layer !== null && layer in state.model.maps) {
-    $("feature-layer").value = layer;
-    state.featureLayer = layer;
-    for (const li of $("layers").children) li.classList.toggle("selected", li.dataset.layer === layer);
-  }
+  if (layer !== null && layer in state.model.maps) showLayer(layer);
   const unit = (q.get("unit") || "").split(",").map(Number);
   const chain = chainOf(state.featureLayer);  // the unit is the conv's of the layer named
   if (unit.length === 3 && unit.every(Number.isInteger) && chain) [state.channel, state.unit, state.unitConv] = [unit[0], unit, chain.conv];
