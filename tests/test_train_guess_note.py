@@ -64,3 +64,13 @@ def test_a_test_set_too_small_to_tell_says_nothing():
     big = ImageSet(images.repeat(20, 1, 1, 1), labels.repeat(20), ("a", "b"), "test")
     (note,) = guess_note(0.9, big, config)  # 600 images: 90 % is the guess, told so
     assert "this run's 0.0003" in note and "--optimizer adamw" not in note
+
+
+def test_a_run_without_a_test_split_says_nothing():
+    """Data given as one ImageSet has no test split: no accuracy to judge, no note (it raised
+    AttributeError on the missing split)."""
+    images = torch.zeros(64, 1, 8, 8, dtype=torch.uint8)
+    data = ImageSet(images, torch.arange(64) % 2, ("a", "b"), "mine")
+    config = TrainConfig(epochs=1, batch_size=16, val_fraction=0.0, tta=False)
+    result = train(nn.Sequential(nn.Flatten(), nn.Linear(64, 2)), data, config=config)
+    assert result["outcome"] == [] and guess_note(None, None, config) == []

@@ -136,15 +136,15 @@ def _guess_margin(share: float, n: int) -> float:
     return share + 3 * math.sqrt(share * (1 - share) / n)
 
 
-def guess_note(test_acc: float | None, test: ImageSet, config: TrainConfig) -> list[str]:
+def guess_note(test_acc: float | None, test: ImageSet | None, config: TrainConfig) -> list[str]:
     """A run no better than always guessing one class (a recipe that never started
     learning: an lr too high or too low for the model, an AdamW model trained with SGD) is
     said, with what to try. Only where the test set can tell: its margin below halfway from
     the guess to 100 % (a handful of test images, or one class of 90 %, cannot tell a
     guesser from a good model)."""
+    if test_acc is None or test is None or len(test) == 0 or len(test.classes) < 2:
+        return []  # no test split (data given as one ImageSet): nothing measured to judge
     counts = test.class_counts()
-    if test_acc is None or len(test) == 0 or len(counts) < 2:
-        return []
     share = max(counts) / len(test)
     margin = _guess_margin(share, len(test))
     if test_acc > margin or margin >= (1 + share) / 2:
