@@ -15,25 +15,20 @@ import torch
 
 from cnnlab.cli import main
 from cnnlab.errors import RunError
-from cnnlab.train import TrainConfig, checkpoint, train
+from cnnlab.train import checkpoint, train
 from cnnlab.train import loop as loop_module
 from cnnlab.train.rundir import load_run
+from tiny_nets import RESUME_CONFIG as CONFIG
+from tiny_nets import tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-TINY = {
-    "name": "tiny",
-    "input": [1, 8, 8],
-    "layers": [{"conv": {"filters": 4, "kernel": 3}}, "relu", "gap", {"linear": 10}],
-}
-CONFIG = TrainConfig(epochs=2, batch_size=128, flip=False, tta=False, precision="fp32")
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     """A run as a kill after its last checkpoint leaves it (no model.safetensors yet)."""
     out = tmp_path_factory.mktemp("runs") / "run"
-    train(TINY, "digits", out, CONFIG)
+    train(tiny_spec(), "digits", out, CONFIG)
     (out / "model.safetensors").unlink()
     return out
 

@@ -11,8 +11,10 @@ import textwrap
 import pytest
 
 from cnnlab.errors import RunError
-from cnnlab.train import TrainConfig, train
+from cnnlab.train import train
 from cnnlab.train.source import parse_model_ref
+from tiny_nets import RESUME_CONFIG as CONFIG
+from tiny_nets import tiny_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -27,12 +29,6 @@ NETS = textwrap.dedent(
         )
     """
 )
-SPEC = {  # the same network, in the spec language: its checkpoint's tensors fit
-    "name": "same",
-    "input": [1, 8, 8],
-    "layers": [{"conv": {"filters": 4, "kernel": 3}}, "relu", "gap", {"linear": 10}],
-}
-CONFIG = TrainConfig(epochs=2, batch_size=128, flip=False, tta=False, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +37,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     nets = root / "nets.py"
     nets.write_text(NETS)
-    train(SPEC, "digits", root / "spec_run", CONFIG)
+    train(tiny_spec(), "digits", root / "spec_run", CONFIG)  # NETS as a spec: its tensors fit
     train(parse_model_ref(f"{nets}:make_net"), "digits", root / "code_run", CONFIG)
     for name in ("spec_run", "code_run"):
         (root / name / "model.safetensors").unlink()

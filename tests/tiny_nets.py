@@ -1,11 +1,17 @@
 """The source of a tiny classifier for tests that load a model from a file (`--model
 nets.py:NAME`): one 3×3 conv of `width` channels, ReLU, GAP and a linear layer to 10
-classes, seeded, for 1×H×W images (digits)."""
+classes, seeded, for 1×H×W images (digits); its spec (`tiny_spec`), and the two-epoch
+fp32 config the resume tests train it with."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from cnnlab.train import TrainConfig
+
+# two epochs, nothing that changes the arithmetic between sessions (no flip, no TTA, fp32)
+RESUME_CONFIG = TrainConfig(epochs=2, batch_size=128, flip=False, tta=False, precision="fp32")
 
 
 def tiny_net_source(name: str = "make", width: int = 4) -> str:
