@@ -107,7 +107,8 @@ def _write(out, chunk: bytes, dest: Path) -> None:
         raise _cannot_write(dest, e, "the partial file was discarded") from e
 
 
-_ELSEWHERE = "download into another directory (cnnlab data fashion-mnist --download DIR)"
+def _elsewhere(where: str = "another directory") -> str:
+    return f"download into {where} (cnnlab data fashion-mnist --download DIR)"
 
 
 def _cannot_write(path: Path, error: OSError, discarded: str) -> DataError:
@@ -116,13 +117,13 @@ def _cannot_write(path: Path, error: OSError, discarded: str) -> DataError:
     in the file's place IsADirectoryError as a traceback, and every one was told to free space,
     a read-only folder and a complete, checked file ("partial") too."""
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        advice = f"free space there, or {_ELSEWHERE}"
+        advice = f"free space there, or {_elsewhere()}"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        advice = _ELSEWHERE.replace("another directory", "a directory you can write to")
+        advice = _elsewhere("a directory you can write to")
     elif error.errno == errno.EISDIR:
-        advice = f"{path} is a directory: move it away, or {_ELSEWHERE}"
+        advice = f"{path} is a directory: move it away, or {_elsewhere()}"
     else:
-        advice = _ELSEWHERE
+        advice = _elsewhere()
     said = f"{discarded}: " if discarded else ""
     return DataError(f"cannot write {path} ({error.strerror or error}); {said}{advice}")
 

@@ -98,14 +98,18 @@ def _image_files(directory: Path) -> list[Path]:
             continue
         seen.add(real)
         folders[:] = sorted(f for f in folders if not f.startswith("."))
-        found += [
-            Path(top, name)
-            for name in names
-            if not name.startswith(".")
-            and Path(name).suffix.lower() in LISTED_EXTENSIONS
-            and Path(top, name).is_file()
-        ]
+        found += [p for p in (Path(top, name) for name in names) if _listed(p)]
     return sorted(found)
+
+
+def _listed(path: Path) -> bool:
+    """A file a folder lists: not hidden, an extension it decodes or names as skipped, and a
+    regular file (not a named pipe)."""
+    return (
+        not path.name.startswith(".")
+        and path.suffix.lower() in LISTED_EXTENSIONS
+        and path.is_file()
+    )
 
 
 def stray_images(root: str | Path) -> list[Path]:
@@ -120,12 +124,7 @@ def stray_images(root: str | Path) -> list[Path]:
         return []
     layout = [root / s for s in ("train", "test") if (root / s).is_dir()]
     tops = [root] + (layout if len(layout) == 2 else [])
-    return sorted(
-        p
-        for top in tops
-        for p in top.iterdir()
-        if p.suffix.lower() in LISTED_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    return sorted(p for top in tops for p in top.iterdir() if _listed(p))
 
 
 def expand_folders(paths: list[str]) -> list[str]:
