@@ -116,16 +116,17 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     """
     fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
     made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
+    # the field of the last tensor made on each storage: a view of it (a chunk) has that field
+    on_storage = {x.untyped_storage().data_ptr(): fields[id(x)]}
     out: dict[str, tuple[geometry.RF, geometry.RF]] = {}
     calls: Counter[str] = Counter()
 
     def field_of(t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
         if id(t) in fields:
             return fields[id(t)]
-        storage = t.untyped_storage().data_ptr()
-        for u in reversed(made):  # a view of a tensor made so far: its field
-            if u.untyped_storage().data_ptr() == storage and id(u) in fields:
-                return fields[id(u)]
+        viewed = on_storage.get(t.untyped_storage().data_ptr())
+        if viewed is not None:
+            return viewed
         same = [fields[id(u)] for u in made if u.shape[2:] == t.shape[2:] and id(u) in fields]
         return max(same, key=lambda rf: rf[0].size + rf[1].size, default=None)
 
@@ -146,7 +147,7 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
                 out[label(name, calls[name])] = rf
             elif y.shape[2:] != args[0].shape[2:]:
                 return  # an adaptive pool or resize: no window to follow
-            fields[id(y)] = rf
+            fields[id(y)] = on_storage[y.untyped_storage().data_ptr()] = rf
             made.append(y)
 
         return fn
