@@ -18,6 +18,7 @@ from cnnlab.report import show
 from cnnlab.report.facts import gather
 from cnnlab.report.sources import Budget
 from cnnlab.train.checkpoint import atomic_write
+from cnnlab.train.run import check_is_run
 from cnnlab.train.rundir import CONFIG, MODEL_WEIGHTS, SPEC, Run, load_run, read_config
 
 REQUIRED = (SPEC, CONFIG)  # without these a directory is not a run
@@ -26,13 +27,16 @@ REQUIRED = (SPEC, CONFIG)  # without these a directory is not a run
 def check_run(path: str | Path) -> Path:
     """`path` as a Path if it is a run directory; RunError saying why not. Creates nothing (a
     typo stays a typo, not a new empty directory); reads config.json only when spec.yaml is
-    missing, to see whether the model comes from code."""
+    missing, to see whether the model comes from code. A directory with none of a run's files
+    is told what `load_run` tells it (`runs/` names its runs); it was told 'spec.yaml and
+    config.json missing', as an incomplete run."""
     path = Path(path)
     hint = "pass a run directory written by `cnnlab train`"
     if not path.exists():
         raise RunError(f"{path} does not exist; {hint}")
     if not path.is_dir():
         raise RunError(f"{path} is a file, not a directory; {hint}")
+    check_is_run(path)  # none of a run's files: no run, or a directory of runs named, as load_run
     missing = [name for name in REQUIRED if not (path / name).is_file()]
     if missing == [SPEC] and _from_code(path):
         missing = []  # a model from the user's code (`--model file.py:factory`) has no spec

@@ -220,7 +220,7 @@ def load_run(
         )
     if not path.is_dir():
         raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
-    _check_is_run(path)
+    check_is_run(path)
     config = read_config(path)
     check_config(config, path)
     record = config.get("model") or {"kind": "spec"}
@@ -266,10 +266,11 @@ _RUN_FILES = (
 )
 
 
-def _check_is_run(path: Path) -> None:
+def check_is_run(path: Path) -> None:
     """A directory with none of a run's files is no run, not an incomplete one: said so, with
     the runs inside it when it holds some (`serve runs/` for `serve runs/fast`). It was told
-    'has no config.json: it is not a complete run', which reads as a run cut short."""
+    'has no config.json: it is not a complete run', which reads as a run cut short. `report`
+    asks it too (`report.check_run`), so every command says one thing of such a directory."""
     if any((path / name).exists() for name in _RUN_FILES):
         return
     inside = sorted(p.name for p in path.iterdir() if (p / CONFIG).is_file())
