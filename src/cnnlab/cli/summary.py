@@ -113,7 +113,9 @@ def _what(args: argparse.Namespace, size):
         if args.model_arg:  # it was ignored without a word: the spec drew as written
             raise ConfigError("--model-arg is for the --model factory; a spec takes none: drop it")
         return args.spec
+    # first: a mistyped file or --model-arg without --input was told only to add --input
+    source = parse_model_ref(args.model, args.model_arg)
     if size is None:
         raise ConfigError("--model needs --input C,H,W: code does not say its image size")
     # rows named as the commands that open its run name them (`features.3`, no `_orig_mod`)
-    return decompiled(parse_model_ref(args.model, args.model_arg).build())
+    return decompiled(source.build())
