@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -178,7 +179,10 @@ def _not_found(name: str) -> DataError:
             f"{name}: {what} (a data directory holds one sub-folder of images per class, or "
             "the Fashion-MNIST IDX files)"
         )
+    # a mistyped name (fashon-mnist, digit) gets the set it is nearest to, as a preset does
+    near = difflib.get_close_matches(name.lower(), DATASET_NAMES + tuple(_ALIASES), n=1)
+    meant = "" if not near else f"; did you mean {dataset_name(near[0])}?"
     return DataError(
         f"unknown data set {name!r}: use one of {', '.join(DATASET_NAMES)} "
-        "or a directory with one sub-folder of images per class"
+        f"or a directory with one sub-folder of images per class{meant}"
     )
