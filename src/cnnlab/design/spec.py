@@ -406,6 +406,22 @@ def _read_file(path: Path) -> Spec:
         raise SpecError(f"{path}{'' if line is None else f', line {line}'}: {err}") from None
 
 
+def _refuse_code(source: str) -> None:
+    """A model from code given where a spec goes (`train mynet.py:make_net`, `summary mynet.py`)
+    is told to pass it as --model: the file was read as YAML ('invalid YAML: mapping values
+    are not allowed'), the reference called neither a preset nor a spec file."""
+    if ":" in source and not source.endswith((".yaml", ".yml", ".json")):
+        if source.rpartition(":")[0].endswith(".py") or not Path(source).exists():
+            raise SpecError(
+                f"{quote(source)} is a model from code, not a spec: give it as --model {source}"
+            )
+    if source.endswith(".py"):
+        raise SpecError(
+            f"{quote(source)} is Python code, not a spec: give it as --model {source}:FACTORY "
+            "(FACTORY: the function in it that returns your nn.Module)"
+        )
+
+
 def _from_string(source: str) -> Spec:
     if not source.strip():
         raise SpecError("the spec source is empty; give a preset name, a path or YAML text")
@@ -413,6 +429,7 @@ def _from_string(source: str) -> Spec:
         return _from_mapping(parse_text(source, "spec text"), "spec")
     if source in preset_names():
         return _from_mapping(parse_text(preset_path(source).read_text(), source), source)
+    _refuse_code(source)
     path = Path(source)
     try:
         is_file = path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists()

@@ -1,0 +1,28 @@
+"""A model from code given where a spec goes is told to pass it as --model: `summary
+mynet.py` read the file as YAML ('invalid YAML: mapping values are not allowed'), and `train
+mynet.py:make_net` was told it is neither a preset nor a spec file."""
+
+from cnnlab.cli import main
+
+CODE = "from torch import nn\n\n\ndef make_net():\n    return nn.Linear(4, 2)\n"
+
+
+def test_a_python_file_as_the_spec_is_told_to_use_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mynet.py").write_text(CODE)
+    assert main(["summary", "mynet.py"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "'mynet.py' is Python code, not a spec: give it as --model "
+        "mynet.py:FACTORY (FACTORY: the function in it that returns your "
+        "nn.Module)"
+    ), err
+
+
+def test_a_code_reference_as_the_spec_is_told_to_use_model(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mynet.py").write_text(CODE)
+    for ref in ("mynet.py:make_net", "mypackage.nets:make_net"):
+        assert main(["train", ref, "--data", "digits", "--out", "runs/x"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"is a model from code, not a spec: give it as --model {ref}"), err
