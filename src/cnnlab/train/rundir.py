@@ -68,7 +68,7 @@ class RunDir:
     `close()`. `RunDir.open(out, resume=, force=)` checks everything that can be checked
     before any data is loaded: writable, not another process's, not a stranger's files."""
 
-    def __init__(self, path: Path, fd: int, created: bool) -> None:
+    def __init__(self, path: Path, fd: int, created: list[Path]) -> None:
         self.path, self._fd, self._created = path, fd, created
         self.hashes: dict[str, str] = {}
 
@@ -83,7 +83,8 @@ class RunDir:
     @classmethod
     def _open(cls, out: Path, resume: bool, force: bool) -> RunDir:
         check_out(out, resume=resume, force=force)
-        created = not out.exists()
+        # out and each missing parent, deepest first: a failed start removes them all
+        created = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         _lock(fd, out)
@@ -142,13 +143,16 @@ class RunDir:
 
     def close(self, failed: bool = False) -> None:
         """Release the lock; a failure that left nothing but the lock leaves the directory
-        as it found it: removed if this call created it, else empty again."""
+        as it found it: removed if this call created it, with the parents it created (a
+        mistyped preset left `runs/` behind for `--out runs/x`), else empty again."""
         if self._fd is None:
             return
         if failed and not any(p.name != LOCK for p in self.path.iterdir()):
             (self.path / LOCK).unlink(missing_ok=True)
-            if self._created:
-                self.path.rmdir()
+            for made in self._created:
+                if any(made.iterdir()):  # another writer's files: left alone
+                    break
+                made.rmdir()
         os.close(self._fd)  # closing drops the flock
         self._fd = None
 
