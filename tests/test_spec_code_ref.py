@@ -26,3 +26,14 @@ def test_a_code_reference_as_the_spec_is_told_to_use_model(tmp_path, capsys, mon
         assert main(["train", ref, "--data", "digits", "--out", "runs/x"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.endswith(f"is a model from code, not a spec: give it as --model {ref}"), err
+
+
+def test_a_run_directory_as_the_spec_is_told_its_spec_file(tmp_path, capsys, monkeypatch):
+    """`summary runs/fast` was told 'cannot read spec file runs/fast: it is not a regular
+    file'; the run's spec.yaml is what it takes."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "fast").mkdir(parents=True)
+    (tmp_path / "runs" / "fast" / "spec.yaml").write_text("input: [1, 8, 8]\nlayers: [flatten]\n")
+    assert main(["summary", "runs/fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("runs/fast is a run directory, not a spec: give runs/fast/spec.yaml"), err
