@@ -37,3 +37,17 @@ def test_a_run_directory_as_the_spec_is_told_its_spec_file(tmp_path, capsys, mon
     assert main(["summary", "runs/fast"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("runs/fast is a run directory, not a spec: give runs/fast/spec.yaml"), err
+
+
+def test_a_run_of_model_code_as_the_spec_is_told_to_give_its_code(tmp_path, capsys, monkeypatch):
+    """A run trained from code has no spec.yaml: `summary runs/mine` was told 'it is not a
+    regular file'; its model is summarized from its code with --model."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    (tmp_path / "runs" / "mine" / "config.json").write_text("{}")
+    assert main(["summary", "runs/mine"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "runs/mine is a run directory without a spec.yaml (its model is code): give that code "
+        "as --model FILE.py:FACTORY --input C,H,W (config.json names it)"
+    ), err

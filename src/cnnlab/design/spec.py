@@ -388,6 +388,11 @@ def _read_file(path: Path) -> Spec:
     try:
         if path.is_dir() and (path / "spec.yaml").is_file():  # `summary runs/fast`
             raise SpecError(f"{path} is a run directory, not a spec: give {path / 'spec.yaml'}")
+        if path.is_dir() and (path / "config.json").is_file():  # a run of model code
+            raise SpecError(
+                f"{path} is a run directory without a spec.yaml (its model is code): give "
+                "that code as --model FILE.py:FACTORY --input C,H,W (config.json names it)"
+            )
         if path.exists() and not path.is_file():  # a FIFO would block the read forever
             raise SpecError(f"cannot read spec file {path}: it is not a regular file")
         if path.exists() and path.stat().st_size > 4 * MAX_TEXT:  # 4: UTF-8's widest char
