@@ -30,6 +30,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
+from cnnlab.explorer.slices import ChannelSlice, channel_slice, input_channels
 from cnnlab.inspect import (
     CallOrder,
     Hooks,
@@ -68,12 +69,14 @@ class ConvChain:
 class Probe:
     """One image through the network: x (1, C, H, W) normalized, logits (K,), inputs[conv]
     its input (C, H, W), outputs[layer] its output (C', H', W') for every call of a spatial
-    layer, keyed by the call's label."""
+    layer, keyed by the call's label; sliced[conv] for a conv whose input is some channels of
+    a larger tensor (a `torch.chunk`, `split` or slice of it): a ChannelSlice."""
 
     x: Tensor
     logits: Tensor
     inputs: dict[str, Tensor]
     outputs: dict[str, Tensor]
+    sliced: dict[str, ChannelSlice] = dataclasses.field(default_factory=dict)
 
 
 def conv_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
@@ -300,15 +303,29 @@ class Network:
         count: Counter[str] = Counter()
         inputs: dict[str, Tensor] = {}
         outputs: dict[str, Tensor] = {}
+        sliced: dict[str, ChannelSlice] = {}
+        # the tensors the forward goes on with, by id, with whose they are: kept alive for
+        # the pass (no id reused), so a conv reading a chunk of one can name it
+        made: dict[int, tuple[Tensor, str]] = {}
 
         def before(name: str):
             def hook(m: nn.Module, args: tuple) -> Any:
                 if not args or not isinstance(args[0], Tensor):
                     return None
-                inputs[label(name, count[name] + 1)] = args[0][0].clone()  # (C, H, W)
+                call = label(name, count[name] + 1)
+                inputs[call] = args[0][0].clone()  # (C, H, W)
+                base = args[0]._base
+                whose = made.get(id(base), (None, None))[1] if base is not None else None
+                found = channel_slice(args[0], whose)
+                if found is not None:
+                    sliced[call] = found
                 return None
 
             return hook
+
+        def given(m: nn.Module, args: tuple) -> None:  # the model's own input: the image's
+            if args and isinstance(args[0], Tensor):
+                made[id(args[0])] = (args[0], "input")
 
         def after(name: str):
             def hook(m: nn.Module, args: tuple, whole: Any) -> Any:
@@ -318,15 +335,18 @@ class Network:
                 if out is None or call not in self.maps:
                     return None
                 outputs[call] = out[0]  # (C', H', W')
-                return with_output(whole, out.clone())
+                passed = out.clone()
+                made[id(passed)] = (passed, call)
+                return with_output(whole, passed)
 
             return hook
 
         modules = dict(self.model.named_modules())
-        hooks = Hooks().before((modules[n], before(n)) for n in sorted(convs))
+        hooks = Hooks().before([(self.model, given)])
+        hooks.before((modules[n], before(n)) for n in sorted(convs))
         with inspecting(self.model), hooks.after((modules[n], after(n)) for n in sorted(names)):
             logits = forward(self.model, x)  # which feeds the model a copy: x is kept
-        return Probe(x=x, logits=logits[0].float(), inputs=inputs, outputs=outputs)
+        return Probe(x=x, logits=logits[0].float(), inputs=inputs, outputs=outputs, sliced=sliced)
 
 
 def _maps(module: nn.Module, before: Tensor | None, after: Tensor | None) -> bool:
@@ -389,6 +409,7 @@ def dot_product(
         "padding_mode": conv.padding_mode,
         "dilation": list(conv.dilation),
         "group_channels": [group * per_group, (group + 1) * per_group],
+        **input_channels(probe.sliced.get(conv_name), group * per_group, per_group),
         "origin": [tr.origin[0] - t, tr.origin[1] - left],  # top-left of the window (§2.1)
         "patch": tr.patch.tolist(),
         "filter": tr.filter.tolist(),

@@ -610,7 +610,7 @@ function clearTrace() {
   drop("trace");  // a dot product still on its way belongs to the map left
   for (const id of ["dot-patch", "dot-filter", "dot-products", "dot-chain", "dot-shares", "dot-channel"]) $(id).replaceChildren();
   delete $("dot-channel").dataset.key;  // its options are gone: the next trace lists them
-  for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network"]) $(id).textContent = "";
+  for (const id of ["dot-sum", "dot-bias", "dot-output", "dot-network", "dot-slice"]) $(id).textContent = "";
   $("dot-title").textContent = "Click a unit of a convolution's map (or of its BatchNorm's or activation's) to see its dot product.";
   drawView();
 }
@@ -631,11 +631,14 @@ function showTrace(t) {
   const select = $("dot-channel");
   // rebuilt for another conv or another group of a grouped conv: same count, other channels
   // (filter 9 of a 4-group conv read input channels 4 and 5; the list still said 0 and 1)
-  const key = `${t.layer} ${t.group_channels.join("-")}`;
+  // numbered as channels of the tensor the conv's input was split from (a torch.chunk's
+  // second half reads its channels 4-7, which the page called 0-3)
+  const key = `${t.layer} ${t.input_channels.join("-")}`;
+  $("dot-slice").textContent = sliceNote(t);
   if (select.dataset.key !== key) {
     select.dataset.key = key;
     select.replaceChildren();
-    for (let c = 0; c < channels; c++) { const o = el("option", `${t.group_channels[0] + c}`); o.value = c; select.append(o); }
+    for (let c = 0; c < channels; c++) { const o = el("option", `${t.input_channels[c]}`); o.value = c; select.append(o); }
     let best = 0;  // start on the channel that contributes most
     t.channel_sums.forEach((s, c) => { if (Math.abs(s) > Math.abs(t.channel_sums[best])) best = c; });
     select.value = best;
@@ -663,8 +666,18 @@ function showTrace(t) {
   const shares = $("dot-shares");
   shares.replaceChildren();
   const order = t.channel_sums.map((s, k) => k).sort((a, b) => Math.abs(t.channel_sums[b]) - Math.abs(t.channel_sums[a]));
-  for (const k of order.slice(0, 8)) shares.append(el("li", `input channel ${t.group_channels[0] + k}: ${fmt(t.channel_sums[k], 5)}`));
+  for (const k of order.slice(0, 8)) shares.append(el("li", `input channel ${t.input_channels[k]}: ${fmt(t.channel_sums[k], 5)}`));
   if (order.length > 8) shares.append(el("li", `… and ${order.length - 8} more channels`));
+}
+
+function sliceNote(t) {
+  const s = t.input_slice;
+  if (!s) return "";
+  const of = s.source === "input" ? "the input image" : s.source ? `${s.source}'s output` : "a tensor the model's forward makes (no layer's output)";
+  const shown = t.input_channels;
+  const range = s.step === 1 ? `${shown[0]}–${shown[shown.length - 1]}` : `${shown.join(", ")}`;
+  const own = `${t.group_channels[0]}–${t.group_channels[1] - 1}`;
+  return `This conv reads a slice of ${of} (${s.channels} channels; a torch.chunk, split or slice in the forward): the input channels shown are that tensor's channels ${range}, numbered so here (the conv itself numbers them ${own}).`;
 }
 
 function step(di, dj) {

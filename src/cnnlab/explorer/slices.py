@@ -1,0 +1,58 @@
+"""Which channels of a larger tensor a conv reads when the forward hands it a slice (one half
+of a `torch.chunk`, a `split`, `h[:, 1::2]`): the dot-product panel numbers the conv's input
+channels as channels of the tensor split, as the model's author knows them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ChannelSlice:
+    """Which channels of a larger (1, C, H, W) tensor a conv's input is: its input channel k
+    is channel start + k·step of that tensor, of C channels; `source` names that tensor (a
+    layer's label, "input" for the image), None for one the forward made itself (F.relu)."""
+
+    source: str | None
+    channels: int
+    start: int
+    step: int
+
+    def of(self, k: int) -> int:
+        return self.start + k * self.step
+
+
+def channel_slice(t: Tensor, source: str | None = None) -> ChannelSlice | None:
+    """Where view `t` (1, c, H, W) sits on the channels of the tensor it was taken from
+    (t._base, read from the strides and storage offsets); None when t is no such view (its
+    own tensor, the whole base, or a view along other dims than the channels)."""
+    base = t._base
+    if base is None or t.dim() != 4 or base.dim() != 4 or t.shape[0] != base.shape[0]:
+        return None
+    other = (0, 2, 3)
+    if t.shape[2:] != base.shape[2:] or any(t.stride(d) != base.stride(d) for d in other):
+        return None
+    unit, c, total = base.stride(1), t.shape[1], base.shape[1]
+    if unit <= 0 or c == total:  # a broadcast channel dim, or the whole tensor
+        return None
+    start, off = divmod(t.storage_offset() - base.storage_offset(), unit)
+    step, odd = divmod(t.stride(1), unit) if c > 1 else (1, 0)  # one channel: no step
+    if off or odd or step < 1 or start < 0 or start + step * (c - 1) >= total:
+        return None
+    return ChannelSlice(source, total, start, step)
+
+
+def input_channels(sliced: ChannelSlice | None, first: int, count: int) -> dict[str, Any]:
+    """The numbers of the input channels shown (the conv's `first`..`first + count`), as the
+    user knows them: a conv reading a chunk of a larger tensor (torch.chunk(h, 2, dim=1))
+    reads its channels 4-7, say, not 0-3; `input_slice` says of which tensor, or is None."""
+    if sliced is None:
+        return {"input_channels": list(range(first, first + count)), "input_slice": None}
+    return {
+        "input_channels": [sliced.of(first + k) for k in range(count)],
+        "input_slice": dataclasses.asdict(sliced),
+    }
