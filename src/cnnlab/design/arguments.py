@@ -90,8 +90,15 @@ def pool_stride(value: Any) -> int | tuple[int, int] | None:
     return None if value is None else pair(value, 1)
 
 
+# the words YAML 1.1 reads as booleans, which a spec reads as text (cnnlab.design.spectext)
+_YAML11_WORDS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
+
+
 def flag(value: Any) -> bool:
-    """true or false (not 1, not "yes")."""
+    """true or false (not 1, not "yes": yes/no/on/off are told the word to write)."""
+    if isinstance(value, str) and value.strip().lower() in _YAML11_WORDS:
+        word = _YAML11_WORDS[value.strip().lower()]
+        raise Invalid(f"must be true or false, got {quote(value)}: write {word}")
     if not isinstance(value, bool):
         raise Invalid(f"must be true or false, got {quote(value)}")
     return value

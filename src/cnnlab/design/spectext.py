@@ -45,6 +45,18 @@ class _UniqueKeyLoader(_SAFE_LOADER):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 reads yes/no/on/off as booleans (`bias: no` would be false without a word, a
+# `name: off` would be the bool False); a spec takes only true and false, as YAML 1.2 and
+# JSON do, so those words stay text and the argument's check names them (`write false`).
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, rule) for tag, rule in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in _SAFE_LOADER.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def _json_unique(pairs: list[tuple[str, Any]]) -> dict:
     """json.loads' object_pairs_hook: a repeated key is an error, not the last one winning."""
     out = dict(pairs)
