@@ -36,6 +36,7 @@ from cnnlab.explorer.upload import (
     MAX_BYTES,
     UploadError,
     colour_note,
+    frames_note,
     read_upload,
 )
 from cnnlab.inspect import default_layer, inspecting
@@ -290,7 +291,7 @@ def _prediction_routes(app: FastAPI, ex: Explorer) -> None:
             data = image.file.read(MAX_BYTES + 1)  # one byte more than allowed: too large
             name = image.filename or "the upload"
             pixels, size = read_upload(data, name, run.input_shape)
-            notes = (resize_note([(name, size)], run.input_shape[1:]),
+            notes = (frames_note(data, name), resize_note([(name, size)], run.input_shape[1:]),
                      colour_note(data, name, run.input_shape[0]))  # fmt: skip
             note = "; ".join(n for n in notes if n)
         elif sample is not None:

@@ -95,6 +95,23 @@ def colour_note(data: bytes, name: str, channels: int) -> str:
     return channel_note([(name, mode_change(io.BytesIO(data), channels))], channels)
 
 
+def frames_note(data: bytes, name: str) -> str:
+    """One sentence when the upload holds more than one frame (an animated GIF, WebP or PNG,
+    a multi-page TIFF), "" otherwise: the answer is for its first frame only, which the
+    readers take as training and predict take it. `data` has passed `check_header`."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            frames = getattr(img, "n_frames", 1)
+    except (OSError, SyntaxError, ValueError, EOFError):  # the read itself says what is wrong
+        return ""
+    if frames <= 1:
+        return ""
+    return (
+        f"{name} holds {frames} frames (an animation or pages); only its first frame is read, "
+        "as training and predict read such a file: to see another, save it as an image of its own"
+    )
+
+
 @contextlib.contextmanager
 def _written(data: bytes):
     """A temporary file holding `data` (the image readers take paths), removed after."""
