@@ -113,8 +113,27 @@ def frames_note(data: bytes, name: str) -> str:
 
 
 @contextlib.contextmanager
+def _held(data: bytes):
+    """A path to `data` for the image readers (they take paths) that leaves nothing behind:
+    an anonymous memory file (memfd, Linux) read through /proc/self/fd, freed with its
+    descriptor or with the process however it ends (a temporary file outlived a killed
+    server); elsewhere a temporary file removed after the read."""
+    if not hasattr(os, "memfd_create") or not os.path.isdir("/proc/self/fd"):
+        with _written(data) as path:
+            yield path
+        return
+    fd = os.memfd_create("cnnlab-upload", os.MFD_CLOEXEC)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as file:
+            file.write(data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def _written(data: bytes):
-    """A temporary file holding `data` (the image readers take paths), removed after."""
+    """A temporary file holding `data`, removed after (where there is no memfd)."""
     fd, path = tempfile.mkstemp(prefix="cnnlab-upload-")
     try:
         with os.fdopen(fd, "wb") as file:
@@ -147,7 +166,7 @@ def read_upload(
     as predict reads a file (`read_for_run`), and the upload's own (H, W)."""
     w, h = check_header(data, name)
     _check_cover(name, (h, w), shape[1:])
-    with _written(data) as path:
+    with _held(data) as path:
         try:
             pixels, (size,) = read_for_run([path], shape)
         except DataError as error:  # say the upload's name, not the temporary file's
