@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,17 @@ def parse_input(text: str) -> tuple[int, int, int]:
     return size
 
 
+def print_input_note(size: tuple[int, int, int], given_as: str) -> None:
+    """On stderr, for an input that reads as (H, W, C) but builds ([32, 32, 3]: 32 channels
+    of 32×3 images): how cnnlab reads it and what to write. A note, not a refusal: the
+    shape is legal, and the table alone shows 32×3 maps without saying why."""
+    from cnnlab.design.spec import channels_last_note
+
+    note = channels_last_note(size, given_as)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def mlp_comparison(s: Summary, hidden: int) -> str:
     """One sentence: a dense first layer on the flattened input vs this model (§1)."""
     inputs = math.prod(s.input_size)
@@ -86,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     size = parse_input(args.input) if args.input is not None else None
     s = summary(_what(args, size), size)
+    print_input_note(s.input_size, "input" if size is None else "--input")
     if args.json:
         out = s.to_dict()
         if args.compare_mlp is not None:

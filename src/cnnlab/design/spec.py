@@ -61,6 +61,7 @@ __all__ = [
     "Layer",
     "Shape",
     "Spec",
+    "channels_last_note",
     "layer_shapes",
     "load_spec",
     "preset_names",
@@ -337,16 +338,28 @@ def _parse_input(value: Any) -> tuple[int, int, int]:
     )
 
 
-def _channels_last_hint(input: tuple[int, int, int]) -> str:
-    """For an input written (H, W, C) as TensorFlow does ([28, 28, 1]) that made a layer fail:
-    how cnnlab reads it and how to write it."""
+def channels_last_note(input: Sequence[int], given_as: str = "input") -> str:
+    """'' unless an input reads as (H, W, C), TensorFlow's order ([28, 28, 1], [32, 32, 3]):
+    its last number is an image's 1, 3 or 4 channels and the other two are larger. Then how
+    cnnlab reads it and what to write, in the form it was given: a spec's `input` or the
+    CLI's `--input C,H,W`. Such an input may still build (32 channels of 32×3 images)."""
     c, h, w = input
-    if w in (1, 3, 4) and c > 4 and h > 4:
-        return (
-            f"; note: input is [C, H, W], so {list(input)} is {c} channels of {h}×{w} images; "
-            f"a {c}×{h} image with {w} channel{'s' if w > 1 else ''} is [{w}, {c}, {h}]"
-        )
-    return ""
+    if w not in (1, 3, 4) or c <= 4 or h <= 4:
+        return ""
+    if given_as == "input":
+        order, written, fix = "[C, H, W]", str(list(input)), f"[{w}, {c}, {h}]"
+    else:
+        order, written, fix = "C,H,W", f"{c},{h},{w}", f"{given_as} {w},{c},{h}"
+    return (
+        f"{given_as} is {order}, so {written} is {c} channels of {h}×{w} images; "
+        f"a {c}×{h} image with {w} channel{'s' if w > 1 else ''} is {fix}"
+    )
+
+
+def _channels_last_hint(input: tuple[int, int, int]) -> str:
+    """For an input written (H, W, C) that made a layer fail: channels_last_note, appended."""
+    note = channels_last_note(input)
+    return f"; note: {note}" if note else ""
 
 
 def _from_mapping(data: Any, default_name: str) -> Spec:
