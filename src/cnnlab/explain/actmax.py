@@ -33,6 +33,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
+from cnnlab.inspect.preserve import inner_name, unwrap
 from cnnlab.inspect.progress import Progress, batch_count
 
 
@@ -356,6 +357,7 @@ def activation_maximization(
     # long: the signature and docstring of its twenty knobs (47 lines); the body, about 20
     # lines, is the checks, the start, the ascent, the best start and the data's maxima, named
     needs_gradients("activation_maximization")
+    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
     chans, input_size, value_range = _checked(model, layer, channels, steps, objective,
                                               restarts, input_size, value_range, data,
                                               preprocess)  # fmt: skip

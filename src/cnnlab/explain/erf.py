@@ -28,6 +28,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
+from cnnlab.inspect.preserve import inner_name, unwrap
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def effective_receptive_field(
     """ERF of the centre unit of `layer` on n standard-normal inputs of shape input_size
     (C, H, W): one forward and one backward for the n inputs together (eval mode; images
     are independent). Returns an ERF with gradient (H, W)."""
+    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
     resolve_layer(model, layer)
     needs_gradients("effective_receptive_field")
     if n < 1:

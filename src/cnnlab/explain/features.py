@@ -23,6 +23,7 @@ from cnnlab.inspect import (
     resolve_layer,
     scripted_whole,
 )
+from cnnlab.inspect.preserve import inner_name, unwrap
 
 
 def first_conv(model: nn.Module, x: Tensor | None = None) -> str:
@@ -63,6 +64,7 @@ def filters(model: nn.Module, layer: str | None = None, *, x: Tensor | None = No
     Returns (F, C, kh, kw) in [0, 1] (a constant filter becomes 0.5), ready for `save_grid`
     when C is 1 (grey) or 3 (RGB); for other C show e.g. the channel mean, `f.mean(1, True)`.
     """
+    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
     layer = first_conv(model, x) if layer is None else layer
     conv = resolve_layer(model, layer)
     if not isinstance(conv, nn.Conv2d):
@@ -87,9 +89,11 @@ def feature_maps(
     check_images(x)
     if isinstance(layers, str):
         layers = [layers]
-    with preserved(model), Capture(model, layers) as cap, torch.no_grad():
+    inner = {name: inner_name(model, name) for name in layers}  # `features.3` of a wrapped model
+    model = unwrap(model)
+    with preserved(model), Capture(model, list(inner.values())) as cap, torch.no_grad():
         forward(model, x, output, logits=False)
-    return {name: cap.tensor(name) for name in layers}
+    return {name: cap.tensor(inner[name]) for name in layers}
 
 
 def grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:

@@ -24,6 +24,7 @@ from cnnlab.inspect import (
     default_layer,
     forward,
     gradients,
+    inner_name,
     is_spatial,
     needs_gradients,
     preserved,
@@ -31,6 +32,7 @@ from cnnlab.inspect import (
     resolve_target,
     run_fast,
     spatial_layers,
+    unwrap,
 )
 from cnnlab.inspect.layouts import FollowLayouts
 
@@ -181,6 +183,7 @@ def gradcam(
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
     check_images(x)
     needs_gradients("gradcam")
+    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
     with preserved(model):
         if layer is None:
             layer = default_layer(model, x, output)  # a (B, C, H, W) map

@@ -33,6 +33,7 @@ from cnnlab.inspect import (
     scripted_whole,
     trace,
 )
+from cnnlab.inspect.preserve import inner_name, unwrap
 from cnnlab.inspect.progress import Progress, batch_count
 
 INPUT = "input"
@@ -211,6 +212,9 @@ def linear_probe(
     training images", then "... test images") and each probe fitted ("fitting probes").
     """
     needs_gradients("linear_probe")
+    if layers is not None:  # `features.3` of a wrapped model
+        layers = [inner_name(model, name) for name in layers]
+    model = unwrap(model)
     if epochs < 1 or cap < 1 or batch_size < 1:
         raise ExplainError(
             f"linear_probe needs epochs, cap and batch_size >= 1; got epochs={epochs}, "

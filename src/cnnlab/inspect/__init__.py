@@ -7,7 +7,8 @@ Which function for what:
 * leave the user's model as it was ........ `with preserved(model):` (eval mode, frozen
   parameters; `train=True` for train mode; mode, requires_grad, hooks, and after train mode
   buffers and RNG, restored). `inspecting(model)` is the same. `unwrap(model)` looks
-  through DDP, nn.DataParallel and torch.compile wrappers; `decompiled(model)` replaces
+  through DDP, nn.DataParallel and torch.compile wrappers (`inner_name` strips their
+  `module.` / `_orig_mod.` from a layer's name); `decompiled(model)` replaces
   every torch.compile wrapper inside by the module it holds (what opening a run does);
   `reloaded(model)` after weights changed in place (drops eval-mode caches of them).
 * run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
@@ -77,6 +78,7 @@ from cnnlab.inspect.order import (
 from cnnlab.inspect.preserve import (
     compiled_names_as,
     decompiled,
+    inner_name,
     inspecting,
     needs_gradients,
     preserved,
@@ -111,6 +113,7 @@ __all__ = [
     "gradients",
     "image_maps",
     "inference_copy",
+    "inner_name",
     "inspecting",
     "is_leaf",
     "is_spatial",

@@ -21,13 +21,16 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.preserve import is_compiled_inner, preserved
+from cnnlab.inspect.preserve import is_compiled_inner, preserved, unwrap
 
 
 def layer_names(model: nn.Module) -> list[str]:
     """Dotted names of every submodule (the root excluded), in registration order; not the
     modules that compute a parametrized weight (`weight_code`), nor the containers the model
-    never calls (`never_called`: an nn.ModuleList), which no layer option takes."""
+    never calls (`never_called`: an nn.ModuleList), which no layer option takes. A wrapped
+    model's (torch.compile, nn.DataParallel, DDP) are its inner module's, as `unwrap` names
+    them (`features.3`, not `_orig_mod.features.3`): the names explain and diagnose use."""
+    model = unwrap(model)
     code = weight_code(model)
     return [
         name
@@ -172,6 +175,7 @@ def _traced(
 ) -> tuple[list, dict]:
     """trace(model, x, output) and {name: channel dim} of the outputs with channels off dim 1
     (logits=False: the model's output need not be logits)."""
+    model = unwrap(model)  # named as `layer_names` names them
     with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order:
         with torch.no_grad():
             forward(model, x[:1], output, logits=logits)
@@ -234,7 +238,7 @@ def _image_maps(
 ) -> tuple[dict, dict, frozenset[str]]:
     """(image_maps, {name: shape} of the 4-D outputs that pass all but (d): channels last,
     the layers whose output the logits are not computed from: `_Shapes.unfed`)."""
-    x = check_images(x)
+    x, model = check_images(x), unwrap(model)  # named as `layer_names` names them
     images = x[:1].expand(2, *x.shape[1:])  # (2, C, H, W)
     pair, meta = _probe(model, images, output, partial=False)
     assert pair is not None  # partial=False: a forward that fails raises
