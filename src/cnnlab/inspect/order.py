@@ -165,7 +165,7 @@ class CallOrder:
 
 def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tuple[str, tuple]]:
     """(name, output shape) of every submodule with a tensor output, in the order their forward
-    calls finish (children before their parent), from one no-grad pass of x[:1].
+    calls finish (children before their parent), from one no-grad, eval-mode pass of x[:1].
     A module called several times appears once, at its last call."""
     return _traced(model, x, output)[0]
 
@@ -174,10 +174,12 @@ def _traced(
     model: nn.Module, x: Tensor, output: OutputSelector, logits: bool = True
 ) -> tuple[list, dict]:
     """trace(model, x, output) and {name: channel dim} of the outputs with channels off dim 1
-    (logits=False: the model's output need not be logits)."""
+    (logits=False: the model's output need not be logits). In eval mode: a train-mode
+    forward moved BatchNorm's running statistics and drew dropout masks, and a BatchNorm1d
+    refuses one image."""
     model = unwrap(model)  # named as `layer_names` names them
-    with FollowLayouts() as layouts, CallOrder(model, layouts=layouts) as order:
-        with torch.no_grad():
+    with preserved(model, requires_grad=None), FollowLayouts() as layouts:
+        with CallOrder(model, layouts=layouts) as order, torch.no_grad():
             forward(model, x[:1], output, logits=logits)
     last: dict[str, tuple] = {}
     for name, shape in order.calls:
