@@ -150,21 +150,6 @@ def _server_class():
             self._say(len(self.server_state.tasks))
             await super().shutdown(sockets)
 
-        async def _wait_tasks_to_complete(self) -> None:
-            # uvicorn's stop closes the listener and the idle connections, sleeps 0.1 s, then
-            # here waits while any connection or request task remains. A connection accepted
-            # just before the stop began (its request not yet parsed: no task then) is not
-            # closed, and uvicorn waits for it all the same: the tasks counted as the stop
-            # began missed it, and that wait was silent. A few turns of the loop first, as
-            # above, let the input already received be read (a client that has closed).
-            for _ in range(4):
-                await asyncio.sleep(0)
-            state = self.server_state
-            # A task per request on its connection; a connection without a task is a request
-            # not parsed yet, a task without one a request whose client has left.
-            self._say(max(len(state.connections), len(state.tasks)))
-            await super()._wait_tasks_to_complete()
-
         def _say(self, running: int) -> None:
             if running and not self.force_exit and not self.said:
                 self.said = True
@@ -173,7 +158,45 @@ def _server_class():
                 print(f"cnnlab serve: waiting for {requests} to finish; Ctrl-C{again} to stop "
                       "now", file=sys.stderr, flush=True)  # fmt: skip
 
-    return Server
+    if not _wait_hook(uvicorn.Server):
+        # Another uvicorn without the private wait, or with another signature: the line is
+        # said as the stop begins only (a request accepted just then is waited for silently)
+        return Server
+
+    class WaitingServer(Server):
+        async def _wait_tasks_to_complete(self) -> None:
+            # uvicorn's stop closes the listener and the idle connections, sleeps 0.1 s, then
+            # here waits while any connection or request task remains (0.55.0; no public hook
+            # or log at the warning level marks that wait). A connection accepted just before
+            # the stop began (its request not yet parsed: no task then) is not closed, and
+            # uvicorn waits for it all the same: the tasks counted as the stop began missed
+            # it. A few turns of the loop first, as above, let the input already received be
+            # read (a client that has closed).
+            for _ in range(4):
+                await asyncio.sleep(0)
+            state = self.server_state
+            # A task per request on its connection; a connection without a task is a request
+            # not parsed yet, a task without one a request whose client has left.
+            self._say(max(len(state.connections), len(state.tasks)))
+            await super()._wait_tasks_to_complete()
+
+    return WaitingServer
+
+
+def _wait_hook(server: type) -> bool:
+    """True when uvicorn's Server has the private coroutine `_wait_tasks_to_complete(self)`
+    that its shutdown awaits (uvicorn 0.55.0, installed here): serve's wait line hooks it
+    only then, so a uvicorn that renames it or changes its arguments still stops as it
+    should."""
+    import inspect
+
+    wait = getattr(server, "_wait_tasks_to_complete", None)
+    if not inspect.iscoroutinefunction(wait):
+        return False
+    try:
+        return list(inspect.signature(wait).parameters) == ["self"]
+    except (TypeError, ValueError):
+        return False
 
 
 def _load(run_dir: str, data: str | None = None):
