@@ -291,7 +291,7 @@ import not-a-module       | --model {{nets}}:not_a_module {IMPORT} | list
 import needs-args         | --model {{nets}}:needs {IMPORT}       | depth
 import malformed-ref      | --model {{nets}} {IMPORT}             | colon
 import malformed-arg      | {NET} --model-arg w {IMPORT}         | name=value
-import arg-not-literal    | {NET} --model-arg width=x {IMPORT}   | literal
+import arg-not-number     | {NET} --model-arg width=x {IMPORT}   | not a number
 import weights-shapes     | {NET} --weights {{wide}} --data digits --out {{out}} | 0.weight
 import weights-pickle     | {NET} --weights {{wpt}} --data digits --out {{out}} | safetensors
 import out-not-empty      | {NET} --weights {{w}} --data digits --out {{run}}   | not empty

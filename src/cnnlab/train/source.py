@@ -25,7 +25,6 @@ still checked against the model built.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import importlib
 import importlib.util
@@ -46,13 +45,12 @@ from torch.nn.parameter import is_lazy
 from cnnlab.design.build import build as build_spec
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import RunError, SpecError
+from cnnlab.train.modelargs import literal, parse_model_args
 
 ACCEPT_CHANGED_ENV = "CNNLAB_ACCEPT_CHANGED_CODE"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _MODULE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
 _CODE_REF = re.compile(rf"(?P<where>.+):(?P<name>{_IDENT})")
-_ARG = re.compile(rf"(?P<name>{_IDENT})=(?P<value>.*)", re.DOTALL)
-_MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the stack
 # a factory's named parameters with their defaults, and whether it takes **kwargs
 Parameters = tuple[dict[str, Any], bool]
 
@@ -153,7 +151,7 @@ class ModelSource:
             return cls("spec", str(record.get("reference", "spec.yaml")), spec=spec)
         try:
             reference, file, sha = record["reference"], Path(record["file"]), record["sha256"]
-            args = tuple((k, _literal(k, v, reference)) for k, v in record["args"].items())
+            args = tuple((k, literal(k, v, reference)) for k, v in record["args"].items())
             shape = record.get("input")
             shape = None if shape is None else tuple(int(n) for n in shape)
         except (KeyError, TypeError, AttributeError, ValueError, SpecError) as error:
@@ -210,38 +208,9 @@ def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSo
     return ModelSource("code", _canonical(ref, where, file), parsed, file, file_sha256(file))
 
 
-def parse_model_args(ref: str, args: list[str] | tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
-    """`["width=16", "act='gelu'"]` -> `(("width", 16), ("act", "gelu"))`; SpecError on a
-    malformed item, a repeated name or a value that is not a Python literal."""
-    parsed: dict[str, Any] = {}
-    for item in args:
-        match = _ARG.fullmatch(item.strip())
-        if match is None:
-            raise SpecError(
-                f"--model {ref}: --model-arg {item!r} is not name=value (e.g. width=16)"
-            )
-        name = match["name"]
-        if name in parsed:
-            raise SpecError(f"--model {ref}: --model-arg {name} is given twice")
-        parsed[name] = _literal(name, match["value"], ref)
-    return tuple(parsed.items())
-
-
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _literal(name: str, text: str, ref: str) -> Any:
-    if len(text) > _MAX_ARG_CHARS:
-        raise SpecError(f"--model {ref}: --model-arg {name} is longer than {_MAX_ARG_CHARS} chars")
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise SpecError(
-            f"--model {ref}: --model-arg {name}={text!r} is not a Python literal; quote "
-            f"strings so the shell keeps the quotes: --model-arg \"{name}='{text}'\""
-        ) from None
 
 
 def _no_cuda(error: BaseException) -> str:

@@ -1,0 +1,87 @@
+"""A --model-arg value that is no Python literal is told what the factory's parameter takes:
+a number for `classes: int` or `classes=10` (it was told to quote it, and `classes='ten'`
+then passes text to an int parameter), True/False for a bool, quotes for text or unknown."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import shlex
+
+import pytest
+
+from cnnlab.cli import main
+
+NETS = """
+from torch import nn
+
+
+def make_net(width: int = 4, classes=10, act: str = "relu", scale: float = 1.0,
+             pretrained: bool = False, *, depth: "int" = 1):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
+
+
+class Net(nn.Module):
+    def __init__(self, classes: int):
+        super().__init__()
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+"""
+
+CASES = [
+    ("make_net", "classes=ten", "is not a number, which make_net's classes takes (int, default "
+     "10): e.g. --model-arg classes=10", int),
+    ("make_net", "width=four", "(int, default 4): e.g. --model-arg width=4", int),
+    ("make_net", "depth=deep", "(int, default 1): e.g. --model-arg depth=1", int),
+    ("make_net", "scale=big", "(float, default 1.0): e.g. --model-arg scale=1.0", float),
+    ("make_net", "pretrained=yes", "is not True or False, which make_net's pretrained takes "
+     "(bool, default False): --model-arg pretrained=True or pretrained=False", bool),
+    ("Net", "classes=ten", "is not a number, which Net's classes takes (int): e.g. "
+     "--model-arg classes=10", int),
+    ("make_net", "act=gelu", "is not a Python literal; quote strings so the shell keeps the "
+     "quotes: --model-arg \"act='gelu'\"", str),
+]  # fmt: skip
+
+
+@pytest.fixture
+def nets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets.py").write_text(NETS)
+    spec = importlib.util.spec_from_file_location("nets_advice", tmp_path / "nets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _summary(capsys, factory: str, arg: str) -> tuple[int, list[str]]:
+    code = main(
+        ["summary", "--model", f"nets.py:{factory}", "--model-arg", arg, "--input", "1,8,8"]
+    )
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize(("factory", "arg", "said", "kind"), CASES)
+def test_the_advice_names_what_the_parameter_takes(nets, capsys, factory, arg, said, kind):
+    name = arg.split("=")[0]
+    target = getattr(nets, factory)
+    parameter = inspect.signature(target).parameters[name]  # Python's own reading
+    declared = parameter.annotation
+    declared = eval(declared) if isinstance(declared, str) else declared  # noqa: S307
+    assert kind in (declared, type(parameter.default))
+    code, err = _summary(capsys, factory, arg)
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].endswith(said), err[0]
+    fix = shlex.split(err[0].rsplit(": ", 1)[1].removeprefix("e.g. "))[:2]  # the advice, run
+    if kind is not bool:
+        assert main(["summary", "--model", f"nets.py:{factory}", *fix, "--input", "1,8,8"]) == 0
+
+
+def test_a_module_factory_is_read_without_running_it(nets, capsys):
+    code = main(
+        ["summary", "--model", "nets:make_net", "--model-arg", "classes=ten", "--input", "1,8,8"]
+    )
+    assert code == 2
+    assert "is not a number, which make_net's classes takes" in capsys.readouterr().err
