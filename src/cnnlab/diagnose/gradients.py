@@ -22,6 +22,7 @@ from cnnlab.inspect import (
     Hooks,
     OutputSelector,
     check_images,
+    check_values,
     device_of,
     forward,
     gradients,
@@ -276,7 +277,7 @@ def gradient_flow(
     progress: progress(batches done, batches, "gradient flow") after each batch.
     """
     needs_gradients("gradient_flow")
-    model = unwrap(model)
+    model = check_values(unwrap(model))  # on the meta device its batches moved there and ran
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     watched = _weighted_modules(model)
@@ -315,9 +316,10 @@ def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None
     head returns (class, distillation) logits in train mode, their mean in eval): such a
     model is measured in eval mode. One forward of x[:2], without autograd; the model is
     restored (`preserved`)."""
+    model = check_values(unwrap(model))  # on the meta device x moved there and ran
     x = check_images(x[:2], flat=True).to(device_of(model))
-    with preserved(unwrap(model), train=True), torch.no_grad():
-        out = unwrap(model)(x.clone())
+    with preserved(model, train=True), torch.no_grad():
+        out = model(x.clone())
     try:
         select_logits(out, output)
     except ExplainError:

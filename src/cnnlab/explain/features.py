@@ -17,6 +17,7 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     check_images,
+    check_values,
     first_called,
     forward,
     preserved,
@@ -64,7 +65,8 @@ def filters(model: nn.Module, layer: str | None = None, *, x: Tensor | None = No
     Returns (F, C, kh, kw) in [0, 1] (a constant filter becomes 0.5), ready for `save_grid`
     when C is 1 (grey) or 3 (RGB); for other C show e.g. the channel mean, `f.mean(1, True)`.
     """
-    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
+    # `features.3` of a wrapped model; a meta model has no kernels to show
+    model, layer = check_values(unwrap(model)), inner_name(model, layer)
     layer = first_conv(model, x) if layer is None else layer
     conv = resolve_layer(model, layer)
     if not isinstance(conv, nn.Conv2d):

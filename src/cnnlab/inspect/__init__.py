@@ -11,7 +11,8 @@ Which function for what:
   `module.` / `_orig_mod.` from a layer's name); `decompiled(model)` replaces
   every torch.compile wrapper inside by the module it holds (what opening a run does);
   `reloaded(model)` after weights changed in place (drops eval-mode caches of them).
-* run it on images and read the logits ..... `check_images(x)`, `forward(model, x, output)`
+* run it on images and read the logits ..... `check_images(x)`, `check_values(model)` (not
+  on the meta device), `forward(model, x, output)`
   ((B, K) logits; `output=` picks them from a tuple/dict), `select_logits`,
   `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.
 * is it a classifier of these images ........ `classifier_misfit(model, (C, H, W), K)`: None,
@@ -52,6 +53,7 @@ from cnnlab.inspect.logits import (
     Misfit,
     OutputSelector,
     check_images,
+    check_values,
     classifier_misfit,
     forward,
     resolve_target,
@@ -100,6 +102,7 @@ __all__ = [
     "as_float",
     "batches",
     "check_images",
+    "check_values",
     "classifier_misfit",
     "compiled_names_as",
     "decompiled",

@@ -83,6 +83,8 @@ def forward(
         out = model(x.clone())
     except RuntimeError as error:  # shape, channel or dtype mismatch inside a torch op
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not x.is_meta:  # a meta x: a shape-only forward of a real model's meta copy
+            check_values(model)
         weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
         if weights != x.dtype:  # float64 images on float32 weights: told to fix channels, size
             raise ExplainError(
@@ -115,6 +117,30 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
             f"target {bad[0].item()} is outside the model's classes 0..{classes - 1}"
         )
     return t.clone()
+
+
+def meta_weights(model: nn.Module) -> str | None:
+    """Why `model` has no values to compute with (its parameters or buffers are on the meta
+    device, and how to give it some), or None."""
+    empty = [n for n, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
+    if not empty:
+        return None
+    return (
+        f"its parameters are on the meta device ({empty[0]}: a shape without values, as "
+        "under torch.device('meta')); build it on the CPU, or give it values first: "
+        "model.to_empty(device='cpu'), then initialise it"
+    )
+
+
+def check_values(model: nn.Module) -> nn.Module:
+    """`model` itself; ExplainError when its weights have no values (`meta_weights`): a
+    forward on the meta device computes shapes, and on another device it raised torch's
+    'Tensor on device meta is not on the expected device cpu!', which was read as images of
+    the wrong size."""
+    empty = meta_weights(model)
+    if empty:
+        raise ExplainError(f"the model cannot be run: {empty}")
+    return model
 
 
 class Misfit(NamedTuple):
@@ -158,14 +184,9 @@ def classifier_misfit(
         )
     # a model built under torch.device("meta") failed in its first layer with torch's
     # 'Tensor on device meta is not on the expected device cpu!', read as an input misfit
-    empty = [n for n, t in chain(model.named_parameters(), model.named_buffers()) if t.is_meta]
+    empty = meta_weights(model)
     if empty:
-        return Misfit(
-            "weights",
-            f"its parameters are on the meta device ({empty[0]}: a shape without values, as "
-            "under torch.device('meta')); build it on the CPU, or give it values first: "
-            "model.to_empty(device='cpu'), then initialise it",
-        )
+        return Misfit("weights", empty)
     needed = _more_arguments(model)
     if needed:
         return Misfit(
