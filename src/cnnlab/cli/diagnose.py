@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cnnlab.cli.rundata import RUN_HELP
 from cnnlab.cli.tables import column
 from cnnlab.errors import ConfigError
 
@@ -17,7 +18,7 @@ def register(sub) -> None:
         description="Measure dead/sleeping ReLU units, per-layer gradient flow and activation "
         "statistics of a run's model on its test images, and say what to try (notes §4.2-4.3).",
     )
-    p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument(
         "--data",
         default=None,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
-from cnnlab.cli.rundata import add_data_option, load_run_at
+from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix of a run")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument(
         "--split", default="test", choices=("train", "test"), help="split to score (default test)"
     )

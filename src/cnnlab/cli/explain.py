@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cnnlab.cli.notes import print_channel_note
 from cnnlab.cli.progress import progress_bar
-from cnnlab.cli.rundata import add_data_option, load_run_at
+from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
 from cnnlab.cli.tables import column
 from cnnlab.errors import ConfigError, ExplainError
 
@@ -50,7 +50,7 @@ def count(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="heatmaps of why a run predicts what it predicts")
-    p.add_argument("run_dir", metavar="RUN", help="a run directory (cnnlab train --out)")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
     p.add_argument(
         "--method", choices=METHODS, default="gradcam", help="what to draw (default gradcam)"
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_no_empty_output(_explain))
 
     v = sub.add_parser("visualize", help="PNG grids of filters, feature maps or actmax images")
-    v.add_argument("run_dir", metavar="RUN", help="run directory")
+    v.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     what = v.add_mutually_exclusive_group(required=True)
     what.add_argument("--filters", action="store_true", help="the first conv layer's kernels")
     what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(run=_no_empty_output(_refuse_unread))
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
-    q.add_argument("run_dir", metavar="RUN", help="run directory")
+    q.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     q.add_argument("--train", type=count, default=5000, help="training images for the probes")
     q.add_argument("--test", type=count, default=2000, help="test images")
     q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")

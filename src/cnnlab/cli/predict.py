@@ -6,12 +6,13 @@ import json
 import sys
 
 from cnnlab.cli.notes import print_channel_note
+from cnnlab.cli.rundata import RUN_HELP
 from cnnlab.errors import CnnlabError
 
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="top-k classes of image files or folders with a trained run")
-    p.add_argument("run_dir", metavar="RUN", help="run directory")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument(
         "images", metavar="IMAGE", nargs="+", help="PNG/JPEG/... files, or folders of them"
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from cnnlab.cli.rundata import add_data_option
+from cnnlab.cli.rundata import RUN_HELP, add_data_option
 
 
 def register(sub) -> None:
@@ -16,7 +16,7 @@ def register(sub) -> None:
         description="Write one self-contained HTML report of a run (images inline, no network). "
         "Parts whose artefacts are missing say what is missing instead of failing.",
     )
-    p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument(
         "--out",
         default=None,

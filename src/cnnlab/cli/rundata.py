@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+# RUN of every command that reads a run: a training's --out or an import's
+RUN_HELP = "a run directory (written by `cnnlab train` or `cnnlab import`)"
+
 
 def add_data_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(

@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 
-from cnnlab.cli.rundata import add_data_option, load_run_at
+from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
         "Grad-CAM and feature maps, click any activation to see the dot product that made it. "
         "Binds 127.0.0.1 (this machine only) unless --host says otherwise.",
     )
-    p.add_argument("run_dir", metavar="RUN", help="run directory written by `cnnlab train`")
+    p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: any)")
     p.add_argument(
         "--host",
