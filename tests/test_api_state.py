@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import inspect
+from cnnlab import diagnose, inspect
+from cnnlab.errors import ExplainError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,3 +51,12 @@ def test_trace_of_a_train_mode_model_is_the_eval_mode_trace():
     traced = inspect.trace(model, x)  # its BatchNorm1d refused the one image in train mode
     assert traced == inspect.trace(model.eval(), x)
     assert traced[-1] == ("7", (1, 6))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_train_mode_logits_of_a_model_in_another_precision_names_the_dtype(dtype):
+    # it raised torch's 'Input type (float) and bias type (c10::Half) should be the same'
+    model = train_mode_net().to(dtype)
+    with pytest.raises(ExplainError) as error:
+        diagnose.train_mode_logits(model, torch.randn(4, 3, 8, 8))
+    assert f"give the images as x.to({dtype})" in str(error.value)

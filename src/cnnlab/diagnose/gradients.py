@@ -319,7 +319,7 @@ def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None
     model = check_values(unwrap(model))  # on the meta device x moved there and ran
     x = check_images(x[:2], flat=True).to(device_of(model))
     with preserved(model, train=True), torch.no_grad():
-        out = model(x.clone())
+        out = forward(model, x, logits=False)  # images that do not fit: told, as elsewhere
     try:
         select_logits(out, output)
     except ExplainError:
