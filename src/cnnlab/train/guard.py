@@ -8,6 +8,7 @@ optimizer, and under DDP every rank decides the same (`distributed.step_flags`).
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import threading
@@ -106,21 +107,35 @@ class StopFlag:
 
 
 def way_on(error: RunError, out: Path, saving: tuple[int, int] | None = None) -> RunError:
-    """A write that failed (a full disk), with how to go on from what is on disk. The
-    checkpoint's tensor file is its commit: a failure on a file written after it
-    (checkpoint.json, metrics.jsonl, model.safetensors) leaves that checkpoint, `saving`'s
-    position, whole, and --resume continues from it (or, from the last, writes the rest)."""
+    """A write that failed (a full disk, a read-only mount), with how to go on from what is
+    on disk. The checkpoint's tensor file is its commit: a failure on a file written after
+    it (checkpoint.json, metrics.jsonl, model.safetensors) leaves that checkpoint,
+    `saving`'s position, whole, and --resume continues from it (or, from the last, writes
+    the rest)."""
+    fix = write_fix(error.__cause__, out)
     on_disk = checkpoint.saved_position(out)
     if on_disk is None:
         again = "start again with --force" if (out / CONFIG).is_file() else "run it again"
-        hint = f"no checkpoint was saved yet: free some space and {again}"
+        hint = f"no checkpoint was saved yet: {fix} and {again}"
     else:
         which = "the new checkpoint" if on_disk == saving else "the previous checkpoint"
         hint = (
-            f"{which} (epoch {on_disk[0]}, step {on_disk[1]}) is whole on disk: free some "
-            "space and continue with --resume"
+            f"{which} (epoch {on_disk[0]}, step {on_disk[1]}) is whole on disk: {fix} and "
+            "continue with --resume"
         )
     return RunError(f"{error}; {hint}")
+
+
+def write_fix(cause: BaseException | None, out: Path) -> str:
+    """What makes the run directory writable again, by the errno of the failed write: a
+    full disk or quota needs space, a read-only mount or lost permission needs `out` made
+    writable (freeing space would not help), anything else its own cause fixed."""
+    number = getattr(cause, "errno", None)
+    if number in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {out} writable again (its permissions, or a read-only mount)"
+    if number in (errno.ENOSPC, errno.EDQUOT) or number is None:
+        return "free some space"  # no errno known: a full disk is the likeliest
+    return f"fix what stopped the write to {out}"
 
 
 def stopped(out: Path | None) -> str:
