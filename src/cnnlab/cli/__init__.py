@@ -70,7 +70,8 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
 
 def _terminate(signum, frame) -> None:
     """SIGTERM (kill, a scheduler's stop) is treated as Ctrl-C: training checkpoints and
-    says so, any other command stops with one line (exit 130), never silently with 143."""
+    says so, any other command stops with one line (exit 130), never silently with 143;
+    but a serving `cnnlab serve` ends normally on it ("stopped", exit 0: serve._serve)."""
     raise KeyboardInterrupt
 
 

@@ -99,10 +99,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(app, sock: socket.socket) -> None:
-    """Serves `app` on `sock` until SIGINT or SIGTERM, which end as KeyboardInterrupt (one line
-    and exit 130 in the CLI), whatever SIGINT's inherited disposition. A stop that waits for
-    requests still running says so in one line; a second SIGINT then forces it, without
-    tracebacks, and the process leaves without waiting for the worker threads (entry())."""
+    """Serves `app` on `sock` until SIGINT or SIGTERM. SIGTERM (a service manager's stop,
+    kill) is a normal end, as uvicorn's own shutdown treats it: "stopped", and the command
+    returns 0. SIGINT ends as KeyboardInterrupt (one line and exit 130 in the CLI), whatever
+    its inherited disposition. A stop that waits for requests still running says so in one
+    line; a second SIGINT then forces it (an interrupt, whichever signal began the stop),
+    without tracebacks, and the process leaves without waiting for the worker threads
+    (entry())."""
     import uvicorn
 
     # Ctrl-C twice (or kill, then Ctrl-C) forces uvicorn to stop without waiting: no lifespan
@@ -116,14 +119,25 @@ def _serve(app, sock: socket.socket) -> None:
     log.addFilter(quiet)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn raises SIGTERM again once stopped: main() makes it this
+        if not _terminated(server):
+            raise
     finally:
         log.removeFilter(quiet)
+    if _terminated(server):
+        print("cnnlab serve: stopped", file=sys.stderr, flush=True)
+        return
     if server.should_exit:
         # Stopped by SIGINT or SIGTERM: uvicorn catches both while it serves and raises the
         # signal again once stopped, which ends as KeyboardInterrupt; but a SIGINT inherited
         # as ignored (a background job: `cnnlab serve RUN &`, nohup) is ignored then, and the
         # server stopped by it returned as if it had ended normally: exit 0, silent.
         raise KeyboardInterrupt
+
+
+def _terminated(server) -> bool:
+    """Whether SIGTERM began the server's stop and no Ctrl-C forced it: a normal stop."""
+    return server.first == signal.SIGTERM and not server.force_exit
 
 
 def _server_class():
