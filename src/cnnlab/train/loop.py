@@ -344,10 +344,10 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> None:
                 bar.advance(epoch, sums, time.perf_counter() - tick)
                 if stopping or saving:
                     sums.seconds += time.perf_counter() - tick
-                    tick = time.perf_counter()
                     position.wall = time.perf_counter() - start_wall
                     _save(parts, position)
                     last_save = time.monotonic()
+                    tick = time.perf_counter()  # an epoch's seconds are its steps', not writes'
                 if stopping:
                     raise TrainingInterrupted(_interrupted(parts, epoch, step))
             sums.seconds += time.perf_counter() - tick
