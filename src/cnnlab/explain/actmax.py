@@ -27,6 +27,8 @@ from cnnlab.inspect import (
     as_float,
     batches,
     channel_dim,
+    device_of,
+    dtype_of,
     forward,
     needs_gradients,
     preserved,
@@ -142,7 +144,7 @@ class _Fourier(nn.Module):
 
     def __init__(self, shape: tuple[int, ...], gen: torch.Generator, lo=None, hi=None):
         super().__init__()
-        self.range = (lo, hi)
+        self.range, self.dtype = (lo, hi), torch.float32  # dtype: the images' (_start_image)
         n, c, h, w = shape
         fy = torch.fft.fftfreq(h)[:, None]
         fx = torch.fft.rfftfreq(w)[None, :]
@@ -155,7 +157,8 @@ class _Fourier(nn.Module):
         spec = torch.view_as_complex(self.spectrum) * self.scale
         image = torch.fft.irfft2(spec, s=self.size, norm="ortho")
         lo, hi = self.range
-        return image if lo is None else lo + (hi - lo) * torch.sigmoid(image)
+        image = image if lo is None else lo + (hi - lo) * torch.sigmoid(image)
+        return image.to(self.dtype)  # float32 steps (an FFT of float16 is refused on the CPU)
 
 
 class _Pixels(nn.Module):
@@ -163,6 +166,7 @@ class _Pixels(nn.Module):
 
     def __init__(self, shape: tuple[int, ...], gen: torch.Generator, lo=None, hi=None):
         super().__init__()
+        self.dtype = torch.float32  # the images' (_start_image)
         if lo is None:
             start = torch.randn(shape, generator=gen)
         else:
@@ -170,7 +174,7 @@ class _Pixels(nn.Module):
         self.pixels = nn.Parameter(start)
 
     def forward(self) -> Tensor:
-        return self.pixels
+        return self.pixels.to(self.dtype)  # float32 steps: float16 ones round away small steps
 
 
 def _data_max(
@@ -362,7 +366,7 @@ def activation_maximization(
                                               restarts, input_size, value_range, data,
                                               preprocess)  # fmt: skip
     runs = chans.repeat(restarts)  # (R·N,): row r·N + i optimises channel i
-    image, gen = _start_image((len(runs), *input_size), value_range, fourier, seed)
+    image, gen = _start_image((len(runs), *input_size), value_range, fourier, seed, model)
     regularize = _regularizer(image, blur, blur_every, value_range)
     with preserved(model):
         dim = _checked_dim(model, layer, image().detach(), chans, output)
@@ -381,15 +385,17 @@ def activation_maximization(
 
 
 def _start_image(
-    shape: tuple[int, ...], value_range, fourier: bool, seed: int
+    shape: tuple[int, ...], value_range, fourier: bool, seed: int, model: nn.Module
 ) -> tuple[nn.Module, torch.Generator]:
     """The image module the ascent optimises, `shape` (R·N, C, H, W) drawn from `seed`: a
-    1/f-scaled spectrum (fourier) or pixels, inside value_range; and that generator, from
-    which the ascent's jitter then draws."""
+    1/f-scaled spectrum (fourier) or pixels, inside value_range, on `model`'s device and
+    giving images in its dtype (a float64 or float16 model refused float32 images, which its
+    caller could not convert); and that generator, from which the ascent's jitter draws."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = value_range if value_range is not None else (None, None)
     image = _Fourier(shape, gen, lo, hi) if fourier else _Pixels(shape, gen, lo, hi)
-    return image, gen
+    image.dtype = dtype_of(model)
+    return image.to(device_of(model)), gen
 
 
 def _regularizer(image: nn.Module, blur: float, every: int, value_range) -> Callable[[int], None]:

@@ -21,6 +21,8 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     channel_dim,
+    device_of,
+    dtype_of,
     forward,
     gradients,
     needs_gradients,
@@ -130,7 +132,8 @@ def effective_receptive_field(
             f"input_size must be three positive integers (C, H, W), got {input_size!r}"
         )
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, *input_size), generator=gen).requires_grad_(True)
+    x = torch.randn((n, *input_size), generator=gen)  # in the model's dtype, on its device:
+    x = x.to(device_of(model), dtype_of(model)).requires_grad_(True)  # the caller gives none
     with preserved(model):
         dim = channel_dim(model, x.detach(), layer, output)  # a ConvNeXt's (B, H, W, C): 3
     with preserved(model), Capture(model, [layer]) as cap, torch.enable_grad():
@@ -145,7 +148,8 @@ def effective_receptive_field(
         acts = out.movedim(dim, 1)
         h, w = acts.shape[2:]
         (grad,) = gradients(acts[:, :, h // 2, w // 2].sum(), [x])  # reentrant checkpoints
-    gradient = grad.abs().mean((0, 1))  # (H, W)
+    # (H, W) on the CPU, at least float32: centred_side's sums of it, arange's on the CPU
+    gradient = grad.to(torch.promote_types(grad.dtype, torch.float32)).abs().mean((0, 1)).cpu()
     theoretical = summary_rf(model, layer, tuple(input_size))
     source = "cnnlab.summary"
     if theoretical is None:

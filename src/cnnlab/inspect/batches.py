@@ -74,6 +74,15 @@ def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) ->
     return x
 
 
+def dtype_of(model: nn.Module) -> torch.dtype:
+    """The dtype images for the model are made in: its first floating-point parameter's
+    (float16 after .half(), float64 after .double()); float32 if it has none."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
+
+
 def device_of(model: nn.Module) -> torch.device:
     """Where the model's tensors live (its first parameter or buffer; CPU if it has none)."""
     for tensor in (*model.parameters(), *model.buffers()):
