@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from cnnlab import diagnose, explain
+from cnnlab.design.activations import activation_of
 from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.inspect.progress import Progress
@@ -91,6 +92,9 @@ class GradcamGroup:
 class FeatureMaps:
     image: torch.Tensor  # (C, H, W) uint8, the input
     layers: tuple[tuple[str, np.ndarray], ...]  # (layer label, maps (C', H', W'))
+    # labels of the rows that are no activation module's output (a conv or BatchNorm whose
+    # activation, if any, the forward applies itself: F.relu(x))
+    before_activation: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -333,7 +337,9 @@ def _maps(src: Sources) -> FeatureMaps:
     layers = src.map_layers
     out = explain.feature_maps(src.model, x[:1], layers)
     rows = tuple((src.label(n), out[n][0].float().cpu().numpy()) for n in layers)
-    return FeatureMaps(images[0], rows)
+    modules = dict(src.model.named_modules())
+    before = tuple(src.label(n) for n in layers if activation_of(modules[n]) is None)
+    return FeatureMaps(images[0], rows, before)
 
 
 def _actmax(src: Sources) -> tuple[ActmaxTile, ...]:

@@ -234,11 +234,23 @@ def show_maps(maps, facts: Facts) -> Blocks:
     uri = plots.image_uri(plots.display(image.numpy()), max(1, 84 // image.shape[-1]))
     channels = facts.budget.map_channels
     fig = plots.feature_maps(list(maps.layers), channels)
-    caption = f"First {channels} channels of each layer on this test image."
+    caption = f"First {channels} channels of each layer on this test image." + _before_note(maps)
     return [
         {"kind": "thumbs", "items": [uri], "caption": "input"},
         _figure(fig, "feature maps through the layers", caption),
     ]
+
+
+def _before_note(maps) -> str:
+    """What the rows of a conv or BatchNorm show: the layer's own output, not activated."""
+    before = maps.before_activation
+    if not before:
+        return ""
+    return (
+        f" {', '.join(before)}: the layer's own output, before any activation the model's "
+        "forward applies itself (F.relu(x) is no layer's output), so its negative values show "
+        "too; these are the layers the explorer and cnnlab visualize --maps show."
+    )
 
 
 def actmax_title(tile) -> str:

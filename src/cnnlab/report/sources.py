@@ -250,13 +250,36 @@ class Sources:
 
     @_once
     def map_layers(self) -> list[str]:
-        """Spatial activation outputs (else conv outputs), at most budget.map_layers, spread."""
-        spatial = [(n, m) for n, m, s in self.layers if len(s) == 3 and s[1] * s[2] > 1]
-        names = [n for n, m in spatial if activation_of(m) is not None]
-        names = names or [n for n, m in spatial if isinstance(m, nn.Conv2d)]
+        """The spatial outputs that end a conv block, at most budget.map_layers, spread
+        (`block_ends`): what the explorer lists as each block's output."""
+        names = block_ends(self.layers)
         if not names:
             raise ReportError(
                 "the model has no layer with a spatial (C, H, W) output"
                 + inspect.scripted_whole(self.model)
             )
         return spread(names, self.budget.map_layers)
+
+
+def block_ends(layers: list[tuple[str, nn.Module, tuple]]) -> list[str]:
+    """The names of the spatial (C, H, W) outputs (H·W > 1) that end a block, in forward
+    order, from (name, module, shape) leaves in the order their calls finish: every
+    activation module's, and a conv's, or its BatchNorm's, where no activation module comes
+    next, as the explorer's block is its conv, BatchNorm and activation (`act or bn or conv`).
+    An activation the forward applies itself (`F.relu(self.bn2(self.conv2(x)))`) is no
+    layer's output: the block's map is then its BatchNorm's, as the explorer and
+    `cnnlab visualize --maps` show it, so that no block is left out of the figure."""
+    spatial = [k for k, (_, _, s) in enumerate(layers) if len(s) == 3 and s[1] * s[2] > 1]
+    return [layers[k][0] for k in spatial if _ends_block(layers, k)]
+
+
+def _ends_block(layers: list[tuple[str, nn.Module, tuple]], k: int) -> bool:
+    module = layers[k][1]
+    after = layers[k + 1][1] if k + 1 < len(layers) else None
+    if activation_of(module) is not None:
+        return True
+    if after is not None and activation_of(after) is not None:  # the block goes on to it
+        return False
+    if isinstance(module, nn.Conv2d):
+        return not isinstance(after, nn.BatchNorm2d)
+    return isinstance(module, nn.BatchNorm2d) and k > 0 and isinstance(layers[k - 1][1], nn.Conv2d)
