@@ -55,10 +55,9 @@ def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
                 f"{type(out).__name__} output: {error}"
             ) from error
     if not isinstance(out, Tensor):
-        how = "a key" if isinstance(out, dict) else "an index"
         raise ExplainError(
-            f"the model returns a {type(out).__name__}, not a logits tensor; pass output= "
-            f"({how} or a function) to pick the logits"
+            f"the model returns {_a(type(out).__name__)}, not a logits tensor; pass "
+            f"{_pick(out)} to pick the logits"
         )
     if out.dim() != 2:
         raise ExplainError(
@@ -66,6 +65,16 @@ def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
             "pass output= (a function) to reduce them"
         )
     return out
+
+
+def _pick(out: Any) -> str:
+    """The output= that picks the logits from `out`: "logits" where it holds them under that
+    key (a transformers ModelOutput, a dict), else how to give one."""
+    if isinstance(out, dict) and isinstance(out.get("logits"), Tensor):
+        return 'output="logits"'
+    return "output= (a key or a function)" if isinstance(out, dict) else (
+        "output= (an index or a function)"
+    )  # fmt: skip
 
 
 def forward(
