@@ -127,8 +127,11 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
     if data is None:
         data = stored["data"]
     elif isinstance(data, str | Path) and str(data_name(data)) != stored["data"]:
+        # the same images by another name (fashion-mnist by its directory) are refused too:
+        # the run resumes on what config.json names, so leaving --data out is the fix
+        fix = gone or "; resume without --data: a run resumes on the data it was trained on"
         raise RunError(
-            f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}{gone}"
+            f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}{fix}"
         )
     return choice, data, stored_config
 
