@@ -163,7 +163,10 @@ def _stored_model(out: Path, stored: dict, given: Any, seed: int) -> ModelChoice
         )
         if not same:
             what = SPEC if source.kind == "spec" else f"model {source.reference}"
-            raise RunError(f"cannot resume {out} with a different model than its {what}")
+            raise RunError(
+                f"cannot resume {out} with a different model than its {what}; resume without "
+                "a spec, --preset or --model: a run resumes the model it recorded"
+            )
     return choose_model(source, seed)
 
 
