@@ -27,6 +27,7 @@ from cnnlab.inspect import (
     as_float,
     batches,
     channel_dim,
+    check_values,
     device_of,
     dtype_of,
     forward,
@@ -361,7 +362,8 @@ def activation_maximization(
     # long: the signature and docstring of its twenty knobs (47 lines); the body, about 20
     # lines, is the checks, the start, the ascent, the best start and the data's maxima, named
     needs_gradients("activation_maximization")
-    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
+    # `features.3` of a wrapped model; a meta model's images are made on its device: refused
+    model, layer = check_values(unwrap(model)), inner_name(model, layer)
     chans, input_size, value_range = _checked(model, layer, channels, steps, objective,
                                               restarts, input_size, value_range, data,
                                               preprocess)  # fmt: skip

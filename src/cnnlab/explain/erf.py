@@ -21,6 +21,7 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     channel_dim,
+    check_values,
     device_of,
     dtype_of,
     forward,
@@ -119,7 +120,8 @@ def effective_receptive_field(
     """ERF of the centre unit of `layer` on n standard-normal inputs of shape input_size
     (C, H, W): one forward and one backward for the n inputs together (eval mode; images
     are independent). Returns an ERF with gradient (H, W)."""
-    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
+    # `features.3` of a wrapped model; a meta model's images are made on its device: refused
+    model, layer = check_values(unwrap(model)), inner_name(model, layer)
     resolve_layer(model, layer)
     needs_gradients("effective_receptive_field")
     if n < 1:
