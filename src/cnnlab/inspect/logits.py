@@ -91,20 +91,43 @@ def forward(
     try:
         out = model(x.clone())
     except RuntimeError as error:  # shape, channel or dtype mismatch inside a torch op
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if not x.is_meta:  # a meta x: a shape-only forward of a real model's meta copy
-            check_values(model)
-        weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
-        if weights != x.dtype:  # float64 images on float32 weights: told to fix channels, size
-            raise ExplainError(
-                f"the model cannot run on {x.dtype} images ({first}); its weights are "
-                f"{weights}: give the images as x.to({weights})"
-            ) from error
-        raise ExplainError(
-            f"the model cannot run on images of shape {tuple(x.shape)} ({first}); give images "
-            "with the channels and size the model was trained on"
-        ) from error
-    return select_logits(out, output) if logits else out
+        raise _misfit(model, x, error) from error
+    except ValueError as error:  # torch's own, where one image lacks its batch dim (BatchNorm)
+        if x.dim() != 3:
+            raise
+        raise _misfit(model, x, error) from error
+    if not logits:
+        return out
+    try:
+        return select_logits(out, output)
+    except ExplainError as error:  # a (K,) output of a (C, H, W) image
+        raise ExplainError(f"{error}{_one_image(x)}") from None
+
+
+def _misfit(model: nn.Module, x: Tensor, error: Exception) -> ExplainError:
+    """The error saying why `model` could not run on `x` and what to give it instead."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if not x.is_meta:  # a meta x: a shape-only forward of a real model's meta copy
+        check_values(model)
+    weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
+    if weights != x.dtype:  # float64 images on float32 weights: told to fix channels, size
+        return ExplainError(
+            f"the model cannot run on {x.dtype} images ({first}); its weights are "
+            f"{weights}: give the images as x.to({weights})"
+        )
+    return ExplainError(
+        f"the model cannot run on images of shape {tuple(x.shape)} ({first}); give images "
+        f"with the channels and size the model was trained on{_one_image(x)}"
+    )
+
+
+def _one_image(x: Tensor) -> str:
+    """A hint for a 3-D x, which the functions that take flat (B, F) inputs as well let
+    through: a single (C, H, W) image runs through unbatched convs until a BatchNorm, a
+    Flatten(1) or the logits' (B, K) check refuses it."""
+    if x.dim() != 3:
+        return ""
+    return f"; if {tuple(x.shape)} is one (C, H, W) image, add its batch dim: x.unsqueeze(0)"
 
 
 def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) -> Tensor:

@@ -1,0 +1,47 @@
+"""One image given without its batch dim, (C, H, W), to the functions that also take flat
+(B, F) inputs (diagnose's): one ExplainError saying to add the batch dim. A BatchNorm raised
+torch's ValueError 'expected 4D input (got 3D input)', a model without one was told its
+logits must be (B, K)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import diagnose
+from cnnlab.errors import ExplainError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def net(norm: bool) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), *([nn.BatchNorm2d(8)] if norm else []), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+
+
+CALLS = {
+    "dead_units": lambda m, x: diagnose.dead_units(m, x),
+    "activation_stats": lambda m, x: diagnose.activation_stats(m, x),
+    "gradient_flow": lambda m, x: diagnose.gradient_flow(m, [(x, torch.tensor([1]))]),
+}
+
+
+@pytest.mark.parametrize("norm", [True, False])
+@pytest.mark.parametrize("call", CALLS)
+def test_one_image_without_its_batch_dim_is_told_to_add_it(call, norm):
+    model, x = net(norm), torch.randn(3, 6, 6)
+    with pytest.raises(ExplainError, match=r"add its batch dim: x\.unsqueeze\(0\)"):
+        CALLS[call](model, x)
+    CALLS[call](model, x.unsqueeze(0))  # as told
+
+
+def test_the_batched_image_gives_torchs_sparsity():
+    model, x = net(True), torch.randn(3, 6, 6)
+    relu = diagnose.dead_units(model, x.unsqueeze(0)).layers[0]
+    with torch.no_grad():
+        expected = (model[:3](x.unsqueeze(0)) <= 0).float().mean().item()
+    assert relu.sparsity == pytest.approx(expected)
