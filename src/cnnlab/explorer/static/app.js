@@ -694,9 +694,16 @@ function step(di, dj) {
 }
 
 // --- the deep-layer panel ---------------------------------------------------------------
+// The deep-layer panel's layer: a conv's or BatchNorm's block ends at its activation, whose
+// channel both the top images and the activation maximisation answer for (a BatchNorm with
+// γ < 0 makes the conv's maximum the activation's minimum: one layer for the whole panel)
+function blockLayer() {
+  const chain = chainOf(state.featureLayer);
+  return chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
+}
+
 async function loadTop(c) {
-  const chain = chainOf(state.featureLayer);  // a conv or its BatchNorm: its block's output
-  const layer = chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
+  const layer = blockLayer();
   // the panel is the layer's and channel's, not the image's: kept for a new image, made again
   // for another layer (it kept the last layer's images and activation maximisation)
   if (state.topShown === `${layer} ${c} ${state.featureLayer}`) return;
@@ -737,7 +744,7 @@ async function loadActmax() {
   button.disabled = true;
   $("actmax").replaceChildren(el("p", "optimising an image…", "hint"));
   try {
-    const r = await latest("actmax", () => api(`/api/actmax?layer=${encodeURIComponent(state.featureLayer)}&channel=${state.channel}`));
+    const r = await latest("actmax", () => api(`/api/actmax?layer=${encodeURIComponent(blockLayer())}&channel=${state.channel}`));
     if (r === STALE) return;  // another channel or layer was chosen meanwhile
     const img = el("img"); img.src = r.image; img.alt = "activation maximisation";
     // what the number is: it said "activation 23.52", of no unit, layer or optimisation named
