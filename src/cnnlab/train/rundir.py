@@ -177,6 +177,13 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
             f"--out {out} is not empty and is not a cnnlab run (no {CONFIG} of a run); "
             "choose a new or empty directory: cnnlab deletes only files it wrote"
         )
+    if busy and not (resume or force) and (out / MODEL_WEIGHTS).is_file():
+        # its weights are written at the end: --resume has nothing to continue
+        raise RunError(
+            f"{out} already exists and its training is finished (--resume would only evaluate "
+            "it again): choose another --out, or --force to start again (--force deletes its "
+            "run files)"
+        )
     if busy and not (resume or force):
         raise RunError(
             f"{out} already exists; pass --resume to continue that run or --force to "
