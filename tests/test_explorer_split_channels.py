@@ -94,3 +94,36 @@ def test_a_chunk_of_the_image_is_named_the_input():
     t = dot_product(net, net.probe(torch.randn(1, 3, 8, 8)), "conv", 0, 1, 1)
     assert t["input_channels"] == [2]
     assert t["input_slice"]["source"] == "input"
+
+
+def test_the_page_numbers_and_names_the_slice(tmp_path):
+    """The page's channel list and shares read 'input channel 0..3' for the chunk's second
+    half; they read stem's channels 4..7, and a line says which tensor and slice."""
+    import numpy as np
+    from PIL import Image
+
+    from browser import opened
+    from cnnlab.explorer import create_app
+    from cnnlab.train.rundir import Run
+    from explorer_runs import serving, wait_until
+
+    torch.manual_seed(0)
+    config = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25],
+              "input_shape": [1, 9, 9]}  # fmt: skip
+    app = create_app(Run(tmp_path, None, Split("chunk").eval(), config))
+    upload = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (9, 9), "u1")).save(upload)
+    with serving(app) as url, opened(url) as (page, problems):
+        page.set_input_files("#upload", str(upload))
+        wait_until(page, "state.maps !== null")
+        page.select_option("#feature-layer", "side")
+        wait_until(page, "state.maps !== null && state.maps.layer === 'side'")
+        page.click("#channel-view", position={"x": 140, "y": 140})
+        wait_until(page, "document.getElementById('dot-network').textContent !== ''")
+        options = page.locator("#dot-channel option").all_text_contents()
+        shares = page.locator("#dot-shares li").all_text_contents()
+        said = page.text_content("#dot-slice")
+    assert options == ["4", "5", "6", "7"]
+    assert {s.split(":")[0] for s in shares} == {f"input channel {c}" for c in (4, 5, 6, 7)}
+    assert "a slice of stem's output (8 channels" in said and "channels 4–7" in said, said
+    assert "the conv itself numbers them 0–3" in said and not problems, problems
