@@ -49,6 +49,7 @@ from cnnlab.train.run_files import (
     read_config,
     read_metrics,
     run_hashes,
+    writer,
 )
 from cnnlab.train.source import ModelSource
 
@@ -303,11 +304,13 @@ def _keep_fp32(model: nn.Module, config: dict[str, Any], path: Path) -> None:
 def _weights_file(path: Path) -> Path:
     weights = path / MODEL_WEIGHTS
     if not weights.is_file():
-        hint = (
-            f"training did not finish; continue it with `cnnlab train --resume --out {path}`"
-            if (path / CHECKPOINT_TENSORS).is_file()  # the commit point, not its sidecar
-            else "train the run first"
-        )
+        pid = writer(path)
+        if pid is not None:  # --resume would be refused: the run is being trained
+            hint = f"it is still training (cnnlab process {pid}); wait for it to end"
+        elif (path / CHECKPOINT_TENSORS).is_file():  # the commit point, not its sidecar
+            hint = f"training did not finish; continue it with `cnnlab train --resume --out {path}`"
+        else:
+            hint = "train the run first"
         raise RunError(f"{path} has no {MODEL_WEIGHTS}: {hint}")
     return weights
 

@@ -6,9 +6,11 @@ rundir.py writes a run, run.py opens one; both take every name from here.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,27 @@ def is_run(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(config, dict) and all(k in config for k in REQUIRED_CONFIG)
+
+
+def writer(path: Path) -> str | None:
+    """The PID of the cnnlab process writing the run `path` now (it holds the lock file's
+    flock, RunDir), or None when none does. A run without model.safetensors that has a
+    writer is still training, and --resume would be refused."""
+    try:
+        fd = os.open(path / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    except OSError:  # a file system without flock: nothing can be told
+        return None
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def temp_files(path: Path) -> list[Path]:

@@ -1,0 +1,37 @@
+"""A run opened (eval, predict, ...) while it is still training is told so, with the PID of
+the training: it was told 'training did not finish; continue it with cnnlab train --resume',
+which the lock then refuses. The truth: the PID the lock file holds, which a second writer
+is refused with; once the writer is gone, the --resume advice returns."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cnnlab.errors import RunError
+from cnnlab.train import train
+from cnnlab.train.rundir import RunDir, load_run
+from tiny_nets import RESUME_CONFIG, tiny_spec
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+
+def test_a_run_being_trained_is_told_as_training(tmp_path):
+    out = tmp_path / "run"
+    train(tiny_spec(), "digits", out, RESUME_CONFIG)
+    (out / "model.safetensors").unlink()  # as mid-training: checkpoints, no weights yet
+    writing = RunDir.open(out, resume=True, force=False)  # as `train --resume` holds it
+    try:
+        with pytest.raises(RunError, match=f"PID {os.getpid()}"):
+            RunDir.open(out, resume=True, force=False)  # the truth: the lock's holder
+        with pytest.raises(RunError) as opened:
+            load_run(out)
+        assert str(opened.value) == (
+            f"{out} has no model.safetensors: it is still training (cnnlab process "
+            f"{os.getpid()}); wait for it to end"
+        )
+    finally:
+        writing.close()
+    with pytest.raises(RunError, match=r"training did not finish; continue it with `cnnlab "):
+        load_run(out)
