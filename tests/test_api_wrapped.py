@@ -91,3 +91,24 @@ def test_trace_and_default_layer_name_the_inner_models_layers(wrap):
     wrapped = WRAPS[wrap][0](plain)
     assert inspect.trace(wrapped, x) == inspect.trace(plain, x)
     assert inspect.default_layer(wrapped, x) == inspect.default_layer(plain, x)
+
+
+def test_a_model_with_a_compiled_block_is_read_eagerly_with_the_plain_models_results():
+    # compiled, the block's graph took in cnnlab's hooks: a recompile per hooked layer, and
+    # the probe's pooling hook failed in inductor ('cannot determine truth value of
+    # Relational'), reported as images of the wrong shape
+    from torch._dynamo.utils import counters
+
+    plain, x = small(), images(8)
+    y = torch.arange(8) % 2
+    model = small()
+    model[0] = torch.compile(model[0])
+    compiled = counters["frames"]["ok"]
+    assert explain.linear_probe(model, (x, y), (x, y), epochs=3) == {
+        name.replace("0.", "0._orig_mod.", 1) if name.startswith("0.") else name: accuracy
+        for name, accuracy in explain.linear_probe(plain, (x, y), (x, y), epochs=3).items()
+    }
+    torch.testing.assert_close(
+        explain.gradcam(model, x, layer="0._orig_mod.5"), explain.gradcam(plain, x, layer="0.5")
+    )
+    assert counters["frames"]["ok"] == compiled

@@ -38,7 +38,8 @@ def preserved(
     requires_grad set to `requires_grad` (None: left alone). Afterwards, restored: every
     module's mode, every parameter's requires_grad, every module's hooks (one added inside is
     removed); with train=True also the buffers and the torch RNG states, which a train-mode
-    forward moves (BatchNorm statistics, dropout masks).
+    forward moves (BatchNorm statistics, dropout masks). torch.compile'd code runs eagerly in
+    the block (`eager_stance`).
 
     Frozen parameters (the default) make a forward save fewer tensors and a backward compute
     no weight gradient: the methods that need input or layer gradients only are faster.
@@ -54,7 +55,10 @@ def preserved(
         if requires_grad is not None:
             for p, _ in grads:
                 p.requires_grad_(requires_grad)
-        yield model
+        # a torch.compile'd submodule runs its Python forward: compiled, its graph took in
+        # the hooks (a recompile per hooked layer; a probe's pooling hook failed in inductor)
+        with eager_stance():
+            yield model
     finally:
         for module, mode in modes:
             module.training = mode
