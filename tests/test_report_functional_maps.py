@@ -71,6 +71,14 @@ def test_a_functional_activations_block_is_a_row_of_the_feature_maps(tmp_path):
     assert maps.before_activation == ("bn2 BatchNorm2d", "conv3 Conv2d")
 
 
+def test_a_stage_of_functional_activations_ends_at_its_last_block(tmp_path):
+    """The 8×8 stage's layer (activation maximisation's, 'the last layer of each stage') was
+    stem.1, its first block: the later blocks at 8×8 have no activation module."""
+    path = imported_run(tmp_path, NETS, data="digits")
+    src = Sources(path, load_run(path), None, Budget())
+    assert src.stages == ["conv3", "pool"]  # 8×8 ends at conv3; 4×4 holds only the pool
+
+
 def test_the_caption_says_which_rows_are_not_activated(tmp_path):
     path = imported_run(tmp_path, NETS, data="digits")
     assert main(["report", str(path)]) == 0

@@ -225,11 +225,14 @@ class Sources:
 
     @_once
     def stages(self) -> list[str]:
-        """The last spatial activation (else any layer) at each resolution: one per stage."""
+        """The last block end (`block_ends`: an activation module, or the conv or BatchNorm
+        an F.relu of the forward follows) at each resolution, else its first layer: one per
+        stage, as deep as the stage goes."""
+        ends = set(block_ends(self.layers))
         by_size: dict[tuple, str] = {}
-        for name, module, shape in self.layers:
+        for name, _, shape in self.layers:
             if len(shape) == 3 and shape[1] * shape[2] > 1:
-                if activation_of(module) is not None or shape[1:] not in by_size:
+                if name in ends or shape[1:] not in by_size:
                     by_size[shape[1:]] = name
         if not by_size:
             raise ReportError(
