@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import diagnose
+from cnnlab import diagnose, inspect
 from cnnlab.errors import ExplainError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -45,3 +45,11 @@ def test_the_batched_image_gives_torchs_sparsity():
     with torch.no_grad():
         expected = (model[:3](x.unsqueeze(0)) <= 0).float().mean().item()
     assert relu.sparsity == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("call", [inspect.trace, inspect.channel_dims])
+def test_uint8_images_are_told_to_be_normalised_not_cast(call):
+    # they were told 'give the images as x.to(torch.float32)': pixel values 0..255
+    x = torch.randint(0, 256, (2, 3, 6, 6), dtype=torch.uint8)
+    with pytest.raises(ExplainError, match="images must be floating point, got torch.uint8"):
+        call(net(True), x)

@@ -35,11 +35,15 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
             "add a batch dimension with x.unsqueeze(0)"
         )
     if not x.is_floating_point():
-        raise ExplainError(
-            f"images must be floating point, got {x.dtype} of shape {tuple(x.shape)}; "
-            "normalise them first, as for training (e.g. Run.preprocess)"
-        )
+        raise ExplainError(_not_float(x))
     return x
+
+
+def _not_float(x: Tensor) -> str:
+    return (
+        f"images must be floating point, got {x.dtype} of shape {tuple(x.shape)}; "
+        "normalise them first, as for training (e.g. Run.preprocess)"
+    )
 
 
 def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
@@ -110,6 +114,8 @@ def _misfit(model: nn.Module, x: Tensor, error: Exception) -> ExplainError:
     if not x.is_meta:  # a meta x: a shape-only forward of a real model's meta copy
         check_values(model)
     weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
+    if not x.is_floating_point() and weights != x.dtype:  # x.to(float32) of uint8: 0..255
+        return ExplainError(f"{_not_float(x)} ({first})")
     if weights != x.dtype:  # float64 images on float32 weights: told to fix channels, size
         return ExplainError(
             f"the model cannot run on {x.dtype} images ({first}); its weights are "
