@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import diagnose, inspect
-from cnnlab.errors import ExplainError
+from cnnlab import diagnose, explain, inspect
+from cnnlab.errors import DataError, ExplainError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,3 +53,18 @@ def test_uint8_images_are_told_to_be_normalised_not_cast(call):
     x = torch.randint(0, 256, (2, 3, 6, 6), dtype=torch.uint8)
     with pytest.raises(ExplainError, match="images must be floating point, got torch.uint8"):
         call(net(True), x)
+
+
+PAIR_CALLS = {
+    "linear_probe": lambda m, d: explain.linear_probe(m, d, d, epochs=1),
+    "dead_units": lambda m, d: diagnose.dead_units(m, d),
+    "activation_stats": lambda m, d: diagnose.activation_stats(m, d),
+}
+
+
+@pytest.mark.parametrize("call", PAIR_CALLS)
+def test_images_and_labels_of_two_lengths_are_told_so(call):
+    # the pair was read as two batches, images then labels: 'linear probes need labels'
+    data = (torch.randn(4, 3, 6, 6), torch.tensor([0, 1, 0]))
+    with pytest.raises(DataError, match="data: 4 images but 3 labels; give one label per image"):
+        PAIR_CALLS[call](net(True), data)

@@ -35,6 +35,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
         return
     if hasattr(data, "images") and hasattr(data, "labels"):
         data = (data.images, data.labels)
+    _check_pair(data)
     if (
         isinstance(data, tuple | list)
         and len(data) == 2
@@ -63,6 +64,22 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
             yield item, None
         else:
             raise ExplainError("each batch of data must be an (x, y) pair or a Tensor x")
+
+
+def _check_pair(data: Any) -> None:
+    """DataError for an (images, labels) pair of two lengths; it was read as an iterable of
+    two batches, images and labels, and told it had no labels."""
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(t, Tensor) for t in data)
+        and data[0].dim() >= 2
+        and data[1].dim() == 1
+        and len(data[0]) != len(data[1])
+    ):
+        raise DataError(
+            f"data: {len(data[0])} images but {len(data[1])} labels; give one label per image"
+        )
 
 
 def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
