@@ -72,3 +72,25 @@ def test_the_reports_probes_of_a_net_with_one_resolution_follow_its_blocks(tmp_p
     table = page[page.index("probe test accuracy") :].split("</table>")[0]
     rows = re.findall(r"<tr><td>([^<]*)</td>", table)
     assert rows[0] == "input" and len(rows) >= 4, rows  # was input and `1 ReLU`
+
+
+def test_the_feature_maps_caption_says_each_map_has_its_own_scale(tmp_path):
+    """Each map is drawn with its own colour range (plots.feature_maps: imshow scales each to
+    its min and max); the caption said only 'First 8 channels of each layer', inviting a
+    comparison of brightness between maps. Truth: matplotlib's own scaling of two maps of
+    different ranges in the report's figure function."""
+    from unittest import mock
+
+    import numpy as np
+
+    from cnnlab.report import plots
+
+    maps = np.stack([np.zeros((4, 4)), np.zeros((4, 4))])
+    maps[0, 0, 0], maps[1, 0, 0] = 1.0, 100.0
+    with mock.patch("matplotlib.axes.Axes.imshow", autospec=True) as shown:
+        plots.feature_maps([("a", maps)], channels=2)
+    assert all("vmin" not in c.kwargs and "norm" not in c.kwargs for c in shown.call_args_list)
+    imported_run(tmp_path, NETS, data="digits")
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "each map scaled to its own range" in page

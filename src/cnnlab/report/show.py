@@ -234,7 +234,11 @@ def show_maps(maps, facts: Facts) -> Blocks:
     uri = plots.image_uri(plots.display(image.numpy()), max(1, 84 // image.shape[-1]))
     channels = facts.budget.map_channels
     fig = plots.feature_maps(list(maps.layers), channels)
-    caption = f"First {channels} channels of each layer on this test image." + _before_note(maps)
+    caption = (
+        f"First {channels} channels of each layer on this test image, each map scaled to its "
+        "own range (dark: its lowest value, yellow: its highest), so brightness does not "
+        "compare between maps." + _before_note(maps)
+    )
     return [
         {"kind": "thumbs", "items": [uri], "caption": "input"},
         _figure(fig, "feature maps through the layers", caption),
