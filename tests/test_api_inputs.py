@@ -68,3 +68,11 @@ def test_images_and_labels_of_two_lengths_are_told_so(call):
     data = (torch.randn(4, 3, 6, 6), torch.tensor([0, 1, 0]))
     with pytest.raises(DataError, match="data: 4 images but 3 labels; give one label per image"):
         PAIR_CALLS[call](net(True), data)
+
+
+def test_a_probe_of_one_layer_named_as_a_string_probes_that_layer():
+    # 'unknown layer 'f'': the name's letters were read as layer names
+    x, y, model = torch.randn(8, 3, 6, 6), torch.arange(8) % 2, nn.Sequential(net(True))
+    one = explain.linear_probe(model, (x, y), (x, y), layers="0.2", epochs=2)
+    assert one == explain.linear_probe(model, (x, y), (x, y), layers=["0.2"], epochs=2)
+    assert list(one) == ["input", "0.2"]

@@ -204,7 +204,8 @@ def linear_probe(
 
     train, test: (images, labels) tensor pairs, ImageSet-like objects (.images, .labels) or
     iterables of (x, y) batches; uint8 images become [0, 1] floats unless `preprocess` is given.
-    layers: dotted names; None = the model's blocks (see `default_probe_layers`).
+    layers: dotted names (one name: that layer); None = the model's blocks (see
+    `default_probe_layers`).
     Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap (see `pool_features`),
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
     full-batch L-BFGS iterations, the same budget for every layer.
@@ -212,6 +213,8 @@ def linear_probe(
     training images", then "... test images") and each probe fitted ("fitting probes").
     """
     needs_gradients("linear_probe")
+    if isinstance(layers, str):  # one layer, as feature_maps takes it (not its letters)
+        layers = [layers]
     if layers is not None:  # `features.3` of a wrapped model
         layers = [inner_name(model, name) for name in layers]
     model = unwrap(model)
