@@ -226,7 +226,20 @@ def linear_probe(
     first = next(iter(batches(train, 1)), (None, None))[0]
     if first is None:
         raise ExplainError("linear probes got an empty training set")
-    first = as_float(first, preprocess)
+    names = [INPUT, *_chosen_layers(model, as_float(first, preprocess), layers, output)]
+    opts = dict(
+        cap=cap, batch_size=batch_size, preprocess=preprocess, output=output, progress=progress
+    )
+    xtr, ytr = extract_features(model, train, names, **opts, what="features of the training images")
+    xte, yte = extract_features(model, test, names, **opts, what="features of the test images")
+    return _fit_probes((xtr, ytr), (xte, yte), epochs, l2, progress)
+
+
+def _chosen_layers(
+    model: nn.Module, first: Tensor, layers: Sequence[str] | None, output: OutputSelector
+) -> list[str]:
+    """The layers to probe, in forward order: `layers` (checked, each once, "input" left
+    out), or the model's blocks (`default_probe_layers`) for None. first: images it takes."""
     with preserved(model):
         order = [name for name, _ in trace(model, first, output)]
         if layers is None:
@@ -236,18 +249,11 @@ def linear_probe(
                     "the model has no layer to probe (no submodule its forward calls)"
                     + scripted_whole(model)
                 )
-        else:
-            # once each: a name given twice doubled its features' rows against the labels
-            layers = [name for name in dict.fromkeys(layers) if name != INPUT]
-            Capture(model, layers)  # validates the names
-            layers = sorted(layers, key=lambda n: order.index(n) if n in order else len(order))
-    names = [INPUT, *layers]
-    opts = dict(
-        cap=cap, batch_size=batch_size, preprocess=preprocess, output=output, progress=progress
-    )
-    xtr, ytr = extract_features(model, train, names, **opts, what="features of the training images")
-    xte, yte = extract_features(model, test, names, **opts, what="features of the test images")
-    return _fit_probes((xtr, ytr), (xte, yte), epochs, l2, progress)
+            return layers
+        # once each: a name given twice doubled its features' rows against the labels
+        layers = [name for name in dict.fromkeys(layers) if name != INPUT]
+        Capture(model, layers)  # validates the names
+    return sorted(layers, key=lambda n: order.index(n) if n in order else len(order))
 
 
 def _fit_probes(
