@@ -15,13 +15,16 @@ def class_quotas(counts: Sequence[int], fraction: float) -> list[int]:
     """Split `round(fraction · N)` among classes in proportion to `counts` (largest remainder).
 
     Every class gets `floor(fraction · count)`; the remaining picks go to the classes with the
-    largest fractional parts (ties: lower class index), so the total is exact and stratified.
+    largest fractional parts (ties: lower class index), so the total is exact and stratified,
+    except that no pick takes a class's last image: a class of one image keeps it (the rest
+    then go to the next remainders, and the total falls short only when no class has room).
     """
     target = math.floor(fraction * sum(counts) + 0.5)
     exact = [fraction * k for k in counts]
     quotas = [math.floor(q) for q in exact]
     by_remainder = sorted(range(len(counts)), key=lambda c: (quotas[c] - exact[c], c))
-    for c in by_remainder[: target - sum(quotas)]:
+    with_room = [c for c in by_remainder if quotas[c] + 1 < counts[c]]
+    for c in with_room[: target - sum(quotas)]:
         quotas[c] += 1
     return quotas
 
@@ -30,7 +33,8 @@ def train_val_split(
     ds: ImageSet, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[ImageSet, ImageSet]:
     """Seeded stratified split: `round(val_fraction · N)` images go to validation, each class
-    contributing in proportion to its size (`class_quotas`), chosen by a seeded shuffle.
+    contributing in proportion to its size and keeping at least one training image
+    (`class_quotas`), chosen by a seeded shuffle.
 
     The split is a pure function of (labels, val_fraction, seed); both parts keep the original
     order of the images they hold.
