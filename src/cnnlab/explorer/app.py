@@ -126,7 +126,10 @@ class Explorer:
         if method != "gradcam":
             raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
         if layer is not None and layer not in self.net.spatial:
-            raise ExplainError(f"{layer!r} has no spatial output; choose one of the map layers")
+            raise ExplainError(
+                f"{layer!r} is no layer with a (C, H, W) map of more than one pixel, which "
+                f"Grad-CAM weighs; choose one of: {_first(list(self.net.spatial))}"
+            )
         layer = layer or self.cam_layer
         m = gradcam(self.run.model, probe.x, target, layer)[0]
         return {"method": method, "layer": layer, "map": panels.heatmap(m)}
@@ -329,7 +332,7 @@ def _feature_routes(app: FastAPI, ex: Explorer) -> None:
         with ex.lock:
             probe = ex.kept(image)[1]
         if layer not in probe.outputs:
-            raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
+            raise ExplainError(_no_map(ex, layer))
         maps = probe.outputs[layer]  # (C, H, W)
         encoded = panels.encode_maps(maps[:limit])
         return JSONResponse({"layer": layer, "channels": maps.shape[0], **encoded})
@@ -353,7 +356,7 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
             raise ExplainError(f"no top images for {layer!r}; layers: {', '.join(layers)}")
         ranked = found[ex.net.calls[layer][0]]
         if channel >= len(ranked["index"]):
-            raise ExplainError(f"channel {channel} is outside {layer}'s channels")
+            raise ExplainError(_no_channel(layer, channel, len(ranked["index"])))
         index, value = ranked["index"][channel], ranked["value"][channel]
         return {
             "layer": layer,
@@ -374,12 +377,12 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
         key = (layer, channel, steps)  # steps too: 512 steps were answered with 8 steps' image
         if key not in ex.actmax:
             if layer not in ex.net.maps:
-                raise ExplainError(f"{layer!r} has no spatial output; choose a layer with a map")
+                raise ExplainError(_no_map(ex, layer))
             last = ex.net.last_of(layer)  # actmax optimises what Capture keeps: the last call
             if layer != last:
                 raise ExplainError(f"activation maximisation optimises the last call, {last}")
             if channel >= ex.net.maps[layer][0]:
-                raise ExplainError(f"channel {channel} is outside {layer}'s channels")
+                raise ExplainError(_no_channel(layer, channel, ex.net.maps[layer][0]))
             pixels = ex.test.images[:256] if len(ex.test) else _black_and_white(run)
             lo, hi = (float(v) for v in run.preprocess(pixels).aminmax())
             with ex.lock:
@@ -394,6 +397,27 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
                 "image": panels.png_url(img),
             }  # fmt: skip
         return ex.actmax[key]
+
+
+def _no_map(ex: Explorer, layer: str) -> str:
+    """Why `layer` has no feature maps, and the layers that have (the first few: a deep
+    model has hundreds; /api/model lists them all)."""
+    shown = _first(list(ex.net.maps))
+    if layer in ex.net.calls:
+        kind = type(ex.net.module(layer)).__name__
+        return f"{layer!r} ({kind}) has no (C, H, W) map; layers with maps: {shown}"
+    return f"{layer!r} is no layer of this model; layers with maps: {shown}"
+
+
+def _first(names: list[str], k: int = 8) -> str:
+    """The names, or the first k and how many there are in all when there are k + 3 or more."""
+    if len(names) < k + 3:
+        return ", ".join(names)
+    return ", ".join(names[:k]) + f", … ({len(names)} in all)"
+
+
+def _no_channel(layer: str, channel: int, channels: int) -> str:
+    return f"channel {channel} is outside {layer}'s {channels} channels (0..{channels - 1})"
 
 
 def _geometry_routes(app: FastAPI) -> None:
