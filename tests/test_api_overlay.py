@@ -1,0 +1,36 @@
+"""explain.overlay on what gradcam gives and images as a notebook holds them: a batch, 8-bit
+pixels, a heatmap of another size. The blend is (1 − α)·image + α·colormap(heat)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from matplotlib import colormaps
+
+from cnnlab import explain
+from cnnlab.errors import ExplainError
+
+
+def expected(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    colours = torch.from_numpy(colormaps["jet"](heat.numpy())[..., :3]).permute(2, 0, 1)
+    return (1 - alpha) * image.expand(3, -1, -1) + alpha * colours.float()
+
+
+def test_a_batch_is_overlaid_image_by_image():
+    # it raised torch's 'permute(sparse_coo): number of dimensions ... does not match'
+    images, heat = torch.rand(2, 3, 5, 6), torch.rand(2, 5, 6)
+    got = explain.overlay(images, heat)
+    assert got.shape == (2, 3, 5, 6)
+    for i in range(2):
+        torch.testing.assert_close(got[i], expected(images[i], heat[i]))
+
+
+def test_8_bit_pixels_are_read_as_0_to_255():
+    # clamped to [0, 1], every pixel above 0 was white
+    pixels, heat = torch.randint(0, 256, (1, 5, 6), dtype=torch.uint8), torch.rand(5, 6)
+    torch.testing.assert_close(explain.overlay(pixels, heat), expected(pixels.float() / 255, heat))
+
+
+def test_a_heatmap_of_another_size_is_one_error():
+    with pytest.raises(ExplainError, match=r"a heatmap of the image's size \(5, 6\), got \(2, 3\)"):
+        explain.overlay(torch.rand(3, 5, 6), torch.rand(2, 3))
