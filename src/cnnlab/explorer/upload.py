@@ -9,7 +9,11 @@ Limits (each refusal is an `UploadError` whose message says what is wrong and wh
 - the file is then read as predict, explain and training read image files
   (`cnnlab.train.evaluate.read_for_run`: the one guarded image reader's steps, decoded fully,
   so a truncated file is refused), converted to the run's channels and resized (cover,
-  centre-crop, as the image-folder loader resizes) to its input size: one file, one answer.
+  centre-crop, as the image-folder loader resizes) to its input size: one file, one answer;
+- a file of many frames (an animated GIF, a multi-page TIFF) is read at its first frame, as
+  those readers read it, and the answer says so (`frames_note`);
+- the bytes are handed to the readers from memory (`_held`): no named file is left behind
+  by a server that is killed.
 """
 
 from __future__ import annotations
