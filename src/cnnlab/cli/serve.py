@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -68,6 +69,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"cnnlab serve: error: --threads must be at least 1, got {args.threads}",
               file=sys.stderr)  # fmt: skip
         return 2
+    try:  # a name that resolves to nothing binds nothing: no warning of who could reach it
+        socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else "not a host name"
+        print(f"cnnlab serve: error: --host {args.host}: {reason}; {_ADDRESS_FIX}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.host not in LOCAL:  # said before binding, so a refused bind follows its warning
         where = f"port {args.port}" if args.port else "the port printed below"  # 0: any port
         print(
@@ -81,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         sock = bind(args.host, args.port)
     except OSError as error:
         print(f"cnnlab serve: error: cannot bind {args.host}:{args.port}: {error.strerror}; "
-              "choose another --port", file=sys.stderr)  # fmt: skip
+              f"{_bind_fix(error, args.port)}", file=sys.stderr)  # fmt: skip
         return 2
     try:
         app = _load(args.run_dir, args.data)
@@ -96,6 +104,19 @@ def _run(args: argparse.Namespace) -> int:
     print(f"explorer: http://{shown}:{port}/  (Ctrl-C to stop)", flush=True)
     _serve(app, sock)
     return 0
+
+
+_ADDRESS_FIX = "give --host an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)"
+
+
+def _bind_fix(error: OSError, port: int) -> str:
+    """What to change when the bind is refused: the host for an address this machine lacks,
+    else the port (taken, or below 1024 without the right to bind it)."""
+    if error.errno == errno.EADDRNOTAVAIL:
+        return _ADDRESS_FIX
+    if error.errno in (errno.EACCES, errno.EPERM) and 0 < port < 1024:
+        return "ports below 1024 need privileges: choose --port 1024 or above (8000 by default)"
+    return "choose another --port"
 
 
 def _serve(app, sock: socket.socket) -> None:
