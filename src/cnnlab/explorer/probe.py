@@ -18,6 +18,7 @@ and the dot product's input are each the call's own.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -304,9 +305,14 @@ class Network:
         inputs: dict[str, Tensor] = {}
         outputs: dict[str, Tensor] = {}
         sliced: dict[str, ChannelSlice] = {}
-        # the tensors the forward goes on with, by id, with whose they are: kept alive for
-        # the pass (no id reused), so a conv reading a chunk of one can name it
-        made: dict[int, tuple[Tensor, str]] = {}
+        # the tensors the forward goes on with, by id, with whose they are, so that a conv
+        # reading a chunk of one can name it; weakly: keeping them raises the pass's peak
+        # memory, and an id reused after one is freed fails the identity check
+        made: dict[int, tuple[weakref.ref, str]] = {}
+
+        def whose(t: Tensor | None) -> str | None:
+            ref, call = made.get(id(t), (None, None))
+            return call if ref is not None and ref() is t else None
 
         def before(name: str):
             def hook(m: nn.Module, args: tuple) -> Any:
@@ -314,9 +320,7 @@ class Network:
                     return None
                 call = label(name, count[name] + 1)
                 inputs[call] = args[0][0].clone()  # (C, H, W)
-                base = args[0]._base
-                whose = made.get(id(base), (None, None))[1] if base is not None else None
-                found = channel_slice(args[0], whose)
+                found = channel_slice(args[0], whose(args[0]._base))
                 if found is not None:
                     sliced[call] = found
                 return None
@@ -325,7 +329,7 @@ class Network:
 
         def given(m: nn.Module, args: tuple) -> None:  # the model's own input: the image's
             if args and isinstance(args[0], Tensor):
-                made[id(args[0])] = (args[0], "input")
+                made[id(args[0])] = (weakref.ref(args[0]), "input")
 
         def after(name: str):
             def hook(m: nn.Module, args: tuple, whole: Any) -> Any:
@@ -336,7 +340,7 @@ class Network:
                     return None
                 outputs[call] = out[0]  # (C', H', W')
                 passed = out.clone()
-                made[id(passed)] = (passed, call)
+                made[id(passed)] = (weakref.ref(passed), call)
                 return with_output(whole, passed)
 
             return hook
