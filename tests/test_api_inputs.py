@@ -76,3 +76,10 @@ def test_a_probe_of_one_layer_named_as_a_string_probes_that_layer():
     one = explain.linear_probe(model, (x, y), (x, y), layers="0.2", epochs=2)
     assert one == explain.linear_probe(model, (x, y), (x, y), layers=["0.2"], epochs=2)
     assert list(one) == ["input", "0.2"]
+
+
+@pytest.mark.parametrize("target", ["cat", [[1], [2, 3]]])
+def test_a_target_that_is_no_class_index_is_one_error(target):
+    # torch.as_tensor raised 'new(): invalid data type 'str'' / a ragged-list ValueError
+    with pytest.raises(ExplainError, match="target must be class indices"):
+        explain.saliency(net(True), torch.randn(2, 3, 6, 6), target=target)

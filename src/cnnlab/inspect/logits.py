@@ -141,7 +141,13 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
     batch, classes = logits.shape
     if target is None:
         return logits.detach().argmax(1)
-    t = torch.as_tensor(target, device=logits.device)
+    try:
+        t = torch.as_tensor(target, device=logits.device)
+    except (TypeError, ValueError, RuntimeError) as error:  # a class name, ragged lists
+        raise ExplainError(
+            f"target must be class indices (an int, a list of ints or a (B,) tensor), got "
+            f"{target!r}"
+        ) from error
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ExplainError(f"target must be integer class indices, got dtype {t.dtype}")
     t = t.long().reshape(-1)
