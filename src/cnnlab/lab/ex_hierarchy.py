@@ -15,7 +15,15 @@ generalises, not what a probe can memorise.
 from __future__ import annotations
 
 from cnnlab.explain import linear_probe
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 from cnnlab.lab.models import conv_stack, head, spec
 
 LAYERS = {"block 1": "3", "block 2": "7", "block 3": "11", "GAP": "12"}  # Sequential indices
@@ -96,7 +104,8 @@ def judge(m: dict) -> Verdict:
             f"{said}: block 3 read the class neither {RISE:g} points better than block 1 nor "
             f"{LEARNED:g} better than the same layer with random weights.",
         )
-    return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
+    split = disagreement({"deeper probed better": rises, "training beat random weights": learned})
+    return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
 def figure(m: dict):

@@ -12,7 +12,15 @@ from matplotlib.ticker import NullFormatter
 from torch import nn
 
 from cnnlab import geometry, load_spec, summary
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 
 WIN = 2.0  # points: at the same budget the CNN must beat the MLP by this much
@@ -96,7 +104,10 @@ def judge(m: dict) -> Verdict:
     if all(budget) and all(efficient):
         return Verdict("holds", numbers, f"{said}: fewer parameters for the same accuracy.")
     if all(budget) or all(efficient):
-        return Verdict("partly", numbers, f"{said}; only one comparison held on every seed.")
+        split = disagreement(
+            {"beat the same-budget MLP": budget, "matched the larger MLP": efficient}
+        )
+        return Verdict("partly", numbers, f"{said}: {split}.")
     if not any(budget) and not any(efficient):
         return Verdict(
             "does not hold",
@@ -104,7 +115,8 @@ def judge(m: dict) -> Verdict:
             f"{said}: the count holds, but on no seed did the CNN's accuracy beat the "
             f"same-budget MLP by {WIN:g} points or come within {MATCH:g} of the larger one.",
         )
-    return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
+    split = disagreement({"beat the same-budget MLP": budget, "matched the larger MLP": efficient})
+    return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
 def figure(m: dict):

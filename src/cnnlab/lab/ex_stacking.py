@@ -20,7 +20,15 @@ import torch
 
 from cnnlab import load_spec, summary
 from cnnlab.explain import effective_receptive_field
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 from cnnlab.lab.models import conv, spec
 
 C = 16  # channels of the compared block
@@ -138,7 +146,8 @@ def judge(m: dict) -> Verdict:
             what for what, ok in (("accuracy", acc_ok), ("gradient spread", erf_ok)) if not all(ok)
         )  # both on every seed: "accuracy and gradient spread", not one of them
         return Verdict("partly", numbers, f"{said}: the stack lost {lost}.")
-    return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
+    split = disagreement({"accuracy": acc_ok, "gradient spread": erf_ok})
+    return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
 def figure(m: dict):

@@ -26,6 +26,7 @@ from cnnlab.lab.experiment import (
     Experiment,
     Trained,
     Verdict,
+    disagreement,
     figure_axes,
     mean_spread,
     seed_count,
@@ -170,7 +171,10 @@ def judge(m: dict) -> Verdict:
         return Verdict("partly", numbers, f"{said}: sigmoid's vanished, but {what}.")
     if not any(vanish):
         return Verdict("does not hold", numbers, f"{said}: sigmoid's gradient did not vanish.")
-    return Verdict("inconclusive", numbers, f"{said}; the seeds disagree.")
+    split = disagreement(
+        {"sigmoid's vanished": vanish, "ReLU's flowed": flows, "ReLU learned more": learns}
+    )
+    return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
 def figure(m: dict):

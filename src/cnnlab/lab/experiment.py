@@ -215,6 +215,22 @@ def seed_count(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def disagreement(checks: dict[str, Sequence[bool]]) -> str:
+    """Which checks an inconclusive verdict rests on, by how many seeds passed each: "the seeds
+    split on 'X' (2 of 3); 'Y' failed on every seed". A check the seeds agree on is part of
+    the answer, so "the seeds disagree" alone is no account of it: a claim half of which failed
+    on every seed is read as undecided unless the sentence says which half."""
+    split = [
+        f"'{name}' ({sum(ok)} of {len(ok)})" for name, ok in checks.items() if 0 < sum(ok) < len(ok)
+    ]
+    said = [f"the seeds split on {' and '.join(split)}"] if split else []
+    for outcome, count in (("held", len), ("failed", lambda ok: 0)):
+        agreed = [f"'{name}'" for name, ok in checks.items() if sum(ok) == count(ok)]
+        if agreed:
+            said.append(f"{' and '.join(agreed)} {outcome} on every seed")
+    return "; ".join(said)
+
+
 def figure_axes(ncols: int = 1, nrows: int = 1, height: float = 3.0, width: float = 9.0):
     """A bare Figure (no pyplot, so nothing global changes) and its axes as a flat list."""
     fig = Figure(figsize=(width, height), layout="constrained")  # labels never overlap

@@ -1,0 +1,45 @@
+"""An undecided or partial verdict names its checks by how many seeds passed each: a check that
+failed on every seed is part of the answer ("deeper probed better" failed on all 3 of the full
+lab's seeds while "the seeds disagree" was all the hierarchy sentence said). Made-up
+measurements, built as tests/test_lab_rules.py's."""
+
+from __future__ import annotations
+
+from cnnlab.lab import ex_hierarchy, ex_parameters, ex_stacking, ex_vanishing
+from cnnlab.lab.experiment import disagreement
+from test_lab_rules import hierarchy, parameters, stacking, vanishing
+
+
+def test_disagreement_sorts_checks_into_split_held_and_failed():
+    said = disagreement({"a": [True, False, True], "b": [True] * 3, "c": [False] * 3})
+    assert (
+        said == "the seeds split on 'a' (2 of 3); 'b' held on every seed; 'c' failed on every seed"
+    )
+
+
+def test_hierarchy_says_the_rise_failed_on_every_seed():
+    """The full lab's pattern: block 3 about 2.5 points above block 1 on each seed (under 3),
+    above random weights by 5 on two seeds of three."""
+    v = ex_hierarchy.judge(hierarchy((84.6, 87.1, 81.0), (84.0, 86.5, 82.5), (85.0, 87.5, 81.5)))
+    assert v.outcome == "inconclusive"
+    assert "'deeper probed better' failed on every seed" in v.meaning, v.meaning
+    assert "'training beat random weights' (2 of 3)" in v.meaning, v.meaning
+
+
+def test_stacking_names_the_check_the_seeds_split_on():
+    v = ex_stacking.judge(stacking((81.0, 2.5, 79.0, 3.0), (82.0, 2.3, 80.0, 3.0)))
+    assert v.outcome == "inconclusive"
+    assert "split on 'gradient spread' (1 of 2); 'accuracy' held on every seed" in v.meaning
+
+
+def test_parameters_partly_says_which_comparison_held():
+    v = ex_parameters.judge(parameters((86.0, 83.0, 89.0), (86.0, 82.0, 89.0)))
+    assert v.outcome == "partly"
+    assert "'beat the same-budget MLP' held on every seed" in v.meaning, v.meaning
+    assert "'matched the larger MLP' failed on every seed" in v.meaning, v.meaning
+
+
+def test_vanishing_names_the_split_check():
+    v = ex_vanishing.judge(vanishing((1e-8, 0.5, 10.0, 60.0), (0.1, 0.5, 50.0, 60.0)))
+    assert v.outcome == "inconclusive"
+    assert "split on 'sigmoid's vanished' (1 of 2)" in v.meaning, v.meaning
