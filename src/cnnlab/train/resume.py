@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.data.folder import holdout_fingerprint
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
@@ -110,16 +111,16 @@ def check_same_data(out, splits: Any) -> None:
     """A resume trains on the data the run started on. Its name alone does not say so: a
     folder (or an IDX file) can change under the same path, and the resumed epochs then
     learnt other images, normalized by statistics other than config.json's, which every
-    later command uses. The classes and the training part's exact mean and std (a 256-bin
-    histogram, normalization_stats) are compared with config.json's; RunError if they
-    differ."""
+    later command uses. The classes, the files a folder's test hold-out is drawn from and
+    the training part's exact mean and std (a 256-bin histogram, normalization_stats) are
+    compared with config.json's; RunError if they differ."""
     config = read_config(out)
     then_classes = [str(c) for c in config.get("classes", [])]
     now_classes = [str(c) for c in splits.classes]
     if then_classes != now_classes:
         what = f"its classes were {', '.join(then_classes)}; now {', '.join(now_classes)}"
     else:
-        what = _changed_stats(config, splits)
+        what = _changed_holdout(config) or _changed_stats(config, splits)
     if what:
         older = ""  # a folder run made before 'holdout' was recorded: its images came in
         if "holdout" not in config and _is_folder(config.get("data")):  # class order then
@@ -135,6 +136,20 @@ def check_same_data(out, splits: Any) -> None:
 
 def _is_folder(data: Any) -> bool:
     return isinstance(data, str) and dataset_name(data) is None and Path(data).is_dir()
+
+
+def _changed_holdout(config: dict) -> str:
+    """'' unless the folder's files are not those its test hold-out was drawn from
+    (config.json's "holdout", `Run.dataset` checks it too): a file added, removed or renamed
+    redraws the hold-out, so the resumed epochs and the final test would mix the run's test
+    and training images, and every later command refuses the run."""
+    then = config.get("holdout")
+    if then is None or holdout_fingerprint(config.get("data")) == then:
+        return ""
+    return (
+        "files added, removed or renamed: its 20% hold-out of test images would be drawn anew "
+        "and include images the run trained on"
+    )
 
 
 def _changed_stats(config: dict, splits: Any) -> str:
