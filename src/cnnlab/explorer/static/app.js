@@ -172,7 +172,7 @@ function showArchitecture(model) {
 // --- input picker -----------------------------------------------------------------------
 async function loadSamples() {
   if (!state.model.test_images) {  // imported without --data: an empty grid and a dead button
-    $("samples").replaceChildren(el("p", "No test images: the run was imported without --data. Upload or draw an image.", "hint"));
+    $("samples").replaceChildren(el("p", "No test images: the run was imported without --data. Upload or draw an image (or import the run again with cnnlab import … --data NAME|DIR).", "hint"));
     $("more-samples").hidden = true;
     return;
   }
@@ -714,7 +714,7 @@ async function loadTop(c) {
   $("actmax").replaceChildren();
   $("actmax-button").disabled = false;
   if (!state.model.test_images) {  // nothing to rank; the activation maximisation still works
-    $("top-note").textContent = "No test images to rank: the run was imported without --data.";
+    $("top-note").textContent = "No test images to rank: the run was imported without --data (import it again with cnnlab import … --data NAME|DIR to rank them). The activation maximisation below needs none.";
     return;
   }
   if (!state.model.top_layers.includes(layer)) {
