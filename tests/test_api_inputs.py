@@ -83,3 +83,22 @@ def test_a_target_that_is_no_class_index_is_one_error(target):
     # torch.as_tensor raised 'new(): invalid data type 'str'' / a ragged-list ValueError
     with pytest.raises(ExplainError, match="target must be class indices"):
         explain.saliency(net(True), torch.randn(2, 3, 6, 6), target=target)
+
+
+LAYER_CALLS = {
+    "gradcam": lambda m, layer: explain.gradcam(m, torch.randn(2, 3, 6, 6), layer=layer),
+    "feature_maps": lambda m, layer: explain.feature_maps(m, torch.randn(2, 3, 6, 6), [layer]),
+    "activation_maximization": lambda m, layer: explain.activation_maximization(
+        m, layer, [0], steps=1, input_size=(3, 6, 6)
+    ),
+}
+
+
+@pytest.mark.parametrize("call", LAYER_CALLS)
+def test_a_layer_given_as_its_module_is_told_its_name(call):
+    # as Captum and pytorch-grad-cam take it: 'unknown layer ReLU(); valid layer names: ...'
+    model = net(True)
+    with pytest.raises(ExplainError, match="not given as modules: give '2' for that ReLU"):
+        LAYER_CALLS[call](model, model[2])
+    with pytest.raises(ExplainError, match="layer ReLU is not a module of the model"):
+        LAYER_CALLS[call](model, nn.ReLU())

@@ -49,6 +49,7 @@ from cnnlab.inspect.batches import as_float, batches, device_of, dtype_of
 from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.checkpoints import gradients, require_graph, through_reentrant
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
+from cnnlab.inspect.first import first_called
 from cnnlab.inspect.hooks import Hooks, scripted_whole
 from cnnlab.inspect.logits import (
     Misfit,
@@ -67,7 +68,6 @@ from cnnlab.inspect.order import (
     check_map_layer,
     default_layer,
     feeding_maps,
-    first_called,
     image_maps,
     is_leaf,
     is_spatial,

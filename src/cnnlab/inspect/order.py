@@ -3,7 +3,7 @@
 Layers are named by their dotted module name, as `model.named_modules()` names them
 (`features.3`, `layer4.1.relu`). Registration order is not the order images meet them (a
 model may register its head first), so "the last spatial layer" and "the first conv" are
-read from a forward pass (`trace`, `first_called`).
+read from a forward pass (`trace`; `first_called` in `cnnlab.inspect.first`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
 from cnnlab.inspect.preserve import is_compiled_inner, preserved, unwrap
+
+
+def _module_given(model: nn.Module, module: nn.Module) -> str:
+    """Why a module given where a layer's name goes is refused, and the name to give."""
+    names, kind = [n for n, m in model.named_modules() if m is module and n], type(module).__name__
+    if names:
+        return f"layers are named, not given as modules: give {names[0]!r} for that {kind}"
+    return f"layer {kind} is not a module of the model; name one of explain.layer_names(model)"
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -74,6 +82,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule called `name`; ExplainError listing the valid names otherwise (also for
     a module of `weight_code`, which computes a layer's weight: the layer is named instead)."""
     modules = dict(model.named_modules())
+    if isinstance(name, nn.Module):  # as Captum and pytorch-grad-cam take layers
+        raise ExplainError(_module_given(model, name))
     if not isinstance(name, str) or not name or name not in modules:
         base, _, call = name.rpartition(" #") if isinstance(name, str) else ("", "", "")
         if base and base in modules and call.isdigit():  # a summary row's label, copied
@@ -464,33 +474,3 @@ def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> 
     spatial, _, unfed = _spatial(model, x, output)
     names = [name for name, _ in spatial]
     return [name for name in names if name not in unfed] or names
-
-
-class _Found(Exception):
-    """Raised by a pre-hook to stop a forward pass once it has seen what it looked for."""
-
-
-def first_called(model: nn.Module, kind: type[nn.Module], x: Tensor) -> str | None:
-    """Dotted name of the first `kind` module the forward pass of x calls (None: none is).
-
-    A pre-hook stops the pass there, before that module runs: only the code before it must
-    accept x, so the channels and size a later layer expects do not matter. Any other error
-    of the forward pass propagates (the caller may try another input).
-    """
-    found: list[str] = []
-
-    def stop(name: str) -> Callable:
-        def hook(module: nn.Module, args: tuple) -> None:
-            found.append(name)
-            raise _Found
-
-        return hook
-
-    named = [(n, m) for n, m in model.named_modules() if n and isinstance(m, kind)]
-    with Hooks().before((m, stop(n)) for n, m in named):
-        try:
-            with preserved(model), torch.no_grad():
-                model(check_images(x).clone())  # a forward may change its input in place
-        except _Found:
-            pass
-    return found[0] if found else None  # found[0] even if the model swallowed _Found
