@@ -59,13 +59,26 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     """parse_args, but an unknown option is named by the command's own parser, so the hint
     is `cnnlab explain --help` (its options), not `cnnlab --help` (the list of commands)."""
     args, unknown = parser.parse_known_args(argv)
+    commands = parser._subparsers._group_actions[0].choices  # argparse keeps no other handle
     if unknown:
         words = sys.argv[1:] if argv is None else argv
         before = words[: words.index(args.command)]  # `cnnlab --foo eval`: not eval's option
-        commands = parser._subparsers._group_actions[0].choices  # argparse keeps no other handle
         blamed = parser if any(word in before for word in unknown) else commands[args.command]
         blamed.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _refuse_empty(commands[args.command], args)
     return args
+
+
+def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty value (`--data "$DATA"` with DATA unset) is a usage error naming the
+    argument: no option or argument of cnnlab means anything by "", and a path "" is the
+    working directory (`--data ""` read it as an image folder)."""
+    for action in command._actions:
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = "/".join(action.option_strings) or action.metavar or action.dest.upper()
+            command.error(f"argument {name}: empty value; give it one (an unset shell variable?)")
 
 
 def _terminate(signum, frame) -> None:
