@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -449,6 +450,11 @@ def _from_string(source: str) -> Spec:
         return _from_mapping(parse_text(source, "spec text"), "spec")
     if source in preset_names():
         return _from_mapping(parse_text(preset_path(source).read_text(), source), source)
+    if re.match(rf"\s*({'|'.join(_TOP_KEYS)})\s*:(\s|$)", source):  # one key a line: no spec
+        raise SpecError(
+            f"{quote(source)} is spec text on one line, which holds one key; a spec needs input "
+            "and layers: {input: [1, 28, 28], layers: [...]}, or a .yaml file, a key a line"
+        )
     _refuse_code(source)
     path = Path(source)
     try:
