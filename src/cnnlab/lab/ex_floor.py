@@ -78,7 +78,9 @@ def judge(m: dict) -> Verdict:
     leaked = [r[drop]["zero_in_band"] < r[drop]["band_pixels"] for r in rows]
     first = rows[0]
     numbers = {
-        "pixels dropped per side (geometry, P = 0)": first[drop]["predicted_dropped"],
+        "last columns and rows dropped at the right and bottom (geometry, P = 0)": first[drop][
+            "predicted_dropped"
+        ],
         "band pixels with exactly zero gradient (P = 0)": f"{first[drop]['zero_in_band']} of "
         f"{first[drop]['band_pixels']}",
         "other zero-gradient pixels (P = 0)": first[drop]["zero_outside_band"],
@@ -110,9 +112,13 @@ def _said(rows: list[dict]) -> str:
         varied.append(low != high)
         return f"{low}" if low == high else f"{low}-{high}"
 
+    out = geometry.conv_output_size(SIZE, KERNEL, 0, STRIDE)
+    read = (out - 1) * STRIDE + KERNEL  # pixels 0..read-1 lie under some window
     said = (
-        f"With K={KERNEL}, S={STRIDE}, P=0 geometry predicts {over(drop, 'predicted_dropped')} "
-        f"pixels dropped per side, a band of {over(drop, 'band_pixels')} edge pixels; "
+        f"With K={KERNEL}, S={STRIDE}, P=0 on {SIZE} px, ⌊({SIZE} − {KERNEL})/{STRIDE}⌋ + 1 = "
+        f"{out} windows per row read pixels 0-{read - 1}: geometry predicts the last "
+        f"{over(drop, 'predicted_dropped')} columns and rows dropped (the right and bottom "
+        f"edges), a band of {over(drop, 'band_pixels')} pixels; "
         f"{over(drop, 'zero_in_band')} of them had exactly zero gradient on every image "
         f"({over(drop, 'zero_outside_band')} other pixels did), and with P=2 "
         f"{over(fix, 'zero_pixels')} pixels had zero gradient"

@@ -97,7 +97,8 @@ def judge(m: dict) -> Verdict:
         "at "
         f"least {WIN:g} points above the same-budget MLP on {sum(budget)}, at most {MATCH:g} "
         f"below the larger one on {sum(efficient)}); a 224×224×3 -> 1,000 dense layer has "
-        f"{a['dense_formula']:,} weights by formula, {a['dense_torch']:,} counted by PyTorch"
+        f"{a['dense_formula']:,} parameters by formula ({224 * 224 * 3 * 1000:,} weights + "
+        f"1,000 biases), {a['dense_torch']:,} counted by PyTorch"
     )
     if not arithmetic_ok:
         return Verdict("does not hold", numbers, f"{said}: the notes' parameter arithmetic is off.")
