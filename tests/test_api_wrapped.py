@@ -112,3 +112,19 @@ def test_a_model_with_a_compiled_block_is_read_eagerly_with_the_plain_models_res
         explain.gradcam(model, x, layer="0._orig_mod.5"), explain.gradcam(plain, x, layer="0.5")
     )
     assert counters["frames"]["ok"] == compiled
+
+
+@pytest.mark.parametrize("wrap", WRAPS)
+def test_capture_on_a_wrapped_model_takes_the_names_layer_names_lists(wrap):
+    # layer_names listed 'features.5' and Capture refused it: "unknown layer '0.5'; valid
+    # layer names: ..., 0.5, ..."
+    plain, x = small(), images()
+    wrapped = WRAPS[wrap][0](plain)
+    names = ["0.5", WRAPS[wrap][1] + "0.2"]
+    assert "0.5" in explain.layer_names(wrapped)
+    with inspect.Capture(wrapped, names) as cap, torch.no_grad():
+        wrapped(x)
+    with torch.no_grad():
+        torch.testing.assert_close(cap.tensor("0.5"), plain[0][:6](x))
+        torch.testing.assert_close(cap.tensor(names[1]), plain[0][:3](x))
+    assert inspect.resolve_layer(wrapped, "0.5") is plain[0][5]
