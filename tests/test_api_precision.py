@@ -48,3 +48,20 @@ def test_activation_maximization_of_a_model_in_another_precision(dtype, fourier)
         torch.testing.assert_close(
             other.activation, model[:4](other.images)[:, [0, 1], 6, 6].diag()
         )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ["saliency", "smoothgrad"])
+def test_maps_of_a_half_precision_model_are_float32_as_gradcams(method, dtype):
+    # bfloat16 maps: numpy refused them ('Got unsupported ScalarType BFloat16')
+    model, x = (
+        small().to(dtype),
+        torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0)),
+    )
+    maps = getattr(explain, method)(model, x.to(dtype), target=[1, 2])
+    assert maps.dtype == torch.float32
+    assert maps.numpy().shape == (2, 12, 12)
+    if method == "saliency":  # the half-precision gradient itself, widened
+        x = x.to(dtype).requires_grad_(True)
+        model(x)[[0, 1], [1, 2]].sum().backward()
+        torch.testing.assert_close(maps, x.grad.abs().amax(1).float())

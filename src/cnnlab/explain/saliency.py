@@ -64,7 +64,8 @@ def saliency(
 
     x: (B, C, H, W) normalized images → (B, H, W), ≥ 0. target: class per image (int, list or
     (B,) tensor); None = the predicted class. output: picks the logits from a tuple/dict output.
-    Equals Captum's `Saliency(model).attribute(x, target, abs=True).amax(1)`.
+    Equals Captum's `Saliency(model).attribute(x, target, abs=True).amax(1)`; float32 or
+    wider (a float16 or bfloat16 model's too).
     A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
     (BatchNorm folded into convs, channels-last layout; see `run_fast`), a smaller one on the
     model itself (channels_last None): channels_last None tries channels-last and falls back to
@@ -79,7 +80,7 @@ def saliency(
             x,
             channels_last=channels_last,
         )
-    return grad.abs().amax(1)  # (B, H, W)
+    return _at_least_float32(grad.abs().amax(1))  # (B, H, W)
 
 
 def smoothgrad(
@@ -129,4 +130,10 @@ def smoothgrad(
             total += grad.abs().reshape(k, *x.shape).sum(0)
             if progress is not None:
                 progress(start + k, n, "smoothgrad")
-    return (total / n).amax(1)  # (B, H, W)
+    return _at_least_float32((total / n).amax(1))  # (B, H, W)
+
+
+def _at_least_float32(maps: Tensor) -> Tensor:
+    """maps in float32 or wider, as gradcam's: a bfloat16 model's maps were bfloat16, which
+    numpy (so matplotlib and every saved image) refuses; float64 stays float64."""
+    return maps.to(torch.promote_types(maps.dtype, torch.float32))
