@@ -5,9 +5,9 @@ measurements, built as tests/test_lab_rules.py's."""
 
 from __future__ import annotations
 
-from cnnlab.lab import ex_hierarchy, ex_parameters, ex_stacking, ex_vanishing
-from cnnlab.lab.experiment import disagreement
-from test_lab_rules import hierarchy, parameters, stacking, vanishing
+from cnnlab.lab import ex_floor, ex_hierarchy, ex_parameters, ex_sharing, ex_stacking, ex_vanishing
+from cnnlab.lab.experiment import disagreement, each_seed
+from test_lab_rules import floor, hierarchy, parameters, sharing, stacking, vanishing
 
 
 def test_disagreement_sorts_checks_into_split_held_and_failed():
@@ -43,3 +43,20 @@ def test_vanishing_names_the_split_check():
     v = ex_vanishing.judge(vanishing((1e-8, 0.5, 10.0, 60.0), (0.1, 0.5, 50.0, 60.0)))
     assert v.outcome == "inconclusive"
     assert "split on 'sigmoid's vanished' (1 of 2)" in v.meaning, v.meaning
+
+
+def test_sharing_says_how_many_seeds_had_a_smaller_gap_not_either_or():
+    """The quick lab's pattern: the conv net's gap 0.1 points smaller on its one seed, its
+    accuracy lower; "smaller, but not by 2 points on every seed, or the seeds disagree" left
+    the reader to guess which."""
+    v = ex_sharing.judge(sharing((73.6, 71.0, 76.2, 73.5)))
+    assert v.outcome == "inconclusive"
+    assert "or the seeds disagree" not in v.meaning, v.meaning
+    assert "the conv net's gap was smaller on 1 of 1 seed" in v.meaning, v.meaning
+    assert "'gap 2 points smaller' and 'accuracy at least as high' failed" in v.meaning
+
+
+def test_one_seed_is_not_each_of_1_seed():
+    assert each_seed(1) == "1 of 1 seed" and each_seed(3) == "each of 3 seeds"
+    v = ex_floor.judge(floor((108, 0, 0)))
+    assert "each of 1 seed" not in v.meaning and "(over 1 seed)" in v.meaning, v.meaning

@@ -26,7 +26,14 @@ from matplotlib.ticker import NullFormatter
 
 from cnnlab.diagnose import dead_units
 from cnnlab.errors import TrainingDiverged
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    each_seed,
+    figure_axes,
+    seed_count,
+)
 from cnnlab.lab.models import conv_stack, head, spec
 
 ACTIVATIONS = {"relu": "relu", "leaky_relu": {"leaky_relu": 0.01}, "elu": "elu", "gelu": "gelu"}
@@ -209,7 +216,7 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
     tops = [(r, _at_top(r["relu"])) for r in rows]
     tops = [(r, top) for r, top in tops if top is not None]
     if not tops:
-        return f"ReLU diverged or broke at every rate on each of {seed_count(n)}"
+        return f"ReLU diverged or broke at every rate on {each_seed(n)}"
     lows = [r["relu"][0] for r, _ in tops if judged(r["relu"][0])]
     above = sum(any(x["lr"] > top["lr"] for x in r["relu"]) for r, top in tops)
     leaky = [_leaky_at(r, top) or {"diverged": True} for r, top in tops]

@@ -13,7 +13,14 @@ import torch
 
 from cnnlab import build, geometry, load_spec
 from cnnlab.explain import saliency
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    each_seed,
+    figure_axes,
+    seed_count,
+)
 from cnnlab.lab.models import conv, spec
 
 SIZE, KERNEL, STRIDE = 28, 5, 3
@@ -123,11 +130,9 @@ def _said(rows: list[dict]) -> str:
         f"({over(drop, 'zero_outside_band')} other pixels did), and with P=2 "
         f"{over(fix, 'zero_pixels')} pixels had zero gradient"
     )
-    where = (
-        f"ranges over {seed_count(len(rows))}"
-        if any(varied)
-        else f"the same on each of {seed_count(len(rows))}"
-    )
+    n = len(rows)
+    where = f"ranges over {seed_count(n)}" if any(varied) else f"the same on {each_seed(n)}"
+    where = "over 1 seed" if n == 1 else where  # one seed's numbers are not "the same" as any
     return f"{said} ({where})"
 
 

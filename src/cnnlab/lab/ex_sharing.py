@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 
 FEWER = 10  # the conv net must have at most 1/FEWER of the locally connected net's weights
 LESS_GAP = 2.0  # points: its train-test gap must be at least this much smaller
@@ -134,10 +142,14 @@ def judge(m: dict) -> Verdict:
         return Verdict("partly", numbers, f"{said}: only {part} held on every seed.")
     if not fewer or not any(c < lc for c, lc in gaps):
         return Verdict("does not hold", numbers, f"{said}: sharing did not reduce overfitting.")
+    smaller = sum(c < lc for c, lc in gaps)
+    split = disagreement(
+        {f"gap {LESS_GAP:g} points smaller": less, "accuracy at least as high": better}
+    )
     return Verdict(
         "inconclusive",
         numbers,
-        f"{said}: smaller, but not by {LESS_GAP:g} points on every seed, or the seeds disagree.",
+        f"{said}: the conv net's gap was smaller on {smaller} of {seed_count(n)}; {split}.",
     )
 
 

@@ -215,6 +215,12 @@ def seed_count(n: int) -> str:
     return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
+def each_seed(n: int) -> str:
+    """How a sentence says "on every seed": "each of 3 seeds", and "1 of 1 seed" for one
+    (the quick lab's; "each of 1 seed" is no English)."""
+    return "1 of 1 seed" if n == 1 else f"each of {seed_count(n)}"
+
+
 def disagreement(checks: dict[str, Sequence[bool]]) -> str:
     """Which checks an inconclusive verdict rests on, by how many seeds passed each: "the seeds
     split on 'X' (2 of 3); 'Y' failed on every seed". A check the seeds agree on is part of
