@@ -221,7 +221,23 @@ def test_counts_below_one_are_refused_by_the_parser(
         main([command, str(run_dir), *what, f"{flag}={value}", *out])
     assert exit_.value.code == 2
     err = capsys.readouterr().err
-    assert flag in err and "whole number >= 1" in err and "Traceback" not in err
+    least = 2 if (command, flag) == ("probe", "--train") else 1  # see the test below
+    assert flag in err and f"whole number >= {least}" in err and "Traceback" not in err
+
+
+def test_a_probe_of_one_training_image_is_refused_by_the_parser(run_dir, capsys):
+    """probe --train 1: the features are scaled by the training images' std, which torch makes
+    NaN for one image; the L-BFGS fit then ended in an overflow traceback."""
+    assert torch.ones(1, 3).std(0).isnan().all()
+    with pytest.raises(SystemExit) as exit_:
+        main(["probe", str(run_dir), "--train", "1", "--test", "4", "--epochs", "1"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "cnnlab probe: error: argument --train: must be a whole number >= 2 (their std scales "
+        "the features), got '1' (see cnnlab probe --help)"
+    ]
+    assert main(["probe", str(run_dir), "--train", "2", "--test", "4", "--epochs", "1"]) == 0
 
 
 @pytest.mark.parametrize("command", ["explain", "visualize"])

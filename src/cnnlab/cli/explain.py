@@ -48,6 +48,20 @@ def count(text: str) -> int:
     return value
 
 
+def probe_images(text: str) -> int:
+    """argparse type of probe's --train: a whole number >= 2, the images whose std scales
+    the features (one image's is NaN, and the L-BFGS fit ended in an overflow traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number >= 2 (their std scales the features), got {text!r}"
+        )
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="heatmaps of why a run predicts what it predicts")
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
@@ -84,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
     q.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
-    q.add_argument("--train", type=count, default=5000, help="training images for the probes")
+    q.add_argument("--train", type=probe_images, default=5000, help="training images (>= 2)")
     q.add_argument("--test", type=count, default=2000, help="test images")
     q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")
     q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
