@@ -36,6 +36,9 @@ from cnnlab.inspect import (
 )
 from cnnlab.inspect.layouts import FollowLayouts
 
+# What passes the logits forward but no gradient back: autograd warns only, and gives None.
+NO_BACKWARD = "an op without a backward, as torch.ao's quantized layers: explain the float model"
+
 
 def gradcam_weights(acts: Tensor, grads: Tensor) -> Tensor:
     """Grad-CAM (Selvaraju et al. 2017): w_k = spatial mean of ∂y/∂A_k.  (B,K,h,w) → (B,K)"""
@@ -109,8 +112,11 @@ def layer_gradients(
         (grads,) = gradients(selected, [acts])  # a reentrant checkpoint after the layer too
     if grads is None:
         found = _recomputed_gradients(run, x, layer, t, output)
-        if found is None:
-            raise ExplainError(f"the logits do not depend on layer {layer!r}; choose another layer")
+        if found is None or found[1] is None:  # (A, None): autograd reached no gradient
+            raise ExplainError(
+                f"the logits do not depend on layer {layer!r} through autograd (or only "
+                f"through {NO_BACKWARD}); choose another layer"
+            )
         acts, grads = found
     return acts.detach(), grads, t
 

@@ -49,6 +49,11 @@ def _input_gradient(
                 "Grad-CAM at a layer after the cut does not (--method gradcam --layer NAME)"
             )
         (grad,) = gradients(selected, [x])  # through reentrant checkpoints too
+    if grad is None:  # a quantized layer's op has no backward: autograd only warns
+        raise ExplainError(
+            "the logits reach the input through autograd only through an op without a "
+            "backward (torch.ao's quantized layers); a saliency map needs the float model"
+        )
     return grad, t
 
 
