@@ -244,7 +244,8 @@ def _train(args) -> int:
             from cnnlab.train.evaluate import tta_label
             from cnnlab.train.rundir import read_config
 
-            print_result(result, tta_label(read_config(args.out)))
+            run_config = read_config(args.out)
+            print_result(result, tta_label(run_config), evaluated_weights(run_config))
     return 0
 
 
@@ -267,9 +268,18 @@ def print_data_notes(result: dict) -> None:
         print(f"converted {len(converted)} {images} to the model's input ({shown})")
 
 
-def print_result(result: dict, views: str = "flip") -> None:
+def evaluated_weights(config: dict) -> str:
+    """Which weights the run evaluated and saved, for the final table: the EMA's (what
+    model.safetensors holds with --ema) or the last step's. The training accuracy beside it
+    is the live weights' on augmented batches, so the two differ for more than one reason."""
+    ema = config.get("ema")
+    return f"EMA of the weights (decay {ema:g})" if ema else "the last step's (no EMA)"
+
+
+def print_result(result: dict, views: str = "flip", weights: str = "") -> None:
     """The final table; `views`: the TTA's views as `cnnlab eval` names them, "" for none (a
-    digits run without --tta-shift, whose "with TTA" row was the plain accuracy again)."""
+    digits run without --tta-shift, whose "with TTA" row was the plain accuracy again);
+    `weights`: which weights validation, test and model.safetensors hold, "" to leave out."""
     from rich.console import Console
     from rich.table import Table
 
@@ -288,5 +298,7 @@ def print_result(result: dict, views: str = "flip") -> None:
             value = result[key]
             text = f"{value:.2%}" if key.endswith("_acc") or "acc_" in key else f"{value}"
             table.add_row(label, text)
+    if weights:
+        table.add_row("weights evaluated and saved", weights)
     Console().print(table)
     print(f"run saved in {result['out']}")
