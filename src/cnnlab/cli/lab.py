@@ -149,18 +149,44 @@ def _print_table(console, chosen, results) -> None:
         if len(results.seeds) == 1
         else None
     )
-    table = Table(title="verdicts", caption=caption)
-    for column in ("experiment", "notes", "verdict", "seconds", "what it means"):
-        table.add_column(column, justify="right" if column == "seconds" else "left")
+    rows = []
     for e in chosen:
         entry = results.experiments.get(e.name)
         if entry is None:
             why = results.failed.get(e.name, "not run")
-            table.add_row(e.name, e.section, "[red]failed[/]", "", why)
+            rows.append((e.name, e.section, "[red]failed[/]", "", why))
             continue
         outcome = entry["verdict"]["outcome"]
         shown = f"[{colour.get(outcome, 'dim')}]{outcome}[/]"
-        table.add_row(
-            e.name, e.section, shown, f"{entry['seconds']:.1f}", entry["verdict"]["meaning"]
+        rows.append(
+            (e.name, e.section, shown, f"{entry['seconds']:.1f}", entry["verdict"]["meaning"])
         )
+    if console.width < WIDE_TABLE:
+        _print_blocks(console, rows, caption)
+        return
+    table = Table(title="verdicts", caption=caption)
+    for column in ("experiment", "notes", "verdict", "seconds", "what it means"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+# A terminal narrower than this prints each verdict as a heading line and its sentence at the
+# full width: the table's last column would get a quarter of an 80-column terminal (24
+# characters: 305 lines for the quick lab's 14 sentences).
+WIDE_TABLE = 120
+
+
+def _print_blocks(console, rows, caption: str | None) -> None:
+    """Each (name, notes, verdict, seconds, sentence) as "name (notes): verdict, seconds s"
+    and the sentence below it, indented."""
+    from rich.padding import Padding
+
+    console.print("[bold]verdicts[/]")
+    for name, section, shown, seconds, meaning in rows:
+        took = f", {seconds} s" if seconds else ""
+        console.print(f"\n[bold]{name}[/] ({section}): {shown}{took}", highlight=False)
+        console.print(Padding(meaning, (0, 0, 0, 2)), highlight=False)
+    if caption:
+        console.print(f"\n[dim]{caption}[/]")
