@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import pkgutil
+import re
 import signal
 import sys
 import threading
@@ -34,14 +36,29 @@ class _Parser(argparse.ArgumentParser):
     the whole usage first); sub-commands' parsers are of this class too."""
 
     def error(self, message: str):
+        message += _meant_choice(message)
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _meant_choice(message: str) -> str:
+    """'; did you mean train?' for argparse's "invalid choice: 'trian' (choose from ...)",
+    the nearest spelling among the choices (difflib), else ''."""
+    match = re.search(r"invalid choice: '(.*)' \(choose from (.*)\)$", message)
+    if match is None:
+        return ""
+    choices = re.findall(r"'([^']*)'|([^\s,]+)", match[2])  # quoted names, or numbers
+    close = difflib.get_close_matches(match[1], [a or b for a, b in choices], n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+
     parser = _Parser(
         prog="cnnlab",
         description="Design, train, diagnose and explain convolutional image classifiers.",
     )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
