@@ -37,3 +37,25 @@ def test_a_mistyped_choice_is_told_the_nearest(capsys, argv, meant):
     assert ("did you mean" in line) == (meant is not None)
     if meant:
         assert f"); did you mean {meant}? (see cnnlab" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "meant"),
+    [
+        (["train", "fast", "--out", "r", "--epcohs", "1"], "--epochs"),
+        (["predict", "RUN", "a.png", "--topk", "3"], "--top"),
+        (["summary", "fast", "--jsn"], "--json"),
+        (["train", "fast", "--out", "r", "--batchsize=8"], "--batch-size"),
+        (["summary", "fast", "--zzz"], None),
+        (["--verbose", "summary", "fast"], None),  # not --version: too far (difflib 0.67)
+    ],
+)
+def test_a_mistyped_option_is_told_the_nearest(capsys, argv, meant):
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "unrecognized arguments" in line
+    assert ("did you mean" in line) == (meant is not None), line
+    if meant:
+        assert f"; did you mean {meant}? (see cnnlab" in line

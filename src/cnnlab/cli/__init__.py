@@ -81,9 +81,21 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
         words = sys.argv[1:] if argv is None else argv
         before = words[: words.index(args.command)]  # `cnnlab --foo eval`: not eval's option
         blamed = parser if any(word in before for word in unknown) else commands[args.command]
-        blamed.error(f"unrecognized arguments: {' '.join(unknown)}")
+        blamed.error(f"unrecognized arguments: {' '.join(unknown)}{_meant_option(blamed, unknown)}")
     _refuse_empty(commands[args.command], args)
     return args
+
+
+def _meant_option(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """'; did you mean --epochs?' for the first unknown option (`--epcohs`, `--topk`) near
+    one of the parser's own (difflib), else ''."""
+    options = [o for action in parser._actions for o in action.option_strings]
+    for word in unknown:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.75)
+            if close:
+                return f"; did you mean {close[0]}?"
+    return ""
 
 
 def _refuse_empty(command: argparse.ArgumentParser, args: argparse.Namespace) -> None:
