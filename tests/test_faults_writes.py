@@ -78,3 +78,22 @@ def test_a_failed_first_checkpoint_on_a_read_only_mount_says_writable(tmp_path, 
         f"no checkpoint was saved yet: make {out} writable again (its permissions, or a "
         "read-only mount) and start again with --force"
     )
+
+
+def test_a_checkpoint_within_an_epoch_is_named_in_the_epoch_lines_terms(
+    reference, tmp_path, monkeypatch
+):
+    """checkpoint.json's (epoch 0, step 3) is 3 steps into epoch 1, as 'interrupted at epoch
+    1, step 3' says: 'the previous checkpoint (epoch 0, step 3)' alone read as another place."""
+    out = tmp_path / "run"
+    _failing_checkpoint_write(monkeypatch, errno.ENOSPC, at=4)  # one per step: after step 3
+    with pytest.raises(RunError) as failed:
+        train(tiny_spec(), "digits", out, RESUME_CONFIG, checkpoint_seconds=0)
+    monkeypatch.undo()
+    assert checkpoint.saved_position(out) == (0, 3)  # the truth: what the disk holds
+    assert "the previous checkpoint (epoch 0, step 3: 3 steps into epoch 1) is whole" in str(
+        failed.value
+    )
+    train(tiny_spec(), "digits", out, None, resume=True, checkpoint_seconds=3600)
+    want = (reference / "model.safetensors").read_bytes()
+    assert (out / "model.safetensors").read_bytes() == want

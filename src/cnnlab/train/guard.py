@@ -70,12 +70,21 @@ def diverged_error(
     )
 
 
+def saved_at(epoch: int, step: int) -> str:
+    """A checkpoint's position as checkpoint.json records it (epochs done, steps done in the
+    next one), and where that is in the 1-based terms of the epoch lines and of 'interrupted
+    at epoch 2, step 6' when it lies within an epoch: 'epoch 1, step 6' alone read as step 6
+    of epoch 1."""
+    within = f": {step} step{'s' * (step != 1)} into epoch {epoch + 1}" if step else ""
+    return f"epoch {epoch}, step {step}{within}"
+
+
 def kept_checkpoint(out: Path | None, epoch: int, step: int) -> str:
     """What a stopped run leaves behind, for the end of a message."""
     if out is None:
         return "nothing was written (no run directory)"
     if epoch or step:
-        return f"the last checkpoint (epoch {epoch}, step {step}) is kept in {out}"
+        return f"the last checkpoint ({saved_at(epoch, step)}) is kept in {out}"
     return "no checkpoint was written yet"
 
 
@@ -119,10 +128,7 @@ def way_on(error: RunError, out: Path, saving: tuple[int, int] | None = None) ->
         hint = f"no checkpoint was saved yet: {fix} and {again}"
     else:
         which = "the new checkpoint" if on_disk == saving else "the previous checkpoint"
-        hint = (
-            f"{which} (epoch {on_disk[0]}, step {on_disk[1]}) is whole on disk: {fix} and "
-            "continue with --resume"
-        )
+        hint = f"{which} ({saved_at(*on_disk)}) is whole on disk: {fix} and continue with --resume"
     return RunError(f"{error}; {hint}")
 
 
@@ -146,8 +152,7 @@ def stopped(out: Path | None) -> str:
     on_disk = checkpoint.saved_position(out)
     if on_disk is None:
         return f"interrupted before the first checkpoint; start again with --force --out {out}"
-    epoch, step = on_disk
     return (
-        f"interrupted; the last checkpoint (epoch {epoch}, step {step}) is kept in {out}: "
+        f"interrupted; the last checkpoint ({saved_at(*on_disk)}) is kept in {out}: "
         "continue with --resume"
     )
