@@ -145,7 +145,7 @@ def test_the_explorer_offers_no_map_whose_first_dim_is_not_the_image(windowed_ru
     assert list(model["spatial"]) == ["stem.0", "stem.1", "stem"]
     image = client.post("/api/predict", data={"sample": 0}).json()["image"]
     said = client.get(f"/api/features?image={image}&layer=attn.drop").json()
-    assert "'attn.drop' has no spatial output" in said["error"]
+    assert "'attn.drop' (Dropout) has no (C, H, W) map" in said["error"]
     # the API's default Grad-CAM layer is the page's, and it says which: it was None, and
     # the map was taken at attn.drop, the last 4-D output of the forward
     heat = client.get(f"/api/heatmap?image={image}&method=gradcam").json()
