@@ -59,3 +59,19 @@ def test_a_model_from_code_is_told_in_the_form_of_its_option(tmp_path, capsys):
         "note: --input is C,H,W, so 28,28,1 is 28 channels of 28×1 images; "
         "a 28×28 image with 1 channel is --input 1,28,28"
     ], err
+
+
+def test_training_a_channels_last_spec_says_the_order_with_the_channel_error(tmp_path, capsys):
+    """`train` of `input: [28, 28, 1]` was told only 'cannot convert 1-channel images to 28
+    channels (use 1 or 3)', which does not say the spec's input is in the wrong order."""
+    spec = tmp_path / "hwc.yaml"
+    spec.write_text(f"input: [28, 28, 1]\n{LAYERS}")
+    argv = ["train", str(spec), "--data", "digits", "--epochs", "1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "cannot convert 1-channel images to 28 channels" in line
+    assert line.endswith(
+        "; note: input is [C, H, W], so [28, 28, 1] is 28 channels of 28×1 images; "
+        "a 28×28 image with 1 channel is [1, 28, 28]"
+    )
+    assert not (tmp_path / "r").exists()

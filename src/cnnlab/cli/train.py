@@ -149,6 +149,19 @@ def _model(args):
     return spec
 
 
+def _input_order_note(model) -> str:
+    """channels_last_note of a spec's input ([32, 32, 3]: 32 channels), for a data error on
+    the channel count, which alone did not say the spec's input is in the wrong order."""
+    from cnnlab.design.spec import channels_last_note, load_spec
+
+    if not isinstance(model, str):
+        return ""
+    try:
+        return channels_last_note(load_spec(model).input)
+    except CnnlabError:
+        return ""
+
+
 def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -226,6 +239,11 @@ def _train(args) -> int:
     }
     try:
         result = run_training(model, data, args.out, config, **options, **reporters(args.quiet))
+    except CnnlabError as error:  # 'cannot convert 1-channel images to 32 channels': say why
+        note = _input_order_note(model) if "channel" in str(error) else ""
+        if note:
+            raise type(error)(f"{error}; note: {note}") from None
+        raise
     except TrainingInterrupted as stop:
         if is_main_rank():
             print(f"cnnlab train: {stop}", file=sys.stderr)
