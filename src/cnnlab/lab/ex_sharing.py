@@ -135,13 +135,7 @@ def judge(m: dict) -> Verdict:
         f"at least {LESS_GAP:g} points smaller on {sum(less)} of {seed_count(n)}, its accuracy at "
         f"least as high on {sum(better)}"
     )
-    f_conv, f_local = (mean_spread([r[n]["train"] for r in rows]) for n in MODELS)
-    lower = sum(r[conv]["train"] < r[local]["train"] for r in rows)
-    said += (  # the notes' other half, bias: measured, so shown; the rule does not judge it
-        f"; the conv net fitted its training images to {f_conv[0]:.1f} ± {f_conv[1]:.1f} % "
-        f"against {f_local[0]:.1f} ± {f_local[1]:.1f} % (lower on {lower} of {seed_count(n)}: "
-        "the bias the notes trade for less variance; shown, not judged)"
-    )
+    said += _bias(rows)
     if fewer and all(less) and all(better):
         return Verdict("holds", numbers, f"{said}: sharing regularised and generalised better.")
     if fewer and (all(less) or all(better)):
@@ -157,6 +151,20 @@ def judge(m: dict) -> Verdict:
         "inconclusive",
         numbers,
         f"{said}: the conv net's gap was smaller on {smaller} of {seed_count(n)}; {split}.",
+    )
+
+
+def _bias(rows: list[dict]) -> str:
+    """The notes' other half of the trade-off, bias: each net's accuracy on the images it was
+    fitted on. Measured, so shown; the rule does not judge it."""
+    conv, local = MODELS
+    n = len(rows)
+    f_conv, f_local = (mean_spread([r[name]["train"] for r in rows]) for name in MODELS)
+    lower = sum(r[conv]["train"] < r[local]["train"] for r in rows)
+    return (
+        f"; the conv net fitted its training images to {f_conv[0]:.1f} ± {f_conv[1]:.1f} % "
+        f"against {f_local[0]:.1f} ± {f_local[1]:.1f} % (lower on {lower} of {seed_count(n)}: "
+        "the bias the notes trade for less variance; shown, not judged)"
     )
 
 
