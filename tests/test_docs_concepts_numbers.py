@@ -45,3 +45,20 @@ def test_the_parameter_rows_command_prints_the_notes_count(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "to 1,000 units has 150,529,000 parameters" in out, out[-300:]
     assert "150,529,000 parameters (150,528,000 weights + 1,000 biases)" in row
+
+
+def test_the_sparsity_row_reads_what_dead_units_measures():
+    """§4.2's sparsity is in the map, and the number it points at is the share of a ReLU's
+    outputs that are 0 (truth: torch's own ReLU output, counted)."""
+    import torch
+    from torch import nn
+
+    from cnnlab.diagnose import dead_units
+
+    row = next(r for r in CONCEPTS.read_text().splitlines() if "ReLU's sparsity" in r)
+    assert "`cnnlab.diagnose.dead_units`" in row and "`cnnlab diagnose RUN`" in row
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(256, 3))
+    x = torch.randn(8, 1, 10, 10)
+    zeros = float((model[1](model[0](x)) == 0).float().mean())
+    assert dead_units(model, x).layers[0].sparsity == zeros
