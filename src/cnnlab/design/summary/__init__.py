@@ -183,17 +183,28 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         if input_size is None:
             raise CnnlabError("summary of an nn.Module needs input_size=(C, H, W)")
         size = _input_size(input_size)
-        trace = _trace_module(_uncompiled(model_or_spec), size)
+        trace = _trace_module(_unwrapped(model_or_spec), size)
     else:
         trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
 
 
-def _uncompiled(model: nn.Module) -> nn.Module:
-    """The module torch.compile wrapped (`copying.compiled_inner`): the compiled forward runs
-    where no Python sees its calls, so the trace follows the module's own, rows named as in
-    it. (A compiled child is called so by the tracer, `Tracer._straight`.)"""
-    return compiled_inner(model, vars(model)) or model
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The module nn.DataParallel and torch.compile wrappers hold, in any nesting, as
+    `inspect.preserve.unwrap` finds it: rows are named as in it (`features.0`, as explain
+    and diagnose name them, not `module.features.0`), and the compiled forward, which runs
+    where no Python sees its calls, is not traced. (A compiled child is called so by the
+    tracer, `Tracer._straight`.)"""
+    while True:
+        if isinstance(model, _PARALLEL) and isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        elif (inner := compiled_inner(model, vars(model))) is not None:
+            model = inner
+        else:
+            return model
+
+
+_PARALLEL = (nn.DataParallel,)
 
 
 def _summary_row(r: RowFact) -> SummaryRow:

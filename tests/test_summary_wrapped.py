@@ -1,0 +1,50 @@
+"""Models as people wrap them (nn.DataParallel, DDP, ...) are summarized as the module the
+wrapper holds, rows named as explain and diagnose name the layers (`inspect.preserve.
+unwrap` / `inner_name`: `features.0`, not `module.features.0`)."""
+
+from __future__ import annotations
+
+import torch
+import torchinfo
+from torch import nn
+
+from cnnlab.design.summary import summary
+from cnnlab.inspect.preserve import inner_name
+
+
+def _net() -> nn.Module:
+    model = nn.Sequential()
+    model.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    model.pool = nn.AdaptiveAvgPool2d(1)
+    model.flat = nn.Flatten()
+    model.head = nn.Linear(4, 5)
+    return model
+
+
+def _check_as_inner(wrapped: nn.Module, inner: nn.Module) -> None:
+    """Rows named as `inner_name` names the wrapper's layers (torch's named_modules of the
+    wrapper, its prefix dropped), shapes as torch's forward gives them, totals torchinfo's."""
+    got = summary(wrapped, input_size=(3, 16, 16))
+    leaves = [n for n, m in wrapped.named_modules() if not m._modules]
+    assert [r.name for r in got.rows] == [inner_name(wrapped, n) for n in leaves]
+    x, shapes = torch.randn(1, 3, 16, 16), []
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape[1:])))
+        for m in inner.modules()
+        if not m._modules
+    ]
+    inner.eval()(x)
+    for handle in handles:
+        handle.remove()
+    assert [tuple(r.output_shape) for r in got.rows] == shapes
+    theirs = torchinfo.summary(inner, (1, 3, 16, 16), verbose=0)
+    assert got.total_params == theirs.total_params == sum(p.numel() for p in inner.parameters())
+    assert got.total_macs == theirs.total_mult_adds
+
+
+def test_data_parallel_is_summarized_as_its_module_named_as_inner_name():
+    """nn.DataParallel on CPU named rows `module.features.0`, where torch.compile's wrapper
+    gave `features.0`."""
+    model = _net()
+    _check_as_inner(nn.DataParallel(model), model)
+    _check_as_inner(nn.DataParallel(torch.compile(model)), model)
