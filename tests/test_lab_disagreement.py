@@ -60,3 +60,18 @@ def test_one_seed_is_not_each_of_1_seed():
     assert each_seed(1) == "1 of 1 seed" and each_seed(3) == "each of 3 seeds"
     v = ex_floor.judge(floor((108, 0, 0)))
     assert "each of 1 seed" not in v.meaning and "(over 1 seed)" in v.meaning, v.meaning
+
+
+def test_pooling_and_translation_name_the_split_check():
+    from cnnlab.lab import ex_pooling, ex_translation
+    from test_lab_pooling import pooling
+    from test_lab_rules import translation
+
+    v = ex_pooling.judge(pooling((85.0, 70.0, 0.2, 0.3), (80.0, 80.0, 0.3, 0.3)))
+    assert v.outcome == "inconclusive"
+    assert "split on 'max resists shifts' (1 of 2) and 'average is low-pass' (1 of 2)" in (
+        v.meaning
+    ), v.meaning
+    v = ex_translation.judge(translation((2.0, 15.0, 30.0), (22.0, 21.0, 24.0)))
+    assert v.outcome == "inconclusive"
+    assert "split on 'GAP CNN robust' (1 of 2) and 'GAP CNN invariant' (1 of 2)" in v.meaning

@@ -26,6 +26,7 @@ from cnnlab.lab.experiment import (
     Effect,
     Experiment,
     Verdict,
+    disagreement,
     figure_axes,
     mean_spread,
     seed_count,
@@ -170,7 +171,9 @@ def judge(m: dict) -> Verdict:
         return Verdict("partly", numbers, f"{said}: only '{part}' held on every seed.")
     if not any(stable) and low == "contradicted":
         return Verdict("does not hold", numbers, f"{said}: neither pooling claim held.")
-    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree.")
+    per_seed = [d > LEAST_CUT for d in cuts.differences]
+    split = disagreement({"max resists shifts": stable, "average is low-pass": per_seed})
+    return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
 def _cut(spectra: dict) -> float:

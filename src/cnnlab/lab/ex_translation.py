@@ -10,7 +10,15 @@ all trained without shift augmentation, tested on images moved 0-6 px.
 
 from __future__ import annotations
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 from cnnlab.lab.transforms import shift_each
 
@@ -102,7 +110,8 @@ def judge(m: dict) -> Verdict:
         )
     if not any(robust):
         return Verdict("does not hold", numbers, f"{lost}: no clear advantage for the CNN.")
-    return Verdict("inconclusive", numbers, f"{lost}; the seeds disagree.")
+    split = disagreement({"GAP CNN robust": robust, "GAP CNN invariant": invariant})
+    return Verdict("inconclusive", numbers, f"{lost}: {split}.")
 
 
 def figure(m: dict):
