@@ -48,3 +48,18 @@ def test_data_parallel_is_summarized_as_its_module_named_as_inner_name():
     model = _net()
     _check_as_inner(nn.DataParallel(model), model)
     _check_as_inner(nn.DataParallel(torch.compile(model)), model)
+
+
+def test_distributed_data_parallel_is_summarized_as_its_module(tmp_path):
+    """DDP (gloo, one process) holds a Reducer that cannot be copied: the copy raised
+    "TypeError: cannot pickle 'torch._C._distributed_c10d.Reducer' object"."""
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        model = _net()
+        _check_as_inner(nn.parallel.DistributedDataParallel(model), model)
+    finally:
+        dist.destroy_process_group()

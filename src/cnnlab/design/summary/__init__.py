@@ -190,7 +190,7 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
-    """The module nn.DataParallel and torch.compile wrappers hold, in any nesting, as
+    """The module DDP, nn.DataParallel and torch.compile wrappers hold, in any nesting, as
     `inspect.preserve.unwrap` finds it: rows are named as in it (`features.0`, as explain
     and diagnose name them, not `module.features.0`), and the compiled forward, which runs
     where no Python sees its calls, is not traced. (A compiled child is called so by the
@@ -204,7 +204,7 @@ def _unwrapped(model: nn.Module) -> nn.Module:
             return model
 
 
-_PARALLEL = (nn.DataParallel,)
+_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 def _summary_row(r: RowFact) -> SummaryRow:
