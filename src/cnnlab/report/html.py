@@ -31,7 +31,7 @@ def check_run(path: str | Path) -> Path:
     is told what `load_run` tells it (`runs/` names its runs); it was told 'spec.yaml and
     config.json missing', as an incomplete run."""
     path = Path(path)
-    hint = "pass a run directory written by `cnnlab train`"
+    hint = "pass a run directory written by `cnnlab train` or `cnnlab import`"
     if not path.exists():
         raise RunError(f"{path} does not exist; {hint}")
     if not path.is_dir():
