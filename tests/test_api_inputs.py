@@ -78,6 +78,16 @@ def test_a_probe_of_one_layer_named_as_a_string_probes_that_layer():
     assert list(one) == ["input", "0.2"]
 
 
+def test_a_probe_on_one_training_image_is_told_it_needs_two():
+    # one image has no spread to standardise by: L-BFGS met NaN features and raised torch's
+    # 'value cannot be converted to type float without overflow'
+    x, y, model = torch.randn(4, 3, 6, 6), torch.tensor([0, 1, 2, 3]), net(False)
+    with pytest.raises(ExplainError, match="at least 2 training images, got 1"):
+        explain.linear_probe(model, (x[:1], y[:1]), (x, y), epochs=2)
+    two = explain.linear_probe(model, (x[:2], y[:2]), (x, y), epochs=2)
+    assert all(0.0 <= acc <= 1.0 for acc in two.values())
+
+
 @pytest.mark.parametrize("target", ["cat", [[1], [2, 3]]])
 def test_a_target_that_is_no_class_index_is_one_error(target):
     # torch.as_tensor raised 'new(): invalid data type 'str'' / a ragged-list ValueError

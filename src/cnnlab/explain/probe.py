@@ -231,6 +231,11 @@ def linear_probe(
         cap=cap, batch_size=batch_size, preprocess=preprocess, output=output, progress=progress
     )
     xtr, ytr = extract_features(model, train, names, **opts, what="features of the training images")
+    if len(ytr) < 2:  # the features are standardised by the training set's spread
+        raise ExplainError(
+            f"linear probes need at least 2 training images, got {len(ytr)}: a probe is "
+            "standardised by the training features' spread"
+        )
     xte, yte = extract_features(model, test, names, **opts, what="features of the test images")
     return _fit_probes((xtr, ytr), (xte, yte), epochs, l2, progress)
 
