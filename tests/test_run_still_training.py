@@ -35,3 +35,23 @@ def test_a_run_being_trained_is_told_as_training(tmp_path):
         writing.close()
     with pytest.raises(RunError, match=r"training did not finish; continue it with `cnnlab "):
         load_run(out)
+
+
+def test_a_new_training_into_a_run_being_trained_is_told_of_the_training(tmp_path):
+    """Without --resume or --force it was told 'already exists; pass --resume ... or --force',
+    both of which the lock then refused: the training in progress is said first."""
+    out = tmp_path / "run"
+    train(tiny_spec(), "digits", out, RESUME_CONFIG)
+    writing = RunDir.open(out, resume=True, force=False)
+    try:
+        for resume, force in ((False, False), (True, False), (False, True)):
+            with pytest.raises(RunError) as refused:
+                RunDir.open(out, resume=resume, force=force)
+            assert str(refused.value) == (
+                f"{out} is being written by another cnnlab process (PID {os.getpid()}); wait "
+                "for it to end, stop it, or choose another --out"
+            )
+    finally:
+        writing.close()
+    with pytest.raises(RunError, match="already exists and its training is finished"):
+        RunDir.open(out, resume=False, force=False)

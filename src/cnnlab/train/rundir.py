@@ -48,6 +48,7 @@ from cnnlab.train.run_files import (
     run_hashes,
     temp_files,
     worth_keeping,
+    writer,
 )
 
 # every name other modules import from here (the directory's one owner), wherever it lives
@@ -162,6 +163,9 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
     --resume/--force, nothing to resume): `RunDir.open`'s checks, for a command's first words."""
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} exists and is not a directory; choose another --out")
+    holder = writer(out) if out.is_dir() else None
+    if holder is not None:  # before any other advice: --resume and --force wait for it too
+        raise RunError(_written_by(out, holder))
     busy = out.is_dir() and bool(worth_keeping(out))
     if resume and not (out / CONFIG).is_file():
         if (out / LOCK).is_file():  # cnnlab's, killed before its config.json was written
@@ -198,9 +202,13 @@ def _lock(fd: int, out: Path) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise RunError(
-            f"{out} is being written by another cnnlab process (PID {holder}); wait for it to "
-            "end, stop it, or choose another --out"
-        ) from None
+        raise RunError(_written_by(out, holder)) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _written_by(out: Path, holder: str) -> str:
+    return (
+        f"{out} is being written by another cnnlab process (PID {holder}); wait for it to "
+        "end, stop it, or choose another --out"
+    )
