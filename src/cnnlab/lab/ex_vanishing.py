@@ -142,15 +142,16 @@ def judge(m: dict) -> Verdict:
     acc = {a: mean_spread([r[a]["test"] for r in rows]) for a in ("sigmoid", "relu")}
     said = (
         f"Through {m['depth']} layers sigmoid kept at most {sig:.0e} of the gradient (below "
-        f"{VANISHED:g} on {sum(vanish)} of {seed_count(n)}), ReLU at least {relu:.0e} ({FLOWS:g} "
-        "or "
+        f"{VANISHED:g} on {sum(vanish)} of {seed_count(n)}), "
+        f"{f'ReLU at least {relu:.0e}' if relu < 1 else grew('ReLU', relu)} ({FLOWS:g} or "
         f"more on {sum(flows)}); test accuracy {acc['sigmoid'][0]:.1f} ± {acc['sigmoid'][1]:.1f}"
         f" % for sigmoid, {acc['relu'][0]:.1f} ± {acc['relu'][1]:.1f} % for ReLU (mean ± sd; "
         f"ReLU at least {LEARNS:g} points ahead on {sum(learns)} of {seed_count(n)})"
     )
     tanh = [r["tanh"]["ratio"] < VANISHED for r in rows]
+    least = min(r["tanh"]["ratio"] for r in rows)
     said += (
-        f"; tanh kept at least {min(r['tanh']['ratio'] for r in rows):.0e} (below "
+        f"; {f'tanh kept at least {least:.0e}' if least < 1 else grew('tanh', least)} (below "
         f"{VANISHED:g} on {sum(tanh)} of {seed_count(n)}) and reached "
         f"{mean_spread([r['tanh']['test'] for r in rows])[0]:.1f} %"
     )
@@ -175,6 +176,13 @@ def judge(m: dict) -> Verdict:
         {"sigmoid's vanished": vanish, "ReLU's flowed": flows, "ReLU learned more": learns}
     )
     return Verdict("inconclusive", numbers, f"{said}: {split}.")
+
+
+def grew(act: str, ratio: float) -> str:
+    """A least first/last ratio of 1 or more, said as what happened: the gradient grew on its
+    way back to the first layer ("tanh's gradient grew at least 2.1× from the last layer to
+    the first"); "kept at least 2e+00 of the gradient" is no share."""
+    return f"{act}'s gradient grew at least {ratio:.2g}× from the last layer to the first"
 
 
 def figure(m: dict):
