@@ -234,7 +234,7 @@ def _copy_attributes(state: dict[str, Any], twin: Callable, memo: dict[int, Any]
         elif kind is dict and _atomic_items(value) and _atomic_items(value.values()):
             state[key] = value.copy()  # Hugging Face's plans: a deepcopy 5-30 µs each
         else:
-            state[key] = memo[id(value)] if id(value) in memo else copy.deepcopy(value, memo)
+            state[key] = memo[id(value)] if id(value) in memo else _deepcopy(value, memo, twin)
 
 
 def _deepcopy_modules(
@@ -251,7 +251,48 @@ def _deepcopy_modules(
                 twin(value)
         for key in _HOOK_DICTS.keys() & vars(module).keys():
             memo[id(vars(module)[key])] = type(vars(module)[key])()
-    copy.deepcopy(model, memo)
+    _deepcopy(model, memo, twin)
+
+
+def _deepcopy(value: Any, memo: dict[int, Any], twin: Callable) -> Any:
+    """copy.deepcopy(value, memo), where a tensor autograd computed (not a leaf: it has a
+    grad_fn), which torch refuses to deepcopy, is twinned as the model's own tensors are
+    (shared, made meta or cloned detached). Such tensors are caches of values computed from
+    the weights: Hugging Face's LeViT keeps its attention biases of an eval-mode forward
+    run with gradients on in a dict. Looked for only when deepcopy refuses one (a walk of
+    every attribute on each call would cost every model)."""
+    before = len(memo)
+    try:
+        return copy.deepcopy(value, memo)
+    except RuntimeError:
+        found = _non_leaves(value, [], set())
+        if not found:
+            raise
+    for key in list(memo)[before:]:  # the failed call's half-made copies
+        del memo[key]
+    for t in found:
+        memo[id(t)] = twin(t)
+    return copy.deepcopy(value, memo)
+
+
+def _non_leaves(value: Any, found: list[Tensor], seen: set[int]) -> list[Tensor]:
+    """The tensors with a grad_fn in `value`, its containers and objects' attributes."""
+    if id(value) in seen or type(value) in _ATOMIC:
+        return found
+    seen.add(id(value))
+    if isinstance(value, Tensor):
+        if value.grad_fn is not None:
+            found.append(value)
+        return found
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    else:
+        items = list(getattr(value, "__dict__", {}).values())
+    for item in items:
+        _non_leaves(item, found, seen)
+    return found
 
 
 # where nn.Conv2d, nn.BatchNorm2d, nn.Sequential... live, and torch.compile's wrapper (the
