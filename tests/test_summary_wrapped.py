@@ -4,11 +4,13 @@ unwrap` / `inner_name`: `features.0`, not `module.features.0`)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torchinfo
 from torch import nn
 
 from cnnlab.design.summary import summary
+from cnnlab.errors import CnnlabError
 from cnnlab.inspect.preserve import inner_name
 
 
@@ -63,3 +65,14 @@ def test_distributed_data_parallel_is_summarized_as_its_module(tmp_path):
         _check_as_inner(nn.parallel.DistributedDataParallel(model), model)
     finally:
         dist.destroy_process_group()
+
+
+def test_an_input_size_with_the_batch_dim_says_to_drop_it():
+    """(1, 3, 16, 16), torch's input shape, was refused as not three integers, without
+    saying which three."""
+    with pytest.raises(CnnlabError) as err:
+        summary(_net(), input_size=(1, 3, 16, 16))
+    assert str(err.value) == (
+        "input_size is (C, H, W) without the batch: give (3, 16, 16), not (1, 3, 16, 16)"
+    )
+    assert summary(_net(), input_size=(3, 16, 16)).rows  # the size it gives is accepted

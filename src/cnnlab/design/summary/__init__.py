@@ -131,6 +131,10 @@ def _input_size(input_size: Any) -> tuple[int, ...]:
         size = tuple(int(v) for v in input_size)
     except (TypeError, ValueError):
         size = ()
+    if len(size) == 4 and size[0] >= 1 and min(size) >= 1 and list(size) == list(input_size):
+        raise CnnlabError(
+            f"input_size is (C, H, W) without the batch: give {size[1:]}, not {input_size!r}"
+        )
     if len(size) != 3 or min(size) < 1 or list(size) != list(input_size):
         raise CnnlabError(
             f"input_size must be three positive integers (C, H, W), got {input_size!r}"
