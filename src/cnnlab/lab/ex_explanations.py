@@ -262,7 +262,7 @@ def _said(rows: list[dict], sensitive: dict, faithful: dict, random_score: tuple
         f"{random_score[1]:.1f} % passes; undecided within {NOISE:g} standard errors, at most "
         f"{NOISE * _noise(rows):.1f} points, of that line): "
         + "; ".join(parts)
-        + " (mean ± sd over seeds)"
+        + f" (mean ± sd over {seed_count(len(rows))})"
     )
 
 

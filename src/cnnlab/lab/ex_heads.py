@@ -121,7 +121,7 @@ def judge(m: dict) -> Verdict:
         f"{gap_sd:.1f} points for GAP against {flat_mean:.1f} ± {flat_sd:.1f} ({_by(less)}: "
         f"smaller by {less.said(unit=' points')}); resized to {worst}×{worst} "
         f"GAP lost {loss[worst][0]:.1f} ± {loss[worst][1]:.1f} points (within {KEEPS:g} at "
-        f"every size on {sum(keeps)} of {seed_count(n)}; mean ± sd over seeds)"
+        f"every size on {sum(keeps)} of {seed_count(n)}; mean ± sd over {seed_count(n)})"
     )
     if not structure:
         return Verdict(

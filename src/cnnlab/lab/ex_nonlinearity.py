@@ -109,7 +109,7 @@ def judge(m: dict) -> Verdict:
         f"% against logistic regression's {acc[LOGISTIC][0]:.1f} ± {acc[LOGISTIC][1]:.1f} % "
         f"(difference {diff:.2f} ± {sd:.2f} points); with ReLUs {acc[RELU][0]:.1f} ± "
         f"{acc[RELU][1]:.1f} %, at least {HELPS:g} point above both on {sum(helps)} of "
-        f"{seed_count(n)} (mean ± sd over seeds)"
+        f"{seed_count(n)} (mean ± sd over {seed_count(n)})"
     )
     if not all(collapse):
         return Verdict("does not hold", numbers, f"{told}: it is not one affine map.")

@@ -152,7 +152,7 @@ def judge(m: dict) -> Verdict:
         f"{high['subsample'][0]:.1%} ± {high['subsample'][1]:.1%} subsampled, "
         f"{high['average'][0]:.1%} ± {high['average'][1]:.1%} after average pooling, "
         f"{cut[0]:.0%} ± {cut[1]:.0%} less ({cuts.said('{:.1%}')}; max pooling "
-        f"{high['max'][0]:.1%}; mean ± sd over seeds)"
+        f"{high['max'][0]:.1%}; mean ± sd over {seed_count(n)})"
     )
     steadier = [r["average"]["agreement"]["2"] > r["max"]["agreement"]["2"] for r in rows]
     beside = {k: mean_spread([r[k]["agreement"]["2"] for r in rows]) for k in ("average", "concat")}

@@ -141,7 +141,8 @@ def judge(m: dict) -> Verdict:
         f"|Σ − 1| {numbers['max |Σ softmax − 1|']:.0e}); with "
         f"plain cross-entropy ECE {e_plain:.3f} ± {e_sd:.3f} ({CALIBRATED:g} or less on "
         f"{sum(calibrated)} of {seed_count(n)}), {e_scaled:.3f} ± {s_sd:.3f} after a temperature "
-        f"fitted on validation ({CALIBRATED:g} or less on {sum(fixable)}; mean ± sd over seeds)"
+        f"fitted on validation ({CALIBRATED:g} or less on {sum(fixable)}; mean ± sd over "
+        f"{seed_count(n)})"
     )
     if not distribution:
         return Verdict("does not hold", numbers, f"{said}: not a distribution.")
