@@ -41,3 +41,25 @@ def test_a_run_without_weights_is_told_the_whole_command_that_finishes_it(tmp_pa
     run = shapes_run(tmp_path, 4, batch_size=4, val_fraction=0.25)
     (run / "model.safetensors").unlink()
     assert open_run(run)[1].endswith(f"(finish it with `cnnlab train --resume --out {run}`)")
+
+
+def test_a_run_still_training_is_told_so_not_to_resume(tmp_path):
+    """A run whose training holds its lock was told to finish it with --resume, which the
+    lock refuses; the truth: the PID RunDir's lock holds."""
+    import os
+
+    from cnnlab.report.html import open_run
+    from cnnlab.train.rundir import RunDir
+    from explorer_runs import shapes_run
+
+    run = shapes_run(tmp_path, 4, batch_size=4, val_fraction=0.25)
+    (run / "model.safetensors").unlink()
+    writing = RunDir.open(run, resume=True, force=False)  # as `train --resume` holds it
+    try:
+        assert open_run(run)[1] == (
+            f"{run / 'model.safetensors'} is missing: the run is still training (cnnlab "
+            f"process {os.getpid()}); make the report again when it ends"
+        )
+    finally:
+        writing.close()
+    assert "--resume" in open_run(run)[1]
