@@ -181,7 +181,9 @@ def trace_conv(x, w, b=None, out_index=(0, 0, 0), stride=1, padding=0) -> ConvTr
     xp = _pad(x[None], (ph, pw))[0]  # (C, H + 2ph, W + 2pw)
     patch = xp[:, i * sh : i * sh + kh, j * sw : j * sw + kw].copy()  # (C, kh, kw)
     filt = w[f].copy()
-    products = patch * filt
+    # + 0.0 turns IEEE's -0.0 (0 times a negative weight) into 0.0, changing nothing else: a
+    # product that is zero is shown as 0, never "-0."
+    products = patch * filt + 0.0
     for a in (patch, filt, products):
         a.setflags(write=False)  # a frozen record stays frozen
     total = float(products.sum())
