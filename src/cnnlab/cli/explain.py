@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnlab.cli.notes import print_channel_note
+from cnnlab.cli.notes import print_channel_note, print_frames_note
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
 from cnnlab.cli.tables import column
@@ -120,6 +120,7 @@ def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     if note:
         print(f"note: {note}", file=sys.stderr)
     print_channel_note(paths, shape[0])
+    print_frames_note(paths)
     return pixels
 
 

@@ -26,6 +26,18 @@ def print_channel_note(paths: Sequence[str | Path], channels: int) -> None:
         print(f"note: {note}", file=sys.stderr)
 
 
+def print_frames_note(paths: Sequence[str | Path]) -> None:
+    """`data.notes.frames_note` of image files: an animated GIF or a multi-page TIFF is read
+    at its first frame, which the answer is about."""
+    from cnnlab.data.folder import shown
+    from cnnlab.data.image import frame_count
+    from cnnlab.data.notes import frames_note
+
+    note = frames_note([(shown(Path(p)), frame_count(p)) for p in paths])
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def print_name_note(data: str | None) -> None:
     """A data name that is also a directory here (`--data shapes` beside a folder ./shapes)
     reads the named set, the name winning (`data.sets.dataset_name`): say so, and how to

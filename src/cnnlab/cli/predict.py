@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from cnnlab.cli.notes import print_channel_note
+from cnnlab.cli.notes import print_channel_note, print_frames_note
 from cnnlab.cli.rundata import RUN_HELP
 from cnnlab.errors import CnnlabError
 
@@ -49,6 +49,7 @@ def _predict(args) -> int:
     if note:  # the file differs from what the model learned at: the one fact to know
         print(f"note: {note}", file=sys.stderr)
     print_channel_note(args.images, run.input_shape[0])
+    print_frames_note(args.images)
     for _, why in skipped or []:
         print(f"skipped {why}", file=sys.stderr)
     return 0

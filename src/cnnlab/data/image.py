@@ -80,6 +80,19 @@ def check_regular_file(path: Path, what: str = "file") -> None:
         raise DataError(f"{path}: is {kind}, not a regular {what}; {fix}")
 
 
+def frame_count(path: str | Path | BinaryIO) -> int:
+    """How many frames an image file holds (an animated GIF, WebP or PNG, a multi-page TIFF:
+    more than 1; Pillow walks the headers, not the pixels), 1 for a file Pillow cannot open:
+    `open_image` says what is wrong with it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return int(getattr(img, "n_frames", 1))
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return 1
+
+
 def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode an image file fully (so truncation shows up here), upright (EXIF), palette
     expanded. DataError (`TooLarge` for the pixel limit) naming the file on any failure."""

@@ -1,6 +1,7 @@
-"""The one sentence said when reading image files changed their pixel format for a run's
-input: predict and explain say it on stderr, the explorer beside an upload's answer, in the
-same words (the answer is about the converted image, not the colours the user sees)."""
+"""The sentences said when reading image files changed what the run sees: a pixel format
+not the run's input, a file of many frames read at its first. predict and explain say them
+on stderr, the explorer beside an upload's answer, in the same words (the answer is about
+the image the model saw, not the file the user sees)."""
 
 from __future__ import annotations
 
@@ -23,4 +24,25 @@ def channel_note(changes: Sequence[tuple[str, str]], channels: int) -> str:
         f"{'1 image was' if len(changed) == 1 else f'{len(changed)} images were'} converted "
         f"to {what}, the run's input ({listed}{more})"
         + ("; transparent pixels are black" if alpha else "")
+    )
+
+
+def frames_note(files: Sequence[tuple[str, int]]) -> str:
+    """One sentence naming the files of more than one frame (an animated GIF, WebP or PNG, a
+    multi-page TIFF), from `(name, data.image.frame_count(...))` pairs: every reader takes
+    their first frame only; "" when none has more."""
+    many = [(name, n) for name, n in files if n > 1]
+    if not many:
+        return ""
+    fix = "to see another, save it as an image of its own"
+    if len(many) == 1:
+        ((name, n),) = many
+        return (
+            f"{name} holds {n} frames (an animation or pages); only its first frame is read: " + fix
+        )
+    listed = ", ".join(f"{name} {n}" for name, n in many[:3])
+    more = f" and {len(many) - 3} more" if len(many) > 3 else ""
+    return (
+        f"{len(many)} files hold more than one frame (an animation or pages; frames: {listed}"
+        f"{more}); only each one's first frame is read: {fix}"
     )

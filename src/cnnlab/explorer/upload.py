@@ -27,8 +27,9 @@ import warnings
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cnnlab.data.image import IMAGE_FORMATS, mode_change
+from cnnlab.data.image import IMAGE_FORMATS, frame_count, mode_change
 from cnnlab.data.notes import channel_note
+from cnnlab.data.notes import frames_note as file_frames_note
 from cnnlab.errors import DataError
 from cnnlab.train.evaluate import read_for_run
 
@@ -100,20 +101,9 @@ def colour_note(data: bytes, name: str, channels: int) -> str:
 
 
 def frames_note(data: bytes, name: str) -> str:
-    """One sentence when the upload holds more than one frame (an animated GIF, WebP or PNG,
-    a multi-page TIFF), "" otherwise: the answer is for its first frame only, which the
-    readers take as training and predict take it. `data` has passed `check_header`."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            frames = getattr(img, "n_frames", 1)
-    except (OSError, SyntaxError, ValueError, EOFError):  # the read itself says what is wrong
-        return ""
-    if frames <= 1:
-        return ""
-    return (
-        f"{name} holds {frames} frames (an animation or pages); only its first frame is read, "
-        "as training and predict read such a file: to see another, save it as an image of its own"
-    )
+    """`data.notes.frames_note` of the upload (predict's words for a file): the answer is for
+    its first frame only, as every reader takes it. `data` has passed `check_header`."""
+    return file_frames_note([(name, frame_count(io.BytesIO(data)))])
 
 
 @contextlib.contextmanager
