@@ -18,6 +18,7 @@ from its tensors (killed between the two renames, disk full on the second) is ig
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _discard_orphans(path)
     try:
         with open(tmp, "wb") as file:
             _write_all(file, data)
@@ -71,6 +73,28 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         _discard(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _discard_orphans(path: Path) -> None:
+    """Remove the temp files of `path` that a killed write left (`.<name>.tmp-<pid>` of a PID
+    no process has now): a SIGKILL between open and rename has no moment to clean up, and
+    outside a run directory (the explorer's caches, report.html) nothing else would."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = tmp.name.rpartition("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            _discard(tmp)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (signal 0 checks without sending; another user's
+    process refuses it, and exists)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _discard(tmp: Path) -> None:
