@@ -34,3 +34,11 @@ def test_8_bit_pixels_are_read_as_0_to_255():
 def test_a_heatmap_of_another_size_is_one_error():
     with pytest.raises(ExplainError, match=r"a heatmap of the image's size \(5, 6\), got \(2, 3\)"):
         explain.overlay(torch.rand(3, 5, 6), torch.rand(2, 3))
+
+
+def test_a_batch_with_another_count_of_heatmaps_is_told_so():
+    # a batch is accepted: the error names the heatmaps it needs, not only single images
+    with pytest.raises(ExplainError, match=r"a batch of 2 images needs 2 heatmaps \(2, H, W\)"):
+        explain.overlay(torch.rand(2, 3, 5, 6), torch.rand(3, 5, 6))
+    with pytest.raises(ExplainError, match=r"needs 2 heatmaps .*got \(5, 6\)"):
+        explain.overlay(torch.rand(2, 3, 5, 6), torch.rand(5, 6))

@@ -137,11 +137,17 @@ def normalize_maps(maps: Tensor) -> Tensor:
 
 
 def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") -> Tensor:
-    """A heatmap over an image: (1|3, H, W) or (H, W) in [0, 1] (uint8: 0..255) and (H, W) in
-    [0, 1] → (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives, → (B, 3, H, W)."""
+    """A heatmap over an image: (1|3, H, W) or (H, W) in [0, 1] (integers: 0..255) and (H, W)
+    in [0, 1] → (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives,
+    → (B, 3, H, W)."""
     from matplotlib import colormaps
 
-    if image.dim() == 4 and heat.dim() == 3 and len(image) == len(heat):
+    if image.dim() == 4:
+        if heat.dim() != 3 or len(heat) != len(image):
+            raise ExplainError(
+                f"overlay of a batch of {len(image)} images needs {len(image)} heatmaps "
+                f"({len(image)}, H, W), as gradcam gives; got {tuple(heat.shape)}"
+            )
         return torch.stack([overlay(i, h, alpha, cmap) for i, h in zip(image, heat, strict=True)])
     if image.dim() not in (2, 3) or image.dim() == 3 and image.shape[0] not in (1, 3):
         raise ExplainError(
@@ -152,7 +158,7 @@ def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") 
             f"overlay needs a heatmap of the image's size {tuple(image.shape[-2:])}, got "
             f"{tuple(heat.shape)}"
         )
-    if not image.is_floating_point():  # 8-bit pixels: clamped to [0, 1] they were all white
+    if not image.is_floating_point():  # integer pixels are 8-bit values, 0..255
         image = image.float() / 255.0
     heat = heat.detach().float().clamp(0, 1).cpu()  # numpy takes no bfloat16 map
     colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
