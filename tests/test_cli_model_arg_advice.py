@@ -21,6 +21,22 @@ def make_net(width: int = 4, classes=10, act: str = "relu", scale: float = 1.0,
     return nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
 
 
+def shifted(k: int = -1, scale=-0.5):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+
+
+def redefined(classes=3):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
+
+
+def redefined(classes: str = "x"):  # the one Python keeps
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+
+
+def positional(classes: int = 10, /):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, classes))
+
+
 class Net(nn.Module):
     def __init__(self, classes: int):
         super().__init__()
@@ -40,6 +56,10 @@ CASES = [
      "(bool, default False): --model-arg pretrained=True or pretrained=False", bool),
     ("Net", "classes=ten", "is not a number, which Net's classes takes (int): e.g. "
      "--model-arg classes=10", int),
+    ("shifted", "k=ten", "(int, default -1): e.g. --model-arg k=-1", int),
+    ("shifted", "scale=big", "(float, default -0.5): e.g. --model-arg scale=-0.5", float),
+    ("redefined", "classes=ten", "is not a Python literal; quote strings so the shell keeps "
+     "the quotes: --model-arg \"classes='ten'\"", str),
     ("make_net", "act=gelu", "is not a Python literal; quote strings so the shell keeps the "
      "quotes: --model-arg \"act='gelu'\"", str),
 ]  # fmt: skip
@@ -85,3 +105,13 @@ def test_a_module_factory_is_read_without_running_it(nets, capsys):
     )
     assert code == 2
     assert "is not a number, which make_net's classes takes" in capsys.readouterr().err
+
+
+def test_a_positional_only_parameter_is_not_advised_as_a_keyword(nets, capsys):
+    """--model-arg passes keywords; `classes=10` to `def positional(classes, /)` fails."""
+    code, err = _summary(capsys, "positional", "classes=ten")
+    assert code == 2
+    assert "is not a number" not in err[0], err[0]
+    assert main(["summary", "--model", "nets.py:positional", "--model-arg", "classes=10",
+                 "--input", "1,8,8"]) == 2  # fmt: skip
+    assert "positional only" in capsys.readouterr().err

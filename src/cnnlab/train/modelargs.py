@@ -93,27 +93,28 @@ def _declared(ref: str, name: str) -> tuple[str, Any] | None:
         tree = ast.parse(file.read_text(encoding="utf-8"))
     except (OSError, ValueError, SyntaxError, ImportError, UnicodeDecodeError):
         return None
-    for node in tree.body if tree else ():
+    for node in reversed(tree.body):  # the last definition of a name is the one imported
         if isinstance(node, ast.ClassDef) and node.name == factory:
             init = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
-            return _parameter(init[0].args, name) if init else None
+            return _parameter(init[-1].args, name) if init else None
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == factory:
             return _parameter(node.args, name)
     return None
 
 
 def _parameter(args: ast.arguments, name: str) -> tuple[str, Any] | None:
-    """(type, default) of one parameter: its annotation's builtin type, else its default's."""
+    """(type, default) of one parameter a keyword can set (not a positional-only one, which
+    --model-arg cannot pass): its annotation's builtin type, else its default's."""
     positional = [*args.posonlyargs, *args.args]
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     pairs = [
-        *zip(positional, defaults, strict=True),
+        *zip(args.args, defaults[len(args.posonlyargs) :], strict=True),
         *zip(args.kwonlyargs, args.kw_defaults, strict=True),
     ]
     for arg, default_node in pairs:
         if arg.arg != name:
             continue
-        default = default_node.value if isinstance(default_node, ast.Constant) else None
+        default = _constant(default_node)
         annotation = arg.annotation
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
             annotation = ast.Name(annotation.value)  # a quoted annotation: "int"
@@ -123,3 +124,11 @@ def _parameter(args: ast.arguments, name: str) -> tuple[str, Any] | None:
             return type(default).__name__, default
         return None
     return None
+
+
+def _constant(node: ast.expr | None) -> Any:
+    """A default's value when the source writes it as a literal (`10`, `-1`, `0.5`), else None."""
+    try:
+        return ast.literal_eval(node) if node is not None else None
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
