@@ -76,3 +76,30 @@ def test_an_input_size_with_the_batch_dim_says_to_drop_it():
         "input_size is (C, H, W) without the batch: give (3, 16, 16), not (1, 3, 16, 16)"
     )
     assert summary(_net(), input_size=(3, 16, 16)).rows  # the size it gives is accepted
+
+
+def test_forward_hooks_of_the_users_are_named_in_a_lint_and_not_run():
+    """A pre-hook that resizes the input to 32 px: torch's forward (and torchinfo, which runs
+    it) computes the conv on 30×30, the summary's copy goes without hooks (14×14) and said
+    nothing. Now a 'hooks' lint names the hooked modules; the rows are the unhooked model's,
+    and the user's hooks are left in place, never called by the summary."""
+    model, calls = _net(), []
+
+    def resize(_module, args):
+        calls.append(1)
+        return (nn.functional.interpolate(args[0], size=(32, 32)),)
+
+    plain = summary(model, input_size=(3, 16, 16))
+    assert "hooks" not in [w.code for w in plain.warnings]
+    model.register_forward_pre_hook(resize)
+    model.features[0].register_forward_hook(lambda *_: calls.append(2))
+    got = summary(model, input_size=(3, 16, 16))
+    assert calls == [] and len(model._forward_pre_hooks) == 1
+    assert got.rows == plain.rows
+    theirs = torchinfo.summary(model, (1, 3, 16, 16), verbose=0)
+    assert theirs.total_mult_adds != got.total_macs  # the hook changes what runs
+    assert got.warnings[1:] == plain.warnings
+    lint = got.warnings[0]
+    assert (lint.code, lint.layer) == ("hooks", "(the model)")
+    assert "'(the model)', 'features.0'" not in lint.message  # the model is not quoted
+    assert "(the model), 'features.0' are not run" in lint.message

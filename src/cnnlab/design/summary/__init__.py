@@ -81,14 +81,17 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
-def _trace_module(model: nn.Module, size: tuple[int, ...]) -> Trace:
+def _trace_module(
+    model: nn.Module, size: tuple[int, ...], hooked: list[str] | None = None
+) -> Trace:
     """On a meta copy, its input of the model's dtype (a float64 model is given float64, as
     the real forward is; a layer of another dtype is refused as torch refuses it); where
-    meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy."""
+    meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy. `hooked`
+    gets the names of the modules with forward hooks of the user's (not run)."""
     device, dtype = _device_and_dtype(model)
     try:
         tracer = Tracer(size[1:], dtype)
-        copy = copy_module(model, None, tracer.prepare, tracer.originals)
+        copy = copy_module(model, None, tracer.prepare, tracer.originals, hooked)
         x = torch.empty((1, *size), device=META, dtype=dtype)
         return _trace(copy, x, tracer, None)
     except TraceError as err:
@@ -187,10 +190,28 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         if input_size is None:
             raise CnnlabError("summary of an nn.Module needs input_size=(C, H, W)")
         size = _input_size(input_size)
-        trace = _trace_module(_unwrapped(model_or_spec), size)
-    else:
-        trace, size = _spec_trace(model_or_spec, input_size)
+        hooked: list[str] = []
+        trace = _trace_module(_unwrapped(model_or_spec), size, hooked)
+        return _summary(trace, size, _hooks_lint(hooked))
+    trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
+
+
+def _hooks_lint(hooked: list[str]) -> list[Lint]:
+    """The modules with forward hooks of the user's: the trace runs a copy without them (a
+    hook would see the copy's meta tensors, and one that keeps what it sees would keep
+    them), so a hook that changes its module's input or output is not in the shapes."""
+    if not hooked:
+        return []
+    names = ", ".join(repr(n) if n else "(the model)" for n in hooked[:5])
+    more = f" and {len(hooked) - 5} more" if len(hooked) > 5 else ""
+    return [Lint(
+        "hooks", hooked[0] or "(the model)",
+        f"forward hooks of your own on {names}{more} are not run: the summary traces a copy "
+        "without them, so one that changes its module's input or output (a resize, a crop) "
+        "is not in these shapes; remove them to summarize what the layers alone compute, or "
+        "check one real forward",
+    )]  # fmt: skip
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:
@@ -225,8 +246,9 @@ def _summary_row(r: RowFact) -> SummaryRow:
     return row
 
 
-def _summary(t: Trace, size: tuple[int, ...]) -> Summary:
-    """The facts as the summary's rows and totals, with the lints."""
+def _summary(t: Trace, size: tuple[int, ...], found: Iterable[Lint] = ()) -> Summary:
+    """The facts as the summary's rows and totals, with the lints (`found`: the model's
+    own, before the trace's)."""
     rows = tuple(map(_summary_row, t.rows))
     return Summary(
         rows=rows,
@@ -235,5 +257,5 @@ def _summary(t: Trace, size: tuple[int, ...]) -> Summary:
         total_macs=sum(r.macs for r in rows),
         activation_bytes=sum(math.prod(r.output_shape) for r in rows) * BYTES_PER_VALUE,
         input_size=size,
-        warnings=lints(t),
+        warnings=[*found, *lints(t)],
     )

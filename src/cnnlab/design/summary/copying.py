@@ -55,11 +55,14 @@ def copy_module(
     make: Callable[[Tensor], Tensor] | None,
     prepare: Prepare,
     originals: dict[int, Tensor],
+    hooked: list[str] | None = None,
 ) -> nn.Module:
     """A copy of `model` whose modules have no hooks; `originals` gets the tensors it shares
     with the original by id (`make=None`; else none: each tensor is make(tensor), a tensor
     shared by two modules made once). prepare(name, copy, attributes) is called for each
     module's copy in the copy's own pass (`Tracer.prepare`), with its attribute dict.
+    `hooked` is set to the names of the modules with forward (pre-)hooks of the user's,
+    which the copy goes without.
 
     A deepcopy specialised for modules (`_copy_modules`): hook dicts come back empty,
     immutable attributes are shared and every other attribute is deep-copied, so nothing
@@ -67,6 +70,8 @@ def copy_module(
     (parametrizations) goes through copy.deepcopy, with meta tensors if `make` is None.
     """
     named = named_modules(model)
+    if hooked is not None:
+        hooked[:] = [n for n, m in named if m._forward_pre_hooks or m._forward_hooks]
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
     kinds = {type(m) for _, m in named}
     if any(issubclass(kind, torch.jit.ScriptModule) for kind in kinds):  # scripted or traced
