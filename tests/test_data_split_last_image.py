@@ -56,3 +56,27 @@ def test_every_class_keeps_a_training_image(counts, frac, seed):
     assert len(train) + len(val) == sum(counts)
     for k, v in zip(counts, val.class_counts(), strict=True):
         assert abs(v - frac * k) <= 1  # still in proportion, within one image
+
+
+def _largest_remainder(counts: list[int], frac: float) -> list[int]:
+    """The split's rule before it kept a class's last image: floors, then one more to the
+    largest remainders (ties: lower index), round(frac · N) in all."""
+    exact = [frac * k for k in counts]
+    quotas = [int(q // 1) for q in exact]
+    order = sorted(range(len(counts)), key=lambda c: (-(exact[c] - quotas[c]), c))
+    for c in order[: int(frac * sum(counts) + 0.5) - sum(quotas)]:
+        quotas[c] += 1
+    return quotas
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.integers(2, 500), min_size=1, max_size=12),
+    frac=st.floats(0.01, 0.5),
+)
+def test_without_a_class_of_one_image_the_quotas_are_as_before(counts, frac):
+    """A resumed run draws its validation split again: for every data set whose classes
+    hold two images or more (at val_fraction up to 0.5) it must be the split it had."""
+    from cnnlab.data.split import class_quotas
+
+    assert class_quotas(counts, frac) == _largest_remainder(counts, frac)
