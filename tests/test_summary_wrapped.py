@@ -103,3 +103,36 @@ def test_forward_hooks_of_the_users_are_named_in_a_lint_and_not_run():
     assert (lint.code, lint.layer) == ("hooks", "(the model)")
     assert "'(the model)', 'features.0'" not in lint.message  # the model is not quoted
     assert "(the model), 'features.0' are not run" in lint.message
+
+
+def _static_quantized() -> nn.Module:
+    q = torch.ao.quantization
+    model = nn.Sequential(q.QuantStub(), _net().eval(), q.DeQuantStub())
+    model.qconfig = q.get_default_qconfig("fbgemm")
+    prepared = q.prepare(model)
+    prepared(torch.randn(4, 3, 16, 16))
+    return q.convert(prepared)
+
+
+def _dynamic_quantized() -> nn.Module:
+    return torch.ao.quantization.quantize_dynamic(_net().eval(), {nn.Linear}, dtype=torch.qint8)
+
+
+@pytest.mark.parametrize("build", [_static_quantized, _dynamic_quantized])
+def test_quantized_layers_packed_weights_are_named_in_a_lint(build):
+    """torch.ao's quantized conv and linear layers keep their weights packed: the summary
+    counted them as 0 parameters and 0 MACs without a word (as torch's parameters() and
+    torchinfo count them). Truth: the layers whose weight() is a quantized tensor."""
+    model = build()
+    got = summary(model, input_size=(3, 16, 16))
+    assert got.total_params == sum(p.numel() for p in model.parameters())
+    theirs = torchinfo.summary(model, (1, 3, 16, 16), verbose=0)
+    assert got.total_params == theirs.total_params
+    packed = [
+        n for n, m in model.named_modules()
+        if callable(getattr(m, "weight", None)) and m.weight().is_quantized
+    ]  # fmt: skip
+    assert packed
+    (lint,) = [w for w in got.warnings if w.code == "quantized"]
+    assert lint.layer == packed[0]
+    assert lint.message.startswith(f"the quantized layers {', '.join(map(repr, packed))} keep")

@@ -82,16 +82,20 @@ def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def _trace_module(
-    model: nn.Module, size: tuple[int, ...], hooked: list[str] | None = None
+    model: nn.Module,
+    size: tuple[int, ...],
+    hooked: list[str] | None = None,
+    packed: list[str] | None = None,
 ) -> Trace:
     """On a meta copy, its input of the model's dtype (a float64 model is given float64, as
     the real forward is; a layer of another dtype is refused as torch refuses it); where
     meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy. `hooked`
-    gets the names of the modules with forward hooks of the user's (not run)."""
+    gets the names of the modules with forward hooks of the user's (not run), `packed`
+    those of the quantized layers (`copying.copy_module`)."""
     device, dtype = _device_and_dtype(model)
     try:
         tracer = Tracer(size[1:], dtype)
-        copy = copy_module(model, None, tracer.prepare, tracer.originals, hooked)
+        copy = copy_module(model, None, tracer.prepare, tracer.originals, hooked, packed)
         x = torch.empty((1, *size), device=META, dtype=dtype)
         return _trace(copy, x, tracer, None)
     except TraceError as err:
@@ -191,8 +195,9 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
             raise CnnlabError("summary of an nn.Module needs input_size=(C, H, W)")
         size = _input_size(input_size)
         hooked: list[str] = []
-        trace = _trace_module(_unwrapped(model_or_spec), size, hooked)
-        return _summary(trace, size, _hooks_lint(hooked))
+        packed: list[str] = []
+        trace = _trace_module(_unwrapped(model_or_spec), size, hooked, packed)
+        return _summary(trace, size, [*_hooks_lint(hooked), *_packed_lint(packed)])
     trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
 
@@ -230,6 +235,20 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 
 
 _PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+
+
+def _packed_lint(packed: list[str]) -> list[Lint]:
+    """torch.ao's quantized conv and linear layers keep their weights packed, not as
+    parameters: torch's parameters() and torchinfo count none of them, nor their MACs."""
+    if not packed:
+        return []
+    names = ", ".join(map(repr, packed[:5])) + (f" and {len(packed) - 5} more" * (len(packed) > 5))
+    return [Lint(
+        "quantized", packed[0],
+        f"the quantized layers {names} keep their weights packed, not as parameters: their "
+        "weights and MACs are in no total, as torch's parameters() and torchinfo count "
+        "them; summarize the float model before quantization for those",
+    )]  # fmt: skip
 
 
 def _summary_row(r: RowFact) -> SummaryRow:

@@ -56,13 +56,15 @@ def copy_module(
     prepare: Prepare,
     originals: dict[int, Tensor],
     hooked: list[str] | None = None,
+    packed: list[str] | None = None,
 ) -> nn.Module:
     """A copy of `model` whose modules have no hooks; `originals` gets the tensors it shares
     with the original by id (`make=None`; else none: each tensor is make(tensor), a tensor
     shared by two modules made once). prepare(name, copy, attributes) is called for each
     module's copy in the copy's own pass (`Tracer.prepare`), with its attribute dict.
     `hooked` is set to the names of the modules with forward (pre-)hooks of the user's,
-    which the copy goes without.
+    which the copy goes without; `packed` to those of torch.ao's quantized layers, whose
+    weights are packed, no parameters.
 
     A deepcopy specialised for modules (`_copy_modules`): hook dicts come back empty,
     immutable attributes are shared and every other attribute is deep-copied, so nothing
@@ -74,6 +76,9 @@ def copy_module(
         hooked[:] = [n for n, m in named if m._forward_pre_hooks or m._forward_hooks]
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
     kinds = {type(m) for _, m in named}
+    if packed is not None:
+        quantized = {kind for kind in kinds if _packs_weights(kind)}
+        packed[:] = [n for n, m in named if type(m) in quantized] if quantized else []
     if any(issubclass(kind, torch.jit.ScriptModule) for kind in kinds):  # scripted or traced
         name, m = next((n, m) for n, m in named if isinstance(m, torch.jit.ScriptModule))
         raise CnnlabError(_uncopied(name, m))
@@ -87,6 +92,14 @@ def copy_module(
         twin = _twins(make, memo) if make is not None else None
         _copy_modules(named, twin, memo, prepare, originals)
     return memo[id(model)]
+
+
+def _packs_weights(kind: type) -> bool:
+    """torch.ao's quantized conv and linear layers (static and dynamic): their weight is a
+    method reading packed parameters, which parameters() does not list."""
+    return kind.__module__.startswith("torch.ao.nn.quantized") and callable(
+        getattr(kind, "weight", None)
+    )
 
 
 def compiled_inner(module: nn.Module, state: dict[str, Any]) -> nn.Module | None:
