@@ -181,6 +181,12 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
             f"--out {out} is not empty and is not a cnnlab run (no {CONFIG} of a run); "
             "choose a new or empty directory: cnnlab deletes only files it wrote"
         )
+    if busy and not (resume or force) and "imported" in read_config(out):
+        raise RunError(  # cnnlab import wrote it: --resume has no training to continue
+            f"{out} already holds a run made by cnnlab import, which has no training to "
+            "resume: choose another --out, or --force to replace it (--force deletes its run "
+            "files)"
+        )
     if busy and not (resume or force) and (out / MODEL_WEIGHTS).is_file():
         # its weights are written at the end: --resume has nothing to continue
         raise RunError(
