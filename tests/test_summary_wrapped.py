@@ -136,3 +136,13 @@ def test_quantized_layers_packed_weights_are_named_in_a_lint(build):
     (lint,) = [w for w in got.warnings if w.code == "quantized"]
     assert lint.layer == packed[0]
     assert lint.message.startswith(f"the quantized layers {', '.join(map(repr, packed))} keep")
+
+
+def test_an_operator_of_torch_ops_is_named_as_the_code_calls_it():
+    """The dynamically quantized Linear calls torch.ops.quantized.linear_dynamic, which the
+    receptive field does not follow: the 'unfollowed' lint named it
+    'pybind11_detail_function_record_v1_..._abi_1.linear_dynamic' (its __qualname__)."""
+    got = summary(_dynamic_quantized(), input_size=(3, 16, 16))
+    (lint,) = [w for w in got.warnings if w.code == "unfollowed"]
+    assert "through torch.ops.quantized.linear_dynamic:" in lint.message
+    assert torch.ops.quantized.linear_dynamic._qualified_op_name == "quantized::linear_dynamic"

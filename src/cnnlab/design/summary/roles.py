@@ -410,7 +410,12 @@ _BOUND = {"_VariableFunctionsClass": "torch", "TensorBase": "Tensor"}
 
 def call_name(func: Any) -> str:
     """A call as the model's code writes it: torch.sort, Tensor.sort (their __qualname__ is
-    _VariableFunctionsClass.sort, TensorBase.sort), einsum, grid_sample."""
+    _VariableFunctionsClass.sort, TensorBase.sort), einsum, grid_sample; an operator of
+    torch.ops as torch.ops.quantized.linear_dynamic (its __qualname__ names a pybind11
+    record)."""
+    op = getattr(func, "_qualified_op_name", None)  # "quantized::linear_dynamic"
+    if isinstance(op, str):
+        return "torch.ops." + op.replace("::", ".")
     name = getattr(func, "__qualname__", None) or repr(func)
     owner, dot, rest = name.partition(".")
     return f"{_BOUND[owner]}.{rest}" if dot and owner in _BOUND else name
