@@ -172,8 +172,9 @@ def summary(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None = N
     """Per-layer shapes, parameters, receptive field, MACs and design lints (§2, §3.2, §5.2).
 
     model_or_spec: any nn.Module (needs input_size), or a spec (Spec, dict, preset name,
-    .yaml/.json path), whose input_size defaults to spec.input; a torch.compile'd module is
-    summarized as the module it wraps. input_size: (C, H, W) of one image. Raises SpecError
+    .yaml/.json path), whose input_size defaults to spec.input; a model in DDP,
+    nn.DataParallel or torch.compile wrappers is summarized as the module they hold, rows
+    named as in it. input_size: (C, H, W) of one image, no batch. Raises SpecError
     naming the layer whose output would be below 1×1, CnnlabError naming the layer and the
     shape it got when the model cannot run on input_size.
     """
