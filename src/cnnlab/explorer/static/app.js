@@ -696,10 +696,13 @@ function step(di, dj) {
 // --- the deep-layer panel ---------------------------------------------------------------
 // The deep-layer panel's layer: a conv's or BatchNorm's block ends at its activation, whose
 // channel both the top images and the activation maximisation answer for (a BatchNorm with
-// γ < 0 makes the conv's maximum the activation's minimum: one layer for the whole panel)
+// γ < 0 makes the conv's maximum the activation's minimum: one layer for the whole panel).
+// Both read a module's last call: a block ending at an earlier call of a module called again
+// (one ReLU shared by the blocks) is answered for at the layer shown.
 function blockLayer() {
   const chain = chainOf(state.featureLayer);
-  return chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
+  const end = chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
+  return state.model.top_layers.includes(end) ? end : state.featureLayer;
 }
 
 async function loadTop(c) {
