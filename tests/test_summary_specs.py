@@ -128,7 +128,11 @@ def test_notes_numbers_fmnist_tf_and_the_mlp_comparison(capsys):
 def test_cli_malformed_input_is_one_line_exit_2(bad, capsys):
     from cnnlab.cli import main
 
-    assert main(["summary", "fmnist-tf", f"--input={bad}"]) == 2
+    try:  # an empty value is a usage error, which argparse ends with SystemExit
+        code = main(["summary", "fmnist-tf", f"--input={bad}"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--input" in err
 
