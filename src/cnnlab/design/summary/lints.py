@@ -9,6 +9,10 @@ fixed-size         the dense head's input size is tied to the image size (§5.2)
 rf-small           the map entering the head does not see the whole image (§3.2)
 saturating         sigmoid/tanh-like outputs feed the hidden layers of a deep net (§4.2)
 unfollowed         a torch function the trace cannot follow: rows with no receptive field
+
+Two more come from the copy the trace runs, not from its facts (summary/__init__.py):
+hooks              forward hooks of the user's are not run, so what they change is not shown
+quantized          torch.ao layers keep packed weights: in no parameter or MAC total
 """
 
 from __future__ import annotations
