@@ -1,8 +1,8 @@
-"""The effective receptive field of a model that summary cannot copy: Hugging Face's LeViT
-after one ordinary forward (its attention_bias_cache then holds tensors with autograd
-history, which deepcopy refuses). The field is measured, with the gradient's support as the
-theoretical side where summary gives none; it raised torch's 'Only Tensors created
-explicitly by the user (graph leaves) support the deepcopy protocol'."""
+"""The effective receptive field of Hugging Face's LeViT after one ordinary forward (its
+attention_bias_cache then holds tensors with autograd history, which deepcopy refuses: summary
+copies them detached). The field is measured as autograd's gradient, inside the theoretical
+one; it raised torch's 'Only Tensors created explicitly by the user (graph leaves) support the
+deepcopy protocol'."""
 
 from __future__ import annotations
 

@@ -103,8 +103,6 @@ def summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -
         rows = summary(model, input_size=input_size).rows
     except CnnlabError:  # summary cannot run the model: the caller measures the support
         return None
-    except RuntimeError:  # nor copy it: LeViT's attention_bias_cache, filled by a forward with
-        return None  # gradients, holds non-leaf tensors, which deepcopy refuses
     inside = [row for row in rows if row.name == layer or row.name.startswith(layer + ".")]
     return inside[-1].receptive_field if inside else None
 
