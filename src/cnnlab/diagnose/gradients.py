@@ -277,7 +277,7 @@ def gradient_flow(
     progress: progress(batches done, batches, "gradient flow") after each batch.
     """
     needs_gradients("gradient_flow")
-    model = check_values(unwrap(model))  # on the meta device its batches moved there and ran
+    model = check_values(unwrap(model))  # a meta model has no values to run
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
     watched = _weighted_modules(model)
@@ -316,7 +316,7 @@ def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None
     head returns (class, distillation) logits in train mode, their mean in eval): such a
     model is measured in eval mode. One forward of x[:2], without autograd; the model is
     restored (`preserved`)."""
-    model = check_values(unwrap(model))  # on the meta device x moved there and ran
+    model = check_values(unwrap(model))  # a meta model has no values to run
     x = check_images(x[:2], flat=True).to(device_of(model))
     with preserved(model, train=True), torch.no_grad():
         out = forward(model, x, logits=False)  # images that do not fit: told, as elsewhere

@@ -144,7 +144,7 @@ def _record(
             raise DataError(f"activation {name}: channel count changed between batches")
         site.add(y)
 
-    model = check_values(unwrap(model))  # on the meta device its batches moved there and ran
+    model = check_values(unwrap(model))  # a meta model has no values to run
     flags = [(p, p.requires_grad) for p in model.parameters()]  # before preserved freezes them
     probe = trains is not None and any(flag for _, flag in flags)
     device, n, total = device_of(model), 0, batch_count(data, batch_size)

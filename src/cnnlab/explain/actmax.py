@@ -391,8 +391,8 @@ def _start_image(
 ) -> tuple[nn.Module, torch.Generator]:
     """The image module the ascent optimises, `shape` (R·N, C, H, W) drawn from `seed`: a
     1/f-scaled spectrum (fourier) or pixels, inside value_range, on `model`'s device and
-    giving images in its dtype (a float64 or float16 model refused float32 images, which its
-    caller could not convert); and that generator, from which the ascent's jitter draws."""
+    giving images in its dtype (the model takes no other, and the caller gives no images to
+    convert); and that generator, from which the ascent's jitter draws."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = value_range if value_range is not None else (None, None)
     image = _Fourier(shape, gen, lo, hi) if fourier else _Pixels(shape, gen, lo, hi)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
-from cnnlab.explain.saliency import Target
+from cnnlab.explain.saliency import NO_BACKWARD, Target
 from cnnlab.inspect import (
     CallOrder,
     Capture,
@@ -35,9 +35,6 @@ from cnnlab.inspect import (
     unwrap,
 )
 from cnnlab.inspect.layouts import FollowLayouts
-
-# What passes the logits forward but no gradient back: autograd warns only, and gives None.
-NO_BACKWARD = "an op without a backward, as torch.ao's quantized layers: explain the float model"
 
 
 def gradcam_weights(acts: Tensor, grads: Tensor) -> Tensor:

@@ -27,6 +27,9 @@ from cnnlab.inspect.progress import Progress
 
 Target = int | Iterable[int] | Tensor | None
 
+# What passes the logits forward but no gradient back: autograd warns only, and gives None.
+NO_BACKWARD = "an op without a backward, as torch.ao's quantized layers: explain the float model"
+
 
 def _input_gradient(
     model: nn.Module, x: Tensor, target: Target, output: OutputSelector
@@ -49,11 +52,8 @@ def _input_gradient(
                 "Grad-CAM at a layer after the cut does not (--method gradcam --layer NAME)"
             )
         (grad,) = gradients(selected, [x])  # through reentrant checkpoints too
-    if grad is None:  # a quantized layer's op has no backward: autograd only warns
-        raise ExplainError(
-            "the logits reach the input through autograd only through an op without a "
-            "backward (torch.ao's quantized layers); a saliency map needs the float model"
-        )
+    if grad is None:  # the graph reaches x only through an op without a backward
+        raise ExplainError(f"the logits reach the input only through {NO_BACKWARD}")
     return grad, t
 
 
@@ -139,6 +139,6 @@ def smoothgrad(
 
 
 def _at_least_float32(maps: Tensor) -> Tensor:
-    """maps in float32 or wider, as gradcam's: a bfloat16 model's maps were bfloat16, which
-    numpy (so matplotlib and every saved image) refuses; float64 stays float64."""
+    """maps in float32 or wider, as gradcam's (float64 stays float64): numpy, so matplotlib
+    and every saved image, takes no bfloat16."""
     return maps.to(torch.promote_types(maps.dtype, torch.float32))
