@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import random
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     Raises RunError naming the file when the write fails (e.g. ENOSPC); the old file stays.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_writer_id()}")
     _discard_orphans(path)
     try:
         with open(tmp, "wb") as file:
@@ -75,13 +76,21 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+def _writer_id() -> str:
+    """`<pid>@<host>`, a temp file's writer: a PID names a process on its own machine only
+    (a run directory on a shared disk is seen from others)."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 def _discard_orphans(path: Path) -> None:
-    """Remove the temp files of `path` that a killed write left (`.<name>.tmp-<pid>` of a PID
-    no process has now): a SIGKILL between open and rename has no moment to clean up, and
-    outside a run directory (the explorer's caches, report.html) nothing else would."""
+    """Remove the temp files of `path` that a killed write on this machine left
+    (`.<name>.tmp-<pid>@<host>` of a PID no process has now): a SIGKILL between open and
+    rename has no moment to clean up, and outside a run directory (the explorer's caches,
+    report.html) nothing else would. Another machine's are left: its PID means nothing here."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        pid = tmp.name.rpartition("-")[2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        pid, _, host = tmp.name.rpartition(".tmp-")[2].partition("@")
+        here = host == socket.gethostname()
+        if here and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             _discard(tmp)
 
 

@@ -67,7 +67,7 @@ def writer(path: Path) -> str | None:
 
 
 def temp_files(path: Path) -> list[Path]:
-    """Temporary files a killed atomic write left (`.<name>.tmp-<pid>` of a run file)."""
+    """Temporary files a killed atomic write left (`.<name>.tmp-<pid>@<host>` of a run file)."""
     return [p for name in WRITTEN for p in path.glob(f".{name}.tmp-*")]
 
 
