@@ -55,3 +55,26 @@ def test_a_new_training_into_a_run_being_trained_is_told_of_the_training(tmp_pat
         writing.close()
     with pytest.raises(RunError, match="already exists and its training is finished"):
         RunDir.open(out, resume=False, force=False)
+
+
+def test_a_probe_of_the_lock_at_the_moment_training_starts_does_not_refuse_it(tmp_path):
+    """`writer()` (eval, report: is the run being trained?) takes the lock shared for a
+    moment; a training that tried its exclusive lock in that moment was refused, naming a
+    PID that holds nothing. Truth: flock itself, held shared from another descriptor."""
+    import fcntl
+    import threading
+
+    from cnnlab.train.run_files import LOCK
+
+    out = tmp_path / "run"
+    train(tiny_spec(), "digits", out, RESUME_CONFIG)
+    (out / "model.safetensors").unlink()
+    probe = os.open(out / LOCK, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # as writer() holds it
+    release = threading.Timer(0.02, fcntl.flock, (probe, fcntl.LOCK_UN))
+    release.start()
+    try:
+        RunDir.open(out, resume=True, force=False).close()
+    finally:
+        release.join()
+        os.close(probe)

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,14 +202,25 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
         )
 
 
+LOCK_PATIENCE = 0.1  # seconds: `run_files.writer`'s probe holds a shared lock for µs
+
+
 def _lock(fd: int, out: Path) -> None:
-    """flock the lock file without waiting; RunError naming the PID holding it."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise RunError(_written_by(out, holder)) from None
+    """flock the lock file, waiting at most LOCK_PATIENCE (a command asking whether the run
+    is being trained holds it for a moment; a training holds it for its whole run);
+    RunError naming the PID holding it."""
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.005)
+                continue
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunError(_written_by(out, holder)) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
 
