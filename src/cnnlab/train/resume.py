@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.data.folder import holdout_fingerprint
+from cnnlab.data.folder import FOLDER_TEST_FRACTION, holdout_fingerprint
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
@@ -147,8 +147,8 @@ def _changed_holdout(config: dict) -> str:
     if then is None or holdout_fingerprint(config.get("data")) == then:
         return ""
     return (
-        "files added, removed or renamed: its 20% hold-out of test images would be drawn anew "
-        "and include images the run trained on"
+        f"files added, removed or renamed: its {FOLDER_TEST_FRACTION:.0%} hold-out of test "
+        "images would be drawn anew and include images the run trained on"
     )
 
 

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from torch import nn
 
 from cnnlab.data import load_dataset, to_float
-from cnnlab.data.folder import holdout_fingerprint, list_images
+from cnnlab.data.folder import FOLDER_TEST_FRACTION, holdout_fingerprint, list_images
 from cnnlab.data.image import IMAGE_EXTENSIONS
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import CnnlabError, DataError, RunError
@@ -162,8 +162,9 @@ class Run:
             )
         if fixed and "holdout" in self.config:
             raise RunError(
-                f"--data {folder}: the run's folder had a 20% hold-out of its files as test "
-                "images, this one has DIR/train or DIR/test; give the folder it was trained on"
+                f"--data {folder}: the run's folder had a {FOLDER_TEST_FRACTION:.0%} hold-out of "
+                "its files as test images, this one has DIR/train or DIR/test; give the folder "
+                "it was trained on"
             )
         return dataclasses.replace(self, config={**self.config, "data": str(root)})
 
@@ -176,9 +177,9 @@ class Run:
             return
         raise RunError(
             f"{self.path}: the folder {self.data} has changed since the run held out its test "
-            "images (files added, removed or renamed): its 20% hold-out is drawn anew from "
-            "what the folder holds, and would now include images the run trained on; restore "
-            "the folder as it was, or keep new images in another folder"
+            f"images (files added, removed or renamed): its {FOLDER_TEST_FRACTION:.0%} hold-out "
+            "is drawn anew from what the folder holds, and would now include images the run "
+            "trained on; restore the folder as it was, or keep new images in another folder"
         )
 
     def metrics(self) -> list[dict[str, Any]]:
