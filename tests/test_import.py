@@ -3,6 +3,7 @@ written here; the truth for the evaluation is torch on the same weights and the 
 normalized with torch's own mean/std of the train split."""
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -253,3 +254,23 @@ def test_images_of_one_value_from_data_name_the_data_not_std(tmp_path, factory):
     message = str(info.value)
     assert "--std must be positive" not in message and "\n" not in message
     assert str(tmp_path / "imgs") in message and "give --mean and --std" in message
+
+
+def test_an_imported_run_without_its_weights_is_told_to_import_them_again(tmp_path, factory):
+    """An imported run has no checkpoint: load_run said 'train the run first' and the report
+    'finish it with cnnlab train --resume', which refuses an imported run ('made by cnnlab
+    import'). Truth: the weights file config.json records, imported again, opens."""
+    from cnnlab.report.html import open_run
+    from cnnlab.train.rundir import load_run
+
+    weights, _ = weights_of(tmp_path, factory)
+    source = parse_model_ref(f"{factory}:make_net", [])
+    import_run(source, weights, tmp_path / "run", "digits")
+    (tmp_path / "run" / "model.safetensors").unlink()
+    said = f"it was made by cnnlab import: import {weights.resolve()} again, with the --out of a "
+    with pytest.raises(RunError, match="has no model.safetensors: " + re.escape(said)):
+        load_run(tmp_path / "run")
+    assert said in open_run(tmp_path / "run")[1]
+    argv = ["import", "--model", f"{factory}:make_net", "--weights", str(weights)]
+    assert main([*argv, "--data", "digits", "--out", str(tmp_path / "new")]) == 0
+    assert load_run(tmp_path / "new").model is not None  # the advice, followed, opens

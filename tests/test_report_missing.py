@@ -40,7 +40,7 @@ def test_a_run_without_weights_is_told_the_whole_command_that_finishes_it(tmp_pa
 
     run = shapes_run(tmp_path, 4, batch_size=4, val_fraction=0.25)
     (run / "model.safetensors").unlink()
-    assert open_run(run)[1].endswith(f"(finish it with `cnnlab train --resume --out {run}`)")
+    assert open_run(run)[1].endswith(f"continue it with `cnnlab train --resume --out {run}`")
 
 
 def test_a_run_still_training_is_told_so_not_to_resume(tmp_path):
@@ -57,8 +57,8 @@ def test_a_run_still_training_is_told_so_not_to_resume(tmp_path):
     writing = RunDir.open(run, resume=True, force=False)  # as `train --resume` holds it
     try:
         assert open_run(run)[1] == (
-            f"{run / 'model.safetensors'} is missing: the run is still training (cnnlab "
-            f"process {os.getpid()}); make the report again when it ends"
+            f"{run / 'model.safetensors'} is missing: it is still training (cnnlab "
+            f"process {os.getpid()}); wait for it to end"
         )
     finally:
         writing.close()

@@ -18,8 +18,7 @@ from cnnlab.report import show
 from cnnlab.report.facts import gather
 from cnnlab.report.sources import Budget
 from cnnlab.train.checkpoint import atomic_write
-from cnnlab.train.run import check_is_run
-from cnnlab.train.run_files import writer
+from cnnlab.train.run import check_is_run, missing_weights
 from cnnlab.train.rundir import CONFIG, MODEL_WEIGHTS, SPEC, Run, load_run, read_config
 
 REQUIRED = (SPEC, CONFIG)  # without these a directory is not a run
@@ -58,16 +57,10 @@ def open_run(path: str | Path, data: str | Path | None = None) -> tuple[Run | No
     (`Run.with_data`)."""
     path = check_run(path)
     if not (path / MODEL_WEIGHTS).is_file():
-        pid = writer(path)
-        if pid is not None:  # --resume would be refused while it trains
-            return None, (
-                f"{path / MODEL_WEIGHTS} is missing: the run is still training (cnnlab "
-                f"process {pid}); make the report again when it ends"
-            )
-        return None, (
-            f"{path / MODEL_WEIGHTS} is missing: training has not finished "
-            f"(finish it with `cnnlab train --resume --out {path}`)"
-        )  # the whole command, as serve's
+        return (
+            None,
+            f"{path / MODEL_WEIGHTS} is missing: {missing_weights(path, read_config(path))}",
+        )
     run = load_run(path)
     return (run if data is None else run.with_data(data)), None
 

@@ -239,7 +239,7 @@ def load_run(
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
         source = ModelSource.from_record(record, path, accept_changed)
         model = decompiled(source.build())  # eager: no command compiles to run a few batches
-    weights = _weights_file(path)
+    weights = _weights_file(path, config)
     # a model trained compiled saved `features._orig_mod.0.weight`: the same weights
     state = compiled_names_as(_read_weights(path, weights, config), model.state_dict())
     made_in_forward(model, state, config["input_shape"])
@@ -302,18 +302,29 @@ def _keep_fp32(model: nn.Module, config: dict[str, Any], path: Path) -> None:
     fp32_layers.keep_fp32(model, names)
 
 
-def _weights_file(path: Path) -> Path:
+def _weights_file(path: Path, config: dict[str, Any]) -> Path:
     weights = path / MODEL_WEIGHTS
     if not weights.is_file():
-        pid = writer(path)
-        if pid is not None:  # --resume would be refused: the run is being trained
-            hint = f"it is still training (cnnlab process {pid}); wait for it to end"
-        elif (path / CHECKPOINT_TENSORS).is_file():  # the commit point, not its sidecar
-            hint = f"training did not finish; continue it with `cnnlab train --resume --out {path}`"
-        else:
-            hint = "train the run first"
-        raise RunError(f"{path} has no {MODEL_WEIGHTS}: {hint}")
+        raise RunError(f"{path} has no {MODEL_WEIGHTS}: {missing_weights(path, config)}")
     return weights
+
+
+def missing_weights(path: Path, config: dict[str, Any]) -> str:
+    """What to do about a run without model.safetensors (config: its config.json): wait for
+    the training that holds its lock, import the weights again (an imported run has no
+    checkpoint), resume from its checkpoint, or train it."""
+    pid = writer(path)
+    if pid is not None:  # --resume would be refused: the run is being trained
+        return f"it is still training (cnnlab process {pid}); wait for it to end"
+    if "imported" in config:
+        source = config["imported"].get("weights", "its weights file")
+        return (
+            f"it was made by cnnlab import: import {source} again, with the --out of a new "
+            "directory (cnnlab import writes only into an empty one)"
+        )
+    if (path / CHECKPOINT_TENSORS).is_file():  # the commit point, not its sidecar
+        return f"training did not finish; continue it with `cnnlab train --resume --out {path}`"
+    return "train the run first"
 
 
 def _read_weights(path: Path, weights: Path, config: dict[str, Any]) -> dict:
