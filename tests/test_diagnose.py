@@ -471,3 +471,16 @@ def test_a_model_that_is_one_weighted_module_is_measured():
     (layer,) = gradient_flow(net, (x, y)).layers
     (g,) = torch.autograd.grad(F.cross_entropy(net(x), y), [net.weight])
     assert layer.name == "" and layer.l2 == pytest.approx(float(g.norm()), rel=1e-5)
+
+
+def test_train_mode_logits_tells_one_image_to_add_its_batch_dim():
+    """One (3, 8, 8) image was cut to x[:2] before the check: the error named (2, 8, 8), two
+    channels the image never had. The error now names the shape given, as `forward` does."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+    )
+    model.append(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+    with pytest.raises(CnnlabError, match=r"\(3, 8, 8\).*x\.unsqueeze\(0\)") as caught:
+        diagnose.train_mode_logits(model, torch.randn(3, 8, 8))
+    assert "(2, 8, 8)" not in str(caught.value)
+    assert diagnose.train_mode_logits(model, torch.randn(3, 8, 8).unsqueeze(0))  # the fix runs

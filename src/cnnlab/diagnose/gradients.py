@@ -314,10 +314,13 @@ def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None
     train mode and the logits alone in eval mode (a run imported with such a model: cnnlab
     trains none), and where which item is the logits is a convention (DeiT's distilled
     head returns (class, distillation) logits in train mode, their mean in eval): such a
-    model is measured in eval mode. One forward of x[:2], without autograd; the model is
-    restored (`preserved`)."""
+    model is measured in eval mode. One forward of x[:2] (of a 3-D x, all of it), without
+    autograd; the model is restored (`preserved`)."""
     model = check_values(unwrap(model))  # a meta model has no values to run
-    x = check_images(x[:2], flat=True).to(device_of(model))
+    x = check_images(x, flat=True)
+    # a 3-D x may be one (C, H, W) image, whose first axis is not a batch to cut: `forward`
+    # then tells it to add its batch dim
+    x = (x if x.dim() == 3 else x[:2]).to(device_of(model))
     with preserved(model, train=True), torch.no_grad():
         out = forward(model, x, logits=False)  # images that do not fit: told, as elsewhere
     try:
