@@ -5,9 +5,17 @@ measurements, built as tests/test_lab_rules.py's."""
 
 from __future__ import annotations
 
-from cnnlab.lab import ex_floor, ex_hierarchy, ex_parameters, ex_sharing, ex_stacking, ex_vanishing
+from cnnlab.lab import (
+    ex_floor,
+    ex_hierarchy,
+    ex_parameters,
+    ex_sharing,
+    ex_spatial,
+    ex_stacking,
+    ex_vanishing,
+)
 from cnnlab.lab.experiment import disagreement, each_seed
-from test_lab_rules import floor, hierarchy, parameters, sharing, stacking, vanishing
+from test_lab_rules import floor, hierarchy, parameters, sharing, spatial, stacking, vanishing
 
 
 def test_disagreement_sorts_checks_into_split_held_and_failed():
@@ -75,3 +83,23 @@ def test_pooling_and_translation_name_the_split_check():
     v = ex_translation.judge(translation((2.0, 15.0, 30.0), (22.0, 21.0, 24.0)))
     assert v.outcome == "inconclusive"
     assert "split on 'GAP CNN robust' (1 of 2) and 'GAP CNN invariant' (1 of 2)" in v.meaning
+
+
+def test_spatial_names_the_check_the_seeds_split_on():
+    """Seed 0: MLP unchanged, CNN 9.5 points further; seed 1: both fell 6."""
+    v = ex_spatial.judge(spatial((0.5, 10.0), (6.0, 6.0)))
+    assert v.outcome == "inconclusive"
+    assert "the seeds split on 'MLP unchanged' (1 of 2) and 'CNN fell further' (1 of 2)" in (
+        v.meaning
+    ), v.meaning
+    assert "disagree" not in v.meaning, v.meaning
+
+
+def test_floor_says_the_fix_held_where_the_drop_split():
+    """Seed 1 left 8 band pixels with gradient; P=2 left none on either seed."""
+    v = ex_floor.judge(floor((108, 0, 0), (100, 0, 0)))
+    assert v.outcome == "inconclusive"
+    assert "split on 'P=0 dropped the edge' (1 of 2); 'P=2 fixed it' held on every seed" in (
+        v.meaning
+    ), v.meaning
+    assert "disagree" not in v.meaning, v.meaning

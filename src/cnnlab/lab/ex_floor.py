@@ -17,6 +17,7 @@ from cnnlab.lab.experiment import (
     Context,
     Experiment,
     Verdict,
+    disagreement,
     each_seed,
     figure_axes,
     seed_count,
@@ -106,7 +107,8 @@ def judge(m: dict) -> Verdict:
         return Verdict(
             "does not hold", numbers, f"{said}: pixels the floor should drop got gradient."
         )
-    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree.")
+    split = disagreement({"P=0 dropped the edge": confirmed, "P=2 fixed it": fixed})
+    return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
 def _said(rows: list[dict]) -> str:

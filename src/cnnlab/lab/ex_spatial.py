@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 from cnnlab.lab.transforms import permute_pixels
 
@@ -87,9 +95,8 @@ def judge(m: dict) -> Verdict:
         return Verdict("partly", numbers, f"{said}: only one half held on every seed ({part}).")
     if not any(mlp_same) and not any(cnn_falls):
         return Verdict("does not hold", numbers, f"{said}: neither half held on any seed.")
-    return Verdict(
-        "inconclusive", numbers, f"{said}: the seeds disagree; more seeds or data would decide."
-    )
+    split = disagreement({"MLP unchanged": mlp_same, "CNN fell further": cnn_falls})
+    return Verdict("inconclusive", numbers, f"{said}: {split}; more seeds or data would decide.")
 
 
 def _still_learning(rows: list[dict]) -> str:
