@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.design.summary import summary
-from cnnlab.diagnose import activation_stats
+from cnnlab.diagnose import activation_stats, findings
 
 
 def _images(n: int = 40) -> torch.Tensor:
@@ -96,3 +96,41 @@ def test_relu6_net_has_no_saturating_lint():
         layers += [nn.Conv2d(4, 4, 3, padding=1), nn.ReLU6()]
     model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     assert "saturating" not in {w.code for w in summary(model, (4, 8, 8)).warnings}
+
+
+def _pinned(act: nn.Module) -> tuple[nn.Module, torch.Tensor]:
+    """A 1×1 conv whose bias of +10 drives nearly every output to the activation's top."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), act)
+    with torch.no_grad():
+        model[0].bias.fill_(10.0)
+    return model, _images() / 8  # inputs within about ±1.5: the bias dominates
+
+
+@pytest.mark.parametrize(
+    "act, kind, top",
+    [(nn.ReLU6(), "relu6", 6.0), (nn.Hardtanh(0.0, 3.0), "relu6", 3.0)],
+)
+def test_a_capped_rectifier_is_not_told_to_use_relu_instead_of_a_squasher(act, kind, top):
+    """A ReLU6 (or hardtanh with floor 0) pinned at its cap is a rectifier already: the
+    advice is the pre-activations' scale, not "use ReLU in hidden layers" (sigmoid/tanh's)."""
+    model, x = _pinned(act)
+    with torch.no_grad():
+        y = model(x)
+    assert _share(y == top) > 0.5  # the truth: outputs exactly at the cap, counted by torch
+    stats = activation_stats(model, x, output=_flat)
+    (found,) = findings(acts=stats)
+    assert found.code == "saturated" and stats.layers[0].kind == kind
+    assert f"{_share(y == top):.0%} of outputs at its cap {top:g}" in found.message
+    assert "BatchNorm" in found.fix and "replace" not in found.fix, found.fix
+    assert not found.fix.startswith("use ReLU"), found.fix
+
+
+@pytest.mark.parametrize(
+    "act, kind",
+    [(nn.Hardtanh(-2.0, 2.0), "hardtanh"), (nn.Sigmoid(), "sigmoid"), (nn.Tanh(), "tanh")],
+)
+def test_a_squasher_is_told_to_use_relu_in_its_place(act, kind):
+    model, x = _pinned(act)
+    (found,) = findings(acts=activation_stats(model, x, output=_flat))
+    assert f"({kind}):" in found.message and "saturated" in found.message
+    assert found.fix.startswith(f"replace {kind} with ReLU in hidden layers"), found.fix

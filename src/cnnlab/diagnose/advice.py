@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.design.activations import ACTIVATIONS
 from cnnlab.diagnose.gradients import GradientFlow, gradient_flow
 from cnnlab.diagnose.jsonable import finite
-from cnnlab.diagnose.units import ActivationStats, DeadUnits, dead_units
+from cnnlab.diagnose.units import ActivationLayer, ActivationStats, DeadUnits, dead_units
 
 
 def epoch_diagnostics(
@@ -57,14 +58,31 @@ def findings(
     out += _gradient_findings(flow) if flow else []
     for l in acts.layers if acts else ():
         if l.saturated is not None and l.saturated > 0.5:
-            out.append(
-                Finding(
-                    "saturated",
-                    f"{l.name} ({l.kind}): {l.saturated:.0%} of outputs saturated",
-                    "use ReLU in hidden layers, add BatchNorm before the activation",
-                )
-            )
+            out.append(_saturated_finding(l))
     return out
+
+
+def _saturated_finding(l: ActivationLayer) -> Finding:
+    """A layer most of whose outputs sit at a bound, where the gradient is 0 or all but 0.
+    A squasher (sigmoid, tanh, hardtanh, hardsigmoid) does so by its shape: a rectifier in
+    hidden layers does not. A capped rectifier (ReLU6, a hardtanh with floor 0) is one
+    already, saturating only at its cap: its pre-activations run too large, a matter of
+    their scale; plain ReLU removes the cap, which low-precision inference may need."""
+    found = ACTIVATIONS.get(l.kind)
+    if found is not None and found.capped is not None:
+        return Finding(
+            "saturated",
+            f"{l.name} ({l.kind}): {l.saturated:.0%} of outputs at its cap {l.max:g}, where "
+            "its gradient is 0",
+            "add BatchNorm before the activation, check the input normalisation and the "
+            "weights' init scale; use ReLU if the cap is not needed (it serves low-precision "
+            "inference)",
+        )
+    return Finding(
+        "saturated",
+        f"{l.name} ({l.kind}): {l.saturated:.0%} of outputs saturated",
+        f"replace {l.kind} with ReLU in hidden layers, add BatchNorm before the activation",
+    )
 
 
 def _dead_finding(l) -> Finding:
