@@ -77,13 +77,31 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
     is `cnnlab explain --help` (its options), not `cnnlab --help` (the list of commands)."""
     args, unknown = parser.parse_known_args(argv)
     commands = parser._subparsers._group_actions[0].choices  # argparse keeps no other handle
+    words = sys.argv[1:] if argv is None else argv
+    _refuse_split_pair(commands[args.command], args, words)
     if unknown:
-        words = sys.argv[1:] if argv is None else argv
         before = words[: words.index(args.command)]  # `cnnlab --foo eval`: not eval's option
         blamed = parser if any(word in before for word in unknown) else commands[args.command]
         blamed.error(f"unrecognized arguments: {' '.join(unknown)}{_meant_option(blamed, unknown)}")
     _refuse_empty(commands[args.command], args)
     return args
+
+
+def _refuse_split_pair(
+    command: argparse.ArgumentParser, args: argparse.Namespace, words: list[str]
+) -> None:
+    """`--model-arg width 16` is named as a pair written in two words: argparse gives the
+    option 'width' alone and the 16 to the next slot, so the user heard of a spec file '16'
+    or an unrecognized 16, not of the missing '='."""
+    for pair in getattr(args, "model_arg", None) or []:
+        if "=" in pair:
+            continue
+        after = words[words.index(pair) + 1 :] if pair in words else []
+        value = after[0] if after and not after[0].startswith("-") else "VALUE"
+        command.error(
+            f"--model-arg {pair!r} is not name=value: write the pair as one word, "
+            f"--model-arg {pair}={value}"
+        )
 
 
 def _meant_option(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
