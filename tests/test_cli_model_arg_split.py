@@ -39,12 +39,3 @@ def test_a_pair_in_two_words_is_told_to_join_them(tmp_path, capsys, command):
     assert "--model-arg 'width' is not name=value" in err, err
     assert "--model-arg width=16" in err, err
     assert not (tmp_path / "run").exists()
-
-
-def test_a_pair_without_its_value_is_shown_with_a_placeholder(tmp_path, capsys):
-    net = tmp_path / "net.py"
-    net.write_text(NET)
-    assert (
-        run(["summary", "--model", f"{net}:make", "--model-arg", "width", "--input", "1,8,8"]) == 2
-    )
-    assert "--model-arg width=VALUE" in capsys.readouterr().err

@@ -92,12 +92,13 @@ def _refuse_split_pair(
 ) -> None:
     """`--model-arg width 16` is named as a pair written in two words: argparse gives the
     option 'width' alone and the 16 to the next slot, so the user heard of a spec file '16'
-    or an unrecognized 16, not of the missing '='."""
+    or an unrecognized 16, not of the missing '='. A name with no word after it is left to
+    parse_model_ref, which names it with the factory."""
     for pair in getattr(args, "model_arg", None) or []:
-        if "=" in pair:
-            continue
         after = words[words.index(pair) + 1 :] if pair in words else []
-        value = after[0] if after and not after[0].startswith("-") else "VALUE"
+        if "=" in pair or not after or after[0].startswith("-"):
+            continue
+        value = after[0]
         command.error(
             f"--model-arg {pair!r} is not name=value: write the pair as one word, "
             f"--model-arg {pair}={value}"
