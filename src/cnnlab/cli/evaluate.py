@@ -74,5 +74,11 @@ def print_evaluation(result, views: str = "flip") -> None:
         cells = [
             f"[bold]{v}[/bold]" if j == i else (str(v) if v else ".") for j, v in enumerate(row)
         ]
-        confusion.add_row(f"{i} {name}", *cells)
+        confusion.add_row(row_label(i, name), *cells)
     console.print(confusion)
+
+
+def row_label(index: int, name: str) -> str:
+    """A confusion-matrix row: the class's column number and its name ('2 Pullover'), or
+    the number alone when the name is that number (digits' '3', not '3 3')."""
+    return name if name == str(index) else f"{index} {name}"
