@@ -22,7 +22,13 @@ def register(sub) -> None:
         help="run directory (a previous run there is replaced; a directory that is not a run "
         "is refused)",
     )
-    p.add_argument("--epochs", type=int, default=5, help="epochs (default 5, a few minutes)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="epochs (default 5: about 2 min on a CPU with bf16 math; several times that in "
+        "fp32, minutes per epoch on 2 cores)",
+    )
     p.add_argument(
         "--data",
         default="fashion-mnist",
@@ -48,9 +54,25 @@ def check_demo_data(data: str) -> None:
     )
 
 
+def precision_note(data: str, bf16: bool) -> str | None:
+    """What to expect of a Fashion-MNIST demo on a CPU without bf16 math, said before the
+    first epoch: its 2 minutes were measured with bf16, fp32 takes several times as long,
+    and piped output shows nothing until an epoch ends. None with bf16, or on digits."""
+    from cnnlab.data.sets import dataset_name
+
+    if bf16 or dataset_name(data) == "digits":
+        return None
+    return (
+        "this CPU has no bf16 math, so training runs in fp32, several times slower than with "
+        "it (minutes per epoch on 2 cores); `cnnlab demo --epochs 1` or `--data digits` is "
+        "a quicker first look"
+    )
+
+
 def _demo(args) -> int:
     from cnnlab.report import write_report
     from cnnlab.train import TrainConfig, TrainingInterrupted
+    from cnnlab.train.config import bf16_supported
     from cnnlab.train.evaluate import evaluate, predict, tta_label
     from cnnlab.train.rundir import check_out, load_run
 
@@ -60,6 +82,9 @@ def _demo(args) -> int:
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     print(f"training the `fast` preset on {args.data} for {epochs} into {out} ...", flush=True)
+    note = precision_note(args.data, bf16_supported())
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     try:
         run_training("fast", args.data, out, config, force=True, **reporters(False))
     except TrainingInterrupted as stop:
