@@ -100,8 +100,15 @@ def _demo(args) -> int:
     report = write_report(out)
     print(f"report written in {time.perf_counter() - started:.0f} s: {report.resolve()}")
     print(f"\nthe run is in {out}/ (spec.yaml, config.json, metrics.jsonl, model.safetensors)")
-    print(f"try: cnnlab eval {out} --tta    cnnlab predict {out} {paths[0]}")
+    print(try_line(out, paths[0], views))
     return 0
+
+
+def try_line(out: Path, sample: Path, views: str) -> str:
+    """The commands to try next: `eval --tta` only for a run with test-time views (a digits
+    run has no flips and no shifts, and its --tta says so and evaluates plainly)."""
+    tta = " --tta" if views else ""
+    return f"try: cnnlab eval {out}{tta}    cnnlab predict {out} {sample}"
 
 
 def write_sample_images(run, directory: Path, n: int = 3) -> list[Path]:
