@@ -26,7 +26,7 @@ def test_the_bar_before_the_first_step_says_no_nan():
 
 
 def test_the_bar_after_a_step_shows_what_was_measured():
-    assert "loss 1.965  acc 0.455  374 img/s" in rendered(loss=1.9651, acc=0.4547, ips=374.3)
+    assert "loss 1.965  acc 0.455 374 img/s" in rendered(loss=1.9651, acc=0.4547, ips=374.3)
     from cnnlab.cli.train import bar_fields
 
-    assert "nan" in bar_fields(math.nan, 0.1, 300.0)
+    assert "nan" in bar_fields(math.nan, 0.1, 300.0)[0]

@@ -188,25 +188,31 @@ def _progress():
     from rich.text import Text
 
     class Measured(ProgressColumn):
+        def __init__(self, part: int) -> None:
+            super().__init__()
+            self.part = part  # 0: loss and accuracy, 1: img/s (two columns, as rich sizes them)
+
         def render(self, task) -> Text:
-            return Text(bar_fields(task.fields["loss"], task.fields["acc"], task.fields["ips"]))
+            fields = task.fields["loss"], task.fields["acc"], task.fields["ips"]
+            return Text(bar_fields(*fields)[self.part])
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        Measured(),
+        Measured(0),
+        Measured(1),
         TimeRemainingColumn(),
     )
 
 
-def bar_fields(loss: float, acc: float, ips: float) -> str:
-    """The bar's measured part, 'loss 1.965  acc 0.455  374 img/s'; dashes before the first
-    step is measured (no image seen: img/s 0), where the loop's starting loss is NaN and read
-    as a diverged run. A NaN loss after a step is shown as NaN."""
+def bar_fields(loss: float, acc: float, ips: float) -> tuple[str, str]:
+    """The bar's measured parts, ('loss 1.965  acc 0.455', '374 img/s'); dashes before the
+    first step is measured (no image seen: img/s 0), where the loop's starting loss is NaN
+    and read as a diverged run. A NaN loss after a step is shown as NaN."""
     if ips == 0:
-        return "loss -  acc -  - img/s"
-    return f"loss {loss:.3f}  acc {acc:.3f}  {ips:,.0f} img/s"
+        return "loss -  acc -", "- img/s"
+    return f"loss {loss:.3f}  acc {acc:.3f}", f"{ips:,.0f} img/s"
 
 
 def _print_epoch(row: dict, epochs: int) -> None:
