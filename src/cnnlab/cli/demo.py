@@ -69,6 +69,16 @@ def precision_note(data: str, bf16: bool) -> str | None:
     )
 
 
+def resume_advice(message: str, out: Path) -> str:
+    """The trainer's interruption message with the command that resumes the demo's run:
+    it says 'continue with --resume', an option of `cnnlab train` that `cnnlab demo` lacks
+    (the demo starts again); the report is written by `cnnlab report` after it."""
+    command = f"`cnnlab train --out {out} --resume`, then `cnnlab report {out}`"
+    if "--resume" in message:
+        return message.replace("--resume", command, 1)
+    return f"{message}; continue with {command}"
+
+
 def _demo(args) -> int:
     from cnnlab.report import write_report
     from cnnlab.train import TrainConfig, TrainingInterrupted
@@ -88,7 +98,7 @@ def _demo(args) -> int:
     try:
         run_training("fast", args.data, out, config, force=True, **reporters(False))
     except TrainingInterrupted as stop:
-        print(f"cnnlab demo: {stop}", file=sys.stderr)
+        print(f"cnnlab demo: {resume_advice(str(stop), out)}", file=sys.stderr)
         return 130
     run = load_run(out)
     views = tta_label(run.config)
