@@ -249,3 +249,16 @@ def test_a_directory_of_idx_files_is_fashion_mnist_not_an_image_folder(tmp_path)
     assert ds.labels.tolist() == [9, 0, 4] and ds.classes == FASHION_MNIST_CLASSES
     with pytest.raises(DataError, match="train files"):  # the other split: the IDX error
         load_dataset(str(tmp_path), "train")
+
+
+def test_files_not_found_name_each_commands_way_to_point_at_a_copy(no_default_dirs, capsys):
+    """`cnnlab data fashion-mnist --root DIR` without the files was told to give --data DIR,
+    an option the data command does not have; the advice followed must parse."""
+    from cnnlab.cli import main
+
+    empty = no_default_dirs / "empty"
+    empty.mkdir()
+    assert main(["data", "fashion-mnist", "--root", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "`cnnlab data fashion-mnist --root DIR`" in err and "--data DIR" in err
+    assert err.count("\n") == 1

@@ -93,10 +93,10 @@ def find_fashion_mnist(split: str = "train", root: str | Path | None = None) -> 
         f"Fashion-MNIST {split} files ({prefix}-images-idx3-ubyte[.gz], "
         f"{prefix}-labels-idx1-ubyte[.gz]) not found; looked in: "
         + ", ".join(str(d) for d in looked)
-        + ". Get them with `apt-get install dataset-fashion-mnist`, point to a copy with "
-        "--data DIR (or $CNNLAB_DATA), or download them from "
-        f"{FASHION_MNIST_URL} with `cnnlab data fashion-mnist --download DIR` and then "
-        "train with --data DIR"
+        + ". Get them with `apt-get install dataset-fashion-mnist`, point to a copy (the "
+        "commands' --data DIR, `cnnlab data fashion-mnist --root DIR`, or $CNNLAB_DATA), or "
+        f"download them from {FASHION_MNIST_URL} with `cnnlab data fashion-mnist --download "
+        "DIR` and then train with --data DIR"
     )
 
 
