@@ -35,16 +35,12 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
         return
     if hasattr(data, "images") and hasattr(data, "labels"):
         data = (data.images, data.labels)
-    _check_pair(data)
-    if (
-        isinstance(data, tuple | list)
-        and len(data) == 2
-        and all(isinstance(t, Tensor) for t in data)
-        and data[0].dim() >= 2
-        and data[1].dim() == 1
-        and len(data[0]) == len(data[1])
-    ):
+    if _is_pair(data):
         images, labels = data
+        if len(images) != len(labels):  # not two batches: a pair whose lengths differ
+            raise DataError(
+                f"data: {len(images)} images but {len(labels)} labels; give one label per image"
+            )
         for i in range(0, len(images), batch_size):
             yield images[i : i + batch_size], labels[i : i + batch_size]
         return
@@ -66,20 +62,16 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
             raise ExplainError("each batch of data must be an (x, y) pair or a Tensor x")
 
 
-def _check_pair(data: Any) -> None:
-    """DataError for an (images, labels) pair of two lengths; it was read as an iterable of
-    two batches, images and labels, and told it had no labels."""
-    if (
+def _is_pair(data: Any) -> bool:
+    """Whether `data` is one (images (N, ...), labels (M,)) pair rather than an iterable of
+    two batches."""
+    return (
         isinstance(data, tuple | list)
         and len(data) == 2
         and all(isinstance(t, Tensor) for t in data)
         and data[0].dim() >= 2
         and data[1].dim() == 1
-        and len(data[0]) != len(data[1])
-    ):
-        raise DataError(
-            f"data: {len(data[0])} images but {len(data[1])} labels; give one label per image"
-        )
+    )
 
 
 def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
