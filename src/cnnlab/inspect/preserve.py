@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 import torch
 from torch import nn
 
-from cnnlab.design.summary.copying import plain_name
+from cnnlab.design.summary.copying import plain_name, unwrapped
 from cnnlab.errors import ExplainError
 
 # The per-module hook tables; a hook added to one of them inside `preserved` is removed after.
@@ -105,31 +105,17 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The module that holds the weights: DDP, nn.DataParallel and torch.compile wrappers are
     looked through, in any nesting, so hooks land on modules that run and names are the
     user's (`features.3`, not `module.features.3` or `_orig_mod.features.3`)."""
-    return _wrapped(model)[0]
+    return unwrapped(model)[0]
 
 
 def inner_name(model: nn.Module, name: str) -> str:
     """`name`, a layer as `model`'s wrappers name it (`module.features.3` under
     nn.DataParallel, `_orig_mod.features.3` under torch.compile), as `unwrap(model)` names it
     (`features.3`); a name without the wrappers' prefix (or no str) is returned as given."""
-    prefix = _wrapped(model)[1]
+    prefix = unwrapped(model)[1]
     if prefix and isinstance(name, str) and name.startswith(prefix):
         return name[len(prefix) :]
     return name
-
-
-def _wrapped(model: nn.Module) -> tuple[nn.Module, str]:
-    """(the module DDP, nn.DataParallel and torch.compile wrappers hold, in any nesting; the
-    prefix they put before its layers' names, e.g. "module._orig_mod.")."""
-    parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
-    prefix = ""
-    while True:
-        if isinstance(model, parallel) and isinstance(getattr(model, "module", None), nn.Module):
-            model, prefix = model.module, prefix + "module."
-        elif _innermost(model) is not model:
-            model, prefix = model._orig_mod, prefix + "_orig_mod."
-        else:
-            return model, prefix
 
 
 def decompiled(model: nn.Module) -> nn.Module:

@@ -38,7 +38,12 @@ from torch import nn
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
 from cnnlab.design.summary.calls import META, clear_caches
-from cnnlab.design.summary.copying import clone, compiled_inner, copy_module, named_modules
+from cnnlab.design.summary.copying import (
+    clone,
+    copy_module,
+    named_modules,
+    unwrapped,
+)
 from cnnlab.design.summary.facts import Lint, RowFact, Summary, SummaryRow, Trace
 from cnnlab.design.summary.lints import dropped_pixels, lints
 from cnnlab.design.summary.refusals import clear_judged
@@ -197,7 +202,7 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         size = _input_size(input_size)
         hooked: list[str] = []
         packed: list[str] = []
-        trace = _trace_module(_unwrapped(model_or_spec), size, hooked, packed)
+        trace = _trace_module(unwrapped(model_or_spec)[0], size, hooked, packed)
         return _summary(trace, size, [*_hooks_lint(hooked), *_packed_lint(packed)])
     trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
@@ -218,24 +223,6 @@ def _hooks_lint(hooked: list[str]) -> list[Lint]:
         "is not in these shapes; remove them to summarize what the layers alone compute, or "
         "check one real forward",
     )]  # fmt: skip
-
-
-def _unwrapped(model: nn.Module) -> nn.Module:
-    """The module DDP, nn.DataParallel and torch.compile wrappers hold, in any nesting, as
-    `inspect.preserve.unwrap` finds it: rows are named as in it (`features.0`, as explain
-    and diagnose name them, not `module.features.0`), and the compiled forward, which runs
-    where no Python sees its calls, is not traced. (A compiled child is called so by the
-    tracer, `Tracer._straight`.)"""
-    while True:
-        if isinstance(model, _PARALLEL) and isinstance(getattr(model, "module", None), nn.Module):
-            model = model.module
-        elif (inner := compiled_inner(model, vars(model))) is not None:
-            model = inner
-        else:
-            return model
-
-
-_PARALLEL = (nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 def _packed_lint(packed: list[str]) -> list[Lint]:

@@ -112,6 +112,21 @@ def compiled_inner(module: nn.Module, state: dict[str, Any]) -> nn.Module | None
     return inner if isinstance(inner, nn.Module) else None
 
 
+def unwrapped(model: nn.Module) -> tuple[nn.Module, str]:
+    """(the module DDP, nn.DataParallel and torch.compile wrappers hold, in any nesting; the
+    prefix they put before its layers' names, e.g. "module._orig_mod."): the one rule by which
+    summary, explain and diagnose name a wrapped model's layers as the model inside does."""
+    parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
+    prefix = ""
+    while True:
+        if isinstance(model, parallel) and isinstance(getattr(model, "module", None), nn.Module):
+            model, prefix = model.module, prefix + "module."
+        elif (inner := compiled_inner(model, vars(model))) is not None:
+            model, prefix = inner, prefix + "_orig_mod."
+        else:
+            return model, prefix
+
+
 def plain_name(name: str) -> str:
     """A layer's name without torch.compile's `_orig_mod` segments (`features._orig_mod.0`
     -> `features.0`), as the model's eager copy (`inspect.decompiled`) names it: the one rule
