@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 import torch
 from torch import nn
 
-from cnnlab.design.summary.copying import plain_name, unwrapped
+from cnnlab.design.summary.copying import compiled_inner, plain_name, unwrapped
 from cnnlab.errors import ExplainError
 
 # The per-module hook tables; a hook added to one of them inside `preserved` is removed after.
@@ -199,11 +199,9 @@ def compiled_names_as(state: dict, names: Iterable[str]) -> dict:
 
 def _innermost(module: nn.Module) -> nn.Module:
     """The module torch.compile wrappers (OptimizedModule, nested or not) hold, else `module`.
-    By the type's name: importing torch._dynamo to test the type costs a second."""
-    while type(module).__name__ == "OptimizedModule" and isinstance(
-        getattr(module, "_orig_mod", None), nn.Module
-    ):
-        module = module._orig_mod
+    (`copying.compiled_inner`, the summary's test of a wrapper)."""
+    while (inner := compiled_inner(module, vars(module))) is not None:
+        module = inner
     return module
 
 
