@@ -36,7 +36,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
-from cnnlab.inspect.preserve import inner_name, unwrap
+from cnnlab.inspect.preserve import unwrap_layer
 from cnnlab.inspect.progress import Progress, batch_count
 
 
@@ -278,7 +278,9 @@ def _checked(
     model, layer, channels, steps, objective, restarts, input_size, value_range, data, preprocess
 ) -> tuple[Tensor, tuple[int, ...], tuple[float, float] | None]:
     """activation_maximization's arguments checked: (channels (N,), input_size (C, H, W),
-    value_range), the last two read from `data` where not given."""
+    value_range), the last two read from `data` where not given. A meta model is refused:
+    the images are made on the model's device."""
+    check_values(model)
     resolve_layer(model, layer)
     if steps < 1:
         raise ExplainError(f"activation_maximization needs steps ≥ 1, got {steps}")
@@ -362,8 +364,7 @@ def activation_maximization(
     # long: the signature and docstring of its twenty knobs (47 lines); the body, about 20
     # lines, is the checks, the start, the ascent, the best start and the data's maxima, named
     needs_gradients("activation_maximization")
-    # `features.3` of a wrapped model; a meta model's images are made on its device: refused
-    model, layer = check_values(unwrap(model)), inner_name(model, layer)
+    model, layer = unwrap_layer(model, layer)
     chans, input_size, value_range = _checked(model, layer, channels, steps, objective,
                                               restarts, input_size, value_range, data,
                                               preprocess)  # fmt: skip

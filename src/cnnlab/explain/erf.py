@@ -31,7 +31,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
-from cnnlab.inspect.preserve import inner_name, unwrap
+from cnnlab.inspect.preserve import unwrap_layer
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,8 @@ def effective_receptive_field(
     (C, H, W): one forward and one backward for the n inputs together (eval mode; images
     are independent). Returns an ERF with gradient (H, W)."""
     # `features.3` of a wrapped model; a meta model's images are made on its device: refused
-    model, layer = check_values(unwrap(model)), inner_name(model, layer)
+    model, layer = unwrap_layer(model, layer)
+    check_values(model)
     resolve_layer(model, layer)
     needs_gradients("effective_receptive_field")
     if n < 1:

@@ -24,7 +24,7 @@ from cnnlab.inspect import (
     resolve_layer,
     scripted_whole,
 )
-from cnnlab.inspect.preserve import inner_name, unwrap
+from cnnlab.inspect.preserve import inner_name, unwrap, unwrap_layer
 
 
 def first_conv(model: nn.Module, x: Tensor | None = None) -> str:
@@ -66,7 +66,8 @@ def filters(model: nn.Module, layer: str | None = None, *, x: Tensor | None = No
     when C is 1 (grey) or 3 (RGB); for other C show e.g. the channel mean, `f.mean(1, True)`.
     """
     # `features.3` of a wrapped model; a meta model has no kernels to show
-    model, layer = check_values(unwrap(model)), inner_name(model, layer)
+    model, layer = unwrap_layer(model, layer)
+    check_values(model)
     layer = first_conv(model, x) if layer is None else layer
     conv = resolve_layer(model, layer)
     if not isinstance(conv, nn.Conv2d):

@@ -24,7 +24,6 @@ from cnnlab.inspect import (
     default_layer,
     forward,
     gradients,
-    inner_name,
     is_spatial,
     needs_gradients,
     preserved,
@@ -32,7 +31,7 @@ from cnnlab.inspect import (
     resolve_target,
     run_fast,
     spatial_layers,
-    unwrap,
+    unwrap_layer,
 )
 from cnnlab.inspect.layouts import FollowLayouts
 
@@ -186,7 +185,7 @@ def gradcam(
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
     check_images(x)
     needs_gradients("gradcam")
-    model, layer = unwrap(model), inner_name(model, layer)  # `features.3` of a wrapped model
+    model, layer = unwrap_layer(model, layer)
     with preserved(model):
         if layer is None:
             layer = default_layer(model, x, output)  # a (B, C, H, W) map

@@ -8,8 +8,9 @@ Which function for what:
   parameters; `train=True` for train mode; mode, requires_grad, hooks, and after train mode
   buffers and RNG, restored). `inspecting(model)` is the same. `unwrap(model)` looks
   through DDP, nn.DataParallel and torch.compile wrappers (`inner_name` strips their
-  `module.` / `_orig_mod.` from a layer's name); `decompiled(model)` replaces
-  every torch.compile wrapper inside by the module it holds (what opening a run does);
+  `module.` / `_orig_mod.` from a layer's name; `unwrap_layer` gives both);
+  `decompiled(model)` replaces every torch.compile wrapper inside by the module it holds
+  (what opening a run does);
   `reloaded(model)` after weights changed in place (drops eval-mode caches of them).
 * run it on images and read the logits ..... `check_images(x)`, `check_values(model)` (not
   on the meta device), `forward(model, x, output)`
@@ -87,6 +88,7 @@ from cnnlab.inspect.preserve import (
     preserved,
     reloaded,
     unwrap,
+    unwrap_layer,
 )
 from cnnlab.inspect.sites import ActivationSites
 
@@ -136,5 +138,6 @@ __all__ = [
     "through_reentrant",
     "trace",
     "unwrap",
+    "unwrap_layer",
     "weight_code",
 ]

@@ -21,7 +21,7 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.preserve import inner_name, is_compiled_inner, preserved, unwrap
+from cnnlab.inspect.preserve import is_compiled_inner, preserved, unwrap, unwrap_layer
 
 
 def _module_given(model: nn.Module, module: nn.Module) -> str:
@@ -82,7 +82,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule called `name`; ExplainError listing the valid names otherwise (also for
     a module of `weight_code`, which computes a layer's weight: the layer is named instead).
     A wrapped model's layers are named as `layer_names` lists them, or with the prefix."""
-    model, name = unwrap(model), inner_name(model, name)
+    model, name = unwrap_layer(model, name)
     modules = dict(model.named_modules())
     if isinstance(name, nn.Module):  # as Captum and pytorch-grad-cam take layers
         raise ExplainError(_module_given(model, name))

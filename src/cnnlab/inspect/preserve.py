@@ -112,10 +112,16 @@ def inner_name(model: nn.Module, name: str) -> str:
     """`name`, a layer as `model`'s wrappers name it (`module.features.3` under
     nn.DataParallel, `_orig_mod.features.3` under torch.compile), as `unwrap(model)` names it
     (`features.3`); a name without the wrappers' prefix (or no str) is returned as given."""
-    prefix = unwrapped(model)[1]
+    return unwrap_layer(model, name)[1]
+
+
+def unwrap_layer(model: nn.Module, name):
+    """(unwrap(model), inner_name(model, name)): a wrapped model's module and the layer's
+    name in it, for a function given both."""
+    inner, prefix = unwrapped(model)
     if prefix and isinstance(name, str) and name.startswith(prefix):
-        return name[len(prefix) :]
-    return name
+        name = name[len(prefix) :]
+    return inner, name
 
 
 def decompiled(model: nn.Module) -> nn.Module:
