@@ -99,7 +99,7 @@ def test_the_advice_names_what_the_parameter_takes(nets, capsys, factory, arg, s
         assert main(["summary", "--model", f"nets.py:{factory}", *fix, "--input", "1,8,8"]) == 0
 
 
-def test_a_module_factory_is_read_without_running_it(nets, capsys):
+def test_a_module_factory_gets_the_advice_too(nets, capsys):
     code = main(
         ["summary", "--model", "nets:make_net", "--model-arg", "classes=ten", "--input", "1,8,8"]
     )
@@ -115,3 +115,27 @@ def test_a_positional_only_parameter_is_not_advised_as_a_keyword(nets, capsys):
     assert main(["summary", "--model", "nets.py:positional", "--model-arg", "classes=10",
                  "--input", "1,8,8"]) == 2  # fmt: skip
     assert "positional only" in capsys.readouterr().err
+
+
+def test_a_decorated_or_inherited_factory_is_read_as_python_reads_it(tmp_path, monkeypatch, capsys):
+    """The parameter as inspect.signature sees it: through functools.wraps, and a class's
+    __init__ inherited from its base (the source of the class itself declares neither)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "more.py").write_text(
+        "import functools\nfrom torch import nn\n\n\n"
+        "def logged(f):\n    @functools.wraps(f)\n    def call(*a, **k):\n"
+        "        return f(*a, **k)\n    return call\n\n\n"
+        "@logged\ndef make(classes: int = 10):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, classes))\n\n\n"
+        "class Base(nn.Module):\n    def __init__(self, classes: int = 10):\n"
+        "        super().__init__()\n        self.fc = nn.Linear(64, classes)\n\n"
+        "    def forward(self, x):\n        return self.fc(x.flatten(1))\n\n\n"
+        "class Child(Base):\n    pass\n"
+    )
+    for factory in ("make", "Child"):
+        code = main(["summary", "--model", f"more.py:{factory}", "--model-arg", "classes=ten",
+                     "--input", "1,8,8"])  # fmt: skip
+        assert code == 2
+        assert f"is not a number, which {factory}'s classes takes (int, default 10)" in (
+            capsys.readouterr().err
+        )

@@ -1,30 +1,39 @@
 """`--model-arg name=value`: each a keyword argument of a --model factory, its value a Python
 literal (`ast.literal_eval`: numbers, quoted strings, tuples, lists, dicts, True/False/None).
 
-A value that is no literal is told what the factory's parameter takes, as its source declares
-it (read with ast; no code runs): a number for `classes: int` or `classes=10`, True or False
-for a bool, else quotes the shell keeps (`--model-arg "act='gelu'"`).
+A value that is no literal is told what the factory's parameter takes, as Python's signature
+of it declares (`Declared`, given by the caller, which loads the factory): a number for
+`classes: int` or `classes=10`, True or False for a bool, else quotes the shell keeps
+(`--model-arg "act='gelu'"`).
 """
 
 from __future__ import annotations
 
 import ast
-import os
+import inspect
 import re
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from cnnlab.errors import SpecError
 
-__all__ = ["MAX_ARG_CHARS", "literal", "parse_model_args"]
+__all__ = ["MAX_ARG_CHARS", "Declared", "declared_by", "literal", "parse_model_args"]
 
 _ARG = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.DOTALL)
 MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the stack
+Declared = Callable[[str], "tuple[str, Any] | None"]  # name -> (type name, default) or None
 
 
-def parse_model_args(ref: str, args: list[str] | tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+def _unknown(name: str) -> tuple[str, Any] | None:
+    return None
+
+
+def parse_model_args(
+    ref: str, args: list[str] | tuple[str, ...], declared: Declared = _unknown
+) -> tuple[tuple[str, Any], ...]:
     """`["width=16", "act='gelu'"]` -> `(("width", 16), ("act", "gelu"))`; SpecError on a
-    malformed item, a repeated name or a value that is not a Python literal."""
+    malformed item, a repeated name or a value that is not a Python literal (its advice from
+    `declared`, asked only then)."""
     parsed: dict[str, Any] = {}
     for item in args:
         match = _ARG.fullmatch(item.strip())
@@ -35,29 +44,28 @@ def parse_model_args(ref: str, args: list[str] | tuple[str, ...]) -> tuple[tuple
         name = match["name"]
         if name in parsed:
             raise SpecError(f"--model {ref}: --model-arg {name} is given twice")
-        parsed[name] = literal(name, match["value"], ref)
+        parsed[name] = literal(name, match["value"], ref, declared)
     return tuple(parsed.items())
 
 
-def literal(name: str, text: str, ref: str) -> Any:
+def literal(name: str, text: str, ref: str, declared: Declared = _unknown) -> Any:
     """One --model-arg's value text as the Python literal it is; SpecError with the advice."""
     if len(text) > MAX_ARG_CHARS:
         raise SpecError(f"--model {ref}: --model-arg {name} is longer than {MAX_ARG_CHARS} chars")
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        raise SpecError(_not_literal(name, text, ref)) from None
+        raise SpecError(_not_literal(name, text, ref, declared(name))) from None
 
 
 # what a parameter declared of these types takes, and an example when it has no default
 _WANTS = {"int": ("a number", 10), "float": ("a number", 0.5), "bool": ("True or False", None)}
 
 
-def _not_literal(name: str, text: str, ref: str) -> str:
+def _not_literal(name: str, text: str, ref: str, declared: tuple[str, Any] | None) -> str:
     """The advice for a --model-arg value that is no literal: a number, or True/False, when
-    the factory's source declares the parameter so (quotes would pass it as text), else
-    quotes the shell keeps."""
-    declared = _declared(ref, name)
+    the factory declares the parameter so (quotes would pass it as text), else quotes the
+    shell keeps."""
     if declared is not None and declared[0] in _WANTS:
         kind, default = declared
         wants, example = _WANTS[kind]
@@ -77,58 +85,27 @@ def _not_literal(name: str, text: str, ref: str) -> str:
     )
 
 
-def _declared(ref: str, name: str) -> tuple[str, Any] | None:
-    """(type, default) of the factory's parameter `name` as its source writes it, read with
-    ast (no code runs): `classes: int = 10` -> ("int", 10), `classes=10` -> ("int", 10); the
-    factory a function or a class (its __init__) at the top of a .py file or of a module
-    in the working directory. None when that cannot be told."""
-    where, _, factory = ref.rpartition(":")
-    try:
-        if where.endswith(".py") or "/" in where or os.sep in where:
-            file = Path(where).expanduser()
-        elif "." not in where:  # a module in the working directory, where `python -m` looks
-            file = Path.cwd() / f"{where}.py"
-        else:
-            return None  # finding pkg.module would run pkg's __init__
-        tree = ast.parse(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, SyntaxError, ImportError, UnicodeDecodeError):
-        return None
-    for node in reversed(tree.body):  # the last definition of a name is the one imported
-        if isinstance(node, ast.ClassDef) and node.name == factory:
-            init = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"]
-            return _parameter(init[-1].args, name) if init else None
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == factory:
-            return _parameter(node.args, name)
-    return None
+def declared_by(factory: Any) -> Declared:
+    """`Declared` of a factory (a function, or a class: its __init__), by Python's signature:
+    (type name, default) of a parameter a keyword can set, its type from its annotation
+    (`int`, or "int" quoted) else from its default; None when neither tells, or for a name
+    it takes only by position."""
 
+    def of(name: str) -> tuple[str, Any] | None:
+        try:
+            parameter = inspect.signature(factory).parameters.get(name)
+        except (TypeError, ValueError):  # a builtin or C callable
+            return None
+        if parameter is None or parameter.kind not in (
+            parameter.POSITIONAL_OR_KEYWORD,
+            parameter.KEYWORD_ONLY,
+        ):
+            return None
+        default = None if parameter.default is parameter.empty else parameter.default
+        annotation = parameter.annotation
+        kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        if kind in ("int", "float", "bool", "str"):
+            return kind, default
+        return (type(default).__name__, default) if default is not None else None
 
-def _parameter(args: ast.arguments, name: str) -> tuple[str, Any] | None:
-    """(type, default) of one parameter a keyword can set (not a positional-only one, which
-    --model-arg cannot pass): its annotation's builtin type, else its default's."""
-    positional = [*args.posonlyargs, *args.args]
-    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    pairs = [
-        *zip(args.args, defaults[len(args.posonlyargs) :], strict=True),
-        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
-    ]
-    for arg, default_node in pairs:
-        if arg.arg != name:
-            continue
-        default = _constant(default_node)
-        annotation = arg.annotation
-        if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
-            annotation = ast.Name(annotation.value)  # a quoted annotation: "int"
-        if isinstance(annotation, ast.Name) and annotation.id in ("int", "float", "bool", "str"):
-            return annotation.id, default
-        if default is not None:
-            return type(default).__name__, default
-        return None
-    return None
-
-
-def _constant(node: ast.expr | None) -> Any:
-    """A default's value when the source writes it as a literal (`10`, `-1`, `0.5`), else None."""
-    try:
-        return ast.literal_eval(node) if node is not None else None
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return None
+    return of

@@ -45,7 +45,7 @@ from torch.nn.parameter import is_lazy
 from cnnlab.design.build import build as build_spec
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import RunError, SpecError
-from cnnlab.train.modelargs import literal, parse_model_args
+from cnnlab.train.modelargs import declared_by, literal, parse_model_args
 
 ACCEPT_CHANGED_ENV = "CNNLAB_ACCEPT_CHANGED_CODE"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -195,7 +195,6 @@ def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSo
         if args:
             raise SpecError(f"--model-arg applies to code references (file.py:factory), not {ref}")
         return ModelSource("spec", ref, spec=load_spec(ref))
-    parsed = parse_model_args(ref, args)
     where = match["where"]
     if where.endswith(".py") or "/" in where or os.sep in where:
         file = _code_file(ref, Path(where).expanduser())
@@ -205,7 +204,20 @@ def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSo
         raise SpecError(
             f"--model {ref!r}: {where!r} is neither a .py file nor a dotted module name"
         )
-    return ModelSource("code", _canonical(ref, where, file), parsed, file, file_sha256(file))
+    canonical = _canonical(ref, where, file)
+    parsed = parse_model_args(ref, args, lambda name: _declared(canonical, file, name))
+    return ModelSource("code", canonical, parsed, file, file_sha256(file))
+
+
+def _declared(reference: str, file: Path, name: str) -> tuple[str, Any] | None:
+    """What the factory's parameter `name` takes (`modelargs.declared_by`), for the advice on
+    a --model-arg value that is no literal: the factory is loaded (its code runs, as the
+    command would run it), None when it cannot be."""
+    try:
+        factory = _load_factory(reference, file, f"--model {reference}")
+    except SpecError:
+        return None
+    return declared_by(factory)(name)
 
 
 def file_sha256(path: Path) -> str:
