@@ -75,9 +75,10 @@ def _parser() -> argparse.ArgumentParser:
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """parse_args, but an unknown option is named by the command's own parser, so the hint
     is `cnnlab explain --help` (its options), not `cnnlab --help` (the list of commands)."""
-    args, unknown = parser.parse_known_args(argv)
     commands = parser._subparsers._group_actions[0].choices  # argparse keeps no other handle
     words = sys.argv[1:] if argv is None else argv
+    _refuse_stray_options(parser, words)
+    args, unknown = parser.parse_known_args(argv)
     _refuse_split_pair(commands[args.command], args, words)
     if unknown:
         before = words[: words.index(args.command)]  # `cnnlab --foo eval`: not eval's option
@@ -85,6 +86,16 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.
         blamed.error(f"unrecognized arguments: {' '.join(unknown)}{_meant_option(blamed, unknown)}")
     _refuse_empty(commands[args.command], args)
     return args
+
+
+def _refuse_stray_options(parser: argparse.ArgumentParser, words: list[str]) -> None:
+    """Options alone, none of them cnnlab's (`cnnlab --versoin`), are named as unrecognized,
+    with the nearest option: argparse checks for the missing command first, and told a
+    mistyped --version that a command is required."""
+    known = {o for action in parser._actions for o in action.option_strings}
+    stray = [w for w in words if w.split("=")[0] not in known]
+    if words and stray and all(w.startswith("-") for w in words):
+        parser.error(f"unrecognized arguments: {' '.join(stray)}{_meant_option(parser, stray)}")
 
 
 def _refuse_split_pair(
