@@ -54,18 +54,19 @@ def check_demo_data(data: str) -> None:
     )
 
 
-def precision_note(data: str, bf16: bool) -> str | None:
+def precision_note(data: str, bf16: bool, epochs: int = 5) -> str | None:
     """What to expect of a Fashion-MNIST demo on a CPU without bf16 math, said before the
     first epoch: its 2 minutes were measured with bf16, fp32 takes several times as long,
-    and piped output shows nothing until an epoch ends. None with bf16, or on digits."""
+    and piped output shows nothing until an epoch ends. None with bf16, or on digits.
+    A demo of one epoch is offered only --data digits: it already took --epochs 1."""
     from cnnlab.data.sets import dataset_name
 
     if bf16 or dataset_name(data) == "digits":
         return None
+    quicker = "`--data digits`" if epochs <= 1 else "`cnnlab demo --epochs 1` or `--data digits`"
     return (
         "this CPU has no bf16 math, so training runs in fp32, several times slower than with "
-        "it (minutes per epoch on 2 cores); `cnnlab demo --epochs 1` or `--data digits` is "
-        "a quicker first look"
+        f"it (minutes per epoch on 2 cores); {quicker} is a quicker first look"
     )
 
 
@@ -92,7 +93,7 @@ def _demo(args) -> int:
     config = TrainConfig(epochs=args.epochs, diagnose_every=1)  # the report's health per epoch
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     print(f"training the `fast` preset on {args.data} for {epochs} into {out} ...", flush=True)
-    note = precision_note(args.data, bf16_supported())
+    note = precision_note(args.data, bf16_supported(), args.epochs)
     if note:
         print(f"note: {note}", file=sys.stderr, flush=True)
     try:
