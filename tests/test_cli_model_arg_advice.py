@@ -139,3 +139,14 @@ def test_a_decorated_or_inherited_factory_is_read_as_python_reads_it(tmp_path, m
         assert f"is not a number, which {factory}'s classes takes (int, default 10)" in (
             capsys.readouterr().err
         )
+
+
+def test_a_mistyped_parameter_name_gets_the_nearest_one(nets, capsys):
+    """'got an unexpected keyword argument 'wdth'' listed the parameters after the whole
+    signature with its return annotation; the nearest name is said, and the advice runs."""
+    code, err = _summary(capsys, "make_net", "wdth=8")
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith("; did you mean width?"), err[0]
+    assert "->" not in err[0]  # the signature's arguments, not its return annotation
+    assert main(["summary", "--model", "nets.py:make_net", "--model-arg", "width=8",
+                 "--input", "1,8,8"]) == 0  # fmt: skip

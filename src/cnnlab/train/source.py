@@ -25,6 +25,7 @@ still checked against the model built.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -373,12 +374,19 @@ def _check_signature(reference: str, factory: Any, kwargs: dict[str, Any], who: 
             if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
         missing = [n for n in needed if n not in kwargs]
+        unknown = [n for n in kwargs if n not in signature.parameters]
+        near = (
+            difflib.get_close_matches(unknown[0], list(signature.parameters), n=1)
+            if unknown
+            else []
+        )
         fix = (
             " give " + " ".join(f"--model-arg {n}=VALUE" for n in missing)
             if missing
             else f" its parameters are ({', '.join(signature.parameters)})"
-        )
-        raise SpecError(f"{who}: {name}{signature}: {error};{fix}") from None
+        ) + (f"; did you mean {near[0]}?" if near else "")
+        shown = signature.replace(return_annotation=inspect.Signature.empty)  # the arguments
+        raise SpecError(f"{who}: {name}{shown}: {error};{fix}") from None
 
 
 def _parameters(factory: Any) -> Parameters | None:
