@@ -484,3 +484,31 @@ def test_train_mode_logits_tells_one_image_to_add_its_batch_dim():
         diagnose.train_mode_logits(model, torch.randn(3, 8, 8))
     assert "(2, 8, 8)" not in str(caught.value)
     assert diagnose.train_mode_logits(model, torch.randn(3, 8, 8).unsqueeze(0))  # the fix runs
+
+
+class _TrainTuple(nn.Module):
+    """(logits, logits) in train mode, the logits in eval mode, as an Inception's aux head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4, 2)
+
+    def forward(self, x):
+        z = self.fc(self.conv(x).mean((-2, -1)))
+        return (z, z) if self.training else z
+
+
+@pytest.mark.parametrize("train_tuple", [False, True])
+def test_train_mode_logits_of_one_image_the_model_runs_is_its_batchs(train_tuple):
+    """A model of unbatched convs runs one (3, 8, 8) image into (K,) logits: the answer is
+    that of the image's batch x[None], which a training step runs."""
+    torch.manual_seed(0)
+    model = _TrainTuple() if train_tuple else nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(-3), nn.Linear(4, 2)
+    )  # fmt: skip
+    x = torch.randn(3, 8, 8)
+    out = model.train()(x[None])
+    batched = isinstance(out, torch.Tensor) and out.shape == (1, 2)  # torch's own answer
+    assert batched is not train_tuple
+    assert diagnose.train_mode_logits(model, x) is batched
+    assert diagnose.train_mode_logits(model, x[None]) is batched

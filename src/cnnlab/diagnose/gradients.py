@@ -315,19 +315,34 @@ def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None
     trains none), and where which item is the logits is a convention (DeiT's distilled
     head returns (class, distillation) logits in train mode, their mean in eval): such a
     model is measured in eval mode. One forward of x[:2] (of a 3-D x, all of it), without
-    autograd; the model is restored (`preserved`)."""
+    autograd; the model is restored (`preserved`). A 3-D x may be one (C, H, W) image, which
+    a model of unbatched convs runs into (K,) logits: its answer is then that of its batch
+    x[None], the batch a training step gives (a second forward, where the first said no)."""
     model = check_values(unwrap(model))  # a meta model has no values to run
     x = check_images(x, flat=True)
     # a 3-D x may be one (C, H, W) image, whose first axis is not a batch to cut: `forward`
     # then tells it to add its batch dim
     x = (x if x.dim() == 3 else x[:2]).to(device_of(model))
-    with preserved(model, train=True), torch.no_grad():
-        out = forward(model, x, logits=False)  # images that do not fit: told, as elsewhere
-    try:
-        select_logits(out, output)
-    except ExplainError:
+
+    def gives_logits(images: Tensor) -> bool:
+        with preserved(model, train=True), torch.no_grad():
+            out = forward(model, images, logits=False)  # images that do not fit: told
+        try:
+            select_logits(out, output)
+        except ExplainError:
+            return False
+        return True
+
+    if gives_logits(x):
+        return True
+    if x.dim() != 3:
         return False
-    return True
+    # x[None] is a guess, x itself ran: a (B, C, L) batch of a 1-D model, which x[None] does
+    # not fit (whatever it raises: torch's errors, a forward unpacking x.shape), keeps x's no
+    try:
+        return gives_logits(x[None])
+    except Exception:
+        return False
 
 
 def _gradient_sums(
