@@ -87,3 +87,17 @@ def test_the_undecided_band_said_is_the_one_the_rule_uses():
     verdict = ex_explanations.judge(found)
     assert "undecided" in verdict.meaning and verdict.outcome == "inconclusive"
     assert "at most 4.0 points, of that line" in verdict.meaning, verdict.meaning
+
+
+def test_an_inconclusive_verdict_names_the_checks_and_their_seeds():
+    """It said 'the seeds or checks disagree.' alone, naming neither which check the seeds
+    split on nor which held or failed on every seed, as the other experiments' verdicts do
+    (`experiment.disagreement`)."""
+    sensitive, numb = (0.1, 60.0), (0.9, 60.0)  # saliency's maps changed on 2 of 3 seeds
+    found = explanations({"saliency": sensitive}, {"saliency": sensitive}, {"saliency": numb})
+    verdict = ex_explanations.judge(found)
+    assert verdict.outcome == "inconclusive"
+    assert "the seeds split on 'saliency changed with the weights' (2 of 3)" in verdict.meaning
+    failed = "'saliency found pixels that mattered' and 'SmoothGrad changed with the weights'"
+    assert failed in verdict.meaning and verdict.meaning.endswith("failed on every seed.")
+    assert "disagree" not in verdict.meaning, verdict.meaning

@@ -25,7 +25,15 @@ import copy
 import torch
 
 from cnnlab.explain import gradcam, saliency, smoothgrad
-from cnnlab.lab.experiment import Context, Experiment, Verdict, figure_axes, mean_spread, seed_count
+from cnnlab.lab.experiment import (
+    Context,
+    Experiment,
+    Verdict,
+    disagreement,
+    figure_axes,
+    mean_spread,
+    seed_count,
+)
 from cnnlab.lab.models import conv_stack, head, spec
 
 STAGES = {"head": ["13"], "block 3": ["8", "9"], "block 2": ["4", "5"], "block 1": ["0", "1"]}
@@ -238,7 +246,11 @@ def _outcome(sensitive: dict, faithful: dict) -> tuple[str, str]:
         return "does not hold", (
             ": no method's maps depended on the weights or found pixels that mattered."
         )
-    return "inconclusive", ": the seeds or checks disagree."
+    checks = {}
+    for x in METHODS:
+        checks[f"{x} changed with the weights"] = sensitive[x]
+        checks[f"{x} found pixels that mattered"] = faithful[x]
+    return "inconclusive", f": {disagreement(checks)}."
 
 
 def _said(rows: list[dict], sensitive: dict, faithful: dict, random_score: tuple) -> str:
