@@ -340,12 +340,13 @@ def _parse_input(value: Any) -> tuple[int, int, int]:
 
 
 def channels_last_note(input: Sequence[int], given_as: str = "input") -> str:
-    """'' unless an input reads as (H, W, C), TensorFlow's order ([28, 28, 1], [32, 32, 3]):
-    its last number is an image's 1, 3 or 4 channels and the other two are larger. Then how
-    cnnlab reads it and what to write, in the form it was given: a spec's `input` or the
-    CLI's `--input C,H,W`. Such an input may still build (32 channels of 32×3 images)."""
+    """'' unless an input (a, b, c) reads as TensorFlow's (H, W, C): c is 1, 3 or 4 (gray, RGB,
+    RGBA), and a×b has an image's sides, min(a, b) >= 8 (a first number under 8 is channels),
+    and aspect, max(a, b) <= 4·min(a, b) ([12, 5000, 1]: 12 signals of 5,000 samples). Then
+    how cnnlab reads it and what to write, as given: a spec's `input` or `--input C,H,W`.
+    Such an input may still build (32 channels of 32×3 images)."""
     c, h, w = input
-    if w not in (1, 3, 4) or c <= 4 or h <= 4:
+    if w not in (1, 3, 4) or min(c, h) < 8 or max(c, h) > 4 * min(c, h):
         return ""
     if given_as == "input":
         order, written, fix = "[C, H, W]", str(list(input)), f"[{w}, {c}, {h}]"
@@ -359,8 +360,7 @@ def channels_last_note(input: Sequence[int], given_as: str = "input") -> str:
 
 def _channels_last_hint(input: tuple[int, int, int]) -> str:
     """For an input written (H, W, C) that made a layer fail: channels_last_note, appended."""
-    note = channels_last_note(input)
-    return f"; note: {note}" if note else ""
+    return f"; note: {note}" if (note := channels_last_note(input)) else ""
 
 
 def _from_mapping(data: Any, default_name: str) -> Spec:
