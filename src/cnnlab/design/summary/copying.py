@@ -115,7 +115,10 @@ def compiled_inner(module: nn.Module, state: dict[str, Any]) -> nn.Module | None
 def unwrapped(model: nn.Module) -> tuple[nn.Module, str]:
     """(the module DDP, nn.DataParallel and torch.compile wrappers hold, in any nesting; the
     prefix they put before its layers' names, e.g. "module._orig_mod."): the one rule by which
-    summary, explain and diagnose name a wrapped model's layers as the model inside does."""
+    summary, explain and diagnose name a wrapped model's layers as the model inside does.
+    Only the wrappers at the root are looked through: one inside the model (an
+    nn.Sequential holding an nn.DataParallel) is a layer of the user's model, its layers
+    named as named_modules() names them (`0.module.2`)."""
     parallel = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     prefix = ""
     while True:
