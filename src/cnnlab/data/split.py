@@ -98,3 +98,25 @@ def to_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     if images.dtype == torch.uint8:
         x.div_(255)
     return x.sub_(m).div_(s)
+
+
+def check_pixels(images: torch.Tensor, shape: Sequence[int]) -> None:
+    """Refuse what `to_float` would turn into inputs a model was never trained on without an
+    error from torch: `(N, C, H, W)` images of another (C, H, W) than `shape` (a GAP head runs
+    8x8 digits in a 28x28 run, at chance) and float pixels outside [0, 1] (0..255 floats,
+    or images already normalized, which would be scaled a second time)."""
+    if images.dim() == 4 and tuple(images.shape[1:]) != tuple(shape):
+        c, h, w = shape
+        raise DataError(
+            f"images {tuple(images.shape)} are not of the input shape (C, H, W) = "
+            f"{tuple(shape)} the model was trained on: load them at that size, e.g. "
+            f"load_dataset(name, split, channels={c}, size=({h}, {w})) or run.dataset(split)"
+        )
+    if images.is_floating_point() and images.numel():
+        lo, hi = (float(v) for v in images.aminmax())
+        if lo < 0 or hi > 1:
+            raise DataError(
+                f"float images are read as pixels in [0, 1], these span [{lo:.3g}, {hi:.3g}]: "
+                "pass uint8 (0..255), divide by 255, or give already-normalized inputs to the "
+                "model directly"
+            )

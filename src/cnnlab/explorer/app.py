@@ -484,4 +484,4 @@ def _no_images(run: Run) -> ImageSet:
 def _black_and_white(run: Run) -> torch.Tensor:
     """Two images, all 0 and all 255: the range of the inputs where there are no images."""
     pixels = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1)  # (2, 1, 1, 1)
-    return pixels.expand(-1, run.input_shape[0], 1, 1)  # (2, C, 1, 1)
+    return pixels.expand(-1, *run.input_shape)  # (2, C, H, W): preprocess takes the run's shape

@@ -27,6 +27,7 @@ from cnnlab.data import load_dataset, to_float
 from cnnlab.data.folder import FOLDER_TEST_FRACTION, holdout_fingerprint, list_images
 from cnnlab.data.image import IMAGE_EXTENSIONS
 from cnnlab.data.sets import dataset_name
+from cnnlab.data.split import check_pixels
 from cnnlab.errors import CnnlabError, DataError, RunError
 from cnnlab.inspect import (
     classifier_misfit,
@@ -108,9 +109,11 @@ class Run:
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (0..255) or float ([0, 1]) images `(B, C, H, W)` -> normalized float32,
-        with the training split's per-channel mean and std."""
+        with the training split's per-channel mean and std; other shapes or float ranges:
+        DataError."""
         if images.dim() == 3:
             images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
+        check_pixels(images, self.input_shape)  # a GAP model runs any size, at chance
         return to_float(images, self.mean, self.std)
 
     def dataset(self, split: str = "test"):
