@@ -127,3 +127,56 @@ def test_the_page_numbers_and_names_the_slice(tmp_path):
     assert {s.split(":")[0] for s in shares} == {f"input channel {c}" for c in (4, 5, 6, 7)}
     assert "a slice of stem's output (8 channels" in said and "channels 4–7" in said, said
     assert "the conv itself numbers them 0–3" in said and not problems, problems
+
+
+class ReluChunk(nn.Module):
+    """conv1, a ReLU (in place or not), then conv2 on the second half of its channels."""
+
+    def __init__(self, in_place: bool):
+        super().__init__()
+        self.in_place = in_place
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 3, 3, padding=1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+
+    def forward(self, x):
+        x = F.relu_(self.conv1(x)) if self.in_place else F.relu(self.conv1(x))
+        _, b = x.chunk(2, 1)
+        return self.head(self.conv2(b))
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_chunk_after_an_in_place_relu_is_no_layers_output(tmp_path, in_place):
+    """F.relu_ writes into conv1's output: the tensor chunked holds relu(conv1), a tensor
+    the forward made, as after F.relu; the answer named it conv1's output. Truth: torch's
+    relu of conv1's output (a forward hook), channels 4..7, the windows the route shows."""
+    import io
+
+    import numpy as np
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from cnnlab.explorer import create_app
+    from cnnlab.train.rundir import Run
+
+    torch.manual_seed(0)
+    model = ReluChunk(in_place).eval()
+    config = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25],
+              "input_shape": [1, 9, 9]}  # fmt: skip
+    client = TestClient(create_app(Run(tmp_path, None, model, config)))
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (9, 9), "u1")).save(png, "PNG")
+    upload = {"image": ("noise.png", png.getvalue(), "image/png")}
+    predicted = client.post("/api/predict", files=upload).json()
+    t = client.get(f"/api/trace?image={predicted['image']}&layer=conv2&channel=2&row=4&col=5")
+    t = t.json()
+    assert t["input_channels"] == [4, 5, 6, 7]
+    assert t["input_slice"] == {"source": None, "channels": 8, "start": 4, "step": 1}
+    seen = {}
+    model.conv1.register_forward_hook(lambda m, a, y: seen.update(h=F.relu(y[0])))
+    with torch.no_grad():
+        model((torch.from_numpy(np.array(Image.open(png))) / 255.0 - 0.5)[None, None] / 0.25)
+    padded = F.pad(seen["h"], (1, 1, 1, 1))
+    for k, c in enumerate(t["input_channels"]):  # the window shown as channel c is relu(h)[c]
+        shown = torch.tensor(t["patch"][k], dtype=torch.float64)
+        assert torch.allclose(shown, padded[c, 4:7, 5:8].double(), atol=1e-5)

@@ -18,7 +18,6 @@ and the dot product's input are each the call's own.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
-from cnnlab.explorer.slices import ChannelSlice, channel_slice, input_channels
+from cnnlab.explorer.slices import ChannelSlice, Sources, channel_slice, input_channels
 from cnnlab.inspect import (
     CallOrder,
     Hooks,
@@ -305,14 +304,7 @@ class Network:
         inputs: dict[str, Tensor] = {}
         outputs: dict[str, Tensor] = {}
         sliced: dict[str, ChannelSlice] = {}
-        # the tensors the forward goes on with, by id, with whose they are, so that a conv
-        # reading a chunk of one can name it; weakly: keeping them raises the pass's peak
-        # memory, and an id reused after one is freed fails the identity check
-        made: dict[int, tuple[weakref.ref, str]] = {}
-
-        def whose(t: Tensor | None) -> str | None:
-            ref, call = made.get(id(t), (None, None))
-            return call if ref is not None and ref() is t else None
+        made = Sources()  # the tensors the forward goes on with, for naming a chunk's source
 
         def before(name: str):
             def hook(m: nn.Module, args: tuple) -> Any:
@@ -320,7 +312,7 @@ class Network:
                     return None
                 call = label(name, count[name] + 1)
                 inputs[call] = args[0][0].clone()  # (C, H, W)
-                found = channel_slice(args[0], whose(args[0]._base))
+                found = channel_slice(args[0], made.whose(args[0]._base))
                 if found is not None:
                     sliced[call] = found
                 return None
@@ -329,7 +321,7 @@ class Network:
 
         def given(m: nn.Module, args: tuple) -> None:  # the model's own input: the image's
             if args and isinstance(args[0], Tensor):
-                made[id(args[0])] = (weakref.ref(args[0]), "input")
+                made.keep(args[0], "input")
 
         def after(name: str):
             def hook(m: nn.Module, args: tuple, whole: Any) -> Any:
@@ -340,7 +332,7 @@ class Network:
                     return None
                 outputs[call] = out[0]  # (C', H', W')
                 passed = out.clone()
-                made[id(passed)] = (weakref.ref(passed), call)
+                made.keep(passed, call)
                 return with_output(whole, passed)
 
             return hook

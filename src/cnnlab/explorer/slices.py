@@ -5,6 +5,7 @@ channels as channels of the tensor split, as the model's author knows them."""
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,31 @@ class ChannelSlice:
 
     def of(self, k: int) -> int:
         return self.start + k * self.step
+
+
+class Sources:
+    """The tensors a forward goes on with (a layer's output, the image), by id, with whose
+    they are and their version, so that a conv reading a chunk of one can name it. Held
+    weakly: keeping them raises the pass's peak memory, and an id reused after one is freed
+    fails the identity check. One changed in place since (F.relu_ of a layer's output) holds
+    other values than that layer gave: its version moved, and it is nobody's (None, a tensor
+    the forward made)."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[weakref.ref, str, int | None]] = {}
+
+    def keep(self, t: Tensor, source: str) -> None:
+        self._made[id(t)] = (weakref.ref(t), source, _version(t))
+
+    def whose(self, t: Tensor | None) -> str | None:
+        ref, source, version = self._made.get(id(t), (None, None, None))
+        return source if ref is not None and ref() is t and _version(t) == version else None
+
+
+def _version(t: Tensor) -> int | None:
+    """t's version counter, which each in-place op on t or on a view of it moves (None for
+    an inference tensor, which has none)."""
+    return None if t.is_inference() else t._version
 
 
 def channel_slice(t: Tensor, source: str | None = None) -> ChannelSlice | None:
