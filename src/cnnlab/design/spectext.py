@@ -22,6 +22,7 @@ __all__ = ["MAX_TEXT", "MAX_VALUES", "dump", "layer_line", "parse_text"]
 MAX_TEXT = 2**19  # characters of spec text: parsing it takes at most about a second
 # libyaml's parser when PyYAML has it: 10x faster (20,000 layers: 0.6 s against 6 s).
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 MAX_VALUES = 1_000_000  # values a YAML document may expand to through its aliases
 
 
@@ -30,11 +31,14 @@ MAX_VALUES = 1_000_000  # values a YAML document may expand to through its alias
 
 class _UniqueKeyLoader(_SAFE_LOADER):
     """yaml.safe_load that refuses a repeated key (plain YAML keeps the last one silently:
-    `filters: 8` then `filters: 16` would build a 16-filter conv without a word)."""
+    `filters: 8` then `filters: 16` would build a 16-filter conv without a word), and a
+    number YAML 1.1 reads as octal (`_refuse_octal`, its message begins with `origin`)."""
+
+    origin = "spec text"
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
-        for key_node, _ in node.value:
+        for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # `<<: *anchor`: merged keys may be overridden, as YAML allows
             key = self.construct_object(key_node, deep=deep)
@@ -42,19 +46,58 @@ class _UniqueKeyLoader(_SAFE_LOADER):
                 message = f"the key {quote(key)} appears twice in one mapping"
                 raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
             seen.add(key)
+            _refuse_octal(value_node, str(key), self.origin)
         return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_octal(node: yaml.Node, key: str, origin: str) -> None:
+    """SpecError for a number given to `key` (or in its list) that YAML 1.1 reads as octal and
+    a reader as decimal (`010`: 8 or 10), naming its line and the number to write."""
+    for scalar in node.value if isinstance(node, yaml.SequenceNode) else [node]:
+        if scalar.tag != "tag:yaml.org,2002:int" or not _OCTAL.fullmatch(scalar.value):
+            continue
+        digits = scalar.value.replace("_", "")
+        if int(digits, 8) != int(digits, 10):  # 00 to 07 read the same either way
+            meant = f"{digits[0] if digits[0] in '+-' else ''}{int(digits.lstrip('+-'))}"
+            mark = scalar.start_mark
+            raise SpecError(
+                f"{origin}, line {mark.line + 1}, column {mark.column + 1}: {key}: "
+                f"{scalar.value} is the octal number {int(digits, 8)} to YAML 1.1; write "
+                f'{meant}, not {scalar.value} (or "{scalar.value}" in quotes, for text)'
+            )
 
 
 # YAML 1.1 reads yes/no/on/off as booleans (`bias: no` would be false without a word, a
 # `name: off` would be the bool False); a spec takes only true and false, as YAML 1.2 and
 # JSON do, so those words stay text and the argument's check names them (`write false`).
+# Likewise YAML 1.1's base-60 numbers (`1:30` is 90) and dates (`2026-12-01`) stay text, as
+# in YAML 1.2: no spec value is either, so a `name: 1:30` is the text meant, and a
+# `filters: 1:30` is refused by its check quoting '1:30', not built with 90 filters.
+_RETYPED = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, rule) for tag, rule in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rule) for tag, rule in resolvers if tag not in (*_RETYPED, _TIMESTAMP)]
     for first, resolvers in _SAFE_LOADER.yaml_implicit_resolvers.items()
 }
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+_UniqueKeyLoader.add_implicit_resolver(  # PyYAML's, without its base-60 form
+    "tag:yaml.org,2002:int",
+    re.compile(r"^[-+]?(?:0b[0-1_]+|0[0-7_]+|0|[1-9][0-9_]*|0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_UniqueKeyLoader.add_implicit_resolver(  # PyYAML's, without its base-60 form
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+# YAML 1.1 reads a number with a leading zero as octal (`stride: 010` is 8), YAML 1.2 and a
+# reader as decimal (10), Python and JSON refuse it: where the two readings differ the spec is
+# refused, naming the key and the number to write (`_refuse_octal`).
+_OCTAL = re.compile(r"[-+]?0[0-7_]+")
 
 
 def _json_unique(pairs: list[tuple[str, Any]]) -> dict:
@@ -106,6 +149,7 @@ def parse_text(text: str, origin: str, as_json: bool = False) -> Any:
 def _load_yaml(text: str, origin: str) -> Any:
     """yaml.load with unique keys, refusing a document its aliases blow up (see below)."""
     loader = _UniqueKeyLoader(text)
+    loader.origin = origin
     try:
         node = loader.get_single_node()
         if node is None:
