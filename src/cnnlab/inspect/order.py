@@ -21,7 +21,13 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.preserve import is_compiled_inner, preserved, unwrap, unwrap_layer
+from cnnlab.inspect.preserve import (
+    is_compiled_inner,
+    plain_name,
+    preserved,
+    unwrap,
+    unwrap_layer,
+)
 
 
 def _module_given(model: nn.Module, module: nn.Module) -> str:
@@ -84,6 +90,9 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     A wrapped model's layers are named as `layer_names` lists them, or with the prefix."""
     model, name = unwrap_layer(model, name)
     modules = dict(model.named_modules())
+    if isinstance(name, str) and name not in modules:  # the summary's name of a layer under a
+        plain = {plain_name(n): n for n in modules}  # compiled child: `0.2` for `0._orig_mod.2`
+        name = plain.get(name, name)
     if isinstance(name, nn.Module):  # as Captum and pytorch-grad-cam take layers
         raise ExplainError(_module_given(model, name))
     if not isinstance(name, str) or not name or name not in modules:
