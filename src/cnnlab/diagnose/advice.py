@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.design.activations import ACTIVATIONS
-from cnnlab.diagnose.gradients import GradientFlow, gradient_flow
+from cnnlab.diagnose.gradients import GradientFlow, Makeup, gradient_flow
 from cnnlab.diagnose.jsonable import finite
 from cnnlab.diagnose.units import ActivationLayer, ActivationStats, DeadUnits, dead_units
 
@@ -139,8 +139,7 @@ def _gradient_findings(flow: GradientFlow) -> list[Finding]:
             Finding(
                 "vanishing-gradients",
                 f"first layer's gradient is {flow.ratio:.2g}x the last's",
-                "replace sigmoid/tanh with ReLU, add BatchNorm, add residual connections, "
-                "use He init",
+                _vanishing_fix(flow),
             )
         )
     if flow.exploding:
@@ -153,3 +152,54 @@ def _gradient_findings(flow: GradientFlow) -> list[Finding]:
             )
         )
     return out
+
+
+def _vanishing_fix(flow: GradientFlow) -> str:
+    """What to try for a vanishing gradient, by what the net computes (`Makeup`): replace
+    the squashing activations it has, by name (their derivative is <= 0.25, or 0 at a
+    bound, §4.2); add BatchNorm only where no normalisation is seen; then the cures that
+    do not depend on the activation: residual connections, He init, fewer layers."""
+    m = flow.makeup
+    if m is None:  # not seen: the general advice
+        return (
+            "replace sigmoid/tanh with ReLU, add BatchNorm, add residual connections, use He init"
+        )
+    steps = []
+    if not m.norms:
+        steps.append(
+            f"add BatchNorm after each conv ({'none seen' if m.hidden else 'it has none'})"
+        )
+    depth = sum(not l.frozen for l in flow.layers)
+    steps += [
+        "add residual connections if it has none",
+        "use He (Kaiming) init",
+        f"or use fewer layers (it has {depth} with weights)",
+    ]
+    replace, why = _squashers(m)
+    return ", ".join([replace, *steps]) if replace else f"{why}: {', '.join(steps)}"
+
+
+def _sites(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names[:shown]) + (" ..." if len(names) > shown else "")
+
+
+def _squashers(m: Makeup) -> tuple[str, str]:
+    """("replace sigmoid (features.1, features.3) and tanh (fc.tanh()) with ReLU", "") for
+    the squashing activations seen; else ("", why the activations are not the cause)."""
+    by_kind: dict[str, list[str]] = {}
+    for site, kind in m.saturating:
+        by_kind.setdefault(kind, []).append(site)
+    hidden = ", ".join(n or "the whole model" for n in m.hidden)
+    unseen = f" (not looked into: {hidden}, TorchScript)" if m.hidden else ""
+    if by_kind:
+        named = " and ".join(f"{k} ({_sites(v)})" for k, v in by_kind.items())
+        return f"replace {named} with ReLU{unseen}", ""
+    if m.hidden:
+        return (
+            f"replace any sigmoid/tanh inside {hidden} (TorchScript, not looked into) with ReLU",
+            "",
+        )
+    kinds = ", ".join(dict.fromkeys(k for _, k in m.activations))
+    if not kinds:
+        return "", "it computes no activation, so none saturates"
+    return "", f"its activations ({kinds}) do not saturate"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -16,6 +17,8 @@ from torch.nn.utils.spectral_norm import SpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm
 
 from cnnlab.diagnose.jsonable import finite, jsonable
+from cnnlab.diagnose.makeup import Makeup, Seen
+from cnnlab.diagnose.units import hidden_modules
 from cnnlab.errors import DataError, ExplainError
 from cnnlab.inspect import (
     CallOrder,
@@ -73,6 +76,9 @@ class GradientFlow:
     vanish_ratio: float
     explode_norm: float
     train: bool = True  # the mode the forward ran in (`train_mode_logits`)
+    # the activations and normalisations the first batch's forward computed, which the advice
+    # for a vanishing gradient names (`advice.findings`); None: not seen
+    makeup: Makeup | None = None
 
     @property
     def no_gradient(self) -> bool:
@@ -283,8 +289,9 @@ def gradient_flow(
     watched = _weighted_modules(model)
     modules, tied = _untied(watched)
     frozen = _frozen(modules)  # before the measurement makes every weight require grad
+    seen = Seen(model)
     sums, calls, n, reached = _gradient_sums(
-        model, modules, batches, loss_fn, train, output, progress, watched
+        model, modules, batches, loss_fn, train, output, progress, watched, seen
     )
     owner = {other: first for first, others in tied.items() for other in others}
     order = dict.fromkeys(owner.get(name, name) for name in calls)  # a tied weight: its first use
@@ -305,7 +312,8 @@ def gradient_flow(
             )
         )
     ndims = {name: g.ndim for name, g in sums.items()}  # (not modules' .weight: see above)
-    return replace(_flow(ndims, layers, n, vanish_ratio, explode_norm), train=train)
+    makeup = seen.makeup(hidden_modules(model))
+    return replace(_flow(ndims, layers, n, vanish_ratio, explode_norm), train=train, makeup=makeup)
 
 
 def train_mode_logits(model: nn.Module, x: Tensor, output: OutputSelector = None) -> bool:
@@ -354,11 +362,13 @@ def _gradient_sums(
     output: OutputSelector,
     progress: Progress | None = None,
     watched: dict[str, nn.Module] | None = None,
+    seen: Seen | None = None,
 ) -> tuple[dict[str, Tensor], list[str], int, set[str]]:
     """({module: Σ over samples of d mean-loss / d weight}, the `watched` modules (default:
     `modules`; with the other owners of tied weights) in the order the forward first calls
     them, the number of samples, the modules autograd reached in some batch (the others'
-    gradient is None: no path from the loss, not a small number))."""
+    gradient is None: no path from the loss, not a small number)). `seen` watches the first
+    batch's forward (its activations and normalisations)."""
     watched = modules if watched is None else watched
     device, n, reached = device_of(model), 0, set()
     count = batch_count(data, 256)
@@ -384,7 +394,8 @@ def _gradient_sums(
             # would not reach
             with parametrize.cached():
                 weights = _weights(modules)
-                logits = forward(model, check_images(x, flat=True).to(device), output)
+                with seen if seen is not None and done == 1 else nullcontext():
+                    logits = forward(model, check_images(x, flat=True).to(device), output)
                 loss = _loss(loss_fn, logits, y.to(device))
                 grads = _batch_grads(loss, weights, modules, got, model)
             for name, total, g in zip(modules, sums, grads, strict=True):
