@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
 
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
@@ -159,12 +160,33 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
     expected = model.state_dict()
     # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
     state = _with_aliases(expected, compiled_names_as(checkpoint.load_weights(weights), expected))
+    state = _with_norm_counters(model, state)
     if weight_mismatch(expected, {k: v for k, v in state.items() if k in expected}):
         _refuse(weights, reference, expected, state)
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RunError(f"{weights}: tensor {name} holds NaN or infinite values")
     return state
+
+
+def _with_norm_counters(model: nn.Module, state: dict[str, torch.Tensor]) -> dict:
+    """`state` plus each tracking norm layer's `num_batches_tracked` it lacks, the model's own:
+    torch's rule for a state_dict without `_metadata` (a safetensors file), which strict
+    `load_state_dict` takes without that counter (`_NormBase._load_from_state_dict`). The
+    counter only drives a cumulative average (momentum=None); exporters often drop it. Only
+    for a layer whose running mean the file holds: a file under other names keeps its names
+    alone, for the mismatch message and its prefix hint."""
+    filled = dict(state)
+    for name, m in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if (
+            isinstance(m, _NormBase)
+            and m.track_running_stats
+            and isinstance(m.num_batches_tracked, torch.Tensor)
+            and prefix + "running_mean" in state
+        ):
+            filled.setdefault(prefix + "num_batches_tracked", m.num_batches_tracked)
+    return filled
 
 
 def _made_in_forward(
