@@ -26,6 +26,7 @@ still checked against the model built.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -46,7 +47,7 @@ from torch.nn.parameter import is_lazy
 from cnnlab.design.build import build as build_spec
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import RunError, SpecError
-from cnnlab.train.modelargs import declared_by, literal, parse_model_args
+from cnnlab.train.modelargs import Declared, declared_by, literal, parse_model_args
 
 ACCEPT_CHANGED_ENV = "CNNLAB_ACCEPT_CHANGED_CODE"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -206,19 +207,24 @@ def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSo
             f"--model {ref!r}: {where!r} is neither a .py file nor a dotted module name"
         )
     canonical = _canonical(ref, where, file)
-    parsed = parse_model_args(ref, args, lambda name: _declared(canonical, file, name))
+    parsed = parse_model_args(ref, args, _declarations(canonical, file))
     return ModelSource("code", canonical, parsed, file, file_sha256(file))
 
 
-def _declared(reference: str, file: Path, name: str) -> tuple[str, Any] | None:
-    """What the factory's parameter `name` takes (`modelargs.declared_by`), for the advice on
-    a --model-arg value that is no literal: the factory is loaded (its code runs, as the
-    command would run it), None when it cannot be."""
-    try:
-        factory = _load_factory(reference, file, f"--model {reference}")
-    except SpecError:
-        return None
-    return declared_by(factory)(name)
+def _declarations(reference: str, file: Path) -> Declared:
+    """What each of the factory's parameters takes (`modelargs.declared_by`), to check the
+    --model-arg values against and advise on them. The factory is loaded (its code runs, as
+    the command would run it) once, at the first name asked; every name None when it cannot
+    be."""
+
+    @functools.cache
+    def declared() -> Declared:
+        try:
+            return declared_by(_load_factory(reference, file, f"--model {reference}"))
+        except SpecError:
+            return lambda name: None
+
+    return lambda name: declared()(name)
 
 
 def file_sha256(path: Path) -> str:
