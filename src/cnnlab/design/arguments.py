@@ -23,14 +23,17 @@ class Invalid(Exception):
 
 
 _INTEGER_TEXT = r"\s*[-+]?\d+\s*"
-_NUMBER_TEXT = r"\s*[-+]?(\d+\.?\d*|\.\d+)\s*"
+_NUMBER_TEXT = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
+_LEADING_ZERO = r"\s*[-+]?0\d+\s*"  # YAML reads 08 and 09 as text, 010 as octal
 
 
 def _quoted_number(value: Any, pattern: str = _NUMBER_TEXT) -> str:
     """'' unless `value` is text that reads as a number ("32", '0.2'): then how to write it."""
-    if isinstance(value, str) and len(value) <= 40 and re.fullmatch(pattern, value):
-        return f" the text {quote(value)}, in quotes; write {value.strip()} without them"
-    return ""
+    if not isinstance(value, str) or len(value) > 40 or not re.fullmatch(pattern, value):
+        return ""
+    if re.fullmatch(_LEADING_ZERO, value):
+        return f" the text {quote(value)}: write {int(value)}, without the leading zero"
+    return f" the text {quote(value)}, in quotes; write {value.strip()} without them"
 
 
 def integer(value: Any, minimum: int) -> int:
@@ -105,9 +108,7 @@ def flag(value: Any) -> bool:
 
 
 def number(value: Any) -> float:
-    """A finite real number. YAML 1.1 reads ``1e-3`` as text: say so."""
-    if isinstance(value, str) and re.fullmatch(r"[-+]?\d*\.?\d+[eE][-+]?\d+", value):
-        raise Invalid(f"must be a number, got the text {value!r}: YAML 1.1 wants 1.0e-3, not 1e-3")
+    """A finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise Invalid(f"must be a number, got{_quoted_number(value) or ' ' + quote(value)}")
     try:

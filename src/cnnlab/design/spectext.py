@@ -86,11 +86,11 @@ _UniqueKeyLoader.add_implicit_resolver(  # PyYAML's, without its base-60 form
     re.compile(r"^[-+]?(?:0b[0-1_]+|0[0-7_]+|0|[1-9][0-9_]*|0x[0-9a-fA-F_]+)$"),
     list("-+0123456789"),
 )
-_UniqueKeyLoader.add_implicit_resolver(  # PyYAML's, without its base-60 form
-    "tag:yaml.org,2002:float",
+_UniqueKeyLoader.add_implicit_resolver(  # PyYAML's, without its base-60 form; exponents as
+    "tag:yaml.org,2002:float",  # YAML 1.2, JSON and Python write them (1e-3, 1.0e3)
     re.compile(
-        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+        r"|[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
     ),
     list("-+0123456789."),
 )
