@@ -366,14 +366,19 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
 
     def _window_out(self, x: Tensor, w: Window) -> tuple[int, int] | None:
         """The (H, W) window w makes of x's last two axes (None for a 1-D x, or padding
-        "same": x's own); an output below 1×1 is an error naming the layer."""
+        "same": x's own); an output below 1×1 is an error naming the layer and, besides the
+        window's own fixes, the input: a model brought whole (a MONAI DenseNet-121 on 28×28
+        images) is fixed by a larger image, not by editing its layers."""
         if w.same or x.dim() < 2:
             return None
         try:
             return C.window_out(tuple(x.shape[-2:]), w)
         except SpecError as err:
             size = "×".join(map(str, x.shape[-2:]))
-            raise SpecError(f"{self.where()}: on a {size} map, {err}") from None
+            image = "×".join(map(str, self.image))
+            raise SpecError(
+                f"{self.where()}: on a {size} map, {err}, or a larger input image than {image}"
+            ) from None
 
     def _tag_outputs(self, func, args, kwargs, out, tagged, w) -> None:
         """Tags each tensor of `out` (chunk, split and unbind return several)."""
