@@ -7,6 +7,7 @@ loading (split, statistics, loader) is written once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,20 +41,9 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         x, y = self.images, self.labels
-        if x.dtype != torch.uint8 or x.dim() != 4:
-            raise DataError(
-                f"{self.source}: images must be uint8 (N, C, H, W), got {x.dtype} {tuple(x.shape)}"
-            )
-        if y.dtype != torch.int64 or y.dim() != 1 or len(y) != len(x):
-            raise DataError(
-                f"{self.source}: labels must be int64 (N,) with N={len(x)}, "
-                f"got {y.dtype} {tuple(y.shape)}"
-            )
-        if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
-            raise DataError(
-                f"{self.source}: labels span {int(y.min())}..{int(y.max())} "
-                f"but there are {len(self.classes)} classes"
-            )
+        _check_images(x, self.source)
+        _check_classes(self.classes, self.source)
+        _check_labels(y, len(x), len(self.classes), self.source)
         object.__setattr__(self, "classes", tuple(self.classes))
 
     def __len__(self) -> int:
@@ -78,6 +68,114 @@ class ImageSet:
             f"ImageSet({len(self)} images {c}×{h}×{w}, {len(self.classes)} classes, "
             f"source={self.source!r})"
         )
+
+
+# A channel count training converts (1 gray, 3 RGB) or a file may hold (4: RGBA). An
+# (N, H, W, C) array (NumPy's and PIL's layout) read as (N, C, H, W) has H channels and
+# images C pixels wide: it would train on columns of pixels, without an error.
+_IMAGE_CHANNELS = (1, 3, 4)
+
+
+def _check_images(x: Any, source: str) -> None:
+    """DataError unless `x` is a uint8 `(N, C, H, W)` tensor, naming the conversion that
+    makes the array the user has into one."""
+    want = f"{source}: images must be a uint8 tensor (N, C, H, W) in 0..255"
+    if not isinstance(x, torch.Tensor):
+        kind = type(x).__name__
+        fix = "torch.from_numpy(images)" if hasattr(x, "__array__") else "torch.as_tensor(images)"
+        raise DataError(f"{want}, got a {kind}: pass {fix}")
+    shape = tuple(x.shape)
+    if x.dim() == 3:
+        raise DataError(
+            f"{want}, got {shape}: for gray images (N, H, W) add the channel dim, "
+            "images.unsqueeze(1)"
+        )
+    if x.dim() != 4:
+        raise DataError(f"{want}, got {x.dtype} {shape}")
+    if shape[1] not in _IMAGE_CHANNELS and shape[3] in _IMAGE_CHANNELS:
+        raise DataError(
+            f"{want}, got {shape}, which reads as {shape[1]} channels of {shape[2]}×{shape[3]} "
+            f"pixels; images laid out (N, H, W, C) (NumPy, PIL) need "
+            "images.permute(0, 3, 1, 2).contiguous()"
+        )
+    if x.dtype != torch.uint8:
+        raise DataError(f"{want}, got {x.dtype} {shape}{_uint8_fix(x)}")
+
+
+def _uint8_fix(x: torch.Tensor) -> str:
+    """How images of another dtype become uint8, judged by their range: [0, 1] floats are
+    scaled by 255 (a plain .to(torch.uint8) makes them all 0 or 1, black)."""
+    if x.numel() == 0 or x.dtype == torch.bool or x.is_complex():
+        return ""
+    low, high = float(x.min()), float(x.max())
+    if low < 0 or high > 255:
+        return f" in {low:g}..{high:g}: scale them to 0..255 first, then .round().to(torch.uint8)"
+    if x.is_floating_point() and high <= 1:
+        return f" in [{low:g}, {high:g}]: use (images * 255).round().to(torch.uint8)"
+    rounded = ".round()" if x.is_floating_point() else ""
+    return f" in {low:g}..{high:g}: use images{rounded}.to(torch.uint8)"
+
+
+def _check_classes(classes: Any, source: str) -> None:
+    """Class names: distinct strings, one per label value. A run records them in
+    config.json, whose reader refuses anything else: a set named by range(10) trained and
+    wrote a run no command could open."""
+    if isinstance(classes, str):  # a string is a sequence: 'cat dog' made 7 classes
+        raise DataError(
+            f"{source}: classes must be a list of names, one per label value, got the "
+            f"string {classes!r}; e.g. classes=['cat', 'dog']"
+        )
+    names = list(classes)
+    if not all(isinstance(c, str) for c in names):
+        raise DataError(
+            f"{source}: class names must be strings, got {names[:4]!r}"
+            f"{' ...' if len(names) > 4 else ''}; e.g. classes=[str(c) for c in classes]"
+        )
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise DataError(
+            f"{source}: class names must be distinct (each names one label value), "
+            f"{', '.join(map(repr, twice))} is given twice"
+        )
+
+
+def _check_labels(y: Any, n: int, k: int, source: str) -> None:
+    """DataError unless `y` is int64 `(n,)` in 0..k-1, naming the conversion or the likely
+    slip (labels counted from 1, class names for indices)."""
+    want = f"{source}: labels must be an int64 tensor (N,) of class indices 0..{k - 1}, N={n}"
+    if not isinstance(y, torch.Tensor):
+        items = list(y) if isinstance(y, list | tuple) else []
+        if items and all(isinstance(v, str) for v in items):
+            fix = "names are not indices: torch.tensor([classes.index(c) for c in labels])"
+        elif hasattr(y, "__array__"):
+            fix = "pass torch.from_numpy(labels).long()"
+        else:
+            fix = "pass torch.as_tensor(labels, dtype=torch.int64)"
+        raise DataError(f"{want}, got a {type(y).__name__}: {fix}")
+    shape = tuple(y.shape)
+    if y.dim() == 2 and shape[0] == n and shape[1] == k and k > 1:
+        raise DataError(f"{want}, got {shape}, one-hot rows: use labels.argmax(1)")
+    if y.dim() == 2 and shape[0] == n and shape[1] == 1:
+        raise DataError(f"{want}, got {shape}: use labels.flatten()")
+    if y.dim() != 1 or len(y) != n:
+        raise DataError(f"{want}, got {y.dtype} {shape}")
+    if y.dtype != torch.int64:
+        whole = not y.is_floating_point() or bool((y == y.round()).all())
+        fix = ": use labels.long()" if whole and y.dtype != torch.bool else ""
+        raise DataError(f"{want}, got {y.dtype}{fix}")
+    if not n:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low >= 0 and high < k:
+        return
+    fix = ""
+    if low >= 1 and high == k:
+        fix = f"; they seem to count from 1: use labels - 1 (classes in the order of 1..{k})"
+    elif low < 0:
+        fix = "; a negative label (often -1, unlabelled) is no class: drop those images"
+    else:
+        fix = f"; give one class name per label value ({high + 1} names for 0..{high})"
+    raise DataError(f"{source}: labels span {low}..{high} but there are {k} classes{fix}")
 
 
 def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
