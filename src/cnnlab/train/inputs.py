@@ -185,9 +185,11 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
     """(train ImageSet, test ImageSet or None, name stored in config.json). input_shape None
     (a model from code or a module): the data set's own channels and size."""
     if isinstance(data, ImageSet):  # as `--data` names it, when load_dataset read it
-        train_set, test_set, name = data, None, data.loaded_as or data.source
-    elif isinstance(data, tuple) and len(data) == 2:
-        train_set, test_set, name = data[0], data[1], data[0].loaded_as or data[0].source
+        train_set, test_set = check_pair(data, None)
+        name = data.loaded_as or data.source
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        train_set, test_set = check_pair(*data)
+        name = train_set.loaded_as or train_set.source
     else:
         name = str(data_name(data))
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
@@ -198,6 +200,44 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
             "'train' to 100 % and loss 0 and mean nothing)"
         )
     return train_set, test_set, name
+
+
+def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None]:
+    """A (train, test) pair of ImageSets whose test split is scored as the train split's: the
+    same classes in the same order (a label is an index into them) and the same image shape.
+    A test set of other classes was scored on the train set's indices, and one of another size
+    ran through a pooling model at chance, both without an error; a pair of tensors raised
+    AttributeError, an empty test set ZeroDivisionError after the training."""
+    if not isinstance(train_set, ImageSet) or not isinstance(test_set, ImageSet | None):
+        kinds = f"({type(train_set).__name__}, {type(test_set).__name__})"
+        raise DataError(
+            f"data {kinds}: a pair must be (train, test) ImageSets (test may be None); for "
+            "tensors of images and labels, make one: cnnlab.data.ImageSet(images, labels, "
+            "classes, 'my data')"
+        )
+    if not len(train_set):
+        raise DataError(f"{train_set.source}: the training set has no images")
+    if test_set is None:
+        return train_set, None
+    if not len(test_set):
+        raise DataError(
+            f"{test_set.source}: the test set has no images; pass (train, None) to train "
+            "without a test split"
+        )
+    if test_set.classes != train_set.classes:
+        raise DataError(
+            f"{test_set.source}: the test set's classes ({', '.join(test_set.classes)}) are "
+            f"not the training set's ({', '.join(train_set.classes)}): a label is an index "
+            "into them, so give both sets one classes list, in one order"
+        )
+    if test_set.shape != train_set.shape:
+        c, h, w = train_set.shape
+        raise DataError(
+            f"{test_set.source}: the test images are {'×'.join(map(str, test_set.shape))}, "
+            f"the training images {c}×{h}×{w}; convert them to the training size: "
+            f"cnnlab.data.conform(test, channels={c}, size=({h}, {w}))"
+        )
+    return train_set, test_set
 
 
 FLIP_NOTE = (
