@@ -351,7 +351,8 @@ def activation_maximization(
     after each step; a Fourier image is lo + (hi−lo)·sigmoid(·)); default: the min and max of
     `data` when given, else unbounded.
     input_size (C, H, W): default the shape of `data`'s images.
-    data: Tensor (N, C, H, W), (images, labels) or iterable of batches; with it each result has
+    data: Tensor (N, C, H, W), (images, labels) or iterable of batches (float images normalised
+    as for training, or any images with `preprocess`, e.g. `run.preprocess`); with it each has
     data_max (the strongest activation, same objective, any data image gives that channel) and
     ratio = activation / data_max (nan where data_max ≤ 0: a channel the data never activates,
     or a layer whose outputs are negative, where a ratio means nothing).

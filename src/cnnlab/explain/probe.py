@@ -203,7 +203,8 @@ def linear_probe(
     "input" (raw pixels) first, then the layers in forward (depth) order.
 
     train, test: (images, labels) tensor pairs, ImageSet-like objects (.images, .labels) or
-    iterables of (x, y) batches; uint8 images become [0, 1] floats unless `preprocess` is given.
+    iterables of (x, y) batches; float images normalised as for training, or any images with
+    `preprocess` (e.g. `run.preprocess` for a run's uint8 data sets; uint8 without it: refused).
     layers: dotted names (one name: that layer); None = the model's blocks (see
     `default_probe_layers`).
     Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap (see `pool_features`),
