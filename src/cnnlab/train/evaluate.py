@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import read_images_sized
+from cnnlab.data import ImageSet, read_images_sized
 from cnnlab.design.spec import shapes
 from cnnlab.errors import DataError
 from cnnlab.inspect.progress import Progress, batch_count
@@ -153,12 +153,19 @@ def class_accuracy(confusion: torch.Tensor) -> tuple[float | None, ...]:
 
 
 def evaluate(
-    run: Run, split: str = "test", *, tta: bool = False, progress: Progress | None = None
+    run: Run,
+    split: str | ImageSet = "test",
+    *,
+    tta: bool = False,
+    progress: Progress | None = None,
 ) -> Evaluation:
-    """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`.
+    """Accuracy, per-class accuracy and confusion matrix of `run` on its data's `split`
+    ("train" | "test"), or on an ImageSet of the run's classes and input shape (images the
+    run's data does not hold: a run trained on ImageSets records none it can read again).
     tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one).
     progress: per batch, see `predict_logits`."""
-    ds = run.dataset(split)
+    ds = run.dataset(split) if isinstance(split, str) else fitting(run, split)
+    split = split if isinstance(split, str) else ds.source
     x = run.preprocess(ds.images)  # (N, C, H, W) normalized
     shift, flip = int(run.config.get("tta_shift", 0)), run.config.get("flip") is not False
     logits = predict_logits(
@@ -183,6 +190,30 @@ def evaluate(
         per_class=class_accuracy(confusion),
         confusion=tuple(tuple(row) for row in confusion.tolist()),
     )
+
+
+def fitting(run: Run, ds: Any) -> ImageSet:
+    """`ds` if it is an ImageSet the run can score: its classes in the run's order (a label
+    is an index into them) and the run's input shape; else DataError with the fix."""
+    if not isinstance(ds, ImageSet):
+        raise DataError(
+            f"split must be 'train', 'test' or an ImageSet, got {type(ds).__name__}; for "
+            "tensors of images and labels: ImageSet(images, labels, run.classes, 'my images')"
+        )
+    if ds.classes != run.classes:
+        raise DataError(
+            f"{ds.source}: its classes ({', '.join(ds.classes)}) are not the run's "
+            f"({', '.join(run.classes)}): labels are indices into them; give the set the "
+            "run's classes, in its order"
+        )
+    if ds.shape != run.input_shape:
+        c, h, w = run.input_shape
+        raise DataError(
+            f"{ds.source}: its images are {'×'.join(map(str, ds.shape))}, the run's input "
+            f"{c}×{h}×{w}; convert them: cnnlab.data.conform(images, channels={c}, "
+            f"size=({h}, {w}))"
+        )
+    return ds
 
 
 # --- prediction on image files -----------------------------------------------------------

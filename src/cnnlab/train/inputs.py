@@ -122,6 +122,12 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
         )
     choice = _stored_model(out, stored, model_or_spec, stored_config.seed)
     gone = data_gone(stored["data"])
+    if data is None and stored.get("data_in_memory"):
+        raise RunError(
+            f"cannot resume {out}: it was trained on images given in Python (an ImageSet, "
+            f"{stored['data']!r}), which it cannot read again; pass them as before: "
+            "train(model, data, out, resume=True)"
+        )
     if data is None and gone:
         raise RunError(f"cannot resume {out}: its data is missing{gone}")
     if data is None:
@@ -200,6 +206,15 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
             "'train' to 100 % and loss 0 and mean nothing)"
         )
     return train_set, test_set, name
+
+
+def memory_record(data: Any) -> dict[str, bool]:
+    """config.json's {"data_in_memory": True} for images given as ImageSets that
+    `load_dataset` did not read (the user's arrays): no command can read them again, so the
+    run's data name is only their `source` text, and `Run.dataset` says so rather than load
+    whatever that text names (a data set, a directory of other classes)."""
+    first = data[0] if isinstance(data, tuple | list) and data else data
+    return {"data_in_memory": True} if isinstance(first, ImageSet) and not first.loaded_as else {}
 
 
 def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None]:

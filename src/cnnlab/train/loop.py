@@ -42,6 +42,7 @@ from cnnlab.train.inputs import (
     choose_model,
     data_notes,
     load_data,
+    memory_record,
     resolve_flip,
     resume_inputs,
 )
@@ -167,7 +168,8 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
     if run is not None and not request.resume:
         run.clear()  # every check passed: only now does --force remove the old run
         try:
-            run.start(choice.spec_text, _run_config(choice, parts.config, splits, parts))
+            record = _run_config(choice, parts.config, splits, parts)
+            run.start(choice.spec_text, {**record, **memory_record(request.data)})
         except RunError as error:
             raise guard.way_on(error, run.path) from error
     if request.resume:

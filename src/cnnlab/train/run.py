@@ -45,11 +45,13 @@ from cnnlab.train.run_files import (
     HASHES_KEY,
     MODEL_WEIGHTS,
     SPEC,
+    check_classes,
     check_config,
     data_gone,
     read_config,
     read_metrics,
     run_hashes,
+    unreadable_data,
     writer,
 )
 from cnnlab.train.source import ModelSource
@@ -125,6 +127,7 @@ class Run:
                 "it again with --data NAME|DIR (eval and probe read its data; diagnose also "
                 "takes --data)"
             )
+        unreadable_data(self.path, self.config)
         try:
             found = load_dataset(self.data, split, channels=c, size=(h, w))
         except CnnlabError as error:
@@ -132,6 +135,7 @@ class Run:
                 f"{self.path}: cannot load its data {self.data!r}: {error}{data_gone(self.data)}"
             ) from error
         self._check_holdout()
+        check_classes(self.path, self.config, found.classes)
         return found
 
     def with_data(self, folder: str | Path) -> Run:

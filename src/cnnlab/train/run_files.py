@@ -150,6 +150,32 @@ def data_gone(data: Any) -> str:
     )
 
 
+def unreadable_data(path: Path, config: dict[str, Any]) -> None:
+    """RunError for a run trained on images given in Python (`inputs.memory_record`): its
+    data name is their `source` text, which loaded whatever it named (sklearn's digits for
+    a set called 'digits') or was told 'unknown data set'."""
+    if config.get("data_in_memory"):
+        raise RunError(
+            f"{path} was trained on images given in Python (an ImageSet, {config['data']!r}), "
+            "which no command can read again; evaluate images of its classes with "
+            "cnnlab.train.evaluate.evaluate(run, ImageSet(...))"
+        )
+
+
+def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...]) -> None:
+    """RunError unless the data read again holds the run's classes, in its order: a label
+    is an index into them, so a class folder renamed since (DIR/train and DIR/test keep no
+    hold-out record) scored one class as another, and one added failed in the confusion
+    matrix with a reshape error."""
+    if list(found) == config["classes"]:
+        return
+    raise RunError(
+        f"{path}: its data {config['data']} now holds the classes {', '.join(found)}; the run "
+        f"was trained on {', '.join(config['classes'])}, and labels are indices into them: "
+        "restore the class folders as they were, or keep other classes in another folder"
+    )
+
+
 def check_config(config: dict[str, Any], path: Path) -> None:
     """Every field a later command relies on, checked; RunError naming file and field."""
     where = path / CONFIG
