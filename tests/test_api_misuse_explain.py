@@ -58,3 +58,35 @@ def test_uint8_data_for_activation_maximization_is_refused():
     told = explain.activation_maximization(net(), "1", [0], steps=1, data=x, preprocess=normalise)
     meant = explain.activation_maximization(net(), "1", [0], steps=1, data=normalise(x))
     assert torch.equal(told.images, meant.images) and torch.equal(told.data_max, meant.data_max)
+
+
+def probe(train, test) -> dict[str, float]:
+    return explain.linear_probe(net(), train, test, epochs=5)
+
+
+def test_labels_given_as_whole_floats_or_numpy_probe_as_class_indices():
+    (x, y), test = pixels(60, 0), pixels(30, 1)
+    x = normalise(x)
+    test = (normalise(test[0]), test[1])
+    meant = probe((x, y), test)
+    assert probe((x, y.float()), test) == meant  # as scikit-learn takes 0.0, 1.0, 2.0
+    assert probe((x, y.numpy()), (test[0], test[1].numpy())) == meant  # numpy: not 'no labels'
+
+
+@pytest.mark.parametrize(
+    "labels, told",
+    [
+        (lambda y: nn.functional.one_hot(y, 3), r"got shape \(60, 3\); give y\.argmax\(1\)"),
+        (lambda y: nn.functional.one_hot(y, 3).float(), r"give y\.argmax\(1\) \(one-hot rows\)"),
+        (lambda y: y[:, None], r"got shape \(60, 1\); give y\.reshape\(-1\)"),
+        # truncated by .long(): the probe scored 0.5 as class 0, with no word
+        (lambda y: y.float() / 2, "got the fractional label 0.5"),
+        # every probe scored 100 %
+        (lambda y: torch.zeros_like(y), "at least 2 classes in the training labels"),
+    ],
+)
+def test_labels_that_are_no_class_indices_are_told_the_fix(labels, told):
+    # one-hot and column labels were told 'linear probes need labels: pass (images, labels)'
+    (x, y), test = pixels(60, 0), pixels(30, 1)
+    with pytest.raises(ExplainError, match=told):
+        probe((normalise(x), labels(y)), (normalise(test[0]), test[1]))

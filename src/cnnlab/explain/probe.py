@@ -126,11 +126,7 @@ def extract_features(
         for done, (x, y) in enumerate(batches(data, batch_size), 1):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
-            if len(y) != len(x) or (len(y) and y.min() < 0):
-                raise ExplainError(
-                    f"linear probes need one class index >= 0 per image; got {len(x)} images "
-                    f"and labels {tuple(y.shape)} (min {y.min().item() if len(y) else '-'})"
-                )
+            y = class_indices(y, len(x))
             x = as_float(x, preprocess)
             forward(model, x, output, logits=False)
             for name in layers:
@@ -139,12 +135,42 @@ def extract_features(
                     if name == INPUT
                     else per_image(cap_.tensor(name), name, len(x), _ONE_ROW)
                 )
-            labels.append(y.long())
+            labels.append(y)
             if progress is not None:
                 progress(done, total, what)
     if not labels:
         raise ExplainError("linear probes got an empty data set")
     return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
+
+
+def class_indices(y: Tensor, n: int) -> Tensor:
+    """`y`, the labels of n images, as (n,) int64 class indices ≥ 0 (whole floats, 3.0, as
+    scikit-learn takes them); ExplainError naming the fix for anything else: one-hot (n, K)
+    rows, an (n, 1) column, fractional values (truncated by a cast, they probed classes the
+    data does not have), negative ones, another length."""
+    if y.dim() == 2 and y.shape[0] == n:
+        fix = "y.reshape(-1)" if y.shape[1] == 1 else "y.argmax(1) (one-hot rows)"
+        raise ExplainError(
+            f"linear probes need labels as class indices (N,), got shape {tuple(y.shape)}; "
+            f"give {fix}"
+        )
+    if y.dim() != 1 or len(y) != n:
+        raise ExplainError(
+            f"linear probes need one class index per image; got {n} images and labels "
+            f"{tuple(y.shape)}"
+        )
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        bad = y[y != y.round()][0].item()
+        raise ExplainError(
+            f"linear probes need labels as class indices, got the fractional label {bad:g} "
+            f"({y.dtype}); give the integer class of each image"
+        )
+    if y.dtype == torch.bool or y.is_complex() or (len(y) and y.min() < 0):
+        raise ExplainError(
+            f"linear probes need one class index >= 0 per image, got labels of {y.dtype} "
+            f"(min {y.min().item() if len(y) else '-'})"
+        )
+    return y.long()
 
 
 # a layer whose output has rows per window: the probe's fit failed on a batch-size mismatch
@@ -272,6 +298,11 @@ def _fit_probes(
     """{layer: test accuracy} of one `fit_logistic` per layer on ({layer: (N, D)}, labels (N,))
     features standardised with the training set's mean and std."""
     (xtr, ytr), (xte, yte) = train, test
+    if ytr.unique().numel() < 2:  # every probe would score 100 %: there is nothing to tell
+        raise ExplainError(
+            f"linear probes need at least 2 classes in the training labels, got only class "
+            f"{ytr[0].item()}: a probe of one class is right whatever the features hold"
+        )
     classes = int(max(ytr.max(), yte.max())) + 1
     result = {}
     if progress is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +36,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
         return
     if hasattr(data, "images") and hasattr(data, "labels"):
         data = (data.images, data.labels)
+    data = _from_numpy(data)
     if _is_pair(data):
         images, labels = data
         if len(images) != len(labels):  # not two batches: a pair whose lengths differ
@@ -51,7 +53,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
             f"data must be a Tensor (N, C, H, W), an (images, labels) pair or an iterable of "
             f"(x, y) batches, got {type(data).__name__}"
         ) from error
-    for item in items:
+    for item in map(_from_numpy, items):
         if isinstance(item, tuple | list) and len(item) >= 2:
             yield item[0], item[1]
         elif isinstance(item, tuple | list) and len(item) == 1:
@@ -63,15 +65,25 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
 
 
 def _is_pair(data: Any) -> bool:
-    """Whether `data` is one (images (N, ...), labels (M,)) pair rather than an iterable of
-    two batches."""
+    """Whether `data` is one (images (N, ...), labels) pair rather than an iterable of two
+    batches: labels (M,), or of fewer dims than the images (one-hot (M, K) or (M, 1) labels
+    of (N, C, H, W) images, which the functions that read labels then judge; two batches of
+    images have the same dims)."""
     return (
         isinstance(data, tuple | list)
         and len(data) == 2
         and all(isinstance(t, Tensor) for t in data)
         and data[0].dim() >= 2
-        and data[1].dim() == 1
+        and (data[1].dim() == 1 or 1 <= data[1].dim() < data[0].dim())
     )
+
+
+def _from_numpy(item: Any) -> Any:
+    """An (images, labels) pair or batch with its NumPy arrays as tensors (scikit-learn's data
+    sets, a NumPy pipeline's labels); anything else as given."""
+    if isinstance(item, tuple | list) and any(isinstance(a, np.ndarray) for a in item):
+        return type(item)(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in item)
+    return item
 
 
 def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
