@@ -288,24 +288,29 @@ def resize_note(files: Sequence[tuple[str, tuple[int, int]]], size: tuple[int, i
 
 def predict(
     run: Run,
-    images: Sequence[str | Path],
+    images: Sequence[str | Path] | str | Path,
     *,
     top: int = 5,
     progress: Progress | None = None,
     skipped: list[tuple[str, str]] | None = None,
     named: Collection[str] = (),
 ) -> list[Prediction]:
-    """Softmax top-`top` classes for each image file, read as training read its images
-    (`read_for_run`: the run's channels, resized to its input size; `Prediction.resized_to`
-    says when a file was). Predicted as `evaluate` predicts (the run's precision, no TTA),
-    so an image gets the class eval counts it as. progress: per batch, see `predict_logits`.
-    skipped: None, an unreadable file is a DataError; a list, such a file is left out and
-    appended to it as (path, why), as a folder's loader skips it (DataError if none is left).
-    named: files the user named (not found in a folder): one unreadable is a DataError even
-    when `skipped` is a list, raised before any other file is read or any image predicted.
+    """Softmax top-`top` classes for each image file (or the one file `images` names), read
+    as training read its images (`read_for_run`: the run's channels, resized to its input
+    size; `Prediction.resized_to` says when a file was). Predicted as `evaluate` predicts
+    (the run's precision, no TTA), so an image gets the class eval counts it as.
+    progress: per batch, see `predict_logits`. skipped: None, an unreadable file is a
+    DataError; a list, such a file is left out and appended to it as (path, why), as a
+    folder's loader skips it (DataError if none is left). named: files the user named (not
+    found in a folder): one unreadable is a DataError even when `skipped` is a list, raised
+    before any other file is read or any image predicted.
     """
+    if isinstance(images, str | Path):  # a str is a sequence: its characters were read as files
+        images = [images]
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise DataError(f"top must be a whole number of classes, at least 1, got {top!r}")
     _, height, width = run.input_shape
-    k = max(1, min(top, len(run.classes)))
+    k = min(top, len(run.classes))
     if skipped is None:
         pixels, sizes = read_for_run(images, run.input_shape)  # (B, C, H, W) uint8
     else:
