@@ -90,3 +90,37 @@ def test_labels_that_are_no_class_indices_are_told_the_fix(labels, told):
     (x, y), test = pixels(60, 0), pixels(30, 1)
     with pytest.raises(ExplainError, match=told):
         probe((normalise(x), labels(y)), (normalise(test[0]), test[1]))
+
+
+def by_hand_saliency(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """max over channels of |∂ logit_predicted / ∂ x|, with torch.autograd."""
+    x = x.detach().requires_grad_()
+    logits = model(x)
+    logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+    return x.grad.abs().amax(1)
+
+
+SHAPES = {  # what was given, what the error tells, how to follow it
+    "one grey (H, W) image": (lambda x: x[0, 0], r"x\[None, None\]", lambda x: x[None, None]),
+    # told x.unsqueeze(0): (1, B, H, W), B channels for a 1-channel net
+    "grey (B, H, W) images": (lambda x: x[:, 0], r"x\.unsqueeze\(1\)", lambda x: x.unsqueeze(1)),
+    "(B, H, W, C) images": (
+        lambda x: x.permute(0, 2, 3, 1),
+        r"look channels-last .* x\.permute\(0, 3, 1, 2\)",
+        lambda x: x.permute(0, 3, 1, 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("given", SHAPES)
+def test_images_of_a_common_other_shape_are_told_the_fix_that_works(given):
+    shape, told, follow = SHAPES[given]
+    model, x = net(), normalise(pixels(4, 0)[0])
+    if given == "(B, H, W, C) images":  # a 3-channel net: torch counts the height as channels
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 3)).eval()
+        x = x.expand(-1, 3, -1, -1).contiguous()
+    wrong = shape(x)
+    with pytest.raises(ExplainError, match=told):
+        explain.saliency(model, wrong)
+    expected = by_hand_saliency(model, x[:1] if given.startswith("one") else x)
+    torch.testing.assert_close(explain.saliency(model, follow(wrong)), expected)

@@ -30,13 +30,29 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
     if not isinstance(x, Tensor):
         raise ExplainError(f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
     if (x.dim() < 2 if flat else x.dim() != 4) or x.shape[0] == 0:
+        got = f"got {tuple(x.shape)}"
         raise ExplainError(
-            f"images must have shape (B, C, H, W) with B ≥ 1, got {tuple(x.shape)}; "
-            "add a batch dimension with x.unsqueeze(0)"
+            f"images must have shape (B, C, H, W) with B ≥ 1, {got}; {_shape_fix(x)}"
         )
     if not x.is_floating_point():
         raise ExplainError(_not_float(x))
     return x
+
+
+def _shape_fix(x: Tensor) -> str:
+    """How to make (B, C, H, W) images of x: the dims it lacks where that is clear, the two
+    readings of a 3-D x (one image, or a batch of grey images: unsqueeze(0) of 3 grey
+    images made one RGB image of them)."""
+    if x.dim() == 2:
+        return "if it is one grey (H, W) image, add its batch and channel dims: x[None, None]"
+    if x.dim() == 3:
+        return (
+            "add a batch dimension with x.unsqueeze(0) for one (C, H, W) image, or a channel "
+            "dimension with x.unsqueeze(1) for a batch of grey (B, H, W) images"
+        )
+    if x.dim() == 4:
+        return "the batch is empty: give at least one image"
+    return f"give {x.dim()}-D images as a 4-D batch (B, C, H, W), e.g. x.flatten(0, -4)"
 
 
 def _not_float(x: Tensor) -> str:
@@ -124,6 +140,21 @@ def _misfit(model: nn.Module, x: Tensor, error: Exception) -> ExplainError:
     return ExplainError(
         f"the model cannot run on images of shape {tuple(x.shape)} ({first}); give images "
         f"with the channels and size the model was trained on{_one_image(x)}"
+        f"{_channels_last(model, x)}"
+    )
+
+
+def _channels_last(model: nn.Module, x: Tensor) -> str:
+    """A hint for (B, H, W, C) images (NumPy's, PIL's and TensorFlow's order) where the
+    model's first conv takes C channels: torch's message counts their height as channels."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is None or x.dim() != 4 or x.shape[1] == conv.in_channels:
+        return ""
+    if x.shape[-1] != conv.in_channels:
+        return ""
+    return (
+        f"; these look channels-last (B, H, W, C) with C = {x.shape[-1]}, the first conv's "
+        "channels: give x.permute(0, 3, 1, 2)"
     )
 
 
@@ -133,7 +164,10 @@ def _one_image(x: Tensor) -> str:
     Flatten(1) or the logits' (B, K) check refuses it."""
     if x.dim() != 3:
         return ""
-    return f"; if {tuple(x.shape)} is one (C, H, W) image, add its batch dim: x.unsqueeze(0)"
+    return (
+        f"; if {tuple(x.shape)} is one (C, H, W) image, add its batch dim: x.unsqueeze(0) "
+        "(a batch of grey (B, H, W) images: their channel dim, x.unsqueeze(1))"
+    )
 
 
 def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) -> Tensor:
