@@ -124,3 +124,16 @@ def test_images_of_a_common_other_shape_are_told_the_fix_that_works(given):
         explain.saliency(model, wrong)
     expected = by_hand_saliency(model, x[:1] if given.startswith("one") else x)
     torch.testing.assert_close(explain.saliency(model, follow(wrong)), expected)
+
+
+def test_actmax_takes_one_channel_as_an_int_and_refuses_fractions_and_a_reversed_range():
+    # an int raised TypeError 'int' object is not iterable; 1.5 was cast to channel 1; a
+    # (high, low) range clamped every pixel to one value, with no word
+    model, run = net(), explain.activation_maximization
+    one = run(model, "1", 3, steps=2, input_size=(1, 8, 8))
+    meant = run(model, "1", [3], steps=2, input_size=(1, 8, 8))
+    assert one.channels == (3,) and torch.equal(one.images, meant.images)
+    with pytest.raises(ExplainError, match=r"whole channel indices, got \[1.5\]"):
+        run(model, "1", [1.5], steps=2, input_size=(1, 8, 8))
+    with pytest.raises(ExplainError, match=r"low < high, got \(1, -1\)"):
+        run(model, "1", [0], steps=2, input_size=(1, 8, 8), value_range=(1, -1))

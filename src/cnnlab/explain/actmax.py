@@ -293,12 +293,29 @@ def _checked(
             value_range = (sample.min().item(), sample.max().item())
     if input_size is None:
         raise ExplainError("activation_maximization needs input_size=(C, H, W) or data")
-    chans = torch.as_tensor(list(channels), dtype=torch.long)
+    if value_range is not None and not value_range[0] < value_range[1]:  # clamped to one value
+        raise ExplainError(
+            f"value_range is (low, high) with low < high, got {tuple(value_range)} (without "
+            "value_range: the min and max of data); give the range real images take"
+        )
+    chans = _channel_indices(channels)
     if chans.numel() == 0:
         raise ExplainError(f"channels is empty; give at least one channel of layer {layer!r}")
     if restarts < 1:
         raise ExplainError(f"activation_maximization needs restarts ≥ 1, got {restarts}")
     return chans, tuple(input_size), value_range
+
+
+def _channel_indices(channels) -> Tensor:
+    """channels (an int, a sequence or a tensor of whole numbers) as a (N,) int64 tensor;
+    ExplainError for a fraction (a cast truncated 1.5 to channel 1) or no number."""
+    try:
+        given = torch.as_tensor(channels).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ExplainError(f"channels must be channel indices (ints), got {channels!r}") from error
+    if given.dtype == torch.bool or given.is_complex() or not torch.equal(given, given.round()):
+        raise ExplainError(f"channels must be whole channel indices, got {given.tolist()}")
+    return given.long()
 
 
 def _checked_dim(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> int:
@@ -317,7 +334,7 @@ def _checked_dim(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output)
 def activation_maximization(
     model: nn.Module,
     layer: str,
-    channels: Sequence[int],
+    channels: int | Sequence[int],
     *,
     steps: int = 128,
     lr: float = 0.1,
@@ -338,7 +355,7 @@ def activation_maximization(
     progress: Progress | None = None,
 ) -> ActMaxResult:
     """Images (len(channels), C, H, W) maximising each channel's activation at `layer` (its
-    centre unit, or its spatial mean with objective="mean").
+    centre unit, or its spatial mean with objective="mean"); channels: indices (one: an int).
 
     Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
     Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness
