@@ -137,3 +137,25 @@ def test_actmax_takes_one_channel_as_an_int_and_refuses_fractions_and_a_reversed
         run(model, "1", [1.5], steps=2, input_size=(1, 8, 8))
     with pytest.raises(ExplainError, match=r"low < high, got \(1, -1\)"):
         run(model, "1", [0], steps=2, input_size=(1, 8, 8), value_range=(1, -1))
+
+
+PAIR = (torch.randn(6, 1, 8, 8), torch.arange(6) % 2)
+LAYER_CALLS = {
+    "gradcam": lambda m, layer: explain.gradcam(m, torch.randn(2, 1, 8, 8), layer=layer),
+    "feature_maps": lambda m, layer: explain.feature_maps(m, torch.randn(2, 1, 8, 8), [layer]),
+    "effective_receptive_field": lambda m, layer: explain.effective_receptive_field(
+        m, layer, (1, 8, 8), n=1
+    ),
+    "activation_maximization": lambda m, layer: explain.activation_maximization(
+        m, layer, [0], steps=1, input_size=(1, 8, 8)
+    ),
+    "linear_probe": lambda m, layer: explain.linear_probe(m, PAIR, PAIR, layers=[layer], epochs=1),
+}
+
+
+@pytest.mark.parametrize("call", LAYER_CALLS)
+def test_a_sequential_index_given_as_an_int_is_told_its_str_name(call):
+    # 'unknown layer 2; valid layer names: 0, 1, 2, 3, ...': 2 among them
+    with pytest.raises(ExplainError, match=r"layer 2 is given as int; .* give '2'"):
+        LAYER_CALLS[call](net(), 2)
+    LAYER_CALLS[call](net(), "2")  # as told

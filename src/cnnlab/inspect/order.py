@@ -95,6 +95,11 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         name = plain.get(name, name)
     if isinstance(name, nn.Module):  # as Captum and pytorch-grad-cam take layers
         raise ExplainError(_module_given(model, name))
+    if not isinstance(name, str) and str(name) in modules:  # a Sequential's index, model[4]
+        raise ExplainError(
+            f"layer {name!r} is given as {type(name).__name__}; layers are named by their "
+            f"dotted module name, a str: give {str(name)!r}"
+        )
     if not isinstance(name, str) or not name or name not in modules:
         base, _, call = name.rpartition(" #") if isinstance(name, str) else ("", "", "")
         if base and base in modules and call.isdigit():  # a summary row's label, copied
