@@ -47,6 +47,7 @@ from cnnlab.train.run_files import (
     SPEC,
     check_classes,
     check_config,
+    check_given_model,
     data_gone,
     read_config,
     read_metrics,
@@ -216,9 +217,9 @@ def load_run(
     missing or broken file and how to fix it.
 
     model: the module a run trained from a Python object (train(module, ..., out)) used;
-    its weights are loaded into it, as it is. A model built from the run's code or spec has
-    each torch.compile wrapper replaced by the module it holds (`inspect.decompiled`).
-    accept_changed: see `cnnlab.train.source`."""
+    its weights are loaded into it, as it is (RunError for a run of a spec or code). A
+    model built from the run's code or spec has each torch.compile wrapper replaced by the
+    module it holds (`inspect.decompiled`). accept_changed: see `cnnlab.train.source`."""
     path = Path(path)
     # `predict IMAGE RUN`: was told to train into the image's path (a missing image too)
     if (path.exists() and not path.is_dir()) or path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -241,6 +242,7 @@ def load_run(
             f"make a run of its code: cnnlab import --model file.py:factory --weights "
             f"{path / MODEL_WEIGHTS} --data {config['data']} --out NEW_RUN"
         )
+    check_given_model(path, record, model)
     if record.get("kind") != "module":
         if record.get("kind") == "spec" and not (path / SPEC).is_file():
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")

@@ -150,6 +150,18 @@ def data_gone(data: Any) -> str:
     )
 
 
+def check_given_model(path: Path, record: dict[str, Any], model: Any) -> None:
+    """RunError for `load_run(path, model=...)` of a run that builds its own model (a spec,
+    the user's code): the model passed was ignored and kept its own weights, no error."""
+    if record.get("kind") == "module" or model is None:
+        return
+    made = SPEC if record.get("kind", "spec") == "spec" else "its model's code"
+    raise RunError(
+        f"{path} builds its model from {made}: the model passed would not get the weights; "
+        "open it without model= and use run.model"
+    )
+
+
 def unreadable_data(path: Path, config: dict[str, Any]) -> None:
     """RunError for a run trained on images given in Python (`inputs.memory_record`): its
     data name is their `source` text, which loaded whatever it named (sklearn's digits for
