@@ -92,11 +92,12 @@ def test_labels_that_are_no_class_indices_are_told_the_fix(labels, told):
         probe((normalise(x), labels(y)), (normalise(test[0]), test[1]))
 
 
-def by_hand_saliency(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """max over channels of |∂ logit_predicted / ∂ x|, with torch.autograd."""
+def by_hand_saliency(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    """max over channels of |∂ logit_target / ∂ x| (None: the predicted class), autograd's."""
     x = x.detach().requires_grad_()
     logits = model(x)
-    logits.gather(1, logits.argmax(1, keepdim=True)).sum().backward()
+    target = logits.argmax(1) if target is None else target
+    logits.gather(1, target[:, None]).sum().backward()
     return x.grad.abs().amax(1)
 
 
@@ -159,3 +160,19 @@ def test_a_sequential_index_given_as_an_int_is_told_its_str_name(call):
     with pytest.raises(ExplainError, match=r"layer 2 is given as int; .* give '2'"):
         LAYER_CALLS[call](net(), 2)
     LAYER_CALLS[call](net(), "2")  # as told
+
+
+@pytest.mark.parametrize("dtype", [torch.long, torch.float32])
+def test_one_hot_targets_are_told_argmax(dtype):
+    # told 'target has 6 entries for a batch of 2 images' (long), or to give integer class
+    # indices (float), whose .long() then has 6 entries
+    model, x = net(), torch.randn(2, 1, 8, 8)
+    target = torch.tensor([2, 0])
+    onehot = nn.functional.one_hot(target, 3).to(dtype)
+    for call in (explain.saliency, explain.gradcam):
+        with pytest.raises(
+            ExplainError, match=r"shape \(2, 3\), a one-hot row per image; give target\.argmax\(1\)"
+        ):
+            call(model, x, target=onehot)
+    told = explain.saliency(model, x, target=onehot.argmax(1))
+    torch.testing.assert_close(told, by_hand_saliency(model, x, target))

@@ -182,6 +182,11 @@ def resolve_target(target: int | Iterable[int] | Tensor | None, logits: Tensor) 
             f"target must be class indices (an int, a list of ints or a (B,) tensor), got "
             f"{target!r}"
         ) from error
+    if t.dim() == 2 and tuple(t.shape) == (batch, classes) and classes > 1:
+        raise ExplainError(
+            f"target must be class indices, got shape {tuple(t.shape)}, a one-hot row per "
+            "image; give target.argmax(1)"
+        )
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ExplainError(f"target must be integer class indices, got dtype {t.dtype}")
     t = t.long().reshape(-1)
