@@ -176,3 +176,15 @@ def test_one_hot_targets_are_told_argmax(dtype):
             call(model, x, target=onehot)
     told = explain.saliency(model, x, target=onehot.argmax(1))
     torch.testing.assert_close(told, by_hand_saliency(model, x, target))
+
+
+def test_overlay_refuses_a_normalised_image_or_an_unscaled_map_it_would_clamp():
+    # clamped to [0, 1]: the model's input lost its darks and lights, a map above 1 its peaks
+    model, x = net(), normalise(pixels(2, 0)[0])
+    cam = explain.gradcam(model, x)
+    with pytest.raises(ExplainError, match=r"pixels in \[0, 1\] .* got floats from -1 to"):
+        explain.overlay(x, cam)
+    with pytest.raises(ExplainError, match=r"heatmap in \[0, 1\], as gradcam gives, got .* to 4"):
+        explain.overlay(pixels(2, 0)[0], cam * 4)
+    pic = explain.overlay(pixels(2, 0)[0], cam)  # the pixels, as told
+    assert pic.shape == (2, 3, 8, 8) and 0 <= pic.min() and pic.max() <= 1

@@ -161,8 +161,28 @@ def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") 
         )
     if not image.is_floating_point():  # integer pixels are 8-bit values, 0..255
         image = image.float() / 255.0
-    heat = heat.detach().float().clamp(0, 1).cpu()  # numpy takes no bfloat16 map
+    _check_unit_range(image, heat)
+    heat = heat.detach().float().cpu()  # numpy takes no bfloat16 map
     colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
     coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
     base = image.detach().float().cpu().clamp(0, 1).expand(3, *image.shape[-2:])
     return (1 - alpha) * base + alpha * coloured
+
+
+def _check_unit_range(image: Tensor, heat: Tensor) -> None:
+    """ExplainError unless a float image and its heatmap lie in [0, 1]: clamped there, the
+    normalised images a model is given (-0.9..2.1 for a digits run) lost their darks and
+    lights, and a signed or unscaled map its values, with no word."""
+    if image.numel() and (image.min() < 0 or image.max() > 1):
+        raise ExplainError(
+            f"overlay needs the image's pixels in [0, 1] (floats) or 0..255 (integers), got "
+            f"floats from {image.min().item():.3g} to {image.max().item():.3g}: give the image "
+            "before normalisation (the normalised model input: rescale it for display, "
+            "(x - x.min()) / (x.max() - x.min()))"
+        )
+    if heat.numel() and (heat.min() < 0 or heat.max() > 1):
+        raise ExplainError(
+            f"overlay needs a heatmap in [0, 1], as gradcam gives, got values from "
+            f"{heat.min().item():.3g} to {heat.max().item():.3g}; scale it first, e.g. "
+            "heat / heat.max() for a map ≥ 0"
+        )
