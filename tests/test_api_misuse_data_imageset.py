@@ -102,3 +102,12 @@ def test_a_valid_set_is_taken_as_given(pixels):
     assert ds.classes == CLASSES and ds.shape == (3, 5, 7) and ds.class_counts() == [4, 4, 4]
     # a class with no image is a valid set (a label value the split lacks)
     assert ImageSet(pixels, LABELS, (*CLASSES, "d"), "mine").class_counts()[-1] == 0
+
+
+@pytest.mark.parametrize("shape", [(6, 2, 1, 1), (6, 5, 8, 8), (6, 8, 3, 3), (6, 16, 4, 4)])
+def test_other_channel_counts_in_the_layout_given_are_taken(shape):
+    """Only more channels than a file holds on an image narrower than high reads as
+    (N, H, W, C): two id channels of 1×1, 5-band images, 8 or 16 maps of 3×3 or 4×4 pass."""
+    assert (
+        ImageSet(torch.zeros(shape, dtype=torch.uint8), LABELS[:6], CLASSES, "m").shape == shape[1:]
+    )

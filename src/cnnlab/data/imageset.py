@@ -72,7 +72,8 @@ class ImageSet:
 
 # A channel count training converts (1 gray, 3 RGB) or a file may hold (4: RGBA). An
 # (N, H, W, C) array (NumPy's and PIL's layout) read as (N, C, H, W) has H channels and
-# images C pixels wide: it would train on columns of pixels, without an error.
+# images C pixels wide: it would train on columns of pixels, without an error. Refused when
+# it has more channels than an image file holds and is narrower than it is high.
 _IMAGE_CHANNELS = (1, 3, 4)
 
 
@@ -92,7 +93,7 @@ def _check_images(x: Any, source: str) -> None:
         )
     if x.dim() != 4:
         raise DataError(f"{want}, got {x.dtype} {shape}")
-    if shape[1] not in _IMAGE_CHANNELS and shape[3] in _IMAGE_CHANNELS:
+    if shape[1] > max(_IMAGE_CHANNELS) and shape[3] in _IMAGE_CHANNELS and shape[2] > shape[3]:
         raise DataError(
             f"{want}, got {shape}, which reads as {shape[1]} channels of {shape[2]}×{shape[3]} "
             f"pixels; images laid out (N, H, W, C) (NumPy, PIL) need "
