@@ -47,9 +47,17 @@ def train_val_split(
         members = torch.nonzero(ds.labels == c).flatten()
         is_val[members[torch.randperm(len(members), generator=gen)[:k]]] = True
     if val_fraction > 0 and not is_val.any():
+        # a class's last image stays for training: with one image per class no fraction
+        # holds any out, and "raise val_fraction" sent the user round in circles
+        fix = (
+            "raise val_fraction or use more data"
+            if max(ds.class_counts(), default=0) > 1
+            else "no class has a second image to hold out: use val_fraction 0 (no "
+            "validation) or more images per class"
+        )
         raise DataError(
             f"{ds.source}: val_fraction={val_fraction} of {len(ds)} images leaves no "
-            "validation image; raise val_fraction or use more data"
+            f"validation image; {fix}"
         )
     return (
         ds.subset(~is_val, f"{ds.source} [train split, seed {seed}]"),
