@@ -294,6 +294,24 @@ def check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
     )
 
 
+def check_one_image_steps(model: nn.Module, input_shape, per_rank: int) -> None:
+    """A batch of one image per rank must pass the model in training mode: a BatchNorm with
+    one value per channel (BatchNorm1d after the pooling, BatchNorm2d on 1×1 maps) raised
+    torch's 'Expected more than 1 value per channel when training' at the first step."""
+    if per_rank != 1:
+        return
+    x = torch.zeros(1, *input_shape)
+    try:
+        with preserved(model, train=True), torch.no_grad():
+            model(x)
+    except ValueError as error:  # torch's BatchNorm check; anything else is not this rule's
+        why = str(error).splitlines()[0]
+        raise ConfigError(
+            f"a batch of 1 image per step cannot train this model ({why}: a BatchNorm needs "
+            "two values per channel); use --batch-size 2 (per rank) or more"
+        ) from None
+
+
 def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) -> None:
     """Data shape, class count and the image-size options against the model."""
     _check_trainable(choice)

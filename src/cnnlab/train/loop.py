@@ -38,6 +38,7 @@ from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make
 from cnnlab.train.inputs import (
     check_arguments,
     check_fit,
+    check_one_image_steps,
     check_steps,
     choose_model,
     data_notes,
@@ -219,6 +220,7 @@ def _splits(data, choice, config: TrainConfig, strict: bool, dist) -> Splits:
         train_part, val_part = train_set, None
     check_steps(len(train_part), config, dist.world_size)
     check_fit(choice, tuple(train_set.shape), train_set.classes, config)
+    check_one_image_steps(choice.model, train_set.shape, config.batch_size // dist.world_size)
     mean, std = normalization_stats(train_part)
     notes = data_notes(train_set, test_set)
     return Splits(train_part, val_part, test_set, mean, std, train_set.classes, name, notes)
