@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from cnnlab.cli.notes import print_name_note, print_stray_note
 from cnnlab.design.presetfiles import preset_names
@@ -166,17 +168,20 @@ def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def reporters(quiet: bool) -> dict:
+def reporters(quiet: bool, json_out: bool = False) -> dict:
     """train()'s progress keywords: a rich bar on a terminal, else one plain line per epoch
-    (a bar redrawn in a log file shows nothing until the end)."""
+    (a bar redrawn in a log file shows nothing until the end). With --json both go to
+    stderr: stdout holds the JSON document alone (`train --json > result.json`, `| jq`)."""
     if quiet or not is_main_rank():
         return {}
-    if not sys.stdout.isatty():
-        return {"on_epoch": _print_epoch}
-    return {"progress": _progress()}
+    stream = sys.stderr if json_out else sys.stdout
+    if not stream.isatty():
+        return {"on_epoch": functools.partial(_print_epoch, file=stream)}
+    return {"progress": _progress(stream)}
 
 
-def _progress():
+def _progress(stream: TextIO | None = None):  # None: rich's stdout
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -203,6 +208,7 @@ def _progress():
         Measured(0),
         Measured(1),
         TimeRemainingColumn(),
+        console=Console(file=stream),
     )
 
 
@@ -215,11 +221,12 @@ def bar_fields(loss: float, acc: float, ips: float) -> tuple[str, str]:
     return f"loss {loss:.3f}  acc {acc:.3f}", f"{ips:,.0f} img/s"
 
 
-def _print_epoch(row: dict, epochs: int) -> None:
+def _print_epoch(row: dict, epochs: int, file: TextIO | None = None) -> None:
     val = f"  val acc {row['val_acc']:.4f}" if "val_acc" in row else ""
     print(
         f"epoch {row['epoch']}/{epochs}  loss {row['train_loss']:.4f}  acc "
         f"{row['train_acc']:.4f}{val}  {row['img_per_s']:,.0f} img/s  {row['seconds']:.1f} s",
+        file=file,
         flush=True,
     )
 
@@ -274,6 +281,7 @@ def _train(args) -> int:
         print(
             f"{world} ranks; a rank that stops makes the others fail after "
             f"{timeout_seconds():g} s (set CNNLAB_DDP_TIMEOUT to change it)",
+            file=sys.stderr if args.json else sys.stdout,
             flush=True,
         )
     options = {
@@ -283,7 +291,8 @@ def _train(args) -> int:
         "checkpoint_seconds": args.checkpoint_seconds,
     }
     try:
-        result = run_training(model, data, args.out, config, **options, **reporters(args.quiet))
+        progress = reporters(args.quiet, args.json)
+        result = run_training(model, data, args.out, config, **options, **progress)
     except CnnlabError as error:  # 'cannot convert 1-channel images to 32 channels': say why
         note = _input_order_note(model) if "channel" in str(error) else ""
         if note:
