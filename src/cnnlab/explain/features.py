@@ -138,9 +138,9 @@ def normalize_maps(maps: Tensor) -> Tensor:
 
 
 def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") -> Tensor:
-    """A heatmap over an image: (1|3, H, W) or (H, W) in [0, 1] (integers: 0..255) and (H, W)
-    in [0, 1] → (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives,
-    → (B, 3, H, W)."""
+    """A heatmap over an image: (1|3, H, W) or (H, W) in [0, 1] (integers: 0..255; floats
+    outside [0, 1], a normalised model input: min-max scaled) and (H, W) in [0, 1] →
+    (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives, → (B, 3, H, W)."""
     from matplotlib import colormaps
 
     if image.dim() == 4:
@@ -161,28 +161,33 @@ def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") 
         )
     if not image.is_floating_point():  # integer pixels are 8-bit values, 0..255
         image = image.float() / 255.0
-    _check_unit_range(image, heat)
-    heat = heat.detach().float().cpu()  # numpy takes no bfloat16 map
+    image, heat = _displayed(image), _checked_heat(heat)
     colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
     coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
-    base = image.detach().float().cpu().clamp(0, 1).expand(3, *image.shape[-2:])
+    base = image.expand(3, *image.shape[-2:])
     return (1 - alpha) * base + alpha * coloured
 
 
-def _check_unit_range(image: Tensor, heat: Tensor) -> None:
-    """ExplainError unless a float image and its heatmap lie in [0, 1]: clamped there, the
-    normalised images a model is given (-0.9..2.1 for a digits run) lost their darks and
-    lights, and a signed or unscaled map its values, with no word."""
-    if image.numel() and (image.min() < 0 or image.max() > 1):
-        raise ExplainError(
-            f"overlay needs the image's pixels in [0, 1] (floats) or 0..255 (integers), got "
-            f"floats from {image.min().item():.3g} to {image.max().item():.3g}: give the image "
-            "before normalisation (the normalised model input: rescale it for display, "
-            "(x - x.min()) / (x.max() - x.min()))"
-        )
+def _displayed(image: Tensor) -> Tensor:
+    """A float image as overlay draws it: as given inside [0, 1]; else (the normalised input
+    a model is given, -0.94..2.14 for a digits run) min-max scaled to [0, 1] over the whole
+    image, which gives a single-channel image's pixels back, up to their own min and max.
+    Clamped to [0, 1] instead, it lost its darks and lights."""
+    image = image.detach().float().cpu()
+    lo, hi = image.min(), image.max()
+    if image.numel() == 0 or (lo >= 0 and hi <= 1):
+        return image
+    return (image - lo) / (hi - lo).clamp(min=1e-12)
+
+
+def _checked_heat(heat: Tensor) -> Tensor:
+    """heat as float32 on the CPU (numpy takes no bfloat16 map); ExplainError outside [0, 1],
+    where the colormap clamped a signed or unscaled map (a saliency's) with no word."""
+    heat = heat.detach().float().cpu()
     if heat.numel() and (heat.min() < 0 or heat.max() > 1):
         raise ExplainError(
             f"overlay needs a heatmap in [0, 1], as gradcam gives, got values from "
             f"{heat.min().item():.3g} to {heat.max().item():.3g}; scale it first, e.g. "
             "heat / heat.max() for a map ≥ 0"
         )
+    return heat
