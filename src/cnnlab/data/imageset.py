@@ -6,6 +6,7 @@ loading (split, statistics, loader) is written once.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -179,10 +180,22 @@ def _check_labels(y: Any, n: int, k: int, source: str) -> None:
     raise DataError(f"{source}: labels span {low}..{high} but there are {k} classes{fix}")
 
 
-def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(size, int):
+def size_pair(size: Any) -> tuple[int, int]:
+    """`(H, W)` of a size given as one int (square) or two; DataError naming the form
+    otherwise. A model's input shape (C, H, W) given as the size is the likely slip (it
+    failed in tuple unpacking), so it is named with the call that fits."""
+    if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
-    h, w = (int(s) for s in size)
+    if isinstance(size, tuple | list | torch.Size) and len(size) == 3:
+        c, h, w = size
+        raise DataError(
+            f"size is (H, W) or one int, got {tuple(size)}, an input shape (C, H, W): give "
+            f"channels={c}, size=({h}, {w})"
+        )
+    try:
+        h, w = (operator.index(s) for s in size)
+    except (TypeError, ValueError):
+        raise DataError(f"size must be one int or (H, W) of ints, got {size!r}") from None
     if h < 1 or w < 1:
         raise DataError(f"size must be positive, got {size}")
     return h, w
@@ -196,7 +209,7 @@ def resize_crop(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tens
     stretched, then cut the centered `H'×W'` window. For a square target this is "shorter side
     to `size`, then center-crop", the usual evaluation transform for ImageNet-style models.
     """
-    th, tw = _size_pair(size)
+    th, tw = size_pair(size)
     n, c, h, w = images.shape
     if (h, w) == (th, tw):
         return images

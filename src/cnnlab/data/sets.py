@@ -11,7 +11,7 @@ from cnnlab.data.fashion import fashion_mnist, split_files
 from cnnlab.data.folder import image_folder
 from cnnlab.data.folder import split_files as folder_split_files
 from cnnlab.data.image import MAX_IMAGE_PIXELS
-from cnnlab.data.imageset import ImageSet, conform
+from cnnlab.data.imageset import ImageSet, conform, size_pair
 from cnnlab.data.synthetic import digits, shapes
 from cnnlab.errors import DataError
 
@@ -78,7 +78,9 @@ def _check_size(size: int | tuple[int, int] | None) -> None:
     """Images are converted to at most MAX_IMAGE_PIXELS, the most read from a file: a
     folder's --input 1,20000,40000 raised Pillow's DecompressionBombError as a traceback, and
     a named set would have filled the memory."""
-    h, w = (size, size) if isinstance(size, int) else size or (0, 0)
+    if size is None:
+        return
+    h, w = size_pair(size)
     if h * w > MAX_IMAGE_PIXELS:
         raise DataError(
             f"images of {h}×{w} are {h * w:,} pixels, more than the {MAX_IMAGE_PIXELS:,} "
