@@ -191,3 +191,33 @@ def test_overlay_shows_a_normalised_image_as_its_pixels_and_refuses_an_unscaled_
     torch.testing.assert_close(explain.overlay(x, cam), explain.overlay(shown, cam))
     with pytest.raises(ExplainError, match=r"heatmap in \[0, 1\], as gradcam gives, got .* to 4"):
         explain.overlay(raw, cam * 4)
+
+
+def generator(x: torch.Tensor, y: torch.Tensor):
+    """(x, y) in two batches, from a generator: iterable once."""
+    half = len(x) // 2
+    yield from [(x[:half], y[:half]), (x[half:], y[half:])]
+
+
+def test_a_generator_of_training_batches_is_probed_whole():
+    # its first batch, read to choose the layers, was not put back: the probe was fitted on
+    # the second half of the training images alone
+    gen = torch.Generator().manual_seed(0)
+    (x, y), (xt, yt) = pixels(60, 0), pixels(30, 1)
+    x = normalise(x) + 4 * torch.randn(x.shape, generator=gen)  # each image counts
+    xt = normalise(xt) + 4 * torch.randn(xt.shape, generator=gen)
+    meant = probe([(x[:30], y[:30]), (x[30:], y[30:])], (xt, yt))
+    assert meant != probe((x[30:], y[30:]), (xt, yt))  # the second half alone
+    assert probe(generator(x, y), generator(xt, yt)) == meant
+
+
+def test_activation_maximization_compares_with_every_batch_of_a_generator():
+    # the first batch set the value range and was lost to the data's maxima
+    x = normalise(pixels(8, 0)[0])
+    x[:4] *= 3  # the strongest activations are in the first batch
+    meant = explain.activation_maximization(net(), "1", [0, 1], steps=2, data=x)
+    given = explain.activation_maximization(
+        net(), "1", [0, 1], steps=2, data=generator(x, torch.zeros(8))
+    )
+    assert torch.equal(given.data_max, meant.data_max)
+    assert torch.equal(given.images, meant.images)

@@ -30,6 +30,7 @@ from cnnlab.inspect import (
     check_values,
     device_of,
     dtype_of,
+    first_batch,
     forward,
     needs_gradients,
     preserved,
@@ -275,19 +276,19 @@ def _ascend(
 
 
 def _checked(
-    model, layer, channels, steps, objective, restarts, input_size, value_range, data, preprocess
+    model, layer, channels, steps, objective, restarts, input_size, value_range, sample, preprocess
 ) -> tuple[Tensor, tuple[int, ...], tuple[float, float] | None]:
     """activation_maximization's arguments checked: (channels (N,), input_size (C, H, W),
-    value_range), the last two read from `data` where not given. A meta model is refused:
-    the images are made on the model's device."""
+    value_range), the last two read from `sample` (data's first images) where not given. A
+    meta model is refused: the images are made on the model's device."""
     check_values(model)
     resolve_layer(model, layer)
     if steps < 1:
         raise ExplainError(f"activation_maximization needs steps ≥ 1, got {steps}")
     if objective not in OBJECTIVES:
         raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
-    if data is not None:
-        sample = as_float(next(iter(batches(data, 256)))[0], preprocess)
+    if sample is not None:
+        sample = as_float(sample, preprocess)
         input_size = input_size or tuple(sample.shape[1:])
         if value_range is None:
             value_range = (sample.min().item(), sample.max().item())
@@ -383,8 +384,9 @@ def activation_maximization(
     # lines, is the checks, the start, the ascent, the best start and the data's maxima, named
     needs_gradients("activation_maximization")
     model, layer = unwrap_layer(model, layer)
+    data, sample = (None, None) if data is None else first_batch(data, 256)  # a generator's too
     chans, input_size, value_range = _checked(model, layer, channels, steps, objective,
-                                              restarts, input_size, value_range, data,
+                                              restarts, input_size, value_range, sample,
                                               preprocess)  # fmt: skip
     runs = chans.repeat(restarts)  # (R·N,): row r·N + i optimises channel i
     image, gen = _start_image((len(runs), *input_size), value_range, fourier, seed, model)

@@ -8,9 +8,8 @@ in torch with full-batch L-BFGS on the same budget. "input" (the raw pixels) is 
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -26,6 +25,7 @@ from cnnlab.inspect import (
     as_float,
     batches,
     channel_dims,
+    first_batch,
     forward,
     needs_gradients,
     per_image,
@@ -117,7 +117,7 @@ def extract_features(
     total = batch_count(data, batch_size)
     if progress is not None:
         progress(0, total, what)
-    data, first = _first_images(data)
+    data, first = first_batch(data)
     with preserved(model):
         dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
     pools = {name: partial(pool, dim=dims.get(name, 1)) for name in hooked}
@@ -175,17 +175,6 @@ def class_indices(y: Tensor, n: int) -> Tensor:
 
 # a layer whose output has rows per window: the probe's fit failed on a batch-size mismatch
 _ONE_ROW = "a linear probe needs one row per image: choose another layer with --layers"
-
-
-def _first_images(data: Any) -> tuple[Any, Tensor | None]:
-    """(data, its first images or None): an iterator's first batch is read and put back in
-    front of the rest, so no batch is lost."""
-    if not isinstance(data, Iterator):
-        return data, next(iter(batches(data, 1)), (None,))[0]
-    head = next(data, None)
-    if head is None:
-        return data, None
-    return itertools.chain([head], data), next(batches([head], 1))[0]
 
 
 def fit_logistic(
@@ -250,7 +239,7 @@ def linear_probe(
             f"linear_probe needs epochs, cap and batch_size >= 1; got epochs={epochs}, "
             f"cap={cap}, batch_size={batch_size}"
         )
-    first = next(iter(batches(train, 1)), (None, None))[0]
+    train, first = first_batch(train)
     if first is None:
         raise ExplainError("linear probes got an empty training set")
     names = [INPUT, *_chosen_layers(model, as_float(first, preprocess), layers, output)]

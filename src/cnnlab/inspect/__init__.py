@@ -39,14 +39,15 @@ Which function for what:
   `.before` for pre-hooks): registered all or none, removed on leaving the block, raised or
   not; the classes above are built on it.
 * data in batches ............................ `batches(data, n)` ((x, y) from a tensor, a pair,
-  an ImageSet or an iterable), `as_float(x, preprocess)`, `device_of(model)`,
+  an ImageSet or an iterable), `first_batch(data)` (a generator's first batch put back),
+  `as_float(x, preprocess)`, `device_of(model)`,
   `dtype_of(model)`.
 * speed ...................................... `inference_copy(model, keep)` (BatchNorm folded
   into convs, channels-last weights), `run_fast(fn, model, x)` (fn on that copy, falling
   back to the default layout where a model cannot run channels-last).
 """
 
-from cnnlab.inspect.batches import as_float, batches, device_of, dtype_of
+from cnnlab.inspect.batches import as_float, batches, device_of, dtype_of, first_batch
 from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.checkpoints import gradients, require_graph, through_reentrant
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
@@ -115,6 +116,7 @@ __all__ = [
     "device_of",
     "dtype_of",
     "first_called",
+    "first_batch",
     "fold_batchnorm",
     "forward",
     "gradients",

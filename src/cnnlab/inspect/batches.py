@@ -4,6 +4,7 @@ pair, a data set (`ImageSet`, anything with .images and .labels), or an iterable
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +28,19 @@ def batches(
                 "these data have no labels: give (images, labels) or an iterable of (x, y) batches"
             )
         yield x, y
+
+
+def first_batch(data: Any, batch_size: int = 1) -> tuple[Any, Tensor | None]:
+    """(data, the images of its first batch of `batch_size`, or None where it holds none).
+    An iterator's (a generator's) first batch is read and put back in front of the rest: a
+    later pass over the returned data reads every batch (a linear probe whose training
+    batches came from a generator was fitted without its first batch, with no word)."""
+    if not isinstance(data, Iterator):
+        return data, next(iter(batches(data, batch_size)), (None,))[0]
+    head = next(data, None)
+    if head is None:
+        return data, None
+    return itertools.chain([head], data), next(batches([head], batch_size))[0]
 
 
 def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
