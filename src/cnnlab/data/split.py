@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -90,7 +91,8 @@ def normalization_stats(ds: ImageSet | torch.Tensor) -> tuple[tuple[float, ...],
 def to_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """`(x / 255 − mean) / std` per channel: `(N, C, H, W)` uint8 → float32, same shape.
 
-    Float input is taken to be in [0, 1] already and is only standardized.
+    Integer input of another dtype is pixels in 0..255 as well (it was standardized without
+    the / 255); float input is taken to be in [0, 1] already and is only standardized.
 
     A std of 0 (a constant channel) divides by 1 instead, so the channel becomes 0, not NaN.
     """
@@ -103,28 +105,67 @@ def to_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) 
     s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
     s = torch.where(s > 0, s, torch.ones_like(s))
     x = images.to(torch.float32, copy=True)  # a copy: the caller's tensor is never changed
-    if images.dtype == torch.uint8:
+    if not images.is_floating_point():  # int64 0..255 (torch.tensor of a list) is pixels too
         x.div_(255)
     return x.sub_(m).div_(s)
 
 
-def check_pixels(images: torch.Tensor, shape: Sequence[int]) -> None:
-    """Refuse what `to_float` would turn into inputs a model was never trained on without an
-    error from torch: `(N, C, H, W)` images of another (C, H, W) than `shape` (a GAP head runs
-    8x8 digits in a 28x28 run, at chance) and float pixels outside [0, 1] (0..255 floats,
-    or images already normalized, which would be scaled a second time)."""
-    if images.dim() == 4 and tuple(images.shape[1:]) != tuple(shape):
-        c, h, w = shape
+def pixel_batch(images: Any, shape: Sequence[int]) -> torch.Tensor:
+    """`images` as the `(N, C, H, W)` batch `to_float` takes for a model trained on `shape`
+    (C, H, W): one image `(C, H, W)` becomes a batch of one. DataError, naming the fix, for
+    what would become inputs the model never saw without an error from torch: another
+    (C, H, W) (a GAP head runs 8x8 digits in a 28x28 run, at chance), channels last
+    (NumPy's and PIL's (H, W, C)), float pixels outside [0, 1] (0..255 floats, or images
+    already normalized, which would be scaled a second time), integers outside 0..255."""
+    images = _as_tensor(images)
+    if images.dim() == 3:
+        images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
+    c, h, w = shape
+    if images.dim() == 4 and tuple(images.shape[1:]) == (h, w, c) != (c, h, w):
+        raise DataError(
+            f"images {tuple(images.shape)} are laid out channels last (H, W, C); the model "
+            f"takes (C, H, W) = {tuple(shape)}: images.permute(0, 3, 1, 2) (one image: "
+            "image.permute(2, 0, 1))"
+        )
+    if images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
+        gray = images.dim() == 2 and c == 1
+        one = " (one gray image (H, W): image[None, None])" if gray else ""
         raise DataError(
             f"images {tuple(images.shape)} are not of the input shape (C, H, W) = "
-            f"{tuple(shape)} the model was trained on: load them at that size, e.g. "
+            f"{tuple(shape)} the model was trained on{one}: load them at that size, e.g. "
             f"load_dataset(name, split, channels={c}, size=({h}, {w})) or run.dataset(split)"
         )
-    if images.is_floating_point() and images.numel():
-        lo, hi = (float(v) for v in images.aminmax())
-        if lo < 0 or hi > 1:
-            raise DataError(
-                f"float images are read as pixels in [0, 1], these span [{lo:.3g}, {hi:.3g}]: "
-                "pass uint8 (0..255), divide by 255, or give already-normalized inputs to the "
-                "model directly"
-            )
+    _check_range(images)
+    return images
+
+
+def _as_tensor(images: Any) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images
+    if hasattr(images, "__array__"):
+        fix = "torch.from_numpy(images)"
+    elif isinstance(images, list | tuple):
+        fix = "torch.stack(images) of (C, H, W) tensors"
+    else:
+        fix = "a uint8 tensor (N, C, H, W)"
+    raise DataError(f"images must be a torch tensor, got a {type(images).__name__}: pass {fix}")
+
+
+def _check_range(images: torch.Tensor) -> None:
+    """Floats are pixels in [0, 1], integers in 0..255 (as uint8)."""
+    if images.dtype == torch.bool or images.is_complex():
+        raise DataError(f"images must be uint8 pixels or floats in [0, 1], got {images.dtype}")
+    if not images.numel() or images.dtype == torch.uint8:
+        return
+    lo, hi = (float(v) for v in images.aminmax())
+    if images.is_floating_point() and (lo < 0 or hi > 1):
+        raise DataError(
+            f"float images are read as pixels in [0, 1], these span [{lo:.3g}, {hi:.3g}]: "
+            "pass uint8 (0..255), divide by 255, or give already-normalized inputs to the "
+            "model directly"
+        )
+    if not images.is_floating_point() and (lo < 0 or hi > 255):
+        raise DataError(
+            f"{images.dtype} images are read as pixels in 0..255, these span {lo:g}..{hi:g}: "
+            "scale them to 0..255 (uint8)"
+        )

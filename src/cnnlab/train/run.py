@@ -27,7 +27,7 @@ from cnnlab.data import load_dataset, to_float
 from cnnlab.data.folder import FOLDER_TEST_FRACTION, holdout_fingerprint, list_images
 from cnnlab.data.image import IMAGE_EXTENSIONS
 from cnnlab.data.sets import dataset_name
-from cnnlab.data.split import check_pixels
+from cnnlab.data.split import pixel_batch
 from cnnlab.errors import CnnlabError, DataError, RunError
 from cnnlab.inspect import (
     classifier_misfit,
@@ -111,12 +111,10 @@ class Run:
         return torch.bfloat16 if self.precision == "bf16" else None
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (0..255) or float ([0, 1]) images `(B, C, H, W)` -> normalized float32,
-        with the training split's per-channel mean and std; other shapes or float ranges:
-        DataError."""
-        if images.dim() == 3:
-            images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
-        check_pixels(images, self.input_shape)  # a GAP model runs any size, at chance
+        """uint8 (0..255; other integers too) or float ([0, 1]) images `(B, C, H, W)` or one
+        `(C, H, W)` -> normalized float32, with the training split's per-channel mean and
+        std; other shapes, layouts or ranges: DataError (`pixel_batch`)."""
+        images = pixel_batch(images, self.input_shape)  # one image: a batch of one
         return to_float(images, self.mean, self.std)
 
     def dataset(self, split: str = "test"):
