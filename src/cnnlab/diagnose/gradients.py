@@ -432,14 +432,27 @@ def _scripted_too(model: nn.Module, order: list[str], weighted: dict) -> list[st
 
 
 def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
-    """loss_fn(logits, y); labels that do not fit the logits are the user's input."""
+    """loss_fn(logits, y); labels that do not fit the logits are the user's input. A loss
+    class given for its instance (nn.CrossEntropyLoss) was called as its constructor, with
+    the logits as class weights, and its error was blamed on the labels."""
+    if isinstance(loss_fn, type):
+        name = loss_fn.__name__
+        raise ExplainError(
+            f"loss_fn={name} is a class; give an instance, loss_fn={name}(), or a function "
+            "such as F.cross_entropy"
+        )
     try:
         return loss_fn(logits, y)
     except (RuntimeError, IndexError, ValueError) as e:  # e.g. a label >= the class count
+        cross_entropy = loss_fn is F.cross_entropy or isinstance(loss_fn, nn.CrossEntropyLoss)
+        need = (
+            f"labels must be class indices 0..{logits.shape[-1] - 1}, one per image"
+            if cross_entropy
+            else "loss_fn is given the model's (B, K) logits and each batch's labels as they are"
+        )
         raise DataError(
             f"data: the loss cannot be computed from logits {tuple(logits.shape)} and labels "
-            f"{tuple(y.shape)} ({e}); labels must be class indices 0..{logits.shape[-1] - 1}, "
-            "one per image"
+            f"{tuple(y.shape)} ({e}); {need}"
         ) from e
 
 

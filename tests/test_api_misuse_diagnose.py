@@ -1,0 +1,45 @@
+"""diagnose's functions given what a practitioner naturally gives them by mistake: one error
+naming the fix, or the right result, checked against torch's autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab import diagnose
+from cnnlab.errors import DataError, ExplainError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3)
+    ).eval()  # fmt: skip
+
+
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(6, 1, 8, 8, generator=gen), torch.arange(6) % 3
+
+
+def test_a_loss_class_given_for_its_instance_is_told_to_call_it():
+    # nn.CrossEntropyLoss(logits, labels) built a loss with the logits as class weights; its
+    # error was told 'labels must be class indices 0..2', labels that were right
+    model, (x, y) = net(), data()
+    with pytest.raises(ExplainError, match=r"loss_fn=CrossEntropyLoss is a class; .*\(\)"):
+        diagnose.gradient_flow(model, [(x, y)], loss_fn=nn.CrossEntropyLoss, train=False)
+    flow = diagnose.gradient_flow(model, [(x, y)], loss_fn=nn.CrossEntropyLoss(), train=False)
+    weights = [model[0].weight, model[3].weight]
+    truth = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+    got = [layer.l2 for layer in flow.layers]
+    assert got == pytest.approx([g.norm().item() for g in truth], rel=1e-5)
+
+
+def test_a_loss_of_other_targets_is_not_blamed_on_the_class_indices():
+    model, (x, y) = net(), data()
+    with pytest.raises(DataError, match="loss_fn is given the model's .* labels as they are"):
+        diagnose.gradient_flow(model, [(x, y)], loss_fn=nn.MSELoss())
