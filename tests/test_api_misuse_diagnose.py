@@ -43,3 +43,13 @@ def test_a_loss_of_other_targets_is_not_blamed_on_the_class_indices():
     model, (x, y) = net(), data()
     with pytest.raises(DataError, match="loss_fn is given the model's .* labels as they are"):
         diagnose.gradient_flow(model, [(x, y)], loss_fn=nn.MSELoss())
+
+
+@pytest.mark.parametrize("activation", [None, nn.Tanh()])
+def test_dead_units_of_a_model_without_rectifiers_say_so(activation):
+    # the header alone, 'dead units on 6 inputs (flag: dead share > 10%)', read as none dead
+    layers = [nn.Conv2d(1, 4, 3), *([activation] if activation else []), nn.Flatten()]
+    model = nn.Sequential(*layers, nn.Linear(4 * 36, 3)).eval()
+    dead = diagnose.dead_units(model, data()[0])
+    assert dead.layers == () and "computes no ReLU-family activation" in str(dead)
+    assert dead.others == (("1 (tanh)",) if activation else ())

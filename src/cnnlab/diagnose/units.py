@@ -250,6 +250,9 @@ class DeadUnits:
     threshold: float
     sparsity_threshold: float
     hidden: tuple[str, ...] = ()  # TorchScript modules whose activations were not seen
+    # the activations computed that are no rectifier ("1 (tanh)"): no unit of theirs is
+    # dead in this sense (activation_stats measures their saturation)
+    others: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> tuple[DeadLayer, ...]:
@@ -274,6 +277,12 @@ class DeadUnits:
             lines.append(
                 f"  {l.name:<24} {l.kind:<10} dead {l.dead:>4}/{l.channels:<4} "
                 f"sparsity {l.sparsity:6.1%}{flag}"
+            )
+        if not self.layers:  # a header alone read as "no dead unit"
+            others = f", only {', '.join(self.others)}" if self.others else ""
+            lines.append(
+                f"  the model computes no ReLU-family activation{others}: no unit of it can "
+                "die (diagnose.activation_stats measures saturation)"
             )
         if self.hidden:
             lines.append(f"  {hidden_line(self.hidden)}")
@@ -335,7 +344,9 @@ def dead_units(
                 name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged, frozen
             )
         )
-    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden_modules(model))
+    others = tuple(f"{name} ({s.kind})" for name, s in sites.items() if not s.activation.rectifier)
+    hidden = hidden_modules(model)
+    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden, others)
 
 
 # --- activation statistics (§4.2) ---------------------------------------------------------------
