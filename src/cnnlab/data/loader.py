@@ -77,6 +77,11 @@ class Loader:
             )
         if len(labels) != len(images):
             raise DataError(f"Loader: {len(images)} images but {len(labels)} labels")
+        if labels.is_floating_point() or labels.dtype == torch.bool:  # .to(int64) truncated
+            raise DataError(
+                f"Loader: labels must be integer class indices, got {labels.dtype}; "
+                "use labels.long() for whole numbers"
+            )
         if batch_size < 1:
             raise DataError(f"batch_size must be ≥ 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -94,6 +99,12 @@ class Loader:
             raise DataError(
                 f"Loader: {len(images)} images give rank {rank} of {world_size} no sample "
                 f"(drop_last={drop_last}); use fewer ranks or more data"
+            )
+        if len(self) == 0:  # drop_last dropped the only, short batch: an epoch of nothing
+            raise DataError(
+                f"Loader: batch_size {batch_size} is larger than the {self.samples_per_rank()} "
+                f"images per rank, and drop_last drops that short batch, so an epoch would "
+                "yield none; use a smaller batch_size or drop_last=False"
             )
 
     @classmethod
