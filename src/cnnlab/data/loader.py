@@ -100,12 +100,6 @@ class Loader:
                 f"Loader: {len(images)} images give rank {rank} of {world_size} no sample "
                 f"(drop_last={drop_last}); use fewer ranks or more data"
             )
-        if len(self) == 0:  # drop_last dropped the only, short batch: an epoch of nothing
-            raise DataError(
-                f"Loader: batch_size {batch_size} is larger than the {self.samples_per_rank()} "
-                f"images per rank, and drop_last drops that short batch, so an epoch would "
-                "yield none; use a smaller batch_size or drop_last=False"
-            )
 
     @classmethod
     def from_imageset(
