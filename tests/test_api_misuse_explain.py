@@ -221,3 +221,24 @@ def test_activation_maximization_compares_with_every_batch_of_a_generator():
     )
     assert torch.equal(given.data_max, meant.data_max)
     assert torch.equal(given.images, meant.images)
+
+
+class FeaturesAndLogits(nn.Module):
+    """Returns (features (B, 8), logits (B, 3)): output=0 reads as 8-class logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.head = net()[:6], net()[6]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x)
+        return features, self.head(features)
+
+
+def test_a_tuple_output_is_told_with_the_shape_of_each_item():
+    # 'pass output= (an index or a function)' alone: the features' index looked as good
+    model, x = FeaturesAndLogits().eval(), torch.randn(2, 1, 8, 8)
+    with pytest.raises(ExplainError, match=r"to pick the logits \(it holds 0: 2×8, 1: 2×3\)"):
+        explain.saliency(model, x)
+    expected = by_hand_saliency(lambda images: model(images)[1], x)
+    torch.testing.assert_close(explain.saliency(model, x, output=1), expected)

@@ -77,7 +77,7 @@ def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
     if not isinstance(out, Tensor):
         raise ExplainError(
             f"the model returns {_a(type(out).__name__)}, not a logits tensor; pass "
-            f"{_pick(out)} to pick the logits"
+            f"{_pick(out)} to pick the logits{_items(out)}"
         )
     if out.dim() != 2:
         raise ExplainError(
@@ -85,6 +85,22 @@ def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
             "pass output= (a function) to reduce them"
         )
     return out
+
+
+def _items(out: Any) -> str:
+    """What a tuple, list or dict output holds, by index or key and shape ("" otherwise): two
+    (B, K) tensors, (features, logits), cannot be told apart by cnnlab, and output=0 picked
+    the features as 'logits' of as many classes as features, with no word."""
+    if isinstance(out, dict):
+        pairs = list(out.items())
+    elif isinstance(out, tuple | list):
+        pairs = list(enumerate(out))
+    else:
+        return ""
+    shown = [
+        f"{k!r}: {_shape_text(v) if isinstance(v, Tensor) else type(v).__name__}" for k, v in pairs
+    ]
+    return f" (it holds {', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''})"
 
 
 def _pick(out: Any) -> str:
