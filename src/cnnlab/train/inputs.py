@@ -271,6 +271,22 @@ def resolve_flip(config: TrainConfig, data: Any) -> tuple[TrainConfig, list[str]
     return config, [FLIP_NOTE] if dataset_name(data) is None else []
 
 
+def unseen_classes_note(train_part: ImageSet) -> list[str]:
+    """A note naming the classes without a training image (an ImageSet whose classes list
+    names more than its labels use, a subset that lost a class): the model has an output
+    for each but is never shown one, so it cannot learn them; training gave no sign."""
+    counts = train_part.class_counts()
+    unseen = [c for c, n in zip(train_part.classes, counts, strict=True) if not n]
+    if not unseen:
+        return []
+    shown = ", ".join(unseen[:5]) + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+    return [
+        f"{len(unseen)} of the {len(train_part.classes)} classes had no training image "
+        f"({shown}): the model was never shown one and cannot learn to tell it; if the "
+        "classes list is longer than the labels meant, give only the classes the labels use"
+    ]
+
+
 def data_notes(*sets) -> dict[str, list[list[str]]]:
     """The files a folder loader skipped (unreadable) or converted, as `[path, why]` lists."""
     sets = [ds for ds in sets if ds is not None]

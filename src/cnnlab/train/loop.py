@@ -46,6 +46,7 @@ from cnnlab.train.inputs import (
     memory_record,
     resolve_flip,
     resume_inputs,
+    unseen_classes_note,
 )
 from cnnlab.train.resume import check_same_data, restore, session
 from cnnlab.train.run import holdout_record
@@ -152,6 +153,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     if request.resume:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
+    notes += unseen_classes_note(splits.train)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
