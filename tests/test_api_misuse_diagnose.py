@@ -53,3 +53,17 @@ def test_dead_units_of_a_model_without_rectifiers_say_so(activation):
     dead = diagnose.dead_units(model, data()[0])
     assert dead.layers == () and "computes no ReLU-family activation" in str(dead)
     assert dead.others == (("1 (tanh)",) if activation else ())
+
+
+def test_labels_as_a_list_and_images_as_a_list_of_tensors_are_one_pair():
+    # the pair was read as two batches: AttributeError: 'list' object has no attribute 'to'
+    model, (x, y) = net(), data()
+    meant = diagnose.gradient_flow(model, (x, y), train=False).to_dict()
+    assert diagnose.gradient_flow(model, (x, y.tolist()), train=False).to_dict() == meant
+    assert diagnose.gradient_flow(model, [(list(x), y)], train=False).to_dict() == meant
+
+
+def test_a_dict_batch_is_told_its_keys():
+    model, (x, y) = net(), data()
+    with pytest.raises(ExplainError, match=r"got dict \(keys 'image', 'label'\); give .* pairs"):
+        diagnose.gradient_flow(model, [{"image": x, "label": y}])

@@ -50,7 +50,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
         return
     if hasattr(data, "images") and hasattr(data, "labels"):
         data = (data.images, data.labels)
-    data = _from_numpy(data)
+    data = _as_tensors(data)
     if _is_pair(data):
         images, labels = data
         if len(images) != len(labels):  # not two batches: a pair whose lengths differ
@@ -67,7 +67,7 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
             f"data must be a Tensor (N, C, H, W), an (images, labels) pair or an iterable of "
             f"(x, y) batches, got {type(data).__name__}"
         ) from error
-    for item in map(_from_numpy, items):
+    for item in map(_as_tensors, items):
         if isinstance(item, tuple | list) and len(item) >= 2:
             yield item[0], item[1]
         elif isinstance(item, tuple | list) and len(item) == 1:
@@ -75,7 +75,11 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
         elif isinstance(item, Tensor):
             yield item, None
         else:
-            raise ExplainError("each batch of data must be an (x, y) pair or a Tensor x")
+            keys = f" (keys {', '.join(map(repr, item))})" if isinstance(item, dict) else ""
+            raise ExplainError(
+                f"each batch of data must be an (x, y) pair or a Tensor x, got "
+                f"{type(item).__name__}{keys}; give the batches as (images, labels) pairs"
+            )
 
 
 def _is_pair(data: Any) -> bool:
@@ -92,12 +96,45 @@ def _is_pair(data: Any) -> bool:
     )
 
 
-def _from_numpy(item: Any) -> Any:
+def _as_tensors(item: Any) -> Any:
     """An (images, labels) pair or batch with its NumPy arrays as tensors (scikit-learn's data
-    sets, a NumPy pipeline's labels); anything else as given."""
-    if isinstance(item, tuple | list) and any(isinstance(a, np.ndarray) for a in item):
-        return type(item)(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in item)
+    sets, a NumPy pipeline's labels), and, in a pair, labels given as a list of numbers as a
+    tensor and images given as a list of same-shape tensors stacked; anything else as given.
+    (A list of labels made the pair two batches: 'linear probes need labels', or
+    AttributeError: 'list' object has no attribute 'to'.)"""
+    if not isinstance(item, tuple | list):
+        return item
+    if any(isinstance(a, np.ndarray) for a in item):
+        item = type(item)(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in item)
+    if len(item) != 2 or not (_numbers(item[1]) or _is_labels(item[1])):
+        return item
+    images, labels = item
+    if isinstance(images, list | tuple) and _same_shape_tensors(images):
+        images = torch.stack(list(images))
+    if isinstance(images, Tensor) and len(images) == len(labels):
+        return type(item)((images, torch.as_tensor(labels)))
     return item
+
+
+def _numbers(labels: Any) -> bool:
+    """Whether `labels` is a non-empty list or tuple of Python or NumPy numbers."""
+    return (
+        isinstance(labels, list | tuple)
+        and len(labels) > 0
+        and all(isinstance(v, int | float | np.number) for v in labels)
+    )
+
+
+def _is_labels(labels: Any) -> bool:
+    return isinstance(labels, Tensor) and labels.dim() == 1
+
+
+def _same_shape_tensors(images: Any) -> bool:
+    return (
+        len(images) > 0
+        and all(isinstance(t, Tensor) for t in images)
+        and len({t.shape for t in images}) == 1
+    )
 
 
 def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
