@@ -287,6 +287,31 @@ def unseen_classes_note(train_part: ImageSet) -> list[str]:
     ]
 
 
+def shared_images_note(train_part: ImageSet, test: ImageSet | None) -> list[str]:
+    """A note when half the test images or more are training images too (the same set
+    passed as both, `(ds, ds)`): the test accuracy then measures memory, not what the model
+    does on images it has not seen. A few shared images (Fashion-MNIST's duplicates) pass."""
+    if test is None or not len(test):
+        return []
+    shared = int(torch.isin(_image_hashes(test), _image_hashes(train_part)).sum())
+    if 2 * shared < len(test):
+        return []
+    return [
+        f"{shared} of the {len(test)} test images are training images too: the test "
+        "accuracy measures what the model remembers, not how it does on unseen images; "
+        "give a test set held out from the training images"
+    ]
+
+
+def _image_hashes(ds: ImageSet) -> torch.Tensor:
+    """One int64 per image: its pixels dotted with fixed random weights, wrapping modulo
+    2^64 (a collision of two different images is as likely as 2^-64), 4,096 at a time."""
+    flat = ds.images.reshape(len(ds), -1)
+    gen = torch.Generator().manual_seed(0)
+    weights = torch.randint(-(2**62), 2**62, (flat.shape[1],), generator=gen, dtype=torch.int64)
+    return torch.cat([chunk.long() @ weights for chunk in flat.split(4096)])
+
+
 def data_notes(*sets) -> dict[str, list[list[str]]]:
     """The files a folder loader skipped (unreadable) or converted, as `[path, why]` lists."""
     sets = [ds for ds in sets if ds is not None]

@@ -46,6 +46,7 @@ from cnnlab.train.inputs import (
     memory_record,
     resolve_flip,
     resume_inputs,
+    shared_images_note,
     unseen_classes_note,
 )
 from cnnlab.train.resume import check_same_data, restore, session
@@ -153,7 +154,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     if request.resume:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
-    notes += unseen_classes_note(splits.train)
+    notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
