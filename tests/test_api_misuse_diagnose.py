@@ -67,3 +67,13 @@ def test_a_dict_batch_is_told_its_keys():
     model, (x, y) = net(), data()
     with pytest.raises(ExplainError, match=r"got dict \(keys 'image', 'label'\); give .* pairs"):
         diagnose.gradient_flow(model, [{"image": x, "label": y}])
+
+
+@pytest.mark.parametrize("labels", ["list", "one-hot"])
+def test_the_progress_of_a_pair_counts_its_batches(labels):
+    # a pair with list or one-hot labels was counted as a sized iterable of 2 batches
+    model, (x, y) = net(), data()
+    y = y.tolist() if labels == "list" else nn.functional.one_hot(y, 3).float()
+    calls = []
+    diagnose.dead_units(model, (x, y), batch_size=2, progress=lambda *c: calls.append(c[:2]))
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # 6 images, 2 a batch

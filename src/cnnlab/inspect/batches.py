@@ -82,6 +82,13 @@ def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None
             )
 
 
+def as_pair(data: Any) -> tuple[Tensor, Tensor] | None:
+    """data as the one (images, labels) pair `batches` reads it as, or None where it reads
+    data otherwise (a tensor, an iterable of batches)."""
+    data = _as_tensors(data)
+    return (data[0], data[1]) if _is_pair(data) else None
+
+
 def _is_pair(data: Any) -> bool:
     """Whether `data` is one (images (N, ...), labels) pair rather than an iterable of two
     batches: labels (M,), or of fewer dims than the images (one-hot (M, K) or (M, 1) labels

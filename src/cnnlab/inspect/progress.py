@@ -19,11 +19,12 @@ def batch_count(data: Any, batch_size: int) -> int:
     """How many batches `cnnlab.inspect.batches(data, batch_size)` yields, 0 when not known
     (an iterator): a Tensor or (images, labels) pair or .images/.labels object is cut into
     ceil(N / batch_size), a sized iterable of batches has its length."""
+    from cnnlab.inspect.batches import as_pair  # batches' own reading: one-hot, list labels
+
     images = getattr(data, "images", None)
-    if images is None and isinstance(data, tuple | list) and len(data) == 2:
-        x, y = data
-        pair = hasattr(x, "dim") and hasattr(y, "dim") and y.dim() == 1 and len(x) == len(y)
-        images = x if pair else None
+    pair = as_pair(data) if images is None else None
+    if pair is not None and len(pair[0]) == len(pair[1]):
+        images = pair[0]
     if images is None and hasattr(data, "dim"):
         images = data
     if images is not None:
