@@ -247,7 +247,23 @@ def _prefix_hint(expected: set[str], found: set[str]) -> str:
                 f"from, e.g. save_pretrained); add the prefix to its names: "
                 f"{{{prefix!r} + k: v for k, v in state.items()}}"
             )
-    return ""
+    return _swapped_prefix_hint(expected, found)
+
+
+def _swapped_prefix_hint(expected: set[str], found: set[str]) -> str:
+    """The fix when the file's names are the model's under another first name: the same
+    network saved from another wrapper (its `self.net`, the factory's `self.m`)."""
+    heads = [{n.split(".", 1)[0] + "." for n in names} for names in (expected, found)]
+    if any(len(h) != 1 for h in heads) or heads[0] == heads[1]:
+        return ""
+    (new,), (old,) = heads
+    if {n.removeprefix(new) for n in expected} != {n.removeprefix(old) for n in found}:
+        return ""
+    return (
+        f"; every name in the file is the model's with {old!r} in place of {new!r} (the same "
+        f"network saved from another wrapper): rename them: "
+        f"{{{new!r} + k.removeprefix({old!r}): v for k, v in state.items()}}"
+    )
 
 
 def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
