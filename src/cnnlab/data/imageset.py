@@ -29,7 +29,9 @@ class ImageSet:
     the name (`digits`) or absolute directory `load_dataset` read the set from (None for one
     made otherwise): training records it, so a run trained on `load_splits(...)` in Python
     reopens its data, and flips images, as one trained with `--data` (it recorded the source
-    text, which no command could load, and flipped digits).
+    text, which no command could load, and flipped digits). `loaded_split` is the split it
+    read ("train" | "test"): a run reopens its test split, so one trained on a test split
+    records its images as given in Python (it scored the images it trained on as unseen).
     """
 
     images: torch.Tensor
@@ -39,6 +41,7 @@ class ImageSet:
     skipped: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     converted: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     loaded_as: str | None = field(default=None, repr=False)
+    loaded_split: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         x, y = self.images, self.labels

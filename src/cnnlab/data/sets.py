@@ -68,10 +68,11 @@ def load_dataset(
         ds = fashion_mnist(split, root=name, download=download)
     elif Path(name).expanduser().is_dir():
         ds = image_folder(name, channels=channels, size=size, strict=strict, split=split)
-        return replace(ds, loaded_as=str(Path(name).expanduser().resolve()))
+        return replace(ds, loaded_as=str(Path(name).expanduser().resolve()), loaded_split=split)
     else:
         raise _not_found(str(name))
-    return replace(conform(ds, channels, size), loaded_as=_loaded_as(key, name, root, ds))
+    loaded = {"loaded_as": _loaded_as(key, name, root, ds), "loaded_split": split}
+    return replace(conform(ds, channels, size), **loaded)
 
 
 def _check_size(size: int | tuple[int, int] | None) -> None:

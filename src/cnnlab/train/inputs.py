@@ -209,12 +209,36 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
 
 
 def memory_record(data: Any) -> dict[str, bool]:
-    """config.json's {"data_in_memory": True} for images given as ImageSets that
-    `load_dataset` did not read (the user's arrays): no command can read them again, so the
-    run's data name is only their `source` text, and `Run.dataset` says so rather than load
-    whatever that text names (a data set, a directory of other classes)."""
-    first = data[0] if isinstance(data, tuple | list) and data else data
-    return {"data_in_memory": True} if isinstance(first, ImageSet) and not first.loaded_as else {}
+    """config.json's {"data_in_memory": True} unless `data` is what the run's recorded name
+    reads again: a name or folder, or ImageSets `load_dataset` read, the training set its
+    train split and the test set (if any) the same data's test split. Other images (the
+    user's arrays, a subset, a test split trained on, another set's test images) no command
+    can read again, and `Run.dataset` says so rather than load whatever the name reads: the
+    test split of a run trained on it was scored as unseen, and a set whose source text was
+    'digits' reopened as sklearn's digits."""
+    if isinstance(data, ImageSet):
+        data = (data, None)
+    if not isinstance(data, tuple | list):
+        return {}
+    train_set, test_set = data
+    found = train_set.loaded_as is not None and train_set.loaded_split == "train"
+    if test_set is not None:
+        found &= (test_set.loaded_as, test_set.loaded_split) == (train_set.loaded_as, "test")
+    return {} if found else {"data_in_memory": True}
+
+
+def test_split_note(data: Any) -> list[str]:
+    """A note when the training images are a test split `load_dataset` read (a (test, train)
+    pair swapped, or load_dataset(name, "test") trained on): what the data set holds out
+    for testing was learned from."""
+    first = data[0] if isinstance(data, tuple | list) else data
+    if not isinstance(first, ImageSet) or first.loaded_split != "test":
+        return []
+    return [
+        f"the training images are the test split of {first.loaded_as} "
+        f"(load_dataset(..., 'test')); train on load_dataset(name, 'train') and keep the "
+        "test split for testing"
+    ]
 
 
 def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None]:

@@ -47,6 +47,7 @@ from cnnlab.train.inputs import (
     resolve_flip,
     resume_inputs,
     shared_images_note,
+    test_split_note,
     unseen_classes_note,
 )
 from cnnlab.train.resume import check_same_data, restore, session
@@ -155,6 +156,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
     notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
+    notes += test_split_note(data)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
