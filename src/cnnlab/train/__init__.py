@@ -2,7 +2,8 @@
 
 config (TrainConfig, a reason per knob; schedule, optimizer, precision), fp32_layers (the
 layers that stay fp32 within bf16 on the CPU), loop (`train`),
-state (the loop's named state), inputs (the model and data of a run, checked), measure (each
+state (the loop's named state), inputs (the model and data of a run, checked), datanotes
+(what the data given means for the run, said after it), measure (each
 epoch's metrics row, the final test accuracy), norm_stats (BatchNorm statistics recomputed
 for the evaluated weights), guard (divergence, Ctrl-C/SIGTERM), checkpoint (atomic
 safetensors), resume, distributed (DDP under torchrun), evaluate (accuracy, TTA, predict),

@@ -35,6 +35,12 @@ from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_va
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.train import checkpoint, distributed, fp32_layers, guard, measure
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
+from cnnlab.train.datanotes import (
+    shared_images_note,
+    split_folder_note,
+    test_split_note,
+    unseen_classes_note,
+)
 from cnnlab.train.inputs import (
     check_arguments,
     check_fit,
@@ -46,9 +52,6 @@ from cnnlab.train.inputs import (
     memory_record,
     resolve_flip,
     resume_inputs,
-    shared_images_note,
-    test_split_note,
-    unseen_classes_note,
 )
 from cnnlab.train.resume import check_same_data, restore, session
 from cnnlab.train.run import holdout_record
@@ -156,7 +159,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
     notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
-    notes += test_split_note(data)
+    notes += test_split_note(data) + split_folder_note(splits.name)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
