@@ -111,3 +111,12 @@ def test_other_channel_counts_in_the_layout_given_are_taken(shape):
     assert (
         ImageSet(torch.zeros(shape, dtype=torch.uint8), LABELS[:6], CLASSES, "m").shape == shape[1:]
     )
+
+
+def test_source_is_text_a_path_is_taken_as_text(pixels, tmp_path):
+    """A Path source failed json.dumps after the run directory was made; None made a run
+    told 'imported without --data'."""
+    assert ImageSet(pixels, LABELS, CLASSES, tmp_path).source == str(tmp_path)
+    for source in (None, 42, ""):
+        with pytest.raises(DataError, match="source names where its images came from"):
+            ImageSet(pixels, LABELS, CLASSES, source)

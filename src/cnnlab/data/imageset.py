@@ -7,6 +7,7 @@ loading (split, statistics, loader) is written once.
 from __future__ import annotations
 
 import operator
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +45,13 @@ class ImageSet:
     loaded_split: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.source, os.PathLike):  # a run records it as text (config.json)
+            object.__setattr__(self, "source", os.fspath(self.source))
+        if not isinstance(self.source, str) or not self.source:
+            raise DataError(
+                f"an ImageSet's source names where its images came from, as text (e.g. "
+                f"'my photos'), got {self.source!r}"
+            )
         x, y = self.images, self.labels
         _check_images(x, self.source)
         _check_classes(self.classes, self.source)
