@@ -56,10 +56,12 @@ def check_arguments(out, config, on_epoch) -> None:
     run directory left behind."""
     if out is not None and not isinstance(out, str | os.PathLike):
         raise ConfigError(f"out must be a directory path (str or Path), got {type(out).__name__}")
+    # not from_dict: it reads a run's config.json, whose other keys it ignores, and so a
+    # mistyped option ('epoch') as well
     if config is not None and not isinstance(config, TrainConfig):
         raise ConfigError(
             f"config must be a TrainConfig, got {type(config).__name__}; e.g. "
-            "TrainConfig(**options) or TrainConfig.from_dict(options)"
+            "TrainConfig(**options), which refuses an option it does not know"
         )
     if on_epoch is not None and not callable(on_epoch):
         raise ConfigError(f"on_epoch must be callable(row, epochs), got {on_epoch!r}")
