@@ -120,3 +120,15 @@ def test_source_is_text_a_path_is_taken_as_text(pixels, tmp_path):
     for source in (None, 42, ""):
         with pytest.raises(DataError, match="source names where its images came from"):
             ImageSet(pixels, LABELS, CLASSES, source)
+
+
+def test_a_dict_of_classes_is_told_the_label_order(pixels):
+    """A {name: index} dict (torchvision's class_to_idx) inserted out of order gave the
+    names in insertion order: ('b', 'a', 'c') named label 0 'b', without an error."""
+    class_to_idx = {"b": 1, "a": 0, "c": 2}
+    with pytest.raises(DataError, match=r"got a dict.*sorted\(d, key=d\.get\)"):
+        ImageSet(pixels, LABELS, class_to_idx, "mine")
+    fixed = ImageSet(pixels, LABELS, sorted(class_to_idx, key=class_to_idx.get), "mine")
+    assert all(fixed.classes[i] == name for name, i in class_to_idx.items())
+    with pytest.raises(DataError, match=r"\[d\[i\] for i in range\(len\(d\)\)\]"):
+        ImageSet(pixels, LABELS, {1: "b", 0: "a", 2: "c"}, "mine")

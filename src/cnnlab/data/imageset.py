@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,6 +138,12 @@ def _check_classes(classes: Any, source: str) -> None:
         raise DataError(
             f"{source}: classes must be a list of names, one per label value, got the "
             f"string {classes!r}; e.g. classes=['cat', 'dog']"
+        )
+    if isinstance(classes, Mapping):  # list(d) is its keys, in insertion order, not label order
+        raise DataError(
+            f"{source}: classes must be a list of names in label order, got a dict; for "
+            "{name: index} (class_to_idx) give sorted(d, key=d.get), for {index: name} "
+            "[d[i] for i in range(len(d))]"
         )
     names = list(classes)
     if not all(isinstance(c, str) for c in names):
