@@ -428,7 +428,8 @@ def _other(choice: ModelChoice) -> str:
     if kind == "module":
         return (
             "; if it takes other images, train on the data converted to them: "
-            "cnnlab.data.load_splits(data, channels=C, size=(H, W))"
+            "cnnlab.data.load_splits(data, channels=C, size=(H, W)), or for ImageSets of "
+            "your own cnnlab.data.conform(images, channels=C, size=(H, W))"
         )
     return ""
 
