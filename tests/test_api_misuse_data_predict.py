@@ -51,3 +51,17 @@ def test_top_below_one_or_not_whole_is_refused(run_and_image, top):
     run, path, _ = run_and_image
     with pytest.raises(DataError, match="top must be a whole number of classes, at least 1"):
         predict(run, [path], top=top)
+
+
+def test_images_in_memory_are_told_preprocess(run_and_image):
+    """A PIL image, a tensor or an array (alone or in a list) failed with a TypeError or
+    'truth value ... is ambiguous' from inside the file reader."""
+    run, path, pixels = run_and_image
+    image = Image.fromarray(pixels)
+    for given in (image, [image], torch.from_numpy(pixels)[None, None], pixels, [path, pixels]):
+        with pytest.raises(DataError, match=r"give a list of paths.*run\.preprocess\(images\)"):
+            predict(run, given)
+    with torch.no_grad():  # the way named gives the file's own answer
+        p = run.model(run.preprocess(torch.from_numpy(pixels)[None, None])).softmax(1)[0]
+    (got,) = predict(run, [path], top=1)
+    assert got.top[0] == (run.classes[int(p.argmax())], pytest.approx(float(p.max())))

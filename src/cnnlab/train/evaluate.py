@@ -6,6 +6,7 @@ Test-time augmentation (`tta=True`) averages the logits of each image and its mi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,8 +306,9 @@ def predict(
     found in a folder): one unreadable is a DataError even when `skipped` is a list, raised
     before any other file is read or any image predicted.
     """
-    if isinstance(images, str | Path):  # a str is a sequence: its characters were read as files
+    if isinstance(images, str | os.PathLike):  # a str is a sequence: its characters were read
         images = [images]
+    _check_paths(images)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise DataError(f"top must be a whole number of classes, at least 1, got {top!r}")
     _, height, width = run.input_shape
@@ -327,6 +329,22 @@ def predict(
         resized = None if size == (height, width) else (height, width)
         results.append(Prediction(str(path), size, top_k, resized))
     return results
+
+
+def _check_paths(images: Any) -> None:
+    """DataError unless `images` is a sequence of file paths: a PIL image, a tensor or an
+    array failed with a TypeError (or 'truth value ... is ambiguous') from deep inside."""
+    if isinstance(images, Sequence) and not isinstance(images, str):
+        kinds = [type(p).__name__ for p in images if not isinstance(p, str | os.PathLike)]
+        if not kinds:
+            return
+        kind = kinds[0]
+    else:
+        kind = type(images).__name__
+    raise DataError(
+        f"predict reads image files: give a list of paths, got a {kind}; for images in memory "
+        "use run.model(run.preprocess(images)).softmax(1)"
+    )
 
 
 def _readable(images, shape, skipped: list, named=()) -> tuple[list, torch.Tensor, list]:
