@@ -79,7 +79,14 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
                 "add images or remove the folder"
             )
         files += [(p, index) for p in found]
-    return tuple(class_name(p) for p in class_dirs), files
+    classes = tuple(class_name(p) for p in class_dirs)
+    twice = [c for c in dict.fromkeys(classes) if classes.count(c) > 1]
+    if twice:  # Latin-1 bytes and the `\xe9` escape they print as: one name, two classes
+        raise DataError(
+            f"{root} has more than one class named {twice[0]!r} (a name that is not UTF-8 "
+            "prints its bytes as \\xe9); rename one of its class folders"
+        )
+    return classes, files
 
 
 def _image_files(directory: Path) -> list[Path]:
