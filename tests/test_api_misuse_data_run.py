@@ -5,8 +5,9 @@ passing them: `evaluate(run, ImageSet)`, checked against sklearn's accuracy_scor
 
 Before: a class renamed so it sorts first swapped the labels (accuracy 100 % -> 0 %, no
 error); a class added failed in the confusion matrix (RuntimeError: shape '[2, 2]'); a run
-trained on an ImageSet whose source text was 'digits' was evaluated on sklearn's digits, one
-whose source was other text was told 'unknown data set ...: use one of fashion-mnist, ...'."""
+trained on an ImageSet whose source text names no data set was told 'unknown data set ...:
+use one of fashion-mnist, ...', and could not be evaluated on its own images. (A source text
+that names a data set, a subset called "fashion-mnist", reopens as that set: tests use it.)"""
 
 from __future__ import annotations
 
@@ -79,10 +80,10 @@ def test_an_added_class_folder_is_refused(folder_run):
 
 @pytest.fixture(scope="module")
 def memory_run(tmp_path_factory):
-    """A run trained on the user's own arrays (digits inverted), named 'digits' by its source."""
+    """A run trained on the user's own arrays (digits inverted), named by their source."""
     tr, te = load_dataset("digits", "train"), load_dataset("digits", "test")
-    mine = ImageSet(255 - tr.images, tr.labels, tr.classes, "digits")
-    test = ImageSet(255 - te.images, te.labels, te.classes, "digits")
+    mine = ImageSet(255 - tr.images, tr.labels, tr.classes, "inverted digits")
+    test = ImageSet(255 - te.images, te.labels, te.classes, "inverted digits")
     out = tmp_path_factory.mktemp("runs") / "mine"
     config = TrainConfig(epochs=1, batch_size=64, precision="fp32", tta=False)
     result = train(net(10), (mine, test), out, config)
@@ -107,7 +108,7 @@ def test_evaluate_takes_an_imageset_and_counts_as_sklearn(memory_run):
     assert got.accuracy == pytest.approx(accuracy_score(test.labels, predicted))
     assert got.accuracy == pytest.approx(result["test_acc"])
     assert np.array_equal(np.array(got.confusion), confusion_matrix(test.labels, predicted))
-    assert got.n == len(test) and got.split == "digits"
+    assert got.n == len(test) and got.split == "inverted digits"
 
 
 def test_evaluate_refuses_an_imageset_that_does_not_fit(memory_run):

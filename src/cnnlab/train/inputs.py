@@ -212,21 +212,32 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
 
 def memory_record(data: Any) -> dict[str, bool]:
     """config.json's {"data_in_memory": True} unless `data` is what the run's recorded name
-    reads again: a name or folder, or ImageSets `load_dataset` read, the training set its
-    train split and the test set (if any) the same data's test split. Other images (the
-    user's arrays, a subset, a test split trained on, another set's test images) no command
-    can read again, and `Run.dataset` says so rather than load whatever the name reads: the
-    test split of a run trained on it was scored as unseen, and a set whose source text was
-    'digits' reopened as sklearn's digits."""
+    reads again: a name or folder; ImageSets `load_dataset` read, the training set its train
+    split and the test set (if any) the same data's test split; or ImageSets whose source
+    text names a data set or folder (a subset named "fashion-mnist": the user says so), the
+    test set's the same. Other images (the user's arrays named otherwise, a test split
+    trained on, another set's test images) no command can read again, and `Run.dataset` says
+    so: the test split of a run trained on it was scored as unseen."""
     if isinstance(data, ImageSet):
         data = (data, None)
     if not isinstance(data, tuple | list):
         return {}
     train_set, test_set = data
-    found = train_set.loaded_as is not None and train_set.loaded_split == "train"
-    if test_set is not None:
-        found &= (test_set.loaded_as, test_set.loaded_split) == (train_set.loaded_as, "test")
+    if train_set.loaded_as is not None:
+        found = train_set.loaded_split == "train"
+        test = (train_set.loaded_as, "test")
+        found &= test_set is None or (test_set.loaded_as, test_set.loaded_split) == test
+    else:
+        found = _names_data(train_set.source)
+        found &= test_set is None or (
+            test_set.loaded_as is None and test_set.source == train_set.source
+        )
     return {} if found else {"data_in_memory": True}
+
+
+def _names_data(text: str) -> bool:
+    """Whether `text` is what `load_dataset` reads: a data set's name or a directory."""
+    return dataset_name(text) is not None or Path(text).expanduser().is_dir()
 
 
 def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None]:

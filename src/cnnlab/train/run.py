@@ -134,7 +134,7 @@ class Run:
                 f"{self.path}: cannot load its data {self.data!r}: {error}{data_gone(self.data)}"
             ) from error
         self._check_holdout()
-        check_classes(self.path, self.config, found.classes)
+        check_classes(self.path, self.config, found.classes, dataset_name(self.data) is not None)
         return found
 
     def with_data(self, folder: str | Path) -> Run:

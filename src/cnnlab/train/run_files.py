@@ -174,12 +174,13 @@ def unreadable_data(path: Path, config: dict[str, Any]) -> None:
         )
 
 
-def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...]) -> None:
+def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...], named: bool) -> None:
     """RunError unless the data read again holds the run's classes, in its order: a label
     is an index into them, so a class folder renamed since (DIR/train and DIR/test keep no
     hold-out record) scored one class as another, and one added failed in the confusion
-    matrix with a reshape error."""
-    if list(found) == config["classes"]:
+    matrix with a reshape error. A named data set (`named`) has fixed classes: their count
+    is checked, the names a run records for them are its own."""
+    if (len(found) == len(config["classes"])) if named else list(found) == config["classes"]:
         return
     raise RunError(
         f"{path}: its data {config['data']} now holds the classes {', '.join(found)}; the run "
