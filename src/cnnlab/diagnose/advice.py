@@ -54,7 +54,8 @@ def findings(
     acts: ActivationStats | None = None,
 ) -> list[Finding]:
     """Turn the measurements into problems with what to try (notes §4.2-4.4)."""
-    out = [_dead_finding(l) for l in (dead.flagged if dead else ())]
+    makeup = flow.makeup if flow else None  # where the net normalises, if seen
+    out = [_dead_finding(l, makeup) for l in (dead.flagged if dead else ())]
     out += _gradient_findings(flow) if flow else []
     for l in acts.layers if acts else ():
         if l.saturated is not None and l.saturated > 0.5:
@@ -85,10 +86,12 @@ def _saturated_finding(l: ActivationLayer) -> Finding:
     )
 
 
-def _dead_finding(l) -> Finding:
+def _dead_finding(l, makeup: Makeup | None = None) -> Finding:
     """A flagged layer's finding. Behind frozen weights (no weight before it trains) the
     learning rate, init and activation did not kill its units and cannot revive them: the
-    advice for a trained layer would send the user after the wrong knobs."""
+    advice for a trained layer would send the user after the wrong knobs. BatchNorm before
+    the activation is advised only where the forward (`makeup`, as `gradient_flow` saw it)
+    computes no normalisation before it; where it does, its bias (beta) is what to look at."""
     said = f"{l.name}: {l.dead}/{l.channels} channels never fire, sparsity {l.sparsity:.0%}"
     if l.frozen:
         return Finding(
@@ -99,12 +102,15 @@ def _dead_finding(l) -> Finding:
             "nothing on); to use them, unfreeze the layers before it (requires_grad) and "
             "fine-tune them at a low learning rate",
         )
-    return Finding(
-        "dead-units",
-        said,
-        "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) "
-        "init, add BatchNorm before the activation",
-    )
+    fix = "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) init"
+    if makeup is not None and l.name in makeup.normed:
+        fix += (
+            "; a normalisation already precedes it: a strongly negative bias (beta) there "
+            "keeps its channels off"
+        )
+    else:
+        fix += ", add BatchNorm before the activation"
+    return Finding("dead-units", said, fix)
 
 
 def _gradient_findings(flow: GradientFlow) -> list[Finding]:

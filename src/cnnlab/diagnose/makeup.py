@@ -22,6 +22,9 @@ class Makeup:
     # (module whose forward computed it, or "<kind>()" at the top level; kind: batch_norm ...)
     norms: tuple[tuple[str, str], ...]
     hidden: tuple[str, ...] = ()  # TorchScript modules, whose calls no hook sees
+    # the activation sites a normalisation was computed before, since the activation before
+    # (conv -> BN -> ReLU; ResNet's BN -> + -> ReLU): adding one there is no advice
+    normed: tuple[str, ...] = ()
 
     @property
     def saturating(self) -> tuple[tuple[str, str], ...]:
@@ -47,9 +50,13 @@ class Seen(ActivationSites):
         super().__init__(model, self._activation)
         self.activations: dict[str, str] = {}
         self.norms: dict[str, str] = {}
+        self.normed: dict[str, bool] = {}
+        self._after_norm = False  # a normalisation computed since the last activation
 
     def _activation(self, site: str, activation: Activation, y: Tensor) -> None:
         self.activations.setdefault(site, activation.name)
+        self.normed.setdefault(site, self._after_norm)
+        self._after_norm = False
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         try:
@@ -59,7 +66,9 @@ class Seen(ActivationSites):
         if kind is not None:
             name = self.stack[-1][0] if self.stack else ""
             self.norms.setdefault(name or f"{kind}()", kind)
+            self._after_norm = True
         return super().__torch_function__(func, types, args, kwargs)
 
     def makeup(self, hidden: tuple[str, ...]) -> Makeup:
-        return Makeup(tuple(self.activations.items()), tuple(self.norms.items()), hidden)
+        normed = tuple(s for s, on in self.normed.items() if on)
+        return Makeup(tuple(self.activations.items()), tuple(self.norms.items()), hidden, normed)

@@ -1,0 +1,39 @@
+"""The advice reads what the net runs: dead units behind a BatchNorm are not told to add one;
+and `findings` names which argument takes which result when results are swapped."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnlab.diagnose import dead_units, findings, gradient_flow
+
+
+def net(bn: bool) -> nn.Sequential:
+    """conv [-> BN] -> ReLU -> pool -> linear; half the channels forced off by a bias of
+    -100 (BN's beta with BN, the conv's bias without): no input makes them fire."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    norm = [nn.BatchNorm2d(8)] if bn else []
+    model = nn.Sequential(conv, *norm, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.append(nn.Linear(8, 3))
+    with torch.no_grad():
+        (norm[0] if bn else conv).bias[:4] = -100.0
+    return model.eval()
+
+
+def dead_fix(model: nn.Module) -> str:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, 8, 8, generator=g), torch.randint(0, 3, (16,), generator=g)
+    dead = dead_units(model, x)
+    # truth: the channels whose pre-activation (the ReLU's input) is never > 0
+    pre = model[:-4](x)
+    assert [l.dead for l in dead.flagged] == [int((pre.amax(dim=(0, 2, 3)) <= 0).sum())] == [4]
+    (found,) = [f for f in findings(dead, gradient_flow(model, (x, y))) if f.code == "dead-units"]
+    return found.fix
+
+
+def test_dead_units_behind_batchnorm_are_not_told_to_add_it():
+    with_bn, without = dead_fix(net(bn=True)), dead_fix(net(bn=False))
+    assert "add BatchNorm" not in with_bn and "bias (beta)" in with_bn
+    assert "add BatchNorm before the activation" in without
