@@ -3,10 +3,12 @@ and `findings` names which argument takes which result when results are swapped.
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
 from cnnlab.diagnose import dead_units, findings, gradient_flow
+from cnnlab.errors import ExplainError
 
 
 def net(bn: bool) -> nn.Sequential:
@@ -37,3 +39,16 @@ def test_dead_units_behind_batchnorm_are_not_told_to_add_it():
     with_bn, without = dead_fix(net(bn=True)), dead_fix(net(bn=False))
     assert "add BatchNorm" not in with_bn and "bias (beta)" in with_bn
     assert "add BatchNorm before the activation" in without
+
+
+def test_findings_names_the_argument_for_each_result():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 3, (4,), generator=g)
+    model = net(bn=False)
+    flow, dead = gradient_flow(model, (x, y)), dead_units(model, x)
+    for kw in ({"dead": flow}, {"flow": dead}, {"acts": dead}):
+        with pytest.raises(ExplainError, match=r"dead=.*DeadUnits.*flow=.*GradientFlow") as e:
+            findings(**kw)
+        assert next(iter(kw)) in str(e.value).split(";")[0]
+    with pytest.raises(ExplainError, match="flow="):
+        findings(dead, dead)

@@ -13,6 +13,7 @@ from cnnlab.design.activations import ACTIVATIONS
 from cnnlab.diagnose.gradients import GradientFlow, Makeup, gradient_flow
 from cnnlab.diagnose.jsonable import finite
 from cnnlab.diagnose.units import ActivationLayer, ActivationStats, DeadUnits, dead_units
+from cnnlab.errors import ExplainError
 
 
 def epoch_diagnostics(
@@ -54,6 +55,7 @@ def findings(
     acts: ActivationStats | None = None,
 ) -> list[Finding]:
     """Turn the measurements into problems with what to try (notes §4.2-4.4)."""
+    _check_results(dead, flow, acts)
     makeup = flow.makeup if flow else None  # where the net normalises, if seen
     out = [_dead_finding(l, makeup) for l in (dead.flagged if dead else ())]
     out += _gradient_findings(flow) if flow else []
@@ -61,6 +63,22 @@ def findings(
         if l.saturated is not None and l.saturated > 0.5:
             out.append(_saturated_finding(l))
     return out
+
+
+_RESULTS = (("dead", DeadUnits, "dead_units"), ("flow", GradientFlow, "gradient_flow"))
+_RESULTS += (("acts", ActivationStats, "activation_stats"),)
+
+
+def _check_results(*given: object) -> None:
+    """Each argument None or its own result type: a swapped one failed deep inside with an
+    AttributeError."""
+    for value, (arg, kind, fn) in zip(given, _RESULTS, strict=True):
+        if value is not None and not isinstance(value, kind):
+            takes = "; ".join(f"{a}={k.__name__} (from diagnose.{f})" for a, k, f in _RESULTS)
+            raise ExplainError(
+                f"findings: {arg}= takes a {kind.__name__} (from diagnose.{fn}), got a "
+                f"{type(value).__name__}; the arguments are {takes}"
+            )
 
 
 def _saturated_finding(l: ActivationLayer) -> Finding:
