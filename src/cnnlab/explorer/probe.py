@@ -30,7 +30,14 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
-from cnnlab.explorer.slices import ChannelSlice, Sources, channel_slice, input_channels
+from cnnlab.explorer.slices import (
+    ChannelSlice,
+    Pads,
+    Sources,
+    channel_slice,
+    input_channels,
+    padded_field,
+)
 from cnnlab.inspect import (
     CallOrder,
     Hooks,
@@ -116,7 +123,10 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     layer's output: it gets the widest field among the tensors of its height and width made
     so far (a sum's: its widest term's). (The second half of a chunk, read by its conv after
     the first half's conv ran, got that conv's wider field: 23 px where the summary says 19.)
+    A padded tensor (F.pad, which padding modules call) has its input's field, shifted by
+    the pad before each axis (`padded_field`).
     """
+    # long: the leaf hooks and the F.pad mode share one pass's fields, as closures over them
     fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
     made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
     # the field of the last tensor made on each storage: a view of it (a chunk) has that field
@@ -155,9 +165,14 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
         return fn
 
+    def padded(x_: Tensor, pad: Any, y: Tensor) -> None:
+        if (rf := field_of(x_)) is not None and x_.dim() == y.dim() == 4:
+            fields[id(y)] = on_storage[y.untyped_storage().data_ptr()] = padded_field(rf, pad)
+            made.append(y)
+
     code = weight_code(model)  # parametrizations run on weights, not on the image
     leaves = [(m, hook(n)) for n, m in model.named_modules() if n and n not in code and is_leaf(m)]
-    with Hooks().after(leaves), inspecting(model), torch.no_grad():
+    with Hooks().after(leaves), inspecting(model), torch.no_grad(), Pads(padded):
         forward(model, x, logits=False)
     return out
 

@@ -1,6 +1,8 @@
-"""Which channels of a larger tensor a conv reads when the forward hands it a slice (one half
-of a `torch.chunk`, a `split`, `h[:, 1::2]`): the dot-product panel numbers the conv's input
-channels as channels of the tensor split, as the model's author knows them."""
+"""Where a conv's input sits in a tensor made before it. Which channels of a larger tensor a
+conv reads when the forward hands it a slice (one half of a `torch.chunk`, a `split`,
+`h[:, 1::2]`): the dot-product panel numbers the conv's input channels as channels of the
+tensor split, as the model's author knows them. Which pixels of a smaller tensor a padded
+one holds (F.pad, in a padding module or a forward): the receptive field of each pixel."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import torch.nn.functional as F
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
+
+from cnnlab import geometry
 
 
 @dataclass(frozen=True)
@@ -82,3 +88,34 @@ def input_channels(sliced: ChannelSlice | None, first: int, count: int) -> dict[
         "input_channels": [sliced.of(first + k) for k in range(count)],
         "input_slice": dataclasses.asdict(sliced),
     }
+
+
+def padded_field(rf: tuple[geometry.RF, geometry.RF], pad: Any) -> tuple[geometry.RF, geometry.RF]:
+    """The field (height, width) of F.pad(x, pad)'s pixels, x's field being rf: its pixel k
+    is x's pixel k − P (P: the pad before the axis, F.pad's pairs from the last axis back;
+    negative crops), so size and jump stay and start' = start − P · jump."""
+    pad = [int(p) for p in pad] + [0] * 4
+    (h, w), top, left = rf, pad[2], pad[0]
+    return (
+        geometry.RF(h.size, h.jump, h.start - top * h.jump),
+        geometry.RF(w.size, w.jump, w.start - left * w.jump),
+    )
+
+
+class Pads(TorchFunctionMode):
+    """Calls seen(x, pad, y) for each F.pad(x, pad) = y in the block: a padding module
+    (nn.ZeroPad2d) pads with it, as a forward that pads its conv's input itself does."""
+
+    def __init__(self, seen) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        y = func(*args, **kwargs)
+        if func is F.pad and isinstance(y, Tensor):
+            x = args[0] if args else kwargs.get("input")
+            pad = args[1] if len(args) > 1 else kwargs.get("pad")
+            if isinstance(x, Tensor) and pad is not None:
+                self.seen(x, pad, y)
+        return y
