@@ -52,3 +52,48 @@ def test_findings_names_the_argument_for_each_result():
         assert next(iter(kw)) in str(e.value).split(";")[0]
     with pytest.raises(ExplainError, match="flow="):
         findings(dead, dead)
+
+
+class Scaled(nn.Module):
+    """ConvNeXt's layer scale: a parameter of another name than `weight`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.layer_scale = nn.Parameter(torch.full((4, 1, 1), 0.5))
+
+    def forward(self, x):
+        return x[:, :1] + self.layer_scale * self.conv(x)
+
+
+class Shift(nn.Module):
+    """A module with a bias alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.linspace(-1, 1, 4))
+
+    def forward(self, x):
+        return x + self.bias[:, None, None]
+
+
+def test_every_parameter_is_in_some_row_checked_against_autograd():
+    torch.manual_seed(0)
+    model = nn.Sequential(Scaled(), Shift(), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.append(nn.Linear(4, 3))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
+    flow = gradient_flow(model, (x, y))
+    rows = {l.name: l for l in flow.layers}
+    assert list(rows) == ["0.conv", "0", "1", "5"]  # forward order: the block's call first
+    # truth: torch.autograd.grad of the mean loss, by hand
+    model.train()
+    params = [model[0].conv.weight, model[0].layer_scale, model[1].bias, model[5].weight]
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), params)
+    truth = dict(zip(["0.conv", "0", "1", "5"], grads, strict=True))
+    for name, gr in truth.items():
+        assert rows[name].numel == gr.numel()
+        assert rows[name].l2 == pytest.approx(float(gr.norm()), rel=1e-5)
+        assert rows[name].max == pytest.approx(float(gr.abs().max()), rel=1e-5)
+    # ratio: the first conv/linear weight's (0.conv) over the last's (5), as before
+    assert flow.ratio == pytest.approx(rows["0.conv"].l2 / rows["5"].l2)

@@ -13,11 +13,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.spectral_norm import SpectralNorm
-from torch.nn.utils.weight_norm import WeightNorm
 
 from cnnlab.diagnose.jsonable import finite, jsonable
 from cnnlab.diagnose.makeup import Makeup, Seen
+from cnnlab.diagnose.params import (
+    frozen_modules,
+    hooked_weight,
+    joined,
+    own_params,
+    untied,
+    weighted,
+    weighted_modules,
+    zeros,
+)
 from cnnlab.diagnose.units import hidden_modules
 from cnnlab.errors import DataError, ExplainError
 from cnnlab.inspect import (
@@ -33,7 +41,6 @@ from cnnlab.inspect import (
     preserved,
     select_logits,
     unwrap,
-    weight_code,
 )
 from cnnlab.inspect import batches as iter_batches  # gradient_flow's argument is `batches`
 from cnnlab.inspect.progress import Progress, batch_count
@@ -41,7 +48,9 @@ from cnnlab.inspect.progress import Progress, batch_count
 
 @dataclass(frozen=True)
 class GradLayer:
-    """Statistics of d loss / d weight for one module that owns a `weight` parameter."""
+    """Statistics of d loss / d weight for one module that owns a `weight` parameter; of a
+    module that owns other parameters only (a ConvNeXt block's layer scale, a bias-only
+    shift), of d loss / d (those parameters, flattened and joined in registration order)."""
 
     name: str
     kind: str  # module class name
@@ -128,77 +137,6 @@ class GradientFlow:
         return "\n".join(lines)
 
 
-def _weighted_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """The modules that own a `weight` parameter (read through named_parameters: a
-    TorchScript block's _parameters is a wrapper without .get), or compute it from their
-    own parameters (weight_norm, spectral_norm: torch.nn.utils.parametrize, or the older
-    pre-hooks, `_hooked`), not the modules that compute it (`weight_code`)."""
-    code = weight_code(model)
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if name not in code
-        and (
-            isinstance(dict(m.named_parameters(recurse=False)).get("weight"), nn.Parameter)
-            or parametrize.is_parametrized(m, "weight")
-            or _hooked(m)
-        )
-    }
-
-
-_HOOKED_NORMS = (WeightNorm, SpectralNorm)  # torch's older API: forward pre-hooks
-
-
-def _hooked(m: nn.Module) -> bool:
-    """`weight` set by a forward pre-hook of torch's older weight_norm/spectral_norm
-    (torch.nn.utils.weight_norm, .spectral_norm): a new tensor at every call, computed from
-    weight_g/weight_v or weight_orig, so only a hook running after theirs sees it."""
-    hooks = getattr(m, "_forward_pre_hooks", None) or {}
-    return any(isinstance(h, _HOOKED_NORMS) and h.name == "weight" for h in hooks.values())
-
-
-def _plain_weight(m: nn.Module) -> Tensor | None:
-    """The module's own `weight` Parameter; None where the weight is computed (parametrize,
-    the older hooked norms), which is never counted as tied."""
-    if parametrize.is_parametrized(m, "weight") or _hooked(m):
-        return None
-    return dict(m.named_parameters(recurse=False)).get("weight")
-
-
-def _untied(modules: dict[str, nn.Module]) -> tuple[dict[str, nn.Module], dict[str, tuple]]:
-    """(the modules with each weight Parameter once, under its first owner in named_modules
-    order, as named_parameters() names it; {first owner: the other owners}). Two modules with
-    one Parameter have one gradient, the sum over both uses: measured once, listed once."""
-    firsts: list[tuple[Tensor, str]] = []  # held, compared by identity
-    unique: dict[str, nn.Module] = {}
-    others: dict[str, list[str]] = {}
-    for name, m in modules.items():
-        w = _plain_weight(m)
-        owner = next((n for p, n in firsts if p is w), None) if w is not None else None
-        if owner is not None:
-            others.setdefault(owner, []).append(name)
-            continue
-        unique[name] = m
-        if w is not None:
-            firsts.append((w, name))
-    return unique, {k: tuple(v) for k, v in others.items()}
-
-
-def _frozen(modules: dict[str, nn.Module]) -> set[str]:
-    """The modules whose weight does not train: every parameter it is (or is computed from)
-    has requires_grad False. None of them where no weight trains (a model frozen whole, as
-    for inference): then the flags single out no layer."""
-    frozen = set()
-    for name, m in modules.items():
-        if parametrize.is_parametrized(m, "weight"):
-            own = list(m.parametrizations["weight"].parameters())
-        else:  # the weight, or the older hooked norms' weight_g/weight_v, weight_orig
-            own = [p for n, p in m.named_parameters(recurse=False) if n.startswith("weight")]
-        if not any(p.requires_grad for p in own):
-            frozen.add(name)
-    return set() if frozen == set(modules) else frozen
-
-
 def _grab(got: dict[str, Tensor], name: str) -> Callable:
     """A forward pre-hook, after torch's: a hook on the weight this call uses that adds its
     gradient to got[name] whenever a backward computes it. Inside a reentrant activation
@@ -214,16 +152,23 @@ def _grab(got: dict[str, Tensor], name: str) -> Callable:
     return hook
 
 
-def _weights(modules: dict[str, nn.Module]) -> list[Tensor]:
+def _weights(modules: dict[str, nn.Module]) -> list:
     """Each module's weight, requiring grad: the parameter, or the tensor a parametrization
     computes from parameters made to require grad (frozen layers are measured too; restored
-    by `preserved`). Read within parametrize.cached(), the forward uses that same tensor."""
-    weights: list[Tensor | None] = []
+    by `preserved`); a module without a weight, the list of its own parameters. Read within
+    parametrize.cached(), the forward uses that same tensor."""
+    weights: list = []
     for m in modules.values():
         hooked = False
+        if not weighted(m):
+            trained = own_params(m)
+            for p in trained:
+                p.requires_grad_(True)
+            weights.append(trained)
+            continue
         if parametrize.is_parametrized(m, "weight"):
             trained = list(m.parametrizations["weight"].parameters())
-        elif _hooked(m):  # its weight is read at each call (`_grab`): None here
+        elif hooked_weight(m):  # its weight is read at each call (`_grab`): None here
             trained, hooked = list(m.parameters(recurse=False)), True
         else:
             trained = [m.weight]
@@ -236,19 +181,24 @@ def _weights(modules: dict[str, nn.Module]) -> list[Tensor]:
 def _batch_grads(
     loss: Tensor, weights: list, modules: dict[str, nn.Module], got: dict, model: nn.Module
 ) -> list:
-    """d loss / d weight per module (None: unreached); a hooked module's (`_hooked`) summed
+    """d loss / d weight per module (None: unreached); a hooked module's (`hooked_weight`) summed
     over the weights its calls used, as its hooks collect them (`_grab`): autograd is asked
-    for the module's own parameters, to which the path runs through those weights. Through
-    reentrant activation checkpoints too (`inspect.gradients`; `.grad` is left as it was)."""
+    for the module's own parameters, to which the path runs through those weights. A module
+    without a weight (a list in `weights`): its parameters' gradients flattened and joined,
+    0 for one unreached while another is reached. Through reentrant activation checkpoints
+    too (`inspect.gradients`; `.grad` is left as it was)."""
     flat, owners = [], []
     for i, (m, w) in enumerate(zip(modules.values(), weights, strict=True)):
-        own = list(m.parameters(recurse=False)) if w is None else [w]
+        own = w if isinstance(w, list) else list(m.parameters(recurse=False)) if w is None else [w]
         flat += own
         owners += [i if w is not None else None] * len(own)
-    grads: list[Tensor | None] = [None] * len(weights)
+    parts: dict[int, list] = {}
     for i, g in zip(owners, gradients(loss, flat, model.parameters()), strict=True):
         if i is not None:
-            grads[i] = g
+            parts.setdefault(i, []).append(g)
+    grads: list[Tensor | None] = [None] * len(weights)
+    for i, gs in parts.items():
+        grads[i] = joined(gs, weights[i]) if isinstance(weights[i], list) else gs[0]
     for i, name in enumerate(modules):
         if weights[i] is None:
             grads[i] = got.get(name)
@@ -271,7 +221,8 @@ def gradient_flow(
     The gradient is that of the mean loss over all samples of `batches` (an iterable of
     (x, y), or one (x, y) tuple), taken with `torch.autograd.grad` (through reentrant
     activation checkpoints too, see `inspect.gradients`): `.grad` is untouched.
-    Per module that owns a `weight`, in forward order: mean |g|, L2 ||g||, max |g|.
+    Per module that owns a `weight`, in forward order: mean |g|, L2 ||g||, max |g|; per
+    module that owns other parameters only (a layer scale, a bias), the same over all of them.
     ratio = ||g|| of the first conv/linear (weight.ndim >= 2) / that of the last.
     Vanishing: ratio < vanish_ratio. Exploding: a non-finite gradient, any ||g|| >
     explode_norm, or ratio > 1 / vanish_ratio. All gradients zero: `no_gradient`.
@@ -286,9 +237,9 @@ def gradient_flow(
     model = check_values(unwrap(model))  # a meta model has no values to run
     if isinstance(batches, tuple) and len(batches) == 2 and isinstance(batches[0], Tensor):
         batches = [batches]
-    watched = _weighted_modules(model)
-    modules, tied = _untied(watched)
-    frozen = _frozen(modules)  # before the measurement makes every weight require grad
+    watched = weighted_modules(model)
+    modules, tied = untied(watched)
+    frozen = frozen_modules(modules)  # before the measurement makes every weight require grad
     seen = Seen(model)
     sums, calls, n, reached = _gradient_sums(
         model, modules, batches, loss_fn, train, output, progress, watched, seen
@@ -375,7 +326,7 @@ def _gradient_sums(
     if progress is not None:
         progress(0, count, "gradient flow")
     got: dict[str, Tensor] = {}  # the gradients of the weights hooked modules' calls used
-    grabs = [(m, _grab(got, name)) for name, m in modules.items() if _hooked(m)]
+    grabs = [(m, _grab(got, name)) for name, m in modules.items() if hooked_weight(m)]
     with (
         preserved(model, train=train, requires_grad=None),
         CallOrder(model, watched) as order,
@@ -386,7 +337,7 @@ def _gradient_sums(
         # of its weight, moving its _u/_v buffers (restored on exit only in train mode; eval
         # mode, the default, reads without iterating)
         with parametrize.cached(), torch.no_grad():
-            sums = [torch.zeros_like(m.weight, dtype=torch.float64) for m in modules.values()]
+            sums = [zeros(m) for m in modules.values()]
         for done, (x, y) in enumerate(iter_batches(data, 256, labels=True), 1):
             got.clear()
             # one computed weight per batch, the one we read; the backward inside: a reentrant
