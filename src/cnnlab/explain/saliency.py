@@ -6,6 +6,8 @@ SmoothGrad averages such gradient maps over noisy copies x + N(0, σ²) (Smilkov
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -113,10 +115,7 @@ def smoothgrad(
     """
     check_images(x)
     needs_gradients("smoothgrad")
-    if n < 1:
-        raise ExplainError(f"smoothgrad needs n ≥ 1 noisy copies, got n={n}")
-    if sigma < 0:
-        raise ExplainError(f"smoothgrad needs sigma ≥ 0, got sigma={sigma}")
+    _check_smoothgrad_args(n, sigma, batch_size)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     b = x.shape[0]
     with preserved(model):
@@ -136,6 +135,31 @@ def smoothgrad(
             if progress is not None:
                 progress(start + k, n, "smoothgrad")
     return _at_least_float32((total / n).amax(1))  # (B, H, W)
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_smoothgrad_args(n: object, sigma: object, batch_size: object) -> None:
+    """n and batch_size whole numbers >= 1, sigma a finite number >= 0: anything else failed
+    deep inside (range() of a float, a comparison with a string) or ran without noise."""
+    if not _whole(n) or n < 1:
+        raise ExplainError(
+            f"smoothgrad: n is the number of noisy copies, a whole number >= 1 (e.g. n=50); "
+            f"got n={n!r}"
+        )
+    real = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+    if not real or not math.isfinite(sigma) or sigma < 0:
+        raise ExplainError(
+            "smoothgrad: sigma is the noise's spread as a share of each image's value range, "
+            f"a number >= 0 (e.g. sigma=0.15); got sigma={sigma!r}"
+        )
+    if not _whole(batch_size) or batch_size < 1:
+        raise ExplainError(
+            "smoothgrad: batch_size is the images per forward, a whole number >= 1 "
+            f"(e.g. batch_size=64); got batch_size={batch_size!r}"
+        )
 
 
 def _at_least_float32(maps: Tensor) -> Tensor:
