@@ -44,3 +44,31 @@ def test_whole_numbers_of_any_integer_type_still_run():
     a = smoothgrad(model(), x, n=np.int64(3), sigma=0, batch_size=np.int32(4))
     b = smoothgrad(model(), x, n=3, sigma=0.0, batch_size=4)
     assert torch.equal(a, b) and a.shape == (2, 8, 8)
+
+
+def test_overlay_scale_draws_a_saliency_map_as_the_cli_does():
+    """Truth: the CLI's own heatmaps (`_heatmaps`: the map / its max) drawn by overlay, and
+    the colormap of heat / heat.max() by hand."""
+    from matplotlib import colormaps
+
+    from cnnlab import explain
+    from cnnlab.cli.explain import _heatmaps
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)
+    maps = explain.saliency(model(), x)
+    assert float(maps.amax()) < 1  # in range, unscaled
+    cli = _heatmaps(type("Run", (), {"model": model()})(), x, "saliency", None, None)
+    torch.testing.assert_close(explain.overlay(x, maps, scale=True), explain.overlay(x, cli))
+    for i in range(2):
+        heat = maps[i] / maps[i].max()
+        colours = torch.from_numpy(colormaps["jet"](heat.numpy())[..., :3]).permute(2, 0, 1)
+        torch.testing.assert_close(
+            explain.overlay(x[i], maps[i], scale=True), 0.5 * x[i] + 0.5 * colours.float()
+        )
+    # as given by default: a map whose values mean something keeps them
+    assert not torch.allclose(explain.overlay(x, maps), explain.overlay(x, cli))
+    zeros = torch.zeros(8, 8)
+    torch.testing.assert_close(
+        explain.overlay(x[0], zeros, scale=True), explain.overlay(x[0], zeros)
+    )

@@ -137,10 +137,18 @@ def normalize_maps(maps: Tensor) -> Tensor:
     return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, 1.0), 0.0)[:, None]
 
 
-def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") -> Tensor:
+def overlay(
+    image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet", *, scale: bool = False
+) -> Tensor:
     """A heatmap over an image: (1|3, H, W) or (H, W) in [0, 1] (integers: 0..255; floats
     outside [0, 1], a normalised model input: min-max scaled) and (H, W) in [0, 1] →
-    (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives, → (B, 3, H, W)."""
+    (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives, → (B, 3, H, W).
+
+    The map's values are drawn as given (default): 0 at the bottom of the colour scale, 1
+    at the top, so a map in [0, 1] that means its values (gradcam's, whose max is 1, a
+    probability) keeps them. A saliency or SmoothGrad map is in range but unscaled (its max
+    0.08-0.17): drawn as given it sits at the bottom. scale=True draws each map as
+    heat / heat.max() (a map of zeros as given), as `cnnlab explain` draws every method."""
     from matplotlib import colormaps
 
     if image.dim() == 4:
@@ -149,7 +157,8 @@ def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") 
                 f"overlay of a batch of {len(image)} images needs {len(image)} heatmaps "
                 f"({len(image)}, H, W), as gradcam gives; got {tuple(heat.shape)}"
             )
-        return torch.stack([overlay(i, h, alpha, cmap) for i, h in zip(image, heat, strict=True)])
+        pairs = zip(image, heat, strict=True)
+        return torch.stack([overlay(i, h, alpha, cmap, scale=scale) for i, h in pairs])
     if image.dim() not in (2, 3) or image.dim() == 3 and image.shape[0] not in (1, 3):
         raise ExplainError(
             f"overlay needs an image (1|3, H, W) or (H, W), got {tuple(image.shape)}"
@@ -162,6 +171,8 @@ def overlay(image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet") 
     if not image.is_floating_point():  # integer pixels are 8-bit values, 0..255
         image = image.float() / 255.0
     image, heat = _displayed(image), _checked_heat(heat)
+    if scale and heat.numel() and heat.max() > 0:
+        heat = heat / heat.max()  # the top of the colour scale where the map peaks
     colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
     coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
     base = image.expand(3, *image.shape[-2:])
