@@ -189,7 +189,10 @@ def _batch_grads(
     too (`inspect.gradients`; `.grad` is left as it was)."""
     flat, owners = [], []
     for i, (m, w) in enumerate(zip(modules.values(), weights, strict=True)):
-        own = w if isinstance(w, list) else list(m.parameters(recurse=False)) if w is None else [w]
+        if isinstance(w, list):  # a module without a weight: its own parameters
+            own = w
+        else:  # the weight; a hooked module's parameters (None)
+            own = [w] if w is not None else list(m.parameters(recurse=False))
         flat += own
         owners += [i if w is not None else None] * len(own)
     parts: dict[int, list] = {}
