@@ -50,3 +50,12 @@ def test_float_pixels_outside_0_1_are_refused(run, scale):
     images = run.dataset("test").images[:2].float() / 255 * scale
     with pytest.raises(DataError, match=r"\[0, 1\].*uint8"):
         run.preprocess(images)
+
+
+def test_bicubic_resized_images_are_taken_though_they_overshoot_0_1(run):
+    """F.interpolate(bicubic) of black-and-white digits overshoots [0, 1] at hard edges;
+    they are pixels, as the user resized them. Truth: to_float of the same floats."""
+    small = load_dataset("digits", "test").images[:4].float() / 255  # (4, 1, 8, 8)
+    big = torch.nn.functional.interpolate(small, size=(12, 12), mode="bicubic")
+    assert big.min() < 0 or big.max() > 1  # the overshoot this is about
+    assert torch.equal(run.preprocess(big), to_float(big, run.mean, run.std))

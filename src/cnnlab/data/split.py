@@ -151,14 +151,20 @@ def _as_tensor(images: Any) -> torch.Tensor:
     raise DataError(f"images must be a torch tensor, got a {type(images).__name__}: pass {fix}")
 
 
+FLOAT_SLACK = 0.5  # F.interpolate(bicubic) of 8x8 black/white images to 28x28: -0.32..1.34
+
+
 def _check_range(images: torch.Tensor) -> None:
-    """Floats are pixels in [0, 1], integers in 0..255 (as uint8)."""
+    """Floats are pixels in [0, 1], integers in 0..255 (as uint8). Floats may stray
+    `FLOAT_SLACK` outside [0, 1], as bicubic resizing overshoots at hard edges; 0..255 floats
+    and normalized images (whose maximum is 2 to 3 for MNIST, Fashion-MNIST, ImageNet
+    statistics) stray further."""
     if images.dtype == torch.bool or images.is_complex():
         raise DataError(f"images must be uint8 pixels or floats in [0, 1], got {images.dtype}")
     if not images.numel() or images.dtype == torch.uint8:
         return
     lo, hi = (float(v) for v in images.aminmax())
-    if images.is_floating_point() and (lo < 0 or hi > 1):
+    if images.is_floating_point() and (lo < -FLOAT_SLACK or hi > 1 + FLOAT_SLACK):
         raise DataError(
             f"float images are read as pixels in [0, 1], these span [{lo:.3g}, {hi:.3g}]: "
             "pass uint8 (0..255), divide by 255, or give already-normalized inputs to the "
