@@ -42,3 +42,23 @@ def test_a_batch_with_another_count_of_heatmaps_is_told_so():
         explain.overlay(torch.rand(2, 3, 5, 6), torch.rand(3, 5, 6))
     with pytest.raises(ExplainError, match=r"needs 2 heatmaps .*got \(5, 6\)"):
         explain.overlay(torch.rand(2, 3, 5, 6), torch.rand(5, 6))
+
+
+def test_scale_draws_a_map_above_1_and_the_refusals_name_a_call_that_works():
+    """Truth: the colormap of heat / heat.max() by hand. scale=True divides by the max, so a
+    map above 1 (an unscaled saliency) is drawn, not refused; each refusal's fix, run as
+    written, draws the map."""
+    torch.manual_seed(0)
+    image, heat = torch.rand(1, 5, 6), 5 * torch.rand(5, 6)
+    got = explain.overlay(image, heat, scale=True)
+    torch.testing.assert_close(got, expected(image, heat / heat.max()))
+    with pytest.raises(ExplainError, match=r"got values from .* to 4\.\d+; give scale=True"):
+        explain.overlay(image, heat)
+    signed = heat - 2.5
+    for scale in (False, True):
+        with pytest.raises(ExplainError, match=r"heat\.abs\(\), scale=True\)"):
+            explain.overlay(image, signed, scale=scale)
+    told = explain.overlay(image, signed.abs(), scale=True)
+    torch.testing.assert_close(told, expected(image, signed.abs() / signed.abs().max()))
+    with pytest.raises(ExplainError, match="finite heatmap"):
+        explain.overlay(image, torch.full((5, 6), float("nan")), scale=True)

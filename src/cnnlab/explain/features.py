@@ -141,8 +141,9 @@ def overlay(
     image: Tensor, heat: Tensor, alpha: float = 0.5, cmap: str = "jet", *, scale: bool = False
 ) -> Tensor:
     """A heatmap over an image: (1|3, H, W) or (H, W) in [0, 1] (integers: 0..255; floats
-    outside [0, 1], a normalised model input: min-max scaled) and (H, W) in [0, 1] →
-    (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam gives, → (B, 3, H, W).
+    outside [0, 1], a normalised model input: min-max scaled) and (H, W) in [0, 1] (any
+    map >= 0 with scale=True) → (3, H, W); a batch, (B, 1|3, H, W) and (B, H, W) as gradcam
+    gives, → (B, 3, H, W).
 
     The map's values are drawn as given (default): 0 at the bottom of the colour scale, 1
     at the top, so a map in [0, 1] that means its values (gradcam's, whose max is 1, a
@@ -170,7 +171,7 @@ def overlay(
         )
     if not image.is_floating_point():  # integer pixels are 8-bit values, 0..255
         image = image.float() / 255.0
-    image, heat = _displayed(image), _checked_heat(heat)
+    image, heat = _displayed(image), _checked_heat(heat, scale)
     if scale and heat.numel() and heat.max() > 0:
         heat = heat / heat.max()  # the top of the colour scale where the map peaks
     colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
@@ -191,14 +192,23 @@ def _displayed(image: Tensor) -> Tensor:
     return (image - lo) / (hi - lo).clamp(min=1e-12)
 
 
-def _checked_heat(heat: Tensor) -> Tensor:
-    """heat as float32 on the CPU (numpy takes no bfloat16 map); ExplainError outside [0, 1],
-    where the colormap clamped a signed or unscaled map (a saliency's) with no word."""
+def _checked_heat(heat: Tensor, scale: bool) -> Tensor:
+    """heat as float32 on the CPU (numpy takes no bfloat16 map); ExplainError for values the
+    colour scale cannot show: below 0 (a signed map), or above 1 unless `scale` divides the
+    map by its max. Each message names the call that draws the map."""
     heat = heat.detach().float().cpu()
-    if heat.numel() and (heat.min() < 0 or heat.max() > 1):
-        raise ExplainError(
-            f"overlay needs a heatmap in [0, 1], as gradcam gives, got values from "
-            f"{heat.min().item():.3g} to {heat.max().item():.3g}; scale it first, e.g. "
-            "heat / heat.max() for a map ≥ 0"
-        )
-    return heat
+    if not heat.numel():
+        return heat
+    if not heat.isfinite().all():
+        raise ExplainError("overlay needs a finite heatmap, got NaN or infinite values")
+    lo, hi = heat.min().item(), heat.max().item()
+    if lo >= 0 and (hi <= 1 or scale):
+        return heat
+    fix = (
+        "draw its magnitude, overlay(image, heat.abs(), scale=True), or its positive part, "
+        "heat.clamp(min=0)"
+        if lo < 0
+        else "give scale=True to draw it as heat / heat.max()"
+    )
+    needs = "a heatmap >= 0," if scale else "a heatmap in [0, 1], as gradcam gives,"
+    raise ExplainError(f"overlay needs {needs} got values from {lo:.3g} to {hi:.3g}; {fix}")
