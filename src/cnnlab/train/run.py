@@ -49,6 +49,7 @@ from cnnlab.train.run_files import (
     check_config,
     check_given_model,
     data_gone,
+    data_option,
     read_config,
     read_metrics,
     run_hashes,
@@ -238,7 +239,7 @@ def load_run(
             f"{path} was trained from a Python object ({record.get('class')}): in Python, open "
             "it with cnnlab.train.load_run(path, model=<a fresh instance>); for the commands, "
             f"make a run of its code: cnnlab import --model file.py:factory --weights "
-            f"{path / MODEL_WEIGHTS} --data {config['data']} --out NEW_RUN"
+            f"{path / MODEL_WEIGHTS} --data {data_option(config)} --out NEW_RUN"
         )
     check_given_model(path, record, model)
     if record.get("kind") != "module":

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,15 @@ def data_gone(data: Any) -> str:
         f"put the data back there, link it there (ln -s NEW_PLACE {data}), or give eval, "
         "probe, visualize, report or serve --data NEW_PLACE"
     )
+
+
+def data_option(config: dict[str, Any]) -> str:
+    """The `--data` of a command line for the run's data, as the shell keeps it; NAME|DIR
+    for a run trained on images given in Python, whose recorded name is their source text
+    ('my arrays'), which no command reads."""
+    if config.get("data_in_memory"):
+        return "NAME|DIR"
+    return shlex.quote(str(config["data"]))
 
 
 def check_given_model(path: Path, record: dict[str, Any], model: Any) -> None:
