@@ -4,6 +4,8 @@ ops, scikit-learn or the call that was meant."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -242,3 +244,25 @@ def test_a_tuple_output_is_told_with_the_shape_of_each_item():
         explain.saliency(model, x)
     expected = by_hand_saliency(lambda images: model(images)[1], x)
     torch.testing.assert_close(explain.saliency(model, x, output=1), expected)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_every_shape_fix_the_refusal_names_passes_the_check(flat):
+    """Each x... fix named for a tensor check_images refuses, run as written (C, H, W: the
+    model's 1, 8, 8), gives images it takes: a 1-D tensor was told x.flatten(0, -4), which
+    raises IndexError; an empty (0, W) batch x[None, None], still empty."""
+    from cnnlab.inspect import check_images
+
+    given = [torch.randn(64), torch.randn(1, 2, 1, 8, 8), torch.randn(8, 8), torch.randn(2, 8, 8)]
+    for x in given[:1] if flat else given:  # flat takes any (B, ...) of 2 dims or more
+        with pytest.raises(ExplainError) as refused:
+            check_images(x, flat=flat)
+        fixes = re.findall(r"x(?:\.\w+\([^)]*\)|\[[^\]]*\])", str(refused.value))
+        assert fixes, str(refused.value)
+        for fix in fixes:
+            check_images(eval(fix.replace("C, H, W", "1, 8, 8"), {"x": x}), flat=flat)
+    for empty in (torch.zeros(0, 8), torch.zeros(0, 1, 8, 8))[0 if flat else 1 :]:
+        with pytest.raises(ExplainError, match="the batch is empty"):
+            check_images(empty, flat=flat)
+    with pytest.raises(ExplainError, match="a single number is no image"):
+        check_images(torch.tensor(1.0), flat=flat)

@@ -30,19 +30,27 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
     if not isinstance(x, Tensor):
         raise ExplainError(f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
     if (x.dim() < 2 if flat else x.dim() != 4) or x.shape[0] == 0:
-        got = f"got {tuple(x.shape)}"
+        shape = "(B, C, H, W) or (B, D)" if flat else "(B, C, H, W)"
         raise ExplainError(
-            f"images must have shape (B, C, H, W) with B ≥ 1, {got}; {_shape_fix(x)}"
+            f"images must have shape {shape} with B ≥ 1, got {tuple(x.shape)}; "
+            f"{_shape_fix(x, flat)}"
         )
     if not x.is_floating_point():
         raise ExplainError(_not_float(x))
     return x
 
 
-def _shape_fix(x: Tensor) -> str:
-    """How to make (B, C, H, W) images of x: the dims it lacks where that is clear, the two
-    readings of a 3-D x (one image, or a batch of grey images: unsqueeze(0) of 3 grey
-    images made one RGB image of them)."""
+def _shape_fix(x: Tensor, flat: bool) -> str:
+    """How to make images check_images takes of x, each fix one that passes it: the dims x
+    lacks where that is clear, the two readings of a 3-D x (one image, or a batch of grey
+    images: unsqueeze(0) of 3 grey images is one RGB image)."""
+    if x.dim() == 0:
+        return "a single number is no image: give a batch of images"
+    if x.dim() == 1:
+        one = "; one (D,) vector for a model of vectors: x[None]" if flat else ""
+        return f"for one flattened image, x.reshape(1, C, H, W) with its channels and size{one}"
+    if x.shape[0] == 0:
+        return "the batch is empty: give at least one image"
     if x.dim() == 2:
         return "if it is one grey (H, W) image, add its batch and channel dims: x[None, None]"
     if x.dim() == 3:
@@ -50,8 +58,6 @@ def _shape_fix(x: Tensor) -> str:
             "add a batch dimension with x.unsqueeze(0) for one (C, H, W) image, or a channel "
             "dimension with x.unsqueeze(1) for a batch of grey (B, H, W) images"
         )
-    if x.dim() == 4:
-        return "the batch is empty: give at least one image"
     return f"give {x.dim()}-D images as a 4-D batch (B, C, H, W), e.g. x.flatten(0, -4)"
 
 
