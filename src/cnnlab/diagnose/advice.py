@@ -70,8 +70,8 @@ _RESULTS += (("acts", ActivationStats, "activation_stats"),)
 
 
 def _check_results(*given: object) -> None:
-    """Each argument None or its own result type: a swapped one failed deep inside with an
-    AttributeError."""
+    """Each argument None or its own result type; ExplainError naming the argument, the type it
+    takes and the function that makes it."""
     for value, (arg, kind, fn) in zip(given, _RESULTS, strict=True):
         if value is not None and not isinstance(value, kind):
             takes = "; ".join(f"{a}={k.__name__} (from diagnose.{f})" for a, k, f in _RESULTS)

@@ -386,9 +386,9 @@ def _scripted_too(model: nn.Module, order: list[str], weighted: dict) -> list[st
 
 
 def _loss(loss_fn: Callable, logits: Tensor, y: Tensor) -> Tensor:
-    """loss_fn(logits, y); labels that do not fit the logits are the user's input. A loss
-    class given for its instance (nn.CrossEntropyLoss) was called as its constructor, with
-    the logits as class weights, and its error was blamed on the labels."""
+    """loss_fn(logits, y); labels that do not fit the logits are the user's input. loss_fn is
+    a callable of (logits, labels): a loss class (nn.CrossEntropyLoss, not an instance) is
+    refused, as calling it constructs a loss with the logits as its arguments."""
     if isinstance(loss_fn, type):
         name = loss_fn.__name__
         raise ExplainError(

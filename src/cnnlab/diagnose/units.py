@@ -278,7 +278,7 @@ class DeadUnits:
                 f"  {l.name:<24} {l.kind:<10} dead {l.dead:>4}/{l.channels:<4} "
                 f"sparsity {l.sparsity:6.1%}{flag}"
             )
-        if not self.layers:  # a header alone read as "no dead unit"
+        if not self.layers:  # no rectifier: say so, rather than a table of no rows
             others = f", only {', '.join(self.others)}" if self.others else ""
             lines.append(
                 f"  the model computes no ReLU-family activation{others}: no unit of it can "

@@ -309,7 +309,8 @@ def _checked(
 
 def _channel_indices(channels) -> Tensor:
     """channels (an int, a sequence or a tensor of whole numbers) as a (N,) int64 tensor;
-    ExplainError for a fraction (a cast truncated 1.5 to channel 1) or no number."""
+    ExplainError for a fraction (no channel 1.5 exists; a cast would pick another) or no
+    number."""
     try:
         given = torch.as_tensor(channels).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as error:

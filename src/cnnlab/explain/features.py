@@ -183,8 +183,8 @@ def overlay(
 def _displayed(image: Tensor) -> Tensor:
     """A float image as overlay draws it: as given inside [0, 1]; else (the normalised input
     a model is given, -0.94..2.14 for a digits run) min-max scaled to [0, 1] over the whole
-    image, which gives a single-channel image's pixels back, up to their own min and max.
-    Clamped to [0, 1] instead, it lost its darks and lights."""
+    image, which gives a single-channel image's pixels back, up to their own min and max,
+    keeping the darks and lights a clamp to [0, 1] would flatten."""
     image = image.detach().float().cpu()
     lo, hi = image.min(), image.max()
     if image.numel() == 0 or (lo >= 0 and hi <= 1):

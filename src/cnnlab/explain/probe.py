@@ -146,8 +146,8 @@ def extract_features(
 def class_indices(y: Tensor, n: int) -> Tensor:
     """`y`, the labels of n images, as (n,) int64 class indices ≥ 0 (whole floats, 3.0, as
     scikit-learn takes them); ExplainError naming the fix for anything else: one-hot (n, K)
-    rows, an (n, 1) column, fractional values (truncated by a cast, they probed classes the
-    data does not have), negative ones, another length."""
+    rows, an (n, 1) column, fractional values (no class; a cast would pick another),
+    negative ones, another length."""
     if y.dim() == 2 and y.shape[0] == n:
         fix = "y.reshape(-1)" if y.shape[1] == 1 else "y.argmax(1) (one-hot rows)"
         raise ExplainError(

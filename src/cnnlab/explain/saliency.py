@@ -142,8 +142,8 @@ def _whole(v: object) -> bool:
 
 
 def _check_smoothgrad_args(n: object, sigma: object, batch_size: object) -> None:
-    """n and batch_size whole numbers >= 1, sigma a finite number >= 0: anything else failed
-    deep inside (range() of a float, a comparison with a string) or ran without noise."""
+    """n and batch_size whole numbers >= 1, sigma a finite number >= 0; ExplainError naming
+    the argument and a valid value for anything else."""
     if not _whole(n) or n < 1:
         raise ExplainError(
             f"smoothgrad: n is the number of noisy copies, a whole number >= 1 (e.g. n=50); "

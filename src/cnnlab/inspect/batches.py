@@ -33,8 +33,7 @@ def batches(
 def first_batch(data: Any, batch_size: int = 1) -> tuple[Any, Tensor | None]:
     """(data, the images of its first batch of `batch_size`, or None where it holds none).
     An iterator's (a generator's) first batch is read and put back in front of the rest: a
-    later pass over the returned data reads every batch (a linear probe whose training
-    batches came from a generator was fitted without its first batch, with no word)."""
+    later pass over the returned data reads every batch, the first included."""
     if not isinstance(data, Iterator):
         return data, next(iter(batches(data, batch_size)), (None,))[0]
     head = next(data, None)
@@ -106,9 +105,8 @@ def _is_pair(data: Any) -> bool:
 def _as_tensors(item: Any) -> Any:
     """An (images, labels) pair or batch with its NumPy arrays as tensors (scikit-learn's data
     sets, a NumPy pipeline's labels), and, in a pair, labels given as a list of numbers as a
-    tensor and images given as a list of same-shape tensors stacked; anything else as given.
-    (A list of labels made the pair two batches: 'linear probes need labels', or
-    AttributeError: 'list' object has no attribute 'to'.)"""
+    tensor and images given as a list of same-shape tensors stacked, so that `_is_pair` reads
+    it as one pair, not as two batches; anything else as given."""
     if not isinstance(item, tuple | list):
         return item
     if any(isinstance(a, np.ndarray) for a in item):
@@ -147,9 +145,8 @@ def _same_shape_tensors(images: Any) -> bool:
 def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) -> Tensor:
     """Images ready for the model: preprocess(x) if given, else x, which must then be float
     images normalised as for training. Integer pixels without `preprocess` are refused, as
-    every function that takes images refuses them: scaled to [0, 1] they gave a model trained
-    on normalised images inputs it never saw (a run's digits net ran at chance on them, and
-    its head's linear probe read 88 % where the normalised images give 97 %)."""
+    every function that takes images refuses them: only the training's normalisation gives
+    the model the inputs it learned on, and [0, 1] is not it."""
     if preprocess is not None:
         return preprocess(x)
     if isinstance(x, Tensor) and not x.is_floating_point():

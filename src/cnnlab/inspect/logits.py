@@ -95,8 +95,8 @@ def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
 
 def _items(out: Any) -> str:
     """What a tuple, list or dict output holds, by index or key and shape ("" otherwise): two
-    (B, K) tensors, (features, logits), cannot be told apart by cnnlab, and output=0 picked
-    the features as 'logits' of as many classes as features, with no word."""
+    (B, K) tensors, (features, logits), look alike to cnnlab, so the user picks by what each
+    holds."""
     if isinstance(out, dict):
         pairs = list(out.items())
     elif isinstance(out, tuple | list):
