@@ -7,6 +7,7 @@ Annotations this cannot check exactly (none, a class, one that does not evaluate
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import shlex
 from typing import Literal, Optional
 
@@ -148,3 +149,30 @@ class Mine:
 @pytest.mark.parametrize("annotation", [Mine, dict[str, int], "Unknown", Mine | int])
 def test_what_is_not_checked_exactly_is_not_judged(annotation):
     assert fits("x", annotation) is None
+
+
+DEFAULTS = """from typing import Literal
+
+
+def make(width: int = None, act: str = None, size: int = (28, 28),
+         mode: Literal["a", "b"] = "auto", depth: int = 2):
+    return (width, act, size, mode, depth)
+"""
+
+
+@pytest.mark.parametrize("arg", ["width=None", "act=None", "size=(28, 28)", "mode='auto'"])
+def test_a_parameters_own_default_is_taken_whatever_its_annotation(arg, tmp_path, monkeypatch):
+    """A factory's default is a value it gives itself (`width: int = None`, implicit Optional):
+    passing it is refused by no annotation; another value of that type still is."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "defaults.py").write_text(DEFAULTS)
+    name, value = parse_model_ref("defaults.py:make", [arg]).args[0]
+    spec = importlib.util.spec_from_file_location("defaults_mod", tmp_path / "defaults.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    default = inspect.signature(module.make).parameters[name].default
+    assert value == default and type(value) is type(default)
+    with pytest.raises(SpecError, match="does not fit"):
+        parse_model_ref("defaults.py:make", [f"{name}=(1, 2, 3)"])
+    with pytest.raises(SpecError, match="does not fit make's depth: int = 2"):
+        parse_model_ref("defaults.py:make", ["depth=None"])

@@ -39,12 +39,14 @@ MAX_ARG_CHARS = 10_000  # literal_eval of a huge nested literal can exhaust the 
 
 class Declaration(NamedTuple):
     """What a factory declares of one parameter: `kind`, the type its advice names ("int",
-    "float", "bool", "str", else its default's type or ""), `default` (None without one),
-    `annotation` as Python evaluates it (`empty`: none, or one that does not evaluate)."""
+    "float", "bool", "str", else its default's type or ""), `default` (None without one;
+    `has_default` tells), `annotation` as Python evaluates it (`empty`: none, or one that
+    does not evaluate)."""
 
     kind: str
     default: Any
     annotation: Any = inspect.Parameter.empty
+    has_default: bool = False
 
 
 Declared = Callable[[str], "Declaration | None"]  # a parameter's name -> its Declaration
@@ -138,7 +140,8 @@ def declared_by(factory: Any) -> Declared:
             annotation = parameter.empty
         if not kind and annotation is parameter.empty:
             return None
-        return Declaration(kind, default, annotation)
+        has_default = parameter.default is not parameter.empty
+        return Declaration(kind, default, annotation, has_default)
 
     return of
 
@@ -218,7 +221,7 @@ def _all(found: list[bool | None]) -> bool | None:
 def _refuse_unfit(name: str, value: Any, ref: str, declared: Declaration | None) -> None:
     """SpecError when the literal does not fit the parameter's annotation (`fits`), naming
     the argument, its value, the declaration and an example that fits."""
-    if declared is None or fits(value, declared.annotation) is not False:
+    if declared is None or _takes(value, declared) is not False:
         return
     factory = ref.rsplit(":", 1)[1]
     written = inspect.formatannotation(declared.annotation)
@@ -229,6 +232,16 @@ def _refuse_unfit(name: str, value: Any, ref: str, declared: Declaration | None)
         f"--model {ref}: --model-arg {name}={quote(value)} ({_a(value)}) does not fit "
         f"{factory}'s {name}: {written}{default}{fix}"
     )
+
+
+def _takes(value: Any, declared: Declaration) -> bool | None:
+    """`fits`, or True for the parameter's own default, which the factory gives itself
+    whatever its annotation says (`width: int = None`, PEP 484's implicit Optional;
+    `size: int = (28, 28)`)."""
+    default = declared.default
+    if declared.has_default and type(value) is type(default) and value == default:
+        return True
+    return fits(value, declared.annotation)
 
 
 _NONE = object()  # no example found
