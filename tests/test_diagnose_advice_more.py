@@ -97,3 +97,27 @@ def test_every_parameter_is_in_some_row_checked_against_autograd():
         assert rows[name].max == pytest.approx(float(gr.abs().max()), rel=1e-5)
     # ratio: the first conv/linear weight's (0.conv) over the last's (5), as before
     assert flow.ratio == pytest.approx(rows["0.conv"].l2 / rows["5"].l2)
+
+
+def test_a_parameter_of_the_root_module_is_a_row_named_the_model():
+    """A model that holds a parameter itself (a learned input scale, a class token) gets a
+    row named "" (named_modules' name of the root), printed as "(the model)" rather than a
+    blank; its numbers are autograd's gradient of the mean cross-entropy."""
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.full((1,), 1.5))
+            self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x * self.scale)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model, x, y = Scaled(), torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    flow = gradient_flow(model, [(x, y)])
+    root = next(l for l in flow.layers if l.name == "")
+    (g,) = torch.autograd.grad(nn.functional.cross_entropy(model(x), y), model.scale)
+    assert root.l2 == pytest.approx(g.norm().item(), rel=1e-5)
+    shown = [line.split()[:2] for line in str(flow).splitlines()[1:]]
+    assert ["(the", "model)"] in shown and [] not in shown

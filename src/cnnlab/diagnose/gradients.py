@@ -133,7 +133,8 @@ class GradientFlow:
         lines = [f"gradient flow on {self.samples} inputs: {self.headline()}"]
         for l in self.layers:
             note = f"  ({l.note})" if l.note else ""
-            lines.append(f"  {l.name:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}{note}")
+            name = l.name or "(the model)"  # parameters the root module holds itself
+            lines.append(f"  {name:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}{note}")
         return "\n".join(lines)
 
 
