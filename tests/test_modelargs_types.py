@@ -176,3 +176,15 @@ def test_a_parameters_own_default_is_taken_whatever_its_annotation(arg, tmp_path
         parse_model_ref("defaults.py:make", [f"{name}=(1, 2, 3)"])
     with pytest.raises(SpecError, match="does not fit make's depth: int = 2"):
         parse_model_ref("defaults.py:make", ["depth=None"])
+
+
+def test_none_for_text_is_not_told_the_text_none(tmp_path, monkeypatch):
+    """None for `act: str` means no value: the example is a text of the type, not 'None',
+    which the factory would read as an activation's name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "acts.py").write_text("def make(act: str):\n    return act\n")
+    with pytest.raises(SpecError, match="does not fit make's act: str") as error:
+        parse_model_ref("acts.py:make", ["act=None"])
+    example = shlex.split(str(error.value).rsplit("e.g. ", 1)[1])
+    assert example[0] == "--model-arg" and example[1] != "act='None'"
+    assert isinstance(parse_model_ref("acts.py:make", [example[1]]).args[0][1], str)

@@ -274,7 +274,7 @@ def _converted(value: Any) -> Iterable[Any]:
         yield float(value)
     elif isinstance(value, (tuple, list)):
         yield from (tuple(value), list(value))
-    if not isinstance(value, str):
+    if not isinstance(value, str | None):  # None meant no value, not the text 'None'
         yield str(value)
 
 
