@@ -28,3 +28,23 @@ def test_a_window_wider_than_its_map_names_a_larger_input():
     assert cnnlab.summary(model, input_size=(1, 8, 8)).total_params == sum(
         p.numel() for p in model.parameters()
     )
+
+
+def test_a_conv_wider_than_its_map_names_a_larger_input_as_a_pool_does():
+    """A conv module's window is checked on the trace's conv path, apart from pools': it
+    named only the kernel, dilation and padding. Truth: torch's forward fails on 4×4 and
+    runs on 12×12 (12 → 6 → 3 → 1)."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.AvgPool2d(2), nn.Conv2d(4, 4, 3),
+        nn.Flatten(), nn.Linear(4, 10),
+    )  # fmt: skip
+    with pytest.raises(RuntimeError):  # 4×4 -> 2×2 -> 1×1, and the 3×3 conv fails
+        model(torch.zeros(1, 1, 4, 4))
+    model(torch.zeros(1, 1, 12, 12))
+    with pytest.raises(
+        SpecError, match=r"layer 2 .*on a 1×1 map, .*or a larger input image than 4×4"
+    ):
+        cnnlab.summary(model, input_size=(1, 4, 4))
+    assert cnnlab.summary(model, input_size=(1, 12, 12)).total_params == sum(
+        p.numel() for p in model.parameters()
+    )

@@ -191,7 +191,7 @@ class Shortcuts:
             try:
                 out_map = C.window_out(out_map, w)
             except SpecError as err:
-                raise SpecError(f"{self.where()}: on a {shape[2]}×{shape[3]} map, {err}") from None
+                raise self.too_small(out_map, err) from None
         fmt = S.layout(x, weight)
         out = torch.empty(
             shape[0], kernel[0], *out_map, dtype=dtype, device=C.META, memory_format=fmt

@@ -366,19 +366,22 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
 
     def _window_out(self, x: Tensor, w: Window) -> tuple[int, int] | None:
         """The (H, W) window w makes of x's last two axes (None for a 1-D x, or padding
-        "same": x's own); an output below 1×1 is an error naming the layer and, besides the
-        window's own fixes, the input: a model brought whole (a MONAI DenseNet-121 on 28×28
-        images) is fixed by a larger image, not by editing its layers."""
+        "same": x's own); an output below 1×1 is `too_small`'s error."""
         if w.same or x.dim() < 2:
             return None
         try:
             return C.window_out(tuple(x.shape[-2:]), w)
         except SpecError as err:
-            size = "×".join(map(str, x.shape[-2:]))
-            image = "×".join(map(str, self.image))
-            raise SpecError(
-                f"{self.where()}: on a {size} map, {err}, or a larger input image than {image}"
-            ) from None
+            raise self.too_small(tuple(x.shape[-2:]), err) from None
+
+    def too_small(self, size: tuple[int, ...], err: SpecError) -> SpecError:
+        """The error of a window (conv, pool) wider than its (H, W) `size` map: the layer, the
+        map and, besides the window's own fixes in `err`, the input: a model brought whole (a
+        MONAI DenseNet-121 on 28×28 images) is fixed by a larger image, not by editing it."""
+        size_text, image = "×".join(map(str, size)), "×".join(map(str, self.image))
+        return SpecError(
+            f"{self.where()}: on a {size_text} map, {err}, or a larger input image than {image}"
+        )
 
     def _tag_outputs(self, func, args, kwargs, out, tagged, w) -> None:
         """Tags each tensor of `out` (chunk, split and unbind return several)."""
