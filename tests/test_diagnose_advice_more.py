@@ -41,6 +41,19 @@ def test_dead_units_behind_batchnorm_are_not_told_to_add_it():
     assert "add BatchNorm before the activation" in without
 
 
+def test_dead_units_alone_know_the_batchnorm_before_them():
+    """findings(dead=...) without a gradient flow, as the report calls it: dead_units' own
+    pass sees the normalisation, so the advice is the same as with the flow."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, 8, 8, generator=g)
+    for bn in (True, False):
+        model = net(bn)
+        dead = dead_units(model, x)
+        assert dead.normed == (("2",) if bn else ())  # the ReLU: model[2] behind BN, else [1]
+        (alone,) = [f.fix for f in findings(dead=dead) if f.code == "dead-units"]
+        assert alone == dead_fix(model)
+
+
 def test_findings_names_the_argument_for_each_result():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(4, 3, 8, 8, generator=g), torch.randint(0, 3, (4,), generator=g)

@@ -56,8 +56,9 @@ def findings(
 ) -> list[Finding]:
     """Turn the measurements into problems with what to try (notes §4.2-4.4)."""
     _check_results(dead, flow, acts)
-    makeup = flow.makeup if flow else None  # where the net normalises, if seen
-    out = [_dead_finding(l, makeup) for l in (dead.flagged if dead else ())]
+    normed = set(dead.normed if dead else ())  # where the net normalises, as either pass saw
+    normed |= set(flow.makeup.normed if flow and flow.makeup else ())
+    out = [_dead_finding(l, normed) for l in (dead.flagged if dead else ())]
     out += _gradient_findings(flow) if flow else []
     for l in acts.layers if acts else ():
         if l.saturated is not None and l.saturated > 0.5:
@@ -104,12 +105,13 @@ def _saturated_finding(l: ActivationLayer) -> Finding:
     )
 
 
-def _dead_finding(l, makeup: Makeup | None = None) -> Finding:
+def _dead_finding(l, normed: set[str] = frozenset()) -> Finding:
     """A flagged layer's finding. Behind frozen weights (no weight before it trains) the
     learning rate, init and activation did not kill its units and cannot revive them: the
     advice for a trained layer would send the user after the wrong knobs. BatchNorm before
-    the activation is advised only where the forward (`makeup`, as `gradient_flow` saw it)
-    computes no normalisation before it; where it does, its bias (beta) is what to look at."""
+    the activation is advised only where the forward computes no normalisation before it
+    (`normed`: the sites `dead_units` or `gradient_flow` saw one before); where it does, its
+    bias (beta) is what to look at."""
     said = f"{l.name}: {l.dead}/{l.channels} channels never fire, sparsity {l.sparsity:.0%}"
     if l.frozen:
         return Finding(
@@ -121,7 +123,7 @@ def _dead_finding(l, makeup: Makeup | None = None) -> Finding:
             "fine-tune them at a low learning rate",
         )
     fix = "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) init"
-    if makeup is not None and l.name in makeup.normed:
+    if l.name in normed:
         fix += (
             "; a normalisation already precedes it: a strongly negative bias (beta) there "
             "keeps its channels off"

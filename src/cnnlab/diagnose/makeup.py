@@ -4,6 +4,7 @@ activation to replace, a normalisation to add or already there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -44,10 +45,12 @@ _NORMS = {
 
 
 class Seen(ActivationSites):
-    """`ActivationSites` that also notes where a normalisation is computed: `makeup()`."""
+    """`ActivationSites` that also notes where a normalisation is computed: `makeup()`;
+    `then(site, activation, output)`, if given, is called for each activation too."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, then: Callable | None = None) -> None:
         super().__init__(model, self._activation)
+        self.then = then
         self.activations: dict[str, str] = {}
         self.norms: dict[str, str] = {}
         self.normed: dict[str, bool] = {}
@@ -57,6 +60,8 @@ class Seen(ActivationSites):
         self.activations.setdefault(site, activation.name)
         self.normed.setdefault(site, self._after_norm)
         self._after_norm = False
+        if self.then is not None:
+            self.then(site, activation, y)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         try:

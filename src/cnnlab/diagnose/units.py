@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from cnnlab.design.activations import ACTIVATIONS, Activation
 from cnnlab.diagnose.jsonable import jsonable
+from cnnlab.diagnose.makeup import Seen
 from cnnlab.errors import DataError, ExplainError
 from cnnlab.inspect import (
-    ActivationSites,
     OutputSelector,
     batches,
     check_images,
@@ -122,11 +122,13 @@ def _record(
     what: str = "",
     output: OutputSelector = None,
     trains: dict[str, bool] | None = None,
+    normed: list[str] | None = None,
 ) -> tuple[dict[str, _Site], int]:
     """Run data through the model (no grad), accumulating statistics per activation site;
     progress(batches done, batches, what) before the first batch and after each.
     trains: filled with {site: whether a weight that trains reaches it} (`_probe_trains`)
-    when some parameter requires grad; left empty when none does (a model frozen whole)."""
+    when some parameter requires grad; left empty when none does (a model frozen whole).
+    normed: filled with the sites a normalisation is computed before (`Makeup.normed`)."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ExplainError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     sites: dict[str, _Site] = {}
@@ -150,7 +152,7 @@ def _record(
     device, n, total = device_of(model), 0, batch_count(data, batch_size)
     if progress is not None:
         progress(0, total, what)
-    with preserved(model, train=train), torch.no_grad(), ActivationSites(model, on_call):
+    with preserved(model, train=train), torch.no_grad(), Seen(model, on_call) as seen:
         for done, (x, _) in enumerate(batches(data, batch_size), 1):
             x = check_images(x, flat=True).to(device)
             if probe and done == 1:
@@ -161,6 +163,8 @@ def _record(
                 progress(done, total, what)
     if n == 0:
         raise DataError("data: no images (an empty tensor or iterable)")
+    if normed is not None:
+        normed.extend(seen.makeup(()).normed)
     return sites, n
 
 
@@ -253,6 +257,9 @@ class DeadUnits:
     # the activations computed that are no rectifier ("1 (tanh)"): no unit of theirs is
     # dead in this sense (activation_stats measures their saturation)
     others: tuple[str, ...] = ()
+    # the sites a normalisation is computed before, since the activation before (conv -> BN
+    # -> ReLU): the advice for their dead units is that norm's bias, not adding one
+    normed: tuple[str, ...] = ()
 
     @property
     def flagged(self) -> tuple[DeadLayer, ...]:
@@ -327,9 +334,10 @@ def dead_units(
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
     trains: dict[str, bool] | None = {} if frozen_check else None
+    normed: list[str] = []
     sites, n = _record(
         model, data, batch_size, train, progress=progress, what="dead units", output=output,
-        trains=trains,
+        trains=trains, normed=normed,
     )  # fmt: skip
     layers = []
     for name, site in sites.items():
@@ -346,7 +354,7 @@ def dead_units(
         )
     others = tuple(f"{name} ({s.kind})" for name, s in sites.items() if not s.activation.rectifier)
     hidden = hidden_modules(model)
-    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden, others)
+    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden, others, tuple(normed))
 
 
 # --- activation statistics (§4.2) ---------------------------------------------------------------
