@@ -7,6 +7,8 @@ trained and wrote a run that load_run then refused; string labels raised Attribu
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -132,3 +134,22 @@ def test_a_dict_of_classes_is_told_the_label_order(pixels):
     assert all(fixed.classes[i] == name for name, i in class_to_idx.items())
     with pytest.raises(DataError, match=r"\[d\[i\] for i in range\(len\(d\)\)\]"):
         ImageSet(pixels, LABELS, {1: "b", 0: "a", 2: "c"}, "mine")
+
+
+@pytest.mark.parametrize("stray", ["rounded past 1", "bicubic overshoot"])
+def test_floats_straying_just_outside_0_1_are_told_to_scale_and_clamp(pixels, stray):
+    """[0, 1] floats a little past 1.0 (arithmetic) or below 0 (bicubic resizing) are pixels
+    in [0, 1]: told to scale by 255 and clamp, never .round() alone (all 0 or 1, black)."""
+    floats = pixels.float() / 255
+    if stray == "rounded past 1":
+        floats = floats * (1 + 1e-6)
+    else:
+        floats = torch.nn.functional.interpolate(floats, scale_factor=2, mode="bicubic")
+    assert float(floats.max()) > 1
+    with pytest.raises(DataError) as error:
+        ImageSet(floats, LABELS, CLASSES, "mine")
+    fix = re.search(r"use (\(images \* 255\).*?\.to\(torch\.uint8\))", str(error.value))
+    assert fix, str(error.value)
+    converted = eval(fix.group(1), {"torch": torch, "images": floats})  # the fix, as written
+    truth = (floats.clamp(0, 1) * 255).round().to(torch.uint8)
+    assert torch.equal(ImageSet(converted, LABELS, CLASSES, "mine").images, truth)

@@ -116,16 +116,25 @@ def _check_images(x: Any, source: str) -> None:
         raise DataError(f"{want}, got {x.dtype} {shape}{_uint8_fix(x)}")
 
 
+# Float pixels in [0, 1] may stray this far outside it: bicubic resizing overshoots at hard
+# edges (8x8 black/white digits to 28x28: -0.32..1.34), and arithmetic rounds past 1.0.
+# 0..255 floats and normalized images (maximum 2 to 3 with MNIST's or ImageNet's
+# statistics) stray further.
+FLOAT_SLACK = 0.5
+
+
 def _uint8_fix(x: torch.Tensor) -> str:
-    """How images of another dtype become uint8, judged by their range: [0, 1] floats are
-    scaled by 255 (a plain .to(torch.uint8) makes them all 0 or 1, black)."""
+    """How images of another dtype become uint8, judged by their range: [0, 1] floats
+    (within FLOAT_SLACK) are scaled by 255, and clamped where they stray outside [0, 1] (a
+    plain .to(torch.uint8) makes them all 0 or 1, black; 1.2 * 255 wraps around)."""
     if x.numel() == 0 or x.dtype == torch.bool or x.is_complex():
         return ""
     low, high = float(x.min()), float(x.max())
+    if x.is_floating_point() and -FLOAT_SLACK <= low and high <= 1 + FLOAT_SLACK:
+        clamp = "" if 0 <= low and high <= 1 else ".clamp(0, 255)"
+        return f" in [{low:.7g}, {high:.7g}]: use (images * 255).round(){clamp}.to(torch.uint8)"
     if low < 0 or high > 255:
         return f" in {low:g}..{high:g}: scale them to 0..255 first, then .round().to(torch.uint8)"
-    if x.is_floating_point() and high <= 1:
-        return f" in [{low:g}, {high:g}]: use (images * 255).round().to(torch.uint8)"
     rounded = ".round()" if x.is_floating_point() else ""
     return f" in {low:g}..{high:g}: use images{rounded}.to(torch.uint8)"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.data.imageset import ImageSet
+from cnnlab.data.imageset import FLOAT_SLACK, ImageSet
 from cnnlab.errors import DataError
 
 
@@ -149,9 +149,6 @@ def _as_tensor(images: Any) -> torch.Tensor:
     else:
         fix = "a uint8 tensor (N, C, H, W)"
     raise DataError(f"images must be a torch tensor, got a {type(images).__name__}: pass {fix}")
-
-
-FLOAT_SLACK = 0.5  # F.interpolate(bicubic) of 8x8 black/white images to 28x28: -0.32..1.34
 
 
 def _check_range(images: torch.Tensor) -> None:
