@@ -30,10 +30,9 @@ class ImageSet:
     `(path, "RGBA->L")` of files whose channels or size were changed to fit. `loaded_as` is
     the name (`digits`) or absolute directory `load_dataset` read the set from (None for one
     made otherwise): training records it, so a run trained on `load_splits(...)` in Python
-    reopens its data, and flips images, as one trained with `--data` (it recorded the source
-    text, which no command could load, and flipped digits). `loaded_split` is the split it
-    read ("train" | "test"): a run reopens its test split, so one trained on a test split
-    records its images as given in Python (it scored the images it trained on as unseen).
+    reopens its data, and flips images, as one trained with `--data`. `loaded_split` is the
+    split it read ("train" | "test"): a run reopens the test split as unseen images, so one
+    trained on a test split records its images as given in Python, which no command reads.
     """
 
     images: torch.Tensor
@@ -140,9 +139,8 @@ def _uint8_fix(x: torch.Tensor) -> str:
 
 
 def _check_classes(classes: Any, source: str) -> None:
-    """Class names: distinct strings, one per label value. A run records them in
-    config.json, whose reader refuses anything else: a set named by range(10) trained and
-    wrote a run no command could open."""
+    """Class names: distinct strings, one per label value, as a run's config.json records
+    them and its reader takes them (a name names one label)."""
     if isinstance(classes, str):  # a string is a sequence: 'cat dog' made 7 classes
         raise DataError(
             f"{source}: classes must be a list of names, one per label value, got the "

@@ -49,7 +49,7 @@ def train_val_split(
         is_val[members[torch.randperm(len(members), generator=gen)[:k]]] = True
     if val_fraction > 0 and not is_val.any():
         # a class's last image stays for training: with one image per class no fraction
-        # holds any out, and "raise val_fraction" sent the user round in circles
+        # holds any out, so raising val_fraction cannot help there
         fix = (
             "raise val_fraction or use more data"
             if max(ds.class_counts(), default=0) > 1
@@ -91,8 +91,8 @@ def normalization_stats(ds: ImageSet | torch.Tensor) -> tuple[tuple[float, ...],
 def to_float(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """`(x / 255 − mean) / std` per channel: `(N, C, H, W)` uint8 → float32, same shape.
 
-    Integer input of another dtype is pixels in 0..255 as well (it was standardized without
-    the / 255); float input is taken to be in [0, 1] already and is only standardized.
+    Integer input of any dtype is pixels in 0..255, as uint8 is (int64 from torch.tensor of
+    a list too); float input is taken to be in [0, 1] already and is only standardized.
 
     A std of 0 (a constant channel) divides by 1 instead, so the channel becomes 0, not NaN.
     """

@@ -332,8 +332,8 @@ def predict(
 
 
 def _check_paths(images: Any) -> None:
-    """DataError unless `images` is a sequence of file paths: a PIL image, a tensor or an
-    array failed with a TypeError (or 'truth value ... is ambiguous') from deep inside."""
+    """DataError unless `images` is a sequence of file paths; images in memory (a PIL
+    image, a tensor, an array) are told the call that predicts them."""
     if isinstance(images, Sequence) and not isinstance(images, str):
         kinds = [type(p).__name__ for p in images if not isinstance(p, str | os.PathLike)]
         if not kinds:

@@ -242,10 +242,9 @@ def _names_data(text: str) -> bool:
 
 def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None]:
     """A (train, test) pair of ImageSets whose test split is scored as the train split's: the
-    same classes in the same order (a label is an index into them) and the same image shape.
-    A test set of other classes was scored on the train set's indices, and one of another size
-    ran through a pooling model at chance, both without an error; a pair of tensors raised
-    AttributeError, an empty test set ZeroDivisionError after the training."""
+    same classes in the same order (a label is an index into them) and the same image shape
+    (a pooling model runs other sizes, at chance, without an error); both sets non-empty (an
+    empty test set is None). DataError naming the fix otherwise, a pair of tensors too."""
     if not isinstance(train_set, ImageSet) or not isinstance(test_set, ImageSet | None):
         kinds = f"({type(train_set).__name__}, {type(test_set).__name__})"
         raise DataError(
@@ -318,9 +317,9 @@ def check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
 
 
 def check_one_image_steps(model: nn.Module, input_shape, per_rank: int) -> None:
-    """A batch of one image per rank must pass the model in training mode: a BatchNorm with
-    one value per channel (BatchNorm1d after the pooling, BatchNorm2d on 1×1 maps) raised
-    torch's 'Expected more than 1 value per channel when training' at the first step."""
+    """A batch of one image per rank must pass the model in training mode, checked before a
+    step: a BatchNorm with one value per channel (BatchNorm1d after the pooling, BatchNorm2d
+    on 1×1 maps) cannot normalise it (torch's 'Expected more than 1 value per channel')."""
     if per_rank != 1:
         return
     x = torch.zeros(1, *input_shape)

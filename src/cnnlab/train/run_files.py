@@ -162,7 +162,7 @@ def data_option(config: dict[str, Any]) -> str:
 
 def check_given_model(path: Path, record: dict[str, Any], model: Any) -> None:
     """RunError for `load_run(path, model=...)` of a run that builds its own model (a spec,
-    the user's code): the model passed was ignored and kept its own weights, no error."""
+    the user's code): the weights go to the model it builds, never to the one passed."""
     if record.get("kind") == "module" or model is None:
         return
     made = SPEC if record.get("kind", "spec") == "spec" else "its model's code"
@@ -174,8 +174,7 @@ def check_given_model(path: Path, record: dict[str, Any], model: Any) -> None:
 
 def unreadable_data(path: Path, config: dict[str, Any]) -> None:
     """RunError for a run trained on images given in Python (`inputs.memory_record`): its
-    data name is their `source` text, which loaded whatever it named (sklearn's digits for
-    a set called 'digits') or was told 'unknown data set'."""
+    data name is their `source` text, which names no data a command can read again."""
     if config.get("data_in_memory"):
         raise RunError(
             f"{path} was trained on images given in Python (an ImageSet, {config['data']!r}), "
@@ -186,10 +185,9 @@ def unreadable_data(path: Path, config: dict[str, Any]) -> None:
 
 def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...], named: bool) -> None:
     """RunError unless the data read again holds the run's classes, in its order: a label
-    is an index into them, so a class folder renamed since (DIR/train and DIR/test keep no
-    hold-out record) scored one class as another, and one added failed in the confusion
-    matrix with a reshape error. A named data set (`named`) has fixed classes: their count
-    is checked, the names a run records for them are its own."""
+    is an index into them, and DIR/train + DIR/test keep no hold-out record that would catch
+    a class folder renamed or added since. A named data set (`named`) has fixed classes:
+    their count is checked, the names a run records for them are its own."""
     if (len(found) == len(config["classes"])) if named else list(found) == config["classes"]:
         return
     raise RunError(
