@@ -66,6 +66,19 @@ def probe(train, test) -> dict[str, float]:
     return explain.linear_probe(net(), train, test, epochs=5)
 
 
+def test_boolean_and_complex_labels_are_told_the_fix_and_the_fix_probes():
+    # complex labels raised torch's 'min is not supported for complex' from the message
+    (x, y), (xt, yt) = pixels(60, 0), pixels(30, 1)
+    x, xt, yb = normalise(x), normalise(xt), y == 1  # one class against the rest
+    with pytest.raises(ExplainError, match=r"got booleans; give y\.long\(\)"):
+        probe((x, yb), (xt, yt == 1))
+    told = probe((x, yb.long()), (xt, (yt == 1).long()))
+    meant = probe((x, torch.where(y == 1, 1, 0)), (xt, torch.where(yt == 1, 1, 0)))
+    assert told == meant
+    with pytest.raises(ExplainError, match="got torch.complex64; give the integer class"):
+        probe((x, y.to(torch.complex64)), (xt, yt))
+
+
 def test_labels_given_as_whole_floats_or_numpy_probe_as_class_indices():
     (x, y), test = pixels(60, 0), pixels(30, 1)
     x = normalise(x)

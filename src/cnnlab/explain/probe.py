@@ -165,10 +165,20 @@ def class_indices(y: Tensor, n: int) -> Tensor:
             f"linear probes need labels as class indices, got the fractional label {bad:g} "
             f"({y.dtype}); give the integer class of each image"
         )
-    if y.dtype == torch.bool or y.is_complex() or (len(y) and y.min() < 0):
+    if y.dtype == torch.bool:
+        raise ExplainError(
+            "linear probes need labels as class indices, got booleans; give y.long() "
+            "(False: class 0, True: class 1)"
+        )
+    if y.is_complex():
+        raise ExplainError(
+            f"linear probes need labels as class indices, got {y.dtype}; give the integer "
+            "class of each image"
+        )
+    if len(y) and y.min() < 0:
         raise ExplainError(
             f"linear probes need one class index >= 0 per image, got labels of {y.dtype} "
-            f"(min {y.min().item() if len(y) else '-'})"
+            f"(min {y.min().item()})"
         )
     return y.long()
 
