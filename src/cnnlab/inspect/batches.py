@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.errors import DataError, ExplainError
+from cnnlab.inspect.logits import not_float
 
 
 def batches(
@@ -150,11 +151,7 @@ def as_float(x: Tensor, preprocess: Callable[[Tensor], Tensor] | None = None) ->
     if preprocess is not None:
         return preprocess(x)
     if isinstance(x, Tensor) and not x.is_floating_point():
-        raise ExplainError(
-            f"images must be floating point, got {x.dtype} of shape {tuple(x.shape)}; "
-            "normalise them as for training: pass preprocess= (e.g. preprocess=run.preprocess "
-            "for a run's data set), or give float images"
-        )
+        raise ExplainError(f"{not_float(x)}, or pass preprocess=run.preprocess to have it done")
     return x
 
 

@@ -36,7 +36,7 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
             f"{_shape_fix(x, flat)}"
         )
     if not x.is_floating_point():
-        raise ExplainError(_not_float(x))
+        raise ExplainError(not_float(x))
     return x
 
 
@@ -61,7 +61,9 @@ def _shape_fix(x: Tensor, flat: bool) -> str:
     return f"give {x.dim()}-D images as a 4-D batch (B, C, H, W), e.g. x.flatten(0, -4)"
 
 
-def _not_float(x: Tensor) -> str:
+def not_float(x: Tensor) -> str:
+    """The refusal of integer (or boolean) images, which every function that takes images
+    makes: the model learned on normalised floats."""
     return (
         f"images must be floating point, got {x.dtype} of shape {tuple(x.shape)}; "
         "normalise them first, as for training (e.g. Run.preprocess)"
@@ -153,7 +155,7 @@ def _misfit(model: nn.Module, x: Tensor, error: Exception) -> ExplainError:
         check_values(model)
     weights = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
     if not x.is_floating_point() and weights != x.dtype:  # x.to(float32) of uint8: 0..255
-        return ExplainError(f"{_not_float(x)} ({first})")
+        return ExplainError(f"{not_float(x)} ({first})")
     if weights != x.dtype:  # float64 images on float32 weights: told to fix channels, size
         return ExplainError(
             f"the model cannot run on {x.dtype} images ({first}); its weights are "
