@@ -32,11 +32,11 @@ from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
 from cnnlab.explorer.slices import (
     ChannelSlice,
+    Fields,
     Pads,
     Sources,
     channel_slice,
     input_channels,
-    padded_field,
 )
 from cnnlab.inspect import (
     CallOrder,
@@ -121,34 +121,18 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     tensor (a `torch.chunk`, a slice) has its field: found by its storage, the last tensor
     made on it. A tensor made by a functional op (a residual `a + b`, `torch.cat`) is no
     layer's output: it gets the widest field among the tensors of its height and width made
-    so far (a sum's: its widest term's). (The second half of a chunk, read by its conv after
-    the first half's conv ran, got that conv's wider field: 23 px where the summary says 19.)
-    A padded tensor (F.pad, which padding modules call) has its input's field, shifted by
-    the pad before each axis (`padded_field`).
+    so far (a sum's: its widest term's). A padded tensor (F.pad, which padding modules call)
+    has its input's field, shifted by the pad before each axis (`padded_field`).
     """
-    # long: the leaf hooks and the F.pad mode share one pass's fields, as closures over them
-    fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
-    made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
-    # the field of the last tensor made on each storage: a view of it (a chunk) has that field
-    on_storage = {x.untyped_storage().data_ptr(): fields[id(x)]}
+    fields, calls = Fields(x), Counter()
     out: dict[str, tuple[geometry.RF, geometry.RF]] = {}
-    calls: Counter[str] = Counter()
-
-    def field_of(t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
-        if id(t) in fields:
-            return fields[id(t)]
-        viewed = on_storage.get(t.untyped_storage().data_ptr())
-        if viewed is not None:
-            return viewed
-        same = [fields[id(u)] for u in made if u.shape[2:] == t.shape[2:] and id(u) in fields]
-        return max(same, key=lambda rf: rf[0].size + rf[1].size, default=None)
 
     def hook(name: str):
         def fn(m: nn.Module, args: tuple, y: Any) -> None:
             calls[name] += 1  # every call counts, as CallOrder counts them
             if not args or not isinstance(args[0], Tensor) or not isinstance(y, Tensor):
                 return
-            rf = field_of(args[0])
+            rf = fields.of(args[0])
             if rf is None or y.dim() != 4:
                 return
             if isinstance(m, WINDOWS):
@@ -160,19 +144,13 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
                 out[label(name, calls[name])] = rf
             elif y.shape[2:] != args[0].shape[2:]:
                 return  # an adaptive pool or resize: no window to follow
-            fields[id(y)] = on_storage[y.untyped_storage().data_ptr()] = rf
-            made.append(y)
+            fields.set(y, rf)
 
         return fn
 
-    def padded(x_: Tensor, pad: Any, y: Tensor) -> None:
-        if (rf := field_of(x_)) is not None and x_.dim() == y.dim() == 4:
-            fields[id(y)] = on_storage[y.untyped_storage().data_ptr()] = padded_field(rf, pad)
-            made.append(y)
-
     code = weight_code(model)  # parametrizations run on weights, not on the image
     leaves = [(m, hook(n)) for n, m in model.named_modules() if n and n not in code and is_leaf(m)]
-    with Hooks().after(leaves), inspecting(model), torch.no_grad(), Pads(padded):
+    with Hooks().after(leaves), inspecting(model), torch.no_grad(), Pads(fields.padded):
         forward(model, x, logits=False)
     return out
 

@@ -119,3 +119,37 @@ class Pads(TorchFunctionMode):
             if isinstance(x, Tensor) and pad is not None:
                 self.seen(x, pad, y)
         return y
+
+
+class Fields:
+    """The (height, width) receptive field of each tensor one forward pass of x makes, as
+    `receptive_fields` follows them: by id, and by storage for the views of a tensor."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.fields: dict[int, tuple[geometry.RF, geometry.RF]] = {id(x): (geometry.INPUT_RF,) * 2}
+        self.made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
+        # the field of the last tensor made on each storage: a view of it (a chunk) has it
+        self.on_storage = {x.untyped_storage().data_ptr(): self.fields[id(x)]}
+
+    def of(self, t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
+        """t's field: its own, its storage's, else the widest of the tensors of its size."""
+        if id(t) in self.fields:
+            return self.fields[id(t)]
+        viewed = self.on_storage.get(t.untyped_storage().data_ptr())
+        if viewed is not None:
+            return viewed
+        same = [
+            self.fields[id(u)]
+            for u in self.made
+            if u.shape[2:] == t.shape[2:] and id(u) in self.fields
+        ]
+        return max(same, key=lambda rf: rf[0].size + rf[1].size, default=None)
+
+    def set(self, y: Tensor, rf: tuple[geometry.RF, geometry.RF]) -> None:
+        self.fields[id(y)] = self.on_storage[y.untyped_storage().data_ptr()] = rf
+        self.made.append(y)
+
+    def padded(self, x: Tensor, pad: Any, y: Tensor) -> None:
+        """`Pads`' callback: y = F.pad(x, pad) has x's field shifted by the pad."""
+        if (rf := self.of(x)) is not None and x.dim() == y.dim() == 4:
+            self.set(y, padded_field(rf, pad))
