@@ -98,7 +98,7 @@ def test_every_parameter_is_in_some_row_checked_against_autograd():
     x, y = torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
     flow = gradient_flow(model, (x, y))
     rows = {l.name: l for l in flow.layers}
-    assert list(rows) == ["0.conv", "0", "1", "5"]  # forward order: the block's call first
+    assert list(rows) == ["0.conv", "0", "1", "5"]  # forward order: 0.conv ends before block 0
     # truth: torch.autograd.grad of the mean loss, by hand
     model.train()
     params = [model[0].conv.weight, model[0].layer_scale, model[1].bias, model[5].weight]
