@@ -112,6 +112,7 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
         "data": _data_name(data),
         **holdout_record(_data_name(data)),
         **info,
+        **_data_classes(train, info["classes"]),
         "precision": "fp32",  # evaluation in fp32: how the model was trained is not known
         "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},
     }
@@ -264,6 +265,15 @@ def _swapped_prefix_hint(expected: set[str], found: set[str]) -> str:
         f"network saved from another wrapper): rename them: "
         f"{{{new!r} + k.removeprefix({old!r}): v for k, v in state.items()}}"
     )
+
+
+def _data_classes(train: Any, classes: list[str]) -> dict[str, list[str]]:
+    """config.json's {"data_classes": [...]}: the data's own class names where --classes
+    names them otherwise, so the data read again is checked against what it holds
+    (`run_files.check_classes`), not against the names the run gives them."""
+    if train is None or list(train.classes) == classes:
+        return {}
+    return {"data_classes": list(train.classes)}
 
 
 def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:

@@ -187,12 +187,14 @@ def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...], na
     """RunError unless the data read again holds the run's classes, in its order: a label
     is an index into them, and DIR/train + DIR/test keep no hold-out record that would catch
     a class folder renamed or added since. A named data set (`named`) has fixed classes:
-    their count is checked, the names a run records for them are its own."""
-    if (len(found) == len(config["classes"])) if named else list(found) == config["classes"]:
+    their count is checked, the names a run records for them are its own, as are those
+    `cnnlab import --classes` gives a folder's (`data_classes` keeps the folder's)."""
+    held = config.get("data_classes") or config["classes"]
+    if (len(found) == len(held)) if named else list(found) == held:
         return
     raise RunError(
         f"{path}: its data {config['data']} now holds the classes {', '.join(found)}; the run "
-        f"was trained on {', '.join(config['classes'])}, and labels are indices into them: "
+        f"was trained on {', '.join(held)}, and labels are indices into them: "
         "restore the class folders as they were, or keep other classes in another folder"
     )
 
