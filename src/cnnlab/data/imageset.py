@@ -267,7 +267,13 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 def conform(
     ds: ImageSet, channels: int | None = None, size: int | tuple[int, int] | None = None
 ) -> ImageSet:
-    """`ds` with its images converted to `channels` and resized (`resize_crop`) to `size`."""
+    """`ds` with its images converted to `channels` and resized (`resize_crop`) to `size`;
+    DataError for images not in an ImageSet, naming the functions that take a tensor."""
+    if not isinstance(ds, ImageSet):
+        raise DataError(
+            f"conform takes an ImageSet, got a {type(ds).__name__}; for a uint8 (N, C, H, W) "
+            "tensor: cnnlab.data.resize_crop(cnnlab.data.convert_channels(images, C), (H, W))"
+        )
     images = ds.images
     if channels is not None:
         images = convert_channels(images, channels)
