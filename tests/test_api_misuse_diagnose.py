@@ -77,3 +77,16 @@ def test_the_progress_of_a_pair_counts_its_batches(labels):
     calls = []
     diagnose.dead_units(model, (x, y), batch_size=2, progress=lambda *c: calls.append(c[:2]))
     assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]  # 6 images, 2 a batch
+
+
+def test_labels_as_a_list_of_another_count_are_told_as_a_tensor_of_it_is():
+    # a list of 3 labels for 6 images stayed a list: AttributeError: 'list' object has no
+    # attribute 'to', where the same labels as a tensor are told their count
+    from cnnlab.inspect import batches
+
+    model, (x, y) = net(), data()
+    for labels in (y[:3], y[:3].tolist()):
+        with pytest.raises(DataError, match=r"logits \(6, 3\) and labels \(3,\)"):
+            diagnose.gradient_flow(model, (x, labels), train=False)
+        with pytest.raises(DataError, match="6 images but 3 labels; give one label per image"):
+            list(batches((x, labels), 4))

@@ -117,8 +117,8 @@ def _as_tensors(item: Any) -> Any:
     images, labels = item
     if isinstance(images, list | tuple) and _same_shape_tensors(images):
         images = torch.stack(list(images))
-    if isinstance(images, Tensor) and len(images) == len(labels):
-        return type(item)((images, torch.as_tensor(labels)))
+    if isinstance(images, Tensor) and (_numbers(labels) or len(images) == len(labels)):
+        return type(item)((images, torch.as_tensor(labels)))  # a count that differs: told
     return item
 
 
