@@ -74,3 +74,23 @@ def test_channels_last_is_told_the_permute(run, images):
 def test_arrays_and_lists_are_told_the_conversion(run, images, convert, fix):
     with pytest.raises(DataError, match=fix):
         run.preprocess(convert(images))
+
+
+@pytest.fixture(scope="module")
+def gray_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "gap1"
+    spec = {**SPEC, "name": "gap1", "input": [1, 8, 8]}
+    train(spec, "digits", out, TrainConfig(epochs=1, batch_size=64, precision="fp32"))
+    return load_run(out)
+
+
+def test_a_gray_batch_without_its_channel_dim_is_told_unsqueeze(gray_run):
+    """(N, H, W) gray images were made a batch of one N-channel image and told to load them
+    at another size; told images.unsqueeze(1), which standardizes as torch broadcasting does."""
+    images = load_dataset("digits", "test").images[:5]  # (5, 1, 8, 8)
+    with pytest.raises(DataError, match=r"\(5, 8, 8\) are a batch of gray images.*unsqueeze\(1\)"):
+        gray_run.preprocess(images[:, 0])
+    fixed = gray_run.preprocess(images[:, 0].unsqueeze(1))
+    torch.testing.assert_close(fixed.double(), _standardized(images, gray_run))
+    one = gray_run.preprocess(images[0])  # one (1, 8, 8) image is still a batch of one
+    torch.testing.assert_close(one.double(), _standardized(images[:1], gray_run))

@@ -118,9 +118,14 @@ def pixel_batch(images: Any, shape: Sequence[int]) -> torch.Tensor:
     (NumPy's and PIL's (H, W, C)), float pixels outside [0, 1] (0..255 floats, or images
     already normalized, which would be scaled a second time), integers outside 0..255."""
     images = _as_tensor(images)
+    c, h, w = shape
+    if images.dim() == 3 and tuple(images.shape[1:]) == (h, w) and images.shape[0] != c:
+        raise DataError(
+            f"images {tuple(images.shape)} are a batch of gray images (N, H, W); the model "
+            f"takes (N, C, H, W) with (C, H, W) = {tuple(shape)}: images.unsqueeze(1)"
+        )
     if images.dim() == 3:
         images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
-    c, h, w = shape
     if images.dim() == 4 and tuple(images.shape[1:]) == (h, w, c) != (c, h, w):
         raise DataError(
             f"images {tuple(images.shape)} are laid out channels last (H, W, C); the model "
