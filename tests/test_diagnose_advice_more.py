@@ -134,3 +134,32 @@ def test_a_parameter_of_the_root_module_is_a_row_named_the_model():
     assert root.l2 == pytest.approx(g.norm().item(), rel=1e-5)
     shown = [line.split()[:2] for line in str(flow).splitlines()[1:]]
     assert ["(the", "model)"] in shown and [] not in shown
+
+
+def test_the_cli_table_and_the_report_name_the_root_s_row_the_model():
+    """The same row in `cnnlab diagnose`'s table and the report's bar labels: "(the model)",
+    not a blank cell or a label starting with a space."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from cnnlab.cli.diagnose import _flow_table
+    from cnnlab.report.facts import _flow
+
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.full((1,), 1.5))
+            self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x * self.scale)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    model, x, y = Scaled(), torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    console = Console(width=200, record=True)
+    console.print(_flow_table(gradient_flow(model, [(x, y)])))
+    assert "(the model)" in console.export_text()
+    budget = SimpleNamespace(gradient_images=6)
+    labels = _flow(SimpleNamespace(model=model, test=(None, x, y), budget=budget)).labels
+    assert "(the model) Scaled" in labels and not any(label.startswith(" ") for label in labels)

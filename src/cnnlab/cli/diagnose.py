@@ -172,5 +172,5 @@ def _flow_table(flow):
         t.add_column(col, **column(col in ("layer", "module", "note")))
     for l in flow.layers:
         numbers = (f"{l.mean_abs:.2e}", f"{l.l2:.2e}", f"{l.max:.2e}")
-        t.add_row(l.name, l.kind, *numbers, *((l.note,) if noted else ()))
+        t.add_row(l.label, l.kind, *numbers, *((l.note,) if noted else ()))
     return t

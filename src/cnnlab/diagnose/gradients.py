@@ -68,6 +68,12 @@ class GradLayer:
     tied: tuple[str, ...] = ()
 
     @property
+    def label(self) -> str:
+        """The name a table shows: "(the model)" for parameters the root module holds itself
+        (a learned input scale, a class token), whose name is ""."""
+        return self.name or "(the model)"
+
+    @property
     def note(self) -> str:
         """ "frozen", "tied: also dec", both, or "": what a table shows beside the numbers."""
         notes = ["frozen"] if self.frozen else []
@@ -133,8 +139,7 @@ class GradientFlow:
         lines = [f"gradient flow on {self.samples} inputs: {self.headline()}"]
         for l in self.layers:
             note = f"  ({l.note})" if l.note else ""
-            name = l.name or "(the model)"  # parameters the root module holds itself
-            lines.append(f"  {name:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}{note}")
+            lines.append(f"  {l.label:<24} {l.kind:<12} |g| {l.mean_abs:.3e}  L2 {l.l2:.3e}{note}")
         return "\n".join(lines)
 
 

@@ -402,7 +402,7 @@ def _flow(src: Sources) -> Health:
     # "(frozen)" or "(tied: also dec)" as `cnnlab diagnose` notes them: a frozen layer's bar is
     # measured but judged by no finding, and without the note reads as a vanishing gradient
     labels = tuple(
-        f"{layer.name} {layer.kind}" + (f" ({layer.note})" if layer.note else "")
+        f"{layer.label} {layer.kind}" + (f" ({layer.note})" if layer.note else "")
         for layer in f.layers
     )
     return Health(f, labels, tuple(diagnose.findings(flow=f)))
