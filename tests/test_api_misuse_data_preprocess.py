@@ -94,3 +94,14 @@ def test_a_gray_batch_without_its_channel_dim_is_told_unsqueeze(gray_run):
     torch.testing.assert_close(fixed.double(), _standardized(images, gray_run))
     one = gray_run.preprocess(images[0])  # one (1, 8, 8) image is still a batch of one
     torch.testing.assert_close(one.double(), _standardized(images[:1], gray_run))
+
+
+def test_a_gray_batch_of_another_size_is_named_as_passed(run):
+    """(N, H, W) gray images of another size were named as the (1, N, H, W) made of them;
+    the message names the shape passed, and its advice (load at the run's size) is taken."""
+    small = load_dataset("digits", "test").images[:5, 0]  # (5, 8, 8)
+    told = r"images \(5, 8, 8\) are not.*unsqueeze\(1\).*channels=3, size=\(12, 12\)"
+    with pytest.raises(DataError, match=told):
+        run.preprocess(small)
+    fixed = load_dataset("digits", "test", channels=3, size=(12, 12)).images[:5]
+    assert torch.equal(run.preprocess(fixed), to_float(fixed, run.mean, run.std))

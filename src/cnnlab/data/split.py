@@ -124,24 +124,34 @@ def pixel_batch(images: Any, shape: Sequence[int]) -> torch.Tensor:
             f"images {tuple(images.shape)} are a batch of gray images (N, H, W); the model "
             f"takes (N, C, H, W) with (C, H, W) = {tuple(shape)}: images.unsqueeze(1)"
         )
+    given = tuple(images.shape)  # the message names the shape the caller passed
     if images.dim() == 3:
         images = images.unsqueeze(0)  # one image (C, H, W) -> (1, C, H, W)
     if images.dim() == 4 and tuple(images.shape[1:]) == (h, w, c) != (c, h, w):
         raise DataError(
-            f"images {tuple(images.shape)} are laid out channels last (H, W, C); the model "
+            f"images {given} are laid out channels last (H, W, C); the model "
             f"takes (C, H, W) = {tuple(shape)}: images.permute(0, 3, 1, 2) (one image: "
             "image.permute(2, 0, 1))"
         )
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
-        gray = images.dim() == 2 and c == 1
-        one = " (one gray image (H, W): image[None, None])" if gray else ""
         raise DataError(
-            f"images {tuple(images.shape)} are not of the input shape (C, H, W) = "
-            f"{tuple(shape)} the model was trained on{one}: load them at that size, e.g. "
+            f"images {given} are not of the input shape (C, H, W) = "
+            f"{tuple(shape)} the model was trained on{_layout_hint(given, c)}: load them at "
+            f"that size, e.g. "
             f"load_dataset(name, split, channels={c}, size=({h}, {w})) or run.dataset(split)"
         )
     _check_range(images)
     return images
+
+
+def _layout_hint(given: tuple[int, ...], c: int) -> str:
+    """What else a shape that fits no (C, H, W) may be: one gray image (H, W), or, when its
+    first dim is not the run's C, a batch of gray images (N, H, W)."""
+    if len(given) == 2 and c == 1:
+        return " (one gray image (H, W): image[None, None])"
+    if len(given) == 3 and given[0] != c:
+        return " (a batch of gray images (N, H, W): images.unsqueeze(1))"
+    return ""
 
 
 def _as_tensor(images: Any) -> torch.Tensor:
