@@ -191,6 +191,13 @@ def test_the_registry_holds_every_module_once_with_unique_names():
         experiments(["nope"])
 
 
+def test_a_mistyped_experiment_is_told_the_name_it_is_close_to():
+    """A typo ('translaton') is told the name to type, as the commands' typos are."""
+    with pytest.raises(ConfigError, match="'translaton'; did you mean translation\\?; the lab"):
+        experiments(["translation", "translaton"])
+    assert [e.name for e in experiments(["translation"])] == ["translation"]
+
+
 def test_an_interrupted_lab_command_writes_the_page_of_what_finished(tmp_path, monkeypatch):
     """`cnnlab lab` wrote lab.html at the end only: Ctrl-C after hours left results.json and
     no page. Now the page shows the finished experiments, and the exit is still 130."""

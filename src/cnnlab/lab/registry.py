@@ -5,6 +5,7 @@ Each module holds `EXPERIMENT = Experiment(...)` (see experiment.py). Add a new 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 from cnnlab.errors import ConfigError
@@ -38,6 +39,16 @@ def experiments(only: list[str] | tuple[str, ...] | None = None) -> list[Experim
     unknown = [name for name in only if name not in known]
     if unknown:
         raise ConfigError(
-            f"no experiment named {', '.join(map(repr, unknown))}; the lab has {', '.join(known)}"
+            f"no experiment named {', '.join(map(repr, unknown))}{_meant(unknown, known)}; "
+            f"the lab has {', '.join(known)}"
         )
     return [e for e in found if e.name in only]
+
+
+def _meant(unknown: list[str], known: dict[str, Experiment]) -> str:
+    """'; did you mean X?' for the first unknown name close to a known one (a typo), else ''."""
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        if close:
+            return f"; did you mean {close[0]}?"
+    return ""
