@@ -28,7 +28,9 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
     """x itself if it is a float (B, C, H, W) tensor with B ≥ 1 (flat=True: any float
     (B, ...) with at least 2 dimensions, e.g. (B, F) for an MLP); ExplainError naming the fix."""
     if not isinstance(x, Tensor):
-        raise ExplainError(f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}")
+        raise ExplainError(
+            f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}{_tensor_fix(x)}"
+        )
     if (x.dim() < 2 if flat else x.dim() != 4) or x.shape[0] == 0:
         shape = "(B, C, H, W) or (B, D)" if flat else "(B, C, H, W)"
         raise ExplainError(
@@ -38,6 +40,16 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
     if not x.is_floating_point():
         raise ExplainError(not_float(x))
     return x
+
+
+def _tensor_fix(x: Any) -> str:
+    """The call that makes a tensor of x: NumPy's arrays share their memory with
+    torch.from_numpy; a list of (C, H, W) tensors stacks into a batch."""
+    if hasattr(x, "__array__"):
+        return ": pass torch.from_numpy(images)"
+    if isinstance(x, list | tuple) and x and all(isinstance(t, Tensor) for t in x):
+        return ": pass torch.stack(images)"
+    return ""
 
 
 def _shape_fix(x: Tensor, flat: bool) -> str:
