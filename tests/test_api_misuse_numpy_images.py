@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import explain
+from cnnlab import diagnose, explain
 from cnnlab.errors import ExplainError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -33,3 +33,13 @@ def test_a_list_of_image_tensors_is_told_torch_stack():
     with pytest.raises(ExplainError, match=r"got list: pass torch\.stack\(images\)"):
         explain.saliency(model, list(x))
     assert torch.equal(explain.saliency(model, torch.stack(list(x))), explain.saliency(model, x))
+
+
+def test_diagnose_reads_numpy_images_as_their_tensor():
+    """A NumPy (N, C, H, W) array was refused as 'each batch of data must be an (x, y) pair',
+    whose advice fails too; an (images, labels) pair of arrays was already read. Truth: the
+    same images as a tensor."""
+    model, x = _model(), torch.rand(4, 1, 8, 8) - 0.5
+    got = diagnose.dead_units(model, x.numpy())
+    want = diagnose.dead_units(model, x)
+    assert repr(got) == repr(want)

@@ -44,6 +44,8 @@ def first_batch(data: Any, batch_size: int = 1) -> tuple[Any, Tensor | None]:
 
 
 def _batches(data: Any, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+    if isinstance(data, np.ndarray):  # images as NumPy holds them, read as a pair's arrays are
+        data = torch.as_tensor(data)
     if isinstance(data, Tensor):
         for i in range(0, len(data), batch_size):
             yield data[i : i + batch_size], None
