@@ -71,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
         print("no test split: not evaluated")
     else:
         print(f"test accuracy {evaluation['accuracy']:.2%} on {evaluation['n']} images")
+    for note in result["notes"]:
+        print(f"note: {note}")
     print(f"run written in {result['out']} ({len(result['classes'])} classes, input "
           f"{'×'.join(map(str, result['input_shape']))})")  # fmt: skip
     return 0

@@ -36,6 +36,7 @@ from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, rel
 from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
+from cnnlab.train.measure import guesses
 from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import (
     EVALUATION,
@@ -65,7 +66,8 @@ def import_run(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Check, evaluate and write the run (see the module docstring); returns what was written:
-    {"out", "classes", "mean", "std", "input_shape", "evaluation" (dict or None)}.
+    {"out", "classes", "mean", "std", "input_shape", "evaluation" (dict or None), "notes"
+    (weights that score no better than guessing one class: the likely cause)}.
 
     input_shape (C, H, W): what the model takes; default the data's own image shape (then
     `data` is needed). RunError for an `out` that is not empty or weights that do not fit,
@@ -119,7 +121,31 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     check_config(config, directory.path)  # what every later command will check on open
     evaluation = _write(directory, config, model.state_dict(), test, progress)
     out = str(directory.path)
-    return {"out": out, **info, "evaluation": evaluation and evaluation.to_dict()}
+    notes = _guessing_note(evaluation, test, info, options)
+    return {"out": out, **info, "evaluation": evaluation and evaluation.to_dict(), "notes": notes}
+
+
+def _guessing_note(evaluation, test, info: dict, options: dict) -> list[str]:
+    """Weights that score no better than always guessing one class on the data (`guesses`)
+    most often meet other images than they were trained on: another size (a GAP model runs
+    any) or normalization than the options this import took from the data."""
+    if evaluation is None or not guesses(evaluation.accuracy, test):
+        return []
+    taken = [
+        f"{option} {value} (the data's)"
+        for option, key, value in (
+            ("--input", "input_shape", ",".join(map(str, info["input_shape"]))),
+            ("--mean", "mean", ",".join(f"{v:.4g}" for v in info["mean"])),
+            ("--std", "std", ",".join(f"{v:.4g}" for v in info["std"])),
+        )
+        if options[key] is None
+    ]
+    said = f"; this import took {', '.join(taken)}" if taken else ""
+    return [
+        f"test accuracy {evaluation.accuracy:.2%} is no better than always guessing one class: "
+        "were the weights trained on images of another size or normalization? Import again "
+        f"with --input C,H,W, --mean and --std as at training{said}"
+    ]
 
 
 def _write(directory: RunDir, config: dict[str, Any], state: dict, test, progress):

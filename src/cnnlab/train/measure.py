@@ -129,6 +129,18 @@ def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
     return result
 
 
+def guesses(test_acc: float | None, test: ImageSet | None) -> bool:
+    """Whether `test_acc` on `test` is no better than always guessing its most frequent
+    class, where the test set can tell: the accuracy within `_guess_margin` of that class's
+    share, and the margin below halfway from the share to 100 % (a handful of test images, or
+    one class of 90 %, cannot tell a guesser from a good model). No test split: False."""
+    if test_acc is None or test is None or len(test) == 0 or len(test.classes) < 2:
+        return False
+    share = max(test.class_counts()) / len(test)
+    margin = _guess_margin(share, len(test))
+    return test_acc <= margin and margin < (1 + share) / 2
+
+
 def _guess_margin(share: float, n: int) -> float:
     """The accuracy below which a model is not told from always guessing the most frequent
     class, whose share of the n test images is `share`: share + 3·sqrt(share·(1 − share)/n),
@@ -139,16 +151,10 @@ def _guess_margin(share: float, n: int) -> float:
 def guess_note(test_acc: float | None, test: ImageSet | None, config: TrainConfig) -> list[str]:
     """A run no better than always guessing one class (a recipe that never started
     learning: an lr too high or too low for the model, an AdamW model trained with SGD) is
-    said, with what to try. Only where the test set can tell: its margin below halfway from
-    the guess to 100 % (a handful of test images, or one class of 90 %, cannot tell a
-    guesser from a good model)."""
-    if test_acc is None or test is None or len(test) == 0 or len(test.classes) < 2:
-        return []  # no test split (data given as one ImageSet): nothing measured to judge
-    counts = test.class_counts()
-    share = max(counts) / len(test)
-    margin = _guess_margin(share, len(test))
-    if test_acc > margin or margin >= (1 + share) / 2:
+    said, with what to try, where the test set can tell (`guesses`)."""
+    if not guesses(test_acc, test):
         return []
+    share = max(test.class_counts()) / len(test)
     adamw = "" if config.optimizer == "adamw" else ", --optimizer adamw --lr 3e-3"
     # off, a BatchNorm net is evaluated with running averages of earlier weights' statistics
     # (12.8 % on digits after 2 epochs, 95.0 % recomputed): that, not the lr, is then first
