@@ -282,3 +282,29 @@ def conform(
     if images is ds.images:
         return ds
     return replace(ds, images=images)
+
+
+def check_scored_as(
+    images: ImageSet,
+    classes: tuple[str, ...],
+    shape: tuple[int, ...],
+    whose: tuple[str, str],
+    fix: str,
+    name: str,
+) -> None:
+    """DataError unless `images` can be scored as a model of `classes` and input `shape` scores:
+    the same classes in the same order (a label is an index into them) and images of that
+    shape. whose: (the set's, the reference's) in the message, e.g. ("its", "the run's");
+    fix: how to give the classes; name: the variable conform's call names."""
+    mine, theirs = whose
+    if images.classes != tuple(classes):
+        raise DataError(
+            f"{images.source}: {mine} classes ({', '.join(images.classes)}) are not {theirs} "
+            f"({', '.join(classes)}): a label is an index into them, so {fix}"
+        )
+    if images.shape != tuple(shape):
+        c, h, w = shape
+        raise DataError(
+            f"{images.source}: {mine} images are {'×'.join(map(str, images.shape))}, {theirs} "
+            f"{c}×{h}×{w}; convert them: cnnlab.data.conform({name}, channels={c}, size=({h}, {w}))"
+        )

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data import ImageSet, read_images_sized
+from cnnlab.data.imageset import check_scored_as
 from cnnlab.design.spec import shapes
 from cnnlab.errors import DataError
 from cnnlab.inspect.progress import Progress, batch_count
@@ -201,19 +202,8 @@ def fitting(run: Run, ds: Any) -> ImageSet:
             f"split must be 'train', 'test' or an ImageSet, got {type(ds).__name__}; for "
             "tensors of images and labels: ImageSet(images, labels, run.classes, 'my images')"
         )
-    if ds.classes != run.classes:
-        raise DataError(
-            f"{ds.source}: its classes ({', '.join(ds.classes)}) are not the run's "
-            f"({', '.join(run.classes)}): labels are indices into them; give the set the "
-            "run's classes, in its order"
-        )
-    if ds.shape != run.input_shape:
-        c, h, w = run.input_shape
-        raise DataError(
-            f"{ds.source}: its images are {'×'.join(map(str, ds.shape))}, the run's input "
-            f"{c}×{h}×{w}; convert them: cnnlab.data.conform(images, channels={c}, "
-            f"size=({h}, {w}))"
-        )
+    fix = "give the set the run's classes, in its order"
+    check_scored_as(ds, run.classes, run.input_shape, ("its", "the run's"), fix, "images")
     return ds
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import ImageSet, load_splits
+from cnnlab.data.imageset import check_scored_as
 from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec, preset_names, preset_path
@@ -261,19 +262,9 @@ def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None
             f"{test_set.source}: the test set has no images; pass (train, None) to train "
             "without a test split"
         )
-    if test_set.classes != train_set.classes:
-        raise DataError(
-            f"{test_set.source}: the test set's classes ({', '.join(test_set.classes)}) are "
-            f"not the training set's ({', '.join(train_set.classes)}): a label is an index "
-            "into them, so give both sets one classes list, in one order"
-        )
-    if test_set.shape != train_set.shape:
-        c, h, w = train_set.shape
-        raise DataError(
-            f"{test_set.source}: the test images are {'×'.join(map(str, test_set.shape))}, "
-            f"the training images {c}×{h}×{w}; convert them to the training size: "
-            f"cnnlab.data.conform(test, channels={c}, size=({h}, {w}))"
-        )
+    whose = ("the test set's", "the training set's")
+    fix = "give both sets one classes list, in one order"
+    check_scored_as(test_set, train_set.classes, train_set.shape, whose, fix, "test")
     return train_set, test_set
 
 
