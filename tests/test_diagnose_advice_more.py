@@ -67,7 +67,7 @@ def test_findings_names_the_argument_for_each_result():
         findings(dead, dead)
 
 
-class Scaled(nn.Module):
+class LayerScaled(nn.Module):
     """ConvNeXt's layer scale: a parameter of another name than `weight`."""
 
     def __init__(self) -> None:
@@ -92,7 +92,7 @@ class Shift(nn.Module):
 
 def test_every_parameter_is_in_some_row_checked_against_autograd():
     torch.manual_seed(0)
-    model = nn.Sequential(Scaled(), Shift(), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model = nn.Sequential(LayerScaled(), Shift(), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     model.append(nn.Linear(4, 3))
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 3, (8,), generator=g)
@@ -112,19 +112,22 @@ def test_every_parameter_is_in_some_row_checked_against_autograd():
     assert flow.ratio == pytest.approx(rows["0.conv"].l2 / rows["5"].l2)
 
 
+class Scaled(nn.Module):
+    """A model that holds a parameter itself (a learned input scale)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1,), 1.5))
+        self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x * self.scale)).mean((2, 3)))
+
+
 def test_a_parameter_of_the_root_module_is_a_row_named_the_model():
     """A model that holds a parameter itself (a learned input scale, a class token) gets a
     row named "" (named_modules' name of the root), printed as "(the model)" rather than a
     blank; its numbers are autograd's gradient of the mean cross-entropy."""
-
-    class Scaled(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = nn.Parameter(torch.full((1,), 1.5))
-            self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x * self.scale)).mean((2, 3)))
 
     torch.manual_seed(0)
     model, x, y = Scaled(), torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
@@ -145,15 +148,6 @@ def test_the_cli_table_and_the_report_name_the_root_s_row_the_model():
 
     from cnnlab.cli.diagnose import _flow_table
     from cnnlab.report.facts import _flow
-
-    class Scaled(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.scale = nn.Parameter(torch.full((1,), 1.5))
-            self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 3)
-
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x * self.scale)).mean((2, 3)))
 
     torch.manual_seed(0)
     model, x, y = Scaled(), torch.randn(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
