@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
             )
         files += [(p, index) for p in found]
     classes = tuple(class_name(p) for p in class_dirs)
-    twice = [c for c in dict.fromkeys(classes) if classes.count(c) > 1]
+    twice = [c for c, k in Counter(classes).items() if k > 1]  # one pass, not a count per name
     if twice:  # Latin-1 bytes and the `\xe9` escape they print as: one name, two classes
         raise DataError(
             f"{root} has more than one class named {twice[0]!r} (a name that is not UTF-8 "
