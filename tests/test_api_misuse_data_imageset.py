@@ -99,6 +99,18 @@ def test_class_names_are_distinct_strings(pixels):
         ImageSet(pixels, labels, "ab", "mine")
 
 
+def test_many_class_names_are_checked_in_one_pass(pixels):
+    # each subset and split builds an ImageSet: a count per name took 5.5 s at 20,000 names
+    import time
+
+    names = [f"class {i}" for i in range(20_000)]
+    start = time.perf_counter()
+    ds = ImageSet(pixels, LABELS, names, "mine")
+    assert time.perf_counter() - start < 1.0 and len(ds.classes) == 20_000
+    with pytest.raises(DataError, match="'class 3', 'class 7' is given twice"):
+        ImageSet(pixels, LABELS, [*names, "class 7", "class 3"], "mine")
+
+
 def test_a_valid_set_is_taken_as_given(pixels):
     ds = ImageSet(pixels, LABELS, list(CLASSES), "mine")
     assert ds.classes == CLASSES and ds.shape == (3, 5, 7) and ds.class_counts() == [4, 4, 4]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -158,7 +159,7 @@ def _check_classes(classes: Any, source: str) -> None:
             f"{source}: class names must be strings, got {names[:4]!r}"
             f"{' ...' if len(names) > 4 else ''}; e.g. classes=[str(c) for c in classes]"
         )
-    twice = sorted({c for c in names if names.count(c) > 1})
+    twice = sorted(c for c, k in Counter(names).items() if k > 1)  # one pass, not a count per name
     if twice:
         raise DataError(
             f"{source}: class names must be distinct (each names one label value), "
