@@ -172,8 +172,6 @@ def overlay(
     if not image.is_floating_point():  # integer pixels are 8-bit values, 0..255
         image = image.float() / 255.0
     image, heat = _displayed(image), _checked_heat(heat, scale)
-    if scale and heat.numel() and heat.max() > 0:
-        heat = heat / heat.max()  # the top of the colour scale where the map peaks
     colours = colormaps[cmap](heat.numpy())[..., :3]  # (H, W, 3)
     coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
     base = image.expand(3, *image.shape[-2:])
@@ -186,23 +184,28 @@ def _displayed(image: Tensor) -> Tensor:
     image, which gives a single-channel image's pixels back, up to their own min and max,
     keeping the darks and lights a clamp to [0, 1] would flatten."""
     image = image.detach().float().cpu()
-    lo, hi = image.min(), image.max()
-    if image.numel() == 0 or (lo >= 0 and hi <= 1):
+    if image.numel() == 0:
+        return image
+    lo, hi = image.aminmax()
+    if lo >= 0 and hi <= 1:
         return image
     return (image - lo) / (hi - lo).clamp(min=1e-12)
 
 
 def _checked_heat(heat: Tensor, scale: bool) -> Tensor:
-    """heat as float32 on the CPU (numpy takes no bfloat16 map); ExplainError for values the
-    colour scale cannot show: below 0 (a signed map), or above 1 unless `scale` divides the
-    map by its max. Each message names the call that draws the map."""
+    """heat as float32 on the CPU (numpy takes no bfloat16 map), divided by its max with
+    `scale` (a map of zeros as given); ExplainError for values the colour scale cannot show:
+    below 0 (a signed map), or above 1 unless `scale`. Each message names the call that
+    draws the map."""
     heat = heat.detach().float().cpu()
     if not heat.numel():
         return heat
-    if not heat.isfinite().all():
+    lo, hi = (v.item() for v in heat.aminmax())  # one pass; a NaN makes both NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ExplainError("overlay needs a finite heatmap, got NaN or infinite values")
-    lo, hi = heat.min().item(), heat.max().item()
-    if lo >= 0 and (hi <= 1 or scale):
+    if lo >= 0 and scale:
+        return heat / hi if hi > 0 else heat  # the top of the colour scale where it peaks
+    if lo >= 0 and hi <= 1:
         return heat
     fix = (
         "draw its magnitude, overlay(image, heat.abs(), scale=True), or its positive part, "
