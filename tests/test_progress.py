@@ -306,3 +306,15 @@ def test_model_without_progress_keyword_still_works_in_library(run):
     x = torch.randn(8, 1, 8, 8)
     assert diagnose.dead_units(run.model, x).samples == 8
     assert isinstance(run.model, nn.Module)
+
+
+def test_a_numpy_array_of_images_counts_the_batches_batches_cuts_it_into():
+    """Truth: the batches `cnnlab.inspect.batches` yields for the same array (it reads NumPy
+    images as a tensor); the count was the array's 600 rows, as for a list of batches."""
+    import numpy as np
+
+    from cnnlab.inspect import batches
+    from cnnlab.inspect.progress import batch_count
+
+    images = np.zeros((600, 1, 8, 8), dtype=np.float32)
+    assert batch_count(images, 256) == len(list(batches(images, 256))) == 3

@@ -25,7 +25,7 @@ def batch_count(data: Any, batch_size: int) -> int:
     pair = as_pair(data) if images is None else None
     if pair is not None and len(pair[0]) == len(pair[1]):
         images = pair[0]
-    if images is None and hasattr(data, "dim"):
+    if images is None and hasattr(data, "ndim"):  # a tensor, or a NumPy array as batches reads
         images = data
     if images is not None:
         return ceil(len(images) / batch_size)
