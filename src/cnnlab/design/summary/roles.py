@@ -181,8 +181,12 @@ class Roles:
         return Tag(rf, tag.axes, tag.chain, tag.lost, (index, ()), last_pool=tag.last_pool)
 
     def _pad_tag(self, args, kwargs, x: Tensor, tag: Tag) -> Tag:
-        """Zeros around the map: pixel 0 of the output is pixel -top (-left) of the input."""
-        pad = zero_pad(args, kwargs)
+        """F.pad on the map, in any mode: pixel 0 of the output is pixel -top (-left) of the
+        input, so start' = start − P · jump (size and jump stay). The field counts positions
+        (§3.2): a reflect, replicate or circular pad fills them from inside the map, but adds
+        them before it as zeros do. Only zeros are noted as `pad` (the floor and even-kernel
+        lints' real map inside zeros); a crop (a negative pad) leaves the chain."""
+        pad = spatial_pad(args, kwargs)
         if pad is None or tag.axes != (x.dim() - 2, x.dim() - 1):
             return self._keep_facts(next(iter(C.PAD)), tag, replaced(tag, chain=None))
         (h, w), (top, bottom, left, right) = tag.rf, pad
@@ -190,9 +194,11 @@ class Roles:
             record(Field, (h.size, h.jump, h.start - top * h.jump)),
             record(Field, (w.size, w.jump, w.start - left * w.jump)),
         )  # (0.8 µs less than Field() in a generator, 0.5 less than Window(..., after=))
-        w = record(Window, ((1, 1), (1, 1), (top, left), (1, 1), False, False, (bottom, right)))
-        chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
-        return replaced(tag, rf=rf, chain=chain, pad=pad)
+        chain = tag.chain
+        if isinstance(chain, tuple):
+            w = record(Window, ((1, 1), (1, 1), (top, left), (1, 1), False, False, (bottom, right)))
+            chain = (w, chain) if min(pad) >= 0 else None
+        return replaced(tag, rf=rf, chain=chain, pad=zero_pad(args, kwargs))
 
     def _adaptive_tag(self, func, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """Adaptive pooling: a plain pool with k = s = in/out where the output divides the
@@ -419,6 +425,21 @@ def call_name(func: Any) -> str:
     name = getattr(func, "__qualname__", None) or repr(func)
     owner, dot, rest = name.partition(".")
     return f"{_BOUND[owner]}.{rest}" if dot and owner in _BOUND else name
+
+
+def spatial_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) positions an F.pad call adds around the last two axes
+    (negative: crops), whatever its mode and value; None for a pad torch would refuse to read
+    as pairs (an odd length) or one that is not integers."""
+    pad = C.arg(args, kwargs, 1, "pad", ())
+    try:
+        pad = [int(p) for p in pad]
+    except (TypeError, ValueError):
+        return None
+    if len(pad) % 2 or not pad:
+        return None
+    left, right, top, bottom = (*pad, 0, 0)[:4]  # F.pad order: last axis (W) first
+    return top, bottom, left, right
 
 
 def zero_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
