@@ -48,12 +48,23 @@ def shared_images_note(train_part: ImageSet, test: ImageSet | None) -> list[str]
 
 
 def _image_hashes(ds: ImageSet) -> torch.Tensor:
-    """One int64 per image: its pixels dotted with fixed random weights, wrapping modulo
-    2^64 (a collision of two different images is as likely as 2^-64), 4,096 at a time."""
-    flat = ds.images.reshape(len(ds), -1)
+    return image_hashes(ds.images)
+
+
+# An odd weight for the label: a label differing by less than 2^64 always changes the sum
+_LABEL_WEIGHT = 0x9E3779B97F4A7C15 - 2**64
+
+
+def image_hashes(images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """One int64 per image: its pixels dotted with fixed random weights (seed 0, one per
+    pixel), plus its label times an odd constant if given, wrapping modulo 2^64: two
+    different images (or one image under two labels) collide with a chance near 2^-62;
+    4,096 images at a time (60,000 28×28 images: 0.23 s on one core)."""
+    flat = images.reshape(len(images), -1)
     gen = torch.Generator().manual_seed(0)
     weights = torch.randint(-(2**62), 2**62, (flat.shape[1],), generator=gen, dtype=torch.int64)
-    return torch.cat([chunk.long() @ weights for chunk in flat.split(4096)])
+    hashes = torch.cat([chunk.long() @ weights for chunk in flat.split(4096)] or [weights[:0]])
+    return hashes if labels is None else hashes + labels.long() * _LABEL_WEIGHT
 
 
 def test_split_note(data: Any) -> list[str]:

@@ -14,15 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.data import ImageSet, load_splits
+from cnnlab.data import ImageSet, load_dataset, load_splits
 from cnnlab.data.imageset import check_scored_as
 from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec, preset_names, preset_path
-from cnnlab.errors import ConfigError, DataError, RunError, SpecError
+from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.datanotes import image_hashes
 from cnnlab.train.rundir import SPEC, data_gone, read_config
 from cnnlab.train.source import ModelSource, Parameters, check_materialized, outputs_fix
 
@@ -213,27 +214,42 @@ def load_data(data: Any, input_shape: tuple[int, int, int] | None, strict: bool)
 
 def memory_record(data: Any) -> dict[str, bool]:
     """config.json's {"data_in_memory": True} unless `data` is what the run's recorded name
-    reads again: a name or folder; ImageSets `load_dataset` read, the training set its train
-    split and the test set (if any) the same data's test split; or ImageSets whose source
-    text names a data set or folder (a subset named "fashion-mnist": the user says so), the
-    test set's the same. Other images (the user's arrays named otherwise, a test split
-    trained on, another set's test images) no command can read again, and `Run.dataset` says
-    so: the test split of a run trained on it was scored as unseen."""
+    reads again: a name or folder; or ImageSets that are that data's images, the training
+    set its train split and the test set (if any) its test split (`_holds`). Other images
+    (the user's arrays named otherwise, or named "digits" but not digits, a test split
+    trained on, another set's test images) no command can read again, and `Run.dataset`
+    says so: a later command scored the named set in their place, the test split of a run
+    trained on it as unseen."""
     if isinstance(data, ImageSet):
         data = (data, None)
     if not isinstance(data, tuple | list):
         return {}
     train_set, test_set = data
-    if train_set.loaded_as is not None:
-        found = train_set.loaded_split == "train"
-        test = (train_set.loaded_as, "test")
-        found &= test_set is None or (test_set.loaded_as, test_set.loaded_split) == test
-    else:
-        found = _names_data(train_set.source)
-        found &= test_set is None or (
-            test_set.loaded_as is None and test_set.source == train_set.source
-        )
+    name = train_set.loaded_as or train_set.source
+    found = _holds(train_set, name, "train")
+    found = found and (test_set is None or _holds(test_set, name, "test"))
     return {} if found else {"data_in_memory": True}
+
+
+def _holds(ds: ImageSet, name: str, split: str) -> bool:
+    """Whether `ds` is `split` of what `load_dataset(name)` reads: that split as it read it,
+    or images made otherwise whose source text is `name` and each of which, with its label,
+    is one of that split's at `ds`'s shape (a subset of Fashion-MNIST keeps its name). The
+    source text alone is the user's word: 28×28 arrays of their own named "digits" were
+    recorded as digits, and eval scored sklearn's digits in their place."""
+    if ds.loaded_as is not None:
+        return (ds.loaded_as, ds.loaded_split) == (name, split)
+    if ds.source != name or not _names_data(name):
+        return False
+    channels, height, width = ds.shape
+    try:
+        found = load_dataset(name, split, channels=channels, size=(height, width))
+    except CnnlabError:  # not here to read (Fashion-MNIST not installed), or not convertible
+        return False
+    if found.shape != ds.shape:
+        return False
+    given, held = image_hashes(ds.images, ds.labels), image_hashes(found.images, found.labels)
+    return bool(torch.isin(given, held).all())
 
 
 def _names_data(text: str) -> bool:

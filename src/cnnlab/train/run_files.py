@@ -15,6 +15,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from cnnlab.data.sets import dataset_name
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.train.checkpoint import CHECKPOINT_STATE, CHECKPOINT_TENSORS, MODEL_WEIGHTS
 from cnnlab.train.config import TrainConfig
@@ -177,10 +178,17 @@ def unreadable_data(path: Path, config: dict[str, Any]) -> None:
     data name is their `source` text, which names no data a command can read again."""
     if config.get("data_in_memory"):
         raise RunError(
-            f"{path} was trained on images given in Python (an ImageSet, {config['data']!r}), "
-            "which no command can read again; evaluate images of its classes with "
-            "cnnlab.train.evaluate.evaluate(run, ImageSet(...))"
+            f"{path} was trained on images given in Python (an ImageSet, {config['data']!r}"
+            f"{_not_named(config['data'])}), which no command can read again; evaluate images "
+            "of its classes with cnnlab.train.evaluate.evaluate(run, ImageSet(...))"
         )
+
+
+def _not_named(data: Any) -> str:
+    """For an ImageSet whose source text names a data set or folder: its images are not the
+    ones that name reads (`inputs.memory_record`), so the name would score other images."""
+    named = isinstance(data, str) and (dataset_name(data) is not None or Path(data).is_dir())
+    return f", not as the train and test splits {data!r} reads" if named else ""
 
 
 def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...], named: bool) -> None:
