@@ -171,7 +171,7 @@ def judge(m: dict) -> Verdict:
             "holds", numbers, f"{said}: high rates killed ReLU units; Leaky ReLU kept them."
         )
     if all(dies):
-        return Verdict("partly", numbers, f"{said}: {_leaky_failed(m['seeds'])}")
+        return Verdict("partly", numbers, f"{said}: {_leaky_failed(m['seeds'], survives)}")
     if not any(dies):
         return Verdict(
             "does not hold",
@@ -186,12 +186,21 @@ def _leaky_at(row: dict, top: dict | None) -> dict | None:
     return next((r for r in row["leaky_relu"] if top and r["lr"] == top["lr"]), None)
 
 
-def _leaky_failed(rows: list[dict]) -> str:
-    """Why Leaky ReLU did not survive: a diverged run measured no dead share, so it neither
-    shows nor refutes that the slope keeps units alive; a run that trained can refute it."""
+def _leaky_failed(rows: list[dict], survives: list[bool]) -> str:
+    """Why Leaky ReLU did not survive on every seed (`survives`: per seed): a diverged run
+    measured no dead share, so it neither shows nor refutes that the slope keeps units alive;
+    a run that trained can refute it, and where every run that trained survived, none did."""
     at = [_leaky_at(r, _at_top(r["relu"])) for r in rows]
     broke = sum(x is None or diverged(x) for x in at)
-    if broke == len(rows):
+    n = len(rows)
+    if broke + sum(survives) == n and broke < n:
+        return (
+            f"high rates killed ReLU units; Leaky ReLU survived on the {n - broke} of "
+            f"{seed_count(n)} where it trained at that rate and diverged on the other {broke}: "
+            "where the rate was trainable the slope kept the units alive, but it did not make "
+            "the rate trainable on every seed."
+        )
+    if broke == n:
         return (
             "high rates killed ReLU units, but Leaky ReLU diverged at that rate, so it has no "
             "dead share there: the slope did not make the rate trainable, and whether it keeps "
