@@ -430,3 +430,14 @@ def test_locally_connected_layer_with_tied_weights_is_a_convolution():
     x = torch.randn(2, 3, 9, 9)
     expected = F.conv2d(x, kernel, bias, padding=1)
     assert torch.allclose(layer(x), expected, atol=1e-5)
+
+
+def test_heads_partly_names_both_failures_when_size_and_overfitting_fail():
+    """GAP's gap 5 points larger on both seeds (contradicted) and 30-40 points lost at other
+    sizes: 'partly' (the structure alone), and the sentence says both halves failed."""
+    verdict = ex_heads.judge(heads((9.0, 4.0, 40.0), (9.0, 4.0, 30.0)))
+    assert verdict.outcome == "partly"
+    ending = "not at any accuracy, and GAP did overfit more."
+    assert verdict.meaning.endswith(ending), verdict.meaning
+    shown = ex_heads.judge(heads((2.0, 5.0, 40.0), (1.0, 4.0, 30.0)))  # overfitting less: shown
+    assert shown.meaning.endswith("it takes any size, not at any accuracy."), shown.meaning

@@ -131,7 +131,11 @@ def judge(m: dict) -> Verdict:
         return Verdict("holds", numbers, f"{said}: fewer parameters, less overfitting, any size.")
     if all(keeps) or less.reading != "unsettled":
         if not all(keeps):
-            return Verdict("partly", numbers, f"{said}: it takes any size, not at any accuracy.")
+            # overfitting shown or contradicted: a contradicted one is the other half that failed
+            also = f", and {_not_less(less)}" if less.reading == "contradicted" else ""
+            return Verdict(
+                "partly", numbers, f"{said}: it takes any size, not at any accuracy{also}."
+            )
         if less.reading == "contradicted":
             return Verdict("partly", numbers, f"{said}: any size, but {_not_less(less)}.")
         # size settled, overfitting not: the seeds disagree, which "overfit more" misstated
