@@ -441,3 +441,12 @@ def test_heads_partly_names_both_failures_when_size_and_overfitting_fail():
     assert verdict.meaning.endswith(ending), verdict.meaning
     shown = ex_heads.judge(heads((2.0, 5.0, 40.0), (1.0, 4.0, 30.0)))  # overfitting less: shown
     assert shown.meaning.endswith("it takes any size, not at any accuracy."), shown.meaning
+
+
+def test_vanishing_partly_names_each_half_that_failed():
+    """Sigmoid vanished; ReLU's ratio 1e-4 (under FLOWS) and 15 % against 10 % (not LEARNS
+    ahead): both failures named, not the first alone."""
+    both = ex_vanishing.judge(vanishing((1e-8, 1e-4, 10.0, 15.0))).meaning
+    assert both.endswith("but ReLU's shrank too and ReLU did not learn more."), both
+    learned = ex_vanishing.judge(vanishing((1e-8, 0.5, 10.0, 15.0))).meaning
+    assert learned.endswith("but ReLU did not learn more."), learned

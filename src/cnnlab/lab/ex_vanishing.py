@@ -168,7 +168,8 @@ def judge(m: dict) -> Verdict:
     if all(vanish) and all(flows) and all(learns):
         return Verdict("holds", numbers, f"{said}; the sigmoid net learned far less.")
     if all(vanish):
-        what = "ReLU's shrank too" if not all(flows) else "ReLU did not learn more"
+        failed = (("ReLU's shrank too", flows), ("ReLU did not learn more", learns))
+        what = " and ".join(text for text, ok in failed if not all(ok))
         return Verdict("partly", numbers, f"{said}: sigmoid's vanished, but {what}.")
     if not any(vanish):
         return Verdict("does not hold", numbers, f"{said}: sigmoid's gradient did not vanish.")
