@@ -197,13 +197,34 @@ def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...], na
     a class folder renamed or added since. A named data set (`named`) has fixed classes:
     their count is checked, the names a run records for them are its own, as are those
     `cnnlab import --classes` gives a folder's (`data_classes` keeps the folder's)."""
-    held = config.get("data_classes") or config["classes"]
+    held = folder_classes(config)
     if (len(found) == len(held)) if named else list(found) == held:
         return
-    raise RunError(
+    said = (
         f"{path}: its data {config['data']} now holds the classes {', '.join(found)}; the run "
-        f"was trained on {', '.join(held)}, and labels are indices into them: "
-        "restore the class folders as they were, or keep other classes in another folder"
+        f"was trained on {', '.join(held)}{_called(config)}, and labels are indices into them"
+    )
+    if named:  # only a config.json edited since gets here: the set's classes do not change
+        raise RunError(f"{said}: give the run's config.json the classes of {config['data']}")
+    raise RunError(
+        f"{said}: give a folder whose class folders are named {', '.join(held)}, in that "
+        "order (restore any renamed since), and keep other classes in another folder"
+    )
+
+
+def folder_classes(config: dict[str, Any]) -> list[str]:
+    """The class folder names a run's data holds, in label order: the run's classes, or
+    the folder's own where `cnnlab import --classes` named them otherwise (`data_classes`)."""
+    return config.get("data_classes") or config["classes"]
+
+
+def _called(config: dict[str, Any]) -> str:
+    """What an imported run calls its folder's classes, where --classes renamed them: the
+    folder is asked for by its class folders' names, which are not the run's."""
+    if not config.get("data_classes") or config["data_classes"] == config["classes"]:
+        return ""
+    return (
+        f" (the class folders it was imported from, which it calls {', '.join(config['classes'])})"
     )
 
 
