@@ -193,3 +193,16 @@ def test_the_floor_figure_hands_matplotlib_arrays_not_tensors():
         warnings.simplefilter("error")
         fig = ex_floor.figure({"maps": grads})
     assert len(fig.axes) == 3  # two maps and the colour bar
+
+
+def test_the_spectrum_axis_says_power_per_frequency_not_share_of_power():
+    """Truth: white noise has a flat spectrum, so the share of its power in a ring grows with
+    the ring's frequency count, while radial() of it is flat (the ring's mean power per
+    frequency). The axis must name that, not a share of power."""
+    import torch
+
+    torch.manual_seed(0)
+    profile = ex_pooling.radial(torch.randn(64, 16, 14, 14))[1:]
+    assert max(profile) / min(profile) < 1.1  # flat: a mean per frequency, not a ring's share
+    label = drawn(ex_pooling, pooling()).axes[1].get_ylabel()
+    assert "share of power" not in label and "power per frequency" in label, label

@@ -202,7 +202,9 @@ def figure(m: dict):
         profile = first[name]["radial"][1:]  # bin 0 is the mean, removed before the FFT
         spec_ax.semilogy(range(1, len(profile) + 1), profile, style, ms=3, color=color, label=label)
     spec_ax.set_xlabel("radial frequency (cycles per 14 px)")
-    spec_ax.set_ylabel("share of power (first-block maps)")
+    # radial() is the mean power per frequency of each ring, normalised: flat for white noise,
+    # whose outer rings, holding more frequencies, hold more of the power
+    spec_ax.set_ylabel("power per frequency, normalised\n(ring mean, first-block maps)")
     spec_ax.legend(fontsize=8)
     return fig
 
