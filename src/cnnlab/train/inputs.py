@@ -20,7 +20,7 @@ from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec, preset_names, preset_path
 from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError, SpecError
-from cnnlab.inspect import Misfit, classifier_misfit, preserved
+from cnnlab.inspect import Misfit, classifier_misfit, device_of, dtype_of, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.datanotes import image_hashes
@@ -326,10 +326,12 @@ def check_steps(n_train: int, config: TrainConfig, world_size: int) -> None:
 def check_one_image_steps(model: nn.Module, input_shape, per_rank: int) -> None:
     """A batch of one image per rank must pass the model in training mode, checked before a
     step: a BatchNorm with one value per channel (BatchNorm1d after the pooling, BatchNorm2d
-    on 1×1 maps) cannot normalise it (torch's 'Expected more than 1 value per channel')."""
+    on 1×1 maps) cannot normalise it (torch's 'Expected more than 1 value per channel').
+    The image is made on the model's device and in its dtype: a CPU float32 image failed a
+    model on CUDA (or in float64) with the device's (dtype's) error instead."""
     if per_rank != 1:
         return
-    x = torch.zeros(1, *input_shape)
+    x = torch.zeros(1, *input_shape, device=device_of(model), dtype=dtype_of(model))
     try:
         with preserved(model, train=True), torch.no_grad():
             model(x)
