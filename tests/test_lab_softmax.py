@@ -127,3 +127,30 @@ def test_results_measured_before_the_floor_show_no_floor_of_zero():
     verdict = ex_softmax.judge(m)
     assert verdict.outcome == "holds"
     assert not any("calibrated model" in k for k in verdict.numbers)
+
+
+def scaled_row(ece, scaled, floor, scaled_floor):
+    """row() with the floor of the ECE after T given apart."""
+    out = row(ece, scaled, floor)
+    for run in out.values():
+        run["ece_scaled_calibrated"] = scaled_floor
+    return out
+
+
+def test_an_ece_beyond_the_floor_is_not_said_to_be_within_it():
+    """Plain ECE 0.060 against a calibrated model's 95th percentile 0.040: beyond what sampling
+    gives. After T 0.035, within it. Undecided (the temperature's effect is within the noise),
+    but the sentence may not say the plain ECE is one a calibrated model shows."""
+    m = {"seeds": [{"seed": 0, **scaled_row(0.060, 0.035, [0.03, 0.040], [0.03, 0.041])}]}
+    verdict = ex_softmax.judge(m)
+    assert verdict.outcome == "inconclusive"
+    assert "on 1 of 1 seed within what" not in verdict.meaning, verdict.meaning
+    assert "beyond that before the temperature and within it after (95th percentile 0.041)" in (
+        verdict.meaning
+    ), verdict.meaning
+    assert verdict.meaning.endswith("miscalibrated after the temperature."), verdict.meaning
+    # the plain ECE within the floor: the sentence as before
+    m = {"seeds": [{"seed": 0, **row(0.037, 0.040, [0.032, 0.044])}]}
+    said = ex_softmax.judge(m).meaning
+    assert "on 1 of 1 seed within what a perfectly calibrated model" in said, said
+    assert said.endswith("(95th percentile 0.044): too few images to call it miscalibrated.")

@@ -131,7 +131,6 @@ def judge(m: dict) -> Verdict:
     fixable = [r[plain]["ece_scaled"] <= CALIBRATED for r in rows]
     off = [_off(r[plain], "ece") and _off(r[plain], "ece_scaled") for r in rows]
     numbers = _numbers(rows)
-    floor = [_floor(r[plain], "ece") for r in rows]
     (e_plain, e_sd), (e_scaled, s_sd) = (
         mean_spread([r[plain][k] for r in rows]) for k in ("ece", "ece_scaled")
     )
@@ -159,13 +158,35 @@ def judge(m: dict) -> Verdict:
             "temperature scaling.",
         )  # fmt: skip
     if not any(calibrated) and not any(fixable):
-        return Verdict(
-            "inconclusive", numbers, f"{said}: above {CALIBRATED:g}, but on {len(rows) - sum(off)}"
-            f" of {seed_count(n)} within what a perfectly calibrated model with these "
-            f"confidences shows on as many test images (95th percentile "
-            f"{max(f[1] for f in floor):.3f}): too few images to call it miscalibrated.",
-        )  # fmt: skip
+        return Verdict("inconclusive", numbers, f"{said}: {_undecided(rows)}.")
     return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on calibration.")
+
+
+def _undecided(rows: list[dict]) -> str:
+    """Why ECEs above CALIBRATED on every seed, not off on every seed, call nothing: on some
+    seeds the plain ECE is one a calibrated model shows on as many images; on others it lies
+    beyond that, and only the ECE after the temperature is within it."""
+    plain, n = next(iter(SMOOTHING)), len(rows)
+    before = [r for r in rows if not _off(r[plain], "ece")]
+    after = [r for r in rows if _off(r[plain], "ece") and not _off(r[plain], "ece_scaled")]
+    said = []
+    if before:
+        said.append(
+            f"on {len(before)} of {seed_count(n)} within what a perfectly calibrated model with "
+            "these confidences shows on as many test images (95th percentile "
+            f"{max(_floor(r[plain], 'ece')[1] for r in before):.3f})"
+        )
+    if after:
+        said.append(
+            f"on {len(after)} of {seed_count(n)} beyond that before the temperature and within "
+            "it after (95th percentile "
+            f"{max(_floor(r[plain], 'ece_scaled')[1] for r in after):.3f})"
+        )
+    when = " after the temperature" if after and not before else ""
+    return (
+        f"above {CALIBRATED:g}, but {'; '.join(said)}: too few images to call it "
+        f"miscalibrated{when}"
+    )
 
 
 def _numbers(rows: list[dict]) -> dict:
