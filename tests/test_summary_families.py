@@ -17,7 +17,8 @@ from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError
 from test_summary_zoo import FAMILIES, make
 
-# Lints an architecture really has at the tests' input size, and why.
+# Lints an architecture really has at the tests' input size, and why; every other lint
+# (probabilities-out too: each ends in logits, its softmaxes inside) stays silent.
 EXPECTED = {
     # SqueezeNet 1.1's stem is a 3×3/2 conv without padding: on an even input (64 here, 224
     # in the paper) (I − 3)/2 is not an integer and the last row and column are never read.

@@ -68,7 +68,8 @@ def _trace(model: nn.Module, x: torch.Tensor, tracer: Tracer, real: str | None) 
     setattr(x, TAG, INPUT_TAG)
     try:
         with torch.no_grad(), tracer:
-            model(x)
+            output = model(x)
+        tracer.ended(output)
     except CnnlabError:
         raise
     except Exception as err:  # noqa: BLE001 - re-raised with the layer that raised it

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cnnlab import geometry
 from cnnlab.design.summary import axes
@@ -80,6 +81,15 @@ SAME |= fns("as_tensor", "asarray", owner=torch)  # of a tensor: the tensor (MON
 REDUCE = both("mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "norm")
 REDUCE |= both("softmax", "log_softmax") | fns("softmax", "log_softmax")
 REDUCES_SHAPE = REDUCE - (both("softmax", "log_softmax") | fns("softmax", "log_softmax"))
+# calls whose output is probabilities (in [0, 1]; softmax's summing to 1): the
+# probabilities-out lint's, where one makes the model's output. Not log_softmax: cross-entropy
+# of log-probabilities is unchanged (log_softmax(log_softmax(x)) = log_softmax(x)).
+PROBABILITIES = both("softmax", "sigmoid", "sigmoid_") | fns("softmax", "sigmoid")
+PROBABILITY_MODULES = frozenset({nn.Softmax, nn.Softmax2d, nn.Sigmoid})
+# calls that only reshape, copy or cast (nn.Flatten's, a `.view`, `.float()`): probabilities
+# stay probabilities through them (as train.guard passes their autograd nodes)
+KEEP_PROBABILITIES = RESHAPE | both("contiguous", "clone", "detach") | fns("to", "float", owner=T)
+ENDS = PROBABILITIES | KEEP_PROBABILITIES  # one set to test each call against
 # same shape, each value from the values at its own position (+ statistics: group and
 # instance norm's span the map, but the field counts what a unit's value is computed from
 # at inference, as for batch norm's running statistics)

@@ -138,6 +138,18 @@ class SquashFact(NamedTuple):
     layer: str
 
 
+class OutputFact(NamedTuple):
+    """The call that made the model's output: a softmax or sigmoid (`calls.PROBABILITIES`).
+    made_by: the module's class name (module True) or the function as the forward writes it
+    (F.softmax, torch.sigmoid; its layer: whose forward called it); classes: the output's
+    features where it is (batch, features), else None."""
+
+    layer: str
+    made_by: str
+    module: bool
+    classes: int | None
+
+
 class LostFact(NamedTuple):
     """A torch function the trace cannot follow the receptive field through."""
 
@@ -161,6 +173,7 @@ class Trace:
     trainable_params: int
     real_forward: str | None  # why the meta trace failed, where a real forward took over
     shared: frozenset[int] = frozenset()  # weights' indices whose output two calls read
+    probabilities: OutputFact | None = None  # a softmax or sigmoid made the output
 
 
 # --- the summary ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ flatten-explosion  the dense layer after a flatten holds most parameters (§5.2)
 fixed-size         the dense head's input size is tied to the image size (§5.2)
 rf-small           the map entering the head does not see the whole image (§3.2)
 saturating         sigmoid/tanh-like outputs feed the hidden layers of a deep net (§4.2)
+probabilities-out  the output is already softmax's or sigmoid's: cross-entropy adds another (§5.5)
 unfollowed         a torch function the trace cannot follow: rows with no receptive field
 
 Two more come from the copy the trace runs, not from its facts (summary/__init__.py):
@@ -323,6 +324,35 @@ def saturating(t: Trace) -> list[Lint]:
     )]  # fmt: skip
 
 
+def probabilities_out(t: Trace) -> list[Lint]:
+    """The model's last call is a softmax or sigmoid: its output is probabilities, and
+    cross-entropy, which applies log-softmax to what it is given, then takes a softmax of
+    probabilities. Those lie in [0, 1], so the second softmax of n classes is at most
+    e / (e + n − 1) for any class (0.23 at 10 classes: the loss never falls below 1.46), and
+    the first one's Jacobian multiplies every gradient on the way back (§5.5). A
+    log_softmax output is left alone: log_softmax(log_softmax(x)) = log_softmax(x)."""
+    p = t.probabilities
+    if p is None:
+        return []
+    where = f"layer {p.layer} ({p.made_by})" if p.module else f"{p.made_by} in {_forward(p.layer)}"
+    n = p.classes
+    bound = "e/(e + n − 1) of n classes"
+    if n is not None and n > 1:
+        bound = f"e/(e + {n - 1}) = {math.e / (math.e + n - 1):.2f} with these {n} outputs"
+    return [Lint(
+        "probabilities-out", p.layer,
+        f"the model's output is made by {where}: it is already probabilities, not logits, "
+        "and cross-entropy (nn.CrossEntropyLoss, cnnlab train) applies log-softmax on top "
+        f"of it: no class can get near probability 1 (at most {bound}) and the gradients are "
+        "squashed (§5.5). Fix: remove it so the model returns logits (cross-entropy applies "
+        "log-softmax itself); apply softmax at prediction time (cnnlab predict does).",
+    )]  # fmt: skip
+
+
+def _forward(layer: str) -> str:
+    return "the model's forward" if layer == "(model)" else f"the forward of layer {layer}"
+
+
 def unfollowed(t: Trace) -> list[Lint]:
     """A torch function whose effect on the receptive field the trace does not know: the
     rows after it show no field ('?'); which rows, by name. One lint per layer, naming each
@@ -357,6 +387,7 @@ LINTS: tuple[Callable[[Trace], list[Lint]], ...] = (
     fixed_size,
     rf_small,
     saturating,
+    probabilities_out,
     unfollowed,
 )
 

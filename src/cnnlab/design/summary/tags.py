@@ -23,6 +23,9 @@ ROW = "_cnnlab_row"
 # on a tensor on the path after a conv/linear (Tag.linear set) once a call has read it: a
 # second reader means that layer's output is used twice (`Roles._use`)
 USED = "_cnnlab_used"
+# on a tensor a softmax or sigmoid made, or a reshape of one: (layer, what made it, whether a
+# module); None once a call changed it in place (facts.OutputFact, `Tracer.ended`)
+PROBABILITIES = "_cnnlab_probabilities"
 
 
 class Tag(NamedTuple):

@@ -31,6 +31,7 @@ from cnnlab.design.summary.facts import (
     DenseFact,
     HeadFact,
     LostFact,
+    OutputFact,
     RowFact,
     SquashFact,
     Trace,
@@ -41,11 +42,19 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
 from cnnlab.design.summary.render import call_label, shape_text
-from cnnlab.design.summary.roles import Roles
+from cnnlab.design.summary.roles import Roles, call_name
 from cnnlab.design.summary.shortcuts import Shortcuts
-from cnnlab.design.summary.tags import ROW, TAG, first_tensor, retag, tagged_inputs
+from cnnlab.design.summary.tags import (
+    PROBABILITIES,
+    ROW,
+    TAG,
+    first_tensor,
+    retag,
+    tagged_inputs,
+)
 from cnnlab.errors import SpecError
 
+_ENDS = C.ENDS
 _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_function__
 # The forwards of torch's containers: nn.Sequential's calls its children in turn (its output
 # is always a child's), ModuleList's and ModuleDict's is no forward at all. Left unwrapped
@@ -89,6 +98,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         self.squashes: list[SquashFact] = []
         self.lost: dict[tuple[str, str], LostFact] = {}
         self.shared: set[int] = set()  # weight layers whose output two calls read (`_use`)
+        self.probabilities: OutputFact | None = None  # a softmax made the output (`ended`)
 
     def facts(self, real_forward: str | None) -> Trace:
         return Trace(
@@ -104,6 +114,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             self.trainable_params,
             real_forward,
             frozenset(self.shared),
+            self.probabilities,
         )
 
     # where we are ------------------------------------------------------------------------
@@ -270,6 +281,17 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         )
         if tag is not None:
             setattr(out, ROW, True)
+        if type(module) in C.PROBABILITY_MODULES:  # nn.Sigmoid's output made without its call
+            setattr(out, PROBABILITIES, (name or "(model)", kind, True))
+
+    def ended(self, output: Any) -> None:
+        """The model returned `output`: where its (first) tensor is a softmax's or sigmoid's
+        (or a reshape of one), not changed in place since, `probabilities` says which."""
+        out = first_tensor(output)
+        made = getattr(out, PROBABILITIES, None) if out is not None else None
+        if made is not None:
+            classes = out.shape[1] if out.dim() == 2 else None
+            self.probabilities = OutputFact(*made, classes)
 
     # every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -315,6 +337,16 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                     if tag.linear is not None and out is not t:  # x.contiguous() is x
                         self._use(t, tag)
             self._tag_outputs(func, args, kwargs, out, tagged, None)
+        if func in _ENDS:  # a softmax's output, or a reshape of one (`ended` reads it)
+            if func in C.PROBABILITIES:
+                made = (self.layer, _function_name(func), False)
+            else:
+                made = getattr(args[0], PROBABILITIES, None) if args else None
+            if made is not None and isinstance(out, Tensor):
+                setattr(out, PROBABILITIES, made)
+        elif args and out is args[0] and getattr(out, PROBABILITIES, None) is not None:
+            if func not in C.SAME:  # x.contiguous() is x, unchanged
+                setattr(out, PROBABILITIES, None)  # changed in place (y.mul_(2))
         return out
 
     def _windowed(self, func, args: tuple, kwargs: dict, w: Window, run: bool) -> Any:
@@ -404,3 +436,10 @@ def _reads_on(out: Any) -> bool:
     if type(out) in (tuple, list):
         return True
     return isinstance(out, Tensor) and out.dtype is not torch.bool
+
+
+def _function_name(func: Any) -> str:
+    """F.softmax, torch.sigmoid, Tensor.sigmoid: as the model's code writes it."""
+    if getattr(func, "__module__", None) == "torch.nn.functional":
+        return f"F.{func.__name__}"
+    return call_name(func)

@@ -1,0 +1,174 @@
+"""The probabilities-out lint: a model whose output a softmax or sigmoid makes (behind a
+reshape at most) hands cross-entropy probabilities, which it takes a softmax of again (§5.5).
+Truths: torch's F.cross_entropy of the best such outputs (one-hot probabilities) is
+−ln(e/(e + n − 1)), the bound the message gives, and its gradient is the logits' times the
+softmax's Jacobian; a softmax inside the net (attention), a gate's sigmoid, log_softmax
+(cross-entropy of log-probabilities equals the logits') and the presets are silent."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.design.presetfiles import preset_names
+from cnnlab.design.summary import summary
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CODE = "probabilities-out"
+
+
+def head(classes: int = 10) -> list[nn.Module]:
+    return [
+        nn.Conv2d(1, 4, 3),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, classes),
+    ]
+
+
+class Ending(nn.Module):
+    """head() then `last` (a function) in the forward."""
+
+    def __init__(self, last) -> None:
+        super().__init__()
+        self.body, self.last = nn.Sequential(*head()), last
+
+    def forward(self, x):
+        return self.last(self.body(x))
+
+
+class Attention(nn.Module):
+    """A softmax over positions inside the net; the output is a Linear's logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = self.conv(x).flatten(2).transpose(1, 2)  # (B, positions, 4)
+        a = torch.softmax(h @ h.transpose(1, 2) / 2, dim=-1) @ h
+        return self.fc(a.mean(1))
+
+
+class Gate(nn.Module):
+    """Squeeze-and-excitation: x · σ(s) ends the net's map; a Linear's logits the output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.gate, self.fc = nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.Linear(4, 10)
+
+    def forward(self, x):
+        h = self.conv(x)
+        h = h * self.gate(h.mean((2, 3), keepdim=True))
+        return self.fc(h.mean((2, 3)))
+
+
+class ChangedInPlace(nn.Module):
+    """A sigmoid's output changed in place after it: no longer the sigmoid's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*head())
+
+    def forward(self, x):
+        return torch.sigmoid(self.body(x)).mul_(4).sub_(2)
+
+
+class Real(nn.Module):
+    """A forward that reads a value (`.item()`): the real forward takes over from meta."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.soft = nn.Sequential(*head()), nn.Softmax(dim=1)
+
+    def forward(self, x):
+        scale = float(x.abs().max().item()) or 1.0
+        return self.soft(self.body(x / scale))
+
+
+FIRES = {
+    "nn.Softmax": (lambda: nn.Sequential(*head(), nn.Softmax(1)), "layer 5 (Softmax)", "5"),
+    "nn.Sigmoid": (lambda: nn.Sequential(*head(), nn.Sigmoid()), "layer 5 (Sigmoid)", "5"),
+    "torch.sigmoid": (lambda: Ending(torch.sigmoid), "torch.sigmoid in the model's", "(model)"),
+    "F.softmax": (lambda: Ending(lambda x: F.softmax(x, 1)), "F.softmax in the model's", "(model)"),
+    "Tensor.softmax": (lambda: Ending(lambda x: x.softmax(-1)), "Tensor.softmax", "(model)"),
+    "softmax then flatten": (
+        lambda: nn.Sequential(*head(), nn.Softmax(1), nn.Flatten()),
+        "layer 5 (Softmax)",
+        "5",
+    ),
+    "real forward": (Real, "layer soft (Softmax)", "soft"),
+}
+
+
+def lints(model: nn.Module, size=(1, 8, 8)) -> dict:
+    return {w.code: w for w in summary(model, size).warnings}
+
+
+@pytest.mark.parametrize("which", FIRES)
+def test_a_softmax_or_sigmoid_output_is_named_with_the_fix(which: str) -> None:
+    make, where, layer = FIRES[which]
+    lint = lints(make()).get(CODE)
+    assert lint is not None and lint.layer == layer, lint
+    assert where in lint.message
+    assert "remove it" in lint.message and "softmax at prediction time" in lint.message
+
+
+def test_the_bound_in_the_message_is_cross_entropy_of_the_best_probabilities() -> None:
+    """One-hot probabilities are the best a softmax output can give: cross-entropy applies
+    its own softmax to them, so its loss never falls below −ln(e/(e + n − 1))."""
+    for n in (3, 10):
+        lint = lints(nn.Sequential(*head(n), nn.Softmax(1)))[CODE]
+        bound = float(re.search(r"= (\d\.\d\d) with these (\d+) outputs", lint.message)[1])
+        best = F.one_hot(torch.tensor([0]), n).double()  # the perfect prediction of class 0
+        loss = F.cross_entropy(best, torch.tensor([0]))
+        assert math.exp(-loss.item()) == pytest.approx(bound, abs=0.005)
+        assert math.exp(-loss.item()) == pytest.approx(math.e / (math.e + n - 1))
+
+
+def test_the_gradient_through_the_extra_softmax_is_squashed() -> None:
+    """∂CE(softmax(z))/∂z is ∂CE/∂p times softmax's Jacobian: smaller than the logits'."""
+    torch.manual_seed(0)
+    z = (torch.randn(64, 10, dtype=torch.float64) * 3).requires_grad_()
+    y = torch.randint(0, 10, (64,))
+    (plain,) = torch.autograd.grad(F.cross_entropy(z, y), z)
+    (twice,) = torch.autograd.grad(F.cross_entropy(z.softmax(1), y), z)
+    assert twice.norm() < 0.5 * plain.norm()
+
+
+SILENT = {
+    "logits": lambda: nn.Sequential(*head()),
+    "nn.LogSoftmax": lambda: nn.Sequential(*head(), nn.LogSoftmax(1)),
+    "F.log_softmax": lambda: Ending(lambda x: F.log_softmax(x, 1)),
+    "attention inside": Attention,
+    "a gate's sigmoid": Gate,
+    "changed in place": ChangedInPlace,
+    "softmax then a layer": lambda: nn.Sequential(*head(), nn.Softmax(1), nn.Linear(10, 10)),
+}
+
+
+@pytest.mark.parametrize("which", SILENT)
+def test_a_softmax_not_at_the_output_or_a_log_softmax_is_silent(which: str) -> None:
+    assert CODE not in lints(SILENT[which]())
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_the_presets_are_silent(preset: str) -> None:
+    assert CODE not in {w.code for w in summary(preset).warnings}
+
+
+def test_a_spec_ending_in_sigmoid_fires() -> None:
+    spec = {
+        "name": "probs",
+        "input": [1, 8, 8],
+        "layers": [{"conv": {"filters": 4, "kernel": 3}}, "relu", "gap", {"linear": 10}, "sigmoid"],
+    }
+    lint = {w.code: w for w in summary(spec).warnings}[CODE]
+    assert "(Sigmoid)" in lint.message
