@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def call_label(name: str, call: int) -> str:
@@ -43,8 +44,10 @@ def render(s: Any, width: int = 100) -> str:  # a facts.Summary (facts imports t
     table.add_column("jump", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
     for r in s.rows:
-        name = call_label(r.name or "(model)", r.call)
-        cells = [name, r.kind, shape_text(r.output_shape), f"{r.params:,}"]
+        # the model's own strings (a ModuleDict key "head[/b]", a class name) as Text: rich
+        # would read "[...]" in them as markup, and raise on a closing tag it never opened
+        name = Text(call_label(r.name or "(model)", r.call))
+        cells = [name, Text(r.kind), shape_text(r.output_shape), f"{r.params:,}"]
         cells += [f"{r.trainable:,}"] if frozen else []
         unknown = r.receptive_field is None
         cells += ["?" if unknown else str(r.receptive_field), "?" if unknown else str(r.jump)]
