@@ -206,3 +206,16 @@ def test_the_spectrum_axis_says_power_per_frequency_not_share_of_power():
     assert max(profile) / min(profile) < 1.1  # flat: a mean per frequency, not a ring's share
     label = drawn(ex_pooling, pooling()).axes[1].get_ylabel()
     assert "share of power" not in label and "power per frequency" in label, label
+
+
+def test_an_axis_names_the_stopped_run_marker_only_where_it_is_drawn():
+    """Five stopped runs (each activation at 1.0, Leaky ReLU at 0.3 too): their × markers are on
+    the accuracy axes, none on the dead-share axes, whose label then may not promise them."""
+    fig = drawn(ex_dying, dying())
+    dead, acc = fig.axes[:2]
+
+    def crosses(ax):
+        return sum(line.get_marker() == "x" for line in ax.get_lines())
+
+    assert crosses(acc) == 5 and crosses(dead) == 0
+    assert "×" in acc.get_xlabel() and "×" not in dead.get_xlabel(), dead.get_xlabel()

@@ -277,7 +277,9 @@ def figure(m: dict):
         ax.set_xscale("log")
         ax.set_xticks(m["rates"], [f"{lr:g}" for lr in m["rates"]])  # the rates swept, as typed
         ax.xaxis.set_minor_formatter(NullFormatter())  # within a decade: "3×10⁻²4×10⁻²"
-        ax.set_xlabel("peak learning rate (×: stopped, diverged)")
+    # the × of a stopped run is drawn on the accuracy axes only: it has no dead share
+    dead.set_xlabel("peak learning rate (stopped runs: no point)")
+    acc.set_xlabel("peak learning rate (×: stopped, diverged)")
     dead.set_ylabel("channels that never fire (%)")
     acc.set_ylabel("test accuracy (%)")
     dead.legend(fontsize=8)
