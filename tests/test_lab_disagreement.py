@@ -103,3 +103,13 @@ def test_floor_says_the_fix_held_where_the_drop_split():
         v.meaning
     ), v.meaning
     assert "disagree" not in v.meaning, v.meaning
+
+
+def test_floor_does_not_say_the_drop_failed_when_only_pixels_outside_it_lost_gradient():
+    """Every band pixel had no gradient on both seeds, and 5 and 3 pixels outside it had none
+    either: the band was dropped; what failed is that it alone had no gradient."""
+    v = ex_floor.judge(floor((108, 5, 0), (108, 3, 0)))
+    assert v.outcome == "inconclusive"
+    assert "'P=0 dropped the edge' failed" not in v.meaning, v.meaning
+    assert "'P=0 dropped the edge' and 'P=2 fixed it' held on every seed" in v.meaning, v.meaning
+    assert "'no pixel outside the edge had zero gradient' failed on every seed" in v.meaning

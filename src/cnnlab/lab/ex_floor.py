@@ -76,12 +76,12 @@ def judge(m: dict) -> Verdict:
     Does not hold: on every seed some pixel of the band got a gradient. Else inconclusive."""
     drop, fix = PADDINGS
     rows = m["seeds"]
-    confirmed = [
-        r[drop]["predicted_dropped"] > 0
-        and r[drop]["zero_in_band"] == r[drop]["band_pixels"]
-        and r[drop]["zero_outside_band"] == 0
+    band = [
+        r[drop]["predicted_dropped"] > 0 and r[drop]["zero_in_band"] == r[drop]["band_pixels"]
         for r in rows
     ]
+    alone = [r[drop]["zero_outside_band"] == 0 for r in rows]
+    confirmed = [b and a for b, a in zip(band, alone, strict=True)]
     fixed = [r[fix]["predicted_dropped"] == 0 and r[fix]["zero_pixels"] == 0 for r in rows]
     leaked = [r[drop]["zero_in_band"] < r[drop]["band_pixels"] for r in rows]
     first = rows[0]
@@ -107,7 +107,10 @@ def judge(m: dict) -> Verdict:
         return Verdict(
             "does not hold", numbers, f"{said}: pixels the floor should drop got gradient."
         )
-    split = disagreement({"P=0 dropped the edge": confirmed, "P=2 fixed it": fixed})
+    checks = {"P=0 dropped the edge": band, "P=2 fixed it": fixed}
+    if not all(alone):  # zero gradient beyond the band too: the band is not all it shows
+        checks["no pixel outside the edge had zero gradient"] = alone
+    split = disagreement(checks)
     return Verdict("inconclusive", numbers, f"{said}: {split}.")
 
 
