@@ -1,6 +1,7 @@
 """What stops a training run early: a diverging loss, Ctrl-C or SIGTERM, a failed write;
 and what each stop says it left on disk and how to go on (`kept_checkpoint`, `way_on`,
-`stopped`).
+`stopped`). And what the first batch's outputs say of a run that goes on but cannot learn
+well: probabilities where cross-entropy wants logits (`probability_note`).
 
 Both are decided between optimizer steps, so a checkpoint never holds a half-updated
 optimizer, and under DDP every rank decides the same (`distributed.step_flags`).
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import errno
 import math
+import re
 import signal
 import threading
 from pathlib import Path
+
+import torch
 
 from cnnlab.errors import RunError, TrainingDiverged
 from cnnlab.train import checkpoint
@@ -156,3 +160,88 @@ def stopped(out: Path | None) -> str:
         f"interrupted; the last checkpoint ({saved_at(*on_disk)}) is kept in {out}: "
         "continue with --resume"
     )
+
+
+# Autograd nodes that only move, reshape, copy or cast an output (a `.view`, nn.Flatten, a
+# bf16 autocast's `.to`, DDP's pass-through): the op that made the outputs lies behind them.
+_PASS_THROUGH = {
+    "View", "UnsafeView", "ReshapeAlias", "Squeeze", "Unsqueeze", "ToCopy", "Clone", "Alias",
+    "Expand", "DDPSink",
+}  # fmt: skip
+_FINAL_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid"}
+# Rows of a batch that must each sum to 1 before probabilities are told from values alone
+# (the op hidden: a compiled model, a softmax written as exp/sum). Over 4,500 random
+# non-negative heads (ReLU or Softplus ends, SqueezeNet-style ReLU + GAP, 2 to 10 classes),
+# at bf16's tolerance 33 had one row summing to 1, 3 had both of 2 rows, none all of 8.
+MIN_ROWS = 8
+
+
+def final_op(logits: torch.Tensor) -> str | None:
+    """'softmax' or 'sigmoid' when the autograd node that made `logits` is one of them,
+    behind nodes that only reshape or cast (`_PASS_THROUGH`); else None (another op, or none
+    recorded: no gradients, a compiled model's one node)."""
+    node = logits.grad_fn
+    for _ in range(16):
+        if node is None:
+            return None
+        name = re.sub(r"Backward\d*$", "", type(node).__name__).removeprefix("_")
+        if name in _FINAL_OPS:
+            return _FINAL_OPS[name]
+        if name not in _PASS_THROUGH:
+            return None
+        node = next((n for n, _ in node.next_functions if n is not None), None)
+    return None
+
+
+def sum_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a row of probabilities computed in `dtype` may sum: 2ε + 1e-5, ε the
+    dtype's machine epsilon (bf16 2⁻⁷: 0.0156; measured at most 0.0028 over 10 to 1,000
+    classes), 1e-5 for the float32 sum of up to thousands of classes."""
+    return 2 * torch.finfo(dtype).eps + 1e-5
+
+
+def is_softmax_output(out: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Every row of `out` (B, K) is ≥ 0 and sums to 1 within `sum_tolerance(dtype)`."""
+    rows = out.sum(1)
+    return bool((out >= 0).all()) and bool(((rows - 1).abs() <= sum_tolerance(dtype)).all())
+
+
+def loss_floor(classes: int) -> float:
+    """The least cross-entropy of outputs confined to [0, 1], as probabilities are: a gap of
+    at most 1 between logits caps softmax at e/(e + K − 1), so −ln p ≥ ln(1 + (K − 1)/e)
+    for every class (label smoothing's terms included)."""
+    return math.log(1 + (classes - 1) / math.e)
+
+
+def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None) -> list[str]:
+    """A note when the first batch's outputs (B, K) are already probabilities: every row
+    ≥ 0 summing to 1 made by a softmax (or, the op hidden, on at least `MIN_ROWS` rows), or
+    values in [0, 1] made by a sigmoid. Values alone do not tell a sigmoid: random-init
+    logits all within (0, 1) are common (a 2-class GAP head: 24 of 300 seeds; a SqueezeNet
+    ReLU + GAP head of 10 classes: 47 of 300), so a sigmoid is told by its autograd node.
+    Log-probabilities (log_softmax, ≤ 0) are no matter: their cross-entropy is the logits'.
+    precision: the autocast dtype of the forward (None: the outputs' own)."""
+    if logits.dim() != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
+        return []
+    out = logits.detach().float()
+    op = final_op(logits)
+    if op == "sigmoid" and bool(((out >= 0) & (out <= 1)).all()):
+        made = "every value lies within (0, 1), as a final sigmoid makes them"
+    elif is_softmax_output(out, precision or logits.dtype) and (
+        op == "softmax" or len(out) >= MIN_ROWS
+    ):
+        op = "softmax"
+        made = "every row is ≥ 0 and sums to 1, as a final softmax makes them"
+    else:
+        return []
+    k = out.shape[1]
+    low, high = out.aminmax()
+    return [
+        f"the model's outputs on the first batch are probabilities, not logits: {made} "
+        f"(values {float(low):.3g} to {float(high):.3g}). Cross-entropy applies log-softmax "
+        f"itself, so they pass through a second softmax: with {k} classes the loss cannot "
+        f"fall below ln(1 + {k - 1}/e) = {loss_floor(k):.3f}, the gradients shrink and "
+        "training crawls. "
+        f"Remove the final {op} and return the logits; apply softmax when predicting "
+        "(cnnlab's predict and eval do)"
+    ]

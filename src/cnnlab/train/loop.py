@@ -93,8 +93,8 @@ def train(
     checkpoint_seconds: also checkpoint within an epoch once this long has passed.
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
     "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume or the flip
-    rule changed, which layers ran in fp32 within bf16], "outcome": [a test accuracy no
-    better than guessing one class, said with what to try (`measure.guess_note`)],
+    rule changed, which layers ran in fp32 within bf16, probabilities given for logits
+    (`guard.probability_note`)], "outcome": [a guessing test accuracy (`measure.guess_note`)],
     "model": the trained nn.Module, the one passed in (EMA weights when EMA is on, eval mode)}.
     Raises TrainingDiverged on a NaN/inf or runaway loss, TrainingInterrupted (a
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
@@ -195,14 +195,14 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
                 "start a new run with more --epochs)"
             )
     try:
-        _run_epochs(parts, position, request)  # a checkpoint's failed write says its way on
+        said = _run_epochs(parts, position, request)  # a failed write says its way on
         result = _finish(parts, position, splits)
     except KeyboardInterrupt as stop:  # not one the loop answered: say what is kept
         if isinstance(stop, TrainingInterrupted):
             raise
         raise TrainingInterrupted(guard.stopped(parts.out)) from None
     result.update(splits.notes)
-    result["notes"] = resumed + notes + _fp32_note(parts.fp32_layers)
+    result["notes"] = resumed + notes + said + _fp32_note(parts.fp32_layers)
     result["outcome"] = measure.guess_note(result.get("test_acc"), splits.test, parts.config)
     result["model"] = parts.handed_back()
     return result
@@ -331,10 +331,10 @@ def _kept_fp32(model, amp, device: torch.device, request: Request) -> list[str]:
 # --- the loop ------------------------------------------------------------------------------
 
 
-def _run_epochs(parts: Parts, position: Position, request: Request) -> None:
+def _run_epochs(parts: Parts, position: Position, request: Request) -> list[str]:
     """Epochs from `position` on: steps, then the epoch's row, checkpoint and callback.
-    Only the main rank reports (progress bar, on_epoch)."""
-    config, main = parts.config, parts.dist.is_main
+    Only the main rank reports (progress bar, on_epoch). Returns what the steps noted."""
+    config, main, said = parts.config, parts.dist.is_main, []
     bar = _Bar(request.progress if main else None, parts, position)
     on_epoch = request.on_epoch if main else None
     start_wall = time.perf_counter() - position.wall
@@ -351,7 +351,8 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> None:
                     parts.run is not None
                     and time.monotonic() - last_save >= parts.checkpoint_seconds
                 )
-                stopping, saving = _step(parts, position, x, y, epoch, step, stop, due)
+                stopping, saving, noted = _step(parts, position, x, y, epoch, step, stop, due)
+                said += noted
                 position.step = step + 1
                 bar.advance(epoch, sums, time.perf_counter() - tick)
                 if stopping or saving:
@@ -376,11 +377,13 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> None:
             # epoch the loop has no step left to see the flag, and Ctrl-C went unanswered
             if distributed.any_rank(stop.set, parts.dist):
                 raise TrainingInterrupted(_interrupted(parts, epoch, None))
+    return said
 
 
 def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
     """One optimizer step on batch (x (B, C, H, W), y (B,)) -> (stop, save) as all ranks
-    agreed; the loss and accuracy sums of `position` grow by this batch."""
+    agreed, and notes (the first step's logits read by `guard.probability_note`); the loss
+    and accuracy sums of `position` grow by this batch."""
     config = parts.config
     global_step = epoch * parts.steps_per_epoch + step
     lr = learning_rate(config, global_step, parts.total_steps)
@@ -390,6 +393,7 @@ def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
         logits = parts.net(x)  # (B, classes)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
     loss_value = loss.item()
+    noted = guard.probability_note(logits, parts.amp) if global_step == 0 else []
     if position.first_loss is None:
         position.first_loss = loss_value
     limit = guard.loss_limit(position.first_loss, parts.classes)
@@ -410,7 +414,7 @@ def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
     position.sums.loss += loss_value * len(y)
     position.sums.correct += int((logits.argmax(1) == y).sum())
     position.sums.seen += len(y)
-    return stop, due
+    return stop, due, noted
 
 
 # --- checkpoints ---------------------------------------------------------------------------
