@@ -45,7 +45,9 @@ BROKEN = (0.8, 9.0, [0.7, 0.8, 0.9])
         ([{"relu": [0.0, 0.4, 0.6], "leaky_relu": [0.0, 0.2, 0.3]}], "partly"),  # leaky died too
         ([{"relu": [0.0, 0.05, None]}, {"relu": [0.0, 0.1, 0.1]}], "does not hold"),
         ([{"relu": [0.3, 0.4, None]}], "does not hold"),  # dead already at the lowest rate
-        ([{"relu": [None, None, None]}], "does not hold"),  # never trained: nothing died
+        # never trained: nothing measured, not evidence that nothing dies
+        ([{"relu": [None, None, None]}], "inconclusive"),
+        ([{"relu": [None, None, None]}, {"relu": [0.0, 0.05, None]}], "inconclusive"),
         ([{"relu": [0.0, 0.4, None]}, {"relu": [0.0, 0.05, None]}], "inconclusive"),
         # ReLU at chance at lr 1 with a silent layer: it died there (79 %), judged at lr 1
         ([{"relu": [0.0, 0.05, SILENT], "leaky_relu": [0.0, 0.0, None]}], "partly"),
@@ -55,8 +57,8 @@ BROKEN = (0.8, 9.0, [0.7, 0.8, 0.9])
         ([{"relu": [0.0, 0.05, BROKEN], "leaky_relu": [0.0, 0.0, None]}], "does not hold"),
         # Leaky at chance where ReLU is judged: it trained, but it did not survive
         ([{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, (0.0, 9.0), None]}], "partly"),
-        # ReLU broken at the lowest rate: no baseline, it does not die
-        ([{"relu": [BROKEN, 0.4, None]}], "does not hold"),
+        # ReLU broken at the lowest rate: no baseline, so its dying was not measured
+        ([{"relu": [BROKEN, 0.4, None]}], "inconclusive"),
     ],
 )
 def test_dying_rule(rows, outcome):
@@ -135,3 +137,19 @@ def test_a_leaky_relu_that_survived_wherever_it_trained_is_not_said_to_lose_unit
         )
     )
     assert lost.outcome == "partly" and "lost units" in lost.meaning, lost.meaning
+
+
+def test_a_relu_already_dead_at_the_lowest_rate_is_not_said_to_have_no_dead_units():
+    """40 % dead at 0.3 against 30 % at 0.03: many units dead, but not 15 points more than at
+    the lowest rate. 'Does not hold', and the sentence may not say few units were dead."""
+    v = ex_dying.judge(dying({"relu": [0.3, 0.4, None]}))
+    assert v.outcome == "does not hold"
+    assert "were a large share of its units dead" not in v.meaning, v.meaning
+    assert v.meaning.endswith("did its dead share reach 25% and 15 points above the lowest rate's.")
+
+
+def test_a_seed_where_relu_never_counted_is_not_read_as_no_dying():
+    """ReLU stopped at every rate: no dead share was measured, so no verdict on dying."""
+    v = ex_dying.judge(dying({"relu": [None, None, None]}))
+    assert v.outcome == "inconclusive"
+    assert "was not measured there" in v.meaning and "on 1 of 1 seed" in v.meaning, v.meaning
