@@ -137,3 +137,15 @@ def test_translation_holds_only_where_the_shift_hurts_the_mlp():
     assert easy.outcome == "inconclusive" and "does not tell" in easy.meaning
     hard = ex_translation.judge(translation((2.0, 4.0, 30.0), (3.0, 5.0, 25.0)))
     assert hard.outcome == "holds"
+
+
+def test_heads_seeds_all_short_of_the_least_are_not_said_to_disagree():
+    """Differences 1.5, 0.0, 1.9 points: none above 2, too uneven for the mean to rule 2 out
+    (1.1 + 2 × 1.0/√3 > 2), size lost: inconclusive, because the seeds are unsettled, not
+    because they disagree (none cleared the least)."""
+    v = ex_heads.judge(heads((3.5, 5.0, 40.0), (5.0, 5.0, 30.0), (3.1, 5.0, 30.0)))
+    assert v.outcome == "inconclusive"
+    assert "disagree" not in v.meaning, v.meaning
+    assert v.meaning.endswith("too unevenly to rule out that GAP overfit less."), v.meaning
+    split = ex_heads.judge(heads((2.0, 5.0, 40.0), (9.0, 4.0, 30.0)))  # +3 and -5: they do
+    assert split.outcome == "inconclusive" and "seeds disagree" in split.meaning, split.meaning

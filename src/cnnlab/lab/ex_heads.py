@@ -140,7 +140,7 @@ def judge(m: dict) -> Verdict:
             return Verdict("partly", numbers, f"{said}: any size, but {_not_less(less)}.")
         # size settled, overfitting not: the seeds disagree, which "overfit more" misstated
         return Verdict("partly", numbers, f"{said}: any size, but {_unsettled(less)}.")
-    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on overfitting.")
+    return Verdict("inconclusive", numbers, f"{said}: {_unsettled(less)}.")
 
 
 def _by(less: Effect) -> str:
