@@ -179,20 +179,33 @@ def _code_changed(out, record: dict | None) -> list[str]:
 
 def _check_hashes(state: dict, out, path) -> None:
     """spec.yaml and config.json as they were when the checkpoint was saved (every rank
-    checks, reading the files, so none waits for a rank that gave up)."""
+    checks, reading the files, so none waits for a rank that gave up). Both differing is
+    another run's checkpoint put here far more often than two files edited; one differing
+    names the edit, and the copy as the other way it comes about."""
     spec = out / SPEC
     config = read_config(out)
     now = run_hashes(spec.read_text() if spec.is_file() else None, config)
-    for key, name in (("spec_sha256", SPEC), ("config_sha256", CONFIG)):
-        then = state.get("hashes", {}).get(key)
-        if then is not None and then != now[key]:
-            model = config.get("model") or {}
-            if key == "spec_sha256" and model.get("kind") == "code":
-                raise RunError(_not_the_codes(out, path, model, then))
-            raise RunError(
-                f"{out / name} was edited since {path.name} was saved; restore it to resume "
-                "(or start again with --force)"
-            )
+    differ = [
+        (key, name)
+        for key, name in (("spec_sha256", SPEC), ("config_sha256", CONFIG))
+        if state.get("hashes", {}).get(key) not in (None, now[key])
+    ]
+    model = config.get("model") or {}
+    if differ and differ[0][0] == "spec_sha256" and model.get("kind") == "code":
+        raise RunError(_not_the_codes(out, path, model, state["hashes"]["spec_sha256"]))
+    if len(differ) == 2:
+        raise RunError(
+            f"{path} is another run's checkpoint: neither {out / SPEC} nor {CONFIG} is the one "
+            "it was saved with; put this run's own checkpoint back to resume (or restore both "
+            "files if they were edited), or start again with --force"
+        )
+    if differ:
+        name = differ[0][1]
+        raise RunError(
+            f"{out / name} was edited since {path.name} was saved, or the checkpoint is another "
+            "run's; restore the file (or put this run's own checkpoint back) to resume, or start "
+            "again with --force"
+        )
 
 
 def _not_the_codes(out, path, model: dict, then: str) -> str:
