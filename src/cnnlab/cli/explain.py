@@ -2,7 +2,7 @@
 
 cnnlab explain RUN IMAGE... [--method gradcam|gradcam++|saliency|smoothgrad] [--out DIR]
 cnnlab visualize RUN (--filters | --maps IMAGE | --actmax LAYER) [--out DIR]
-cnnlab probe RUN [--train N] [--test N] [--epochs N]
+cnnlab probe RUN [--train N] [--test N] [--epochs N] [--json]
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import json
 import os
 import re
 import sys
@@ -102,6 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--test", type=count, default=2000, help="test images")
     q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")
     q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_data_option(q)
     q.set_defaults(run=_probe)
 
@@ -403,9 +405,6 @@ def _visualize(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from cnnlab.explain import linear_probe
 
     run = _load(args.run_dir, args.data)
@@ -421,12 +420,35 @@ def _probe(args: argparse.Namespace) -> int:
             preprocess=run.preprocess,
             progress=progress,
         )
-    kinds = dict(run.model.named_modules())
+    rows = probe_rows(run.model, acc)
+    if args.json:  # the table's facts alone on stdout (the bar draws on stderr)
+        probes = {
+            "run": str(run.path),
+            "train_images": n_train,
+            "test_images": n_test,
+            "epochs": args.epochs,
+            "layers": rows,
+        }
+        print(json.dumps(probes, indent=2, allow_nan=False))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"linear probes on {run.path} ({n_train} train / {n_test} test images)")
     for col in ("layer", "kind", "test accuracy"):
         table.add_column(col, **column(col != "test accuracy"))
-    for name, a in acc.items():
-        kind = "raw pixels" if name == "input" else type(kinds[name]).__name__
-        table.add_row(name, kind, f"{a:.1%}")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], f"{row['accuracy']:.1%}")
     Console().print(table)
     return 0
+
+
+def probe_rows(model, accuracy: dict[str, float]) -> list[dict]:
+    """linear_probe's {layer: test accuracy} as rows {"name", "kind", "accuracy"}, in its
+    order: "input" is the raw pixels, a layer's kind its module's class."""
+    kinds = dict(model.named_modules())
+    rows = []
+    for name, a in accuracy.items():
+        kind = "raw pixels" if name == "input" else type(kinds[name]).__name__
+        rows.append({"name": name, "kind": kind, "accuracy": a})
+    return rows
