@@ -138,3 +138,16 @@ def test_high_share_separates_fine_from_coarse_patterns():
     wave = torch.cos(2 * torch.pi * i / 16)[None, :].expand(16, 16)[None, None]
     assert float(ex_pooling.high_share(checker)) == pytest.approx(1.0)
     assert float(ex_pooling.high_share(wave)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_unsettled_low_pass_is_not_said_to_have_failed():
+    """Cuts -1/3 and 0: no seed above 5 %, but the mean + 2 standard errors (1/6) is above it,
+    so 'average is low-pass' is unsettled, not failed; max pooling failed on both seeds. The
+    sentence may not read as two checks failed on every seed, which would be 'does not hold'."""
+    v = ex_pooling.judge(pooling((85.0, 84.0, 0.4, 0.3), (80.0, 80.0, 0.3, 0.3)))
+    assert v.outcome == "inconclusive"
+    assert "'average is low-pass' failed" not in v.meaning, v.meaning
+    assert v.meaning.endswith(
+        "'max resists shifts' failed on every seed; 'average is low-pass' fell short of 5% on "
+        "every seed, too unevenly for the mean to rule it out."
+    ), v.meaning
