@@ -59,7 +59,7 @@ def plain():
     ("end", "made"),
     [
         (nn.Softmax(1), "every row is ≥ 0 and sums to 1, as a final softmax makes them"),
-        (nn.Sigmoid(), "every value lies within (0, 1), as a final sigmoid makes them"),
+        (nn.Sigmoid(), "every value lies between 0 and 1, as a final sigmoid makes them"),
     ],
     ids=["softmax", "sigmoid"],
 )
@@ -92,6 +92,11 @@ def test_the_floor_is_cross_entropys_of_the_widest_gap_probabilities_allow():
 
 
 def test_a_sigmoid_in_forward_behind_a_view_is_noted():
+    """Also where bf16 rounds a sigmoid's value to exactly 1: it is still between 0 and 1."""
+    saturated = torch.sigmoid(torch.tensor([[8.0, -1.0]], requires_grad=True)).bfloat16()
+    assert saturated[0, 0] == 1
+    (note,) = probability_note(saturated, torch.bfloat16)
+    assert "between 0 and 1" in note and "(values 0.27 to 1)" in note
     torch.manual_seed(0)
     model = Ended(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), torch.sigmoid)
     result = train(model, "digits", config=TrainConfig(epochs=1, batch_size=32))

@@ -217,8 +217,9 @@ def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None)
     """A note when the first batch's outputs (B, K) are already probabilities: every row
     ≥ 0 summing to 1 made by a softmax (or, the op hidden, on at least `MIN_ROWS` rows), or
     values in [0, 1] made by a sigmoid. Values alone do not tell a sigmoid: random-init
-    logits all within (0, 1) are common (a 2-class GAP head: 24 of 300 seeds; a SqueezeNet
-    ReLU + GAP head of 10 classes: 47 of 300), so a sigmoid is told by its autograd node.
+    logits all within (0, 1), on both sides of 0.5, are common (a 2-class GAP head: 24 of 300
+    seeds; a SqueezeNet ReLU + GAP head of 10 classes: 47 of 300), so a sigmoid is told by its
+    autograd node.
     Log-probabilities (log_softmax, ≤ 0) are no matter: their cross-entropy is the logits'.
     precision: the autocast dtype of the forward (None: the outputs' own)."""
     if logits.dim() != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
@@ -226,7 +227,7 @@ def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None)
     out = logits.detach().float()
     op = final_op(logits)
     if op == "sigmoid" and bool(((out >= 0) & (out <= 1)).all()):
-        made = "every value lies within (0, 1), as a final sigmoid makes them"
+        made = "every value lies between 0 and 1, as a final sigmoid makes them"
     elif is_softmax_output(out, precision or logits.dtype) and (
         op == "softmax" or len(out) >= MIN_ROWS
     ):
