@@ -45,13 +45,7 @@ def restore(parts: Any, record: dict | None = None) -> tuple[dict, list[str]]:
         _check_nothing_trained(out, path)
         fresh = {"epoch": 0, "step": 0, "partial": [0.0, 0, 0, 0.0], "wall": 0.0, "rows": []}
         return fresh, ["there was no checkpoint yet: the run started again from its beginning"]
-    tensors, state = checkpoint.load_checkpoint(out)  # NaN/inf refused, naming the file
-    missing = [k for k in NEEDED if k not in state]
-    if missing:
-        raise RunError(
-            f"{path}: its state lacks {', '.join(missing)}, so the run cannot continue "
-            "exactly; start it again with --force"
-        )
+    tensors, state = _read(out, path)
     _check_hashes(state, out, path)
     epochs, steps = parts.config.epochs, parts.steps_per_epoch
     if not (0 <= state["epoch"] <= epochs and 0 <= state["step"] <= steps):
@@ -92,6 +86,46 @@ def restore(parts: Any, record: dict | None = None) -> tuple[dict, list[str]]:
     return {**state, "rows": rows}, notes
 
 
+def _read(out, path) -> tuple[dict, dict]:
+    """The checkpoint's (tensors, state): readable, finite, every NEEDED part in it."""
+    try:
+        tensors, state = checkpoint.load_checkpoint(out)  # NaN/inf refused, naming the file
+    except RunError as error:
+        if _finished(out):
+            why = str(error).removesuffix(f"; {checkpoint.START_AGAIN}")
+            raise RunError(f"cannot resume {out}: {why}; {_nothing_to_resume(out)}") from None
+        raise
+    missing = [k for k in NEEDED if k not in state]
+    if missing:
+        raise RunError(
+            f"{path}: its state lacks {', '.join(missing)}, so the run cannot continue "
+            "exactly; start it again with --force"
+        )
+    return tensors, state
+
+
+def _finished(out) -> bool:
+    """Whether the run's training is finished: model.safetensors, written at its end, whole.
+    Its checkpoint missing or unusable then leaves nothing to resume, and the --force a
+    checkpoint's error advises would delete the trained weights (`_nothing_to_resume`)."""
+    weights = out / MODEL_WEIGHTS
+    if not weights.is_file():
+        return False
+    try:
+        checkpoint.load_weights(weights)
+    except RunError:
+        return False
+    return True
+
+
+def _nothing_to_resume(out) -> str:
+    return (
+        f"its training is finished ({MODEL_WEIGHTS} is whole), so there is nothing to resume: "
+        f"eval, predict and report read its weights (cnnlab eval {out}); --force would delete "
+        "them and train again"
+    )
+
+
 def _check_nothing_trained(out, path) -> None:
     """No checkpoint is 'stopped before its first' only when nothing was trained: a run
     whose checkpoint was deleted (to save space) was trained again from its beginning,
@@ -100,10 +134,12 @@ def _check_nothing_trained(out, path) -> None:
     if rows or (out / MODEL_WEIGHTS).is_file():
         done = f"{len(rows)} epoch{'s' if len(rows) != 1 else ''} in {METRICS}" if rows else ""
         done = done or f"its {MODEL_WEIGHTS}"
+        said = f"cannot resume {out}: {path.name} is missing though the run has trained ({done})"
+        if _finished(out):
+            raise RunError(f"{said}, and {_nothing_to_resume(out)}")
         raise RunError(
-            f"cannot resume {out}: {path.name} is missing though the run has trained ({done}), "
-            "so a resume would train it again from its beginning over them; restore the "
-            "checkpoint, or start again with --force"
+            f"{said}, so a resume would train it again from its beginning over them; restore "
+            "the checkpoint, or start again with --force"
         )
 
 
