@@ -450,3 +450,13 @@ def test_vanishing_partly_names_each_half_that_failed():
     assert both.endswith("but ReLU's shrank too and ReLU did not learn more."), both
     learned = ex_vanishing.judge(vanishing((1e-8, 0.5, 10.0, 15.0))).meaning
     assert learned.endswith("but ReLU did not learn more."), learned
+
+
+def test_nonlinearity_gaps_far_below_the_bound_are_no_more_however_spread():
+    """The deep linear net 14 and 8 points below logistic regression: sd 4.2 > SAME, but both
+    under the +SAME bound the claim sets, so the spread cannot leave it open: 'holds' (the ReLU
+    net beats both by more than HELPS). One seed above the bound keeps it inconclusive."""
+    below = nonlinearity((66.0, 80.0, 85.0), (73.0, 81.0, 86.0))
+    assert ex_nonlinearity.judge(below).outcome == "holds"
+    above = nonlinearity((70.0, 81.0, 85.0), (85.0, 80.0, 86.0))  # -11 and +5
+    assert ex_nonlinearity.judge(above).outcome == "inconclusive"

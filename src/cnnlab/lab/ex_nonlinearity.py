@@ -87,10 +87,12 @@ def judge(m: dict) -> Verdict:
     claim bounds it from above only), with a spread (sd over seeds) below SAME. Control: the
     ReLU net beats both by HELPS on every seed. Holds: all three. Partly: collapse, but the
     bound, the control or both fail (the reason names which). Does not hold: no collapse. A
-    spread wider than SAME (with collapse) is inconclusive."""
+    spread wider than SAME (with collapse), some seed's difference above +SAME, is
+    inconclusive."""
     rows = m["seeds"]
     collapse = [r["max_diff_float64"] <= AGREE for r in rows]
-    diff, sd = mean_spread([r[LINEAR] - r[LOGISTIC] for r in rows])
+    gaps = [r[LINEAR] - r[LOGISTIC] for r in rows]
+    diff, sd = mean_spread(gaps)
     helps = [r[RELU] >= max(r[LINEAR], r[LOGISTIC]) + HELPS for r in rows]
     acc = {n: mean_spread([r[n] for r in rows]) for n in MODELS}
     numbers = {
@@ -113,7 +115,9 @@ def judge(m: dict) -> Verdict:
     )
     if not all(collapse):
         return Verdict("does not hold", numbers, f"{told}: it is not one affine map.")
-    if n > 1 and sd > SAME:
+    # the claim bounds the gap from above: a wide spread leaves it open only where some seed
+    # lies above the bound (-14 and -8 points are both "no more", however far apart)
+    if n > 1 and sd > SAME and max(gaps) > SAME:
         return Verdict(
             "inconclusive", numbers, f"{told}: the accuracy gap varies too much over seeds."
         )
@@ -165,8 +169,12 @@ EXPERIMENT = Experiment(
     f"{SAME}; below it is allowed: 'no more than'), and the ReLU net beats both by {HELPS} "
     "point on every seed; partly if it "
     "collapses but only part of the rest holds; does not hold if it does not collapse; "
-    f"inconclusive if the accuracy gap's spread exceeds {SAME} points.",
+    f"inconclusive if the accuracy gap's spread exceeds {SAME} points and some seed's gap is "
+    f"more than {SAME} points above logistic regression.",
     judge=judge,
     measure=measure,
     figure=figure,
+    revised="after a review: a spread wider than the bound leaves the verdict inconclusive "
+    "only where some seed's gap lies above the bound; two seeds 14 and 8 points below "
+    "logistic regression were inconclusive (the full lab's verdict stayed 'holds')",
 )
