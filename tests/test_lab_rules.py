@@ -460,3 +460,10 @@ def test_nonlinearity_gaps_far_below_the_bound_are_no_more_however_spread():
     assert ex_nonlinearity.judge(below).outcome == "holds"
     above = nonlinearity((70.0, 81.0, 85.0), (85.0, 80.0, 86.0))  # -11 and +5
     assert ex_nonlinearity.judge(above).outcome == "inconclusive"
+
+
+def test_nonlinearity_says_its_bound_was_made_one_sided_after_a_run():
+    """The rule read ±2 points as a match until a quick run's -2.1 failed it; the page must say
+    that the one-sided bound came after results had been seen."""
+    revised = ex_nonlinearity.EXPERIMENT.revised
+    assert revised.startswith("after a quick run had been seen") and "one-sided" in revised
