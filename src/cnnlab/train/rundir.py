@@ -14,6 +14,7 @@ life; it also marks the directory as cnnlab's, so --force never empties a strang
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -80,7 +81,8 @@ class RunDir:
         try:
             return cls._open(out, resume, force)
         except OSError as error:  # a name too long, a path under a file, a read-only mount
-            raise RunError(f"cannot write --out {out}: {error.strerror or error}") from None
+            fix = _out_fix(out, error, resume)
+            raise RunError(f"cannot write --out {out}: {error.strerror or error}; {fix}") from None
 
     @classmethod
     def _open(cls, out: Path, resume: bool, force: bool) -> RunDir:
@@ -157,6 +159,28 @@ class RunDir:
                 made.rmdir()
         os.close(self._fd)  # closing drops the flock
         self._fd = None
+
+
+def _out_fix(out: Path, error: OSError, resume: bool) -> str:
+    """What to do about an --out the OS refused, by its errno: a file on the path, a name too
+    long, no space, or no right to write (a read-only mount, permissions); a run to resume
+    can be copied to a writable place and resumed there (its data is recorded by name or
+    absolute path)."""
+    if error.errno == errno.ENOTDIR:
+        blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+        return f"{blocker or 'a part of it'} is a file, not a directory: choose another --out"
+    if error.errno == errno.ENAMETOOLONG:
+        return "a name in it is longer than the file system allows: choose a shorter --out"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space, or choose another --out"
+    if resume and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"make {out} writable (a read-only mount, or its permissions), or copy the run to "
+            "a writable directory and resume that one"
+        )
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "choose an --out on a writable disk, in a directory you may write in"
+    return "choose another --out"
 
 
 def check_out(out: Path, *, resume: bool, force: bool) -> None:
