@@ -141,3 +141,35 @@ def test_an_empty_output_is_a_lint_for_code_and_refused_in_a_spec():
     spec = {"input": [1, 28, 28], "layers": [{"adaptiveconcatpool": 0}, "flatten"]}
     with pytest.raises(SpecError, match="output_size must be an integer >= 1"):
         load_spec(spec)
+
+
+STATIC = Path(__file__).parents[1] / "src" / "cnnlab" / "explorer" / "static"
+# Each explorer part the concept map names -> (file of the page, text that part is made of).
+EXPLORER = {
+    "outlines a clicked unit's field on the input": ("app.js", "receptive field on the input"),
+    "outlines it on the input": ("app.js", "receptive field on the input"),
+    "dot-product panel, with stepping": ("index.html", 'id="step-right"'),
+    "geometry playground": ("index.html", "Geometry playground"),
+    "playground highlights them": ("app.js", "are never read (red)"),
+    "playground": ("index.html", "Geometry playground"),
+    "filter per input channel": ("index.html", 'input channel <select id="dot-channel">'),
+    "feature maps": ("index.html", "Feature maps"),
+    "top images per channel and their activation-maximization image": (
+        "index.html", 'id="actmax-button"'),
+    "overlays": ("index.html", 'id="toggle-gradcam"'),
+    "softmax panel": ("index.html", "Softmax, step by step"),
+}  # fmt: skip
+
+
+def test_every_explorer_part_the_map_names_is_on_the_page():
+    """`explorer softmax panel`, `explorer geometry playground`, ...: each is a part of the
+    explorer's page; a part named anew needs its row here (so it is looked for too)."""
+    named = set()
+    for row in CONCEPTS.read_text().splitlines():
+        if row.startswith("| ") and not row.startswith("| concept |"):
+            last = row.rstrip(" |").split(" | ")[-1]
+            named |= {p.strip() for p in re.findall(r"explorer ([^;|]+)", last)}
+    assert len(named) >= 8 and named <= set(EXPLORER), named - set(EXPLORER)
+    for part in named:
+        file, text = EXPLORER[part]
+        assert text in (STATIC / file).read_text(), f"explorer {part}: no {text!r} in {file}"
