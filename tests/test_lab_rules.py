@@ -467,3 +467,11 @@ def test_nonlinearity_says_its_bound_was_made_one_sided_after_a_run():
     that the one-sided bound came after results had been seen."""
     revised = ex_nonlinearity.EXPERIMENT.revised
     assert revised.startswith("after a quick run had been seen") and "one-sided" in revised
+
+
+def test_sharing_says_its_does_not_hold_was_narrowed_after_a_run():
+    """069efaf made a gap smaller by less than 2 points inconclusive, not 'does not hold',
+    after the quick lab's 2.6 against 2.7: the page must say the rule changed after a run."""
+    revised = ex_sharing.EXPERIMENT.revised
+    assert revised.startswith("after a quick run had been seen") and "2.6 against 2.7" in revised
+    assert ex_sharing.judge(sharing((90.0, 87.4, 93.0, 90.3))).outcome == "inconclusive"
