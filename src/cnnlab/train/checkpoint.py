@@ -18,6 +18,7 @@ from its tensors (killed between the two renames, disk full on the second) is ig
 from __future__ import annotations
 
 import base64
+import errno
 import glob
 import hashlib
 import json
@@ -67,6 +68,8 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     except OSError as error:
         _discard(tmp)
         reason = error.strerror or str(error)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):  # how much space to free
+            reason += f" (the write needs {size_text(len(data))} free)"
         # a file written for the first time (config.json of a new run) had no previous version
         kept = "; the previous version of the file is intact" if path.exists() else ""
         raise RunError(f"could not write {path}: {reason}{kept}") from error
@@ -74,6 +77,14 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         _discard(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def size_text(n: int) -> str:
+    """n bytes in decimal units, rounded up so that freeing that much is enough:
+    ⌈n / 10⁵⌉ / 10 MB from 1 MB on, else ⌈n / 10³⌉ kB (3,496,216 -> '3.5 MB')."""
+    if n >= 1_000_000:
+        return f"{-(-n // 100_000) / 10:.1f} MB"
+    return f"{-(-n // 1000)} kB"
 
 
 def _writer_id() -> str:
