@@ -149,3 +149,16 @@ def test_heads_seeds_all_short_of_the_least_are_not_said_to_disagree():
     assert v.meaning.endswith("too unevenly to rule out that GAP overfit less."), v.meaning
     split = ex_heads.judge(heads((2.0, 5.0, 40.0), (9.0, 4.0, 30.0)))  # +3 and -5: they do
     assert split.outcome == "inconclusive" and "seeds disagree" in split.meaning, split.meaning
+
+
+def test_translation_partly_does_not_say_gap_only_where_the_flatten_cnn_kept_it_too():
+    """GAP lost 2 and 1 points, the flatten CNN 4 (invariant) and 12, the MLP 30 and 25:
+    'partly', but invariance did not come with the GAP head only."""
+    from cnnlab.lab import ex_translation
+    from test_lab_rules import translation
+
+    v = ex_translation.judge(translation((2.0, 4.0, 30.0), (1.0, 12.0, 25.0)))
+    assert v.outcome == "partly" and "GAP head only" not in v.meaning, v.meaning
+    assert v.meaning.endswith("the flatten CNN on 1 of 2 seeds."), v.meaning
+    only = ex_translation.judge(translation((2.0, 15.0, 30.0), (1.0, 12.0, 25.0)))
+    assert only.meaning.endswith("invariance came with the GAP head only."), only.meaning

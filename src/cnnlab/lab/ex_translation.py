@@ -95,6 +95,11 @@ def judge(m: dict) -> Verdict:
     if all(invariant) and all(flat_invariant) and control:
         return Verdict("holds", numbers, f"{lost}: both CNNs kept their accuracy.")
     if all(invariant) and control:
+        if any(flat_invariant):  # the flatten CNN kept it on some seeds: not "only"
+            return Verdict(
+                "partly", numbers, f"{lost}: the GAP CNN kept its accuracy on every seed, the "
+                f"flatten CNN on {sum(flat_invariant)} of {seed_count(len(rows))}.",
+            )  # fmt: skip
         return Verdict("partly", numbers, f"{lost}: invariance came with the GAP head only.")
     if all(invariant):
         return Verdict(
