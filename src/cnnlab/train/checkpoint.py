@@ -339,10 +339,16 @@ def _sidecar_state(state_path: Path, blob: bytes) -> dict:
         state = json.loads(state_path.read_text())
     except json.JSONDecodeError as error:
         raise RunError(f"{state_path} is not valid JSON: {error}") from error
+    tensor_path = state_path.with_name(CHECKPOINT_TENSORS)
+    if not isinstance(state, dict) or "tensors_sha256" not in state:  # not format 1's
+        raise RunError(
+            f"{tensor_path} holds tensors but no checkpoint state, as a weights file such as "
+            f"{MODEL_WEIGHTS} does: it is not a checkpoint cnnlab wrote (put the run's own "
+            f"checkpoint back); {START_AGAIN}"
+        )
     if state.get("tensors_sha256") != hashlib.sha256(blob).hexdigest():
         raise RunError(
-            f"{state_path} does not describe {state_path.with_name(CHECKPOINT_TENSORS)} (the "
-            "run stopped between writing "
+            f"{state_path} does not describe {tensor_path} (the run stopped between writing "
             "the two files); start the run again with --force"
         )
     return state
