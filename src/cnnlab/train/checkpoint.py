@@ -300,6 +300,22 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
     return tensors, state
 
 
+def refresh_sidecar(directory: str | Path) -> None:
+    """checkpoint.json rewritten from the tensor file's state when it is not that state's
+    copy: a kill or a full disk between the two renames left the older one, which people
+    and tools read as the checkpoint's position. Best effort: the tensor file is the
+    commit, and a directory that cannot take the write fails at the next checkpoint."""
+    directory = Path(directory)
+    try:
+        with safe_open(directory / CHECKPOINT_TENSORS, framework="pt") as file:
+            text = (file.metadata() or {}).get("state")
+        sidecar = directory / CHECKPOINT_STATE
+        if text is not None and (not sidecar.is_file() or sidecar.read_text() != text + "\n"):
+            atomic_write(sidecar, (text + "\n").encode())
+    except Exception:  # safetensors' own errors on a corrupt file; OSError; RunError
+        return
+
+
 def saved_position(directory: str | Path) -> tuple[int, int] | None:
     """(epoch, step) of the checkpoint in `directory` as its tensor file (the commit point)
     holds it; None when there is none that can be read. What a failed write left is read

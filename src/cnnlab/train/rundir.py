@@ -115,8 +115,10 @@ class RunDir:
         self.hashes = run_hashes(spec_text, config)
 
     def reopen(self) -> None:
-        """Resume: temp files of a kill removed, the stored run's hashes for the weights."""
+        """Resume: temp files of a kill removed, checkpoint.json the copy of the checkpoint
+        again, the stored run's hashes for the weights."""
         self.clean_temp()
+        checkpoint.refresh_sidecar(self.path)
         spec = self.path / SPEC
         self.hashes = run_hashes(spec.read_text() if spec.is_file() else None, read_config(self))
 
