@@ -39,6 +39,7 @@ from cnnlab.inspect import (
 )
 from cnnlab.inspect.preserve import plain_name
 from cnnlab.train import checkpoint, fp32_layers
+from cnnlab.train.checkpoint import weight_mismatch
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
     CONFIG,
@@ -448,50 +449,3 @@ def made_in_forward(model: nn.Module, state: dict[str, torch.Tensor], input_shap
                 model(x)
             except Exception:  # the user's code may raise anything: the mismatch is the news
                 pass
-
-
-def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]) -> str:
-    """'' when `found` fits a model whose state_dict is `expected`, else what differs: the
-    first tensor whose shape differs (model's vs file's), the first whose kind of number
-    differs (load_state_dict casts an int32 file into float weights, or floats into a
-    counter, without a word), then missing and unexpected names. Another float precision
-    (fp16, fp64) fits: its values cast to the model's."""
-    parts = []
-    shapes = [k for k in expected if k in found and expected[k].shape != found[k].shape]
-    if shapes:
-        k = shapes[0]
-        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
-        parts.append(
-            f"tensor {k} is {_shape(expected[k])} in the model but {_shape(found[k])} in the "
-            f"file{more}"
-        )
-    kinds = [k for k in expected if k in found and _kind(expected[k]) != _kind(found[k])]
-    if kinds:
-        k = kinds[0]
-        more = f" (and {len(kinds) - 1} more)" if len(kinds) > 1 else ""
-        parts.append(
-            f"tensor {k} is {_dtype(expected[k])} in the model but {_dtype(found[k])} in the "
-            f"file{more}"
-        )
-    for what, names in (
-        ("missing from the file", [k for k in expected if k not in found]),
-        ("not in the model", [k for k in found if k not in expected]),
-    ):
-        if names:
-            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-            parts.append(f"{what}: {shown}")
-    return "; ".join(parts)
-
-
-def _kind(t: torch.Tensor) -> str:
-    if t.is_floating_point():
-        return "float"
-    return "complex" if t.is_complex() else "bool" if t.dtype == torch.bool else "integer"
-
-
-def _dtype(t: torch.Tensor) -> str:
-    return str(t.dtype).removeprefix("torch.")
-
-
-def _shape(t: torch.Tensor) -> str:
-    return "×".join(str(n) for n in t.shape) or "scalar"
