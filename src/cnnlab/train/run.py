@@ -28,7 +28,7 @@ from cnnlab.data.folder import FOLDER_TEST_FRACTION, holdout_fingerprint, list_i
 from cnnlab.data.image import IMAGE_EXTENSIONS
 from cnnlab.data.sets import dataset_name
 from cnnlab.data.split import pixel_batch
-from cnnlab.errors import CnnlabError, DataError, RunError
+from cnnlab.errors import CnnlabError, DataError, RunError, SpecError
 from cnnlab.inspect import (
     classifier_misfit,
     compiled_names_as,
@@ -246,7 +246,7 @@ def load_run(
     if record.get("kind") != "module":
         if record.get("kind") == "spec" and not (path / SPEC).is_file():
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
-        source = ModelSource.from_record(record, path, accept_changed)
+        source = _source(path, record, config, accept_changed)
         model = decompiled(source.build())  # eager: no command compiles to run a few batches
     weights = _weights_file(path, config)
     # a model trained compiled saved `features._orig_mod.0.weight`: the same weights
@@ -350,14 +350,45 @@ def _read_weights(path: Path, weights: Path, config: dict[str, Any]) -> dict:
         ) from None
 
 
-def _check_hashes(path: Path, weights: Path, config: dict[str, Any]) -> None:
-    """The spec and config hashes the weights were saved with, against the files now."""
+def _source(path: Path, record: dict, config: dict[str, Any], accept_changed) -> ModelSource:
+    """The run's ModelSource. A spec.yaml that no longer reads as a spec and hashes otherwise
+    than the weights were saved with was edited (or cut short) after training: its parse
+    error's advice ('add e.g. input: ...') would have the user rebuild it by hand."""
+    try:
+        return ModelSource.from_record(record, path, accept_changed)
+    except SpecError:
+        if record.get("kind") != "spec" or not _spec_edited(path, config):
+            raise
+    raise RunError(
+        f"{path / SPEC} was edited after training: it no longer reads as a spec, and its "
+        f"SHA-256 differs from the one {MODEL_WEIGHTS} was saved with; restore it, or train again"
+    )
+
+
+def _spec_edited(path: Path, config: dict[str, Any]) -> bool:
+    """Whether spec.yaml hashes otherwise than model.safetensors records (False when the
+    weights are missing, unreadable or record no hash: their own checks speak then)."""
+    try:
+        then = _stored_hashes(path / MODEL_WEIGHTS).get("spec_sha256")
+        text = (path / SPEC).read_text(errors="replace")
+    except Exception:  # safetensors' own errors on a corrupt file; OSError; RunError
+        return False
+    return then is not None and then != run_hashes(text, config)["spec_sha256"]
+
+
+def _stored_hashes(weights: Path) -> dict:
+    """The spec and config hashes in the weights file's metadata ({} when it has none)."""
     with safe_open(weights, framework="pt") as file:
         text = (file.metadata() or {}).get(HASHES_KEY)
     try:
-        stored = json.loads(text) if text else {}
+        return json.loads(text) if text else {}
     except ValueError:
         raise RunError(f"{weights}: its {HASHES_KEY} metadata is not valid JSON") from None
+
+
+def _check_hashes(path: Path, weights: Path, config: dict[str, Any]) -> None:
+    """The spec and config hashes the weights were saved with, against the files now."""
+    stored = _stored_hashes(weights)
     spec = path / SPEC
     now = run_hashes(spec.read_text() if spec.is_file() else None, config)
     for key, file in (("spec_sha256", SPEC), ("config_sha256", CONFIG)):
