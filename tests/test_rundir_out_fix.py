@@ -79,3 +79,21 @@ def test_a_file_on_the_path_is_named(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(RunError, match=r"notes.txt is a file, not a directory: choose another"):
         RunDir.open(tmp_path / "notes.txt" / "a" / "run", resume=False, force=False)
+
+
+def test_a_start_refused_at_the_lock_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    """A full disk fails writing the PID into the new lock file: the directories the start
+    made and the lock file are removed (the lock and `new/` stayed); a directory the user
+    made stays, empty."""
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(RunError, match="free some space"):
+        RunDir.open(tmp_path / "new" / "run", resume=False, force=False)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RunError, match="free some space"):
+        RunDir.open(tmp_path / "mine", resume=False, force=False)
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())

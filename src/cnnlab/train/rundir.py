@@ -90,9 +90,18 @@ class RunDir:
         # out and each missing parent, deepest first: a failed start removes them all
         created = [p for p in (out, *out.parents) if not p.exists()]
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        _lock(fd, out)
-        return cls(out, fd, created)
+        try:
+            fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            _remove_made(created)
+            raise
+        run = cls(out, fd, created)
+        try:
+            _lock(fd, out)  # its PID written: a full disk fails here, the lock file made
+        except OSError:
+            run.close(failed=True)
+            raise
+        return run
 
     def clear(self) -> None:
         """Delete what cnnlab wrote here (a previous run, temp files of a killed one)."""
@@ -155,12 +164,17 @@ class RunDir:
             return
         if failed and not any(p.name != LOCK for p in self.path.iterdir()):
             (self.path / LOCK).unlink(missing_ok=True)
-            for made in self._created:
-                if any(made.iterdir()):  # another writer's files: left alone
-                    break
-                made.rmdir()
+            _remove_made(self._created)
         os.close(self._fd)  # closing drops the flock
         self._fd = None
+
+
+def _remove_made(created: list[Path]) -> None:
+    """Remove the directories a failed start made, deepest first, while they are empty."""
+    for made in created:
+        if any(made.iterdir()):  # another writer's files: left alone
+            break
+        made.rmdir()
 
 
 def _out_fix(out: Path, error: OSError, resume: bool) -> str:
