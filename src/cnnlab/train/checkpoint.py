@@ -327,6 +327,17 @@ def saved_position(directory: str | Path) -> tuple[int, int] | None:
         return None
 
 
+def saved_hashes(directory: str | Path) -> dict:
+    """The spec and config hashes the checkpoint in `directory` was saved with ({} when
+    there is none that can be read)."""
+    try:
+        state = _embedded_state(Path(directory) / CHECKPOINT_TENSORS)
+    except RunError:
+        return {}
+    hashes = (state or {}).get("hashes") if isinstance(state, dict) else None
+    return hashes if isinstance(hashes, dict) else {}
+
+
 def _embedded_state(tensor_path: Path) -> dict | None:
     """The state in the tensor file's metadata (format ≥ 2), None for a format-1 file."""
     try:

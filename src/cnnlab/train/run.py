@@ -393,6 +393,13 @@ def _check_hashes(path: Path, weights: Path, config: dict[str, Any]) -> None:
     now = run_hashes(spec.read_text() if spec.is_file() else None, config)
     for key, file in (("spec_sha256", SPEC), ("config_sha256", CONFIG)):
         if key in stored and stored[key] != now[key]:
+            if checkpoint.saved_hashes(path).get(key) == now[key]:  # the file is the run's
+                raise RunError(
+                    f"{weights} is another run's: it was saved with another {file} than this "
+                    f"run's, which its checkpoint matches; put the run's own {MODEL_WEIGHTS} "
+                    f"back, or `cnnlab train --resume --out {path}` writes it again from the "
+                    "checkpoint"
+                )
             raise RunError(
                 f"{path / file} was edited after training (its SHA-256 differs from the one "
                 f"{MODEL_WEIGHTS} was saved with); restore it, or train again"
