@@ -108,3 +108,18 @@ def test_a_trained_runs_folder_renamed_is_told_its_own_class_folders(tmp_path, c
     assert main(["eval", str(tmp_path / "run")]) == 2
     err = refusal(capsys)
     assert ADVICE in err and "which it calls" not in err
+
+
+def test_an_imported_runs_folder_moved_is_found_by_its_own_class_folders(imported, capsys):
+    """with_data compares --data's class folders with the folder's (cat, dog, owl), not the
+    names --classes gave (a, b, c): the run's own folder, moved, was refused as other classes."""
+    (imported / "data").rename(imported / "moved")
+    assert main(["eval", str(imported / "run"), "--data", str(imported / "moved"), "--json"]) == 0
+    run, test = load_run(imported / "run"), load_dataset(str(imported / "moved"), "test")
+    with torch.no_grad():
+        predicted = run.model(to_float(test.images, run.mean, run.std)).argmax(1)
+    accuracy = json.loads(capsys.readouterr().out)["accuracy"]
+    assert accuracy == pytest.approx(accuracy_score(test.labels, predicted))
+    folder(imported / "named", NAMES)  # the run's names as folders: not its folder
+    assert main(["eval", str(imported / "run"), "--data", str(imported / "named")]) == 2
+    assert "trained on cat, dog, owl" in refusal(capsys)

@@ -51,6 +51,7 @@ from cnnlab.train.run_files import (
     check_given_model,
     data_gone,
     data_option,
+    folder_classes,
     read_config,
     read_metrics,
     run_hashes,
@@ -163,10 +164,11 @@ class Run:
             classes, _ = list_images(root / "train" if (root / "train").is_dir() else root)
         except DataError as error:
             raise RunError(f"--data {folder}: {error}") from error
-        if classes != self.classes:
+        held = folder_classes(self.config)  # an import's --classes may rename them
+        if list(classes) != list(held):
             raise RunError(
                 f"--data {folder} holds the classes {', '.join(classes)}; {self.path} was "
-                f"trained on {', '.join(self.classes)}: give the folder it was trained on"
+                f"trained on {', '.join(held)}: give the folder it was trained on"
             )
         if fixed and "holdout" in self.config:
             raise RunError(
