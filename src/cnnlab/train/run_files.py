@@ -104,7 +104,10 @@ def read_config(run: Any) -> dict[str, Any]:
     except FileNotFoundError:
         raise RunError(f"{path.parent} has no {CONFIG}: it is not a complete run") from None
     except (ValueError, OSError) as error:
-        raise RunError(f"{path} is not valid JSON: {error}") from None
+        raise RunError(
+            f"{path} is not valid JSON ({error}): it was changed after training (cnnlab "
+            "writes it whole, in one rename); put back a copy of the run's own"
+        ) from None
     if not isinstance(config, dict):
         raise RunError(f"{path} must hold a JSON object, not {type(config).__name__}")
     return config
@@ -132,7 +135,10 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         try:
             row = json.loads(line)
         except ValueError as error:
-            raise RunError(f"{file} line {number} is not valid JSON ({error})") from None
+            raise RunError(
+                f"{file} line {number} is not valid JSON ({error}): cnnlab train --resume "
+                f"--out {file.parent} writes the rows again from the run's checkpoint"
+            ) from None
         if not isinstance(row, dict):
             raise RunError(f"{file} line {number} is not a JSON object")
         rows.append(row)
