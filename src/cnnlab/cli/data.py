@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from cnnlab.cli.notes import print_name_note, stray_note
+from cnnlab.cli.tables import literal
 from cnnlab.errors import CnnlabError
 
 
@@ -100,19 +101,19 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     console = Console()
-    table = Table(title=f"data: {args.name}")
+    table = Table(title=literal(f"data: {args.name}"))
     for column in ("split", "images", "C×H×W", "mean", "std", "source"):
         table.add_column(column, overflow="fold")
     for split, d in info.items():
         shape = "×".join(map(str, d["shape"]))
         mean, std = (", ".join(f"{v:.4f}" for v in d[k]) for k in ("mean", "std"))  # 0.2860
-        table.add_row(split, f"{d['images']:,}", shape, mean, std, d["source"])
+        table.add_row(split, f"{d['images']:,}", shape, mean, std, literal(d["source"]))
     console.print(table)
     counts = ", ".join(
         f"{c} {n}"
         for c, n in zip(info["train"]["classes"], info["train"]["class_counts"], strict=True)
     )
-    console.print(f"classes (train counts): {counts}", highlight=False)
+    console.print(literal(f"classes (train counts): {counts}"))
     _notes(console, info, test)
     _stray_note(console, args.name, train)
     return 0
@@ -123,7 +124,7 @@ def _stray_note(console, name: str, train) -> None:
     of them: they were read by no class, and training went on without them."""
     note = stray_note(name, "in no class") if train is not None else None
     if note:
-        console.print(f"[yellow]not read[/]: {note}", highlight=False)
+        console.print(literal(("not read", "yellow"), f": {note}"))
 
 
 def conversions(converted) -> dict[str, int]:
@@ -148,7 +149,7 @@ def _notes(console, info: dict, test) -> None:
             console.print(f"converted ({split}): {shown}", highlight=False)
     for split, d in info.items():
         for path, reason in d["skipped"]:
-            console.print(f"[yellow]skipped[/] ({split}) {path}: {reason}", highlight=False)
+            console.print(literal(("skipped", "yellow"), f" ({split}) {path}: {reason}"))
     absent = (
         [c for c, n in zip(test.classes, test.class_counts(), strict=True) if not n] if test else []
     )
@@ -159,10 +160,12 @@ def _notes(console, info: dict, test) -> None:
             else "a folder's 20 % hold-out takes a class's images from its third image on (or "
             "give DIR/train/ and DIR/test/)"
         )
+        them = "it" if len(absent) == 1 else "them"
         console.print(
-            f"[yellow]no test image[/] of {', '.join(absent)}: no accuracy is measured for "
-            f"{'it' if len(absent) == 1 else 'them'}; {fix}",
-            highlight=False,
+            literal(
+                ("no test image", "yellow"),
+                f" of {', '.join(absent)}: no accuracy is measured for {them}; {fix}",
+            )
         )
     if test is None:
         console.print(

@@ -7,7 +7,7 @@ import json
 import sys
 
 from cnnlab.cli.rundata import RUN_HELP
-from cnnlab.cli.tables import column
+from cnnlab.cli.tables import column, literal
 from cnnlab.errors import ConfigError
 
 
@@ -114,8 +114,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
         # behind frozen weights no training step made these units nor can revive them
         flag = ("[red]DEAD[/red]" if l.flagged else "") + (" (frozen)" if l.frozen else "")
         t.add_row(
-            l.name,
-            l.kind,
+            literal(l.name),
+            literal(l.kind),
             str(l.channels),
             str(l.dead),
             f"{l.dead_share:.1%}",
@@ -137,14 +137,14 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     for l in acts.layers:
         sat = "-" if l.saturated is None else f"{l.saturated:.1%}"
         stats = (f"{l.mean:+.3f}", f"{l.std:.3f}", f"{l.min:.2f}", f"{l.max:.2f}", sat)
-        t.add_row(l.name, l.kind, *stats)
+        t.add_row(literal(l.name), literal(l.kind), *stats)
     console.print(t)
 
     if not found:  # with modules not looked into, only what was seen is vouched for
         seen = " in the layers looked into" if dead.hidden else ""
         console.print(f"[green]No problems found{seen}.[/green]")
     for f in found:
-        console.print(f"[red]{f.code}[/red]: {f.message}\n  try: {f.fix}")
+        console.print(literal((f.code, "red"), f": {f.message}\n  try: {f.fix}"))
 
 
 def _flow_table(flow):
@@ -172,5 +172,6 @@ def _flow_table(flow):
         t.add_column(col, **column(col in ("layer", "module", "note")))
     for l in flow.layers:
         numbers = (f"{l.mean_abs:.2e}", f"{l.l2:.2e}", f"{l.max:.2e}")
-        t.add_row(l.label, l.kind, *numbers, *((l.note,) if noted else ()))
+        notes = (literal(l.note),) if noted else ()
+        t.add_row(literal(l.label), literal(l.kind), *numbers, *notes)
     return t

@@ -6,6 +6,7 @@ import json
 import sys
 
 from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
+from cnnlab.cli.tables import literal
 
 
 def register(sub) -> None:
@@ -64,7 +65,7 @@ def print_evaluation(result, views: str = "flip") -> None:
     # acc None: no image of the class in the split, its count shown and no percentage
     rows = zip(result.classes, result.confusion, result.per_class, strict=True)
     for name, row, acc in rows:
-        table.add_row(name, str(sum(row)), "-" if acc is None else f"{acc:.2%}")
+        table.add_row(literal(name), str(sum(row)), "-" if acc is None else f"{acc:.2%}")
     console.print(table)
     confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
     confusion.add_column("")
@@ -74,7 +75,7 @@ def print_evaluation(result, views: str = "flip") -> None:
         cells = [
             f"[bold]{v}[/bold]" if j == i else (str(v) if v else ".") for j, v in enumerate(row)
         ]
-        confusion.add_row(row_label(i, name), *cells)
+        confusion.add_row(literal(row_label(i, name)), *cells)
     console.print(confusion)
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from cnnlab.cli.notes import print_channel_note, print_frames_note
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
-from cnnlab.cli.tables import column
+from cnnlab.cli.tables import column, literal
 from cnnlab.errors import ConfigError, ExplainError
 
 # torch, NumPy, PIL and the library are imported in the functions that run the commands:
@@ -434,11 +434,12 @@ def _probe(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"linear probes on {run.path} ({n_train} train / {n_test} test images)")
+    title = f"linear probes on {run.path} ({n_train} train / {n_test} test images)"
+    table = Table(title=literal(title))
     for col in ("layer", "kind", "test accuracy"):
         table.add_column(col, **column(col != "test accuracy"))
     for row in rows:
-        table.add_row(row["name"], row["kind"], f"{row['accuracy']:.1%}")
+        table.add_row(literal(row["name"]), literal(row["kind"]), f"{row['accuracy']:.1%}")
     Console().print(table)
     return 0
 

@@ -7,6 +7,7 @@ import sys
 
 from cnnlab.cli.notes import print_channel_note, print_frames_note
 from cnnlab.cli.rundata import RUN_HELP
+from cnnlab.cli.tables import literal
 from cnnlab.errors import CnnlabError
 
 
@@ -73,6 +74,6 @@ def print_predictions(predictions) -> None:
     for i in range(len(predictions[0].top)):
         table.add_column(f"top {i + 1}")
     for p in predictions:
-        cells = [f"{name} {prob:.1%}" for name, prob in p.top]
-        table.add_row(shown(p.source), f"{p.size[0]}×{p.size[1]}", *cells)
+        cells = [literal(f"{name} {prob:.1%}") for name, prob in p.top]
+        table.add_row(literal(shown(p.source)), f"{p.size[0]}×{p.size[1]}", *cells)
     Console().print(table)

@@ -355,7 +355,9 @@ def print_result(result: dict, views: str = "flip", weights: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"run {result['out']}", show_header=False)
+    from cnnlab.cli.tables import literal
+
+    table = Table(title=literal(f"run {result['out']}"), show_header=False)
     labels = {
         "epochs": "epochs",
         "train_acc": "train accuracy (augmented)",
