@@ -122,4 +122,4 @@ def test_an_imported_runs_folder_moved_is_found_by_its_own_class_folders(importe
     assert accuracy == pytest.approx(accuracy_score(test.labels, predicted))
     folder(imported / "named", NAMES)  # the run's names as folders: not its folder
     assert main(["eval", str(imported / "run"), "--data", str(imported / "named")]) == 2
-    assert "trained on cat, dog, owl" in refusal(capsys)
+    assert "class folders are named cat, dog, owl" in refusal(capsys)

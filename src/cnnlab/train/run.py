@@ -51,7 +51,6 @@ from cnnlab.train.run_files import (
     check_given_model,
     data_gone,
     data_option,
-    folder_classes,
     read_config,
     read_metrics,
     run_hashes,
@@ -164,19 +163,15 @@ class Run:
             classes, _ = list_images(root / "train" if (root / "train").is_dir() else root)
         except DataError as error:
             raise RunError(f"--data {folder}: {error}") from error
-        held = folder_classes(self.config)  # an import's --classes may rename them
-        if list(classes) != list(held):
-            raise RunError(
-                f"--data {folder} holds the classes {', '.join(classes)}; {self.path} was "
-                f"trained on {', '.join(held)}: give the folder it was trained on"
-            )
+        moved = {**self.config, "data": str(root)}
+        check_classes(self.path, moved, tuple(classes), named=False)  # the folder's own names
         if fixed and "holdout" in self.config:
             raise RunError(
                 f"--data {folder}: the run's folder had a {FOLDER_TEST_FRACTION:.0%} hold-out of "
                 "its files as test images, this one has DIR/train or DIR/test; give the folder "
                 "it was trained on"
             )
-        return dataclasses.replace(self, config={**self.config, "data": str(root)})
+        return dataclasses.replace(self, config=moved)
 
     def _check_holdout(self) -> None:
         """RunError if the folder's test hold-out would not be the one the run held out
