@@ -54,7 +54,7 @@ def register(sub) -> None:
     )
     knobs = p.add_argument_group("training options (TrainConfig; default: the fast recipe)")
     for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
+        flag = option(field.name)
         text = help_text(field.name)
         if field.default is not None:  # None: decided per data set, which the help says
             text += f" (default {field.default})"
@@ -69,6 +69,11 @@ def register(sub) -> None:
         else:
             knobs.add_argument(flag, help=text)
     p.set_defaults(run=_train)
+
+
+def option(field: str) -> str:
+    """The option of TrainConfig's field `field`: weight_decay -> --weight-decay."""
+    return "--" + field.replace("_", "-")
 
 
 def _model_options(p) -> None:
@@ -114,6 +119,7 @@ def _ema(text: str) -> float | None | str:
 def _config(args):
     """TrainConfig from the options given; None when resuming without any (use the run's)."""
     from cnnlab.train import TrainConfig
+    from cnnlab.train.config import FieldError
     from cnnlab.train.rundir import read_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -125,7 +131,12 @@ def _config(args):
     base = {}
     if args.resume and (Path(args.out) / "config.json").is_file():
         base = {k: v for k, v in read_config(args.out).items() if k in names}
-    return TrainConfig(**{**base, **given})
+    try:
+        return TrainConfig(**{**base, **given})
+    except FieldError as error:  # the option typed, not the field ("weight_decay must be ...")
+        if error.field not in given:  # the run's config.json holds the value: its field
+            raise
+        raise ConfigError(f"{option(error.field)} {error.problem}") from None
 
 
 def _model(args):
@@ -269,6 +280,10 @@ def _train(args) -> int:
     from cnnlab.train import TrainingInterrupted
     from cnnlab.train.distributed import timeout_seconds
 
+    if not args.checkpoint_seconds >= 0:  # inf: after each epoch only
+        raise ConfigError(
+            f"--checkpoint-seconds must be a number of seconds >= 0, got {args.checkpoint_seconds}"
+        )
     model = _model(args)
     data = args.data if args.data is not None or args.resume else "fashion-mnist"
     print_name_note(args.data)

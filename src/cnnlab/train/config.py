@@ -30,6 +30,19 @@ PRECISIONS = ("auto", "bf16", "fp32")
 MAX_SEED = 2**63 - 1  # torch.manual_seed takes a signed 64-bit integer
 
 
+class FieldError(ConfigError):
+    """A TrainConfig field's value refused: `field` names it and `problem` says what is wrong
+    ("must be a finite number, got inf"). The message names the field, as a Python caller
+    wrote it; `cnnlab train` names the option the user typed instead (--weight-decay)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.field, self.problem)
+
+
 def knob(default: Any, help: str) -> Any:  # noqa: A002 - argparse's word for it
     """A TrainConfig field with its help text (the reason for the default) attached."""
     return field(default=default, metadata={"help": help})
@@ -118,20 +131,20 @@ class TrainConfig:
             ("precision", PRECISIONS),
         ):
             if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} {getattr(self, name)!r} is not one of {', '.join(allowed)}"
+                raise FieldError(
+                    name, f"{getattr(self, name)!r} is not one of {', '.join(allowed)}"
                 )
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), f.type)
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise FieldError(name, f"must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.seed <= MAX_SEED:
-            raise ConfigError(f"seed must be in 0..{MAX_SEED} (2^63 - 1), got {self.seed}")
+            raise FieldError("seed", f"must be in 0..{MAX_SEED} (2^63 - 1), got {self.seed}")
         if not self.lr > 0:
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+            raise FieldError("lr", f"must be a positive number, got {self.lr}")
         if self.bn_recalibrate == 1:  # one image: a BatchNorm on (N, C) or 1×1 maps raises
-            raise ConfigError("bn_recalibrate 1: BatchNorm statistics need 2 images or more")
+            raise FieldError("bn_recalibrate", "1: BatchNorm statistics need 2 images or more")
         for name, (ok, allowed) in {
             "weight_decay": (self.weight_decay >= 0, ">= 0"),
             "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
@@ -146,7 +159,7 @@ class TrainConfig:
             "ema": (self.ema is None or 0 < self.ema < 1, "a decay in (0, 1), or none"),
         }.items():
             if not ok:
-                raise ConfigError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+                raise FieldError(name, f"must be {allowed}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,11 +183,11 @@ def _check_type(name: str, value: Any, kind: str) -> None:
     elif kind.startswith("float"):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok and not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value}")
+            raise FieldError(name, f"must be a finite number, got {value}")
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ConfigError(f"{name} must be {kind.split(' |')[0]}, got {value!r}")
+        raise FieldError(name, f"must be {kind.split(' |')[0]}, got {value!r}")
 
 
 def help_text(name: str) -> str:
