@@ -24,6 +24,7 @@ from cnnlab.inspect import Misfit, classifier_misfit, device_of, dtype_of, prese
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.datanotes import image_hashes
+from cnnlab.train.resume import check_spec_unchanged
 from cnnlab.train.rundir import SPEC, data_gone, read_config
 from cnnlab.train.source import ModelSource, Parameters, check_materialized, outputs_fix
 
@@ -158,7 +159,11 @@ def _stored_model(out: Path, stored: dict, given: Any, seed: int) -> ModelChoice
                 "with train(<a fresh instance>, ..., resume=True)"
             )
         return choose_model(given, seed)
-    source = ModelSource.from_record(record, out)
+    try:
+        source = ModelSource.from_record(record, out)
+    except SpecError:
+        check_spec_unchanged(out)  # a spec.yaml cut or broken since: restore it, not rebuild it
+        raise
     if isinstance(given, nn.Module):  # it was set aside, untrained, for the run's own model
         what = SPEC if source.kind == "spec" else f"model {source.reference}"
         raise RunError(

@@ -244,6 +244,26 @@ def _check_hashes(state: dict, out, path) -> None:
         )
 
 
+def check_spec_unchanged(out) -> None:
+    """RunError when spec.yaml hashes otherwise than the run's checkpoint was saved with: for
+    a spec.yaml that no longer parses (cut short, broken, emptied), what to say is that it
+    changed since the run started, and to restore it; the parser's advice ('add e.g. input:
+    ...') would have the user rebuild the run's spec by hand. Nothing is said without a
+    readable checkpoint recording the hash: the parser's own error speaks then."""
+    then = checkpoint.saved_hashes(out).get("spec_sha256")
+    spec = Path(out) / SPEC
+    try:
+        text = spec.read_text(errors="replace")
+    except OSError:
+        return
+    if then is not None and then != run_hashes(text, {})["spec_sha256"]:
+        raise RunError(
+            f"{spec} was changed since the run started: it no longer reads as a spec, and its "
+            f"SHA-256 differs from the one {CHECKPOINT_TENSORS} was saved with; restore it to "
+            "resume, or start again with --force"
+        )
+
+
 def _not_the_codes(out, path, model: dict, then: str) -> str:
     """Why the spec hash of a run whose model is code differs: such a run has no spec.yaml
     (its hash is that of no text), so either its checkpoint was saved by a run built from a
