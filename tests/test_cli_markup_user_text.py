@@ -12,7 +12,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
 from cnnlab.cli import main
 
@@ -137,3 +139,38 @@ def test_probe_prints_layer_names_and_run(lab, capsys):
     assert f"linear probes on {run}" in " ".join(out.split()), out  # the title, wrapped
     cells = [c.strip() for line in out.splitlines() for c in line.split("│")]
     assert LAYERS[0] in cells and LAYERS[1] in cells, out
+
+
+class DeadNet(nn.Module):
+    """A ModuleDict net whose ReLU "r[/b]" never fires: its input is -1 everywhere."""
+
+    def __init__(self):
+        super().__init__()
+        conv = nn.Conv2d(1, 4, 3, padding=1)
+        with torch.no_grad():
+            conv.weight.zero_()
+            conv.bias.fill_(-1.0)
+        head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+        self.parts = nn.ModuleDict({"c": conv, "r[/b]": nn.ReLU(), "h": head})
+
+    def forward(self, x):
+        for part in self.parts.values():
+            x = part(x)
+        return x
+
+
+def test_diagnose_findings_print_layer_names(capsys):
+    """A finding's message names the layer ("parts.r[/b]: 4/4 channels never fire"): the
+    line is printed as written, as the tables are."""
+    from cnnlab import diagnose
+    from cnnlab.cli.diagnose import _print_tables
+
+    model = DeadNet()
+    x, y = torch.randn(16, 1, 8, 8), torch.tensor([0, 1] * 8)
+    dead, acts = diagnose.dead_units(model, x), diagnose.activation_stats(model, x)
+    flow = diagnose.gradient_flow(model, [(x, y)])
+    found = diagnose.findings(dead, flow, acts)
+    assert any(f.message.startswith("parts.r[/b]: ") for f in found), found
+    _print_tables(dead, flow, acts, found)
+    out = capsys.readouterr().out
+    assert "dead-units: parts.r[/b]: 4/4 channels never fire" in out, out
