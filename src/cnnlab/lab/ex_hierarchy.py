@@ -4,7 +4,10 @@ A linear probe (cnnlab.explain.linear_probe: logistic regression on a layer's po
 standardised features) is fitted per block. The control the notes leave out: the same net with
 its random initial weights. Random convolutions and pooling already make features that a
 linear classifier reads better than pixels, so "deeper probes better" alone does not show
-that training built a hierarchy; only the gap to the random net does.
+that training built a hierarchy. The rule reads the trained net's rise (block 1 -> block 3) and
+its block 3 against the random net's block 3; whether training built the rise itself (the
+trained net's rise against the random net's) is not judged: the sentence gives the random
+net's block 1 and block 3 beside it, and says no more than the two checks do.
 
 Each probe is fitted on training images (a subset of the net's own) and scored on held-out
 test images: neither the net nor the probe saw them, and nothing is chosen on them (the
@@ -80,20 +83,24 @@ def judge(m: dict) -> Verdict:
                 *mean_spread([r[net][layer] for r in rows])
             )
     numbers["seeds"] = len(rows)
-    t1, t3, r3, px = (
+    t1, t3, r1, r3, px = (
         mean_spread([r[n][k] for r in rows])
-        for n, k in (("trained", "block 1"), ("trained", "block 3"), ("random", "block 3"),
-                     ("trained", "pixels"))
+        for n, k in (("trained", "block 1"), ("trained", "block 3"), ("random", "block 1"),
+                     ("random", "block 3"), ("trained", "pixels"))
     )  # fmt: skip
     said = (
         f"Probes: pixels {px[0]:.1f} ± {px[1]:.1f} %, trained block 1 {t1[0]:.1f} ± {t1[1]:.1f}"
-        f" % -> block 3 {t3[0]:.1f} ± {t3[1]:.1f} %, random-weight block 3 {r3[0]:.1f} ± "
-        f"{r3[1]:.1f} % (mean ± sd over {seed_count(len(rows))}; block 3 at least {RISE:g} points "
-        f"above block 1 on {sum(rises)}, at least {LEARNED:g} above random weights on "
-        f"{sum(learned)})"
+        f" % -> block 3 {t3[0]:.1f} ± {t3[1]:.1f} %, random-weight block 1 {r1[0]:.1f} ± "
+        f"{r1[1]:.1f} % -> block 3 {r3[0]:.1f} ± {r3[1]:.1f} % (mean ± sd over "
+        f"{seed_count(len(rows))}; the random net's change shown, not judged; trained block 3 at "
+        f"least {RISE:g} points above block 1 on {sum(rises)}, at least {LEARNED:g} above random "
+        f"weights on {sum(learned)})"
     )
-    if all(rises) and all(learned):
-        return Verdict("holds", numbers, f"{said}: depth and training both add.")
+    if all(rises) and all(learned):  # the rise is the trained net's: not judged against random
+        return Verdict(
+            "holds", numbers, f"{said}: the trained net's probe rose with depth, and its block "
+            "3 read the class better than random weights'.",
+        )  # fmt: skip
     if all(rises) or all(learned):
         part = "training beat random weights" if all(learned) else "deeper probed better"
         return Verdict("partly", numbers, f"{said}: only '{part}' held on every seed.")
