@@ -78,3 +78,10 @@ def test_python_names_the_field(field, value):
         TrainConfig(**{field: number})
     assert str(error.value).startswith(f"{field} "), error.value
     assert "--" not in str(error.value)
+
+
+def test_demo_names_the_option(capsys, tmp_path):
+    """`cnnlab demo --epochs` feeds TrainConfig too: told as the option, not the field."""
+    assert main(["demo", "--epochs", "0", "--out", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err
+    assert err == "cnnlab demo: error: --epochs must be at least 1, got 0\n", err

@@ -29,6 +29,7 @@ from cnnlab.errors import (
     CnnlabError,
     TrainingDiverged,
 )
+from cnnlab.train.config import FieldError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    command = "cnnlab"
+    command, parser, args = "cnnlab", None, None
     try:
-        args = _parse(_parser(), argv)  # inside: a Ctrl-C while modules import is one line
+        parser = _parser()  # inside: a Ctrl-C while modules import is one line
+        args = _parse(parser, argv)
         command = f"cnnlab {args.command}"
         with _stance(args.command):
             code = args.run(args)
+    except FieldError as error:
+        print(f"{command}: error: {_as_option(parser, args, error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except CnnlabError as error:
         print(f"{command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -177,6 +182,22 @@ def _main(argv: list[str] | None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def _as_option(
+    parser: argparse.ArgumentParser | None, args: argparse.Namespace | None, error: FieldError
+) -> str:
+    """A refused TrainConfig field said as the option the user typed ("--weight-decay must be
+    a finite number, got inf": "weight_decay" is a name only a Python caller writes); as the
+    field where no option of the command gave the value (a run's config.json on --resume)."""
+    if parser is None or args is None:
+        return str(error)
+    command = parser._subparsers._group_actions[0].choices[args.command]
+    for action in command._actions:
+        given = getattr(args, action.dest, None) is not None
+        if action.dest == error.field and action.option_strings and given:
+            return f"{action.option_strings[0]} {error.problem}"
+    return str(error)
 
 
 # Commands that train keep the user's torch.compile; the others run compiled code eagerly.

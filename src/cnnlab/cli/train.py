@@ -119,7 +119,6 @@ def _ema(text: str) -> float | None | str:
 def _config(args):
     """TrainConfig from the options given; None when resuming without any (use the run's)."""
     from cnnlab.train import TrainConfig
-    from cnnlab.train.config import FieldError
     from cnnlab.train.rundir import read_config
 
     names = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -131,12 +130,7 @@ def _config(args):
     base = {}
     if args.resume and (Path(args.out) / "config.json").is_file():
         base = {k: v for k, v in read_config(args.out).items() if k in names}
-    try:
-        return TrainConfig(**{**base, **given})
-    except FieldError as error:  # the option typed, not the field ("weight_decay must be ...")
-        if error.field not in given:  # the run's config.json holds the value: its field
-            raise
-        raise ConfigError(f"{option(error.field)} {error.problem}") from None
+    return TrainConfig(**{**base, **given})  # a refused option: cli._as_option
 
 
 def _model(args):
