@@ -210,9 +210,12 @@ def check_out(out: Path, *, resume: bool, force: bool) -> None:
     busy = out.is_dir() and bool(worth_keeping(out))
     if resume and not (out / CONFIG).is_file():
         if (out / LOCK).is_file():  # cnnlab's, killed before its config.json was written
+            # what such a start left is no run (`worth_keeping`): the command that started
+            # it works as it was, and --force, which deletes runs, is not needed
             raise RunError(
                 f"cannot resume {out}: its run was stopped before it wrote {CONFIG}, so "
-                "there is nothing to resume; start it again with --force"
+                "there is nothing to resume; start it again with the command that started "
+                "it, without --resume (no --force needed)"
             )
         if not out.exists():
             raise RunError(f"cannot resume {out}: there is no such directory")
