@@ -79,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.limit < 1:
         raise ConfigError(f"--limit must be a number of images >= 1, got {args.limit}")
+    if not 0 <= args.threshold <= 1:  # the library's check, named as the option typed
+        raise ConfigError(f"--threshold is a share of units, from 0 to 1; got {args.threshold}")
     run = load_run(args.run_dir)
     x, y = _images(run, args)
     with progress_bar() as progress:  # three passes, each its own bar
