@@ -22,7 +22,7 @@ from cnnlab.design.spec import load_spec, preset_names, preset_path
 from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, device_of, dtype_of, preserved
 from cnnlab.inspect.preserve import eager_stance
-from cnnlab.train.config import TrainConfig
+from cnnlab.train.config import FieldError, TrainConfig
 from cnnlab.train.datanotes import image_hashes
 from cnnlab.train.resume import check_spec_unchanged
 from cnnlab.train.rundir import SPEC, data_gone, read_config
@@ -116,15 +116,7 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
         # run was started with resumes it, not 'flip None (run has False)'
         config = dataclasses.replace(config, flip=stored_config.flip)
     if config is not None and config != stored_config:
-        changed = [
-            f"{k} {v!r} (run has {getattr(stored_config, k)!r})"
-            for k, v in config.to_dict().items()
-            if getattr(stored_config, k) != v
-        ]
-        raise RunError(
-            f"cannot resume {out} with different options: {', '.join(changed)}; resume without "
-            "them or start a new run"
-        )
+        raise _options_changed(out, config, stored_config)
     choice = _stored_model(out, stored, model_or_spec, stored_config.seed)
     gone = data_gone(stored["data"])
     if data is None and stored.get("data_in_memory"):
@@ -145,6 +137,40 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
             f"cannot resume {out} on data {data!r}: it was trained on {stored['data']!r}{fix}"
         )
     return choice, data, stored_config
+
+
+class OptionsChanged(RunError, FieldError):
+    """A resume refused for options other than the run's. str() names the fields, as a
+    Python caller wrote them; `field` and `problem` (the first differing one) let the CLI
+    name the option the user typed (cli._as_option: '--batch-size 64 (run has 128): ...')."""
+
+    def __init__(self, field: str, problem: str, message: str) -> None:
+        FieldError.__init__(self, field, problem)
+        self.args, self.message = (message,), message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.field, self.problem, self.message)
+
+
+def _options_changed(out: Path, config: TrainConfig, stored: TrainConfig) -> OptionsChanged:
+    changed = {
+        k: f"{v!r} (run has {getattr(stored, k)!r})"
+        for k, v in config.to_dict().items()
+        if getattr(stored, k) != v
+    }
+    fix = "resume without them or start a new run"
+    first, *more = changed
+    also = f", and {len(more)} more option{'s' if len(more) > 1 else ''} given" if more else ""
+    return OptionsChanged(
+        first,
+        f"{changed[first]}{also}: cannot resume {out} with other options than it was started "
+        f"with; {fix if more else fix.replace('them', 'it')}",
+        f"cannot resume {out} with different options: "
+        f"{', '.join(f'{k} {v}' for k, v in changed.items())}; {fix}",
+    )
 
 
 def _stored_model(out: Path, stored: dict, given: Any, seed: int) -> ModelChoice:
