@@ -213,6 +213,9 @@ def loss_floor(classes: int) -> float:
     return math.log(1 + (classes - 1) / math.e)
 
 
+PROBABILITIES = "the model's outputs on the first batch are probabilities"  # its note's start
+
+
 def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None) -> list[str]:
     """A note when the first batch's outputs (B, K) are already probabilities: every row
     ≥ 0 summing to 1 made by a softmax (or, the op hidden, on at least `MIN_ROWS` rows), or
@@ -238,7 +241,7 @@ def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None)
     k = out.shape[1]
     low, high = out.aminmax()
     return [
-        f"the model's outputs on the first batch are probabilities, not logits: {made} "
+        f"{PROBABILITIES}, not logits: {made} "
         f"(values {float(low):.3g} to {float(high):.3g}). Cross-entropy applies log-softmax "
         f"itself, so they pass through a second softmax: with {k} classes the loss cannot "
         f"fall below ln(1 + {k - 1}/e) = {loss_floor(k):.3f}, the gradients shrink and "

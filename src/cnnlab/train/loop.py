@@ -203,7 +203,7 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         raise TrainingInterrupted(guard.stopped(parts.out)) from None
     result.update(splits.notes)
     result["notes"] = resumed + notes + said + _fp32_note(parts.fp32_layers)
-    result["outcome"] = measure.guess_note(result.get("test_acc"), splits.test, parts.config)
+    result["outcome"] = measure.guess_note(result.get("test_acc"), splits.test, parts.config, said)
     result["model"] = parts.handed_back()
     return result
 

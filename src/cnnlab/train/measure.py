@@ -17,7 +17,7 @@ from torch import nn
 
 from cnnlab.data import ImageSet, to_float
 from cnnlab.inspect.preserve import eager_stance, plain_name
-from cnnlab.train import distributed, norm_stats
+from cnnlab.train import distributed, guard, norm_stats
 from cnnlab.train.config import TrainConfig, learning_rate
 from cnnlab.train.evaluate import evaluate_tensors
 from cnnlab.train.rundir import images_per_second
@@ -148,13 +148,24 @@ def _guess_margin(share: float, n: int) -> float:
     return share + 3 * math.sqrt(share * (1 - share) / n)
 
 
-def guess_note(test_acc: float | None, test: ImageSet | None, config: TrainConfig) -> list[str]:
+def guess_note(
+    test_acc: float | None, test: ImageSet | None, config: TrainConfig, notes: list[str] = ()
+) -> list[str]:
     """A run no better than always guessing one class (a recipe that never started
     learning: an lr too high or too low for the model, an AdamW model trained with SGD) is
-    said, with what to try, where the test set can tell (`guesses`)."""
+    said, with what to try, where the test set can tell (`guesses`). A model whose outputs
+    are probabilities (guard.probability_note among the run's `notes`) crawls whatever the
+    lr: the fix is its final layer, so the note points there, not to --lr."""
     if not guesses(test_acc, test):
         return []
     share = max(test.class_counts()) / len(test)
+    if any(note.startswith(guard.PROBABILITIES) for note in notes):
+        return [
+            f"test accuracy {test_acc:.2%} is no better than always guessing the most frequent "
+            f"class ({share:.2%} of the test images): the model has not learned, and its "
+            "outputs are probabilities (see the note on them): return the logits first; "
+            "another --lr does not undo the second softmax"
+        ]
     adamw = "" if config.optimizer == "adamw" else ", --optimizer adamw --lr 3e-3"
     # off, a BatchNorm net is evaluated with running averages of earlier weights' statistics
     # (12.8 % on digits after 2 epochs, 95.0 % recomputed): that, not the lr, is then first
