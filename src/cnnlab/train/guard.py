@@ -95,7 +95,11 @@ def kept_checkpoint(out: Path | None, epoch: int, step: int) -> str:
 class StopFlag:
     """SIGINT (Ctrl-C) and SIGTERM (kill, a scheduler's stop) set a flag the loop checks
     between steps; the loop then saves a checkpoint and stops. A second signal interrupts at
-    once. Handlers are installed only on the main thread, and restored on exit."""
+    once. Handlers are installed only on the main thread, and restored on exit.
+    A signal ignored when training begins stays ignored, as Python keeps a SIGINT the process
+    was started with ignored (a background job of a script, `cnnlab train ... &`, is meant to
+    outlive the Ctrl-C that stops the script): start-up and training then agree, and SIGTERM
+    still stops the run with a checkpoint."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -106,7 +110,8 @@ class StopFlag:
     def __enter__(self) -> StopFlag:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame) -> None:
