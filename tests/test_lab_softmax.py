@@ -154,3 +154,19 @@ def test_an_ece_beyond_the_floor_is_not_said_to_be_within_it():
     said = ex_softmax.judge(m).meaning
     assert "on 1 of 1 seed within what a perfectly calibrated model" in said, said
     assert said.endswith("(95th percentile 0.044): too few images to call it miscalibrated.")
+
+
+def test_a_seed_beyond_the_floor_before_and_after_is_counted_and_the_seeds_disagree():
+    """ECE / after T 0.10 / 0.09 (beyond a calibrated model's 0.04 both times), 0.035 / 0.035
+    (within it), 0.06 / 0.035 (within it only after T): the first seed is miscalibrated, so the
+    sentence counts it and cannot blame too few images."""
+    eces = [(0.10, 0.09), (0.035, 0.035), (0.06, 0.035)]
+    m = {"seeds": [{"seed": s, **row(e, es, [0.03, 0.04])} for s, (e, es) in enumerate(eces)]}
+    verdict = ex_softmax.judge(m)
+    assert verdict.outcome == "inconclusive"
+    said = verdict.meaning
+    assert "on 1 of 3 seeds within what a perfectly calibrated model" in said, said
+    assert "on 1 of 3 seeds beyond that before the temperature and within it after" in said, said
+    assert "on 1 of 3 seeds beyond it before and after" in said, said
+    assert said.endswith(": the seeds disagree."), said
+    assert "too few images" not in said, said

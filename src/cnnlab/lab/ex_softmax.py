@@ -165,10 +165,12 @@ def judge(m: dict) -> Verdict:
 def _undecided(rows: list[dict]) -> str:
     """Why ECEs above CALIBRATED on every seed, not off on every seed, call nothing: on some
     seeds the plain ECE is one a calibrated model shows on as many images; on others it lies
-    beyond that, and only the ECE after the temperature is within it."""
+    beyond that, and only the ECE after the temperature is within it; on others again it lies
+    beyond that before and after (then the seeds disagree, not the images are too few)."""
     plain, n = next(iter(SMOOTHING)), len(rows)
     before = [r for r in rows if not _off(r[plain], "ece")]
     after = [r for r in rows if _off(r[plain], "ece") and not _off(r[plain], "ece_scaled")]
+    beyond = len(rows) - len(before) - len(after)  # off before and after T
     said = []
     if before:
         said.append(
@@ -182,6 +184,9 @@ def _undecided(rows: list[dict]) -> str:
             "it after (95th percentile "
             f"{max(_floor(r[plain], 'ece_scaled')[1] for r in after):.3f})"
         )
+    if beyond:
+        said.append(f"on {beyond} of {seed_count(n)} beyond it before and after")
+        return f"above {CALIBRATED:g}, but {'; '.join(said)}: the seeds disagree"
     when = " after the temperature" if after and not before else ""
     return (
         f"above {CALIBRATED:g}, but {'; '.join(said)}: too few images to call it "
