@@ -151,6 +151,11 @@ SILENT = {
     "a gate's sigmoid": Gate,
     "changed in place": ChangedInPlace,
     "softmax then a layer": lambda: nn.Sequential(*head(), nn.Softmax(1), nn.Linear(10, 10)),
+    # a container: which entry a loss reads is the caller's choice (the logits, here)
+    "tuple (probs, logits)": lambda: Ending(lambda z: (z.softmax(1), z)),
+    "tuple (logits, probs)": lambda: Ending(lambda z: (z, z.softmax(1))),
+    "dict probs first": lambda: Ending(lambda z: {"probs": z.softmax(1), "logits": z}),
+    "list [probs]": lambda: Ending(lambda z: [torch.sigmoid(z)]),
 }
 
 

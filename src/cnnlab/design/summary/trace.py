@@ -285,11 +285,15 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             setattr(out, PROBABILITIES, (name or "(model)", kind, True))
 
     def ended(self, output: Any) -> None:
-        """The model returned `output`: where its (first) tensor is a softmax's or sigmoid's
-        (or a reshape of one), not changed in place since, `probabilities` says which."""
-        out = first_tensor(output)
-        made = getattr(out, PROBABILITIES, None) if out is not None else None
+        """The model returned `output`: where it is a tensor a softmax or sigmoid made (or a
+        reshape of one), not changed in place since, `probabilities` says which. Only a
+        tensor: of a tuple or dict, which entry a loss reads is the caller's choice (cnnlab
+        train reads a tensor), and a logits entry beside the probabilities is no fault."""
+        if not isinstance(output, Tensor):
+            return
+        made = getattr(output, PROBABILITIES, None)
         if made is not None:
+            out = output
             classes = out.shape[1] if out.dim() == 2 else None
             self.probabilities = OutputFact(*made, classes)
 
