@@ -143,6 +143,27 @@ def test_the_gradient_through_the_extra_softmax_is_squashed() -> None:
     assert twice.norm() < 0.5 * plain.norm()
 
 
+def test_one_output_is_silent_its_cross_entropy_is_zero() -> None:
+    """Linear(.., 1) + Sigmoid is nn.BCELoss's binary head: cross-entropy of one output is
+    identically 0 (its softmax is 1), so no one trains it so."""
+    z = torch.randn(5, 1, dtype=torch.float64)
+    assert F.cross_entropy(z, torch.zeros(5, dtype=torch.long)).item() == 0.0
+    assert F.cross_entropy(z.sigmoid(), torch.zeros(5, dtype=torch.long)).item() == 0.0
+    assert CODE not in lints(nn.Sequential(*head(1), nn.Sigmoid()))
+
+
+def test_a_sigmoid_of_several_outputs_says_both_fixes() -> None:
+    """A sigmoid of 10 outputs may be a multi-label head (BCE) or probabilities fed to
+    cross-entropy: one message names the cross-entropy case and the multi-label fix; a
+    softmax (no multi-label reading) does not."""
+    for make in (lambda: nn.Sequential(*head(), nn.Sigmoid()), lambda: Ending(torch.sigmoid)):
+        text = lints(make())[CODE].message
+        assert "If it is trained with cross-entropy" in text
+        assert "BCEWithLogitsLoss on the logits instead of the sigmoid and nn.BCELoss" in text
+    softmax = lints(nn.Sequential(*head(), nn.Softmax(1)))[CODE].message
+    assert "BCE" not in softmax and "If it is" not in softmax
+
+
 SILENT = {
     "logits": lambda: nn.Sequential(*head()),
     "nn.LogSoftmax": lambda: nn.Sequential(*head(), nn.LogSoftmax(1)),

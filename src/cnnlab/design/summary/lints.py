@@ -330,23 +330,42 @@ def probabilities_out(t: Trace) -> list[Lint]:
     probabilities. Those lie in [0, 1], so the second softmax of n classes is at most
     e / (e + n − 1) for any class (0.23 at 10 classes: the loss never falls below 1.46), and
     the first one's Jacobian multiplies every gradient on the way back (§5.5). A
-    log_softmax output is left alone: log_softmax(log_softmax(x)) = log_softmax(x)."""
+    log_softmax output is left alone: log_softmax(log_softmax(x)) = log_softmax(x).
+    One output is left alone too: its cross-entropy is identically 0, so it is trained with
+    another loss (Linear(.., 1) + Sigmoid is nn.BCELoss's binary head). A sigmoid of more
+    outputs may be a multi-label head: the message says both fixes."""
     p = t.probabilities
-    if p is None:
+    if p is None or p.classes == 1:
         return []
     where = f"layer {p.layer} ({p.made_by})" if p.module else f"{p.made_by} in {_forward(p.layer)}"
     n = p.classes
     bound = "e/(e + n − 1) of n classes"
     if n is not None and n > 1:
         bound = f"e/(e + {n - 1}) = {math.e / (math.e + n - 1):.2f} with these {n} outputs"
-    return [Lint(
-        "probabilities-out", p.layer,
-        f"the model's output is made by {where}: it is already probabilities, not logits, "
-        "and cross-entropy (nn.CrossEntropyLoss, cnnlab train) applies log-softmax on top "
-        f"of it: no class can get near probability 1 (at most {bound}) and the gradients are "
-        "squashed (§5.5). Fix: remove it so the model returns logits (cross-entropy applies "
-        "log-softmax itself); apply softmax at prediction time (cnnlab predict does).",
-    )]  # fmt: skip
+    harm = (
+        f"no class can get near probability 1 (at most {bound}) and the gradients are squashed "
+        "(§5.5). Fix: remove it so the model returns logits (cross-entropy applies log-softmax "
+        "itself); apply softmax at prediction time (cnnlab predict does)"
+    )
+    if not _sigmoid(p.made_by):
+        text = (
+            f"the model's output is made by {where}: it is already probabilities, not logits, "
+            "and cross-entropy (nn.CrossEntropyLoss, cnnlab train) applies log-softmax on top "
+            f"of it: {harm}."
+        )
+    else:
+        text = (
+            f"the model's output is made by {where}: it is probabilities, not logits. If it is "
+            "trained with cross-entropy (nn.CrossEntropyLoss; cnnlab train does), that applies "
+            f"log-softmax on top of it: {harm}. For multi-label training, use "
+            "nn.BCEWithLogitsLoss on the logits instead of the sigmoid and nn.BCELoss."
+        )
+    return [Lint("probabilities-out", p.layer, text)]
+
+
+def _sigmoid(made_by: str) -> bool:
+    """Whether the output's maker is a sigmoid (nn.Sigmoid, torch.sigmoid, expit)."""
+    return "sigmoid" in made_by.lower() or "expit" in made_by
 
 
 def _forward(layer: str) -> str:
