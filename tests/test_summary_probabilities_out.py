@@ -17,6 +17,8 @@ from torch import nn
 
 from cnnlab.design.presetfiles import preset_names
 from cnnlab.design.summary import summary
+from cnnlab.design.summary.lints import probability_ceiling
+from cnnlab.train.guard import loss_floor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -131,6 +133,16 @@ def test_the_bound_in_the_message_is_cross_entropy_of_the_best_probabilities() -
         loss = F.cross_entropy(best, torch.tensor([0]))
         assert math.exp(-loss.item()) == pytest.approx(bound, abs=0.005)
         assert math.exp(-loss.item()) == pytest.approx(math.e / (math.e + n - 1))
+
+
+def test_the_summary_and_training_share_one_bound() -> None:
+    """The lint's ceiling and the training note's loss floor are one formula: the floor is
+    −ln of the ceiling, each torch's cross-entropy of one-hot probabilities."""
+    for k in (2, 10, 1000):
+        best = F.one_hot(torch.tensor([0]), k).double()
+        loss = F.cross_entropy(best, torch.tensor([0])).item()
+        assert probability_ceiling(k) == pytest.approx(math.exp(-loss), rel=1e-12)
+        assert loss_floor(k) == -math.log(probability_ceiling(k))
 
 
 def test_the_gradient_through_the_extra_softmax_is_squashed() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.design.summary.lints import probability_ceiling
 from cnnlab.errors import RunError, TrainingDiverged
 from cnnlab.train import checkpoint
 from cnnlab.train.run_files import CONFIG
@@ -212,10 +213,11 @@ def is_softmax_output(out: torch.Tensor, dtype: torch.dtype) -> bool:
 
 
 def loss_floor(classes: int) -> float:
-    """The least cross-entropy of outputs confined to [0, 1], as probabilities are: a gap of
-    at most 1 between logits caps softmax at e/(e + K − 1), so −ln p ≥ ln(1 + (K − 1)/e)
-    for every class (label smoothing's terms included)."""
-    return math.log(1 + (classes - 1) / math.e)
+    """The least cross-entropy of outputs confined to [0, 1], as probabilities are: −ln of
+    the highest probability their softmax gives a class, e/(e + K − 1)
+    (`lints.probability_ceiling`, the summary's bound too), is ln(1 + (K − 1)/e) for every
+    class (label smoothing's terms included)."""
+    return -math.log(probability_ceiling(classes))
 
 
 PROBABILITIES = "the model's outputs on the first batch are probabilities"  # its note's start

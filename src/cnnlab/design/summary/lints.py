@@ -341,7 +341,7 @@ def probabilities_out(t: Trace) -> list[Lint]:
     n = p.classes
     bound = "e/(e + n − 1) of n classes"
     if n is not None and n > 1:
-        bound = f"e/(e + {n - 1}) = {math.e / (math.e + n - 1):.2f} with these {n} outputs"
+        bound = f"e/(e + {n - 1}) = {probability_ceiling(n):.2f} with these {n} outputs"
     harm = (
         f"no class can get near probability 1 (at most {bound}) and the gradients are squashed "
         "(§5.5). Fix: remove it so the model returns logits (cross-entropy applies log-softmax "
@@ -361,6 +361,13 @@ def probabilities_out(t: Trace) -> list[Lint]:
             "nn.BCEWithLogitsLoss on the logits instead of the sigmoid and nn.BCELoss."
         )
     return [Lint("probabilities-out", p.layer, text)]
+
+
+def probability_ceiling(classes: int) -> float:
+    """The highest probability cross-entropy's softmax gives any class when its inputs lie in
+    [0, 1], as probabilities do: a gap of at most 1 between them caps it at e/(e + K − 1), so
+    its loss, −ln of that, is at least ln(1 + (K − 1)/e) (train.guard.loss_floor)."""
+    return math.e / (math.e + classes - 1)
 
 
 def _sigmoid(made_by: str) -> bool:
