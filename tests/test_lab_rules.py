@@ -462,6 +462,26 @@ def test_nonlinearity_gaps_far_below_the_bound_are_no_more_however_spread():
     assert ex_nonlinearity.judge(above).outcome == "inconclusive"
 
 
+def test_nonlinearity_gaps_above_the_bound_on_every_seed_fail_it_however_spread():
+    """The deep linear net 5 and 20 points above logistic regression: sd 10.6 > SAME, but both
+    beyond the +SAME bound, so the spread cannot leave it open: the bound fails ('partly', the
+    net collapsed). Seeds on both sides of it (+1 and +12) stay inconclusive."""
+    both_above = nonlinearity((85.0, 80.0, 95.0), (90.0, 70.0, 96.0))  # +5 and +20
+    verdict = ex_nonlinearity.judge(both_above)
+    assert verdict.outcome == "partly", verdict.meaning
+    assert "the linear net scored more than 2 points above logistic regression" in verdict.meaning
+    straddling = nonlinearity((81.0, 80.0, 95.0), (82.0, 70.0, 96.0))  # +1 and +12
+    assert ex_nonlinearity.judge(straddling).outcome == "inconclusive"
+
+
+def test_nonlinearity_rule_and_docstring_ask_no_spread_below_the_bound_for_no_more():
+    """'No more' is the mean gap at most +SAME; the spread matters only where seeds straddle
+    the bound, so neither the rule on the page nor the docstring may ask for a spread below it."""
+    assert "spread under" not in ex_nonlinearity.EXPERIMENT.rule
+    assert "spread (sd over seeds) below" not in ex_nonlinearity.judge.__doc__
+    assert "made consistent" in ex_nonlinearity.EXPERIMENT.revised
+
+
 def test_nonlinearity_says_its_bound_was_made_one_sided_after_a_run():
     """The rule read ±2 points as a match until a quick run's -2.1 failed it; the page must say
     that the one-sided bound came after results had been seen."""

@@ -84,11 +84,11 @@ def measure(ctx: Context) -> dict:
 def judge(m: dict) -> Verdict:
     """Collapse: max |f(x) − (Ax + b)| ≤ AGREE (float64) on every seed. No more: the deep
     linear net's accuracy minus logistic regression's is at most +SAME points on average (the
-    claim bounds it from above only), with a spread (sd over seeds) below SAME. Control: the
-    ReLU net beats both by HELPS on every seed. Holds: all three. Partly: collapse, but the
-    bound, the control or both fail (the reason names which). Does not hold: no collapse. A
-    spread wider than SAME (with collapse), some seed's difference above +SAME, is
-    inconclusive."""
+    claim bounds it from above only). Control: the ReLU net beats both by HELPS on every seed.
+    Holds: all three. Partly: collapse, but the bound, the control or both fail (the reason
+    names which). Does not hold: no collapse. A spread (sd over seeds) wider than SAME (with
+    collapse) is inconclusive where the seeds' differences lie on both sides of +SAME: some at
+    or below it, some above."""
     rows = m["seeds"]
     collapse = [r["max_diff_float64"] <= AGREE for r in rows]
     gaps = [r[LINEAR] - r[LOGISTIC] for r in rows]
@@ -115,9 +115,9 @@ def judge(m: dict) -> Verdict:
     )
     if not all(collapse):
         return Verdict("does not hold", numbers, f"{told}: it is not one affine map.")
-    # the claim bounds the gap from above: a wide spread leaves it open only where some seed
-    # lies above the bound (-14 and -8 points are both "no more", however far apart)
-    if n > 1 and sd > SAME and max(gaps) > SAME:
+    # the claim bounds the gap from above: a wide spread leaves it open only where the seeds
+    # straddle the bound (-14 and -8 are both "no more", 5 and 20 both more, however far apart)
+    if n > 1 and sd > SAME and min(gaps) <= SAME < max(gaps):
         return Verdict(
             "inconclusive", numbers, f"{told}: the accuracy gap varies too much over seeds."
         )
@@ -165,12 +165,13 @@ EXPERIMENT = Experiment(
     "trained linear net's map A x + b is read off with unit images in float64 and compared "
     "with the net on the test images.",
     rule=f"Holds if the net equals its composed map within {AGREE:g} on every seed, its "
-    f"accuracy is at most {SAME} points above logistic regression's on average (spread under "
-    f"{SAME}; below it is allowed: 'no more than'), and the ReLU net beats both by {HELPS} "
+    f"accuracy is at most {SAME} points above logistic regression's on average (below it is "
+    f"allowed: 'no more than'), and the ReLU net beats both by {HELPS} "
     "point on every seed; partly if it "
     "collapses but only part of the rest holds; does not hold if it does not collapse; "
-    f"inconclusive if the accuracy gap's spread exceeds {SAME} points and some seed's gap is "
-    f"more than {SAME} points above logistic regression.",
+    f"inconclusive if the accuracy gap's spread exceeds {SAME} points and the seeds' gaps lie "
+    f"on both sides of +{SAME} points (some at most {SAME} above logistic regression, some "
+    "more).",
     judge=judge,
     measure=measure,
     figure=figure,
@@ -178,6 +179,9 @@ EXPERIMENT = Experiment(
     "one-sided bound it is (at most 2 points above logistic regression), not as a match within "
     "±2 points, which had counted a deep linear net 2.1 points below against the claim; and "
     "after a review: a spread wider than the bound leaves the verdict inconclusive "
-    "only where some seed's gap lies above the bound; two seeds 14 and 8 points below "
-    "logistic regression were inconclusive (the full lab's verdict stayed 'holds')",
+    "only where the seeds' gaps lie on both sides of the bound; two seeds 14 and 8 points "
+    "below logistic regression were inconclusive, and so were two 5 and 20 points above, both "
+    "beyond the bound (the same revision made consistent: the first version of it still "
+    "required a spread below the bound for 'no more' and left every-seed-above gaps open; the "
+    "full lab's verdict stayed 'holds')",
 )
