@@ -18,7 +18,7 @@ from torch import nn
 from cnnlab.design.presetfiles import preset_names
 from cnnlab.design.summary import summary
 from cnnlab.design.summary.lints import probability_ceiling
-from cnnlab.train.guard import loss_floor
+from cnnlab.train.guard import final_op, loss_floor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,7 +107,33 @@ FIRES = {
         "5",
     ),
     "real forward": (Real, "layer soft (Softmax)", "soft"),
+    "F.sigmoid": (lambda: Ending(F.sigmoid), "F.sigmoid in the model's", "(model)"),
+    "special.softmax": (
+        lambda: Ending(lambda x: torch.special.softmax(x, 1)),
+        "torch.special.softmax in the model's",
+        "(model)",
+    ),
+    "special.expit": (lambda: Ending(torch.special.expit), "torch.special.expit in", "(model)"),
 }
+
+# casts and broadcasts after a softmax: train.guard's final_op passes their autograd nodes
+# (ToCopy, Expand), so the lint does too
+CASTS = {
+    "double": lambda p: p.double(),
+    "half": lambda p: p.half(),
+    "bfloat16": lambda p: p.bfloat16(),
+    "type": lambda p: p.type(torch.float64),
+    "expand": lambda p: p.expand(3, -1, -1),
+    "broadcast_to": lambda p: p.broadcast_to(3, *p.shape),
+}
+
+
+@pytest.mark.parametrize("which", CASTS)
+def test_a_cast_or_broadcast_of_probabilities_fires_as_guard_sees_it(which: str) -> None:
+    model = Ending(lambda z: CASTS[which](z.softmax(1)))
+    assert final_op(model(torch.rand(2, 1, 8, 8))) == "softmax"  # the training check's truth
+    lint = lints(model).get(CODE)
+    assert lint is not None and "Tensor.softmax in the model's" in lint.message
 
 
 def lints(model: nn.Module, size=(1, 8, 8)) -> dict:

@@ -85,10 +85,14 @@ REDUCES_SHAPE = REDUCE - (both("softmax", "log_softmax") | fns("softmax", "log_s
 # probabilities-out lint's, where one makes the model's output. Not log_softmax: cross-entropy
 # of log-probabilities is unchanged (log_softmax(log_softmax(x)) = log_softmax(x)).
 PROBABILITIES = both("softmax", "sigmoid", "sigmoid_") | fns("softmax", "sigmoid")
+PROBABILITIES |= fns("softmax", "expit", owner=torch.special)
 PROBABILITY_MODULES = frozenset({nn.Softmax, nn.Softmax2d, nn.Sigmoid})
-# calls that only reshape, copy or cast (nn.Flatten's, a `.view`, `.float()`): probabilities
-# stay probabilities through them (as train.guard passes their autograd nodes)
-KEEP_PROBABILITIES = RESHAPE | both("contiguous", "clone", "detach") | fns("to", "float", owner=T)
+# calls that only reshape, copy, cast or broadcast (nn.Flatten's, a `.view`, `.double()`, an
+# `.expand`): probabilities stay probabilities through them, as train.guard passes their
+# autograd nodes (View, ToCopy, Expand, ...; a detach leaves none for it to read)
+KEEP_PROBABILITIES = RESHAPE | both("contiguous", "clone", "detach", "expand", "broadcast_to")
+KEEP_PROBABILITIES |= fns("to", "float", "double", "half", "bfloat16", "type", "type_as", owner=T)
+KEEP_PROBABILITIES |= fns("expand_as", owner=T)
 ENDS = PROBABILITIES | KEEP_PROBABILITIES  # one set to test each call against
 # same shape, each value from the values at its own position (+ statistics: group and
 # instance norm's span the map, but the field counts what a unit's value is computed from

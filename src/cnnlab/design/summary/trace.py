@@ -17,9 +17,11 @@ A call the trace cannot follow (`LostFact`) leaves the fields after it unknown (
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
@@ -443,7 +445,27 @@ def _reads_on(out: Any) -> bool:
 
 
 def _function_name(func: Any) -> str:
-    """F.softmax, torch.sigmoid, Tensor.sigmoid: as the model's code writes it."""
-    if getattr(func, "__module__", None) == "torch.nn.functional":
+    """F.softmax, torch.sigmoid, Tensor.sigmoid, torch.special.expit: as the model's code
+    writes it. F.sigmoid reaches the trace as the Tensor.sigmoid it calls: its frame, the
+    caller's, tells it."""
+    module = getattr(func, "__module__", None)
+    if module == "torch.nn.functional":
         return f"F.{func.__name__}"
+    if module == "torch._C._special":  # special_expit
+        return f"torch.special.{func.__name__.removeprefix('special_')}"
+    if func is Tensor.sigmoid and _called_by(F.sigmoid.__code__):
+        return "F.sigmoid"
     return call_name(func)
+
+
+def _called_by(code: Any, depth: int = 6) -> bool:
+    """Whether a Python function of this code is among the nearest callers (the frames
+    between are the trace's own)."""
+    frame = sys._getframe(1)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
