@@ -153,3 +153,32 @@ def test_a_seed_where_relu_never_counted_is_not_read_as_no_dying():
     v = ex_dying.judge(dying({"relu": [None, None, None]}))
     assert v.outcome == "inconclusive"
     assert "was not measured there" in v.meaning and "on 1 of 1 seed" in v.meaning, v.meaning
+
+
+def test_a_seed_with_no_relu_run_that_counts_does_not_disagree_with_one_that_died():
+    """ReLU died on seed 0; on seed 1 it trained at no rate (nothing measured): that seed says
+    nothing either way, so the sentence counts it as unmeasured, not as a disagreement. With a
+    third seed whose ReLU trained and kept its units, the seeds do disagree."""
+    died, unmeasured, kept = {"relu": [0.0, 0.4, None]}, {"relu": [None] * 3}, {"relu": [0.0] * 3}
+    v = ex_dying.judge(dying(died, unmeasured))
+    assert v.outcome == "inconclusive", v.meaning
+    assert "disagree" not in v.meaning, v.meaning
+    assert v.meaning.endswith(
+        ": ReLUs died on 1 of 2 seeds; on 1 of 2 seeds ReLU trained at no rate the rule reads, "
+        "or not at the lowest, so no run there measured whether its units die."
+    ), v.meaning
+    three = ex_dying.judge(dying(died, unmeasured, kept)).meaning
+    assert ": the seeds disagree on whether ReLUs died (on 1 of 3 seeds ReLU" in three, three
+
+
+def test_a_missing_leaky_run_is_not_counted_as_diverged():
+    """Leaky ReLU has no run at the rate ReLU is judged at on seed 1 (none stored there): it
+    did not diverge, it was not run."""
+    m = dying(*[{"relu": [0.0, 0.4, None], "leaky_relu": [0.0, 0.0, None]}] * 2)
+    m["seeds"][1]["leaky_relu"] = [r for r in m["seeds"][1]["leaky_relu"] if r["lr"] != 0.3]
+    v = ex_dying.judge(m)
+    assert v.outcome == "partly", v.meaning
+    assert "diverged on 1" not in v.meaning, v.meaning
+    assert "diverged on 0 of 2 seeds, has no run at that rate on 1, and survived" in v.meaning
+    assert "survived on 1 of 2 seeds, diverged on 0 and has no run at that rate on 1" in v.meaning
+    assert v.numbers["seed 1: ReLU dead at lr 0.03 / 0.3; Leaky at 0.3"].endswith("; no run")

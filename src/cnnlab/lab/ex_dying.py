@@ -165,6 +165,7 @@ def judge(m: dict) -> Verdict:
             continue
         key = f"seed {row['seed']}: ReLU dead at lr {low['lr']} / {top['lr']}; Leaky at {top['lr']}"
         leaky_said = f"{leaky['dead']:.0%} dead, {leaky['test']:.0f} %" if ok else "diverged"
+        leaky_said = "no run" if leaky is None else leaky_said
         numbers[key] = f"{shown(low, True)} / {shown(top, True)}; {leaky_said}"
     numbers.update(_sweep(m))
     numbers["seeds"] = len(m["seeds"])
@@ -186,7 +187,23 @@ def judge(m: dict) -> Verdict:
             "does not hold", numbers, f"{said}: at no rate where ReLU trained did its dead "
             f"share reach {DEAD:.0%} and {100 * MORE:.0f} points above the lowest rate's.",
         )  # fmt: skip
-    return Verdict("inconclusive", numbers, f"{said}: the seeds disagree on whether ReLUs died.")
+    return Verdict("inconclusive", numbers, f"{said}: {_split(dies, unmeasured)}.")
+
+
+def _split(dies: list[bool], unmeasured: int) -> str:
+    """Why ReLU dying on some seeds, not all, calls nothing: a seed whose ReLU run was measured
+    and kept its units disagrees; a seed with no run the rule reads (`unmeasured`) measured no
+    dying either way and disagrees with nothing."""
+    n, kept = len(dies), len(dies) - sum(dies) - unmeasured  # measured, and did not die
+    missing = (
+        f"on {unmeasured} of {seed_count(n)} ReLU trained at no rate the rule reads, or not at "
+        "the lowest, so no run there measured whether its units die"
+    )
+    if not kept:
+        return f"ReLUs died on {sum(dies)} of {seed_count(n)}; {missing}"
+    if unmeasured:
+        return f"the seeds disagree on whether ReLUs died ({missing})"
+    return "the seeds disagree on whether ReLUs died"
 
 
 def _leaky_at(row: dict, top: dict | None) -> dict | None:
@@ -199,8 +216,21 @@ def _leaky_failed(rows: list[dict], survives: list[bool]) -> str:
     measured no dead share, so it neither shows nor refutes that the slope keeps units alive;
     a run that trained can refute it, and where every run that trained survived, none did."""
     at = [_leaky_at(r, _at_top(r["relu"])) for r in rows]
-    broke = sum(x is None or diverged(x) for x in at)
+    missing = sum(x is None for x in at)  # no Leaky run at that rate: not a divergence
+    broke = sum(x is not None and diverged(x) for x in at)
     n = len(rows)
+    if missing == n:
+        return (
+            "high rates killed ReLU units, but Leaky ReLU has no run at that rate, so whether "
+            "its slope keeps units alive there was not measured."
+        )
+    if missing and broke + missing + sum(survives) == n:
+        return (
+            f"high rates killed ReLU units; Leaky ReLU survived on {sum(survives)} of "
+            f"{seed_count(n)}, diverged on {broke} and has no run at that rate on {missing}: "
+            "no run it had there refuted that the slope keeps the units alive, but on those "
+            "seeds it was not measured."
+        )
     if broke + sum(survives) == n and broke < n:
         return (
             f"high rates killed ReLU units; Leaky ReLU survived on the {n - broke} of "
@@ -216,7 +246,8 @@ def _leaky_failed(rows: list[dict], survives: list[bool]) -> str:
         )
     return (
         "high rates killed ReLU units; Leaky ReLU trained at that rate but lost units or "
-        f"accuracy too (diverged on {broke} of {seed_count(len(rows))}): its slope did not "
+        f"accuracy too (diverged on {broke} of {seed_count(n)}"
+        f"{f', no run at that rate on {missing}' if missing else ''}): its slope did not "
         "keep the net healthy."
     )
 
@@ -236,7 +267,8 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
         return f"ReLU diverged or broke at every rate on {each_seed(n)}"
     lows = [r["relu"][0] for r, _ in tops if judged(r["relu"][0])]
     above = sum(any(x["lr"] > top["lr"] for x in r["relu"]) for r, top in tops)
-    leaky = [_leaky_at(r, top) or {"diverged": True} for r, top in tops]
+    runs = [_leaky_at(r, top) for r, top in tops]
+    leaky = [x for x in runs if x is not None]  # a missing run did not diverge
     alive = [x for x in leaky if not diverged(x)]
     chance = sum(at_chance(t) for _, t in tops)
     said = (
@@ -263,7 +295,13 @@ def _said(rows: list[dict], dies: list[bool], survives: list[bool]) -> str:
             f"{_span([x['test'] for x in alive], '{:.0f}')} % test accuracy where it trained, "
         )
     return said + (
-        f"diverged on {len(leaky) - len(alive)} of {seed_count(n)} and survived (at most "
+        f"diverged on {len(leaky) - len(alive)} of {seed_count(n)}"
+        + (
+            f", has no run at that rate on {len(runs) - len(leaky)},"
+            if len(runs) > len(leaky)
+            else ""
+        )
+        + " and survived (at most "
         f"{ALIVE:.0%} dead, at least {TRAINS:.0f} % accuracy) on {sum(survives)}"
     )
 
