@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.design.summary import _trace_module
+from cnnlab.design.summary import _trace_module, summary
 from cnnlab.explorer.probe import receptive_fields
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,3 +84,30 @@ def test_field_start_follows_the_pad_whatever_its_mode(form: str, mode: str) -> 
     explorer = receptive_fields(model, torch.zeros(1, 1, SIZE, SIZE, dtype=torch.float64))
     height = explorer[last][0]
     assert (height.size, height.jump, height.start) == tuple(rf)
+
+
+class Padded(nn.Module):
+    """F.pad(x, pad) of zeros, then a 3×3/2 conv and a 3×3 conv."""
+
+    def __init__(self, pad: tuple[int, ...]):
+        super().__init__()
+        self.pad = pad
+        self.conv = nn.Conv2d(1, 1, 3, stride=2)
+        self.last = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x):
+        return self.last(self.conv(F.pad(x, self.pad)))
+
+
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1, 0, 0), (1, 1, 1, 1, 0, 0, 0, 0)])
+def test_zeros_of_the_map_read_alike_whatever_pairs_follow(pad: tuple[int, ...]) -> None:
+    """F.pad's pairs after the first two pad the axes before the map (channels, batch): a
+    pair of 0 adds nothing, so the same lints and fields as the 4-value pad (the same
+    tensor: torch.equal)."""
+    x = torch.rand(1, 1, 16, 16)
+    assert torch.equal(F.pad(x, pad), F.pad(x, pad[:4]))
+    plain, longer = summary(Padded(pad[:4]), (1, 16, 16)), summary(Padded(pad), (1, 16, 16))
+    assert longer.warnings == plain.warnings
+    assert longer.rows == plain.rows
+    fields = [[r.rf for r in _trace_module(Padded(p), (1, 16, 16)).rows] for p in (pad[:4], pad)]
+    assert fields[0] == fields[1]

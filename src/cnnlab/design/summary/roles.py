@@ -198,7 +198,7 @@ class Roles:
         if isinstance(chain, tuple):
             w = record(Window, ((1, 1), (1, 1), (top, left), (1, 1), False, False, (bottom, right)))
             chain = (w, chain) if min(pad) >= 0 else None
-        return replaced(tag, rf=rf, chain=chain, pad=zero_pad(args, kwargs))
+        return replaced(tag, rf=rf, chain=chain, pad=zero_pad(pad, args, kwargs))
 
     def _adaptive_tag(self, func, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """Adaptive pooling: a plain pool with k = s = in/out where the output divides the
@@ -442,16 +442,18 @@ def spatial_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
     return top, bottom, left, right
 
 
-def zero_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
-    """(top, bottom, left, right) of an F.pad call that puts zeros around both spatial axes,
-    None for any other padding (reflect, replicate, a non-zero value, other axes)."""
-    pad = tuple(C.arg(args, kwargs, 1, "pad", ()))
+def zero_pad(
+    pad: tuple[int, int, int, int] | None, args: tuple, kwargs: dict
+) -> tuple[int, int, int, int] | None:
+    """`pad`, an F.pad call's (top, bottom, left, right) as `spatial_pad` reads it, where the
+    call puts zeros around the map and crops none of it; None for any other padding (reflect,
+    replicate, a non-zero value, a crop). Pairs for axes before the map (channels) change no
+    position of it."""
     mode = C.arg(args, kwargs, 2, "mode", "constant")
     value = C.arg(args, kwargs, 3, "value", None)
-    if mode != "constant" or value not in (None, 0, 0.0) or len(pad) != 4 or min(pad) < 0:
+    if pad is None or mode != "constant" or value not in (None, 0, 0.0) or min(pad) < 0:
         return None
-    left, right, top, bottom = (int(p) for p in pad)  # F.pad order: last axis (W) first
-    return top, bottom, left, right
+    return pad
 
 
 def _pointwise(w: Window) -> bool:
