@@ -53,3 +53,11 @@ def test_config_cut_short_is_told_to_be_put_back(finished, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "put back a copy of the run's own" in err
     shutil.copy(finished / "config.json", run / "config.json")  # the advice, followed
     assert main(["eval", str(run), "--json"]) == 0
+
+
+def test_a_config_that_cannot_be_read_is_not_called_changed(tmp_path):
+    """A directory in config.json's place is a read error, not an edit to put back."""
+    (tmp_path / "config.json").mkdir()
+    with pytest.raises(RunError, match=r"cannot read .*config.json: Is a directory") as caught:
+        read_config(tmp_path)
+    assert "changed after training" not in str(caught.value)

@@ -97,3 +97,21 @@ def test_a_start_refused_at_the_lock_leaves_nothing_behind(tmp_path, monkeypatch
     with pytest.raises(RunError, match="free some space"):
         RunDir.open(tmp_path / "mine", resume=False, force=False)
     assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+
+
+def test_a_full_disk_on_resume_is_not_told_to_choose_another_out(tmp_path, monkeypatch):
+    """A run to resume is at its --out: another --out cannot resume it. Its fix is space, and
+    a refusal of another kind is told the copy that resumes elsewhere."""
+    out = tmp_path / "run"
+    train(TINY, "digits", out, TrainConfig(**{**QUICK.to_dict(), "epochs": 1}))
+    (out / "model.safetensors").unlink()  # killed after its last checkpoint
+    cases = [
+        (errno.ENOSPC, "free some space and resume again"),
+        (errno.EIO, "copy the run to another directory and resume"),
+    ]
+    for number, advice in cases:
+        with monkeypatch.context() as patched:
+            _refuse_lock(patched, number)
+            with pytest.raises(RunError, match=advice) as caught:
+                train(None, None, out, resume=True)
+        assert "choose another --out" not in str(caught.value)

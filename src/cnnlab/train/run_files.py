@@ -103,7 +103,9 @@ def read_config(run: Any) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except FileNotFoundError:
         raise RunError(f"{path.parent} has no {CONFIG}: it is not a complete run") from None
-    except (ValueError, OSError) as error:
+    except OSError as error:  # a directory in its place, no permission, a disk error
+        raise RunError(f"cannot read {path}: {error.strerror or error}") from None
+    except ValueError as error:
         raise RunError(
             f"{path} is not valid JSON ({error}): it was changed after training (cnnlab "
             "writes it whole, in one rename); put back a copy of the run's own"

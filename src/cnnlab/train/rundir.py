@@ -187,8 +187,12 @@ def _out_fix(out: Path, error: OSError, resume: bool) -> str:
         return f"{blocker or 'a part of it'} is a file, not a directory: choose another --out"
     if error.errno == errno.ENAMETOOLONG:
         return "a name in it is longer than the file system allows: choose a shorter --out"
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free some space, or choose another --out"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):  # a run to resume stays where it is
+        return (
+            "free some space and resume again"
+            if resume
+            else "free some space, or choose another --out"
+        )
     if resume and error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return (
             f"make {out} writable (a read-only mount, or its permissions), or copy the run to "
@@ -196,7 +200,11 @@ def _out_fix(out: Path, error: OSError, resume: bool) -> str:
         )
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return "choose an --out on a writable disk, in a directory you may write in"
-    return "choose another --out"
+    return (
+        "copy the run to another directory and resume that one"
+        if resume
+        else "choose another --out"
+    )
 
 
 def check_out(out: Path, *, resume: bool, force: bool) -> None:
