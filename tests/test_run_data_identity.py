@@ -115,3 +115,22 @@ def test_half_of_fashion_mnist_named_so_keeps_its_name():
     assert memory_record(half) == {}
     swapped = ImageSet(half.images, half.labels.flip(0), half.classes, "fashion-mnist")
     assert memory_record(swapped) == {"data_in_memory": True}
+
+
+def test_the_data_check_runs_before_force_removes_the_old_run(tmp_path, monkeypatch):
+    """memory_record may read a named set again (a folder decoded anew): a failure there,
+    of any kind, leaves the run --force was to replace as it was."""
+    from cnnlab.train import TrainConfig, loop, train
+
+    out = tmp_path / "run"
+    quick = TrainConfig(epochs=1, batch_size=64, precision="fp32", tta=False)
+    train("lenet5", "digits", out, quick)
+    before = (out / "model.safetensors").read_bytes()
+
+    def failing(data):
+        raise OSError("disk error while reading the data again")
+
+    monkeypatch.setattr(loop, "memory_record", failing)
+    with pytest.raises(OSError, match="disk error"):
+        train("lenet5", "digits", out, quick, force=True)
+    assert (out / "model.safetensors").read_bytes() == before

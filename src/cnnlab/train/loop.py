@@ -175,10 +175,11 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
     """A new run's files or a resumed run's state; epochs; the end."""
     position, resumed = Position(), []
     if run is not None and not request.resume:
+        given = memory_record(request.data)  # may read a data set: before --force deletes
         run.clear()  # every check passed: only now does --force remove the old run
         try:
             record = _run_config(choice, parts.config, splits, parts)
-            run.start(choice.spec_text, {**record, **memory_record(request.data)})
+            run.start(choice.spec_text, {**record, **given})
         except RunError as error:
             raise guard.way_on(error, run.path) from error
     if request.resume:
