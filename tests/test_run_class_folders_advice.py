@@ -122,4 +122,8 @@ def test_an_imported_runs_folder_moved_is_found_by_its_own_class_folders(importe
     assert accuracy == pytest.approx(accuracy_score(test.labels, predicted))
     folder(imported / "named", NAMES)  # the run's names as folders: not its folder
     assert main(["eval", str(imported / "run"), "--data", str(imported / "named")]) == 2
-    assert "class folders are named cat, dog, owl" in refusal(capsys)
+    err = refusal(capsys)
+    assert "class folders are named cat, dog, owl" in err
+    assert err.startswith(
+        f"cnnlab eval: error: --data {imported / 'named'} holds the classes a, b, c"
+    )

@@ -164,7 +164,7 @@ class Run:
         except DataError as error:
             raise RunError(f"--data {folder}: {error}") from error
         moved = {**self.config, "data": str(root)}
-        check_classes(self.path, moved, tuple(classes), named=False)  # the folder's own names
+        check_classes(self.path, moved, tuple(classes), named=False, given=str(folder))
         if fixed and "holdout" in self.config:
             raise RunError(
                 f"--data {folder}: the run's folder had a {FOLDER_TEST_FRACTION:.0%} hold-out of "

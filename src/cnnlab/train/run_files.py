@@ -199,18 +199,22 @@ def _not_named(data: Any) -> str:
     return f", not as the train and test splits {data!r} reads" if named else ""
 
 
-def check_classes(path: Path, config: dict[str, Any], found: tuple[str, ...], named: bool) -> None:
+def check_classes(
+    path: Path, config: dict[str, Any], found: tuple[str, ...], named: bool, given: str = ""
+) -> None:
     """RunError unless the data read again holds the run's classes, in its order: a label
     is an index into them, and DIR/train + DIR/test keep no hold-out record that would catch
     a class folder renamed or added since. A named data set (`named`) has fixed classes:
     their count is checked, the names a run records for them are its own, as are those
-    `cnnlab import --classes` gives a folder's (`data_classes` keeps the folder's)."""
+    `cnnlab import --classes` gives a folder's (`data_classes` keeps the folder's). given:
+    the folder as the user gave it with --data (`Run.with_data`), named in its place."""
     held = folder_classes(config)
     if (len(found) == len(held)) if named else list(found) == held:
         return
+    now = f"--data {given} holds" if given else f"{path}: its data {config['data']} now holds"
     said = (
-        f"{path}: its data {config['data']} now holds the classes {', '.join(found)}; the run "
-        f"was trained on {', '.join(held)}{_called(config)}, and labels are indices into them"
+        f"{now} the classes {', '.join(found)}; {'the run' if not given else path} was "
+        f"trained on {', '.join(held)}{_called(config)}, and labels are indices into them"
     )
     if named:  # only a config.json edited since gets here: the set's classes do not change
         raise RunError(f"{said}: give the run's config.json the classes of {config['data']}")
