@@ -3,8 +3,24 @@ and server, and the quick lab started with the session."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_honoured():
+    """Ctrl-C as an interactive shell's run has it. A suite started in the background of a
+    script inherits SIGINT ignored, which Python and `cnnlab train` keep ignored (their
+    rule, tested in test_train_sigint_ignored.py with children started so); the tests that
+    send themselves SIGINT, and their children, need it answered."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="module")
