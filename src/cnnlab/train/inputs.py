@@ -25,6 +25,7 @@ from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import FieldError, TrainConfig
 from cnnlab.train.datanotes import image_hashes
 from cnnlab.train.resume import check_spec_unchanged
+from cnnlab.train.run_files import names_data
 from cnnlab.train.rundir import SPEC, data_gone, read_config
 from cnnlab.train.source import ModelSource, Parameters, check_materialized, outputs_fix
 
@@ -270,7 +271,7 @@ def _holds(ds: ImageSet, name: str, split: str) -> bool:
     recorded as digits, and eval scored sklearn's digits in their place."""
     if ds.loaded_as is not None:
         return (ds.loaded_as, ds.loaded_split) == (name, split)
-    if ds.source != name or not _names_data(name):
+    if ds.source != name or not names_data(name):
         return False
     channels, height, width = ds.shape
     try:
@@ -281,11 +282,6 @@ def _holds(ds: ImageSet, name: str, split: str) -> bool:
         return False
     given, held = image_hashes(ds.images, ds.labels), image_hashes(found.images, found.labels)
     return bool(torch.isin(given, held).all())
-
-
-def _names_data(text: str) -> bool:
-    """Whether `text` is what `load_dataset` reads: a data set's name or a directory."""
-    return dataset_name(text) is not None or Path(text).expanduser().is_dir()
 
 
 def check_pair(train_set: Any, test_set: Any) -> tuple[ImageSet, ImageSet | None]:

@@ -21,6 +21,7 @@ from cnnlab.data.sets import dataset_name
 from cnnlab.errors import RunError
 from cnnlab.train import checkpoint
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS, MODEL_WEIGHTS
+from cnnlab.train.run_files import spec_differs
 from cnnlab.train.rundir import (
     CONFIG,
     METRICS,
@@ -250,13 +251,8 @@ def check_spec_unchanged(out) -> None:
     changed since the run started, and to restore it; the parser's advice ('add e.g. input:
     ...') would have the user rebuild the run's spec by hand. Nothing is said without a
     readable checkpoint recording the hash: the parser's own error speaks then."""
-    then = checkpoint.saved_hashes(out).get("spec_sha256")
     spec = Path(out) / SPEC
-    try:
-        text = spec.read_text(errors="replace")
-    except OSError:
-        return
-    if then is not None and then != run_hashes(text, {})["spec_sha256"]:
+    if spec_differs(out, checkpoint.saved_hashes(out).get("spec_sha256")):
         raise RunError(
             f"{spec} was changed since the run started: it no longer reads as a spec, and its "
             f"SHA-256 differs from the one {CHECKPOINT_TENSORS} was saved with; restore it to "

@@ -54,6 +54,7 @@ from cnnlab.train.run_files import (
     read_config,
     read_metrics,
     run_hashes,
+    spec_differs,
     unreadable_data,
     writer,
 )
@@ -367,10 +368,9 @@ def _spec_edited(path: Path, config: dict[str, Any]) -> bool:
     weights are missing, unreadable or record no hash: their own checks speak then)."""
     try:
         then = _stored_hashes(path / MODEL_WEIGHTS).get("spec_sha256")
-        text = (path / SPEC).read_text(errors="replace")
     except Exception:  # safetensors' own errors on a corrupt file; OSError; RunError
         return False
-    return then is not None and then != run_hashes(text, config)["spec_sha256"]
+    return spec_differs(path, then)
 
 
 def _stored_hashes(weights: Path) -> dict:

@@ -93,6 +93,17 @@ def run_hashes(spec_text: str | None, config: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def spec_differs(directory: str | Path, recorded: str | None) -> bool:
+    """Whether RUN/spec.yaml hashes otherwise than `recorded`, the spec_sha256 a weights or
+    checkpoint file was saved with (False without a record or a readable spec.yaml: other
+    checks speak then)."""
+    try:
+        text = (Path(directory) / SPEC).read_text(errors="replace")
+    except OSError:
+        return False
+    return recorded is not None and recorded != run_hashes(text, {})["spec_sha256"]
+
+
 # --- its records ---------------------------------------------------------------------------
 
 
@@ -195,8 +206,13 @@ def unreadable_data(path: Path, config: dict[str, Any]) -> None:
 def _not_named(data: Any) -> str:
     """For an ImageSet whose source text names a data set or folder: its images are not the
     ones that name reads (`inputs.memory_record`), so the name would score other images."""
-    named = isinstance(data, str) and (dataset_name(data) is not None or Path(data).is_dir())
+    named = isinstance(data, str) and names_data(data)
     return f", not as the train and test splits {data!r} reads" if named else ""
+
+
+def names_data(text: str) -> bool:
+    """Whether `text` is what `load_dataset` reads: a data set's name or a directory."""
+    return dataset_name(text) is not None or Path(text).expanduser().is_dir()
 
 
 def check_classes(
