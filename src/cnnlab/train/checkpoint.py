@@ -391,22 +391,14 @@ def weight_mismatch(expected: dict[str, torch.Tensor], found: dict[str, torch.Te
     counter, without a word), then missing and unexpected names. Another float precision
     (fp16, fp64) fits: its values cast to the model's."""
     parts = []
-    shapes = [k for k in expected if k in found and expected[k].shape != found[k].shape]
-    if shapes:
-        k = shapes[0]
-        more = f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else ""
-        parts.append(
-            f"tensor {k} is {_shape(expected[k])} in the model but {_shape(found[k])} in the "
-            f"file{more}"
-        )
-    kinds = [k for k in expected if k in found and _kind(expected[k]) != _kind(found[k])]
-    if kinds:
-        k = kinds[0]
-        more = f" (and {len(kinds) - 1} more)" if len(kinds) > 1 else ""
-        parts.append(
-            f"tensor {k} is {_dtype(expected[k])} in the model but {_dtype(found[k])} in the "
-            f"file{more}"
-        )
+    for key, told in ((_shape, _shape), (_kind, _dtype)):  # what differs, how it is told
+        differ = [k for k in expected if k in found and key(expected[k]) != key(found[k])]
+        if differ:
+            k, more = differ[0], f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+            parts.append(
+                f"tensor {k} is {told(expected[k])} in the model but {told(found[k])} in the "
+                f"file{more}"
+            )
     for what, names in (
         ("missing from the file", [k for k in expected if k not in found]),
         ("not in the model", [k for k in found if k not in expected]),
