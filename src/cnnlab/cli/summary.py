@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # the library is imported when the command runs: it brings to
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "summary",
-        help="per-layer shapes, params, receptive field, MACs and design lints of a spec, preset or model from code",
+        help="per-layer shapes, params, receptive field, MACs and design lints of a spec, "
+        "preset or model from code",
         description=" ".join(__doc__.split("\n\n")[1].split()),  # the paragraph, not usage
     )
     p.add_argument(
