@@ -38,9 +38,9 @@ def head(classes: int = 10) -> list[nn.Module]:
 class Ending(nn.Module):
     """head() then `last` (a function) in the forward."""
 
-    def __init__(self, last) -> None:
+    def __init__(self, last, classes: int = 10) -> None:
         super().__init__()
-        self.body, self.last = nn.Sequential(*head()), last
+        self.body, self.last = nn.Sequential(*head(classes)), last
 
     def forward(self, x):
         return self.last(self.body(x))
@@ -188,6 +188,33 @@ def test_one_output_is_silent_its_cross_entropy_is_zero() -> None:
     assert F.cross_entropy(z, torch.zeros(5, dtype=torch.long)).item() == 0.0
     assert F.cross_entropy(z.sigmoid(), torch.zeros(5, dtype=torch.long)).item() == 0.0
     assert CODE not in lints(nn.Sequential(*head(1), nn.Sigmoid()))
+
+
+ONE_SOFTMAX = {
+    "nn.Softmax": (lambda: nn.Sequential(*head(1), nn.Softmax(1)), "layer 5 (Softmax)"),
+    "F.softmax": (lambda: Ending(lambda z: F.softmax(z, -1), 1), "F.softmax in the model's"),
+    "softmax then flatten": (
+        lambda: Ending(lambda z: z.unsqueeze(-1).softmax(1).flatten(1), 1),
+        "Tensor.softmax in the model's",
+    ),
+}
+
+
+@pytest.mark.parametrize("which", ONE_SOFTMAX)
+def test_a_softmax_of_one_output_fires_its_output_is_constant(which: str) -> None:
+    """A softmax over one value is exp(z)/exp(z) = 1: torch's output is all ones and its
+    gradient all zeros, whatever the input, so no loss (BCE included) trains the model; the
+    lint says so, where a sigmoid of one output (a BCE head) stays silent."""
+    make, where = ONE_SOFTMAX[which]
+    model = make()
+    x = torch.randn(4, 1, 8, 8, requires_grad=True)
+    out = model(x)
+    assert out.shape == (4, 1) and torch.equal(out, torch.ones_like(out))
+    (grad,) = torch.autograd.grad(F.binary_cross_entropy(out, torch.rand(4, 1)), x)
+    assert not grad.any()
+    lint = lints(model).get(CODE)
+    assert lint is not None and where in lint.message, lint
+    assert "= 1 whatever the input" in lint.message and "BCEWithLogitsLoss" in lint.message
 
 
 def test_a_sigmoid_of_several_outputs_says_both_fixes() -> None:

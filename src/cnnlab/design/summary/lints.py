@@ -331,13 +331,17 @@ def probabilities_out(t: Trace) -> list[Lint]:
     e / (e + n − 1) for any class (0.23 at 10 classes: the loss never falls below 1.46), and
     the first one's Jacobian multiplies every gradient on the way back (§5.5). A
     log_softmax output is left alone: log_softmax(log_softmax(x)) = log_softmax(x).
-    One output is left alone too: its cross-entropy is identically 0, so it is trained with
-    another loss (Linear(.., 1) + Sigmoid is nn.BCELoss's binary head). A sigmoid of more
-    outputs may be a multi-label head: the message says both fixes."""
+    A sigmoid of one output is left alone too: its cross-entropy is identically 0, so it is
+    trained with another loss (Linear(.., 1) + Sigmoid is nn.BCELoss's binary head). A softmax
+    of one output is 1 whatever the input (its gradient 0): a constant output, which no loss
+    trains (`_constant`). A sigmoid of more outputs may be a multi-label head: the message says
+    both fixes."""
     p = t.probabilities
-    if p is None or p.classes == 1:
+    if p is None or (p.classes == 1 and _sigmoid(p.made_by)):
         return []
     where = f"layer {p.layer} ({p.made_by})" if p.module else f"{p.made_by} in {_forward(p.layer)}"
+    if p.classes == 1:
+        return [Lint("probabilities-out", p.layer, _constant(where))]
     n = p.classes
     bound = "e/(e + n − 1) of n classes"
     if n is not None and n > 1:
@@ -361,6 +365,17 @@ def probabilities_out(t: Trace) -> list[Lint]:
             "nn.BCEWithLogitsLoss on the logits instead of the sigmoid and nn.BCELoss."
         )
     return [Lint("probabilities-out", p.layer, text)]
+
+
+def _constant(where: str) -> str:
+    """The message of a softmax over one output: exp(z)/exp(z) = 1 for every z."""
+    return (
+        f"the model's output is made by {where} over a single output: a softmax of one value "
+        "is exp(z)/exp(z) = 1 whatever the input, so the output is constant and its gradient "
+        "is 0: no loss can train the model (§5.5). Fix: for one output (binary), return the "
+        "logit and train with nn.BCEWithLogitsLoss (or a sigmoid with nn.BCELoss); for K "
+        "classes, K outputs."
+    )
 
 
 def probability_ceiling(classes: int) -> float:
