@@ -233,7 +233,8 @@ def _read_one(file: Path, strict: bool) -> tuple[Image.Image | None, tuple[str, 
         return open_image(file), None
     except DataError as e:
         # a folder lists many such files: the short reason, the path says the rest
-        reason = "not a readable image" if isinstance(e, NotAnImage) else str(e)
+        short = isinstance(e, NotAnImage)
+        reason = e.reason.replace(" (no image format PIL knows)", "") if short else str(e)
         if file.suffix.lower() in UNDECODED_EXTENSIONS:
             kind = file.suffix[1:].upper()
             reason = f"{kind} is no format Pillow decodes; convert it to PNG or JPEG"

@@ -52,7 +52,12 @@ class TooLarge(DataError):
 
 
 class NotAnImage(DataError):
-    """A file in no image format Pillow knows."""
+    """A file in no image format Pillow knows; `reason` says so without the path (a folder
+    lists many such files)."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
 
 
 def check_regular_file(path: Path, what: str = "file") -> None:
@@ -113,10 +118,44 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         raise
     except Image.DecompressionBombError as error:  # refused by Pillow before we see the size
         raise TooLarge(f"{path}: {error}; cnnlab reads at most {max_pixels:,} pixels") from None
-    except UnidentifiedImageError:  # no image format recognised: nothing to add
-        raise NotAnImage(f"{path}: not a readable image (no image format PIL knows)") from None
+    except UnidentifiedImageError:  # no image format recognised: say what the file is
+        raise NotAnImage(path, not_an_image(path)) from None
     except (OSError, SyntaxError, ValueError, MemoryError) as error:
         raise DataError(f"{path}: not a readable image ({error})") from error
+
+
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+_TEXT_SHOWN = 40  # characters of a text file's start shown (an HTML error page names itself)
+
+
+def not_an_image(path: Path) -> str:
+    """Why a file no image format recognises is none, from its first bytes: empty (a copy
+    or a sync that never finished), a Git LFS pointer (a repository cloned without its
+    images: every file of a folder is one), text (an error page saved under an image's
+    name, which its start shows), else no format Pillow knows."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError:
+        head = b"\0"  # unreadable now: the generic reason
+    if not head:
+        return "not a readable image: the file is empty (0 bytes); copy or download it again"
+    if head.startswith(_LFS_POINTER):
+        return (
+            "not a readable image: a Git LFS pointer (a small text file) in place of the image; "
+            "fetch the images with `git lfs pull` in its repository"
+        )
+    generic = "not a readable image (no image format PIL knows)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:  # a character cut at the 512th byte is still text
+        if error.start < len(head) - 3:
+            return generic
+        text = head[: error.start].decode("utf-8")
+    if not text.strip() or not all(c.isprintable() or c.isspace() for c in text):
+        return generic
+    start = " ".join(text.split())[:_TEXT_SHOWN]
+    return f"{generic}: it is text, beginning {start!r}"
 
 
 def palette_mode(img: Image.Image) -> str:
