@@ -7,6 +7,7 @@ softmax's Jacobian; a softmax inside the net (attention), a gate's sigmoid, log_
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -16,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.design.presetfiles import preset_names
-from cnnlab.design.summary import summary
-from cnnlab.design.summary.lints import probability_ceiling
+from cnnlab.design.summary import _trace_module, summary
+from cnnlab.design.summary.facts import OutputFact
+from cnnlab.design.summary.lints import probabilities_out, probability_ceiling
 from cnnlab.train.guard import final_op, loss_floor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -215,6 +217,26 @@ def test_a_softmax_of_one_output_fires_its_output_is_constant(which: str) -> Non
     lint = lints(model).get(CODE)
     assert lint is not None and where in lint.message, lint
     assert "= 1 whatever the input" in lint.message and "BCEWithLogitsLoss" in lint.message
+
+
+def test_the_rule_reads_one_images_values_and_cross_entropys_classes() -> None:
+    """On the trace's facts: one channel of H×W values ((B, 1, H, W), a sigmoid segmentation
+    map or a softmax over its positions) is a BCE map, silent as the (B, 1) head (torch's
+    cross-entropy over one channel is 0); a softmax that leaves one value per image is
+    constant (all ones in torch); 3 channels fire with their 3 classes."""
+    x = torch.randn(2, 1, 4, 4)
+    assert F.cross_entropy(x.sigmoid(), torch.zeros(2, 4, 4, dtype=torch.long)).item() == 0.0
+    assert torch.equal(x.flatten(1).mean(1, keepdim=True).softmax(1), torch.ones(2, 1))
+    t = _trace_module(nn.Sequential(*head()), (1, 8, 8))
+
+    def lint(made_by: str, classes: int, values: int) -> list:
+        fact = OutputFact("5", made_by, True, classes, values)
+        return probabilities_out(dataclasses.replace(t, probabilities=fact))
+
+    assert lint("Sigmoid", 1, 64) == [] and lint("Softmax", 1, 64) == []
+    assert lint("Sigmoid", 1, 1) == []
+    assert "= 1 whatever the input" in lint("Softmax", 1, 1)[0].message
+    assert "= 0.58 with these 3 outputs" in lint("Softmax", 3, 192)[0].message
 
 
 def test_a_sigmoid_of_several_outputs_says_both_fixes() -> None:

@@ -142,12 +142,14 @@ class OutputFact(NamedTuple):
     """The call that made the model's output: a softmax or sigmoid (`calls.PROBABILITIES`).
     made_by: the module's class name (module True) or the function as the forward writes it
     (F.softmax, torch.sigmoid; its layer: whose forward called it); classes: the output's
-    features where it is (batch, features), else None."""
+    features where it is (batch, features), else None; values: one image's number of values
+    (None: not recorded)."""
 
     layer: str
     made_by: str
     module: bool
     classes: int | None
+    values: int | None = None
 
 
 class LostFact(NamedTuple):

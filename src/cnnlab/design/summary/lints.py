@@ -331,17 +331,19 @@ def probabilities_out(t: Trace) -> list[Lint]:
     e / (e + n − 1) for any class (0.23 at 10 classes: the loss never falls below 1.46), and
     the first one's Jacobian multiplies every gradient on the way back (§5.5). A
     log_softmax output is left alone: log_softmax(log_softmax(x)) = log_softmax(x).
-    A sigmoid of one output is left alone too: its cross-entropy is identically 0, so it is
-    trained with another loss (Linear(.., 1) + Sigmoid is nn.BCELoss's binary head). A softmax
-    of one output is 1 whatever the input (its gradient 0): a constant output, which no loss
-    trains (`_constant`). A sigmoid of more outputs may be a multi-label head: the message says
-    both fixes."""
+    One channel is left alone too ((B, 1) or (B, 1, H, W): a binary head, a sigmoid
+    segmentation map): cross-entropy of one channel is identically 0, so it is trained with
+    another loss (nn.BCELoss). A softmax that leaves one value per image is 1 whatever the
+    input (its gradient 0): a constant output, which no loss trains (`_constant`). A sigmoid
+    of more outputs may be a multi-label head: the message says both fixes."""
     p = t.probabilities
-    if p is None or (p.classes == 1 and _sigmoid(p.made_by)):
+    if p is None:
         return []
     where = f"layer {p.layer} ({p.made_by})" if p.module else f"{p.made_by} in {_forward(p.layer)}"
-    if p.classes == 1:
+    if not _sigmoid(p.made_by) and (p.classes if p.values is None else p.values) == 1:
         return [Lint("probabilities-out", p.layer, _constant(where))]
+    if p.classes == 1:
+        return []
     n = p.classes
     bound = "e/(e + n − 1) of n classes"
     if n is not None and n > 1:
