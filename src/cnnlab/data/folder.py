@@ -3,9 +3,9 @@
 Policies (stated here, applied to every image):
 - Files: the extensions of `IMAGE_EXTENSIONS` (.png .jpg .jpeg .bmp .webp .tif .tiff .gif
   ...; any case) anywhere under a class folder, and HEIC or camera raw files
-  (`UNDECODED_EXTENSIONS`), which are skipped by name as unreadable; other files, hidden
-  entries (and all under a hidden folder) and anything not a regular file (a named pipe)
-  are ignored. Classes
+  (`UNDECODED_EXTENSIONS`), which are skipped by name as unreadable, as is a symlink to
+  nothing; other files, hidden entries (and all under a hidden folder) and anything not a
+  regular file (a named pipe) are ignored. Classes
   are the sorted sub-folder names; a name whose bytes are not UTF-8 keeps them as `\\xe9`
   escapes (`class_name`).
 - Each file is read by `cnnlab.data.image.open_image`, the reader every command uses: EXIF
@@ -112,11 +112,13 @@ def _image_files(directory: Path) -> list[Path]:
 
 def _listed(path: Path) -> bool:
     """A file a folder lists: not hidden, an extension it decodes or names as skipped, and a
-    regular file (not a named pipe)."""
+    regular file (not a named pipe) or a symlink to nothing (photos linked from a drive that
+    is not mounted: passed over unnamed, a class of them was "empty", now each is named as
+    skipped)."""
     return (
         not path.name.startswith(".")
         and path.suffix.lower() in LISTED_EXTENSIONS
-        and path.is_file()
+        and (path.is_file() or (path.is_symlink() and not path.exists()))
     )
 
 

@@ -17,6 +17,7 @@ policy for tensors, to one grey level) and center-crops: no stretching.
 
 from __future__ import annotations
 
+import os
 import stat
 import warnings
 from collections.abc import Sequence
@@ -65,6 +66,11 @@ def check_regular_file(path: Path, what: str = "file") -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
+        if path.is_symlink():  # the link is there, what it names is not
+            raise DataError(
+                f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; "
+                "mount or copy what it links to, or remove the link"
+            ) from None
         raise DataError(f"{path}: no such {what}") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror or error})") from error
