@@ -94,12 +94,14 @@ def check_regular_file(path: Path, what: str = "file") -> None:
 def frame_count(path: str | Path | BinaryIO) -> int:
     """How many frames an image file holds (an animated GIF, WebP or PNG, a multi-page TIFF:
     more than 1; Pillow walks the headers, not the pixels), 1 for a file Pillow cannot open:
-    `open_image` says what is wrong with it."""
+    `open_image` says what is wrong with it. A camera's MPO JPEG is 1: its first image is
+    the photo, the others a preview, a depth map or a stereo pair's other eye (each photo
+    of such a camera was said to be "an animation or pages" read at its first frame)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                return int(getattr(img, "n_frames", 1))
+                return 1 if img.format == "MPO" else int(getattr(img, "n_frames", 1))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return 1
 
