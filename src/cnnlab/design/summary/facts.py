@@ -121,7 +121,8 @@ class HeadFact(NamedTuple):
 class DenseFact(NamedTuple):
     """The first linear call on a flattened map: its layer, the flatten's layer, the map's
     shape, how the map's size follows the input's (`Chain`, SIZE_FREE or None), its params,
-    and the last fixed pooling window on the way (layer, window) if any."""
+    and the last fixed pooling window on the way (layer, window) if no conv after it changed
+    the map's size (a 1×1 or 'same' conv keeps it)."""
 
     layer: str
     flatten: str

@@ -117,9 +117,8 @@ class Roles:
                 weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
                 groups = C.arg(args, kwargs, 6, "groups", 1)
             linear = (self._weight("conv", weight, bias, groups, tag, w, layer), ())
-            return record(
-                Tag, (rf, tag.axes, chain, tag.lost, linear, None, None, None, tag.last_pool)
-            )
+            pool = tag.last_pool if _keeps_size(w) else None  # else the conv sets the size
+            return record(Tag, (rf, tag.axes, chain, tag.lost, linear, None, None, None, pool))
         squashed, linear, flat = None, None, None
         if func in C.AVG_POOL:
             squashed, flat = tag.squashed_by, tag.flat
@@ -460,6 +459,15 @@ def _pointwise(w: Window) -> bool:
     """A 1×1 window of stride 1 without padding: each output from its own position, on
     whichever axes it runs (MobileViTV2's 1×1 convs over (patch pixel, patch) axes)."""
     return w.kernel == w.stride == (1, 1) and w.pads(0) == w.pads(1) == (0, 0)
+
+
+def _keeps_size(w: Window) -> bool:
+    """A window whose output has its input's size whatever that is: stride 1 with padding
+    D(K − 1) in all per axis (a 1×1, a 'same' conv)."""
+    for i in (0, 1):
+        if w.stride[i] != 1 or sum(w.pads(i)) != w.dilation[i] * (w.kernel[i] - 1):
+            return False
+    return True
 
 
 def _all_lost(tagged: list) -> bool:

@@ -1,0 +1,53 @@
+"""fixed-size names a fixed pooling window only where it set the flattened map's size: a
+conv after it that changes the size (LeNet's C5, a 5×5 conv from 5×5 to 1×1) is what ties the
+dense layer then, while a 1×1 or 'same' conv after the pool keeps the pool's size (ResNet's
+AvgPool2d(7), a pool then a 1×1 classifier conv). Truths: torch's shapes (forward hooks: the
+pool's output is or is not the flattened map's size) and real forwards at the sizes named."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.design.summary import summary
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def net(pool: nn.Module, after: nn.Module) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), pool, after, nn.Flatten(), nn.Linear(8, 10)
+    )
+
+
+CASES = {  # (pool, conv after it, input side, whether the pool sets the 1×1 map)
+    "maxpool then 4x4 conv": (nn.MaxPool2d(2), nn.Conv2d(4, 8, 4), 8, False),
+    "avgpool then 5x5 conv (LeNet C5)": (nn.AvgPool2d(2), nn.Conv2d(4, 8, 5), 10, False),
+    "avgpool(4) then 1x1 conv": (nn.AvgPool2d(4), nn.Conv2d(4, 8, 1), 4, True),
+    "avgpool(4) then same 3x3": (nn.AvgPool2d(4), nn.Conv2d(4, 8, 3, padding="same"), 4, True),
+    "avgpool(4) then 3x3 pad 1": (nn.AvgPool2d(4), nn.Conv2d(4, 8, 3, padding=1), 4, True),
+}
+
+
+@pytest.mark.parametrize("which", CASES)
+def test_the_pool_is_named_only_where_its_output_is_the_flattened_maps_size(which: str):
+    pool, after, side, sets = CASES[which]
+    model = net(pool, after)
+    shapes = {}
+    for name in ("2", "3"):
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[2:]))
+        )
+    model(torch.randn(1, 1, side, side))
+    assert shapes["3"] == (1, 1) and (shapes["2"] == (1, 1)) == sets
+    lint = {w.code: w for w in summary(model, (1, side, side)).warnings}["fixed-size"]
+    assert ("pooling window at layer 2" in lint.message) == sets, lint.message
+    low, high = map(int, re.search(r"(\d+)–(\d+) px on each side", lint.message).groups())
+    for n in (low, high):
+        model(torch.randn(1, 1, n, n))  # runs at both ends
+    for n in (low - 1, high + 1):
+        with pytest.raises(RuntimeError):
+            model(torch.randn(1, 1, n, n))
