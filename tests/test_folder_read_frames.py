@@ -1,6 +1,7 @@
-"""Files of more than one frame. A camera's MPO JPEG (its photo, then a preview or a depth
-map) is one picture: predict and the explorer said every such photo was "an animation or
-pages" read at its first frame. Truth: the pixels written as the MPO's first image."""
+"""Files of more than one frame, read at their first. A camera's MPO JPEG (its photo, then
+a preview or a depth map) is one picture: predict and the explorer said every such photo was
+"an animation or pages" read at its first frame. Truth: the pixels written as the MPO's
+first image."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from cnnlab.data.folder import image_folder
 from cnnlab.data.image import frame_count, read_image
 from cnnlab.data.notes import frames_note
+from folder_images import two_classes
 
 
 def _mpo(path):
@@ -39,3 +42,19 @@ def test_an_animated_gif_still_counts_its_frames(tmp_path):
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     assert frame_count(tmp_path / "a.gif") == 3
     assert read_image(tmp_path / "a.gif", 1).unique().tolist() == [10]
+
+
+def test_a_folder_names_the_files_read_at_their_first_frame(tmp_path):
+    """A training folder of animated GIFs and multi-page TIFFs was read at their first
+    frames without a word (predict and the explorer say it); they are listed with the
+    images converted. Truth: the frames written, the first of each the image read."""
+    two_classes(tmp_path)
+    frames = [Image.fromarray(np.full((6, 6), v, np.uint8)) for v in (77, 200, 90)]
+    frames[0].save(tmp_path / "cat" / "a.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "dog" / "p.tif", save_all=True, append_images=frames[1:2])
+    _mpo(tmp_path / "dog" / "photo.jpg")  # one picture: nothing to say of its frames
+    ds = image_folder(tmp_path, size=6)
+    assert sum(bool(ds.images[i].eq(77).all()) for i in range(len(ds))) == 2
+    firsts = sorted(path for path, change in ds.converted if "first frame" in change)
+    assert firsts == [str(tmp_path / "cat" / "a.gif"), str(tmp_path / "dog" / "p.tif")]
+    assert dict(ds.converted)[str(tmp_path / "cat" / "a.gif")] == "L->RGB, first frame"

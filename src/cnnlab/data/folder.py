@@ -16,8 +16,10 @@ Policies (stated here, applied to every image):
   `load_splits` gives the test split the train split's channels and size). Grayscale → RGB
   repeats the gray level; RGB → L is ITU-R 601-2 luma; an alpha channel is composited over
   black (the background of MNIST-style data) before it is dropped. Images whose mode had to
-  change are listed in `ImageSet.converted` as `(path, "RGBA->L")`. 16-bit gray is scaled
-  to 8 bits (÷257); 32-bit integer or float gray above 255 is scaled from 0..65535.
+  change are listed in `ImageSet.converted` as `(path, "RGBA->L")`, and a file of many
+  frames (an animated GIF, a multi-page TIFF), read at its first, as `"first frame"`.
+  16-bit gray is scaled to 8 bits (÷257); 32-bit integer or float gray above 255 is scaled
+  from 0..65535.
 - Size: `size=None` requires all images to share one size (else `DataError`); otherwise
   each image is resized so it covers `size` with its aspect ratio kept (bilinear, Pillow's
   antialiasing, as `resize_crop` resizes tensors) and center-cropped to it: no stretching,
@@ -44,6 +46,7 @@ import torch
 from PIL import Image
 
 from cnnlab.data.image import (
+    FRAMES,
     IMAGE_EXTENSIONS,
     UNDECODED_EXTENSIONS,
     NotAnImage,
@@ -58,6 +61,9 @@ from cnnlab.errors import DataError
 FOLDER_TEST_FRACTION = 0.2
 # The files a folder lists: those it decodes, and those it names as skipped (HEIC, raw)
 LISTED_EXTENSIONS = IMAGE_EXTENSIONS + UNDECODED_EXTENSIONS
+# the change recorded of a file of many frames (an animated GIF, a multi-page TIFF): every
+# reader takes its first frame, and training on a folder of them said nothing of it
+FIRST_FRAME = "first frame"
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "La"}
 
 
@@ -284,16 +290,17 @@ def _read_all(files: list[tuple[Path, int]], channels: int | None, size, strict:
         array, resized = _conform_image(file, img, kind, size, first)
         arrays.append(array)
         labels.append(label)
-        read.append((file, img.mode, resized))
+        read.append((file, img.mode, resized, img.info.get(FRAMES, 1)))
     if channels is None:
         channels = 1 if all(a.ndim == 2 for a in arrays) else 3
         if channels == 3:  # (H, W) -> (H, W, 3)
             arrays = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in arrays]
     target = "L" if channels == 1 else "RGB"
     converted = []
-    for file, mode, resized in read:
+    for file, mode, resized, frames in read:
         changes = [f"{mode}->{target}"] if mode != target else []
         changes += [resized] if resized else []
+        changes += [FIRST_FRAME] if frames > 1 else []
         if changes:
             converted.append((shown(file), ", ".join(changes)))
     return arrays, labels, channels, skipped, converted
