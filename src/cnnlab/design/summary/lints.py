@@ -30,6 +30,7 @@ from cnnlab.errors import SpecError
 
 FLATTEN_SHARE = 0.5  # flatten-explosion: the first dense layer holds more than this share
 DEEP_NET = 6  # saturating: a net with at least this many conv/linear calls is deep
+SQUASHES = 2  # saturating: the fewest saturating activations whose derivatives multiply
 LARGEST_INPUT = 1 << 20  # fixed-size: input sizes searched up to this many pixels
 
 
@@ -310,8 +311,11 @@ def rf_small(t: Trace) -> list[Lint]:
 def saturating(t: Trace) -> list[Lint]:
     """Saturating activations (sigmoid, tanh, hard variants) feed hidden layers of a deep
     net: their derivative is small or zero where they saturate, so gradients vanish (§4.2).
-    A gate (x · σ(s), squeeze-and-excitation) does not feed a layer through linear ops."""
-    if not t.squashes or len(t.weights) < DEEP_NET:
+    Vanishing is a product: one of them scales the gradient once, by a factor that does not
+    shrink with depth (additive attention's tanh before its scoring Linear, a tanh in the
+    head), so it takes SQUASHES of them. A gate (x · σ(s), squeeze-and-excitation) does not
+    feed a layer through linear ops."""
+    if len(t.squashes) < SQUASHES or len(t.weights) < DEEP_NET:
         return []
     first = t.squashes[0]
     return [Lint(
