@@ -157,12 +157,13 @@ def even_kernel_same(t: Trace) -> list[Lint]:
             pairs = [(f.pad[0], f.pad[1]), (f.pad[2], f.pad[3])]
         odd = [p for p, r in zip(pairs, reach, strict=True) if sum(p) == r and p[0] != p[1]]
         if odd:
+            how = "with padding='same' pads" if w.same else "after an F.pad of"
             found.append(Lint(
                 "even-kernel-same", f.layer,
-                f"kernel {w.kernel[0]}×{w.kernel[1]} with padding='same' pads {odd[0][0]} "
-                f"before and {odd[0][1]} after (right/bottom): the padding is asymmetric and "
-                "shifts the feature map by half a pixel (§2.3: P = (K − 1)/2 needs an odd "
-                "K). Fix: use an odd kernel.",
+                f"kernel {w.kernel[0]}×{w.kernel[1]} {how} {odd[0][0]} before and {odd[0][1]} "
+                "after (right/bottom), the 'same' padding of an even kernel: the padding is "
+                "asymmetric and shifts the feature map by half a pixel (§2.3: P = (K − 1)/2 "
+                "needs an odd K). Fix: use an odd kernel.",
             ))  # fmt: skip
     return found
 
