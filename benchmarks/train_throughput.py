@@ -9,8 +9,9 @@ itself on the same images (one epoch, no validation), whose img/s covers only it
 the tutorial's timing does.
 
 Each round prints both rates (wall clock), their ratio, cnnlab's training GFLOP/s (6 × the
-forward MACs per image, see train_efficiency.py) as a fraction of the bf16 matmul peak
-measured in the same round, and the same ratio in CPU seconds (time.process_time of both
+forward MACs per image, see train_efficiency.py) as a fraction of the matmul peak in the
+precision cnnlab trains at (bf16 on a CPU with AVX-512 BF16, else fp32) measured in the same
+round, and the same ratio in CPU seconds (time.process_time of both
 loops; cnnlab's includes its set-up and checkpoint, so it is the conservative one). With
 `--threads 1` the CPU-time ratio hardly moves with load from other processes; with two
 threads a busy machine stalls every parallel op (one thread waits for the other to be
@@ -68,8 +69,11 @@ import torch.nn.functional as F
 
 import cnnlab
 from cnnlab.data import load_dataset, normalization_stats
-from cnnlab.train import TrainConfig, train
+from cnnlab.train import TrainConfig, bf16_supported, train
 from train_efficiency import matmul_flops  # a sibling script: benchmarks/ is on sys.path
+
+TRAIN_DTYPE = torch.bfloat16 if bf16_supported() else torch.float32  # what `precision auto` picks
+PEAK = "bf16" if TRAIN_DTYPE == torch.bfloat16 else "fp32"
 
 
 class TutorialSet(torch.utils.data.Dataset):
@@ -126,9 +130,10 @@ def one_round(ds, mean: float, std: float, out: str, flops_per_image: float) -> 
     """Tutorial, cnnlab, then the matmul peaks (wall clock and CPU time), in that order."""
     tutorial, tutorial_cpu = cpu_timed(tutorial_img_per_s, ds, mean, std)
     ours, ours_cpu = cpu_timed(cnnlab_img_per_s, ds, out)
-    # the hardware's own ratio: the tutorial's math is fp32, cnnlab's bf16
-    fp32, bf16 = matmul_flops(dtype=torch.float32), matmul_flops(dtype=torch.bfloat16)
-    bf16_cpu = matmul_flops(dtype=torch.bfloat16, clock=time.process_time)
+    # the hardware's own ratio: the tutorial's math is fp32, cnnlab's bf16 where the CPU has it
+    # (without AVX-512 BF16, bf16 matmuls are emulated: minutes per call, and not what trains)
+    fp32, bf16 = matmul_flops(dtype=torch.float32), matmul_flops(dtype=TRAIN_DTYPE)
+    bf16_cpu = matmul_flops(dtype=TRAIN_DTYPE, clock=time.process_time)
     return {
         "tutorial": tutorial,
         "cnnlab": ours,
@@ -171,7 +176,7 @@ def main() -> None:
             print(
                 f"round {r + 1}: tutorial {row['tutorial']:.0f} img/s, cnnlab {row['cnnlab']:.0f}"
                 f" img/s, ratio {row['ratio']:.2f}x (CPU time {row['cpu_ratio']:.2f}x); cnnlab "
-                f"{row['gflops']:.0f} GFLOP/s = {row['peak']:.0%} of the bf16 matmul's "
+                f"{row['gflops']:.0f} GFLOP/s = {row['peak']:.0%} of the {PEAK} matmul's "
                 f"{row['bf16'] / 1e9:.0f} ({row['cpu_peak']:.0%} in CPU time); load "
                 f"{row['load']:.1f}"
             )
@@ -181,7 +186,7 @@ def main() -> None:
         f"ratio {spread(col['ratio'])}x median (min–max) over {args.rounds} rounds; CPU-time "
         f"ratio {spread(col['cpu_ratio'])}x; tutorial {spread(col['tutorial'], '.0f')} img/s, "
         f"cnnlab {spread(col['cnnlab'], '.0f')} img/s at {spread(col['peak'], '.0%')} of the "
-        f"bf16 matmul peak ({spread(col['cpu_peak'], '.0%')} in CPU time; bf16/fp32 matmul "
+        f"{PEAK} matmul peak ({spread(col['cpu_peak'], '.0%')} in CPU time; {PEAK}/fp32 matmul "
         f"{spread(col['bf16_fp32'])}x); load "
         f"{os.getloadavg()}"
     )
@@ -191,7 +196,7 @@ def print_table(rows: list[dict]) -> None:
     """The rounds as a Markdown table, ready for BENCHMARKS.md."""
     print(
         "| round | tutorial img/s | cnnlab img/s | ratio | CPU-time ratio | cnnlab GFLOP/s "
-        "| of bf16 peak | CPU-time of peak | load (1 min) |"
+        f"| of {PEAK} peak | CPU-time of peak | load (1 min) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for i, row in enumerate(rows, 1):
