@@ -2,6 +2,7 @@
 
 empty-output       a layer's output holds no values: a 0 in its shape (torch runs it)
 floor              a window never reads the right/bottom edge (§2.2)
+dilated-stride     a dilated window at stride > 1 skips pixels inside the map (§2.2)
 even-kernel-same   'same' padding with an even kernel is asymmetric (§2.3)
 linear-collapse    two linear maps with nothing nonlinear between that one map replaces (§4.1)
 flatten-explosion  the dense layer after a flatten holds most parameters (§5.2)
@@ -139,6 +140,45 @@ def _padding_text(f: WindowFact, axis: int) -> str:
     if f.pad is not None:
         return f"{f.pad[2 * axis]} before and {f.pad[2 * axis + 1]} after"
     return str(f.window.padding[axis])
+
+
+def dilated_stride(t: Trace) -> list[Lint]:
+    """A dilated window at stride > 1 whose taps skip pixels inside the map (3×3 dilated by 2
+    at stride 2 reads the even ones only; the floor counts the right/bottom edge alone).
+    Where the stride passes the window (S > D(K − 1) + 1) the skip is by design, as there."""
+    found = []
+    for f in t.windows:
+        holes = [_holes(f, axis) for axis in (0, 1)]
+        if any(holes):
+            w, named = f.window, ((1, "columns"), (0, "rows"))
+            axes = " and ".join(f"{holes[i]} of the {f.size[i]} {n}" for i, n in named if holes[i])
+            found.append(Lint(
+                "dilated-stride", f.layer,
+                f"a {_window_text(w)} at stride {w.stride[0]}×{w.stride[1]} over "
+                f"{f.size[0]}×{f.size[1]} never reads {axes} between the pixels it reads: its "
+                "taps are D apart and its windows start S apart, so some pixels inside the map "
+                "fall on no tap (§2.2). Fix: a dilated conv at stride 1 (downsample before or "
+                "after it).",
+            ))  # fmt: skip
+    return found
+
+
+def _holes(f: WindowFact, axis: int) -> int:
+    w = f.window
+    k, s, d = w.kernel[axis], w.stride[axis], w.dilation[axis]
+    if d == 1 or s == 1 or k == 1 or w.ceil_mode or s > d * (k - 1) + 1:
+        return 0  # contiguous taps, a window at every pixel, or a skip by design
+    pads = (f.pad[2 * axis], f.pad[2 * axis + 1]) if f.pad else w.pads(axis)
+    return unread_between(f.size[axis], k, pads, s, d)
+
+
+def unread_between(size: int, kernel: int, pads: tuple, stride: int, dilation: int) -> int:
+    """Real pixels before the last one read that no tap of any window reads: window j's taps
+    are at j·S − P_before + i·D (i < K), for the O windows of the output-size formula."""
+    n_out = geometry.conv_output_size(size, kernel, pads, stride, dilation)
+    taps = (j * stride - pads[0] + i * dilation for j in range(n_out) for i in range(kernel))
+    read = {p for p in taps if 0 <= p < size}
+    return max(read) + 1 - len(read) if read else 0
 
 
 def even_kernel_same(t: Trace) -> list[Lint]:
@@ -429,6 +469,7 @@ def unfollowed(t: Trace) -> list[Lint]:
 LINTS: tuple[Callable[[Trace], list[Lint]], ...] = (
     empty_output,
     floor,
+    dilated_stride,
     even_kernel_same,
     linear_collapse,
     flatten_explosion,
