@@ -346,7 +346,7 @@ def _actmax(src: Sources) -> tuple[ActmaxTile, ...]:
     b = src.budget
     _, x, _ = src.test
     tiles = []
-    width = {name: shape[0] for name, _, shape in src.layers}  # stages are (C, H, W)
+    width = {name: shape[1] for name, shape in src.traced}  # stages are (1, C, H, W)
     for layer in src.stages[-b.actmax_stages :]:
         channels = list(range(min(b.actmax_channels, width[layer])))
         # one restart and few steps: a glimpse, not the converged image (budget)

@@ -225,9 +225,12 @@ class Sources:
 
     @_once
     def stages(self) -> list[str]:
-        """The last block end (`block_ends`: an activation module, or the conv or BatchNorm
-        an F.relu of the forward follows) at each resolution, else its first layer: one per
-        stage, as deep as the stage goes."""
+        """One layer per resolution, as deep as the stage goes: the last block end
+        (`block_ends`: an activation module, or the conv or BatchNorm an F.relu of the forward
+        follows) at each resolution, else its first layer; or, where a block module finishes
+        after it at that size with a map of its own (`computing_blocks`: a residual sum, an
+        F.relu of the block's forward), the last such block. A ResNet block's last leaf is its
+        shortcut's BatchNorm, a branch the stage's output is summed from, not that output."""
         ends = set(block_ends(self.layers))
         by_size: dict[tuple, str] = {}
         for name, _, shape in self.layers:
@@ -239,7 +242,58 @@ class Sources:
                 "the model has no layer with a spatial (C, H, W) output"
                 + inspect.scripted_whole(self.model)
             )
-        return list(by_size.values())
+        order = [name for name, _ in self.traced]
+        shapes = dict(self.traced)
+        blocks = self.computing_blocks
+        stages = []
+        for name in by_size.values():
+            stage = name
+            for later in order[order.index(name) + 1 :]:
+                if shapes[later][1:] != shapes[name][1:]:
+                    break  # the map the next stage, or the head, reads
+                if later in blocks:
+                    stage = later
+            stages.append(stage)
+        return stages
+
+    @_once
+    def traced(self) -> list[tuple[str, tuple]]:
+        """`inspect.trace` of one test image: (name, output shape) of every module, blocks
+        too, in the order their calls finish."""
+        _, x, _ = self.test
+        with inspect.preserved(self.model):
+            return inspect.trace(self.model, x[:1])
+
+    @_once
+    def computing_blocks(self) -> set[str]:
+        """The modules with children whose output is a map of the image (C, H, W) computed
+        in their own forward: a tensor no module that finished before it returned (a residual
+        sum, an F.relu of the block), not a child's output passed on (an nn.Sequential's, an
+        in-place activation's) nor an empty shortcut's input."""
+        _, x, _ = self.test
+        model = inspect.unwrap(self.model)
+        modules = dict(model.named_modules())
+        with inspect.preserved(self.model):
+            maps = inspect.image_maps(self.model, x[:1])
+            off = inspect.channel_dims(self.model, x[:1])
+        seen: list[torch.Tensor] = []  # every output so far, kept alive: ids stay unique
+        own: set[str] = set()
+
+        def record(name: str, module: nn.Module, output: object) -> None:
+            if not isinstance(output, torch.Tensor):
+                return
+            fresh = not any(output is earlier for earlier in seen)
+            seen.append(output)
+            if fresh and name in maps and name not in off and any(module.children()):
+                own.add(name)
+
+        with inspect.preserved(self.model):
+            for name, module in modules.items():
+                if name:
+                    module.register_forward_hook(lambda m, _, out, name=name: record(name, m, out))
+            with torch.no_grad():
+                inspect.forward(model, x[:1], logits=False)
+        return own
 
     @_once
     def gradcam_layer(self) -> str | None:
