@@ -352,8 +352,9 @@ def _actmax(src: Sources) -> tuple[ActmaxTile, ...]:
         # one restart and few steps: a glimpse, not the converged image (budget)
         data = x[:512]
         r = explain.activation_maximization(
-            src.model, layer, channels, steps=b.actmax_steps, data=data, restarts=1
-        )
+            src.model, layer, channels, steps=b.actmax_steps, data=data, restarts=1,
+            objective="centre",  # the unit show_actmax's caption names
+        )  # fmt: skip
         imgs = r.images.detach().float().cpu()  # (K, C, H, W), each scaled to [0, 1]
         lo = imgs.amin((1, 2, 3), keepdim=True)
         imgs = (imgs - lo) / (imgs.amax((1, 2, 3), keepdim=True) - lo).clamp_min(1e-12)

@@ -274,14 +274,19 @@ def show_actmax(tiles, facts: Facts) -> Blocks:
     titles = [actmax_title(t) for t in tiles]
     images = [plots.display(t.image) for t in tiles]
     fig = plots.image_grid(images, titles, ncols=b.actmax_channels * 2, tile_inches=1.0)
+    # the report maximises the centre unit (explain's default objective), so what the data
+    # is compared on, and never makes positive, is that unit: the channel's map may well be
+    # positive elsewhere (a BatchNorm output is, on about half its positions)
     caption = (
-        f"Images optimised ({b.actmax_steps} steps) to excite the first "
+        f"Images optimised ({b.actmax_steps} steps) to excite the centre unit of the first "
         f"{b.actmax_channels} channels (all, where it has fewer)"
-        " of the last layer of each stage; k× data max: their activation over the strongest "
-        f"any of {tiles[0].compared} test images gives."
+        " of the last layer of each stage; k× data max: its activation over the strongest "
+        f"any of {tiles[0].compared} test images gives that unit."
     )
     if any(t.ratio is not None and math.isnan(t.ratio) for t in tiles):
-        caption += " Never > 0 on data: none of them makes the channel positive (no ratio)."
+        caption += (
+            " Never > 0 on data: no test image makes the channel's centre unit positive (no ratio)."
+        )
     return [_figure(fig, "activation maximisation images", caption)]
 
 
