@@ -12,13 +12,15 @@ Guards, each a `DataError` naming the file:
 
 Conversions (what a model trained on an image folder saw): EXIF orientation applied; palette
 expanded (to gray when every colour it uses is gray); alpha composited over black; 16-bit or
-float gray scaled to 8 bits (÷257); RGB→L is ITU-R 601-2 luma. `size=(H, W)` resizes to
-cover it with the aspect ratio kept (bilinear, Pillow's antialiasing: `imageset.resize_crop`'s
-policy for tensors, to one grey level) and center-crops: no stretching.
+float gray scaled to 8 bits (÷257, or from [0, 1] floats; values in no such range, NaN or
+infinite are refused); RGB→L is ITU-R 601-2 luma. `size=(H, W)` resizes to cover it with the
+aspect ratio kept (bilinear, Pillow's antialiasing: `imageset.resize_crop`'s policy for
+tensors, to one grey level) and center-crops: no stretching.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import warnings
@@ -30,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageChops, ImageOps, UnidentifiedImageError
 
+from cnnlab.data.imageset import FLOAT_SLACK
 from cnnlab.errors import DataError
 
 MAX_IMAGE_PIXELS = 64 * 2**20  # 8192×8192; 3 bytes each is 192 MB per decoded copy
@@ -137,6 +140,7 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
                     out = upright.copy() if upright is img else upright
                 out.info[FRAMES] = frames
                 _check_visible(path, out)
+                _check_levels(path, out)
                 return out
     except DataError:  # ours (TooLarge), raised inside: a ValueError the next clauses re-wrapped
         raise
@@ -226,6 +230,15 @@ def _check_visible(path: Path, img: Image.Image) -> None:
     )
 
 
+def _check_levels(path: Path, img: Image.Image) -> None:
+    """DataError naming the file when its deep gray levels fit no range (`deep_white`)."""
+    if img.mode in _DEEP_GRAY_MODES:
+        try:
+            deep_white(img.mode, np.asarray(img, dtype=np.float64))
+        except DataError as error:
+            raise DataError(f"{path}: {error}") from None
+
+
 def to_mode(img: Image.Image, channels: int) -> Image.Image:
     """Convert to L (1 channel) or RGB (3), compositing any alpha over black first."""
     target = "L" if channels == 1 else "RGB"
@@ -237,18 +250,35 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
         img = Image.alpha_composite(black, rgba)
     if img.mode in _DEEP_GRAY_MODES:  # 16-bit/float gray: scale to 8 bits
         a = np.asarray(img, dtype=np.float64)
-        top = _white(img.mode, float(a.max()) if a.size else 0.0)
+        top = deep_white(img.mode, a)
         img = Image.fromarray(np.clip(a * 255.0 / top, 0, 255).round().astype(np.uint8), "L")
     return img.convert(target)
 
 
-def _white(mode: str, largest: float) -> float:
-    """The value a deep gray image means as white: 65535 for 16-bit (or values past 255), 1.0
-    for a float image within [0, 1] (a float TIFF's convention: it was read all black), else
-    255."""
-    if mode.startswith("I;16") or largest > 255:
+def deep_white(mode: str, a: np.ndarray) -> float:
+    """The value a deep gray image's pixels `a` mean as white: 65535 for 16-bit (or values
+    past 255), 1.0 for a float image within [0, 1] give or take `FLOAT_SLACK` (a float TIFF's
+    convention: it was read all black; resampling overshoots it, and 1.02 made it black
+    again), else 255. DataError (without the path) for values no range holds: NaN or
+    infinite (an infinite pixel made the rest black), negative (a [-1, 1] image was half
+    black) or past 65535 (clipped white)."""
+    if mode.startswith("I;16"):
         return 65535.0
-    return 1.0 if mode == "F" and largest <= 1.0 else 255.0
+    low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    kind = "float" if mode == "F" else "32-bit integer"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise DataError(
+            f"its {kind} pixels include NaN or infinite values (no-data pixels?); give them a "
+            "number first"
+        )
+    if mode == "F" and -FLOAT_SLACK <= low and high <= 1 + FLOAT_SLACK:
+        return 1.0
+    if low < (-FLOAT_SLACK if mode == "F" else 0) or high > 65535:
+        raise DataError(
+            f"its {kind} pixels span {low:g}..{high:g}, in none of the ranges of gray levels "
+            "cnnlab reads (0..1 floats, 0..255, 0..65535); scale them into one first"
+        )
+    return 65535.0 if high > 255 else 255.0
 
 
 def mode_change(path: str | Path | BinaryIO, channels: int) -> str:
