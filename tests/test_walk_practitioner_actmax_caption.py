@@ -33,7 +33,7 @@ def test_a_channel_positive_off_centre_is_not_said_never_positive():
     caption = show.show_actmax([tile], facts)[0]["caption"]
     assert "makes the channel positive" not in caption
     assert "no test image makes the channel's centre unit positive" in caption
-    assert "excite the centre unit of the first 1 channels" in caption
+    assert "of the last layer of each stage, each at its centre unit" in caption
 
 
 def test_the_report_maximises_the_centre_unit(monkeypatch):

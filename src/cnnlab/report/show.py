@@ -278,10 +278,10 @@ def show_actmax(tiles, facts: Facts) -> Blocks:
     # is compared on, and never makes positive, is that unit: the channel's map may well be
     # positive elsewhere (a BatchNorm output is, on about half its positions)
     caption = (
-        f"Images optimised ({b.actmax_steps} steps) to excite the centre unit of the first "
+        f"Images optimised ({b.actmax_steps} steps) to excite the first "
         f"{b.actmax_channels} channels (all, where it has fewer)"
-        " of the last layer of each stage; k× data max: its activation over the strongest "
-        f"any of {tiles[0].compared} test images gives that unit."
+        " of the last layer of each stage, each at its centre unit; k× data max: that unit's "
+        f"activation over the strongest any of {tiles[0].compared} test images gives it."
     )
     if any(t.ratio is not None and math.isnan(t.ratio) for t in tiles):
         caption += (
