@@ -8,8 +8,9 @@ linear-collapse    two linear maps with nothing nonlinear between that one map r
 flatten-explosion  the dense layer after a flatten holds most parameters (§5.2)
 fixed-size         the dense head's input size is tied to the image size (§5.2)
 rf-small           the map entering the head does not see the whole image (§3.2)
-saturating         sigmoid/tanh-like outputs feed the hidden layers of a deep net (§4.2)
-probabilities-out  the output is already softmax's or sigmoid's: cross-entropy adds another (§5.5)
+saturating         two or more sigmoid/tanh-like outputs feed hidden layers of a deep net (§4.2)
+probabilities-out  the output of K > 1 classes is already softmax's or sigmoid's: cross-entropy
+                   adds another; a softmax of one value is constant (§5.5)
 unfollowed         a torch function the trace cannot follow: rows with no receptive field
 
 Two more come from the copy the trace runs, not from its facts (summary/__init__.py):
