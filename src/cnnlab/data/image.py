@@ -129,6 +129,9 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         with warnings.catch_warnings():
             # Pillow warns at open above its own limit; ours (lower) is checked just after
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # a camera's EXIF with a bad sub-block: the orientation is still read, and the
+            # warning printed two lines of Pillow's source under predict's answer
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
             with Image.open(path) as img:
                 _check_pixels(path, img.size, max_pixels)
                 frames = _frames(img)  # a GIF's count walks its frames, then seeks back
