@@ -66,7 +66,12 @@ def probe_images(text: str) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="heatmaps of why a run predicts what it predicts")
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files (PNG, JPEG, ...)")
+    p.add_argument(
+        "images",
+        metavar="IMAGE",
+        nargs="+",
+        help="image files (PNG, JPEG, ...), or folders of them",
+    )
     p.add_argument(
         "--method", choices=METHODS, default="gradcam", help="what to draw (default gradcam)"
     )
@@ -124,6 +129,38 @@ def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
     print_channel_note(paths, shape[0])
     print_frames_note(paths)
     return pixels
+
+
+def folder_images(
+    images: list[str], shape: tuple[int, int, int]
+) -> tuple[list[str], torch.Tensor, list[str]]:
+    """(the files, their pixels as `read_images` gives them, why each skipped file was
+    skipped): a folder among `images` is its image files, as `cnnlab predict` reads one; a
+    file of a folder that does not read is skipped and named, as training skips it, where a
+    file named on the command line stays an error (a folder was refused, and its advice,
+    `folder/*`, stopped at the first text file the shell's glob gave)."""
+    from cnnlab.data.folder import expand_folders
+    from cnnlab.errors import DataError
+    from cnnlab.train.evaluate import read_for_run
+
+    named, paths = set(images), expand_folders(images)
+    if set(paths) == named:
+        return paths, read_images(paths, shape), []
+    if named & set(paths):  # a named file's error comes before any folder's file is read
+        read_for_run([p for p in paths if p in named], shape)
+    kept, skipped = [], []
+    for path in paths:
+        try:
+            read_for_run([path], shape)
+        except DataError as error:
+            if path in named:
+                raise
+            skipped.append(str(error))
+            continue
+        kept.append(path)
+    if not kept:
+        raise DataError(f"no readable image among {len(paths)} file(s): {skipped[0]}")
+    return kept, read_images(kept, shape), skipped
 
 
 def heatmap_name(image: str, method: str, layer: str | None, target: int) -> str:
@@ -309,7 +346,10 @@ def _explain(args: argparse.Namespace) -> int:
         )
     run = _load(args.run_dir)
     wanted = class_index(args.target, run.classes)  # refused before any image note
-    out, raw = _out_and_images(args.out, args.images, run.input_shape)  # uint8 (B, C, H, W)
+    out = _out_dir(args.out)  # before the images are read: an unwritable --out is the one line
+    args.images, raw, skipped = folder_images(args.images, run.input_shape)  # (B, C, H, W)
+    for why in skipped:
+        print(f"skipped {why}", file=sys.stderr)
     x = run.preprocess(raw)
     # the run's precision, as predict and eval: the class named is the class they name
     logits = predict_logits(run.model, x, autocast=run.autocast)  # (B, K) float32
