@@ -94,7 +94,20 @@ PROBABILITY_MODULES = frozenset({nn.Softmax, nn.Softmax2d, nn.Sigmoid})
 KEEP_PROBABILITIES = RESHAPE | both("contiguous", "clone", "detach", "expand", "broadcast_to")
 KEEP_PROBABILITIES |= fns("to", "float", "double", "half", "bfloat16", "type", "type_as", owner=T)
 KEEP_PROBABILITIES |= fns("expand_as", owner=T)
-ENDS = PROBABILITIES | KEEP_PROBABILITIES  # one set to test each call against
+# ... and post-ops that leave cross-entropy's bound as it is: a clamp or clip keeps them in
+# [0, 1] (clamp(p, eps, 1 − eps) before a log); dropout zeros some and scales the rest (none
+# at eval); a number added or subtracted moves every value alike, which softmax ignores
+# (CE(p + c) = CE(p)), 1 − p stays in [0, 1], and a scale by at most 1 (p · 1, p / 2) only
+# narrows the gap of at most 1 the bound rests on (`keeps_probabilities`). Not log or
+# log_softmax (log-probabilities: their cross-entropy is the logits'), nor a larger scale (a
+# temperature: p · 100 widens the gap past the bound).
+KEEP_PROBABILITIES |= both("clamp", "clip", "clamp_", "clip_")
+KEEP_PROBABILITIES |= fns("dropout", "dropout1d", "dropout2d") | both("dropout")
+SHIFTS = both("add", "sub", "subtract", "add_", "sub_")
+SHIFTS |= fns("__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", owner=T)
+SCALES = both("mul", "multiply", "mul_") | fns("__mul__", "__rmul__", "__imul__", owner=T)
+DIVIDES = both("div", "divide", "true_divide", "div_") | fns("__truediv__", "__itruediv__", owner=T)
+ENDS = PROBABILITIES | KEEP_PROBABILITIES | SHIFTS | SCALES | DIVIDES  # one set to test against
 # same shape, each value from the values at its own position (+ statistics: group and
 # instance norm's span the map, but the field counts what a unit's value is computed from
 # at inference, as for batch norm's running statistics)
@@ -237,3 +250,16 @@ def covers(size: int, w: Window, axis: int) -> bool:
     """The window is wider than its padded input (with ceil_mode torch then pools the whole
     map once: Hugging Face's EfficientNet pools with a kernel of 1,280)."""
     return w.dilation[axis] * (w.kernel[axis] - 1) + 1 > size + sum(w.pads(axis))
+
+
+def keeps_probabilities(func: Callable, args: tuple, kwargs: dict) -> bool:
+    """Whether func's output is probabilities: a softmax or sigmoid's always; where its first
+    argument is, a call of KEEP_PROBABILITIES, one of SHIFTS by a number (p + 1e-7, 1 − p;
+    not p + another tensor), a product by a number of size at most 1 or a division by one of
+    at least 1 (p · 1, p / 2; not p · 100)."""
+    if func in SHIFTS or func in SCALES or func in DIVIDES:
+        c = arg(args, kwargs, 1, "other")
+        if not isinstance(c, (int, float)) or isinstance(c, bool) or kwargs.get("rounding_mode"):
+            return False
+        return func in SHIFTS or (abs(c) <= 1 if func in SCALES else abs(c) >= 1)
+    return func in PROBABILITIES or func in KEEP_PROBABILITIES

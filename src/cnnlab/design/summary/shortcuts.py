@@ -22,7 +22,13 @@ from cnnlab.design.summary.leaves import conv2d_call, leaf_call, linear_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
 from cnnlab.design.summary.roles import one_input_rule
-from cnnlab.design.summary.tags import BATCH_NORM_DIMS, TAG, retag, same_shape_call
+from cnnlab.design.summary.tags import (
+    BATCH_NORM_DIMS,
+    PROBABILITIES,
+    TAG,
+    retag,
+    same_shape_call,
+)
 from cnnlab.errors import SpecError
 
 
@@ -64,7 +70,8 @@ class Shortcuts:
             if func is F.batch_norm:
                 shortcut = self._batch_norm
             elif func is not None:
-                shortcut = functools.partial(self._same_shape, one_input_rule(func))
+                keeps = func in C.KEEP_PROBABILITIES  # dropout: a softmax's output stays one
+                shortcut = functools.partial(self._same_shape, one_input_rule(func), keeps)
                 names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
                 if set(names) <= {"inplace"}:  # nn.ReLU, nn.Sigmoid: nothing to judge
                     names = None  # (`inplace` is read for its truth, `_judged_by_torch`)
@@ -98,7 +105,7 @@ class Shortcuts:
             why = self.judged[key] = None if runs else refused_forward(module, self.dtype)
         return why
 
-    def _same_shape(self, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
+    def _same_shape(self, rule: tuple, keeps: bool, module: nn.Module, x: Any) -> Tensor | None:
         """A shape-keeping layer on a meta input: its output, tagged as its call would be
         (`rule`: `roles.one_input_rule` of it, found once per type), without running its
         forward (BatchNorm and ReLU are 100 of ResNet-50's 160 calls). None where the layer
@@ -119,6 +126,9 @@ class Shortcuts:
             self._use(x, tag)
         if tag is not None:
             setattr(out, TAG, self._one_input(tag, *rule))
+        made = getattr(x, PROBABILITIES, None) if keeps else None
+        if made is not None:
+            setattr(out, PROBABILITIES, made)
         return out
 
     def _batch_norm(self, module: nn.BatchNorm2d, x: Any) -> Tensor | None:

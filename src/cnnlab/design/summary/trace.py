@@ -17,6 +17,7 @@ A call the trace cannot follow (`LostFact`) leaves the fields after it unknown (
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -294,10 +295,12 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         if not isinstance(output, Tensor):
             return
         made = getattr(output, PROBABILITIES, None)
-        if made is not None:
-            out = output
-            classes = out.shape[1] if out.dim() == 2 else None
-            self.probabilities = OutputFact(*made, classes)
+        if made is not None:  # classes: cross-entropy's axis 1, of (B, K) or a (B, K, H, W) map
+            tag = getattr(output, TAG, None)
+            is_map = output.dim() == 4 and tag is not None and tag.axes == (2, 3)
+            classes = output.shape[1] if output.dim() == 2 or is_map else None
+            values = math.prod(output.shape[1:]) if output.dim() >= 1 else None
+            self.probabilities = OutputFact(*made, classes, values)
 
     # every torch call ---------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -343,7 +346,8 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                     if tag.linear is not None and out is not t:  # x.contiguous() is x
                         self._use(t, tag)
             self._tag_outputs(func, args, kwargs, out, tagged, None)
-        if func in _ENDS:  # a softmax's output, or a reshape of one (`ended` reads it)
+        if func in _ENDS and C.keeps_probabilities(func, args, kwargs):
+            # a softmax's output, or a reshape or clamp of one (`ended` reads it)
             if func in C.PROBABILITIES:
                 made = (self.layer, _function_name(func), False)
             else:
