@@ -11,11 +11,12 @@ Guards, each a `DataError` naming the file:
   refused, with the fix.
 
 Conversions (what a model trained on an image folder saw): EXIF orientation applied; palette
-expanded (to gray when every colour it uses is gray); alpha composited over black; 16-bit or
-float gray scaled to 8 bits (÷257, or from [0, 1] floats; values in no such range, NaN or
-infinite are refused); RGB→L is ITU-R 601-2 luma. `size=(H, W)` resizes to cover it with the
-aspect ratio kept (bilinear, Pillow's antialiasing: `imageset.resize_crop`'s policy for
-tensors, to one grey level) and center-crops: no stretching.
+expanded (to gray when every colour it uses is gray); alpha (or a PNG's transparent colour)
+composited over black; 16-bit or float gray scaled to 8 bits (÷257, or from [0, 1] floats;
+values in no such range, NaN or infinite are refused); RGB→L is ITU-R 601-2 luma.
+`size=(H, W)` resizes to cover it with the aspect ratio kept (bilinear, Pillow's
+antialiasing: `imageset.resize_crop`'s policy for tensors, to one grey level) and
+center-crops: no stretching.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
                 if upright.mode == "P":  # palette: expand, keeping transparency if it has one
                     out = upright.convert(palette_mode(upright))
                 else:
-                    out = upright.copy() if upright is img else upright
+                    out = keyed_alpha(upright.copy() if upright is img else upright)
                 out.info[FRAMES] = frames
                 _check_visible(path, out)
                 _check_levels(path, out)
@@ -187,6 +188,29 @@ def not_an_image(path: Path) -> str:
         return generic
     start = " ".join(text.split())[:_TEXT_SHOWN]
     return f"{generic}: it is text, beginning {start!r}"
+
+
+_KEYED_MODES = {"1": "LA", "L": "LA", "RGB": "RGBA"}  # with a tRNS colour: their alpha mode
+
+
+def keyed_alpha(img: Image.Image) -> Image.Image:
+    """A gray or RGB image whose file names one colour transparent (a PNG's tRNS chunk: what
+    optipng and oxipng make of RGBA whose alpha is only 0 and 255) with that alpha band, as
+    a palette's transparent entry is expanded: the colour showed where it is transparent, so
+    an optimised icon read otherwise than its original. 16-bit gray (no mode holds it with
+    alpha) has the keyed pixels set to 0, what over black makes of them. `img` itself when
+    no pixel has the colour."""
+    key = img.info.get("transparency")
+    if key is None or isinstance(key, bytes):  # bytes: a palette's alphas (expanded apart)
+        return img
+    if img.mode.startswith("I;16"):
+        a = np.asarray(img)
+        keyed = a == key
+        return Image.fromarray(np.where(keyed, 0, a).astype(a.dtype)) if keyed.any() else img
+    if img.mode not in _KEYED_MODES:
+        return img
+    out = img.convert(_KEYED_MODES[img.mode])
+    return img if out.getchannel("A").getextrema()[0] == 255 else out
 
 
 def palette_mode(img: Image.Image) -> str:
@@ -295,6 +319,9 @@ def mode_change(path: str | Path | BinaryIO, channels: int) -> str:
         mode = img.mode
         if mode == "P":  # open_image expands a palette (a GIF's) to L or RGB (+A), as this
             mode = palette_mode(img)
+        elif "transparency" in img.info and mode in _KEYED_MODES:  # so does a tRNS colour
+            img = keyed_alpha(img)
+            mode = img.mode
         if mode in _ALPHA_MODES and _opaque(img):
             mode = "L" if mode in ("LA", "La") else "RGB"
     target = "L" if channels == 1 else "RGB"
