@@ -25,6 +25,7 @@ call and those rows.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import itertools
 import math
@@ -92,15 +93,17 @@ def _trace_module(
     size: tuple[int, ...],
     hooked: list[str] | None = None,
     packed: list[str] | None = None,
+    training: bool = False,
 ) -> Trace:
     """On a meta copy, its input of the model's dtype (a float64 model is given float64, as
     the real forward is; a layer of another dtype is refused as torch refuses it); where
     meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy. `hooked`
     gets the names of the modules with forward hooks of the user's (not run), `packed`
-    those of the quantized layers (`copying.copy_module`)."""
+    those of the quantized layers (`copying.copy_module`); `training`: the copy in training
+    mode (eval mode otherwise)."""
     device, dtype = _device_and_dtype(model)
     try:
-        tracer = Tracer(size[1:], dtype)
+        tracer = Tracer(size[1:], dtype, training)
         copy = copy_module(model, None, tracer.prepare, tracer.originals, hooked, packed)
         x = torch.empty((1, *size), device=META, dtype=dtype)
         return _trace(copy, x, tracer, None)
@@ -108,7 +111,7 @@ def _trace_module(
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; {_size_fix(err, size)}") from err.__cause__
         why = str(err)
-    tracer = Tracer(size[1:], dtype)
+    tracer = Tracer(size[1:], dtype, training)
     copy = copy_module(model, clone, tracer.prepare, tracer.originals)
     x = torch.zeros((1, *size), device=device, dtype=dtype)
     try:
@@ -203,10 +206,25 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         size = _input_size(input_size)
         hooked: list[str] = []
         packed: list[str] = []
-        trace = _trace_module(unwrapped(model_or_spec)[0], size, hooked, packed)
+        model = unwrapped(model_or_spec)[0]
+        trace = _trace_module(model, size, hooked, packed)
+        if trace.probabilities is not None and _logits_in_training(model, size):
+            trace = dataclasses.replace(trace, probabilities=None)
         return _summary(trace, size, [*_hooks_lint(hooked), *_packed_lint(packed)])
     trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
+
+
+def _logits_in_training(model: nn.Module, size: tuple[int, ...]) -> bool:
+    """Whether the model returns no probabilities in training mode where it does in eval
+    mode (`return z if self.training else z.softmax(1)`): cross-entropy trains on the
+    former, so probabilities-out holds its peace. A second trace, run only where the lint
+    would fire; one that fails in training mode (batch norm of a single value) tells
+    nothing."""
+    try:
+        return _trace_module(model, size, training=True).probabilities is None
+    except CnnlabError:
+        return False
 
 
 def _hooks_lint(hooked: list[str]) -> list[Lint]:

@@ -76,13 +76,15 @@ class TraceError(Exception):
 class Tracer(Roles, Shortcuts, TorchFunctionMode):
     """Tags every tensor a traced forward makes; rows come from wrapped module forwards."""
 
-    def __init__(self, image: tuple[int, int], dtype: torch.dtype = torch.float32) -> None:
-        """A tracer for a model on an image of (H, W) `image` and input `dtype`; `prepare`
-        each of the model's modules before the forward. originals: the user's tensors a copy
-        shares, by id (`copying.py` fills it); a torch call gets their meta twins instead
-        (`meta_args`)."""
+    def __init__(
+        self, image: tuple[int, int], dtype: torch.dtype = torch.float32, training: bool = False
+    ) -> None:
+        """A tracer for a model on an image of (H, W) `image` and input `dtype`, its modules
+        in eval mode unless `training`; `prepare` each of them before the forward.
+        originals: the user's tensors a copy shares, by id (`copying.py` fills it); a torch
+        call gets their meta twins instead (`meta_args`)."""
         super().__init__()
-        self.image, self.dtype = image, dtype
+        self.image, self.dtype, self.training = image, dtype, training
         self.originals: dict[int, Tensor] = {}
         self.twins: dict[int, Tensor] = {}
         self.wrapped: list[dict] = []  # the attributes of each prepared module
@@ -164,11 +166,11 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
         """Readies one module of the model (ours: a copy or a fresh build) for the trace:
         counts its parameters (each shared one once in the totals), sets eval mode (batch
-        norm on its running statistics) and wraps its forward, all in `state`, its attribute
-        dict (vars(module)), which skips nn.Module's __setattr__. A copy's modules are
-        prepared in the copy's own pass over them. `name`: as model.named_modules() names
-        it; under a compiled child without `_orig_mod` (`copying.plain_name`, the
-        rule the commands that open a run follow)."""
+        norm on its running statistics; training mode if the tracer's is) and wraps its
+        forward, all in `state`, its attribute dict (vars(module)), which skips nn.Module's
+        __setattr__. A copy's modules are prepared in the copy's own pass over them.
+        `name`: as model.named_modules() names it; under a compiled child without
+        `_orig_mod` (`copying.plain_name`, the rule the commands that open a run follow)."""
         if "_orig_mod" in name:  # under a torch.compile'd child: named as in the plain model
             name = plain_name(name)
         params, trainable = self._count(state["_parameters"])  # the module's own
@@ -179,7 +181,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             self.weight_code += (f"{name}.parametrizations" if name else "parametrizations",)
             more = self._count(dict(coded.named_parameters(remove_duplicate=False)))
             params, trainable = params + more[0], trainable + more[1]
-        state["training"] = False
+        state["training"] = self.training
         if name.startswith(self.weight_code):
             return
         if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:
