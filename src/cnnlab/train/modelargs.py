@@ -31,6 +31,7 @@ __all__ = [
     "fits",
     "literal",
     "parse_model_args",
+    "unlike_defaults",
 ]
 
 _ARG = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)", re.DOTALL)
@@ -315,3 +316,23 @@ def _shell(item: str) -> str:
     """A --model-arg as a shell keeps it: in double quotes where it has quotes, spaces or
     brackets."""
     return item if re.fullmatch(r"[\w.+=-]+", item) else '"' + item.replace('"', '\\"') + '"'
+
+
+def unlike_defaults(factory_name: str, args: Iterable[tuple[str, Any]], declared: Declared) -> str:
+    """For a factory that raised: each argument of another type than the parameter's default,
+    where the parameter has no annotation to refuse it by (`width=16` written, 16.5 or True
+    given: torch's 'empty(): argument 'size' ... must be tuple of ints' named neither). ''
+    when every argument is of its default's type (an int where a float is, 2 for 2.0, too)."""
+    told = []
+    for name, value in args:
+        d = declared(name)
+        if d is None or not d.has_default or d.annotation is not inspect.Parameter.empty:
+            continue
+        default = d.default
+        if type(default) not in _EXACT or default is None or _EXACT[type(default)](value):
+            continue
+        told.append(
+            f"{name}={quote(value)} is {_a(value)} where {factory_name}'s default "
+            f"{quote(default)} is {_a(default)}: give {_a(default)}"
+        )
+    return f" ({'; '.join(told)})" if told else ""

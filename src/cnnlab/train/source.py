@@ -47,7 +47,13 @@ from torch.nn.parameter import is_lazy
 from cnnlab.design.build import build as build_spec
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import RunError, SpecError
-from cnnlab.train.modelargs import Declared, declared_by, literal, parse_model_args
+from cnnlab.train.modelargs import (
+    Declared,
+    declared_by,
+    literal,
+    parse_model_args,
+    unlike_defaults,
+)
 
 ACCEPT_CHANGED_ENV = "CNNLAB_ACCEPT_CHANGED_CODE"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -112,6 +118,7 @@ class ModelSource:
             raise SpecError(
                 f"{self.label}: {self.factory_name}({_call_text(self.args)}) "
                 f"raised {type(error).__name__}: {_one_line(error)}{_no_cuda(error)}"
+                + unlike_defaults(self.factory_name, self.args, declared_by(factory))
             ) from error
         if not isinstance(model, nn.Module):
             raise SpecError(
