@@ -35,6 +35,18 @@ def norm_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, RUNNING) and m.track_running_stats]
 
 
+def trained_layers(model: nn.Module) -> list[nn.Module]:
+    """The `norm_layers` that the model's own `train()` puts in training mode: one it keeps
+    in eval (a frozen backbone's BatchNorm, PyTorch's way of freezing its statistics) never
+    changes in training, so it keeps the statistics it was given. Modes are restored."""
+    modes = {m: m.training for m in model.modules()}
+    model.train()
+    found = [m for m in norm_layers(model) if m.training]
+    for m, mode in modes.items():
+        m.train(mode)
+    return found
+
+
 @torch.no_grad()
 def recalibrate(
     model: nn.Module,
@@ -53,13 +65,13 @@ def recalibrate(
     each batch normalized as training normalized it. Only whole batches are used (each weighs
     the same in that average), or all of `images` as one batch if they do not fill one.
     Everything else runs in eval mode (no dropout: the statistics are those of the
-    activations the model sees at test time).
+    activations the model sees at test time). Only `trained_layers` are recomputed.
     Weights are untouched; modes and momenta are restored. A layer the eval-mode forward
     never reaches (a head used only in training) keeps its statistics, as does every layer
     if the forward raises. Returns how many layers were recomputed (0: the model has none
     reached, and is left exactly as it was).
     """
-    layers = norm_layers(model)
+    layers = trained_layers(model)
     if not layers or len(images) == 0:
         return 0
     modes = {m: m.training for m in model.modules()}
