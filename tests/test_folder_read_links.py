@@ -59,3 +59,13 @@ def test_predict_on_a_folder_names_a_link_to_nothing(tmp_path):
     assert files == [str(tmp_path / "photos" / "a.png"), str(tmp_path / "photos" / "b.png")]
     with pytest.raises(DataError, match=r"b\.png: a symbolic link to .*gone\.png, which does not"):
         read_image(files[1], 1)
+
+
+def test_a_link_target_that_is_not_utf8_is_named_printably(tmp_path):
+    save(tmp_path / "a" / "0.png", 10)
+    save(tmp_path / "b" / "0.png", 90)
+    link = os.path.join(os.fsencode(tmp_path / "a"), b"x.png")
+    os.symlink(b"/mnt/caf\xe9/x.png", link)  # a Latin-1 folder name on a drive not mounted
+    ((_, why),) = image_folder(tmp_path).skipped
+    assert why.startswith("a symbolic link to /mnt/caf\\xe9/x.png, which does not exist")
+    why.encode("utf-8")  # prints anywhere: no lone surrogate

@@ -74,8 +74,10 @@ def check_regular_file(path: Path, what: str = "file") -> None:
         mode = path.stat().st_mode
     except FileNotFoundError:
         if path.is_symlink():  # the link is there, what it names is not
+            # bytes that are not UTF-8 as \xe9 (data.folder.shown): printed, not re-emitted raw
+            target = os.fsencode(os.readlink(path)).decode("utf-8", "backslashreplace")
             raise DataError(
-                f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; "
+                f"{path}: a symbolic link to {target}, which does not exist; "
                 "mount or copy what it links to, or remove the link"
             ) from None
         raise DataError(f"{path}: no such {what}") from None
