@@ -40,6 +40,7 @@ import hashlib
 import os
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -57,6 +58,9 @@ from cnnlab.data.image import (
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.synthetic import stratified_holdout
 from cnnlab.errors import DataError
+
+if TYPE_CHECKING:
+    from cnnlab.inspect.progress import Progress
 
 FOLDER_TEST_FRACTION = 0.2
 # The files a folder lists: those it decodes, and those it names as skipped (HEIC, raw)
@@ -271,7 +275,9 @@ def _conform_image(
     return np.asarray(img, dtype=np.uint8), resized
 
 
-def _read_all(files: list[tuple[Path, int]], channels: int | None, size, strict: bool):
+def _read_all(
+    files: list[tuple[Path, int]], channels: int | None, size, strict: bool, progress=None
+):
     """`(arrays, labels, channels, skipped, converted)`: each file decoded, converted and
     resized before the next is decoded (holding every decoded image until all were read took
     1.2 GB for 40 photos of 6 megapixels, to make 40 images of 32×32). With `channels=None`
@@ -280,7 +286,9 @@ def _read_all(files: list[tuple[Path, int]], channels: int | None, size, strict:
     same resize on three equal channels; Pillow's luma of v, v, v is v). Reading every image
     as RGB and cutting it back to one channel when all were gray took twice the time."""
     arrays, labels, read, skipped = [], [], [], []
-    for file, label in files:
+    for done, (file, label) in enumerate(files):
+        if progress is not None:  # 48-megapixel photos take a second each to decode
+            progress(done, len(files), "reading images")
         img, bad = _read_one(file, strict)
         if img is None:
             skipped.append(bad)
@@ -324,18 +332,25 @@ def image_folder(
     size: int | tuple[int, int] | None = None,
     strict: bool = False,
     split: str | None = None,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """Read a class-per-sub-folder image tree into an `ImageSet` `(N, channels, H, W)` uint8.
 
     See the module docstring for the channel, size, split and error policies. Skipped files are
-    in `.skipped`, converted ones in `.converted`.
+    in `.skipped`, converted ones in `.converted`. progress: called as progress(files read,
+    files, "reading images") before each file and once all are read
+    (`cnnlab.inspect.progress`): a folder of phone photos takes 0.1 to 1.4 s an image.
     """
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3 for an image folder, got {channels}")
     root = Path(path).expanduser()
     folder, classes, files = split_files(root, split)
     target = (size, size) if isinstance(size, int) else size
-    arrays, labels, channels, skipped, converted = _read_all(files, channels, target, strict)
+    arrays, labels, channels, skipped, converted = _read_all(
+        files, channels, target, strict, progress
+    )
+    if progress is not None:
+        progress(len(files), len(files), "reading images")
 
     # a test split may lack a class (a hold-out of a tiny class); training data may not
     for index in sorted(set(range(len(classes))) - set(labels)):
