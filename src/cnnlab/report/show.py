@@ -257,11 +257,15 @@ def _before_note(maps) -> str:
     )
 
 
+ACTMAX_TILE = 1.4  # inches a tile of activation maximisation: its title's width
+ACTMAX_LABEL_CHARS = 24  # a layer's label in a tile's title: 7-pt characters within the tile
+
+
 def actmax_title(tile) -> str:
     """A tile's title: the channel, and its activation against the strongest a test image
     gives. A channel no test image makes positive (a dead ReLU) has no such ratio (nan): the
     title said 'nan× data max'; it says the channel never fires on them."""
-    title = f"{tile.layer} ch {tile.channel}"
+    title = f"{plots.layer_label(tile.layer, ACTMAX_LABEL_CHARS)}\nch {tile.channel}"
     if tile.ratio is None:
         return title
     if math.isnan(tile.ratio):
@@ -273,7 +277,9 @@ def show_actmax(tiles, facts: Facts) -> Blocks:
     b = facts.budget
     titles = [actmax_title(t) for t in tiles]
     images = [plots.display(t.image) for t in tiles]
-    fig = plots.image_grid(images, titles, ncols=b.actmax_channels * 2, tile_inches=1.0)
+    # one stage a row, its channels side by side: two stages a row of 1-inch tiles put
+    # 'layer1.1.bn2 BatchNorm2d ch 0' over its neighbours' titles
+    fig = plots.image_grid(images, titles, ncols=b.actmax_channels, tile_inches=ACTMAX_TILE)
     # the report maximises the centre unit (explain's default objective), so what the data
     # is compared on, and never makes positive, is that unit: the channel's map may well be
     # positive elsewhere (a BatchNorm output is, on about half its positions)
