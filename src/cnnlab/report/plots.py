@@ -253,9 +253,23 @@ def feature_maps(layers: Sequence[tuple[str, np.ndarray]], channels: int = 8) ->
                     ax.imshow(maps[col], cmap="viridis", interpolation="nearest")
                 else:
                     ax.axis("off")
-            axes[row, 0].set_ylabel(f"{name}\n{maps.shape[1]}×{maps.shape[2]}", fontsize=7)
+            axes[row, 0].set_ylabel(
+                f"{row_label(name)}\n{maps.shape[1]}×{maps.shape[2]}", fontsize=7
+            )
         fig.tight_layout()
         return to_uri(fig)
+
+
+ROW_LABEL_CHARS = 16  # a feature-map row's label, a line: 7-pt characters within its height
+
+
+def row_label(label: str) -> str:
+    """A feature-map row's label ("layer2.0.shortcut.1 BatchNorm2d"), the layer's name and
+    its kind each on a line of at most ROW_LABEL_CHARS (`layer_label`): on one line it ran
+    up into the rows above and below."""
+    name, _, kind = label.rpartition(" ")
+    parts = [name, kind] if name else [kind]
+    return "\n".join(layer_label(part, ROW_LABEL_CHARS) for part in parts)
 
 
 def layer_label(name: str, chars: int = LABEL_CHARS) -> str:
