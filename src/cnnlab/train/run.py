@@ -40,6 +40,7 @@ from cnnlab.inspect import (
 from cnnlab.inspect.preserve import plain_name
 from cnnlab.train import checkpoint, fp32_layers
 from cnnlab.train.checkpoint import weight_mismatch
+from cnnlab.train.lazy import materialize
 from cnnlab.train.run_files import (
     CHECKPOINT_TENSORS,
     CONFIG,
@@ -246,6 +247,7 @@ def load_run(
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
         source = _source(path, record, config, accept_changed)
         model = decompiled(source.build())  # eager: no command compiles to run a few batches
+    materialize(model, config["input_shape"], f"model {type(model).__name__}")  # lazy layers
     weights = _weights_file(path, config)
     # a model trained compiled saved `features._orig_mod.0.weight`: the same weights
     state = compiled_names_as(_read_weights(path, weights, config), model.state_dict())
