@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,13 +92,21 @@ def list_images(root: str | Path) -> tuple[tuple[str, ...], list[tuple[Path, int
             )
         files += [(p, index) for p in found]
     classes = tuple(class_name(p) for p in class_dirs)
-    twice = [c for c, k in Counter(classes).items() if k > 1]  # one pass, not a count per name
-    if twice:  # Latin-1 bytes and the `\xe9` escape they print as: one name, two classes
+    # Latin-1 bytes and the `\xe9` escape they print as, or é as one character and as e with
+    # a combining accent (as macOS writes names): one name on screen, two classes
+    twice = [c for c, k in Counter(map(_nfc, classes)).items() if k > 1]  # one pass
+    if twice:
         raise DataError(
             f"{root} has more than one class named {twice[0]!r} (a name that is not UTF-8 "
-            "prints its bytes as \\xe9); rename one of its class folders"
+            "prints its bytes as \\xe9; an accent may be one character or two, as macOS "
+            "writes it); rename one of its class folders"
         )
     return classes, files
+
+
+def _nfc(name: str) -> str:
+    """A class name as it shows: accents composed (Unicode NFC)."""
+    return unicodedata.normalize("NFC", name)
 
 
 def _image_files(directory: Path) -> list[Path]:
@@ -199,10 +208,13 @@ def split_files(
         if split == "train":
             return root / split, classes, files
         train_classes, _ = list_images(root / "train")  # test labels use train's numbering
-        missing = sorted(set(classes) - set(train_classes))
+        # by the name shown: train/ unzipped from a Mac (é as e + accent) and a test/ made
+        # here hold one class "café", which was "not in train"
+        shown_as = {_nfc(c): i for i, c in enumerate(train_classes)}
+        missing = sorted(c for c in classes if _nfc(c) not in shown_as)
         if missing:
             raise DataError(f"{root / 'test'}: classes {missing} are not in {root / 'train'}")
-        remap = [train_classes.index(c) for c in classes]
+        remap = [shown_as[_nfc(c)] for c in classes]
         return root / split, train_classes, [(f, remap[label]) for f, label in files]
     classes, files = list_images(root)
     # the hold-out is drawn among files that can be read: a HEIC or camera-raw file, listed
