@@ -75,3 +75,19 @@ def test_a_trained_frozen_backbone_keeps_its_statistics_in_the_run(tmp_path):
     torch.manual_seed(1)
     reopened = load_run(tmp_path / "run", model=FrozenBackbone()).model
     assert torch.equal(reopened.stem[1].running_var, given["1.running_var"])
+
+
+def test_a_bn_of_momentum_zero_keeps_its_statistics():
+    """Truth: torch's own train-mode forward, which leaves a momentum-0 BatchNorm's running
+    statistics as they were (running = 1·running + 0·batch); recalibration does the same."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, momentum=0.0), nn.BatchNorm2d(4))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+    given = net[1].running_mean.clone()
+    images = torch.randn(16, 1, 8, 8)
+    with torch.no_grad():
+        net.train()(images)
+    assert torch.equal(net[1].running_mean, given)  # torch: training never changes it
+    assert recalibrate(net.eval(), images, 16) == 1
+    assert torch.equal(net[1].running_mean, given) and net[1].momentum == 0.0

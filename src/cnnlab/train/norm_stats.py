@@ -36,12 +36,14 @@ def norm_layers(model: nn.Module) -> list[nn.Module]:
 
 
 def trained_layers(model: nn.Module) -> list[nn.Module]:
-    """The `norm_layers` that the model's own `train()` puts in training mode: one it keeps
-    in eval (a frozen backbone's BatchNorm, PyTorch's way of freezing its statistics) never
-    changes in training, so it keeps the statistics it was given. Modes are restored."""
+    """The `norm_layers` whose statistics training updates: in training mode under the
+    model's own `train()`, with a momentum other than 0. One kept in eval (a frozen
+    backbone's BatchNorm, PyTorch's way of freezing its statistics) or of momentum 0
+    (running = (1 − 0)·running + 0·batch) never changes in training, so it keeps the
+    statistics it was given. Modes are restored."""
     modes = {m: m.training for m in model.modules()}
     model.train()
-    found = [m for m in norm_layers(model) if m.training]
+    found = [m for m in norm_layers(model) if m.training and m.momentum != 0]
     for m, mode in modes.items():
         m.train(mode)
     return found
