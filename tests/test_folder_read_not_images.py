@@ -59,3 +59,11 @@ def test_a_class_of_lfs_pointers_says_to_fetch_them(tmp_path):
         (tmp_path / "dog" / f"d{i}.png").write_bytes(LFS)
     with pytest.raises(DataError, match=r"dog: empty class .*d0\.png.*git lfs pull"):
         image_folder(tmp_path)
+
+
+def test_a_named_heic_says_to_convert_it(tmp_path):
+    """`predict RUN IMG_0001.HEIC` said "no image format PIL knows"; a folder said what to do."""
+    path = tmp_path / "IMG_0001.HEIC"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    with pytest.raises(DataError, match=r"HEIC is no format Pillow decodes; convert it to PNG"):
+        read_image(path, 3)

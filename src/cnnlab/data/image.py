@@ -163,10 +163,17 @@ _TEXT_SHOWN = 40  # characters of a text file's start shown (an HTML error page 
 
 
 def not_an_image(path: Path) -> str:
-    """Why a file no image format recognises is none, from its first bytes: empty (a copy
-    or a sync that never finished), a Git LFS pointer (a repository cloned without its
-    images: every file of a folder is one), text (an error page saved under an image's
-    name, which its start shows), else no format Pillow knows."""
+    """Why a file no image format recognises is none: a phone's HEIC or a camera's raw file
+    by its name (`predict RUN IMG_0001.HEIC` said only "no image format PIL knows"), else
+    from its first bytes: empty (a copy or a sync that never finished), a Git LFS pointer
+    (a repository cloned without its images: every file of a folder is one), text (an
+    error page saved under an image's name, which its start shows), else no format Pillow
+    knows."""
+    if path.suffix.lower() in UNDECODED_EXTENSIONS:  # as a folder names them skipped
+        kind = path.suffix[1:].upper()
+        return (
+            f"not a readable image: {kind} is no format Pillow decodes; convert it to PNG or JPEG"
+        )
     try:
         with open(path, "rb") as file:
             head = file.read(512)
