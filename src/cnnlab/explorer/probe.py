@@ -122,7 +122,9 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     made on it. A tensor made by a functional op (a residual `a + b`, `torch.cat`) is no
     layer's output: it gets the widest field among the tensors of its height and width made
     so far (a sum's: its widest term's). A padded tensor (F.pad, which padding modules call)
-    has its input's field, shifted by the pad before each axis (`padded_field`).
+    has its input's field, shifted by the pad before each axis (`padded_field`). A value per
+    image and channel computed from a map (a global pool) sees the whole map, and a map
+    multiplied by it (an SE gate) sees that too (`Fields.combined`).
     """
     fields, calls = Fields(x), Counter()
     out: dict[str, tuple[geometry.RF, geometry.RF]] = {}
@@ -150,7 +152,7 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
     code = weight_code(model)  # parametrizations run on weights, not on the image
     leaves = [(m, hook(n)) for n, m in model.named_modules() if n and n not in code and is_leaf(m)]
-    with Hooks().after(leaves), inspecting(model), torch.no_grad(), Pads(fields.padded):
+    with Hooks().after(leaves), inspecting(model), torch.no_grad(), Pads(fields):
         forward(model, x, logits=False)
     return out
 

@@ -2,15 +2,19 @@
 conv reads when the forward hands it a slice (one half of a `torch.chunk`, a `split`,
 `h[:, 1::2]`): the dot-product panel numbers the conv's input channels as channels of the
 tensor split, as the model's author knows them. Which pixels of a smaller tensor a padded
-one holds (F.pad, in a padding module or a forward): the receptive field of each pixel."""
+one holds (F.pad, in a padding module or a forward), and what a value computed from the whole
+map (a global pool, an SE gate) and a map multiplied by it see: the receptive field of each
+pixel."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
@@ -102,23 +106,66 @@ def padded_field(rf: tuple[geometry.RF, geometry.RF], pad: Any) -> tuple[geometr
     )
 
 
-class Pads(TorchFunctionMode):
-    """Calls seen(x, pad, y) for each F.pad(x, pad) = y in the block: a padding module
-    (nn.ZeroPad2d) pads with it, as a forward that pads its conv's input itself does."""
+def whole_axis(rf: geometry.RF, n: int) -> geometry.RF:
+    """The field of one value computed from all n units of an axis (a global average pool, a
+    mean over H and W): the union of their fields, a window of all n units,
+    rf_step(rf, kernel=n, stride=n)."""
+    return geometry.rf_step(rf, n, n)
 
-    def __init__(self, seen) -> None:
+
+def covering(rf: geometry.RF, n: int, box: geometry.RF) -> geometry.RF:
+    """The field of n units of field rf, each combined with one broadcast value of field `box`
+    (an SE gate: x · g, g from a global pool): unit i sees its own field and box's. As one
+    field centred on each unit (jump and start kept): size' = max(size, 2e + 1), e the
+    largest distance from a unit's centre (start + i·jump) to box's far edge."""
+    lo, hi = box.start - (box.size - 1) / 2, box.start + (box.size - 1) / 2
+    first, last = rf.start, rf.start + (n - 1) * rf.jump
+    reach = max(hi - first, last - lo)
+    return geometry.RF(max(rf.size, math.ceil(2 * reach) + 1), rf.jump, rf.start)
+
+
+# Ops whose smaller output is a part of their input, not a value computed from all of it.
+_PARTS = frozenset({Tensor.__getitem__, Tensor.narrow, torch.narrow, Tensor.select, torch.select})
+
+
+class Pads(TorchFunctionMode):
+    """Follows the ops between layers for `Fields` (`seen`: a Fields): each F.pad(x, pad) = y
+    (a padding module pads with it, as a forward that pads its conv's input itself does),
+    and every other op's output by `Fields.combined`."""
+
+    def __init__(self, seen: Fields) -> None:
         super().__init__()
         self.seen = seen
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         y = func(*args, **kwargs)
-        if func is F.pad and isinstance(y, Tensor):
+        if not isinstance(y, Tensor):
+            return y
+        if func is F.pad:
             x = args[0] if args else kwargs.get("input")
             pad = args[1] if len(args) > 1 else kwargs.get("pad")
             if isinstance(x, Tensor) and pad is not None:
-                self.seen(x, pad, y)
+                self.seen.padded(x, pad, y)
+        elif func not in _PARTS:
+            self.seen.combined([*_tensors(args), *_tensors(kwargs.values())], y)
         return y
+
+
+def _tensors(values) -> list[Tensor]:
+    """The tensors among values, and inside lists and tuples of them (torch.cat's)."""
+    found = []
+    for v in values:
+        if isinstance(v, Tensor):
+            found.append(v)
+        elif isinstance(v, (list, tuple)):
+            found += [t for t in v if isinstance(t, Tensor)]
+    return found
+
+
+def _is_global(t: Tensor) -> bool:
+    """One value per image and channel: (B, C) or (B, C, 1, 1)."""
+    return t.dim() == 2 or (t.dim() == 4 and t.shape[2:] == (1, 1))
 
 
 class Fields:
@@ -131,13 +178,16 @@ class Fields:
         # the field of the last tensor made on each storage: a view of it (a chunk) has it
         self.on_storage = {x.untyped_storage().data_ptr(): self.fields[id(x)]}
 
-    def of(self, t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
-        """t's field: its own, its storage's, else the widest of the tensors of its size."""
+    def known(self, t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
+        """t's field if it was given one: its own, else its storage's (a view of it)."""
         if id(t) in self.fields:
             return self.fields[id(t)]
-        viewed = self.on_storage.get(t.untyped_storage().data_ptr())
-        if viewed is not None:
-            return viewed
+        return self.on_storage.get(t.untyped_storage().data_ptr())
+
+    def of(self, t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
+        """t's field: its own, its storage's, else the widest of the tensors of its size."""
+        if (rf := self.known(t)) is not None:
+            return rf
         same = [
             self.fields[id(u)]
             for u in self.made
@@ -153,3 +203,37 @@ class Fields:
         """`Pads`' callback: y = F.pad(x, pad) has x's field shifted by the pad."""
         if (rf := self.of(x)) is not None and x.dim() == y.dim() == 4:
             self.set(y, padded_field(rf, pad))
+
+    def combined(self, inputs: list[Tensor], y: Tensor) -> None:
+        """The field of y, which an op between layers made from `inputs`, where the whole map
+        reaches it: a value per image and channel computed from a map (a global pool, a mean
+        over H and W) sees every unit of it (`whole_axis`); one computed from such values
+        alone (the SE gate's convs, sigmoid, a view to (B, C, 1, 1)) sees what they see; a
+        map combined with one (x · g) sees that too (`covering`). Other ops are left to
+        `of`: a layer reading their output takes the widest field of its size."""
+        if _is_global(y):
+            maps = [t for t in inputs if t.dim() == 4 and t.shape[2] * t.shape[3] > 1]
+            rf = self.of(maps[0]) if maps else None
+            if rf is not None:
+                n = maps[0].shape[2:]
+                self.set(y, (whole_axis(rf[0], n[0]), whole_axis(rf[1], n[1])))
+            elif not maps and (found := self._widest(inputs)) is not None:
+                self.set(y, found)
+            return
+        if y.dim() != 4:
+            return
+        box = self._widest([g for g in inputs if g.dim() == 4 and g.shape[2:] == (1, 1)])
+        if box is None:
+            return
+        same = [t for t in inputs if t.dim() == 4 and t.shape[2:] == y.shape[2:]]
+        rf = max(filter(None, map(self.of, same)), key=_span, default=None)
+        if rf is not None:
+            h, w = y.shape[2:]
+            self.set(y, (covering(rf[0], h, box[0]), covering(rf[1], w, box[1])))
+
+    def _widest(self, ts: list[Tensor]) -> tuple[geometry.RF, geometry.RF] | None:
+        return max(filter(None, map(self.known, ts)), key=_span, default=None)
+
+
+def _span(rf: tuple[geometry.RF, geometry.RF]) -> int:
+    return rf[0].size + rf[1].size

@@ -364,10 +364,14 @@ function drawView() {
     ctx.drawImage(off, 0, 0, canvas.width, canvas.height);
   }
   if (state.trace) {  // the clicked unit's receptive field on the input (§3.2)
+    // clipped to the image and drawn inside it: a field past every edge (behind a global
+    // pool's gate) is the whole image, which an unclipped box outlined off the canvas
     const [, H, W] = state.model.input_shape;
     const f = state.trace.field, sy = canvas.height / H, sx = canvas.width / W;
+    const top = Math.max(0, f.top), left = Math.max(0, f.left);
+    const bottom = Math.min(H, f.top + f.height), right = Math.min(W, f.left + f.width);
     ctx.strokeStyle = "#ff3b30"; ctx.lineWidth = 2;
-    ctx.strokeRect(f.left * sx, f.top * sy, f.width * sx, f.height * sy);
+    ctx.strokeRect(left * sx + 1, top * sy + 1, (right - left) * sx - 2, (bottom - top) * sy - 2);
   }
   canvas.dataset.overlay = state.overlay;
 }
