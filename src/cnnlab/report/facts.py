@@ -206,9 +206,13 @@ def _part(build: Callable[[], Any], strict: bool, small: bool = False) -> Part:
 def _overview(src: Sources) -> Overview:
     config = _printable_json(dict(src.config))
     model = src.run.model if src.run is not None else None
+    # an imported run's weights were trained elsewhere: no machine of cnnlab's to record
+    why = "imported: trained elsewhere" if "imported" in config else (
+        "trained before cnnlab recorded the machine"
+    )  # fmt: skip
     machine = config.get("machine") or (
-        "not recorded by the run (trained before cnnlab recorded the machine), "
-        f"{os.cpu_count()} cores on the machine writing this report"
+        f"not recorded by the run ({why}), {os.cpu_count()} cores on the machine writing "
+        "this report"
     )
     return Overview(
         name=printable(src.path.name),

@@ -88,7 +88,10 @@ def show_overview(_, facts: Facts) -> Blocks:
         ]
     c = o.config
     keys = ("optimizer", "lr", "batch_size", "schedule", "precision_used", "world_size")
-    items.append(("recipe", ", ".join(f"{k} {c[k]}" for k in keys if k in c)))
+    recipe = ", ".join(f"{k} {c[k]}" for k in keys if k in c)
+    if not recipe and "imported" in c:  # cnnlab import records the weights, not how they came
+        recipe = "not recorded: the weights were trained elsewhere (cnnlab import)"
+    items.append(("recipe", recipe))
     items.append(("torch", str(c.get("torch", torch.__version__))))
     items.append(("machine", o.machine))
     return [{"kind": "kv", "items": items}]
