@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from cnnlab.data.fashion import fashion_mnist, split_files
-from cnnlab.data.folder import image_folder
+from cnnlab.data.folder import image_folder, shown
 from cnnlab.data.folder import split_files as folder_split_files
 from cnnlab.data.image import MAX_IMAGE_PIXELS
 from cnnlab.data.imageset import ImageSet, conform, size_pair
@@ -142,20 +142,21 @@ def _check_classes(name: str | Path) -> None:
     folder, classes, files = folder_split_files(directory, "train")
     if len(classes) >= 2:
         return
-    inner = folder / classes[0]
-    # the listing just made, rather than another walk of the folder
-    subs = sorted({f.relative_to(inner).parts[0] for f, _ in files if f.parent != inner})
-    subs = [s for s in subs if not s.startswith(".")]
+    # the listing just made, rather than another walk of the folder; the class folder's own
+    # name from it (classes[0] is the name as shown: bytes that are not UTF-8 escaped)
+    parts = [f.relative_to(folder).parts for f, _ in files]
+    inner = folder / parts[0][0] if parts else folder / classes[0]
+    subs = sorted({p[1] for p in parts if len(p) > 2 and not p[1].startswith(".")})
     fix = "add a sub-folder of images for each other class"
     if len(subs) > 1:
-        shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")
+        listed = ", ".join(shown(Path(s)) for s in subs[:3]) + (", ..." if len(subs) > 3 else "")
         fix = (
-            f"its images are in sub-folders of {inner}: give that directory as the data if "
-            f"they ({shown}) are the classes, or, if {classes[0]!r} is one class, add a "
-            f"sub-folder of images to {folder} for each other class"
+            f"its images are in sub-folders of {shown(inner)}: give that directory as the "
+            f"data if they ({listed}) are the classes, or, if '{classes[0]}' is one class, "
+            f"add a sub-folder of images to {shown(folder)} for each other class"
         )
     raise DataError(
-        f"{folder}: only one class ({classes[0]!r}); a classifier needs at least two: {fix}"
+        f"{shown(folder)}: only one class ('{classes[0]}'); a classifier needs at least two: {fix}"
     )
 
 
