@@ -16,8 +16,8 @@ NETS = """
 from torch import nn
 
 
-def make(classes=10, width=16, p=0.5, act="relu"):
-    layers = [nn.Conv2d(3, width, 3), nn.ReLU() if act == "relu" else nn.GELU(),
+def make(classes=10, width=16, p=0.5, act="relu", kernel=(3, 3)):
+    layers = [nn.Conv2d(3, width, kernel[0]), nn.ReLU() if act == "relu" else nn.GELU(),
               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(p), nn.Linear(width, classes)]
     return nn.Sequential(*layers)
 """
@@ -52,3 +52,11 @@ def test_the_argument_unlike_its_default_is_named(tmp_path, value, kind):
 def test_an_error_of_arguments_of_the_defaults_types_names_none(tmp_path):
     message = _error(tmp_path, "p=1.5")  # nn.Dropout refuses 1.5: a float, as 0.5
     assert "dropout probability" in message and " is a " not in message
+
+
+def test_a_number_for_a_tuple_default_is_named(tmp_path):
+    message = _error(tmp_path, "kernel=3", "classes=3")
+    assert type(_default(tmp_path, "kernel")) is tuple
+    assert "kernel=3 is an int where make's default (3, 3) is a tuple: give a tuple" in message
+    assert "classes=3 is" not in message
+    assert " is a " not in _error(tmp_path, "kernel=[3, 3]", "width=-1")  # a list fits too

@@ -318,6 +318,14 @@ def _shell(item: str) -> str:
     return item if re.fullmatch(r"[\w.+=-]+", item) else '"' + item.replace('"', '\\"') + '"'
 
 
+# a value of the default's kind: _EXACT's simple types; a tuple or a list for either
+_LIKE_DEFAULT = {
+    **{kind: check for kind, check in _EXACT.items() if kind is not type(None)},
+    tuple: lambda v: isinstance(v, (tuple, list)),
+    list: lambda v: isinstance(v, (tuple, list)),
+}
+
+
 def unlike_defaults(factory_name: str, args: Iterable[tuple[str, Any]], declared: Declared) -> str:
     """For a factory that raised: each argument of another type than the parameter's default,
     where the parameter has no annotation to refuse it by (`width=16` written, 16.5 or True
@@ -329,7 +337,8 @@ def unlike_defaults(factory_name: str, args: Iterable[tuple[str, Any]], declared
         if d is None or not d.has_default or d.annotation is not inspect.Parameter.empty:
             continue
         default = d.default
-        if type(default) not in _EXACT or default is None or _EXACT[type(default)](value):
+        fits_default = _LIKE_DEFAULT.get(type(default))
+        if fits_default is None or fits_default(value):
             continue
         told.append(
             f"{name}={quote(value)} is {_a(value)} where {factory_name}'s default "
