@@ -6,6 +6,7 @@ import difflib
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cnnlab.data.fashion import fashion_mnist, split_files
 from cnnlab.data.folder import image_folder, shown
@@ -14,6 +15,9 @@ from cnnlab.data.image import MAX_IMAGE_PIXELS
 from cnnlab.data.imageset import ImageSet, conform, size_pair
 from cnnlab.data.synthetic import digits, shapes
 from cnnlab.errors import DataError
+
+if TYPE_CHECKING:
+    from cnnlab.inspect.progress import Progress
 
 DATASET_NAMES = ("fashion-mnist", "digits", "shapes")
 _ALIASES = {"fashion_mnist": "fashion-mnist", "fmnist": "fashion-mnist"}
@@ -47,13 +51,15 @@ def load_dataset(
     size: int | tuple[int, int] | None = None,
     strict: bool = False,
     download: bool = False,
+    progress: Progress | None = None,
 ) -> ImageSet:
     """Load `split` ("train" | "test") of a named set or an image folder as an `ImageSet`.
 
     name: "fashion-mnist" (found via `root`, `$CNNLAB_DATA`, the cache, Debian's package;
     `download=True` fetches it), "digits", "shapes", or a directory with one sub-folder per
     class. `channels` (1 or 3) and `size` (int or (H, W)) convert the images to what a model
-    needs: resize to cover then center-crop, for every source alike.
+    needs: resize to cover then center-crop, for every source alike. progress: an image
+    folder's reading, file by file (`image_folder`; the named sets load in a second).
     """
     _check_size(size)
     key = dataset_name(name)
@@ -67,7 +73,7 @@ def load_dataset(
     elif _holds_fashion_mnist(Path(name).expanduser()):  # `--data DIR`, as the errors advise
         ds = fashion_mnist(split, root=name, download=download)
     elif Path(name).expanduser().is_dir():
-        ds = image_folder(name, channels=channels, size=size, strict=strict, split=split)
+        ds = image_folder(name, channels, size, strict, split, progress)
         return replace(ds, loaded_as=str(Path(name).expanduser().resolve()), loaded_split=split)
     else:
         raise _not_found(str(name))
@@ -108,6 +114,7 @@ def load_splits(
     size: int | tuple[int, int] | None = None,
     strict: bool = False,
     download: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[ImageSet, ImageSet | None]:
     """`(train, test)` of a data set as training and `cnnlab data` need them.
 
@@ -120,7 +127,7 @@ def load_splits(
       split lacks) raises the DataError naming the file: never a silent "no test accuracy".
     Arguments as `load_dataset`.
     """
-    options = {"root": root, "strict": strict, "download": download}
+    options = {"root": root, "strict": strict, "download": download, "progress": progress}
     _check_classes(name)  # before any image is decoded: a size error hid a wrapper folder
     train = load_dataset(name, "train", channels=channels, size=size, **options)
     if _no_holdout(name):
