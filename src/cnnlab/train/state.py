@@ -28,7 +28,10 @@ class EMA:
     """Exponential moving average of the weights: ema ← d·ema + (1−d)·w after every step.
 
     d = min(decay, (1 + t) / (10 + t)) at update t, so early averages do not cling to the
-    random initialisation. Buffers (BatchNorm statistics) are copied, not averaged.
+    random initialisation. Buffers (BatchNorm statistics) are copied, not averaged, as are
+    parameters that are not floating point (an index or a mask kept as an integer or bool
+    nn.Parameter with requires_grad=False): no step changes them, and torch has no lerp for
+    them.
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
@@ -42,8 +45,13 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, t: int) -> None:
         d = min(self.decay, (1 + t) / (10 + t))
-        ema = list(self.model.parameters())
-        torch._foreach_lerp_(ema, [p.detach() for p in model.parameters()], 1 - d)
+        pairs = list(zip(self.model.parameters(), model.parameters(), strict=True))
+        floats = [(mine, p.detach()) for mine, p in pairs if mine.is_floating_point()]
+        if floats:
+            torch._foreach_lerp_(*map(list, zip(*floats, strict=True)), 1 - d)
+        for mine, p in pairs:
+            if not mine.is_floating_point():
+                mine.copy_(p)
         self.copy_buffers(model)
 
     @property
