@@ -17,7 +17,7 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from cnnlab import geometry
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 
 if TYPE_CHECKING:  # the library is imported when the command runs: it brings torch
     from cnnlab.design.summary import Summary
@@ -91,6 +91,7 @@ def mlp_comparison(s: Summary, hidden: int) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from cnnlab.design.spec import channels_last_note
     from cnnlab.design.summary import summary
 
     if args.compare_mlp is not None and args.compare_mlp < 1:
@@ -98,7 +99,14 @@ def _run(args: argparse.Namespace) -> int:
             f"--compare-mlp must be a positive number of units, got {args.compare_mlp}"
         )
     size = parse_input(args.input) if args.input is not None else None
-    s = summary(_what(args, size), size)
+    what = _what(args, size)
+    try:
+        s = summary(what, size)
+    except CnnlabError as error:  # a model that fails on --input 64,64,3: the order, said
+        note = channels_last_note(size, "--input") if size is not None else ""
+        if note and note not in str(error):
+            raise type(error)(f"{error}; note: {note}") from None
+        raise
     print_input_note(s.input_size, "input" if size is None else "--input")
     if args.json:
         out = s.to_dict()
