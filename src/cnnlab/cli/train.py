@@ -157,10 +157,14 @@ def _model(args):
 
 
 def _input_order_note(model) -> str:
-    """channels_last_note of a spec's input ([32, 32, 3]: 32 channels), for a data error on
-    the channel count, which alone did not say the spec's input is in the wrong order."""
+    """channels_last_note of a spec's input ([32, 32, 3]: 32 channels), or of the --input
+    given to --model code (64,64,3), for a data error on the channel count, which alone did
+    not say the input is in the wrong order ('channels must be 1 or 3 ..., got 64')."""
     from cnnlab.design.spec import channels_last_note, load_spec
 
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        return channels_last_note(shape, "--input")
     if not isinstance(model, str):
         return ""
     try:
