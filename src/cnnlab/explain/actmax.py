@@ -25,6 +25,7 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     as_float,
+    backward_checked,
     batches,
     channel_dim,
     check_values,
@@ -268,7 +269,8 @@ def _ascend(
             act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
             reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
             opt.zero_grad()
-            (reg - act).sum().backward()
+            with backward_checked():
+                (reg - act).sum().backward()
             opt.step()
             regularize(step)
             if progress is not None:

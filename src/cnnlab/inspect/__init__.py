@@ -31,7 +31,8 @@ Which function for what:
 * gradients through activation checkpoints . `gradients(out, inputs, restore)`
   (`torch.autograd.grad`, also through `checkpoint(..., use_reentrant=True)`, which
   refuses `.grad()`), `through_reentrant(out)`, `require_graph(t, layer, method)` (a layer
-  computed without autograd, named); `Capture(..., grads=True)` reads a layer's gradient
+  computed without autograd, named), `backward_checked()` (a forward's in-place change that
+  breaks the backward, said with the fix); `Capture(..., grads=True)` reads a layer's gradient
   where a reentrant checkpoint recomputes it.
 * every activation where it is computed ..... `with ActivationSites(model, on_call):`
   (modules, `F.relu`, `x.sigmoid()`, ..., each call named by its site).
@@ -49,7 +50,12 @@ Which function for what:
 
 from cnnlab.inspect.batches import as_float, batches, device_of, dtype_of, first_batch
 from cnnlab.inspect.capture import Capture
-from cnnlab.inspect.checkpoints import gradients, require_graph, through_reentrant
+from cnnlab.inspect.checkpoints import (
+    backward_checked,
+    gradients,
+    require_graph,
+    through_reentrant,
+)
 from cnnlab.inspect.fast import fold_batchnorm, inference_copy, run_fast
 from cnnlab.inspect.first import first_called
 from cnnlab.inspect.hooks import Hooks, scripted_whole
@@ -104,6 +110,7 @@ __all__ = [
     "Misfit",
     "OutputSelector",
     "as_float",
+    "backward_checked",
     "batches",
     "check_images",
     "check_values",

@@ -12,7 +12,9 @@ the graph passes through such a block, and leaves `.grad` as it found it either 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -20,6 +22,33 @@ from torch import Tensor
 from cnnlab.errors import ExplainError
 
 _REENTRANT = "CheckpointFunctionBackward"  # the backward node of use_reentrant=True
+# autograd's words for a saved tensor changed after the forward saved it, and what it names
+_CHANGED = "modified by an inplace operation"
+_WHICH = re.compile(r"\[torch\.\w+ \[([\d, ]*)\]\], which is output \d+ of (\w+)")
+
+
+@contextlib.contextmanager
+def backward_checked() -> Iterator[None]:
+    """Around a backward pass through a user's model: autograd's RuntimeError for a tensor
+    the forward changed in place after an op saved it for the backward (an
+    nn.ReLU(inplace=True) on a block's input that its shortcut reads afterwards) becomes an
+    ExplainError saying so and how to fix it. Such a model cannot be trained either: its
+    own `loss.backward()` fails alike, whatever cnnlab does."""
+    try:
+        yield
+    except RuntimeError as err:
+        if _CHANGED not in str(err):
+            raise
+        found = _WHICH.search(str(err))
+        which = f"a {found[1].replace(', ', '×')} output of {found[2]}" if found else "a tensor"
+        raise ExplainError(
+            f"the model's backward pass fails: its forward changed {which} in place after an "
+            "op had kept it for the backward (torch: 'modified by an inplace operation'), as "
+            "an nn.ReLU(inplace=True) on a tensor another branch still reads does; the model "
+            "cannot be trained so either. Fix: make that in-place op out of place (for "
+            "every activation: for m in model.modules(): if hasattr(m, 'inplace'): "
+            "m.inplace = False)"
+        ) from err
 
 
 def through_reentrant(out: Tensor) -> bool:
@@ -49,7 +78,8 @@ def gradients(
     `.grad` of `inputs` and of `restore` (the model's parameters) is put back as it was.
     """
     if not through_reentrant(out):
-        return torch.autograd.grad(out, list(inputs), allow_unused=True)
+        with backward_checked():
+            return torch.autograd.grad(out, list(inputs), allow_unused=True)
     found: list[Tensor | None] = [None] * len(inputs)
     leaves = {id(t): t for t in (*inputs, *restore) if t.is_leaf}
     saved = {key: t.grad for key, t in leaves.items()}
@@ -57,7 +87,8 @@ def gradients(
         t.grad = None  # else the backward adds into the saved tensor, in place
     handles = [t.register_hook(_adder(found, i)) for i, t in enumerate(inputs) if t.requires_grad]
     try:
-        out.backward()
+        with backward_checked():
+            out.backward()
     finally:
         for handle in handles:
             handle.remove()
