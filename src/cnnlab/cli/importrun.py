@@ -122,5 +122,12 @@ def _numbers(option: str, text: str | None, kind: type) -> list | None:
 def _shape(text: str | None) -> list[int] | None:
     shape = _numbers("--input", text, int)
     if shape is not None and (len(shape) != 3 or shape[0] not in (1, 3) or min(shape) < 1):
-        raise CnnlabError(f"--input {text!r}: give C,H,W with C 1 or 3, e.g. 1,28,28")
+        from cnnlab.design.spec import channels_last_note
+
+        # 64,64,3 (H,W,C): the order, and the --input it means, not only 'e.g. 1,28,28'
+        note = channels_last_note(shape, "--input") if len(shape) == 3 else ""
+        raise CnnlabError(
+            f"--input {text!r}: give C,H,W with C 1 or 3, e.g. 1,28,28"
+            + (f"; note: {note}" if note else "")
+        )
     return shape
