@@ -27,6 +27,7 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from cnnlab.errors import ConfigError, RankLost
+from cnnlab.inspect import device_of, preserved
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
 
 # What gloo, NCCL and c10d say when a peer stopped answering or went away (lower case).
@@ -167,12 +168,36 @@ def teardown(dist: Dist) -> None:
         torch_dist.destroy_process_group()
 
 
-def wrap(model: nn.Module, dist: Dist) -> nn.Module:
-    """DDP around `model` when distributed (gradients all-reduced in backward), else `model`."""
+def wrap(model: nn.Module, dist: Dist, input_shape=None) -> nn.Module:
+    """DDP around `model` when distributed (gradients all-reduced in backward), else `model`.
+    A model with trainable parameters its output does not use on images of `input_shape`
+    (C, H, W) (an auxiliary head behind a wrapper returning net(x)[0], a layer made and not
+    called) gets DDP's unused-parameter search, without which its second step fails
+    ('Expected to have finished reduction in the prior iteration'); DDP leaves the grad of a
+    parameter no rank used untouched (None), as a single process does. Others keep the
+    default, which skips that search of the graph at every step."""
     if not dist.enabled:
         return model
     ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    unused = input_shape is not None and bool(unused_parameters(model, input_shape))
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+
+
+def unused_parameters(model: nn.Module, input_shape) -> list[str]:
+    """The names of `model`'s trainable parameters outside the autograd graph of its
+    train-mode output on two zero images of `input_shape` (C, H, W): the gradient
+    `torch.autograd.grad(..., allow_unused=True)` gives as None. No .grad is touched;
+    modes, buffers and RNG are put back (`preserved`). [] when the forward fails (training's
+    own checks speak of that)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    x = torch.zeros(2, *input_shape, device=device_of(model))
+    try:
+        with preserved(model, train=True, requires_grad=None):
+            out = model(x).float().sum()
+            grads = torch.autograd.grad(out, [p for _, p in named], allow_unused=True)
+    except Exception:  # the user's code may raise anything; a graph with no parameter
+        return []
+    return [n for (n, _), g in zip(named, grads, strict=True) if g is None]
 
 
 def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:

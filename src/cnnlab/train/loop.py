@@ -284,7 +284,7 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
     kept = _kept_fp32(model, amp, device, request)
     fp32_layers.restore(model)  # a load_run model's fp32 layers: only `kept` is recorded
     fp32_layers.keep_fp32(model, kept)  # before the EMA's copy and DDP's wrapper
-    net = distributed.wrap(model, dist)
+    net = distributed.wrap(model, dist, splits.train.shape)
     if config.compile:
         net = torch.compile(net)
     return Parts(
