@@ -69,6 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from cnnlab.cli.progress import progress_bar
     from cnnlab.data import download_fashion_mnist, load_splits, normalization_stats
 
     _check_options(args)
@@ -79,7 +80,8 @@ def _run(args: argparse.Namespace) -> int:
         root = download_fashion_mnist(args.download, **kwargs)
     size = _size(args.size) if args.size else None
     options = {"root": root, "strict": args.strict, "channels": args.channels, "size": size}
-    train, test = load_splits(args.name, **options)  # test: train's channels and size
+    with progress_bar() as progress:  # an image folder's files, read one by one
+        train, test = load_splits(args.name, **options, progress=progress)  # test: train's shape
     info = {}
     for split, ds in (("train", train), ("test", test)):
         if ds is None:

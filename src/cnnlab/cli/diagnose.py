@@ -35,15 +35,16 @@ def register(sub) -> None:
     p.set_defaults(run=_run)
 
 
-def _images(run, args: argparse.Namespace):
-    """(x, y): normalised float images (N, C, H, W) and labels, at most --limit of them."""
+def _images(run, args: argparse.Namespace, progress=None):
+    """(x, y): normalised float images (N, C, H, W) and labels, at most --limit of them;
+    `progress`: an image folder's reading."""
     if args.data is None:
         images = run.dataset(args.split)
     else:
         from cnnlab.data import load_dataset
 
         c, h, w = run.input_shape
-        images = load_dataset(args.data, args.split, channels=c, size=(h, w))
+        images = load_dataset(args.data, args.split, channels=c, size=(h, w), progress=progress)
         _check_classes(run, images.classes, args.data)
     n = min(args.limit, len(images.labels))
     return run.preprocess(images.images[:n]), images.labels[:n]
@@ -82,8 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     if not 0 <= args.threshold <= 1:  # the library's check, named as the option typed
         raise ConfigError(f"--threshold is a share of units, from 0 to 1; got {args.threshold}")
     run = load_run(args.run_dir)
-    x, y = _images(run, args)
-    with progress_bar() as progress:  # three passes, each its own bar
+    with progress_bar() as progress:  # the images read, then three passes, each its own bar
+        x, y = _images(run, args, progress)
         dead = diagnose.dead_units(run.model, x, threshold=args.threshold, progress=progress)
         acts = diagnose.activation_stats(run.model, x, progress=progress)
         train = diagnose.train_mode_logits(run.model, x)  # else: aux logits in train mode
