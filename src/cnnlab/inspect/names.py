@@ -1,9 +1,13 @@
-"""The layer a name that matches none was meant to be, for the error that lists every name."""
+"""The layer a name that matches none was meant to be, for the error that lists every name;
+what a name of another kind (diagnose's activation site) is, for the error that says so."""
 
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
+
+from torch import nn
 
 
 def meant(name: Any, names: list[str]) -> str:
@@ -16,3 +20,25 @@ def meant(name: Any, names: list[str]) -> str:
     ending = [n for n in names if n.endswith("." + name)]
     near = ending if len(ending) == 1 else difflib.get_close_matches(name, names, n=1, cutoff=0.8)
     return f"; did you mean {near[0]!r}?" if near else ""
+
+
+# an activation a forward computes with a function, as diagnose names it: `block.relu()`,
+# `sigmoid()` at the top level, ` #2` for its second call
+_SITE = re.compile(r"^(?:(?P<owner>.+)\.)?(?P<kind>\w+)\(\)(?: #\d+)?$")
+
+
+def function_site(name: Any, modules: dict[str, nn.Module]) -> str:
+    """The refusal of diagnose's name of an activation computed by a function (F.relu in
+    `se`'s forward: `se.relu()`), which no module outputs; '' for another name."""
+    found = _SITE.match(name) if isinstance(name, str) else None
+    owner = found and (found["owner"] or "")
+    if not found or owner not in modules:
+        return ""
+    where = f"the forward of {owner!r}" if owner else "the model's own forward"
+    children = [f"{owner}.{c}" if owner else c for c, _ in modules[owner].named_children()]
+    layers = ", ".join(children[:8]) or "(it has none)"
+    give = f"{owner!r} (its output) or one of its layers" if owner else "a layer"
+    return (
+        f"unknown layer {name!r}: it names the {found['kind']} that {where} computes with a "
+        f"function (diagnose's activation sites), which no module outputs; give {give}: {layers}"
+    )

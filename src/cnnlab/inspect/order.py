@@ -21,7 +21,7 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.names import meant
+from cnnlab.inspect.names import function_site, meant
 from cnnlab.inspect.preserve import (
     is_compiled_inner,
     plain_name,
@@ -111,7 +111,7 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
         names = layer_names(model)
         valid = ", ".join(names) or "(the model has no submodules)"
         said = f"unknown layer {name!r}{meant(name, names)}"  # the layer meant, then them all
-        raise ExplainError(f"{said}; valid layer names: {valid}")
+        raise ExplainError(function_site(name, modules) or f"{said}; valid layer names: {valid}")
     if name in weight_code(model):
         layer = name[: name.index("parametrizations")].rstrip(".") or "(the model)"
         raise ExplainError(
