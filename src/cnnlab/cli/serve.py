@@ -242,6 +242,8 @@ def _load(run_dir: str, data: str | None = None):
     from cnnlab.explorer import create_app
 
     start = time.perf_counter()
+    # the model's own imports (transformers, MONAI) take seconds before anything else shows
+    print(f"loading {run_dir} ...", flush=True)
     app = create_app(load_run_at(run_dir, data))
     explorer = app.state.explorer
     print(f"loaded {explorer.run!r} in {time.perf_counter() - start:.1f} s")
