@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +51,12 @@ from cnnlab.train.run_files import (
     check_given_model,
     data_gone,
     data_option,
+    import_inputs,
+    input_option,
     read_config,
     read_metrics,
     run_hashes,
+    shell_word,
     spec_differs,
     unreadable_data,
     writer,
@@ -239,7 +241,8 @@ def load_run(
             f"{path} was trained from a Python object ({record.get('class')}): in Python, open "
             "it with cnnlab.train.load_run(path, model=<a fresh instance>); for the commands, "
             f"make a run of its code: cnnlab import --model file.py:factory --weights "
-            f"{path / MODEL_WEIGHTS} --data {data_option(config)} --out NEW_RUN"
+            f"{path / MODEL_WEIGHTS} --data {data_option(config)}{input_option(config)} "
+            "--out NEW_RUN"
         )
     check_given_model(path, record, model)
     if record.get("kind") != "module":
@@ -426,9 +429,13 @@ def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
     if source is None:  # a run of a Python object: the caller's instance
         kind = (config.get("model") or {}).get("class") or "the class the run was trained with"
         return f"pass load_run(model=...) a fresh instance of {kind}, built as in training"
-    args = "".join(f" --model-arg {_shell_word(f'{k}={v!r}')}" for k, v in source.args)
+    args = "".join(f" --model-arg {shell_word(f'{k}={v!r}')}" for k, v in source.args)
     if config.get("imported"):  # imported without --data: what it was given instead
-        given = f"--data {data}" if data is not None else _import_inputs(config)
+        given = (
+            f"--data {data_option(config)}{input_option(config)}"
+            if data is not None
+            else import_inputs(config)
+        )
         return (
             f"restore the {'spec' if source.kind == 'spec' else 'code'} the weights were "
             f"imported for, or import weights that fit the model as it is now "
@@ -439,27 +446,19 @@ def _mismatch_fix(path: Path, config: dict[str, Any], source: Any) -> str:
         return (
             f"the weights are another spec's ({SPEC} edited since, or the weights copied "
             "from another run): restore the spec they were trained with, or train it as it "
-            f"is now (cnnlab train {path / SPEC} --data {data} --out NEW_RUN)"
+            f"is now (cnnlab train {path / SPEC} --data {data_option(config)} --out NEW_RUN)"
         )
+    # the --input training was given (recorded with the code): without it, train takes the
+    # data's own size, which a folder of mixed sizes does not have
+    shape = source.input_shape
+    given_input = "" if shape is None else f" --input {','.join(map(str, shape))}"
     return (
         f"{source.reference} builds another network than the weights' (its file or a module "
         "it imports changed since, or the weights copied from another run): restore that "
         "code, or train it as it is now "
-        f"(cnnlab train --model {source.reference}{args} --data {data} --out NEW_RUN)"
+        f"(cnnlab train --model {source.reference}{args}{given_input} --data "
+        f"{data_option(config)} --out NEW_RUN)"
     )
-
-
-def _import_inputs(config: dict[str, Any]) -> str:
-    """The --classes, --mean, --std and --input an import without --data was given."""
-    join = lambda values: ",".join(map(str, values))  # noqa: E731
-    return (
-        f"--classes {_shell_word(join(config['classes']))} --mean {join(config['mean'])} "
-        f"--std {join(config['std'])} --input {join(config['input_shape'])}"
-    )
-
-
-def _shell_word(text: str) -> str:  # act='gelu' -> "act='gelu'", as the shell keeps it
-    return text if re.fullmatch(r"[\w=.,+-]+", text) else f'"{text}"'
 
 
 def _model_text(source: Any) -> str:  # messages name a model from code by its reference

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,26 @@ def data_option(config: dict[str, Any]) -> str:
     if config.get("data_in_memory"):
         return "NAME|DIR"
     return shlex.quote(str(config["data"]))
+
+
+def input_option(config: dict[str, Any]) -> str:
+    """' --input C,H,W' of the images the run's model took (config.json's input_shape), for
+    an import's command: without it, import takes the data's own size, which a folder of
+    mixed sizes does not have and a run that resized its data does not use."""
+    return f" --input {','.join(map(str, config['input_shape']))}"
+
+
+def import_inputs(config: dict[str, Any]) -> str:
+    """The --classes, --mean, --std and --input an import without --data was given."""
+    join = lambda values: ",".join(map(str, values))  # noqa: E731
+    return (
+        f"--classes {shell_word(join(config['classes']))} --mean {join(config['mean'])} "
+        f"--std {join(config['std'])} --input {join(config['input_shape'])}"
+    )
+
+
+def shell_word(text: str) -> str:  # act='gelu' -> "act='gelu'", as the shell keeps it
+    return text if re.fullmatch(r"[\w=.,+-]+", text) else f'"{text}"'
 
 
 def check_given_model(path: Path, record: dict[str, Any], model: Any) -> None:
