@@ -292,7 +292,13 @@ def classifier_misfit(
     shapes it got ("mat1 and mat2 shapes cannot be multiplied (...) (in layer 2, a Linear,
     given 2×288)"). torch.compile'd code runs eagerly in the check (`eager_stance`; on
     torch < 2.6 it runs compiled, and a model compiled whole may fail inside dynamo)."""
-    odd = [(n, p.dtype) for n, p in model.named_parameters() if p.dtype != torch.float32]
+    # only floating-point parameters decide: model.float() leaves an integer or boolean one
+    # (a step counter held as nn.Parameter(requires_grad=False)) as it is
+    odd = [
+        (n, p.dtype)
+        for n, p in model.named_parameters()
+        if p.is_floating_point() and p.dtype != torch.float32
+    ]
     if odd:
         name, dtype = odd[0]
         return Misfit(
