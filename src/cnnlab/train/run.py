@@ -222,15 +222,7 @@ def load_run(
     model built from the run's code or spec has each torch.compile wrapper replaced by the
     module it holds (`inspect.decompiled`). accept_changed: see `cnnlab.train.source`."""
     path = Path(path)
-    # `predict IMAGE RUN`: was told to train into the image's path (a missing image too)
-    if (path.exists() and not path.is_dir()) or path.suffix.lower() in IMAGE_EXTENSIONS:
-        what = "a file" if path.exists() else "an image's name"
-        raise RunError(
-            f"{path} is {what}, not a run directory; give the directory `cnnlab train --out` "
-            "wrote (the commands take the run first, then any images)"
-        )
-    if not path.is_dir():
-        raise RunError(f"{path} is not a run directory (train one: cnnlab train --out {path})")
+    _check_directory(path)
     check_is_run(path)
     config = read_config(path)
     check_config(config, path)
@@ -268,6 +260,24 @@ def load_run(
     _check_hashes(path, weights, config)
     spec = source.spec if source is not None and source.kind == "spec" else None
     return Run(path, spec, model, config, source)
+
+
+def _check_directory(path: Path) -> None:
+    """RunError for a path that is a file, an image's name or no directory: how a run is
+    made (by train, or by import for a model trained elsewhere)."""
+    # `predict IMAGE RUN`: was told to train into the image's path (a missing image too)
+    if (path.exists() and not path.is_dir()) or path.suffix.lower() in IMAGE_EXTENSIONS:
+        what = "a file" if path.exists() else "an image's name"
+        raise RunError(
+            f"{path} is {what}, not a run directory; give the directory `cnnlab train --out` "
+            "or `cnnlab import --out` wrote (the commands take the run first, then any images)"
+        )
+    if not path.is_dir():
+        raise RunError(
+            f"{path} is not a run directory (train one: cnnlab train --out {path}; a model "
+            "trained elsewhere becomes one with cnnlab import --model file.py:factory "
+            f"--weights FILE.safetensors --data NAME|DIR --out {path})"
+        )
 
 
 # a run holds these from its start (`Run.start` writes spec.yaml, config.json, metrics.jsonl)

@@ -31,6 +31,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import os
 import re
 import sys
@@ -173,13 +174,23 @@ class ModelSource:
             )
         now = file_sha256(file)
         if now != sha and not _accepting(accept_changed):
+            made = "imported" if _imported(run_dir) else "trained"
             raise RunError(
-                f"{run_dir}: {file} has changed since the run was trained (sha256 {sha[:12]} "
+                f"{run_dir}: {file} has changed since the run was {made} (sha256 {sha[:12]} "
                 f"then, {now[:12]} now), so {reference} may build another network; restore "
                 f"the file, or set {ACCEPT_CHANGED_ENV}=1 to use the code as it is now"
             )
         origin = f"{run_dir}'s model code {code_name(reference, file)}"
         return cls("code", reference, args, file, now, input_shape=shape, origin=origin)
+
+
+def _imported(run_dir: Path) -> bool:
+    """Whether the run's config.json records that `cnnlab import` made it (False when it
+    does not read: the caller's own message stands then)."""
+    try:
+        return "imported" in json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def code_name(reference: str, file: object) -> str:
