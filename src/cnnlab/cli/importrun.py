@@ -51,6 +51,7 @@ def register(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from cnnlab.cli.progress import progress_bar
+    from cnnlab.cli.train import print_data_notes
     from cnnlab.train.importing import import_run
     from cnnlab.train.source import parse_model_ref
 
@@ -63,9 +64,10 @@ def _run(args: argparse.Namespace) -> int:
     }
     with progress_bar() as progress:  # the test split's evaluation
         result = import_run(source, args.weights, args.out, args.data, **options, progress=progress)
-    if args.json:
-        print(json.dumps(result, indent=2))
+    if args.json:  # the converted files counted, as train's --json counts them
+        print(json.dumps({**result, "converted": len(result["converted"])}, indent=2))
         return 0
+    print_data_notes(result)  # an image folder's skipped and converted files, as train says
     evaluation = result["evaluation"]
     if evaluation is None:
         print("no test split: not evaluated")

@@ -36,6 +36,7 @@ from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, rel
 from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
+from cnnlab.train.inputs import data_notes
 from cnnlab.train.measure import guesses
 from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import (
@@ -67,7 +68,9 @@ def import_run(
 ) -> dict[str, Any]:
     """Check, evaluate and write the run (see the module docstring); returns what was written:
     {"out", "classes", "mean", "std", "input_shape", "evaluation" (dict or None), "notes"
-    (weights that score no better than guessing one class: the likely cause)}.
+    (weights that score no better than guessing one class: the likely cause), "skipped" and
+    "converted" ([path, why] of an image folder's unreadable and converted files, as train
+    returns and config.json records them)}.
 
     input_shape (C, H, W): what the model takes; default the data's own image shape (then
     `data` is needed). RunError for an `out` that is not empty or weights that do not fit,
@@ -109,10 +112,12 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     _check_outputs(model, source.reference, info, given=input_shape is not None)
+    read = data_notes(train, test)  # a folder's files skipped, converted (resized...)
     config = {
         "model": source.to_record(),
         "data": _data_name(data),
         **holdout_record(_data_name(data)),
+        **read,
         **info,
         **_data_classes(train, info["classes"]),
         "precision": "fp32",  # evaluation in fp32: how the model was trained is not known
@@ -122,7 +127,8 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     evaluation = _write(directory, config, model.state_dict(), test, progress)
     out = str(directory.path)
     notes = _guessing_note(evaluation, test, info, options)
-    return {"out": out, **info, "evaluation": evaluation and evaluation.to_dict(), "notes": notes}
+    evaluated = evaluation and evaluation.to_dict()
+    return {"out": out, **info, "evaluation": evaluated, "notes": notes, **read}
 
 
 def _guessing_note(evaluation, test, info: dict, options: dict) -> list[str]:
@@ -325,7 +331,7 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
     }
     for key in ("mean", "std"):
         if len(info[key]) != shape[0]:
-            raise DataError(f"--{key} has {len(info[key])} values for {shape[0]}-channel images")
+            raise DataError(_count_message(key, len(info[key]), shape[0]))
     if any(s <= 0 for s in info["std"]) and std is None:  # from --data: images of one value
         raise DataError(
             f"the images of {train.source} do not vary (std {info['std']}), so they cannot be "
@@ -344,6 +350,23 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
     if len(set(info["classes"])) < 2:
         raise DataError(f"a classifier needs at least two distinct classes, got {info['classes']}")
     return info
+
+
+# what each option commonly holds, per channel count: ImageNet's statistics, (x - 0.5) / 0.5
+_EXAMPLES = {
+    ("mean", 3): "0.485,0.456,0.406",
+    ("std", 3): "0.229,0.224,0.225",
+    ("mean", 1): "0.5",
+    ("std", 1): "0.5",
+}
+
+
+def _count_message(key: str, n: int, channels: int) -> str:
+    """--mean or --std given `n` values for images of `channels` channels: one per channel."""
+    values = "value" if n == 1 else "values"
+    example = _EXAMPLES.get((key, channels))
+    said = f", as --{key} {example}" if example else ""
+    return f"--{key} has {n} {values} for {channels}-channel images: give {channels}{said}"
 
 
 def _check_outputs(model: nn.Module, reference: str, info: dict[str, Any], given: bool) -> None:
