@@ -7,27 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.data import ImageSet, load_dataset, load_splits
+from cnnlab.data import ImageSet, load_dataset, load_splits, normalization_stats, train_val_split
 from cnnlab.data.imageset import check_scored_as
 from cnnlab.data.sets import dataset_name, flips_by_default
 from cnnlab.design.build import build
-from cnnlab.design.spec import load_spec, preset_names, preset_path
+from cnnlab.design.spec import load_spec, preset_names
 from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError, SpecError
-from cnnlab.inspect import Misfit, classifier_misfit, device_of, dtype_of, preserved
-from cnnlab.inspect.preserve import eager_stance
+from cnnlab.inspect import device_of, dtype_of, preserved
 from cnnlab.train.config import FieldError, TrainConfig
 from cnnlab.train.datanotes import image_hashes
+from cnnlab.train.fit import check_fit
 from cnnlab.train.resume import check_spec_unchanged
 from cnnlab.train.run_files import names_data
 from cnnlab.train.rundir import SPEC, data_gone, read_config
-from cnnlab.train.source import ModelSource, Parameters, check_materialized, outputs_fix
+from cnnlab.train.source import ModelSource, Parameters, check_materialized
+from cnnlab.train.state import Splits
 
 
 @dataclass
@@ -43,6 +44,9 @@ class ModelChoice:
     # code's factory's parameters (train.source.Parameters): outputs_fix names the one that
     # sets the class count
     parameters: Parameters | None = None
+    # config.json's record of a model trained NCHW because channels-last failed
+    # ({"channels_last_refused": why}, `make_splits`), else {}
+    layout: dict[str, str] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, int, int] | None:
@@ -116,6 +120,9 @@ def resume_inputs(out: Path, model_or_spec: Any, data: Any, config: TrainConfig 
         # auto (the data decides) is what the run resolved it to on this data: the config a
         # run was started with resumes it, not 'flip None (run has False)'
         config = dataclasses.replace(config, flip=stored_config.flip)
+    if config is not None and stored.get("channels_last_refused") and config.channels_last:
+        # the default layout, which the run fell back from (fit.check_fit): the run's NCHW
+        config = dataclasses.replace(config, channels_last=False)
     if config is not None and config != stored_config:
         raise _options_changed(out, config, stored_config)
     choice = _stored_model(out, stored, model_or_spec, stored_config.seed)
@@ -370,127 +377,23 @@ def check_one_image_steps(model: nn.Module, input_shape, per_rank: int) -> None:
         ) from None
 
 
-def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) -> None:
-    """Data shape, class count and the image-size options against the model."""
-    _check_trainable(choice)
-    side = min(input_shape[1:])
-    size = "×".join(map(str, input_shape[1:]))
-    for option, pixels in (("translate", config.translate), ("tta_shift", config.tta_shift)):
-        if pixels >= side:
-            raise ConfigError(
-                f"{option} {pixels} must be smaller than the {side}-px side of the {size} "
-                f"images (reflect padding); use at most {side - 1}"
-            )
-    if choice.input_shape is not None and tuple(input_shape) != choice.input_shape:
-        raise DataError(
-            f"the data has {'×'.join(map(str, input_shape))} images but {choice.title} "
-            f"expects input {list(choice.input_shape)}"
-        )
-    k, size = len(classes), "×".join(map(str, input_shape))
-    layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    misfit, title = _misfit(choice, input_shape, k, layout)
-    if misfit is None:
-        _check_graph(choice, input_shape, layout)
-        return
-    # channels-last is the culprit when the model runs laid out NCHW, whatever else is wrong
-    # there (a tuple, a softmax): "give --input C,H,W" was said of a child's `.view`
-    if misfit.kind == "run" and config.channels_last:
-        nchw = _misfit(choice, input_shape, k, torch.contiguous_format)[0]
-        if nchw is None or nchw.kind != "run":
-            raise SpecError(
-                f"{choice.title} cannot train channels-last (NHWC, the default layout for "
-                f"speed): {misfit.why}; where it calls .view after a conv use .reshape or "
-                ".flatten(1), or train with --no-channels-last"
-            )
-    if misfit.kind == "weights":  # no input would do: their dtype or device is the matter
-        raise SpecError(f"{title}: {misfit.why}")
-    if misfit.kind == "run":  # a module of the user's that does not take this input
-        raise SpecError(f"{title} cannot run on {size} images: {misfit.why}{_other(choice)}")
-    if misfit.kind == "classes":
-        fix = (
-            _preset_fix(choice.preset, k) if choice.preset
-            else f"end the spec with `linear: {k}`" if choice.spec
-            else outputs_fix(choice.record, k, misfit.outputs, choice.parameters)
-            if choice.record.get("kind") == "code"
-            else f"give it {k} outputs"
-        )  # fmt: skip
-        raise SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
-    raise SpecError(f"{title} {misfit.why}")
-
-
-def _preset_fix(name: str, k: int) -> str:
-    """How to give a preset `k` outputs: its YAML is in the package (where load_spec reads
-    it); "end the spec with" told a preset user of a spec file they do not have."""
-    path = preset_path(name)
-    return (
-        f"a preset is fixed: copy its spec {path} to {name}-{k}.yaml, change its last "
-        f"`linear:` to `linear: {k}` and train that file (`cnnlab train {name}-{k}.yaml ...` "
-        f"instead of --preset {name})"
-    )
-
-
-def _check_trainable(choice: ModelChoice) -> None:
-    """Some parameter must require a gradient: with none, the first backward raised torch's
-    'element 0 of tensors does not require grad' as a traceback, after the run directory was
-    made (a model frozen whole, e.g. one trained elsewhere and frozen for inference)."""
-    params = list(choice.model.parameters())
-    if any(p.requires_grad for p in params):
-        return
-    why = "every parameter has requires_grad=False" if params else "it has no parameters"
-    raise SpecError(
-        f"{choice.title} has nothing to train ({why}); unfreeze the layers to train "
-        "(requires_grad_(True)), or evaluate weights trained elsewhere with cnnlab import"
-    )
-
-
-def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
-    """The logits of the user's model, in training mode with gradients on, must depend on a
-    parameter that trains: a forward under torch.no_grad() or inference_mode(), or one that
-    detaches its logits, raised torch's 'element 0 of tensors does not require grad' as a
-    traceback at the first backward, after the run directory was made. Checked after the
-    model has passed `_misfit` (it runs and gives logits); a spec's network always has one."""
-    if choice.spec is not None:
-        return
-    x = torch.zeros(2, *input_shape).contiguous(memory_format=layout)
-    # compiled code runs eagerly here, as in classifier_misfit: no graph compiled for 2 images
-    with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
-        with eager_stance():
-            logits = choice.model(x)
-    if not logits.requires_grad:
-        raise SpecError(
-            f"{choice.title}'s logits carry no gradient to its parameters (its forward runs "
-            "under torch.no_grad() or torch.inference_mode(), or detaches them), so nothing "
-            "would train; let forward keep the graph, or evaluate weights trained elsewhere "
-            "with cnnlab import"
-        )
-
-
-def _other(choice: ModelChoice) -> str:
-    """How to give the user's model other images: --input for code (the CLI's and
-    ModelSource's), the data converted for a module passed in (train has no input option)."""
-    kind = choice.record.get("kind")
-    if kind == "code" and not choice.input_shape:
-        return "; if it takes other images, give --input C,H,W (the data is converted)"
-    if kind == "module":
-        return (
-            "; if it takes other images, train on the data converted to them: "
-            "cnnlab.data.load_splits(data, channels=C, size=(H, W)), or for ImageSets of "
-            "your own cnnlab.data.conform(images, channels=C, size=(H, W))"
-        )
-    return ""
-
-
-def _misfit(choice: ModelChoice, input_shape, classes: int, layout) -> tuple[Misfit | None, str]:
-    """classifier_misfit of the model laid out in `layout` (a conv's output follows its
-    weight's layout as well as its input's), in eval mode, then, for the user's code, in
-    training mode as training calls it (an Inception-style net returns aux logits too; a
-    spec's network returns logits only); its mode and BatchNorm statistics kept. With the
-    title to name it by."""
-    choice.model.to(memory_format=layout)
-    with preserved(choice.model):
-        misfit = classifier_misfit(choice.model, input_shape, classes, memory_format=layout)
-    if misfit is not None or choice.spec is not None:
-        return misfit, choice.title
-    with preserved(choice.model, train=True):
-        misfit = classifier_misfit(choice.model, input_shape, classes, memory_format=layout)
-    return misfit, f"{choice.title} in training mode"
+def make_splits(data, choice: ModelChoice, config: TrainConfig, strict: bool, dist):
+    """(Splits, config) of a run: train/val/test, normalization statistics of the training
+    part, checked against the model and the batch size before any step. A model that fails
+    channels-last only trains NCHW: config then has channels_last False, and choice.layout
+    says why for config.json."""
+    train_set, test_set, name = load_data(data, choice.input_shape, strict)
+    if config.val_fraction > 0:
+        train_part, val_part = train_val_split(train_set, config.val_fraction, config.seed)
+    else:
+        train_part, val_part = train_set, None
+    check_steps(len(train_part), config, dist.world_size)
+    refused = check_fit(choice, tuple(train_set.shape), train_set.classes, config)
+    if refused is not None:
+        config = dataclasses.replace(config, channels_last=False)
+        choice.layout = {"channels_last_refused": refused}
+    check_one_image_steps(choice.model, train_set.shape, config.batch_size // dist.world_size)
+    mean, std = normalization_stats(train_part)
+    notes = data_notes(train_set, test_set)
+    splits = Splits(train_part, val_part, test_set, mean, std, train_set.classes, name, notes)
+    return splits, config

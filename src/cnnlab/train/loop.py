@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data import Augment, Loader, normalization_stats, to_float, train_val_split
+from cnnlab.data import Augment, Loader, to_float
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.train import checkpoint, distributed, fp32_layers, guard, measure
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
@@ -41,14 +41,11 @@ from cnnlab.train.datanotes import (
     test_split_note,
     unseen_classes_note,
 )
+from cnnlab.train.fit import layout_note
 from cnnlab.train.inputs import (
     check_arguments,
-    check_fit,
-    check_one_image_steps,
-    check_steps,
     choose_model,
-    data_notes,
-    load_data,
+    make_splits,
     memory_record,
     resolve_flip,
     resume_inputs,
@@ -154,10 +151,11 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
             f"batch_size {config.batch_size} does not split evenly between "
             f"{dist.world_size} ranks; use a multiple of {dist.world_size}"
         )
-    splits = _splits(data, choice, config, request.strict, dist)
+    splits, config = make_splits(data, choice, config, request.strict, dist)
     if request.resume:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
+    notes += layout_note(choice.title, choice.layout.get("channels_last_refused"))
     notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
     notes += test_split_note(data) + split_folder_note(splits.name)
     # training's own randomness (dropout) starts from the seed whatever built the model, so
@@ -178,7 +176,7 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         given = memory_record(request.data)  # may read a data set: before --force deletes
         run.clear()  # every check passed: only now does --force remove the old run
         try:
-            record = _run_config(choice, parts.config, splits, parts)
+            record = {**_run_config(choice, parts.config, splits, parts), **choice.layout}
             run.start(choice.spec_text, {**record, **given})
         except RunError as error:
             raise guard.way_on(error, run.path) from error
@@ -217,22 +215,6 @@ def _finish(parts: Parts, position: Position, splits: Splits) -> dict:
         if parts.out is None:
             raise
         raise guard.way_on(error, parts.out) from error
-
-
-def _splits(data, choice, config: TrainConfig, strict: bool, dist) -> Splits:
-    """Train/val/test, normalization statistics of the training part, checked against the
-    model and the batch size before any step."""
-    train_set, test_set, name = load_data(data, choice.input_shape, strict)
-    if config.val_fraction > 0:
-        train_part, val_part = train_val_split(train_set, config.val_fraction, config.seed)
-    else:
-        train_part, val_part = train_set, None
-    check_steps(len(train_part), config, dist.world_size)
-    check_fit(choice, tuple(train_set.shape), train_set.classes, config)
-    check_one_image_steps(choice.model, train_set.shape, config.batch_size // dist.world_size)
-    mean, std = normalization_stats(train_part)
-    notes = data_notes(train_set, test_set)
-    return Splits(train_part, val_part, test_set, mean, std, train_set.classes, name, notes)
 
 
 def _run_config(choice, config: TrainConfig, splits: Splits, parts: Parts) -> dict:

@@ -1,0 +1,177 @@
+"""The model against the data, checked before a step: something to train, the image-size
+options, the input shape, the class count and the logits, a graph to train through, and the
+memory layout it trains in. A model that runs laid out NCHW but not channels-last (the
+tutorials' `x.view(-1, 16 * 5 * 5)` after a conv) trains NCHW: `check_fit` returns why, and
+`layout_note` says it (config.json records channels_last false, so resume and report agree).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from cnnlab.design.spec import preset_path
+from cnnlab.errors import ConfigError, DataError, SpecError
+from cnnlab.inspect import Misfit, classifier_misfit, preserved
+from cnnlab.inspect.preserve import eager_stance
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.source import outputs_fix
+
+if TYPE_CHECKING:
+    from cnnlab.train.inputs import ModelChoice
+
+
+def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) -> str | None:
+    """Data shape, class count and the image-size options against the model: SpecError,
+    DataError or ConfigError naming the fix, or None, or, where the model fails only laid
+    out channels-last (config.channels_last), that failure ('... (in Net.forward, given
+    2×3×32×32)'): the model is left NCHW and is to train so (`layout_note`)."""
+    _check_trainable(choice)
+    _check_sizes(input_shape, config)
+    if choice.input_shape is not None and tuple(input_shape) != choice.input_shape:
+        raise DataError(
+            f"the data has {'×'.join(map(str, input_shape))} images but {choice.title} "
+            f"expects input {list(choice.input_shape)}"
+        )
+    k, refused = len(classes), None
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    misfit, title = _misfit(choice, input_shape, k, layout)
+    # channels-last is the culprit when the model runs laid out NCHW: it trains NCHW. What
+    # fails NCHW too (a tuple, a class count, another shape) is the problem to tell
+    if misfit is not None and misfit.kind == "run" and config.channels_last:
+        refused, layout = misfit.why, torch.contiguous_format
+        misfit, title = _misfit(choice, input_shape, k, layout)
+    if misfit is None:
+        _check_graph(choice, input_shape, layout)
+        return refused
+    raise _misfit_error(choice, misfit, title, input_shape, k)
+
+
+def layout_note(title: str, refused: str | None) -> list[str]:
+    """The note of a model trained NCHW because channels-last failed (`check_fit`): which
+    call failed, and the change that lets it train channels-last; none otherwise."""
+    if refused is None:
+        return []
+    why, _, where = refused.rpartition(" (in ")
+    where = where.split(" given ")[0].rstrip(",") if why else ""
+    why = (why or refused).split(" (")[0].split(". ")[0]
+    fix = (
+        "calling .reshape or .flatten(1) there in place of .view"
+        if ".view" in why or "view size" in why
+        else "making that call take channels-last tensors"
+    )
+    return [
+        f"{title} trained NCHW, not channels-last (NHWC, the default layout for speed): "
+        f"{f'in {where}, ' if where else ''}{why} on channels-last images; {fix} would let "
+        "it train channels-last, faster (config.json: channels_last false)"
+    ]
+
+
+def _check_sizes(input_shape, config: TrainConfig) -> None:
+    """--translate and --tta-shift pad by reflection: less than the image's shorter side."""
+    side = min(input_shape[1:])
+    size = "×".join(map(str, input_shape[1:]))
+    for option, pixels in (("translate", config.translate), ("tta_shift", config.tta_shift)):
+        if pixels >= side:
+            raise ConfigError(
+                f"{option} {pixels} must be smaller than the {side}-px side of the {size} "
+                f"images (reflect padding); use at most {side - 1}"
+            )
+
+
+def _misfit_error(choice: ModelChoice, misfit: Misfit, title: str, input_shape, k: int):
+    """The SpecError of `misfit`, with its fix."""
+    size = "×".join(map(str, input_shape))
+    if misfit.kind == "weights":  # no input would do: their dtype or device is the matter
+        return SpecError(f"{title}: {misfit.why}")
+    if misfit.kind == "run":  # a module of the user's that does not take this input
+        return SpecError(f"{title} cannot run on {size} images: {misfit.why}{_other(choice)}")
+    if misfit.kind == "classes":
+        fix = (
+            _preset_fix(choice.preset, k) if choice.preset
+            else f"end the spec with `linear: {k}`" if choice.spec
+            else outputs_fix(choice.record, k, misfit.outputs, choice.parameters)
+            if choice.record.get("kind") == "code"
+            else f"give it {k} outputs"
+        )  # fmt: skip
+        return SpecError(f"{title} {misfit.why} but the data has {k} classes; {fix}")
+    return SpecError(f"{title} {misfit.why}")
+
+
+def _preset_fix(name: str, k: int) -> str:
+    """How to give a preset `k` outputs: its YAML is in the package (where load_spec reads
+    it); "end the spec with" told a preset user of a spec file they do not have."""
+    path = preset_path(name)
+    return (
+        f"a preset is fixed: copy its spec {path} to {name}-{k}.yaml, change its last "
+        f"`linear:` to `linear: {k}` and train that file (`cnnlab train {name}-{k}.yaml ...` "
+        f"instead of --preset {name})"
+    )
+
+
+def _check_trainable(choice: ModelChoice) -> None:
+    """Some parameter must require a gradient: with none, the first backward raised torch's
+    'element 0 of tensors does not require grad' as a traceback, after the run directory was
+    made (a model frozen whole, e.g. one trained elsewhere and frozen for inference)."""
+    params = list(choice.model.parameters())
+    if any(p.requires_grad for p in params):
+        return
+    why = "every parameter has requires_grad=False" if params else "it has no parameters"
+    raise SpecError(
+        f"{choice.title} has nothing to train ({why}); unfreeze the layers to train "
+        "(requires_grad_(True)), or evaluate weights trained elsewhere with cnnlab import"
+    )
+
+
+def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
+    """The logits of the user's model, in training mode with gradients on, must depend on a
+    parameter that trains: a forward under torch.no_grad() or inference_mode(), or one that
+    detaches its logits, raised torch's 'element 0 of tensors does not require grad' as a
+    traceback at the first backward, after the run directory was made. Checked after the
+    model has passed `_misfit` (it runs and gives logits); a spec's network always has one."""
+    if choice.spec is not None:
+        return
+    x = torch.zeros(2, *input_shape).contiguous(memory_format=layout)
+    # compiled code runs eagerly here, as in classifier_misfit: no graph compiled for 2 images
+    with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
+        with eager_stance():
+            logits = choice.model(x)
+    if not logits.requires_grad:
+        raise SpecError(
+            f"{choice.title}'s logits carry no gradient to its parameters (its forward runs "
+            "under torch.no_grad() or torch.inference_mode(), or detaches them), so nothing "
+            "would train; let forward keep the graph, or evaluate weights trained elsewhere "
+            "with cnnlab import"
+        )
+
+
+def _other(choice: ModelChoice) -> str:
+    """How to give the user's model other images: --input for code (the CLI's and
+    ModelSource's), the data converted for a module passed in (train has no input option)."""
+    kind = choice.record.get("kind")
+    if kind == "code" and not choice.input_shape:
+        return "; if it takes other images, give --input C,H,W (the data is converted)"
+    if kind == "module":
+        return (
+            "; if it takes other images, train on the data converted to them: "
+            "cnnlab.data.load_splits(data, channels=C, size=(H, W)), or for ImageSets of "
+            "your own cnnlab.data.conform(images, channels=C, size=(H, W))"
+        )
+    return ""
+
+
+def _misfit(choice: ModelChoice, input_shape, classes: int, layout) -> tuple[Misfit | None, str]:
+    """classifier_misfit of the model laid out in `layout` (a conv's output follows its
+    weight's layout as well as its input's), in eval mode, then, for the user's code, in
+    training mode as training calls it (an Inception-style net returns aux logits too; a
+    spec's network returns logits only); its mode and BatchNorm statistics kept. With the
+    title to name it by."""
+    choice.model.to(memory_format=layout)
+    with preserved(choice.model):
+        misfit = classifier_misfit(choice.model, input_shape, classes, memory_format=layout)
+    if misfit is not None or choice.spec is not None:
+        return misfit, choice.title
+    with preserved(choice.model, train=True):
+        misfit = classifier_misfit(choice.model, input_shape, classes, memory_format=layout)
+    return misfit, f"{choice.title} in training mode"
