@@ -38,8 +38,10 @@ def preserved(
     requires_grad set to `requires_grad` (None: left alone). Afterwards, restored: every
     module's mode, every parameter's requires_grad, every module's hooks (one added inside is
     removed); with train=True also the buffers and the torch RNG states, which a train-mode
-    forward moves (BatchNorm statistics, dropout masks). torch.compile'd code runs eagerly in
-    the block (`eager_stance`).
+    forward moves (BatchNorm statistics, dropout masks). A buffer, parameter, submodule or
+    attribute a forward in the block added to a module (a step counter registered at the
+    first call) is removed: a check forward counted as a training step. torch.compile'd
+    code runs eagerly in the block (`eager_stance`).
 
     Frozen parameters (the default) make a forward save fewer tensors and a backward compute
     no weight gradient: the methods that need input or layer gradients only are faster.
@@ -47,6 +49,7 @@ def preserved(
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     hooks = [(m, {t: set(getattr(m, t)) for t in _HOOK_TABLES}) for m in model.modules()]
+    keys = [(table, set(table)) for m in _python_modules(model) for table in _tables(m)]
     buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
     rng = torch.get_rng_state() if train else None
     cuda_rng = torch.cuda.get_rng_state_all() if train and torch.cuda.is_initialized() else None
@@ -65,6 +68,7 @@ def preserved(
         for p, flag in grads:
             p.requires_grad_(flag)
         _remove_new_hooks(hooks)
+        _remove_new_keys(keys)
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
@@ -82,6 +86,24 @@ def _remove_new_hooks(before: list[tuple[nn.Module, dict[str, set]]]) -> None:
                 del getattr(module, table)[key]
                 for flags in _HOOK_FLAGS:
                     getattr(module, flags, {}).pop(key, None)
+
+
+def _tables(module: nn.Module) -> list[dict]:
+    """Where a module keeps what a forward may add: its buffers, parameters, submodules and
+    plain attributes."""
+    return [module._buffers, module._parameters, module._modules, vars(module)]
+
+
+def _python_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules a Python forward can add to: not TorchScript's, whose tables are C++."""
+    return [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+
+
+def _remove_new_keys(before: list[tuple[dict, set]]) -> None:
+    """Drop every key added to a table since `before` was taken."""
+    for table, keys in before:
+        for key in set(table) - keys:
+            del table[key]
 
 
 # `with inspecting(model):` is `with preserved(model):` (eval mode, frozen parameters), the
