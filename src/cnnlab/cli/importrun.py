@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         "std": _numbers("--std", args.std, float),
         "input_shape": _shape(args.input_shape),
     }
-    with progress_bar() as progress:  # the test split's evaluation
+    with progress_bar() as progress:  # an image folder's reading, the test split's evaluation
         result = import_run(source, args.weights, args.out, args.data, **options, progress=progress)
     if args.json:  # the converted files counted, as train's --json counts them
         print(json.dumps({**result, "converted": len(result["converted"])}, indent=2))

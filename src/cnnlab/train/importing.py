@@ -74,8 +74,9 @@ def import_run(
 
     input_shape (C, H, W): what the model takes; default the data's own image shape (then
     `data` is needed). RunError for an `out` that is not empty or weights that do not fit,
-    DataError for data or options that disagree (class count, channel count). progress: the
-    evaluation's batches (`predict_logits`)."""
+    DataError for data or options that disagree (class count, channel count). progress: an
+    image folder's reading, file by file (`load_splits`), then the evaluation's batches
+    (`predict_logits`)."""
     out, weights = Path(out), Path(weights)
     _check_out(out)
     # opened (made, locked) first: an unwritable --out fails before the model, weights and
@@ -106,7 +107,7 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     train = test = None
     if data is not None:
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
-        train, test = load_splits(data, **shape)
+        train, test = load_splits(data, **shape, progress=progress)  # a folder's files
     info = _describe(train, options["classes"], options["mean"], options["std"], input_shape)
     _made_in_forward(weights, model, state, source.reference, info["input_shape"])
     model.load_state_dict(state)

@@ -37,6 +37,7 @@ from cnnlab.inspect import (
     reloaded,
 )
 from cnnlab.inspect.preserve import plain_name
+from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint, fp32_layers
 from cnnlab.train.checkpoint import weight_mismatch
 from cnnlab.train.lazy import materialize
@@ -123,8 +124,9 @@ class Run:
         images = pixel_batch(images, self.input_shape)  # one image: a batch of one
         return to_float(images, self.mean, self.std)
 
-    def dataset(self, split: str = "test"):
-        """The run's data set `split` as an ImageSet, converted to the model's input shape."""
+    def dataset(self, split: str = "test", *, progress: Progress | None = None):
+        """The run's data set `split` as an ImageSet, converted to the model's input shape.
+        progress: an image folder's reading, file by file (`load_dataset`)."""
         c, h, w = self.input_shape
         if self.data is None:
             raise RunError(
@@ -134,7 +136,7 @@ class Run:
             )
         unreadable_data(self.path, self.config)
         try:
-            found = load_dataset(self.data, split, channels=c, size=(h, w))
+            found = load_dataset(self.data, split, channels=c, size=(h, w), progress=progress)
         except CnnlabError as error:
             raise RunError(
                 f"{self.path}: cannot load its data {self.data!r}: {error}{data_gone(self.data)}"
