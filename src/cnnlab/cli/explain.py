@@ -1,8 +1,8 @@
-"""`cnnlab explain`, `cnnlab visualize`, `cnnlab probe`: look inside a trained run.
+"""`cnnlab explain`, `cnnlab visualize` (and, from `cnnlab.cli.probe`, `cnnlab probe`): look
+inside a trained run.
 
 cnnlab explain RUN IMAGE... [--method gradcam|gradcam++|saliency|smoothgrad] [--out DIR]
 cnnlab visualize RUN (--filters | --maps IMAGE | --actmax LAYER) [--out DIR]
-cnnlab probe RUN [--train N] [--test N] [--epochs N] [--json]
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import json
 import os
 import re
 import sys
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.cli.notes import print_channel_note, print_frames_note
+from cnnlab.cli.probe import add_probe, count
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
-from cnnlab.cli.tables import column, literal
 from cnnlab.errors import ConfigError, ExplainError
 
 # torch, NumPy, PIL and the library are imported in the functions that run the commands:
@@ -35,32 +34,6 @@ LAYER_METHODS = ("gradcam", "gradcam++")  # the methods that read a layer (--lay
 
 
 ACTMAX_CHANNELS, ACTMAX_STEPS = 16, 128  # visualize --actmax's defaults
-
-
-def count(text: str) -> int:
-    """argparse type: a whole number ≥ 1 (--top-k, --channels, --steps; probe's --train,
-    --test and --epochs, which the library refused without naming the option)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
-
-
-def probe_images(text: str) -> int:
-    """argparse type of probe's --train: a whole number >= 2, the images whose std scales
-    the features (one image's is NaN, and the L-BFGS fit ended in an overflow traceback)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 2:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number >= 2 (their std scales the features), got {text!r}"
-        )
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,15 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_option(v)
     v.set_defaults(run=_no_empty_output(_refuse_unread))
 
-    q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
-    q.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
-    q.add_argument("--train", type=probe_images, default=5000, help="training images (>= 2)")
-    q.add_argument("--test", type=count, default=2000, help="test images")
-    q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")
-    q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
-    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_data_option(q)
-    q.set_defaults(run=_probe)
+    add_probe(sub)  # after visualize: `cnnlab --help` lists it there
 
 
 def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:
@@ -442,54 +407,3 @@ def _visualize(args: argparse.Namespace) -> int:
                 f"{best:.3g}: {ratio}"
             )
     return 0
-
-
-def _probe(args: argparse.Namespace) -> int:
-    from cnnlab.explain import linear_probe
-
-    run = _load(args.run_dir, args.data)
-    train, test = run.dataset("train"), run.dataset("test")
-    n_train, n_test = min(args.train, len(train)), min(args.test, len(test))  # what was used
-    with progress_bar() as progress:  # features of train, then test images, then the fits
-        acc = linear_probe(
-            run.model,
-            (train.images[:n_train], train.labels[:n_train]),
-            (test.images[:n_test], test.labels[:n_test]),
-            layers=args.layers,
-            epochs=args.epochs,
-            preprocess=run.preprocess,
-            progress=progress,
-        )
-    rows = probe_rows(run.model, acc)
-    if args.json:  # the table's facts alone on stdout (the bar draws on stderr)
-        probes = {
-            "run": str(run.path),
-            "train_images": n_train,
-            "test_images": n_test,
-            "epochs": args.epochs,
-            "layers": rows,
-        }
-        print(json.dumps(probes, indent=2, allow_nan=False))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    title = f"linear probes on {run.path} ({n_train} train / {n_test} test images)"
-    table = Table(title=literal(title))
-    for col in ("layer", "kind", "test accuracy"):
-        table.add_column(col, **column(col != "test accuracy"))
-    for row in rows:
-        table.add_row(literal(row["name"]), literal(row["kind"]), f"{row['accuracy']:.1%}")
-    Console().print(table)
-    return 0
-
-
-def probe_rows(model, accuracy: dict[str, float]) -> list[dict]:
-    """linear_probe's {layer: test accuracy} as rows {"name", "kind", "accuracy"}, in its
-    order: "input" is the raw pixels, a layer's kind its module's class."""
-    kinds = dict(model.named_modules())
-    rows = []
-    for name, a in accuracy.items():
-        kind = "raw pixels" if name == "input" else type(kinds[name]).__name__
-        rows.append({"name": name, "kind": kind, "accuracy": a})
-    return rows
