@@ -1,6 +1,6 @@
-"""`cnnlab data FOLDER` and `cnnlab diagnose RUN --data FOLDER` draw an image folder's reading
-as a bar on a terminal (a folder of phone photos reads at 0.1-1.4 s an image); piped, nothing
-is drawn and the output is what it was."""
+"""`cnnlab data FOLDER`, `cnnlab diagnose RUN [--data FOLDER]` and `cnnlab eval RUN` draw an
+image folder's reading as a bar on a terminal (a folder of phone photos reads at 0.1-1.4 s an
+image); piped, nothing is drawn and the output is what it was."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_data_draws_the_reading_of_each_split(folder, screen, capsys):
     assert f"{info['test']['images']}/{info['test']['images']}" in drawn  # the last split read
 
 
-def test_diagnose_draws_the_reading_of_data_before_its_passes(folder, screen, tmp_path, capsys):
+def folder_run(folder, tmp_path):
+    """A tiny run trained on `folder`."""
     spec = {
         "name": "tiny",
         "input": [1, 6, 6],
@@ -61,8 +62,22 @@ def test_diagnose_draws_the_reading_of_data_before_its_passes(folder, screen, tm
         "4",
     ]
     assert main([*args, "--out", str(run), "--quiet"]) == 0
+    return run
+
+
+def test_diagnose_draws_the_reading_of_data_before_its_passes(folder, screen, tmp_path, capsys):
+    run = folder_run(folder, tmp_path)
     screen.truncate(0)
     capsys.readouterr()
     assert main(["diagnose", str(run), "--data", str(folder), "--split", "test", "--json"]) == 0
     drawn = screen.getvalue()
     assert drawn.index("reading images") < drawn.index("dead units")
+
+
+@pytest.mark.parametrize("command", [["eval"], ["diagnose", "--json"]])
+def test_a_runs_own_folder_is_drawn_as_it_is_read_again(folder, screen, tmp_path, command):
+    run = folder_run(folder, tmp_path)
+    screen.truncate(0)
+    screen.seek(0)
+    assert main([command[0], str(run), *command[1:]]) == 0
+    assert "reading images" in screen.getvalue()

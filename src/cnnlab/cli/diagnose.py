@@ -39,7 +39,7 @@ def _images(run, args: argparse.Namespace, progress=None):
     """(x, y): normalised float images (N, C, H, W) and labels, at most --limit of them;
     `progress`: an image folder's reading."""
     if args.data is None:
-        images = run.dataset(args.split)
+        images = run.dataset(args.split, progress=progress)
     else:
         from cnnlab.data import load_dataset
 

@@ -165,8 +165,8 @@ def evaluate(
     ("train" | "test"), or on an ImageSet of the run's classes and input shape (images the
     run's data does not hold: a run trained on ImageSets records none it can read again).
     tta: the run's own test-time augmentation (flips, and its tta_shift moves if it set one).
-    progress: per batch, see `predict_logits`."""
-    ds = run.dataset(split) if isinstance(split, str) else fitting(run, split)
+    progress: an image folder's reading (file by file), then per batch (`predict_logits`)."""
+    ds = run.dataset(split, progress=progress) if isinstance(split, str) else fitting(run, split)
     split = split if isinstance(split, str) else ds.source
     x = run.preprocess(ds.images)  # (N, C, H, W) normalized
     shift, flip = int(run.config.get("tta_shift", 0)), run.config.get("flip") is not False
