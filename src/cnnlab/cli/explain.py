@@ -8,6 +8,7 @@ cnnlab visualize RUN (--filters | --maps IMAGE | --actmax LAYER) [--out DIR]
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import hashlib
 import os
@@ -245,21 +246,25 @@ def _heatmaps(run, x: torch.Tensor, method: str, layer, target) -> torch.Tensor:
     return maps / maps.amax((1, 2), keepdim=True).clamp(min=1e-12)  # (B, H, W) in [0, 1]
 
 
+SHOWN_CLASSES = 10  # the classes a refused --target lists (a 100-class run's were all named)
+
+
 def class_index(target: str | None, classes: Sequence[str]) -> int | None:
     """--target as a class index: a number is an index, other text one of `classes` by name
     (the top-k line names classes, so `--target dog` is what a user types next; it was
-    "invalid int value"). ConfigError naming the classes when it is neither."""
+    "invalid int value"). ConfigError naming the class meant (`class_meant`) and the first
+    SHOWN_CLASSES classes when it is neither."""
     if target is None:
         return None
-    known = f"{len(classes)} classes: {', '.join(classes)}"
+    known = f"{len(classes)} classes: {listed(classes)}"
     try:
         index = int(target)
     except ValueError:
         if target in classes:
             return list(classes).index(target)
         raise ConfigError(
-            f"--target {target!r} is not a class of the run ({known}); give one of those "
-            f"names or an index 0..{len(classes) - 1}"
+            f"--target {target!r} is not a class of the run{class_meant(target, classes)} "
+            f"({known}); give a class name or an index 0..{len(classes) - 1}"
         ) from None
     if not 0 <= index < len(classes):
         raise ConfigError(
@@ -267,6 +272,23 @@ def class_index(target: str | None, classes: Sequence[str]) -> int | None:
             f"0..{len(classes) - 1} or a class name"
         )
     return index
+
+
+def listed(classes: Sequence[str]) -> str:
+    """The first SHOWN_CLASSES class names, and how many more there are."""
+    more = len(classes) - SHOWN_CLASSES
+    return ", ".join(classes[:SHOWN_CLASSES]) + (f", ... ({more} more)" if more > 0 else "")
+
+
+def class_meant(target: str, classes: Sequence[str]) -> str:
+    """'; did you mean X?' for the class `target` was meant to be: the one spelled the same
+    but for case (`C099` for `c099`), else the closest spelling (difflib); '' for none."""
+    folded = [c for c in classes if c.casefold() == target.casefold()]
+    if len(folded) != 1:
+        by_fold = {c.casefold(): c for c in classes}
+        near = difflib.get_close_matches(target.casefold(), list(by_fold), n=1)
+        folded = [by_fold[n] for n in near]
+    return f"; did you mean {folded[0]!r}?" if folded else ""
 
 
 def no_maps(name: str, output: torch.Tensor, spatial: Sequence[str]) -> str:
