@@ -201,8 +201,11 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
             raise
         raise TrainingInterrupted(guard.stopped(parts.out)) from None
     result.update(splits.notes)
-    result["notes"] = resumed + notes + said + _fp32_note(parts.fp32_layers)
-    result["outcome"] = measure.guess_note(result.get("test_acc"), splits.test, parts.config, said)
+    few = measure.few_steps_note(len(splits.train), parts.config, parts.steps_per_epoch)
+    result["notes"] = resumed + notes + said + _fp32_note(parts.fp32_layers) + few
+    result["outcome"] = measure.guess_note(
+        result.get("test_acc"), splits.test, parts.config, said + few
+    )
     result["model"] = parts.handed_back()
     return result
 

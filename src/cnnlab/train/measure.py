@@ -4,7 +4,8 @@ An epoch's row holds the training sums all-reduced over ranks, the validation lo
 accuracy of the evaluated weights (the EMA's, with BatchNorm statistics recomputed for them,
 norm_stats.py) and, when asked, diagnostics. `finish` evaluates the test split with and
 without flip TTA (reporting only) and writes model.safetensors and metrics.jsonl;
-`guess_note` says when that accuracy is no better than guessing one class.
+`guess_note` says when that accuracy is not told apart from guessing one class, and
+`few_steps_note` when the run took too few optimizer steps to learn.
 """
 
 from __future__ import annotations
@@ -129,53 +130,100 @@ def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
     return result
 
 
+GUESS_TAIL = 0.00135  # a guesser's chance of scoring above `guess_bound`: a normal's 3σ tail
+
+
 def guesses(test_acc: float | None, test: ImageSet | None) -> bool:
-    """Whether `test_acc` on `test` is no better than always guessing its most frequent
-    class, where the test set can tell: the accuracy within `_guess_margin` of that class's
-    share, and the margin below halfway from the share to 100 % (a handful of test images, or
+    """Whether `test_acc` on `test` is not told apart from always guessing its most frequent
+    class, where the test set can tell: the accuracy at most `guess_bound` of that class's
+    share, and the bound below halfway from the share to 100 % (a handful of test images, or
     one class of 90 %, cannot tell a guesser from a good model). No test split: False."""
     if test_acc is None or test is None or len(test) == 0 or len(test.classes) < 2:
         return False
     share = max(test.class_counts()) / len(test)
-    margin = _guess_margin(share, len(test))
-    return test_acc <= margin and margin < (1 + share) / 2
+    bound = guess_bound(share, len(test))
+    return test_acc <= bound and bound < (1 + share) / 2
 
 
-def _guess_margin(share: float, n: int) -> float:
-    """The accuracy below which a model is not told from always guessing the most frequent
-    class, whose share of the n test images is `share`: share + 3·sqrt(share·(1 − share)/n),
-    three standard deviations of a guesser's accuracy on n images."""
-    return share + 3 * math.sqrt(share * (1 - share) / n)
+def guess_bound(share: float, n: int, tail: float = GUESS_TAIL) -> float:
+    """The accuracy a guesser right on a fraction `share` of images scores on n of them by
+    chance: the smallest k/n with P(X > k) ≤ tail, X ~ Binomial(n, share) (each image right
+    with probability `share`); `tail` 0.00135 is a normal's 3σ. Exact for a few images, where
+    share + 3·sqrt(share·(1 − share)/n) is not (its tail is not a normal's)."""
+    if share >= 1:
+        return 1.0
+    k = torch.arange(n + 1, dtype=torch.float64)
+    log_pmf = torch.distributions.Binomial(n, probs=torch.tensor(share, dtype=torch.float64))
+    above = 1 - torch.cumsum(log_pmf.log_prob(k).exp(), 0)  # P(X > k)
+    return int(torch.nonzero(above <= tail)[0]) / n if bool((above <= tail).any()) else 1.0
+
+
+FEW_STEPS = 50  # optimizer steps in a run below which `few_steps_note` speaks
+FEW_STEPS_START = "this run took only"  # its note's start, read by guess_note
+
+
+def few_steps_note(n_train: int, config: TrainConfig, steps_per_epoch: int) -> list[str]:
+    """A note when the whole run takes fewer than FEW_STEPS optimizer steps: a model from
+    scratch may need more updates than that to leave its initial weights, and no lr makes up
+    for them (300 photos of 3 classes at the default batch 128: 2 steps an epoch, 16 in 8
+    epochs, 45 % on the test images; --batch-size 32, 7 steps an epoch, 56: 100 %; easy
+    data, such as `shapes`, learns in 8). More steps: a smaller batch (the first of 64, 32,
+    16, 8 that gives FEW_STEPS), more epochs, or both."""
+    epochs, steps = config.epochs, steps_per_epoch * config.epochs
+    if steps >= FEW_STEPS:
+        return []
+    smaller = [b for b in (64, 32, 16, 8) if b < config.batch_size]
+    enough = [b for b in smaller if n_train // b * epochs >= FEW_STEPS]
+    if enough:
+        fix = f"--batch-size {enough[0]} gives {n_train // enough[0] * epochs}, more --epochs more"
+    else:
+        b = smaller[-1] if smaller else config.batch_size
+        more = math.ceil(FEW_STEPS / max(1, n_train // b))
+        size = f"--batch-size {b} and " if b != config.batch_size else ""
+        fix = f"{size}--epochs {more} give {n_train // b * more}"
+    return [
+        f"{FEW_STEPS_START} {steps} optimizer step{'s' * (steps != 1)} ({steps_per_epoch} an "
+        f"epoch: {n_train} training images in batches of {config.batch_size}, {epochs} "
+        f"epoch{'s' * (epochs != 1)}); if its accuracy is low, more steps may help where "
+        f"another --lr does not: {fix}"
+    ]
 
 
 def guess_note(
     test_acc: float | None, test: ImageSet | None, config: TrainConfig, notes: list[str] = ()
 ) -> list[str]:
-    """A run no better than always guessing one class (a recipe that never started
-    learning: an lr too high or too low for the model, an AdamW model trained with SGD) is
-    said, with what to try, where the test set can tell (`guesses`). A model whose outputs
-    are probabilities (guard.probability_note among the run's `notes`) crawls whatever the
-    lr: the fix is its final layer, so the note points there, not to --lr."""
+    """A run not told apart from always guessing one class (a recipe that never started
+    learning: an lr too high or too low for the model, an AdamW model trained with SGD, too
+    few steps) is said, with what to try, where the test set can tell (`guesses`). A model
+    whose outputs are probabilities (guard.probability_note among the run's `notes`) crawls
+    whatever the lr: the fix is its final layer, so the note points there, not to --lr; a
+    run of few steps (`few_steps_note` among them) is pointed to more steps first."""
     if not guesses(test_acc, test):
         return []
     share = max(test.class_counts()) / len(test)
+    bound = guess_bound(share, len(test))
+    said = (
+        f"test accuracy {test_acc:.2%} is not told apart from always guessing the most "
+        f"frequent class ({share:.2%} of the test images), which scores up to {bound:.2%} on "
+        f"{len(test)} images by chance"
+    )
     if any(note.startswith(guard.PROBABILITIES) for note in notes):
         return [
-            f"test accuracy {test_acc:.2%} is no better than always guessing the most frequent "
-            f"class ({share:.2%} of the test images): the model has not learned, and its "
-            "outputs are probabilities (see the note on them): return the logits first; "
-            "another --lr does not undo the second softmax"
+            f"{said}; the model has not learned, and its outputs are probabilities (see the "
+            "note on them): return the logits first; another --lr does not undo the second "
+            "softmax"
         ]
     adamw = "" if config.optimizer == "adamw" else ", --optimizer adamw --lr 3e-3"
     # off, a BatchNorm net is evaluated with running averages of earlier weights' statistics
     # (12.8 % on digits after 2 epochs, 95.0 % recomputed): that, not the lr, is then first
-    if config.bn_recalibrate == 0:
+    if any(note.startswith(FEW_STEPS_START) for note in notes):
+        try_first = "It took few steps (see the note on them): try more, or"
+    elif config.bn_recalibrate == 0:
         try_first = "Turn --bn-recalibrate back on (0 here) if the model has BatchNorm, or try"
     else:
         try_first = "Try"
     return [
-        f"test accuracy {test_acc:.2%} is no better than always guessing the most frequent "
-        f"class ({share:.2%} of the test images): the model has not learned. {try_first} "
-        f"another --lr (this run's {config.lr:g}: too high and too low both stall){adamw}, or "
-        "more --epochs; `cnnlab diagnose RUN` looks for dead units and vanishing gradients"
+        f"{said}; the model may not have learned. {try_first} another --lr (this run's "
+        f"{config.lr:g}: too high and too low both stall){adamw}, or more --epochs; "
+        "`cnnlab diagnose RUN` looks for dead units and vanishing gradients"
     ]
