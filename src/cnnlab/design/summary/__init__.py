@@ -25,6 +25,7 @@ call and those rows.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import gc
 import itertools
@@ -35,6 +36,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
@@ -206,13 +209,48 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         size = _input_size(input_size)
         hooked: list[str] = []
         packed: list[str] = []
-        model = unwrapped(model_or_spec)[0]
+        model = _materialized(unwrapped(model_or_spec)[0], size)
         trace = _trace_module(model, size, hooked, packed)
         if trace.probabilities is not None and _logits_in_training(model, size):
             trace = dataclasses.replace(trace, probabilities=None)
         return _summary(trace, size, [*_hooks_lint(hooked), *_packed_lint(packed)])
     trace, size = _spec_trace(model_or_spec, input_size)
     return _summary(trace, size)
+
+
+def _materialized(model: nn.Module, size: tuple[int, ...]) -> nn.Module:
+    """`model`, or, where it holds lazy layers (nn.LazyConv2d, nn.LazyLinear, ...) whose
+    parameters are not made yet, a copy of it made real by one dry forward of a zero image of
+    `size` in eval mode without gradients, as torch advises (the parameters' shapes come from
+    their inputs'; the user's model stays lazy). The trace could not count them (torch's
+    'Attempted to use an uninitialized parameter'). CnnlabError naming the lazy layers and
+    the forward to run where the copy or its forward fails."""
+    lazy = [t for t in itertools.chain(model.parameters(), model.buffers()) if is_lazy(t)]
+    if not lazy:
+        return model
+    # deepcopy refuses an uninitialized tensor: each copy is a new one of its kind
+    memo = {id(t): _uninitialized(t) for t in lazy}
+    try:
+        twin = copy.deepcopy(model, memo)
+        dtype = next((t.dtype for t in lazy if t.is_floating_point()), torch.float32)
+        with torch.no_grad():
+            twin.eval()
+            twin(torch.zeros((1, *size), device=lazy[0].device, dtype=dtype))
+    except Exception as err:  # noqa: BLE001 - any failure: the user's forward is the way
+        names = [n for n, m in model.named_modules() if isinstance(m, LazyModuleMixin)]
+        raise CnnlabError(
+            f"the model's lazy layers ({', '.join(names[:5]) or 'its lazy tensors'}) make "
+            f"their parameters at the first forward, and one of a zero {shape_text(size)} "
+            f"image on a copy failed ({type(err).__name__}: {err}); run one forward of "
+            "your images first (model(images)), then summarize; or check the input size"
+        ) from err
+    return twin
+
+
+def _uninitialized(t: torch.Tensor) -> torch.Tensor:
+    """A new uninitialized parameter or buffer like the lazy tensor `t`."""
+    kind = UninitializedParameter if isinstance(t, nn.Parameter) else UninitializedBuffer
+    return kind(requires_grad=t.requires_grad, device=t.device, dtype=t.dtype)
 
 
 def _logits_in_training(model: nn.Module, size: tuple[int, ...]) -> bool:
