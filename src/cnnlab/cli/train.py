@@ -207,6 +207,8 @@ def _progress(stream: TextIO | None = None):  # None: rich's stdout
             self.part = part  # 0: loss and accuracy, 1: img/s (two columns, as rich sizes them)
 
         def render(self, task) -> Text:
+            if "loss" not in task.fields:  # the reading of an image folder: nothing measured
+                return Text("")
             fields = task.fields["loss"], task.fields["acc"], task.fields["ips"]
             return Text(bar_fields(*fields)[self.part])
 

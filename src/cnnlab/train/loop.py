@@ -85,8 +85,8 @@ def train(
     resume: continue from out/checkpoint.* (model, data and config come from the run;
     passing different ones is an error). force: replace an existing run (only the files
     cnnlab wrote are deleted). strict: an unreadable image in an image folder is a DataError.
-    progress: a rich.progress.Progress to report to (None: silent). on_epoch: called on the
-    main rank as `on_epoch(row, epochs)` after each epoch with the metrics.jsonl row.
+    progress: a rich.progress.Progress to draw a folder's reading and the epochs on (None:
+    silent). on_epoch: called on the main rank as `on_epoch(row, epochs)` after each epoch.
     checkpoint_seconds: also checkpoint within an epoch once this long has passed.
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
     "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume or the flip
@@ -151,7 +151,8 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
             f"batch_size {config.batch_size} does not split evenly between "
             f"{dist.world_size} ranks; use a multiple of {dist.world_size}"
         )
-    splits, config = make_splits(data, choice, config, request.strict, dist)
+    progress = request.progress if dist.is_main else None  # an image folder's reading
+    splits, config = make_splits(data, choice, config, request.strict, dist, progress)
     if request.resume:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
