@@ -16,6 +16,7 @@ from cnnlab.errors import ConfigError, DataError, SpecError
 from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.lazy import materialize
 from cnnlab.train.source import outputs_fix
 
 if TYPE_CHECKING:
@@ -26,7 +27,9 @@ def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) ->
     """Data shape, class count and the image-size options against the model: SpecError,
     DataError or ConfigError naming the fix, or None, or, where the model fails only laid
     out channels-last (config.channels_last), that failure ('... (in Net.forward, given
-    2×3×32×32)'): the model is left NCHW and is to train so (`layout_note`)."""
+    2×3×32×32)'): the model is left NCHW and is to train so (`layout_note`). Lazy layers
+    (nn.LazyConv2d, nn.LazyLinear) first take their shapes from the data's (lazy.py)."""
+    materialize(choice.model, input_shape, choice.title)  # before anything reads them
     _check_trainable(choice)
     _check_sizes(input_shape, config)
     if choice.input_shape is not None and tuple(input_shape) != choice.input_shape:

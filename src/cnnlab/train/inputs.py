@@ -27,7 +27,7 @@ from cnnlab.train.fit import check_fit
 from cnnlab.train.resume import check_spec_unchanged
 from cnnlab.train.run_files import names_data
 from cnnlab.train.rundir import SPEC, data_gone, read_config
-from cnnlab.train.source import ModelSource, Parameters, check_materialized
+from cnnlab.train.source import ModelSource, Parameters
 from cnnlab.train.state import Splits
 
 
@@ -79,8 +79,7 @@ def choose_model(model_or_spec: Any, seed: int) -> ModelChoice:
     """A spec (Spec, dict, preset name, file), a ModelSource or an nn.Module, built with
     torch seeded by `seed` (a module keeps the weights it has)."""
     if isinstance(model_or_spec, nn.Module):
-        kind = type(model_or_spec)
-        check_materialized(model_or_spec, f"model {kind.__name__}:")
+        kind = type(model_or_spec)  # lazy layers take their shapes in fit.check_fit
         record = {"kind": "module", "class": f"{kind.__module__}.{kind.__qualname__}"}
         return ModelChoice(model_or_spec, None, record, f"model {kind.__name__}")
     if isinstance(model_or_spec, ModelSource) and model_or_spec.kind == "code":
