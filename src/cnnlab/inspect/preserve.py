@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager, nullco
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_buffer_registration_hook
 
 from cnnlab.design.summary.copying import compiled_inner, plain_name, unwrapped
 from cnnlab.errors import ExplainError
@@ -38,10 +39,11 @@ def preserved(
     requires_grad set to `requires_grad` (None: left alone). Afterwards, restored: every
     module's mode, every parameter's requires_grad, every module's hooks (one added inside is
     removed); with train=True also the buffers and the torch RNG states, which a train-mode
-    forward moves (BatchNorm statistics, dropout masks). A buffer, parameter, submodule or
-    attribute a forward in the block added to a module (a step counter registered at the
-    first call) is removed: a check forward counted as a training step. torch.compile'd
-    code runs eagerly in the block (`eager_stance`).
+    forward moves (BatchNorm statistics, dropout masks). A buffer a forward in the block
+    registers (a step counter made at the first call) stays, holding the value it was
+    registered with (`_made_buffers`): what the forward did to it after is undone, as for
+    the buffers that existed (a check forward's count read 11 after 10 training steps).
+    torch.compile'd code runs eagerly in the block (`eager_stance`).
 
     Frozen parameters (the default) make a forward save fewer tensors and a backward compute
     no weight gradient: the methods that need input or layer gradients only are faster.
@@ -49,10 +51,10 @@ def preserved(
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     hooks = [(m, {t: set(getattr(m, t)) for t in _HOOK_TABLES}) for m in model.modules()]
-    keys = [(table, set(table)) for m in _python_modules(model) for table in _tables(m)]
     buffers = [(b, b.detach().clone()) for b in model.buffers()] if train else []
     rng = torch.get_rng_state() if train else None
     cuda_rng = torch.cuda.get_rng_state_all() if train and torch.cuda.is_initialized() else None
+    made = _MadeBuffers(model)
     try:
         model.train(train)
         if requires_grad is not None:
@@ -68,7 +70,7 @@ def preserved(
         for p, flag in grads:
             p.requires_grad_(flag)
         _remove_new_hooks(hooks)
-        _remove_new_keys(keys)
+        made.restore()
         with torch.no_grad():
             for buffer, saved in buffers:
                 buffer.copy_(saved)
@@ -88,22 +90,32 @@ def _remove_new_hooks(before: list[tuple[nn.Module, dict[str, set]]]) -> None:
                     getattr(module, flags, {}).pop(key, None)
 
 
-def _tables(module: nn.Module) -> list[dict]:
-    """Where a module keeps what a forward may add: its buffers, parameters, submodules and
-    plain attributes."""
-    return [module._buffers, module._parameters, module._modules, vars(module)]
+class _MadeBuffers:
+    """The buffers registered on `model`'s modules from its making to `restore()`, each with
+    a copy of the value it was registered with (torch's global buffer-registration hook,
+    which also sees `self.name = tensor` on a registered name: its first value is kept).
+    The modules keep them (a run's weights hold such a counter: `made_in_forward`); restore
+    puts each back to that value."""
 
+    def __init__(self, model: nn.Module):
+        # not TorchScript's modules: their tables are C++, and no Python forward adds to them
+        python = [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+        self.owners = {id(m) for m in python}
+        self.before = {(id(m), n) for m in python for n in m._buffers}
+        self.made: dict[tuple[int, str], tuple[nn.Module, str, torch.Tensor | None]] = {}
+        self.handle = register_module_buffer_registration_hook(self._registered)
 
-def _python_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules a Python forward can add to: not TorchScript's, whose tables are C++."""
-    return [m for m in model.modules() if not isinstance(m, torch.jit.ScriptModule)]
+    def _registered(self, module: nn.Module, name: str, buffer: torch.Tensor | None) -> None:
+        key = (id(module), name)
+        if id(module) in self.owners and key not in self.before and key not in self.made:
+            value = None if buffer is None else buffer.detach().clone()
+            self.made[key] = (module, name, value)
 
-
-def _remove_new_keys(before: list[tuple[dict, set]]) -> None:
-    """Drop every key added to a table since `before` was taken."""
-    for table, keys in before:
-        for key in set(table) - keys:
-            del table[key]
+    def restore(self) -> None:
+        self.handle.remove()
+        for module, name, value in self.made.values():
+            if name in module._buffers:
+                module._buffers[name] = value
 
 
 # `with inspecting(model):` is `with preserved(model):` (eval mode, frozen parameters), the
