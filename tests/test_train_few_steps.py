@@ -61,3 +61,11 @@ def test_the_guessing_note_says_chance_on_that_many_images_and_few_steps_first()
     few = ["this run took only 16 optimizer steps (2 an epoch: ...)"]
     (note,) = guess_note(0.45, test, TrainConfig(), few)
     assert "It took few steps (see the note on them): try more, or another --lr" in note
+
+
+def test_a_resume_leaves_the_step_count_to_the_run_that_chose_it(tmp_path):
+    config = TrainConfig(epochs=1, batch_size=128, tta=False, precision="fp32")
+    first = train(linear(), few_digits(), tmp_path / "run", config)
+    assert any("optimizer steps" in note for note in first["notes"])
+    again = train(linear(), few_digits(), tmp_path / "run", config, resume=True)
+    assert not any("optimizer steps" in note for note in again["notes"])

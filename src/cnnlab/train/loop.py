@@ -203,7 +203,9 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
         raise TrainingInterrupted(guard.stopped(parts.out)) from None
     result.update(splits.notes)
     few = measure.few_steps_note(len(splits.train), parts.config, parts.steps_per_epoch)
-    result["notes"] = resumed + notes + said + _fp32_note(parts.fp32_layers) + few
+    # the recipe's step count is said by the run that chose it; a resume says what changed
+    told = [] if request.resume else few
+    result["notes"] = resumed + notes + said + _fp32_note(parts.fp32_layers) + told
     result["outcome"] = measure.guess_note(
         result.get("test_acc"), splits.test, parts.config, said + few
     )
