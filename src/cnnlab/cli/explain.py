@@ -65,7 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--filters", action="store_true", help="the first conv layer's kernels")
     what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
     what.add_argument("--actmax", metavar="LAYER", help="activation maximization at LAYER")
-    v.add_argument("--layers", nargs="+", help="layers for --maps (default: every spatial one)")
+    v.add_argument(
+        "--layers",
+        nargs="+",
+        help="layers for --maps, a call of a module called again as `relu #2` (default: "
+        "every call of every spatial one)",
+    )
     v.add_argument(
         "--channels", type=count, help=f"channels for --actmax (first N; default {ACTMAX_CHANNELS})"
     )
@@ -143,6 +148,15 @@ def file_part(layer: str) -> str:
     """A layer's name as part of a file name: a ModuleDict key may hold '/' (a port's
     'block1/conv'), which made `maps_layers.block1/conv.png` a file in a new directory."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", layer)
+
+
+def call_file_part(layer: str, model) -> str:
+    """`file_part` of a call's label: `relu #2`, the second call of module `relu`, as
+    `relu_call2` (`relu_2` may be another module's name, a Keras port's)."""
+    from cnnlab.inspect.names import split_call
+
+    name, call = split_call(layer, dict(model.named_modules()))
+    return file_part(name) + (f"_call{call}" if call > 1 else "")
 
 
 def _out_dir(path: str) -> Path:
@@ -374,14 +388,7 @@ def _visualize(args: argparse.Namespace) -> int:
 
     from cnnlab import explain
     from cnnlab.data.folder import shown
-    from cnnlab.explain.features import normalize_maps
-    from cnnlab.inspect import (
-        channel_dim,
-        check_map_layer,
-        per_image,
-        scripted_whole,
-        spatial_layers,
-    )
+    from cnnlab.inspect import channel_dim
 
     run = _load(args.run_dir, args.data)
     out = Path(args.out)  # created by the first save
@@ -390,24 +397,7 @@ def _visualize(args: argparse.Namespace) -> int:
         f = f if f.shape[1] in (1, 3) else f.mean(1, keepdim=True)
         print(shown(_save_grid(f, out / "filters.png")))
     elif args.maps:
-        out, raw = _out_and_images(args.out, [args.maps], run.input_shape)
-        x = run.preprocess(raw)
-        layers = args.layers or spatial_layers(run.model, x)
-        if not layers:  # nothing was drawn, nothing said
-            raise ConfigError(
-                "the model has no layer with a (C, H, W) map (H·W > 1) to draw"
-                + scripted_whole(run.model)
-            )
-        for layer in args.layers or []:  # a (B, H, W, C) output is no grid of maps
-            check_map_layer(run.model, x, layer)
-        maps = explain.feature_maps(run.model, x, layers)
-        for name, m in maps.items():
-            if m.dim() != 4:
-                raise ExplainError(no_maps(name, m, spatial_layers(run.model, x)))
-            if len(m) != len(x):  # a window attention's rows: the grid would show window 0
-                choices = ", ".join(spatial_layers(run.model, x)) or "(none)"
-                per_image(m, name, len(x), f"choose one of: {choices}")
-            print(shown(_save_grid(normalize_maps(m[0]), out / f"maps_{file_part(name)}.png")))
+        _draw_maps(args, run)
     else:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
@@ -429,3 +419,32 @@ def _visualize(args: argparse.Namespace) -> int:
                 f"{best:.3g}: {ratio}"
             )
     return 0
+
+
+def _draw_maps(args: argparse.Namespace, run) -> None:
+    """visualize --maps: a PNG of each layer's maps, a file per call of a module called
+    more than once (`maps_relu.png`, `maps_relu_call2.png`: its labels `relu`, `relu #2`)."""
+    from cnnlab import explain
+    from cnnlab.data.folder import shown
+    from cnnlab.explain.features import normalize_maps
+    from cnnlab.inspect import check_map_layer, per_image, scripted_whole, spatial_calls
+
+    out, raw = _out_and_images(args.out, [args.maps], run.input_shape)
+    x = run.preprocess(raw)
+    layers = args.layers or spatial_calls(run.model, x)  # each call: `relu`, `relu #2`
+    if not layers:  # nothing was drawn, nothing said
+        raise ConfigError(
+            "the model has no layer with a (C, H, W) map (H·W > 1) to draw"
+            + scripted_whole(run.model)
+        )
+    for layer in args.layers or []:  # a (B, H, W, C) output is no grid of maps
+        check_map_layer(run.model, x, layer)
+    maps = explain.feature_maps(run.model, x, layers)
+    for name, m in maps.items():
+        if m.dim() != 4:
+            raise ExplainError(no_maps(name, m, spatial_calls(run.model, x)))
+        if len(m) != len(x):  # a window attention's rows: the grid would show window 0
+            choices = ", ".join(spatial_calls(run.model, x)) or "(none)"
+            per_image(m, name, len(x), f"choose one of: {choices}")
+        path = out / f"maps_{call_file_part(name, run.model)}.png"
+        print(shown(_save_grid(normalize_maps(m[0]), path)))

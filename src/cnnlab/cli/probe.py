@@ -46,7 +46,12 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--train", type=probe_images, default=5000, help="training images (>= 2)")
     q.add_argument("--test", type=count, default=2000, help="test images")
     q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")
-    q.add_argument("--layers", nargs="+", help="dotted module names (default: every block)")
+    q.add_argument(
+        "--layers",
+        nargs="+",
+        help="dotted module names, a call of a module called again as `relu #2` (default: "
+        "every call of every block)",
+    )
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_data_option(q)
     q.set_defaults(run=_probe)
@@ -94,10 +99,13 @@ def _probe(args: argparse.Namespace) -> int:
 
 def probe_rows(model, accuracy: dict[str, float]) -> list[dict]:
     """linear_probe's {layer: test accuracy} as rows {"name", "kind", "accuracy"}, in its
-    order: "input" is the raw pixels, a layer's kind its module's class."""
+    order: "input" is the raw pixels, a layer's kind its module's class (a module called
+    more than once has a row per call, labelled as the summary labels calls: `relu #2`)."""
+    from cnnlab.inspect.names import split_call
+
     kinds = dict(model.named_modules())
     rows = []
-    for name, a in accuracy.items():
-        kind = "raw pixels" if name == "input" else type(kinds[name]).__name__
+    for name, a in accuracy.items():  # a call's label (`relu #2`): its module's kind
+        kind = "raw pixels" if name == "input" else type(kinds[split_call(name, kinds)[0]]).__name__
         rows.append({"name": name, "kind": kind, "accuracy": a})
     return rows

@@ -88,13 +88,16 @@ def feature_maps(
 
     x: (B, C, H, W) → each value (B, C', H', W') (or (B, F) for a flat layer). Each map is the
     layer's own output, even where a later in-place op overwrites it in the model.
+    A layer is named as the summary names its calls: a module's name is its first call,
+    `name #2` its second, ... (`inspect.spatial_calls` lists every call of the map layers).
     """
     check_images(x)
     if isinstance(layers, str):
         layers = [layers]
     inner = {name: inner_name(model, name) for name in layers}  # `features.3` of a wrapped model
     model = unwrap(model)
-    with preserved(model), Capture(model, list(inner.values())) as cap, torch.no_grad():
+    capture = Capture(model, list(inner.values()), calls=True)
+    with preserved(model), capture as cap, torch.no_grad():
         forward(model, x, output, logits=False)
     return {name: cap.tensor(inner[name]) for name in layers}
 

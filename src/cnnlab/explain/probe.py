@@ -19,7 +19,6 @@ from torch import Tensor, nn
 
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import (
-    CallOrder,
     Capture,
     OutputSelector,
     as_float,
@@ -27,12 +26,13 @@ from cnnlab.inspect import (
     channel_dims,
     first_batch,
     forward,
+    layer_calls,
     needs_gradients,
     per_image,
     preserved,
     scripted_whole,
-    trace,
 )
+from cnnlab.inspect.names import split_call
 from cnnlab.inspect.preserve import inner_name, unwrap
 from cnnlab.inspect.progress import Progress, batch_count
 
@@ -49,16 +49,20 @@ def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = N
     """The model's blocks: its direct children, with containers (Sequential, ModuleList,
     ModuleDict), wrappers (a child holding at least WRAPPER_SHARE of the parameters) and
     children whose output is no tensor (a transformers encoder's record) replaced by their
-    children, recursively; those called, in forward order, with one row per image (in a
-    forward of two images: not a window attention's rows, nor a block the forward calls
-    once per image, whose every call the probe read as the whole batch and refused)."""
+    children, recursively; each of their calls, in forward order, with one row per image
+    (in a forward of two images: not a window attention's rows, nor a block the forward
+    calls once per image, whose every call the probe read as the whole batch and refused),
+    labelled as the summary labels calls: `relu`, then `relu #2` for a module called again
+    (its last call was probed under its name)."""
     chosen: set[str] = set()
     total = sum(p.numel() for p in model.parameters())
-    with CallOrder(model) as order, torch.no_grad():
-        forward(model, x[:1].expand(2, *x.shape[1:]), output, logits=False)
-    rows = {name: shape[0] for name, shape in order.calls if shape}  # of each's last call
-    # the modules called with a tensor output of a row per image
-    tensors = {name: shape for name, shape in trace(model, x, output) if rows.get(name) == 2}
+    # the calls with a tensor output of a row per image
+    calls = [
+        (label, name)
+        for label, name, shape in layer_calls(model, x[:1].expand(2, *x.shape[1:]), output)
+        if shape[0] == 2
+    ]
+    tensors = {name for _, name in calls}
 
     def opened(name: str, child: nn.Module) -> bool:
         if isinstance(child, _CONTAINERS):
@@ -77,7 +81,7 @@ def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = N
                 chosen.add(full)
 
     visit(model, "")
-    return [name for name in tensors if name in chosen]
+    return [label for label, name in calls if name in chosen]
 
 
 def pool_features(a: Tensor, cap: int) -> Tensor:
@@ -120,9 +124,11 @@ def extract_features(
     data, first = first_batch(data)
     with preserved(model):
         dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
-    pools = {name: partial(pool, dim=dims.get(name, 1)) for name in hooked}
+    every = dict(model.named_modules())  # each layer a call's label (`relu #2`): its module's
+    pools = {n: partial(pool, dim=dims.get(split_call(n, every)[0], 1)) for n in hooked}
+    capture = Capture(model, hooked, transform=pools, calls=True)
     # Pooled inside the hooks: no clone of each map, no full maps kept (2× faster on 23 layers).
-    with preserved(model), Capture(model, hooked, transform=pools) as cap_, torch.no_grad():
+    with preserved(model), capture as cap_, torch.no_grad():
         for done, (x, y) in enumerate(batches(data, batch_size), 1):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
@@ -230,8 +236,9 @@ def linear_probe(
     train, test: (images, labels) tensor pairs, ImageSet-like objects (.images, .labels) or
     iterables of (x, y) batches; float images normalised as for training, or any images with
     `preprocess` (e.g. `run.preprocess` for a run's uint8 data sets; uint8 without it: refused).
-    layers: dotted names (one name: that layer); None = the model's blocks (see
-    `default_probe_layers`).
+    layers: dotted names (one name: that layer), a module called more than once named as
+    the summary names its calls (`relu` its first, `relu #2` its second); None = the
+    model's blocks, each call of them (see `default_probe_layers`).
     Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap (see `pool_features`),
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
     full-batch L-BFGS iterations, the same budget for every layer.
@@ -270,9 +277,11 @@ def _chosen_layers(
     model: nn.Module, first: Tensor, layers: Sequence[str] | None, output: OutputSelector
 ) -> list[str]:
     """The layers to probe, in forward order: `layers` (checked, each once, "input" left
-    out), or the model's blocks (`default_probe_layers`) for None. first: images it takes."""
+    out; a module's name is its first call, `name #2` its second, as the summary labels
+    calls), or the model's blocks (`default_probe_layers`) for None. first: images it
+    takes."""
     with preserved(model):
-        order = [name for name, _ in trace(model, first, output)]
+        order = [label for label, _, _ in layer_calls(model, first, output)]
         if layers is None:
             layers = default_probe_layers(model, first, output)
             if not layers:  # the input's row alone, as if the model held nothing to probe
@@ -283,7 +292,7 @@ def _chosen_layers(
             return layers
         # once each: a name given twice doubled its features' rows against the labels
         layers = [name for name in dict.fromkeys(layers) if name != INPUT]
-        Capture(model, layers)  # validates the names
+        Capture(model, layers, calls=True)  # validates the names
     return sorted(layers, key=lambda n: order.index(n) if n in order else len(order))
 
 

@@ -23,7 +23,9 @@ Which function for what:
   feature map of the image: not a pad's, not a window attention's), `spatial_layers`,
   `is_spatial`, `default_layer` (the last spatial one: Grad-CAM's default),
   `first_called(model, nn.Conv2d, x)`,
-  `with CallOrder(model, names) as order:` (every call, in order), `is_leaf(module)` and
+  `with CallOrder(model, names) as order:` (every call, in order), `layer_calls` and
+  `spatial_calls` (each call labelled as the summary labels it: `relu`, `relu #2`, read
+  with `Capture(..., calls=True)`), `is_leaf(module)` and
   `weight_code(model)` (a parametrized layer is one layer; what computes its weight is none).
 * a layer's own output and its gradient ..... `with Capture(model, [name]) as cap:` then
   `cap.tensor(name)`; correct under later in-place ops (the clone trick), `leaf=True` to
@@ -49,6 +51,7 @@ Which function for what:
 """
 
 from cnnlab.inspect.batches import as_float, batches, device_of, dtype_of, first_batch
+from cnnlab.inspect.calls import layer_calls, spatial_calls
 from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.checkpoints import (
     backward_checked,
@@ -133,6 +136,7 @@ __all__ = [
     "inspecting",
     "is_leaf",
     "is_spatial",
+    "layer_calls",
     "layer_names",
     "needs_gradients",
     "preserved",
@@ -143,6 +147,7 @@ __all__ = [
     "run_fast",
     "scripted_whole",
     "select_logits",
+    "spatial_calls",
     "spatial_layers",
     "through_reentrant",
     "trace",

@@ -16,8 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, with_output
+from cnnlab.inspect.names import split_call
 from cnnlab.inspect.order import an, resolve_layer
 
 
@@ -44,6 +46,10 @@ class Capture:
     backward runs the calls in reverse). Inside a reentrant activation checkpoint the output
     that gets one is the block's recomputation in the backward (the forward's carries no
     graph), so the hooks must stay on until the backward has run; see `inspect.checkpoints`.
+    calls=True: each name is a call's label, as the summary and the explorer label calls
+    (`relu` the first call of module `relu`, `relu #2` its second: `call_label`), and
+    outputs[label] is that call's output in each forward of `model` (the calls are counted
+    from its start), not the module's last.
     """
 
     def __init__(
@@ -55,10 +61,14 @@ class Capture:
         inputs: bool = False,
         transform: Callable[[Tensor], Tensor] | Mapping[str, Callable] | None = None,
         grads: bool = False,
+        calls: bool = False,
     ):
         self.model = model
         self.names = list(dict.fromkeys(names))
-        self.modules = [resolve_layer(model, n) for n in self.names]
+        every = dict(model.named_modules()) if calls else {}
+        # name -> (its module's name, the call it reads; 0: each, the last kept)
+        self.calls = {n: split_call(n, every) if calls else (n, 0) for n in self.names}
+        self.modules = [resolve_layer(model, self.calls[n][0]) for n in self.names]
         for name, module in zip(self.names, self.modules, strict=True):
             if isinstance(module, torch.jit.ScriptModule):
                 raise ExplainError(
@@ -73,20 +83,33 @@ class Capture:
         self.outputs: dict[str, Tensor] = {}
         self.others: dict[str, str] = {}  # name -> the type of a call's output of no tensor
         self.gradients: dict[str, tuple[Tensor, Tensor]] = {}
+        self.counts: dict[str, int] = {}  # module name -> its calls so far in this forward
+        self.by_call: dict[str, dict[int, str]] = {}  # calls mode: `_hooked`
         self._hooks = Hooks()
         self._held: list[tuple[nn.Module, OrderedDict]] = []
 
-    def _pre_hook(self, name: str) -> Callable:
+    def _called(self, base: str) -> str | None:
+        """The name recording this call of module `base` (hooked under `base`), if any."""
+        if base in self.by_call:  # calls mode: count it, then the label of that call
+            self.counts[base] = self.counts.get(base, 0) + 1
+            return self.by_call[base].get(self.counts[base])
+        return base
+
+    def _pre_hook(self, base: str) -> Callable:
         def hook(module: nn.Module, args: tuple) -> Any:
-            if not args or not isinstance(args[0], Tensor):
+            name = self._called(base)
+            if name is None or not args or not isinstance(args[0], Tensor):
                 return None
             self.outputs[name] = args[0]
             return (args[0].clone(), *args[1:])
 
         return hook
 
-    def _hook(self, name: str) -> Callable:
+    def _hook(self, base: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, whole: Any) -> Any:
+            name = self._called(base)
+            if name is None:
+                return None
             out = output_tensor(whole)  # as CallOrder reads it
             if out is None:
                 self.others[name] = type(whole).__name__
@@ -112,8 +135,10 @@ class Capture:
         return hook
 
     def __enter__(self) -> Capture:
-        self.outputs, self.gradients, self.others = {}, {}, {}
-        named = zip(self.names, self.modules, strict=True)
+        self.outputs, self.gradients, self.others, self.counts = {}, {}, {}, {}
+        named = self._hooked()
+        if self.by_call:  # each forward of the model counts the calls from 1
+            self._hooks.before([(self.model, lambda module, args: self.counts.clear())])
         if self.inputs:
             self._hooks.before((module, self._pre_hook(name)) for name, module in named)
         else:
@@ -131,6 +156,19 @@ class Capture:
             module._backward_hooks = hooks
         self._held = []
 
+    def _hooked(self) -> list[tuple[str, nn.Module]]:
+        """(the name its hooks are made for, module) of each module to hook. In calls mode
+        one hook a module, made for its name, serves all its labels (`by_call`: module name
+        -> {call: label}), so each call is counted once."""
+        self.by_call: dict[str, dict[int, str]] = {}
+        hooked = {}
+        for name, module in zip(self.names, self.modules, strict=True):
+            base, call = self.calls[name]
+            if call:
+                self.by_call.setdefault(base, {})[call] = name
+            hooked[base if call else name] = module
+        return list(hooked.items())
+
     def tensor(self, name: str) -> Tensor:
         """The captured output of `name`; ExplainError if the forward never produced one."""
         if name not in self.outputs:
@@ -145,5 +183,13 @@ class Capture:
             return (
                 f"layer {name!r} returns {an(kind)} {kind}, which is neither a tensor nor a "
                 "tuple/list whose first item is the only tensor of its rank"
+            )
+        base, call = self.calls.get(name, (name, 0))
+        made = self.counts.get(base, 0)
+        if call and made:  # called, fewer times than the label says
+            labels = ", ".join(call_label(base, k) for k in range(1, made + 1))
+            return (
+                f"layer {base!r} is called {made} time{'s' * (made != 1)} in the forward "
+                f"pass ({labels}), so {name!r} names none of its calls"
             )
         return f"layer {name!r} is not called in the forward pass"

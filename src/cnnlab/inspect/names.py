@@ -1,10 +1,12 @@
 """The layer a name that matches none was meant to be, for the error that lists every name;
-what a name of another kind (diagnose's activation site) is, for the error that says so."""
+what a name of another kind (diagnose's activation site) is, for the error that says so; a
+call's label (`relu #2`) as its module's name and call number."""
 
 from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Container
 from typing import Any
 
 from torch import nn
@@ -42,3 +44,19 @@ def function_site(name: Any, modules: dict[str, nn.Module]) -> str:
         f"unknown layer {name!r}: it names the {found['kind']} that {where} computes with a "
         f"function (diagnose's activation sites), which no module outputs; give {give}: {layers}"
     )
+
+
+# a call's label, as the summary, the explorer and diagnose name calls (`call_label`)
+_CALL = re.compile(r"^(?P<name>.*) #(?P<call>[1-9]\d*)$")
+
+
+def split_call(name: Any, modules: Container[str]) -> tuple[Any, int]:
+    """(module name, call number) of a call's label among the names `modules`: `relu #2` ->
+    ('relu', 2); a module's own name -> (name, 1), its first call, as the summary and the
+    explorer label it; any other name as given, call 1 (for `resolve_layer` to refuse)."""
+    if not isinstance(name, str) or name in modules:
+        return name, 1
+    found = _CALL.match(name)
+    if found is None or found["name"] not in modules:
+        return name, 1
+    return found["name"], int(found["call"])

@@ -21,14 +21,8 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.names import function_site, meant
-from cnnlab.inspect.preserve import (
-    is_compiled_inner,
-    plain_name,
-    preserved,
-    unwrap,
-    unwrap_layer,
-)
+from cnnlab.inspect.names import function_site, meant, split_call
+from cnnlab.inspect.preserve import is_compiled_inner, plain_name, preserved, unwrap, unwrap_layer
 
 
 def _module_given(model: nn.Module, module: nn.Module) -> str:
@@ -448,7 +442,9 @@ def _spatial(
 
 def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None):
     """ExplainError if `layer`'s output holds its channels last: (B, H, W, C) read as
-    (B, C, H, W) would make its rows the channels and its channels a spatial axis."""
+    (B, C, H, W) would make its rows the channels and its channels a spatial axis. A call's
+    label (`relu #2`) is judged by its module."""
+    layer = split_call(layer, dict(unwrap(model).named_modules()))[0]
     maps, off, _ = _spatial(model, x, output)
     if layer in off:
         shape = ", ".join(map(str, off[layer][1:]))
