@@ -62,6 +62,7 @@ CHILD = textwrap.dedent(
 def _nets(tmp_path):
     (tmp_path / "nets.py").write_text(NETS)
     sys.path.insert(0, str(tmp_path))
+    sys.modules.pop("nets", None)  # another test's nets.py, imported under the same name
     try:
         import nets
 
