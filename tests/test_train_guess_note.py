@@ -30,8 +30,11 @@ def test_a_run_that_only_guesses_one_class_is_told_it_has_not_learned(tmp_path, 
     out = tmp_path / "run"
     assert main(["train", "--model", f"{code}:make", *args, "--quiet", "--out", str(out)]) == 0
     said = " ".join(capsys.readouterr().out.split())
-    assert "is no better than always guessing the most frequent class" in said, said
-    assert "Try another --lr (this run's 1e-12: too high and too low both stall), " in said
+    assert "is not told apart from always guessing the most frequent class" in said, said
+    # 1437 digits at batch 32 (a tenth held out) are 40 steps: more steps come first
+    assert "this run took only 40 optimizer steps" in said
+    assert "It took few steps (see the note on them): try more, or another --lr " in said
+    assert "(this run's 1e-12: too high and too low both stall), " in said
     assert "--optimizer adamw --lr 3e-3, or more --epochs" in said
 
 

@@ -21,7 +21,7 @@ def test_the_guess_note_points_to_the_probabilities_not_the_lr():
     result = train(net(nn.Softmax(1)), "digits", config=CONFIG)
     assert any(SAID in note for note in result["notes"])
     (said,) = result["outcome"]
-    assert "no better than always guessing" in said and "outputs are probabilities" in said
+    assert "not told apart from always guessing" in said and "outputs are probabilities" in said
     assert "return the logits" in said and "Try another --lr" not in said
     torch.manual_seed(0)
     fixed = train(net(), "digits", config=CONFIG)  # the advice followed, the lr kept

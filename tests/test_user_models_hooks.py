@@ -204,7 +204,7 @@ def test_activations_inside_a_torchscript_block_are_said_not_seen(monkeypatch, c
         images=torch.randint(0, 256, (6, 1, 8, 8)), labels=torch.zeros(6, dtype=torch.long)
     )
     run = types.SimpleNamespace(
-        model=model, input_shape=(1, 8, 8), dataset=lambda split="test": data,
+        model=model, input_shape=(1, 8, 8), dataset=lambda split="test", progress=None: data,
         preprocess=lambda im: im.float() / 255,
     )  # fmt: skip
     fake = types.ModuleType("cnnlab.train.rundir")
