@@ -57,8 +57,9 @@ def _lazy() -> nn.Module:
 def test_a_model_with_lazy_layers_is_told_to_run_once_in_the_factory_and_that_works(tmp_path):
     """nn.LazyConv2d / nn.LazyLinear have no shapes before a first forward: train, import
     and summary died in torch (`.to(memory_format=...)`, `state_dict`, `numel`) with a
-    traceback. Now one SpecError names the layer and the fix, for code and for a module; the
-    fix (one forward on a dummy batch) makes the same model train."""
+    traceback. Now --model code gets one SpecError naming the layer and the fix, which (one
+    forward on a dummy batch) makes the same model train; a module given to train() is
+    given its shapes from the data."""
     from cnnlab.cli import main
     from cnnlab.train.source import parse_model_ref
 

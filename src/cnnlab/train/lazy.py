@@ -2,8 +2,9 @@
 from a run's input shape: a fresh instance passed to `load_run(path, model=...)`, built as in
 training, is lazy again, and comparing or loading weights reads shapes it does not have yet.
 
-PyTorch's own way: one forward on a batch of the input's shape (its "dry run"), the one
-`train` asks of a lazy module before it trains it (`source.check_materialized`).
+PyTorch's own way: one forward on a batch of the input's shape (its "dry run"), which
+`train` makes itself of a module it is given (`fit.check_fit`); a `--model` factory is still
+asked to make it (`source.check_materialized`).
 """
 
 from __future__ import annotations
