@@ -57,9 +57,10 @@ def _lazy() -> nn.Module:
 def test_a_model_with_lazy_layers_is_told_to_run_once_in_the_factory_and_that_works(tmp_path):
     """nn.LazyConv2d / nn.LazyLinear have no shapes before a first forward: train, import
     and summary died in torch (`.to(memory_format=...)`, `state_dict`, `numel`) with a
-    traceback. Now --model code gets one SpecError naming the layer and the fix, which (one
-    forward on a dummy batch) makes the same model train; a module given to train() is
-    given its shapes from the data."""
+    traceback. Now --model code built with no input shape to give them (ModelSource.build())
+    gets one SpecError naming the layer and the fix, which (one forward on a dummy batch)
+    makes the same model train; a module given to train() is given its shapes from the data,
+    and summary its --input's (test_model_code_lazy.py: every command)."""
     from cnnlab.cli import main
     from cnnlab.train.source import parse_model_ref
 
@@ -71,7 +72,7 @@ def test_a_model_with_lazy_layers_is_told_to_run_once_in_the_factory_and_that_wo
     # a module given to train takes its shapes from the data (test_train_lazy_modules.py)
     lazy = train(_lazy(), "digits", None, TrainConfig(epochs=1))["model"]
     assert lazy[3].weight.shape == (10, 4 * 8 * 8)  # the LazyLinear, from digits' 1×8×8
-    assert main(["summary", "--model", f"{nets}:make", "--input", "1,8,8"]) == 2
+    assert main(["summary", "--model", f"{nets}:make", "--input", "1,8,8"]) == 0
     net = _lazy()
     net(torch.zeros(1, 1, 8, 8))  # the fix
     config = TrainConfig(epochs=1, ema=None, bn_recalibrate=0, tta=False)

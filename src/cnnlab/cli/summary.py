@@ -140,4 +140,4 @@ def _what(args: argparse.Namespace, size):
     if size is None:
         raise ConfigError("--model needs --input C,H,W: code does not say its image size")
     # rows named as the commands that open its run name them (`features.3`, no `_orig_mod`)
-    return decompiled(source.build())
+    return decompiled(source.build(size))  # lazy layers take their shapes from --input

@@ -37,6 +37,7 @@ from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
 from cnnlab.train.inputs import data_notes
+from cnnlab.train.lazy import lazy_names, materialize
 from cnnlab.train.measure import guesses
 from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import (
@@ -99,9 +100,13 @@ def import_run(
 def _imported(directory: RunDir, source, weights: Path, data, options: dict, progress) -> dict:
     """import_run's work once `out` is open: model, weights, data, checks, the files."""
     input_shape = options["input_shape"]
-    model = decompiled(source.build())  # as load_run opens it: names without `_orig_mod.`
-    # the weights before the data: a wrong file fails fast, not after a download or a scan
-    state = _checked_weights(weights, model, source.reference)
+    # as load_run opens it: names without `_orig_mod.`; lazy layers take --input's shape
+    model = decompiled(
+        source.build(input_shape) if input_shape else source.build_with_parameters()[0]
+    )
+    # the weights before the data: a wrong file fails fast, not after a download or a scan;
+    # a model still lazy (no --input) has no shapes to check them against before the data's
+    state = None if lazy_names(model) else _checked_weights(weights, model, source.reference)
     if input_shape is not None:  # names a forward may make: checked now too
         _made_in_forward(weights, model, state, source.reference, input_shape)
     train = test = None
@@ -109,6 +114,9 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
         shape = {} if input_shape is None else {"channels": input_shape[0], "size": input_shape[1:]}
         train, test = load_splits(data, **shape, progress=progress)  # a folder's files
     info = _describe(train, options["classes"], options["mean"], options["std"], input_shape)
+    if state is None:  # lazy layers: the data's shape, as training gives them
+        materialize(model, info["input_shape"], source.label)
+        state = _checked_weights(weights, model, source.reference)
     _made_in_forward(weights, model, state, source.reference, info["input_shape"])
     model.load_state_dict(state)
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)

@@ -3,8 +3,10 @@ from a run's input shape: a fresh instance passed to `load_run(path, model=...)`
 training, is lazy again, and comparing or loading weights reads shapes it does not have yet.
 
 PyTorch's own way: one forward on a batch of the input's shape (its "dry run"), which
-`train` makes itself of a module it is given (`fit.check_fit`); a `--model` factory is still
-asked to make it (`source.check_materialized`).
+cnnlab makes itself wherever the input shape is known: `train` of a module or of `--model`
+code (`fit.check_fit`, the data's shape), a run reopened (`load_run`, its recorded shape),
+`cnnlab import` and `cnnlab summary` (`--input` or the data's). Where none is known, the
+user is asked for the dry run (`check_materialized`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from torch.nn.parameter import is_lazy
 
 from cnnlab.errors import SpecError
 from cnnlab.inspect import device_of
-from cnnlab.train.source import check_materialized
 
 
 def lazy_names(model: nn.Module) -> list[str]:
@@ -49,3 +50,16 @@ def materialize(model: nn.Module, input_shape, who: str) -> None:
         for module, mode in modes:
             module.training = mode
     check_materialized(model, who)
+
+
+def check_materialized(model: nn.Module, who: str) -> None:
+    """SpecError when a parameter or buffer is still lazy (nn.LazyConv2d, nn.LazyLinear, ...)
+    and no input shape is known to give it one: it has no shape until a first forward, and
+    moving, counting or loading weights fails in torch with a traceback. The fix is
+    PyTorch's own: one forward on a dummy batch."""
+    lazy = lazy_names(model)
+    if lazy:
+        raise SpecError(
+            f"{who} {lazy[0]} is a lazy parameter (nn.Lazy* layer) with no shape yet; run the "
+            "model once on a dummy batch before returning it: model(torch.zeros(1, C, H, W))"
+        )

@@ -243,7 +243,8 @@ def load_run(
         if record.get("kind") == "spec" and not (path / SPEC).is_file():
             raise RunError(f"{path} has no {SPEC}: it is not a complete run directory")
         source = _source(path, record, config, accept_changed)
-        model = decompiled(source.build())  # eager: no command compiles to run a few batches
+        # eager: no command compiles to run a few batches; lazy layers take the run's shape
+        model = decompiled(source.build(config["input_shape"]))
     materialize(model, config["input_shape"], f"model {type(model).__name__}")  # lazy layers
     weights = _weights_file(path, config)
     # a model trained compiled saved `features._orig_mod.0.weight`: the same weights

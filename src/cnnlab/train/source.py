@@ -43,11 +43,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.parameter import is_lazy
 
 from cnnlab.design.build import build as build_spec
 from cnnlab.design.spec import load_spec
 from cnnlab.errors import RunError, SpecError
+from cnnlab.train.lazy import check_materialized, materialize
 from cnnlab.train.modelargs import (
     Declared,
     declared_by,
@@ -96,17 +96,26 @@ class ModelSource:
         """A short name for tables and reports: the spec's name or the factory's."""
         return self.spec.name if self.kind == "spec" else self.factory_name
 
-    def build(self) -> nn.Module:
+    def build(self, input_shape=None) -> nn.Module:
         """A fresh model: `build(spec)`, or the factory called with `args` (its code runs).
+        Lazy layers (nn.LazyConv2d, nn.LazyLinear, ...) take their shapes from `input_shape`
+        (C, H, W) as training gives them (`lazy.materialize`); without one nothing can, and
+        a lazy model is a SpecError (`lazy.check_materialized`).
 
         SpecError naming the reference when the code cannot be loaded, the factory raises,
         its arguments do not fit, or it returns something that is not an `nn.Module`."""
-        return self.build_with_parameters()[0]
+        model = self.build_with_parameters()[0]
+        if input_shape is None:
+            check_materialized(model, f"{self.label}:")
+        else:
+            materialize(model, tuple(input_shape), self.label)
+        return model
 
     def build_with_parameters(self) -> tuple[nn.Module, Parameters | None]:
-        """`build()` and the factory's parameters (None for a spec, or a factory without a
-        signature), read from the factory it called: what `outputs_fix` takes to name the
-        argument that sets the class count, without loading the code again."""
+        """The model as its factory returns it, lazy layers still lazy (training gives them
+        the data's shape: `fit.check_fit`), and the factory's parameters (None for a spec, or
+        a factory without a signature): what `outputs_fix` takes to name the argument that
+        sets the class count, without loading the code again."""
         if self.kind == "spec":
             return build_spec(self.spec), None
         factory = _load_factory(self.reference, self.file, self.label)
@@ -126,7 +135,6 @@ class ModelSource:
                 f"{self.label}: {self.factory_name} returned "
                 f"{type(model).__name__}, not a torch.nn.Module; return the network itself"
             )
-        check_materialized(model, f"{self.label}:")
         return model, params
 
     def to_record(self) -> dict[str, Any]:
@@ -302,18 +310,6 @@ def _canonical(ref: str, where: str, file: Path) -> str:
     if where.endswith(".py") or "/" in where or os.sep in where:
         return f"{file}:{ref.rsplit(':', 1)[1]}"
     return ref
-
-
-def check_materialized(model: nn.Module, who: str) -> None:
-    """SpecError when a parameter or buffer is still lazy (nn.LazyConv2d, nn.LazyLinear, ...):
-    it has no shape until a first forward, and moving, counting or loading weights fails in
-    torch with a traceback. The fix is PyTorch's own: one forward on a dummy batch."""
-    lazy = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if is_lazy(t)]
-    if lazy:
-        raise SpecError(
-            f"{who} {lazy[0]} is a lazy parameter (nn.Lazy* layer) with no shape yet; run the "
-            "model once on a dummy batch before returning it: model(torch.zeros(1, C, H, W))"
-        )
 
 
 def _load_factory(reference: str, file: Path | None, who: str) -> Any:
