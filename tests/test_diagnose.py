@@ -396,7 +396,7 @@ def test_cli_json_and_table(monkeypatch, capsys):
     run = types.SimpleNamespace(
         model=model,
         input_shape=(1, 8, 8),
-        dataset=lambda split="test": data,
+        dataset=lambda split="test", progress=None: data,
         preprocess=lambda im: (im.float() / 255 - 0.5) / 0.25,
     )
     fake = types.ModuleType("cnnlab.train.rundir")
@@ -452,7 +452,7 @@ def test_cli_says_no_gradient_flows(monkeypatch, capsys):
     run = types.SimpleNamespace(
         model=zero_net().eval(),
         input_shape=(1, 8, 8),
-        dataset=lambda split="test": data,
+        dataset=lambda split="test", progress=None: data,
         preprocess=lambda im: im.float() / 255,
     )
     fake = types.ModuleType("cnnlab.train.rundir")

@@ -37,7 +37,7 @@ class Split:
 
 def fake_run() -> SimpleNamespace:
     return SimpleNamespace(
-        dataset=lambda split: Split(),
+        dataset=lambda split, progress=None: Split(),
         preprocess=lambda images: images.float(),
         model=Fixed(),
         autocast=None,
