@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlab.design.activations import activation_of
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import (
     CallOrder,
@@ -38,6 +39,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
+from cnnlab.inspect.names import split_call
 from cnnlab.inspect.preserve import unwrap_layer
 from cnnlab.inspect.progress import Progress, batch_count
 
@@ -75,21 +77,40 @@ def ascent_target(model: nn.Module, layer: str, x: Tensor, output: OutputSelecto
     (a ResNet stage ending in its ReLU) that activation's input, the same maximiser; else the
     layer's output. Read at the block's output, a channel zero at the start got no gradient
     and stayed at 0 (a stage of Hugging Face's ResNet: 'activation 0' where the data reach
-    1.77, 1.43 by its ReLU's input)."""
+    1.77, 1.43 by its ReLU's input). layer: a call's label (`block #2`); the activation's
+    is the label of its call that ended last before that call of the block."""
     module = resolve_layer(model, layer)
     if maximise_input(module):
         return layer, True
-    inner = [f"{layer}.{n}" for n, m in module.named_modules() if n and maximise_input(m)]
+    base, call = split_call(layer, dict(model.named_modules()))
+    inner = [f"{base}.{n}" for n, m in module.named_modules() if n and maximise_input(m)]
     if not inner:
         return layer, False
-    with CallOrder(model, inner) as order, Capture(model, [layer, *inner]) as cap:
-        with torch.no_grad():
-            forward(model, x[:1], output, logits=False)
-    last = order.calls[-1][0] if order.calls else None
+    with CallOrder(model, [base, *inner]) as order, torch.no_grad():
+        forward(model, x[:1], output, logits=False)
+    last = _last_inside(order.calls, base, call)
+    if last is None:
+        return layer, False
+    with Capture(model, [layer, last], calls=True) as cap, torch.no_grad():
+        forward(model, x[:1], output, logits=False)
     found = cap.outputs.get(last), cap.outputs.get(layer)
     if any(t is None for t in found) or found[0].shape != found[1].shape:
         return layer, False
     return (last, True) if torch.equal(*found) else (layer, False)
+
+
+def _last_inside(calls: list[tuple[str, Any]], base: str, call: int) -> str | None:
+    """The label (`call_label`) of the call that ended last before call `call` of `base`
+    among `calls` ((name, shape) in the order they ended: children before their parent),
+    if it is not `base`'s own; None where `base` makes fewer calls."""
+    counts: dict[str, int] = {}
+    previous = None
+    for name, _ in calls:
+        counts[name] = counts.get(name, 0) + 1
+        if name == base and counts[name] == call:
+            return previous
+        previous = None if name == base else call_label(name, counts[name])
+    return None
 
 
 def channel_activation(
@@ -198,7 +219,7 @@ def _data_max(
     total = batch_count(data, 256)
     if progress is not None:
         progress(0, total, "strongest activations in the data")
-    with Capture(model, [layer]) as cap, torch.no_grad():
+    with Capture(model, [layer], calls=True) as cap, torch.no_grad():
         for done, (x, _) in enumerate(batches(data, 256), 1):
             forward(model, as_float(x, preprocess), output, logits=False)
             acts = cap.tensor(layer).movedim(dim, 1)
@@ -219,7 +240,7 @@ def _layer_output(
     model: nn.Module, layer: str, x: Tensor, output: OutputSelector, dim: int = 1
 ) -> Tensor:
     """The layer's own output on x, no grad, its channels (on `dim`) moved to dim 1."""
-    with Capture(model, [layer]) as cap, torch.no_grad():
+    with Capture(model, [layer], calls=True) as cap, torch.no_grad():
         forward(model, x, output, logits=False)
     return cap.tensor(layer).movedim(dim, 1)
 
@@ -255,7 +276,7 @@ def _ascend(
     steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV.
     dim: the dim of the layer's output that holds its channels. progress: per step."""
     layer, pre = ascent_target(model, layer, image().detach(), output)
-    with Capture(model, [layer], inputs=pre) as cap, torch.enable_grad():
+    with Capture(model, [layer], inputs=pre, calls=True) as cap, torch.enable_grad():
         opt = torch.optim.Adam(image.parameters(), lr=lr)
         if progress is not None:
             progress(0, steps, "activation maximisation")
@@ -360,6 +381,8 @@ def activation_maximization(
 ) -> ActMaxResult:
     """Images (len(channels), C, H, W) maximising each channel's activation at `layer` (its
     centre unit, or its spatial mean with objective="mean"); channels: indices (one: an int).
+    layer: a module's name (its first call in the forward) or a call's label, `relu #2`, as
+    the summary labels calls; a call past the last is refused, naming the calls.
 
     Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
     Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness

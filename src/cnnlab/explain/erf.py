@@ -31,6 +31,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
+from cnnlab.inspect.names import split_call
 from cnnlab.inspect.preserve import unwrap_layer
 
 
@@ -96,15 +97,25 @@ def summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -
     """The side of `layer`'s receptive field from `cnnlab.summary` (§3.2); None where summary
     cannot trace the model or follow the field to that layer.
 
-    A container (a block, a stage) has no row of its own: its output is its last leaf call's.
-    A module called twice has two rows: the last is its last call, the one Capture records.
+    A module called twice has two rows, `relu` and `relu #2`, as `layer` names its calls. A
+    container (a block, a stage) has no row of its own: the output of its N-th call is the
+    last leaf call of the N-th run of its leaves' rows (calls in between end a run).
     """
     try:
         rows = summary(model, input_size=input_size).rows
     except CnnlabError:  # summary cannot run the model: the caller measures the support
         return None
-    inside = [row for row in rows if row.name == layer or row.name.startswith(layer + ".")]
-    return inside[-1].receptive_field if inside else None
+    name, call = split_call(layer, dict(model.named_modules()))
+    own = [row for row in rows if row.name == name and row.call == call]
+    if own:
+        return own[-1].receptive_field
+    runs: list[list] = []
+    for k, row in enumerate(rows):
+        if row.name.startswith(name + "."):
+            if not runs or not rows[k - 1].name.startswith(name + "."):
+                runs.append([])
+            runs[-1].append(row)
+    return runs[call - 1][-1].receptive_field if len(runs) >= call else None
 
 
 def effective_receptive_field(
@@ -119,7 +130,8 @@ def effective_receptive_field(
 ) -> ERF:
     """ERF of the centre unit of `layer` on n standard-normal inputs of shape input_size
     (C, H, W): one forward and one backward for the n inputs together (eval mode; images
-    are independent). Returns an ERF with gradient (H, W)."""
+    are independent). Returns an ERF with gradient (H, W). layer: a module's name (its first
+    call in the forward) or a call's label, `relu #2`, as the summary labels calls."""
     # `features.3` of a wrapped model; a meta model's images are made on its device: refused
     model, layer = unwrap_layer(model, layer)
     check_values(model)
@@ -139,7 +151,7 @@ def effective_receptive_field(
     x = x.to(device_of(model), dtype_of(model)).requires_grad_(True)  # the caller gives none
     with preserved(model):
         dim = channel_dim(model, x.detach(), layer, output)  # a ConvNeXt's (B, H, W, C): 3
-    with preserved(model), Capture(model, [layer]) as cap, torch.enable_grad():
+    with preserved(model), Capture(model, [layer], calls=True) as cap, torch.enable_grad():
         forward(model, x, output, logits=False)
         out = cap.tensor(layer)
         if out.dim() != 4:  # named by the shape the layer gives, not the moved one

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.explain.saliency import NO_BACKWARD, Target
 from cnnlab.inspect import (
@@ -30,10 +31,11 @@ from cnnlab.inspect import (
     resolve_layer,
     resolve_target,
     run_fast,
-    spatial_layers,
+    spatial_calls,
     unwrap_layer,
 )
 from cnnlab.inspect.layouts import FollowLayouts
+from cnnlab.inspect.names import split_call
 
 
 def gradcam_weights(acts: Tensor, grads: Tensor) -> Tensor:
@@ -78,24 +80,27 @@ def layer_gradients(
     The same forward follows where the layer's channels are (`FollowLayouts`): a layer that
     holds them last is refused as `check_map_layer` refuses it, without the separate pass of
     x[:1] that check costs (5 % of a Grad-CAM of 32 images on ResNet-18, one thread).
+    layer: a call's label, as the summary labels calls (a module's name: its first call,
+    `relu #2` its second; `Capture(calls=True)`).
     """
     run = model if run is None else run
+    base, call = split_call(layer, dict(run.named_modules()))
     with (
         FollowLayouts() as layouts,
-        CallOrder(run, [layer], layouts=layouts) as order,  # its hook sees the layer's own output
-        Capture(run, [layer], leaf=True) as cap,
+        CallOrder(run, [base], layouts=layouts) as order,  # its hook sees the layer's own output
+        Capture(run, [layer], leaf=True, calls=True) as cap,
         torch.no_grad(),
     ):
         logits = forward(run, x, output)  # (B, K)
-    if layer in order.channel_dims:  # (B, H, W, C) between permutes: the check names the maps
+    if base in order.channel_dims:  # (B, H, W, C) between permutes: the check names the maps
         check_map_layer(model, x, layer, output)
-    if layer not in cap.outputs:  # not called, or no tensor out: the layers that would do
-        spatial = ", ".join(spatial_layers(model, x, output)) or "(none)"
+    if layer not in cap.outputs:  # not called, or no tensor out: the calls that would do
+        spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
         raise ExplainError(f"{cap.missing(layer)}; Grad-CAM needs one of: {spatial}")
     acts = cap.tensor(layer)
     # rows per window, not per image (a Swin window attention's): a map per row was returned
     if not is_spatial(tuple(acts.shape)) or len(acts) != len(x):
-        spatial = ", ".join(spatial_layers(model, x, output)) or "(none)"
+        spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
         raise ExplainError(
             f"layer {layer!r} has output shape {tuple(acts.shape)} for {len(x)} images, not a "
             f"spatial map (B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
@@ -107,7 +112,8 @@ def layer_gradients(
     if selected.requires_grad:
         (grads,) = gradients(selected, [acts])  # a reentrant checkpoint after the layer too
     if grads is None:
-        found = _recomputed_gradients(run, x, layer, t, output)
+        _last_call_only(layer, base, call, len(order.calls))
+        found = _recomputed_gradients(run, x, base, t, output)
         if found is None or found[1] is None:  # (A, None): autograd reached no gradient
             raise ExplainError(
                 f"the logits do not depend on layer {layer!r} through autograd (or only "
@@ -115,6 +121,19 @@ def layer_gradients(
             )
         acts, grads = found
     return acts.detach(), grads, t
+
+
+def _last_call_only(layer: str, base: str, call: int, made: int) -> None:
+    """ExplainError for a call of `base` (called `made` times) but its last: the backward's
+    recomputation of a reentrant checkpoint calls the module again, where the forward's
+    calls are not told apart, and the first gradient it delivers is its last call's."""
+    if call != made:
+        raise ExplainError(
+            f"layer {layer!r} is call {call} of {made} of {base!r}, computed without autograd "
+            "(a reentrant activation checkpoint), whose gradient is read only where the "
+            f"backward recomputes it: for its last call, {call_label(base, made)!r}; choose "
+            "that call or a layer outside the checkpoint"
+        )
 
 
 def _recomputed_gradients(
@@ -166,14 +185,18 @@ def gradcam(
 
     x: (B, C, H, W) normalized images → (B, H, W) in [0, 1], float32 (float64 for a float64
     model), whatever dtype the layer computes in.
-    target: class per image; None = the predicted class. layer: dotted module name; None = the
-    last map of the image in forward order (`inspect.image_maps`: one per image, no padding
-    op's output, H and W following the image's, H·W > 1), found by two shape-only forwards
-    on each call (one 224² image on a ResNet-18: 159 ms against 66 ms with the layer named;
-    in a loop, find it once with `inspect.default_layer` and pass it). method: "gradcam" (weights =
-    spatial mean of gradients) or "gradcam++". Equals Captum's
+    target: class per image; None = the predicted class. layer: dotted module name, its first
+    call for a module the forward calls more than once, `name #N` its N-th call (as the
+    summary labels calls; a call past the last is refused, naming the calls); None = the
+    last map of the image in forward order, at its last call (`inspect.image_maps`: one per
+    image, no padding op's output, H and W following the image's, H·W > 1), found by two
+    shape-only forwards on each call (one 224² image on a ResNet-18: 159 ms against 66 ms
+    with the layer named; in a loop, find it once with `inspect.default_layer` and pass it).
+    method: "gradcam" (weights = spatial mean of gradients) or "gradcam++". Equals Captum's
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
-    `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling.
+    `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling
+    (Captum's hook keeps a module's last call: for a module called more than once it equals
+    `name #N` of the last call N).
     A layer whose output a later in-place op overwrites gets its own map (see
     `cnnlab.inspect.Capture`).
     A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
@@ -188,14 +211,14 @@ def gradcam(
     model, layer = unwrap_layer(model, layer)
     with preserved(model):
         if layer is None:
-            layer = default_layer(model, x, output)  # a (B, C, H, W) map
+            layer = default_layer(model, x, output)  # a (B, C, H, W) map: its last call
         else:
             resolve_layer(model, layer)  # its layout is checked in the forward itself
         acts, grads, _ = run_fast(
             lambda run, x: layer_gradients(model, x, layer, target, output, run),
             model,
             x,
-            keep=layer,
+            keep=split_call(layer, dict(model.named_modules()))[0],  # hooked in the copy
             channels_last=channels_last,
         )
     # at least float32: a forward that autocasts its blocks (`with torch.autocast(...)` in

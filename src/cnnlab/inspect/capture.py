@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, with_output
-from cnnlab.inspect.names import split_call
-from cnnlab.inspect.order import an, resolve_layer
+from cnnlab.inspect.names import an, split_call
+from cnnlab.inspect.order import resolve_layer
 
 
 class Capture:

@@ -1,6 +1,6 @@
 """The layer a name that matches none was meant to be, for the error that lists every name;
 what a name of another kind (diagnose's activation site) is, for the error that says so; a
-call's label (`relu #2`) as its module's name and call number."""
+call's label (`relu #2`) as its module's name and call number; the article of a word."""
 
 from __future__ import annotations
 
@@ -60,3 +60,8 @@ def split_call(name: Any, modules: Container[str]) -> tuple[Any, int]:
     if found is None or found["name"] not in modules:
         return name, 1
     return found["name"], int(found["call"])
+
+
+def an(word: str) -> str:
+    """The article of `word`: 'an' before a vowel ('an ImageClassifierOutput')."""
+    return "an" if word[:1] in "aeiouAEIOU" else "a"

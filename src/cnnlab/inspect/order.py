@@ -9,7 +9,7 @@ read from a forward pass (`trace`; `first_called` in `cnnlab.inspect.first`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,11 +17,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils import parametrize
 
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.names import function_site, meant, split_call
+from cnnlab.inspect.names import an, function_site, meant, split_call
 from cnnlab.inspect.preserve import is_compiled_inner, plain_name, preserved, unwrap, unwrap_layer
 
 
@@ -82,7 +83,9 @@ def is_leaf(module: nn.Module) -> bool:
 def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     """The submodule called `name`; ExplainError listing the valid names otherwise (also for
     a module of `weight_code`, which computes a layer's weight: the layer is named instead).
-    A wrapped model's layers are named as `layer_names` lists them, or with the prefix."""
+    A wrapped model's layers are named as `layer_names` lists them, or with the prefix. A
+    call's label (`relu #2`, as the summary labels calls) gives its module; the call is read,
+    and one past the last refused, by `Capture(..., calls=True)`."""
     model, name = unwrap_layer(model, name)
     modules = dict(model.named_modules())
     if isinstance(name, str) and name not in modules:  # the summary's name of a layer under a
@@ -95,13 +98,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
             f"layer {name!r} is given as {type(name).__name__}; layers are named by their "
             f"dotted module name, a str: give {str(name)!r}"
         )
+    name = split_call(name, modules)[0]
     if not isinstance(name, str) or not name or name not in modules:
-        base, _, call = name.rpartition(" #") if isinstance(name, str) else ("", "", "")
-        if base and base in modules and call.isdigit():  # a summary row's label, copied
-            raise ExplainError(
-                f"unknown layer {name!r}: ' #{call}' labels a call of {base!r} (the summary's "
-                f"rows); give the module's name, {base!r}, whose last call is read"
-            )
         names = layer_names(model)
         valid = ", ".join(names) or "(the model has no submodules)"
         said = f"unknown layer {name!r}{meant(name, names)}"  # the layer meant, then them all
@@ -125,11 +123,6 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
             f"(it calls its layers); {which}"
         )
     return modules[name]
-
-
-def an(word: str) -> str:
-    """The article of `word`: 'an' before a vowel ('an ImageClassifierOutput')."""
-    return "an" if word[:1] in "aeiouAEIOU" else "a"
 
 
 class CallOrder:
@@ -225,7 +218,9 @@ def channel_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> 
 
 def channel_dim(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None) -> int:
     """The dim of `layer`'s output that holds its channels: 1, or where a permute put them
-    (the last, for a ConvNeXt block's (B, H, W, C) layers or a ViT's (B, N, C) tokens)."""
+    (the last, for a ConvNeXt block's (B, H, W, C) layers or a ViT's (B, N, C) tokens). A
+    call's label (`relu #2`) is judged by its module."""
+    layer = split_call(layer, dict(unwrap(model).named_modules()))[0]
     return channel_dims(model, x, output).get(layer, 1)
 
 
@@ -265,9 +260,9 @@ def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
 
 def _image_maps(
     model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[dict, dict, frozenset[str]]:
+) -> tuple[dict, dict, frozenset[str], dict[str, int]]:
     """(image_maps, {name: shape} of the 4-D outputs that pass all but (d): channels last,
-    the layers whose output the logits are not computed from: `_Shapes.unfed`)."""
+    the layers whose output the logits are not computed from: `_Shapes.unfed`, {name: calls})."""
     x, model = check_images(x), unwrap(model)  # named as `layer_names` names them
     images = x[:1].expand(2, *x.shape[1:])  # (2, C, H, W)
     pair, meta = _probe(model, images, output, partial=False)
@@ -286,7 +281,7 @@ def _image_maps(
         big = grown.last.get(name) if grown is not None else None
         if big is None or (len(big) == 4 and _follows(big, shape)):
             maps[name] = (1, *shape[1:])
-    return maps, off, pair.unfed
+    return maps, off, pair.unfed, pair.calls
 
 
 def _grows(last: dict[str, tuple], grown: dict[str, tuple]) -> bool:
@@ -314,6 +309,7 @@ class _Shapes:
     channel_dims: dict[str, int]
     padded: set[str]
     unfed: frozenset[str] = frozenset()  # outputs with a graph node the logits do not reach
+    calls: dict[str, int] = field(default_factory=dict)  # name -> its calls, every one counted
 
 
 def _probe(
@@ -358,12 +354,14 @@ def _run(
         except Exception as raised:  # noqa: BLE001 - the caller decides
             error = raised
     last: dict[str, tuple] = {}
+    calls: dict[str, int] = {}
     for name, shape in order.calls:
+        calls[name] = calls.get(name, 0) + 1
         if shape is not None:
             last.pop(name, None)
             last[name] = shape
     unfed = _unfed(nodes, out, output) if graph and error is None else frozenset()
-    return _Shapes(last, order.channel_dims, order.padded, unfed), error
+    return _Shapes(last, order.channel_dims, order.padded, unfed, calls), error
 
 
 def _node_of(nodes: dict[str, Any], name: str) -> Callable:
@@ -431,13 +429,13 @@ def _tables(module: nn.Module) -> list[dict]:
 
 def _spatial(
     model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[list, dict, frozenset[str]]:
+) -> tuple[list, dict, frozenset[str], dict[str, int]]:
     """([(name, shape)] of the (B, C, H, W) maps with H·W > 1, {name: shape} of the
-    channels-last ones, the layers the logits are not computed from)."""
-    maps, off, unfed = _image_maps(model, x, output)
+    channels-last ones, the layers the logits are not computed from, {name: its calls})."""
+    maps, off, unfed, calls = _image_maps(model, x, output)
     names = set(maps) | set(off)
     spatial = [(n, s) for n, s in maps.items() if is_spatial(s) and not is_compiled_inner(n, names)]
-    return spatial, {n: s for n, s in off.items() if is_spatial(s)}, unfed
+    return spatial, {n: s for n, s in off.items() if is_spatial(s)}, unfed, calls
 
 
 def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None):
@@ -445,7 +443,7 @@ def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelec
     (B, C, H, W) would make its rows the channels and its channels a spatial axis. A call's
     label (`relu #2`) is judged by its module."""
     layer = split_call(layer, dict(unwrap(model).named_modules()))[0]
-    maps, off, _ = _spatial(model, x, output)
+    maps, off, _, _ = _spatial(model, x, output)
     if layer in off:
         shape = ", ".join(map(str, off[layer][1:]))
         raise ExplainError(
@@ -472,7 +470,8 @@ def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) ->
     """The last module, in forward order, whose output is a feature map of the image with
     H·W > 1 (`image_maps`, DESIGN.md) that the logits are computed from (`feeding_maps`): for
     a plain CNN its last conv block's activation, for a ResNet its last stage; never a
-    padding layer, a window attention's probabilities, or a side branch's map."""
+    padding layer, a window attention's probabilities, or a side branch's map; at its last
+    call (`feeding_maps`)."""
     spatial = feeding_maps(model, x, output)
     if not spatial:
         raise ExplainError(
@@ -490,7 +489,9 @@ def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> 
     Read from the autograd graph of the shape probe on the meta device (`_Shapes.unfed`); a
     map computed without autograd (a torch.no_grad() backbone, a reentrant checkpoint's
     block) is kept, for Grad-CAM to say why it has no gradient, or to read it where the
-    backward recomputes it."""
-    spatial, _, unfed = _spatial(model, x, output)
+    backward recomputes it. Each is labelled by its last call, whose map was judged: `relu #3`
+    for a module called three times (`call_label`), its name for a module called once."""
+    spatial, _, unfed, calls = _spatial(model, x, output)
     names = [name for name, _ in spatial]
-    return [name for name in names if name not in unfed] or names
+    fed = [name for name in names if name not in unfed] or names
+    return [call_label(name, calls.get(name, 1)) for name in fed]
