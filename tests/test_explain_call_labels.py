@@ -177,3 +177,34 @@ def test_the_effective_receptive_field_reads_the_call_named(model_x):
         torch.testing.assert_close(erf.gradient, x.grad.abs().mean((0, 1)))
         assert erf.theoretical == rows[("relu", k + 1)]
     assert len({rows[("relu", k)] for k in (1, 2, 3)}) == 3  # the calls' fields differ
+
+
+class Checkpointed(nn.Module):
+    """One ReLU module called twice inside a reentrant activation checkpoint (or not)."""
+
+    def __init__(self, checkpointed: bool = True):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.relu, self.head = nn.ReLU(), nn.Linear(4, 5)
+        self.checkpointed = checkpointed
+
+    def inner(self, x):
+        return self.relu(self.c2(self.relu(self.c1(x))))
+
+    def forward(self, x):
+        if self.checkpointed:
+            x = torch.utils.checkpoint.checkpoint(self.inner, x, use_reentrant=True)
+        else:
+            x = self.inner(x)
+        return self.head(x.mean((2, 3)))
+
+
+def test_inside_a_reentrant_checkpoint_only_the_last_call_is_read():
+    torch.manual_seed(0)
+    model, x, target = Checkpointed().eval(), torch.randn(2, 3, 8, 8), torch.tensor([1, 3])
+    plain = Checkpointed(checkpointed=False).eval()
+    plain.load_state_dict(model.state_dict())
+    got = explain.gradcam(model, x, target, layer="relu #2")
+    torch.testing.assert_close(got, by_hand(plain, x, target)[1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ExplainError, match=r"call 1 of 2 of 'relu'.*'relu #2'"):
+        explain.gradcam(model, x, target, layer="relu")
