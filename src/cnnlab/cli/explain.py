@@ -49,7 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--method", choices=METHODS, default="gradcam", help="what to draw (default gradcam)"
     )
-    p.add_argument("--layer", help="dotted module name for Grad-CAM (default: last spatial)")
+    p.add_argument(
+        "--layer",
+        help="dotted module name for Grad-CAM, its first call; 'NAME #2' its second, as the "
+        "summary labels calls (default: the last spatial map, at its last call)",
+    )
     p.add_argument(
         "--target",
         metavar="CLASS",
@@ -64,7 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = v.add_mutually_exclusive_group(required=True)
     what.add_argument("--filters", action="store_true", help="the first conv layer's kernels")
     what.add_argument("--maps", metavar="IMAGE", help="feature maps of IMAGE at --layers")
-    what.add_argument("--actmax", metavar="LAYER", help="activation maximization at LAYER")
+    what.add_argument(
+        "--actmax",
+        metavar="LAYER",
+        help="activation maximization at LAYER (its first call; 'NAME #2' its second)",
+    )
     v.add_argument(
         "--layers",
         nargs="+",
@@ -373,7 +381,8 @@ def _explain(args: argparse.Namespace) -> int:
         pic = overlay(raw[i].float() / 255, heat[i])  # (3, H, W)
         pic = pic.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
         array = (pic.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        written = _save_png(array, out / heatmap_name(path, args.method, layer, int(target[i])))
+        where = call_file_part(layer, run.model) if layer else None  # `relu #2`: relu_call2
+        written = _save_png(array, out / heatmap_name(path, args.method, where, int(target[i])))
         top = probs[i].topk(min(args.top_k, probs.shape[1]))
         preds = ", ".join(
             f"{run.classes[k]} {p:.1%}"
@@ -409,7 +418,7 @@ def _visualize(args: argparse.Namespace) -> int:
                 run.model, args.actmax, channels, steps=args.steps, data=images, progress=progress
             )
         lo, hi = images.min(), images.max()
-        path = out / f"actmax_{file_part(args.actmax)}.png"
+        path = out / f"actmax_{call_file_part(args.actmax, run.model)}.png"
         print(shown(_save_grid((res.images - lo) / (hi - lo), path)))
         rows = zip(res.channels, res.activation.tolist(), res.data_max.tolist(), strict=True)
         for c, a, best in rows:
