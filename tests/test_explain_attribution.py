@@ -18,7 +18,8 @@ from test_explain_models import images, models, resnet_pair
 
 MODELS = models()
 LAYERS = {
-    "resnet": [None, "layer1.0.bn2", "layer2.0.bn1", "layer1.0.relu", "layer1", "conv1"],
+    # a BasicBlock calls its relu twice: Captum's hook keeps the last call, `relu #2` in cnnlab
+    "resnet": [None, "layer1.0.bn2", "layer2.0.bn1", "layer1.0.relu #2", "layer1", "conv1"],
     "functional": [None, "conv1"],
     "plain": [None, "0", "3"],
 }
@@ -27,7 +28,7 @@ LAYERS = {
 def captum_gradcam(model, x, target, layer_name):
     """LayerGradCam (relu_attributions=True, the paper's ReLU) + bilinear interpolate, then
     ReLU and each image divided by its max."""
-    layer = dict(model.named_modules())[layer_name]
+    layer = dict(model.named_modules())[layer_name.split(" #")[0]]  # Captum: the last call
     cam = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
     cam = F.relu(cam[:, 0])
@@ -76,7 +77,7 @@ def test_inplace_overwrite_would_change_the_map():
 
 def pp_reference(model, x, target, layer_name):
     """Grad-CAM++ written from the paper (eq. 19, Y = exp(S)) with explicit loops."""
-    layer = dict(model.named_modules())[layer_name]
+    layer = dict(model.named_modules())[layer_name.split(" #")[0]]  # Captum: the last call
     store = {}
     h = layer.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
     x = x.clone().requires_grad_(True)

@@ -193,8 +193,8 @@ def _is_activation(m: nn.Module) -> bool:
 @dataclass(frozen=True)
 class Network:
     """The explorer's map of a model: conv calls in forward order with their chains; spatial
-    layers (name -> output shape (C, H, W) of its last call, H·W > 1, in the order of last
-    calls: the layers Grad-CAM takes, the page's last one its default); maps (label ->
+    layers (call label -> output shape (C, H, W), H·W > 1, in forward order: the calls
+    Grad-CAM takes, `relu` a module's first, `relu #2` its second); maps (label ->
     (C, H, W), every call of a layer with a 4-D output, 1×1 included, in forward order: the
     feature view and activation maximisation); calls (label -> (module name, call number)).
     (A 1×1 output in spatial, as a ResNet's AdaptiveAvgPool2d(1) or a ConvNeXt's last stage
@@ -234,9 +234,9 @@ class Network:
         # maps of the image only: not a window attention's (windows, heads, N, N), whose out[0]
         # was the first window's, nor a padding layer's, whose border Grad-CAM upsampled with
         # the map, shrinking it towards the image's centre; nor a (B, H, W, C) layer's
-        spatial = {
-            n: tuple(s[1:])
-            for n, s in last.items()
+        spatial = {  # every call, labelled as Grad-CAM reads it (`relu #2`: the second)
+            c: tuple(s[1:])
+            for c, n, _, s in calls
             if n in images and is_spatial(s) and not is_compiled_inner(n, last)
         }
         maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n in images}

@@ -146,7 +146,7 @@ function showArchitecture(model) {
     lints.append(el("p", `⚠ ${lint.code} ${where}: ${lint.message}`, "lint-text"));
   }
   if (arch.note) lints.append(el("p", `no layer list: ${arch.note}`, "lint-text"));  // the summary refused the model
-  // feature maps: one entry per call of a layer; Grad-CAM: one per module (it reads the last call)
+  // feature maps and Grad-CAM: one entry per call of a layer (`relu #2`: its second call)
   // each named with its kind, so a conv's map (before its activation) is told from its ReLU's
   state.kinds = { ...model.kinds, ...Object.fromEntries(arch.rows.map((r) => [r.label, r.kind])) };
   for (const [select, layers] of [[$("feature-layer"), model.maps], [$("cam-layer"), model.spatial]]) {
