@@ -1,15 +1,18 @@
-"""The model against the data, checked before a step: something to train, the image-size
-options, the input shape, the class count and the logits, a graph to train through, and the
-memory layout it trains in. A model that runs laid out NCHW but not channels-last (the
-tutorials' `x.view(-1, 16 * 5 * 5)` after a conv) trains NCHW: `check_fit` returns why, and
-`layout_note` says it (config.json records channels_last false, so resume and report agree).
+"""The model to train (`ModelChoice`) against the data, checked before a step: something to
+train, the image-size options, the input shape, the class count and the logits, a graph to
+train through, and the memory layout it trains in. A model that runs laid out NCHW but not
+channels-last (the tutorials' `x.view(-1, 16 * 5 * 5)` after a conv) trains NCHW:
+`check_fit` returns why, and `layout_note` says it (config.json records channels_last false,
+so resume and report agree).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from torch import nn
 
 from cnnlab.design.spec import preset_path
 from cnnlab.errors import ConfigError, DataError, SpecError
@@ -17,10 +20,34 @@ from cnnlab.inspect import Misfit, classifier_misfit, preserved
 from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.lazy import materialize
-from cnnlab.train.source import outputs_fix
+from cnnlab.train.source import Parameters, outputs_fix
 
-if TYPE_CHECKING:
-    from cnnlab.train.inputs import ModelChoice
+
+@dataclass
+class ModelChoice:
+    """The model to train and how config.json records it (`record`, see train.source)."""
+
+    model: nn.Module
+    spec: Any  # the Spec of a spec run, else None
+    record: dict[str, Any]
+    title: str  # for messages: "spec 'fast'", "model nets.py:make_net", "model Sequential"
+    given_input: tuple[int, int, int] | None = None  # code's --input C,H,W
+    preset: str | None = None  # the preset's name when the spec is one: no file of the user's
+    # code's factory's parameters (train.source.Parameters): outputs_fix names the one that
+    # sets the class count
+    parameters: Parameters | None = None
+    # config.json's record of a model trained NCHW because channels-last failed
+    # ({"channels_last_refused": why}, `make_splits`), else {}
+    layout: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int] | None:
+        """(C, H, W) a spec fixes or code was given (--input); None: the data's own."""
+        return tuple(self.spec.input) if self.spec is not None else self.given_input
+
+    @property
+    def spec_text(self) -> str | None:
+        return self.spec.to_yaml() if self.spec is not None else None
 
 
 def check_fit(choice: ModelChoice, input_shape, classes, config: TrainConfig) -> str | None:

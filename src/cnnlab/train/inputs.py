@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,39 +22,12 @@ from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError, SpecErr
 from cnnlab.inspect import device_of, dtype_of, preserved
 from cnnlab.train.config import FieldError, TrainConfig
 from cnnlab.train.datanotes import image_hashes
-from cnnlab.train.fit import check_fit
+from cnnlab.train.fit import ModelChoice, check_fit
 from cnnlab.train.resume import check_spec_unchanged
 from cnnlab.train.run_files import names_data
 from cnnlab.train.rundir import SPEC, data_gone, read_config
-from cnnlab.train.source import ModelSource, Parameters
+from cnnlab.train.source import ModelSource
 from cnnlab.train.state import Splits
-
-
-@dataclass
-class ModelChoice:
-    """The model to train and how config.json records it (`record`, see train.source)."""
-
-    model: nn.Module
-    spec: Any  # the Spec of a spec run, else None
-    record: dict[str, Any]
-    title: str  # for messages: "spec 'fast'", "model nets.py:make_net", "model Sequential"
-    given_input: tuple[int, int, int] | None = None  # code's --input C,H,W
-    preset: str | None = None  # the preset's name when the spec is one: no file of the user's
-    # code's factory's parameters (train.source.Parameters): outputs_fix names the one that
-    # sets the class count
-    parameters: Parameters | None = None
-    # config.json's record of a model trained NCHW because channels-last failed
-    # ({"channels_last_refused": why}, `make_splits`), else {}
-    layout: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int] | None:
-        """(C, H, W) a spec fixes or code was given (--input); None: the data's own."""
-        return tuple(self.spec.input) if self.spec is not None else self.given_input
-
-    @property
-    def spec_text(self) -> str | None:
-        return self.spec.to_yaml() if self.spec is not None else None
 
 
 def check_arguments(out, config, on_epoch) -> None:
