@@ -67,10 +67,32 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    _in_workflow_order(sub)
     for listed in sub._choices_actions:  # `cnnlab eval --help` said nothing of what eval does
         command = sub.choices[listed.dest]
         command.description = command.description or listed.help
     return parser
+
+
+# `cnnlab --help` lists the commands in the order a user meets them: try it, look at the data
+# and the architecture, train, score and use the run, look inside it, then the wider tools.
+# A command missing here is listed after these, by name.
+WORKFLOW = (
+    "demo", "data", "summary", "train", "eval", "predict", "explain", "visualize",
+    "diagnose", "probe", "report", "serve", "lab", "import",
+)  # fmt: skip
+
+
+def _in_workflow_order(sub: argparse._SubParsersAction) -> None:
+    """Reorder the registered commands (argparse lists them as they were added; the modules
+    register by file name, and explain.py adds visualize and probe) to WORKFLOW's order."""
+
+    def rank(name: str) -> tuple[int, str]:
+        return (WORKFLOW.index(name) if name in WORKFLOW else len(WORKFLOW), name)
+
+    sub._choices_actions.sort(key=lambda action: rank(action.dest))
+    ordered = sorted(sub.choices, key=rank)
+    sub.choices.update({name: sub.choices.pop(name) for name in ordered})
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
