@@ -182,3 +182,27 @@ def test_a_missing_leaky_run_is_not_counted_as_diverged():
     assert "diverged on 0 of 2 seeds, has no run at that rate on 1, and survived" in v.meaning
     assert "survived on 1 of 2 seeds, diverged on 0 and has no run at that rate on 1" in v.meaning
     assert v.numbers["seed 1: ReLU dead at lr 0.03 / 0.3; Leaky at 0.3"].endswith("; no run")
+
+
+def test_at_chance_is_read_on_the_validation_split_not_the_test_set():
+    """Whether a run is at chance decides which run the rule reads (a broken ReLU run is set
+    aside), so it is the trainer's validation accuracy that decides, never the test accuracy
+    the verdict is read on. BROKEN's layers all fire somewhere: at chance it is set aside and
+    ReLU is judged at 0.3 (5 % dead: it does not die); the same run at 60 % on validation is
+    not at chance, so it counts at lr 1 (80 % dead: ReLU dies), whatever its test accuracy."""
+    m = dying({"relu": [0.0, 0.05, BROKEN], "leaky_relu": [0.0, 0.0, None]})
+    assert ex_dying.judge(m).outcome == "does not hold"
+    m["seeds"][0]["relu"][2]["val"] = 60.0  # test still 9 %
+    assert not ex_dying.at_chance(m["seeds"][0]["relu"][2])
+    assert ex_dying.judge(m).outcome == "partly"  # ReLU died at lr 1; Leaky stopped there
+    healthy = run(1.0, (0.8, 60.0, [0.7, 0.8, 0.9])) | {"val": 9.0}  # test 60 %, val at chance
+    assert ex_dying.at_chance(healthy)
+    assert ex_dying.shown(healthy, relu=True) == "80% (at chance, broken)"
+
+
+def test_the_rule_says_at_chance_is_read_on_validation():
+    rule = ex_dying.EXPERIMENT.rule
+    assert (
+        "at chance (accuracy below 15 % on the trainer's validation split, not the test set)"
+        in rule
+    )
