@@ -19,6 +19,7 @@ from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, ExplainError
 from cnnlab.inspect import (
     Capture,
+    Hooks,
     OutputSelector,
     channel_dim,
     check_values,
@@ -93,29 +94,75 @@ def support_side(grad: Tensor) -> int:
     return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
 
 
-def summary_rf(model: nn.Module, layer: str, input_size: tuple[int, int, int]) -> int | None:
+def summary_rf(
+    model: nn.Module, layer: str, input_size: tuple[int, int, int], inside: list[tuple[str, int]]
+) -> int | None:
     """The side of `layer`'s receptive field from `cnnlab.summary` (§3.2); None where summary
     cannot trace the model or follow the field to that layer.
 
     A module called twice has two rows, `relu` and `relu #2`, as `layer` names its calls. A
-    container (a block, a stage) has no row of its own: the output of its N-th call is the
-    last leaf call of the N-th run of its leaves' rows (calls in between end a run).
+    container (a block, a stage) has no row of its own: the output of its call is the last
+    call with a row among `inside`, the calls (module name, its call number) that ended
+    within that call of the container, in the order they ended (`Inside`).
     """
     try:
         rows = summary(model, input_size=input_size).rows
     except CnnlabError:  # summary cannot run the model: the caller measures the support
         return None
     name, call = split_call(layer, dict(model.named_modules()))
-    own = [row for row in rows if row.name == name and row.call == call]
-    if own:
-        return own[-1].receptive_field
-    runs: list[list] = []
-    for k, row in enumerate(rows):
-        if row.name.startswith(name + "."):
-            if not runs or not rows[k - 1].name.startswith(name + "."):
-                runs.append([])
-            runs[-1].append(row)
-    return runs[call - 1][-1].receptive_field if len(runs) >= call else None
+    fields = {(row.name, row.call): row.receptive_field for row in rows}
+    for key in ((name, call), *reversed(inside)):
+        if key in fields:
+            return fields[key]
+    return None
+
+
+class Inside:
+    """`with Inside(model, name) as inside:` records, during a forward, the calls (module
+    name, its call number, counted from the start of the forward as the summary counts its
+    rows) of the modules inside container `name` that end within each of its calls;
+    `inside.of(call)` lists them for its call number `call`, in the order they ended. The
+    container's own pre- and post-hooks mark where each call begins and ends: the order of
+    its modules' calls alone has no boundary between two calls back to back, nor between a
+    first module run twice in one call and the next call."""
+
+    def __init__(self, model: nn.Module, name: str):
+        self.name = name
+        prefix = name + "." if name else ""
+        self.modules = {n: m for n, m in model.named_modules() if n.startswith(prefix) and n}
+        self.container = resolve_layer(model, name)
+        self.counts: dict[str, int] = {}
+        self.ended: list[tuple[str, int]] = []
+        self.open: list[int] = []  # where each running call of the container began in `ended`
+        self.calls: list[list[tuple[str, int]]] = []
+        self._hooks = Hooks()
+
+    def _begin(self, module: nn.Module, args: tuple) -> None:
+        self.open.append(len(self.ended))
+
+    def _end(self, module: nn.Module, args: tuple, out: object) -> None:
+        self.calls.append(self.ended[self.open.pop() :] if self.open else [])
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, out: object) -> None:
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.ended.append((name, self.counts[name]))
+
+        return hook
+
+    def __enter__(self) -> Inside:
+        self._hooks.before([(self.container, self._begin)])
+        self._hooks.after((m, self._hook(n)) for n, m in self.modules.items())
+        self._hooks.after([(self.container, self._end)])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.remove()
+
+    def of(self, call: int) -> list[tuple[str, int]]:
+        """The calls that ended within the container's call `call` (1: its first); [] where
+        it made fewer calls."""
+        return self.calls[call - 1] if len(self.calls) >= call else []
 
 
 def effective_receptive_field(
@@ -151,8 +198,15 @@ def effective_receptive_field(
     x = x.to(device_of(model), dtype_of(model)).requires_grad_(True)  # the caller gives none
     with preserved(model):
         dim = channel_dim(model, x.detach(), layer, output)  # a ConvNeXt's (B, H, W, C): 3
-    with preserved(model), Capture(model, [layer], calls=True) as cap, torch.enable_grad():
+    base, call = split_call(layer, dict(model.named_modules()))
+    with (
+        preserved(model),
+        Capture(model, [layer], calls=True) as cap,
+        Inside(model, base) as inside,
+        torch.enable_grad(),
+    ):
         forward(model, x, output, logits=False)
+        ended = inside.of(call)  # before the backward, which may run a checkpoint's calls again
         out = cap.tensor(layer)
         if out.dim() != 4:  # named by the shape the layer gives, not the moved one
             raise ExplainError(
@@ -165,7 +219,7 @@ def effective_receptive_field(
         (grad,) = gradients(acts[:, :, h // 2, w // 2].sum(), [x])  # reentrant checkpoints
     # (H, W) on the CPU, at least float32: centred_side's sums of it, arange's on the CPU
     gradient = grad.to(torch.promote_types(grad.dtype, torch.float32)).abs().mean((0, 1)).cpu()
-    theoretical = summary_rf(model, layer, tuple(input_size))
+    theoretical = summary_rf(model, layer, tuple(input_size), ended)
     source = "cnnlab.summary"
     if theoretical is None:
         theoretical, source = support_side(gradient), "gradient support"
