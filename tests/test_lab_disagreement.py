@@ -56,12 +56,13 @@ def test_vanishing_names_the_split_check():
 def test_sharing_says_how_many_seeds_had_a_smaller_gap_not_either_or():
     """The quick lab's pattern: the conv net's gap 0.1 points smaller on its one seed, its
     accuracy lower; "smaller, but not by 2 points on every seed, or the seeds disagree" left
-    the reader to guess which."""
-    v = ex_sharing.judge(sharing((73.6, 71.0, 76.2, 73.5)))
+    the reader to guess which. (The quick lab's conv net also fitted its training images less,
+    76.3 against 76.2 here so that neither half holds.)"""
+    v = ex_sharing.judge(sharing((76.3, 73.7, 76.2, 73.5)))
     assert v.outcome == "inconclusive"
     assert "or the seeds disagree" not in v.meaning, v.meaning
     assert "the conv net's gap was smaller on 1 of 1 seed" in v.meaning, v.meaning
-    assert "'gap 2 points smaller' and 'accuracy at least as high' failed" in v.meaning
+    assert "'gap 2 points smaller' and 'training fit lower' failed" in v.meaning
 
 
 def test_one_seed_is_not_each_of_1_seed():

@@ -405,11 +405,15 @@ def sharing(*rows, conv_params=14_538):
     ("rows", "outcome"),
     [
         ([(85.0, 83.0, 95.0, 80.0), (86.0, 84.0, 96.0, 81.0)], "holds"),
-        ([(85.0, 80.0, 95.0, 82.0)], "partly"),  # overfits less, scores lower
+        # overfits less and fits the training images less, scores lower on test: the notes'
+        # trade-off (less variance, more bias), which says nothing of the test accuracy
+        ([(85.0, 80.0, 95.0, 82.0)], "holds"),
+        ([(96.0, 90.0, 95.0, 80.0)], "partly"),  # overfits less, but fits better: no bias
+        ([(93.0, 90.5, 95.0, 91.0)], "partly"),  # fits less (bias), overfits as much: no less
         ([(85.0, 80.0, 84.0, 80.0), (85.0, 80.0, 85.0, 81.0)], "does not hold"),
         ([(85.0, 83.0, 95.0, 80.0), (85.0, 80.0, 85.0, 81.0)], "inconclusive"),
-        # a smaller gap (2.4 against 3.0) within the margin: not "does not hold"
-        ([(90.0, 87.6, 93.0, 90.0)], "inconclusive"),
+        # a smaller gap (2.4 against 3.0) within the margin, no lower fit: not "does not hold"
+        ([(93.0, 90.6, 93.0, 90.0)], "inconclusive"),
     ],
 )
 def test_sharing_rule(rows, outcome):
@@ -494,4 +498,4 @@ def test_sharing_says_its_does_not_hold_was_narrowed_after_a_run():
     after the quick lab's 2.6 against 2.7: the page must say the rule changed after a run."""
     revised = ex_sharing.EXPERIMENT.revised
     assert revised.startswith("after a quick run had been seen") and "2.6 against 2.7" in revised
-    assert ex_sharing.judge(sharing((90.0, 87.4, 93.0, 90.3))).outcome == "inconclusive"
+    assert ex_sharing.judge(sharing((93.0, 90.4, 93.0, 90.3))).outcome == "inconclusive"
