@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from cnnlab import load_spec, summary
+from cnnlab import geometry, load_spec, summary
 from cnnlab.data import resize_crop
 from cnnlab.lab.experiment import (
     ERRORS,
@@ -38,6 +39,29 @@ KEEPS = 10.0  # points: GAP "works" at another size if it loses at most this muc
 LESS_GAP = 2.0
 MODELS = {"GAP head": head("gap"), "flatten head": head("flatten")}
 WIDTHS = (16, 32, 32)
+# The notes' example (§5.2): a 7×7×512 map into a 4,096-unit dense layer, flattened (25,088
+# inputs, "≈ 102 million parameters") or after GAP (512 inputs)
+NOTES_MAP, NOTES_UNITS = (512, 7, 7), 4096
+SIDE = 28 // 2 ** len(WIDTHS)  # the final map's side: 28 px halved (floored) by each block
+
+
+def arithmetic() -> dict[str, tuple[int, int]]:
+    """The notes' example head, flattened and after GAP: (parameters by geometry.linear_params,
+    by PyTorch's nn.Linear on the meta device, no memory allocated)."""
+    c, h, w = NOTES_MAP
+    found = {}
+    for name, inputs in (("flatten", c * h * w), ("gap", c)):
+        layer = nn.Linear(inputs, NOTES_UNITS, device="meta")
+        counted = sum(q.numel() for q in layer.parameters())
+        found[name] = (geometry.linear_params(inputs, NOTES_UNITS), counted)
+    return found
+
+
+def notes_example(found: dict[str, tuple[int, int]]) -> bool:
+    """The notes' numbers: formula equals PyTorch for both heads, the flattened one is about
+    102 million (within 1 %), and GAP's input is 512 where the flatten head's is 25,088."""
+    same = all(a == b for a, b in found.values())
+    return same and abs(found["flatten"][0] - 102e6) <= 0.01 * 102e6 and NOTES_MAP[0] == 512
 
 
 def canvas(images: torch.Tensor, side: int) -> torch.Tensor:
@@ -92,7 +116,8 @@ def judge(m: dict) -> Verdict:
     structure fails. Inconclusive: the seeds disagree on overfitting and size is not settled."""
     rows, p, accepts = m["seeds"], m["params"], m["accepts"]
     gap, flat = MODELS
-    structure = p[gap] < p[flat] and all(accepts[gap].values()) and not all(accepts[flat].values())
+    notes = arithmetic()
+    structure = notes_example(notes) and _frees(p, accepts)
     gaps = [(r[gap]["train"] - r[gap]["test"], r[flat]["train"] - r[flat]["test"]) for r in rows]
     less = Effect(tuple(f - g for g, f in gaps), LESS_GAP)
     (gap_mean, gap_sd), (flat_mean, flat_sd) = (
@@ -116,7 +141,7 @@ def judge(m: dict) -> Verdict:
     n = len(rows)
     runs = "ran at every size" if all(accepts[gap].values()) else "refused some sizes"
     said = (
-        f"GAP had {p[gap]:,} parameters against {p[flat]:,}, {runs}, and the flatten head "
+        f"{_counts(notes, p[gap], p[flat])}, {runs}, and the flatten head "
         f"refused {len(refused)} of {len(SIDES)} sizes; train − test gap {gap_mean:.1f} ± "
         f"{gap_sd:.1f} points for GAP against {flat_mean:.1f} ± {flat_sd:.1f} ({_by(less)}: "
         f"smaller by {less.said(unit=' points')}); resized to {worst}×{worst} "
@@ -141,6 +166,26 @@ def judge(m: dict) -> Verdict:
         # size settled, overfitting not: the seeds disagree, which "overfit more" misstated
         return Verdict("partly", numbers, f"{said}: any size, but {_unsettled(less)}.")
     return Verdict("inconclusive", numbers, f"{said}: {_unsettled(less)}.")
+
+
+def _frees(p: dict, accepts: dict) -> bool:
+    """The measured nets' structure: GAP has fewer parameters, runs at every side, and the
+    flatten head refuses at least one."""
+    gap, flat = MODELS
+    return p[gap] < p[flat] and all(accepts[gap].values()) and not all(accepts[flat].values())
+
+
+def _counts(notes: dict, gap: int, flat: int) -> str:
+    """The parameters as the sentence gives them: the notes' example, where the flatten head
+    is the explosion they describe, then the measured nets, where the head is a small part."""
+    c, h, w = NOTES_MAP
+    return (
+        f"In the notes' example a {h}×{w}×{c} map into {NOTES_UNITS:,} units takes "
+        f"{notes['flatten'][0]:,} parameters flattened against {notes['gap'][0]:,} after GAP "
+        f"(formula and PyTorch {'agree' if notes_example(notes) else 'differ'}); here, on a "
+        f"{SIDE}×{SIDE} final map, GAP had {gap:,} parameters against {flat:,} "
+        f"({1 - gap / flat:.0%} fewer)"
+    )
 
 
 def _by(less: Effect) -> str:
@@ -209,8 +254,10 @@ EXPERIMENT = Experiment(
     "trainer's validation split) and test accuracy at 28×28; the "
     "test images resized to other sides, and centred on larger black canvases; which sides "
     "each head accepts (cnnlab's shape inference, takes_size).",
-    rule=f"Holds if GAP has fewer parameters, runs at every side while the flatten head refuses "
-    f"some, its train-test gap is smaller than the flatten head's by more than {LESS_GAP:g} "
+    rule=f"Holds if the notes' 7×7×512 -> 4,096 example counts about 102 M parameters "
+    "flattened (formula and PyTorch agree), GAP has fewer parameters, runs at every side while "
+    f"the flatten head refuses some, its train-test gap is smaller than the flatten head's by "
+    f"more than {LESS_GAP:g} "
     f"points on every seed, and it loses at most {KEEPS} points at every "
     "other side on every seed; partly if the structure holds with only part of the rest "
     f"(overfitting less fails when no seed's difference exceeds {LESS_GAP:g} points and the "
