@@ -24,6 +24,7 @@ from cnnlab.lab.experiment import (
     figure_axes,
     mean_spread,
     seed_count,
+    seed_points,
 )
 from cnnlab.lab.models import conv_stack, head, spec
 from cnnlab.train.evaluate import takes_size
@@ -236,6 +237,8 @@ def figure(m: dict):
     for k, key in enumerate(("train", "test")):
         means = [mean_spread([r[n][key] for r in m["seeds"]])[0] for n in names]
         bars.bar([x + 0.4 * k for x in range(2)], means, width=0.4, label=key, color=f"C{k + 2}")
+        for x, n in enumerate(names):
+            seed_points(bars, x + 0.4 * k, [r[n][key] for r in m["seeds"]])
     bars.set_xticks([0.2, 1.2], [f"{n}\n{m['params'][n]:,} params" for n in names])
     bars.set_ylabel("accuracy at 28×28 (%)")
     bars.set_ylim(50, 100)

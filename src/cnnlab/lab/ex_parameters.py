@@ -20,6 +20,7 @@ from cnnlab.lab.experiment import (
     figure_axes,
     mean_spread,
     seed_count,
+    seed_points,
 )
 from cnnlab.lab.models import conv_stack, head, mlp, spec
 
@@ -127,6 +128,7 @@ def figure(m: dict):
         mean, sd = mean_spread(values)
         label = f"{name}: {m['params'][name]:,} params"
         ax.errorbar(m["params"][name], mean, yerr=sd, fmt="o", color=f"C{k}", label=label)
+        seed_points(ax, m["params"][name], values)
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # "3×10⁴4×10⁴" within a decade; counts: legend
     ax.set_xlabel("parameters (log)")

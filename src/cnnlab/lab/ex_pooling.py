@@ -30,6 +30,7 @@ from cnnlab.lab.experiment import (
     figure_axes,
     mean_spread,
     seed_count,
+    seed_points,
 )
 from cnnlab.lab.models import conv_stack, head, spec
 from cnnlab.lab.transforms import shift_each
@@ -203,8 +204,12 @@ def figure(m: dict):
     for k, px in enumerate(SHIFTS):
         values = [mean_spread([r[n]["agreement"][str(px)] for r in m["seeds"]])[0] for n in names]
         acc.bar([x + 0.27 * k for x in range(len(names))], values, width=0.27, label=f"{px} px")
+        for x, n in enumerate(names):
+            seed_points(acc, x + 0.27 * k, [r[n]["agreement"][str(px)] for r in m["seeds"]])
     tests = [mean_spread([r[n]["test"] for r in m["seeds"]])[0] for n in names]
     acc.bar([x + 0.54 for x in range(len(names))], tests, width=0.27, label="test accuracy")
+    for x, n in enumerate(names):
+        seed_points(acc, x + 0.54, [r[n]["test"] for r in m["seeds"]])
     acc.set_xticks([x + 0.27 for x in range(len(names))], names)
     acc.set_ylabel("% (agreement: same prediction as unshifted)")
     acc.set_ylim(0, 100)

@@ -23,6 +23,7 @@ from cnnlab.lab.experiment import (
     figure_axes,
     mean_spread,
     seed_count,
+    seed_points,
 )
 
 FEWER = 10  # the conv net must have at most 1/FEWER of the locally connected net's weights
@@ -189,6 +190,7 @@ def figure(m: dict):
             ax.bar(
                 j + 0.4 * k, mean, yerr=sd, width=0.4, color=f"C{k}", label=key if j == 0 else None
             )
+            seed_points(ax, j + 0.4 * k, values)
     ax.set_xticks([0.2, 1.2], [f"{n}\n{m['params'][n]:,} weights" for n in MODELS])
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(40, 100)

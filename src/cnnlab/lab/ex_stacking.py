@@ -28,6 +28,7 @@ from cnnlab.lab.experiment import (
     figure_axes,
     mean_spread,
     seed_count,
+    seed_points,
 )
 from cnnlab.lab.models import conv, spec
 
@@ -161,6 +162,7 @@ def figure(m: dict):
     for k, block in enumerate(BLOCKS):
         mean, sd = mean_spread([r[block]["test"] for r in m["seeds"]])
         bars.bar(k, mean, yerr=sd, color=f"C{k}")
+        seed_points(bars, k, [r[block]["test"] for r in m["seeds"]])
         bars.text(k, mean / 2, f"{m['weights'][block][1]:,}\nweights", ha="center", color="white")
     bars.set_xticks(range(2), list(BLOCKS))
     bars.set_ylabel("test accuracy (%)")

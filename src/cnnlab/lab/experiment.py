@@ -237,6 +237,12 @@ def disagreement(checks: dict[str, Sequence[bool]]) -> str:
     return "; ".join(said)
 
 
+def seed_points(ax, x: float, values: Sequence[float]) -> None:
+    """Each seed's value as a black dot at `x` over a bar or mean: a bar of the mean alone
+    hides whether the seeds agree, where a verdict rests on a difference between bars."""
+    ax.plot([x] * len(values), list(values), "k.", ms=4, zorder=3)
+
+
 def figure_axes(ncols: int = 1, nrows: int = 1, height: float = 3.0, width: float = 9.0):
     """A bare Figure (no pyplot, so nothing global changes) and its axes as a flat list."""
     fig = Figure(figsize=(width, height), layout="constrained")  # labels never overlap
