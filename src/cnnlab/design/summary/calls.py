@@ -120,6 +120,11 @@ NORM_LIKE |= fns("where", "clamp", "clip", "masked_fill", "clamp_", owner=T)
 # needs two maps.
 COLLAPSIBLE = fns("batch_norm", "dropout", "dropout1d", "dropout2d", "alpha_dropout")
 COLLAPSIBLE |= both("contiguous", "flatten", "reshape") | fns("view", owner=T)
+# reshapes and permutes out of place of one tensor, which no other role takes
+# (`trace.Tracer._view`); their in-place forms and those reading a second tensor go the
+# whole way
+VIEWS = (RESHAPE | PERMUTE) - SAME - PROBABILITIES - PAD
+VIEWS -= {T.squeeze_, T.unsqueeze_, T.transpose_, T.view_as, T.reshape_as}
 
 
 @functools.cache
@@ -263,3 +268,23 @@ def keeps_probabilities(func: Callable, args: tuple, kwargs: dict) -> bool:
             return False
         return func in SHIFTS or (abs(c) <= 1 if func in SCALES else abs(c) >= 1)
     return func in PROBABILITIES or func in KEEP_PROBABILITIES
+
+
+def one_tensor(args: tuple) -> bool:
+    """A tensor, then integers or a torch.Size only (no other tensor, no list to look into):
+    the one tagged input of a VIEWS call is its first argument."""
+    if not args or not isinstance(args[0], torch.Tensor):
+        return False
+    for a in args[1:]:
+        if type(a) is not int and type(a) is not torch.Size:
+            return False
+    return True
+
+
+def reads_on(out: Any) -> bool:
+    """Whether a call with this output reads its input's value on (a second reader of a
+    layer's output keeps that layer, `Roles._use`): not x.size() or x.dim(), nor a test such
+    as torch.isfinite(x).all() (a bool tensor), which no later layer computes with."""
+    if type(out) in (tuple, list):
+        return True
+    return isinstance(out, torch.Tensor) and out.dtype is not torch.bool

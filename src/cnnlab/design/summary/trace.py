@@ -43,6 +43,7 @@ from cnnlab.design.summary.facts import (
     WindowFact,
     record,
 )
+from cnnlab.design.summary.rearrange import RESHAPED
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
 from cnnlab.design.summary.render import call_label, shape_text
 from cnnlab.design.summary.roles import Roles, call_name
@@ -52,6 +53,7 @@ from cnnlab.design.summary.tags import (
     ROW,
     TAG,
     first_tensor,
+    moved,
     retag,
     tagged_inputs,
 )
@@ -63,6 +65,7 @@ _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_fu
 # is always a child's), ModuleList's and ModuleDict's is no forward at all. Left unwrapped
 # (GhostNet has 98 Sequentials); an empty Sequential still gets its row, as a leaf.
 _PLAIN_CONTAINERS = frozenset({nn.Sequential.forward, nn.Module.forward})
+_VIEWS = C.VIEWS - set(CHECKS)  # (none of them is checked: `Tracer._view`)
 
 
 class TraceError(Exception):
@@ -322,7 +325,36 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             return out
         if self.originals:
             args, kwargs = self.meta_args(args, kwargs)
+        if func in _VIEWS and not kwargs and C.one_tensor(args):
+            return self._view(func, args)
         return self._call(func, args, kwargs, run=True)
+
+    def _view(self, func, args: tuple) -> Any:
+        """`_call`'s steps for a `calls.VIEWS` call of one tensor by integers (x.flatten(2):
+        a third of a token net's calls), past the tables it is in none of. (Torch disabled.)"""
+        x = args[0]
+        out = S.made(func, args, {}) if func in RESHAPED else None
+        if out is None:
+            out = func(*args)
+        tag = getattr(x, TAG, None)
+        if tag is not None:
+            if tag.linear is not None and out is not x and C.reads_on(out):
+                self._use(x, tag)
+            if isinstance(out, Tensor):
+                if tag.rf is None:  # lost stays lost, named once
+                    new = self._still_lost(func, tag, 1)
+                elif func in C.RESHAPE:
+                    new = self._reshape_tag(x, tag, out)
+                else:
+                    new = self._keep_facts(func, tag, moved(func, args, {}, x, tag, out))
+                retag(out, new)
+        if func in _ENDS:  # a reshape of probabilities is probabilities (`ended`)
+            made = getattr(x, PROBABILITIES, None)
+            if made is not None and isinstance(out, Tensor):
+                setattr(out, PROBABILITIES, made)
+        elif out is x and getattr(out, PROBABILITIES, None) is not None:
+            setattr(out, PROBABILITIES, None)
+        return out
 
     def _call(self, func, args: tuple, kwargs: dict, run: bool) -> Any:
         """func's output, made from the inputs' shapes where `shapes.py` knows how (else run,
@@ -343,7 +375,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             out = func(*args, **kwargs)
         tagged = tagged_inputs(args, kwargs)
         if tagged:
-            if _reads_on(out):
+            if C.reads_on(out):
                 for t, tag in tagged:
                     if tag.linear is not None and out is not t:  # x.contiguous() is x
                         self._use(t, tag)
@@ -439,15 +471,6 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             for t in out:
                 if isinstance(t, Tensor):
                     retag(t, self._tag(func, args, kwargs, t, tagged, w))
-
-
-def _reads_on(out: Any) -> bool:
-    """Whether a call with this output reads its input's value on (a second reader of a
-    layer's output keeps that layer, `Roles._use`): not x.size() or x.dim(), nor a test such
-    as torch.isfinite(x).all() (a bool tensor), which no later layer computes with."""
-    if type(out) in (tuple, list):
-        return True
-    return isinstance(out, Tensor) and out.dtype is not torch.bool
 
 
 def _function_name(func: Any) -> str:
