@@ -1,8 +1,8 @@
 """The deep-layer panel of a block whose activation module is called again by a later block
 (one nn.ReLU shared, as torchvision's ResNet blocks share theirs): the activation
-maximisation answers for the layer shown, as the server optimises only a module's last call.
-Truth: the server's own rule (`/api/actmax` refuses an earlier call) and the chain the
-explorer finds (conv c1, BatchNorm b1, the ReLU's first call)."""
+maximisation answers for the call that ends the block, `relu` (the ReLU's first call; the
+server optimises any call). Truth: the chain the explorer finds (conv c1, BatchNorm b1, the
+ReLU's first call)."""
 
 from __future__ import annotations
 
@@ -42,5 +42,5 @@ def test_actmax_of_a_block_ending_at_a_shared_relus_first_call_is_the_layer_show
             timeout=120,
         )
         said = page.evaluate(ACTMAX)
-    assert said.startswith("c1 channel 1: "), said  # it was refused: relu's last call is relu #2
+    assert said.startswith("relu channel 1: "), said  # the block's end, not its conv
     assert not problems, problems

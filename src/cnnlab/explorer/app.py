@@ -151,20 +151,24 @@ class Explorer:
     # the deep-layer panel ---------------------------------------------------------------------
     def top_layers(self) -> list[str]:
         """Each conv block's last layer (its activation, else BatchNorm, else the conv), by
-        its call's label; only a module's last call: the ranking reads what Capture keeps."""
-        found = [c.act or c.bn or c.conv for c in self.net.chains]
-        return [call for call in dict.fromkeys(found) if call == self.net.last_of(call)]
+        its call's label: a module called by several blocks (one ReLU shared) has its top
+        images at each of those calls (`relu`, `relu #2`)."""
+        return list(dict.fromkeys(c.act or c.bn or c.conv for c in self.net.chains))
 
     def top(self, progress: Progress | None = None) -> dict[str, Any]:
         """The cached top test images per channel of each conv block's last layer, keyed by
-        module name. progress: the batches of a first computation (`top_images`)."""
+        its call's label. progress: the batches of a first computation (`top_images`)."""
         if not len(self.test):
             raise LookupError("the run has no test images (it was imported without --data)")
         if self._top is None:
-            layers = [self.net.calls[call][0] for call in self.top_layers()]
             images = self.run.preprocess(self.test.images)
             self._top = cached_top_images(
-                self.run.path, self.run.model, images, str(self.run.data), layers, progress=progress
+                self.run.path,
+                self.run.model,
+                images,
+                str(self.run.data),
+                self.top_layers(),
+                progress=progress,
             )
         return self._top
 
@@ -354,7 +358,7 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
         layers = ex.top_layers()
         if layer not in layers:
             raise ExplainError(f"no top images for {layer!r}; layers: {', '.join(layers)}")
-        ranked = found[ex.net.calls[layer][0]]
+        ranked = found[layer]
         if channel >= len(ranked["index"]):
             raise ExplainError(_no_channel(layer, channel, len(ranked["index"])))
         index, value = ranked["index"][channel], ranked["value"][channel]
@@ -378,16 +382,13 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
         if key not in ex.actmax:
             if layer not in ex.net.maps:
                 raise ExplainError(_no_map(ex, layer))
-            last = ex.net.last_of(layer)  # actmax optimises what Capture keeps: the last call
-            if layer != last:
-                raise ExplainError(f"activation maximisation optimises the last call, {last}")
             if channel >= ex.net.maps[layer][0]:
                 raise ExplainError(_no_channel(layer, channel, ex.net.maps[layer][0]))
             pixels = ex.test.images[:256] if len(ex.test) else _black_and_white(run)
             lo, hi = (float(v) for v in run.preprocess(pixels).aminmax())
             with ex.lock:
                 res = activation_maximization(
-                    run.model, ex.net.calls[layer][0], [channel], steps=steps,
+                    run.model, layer, [channel], steps=steps,  # the call: `relu #2`
                     input_size=run.input_shape, value_range=(lo, hi), restarts=2,
                 )  # fmt: skip
             img = (res.images[0] - lo) / max(hi - lo, 1e-12)  # back to [0, 1] for display

@@ -272,13 +272,6 @@ class Network:
         """The module that made the call labelled `call` (`name` or `name #k`)."""
         return self.model.get_submodule(self.calls[call][0])
 
-    def last_of(self, call: str) -> str:
-        """The label of the last call of the module that made `call` (what Capture keeps)."""
-        name, k = self.calls[call]
-        while label(name, k + 1) in self.calls:
-            k += 1
-        return label(name, k)
-
     def chain(self, conv: str) -> ConvChain:
         for c in self.chains:
             if c.conv == conv:

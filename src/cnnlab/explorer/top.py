@@ -22,7 +22,7 @@ from cnnlab.inspect.progress import Progress, batch_count
 from cnnlab.train.checkpoint import MODEL_WEIGHTS, atomic_write
 
 CACHE = Path("explorer") / "top_activations.json"
-VERSION = 1  # bump when the way responses are computed changes
+VERSION = 2  # bump when the way responses are computed changes (2: layers are calls)
 
 
 def weights_hash(run_path: Path) -> str:
@@ -45,12 +45,14 @@ def top_images(
 ) -> dict[str, dict[str, list]]:
     """{layer: {"index": (C, k), "value": (C, k)}}: per channel, the k images of `images`
     (N, C, H, W) normalized with the largest spatial max of that channel, best first.
+    layers: calls' labels, as the summary labels them (`relu` a module's first call, `relu #2`
+    its second: `Capture(..., calls=True)`), each ranked by that call's own maps.
     progress: progress(batches done, batches, "top images per channel") after each batch."""
     best: dict[str, tuple[Tensor, Tensor]] = {}
     total = batch_count(images, batch_size)
     if progress is not None:
         progress(0, total, "top images per channel")
-    with inspecting(model), Capture(model, layers, transform=lambda t: t.amax((2, 3))) as cap:
+    with inspecting(model), Capture(model, layers, transform=_peak, calls=True) as cap:
         for start in range(0, len(images), batch_size):
             forward(model, images[start : start + batch_size], logits=False)
             for layer in layers:
@@ -64,6 +66,11 @@ def top_images(
             if progress is not None:
                 progress(start // batch_size + 1, total, "top images per channel")
     return {n: {"index": i.tolist(), "value": v.tolist()} for n, (v, i) in best.items()}
+
+
+def _peak(maps: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, C): each channel's response, the largest value of its map."""
+    return maps.amax((2, 3))
 
 
 def cached_top_images(

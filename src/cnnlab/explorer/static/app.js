@@ -701,8 +701,7 @@ function step(di, dj) {
 // The deep-layer panel's layer: a conv's or BatchNorm's block ends at its activation, whose
 // channel both the top images and the activation maximisation answer for (a BatchNorm with
 // γ < 0 makes the conv's maximum the activation's minimum: one layer for the whole panel).
-// Both read a module's last call: a block ending at an earlier call of a module called again
-// (one ReLU shared by the blocks) is answered for at the layer shown.
+// Both read the call that ends the block (`relu #2` for a ReLU module shared by the blocks).
 function blockLayer() {
   const chain = chainOf(state.featureLayer);
   const end = chain ? (chain.act || chain.bn || chain.conv) : state.featureLayer;
@@ -725,7 +724,7 @@ async function loadTop(c) {
     return;
   }
   if (!state.model.top_layers.includes(layer)) {
-    $("top-note").textContent = `Top test images are kept for each block's last layer (a module's last call): ${state.model.top_layers.join(", ")}`;
+    $("top-note").textContent = `Top test images are kept for each block's last layer: ${state.model.top_layers.join(", ")}`;
     return;
   }
   try {
