@@ -93,7 +93,7 @@ def architecture(net: Network) -> dict[str, Any]:
             "jump": r.jump,
             "conv": call in convs,
             "spatial": call in net.maps,
-            "lints": lints.pop(r.name, []),
+            "lints": lints.pop(call, []),  # a lint names a call: `crop #2` its second
         }
         for r, call in ((r, label(r.name, r.call)) for r in s.rows)
     ]
