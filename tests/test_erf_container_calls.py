@@ -5,7 +5,8 @@ call's field, `block #2` none, its field then measured from the gradient's suppo
 
 Truth: the field by hand (`geometry.rf_step` of each 3×3 conv, padding 1, in order), the
 summary's row of the call's last layer, and the non-zero support of the gradient autograd
-gives at the call's centre unit."""
+gives at the call's centre unit. A torch.compile'd block's rows are named as in the plain
+model."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ CASES = {  # model, the block's last layer, (convs before the end of each call)
                                                            nn.ReLU())), "block.1", (1, 2)),
     "first layer twice in a call": (lambda: Twice(Pair()), "block.relu", (2, 4)),
     "a conv between the calls": (lambda: Twice(Pair(), between=True), "block.relu", (2, 5)),
+    # its modules `block._orig_mod.0`, ... are the summary's `block.0`, ...
+    "torch.compile'd, back to back": (lambda: Twice(torch.compile(nn.Sequential(
+        nn.Conv2d(3, 3, 3, padding=1), nn.ReLU()))), "block.1", (1, 2)),
 }  # fmt: skip
 
 

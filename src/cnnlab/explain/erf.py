@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.design.summary import summary
+from cnnlab.design.summary.copying import plain_name
 from cnnlab.errors import CnnlabError, ExplainError
 from cnnlab.inspect import (
     Capture,
@@ -111,7 +112,7 @@ def summary_rf(
         return None
     name, call = split_call(layer, dict(model.named_modules()))
     fields = {(row.name, row.call): row.receptive_field for row in rows}
-    for key in ((name, call), *reversed(inside)):
+    for key in ((plain_name(name), call), *reversed(inside)):
         if key in fields:
             return fields[key]
     return None
@@ -127,9 +128,14 @@ class Inside:
     first module run twice in one call and the next call."""
 
     def __init__(self, model: nn.Module, name: str):
-        self.name = name
         prefix = name + "." if name else ""
-        self.modules = {n: m for n, m in model.named_modules() if n.startswith(prefix) and n}
+        # named as the summary names its rows: a torch.compile'd block's `block._orig_mod.0`
+        # is `block.0`, and the wrapper's inner module is the block itself, no module inside
+        self.modules = {
+            plain_name(n): m
+            for n, m in model.named_modules()
+            if n.startswith(prefix) and n and plain_name(n) != plain_name(name)
+        }
         self.container = resolve_layer(model, name)
         self.counts: dict[str, int] = {}
         self.ended: list[tuple[str, int]] = []
