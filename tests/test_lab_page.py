@@ -45,3 +45,20 @@ def test_a_rule_revised_after_results_were_seen_says_so_in_its_own_section():
     floor, softmax = html.split('<section id="floor">')[1].split('<section id="softmax">')
     assert "revised after a quick run had been seen" in softmax
     assert "revised" not in floor
+
+
+def test_the_page_says_what_each_outcome_means_under_the_verdicts():
+    """Four badges and no key: the table is followed by one line giving each outcome's reading
+    in its own badge colour. Truth: OUTCOMES, the outcomes a Verdict accepts."""
+    from html import unescape
+
+    from cnnlab.lab import OUTCOMES
+    from cnnlab.lab.page import BADGE, READING
+
+    html = page(False)
+    key = unescape(html.split('<p class="muted" id="reading">')[1].split("</p>")[0])
+    assert set(READING) == set(OUTCOMES) == set(BADGE)
+    for outcome in OUTCOMES:
+        badge = f'<span class="badge {BADGE[outcome]} key">{outcome}</span> {READING[outcome]}'
+        assert badge in key, key
+    assert html.index('id="verdicts"') < html.index('id="reading"') < html.index("<main>")

@@ -31,6 +31,15 @@ BADGE = {  # outcome -> CSS class of its badge
     "inconclusive": "unclear",
 }
 
+# What each outcome means on every experiment, under the verdict table: a reader met four
+# badges with no key (each rule below says exactly which checks it reads).
+READING = {
+    "holds": "every check of the rule passed (a check read per seed, on every seed)",
+    "partly": "some of the rule's checks passed, others failed",
+    "does not hold": "the checks that carry the claim failed",
+    "inconclusive": "the seeds disagree, or an effect lies within the noise: no call either way",
+}
+
 
 def figure_uri(experiment: Experiment, measurements: dict) -> tuple[str | None, str | None]:
     """(PNG data URI, None), or (None, why) when the experiment's figure code fails."""
@@ -93,6 +102,7 @@ def render_page(experiments: Sequence[Experiment], results: LabResults) -> str:
     total = sum(s["entry"]["seconds"] for s in sections if s["entry"])
     return env.get_template("lab.html.j2").render(
         sections=sections,
+        reading=[(BADGE[o], o, READING[o]) for o in BADGE],
         quick=results.quick,
         seeds=results.seeds,
         lab_seconds=total,
