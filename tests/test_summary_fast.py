@@ -177,3 +177,67 @@ def test_models_same_facts_with_and_without_the_fast_path(make, size, monkeypatc
     assert fast == slow
     assert fast_summary == slow_summary  # rows, totals, lints
     assert leaf_rows(fast_summary, model) == real_leaf_shapes(model, size)
+
+
+def _summed_by_formula(tracer: T.Tracer, operands: list) -> Tag | None:
+    """`Roles._summed`'s rule written out (its docstring): per operand, a spatial axis summed
+    over sees the whole map (`tags.global_rf`), one kept keeps its field; two operands
+    keeping positions on different dims: every field the whole map; per axis the largest
+    size, the spacing and start of the first operand whose positions stay."""
+    from cnnlab.design.summary.facts import SIZE_FREE
+    from cnnlab.design.summary.tags import global_rf
+
+    lead, fields, wholes, kept = None, [], [], set()
+    for t, dims in operands:
+        tag = getattr(t, TAG, None)
+        if tag is None:
+            continue
+        if tag.rf is None:
+            return None if tag.lost is None else Tag(None, (None, None), None, lost=tag.lost)
+        axes = tuple(None if a is None else dims[a] for a in tag.axes)
+        n = tracer._lengths(t, tag)
+        whole = tuple(
+            r if a is None else global_rf(r, n[i], tracer.image[i])
+            for i, (a, r) in enumerate(zip(tag.axes, tag.rf, strict=True))
+        )
+        kept_rf = zip(axes, tag.rf, whole, strict=True)
+        fields.append(tuple(w if a is None else r for a, r, w in kept_rf))
+        wholes.append(whole)
+        if axes != (None, None):
+            kept.add(axes)
+            lead = lead or (axes, fields[-1], tag.chain)
+    if not fields:
+        return None
+    if len(kept) > 1:
+        fields = wholes
+    axes, base, chain = lead if lead is not None else ((None, None), fields[0], SIZE_FREE)
+    rf = tuple(Field(max(f[i].size for f in fields), base[i].jump, base[i].start) for i in (0, 1))
+    return Tag(rf, axes, chain)
+
+
+_G = Field(3, 4, 1.5)
+OPERAND_TAGS = [
+    None,
+    Tag((_F, _G), (2, None), ((_W, ()),)),  # tokens on dim 2: height kept, width merged
+    Tag((_G, _F), (None, 3), None),
+    Tag((_F, _G), (2, 2), ()),  # height and width merged into one dim
+    Tag((_F, _G), (None, None), ()),  # channels only
+    Tag(None, (None, None), None, lost="torch.sort"),
+    Tag(None, (None, None), None),
+]
+
+
+@pytest.mark.parametrize("first", range(len(OPERAND_TAGS)))
+@pytest.mark.parametrize("second", range(len(OPERAND_TAGS)))
+def test_summed_equals_its_formula(first, second):
+    """A matmul's operands of every pair of tags (none, kept on height or width, merged,
+    channels only, lost, not followed): `_summed` gives the formula's tag."""
+    tracer = T.Tracer((12, 12))
+    tracer.stack.append((None, None, "attn"))
+    a, b = torch.empty(1, 4, 9, 16, device=META), torch.empty(1, 4, 16, 9, device=META)
+    for t, i in ((a, first), (b, second)):
+        if OPERAND_TAGS[i] is not None:
+            setattr(t, TAG, OPERAND_TAGS[i])
+    operands = [(a, [0, 1, 2, None]), (b, [0, 1, None, 3])]
+    assert tracer._summed(operands) == _summed_by_formula(tracer, operands)
+    assert tracer._summed(operands[::-1]) == _summed_by_formula(tracer, operands[::-1])

@@ -60,6 +60,7 @@ PAD = fns("pad")
 MAX_POOL = fns("max_pool2d", "max_pool2d_with_indices") | fns("max_pool2d", owner=torch)
 AVG_POOL = fns("avg_pool2d")
 SHAPE_ONLY_WINDOWS = CONV | fns("max_pool2d", "avg_pool2d")  # `meta_window` makes their output
+WINDOWED = CONV | MAX_POOL | AVG_POOL  # the calls `window` gives a window
 ADAPTIVE = fns("adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices")
 ADAPTIVE_AVG = fns("adaptive_avg_pool2d")
 WITH_INDICES = MAX_POOL | fns("adaptive_max_pool2d_with_indices")  # (values, indices)

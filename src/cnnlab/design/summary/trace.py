@@ -365,10 +365,10 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             why = refusal(check, args, kwargs)
             if why is not None:
                 raise Refused(why)
-        w = C.window(func, args, kwargs)
+        w = C.window(func, args, kwargs) if func in C.WINDOWED else None
         if w is not None:
             return self._windowed(func, args, kwargs, w, run)
-        out = S.made(func, args, kwargs)
+        out = S.made(func, args, kwargs) if func in S.MADE else None  # (a call less: 0.2 µs)
         if out is None:
             if not run:
                 return None
