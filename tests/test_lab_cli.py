@@ -105,3 +105,30 @@ def test_a_refusal_before_any_experiment_prints_no_progress_bar(args, tmp_path, 
     out, err = capsys.readouterr()
     assert out == "", out
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_piped_output_says_each_experiment_as_it_ends(tmp_path, capsys, monkeypatch):
+    """Piped (no terminal), rich draws the bars once, when the lab ends: a log of the full lab
+    said nothing for half an hour. Each experiment's line is printed when it ends, before the
+    next one starts (read from the captured output inside the run)."""
+    import cnnlab.lab as lab
+    from cnnlab.lab.runner import LabResults
+
+    seen = []
+
+    def run_lab(chosen, out, *, on_start, on_done, **_):
+        results = LabResults(True, [0])
+        for e in chosen:
+            on_start(e)
+            entry = {"verdict": {"outcome": "holds", "numbers": {}, "meaning": "m"},
+                     "measurements": {}, "seconds": 1.25}  # fmt: skip
+            on_done(e, entry, None)
+            seen.append(capsys.readouterr().out)
+            results.experiments[e.name] = entry
+        return results
+
+    monkeypatch.setattr(lab, "run_lab", run_lab)
+    monkeypatch.setattr(lab, "write_page", lambda out, chosen, results: tmp_path / "lab.html")
+    assert main(["lab", "--quick", "--only", "floor", "softmax", "--out", str(tmp_path)]) == 0
+    assert "floor: holds, 1.2 s" in seen[0] and "softmax" not in seen[0], seen
+    assert "softmax: holds, 1.2 s" in seen[1], seen

@@ -117,6 +117,10 @@ def _run_with_progress(console, chosen, args):
             note = entry["verdict"]["outcome"] if entry else f"failed: {error}"
             progress.update(tasks[e.name], completed=1.0, note=note)
             progress.advance(overall)
+            if not console.is_terminal:  # piped: the bars are drawn once, at the end, so a
+                # log of a 30-minute lab said nothing until then; a line per experiment instead
+                took = f", {entry['seconds']:.1f} s" if entry else ""
+                console.print(f"{e.name}: {note}{took}", highlight=False)
 
         results = run_lab(
             chosen,
