@@ -187,3 +187,21 @@ def test_a_model_meta_cannot_run_is_left_as_it_was_by_both_traces():
     assert result.rows[0].output_shape == (4, 6, 6)
     assert model.count == 0
     _assert_unchanged(model, before, twin)
+
+
+def _weight_normed() -> nn.Module:
+    model = Busy()
+    nn.utils.parametrizations.weight_norm(model.conv)  # copied, not traced in place
+    return model
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [nn.DataParallel, torch.compile, lambda m: nn.Sequential(m), lambda m: _weight_normed()],
+    ids=["data-parallel", "compiled", "inside-a-sequential", "weight-norm"],
+)
+def test_a_wrapped_or_parametrized_model_is_left_as_it_was(wrap):
+    model = wrap(Busy())
+    before, twin = _state(model), copy.deepcopy(model)
+    summary(model, (3, 8, 8))
+    _assert_unchanged(model, before, twin)
