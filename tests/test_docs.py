@@ -178,6 +178,25 @@ def test_readme_model_code_trains_through_the_cli(tmp_path, monkeypatch, capsys)
     assert main(["import", *model, *weights]) == 0
 
 
+def test_readme_python_api_block_runs_on_the_run_it_names(tmp_path, monkeypatch):
+    """The README's explain/diagnose block, pasted as it stands after the `runs/mine` its
+    commands train (one digits epoch here), runs: it used `model`, `x`, `xtr` it never made,
+    and a ResNet's "layer2" the model has not. Grad-CAM and saliency give one map per image."""
+    from cnnlab.cli import main
+
+    snippets = _readme_python()
+    (tmp_path / "mynet.py").write_text(next(s for s in snippets if s.startswith("# mynet.py")))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = ["--model", "mynet.py:make_net", "--model-arg", "width=16", "--data", "digits"]
+    assert main(["train", *model, "--epochs", "1", "--quiet", "--out", "runs/mine"]) == 0
+    block = next(s for s in snippets if "explain.gradcam(model, x)" in s)
+    names: dict = {}
+    exec(compile(block, "README.md", "exec"), names)
+    assert tuple(names["cam"].shape) == tuple(names["sal"].shape) == (64, 8, 8)
+    assert "input" in names["acc"] and names["erf"].layer == "blocks.2"
+
+
 def test_concept_map_report_parts_exist():
     """Each report part the concept map names (`report "receptive field"`) is a section or part
     title of the page `cnnlab report` writes."""
@@ -194,7 +213,7 @@ def test_readme_demo_log_ends_with_what_make_demo_echoes():
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile[makefile.index("\ndemo:") :].split("\n\n")[0]
     echoed = [line for line in re.findall(r'@echo "?(.*?)"?$', recipe, re.M) if line]
-    block = _readme_block("$ make demo > demo.log")
+    block = _readme_block("$ make demo | tee demo.log")
     assert len(echoed) == 4 and all(line in block for line in echoed), echoed
 
 
