@@ -62,3 +62,19 @@ def test_the_page_says_what_each_outcome_means_under_the_verdicts():
         badge = f'<span class="badge {BADGE[outcome]} key">{outcome}</span> {READING[outcome]}'
         assert badge in key, key
     assert html.index('id="verdicts"') < html.index('id="reading"') < html.index("<main>")
+
+
+def test_every_figure_has_a_caption_saying_what_it_shows():
+    """A figure under a verdict had 'Measured in 5.3 s' for a caption: which panel is what, and
+    where to look, was left to the axis labels. Every registered experiment's caption is in
+    its own section's figcaption. Truth: the registry and the stored full lab."""
+    from html import unescape
+
+    stored = json.loads(STORED.read_text())["experiments"]
+    chosen = experiments()
+    html = unescape(render_page(chosen, LabResults(False, [0, 1, 2], stored)))
+    for e in chosen:
+        assert len(e.caption) > 80, e.name
+        section = html.split(f'<section id="{e.name}">')[1].split("</section>")[0]
+        caption = section.split("<figcaption>")[1].split("</figcaption>")[0]
+        assert e.caption in caption and "Measured in" in caption, e.name

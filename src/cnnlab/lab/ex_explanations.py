@@ -340,6 +340,10 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    caption="Top left: each method's rank correlation with the trained net's maps as layers are "
+    "re-initialised from the head down (dotted: the rule's 0.5). Top middle: accuracy as the most "
+    "salient pixels are set to the training mean, against a random order (dashed). The rest: one "
+    "test image and its three heatmaps (first seed).",
     revised="after a first full run had been seen: deletion sets pixels to the training mean,"
     " not to black; and after a review of the quick lab: a deletion check within 2 standard "
     "errors of its 5-point line is undecided (64 images gave noise near the margin)",

@@ -170,4 +170,7 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    caption="Mean |∂ logit / ∂ pixel| over the test images at P=0 and at P=2 (first seed). Cyan "
+    "outlines the pixels whose gradient is exactly 0 on every image: at P=0, the right and bottom "
+    "band the floor drops.",
 )

@@ -269,6 +269,9 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    caption="Left: test accuracy on the test images resized to other sides (solid) or centred on "
+    "a larger black canvas (dashed), mean ± sd; dotted: sides the flatten head refuses. Right: "
+    "accuracy on the images fitted on and on the test images at 28×28 (bars: mean; dots: seeds).",
     revised="after a full run had been seen: GAP's train-test gap must be smaller than the "
     "flatten head's by more than the seeds' spread; it could be up to 1 point larger and pass. "
     f"Revised again after that run: each seed's difference must exceed {LESS_GAP:g} points "

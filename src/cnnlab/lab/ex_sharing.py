@@ -220,6 +220,9 @@ EXPERIMENT = Experiment(
     judge=judge,
     measure=measure,
     figure=figure,
+    caption="Accuracy on the images each net was fitted on (train) and on the test images (bars: "
+    "mean ± sd; dots: seeds). The space between a net's two bars is its overfitting; the conv "
+    "net's train bar below the unshared net's is the bias the notes trade for less of it.",
     revised="after a quick run had been seen: 'does not hold' needs the conv net's gap no "
     "smaller on every seed; one smaller by less than 2 points (the quick lab's 2.6 against "
     "2.7) had been 'does not hold' and is now inconclusive; and after a review of the full "

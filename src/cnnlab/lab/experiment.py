@@ -13,6 +13,7 @@ An experiment module (`ex_<name>.py`) ends with one `EXPERIMENT = Experiment(...
         measure=measure,                        # Context -> measurements (JSON-able dict)
         figure=figure,                          # measurements -> matplotlib Figure
         revised="",                             # a rule changed after a run: when and what
+        caption="Left: ...; right: ...",        # what the figure shows, where to look
     )
 
 `measure(ctx)` does the work: data from `ctx.fashion(n_train, n_test)` (or `ctx.digits()`,
@@ -107,6 +108,8 @@ class Experiment:
     # when the rule was changed after results had been seen, and what changed: the page says
     # it beside the rule ("" for a rule fixed before its first run)
     revised: str = ""
+    # what the figure shows and where to look, under it on the page ("" for none)
+    caption: str = ""
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r}, {self.title!r}, {self.section})"
