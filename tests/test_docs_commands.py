@@ -18,7 +18,7 @@ from cnnlab.cli import _parser
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [
     ROOT / "README.md",
-    *(ROOT / "docs" / n for n in ("concepts.md", "spec.md", "reliability.md")),
+    *(ROOT / "docs" / n for n in ("concepts.md", "spec.md", "reliability.md", "recipes.md")),
 ]
 BLOCK = re.compile(r"```\w*\n(.*?)```", re.S)
 # A command line of a block: `cnnlab ...`, `$ cnnlab ...` (a transcript), `.venv/bin/cnnlab ...`
@@ -29,7 +29,9 @@ SPAN = re.compile(r"`cnnlab (\w+(?: [^`]*)?)`")
 
 def _block_commands(text: str) -> list[str]:
     found = []
-    for body in BLOCK.findall(text):
+    # Markdown's other code block, lines indented 4 spaces (docs/recipes.md writes its commands so)
+    indented = "\n".join(re.findall(r"^ {4}(.*)$", BLOCK.sub("", text), re.M))
+    for body in [*BLOCK.findall(text), indented]:
         for line in body.splitlines():
             for part in line.split(";"):
                 match = LINE.match(re.split(r"\s#", part)[0].strip())
@@ -70,6 +72,11 @@ def test_the_readme_shows_the_commands_it_is_about():
     assert "train --preset fast --out runs/ddp" in shown
     assert "eval runs/mine" in shown and "report runs/mine" in shown  # after a `;`
     assert len(shown) >= 25, shown
+    recipes = _block_commands((ROOT / "docs" / "recipes.md").read_text())
+    assert (
+        "train --preset fast --data fashion-mnist --epochs 18 --tta-shift 1 --out runs/fast94"
+        in recipes
+    )
 
 
 def _attribute(dotted: str):
