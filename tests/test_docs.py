@@ -247,3 +247,20 @@ def test_reliability_run_file_row_counts_its_cases():
         assert f"{n} {words}" in row, words
     spec_edit, nan_inf = 1, cases(rundir.test_nan_or_inf_weights_are_refused_naming_the_file)
     assert f"| {sum(parts.values()) + spec_edit + nan_inf} |" in row
+
+
+def _route_row(route: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    return next(r for r in text.splitlines() if r.startswith(f"| `{route}"))
+
+
+def test_readme_route_table_names_every_key_the_explorer_returns(client):
+    """The README's `/api/model` and `/api/predict` rows name each key of the answers
+    (`cam_layer` and `upload` were returned and named nowhere)."""
+    model = _route_row("GET /api/model")
+    for key in client.get("/api/model").json():
+        if key not in ("name", "classes", "architecture", "input_shape", "kinds"):  # in words
+            assert f"`{key}`" in model, key
+    predict = _route_row("POST /api/predict")
+    for key in client.post("/api/predict", data={"sample": "0"}).json():
+        assert f"`{key}`" in predict, key
