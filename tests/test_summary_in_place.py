@@ -41,19 +41,25 @@ class Busy(nn.Module):
         self.conv.padding = (2, 2)  # a torch child's attribute
         self.conv.register_buffer("mark", torch.zeros(1))  # and its buffer dict
         self.extra.append(nn.Tanh())  # a torch container's child dict
+        self.conv.register_forward_hook(lambda m, i, o: None)  # hook dicts
+        self.register_forward_pre_hook(lambda m, i: None)
         head = self.head
         self.head = nn.Identity()  # a child replaced
         return head(y.mean((2, 3)))
 
 
 def _state(model: nn.Module) -> list[tuple]:
-    """Each module with a shallow copy of its attribute dict and of its tensor and child
-    dicts (the objects themselves, to check identity)."""
+    """Each module with a shallow copy of its attribute dict, of its tensor and child dicts
+    and of its hook dicts (the objects themselves, to check identity)."""
     return [
         (name, m, dict(vars(m)), dict(m._parameters), dict(m._buffers), dict(m._modules),
-         set(m._non_persistent_buffers_set))
+         set(m._non_persistent_buffers_set), *_hook_dicts(m))
         for name, m in model.named_modules()
     ]  # fmt: skip
+
+
+def _hook_dicts(module: nn.Module) -> list[dict]:
+    return [dict(v) for k, v in sorted(vars(module).items()) if "hook" in k and isinstance(v, dict)]
 
 
 def _tensors(value: object, found: list, seen: set) -> list:
