@@ -53,3 +53,18 @@ def test_an_entry_without_a_field_the_lab_writes_is_one_line(tmp_path, capsys, d
     out, err = capsys.readouterr()
     assert "experiment 'floor' has no" in err and drop in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""
+
+
+def test_a_verdict_todays_rule_cannot_read_is_marked_as_stored_on_the_page(tmp_path):
+    """The stored verdict of measurements in an older layout was shown under today's rule as
+    if that rule had given it. The page says it is the stored one and how to measure it anew;
+    a verdict judged again says nothing of the kind, and results.json is not changed by it."""
+    data = json.loads(STORED.read_text())
+    data["experiments"]["floor"]["measurements"] = {"from": "an older layout"}
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    results = load_results(tmp_path)
+    page = render_page(experiments(["floor", "softmax"]), results)
+    floor, softmax = page.split('<section id="floor">')[1].split('<section id="softmax">')
+    assert "the one stored when the lab ran" in floor and "--rerun floor" in floor
+    assert "the one stored when the lab ran" not in softmax
+    assert "stale" not in json.dumps(results.to_dict())

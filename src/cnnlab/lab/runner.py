@@ -47,7 +47,11 @@ class LabResults:
         return Verdict.from_dict(self.experiments[name]["verdict"])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"quick": self.quick, "seeds": self.seeds, "experiments": self.experiments}
+        # "stale" is how this reading judged an entry (`_judge_again`), not what the lab ran
+        kept = {
+            k: {f: v for f, v in e.items() if f != "stale"} for k, e in self.experiments.items()
+        }
+        return {"quick": self.quick, "seeds": self.seeds, "experiments": kept}
 
 
 def load_results(out: str | Path) -> LabResults | None:
@@ -98,9 +102,11 @@ def _judge_again(results: LabResults) -> None:
             continue
         try:
             entry["verdict"] = e.judge(entry["measurements"]).to_dict()
+            entry.pop("stale", None)
         except (LookupError, TypeError, ValueError, ArithmeticError):  # an older layout of
-            # the measurements (a field today's rule reads is missing): the stored verdict stays
-            continue
+            # the measurements (a field today's rule reads is missing): the stored verdict
+            # stays, marked, so the page does not show it under today's rule as its outcome
+            entry["stale"] = True
 
 
 def _start(out: Path, quick: bool, seeds: list[int], resume: bool) -> LabResults:
