@@ -84,3 +84,68 @@ def test_the_caption_says_which_rows_are_not_activated(tmp_path):
     assert main(["report", str(path)]) == 0
     page = html.unescape((path / "report.html").read_text())
     assert "bn2 BatchNorm2d, conv3 Conv2d: the layer's own output, before any activation" in page
+
+
+SHARED = """
+import torch
+from torch import nn
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.c3 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.relu(self.c1(x))
+        x = self.relu(self.c2(x))
+        x = self.relu(self.c3(x))
+        return self.head(x.mean((2, 3)))
+
+
+def make():
+    torch.manual_seed(0)
+    return Shared()
+"""
+
+
+def _by_call(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every module call's output, by a forward hook counting each module's calls: `relu`
+    its first, `relu #2` its second (the label the summary gives it)."""
+    seen: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name):
+        def record(m, a, y):
+            counts[name] = counts.get(name, 0) + 1
+            seen[name if counts[name] == 1 else f"{name} #{counts[name]}"] = y[0].detach().clone()
+
+        return record
+
+    hooks = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if n]
+    with torch.no_grad():
+        model.eval()(x)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_a_relu_shared_by_three_blocks_is_three_rows_as_the_explorer_lists_them(tmp_path):
+    """One nn.ReLU module after three convs: its calls end the blocks (the explorer's
+    `relu`, `relu #2`, `relu #3`); the report listed ['c1', 'c2', 'relu'], its 'relu' row
+    the first call's 8×8 map where the 2×2 one ends the last block."""
+    path = imported_run(tmp_path, SHARED, data="digits")
+    run = load_run(path)
+    src = Sources(path, run, None, Budget())
+    explorer = create_app(path).state.explorer
+    assert src.map_layers == explorer.top_layers() == ["relu", "relu #2", "relu #3"]
+    _, x, _ = src.test
+    seen = _by_call(run.model, x[:1])
+    maps = _maps(src)
+    for (label, array), name in zip(maps.layers, src.map_layers, strict=True):
+        assert label == f"{name} ReLU"
+        assert np.allclose(array, seen[name].float().numpy(), atol=1e-6)

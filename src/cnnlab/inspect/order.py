@@ -182,7 +182,8 @@ class CallOrder:
 def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tuple[str, tuple]]:
     """(name, output shape) of every submodule with a tensor output, in the order their forward
     calls finish (children before their parent), from one no-grad, eval-mode pass of x[:1].
-    A module called several times appears once, at its last call.
+    A module called several times appears once, at its last call; `layer_calls` lists each
+    call, labelled as explain, the report and the explorer read it (`relu`, `relu #2`).
 
     TorchScript (torch.jit.script, trace or load) runs where no hook sees it: a model
     scripted whole gives [] and a scripted child is left out, its other layers listed. No

@@ -341,8 +341,7 @@ def _maps(src: Sources) -> FeatureMaps:
     layers = src.map_layers
     out = explain.feature_maps(src.model, x[:1], layers)
     rows = tuple((src.label(n), out[n][0].float().cpu().numpy()) for n in layers)
-    modules = dict(src.model.named_modules())
-    before = tuple(src.label(n) for n in layers if activation_of(modules[n]) is None)
+    before = tuple(src.label(n) for n in layers if activation_of(src.module(n)) is None)
     return FeatureMaps(images[0], rows, before)
 
 

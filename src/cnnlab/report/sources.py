@@ -20,7 +20,9 @@ from torch import nn
 
 from cnnlab import inspect
 from cnnlab.design.activations import activation_of
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import CnnlabError, ReportError
+from cnnlab.inspect.names import split_call
 from cnnlab.train.evaluate import Evaluation, class_accuracy, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
@@ -196,31 +198,46 @@ class Sources:
         return copy.to(memory_format=torch.channels_last)
 
     @_once
-    def layers(self) -> list[tuple[str, nn.Module, tuple]]:
-        """(name, module, output shape (C, H, W) or (D,)) of every leaf module, in the order
-        their forward calls finish on one test image; a leaf whose output holds its channels
-        on another dim (a ConvNeXt block's LayerNorm/Linear/activation on (B, H, W, C)) is
-        left out, as is every 4-D output that is no map of the image (`inspect.image_maps`: a
-        window attention's (windows, heads, N, N), whose rows the probes read as images; a
-        padding layer's map with a border, at no stage's size: an EfficientNet's 'same'
-        padding made 33×33, 18×18, 17×17 ... stages of a 32-px net)."""
+    def calls(self) -> list[tuple[str, str, tuple]]:
+        """`inspect.layer_calls` of one test image: (label, module name, output shape) of every
+        call with a tensor output, blocks too, in the order the calls finish; each call
+        labelled as the summary, explain and the explorer read it (`relu` a module's first
+        call, `relu #2` its second): a module shared by three blocks is three layers here."""
         _, x, _ = self.test
-        modules = dict(self.model.named_modules())
         with inspect.preserved(self.model):
-            traced = inspect.trace(self.model, x[:1])
+            return inspect.layer_calls(self.model, x[:1])
+
+    @_once
+    def layers(self) -> list[tuple[str, nn.Module, tuple]]:
+        """(label, module, output shape (C, H, W) or (D,)) of every leaf module's call
+        (`calls`), in the order the calls finish on one test image; a leaf whose output holds
+        its channels on another dim (a ConvNeXt block's LayerNorm/Linear/activation on
+        (B, H, W, C)) is left out, as is every 4-D output that is no map of the image
+        (`inspect.image_maps`: a window attention's (windows, heads, N, N), whose rows the
+        probes read as images; a padding layer's map with a border, at no stage's size: an
+        EfficientNet's 'same' padding made 33×33, 18×18, 17×17 ... stages of a 32-px net)."""
+        _, x, _ = self.test
+        modules = dict(inspect.unwrap(self.model).named_modules())
+        with inspect.preserved(self.model):
             off = inspect.channel_dims(self.model, x[:1])
             maps = inspect.image_maps(self.model, x[:1])
         return [
-            (name, modules[name], shape[1:])
-            for name, shape in traced
+            (label, modules[name], shape[1:])
+            for label, name, shape in self.calls
             if not any(True for _ in modules[name].children())
             and name not in off
             and (len(shape) != 4 or name in maps)
         ]
 
+    def module(self, label: str) -> nn.Module | None:
+        """The module that makes the call labelled `label` (`relu #2`: module `relu`), or
+        None for a name of no module."""
+        modules = dict(inspect.unwrap(self.model).named_modules())
+        return modules.get(split_call(label, modules)[0])
+
     def label(self, name: str) -> str:
-        """A layer's name with its module type, for axes: "6 ReLU"."""
-        module = dict(self.model.named_modules()).get(name)
+        """A layer's call label with its module type, for axes: "6 ReLU", "relu #2 ReLU"."""
+        module = self.module(name)
         return name if module is None else f"{name} {type(module).__name__}"
 
     @_once
@@ -258,18 +275,17 @@ class Sources:
 
     @_once
     def traced(self) -> list[tuple[str, tuple]]:
-        """`inspect.trace` of one test image: (name, output shape) of every module, blocks
-        too, in the order their calls finish."""
-        _, x, _ = self.test
-        with inspect.preserved(self.model):
-            return inspect.trace(self.model, x[:1])
+        """(label, output shape) of every call, blocks too, in the order the calls finish
+        (`calls`)."""
+        return [(label, shape) for label, _, shape in self.calls]
 
     @_once
     def computing_blocks(self) -> set[str]:
-        """The modules with children whose output is a map of the image (C, H, W) computed
-        in their own forward: a tensor no module that finished before it returned (a residual
-        sum, an F.relu of the block), not a child's output passed on (an nn.Sequential's, an
-        in-place activation's) nor an empty shortcut's input."""
+        """The calls' labels (`calls`) of the modules with children whose output is a map of
+        the image (C, H, W) computed in their own forward: a tensor no module that finished
+        before it returned (a residual sum, an F.relu of the block), not a child's output
+        passed on (an nn.Sequential's, an in-place activation's) nor an empty shortcut's
+        input."""
         _, x, _ = self.test
         model = inspect.unwrap(self.model)
         modules = dict(model.named_modules())
@@ -278,14 +294,16 @@ class Sources:
             off = inspect.channel_dims(self.model, x[:1])
         seen: list[torch.Tensor] = []  # every output so far, kept alive: ids stay unique
         own: set[str] = set()
+        counts: dict[str, int] = {}  # every call counts, as `layer_calls` numbers them
 
         def record(name: str, module: nn.Module, output: object) -> None:
+            counts[name] = counts.get(name, 0) + 1
             if not isinstance(output, torch.Tensor):
                 return
             fresh = not any(output is earlier for earlier in seen)
             seen.append(output)
             if fresh and name in maps and name not in off and any(module.children()):
-                own.add(name)
+                own.add(call_label(name, counts[name]))
 
         with inspect.preserved(self.model):
             for name, module in modules.items():
@@ -307,8 +325,9 @@ class Sources:
 
     @_once
     def map_layers(self) -> list[str]:
-        """The spatial outputs that end a conv block, at most budget.map_layers, spread
-        (`block_ends`): what the explorer lists as each block's output."""
+        """The spatial outputs that end a conv block, by their calls' labels, at most
+        budget.map_layers, spread (`block_ends`): what the explorer lists as each block's
+        output (`relu`, `relu #2`, `relu #3` for one ReLU module ending three blocks)."""
         names = block_ends(self.layers)
         if not names:
             raise ReportError(
@@ -319,8 +338,8 @@ class Sources:
 
 
 def block_ends(layers: list[tuple[str, nn.Module, tuple]]) -> list[str]:
-    """The names of the spatial (C, H, W) outputs (H·W > 1) that end a block, in forward
-    order, from (name, module, shape) leaves in the order their calls finish: every
+    """The labels of the spatial (C, H, W) outputs (H·W > 1) that end a block, in forward
+    order, from (label, module, shape) leaf calls in the order they finish: every
     activation module's, and a conv's, or its BatchNorm's, where no activation module comes
     next, as the explorer's block is its conv, BatchNorm and activation (`act or bn or conv`).
     An activation the forward applies itself (`F.relu(self.bn2(self.conv2(x)))`) is no
