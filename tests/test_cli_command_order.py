@@ -26,3 +26,16 @@ def test_the_choices_follow_the_same_order():
     """argparse's 'invalid choice: ... (choose from ...)' reads the choices' order."""
     choices = _parser()._subparsers._group_actions[0].choices
     assert list(choices) == ORDER
+
+
+def test_the_help_ends_with_a_first_command_that_parses(capsys):
+    """`cnnlab --help` closes with where to start; the command it names parses as written."""
+    import re
+    import shlex
+
+    parser = _parser()
+    parser.print_help()
+    start = re.search(r"`cnnlab ([^`]+)`", capsys.readouterr().out.split("options:")[-1])
+    assert start, "cnnlab --help names no command to start with"
+    args = parser.parse_args(shlex.split(start.group(1)))
+    assert args.command == "demo"

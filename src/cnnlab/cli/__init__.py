@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="cnnlab",
         description="Design, train, diagnose and explain convolutional image classifiers.",
+        epilog="New here? `cnnlab demo --data digits` runs the whole workflow in a minute; "
+        "every command takes --help.",
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
