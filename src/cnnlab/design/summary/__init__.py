@@ -4,13 +4,12 @@ trace → facts → lints → render: `trace.py` runs the model once and records
 facts (`facts.py`); each lint (`lints.py`) is a pure function of those facts; `summary`
 returns a frozen `Summary` that ``str()`` (`render.py`), ``to_dict()`` and the CLI render.
 
-The model runs on the **meta device** (shapes only, no arithmetic): a module's own objects
-are traced, each on an attribute dict of its own for the trace (`copying.lent`: the user's
-model is left as it was) and every torch call gets meta twins of its parameters and buffers;
-a spec is built directly on meta. Where the model cannot run on meta (see `META_FAILURES`),
-a real batch-1 forward under ``no_grad`` on a copy takes over; so it does where meta would
-run a call torch refuses on real data (`refusals.py`), and torch's own error then names the
-layer. MACs follow torchinfo's convention (`macs.py`), so
+The model runs on the **meta device** (shapes only, no arithmetic): a module is copied
+(`copying.py`: the user's model is never touched) and every torch call gets meta twins of
+its parameters and buffers; a spec is built directly on meta. Where the model cannot run on
+meta (see `META_FAILURES`), a real batch-1 forward under ``no_grad`` on a copy takes over;
+so it does where meta would run a call torch refuses on real data (`refusals.py`), and
+torch's own error then names the layer. MACs follow torchinfo's convention (`macs.py`), so
 totals agree.
 
 Receptive fields follow convs, pools, reshapes, branches, attention, matrix products and
@@ -51,7 +50,6 @@ from cnnlab.design.summary.copying import (
     Named,
     clone,
     copy_module,
-    lent,
     named_modules,
     unwrapped,
 )
@@ -106,9 +104,8 @@ def _trace_module(
     training: bool = False,
     named: Named | None = None,
 ) -> Trace:
-    """On meta, in place (`copying.lent`), its input of the model's dtype (a float64 model
-    is given float64, as the real forward is; a layer of another dtype is refused as torch
-    refuses it); where
+    """On a meta copy, its input of the model's dtype (a float64 model is given float64, as
+    the real forward is; a layer of another dtype is refused as torch refuses it); where
     meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy. `hooked`
     gets the names of the modules with forward hooks of the user's (not run), `packed`
     those of the quantized layers (`copying.copy_module`); `training`: the copy in training
@@ -116,9 +113,9 @@ def _trace_module(
     device, dtype = _device_and_dtype(model)
     try:
         tracer = Tracer(size[1:], dtype, training)
+        copy = copy_module(model, None, tracer.prepare, tracer.originals, hooked, packed, named)
         x = torch.empty((1, *size), device=META, dtype=dtype)
-        with lent(model, tracer.prepare, tracer.originals, hooked, packed, named) as traced:
-            return _trace(traced, x, tracer, None)
+        return _trace(copy, x, tracer, None)
     except TraceError as err:
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; {_size_fix(err, size)}") from err.__cause__
@@ -290,8 +287,8 @@ def _logits_in_training(model: nn.Module, size: tuple[int, ...]) -> bool:
 
 
 def _hooks_lint(hooked: list[str]) -> list[Lint]:
-    """The modules with forward hooks of the user's: the trace runs past them (a hook
-    would see the trace's meta tensors, and one that keeps what it sees would keep
+    """The modules with forward hooks of the user's: the trace runs a copy without them (a
+    hook would see the copy's meta tensors, and one that keeps what it sees would keep
     them), so a hook that changes its module's input or output is not in the shapes."""
     if not hooked:
         return []
@@ -299,10 +296,10 @@ def _hooks_lint(hooked: list[str]) -> list[Lint]:
     more = f" and {len(hooked) - 5} more" if len(hooked) > 5 else ""
     return [Lint(
         "hooks", hooked[0] or "(the model)",
-        f"forward hooks of your own on {names}{more} are not run: the summary traces the "
-        "layers without them, so one that changes its module's input or output (a resize, "
-        "a crop) is not in these shapes; remove them to summarize what the layers alone "
-        "compute, or check one real forward",
+        f"forward hooks of your own on {names}{more} are not run: the summary traces a copy "
+        "without them, so one that changes its module's input or output (a resize, a crop) "
+        "is not in these shapes; remove them to summarize what the layers alone compute, or "
+        "check one real forward",
     )]  # fmt: skip
 
 

@@ -1,27 +1,23 @@
-"""The user's model made ready to trace, so that nothing a trace does reaches it (device,
-mode, hooks, requires_grad, attributes stay as they were).
+"""A copy of the user's model to trace: its own module objects (so the tracer can wrap their
+forwards and set eval mode), its hooks left behind, so nothing a trace does reaches the
+original (device, mode, hooks, requires_grad stay as they were).
 
-- in place (`lent`, the meta trace): the user's own module objects are traced; each
-  module's attribute dict, parameter, buffer and child dicts are kept aside and put back
-  after the trace, so a forward that sets an attribute (`self.count += 1`), registers a
-  buffer or replaces a child leaves nothing behind; a mutable attribute of a module not
-  torch's (a list, a dict cache, a config) is copied for the trace, as `copy_module` copies
-  it. The tensors stay the user's, listed in `originals`: the tracer swaps each for a meta
-  twin the first time a torch call receives it (`Tracer.meta_args`), so no torch call ever
-  reads or writes the original. Most are never swapped: a conv or BatchNorm module's output
-  is made from its attributes (`leaves.py`, `Shortcuts._same_shape`). Against making every
-  tensor's meta twin up front (GhostNet has 590): 1.06× -> 1.26× on the geometric mean of 9
-  families, same-run alternated calls. A model with a module that defines __deepcopy__
-  (parametrizations) is copied instead (`copy_module`, `make=None`).
-- a copy (`copy_module`, the real forward: `make=clone`): each tensor is make(tensor), made
-  once.
+Two kinds of copy:
+
+- shared tensors (`make=None`, the meta trace): the copy's parameter and buffer dicts hold
+  the original tensors, listed in `originals`; the tracer swaps each for a meta twin the
+  first time a torch call receives it (`Tracer.meta_args`), so no torch call ever reads or
+  writes the original. Most are never swapped: a conv or BatchNorm module's output is made
+  from its attributes (`leaves.py`, `Shortcuts._same_shape`). Against making every tensor's
+  meta twin up front (GhostNet has 590): 1.06× -> 1.26× on the geometric mean of 9
+  families, same-run alternated calls.
+- made tensors (`make=meta` or `clone`): each tensor is make(tensor), made once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -61,6 +57,7 @@ def copy_module(
     originals: dict[int, Tensor],
     hooked: list[str] | None = None,
     packed: list[str] | None = None,
+    named: Named | None = None,
 ) -> nn.Module:
     """A copy of `model` whose modules have no hooks; `originals` gets the tensors it shares
     with the original by id (`make=None`; else none: each tensor is make(tensor), a tensor
@@ -68,16 +65,24 @@ def copy_module(
     module's copy in the copy's own pass (`Tracer.prepare`), with its attribute dict.
     `hooked` is set to the names of the modules with forward (pre-)hooks of the user's,
     which the copy goes without; `packed` to those of torch.ao's quantized layers, whose
-    weights are packed, no parameters.
+    weights are packed, no parameters. `named`: named_modules(model), where the caller has it.
 
     A deepcopy specialised for modules (`_copy_modules`): hook dicts come back empty,
     immutable attributes are shared and every other attribute is deep-copied, so nothing
     the trace does can reach the original. A model with a module that defines __deepcopy__
     (parametrizations) goes through copy.deepcopy, with meta tensors if `make` is None.
     """
-    named = named_modules(model)
-    kinds = _survey(named, hooked, packed)
+    named = named_modules(model) if named is None else named
+    if hooked is not None:
+        hooked[:] = [n for n, m in named if m._forward_pre_hooks or m._forward_hooks]
     memo: dict[int, Any] = {}  # id of an original (module, tensor, attribute) -> its copy
+    kinds = {type(m) for _, m in named}
+    if packed is not None:
+        quantized = {kind for kind in kinds if _packs_weights(kind)}
+        packed[:] = [n for n, m in named if type(m) in quantized] if quantized else []
+    if any(issubclass(kind, torch.jit.ScriptModule) for kind in kinds):  # scripted or traced
+        name, m = next((n, m) for n, m in named if isinstance(m, torch.jit.ScriptModule))
+        raise CnnlabError(_uncopied(name, m))
     if any(hasattr(kind, "__deepcopy__") for kind in kinds):
         _deepcopy_modules(model, [m for _, m in named], _twins(make or meta, memo), memo)
         for name, m in named:
@@ -88,97 +93,6 @@ def copy_module(
         twin = _twins(make, memo) if make is not None else None
         _copy_modules(named, twin, memo, prepare, originals)
     return memo[id(model)]
-
-
-def _survey(named: Named, hooked: list[str] | None, packed: list[str] | None) -> set[type]:
-    """The modules' types; `hooked` and `packed` filled as `copy_module` says. CnnlabError
-    for a ScriptModule (scripted or traced)."""
-    if hooked is not None:
-        hooked[:] = [n for n, m in named if m._forward_pre_hooks or m._forward_hooks]
-    kinds = {type(m) for _, m in named}
-    if packed is not None:
-        quantized = {kind for kind in kinds if _packs_weights(kind)}
-        packed[:] = [n for n, m in named if type(m) in quantized] if quantized else []
-    if any(issubclass(kind, torch.jit.ScriptModule) for kind in kinds):
-        name, m = next((n, m) for n, m in named if isinstance(m, torch.jit.ScriptModule))
-        raise CnnlabError(_uncopied(name, m))
-    return kinds
-
-
-@contextlib.contextmanager
-def lent(
-    model: nn.Module,
-    prepare: Prepare,
-    originals: dict[int, Tensor],
-    hooked: list[str] | None = None,
-    packed: list[str] | None = None,
-    named: Named | None = None,
-) -> Iterator[nn.Module]:
-    """`model` itself for the meta trace, each module prepared (`prepare(name, module,
-    vars(module))`) on an attribute dict of its own for the trace (`_lend`) and its tensors
-    listed in `originals`; on leaving (an error, a KeyboardInterrupt too) each module gets
-    its own dict back, untouched: the same objects under the same keys, the same parameter,
-    buffer, child and hook dicts holding what they held. `hooked` and `packed` as
-    `copy_module`'s; `named`: named_modules(model), if known. A model with a module whose
-    class defines __deepcopy__ (parametrizations: their weight is a property over modules
-    the trace does not wrap) gets `copy_module`'s copy with shared tensors instead, as
-    before. Against that copy: the copy stage 1.1-1.35x cheaper (no module shells, children
-    as they are), 1.0-1.03x a summary (median per-pair ratios, 200 pairs, five families).
-    """
-    named = named_modules(model) if named is None else named
-    if any(hasattr(kind, "__deepcopy__") for kind in _survey(named, hooked, packed)):
-        yield copy_module(model, None, prepare, originals)
-        return
-    kept: list[tuple] = []
-    try:
-        _lend(named, prepare, originals, kept)
-        yield model
-    finally:
-        _give_back(kept)
-
-
-def _lend(named: Named, prepare: Prepare, originals: dict, kept: list[tuple]) -> None:
-    """Prepares each module in place on an attribute dict of its own for the trace, the
-    module's dict kept in `kept` (`_give_back` puts it back, untouched): a copy of it with
-    copies of its parameter, buffer and child dicts and its non-persistent set, and empty
-    hook dicts (one set for all, as `_copy_modules`'s), so a forward's writes (a hook
-    registered too) stay in the copy. A module's own attributes that a forward could
-    change in place are copied (`_copy_attributes`: torch's layers have none of their own),
-    with the model's modules as themselves."""
-    memo: dict[int, Any] | None = None
-    share = _sharing(originals)
-    own_types: dict[type, bool] = {}
-    setattr_ = object.__setattr__
-    hooks = {key: kind() for key, kind in _HOOK_DICTS.items()}
-    for name, module in named:
-        src = vars(module)
-        state = src.copy()
-        kept.append((module, src))
-        state.update(hooks)
-        state["_parameters"] = _shared(src["_parameters"], originals)
-        state["_buffers"] = _shared(src["_buffers"], originals)
-        children = src["_modules"]
-        state["_modules"] = children.copy() if children else {}
-        persistent = src["_non_persistent_buffers_set"]
-        state["_non_persistent_buffers_set"] = set(persistent) if persistent else set()
-        kind = type(module)
-        torchs = own_types.get(kind)
-        if torchs is None:
-            torchs = own_types[kind] = kind.__module__.startswith(_TORCH_MODULES)
-        if not torchs:
-            if memo is None:
-                memo = {id(m): m for _, m in named}
-            _copy_attributes(state, share, memo)
-        setattr_(module, "__dict__", state)
-        prepare(name, module, state)
-
-
-def _give_back(kept: list[tuple]) -> None:
-    """Gives each module its own attribute dict back (`_lend`)."""
-    setattr_ = object.__setattr__
-    for module, src in kept:
-        setattr_(module, "__dict__", src)
-    kept.clear()
 
 
 def _packs_weights(kind: type) -> bool:

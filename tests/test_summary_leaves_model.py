@@ -1,4 +1,4 @@
-"""summary traces the user's own module objects (`copying.lent`): after it, whatever the
+"""summary traces a copy of the user's model (`copying.copy_module`): after it, whatever the
 forward did (caching, counting, appending, registering, replacing, an error, Ctrl-C), the model
 is the one it was: the same module objects holding the same attribute objects, tensors equal to
 a deepcopy taken before and none of them on meta, the same modes, hooks and requires_grad."""
@@ -197,7 +197,7 @@ def test_a_model_meta_cannot_run_is_left_as_it_was_by_both_traces():
 
 def _weight_normed() -> nn.Module:
     model = Busy()
-    nn.utils.parametrizations.weight_norm(model.conv)  # copied, not traced in place
+    nn.utils.parametrizations.weight_norm(model.conv)  # copied by copy.deepcopy (__deepcopy__)
     return model
 
 
