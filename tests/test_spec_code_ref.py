@@ -51,3 +51,19 @@ def test_a_run_of_model_code_as_the_spec_is_told_to_give_its_code(tmp_path, caps
         "runs/mine is a run directory without a spec.yaml (its model is code): give that code "
         "as --model FILE.py:FACTORY --input C,H,W (config.json names it)"
     ), err
+
+
+def test_spec_text_without_a_space_after_a_colon_is_told_so(capsys):
+    """`input:[1,28,28]` is no YAML key (YAML wants a space after the colon): it was told to
+    use --model, and --model then asked for a factory after the colon, a circle. A module
+    reference whose package is named like a key (`layers:make_net`) is still code."""
+    assert main(["summary", "input:[1,28,28]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a spec needs input and layers, a space after each colon: {input:" in err, err
+    assert "--model" not in err, err
+    assert main(["summary", "input: [1,28,28]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a spec needs input and layers: {input:" in err, err
+    assert main(["summary", "layers:make_net"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("is a model from code, not a spec: give it as --model layers:make_net"), err

@@ -192,14 +192,10 @@ def _nesting_hint(obj: Any) -> str:
         return ""
     kind, value = KINDS[named[0]], obj[named[0]]
     rest = {key: v for key, v in obj.items() if key != kind.name}
-    if value is None:
-        args = {}
-    elif isinstance(value, Mapping):
-        args = dict(value)
-    elif kind.short is not None:
-        args = {kind.short: value}
-    else:
+    short = value is not None and not isinstance(value, Mapping)  # `conv: 32`
+    if short and kind.short is None:
         return ""
+    args = {kind.short: value} if short else dict(value or {})
     if not all(isinstance(key, str) and key in kind.args and key not in args for key in rest):
         return ""
     try:
@@ -450,10 +446,14 @@ def _from_string(source: str) -> Spec:
         return _from_mapping(parse_text(source, "spec text"), "spec")
     if source in preset_names():
         return _from_mapping(parse_text(preset_path(source).read_text(), source), source)
-    if re.match(rf"\s*({'|'.join(_TOP_KEYS)})\s*:(\s|$)", source):  # one key a line: no spec
+    # one key a line is no spec; `input:[1,28,28]` no key at all (YAML wants a space)
+    key = re.match(rf"\s*({'|'.join(_TOP_KEYS)})\s*:(?:(\s|$)|(?=[^\w.]))", source)
+    if key:
+        space = "" if key[2] is not None else ", a space after each colon"
         raise SpecError(
-            f"{quote(source)} is spec text on one line, which holds one key; a spec needs input "
-            "and layers: {input: [1, 28, 28], layers: [...]}, or a .yaml file, a key a line"
+            f"{quote(source)} is spec text on one line, which holds one key; a spec needs "
+            f"input and layers{space}: {{input: [1, 28, 28], layers: [...]}}, or a .yaml file, "
+            "a key a line"
         )
     _refuse_code(source)
     path = Path(source)
