@@ -29,6 +29,7 @@ from cnnlab.inspect import (
     backward_checked,
     batches,
     channel_dim,
+    check_images,
     check_values,
     device_of,
     dtype_of,
@@ -221,7 +222,8 @@ def _data_max(
         progress(0, total, "strongest activations in the data")
     with Capture(model, [layer], calls=True) as cap, torch.no_grad():
         for done, (x, _) in enumerate(batches(data, 256), 1):
-            forward(model, as_float(x, preprocess), output, logits=False)
+            x = check_images(as_float(x, preprocess), flat=True)
+            forward(model, x, output, logits=False)
             acts = cap.tensor(layer).movedim(dim, 1)
             per_image = torch.stack(
                 [
@@ -311,7 +313,7 @@ def _checked(
     if objective not in OBJECTIVES:
         raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
     if sample is not None:
-        sample = as_float(sample, preprocess)
+        sample = check_images(as_float(sample, preprocess), flat=True)
         input_size = input_size or tuple(sample.shape[1:])
         if value_range is None:
             value_range = (sample.min().item(), sample.max().item())

@@ -24,6 +24,7 @@ from cnnlab.inspect import (
     as_float,
     batches,
     channel_dims,
+    check_images,
     first_batch,
     forward,
     layer_calls,
@@ -133,7 +134,7 @@ def extract_features(
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
             y = class_indices(y, len(x))
-            x = as_float(x, preprocess)
+            x = check_images(as_float(x, preprocess), flat=True)
             forward(model, x, output, logits=False)
             for name in layers:
                 feats[name].append(

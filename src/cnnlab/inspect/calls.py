@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab.design.summary.render import call_label
-from cnnlab.inspect.logits import OutputSelector, forward
+from cnnlab.inspect.logits import OutputSelector, check_images, forward
 from cnnlab.inspect.order import CallOrder, is_spatial, spatial_layers
 from cnnlab.inspect.preserve import preserved, unwrap
 
@@ -19,11 +19,12 @@ def layer_calls(
     model: nn.Module, x: Tensor, output: OutputSelector = None
 ) -> list[tuple[str, str, tuple]]:
     """(label, module name, output shape) of every call of a submodule with a tensor output,
-    in the order the calls finish, from one no-grad, eval-mode forward of x: each call
-    labelled as the summary labels its rows and the explorer its maps (`call_label`: `relu`
-    for the first call of module `relu`, `relu #2` for its second; every call counts,
-    tensor output or not). `Capture(..., calls=True)` reads a call by its label."""
-    model = unwrap(model)  # named as `layer_names` names them
+    in the order the calls finish, from one no-grad, eval-mode forward of x (finite float
+    images (B, ...), B ≥ 1): each call labelled as the summary labels its rows and the
+    explorer its maps (`call_label`: `relu` for the first call of module `relu`, `relu #2` for
+    its second; every call counts, tensor output or not). `Capture(..., calls=True)` reads a
+    call by its label."""
+    x, model = check_images(x, flat=True), unwrap(model)  # named as `layer_names` names them
     with preserved(model, requires_grad=None), CallOrder(model) as order, torch.no_grad():
         forward(model, x, output, logits=False)
     counts: dict[str, int] = {}

@@ -25,8 +25,9 @@ OutputSelector = int | str | Callable[[Any], Tensor] | None
 
 
 def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
-    """x itself if it is a float (B, C, H, W) tensor with B ≥ 1 (flat=True: any float
-    (B, ...) with at least 2 dimensions, e.g. (B, F) for an MLP); ExplainError naming the fix."""
+    """x itself if it is a float (B, C, H, W) tensor with B ≥ 1 and finite values (flat=True:
+    any float (B, ...) with at least 2 dimensions, e.g. (B, F) for an MLP); ExplainError
+    naming the fix."""
     if not isinstance(x, Tensor):
         raise ExplainError(
             f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}{_tensor_fix(x)}"
@@ -39,7 +40,22 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
         )
     if not x.is_floating_point():
         raise ExplainError(not_float(x))
+    if not x.is_meta and not torch.isfinite(x).all():
+        raise ExplainError(not_finite(x))
     return x
+
+
+def not_finite(x: Tensor) -> str:
+    """The refusal of images holding NaN or ±inf: every layer after them is NaN, so a dead-unit
+    count reads every unit dead (NaN > 0 is false), gradient flow reads 'exploding' and a
+    Grad-CAM map is all zeros, each a measurement of the input, not of the model."""
+    bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+    which = ", ".join(map(str, bad[:5])) + (f", ... ({len(bad)} in all)" if len(bad) > 5 else "")
+    return (
+        f"images hold NaN or infinite values (image {which} of a batch of {len(x)}); a "
+        "normalisation dividing by a zero std makes them: fix the preprocessing or drop those "
+        "images"
+    )
 
 
 def _tensor_fix(x: Any) -> str:
