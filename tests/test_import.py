@@ -211,14 +211,50 @@ COMMANDS = {
     "visualize": ["--filters", "--out", "{tmp}/vis"],
     "probe": ["--train", "60", "--test", "30", "--epochs", "2"],
     "report": ["--eval-images", "50", "--out", "{tmp}/report.html"],
+    "serve": ["--port", "0"],  # served to a test client: serve_once
 }
 
 
+def serve_once(app, sock) -> None:
+    """In place of serve's uvicorn loop: the page, the model and one prediction of a test
+    image, answered by the app the command built."""
+    from fastapi.testclient import TestClient
+
+    sock.close()
+    client = TestClient(app)
+    page, model, predict = (client.get("/"), client.get("/api/model"),
+                            client.post("/api/predict", data={"sample": "0"}))  # fmt: skip
+    for response in (page, model, predict):
+        assert response.status_code == 200, response.text
+    assert sum(predict.json()["probabilities"]) == pytest.approx(1.0)
+    assert len(predict.json()["probabilities"]) == len(model.json()["classes"]) == 10
+
+
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_commands_work_on_an_imported_run(imported, command, capsys):
+def test_commands_work_on_an_imported_run(imported, command, capsys, monkeypatch):
+    import cnnlab.cli.serve
+
+    monkeypatch.setattr(cnnlab.cli.serve, "_serve", serve_once)
     extra = [a.format(tmp=imported) for a in COMMANDS[command]]
     code = main([command, str(imported / "run"), *extra])
     assert code == 0, capsys.readouterr().err
+
+
+def test_import_help_lists_the_commands_that_take_a_run(imported, capsys):
+    """`cnnlab import --help` names every command that opens a run (a RUN argument), each run
+    above on an imported run, and no other; `train --resume` refuses an imported run."""
+    from cnnlab.cli import _parser
+
+    commands = _parser()._subparsers._group_actions[0].choices
+    taking_run = {name for name, parser in commands.items()
+                  if any(a.metavar == "RUN" for a in parser._actions)}  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = re.search(r"write a run directory that (.*?) accept\.", text)[1]
+    assert set(re.split(r", | and ", listed)) == taking_run == set(COMMANDS)
+    assert main(["train", "--out", str(imported / "run"), "--resume"]) == 2
+    assert "made by cnnlab import" in capsys.readouterr().err
 
 
 def test_classes_alike_from_data_name_the_data_not_classes(tmp_path, factory):

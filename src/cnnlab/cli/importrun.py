@@ -13,6 +13,10 @@ CODE_WARNING = (
     "your rights: import only code you trust. Weights are read from .safetensors only."
 )
 
+# The commands that open an imported run (tests/test_import.py runs each on one; train
+# --resume refuses it: it has no training to continue).
+RUN_COMMANDS = ("eval", "predict", "explain", "visualize", "diagnose", "probe", "report", "serve")
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -21,8 +25,8 @@ def register(sub) -> None:
         description="Build the model from --model (file.py:factory or package.module:factory, "
         "with --model-arg name=value literals), load --weights (safetensors, every tensor's "
         "shape checked), take classes and normalization from --data or the options, evaluate "
-        "it on the test split and write a run directory that eval, predict, explain, "
-        "diagnose, probe and report accept. " + CODE_WARNING,
+        "it on the test split and write a run directory that "
+        f"{', '.join(RUN_COMMANDS[:-1])} and {RUN_COMMANDS[-1]} accept. " + CODE_WARNING,
     )
     p.add_argument("--model", required=True, metavar="REF", help="file.py:factory or mod:factory")
     p.add_argument(
