@@ -41,6 +41,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, but the column of the commands' help is measured with the indent the
+    command names are printed at: argparse measures them two columns short, so a name of 9
+    letters (visualize) had its help pushed to the next line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if action.help is argparse.SUPPRESS:
+            return
+        for sub in self._iter_indented_subactions(action):  # indented while it yields
+            length = len(self._format_action_invocation(sub)) + self._current_indent
+            self._action_max_length = max(self._action_max_length, length)
+
+
 def _meant_choice(message: str) -> str:
     """'; did you mean train?' for argparse's "invalid choice: 'trian' (choose from ...)",
     the nearest spelling among the choices (difflib), else ''."""
@@ -57,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="cnnlab",
+        formatter_class=_Formatter,
         description="Design, train, diagnose and explain convolutional image classifiers.",
         epilog="New here? `cnnlab demo --data digits` runs the whole workflow in a minute; "
         "every command takes --help.",
