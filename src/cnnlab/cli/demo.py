@@ -19,8 +19,8 @@ def register(sub) -> None:
     p.add_argument(
         "--out",
         default="runs/demo",
-        help="run directory (a previous run there is replaced; a directory that is not a run "
-        "is refused)",
+        help="run directory (default runs/demo; a previous run there is replaced, a directory "
+        "that is not a run is refused)",
     )
     p.add_argument(
         "--epochs",

@@ -30,7 +30,14 @@ def register(sub) -> None:
     p.add_argument(
         "--limit", type=int, default=2000, help="at most this many images (default: 2000)"
     )
-    p.add_argument("--threshold", type=float, default=0.1, help="flag dead share above this")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.1,
+        metavar="SHARE",
+        help="flag a layer whose share of dead units (channels never above 0 on any image) is "
+        "above this, from 0 to 1 (default 0.1)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=_run)
 

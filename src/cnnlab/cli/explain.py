@@ -38,7 +38,14 @@ ACTMAX_CHANNELS, ACTMAX_STEPS = 16, 128  # visualize --actmax's defaults
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("explain", help="heatmaps of why a run predicts what it predicts")
+    p = sub.add_parser(
+        "explain",
+        help="heatmaps of why a run predicts what it predicts",
+        description="Predict each image and draw why, over the image, as a PNG in --out named "
+        "STEM-HASH_METHOD_LAYER_classK.png (HASH of the image's path; LAYER 'input' for "
+        "saliency and smoothgrad; K the class explained); print each image's top classes and "
+        "the file written.",
+    )
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument(
         "images",
@@ -59,11 +66,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="CLASS",
         help="class to explain, its name or index (a number is an index; default: prediction)",
     )
-    p.add_argument("--top-k", type=count, default=3, help="predictions to print per image")
+    p.add_argument(
+        "--top-k", type=count, default=3, metavar="K",
+        help="predictions to print per image (default 3)",
+    )  # fmt: skip
     p.add_argument("--out", default="explain", help="directory for the PNGs (default: explain)")
     p.set_defaults(run=_no_empty_output(_explain))
+    _add_visualize(sub)
+    add_probe(sub)  # after visualize: `cnnlab --help` lists it there
 
-    v = sub.add_parser("visualize", help="PNG grids of filters, feature maps or actmax images")
+
+def _add_visualize(sub: argparse._SubParsersAction) -> None:
+    v = sub.add_parser(
+        "visualize",
+        help="PNG grids of filters, feature maps or actmax images",
+        description="Draw PNG grids in --out and print each file's path: --filters writes "
+        "filters.png (the first conv layer's kernels), --maps IMAGE maps_LAYER.png for each "
+        "layer (a module's second call: maps_LAYER_call2.png), --actmax LAYER "
+        "actmax_LAYER.png, and prints each channel's activation beside its highest on the "
+        "first 1,000 test images.",
+    )
     v.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     what = v.add_mutually_exclusive_group(required=True)
     what.add_argument("--filters", action="store_true", help="the first conv layer's kernels")
@@ -85,11 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--steps", type=count, help=f"optimisation steps for --actmax (default {ACTMAX_STEPS})"
     )
-    v.add_argument("--out", default="visualize", help="directory for the PNGs")
+    v.add_argument("--out", default="visualize", help="directory for the PNGs (default: visualize)")
     add_data_option(v)
     v.set_defaults(run=_no_empty_output(_refuse_unread))
-
-    add_probe(sub)  # after visualize: `cnnlab --help` lists it there
 
 
 def read_images(paths: list[str], shape: tuple[int, int, int]) -> torch.Tensor:

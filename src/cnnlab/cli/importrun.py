@@ -42,9 +42,15 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="new run directory, e.g. runs/imported")
     p.add_argument("--classes", help="comma-separated class names (default: --data's)")
     p.add_argument(
-        "--mean", help="comma-separated per-channel mean (default: --data's train split)"
+        "--mean",
+        help="comma-separated per-channel mean of pixels scaled to 0..1, as the weights were "
+        "trained with, e.g. 0.5 or 0.485,0.456,0.406 (default: --data's train split's)",
     )
-    p.add_argument("--std", help="comma-separated per-channel std (default: --data's train split)")
+    p.add_argument(
+        "--std",
+        help="comma-separated per-channel std of pixels scaled to 0..1, e.g. 0.5 or "
+        "0.229,0.224,0.225 (default: --data's train split's)",
+    )
     p.add_argument(
         "--input", "--input-shape", dest="input_shape", metavar="C,H,W",
         help="images the model takes, as for train and summary (default: --data's images)",

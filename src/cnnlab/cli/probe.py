@@ -43,9 +43,24 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
     """The probe command's parser (`cnnlab explain`'s `register` adds it after visualize)."""
     q = sub.add_parser("probe", help="linear-probe accuracy of every layer of a run (§5.4)")
     q.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
-    q.add_argument("--train", type=probe_images, default=5000, help="training images (>= 2)")
-    q.add_argument("--test", type=count, default=2000, help="test images")
-    q.add_argument("--epochs", type=count, default=100, help="L-BFGS iterations per probe")
+    q.add_argument(
+        "--train",
+        type=probe_images,
+        default=5000,
+        metavar="N",
+        help="the first N images of the train split fit each probe (default 5000; at least 2)",
+    )
+    q.add_argument(
+        "--test",
+        type=count,
+        default=2000,
+        metavar="N",
+        help="the first N images of the test split score it (default 2000)",
+    )
+    q.add_argument(
+        "--epochs", type=count, default=100, metavar="N",
+        help="L-BFGS iterations per probe (default 100)",
+    )  # fmt: skip
     q.add_argument(
         "--layers",
         nargs="+",

@@ -43,7 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         help="keyword argument of the --model factory, a Python literal (repeatable)",
     )
-    p.add_argument("--input", metavar="C,H,W", help="input size (default: the spec's input)")
+    p.add_argument(
+        "--input",
+        metavar="C,H,W",
+        help="image size, e.g. 1,28,28 (default: a spec's own input; --model needs it)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument(
         "--compare-mlp",

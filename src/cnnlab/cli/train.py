@@ -50,6 +50,7 @@ def register(sub) -> None:
         "--checkpoint-seconds",
         type=float,
         default=60.0,
+        metavar="SECONDS",
         help="also checkpoint within an epoch after this many seconds (default 60)",
     )
     knobs = p.add_argument_group("training options (TrainConfig; default: the fast recipe)")
