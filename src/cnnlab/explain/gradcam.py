@@ -206,7 +206,7 @@ def gradcam(
     """
     if method not in WEIGHTS:
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
-    check_images(x)
+    x = check_images(x)  # an inference tensor: a copy autograd can track
     needs_gradients("gradcam")
     model, layer = unwrap_layer(model, layer)
     with preserved(model):

@@ -78,7 +78,7 @@ def saliency(
     model itself (channels_last None): channels_last None tries channels-last and falls back to
     the default layout for a model that `.view()`s a conv output; True / False force one layout.
     """
-    check_images(x)
+    x = check_images(x)  # an inference tensor: a copy autograd can track
     needs_gradients("saliency")
     with preserved(model):
         grad, _ = run_fast(
@@ -113,7 +113,7 @@ def smoothgrad(
     x: (B, C, H, W) → (B, H, W). Copies run batch_size images per forward + backward.
     progress: progress(copies done, n, "smoothgrad") after each forward + backward.
     """
-    check_images(x)
+    x = check_images(x)  # an inference tensor: a copy autograd can track
     needs_gradients("smoothgrad")
     _check_smoothgrad_args(n, sigma, batch_size)
     gen = torch.Generator(device=x.device).manual_seed(seed)

@@ -27,7 +27,9 @@ OutputSelector = int | str | Callable[[Any], Tensor] | None
 def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
     """x itself if it is a float (B, C, H, W) tensor with B ≥ 1 and finite values (flat=True:
     any float (B, ...) with at least 2 dimensions, e.g. (B, F) for an MLP); ExplainError
-    naming the fix."""
+    naming the fix. Images made under torch.inference_mode() come back as a copy made outside
+    it: autograd refuses to track an inference tensor ('Setting requires_grad=True on
+    inference tensor outside InferenceMode is not allowed'), and a copy is a normal tensor."""
     if not isinstance(x, Tensor):
         raise ExplainError(
             f"images must be a torch.Tensor (B, C, H, W), got {type(x).__name__}{_tensor_fix(x)}"
@@ -42,7 +44,7 @@ def check_images(x: Tensor, *, flat: bool = False) -> Tensor:
         raise ExplainError(not_float(x))
     if not x.is_meta and not torch.isfinite(x).all():
         raise ExplainError(not_finite(x))
-    return x
+    return x.clone() if x.is_inference() and not torch.is_inference_mode_enabled() else x
 
 
 def not_finite(x: Tensor) -> str:
