@@ -310,3 +310,25 @@ def test_an_imported_run_without_its_weights_is_told_to_import_them_again(tmp_pa
     argv = ["import", "--model", f"{factory}:make_net", "--weights", str(weights)]
     assert main([*argv, "--data", "digits", "--out", str(tmp_path / "new")]) == 0
     assert load_run(tmp_path / "new").model is not None  # the advice, followed, opens
+
+
+def test_import_help_names_the_options_that_stand_for_data(tmp_path, factory, capsys):
+    """`--data`'s help names what to give without it; given exactly those, import writes a
+    run it does not evaluate, and each one left out is refused by its name."""
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    named = re.split(r", | and ", re.search(r"without --data, give (.*?);", text)[1])
+    weights, _ = weights_of(tmp_path, factory, classes=3)
+    values = {"--classes": "a,b,c", "--mean": "0.5", "--std": "0.25", "--input": "1,8,8"}
+    assert sorted(named) == sorted(values)
+    base = ["import", "--model", f"{factory}:make_net", "--model-arg", "classes=3",
+            "--weights", str(weights)]  # fmt: skip
+    for left_out in named:
+        given = [w for o, v in values.items() if o != left_out for w in (o, v)]
+        assert main([*base, *given, "--out", str(tmp_path / "refused")]) == 2
+        assert "without --data" in capsys.readouterr().err
+    given = [w for o, v in values.items() for w in (o, v)]
+    assert main([*base, *given, "--out", str(tmp_path / "run")]) == 0
+    assert "not evaluated" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["input_shape"] == [1, 8, 8]

@@ -38,8 +38,14 @@ def register(sub) -> None:
         "\"act='gelu'\"",
     )
     p.add_argument("--weights", required=True, metavar="FILE", help="a .safetensors state_dict")
-    p.add_argument("--data", help="data set the model classifies: a name or DIR (test split used)")
-    p.add_argument("--out", required=True, help="new run directory, e.g. runs/imported")
+    p.add_argument(
+        "--data",
+        help="data set the model classifies, a name or DIR: its test split is evaluated "
+        "(without --data, give --classes, --mean, --std and --input; nothing is evaluated)",
+    )
+    p.add_argument(
+        "--out", required=True, help="run directory to write, new or empty, e.g. runs/imported"
+    )
     p.add_argument("--classes", help="comma-separated class names (default: --data's)")
     p.add_argument(
         "--mean",
