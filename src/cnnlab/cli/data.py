@@ -19,14 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Load both splits of a data set (fashion-mnist, digits, shapes, or a "
         "folder with one sub-folder per class) and show what was found.",
     )
-    p.add_argument("name", help="fashion-mnist | digits | shapes | DIR")
+    p.add_argument("name", metavar="NAME", help="fashion-mnist | digits | shapes | DIR")
     p.add_argument("--root", help="directory holding the Fashion-MNIST files")
     p.add_argument(
         "--download",
         metavar="DIR",
         help="download the four official Fashion-MNIST files into DIR (MD5-checked) first",
     )
-    p.add_argument("--url", help="base URL for --download (a mirror)")
+    p.add_argument(
+        "--url", help="base URL for --download, a mirror (default: Fashion-MNIST's own host)"
+    )
     p.add_argument(
         "--size",
         metavar="H[xW]",

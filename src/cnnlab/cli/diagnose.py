@@ -16,7 +16,9 @@ def register(sub) -> None:
         "diagnose",
         help="dead ReLU units, gradient flow, saturated activations of a trained run",
         description="Measure dead/sleeping ReLU units, per-layer gradient flow and activation "
-        "statistics of a run's model on its test images, and say what to try (notes §4.2-4.3).",
+        "statistics of a run's model on the first --limit images of its test split (or of "
+        "--split and --data; gradient flow on the first 512 of them), and say what to try "
+        "(notes §4.2-4.3).",
     )
     p.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     p.add_argument(
