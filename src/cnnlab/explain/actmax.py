@@ -396,7 +396,8 @@ def activation_maximization(
     """Images (len(channels), C, H, W) maximising each channel's activation at `layer` (its
     centre unit, or its spatial mean with objective="mean"); channels: indices (one: an int).
     layer: a module's name (its first call in the forward) or a call's label, `relu #2`, as
-    the summary labels calls; a call past the last is refused, naming the calls.
+    the summary labels calls; a call past the last is refused, naming the calls. The model
+    runs in eval mode, its own mode restored after.
 
     Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
     Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness

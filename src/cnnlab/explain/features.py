@@ -87,7 +87,8 @@ def feature_maps(
     """{layer: its output on x} from one no-grad forward pass, in the order of `layers`.
 
     x: (B, C, H, W) → each value (B, C', H', W') (or (B, F) for a flat layer). Each map is the
-    layer's own output, even where a later in-place op overwrites it in the model.
+    layer's own output, even where a later in-place op overwrites it in the model. Eval mode
+    (running BatchNorm statistics, no dropout), the model's own mode restored after.
     A layer is named as the summary names its calls: a module's name is its first call,
     `name #2` its second, ... (`inspect.spatial_calls` lists every call of the map layers).
     """

@@ -196,7 +196,8 @@ def gradcam(
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling
     (Captum's hook keeps a module's last call: for a module called more than once it equals
-    `name #N` of the last call N).
+    `name #N` of the last call N), on `model.eval()`: the model runs in eval mode, its own
+    mode restored after.
     A layer whose output a later in-place op overwrites gets its own map (see
     `cnnlab.inspect.Capture`).
     A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model

@@ -242,7 +242,8 @@ def linear_probe(
     model's blocks, each call of them (see `default_probe_layers`).
     Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap (see `pool_features`),
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
-    full-batch L-BFGS iterations, the same budget for every layer.
+    full-batch L-BFGS iterations, the same budget for every layer. Features come from the
+    model in eval mode, its own mode restored after.
     progress: progress(done, total, what) after each batch of features ("features of the
     training images", then "... test images") and each probe fitted ("fitting probes").
     """

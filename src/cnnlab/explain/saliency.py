@@ -71,8 +71,9 @@ def saliency(
 
     x: (B, C, H, W) normalized images → (B, H, W), ≥ 0. target: class per image (int, list or
     (B,) tensor); None = the predicted class. output: picks the logits from a tuple/dict output.
-    Equals Captum's `Saliency(model).attribute(x, target, abs=True).amax(1)`; float32 or
-    wider (a float16 or bfloat16 model's too).
+    Equals Captum's `Saliency(model.eval()).attribute(x, target, abs=True).amax(1)`: the model
+    runs in eval mode (running BatchNorm statistics, no dropout), its own mode restored after;
+    float32 or wider (a float16 or bfloat16 model's too).
     A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
     (BatchNorm folded into convs, channels-last layout; see `run_fast`), a smaller one on the
     model itself (channels_last None): channels_last None tries channels-last and falls back to
@@ -109,7 +110,8 @@ def smoothgrad(
     max over channels is taken: mean_n |∂ logit / ∂ x̃_n| per channel, as Captum's
     `NoiseTunnel(Saliency(model)).attribute(..., nt_type="smoothgrad", abs=True)` and the
     paper's absolute-value maps; averaging signed gradients first would cancel them.
-    The target is fixed from the clean images (None = their predicted class).
+    The target is fixed from the clean images (None = their predicted class). Eval mode, as
+    `saliency`.
     x: (B, C, H, W) → (B, H, W). Copies run batch_size images per forward + backward.
     progress: progress(copies done, n, "smoothgrad") after each forward + backward.
     """
