@@ -146,11 +146,11 @@ def test_an_empty_output_is_a_lint_for_code_and_refused_in_a_spec():
 STATIC = Path(__file__).parents[1] / "src" / "cnnlab" / "explorer" / "static"
 # Each explorer part the concept map names -> (file of the page, text that part is made of).
 EXPLORER = {
-    "outlines a clicked unit's field on the input": ("app.js", "receptive field on the input"),
-    "outlines it on the input": ("app.js", "receptive field on the input"),
+    "outlines a clicked unit's field on the input": ("view.js", "receptive field on the input"),
+    "outlines it on the input": ("view.js", "receptive field on the input"),
     "dot-product panel, with stepping": ("index.html", 'id="step-right"'),
     "geometry playground": ("index.html", "Geometry playground"),
-    "playground highlights them": ("app.js", "are never read (red)"),
+    "playground highlights them": ("geometry.js", "are never read (red)"),
     "playground": ("index.html", "Geometry playground"),
     "filter per input channel": ("index.html", 'input channel <select id="dot-channel">'),
     "feature maps": ("index.html", "Feature maps"),
