@@ -76,3 +76,20 @@ def test_the_page_loads_every_module_in_chromium_without_a_console_error(server)
     assert sorted(names) == sorted(p.name for p in STATIC.glob("*.js")), names
     assert named == ["object", "function"], named
     assert not problems, problems
+
+
+def test_modules_are_javascript_even_where_the_system_maps_js_otherwise(run_dir):
+    """mimetypes reads the system's table (on Windows the registry), which can map .js to
+    text/plain; a module served so is refused and the page stays blank."""
+    import mimetypes
+
+    from fastapi.testclient import TestClient
+
+    from cnnlab.explorer import create_app
+
+    mimetypes.add_type("text/plain", ".js")  # as such a system's table says
+    try:
+        r = TestClient(create_app(run_dir)).get("/static/app.js")
+        assert r.headers["content-type"].split(";")[0].strip() in JS_TYPES, r.headers
+    finally:
+        mimetypes.add_type("text/javascript", ".js")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
+import mimetypes
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -186,6 +187,9 @@ def create_app(run: Run | str | Path) -> FastAPI:
     ex = Explorer(run if isinstance(run, Run) else load_run(run))
     app = FastAPI(title="cnnlab explorer", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
+    # the page is ES modules, which a browser refuses unless served as JavaScript; StaticFiles
+    # asks mimetypes, which reads the system's table (a Windows registry can say text/plain)
+    mimetypes.add_type("text/javascript", ".js")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")
