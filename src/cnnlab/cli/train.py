@@ -39,7 +39,12 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="run directory to write, e.g. runs/fast")
     # one or the other: both together resumed, silently, whatever --force was meant to do
     again = p.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true", help="continue the run in --out")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with its own model, data "
+        "and training options (no need to repeat them; a different one is refused)",
+    )
     again.add_argument(
         "--force", action="store_true", help="replace the run in --out (deletes its run files)"
     )
