@@ -14,7 +14,11 @@ from cnnlab.errors import ConfigError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "demo", help="train the fast preset on Fashion-MNIST, evaluate, predict, write the report"
+        "demo",
+        help="train the fast preset on Fashion-MNIST, evaluate, predict, write the report",
+        description="Train the `fast` preset on --data for --epochs into --out, evaluate it on "
+        "the test split, save the first 3 test images as OUT/samples/*.png and predict them, "
+        "and write OUT/report.html.",
     )
     p.add_argument(
         "--out",
