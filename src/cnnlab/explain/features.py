@@ -156,6 +156,13 @@ def overlay(
     heat / heat.max() (a map of zeros as given), as `cnnlab explain` draws every method."""
     from matplotlib import colormaps
 
+    _tensor("image", image), _tensor("heat", heat)
+    if image.dim() in (3, 4) and image.shape[-3] not in (1, 3) and image.shape[-1] in (1, 3):
+        order = "2, 0, 1" if image.dim() == 3 else "0, 3, 1, 2"
+        raise ExplainError(
+            f"overlay needs channels first, (1|3, H, W) or (B, 1|3, H, W); got "
+            f"{tuple(image.shape)}, channels last: give image.permute({order})"
+        )
     if image.dim() == 4:
         if heat.dim() != 3 or len(heat) != len(image):
             raise ExplainError(
@@ -180,6 +187,17 @@ def overlay(
     coloured = torch.from_numpy(colours).permute(2, 0, 1).float()
     base = image.expand(3, *image.shape[-2:])
     return (1 - alpha) * base + alpha * coloured
+
+
+def _tensor(what: str, value) -> None:
+    """ExplainError unless value is a torch.Tensor, naming the conversion: an image or map
+    from NumPy (matplotlib's) raised AttributeError 'numpy.ndarray' object has no attribute
+    'dim'."""
+    if not isinstance(value, Tensor):
+        fix = f": pass torch.from_numpy({what})" if hasattr(value, "__array__") else ""
+        raise ExplainError(
+            f"overlay's {what} must be a torch.Tensor, got {type(value).__name__}{fix}"
+        )
 
 
 def _displayed(image: Tensor) -> Tensor:
