@@ -68,3 +68,68 @@ def test_every_option_says_its_default(command):
     unsaid = [(option, value) for option, value, text in defaults(command)
               if not said(value, text)]  # fmt: skip
     assert unsaid == []
+
+
+NETS = """
+from torch import nn
+
+def make_net():
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(4, 10),
+    )
+"""
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """An imported digits run of random weights and an 8×8 image file x.png."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from cnnlab.train.importing import import_run
+    from cnnlab.train.source import parse_model_ref
+
+    tmp = tmp_path_factory.mktemp("help")
+    (tmp / "nets.py").write_text(NETS)
+    source = parse_model_ref(f"{tmp / 'nets.py'}:make_net", [])
+    torch.manual_seed(0)
+    save_file(source.build().state_dict(), tmp / "w.safetensors")
+    import_run(source, tmp / "w.safetensors", tmp / "run", "digits")
+    Image.new("L", (8, 8), 30).save(tmp / "x.png")
+    return tmp
+
+
+def pattern(name: str, **parts: str) -> str:
+    """A file name the help writes in capitals (STEM-HASH_METHOD_...) as a regex, each
+    capital word replaced by its part (HASH: six hex digits)."""
+    regex = re.escape(name).replace("HASH", "[0-9a-f]{6}")
+    for word, part in parts.items():
+        regex = regex.replace(word, re.escape(part))
+    return regex
+
+
+def test_explain_and_visualize_write_the_files_their_help_names(imported):
+    """The PNG names explain's and visualize's help give are the files they write."""
+    run, image = str(imported / "run"), str(imported / "x.png")
+    # the description as written: the help wraps it at hyphens (STEM-, HASH_...)
+    named = re.search(r"named (\S+\.png)", commands()["explain"].description)[1]
+    for method, layer in (("saliency", "input"), ("gradcam", "0")):
+        out = imported / f"explain-{method}"
+        argv = ["explain", run, image, "--method", method, "--target", "3", "--out", str(out)]
+        assert main([*argv, *(["--layer", "0"] if method == "gradcam" else [])]) == 0
+        files = [p.name for p in out.iterdir()]
+        regex = pattern(named, STEM="x", METHOD=method, LAYER=layer, K="3")
+        assert len(files) == 1 and re.fullmatch(regex, files[0]), (regex, files)
+
+    text = commands()["visualize"].description
+    for option, extra, name, layer in (
+        ("--filters", [], "filters.png", ""),
+        ("--maps", [image, "--layers", "1"], "maps_LAYER.png", "1"),
+        ("--actmax", ["0", "--steps", "2", "--channels", "2"], "actmax_LAYER.png", "0"),
+    ):
+        assert f"{option}" in text and f" {name}" in text, name
+        out = imported / f"visualize{option}"
+        assert main(["visualize", run, option, *extra, "--out", str(out)]) == 0
+        assert [p.name for p in out.iterdir()] == [name.replace("LAYER", layer)]
