@@ -28,7 +28,13 @@ def register(sub) -> None:
         "it on the test split and write a run directory that "
         f"{', '.join(RUN_COMMANDS[:-1])} and {RUN_COMMANDS[-1]} accept. " + CODE_WARNING,
     )
-    p.add_argument("--model", required=True, metavar="REF", help="file.py:factory or mod:factory")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="REF",
+        help="your model's factory: path/to/file.py:make_net or package.module:make_net "
+        "(runs that code)",
+    )
     p.add_argument(
         "--model-arg",
         action="append",

@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "spec", metavar="SPEC|PRESET", nargs="?", help="a preset name or a .yaml/.json spec"
     )
     p.add_argument(
-        "--model", metavar="REF", help="your model's factory, file.py:make_net (runs that code)"
+        "--model",
+        metavar="REF",
+        help="your model's factory: path/to/file.py:make_net or package.module:make_net "
+        "(runs that code)",
     )
     p.add_argument(
         "--model-arg",
