@@ -26,6 +26,7 @@ from cnnlab.inspect import (
     forward,
     gradients,
     is_spatial,
+    layer_names,
     needs_gradients,
     preserved,
     resolve_layer,
@@ -60,6 +61,19 @@ WEIGHTS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "gradcam": gradcam_weights,
     "gradcam++": gradcam_pp_weights,
 }
+
+
+def _layer_as_target(model: nn.Module, target: Target, layer: str | None) -> None:
+    """ExplainError when the third argument, the target class, names one of the model's
+    layers and no layer is given: gradcam(model, x, "layer4") as Captum's
+    LayerGradCam(model, layer) and pytorch-grad-cam's target_layers put the layer first."""
+    if layer is None and isinstance(target, str):
+        name = target.split(" #")[0]
+        if name in layer_names(model):
+            raise ExplainError(
+                f"gradcam's third argument is the target class, got the layer name {target!r}; "
+                f"give the layer by keyword: gradcam(model, x, layer={target!r})"
+            )
 
 
 def layer_gradients(
@@ -197,9 +211,8 @@ def gradcam(
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling
     (Captum's hook keeps a module's last call: for a module called more than once it equals
     `name #N` of the last call N), on `model.eval()`: the model runs in eval mode, its own
-    mode restored after.
-    A layer whose output a later in-place op overwrites gets its own map (see
-    `cnnlab.inspect.Capture`).
+    mode restored after. A layer whose output a later in-place op overwrites gets its own map
+    (see `cnnlab.inspect.Capture`).
     A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
     (BatchNorm folded into convs, channels-last layout; see `run_fast`), a smaller one on the
     model itself (channels_last None): channels_last None tries channels-last and falls back to
@@ -209,6 +222,7 @@ def gradcam(
         raise ExplainError(f"unknown method {method!r}; choose one of: {', '.join(WEIGHTS)}")
     x = check_images(x)  # an inference tensor: a copy autograd can track
     needs_gradients("gradcam")
+    _layer_as_target(model, target, layer)
     model, layer = unwrap_layer(model, layer)
     with preserved(model):
         if layer is None:
