@@ -55,12 +55,7 @@ def said(value: object, text: str) -> bool:
                                      for f in forms)  # fmt: skip
 
 
-LAB_OUT = pytest.mark.xfail(strict=True, reason="lab --out's help does not say its default (lab)")
-
-
-@pytest.mark.parametrize(
-    "command", [pytest.param(c, marks=LAB_OUT) if c == "lab" else c for c in commands()]
-)
+@pytest.mark.parametrize("command", commands())
 def test_every_option_says_its_default(command):
     """An option the code fills in when it is not given says so, with the value the parser
     holds: explain --top-k, visualize --out, probe's --train/--test/--epochs, diagnose

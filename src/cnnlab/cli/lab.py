@@ -15,7 +15,9 @@ def register(sub) -> None:
     )
     p.add_argument("--quick", action="store_true", help="tiny subsets, one seed (a few minutes)")
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these experiments")
-    p.add_argument("--out", default="lab", help="directory for results.json and lab.html")
+    p.add_argument(
+        "--out", default="lab", help="directory for results.json and lab.html (default: lab)"
+    )
     p.add_argument("--seeds", type=int, help="seeds per experiment (default 3; --quick runs one)")
     p.add_argument("--resume", action="store_true", help="keep finished experiments in --out")
     p.add_argument(

@@ -1,5 +1,5 @@
 """`import_run`: a run directory for a model trained elsewhere, so that eval, predict, explain,
-diagnose, probe and report work on it as on a run cnnlab trained.
+visualize, diagnose, probe, report and serve work on it as on a run cnnlab trained.
 
     source = parse_model_ref("nets.py:make_net", ["width=16"])
     result = import_run(source, "trained.safetensors", "runs/mine", data="fashion-mnist")
@@ -321,7 +321,7 @@ def _describe(train, classes, mean, std, input_shape) -> dict[str, Any]:
     """classes, mean, std, input_shape: the options given, the rest from the train split."""
     if train is None and None in (classes, mean, std, input_shape):
         raise DataError(
-            "without --data, give --classes, --mean, --std and --input-shape (C,H,W): "
+            "without --data, give --classes, --mean, --std and --input (C,H,W): "
             "the run needs its class names, normalization and input size"
         )
     shape = list(input_shape) if input_shape is not None else list(train.shape)
