@@ -57,8 +57,7 @@ def diverged(run: dict) -> bool:
 def at_chance(run: dict) -> bool:
     """The run trained to the end (finite loss) but its validation accuracy is below CHANCE.
     It decides which run the rule reads, so the test set, which the verdict is read on, has no
-    say in it. Runs stored before "val" was recorded read "test" (the stored full lab's runs
-    at chance all have a silent layer, so they are judged alike either way)."""
+    say in it. Results stored before "val" was recorded (an older results.json) read "test"."""
     return not run["diverged"] and run.get("val", run["test"]) < CHANCE
 
 
