@@ -117,7 +117,7 @@ class TrainConfig:
     compile: bool = knob(False, "torch.compile the model (compiles in the first steps)")
     val_fraction: float = knob(0.1, "held-out share of the training set, stratified, seeded")
     seed: int = knob(0, "seeds weights, split, order and augmentation")
-    diagnose_every: int = knob(0, "store cnnlab.diagnose.epoch_diagnostics every N epochs")
+    diagnose_every: int = knob(0, "store diagnose.epoch_diagnostics every N epochs (0: never)")
     eval_batch_size: int = knob(
         256,
         "batch size at evaluation: 0.94 s for 10k test images against 1.9 s at 1024 (bf16, "
