@@ -119,10 +119,17 @@ def select_logits(out: Any, output: OutputSelector = None) -> Tensor:
         )
     if out.dim() != 2:
         raise ExplainError(
-            f"the model's logits must have shape (B, K), got {tuple(out.shape)}; "
-            "pass output= (a function) to reduce them"
+            f"the model's logits must have shape (B, K), got {tuple(out.shape)}; {_reduce(out)}"
         )
     return out
+
+
+def _reduce(out: Tensor) -> str:
+    """How to make (B, K) logits of out: a conv head's (B, K, 1, 1), a pool with no flatten
+    after it, is its flatten; other shapes need the user's own reduction."""
+    if out.dim() > 2 and all(n == 1 for n in out.shape[2:]):
+        return "a head with no flatten: pass output=lambda out: out.flatten(1)"
+    return "pass output= (a function) to reduce them"
 
 
 def _items(out: Any) -> str:
