@@ -146,3 +146,14 @@ def test_an_operator_of_torch_ops_is_named_as_the_code_calls_it():
     (lint,) = [w for w in got.warnings if w.code == "unfollowed"]
     assert "through torch.ops.quantized.linear_dynamic:" in lint.message
     assert torch.ops.quantized.linear_dynamic._qualified_op_name == "quantized::linear_dynamic"
+
+
+def test_a_tensor_given_as_input_size_is_told_to_give_its_shape():
+    """summary(model, input_size=x) with an image batch (torchinfo takes input_data) printed
+    the whole tensor in a 12,000-character message."""
+    for x, shape in ((torch.randn(1, 3, 16, 16), "(3, 16, 16) (the tensor's shape without its "
+                      "batch)"), (torch.randn(3, 16, 16), "(3, 16, 16)")):  # fmt: skip
+        with pytest.raises(CnnlabError) as err:
+            summary(_net(), input_size=x)
+        assert str(err.value) == f"input_size is a shape (C, H, W), not a tensor: give {shape}"
+        assert summary(_net(), input_size=tuple(x.shape[-3:])).rows  # what it says is accepted

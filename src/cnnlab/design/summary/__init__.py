@@ -152,6 +152,10 @@ def _gc_paused() -> Iterator[None]:
 
 
 def _input_size(input_size: Any) -> tuple[int, ...]:
+    if isinstance(input_size, torch.Tensor):  # an image batch where its shape goes
+        shape = tuple(input_size.shape[1:] if input_size.dim() == 4 else input_size.shape)
+        batch = " (the tensor's shape without its batch)" if input_size.dim() == 4 else ""
+        raise CnnlabError(f"input_size is a shape (C, H, W), not a tensor: give {shape}{batch}")
     try:
         size = tuple(int(v) for v in input_size)
     except (TypeError, ValueError):
