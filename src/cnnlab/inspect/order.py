@@ -199,7 +199,7 @@ def _traced(
     (logits=False: the model's output need not be logits). In eval mode: a train-mode
     forward moved BatchNorm's running statistics and drew dropout masks, and a BatchNorm1d
     refuses one image."""
-    model = unwrap(model)  # named as `layer_names` names them
+    x, model = check_images(x, flat=True), unwrap(model)  # named as `layer_names` names them
     with preserved(model, requires_grad=None), FollowLayouts() as layouts:
         with CallOrder(model, layouts=layouts) as order, torch.no_grad():
             forward(model, x[:1], output, logits=logits)
