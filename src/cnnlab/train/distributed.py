@@ -11,6 +11,12 @@ all-reduce for torch's default of 30 minutes; the process group here times out a
 `CNNLAB_DDP_TIMEOUT` seconds (default 300) instead, and `as_rank_lost` turns the backend's
 error (gloo: "[...unbound_buffer.cc:129] Timed out waiting 5000ms for send operation to
 complete", "Connection closed by peer") into a RankLost naming the rank and the knob.
+
+A rank that fails (rank 0's write to a full disk, a user's callback, one rank's shard) left
+the others in their next collective until its process exited, or for the whole timeout
+when it lives on (train() called from a notebook or a sweep). So the work a rank does on
+its own ends `together`: one flag per rank all-reduced, then the failed rank's own line
+broadcast, and the others raise a RankLost saying which rank failed and why, at once.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import datetime
 import os
 import platform
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +34,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from cnnlab.errors import ConfigError, RankLost
+from cnnlab.errors import CnnlabError, ConfigError, RankLost
 from cnnlab.inspect import device_of, preserved
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
 
@@ -163,9 +171,19 @@ def as_rank_lost(error: BaseException, dist: Dist, out: Path | None = None) -> B
 
 
 def teardown(dist: Dist) -> None:
-    """Leave the process group if `setup` joined it."""
+    """Leave the process group if `setup` joined it. The group object itself is kept until
+    the next teardown (or the process's exit): gloo's worker thread frees a collective's
+    tensors after the caller saw it finish, taking the GIL to do so, and the group's
+    destructor joins that thread. Destroyed at once (by DDP's reducer, freed with the run,
+    the GIL held) right after a collective, it waited for a thread waiting for the GIL: a
+    deadlock in 1 failed run of 5 once settle's all-reduce was the run's last collective."""
     if dist.owns_group and torch_dist.is_initialized():
+        group = torch_dist.group.WORLD
         torch_dist.destroy_process_group()
+        _RETIRED[:] = [group]  # the one before it is long idle: destroyed here
+
+
+_RETIRED: list = []  # the process group `teardown` left last
 
 
 def wrap(model: nn.Module, dist: Dist, input_shape=None) -> nn.Module:
@@ -249,19 +267,73 @@ def broadcast_buffers(model: nn.Module, dist: Dist) -> None:
         torch_dist.broadcast(buffer, src=0)
 
 
-def barrier(dist: Dist) -> None:
-    """Wait for every rank (e.g. until rank 0 has written the run directory)."""
-    if dist.enabled:
-        torch_dist.barrier()
-
-
-def broadcast_object(obj, dist: Dist):
-    """Rank 0's `obj` on every rank (a small picklable value such as an error message)."""
+def broadcast_object(obj, dist: Dist, src: int = 0):
+    """Rank `src`'s `obj` on every rank (a small picklable value such as an error message)."""
     if not dist.enabled:
         return obj
     box = [obj]
-    torch_dist.broadcast_object_list(box, src=0)
+    torch_dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+@contextmanager
+def together(dist: Dist) -> Iterator[None]:
+    """Work a rank does on its own (rank 0's writes, its callback, a rank's shard), closed by
+    `settle`: every rank learns at once whether any rank's block failed. Every rank must
+    enter the same blocks in the same order, and a block must hold no collective (a rank
+    that failed before it would meet the others' collective with settle's)."""
+    try:
+        yield
+    except BaseException as error:
+        settle(error, dist)  # raises `error`
+    settle(None, dist)
+
+
+def settle(failure: BaseException | None, dist: Dist) -> None:
+    """Each rank says whether its own work failed (`failure`): one all-reduce of a flag per
+    rank, then, when one failed, the lowest failed rank's line broadcast from it. A failed
+    rank raises its own error; the others raise a RankLost 'rank 1 of 2: rank 0 failed: ...'
+    (a KeyboardInterrupt when that rank was interrupted). Every rank calls it at the same
+    point. Outside a distributed run it raises `failure`, if any."""
+    heard = None
+    if dist.enabled:
+        try:
+            heard = _failed_rank(failure, dist)
+        except Exception:
+            if failure is None:
+                raise  # the backend's error: a peer gone (as_rank_lost)
+            # the collective failed too: this rank's own error is the one to tell
+    if failure is not None:
+        raise failure
+    if heard is not None:
+        rank, (interrupted, words) = heard
+        if interrupted:
+            raise KeyboardInterrupt(f"rank {rank} was interrupted")
+        raise RankLost(f"rank {dist.rank} of {dist.world_size}: rank {rank} failed: {words}")
+
+
+def _failed_rank(failure: BaseException | None, dist: Dist) -> tuple[int, tuple] | None:
+    """(the lowest rank whose work failed, (interrupted, its line)), or None when none did."""
+    flags = torch.zeros(dist.world_size, dtype=torch.float64, device=dist.device)
+    flags[dist.rank] = failure is not None
+    torch_dist.all_reduce(flags, op=torch_dist.ReduceOp.MAX)
+    failed = [rank for rank, flag in enumerate(flags.tolist()) if flag]
+    if not failed:
+        return None
+    said = (isinstance(failure, KeyboardInterrupt), failure_line(failure))
+    return failed[0], broadcast_object(said if dist.rank == failed[0] else None, dist, failed[0])
+
+
+def failure_line(error: BaseException | None) -> str:
+    """What a failed rank tells the others: a CnnlabError's own line (what failed, the path,
+    the fix), any other error's type and first line ('OSError: [Errno 5] ...')."""
+    if error is None:
+        return ""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(error, CnnlabError):
+        return first or type(error).__name__
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def cpu_name() -> str:

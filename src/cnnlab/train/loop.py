@@ -23,6 +23,7 @@ with bitwise the weights and metrics of an uninterrupted one (CPU, same threads 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 
 from cnnlab.data import Augment, Loader, to_float
 from cnnlab.errors import ConfigError, RunError
-from cnnlab.train import checkpoint, distributed, fp32_layers, guard, measure
+from cnnlab.train import checkpoint, checkpointing, distributed, fp32_layers, guard, measure
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
 from cnnlab.train.datanotes import (
     shared_images_note,
@@ -50,7 +51,7 @@ from cnnlab.train.inputs import (
     resolve_flip,
     resume_inputs,
 )
-from cnnlab.train.resume import check_same_data, restore, session
+from cnnlab.train.resume import check_same_data
 from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import RunDir, read_config
 from cnnlab.train.state import EMA, Parts, Position, Request, Splits, Sums
@@ -139,6 +140,21 @@ def _open_run(request: Request, dist) -> RunDir | None:
 
 def _train(request: Request, run: RunDir | None, dist) -> dict:
     """Inputs, data, parts, then the training (`_trained`)."""
+    with distributed.together(dist):  # a rank whose data or checks fail stops the others
+        choice, splits, config, notes = _inputs(request, dist)
+    # training's own randomness (dropout) starts from the seed whatever built the model, so
+    # a module built from a spec trains exactly as that spec does
+    torch.manual_seed(config.seed)
+    parts = _parts(choice.model, splits, config, run, dist, request)
+    try:
+        return _trained(parts, splits, request, run, choice, notes)
+    except BaseException:
+        fp32_layers.restore(parts.model)  # the caller's module as it was, even on failure
+        raise
+
+
+def _inputs(request: Request, dist) -> tuple:
+    """(model choice, splits, config, notes): the model, its data and their checks."""
     if request.resume:
         choice, data, config = resume_inputs(
             request.out, request.model_or_spec, request.data, request.config
@@ -159,44 +175,31 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     notes += layout_note(choice.title, choice.layout.get("channels_last_refused"))
     notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
     notes += test_split_note(data) + split_folder_note(splits.name)
-    # training's own randomness (dropout) starts from the seed whatever built the model, so
-    # a module built from a spec trains exactly as that spec does
-    torch.manual_seed(config.seed)
-    parts = _parts(choice.model, splits, config, run, dist, request)
-    try:
-        return _trained(parts, splits, request, run, choice, notes)
-    except BaseException:
-        fp32_layers.restore(parts.model)  # the caller's module as it was, even on failure
-        raise
+    return choice, splits, config, notes
 
 
 def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes) -> dict:
     """A new run's files or a resumed run's state; epochs; the end."""
     position, resumed = Position(), []
-    if run is not None and not request.resume:
-        given = memory_record(request.data)  # may read a data set: before --force deletes
-        run.clear()  # every check passed: only now does --force remove the old run
-        try:
-            record = {**_run_config(choice, parts.config, splits, parts), **choice.layout}
-            run.start(choice.spec_text, {**record, **given})
-        except RunError as error:
-            raise guard.way_on(error, run.path) from error
-    if request.resume:
-        if run is not None:
-            run.reopen()  # temp files of a kill removed; the run's hashes for its weights
-        position, resumed = _restore(parts, choice.record)
-        epochs = parts.config.epochs
-        # its weights written: finished (a kill after the last checkpoint left none, and the
-        # resume finishes it); the table alone looked like a training
-        if position.epoch >= epochs and (parts.out / checkpoint.MODEL_WEIGHTS).is_file():
-            resumed.append(
-                f"the run had already trained its {epochs} epoch{'s' * (epochs != 1)}, so "
-                "nothing was trained: its final evaluation was made again (to train longer, "
-                "start a new run with more --epochs)"
-            )
+    with distributed.together(parts.dist):  # rank 0's writes: a failure stops all at once
+        if run is not None and not request.resume:
+            _start(run, request, choice, splits, parts)
+        if request.resume:
+            if run is not None:
+                run.reopen()  # temp files of a kill removed; the run's hashes for its weights
+            position, resumed = checkpointing.restore(parts, choice.record)
+            epochs = parts.config.epochs
+            # its weights written: finished (a kill after the last checkpoint left none, and
+            # the resume finishes it); the table alone looked like a training
+            if position.epoch >= epochs and (parts.out / checkpoint.MODEL_WEIGHTS).is_file():
+                resumed.append(
+                    f"the run had already trained its {epochs} epoch{'s' * (epochs != 1)}, "
+                    "so nothing was trained: its final evaluation was made again (to train "
+                    "longer, start a new run with more --epochs)"
+                )
     try:
         said = _run_epochs(parts, position, request)  # a failed write says its way on
-        result = _finish(parts, position, splits)
+        result = measure.finish(parts, position.rows, splits)
     except KeyboardInterrupt as stop:  # not one the loop answered: say what is kept
         if isinstance(stop, TrainingInterrupted):
             raise
@@ -213,14 +216,15 @@ def _trained(parts: Parts, splits: Splits, request: Request, run, choice, notes)
     return result
 
 
-def _finish(parts: Parts, position: Position, splits: Splits) -> dict:
-    """measure.finish; a failed write of model.safetensors or metrics.jsonl says its way on."""
+def _start(run: RunDir, request: Request, choice, splits: Splits, parts: Parts) -> None:
+    """A new run's files (rank 0): the old run removed (--force), spec and config.json."""
+    given = memory_record(request.data)  # may read a data set: before --force deletes
+    run.clear()  # every check passed: only now does --force remove the old run
     try:
-        return measure.finish(parts, position.rows, splits)
+        record = {**_run_config(choice, parts.config, splits, parts), **choice.layout}
+        run.start(choice.spec_text, {**record, **given})
     except RunError as error:
-        if parts.out is None:
-            raise
-        raise guard.way_on(error, parts.out) from error
+        raise guard.way_on(error, run.path) from error
 
 
 def _run_config(choice, config: TrainConfig, splits: Splits, parts: Parts) -> dict:
@@ -249,29 +253,32 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
     """Model on its device and memory layout, optimizer, EMA, loader, validation tensors."""
     device = dist.device
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory)  # NHWC: oneDNN's fast convolution path
 
     def normalized(ds):
         return to_float(ds.images, splits.mean, splits.std).to(device)
 
-    augment = Augment(pad=config.translate, flip=0.5 if config.flip else 0.0, erase=config.erase)
-    loader = Loader(
-        normalized(splits.train),
-        splits.train.labels,
-        config.batch_size // dist.world_size,
-        augment=augment,
-        seed=config.seed,
-        drop_last=True,  # equal-sized steps; every image is still seen across epochs
-        channels_last=config.channels_last,
-        device=device,
-        rank=dist.rank,
-        world_size=dist.world_size,
-    )
-    val = splits.val
-    amp = autocast_dtype(config, device)
-    kept = _kept_fp32(model, amp, device, request)
-    fp32_layers.restore(model)  # a load_run model's fp32 layers: only `kept` is recorded
-    fp32_layers.keep_fp32(model, kept)  # before the EMA's copy and DDP's wrapper
+    with distributed.together(dist):  # one rank out of memory here stops the others
+        model = model.to(device, memory_format=memory)  # NHWC: oneDNN's fast convolution path
+        flip = 0.5 if config.flip else 0.0
+        augment = Augment(pad=config.translate, flip=flip, erase=config.erase)
+        loader = Loader(
+            normalized(splits.train),
+            splits.train.labels,
+            config.batch_size // dist.world_size,
+            augment=augment,
+            seed=config.seed,
+            drop_last=True,  # equal-sized steps; every image is still seen across epochs
+            channels_last=config.channels_last,
+            device=device,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+        val = splits.val
+        val = (normalized(val), val.labels.to(device)) if val is not None else None
+        amp = autocast_dtype(config, device)
+        kept = _kept_fp32(model, amp, device, request)
+        fp32_layers.restore(model)  # a load_run model's fp32 layers: only `kept` is recorded
+        fp32_layers.keep_fp32(model, kept)  # before the EMA's copy and DDP's wrapper
     net = distributed.wrap(model, dist, splits.train.shape)
     if config.compile:
         net = torch.compile(net)
@@ -284,7 +291,7 @@ def _parts(model, splits: Splits, config, run, dist, request: Request) -> Parts:
         ema=EMA(model, config.ema) if config.ema else None,
         optimizer=make_optimizer(model, config),
         loader=loader,
-        val=(normalized(val), val.labels.to(device)) if val is not None else None,
+        val=val,
         amp=amp,
         fp32_layers=tuple(kept),
         steps_per_epoch=distributed.all_reduce_min(len(loader), dist),
@@ -347,7 +354,7 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> list[str]
                 if stopping or saving:
                     sums.seconds += time.perf_counter() - tick
                     position.wall = time.perf_counter() - start_wall
-                    _save(parts, position)
+                    checkpointing.save(parts, position)
                     last_save = time.monotonic()
                     tick = time.perf_counter()  # an epoch's seconds are its steps', not writes'
                 if stopping:
@@ -358,10 +365,11 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> list[str]
             position.rows.append(row)
             position.epoch, position.step, position.sums = epoch + 1, 0, Sums()
             position.wall = row["wall"]
-            _save(parts, position)
+            checkpointing.save(parts, position)
             last_save = time.monotonic()
-            if on_epoch is not None:
-                on_epoch(row, config.epochs)
+            with distributed.together(parts.dist):  # the callback runs on rank 0 alone
+                if on_epoch is not None:
+                    on_epoch(row, config.epochs)
             # a signal during the epoch's validation: its checkpoint is saved; after the last
             # epoch the loop has no step left to see the flag, and Ctrl-C went unanswered
             if distributed.any_rank(stop.set, parts.dist):
@@ -378,18 +386,25 @@ def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
     lr = learning_rate(config, global_step, parts.total_steps)
     for group in parts.optimizer.param_groups:
         group["lr"] = lr
-    with torch.autocast(x.device.type, dtype=parts.amp or torch.float32, enabled=bool(parts.amp)):
-        logits = parts.net(x)  # (B, classes)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-    loss_value = loss.item()
-    noted = guard.probability_note(logits, parts.amp) if global_step == 0 else []
-    if position.first_loss is None:
+    failure, loss_value, noted = None, math.nan, []
+    amp = parts.amp or torch.float32
+    try:  # a forward failing on one rank is said in the flags below, not left to a timeout
+        with torch.autocast(x.device.type, dtype=amp, enabled=bool(parts.amp)):
+            logits = parts.net(x)  # (B, classes)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        loss_value = loss.item()
+        noted = guard.probability_note(logits, parts.amp) if global_step == 0 else []
+    except BaseException as error:
+        failure = error
+    if position.first_loss is None and failure is None:
         position.first_loss = loss_value
-    limit = guard.loss_limit(position.first_loss, parts.classes)
-    # one all-reduce for the three decisions every rank must take alike
-    bad, stop, due = distributed.step_flags(
-        [guard.is_diverged(loss_value, limit), stop.set, due], parts.dist
+    limit = guard.loss_limit(position.first_loss or 0.0, parts.classes)
+    # one all-reduce for the decisions every rank must take alike
+    failed, bad, stop, due = distributed.step_flags(
+        [failure is not None, guard.is_diverged(loss_value, limit), stop.set, due], parts.dist
     )
+    if failed:
+        distributed.settle(failure, parts.dist)  # its own error here, RankLost on the others
     if bad:  # before the step: the weights and the last checkpoint stay as they were
         where = f"epoch {epoch + 1}, step {step + 1}"
         kept = guard.kept_checkpoint(parts.out, *parts.saved)
@@ -404,48 +419,6 @@ def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
     position.sums.correct += int((logits.argmax(1) == y).sum())
     position.sums.seen += len(y)
     return stop, due, noted
-
-
-# --- checkpoints ---------------------------------------------------------------------------
-
-
-def _save(parts: Parts, position: Position) -> None:
-    """Checkpoint (rank 0 writes, the others wait): tensors, position, RNG, metrics rows."""
-    if parts.run is not None:
-        tensors = {f"model.{k}": v for k, v in parts.model.state_dict().items()}
-        if parts.ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in parts.ema.model.state_dict().items()})
-        opt_tensors, opt_rest = checkpoint.split_optimizer_state(parts.optimizer.state_dict())
-        tensors.update(opt_tensors)
-        state = {
-            **position.to_state(),
-            "optimizer": opt_rest,
-            "rng": checkpoint.rng_state(),
-            **session(parts),  # ranks, threads, precision, torch: what a resume compares
-            "hashes": parts.run.hashes,  # resume refuses a spec or config edited since
-        }
-        try:
-            parts.run.save_checkpoint(tensors, state, position.rows)
-        except RunError as error:
-            raise guard.way_on(error, parts.out, (position.epoch, position.step)) from error
-        parts.saved = (position.epoch, position.step)
-    distributed.barrier(parts.dist)
-
-
-def _restore(parts: Parts, record: dict) -> tuple[Position, list[str]]:
-    """out/checkpoint.* loaded into model, EMA and optimizer -> (position, notes on what
-    differs from the session that wrote it)."""
-    position_state, notes = restore(parts, record)
-    position = Position(
-        epoch=position_state["epoch"],
-        step=position_state["step"],
-        sums=Sums(*position_state["partial"]),
-        wall=position_state["wall"],
-        first_loss=position_state.get("first_loss"),
-        rows=position_state["rows"],
-    )
-    parts.saved = (position.epoch, position.step)
-    return position, notes
 
 
 def _interrupted(parts: Parts, epoch: int, step: int | None) -> str:

@@ -4,6 +4,8 @@ An epoch's row holds the training sums all-reduced over ranks, the validation lo
 accuracy of the evaluated weights (the EMA's, with BatchNorm statistics recomputed for them,
 norm_stats.py) and, when asked, diagnostics. `finish` evaluates the test split with and
 without flip TTA (reporting only) and writes model.safetensors and metrics.jsonl;
+what one rank computes or writes on its own ends in `distributed.together`, so a failure
+there reaches the other ranks at once instead of after CNNLAB_DDP_TIMEOUT;
 `guess_note` says when that accuracy is not told apart from guessing one class, and
 `few_steps_note` when the run took too few optimizer steps to learn.
 """
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import ImageSet, to_float
+from cnnlab.errors import RunError
 from cnnlab.inspect.preserve import eager_stance, plain_name
 from cnnlab.train import distributed, guard, norm_stats
 from cnnlab.train.config import TrainConfig, learning_rate
@@ -31,12 +34,13 @@ def epoch_row(parts: Parts, epoch: int, sums: Sums) -> dict:
     dist, config = parts.dist, parts.config
     lr = learning_rate(config, (epoch + 1) * parts.steps_per_epoch - 1, parts.total_steps)
     distributed.broadcast_buffers(parts.model, dist)
-    if parts.ema is not None:
-        parts.ema.copy_buffers(parts.model)
-    # the EMA's weights with the live model's averages read near chance early on: every
-    # validation row, and what is saved, gets statistics of its own weights (norm_stats.py)
-    if config.bn_recalibrate and (epoch + 1 == config.epochs or parts.val is not None):
-        norm_stats.from_loader(parts.evaluated, parts.loader, config.bn_recalibrate, parts.amp)
+    with distributed.together(dist):
+        if parts.ema is not None:
+            parts.ema.copy_buffers(parts.model)
+        # the EMA's weights with the live model's averages read near chance early on: every
+        # validation row, and what is saved, gets statistics of its own weights (norm_stats)
+        if config.bn_recalibrate and (epoch + 1 == config.epochs or parts.val is not None):
+            norm_stats.from_loader(parts.evaluated, parts.loader, config.bn_recalibrate, parts.amp)
     loss, correct, seen, seconds = distributed.all_reduce_sum(sums.to_list(), dist)
     seconds /= dist.world_size
     row = {
@@ -51,7 +55,8 @@ def epoch_row(parts: Parts, epoch: int, sums: Sums) -> dict:
         v_loss, v_correct, v_n = sharded_eval(parts, parts.evaluated, *parts.val, tta=False)
         row["val_loss"], row["val_acc"] = v_loss / v_n, v_correct / v_n
     if config.diagnose_every and (epoch + 1) % config.diagnose_every == 0:
-        row["diagnose"] = _diagnose(parts.model, parts.loader, epoch)
+        with distributed.together(dist):
+            row["diagnose"] = _diagnose(parts.model, parts.loader, epoch)
     parts.model.train()
     return row
 
@@ -60,17 +65,18 @@ def sharded_eval(parts: Parts, model, images, labels, tta: bool) -> tuple[float,
     """(loss sum, correct, count) over all ranks, each rank evaluating every world_size-th."""
     dist, config = parts.dist, parts.config
     mine = slice(dist.rank, None, dist.world_size)
-    sums = evaluate_tensors(
-        model,
-        images[mine],
-        labels[mine],
-        batch_size=config.eval_batch_size,
-        tta=tta,
-        autocast=parts.amp,
-        channels_last=config.channels_last,
-        tta_shift=config.tta_shift if tta else 0,
-        tta_flip=config.flip is not False,
-    )
+    with distributed.together(dist):  # one rank's shard failing stops the others at once
+        sums = evaluate_tensors(
+            model,
+            images[mine],
+            labels[mine],
+            batch_size=config.eval_batch_size,
+            tta=tta,
+            autocast=parts.amp,
+            channels_last=config.channels_last,
+            tta_shift=config.tta_shift if tta else 0,
+            tta_flip=config.flip is not False,
+        )
     loss_sum, correct, n = distributed.all_reduce_sum(list(sums), dist)
     return loss_sum, correct, int(n)
 
@@ -101,7 +107,8 @@ def _plain_keys(per_layer: dict) -> dict:
 
 
 def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
-    """Test accuracy with and without flip TTA (reporting only), model.safetensors."""
+    """Test accuracy with and without flip TTA (reporting only), model.safetensors; a
+    failed write of it or metrics.jsonl says its way on (`guard.way_on`)."""
     result: dict[str, Any] = {"out": parts.out and str(parts.out), "epochs": len(rows)}
     model = parts.evaluated
     model.eval()
@@ -123,11 +130,19 @@ def finish(parts: Parts, rows: list[dict], splits: Splits) -> dict:
             result["test_acc_tta"] = correct / n
     if rows:
         rows[-1].update({k: v for k, v in result.items() if k.startswith("test_")})
-    if parts.run is not None:
+    with distributed.together(parts.dist):  # rank 0 writes: a failure reaches all at once
+        if parts.run is not None:
+            _write(parts, model, rows)
+    return result
+
+
+def _write(parts: Parts, model: nn.Module, rows: list[dict]) -> None:
+    """model.safetensors and metrics.jsonl; a failed write says how to go on (`way_on`)."""
+    try:
         parts.run.save_weights(model.state_dict())
         parts.run.write_metrics(rows)
-    distributed.barrier(parts.dist)
-    return result
+    except RunError as error:
+        raise guard.way_on(error, parts.out) from error
 
 
 GUESS_TAIL = 0.00135  # a guesser's chance of scoring above `guess_bound`: a normal's 3σ tail
