@@ -49,7 +49,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class RankLost(RuntimeError):
-    """Another rank of a distributed (DDP) run stopped answering: paused, killed or out of
-    memory, so a collective timed out after CNNLAB_DDP_TIMEOUT seconds or its connection
-    closed. Not a CnnlabError (the input was valid) and a RuntimeError as torch's own error
-    was: `cnnlab train` exits EXIT_RANK_LOST with one line naming the rank and the knob."""
+    """Another rank of a distributed (DDP) run failed or stopped answering: its own error,
+    shared with the others after work it did alone (`distributed.together`), or paused,
+    killed or out of memory, so a collective timed out after CNNLAB_DDP_TIMEOUT seconds or
+    its connection closed. Not a CnnlabError (the input was valid) and a RuntimeError as
+    torch's own error was: `cnnlab train` exits EXIT_RANK_LOST with one line naming the rank
+    and the knob."""
