@@ -17,6 +17,7 @@ from cnnlab.explorer import create_app
 from cnnlab.report.facts import _maps
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import load_run
+from tiny_nets import SHARED_RELU as SHARED
 from tiny_nets import imported_run
 
 NETS = """
@@ -84,33 +85,6 @@ def test_the_caption_says_which_rows_are_not_activated(tmp_path):
     assert main(["report", str(path)]) == 0
     page = html.unescape((path / "report.html").read_text())
     assert "bn2 BatchNorm2d, conv3 Conv2d: the layer's own output, before any activation" in page
-
-
-SHARED = """
-import torch
-from torch import nn
-
-
-class Shared(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
-        self.c3 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
-        self.relu = nn.ReLU()
-        self.head = nn.Linear(8, 10)
-
-    def forward(self, x):
-        x = self.relu(self.c1(x))
-        x = self.relu(self.c2(x))
-        x = self.relu(self.c3(x))
-        return self.head(x.mean((2, 3)))
-
-
-def make():
-    torch.manual_seed(0)
-    return Shared()
-"""
 
 
 def _by_call(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -30,6 +30,34 @@ def {name}():
 """
 
 
+# One nn.ReLU module shared by three conv blocks: its calls are relu, relu #2, relu #3.
+SHARED_RELU = """
+import torch
+from torch import nn
+
+
+class Shared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.c3 = nn.Conv2d(6, 8, 3, stride=2, padding=1)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.relu(self.c1(x))
+        x = self.relu(self.c2(x))
+        x = self.relu(self.c3(x))
+        return self.head(x.mean((2, 3)))
+
+
+def make():
+    torch.manual_seed(0)
+    return Shared()
+"""
+
+
 def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any) -> Path:
     """`cnnlab import` of the net `source` defines as `name()`, its fresh weights, into
     tmp_path/run (options: import_run's, e.g. data="digits"); returns the run's path."""
