@@ -65,3 +65,44 @@ def split_call(name: Any, modules: Container[str]) -> tuple[Any, int]:
 def an(word: str) -> str:
     """The article of `word`: 'an' before a vowel ('an ImageClassifierOutput')."""
     return "an" if word[:1] in "aeiouAEIOU" else "a"
+
+
+def not_a_name(given: Any, modules: dict[str, nn.Module]) -> str:
+    """Why a layer option refuses what is not a str (`modules`: `named_modules()`), with the
+    name to give: a module (as Captum takes layers) by its name in the model, found by
+    identity; a Sequential's index (`4`) as the str '4'; a list or tuple of names, since the
+    option takes one layer; '' for a str, which `resolve_layer` checks as a name."""
+    if isinstance(given, str):
+        return ""
+    if isinstance(given, nn.Module):
+        return _module_given(given, modules)
+    if str(given) in modules and not isinstance(given, (list, tuple, set, frozenset, dict)):
+        return (
+            f"layer {given!r} is given as {type(given).__name__}; layers are named by their "
+            f"dotted module name, a str: give {str(given)!r}"
+        )
+    kind = type(given).__name__
+    said = f"layer takes one layer name, a str (`relu #2` for a call), not {an(kind)} {kind}"
+    items = list(given) if isinstance(given, (list, tuple, set, frozenset)) else []
+    names = [_name_of(item, modules) for item in items]
+    if len(items) == 1 and names[0]:
+        return f"{said} {given!r}: give {names[0]!r}"
+    if items and all(names):
+        return f"{said} {given!r}: give one of {', '.join(map(repr, names))}, one call each"
+    return f"{said} {given!r}: give one of explain.layer_names(model)"
+
+
+def _name_of(item: Any, modules: dict[str, nn.Module]) -> str:
+    """The layer name an item of a list given as a layer stands for; '' for none."""
+    if isinstance(item, nn.Module):
+        return next((n for n, m in modules.items() if m is item and n), "")
+    name = item if isinstance(item, str) else str(item)
+    return name if split_call(name, modules)[0] in modules and name else ""
+
+
+def _module_given(module: nn.Module, modules: dict[str, nn.Module]) -> str:
+    """Why a module given where a layer's name goes is refused, and the name to give."""
+    name, kind = _name_of(module, modules), type(module).__name__
+    if name:
+        return f"layers are named, not given as modules: give {name!r} for that {kind}"
+    return f"layer {kind} is not a module of the model; name one of explain.layer_names(model)"

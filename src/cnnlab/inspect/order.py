@@ -22,16 +22,8 @@ from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
-from cnnlab.inspect.names import an, function_site, meant, split_call
+from cnnlab.inspect.names import an, function_site, meant, not_a_name, split_call
 from cnnlab.inspect.preserve import is_compiled_inner, plain_name, preserved, unwrap, unwrap_layer
-
-
-def _module_given(model: nn.Module, module: nn.Module) -> str:
-    """Why a module given where a layer's name goes is refused, and the name to give."""
-    names, kind = [n for n, m in model.named_modules() if m is module and n], type(module).__name__
-    if names:
-        return f"layers are named, not given as modules: give {names[0]!r} for that {kind}"
-    return f"layer {kind} is not a module of the model; name one of explain.layer_names(model)"
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -91,13 +83,8 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     if isinstance(name, str) and name not in modules:  # the summary's name of a layer under a
         plain = {plain_name(n): n for n in modules}  # compiled child: `0.2` for `0._orig_mod.2`
         name = plain.get(name, name)
-    if isinstance(name, nn.Module):  # as Captum and pytorch-grad-cam take layers
-        raise ExplainError(_module_given(model, name))
-    if not isinstance(name, str) and str(name) in modules:  # a Sequential's index, model[4]
-        raise ExplainError(
-            f"layer {name!r} is given as {type(name).__name__}; layers are named by their "
-            f"dotted module name, a str: give {str(name)!r}"
-        )
+    if refused := not_a_name(name, modules):  # a module (as Captum takes layers), a list
+        raise ExplainError(refused)
     name = split_call(name, modules)[0]
     if not isinstance(name, str) or not name or name not in modules:
         names = layer_names(model)

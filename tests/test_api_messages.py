@@ -1,0 +1,53 @@
+"""Three messages a notebook user meets: a layer given as a list (one name is taken, a str),
+activation_maximization's input_size with the wrong channels (told as input_size's, with the
+fixed size, where torch's conv says what it takes), and which std activation_stats reports
+(checked against torch's own `std(correction=...)`)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import explain
+from cnnlab.errors import ExplainError
+
+
+def _net(channels: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(channels, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 2),
+    ).eval()  # fmt: skip
+
+
+GIVEN = {
+    "list": lambda m: ["1"],
+    "tuple": lambda m: ("1",),
+    "module": lambda m: m[1],
+    "list of a module": lambda m: [m[1]],
+}
+
+
+@pytest.mark.parametrize("kind", GIVEN)
+def test_a_layer_given_as_a_list_is_told_to_give_one_name(kind):
+    """The name suggested is the module's own in named_modules() (found by identity), and
+    gradcam at it runs: one layer, a str."""
+    model, x = _net(), torch.randn(2, 3, 8, 8)
+    given = GIVEN[kind](model)
+    (name,) = [n for n, m in model.named_modules() if m is model[1]]
+    with pytest.raises(ExplainError) as caught:
+        explain.gradcam(model, x, layer=given)
+    said = str(caught.value)
+    assert "unknown layer" not in said
+    assert f"give {name!r}" in said
+    if not isinstance(given, nn.Module):
+        kind = type(given).__name__
+        assert f"one layer name, a str (`relu #2` for a call), not a {kind}" in said
+    assert explain.gradcam(model, x, layer=name).shape[0] == 2
+
+
+def test_a_list_of_several_layers_names_them_all():
+    model, x = _net(), torch.randn(1, 3, 8, 8)
+    with pytest.raises(ExplainError, match=r"not a list \['0', '1'\]: give one of '0', '1'"):
+        explain.gradcam(model, x, layer=["0", "1"])
