@@ -5,6 +5,8 @@ fixed size, where torch's conv says what it takes), and which std activation_sta
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -51,3 +53,19 @@ def test_a_list_of_several_layers_names_them_all():
     model, x = _net(), torch.randn(1, 3, 8, 8)
     with pytest.raises(ExplainError, match=r"not a list \['0', '1'\]: give one of '0', '1'"):
         explain.gradcam(model, x, layer=["0", "1"])
+
+
+def test_input_size_with_the_wrong_channels_is_told_as_input_size():
+    """torch's conv refuses 1 channel where it takes 3 (its own error, the truth); the message
+    names input_size and the fixed size, which then runs."""
+    model = _net(3)
+    with pytest.raises(RuntimeError, match="to have 3 channels, but got 1"):
+        model(torch.zeros(1, 1, 16, 16))
+    with pytest.raises(ExplainError) as caught:
+        explain.activation_maximization(model, "0", 0, input_size=(1, 16, 16), steps=1, restarts=1)
+    said = str(caught.value)
+    assert said.startswith("input_size (1, 16, 16) has 1 channel where the model's first layer")
+    fixed = eval(re.search(r"give input_size=(\(.*\))$", said)[1])
+    assert fixed == (model[0].in_channels, 16, 16)
+    result = explain.activation_maximization(model, "0", 0, input_size=fixed, steps=1, restarts=1)
+    assert tuple(result.images.shape) == (1, *fixed)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from cnnlab.design.activations import activation_of
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
+from cnnlab.explain.input_size import check_size
 from cnnlab.inspect import (
     CallOrder,
     Capture,
@@ -313,7 +314,7 @@ def _checked(
     if objective not in OBJECTIVES:
         raise ExplainError(f"unknown objective {objective!r}; choose one of: {OBJECTIVES}")
     if input_size is not None:
-        _check_size(input_size)
+        check_size(model, input_size)
     if sample is not None:
         sample = check_images(as_float(sample, preprocess), flat=True)
         input_size = input_size or tuple(sample.shape[1:])
@@ -332,16 +333,6 @@ def _checked(
     if restarts < 1:
         raise ExplainError(f"activation_maximization needs restarts ≥ 1, got {restarts}")
     return chans, tuple(input_size), value_range
-
-
-def _check_size(input_size) -> None:
-    """ExplainError unless input_size is (C, H, W), three positive ints: a (H, W) was made
-    into (1, H, W) images and refused as images with the wrong channels."""
-    size = tuple(input_size) if isinstance(input_size, tuple | list | torch.Size) else ()
-    if len(size) != 3 or not all(isinstance(v, int) and v >= 1 for v in size):
-        raise ExplainError(
-            f"input_size must be three positive integers (C, H, W), got {input_size!r}"
-        )
 
 
 def _channel_indices(channels) -> Tensor:
