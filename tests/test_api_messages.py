@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab import explain
+from cnnlab import diagnose, explain
 from cnnlab.errors import ExplainError
 
 
@@ -69,3 +69,21 @@ def test_input_size_with_the_wrong_channels_is_told_as_input_size():
     assert fixed == (model[0].in_channels, 16, 16)
     result = explain.activation_maximization(model, "0", 0, input_size=fixed, steps=1, restarts=1)
     assert tuple(result.images.shape) == (1, *fixed)
+
+
+def test_activation_stats_std_is_the_population_one_and_says_so():
+    """5,000 values: torch's y.std() (÷ n−1) and y.std(correction=0) differ at the 5th digit;
+    the std reported is the second, and both the text and the dict say which."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 50), nn.ReLU())
+    x = torch.randn(100, 10)
+    with torch.no_grad():
+        y = model(x).double()
+    stats = diagnose.activation_stats(model, x, batch_size=32)
+    (relu,) = stats.layers
+    population, sample = float(y.std(correction=0)), float(y.std())
+    assert relu.std == pytest.approx(population, rel=1e-6)
+    assert abs(relu.std - sample) > 1e-5  # told apart at this size
+    assert "std: population, correction=0, as x.std(correction=0)" in str(stats)
+    assert stats.to_dict()["std_correction"] == 0
+    assert "correction=0" in diagnose.activation_stats.__doc__

@@ -359,6 +359,9 @@ def dead_units(
 
 # --- activation statistics (§4.2) ---------------------------------------------------------------
 
+# The std of every value seen is the population's (÷ n), as the data's normalisation std.
+STD_CORRECTION = 0
+
 
 @dataclass(frozen=True)
 class ActivationLayer:
@@ -382,12 +385,16 @@ class ActivationStats:
         return {
             "samples": self.samples,
             "saturation_bands": dict(self.bands),
+            "std_correction": STD_CORRECTION,
             "layers": [{k: jsonable(v) for k, v in asdict(l).items()} for l in self.layers],
             "hidden": list(self.hidden),
         }
 
     def __str__(self) -> str:
-        lines = [f"activation statistics on {self.samples} inputs"]
+        lines = [
+            f"activation statistics on {self.samples} inputs (std: population, "
+            f"correction={STD_CORRECTION}, as x.std(correction={STD_CORRECTION}))"
+        ]
         for l in self.layers:
             sat = "" if l.saturated is None else f" saturated {l.saturated:6.1%}"
             lines.append(f"  {l.name:<24} {l.kind:<10} mean {l.mean:+.3f} std {l.std:.3f}{sat}")
@@ -407,6 +414,10 @@ def activation_stats(
 ) -> ActivationStats:
     """Mean, std, range and saturated share of every activation's output (notes §4.2).
 
+    std: the population std of all the values a layer outputs, sqrt(Σ(y − mean)² / n), as
+    `y.std(correction=0)` (torch's `y.std()` divides by n − 1: larger by sqrt(n / (n − 1)),
+    1.0001 at n = 5,000 values); the data normalisation's std is the population one too.
+
     Saturated: sigmoid outputs within 0.01 of 0 or 1, tanh outputs within 0.01 of -1 or +1
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
     hardtanh/hardsigmoid exactly at a bound (a hardtanh's own min_val/max_val); ReLU6 exactly
@@ -422,7 +433,7 @@ def activation_stats(
     sites, n = _record(model, data, batch_size, train, True, progress, what, output)
     layers = []
     for name, s in sites.items():
-        mean, std = s.mean, math.sqrt(s.m2 / s.count)
+        mean, std = s.mean, math.sqrt(s.m2 / (s.count - STD_CORRECTION))
         saturated = s.saturated / s.count if s.activation.band is not None else None
         layers.append(ActivationLayer(name, s.kind, mean, std, s.low, s.high, saturated))
     return ActivationStats(tuple(layers), n, hidden=hidden_modules(model))
