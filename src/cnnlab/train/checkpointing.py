@@ -14,10 +14,13 @@ from cnnlab.train.state import Parts, Position, Sums
 def save(parts: Parts, position: Position) -> None:
     """Checkpoint: tensors, position, RNG, metrics rows. Rank 0 writes while the others wait
     in `distributed.together`, which tells them at once if its write failed (a full disk):
-    a bare barrier left them there until CNNLAB_DDP_TIMEOUT or rank 0's exit."""
+    a bare barrier left them there until CNNLAB_DDP_TIMEOUT or rank 0's exit. Every rank
+    then holds the position written as `parts.saved`, which a later message names."""
     with distributed.together(parts.dist):
         if parts.run is not None:
             _write(parts, position)
+    if parts.out is not None:  # rank 0 wrote it (together raised otherwise)
+        parts.saved = (position.epoch, position.step)
 
 
 def _write(parts: Parts, position: Position) -> None:
@@ -37,7 +40,6 @@ def _write(parts: Parts, position: Position) -> None:
         parts.run.save_checkpoint(tensors, state, position.rows)
     except RunError as error:
         raise guard.way_on(error, parts.out, (position.epoch, position.step)) from error
-    parts.saved = (position.epoch, position.step)
 
 
 def restore(parts: Parts, record: dict) -> tuple[Position, list[str]]:
