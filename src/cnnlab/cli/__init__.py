@@ -19,6 +19,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from typing import NoReturn
 
@@ -270,20 +271,44 @@ _NO_GRAD_CHECKPOINT = "None of the inputs have requires_grad=True"
 
 def entry() -> NoReturn:
     """The `cnnlab` command: main() as the process's exit code. After a lost DDP rank the
-    process leaves at once (os._exit, output flushed): the broken process group's C++ threads
-    cannot be joined at interpreter exit, where std::terminate would add "terminate called
-    without an active exception" to the one line and abort (about 1 run in 10). So too after
+    process leaves at once (os._exit, output flushed), as does a rank that failed on its own
+    (exit 2): the broken process group's C++ threads cannot be joined at interpreter exit,
+    where std::terminate would add "terminate called without an active exception" to the
+    one line and abort (SIGABRT, which torchrun then reported in place of exit 2). So too after
     an interrupt that left requests of `cnnlab serve` running in its worker threads (a forced
     stop during an activation maximisation): the exit waited for them, silent, and a Ctrl-C
     then added "Exception ignored in ... threading" and that abort. Nothing is lost: serve's
     uploads, probes and caches live in memory (RUN/explorer/ is written before it serves);
     only an upload being decoded then leaves its temporary file (upload._written)."""
     code = main()
-    if code == EXIT_RANK_LOST or (code == 130 and _serving_threads()):
+    if code == EXIT_RANK_LOST:
+        _after_the_failed_rank()
+    a_rank_failed = code != 0 and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
+    if a_rank_failed or (code == 130 and _serving_threads()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+# Seconds a rank that lost another waits, under torchrun, before it exits: the failed rank's
+# exit (its interpreter's shutdown) took 0.9-1.5 s on 2 busy cores, and torchrun's monitor
+# looks every 0.1 s; its SIGTERM ends the wait as soon as it saw that exit.
+RANK_LOST_GRACE = 5.0
+
+
+def _after_the_failed_rank() -> None:
+    """Under torchrun, a rank that lost another (a RankLost, its line printed) lets that
+    rank exit first: torchrun's end summary names as the root cause the first rank it sees
+    exit with an error and shows the ranks it then stops as SIGTERM'd (-15), so a rank that
+    heard of a failure at once and left would be named in place of the rank that failed.
+    torchrun's SIGTERM, sent once it saw the failed rank exit, ends the wait (the CLI's own
+    handler is gone by now); a failed rank that never exits (paused) costs RANK_LOST_GRACE
+    seconds more. Outside torchrun nothing would end the wait: none."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(RANK_LOST_GRACE)
 
 
 def _serving_threads() -> bool:

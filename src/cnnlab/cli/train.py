@@ -74,7 +74,7 @@ def register(sub) -> None:
             knobs.add_argument(flag, type=float, help=text)
         else:
             knobs.add_argument(flag, help=text)
-    p.set_defaults(run=_train)
+    p.set_defaults(run=_recorded)
 
 
 def option(field: str) -> str:
@@ -280,6 +280,20 @@ def print_bf16_note(precision: str) -> None:
     note = bf16_note(precision, precision == "bf16" and bf16_supported(device))
     if note:
         print(f"note: {note}", file=sys.stderr, flush=True)
+
+
+def _recorded(args) -> int:
+    """_train; under torchrun a rank's own error is also written to the file torchrun's end
+    summary reads (distributed.record_failure), so the summary names that rank and its line
+    as the root cause, not a rank that only heard of it."""
+    try:
+        return _train(args)
+    except Exception as error:
+        if os.environ.get("TORCHELASTIC_ERROR_FILE"):  # torchrun: torch is imported
+            from cnnlab.train.distributed import record_failure
+
+            record_failure(error)
+        raise
 
 
 def _train(args) -> int:

@@ -22,9 +22,12 @@ broadcast, and the others raise a RankLost saying which rank failed and why, at 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
+import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from cnnlab.errors import CnnlabError, ConfigError, RankLost
+from cnnlab.errors import CnnlabError, ConfigError, RankLost, TrainingDiverged
 from cnnlab.inspect import device_of, preserved
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
 
@@ -334,6 +337,28 @@ def failure_line(error: BaseException | None) -> str:
     if isinstance(error, CnnlabError):
         return first or type(error).__name__
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+def record_failure(error: BaseException) -> None:
+    """Under torchrun, this rank's own failure written where torchrun reads it for its end
+    summary: $TORCHELASTIC_ERROR_FILE, one per rank, in the format of torch's
+    `elastic.multiprocessing.errors.record`. torchrun names as the root cause the failure
+    with the earliest time, read from that file, and shows its message; a rank without one
+    has no message ('To enable traceback see ...') and is timed when torchrun sees it exit.
+    A one-line error (bad input, a diverged run) is its line, as on stderr; any other its
+    traceback, as `record` writes it. A RankLost is never recorded: it is another rank's
+    failure, which that rank records."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path or isinstance(error, RankLost):
+        return
+    line = failure_line(error)
+    one_line = isinstance(error, (CnnlabError, TrainingDiverged))
+    said = line if one_line else "".join(traceback.format_exception(error))
+    info = {"py_callstack": said, "timestamp": str(int(time.time()))}
+    try:
+        Path(path).write_text(json.dumps({"message": {"message": line, "extraInfo": info}}))
+    except OSError:
+        pass  # the rank's own line is on its stderr; a full disk may be what failed
 
 
 def cpu_name() -> str:
