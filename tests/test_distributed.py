@@ -96,5 +96,7 @@ def test_torchrun_refused_output_directory_stops_every_rank(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
-    assert done.stderr.count("is not empty and is not a cnnlab run") == 2  # both ranks, one line
+    own = [line for line in done.stderr.splitlines() if line.startswith("cnnlab train: error:")]
+    said = [line for line in own if "is not empty and is not a cnnlab run" in line]
+    assert len(said) == 2, done.stderr  # both ranks, one line each (torchrun's summary repeats it)
     assert (out / "notes.txt").read_text() == "a user's file"
