@@ -28,22 +28,13 @@ import torch
 
 from cnnlab.errors import EXIT_BAD_INPUT, EXIT_RANK_LOST
 from cnnlab.train import checkpoint, distributed
+from tiny_nets import DDP_SPEC
 
 pytestmark = pytest.mark.usefixtures("one_thread", "warm")
 
 TIMEOUT = 12  # CNNLAB_DDP_TIMEOUT: how long a rank waited for a failed one before
 FAST = 5.0  # seconds from the failure to the other rank's return (gloo's round trip: ms)
 EPOCHS = 2
-SPEC = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv: {filters: 4, kernel: 3, padding: same}
-  - batchnorm
-  - relu
-  - gap
-  - linear: 10
-"""
 NO_SPACE = "No space left on device"
 NO_MEMORY = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1048576 bytes"
 
@@ -143,7 +134,7 @@ def _run(tmp_path: Path, case: str, failing: int, quiet: bool = True) -> dict:
     """Both ranks of `cnnlab train` with `case` failing on rank `failing` -> {rank: (code,
     stderr lines, seconds from the failure to its return)}."""
     spec, out = tmp_path / "tiny.yaml", tmp_path / "run"
-    spec.write_text(SPEC)
+    spec.write_text(DDP_SPEC)
     argv = ["train", str(spec), "--data", "digits", "--epochs", str(EPOCHS)]
     argv += ["--batch-size", "64", "--out", str(out)] + ["--quiet"] * quiet
     fork, port = multiprocessing.get_context("fork"), _free_port()

@@ -26,22 +26,13 @@ from cnnlab.cli import main
 from cnnlab.cli import train as cli_train
 from cnnlab.errors import EXIT_RANK_LOST, RankLost
 from cnnlab.train import checkpoint, distributed
+from tiny_nets import DDP_SPEC
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the ranks' thread count, as resumed here
 
 TIMEOUT = 8  # seconds; short for the test, long enough for two ranks starting on 2 busy cores
 MARGIN = 20  # seconds for the error, the teardown and the interpreter's exit on a loaded box
 EPOCHS = 8  # the pause lands after epoch 1's checkpoint, with 7 epochs (> 1 s) still to go
-SPEC = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv: {filters: 4, kernel: 3, padding: same}
-  - batchnorm
-  - relu
-  - gap
-  - linear: 10
-"""
 
 
 def _children(pid: int) -> list[int]:
@@ -78,7 +69,7 @@ def _wait_for(condition, seconds: float, launcher: subprocess.Popen) -> float:
 
 def test_a_paused_rank_stops_the_other_in_time_and_the_run_resumes_in_one_process(tmp_path, capsys):
     spec, out, logs = tmp_path / "tiny.yaml", tmp_path / "run", tmp_path / "logs"
-    spec.write_text(SPEC)
+    spec.write_text(DDP_SPEC)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "--log-dir", str(logs), "--redirects", "3",

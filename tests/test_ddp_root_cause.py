@@ -13,16 +13,8 @@ import re
 import subprocess
 import sys
 
-SPEC = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv: {filters: 4, kernel: 3, padding: same}
-  - batchnorm
-  - relu
-  - gap
-  - linear: 10
-"""
+from tiny_nets import DDP_SPEC
+
 NO_SPACE = "No space left on device"
 # `cnnlab train` under torchrun, rank 0's write of config.json failing as on a full disk
 # (checkpoint._write_all: the seam every atomic write of the run directory goes through)
@@ -51,7 +43,7 @@ def _section(summary: str, title: str) -> str:
 
 
 def test_torchrun_names_the_rank_that_failed_as_the_root_cause(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(SPEC)
+    (tmp_path / "tiny.yaml").write_text(DDP_SPEC)
     (tmp_path / "failing.py").write_text(FAILING_RANK_0)
     env = {**os.environ, "CNNLAB_DDP_TIMEOUT": "30", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]

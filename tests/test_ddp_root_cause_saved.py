@@ -18,19 +18,9 @@ import torch
 
 from cnnlab.errors import EXIT_DIVERGED
 from cnnlab.train import checkpoint
+from tiny_nets import DDP_SPEC
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-SPEC = """\
-name: tiny
-input: [1, 8, 8]
-layers:
-  - conv: {filters: 4, kernel: 3, padding: same}
-  - batchnorm
-  - relu
-  - gap
-  - linear: 10
-"""
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +68,7 @@ def _free_port() -> int:
 
 @pytest.mark.usefixtures("warm")
 def test_every_rank_names_the_checkpoint_rank_0_wrote_when_the_run_diverges(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(SPEC)
+    (tmp_path / "tiny.yaml").write_text(DDP_SPEC)
     argv = ["train", str(tmp_path / "tiny.yaml"), "--data", "digits", "--epochs", "3"]
     argv += ["--batch-size", "64", "--out", str(tmp_path / "run"), "--quiet"]
     fork, port = multiprocessing.get_context("fork"), _free_port()

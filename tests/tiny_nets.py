@@ -73,6 +73,20 @@ def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any
     return tmp_path / "run"
 
 
+# The DDP tests' spec, as YAML text for `cnnlab train`: tiny_spec's net with a BatchNorm, whose
+# running statistics are the buffers DDP broadcasts from rank 0.
+DDP_SPEC = """\
+name: tiny
+input: [1, 8, 8]
+layers:
+  - conv: {filters: 4, kernel: 3, padding: same}
+  - batchnorm
+  - relu
+  - gap
+  - linear: 10
+"""
+
+
 def tiny_spec(classes: int = 10, name: str = "tiny") -> dict:
     """The smallest spec the training tests run: one 3×3 conv of 4 filters on 1×8×8 images,
     ReLU, GAP and a linear head (digits: 10 classes)."""
