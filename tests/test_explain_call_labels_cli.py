@@ -15,27 +15,19 @@ from cnnlab.cli import main
 from cnnlab.explain import overlay
 from test_explain_call_labels import by_hand
 from test_probe_calls import CODE
+from tiny_nets import noise_png, trained_from_code
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reused")
-    (root / "net.py").write_text(CODE)
-    argv = ["train", "--model", f"{root / 'net.py'}:make", "--data", "digits",
-            "--input", "1,16,16", "--epochs", "1", "--no-flip", "--no-tta", "--precision",
-            "fp32", "--quiet", "--out", str(root / "run")]  # fmt: skip
-    assert main(argv) == 0
-    return root / "run"
+    return trained_from_code(tmp_path_factory.mktemp("reused"), CODE)
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    path = tmp_path_factory.mktemp("img") / "x.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(path)
-    return path
+    return noise_png(tmp_path_factory.mktemp("img") / "x.png")
 
 
 def test_explain_layer_reads_the_call_named(run_dir, image, tmp_path, capsys):

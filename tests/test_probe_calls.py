@@ -19,6 +19,7 @@ from cnnlab.explain import feature_maps, save_grid
 from cnnlab.explain.features import normalize_maps
 from cnnlab.explain.probe import INPUT, extract_features, pool_features
 from cnnlab.inspect import spatial_calls
+from tiny_nets import noise_png, trained_from_code
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -60,21 +61,12 @@ def _every_call(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reused")
-    (root / "net.py").write_text(CODE)
-    argv = ["train", "--model", f"{root / 'net.py'}:make", "--data", "digits",
-            "--input", "1,16,16", "--epochs", "1", "--no-flip", "--no-tta", "--precision",
-            "fp32", "--quiet", "--out", str(root / "run")]  # fmt: skip
-    assert main(argv) == 0
-    return root / "run"
+    return trained_from_code(tmp_path_factory.mktemp("reused"), CODE)
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    path = tmp_path_factory.mktemp("img") / "x.png"
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(path)
-    return path
+    return noise_png(tmp_path_factory.mktemp("img") / "x.png")
 
 
 def test_feature_maps_read_each_call_by_its_label():

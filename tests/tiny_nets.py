@@ -87,6 +87,29 @@ layers:
 """
 
 
+def trained_from_code(root: Path, source: str, input_size: str = "1,16,16") -> Path:
+    """`cnnlab train --model root/net.py:make` of the net `source` defines, one fp32 epoch on
+    digits at `input_size`, into root/run; returns the run's path."""
+    from cnnlab.cli import main
+
+    (root / "net.py").write_text(source)
+    argv = ["train", "--model", f"{root / 'net.py'}:make", "--data", "digits",
+            "--input", input_size, "--epochs", "1", "--no-flip", "--no-tta", "--precision",
+            "fp32", "--quiet", "--out", str(root / "run")]  # fmt: skip
+    assert main(argv) == 0
+    return root / "run"
+
+
+def noise_png(path: Path, size: int = 16) -> Path:
+    """A gray size×size PNG of seeded uniform noise at `path`."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8)).save(path)
+    return path
+
+
 def tiny_spec(classes: int = 10, name: str = "tiny") -> dict:
     """The smallest spec the training tests run: one 3×3 conv of 4 filters on 1×8×8 images,
     ReLU, GAP and a linear head (digits: 10 classes)."""
