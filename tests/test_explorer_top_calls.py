@@ -23,24 +23,11 @@ from cnnlab.data import ImageSet
 from cnnlab.explorer import create_app
 from cnnlab.train.checkpoint import MODEL_WEIGHTS
 from cnnlab.train.rundir import Run
+from test_explorer_cam_calls import CONFIG, Shared  # one ReLU module after each of three convs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 CALLS = ["relu", "relu #2", "relu #3"]
-CONFIG = {"data": None, "classes": list("abc"), "mean": [0.5], "std": [0.25]}
-
-
-class Shared(nn.Module):
-    """One ReLU module after each of three convs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
-        self.c3, self.relu, self.fc = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.Linear(4, 3)
-
-    def forward(self, x):
-        x = self.relu(self.c3(self.relu(self.c2(self.relu(self.c1(x))))))
-        return self.fc(x.mean((2, 3)))
 
 
 def each_call(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
