@@ -96,7 +96,8 @@ def test_torchrun_refused_output_directory_stops_every_rank(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
-    own = [line for line in done.stderr.splitlines() if line.startswith("cnnlab train: error:")]
-    said = [line for line in own if "is not empty and is not a cnnlab run" in line]
-    assert len(said) == 2, done.stderr  # both ranks, one line each (torchrun's summary repeats it)
+    # both ranks' own lines (torchrun's summary repeats the message without the prefix; the
+    # ranks share stderr, so their two lines can run together)
+    own = f"cnnlab train: error: --out {out} is not empty and is not a cnnlab run"
+    assert done.stderr.count(own) == 2, done.stderr
     assert (out / "notes.txt").read_text() == "a user's file"
