@@ -185,7 +185,8 @@ class Trace:
 @dataclass(frozen=True)
 class SummaryRow:
     """One layer call: output_shape is one image's (C, H, W) or (F,); receptive_field and
-    jump in input pixels (the larger axis; None where the trace could not follow it); macs
+    jump in input pixels (the larger axis; None where the trace could not follow it; 0 for
+    a layer no input pixel reaches: a position embedding of fixed ids); macs
     of one image; call counts the module's calls (2: its second row)."""
 
     name: str

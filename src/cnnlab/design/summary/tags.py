@@ -69,6 +69,9 @@ _AT = {name: i for i, name in enumerate(Tag._fields)}  # a Tag field's position
 
 _PIXEL = Field(geometry.INPUT_RF.size, geometry.INPUT_RF.jump, geometry.INPUT_RF.start)
 INPUT_TAG = Tag((_PIXEL, _PIXEL), (2, 3))
+# the field of an output no input pixel reaches: every traced call of a tensor made from the
+# image tags its output, so a row's untagged output read none of it (a relative-position bias)
+NO_PIXEL = Field(0, 0, 0.0)
 # ops through which the lint facts of §4.2/§5.2 pass: linear in their input
 LINEAR_PATH = (
     C.COLLAPSIBLE

@@ -49,6 +49,7 @@ from cnnlab.design.summary.render import call_label, shape_text
 from cnnlab.design.summary.roles import Roles, call_name
 from cnnlab.design.summary.shortcuts import Shortcuts
 from cnnlab.design.summary.tags import (
+    NO_PIXEL,
     PROBABILITIES,
     ROW,
     TAG,
@@ -268,15 +269,14 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         self.judged.clear()
 
     def _row(self, module, name, kind, params, trainable, rule, leaf, output) -> None:
-        """Adds the call's row: every leaf call; a container only where its output is its
-        own (not a child's row)."""
+        """Adds the call's row: every leaf call; a container's where its output is its own."""
         out = output if type(output) is Tensor else first_tensor(output)
         if out is None:
             return
         tag = getattr(out, TAG, None)
         if not leaf and (tag is None or getattr(out, ROW, False)):
             return
-        rf = None
+        rf = NO_PIXEL if tag is None else None  # of weights and constants (position ids) alone
         if tag is not None and tag.rf is not None:
             h, w = tag.rf
             rf = w if w.size > h.size else h  # the larger axis (ties: height)
