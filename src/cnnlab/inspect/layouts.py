@@ -2,7 +2,8 @@
 permutes its map to (B, H, W, C) for LayerNorm and its pointwise Linear layers, and a ViT's
 MLP acts on (B, N, C). `Layouts` follows the channels op by op through one forward pass, fed
 by a `TorchFunctionMode` (`FollowLayouts`, or `ActivationSites`, which feeds its own). It also
-notes which tensors a padding op made (`padded`): such a map is its input's with a border."""
+notes which tensors a padding op made (`padded`): such a map is its input's with a border; and
+which hold attention weights (`attention`): a (B, heads, N, N) softmax is no map of the image."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ _MOVES = frozenset({"movedim", "moveaxis"})
 # F.pad is what nn.ZeroPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, CircularPad2d
 # and the 'same' padding modules of EfficientNet ports call; constant_pad_nd is its kernel
 _PADS = frozenset({F.pad, torch.constant_pad_nd})
+# ops that hand attention weights on as they are: the dropout on them (nn.Dropout in eval mode
+# too), a copy; a matmul with the values or a sum with a residual makes something else
+_KEEPS_WEIGHTS = frozenset({"dropout", "alpha_dropout", "feature_alpha_dropout", "clone",
+                            "contiguous", "detach"})  # fmt: skip
 
 
 class Layouts:
@@ -28,19 +33,26 @@ class Layouts:
     permute, transpose and movedim move them; an op whose output has the shape of an input
     (activations, norms, dropout, sums, scaling) keeps that input's. A tensor not followed
     (the images, a reshape's output) has them on dim 1, the (N, C, ...) convention.
-    `padded(t)`: t is the very tensor a padding op returned (F.pad, constant_pad_nd)."""
+    `padded(t)`: t is the very tensor a padding op returned (F.pad, constant_pad_nd).
+    `attention(t)`: t holds attention weights, a softmax over its last dim (of 3+ dims), or
+    such a tensor after dropout: a ViT's or CvT's (B, heads, N, N), whose N·N follows the
+    image's size as a map's H×W does."""
 
     def __init__(self) -> None:
         self._axis: dict[int, tuple[weakref.ref, int]] = {}
         self._padded: dict[int, weakref.ref] = {}
+        self._weights: dict[int, weakref.ref] = {}
 
     def clear(self) -> None:
         self._axis.clear()
         self._padded.clear()
+        self._weights.clear()
 
     def padded(self, t: Tensor) -> bool:
-        ref = self._padded.get(id(t))
-        return ref is not None and ref() is t
+        return _holds(self._padded, t)
+
+    def attention(self, t: Tensor) -> bool:
+        return _holds(self._weights, t)
 
     def of(self, t: Tensor) -> int:
         ref, axis = self._axis.get(id(t), (None, 1))
@@ -49,6 +61,8 @@ class Layouts:
     def note(self, func: Callable, args: tuple, kwargs: dict, result: Tensor) -> None:
         if func in _PADS:
             self._padded[id(result)] = weakref.ref(result)
+        if _weights_op(func, args, kwargs, result, self.attention):
+            self._weights[id(result)] = weakref.ref(result)
         axis = self._follow(func, args, kwargs, result)
         if axis is not None and result.ndim > 2:
             self._axis[id(result)] = (weakref.ref(result), axis % result.ndim)
@@ -64,6 +78,27 @@ class Layouts:
             return _moved(name, self.of(source) % source.ndim, args[1:], kwargs, source.ndim)
         same = (a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
         return next((self.of(a) for a in same if a.shape == result.shape), None)
+
+
+def _holds(refs: dict[int, weakref.ref], t: Tensor) -> bool:
+    """Whether t itself (not a later tensor at its address) was noted in refs."""
+    ref = refs.get(id(t))
+    return ref is not None and ref() is t
+
+
+def _weights_op(
+    func: Callable, args: tuple, kwargs: dict, result: Tensor, held: Callable[[Tensor], bool]
+) -> bool:
+    """Whether `func(*args, **kwargs) = result` gives attention weights: a softmax over the
+    last dim of a 3+-dim tensor, or an op of `_KEEPS_WEIGHTS` on weights (`held`)."""
+    name = getattr(func, "__name__", "")
+    source = args[0] if args and isinstance(args[0], Tensor) else None
+    if source is None or result.ndim < 3:
+        return False
+    if name == "softmax":
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        return isinstance(dim, int) and dim % result.ndim == result.ndim - 1
+    return name in _KEEPS_WEIGHTS and result.shape == source.shape and held(source)
 
 
 def _moved(name: str, axis: int, dims: tuple, kwargs: dict, ndim: int) -> int | None:

@@ -120,7 +120,8 @@ class CallOrder:
     With `layouts` (from `FollowLayouts`), `order.channel_dims` maps the names whose last
     output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
     the dim that holds them, and `order.padded` holds the names whose output a padding op
-    returned (a ZeroPad2d, a 'same' padding module: the input's map with a border)."""
+    returned (a ZeroPad2d, a 'same' padding module: the input's map with a border), and
+    `order.attention` those whose output holds attention weights (`Layouts.attention`)."""
 
     def __init__(
         self, model: nn.Module, names: Iterable[str] | None = None, layouts: Layouts | None = None
@@ -137,6 +138,7 @@ class CallOrder:
         self.layouts = layouts
         self.channel_dims: dict[str, int] = {}
         self.padded: set[str] = set()
+        self.attention: set[str] = set()
         self._hooks = Hooks()
 
     def _hook(self, name: str) -> Callable:
@@ -145,6 +147,8 @@ class CallOrder:
             self.calls.append((name, tuple(out.shape) if out is not None else None))
             if self.layouts is not None and out is not None and self.layouts.padded(out):
                 self.padded.add(name)
+            if self.layouts is not None and out is not None and self.layouts.attention(out):
+                self.attention.add(name)
             if self.layouts is not None and out is not None and out.ndim > 2:
                 self.channel_dims[name] = self.layouts.of(out)
                 if self.channel_dims[name] == 1:
@@ -155,6 +159,7 @@ class CallOrder:
     def __enter__(self) -> CallOrder:
         self.calls = []
         self.padded = set()
+        self.attention = set()
         self._hooks.after((module, self._hook(name)) for name, module in self.modules.items())
         return self
 
@@ -233,7 +238,9 @@ def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
     (b) no padding op returned it (`Layouts.padded`: nn.ZeroPad2d and the other torch pads,
         an EfficientNet's 'same' padding module; Grad-CAM upsampled the border with the map,
         whose evidence landed shrunk to the image's centre). Found by the op, not the class:
-        a port's own padding module is caught as torch's are;
+        a port's own padding module is caught as torch's are; nor is it attention weights
+        (`Layouts.attention`: a ViT's or CvT's (B, heads, N, N) softmax, whose N×N grows
+        with the image as H×W does, and which a fixed-size ViT never shows at other sizes);
     (c) its last two axes follow the image's size: in a forward of images twice as high and
         wide both differ, or stay 1×1 (a global pool); a window attention's N×N and
         MobileViT-v2's unfolded patches (B, C, P, N) keep P. A layer the larger images do
@@ -261,7 +268,7 @@ def _image_maps(
         grown = None  # no map grew: the model resizes its input itself; (c) cannot tell
     maps, off = {}, {}
     for name, shape in pair.last.items():
-        if len(shape) != 4 or shape[0] != 2 or name in pair.padded:
+        if len(shape) != 4 or shape[0] != 2 or name in pair.padded | pair.attention:
             continue
         if name in pair.channel_dims:  # (B, H, W, C): its C would fail (c), but it is refused
             off[name] = (1, *shape[1:])  # by name (`check_map_layer`)
@@ -291,13 +298,15 @@ def _follows(big: tuple, shape: tuple) -> bool:
 class _Shapes:
     """What one forward showed: each layer's last output shape, in the order of last calls;
     the channel dims off 1 (`CallOrder.channel_dims`); the names a padding op answered;
-    those whose output the logits are not computed from (`feeding_maps`)."""
+    those whose output the logits are not computed from (`feeding_maps`); those holding
+    attention weights."""
 
     last: dict[str, tuple]
     channel_dims: dict[str, int]
     padded: set[str]
     unfed: frozenset[str] = frozenset()  # outputs with a graph node the logits do not reach
     calls: dict[str, int] = field(default_factory=dict)  # name -> its calls, every one counted
+    attention: set[str] = field(default_factory=set)
 
 
 def _probe(
@@ -349,7 +358,7 @@ def _run(
             last.pop(name, None)
             last[name] = shape
     unfed = _unfed(nodes, out, output) if graph and error is None else frozenset()
-    return _Shapes(last, order.channel_dims, order.padded, unfed, calls), error
+    return _Shapes(last, order.channel_dims, order.padded, unfed, calls, order.attention), error
 
 
 def _node_of(nodes: dict[str, Any], name: str) -> Callable:

@@ -1,0 +1,96 @@
+"""More models people bring: vision transformers (Hugging Face's CvT, MONAI's ViT) and what
+they show cnnlab's own specs never do. An attention layer's dropout returns the softmax
+weights (B, heads, N, N): 4-D, one row per image, and N grows with the image as H and W do,
+so only the op that made it tells it from a map. Truth: the shapes plain torch gives and the
+op each tensor came from (a softmax over the last dim)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.explain import gradcam
+from cnnlab.inspect import default_layer, image_maps
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
+
+
+class Attention(nn.Module):
+    """Two-head self-attention as ViTs write it: the weights (B, heads, N, N) go through an
+    nn.Dropout module (MONAI's `drop_weights`, Hugging Face CvT's `dropout`)."""
+
+    def __init__(self, dim: int, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.drop_weights = nn.Dropout(0.0)
+
+    def forward(self, t):
+        b, n, c = t.shape
+        q, k, v = self.qkv(t).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        att = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(dim=-1)
+        return (self.drop_weights(att) @ v).transpose(1, 2).reshape(b, n, c) + t
+
+
+class TinyViT(nn.Module):
+    """A patch conv, tokens with a class token, one attention block, the class token's logits;
+    `fixed`: a learned position embedding, so the model runs at its own size only."""
+
+    def __init__(self, size: int = 16, fixed: bool = False):
+        super().__init__()
+        self.patch = nn.Conv2d(1, 8, 4, stride=4)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 8))
+        self.pos = nn.Parameter(torch.randn(1, (size // 4) ** 2 + 1, 8)) if fixed else None
+        self.attn = Attention(8)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)
+        t = torch.cat([self.cls.expand(len(t), -1, -1), t], 1)
+        if self.pos is not None:
+            t = t + self.pos
+        return self.head(self.attn(t)[:, 0])
+
+
+def _weights_shape(model: nn.Module, x: torch.Tensor) -> tuple[int, ...]:
+    """The output shape of `attn.drop_weights`, by a plain forward hook."""
+    seen = []
+    hook = model.attn.drop_weights.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    return tuple(seen[0])
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_attention_weights_are_no_map_of_the_image(fixed):
+    torch.manual_seed(0)
+    model, x = TinyViT(fixed=fixed).eval(), torch.randn(2, 1, 16, 16)
+    assert _weights_shape(model, x) == (2, 2, 17, 17)  # 4-D, one row per image: map-shaped
+    maps = image_maps(model, x)
+    assert "attn.drop_weights" not in maps and maps["patch"] == (1, 8, 4, 4)
+    assert default_layer(model, x) == "patch"
+    cam = gradcam(model, x)
+    assert cam.shape == (2, 16, 16) and bool((cam.amax((1, 2)) > 0).all())
+
+
+def test_monai_vit_grad_cam_is_at_its_patch_embedding():
+    pytest.importorskip("einops")  # MONAI's ViT needs it
+    from monai.networks.nets import ViT
+
+    class Logits(nn.Module):  # MONAI's ViT returns (logits, hidden states)
+        def __init__(self):
+            super().__init__()
+            self.net = ViT(in_channels=1, img_size=(16, 16), patch_size=(4, 4), hidden_size=16,
+                           mlp_dim=32, num_layers=1, num_heads=2, classification=True,
+                           num_classes=10, spatial_dims=2)  # fmt: skip
+
+        def forward(self, x):
+            return self.net(x)[0]
+
+    torch.manual_seed(0)
+    model, x = Logits().eval(), torch.randn(2, 1, 16, 16)
+    layer = default_layer(model, x)
+    assert layer == "net.patch_embedding.patch_embeddings"  # its Conv2d: (B, 16, 4, 4)
+    assert not any("attn" in name for name in image_maps(model, x))
