@@ -388,7 +388,7 @@ def test_a_transposed_conv_counts_as_torchinfo_counts_a_conv_and_a_lost_field_is
 
 
 def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
-    """An einsum in the model's forward: its output is the model's own row, "(model)"; in a
+    """A roll in the model's forward: its output is the model's own row, "(model)"; in a
     side output (the second of a tuple) it reaches no row, and the lint says so."""
 
     class Head(nn.Module):
@@ -398,12 +398,14 @@ def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
 
         def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
             y = self.conv(x)
-            energy = torch.einsum("bchw,bchw->bc", y, y)
+            energy = torch.roll(y, 1, 3).square().sum((2, 3))
             return (y.mean((2, 3)), energy) if self.side else energy
 
     for side, said in ((False, "1 row(s) after it have none ((model))"), (True, "reaches no")):
         (lost,) = [w for w in summary(Head(side), (1, 8, 8)).warnings if w.code == "unfollowed"]
-        assert lost.message.startswith("the trace cannot follow the receptive field through einsum")
+        assert lost.message.startswith(
+            "the trace cannot follow the receptive field through torch.roll"
+        )
         assert said in lost.message
 
 

@@ -36,3 +36,59 @@ def test_a_layer_of_constants_alone_has_a_field_of_no_pixel():
     assert torch.equal(outputs[0], outputs[2]) and torch.equal(outputs[1], outputs[3])
     rows = {r.name: (r.receptive_field, r.jump) for r in summary(model, (3, 16, 16)).rows}
     assert rows == {"patch": (4, 4), "pos": (0, 0), "table": (0, 0), "": (4, 4)}
+
+
+class Mix(nn.Module):
+    """A per-token linear map written as an einsum (implicit output: "bij", sorted)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        return torch.einsum("bic,jc", x, self.weight)
+
+
+class Attend(nn.Module):
+    """CvT's attention: scores and the weighted sum of the values as einsums."""
+
+    def __init__(self, einsum: bool):
+        super().__init__()
+        self.einsum = einsum
+
+    def forward(self, x):  # (B, N, C): one head, x as queries, keys and values
+        q = k = v = x.unsqueeze(1)  # (B, 1, N, C)
+        if not self.einsum:
+            return ((q @ k.transpose(-1, -2)).softmax(-1) @ v).squeeze(1)
+        scores = torch.einsum("bhlk,bhtk->bhlt", [q, k]).softmax(-1)
+        return torch.einsum("...lt,...tv->...lv", scores, v).squeeze(1)
+
+
+class EinsumNet(nn.Module):
+    def __init__(self, einsum: bool = True):
+        super().__init__()
+        self.patch, self.mix, self.attend = nn.Conv2d(3, 8, 4, 4), Mix(), Attend(einsum)
+
+    def forward(self, x):
+        return self.attend(self.mix(self.patch(x).flatten(2).transpose(1, 2)))
+
+
+def pixels_read(model: nn.Module, layer: str, token: int) -> int:
+    """Truth: the width of the input pixels the gradient of `layer`'s output at `token` reaches."""
+    out = []
+    getattr(model, layer).register_forward_hook(lambda m, i, o: out.append(o))
+    x = torch.randn(1, 3, 16, 16, requires_grad=True)
+    model(x)
+    out[0][0, token].sum().backward()
+    cols = x.grad.abs().sum((0, 1, 2)).nonzero()
+    return int(cols.max() - cols.min() + 1)
+
+
+def test_an_einsum_moves_fields_where_its_letters_say():
+    model = EinsumNet().eval()
+    rows = {r.name: r.receptive_field for r in summary(model, (3, 16, 16)).rows}
+    assert rows["mix"] == pixels_read(EinsumNet(), "mix", 5) == 4  # per token: its patch
+    assert pixels_read(EinsumNet(), "attend", 5) == 16 <= rows["attend"]  # every patch
+    twin = summary(EinsumNet(einsum=False), (3, 16, 16))  # the same attention by matmuls
+    assert rows["attend"] == next(r for r in twin.rows if r.name == "attend").receptive_field
+    assert summary(model, (3, 16, 16)).warnings == []

@@ -13,6 +13,8 @@ applies them).
   bilinear, bicubic) by a whole factor S spread each unit over S finer positions: a pixel's
   field is its input units' (those whose windows cover it), at S times finer spacing (its
   start approximate: a window's centre).
+- torch.einsum (CvT's attention: "bhlk,bhtk->bhlt"): a product whose letters say where each
+  operand's dimensions go; a letter not in the output is summed over.
 - nn.MultiheadAttention's F.multi_head_attention_forward on (L, N, E) maps: attention with
   positions first.
 - norms whose `dim` comes after `ord` / `p` (torch.norm, Tensor.norm, linalg.vector_norm),
@@ -39,7 +41,8 @@ ADAPTIVE_1D = fns("adaptive_avg_pool1d") | fns("adaptive_avg_pool1d", owner=torc
 TRANSPOSED = fns("conv_transpose2d")
 INTERPOLATE = fns("interpolate")
 MHA = fns("multi_head_attention_forward")
-ROLES = MATMUL | RMATMUL | ATTENTION | MHA | UNFOLD | FOLD | NORMS | ADAPTIVE_1D
+EINSUM = fns("einsum", owner=torch)
+ROLES = MATMUL | RMATMUL | ATTENTION | MHA | UNFOLD | FOLD | NORMS | ADAPTIVE_1D | EINSUM
 ROLES |= TRANSPOSED | INTERPOLATE
 # taps per axis each output reads (whole-factor upsampling); area and others: not followed
 _TAPS = {"nearest": 1, "nearest-exact": 1, "bilinear": 2, "bicubic": 4}
@@ -60,6 +63,8 @@ def operands(func: Callable, args: tuple, kwargs: dict, out: Any) -> list | None
         if not all(isinstance(t, T) and t.dim() == 3 for t in (q, k, v)):
             return None
         return [(q, [0, 1, None]), (k, [None, 1, None]), (v, [None, 1, 2])]
+    if func in EINSUM:
+        return einsum_dims(args, kwargs)
     if func in ATTENTION:
         q, k, v = (arg(args, kwargs, i, name) for i, name in enumerate(("query", "key", "value")))
         n = out.dim()
@@ -81,6 +86,47 @@ def operands(func: Callable, args: tuple, kwargs: dict, out: Any) -> list | None
         (a, [*_batch(a.dim(), n, 2), n - 2, None]),  # (..., n, k): rows stay, k summed over
         (b, [*_batch(b.dim(), n, 2), None, n - 1]),  # (..., k, m): k summed over, columns stay
     ]
+
+
+def einsum_dims(args: tuple, kwargs: dict) -> list | None:
+    """[(operand, Dims)] of torch.einsum(equation, *operands) (or a list of them): each
+    operand's dimension goes where its letter is in the output, None where the letter is not
+    (summed over). Without "->" the output is the letters used once, sorted (torch's rule);
+    "..." stands for an operand's remaining dimensions, broadcast from the right."""
+    equation = arg(args, kwargs, 0, "equation")
+    tensors = args[1:] if len(args) > 1 else kwargs.get("operands", ())
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tensors[0]
+    if not isinstance(equation, str) or not all(isinstance(t, T) for t in tensors):
+        return None
+    inputs, arrow, output = equation.replace(" ", "").partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(tensors):
+        return None
+    pairs = list(zip(terms, tensors, strict=True))
+    dots = max(t.dim() - len(term.replace("...", "")) for term, t in pairs)
+    spelled = [_spelled(term, t.dim(), dots) for term, t in pairs]
+    if arrow:
+        out = _spelled(output, dots + len(output.replace("...", "")), dots)
+    else:  # implicit: the letters used once, sorted, after the broadcast dimensions
+        letters = [c for term in spelled for c in term]
+        ellipsis = _ellipsis(dots, dots)
+        out = ellipsis + sorted(c for c in set(letters) - set(ellipsis) if letters.count(c) == 1)
+    where = {c: i for i, c in enumerate(out)}
+    return [(t, [where.get(c) for c in term]) for term, t in zip(spelled, tensors, strict=True)]
+
+
+def _ellipsis(n: int, dots: int) -> list[str]:
+    """The names of the last n of the `dots` broadcast dimensions (aligned right)."""
+    return [chr(0x100 + i) for i in range(dots - n, dots)]
+
+
+def _spelled(term: str, ndim: int, dots: int) -> list[str]:
+    """One name per dimension of an einsum term: its letters, "..." as the broadcast ones."""
+    before, found, after = term.partition("...")
+    if not found:
+        return list(term)
+    return [*before, *_ellipsis(ndim - len(before) - len(after), dots), *after]
 
 
 def unfold_window(args: tuple, kwargs: dict) -> Window:
