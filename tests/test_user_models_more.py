@@ -94,3 +94,59 @@ def test_monai_vit_grad_cam_is_at_its_patch_embedding():
     layer = default_layer(model, x)
     assert layer == "net.patch_embedding.patch_embeddings"  # its Conv2d: (B, 16, 4, 4)
     assert not any("attn" in name for name in image_maps(model, x))
+
+
+class ClassToken(nn.Module):
+    """The logits read a class token alone, as CvT's: the patch tokens' queries of the last
+    block (`query`) make the patch outputs, which the graph joins to the class token by a
+    concatenation, but which no logit reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(1, 8, 4, stride=4)
+        self.query = nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        m = self.patch(x)
+        cls = m.mean((2, 3))  # the class token, which read every patch
+        t = torch.cat([cls[:, None], self.query(m).flatten(2).transpose(1, 2)], 1)
+        return self.head(t[:, 0])
+
+
+def test_a_map_whose_gradient_is_zero_is_not_grad_cams_default():
+    torch.manual_seed(0)
+    model, x = ClassToken().eval(), torch.randn(2, 1, 16, 16)
+    seen = []
+    hook = model.query.register_forward_hook(lambda m, i, o: seen.append(o))
+    logits = model(x)
+    hook.remove()
+    (grad,) = torch.autograd.grad(logits.sum(), seen)  # the graph reaches it: a gradient
+    assert seen[0].shape == (2, 8, 4, 4) and not grad.any()  # of zeros
+    assert default_layer(model, x) == "patch"
+    assert bool((gradcam(model, x).amax((1, 2)) > 0).all())  # a map, not a blank one
+
+
+def test_hugging_face_cvt_grad_cam_is_not_blank_and_equals_captum():
+    transformers = pytest.importorskip("transformers")
+    from test_explain_attribution import captum_gradcam
+
+    class Logits(nn.Module):
+        def __init__(self):
+            super().__init__()
+            config = transformers.CvtConfig(num_channels=1, num_labels=10, embed_dim=[8, 16, 16],
+                                            num_heads=[1, 2, 2], depth=[1, 2, 3])  # fmt: skip
+            # depth[i] > i: CvT's stage i reads its i-th drop-path rate of depth[i]
+            self.net = transformers.CvtForImageClassification(config)
+
+        def forward(self, x):
+            return self.net(x).logits
+
+    torch.manual_seed(0)
+    model, x = Logits().eval(), torch.randn(2, 1, 32, 32)
+    layer = default_layer(model, x)
+    assert "stages.2.layers.2." not in layer  # the last block's queries: a blank map
+    cam = gradcam(model, x)
+    assert bool((cam.amax((1, 2)) > 0).all())
+    target = model(x).argmax(1)
+    torch.testing.assert_close(cam, captum_gradcam(model, x, target, layer), atol=1e-4, rtol=0)

@@ -20,8 +20,9 @@ Which function for what:
   or why not (the layer that raised and the shapes it got, a tuple output, a softmax end).
 * name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
   ((name, output shape) in forward order), `image_maps` (the layers whose output is a
-  feature map of the image: not a pad's, not a window attention's), `spatial_layers`,
-  `is_spatial`, `default_layer` (the last spatial one: Grad-CAM's default),
+  feature map of the image: not a pad's, not a window attention's, not attention weights),
+  `spatial_layers`, `is_spatial`, `default_layer` (the last spatial one that gets a gradient
+  from the logits: Grad-CAM's default; `feeding_maps` all of them),
   `first_called(model, nn.Conv2d, x)`,
   `with CallOrder(model, names) as order:` (every call, in order), `layer_calls` and
   `spatial_calls` (each call labelled as the summary labels it: `relu`, `relu #2`, read
@@ -77,8 +78,7 @@ from cnnlab.inspect.order import (
     channel_dim,
     channel_dims,
     check_map_layer,
-    default_layer,
-    feeding_maps,
+    graph_fed_maps,
     image_maps,
     is_leaf,
     is_spatial,
@@ -100,6 +100,7 @@ from cnnlab.inspect.preserve import (
     unwrap,
     unwrap_layer,
 )
+from cnnlab.inspect.reached import default_layer, feeding_maps, zero_gradient
 from cnnlab.inspect.sites import ActivationSites
 
 __all__ = [
@@ -122,6 +123,7 @@ __all__ = [
     "decompiled",
     "default_layer",
     "feeding_maps",
+    "graph_fed_maps",
     "per_image",
     "device_of",
     "dtype_of",
@@ -154,4 +156,5 @@ __all__ = [
     "unwrap",
     "unwrap_layer",
     "weight_code",
+    "zero_gradient",
 ]

@@ -19,7 +19,7 @@ from torch.nn.utils import parametrize
 
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
-from cnnlab.inspect.hooks import Hooks, output_tensor, scripted_whole
+from cnnlab.inspect.hooks import Hooks, output_tensor
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
 from cnnlab.inspect.names import an, function_site, meant, not_a_name, split_call
@@ -298,7 +298,7 @@ def _follows(big: tuple, shape: tuple) -> bool:
 class _Shapes:
     """What one forward showed: each layer's last output shape, in the order of last calls;
     the channel dims off 1 (`CallOrder.channel_dims`); the names a padding op answered;
-    those whose output the logits are not computed from (`feeding_maps`); those holding
+    those whose output the logits are not computed from (`graph_fed_maps`); those holding
     attention weights."""
 
     last: dict[str, tuple]
@@ -317,7 +317,7 @@ def _probe(
     without arithmetic), else a no-grad forward on x's device. meta None: the meta device
     first; True / False: that one only. partial: a forward that raises gives the calls before
     it instead of raising (the larger images of `image_maps` reach a Flatten-Linear head)."""
-    if meta is not False:  # the graph too, but for the larger images (`feeding_maps`)
+    if meta is not False:  # the graph too, but for the larger images (`graph_fed_maps`)
         graph = x.detach().requires_grad_(not partial)
         shapes, error = _run(model, lambda: _on_meta(model, graph), output, graph=not partial)
         if error is None or meta:
@@ -463,22 +463,7 @@ def per_image(t: Tensor, layer: str, images: int, fix: str) -> Tensor:
     return t
 
 
-def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
-    """The last module, in forward order, whose output is a feature map of the image with
-    H·W > 1 (`image_maps`, DESIGN.md) that the logits are computed from (`feeding_maps`): for
-    a plain CNN its last conv block's activation, for a ResNet its last stage; never a
-    padding layer, a window attention's probabilities, or a side branch's map; at its last
-    call (`feeding_maps`)."""
-    spatial = feeding_maps(model, x, output)
-    if not spatial:
-        raise ExplainError(
-            "the model has no layer with a spatial (B, C, H, W) output, H·W > 1"
-            + scripted_whole(model)
-        )
-    return spatial[-1]
-
-
-def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
+def graph_fed_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
     """`spatial_layers` less those the logits are not computed from, where any are: a map the
     forward computes for another output leads Grad-CAM nowhere (a decoder kept for a
     reconstruction loss, `self.recon = self.decoder(h)`, was the default layer, and explain,
@@ -487,7 +472,8 @@ def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> 
     map computed without autograd (a torch.no_grad() backbone, a reentrant checkpoint's
     block) is kept, for Grad-CAM to say why it has no gradient, or to read it where the
     backward recomputes it. Each is labelled by its last call, whose map was judged: `relu #3`
-    for a module called three times (`call_label`), its name for a module called once."""
+    for a module called three times (`call_label`), its name for a module called once.
+    `reached.feeding_maps` also leaves out those the graph reaches whose gradient is zero."""
     spatial, _, unfed, calls = _spatial(model, x, output)
     names = [name for name, _ in spatial]
     fed = [name for name in names if name not in unfed] or names

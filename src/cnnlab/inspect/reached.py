@@ -1,0 +1,108 @@
+"""Which maps the logits get a gradient from, and so Grad-CAM's default layer. The autograd
+graph of the shape probe (`order.graph_fed_maps`) tells which maps the logits are computed
+from by its edges alone; a
+CvT's last block computes its patch tokens' queries for its patch outputs, which the logits,
+read from the class token, never use: the graph reaches them through a concatenation, their
+gradient is zero, and Grad-CAM there is a blank map. Only numbers tell: one real forward and
+backward of one image."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from cnnlab.errors import ExplainError
+from cnnlab.inspect.capture import Capture
+from cnnlab.inspect.checkpoints import gradients
+from cnnlab.inspect.hooks import scripted_whole
+from cnnlab.inspect.logits import OutputSelector, check_images, forward
+from cnnlab.inspect.order import graph_fed_maps
+from cnnlab.inspect.preserve import preserved, unwrap
+
+
+def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
+    """The last module, in forward order, whose output is a feature map of the image with
+    H·W > 1 (`image_maps`, DESIGN.md) that the logits are computed from and get a gradient
+    from (`feeding_maps`): for a plain CNN its last conv block's activation, for a ResNet its
+    last stage; never a padding layer, attention weights, or a side branch's map; at its last
+    call (`feeding_maps`)."""
+    spatial = feeding_maps(model, x, output)
+    if not spatial:
+        raise ExplainError(
+            "the model has no layer with a spatial (B, C, H, W) output, H·W > 1"
+            + scripted_whole(model)
+        )
+    return spatial[-1]
+
+
+def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
+    """`order.graph_fed_maps` (the maps the logits' graph reaches, each labelled by its last
+    call) less those whose gradient is zero (`zero_gradient`, one forward and backward of
+    x[:1]): a CvT's last queries, which only its patch outputs read. All of them where every
+    one's is zero."""
+    labels = graph_fed_maps(model, x, output)
+    blank = zero_gradient(unwrap(model), x, labels, output)
+    return [label for label in labels if label not in blank] or labels
+
+
+def class_mix(classes: int, like: Tensor) -> Tensor:
+    """r, fixed random weights of the classes (seed 0): ∂(r·logits)/∂A is zero only where
+    every class's gradient is (a plain sum of the logits is constant for centred logits)."""
+    return torch.randn(classes, generator=torch.Generator().manual_seed(0)).to(like)
+
+
+def zero_gradient(
+    model: nn.Module, x: Tensor, labels: Sequence[str], output: OutputSelector = None
+) -> set[str]:
+    """The labels (calls, `relu #2`) whose output gets a gradient of zeros only from
+    r·logits (`class_mix`), in one eval-mode forward and backward of x[:1]. A label that gets
+    no gradient at all (a torch.no_grad() backbone) is not among them, nor is any where the
+    backward fails (an op without one): nothing is told then."""
+    x = check_images(x)[:1].detach().clone().requires_grad_(True)
+    with (
+        preserved(model),
+        tensors_kept(model),
+        Capture(model, labels, grads=True, calls=True) as cap,
+        torch.enable_grad(),
+    ):
+        try:
+            logits = forward(model, x, output)
+            objective = (logits * class_mix(logits.shape[1], logits)).sum()
+            if objective.requires_grad:
+                gradients(objective, [x])
+        except (ExplainError, RuntimeError):
+            return set()
+    return {name for name, (_, grad) in cap.gradients.items() if not grad.any()}
+
+
+@contextmanager
+def tensors_kept(model: nn.Module) -> Iterator[None]:
+    """Inside the block the model's forward may cache tensors on its modules (`self.cache =
+    ...`, a buffer registered as None and set); after it, each is as it was: this forward
+    only looks, as the shape probes' do (`order._on_meta`)."""
+    before = [(table, dict(table)) for m in model.modules() for table in _tables(m)]
+    try:
+        yield
+    finally:
+        for table, saved in before:
+            for key, value in list(table.items()):
+                if _holds_tensor(value) and saved.get(key) is not value:
+                    if key in saved:
+                        table[key] = saved[key]
+                    else:
+                        del table[key]
+
+
+def _tables(module: nn.Module) -> list[dict]:
+    return [vars(module), module._buffers, module._parameters]
+
+
+def _holds_tensor(value: Any) -> bool:
+    """A tensor, or a tuple or list holding one (a rotary embedding's (cos, sin) cache)."""
+    if type(value) in (tuple, list):
+        return any(isinstance(v, Tensor) for v in value)
+    return isinstance(value, Tensor)
