@@ -92,3 +92,28 @@ def test_an_einsum_moves_fields_where_its_letters_say():
     twin = summary(EinsumNet(einsum=False), (3, 16, 16))  # the same attention by matmuls
     assert rows["attend"] == next(r for r in twin.rows if r.name == "attend").receptive_field
     assert summary(model, (3, 16, 16)).warnings == []
+
+
+class LatentQuery(nn.Module):
+    """Perceiver's encoder, small: a learned query (weights alone) attends to the tokens of a
+    3×3 conv stem; a Linear reads the attention's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.latents = nn.Conv2d(3, 8, 3, padding=1), nn.Parameter(torch.randn(2, 8))
+        self.attend, self.head = nn.Identity(), nn.Linear(8, 5)
+
+    def forward(self, x):
+        tokens = self.stem(x).flatten(2).transpose(1, 2)  # (B, H·W, 8)
+        weights = (self.latents @ tokens.transpose(1, 2)).softmax(-1)  # (B, 2, H·W)
+        return self.head(self.attend(weights @ tokens).mean(1))
+
+
+def test_attention_weights_of_a_learned_query_are_no_head_with_a_small_field():
+    """The attention's output, which the head reads, depends on every pixel (truth: autograd),
+    so rf-small ("no unit sees the whole image") is not the model's; the softmax over the
+    positions keeps them, it is no pooling."""
+    assert pixels_read(LatentQuery(), "attend", 0) == 16
+    s = summary(LatentQuery(), (3, 16, 16))
+    assert s.warnings == [], s.warnings
+    assert next(r for r in s.rows if r.name == "attend").receptive_field >= 16

@@ -272,12 +272,14 @@ class Roles:
         return tag
 
     def _reduce_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag:
-        """mean/sum/max/softmax/norm over dims: along a spatial one, each value sees it all."""
+        """mean/sum/max/softmax/norm over dims: along a spatial one, each value sees it all.
+        A softmax keeps the positions (each value its own, normalised: attention weights):
+        no head, where the map becomes a vector."""
         dims = ax.reduced_dims(C.arg(args, kwargs, P.reduce_dim_at(func), "dim"), x.dim())
         rf, axes = list(tag.rf), tag.axes
         spatial = [i for i, a in enumerate(tag.axes) if a in dims]
         if len(spatial) == 2:
-            rf = list(self._global(x, tag))
+            rf = list(self._global(x, tag, func not in _SOFTMAX))
         for i in spatial if len(spatial) == 1 else ():
             rf[i] = global_rf(rf[i], self._lengths(x, tag)[i], self.image[i])
         if func in C.REDUCES_SHAPE and out.dim() < x.dim():
@@ -463,6 +465,7 @@ def zero_pad(
 
 
 _MOVES = C.PERMUTE | C.SPLIT | C.GETITEM  # the calls `tags.moved` gives a tag
+_SOFTMAX = C.REDUCE - C.REDUCES_SHAPE  # softmax, log_softmax: the reductions keeping the shape
 
 
 def _pointwise(w: Window) -> bool:
