@@ -149,7 +149,8 @@ def _print_tables(dead, flow, acts, found: list) -> None:
     for l in acts.layers:
         sat = "-" if l.saturated is None else f"{l.saturated:.1%}"
         stats = (f"{l.mean:+.3f}", f"{l.std:.3f}", f"{l.min:.2f}", f"{l.max:.2f}", sat)
-        t.add_row(literal(l.name), literal(l.kind), *stats)
+        kind = f"{l.kind} (gate)" if l.gate else l.kind  # saturated by design: no finding
+        t.add_row(literal(l.name), literal(kind), *stats)
     console.print(t)
 
     if not found:  # with modules not looked into, only what was seen is vouched for

@@ -61,7 +61,8 @@ def findings(
     out = [_dead_finding(l, normed) for l in (dead.flagged if dead else ())]
     out += _gradient_findings(flow) if flow else []
     for l in acts.layers if acts else ():
-        if l.saturated is not None and l.saturated > 0.5:
+        # a channel gate at 0 or 1 shuts or keeps a channel: what it is for, not a fault
+        if l.saturated is not None and l.saturated > 0.5 and not l.gate:
             out.append(_saturated_finding(l))
     return out
 

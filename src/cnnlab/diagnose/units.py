@@ -53,9 +53,11 @@ class _Site:
         self.low = math.inf
         self.high = -math.inf
         self.ever_positive = torch.zeros(channels, dtype=torch.bool)
+        self.gate = False  # one value per channel of a map: (N, C, 1, 1), `is_gate`
 
     def add(self, y: Tensor) -> None:
         y = y.detach()
+        self.gate = is_gate(tuple(y.shape))
         # (N, C, ...) -> (C,): channel c is dead if no input, at no position, makes it > 0
         others = [0, *range(2, y.ndim)]
         self.ever_positive |= (y.amax(dim=others) > 0).cpu()
@@ -72,6 +74,13 @@ class _Site:
         # a ReLU6 counts at its cap alone (its floor 0 is the dead-unit statistics' nonpositive)
         if self.activation.band is not None:
             self.saturated += int(torch.count_nonzero(self.activation.saturated(y)))
+
+
+def is_gate(shape: tuple[int, ...]) -> bool:
+    """An output (N, C, 1, 1, ...) of one value per channel of a map: a squeeze-and-excitation
+    gate (`x * sigmoid(s)`, EfficientNet's and MobileNetV3's), which scales each channel by a
+    share in [0, 1]: at 0 or 1 it shuts or keeps a channel, what a gate is for."""
+    return len(shape) >= 3 and math.prod(shape[2:]) == 1
 
 
 Moments = tuple[int, float, float]  # (count, mean, summed squared deviations from it)
@@ -372,6 +381,7 @@ class ActivationLayer:
     min: float
     max: float
     saturated: float | None  # share within SATURATION[kind] of a bound; None if unbounded
+    gate: bool = False  # (N, C, 1, 1): a channel gate (`is_gate`), saturated by design
 
 
 @dataclass(frozen=True)
@@ -422,7 +432,9 @@ def activation_stats(
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
     hardtanh/hardsigmoid exactly at a bound (a hardtanh's own min_val/max_val); ReLU6 exactly
     at its cap (max_val, 6 by default; its floor 0 is the dead units' statistic). The other
-    ReLU-family outputs are unbounded above: None.
+    ReLU-family outputs are unbounded above: None. A site of one value per channel of a map,
+    (N, C, 1, 1), is marked `gate` (`is_gate`: a squeeze-and-excitation gate, saturated by
+    design; `advice.findings` does not flag it).
     data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
     and .labels, or an iterable of (x, y) batches; eval mode by default. Activations inside
     a TorchScript module are not seen: `.hidden` names those modules.
@@ -435,5 +447,5 @@ def activation_stats(
     for name, s in sites.items():
         mean, std = s.mean, math.sqrt(s.m2 / (s.count - STD_CORRECTION))
         saturated = s.saturated / s.count if s.activation.band is not None else None
-        layers.append(ActivationLayer(name, s.kind, mean, std, s.low, s.high, saturated))
+        layers.append(ActivationLayer(name, s.kind, mean, std, s.low, s.high, saturated, s.gate))
     return ActivationStats(tuple(layers), n, hidden=hidden_modules(model))
