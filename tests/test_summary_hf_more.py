@@ -3,10 +3,12 @@ written small: each case checked against torch's own forward."""
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.design.summary import summary
+from cnnlab.design.summary import shapes, summary
 
 
 class PositionIds(nn.Module):
@@ -117,3 +119,29 @@ def test_attention_weights_of_a_learned_query_are_no_head_with_a_small_field():
     s = summary(LatentQuery(), (3, 16, 16))
     assert s.warnings == [], s.warnings
     assert next(r for r in s.rows if r.name == "attend").receptive_field >= 16
+
+
+@pytest.mark.parametrize(
+    ("mask", "dtype"), [((4, 1, 6, 9), torch.float32), ((6, 9), torch.bool), ((1, 9), None)]
+)
+def test_attention_with_a_mask_is_made_from_shapes_as_torch_makes_it(mask, dtype):
+    """Swin's attention passes its windows' bias and shift mask as attn_mask (a meta kernel
+    in Python: 5 ms a call); the output made from the shapes is torch's own."""
+    q, k, v = torch.randn(4, 2, 6, 8), torch.randn(4, 2, 9, 8), torch.randn(4, 2, 9, 5)
+    m = torch.randn(mask) if dtype is None else torch.randn(mask).gt(0).to(dtype)
+    real = F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+    meta = [t.to("meta") for t in (q, k, v, m)]
+    made = shapes.made(F.scaled_dot_product_attention, tuple(meta[:3]), {"attn_mask": meta[3]})
+    assert made is not None and (made.shape, made.dtype) == (real.shape, real.dtype)
+
+
+def test_attention_with_a_mask_torch_refuses_runs_its_kernel():
+    q, k, v = (torch.randn(1, 2, n, 8) for n in (6, 9, 9))
+    for mask in (torch.randn(6, 7), torch.ones(6, 9, dtype=torch.int64)):  # shape, dtype
+        with pytest.raises(RuntimeError):  # torch refuses it on real data
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        meta = tuple(t.to("meta") for t in (q, k, v))
+        assert (
+            shapes.made(F.scaled_dot_product_attention, meta, {"attn_mask": mask.to("meta")})
+            is None
+        )

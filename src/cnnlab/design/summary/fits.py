@@ -28,6 +28,20 @@ def ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     )
 
 
+def mask_fits(mask: Any, q: Tensor, k: Any, causal: Any) -> bool:
+    """F.scaled_dot_product_attention's attn_mask as torch takes it: meta, boolean or of q's
+    dtype, broadcast to the scores' shape (q's batch and positions, k's positions), and no
+    is_causal beside it (else torch must raise)."""
+    if causal or not (isinstance(mask, Tensor) and mask.is_meta and isinstance(k, Tensor)):
+        return False
+    if mask.dtype not in (torch.bool, q.dtype) or mask.dim() > q.dim():
+        return False
+    scores = (*q.shape[:-1], k.shape[-2])  # the mask aligned with its last axes
+    return all(
+        m in (1, n) for m, n in zip(mask.shape, scores[len(scores) - mask.dim() :], strict=True)
+    )
+
+
 def gn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """F.group_norm(x, num_groups, weight, bias): the groups divide x's channels, each group
     has more than one value (torch's _verify_batch_size), weight and bias have one value a

@@ -31,7 +31,7 @@ from cnnlab.design.summary.calls import (
     window_out,
 )
 from cnnlab.design.summary.facts import Window
-from cnnlab.design.summary.fits import SLOW_SAME, bn_fits, gn_fits, ln_fits
+from cnnlab.design.summary.fits import SLOW_SAME, bn_fits, gn_fits, ln_fits, mask_fits
 from cnnlab.design.summary.rearrange import REARRANGED, RESHAPED, rearranged, reshaped
 from cnnlab.design.summary.reductions import (
     SHAPE_REDUCE,
@@ -357,9 +357,14 @@ def pad_shape(x: Tensor, pad: Any) -> tuple[int, ...] | None:
 def attention_shape(q: Tensor, args: tuple, kwargs: dict) -> tuple[int, ...] | None:
     """F.scaled_dot_product_attention(q, k, v)'s output shape, (..., L, Ev), where q, k, v
     are meta tensors of one dtype and one batch shape, k has q's features and v's positions,
-    and no mask or grouped heads are given (else torch must run, and raise its errors)."""
+    no grouped heads are given, and a mask (Swin's windows and shifts: meta 5 ms a call)
+    is a meta one, boolean or of q's dtype, that broadcasts to the scores' (..., L, S) and
+    comes without is_causal (else torch must run, and raise its errors)."""
     k, v = arg(args, kwargs, 1, "key"), arg(args, kwargs, 2, "value")
-    if arg(args, kwargs, 3, "attn_mask") is not None or arg(args, kwargs, 7, "enable_gqa"):
+    mask = arg(args, kwargs, 3, "attn_mask")
+    if arg(args, kwargs, 7, "enable_gqa"):
+        return None
+    if mask is not None and not mask_fits(mask, q, k, arg(args, kwargs, 5, "is_causal")):
         return None
     if not q.is_floating_point():
         return None
