@@ -193,3 +193,50 @@ def test_a_saturated_channel_gate_is_no_finding():
     assert by_gate[True].saturated == pytest.approx(share["gate"])
     assert by_gate[False].saturated == pytest.approx(share["hidden"])
     assert flagged[0].startswith(by_gate[False].name)
+
+
+class UnusedHead(nn.Module):
+    """Computes a second head the logits never read, as Hugging Face's SigLIP classifier
+    runs its vision model's attention-pooling head and mean-pools the tokens instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pooler = nn.Linear(4, 4)  # its output goes nowhere
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        f = self.conv(x).mean((2, 3))
+        self.pooled = self.pooler(f)
+        return self.head(f)
+
+
+def test_an_unused_head_is_told_apart_from_a_no_grad_cut():
+    from cnnlab.diagnose import findings, gradient_flow
+
+    torch.manual_seed(0)
+    model, x, y = UnusedHead(), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    loss = nn.functional.cross_entropy(model(x), y)
+    (grad,) = torch.autograd.grad(loss, [model.pooler.weight], allow_unused=True)
+    assert grad is None and model.pooled.requires_grad  # a graph the loss does not reach
+    flow = gradient_flow(model, (x, y))
+    assert flow.cut_off == flow.unused == ("pooler",)
+    (cut,) = [f for f in findings(flow=flow) if f.code == "cut-off"]
+    assert "do not use their output" in cut.message and "no_grad" not in cut.fix
+
+
+def test_siglip_classifier_head_is_named_unused():
+    transformers = pytest.importorskip("transformers")
+    from cnnlab.diagnose import findings, gradient_flow
+
+    vision = {"num_channels": 1, "hidden_size": 16, "num_hidden_layers": 1, "image_size": 16,
+              "num_attention_heads": 2, "intermediate_size": 32, "patch_size": 4}  # fmt: skip
+    config = transformers.SiglipConfig(vision_config=vision, num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.SiglipForImageClassification(config)
+    x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
+    flow = gradient_flow(model, (x, y), output="logits")
+    head = {n for n, _ in model.named_modules() if n.startswith("vision_model.head.")}
+    assert set(flow.unused) & head and set(flow.unused) == set(flow.cut_off)
+    (cut,) = [f for f in findings(flow=flow) if f.code == "cut-off"]
+    assert "do not use their output" in cut.message

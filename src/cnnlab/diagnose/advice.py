@@ -149,16 +149,30 @@ def _gradient_findings(flow: GradientFlow) -> list[Finding]:
                 "(.detach() or torch.no_grad() inside forward)",
             )
         )
-    if flow.cut_off:
-        names = ", ".join(flow.cut_off[:4]) + (" ..." if len(flow.cut_off) > 4 else "")
+    cut = [name for name in flow.cut_off if name not in flow.unused]
+    if cut:
         out.append(
             Finding(
                 "cut-off",
-                f"no gradient reaches {len(flow.cut_off)} weighted layer(s) ({names}): the "
+                f"no gradient reaches {len(cut)} weighted layer(s) ({_first(cut)}): the "
                 "forward cuts them off from the loss, so training leaves them as they are",
                 "if they are frozen on purpose, nothing to do; else look for torch.no_grad() "
                 "or .detach() in forward, or torch.utils.checkpoint(..., use_reentrant=True) "
                 "around layers whose input needs no gradient (the images): use_reentrant=False",
+            )
+        )
+    if flow.unused:
+        out.append(
+            Finding(
+                "cut-off",
+                f"no gradient reaches {len(flow.unused)} weighted layer(s) "
+                f"({_first(flow.unused)}) though the forward computes them with autograd: "
+                "the logits do not use their output (or the forward .detach()es it), so "
+                "training leaves them as they are",
+                "if that branch is unused (a head the classifier skips, as Hugging Face's "
+                "SigLIP classifier skips its vision model's attention-pooling head), leave it "
+                "out of the forward, which computes it for nothing, or build the logits from "
+                "it; if it is .detach()ed to freeze it, nothing to do",
             )
         )
     if flow.vanishing:
@@ -179,6 +193,11 @@ def _gradient_findings(flow: GradientFlow) -> list[Finding]:
             )
         )
     return out
+
+
+def _first(names: list[str] | tuple[str, ...], k: int = 4) -> str:
+    """The first k names, with ' ...' where there are more."""
+    return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
 
 
 def _vanishing_fix(flow: GradientFlow) -> str:

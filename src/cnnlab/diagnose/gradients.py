@@ -112,6 +112,17 @@ class GradientFlow:
             return ()
         return tuple(l.name for l in self.layers if not l.reached and not l.frozen)
 
+    @property
+    def unused(self) -> tuple[str, ...]:
+        """The layers `cut_off` whose output the forward computed with autograd
+        (`Makeup.graphed`): the loss does not reach them though their output has a graph, so
+        the logits do not use it (a head the classifier skips: Hugging Face's
+        SiglipForImageClassification mean-pools the tokens and leaves its vision model's
+        attention-pooling `head` unread) or the forward .detach()es it. The others ran under
+        torch.no_grad() (or in a reentrant checkpoint)."""
+        graphed = self.makeup.graphed if self.makeup is not None else ()
+        return tuple(name for name in self.cut_off if name in graphed)
+
     def to_dict(self) -> dict:
         return {
             "samples": self.samples,
@@ -120,6 +131,7 @@ class GradientFlow:
             "exploding": self.exploding,
             "no_gradient": self.no_gradient,
             "cut_off": list(self.cut_off),
+            "unused": list(self.unused),
             "vanish_ratio": self.vanish_ratio,
             "explode_norm": self.explode_norm,
             "train": self.train,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,8 @@ class Makeup:
     # the activation sites a normalisation was computed before, since the activation before
     # (conv -> BN -> ReLU; ResNet's BN -> + -> ReLU): adding one there is no advice
     normed: tuple[str, ...] = ()
+    # the modules whose output (some tensor of it) required grad: computed with autograd
+    graphed: frozenset[str] = frozenset()
 
     @property
     def saturating(self) -> tuple[tuple[str, str], ...]:
@@ -55,6 +58,7 @@ class Seen(ActivationSites):
         self.norms: dict[str, str] = {}
         self.normed: dict[str, bool] = {}
         self._after_norm = False  # a normalisation computed since the last activation
+        self.graphed: set[str] = set()
 
     def _activation(self, site: str, activation: Activation, y: Tensor) -> None:
         self.activations.setdefault(site, activation.name)
@@ -74,6 +78,13 @@ class Seen(ActivationSites):
             self._after_norm = True
         return super().__torch_function__(func, types, args, kwargs)
 
+    def _leave(self, mod: nn.Module, args: Any, output: Any) -> None:
+        items = output if isinstance(output, (tuple, list)) else (output,)
+        if self.stack and any(isinstance(t, Tensor) and t.requires_grad for t in items):
+            self.graphed.add(self.stack[-1][0])  # (nn.MultiheadAttention: (output, weights))
+        super()._leave(mod, args, output)
+
     def makeup(self, hidden: tuple[str, ...]) -> Makeup:
         normed = tuple(s for s, on in self.normed.items() if on)
-        return Makeup(tuple(self.activations.items()), tuple(self.norms.items()), hidden, normed)
+        acts, norms = tuple(self.activations.items()), tuple(self.norms.items())
+        return Makeup(acts, norms, hidden, normed, frozenset(self.graphed))
