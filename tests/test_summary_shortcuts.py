@@ -76,7 +76,9 @@ def _sdpa(x, q=(1, 2, 6, 4), k=(1, 2, 9, 4), v=(1, 2, 9, 5), **kwargs):
         (_sdpa, True), (lambda x: _sdpa(x, k=(1, 2, 9, 3)), False),
         (lambda x: _sdpa(x, v=(1, 2, 7, 5)), False),
         (lambda x: _sdpa(x, q=(2, 6, 4), k=(2, 9, 4), v=(2, 9, 5), is_causal=True), True),
-        (lambda x: _sdpa(x, attn_mask=x(6, 9)), False), (lambda x: _sdpa(x, k=(1, 1, 9, 4)), False),
+        (lambda x: _sdpa(x, attn_mask=x(6, 9)), True), (lambda x: _sdpa(x, k=(1, 1, 9, 4)), False),
+        (lambda x: _sdpa(x, attn_mask=x(6, 7)), False),
+        (lambda x: _sdpa(x, attn_mask=x(6, 9), is_causal=True), False),
         (lambda x: (F.instance_norm, (x(1, 4, 5, 5), None, None, x(4), x(4)), {}), True),
         (lambda x: (F.instance_norm, (x(1, 4, 5, 5), None, None, x(3)), {}), False),
         (lambda x: (F.instance_norm, (x(1, 4, 5, 5),), {"use_input_stats": False}), False),
@@ -106,8 +108,8 @@ def test_slow_meta_kernels_are_made_with_torchs_shape_or_left_to_torch(call, sho
     F.instance_norm, torch.prelu, F.interpolate (MONAI's U-Nets), F.normalize (SwiftFormer)
     and matmul (LeViT) made on meta: torch's shape where torch runs them on real data; where it
     raises (groups that do not divide, features or positions that differ, a weight of
-    another size, align_corners with nearest) or the shape needs torch (a mask, heads
-    broadcast, area), left to torch."""
+    another size, align_corners with nearest, a mask that does not broadcast to the scores)
+    or the shape needs torch (heads broadcast, area), left to torch."""
     func, args, kwargs = call(lambda *shape: torch.empty(shape, device="meta"))
     out = made(func, args, kwargs)
     assert (out is not None) == shortcut
