@@ -240,3 +240,36 @@ def test_siglip_classifier_head_is_named_unused():
     assert set(flow.unused) & head and set(flow.unused) == set(flow.cut_off)
     (cut,) = [f for f in findings(flow=flow) if f.code == "cut-off"]
     assert "do not use their output" in cut.message
+
+
+def test_logits_through_a_final_tanh_get_a_note_with_their_ceiling():
+    """MONAI's ViT ends its classification head in nn.Tanh (post_activation="Tanh"): logits
+    within [-1, 1], whose softmax never passes e²/(e² + K − 1). Truth: torch's softmax of the
+    most apart such logits (one 1, the others -1)."""
+    from cnnlab.train import TrainConfig, train
+    from cnnlab.train.guard import tanh_ceiling
+
+    apart = torch.full((10,), -1.0)
+    apart[0] = 1.0
+    assert tanh_ceiling(10) == pytest.approx(float(apart.softmax(0)[0]))  # 45.1 %
+    torch.manual_seed(0)
+    ended = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Tanh())
+    notes = train(ended, "digits", config=TrainConfig(epochs=1, precision="fp32"))["notes"]
+    said = [n for n in notes if "final tanh" in n]
+    assert len(said) == 1 and "45.1%" in said[0] and "post_activation=None" in said[0]
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    notes = train(plain, "digits", config=TrainConfig(epochs=1, precision="fp32"))["notes"]
+    assert not [n for n in notes if "tanh" in n]
+
+
+def test_monai_vit_logits_come_from_a_tanh():
+    pytest.importorskip("einops")
+    from monai.networks.nets import ViT
+
+    from cnnlab.train.guard import tanh_note
+
+    torch.manual_seed(0)
+    vit = ViT(in_channels=1, img_size=(16, 16), patch_size=(4, 4), hidden_size=16, mlp_dim=32,
+              num_layers=1, num_heads=2, classification=True, num_classes=10,
+              spatial_dims=2)  # fmt: skip
+    assert len(tanh_note(vit(torch.randn(4, 1, 16, 16))[0])) == 1

@@ -174,7 +174,7 @@ _PASS_THROUGH = {
     "View", "UnsafeView", "ReshapeAlias", "Squeeze", "Unsqueeze", "ToCopy", "Clone", "Alias",
     "Expand", "DDPSink",
 }  # fmt: skip
-_FINAL_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid"}
+_FINAL_OPS = {"Softmax": "softmax", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 # Rows of a batch that must each sum to 1 before probabilities are told from values alone
 # (the op hidden: a compiled model, a softmax written as exp/sum). Over 4,500 random
 # non-negative heads (ReLU or Softplus ends, SqueezeNet-style ReLU + GAP, 2 to 10 classes),
@@ -183,7 +183,7 @@ MIN_ROWS = 8
 
 
 def final_op(logits: torch.Tensor) -> str | None:
-    """'softmax' or 'sigmoid' when the autograd node that made `logits` is one of them,
+    """'softmax', 'sigmoid' or 'tanh' when the autograd node that made `logits` is one of them,
     behind nodes that only reshape or cast (`_PASS_THROUGH`); else None (another op, or none
     recorded: no gradients, a compiled model's one node)."""
     node = logits.grad_fn
@@ -221,6 +221,32 @@ def loss_floor(classes: int) -> float:
 
 
 PROBABILITIES = "the model's outputs on the first batch are probabilities"  # its note's start
+BOUNDED = "the model's outputs on the first batch come from a final tanh"  # its note's start
+
+
+def tanh_ceiling(classes: int) -> float:
+    """The highest probability softmax gives any class when its inputs lie in [−1, 1], as a
+    tanh's do: a gap of at most 2 between them caps it at e²/(e² + K − 1); the loss, −ln of
+    that, is at least ln(1 + (K − 1)/e²)."""
+    return math.e**2 / (math.e**2 + classes - 1)
+
+
+def tanh_note(logits: torch.Tensor) -> list[str]:
+    """A note when the first batch's outputs (B, K) were made by a tanh (its autograd node,
+    `final_op`) and lie in [−1, 1]: logits that can never be far apart (MONAI's ViT ends its
+    classification head in one, `post_activation="Tanh"`)."""
+    if logits.dim() != 2 or logits.shape[0] == 0 or logits.shape[1] < 2:
+        return []
+    out = logits.detach().float()
+    if final_op(logits) != "tanh" or not bool(((out >= -1) & (out <= 1)).all()):
+        return []
+    k, top = out.shape[1], tanh_ceiling(out.shape[1])
+    return [
+        f"{BOUNDED}, so they lie between -1 and 1: softmax gives no class more than "
+        f"e²/(e² + {k - 1}) = {top:.1%} with {k} classes, the cross-entropy cannot fall below "
+        f"{-math.log(top):.3f}, and eval's and predict's probabilities never pass {top:.1%}. "
+        "Return the logits before the tanh (MONAI's ViT: post_activation=None)"
+    ]
 
 
 def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None) -> list[str]:
@@ -256,3 +282,9 @@ def probability_note(logits: torch.Tensor, precision: torch.dtype | None = None)
         f"Remove the final {op} and return the logits; apply softmax when predicting "
         "(cnnlab's predict and eval do)"
     ]
+
+
+def output_notes(logits: torch.Tensor, precision: torch.dtype | None = None) -> list[str]:
+    """The notes on the first batch's outputs: probabilities given for logits
+    (`probability_note`), logits bounded by a final tanh (`tanh_note`)."""
+    return probability_note(logits, precision) + tanh_note(logits)

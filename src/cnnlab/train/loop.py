@@ -91,8 +91,8 @@ def train(
     checkpoint_seconds: also checkpoint within an epoch once this long has passed.
     Returns {"val_acc", "test_acc", "test_acc_tta", "train_seconds", "img_per_s", ...,
     "skipped"/"converted": [[path, why]] of folder images, "notes": [what a resume or the flip
-    rule changed, which layers ran in fp32 within bf16, probabilities given for logits
-    (`guard.probability_note`)], "outcome": [a guessing test accuracy (`measure.guess_note`)],
+    rule changed, which layers ran in fp32 within bf16, outputs that are no plain logits
+    (`guard.output_notes`)], "outcome": [a guessing test accuracy (`measure.guess_note`)],
     "model": the trained nn.Module, the one passed in (EMA weights when EMA is on, eval mode)}.
     Raises TrainingDiverged on a NaN/inf or runaway loss, TrainingInterrupted (a
     KeyboardInterrupt) after saving a checkpoint on Ctrl-C/SIGTERM, and
@@ -379,7 +379,7 @@ def _run_epochs(parts: Parts, position: Position, request: Request) -> list[str]
 
 def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
     """One optimizer step on batch (x (B, C, H, W), y (B,)) -> (stop, save) as all ranks
-    agreed, and notes (the first step's logits read by `guard.probability_note`); the loss
+    agreed, and notes (the first step's logits read by `guard.output_notes`); the loss
     and accuracy sums of `position` grow by this batch."""
     config = parts.config
     global_step = epoch * parts.steps_per_epoch + step
@@ -393,7 +393,7 @@ def _step(parts: Parts, position: Position, x, y, epoch, step, stop, due):
             logits = parts.net(x)  # (B, classes)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         loss_value = loss.item()
-        noted = guard.probability_note(logits, parts.amp) if global_step == 0 else []
+        noted = guard.output_notes(logits, parts.amp) if global_step == 0 else []
     except BaseException as error:
         failure = error
     if position.first_loss is None and failure is None:
