@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.design.summary import shapes, summary
+from cnnlab.errors import CnnlabError
 
 
 class PositionIds(nn.Module):
@@ -145,3 +146,23 @@ def test_attention_with_a_mask_torch_refuses_runs_its_kernel():
             shapes.made(F.scaled_dot_product_attention, meta, {"attn_mask": mask.to("meta")})
             is None
         )
+
+
+class TokenIds(nn.Module):
+    """ImageGPT's way in: its input is colour-cluster ids, read by an embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte, self.head = nn.Embedding(16, 4), nn.Linear(4, 2)
+
+    def forward(self, ids):
+        return self.head(self.wte(ids.flatten(1)).mean(1))
+
+
+def test_a_model_of_token_ids_is_refused_without_an_input_size_to_try():
+    for side in (4, 8):  # truth: torch refuses an image's float values at every size
+        with pytest.raises(RuntimeError, match="indices"):
+            TokenIds()(torch.rand(1, 3, side, side))
+    with pytest.raises(CnnlabError, match="wte.*takes integer token ids, not an image") as err:
+        summary(TokenIds(), (3, 4, 4))
+    assert "check the input size" not in str(err.value)

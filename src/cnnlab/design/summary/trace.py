@@ -110,21 +110,10 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         self.probabilities: OutputFact | None = None  # a softmax made the output (`ended`)
 
     def facts(self, real_forward: str | None) -> Trace:
-        return Trace(
-            self.image,
-            tuple(self.rows),
-            tuple(self.windows),
-            tuple(self.weights),
-            tuple(self.heads),
-            self.dense,
-            tuple(self.squashes),
-            tuple(self.lost.values()),
-            self.total_params,
-            self.trainable_params,
-            real_forward,
-            frozenset(self.shared),
-            self.probabilities,
-        )
+        found = map(tuple, (self.rows, self.windows, self.weights, self.heads))
+        return Trace(self.image, *found, self.dense, tuple(self.squashes),
+                     tuple(self.lost.values()), self.total_params, self.trainable_params,
+                     real_forward, frozenset(self.shared), self.probabilities)  # fmt: skip
 
     # where we are ------------------------------------------------------------------------
     @property
@@ -145,10 +134,13 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
 
     def input_fix(self) -> str | None:
         """Where the first layer to run is a conv that takes other channels than the input
-        has (a gray input for an RGB model): the input size it takes; else None."""
+        has (a gray input for an RGB model): the input size it takes; where an embedding got
+        float values (ImageGPT's colour-cluster ids): that no image size runs; else None."""
+        module, x, _ = self.stack[-1] if self.stack else (None, None, None)
+        if isinstance(module, _EMBEDDINGS) and isinstance(x, Tensor) and x.is_floating_point():
+            return _IDS
         if self.rows or not self.stack:
             return None
-        module, x, _ = self.stack[-1]
         if not isinstance(module, nn.modules.conv._ConvNd) or not isinstance(x, Tensor):
             return None
         c, size = module.in_channels, tuple(x.shape[1:])
@@ -471,6 +463,13 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             for t in out:
                 if isinstance(t, Tensor):
                     retag(t, self._tag(func, args, kwargs, t, tagged, w))
+
+
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+_IDS = (
+    "the layer takes integer token ids, not an image: summary runs the model on a float "
+    "(C, H, W) image, so no input size fits a model of ids"
+)
 
 
 def _function_name(func: Any) -> str:
