@@ -25,12 +25,13 @@ class Attention(nn.Module):
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.drop_weights = nn.Dropout(0.0)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, t):
         b, n, c = t.shape
         q, k, v = self.qkv(t).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
         att = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5).softmax(dim=-1)
-        return (self.drop_weights(att) @ v).transpose(1, 2).reshape(b, n, c) + t
+        return self.proj((self.drop_weights(att) @ v).transpose(1, 2).reshape(b, n, c)) + t
 
 
 class TinyViT(nn.Module):
@@ -273,3 +274,24 @@ def test_monai_vit_logits_come_from_a_tanh():
               num_layers=1, num_heads=2, classification=True, num_classes=10,
               spatial_dims=2)  # fmt: skip
     assert len(tanh_note(vit(torch.randn(4, 1, 16, 16))[0])) == 1
+
+
+def test_a_probe_pools_a_layer_of_tokens_to_the_cap():
+    """A ViT's (B, N, C) tokens were flattened whole (a ViT-B's 197×768: 151,296 features an
+    image) where a map is pooled to at most `cap`. Truth: torch's adaptive_avg_pool1d of the
+    tokens with their channels first, read by a plain forward hook."""
+    from cnnlab.explain.probe import extract_features
+
+    torch.manual_seed(0)
+    model, x = TinyViT(size=32).eval(), torch.randn(6, 1, 32, 32)
+    y = torch.arange(6) % 2
+    seen = []
+    hook = model.attn.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    assert seen[0].shape == (6, 65, 8)  # 64 patches and a class token of 8 channels
+    feats, _ = extract_features(model, (x, y), ["attn"], cap=8 * 16)
+    expected = nn.functional.adaptive_avg_pool1d(seen[0].transpose(1, 2), 16).flatten(1)
+    assert feats["attn"].shape == (6, 8 * 16)
+    torch.testing.assert_close(feats["attn"], expected)

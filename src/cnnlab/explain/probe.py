@@ -87,12 +87,21 @@ def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = N
 
 def pool_features(a: Tensor, cap: int) -> Tensor:
     """(B, C, H, W) → (B, C·s·s) by adaptive average pooling to s×s, s = the largest side with
-    C·s² ≤ cap (at least 1, at most min(H, W)); other shapes are flattened to (B, F)."""
+    C·s² ≤ cap (at least 1, at most min(H, W)); (B, C, N), a transformer's N tokens of C
+    channels (moved to dim 1) or a 1-d map, → (B, C·s) by adaptive average pooling to s
+    positions, C·s ≤ cap (at least 1, at most N): a ViT-B's 197×768 tokens were 151,296
+    features an image, 150× a map's, where the cap keeps every layer's probe alike; other
+    shapes are flattened to (B, F)."""
     if a.dim() == 4:
         c, h, w = a.shape[1:]
         s = max(1, min(h, w, math.isqrt(max(cap // c, 1))))
         if (s, s) != (h, w):
             a = F.adaptive_avg_pool2d(a, s)
+    elif a.dim() == 3:
+        c, n = a.shape[1:]
+        s = max(1, min(n, cap // c))
+        if s != n:
+            a = F.adaptive_avg_pool1d(a, s)
     return a.flatten(1).float().clone()  # never a view of a map an in-place op may change
 
 
@@ -240,7 +249,8 @@ def linear_probe(
     layers: dotted names (one name: that layer), a module called more than once named as
     the summary names its calls (`relu` its first, `relu #2` its second); None = the
     model's blocks, each call of them (see `default_probe_layers`).
-    Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap (see `pool_features`),
+    Features: each map adaptive-average-pooled to s×s with C·s² ≤ cap, each layer of tokens
+    (B, N, C) to s tokens with C·s ≤ cap (see `pool_features`),
     standardised with the training set's mean and std. Each probe: `fit_logistic` for `epochs`
     full-batch L-BFGS iterations, the same budget for every layer. Features come from the
     model in eval mode, its own mode restored after.
