@@ -295,3 +295,24 @@ def test_a_probe_pools_a_layer_of_tokens_to_the_cap():
     expected = nn.functional.adaptive_avg_pool1d(seen[0].transpose(1, 2), 16).flatten(1)
     assert feats["attn"].shape == (6, 8 * 16)
     torch.testing.assert_close(feats["attn"], expected)
+
+
+def test_activation_maximisation_of_a_layer_of_tokens_reads_its_middle_token():
+    """`cnnlab visualize --actmax` on a ViT block, a Swin or a SigLIP encoder layer ((B, N, C)
+    tokens, channels moved first) raised ValueError from inside. Truth: the hooked output of
+    the returned images at the middle token."""
+    from cnnlab.explain import activation_maximization
+
+    torch.manual_seed(0)
+    model, x = TinyViT().eval(), torch.randn(8, 1, 16, 16)
+    res = activation_maximization(model, "attn", [0, 3], steps=4, restarts=1, data=x)
+    seen = []
+    hook = model.attn.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        model(res.images)
+        model(x)
+    hook.remove()
+    assert seen[0].shape == (2, 17, 8)  # 16 patches and a class token
+    expected = seen[0][torch.arange(2), 17 // 2, torch.tensor([0, 3])]
+    torch.testing.assert_close(res.activation, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(res.data_max, seen[1][:, 17 // 2, [0, 3]].amax(0))

@@ -118,12 +118,15 @@ def _last_inside(calls: list[tuple[str, Any]], base: str, call: int) -> str | No
 def channel_activation(
     acts: Tensor, channels: Tensor, objective: str = "centre", shift: tuple[int, int] = (0, 0)
 ) -> Tensor:
-    """Row i's activation of channel channels[i]: (N, K, h, w) or (N, K) → (N,).
+    """Row i's activation of channel channels[i]: (N, K, h, w), (N, K, L) or (N, K) → (N,).
     objective "centre": the unit at (h // 2, w // 2), moved by `shift` units (clamped to the
-    map); "mean": the mean over the spatial map."""
+    map); of L positions (a transformer's tokens, channels moved first; a 1-d map), the one
+    at L // 2; "mean": the mean over the positions."""
     picked = acts[torch.arange(len(channels), device=acts.device), channels]  # (N, h, w) | (N,)
     if picked.dim() == 1:
         return picked
+    if objective == "centre" and picked.dim() == 2:  # (N, L): unit_shift gives no shift
+        return picked[:, picked.shape[1] // 2]
     if objective == "centre":
         h, w = picked.shape[1:]
         i = min(max(h // 2 + shift[0], 0), h - 1)
