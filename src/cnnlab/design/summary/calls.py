@@ -103,7 +103,7 @@ KEEP_PROBABILITIES |= fns("expand_as", owner=T)
 # log_softmax (log-probabilities: their cross-entropy is the logits'), nor a larger scale (a
 # temperature: p · 100 widens the gap past the bound).
 KEEP_PROBABILITIES |= both("clamp", "clip", "clamp_", "clip_")
-KEEP_PROBABILITIES |= fns("dropout", "dropout1d", "dropout2d") | both("dropout")
+KEEP_PROBABILITIES |= fns("dropout", "dropout1d", "dropout2d", "dropout3d") | both("dropout")
 SHIFTS = both("add", "sub", "subtract", "add_", "sub_")
 SHIFTS |= fns("__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", owner=T)
 SCALES = both("mul", "multiply", "mul_") | fns("__mul__", "__rmul__", "__imul__", owner=T)
@@ -113,13 +113,14 @@ ENDS = PROBABILITIES | KEEP_PROBABILITIES | SHIFTS | SCALES | DIVIDES  # one set
 # instance norm's span the map, but the field counts what a unit's value is computed from
 # at inference, as for batch norm's running statistics)
 NORM_LIKE = fns("batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout")
-NORM_LIKE |= fns("dropout1d", "dropout2d", "alpha_dropout", "feature_alpha_dropout", "normalize")
+NORM_LIKE |= fns("dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout")
+NORM_LIKE |= fns("normalize")
 NORM_LIKE |= fns("rms_norm") | both("layer_norm", "dropout", "where", "clamp", "clip")
 NORM_LIKE |= fns("where", "clamp", "clip", "masked_fill", "clamp_", owner=T)
 # Linear in their tensor input (BatchNorm as at inference): a conv/linear pair with only
 # these between is one linear map (§4.1). Max pooling is not linear; a sum of two branches
 # needs two maps.
-COLLAPSIBLE = fns("batch_norm", "dropout", "dropout1d", "dropout2d", "alpha_dropout")
+COLLAPSIBLE = fns("batch_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout")
 COLLAPSIBLE |= both("contiguous", "flatten", "reshape") | fns("view", owner=T)
 # reshapes and permutes out of place of one tensor, which no other role takes
 # (`trace.Tracer._view`); their in-place forms and those reading a second tensor go the

@@ -9,10 +9,10 @@ applies them).
   positions stay where they are: its output is the queries' map, each unit seeing it all.
 - F.unfold (im2col) cuts a (B, C, H, W) map into windows, (B, C·kh·kw, L): a window step
   (`calls.window_rf`) whose positions are one merged axis; F.fold sews the windows back.
-- upsampling: F.fold, a transposed conv (U-Net decoders) and F.interpolate (nearest,
-  bilinear, bicubic) by a whole factor S spread each unit over S finer positions: a pixel's
-  field is its input units' (those whose windows cover it), at S times finer spacing (its
-  start approximate: a window's centre).
+- upsampling: F.fold, a transposed conv (U-Net decoders), max unpooling (SegNet and
+  QuickNAT decoders) and F.interpolate (nearest, bilinear, bicubic) by a whole factor S
+  spread each unit over S finer positions: a pixel's field is its input units' (those whose
+  windows cover it), at S times finer spacing (its start approximate: a window's centre).
 - torch.einsum (CvT's attention: "bhlk,bhtk->bhlt"): a product whose letters say where each
   operand's dimensions go; a letter not in the output is summed over.
 - nn.MultiheadAttention's F.multi_head_attention_forward on (L, N, E) maps: attention with
@@ -39,11 +39,12 @@ UNFOLD, FOLD = fns("unfold"), fns("fold")  # F.unfold / F.fold, not Tensor.unfol
 NORMS = both("norm") | fns("vector_norm", owner=torch.linalg)  # dim at 2: (x, ord, dim)
 ADAPTIVE_1D = fns("adaptive_avg_pool1d") | fns("adaptive_avg_pool1d", owner=torch)
 TRANSPOSED = fns("conv_transpose2d")
+UNPOOL = fns("max_unpool2d")
 INTERPOLATE = fns("interpolate")
 MHA = fns("multi_head_attention_forward")
 EINSUM = fns("einsum", owner=torch)
 ROLES = MATMUL | RMATMUL | ATTENTION | MHA | UNFOLD | FOLD | NORMS | ADAPTIVE_1D | EINSUM
-ROLES |= TRANSPOSED | INTERPOLATE
+ROLES |= TRANSPOSED | UNPOOL | INTERPOLATE
 # taps per axis each output reads (whole-factor upsampling); area and others: not followed
 _TAPS = {"nearest": 1, "nearest-exact": 1, "bilinear": 2, "bicubic": 4}
 
@@ -165,6 +166,23 @@ def transposed_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field |
     s = pair(arg(args, kwargs, 3, "stride", 1), (1, 1))[axis]
     p = pair(arg(args, kwargs, 4, "padding", 0), (0, 0))[axis]
     return spread(rf, k, s, p, pair(arg(args, kwargs, 7, "dilation", 1), (1, 1))[axis])
+
+
+def window_back(func: Callable, rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:
+    """`transposed_field` or `unpooled_field`, as `func` is a transposed conv or an unpooling."""
+    if func in TRANSPOSED:
+        return transposed_field(rf, args, kwargs, axis)
+    return unpooled_field(rf, args, kwargs, axis)
+
+
+def unpooled_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:
+    """F.max_unpool2d(input, indices, kernel_size, stride=None, padding=0): each unit goes
+    back to one position of its pooling window, so a pixel reads the units whose windows
+    cover it: `spread` with the pool's window (stride defaults to the kernel, as the pool's),
+    the field of a transposed conv of the same kernel and stride."""
+    k = pair(arg(args, kwargs, 2, "kernel_size"), (1, 1))[axis]
+    s = pair(arg(args, kwargs, 3, "stride") or k, (k, k))[axis]
+    return spread(rf, k, s, pair(arg(args, kwargs, 4, "padding", 0), (0, 0))[axis], 1)
 
 
 def upsampled_field(rf: Field, n_in: int, n_out: int, mode: Any) -> Field | None:

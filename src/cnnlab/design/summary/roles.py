@@ -304,13 +304,13 @@ class Roles:
             w = P.unfold_window(args, kwargs)
             chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
             return Tag(C.window_rf(tag.rf, w), (2, 2), chain, last_pool=tag.last_pool)
-        if func in P.FOLD or func in P.TRANSPOSED or func in P.INTERPOLATE:
+        if func in P.FOLD or func in P.TRANSPOSED or func in P.UNPOOL or func in P.INTERPOLATE:
             return self._upsampled_tag(func, args, kwargs, src, tag, out)
         found = P.operands(func, args, kwargs, out)
         return None if found is None else self._summed(found)
 
     def _upsampled_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
-        """F.fold of (B, C·k·k, L) windows, a transposed conv or F.interpolate of a
+        """F.fold of (B, C·k·k, L) windows, a transposed conv, max unpooling or F.interpolate of a
         (B, C, H, W) map: each pixel's field from the units that cover it (`products.spread`);
         the map's size no longer follows the windows' chain."""
         if func in P.FOLD:
@@ -319,8 +319,8 @@ class Roles:
             rf = tuple(P.fold_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
         elif x.dim() != 4 or tag.axes != (2, 3) or out.dim() != 4:
             return None
-        elif func in P.TRANSPOSED:
-            rf = tuple(P.transposed_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
+        elif func in P.TRANSPOSED or func in P.UNPOOL:
+            rf = tuple(P.window_back(func, r, args, kwargs, i) for i, r in enumerate(tag.rf))
         else:
             mode = C.arg(args, kwargs, 3, "mode", "nearest")
             rf = tuple(

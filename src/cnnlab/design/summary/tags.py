@@ -204,13 +204,16 @@ def activation(func, args, kwargs=None):
 BATCH_NORM_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
 
 
+_DROPOUTS = (nn.Dropout, nn.Dropout2d, nn.Dropout3d)  # (Dropout1d: torch judges its dims)
+
+
 def same_shape_call(module: nn.Module) -> Callable | None:
     """The call a shape-keeping module of exactly this type makes (its forward is torch's,
     not overridden): BatchNorm1d/2d/3d, dropout, the activations of the table."""
     kind = type(module)
     if kind in BATCH_NORM_DIMS:
         return torch.nn.functional.batch_norm
-    if kind in (nn.Dropout, nn.Dropout2d):
+    if kind in _DROPOUTS:
         return torch.nn.functional.dropout
     act = activation_of(module)
     if act is not None and kind in act.modules and kind is not nn.PReLU:

@@ -1,0 +1,69 @@
+"""summary on what more of MONAI's 2-D networks do: QuickNAT's and SegNet's max unpooling,
+V-Net's Dropout3d on 2-D maps. Truths: the fields of a transposed conv of the same kernel
+and stride (itself checked against autograd in test_summary_products.py), and torch's own
+forward shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.design.summary import summary
+
+
+class Unpooled(nn.Module):
+    """A 3×3 conv, a 2×2/2 max pool that keeps its indices, the unpooling back (or a
+    transposed conv of the pool's kernel and stride in its place) and a 3×3 conv."""
+
+    def __init__(self, up: str) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.up = nn.MaxUnpool2d(2, 2) if up == "unpool" else nn.ConvTranspose2d(4, 4, 2, 2)
+        self.after = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y, indices = self.pool(self.conv(x))
+        y = self.up(y, indices) if isinstance(self.up, nn.MaxUnpool2d) else self.up(y)
+        return self.after(y)
+
+
+def _fields(model, size):
+    s = summary(model, size)
+    return [(r.name, r.output_shape, r.receptive_field, r.jump) for r in s.rows], s.warnings
+
+
+def test_max_unpooling_gives_the_fields_of_a_transposed_conv_of_its_window():
+    """Each pooled unit goes back to one pixel of its 2×2 window, so a pixel reads the one
+    unit whose window covers it, as a 2×2/2 transposed conv's: field 4 (3×3 then 2×2/2),
+    spacing back to 1, and 4 + 2 after the last 3×3. Before, the unpooling was an unfollowed
+    call and the rows after it had no field."""
+    size = (3, 16, 16)
+    unpooled, warnings = _fields(Unpooled("unpool"), size)
+    transposed, _ = _fields(Unpooled("tconv"), size)
+    assert warnings == []
+    assert [row[2:] for row in unpooled] == [row[2:] for row in transposed]
+    assert unpooled[-1][2:] == (6, 1)
+
+
+@pytest.mark.parametrize("dropout", [nn.Dropout3d, nn.functional.dropout3d])
+def test_dropout3d_on_a_map_keeps_every_field(dropout):
+    """V-Net's blocks (MONAI, spatial_dims=2 with its default dropout_dim=3) put a Dropout3d
+    on (B, C, H, W) maps: identity at inference, so two 3×3 convs around it see 5 px."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3)
+            self.drop = nn.Dropout3d(0.5) if dropout is nn.Dropout3d else None
+
+        def forward(self, x):
+            y = self.a(x)
+            y = self.drop(y) if self.drop is not None else dropout(y, 0.5, training=False)
+            return self.b(y)
+
+    rows, warnings = _fields(Net().eval(), (3, 12, 12))
+    assert warnings == [] and rows[-1][1:] == ((4, 8, 8), 5, 1)
+    with torch.no_grad():
+        assert Net().eval()(torch.zeros(1, 3, 12, 12)).shape[1:] == rows[-1][1]
