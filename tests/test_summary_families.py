@@ -31,6 +31,17 @@ EXPECTED = {
     # middle is no narrower than the input, the pair is one linear map with fewer weights
     # (W2·W1, §4.1); so at the published width too (64→64→128 in stage 2).
     "hf-mobilevit-v2": {"linear-collapse"},
+    # QuickNAT's last dense block ends in a 1×1 conv (32 -> 8 here) read only by the
+    # classifier's 1×1 conv (8 -> 2), nothing between: one 32 -> 2 map with fewer weights.
+    "monai-quicknat": {"linear-collapse"},
+    # FlexibleUNet's EfficientNet-B0 encoder ends in a linear bottleneck (1×1, 1152 -> 320,
+    # BatchNorm, no activation) read only by the decoder's 1×1 preconv (320 -> 160): one
+    # 1152 -> 160 map has fewer weights than the pair.
+    "monai-flexible-unet": {"linear-collapse"},
+    # MONAI's Classifier flattens its last map into a Linear sized for `in_shape`: fixed
+    # size by design; at 32×32 its two 3×3/2 stages see 19 px, and the Linear holds most
+    # of the weights.
+    "monai-classifier": {"fixed-size", "flatten-explosion", "rf-small"},
 }
 
 
