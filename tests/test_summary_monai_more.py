@@ -67,3 +67,33 @@ def test_dropout3d_on_a_map_keeps_every_field(dropout):
     assert warnings == [] and rows[-1][1:] == ((4, 8, 8), 5, 1)
     with torch.no_grad():
         assert Net().eval()(torch.zeros(1, 3, 12, 12)).shape[1:] == rows[-1][1]
+
+
+class Decoder(nn.Module):
+    """A variational autoencoder's path, as MONAI's VarAutoEncoder: a 3×3/2 conv, flattened
+    into a Linear (the code), a Linear back and `.view` into a 4×8×8 map, a 3×3 conv and a
+    2×2/2 transposed conv to the image's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.code = nn.Conv2d(1, 4, 3, 2, 1), nn.Linear(4 * 8 * 8, 8)
+        self.dec, self.conv = nn.Linear(8, 4 * 8 * 8), nn.Conv2d(4, 4, 3, padding=1)
+        self.up = nn.ConvTranspose2d(4, 1, 2, 2)
+
+    def forward(self, x):
+        y = self.dec(self.code(self.enc(x).flatten(1))).view(-1, 4, 8, 8)
+        return self.up(self.conv(y))
+
+
+def test_a_map_made_from_a_linear_layers_features_sees_the_whole_image():
+    """Every unit of the decoded map depends on every pixel (autograd: one output pixel's
+    gradient reaches all 256), so the rows after the `.view` have fields of at least the
+    image, units spaced as tiles of it (16 px / 8 = 2, a pixel after the 2×2/2 upsampling).
+    Before, the conv after the view was an unfollowed call and both rows had no field."""
+    model, size = Decoder(), (1, 16, 16)
+    rows, warnings = _fields(model, size)
+    assert "unfollowed" not in {w.code for w in warnings}
+    assert [row[2:] for row in rows[-2:]] == [(17 + 2 * 2, 2), (21, 1)]
+    x = torch.randn(1, *size, requires_grad=True)
+    model(x)[0, 0, 0, 0].backward()
+    assert bool((x.grad != 0).all())

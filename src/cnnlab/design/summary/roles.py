@@ -30,10 +30,13 @@ from cnnlab.design.summary.tags import (
     USED,
     Tag,
     activation,
+    all_lost,
     combine,
     global_rf,
     moved,
     replaced,
+    sees_all,
+    tiled,
 )
 
 
@@ -58,7 +61,7 @@ class Roles:
             return self._window_tag(func, args, kwargs, src, tag, w)
         if func in C.LINEAR:
             return self._linear_tag(args, kwargs, src, tag, out)
-        if tag.rf is None and _all_lost(tagged):  # lost stays lost, named once
+        if tag.rf is None and all_lost(tagged):  # lost stays lost, named once
             return self._still_lost(func, tag, len(tagged))
         if func in C.PAD:
             return self._pad_tag(args, kwargs, src, tag)
@@ -261,6 +264,11 @@ class Roles:
                 )
             linear = tag.linear if tag.axes == (None, None) else None
             return replaced(tag, rf=rf, axes=axes, flat=flat, linear=linear, pad=None)
+        if x.dim() == 2 and tag.axes == (None, None) and out.dim() == 4:
+            # features made into a map (a decoder's Linear, then .view(B, C, h, w))
+            if sees_all(tag.rf, self.image):
+                rf = tuple(map(tiled, tag.rf, self.image, out.shape[-2:]))
+                return replaced(tag, rf=rf, axes=(2, 3), flat=None, linear=None, pad=None)
         return replaced(tag, axes=axes, pad=None)
 
     def _join_tag(self, func, args, kwargs, tagged: list, out: Tensor) -> Tag:
@@ -479,14 +487,6 @@ def _keeps_size(w: Window) -> bool:
     D(K − 1) in all per axis (a 1×1, a 'same' conv)."""
     for i in (0, 1):
         if w.stride[i] != 1 or sum(w.pads(i)) != w.dilation[i] * (w.kernel[i] - 1):
-            return False
-    return True
-
-
-def _all_lost(tagged: list) -> bool:
-    """Every tagged input has lost its field (an einsum of two lost tensors adds no news)."""
-    for _, tag in tagged:
-        if tag.rf is not None:
             return False
     return True
 

@@ -98,6 +98,30 @@ def global_rf(rf: Field, n: int, extent: int) -> Field:
     return Field(size=size, jump=rf.jump * n, start=rf.start + (n - 1) * rf.jump / 2)
 
 
+def all_lost(tagged: list) -> bool:
+    """Every tagged input has lost its field (an einsum of two lost tensors adds no news)."""
+    for _, tag in tagged:
+        if tag.rf is not None:
+            return False
+    return True
+
+
+def sees_all(rf: tuple[Field, Field], image: tuple[int, int]) -> bool:
+    """Every unit's field spans the whole (H, W) image."""
+    return rf[0].size >= image[0] and rf[1].size >= image[1]
+
+
+def tiled(rf: Field, extent: int, n: int) -> Field:
+    """One axis of a (B, C, H, W) map of n positions made from a (B, features) vector whose
+    units each see the whole image (a decoder's Linear, reshaped; not a 3-D reshape, more
+    often tokens, nor Swin's windows put back as a (B, H, W, C) map): its positions are no
+    places in the image, so they are spaced as n tiles of its `extent` pixels would be,
+    jump = ⌊extent / n⌋ (at least 1), the first centred on the first tile (a decoder's last
+    upsampling then has units a pixel apart)."""
+    jump = max(1, extent // n)
+    return Field(size=rf.size, jump=jump, start=(jump - 1) / 2)
+
+
 # --- rules ----------------------------------------------------------------------------------
 
 
