@@ -42,6 +42,9 @@ EXPECTED = {
     # size by design; at 32×32 its two 3×3/2 stages see 19 px, and the Linear holds most
     # of the weights.
     "monai-classifier": {"fixed-size", "flatten-explosion", "rf-small"},
+    # The VarAutoEncoder's code is a Linear on its flattened last map (sized for `in_shape`),
+    # whose units see 7 px of 32 after its two 3×3/2 convs.
+    "monai-var-autoencoder": {"fixed-size", "rf-small"},
 }
 
 

@@ -2,10 +2,10 @@
 SE-ResNeXt50, DenseNet-264 and HighResNet, the U-Nets whose decoders upsample by transposed
 convs and interpolation (UNet, BasicUNet, UNet++, AttentionUnet, SegResNet and its deep
 supervision, DynUNet, FlexibleUNet on an EfficientNet, MedNeXt), by max unpooling (QuickNAT) and
-through a Swin encoder (SwinUNETR), V-Net, AHNet, an autoencoder, a flattening classifier and
-a registration net (LocalNet), all 2-D, random weights. MONAI_MORE maps a name to
-(make(full), (C, H, W) for full, (C, H, W) small), as FAMILIES does; a segmentation net's
-"full" size is a common 256×256 one."""
+through a Swin encoder (SwinUNETR), V-Net, AHNet, an autoencoder and a variational one, a
+flattening classifier and a registration net (LocalNet), all 2-D, random weights. MONAI_MORE
+maps a name to (make(full), (C, H, W) for full, (C, H, W) small), as FAMILIES does; a
+segmentation net's "full" size is a common 256×256 one."""
 
 from __future__ import annotations
 
@@ -66,11 +66,16 @@ _GRAY = {"VNet", "AHNet"}  # one input channel
 
 
 def more(name: str, full: bool) -> nn.Module:
-    """A network of `_MORE` (QuickNAT and the Classifier take no spatial_dims)."""
+    """A network of `_MORE`, QuickNAT, the Classifier (neither takes spatial_dims) or the
+    VarAutoEncoder (sized for its input)."""
     import monai.networks.nets as nets
 
     if name == "Quicknat":
         return nets.Quicknat(num_classes=2, num_channels=3, num_filters=64 if full else 8)
+    if name == "VarAutoEncoder":
+        if full:
+            return nets.VarAutoEncoder(2, (3, 128, 128), 3, 64, (16, 32, 64, 128), (2, 2, 2, 2))
+        return nets.VarAutoEncoder(2, (3, 32, 32), 3, 8, (8, 16), (2, 2))
     if name == "Classifier":
         if full:
             return nets.Classifier((3, 128, 128), 10, (16, 32, 64, 128), (2, 2, 2, 2))
@@ -100,6 +105,8 @@ MONAI_MORE = {
     "monai-vnet": (lambda full: more("VNet", full), (1, 256, 256), (1, 32, 32)),
     "monai-ahnet": (lambda full: more("AHNet", full), (1, 256, 256), (1, 64, 64)),
     "monai-autoencoder": (lambda full: more("AutoEncoder", full), (3, 256, 256), (3, 32, 32)),
+    "monai-var-autoencoder": (lambda full: more("VarAutoEncoder", full), (3, 128, 128),
+                              (3, 32, 32)),
     "monai-classifier": (lambda full: more("Classifier", full), (3, 128, 128), (3, 32, 32)),
     "monai-localnet": (lambda full: more("LocalNet", full), (3, 256, 256), (3, 32, 32)),
 }  # fmt: skip
