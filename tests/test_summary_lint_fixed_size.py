@@ -2,17 +2,23 @@
 conv after it that changes the size (LeNet's C5, a 5×5 conv from 5×5 to 1×1) is what ties the
 dense layer then, while a 1×1 or 'same' conv after the pool keeps the pool's size (ResNet's
 AvgPool2d(7), a pool then a 1×1 classifier conv). Truths: torch's shapes (forward hooks: the
-pool's output is or is not the flattened map's size) and real forwards at the sizes named."""
+pool's output is or is not the flattened map's size), real forwards at the sizes named, and a
+scan of every input size for the search that names them."""
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab.design.summary import summary
+from cnnlab.design.summary.facts import Window
+from cnnlab.design.summary.lints import chain_size, sizes_that_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,3 +57,27 @@ def test_the_pool_is_named_only_where_its_output_is_the_flattened_maps_size(whic
     for n in (low - 1, high + 1):
         with pytest.raises(RuntimeError):
             model(torch.randn(1, 1, n, n))
+
+
+windows = st.builds(
+    lambda k, s, p, d, ceil: Window((k, k), (s, s), (min(p, k // 2),) * 2, (d, d), ceil),
+    st.integers(1, 7), st.integers(1, 3), st.integers(0, 3), st.integers(1, 2), st.booleans(),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(windows, min_size=1, max_size=6), st.integers(1, 300))
+def test_the_sizes_that_run_are_every_input_size_giving_the_map(chain_windows, near):
+    """sizes_that_run searches outward from this input's size; the truth is every size from
+    1 up scanned one by one (the map's size grows by at most one per pixel of input, so a
+    scan to `near` plus the windows' total stride and reach passes the largest)."""
+    chain: tuple = ()
+    for w in chain_windows:  # the first window applied is the innermost pair
+        chain = (w, chain)
+    target = chain_size(chain, near, 0)
+    assume(target > 0)  # a map the windows give at this input
+    reach = math.prod(w.stride[0] for w in chain_windows) + sum(
+        w.dilation[0] * w.kernel[0] for w in chain_windows
+    )
+    runs = [n for n in range(1, near + reach + 2) if chain_size(chain, n, 0) == target]
+    assert sizes_that_run(chain, target, 0, near) == (runs[0], runs[-1])

@@ -281,19 +281,28 @@ def chain_size(chain: tuple, size: int, axis: int) -> int:
     return size
 
 
-def sizes_that_run(chain: tuple, target: int, axis: int) -> tuple[int, int] | None:
-    """(smallest, largest) input size whose map along `axis` is `target` long. The size
-    never falls as the input grows, so both ends are found by bisection."""
+def sizes_that_run(chain: tuple, target: int, axis: int, near: int) -> tuple[int, int] | None:
+    """(smallest, largest) input size whose map along `axis` is `target` long, as an input of
+    `near` px gives it (else None); as the size never falls while the input grows, each end
+    is the last size that still gives it, going away from `near`."""
+    if chain_size(chain, near, axis) != target:
+        return None
+    lo = _edge(lambda n: chain_size(chain, n, axis) >= target, near, -1)
+    return lo, _edge(lambda n: chain_size(chain, n, axis) <= target, near, 1)
 
-    def first(at_least: int) -> int:  # smallest input whose map is >= at_least
-        lo, hi = 1, LARGEST_INPUT
-        while lo < hi:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if chain_size(chain, mid, axis) >= at_least else (mid + 1, hi)
-        return lo
 
-    lo, hi = first(target), first(target + 1) - 1
-    return (lo, hi) if lo <= hi and chain_size(chain, lo, axis) == target else None
+def _edge(holds: Callable[[int], bool], start: int, step: int) -> int:
+    """The farthest size from `start` towards `step`'s sign (within 1..LARGEST_INPUT) where
+    `holds` still does: doubling steps until it fails, then bisection between the two."""
+    good, n = start, start + step
+    while 1 <= n <= LARGEST_INPUT and holds(n):
+        good, step = n, step * 2
+        n = good + step
+    bad = min(max(n, 0), LARGEST_INPUT + 1)  # fails, or outside the range
+    while abs(bad - good) > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if holds(mid) else (good, mid)
+    return good
 
 
 def fixed_size(t: Trace) -> list[Lint]:
@@ -306,7 +315,7 @@ def fixed_size(t: Trace) -> list[Lint]:
     h, w = t.image
     runs = ""
     if isinstance(d.chain, tuple):
-        spans = [sizes_that_run(d.chain, d.shape[1 + i], i) for i in (0, 1)]
+        spans = [sizes_that_run(d.chain, d.shape[1 + i], i, t.image[i]) for i in (0, 1)]
         if all(spans):
             (h0, h1), (w0, w1) = spans
             runs = f" (heights {h0}–{h1} px and widths {w0}–{w1} px; this input is {h}×{w})"
