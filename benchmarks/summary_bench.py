@@ -10,10 +10,11 @@ cnnlab traces a meta-device copy (no arithmetic); torchinfo runs a real batch-1 
         [--floor] [--stages]
 
 Prints per family: n rounds, torchinfo's and cnnlab's median wall time, the ratio of the
-medians, the min-median-max of the per-round ratios, and whether the totals agree (params;
-MACs after torchinfo's conventions: a Linear on a map counted once, a layer named "Conv"
-counted as a conv, parameters not named weight or bias not counted; see
-tests/test_summary_families.leaf_calls). Then the minimum ratio.
+medians, the min-median-max of the per-round ratios, and whether the totals agree (params
+with sum(p.numel()), and torchinfo's count where it differs; MACs after torchinfo's
+conventions: a Linear on a map counted once, a layer named "Conv" counted as a conv,
+parameters not named weight or bias not counted; see tests/test_summary_families.leaf_calls).
+Then the minimum ratio.
 
 --floor adds a third call to each round: a plain forward, under no_grad and with no tracer,
 of a meta-device copy of the model (`copy.deepcopy(model).to("meta")`, made before the
@@ -194,10 +195,11 @@ def main() -> None:
         model, size = make()
         ours, theirs = cnnlab.summary(model, size), torchinfo.summary(model, (1, *size), verbose=0)
         _, extra = leaf_calls(model, size)
-        same = (
-            ours.total_params == theirs.total_params == sum(p.numel() for p in model.parameters())
-        )
-        same = same and ours.total_macs == theirs.total_mult_adds + extra
+        params = sum(p.numel() for p in model.parameters())
+        same = ours.total_params == params and ours.total_macs == theirs.total_mult_adds + extra
+        totals = "identical" if same else "DIFFER"
+        if theirs.total_params != params:  # torchinfo's own count is off (QuickNAT's)
+            totals += f" (torchinfo: {theirs.total_params:,} params of {params:,})"
         fns = {
             "torchinfo": lambda m=model, s=size: torchinfo.summary(m, (1, *s), verbose=0),
             "cnnlab": lambda m=model, s=size: cnnlab.summary(m, s),
@@ -212,8 +214,7 @@ def main() -> None:
         print(
             f"{name:24s} {len(per_round):2d} {ti * 1e3:8.1f}ms {cn * 1e3:7.1f}ms {ti / cn:5.1f}x  "
             f"{min(per_round):5.1f} {statistics.median(per_round):5.1f} {max(per_round):5.1f}"
-            f"        {'identical' if same else 'DIFFER'}"
-            + _floor_text(times, ti, args.floor, why),
+            f"        {totals}" + _floor_text(times, ti, args.floor, why),
             flush=True,
         )
         if args.stages:
