@@ -1,11 +1,11 @@
 """More of MONAI's networks for summary's zoo (test_summary_zoo.FAMILIES takes them in): SENet154,
-SE-ResNeXt50, DenseNet-264 and HighResNet, the U-Nets whose decoders upsample by transposed
+SE-ResNeXt50, DenseNet-264 and HighResNet; the U-Nets whose decoders upsample by transposed
 convs and interpolation (UNet, BasicUNet, UNet++, AttentionUnet, SegResNet and its deep
-supervision, DynUNet, FlexibleUNet on an EfficientNet, MedNeXt), by max unpooling (QuickNAT) and
-through a Swin encoder (SwinUNETR), V-Net, AHNet, an autoencoder and a variational one, a
-flattening classifier and a registration net (LocalNet), all 2-D, random weights. MONAI_MORE
-maps a name to (make(full), (C, H, W) for full, (C, H, W) small), as FAMILIES does; a
-segmentation net's "full" size is a common 256×256 one."""
+supervision, DynUNet, FlexibleUNet on an EfficientNet, MedNeXt), by max unpooling (QuickNAT),
+through a Swin encoder (SwinUNETR) or a ViT (UNETR); a ViT classifier, V-Net, AHNet, an
+autoencoder and a variational one, a flattening classifier and a registration net (LocalNet);
+all 2-D, random weights. MONAI_MORE maps a name to (make(full), (C, H, W) for full, (C, H, W)
+small), as FAMILIES does; a segmentation net's "full" size is a common 256×256 one."""
 
 from __future__ import annotations
 
@@ -60,6 +60,11 @@ _MORE = {
     "LocalNet": ({"out_channels": 2, "num_channel_initial": 8, "extract_levels": (0, 1, 2)},
                  {"out_channels": 2, "num_channel_initial": 32, "extract_levels": (0, 1, 2, 3)}),
     "VNet": ({"out_channels": 2},) * 2,
+    "ViT": ({"img_size": 32, "patch_size": 8, "hidden_size": 64, "mlp_dim": 128, "num_layers": 2,
+             "num_heads": 4, "classification": True, "num_classes": 10},
+            {"img_size": 224, "patch_size": 16, "classification": True, "num_classes": 1000}),
+    "UNETR": ({"out_channels": 2, "img_size": 32, "feature_size": 8, "hidden_size": 48,
+               "mlp_dim": 96, "num_heads": 4}, {"out_channels": 2, "img_size": 256}),
     "AHNet": ({"out_channels": 2, "psp_block_num": 0, "upsample_mode": "bilinear"},) * 2,
 }  # fmt: skip
 _GRAY = {"VNet", "AHNet"}  # one input channel
@@ -107,6 +112,8 @@ MONAI_MORE = {
     "monai-autoencoder": (lambda full: more("AutoEncoder", full), (3, 256, 256), (3, 32, 32)),
     "monai-var-autoencoder": (lambda full: more("VarAutoEncoder", full), (3, 128, 128),
                               (3, 32, 32)),
+    "monai-vit": (lambda full: more("ViT", full), (3, 224, 224), (3, 32, 32)),
+    "monai-unetr": (lambda full: more("UNETR", full), (3, 256, 256), (3, 32, 32)),
     "monai-classifier": (lambda full: more("Classifier", full), (3, 128, 128), (3, 32, 32)),
     "monai-localnet": (lambda full: more("LocalNet", full), (3, 256, 256), (3, 32, 32)),
 }  # fmt: skip
