@@ -357,9 +357,9 @@ def test_a_model_scripted_or_traced_whole_is_named_as_torchscript(how):
 
 
 class Decoder(nn.Module):
-    """A transposed conv (grouped) after a strided conv and a shift the trace cannot follow
-    (torch.roll), then attention over the positions and an einsum of its lost output with
-    itself."""
+    """A transposed conv (grouped) after a strided conv and a reordering the trace cannot
+    follow (torch.sort along the width), then attention over the positions and an einsum of
+    its lost output with itself."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -369,7 +369,7 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(4, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.up(torch.roll(self.down(x), 1, 3)).flatten(2).transpose(1, 2)
+        t = self.up(torch.sort(self.down(x), 3).values).flatten(2).transpose(1, 2)
         t, _ = self.att(t, t, t)
         weights = torch.einsum("bnc,bmc->bnm", t, t).softmax(-1)
         return self.fc((weights @ t).mean(1))
@@ -383,12 +383,12 @@ def test_a_transposed_conv_counts_as_torchinfo_counts_a_conv_and_a_lost_field_is
     up = next(r for r in ours.rows if r.name == "up")
     assert up.macs == model.up.weight.numel() * 16 * 16 + 4 * 16 * 16  # weight, bias per output
     lost = [w for w in ours.warnings if w.code == "unfollowed"]
-    assert len(lost) == 1 and "torch.roll" in lost[0].message  # not also the einsum
+    assert len(lost) == 1 and "torch.sort" in lost[0].message  # not also the einsum
     assert "3 row(s) after it have none (up, att, fc)" in lost[0].message
 
 
 def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
-    """A roll in the model's forward: its output is the model's own row, "(model)"; in a
+    """A sort in the model's forward: its output is the model's own row, "(model)"; in a
     side output (the second of a tuple) it reaches no row, and the lint says so."""
 
     class Head(nn.Module):
@@ -398,13 +398,13 @@ def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
 
         def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
             y = self.conv(x)
-            energy = torch.roll(y, 1, 3).square().sum((2, 3))
+            energy = torch.sort(y, 3).values.square().sum((2, 3))
             return (y.mean((2, 3)), energy) if self.side else energy
 
     for side, said in ((False, "1 row(s) after it have none ((model))"), (True, "reaches no")):
         (lost,) = [w for w in summary(Head(side), (1, 8, 8)).warnings if w.code == "unfollowed"]
         assert lost.message.startswith(
-            "the trace cannot follow the receptive field through torch.roll"
+            "the trace cannot follow the receptive field through torch.sort"
         )
         assert said in lost.message
 

@@ -97,3 +97,30 @@ def test_a_map_made_from_a_linear_layers_features_sees_the_whole_image():
     x = torch.randn(1, *size, requires_grad=True)
     model(x)[0, 0, 0, 0].backward()
     assert bool((x.grad != 0).all())
+
+
+class Rolled(nn.Module):
+    """A 3×3 conv, a cyclic shift of its map by one pixel down and right (Swin's shifted
+    windows, SwinUNETR's torch.roll) and a 3×3 conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(torch.roll(self.a(x), shifts=(1, 1), dims=(2, 3)))
+
+
+def test_a_rolled_map_has_fields_as_wide_as_the_window_across_its_seam_reads():
+    """At the seam the roll makes, the last conv reads units from both ends of the map, so
+    the input pixels a unit there reads span the whole 12-px map (autograd: the gradient of
+    the unit that sits on the seam). The trace takes every field to span its units', 3 +
+    11·1, and 2 more for the conv after. Before, torch.roll was an unfollowed call."""
+    model, size = Rolled(), (3, 12, 12)
+    rows, warnings = _fields(model, size)
+    assert "unfollowed" not in {w.code for w in warnings}
+    assert rows[-1][2:] == (3 + 11 + 2, 1)
+    x = torch.randn(1, *size, requires_grad=True)
+    model(x)[0, :, 1, 1].sum().backward()  # reads rolled rows 0-2: map rows 11, 0 and 1
+    seen = (x.grad[0].abs().sum(0) > 0).any(1).nonzero()
+    assert int(seen.max() - seen.min() + 1) == 12

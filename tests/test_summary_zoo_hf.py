@@ -6,8 +6,8 @@ maps a name to (make(full), (C, H, W) for full, (C, H, W) small), as FAMILIES do
 the library's default config (the published base or tiny model), Swin V2's at its published
 256×256 with 8×8 windows.
 
-Small Swins have one block a stage: a second block shifts its windows by torch.roll, which
-the trace does not follow (the `unfollowed` lint, as at the full size).
+Small Swins have two blocks in their first stage, the second shifting its windows by
+torch.roll, and one in each other stage.
 
 HF_PERCEIVER: the three Perceiver IO image classifiers (learned, Fourier and conv
 preprocessing), at the published config (512 latents of 1,024). Not in FAMILIES: their
@@ -23,7 +23,7 @@ from torch import nn
 # a ViT-shaped encoder, small
 VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
        "intermediate_size": 64, "image_size": 64, "patch_size": 8}  # fmt: skip
-SWIN = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4], "image_size": 64,
+SWIN = {"embed_dim": 16, "depths": [2, 1, 1, 1], "num_heads": [1, 2, 2, 4], "image_size": 64,
         "window_size": 2}  # fmt: skip
 TEXT = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 1,
         "intermediate_size": 32, "vocab_size": 100}  # fmt: skip

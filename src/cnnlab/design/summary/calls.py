@@ -72,6 +72,7 @@ PERMUTE = both("permute", "transpose", "swapaxes", "swapdims", "movedim", "movea
 PERMUTE |= fns("transpose_", owner=T) | fns("T", "mT", owner=T)
 SPLIT = both("chunk", "split", "tensor_split", "unbind", "narrow", "select", "split_with_sizes")
 GETITEM = fns("__getitem__", owner=T)
+ROLL = both("roll")  # a cyclic shift (Swin's shifted windows)
 JOIN = both("cat", "concat", "concatenate") | fns("cat", owner=torch)
 STACK = both("stack")
 # same values (or copies), broadcast from the right: follow each input's axes

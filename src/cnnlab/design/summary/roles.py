@@ -69,7 +69,7 @@ class Roles:
             return self._adaptive_tag(func, src, tag, out)
         if func in C.RESHAPE:
             return self._reshape_tag(src, tag, out)
-        new = moved(func, args, kwargs, src, tag, out) if func in _MOVES else None
+        new = moved(func, args, kwargs, src, tag, out, self.image) if func in _MOVES else None
         if new is not None:
             return self._keep_facts(func, tag, new)
         if func in C.JOIN or func in C.STACK:
@@ -472,7 +472,7 @@ def zero_pad(
     return pad
 
 
-_MOVES = C.PERMUTE | C.SPLIT | C.GETITEM  # the calls `tags.moved` gives a tag
+_MOVES = C.PERMUTE | C.SPLIT | C.GETITEM | C.ROLL  # the calls `tags.moved` tags
 _SOFTMAX = C.REDUCE - C.REDUCES_SHAPE  # softmax, log_softmax: the reductions keeping the shape
 
 

@@ -172,9 +172,9 @@ def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[Field, Field]
     return tuple(rf), lead[1], lead[0]
 
 
-def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
-    """The tag of a permute, split or index output (values moved, not computed); None for
-    other calls."""
+def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, image=None) -> Tag | None:
+    """The tag of a permute, split, index or roll output (values moved, not computed; a roll
+    needs the (H, W) `image`); None for other calls."""
     if func in C.PERMUTE:
         axes = _permuted(func, args, kwargs, x.dim(), tag.axes)
         return replaced(tag, axes=axes, pad=None, linear=None)
@@ -186,6 +186,9 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
             axes, _ = ax.removed(dim, x.dim(), axes)
         chain = None if ax._norm(dim, x.dim()) in tag.axes else tag.chain
         return replaced(tag, axes=axes, chain=chain, pad=None, linear=None)
+    if func in C.ROLL:
+        rf = None if image is None else _rolled(args, kwargs, x, tag, image)
+        return None if rf is None else replaced(tag, rf=rf, pad=None, linear=None)
     if func in C.GETITEM:
         found = ax.index(args[1], x.shape, tag.axes)
         if found is None:
@@ -200,6 +203,28 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
             chain = None  # a crop: the size no longer follows the windows
         return replaced(tag, rf=rf, axes=axes, chain=chain, pad=None, linear=None)
     return None
+
+
+def _rolled(args: tuple, kwargs: dict, x: Tensor, tag: Tag, image) -> tuple[Field, Field] | None:
+    """torch.roll(x, shifts, dims): along a spatial axis it shifts, the map's two ends meet
+    at a seam, and a window after it reads both (Swin's shifted windows; autograd's extent
+    is the whole map): each field spans all n units', rf + (n − 1)·jump (at most rf plus the
+    image), an upper bound for the rolled map itself; one that spans the image already stays
+    (the seam adds nothing). None where it rolls the flattened map or merged axes (tokens)."""
+    shifts, dims = C.arg(args, kwargs, 1, "shifts"), C.arg(args, kwargs, 2, "dims")
+    if dims is None or dims == ():
+        return None
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    moved_dims = {ax._norm(d, x.dim()) for d, s in zip(dims, shifts, strict=True) if s % x.shape[d]}
+    rf = list(tag.rf)
+    for i, a in enumerate(tag.axes):
+        if a in moved_dims and rf[i].size < image[i]:
+            if tag.axes[0] == tag.axes[1]:
+                return None
+            span = min((x.shape[a] - 1) * rf[i].jump, image[i])  # (windows blur spacings)
+            rf[i] = Field(rf[i].size + span, rf[i].jump, rf[i].start)
+    return rf[0], rf[1]
 
 
 def _permuted(func, args, kwargs, ndim: int, axes: ax.Axes) -> ax.Axes:
