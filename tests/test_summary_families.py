@@ -45,6 +45,9 @@ EXPECTED = {
     # The VarAutoEncoder's code is a Linear on its flattened last map (sized for `in_shape`),
     # whose units see 7 px of 32 after its two 3×3/2 convs.
     "monai-var-autoencoder": {"fixed-size", "rf-small"},
+    # Perceiver's conv preprocessing (the Hugging Face port) max-pools its 16×16 map with an
+    # unpadded 3×3/2 window: (16 − 3)/2 is not an integer, the last row and column go unread.
+    "hf-perceiver-convprocessing": {"floor"},
 }
 
 
@@ -80,6 +83,8 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
 
     def hook(name, leaf):
         def record(m, inputs, out):
+            if out is None:  # an nn.Identity called on None (Perceiver's absent mask): no row
+                return
             out = out if isinstance(out, torch.Tensor) else out[0]
             if leaf:
                 seen.append((name, tuple(out.shape[1:])))

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from test_summary_zoo_hf import HF_MORE
+from test_summary_zoo_hf import HF_MORE, HF_PERCEIVER
 from test_summary_zoo_monai import MONAI_MORE
 
 # --- written here -----------------------------------------------------------------------------
@@ -481,6 +481,7 @@ FAMILIES: dict[str, tuple[Callable[[bool], nn.Module], tuple, tuple]] = {
 
 FAMILIES.update(MONAI_MORE)  # SENet154, SE-ResNeXt50, DenseNet-264, HighResNet, U-Nets
 FAMILIES.update(HF_MORE)  # Swins, CvT, BEiT, DeiT, CLIP's and SigLIP's towers, ...
+FAMILIES.update(HF_PERCEIVER)  # Perceiver IO's three image classifiers
 
 
 def make(name: str, full: bool = False) -> tuple[nn.Module, tuple[int, int, int]]:

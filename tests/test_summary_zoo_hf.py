@@ -10,11 +10,10 @@ Small Swins have two blocks in their first stage, the second shifting its window
 torch.roll, and one in each other stage.
 
 HF_PERCEIVER: the three Perceiver IO image classifiers (learned, Fourier and conv
-preprocessing), at the published config (512 latents of 1,024). Not in FAMILIES: their
-self-attention layers call an nn.Identity on None (no tensor: no row), which the family
-test's forward hooks read as a tensor. Not here: SigLIP 2 (its pixel_values are patches
-already flattened, with their grid's shape beside them, no (C, H, W) image) and ImageGPT
-(color-cluster token ids, not pixels)."""
+preprocessing), at the published config (512 latents of 1,024), also in FAMILIES (their
+self-attention layers call an nn.Identity on None: no tensor, no row). Not here: SigLIP 2
+(its pixel_values are patches already flattened, with their grid's shape beside them, no
+(C, H, W) image) and ImageGPT (color-cluster token ids, not pixels)."""
 
 from __future__ import annotations
 
