@@ -155,22 +155,25 @@ def test_hugging_face_cvt_grad_cam_is_not_blank_and_equals_captum():
 
 class Gated(nn.Module):
     """A squeeze-and-excitation gate, as MONAI's and Hugging Face's EfficientNet write it
-    (`torch.sigmoid(s) * x`, s of shape (B, C, 1, 1)), and a plain sigmoid on the map after
-    it; both pushed to 0/1 by large weights."""
+    (a SiLU squeeze, then `torch.sigmoid(s) * x`, s of shape (B, C, 1, 1)), and a plain
+    sigmoid on the map after it; both sigmoids pushed to 0/1 by large weights."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.squeeze = nn.Conv2d(4, 4, 1)
         self.excite = nn.Conv2d(4, 4, 1)
         self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
         self.head = nn.Linear(4, 10)
         with torch.no_grad():
+            self.squeeze.weight.mul_(10.0)
             self.excite.weight.mul_(100.0)
             self.conv2.weight.mul_(100.0)
 
     def forward(self, x):
         x = self.conv(x)
-        x = torch.sigmoid(self.excite(x.mean((2, 3), keepdim=True))) * x
+        s = nn.functional.silu(self.squeeze(x.mean((2, 3), keepdim=True)))  # (B, 4, 1, 1)
+        x = torch.sigmoid(self.excite(s)) * x
         x = torch.sigmoid(self.conv2(x))
         return self.head(x.mean((2, 3)))
 
@@ -182,7 +185,8 @@ def test_a_saturated_channel_gate_is_no_finding():
     model, x = Gated().eval(), torch.randn(64, 1, 8, 8)
     with torch.no_grad():  # the truth: each sigmoid's share within 0.01 of 0 or 1
         a = model.conv(x)
-        gate = torch.sigmoid(model.excite(a.mean((2, 3), keepdim=True)))
+        s = nn.functional.silu(model.squeeze(a.mean((2, 3), keepdim=True)))
+        gate = torch.sigmoid(model.excite(s))
         hidden = torch.sigmoid(model.conv2(gate * a))
     share = {n: float(((t < 0.01) | (t > 0.99)).float().mean()) for n, t in
              (("gate", gate), ("hidden", hidden))}  # fmt: skip
@@ -190,10 +194,11 @@ def test_a_saturated_channel_gate_is_no_finding():
     stats = activation_stats(model, x)
     flagged = [f.message for f in findings(acts=stats) if f.code == "saturated"]
     assert len(flagged) == 1  # the hidden sigmoid's, not the gate's
-    by_gate = {l.gate: l for l in stats.layers}
-    assert by_gate[True].saturated == pytest.approx(share["gate"])
-    assert by_gate[False].saturated == pytest.approx(share["hidden"])
-    assert flagged[0].startswith(by_gate[False].name)
+    kinds = {(l.kind, l.gate): l for l in stats.layers}
+    assert set(kinds) == {("silu", False), ("sigmoid", True), ("sigmoid", False)}  # no silu gate
+    assert kinds["sigmoid", True].saturated == pytest.approx(share["gate"])
+    assert kinds["sigmoid", False].saturated == pytest.approx(share["hidden"])
+    assert flagged[0].startswith(kinds["sigmoid", False].name)
 
 
 class UnusedHead(nn.Module):

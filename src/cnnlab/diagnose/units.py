@@ -57,7 +57,7 @@ class _Site:
 
     def add(self, y: Tensor) -> None:
         y = y.detach()
-        self.gate = is_gate(tuple(y.shape))
+        self.gate = self.kind in GATES and is_gate(tuple(y.shape))
         # (N, C, ...) -> (C,): channel c is dead if no input, at no position, makes it > 0
         others = [0, *range(2, y.ndim)]
         self.ever_positive |= (y.amax(dim=others) > 0).cpu()
@@ -74,6 +74,9 @@ class _Site:
         # a ReLU6 counts at its cap alone (its floor 0 is the dead-unit statistics' nonpositive)
         if self.activation.band is not None:
             self.saturated += int(torch.count_nonzero(self.activation.saturated(y)))
+
+
+GATES = frozenset({"sigmoid", "hardsigmoid"})  # the activations a gate squashes with: [0, 1]
 
 
 def is_gate(shape: tuple[int, ...]) -> bool:
@@ -432,9 +435,10 @@ def activation_stats(
     (where the derivative is below about 0.01 and 0.02: the gradient all but stops);
     hardtanh/hardsigmoid exactly at a bound (a hardtanh's own min_val/max_val); ReLU6 exactly
     at its cap (max_val, 6 by default; its floor 0 is the dead units' statistic). The other
-    ReLU-family outputs are unbounded above: None. A site of one value per channel of a map,
-    (N, C, 1, 1), is marked `gate` (`is_gate`: a squeeze-and-excitation gate, saturated by
-    design; `advice.findings` does not flag it).
+    ReLU-family outputs are unbounded above: None. A sigmoid or hardsigmoid site of one value
+    per channel of a map, (N, C, 1, 1), is marked `gate` (`is_gate`: a squeeze-and-excitation
+    gate, saturated by design; `advice.findings` does not flag it); the activation of the
+    squeeze before it (an EfficientNet's SiLU on (N, C', 1, 1)) is none.
     data: a float Tensor (N, C, H, W), an (images, labels) pair, an object with float .images
     and .labels, or an iterable of (x, y) batches; eval mode by default. Activations inside
     a TorchScript module are not seen: `.hidden` names those modules.
