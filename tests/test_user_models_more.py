@@ -321,3 +321,20 @@ def test_activation_maximisation_of_a_layer_of_tokens_reads_its_middle_token():
     expected = seen[0][torch.arange(2), 17 // 2, torch.tensor([0, 3])]
     torch.testing.assert_close(res.activation, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(res.data_max, seen[1][:, 17 // 2, [0, 3]].amax(0))
+
+
+def test_an_imported_model_ending_in_tanh_gets_the_note(tmp_path, capsys):
+    from safetensors.torch import save_model
+
+    from cnnlab.cli import main
+
+    body = "nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Tanh())"
+    (tmp_path / "net.py").write_text(f"from torch import nn\n\n\ndef make():\n    return {body}\n")
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_model(nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.Tanh()), str(weights))
+    argv = ["import", "--model", f"{tmp_path / 'net.py'}:make", "--weights", str(weights),
+            "--data", "digits", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "final tanh" in out and "45.1%" in out

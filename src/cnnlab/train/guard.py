@@ -221,7 +221,7 @@ def loss_floor(classes: int) -> float:
 
 
 PROBABILITIES = "the model's outputs on the first batch are probabilities"  # its note's start
-BOUNDED = "the model's outputs on the first batch come from a final tanh"  # its note's start
+BOUNDED = "the model's outputs come from a final tanh"  # its note's start
 
 
 def tanh_ceiling(classes: int) -> float:

@@ -32,10 +32,17 @@ from torch.nn.modules.batchnorm import _NormBase
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
 from cnnlab.errors import DataError, RunError, SpecError
-from cnnlab.inspect import classifier_misfit, compiled_names_as, decompiled, reloaded
+from cnnlab.inspect import (
+    classifier_misfit,
+    compiled_names_as,
+    decompiled,
+    preserved,
+    reloaded,
+)
 from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
+from cnnlab.train.guard import tanh_note
 from cnnlab.train.inputs import data_notes
 from cnnlab.train.lazy import lazy_names, materialize
 from cnnlab.train.measure import guesses
@@ -135,9 +142,19 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     check_config(config, directory.path)  # what every later command will check on open
     evaluation = _write(directory, config, model.state_dict(), test, progress)
     out = str(directory.path)
-    notes = _guessing_note(evaluation, test, info, options)
+    notes = _tanh_note(model, info["input_shape"]) + _guessing_note(evaluation, test, info, options)
     evaluated = evaluation and evaluation.to_dict()
     return {"out": out, **info, "evaluation": evaluated, "notes": notes, **read}
+
+
+def _tanh_note(model: nn.Module, shape: Sequence[int]) -> list[str]:
+    """`guard.tanh_note` on the model's outputs for two zero images, computed with autograd
+    (the node that made them tells a tanh: MONAI's ViT's head ends in one)."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = torch.zeros(2, *shape, device=device, requires_grad=True)
+    with preserved(model):
+        out = model(x)
+    return tanh_note(out) if isinstance(out, torch.Tensor) else []
 
 
 def _guessing_note(evaluation, test, info: dict, options: dict) -> list[str]:
