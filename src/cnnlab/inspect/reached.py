@@ -76,7 +76,9 @@ def zero_gradient(
                 gradients(objective, [x])
         except (ExplainError, RuntimeError):
             return set()
-    return {name for name, (_, grad) in cap.gradients.items() if not grad.any()}
+    return {
+        name for name, (_, grad) in cap.gradients.items() if grad is not None and not grad.any()
+    }
 
 
 @contextmanager
