@@ -257,3 +257,29 @@ def test_attention_scores_read_a_query_and_every_key_so_the_whole_input():
     assert (int(seen.any(1).sum()), int(seen.any(0).sum())) == (32, 32)
     rows = {r.name: r.receptive_field for r in summary(model, size).rows}
     assert rows["stem"] == 4 and rows["drop"] >= 32
+
+
+class Shuffled(nn.Module):
+    """A 3×3 conv, space to depth by 2 (nn.PixelUnshuffle), a 1×1 conv mixing each 2×2
+    block's values, depth to space by 2 (nn.PixelShuffle) and a 3×3 conv: an ESPCN-like
+    decoder around a 2×2-block stem."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.down = nn.Conv2d(3, 4, 3, padding=1), nn.PixelUnshuffle(2)
+        self.mix, self.up = nn.Conv2d(16, 16, 1), nn.PixelShuffle(2)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.b(self.up(self.mix(self.down(self.a(x)))))
+
+
+def test_pixel_unshuffle_and_shuffle_give_the_fields_autograd_finds():
+    """Space to depth is a 2×2/2 window for the field (the 1×1 conv after it mixes a block:
+    3 + 1 px, spacing 2), depth to space puts each unit back a pixel apart, and the 3×3 conv
+    reads three of them: 4 + 2 (two blocks across a block edge). Before, both were calls the
+    trace could not follow."""
+    model, size = Shuffled(), (3, 16, 16)
+    rows = [(r.name, r.receptive_field, r.jump) for r in summary(model, size).rows]
+    assert rows == [("a", 3, 1), ("down", 4, 2), ("mix", 4, 2), ("up", 4, 1), ("b", 6, 1)]
+    assert max(max(gradient_extent(model, size, shift)) for shift in (0, 1)) == 6

@@ -13,6 +13,9 @@ applies them).
   QuickNAT decoders) and F.interpolate (nearest, bilinear, bicubic) by a whole factor S
   spread each unit over S finer positions: a pixel's field is its input units' (those whose
   windows cover it), at S times finer spacing (its start approximate: a window's centre).
+- F.pixel_unshuffle (space to depth) by S cuts the map into S×S blocks, a window of S, stride
+  S, as F.unfold; F.pixel_shuffle by S puts each unit back on S times finer positions, as a
+  transposed conv of kernel S and stride S does.
 - torch.einsum (CvT's attention: "bhlk,bhtk->bhlt"): a product whose letters say where each
   operand's dimensions go; a letter not in the output is summed over.
 - nn.MultiheadAttention's F.multi_head_attention_forward on (L, N, E) maps: attention with
@@ -40,11 +43,15 @@ NORMS = both("norm") | fns("vector_norm", owner=torch.linalg)  # dim at 2: (x, o
 ADAPTIVE_1D = fns("adaptive_avg_pool1d") | fns("adaptive_avg_pool1d", owner=torch)
 TRANSPOSED = fns("conv_transpose2d")
 UNPOOL = fns("max_unpool2d")
+SHUFFLE, UNSHUFFLE = fns("pixel_shuffle"), fns("pixel_unshuffle")  # depth to space and back
 INTERPOLATE = fns("interpolate")
 MHA = fns("multi_head_attention_forward")
 EINSUM = fns("einsum", owner=torch)
 ROLES = MATMUL | RMATMUL | ATTENTION | MHA | UNFOLD | FOLD | NORMS | ADAPTIVE_1D | EINSUM
-ROLES |= TRANSPOSED | UNPOOL | INTERPOLATE
+ROLES |= TRANSPOSED | UNPOOL | SHUFFLE | UNSHUFFLE | INTERPOLATE
+BLOCKS = UNFOLD | UNSHUFFLE  # a map cut into windows (`block_window`)
+BACK = TRANSPOSED | UNPOOL | SHUFFLE  # a window's units put back on a finer map (`window_back`)
+UPSAMPLED = FOLD | BACK | INTERPOLATE
 # taps per axis each output reads (whole-factor upsampling); area and others: not followed
 _TAPS = {"nearest": 1, "nearest-exact": 1, "bilinear": 2, "bicubic": 4}
 
@@ -130,6 +137,14 @@ def _spelled(term: str, ndim: int, dots: int) -> list[str]:
     return [*before, *_ellipsis(ndim - len(before) - len(after), dots), *after]
 
 
+def block_window(func: Callable, args: tuple, kwargs: dict) -> Window:
+    """The window of F.unfold or of F.pixel_unshuffle(input, downscale_factor): S×S, stride S."""
+    if func in UNFOLD:
+        return unfold_window(args, kwargs)
+    s = int(arg(args, kwargs, 1, "downscale_factor"))
+    return Window((s, s), (s, s), (0, 0))
+
+
 def unfold_window(args: tuple, kwargs: dict) -> Window:
     """F.unfold(input, kernel_size, dilation=1, padding=0, stride=1)'s window."""
     kernel = pair(arg(args, kwargs, 1, "kernel_size"), (1, 1))
@@ -169,9 +184,13 @@ def transposed_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field |
 
 
 def window_back(func: Callable, rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:
-    """`transposed_field` or `unpooled_field`, as `func` is a transposed conv or an unpooling."""
+    """`transposed_field`, `unpooled_field` or, for F.pixel_shuffle(input, upscale_factor),
+    `spread` with a window of S, stride S (each unit at S×S finer positions, no overlap)."""
     if func in TRANSPOSED:
         return transposed_field(rf, args, kwargs, axis)
+    if func in SHUFFLE:
+        s = int(arg(args, kwargs, 1, "upscale_factor"))
+        return spread(rf, s, s, 0, 1)
     return unpooled_field(rf, args, kwargs, axis)
 
 

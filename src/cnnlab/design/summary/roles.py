@@ -304,30 +304,30 @@ class Roles:
             return self._reduce_tag(func, args, kwargs, src, tag, out)
         if P.pools_all(func, out):  # (B, C, L) -> (B, C, 1): a reduction over the last axis
             return self._reduce_tag(func, (src, -1), {}, src, tag, out)
-        if func in P.UNFOLD:  # each column gets its whole window's field: an upper bound
-            # for the C·k·k values of a column, each of which reads one pixel until something
-            # mixes them (a matmul: im2col, as a conv, is exact)
+        if func in P.BLOCKS:  # each column or position gets its window's field: an upper bound
+            # for its values, each one pixel until something mixes them (a conv, a matmul)
             if src.dim() != 4 or tag.axes != (2, 3):
                 return None
-            w = P.unfold_window(args, kwargs)
+            w = P.block_window(func, args, kwargs)
             chain = (w, tag.chain) if isinstance(tag.chain, tuple) else tag.chain
-            return Tag(C.window_rf(tag.rf, w), (2, 2), chain, last_pool=tag.last_pool)
-        if func in P.FOLD or func in P.TRANSPOSED or func in P.UNPOOL or func in P.INTERPOLATE:
+            axes = (2, 2) if func in P.UNFOLD else (2, 3)
+            return Tag(C.window_rf(tag.rf, w), axes, chain, last_pool=tag.last_pool)
+        if func in P.UPSAMPLED:
             return self._upsampled_tag(func, args, kwargs, src, tag, out)
         found = P.operands(func, args, kwargs, out)
         return None if found is None else self._summed(found)
 
     def _upsampled_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
-        """F.fold of (B, C·k·k, L) windows, a transposed conv, max unpooling or F.interpolate of a
-        (B, C, H, W) map: each pixel's field from the units that cover it (`products.spread`);
-        the map's size no longer follows the windows' chain."""
+        """F.fold of (B, C·k·k, L) windows, a transposed conv, max unpooling, a pixel shuffle or
+        F.interpolate of a (B, C, H, W) map: each pixel's field from the units that cover it
+        (`products.spread`); the map's size no longer follows the windows' chain."""
         if func in P.FOLD:
             if x.dim() != 3 or tag.axes != (2, 2) or out.dim() != 4:
                 return None
             rf = tuple(P.fold_field(r, args, kwargs, i) for i, r in enumerate(tag.rf))
         elif x.dim() != 4 or tag.axes != (2, 3) or out.dim() != 4:
             return None
-        elif func in P.TRANSPOSED or func in P.UNPOOL:
+        elif func in P.BACK:
             rf = tuple(P.window_back(func, r, args, kwargs, i) for i, r in enumerate(tag.rf))
         else:
             mode = C.arg(args, kwargs, 3, "mode", "nearest")
