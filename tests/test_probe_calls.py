@@ -12,51 +12,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
 from cnnlab.cli import main
 from cnnlab.explain import feature_maps, save_grid
 from cnnlab.explain.features import normalize_maps
 from cnnlab.explain.probe import INPUT, extract_features, pool_features
 from cnnlab.inspect import spatial_calls
-from tiny_nets import noise_png, trained_from_code
+from tiny_nets import SHARED_RELU as CODE
+from tiny_nets import noise_png, relu_calls, trained_from_code
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
-CODE = """
-from torch import nn
-
-
-class Reused(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
-        self.c2 = nn.Conv2d(4, 4, 3, stride=2, padding=1)
-        self.c3 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
-        self.relu = nn.ReLU()
-        self.head = nn.Linear(8, 10)
-
-    def forward(self, x):
-        x = self.relu(self.c1(x))
-        x = self.relu(self.c2(x))
-        x = self.relu(self.c3(x))
-        return self.head(x.mean((2, 3)))
-
-
-def make():
-    return Reused()
-"""
 CALLS = ["relu", "relu #2", "relu #3"]
-
-
-def _every_call(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The ReLU module's output at each of its calls, by a plain forward hook."""
-    seen = []
-    hook = model.relu.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
-    with torch.no_grad():
-        model.eval()(x)
-    hook.remove()
-    return seen
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +40,7 @@ def test_feature_maps_read_each_call_by_its_label():
     exec(CODE, space := {})
     torch.manual_seed(0)
     model, x = space["make"](), torch.randn(2, 1, 16, 16)
-    truth = _every_call(model, x)
+    truth = relu_calls(model, x)
     assert [t.shape[-1] for t in truth] == [16, 8, 4]
     assert spatial_calls(model, x) == ["c1", "relu", "c2", "relu #2", "c3", "relu #3"]
     maps = feature_maps(model, x, CALLS)
@@ -89,7 +56,7 @@ def test_visualize_maps_writes_a_file_per_call(run_dir, image, tmp_path, capsys)
     from cnnlab.train import load_run
 
     run = load_run(run_dir)
-    truth = _every_call(run.model, run.preprocess(read_images([str(image)], (1, 16, 16))))
+    truth = relu_calls(run.model, run.preprocess(read_images([str(image)], (1, 16, 16))))
     out = tmp_path / "v"
     assert main(["visualize", str(run_dir), "--maps", str(image), "--out", str(out)]) == 0
     files = {p.name for p in out.iterdir()}

@@ -17,21 +17,11 @@ from cnnlab.report import facts
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import load_run
 from tiny_nets import SHARED_RELU as SHARED
-from tiny_nets import imported_run
+from tiny_nets import imported_run, relu_calls
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
 CALLS = ["relu", "relu #2", "relu #3"]
-
-
-def every_call(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The ReLU module's output at each of its calls, in order, by a plain forward hook."""
-    seen = []
-    hook = model.relu.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
-    with torch.no_grad():
-        model.eval()(x)
-    hook.remove()
-    return seen
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ def test_the_feature_maps_are_each_calls_own_output(shared):
     _, run, src = shared
     maps = facts._maps(src)
     _, x, _ = src.test
-    truth = every_call(run.model, x[:1])
+    truth = relu_calls(run.model, x[:1])
     assert [label for label, _ in maps.layers] == [f"{c} ReLU" for c in CALLS]
     for (_, array), seen in zip(maps.layers, truth, strict=True):
         assert array.shape == tuple(seen[0].shape)
@@ -69,7 +59,7 @@ def test_activation_maximisation_reads_each_stages_call(shared):
     _, run, src = shared
     src.budget = Budget(actmax_steps=2, actmax_channels=8)
     _, x, _ = src.test
-    widths = [t.shape[1] for t in every_call(run.model, x[:1])]
+    widths = [t.shape[1] for t in relu_calls(run.model, x[:1])]
     torch.manual_seed(0)
     tiles = facts._actmax(src)
     labels = [t.layer for t in tiles]

@@ -58,6 +58,19 @@ def make():
 """
 
 
+def relu_calls(model: Any, x: Any) -> list:
+    """The output of `model.relu` (SHARED_RELU's module) at each of its calls, in order, by a
+    plain forward hook under no_grad in eval mode: the truth the call-label tests compare with."""
+    import torch
+
+    seen = []
+    hook = model.relu.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))
+    with torch.no_grad():
+        model.eval()(x)
+    hook.remove()
+    return seen
+
+
 def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any) -> Path:
     """`cnnlab import` of the net `source` defines as `name()`, its fresh weights, into
     tmp_path/run (options: import_run's, e.g. data="digits"); returns the run's path."""
