@@ -18,7 +18,6 @@ import errno
 import json
 import multiprocessing
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from cnnlab.errors import EXIT_BAD_INPUT, EXIT_RANK_LOST
 from cnnlab.train import checkpoint, distributed
-from tiny_nets import DDP_SPEC
+from tiny_nets import DDP_SPEC, free_port
 
 pytestmark = pytest.mark.usefixtures("one_thread", "warm")
 
@@ -124,12 +123,6 @@ def _rank(rank: int, failing: int, case: str, port: int, tmp: Path, argv: list[s
         os._exit(0)
 
 
-def _free_port() -> int:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        return free.getsockname()[1]
-
-
 def _run(tmp_path: Path, case: str, failing: int, quiet: bool = True) -> dict:
     """Both ranks of `cnnlab train` with `case` failing on rank `failing` -> {rank: (code,
     stderr lines, seconds from the failure to its return)}."""
@@ -137,7 +130,7 @@ def _run(tmp_path: Path, case: str, failing: int, quiet: bool = True) -> dict:
     spec.write_text(DDP_SPEC)
     argv = ["train", str(spec), "--data", "digits", "--epochs", str(EPOCHS)]
     argv += ["--batch-size", "64", "--out", str(out)] + ["--quiet"] * quiet
-    fork, port = multiprocessing.get_context("fork"), _free_port()
+    fork, port = multiprocessing.get_context("fork"), free_port()
     ranks = [
         fork.Process(target=_rank, args=(r, failing, case, port, tmp_path, argv)) for r in (0, 1)
     ]
@@ -258,7 +251,7 @@ def test_leaving_the_group_right_after_a_collective_does_not_deadlock(tmp_path):
     destructor, run by the DDP reducer's release with the GIL held, joins that worker.
     Destroyed at teardown, 1 round in 3 deadlocked here; kept until the next teardown, none."""
     rounds = 12
-    ports = [_free_port() for _ in range(rounds)]
+    ports = [free_port() for _ in range(rounds)]
     fork = multiprocessing.get_context("fork")
     done = [tmp_path / f"done{r}" for r in (0, 1)]
     ranks = [

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from cnnlab.errors import EXIT_DIVERGED
 from cnnlab.train import checkpoint
-from tiny_nets import DDP_SPEC
+from tiny_nets import DDP_SPEC, free_port
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,18 +59,12 @@ def _diverging_rank(rank: int, port: int, tmp: Path, argv: list[str]) -> None:
         os._exit(0)
 
 
-def _free_port() -> int:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        return free.getsockname()[1]
-
-
 @pytest.mark.usefixtures("warm")
 def test_every_rank_names_the_checkpoint_rank_0_wrote_when_the_run_diverges(tmp_path):
     (tmp_path / "tiny.yaml").write_text(DDP_SPEC)
     argv = ["train", str(tmp_path / "tiny.yaml"), "--data", "digits", "--epochs", "3"]
     argv += ["--batch-size", "64", "--out", str(tmp_path / "run"), "--quiet"]
-    fork, port = multiprocessing.get_context("fork"), _free_port()
+    fork, port = multiprocessing.get_context("fork"), free_port()
     ranks = [fork.Process(target=_diverging_rank, args=(r, port, tmp_path, argv)) for r in (0, 1)]
     for process in ranks:
         process.start()

@@ -132,3 +132,12 @@ def tiny_spec(classes: int = 10, name: str = "tiny") -> dict:
         "layers": [{"conv": {"filters": 4, "kernel": 3, "padding": "same"}}, "relu", "gap",
                    {"linear": classes}],
     }  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free at the time of asking, for a DDP group's rendezvous."""
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
