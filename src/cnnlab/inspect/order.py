@@ -8,7 +8,8 @@ read from a forward pass (`trace`; `first_called` in `cnnlab.inspect.first`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -392,30 +393,41 @@ def _unfed(nodes: dict[str, Any], out: Any, output: OutputSelector) -> frozenset
 
 
 def _on_meta(model: nn.Module, x: Tensor) -> Any:
-    """model(x) with meta parameters, buffers and images; a tensor the forward caches on a
+    """model(x) with meta parameters, buffers and images; a meta tensor the forward caches on a
     module (`self.cache = ...`, a tuple of them, or a buffer it registers or sets:
     `self.scale = ...` on a `register_buffer("scale", None)`, which lands in `_buffers`) is
-    put back as it was, not left on the meta device."""
+    put back as it was, not left on the meta device (`tensors_kept`)."""
     state = {n: t.to("meta") for n, t in model.named_parameters()}
     state.update((n, t.to("meta")) for n, t in model.named_buffers())
-    before = [(m, table, dict(table)) for m in model.modules() for table in _tables(m)]
-    try:
+    with tensors_kept(model, meta=True):
         return functional_call(model, state, (x.to("meta"),))
+
+
+@contextmanager
+def tensors_kept(model: nn.Module, meta: bool = False) -> Iterator[None]:
+    """Inside the block the model's forward may cache tensors on its modules (`self.cache =
+    ...`, a buffer registered as None and set); after it, each (each meta one, with `meta`)
+    is as it was: a forward that only looks leaves no trace."""
+    before = [(table, dict(table)) for m in model.modules() for table in _tables(m)]
+    try:
+        yield
     finally:
-        for _, table, saved in before:
+        for table, saved in before:
             for key, value in list(table.items()):
-                if _holds_meta(value) and saved.get(key) is not value:
+                if _holds_tensor(value, meta) and saved.get(key) is not value:
                     if key in saved:
                         table[key] = saved[key]
                     else:
                         del table[key]
 
 
-def _holds_meta(value: Any) -> bool:
-    """A meta tensor, or a tuple or list holding one (a rotary embedding's (cos, sin) cache)."""
-    if type(value) in (tuple, list):
-        return any(isinstance(v, Tensor) and v.is_meta for v in value)
-    return isinstance(value, Tensor) and value.is_meta
+def _holds_tensor(value: Any, meta: bool) -> bool:
+    """A tensor (a meta one, with `meta`), or a tuple or list holding one (a rotary
+    embedding's (cos, sin) cache)."""
+    for v in value if type(value) in (tuple, list) else (value,):
+        if isinstance(v, Tensor) and (v.is_meta or not meta):
+            return True
+    return False
 
 
 def _tables(module: nn.Module) -> list[dict]:

@@ -8,9 +8,7 @@ backward of one image."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +18,7 @@ from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.checkpoints import gradients
 from cnnlab.inspect.hooks import scripted_whole
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.order import graph_fed_maps
+from cnnlab.inspect.order import graph_fed_maps, tensors_kept
 from cnnlab.inspect.preserve import preserved, unwrap
 
 
@@ -79,32 +77,3 @@ def zero_gradient(
     return {
         name for name, (_, grad) in cap.gradients.items() if grad is not None and not grad.any()
     }
-
-
-@contextmanager
-def tensors_kept(model: nn.Module) -> Iterator[None]:
-    """Inside the block the model's forward may cache tensors on its modules (`self.cache =
-    ...`, a buffer registered as None and set); after it, each is as it was: this forward
-    only looks, as the shape probes' do (`order._on_meta`)."""
-    before = [(table, dict(table)) for m in model.modules() for table in _tables(m)]
-    try:
-        yield
-    finally:
-        for table, saved in before:
-            for key, value in list(table.items()):
-                if _holds_tensor(value) and saved.get(key) is not value:
-                    if key in saved:
-                        table[key] = saved[key]
-                    else:
-                        del table[key]
-
-
-def _tables(module: nn.Module) -> list[dict]:
-    return [vars(module), module._buffers, module._parameters]
-
-
-def _holds_tensor(value: Any) -> bool:
-    """A tensor, or a tuple or list holding one (a rotary embedding's (cos, sin) cache)."""
-    if type(value) in (tuple, list):
-        return any(isinstance(v, Tensor) for v in value)
-    return isinstance(value, Tensor)
