@@ -24,6 +24,7 @@ from cnnlab.design.summary.facts import (
     WindowFact,
     record,
 )
+from cnnlab.design.summary.pads import spatial_pad, zero_pad
 from cnnlab.design.summary.tags import (
     LINEAR_PATH,
     TAG,
@@ -441,35 +442,6 @@ def call_name(func: Any) -> str:
     name = getattr(func, "__qualname__", None) or repr(func)
     owner, dot, rest = name.partition(".")
     return f"{_BOUND[owner]}.{rest}" if dot and owner in _BOUND else name
-
-
-def spatial_pad(args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
-    """(top, bottom, left, right) positions an F.pad call adds around the last two axes
-    (negative: crops), whatever its mode and value; None for a pad torch would refuse to read
-    as pairs (an odd length) or one that is not integers."""
-    pad = C.arg(args, kwargs, 1, "pad", ())
-    try:
-        pad = [int(p) for p in pad]
-    except (TypeError, ValueError):
-        return None
-    if len(pad) % 2 or not pad:
-        return None
-    left, right, top, bottom = (*pad, 0, 0)[:4]  # F.pad order: last axis (W) first
-    return top, bottom, left, right
-
-
-def zero_pad(
-    pad: tuple[int, int, int, int] | None, args: tuple, kwargs: dict
-) -> tuple[int, int, int, int] | None:
-    """`pad`, an F.pad call's (top, bottom, left, right) as `spatial_pad` reads it, where the
-    call puts zeros around the map and crops none of it; None for any other padding (reflect,
-    replicate, a non-zero value, a crop). Pairs for axes before the map (channels) change no
-    position of it."""
-    mode = C.arg(args, kwargs, 2, "mode", "constant")
-    value = C.arg(args, kwargs, 3, "value", None)
-    if pad is None or mode != "constant" or value not in (None, 0, 0.0) or min(pad) < 0:
-        return None
-    return pad
 
 
 _MOVES = C.PERMUTE | C.SPLIT | C.GETITEM | C.ROLL  # the calls `tags.moved` tags
