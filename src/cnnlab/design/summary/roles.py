@@ -250,7 +250,8 @@ class Roles:
         axes = ax.reshape(x.shape, out.shape, tag.axes)
         flat = tag.flat
         if None in axes and axes != tag.axes:  # a spatial axis merged away
-            merged = [i for i, (a, b) in enumerate(zip(tag.axes, axes, strict=True)) if a != b]
+            # merged: gone now, not before (the width of (B, C, H, W) -> (B, C·H, W) only moves)
+            merged = [i for i in (0, 1) if axes[i] is None and tag.axes[i] is not None]
             if len(merged) == 2:
                 raw = all(r.size == 1 for r in tag.rf)  # the image itself: an MLP
                 rf = self._global(x, tag, head=out.dim() == 2)
