@@ -29,7 +29,7 @@ def test_merging_height_into_channels_keeps_the_width_field():
     width, moved from dim 3 to dim 2, was taken as merged too: 18 px, jump 16."""
     model, size = Columns(), (3, 1, 16)
     rows = [(r.name, r.output_shape, r.receptive_field, r.jump) for r in summary(model, size).rows]
-    assert rows == [("a", (4, 1, 16), 3, 1), ("(model)", (4, 16), 3, 1)]
+    assert rows == [("a", (4, 1, 16), 3, 1), ("", (4, 16), 3, 1)]
     x = torch.randn(1, *size, requires_grad=True)
     model(x)[0, :, 8].sum().backward()
     assert int((x.grad[0].abs().sum((0, 1)) > 0).sum()) == 3
