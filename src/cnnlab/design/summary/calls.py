@@ -59,8 +59,9 @@ CONV = fns("conv2d")
 PAD = fns("pad")
 MAX_POOL = fns("max_pool2d", "max_pool2d_with_indices") | fns("max_pool2d", owner=torch)
 AVG_POOL = fns("avg_pool2d")
+LP_POOL = fns("lp_pool2d")  # avg_pool2d's window, of x^p (nn.LPPool2d)
 SHAPE_ONLY_WINDOWS = CONV | fns("max_pool2d", "avg_pool2d")  # `meta_window` makes their output
-WINDOWED = CONV | MAX_POOL | AVG_POOL  # the calls `window` gives a window
+WINDOWED = CONV | MAX_POOL | AVG_POOL | LP_POOL  # the calls `window` gives a window
 ADAPTIVE = fns("adaptive_avg_pool2d", "adaptive_max_pool2d", "adaptive_max_pool2d_with_indices")
 ADAPTIVE_AVG = fns("adaptive_avg_pool2d")
 WITH_INDICES = MAX_POOL | fns("adaptive_max_pool2d_with_indices")  # (values, indices)
@@ -203,6 +204,10 @@ def window(func: Callable, args: tuple, kwargs: dict) -> Window | None:
             return Window(kernel, stride, padding, (1, 1), bool(arg(args, kwargs, 4, "ceil_mode")))
         dilation = pair(arg(args, kwargs, 4, "dilation", 1), (1, 1))
         return Window(kernel, stride, padding, dilation, bool(arg(args, kwargs, 5, "ceil_mode")))
+    if func in LP_POOL:  # (input, norm_type, kernel_size, stride=None, ceil_mode=False)
+        kernel = pair(arg(args, kwargs, 2, "kernel_size"), (1, 1))
+        stride = pair(arg(args, kwargs, 3, "stride"), kernel)
+        return Window(kernel, stride, (0, 0), (1, 1), bool(arg(args, kwargs, 4, "ceil_mode")))
     return None
 
 
