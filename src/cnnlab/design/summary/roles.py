@@ -11,6 +11,7 @@ from torch import Tensor
 
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
+from cnnlab.design.summary import picks as K
 from cnnlab.design.summary import products as P
 from cnnlab.design.summary.facts import (
     SIZE_FREE,
@@ -83,6 +84,10 @@ class Roles:
             new = self._product_tag(func, args, kwargs, tagged, out)
             if new is not None:
                 return new
+        if func in K.ROLES and tag.rf is not None:
+            new = K.picked(func, args, kwargs, src, tag, out, self._lengths(src, tag), self.image)
+            if new is not None:
+                return self._keep_facts(func, tag, new)
         name = call_name(func)
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
