@@ -112,7 +112,9 @@ def _dead_finding(l, normed: set[str] = frozenset()) -> Finding:
     advice for a trained layer would send the user after the wrong knobs. BatchNorm before
     the activation is advised only where the forward computes no normalisation before it
     (`normed`: the sites `dead_units` or `gradient_flow` saw one before); where it does, its
-    bias (beta) is what to look at."""
+    bias (beta) is what to look at. Only a rectifier flat below 0 (the table's `zero_floor`:
+    ReLU, ReLU6) kills a unit whose input is never positive; any other (GELU, SiLU, Mish,
+    the leaky ones) is `_negative_finding`'s."""
     said = f"{l.name}: {l.dead}/{l.channels} channels never fire, sparsity {l.sparsity:.0%}"
     if l.frozen:
         return Finding(
@@ -123,6 +125,9 @@ def _dead_finding(l, normed: set[str] = frozenset()) -> Finding:
             "nothing on); to use them, unfreeze the layers before it (requires_grad) and "
             "fine-tune them at a low learning rate",
         )
+    found = ACTIVATIONS.get(l.kind)
+    if found is not None and not found.zero_floor:
+        return _negative_finding(l, l.name in normed)
     fix = "lower the learning rate (or warm it up), use LeakyReLU/ELU, use He (Kaiming) init"
     if l.name in normed:
         fix += (
@@ -131,6 +136,32 @@ def _dead_finding(l, normed: set[str] = frozenset()) -> Finding:
         )
     else:
         fix += ", add BatchNorm before the activation"
+    return Finding("dead-units", said, fix)
+
+
+def _negative_finding(l, normed: bool) -> Finding:
+    """Channels never positive after an activation that is not flat below 0 (GELU, SiLU,
+    Mish, LeakyReLU, ELU ...): such a unit still gets a gradient there (GELU's is about
+    -0.09 at x = -1 and -2, 0.13 at -0.5), so it is not dead as a ReLU's is and training
+    can move it back; a leaky activation would change nothing. What keeps its inputs below
+    0 on every image is the cause: the step size, the init scale, the normalisation before."""
+    said = (
+        f"{l.name} ({l.kind}): {l.dead}/{l.channels} channels never positive on any image, "
+        f"sparsity {l.sparsity:.0%}"
+    )
+    fix = (
+        f"{l.kind} is not flat below 0 as ReLU is: these units still get a gradient, so "
+        "they are not dead in ReLU's sense and LeakyReLU/ELU would not help; something "
+        "keeps their inputs below 0 on every image: lower the learning rate (or warm it "
+        "up), check the init scale of the layer before"
+    )
+    if normed:
+        fix += (
+            "; a normalisation precedes it: a strongly negative bias there (its beta, or "
+            "the bias of the linear or conv layer after it) keeps these units negative"
+        )
+    else:
+        fix += ", add a normalisation (BatchNorm; LayerNorm in a transformer) before it"
     return Finding("dead-units", said, fix)
 
 
