@@ -10,8 +10,9 @@ rules: pure functions of the call, its input's tag and the map's lengths
 - F.lp_pool1d (nn.LPPool1d) pools windows of the last axis: a 1-D window of kernel K,
   stride K by default, no padding (F.lp_pool2d is a window as avg_pool2d's: `calls.window`).
 - torch.gather / take_along_dim along a spatial axis with an index tensor (a masked
-  autoencoder's random choice of tokens): an output may come from any position of that
-  axis, so each sees the whole axis (as a global pool over it, `tags.global_rf`).
+  autoencoder's random choice of tokens) and orderings along one (topk's values, argsort,
+  msort): an output may come from any position of that axis, so each sees the whole axis
+  (as a global pool over it, `tags.global_rf`).
 - F.grid_sample reads where its grid says, anywhere in the input: every unit sees the whole
   map (a spatial transformer).
 """
@@ -31,6 +32,7 @@ from cnnlab.design.summary.tags import Tag, global_rf, replaced
 FLIP = both("flip", "fliplr", "flipud")
 INTERLEAVE = both("repeat_interleave")
 GATHER = both("gather", "take_along_dim")
+ORDERS = both("topk", "argsort", "msort")  # (values, indices) of topk: both tagged alike
 SAMPLE = fns("grid_sample")
 LP_POOL_1D = fns("lp_pool1d")
 # where each call's `dim` argument is (without one, repeat_interleave and take_along_dim
@@ -40,10 +42,13 @@ _DIM_AT: dict[Callable, int] = {
     **dict.fromkeys(INTERLEAVE, 2),
     **dict.fromkeys(both("gather"), 1),
     **dict.fromkeys(both("take_along_dim"), 2),
+    **dict.fromkeys(both("argsort"), 1),
+    **dict.fromkeys(both("topk"), 2),
 }
-_FIXED = {**dict.fromkeys(both("fliplr"), 1), **dict.fromkeys(both("flipud"), 0)}
-ROLES = FLIP | INTERLEAVE | GATHER | SAMPLE | LP_POOL_1D
-SEES_AXIS = GATHER  # an output may come from any position along the dim
+_LAST = ORDERS  # their dim's default: the last
+_FIXED = {**dict.fromkeys(both("fliplr"), 1), **dict.fromkeys(both("flipud", "msort"), 0)}
+ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | LP_POOL_1D
+SEES_AXIS = GATHER | ORDERS  # an output may come from any position along the dim
 
 
 def dims(func: Callable, args: tuple, kwargs: dict, ndim: int) -> list[int] | None:
@@ -54,7 +59,8 @@ def dims(func: Callable, args: tuple, kwargs: dict, ndim: int) -> list[int] | No
     elif func is Tensor.flip and len(args) > 2:  # x.flip(2, 3)
         found = list(args[1:])
     else:
-        found = arg(args, kwargs, _DIM_AT[func], "dims" if func in FLIP else "dim")
+        default = -1 if func in _LAST else None
+        found = arg(args, kwargs, _DIM_AT[func], "dims" if func in FLIP else "dim", default)
     if found is None:
         return None
     found = [found] if isinstance(found, int) else list(found)
