@@ -3,6 +3,8 @@
 At a layer with activations A (B, K, h, w) and gradients G = ∂ logit_t / ∂ A:
     cam = ReLU(Σ_k w_k A_k), upsampled bilinearly to the input size, divided by its max.
 The variants differ only in the channel weights w (B, K), one function each in `WEIGHTS`.
+A vision transformer's tokens (B, N, C) are read as the map (B, C, h, w) of their patches
+(`inspect.tokens`: pytorch-grad-cam's `reshape_transform`, on the model's own patch grid).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from cnnlab.inspect import (
 )
 from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.inspect.names import split_call
+from cnnlab.inspect.tokens import Grid, as_map, is_tokens, token_grid
 
 
 def gradcam_weights(acts: Tensor, grads: Tensor) -> Tensor:
@@ -106,19 +109,11 @@ def layer_gradients(
         torch.no_grad(),
     ):
         logits = forward(run, x, output)  # (B, K)
-    if base in order.channel_dims:  # (B, H, W, C) between permutes: the check names the maps
-        check_map_layer(model, x, layer, output)
     if layer not in cap.outputs:  # not called, or no tensor out: the calls that would do
         spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
         raise ExplainError(f"{cap.missing(layer)}; Grad-CAM needs one of: {spatial}")
     acts = cap.tensor(layer)
-    # rows per window, not per image (a Swin window attention's): a map per row was returned
-    if not is_spatial(tuple(acts.shape)) or len(acts) != len(x):
-        spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
-        raise ExplainError(
-            f"layer {layer!r} has output shape {tuple(acts.shape)} for {len(x)} images, not a "
-            f"spatial map (B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
-        )
+    grid = _checked_map(model, x, layer, acts, base in order.channel_dims, output)
     t = resolve_target(target, logits)
     with torch.enable_grad():  # the caller may be inside torch.no_grad()
         selected = logits.gather(1, t[:, None]).sum()
@@ -134,7 +129,29 @@ def layer_gradients(
                 f"through {NO_BACKWARD}); choose another layer"
             )
         acts, grads = found
+    if grid is not None:
+        acts, grads = as_map(acts, grid), as_map(grads, grid)
     return acts.detach(), grads, t
+
+
+def _checked_map(
+    model: nn.Module, x: Tensor, layer: str, acts: Tensor, turned: bool, output: OutputSelector
+) -> Grid | None:
+    """The patch grid of a ViT's tokens (B, N, C), read as the map of its patches
+    (`token_grid`); None for a (B, C, H, W) map; ExplainError for anything else. turned: the
+    layer holds its channels off dim 1 (a ConvNeXt block's (B, H, W, C) between permutes)."""
+    if is_tokens(acts, len(x)):
+        return token_grid(model, x, layer, output)
+    if turned:
+        check_map_layer(model, x, layer, output)  # the check names the maps
+    # rows per window, not per image (a Swin window attention's): a map per row was returned
+    if not is_spatial(tuple(acts.shape)) or len(acts) != len(x):
+        spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
+        raise ExplainError(
+            f"layer {layer!r} has output shape {tuple(acts.shape)} for {len(x)} images, not a "
+            f"spatial map (B, C, H, W) with H·W > 1; Grad-CAM needs one of: {spatial}"
+        )
+    return None
 
 
 def _last_call_only(layer: str, base: str, call: int, made: int) -> None:
@@ -201,18 +218,18 @@ def gradcam(
     model), whatever dtype the layer computes in.
     target: class per image; None = the predicted class. layer: dotted module name, its first
     call for a module the forward calls more than once, `name #N` its N-th call (as the
-    summary labels calls; a call past the last is refused, naming the calls); None = the
-    last map of the image in forward order, at its last call (`inspect.image_maps`: one per
-    image, no padding op's output, H and W following the image's, H·W > 1), found by two
-    shape-only forwards on each call (one 224² image on a ResNet-18: 159 ms against 66 ms
-    with the layer named; in a loop, find it once with `inspect.default_layer` and pass it).
+    summary labels calls; a call past the last is refused, naming the calls); a ViT's tokens
+    (B, N, C) read as the map of their h·w patches (`inspect.tokens`: the N − h·w leading ones
+    dropped). None = `inspect.default_layer`: the last map of the image, at its last
+    call (`inspect.image_maps`: one per image, no padding op's output, H and W following the
+    image's, H·W > 1), or a ViT's last attention's input; found by shape-only forwards (one
+    224² ResNet-18 image: 159 ms against 66 ms named; in a loop, find it once, pass it).
     method: "gradcam" (weights = spatial mean of gradients) or "gradcam++". Equals Captum's
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling
     (Captum's hook keeps a module's last call: for a module called more than once it equals
     `name #N` of the last call N), on `model.eval()`: the model runs in eval mode, its own
-    mode restored after. A layer whose output a later in-place op overwrites gets its own map
-    (see `cnnlab.inspect.Capture`).
+    mode restored after. A layer a later in-place op overwrites gets its own map (`Capture`).
     A batch of `inspect.fast.SMALL_BATCH` pixels or more runs on an inference copy of the model
     (BatchNorm folded into convs, channels-last layout; see `run_fast`), a smaller one on the
     model itself (channels_last None): channels_last None tries channels-last and falls back to

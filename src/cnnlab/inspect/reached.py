@@ -20,6 +20,7 @@ from cnnlab.inspect.hooks import scripted_whole
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
 from cnnlab.inspect.order import graph_fed_maps, tensors_kept
 from cnnlab.inspect.preserve import preserved, unwrap
+from cnnlab.inspect.tokens import class_mix, deeper_layer
 
 
 def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
@@ -27,14 +28,15 @@ def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) ->
     H·W > 1 (`image_maps`, DESIGN.md) that the logits are computed from and get a gradient
     from (`feeding_maps`): for a plain CNN its last conv block's activation, for a ResNet its
     last stage; never a padding layer, attention weights, or a side branch's map; at its last
-    call (`feeding_maps`)."""
+    call (`feeding_maps`). Where the tokens of a vision transformer come after it (its only
+    map the patch embedding), the input of its last attention (`tokens.deeper_layer`)."""
     spatial = feeding_maps(model, x, output)
     if not spatial:
         raise ExplainError(
             "the model has no layer with a spatial (B, C, H, W) output, H·W > 1"
             + scripted_whole(model)
         )
-    return spatial[-1]
+    return deeper_layer(model, x, spatial[-1], output)
 
 
 def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
@@ -45,12 +47,6 @@ def feeding_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> 
     labels = graph_fed_maps(model, x, output)
     blank = zero_gradient(unwrap(model), x, labels, output)
     return [label for label in labels if label not in blank] or labels
-
-
-def class_mix(classes: int, like: Tensor) -> Tensor:
-    """r, fixed random weights of the classes (seed 0): ∂(r·logits)/∂A is zero only where
-    every class's gradient is (a plain sum of the logits is constant for centred logits)."""
-    return torch.randn(classes, generator=torch.Generator().manual_seed(0)).to(like)
 
 
 def zero_gradient(
