@@ -18,7 +18,8 @@ from cnnlab.errors import CnnlabError
 from test_summary_zoo import FAMILIES, make
 
 # Lints an architecture really has at the tests' input size, and why; every other lint
-# (probabilities-out too: each ends in logits, its softmaxes inside) stays silent.
+# (probabilities-out and bounded-scores too: each ends in logits, its softmaxes and tanhs
+# inside) stays silent.
 EXPECTED = {
     # SqueezeNet 1.1's stem is a 3×3/2 conv without padding: on an even input (64 here, 224
     # in the paper) (I − 3)/2 is not an integer and the last row and column are never read.
@@ -45,6 +46,9 @@ EXPECTED = {
     # The VarAutoEncoder's code is a Linear on its flattened last map (sized for `in_shape`),
     # whose units see 7 px of 32 after its two 3×3/2 convs.
     "monai-var-autoencoder": {"fixed-size", "rf-small"},
+    # MONAI's ViT ends its classification head in nn.Tanh (post_activation="Tanh", its
+    # default): its 10 scores lie in [−1, 1], so softmax gives no class more than 45.1 %.
+    "monai-vit": {"bounded-scores"},
     # Perceiver's conv preprocessing (the Hugging Face port) max-pools its 16×16 map with an
     # unpadded 3×3/2 window: (16 − 3)/2 is not an integer, the last row and column go unread.
     "hf-perceiver-convprocessing": {"floor"},

@@ -140,17 +140,21 @@ class SquashFact(NamedTuple):
 
 
 class OutputFact(NamedTuple):
-    """The call that made the model's output: a softmax or sigmoid (`calls.PROBABILITIES`).
+    """The call that made the model's output, where softmax can then give no class near
+    probability 1: a softmax or sigmoid (`calls.PROBABILITIES`), or, with `bounds`, a
+    bounded activation (a tanh: (−1, 1)) that made (batch, K) scores (`Tracer.ended`).
     made_by: the module's class name (module True) or the function as the forward writes it
-    (F.softmax, torch.sigmoid; its layer: whose forward called it); classes: the output's
-    features where it is (batch, features), else None; values: one image's number of values
-    (None: not recorded)."""
+    (F.softmax, torch.sigmoid; its layer: whose forward called it; "" where the trace knows
+    only that a saturating function made it); classes: the output's features where it is
+    (batch, features), else None; values: one image's number of values (None: not
+    recorded)."""
 
     layer: str
     made_by: str
     module: bool
     classes: int | None
     values: int | None = None
+    bounds: tuple[float, float] | None = None  # None: probabilities
 
 
 class LostFact(NamedTuple):
@@ -176,7 +180,8 @@ class Trace:
     trainable_params: int
     real_forward: str | None  # why the meta trace failed, where a real forward took over
     shared: frozenset[int] = frozenset()  # weights' indices whose output two calls read
-    probabilities: OutputFact | None = None  # a softmax or sigmoid made the output
+    # a softmax or sigmoid made the output, or (`bounds`) a bounded activation its scores
+    probabilities: OutputFact | None = None
 
 
 # --- the summary ----------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Lints of the model's output, which cross-entropy reads as logits (§5.5): probabilities
-instead (probabilities-out)."""
+instead (probabilities-out), scores a bounded activation made (bounded-scores)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def probabilities_out(t: Trace) -> list[Lint]:
     input (its gradient 0): a constant output, which no loss trains (`_constant`). A sigmoid
     of more outputs may be a multi-label head: the message says both fixes."""
     p = t.probabilities
-    if p is None:
+    if p is None or p.bounds is not None:
         return []
     where = f"layer {p.layer} ({p.made_by})" if p.module else f"{p.made_by} in {_forward(p.layer)}"
     if not _sigmoid(p.made_by) and (p.classes if p.values is None else p.values) == 1:
@@ -68,7 +68,42 @@ def probability_ceiling(classes: int) -> float:
     """The highest probability cross-entropy's softmax gives any class when its inputs lie in
     [0, 1], as probabilities do: a gap of at most 1 between them caps it at e/(e + K − 1), so
     its loss, −ln of that, is at least ln(1 + (K − 1)/e) (train.guard.loss_floor)."""
-    return math.e / (math.e + classes - 1)
+    return softmax_ceiling(classes, 1.0)
+
+
+def softmax_ceiling(classes: int, spread: float) -> float:
+    """The highest probability softmax gives any of K classes when its inputs lie within
+    `spread` of each other: e^w / (e^w + K − 1), w the spread (one input at the top, the
+    K − 1 others w below it); a tanh's w = 2 gives train.guard.tanh_ceiling."""
+    return math.e**spread / (math.e**spread + classes - 1)
+
+
+def bounded_scores(t: Trace) -> list[Lint]:
+    """The model's K > 1 class scores come out of a bounded activation (MONAI's ViT ends its
+    head in nn.Tanh, `post_activation="Tanh"`): scores within a spread w give softmax no
+    class above e^w/(e^w + K − 1) (`softmax_ceiling`; a tanh's w = 2: 45.1 % at K = 10), so
+    no prediction is confident and cross-entropy cannot fall below −ln of that (§5.5). A
+    sigmoid's are probabilities (probabilities-out says so); a tanh before a Linear is no
+    output (`bounded.bounded_output`)."""
+    p = t.probabilities
+    if p is None or p.bounds is None:
+        return []
+    (low, high), k = p.bounds, p.classes
+    top, e = softmax_ceiling(k, high - low), {1: "e", 2: "e²"}.get(high - low, f"e^{high - low:g}")
+    if p.module:
+        where, drop = f"layer {p.layer} ({p.made_by})", f"the final {p.made_by}"
+        default = " (with Hardtanh's default min_val and max_val)" * (p.made_by == "Hardtanh")
+    else:
+        where = f"a saturating function (torch.tanh, F.hardtanh) in {_forward(p.layer)}"
+        drop, default = "the final tanh", ""
+    return [Lint(
+        "bounded-scores", p.layer,
+        f"the model's {k} class scores come out of {where}, so they lie between {low:g} and "
+        f"{high:g}{default}: softmax gives no class more than {e}/({e} + {k - 1}) = {top:.1%}, "
+        f"so no prediction is confident and cross-entropy cannot fall below {-math.log(top):.3f} "
+        f"(§5.5). Fix: drop {drop} and return raw logits, which nn.CrossEntropyLoss wants "
+        "(MONAI's ViT: post_activation=None).",
+    )]  # fmt: skip
 
 
 def _sigmoid(made_by: str) -> bool:

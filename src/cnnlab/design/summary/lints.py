@@ -13,6 +13,8 @@ rf-small           the map entering the head does not see the whole image (§3.2
 saturating         two or more sigmoid/tanh-like outputs feed hidden layers of a deep net (§4.2)
 probabilities-out  the output of K > 1 classes is already softmax's or sigmoid's: cross-entropy
                    adds another; a softmax of one value is constant (§5.5)
+bounded-scores     the K > 1 class scores come out of a tanh: within a spread of 2, so softmax
+                   gives no class more than e²/(e² + K − 1) (45.1 % at K = 10) (§5.5)
 unfollowed         a torch function the trace cannot follow: rows with no receptive field
 
 Two more come from the copy the trace runs, not from its facts (summary/__init__.py):
@@ -26,7 +28,11 @@ from collections.abc import Callable
 
 from cnnlab.design.summary.facts import Lint, Trace
 from cnnlab.design.summary.lint_layers import linear_collapse, saturating
-from cnnlab.design.summary.lint_output import probabilities_out, probability_ceiling
+from cnnlab.design.summary.lint_output import (
+    bounded_scores,
+    probabilities_out,
+    probability_ceiling,
+)
 from cnnlab.design.summary.lint_rows import empty_output, unfollowed
 from cnnlab.design.summary.lint_sizes import (
     chain_size,
@@ -59,6 +65,7 @@ LINTS: tuple[tuple[str, Callable[[Trace], list[Lint]]], ...] = (
     ("rf-small", rf_small),
     ("saturating", saturating),
     ("probabilities-out", probabilities_out),
+    ("bounded-scores", bounded_scores),
     ("unfollowed", unfollowed),
 )
 

@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
+from cnnlab.design.summary.bounded import bounded_output
 from cnnlab.design.summary.copying import compiled_inner, meta, plain_name
 from cnnlab.design.summary.facts import (
     DenseFact,
@@ -285,14 +286,14 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             setattr(out, PROBABILITIES, (name or "(model)", kind, True))
 
     def ended(self, output: Any) -> None:
-        """The model returned `output`: where it is a tensor a softmax or sigmoid made (or a
-        reshape of one), not changed in place since, `probabilities` says which. Only a
-        tensor: of a tuple or dict, which entry a loss reads is the caller's choice (cnnlab
-        train reads a tensor), and a logits entry beside the probabilities is no fault."""
-        if not isinstance(output, Tensor):
-            return
-        made = getattr(output, PROBABILITIES, None)
-        if made is not None:  # classes: cross-entropy's axis 1, of (B, K) or a (B, K, H, W) map
+        """The model returned `output`: where a softmax or sigmoid made it (or a reshape of one),
+        not changed in place since, `probabilities` says which; only a tensor (of a tuple or
+        dict a loss reads the caller's choice; a logits entry beside probabilities is no
+        fault). Else scores out of a tanh, a tuple's first too (`bounded.bounded_output`)."""
+        made = getattr(output, PROBABILITIES, None) if isinstance(output, Tensor) else None
+        if made is None:
+            self.probabilities = bounded_output(output, self.rows)
+        else:  # classes: cross-entropy's axis 1, of (B, K) or a (B, K, H, W) map
             tag = getattr(output, TAG, None)
             is_map = output.dim() == 4 and tag is not None and tag.axes == (2, 3)
             classes = output.shape[1] if output.dim() == 2 or is_map else None
