@@ -365,7 +365,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     from cnnlab.data.folder import shown
     from cnnlab.explain import overlay
-    from cnnlab.inspect import feeding_maps, resolve_target, scripted_whole
+    from cnnlab.inspect import default_layer, feeding_maps, resolve_target, scripted_whole
     from cnnlab.train.evaluate import predict_logits
 
     if args.layer is not None and args.method not in LAYER_METHODS:
@@ -387,14 +387,14 @@ def _explain(args: argparse.Namespace) -> int:
     target = resolve_target(wanted, logits)  # (B,)
     layer = args.layer
     if layer is None and args.method in LAYER_METHODS:
-        spatial = feeding_maps(run.model, x)  # the last one is default_layer's choice
+        spatial = feeding_maps(run.model, x)
         if not spatial:  # an MLP: the error alone left the user without a way on
             raise ConfigError(
                 f"{args.method} weighs a layer's (C, H, W) map, and the model has no layer "
                 "with one (H·W > 1); explain it with --method saliency or smoothgrad"
                 + scripted_whole(run.model)
             )
-        layer = spatial[-1]
+        layer = default_layer(run.model, x)  # the last map, or a ViT's last attention's input
     heat = _heatmaps(run, x, args.method, layer, target)
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):

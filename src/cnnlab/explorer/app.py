@@ -42,6 +42,7 @@ from cnnlab.explorer.upload import (
 )
 from cnnlab.inspect import default_layer, inspecting
 from cnnlab.inspect.progress import Progress
+from cnnlab.inspect.tokens import cam_layers
 from cnnlab.train.evaluate import predict_logits, resize_note
 from cnnlab.train.rundir import Run, load_run
 
@@ -71,6 +72,8 @@ class Explorer:
         sample = run.preprocess(self.test.images[:1]) if len(self.test) else None
         self.net = Network.of(run.model, run.input_shape, sample)
         self.cam_layer = _cam_layer(run.model, run.input_shape, sample, self.net.spatial)
+        x = torch.zeros(1, *run.input_shape) if sample is None else sample
+        self.cam_layers = cam_layers(run.model, x, self.net.spatial, self.cam_layer)  # + a ViT's
         self.architecture = panels.architecture(self.net)
         self.probes: OrderedDict[str, tuple[torch.Tensor, Probe]] = OrderedDict()
         self.actmax: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -126,10 +129,10 @@ class Explorer:
             return {"method": method, "map": panels.heatmap(m / m.max().clamp_min(1e-12))}
         if method != "gradcam":
             raise ExplainError(f"unknown method {method!r}; use gradcam or saliency")
-        if layer is not None and layer not in self.net.spatial:
+        if layer is not None and layer not in self.cam_layers:
             raise ExplainError(
                 f"{layer!r} is no layer with a (C, H, W) map of more than one pixel, which "
-                f"Grad-CAM weighs; choose one of: {_first(list(self.net.spatial))}"
+                f"Grad-CAM weighs; choose one of: {_first(list(self.cam_layers))}"
             )
         layer = layer or self.cam_layer
         m = gradcam(self.run.model, probe.x, target, layer)[0]
@@ -142,7 +145,7 @@ class Explorer:
         prediction, probabilities included."""
         if not self.net.spatial:
             return None, "no Grad-CAM: the model has no layer with a (C, H, W) map, H·W > 1"
-        if layer is not None and layer not in self.net.spatial:  # a wrong name asked for: 400
+        if layer is not None and layer not in self.cam_layers:  # a wrong name asked for: 400
             return self.heat(probe, "gradcam", layer, None), ""
         try:
             return self.heat(probe, "gradcam", layer, None), ""
@@ -257,7 +260,7 @@ def _model_routes(app: FastAPI, ex: Explorer) -> None:
             "test_images": len(ex.test),
             "architecture": ex.architecture,
             "convs": [{"conv": k.conv, "bn": k.bn, "act": k.act} for k in ex.net.chains],
-            "spatial": {n: list(s) for n, s in ex.net.spatial.items()},
+            "spatial": {n: list(s) for n, s in ex.cam_layers.items()},
             "cam_layer": ex.cam_layer,  # explain's default: the last map the logits read
             "maps": {call: list(s) for call, s in ex.net.maps.items()},  # one per call
             # each map's module type: a container the summary gives no row (a block whose

@@ -317,11 +317,12 @@ class Sources:
     def gradcam_layer(self) -> str | None:
         """explain's default Grad-CAM layer (`inspect.default_layer`: the last map of the image
         with H·W > 1 that feeds the logits, never a padding layer, a window attention's
-        probabilities nor a side branch's map); None: no such layer."""
+        probabilities nor a side branch's map; a ViT's last attention's input); None: no
+        such layer."""
         _, x, _ = self.test
         with inspect.preserved(self.model):
             names = inspect.feeding_maps(self.model, x[:1])
-        return names[-1] if names else None
+            return inspect.default_layer(self.model, x[:1]) if names else None
 
     @_once
     def map_layers(self) -> list[str]:
