@@ -120,7 +120,7 @@ def _trace_module(
         if not isinstance(err.__cause__, META_FAILURES):
             raise CnnlabError(f"{err}; {_size_fix(err, size)}") from err.__cause__
         why = str(err)
-    tracer = Tracer(size[1:], dtype, training)
+    tracer = Tracer(size[1:], dtype, training, real=True)
     copy = copy_module(model, clone, tracer.prepare, tracer.originals)
     x = torch.zeros((1, *size), device=device, dtype=dtype)
     try:

@@ -30,6 +30,7 @@ from torch.overrides import TorchFunctionMode
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.bounded import bounded_output
+from cnnlab.design.summary.constants import FACTORIES, Constants
 from cnnlab.design.summary.copying import compiled_inner, meta, plain_name
 from cnnlab.design.summary.facts import (
     DenseFact,
@@ -46,7 +47,6 @@ from cnnlab.design.summary.facts import (
 )
 from cnnlab.design.summary.rearrange import RESHAPED
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
-from cnnlab.design.summary.render import call_label, shape_text
 from cnnlab.design.summary.roles import Roles, call_name
 from cnnlab.design.summary.shortcuts import Shortcuts
 from cnnlab.design.summary.tags import (
@@ -59,6 +59,7 @@ from cnnlab.design.summary.tags import (
     retag,
     tagged_inputs,
 )
+from cnnlab.design.summary.where import Where
 from cnnlab.errors import SpecError
 
 _ENDS = C.ENDS
@@ -78,19 +79,22 @@ class TraceError(Exception):
         self.fix = fix  # what input size would run, where the trace can tell (`input_fix`)
 
 
-class Tracer(Roles, Shortcuts, TorchFunctionMode):
+class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
     """Tags every tensor a traced forward makes; rows come from wrapped module forwards."""
 
     def __init__(
-        self, image: tuple[int, int], dtype: torch.dtype = torch.float32, training: bool = False
-    ) -> None:
+        self, image: tuple[int, int], dtype: torch.dtype = torch.float32,
+        training: bool = False, real: bool = False,
+    ) -> None:  # fmt: skip
         """A tracer for a model on an image of (H, W) `image` and input `dtype`, its modules
-        in eval mode unless `training`; `prepare` each of them before the forward.
-        originals: the user's tensors a copy shares, by id (`copying.py` fills it); a torch
-        call gets their meta twins instead (`meta_args`)."""
+        in eval mode unless `training`; `prepare` each of them before the forward; `real`:
+        for a forward on real tensors, which needs no constants (`constants.py`).
+        originals: the user's tensors a copy shares, and the constants, by id (`copying.py`
+        fills it); a torch call gets their meta twins instead (`meta_args`)."""
         super().__init__()
         self.image, self.dtype, self.training = image, dtype, training
         self.originals: dict[int, Tensor] = {}
+        self.constants: set[int] | None = None if real else set()
         self.twins: dict[int, Tensor] = {}
         self.wrapped: list[dict] = []  # the attributes of each prepared module
         self.types: dict[type, tuple] = {}  # what `_type` found, once per type and trace
@@ -115,49 +119,6 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         return Trace(self.image, *found, self.dense, tuple(self.squashes),
                      tuple(self.lost.values()), self.total_params, self.trainable_params,
                      real_forward, frozenset(self.shared), self.probabilities)  # fmt: skip
-
-    # where we are ------------------------------------------------------------------------
-    @property
-    def layer(self) -> str:
-        """Dotted name of the innermost running module; the model itself is "(model)"."""
-        return (self.stack[-1][2] if self.stack else None) or "(model)"
-
-    def where(self) -> str:
-        """'layer 3 (Conv2d) on a 1×3×32×32 input', for error messages; a container that
-        failed in its own code, between its layers (a `.view` in a model's forward), adds
-        the last of them that ran: ', after layer c (Conv2d) gave 1×8×14×14'."""
-        if not self.stack:
-            return "layer (model)" + self._after("")
-        module, x, name = self.stack[-1]
-        with torch._C.DisableTorchFunction():
-            got = f" on a {'×'.join(map(str, x.shape))} input" if isinstance(x, Tensor) else ""
-        return f"layer {self.layer} ({type(module).__name__}){got}" + self._after(name)
-
-    def input_fix(self) -> str | None:
-        """Where the first layer to run is a conv that takes other channels than the input
-        has (a gray input for an RGB model): the input size it takes; where an embedding got
-        float values (ImageGPT's colour-cluster ids): that no image size runs; else None."""
-        module, x, _ = self.stack[-1] if self.stack else (None, None, None)
-        if isinstance(module, _EMBEDDINGS) and isinstance(x, Tensor) and x.is_floating_point():
-            return _IDS
-        if self.rows or not self.stack:
-            return None
-        if not isinstance(module, nn.modules.conv._ConvNd) or not isinstance(x, Tensor):
-            return None
-        c, size = module.in_channels, tuple(x.shape[1:])
-        if x.dim() < 3 or size[0] == c:
-            return None
-        fits = shape_text((c, *size[1:]))
-        return f"the first layer takes {c} channels, the input has {size[0]}: try {fits}"
-
-    def _after(self, name: str | None) -> str:
-        """The last row inside the running module `name` ("" or None: the model), if any
-        (a leaf has none: its own row comes when it returns)."""
-        row = self.rows[-1] if self.rows else None
-        if row is None or (name and not row.name.startswith(name + ".")):
-            return ""
-        label, shape = call_label(row.name, row.call), shape_text((1, *row.output_shape))
-        return f", after layer {label} ({row.kind}) gave {shape}"
 
     # module calls -------------------------------------------------------------------------
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
@@ -308,7 +269,7 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             # meta there, as tensors made on it must be: on the CPU they met meta ones, and a
             # real forward took over)
             if id(args[0]) in self.originals:
-                args, kwargs = self.meta_args(args, kwargs)
+                args, kwargs = self.meta_args(args, kwargs) or (args, kwargs)
             out = func(*args, **kwargs)
             if not isinstance(out, Tensor):
                 return out
@@ -317,7 +278,12 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                 self._tag_outputs(func, args, kwargs, out, tagged, None)
             return out
         if self.originals:
-            args, kwargs = self.meta_args(args, kwargs)
+            twinned = self.meta_args(args, kwargs, func)
+            if twinned is None:
+                return self.constant_call(func, args, kwargs)
+            args, kwargs = twinned
+        if func in FACTORIES and self.constants is not None:
+            return self.made_constant(func, args, kwargs)
         if func in _VIEWS and not kwargs and C.one_tensor(args):
             return self._view(func, args)
         return self._call(func, args, kwargs, run=True)
@@ -406,10 +372,10 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                 self._tag_outputs(func, args, kwargs, out, tagged, w)
         return out
 
-    def meta_args(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        """args and kwargs with every tensor of the user's model (in them or in a list of
-        them) replaced by its meta twin, made on first use: no call reads or writes the
-        original (`copying.py`)."""
+    def meta_args(self, args: tuple, kwargs: dict, func: Any = None) -> tuple[tuple, dict] | None:
+        """args and kwargs with every tensor of the user's model or constant (in them or in
+        a list of them) replaced by its meta twin, made on first use: no call reads or writes
+        the original (`copying.py`). None where all their tensors are constants."""
         originals = self.originals
         for a in (*args, *kwargs.values()) if kwargs else args:  # a loop, not any(genexpr)
             if id(a) in originals:
@@ -418,6 +384,11 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
                 break  # (in C: a generator over a conv's stride costs 1 µs)
         else:
             return args, kwargs
+        if self.constants:
+            if self.constants_only(args, kwargs):
+                return None
+            if func is not None:  # (None: a property's read)
+                self.unknown_after(func, args, kwargs)
         twin = self._twin
         args = tuple(
             type(a)(map(twin, a)) if type(a) in (list, tuple) else twin(a) for a in args
@@ -443,15 +414,6 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
         except SpecError as err:
             raise self.too_small(tuple(x.shape[-2:]), err) from None
 
-    def too_small(self, size: tuple[int, ...], err: SpecError) -> SpecError:
-        """The error of a window (conv, pool) wider than its (H, W) `size` map: the layer, the
-        map and, besides the window's own fixes in `err`, the input: a model brought whole (a
-        MONAI DenseNet-121 on 28×28 images) is fixed by a larger image, not by editing it."""
-        size_text, image = "×".join(map(str, size)), "×".join(map(str, self.image))
-        return SpecError(
-            f"{self.where()}: on a {size_text} map, {err}, or a larger input image than {image}"
-        )
-
     def _tag_outputs(self, func, args, kwargs, out, tagged, w) -> None:
         """Tags each tensor of `out` (chunk, split and unbind return several)."""
         if isinstance(out, Tensor):
@@ -464,13 +426,6 @@ class Tracer(Roles, Shortcuts, TorchFunctionMode):
             for t in out:
                 if isinstance(t, Tensor):
                     retag(t, self._tag(func, args, kwargs, t, tagged, w))
-
-
-_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
-_IDS = (
-    "the layer takes integer token ids, not an image: summary runs the model on a float "
-    "(C, H, W) image, so no input size fits a model of ids"
-)
 
 
 def _function_name(func: Any) -> str:

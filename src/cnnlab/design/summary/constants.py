@@ -1,0 +1,105 @@
+"""Values a forward makes from no input: a mask of ones, position ids from `arange`.
+
+On meta such a tensor has no values, and a model that reads one sends the whole summary to a
+real forward: transformers' mask code asks a mask of ones made in the forward whether it is
+all ones (`mask.all()`) to skip it. So a small tensor made from nothing (`FACTORIES`, asked on
+the meta device or on none) is made for real on the CPU: a constant. A call of constants
+alone runs for real, and its tensors are constants too; where a constant meets a traced
+(meta) tensor, its meta twin takes its place, as a user's tensor's does (`Tracer.meta_args`).
+A constant written in place by such a call (a meta map copied into a buffer) has no known
+values after: it stays meta from then on.
+
+A mixin of `trace.Tracer`: `constants` holds the ids of the constants, which `originals`
+keeps alive (no id is reused within a trace); None in a real forward, where every tensor
+has its values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+CPU = torch.device("cpu")
+# The largest constant made for real (elements): a position grid or a mask of a few thousand
+# tokens; a larger tensor made from nothing is a buffer the forward fills, left on meta.
+MOST = 1 << 20
+# The calls that make a tensor from no tensor, or from one only for its dtype and device.
+FACTORIES = frozenset({
+    torch.ones, torch.zeros, torch.full, torch.empty, torch.arange, torch.range,
+    torch.linspace, torch.logspace, torch.eye, torch.tensor, torch.as_tensor,
+    torch.scalar_tensor, torch.rand, torch.randn, torch.randint, torch.randperm,
+    torch.tril_indices, torch.triu_indices,
+    Tensor.new_ones, Tensor.new_zeros, Tensor.new_full, Tensor.new_empty, Tensor.new_tensor,
+})  # fmt: skip
+# Tensor methods that write their first argument, besides the in-place `x.op_(...)` ones.
+WRITERS = frozenset({
+    Tensor.__setitem__, Tensor.__iadd__, Tensor.__isub__, Tensor.__imul__,
+    Tensor.__itruediv__, Tensor.__ifloordiv__, Tensor.__imod__, Tensor.__ipow__,
+    Tensor.__iand__, Tensor.__ior__, Tensor.__ixor__, Tensor.__ilshift__, Tensor.__irshift__,
+})  # fmt: skip
+
+
+def writes(func: Any, kwargs: dict) -> bool:
+    """Whether func writes its first argument (x.add_(y), x[i] = y) or an `out=` tensor."""
+    if func in WRITERS or kwargs.get("out") is not None:
+        return True
+    name = getattr(func, "__name__", "")
+    return name.endswith("_") and not name.endswith("__")
+
+
+def _meta_device(a: Any) -> bool:
+    return (isinstance(a, torch.device) and a.type == "meta") or (
+        isinstance(a, str) and a == "meta"
+    )
+
+
+class Constants:
+    """The tracer's constants: made (`made_constant`), run (`constant_call`), kept (`keep`)."""
+
+    constants: set[int] | None
+    originals: dict[int, Tensor]
+
+    def made_constant(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """A FACTORIES call: on the CPU, for real, where it would make a meta tensor of at
+        most MOST elements; kept as a constant where its output is real."""
+        out = func(*args, **kwargs)
+        if isinstance(out, Tensor) and out.is_meta and out.numel() <= MOST:
+            out = func(*args, **{**kwargs, "device": CPU})
+        self.keep(out)
+        return out
+
+    def constant_call(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        """A call whose tensors are all constants: run for real, its tensors constants. A
+        move to the trace's device (`mask.to(device=x.device)`) stays on the CPU."""
+        out = func(*args, **kwargs)
+        if func is Tensor.to and isinstance(out, Tensor) and out.is_meta:
+            args = tuple(CPU if _meta_device(a) else a for a in args)
+            out = func(*args, **{k: CPU if _meta_device(v) else v for k, v in kwargs.items()})
+        self.keep(out)
+        return out
+
+    def keep(self, out: Any) -> None:
+        """Each real tensor of `out` (a tensor, or a tuple or list of them) a constant."""
+        for t in (out,) if isinstance(out, Tensor) else out if type(out) in (tuple, list) else ():
+            if isinstance(t, Tensor) and not t.is_meta:
+                self.originals[id(t)] = t
+                self.constants.add(id(t))
+
+    def constants_only(self, args: tuple, kwargs: dict) -> bool:
+        """Whether every tensor among args and kwargs (or in a list of them) is a constant,
+        and none is a user's."""
+        constants = self.constants
+        for a in (*args, *kwargs.values()):
+            items = a if type(a) in (list, tuple) else (a,)
+            for t in items:
+                if isinstance(t, Tensor) and id(t) not in constants:
+                    return False
+        return True
+
+    def unknown_after(self, func: Any, args: tuple, kwargs: dict) -> None:
+        """A constant that a call with traced tensors writes has unknown values after it."""
+        if writes(func, kwargs):
+            for t in (args[0] if args else None, kwargs.get("out")):
+                if isinstance(t, Tensor):
+                    self.constants.discard(id(t))
