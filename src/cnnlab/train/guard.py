@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.design.summary.lints import probability_ceiling
+from cnnlab.design.summary.lint_output import probability_ceiling, softmax_ceiling
 from cnnlab.errors import RunError, TrainingDiverged
 from cnnlab.train import checkpoint
 from cnnlab.train.run_files import CONFIG
@@ -227,8 +227,9 @@ BOUNDED = "the model's outputs come from a final tanh"  # its note's start
 def tanh_ceiling(classes: int) -> float:
     """The highest probability softmax gives any class when its inputs lie in [−1, 1], as a
     tanh's do: a gap of at most 2 between them caps it at e²/(e² + K − 1); the loss, −ln of
-    that, is at least ln(1 + (K − 1)/e²)."""
-    return math.e**2 / (math.e**2 + classes - 1)
+    that, is at least ln(1 + (K − 1)/e²) (`lint_output.softmax_ceiling`, the summary's
+    bounded-scores bound too)."""
+    return softmax_ceiling(classes, 2.0)
 
 
 def tanh_note(logits: torch.Tensor) -> list[str]:
