@@ -150,3 +150,32 @@ def index(key: Any, shape: Sequence[int], axes: Axes) -> tuple[Axes, tuple[int, 
         dim += 1
     new_axes = tuple(None if a is None else new_pos.get(a) for a in axes)
     return new_axes, tuple(1 if a is None else steps.get(a, 1) for a in axes)
+
+
+def advanced(key: Any, ndim: int, out_ndim: int, axes: Axes) -> tuple[Axes, tuple] | None:
+    """Axes after x[key] where index tensors pick along adjacent dims, the rest whole slices
+    (x[torch.arange(B)[:, None], ids]: a masked autoencoder's kept tokens), and which
+    spatial axes they pick along. The m picked dims become the indices' broadcast dims, in
+    their place (torch's rule for adjacent index tensors): a picked spatial axis stays where
+    it was where as many dims come back (a token is still a token), else it is gone (None);
+    None for any other key (ints, None, steps, bool masks, index tensors apart)."""
+    key = key if isinstance(key, tuple) else (key,)
+    picks = [i for i, k in enumerate(key) if isinstance(k, (Tensor, list))]
+    if not picks or picks != list(range(picks[0], picks[0] + len(picks))) or len(key) > ndim:
+        return None
+    for k in key:
+        if isinstance(k, Tensor) and k.dtype is torch.bool:
+            return None
+        if not isinstance(k, (Tensor, list)) and k != slice(None):
+            return None
+    first, m = picks[0], len(picks)
+    grown = out_ndim - ndim  # the broadcast dims, less the m picked ones
+    new, hit = [], []
+    for a in axes:
+        picked = a is not None and first <= a < first + m
+        hit.append(picked)
+        if a is None or (picked and grown != 0):
+            new.append(None)
+        else:
+            new.append(a if a < first + m else a + grown)
+    return (new[0], new[1]), tuple(hit)

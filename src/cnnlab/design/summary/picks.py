@@ -13,6 +13,8 @@ rules: pure functions of the call, its input's tag and the map's lengths
   autoencoder's random choice of tokens) and orderings along one (topk's values, argsort,
   msort): an output may come from any position of that axis, so each sees the whole axis
   (as a global pool over it, `tags.global_rf`).
+- indexing with tensors (x[torch.arange(B)[:, None], ids]: MONAI's masked autoencoder keeps
+  random tokens so) picks along the indexed axes as gather does (`axes.advanced`).
 - F.grid_sample reads where its grid says, anywhere in the input: every unit sees the whole
   map (a spatial transformer).
 """
@@ -35,6 +37,7 @@ GATHER = both("gather", "take_along_dim")
 ORDERS = both("topk", "argsort", "msort")  # (values, indices) of topk: both tagged alike
 SAMPLE = fns("grid_sample")
 LP_POOL_1D = fns("lp_pool1d")
+GETITEM = fns("__getitem__", owner=Tensor)  # with index tensors (`tags.moved` takes the rest)
 # where each call's `dim` argument is (without one, repeat_interleave and take_along_dim
 # flatten the tensor first, which the trace does not follow)
 _DIM_AT: dict[Callable, int] = {
@@ -47,7 +50,7 @@ _DIM_AT: dict[Callable, int] = {
 }
 _LAST = ORDERS  # their dim's default: the last
 _FIXED = {**dict.fromkeys(both("fliplr"), 1), **dict.fromkeys(both("flipud", "msort"), 0)}
-ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | LP_POOL_1D
+ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | LP_POOL_1D | GETITEM
 SEES_AXIS = GATHER | ORDERS  # an output may come from any position along the dim
 
 
@@ -79,6 +82,8 @@ def picked(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, lengths, image)
         return Tag(rf, (2, 3), None)
     if func in LP_POOL_1D:
         return _pooled_1d(args, kwargs, x, tag)
+    if func in GETITEM:
+        return _indexed(args[1], x, tag, out, lengths, image)
     moved = dims(func, args, kwargs, x.dim())
     if moved is None or out.dim() != x.dim():
         return None
@@ -100,6 +105,22 @@ def picked(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, lengths, image)
         for i in hits:
             rf[i] = global_rf(rf[i], lengths[i], image[i])
     return replaced(tag, rf=tuple(rf), chain=chain, pad=None, linear=None)
+
+
+def _indexed(key: Any, x: Tensor, tag: Tag, out: Tensor, lengths, image) -> Tag | None:
+    """x[key] with index tensors: along a picked spatial axis each output may be any
+    position's (the whole axis, as gather's); the others keep their fields."""
+    found = ax.advanced(key, x.dim(), out.dim(), tag.axes)
+    if found is None:
+        return None
+    axes, hit = found
+    if not any(hit):
+        return replaced(tag, axes=axes, chain=None)
+    rf = tuple(
+        global_rf(r, n, e) if h else r
+        for r, n, e, h in zip(tag.rf, lengths, image, hit, strict=True)
+    )
+    return replaced(tag, rf=rf, axes=axes, chain=None, pad=None, linear=None)
 
 
 def _pooled_1d(args: tuple, kwargs: dict, x: Tensor, tag: Tag) -> Tag | None:
