@@ -9,8 +9,6 @@ attention no patch token gets a gradient where the head reads the class token.""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,9 +17,7 @@ from torch import nn
 from cnnlab import explain
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import default_layer
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_summary_zoo import make  # noqa: E402
+from test_summary_zoo import make
 
 captum = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
