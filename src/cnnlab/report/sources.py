@@ -22,6 +22,7 @@ from cnnlab import inspect
 from cnnlab.design.activations import activation_of
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import CnnlabError, ReportError
+from cnnlab.inspect.hooks import output_tensor
 from cnnlab.inspect.names import split_call
 from cnnlab.train.evaluate import Evaluation, class_accuracy, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
@@ -246,8 +247,10 @@ class Sources:
         (`block_ends`: an activation module, or the conv or BatchNorm an F.relu of the forward
         follows) at each resolution, else its first layer; or, where a block module finishes
         after it at that size with a map of its own (`computing_blocks`: a residual sum, an
-        F.relu of the block's forward), the last such block. A ResNet block's last leaf is its
-        shortcut's BatchNorm, a branch the stage's output is summed from, not that output."""
+        F.relu of the block's forward), the last such block, next to it in the forward or
+        enclosing it (`_enclosing`). A ResNet block's last leaf is its shortcut's BatchNorm,
+        a branch the stage's output is summed from, not that output. A size whose maps all
+        lie inside another stage is no stage (`_within`)."""
         ends = set(block_ends(self.layers))
         by_size: dict[tuple, str] = {}
         for name, _, shape in self.layers:
@@ -270,8 +273,39 @@ class Sources:
                     break  # the map the next stage, or the head, reads
                 if later in blocks:
                     stage = later
-            stages.append(stage)
-        return stages
+            stages.append(self._enclosing(stage))
+        return [stage for stage in stages if not self._within(stage, stages)]
+
+    def _within(self, stage: str, stages: list[str]) -> bool:
+        """Every map of `stage`'s size is computed inside one other stage's module: that
+        stage's own work at another size, no stage of its own (CvT's keys and values, which
+        each stage projects to half its size)."""
+        modules = dict(inspect.unwrap(self.model).named_modules())
+        size = dict(self.traced)[stage][2:]  # (H, W)
+        same = [split_call(n, modules)[0] for n, shape in self.traced if shape[2:] == size]
+        return any(
+            all(_inside(name, split_call(other, modules)[0]) for name in same)
+            for other in stages
+            if other != stage
+        )
+
+    def _enclosing(self, stage: str) -> str:
+        """The outermost block (`computing_blocks`) that encloses `stage`'s module, finishes
+        after it and returns a map of its size, else `stage`: a CvT stage's last map of its
+        size is a query projection inside it, tokens between it and the stage's own output
+        (each module's first call after `stage` alone: a tied block's later call is another
+        map)."""
+        modules = dict(inspect.unwrap(self.model).named_modules())
+        order, shapes = [name for name, _ in self.traced], dict(self.traced)
+        inner, size, seen = split_call(stage, modules)[0], shapes[stage][1:], set()
+        for later in order[order.index(stage) + 1 :]:
+            module = split_call(later, modules)[0]
+            if module in seen or not _inside(inner, module):
+                continue
+            seen.add(module)
+            if later in self.computing_blocks and shapes[later][1:] == size:
+                stage = later
+        return stage
 
     @_once
     def traced(self) -> list[tuple[str, tuple]]:
@@ -298,7 +332,8 @@ class Sources:
 
         def record(name: str, module: nn.Module, output: object) -> None:
             counts[name] = counts.get(name, 0) + 1
-            if not isinstance(output, torch.Tensor):
+            output = output_tensor(output)  # a CvT stage's (map, class token)
+            if output is None:
                 return
             fresh = not any(output is earlier for earlier in seen)
             seen.append(output)
@@ -336,6 +371,11 @@ class Sources:
                 + inspect.scripted_whole(self.model)
             )
         return spread(names, self.budget.map_layers)
+
+
+def _inside(name: str, outer: str) -> bool:
+    """Module `name` lies strictly inside module `outer` (dotted names)."""
+    return name.startswith(f"{outer}.") if outer else bool(name)
 
 
 def block_ends(layers: list[tuple[str, nn.Module, tuple]]) -> list[str]:
