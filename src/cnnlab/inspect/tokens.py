@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from cnnlab.design.summary import summary
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor
@@ -206,11 +207,24 @@ def deeper_layer(model: nn.Module, x: Tensor, map_layer: str, output: OutputSele
     return label
 
 
+def _has_tokens(model: nn.Module, size: tuple[int, ...]) -> bool:
+    """Whether a module of the model gives tokens (N, C) per image, in its summary's rows (a
+    meta trace: milliseconds, where the forward with autograd `_traced` runs costs a CNN a
+    quarter of its default layer's search). True where the summary cannot tell."""
+    try:
+        rows = summary(model, size).rows
+    except Exception:  # noqa: BLE001 - any model the summary cannot trace: the real trace tells
+        return True
+    return any(len(row.output_shape) == 2 for row in rows)
+
+
 def _mixing_input(
     model: nn.Module, x: Tensor, output: OutputSelector
 ) -> tuple[str, list[_Call]] | None:
     """(`mixing_input`, the calls of the forward in the order they end), or None. A forward
     that fails with autograd on tells nothing (`reached.zero_gradient` says so for it)."""
+    if not _has_tokens(model, tuple(x.shape[1:])):
+        return None
     try:
         trace = _traced(model, x, output, graph=True)
     except (ExplainError, RuntimeError):
