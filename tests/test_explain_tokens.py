@@ -69,7 +69,7 @@ def _model(name: str) -> tuple[nn.Module, torch.Tensor]:
     return Logits(model).eval(), torch.randn(3, *shape)
 
 
-def _captum(model: nn.Module, x: torch.Tensor, layer: str, side: int, method) -> torch.Tensor:
+def captum_patch_map(model: nn.Module, x: torch.Tensor, layer: str, side: int, method) -> torch.Tensor:
     """Captum's Grad-CAM at `layer`'s patch map, upsampled and scaled as gradcam's."""
     model = copy.deepcopy(model)
     parent, _, child = layer.rpartition(".")
@@ -86,7 +86,7 @@ def _captum(model: nn.Module, x: torch.Tensor, layer: str, side: int, method) ->
 def test_grad_cam_at_a_vit_block_equals_captums_at_its_patch_map(name):
     model, x = _model(name)
     layer, side = VITS[name]
-    ref = _captum(model, x, layer, side, captum.LayerGradCam)
+    ref = captum_patch_map(model, x, layer, side, captum.LayerGradCam)
     got = explain.gradcam(model, x, layer=layer)
     assert got.shape == x.shape[:1] + x.shape[2:]
     assert bool((ref.amax((1, 2)) > 0).all())  # no blank map compared
@@ -99,7 +99,7 @@ def test_the_default_layer_is_the_last_attentions_input_not_the_patch_embedding(
     layer, side = VITS[name]
     assert default_layer(model, x) == layer
     got = explain.gradcam(model, x)  # the default
-    ref = _captum(model, x, layer, side, captum.LayerGradCam)
+    ref = captum_patch_map(model, x, layer, side, captum.LayerGradCam)
     assert (got - ref).abs().max().item() <= 1e-6
 
 

@@ -76,7 +76,7 @@ def test_attention_weights_are_no_map_of_the_image(fixed):
     assert cam.shape == (2, 16, 16) and bool((cam.amax((1, 2)) > 0).all())
 
 
-def test_monai_vit_grad_cam_is_at_its_patch_embedding():
+def test_monai_vit_grad_cam_is_at_its_last_attentions_input():
     pytest.importorskip("einops")  # MONAI's ViT needs it
     from monai.networks.nets import ViT
 
@@ -93,8 +93,9 @@ def test_monai_vit_grad_cam_is_at_its_patch_embedding():
     torch.manual_seed(0)
     model, x = Logits().eval(), torch.randn(2, 1, 16, 16)
     layer = default_layer(model, x)
-    assert layer == "net.patch_embedding.patch_embeddings"  # its Conv2d: (B, 16, 4, 4)
+    assert layer == "net.blocks.0.norm1"  # tokens (B, 16, 16) on the 4×4 patch grid
     assert not any("attn" in name for name in image_maps(model, x))
+    assert bool((gradcam(model, x).amax((1, 2)) > 0).all())
 
 
 class ClassToken(nn.Module):
@@ -130,7 +131,8 @@ def test_a_map_whose_gradient_is_zero_is_not_grad_cams_default():
 
 def test_hugging_face_cvt_grad_cam_is_not_blank_and_equals_captum():
     transformers = pytest.importorskip("transformers")
-    from test_explain_attribution import captum_gradcam
+    from captum.attr import LayerGradCam
+    from test_explain_tokens import captum_patch_map
 
     class Logits(nn.Module):
         def __init__(self):
@@ -146,11 +148,13 @@ def test_hugging_face_cvt_grad_cam_is_not_blank_and_equals_captum():
     torch.manual_seed(0)
     model, x = Logits().eval(), torch.randn(2, 1, 32, 32)
     layer = default_layer(model, x)
-    assert "stages.2.layers.2." not in layer  # the last block's queries: a blank map
+    # the last attention's input (its tokens on the 2×2 grid), not the last block's queries,
+    # whose gradient is zero: a blank map
+    assert layer == "net.cvt.encoder.stages.2.layers.2.layernorm_before"
     cam = gradcam(model, x)
     assert bool((cam.amax((1, 2)) > 0).all())
-    target = model(x).argmax(1)
-    torch.testing.assert_close(cam, captum_gradcam(model, x, target, layer), atol=1e-4, rtol=0)
+    ref = captum_patch_map(model, x, layer, 2, LayerGradCam)
+    torch.testing.assert_close(cam, ref, atol=1e-6, rtol=0)
 
 
 class Gated(nn.Module):
