@@ -388,7 +388,7 @@ def test_a_transposed_conv_counts_as_torchinfo_counts_a_conv_and_a_lost_field_is
 
 
 def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
-    """A sort in the model's forward: its output is the model's own row, "(model)"; in a
+    """A running sum in the model's forward: its output is the model's own row, "(model)"; in a
     side output (the second of a tuple) it reaches no row, and the lint says so."""
 
     class Head(nn.Module):
@@ -398,13 +398,13 @@ def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
 
         def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
             y = self.conv(x)
-            energy = torch.sort(y, 3).values.square().sum((2, 3))
+            energy = torch.cumsum(y, 3).square().sum((2, 3))
             return (y.mean((2, 3)), energy) if self.side else energy
 
     for side, said in ((False, "1 row(s) after it have none ((model))"), (True, "reaches no")):
         (lost,) = [w for w in summary(Head(side), (1, 8, 8)).warnings if w.code == "unfollowed"]
         assert lost.message.startswith(
-            "the trace cannot follow the receptive field through torch.sort"
+            "the trace cannot follow the receptive field through torch.cumsum"
         )
         assert said in lost.message
 

@@ -1,8 +1,9 @@
-"""cnnlab.summary follows orderings along an axis (picks.py): torch.topk's values, argsort,
-msort. Along channels or batch no position moves; along the width every output may come from
-any column, so each sees the whole width. Truth: torch's real forward (the rows' shapes) and
-autograd (the pixels one output unit's gradient reaches, over random inputs: which value
-lands where depends on them); before, each was a call the trace could not follow."""
+"""cnnlab.summary follows orderings along an axis (picks.py): sort, torch.topk's values,
+argsort, msort. Along channels or batch no position moves; along the width every output may
+come from any column, so each sees the whole width. Truth: torch's real forward (the rows'
+shapes) and autograd (the pixels one output unit's gradient reaches, over random inputs:
+which value lands where depends on them); before, each was a call the trace could not
+follow."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from test_summary_follow_picks import Around, checked, convs, extent, real_shape
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 ALONG_CHANNELS = {
+    "torch.sort": lambda y: torch.sort(y, 1).values[:, :2],
     "torch.topk": lambda y: torch.topk(y, 2, dim=1).values,
     "Tensor.topk": lambda y: y.topk(2, 1, largest=False)[0],
     "argsort": lambda y: y.gather(1, torch.argsort(y, 1))[:, :2],
@@ -32,6 +34,8 @@ def test_an_ordering_of_channels_or_batch_moves_no_position(how):
 
 
 ALONG_WIDTH = {
+    "torch.sort": lambda y: torch.sort(y, 3).values,
+    "Tensor.sort (dim=-1)": lambda y: y.sort(dim=-1, descending=True)[0],
     "torch.topk": lambda y: torch.topk(y, 4, dim=3).values,
     "Tensor.topk (last dim)": lambda y: y.topk(4).values,
     "argsort": lambda y: y.gather(3, y.argsort(dim=-1, descending=True)),

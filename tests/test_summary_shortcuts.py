@@ -257,22 +257,23 @@ def test_a_conv_padding_torch_refuses_is_refused_not_given_a_shape(stride, paddi
         summary(model, (1, 16, 16))
 
 
-class _Sorts(nn.Module):
+class _Sums(nn.Module):
     def __init__(self, method: bool):
         super().__init__()
         self.conv, self.head, self.method = nn.Conv2d(1, 4, 3), nn.Linear(4 * 14 * 14, 2), method
 
     def forward(self, x):
         y = self.conv(x)
-        y = y.sort(dim=-1).values if self.method else torch.sort(y, dim=-1).values
+        y = y.cumsum(dim=-1) if self.method else torch.cumsum(y, dim=-1)
         return self.head(y.flatten(1))
 
 
-@pytest.mark.parametrize(("method", "written"), [(False, "torch.sort"), (True, "Tensor.sort")])
+@pytest.mark.parametrize(("method", "written"), [(False, "torch.cumsum"), (True, "Tensor.cumsum")])
 def test_the_unfollowed_lint_names_the_call_as_the_code_writes_it(method, written):
-    """torch binds sort to classes the model's code never names (its __qualname__ is
-    _VariableFunctionsClass.sort or TensorBase.sort): the lint says torch.sort, Tensor.sort."""
-    (lint,) = [w for w in summary(_Sorts(method), (1, 16, 16)).warnings if w.code == "unfollowed"]
+    """torch binds cumsum to classes the model's code never names (its __qualname__ is
+    _VariableFunctionsClass.cumsum or TensorBase.cumsum): the lint says torch.cumsum,
+    Tensor.cumsum."""
+    (lint,) = [w for w in summary(_Sums(method), (1, 16, 16)).warnings if w.code == "unfollowed"]
     assert lint.message.startswith(
         f"the trace cannot follow the receptive field through {written}:"
     )

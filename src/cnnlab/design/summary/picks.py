@@ -10,7 +10,7 @@ rules: pure functions of the call, its input's tag and the map's lengths
 - F.lp_pool1d (nn.LPPool1d) pools windows of the last axis: a 1-D window of kernel K,
   stride K by default, no padding (F.lp_pool2d is a window as avg_pool2d's: `calls.window`).
 - torch.gather / take_along_dim along a spatial axis with an index tensor (a masked
-  autoencoder's random choice of tokens) and orderings along one (topk's values, argsort,
+  autoencoder's random choice of tokens) and orderings along one (sort, topk, argsort,
   msort): an output may come from any position of that axis, so each sees the whole axis
   (as a global pool over it, `tags.global_rf`).
 - indexing with tensors (x[torch.arange(B)[:, None], ids]: MONAI's masked autoencoder keeps
@@ -34,7 +34,7 @@ from cnnlab.design.summary.tags import Tag, global_rf, replaced
 FLIP = both("flip", "fliplr", "flipud")
 INTERLEAVE = both("repeat_interleave")
 GATHER = both("gather", "take_along_dim")
-ORDERS = both("topk", "argsort", "msort")  # (values, indices) of topk: both tagged alike
+ORDERS = both("sort", "topk", "argsort", "msort")  # (values, indices): both tagged alike
 SAMPLE = fns("grid_sample")
 LP_POOL_1D = fns("lp_pool1d")
 GETITEM = fns("__getitem__", owner=Tensor)  # with index tensors (`tags.moved` takes the rest)
@@ -45,7 +45,7 @@ _DIM_AT: dict[Callable, int] = {
     **dict.fromkeys(INTERLEAVE, 2),
     **dict.fromkeys(both("gather"), 1),
     **dict.fromkeys(both("take_along_dim"), 2),
-    **dict.fromkeys(both("argsort"), 1),
+    **dict.fromkeys(both("sort", "argsort"), 1),
     **dict.fromkeys(both("topk"), 2),
 }
 _LAST = ORDERS  # their dim's default: the last
