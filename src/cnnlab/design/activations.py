@@ -205,6 +205,13 @@ _TABLE = (
     # ReLU6 is hardtanh(x, 0, 6): activation_of_call resolves that call to relu6.
     _act("hardtanh", (nn.Hardtanh,), _functions("hardtanh", "hardtanh_"), saturates=0.0,
          bounds=(-1.0, 1.0)),
+    # x / (1 + |x|): tanh's shape, slower tails. Its slope (1 − |y|)² is below 0.01 within
+    # 0.1 of a bound (sigmoid's and tanh's band holds theirs below 0.02).
+    _act("softsign", (nn.Softsign,), _functions("softsign"), saturates=0.1,
+         bounds=(-1.0, 1.0)),
+    _act("tanhshrink", (nn.Tanhshrink,), _functions("tanhshrink")),  # x − tanh(x)
+    # log σ(x): flat near 0 for large x, unbounded below; no squasher.
+    _act("logsigmoid", (nn.LogSigmoid,), _functions("logsigmoid")),
 )  # fmt: skip
 
 ACTIVATIONS: dict[str, Activation] = {a.name: a for a in _TABLE}

@@ -82,13 +82,15 @@ SAME |= fns("to", "type", "float", "double", "half", "bfloat16", "type_as", owne
 SAME |= fns("requires_grad_", owner=T)
 SAME |= fns("contiguous", "clone", "detach", "to", owner=T)
 SAME |= fns("as_tensor", "asarray", owner=torch)  # of a tensor: the tensor (MONAI's HighResNet)
+SAME |= both("conj", "real", "resolve_conj", "resolve_neg")  # of a real tensor: itself
 REDUCE = both("mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "norm")
-REDUCE |= both("softmax", "log_softmax") | fns("softmax", "log_softmax")
-REDUCES_SHAPE = REDUCE - (both("softmax", "log_softmax") | fns("softmax", "log_softmax"))
+_SOFTMAXES = both("softmax", "log_softmax") | fns("softmax", "log_softmax", "softmin")
+REDUCE |= _SOFTMAXES  # softmin(x) = softmax(−x)
+REDUCES_SHAPE = REDUCE - _SOFTMAXES
 # calls whose output is probabilities (in [0, 1]; softmax's summing to 1): the
 # probabilities-out lint's, where one makes the model's output. Not log_softmax: cross-entropy
 # of log-probabilities is unchanged (log_softmax(log_softmax(x)) = log_softmax(x)).
-PROBABILITIES = both("softmax", "sigmoid", "sigmoid_") | fns("softmax", "sigmoid")
+PROBABILITIES = both("softmax", "sigmoid", "sigmoid_") | fns("softmax", "softmin", "sigmoid")
 PROBABILITIES |= fns("softmax", "expit", owner=torch.special)
 PROBABILITY_MODULES = frozenset({nn.Softmax, nn.Softmax2d, nn.Sigmoid})
 # calls that only reshape, copy, cast or broadcast (nn.Flatten's, a `.view`, `.double()`, an
