@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlab.design.summary.calls import arg
+from cnnlab.design.summary.calls import ROLL, arg
 
 
 def ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
@@ -100,9 +100,25 @@ def _prelu_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     )  # fmt: skip
 
 
+def _roll_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
+    """torch.roll(x, shifts, dims): integer shifts, one a dim, each dim in range, and x
+    contiguous (torch's output then is; a channels-last x gives either layout, by dims)."""
+    shifts, dims = arg(args, kwargs, 1, "shifts"), arg(args, kwargs, 2, "dims")
+    shifts = (shifts,) if type(shifts) is int else shifts
+    dims = (dims,) if type(dims) is int else dims
+    if not isinstance(shifts, (tuple, list)) or not isinstance(dims, (tuple, list)):
+        return False
+    if len(shifts) != len(dims) or not dims or not x.is_contiguous():
+        return False
+    ints = all(type(v) is int for v in (*shifts, *dims))
+    return ints and all(-x.dim() <= d < x.dim() for d in dims)
+
+
 # shape-keeping calls whose meta kernels are slow (MONAI's U-Nets: instance norm and PReLU;
-# SwiftFormer: normalize), with what makes them fit
+# SwiftFormer: normalize; Swin's shifted windows: roll, torch's Python reference, 1 ms a
+# call), with what makes them fit
 SLOW_SAME = {F.instance_norm: _in_fits, F.normalize: _normalize_fits, torch.prelu: _prelu_fits}
+ROLLED = {f: _roll_fits for f in ROLL}  # made contiguous, not as x's detach (`shapes.made`)
 
 
 def bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
