@@ -69,7 +69,9 @@ def _model(name: str) -> tuple[nn.Module, torch.Tensor]:
     return Logits(model).eval(), torch.randn(3, *shape)
 
 
-def captum_patch_map(model: nn.Module, x: torch.Tensor, layer: str, side: int, method) -> torch.Tensor:
+def captum_patch_map(
+    model: nn.Module, x: torch.Tensor, layer: str, side: int, method
+) -> torch.Tensor:
     """Captum's Grad-CAM at `layer`'s patch map, upsampled and scaled as gradcam's."""
     model = copy.deepcopy(model)
     parent, _, child = layer.rpartition(".")
@@ -135,10 +137,35 @@ def test_grad_cam_pp_at_a_vit_block_equals_the_formula_on_captums_map():
     assert (got - ref).abs().max().item() <= 1e-6
 
 
+class TokenPool(nn.Module):
+    """(B, N, C) -> (B, 5, C): 5 tokens, each a learned mix of the N."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.mix = nn.Linear(n, 5)
+
+    def forward(self, tokens):
+        return self.mix(tokens.transpose(1, 2)).transpose(1, 2)
+
+
+class FiveTokens(nn.Module):
+    """A 4×4 patch map as 16 tokens, then 5 tokens mixed from them (`pool`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.patches = nn.Conv2d(3, 8, 4, stride=4)  # 16×16 image -> (B, 8, 4, 4)
+        self.pool = TokenPool(16)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        tokens = self.patches(x).flatten(2).transpose(1, 2)  # (B, 16, 8)
+        return self.head(self.pool(tokens).mean(1))
+
+
 def test_tokens_without_a_patch_grid_are_refused_naming_the_layer_and_its_shape():
-    """A Swin's merged tokens (B, 4, C) lie on a grid coarser than its only map's (16×16)."""
-    model, x = _model("hf-swin")
-    layer = "net.swin.encoder.layers.2"
-    with pytest.raises(ExplainError, match=r"layer 'net\.swin\.encoder\.layers\.2' gives tokens "
-                       r"\(B, 4, 128\) whose patch grid is unknown"):  # fmt: skip
-        explain.gradcam(model, x, layer=layer)
+    """The pool's tokens (B, 5, 8): 5 is no map's h·w, nor that of a grid merged s×s from the
+    4×4 map (`merged_grid`)."""
+    model, x = FiveTokens().eval(), torch.randn(2, 3, 16, 16)
+    with pytest.raises(ExplainError, match=r"layer 'pool' gives tokens \(B, 5, 8\) whose "
+                       r"patch grid is unknown"):  # fmt: skip
+        explain.gradcam(model, x, layer="pool")

@@ -46,9 +46,13 @@ class Hooks:
     def __len__(self) -> int:
         return len(self._handles)
 
-    def before(self, pairs: Pairs) -> Hooks:
-        """Register hook(module, args) to run before each module's forward; returns self."""
-        return self._register(pairs, lambda m, hook: m.register_forward_pre_hook(hook))
+    def before(self, pairs: Pairs, *, with_kwargs: bool = False) -> Hooks:
+        """Register hook(module, args) to run before each module's forward; returns self.
+        with_kwargs=True: hook(module, args, kwargs), which sees the keyword arguments too
+        (CLIP's layers take hidden_states= by keyword)."""
+        return self._register(
+            pairs, lambda m, hook: m.register_forward_pre_hook(hook, with_kwargs=with_kwargs)
+        )
 
     def after(self, pairs: Pairs, *, always_call: bool = False) -> Hooks:
         """Register hook(module, args, output) to run after each module's forward (also when

@@ -5,7 +5,9 @@ map, its patch embedding; every block after it holds tokens (B, N, C): N − h·
 that are no patch (class, distillation, register tokens), then the h·w patches in row-major
 order. pytorch-grad-cam's `reshape_transform` reads a token layer as the map
 (B, C, h, w) of its patch tokens; here the grid (h, w) is the model's own: a map of the image
-whose call ends before the token layer's, with h·w ≤ N (`token_grid`).
+whose call ends before the token layer's, with h·w ≤ N (`token_grid`). A hierarchical one (Swin)
+merges 2×2 tokens per stage: its tokens lie in row-major order on its patch grid downsampled
+2^k per side, no class token (`merged_grid`).
 
 Grad-CAM's default on such a model is the input of the last step that mixes tokens (the last
 attention: pytorch-grad-cam's `blocks[-1].norm1`), `mixing_input`. After it each patch token
@@ -21,7 +23,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
 from cnnlab.design.summary import summary
 from cnnlab.design.summary.render import call_label
@@ -108,8 +109,8 @@ def _traced(model: nn.Module, x: Tensor, output: OutputSelector, graph: bool) ->
     with (
         preserved(model),
         tensors_kept(model),
-        Hooks()  # pre-hooks that see keyword arguments too: `before` passes positional ones
-        ._register(((m, before(n)) for n, m in named), _with_kwargs)
+        Hooks()
+        .before(((m, before(n)) for n, m in named), with_kwargs=True)
         .after((m, after(n)) for n, m in named),
         torch.set_grad_enabled(graph),
     ):
@@ -117,29 +118,43 @@ def _traced(model: nn.Module, x: Tensor, output: OutputSelector, graph: bool) ->
     return trace
 
 
-def _with_kwargs(module: nn.Module, hook: Callable) -> RemovableHandle:
-    return module.register_forward_pre_hook(hook, with_kwargs=True)
+def merged_grid(patches: tuple[int, int], n: int) -> tuple[int, int] | None:
+    """The grid (h, w) of n tokens merged from a patch map (h0, w0) by s×s patches, as a
+    Swin's patch merging merges 2×2 per stage: h0 = s·h, w0 = s·w, h·w = n, for an integer
+    s ≥ 1; None where no s fits (s = √(h0·w0 / n))."""
+    h0, w0 = patches
+    s = round((h0 * w0 / n) ** 0.5) if n > 0 else 0
+    if s < 1 or h0 % s or w0 % s or (h0 // s) * (w0 // s) != n:
+        return None
+    return h0 // s, w0 // s
 
 
 def _grid(calls: list[_Call], at: int, maps: set[str]) -> Grid | None:
-    """The grid of the tokens calls[at] outputs: of the maps of the image (`maps`, by module
-    name) whose calls end before it, the last with the most positions h·w ≤ N (CvT's keys
-    and values are read from a map of half its grid's side); None where there is none."""
+    """The grid of the tokens calls[at] outputs, from the maps of the image (`maps`, by module
+    name) whose calls end before it: the last with the most positions h·w ≤ N (the N − h·w
+    leading tokens no patch; CvT's keys and values are read from a map of half its grid's
+    side). Where no map has h·w ≤ N, the last map whose grid merged s×s has N positions
+    (`merged_grid`), no leading token: a Swin's tokens after patch merging, in row-major
+    order on its patch grid downsampled 2^k per side. None where neither fits."""
     _, n, channels = calls[at].output.shape
-    best = None
+    best, merged = None, None
     for call in calls[:at]:
         shape = tuple(call.output.shape) if call.output is not None else ()
-        if call.label.split(" #")[0] in maps and is_spatial(shape) and shape[2] * shape[3] <= n:
+        if call.label.split(" #")[0] not in maps or not is_spatial(shape):
+            continue
+        if shape[2] * shape[3] <= n:
             if best is None or shape[2] * shape[3] >= best[0] * best[1]:
                 best = shape[2:]
-    return Grid(n - best[0] * best[1], *best, channels) if best is not None else None
+        merged = merged_grid(shape[2:], n) or merged
+    if best is not None:
+        return Grid(n - best[0] * best[1], *best, channels)
+    return Grid(0, *merged, channels) if merged is not None else None
 
 
 def token_grid(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None) -> Grid:
     """The grid of `layer`'s (B, N, C) tokens (a call's label, `blocks.3 #2` its second call),
     from one forward of x[:1] and the shape probes of `spatial_layers`. ExplainError naming the
-    layer and its shape where no map of the image before it has h·w ≤ N (a Swin's merged
-    tokens, tokens of no image grid)."""
+    layer and its shape where no grid fits (`_grid`): tokens of no image grid."""
     model = unwrap(model)
     trace = _traced(model, x, output, graph=False)
     at = next((i for i, c in enumerate(trace.calls) if c.label == layer), None)
@@ -151,8 +166,8 @@ def token_grid(model: nn.Module, x: Tensor, layer: str, output: OutputSelector =
     if grid is None:
         raise ExplainError(
             f"layer {layer!r} gives tokens (B, {', '.join(map(str, out.shape[1:]))}) whose "
-            "patch grid is unknown: no map of the image (B, C, h, w) with h·w ≤ N comes "
-            "before it; choose a map layer or a token layer after the patch embedding"
+            "patch grid is unknown: no map of the image (B, C, h, w) before it has h·w ≤ N, "
+            "nor merged s×s to N positions; choose a map layer or a token layer of patches"
         )
     return grid
 
@@ -185,11 +200,20 @@ def _mixes(call: _Call) -> bool:
 def mixing_input(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str | None:
     """The label of the layer whose output is the input of the last call (by start) that mixes
     tokens (`_mixes`) of a token grid (`token_grid`): a ViT's last attention's input, its last
-    block's first norm; whose patch tokens get a gradient from r·logits. None: the model has
-    no such step (a CNN), or its input is no module's output, or gets none. One forward of
-    one image, and a backward per call with tokens in and out, from the last call on."""
-    found = _mixing_input(unwrap(model), x, output)
-    return found[0] if found else None
+    block's first norm; a Swin's, before its window partition (`_source`); whose patch tokens
+    get a gradient from r·logits. None: the model has no such step (a CNN), or its input is no
+    module's output, or gets none. One forward of one image, and a backward per call with
+    tokens in and out, from the last call on."""
+    found, _ = _mixing_inputs(unwrap(model), x, output)
+    return next(iter(found), None)
+
+
+def token_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, Grid]:
+    """`mixing_input` of every call that mixes tokens, in forward order, with its grid: each
+    block's attention's input whose tokens lie on a grid and whose patch tokens get a gradient
+    (the layers Grad-CAM reads on a transformer, as every map on a CNN); {} for a CNN."""
+    found, _ = _mixing_inputs(unwrap(model), x, output, every=True)
+    return dict(reversed(found.items()))
 
 
 def deeper_layer(model: nn.Module, x: Tensor, map_layer: str, output: OutputSelector = None):
@@ -197,10 +221,10 @@ def deeper_layer(model: nn.Module, x: Tensor, map_layer: str, output: OutputSele
     from: `reached.feeding_maps`) and `mixing_input`: the one whose call ends last. A ViT's
     only map is its patch embedding, before any block; a CNN has no tokens (or none after its
     last map: a head that attends over its map's positions reads the map itself)."""
-    found = _mixing_input(unwrap(model), x, output)
-    if found is None:
+    found, calls = _mixing_inputs(unwrap(model), x, output)
+    if not found:
         return map_layer
-    label, calls = found
+    (label,) = found
     ends = [c.label for c in calls]
     if map_layer in ends and ends.index(map_layer) > ends.index(label):
         return map_layer
@@ -218,35 +242,79 @@ def _has_tokens(model: nn.Module, size: tuple[int, ...]) -> bool:
     return any(len(row.output_shape) == 2 for row in rows)
 
 
-def _mixing_input(
-    model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[str, list[_Call]] | None:
-    """(`mixing_input`, the calls of the forward in the order they end), or None. A forward
-    that fails with autograd on tells nothing (`reached.zero_gradient` says so for it)."""
-    if not _has_tokens(model, tuple(x.shape[1:])):
+# autograd nodes that only move, copy, pad or crop values: a Swin's window partition of its
+# norm's output (view, pad, roll, permute, contiguous) before its attention reads it
+REARRANGING = frozenset(
+    f"{op}Backward0"
+    for op in (
+        "View", "UnsafeView", "ReshapeAlias", "Permute", "Transpose", "T", "Roll",
+        "ConstantPadNd", "Clone", "Slice", "Squeeze", "Unsqueeze",
+    )
+) | {"SqueezeBackward1", "SqueezeBackward2"}  # fmt: skip
+
+
+def _source(t: Tensor | None, made: dict[int, int], by_node: dict[Any, int]) -> int | None:
+    """The index of the call whose output `t` is, or is a rearrangement of (`REARRANGING`,
+    back through autograd's graph); None for none."""
+    if t is None:
         return None
+    if id(t) in made:
+        return made[id(t)]
+    node = t.grad_fn
+    while node is not None and node not in by_node and type(node).__name__ in REARRANGING:
+        inputs = [n for n, _ in node.next_functions if n is not None]
+        node = inputs[0] if len(inputs) == 1 else None
+    return by_node.get(node) if node is not None else None
+
+
+def _mixing_inputs(
+    model: nn.Module, x: Tensor, output: OutputSelector, every: bool = False
+) -> tuple[dict[str, Grid], list[_Call]]:
+    """(the labels of `mixing_input` with their grids, the last first: only the last unless
+    `every`; the calls of the forward in the order they end). A forward that fails with
+    autograd on tells nothing (`reached.zero_gradient` says so for it). The tokens chosen are
+    a module's own output (1, N, C), on the grid `_grid` reads (row-major), never a window
+    partition of them."""
+    if not _has_tokens(model, tuple(x.shape[1:])):
+        return {}, []
     try:
         trace = _traced(model, x, output, graph=True)
     except (ExplainError, RuntimeError):
-        return None
+        return {}, []
     calls = trace.calls
     made = {id(c.output): i for i, c in enumerate(calls) if c.output is not None}
-    mixing = [
-        c
-        for c in calls
-        if _tokens(c.output) and _tokens(c.input, c.output.shape[1]) and id(c.input) in made
-    ]
+    by_node = {c.output.grad_fn: i for i, c in enumerate(calls) if _tokens(c.output)}
+    mixing = []
+    for c in calls:
+        if _tokens(c.output) and _tokens(c.input, c.output.shape[1]):
+            at = _source(c.input, made, by_node)
+            if at is not None and _tokens(calls[at].output) and len(calls[at].output) == 1:
+                mixing.append((c, at))
     maps = set(spatial_layers(model, x, output)) if mixing else set()  # a CNN: no probes
-    for call in sorted(mixing, key=lambda c: c.start, reverse=True):
+    found: dict[str, Grid] = {}
+    mixed: list[_Call] = []  # the calls that mix, the last first
+    for call, at in sorted(mixing, key=lambda m: m[0].start, reverse=True):
+        if calls[at].label in found or any(_within(m, call, calls) for m in mixed):
+            continue  # a block whose attention mixes is no step of its own
         if not _mixes(call):
             continue
-        at = made[id(call.input)]
+        mixed.append(call)
         grid = _grid(calls, at, maps)
-        if grid is None:  # the last mixing is of tokens on no known grid (a Swin's merged ones)
-            return None
+        if grid is None:  # the last mixing is of tokens on no known grid: no default
+            if every:
+                continue
+            break
         if _patches_fed(trace, calls[at].output, grid):
-            return calls[at].label, calls
-    return None
+            found[calls[at].label] = grid
+            if not every:
+                break
+    return found, calls
+
+
+def _within(inner: _Call, outer: _Call, calls: list[_Call]) -> bool:
+    """Whether `inner` runs inside `outer`: it starts after it and ends before it (`calls`
+    in the order they end)."""
+    return inner.start > outer.start and calls.index(inner) < calls.index(outer)
 
 
 def _patches_fed(trace: _Trace, tokens: Tensor, grid: Grid) -> bool:
@@ -267,8 +335,10 @@ def _patches_fed(trace: _Trace, tokens: Tensor, grid: Grid) -> bool:
 def cam_layers(
     model: nn.Module, x: Tensor, maps: dict[str, tuple], layer: str | None, output=None
 ) -> dict[str, tuple]:
-    """The layers Grad-CAM reads, label -> (C, H, W): the maps, and `layer` (Grad-CAM's
-    default) where it is tokens, with its patch map's shape (`token_grid`)."""
-    if layer is None or layer in maps:
-        return dict(maps)
-    return {**maps, layer: token_grid(model, x, layer, output).map_shape}
+    """The layers Grad-CAM reads, label -> (C, H, W): the maps, then every block's token
+    layer (`token_layers`) and `layer` (Grad-CAM's default) where it is tokens, each with its
+    patch map's shape (`token_grid`)."""
+    grids = token_layers(model, x, output) if maps else {}
+    if layer is not None and layer not in maps and layer not in grids:
+        grids[layer] = token_grid(model, x, layer, output)
+    return {**maps, **{label: grid.map_shape for label, grid in grids.items()}}
