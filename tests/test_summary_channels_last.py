@@ -41,13 +41,20 @@ def test_an_upsampled_map_is_made_in_the_layout_torch_gives_it(layout):
         assert out.shape == real.shape and out.stride() == real.stride()
 
 
-def test_instance_norm_of_a_channels_last_map_is_left_to_torch():
+@pytest.mark.parametrize("layout", ["channels_last", "sliced", "permuted"])
+def test_instance_norm_is_made_contiguous_as_torchs_whatever_the_layout(layout):
     """Torch's F.instance_norm output is contiguous whatever its input's layout (truth:
-    torch on real data); `new_meta` would keep a channels-last one."""
-    x = torch.empty(1, 4, 5, 7, device="meta").contiguous(memory_format=torch.channels_last)
-    assert made(F.instance_norm, (x,), {}) is None
-    real = torch.randn(1, 4, 5, 7).contiguous(memory_format=torch.channels_last)
-    assert F.instance_norm(real).is_contiguous()
+    torch on real data); x's own layout (`new_meta`) would keep a channels-last one."""
+    real = torch.randn(1, 4, 5, 14)
+    if layout == "channels_last":
+        real = real.contiguous(memory_format=torch.channels_last)
+    elif layout == "sliced":
+        real = real[..., ::2]
+    else:
+        real = real.permute(0, 1, 3, 2)
+    x = torch.empty_strided(real.shape, real.stride(), device="meta")
+    out, want = made(F.instance_norm, (x,), {}), F.instance_norm(real)
+    assert (out.shape, out.stride()) == (want.shape, want.stride())
 
 
 def test_a_channels_last_upsample_then_view_is_torchs_error():

@@ -68,12 +68,11 @@ def _optional_channels(x: Tensor, tensors: Any) -> bool:
 
 def _in_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """F.instance_norm(x, running_mean, running_var, weight, bias, use_input_stats): a
-    contiguous (B, C, ...) map (torch's output is contiguous whatever x's layout) of more
-    than one position (torch's _verify_spatial_size), normalised by its own statistics, one
-    value a channel in each tensor."""
+    (B, C, ...) map of more than one position (torch's _verify_spatial_size), normalised by
+    its own statistics, one value a channel in each tensor."""
     if x.dim() < 3 or not x.is_floating_point() or not arg(args, kwargs, 5, "use_input_stats", 1):
         return False
-    if not x.is_contiguous() or math.prod(x.shape[2:]) <= 1:
+    if math.prod(x.shape[2:]) <= 1:
         return False
     return _optional_channels(x, (arg(args, kwargs, i, n) for i, n in enumerate(_IN_ARGS, 1)))
 
@@ -114,11 +113,13 @@ def _roll_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     return ints and all(-x.dim() <= d < x.dim() for d in dims)
 
 
-# shape-keeping calls whose meta kernels are slow (MONAI's U-Nets: instance norm and PReLU;
-# SwiftFormer: normalize; Swin's shifted windows: roll, torch's Python reference, 1 ms a
-# call), with what makes them fit
-SLOW_SAME = {F.instance_norm: _in_fits, F.normalize: _normalize_fits, torch.prelu: _prelu_fits}
-ROLLED = {f: _roll_fits for f in ROLL}  # made contiguous, not as x's detach (`shapes.made`)
+# shape-keeping calls whose meta kernels are slow (MONAI's U-Nets: PReLU; SwiftFormer:
+# normalize), with what makes them fit; their output has x's layout
+SLOW_SAME = {F.normalize: _normalize_fits, torch.prelu: _prelu_fits}
+# ... and those whose output is contiguous whatever x's layout (`shapes.made`): MONAI's
+# instance norm (its meta kernel a decomposition, 0.5-1 ms a call); Swin's torch.roll (its
+# Python reference, 1 ms a call) of a contiguous x
+CONTIGUOUS_SAME = {F.instance_norm: _in_fits, **dict.fromkeys(ROLL, _roll_fits)}
 
 
 def bn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:

@@ -31,7 +31,14 @@ from cnnlab.design.summary.calls import (
     window_out,
 )
 from cnnlab.design.summary.facts import Window
-from cnnlab.design.summary.fits import ROLLED, SLOW_SAME, bn_fits, gn_fits, ln_fits, mask_fits
+from cnnlab.design.summary.fits import (
+    CONTIGUOUS_SAME,
+    SLOW_SAME,
+    bn_fits,
+    gn_fits,
+    ln_fits,
+    mask_fits,
+)
 from cnnlab.design.summary.rearrange import REARRANGED, RESHAPED, rearranged, reshaped
 from cnnlab.design.summary.reductions import (
     SHAPE_REDUCE,
@@ -233,7 +240,7 @@ def _made_slow(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
     if func in SLOW_SAME and SLOW_SAME[func](x, args, kwargs):  # meta: 0.5-1.6 ms a call
         return new_meta(x)
-    if func in ROLLED and ROLLED[func](x, args, kwargs):  # meta: 1 ms a call (Swin's shifts)
+    if func in CONTIGUOUS_SAME and CONTIGUOUS_SAME[func](x, args, kwargs):
         return torch.empty(tuple(x.shape), dtype=x.dtype, device=META)
     if func is F.interpolate:  # meta: 5-8 ms a call (MONAI's SegResNet, PVT)
         shape = interpolate_shape(x, args, kwargs)
@@ -474,21 +481,8 @@ def note_range(twin: Tensor, t: Tensor) -> None:
 
 
 MADE = (
-    CAT
-    | frozenset(SAME_SHAPE_INPLACE_AT)
-    | SAME_SHAPE_BINARY
-    | LINEAR
-    | BINARY
-    | SHAPE_REDUCE
-    | VECTOR_NORM
-    | SOFTMAX
-    | PAD
+    CAT | frozenset(SAME_SHAPE_INPLACE_AT) | SAME_SHAPE_BINARY | LINEAR | BINARY | SHAPE_REDUCE
+    | VECTOR_NORM | SOFTMAX | PAD | POOL_1D | MATMUL | GETITEM | REARRANGED | RESHAPED
     | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
-    | {F.instance_norm, F.normalize, torch.prelu, F.interpolate}
-    | frozenset(ROLLED)
-    | POOL_1D
-    | MATMUL
-    | GETITEM
-    | REARRANGED
-    | RESHAPED
-)
+    | {F.normalize, torch.prelu, F.interpolate} | frozenset(CONTIGUOUS_SAME)
+)  # fmt: skip
