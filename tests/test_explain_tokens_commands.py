@@ -90,3 +90,17 @@ def test_the_explorers_grad_cam_is_at_the_last_attentions_input(vit_run):
     run = load_run(vit_run)
     x = run.preprocess(run.dataset("test").images[:1])
     assert explain.gradcam(run.model, x, layer=LAYER).shape == (1, 8, 8)
+
+
+def test_explain_searches_the_feeding_maps_once(vit_run, tmp_path, monkeypatch):
+    """`cnnlab explain` finds the maps (a forward and a backward) and then the default layer
+    from them: one search, where the default layer's own search ran it again."""
+    from cnnlab.inspect import reached
+
+    searches, search = [], reached.zero_gradient
+    monkeypatch.setattr(
+        reached, "zero_gradient", lambda *a, **k: searches.append(1) or search(*a, **k)
+    )
+    Image.new("L", (8, 8), 128).save(tmp_path / "x.png")
+    assert main(["explain", str(vit_run), str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 0
+    assert len(searches) == 1

@@ -394,7 +394,8 @@ def _explain(args: argparse.Namespace) -> int:
                 "with one (H·W > 1); explain it with --method saliency or smoothgrad"
                 + scripted_whole(run.model)
             )
-        layer = default_layer(run.model, x)  # the last map, or a ViT's last attention's input
+        # the last map, or a ViT's last attention's input; the maps are searched once
+        layer = default_layer(run.model, x, maps=spatial)
     heat = _heatmaps(run, x, args.method, layer, target)
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):

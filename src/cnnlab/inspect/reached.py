@@ -23,14 +23,18 @@ from cnnlab.inspect.preserve import preserved, unwrap
 from cnnlab.inspect.tokens import class_mix, deeper_layer
 
 
-def default_layer(model: nn.Module, x: Tensor, output: OutputSelector = None) -> str:
+def default_layer(
+    model: nn.Module, x: Tensor, output: OutputSelector = None, maps: Sequence[str] | None = None
+) -> str:
     """The last module, in forward order, whose output is a feature map of the image with
     H·W > 1 (`image_maps`, DESIGN.md) that the logits are computed from and get a gradient
     from (`feeding_maps`): for a plain CNN its last conv block's activation, for a ResNet its
     last stage; never a padding layer, attention weights, or a side branch's map; at its last
     call (`feeding_maps`). Where the tokens of a vision transformer come after it (its only
-    map the patch embedding), the input of its last attention (`tokens.deeper_layer`)."""
-    spatial = feeding_maps(model, x, output)
+    map the patch embedding), the input of its last attention (`tokens.deeper_layer`).
+    maps: `feeding_maps(model, x, output)` where the caller has them already (their search
+    is a forward and a backward of x[:1]); None: found here."""
+    spatial = feeding_maps(model, x, output) if maps is None else list(maps)
     if not spatial:
         raise ExplainError(
             "the model has no layer with a spatial (B, C, H, W) output, H·W > 1"
