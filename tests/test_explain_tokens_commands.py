@@ -104,3 +104,24 @@ def test_explain_searches_the_feeding_maps_once(vit_run, tmp_path, monkeypatch):
     Image.new("L", (8, 8), 128).save(tmp_path / "x.png")
     assert main(["explain", str(vit_run), str(tmp_path / "x.png"), "--out", str(tmp_path)]) == 0
     assert len(searches) == 1
+
+
+def test_the_explorer_lists_every_blocks_token_layer_with_its_patch_map(vit_run):
+    """As every map of a CNN: each block's attention input (C, h, w), each one Grad-CAM can
+    be asked for. Truth: `explain.gradcam` at that layer on the same image."""
+    from fastapi.testclient import TestClient
+
+    from cnnlab.explorer import create_app
+    from cnnlab.explorer.panels import heatmap
+
+    client = TestClient(create_app(vit_run))
+    spatial = client.get("/api/model").json()["spatial"]
+    tokens = {k: v for k, v in spatial.items() if k.startswith("net.blocks")}
+    assert tokens == {"net.blocks.0.norm1": [16, 4, 4], "net.blocks.1.norm1": [16, 4, 4]}
+    run = load_run(vit_run)
+    x = run.preprocess(run.dataset("test").images[:1])
+    image = client.post("/api/predict", data={"sample": 0}).json()["image"]
+    for layer in tokens:
+        got = client.get(f"/api/heatmap?image={image}&method=gradcam&layer={layer}").json()
+        assert got["layer"] == layer
+        assert got["map"] == heatmap(explain.gradcam(run.model, x, layer=layer)[0])

@@ -73,7 +73,8 @@ class Explorer:
         self.net = Network.of(run.model, run.input_shape, sample)
         self.cam_layer = _cam_layer(run.model, run.input_shape, sample, self.net.spatial)
         x = torch.zeros(1, *run.input_shape) if sample is None else sample
-        self.cam_layers = cam_layers(run.model, x, self.net.spatial, self.cam_layer)  # + a ViT's
+        # the maps, and a transformer's token layers: each block's attention input (C, h, w)
+        self.cam_layers = cam_layers(run.model, x, self.net.spatial, self.cam_layer)
         self.architecture = panels.architecture(self.net)
         self.probes: OrderedDict[str, tuple[torch.Tensor, Probe]] = OrderedDict()
         self.actmax: dict[tuple[str, int, int], dict[str, Any]] = {}
