@@ -488,6 +488,10 @@ def _against_data(
     if data is None:
         return None, None
     data_max = _data_max(model, layer, chans, objective, data, preprocess, output, dim, progress)
-    # A ratio says something only against a positive best: nan otherwise.
-    ratio = torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
-    return data_max, ratio
+    return data_max, data_ratio(activation, data_max)
+
+
+def data_ratio(activation: Tensor, data_max: Tensor) -> Tensor:
+    """activation / data_max per channel, nan where data_max <= 0: a ratio says something
+    only against a positive best (a channel the data never activates)."""
+    return torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)

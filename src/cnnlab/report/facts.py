@@ -30,7 +30,7 @@ from cnnlab import diagnose, explain, inspect
 from cnnlab.design.activations import activation_of
 from cnnlab.design.summary import summary
 from cnnlab.errors import CnnlabError, ReportError
-from cnnlab.explain.actmax import channel_activation
+from cnnlab.explain.actmax import channel_activation, data_ratio
 from cnnlab.inspect.progress import Progress
 from cnnlab.report import sources
 from cnnlab.report.sources import Budget, Sources
@@ -411,12 +411,6 @@ def stage_maxima(
 def _every(acts: torch.Tensor, channel: int) -> torch.Tensor:
     """(B,) `channel` for each of acts' B rows: channel_activation's channel per row."""
     return torch.full((len(acts),), channel, device=acts.device)
-
-
-def data_ratio(activation: torch.Tensor, data_max: torch.Tensor) -> torch.Tensor:
-    """activation / data_max per channel, nan where data_max <= 0 (a channel the data never
-    activates: a ratio there means nothing), as explain's `ratio`."""
-    return torch.where(data_max > 0, activation / data_max.clamp(min=1e-30), torch.nan)
 
 
 def _probes(src: Sources) -> Probes:
