@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from cnnlab import explain
+from cnnlab.errors import ExplainError
 from cnnlab.inspect import default_layer
 from cnnlab.inspect.tokens import Grid, as_map, token_grid, token_layers
 from test_explain_tokens import _model, captum, captum_patch_map
@@ -50,12 +51,14 @@ def test_merged_tokens_lie_row_major_on_the_grid_hugging_face_reshapes_them_to(n
     stage = "layers.{}" if name == "hf-swin" else "layers.{}.downsample"
     with torch.no_grad():
         maps = body(x, output_hidden_states=True).reshaped_hidden_states  # embeddings, stages
-    seen = {}
+    seen, handles = {}, []
     for k in range(3):
         module = body.encoder.get_submodule(stage.format(k))
-        module.register_forward_hook(lambda m, i, o, k=k: seen.setdefault(k, o))
+        handles.append(module.register_forward_hook(lambda m, i, o, k=k: seen.update({k: o})))
     with torch.no_grad():
         model(x)
+    for handle in handles:
+        handle.remove()
     prefix = "net.swin.encoder." if name == "hf-swin" else "net.swinv2.encoder."
     for k in range(3):
         tokens = seen[k][0] if isinstance(seen[k], tuple) else seen[k]
@@ -75,3 +78,23 @@ def test_every_blocks_token_layer_has_its_grid():
         for b, s in zip(blocks, sides, strict=True)
     }
     assert got == want
+
+
+def test_latents_computed_from_every_position_lie_on_no_grid():
+    """Perceiver IO's 16 latents after its cross-attention: 16 is a 32×32 map's grid merged
+    8×8, but each latent reads the whole image, no 8×8 block of it (`_merged_onto`): refused,
+    and Grad-CAM's default stays its map."""
+    model, x = _model("hf-perceiver-convprocessing")
+    with pytest.raises(ExplainError, match="patch grid is unknown"):
+        token_grid(model, x, "net.perceiver.encoder.cross_attention")
+    assert default_layer(model, x) == "net.perceiver.input_preprocessor.convnet"
+
+
+def test_levits_subsampled_tokens_lie_on_their_grid():
+    """LeViT's first stage ends by subsampling its 4×4 tokens to 2×2 (queries at every other
+    row and column): Grad-CAM's default is that stage's output, equal to Captum's."""
+    fresh, x = _model("hf-levit")  # Captum's copy first: a LeViT that ran caches its biases
+    ref = captum_patch_map(fresh, x, "net.levit.encoder.stages.0", 2, captum.LayerGradCam)
+    model, x = _model("hf-levit")
+    assert default_layer(model, x) == "net.levit.encoder.stages.0"
+    assert (explain.gradcam(model, x) - ref).abs().max().item() <= 1e-6

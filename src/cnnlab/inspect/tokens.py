@@ -121,9 +121,9 @@ def _traced(model: nn.Module, x: Tensor, output: OutputSelector, graph: bool) ->
 def merged_grid(patches: tuple[int, int], n: int) -> tuple[int, int] | None:
     """The grid (h, w) of n tokens merged from a patch map (h0, w0) by s×s patches, as a
     Swin's patch merging merges 2×2 per stage: h0 = s·h, w0 = s·w, h·w = n, for an integer
-    s ≥ 1; None where no s fits (s = √(h0·w0 / n))."""
+    s ≥ 1; None where no s fits (s = √(h0·w0 / n)), or n = 1 (no map: H·W > 1, as a map's)."""
     h0, w0 = patches
-    s = round((h0 * w0 / n) ** 0.5) if n > 0 else 0
+    s = round((h0 * w0 / n) ** 0.5) if n > 1 else 0
     if s < 1 or h0 % s or w0 % s or (h0 // s) * (w0 // s) != n:
         return None
     return h0 // s, w0 // s
@@ -134,8 +134,9 @@ def _grid(calls: list[_Call], at: int, maps: set[str]) -> Grid | None:
     name) whose calls end before it: the last with the most positions h·w ≤ N (the N − h·w
     leading tokens no patch; CvT's keys and values are read from a map of half its grid's
     side). Where no map has h·w ≤ N, the last map whose grid merged s×s has N positions
-    (`merged_grid`), no leading token: a Swin's tokens after patch merging, in row-major
-    order on its patch grid downsampled 2^k per side. None where neither fits."""
+    (`merged_grid`), no leading token, where a merge onto it is seen (`_merged_onto`): a
+    Swin's tokens after patch merging, in row-major order on its patch grid downsampled 2^k
+    per side. None where neither fits."""
     _, n, channels = calls[at].output.shape
     best, merged = None, None
     for call in calls[:at]:
@@ -148,15 +149,68 @@ def _grid(calls: list[_Call], at: int, maps: set[str]) -> Grid | None:
         merged = merged_grid(shape[2:], n) or merged
     if best is not None:
         return Grid(n - best[0] * best[1], *best, channels)
-    return Grid(0, *merged, channels) if merged is not None else None
+    if merged is None or not _merged_onto(calls, at, *merged):
+        return None
+    return Grid(0, *merged, channels)
+
+
+def _merged_onto(calls: list[_Call], at: int, h: int, w: int) -> bool:
+    """Whether the h·w tokens calls[at] outputs were merged onto the grid (h, w): of the calls
+    ending by it that turn more tokens of an image into h·w, the one that starts last (a
+    Swin's patch merging, LeViT's subsampling) is `_local`. Perceiver's latents, each
+    computed from every position of the image, lie on no grid."""
+    merges = [
+        c
+        for c in calls[: at + 1]
+        if _tokens(c.output, h * w) and _tokens(c.input) and len(c.input) == len(c.output) == 1
+        if c.input.shape[1] > h * w
+    ]
+    return bool(merges) and _local(max(merges, key=lambda c: c.start), h, w)
+
+
+def _local(call: _Call, h: int, w: int) -> bool:
+    """Whether the call's out token (i, j) of the grid (h, w) is computed from in tokens of its
+    s×s block of the grid (s·h, s·w) alone, each from some (both row-major; s² = N_in / h·w,
+    s ≥ 2 an integer). Four backward passes, one per parity of (i, j): the gradient of
+    r·out at those tokens reaches their blocks and no other."""
+    n_in = call.input.shape[1]
+    s = round((n_in / (h * w)) ** 0.5)
+    if s < 2 or s * s * h * w != n_in:
+        return False
+    out = call.output[0].reshape(h, w, -1)
+    for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        picked = out[a::2, b::2]
+        if not picked.numel():
+            continue
+        try:
+            (g,) = torch.autograd.grad(
+                (picked * class_mix(picked.shape[-1], picked)).sum(),
+                [call.input],
+                retain_graph=True,
+                allow_unused=True,
+            )
+        except RuntimeError:  # an in-place op on a saved tensor: nothing is told
+            return False
+        if g is None:
+            return False
+        reached = g[0].ne(0).any(-1).reshape(h, s, w, s).any(3).any(1)  # (h, w) blocks
+        wanted = torch.zeros(h, w, dtype=torch.bool)
+        wanted[a::2, b::2] = True
+        if not torch.equal(reached.cpu(), wanted):
+            return False
+    return True
 
 
 def token_grid(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None) -> Grid:
     """The grid of `layer`'s (B, N, C) tokens (a call's label, `blocks.3 #2` its second call),
-    from one forward of x[:1] and the shape probes of `spatial_layers`. ExplainError naming the
-    layer and its shape where no grid fits (`_grid`): tokens of no image grid."""
+    from one forward of x[:1] with autograd and the shape probes of `spatial_layers`.
+    ExplainError naming the layer and its shape where no grid fits (`_grid`): tokens of no
+    image grid."""
     model = unwrap(model)
-    trace = _traced(model, x, output, graph=False)
+    try:
+        trace = _traced(model, x, output, graph=True)  # `_local` reads autograd
+    except RuntimeError:  # a forward that fails with autograd on: its maps' grids alone
+        trace = _traced(model, x, output, graph=False)
     at = next((i for i, c in enumerate(trace.calls) if c.label == layer), None)
     out = trace.calls[at].output if at is not None else None
     if out is None or out.ndim != 3:
