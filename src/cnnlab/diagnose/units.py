@@ -11,208 +11,31 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from cnnlab.design.activations import ACTIVATIONS, Activation
+from cnnlab.design.activations import ACTIVATIONS
 from cnnlab.diagnose.jsonable import jsonable
-from cnnlab.diagnose.makeup import Seen
-from cnnlab.errors import DataError, ExplainError
-from cnnlab.inspect import (
-    OutputSelector,
-    batches,
-    check_images,
-    check_values,
-    device_of,
-    forward,
-    preserved,
-    unwrap,
+from cnnlab.diagnose.recording import (  # noqa: F401 - GATES, channel_moments, is_gate, pooled: as before
+    GATES,
+    Recording,
+    _check_samples,
+    _record,
+    channel_moments,
+    is_gate,
+    pooled,
 )
-from cnnlab.inspect.progress import Progress, batch_count
+from cnnlab.errors import ExplainError
+from cnnlab.inspect import OutputSelector, unwrap
+from cnnlab.inspect.progress import Progress
 
 # Views of the activation table, under the names `cnnlab.diagnose` has always exported.
 RELU_FAMILY = frozenset(a.name for a in ACTIVATIONS.values() if a.rectifier)
 SATURATION = {a.name: a.band for a in ACTIVATIONS.values() if a.band is not None}
 
 
-# --- recording activations ---------------------------------------------------------------------
-
-
-class _Site:
-    """Running statistics of one activation site, accumulated batch by batch."""
-
-    def __init__(self, activation: Activation, channels: int, moments: bool) -> None:
-        self.activation = activation
-        self.kind = activation.name
-        self.channels = channels
-        self.moments = moments  # mean/std/range/saturation too (activation_stats), or not
-        self.count = 0
-        self.nonpositive = 0
-        self.saturated = 0
-        self.mean = 0.0  # of every value so far (moments), and their summed squared
-        self.m2 = 0.0  # deviations from it: std = sqrt(m2 / count)
-        self.low = math.inf
-        self.high = -math.inf
-        self.ever_positive = torch.zeros(channels, dtype=torch.bool)
-        self.gate = False  # one value per channel of a map: (N, C, 1, 1), `is_gate`
-
-    def add(self, y: Tensor) -> None:
-        y = y.detach()
-        self.gate = self.kind in GATES and is_gate(tuple(y.shape))
-        # (N, C, ...) -> (C,): channel c is dead if no input, at no position, makes it > 0
-        others = [0, *range(2, y.ndim)]
-        self.ever_positive |= (y.amax(dim=others) > 0).cpu()
-        # count_nonzero of a mask, not mask.sum() (a bool sum goes through int64): 7x faster
-        self.nonpositive += int(torch.count_nonzero(y <= 0))
-        if not self.moments:
-            self.count += y.numel()
-            return
-        batch = channel_moments(y, others)
-        self.count, self.mean, self.m2 = pooled((self.count, self.mean, self.m2), batch)
-        low, high = torch.aminmax(y)
-        self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
-        # the site's own Activation: a hardtanh's or ReLU6's bounds are its min_val, max_val;
-        # a ReLU6 counts at its cap alone (its floor 0 is the dead-unit statistics' nonpositive)
-        if self.activation.band is not None:
-            self.saturated += int(torch.count_nonzero(self.activation.saturated(y)))
-
-
-GATES = frozenset({"sigmoid", "hardsigmoid"})  # the activations a gate squashes with: [0, 1]
-
-
-def is_gate(shape: tuple[int, ...]) -> bool:
-    """An output (N, C, 1, 1, ...) of one value per channel of a map: a squeeze-and-excitation
-    gate (`x * sigmoid(s)`, EfficientNet's and MobileNetV3's), which scales each channel by a
-    share in [0, 1]: at 0 or 1 it shuts or keeps a channel, what a gate is for."""
-    return len(shape) >= 3 and math.prod(shape[2:]) == 1
-
-
-Moments = tuple[int, float, float]  # (count, mean, summed squared deviations from it)
-
-
-def channel_moments(y: Tensor, others: list[int]) -> Moments:
-    """The moments of all of y's values, pooled from each channel's: per channel a float32
-    mean (a float64 model's: float64), then the norm of the deviations from it (a second
-    pass on centred values, not sum(y²) − n·mean², which cancels where the std is small
-    against the mean); the
-    channels pooled in float64 (`pooled`). 4x faster than float64 sums of y and y² (80 and
-    114 ms on 16.7 M values, one thread), and exact to 1e-6 for a mean 10⁴ times the std."""
-    per = y.numel() // y.shape[1]  # values per channel
-    dtype = torch.promote_types(y.dtype, torch.float32)  # (a float64 model's stays so)
-    means = y.mean(dim=others, keepdim=True, dtype=dtype)
-    d = y - means
-    # the corrected two-pass form: the deviations' own sum fixes the float32 mean's rounding
-    drift = d.sum(dim=others, dtype=dtype).double() / per
-    m2 = torch.linalg.vector_norm(d, dim=others, dtype=dtype).double().square() - per * drift**2
-    means = means.flatten().double() + drift
-    mean = float(means.mean())
-    return y.numel(), mean, float(m2.sum() + per * (means - mean).square().sum())
-
-
-def pooled(a: Moments, b: Moments) -> Moments:
-    """Two sets of values' (count, mean, M2) as one (Chan et al.'s parallel update):
-    n = nₐ + n_b, mean = meanₐ + δ·n_b/n, M2 = M2ₐ + M2_b + δ²·nₐ·n_b/n with δ = mean_b − meanₐ."""
-    (na, ma, m2a), (nb, mb, m2b) = a, b
-    n = na + nb
-    if n == 0:
-        return 0, 0.0, 0.0
-    delta = mb - ma
-    return n, ma + delta * nb / n, m2a + m2b + delta * delta * na * nb / n
-
-
 def _check_fraction(name: str, value: float) -> None:
     if not 0 <= value <= 1:
         raise ExplainError(f"{name} is a share of units, from 0 to 1; got {value}")
-
-
-def _record(
-    model: nn.Module,
-    data,
-    batch_size: int,
-    train: bool,
-    moments: bool = False,
-    progress: Progress | None = None,
-    what: str = "",
-    output: OutputSelector = None,
-    trains: dict[str, bool] | None = None,
-    normed: list[str] | None = None,
-) -> tuple[dict[str, _Site], int]:
-    """Run data through the model (no grad), accumulating statistics per activation site;
-    progress(batches done, batches, what) before the first batch and after each.
-    trains: filled with {site: whether a weight that trains reaches it} (`_probe_trains`)
-    when some parameter requires grad; left empty when none does (a model frozen whole).
-    normed: filled with the sites a normalisation is computed before (`Makeup.normed`)."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ExplainError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
-    sites: dict[str, _Site] = {}
-    probing: list[bool] = []  # non-empty while the probe's forward runs
-
-    def on_call(name: str, activation: Activation, y: Tensor) -> None:
-        if probing:  # computed with autograd off, it is not known (see _probe_trains)
-            may = y.requires_grad or not torch.is_grad_enabled()
-            trains[name] = trains.get(name, False) or may
-            return
-        site = sites.get(name)
-        if site is None:
-            site = sites[name] = _Site(activation, y.shape[1], moments)
-        if y.shape[1] != site.channels:
-            raise DataError(f"activation {name}: channel count changed between batches")
-        site.add(y)
-
-    model = check_values(unwrap(model))  # a meta model has no values to run
-    flags = [(p, p.requires_grad) for p in model.parameters()]  # before preserved freezes them
-    probe = trains is not None and any(flag for _, flag in flags)
-    device, n, total = device_of(model), 0, batch_count(data, batch_size)
-    if progress is not None:
-        progress(0, total, what)
-    with preserved(model, train=train), torch.no_grad(), Seen(model, on_call) as seen:
-        for done, (x, _) in enumerate(batches(data, batch_size), 1):
-            x = check_images(x, flat=True).to(device)
-            if probe and done == 1:
-                _probe_trains(model, x[:2], flags, output, train, probing, trains)
-            forward(model, x, output)
-            n += len(x)
-            if progress is not None:
-                progress(done, total, what)
-    if n == 0:
-        raise DataError("data: no images (an empty tensor or iterable)")
-    if normed is not None:
-        normed.extend(seen.makeup(()).normed)
-    return sites, n
-
-
-def _probe_trains(model, x: Tensor, flags, output, train: bool, probing: list, trains) -> None:
-    """One eval-mode forward of a few images with autograd on and each parameter's own
-    requires_grad: a site's output then requires grad exactly when some weight that trains
-    lies before it. Without one (a frozen stem), training can neither kill nor revive its
-    units. A site computed with autograd off is left unmarked: under the user's
-    torch.no_grad() it is cut off, but a reentrant torch.utils.checkpoint runs its block so
-    too, and trains it in the backward. Eval mode: no BatchNorm statistic moves, no dropout
-    draw. A norm layer that tracks running statistics counts as trained: training in train
-    mode moves them even behind frozen weights (a frozen pretrained backbone's BatchNorm), and
-    that can kill units. A forward that fails so leaves the sites unmarked."""
-    for p, flag in flags:
-        p.requires_grad_(flag)
-    moved = torch.zeros((), requires_grad=True)  # adds 0: marks what follows as trained
-    hooks = [
-        m.register_forward_hook(lambda module, args, y: y + moved)
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.track_running_stats
-    ]
-    model.eval()
-    probing.append(True)
-    try:
-        with torch.enable_grad():
-            forward(model, x, output)
-    except Exception:  # the probe is optional: an in-place op on a leaf that now requires
-        # grad, a forward that asserts no grad; the main pass says what is wrong, if anything
-        trains.clear()
-    finally:
-        probing.clear()
-        for hook in hooks:
-            hook.remove()
-        model.train(train)
-        for p, _ in flags:
-            p.requires_grad_(False)
 
 
 def hidden_modules(model: nn.Module) -> tuple[str, ...]:
@@ -319,6 +142,7 @@ def dead_units(
     output: OutputSelector = None,
     progress: Progress | None = None,
     frozen_check: bool = True,
+    activations: Recording | None = None,
 ) -> DeadUnits:
     """Dead and sleeping units after every ReLU-family activation (notes §4.3).
 
@@ -342,31 +166,36 @@ def dead_units(
     images with autograd on; none is marked when no parameter requires grad (a model frozen
     whole, as for inference), nor one computed with autograd off (under torch.no_grad(), or in
     a reentrant checkpoint, which trains).
+    activations: a `Recording` of data already made (its forwards shared, e.g. with a
+    `Capture`), read instead of data; its own train, output and frozen_check hold. The
+    result equals dead_units' own pass over the same batches.
     """
     _check_fraction("threshold", threshold)
     _check_fraction("sparsity_threshold", sparsity_threshold)
-    trains: dict[str, bool] | None = {} if frozen_check else None
-    normed: list[str] = []
-    sites, n = _record(
+    rec = activations or _record(
         model, data, batch_size, train, progress=progress, what="dead units", output=output,
-        trains=trains, normed=normed,
+        frozen_check=frozen_check,
     )  # fmt: skip
-    layers = []
-    for name, site in sites.items():
-        if not site.activation.rectifier:
-            continue
-        dead = (~site.ever_positive).nonzero().flatten().tolist()
-        sparsity = site.nonpositive / site.count
-        flagged = len(dead) / site.channels > threshold or sparsity > sparsity_threshold
-        frozen = bool(trains) and not trains.get(name, True)
-        layers.append(
-            DeadLayer(
-                name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged, frozen
-            )
-        )
-    others = tuple(f"{name} ({s.kind})" for name, s in sites.items() if not s.activation.rectifier)
-    hidden = hidden_modules(model)
-    return DeadUnits(tuple(layers), n, threshold, sparsity_threshold, hidden, others, tuple(normed))
+    _check_samples(rec.samples)
+    layers = tuple(
+        _dead_layer(name, site, rec.trains, threshold, sparsity_threshold)
+        for name, site in rec.sites.items()
+        if site.activation.rectifier
+    )
+    others = tuple(f"{n} ({s.kind})" for n, s in rec.sites.items() if not s.activation.rectifier)
+    hidden, normed = hidden_modules(model), tuple(rec.normed)
+    return DeadUnits(layers, rec.samples, threshold, sparsity_threshold, hidden, others, normed)
+
+
+def _dead_layer(name: str, site, trains, threshold: float, sparsity_threshold: float) -> DeadLayer:
+    """One rectifier site's dead channels (never > 0), sparsity and flags."""
+    dead = (~site.ever_positive).nonzero().flatten().tolist()
+    sparsity = site.nonpositive / site.count
+    flagged = len(dead) / site.channels > threshold or sparsity > sparsity_threshold
+    frozen = bool(trains) and not trains.get(name, True)
+    return DeadLayer(
+        name, site.kind, site.channels, len(dead), tuple(dead), sparsity, flagged, frozen
+    )
 
 
 # --- activation statistics (§4.2) ---------------------------------------------------------------
@@ -446,7 +275,8 @@ def activation_stats(
     progress: progress(batches done, batches, "activation statistics") after each batch.
     """
     what = "activation statistics"
-    sites, n = _record(model, data, batch_size, train, True, progress, what, output)
+    rec = _record(model, data, batch_size, train, True, progress, what, output)
+    sites, n = rec.sites, rec.samples
     layers = []
     for name, s in sites.items():
         mean, std = s.mean, math.sqrt(s.m2 / (s.count - STD_CORRECTION))

@@ -105,6 +105,62 @@ def pool_features(a: Tensor, cap: int) -> Tensor:
     return a.flatten(1).float().clone()  # never a view of a map an in-place op may change
 
 
+class FeatureReader:
+    """The pooled features of `layers` ("input": the images) of each batch a forward of
+    `model` runs inside `with FeatureReader(...) as reader:`, through one `Capture` that pools
+    each map inside its hook (no full map kept); after each forward of a batch x,
+    `reader.read(x, y)`. `features()` gives ({layer: (N, D)}, labels (N,)), as
+    `extract_features` does; other readers of the same forward (a `diagnose.Recording`)
+    share the pass. first: a batch of the images (float, as the model takes them), on which
+    each layer's channel dim is read (a ConvNeXt's (B, H, W, C): channels moved first)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[str],
+        first: Tensor | None,
+        *,
+        cap: int = 1024,
+        output: OutputSelector = None,
+    ) -> None:
+        self.layers, self.cap = list(layers), cap
+        self.feats: dict[str, list[Tensor]] = {name: [] for name in self.layers}
+        self.labels: list[Tensor] = []
+        hooked = [name for name in self.layers if name != INPUT]
+        with preserved(model):
+            dims = {} if first is None else channel_dims(model, first, output)
+        every = dict(model.named_modules())  # each layer a call's label (`relu #2`): its module's
+        pools = {n: partial(self.pool, dim=dims.get(split_call(n, every)[0], 1)) for n in hooked}
+        # Pooled inside the hooks: no clone of each map, no full maps kept (2x faster on 23
+        # layers).
+        self.capture = Capture(model, hooked, transform=pools, calls=True)
+
+    def pool(self, a: Tensor, dim: int = 1) -> Tensor:
+        return pool_features(a.movedim(dim, 1), self.cap)
+
+    def __enter__(self) -> FeatureReader:
+        self.capture.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.capture.__exit__(*exc)
+
+    def read(self, x: Tensor, y: Tensor) -> None:
+        """Keep the features of the forward of batch x just run, and its labels y."""
+        for name in self.layers:
+            self.feats[name].append(
+                self.pool(x)
+                if name == INPUT
+                else per_image(self.capture.tensor(name), name, len(x), _ONE_ROW)
+            )
+        self.labels.append(y)
+
+    def features(self) -> tuple[dict[str, Tensor], Tensor]:
+        if not self.labels:
+            raise ExplainError("linear probes got an empty data set")
+        return {name: torch.cat(f) for name, f in self.feats.items()}, torch.cat(self.labels)
+
+
 def extract_features(
     model: nn.Module,
     data: Any,
@@ -117,46 +173,26 @@ def extract_features(
     progress: Progress | None = None,
     what: str = "features",
 ) -> tuple[dict[str, Tensor], Tensor]:
-    """({layer: (N, D) pooled features}, labels (N,)) from one forward pass per batch.
-    The layer "input" is the images themselves, pooled the same way.
+    """({layer: (N, D) pooled features}, labels (N,)) from one forward pass per batch
+    (`FeatureReader`). The layer "input" is the images themselves, pooled the same way.
     progress: progress(batches done, batches, what) after each batch."""
-    feats: dict[str, list[Tensor]] = {name: [] for name in layers}
-    labels = []
-    hooked = [name for name in layers if name != INPUT]
-
-    def pool(a: Tensor, dim: int = 1) -> Tensor:
-        return pool_features(a.movedim(dim, 1), cap)
-
-    # a ConvNeXt's (B, H, W, C) layers: their channels moved first (read on the first images)
     total = batch_count(data, batch_size)
     if progress is not None:
         progress(0, total, what)
     data, first = first_batch(data)
-    with preserved(model):
-        dims = {} if first is None else channel_dims(model, as_float(first, preprocess), output)
-    every = dict(model.named_modules())  # each layer a call's label (`relu #2`): its module's
-    pools = {n: partial(pool, dim=dims.get(split_call(n, every)[0], 1)) for n in hooked}
-    capture = Capture(model, hooked, transform=pools, calls=True)
-    # Pooled inside the hooks: no clone of each map, no full maps kept (2× faster on 23 layers).
-    with preserved(model), capture as cap_, torch.no_grad():
+    first = None if first is None else as_float(first, preprocess)
+    reader = FeatureReader(model, layers, first, cap=cap, output=output)
+    with preserved(model), reader, torch.no_grad():
         for done, (x, y) in enumerate(batches(data, batch_size), 1):
             if y is None:
                 raise ExplainError("linear probes need labels: pass (images, labels) data")
             y = class_indices(y, len(x))
             x = check_images(as_float(x, preprocess), flat=True)
             forward(model, x, output, logits=False)
-            for name in layers:
-                feats[name].append(
-                    pool(x)
-                    if name == INPUT
-                    else per_image(cap_.tensor(name), name, len(x), _ONE_ROW)
-                )
-            labels.append(y)
+            reader.read(x, y)
             if progress is not None:
                 progress(done, total, what)
-    if not labels:
-        raise ExplainError("linear probes got an empty data set")
-    return {name: torch.cat(f) for name, f in feats.items()}, torch.cat(labels)
+    return reader.features()
 
 
 def class_indices(y: Tensor, n: int) -> Tensor:
@@ -239,6 +275,7 @@ def linear_probe(
     preprocess: Callable[[Tensor], Tensor] | None = None,
     output: OutputSelector = None,
     progress: Progress | None = None,
+    test_features: tuple[dict[str, Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """Test accuracy of a linear classifier on each layer's features: {layer: accuracy}, with
     "input" (raw pixels) first, then the layers in forward (depth) order.
@@ -256,13 +293,12 @@ def linear_probe(
     model in eval mode, its own mode restored after.
     progress: progress(done, total, what) after each batch of features ("features of the
     training images", then "... test images") and each probe fitted ("fitting probes").
+    test_features: ({layer: (N, D)}, labels (N,)) of the test images already read for
+    `probed_layers(...)` (`FeatureReader`, e.g. in a forward shared with other readers):
+    `test` is then not read; the accuracies equal those of the same batches read here.
     """
     needs_gradients("linear_probe")
-    if isinstance(layers, str):  # one layer, as feature_maps takes it (not its letters)
-        layers = [layers]
-    if layers is not None:  # `features.3` of a wrapped model
-        layers = [inner_name(model, name) for name in layers]
-    model = unwrap(model)
+    wrapped, model = model, unwrap(model)
     if epochs < 1 or cap < 1 or batch_size < 1:
         raise ExplainError(
             f"linear_probe needs epochs, cap and batch_size >= 1; got epochs={epochs}, "
@@ -271,7 +307,7 @@ def linear_probe(
     train, first = first_batch(train)
     if first is None:
         raise ExplainError("linear probes got an empty training set")
-    names = [INPUT, *_chosen_layers(model, as_float(first, preprocess), layers, output)]
+    names = probed_layers(wrapped, as_float(first, preprocess), layers, output)
     opts = dict(
         cap=cap, batch_size=batch_size, preprocess=preprocess, output=output, progress=progress
     )
@@ -281,8 +317,36 @@ def linear_probe(
             f"linear probes need at least 2 training images, got {len(ytr)}: a probe is "
             "standardised by the training features' spread"
         )
-    xte, yte = extract_features(model, test, names, **opts, what="features of the test images")
-    return _fit_probes((xtr, ytr), (xte, yte), epochs, l2, progress)
+    if test_features is None:
+        what = "features of the test images"
+        test_features = extract_features(model, test, names, **opts, what=what)
+    return _fit_probes((xtr, ytr), _same_layers(test_features, names), epochs, l2, progress)
+
+
+def _same_layers(features: tuple[dict[str, Tensor], Tensor], names: list[str]) -> tuple:
+    """`features`, checked to hold the layers `names` in that order."""
+    if list(features[0]) != names:
+        raise ExplainError(
+            f"linear_probe's test_features hold the layers {list(features[0])}, not the "
+            f"ones probed {names}: read them for probed_layers(model, images, layers)"
+        )
+    return features
+
+
+def probed_layers(
+    model: nn.Module,
+    first: Tensor,
+    layers: Sequence[str] | str | None = None,
+    output: OutputSelector = None,
+) -> list[str]:
+    """The feature names `linear_probe(model, ..., layers)` reads, in its order: "input",
+    then the layers (`_chosen_layers`), as `unwrap(model)` names them. first: images the
+    model takes (float, normalised)."""
+    if isinstance(layers, str):  # one layer, as feature_maps takes it (not its letters)
+        layers = [layers]
+    if layers is not None:  # `features.3` of a wrapped model
+        layers = [inner_name(model, name) for name in layers]
+    return [INPUT, *_chosen_layers(unwrap(model), first, layers, output)]
 
 
 def _chosen_layers(

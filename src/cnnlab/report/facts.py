@@ -29,10 +29,11 @@ import torch
 from cnnlab import diagnose, explain, inspect
 from cnnlab.design.activations import activation_of
 from cnnlab.design.summary import summary
-from cnnlab.errors import CnnlabError, ReportError
+from cnnlab.errors import CnnlabError
 from cnnlab.explain.actmax import channel_activation, data_ratio
 from cnnlab.inspect.progress import Progress
 from cnnlab.report import sources
+from cnnlab.report.shared import probe_layers, recorded, shared_pass
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import Run
 
@@ -414,28 +415,25 @@ def _every(acts: torch.Tensor, channel: int) -> torch.Tensor:
 
 
 def _probes(src: Sources) -> Probes:
-    """Probe accuracies {layer label or "input": accuracy}, on the report's small budget."""
+    """Probe accuracies {layer label or "input": accuracy}, on the report's small budget; the
+    test images' features from the pass shared with the dead units (`_shared_pass`)."""
     b = src.budget
     _, xtr, ytr = src.split("train", b.probe_train)
     _, xte, yte = src.test
     xte, yte = xte[: b.probe_test], yte[: b.probe_test]
-    try:
-        layers = src.stages
-    except ReportError:
-        layers = None  # no spatial stages (an MLP): explain's default, the model's blocks
-    if layers is not None and len(layers) < 2:  # one resolution after the stem (an isotropic
-        layers = None  # net): one point, no depth; the model's blocks, as `cnnlab probe`
+    features = shared_pass(src, xtr[:1])[0]
     # a shorter L-BFGS budget than the default: the same for every layer, so still comparable
     result = explain.linear_probe(
-        src.model, (xtr, ytr), (xte, yte), layers=layers, epochs=b.probe_epochs
-    )
+        src.model, (xtr, ytr), (xte, yte), layers=probe_layers(src), epochs=b.probe_epochs,
+        test_features=features,
+    )  # fmt: skip
     accuracy = {k if k == "input" else src.label(k): float(v) for k, v in result.items()}
     return Probes(accuracy, len(ytr), len(yte))
 
 
 def _dead(src: Sources) -> Health:
     _, x, _ = src.test
-    d = diagnose.dead_units(src.model, x[: src.budget.diagnose_images])
+    d = diagnose.dead_units(src.model, x[: src.budget.diagnose_images], activations=recorded(src))
     # "(frozen)" as the gradient flow's bars say it: no training step made or can revive
     # those dead units, and the bar alone reads as a training problem
     labels = tuple(
