@@ -125,3 +125,16 @@ def test_the_explorer_lists_every_blocks_token_layer_with_its_patch_map(vit_run)
         got = client.get(f"/api/heatmap?image={image}&method=gradcam&layer={layer}").json()
         assert got["layer"] == layer
         assert got["map"] == heatmap(explain.gradcam(run.model, x, layer=layer)[0])
+
+
+def test_the_reports_grad_cam_layer_searches_the_feeding_maps_once(vit_run, monkeypatch):
+    from cnnlab.inspect import reached
+    from cnnlab.report.sources import Budget, Sources
+
+    searches, search = [], reached.zero_gradient
+    monkeypatch.setattr(
+        reached, "zero_gradient", lambda *a, **k: searches.append(1) or search(*a, **k)
+    )
+    src = Sources(vit_run, load_run(vit_run), None, Budget(gradcam_images=2))
+    assert src.gradcam_layer == LAYER
+    assert len(searches) == 1

@@ -357,7 +357,7 @@ class Sources:
         _, x, _ = self.test
         with inspect.preserved(self.model):
             names = inspect.feeding_maps(self.model, x[:1])
-            return inspect.default_layer(self.model, x[:1]) if names else None
+            return inspect.default_layer(self.model, x[:1], maps=names) if names else None
 
     @_once
     def map_layers(self) -> list[str]:
