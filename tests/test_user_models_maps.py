@@ -38,7 +38,8 @@ def test_swinv2_last_stage_attention_is_no_map():
     model = _hf("Swinv2", image_size=16, patch_size=4, **cfg)
     x = torch.randn(1, 3, 16, 16)
     assert "attention" in _old_default(model, x, _logits)  # the old rule picked an attention map
-    assert default_layer(model, x, _logits) == "swinv2.embeddings.patch_embeddings.projection"
+    # tokens read on their grid (the patch merging's output), never the attention probabilities
+    assert default_layer(model, x, _logits) == "swinv2.encoder.layers.0.downsample"
     assert not [n for n in image_maps(model, x, _logits) if "attention" in n]
 
 
