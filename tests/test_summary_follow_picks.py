@@ -197,7 +197,14 @@ def test_a_random_gather_of_tokens_may_read_any_position():
     """Which token lands first is chosen at random: over draws, output token 0 reads pixels
     all over the image (one draw: the 3×3 field of the token drawn), so its field is the
     whole image."""
-    model, size = Masked(), (3, 8, 8)
+    reads_any_token(Masked())
+
+
+def reads_any_token(model: nn.Module) -> None:
+    """On an 8×8 image, the summary follows `model` (torch's shapes, no unfollowed call) and
+    gives its output the whole image's field; over 40 random draws its first output token
+    reads one token's 3×3 field (2×3 at an edge) each time, all 8×8 pixels in all."""
+    size = (3, 8, 8)
     s = summary(model, size)
     assert [w for w in s.warnings if w.code == "unfollowed"] == []
     assert [(r.name, r.output_shape) for r in s.rows] == real_shapes(model, size)
@@ -208,7 +215,7 @@ def test_a_random_gather_of_tokens_may_read_any_position():
         x = torch.randn(1, *size, requires_grad=True)
         model(x)[0, 0].sum().backward()
         one = x.grad[0].abs().sum(0) > 0
-        assert max(span(one)) <= 3  # one token's field (2×3 at an edge)
+        assert max(span(one)) <= 3
         seen |= one
     assert span(seen) == (8, 8)
 
