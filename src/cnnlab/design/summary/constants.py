@@ -24,14 +24,19 @@ CPU = torch.device("cpu")
 # The largest constant made for real (elements): a position grid or a mask of a few thousand
 # tokens; a larger tensor made from nothing is a buffer the forward fills, left on meta.
 MOST = 1 << 20
-# The calls that make a tensor from no tensor, or from one only for its dtype and device.
-FACTORIES = frozenset({
+# The calls that make a tensor from numbers (a factory of a tensor, `torch.as_tensor(x)`,
+# is that tensor or a copy: `made_constant` leaves it to the trace) ...
+FROM_NUMBERS = frozenset({
     torch.ones, torch.zeros, torch.full, torch.empty, torch.arange, torch.range,
     torch.linspace, torch.logspace, torch.eye, torch.tensor, torch.as_tensor,
     torch.scalar_tensor, torch.rand, torch.randn, torch.randint, torch.randperm,
     torch.tril_indices, torch.triu_indices,
+})  # fmt: skip
+# ... and from a tensor only for its dtype and device
+NEW = frozenset({
     Tensor.new_ones, Tensor.new_zeros, Tensor.new_full, Tensor.new_empty, Tensor.new_tensor,
 })  # fmt: skip
+FACTORIES = FROM_NUMBERS | NEW
 # Tensor methods that write their first argument, besides the in-place `x.op_(...)` ones.
 WRITERS = frozenset({
     Tensor.__setitem__, Tensor.__iadd__, Tensor.__isub__, Tensor.__imul__,
@@ -48,6 +53,15 @@ def writes(func: Any, kwargs: dict) -> bool:
     return name.endswith("_") and not name.endswith("__")
 
 
+def _holds_tensor(args: tuple, kwargs: dict) -> bool:
+    """Whether a tensor is among args and kwargs, or in a list or tuple of them."""
+    for a in (*args, *kwargs.values()):
+        for t in a if type(a) in (list, tuple) else (a,):
+            if isinstance(t, Tensor):
+                return True
+    return False
+
+
 def _meta_device(a: Any) -> bool:
     return (isinstance(a, torch.device) and a.type == "meta") or (
         isinstance(a, str) and a == "meta"
@@ -62,7 +76,11 @@ class Constants:
 
     def made_constant(self, func: Any, args: tuple, kwargs: dict) -> Any:
         """A FACTORIES call: on the CPU, for real, where it would make a meta tensor of at
-        most MOST elements; kept as a constant where its output is real."""
+        most MOST elements; kept as a constant where its output is real. None for a call
+        of FROM_NUMBERS given a tensor (MONAI's HighResNet's `torch.as_tensor(x)` of its
+        traced map): the trace's own."""
+        if func in FROM_NUMBERS and _holds_tensor(args, kwargs):
+            return None
         out = func(*args, **kwargs)
         if isinstance(out, Tensor) and out.is_meta and out.numel() <= MOST:
             out = func(*args, **{**kwargs, "device": CPU})

@@ -283,7 +283,9 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
                 return self.constant_call(func, args, kwargs)
             args, kwargs = twinned
         if func in FACTORIES and self.constants is not None:
-            return self.made_constant(func, args, kwargs)
+            made = self.made_constant(func, args, kwargs)
+            if made is not None:
+                return made
         if func in _VIEWS and not kwargs and C.one_tensor(args):
             return self._view(func, args)
         return self._call(func, args, kwargs, run=True)
