@@ -132,6 +132,7 @@ def test_a_map_whose_gradient_is_zero_is_not_grad_cams_default():
 def test_hugging_face_cvt_grad_cam_is_not_blank_and_equals_captum():
     transformers = pytest.importorskip("transformers")
     from captum.attr import LayerGradCam
+
     from test_explain_tokens import captum_patch_map
 
     class Logits(nn.Module):
