@@ -397,6 +397,10 @@ def _explain(args: argparse.Namespace) -> int:
         # the last map, or a ViT's last attention's input; the maps are searched once
         layer = default_layer(run.model, x, maps=spatial)
     heat = _heatmaps(run, x, args.method, layer, target)
+    blank = [shown(Path(p)) for p, h in zip(args.images, heat, strict=True) if not h.any()]
+    if blank and args.layer is not None:
+        print(f"note: {blank_note(args.method, layer, blank, default_layer(run.model, x))}",
+              file=sys.stderr)  # fmt: skip
     scale = max(1, 224 // max(raw.shape[-2:]))
     for i, path in enumerate(args.images):
         pic = overlay(raw[i].float() / 255, heat[i])  # (3, H, W)
@@ -411,6 +415,18 @@ def _explain(args: argparse.Namespace) -> int:
         )
         print(f"{shown(Path(path))}: {preds}  ->  {shown(written)}")
     return 0
+
+
+def blank_note(method: str, layer: str, images: Sequence[str], default: str) -> str:
+    """Why a --layer gave a map of zeros (drawn as no heat at all), and the default's name."""
+    shown_ = ", ".join(images[:3]) + (f" and {len(images) - 3} more" if len(images) > 3 else "")
+    other = f"; the default layer is {default}" if default != layer else ""
+    return (
+        f"{method} at {layer} is zero over the whole image for {shown_}: no part of that "
+        "layer raises the class's score there, or it gets no gradient from it (a "
+        "transformer's patch tokens after its last attention, where the head reads the class "
+        f"token alone){other}"
+    )
 
 
 def _visualize(args: argparse.Namespace) -> int:
