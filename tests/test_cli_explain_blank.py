@@ -3,33 +3,24 @@ one note says so and names the default layer. Truth: autograd's gradient at L is
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from PIL import Image
 
 from cnnlab.cli import main
+from test_user_models_more import ClassToken
 from tiny_nets import imported_run
 
 # The logits read a class token alone (as a ViT's head): `query`'s map feeds only the patch
 # outputs, which no logit reads, so its gradient is exactly zero.
-NET = """\
+NET = f"""\
 import torch
 from torch import nn
 
 
-class ClassToken(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.patch = nn.Conv2d(1, 8, 4, stride=4)
-        self.query = nn.Conv2d(8, 8, 1)
-        self.head = nn.Linear(8, 10)
-
-    def forward(self, x):
-        m = self.patch(x)
-        cls = m.mean((2, 3))
-        t = torch.cat([cls[:, None], self.query(m).flatten(2).transpose(1, 2)], 1)
-        return self.head(t[:, 0])
-
+{inspect.getsource(ClassToken)}
 
 def make():
     torch.manual_seed(0)
