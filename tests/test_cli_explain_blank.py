@@ -11,7 +11,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from test_user_models_more import ClassToken
-from tiny_nets import imported_run
+from tiny_nets import imported_run, outputs
 
 # The logits read a class token alone (as a ViT's head): `query`'s map feeds only the patch
 # outputs, which no logit reads, so its gradient is exactly zero.
@@ -44,10 +44,8 @@ def test_a_blank_layer_is_told_with_the_default(tmp_path, capsys):
     # the truth: autograd gives `query`'s output a gradient of zeros
     from cnnlab.train.rundir import load_run
 
-    model, seen = load_run(run).model, []
-    hook = model.query.register_forward_hook(lambda m, i, o: seen.append(o))
-    logits = model(torch.rand(1, 1, 16, 16))
-    hook.remove()
+    model = load_run(run).model
+    logits, seen = outputs(model.query, lambda: model(torch.rand(1, 1, 16, 16)))
     (grad,) = torch.autograd.grad(logits[0].max(), seen)
     assert not grad.any()
 

@@ -14,6 +14,7 @@ from torch import nn
 from cnnlab.errors import ExplainError
 from cnnlab.explain import gradcam, saliency
 from cnnlab.inspect import inference_copy
+from tiny_nets import outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -41,10 +42,7 @@ def test_grad_cam_inside_a_no_grad_backbone_says_why_and_how_to_freeze_instead()
     default layer, and there is no other: the user tried one layer after another."""
     torch.manual_seed(0)
     model, x = FrozenBackbone().eval(), torch.randn(2, 1, 8, 8)
-    seen = []
-    hook = model.backbone.register_forward_hook(lambda m, i, o: seen.append(o))
-    model(x.requires_grad_(True))
-    hook.remove()
+    _, seen = outputs(model.backbone, lambda: model(x.requires_grad_(True)))
     assert not seen[0].requires_grad  # autograd: no gradient reaches the backbone's output
     with pytest.raises(ExplainError, match=r"'backbone' through autograd.*torch\.no_grad\(\)"):
         gradcam(model, x.detach())
@@ -189,10 +187,7 @@ def test_grad_cam_of_a_forward_that_autocasts_is_float32_and_overlays():
 
     torch.manual_seed(0)
     model, x = Autocasting().eval(), torch.randn(2, 1, 8, 8)
-    got = []
-    hook = model.body.register_forward_hook(lambda m, i, o: got.append(o))
-    logits = model(x)
-    hook.remove()
+    logits, got = outputs(model.body, lambda: model(x))
     t = logits.argmax(1)
     (grads,) = torch.autograd.grad(logits.gather(1, t[:, None]).sum(), got)
     acts, grads = got[0].double(), grads.double()

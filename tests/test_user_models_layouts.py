@@ -14,6 +14,7 @@ from torch import nn
 from cnnlab import diagnose, explain
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import default_layer, spatial_layers
+from tiny_nets import outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -50,11 +51,8 @@ def killed(dead: tuple[int, ...]) -> ConvNeXtish:
 
 def never_positive(model: nn.Module, module: nn.Module, x: torch.Tensor, axis: int) -> list[int]:
     """Plain torch: the channels (on `axis`) of module's output that are never > 0 on x."""
-    seen = []
-    handle = module.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(x)
-    handle.remove()
+        _, seen = outputs(module, lambda: model(x))
     y = seen[0].movedim(axis, -1).flatten(0, -2)  # (positions, channels)
     return (y.amax(0) <= 0).nonzero().flatten().tolist()
 
@@ -171,11 +169,8 @@ def test_activation_maximization_of_a_channels_last_unit_maximises_that_unit():
     result = explain.activation_maximization(
         model, "act", [20, 3], steps=8, restarts=1, input_size=(1, 16, 16)
     )
-    seen = []
-    hook = model.pw1.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(result.images)
-    hook.remove()
+        _, seen = outputs(model.pw1, lambda: model(result.images))
     units = seen[0][torch.arange(2), 4, 4, torch.tensor([20, 3])]  # (B, H, W, C): centre unit
     torch.testing.assert_close(result.activation, units)  # ReLU: its input is maximised
 
@@ -268,10 +263,7 @@ def test_effective_receptive_field_of_a_channels_last_layer_is_its_centre_units(
     model = ConvNeXtish().eval()
     x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     x.requires_grad_(True)
-    seen = []
-    hook = model.pw2.register_forward_hook(lambda m, i, o: seen.append(o))
-    model(x)
-    hook.remove()
+    _, seen = outputs(model.pw2, lambda: model(x))
     out = seen[0]  # (B, H, W, C)
     (grad,) = torch.autograd.grad(out[:, 4, 4, :].sum(), x)  # plain autograd: the centre units
     erf = explain.effective_receptive_field(model, "pw2", (1, 16, 16), n=4)
@@ -298,11 +290,8 @@ def test_probe_features_of_a_channels_last_layer_pool_its_map_not_its_channels()
     model = ConvNeXtish().eval()
     x = torch.randn(6, 1, 16, 16)
     y = torch.arange(6) % 2
-    seen = []
-    hook = model.act.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(x)
-    hook.remove()
+        _, seen = outputs(model.act, lambda: model(x))
     maps = seen[0].permute(0, 3, 1, 2)  # (B, 32, 8, 8): the 32 hidden units' maps
     feats, _ = extract_features(model, (x, y), ["act"], cap=32 * 4)
     # pooled to 2×2 per unit (32·2² = cap); the (B, 8, 8, 32) was pooled over (8, 32) as

@@ -12,6 +12,7 @@ from torch import nn
 
 from cnnlab.explain import gradcam
 from cnnlab.inspect import default_layer, image_maps
+from tiny_nets import outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
 
@@ -119,10 +120,7 @@ class ClassToken(nn.Module):
 def test_a_map_whose_gradient_is_zero_is_not_grad_cams_default():
     torch.manual_seed(0)
     model, x = ClassToken().eval(), torch.randn(2, 1, 16, 16)
-    seen = []
-    hook = model.query.register_forward_hook(lambda m, i, o: seen.append(o))
-    logits = model(x)
-    hook.remove()
+    logits, seen = outputs(model.query, lambda: model(x))
     (grad,) = torch.autograd.grad(logits.sum(), seen)  # the graph reaches it: a gradient
     assert seen[0].shape == (2, 8, 4, 4) and not grad.any()  # of zeros
     assert default_layer(model, x) == "patch"
@@ -295,11 +293,8 @@ def test_a_probe_pools_a_layer_of_tokens_to_the_cap():
     torch.manual_seed(0)
     model, x = TinyViT(size=32).eval(), torch.randn(6, 1, 32, 32)
     y = torch.arange(6) % 2
-    seen = []
-    hook = model.attn.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(x)
-    hook.remove()
+        _, seen = outputs(model.attn, lambda: model(x))
     assert seen[0].shape == (6, 65, 8)  # 64 patches and a class token of 8 channels
     feats, _ = extract_features(model, (x, y), ["attn"], cap=8 * 16)
     expected = nn.functional.adaptive_avg_pool1d(seen[0].transpose(1, 2), 16).flatten(1)
@@ -316,12 +311,8 @@ def test_activation_maximisation_of_a_layer_of_tokens_reads_its_middle_token():
     torch.manual_seed(0)
     model, x = TinyViT().eval(), torch.randn(8, 1, 16, 16)
     res = activation_maximization(model, "attn", [0, 3], steps=4, restarts=1, data=x)
-    seen = []
-    hook = model.attn.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(res.images)
-        model(x)
-    hook.remove()
+        _, seen = outputs(model.attn, lambda: (model(res.images), model(x)))
     assert seen[0].shape == (2, 17, 8)  # 16 patches and a class token
     expected = seen[0][torch.arange(2), 17 // 2, torch.tensor([0, 3])]
     torch.testing.assert_close(res.activation, expected, atol=1e-5, rtol=1e-5)

@@ -17,6 +17,7 @@ from cnnlab import diagnose
 from cnnlab.errors import ExplainError, SpecError
 from cnnlab.inspect import classifier_misfit
 from cnnlab.train import TrainConfig, train
+from tiny_nets import outputs
 
 QUICK = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision="fp32")
 
@@ -133,11 +134,8 @@ def _data():
 def test_dead_units_and_activation_stats_take_the_output_their_error_asks_for():
     """Their error said 'pass output= (a key or a function)', an argument neither took."""
     model, (x, _) = DictOut().eval(), _data()
-    seen = []
-    hook = model.act.register_forward_hook(lambda m, i, o: seen.append(o))
     with torch.no_grad():
-        model(x)
-    hook.remove()
+        _, seen = outputs(model.act, lambda: model(x))
     fired = (seen[0] > 0).flatten(2).any(2).any(0)  # (C,): channels > 0 somewhere
     with pytest.raises(ExplainError, match="pass output="):
         diagnose.dead_units(model, x)

@@ -71,6 +71,17 @@ def relu_calls(model: Any, x: Any) -> list:
     return seen
 
 
+def outputs(module: Any, run: Any) -> tuple[Any, list]:
+    """(run(), every output `module` gave while it ran, in order), read by a plain forward
+    hook that is removed after: the truth tests compare a layer's reading with."""
+    seen: list = []
+    hook = module.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        return run(), seen
+    finally:
+        hook.remove()
+
+
 def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any) -> Path:
     """`cnnlab import` of the net `source` defines as `name()`, its fresh weights, into
     tmp_path/run (options: import_run's, e.g. data="digits"); returns the run's path."""
