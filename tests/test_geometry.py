@@ -48,6 +48,21 @@ def test_conv_output_size_equals_torch_conv2d_shape(a):
 
 
 @FAST
+@given(conv_args, st.integers(0, 4))
+def test_window_length_equals_torch_conv2d_shape_with_sides(a, after):
+    """The unchecked formula: torch's shape for (before, after) padding, and its refusal."""
+    x = F.pad(torch.zeros(1, 1, a["size"], 1), (0, 0, a["padding"], after))
+    w = torch.zeros(1, 1, a["kernel"], 1)
+    args = (a["size"], a["kernel"], a["padding"], after, a["stride"], a["dilation"])
+    if a["dilation"] * (a["kernel"] - 1) + 1 > a["size"] + a["padding"] + after:
+        with pytest.raises(SpecError, match="exceeds its padded input"):
+            geometry.window_length(*args)
+        return
+    out = F.conv2d(x, w, stride=a["stride"], dilation=a["dilation"]).shape[2]
+    assert geometry.window_length(*args) == out
+
+
+@FAST
 @given(conv_args)
 def test_conv_output_size_equals_torch_max_pool2d_shape(a):
     a["padding"] = min(a["padding"], a["kernel"] // 2)  # torch's pooling limit

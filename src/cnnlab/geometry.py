@@ -53,6 +53,7 @@ __all__ = [
     "receptive_field",
     "rf_step",
     "same_padding",
+    "window_length",
 ]
 
 
@@ -130,6 +131,19 @@ def conv_output_size(
     size, kernel, (before, after), stride, dilation = _check_conv(
         size, kernel, padding, stride, dilation
     )
+    return window_length(size, kernel, before, after, stride, dilation)
+
+
+def window_length(
+    size: int, kernel: int, before: int, after: int, stride: int, dilation: int
+) -> int:
+    """`conv_output_size` of arguments already known to be ints in range (the summary's
+    windows are torch's own, which torch checked): the same formula and error, without the
+    checks, a tenth of the time (the fixed-size lint steps through dozens of input sizes).
+
+    >>> window_length(28, 3, 1, 1, 1, 1)
+    28
+    """
     extent = dilation * (kernel - 1) + 1
     padded = size + before + after
     if extent > padded:

@@ -247,7 +247,7 @@ def window_out(size: tuple[int, int], w: Window) -> tuple[int, int]:
         if w.ceil_mode and short > 0 and s > short:  # torch allows it: one window, the whole map
             out.append(1)
             continue
-        n = geometry.conv_output_size(size[i], k, pads, s, d)
+        n = geometry.window_length(size[i], k, *pads, s, d)
         partial = (size[i] + sum(pads) - d * (k - 1) - 1) % s
         if w.ceil_mode and partial and n * s < size[i] + pads[0]:
             n += 1  # a last, partial window that starts inside the map
