@@ -60,8 +60,11 @@ def test_the_pool_is_named_only_where_its_output_is_the_flattened_maps_size(whic
 
 
 windows = st.builds(
-    lambda k, s, p, d, ceil: Window((k, k), (s, s), (min(p, k // 2),) * 2, (d, d), ceil),
+    lambda k, s, p, d, ceil, a: Window(
+        (k, k), (s, s), (min(p, k // 2),) * 2, (d, d), ceil, after=None if a is None else (a, a)
+    ),
     st.integers(1, 7), st.integers(1, 3), st.integers(0, 3), st.integers(1, 2), st.booleans(),
+    st.none() | st.integers(0, 3),  # zeros after unlike before: an F.pad, padding="same"
 )  # fmt: skip
 
 

@@ -4,11 +4,11 @@ sizes that run (fixed-size), and units that do not see the whole image (rf-small
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable
 
 from cnnlab.design.summary.calls import window_out
-from cnnlab.design.summary.facts import SIZE_FREE, Lint, Trace
+from cnnlab.design.summary.facts import SIZE_FREE, Lint, Trace, Window
 from cnnlab.design.summary.render import shape_text
 from cnnlab.errors import SpecError
 
@@ -48,26 +48,36 @@ def chain_size(chain: tuple, size: int, axis: int) -> int:
 
 def sizes_that_run(chain: tuple, target: int, axis: int, near: int) -> tuple[int, int] | None:
     """(smallest, largest) input size whose map along `axis` is `target` long, as an input of
-    `near` px gives it (else None); as the size never falls while the input grows, each end
-    is the last size that still gives it, going away from `near`."""
+    `near` px gives it (else None). Every window's output length never falls as its input
+    grows, so the sizes giving a range of lengths are a range: walked back from the map to
+    the input, one window at a time (`_window_preimage`), within 1..LARGEST_INPUT."""
     if chain_size(chain, near, axis) != target:
         return None
-    lo = _edge(lambda n: chain_size(chain, n, axis) >= target, near, -1)
-    return lo, _edge(lambda n: chain_size(chain, n, axis) <= target, near, 1)
+    lo, hi = target, target
+    while chain:  # the last window applied first
+        w, chain = chain
+        lo, hi = _window_preimage(w, axis, max(lo, 1), hi)
+    return max(lo, 1), min(hi, LARGEST_INPUT)
 
 
-def _edge(holds: Callable[[int], bool], start: int, step: int) -> int:
-    """The farthest size from `start` towards `step`'s sign (within 1..LARGEST_INPUT) where
-    `holds` still does: doubling steps until it fails, then bisection between the two."""
-    good, n = start, start + step
-    while 1 <= n <= LARGEST_INPUT and holds(n):
-        good, step = n, step * 2
-        n = good + step
-    bad = min(max(n, 0), LARGEST_INPUT + 1)  # fails, or outside the range
-    while abs(bad - good) > 1:
-        mid = (good + bad) // 2
-        good, bad = (mid, bad) if holds(mid) else (good, mid)
-    return good
+def _window_preimage(w: Window, axis: int, lo: int, hi: int) -> tuple[int, int]:
+    """The input lengths I for which window w's output O along `axis` is within lo..hi.
+    O = ⌊(I + P − E) / S⌋ + 1 (§2.2; P both sides' padding, E = D(K − 1) + 1 the dilated
+    kernel) is at least lo from I = (lo − 1)S + E − P and at most hi up to I = hi·S + E − P − 1.
+    ceil_mode's rounding (`calls.window_out`) is searched: its window count is monotone too."""
+    if w.ceil_mode:
+        return _searched_preimage(w, axis, lo, hi)
+    k, s, d = w.kernel[axis], w.stride[axis], w.dilation[axis]
+    extent, pads = d * (k - 1) + 1, sum(w.pads(axis))
+    return (lo - 1) * s + extent - pads, hi * s + extent - pads - 1
+
+
+def _searched_preimage(w: Window, axis: int, lo: int, hi: int) -> tuple[int, int]:
+    """`_window_preimage` by bisection over the input lengths 1..LARGEST_INPUT + 1."""
+    sizes = range(1, LARGEST_INPUT + 2)
+    first = bisect.bisect_left(sizes, lo, key=lambda n: chain_size((w, ()), n, axis))
+    last = bisect.bisect_right(sizes, hi, key=lambda n: chain_size((w, ()), n, axis))
+    return first + 1, last  # sizes[first], sizes[last - 1]
 
 
 def fixed_size(t: Trace) -> list[Lint]:
