@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from cnnlab.design.summary import summary
+from cnnlab.design.summary import _trace_module, summary
 from cnnlab.design.summary.shapes import made
 from cnnlab.errors import CnnlabError
 from test_summary import leaf_rows, real_leaf_shapes
+from test_summary_families import leaf_calls
 
 # --- the speed tricks change nothing: torch's shapes and errors, torchinfo's totals, the GC --
 
@@ -360,3 +361,78 @@ def test_a_batch_norm_torch_refuses_is_named_not_given_a_row(norm, words):
     name = type(norm).__name__
     with pytest.raises(CnnlabError, match=rf"layer 3 \({name}\).*{words}"):
         summary(model, (1, 8, 8))
+
+
+class _Forwarded(nn.Module):
+    """Runs `inner`'s forward through its own: no shortcut knows this type, so the trace
+    follows the torch calls inside, as for any user's layer (its row is the layer's)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return type(self.inner).forward(self.inner, x)
+
+
+def _monai_block() -> nn.Sequential:
+    """MONAI's default conv block (conv, instance norm, PReLU) in its variants."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1), nn.InstanceNorm2d(8), nn.PReLU(),
+        nn.Conv2d(8, 8, 3, 2, 1), nn.InstanceNorm2d(8, affine=True), nn.PReLU(8),
+        nn.Conv2d(8, 8, 3), nn.InstanceNorm2d(8, track_running_stats=True),
+        nn.Flatten(2), nn.InstanceNorm1d(8, affine=True),
+        nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, 2),
+    )  # fmt: skip
+
+
+def test_instance_norm_and_prelu_are_made_as_their_forwards_make_them():
+    """The instance norm and PReLU shortcuts: torch's shapes, torchinfo's totals, and the
+    rows, fields and lints of the same layers run through their forwards (in eval mode the
+    norm with running statistics is left to its forward; in training mode, as the trace
+    asks of a model that ends in a softmax, it is made)."""
+    model = _monai_block()
+    shortcut = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.PReLU)
+    forwarded = nn.Sequential(*(_Forwarded(m) if isinstance(m, shortcut) else m for m in model))
+    s, slow = summary(model, (3, 20, 20)), summary(forwarded, (3, 20, 20))
+    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 20, 20))
+    info = torchinfo.summary(model, input_size=(1, 3, 20, 20), verbose=0)
+    assert s.total_params == info.total_params == slow.total_params
+    assert s.total_macs == info.total_mult_adds + leaf_calls(model, (3, 20, 20))[1]
+    fields = [(r.output_shape, r.receptive_field, r.jump) for r in s.rows]
+    assert fields == [(r.output_shape, r.receptive_field, r.jump) for r in slow.rows]
+    assert [(w.code, w.layer) for w in s.warnings] == [(w.code, w.layer) for w in slow.warnings]
+    trained, trained_slow = (
+        _trace_module(m, (3, 20, 20), training=True) for m in (model, forwarded)
+    )
+    rows = [(r.output_shape, r.rf) for r in trained.rows]
+    assert rows == [(r.output_shape, r.rf) for r in trained_slow.rows]
+
+
+@pytest.mark.parametrize(
+    ("layer", "words"),
+    [
+        (nn.InstanceNorm2d(4, affine=True), "to match num_features"),
+        (nn.PReLU(3), "Mismatch of parameter numbers and input channel size"),
+        (nn.InstanceNorm2d(8), "Expected more than 1 spatial element"),
+    ],
+)
+def test_an_instance_norm_or_prelu_torch_refuses_is_named_with_torchs_words(layer, words):
+    """Other channels than the layer's, or a 1×1 map to normalise by its own statistics:
+    torch raises, and summary names the layer with torch's words."""
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.AdaptiveAvgPool2d(1), layer)
+    with pytest.raises((ValueError, RuntimeError), match=words):
+        model.eval()(torch.zeros(1, 1, 8, 8))
+    name = type(layer).__name__
+    with pytest.raises(CnnlabError, match=rf"layer 2 \({name}\).*{words}"):
+        summary(model, (1, 8, 8))
+
+
+def test_instance_norm_and_prelu_forwards_do_not_run_where_their_output_is_made(monkeypatch):
+    """The shortcut is taken: in eval mode only the norm with running statistics runs."""
+    ran = []
+    for kind in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.PReLU):
+        forward = kind.forward
+        monkeypatch.setattr(kind, "forward", lambda m, x, f=forward: ran.append(m) or f(m, x))
+    summary(_monai_block(), (3, 20, 20))
+    assert [repr(m) for m in ran] == [repr(_monai_block()[7])]  # (the trace runs a copy)

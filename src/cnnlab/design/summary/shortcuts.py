@@ -8,6 +8,7 @@ would refuse), so that torch judges it. A mixin of `trace.Tracer` (its `types`, 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,9 @@ from cnnlab.design.summary.tags import (
     same_shape_call,
 )
 from cnnlab.errors import SpecError
+
+# torch's instance norms: the dims of the batched input their shortcut makes the output of
+INSTANCE_NORM_DIMS = {nn.InstanceNorm1d: 3, nn.InstanceNorm2d: 4, nn.InstanceNorm3d: 5}
 
 
 class Shortcuts:
@@ -75,6 +79,11 @@ class Shortcuts:
                 names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
                 if set(names) <= {"inplace"}:  # nn.ReLU, nn.Sigmoid: nothing to judge
                     names = None  # (`inplace` is read for its truth, `_judged_by_torch`)
+            elif kind in INSTANCE_NORM_DIMS:
+                rule = one_input_rule(F.instance_norm)
+                shortcut = functools.partial(self._instance_norm, rule)
+            elif kind is nn.PReLU:
+                shortcut = functools.partial(self._prelu, one_input_rule(torch.prelu))
             elif _norm_module(kind) is not None:
                 fits, call_func = _norm_module(kind)
                 shortcut = functools.partial(self._norm, fits, call_func, one_input_rule(call_func))
@@ -149,12 +158,48 @@ class Shortcuts:
             or (weight is not None and weight.dtype != dtype)
         ):
             return None
-        out = S.new_meta(x)
+        # linear in its input (as inference runs it): the facts stay
+        return self._tagged_same((False, True), x, S.new_meta(x))
+
+    def _instance_norm(self, rule: tuple, module: nn.Module, x: Any) -> Tensor | None:
+        """An nn.InstanceNorm1d/2d/3d (two in every block of MONAI's nets) on a batched meta
+        input of its channels, normalised by its own statistics over more than one position,
+        its tensors of x's dtype: a new contiguous map, as torch's CPU kernel makes it. Else
+        None: the forward runs (an unbatched input, other channels, which torch refuses or
+        warns of; running statistics in eval mode, which the mode's `fits._in_fits` judges).
+        (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta or not x.is_floating_point():
+            return None
+        state, shape, dtype = vars(module), x.shape, x.dtype
+        if (
+            len(shape) != INSTANCE_NORM_DIMS[type(module)]
+            or shape[1] != state["num_features"]
+            or not (state["training"] or not state["track_running_stats"])
+            or math.prod(shape[2:]) <= 1  # torch: "Expected more than 1 spatial element"
+            or not _of(dtype, shape[1], state["_parameters"], state["_buffers"])
+        ):
+            return None
+        out = S.new_meta(x) if x.is_contiguous() else torch.empty(shape, dtype=dtype, device=C.META)
+        return self._tagged_same(rule, x, out)
+
+    def _prelu(self, rule: tuple, module: nn.PReLU, x: Any) -> Tensor | None:
+        """An nn.PReLU (MONAI's default activation) on a meta input of two or more dims, its
+        slopes one or one a channel of x's dtype: a new map of x's layout. Else None: the
+        forward runs, and torch judges it. (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta or x.dim() < 2:
+            return None
+        w = vars(module)["_parameters"].get("weight")
+        if w is None or w.dtype != x.dtype or w.dim() > 1 or w.numel() not in (1, x.shape[1]):
+            return None
+        return self._tagged_same(rule, x, S.new_meta(x))
+
+    def _tagged_same(self, rule: tuple, x: Tensor, out: Tensor) -> Tensor:
+        """`out`, of x's shape, tagged as a one-input element-wise call's (`rule`)."""
         tag = getattr(x, TAG, None)
         if tag is not None and tag.linear is not None:
             self._use(x, tag)
-        if tag is not None:  # linear in its input (as inference runs it): the facts stay
-            setattr(out, TAG, self._one_input(tag, False, True))
+        if tag is not None:
+            setattr(out, TAG, self._one_input(tag, *rule))
         return out
 
     def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
@@ -268,14 +313,7 @@ class Shortcuts:
         if not fits(state, x, weight, bias):
             return None
         out = S.norm_out(func, x)
-        if out is None:
-            return None
-        tag = getattr(x, TAG, None)
-        if tag is not None and tag.linear is not None:
-            self._use(x, tag)
-        if tag is not None:
-            setattr(out, TAG, self._one_input(tag, *rule))
-        return out
+        return None if out is None else self._tagged_same(rule, x, out)
 
 
 def _runs(kind: type, names: tuple, values: tuple, dtype: torch.dtype) -> bool:
@@ -299,6 +337,16 @@ def _runs(kind: type, names: tuple, values: tuple, dtype: torch.dtype) -> bool:
         approximate = given.pop("approximate", None)
         return not given and type(approximate) is str and approximate in ("none", "tanh")
     return False
+
+
+def _of(dtype: torch.dtype, channels: int, *tensor_dicts: dict) -> bool:
+    """Every tensor of the dicts (a norm's weight, bias, running statistics) is one value a
+    channel, of `dtype`."""
+    return all(
+        t is None or (t.dtype == dtype and tuple(t.shape) == (channels,))
+        for tensors in tensor_dicts
+        for t in tensors.values()
+    )
 
 
 def _norm_module(kind: type) -> tuple[Callable, Callable] | None:
