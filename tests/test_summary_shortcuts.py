@@ -102,15 +102,28 @@ def _sdpa(x, q=(1, 2, 6, 4), k=(1, 2, 9, 4), v=(1, 2, 9, 5), **kwargs):
         (lambda x: (F.group_norm, (x(2, 8, 1, 1), 8), {}), True),
         (lambda x: (F.instance_norm, (x(1, 4, 1, 1),), {}), False),  # one position
         (lambda x: (torch.prelu, (x(1, 4, 5, 5), x(4, 1, 1)), {}), False),  # a 3-D weight
+        (lambda x: (torch.clamp, (x(1, 3, 1, 1),), {"max": 4.6}), True),  # Swin V2's scale
+        (lambda x: (torch.clamp, (x(1, 3, 1, 1),), {}), False),  # no bound: torch raises
+        (lambda x: (torch.Tensor.clamp_min, (x(2, 3), 1e-6), {}), True),
+        (lambda x: (torch.Tensor.exp, (x(2, 3),), {}), True),
+        (lambda x: (torch.Tensor.exp, (x(4, 6)[:, ::2],), {}), False),  # not dense: torch's layout
+        (lambda x: (torch.log, (x(2, 3),), {"out": x(2, 3)}), False),
+        (lambda x: (torch.Tensor.__pow__, (x(2, 3), 2), {}), True),
+        (lambda x: (torch.Tensor.pow, (x(2, 3), x(3)), {}), False),  # a tensor exponent
+        (lambda x: (torch.Tensor.masked_fill, (x(1, 2, 6, 9), x(6, 9) > 0, -100.0), {}), True),
+        (lambda x: (torch.Tensor.masked_fill, (x(6, 9), x(2, 6, 9) > 0, 0.0), {}), False),
+        (lambda x: (torch.Tensor.masked_fill, (x(6, 9), x(6, 9), 0.0), {}), False),  # float mask
+        (lambda x: (torch.Tensor.masked_fill, (x(6, 9), x(6, 1) > 0, x()), {}), False),
     ],
 )  # fmt: skip
 def test_slow_meta_kernels_are_made_with_torchs_shape_or_left_to_torch(call, shortcut):
     """F.group_norm (BiT, PoolFormer), F.scaled_dot_product_attention (SegFormer),
-    F.instance_norm, torch.prelu, F.interpolate (MONAI's U-Nets), F.normalize (SwiftFormer)
-    and matmul (LeViT) made on meta: torch's shape where torch runs them on real data; where it
-    raises (groups that do not divide, features or positions that differ, a weight of
-    another size, align_corners with nearest, a mask that does not broadcast to the scores)
-    or the shape needs torch (heads broadcast, area), left to torch."""
+    F.instance_norm, torch.prelu, F.interpolate (MONAI's U-Nets), F.normalize (SwiftFormer),
+    matmul (LeViT), clamp, exp and masked_fill (Swin V2) made on meta: torch's shape where
+    torch runs them on real data; where it raises (groups that do not divide, features or
+    positions that differ, a weight of another size, align_corners with nearest, a mask that
+    does not broadcast to the scores, no bound) or the shape needs torch (heads broadcast,
+    area, a layout that is not dense), left to torch."""
     func, args, kwargs = call(lambda *shape: torch.empty(shape, device="meta"))
     out = made(func, args, kwargs)
     assert (out is not None) == shortcut
@@ -436,3 +449,23 @@ def test_instance_norm_and_prelu_forwards_do_not_run_where_their_output_is_made(
         monkeypatch.setattr(kind, "forward", lambda m, x, f=forward: ran.append(m) or f(m, x))
     summary(_monai_block(), (3, 20, 20))
     assert [repr(m) for m in ran] == [repr(_monai_block()[7])]  # (the trace runs a copy)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: (torch.exp, (x,), {}), lambda x: (torch.Tensor.sqrt, (x,), {}),
+        lambda x: (torch.Tensor.clamp, (x, 0, 1), {}), lambda x: (torch.clamp_max, (x, 2), {}),
+        lambda x: (torch.Tensor.__pow__, (x, 2), {}), lambda x: (torch.neg, (x,), {}),
+        lambda x: (torch.Tensor.masked_fill, (x, x[0, 0] > 0, 0.0), {}),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_an_element_wise_call_of_numbers_is_made_in_torchs_layout(call, layout):
+    """Made from x's shape, the output has the shape, dtype and strides torch's kernel gives
+    it on real data, for a contiguous and a channels-last map."""
+    func, args, kwargs = call(torch.empty(2, 3, 4, 5, device="meta").to(memory_format=layout))
+    out = made(func, args, kwargs)
+    real_func, real_args, real_kwargs = call(torch.randn(2, 3, 4, 5).to(memory_format=layout))
+    want = real_func(*real_args, **real_kwargs)
+    assert (out.shape, out.dtype, out.stride()) == (want.shape, want.dtype, want.stride())

@@ -484,5 +484,5 @@ MADE = (
     CAT | frozenset(SAME_SHAPE_INPLACE_AT) | SAME_SHAPE_BINARY | LINEAR | BINARY | SHAPE_REDUCE
     | VECTOR_NORM | SOFTMAX | PAD | POOL_1D | MATMUL | GETITEM | REARRANGED | RESHAPED
     | {F.layer_norm, F.adaptive_avg_pool2d, F.group_norm, F.scaled_dot_product_attention}
-    | {F.normalize, torch.prelu, F.interpolate} | frozenset(CONTIGUOUS_SAME)
+    | {F.interpolate} | frozenset(SLOW_SAME) | frozenset(CONTIGUOUS_SAME)
 )  # fmt: skip
