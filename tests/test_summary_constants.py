@@ -7,10 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from cnnlab import summary
 from cnnlab.design.summary import _trace_module
+from cnnlab.design.summary.constants import planned_size
 from test_summary_zoo import FAMILIES, make
 
 
@@ -144,3 +147,40 @@ def test_a_constant_met_by_the_map_gives_torchs_shapes():
     model = Masks()
     assert _trace_module(model, (3, 8, 8)).real_forward is None
     assert summary_rows(model, (3, 8, 8)) == real_rows(model, (3, 8, 8))
+
+
+_numbers = st.integers(-6, 40) | st.floats(-6, 40, allow_nan=False).map(lambda v: round(v, 2))
+_sizes = st.lists(st.integers(0, 6), max_size=3).map(tuple)
+_n = st.integers(0, 9)
+_no_kwargs = st.just({})
+_shaped = st.sampled_from([torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn])
+
+
+def _call(func, args, kwargs=_no_kwargs):
+    return st.tuples(st.just(func) if callable(func) else func, args, kwargs)
+
+
+_factory_calls = st.one_of(
+    _call(torch.arange, st.lists(_numbers, min_size=1, max_size=3).map(tuple)),
+    _call(torch.eye, st.tuples(_n) | st.tuples(_n, _n)),
+    _call(torch.eye, st.just(()), st.fixed_dictionaries({"n": _n, "m": _n})),
+    _call(_shaped, _sizes),  # torch.zeros(2, 3)
+    _call(_shaped, _sizes.map(lambda size: (size,))),  # torch.zeros((2, 3))
+    _call(_shaped, st.integers(0, 9).map(lambda n: (n,))),  # torch.zeros(5)
+    _call(_shaped, st.just(()), st.fixed_dictionaries({"size": _sizes})),
+    _call(torch.full, st.tuples(_sizes, st.just(2.0))),
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(_factory_calls)
+def test_the_planned_size_of_a_factory_is_the_size_torch_makes(call):
+    """A factory asked for the meta device is made on the CPU straight away where its size
+    follows from its numbers: that size is torch's own (or unknown: None), never less."""
+    func, args, kwargs = call
+    try:
+        want = func(*args, **kwargs).numel()
+    except (RuntimeError, ValueError, TypeError):
+        return  # torch refuses it; the trace leaves such a call to torch
+    found = planned_size(func, args, kwargs)
+    assert found is None or found == want

@@ -15,6 +15,7 @@ has its values."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -53,6 +54,34 @@ def writes(func: Any, kwargs: dict) -> bool:
     return name.endswith("_") and not name.endswith("__")
 
 
+def planned_size(func: Any, args: tuple, kwargs: dict) -> int | None:
+    """How many elements a factory call of Python numbers will make, where that follows
+    from its arguments alone (None otherwise): torch.arange(start, end, step) makes
+    ⌈(end − start) / step⌉ (none below 0), torch.eye(n, m) n·m, torch.zeros(*size) and its
+    kind the product of the size."""
+    if func is torch.arange:  # (bounds given by name: left to torch)
+        if not 1 <= len(args) <= 3 or not all(type(v) in (int, float) for v in args):
+            return None
+        start, end, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
+        return max(0, math.ceil((end - start) / step)) if step else None
+    if func is torch.eye:
+        n = args[0] if args else kwargs.get("n")
+        m = args[1] if len(args) > 1 else kwargs.get("m", n)
+        return n * m if type(n) is int and type(m) is int else None
+    if func in _SHAPED:
+        size = args[0] if len(args) == 1 or func is torch.full else args
+        size = kwargs.get("size") if not args else size
+        size = (size,) if type(size) is int else size
+        if type(size) not in (tuple, list, torch.Size) or not all(type(v) is int for v in size):
+            return None
+        return math.prod(size)
+    return None
+
+
+# the factories whose first arguments are the size they make (torch.full's: its first)
+_SHAPED = frozenset({torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn, torch.full})
+
+
 def _holds_tensor(args: tuple, kwargs: dict) -> bool:
     """Whether a tensor is among args and kwargs, or in a list or tuple of them."""
     for a in (*args, *kwargs.values()):
@@ -81,9 +110,13 @@ class Constants:
         traced map): the trace's own."""
         if func in FROM_NUMBERS and _holds_tensor(args, kwargs):
             return None
-        out = func(*args, **kwargs)
-        if isinstance(out, Tensor) and out.is_meta and out.numel() <= MOST:
-            out = func(*args, **{**kwargs, "device": CPU})
+        size = planned_size(func, args, kwargs) if _meta_device(kwargs.get("device")) else None
+        if size is not None and size <= MOST:  # straight to the CPU: the meta kernels of
+            out = func(*args, **{**kwargs, "device": CPU})  # arange, eye, randn are Python
+        else:
+            out = func(*args, **kwargs)
+            if isinstance(out, Tensor) and out.is_meta and out.numel() <= MOST:
+                out = func(*args, **{**kwargs, "device": CPU})
         self.keep(out)
         return out
 
