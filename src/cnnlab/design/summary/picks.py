@@ -17,6 +17,20 @@ rules: pure functions of the call, its input's tag and the map's lengths
   random tokens so) picks along the indexed axes as gather does (`axes.advanced`).
 - F.grid_sample reads where its grid says, anywhere in the input: every unit sees the whole
   map (a spatial transformer).
+- 1-D windows (F.conv1d, avg_pool1d, max_pool1d, lp_pool1d; nn.Conv1d, the 1-D pools) of a
+  (B, C, L) or (C, L) x slide along L and a conv mixes C: along an image axis at L the field
+  grows by geometry.rf_step (§3.2: a strip conv over the width of a (B·H, C, W) reshape,
+  whose rows are a batch and stay), an image axis at C sees its whole length (as F.linear's),
+  channels at L (ECA's conv across neighbouring channels) change no field (`slid`).
+- F.glu(x, dim) multiplies each half of x along dim by the other's sigmoid: along an image
+  axis of n units, unit j reads units j and j + n/2, a window of 2 dilated n/2.
+- cumulative sums and products (cumsum, cumprod, cummax, cummin, logcumsumexp) along an image
+  axis: unit j reads units 0..j, so the last sees the whole axis, the layer's field (its
+  largest unit's); the units keep their spacing.
+
+Height and width merged into one axis of tokens (axes.py) under any of these but a
+pointwise window: an output may read tokens of other rows, and the trace takes it to see the
+whole map (an upper bound: a window of k tokens spans at most two rows unless k > W).
 """
 
 from __future__ import annotations
@@ -24,10 +38,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary.calls import arg, both, field_step, fns
+from cnnlab.design.summary.facts import Field
 from cnnlab.design.summary.products import upsampled_field
 from cnnlab.design.summary.tags import Tag, global_rf, replaced
 
@@ -37,6 +53,12 @@ GATHER = both("gather", "take_along_dim")
 ORDERS = both("sort", "topk", "argsort", "msort")  # (values, indices): both tagged alike
 SAMPLE = fns("grid_sample")
 LP_POOL_1D = fns("lp_pool1d")
+CONV_1D = fns("conv1d", owner=torch)  # F.conv1d is torch.conv1d (nn.Conv1d calls it)
+MAX_POOL_1D = fns("max_pool1d", "max_pool1d_with_indices") | fns("max_pool1d", owner=torch)
+WINDOW_1D = CONV_1D | MAX_POOL_1D | fns("avg_pool1d", owner=torch) | LP_POOL_1D
+GLU = fns("glu")
+CUMULATIVE = both("cumsum", "cumprod", "cummax", "cummin", "logcumsumexp")
+CUMULATIVE |= fns("cumsum_", "cumprod_", owner=Tensor)
 GETITEM = fns("__getitem__", owner=Tensor)  # with index tensors (`tags.moved` takes the rest)
 # where each call's `dim` argument is (without one, repeat_interleave and take_along_dim
 # flatten the tensor first, which the trace does not follow)
@@ -47,10 +69,11 @@ _DIM_AT: dict[Callable, int] = {
     **dict.fromkeys(both("take_along_dim"), 2),
     **dict.fromkeys(both("sort", "argsort"), 1),
     **dict.fromkeys(both("topk"), 2),
+    **dict.fromkeys(CUMULATIVE, 1),
 }
 _LAST = ORDERS  # their dim's default: the last
 _FIXED = {**dict.fromkeys(both("fliplr"), 1), **dict.fromkeys(both("flipud", "msort"), 0)}
-ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | LP_POOL_1D | GETITEM
+ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | WINDOW_1D | GETITEM | GLU | CUMULATIVE
 SEES_AXIS = GATHER | ORDERS  # an output may come from any position along the dim
 
 
@@ -80,8 +103,10 @@ def picked(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, lengths, image)
             return None
         rf = tuple(global_rf(r, n, e) for r, n, e in zip(tag.rf, lengths, image, strict=True))
         return Tag(rf, (2, 3), None)
-    if func in LP_POOL_1D:
-        return _pooled_1d(args, kwargs, x, tag)
+    if func in WINDOW_1D:
+        return _window_1d(func, args, kwargs, x, tag, lengths, image)
+    if func in GLU:
+        return _glu(args, kwargs, x, tag, lengths, image)
     if func in GETITEM:
         return _indexed(args[1], x, tag, out, lengths, image)
     moved = dims(func, args, kwargs, x.dim())
@@ -104,6 +129,9 @@ def picked(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, lengths, image)
     elif func in SEES_AXIS:
         for i in hits:
             rf[i] = global_rf(rf[i], lengths[i], image[i])
+    elif func in CUMULATIVE:  # the last unit reads all n units; merged tokens: the whole map
+        for i in hits:
+            rf[i] = whole(rf[i], lengths[i], image[i])
     return replaced(tag, rf=tuple(rf), chain=chain, pad=None, linear=None)
 
 
@@ -123,21 +151,87 @@ def _indexed(key: Any, x: Tensor, tag: Tag, out: Tensor, lengths, image) -> Tag 
     return replaced(tag, rf=rf, axes=axes, chain=None, pad=None, linear=None)
 
 
-def _pooled_1d(args: tuple, kwargs: dict, x: Tensor, tag: Tag) -> Tag | None:
-    """F.lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False) of a (B, C, L)
-    or (C, L) x: a window of K, stride S (K by default), no padding, along L; None where L is
-    height and width merged (a window of tokens crosses rows)."""
-    last = x.dim() - 1
-    hits = [i for i, a in enumerate(tag.axes) if a == last]
-    if not hits:
-        return replaced(tag, linear=None)
-    if len(hits) == 2:
+def _window_1d(func, args, kwargs, x: Tensor, tag: Tag, lengths, image) -> Tag | None:
+    """A 1-D window of a (B, C, L) or (C, L) x: a step along L, C mixed by a conv (`slid`);
+    None for arguments the trace cannot read (torch then decides)."""
+    window = _window_args(func, args, kwargs)
+    if window is None or x.dim() not in (2, 3):
         return None
-    k = _one(arg(args, kwargs, 2, "kernel_size"))
-    s = _one(arg(args, kwargs, 3, "stride")) or k
-    rf = list(tag.rf)
-    rf[hits[0]] = field_step(rf[hits[0]], k, s, 0, 1)
-    return replaced(tag, rf=tuple(rf), chain=None, pad=None, linear=None)
+    last = x.dim() - 1
+    mixes = func in CONV_1D and arg(args, kwargs, 1, "weight").shape[1] > 1  # C / groups
+    rf = slid(tag, x.shape, {last: window}, last - 1 if mixes else None, lengths, image)
+    hit = last in tag.axes or (mixes and last - 1 in tag.axes)
+    return replaced(tag, rf=rf, chain=None if hit else tag.chain, pad=None, linear=None)
+
+
+def _window_args(func, args: tuple, kwargs: dict) -> tuple[int, int, int, int] | None:
+    """(kernel, stride, padding before, dilation) of a 1-D window call: F.conv1d(input,
+    weight, bias, stride, padding, dilation, groups) ("same": D(K − 1) // 2 before, torch's
+    split), avg_pool1d / max_pool1d(input, kernel_size, stride=kernel_size, padding,
+    dilation (max only)), lp_pool1d(input, norm_type, kernel_size, stride=kernel_size)."""
+    if func in CONV_1D:
+        k = arg(args, kwargs, 1, "weight").shape[-1]
+        s, d = _one(arg(args, kwargs, 3, "stride", 1)), _one(arg(args, kwargs, 5, "dilation", 1))
+        p = arg(args, kwargs, 4, "padding", 0)
+        if isinstance(p, str):
+            p = {"same": (d or 1) * (k - 1) // 2, "valid": 0}.get(p)
+            if p is None:
+                return None
+        return k, s or 1, _one(p) or 0, d or 1
+    at = 2 if func in LP_POOL_1D else 1
+    k = _one(arg(args, kwargs, at, "kernel_size"))
+    if k is None:
+        return None
+    s = _one(arg(args, kwargs, at + 1, "stride")) or k
+    if func in LP_POOL_1D:
+        return k, s, 0, 1
+    d = _one(arg(args, kwargs, 4, "dilation", 1)) if func in MAX_POOL_1D else 1
+    return k, s, _one(arg(args, kwargs, 3, "padding", 0)) or 0, d or 1
+
+
+def slid(tag: Tag, shape, steps: dict, mixed: int | None, lengths, image) -> tuple:
+    """The fields after a window whose axes are tensor dims `steps` ({dim: (kernel, stride,
+    padding before, dilation)}), which also mixes dim `mixed` (a conv's channels; None: a
+    pool): an image axis at a window dim grows by geometry.rf_step (§3.2), one at `mixed`
+    sees its whole length (global_rf, as F.linear's last axis), any other stays (a batch).
+    Merged tokens (both axes at one dim) of more than one position under a window or a mix:
+    the whole map (an upper bound: a window of tokens crosses rows)."""
+    (a0, a1), rf = tag.axes, tag.rf
+    if a0 is not None and a0 == a1:
+        step = steps.get(a0)
+        if shape[a0] > 1 and (a0 == mixed or (step is not None and step != (1, 1, 0, 1))):
+            return whole(rf[0], lengths[0], image[0]), whole(rf[1], lengths[1], image[1])
+        return rf
+    new = []
+    for i, a in enumerate((a0, a1)):
+        r = rf[i]
+        if a in steps:
+            r = field_step(r, *steps[a])
+        elif a is not None and a == mixed and shape[a] > 1:
+            r = global_rf(r, lengths[i], image[i])
+        new.append(r)
+    return new[0], new[1]
+
+
+def whole(rf: Field, n: int, extent: int) -> Field:
+    """The field of units that each may read all n units of an axis (at least the image's
+    `extent`, as `tags.global_rf`'s), still `rf.jump` apart: the axis keeps its positions.
+    A field that spans the image already stays (it would grow at every such call)."""
+    if rf.size >= extent:
+        return rf
+    return Field(max(extent, rf.size + (max(n, 1) - 1) * rf.jump), rf.jump, rf.start)
+
+
+def _glu(args: tuple, kwargs: dict, x: Tensor, tag: Tag, lengths, image) -> Tag | None:
+    """F.glu(x, dim=-1): x's first half along dim times the sigmoid of its second; along an
+    image axis of n units a window of 2 dilated n/2 (the field grows by n/2 units)."""
+    dim = arg(args, kwargs, 1, "dim", -1)
+    if type(dim) is not int or not -x.dim() <= dim < x.dim() or x.shape[dim] % 2:
+        return None
+    dim = ax._norm(dim, x.dim())
+    rf = slid(tag, x.shape, {dim: (2, 1, 0, x.shape[dim] // 2)}, None, lengths, image)
+    chain = None if dim in tag.axes else tag.chain  # the axis halves
+    return replaced(tag, rf=rf, chain=chain, pad=None, linear=None)
 
 
 def _one(value: Any) -> int | None:

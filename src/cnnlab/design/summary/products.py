@@ -22,6 +22,8 @@ applies them).
   positions first.
 - norms whose `dim` comes after `ord` / `p` (torch.norm, Tensor.norm, linalg.vector_norm),
   and adaptive 1-D pooling (a (B, C, H·W) token map pooled to one value: a global pool).
+- F.gumbel_softmax(logits, tau, hard, eps, dim=-1): a softmax over dim of the logits plus
+  noise (one-hot if hard, its gradient the softmax's), as a softmax's field.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ SHUFFLE, UNSHUFFLE = fns("pixel_shuffle"), fns("pixel_unshuffle")  # depth to sp
 INTERPOLATE = fns("interpolate")
 MHA = fns("multi_head_attention_forward")
 EINSUM = fns("einsum", owner=torch)
+GUMBEL = fns("gumbel_softmax")
 ROLES = MATMUL | RMATMUL | ATTENTION | MHA | UNFOLD | FOLD | NORMS | ADAPTIVE_1D | EINSUM
+ROLES |= GUMBEL
 ROLES |= TRANSPOSED | UNPOOL | SHUFFLE | UNSHUFFLE | INTERPOLATE
 BLOCKS = UNFOLD | UNSHUFFLE  # a map cut into windows (`block_window`)
 BACK = TRANSPOSED | UNPOOL | SHUFFLE  # a window's units put back on a finer map (`window_back`)

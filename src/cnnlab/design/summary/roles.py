@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from cnnlab.design.summary import axes as ax
@@ -111,9 +112,11 @@ class Roles:
         self.windows.append(record(WindowFact, (layer, w, size, pad)))
         on_map = tag.axes == (n - 2, n - 1)
         rf = None
+        chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
         if tag.rf is not None and (on_map or _pointwise(w)):
             rf = C.window_rf(tag.rf, w)
-        chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
+        elif tag.rf is not None and n > 2:
+            rf, chain = self._off_map(func, args, kwargs, x, tag, w), None
         if w.ceil_mode and on_map and all(C.covers(shape[-2 + i], w, i) for i in (0, 1)):
             rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
             chain = SIZE_FREE
@@ -135,6 +138,16 @@ class Roles:
         return record(
             Tag, (rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
         )
+
+    def _off_map(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> tuple:
+        """The fields after a conv or pool whose two axes are not the map's (triplet
+        attention's 7×7 conv over (C, W) of a (B, H, C, W) permute): per axis as `picks.slid`
+        says, a conv mixing dim n − 3 (its channels) unless it is depthwise."""
+        n = x.dim()
+        steps = {n - 2 + i: (w.kernel[i], w.stride[i], w.padding[i], w.dilation[i]) for i in (0, 1)}
+        mixes = func in C.CONV and C.arg(args, kwargs, 1, "weight").shape[1] > 1
+        return K.slid(tag, x.shape, steps, n - 3 if mixes else None, self._lengths(x, tag),
+                      self.image)  # fmt: skip
 
     def _weight(
         self, kind: str, weight: Tensor, bias, groups: int, tag: Tag, w: Window | None, layer: str
@@ -321,6 +334,9 @@ class Roles:
             return Tag(C.window_rf(tag.rf, w), axes, chain, last_pool=tag.last_pool)
         if func in P.UPSAMPLED:
             return self._upsampled_tag(func, args, kwargs, src, tag, out)
+        if func in P.GUMBEL:  # a softmax over dim, -1 by default
+            dim = C.arg(args, kwargs, 4, "dim", -1)
+            return self._reduce_tag(torch.softmax, (src, dim), {}, src, tag, out)
         found = P.operands(func, args, kwargs, out)
         return None if found is None else self._summed(found)
 
