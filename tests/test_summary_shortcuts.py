@@ -3,6 +3,7 @@ give torch's shapes and errors and torchinfo's totals; the garbage collector is 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -469,3 +470,54 @@ def test_an_element_wise_call_of_numbers_is_made_in_torchs_layout(call, layout):
     real_func, real_args, real_kwargs = call(torch.randn(2, 3, 4, 5).to(memory_format=layout))
     want = real_func(*real_args, **real_kwargs)
     assert (out.shape, out.dtype, out.stride()) == (want.shape, want.dtype, want.stride())
+
+
+def _decoder() -> nn.Sequential:
+    """A decoder's layers in their variants: zero and constant padding, transposed convs
+    with output padding, groups, dilation and no bias."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1), nn.ZeroPad2d((0, 1, 0, 1)),
+        nn.ConvTranspose2d(8, 8, 3, 2, 1, output_padding=1), nn.ConstantPad2d(2, 1.0),
+        nn.ConvTranspose2d(8, 4, 3, 2, groups=2, dilation=2, bias=False), nn.ReLU(),
+    )  # fmt: skip
+
+
+_DECODER_LEAVES = (nn.ConstantPad2d, nn.ConvTranspose2d)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pads_and_transposed_convs_are_made_as_their_forwards_make_them(layout):
+    """Their shortcuts: torch's shapes, torchinfo's totals, and the rows, fields and lints of
+    the same layers run through their forwards (also for a channels-last model)."""
+    model = _decoder().to(memory_format=layout)
+    forwarded = nn.Sequential(
+        *(_Forwarded(m) if isinstance(m, _DECODER_LEAVES) else m for m in model)
+    )
+    s, slow = summary(model, (3, 12, 12)), summary(forwarded, (3, 12, 12))
+    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 12, 12))
+    info = torchinfo.summary(model, input_size=(1, 3, 12, 12), verbose=0)
+    assert s.total_params == info.total_params == slow.total_params
+    assert s.total_macs == info.total_mult_adds + leaf_calls(model, (3, 12, 12))[1]
+    fields = [(r.output_shape, r.receptive_field, r.jump) for r in s.rows]
+    assert fields == [(r.output_shape, r.receptive_field, r.jump) for r in slow.rows]
+    assert [(w.code, w.layer) for w in s.warnings] == [(w.code, w.layer) for w in slow.warnings]
+
+
+def test_pad_and_transposed_conv_forwards_do_not_run_where_their_output_is_made(monkeypatch):
+    """The shortcuts are taken: no forward of theirs runs."""
+    ran = []
+    for kind in (nn.ConstantPad2d, nn.ConvTranspose2d):
+        forward = kind.forward
+        monkeypatch.setattr(kind, "forward", lambda m, x, f=forward: ran.append(m) or f(m, x))
+    summary(_decoder(), (3, 12, 12))
+    assert ran == []
+
+
+def test_a_transposed_conv_torch_refuses_is_named_with_torchs_words():
+    """Other channels than its weight's: torch raises, and summary names the layer."""
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ConvTranspose2d(4, 2, 3))
+    with pytest.raises(RuntimeError, match="expected input") as real:
+        model(torch.zeros(1, 1, 8, 8))
+    words = str(real.value).split(",")[0]
+    with pytest.raises(CnnlabError, match=rf"layer 1 \(ConvTranspose2d\).*{re.escape(words)}"):
+        summary(model, (1, 8, 8))

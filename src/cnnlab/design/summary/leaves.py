@@ -55,6 +55,22 @@ def _adaptive_avg_pool2d(m: nn.AdaptiveAvgPool2d, x: Tensor) -> Call:
     return F.adaptive_avg_pool2d, (x, m.output_size)
 
 
+def _constant_pad(m: nn.ConstantPad2d, x: Tensor) -> Call:
+    return F.pad, (x, m.padding, "constant", m.value)
+
+
+def _conv_transpose2d(m: nn.ConvTranspose2d, x: Tensor) -> Call | None:
+    p = m._parameters  # with no output_size given, its output_padding is its own
+    if m.padding_mode != "zeros" or p.get("weight") is None or type(m.padding) is not tuple:
+        return None
+    return F.conv_transpose2d, (
+        x, p["weight"], p.get("bias"), m.stride, m.padding, m.output_padding, m.groups,
+        m.dilation,
+    )  # fmt: skip
+
+
+conv_transpose2d_call = _conv_transpose2d  # `Shortcuts._with_twins` gives it meta weights
+
 # type -> (the methods its forward is made of, the call it makes)
 _LEAVES: dict[type, tuple[tuple[str, ...], Callable[[Any, Tensor], Call | None]]] = {
     nn.Conv2d: (("forward", "_conv_forward"), _conv2d),
@@ -62,6 +78,8 @@ _LEAVES: dict[type, tuple[tuple[str, ...], Callable[[Any, Tensor], Call | None]]
     nn.MaxPool2d: (("forward",), _max_pool2d),
     nn.AvgPool2d: (("forward",), _avg_pool2d),
     nn.AdaptiveAvgPool2d: (("forward",), _adaptive_avg_pool2d),
+    nn.ConstantPad2d: (("forward",), _constant_pad),  # and nn.ZeroPad2d, a subclass
+    nn.ConvTranspose2d: (("forward", "_output_padding"), _conv_transpose2d),
 }
 
 

@@ -19,7 +19,12 @@ from torch import Tensor, nn
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.fits import NORM_MODULES
-from cnnlab.design.summary.leaves import conv2d_call, leaf_call, linear_call
+from cnnlab.design.summary.leaves import (
+    conv2d_call,
+    conv_transpose2d_call,
+    leaf_call,
+    linear_call,
+)
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
 from cnnlab.design.summary.roles import one_input_rule
@@ -91,6 +96,8 @@ class Shortcuts:
                 shortcut = self._conv
             elif call is linear_call:
                 shortcut = self._linear
+            elif call is conv_transpose2d_call:
+                shortcut = functools.partial(self._with_twins, call)
             else:
                 shortcut = None if call is None else functools.partial(self._leaf, call)
             found = self.types[key] = (kind.__name__, macs_rule(kind), shortcut, names)
@@ -210,6 +217,19 @@ class Shortcuts:
             return None
         found = call(module, x)
         return None if found is None else self._call(found[0], found[1], {}, run=False)
+
+    def _with_twins(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
+        """`_leaf` of a layer whose output `shapes.made` makes from meta weights alone (an
+        nn.ConvTranspose2d: `rearrange.transposed`): the copy's weights are the user's
+        tensors, given as their meta twins (`Tracer._twin`). (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta:
+            return None
+        found = call(module, x)
+        if found is None:
+            return None
+        func, args = found
+        args = tuple(self._twin(a) if isinstance(a, Tensor) else a for a in args)
+        return self._call(func, args, {}, run=False)
 
     def _conv(self, module: nn.Conv2d, x: Any) -> Tensor | None:
         """`_leaf` of an nn.Conv2d (half of a MobileNet's calls) in one step: F.conv2d's output
