@@ -436,3 +436,53 @@ def test_functional_1d_windows_along_the_width():
     model = positive(Lines())
     assert traced(model)["head"] == (9, 1)
     assert reach(model, SIZE, model, draws=10) == (1, 9)
+
+
+class Tokens(nn.Module):
+    """A 3×3 conv, its map flattened into H·W tokens, a 1-D conv of 5 along them, the tokens
+    put back on the map, a 1×1 conv."""
+
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(SIZE[0], c, 3, padding=1)
+        self.line = nn.Conv1d(c, c, 5, padding=2)
+        self.head = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        y = self.stem(x)
+        return self.head(self.line(y.flatten(2)).view_as(y))  # (B, C, H·W) and back
+
+
+def test_a_1d_window_over_flattened_tokens_is_taken_to_see_the_whole_map():
+    """A window of 5 tokens at a row's start reads the row above's last two: 4 rows (with
+    the 3×3 conv) and all 16 columns. The trace's field there is the whole map, an upper
+    bound along the height."""
+    model = positive(Tokens())
+    rows = traced(model)
+    assert clipped(rows["line"][0]) == clipped(rows["head"][0]) == 16
+    assert reach(model, SIZE, model, (0, slice(None), 8, 0)) == (4, 16)
+
+
+class Rotated(nn.Module):
+    """A 3×3 conv, the map turned to (B, H, C, W), a 3×3 conv over (C, W) whose channels are
+    the rows (each its own if depthwise), turned back, a 1×1 conv."""
+
+    def __init__(self, depthwise: bool, c: int = 4) -> None:
+        super().__init__()
+        h = SIZE[1]
+        self.stem = nn.Conv2d(SIZE[0], c, 3, padding=1)
+        self.turned = nn.Conv2d(h, h, 3, padding=1, groups=h if depthwise else 1)
+        self.head = nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        return self.head(self.turned(self.stem(x).transpose(1, 2)).transpose(1, 2))
+
+
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_a_conv_over_a_turned_maps_channels_and_width(depthwise):
+    """The window grows the width by 2 (3 + 2); the height, the conv's channels, stays 3
+    px where each row is its own group, else every row is mixed: the whole height."""
+    model = positive(Rotated(depthwise))
+    rows = traced(model)
+    assert clipped(rows["turned"][0]) == (5 if depthwise else 16)
+    assert reach(model, SIZE, model) == ((3, 5) if depthwise else (16, 5))
