@@ -279,15 +279,15 @@ class _Sums(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
-        y = y.cumsum(dim=-1) if self.method else torch.cumsum(y, dim=-1)
+        y = y.renorm(2, 1, 1.0) if self.method else torch.renorm(y, 2, 1, 1.0)
         return self.head(y.flatten(1))
 
 
-@pytest.mark.parametrize(("method", "written"), [(False, "torch.cumsum"), (True, "Tensor.cumsum")])
+@pytest.mark.parametrize(("method", "written"), [(False, "torch.renorm"), (True, "Tensor.renorm")])
 def test_the_unfollowed_lint_names_the_call_as_the_code_writes_it(method, written):
-    """torch binds cumsum to classes the model's code never names (its __qualname__ is
-    _VariableFunctionsClass.cumsum or TensorBase.cumsum): the lint says torch.cumsum,
-    Tensor.cumsum."""
+    """torch binds renorm to classes the model's code never names (its __qualname__ is
+    _VariableFunctionsClass.renorm or TensorBase.renorm): the lint says torch.renorm,
+    Tensor.renorm."""
     (lint,) = [w for w in summary(_Sums(method), (1, 16, 16)).warnings if w.code == "unfollowed"]
     assert lint.message.startswith(
         f"the trace cannot follow the receptive field through {written}:"
