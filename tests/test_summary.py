@@ -358,7 +358,7 @@ def test_a_model_scripted_or_traced_whole_is_named_as_torchscript(how):
 
 class Decoder(nn.Module):
     """A transposed conv (grouped) after a strided conv and a running sum the trace cannot
-    follow (torch.cumsum along the width), then attention over the positions and an einsum
+    follow (torch.renorm of the width), then attention over the positions and an einsum
     of its lost output with itself."""
 
     def __init__(self) -> None:
@@ -369,7 +369,7 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(4, 5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.up(torch.cumsum(self.down(x), 3)).flatten(2).transpose(1, 2)
+        t = self.up(torch.renorm(self.down(x), 2, 3, 1.0)).flatten(2).transpose(1, 2)
         t, _ = self.att(t, t, t)
         weights = torch.einsum("bnc,bmc->bnm", t, t).softmax(-1)
         return self.fc((weights @ t).mean(1))
@@ -383,7 +383,7 @@ def test_a_transposed_conv_counts_as_torchinfo_counts_a_conv_and_a_lost_field_is
     up = next(r for r in ours.rows if r.name == "up")
     assert up.macs == model.up.weight.numel() * 16 * 16 + 4 * 16 * 16  # weight, bias per output
     lost = [w for w in ours.warnings if w.code == "unfollowed"]
-    assert len(lost) == 1 and "torch.cumsum" in lost[0].message  # not also the einsum
+    assert len(lost) == 1 and "torch.renorm" in lost[0].message  # not also the einsum
     assert "3 row(s) after it have none (up, att, fc)" in lost[0].message
 
 
@@ -398,13 +398,13 @@ def test_a_field_lost_in_the_models_own_code_names_the_model_or_no_row():
 
         def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
             y = self.conv(x)
-            energy = torch.cumsum(y, 3).square().sum((2, 3))
+            energy = torch.renorm(y, 2, 3, 1.0).square().sum((2, 3))
             return (y.mean((2, 3)), energy) if self.side else energy
 
     for side, said in ((False, "1 row(s) after it have none ((model))"), (True, "reaches no")):
         (lost,) = [w for w in summary(Head(side), (1, 8, 8)).warnings if w.code == "unfollowed"]
         assert lost.message.startswith(
-            "the trace cannot follow the receptive field through torch.cumsum"
+            "the trace cannot follow the receptive field through torch.renorm"
         )
         assert said in lost.message
 

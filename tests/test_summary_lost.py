@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class AfterALoss(nn.Module):
-    """torch.cumsum along the width (not followed), then 1×1 convs with a GELU (F.gelu: a
+    """torch.renorm of the width (not followed), then 1×1 convs with a GELU (F.gelu: a
     function call) between the first two and a residual sum between the second and third:
     no two of them are one linear map."""
 
@@ -25,9 +25,9 @@ class AfterALoss(nn.Module):
         self.a, self.b, self.c = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
 
     def forward(self, x):
-        y = torch.cumsum(self.stem(x), 3)
+        y = torch.renorm(self.stem(x), 2, 3, 1.0)
         y = self.b(F.gelu(self.a(y)))
-        return self.c(y + torch.cumsum(x.mean(1, keepdim=True), 2))
+        return self.c(y + torch.renorm(x.mean(1, keepdim=True), 2, 2, 1.0))
 
 
 def test_a_lost_field_carries_no_linear_path_to_the_next_layers():
@@ -46,13 +46,13 @@ class TwoLosses(nn.Module):
 
     def forward(self, x):
         y = self.stem(x)
-        return self.out(self.a(torch.cumsum(y, 3)) + self.b(torch.rot90(y, 1, (2, 3))))
+        return self.out(self.a(torch.renorm(y, 2, 3, 1.0)) + self.b(torch.rot90(y, 1, (2, 3))))
 
 
 def test_every_row_without_a_field_is_named_by_the_lint_of_its_layer():
     s = summary(TwoLosses(), (3, 8, 8))
     (lint,) = [w for w in s.warnings if w.code == "unfollowed"]
-    assert "torch.cumsum and torch.rot90" in lint.message
+    assert "torch.renorm and torch.rot90" in lint.message
     unknown = [r.name for r in s.rows if r.receptive_field is None]
     assert unknown == ["a", "b", "out"]
     assert "3 row(s) after it have none (a, b, out)" in lint.message
@@ -72,7 +72,7 @@ class GateThenLoss(nn.Module):
     def forward(self, x):
         y = F.relu(self.stem(x))
         y = y * torch.sigmoid(self.gate(y.mean((2, 3), keepdim=True)))
-        y = self.convs(torch.cumsum(y, 3))
+        y = self.convs(torch.renorm(y, 2, 3, 1.0))
         return self.fc(y.mean((2, 3)))
 
 
