@@ -310,6 +310,7 @@ def test_each_block_is_followed_with_autograds_field(name):
     model = positive(Net(block(), after))
     rows = traced(model)
     assert clipped(rows["head"][0]) == expected
+    assert rows["head"][1] == 1  # torch's 16 rows and columns on the 16-px image: 1 px apart
     assert max(reach(model, SIZE, model)) == expected
 
 

@@ -140,7 +140,10 @@ def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[Field, Field]
     """Field and axes of an element-wise result of several tagged inputs, and the tag of the
     input it follows. Per axis the largest field wins (through branches: the largest), its
     jump and start from an input that spans the output along that axis: a gate broadcast
-    from 1×1 (squeeze-and-excitation) widens the field, not the spacing of the units."""
+    from 1×1 (squeeze-and-excitation) widens the field, not the spacing of the units. Only
+    an input whose axis lies where the output's does spans it: a concatenation of maps
+    turned differently (coordinate attention's (B, C, H, 1) and (B, C, W, 1) along dim 2)
+    takes no spacing of the other's height (its length-1 dim 3, the columns' 16 px)."""
     # loops, not generators and max(key=): a third of the time (GhostNet joins 55 times)
     spans = []  # (tag, axes in the output, spans along height, width)
     out_shape, out_dim = out.shape, out.dim()
@@ -159,13 +162,13 @@ def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[Field, Field]
         if p[2][0] and p[2][1]:
             lead = p
             break
-    rf = []
+    rf, where = [], lead[1]
     for i in (0, 1):
         size, best = 0, None  # the largest field; the first largest of those spanning
-        for tag, _, full in spans:
+        for tag, axes, full in spans:
             r = tag.rf[i]
             size = max(size, r.size)
-            if full[i] and (best is None or r.size > best.size):
+            if full[i] and axes[i] == where[i] and (best is None or r.size > best.size):
                 best = r
         r = lead[0].rf[i] if best is None else best
         rf.append(r if r.size == size else Field(size, r.jump, r.start))
