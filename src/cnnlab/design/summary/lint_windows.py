@@ -17,6 +17,8 @@ def floor(t: Trace) -> list[Lint]:
     shortcut) pixels are skipped everywhere by design: not an edge problem."""
     found = []
     for f in t.windows:
+        if f.window.stride == _ONES == f.window.dilation:  # most convs: a window per pixel
+            continue
         dropped = [_dropped(f, axis) for axis in (0, 1)]
         if not any(dropped):
             continue
@@ -38,6 +40,7 @@ def floor(t: Trace) -> list[Lint]:
 
 
 _EDGES = ((1, "width", "column(s)", "right"), (0, "height", "row(s)", "bottom"))
+_ONES = (1, 1)
 
 
 def _window_text(w) -> str:
@@ -77,6 +80,8 @@ def dilated_stride(t: Trace) -> list[Lint]:
     Where the stride passes the window (S > D(K − 1) + 1) the skip is by design, as there."""
     found = []
     for f in t.windows:
+        if f.window.dilation == _ONES:  # contiguous taps (most windows)
+            continue
         holes = [_holes(f, axis) for axis in (0, 1)]
         if any(holes):
             w, named = f.window, ((1, "columns"), (0, "rows"))
@@ -116,9 +121,9 @@ def even_kernel_same(t: Trace) -> list[Lint]:
     same before a stride > 1 conv."""
     found = []
     for f in t.windows:
-        w = f.window
-        if not w.same and f.pad is None:
-            continue
+        w, pad = f.window, f.pad
+        if not w.same and (pad is None or (pad[0] == pad[1] and pad[2] == pad[3])):
+            continue  # no 'same' padding, or an F.pad of even sides
         reach = [d * (k - 1) for k, d in zip(w.kernel, w.dilation, strict=True)]
         if w.same:
             pairs = [w.pads(i) for i in (0, 1)]
