@@ -521,3 +521,23 @@ def test_a_transposed_conv_torch_refuses_is_named_with_torchs_words():
     words = str(real.value).split(",")[0]
     with pytest.raises(CnnlabError, match=rf"layer 1 \(ConvTranspose2d\).*{re.escape(words)}"):
         summary(model, (1, 8, 8))
+
+
+@pytest.mark.parametrize("size", [1, 3, (2,)])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda t: t(2, 6, 7),  # (B, C, L)
+        lambda t: t(2, 7, 6).transpose(1, 2),  # tokens (B, L, C) read as (B, C, L): Swin's pooler
+        lambda t: t(2, 6, 14)[..., ::2],  # strided: left to torch
+        lambda t: t(1, 1, 7), lambda t: t(3, 1, 5).transpose(1, 2), lambda t: t(2, 6, 1),
+    ],
+)  # fmt: skip
+def test_adaptive_avg_pool1d_is_made_in_torchs_layout(layout, size):
+    """F.adaptive_avg_pool1d made on meta has the shape and strides torch's CPU kernel gives
+    it, or is left to torch (a layout its rule does not cover)."""
+    out = made(F.adaptive_avg_pool1d, (layout(lambda *s: torch.empty(s, device="meta")), size), {})
+    want = F.adaptive_avg_pool1d(layout(torch.randn), size)
+    assert out is None or (out.shape, out.stride()) == (want.shape, want.stride())
+    x = layout(torch.randn)
+    assert out is not None or x.stride()[-1] == 2 or x.shape[-1] == 1  # strided; ambiguous

@@ -131,17 +131,27 @@ def adaptive_shape(x: Tensor, output_size: Any) -> tuple[int, ...] | None:
     return (*x.shape[:2], *size)
 
 
-def adaptive_1d_shape(x: Tensor, output_size: Any) -> tuple[int, ...] | None:
-    """The output shape of F.adaptive_avg_pool1d(x, output_size) on a contiguous (B, C, L)
-    meta input (torch's output is contiguous then); None where the kernel must run."""
+def adaptive_1d(x: Tensor, output_size: Any) -> Tensor | None:
+    """F.adaptive_avg_pool1d(x, output_size)'s output on a (B, C, L) meta x, in the layout
+    torch's kernel gives it: contiguous from a contiguous x; from x of channels-last strides
+    (a (B, L, C) map of tokens transposed, as Swin's pooler reads it) the same, (B, C, n)
+    with strides (n·C, 1, C). None where the kernel must run (another layout, one that is
+    both, an empty x, a size torch refuses)."""
     size = (
         output_size[0]
         if type(output_size) in (tuple, list) and len(output_size) == 1
         else output_size
     )
-    if x.dim() != 3 or min(x.shape) < 1 or not x.is_floating_point() or not x.is_contiguous():
+    if x.dim() != 3 or min(x.shape) < 1 or not x.is_floating_point():
         return None
-    return (*x.shape[:2], size) if type(size) is int and size >= 1 else None
+    if type(size) is not int or size < 1:
+        return None
+    b, c, n = x.shape
+    if x.stride(1) == 1 and c > 1:  # (when also contiguous, as (B, C, 1) is: torch decides)
+        if n == 1 or x.stride() != (n * c, 1, c):
+            return None
+        return torch.empty_strided((b, c, size), (size * c, 1, c), dtype=x.dtype, device=META)
+    return torch.empty((b, c, size), dtype=x.dtype, device=META) if x.is_contiguous() else None
 
 
 POOL_1D = fns("adaptive_avg_pool1d", owner=torch)
@@ -231,8 +241,7 @@ def _made_slow(func: Callable, args: tuple, kwargs: dict, x: Tensor) -> Tensor |
         if shape is not None:
             return torch.empty(shape, dtype=x.dtype, device=META, memory_format=layout(x))
     if func in POOL_1D and len(args) + len(kwargs) == 2:  # meta: 0.3-1.9 ms (FocalNet)
-        shape = adaptive_1d_shape(x, arg(args, kwargs, 1, "output_size"))
-        return None if shape is None else torch.empty(shape, dtype=x.dtype, device=META)
+        return adaptive_1d(x, arg(args, kwargs, 1, "output_size"))
     if func is F.group_norm and gn_fits(x, args, kwargs):  # meta: 1-5 ms a call (BiT)
         return norm_out(func, x)
     if func is F.scaled_dot_product_attention:  # meta: 2.3 ms a call (SegFormer)
