@@ -59,11 +59,13 @@ def _by_hand(weights) -> nn.Module:
     return net
 
 
-def _logits(net: nn.Module, images: torch.Tensor, config: dict) -> torch.Tensor:
+def _logits(net: nn.Module, images: torch.Tensor, config: dict, autocast) -> torch.Tensor:
+    """The logits by hand, in the run's precision (bf16 autocast where training ran in it, as
+    the commands evaluate it: the machine decides)."""
     mean = torch.tensor(config["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(config["std"]).view(1, -1, 1, 1)
-    with torch.no_grad():
-        return net((images.float() / 255 - mean) / std)
+    with torch.no_grad(), torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
+        return net((images.float() / 255 - mean) / std).float()
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +92,17 @@ def test_train_gives_the_factory_model_its_shapes_as_train_of_a_module(run, tmp_
 
 def test_every_command_reopens_the_run_with_its_recorded_shape(run, tmp_path, capsys):
     config = json.loads((run / "config.json").read_text())
-    net, test = _by_hand(run / "model.safetensors"), load_splits("digits")[1]
-    logits = _logits(net, test.images, config)
+    net, test, opened = _by_hand(run / "model.safetensors"), load_splits("digits")[1], load_run(run)
+    logits = _logits(net, test.images, config, opened.autocast)
     truth = (logits.argmax(1) == test.labels).float().mean().item()
     assert truth > 0.5  # it learned: the comparison below is not of two guessers
-    opened = load_run(run).model.state_dict()
-    assert all(torch.equal(opened[k], v) for k, v in net.state_dict().items())
+    assert all(torch.equal(opened.model.state_dict()[k], v) for k, v in net.state_dict().items())
 
     capsys.readouterr()
     assert main(["eval", str(run), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(truth, abs=1e-9)
+    # in bf16 the batches' sizes and layout may turn an image or two that sits on a tie
+    near = 2 / len(test.labels) if opened.autocast else 1e-9
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(truth, abs=near)
     image = tmp_path / "digit.png"
     Image.fromarray(test.images[0, 0].numpy().astype(np.uint8)).save(image)
     assert main(["predict", str(run), str(image), "--json", "--top", "1"]) == 0
@@ -118,7 +121,10 @@ def test_every_command_reopens_the_run_with_its_recorded_shape(run, tmp_path, ca
 
     answer = TestClient(create_app(run)).post("/api/predict", data={"sample": 0, "top": 10})
     assert answer.status_code == 200, answer.text
-    assert str(logits.softmax(1)[0].max().item())[:6] in answer.text.replace(" ", "")
+    top = answer.json()["top"][0]["probability"]
+    assert top == pytest.approx(
+        logits.softmax(1)[0].max().item(), abs=1e-2 if near > 1e-9 else 1e-5
+    )
 
 
 class Killed(BaseException):
@@ -161,10 +167,12 @@ def test_import_gives_the_factory_model_its_shapes(run, nets, tmp_path, given):
     assert main([*command, "--data", "digits", *given, "--out", str(out)]) == 0
     config = json.loads((out / "config.json").read_text())
     test = load_splits("digits")[1]
-    logits = _logits(_by_hand(weights), test.images, config)
+    autocast = load_run(out).autocast
+    logits = _logits(_by_hand(weights), test.images, config, autocast)
     truth = (logits.argmax(1) == test.labels).float().mean().item()
     evaluation = json.loads((out / "evaluation.json").read_text())
-    assert evaluation["accuracy"] == pytest.approx(truth, abs=1e-9)
+    near = 2 / len(test.labels) if autocast else 1e-9  # (as for eval, above)
+    assert evaluation["accuracy"] == pytest.approx(truth, abs=near)
 
 
 def test_a_factory_whose_dry_forward_fails_is_one_line(nets, run, tmp_path, capsys):
