@@ -162,6 +162,9 @@ def _call(func, args, kwargs=_no_kwargs):
 
 _factory_calls = st.one_of(
     _call(torch.arange, st.lists(_numbers, min_size=1, max_size=3).map(tuple)),
+    _call(torch.arange, st.tuples(_numbers), st.fixed_dictionaries({"step": _numbers})),
+    _call(torch.arange, st.tuples(_numbers), st.fixed_dictionaries({"end": _numbers})),
+    _call(torch.arange, st.just(()), st.fixed_dictionaries({"start": _numbers, "end": _numbers})),
     _call(torch.eye, st.tuples(_n) | st.tuples(_n, _n)),
     _call(torch.eye, st.just(()), st.fixed_dictionaries({"n": _n, "m": _n})),
     _call(_shaped, _sizes),  # torch.zeros(2, 3)

@@ -59,7 +59,9 @@ def planned_size(func: Any, args: tuple, kwargs: dict) -> int | None:
     from its arguments alone (None otherwise): torch.arange(start, end, step) makes
     ⌈(end − start) / step⌉ (none below 0), torch.eye(n, m) n·m, torch.zeros(*size) and its
     kind the product of the size."""
-    if func is torch.arange:  # (bounds given by name: left to torch)
+    if func is torch.arange:
+        if _BOUNDS & kwargs.keys():  # a bound given by name: left to torch
+            return None
         if not 1 <= len(args) <= 3 or not all(type(v) in (int, float) for v in args):
             return None
         start, end, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
@@ -78,6 +80,7 @@ def planned_size(func: Any, args: tuple, kwargs: dict) -> int | None:
     return None
 
 
+_BOUNDS = frozenset({"start", "end", "step"})
 # the factories whose first arguments are the size they make (torch.full's: its first)
 _SHAPED = frozenset({torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn, torch.full})
 
