@@ -62,9 +62,9 @@ _TAPS = {"nearest": 1, "nearest-exact": 1, "bilinear": 2, "bicubic": 4}
 Dims = list  # per input dimension, the output dimension it becomes (None: summed over)
 
 
-def _batch(n_in: int, n_out: int, inner: int) -> Dims:
+def _batch(n_in: int, n_out: int, inner: int) -> range:
     """The leading (batch) dimensions of an operand, broadcast from the right."""
-    return [d + n_out - n_in for d in range(n_in - inner)]
+    return range(n_out - n_in, n_out - inner)
 
 
 def operands(func: Callable, args: tuple, kwargs: dict, out: Any) -> list | None:

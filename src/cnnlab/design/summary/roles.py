@@ -247,7 +247,8 @@ class Roles:
         h, w = tag.axes
         if h is not None and w is not None and h != w:
             return x.shape[h], x.shape[w]
-        return tuple(-(-n // r.jump) for n, r in zip(self.image, tag.rf, strict=True))
+        (n0, n1), (r0, r1) = self.image, tag.rf  # (no generator: 0.8 -> 0.3 µs, a matmul 2)
+        return -(-n0 // r0.jump), -(-n1 // r1.jump)
 
     def _global(self, x: Tensor, tag: Tag, head: bool = True) -> tuple[Field, Field]:
         """Each unit sees the whole map: the head of the net (§3.2), unless `head` is False
@@ -401,7 +402,8 @@ class Roles:
         for f0, f1 in fields:
             size0, size1 = max(size0, f0.size), max(size1, f1.size)
         b0, b1 = base
-        return Tag((Field(size0, b0.jump, b0.start), Field(size1, b1.jump, b1.start)), axes, chain)
+        rf = (record(Field, (size0, b0.jump, b0.start)), record(Field, (size1, b1.jump, b1.start)))
+        return Tag(rf, axes, chain)
 
     def _elementwise(self, func, args, tagged: list, out: Tensor, kwargs=None, align=True) -> Tag:
         """Each output value from the inputs' values at its position (broadcast from the
