@@ -103,6 +103,7 @@ def _sdpa(x, q=(1, 2, 6, 4), k=(1, 2, 9, 4), v=(1, 2, 9, 5), **kwargs):
         (lambda x: (F.group_norm, (x(2, 8, 1, 1), 8), {}), True),
         (lambda x: (F.instance_norm, (x(1, 4, 1, 1),), {}), False),  # one position
         (lambda x: (torch.prelu, (x(1, 4, 5, 5), x(4, 1, 1)), {}), False),  # a 3-D weight
+        (lambda x: (torch.prelu, (x(1, 4, 5, 10)[..., ::2], x(4)), {}), False),  # not dense
         (lambda x: (torch.clamp, (x(1, 3, 1, 1),), {"max": 4.6}), True),  # Swin V2's scale
         (lambda x: (torch.clamp, (x(1, 3, 1, 1),), {}), False),  # no bound: torch raises
         (lambda x: (torch.Tensor.clamp_min, (x(2, 3), 1e-6), {}), True),
@@ -541,3 +542,48 @@ def test_adaptive_avg_pool1d_is_made_in_torchs_layout(layout, size):
     assert out is None or (out.shape, out.stride()) == (want.shape, want.stride())
     x = layout(torch.randn)
     assert out is not None or x.stride()[-1] == 2 or x.shape[-1] == 1  # strided; ambiguous
+
+
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1), (-1, 2, 0, -3), (0, 0, 0, 0), (1, 1)])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        lambda t: t(2, 3, 5, 6), lambda t: t(2, 3, 5, 6).to(memory_format=torch.channels_last),
+        lambda t: t(2, 3, 5, 12)[..., ::2], lambda t: t(2, 5, 6, 3).permute(0, 3, 1, 2)[..., 1:],
+        lambda t: t(1, 4, 1, 1).to(memory_format=torch.channels_last),  # both layouts at once
+        lambda t: t(2, 3, 5, 6).transpose(2, 3), lambda t: t(3, 5, 6),
+    ],
+)  # fmt: skip
+def test_a_constant_pad_is_made_in_torchs_layout(layout, pad):
+    """F.pad's constant output made on meta has the shape and strides torch's CPU kernel
+    gives it: x's suggested layout (channels-last for a channels-last map), a dense x's own
+    strides where nothing is padded (a clone)."""
+    out = made(F.pad, (layout(lambda *s: torch.empty(s, device="meta")), pad), {})
+    try:
+        want = F.pad(layout(torch.randn), pad)
+    except RuntimeError:  # cropped below one pixel: left to torch, which raises
+        assert out is None
+        return
+    if out is None:  # a clone of a layout that is not dense: left to torch
+        assert not any(pad)
+        return
+    assert (out.shape, out.stride()) == (want.shape, want.stride())
+
+
+def test_a_view_torch_refuses_after_a_channels_last_pad_is_refused_by_name():
+    """A channels-last map padded stays channels-last, so `.view` of it fails in torch, and
+    in the summary, which names the layer rather than give the rows of a model that fails."""
+
+    class PadThenView(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pad = nn.Conv2d(3, 4, 3), nn.ZeroPad2d(1)
+
+        def forward(self, x):
+            y = self.pad(self.conv(x).contiguous(memory_format=torch.channels_last))
+            return y.view(y.shape[0], -1)
+
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        PadThenView()(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(CnnlabError, match="view size is not compatible"):
+        summary(PadThenView(), (3, 8, 8))

@@ -91,11 +91,11 @@ def _normalize_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
 
 def _prelu_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """torch.prelu(x, weight): one slope, or one a channel (a scalar or 1-D weight), of x's
-    dtype."""
+    dtype, on a dense x (whose layout the output keeps)."""
     w = arg(args, kwargs, 1, "weight")
     return (
         x.dim() >= 2 and isinstance(w, Tensor) and w.is_meta and w.dtype == x.dtype
-        and w.dim() <= 1 and w.numel() in (1, x.shape[1])
+        and w.dim() <= 1 and w.numel() in (1, x.shape[1]) and dense(x)
     )  # fmt: skip
 
 
@@ -113,7 +113,7 @@ def _roll_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     return ints and all(-x.dim() <= d < x.dim() for d in dims)
 
 
-def _dense(x: Tensor) -> bool:
+def dense(x: Tensor) -> bool:
     """x fills its memory in one of torch's layouts: an element-wise output then has x's."""
     return x.is_contiguous() or (
         x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
@@ -122,14 +122,14 @@ def _dense(x: Tensor) -> bool:
 
 def _unary_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """torch.exp(x) and its kind: a dense float x alone (a float dtype is kept)."""
-    return len(args) == 1 and not kwargs and x.is_floating_point() and _dense(x)
+    return len(args) == 1 and not kwargs and x.is_floating_point() and dense(x)
 
 
 def _numbers_fit(x: Tensor, args: tuple, kwargs: dict) -> bool:
     """x.clamp(min, max), x.pow(2) and their kind: a dense float x and Python numbers, one
     at least (clamp given a bound)."""
     rest = (*args[1:], *kwargs.values())
-    if not rest or not x.is_floating_point() or not _dense(x):
+    if not rest or not x.is_floating_point() or not dense(x):
         return False
     numbers = [v for v in rest if v is not None]
     return bool(numbers) and all(type(v) in (int, float) for v in numbers)

@@ -35,6 +35,7 @@ from cnnlab.design.summary.fits import (
     CONTIGUOUS_SAME,
     SLOW_SAME,
     bn_fits,
+    dense,
     gn_fits,
     ln_fits,
     mask_fits,
@@ -98,6 +99,17 @@ def layout(*inputs: Tensor) -> torch.memory_format:
 
 
 CL = torch.channels_last
+_LAST = {4: CL, 5: torch.channels_last_3d}
+
+
+def suggested(x: Tensor) -> torch.memory_format:
+    """torch's `suggest_memory_format(x)`, the layout its CPU kernels give the output of a
+    pad or a norm (channels-last for a channels-last map, even one not dense), asked only
+    where x is not plainly contiguous (the function is Python: a few µs)."""
+    last = _LAST.get(x.dim())
+    if x.is_contiguous() and (last is None or not x.is_contiguous(memory_format=last)):
+        return torch.contiguous_format
+    return suggest_memory_format(x)
 
 
 def _meta_as(t: Any, x: Tensor) -> bool:
@@ -207,7 +219,11 @@ def made(func: Callable, args: tuple, kwargs: dict) -> Tensor | None:
         if arg(args, kwargs, 2, "mode", "constant") != "constant":
             return None
         shape = pad_shape(x, arg(args, kwargs, 1, "pad", ()))  # meta F.pad: 270 µs a call
-        return None if shape is None else torch.empty(*shape, dtype=x.dtype, device=META)
+        if shape is None:
+            return None
+        if not any(arg(args, kwargs, 1, "pad", ())):  # torch clones x: a dense x's strides
+            return new_meta(x) if dense(x) else None  # (HF's MobileNets pad 1×1 convs by 0)
+        return torch.empty(shape, dtype=x.dtype, device=META, memory_format=suggested(x))
     at = SAME_SHAPE_INPLACE_AT.get(func, -1)
     if at != -1 and (func is not F.batch_norm or (x.dim() > 1 and bn_fits(x, args, kwargs))):
         if at is not None and arg(args, kwargs, at, "inplace", False):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
-from cnnlab.design.summary.fits import NORM_MODULES
+from cnnlab.design.summary.fits import NORM_MODULES, dense
 from cnnlab.design.summary.leaves import (
     conv2d_call,
     conv_transpose2d_call,
@@ -190,10 +190,10 @@ class Shortcuts:
         return self._tagged_same(rule, x, out)
 
     def _prelu(self, rule: tuple, module: nn.PReLU, x: Any) -> Tensor | None:
-        """An nn.PReLU (MONAI's default activation) on a meta input of two or more dims, its
-        slopes one or one a channel of x's dtype: a new map of x's layout. Else None: the
+        """An nn.PReLU (MONAI's default activation) on a dense meta input of two or more dims,
+        its slopes one or one a channel of x's dtype: a new map of x's layout. Else None: the
         forward runs, and torch judges it. (Torch functions disabled.)"""
-        if not isinstance(x, Tensor) or not x.is_meta or x.dim() < 2:
+        if not isinstance(x, Tensor) or not x.is_meta or x.dim() < 2 or not dense(x):
             return None
         w = vars(module)["_parameters"].get("weight")
         if w is None or w.dtype != x.dtype or w.dim() > 1 or w.numel() not in (1, x.shape[1]):
