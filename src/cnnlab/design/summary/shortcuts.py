@@ -19,12 +19,7 @@ from torch import Tensor, nn
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.fits import NORM_MODULES, dense
-from cnnlab.design.summary.leaves import (
-    conv2d_call,
-    conv_transpose2d_call,
-    leaf_call,
-    linear_call,
-)
+from cnnlab.design.summary.leaves import TWINNED, conv2d_call, leaf_call, linear_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
 from cnnlab.design.summary.roles import one_input_rule
@@ -39,6 +34,14 @@ from cnnlab.errors import SpecError
 
 # torch's instance norms: the dims of the batched input their shortcut makes the output of
 INSTANCE_NORM_DIMS = {nn.InstanceNorm1d: 3, nn.InstanceNorm2d: 4, nn.InstanceNorm3d: 5}
+# module types (exactly) with a maker of their own: its name, and the function whose tag
+# rule it takes
+_OWN = {
+    **dict.fromkeys(INSTANCE_NORM_DIMS, ("_instance_norm", F.instance_norm)),
+    nn.PReLU: ("_prelu", torch.prelu),
+}
+# one-call leaves (`leaves.py`) whose output a maker of their own makes in one step
+_ONE_STEP = {conv2d_call: "_conv", linear_call: "_linear"}
 
 
 class Shortcuts:
@@ -73,35 +76,35 @@ class Shortcuts:
         key = (kind, vars(module).get("min_val")) if issubclass(kind, nn.Hardtanh) else kind
         found = self.types.get(key)
         if found is None:
-            func = same_shape_call(module)
-            call = leaf_call(kind)
-            names = None
-            if func is F.batch_norm:
-                shortcut = self._batch_norm
-            elif func is not None:
-                keeps = func in C.KEEP_PROBABILITIES  # dropout: a softmax's output stays one
-                shortcut = functools.partial(self._same_shape, one_input_rule(func), keeps)
-                names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
-                if set(names) <= {"inplace"}:  # nn.ReLU, nn.Sigmoid: nothing to judge
-                    names = None  # (`inplace` is read for its truth, `_judged_by_torch`)
-            elif kind in INSTANCE_NORM_DIMS:
-                rule = one_input_rule(F.instance_norm)
-                shortcut = functools.partial(self._instance_norm, rule)
-            elif kind is nn.PReLU:
-                shortcut = functools.partial(self._prelu, one_input_rule(torch.prelu))
-            elif _norm_module(kind) is not None:
-                fits, call_func = _norm_module(kind)
-                shortcut = functools.partial(self._norm, fits, call_func, one_input_rule(call_func))
-            elif call is conv2d_call:
-                shortcut = self._conv
-            elif call is linear_call:
-                shortcut = self._linear
-            elif call is conv_transpose2d_call:
-                shortcut = functools.partial(self._with_twins, call)
-            else:
-                shortcut = None if call is None else functools.partial(self._leaf, call)
+            shortcut, names = self._shortcut(module, kind)
             found = self.types[key] = (kind.__name__, macs_rule(kind), shortcut, names)
         return found
+
+    def _shortcut(self, module: nn.Module, kind: type) -> tuple[Callable | None, Any]:
+        """`_type`'s maker of the module's output and the names of the arguments torch must
+        judge: shape-keeping layers, the types of `_OWN`, norms, then the one-call leaves."""
+        func = same_shape_call(module)
+        if func is F.batch_norm:
+            return self._batch_norm, None
+        if func is not None:
+            keeps = func in C.KEEP_PROBABILITIES  # dropout: a softmax's output stays one
+            names = tuple(k for k in vars(module) if k[0] != "_" and k != "training")
+            if set(names) <= {"inplace"}:  # nn.ReLU, nn.Sigmoid: nothing to judge
+                names = None  # (`inplace` is read for its truth, `_judged_by_torch`)
+            return functools.partial(self._same_shape, one_input_rule(func), keeps), names
+        if kind in _OWN:
+            maker, call_func = _OWN[kind]
+            return functools.partial(getattr(self, maker), one_input_rule(call_func)), None
+        norm = _norm_module(kind)
+        if norm is not None:
+            fits, call_func = norm
+            return functools.partial(self._norm, fits, call_func, one_input_rule(call_func)), None
+        call = leaf_call(kind)
+        if call is None:
+            return None, None
+        if call in _ONE_STEP:
+            return getattr(self, _ONE_STEP[call]), None
+        return functools.partial(self._with_twins if call in TWINNED else self._leaf, call), None
 
     def _arguments_refused(self, module: nn.Module, state: dict, names: tuple) -> str | None:
         """Why torch refuses a shape-keeping module's arguments (nn.GELU('bad'),
