@@ -94,6 +94,22 @@ def test_a_hardtanh_a_hardsigmoid_and_a_tuple_output_fire() -> None:
     assert lints(Pair())[CODE].layer == "act"
 
 
+@pytest.mark.parametrize(("low", "high"), [(-1.0, 1.5), (-0.5, 2.0), (-2.0, 2.0)])
+def test_a_hardtanh_fires_with_its_own_bounds(low: float, high: float) -> None:
+    """Its min_val and max_val, not the default [−1, 1]: the ceiling torch's softmax gives
+    the extreme scores (one at max_val, the rest at min_val)."""
+    lint = lints(head(10, nn.Hardtanh(low, high)))[CODE]
+    top = float(torch.tensor([high] + [low] * 9, dtype=torch.float64).softmax(0)[0])
+    assert f"between {low:g} and {high:g}:" in lint.message and f"{top:.1%}" in lint.message
+
+
+def test_silent_where_the_bounds_cap_nothing_a_classifier_feels() -> None:
+    """nn.Hardtanh(-5, 5) over 10 classes caps softmax at 99.96 %; over 1,000 at 95.7 %."""
+    assert CODE not in lints(head(10, nn.Hardtanh(-5.0, 5.0)))
+    extreme = torch.tensor([5.0] + [-5.0] * 999, dtype=torch.float64).softmax(0)[0]
+    assert f"{float(extreme):.1%}" in lints(head(1000, nn.Hardtanh(-5.0, 5.0)))[CODE].message
+
+
 @pytest.mark.parametrize(
     "model",
     [

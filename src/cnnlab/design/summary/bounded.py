@@ -7,21 +7,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from cnnlab.design.activations import ACTIVATIONS
 from cnnlab.design.summary.facts import OutputFact, RowFact
 from cnnlab.design.summary.tags import TAG
 
-# an activation module's class name -> the activation (its default bounds: nn.Hardtanh's own
-# min_val and max_val are not in its row)
+# an activation module's class name -> the activation (its bounds; an nn.Hardtanh's are its
+# own min_val and max_val)
 _BY_KIND = {m.__name__: a for a in ACTIVATIONS.values() for m in a.modules}
 # a saturating function's bounds where only its caller is known: a tanh's, which a
 # hardsigmoid's (0, 1) and a default hardtanh's lie within
 _FUNCTION_BOUNDS = ACTIVATIONS["tanh"].bounds
 
 
-def bounded_output(output: Any, rows: Sequence[RowFact]) -> OutputFact | None:
+def bounded_output(output: Any, rows: Sequence[RowFact], module: Any = None) -> OutputFact | None:
     """The fact of the model's K > 1 scores (B, K), its `output` or a tuple's or list's first
     entry (where models put their logits: MONAI's ViT returns (logits, hidden states)), made
     by the last saturating activation on their path (the tag's `squashed_by`) with only calls
@@ -29,7 +29,7 @@ def bounded_output(output: Any, rows: Sequence[RowFact]) -> OutputFact | None:
     a function in its forward (torch.tanh). None where a module ran after it (a Linear; a
     BatchNorm1d rescales), where a sigmoid made them (probabilities: the probabilities-out
     lint's), or for a map or a single score (a generator's tanh image, a regression target
-    in [−1, 1])."""
+    in [−1, 1]). `module`: the last row's (an nn.Hardtanh's bounds are its own)."""
     out = output[0] if isinstance(output, tuple | list) and output else output
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[1] < 2 or not rows:
         return None
@@ -42,4 +42,7 @@ def bounded_output(output: Any, rows: Sequence[RowFact]) -> OutputFact | None:
         return OutputFact(layer, "", False, out.shape[1], out.shape[1], _FUNCTION_BOUNDS)
     if act.name == "sigmoid" or act.bounds is None:
         return None
-    return OutputFact(layer, last.kind, True, out.shape[1], out.shape[1], act.bounds)
+    bounds = act.bounds
+    if isinstance(module, nn.Hardtanh):
+        bounds = (float(module.min_val), float(module.max_val))
+    return OutputFact(layer, last.kind, True, out.shape[1], out.shape[1], bounds)

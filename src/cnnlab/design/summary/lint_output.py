@@ -71,6 +71,11 @@ def probability_ceiling(classes: int) -> float:
     return softmax_ceiling(classes, 1.0)
 
 
+# bounded-scores: a ceiling this high costs a classifier nothing it would feel (cross-entropy
+# cannot fall below 0.01 nats): nn.Hardtanh(-5, 5) over 10 classes caps at 99.96 %
+CAP_UNFELT = 0.99
+
+
 def softmax_ceiling(classes: int, spread: float) -> float:
     """The highest probability softmax gives any of K classes when its inputs lie within
     `spread` of each other: e^w / (e^w + K − 1), w the spread (one input at the top, the
@@ -82,24 +87,26 @@ def bounded_scores(t: Trace) -> list[Lint]:
     """The model's K > 1 class scores come out of a bounded activation (MONAI's ViT ends its
     head in nn.Tanh, `post_activation="Tanh"`): scores within a spread w give softmax no
     class above e^w/(e^w + K − 1) (`softmax_ceiling`; a tanh's w = 2: 45.1 % at K = 10), so
-    no prediction is confident and cross-entropy cannot fall below −ln of that (§5.5). A
-    sigmoid's are probabilities (probabilities-out says so); a tanh before a Linear is no
-    output (`bounded.bounded_output`)."""
+    no prediction is confident and cross-entropy cannot fall below −ln of that (§5.5);
+    silent where that ceiling is CAP_UNFELT or more (an nn.Hardtanh(-5, 5)). A sigmoid's are
+    probabilities (probabilities-out says so); a tanh before a Linear is no output
+    (`bounded.bounded_output`)."""
     p = t.probabilities
     if p is None or p.bounds is None:
         return []
     (low, high), k = p.bounds, p.classes
     top, e = softmax_ceiling(k, high - low), {1: "e", 2: "e²"}.get(high - low, f"e^{high - low:g}")
+    if top >= CAP_UNFELT:
+        return []
     if p.module:
         where, drop = f"layer {p.layer} ({p.made_by})", f"the final {p.made_by}"
-        default = " (with Hardtanh's default min_val and max_val)" * (p.made_by == "Hardtanh")
     else:
         where = f"a saturating function (torch.tanh, F.hardtanh) in {_forward(p.layer)}"
-        drop, default = "the final tanh", ""
+        drop = "the final tanh"
     return [Lint(
         "bounded-scores", p.layer,
         f"the model's {k} class scores come out of {where}, so they lie between {low:g} and "
-        f"{high:g}{default}: softmax gives no class more than {e}/({e} + {k - 1}) = {top:.1%}, "
+        f"{high:g}: softmax gives no class more than {e}/({e} + {k - 1}) = {top:.1%}, "
         f"so no prediction is confident and cross-entropy cannot fall below {-math.log(top):.3f} "
         f"(§5.5). Fix: drop {drop} and return raw logits, which nn.CrossEntropyLoss wants "
         "(MONAI's ViT: post_activation=None).",

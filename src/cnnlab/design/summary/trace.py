@@ -113,6 +113,7 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         self.lost: dict[tuple[str, str], LostFact] = {}
         self.shared: set[int] = set()  # weight layers whose output two calls read (`_use`)
         self.probabilities: OutputFact | None = None  # a softmax made the output (`ended`)
+        self.last: nn.Module | None = None  # the module of the last row (`ended`)
 
     def facts(self, real_forward: str | None) -> Trace:
         found = map(tuple, (self.rows, self.windows, self.weights, self.heads))
@@ -241,6 +242,7 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         self.rows.append(
             record(RowFact, (name, call, kind, shape, params, trainable, rf, macs, lost))
         )
+        self.last = module
         if tag is not None:
             setattr(out, ROW, True)
         if type(module) in C.PROBABILITY_MODULES:  # nn.Sigmoid's output made without its call
@@ -253,7 +255,7 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         fault). Else scores out of a tanh, a tuple's first too (`bounded.bounded_output`)."""
         made = getattr(output, PROBABILITIES, None) if isinstance(output, Tensor) else None
         if made is None:
-            self.probabilities = bounded_output(output, self.rows)
+            self.probabilities = bounded_output(output, self.rows, self.last)
         else:  # classes: cross-entropy's axis 1, of (B, K) or a (B, K, H, W) map
             tag = getattr(output, TAG, None)
             is_map = output.dim() == 4 and tag is not None and tag.axes == (2, 3)
