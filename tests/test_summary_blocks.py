@@ -468,12 +468,12 @@ class Rotated(nn.Module):
     """A 3×3 conv, the map turned to (B, H, C, W), a 3×3 conv over (C, W) whose channels are
     the rows (each its own if depthwise), turned back, a 1×1 conv."""
 
-    def __init__(self, depthwise: bool, c: int = 4) -> None:
+    def __init__(self, depthwise: bool, c: int = 4, head: int = 1) -> None:
         super().__init__()
         h = SIZE[1]
         self.stem = nn.Conv2d(SIZE[0], c, 3, padding=1)
         self.turned = nn.Conv2d(h, h, 3, padding=1, groups=h if depthwise else 1)
-        self.head = nn.Conv2d(c, c, 1)
+        self.head = nn.Conv2d(c, c, head, padding=head // 2)
 
     def forward(self, x):
         return self.head(self.turned(self.stem(x).transpose(1, 2)).transpose(1, 2))
@@ -487,3 +487,38 @@ def test_a_conv_over_a_turned_maps_channels_and_width(depthwise):
     rows = traced(model)
     assert clipped(rows["turned"][0]) == (5 if depthwise else 16)
     assert reach(model, SIZE, model) == ((3, 5) if depthwise else (16, 5))
+    assert rows["turned"][1] == 1  # its rows are still 1 px apart: 16 of them on 16 px
+
+
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_a_conv_after_a_turned_map_grows_its_field_by_the_rows_apart(depthwise):
+    """A 3×3 conv after the turned one: 2 more pixels along the width (jump 1), the height
+    as before; a jump of 16 (the map pooled to one row) would make it 50."""
+    model = positive(Rotated(depthwise, head=3))
+    rows = traced(model)
+    height, width = reach(model, SIZE, model)
+    assert (height, width) == ((5, 7) if depthwise else (16, 7))
+    assert clipped(rows["head"][0]) == max(height, width) and rows["head"][1] == 1
+
+
+class PointwiseOverRows(nn.Module):
+    """A 3×3 conv, the rows made the channels of a 1×1 conv (B, H, C, W), turned back, a
+    3×3 conv: the 1×1 mixes every row, so the head sees the whole height."""
+
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        h = SIZE[1]
+        self.stem, self.mix = nn.Conv2d(SIZE[0], c, 3, padding=1), nn.Conv2d(h, h, 1)
+        self.head = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return self.head(self.mix(self.stem(x).transpose(1, 2)).transpose(1, 2))
+
+
+def test_a_pointwise_conv_over_the_rows_mixes_them():
+    """Before, a 1×1 conv off the map kept the field (5 px): autograd reads 16 rows."""
+    model = positive(PointwiseOverRows())
+    rows = traced(model)
+    height, width = reach(model, SIZE, model)
+    assert (height, width) == (16, 5)
+    assert clipped(rows["head"][0]) == 16 and rows["head"][1] == 1

@@ -208,7 +208,7 @@ def slid(tag: Tag, shape, steps: dict, mixed: int | None, lengths, image) -> tup
         if a in steps:
             r = field_step(r, *steps[a])
         elif a is not None and a == mixed and shape[a] > 1 and r.size < image[i]:
-            r = global_rf(r, lengths[i], image[i])  # (one that spans the image already stays)
+            r = whole(r, lengths[i], image[i])  # (one that spans the image already stays)
         new.append(r)
     return new[0], new[1]
 

@@ -113,10 +113,10 @@ class Roles:
         on_map = tag.axes == (n - 2, n - 1)
         rf = None
         chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
-        if tag.rf is not None and (on_map or _pointwise(w)):
-            rf = C.window_rf(tag.rf, w)
-        elif tag.rf is not None and n > 2:
+        if tag.rf is not None and not on_map and n > 2:
             rf, chain = self._off_map(func, args, kwargs, x, tag, w), None
+        elif tag.rf is not None and (on_map or _pointwise(w)):
+            rf = C.window_rf(tag.rf, w)
         if w.ceil_mode and on_map and all(C.covers(shape[-2 + i], w, i) for i in (0, 1)):
             rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
             chain = SIZE_FREE
