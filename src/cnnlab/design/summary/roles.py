@@ -146,8 +146,8 @@ class Roles:
         n = x.dim()
         steps = {n - 2 + i: (w.kernel[i], w.stride[i], w.padding[i], w.dilation[i]) for i in (0, 1)}
         mixes = func in C.CONV and C.arg(args, kwargs, 1, "weight").shape[1] > 1
-        return K.slid(tag, x.shape, steps, n - 3 if mixes else None, self._lengths(x, tag),
-                      self.image)  # fmt: skip
+        mixed = n - 3 if mixes else None
+        return K.slid(tag, x.shape, steps, mixed, self._lengths(x, tag), self.image)
 
     def _weight(
         self, kind: str, weight: Tensor, bias, groups: int, tag: Tag, w: Window | None, layer: str
