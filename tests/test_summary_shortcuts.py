@@ -390,6 +390,22 @@ class _Forwarded(nn.Module):
         return type(self.inner).forward(self.inner, x)
 
 
+def _as_forwarded(model: nn.Sequential, kinds: tuple, size: tuple) -> nn.Sequential:
+    """Checks model's summary against torch's shapes and torchinfo's totals, and against the
+    same model with its layers of `kinds` run through their forwards (rows' shapes, fields,
+    jumps and lints); returns that model."""
+    forwarded = nn.Sequential(*(_Forwarded(m) if isinstance(m, kinds) else m for m in model))
+    s, slow = summary(model, size), summary(forwarded, size)
+    assert leaf_rows(s, model) == real_leaf_shapes(model, size)
+    info = torchinfo.summary(model, input_size=(1, *size), verbose=0)
+    assert s.total_params == info.total_params == slow.total_params
+    assert s.total_macs == info.total_mult_adds + leaf_calls(model, size)[1]
+    fields = [(r.output_shape, r.receptive_field, r.jump) for r in s.rows]
+    assert fields == [(r.output_shape, r.receptive_field, r.jump) for r in slow.rows]
+    assert [(w.code, w.layer) for w in s.warnings] == [(w.code, w.layer) for w in slow.warnings]
+    return forwarded
+
+
 def _monai_block() -> nn.Sequential:
     """MONAI's default conv block (conv, instance norm, PReLU) in its variants."""
     return nn.Sequential(
@@ -407,16 +423,7 @@ def test_instance_norm_and_prelu_are_made_as_their_forwards_make_them():
     norm with running statistics is left to its forward; in training mode, as the trace
     asks of a model that ends in a softmax, it is made)."""
     model = _monai_block()
-    shortcut = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.PReLU)
-    forwarded = nn.Sequential(*(_Forwarded(m) if isinstance(m, shortcut) else m for m in model))
-    s, slow = summary(model, (3, 20, 20)), summary(forwarded, (3, 20, 20))
-    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 20, 20))
-    info = torchinfo.summary(model, input_size=(1, 3, 20, 20), verbose=0)
-    assert s.total_params == info.total_params == slow.total_params
-    assert s.total_macs == info.total_mult_adds + leaf_calls(model, (3, 20, 20))[1]
-    fields = [(r.output_shape, r.receptive_field, r.jump) for r in s.rows]
-    assert fields == [(r.output_shape, r.receptive_field, r.jump) for r in slow.rows]
-    assert [(w.code, w.layer) for w in s.warnings] == [(w.code, w.layer) for w in slow.warnings]
+    forwarded = _as_forwarded(model, (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.PReLU), (3, 20, 20))
     trained, trained_slow = (
         _trace_module(m, (3, 20, 20), training=True) for m in (model, forwarded)
     )
@@ -490,18 +497,7 @@ _DECODER_LEAVES = (nn.ConstantPad2d, nn.ConvTranspose2d)
 def test_pads_and_transposed_convs_are_made_as_their_forwards_make_them(layout):
     """Their shortcuts: torch's shapes, torchinfo's totals, and the rows, fields and lints of
     the same layers run through their forwards (also for a channels-last model)."""
-    model = _decoder().to(memory_format=layout)
-    forwarded = nn.Sequential(
-        *(_Forwarded(m) if isinstance(m, _DECODER_LEAVES) else m for m in model)
-    )
-    s, slow = summary(model, (3, 12, 12)), summary(forwarded, (3, 12, 12))
-    assert leaf_rows(s, model) == real_leaf_shapes(model, (3, 12, 12))
-    info = torchinfo.summary(model, input_size=(1, 3, 12, 12), verbose=0)
-    assert s.total_params == info.total_params == slow.total_params
-    assert s.total_macs == info.total_mult_adds + leaf_calls(model, (3, 12, 12))[1]
-    fields = [(r.output_shape, r.receptive_field, r.jump) for r in s.rows]
-    assert fields == [(r.output_shape, r.receptive_field, r.jump) for r in slow.rows]
-    assert [(w.code, w.layer) for w in s.warnings] == [(w.code, w.layer) for w in slow.warnings]
+    _as_forwarded(_decoder().to(memory_format=layout), _DECODER_LEAVES, (3, 12, 12))
 
 
 def test_pad_and_transposed_conv_forwards_do_not_run_where_their_output_is_made(monkeypatch):
