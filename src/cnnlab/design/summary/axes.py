@@ -61,8 +61,9 @@ def reshape(in_shape: Sequence[int], out_shape: Sequence[int], axes: Axes) -> Ax
 
 def permute(order: Sequence[int], axes: Axes) -> Axes:
     """out dimension i is input dimension order[i]."""
-    order = [_norm(d, len(order)) for d in order]
-    return tuple(None if a is None else order.index(a) for a in axes)
+    n, (h, w) = len(order), axes
+    order = [d + n if d < 0 else d for d in order]
+    return None if h is None else order.index(h), None if w is None else order.index(w)
 
 
 def swap(d0: int, d1: int, ndim: int, axes: Axes) -> Axes:
@@ -126,8 +127,11 @@ def index(key: Any, shape: Sequence[int], axes: Axes) -> tuple[Axes, tuple[int, 
     an index the trace does not follow (tensors, lists: gathers)."""
     key = key if isinstance(key, tuple) else (key,)
     if len(key) <= len(shape) and _slices(key):  # x[:, :n]: every axis stays where it was
-        n = len(key)
-        return axes, tuple(1 if a is None or a >= n else key[a].step or 1 for a in axes)
+        n, (h, w) = len(key), axes
+        return axes, (
+            1 if h is None or h >= n else key[h].step or 1,
+            1 if w is None or w >= n else key[w].step or 1,
+        )
     if any(isinstance(k, (Tensor, list)) for k in key):
         return None
     used = sum(1 for k in key if k is not None and k is not Ellipsis)

@@ -199,7 +199,8 @@ class Roles:
                 global_rf(r, n[i], self.image[i]) if a == last else r
                 for i, (a, r) in enumerate(zip(tag.axes, rf, strict=True))
             )
-        return Tag(rf, tag.axes, tag.chain, tag.lost, (index, ()), last_pool=tag.last_pool)
+        linear, pool = (index, ()), tag.last_pool  # (made whole: Tag() costs 0.4 µs more)
+        return record(Tag, (rf, tag.axes, tag.chain, tag.lost, linear, None, None, None, pool))
 
     def _pad_tag(self, args, kwargs, x: Tensor, tag: Tag) -> Tag:
         """F.pad on the map, in any mode: pixel 0 of the output is pixel -top (-left) of the
@@ -431,8 +432,9 @@ class Roles:
         """After a one-input element-wise call: a saturating activation is the path's last
         squash (§4.2), a call linear in its input keeps the lint facts, any other clears
         them."""
-        if saturating:
-            return replaced(tag, pad=None, linear=None, flat=None, squashed_by=self.layer)
+        if saturating:  # (made whole: replaced() of four fields costs 0.5 µs more)
+            rf, axes, chain, lost = tag.rf, tag.axes, tag.chain, tag.lost
+            return record(Tag, (rf, axes, chain, lost, None, self.layer, None, None, tag.last_pool))
         if keep:
             return replaced(tag, pad=None)
         return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
@@ -481,10 +483,11 @@ def _pointwise(w: Window) -> bool:
 def _keeps_size(w: Window) -> bool:
     """A window whose output has its input's size whatever that is: stride 1 with padding
     D(K − 1) in all per axis (a 1×1, a 'same' conv)."""
-    for i in (0, 1):
-        if w.stride[i] != 1 or sum(w.pads(i)) != w.dilation[i] * (w.kernel[i] - 1):
-            return False
-    return True
+    (s0, s1), (k0, k1), (d0, d1) = w.stride, w.kernel, w.dilation
+    if s0 != 1 or s1 != 1:
+        return False
+    (top, left), (bottom, right) = w.padding, w.padding if w.after is None else w.after
+    return top + bottom == d0 * (k0 - 1) and left + right == d1 * (k1 - 1)  # (a conv: 0.2 µs)
 
 
 def one_input_rule(func, args=(), kwargs=None) -> tuple[bool, bool]:

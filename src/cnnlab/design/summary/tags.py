@@ -131,10 +131,15 @@ def tagged_inputs(args: tuple, kwargs: dict) -> list[tuple[Tensor, Tag]]:
     """(tensor, tag) of every input that carries a tag, lists (torch.cat) included."""
     found = []
     for a in (*args, *kwargs.values()) if kwargs else args:
-        for t in a if type(a) in (list, tuple) else (a,):
-            tag = getattr(t, TAG, None)
-            if tag is not None:
-                found.append((t, tag))
+        if type(a) is list or type(a) is tuple:  # (no 1-tuple per argument: 0.5 -> 0.3 µs)
+            for t in a:
+                tag = getattr(t, TAG, None)
+                if tag is not None:
+                    found.append((t, tag))
+            continue
+        tag = getattr(a, TAG, None)
+        if tag is not None:
+            found.append((a, tag))
     return found
 
 
@@ -207,19 +212,18 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, image=None) -> T
     """The tag of a permute, split, index or roll output (values moved, not computed; a roll
     needs the (H, W) `image`); None for other calls."""
     if func in C.PERMUTE:
-        axes = _permuted(func, args, kwargs, x.dim(), tag.axes)
-        return replaced(tag, axes=axes, pad=None, linear=None)
+        return _moved(tag, tag.rf, _permuted(func, args, kwargs, x.dim(), tag.axes), tag.chain)
     if func in C.SPLIT:
-        at = 2 if func.__name__ in ("chunk", "split", "tensor_split", "split_with_sizes") else 1
-        dim = C.arg(args, kwargs, at, "dim", 0)
+        ndim = x.dim()
+        dim = C.arg(args, kwargs, 2 if func.__name__ in _SPLITS else 1, "dim", 0)
         axes = tag.axes
-        if out.dim() < x.dim():  # unbind, select
-            axes, _ = ax.removed(dim, x.dim(), axes)
-        chain = None if ax._norm(dim, x.dim()) in tag.axes else tag.chain
-        return replaced(tag, axes=axes, chain=chain, pad=None, linear=None)
+        if out.dim() < ndim:  # unbind, select
+            axes, _ = ax.removed(dim, ndim, axes)
+        chain = None if ax._norm(dim, ndim) in tag.axes else tag.chain
+        return _moved(tag, tag.rf, axes, chain)
     if func in C.ROLL:
         rf = None if image is None else _rolled(args, kwargs, x, tag, image)
-        return None if rf is None else replaced(tag, rf=rf, pad=None, linear=None)
+        return None if rf is None else _moved(tag, rf, tag.axes, tag.chain)
     if func in C.GETITEM:
         found = ax.index(args[1], x.shape, tag.axes)
         if found is None:
@@ -228,12 +232,28 @@ def moved(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, image=None) -> T
         rf, chain = tag.rf, tag.chain
         if steps != (1, 1) and rf is not None:
             rf = tuple(Field(r.size, r.jump * s, r.start) for r, s in zip(rf, steps, strict=True))
-        if tuple(out.shape[a] for a in axes if a is not None) != tuple(
-            x.shape[a] for a in tag.axes if a is not None
-        ):
+        if _lengths_at(out.shape, axes) != _lengths_at(x.shape, tag.axes):
             chain = None  # a crop: the size no longer follows the windows
-        return replaced(tag, rf=rf, axes=axes, chain=chain, pad=None, linear=None)
+        return _moved(tag, rf, axes, chain)
     return None
+
+
+_SPLITS = ("chunk", "split", "tensor_split", "split_with_sizes")  # their dim comes third
+
+
+def _moved(tag: Tag, rf, axes: ax.Axes, chain) -> Tag:
+    """`tag` of values moved to `axes`, with field `rf` and `chain`: no F.pad zeros around the
+    map nor conv/linear layer reached through linear ops only (`linear`) any more, the other
+    facts kept. (Made whole: replaced(tag, ...) of four fields costs 0.85 µs, this 0.3.)"""
+    return record(
+        Tag, (rf, axes, chain, tag.lost, None, tag.squashed_by, tag.flat, None, tag.last_pool)
+    )
+
+
+def _lengths_at(shape, axes: ax.Axes) -> tuple:
+    """The lengths of a tensor's height and width axes (None where merged or reduced)."""
+    h, w = axes
+    return None if h is None else shape[h], None if w is None else shape[w]
 
 
 def _rolled(args: tuple, kwargs: dict, x: Tensor, tag: Tag, image) -> tuple[Field, Field] | None:
