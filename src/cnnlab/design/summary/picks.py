@@ -193,7 +193,8 @@ def slid(tag: Tag, shape, steps: dict, mixed: int | None, lengths, image) -> tup
     """The fields after a window whose axes are tensor dims `steps` ({dim: (kernel, stride,
     padding before, dilation)}), which also mixes dim `mixed` (a conv's channels; None: a
     pool): an image axis at a window dim grows by geometry.rf_step (§3.2), one at `mixed`
-    sees its whole length (global_rf, as F.linear's last axis), any other stays (a batch).
+    sees its whole length, its units still as far apart (`whole`: n of them stay n, where
+    a pool to one, `global_rf`, spaces its unit n apart), any other stays (a batch).
     Merged tokens (both axes at one dim) of more than one position under a window or a mix:
     the whole map (an upper bound: a window of tokens crosses rows)."""
     (a0, a1), rf = tag.axes, tag.rf
