@@ -103,9 +103,9 @@ _LAST = {4: CL, 5: torch.channels_last_3d}
 
 
 def suggested(x: Tensor) -> torch.memory_format:
-    """torch's `suggest_memory_format(x)`, the layout its CPU kernels give the output of a
-    pad or a norm (channels-last for a channels-last map, even one not dense), asked only
-    where x is not plainly contiguous (the function is Python: a few µs)."""
+    """torch's `suggest_memory_format(x)`, the layout its CPU kernel gives a constant pad's
+    output (channels-last for a channels-last map, even one not dense), asked only where x
+    is not plainly contiguous (the function is Python: a few µs)."""
     last = _LAST.get(x.dim())
     if x.is_contiguous() and (last is None or not x.is_contiguous(memory_format=last)):
         return torch.contiguous_format
