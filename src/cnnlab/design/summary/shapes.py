@@ -40,6 +40,7 @@ from cnnlab.design.summary.fits import (
     ln_fits,
     mask_fits,
 )
+from cnnlab.design.summary.layouts import layout, suggested
 from cnnlab.design.summary.rearrange import REARRANGED, RESHAPED, rearranged, reshaped
 from cnnlab.design.summary.reductions import (
     SHAPE_REDUCE,
@@ -86,30 +87,6 @@ def meta_window(
         out_map = window_out((shape[2], shape[3]), w)
     fmt = layout(x, weight) if func in CONV else layout(x)
     return torch.empty(shape[0], channels, *out_map, dtype=x.dtype, device=META, memory_format=fmt)
-
-
-def layout(*inputs: Tensor) -> torch.memory_format:
-    """The layout torch gives a conv's or a pool's output on the CPU: channels-last where its
-    input (or a conv's weight) is strictly so, else contiguous (strides checked against
-    torch's in the tests): a later `.view` then fails or runs as it does in torch."""
-    for t in inputs:
-        if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=CL):
-            return CL
-    return torch.contiguous_format
-
-
-CL = torch.channels_last
-_LAST = {4: CL, 5: torch.channels_last_3d}
-
-
-def suggested(x: Tensor) -> torch.memory_format:
-    """torch's `suggest_memory_format(x)`, the layout its CPU kernel gives a constant pad's
-    output (channels-last for a channels-last map, even one not dense), asked only where x
-    is not plainly contiguous (the function is Python: a few µs)."""
-    last = _LAST.get(x.dim())
-    if x.is_contiguous() and (last is None or not x.is_contiguous(memory_format=last)):
-        return torch.contiguous_format
-    return suggest_memory_format(x)
 
 
 def _meta_as(t: Any, x: Tensor) -> bool:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.fits import NORM_MODULES, dense
+from cnnlab.design.summary.layouts import layout
 from cnnlab.design.summary.leaves import TWINNED, conv2d_call, leaf_call, linear_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
@@ -270,7 +271,7 @@ class Shortcuts:
                 out_map = C.window_out(out_map, w)
             except SpecError as err:
                 raise self.too_small(out_map, err) from None
-        fmt = S.layout(x, weight)
+        fmt = layout(x, weight)
         out = torch.empty(
             shape[0], kernel[0], *out_map, dtype=dtype, device=C.META, memory_format=fmt
         )
