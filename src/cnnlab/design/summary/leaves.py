@@ -69,8 +69,8 @@ def _conv_transpose2d(m: nn.ConvTranspose2d, x: Tensor) -> Call | None:
     )  # fmt: skip
 
 
-# calls whose output `shapes.made` makes from meta weights alone: `Shortcuts._with_twins`
-# gives them the meta twins of the copy's weights (the user's tensors)
+# calls whose output `shapes.made` makes from meta weights alone: `Shortcuts._leaf` gives
+# them the meta twins of the copy's weights (the user's tensors)
 TWINNED = frozenset({_conv_transpose2d})
 
 # type -> (the methods its forward is made of, the call it makes)

@@ -105,7 +105,7 @@ class Shortcuts:
             return None, None
         if call in _ONE_STEP:
             return getattr(self, _ONE_STEP[call]), None
-        return functools.partial(self._with_twins if call in TWINNED else self._leaf, call), None
+        return functools.partial(self._leaf, call, call in TWINNED), None
 
     def _arguments_refused(self, module: nn.Module, state: dict, names: tuple) -> str | None:
         """Why torch refuses a shape-keeping module's arguments (nn.GELU('bad'),
@@ -140,12 +140,7 @@ class Shortcuts:
                     self._use(x, tag)
                 retag(x, self._one_input(tag, *rule))
             return x
-        out = S.new_meta(x)  # a new tensor: no row's output yet, so no retag
-        tag = getattr(x, TAG, None)
-        if tag is not None and tag.linear is not None:
-            self._use(x, tag)
-        if tag is not None:
-            setattr(out, TAG, self._one_input(tag, *rule))
+        out = self._tagged_same(rule, x, S.new_meta(x))  # new: no row's output yet, no retag
         made = getattr(x, PROBABILITIES, None) if keeps else None
         if made is not None:
             setattr(out, PROBABILITIES, made)
@@ -213,26 +208,20 @@ class Shortcuts:
             setattr(out, TAG, self._one_input(tag, *rule))
         return out
 
-    def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
+    def _leaf(self, call: Callable, twins: bool, module: nn.Module, x: Any) -> Tensor | None:
         """A leaf whose forward is one torch call (`leaves.py`) on a meta input: the call's
-        output made and tagged as the mode would; None where the forward must run. (Torch
-        functions disabled.)"""
-        if not isinstance(x, Tensor) or not x.is_meta:
-            return None
-        found = call(module, x)
-        return None if found is None else self._call(found[0], found[1], {}, run=False)
-
-    def _with_twins(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
-        """`_leaf` of a layer whose output `shapes.made` makes from meta weights alone (an
-        nn.ConvTranspose2d: `rearrange.transposed`): the copy's weights are the user's
-        tensors, given as their meta twins (`Tracer._twin`). (Torch functions disabled.)"""
+        output made and tagged as the mode would; None where the forward must run. `twins`:
+        its tensors given as their meta twins (`Tracer._twin`), for a call whose output
+        `shapes.made` makes from meta weights alone (`leaves.TWINNED`: a transposed conv;
+        the copy's weights are the user's tensors). (Torch functions disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta:
             return None
         found = call(module, x)
         if found is None:
             return None
         func, args = found
-        args = tuple(self._twin(a) if isinstance(a, Tensor) else a for a in args)
+        if twins:
+            args = tuple(self._twin(a) if isinstance(a, Tensor) else a for a in args)
         return self._call(func, args, {}, run=False)
 
     def _conv(self, module: nn.Conv2d, x: Any) -> Tensor | None:
