@@ -34,12 +34,18 @@ def mask_fits(mask: Any, q: Tensor, k: Any, causal: Any) -> bool:
     is_causal beside it (else torch must raise)."""
     if causal or not (isinstance(mask, Tensor) and mask.is_meta and isinstance(k, Tensor)):
         return False
-    if mask.dtype not in (torch.bool, q.dtype) or mask.dim() > q.dim():
+    if mask.dtype not in (torch.bool, q.dtype):
         return False
-    scores = (*q.shape[:-1], k.shape[-2])  # the mask aligned with its last axes
-    return all(
-        m in (1, n) for m, n in zip(mask.shape, scores[len(scores) - mask.dim() :], strict=True)
-    )
+    return stretches_to(tuple(mask.shape), (*q.shape[:-1], k.shape[-2]))
+
+
+def stretches_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """An element-wise op stretches `shape` to `target` and no further: aligned from the
+    right, each length is 1 or target's, and there are no more of them."""
+    if len(shape) > len(target):
+        return False
+    tail = target[len(target) - len(shape) :]
+    return all(m in (1, n) for m, n in zip(shape, tail, strict=True))
 
 
 def gn_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
@@ -143,10 +149,7 @@ def _masked_fill_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
         return False
     if not isinstance(mask, Tensor) or not mask.is_meta or mask.dtype != torch.bool:
         return False
-    if mask.dim() > x.dim():
-        return False
-    tail = x.shape[x.dim() - mask.dim() :]  # the mask aligned with x's last axes
-    return all(m in (1, n) for m, n in zip(mask.shape, tail, strict=True))
+    return stretches_to(tuple(mask.shape), tuple(x.shape))
 
 
 # element-wise calls of one map and numbers, whose meta kernels are written in Python: clamp
