@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlab.design.summary.calls import ROLL, arg, both, fns
+from cnnlab.design.summary.layouts import dense
 
 
 def ln_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
@@ -117,13 +118,6 @@ def _roll_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:
         return False
     ints = all(type(v) is int for v in (*shifts, *dims))
     return ints and all(-x.dim() <= d < x.dim() for d in dims)
-
-
-def dense(x: Tensor) -> bool:
-    """x fills its memory in one of torch's layouts: an element-wise output then has x's."""
-    return x.is_contiguous() or (
-        x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-    )
 
 
 def _unary_fits(x: Tensor, args: tuple, kwargs: dict) -> bool:

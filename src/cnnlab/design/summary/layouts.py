@@ -30,3 +30,10 @@ def suggested(x: Tensor) -> torch.memory_format:
     if x.is_contiguous() and (last is None or not x.is_contiguous(memory_format=last)):
         return torch.contiguous_format
     return suggest_memory_format(x)
+
+
+def dense(x: Tensor) -> bool:
+    """x fills its memory in one of torch's layouts: an element-wise output then has x's."""
+    return x.is_contiguous() or (
+        x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    )

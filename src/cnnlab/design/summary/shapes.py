@@ -35,12 +35,11 @@ from cnnlab.design.summary.fits import (
     CONTIGUOUS_SAME,
     SLOW_SAME,
     bn_fits,
-    dense,
     gn_fits,
     ln_fits,
     mask_fits,
 )
-from cnnlab.design.summary.layouts import layout, suggested
+from cnnlab.design.summary.layouts import dense, layout, suggested
 from cnnlab.design.summary.rearrange import REARRANGED, RESHAPED, rearranged, reshaped
 from cnnlab.design.summary.reductions import (
     SHAPE_REDUCE,

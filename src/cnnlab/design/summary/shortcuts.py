@@ -18,8 +18,8 @@ from torch import Tensor, nn
 
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
-from cnnlab.design.summary.fits import NORM_MODULES, dense
-from cnnlab.design.summary.layouts import layout
+from cnnlab.design.summary.fits import NORM_MODULES
+from cnnlab.design.summary.layouts import dense, layout
 from cnnlab.design.summary.leaves import TWINNED, conv2d_call, leaf_call, linear_call
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
