@@ -69,9 +69,7 @@ def _conv_transpose2d(m: nn.ConvTranspose2d, x: Tensor) -> Call | None:
     )  # fmt: skip
 
 
-# calls whose output `shapes.made` makes from meta weights alone: `Shortcuts._leaf` gives
-# them the meta twins of the copy's weights (the user's tensors)
-TWINNED = frozenset({_conv_transpose2d})
+conv_transpose2d_call = _conv_transpose2d  # `Shortcuts._conv_transpose`: in one step too
 
 # type -> (the methods its forward is made of, the call it makes)
 _LEAVES: dict[type, tuple[tuple[str, ...], Callable[[Any, Tensor], Call | None]]] = {

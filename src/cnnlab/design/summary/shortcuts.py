@@ -19,8 +19,13 @@ from torch import Tensor, nn
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.fits import NORM_MODULES
-from cnnlab.design.summary.layouts import dense, layout
-from cnnlab.design.summary.leaves import TWINNED, conv2d_call, leaf_call, linear_call
+from cnnlab.design.summary.layouts import CL, dense, layout, suggested
+from cnnlab.design.summary.leaves import (
+    conv2d_call,
+    conv_transpose2d_call,
+    leaf_call,
+    linear_call,
+)
 from cnnlab.design.summary.macs import macs_rule
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
 from cnnlab.design.summary.roles import one_input_rule
@@ -42,7 +47,11 @@ _OWN = {
     nn.PReLU: ("_prelu", torch.prelu),
 }
 # one-call leaves (`leaves.py`) whose output a maker of their own makes in one step
-_ONE_STEP = {conv2d_call: "_conv", linear_call: "_linear"}
+_ONE_STEP = {
+    conv2d_call: "_conv",
+    linear_call: "_linear",
+    conv_transpose2d_call: "_conv_transpose",
+}
 
 
 class Shortcuts:
@@ -105,7 +114,7 @@ class Shortcuts:
             return None, None
         if call in _ONE_STEP:
             return getattr(self, _ONE_STEP[call]), None
-        return functools.partial(self._leaf, call, call in TWINNED), None
+        return functools.partial(self._leaf, call), None
 
     def _arguments_refused(self, module: nn.Module, state: dict, names: tuple) -> str | None:
         """Why torch refuses a shape-keeping module's arguments (nn.GELU('bad'),
@@ -208,20 +217,16 @@ class Shortcuts:
             setattr(out, TAG, self._one_input(tag, *rule))
         return out
 
-    def _leaf(self, call: Callable, twins: bool, module: nn.Module, x: Any) -> Tensor | None:
+    def _leaf(self, call: Callable, module: nn.Module, x: Any) -> Tensor | None:
         """A leaf whose forward is one torch call (`leaves.py`) on a meta input: the call's
-        output made and tagged as the mode would; None where the forward must run. `twins`:
-        its tensors given as their meta twins (`Tracer._twin`), for a call whose output
-        `shapes.made` makes from meta weights alone (`leaves.TWINNED`: a transposed conv;
-        the copy's weights are the user's tensors). (Torch functions disabled.)"""
+        output made and tagged as the mode would; None where the forward must run. (Torch
+        functions disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta:
             return None
         found = call(module, x)
         if found is None:
             return None
         func, args = found
-        if twins:
-            args = tuple(self._twin(a) if isinstance(a, Tensor) else a for a in args)
         return self._call(func, args, {}, run=False)
 
     def _conv(self, module: nn.Conv2d, x: Any) -> Tensor | None:
@@ -270,6 +275,52 @@ class Shortcuts:
         if tag is not None:
             args = (x, weight, bias, None, None, None, groups)  # as `_window_tag` reads them
             setattr(out, TAG, self._window_tag(F.conv2d, args, {}, x, tag, w))
+        return out
+
+    def _conv_transpose(self, module: nn.ConvTranspose2d, x: Any) -> Tensor | None:
+        """`_leaf` of an nn.ConvTranspose2d (MONAI's decoders) in one step: the output
+        `rearrange.transposed` makes, from the module's attributes and the weight it holds
+        (no meta twin: a dense weight's strides are its twin's), tagged as `_call` tags
+        F.conv_transpose2d's, where the call fits (a float 4-D meta input of the weight's
+        channels, one dtype, no empty weight, pairs of ints torch takes; else None: the
+        forward runs, judged by torch or `refusals.py`). (Torch functions disabled.)"""
+        if not isinstance(x, Tensor) or not x.is_meta or not x.is_floating_point():
+            return None
+        state = vars(module)
+        p = state["_parameters"]
+        weight, bias, groups = p.get("weight"), p.get("bias"), state.get("groups")
+        shape, dtype = x.shape, x.dtype
+        if (
+            weight is None
+            or weight.dim() != 4
+            or len(shape) != 4
+            or type(groups) is not int
+            or groups < 1
+            or weight.dtype != dtype
+            or shape[1] != weight.shape[0]
+            or weight.shape[0] % groups
+            or not weight.numel()  # torch refuses an empty weight (`refusals.py`)
+            or state.get("padding_mode") != "zeros"
+        ):
+            return None
+        channels = weight.shape[1] * groups
+        if bias is not None and (bias.dtype != dtype or tuple(bias.shape) != (channels,)):
+            return None
+        size = _transposed_size(shape, weight.shape, state)
+        if size is None or not shape[0]:
+            return None
+        w = weight if dense(weight) and not weight.is_meta else self._twin(weight)
+        fmt = CL if CL in (suggested(x), suggested(w)) else torch.contiguous_format
+        out = torch.empty(
+            (shape[0], channels, *size), dtype=dtype, device=C.META, memory_format=fmt
+        )
+        tag = getattr(x, TAG, None)
+        if tag is not None:
+            if tag.linear is not None:
+                self._use(x, tag)
+            args = (x, weight, bias, state["stride"], state["padding"],
+                    state["output_padding"], groups, state["dilation"])  # fmt: skip
+            setattr(out, TAG, self._tag(F.conv_transpose2d, args, {}, out, [(x, tag)], None))
         return out
 
     def _linear(self, module: nn.Linear, x: Any) -> Tensor | None:
@@ -360,6 +411,26 @@ def _of(dtype: torch.dtype, channels: int, *tensor_dicts: dict) -> bool:
         for tensors in tensor_dicts
         for t in tensors.values()
     )
+
+
+def _transposed_size(shape: tuple, kernel: tuple, state: dict) -> tuple[int, ...] | None:
+    """A transposed conv's output map per axis, (n − 1)·s − 2p + d·(k − 1) + output_padding
+    + 1 (`rearrange.transposed`), from the module's pairs of ints; None where a pair is not
+    one, a window is not valid, output padding is not below the stride or the dilation
+    (torch refuses) or the map is empty."""
+    pairs = tuple(map(state.get, ("stride", "padding", "dilation", "output_padding")))
+    if not all(type(v) is tuple and len(v) == 2 and type(v[0]) is type(v[1]) is int for v in pairs):
+        return None
+    s, p, d, extra = pairs
+    k = (kernel[2], kernel[3])
+    if min(*k, *d, *s) <= 0 or min(p) < 0 or min(extra) < 0:
+        return None
+    if (extra[0] >= s[0] and extra[0] >= d[0]) or (extra[1] >= s[1] and extra[1] >= d[1]):
+        return None
+    size = tuple(
+        (shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + extra[i] + 1 for i in (0, 1)
+    )
+    return None if min(size) < 1 else size
 
 
 def _norm_module(kind: type) -> tuple[Callable, Callable] | None:
