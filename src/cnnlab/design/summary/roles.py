@@ -34,12 +34,14 @@ from cnnlab.design.summary.tags import (
     Tag,
     activation,
     all_lost,
+    cleared,
     combine,
     global_rf,
     moved,
     replaced,
     sees_all,
     tiled,
+    unpadded,
 )
 
 
@@ -98,7 +100,7 @@ class Roles:
         """new, with the lint facts of `tag` kept where func is linear in its input."""
         if func in LINEAR_PATH:
             return new
-        return replaced(new, linear=None, squashed_by=None, flat=None)
+        return cleared(new, pad=False)
 
     def _window_tag(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> Tag:
         """A conv or pool: the field grows, the chain gets the window, the facts are noted."""
@@ -291,6 +293,8 @@ class Roles:
             if sees_all(tag.rf, self.image):
                 rf = tuple(map(tiled, tag.rf, self.image, out.shape[-2:]))
                 return replaced(tag, rf=rf, axes=(2, 3), flat=None, linear=None, pad=None)
+        if tag.pad is None:  # replaced(tag, axes=axes, pad=None), written out (0.3 µs less)
+            return tag if axes == tag.axes else record(Tag, (tag.rf, axes, *tag[2:]))
         return replaced(tag, axes=axes, pad=None)
 
     def _join_tag(self, func, args, kwargs, tagged: list, out: Tensor) -> Tag:
@@ -435,17 +439,15 @@ class Roles:
         if saturating:  # (made whole: replaced() of four fields costs 0.5 µs more)
             rf, axes, chain, lost = tag.rf, tag.axes, tag.chain, tag.lost
             return record(Tag, (rf, axes, chain, lost, None, self.layer, None, None, tag.last_pool))
-        if keep:
-            return replaced(tag, pad=None)
-        return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
+        return unpadded(tag) if keep else cleared(tag)
 
     def _still_lost(self, func, tag: Tag, inputs: int) -> Tag:
         """A lost field stays lost, and the lint facts go as on a followed path: through a
         call linear in its input only, and never two branches' (a GELU or a residual sum
         between two linear layers is no collapse, §4.1)."""
         if inputs > 1 or func not in LINEAR_PATH:
-            return replaced(tag, pad=None, linear=None, squashed_by=None, flat=None)
-        return replaced(tag, pad=None)
+            return cleared(tag)
+        return unpadded(tag)
 
     def _lose(self, func, tag: Tag) -> Tag:
         name = call_name(func)

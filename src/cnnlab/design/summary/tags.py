@@ -68,6 +68,24 @@ def replaced(tag: Tag, **changes: Any) -> Tag:
 _AT = {name: i for i, name in enumerate(Tag._fields)}  # a Tag field's position
 
 
+def cleared(tag: Tag, pad: bool = True) -> Tag:
+    """replaced(tag, linear=None, squashed_by=None, flat=None), and pad=None if `pad`: the
+    lint facts of a path through linear ops dropped (after a call not linear in its input),
+    and F.pad's zeros. Written out for the calls of one input: 0.6 -> 0.2 µs."""
+    if tag.linear is None and tag.squashed_by is None and tag.flat is None:
+        if not pad or tag.pad is None:
+            return tag
+    rf, axes, chain, lost, _, _, _, zeros, pool = tag
+    return record(Tag, (rf, axes, chain, lost, None, None, None, None if pad else zeros, pool))
+
+
+def unpadded(tag: Tag) -> Tag:
+    """replaced(tag, pad=None), written out: F.pad's zeros are no longer around the map."""
+    if tag.pad is None:
+        return tag
+    return record(Tag, (*tag[:7], None, tag.last_pool))
+
+
 _PIXEL = Field(geometry.INPUT_RF.size, geometry.INPUT_RF.jump, geometry.INPUT_RF.start)
 INPUT_TAG = Tag((_PIXEL, _PIXEL), (2, 3))
 # the field of an output no input pixel reaches: every traced call of a tensor made from the

@@ -45,7 +45,7 @@ from cnnlab.design.summary.facts import (
     WindowFact,
     record,
 )
-from cnnlab.design.summary.rearrange import RESHAPED
+from cnnlab.design.summary.rearrange import RESHAPED, reshaped
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
 from cnnlab.design.summary.roles import Roles, call_name
 from cnnlab.design.summary.shortcuts import Shortcuts
@@ -295,8 +295,8 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
     def _view(self, func, args: tuple) -> Any:
         """`_call`'s steps for a `calls.VIEWS` call of one tensor by integers (x.flatten(2):
         a third of a token net's calls), past the tables it is in none of. (Torch disabled.)"""
-        x = args[0]
-        out = S.made(func, args, {}) if func in RESHAPED else None
+        x = args[0]  # (`shapes.made`'s step for these, straight: 0.4 µs less a call)
+        out = reshaped(func, args, {}, x) if func in RESHAPED and x.is_meta else None
         if out is None:
             out = func(*args)
         tag = getattr(x, TAG, None)
@@ -393,11 +393,9 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
                 return None
             if func is not None:  # (None: a property's read)
                 self.unknown_after(func, args, kwargs)
-        twin = self._twin
-        args = tuple(
-            type(a)(map(twin, a)) if type(a) in (list, tuple) else twin(a) for a in args
-        )  # fmt: skip
-        return args, {k: twin(v) for k, v in kwargs.items()}
+        twin = self._twin  # (a list, not a generator, and no dict made for no kwargs: 0.7 µs)
+        args = tuple([type(a)(map(twin, a)) if type(a) in (list, tuple) else twin(a) for a in args])
+        return args, {k: twin(v) for k, v in kwargs.items()} if kwargs else kwargs
 
     def _twin(self, t: Any) -> Any:
         if id(t) not in self.originals:
