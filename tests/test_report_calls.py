@@ -13,7 +13,7 @@ import torch
 
 from cnnlab import explain
 from cnnlab.explorer import create_app
-from cnnlab.report import facts
+from cnnlab.report import facts, show
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import load_run
 from tiny_nets import SHARED_RELU as SHARED
@@ -158,3 +158,28 @@ def test_a_residual_block_applied_twice_ends_its_stage_at_its_second_call(tmp_pa
     assert not torch.equal(sums[0], read[0])
     out = explain.feature_maps(run.model, x[:2], src.stages[:1])  # the label read back
     assert torch.equal(out["block #2"], read[0])
+
+
+def test_the_layers_table_names_each_call_as_the_summary_does(shared):
+    """The architecture table had three rows named `relu` (one per call); each is the call's
+    label, as `cnnlab summary` prints it. Truth: forward hooks on the leaf modules, counting
+    each module's calls in the order they run."""
+    _, run, src = shared
+    order, counts = [], {}
+    leaves = [(n, m) for n, m in run.model.named_modules() if not list(m.children())]
+
+    def seen(name):
+        def hook(m, i, o):
+            counts[name] = counts.get(name, 0) + 1
+            order.append(name if counts[name] == 1 else f"{name} #{counts[name]}")
+
+        return hook
+
+    hooks = [m.register_forward_hook(seen(n)) for n, m in leaves]
+    with torch.no_grad():
+        run.model.eval()(torch.zeros(1, *run.input_shape))
+    for hook in hooks:
+        hook.remove()
+    table = show.show_layers(facts._summary(src), None)[0]
+    assert [row[0] for row in table["rows"]] == order
+    assert order == ["c1", "relu", "c2", "relu #2", "c3", "relu #3", "head"]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from cnnlab.design.summary.render import call_label
 from cnnlab.diagnose import hidden_line
 from cnnlab.errors import ReportError
 from cnnlab.report import plots
@@ -115,7 +116,7 @@ def show_config(_, facts: Facts) -> Blocks:
 def show_layers(s, facts: Facts) -> Blocks:
     rows = [
         [
-            r.name,
+            call_label(r.name or "(model)", r.call),  # a module's second call: `relu #2`
             r.kind,
             "×".join(str(v) for v in r.output_shape),
             _num(r.params),
