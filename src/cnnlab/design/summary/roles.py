@@ -166,19 +166,8 @@ class Roles:
             kernel, stride = (d0 * (k0 - 1) + 1, d1 * (k1 - 1) + 1), w.stride
         before, pools = tag.linear if tag.linear is not None else (None, ())
         bias_n = 0 if bias is None else bias.numel()
-        fact = (
-            layer,
-            kind,
-            in_,
-            out,
-            kernel,
-            stride,
-            groups,
-            weight.numel(),
-            bias_n,
-            before,
-            pools,
-        )
+        fact = (layer, kind, in_, out, kernel, stride, groups, weight.numel(), bias_n, before,
+                pools)  # fmt: skip
         self.weights.append(record(WeightFact, fact))
         if tag.squashed_by is not None:
             self.squashes.append(SquashFact(tag.squashed_by, layer))
@@ -230,19 +219,19 @@ class Roles:
         the input's. An output size of 0 (torch makes an empty map) divides nothing, nor
         does an empty input (a window of 0 would have a stride of 0)."""
         in_map, out_map = tuple(x.shape[-2:]), tuple(out.shape[-2:])
-        divides = all(o and i and i % o == 0 for i, o in zip(in_map, out_map, strict=True))
+        (i0, i1), (o0, o1) = in_map, out_map  # (no generators: SE gates pool 16 times)
         linear = None
-        if divides and out_map != (1, 1):
-            k = tuple(i // o for i, o in zip(in_map, out_map, strict=True))
-            w = Window(k, k, (0, 0))
+        if o0 and i0 and i0 % o0 == 0 and o1 and i1 and i1 % o1 == 0 and out_map != (1, 1):
+            k = (i0 // o0, i1 // o1)
+            w = record(Window, (k, k, (0, 0), (1, 1), False, False, None))
             rf = C.window_rf(tag.rf, w)
-        else:
-            w = Window(in_map, in_map, (0, 0))  # as a pool over the whole map
+        else:  # as a pool over the whole map
+            w = record(Window, (in_map, in_map, (0, 0), (1, 1), False, False, None))
             rf = self._global(x, tag)
         if func in C.ADAPTIVE_AVG and tag.linear is not None:
             linear = (tag.linear[0], (*tag.linear[1], w))
         squashed = tag.squashed_by if func in C.ADAPTIVE_AVG else None
-        return Tag(rf, tag.axes, SIZE_FREE, None, linear, squashed, None, None, None)
+        return record(Tag, (rf, tag.axes, SIZE_FREE, None, linear, squashed, None, None, None))
 
     def _lengths(self, x: Tensor, tag: Tag) -> tuple[int, int]:
         """The map's height and width in x (merged into one axis: from the image and the
@@ -259,7 +248,8 @@ class Roles:
         in_map = self._lengths(x, tag)
         if in_map != (1, 1) and head:
             self.heads.append(HeadFact(self.layer, tag.rf, tuple(x.shape[1:])))
-        return tuple(global_rf(r, in_map[i], self.image[i]) for i, r in enumerate(tag.rf))
+        (r0, r1), (n0, n1), (e0, e1) = tag.rf, in_map, self.image  # (no generator: 0.5 µs)
+        return global_rf(r0, n0, e0), global_rf(r1, n1, e1)
 
     def _reshape_tag(self, x: Tensor, tag: Tag, out: Tensor) -> Tag:
         """view/reshape/flatten: an axis kept by position keeps its field; axes merged
@@ -311,10 +301,11 @@ class Roles:
         no head, where the map becomes a vector."""
         dims = ax.reduced_dims(C.arg(args, kwargs, P.reduce_dim_at(func), "dim"), x.dim())
         rf, axes = list(tag.rf), tag.axes
-        spatial = [i for i, a in enumerate(tag.axes) if a in dims]
+        spatial = [i for i in (0, 1) if axes[i] in dims]  # (a softmax of attention: 14 a LeViT)
         if len(spatial) == 2:
             rf = list(self._global(x, tag, func not in _SOFTMAX))
-        for i in spatial if len(spatial) == 1 else ():
+        elif spatial:
+            i = spatial[0]
             rf[i] = global_rf(rf[i], self._lengths(x, tag)[i], self.image[i])
         if func in C.REDUCES_SHAPE and out.dim() < x.dim():
             for ndim, d in enumerate(reversed(dims)):  # highest first: lower ones stay put
@@ -408,7 +399,7 @@ class Roles:
             size0, size1 = max(size0, f0.size), max(size1, f1.size)
         b0, b1 = base
         rf = (record(Field, (size0, b0.jump, b0.start)), record(Field, (size1, b1.jump, b1.start)))
-        return Tag(rf, axes, chain)
+        return record(Tag, (rf, axes, chain, None, None, None, None, None, None))
 
     def _elementwise(self, func, args, tagged: list, out: Tensor, kwargs=None, align=True) -> Tag:
         """Each output value from the inputs' values at its position (broadcast from the

@@ -108,15 +108,17 @@ def linear_shape(x: Tensor, weight: Any, bias: Any) -> tuple[int, ...] | None:
 def adaptive_shape(x: Tensor, output_size: Any) -> tuple[int, ...] | None:
     """The output shape of F.adaptive_avg_pool2d(x, output_size) on a (B, C, H, W) meta
     input; None where the kernel must run."""
-    if x.dim() != 4 or min(x.shape) < 1 or not x.is_floating_point():
+    shape = x.shape
+    if len(shape) != 4 or min(shape) < 1 or not x.is_floating_point():
         return None
-    size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+    size = output_size if isinstance(output_size, (tuple, list)) else (output_size, output_size)
     if len(size) != 2:
         return None
-    size = tuple(x.shape[2 + i] if s is None else s for i, s in enumerate(size))
-    if not all(type(s) is int and s >= 1 for s in size):
+    h, w = size  # (no generators: SE gates pool 16 times a MobileNet V3, 1 µs each)
+    h, w = shape[2] if h is None else h, shape[3] if w is None else w
+    if type(h) is not int or type(w) is not int or h < 1 or w < 1:
         return None
-    return (*x.shape[:2], *size)
+    return (shape[0], shape[1], h, w)
 
 
 def adaptive_1d(x: Tensor, output_size: Any) -> Tensor | None:

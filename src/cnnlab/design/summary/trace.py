@@ -343,8 +343,15 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
                     if tag.linear is not None and out is not t:  # x.contiguous() is x
                         self._use(t, tag)
             self._tag_outputs(func, args, kwargs, out, tagged, None)
+        if func in C.PROBABILITIES or (args and getattr(args[0], PROBABILITIES, None) is not None):
+            self._probabilities(func, args, kwargs, out)
+        return out
+
+    def _probabilities(self, func, args: tuple, kwargs: dict, out: Any) -> None:
+        """A softmax's output is probabilities, as is a reshape or clamp of them (`ended`
+        reads it); a call that changes them in place leaves none. (Asked only where func
+        makes them or its first argument is them: 0.4 µs less a call.)"""
         if func in _ENDS and C.keeps_probabilities(func, args, kwargs):
-            # a softmax's output, or a reshape or clamp of one (`ended` reads it)
             if func in C.PROBABILITIES:
                 made = (self.layer, _function_name(func), False)
             else:
@@ -354,7 +361,6 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         elif args and out is args[0] and getattr(out, PROBABILITIES, None) is not None:
             if func not in C.SAME:  # x.contiguous() is x, unchanged
                 setattr(out, PROBABILITIES, None)  # changed in place (y.mul_(2))
-        return out
 
     def _windowed(self, func, args: tuple, kwargs: dict, w: Window, run: bool) -> Any:
         """`_call` of a conv or pool: its tag comes from its input's alone (the first tagged
@@ -425,9 +431,13 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         elif isinstance(out, (tuple, list)):
             if func in C.WITH_INDICES:
                 out = out[:1]  # (values, indices)
+            tag, dim = None, None
             for t in out:
                 if isinstance(t, Tensor):
-                    retag(t, self._tag(func, args, kwargs, t, tagged, w))
+                    # a split's pieces have one tag (`tags.moved` reads their dim alone)
+                    if tag is None or func not in C.SPLIT or t.dim() != dim:
+                        tag, dim = self._tag(func, args, kwargs, t, tagged, w), t.dim()
+                    retag(t, tag)
 
 
 def _function_name(func: Any) -> str:
