@@ -18,6 +18,8 @@ Which function for what:
   `resolve_target(target, logits)` (None: the predicted class), `needs_gradients(name)`.
 * is it a classifier of these images ........ `classifier_misfit(model, (C, H, W), K)`: None,
   or why not (the layer that raised and the shapes it got, a tuple output, a softmax end).
+  `alone.batch_note(model, (C, H, W), title)`: a note when an image's eval-mode logits
+  change with the rest of its batch (a BatchNorm without running statistics).
 * name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
   ((name, output shape) in forward order), `image_maps` (the layers whose output is a
   feature map of the image: not a pad's, not a window attention's, not attention weights),

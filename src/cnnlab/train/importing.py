@@ -39,6 +39,7 @@ from cnnlab.inspect import (
     preserved,
     reloaded,
 )
+from cnnlab.inspect.alone import batch_note
 from cnnlab.inspect.progress import Progress
 from cnnlab.train import checkpoint
 from cnnlab.train.evaluate import evaluate
@@ -143,6 +144,7 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
     evaluation = _write(directory, config, model.state_dict(), test, progress)
     out = str(directory.path)
     notes = _tanh_note(model, info["input_shape"]) + _guessing_note(evaluation, test, info, options)
+    notes += batch_note(model, info["input_shape"], source.reference)
     evaluated = evaluation and evaluation.to_dict()
     return {"out": out, **info, "evaluation": evaluated, "notes": notes, **read}
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from cnnlab.data import Augment, Loader, to_float
 from cnnlab.errors import ConfigError, RunError
+from cnnlab.inspect.alone import batch_note
 from cnnlab.train import checkpoint, checkpointing, distributed, fp32_layers, guard, measure
 from cnnlab.train.config import TrainConfig, autocast_dtype, learning_rate, make_optimizer
 from cnnlab.train.datanotes import (
@@ -173,6 +174,8 @@ def _inputs(request: Request, dist) -> tuple:
         check_same_data(request.out, splits)  # before a step: the run's own images or none
     config, notes = resolve_flip(config, splits.name)
     notes += layout_note(choice.title, choice.layout.get("channels_last_refused"))
+    if choice.spec is None:  # a spec's BatchNorm keeps running statistics
+        notes += batch_note(choice.model, tuple(splits.train.shape), choice.title)
     notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
     notes += test_split_note(data) + split_folder_note(splits.name)
     return choice, splits, config, notes
