@@ -338,7 +338,9 @@ def _cat_shape(args: tuple, kwargs: dict) -> tuple | None:
     """The shape of torch.cat(tensors, dim) on meta tensors of one dtype whose shapes agree
     but along `dim`; None where torch must run (and raise its error)."""
     tensors, dim = arg(args, kwargs, 0, "tensors"), arg(args, kwargs, 1, "dim", 0)
-    if set(kwargs) - {"tensors", "dim"} or not isinstance(tensors, (list, tuple)) or not tensors:
+    if kwargs and not _CAT_KEYS.issuperset(kwargs):
+        return None
+    if not isinstance(tensors, (list, tuple)) or not tensors:
         return None
     first = tensors[0]
     if not isinstance(dim, int) or not isinstance(first, Tensor) or first.dim() == 0:
@@ -352,10 +354,14 @@ def _cat_shape(args: tuple, kwargs: dict) -> tuple | None:
         if not (isinstance(t, Tensor) and t.is_meta and t.dtype == dtype):
             return None
         other = tuple(t.shape)
-        if len(other) != len(shape) or other[:dim] != before or other[dim + 1 :] != after:
-            return None
+        if other != shape:  # (equal halves, GhostNet's and ShuffleNet's: no slices)
+            if len(other) != len(shape) or other[:dim] != before or other[dim + 1 :] != after:
+                return None
         total += other[dim]
     return (*before, total, *after)
+
+
+_CAT_KEYS = frozenset({"tensors", "dim"})
 
 
 def pad_shape(x: Tensor, pad: Any) -> tuple[int, ...] | None:

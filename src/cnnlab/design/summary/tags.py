@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlab import geometry
-from cnnlab.design.activations import activation_of, activation_of_call
+from cnnlab.design.activations import ACTIVATIONS, activation_of, activation_of_call
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary.facts import Field, Window, record
@@ -91,6 +91,7 @@ INPUT_TAG = Tag((_PIXEL, _PIXEL), (2, 3))
 # the field of an output no input pixel reaches: every traced call of a tensor made from the
 # image tags its output, so a row's untagged output read none of it (a relative-position bias)
 NO_PIXEL = Field(0, 0, 0.0)
+ACTIVATION_FUNCTIONS = frozenset(f for a in ACTIVATIONS.values() for f in a.functions)
 # ops through which the lint facts of §4.2/§5.2 pass: linear in their input
 LINEAR_PATH = (
     C.COLLAPSIBLE
@@ -105,6 +106,17 @@ LINEAR_PATH = (
     | C.PAD
     | C.both("add", "sub", "mean", "add_", "sub_")
     | C.fns("__add__", "__radd__", "__iadd__", "__sub__", "__isub__", owner=C.T)
+)
+
+
+# the calls `Roles._tag` sends to `_elementwise` whatever their arguments, straight: same
+# values, norm-like or pointwise (add, mul, relu), and of none of the roles it asks before
+_ROLES_BEFORE = C.LINEAR | C.PAD | C.ADAPTIVE | C.RESHAPE | C.PERMUTE | C.SPLIT | C.GETITEM
+_ROLES_BEFORE |= C.ROLL | C.JOIN | C.STACK | C.REDUCE
+ELEMENTWISE = frozenset(
+    f
+    for f in C.SAME | C.NORM_LIKE | C.SHIFTS | C.SCALES | C.DIVIDES | ACTIVATION_FUNCTIONS
+    if f not in _ROLES_BEFORE and (f in C.SAME or f in C.NORM_LIKE or C.pointwise(f))
 )
 
 
@@ -195,7 +207,7 @@ def combine(tagged: list, out: Tensor, align: bool) -> tuple[tuple[Field, Field]
         size, best = 0, None  # the largest field; the first largest of those spanning
         for tag, axes, full in spans:
             r = tag.rf[i]
-            size = max(size, r.size)
+            size = r.size if r.size > size else size
             if full[i] and axes[i] == where[i] and (best is None or r.size > best.size):
                 best = r
         r = lead[0].rf[i] if best is None else best
@@ -321,6 +333,19 @@ def activation(func, args, kwargs=None):
         return activation_of_call(func, args, kwargs)
     except (TypeError, IndexError):
         return None
+
+
+def one_input_rule(func, args=(), kwargs=None) -> tuple[bool, bool]:
+    """(saturating, keep) of a one-input element-wise call, for `Roles._one_input`."""
+    act = activation(func, args, kwargs)
+    return act is not None and act.saturates is not None, (
+        func in LINEAR_PATH or func in C.COLLAPSIBLE
+    )
+
+
+# the rules of the calls whose activation is theirs whatever the arguments (not hardtanh's)
+RULES = {f: one_input_rule(f) for f in ELEMENTWISE if getattr(activation(f, ()), "name", "")
+          != "hardtanh"}  # fmt: skip
 
 
 # torch's BatchNorm classes and the input dims each takes (as its _check_input_dim)
