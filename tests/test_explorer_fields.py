@@ -50,3 +50,37 @@ def test_a_conv_reading_half_a_chunk_has_its_own_field(layer):
     box = unit_box(fields[layer], 15, 15)
     rows = list(range(int(box["top"]), int(box["top"]) + box["height"]))
     assert rows == seen_rows(model, layer, 15, 15)
+
+
+class Functional(nn.Module):
+    """Pools and a fixed blur slid by the forward itself, as the PyTorch tutorials write
+    them: `F.avg_pool2d(F.relu(self.conv1(x)), 2)`; no module hook sees those windows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.conv3 = nn.Conv2d(2, 2, 3)
+        self.register_buffer("blur", torch.ones(2, 1, 3, 3) / 9)
+
+    def forward(self, x):
+        x = torch.nn.functional.avg_pool2d(torch.relu(self.conv1(x)), 2)  # stride = kernel
+        x = torch.nn.functional.conv2d(self.conv2(x), self.blur, padding="same", groups=2)
+        x = torch.nn.functional.avg_pool2d(x, kernel_size=3, stride=2, padding=1)
+        return self.conv3(x)
+
+
+@pytest.mark.parametrize("layer", ["conv2", "conv3"])
+def test_a_conv_after_windows_the_forward_slides_itself_has_their_field(layer):
+    """conv2 and conv3 were drawn 1×1 (the image's own pixels: no field was known for their
+    inputs) where conv2 sees 8×8 of the image and conv3, behind the blur and a padded pool,
+    24×24."""
+    torch.manual_seed(0)
+    model = Functional()
+    for p in model.parameters():
+        p.data.uniform_(0.1, 1.0)
+    i = {"conv2": 7, "conv3": 2}[layer]
+    fields = receptive_fields(model, torch.ones(1, 1, 31, 31))
+    box = unit_box(fields[layer], i, i)
+    rows = [r for r in range(int(box["top"]), int(box["top"]) + box["height"]) if 0 <= r < 31]
+    assert rows == seen_rows(model, layer, i, i)

@@ -122,15 +122,20 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
     made on it. A tensor made by a functional op (a residual `a + b`, `torch.cat`) is no
     layer's output: it gets the widest field among the tensors of its height and width made
     so far (a sum's: its widest term's). A padded tensor (F.pad, which padding modules call)
-    has its input's field, shifted by the pad before each axis (`padded_field`). A value per
-    image and channel computed from a map (a global pool) sees the whole map, and a map
-    multiplied by it (an SE gate) sees that too (`Fields.combined`).
+    has its input's field, shifted by the pad before each axis (`padded_field`); a window
+    the forward slides itself, outside any layer (F.max_pool2d), grows it as a layer would.
+    A value per image and channel computed from a map (a global pool) sees the whole map, and
+    a map multiplied by it (an SE gate) sees that too (`Fields.combined`).
     """
     fields, calls = Fields(x), Counter()
     out: dict[str, tuple[geometry.RF, geometry.RF]] = {}
 
+    def enter(m: nn.Module, args: tuple) -> None:
+        fields.inside += 1  # a leaf's own ops are its hook's to follow
+
     def hook(name: str):
         def fn(m: nn.Module, args: tuple, y: Any) -> None:
+            fields.inside -= 1
             calls[name] += 1  # every call counts, as CallOrder counts them
             if not args or not isinstance(args[0], Tensor) or not isinstance(y, Tensor):
                 return
@@ -152,7 +157,8 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
 
     code = weight_code(model)  # parametrizations run on weights, not on the image
     leaves = [(m, hook(n)) for n, m in model.named_modules() if n and n not in code and is_leaf(m)]
-    with Hooks().after(leaves), inspecting(model), torch.no_grad(), Pads(fields):
+    hooks = Hooks().before((m, enter) for m, _ in leaves).after(leaves)
+    with hooks, inspecting(model), torch.no_grad(), Pads(fields):
         forward(model, x, logits=False)
     return out
 

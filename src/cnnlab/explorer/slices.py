@@ -127,10 +127,44 @@ def covering(rf: geometry.RF, n: int, box: geometry.RF) -> geometry.RF:
 # Ops whose smaller output is a part of their input, not a value computed from all of it.
 _PARTS = frozenset({Tensor.__getitem__, Tensor.narrow, torch.narrow, Tensor.select, torch.select})
 
+# Windows a forward slides itself (`F.max_pool2d(F.relu(self.conv1(x)), 2)`, the PyTorch
+# tutorials' way), with the names of their arguments in order: no module hook sees them, and
+# the conv after such a pool was drawn with the 1×1 field of the image's own pixels.
+_WINDOWS = {
+    F.max_pool2d: ("input", "kernel_size", "stride", "padding", "dilation"),
+    torch.max_pool2d: ("input", "kernel_size", "stride", "padding", "dilation"),
+    F.avg_pool2d: ("input", "kernel_size", "stride", "padding"),
+    torch.conv2d: ("input", "weight", "bias", "stride", "padding", "dilation"),
+}
+
+
+def window_geometry(func, args: tuple, kwargs: dict) -> geometry.LayerGeometry | None:
+    """(kernel, stride, padding before, dilation) as (h, w) pairs of a `_WINDOWS` call, from
+    its arguments; torch's defaults where they are not given (a pool's stride: its kernel;
+    padding 'same': half of D(K − 1) before, the rest after, as torch pads it)."""
+    names = _WINDOWS[func]
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    pair = torch.nn.modules.utils._pair
+    if func is torch.conv2d:
+        kernel = tuple(given["weight"].shape[2:])
+        stride = pair(given.get("stride", 1))
+    else:
+        kernel = pair(given["kernel_size"])
+        stride = pair(given.get("stride") or kernel)  # None or [] (torch's): the kernel
+    dilation = pair(given.get("dilation", 1))
+    padding = given.get("padding", 0)
+    if isinstance(padding, str):  # 'valid' or 'same' (stride 1)
+        padding = tuple(
+            0 if padding == "valid" else d * (k - 1) // 2
+            for k, d in zip(kernel, dilation, strict=True)
+        )
+    return geometry.LayerGeometry(kernel, stride, pair(padding), dilation)
+
 
 class Pads(TorchFunctionMode):
     """Follows the ops between layers for `Fields` (`seen`: a Fields): each F.pad(x, pad) = y
     (a padding module pads with it, as a forward that pads its conv's input itself does),
+    each window a forward slides itself (`_WINDOWS`: F.max_pool2d, F.avg_pool2d, F.conv2d),
     and every other op's output by `Fields.combined`."""
 
     def __init__(self, seen: Fields) -> None:
@@ -147,6 +181,10 @@ class Pads(TorchFunctionMode):
             pad = args[1] if len(args) > 1 else kwargs.get("pad")
             if isinstance(x, Tensor) and pad is not None:
                 self.seen.padded(x, pad, y)
+        elif func in _WINDOWS and not self.seen.inside:
+            x = args[0] if args else kwargs.get("input")
+            if isinstance(x, Tensor):
+                self.seen.windowed(x, window_geometry(func, args, kwargs), y)
         elif func not in _PARTS:
             self.seen.combined([*_tensors(args), *_tensors(kwargs.values())], y)
         return y
@@ -177,6 +215,7 @@ class Fields:
         self.made: list[Tensor] = [x]  # kept alive so that no id is reused during the pass
         # the field of the last tensor made on each storage: a view of it (a chunk) has it
         self.on_storage = {x.untyped_storage().data_ptr(): self.fields[id(x)]}
+        self.inside = 0  # how many layers' forwards run now (their hooks follow their ops)
 
     def known(self, t: Tensor) -> tuple[geometry.RF, geometry.RF] | None:
         """t's field if it was given one: its own, else its storage's (a view of it)."""
@@ -203,6 +242,18 @@ class Fields:
         """`Pads`' callback: y = F.pad(x, pad) has x's field shifted by the pad."""
         if (rf := self.of(x)) is not None and x.dim() == y.dim() == 4:
             self.set(y, padded_field(rf, pad))
+
+    def windowed(self, x: Tensor, g: geometry.LayerGeometry, y: Tensor) -> None:
+        """`Pads`' callback: y, a window `g` slid over x outside any layer, sees each window's
+        fields together (geometry.rf_step on each axis)."""
+        if (rf := self.of(x)) is not None and x.dim() == y.dim() == 4:
+            self.set(
+                y,
+                tuple(
+                    geometry.rf_step(rf[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a])
+                    for a in (0, 1)
+                ),
+            )
 
     def combined(self, inputs: list[Tensor], y: Tensor) -> None:
         """The field of y, which an op between layers made from `inputs`, where the whole map
