@@ -84,3 +84,31 @@ def test_a_conv_after_windows_the_forward_slides_itself_has_their_field(layer):
     box = unit_box(fields[layer], i, i)
     rows = [r for r in range(int(box["top"]), int(box["top"]) + box["height"]) if 0 <= r < 31]
     assert rows == seen_rows(model, layer, i, i)
+
+
+class Shortcut(nn.Module):
+    """A residual block's two readers of one functional ReLU's output: a wide conv, then the
+    1×1 shortcut, which reads the ReLU's output after the wide conv's is made."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+        self.wide = nn.Conv2d(2, 2, 7, padding=3)
+        self.short = nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        return torch.relu(self.wide(x) + self.short(x))
+
+
+def test_a_shortcut_conv_reading_a_functional_relu_has_the_relus_field():
+    """The shortcut was drawn 9 px (the wide conv's field: the widest of its size made
+    before it read) where it sees the stem's 3."""
+    torch.manual_seed(0)
+    model = Shortcut()
+    for p in model.parameters():
+        p.data.uniform_(0.1, 1.0)
+    fields = receptive_fields(model, torch.ones(1, 1, 31, 31))
+    box = unit_box(fields["short"], 15, 15)
+    rows = list(range(int(box["top"]), int(box["top"]) + box["height"]))
+    assert rows == seen_rows(model, "short", 15, 15)

@@ -260,8 +260,11 @@ class Fields:
         reaches it: a value per image and channel computed from a map (a global pool, a mean
         over H and W) sees every unit of it (`whole_axis`); one computed from such values
         alone (the SE gate's convs, sigmoid, a view to (B, C, 1, 1)) sees what they see; a
-        map combined with one (x · g) sees that too (`covering`). Other ops are left to
-        `of`: a layer reading their output takes the widest field of its size."""
+        map combined with one (x · g) sees that too (`covering`). Another op between layers
+        (F.relu, a sum of branches) gives its map the widest field of its inputs of its size,
+        when it is made: a shortcut conv reading a functional ReLU's output after a wider
+        branch was computed took that branch's field (`of`: the widest of its size made so
+        far). Ops inside a layer are left to its hook."""
         if _is_global(y):
             maps = [t for t in inputs if t.dim() == 4 and t.shape[2] * t.shape[3] > 1]
             rf = self.of(maps[0]) if maps else None
@@ -274,11 +277,13 @@ class Fields:
         if y.dim() != 4:
             return
         box = self._widest([g for g in inputs if g.dim() == 4 and g.shape[2:] == (1, 1)])
-        if box is None:
+        if box is None and self.inside:
             return
         same = [t for t in inputs if t.dim() == 4 and t.shape[2:] == y.shape[2:]]
         rf = max(filter(None, map(self.of, same)), key=_span, default=None)
-        if rf is not None:
+        if rf is not None and box is None:  # a sum of branches, a ReLU: its widest input's
+            self.set(y, rf)
+        elif rf is not None:
             h, w = y.shape[2:]
             self.set(y, (covering(rf[0], h, box[0]), covering(rf[1], w, box[1])))
 
