@@ -67,3 +67,22 @@ def test_spec_text_without_a_space_after_a_colon_is_told_so(capsys):
     assert main(["summary", "layers:make_net"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("is a model from code, not a spec: give it as --model layers:make_net"), err
+
+
+def test_a_model_reference_without_its_factory_is_told_to_name_it(tmp_path, capsys, monkeypatch):
+    """`--model mynet` (mynet.py beside it) was told only that 'mynet' is neither a preset nor
+    a spec file, by train, summary and import alike."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mynet.py").write_text(CODE)
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    for argv in (
+        ["train", "--model", "mynet", "--data", "digits", "--out", "runs/x"],
+        ["summary", "--model", "mynet", "--input", "1,8,8"],
+        ["import", "--model", "mynet", "--weights", "w.safetensors", "--out", "runs/y"],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "neither a preset" in err, err
+        assert err.endswith(
+            "--model mynet.py:FACTORY (FACTORY: the function in it that returns your nn.Module)"
+        ), err

@@ -222,7 +222,16 @@ def parse_model_ref(ref: str, args: list[str] | tuple[str, ...] = ()) -> ModelSo
             )
         if args:
             raise SpecError(f"--model-arg applies to code references (file.py:factory), not {ref}")
-        return ModelSource("spec", ref, spec=load_spec(ref))
+        try:
+            return ModelSource("spec", ref, spec=load_spec(ref))
+        except SpecError as error:
+            code = Path(f"{ref}.py").expanduser()
+            if Path(ref).expanduser().exists() or not code.is_file():  # a spec's own fault
+                raise
+            raise SpecError(
+                f"{error}; for the model in {code}, name its factory after a colon: --model "
+                f"{code}:FACTORY (FACTORY: the function in it that returns your nn.Module)"
+            ) from None
     where = match["where"]
     if where.endswith(".py") or "/" in where or os.sep in where:
         file = _code_file(ref, Path(where).expanduser())
