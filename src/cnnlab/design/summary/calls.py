@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnlab import geometry
 from cnnlab.design.summary import axes
-from cnnlab.design.summary.facts import Field, Window
+from cnnlab.design.summary.facts import Field, Window, record
 
 
 class Refused(RuntimeError):
@@ -222,12 +222,18 @@ def field_step(rf: Field, kernel: int, stride: int, padding: int, dilation: int)
 
 
 def window_rf(rf: tuple[Field, Field], w: Window) -> tuple[Field, Field]:
-    """The receptive field (height, width) after window w (`field_step` per axis); a 1×1
-    window of stride 1 without padding (a pointwise conv: half a MobileNet's) keeps it."""
+    """The receptive field (height, width) after window w: `field_step` per axis, its formula
+    written out for both (at every conv and pool: 1.3 -> 0.7 µs); a 1×1 window of stride 1
+    without padding (a pointwise conv: half a MobileNet's) keeps it."""
     if w.kernel == w.stride == (1, 1) and w.padding == (0, 0):
         return rf
     (k0, k1), (s0, s1), (p0, p1), (d0, d1) = w.kernel, w.stride, w.padding, w.dilation
-    return field_step(rf[0], k0, s0, p0, d0), field_step(rf[1], k1, s1, p1, d1)
+    (size0, jump0, start0), (size1, jump1, start1) = rf
+    reach0, reach1 = d0 * (k0 - 1), d1 * (k1 - 1)  # extent − 1, in the window's input units
+    return (
+        record(Field, (size0 + reach0 * jump0, jump0 * s0, start0 + (reach0 / 2 - p0) * jump0)),
+        record(Field, (size1 + reach1 * jump1, jump1 * s1, start1 + (reach1 / 2 - p1) * jump1)),
+    )
 
 
 # geometry's functions check every argument; a ResNet-50 trace asks ~1,500 times about a few
@@ -236,23 +242,31 @@ def window_rf(rf: tuple[Field, Field], w: Window) -> tuple[Field, Field]:
 # from one model makes a later call on it faster than a first call.
 @functools.lru_cache(4096)
 def window_out(size: tuple[int, int], w: Window) -> tuple[int, int]:
-    """(H, W) out of window w over a `size` map (geometry.conv_output_size per axis, then
-    ceil_mode's extra window where it starts inside the map); raises geometry's SpecError
-    below 1×1. With ceil_mode, torch's ⌈(I + P_before + P_after − D(K − 1) − 1) / S⌉ + 1,
-    less a last window that would start in the padding after the map."""
-    out = []
-    for i in (0, 1):
-        k, s, d, pads = w.kernel[i], w.stride[i], w.dilation[i], w.pads(i)
-        short = d * (k - 1) + 1 - size[i] - sum(pads)  # how much wider than the padded map
-        if w.ceil_mode and short > 0 and s > short:  # torch allows it: one window, the whole map
-            out.append(1)
-            continue
-        n = geometry.window_length(size[i], k, *pads, s, d)
-        partial = (size[i] + sum(pads) - d * (k - 1) - 1) % s
-        if w.ceil_mode and partial and n * s < size[i] + pads[0]:
-            n += 1  # a last, partial window that starts inside the map
-        out.append(n)
-    return tuple(out)
+    """(H, W) out of window w over a `size` map (`windows_along` per axis); raises
+    geometry's SpecError below 1×1."""
+    (k0, k1), (s0, s1), (d0, d1) = w.kernel, w.stride, w.dilation
+    (b0, b1), (a0, a1) = w.padding, w.padding if w.after is None else w.after
+    ceil = w.ceil_mode  # (no loop over the axes, no w.pads(): a miss 1.4 -> 0.6 µs)
+    return (
+        windows_along(size[0], k0, s0, d0, b0, a0, ceil),
+        windows_along(size[1], k1, s1, d1, b1, a1, ceil),
+    )
+
+
+def windows_along(
+    size: int, kernel: int, stride: int, dilation: int, before: int, after: int, ceil_mode: bool
+) -> int:
+    """The windows along one axis: geometry.conv_output_size, then ceil_mode's extra window
+    where it starts inside the map. With ceil_mode, torch's
+    ⌈(I + P_before + P_after − D(K − 1) − 1) / S⌉ + 1, less a last window that would start in
+    the padding after the map."""
+    extent, padded = dilation * (kernel - 1) + 1, size + before + after
+    if ceil_mode and extent > padded and stride > extent - padded:
+        return 1  # torch allows it: one window, the whole map
+    n = geometry.window_length(size, kernel, before, after, stride, dilation)
+    if ceil_mode and (padded - extent) % stride and n * stride < size + before:
+        n += 1  # a last, partial window that starts inside the map
+    return n
 
 
 def clear_caches() -> None:

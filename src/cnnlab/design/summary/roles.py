@@ -109,25 +109,27 @@ class Roles:
 
     def _window_tag(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> Tag:
         """A conv or pool: the field grows, the chain gets the window, the facts are noted."""
-        layer = self.layer
-        shape = x.shape
+        # the tag read once (ten reads of its fields: 0.3 µs)
+        field, axes, chain, lost, linear, squashed, flat, zeros, last_pool = tag
+        layer, shape = self.layer, x.shape
         n = len(shape)
         size = (shape[-2], shape[-1]) if n > 1 else tuple(shape[-2:])
-        pad = tag.pad if tag.pad is not None and w.padding == (0, 0) else None
+        pad = zeros if zeros is not None and w.padding == (0, 0) else None
         if pad is not None:  # the real map inside F.pad's zeros
             size = (size[0] - pad[0] - pad[1], size[1] - pad[2] - pad[3])
         self.windows.append(record(WindowFact, (layer, w, size, pad)))
-        on_map = tag.axes == (n - 2, n - 1)
+        on_map = axes == (n - 2, n - 1)
         rf = None
-        chain = (w, tag.chain) if on_map and isinstance(tag.chain, tuple) else tag.chain
-        if tag.rf is not None and not on_map and n > 2:
+        if on_map and isinstance(chain, tuple):
+            chain = (w, chain)
+        if field is not None and not on_map and n > 2:
             rf, chain = self._off_map(func, args, kwargs, x, tag, w), None
-        elif tag.rf is not None and (on_map or _pointwise(w)):
-            rf = C.window_rf(tag.rf, w)
+        elif field is not None and (on_map or _pointwise(w)):
+            rf = C.window_rf(field, w)
         if w.ceil_mode and on_map and all(C.covers(shape[-2 + i], w, i) for i in (0, 1)):
-            rf = self._global(x, tag) if tag.rf is not None else None  # a global pool
+            rf = self._global(x, tag) if field is not None else None  # a global pool
             chain = SIZE_FREE
-        if rf is None and tag.rf is not None:
+        if rf is None and field is not None:
             return self._lose(func, tag)
         if func in C.CONV:
             if len(args) == 7:  # as nn.Conv2d calls it
@@ -136,15 +138,13 @@ class Roles:
                 weight, bias = C.arg(args, kwargs, 1, "weight"), C.arg(args, kwargs, 2, "bias")
                 groups = C.arg(args, kwargs, 6, "groups", 1)
             linear = (self._weight("conv", weight, bias, groups, tag, w, layer), ())
-            pool = tag.last_pool if _keeps_size(w) else None  # else the conv sets the size
-            return record(Tag, (rf, tag.axes, chain, tag.lost, linear, None, None, None, pool))
-        squashed, linear, flat = None, None, None
+            pool = last_pool if _keeps_size(w) else None  # else the conv sets the size
+            return record(Tag, (rf, axes, chain, lost, linear, None, None, None, pool))
         if func in C.AVG_POOL:
-            squashed, flat = tag.squashed_by, tag.flat
-            linear = None if tag.linear is None else (tag.linear[0], (*tag.linear[1], w))
-        return record(
-            Tag, (rf, tag.axes, chain, tag.lost, linear, squashed, flat, None, (layer, w))
-        )
+            linear = None if linear is None else (linear[0], (*linear[1], w))
+        else:
+            linear = squashed = flat = None
+        return record(Tag, (rf, axes, chain, lost, linear, squashed, flat, None, (layer, w)))
 
     def _off_map(self, func, args, kwargs, x: Tensor, tag: Tag, w: Window) -> tuple:
         """The fields after a conv or pool whose two axes are not the map's (triplet

@@ -241,18 +241,18 @@ class Shortcuts:
         state = vars(module)
         p = state["_parameters"]
         weight, bias, groups = p.get("weight"), p.get("bias"), state["groups"]
-        shape, dtype = x.shape, x.dtype
+        if weight is None:
+            return None
+        shape, dtype, kernel = x.shape, x.dtype, weight.shape  # (each read once: 0.13 µs)
         if (
-            weight is None
-            or len(shape) != 4
+            len(shape) != 4
             or state["padding_mode"] != "zeros"
-            or weight.shape[1] * groups != shape[1]
-            or not weight.shape[0]  # 0 output channels: torch refuses (`refusals.py`)
+            or kernel[1] * groups != shape[1]
+            or not kernel[0]  # 0 output channels: torch refuses (`refusals.py`)
             or weight.dtype != dtype
-            or (bias is not None and (bias.dtype != dtype or bias.shape != weight.shape[:1]))
+            or (bias is not None and (bias.dtype != dtype or bias.shape != kernel[:1]))
         ):
             return None
-        kernel = weight.shape
         k = (kernel[2], kernel[3])
         w = C.conv_window_of(k, state["stride"], state["padding"], state["dilation"])
         if w is None:
