@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from cnnlab.cli.rundata import RUN_HELP
+from cnnlab.cli.rundata import RUN_HELP, load_run_at
 from cnnlab.cli.tables import column, literal
 from cnnlab.errors import ConfigError
 
@@ -85,13 +85,12 @@ def _batches(x, y, size: int = 256, limit: int = 512) -> list:
 def _run(args: argparse.Namespace) -> int:
     from cnnlab import diagnose
     from cnnlab.cli.progress import progress_bar
-    from cnnlab.train.rundir import load_run
 
     if args.limit < 1:
         raise ConfigError(f"--limit must be a number of images >= 1, got {args.limit}")
     if not 0 <= args.threshold <= 1:  # the library's check, named as the option typed
         raise ConfigError(f"--threshold is a share of units, from 0 to 1; got {args.threshold}")
-    run = load_run(args.run_dir)
+    run = load_run_at(args.run_dir)  # a changed model file accepted: said
     with progress_bar() as progress:  # the images read, then three passes, each its own bar
         x, y = _images(run, args, progress)
         dead = diagnose.dead_units(run.model, x, threshold=args.threshold, progress=progress)

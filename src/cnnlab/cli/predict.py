@@ -6,7 +6,7 @@ import json
 import sys
 
 from cnnlab.cli.notes import print_channel_note, print_frames_note
-from cnnlab.cli.rundata import RUN_HELP
+from cnnlab.cli.rundata import RUN_HELP, load_run_at
 from cnnlab.cli.tables import literal
 from cnnlab.errors import CnnlabError
 
@@ -26,11 +26,10 @@ def _predict(args) -> int:
     from cnnlab.cli.progress import progress_bar
     from cnnlab.data.folder import expand_folders, shown  # cnnlab.data brings torch
     from cnnlab.train.evaluate import predict, resize_note
-    from cnnlab.train.rundir import load_run
 
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, got {args.top}")
-    run = load_run(args.run_dir)
+    run = load_run_at(args.run_dir)  # a changed model file accepted: said
     named, args.images = set(args.images), expand_folders(args.images)
     # a folder's unreadable file is skipped and named, as training skips it; one the user
     # named stays an error (a corrupt photo among a folder's stopped the whole command),
