@@ -41,3 +41,22 @@ def test_each_command_says_the_changed_code_it_was_let_use(tmp_path, capsys, mon
             "(CNNLAB_ACCEPT_CHANGED_CODE=1), so it may not be the network the weights were "
             "imported as"
         ], argv
+
+
+def test_the_report_says_its_model_was_built_from_changed_code(tmp_path, monkeypatch):
+    """The report's Spec part showed the record of the file as trained (its old hash) for a
+    model built from the file as it is now."""
+    from cnnlab.report.sources import Budget, Sources
+    from cnnlab.train.rundir import load_run
+
+    run = imported_run(tmp_path, tiny_net_source(), data="digits")
+    code = tmp_path / "nets.py"
+    assert "changed" not in Sources(run, load_run(run), None, Budget()).spec_text()
+    code.write_text(code.read_text() + "# a comment added later\n")
+    now = hashlib.sha256(code.read_bytes()).hexdigest()
+    monkeypatch.setenv("CNNLAB_ACCEPT_CHANGED_CODE", "1")
+    text = Sources(run, load_run(run), None, Budget()).spec_text()
+    assert text.splitlines()[-1] == (
+        f"# {code} has changed since: sha256 {now} now; this report's model is built from it "
+        "as it is now (CNNLAB_ACCEPT_CHANGED_CODE=1)"
+    )

@@ -118,10 +118,18 @@ class Sources:
         return tuple(self.config.get("input_shape") or ())
 
     def spec_text(self) -> str:
-        """spec.yaml as written, or where a model from code comes from (it has no spec)."""
+        """spec.yaml as written, or where a model from code comes from (it has no spec), and
+        whether that code has changed since (opened with CNNLAB_ACCEPT_CHANGED_CODE=1)."""
         if not (self.path / SPEC).is_file():
-            record = json.dumps(self.config.get("model"), indent=2)
-            return f"# no {SPEC}: the model comes from code\n{record}"
+            record = self.config.get("model")
+            text = f"# no {SPEC}: the model comes from code\n{json.dumps(record, indent=2)}"
+            source = getattr(self.run, "source", None)
+            if getattr(source, "kind", None) == "code" and source.sha256 != record.get("sha256"):
+                text += (
+                    f"\n# {source.file} has changed since: sha256 {source.sha256} now; this "
+                    "report's model is built from it as it is now (CNNLAB_ACCEPT_CHANGED_CODE=1)"
+                )
+            return text
         return (self.path / SPEC).read_text(encoding="utf-8", errors="backslashreplace")
 
     @_once
