@@ -45,6 +45,19 @@ class Forced(nn.Module):
 
 def forced():
     return Forced()
+
+
+class Dropped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = net()
+
+    def forward(self, x):
+        return torch.nn.functional.dropout(self.body(x), 0.5)  # training=True unless given
+
+
+def dropped():
+    return Dropped()
 """
 
 
@@ -67,8 +80,8 @@ def _alone_differs(model: nn.Module) -> bool:
         return not torch.allclose(model(x)[:1], model(x[:1]), rtol=1e-4, atol=1e-5)
 
 
-def _batch_notes(notes: list[str]) -> list[str]:
-    return [n for n in notes if "other images share its batch" in n]
+def _batch_notes(notes: list[str], said: str = "other images share its batch") -> list[str]:
+    return [n for n in notes if said in n]
 
 
 def test_training_a_batchnorm_without_running_statistics_says_so():
@@ -106,3 +119,21 @@ def test_the_check_leaves_the_models_statistics_and_modes_as_they_were(tmp_path)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert all(m.training for m in model.modules())
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_importing_a_dropout_left_on_in_eval_says_so(tmp_path):
+    """F.dropout(x, p) trains unless told otherwise: its eval-mode logits change from one
+    forward to the next (torch itself: the same image twice), and the note said the batch
+    did it ('a layer mixes the images of a batch')."""
+    from safetensors.torch import save_file
+
+    (tmp_path / "nets.py").write_text(NETS)
+    ref = parse_model_ref(f"{tmp_path / 'nets.py'}:dropped")
+    save_file(ref.build().state_dict(), tmp_path / "w.safetensors")
+    result = import_run(ref, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    model = ref.build().eval()
+    x = torch.rand(1, 1, 8, 8)
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+    [note] = _batch_notes(result["notes"], "at each eval-mode forward")
+    assert "F.dropout(x, p)" in note and "training=self.training" in note

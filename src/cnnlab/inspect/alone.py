@@ -4,11 +4,14 @@ In eval mode a classifier is a function of each image alone: model(x)[0] = model
 A BatchNorm without running statistics (`track_running_stats=False`) normalizes by the
 batch's own mean and variance in eval mode too, and so does one that the model's forward puts
 in training mode; then `cnnlab eval` (batches of 256), `predict` (the files given together)
-and `explain` or the explorer (one image) give one image different answers. `batch_note`
-says so, naming the layers, from two forwards of two random images.
+and `explain` or the explorer (one image) give one image different answers. So, in every
+call, does a dropout left on in eval mode (`F.dropout(x, p)`, whose `training` is True unless
+given). `batch_note` says which, naming the layers, from three forwards of random images.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -23,29 +26,40 @@ from cnnlab.inspect.preserve import preserved
 TOLERANCE = 1e-3
 
 
-def batch_dependence(model: nn.Module, input_shape) -> tuple[float, list[str]]:
-    """(max |model(x)[0] − model(x[:1])[0]| / max |model(x)[0]|, the names of the modules in
-    training mode after those eval-mode forwards) for x two standard-normal (C, H, W) images
-    (a fixed seed; the global RNG untouched). Model, modes and buffers are left as they were
-    (a forward that trains a BatchNorm moves its statistics). (0.0, []) where the forwards
-    fail or give no finite tensor: the checks of the output (`classifier_misfit`) speak then."""
+class Answers(NamedTuple):
+    """How one image's eval-mode logits move: `batch` when a second image joins it in the
+    batch, `repeat` between two forwards of it alone (a share of their largest magnitude);
+    `training`: the modules in training mode after those eval-mode forwards."""
+
+    batch: float
+    repeat: float
+    training: list[str]
+
+
+def batch_dependence(model: nn.Module, input_shape) -> Answers:
+    """The `Answers` of `model` for x two standard-normal (C, H, W) images (a fixed seed;
+    the global RNG untouched): max |model(x)[0] − model(x[:1])[0]| / max |model(x)[0]|, and
+    the same between two forwards of x[:1]. Model, modes and buffers are left as they were (a
+    forward that trains a BatchNorm moves its statistics). All 0 where the forwards fail or
+    give no finite tensor: the checks of the output (`classifier_misfit`) speak then."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(2, *input_shape, generator=generator).to(device_of(model))  # (2, C, H, W)
     # train=True keeps the buffers and RNG; the forwards themselves run in eval mode
     with preserved(model, train=True), torch.no_grad():
         model.eval()
         try:
-            together, alone = model(x), model(x[:1])
+            outs = [model(x)[:1], model(x[:1]), model(x[:1])]  # (1, K) each
         except Exception:  # noqa: BLE001 - the output checks name what failed and where
-            return 0.0, []
+            return Answers(0.0, 0.0, [])
         training = [name for name, m in model.named_modules() if m.training]
-    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in (together, alone)):
-        return 0.0, []
-    first, one = together[:1].float(), alone.float()
-    if first.shape != one.shape or not (first.isfinite().all() and one.isfinite().all()):
-        return 0.0, []
+    if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in outs):
+        return Answers(0.0, 0.0, [])
+    first, one, again = (t.float() for t in outs)
+    if not (first.shape == one.shape == again.shape) or not all(t.isfinite().all() for t in outs):
+        return Answers(0.0, 0.0, [])
     scale = first.abs().max().clamp_min(1e-12)
-    return float((first - one).abs().max() / scale), training
+    moved = (first - one).abs().max() / scale
+    return Answers(float(moved), float((one - again).abs().max() / scale), training)
 
 
 def batch_statistics_layers(model: nn.Module) -> list[str]:
@@ -60,8 +74,17 @@ def batch_statistics_layers(model: nn.Module) -> list[str]:
 
 def batch_note(model: nn.Module, input_shape, title: str) -> list[str]:
     """The note of a model whose eval-mode logits for an image change with the rest of its
-    batch (`batch_dependence` above `TOLERANCE`): what does it and the fix; none otherwise."""
-    moved, training = batch_dependence(model, input_shape)
+    batch, or from one forward to the next (`batch_dependence` above `TOLERANCE`): what does
+    it and the fix; none otherwise."""
+    moved, repeat, training = batch_dependence(model, input_shape)
+    if repeat > TOLERANCE:  # random in eval mode: no batch needed to move it
+        return [
+            f"{title} gives one image other logits at each eval-mode forward (they moved by "
+            f"{repeat:.0%} of their largest between two): something random runs in eval mode, "
+            "as F.dropout(x, p) does, whose training argument is True unless given; eval, "
+            "predict, explain and the explorer then answer differently at each call; pass "
+            "training=self.training, or use an nn.Dropout module"
+        ]
     if moved <= TOLERANCE:
         return []
     no_stats = batch_statistics_layers(model)
