@@ -150,3 +150,12 @@ def test_a_mistyped_parameter_name_gets_the_nearest_one(nets, capsys):
     assert "->" not in err[0]  # the signature's arguments, not its return annotation
     assert main(["summary", "--model", "nets.py:make_net", "--model-arg", "width=8",
                  "--input", "1,8,8"]) == 0  # fmt: skip
+
+
+@pytest.mark.parametrize("arg", ["act=gelu", "classes=ten"])
+def test_the_value_is_named_as_it_was_typed(nets, capsys, arg):
+    """`act=gelu` was named `act='gelu'`, the very form the advice then asks for, so the
+    message read as refusing what it recommends. Truth: the argument as given."""
+    code, err = _summary(capsys, "make_net", arg)
+    assert code == 2
+    assert f"--model-arg {arg} is not " in err[0], err[0]

@@ -95,7 +95,8 @@ _WANTS = {"int": ("a number", 10), "float": ("a number", 0.5), "bool": ("True or
 def _not_literal(name: str, text: str, ref: str, declared: Declaration | None) -> str:
     """The advice for a --model-arg value that is no literal: a number, or True/False, when
     the factory declares the parameter so (quotes would pass it as text), else quotes the
-    shell keeps."""
+    shell keeps. The value is shown as it came (`act=gelu`): its repr, `act='gelu'`, read as
+    the quoted form the advice then asks for."""
     if declared is not None and declared[0] in _WANTS:
         kind, default = declared.kind, declared.default
         wants, example = _WANTS[kind]
@@ -106,11 +107,11 @@ def _not_literal(name: str, text: str, ref: str, declared: Declaration | None) -
         else:
             fix = f"e.g. --model-arg {name}={example if default is None else default!r}"
         return (
-            f"--model {ref}: --model-arg {name}={text!r} is not {wants}, which {factory}'s "
+            f"--model {ref}: --model-arg {name}={text} is not {wants}, which {factory}'s "
             f"{name} takes ({told}): {fix}"
         )
     return (
-        f"--model {ref}: --model-arg {name}={text!r} is not a Python literal; quote "
+        f"--model {ref}: --model-arg {name}={text} is not a Python literal; quote "
         f"strings so the shell keeps the quotes: --model-arg \"{name}='{text}'\""
     )
 
