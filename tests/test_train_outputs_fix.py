@@ -45,3 +45,18 @@ def test_building_keeps_no_record_of_the_factory_in_the_module(tmp_path):
         parse_model_ref(f"{tmp_path / 'nets.py'}:make", [f"width={width}"]).build()
     after = {k: len(v) for k, v in vars(source).items() if isinstance(v, dict)}
     assert after == before
+
+
+def test_a_factory_none_of_whose_arguments_set_the_count_is_told_to_change_its_layer():
+    """make_net(width=32) given width=8 gives 10 outputs: no argument set them (an int default
+    of 32, not 10; the 8 given is not 10 either), yet the fix said `--model-arg NAME=3`."""
+    record = {"kind": "code", "reference": "mynet.py:make_net", "args": {"width": "8"}}
+    fix = outputs_fix(record, 3, 10, ({"width": 32}, False))
+    assert "NAME" not in fix
+    assert fix == (
+        "give it 3 outputs: no argument of make_net(width) set its 10 (none defaults to 10), "
+        "so change its last layer to 3 outputs (or give make_net a parameter for them)"
+    )
+    # a parameter without a default may be the one: it is named
+    fix = outputs_fix(record, 3, 10, ({"width": 32, "head": None, "n": source._NONE}, False))
+    assert fix.endswith("of make_net(head, n) that sets them: --model-arg NAME=3")

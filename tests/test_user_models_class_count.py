@@ -56,6 +56,11 @@ def test_the_parameter_whose_default_is_the_count_is_named_beside_kwargs(code, c
 
 
 def test_parameters_none_of_which_sets_the_count_are_listed(code, capsys):
+    """Neither width=4 nor depth=2 is the 5 outputs: no --model-arg NAME=10 can help."""
     assert _train(code, "sized") == 2
     err = capsys.readouterr().err
-    assert "change its last layer to 10 outputs, or pass the argument of sized(width, depth)" in err
+    assert (
+        "no argument of sized(width, depth) set its 5 (none defaults to 5), so change its "
+        "last layer to 10 outputs" in err
+    )
+    assert "NAME" not in err

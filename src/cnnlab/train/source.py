@@ -62,6 +62,7 @@ _MODULE = re.compile(rf"{_IDENT}(\.{_IDENT})*")
 _CODE_REF = re.compile(rf"(?P<where>.+):(?P<name>{_IDENT})")
 # a factory's named parameters with their defaults, and whether it takes **kwargs
 Parameters = tuple[dict[str, Any], bool]
+_NONE = inspect.Parameter.empty  # a parameter's default when it has none
 
 
 @dataclass(frozen=True)
@@ -464,9 +465,18 @@ def outputs_fix(
             f"give it {k} outputs: {factory}() takes no arguments, so change its last layer "
             f"to {k} outputs (or give {factory} a parameter for them)"
         )
+    # a count comes from a parameter without a default (or None) or from the last layer: one
+    # whose int default is not `got`, or any other default, did not set it
+    could = [n for n, d in params.items() if n not in given and (d is None or d is _NONE)]
+    if not could:
+        return (
+            f"give it {k} outputs: no argument of {factory}({', '.join(params)}) set its {got} "
+            f"(none defaults to {got}), so change its last layer to {k} outputs (or give "
+            f"{factory} a parameter for them)"
+        )
     return (
         f"give it {k} outputs: change its last layer to {k} outputs, or pass the argument "
-        f"of {factory}({', '.join(params)}) that sets them: --model-arg NAME={k}"
+        f"of {factory}({', '.join(could)}) that sets them: --model-arg NAME={k}"
     )
 
 
