@@ -40,7 +40,8 @@ from cnnlab.design.summary.tags import TAG, first_tensor  # noqa: E402
 from cnnlab.explorer.probe import receptive_fields  # noqa: E402
 from test_summary_zoo import make  # noqa: E402
 
-FIXED = {"hf-levit", "hf-pvt", "monai-var-autoencoder", "monai-autoencoder", "monai-classifier"}
+FIXED = {"hf-levit", "hf-pvt", "monai-unetr", "monai-var-autoencoder", "monai-autoencoder",
+         "monai-classifier"}  # fmt: skip
 PASS = {"relu", "relu_", "relu6", "hardtanh", "hardtanh_", "hardsigmoid", "hardswish",
         "leaky_relu", "leaky_relu_", "elu", "threshold", "threshold_", "clamp", "clamp_",
         "clip", "clamp_min", "clamp_max", "clamp_min_", "clamp_max_", "instance_norm",
