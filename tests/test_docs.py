@@ -178,6 +178,26 @@ def test_readme_model_code_trains_through_the_cli(tmp_path, monkeypatch, capsys)
     assert main(["import", *model, *weights]) == 0
 
 
+def test_readme_transformers_wrapper_imports_the_plain_model_s_weights(tmp_path, monkeypatch):
+    """The README's hfnet.py, pasted as it stands: its subclass keeps the weights' names, so
+    `cnnlab import` takes the state_dict of the plain transformers model, no prefix to strip."""
+    from safetensors.torch import save_file
+    from transformers import ConvNextForImageClassification
+
+    from cnnlab.cli import main
+
+    snippet = next(s for s in _readme_python() if s.startswith("# hfnet.py"))
+    (tmp_path / "hfnet.py").write_text(snippet)
+    monkeypatch.chdir(tmp_path)
+    names: dict = {}
+    exec(compile(snippet, "hfnet.py", "exec"), names)
+    plain = ConvNextForImageClassification(names["make_net"]().config)
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, "hf.safetensors")
+    ref = ["--model", "hfnet.py:make_net", "--weights", "hf.safetensors", "--data", "digits"]
+    assert main(["import", *ref, "--out", "imported"]) == 0
+    assert main(["eval", "imported"]) == 0
+
+
 def test_readme_python_api_block_runs_on_the_run_it_names(tmp_path, monkeypatch):
     """The README's explain/diagnose block, pasted as it stands after the `runs/mine` its
     commands train (one digits epoch here), runs: it used `model`, `x`, `xtr` it never made,
