@@ -223,6 +223,22 @@ def repeated_shape(shape: tuple, sizes: tuple, kwargs: dict) -> tuple | None:
     return out if math.prod(out) < 2**62 else None
 
 
+def transposed_size(in_map: tuple, kernel: tuple, s, p, d, extra) -> tuple[int, ...] | None:
+    """A transposed conv's output map, per axis (n − 1)·s − 2p + d·(k − 1) + output_padding
+    + 1; None where torch refuses (a window not valid, output padding negative or not below
+    the stride or the dilation) or makes it empty. Pairs of ints, or None (`_pair` of what
+    is not one)."""
+    if not _valid(kernel, d, p, s) or extra is None or min(extra) < 0:
+        return None
+    if any(e >= s_ and e >= d_ for e, s_, d_ in zip(extra, s, d, strict=True)):
+        return None
+    size = tuple(
+        (n - 1) * s_ - 2 * p_ + d_ * (k - 1) + e + 1
+        for n, k, s_, p_, d_, e in zip(in_map, kernel, s, p, d, extra, strict=True)
+    )
+    return None if min(size) < 1 else size
+
+
 def transposed(x: Tensor, args: tuple, kwargs: dict) -> Tensor | None:
     """F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups,
     dilation)'s output on a meta (N, C, H, W) x: per axis (n − 1)·s − 2p + d·(k − 1) +
@@ -246,15 +262,8 @@ def transposed(x: Tensor, args: tuple, kwargs: dict) -> Tensor | None:
     s, p = _pair(arg(args, kwargs, 3, "stride", 1)), _pair(arg(args, kwargs, 4, "padding", 0))
     extra = _pair(arg(args, kwargs, 5, "output_padding", 0))
     d = _pair(arg(args, kwargs, 7, "dilation", 1))
-    if not _valid(tuple(weight.shape[2:]), d, p, s) or extra is None or min(extra) < 0:
-        return None
-    if any(e >= s_ and e >= d_ for e, s_, d_ in zip(extra, s, d, strict=True)):
-        return None
-    size = tuple(
-        (n - 1) * s_ - 2 * p_ + d_ * (k - 1) + e + 1
-        for n, k, s_, p_, d_, e in zip(x.shape[2:], weight.shape[2:], s, p, d, extra, strict=True)
-    )
-    if min(size) < 1 or x.shape[0] == 0:
+    size = transposed_size(tuple(x.shape[2:]), tuple(weight.shape[2:]), s, p, d, extra)
+    if size is None or x.shape[0] == 0:
         return None
     last = torch.channels_last
     fmt = last if last in (suggest_memory_format(x), suggest_memory_format(weight)) else None

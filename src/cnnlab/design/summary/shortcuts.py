@@ -27,12 +27,13 @@ from cnnlab.design.summary.leaves import (
     linear_call,
 )
 from cnnlab.design.summary.macs import macs_rule
+from cnnlab.design.summary.rearrange import transposed_size
 from cnnlab.design.summary.refusals import refuse_meta, refused_forward
-from cnnlab.design.summary.roles import one_input_rule
 from cnnlab.design.summary.tags import (
     BATCH_NORM_DIMS,
     PROBABILITIES,
     TAG,
+    one_input_rule,
     retag,
     same_shape_call,
 )
@@ -136,7 +137,7 @@ class Shortcuts:
 
     def _same_shape(self, rule: tuple, keeps: bool, module: nn.Module, x: Any) -> Tensor | None:
         """A shape-keeping layer on a meta input: its output, tagged as its call would be
-        (`rule`: `roles.one_input_rule` of it, found once per type), without running its
+        (`rule`: `tags.one_input_rule` of it, found once per type), without running its
         forward (BatchNorm and ReLU are 100 of ResNet-50's 160 calls). None where the layer
         must run: a real input, or one BatchNorm2d would refuse. (Torch functions disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta:
@@ -362,7 +363,7 @@ class Shortcuts:
         meta input, weight and bias of its dtype, `fits`: `fits.layer_norm_module_fits`,
         `group_norm_module_fits`) and its layout is sure; else None: the forward runs,
         judged by torch or `refusals.py` (which takes float32 parameters for a bfloat16
-        input). `rule`: `roles.one_input_rule` of the function its forward calls. Saves that
+        input). `rule`: `tags.one_input_rule` of the function its forward calls. Saves that
         function's Python dispatch, the weight's meta twin and `_call`. (Torch functions
         disabled.)"""
         if not isinstance(x, Tensor) or not x.is_meta or not x.is_floating_point():
@@ -414,23 +415,13 @@ def _of(dtype: torch.dtype, channels: int, *tensor_dicts: dict) -> bool:
 
 
 def _transposed_size(shape: tuple, kernel: tuple, state: dict) -> tuple[int, ...] | None:
-    """A transposed conv's output map per axis, (n − 1)·s − 2p + d·(k − 1) + output_padding
-    + 1 (`rearrange.transposed`), from the module's pairs of ints; None where a pair is not
-    one, a window is not valid, output padding is not below the stride or the dilation
-    (torch refuses) or the map is empty."""
+    """`rearrange.transposed_size` of a module's pairs of ints; None where one is not a pair
+    of ints."""
     pairs = tuple(map(state.get, ("stride", "padding", "dilation", "output_padding")))
     if not all(type(v) is tuple and len(v) == 2 and type(v[0]) is type(v[1]) is int for v in pairs):
         return None
     s, p, d, extra = pairs
-    k = (kernel[2], kernel[3])
-    if min(*k, *d, *s) <= 0 or min(p) < 0 or min(extra) < 0:
-        return None
-    if (extra[0] >= s[0] and extra[0] >= d[0]) or (extra[1] >= s[1] and extra[1] >= d[1]):
-        return None
-    size = tuple(
-        (shape[2 + i] - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + extra[i] + 1 for i in (0, 1)
-    )
-    return None if min(size) < 1 else size
+    return transposed_size((shape[2], shape[3]), (kernel[2], kernel[3]), s, p, d, extra)
 
 
 def _norm_module(kind: type) -> tuple[Callable, Callable] | None:
