@@ -137,3 +137,21 @@ def test_importing_a_dropout_left_on_in_eval_says_so(tmp_path):
         assert not torch.equal(model(x), model(x))
     [note] = _batch_notes(result["notes"], "at each eval-mode forward")
     assert "F.dropout(x, p)" in note and "training=self.training" in note
+
+
+def test_import_saves_the_weights_it_was_given(tmp_path):
+    """A forward that trains its own BatchNorm moves its running statistics at every call:
+    import's checks of the outputs ran such forwards before the weights were written, so the
+    run held other statistics than the file given (and evaluated those). Truth: the file's
+    own tensors, read back with safetensors from the run."""
+    from safetensors.torch import load_file, save_file
+
+    (tmp_path / "nets.py").write_text(NETS)
+    ref = parse_model_ref(f"{tmp_path / 'nets.py'}:forced")
+    given = ref.build().state_dict()
+    given["body.1.running_mean"] = torch.linspace(-1, 1, 8)  # not what a forward leaves
+    save_file(given, tmp_path / "w.safetensors")
+    import_run(ref, tmp_path / "w.safetensors", tmp_path / "run", data="digits")
+    saved = load_file(tmp_path / "run" / "model.safetensors")
+    for name, tensor in given.items():
+        assert torch.equal(saved[name], tensor), name

@@ -127,6 +127,9 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
         state = _checked_weights(weights, model, source.reference)
     _made_in_forward(weights, model, state, source.reference, info["input_shape"])
     model.load_state_dict(state)
+    # what is written, taken before the checks' forwards: one that trains its own BatchNorm
+    # moves the statistics at each call, and the run held and evaluated those
+    written = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reloaded(model)  # eval mode, no cache of the factory's own weights (LeViT's biases)
     _check_outputs(model, source.reference, info, given=input_shape is not None)
     read = data_notes(train, test)  # a folder's files skipped, converted (resized...)
@@ -141,7 +144,7 @@ def _imported(directory: RunDir, source, weights: Path, data, options: dict, pro
         "imported": {"weights": str(weights.resolve()), "sha256": file_sha256(weights)},
     }
     check_config(config, directory.path)  # what every later command will check on open
-    evaluation = _write(directory, config, model.state_dict(), test, progress)
+    evaluation = _write(directory, config, written, test, progress)
     out = str(directory.path)
     notes = _tanh_note(model, info["input_shape"]) + _guessing_note(evaluation, test, info, options)
     notes += batch_note(model, info["input_shape"], source.reference)
