@@ -6,6 +6,29 @@ Objective of image i: channel channels[i] at `layer` read at its centre unit (de
 neuron, as §5.4 says) or averaged over its spatial map (objective="mean"); for a flat (B, F)
 layer, unit channels[i]. Minus the regularizers. All channels are optimised
 together, one image per channel, in one batch.
+
+`activation_maximization`'s knobs, in the order the method uses them:
+- input_size (C, H, W): default the shape of `data`'s images. value_range (lo, hi): images
+  stay inside the range real inputs take (pixels are clamped after each step; a Fourier
+  image is lo + (hi−lo)·sigmoid(·)); default: the min and max of `data` when given, else
+  unbounded.
+- restarts: random starts per channel (drawn from `seed`), optimised side by side (one batch
+  of len(channels)·restarts images); the best is kept. A ReLU channel that is zero
+  everywhere at the start gets no gradient, so a single start can stay at zero.
+- Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
+  Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness
+  to translation; the centre objective follows its unit by shift / jump, so what is left
+  is the sub-unit part of the shift), the loss is −activation + l2·mean(x²) + tv·total
+  variation (for an increasing activation module, e.g. nn.ReLU, its input is the activation
+  maximised); every `blur_every` steps pixel images are blurred with a Gaussian of std
+  `blur` (0 = off).
+- data: Tensor (N, C, H, W), (images, labels) or iterable of batches (float images
+  normalised as for training, or any images with `preprocess`, e.g. `run.preprocess`); with
+  it each has data_max (the strongest activation, same objective, any data image gives that
+  channel) and ratio = activation / data_max (nan where data_max ≤ 0: a channel the data
+  never activates, or a layer whose outputs are negative, where a ratio means nothing).
+- progress: progress(steps done, steps, "activation maximisation") after each step, then
+  per batch of `data` ("strongest activations in the data").
 """
 
 from __future__ import annotations
@@ -388,35 +411,13 @@ def activation_maximization(
     progress: Progress | None = None,
 ) -> ActMaxResult:
     """Images (len(channels), C, H, W) maximising each channel's activation at `layer` (its
-    centre unit, or its spatial mean with objective="mean"); channels: indices (one: an int).
-    layer: a module's name (its first call in the forward) or a call's label, `relu #2`, as
-    the summary labels calls; a call past the last is refused, naming the calls. The model
-    runs in eval mode, its own mode restored after.
-
-    Adam(lr) for `steps` steps on pixels (or a 1/f-scaled Fourier spectrum with fourier=True).
-    Each step: the images are rolled by a random shift of up to `jitter` pixels (robustness
-    to translation; the centre objective follows its unit by shift / jump, so what is left
-    is the sub-unit part of the shift), the loss is −activation + l2·mean(x²) + tv·total
-    variation (for an increasing activation module, e.g. nn.ReLU, its input is the activation
-    maximised); every `blur_every` steps pixel images are blurred with a Gaussian of std
-    `blur` (0 = off).
-    value_range (lo, hi): images stay inside the range real inputs take (pixels are clamped
-    after each step; a Fourier image is lo + (hi−lo)·sigmoid(·)); default: the min and max of
-    `data` when given, else unbounded.
-    input_size (C, H, W): default the shape of `data`'s images.
-    data: Tensor (N, C, H, W), (images, labels) or iterable of batches (float images normalised
-    as for training, or any images with `preprocess`, e.g. `run.preprocess`); with it each has
-    data_max (the strongest activation, same objective, any data image gives that channel) and
-    ratio = activation / data_max (nan where data_max ≤ 0: a channel the data never activates,
-    or a layer whose outputs are negative, where a ratio means nothing).
-    restarts: random starts per channel, optimised side by side (one batch of
-    len(channels)·restarts images); the best is kept. A ReLU channel that is zero everywhere at
-    the start gets no gradient, so a single start can stay at zero.
-    progress: progress(steps done, steps, "activation maximisation") after each step, then
-    per batch of `data` ("strongest activations in the data").
-    """
-    # long: the signature and docstring of its twenty knobs (47 lines); the body, about 20
-    # lines, is the checks, the start, the ascent, the best start and the data's maxima, named
+    centre unit, or its spatial mean with objective="mean"), with that activation and, given
+    `data`, the data's strongest: an ActMaxResult. channels: indices (one: an int). layer: a
+    module's name (its first call in the forward) or a call's label, `relu #2`, as the
+    summary labels calls; a call past the last is refused, naming the calls. The model runs
+    in eval mode, its own mode restored after. The keywords, the method's knobs, are
+    described in the module docstring (help(cnnlab.explain.actmax)): one text with the
+    objective they tune."""
     needs_gradients("activation_maximization")
     model, layer = unwrap_layer(model, layer)
     data, sample = (None, None) if data is None else first_batch(data, 256)  # a generator's too
