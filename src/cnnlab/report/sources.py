@@ -233,7 +233,7 @@ class Sources:
         return [
             (label, modules[name], shape[1:])
             for label, name, shape in self.calls
-            if not any(True for _ in modules[name].children())
+            if inspect.is_leaf(modules[name])  # a ParametrizedConv2d is one layer
             and name not in off
             and (len(shape) != 4 or name in maps)
         ]
@@ -345,7 +345,7 @@ class Sources:
                 return
             fresh = not any(output is earlier for earlier in seen)
             seen.append(output)
-            if fresh and name in maps and name not in off and any(module.children()):
+            if fresh and name in maps and name not in off and not inspect.is_leaf(module):
                 own.add(call_label(name, counts[name]))
 
         with inspect.preserved(self.model):
