@@ -37,6 +37,9 @@ from cnnlab.explorer.slices import (
     Sources,
     channel_slice,
     input_channels,
+    padding_sides,
+    window,
+    window_field,
 )
 from cnnlab.inspect import (
     CallOrder,
@@ -88,27 +91,14 @@ class Probe:
 
 def conv_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) zeros the conv adds; 'same' splits like PyTorch (§2.3)."""
-    if conv.padding == "same":
-        (t, b), (lt, r) = (
-            geometry.same_padding(k, d)
-            for k, d in zip(conv.kernel_size, conv.dilation, strict=True)
-        )
-        return t, b, lt, r
-    if conv.padding == "valid":
-        return 0, 0, 0, 0
-    ph, pw = conv.padding
-    return ph, ph, pw, pw
+    (top, bottom), (left, right) = padding_sides(conv.padding, conv.kernel_size, conv.dilation)
+    return top, bottom, left, right
 
 
 def _window_geometry(m: nn.Module) -> geometry.LayerGeometry:
     """Kernel, stride, padding (before) and dilation of a conv or pool as (h, w) pairs."""
-    pair = torch.nn.modules.utils._pair
-    if isinstance(m, nn.Conv2d):
-        t, _, left, _ = conv_padding(m)
-        return geometry.LayerGeometry(m.kernel_size, m.stride, (t, left), m.dilation)
-    stride = m.stride if m.stride is not None else m.kernel_size
     padding, dilation = getattr(m, "padding", 0), getattr(m, "dilation", 1)  # ConcatPool: none
-    return geometry.LayerGeometry(pair(m.kernel_size), pair(stride), pair(padding), pair(dilation))
+    return window(m.kernel_size, m.stride, padding, dilation)
 
 
 def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF, geometry.RF]]:
@@ -143,11 +133,7 @@ def receptive_fields(model: nn.Module, x: Tensor) -> dict[str, tuple[geometry.RF
             if rf is None or y.dim() != 4:
                 return
             if isinstance(m, WINDOWS):
-                g = _window_geometry(m)
-                rf = tuple(
-                    geometry.rf_step(rf[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a])
-                    for a in (0, 1)
-                )
+                rf = window_field(rf, _window_geometry(m))
                 out[label(name, calls[name])] = rf
             elif y.shape[2:] != args[0].shape[2:]:
                 return  # an adaptive pool or resize: no window to follow
@@ -371,6 +357,7 @@ def dot_product(
     """
     chain = net.chain(conv_name)
     conv: nn.Conv2d = net.module(conv_name)
+    win = _window_geometry(conv)  # (h, w) pairs, however the conv was given them
     out = probe.outputs[conv_name]  # (F, H', W')
     n_f, out_h, out_w = out.shape
     if not (0 <= f < n_f and 0 <= i < out_h and 0 <= j < out_w):
@@ -384,20 +371,20 @@ def dot_product(
     t, b, left, r = chain.padding
     pad = ((0, 0), (t, b), (left, r))
     xp = np.pad(x.double().numpy(), pad, mode=PAD_MODES[conv.padding_mode])  # as the conv pads
-    w = _dilated(conv.weight[f].detach().double(), conv.dilation)  # (C/g, kh', kw')
+    w = _dilated(conv.weight[f].detach().double(), win.dilation)  # (C/g, kh', kw')
     bias = 0.0 if conv.bias is None else conv.bias[f].item()
-    tr = trace_conv(xp, w.numpy(), bias, (0, i, j), stride=conv.stride)
+    tr = trace_conv(xp, w.numpy(), bias, (0, i, j), stride=win.stride)
     value = float(out[f, i, j])
     _check_adds_up(conv_name, conv, tr, value)
     return {
         "layer": conv_name,
         "index": [f, i, j],
         "out_shape": [n_f, out_h, out_w],
-        "kernel": list(conv.kernel_size),
-        "stride": list(conv.stride),
+        "kernel": list(win.kernel),
+        "stride": list(win.stride),
         "padding": list(chain.padding),
         "padding_mode": conv.padding_mode,
-        "dilation": list(conv.dilation),
+        "dilation": list(win.dilation),
         "group_channels": [group * per_group, (group + 1) * per_group],
         **input_channels(probe.sliced.get(conv_name), group * per_group, per_group),
         "origin": [tr.origin[0] - t, tr.origin[1] - left],  # top-left of the window (§2.1)

@@ -4,13 +4,15 @@ conv reads when the forward hands it a slice (one half of a `torch.chunk`, a `sp
 tensor split, as the model's author knows them. Which pixels of a smaller tensor a padded
 one holds (F.pad, in a padding module or a forward), and what a value computed from the whole
 map (a global pool, an SE gate) and a map multiplied by it see: the receptive field of each
-pixel."""
+pixel. A window's kernel, stride, padding and dilation are read here once (`window`), from a
+layer's attributes or a functional call's arguments, as torch reads them."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,27 +140,59 @@ _WINDOWS = {
 }
 
 
-def window_geometry(func, args: tuple, kwargs: dict) -> geometry.LayerGeometry | None:
-    """(kernel, stride, padding before, dilation) as (h, w) pairs of a `_WINDOWS` call, from
-    its arguments; torch's defaults where they are not given (a pool's stride: its kernel;
-    padding 'same': half of D(K − 1) before, the rest after, as torch pads it)."""
-    names = _WINDOWS[func]
-    given = {**dict(zip(names, args, strict=False)), **kwargs}
-    pair = torch.nn.modules.utils._pair
+def window_geometry(func, args: tuple, kwargs: dict) -> geometry.LayerGeometry:
+    """The window of a `_WINDOWS` call, from its arguments (`window`); torch's defaults where
+    they are not given (a conv's stride 1, a pool's its kernel)."""
+    given = {**dict(zip(_WINDOWS[func], args, strict=False)), **kwargs}
     if func is torch.conv2d:
-        kernel = tuple(given["weight"].shape[2:])
-        stride = pair(given.get("stride", 1))
+        kernel, stride = given["weight"].shape[2:], given.get("stride", 1)
     else:
-        kernel = pair(given["kernel_size"])
-        stride = pair(given.get("stride") or kernel)  # None or [] (torch's): the kernel
-    dilation = pair(given.get("dilation", 1))
-    padding = given.get("padding", 0)
+        kernel, stride = given["kernel_size"], given.get("stride")
+    return window(kernel, stride, given.get("padding", 0), given.get("dilation", 1))
+
+
+def window(
+    kernel: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1
+) -> geometry.LayerGeometry:
+    """Kernel, stride, padding before and dilation of a conv or pool as (h, w) pairs, read as
+    torch reads them in a call's arguments or a module's attributes: an int or a sequence of
+    one (both axes) or two; stride None or [] (a pool's default): the kernel; padding as
+    `padding_sides`. The explorer's one reading of a window, for layers and functional calls."""
+    kernel = _pair(kernel)
+    stride = _pair(stride) if stride is not None else kernel
+    (top, _), (left, _) = padding_sides(padding, kernel, dilation)
+    return geometry.LayerGeometry(kernel, stride or kernel, (top, left), _pair(dilation))
+
+
+def padding_sides(padding: Any, kernel: Any, dilation: Any = 1) -> tuple[tuple[int, int], ...]:
+    """((top, bottom), (left, right)) zeros a conv or pool adds: an int or pair (`_pair`) on
+    both sides alike, 'valid' none, 'same' D(K − 1) split as torch splits it, the odd pixel
+    after (geometry.same_padding, §2.3)."""
     if isinstance(padding, str):  # 'valid' or 'same' (stride 1)
-        padding = tuple(
-            0 if padding == "valid" else d * (k - 1) // 2
+        kernel, dilation = _pair(kernel), _pair(dilation)
+        return tuple(
+            (0, 0) if padding == "valid" else geometry.same_padding(k, d)
             for k, d in zip(kernel, dilation, strict=True)
         )
-    return geometry.LayerGeometry(kernel, stride, pair(padding), dilation)
+    return tuple((p, p) for p in _pair(padding))
+
+
+def _pair(value: Any) -> tuple:
+    """torch's int[2]: an int for both axes, or a sequence of one (both axes) or two values
+    (nn.MaxPool2d(3, stride=[2]) keeps its [2], and pools with stride 2 on both axes)."""
+    pair = tuple(value) if isinstance(value, Iterable) else (value, value)  # as torch's _pair
+    return pair * 2 if len(pair) == 1 else pair
+
+
+def window_field(
+    rf: tuple[geometry.RF, geometry.RF], g: geometry.LayerGeometry
+) -> tuple[geometry.RF, geometry.RF]:
+    """The (height, width) field of a window g slid over a map of field rf: each window's
+    fields together (geometry.rf_step on each axis)."""
+    return tuple(
+        geometry.rf_step(rf[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a])
+        for a in (0, 1)
+    )
 
 
 class Pads(TorchFunctionMode):
@@ -245,15 +279,9 @@ class Fields:
 
     def windowed(self, x: Tensor, g: geometry.LayerGeometry, y: Tensor) -> None:
         """`Pads`' callback: y, a window `g` slid over x outside any layer, sees each window's
-        fields together (geometry.rf_step on each axis)."""
+        fields together (`window_field`)."""
         if (rf := self.of(x)) is not None and x.dim() == y.dim() == 4:
-            self.set(
-                y,
-                tuple(
-                    geometry.rf_step(rf[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a])
-                    for a in (0, 1)
-                ),
-            )
+            self.set(y, window_field(rf, g))
 
     def combined(self, inputs: list[Tensor], y: Tensor) -> None:
         """The field of y, which an op between layers made from `inputs`, where the whole map
