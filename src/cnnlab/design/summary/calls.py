@@ -84,6 +84,7 @@ SAME |= fns("contiguous", "clone", "detach", "to", owner=T)
 SAME |= fns("as_tensor", "asarray", owner=torch)  # of a tensor: the tensor (MONAI's HighResNet)
 SAME |= both("conj", "real", "resolve_conj", "resolve_neg")  # of a real tensor: itself
 REDUCE = both("mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp", "norm")
+REDUCE |= both("argmax", "argmin")  # where max is: read from what max reads (a class map)
 _SOFTMAXES = both("softmax", "log_softmax") | fns("softmax", "log_softmax", "softmin")
 REDUCE |= _SOFTMAXES  # softmin(x) = softmax(−x)
 REDUCES_SHAPE = REDUCE - _SOFTMAXES
@@ -121,6 +122,14 @@ NORM_LIKE |= fns("dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "featur
 NORM_LIKE |= fns("normalize")
 NORM_LIKE |= fns("rms_norm") | both("layer_norm", "dropout", "where", "clamp", "clip")
 NORM_LIKE |= fns("where", "clamp", "clip", "masked_fill", "clamp_", owner=T)
+# across channels at one position: AlexNet's nn.LocalResponseNorm, nn.ChannelShuffle
+NORM_LIKE |= fns("local_response_norm", "channel_shuffle") | fns("channel_shuffle", owner=torch)
+NORM_LIKE |= fns("native_channel_shuffle", owner=torch) | fns("copy_", owner=T)  # x.copy_(y): y
+# of a tensor only its shape, dtype and device: values read from no pixel (`Roles._tag`)
+LIKE = fns("zeros_like", "ones_like", "full_like", "empty_like", "rand_like", owner=torch)
+LIKE |= fns("randn_like", "randint_like", owner=torch)
+GRIDS = fns("affine_grid")  # (B, H, W, 2) sampling points from (B, 2, 3) thetas
+BILINEAR = fns("bilinear", owner=torch)  # nn.Bilinear: x1ᵀ A x2 over the last axis of each
 # Linear in their tensor input (BatchNorm as at inference): a conv/linear pair with only
 # these between is one linear map (§4.1). Max pooling is not linear; a sum of two branches
 # needs two maps.
@@ -133,11 +142,21 @@ VIEWS = (RESHAPE | PERMUTE) - SAME - PROBABILITIES - PAD
 VIEWS -= {T.squeeze_, T.unsqueeze_, T.transpose_, T.view_as, T.reshape_as}
 
 
+# the operators aten names otherwise (Tensor.__and__ of two masks is aten.bitwise_and)
+_BITWISE = {
+    f"__{op}{name}__": f"bitwise_{aten}" for name, aten in (
+        ("invert", "not"), ("and", "and"), ("or", "or"), ("xor", "xor"),
+        ("lshift", "left_shift"), ("rshift", "right_shift"),
+    ) for op in ("", "r", "i")
+}  # fmt: skip
+
+
 @functools.cache
 def pointwise(func: Callable) -> bool:
     """torch tags `func`'s aten op pointwise (Tensor.__radd__ -> aten.add): its output at a
     position reads its inputs at that position only, broadcast from the right."""
-    name = getattr(func, "__name__", "").strip("_")
+    name = getattr(func, "__name__", "")
+    name = _BITWISE.get(name) or name.strip("_")
     if name.startswith("r") and not hasattr(torch.ops.aten, name):  # __rmul__ -> mul
         name = name[1:]
     if name.startswith("i") and not hasattr(torch.ops.aten, name):  # __iadd__ -> add

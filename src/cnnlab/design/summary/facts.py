@@ -111,11 +111,13 @@ class WeightFact(NamedTuple):
 
 class HeadFact(NamedTuple):
     """Where the map becomes a vector (flatten, global or adaptive pooling): the layer, the
-    field of the map's units (height, width) and the map's shape."""
+    field of the map's units (height, width), the map's shape, and whether a flatten (not a
+    pool) made the vector."""
 
     layer: str
     rf: tuple[Field, Field]
     shape: tuple[int, ...]
+    flatten: bool = False
 
 
 class DenseFact(NamedTuple):
@@ -182,6 +184,9 @@ class Trace:
     shared: frozenset[int] = frozenset()  # weights' indices whose output two calls read
     # a softmax or sigmoid made the output, or (`bounds`) a bounded activation its scores
     probabilities: OutputFact | None = None
+    # the output (a tuple's or dict's first) is a map of several positions: per-pixel
+    # predictions, so a global pool on the way is a gate or a context branch, not its head
+    map_out: bool = False
 
 
 # --- the summary ----------------------------------------------------------------------------

@@ -113,10 +113,14 @@ def rf_small(t: Trace) -> list[Lint]:
     """The map entering the head (the last global pool or flatten) has units that do not see
     the whole image along some axis (§3.2). A 1-px field is the raw image (an MLP). Silent
     where the output's field was lost: its head is then unknown, and the last head found may
-    be a squeeze-and-excitation gate's mean in the middle of the net."""
+    be a squeeze-and-excitation gate's mean in the middle of the net; so where the output
+    is a map and the last head a pool (a segmentation's: a gate or a context branch; an
+    autoencoder's flatten into its code is one)."""
     if not t.heads or t.heads[-1].rf is None or (t.rows and t.rows[-1].rf is None):
         return []
     head = t.heads[-1]
+    if t.map_out and not head.flatten:
+        return []
     short = [
         (axis, r.size, n)
         for axis, r, n in zip(("height", "width"), head.rf, t.image, strict=True)

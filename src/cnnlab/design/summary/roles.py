@@ -62,8 +62,9 @@ class Roles:
         else:
             setattr(t, USED, True)
 
-    def _tag(self, func, args, kwargs, out: Tensor, tagged: list, w: Window | None) -> Tag:
-        """The tag of `out`, one of func's outputs, from its tagged inputs."""
+    def _tag(self, func, args, kwargs, out: Tensor, tagged: list, w: Window | None) -> Tag | None:
+        """The tag of `out`, one of func's outputs, from its tagged inputs (None: it read
+        none of their values)."""
         src, tag = tagged[0]
         if w is not None:
             return self._window_tag(func, args, kwargs, src, tag, w)
@@ -96,6 +97,12 @@ class Roles:
             new = K.picked(func, args, kwargs, src, tag, out, self._lengths(src, tag), self.image)
             if new is not None:
                 return self._keep_facts(func, tag, new)
+        if func in C.LIKE:  # zeros_like(x): x's shape, no value; untagged (`Tracer._row`)
+            return None
+        if func in C.GRIDS and tag.rf is not None:  # each point from all of theta's
+            return Tag(tag.rf, (None, None), None)
+        if func in C.BILINEAR and not any(t.dim() - 1 in g.axes for t, g in tagged):
+            return self._elementwise(func, args, tagged, out, kwargs)  # per row, as F.linear
         name = call_name(func)
         self.lost.setdefault((name, self.layer), LostFact(name, self.layer))
         return Tag(None, (None, None), None, lost=name)
@@ -247,12 +254,12 @@ class Roles:
         (n0, n1), (r0, r1) = self.image, tag.rf  # (no generator: 0.8 -> 0.3 µs, a matmul 2)
         return -(-n0 // r0.jump), -(-n1 // r1.jump)
 
-    def _global(self, x: Tensor, tag: Tag, head: bool = True) -> tuple[Field, Field]:
-        """Each unit sees the whole map: the head of the net (§3.2), unless `head` is False
-        (a reshape into windows, whose map no head reads)."""
+    def _global(self, x: Tensor, tag: Tag, head: bool = True, flatten: bool = False) -> tuple:
+        """Each unit sees the whole map: the head of the net (§3.2; a flatten's, or a pool's),
+        unless `head` is False (a reshape into windows, whose map no head reads)."""
         in_map = self._lengths(x, tag)
         if in_map != (1, 1) and head:
-            self.heads.append(HeadFact(self.layer, tag.rf, tuple(x.shape[1:])))
+            self.heads.append(HeadFact(self.layer, tag.rf, tuple(x.shape[1:]), flatten))
         (r0, r1), (n0, n1), (e0, e1) = tag.rf, in_map, self.image  # (no generator: 0.5 µs)
         return global_rf(r0, n0, e0), global_rf(r1, n1, e1)
 
@@ -271,7 +278,7 @@ class Roles:
             merged = [i for i in (0, 1) if axes[i] is None and tag.axes[i] is not None]
             if len(merged) == 2:
                 raw = all(r.size == 1 for r in tag.rf)  # the image itself: an MLP
-                rf = self._global(x, tag, head=out.dim() == 2)
+                rf = self._global(x, tag, head=out.dim() == 2, flatten=True)
                 shape = tuple(x.shape[1:])
                 head = not raw and out.dim() == 2
                 flat = (self.layer, shape, tag.chain, tag.last_pool) if head else None

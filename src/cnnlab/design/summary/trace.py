@@ -121,12 +121,14 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         self.shared: set[int] = set()  # weight layers whose output two calls read (`_use`)
         self.probabilities: OutputFact | None = None  # a softmax made the output (`ended`)
         self.last: nn.Module | None = None  # the module of the last row (`ended`)
+        self.map_out = False  # the output is a map (`ended`, facts.Trace.map_out)
 
     def facts(self, real_forward: str | None) -> Trace:
         found = map(tuple, (self.rows, self.windows, self.weights, self.heads))
         return Trace(self.image, *found, self.dense, tuple(self.squashes),
                      tuple(self.lost.values()), self.total_params, self.trainable_params,
-                     real_forward, frozenset(self.shared), self.probabilities)  # fmt: skip
+                     real_forward, frozenset(self.shared), self.probabilities,
+                     self.map_out)  # fmt: skip
 
     # module calls -------------------------------------------------------------------------
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
@@ -259,7 +261,12 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         """The model returned `output`: where a softmax or sigmoid made it (or a reshape of one),
         not changed in place since, `probabilities` says which; only a tensor (of a tuple or
         dict a loss reads the caller's choice; a logits entry beside probabilities is no
-        fault). Else scores out of a tanh, a tuple's first too (`bounded.bounded_output`)."""
+        fault). Else scores out of a tanh, a tuple's first too (`bounded.bounded_output`).
+        Whether that first tensor is a map of height and width (`map_out`)."""
+        first = first_tensor(output)
+        tag = getattr(first, TAG, None)
+        if tag is not None and None not in tag.axes and tag.axes[0] != tag.axes[1]:
+            self.map_out = first.shape[tag.axes[0]] * first.shape[tag.axes[1]] > 1
         made = getattr(output, PROBABILITIES, None) if isinstance(output, Tensor) else None
         if made is None:
             self.probabilities = bounded_output(output, self.rows, self.last)
