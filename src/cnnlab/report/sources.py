@@ -348,12 +348,13 @@ class Sources:
             if fresh and name in maps and name not in off and not inspect.is_leaf(module):
                 own.add(call_label(name, counts[name]))
 
-        with inspect.preserved(self.model):
-            for name, module in modules.items():
-                if name:
-                    module.register_forward_hook(lambda m, _, out, name=name: record(name, m, out))
-            with torch.no_grad():
-                inspect.forward(model, x[:1], logits=False)
+        hooks = inspect.Hooks().after(  # passes over a TorchScript block, which takes none
+            (module, lambda m, _, out, name=name: record(name, m, out))
+            for name, module in modules.items()
+            if name
+        )
+        with inspect.preserved(self.model), hooks, torch.no_grad():
+            inspect.forward(model, x[:1], logits=False)
         return own
 
     @_once
