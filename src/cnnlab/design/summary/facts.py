@@ -187,6 +187,8 @@ class Trace:
     # the output (a tuple's or dict's first) is a map of several positions: per-pixel
     # predictions, so a global pool on the way is a gate or a context branch, not its head
     map_out: bool = False
+    # the BatchNorm layers without running statistics (track_running_stats=False)
+    batch_stats: tuple[str, ...] = ()
 
 
 # --- the summary ----------------------------------------------------------------------------

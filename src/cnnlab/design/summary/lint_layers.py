@@ -1,6 +1,7 @@
 """Lints of what lies between the layers (§4): two linear maps with nothing nonlinear between
 (linear-collapse), saturating activations whose derivatives multiply in a deep net
-(saturating)."""
+(saturating); and BatchNorm layers that normalize by their batch in eval mode too
+(batch-statistics)."""
 
 from __future__ import annotations
 
@@ -69,4 +70,25 @@ def saturating(t: Trace) -> list[Lint]:
         "layers: their derivative is at most 0.25 (sigmoid) or 1 (tanh) and near 0 where they "
         "saturate, so gradients vanish on the way back (§4.2). Fix: ReLU/GELU between hidden "
         "layers.",
+    )]  # fmt: skip
+
+
+def batch_statistics(t: Trace) -> list[Lint]:
+    """BatchNorm layers built with track_running_stats=False that ran: they keep no running
+    mean and variance, so in eval mode too they normalize each batch by its own, and one
+    image's logits change with the images beside it (a batch of one: by the image's own
+    statistics). `train` and `import` find it from two forwards (inspect/alone.py); here
+    before any."""
+    ran = {r.name for r in t.rows} if t.batch_stats else ()
+    names = [n or "(the model)" for n in t.batch_stats if n in ran]
+    if not names:
+        return []
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    return [Lint(
+        "batch-statistics", names[0],
+        "BatchNorm without running statistics (track_running_stats=False) in "
+        f"{', '.join(names[:5])}{more}: in eval mode too it normalizes each batch by the "
+        "batch's own mean and variance, so an image's logits change with the other images in "
+        "its batch (eval's batches and predict's one image disagree). Fix: construct it with "
+        "track_running_stats=True (the default), or normalize each image alone (GroupNorm).",
     )]  # fmt: skip

@@ -11,6 +11,7 @@ flatten-explosion  the dense layer after a flatten holds most parameters (§5.2)
 fixed-size         the dense head's input size is tied to the image size (§5.2)
 rf-small           the map entering the head does not see the whole image (§3.2)
 saturating         two or more sigmoid/tanh-like outputs feed hidden layers of a deep net (§4.2)
+batch-statistics   a BatchNorm without running statistics normalizes by its batch in eval mode
 probabilities-out  the output of K > 1 classes is already softmax's or sigmoid's: cross-entropy
                    adds another; a softmax of one value is constant (§5.5)
 bounded-scores     the K > 1 class scores come out of a tanh: within a spread of 2, so softmax
@@ -27,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cnnlab.design.summary.facts import Lint, Trace
-from cnnlab.design.summary.lint_layers import linear_collapse, saturating
+from cnnlab.design.summary.lint_layers import batch_statistics, linear_collapse, saturating
 from cnnlab.design.summary.lint_output import (
     bounded_scores,
     probabilities_out,
@@ -64,6 +65,7 @@ LINTS: tuple[tuple[str, Callable[[Trace], list[Lint]]], ...] = (
     ("fixed-size", fixed_size),
     ("rf-small", rf_small),
     ("saturating", saturating),
+    ("batch-statistics", batch_statistics),
     ("probabilities-out", probabilities_out),
     ("bounded-scores", bounded_scores),
     ("unfollowed", unfollowed),

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
@@ -122,18 +123,20 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         self.probabilities: OutputFact | None = None  # a softmax made the output (`ended`)
         self.last: nn.Module | None = None  # the module of the last row (`ended`)
         self.map_out = False  # the output is a map (`ended`, facts.Trace.map_out)
+        self.batch_stats: list[str] = []  # BatchNorms without running statistics (`prepare`)
 
     def facts(self, real_forward: str | None) -> Trace:
         found = map(tuple, (self.rows, self.windows, self.weights, self.heads))
         return Trace(self.image, *found, self.dense, tuple(self.squashes),
                      tuple(self.lost.values()), self.total_params, self.trainable_params,
                      real_forward, frozenset(self.shared), self.probabilities,
-                     self.map_out)  # fmt: skip
+                     self.map_out, tuple(self.batch_stats))  # fmt: skip
 
     # module calls -------------------------------------------------------------------------
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
         """Readies one module of the model (ours: a copy or a fresh build) for the trace:
-        counts its parameters (each shared one once in the totals), sets eval mode (batch
+        counts its parameters (each shared one once in the totals), notes a BatchNorm
+        without running statistics, sets eval mode (batch
         norm on its running statistics; training mode if the tracer's is) and wraps its
         forward, all in `state`, its attribute dict (vars(module)), which skips nn.Module's
         __setattr__. A copy's modules are prepared in the copy's own pass over them.
@@ -150,6 +153,9 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
             more = self._count(dict(coded.named_parameters(remove_duplicate=False)))
             params, trainable = params + more[0], trainable + more[1]
         state["training"] = self.training
+        buffers = state["_buffers"]  # (an InstanceNorm's is None too: no batch norm)
+        if buffers and buffers.get("running_mean", 0) is None and isinstance(module, _BatchNorm):
+            self.batch_stats.append(name)
         if name.startswith(self.weight_code):
             return
         if state["_modules"] and type(module).forward in _PLAIN_CONTAINERS:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from cnnlab.design.summary.render import call_label, shape_text
 from cnnlab.errors import SpecError
@@ -14,6 +15,11 @@ _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 _IDS = (
     "the layer takes integer token ids, not an image: summary runs the model on a float "
     "(C, H, W) image, so no input size fits a model of ids"
+)
+_BATCH_STATS = (
+    "the layer keeps no running statistics (track_running_stats=False), so in eval mode too "
+    "it normalizes by its batch, and one image gives it one value per channel: no input size "
+    "fits; construct it with track_running_stats=True (the default)"
 )
 
 
@@ -39,10 +45,14 @@ class Where:
     def input_fix(self) -> str | None:
         """Where the first layer to run is a conv that takes other channels than the input
         has (a gray input for an RGB model): the input size it takes; where an embedding got
-        float values (ImageGPT's colour-cluster ids): that no image size runs; else None."""
+        float values (ImageGPT's colour-cluster ids), or a BatchNorm without running
+        statistics failed (one value per channel of one image): that no image size runs;
+        else None."""
         module, x, _ = self.stack[-1] if self.stack else (None, None, None)
         if isinstance(module, _EMBEDDINGS) and isinstance(x, Tensor) and x.is_floating_point():
             return _IDS
+        if isinstance(module, _BatchNorm) and module.running_mean is None:
+            return _BATCH_STATS  # (torch: 'Expected more than 1 value per channel')
         if self.rows or not self.stack:
             return None
         if not isinstance(module, nn.modules.conv._ConvNd) or not isinstance(x, Tensor):
