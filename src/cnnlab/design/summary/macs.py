@@ -1,7 +1,7 @@
 """Multiply-accumulates of one layer call, by module type, in torchinfo's convention (so totals
 agree): a conv C_out·C_in/groups·kh·kw per output position plus C_out for its bias, a linear
-layer in·out (+ out) per output row, any other leaf with parameters (BatchNorm) one per
-parameter, a container 0 (its children have rows)."""
+layer in·out (+ out) per output row, a recurrent layer its weights per time step, any other
+leaf with parameters (BatchNorm) one per parameter, a container 0 (its children have rows)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def _linear_macs(m: nn.Linear, out: Tensor) -> int:
     return (m.in_features * m.out_features + bias) * math.prod(out.shape[:-1])
 
 
+def _recurrent_macs(m: nn.RNNBase, out: Tensor) -> int:
+    """Every weight and bias once per time step T (torchinfo's count): an LSTM layer's step is
+    4H·(I + H) multiply-adds per direction, its weights, + its 8H biases; a stacked layer
+    runs T steps too. T: the output's time axis (batch_first: 1; a PackedSequence's data: all
+    steps of all its sequences)."""
+    steps = out.shape[1] if m.batch_first and out.dim() == 3 else out.shape[0]
+    return sum(p.numel() for p in m._parameters.values() if p is not None) * steps
+
+
 def _bias(m: nn.Module) -> Any:
     """m.bias, read from its parameters where it is one: m.bias goes through
     nn.Module.__getattr__ (1.2 µs, 0.1 this way)."""
@@ -40,6 +49,7 @@ _MACS: dict[type, Callable[[Any, Tensor], int]] = {
     # as weight and bias elements per output position, as `_conv_macs` does
     nn.modules.conv._ConvNd: _conv_macs,
     nn.Linear: _linear_macs,
+    nn.RNNBase: _recurrent_macs,
 }
 
 
