@@ -387,11 +387,18 @@ def _inside(name: str, outer: str) -> bool:
     return name.startswith(f"{outer}.") if outer else bool(name)
 
 
+# The norms a conv block puts between its conv and its activation, per channel of a map: a
+# GroupNorm net's conv output is inside its block as a BatchNorm net's is (it was a block end,
+# two rows per block in the figure, one of them the raw conv's).
+MAP_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d)
+
+
 def block_ends(layers: list[tuple[str, nn.Module, tuple]]) -> list[str]:
     """The labels of the spatial (C, H, W) outputs (H·W > 1) that end a block, in forward
     order, from (label, module, shape) leaf calls in the order they finish: every
-    activation module's, and a conv's, or its BatchNorm's, where no activation module comes
-    next, as the explorer's block is its conv, BatchNorm and activation (`act or bn or conv`).
+    activation module's, and a conv's, or its norm's (`MAP_NORMS`: BatchNorm, GroupNorm,
+    InstanceNorm), where no activation module comes next, as the explorer's block is its
+    conv, BatchNorm and activation (`act or bn or conv`).
     An activation the forward applies itself (`F.relu(self.bn2(self.conv2(x)))`) is no
     layer's output: the block's map is then its BatchNorm's, as the explorer and
     `cnnlab visualize --maps` show it, so that no block is left out of the figure."""
@@ -407,5 +414,5 @@ def _ends_block(layers: list[tuple[str, nn.Module, tuple]], k: int) -> bool:
     if after is not None and activation_of(after) is not None:  # the block goes on to it
         return False
     if isinstance(module, nn.Conv2d):
-        return not isinstance(after, nn.BatchNorm2d)
-    return isinstance(module, nn.BatchNorm2d) and k > 0 and isinstance(layers[k - 1][1], nn.Conv2d)
+        return not isinstance(after, MAP_NORMS)
+    return isinstance(module, MAP_NORMS) and k > 0 and isinstance(layers[k - 1][1], nn.Conv2d)
