@@ -311,7 +311,29 @@ def _prefix_hint(expected: set[str], found: set[str]) -> str:
                 f"from, e.g. save_pretrained); add the prefix to its names: "
                 f"{{{prefix!r} + k: v for k, v in state.items()}}"
             )
-    return _swapped_prefix_hint(expected, found)
+    return _swapped_prefix_hint(expected, found) or _one_sided_hint(expected, found)
+
+
+def _one_sided_hint(expected: set[str], found: set[str]) -> str:
+    """The fix when one side's names are all the other's (no prefix apart): the file holds
+    the model's and more (a head used only in training: Inception's auxiliary classifier, a
+    loss's weights; or a deeper build of the model), or only some of the model's."""
+    extra, lacking = len(found - expected), len(expected - found)
+    if extra and not lacking:
+        return (
+            f"; the file holds every name of the model and {extra} more: build the model as "
+            "they were trained (--model-arg) if it should have them, or, if they served only "
+            "in training (an auxiliary head, a loss's weights), drop them: "
+            "{k: v for k, v in state.items() if k in model.state_dict()}"
+        )
+    if lacking and not extra:
+        return (
+            f"; the file lacks {lacking} of the model's names and holds none it lacks: save "
+            "the whole model's state_dict (a part of it, or one saved before layers were "
+            "added, does not fill it), or build the model as the weights were trained "
+            "(--model-arg)"
+        )
+    return ""
 
 
 def _swapped_prefix_hint(expected: set[str], found: set[str]) -> str:
