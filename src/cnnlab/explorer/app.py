@@ -174,6 +174,7 @@ class Explorer:
                 str(self.run.data),
                 self.top_layers(),
                 progress=progress,
+                code=getattr(self.run.source, "sha256", None),  # the code as it is now
             )
         return self._top
 

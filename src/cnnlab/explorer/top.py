@@ -4,7 +4,9 @@ A channel's response to an image is the largest value in its map (the strongest 
 detector fires somewhere, not everywhere). One pass over the test split records, for every
 channel of the chosen layers, the k images with the largest response. The result is written
 to RUN/explorer/top_activations.json (atomically) with a key made of the weights' hash, the
-data, the layers and k: a retrained model or another data set makes a new one.
+model code's hash (a run from code), the data, the layers and k: a retrained model, its code
+changed and accepted (CNNLAB_ACCEPT_CHANGED_CODE: the same weights through another forward)
+or another data set makes a new one.
 """
 
 from __future__ import annotations
@@ -81,13 +83,16 @@ def cached_top_images(
     layers: list[str],
     k: int = 8,
     progress: Progress | None = None,
+    code: str | None = None,
 ) -> dict[str, Any]:
     """top_images, read from RUN/explorer/top_activations.json when its key matches, else
-    computed and written there (progress: top_images'). Returns {"key": ..., "layers":
+    computed and written there (progress: top_images'). code: the sha256 of the model's
+    code file as it is now (None: a spec run). Returns {"key": ..., "layers":
     {layer: {index, value}}}."""
     key = {
         "version": VERSION,
         "weights": weights_hash(run_path),
+        **({"code": code} if code else {}),  # a spec run's cache keeps its key
         "data": data,
         "images": len(images),
         "layers": layers,
