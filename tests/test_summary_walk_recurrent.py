@@ -77,3 +77,54 @@ def test_an_unbatched_sequence_counts_its_steps():
     s = summary(Net().eval(), (1, 8, 12))
     (gru,) = [r for r in s.rows if r.name == "gru"]
     assert gru.macs == 12 * step_macs(nn.GRU, 32, 16)
+
+
+class RowsAsSequences(nn.Module):
+    """Each image row a sequence of its columns (a batch of H sequences per image), the
+    last state of each row classified: a row-wise RNN (ReNet-like)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.rnn = nn.LSTM(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        f = self.conv(x)
+        b, c, h, w = f.shape
+        o, (hn, _) = self.rnn(f.permute(0, 2, 3, 1).reshape(b * h, w, c))
+        return self.fc(o)
+
+
+def test_an_images_rows_run_as_sequences_count_every_rows_steps():
+    s = summary(RowsAsSequences().eval(), (1, 8, 12))
+    (rnn,) = [r for r in s.rows if r.name == "rnn"]
+    assert rnn.macs == 8 * 12 * step_macs(nn.LSTM, 4, 8)  # 8 rows of 12 steps
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU, nn.RNN], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_a_bidirectional_recurrent_layer_sees_every_column(cell, batch_first):
+    """Every step of a bidirectional layer reads every column: the rows after it see the
+    whole width (autograd: every input column reaches a middle step's output), and none is
+    left without a field."""
+    model = CRNN(cell, batch_first).eval()
+    s = summary(model, (1, 16, 40))
+    assert not [w for w in s.warnings if w.code == "unfollowed"], s.warnings
+    field = {r.name: r.receptive_field for r in s.rows}
+    assert field["rnn"] >= 40 and field["fc"] >= 40 and field["last"] >= 40
+    x = torch.randn(1, 1, 16, 40, requires_grad=True)
+    model(x)[0][0, 10, 0].backward()  # the 11th column's score
+    assert bool(x.grad[0, 0].abs().sum(0).gt(0).all())
+
+
+def test_a_rows_recurrent_layer_sees_the_whole_width():
+    """A row's last step reads every column: the rows from the LSTM on have a field of the
+    whole width (autograd: every column reaches it), none left without one."""
+    model = RowsAsSequences().eval()
+    s = summary(model, (1, 8, 12))
+    assert not [w for w in s.warnings if w.code == "unfollowed"], s.warnings
+    assert [r.receptive_field >= 12 for r in s.rows] == [False, True, True]
+    x = torch.randn(1, 1, 8, 12, requires_grad=True)
+    model(x)[4, -1, 0].backward()  # row 4, last step
+    assert bool(x.grad[0, 0].abs().sum(0).gt(0).all())

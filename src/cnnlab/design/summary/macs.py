@@ -29,11 +29,11 @@ def _linear_macs(m: nn.Linear, out: Tensor) -> int:
 
 
 def _recurrent_macs(m: nn.RNNBase, out: Tensor) -> int:
-    """Every weight and bias once per time step T (torchinfo's count): an LSTM layer's step is
-    4H·(I + H) multiply-adds per direction, its weights, + its 8H biases; a stacked layer
-    runs T steps too. T: the output's time axis (batch_first: 1; a PackedSequence's data: all
-    steps of all its sequences)."""
-    steps = out.shape[1] if m.batch_first and out.dim() == 3 else out.shape[0]
+    """Every weight and bias once per time step of each sequence (torchinfo's count): an LSTM
+    layer's step is 4H·(I + H) multiply-adds per direction, its weights, + its 8H biases; a
+    stacked layer runs every step too. The steps: the output's rows, T·B (B = 1 per image,
+    or an image's rows run as a batch of sequences; a PackedSequence's data: all steps)."""
+    steps = math.prod(out.shape[:-1])
     return sum(p.numel() for p in m._parameters.values() if p is not None) * steps
 
 

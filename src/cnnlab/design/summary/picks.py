@@ -27,6 +27,11 @@ rules: pure functions of the call, its input's tag and the map's lengths
 - cumulative sums and products (cumsum, cumprod, cummax, cummin, logcumsumexp) along an image
   axis: unit j reads units 0..j, so the last sees the whole axis, the layer's field (its
   largest unit's); the units keep their spacing.
+- a recurrent layer (torch.lstm, gru, rnn_tanh, rnn_relu: nn.LSTM, nn.GRU, nn.RNN) of a
+  (B, T, F) or (T, B, F) sequence (a CRNN's columns): along T a step reads the steps before
+  it (after it too, bidirectional), so as a cumulative sum the layer sees the whole axis;
+  along F it mixes features as F.linear does. Its final states (h, c) have no T: they see
+  it all. A PackedSequence's data is not followed.
 
 Height and width merged into one axis of tokens (axes.py) under any of these but a
 pointwise window: an output may read tokens of other rows, and the trace takes it to see the
@@ -60,6 +65,7 @@ GLU = fns("glu")
 CUMULATIVE = both("cumsum", "cumprod", "cummax", "cummin", "logcumsumexp")
 CUMULATIVE |= fns("cumsum_", "cumprod_", owner=Tensor)
 GETITEM = fns("__getitem__", owner=Tensor)  # with index tensors (`tags.moved` takes the rest)
+RECURRENT = fns("lstm", "gru", "rnn_tanh", "rnn_relu", owner=torch)
 # where each call's `dim` argument is (without one, repeat_interleave and take_along_dim
 # flatten the tensor first, which the trace does not follow)
 _DIM_AT: dict[Callable, int] = {
@@ -74,6 +80,7 @@ _DIM_AT: dict[Callable, int] = {
 _LAST = ORDERS  # their dim's default: the last
 _FIXED = {**dict.fromkeys(both("fliplr"), 1), **dict.fromkeys(both("flipud", "msort"), 0)}
 ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | WINDOW_1D | GETITEM | GLU | CUMULATIVE
+ROLES |= RECURRENT
 SEES_AXIS = GATHER | ORDERS  # an output may come from any position along the dim
 
 
@@ -109,6 +116,8 @@ def picked(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, lengths, image)
         return _glu(args, kwargs, x, tag, lengths, image)
     if func in GETITEM:
         return _indexed(args[1], x, tag, out, lengths, image)
+    if func in RECURRENT:
+        return _recurrent(args, x, tag, out, lengths, image)
     moved = dims(func, args, kwargs, x.dim())
     if moved is None or out.dim() != x.dim():
         return None
@@ -233,6 +242,24 @@ def _glu(args: tuple, kwargs: dict, x: Tensor, tag: Tag, lengths, image) -> Tag 
     rf = slid(tag, x.shape, {dim: (2, 1, 0, x.shape[dim] // 2)}, None, lengths, image)
     chain = None if dim in tag.axes else tag.chain  # the axis halves
     return replaced(tag, rf=rf, chain=chain, pad=None, linear=None)
+
+
+def _recurrent(args: tuple, x: Tensor, tag: Tag, out: Tensor, lengths, image) -> Tag | None:
+    """torch.lstm(input, hx, params, has_biases, num_layers, dropout, train, bidirectional,
+    batch_first) and its kin: along the time axis and the features an image axis sees its
+    whole length; the output keeps x's axes, the final states (other shape) none. None for
+    a packed sequence (torch.lstm(data, batch_sizes, ...): its steps are no axis)."""
+    if len(args) < 9 or isinstance(args[1], Tensor) and not args[1].is_floating_point():
+        return None
+    steps = 1 if args[8] and x.dim() == 3 else 0
+    mixed = (steps, x.dim() - 1)
+    rf = tuple(
+        global_rf(r, n, e) if a in mixed else r
+        for a, r, n, e in zip(tag.axes, tag.rf, lengths, image, strict=True)
+    )
+    if out.shape[:-1] == x.shape[:-1]:  # the output sequence
+        return Tag(rf, tag.axes, tag.chain, last_pool=tag.last_pool)
+    return Tag(rf, (None, None), None)
 
 
 def _one(value: Any) -> int | None:
