@@ -13,6 +13,8 @@ applies them).
   QuickNAT decoders) and F.interpolate (nearest, bilinear, bicubic) by a whole factor S
   spread each unit over S finer positions: a pixel's field is its input units' (those whose
   windows cover it), at S times finer spacing (its start approximate: a window's centre).
+  F.interpolate downsampling by a whole factor S (an image pyramid's scale_factor=0.5) is a
+  window at stride S: of 1 tap (nearest), 2 (bilinear, even S), 4 (bicubic) or S (area).
 - F.pixel_unshuffle (space to depth) by S cuts the map into S×S blocks, a window of S, stride
   S, as F.unfold; F.pixel_shuffle by S puts each unit back on S times finer positions, as a
   transposed conv of kernel S and stride S does.
@@ -218,6 +220,39 @@ def upsampled_field(rf: Field, n_in: int, n_out: int, mode: Any) -> Field | None
         return None
     s = n_out // n_in
     return rf if s == 1 and taps == 1 else spread(rf, taps * s, s, (taps - 1) * s / 2, 1)
+
+
+def resampled_field(rf: Field, n_in: int, n_out: int, args: tuple, kwargs: dict, axis: int):
+    """F.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor,
+    antialias) along one axis: upsampling (`upsampled_field`) or downsampling by a whole
+    factor S (1 / scale_factor as torch reads it, else n_in / n_out): output i reads the
+    input around i·S + c, c = (S − 1)/2 (torch's half-pixel rule; nearest: 0, nearest-exact:
+    ⌊S/2⌋), `_DOWN_TAPS` of it: a window of that many taps at stride S. None (not followed)
+    for align_corners, antialias, or a factor that is not whole."""
+    mode = arg(args, kwargs, 3, "mode", "nearest")
+    if n_out >= n_in:
+        return upsampled_field(rf, n_in, n_out, mode)
+    if arg(args, kwargs, 4, "align_corners") or arg(args, kwargs, 6, "antialias", False):
+        return None
+    scale = arg(args, kwargs, 2, "scale_factor")
+    if scale is not None and not arg(args, kwargs, 5, "recompute_scale_factor"):
+        factor = 1 / (scale[axis] if isinstance(scale, (tuple, list)) else scale)
+    else:
+        factor = n_in / n_out
+    s = round(factor)
+    taps = _DOWN_TAPS.get(mode, lambda s: None)(s)
+    if taps is None or abs(factor - s) > 1e-6:
+        return None
+    c = 0 if mode == "nearest" else s // 2 if mode == "nearest-exact" else (s - 1) / 2
+    return Field(rf.size + (taps - 1) * rf.jump, rf.jump * s, rf.start + c * rf.jump)
+
+
+# taps per axis an output of a downsampling by S reads (`resampled_field`): bilinear and
+# bicubic at an odd S sample a pixel exactly (the other taps weigh 0); area averages S
+_DOWN_TAPS: dict[str, Callable[[int], int]] = {
+    "nearest": lambda s: 1, "nearest-exact": lambda s: 1, "area": lambda s: s,
+    "bilinear": lambda s: 1 if s % 2 else 2, "bicubic": lambda s: 1 if s % 2 else 4,
+}  # fmt: skip
 
 
 def reduce_dim_at(func: Callable) -> int:

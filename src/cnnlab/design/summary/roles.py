@@ -365,9 +365,8 @@ class Roles:
         elif func in P.BACK:
             rf = tuple(P.window_back(func, r, args, kwargs, i) for i, r in enumerate(tag.rf))
         else:
-            mode = C.arg(args, kwargs, 3, "mode", "nearest")
-            rf = tuple(
-                P.upsampled_field(r, x.shape[2 + i], out.shape[2 + i], mode)
+            rf = tuple(  # (or downsampled)
+                P.resampled_field(r, x.shape[2 + i], out.shape[2 + i], args, kwargs, i)
                 for i, r in enumerate(tag.rf)
             )
         return None if None in rf else Tag(rf, (2, 3), None, last_pool=tag.last_pool)
