@@ -27,6 +27,10 @@ rules: pure functions of the call, its input's tag and the map's lengths
 - cumulative sums and products (cumsum, cumprod, cummax, cummin, logcumsumexp) along an image
   axis: unit j reads units 0..j, so the last sees the whole axis, the layer's field (its
   largest unit's); the units keep their spacing.
+- Tensor.unfold(dim, size, step) (patches cut by hand: x.unfold(2, p, p).unfold(3, p, p))
+  along an image axis: its positions become windows of `size` at stride `step`, the offsets
+  inside one a new last axis; as F.unfold's, each window position gets the window's field,
+  an upper bound for its values, each one pixel until something mixes them.
 - a recurrent layer (torch.lstm, gru, rnn_tanh, rnn_relu: nn.LSTM, nn.GRU, nn.RNN) of a
   (B, T, F) or (T, B, F) sequence (a CRNN's columns): along T a step reads the steps before
   it (after it too, bidirectional), so as a cumulative sum the layer sees the whole axis;
@@ -66,6 +70,7 @@ CUMULATIVE = both("cumsum", "cumprod", "cummax", "cummin", "logcumsumexp")
 CUMULATIVE |= fns("cumsum_", "cumprod_", owner=Tensor)
 GETITEM = fns("__getitem__", owner=Tensor)  # with index tensors (`tags.moved` takes the rest)
 RECURRENT = fns("lstm", "gru", "rnn_tanh", "rnn_relu", owner=torch)
+WINDOWS = fns("unfold", owner=Tensor)  # Tensor.unfold(dim, size, step), not F.unfold
 # where each call's `dim` argument is (without one, repeat_interleave and take_along_dim
 # flatten the tensor first, which the trace does not follow)
 _DIM_AT: dict[Callable, int] = {
@@ -80,7 +85,7 @@ _DIM_AT: dict[Callable, int] = {
 _LAST = ORDERS  # their dim's default: the last
 _FIXED = {**dict.fromkeys(both("fliplr"), 1), **dict.fromkeys(both("flipud", "msort"), 0)}
 ROLES = FLIP | INTERLEAVE | GATHER | ORDERS | SAMPLE | WINDOW_1D | GETITEM | GLU | CUMULATIVE
-ROLES |= RECURRENT
+ROLES |= RECURRENT | WINDOWS
 SEES_AXIS = GATHER | ORDERS  # an output may come from any position along the dim
 
 
@@ -118,6 +123,8 @@ def picked(func, args, kwargs, x: Tensor, tag: Tag, out: Tensor, lengths, image)
         return _indexed(args[1], x, tag, out, lengths, image)
     if func in RECURRENT:
         return _recurrent(args, x, tag, out, lengths, image)
+    if func in WINDOWS:
+        return _windows(args, kwargs, x, tag)
     moved = dims(func, args, kwargs, x.dim())
     if moved is None or out.dim() != x.dim():
         return None
@@ -242,6 +249,26 @@ def _glu(args: tuple, kwargs: dict, x: Tensor, tag: Tag, lengths, image) -> Tag 
     rf = slid(tag, x.shape, {dim: (2, 1, 0, x.shape[dim] // 2)}, None, lengths, image)
     chain = None if dim in tag.axes else tag.chain  # the axis halves
     return replaced(tag, rf=rf, chain=chain, pad=None, linear=None)
+
+
+def _windows(args: tuple, kwargs: dict, x: Tensor, tag: Tag) -> Tag | None:
+    """x.unfold(dimension, size, step): along an image axis a window of `size` at stride
+    `step` (geometry.rf_step's formula); None where height and width are merged (tokens)."""
+    dim, size, step = (
+        arg(args, kwargs, i, k) for i, k in ((1, "dimension"), (2, "size"), (3, "step"))
+    )
+    if not all(type(v) is int for v in (dim, size, step)) or not -x.dim() <= dim < x.dim():
+        return None
+    dim = ax._norm(dim, x.dim())
+    if dim not in tag.axes:  # channels: no position moves
+        return replaced(tag, linear=None)
+    if tag.axes[0] == tag.axes[1]:
+        return None
+    rf = list(tag.rf)
+    r = rf[tag.axes.index(dim)]
+    rf[tag.axes.index(dim)] = Field(r.size + (size - 1) * r.jump, r.jump * step,
+                                    r.start + (size - 1) / 2 * r.jump)  # fmt: skip
+    return replaced(tag, rf=tuple(rf), chain=None, linear=None, pad=None)
 
 
 def _recurrent(args: tuple, x: Tensor, tag: Tag, out: Tensor, lengths, image) -> Tag | None:
