@@ -110,7 +110,7 @@ class Capture:
             name = self._called(base)
             if name is None:
                 return None
-            out = output_tensor(whole)  # as CallOrder reads it
+            out = output_tensor(whole, module)  # as CallOrder reads it
             if out is None:
                 self.others[name] = type(whole).__name__
                 return None  # nothing to capture; `tensor()` says so if asked

@@ -144,7 +144,7 @@ class CallOrder:
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, inputs: Any, out: Any) -> None:
-            out = output_tensor(out)  # a tensor, or an HF layer's (hidden_states, ...)
+            out = output_tensor(out, module)  # a tensor, or an HF layer's (hidden_states, ...)
             self.calls.append((name, tuple(out.shape) if out is not None else None))
             if self.layouts is not None and out is not None and self.layouts.padded(out):
                 self.padded.add(name)
@@ -367,7 +367,7 @@ def _node_of(nodes: dict[str, Any], name: str) -> Callable:
     then: a later in-place op gives the tensor a node of its own)."""
 
     def hook(module: nn.Module, args: Any, out: Any) -> None:
-        t = output_tensor(out)
+        t = output_tensor(out, module)
         if t is not None:
             nodes[name] = t.grad_fn
 

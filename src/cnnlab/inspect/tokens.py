@@ -99,7 +99,7 @@ def _traced(model: nn.Module, x: Tensor, output: OutputSelector, graph: bool) ->
     def after(name: str) -> Callable:
         def hook(module: nn.Module, args: Any, out: Any) -> None:
             call = open_calls[name].pop()
-            call.output = output_tensor(out)
+            call.output = output_tensor(out, module)
             trace.calls.append(call)
 
         return hook

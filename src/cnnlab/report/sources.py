@@ -340,7 +340,7 @@ class Sources:
 
         def record(name: str, module: nn.Module, output: object) -> None:
             counts[name] = counts.get(name, 0) + 1
-            output = output_tensor(output)  # a CvT stage's (map, class token)
+            output = output_tensor(output, module)  # a CvT stage's (map, class token)
             if output is None:
                 return
             fresh = not any(output is earlier for earlier in seen)
