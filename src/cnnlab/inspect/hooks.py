@@ -83,17 +83,17 @@ class Hooks:
         self.remove()
 
 
-# torch's layers whose tuple is documented as (output, state): the first item is the layer's
-# output whatever the rest is (nn.GRU's and nn.RNN's (output, h_n), both 3-D, read as
-# nn.LSTM's output already was beside its (h_n, c_n)). Not nn.MultiheadAttention: the permutes
-# inside it hide which dim of its output holds the channels (`channel_dims` said 0).
-FIRST_IS_OUTPUT = (nn.RNNBase,)
+# torch's layers whose tuple is documented as (output, state or weights): the first item is
+# the layer's output whatever the rest is (nn.GRU's and nn.RNN's (output, h_n), both 3-D,
+# read as nn.LSTM's output already was beside its (h_n, c_n); nn.MultiheadAttention's
+# (attn_output, attn_weights), both 3-D with need_weights' default).
+FIRST_IS_OUTPUT = (nn.RNNBase, nn.MultiheadAttention)
 
 
 def output_tensor(out: Any, module: nn.Module | None = None) -> torch.Tensor | None:
     """The tensor a module's output stands for: the output itself, or the first item of a
     plain tuple or list when no other item is a tensor of its number of dims (or `module` is
-    one of `FIRST_IS_OUTPUT`: a GRU's other item, its state, is 3-D too); else None.
+    one of `FIRST_IS_OUTPUT`: a GRU's state, an attention's weights are 3-D too); else None.
     Hugging Face's layers return `(hidden_states,)` or `(hidden_states, attentions)` (tokens
     3-D, attentions 4-D): PoolFormer's block output is one, the map after both residual sums.
     Without it the last map a hook saw was a shared `drop_path`'s residual branch. A list of

@@ -58,7 +58,13 @@ class Layouts:
         ref, axis = self._axis.get(id(t), (None, 1))
         return axis if ref is not None and ref() is t else 1
 
-    def note(self, func: Callable, args: tuple, kwargs: dict, result: Tensor) -> None:
+    def note(self, func: Callable, args: tuple, kwargs: dict, result: object) -> None:
+        """Follow `func(*args, **kwargs) = result`: a tensor, or a tuple whose own tensors
+        are followed only where the op is known (`_tuple_axes`)."""
+        if not isinstance(result, Tensor):
+            for t, axis in _tuple_axes(func, result):
+                self._axis[id(t)] = (weakref.ref(t), axis)
+            return
         if func in _PADS:
             self._padded[id(result)] = weakref.ref(result)
         if _weights_op(func, args, kwargs, result, self.attention):
@@ -78,6 +84,17 @@ class Layouts:
             return _moved(name, self.of(source) % source.ndim, args[1:], kwargs, source.ndim)
         same = (a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
         return next((self.of(a) for a in same if a.shape == result.shape), None)
+
+
+def _tuple_axes(func: Callable, result: object) -> list[tuple[Tensor, int]]:
+    """(tensor, its channels' dim) of a tuple result: F.multi_head_attention_forward's
+    attn_output (L, B, C), channels last. It is one op to a TorchFunctionMode (its inside runs
+    untraced), and nn.MultiheadAttention(batch_first=True) transposes it to (B, L, C): read as
+    (N, C, ...) before that, its channels were put on dim 0."""
+    if func is not F.multi_head_attention_forward or type(result) is not tuple or not result:
+        return []
+    first = result[0]
+    return [(first, first.ndim - 1)] if isinstance(first, Tensor) and first.ndim > 2 else []
 
 
 def _holds(refs: dict[int, weakref.ref], t: Tensor) -> bool:
@@ -133,6 +150,5 @@ class FollowLayouts(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
-        if isinstance(result, Tensor):
-            self.layouts.note(func, args, kwargs, result)
+        self.layouts.note(func, args, kwargs, result)
         return result

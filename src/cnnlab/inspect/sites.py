@@ -87,9 +87,9 @@ class ActivationSites(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
+        self.layouts.note(func, args, kwargs, result)  # an attention's tuple too
         if not isinstance(result, Tensor):
             return result
-        self.layouts.note(func, args, kwargs, result)
         activation = activation_of_call(func, args, kwargs)
         if activation is not None and result.ndim >= 2:
             channels = result.movedim(self.layouts.of(result), 1)
