@@ -54,6 +54,22 @@ def reshape(in_shape: Sequence[int], out_shape: Sequence[int], axes: Axes) -> Ax
     return (found_h, found_w)
 
 
+@functools.lru_cache(1024)  # (as `reshape`'s)
+def split(in_shape: Sequence[int], out_shape: Sequence[int], a: int) -> tuple[int, int] | None:
+    """Where a reshape cut axis a of length n in two, outer first (einops' "(h p)"): output
+    dims j, j + 1 of lengths n/p and p (both above 1) with as many elements before j as
+    before a, as (j, p); None otherwise."""
+    before, prefix_out, n = (
+        _before(a, in_shape, _prefixes(in_shape)),
+        _prefixes(out_shape),
+        in_shape[a],
+    )
+    for j in range(len(out_shape) - 1):
+        if prefix_out[j] == before and out_shape[j] * out_shape[j + 1] == n:
+            return (j, out_shape[j + 1]) if out_shape[j] > 1 and out_shape[j + 1] > 1 else None
+    return None
+
+
 def _prefixes(shape: Sequence[int]) -> list[int]:
     """The running products of `shape`: element i is the product of its first i lengths."""
     out, p = [1], 1

@@ -290,7 +290,7 @@ def windows_along(
 
 def clear_caches() -> None:
     """Forget the windows of the last summary (see `window_out`)."""
-    for cached in (window_out, conv_window, axes.reshape):
+    for cached in (window_out, conv_window, axes.reshape, axes.split):
         cached.cache_clear()
 
 

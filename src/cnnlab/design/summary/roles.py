@@ -36,6 +36,7 @@ from cnnlab.design.summary.tags import (
     Tag,
     activation,
     all_lost,
+    blocks,
     cleared,
     combine,
     global_rf,
@@ -264,14 +265,14 @@ class Roles:
         return global_rf(r0, n0, e0), global_rf(r1, n1, e1)
 
     def _reshape_tag(self, x: Tensor, tag: Tag, out: Tensor) -> Tag:
-        """view/reshape/flatten: an axis kept by position keeps its field; axes merged
-        into one see the whole map (flatten, §5.2: the dense head's input). Only a
-        (batch, features) output is a flatten head: a reshape that cuts height and width
-        into windows or patches (Swin, MobileViT: (B, H, W, C) -> (B, H/k, k, W/k, k, C))
-        is no head (no flatten lints, no rf-small), though its units are taken to see the
-        whole map from there on (the trace does not follow an axis split in two: an
-        overstatement until an attention over the windows or patches)."""
+        """view/reshape/flatten: an axis kept by position keeps its field; one cut in two
+        (H -> (H/k, k): einops' pooling, Swin's windows) is blocks of k (`tags.blocks`), no
+        head; axes merged into one see the whole map (flatten, §5.2: the dense head's
+        input; only a (batch, features) output is a head), as does a block merged back or
+        into the batch (an overstatement until an attention over the windows or patches)."""
         axes = ax.reshape(x.shape, out.shape, tag.axes)
+        if None in axes and axes != tag.axes and out.dim() > x.dim():  # cut in two: blocks
+            axes, tag = blocks(x.shape, out.shape, axes, tag)
         flat = tag.flat
         if None in axes and axes != tag.axes:  # a spatial axis merged away
             # merged: gone now, not before (the width of (B, C, H, W) -> (B, C·H, W) only moves)

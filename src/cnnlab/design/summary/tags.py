@@ -130,6 +130,29 @@ def global_rf(rf: Field, n: int, extent: int) -> Field:
     return record(Field, (size if size > extent else extent, jump * n, start + (n - 1) * jump / 2))
 
 
+def blocks(in_shape, out_shape, axes: ax.Axes, tag: Tag) -> tuple[ax.Axes, Tag]:
+    """A reshape that cut a spatial axis in two, outer first ((B, C, H, W) -> (B, C, h, p, w,
+    p): einops' max pooling "b c (h p1) (w p2) -> b c h w", its space-to-depth): the outer
+    part is the axis, each unit a block of p at stride p, whose field it gets (as F.unfold's
+    windows: an upper bound for the p values inside, each one pixel until something mixes
+    them); the inner part is no image axis. `axes`: ax.reshape's; tag's axes before it."""
+    (h, w), (a0, a1) = tag.axes, axes
+    if h == w:  # tokens (or none): no grid of positions to cut
+        return axes, tag
+    cut0 = None if a0 is not None or h is None else ax.split(in_shape, out_shape, h)
+    cut1 = None if a1 is not None or w is None else ax.split(in_shape, out_shape, w)
+    if cut0 is None and cut1 is None:
+        return axes, tag
+    r0, r1 = tag.rf
+    if cut0 is not None:
+        (a0, p), r = cut0, r0
+        r0 = record(Field, (r.size + (p - 1) * r.jump, r.jump * p, r.start + (p - 1) / 2 * r.jump))
+    if cut1 is not None:
+        (a1, p), r = cut1, r1
+        r1 = record(Field, (r.size + (p - 1) * r.jump, r.jump * p, r.start + (p - 1) / 2 * r.jump))
+    return (a0, a1), record(Tag, ((r0, r1), (a0, a1), None, *tag[3:]))
+
+
 def all_lost(tagged: list) -> bool:
     """Every tagged input has lost its field (an einsum of two lost tensors adds no news)."""
     for _, tag in tagged:
