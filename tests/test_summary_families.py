@@ -65,7 +65,9 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
     relative_position_bias_table) once per row of the output's first two axes; a module
     with children not at all (BiT's weight-standardized conv, which pads with a child).
     summary counts a conv per output position, a Linear per output row, any other leaf
-    once per parameter (`macs.py`)."""
+    once per parameter (`macs.py`), and an nn.MultiheadAttention (a module with a child,
+    out_proj, that its forward never calls: torchinfo counts none of it; SigLIP's pooling
+    head) its projections per row: q and out_proj per query token, k and v per key token."""
     seen, extra, handles = [], [0], []
 
     def theirs(m: nn.Module, out: torch.Tensor) -> int:
@@ -79,8 +81,12 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
             return named * out.shape[0] * math.prod(out.shape[2:])
         return named * out.shape[0] + inner * math.prod(out.shape[:2])
 
-    def ours(m: nn.Module, out: torch.Tensor) -> int:
+    def ours(m: nn.Module, out: torch.Tensor, inputs: tuple = ()) -> int:
         n = sum(p.numel() for p in m.parameters())
+        if isinstance(m, nn.MultiheadAttention):
+            keys = inputs[1].shape[1 if m.batch_first else 0]
+            kv = m.embed_dim * (m.kdim + m.vdim) + 2 * m.embed_dim
+            return (n - kv) * math.prod(out.shape[:-1]) + kv * keys
         if isinstance(m, nn.modules.conv._ConvNd):
             return n * math.prod(out.shape[2:])
         return n * math.prod(out.shape[:-1]) if isinstance(m, nn.Linear) else n
@@ -93,14 +99,14 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
             if leaf:
                 seen.append((name, tuple(out.shape[1:])))
                 extra[0] += ours(m, out) - theirs(m, out)
-            else:  # a conv module with children: its own conv call is summary's row
-                extra[0] += ours(m, out)
+            else:  # a conv or attention with children: its own call is summary's row
+                extra[0] += ours(m, out, inputs)
 
         return record
 
     for name, m in model.named_modules():
         leaf = not list(m.children())
-        if leaf or isinstance(m, nn.modules.conv._ConvNd):
+        if leaf or isinstance(m, (nn.modules.conv._ConvNd, nn.MultiheadAttention)):
             handles.append(m.register_forward_hook(hook(name, leaf)))
     with torch.no_grad():
         model(torch.randn(1, *input_size))

@@ -1,7 +1,8 @@
 """Multiply-accumulates of one layer call, by module type, in torchinfo's convention (so totals
 agree): a conv C_out·C_in/groups·kh·kw per output position plus C_out for its bias, a linear
-layer in·out (+ out) per output row, a recurrent layer its weights per time step, any other
-leaf with parameters (BatchNorm) one per parameter, a container 0 (its children have rows)."""
+layer in·out (+ out) per output row, a recurrent layer its weights per time step, multi-head
+attention its projections per token (`attention_macs`), any other leaf with parameters
+(BatchNorm) one per parameter, a container 0 (its children have rows)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 
@@ -37,6 +39,35 @@ def _recurrent_macs(m: nn.RNNBase, out: Tensor) -> int:
     return sum(p.numel() for p in m._parameters.values() if p is not None) * steps
 
 
+def attention_macs(m: nn.MultiheadAttention, out: Tensor) -> int:
+    """Its projections as Linear layers per row: q and out_proj (E·E + E each) per query
+    token (L: the output's rows), k and v (E·kdim + E, E·vdim + E) per key token (S, noted
+    by `keys_noted`; L where not noted). out_proj is a child no forward calls, so it has no
+    row of its own. QKᵀ and the weighted sum of V multiply activations, no weights:
+    uncounted, as for a transformer of Linear layers."""
+    tokens = math.prod(out.shape[:-1])  # L per image (B = 1), batch_first or not
+    keys = vars(m).get(_KEYS, tokens)
+    e, bias = m.embed_dim, 2 * m.embed_dim if m.in_proj_bias is not None else 0
+    per_key = e * (m.kdim + m.vdim) + bias
+    return (sum(p.numel() for p in m.parameters()) - per_key) * tokens + per_key * keys
+
+
+_KEYS = "_cnnlab_keys"  # the key length of an attention's call, in its (copy's) __dict__
+
+
+def keys_noted(module: nn.Module, forward: Callable, state: dict) -> Callable:
+    """An nn.MultiheadAttention's forward that notes its key length S in `state` (the
+    module's __dict__) for `attention_macs`."""
+
+    def noting(query: Tensor, key: Tensor, *args: Any, **kwargs: Any) -> Any:
+        with torch._C.DisableTorchFunction():  # (a shape read: no call to trace)
+            shape = key.shape
+        state[_KEYS] = shape[1] if module.batch_first and len(shape) == 3 else shape[0]
+        return forward(query, key, *args, **kwargs)
+
+    return noting
+
+
 def _bias(m: nn.Module) -> Any:
     """m.bias, read from its parameters where it is one: m.bias goes through
     nn.Module.__getattr__ (1.2 µs, 0.1 this way)."""
@@ -50,6 +81,7 @@ _MACS: dict[type, Callable[[Any, Tensor], int]] = {
     nn.modules.conv._ConvNd: _conv_macs,
     nn.Linear: _linear_macs,
     nn.RNNBase: _recurrent_macs,
+    nn.MultiheadAttention: attention_macs,
 }
 
 

@@ -46,6 +46,7 @@ from cnnlab.design.summary.facts import (
     WindowFact,
     record,
 )
+from cnnlab.design.summary.macs import attention_macs, keys_noted
 from cnnlab.design.summary.rearrange import RESHAPED, reshaped
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
 from cnnlab.design.summary.roles import Roles, call_name
@@ -208,6 +209,8 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         here would go through the mode: 1 µs a call)."""
         forward = module.forward
         kind, rule, shortcut = self._maker(module, state)
+        if rule is attention_macs:  # an nn.MultiheadAttention: its key length, for its MACs
+            forward = keys_noted(module, forward, state)
         leaf = not state["_modules"] or list(state["_modules"]) == ["parametrizations"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
