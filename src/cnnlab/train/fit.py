@@ -176,6 +176,42 @@ def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
         )
 
 
+def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
+    """A note naming the trainable layers the train-mode logits on two zero images of
+    `input_shape` give no gradient (`torch.autograd.grad(..., allow_unused=True)`: None):
+    they would keep their first weights through every step, and nothing said so. A
+    torch.utils.checkpoint(use_reentrant=True) block whose input needs no gradient (it follows
+    a frozen stem) is cut off so, with only torch's warning; so are a layer the forward does
+    not call and an auxiliary head it does not return. [] for a spec, or a forward that fails
+    (`check_fit` has run it)."""
+    named = [(n, p) for n, p in choice.model.named_parameters() if p.requires_grad]
+    if choice.spec is not None or not named:
+        return []
+    x = torch.zeros(2, *input_shape)
+    try:
+        with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
+            with eager_stance():
+                out = choice.model(x).float().sum()
+            grads = torch.autograd.grad(out, [p for _, p in named], allow_unused=True)
+    except Exception:  # the user's code may raise anything; training's own checks speak
+        return []
+    layers = list(
+        dict.fromkeys(
+            n.rpartition(".")[0] or n for (n, _), g in zip(named, grads, strict=True) if g is None
+        )
+    )
+    if not layers:
+        return []
+    shown = ", ".join(layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
+    return [
+        f"{choice.title}: {shown} get{'s' * (len(layers) == 1)} no gradient from the logits in "
+        f"training mode, so {'its' if len(layers) == 1 else 'their'} weights will not change "
+        "(a torch.utils.checkpoint with "
+        "use_reentrant=True whose input needs no gradient, after a frozen layer, cuts its "
+        "block off: pass use_reentrant=False; or the forward does not use them)"
+    ]
+
+
 def _other(choice: ModelChoice) -> str:
     """How to give the user's model other images: --input for code (the CLI's and
     ModelSource's), the data converted for a module passed in (train has no input option)."""

@@ -43,7 +43,7 @@ from cnnlab.train.datanotes import (
     test_split_note,
     unseen_classes_note,
 )
-from cnnlab.train.fit import layout_note
+from cnnlab.train.fit import layout_note, untrained_note
 from cnnlab.train.inputs import (
     check_arguments,
     choose_model,
@@ -176,6 +176,7 @@ def _inputs(request: Request, dist) -> tuple:
     notes += layout_note(choice.title, choice.layout.get("channels_last_refused"))
     if choice.spec is None:  # a spec's BatchNorm keeps running statistics
         notes += batch_note(choice.model, tuple(splits.train.shape), choice.title)
+        notes += untrained_note(choice, tuple(splits.train.shape))
     notes += unseen_classes_note(splits.train) + shared_images_note(splits.train, splits.test)
     notes += test_split_note(data) + split_folder_note(splits.name)
     return choice, splits, config, notes
