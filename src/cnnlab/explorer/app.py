@@ -366,7 +366,7 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
             found = ex.top()["layers"]
         layers = ex.top_layers()
         if layer not in layers:
-            raise ExplainError(f"no top images for {layer!r}; layers: {', '.join(layers)}")
+            raise ExplainError(f"no top images for {layer!r}; layers: {_first(layers) or NO_MAPS}")
         ranked = found[layer]
         if channel >= len(ranked["index"]):
             raise ExplainError(_no_channel(layer, channel, len(ranked["index"])))
@@ -409,10 +409,13 @@ def _deep_layer_routes(app: FastAPI, ex: Explorer) -> None:
         return ex.actmax[key]
 
 
+NO_MAPS = "none (the model has no layer with a (C, H, W) map)"  # an MLP: no empty list
+
+
 def _no_map(ex: Explorer, layer: str) -> str:
     """Why `layer` has no feature maps, and the layers that have (the first few: a deep
     model has hundreds; /api/model lists them all)."""
-    shown = _first(list(ex.net.maps))
+    shown = _first(list(ex.net.maps)) or NO_MAPS
     if layer in ex.net.calls:
         kind = type(ex.net.module(layer)).__name__
         return f"{layer!r} ({kind}) has no (C, H, W) map; layers with maps: {shown}"
