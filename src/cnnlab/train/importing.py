@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _WeightNorm
 
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
@@ -223,7 +225,8 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
         )
     expected = model.state_dict()
     # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
-    state = _with_aliases(expected, compiled_names_as(checkpoint.load_weights(weights), expected))
+    state = _weight_norm_names(model, checkpoint.load_weights(weights))
+    state = _with_aliases(expected, compiled_names_as(state, expected))
     state = _with_norm_counters(model, state)
     if weight_mismatch(expected, {k: v for k, v in state.items() if k in expected}):
         _refuse(weights, reference, expected, state)
@@ -231,6 +234,28 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise RunError(f"{weights}: tensor {name} holds NaN or infinite values")
     return state
+
+
+def _weight_norm_names(model: nn.Module, state: dict[str, torch.Tensor]) -> dict:
+    """`state` with the older `torch.nn.utils.weight_norm`'s names (`conv.weight_g`,
+    `conv.weight_v`) under those of the parametrization the model uses
+    (`conv.parametrizations.weight.original0`, `original1`): torch's `load_state_dict` renames
+    them so (`parametrizations.weight_norm`'s compatibility hook), and the same weights,
+    trained before the code moved to the newer API, were refused as names the model lacks."""
+    renamed = dict(state)
+    for name, m in model.named_modules():
+        prefix = f"{name}." if name else ""
+        for weight in m.parametrizations if parametrize.is_parametrized(m) else ():
+            if not any(isinstance(p, _WeightNorm) for p in m.parametrizations[weight]):
+                continue
+            g, v = f"{prefix}{weight}_g", f"{prefix}{weight}_v"
+            if g in renamed and v in renamed:
+                at = f"{prefix}parametrizations.{weight}"
+                renamed[f"{at}.original0"], renamed[f"{at}.original1"] = (
+                    renamed.pop(g),
+                    renamed.pop(v),
+                )
+    return renamed
 
 
 def _with_norm_counters(model: nn.Module, state: dict[str, torch.Tensor]) -> dict:
