@@ -161,16 +161,17 @@ def save_weights(
     atomic_write(path, st_save(_plain(state), metadata=metadata or None))
 
 
-def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+def load_weights(path: str | Path, then: str = "") -> dict[str, torch.Tensor]:
     """Read a safetensors file into a state_dict. RunError names the file when it is
-    unreadable or a floating-point tensor holds NaN or infinity (`check_finite`)."""
+    unreadable (`then`: what to do, appended) or a floating-point tensor holds NaN or
+    infinity (`check_finite`)."""
     path = Path(path)
     try:
         tensors = st_load(path.read_bytes())
     except FileNotFoundError:
         raise RunError(f"{path} is missing") from None
     except Exception as error:  # safetensors raises its own error types on corrupt files
-        raise RunError(f"{path} is not a readable safetensors file: {error}") from error
+        raise RunError(f"{path} is not a readable safetensors file: {error}{then}") from error
     check_finite(tensors, path)
     return tensors
 

@@ -213,6 +213,14 @@ def _check_out(out: Path) -> None:
         raise RunError(f"{out} is not empty; import into a new directory (--out)")
 
 
+# the fix for a weights file safetensors cannot read (cut short in a copy, another format
+# under the .safetensors name)
+RESAVE = (
+    "; the file is damaged or not safetensors: save the weights again from the model that "
+    "holds them, safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+)
+
+
 def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[str, torch.Tensor]:
     """The safetensors state, checked against the model before any data is read: the file's
     kind, every name and shape, finiteness. Only names the model lacks are let through, to
@@ -225,7 +233,7 @@ def _checked_weights(weights: Path, model: nn.Module, reference: str) -> dict[st
         )
     expected = model.state_dict()
     # a compiled model's state_dict names carry `_orig_mod.`: the same weights either way
-    state = _weight_norm_names(model, checkpoint.load_weights(weights))
+    state = _weight_norm_names(model, checkpoint.load_weights(weights, RESAVE))
     state = _with_aliases(expected, compiled_names_as(state, expected))
     state = _with_norm_counters(model, state)
     if weight_mismatch(expected, {k: v for k, v in state.items() if k in expected}):
