@@ -49,6 +49,7 @@ from cnnlab.train.guard import tanh_note
 from cnnlab.train.inputs import data_notes
 from cnnlab.train.lazy import lazy_names, materialize
 from cnnlab.train.measure import guesses
+from cnnlab.train.misfit_fix import misfit_fix
 from cnnlab.train.run import holdout_record
 from cnnlab.train.rundir import (
     EVALUATION,
@@ -300,7 +301,7 @@ def _made_in_forward(
 def _refuse(weights: Path, reference: str, expected: dict, state: dict) -> None:
     raise RunError(
         f"{weights} does not fit the model of {reference}: {weight_mismatch(expected, state)}"
-        + _prefix_hint(set(expected), set(state))
+        + misfit_fix(expected, state)
     )
 
 
@@ -321,68 +322,6 @@ def _with_aliases(
         for name in names if kept else ():
             filled.setdefault(name, state[kept[0]])
     return filled
-
-
-def _prefix_hint(expected: set[str], found: set[str]) -> str:
-    """The fix when the file's names are the model's under one more or one less prefix:
-    saved from a DDP/DataParallel or a training framework's wrapper (`module.`, `model.`),
-    or from the network inside the model's own wrapper."""
-    for extra, short, extra_is_file in ((found, expected, True), (expected, found, False)):
-        for prefix in {name.split(".", 1)[0] + "." for name in extra if "." in name}:
-            behind = all(n.startswith(prefix) for n in extra)
-            if not behind or {n.removeprefix(prefix) for n in extra} != short:
-                continue
-            if extra_is_file:
-                return (
-                    f"; every name in the file is the model's behind {prefix!r} (a wrapper's "
-                    f"state_dict): save the inner module's, or strip the prefix: "
-                    f"{{k.removeprefix({prefix!r}): v for k, v in state.items()}}"
-                )
-            return (
-                f"; every name of the model is the file's behind {prefix!r}: the file holds "
-                f"the weights of the module inside the model (saved by the library it comes "
-                f"from, e.g. save_pretrained); add the prefix to its names: "
-                f"{{{prefix!r} + k: v for k, v in state.items()}}"
-            )
-    return _swapped_prefix_hint(expected, found) or _one_sided_hint(expected, found)
-
-
-def _one_sided_hint(expected: set[str], found: set[str]) -> str:
-    """The fix when one side's names are all the other's (no prefix apart): the file holds
-    the model's and more (a head used only in training: Inception's auxiliary classifier, a
-    loss's weights; or a deeper build of the model), or only some of the model's."""
-    extra, lacking = len(found - expected), len(expected - found)
-    if extra and not lacking:
-        return (
-            f"; the file holds every name of the model and {extra} more: build the model as "
-            "they were trained (--model-arg) if it should have them, or, if they served only "
-            "in training (an auxiliary head, a loss's weights), drop them: "
-            "{k: v for k, v in state.items() if k in model.state_dict()}"
-        )
-    if lacking and not extra:
-        return (
-            f"; the file lacks {lacking} of the model's names and holds none it lacks: save "
-            "the whole model's state_dict (a part of it, or one saved before layers were "
-            "added, does not fill it), or build the model as the weights were trained "
-            "(--model-arg)"
-        )
-    return ""
-
-
-def _swapped_prefix_hint(expected: set[str], found: set[str]) -> str:
-    """The fix when the file's names are the model's under another first name: the same
-    network saved from another wrapper (its `self.net`, the factory's `self.m`)."""
-    heads = [{n.split(".", 1)[0] + "." for n in names} for names in (expected, found)]
-    if any(len(h) != 1 for h in heads) or heads[0] == heads[1]:
-        return ""
-    (new,), (old,) = heads
-    if {n.removeprefix(new) for n in expected} != {n.removeprefix(old) for n in found}:
-        return ""
-    return (
-        f"; every name in the file is the model's with {old!r} in place of {new!r} (the same "
-        f"network saved from another wrapper): rename them: "
-        f"{{{new!r} + k.removeprefix({old!r}): v for k, v in state.items()}}"
-    )
 
 
 def _data_classes(train: Any, classes: list[str]) -> dict[str, list[str]]:
