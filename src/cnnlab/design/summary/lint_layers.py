@@ -30,10 +30,14 @@ def linear_collapse(t: Trace) -> list[Lint]:
     both full (groups = 1: not depthwise → pointwise) and the middle no narrower than what
     the one map could need (not a linear bottleneck), its weights no more than the pair's,
     and the first map's output read by the second alone (`Trace.shared`: a residual sum
-    around the second keeps the first)."""
+    around the second keeps the first), the second layer's weights serving that one use (a
+    module called on other inputs too keeps them there: the pair is no one map to merge)."""
     found = []
+    calls: dict[str, int] = {}
+    for w in t.weights:
+        calls[w.layer] = calls.get(w.layer, 0) + 1
     for b in t.weights:
-        if b.before is None or b.before in t.shared:
+        if b.before is None or b.before in t.shared or calls[b.layer] > 1:
             continue  # (shared: the first layer's output is read elsewhere too, so it stays)
         a = t.weights[b.before]
         if a.kind != b.kind or a.groups != 1 or b.groups != 1:
