@@ -2,7 +2,8 @@
 (`torch.utils.checkpoint(block, x, use_reentrant=True)`): the block's input needs no
 gradient, so the reentrant checkpoint hands its parameters none and the block keeps its
 first weights through every step. `cnnlab train` said nothing (torch's warning alone), and
-the run looked trained. It now notes the layers that get no gradient and the fix. Truth:
+the run looked trained. It now notes the layers that get no gradient and the fix, read from
+the forward's autograd graph (no backward: a hook of the user's would count it). Truth:
 torch's own backward gives those parameters no gradient, and their weights stay as made."""
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ CONFIG = TrainConfig(epochs=1, batch_size=128, flip=False, tta=False, precision=
 
 
 class Net(nn.Module):
-    def __init__(self, reentrant: bool) -> None:
+    def __init__(self, reentrant: bool, frozen: bool = True) -> None:
         super().__init__()
         self.reentrant = reentrant
-        self.stem = nn.Conv2d(1, 4, 3, padding=1).requires_grad_(False)  # pretrained, frozen
+        self.stem = nn.Conv2d(1, 4, 3, padding=1).requires_grad_(not frozen)  # pretrained
         self.block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
         self.head = nn.Linear(4, 10)
 
@@ -49,7 +50,13 @@ def test_a_block_cut_off_by_a_reentrant_checkpoint_is_named():
     assert "use_reentrant=False" in said[0] and "head" not in said[0]
 
 
-def test_no_note_where_every_layer_trains():
+@pytest.mark.parametrize(("reentrant", "frozen"), [(False, True), (True, False)])
+def test_no_note_where_every_layer_trains(reentrant, frozen):
+    """A non-reentrant checkpoint, or a reentrant one whose input needs a gradient (its
+    parameters are not in the forward's graph: the backward recomputes the block)."""
     torch.manual_seed(0)
-    result = train(Net(reentrant=False), "digits", None, CONFIG)
+    model = Net(reentrant, frozen)
+    first = model.block[0].weight.detach().clone()
+    result = train(model, "digits", None, CONFIG)
+    assert not torch.equal(model.block[0].weight, first)  # it trained
     assert not [n for n in result["notes"] if "no gradient" in n]

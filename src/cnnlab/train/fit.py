@@ -178,12 +178,12 @@ def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
 
 def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
     """A note naming the trainable layers the train-mode logits on two zero images of
-    `input_shape` give no gradient (`torch.autograd.grad(..., allow_unused=True)`: None):
-    they would keep their first weights through every step, and nothing said so. A
-    torch.utils.checkpoint(use_reentrant=True) block whose input needs no gradient (it follows
-    a frozen stem) is cut off so, with only torch's warning; so are a layer the forward does
-    not call and an auxiliary head it does not return. [] for a spec, or a forward that fails
-    (`check_fit` has run it)."""
+    `input_shape` do not reach in their autograd graph (`_reached`: read from the graph, no
+    backward run, so no hook of the user's fires): they would keep their first weights
+    through every step, and nothing said so. A torch.utils.checkpoint(use_reentrant=True)
+    block whose input needs no gradient (it follows a frozen stem) is cut off so, with only
+    torch's warning; so are a layer the forward does not call and an auxiliary head it does
+    not return. [] for a spec, or a forward that fails (`check_fit` has run it)."""
     named = [(n, p) for n, p in choice.model.named_parameters() if p.requires_grad]
     if choice.spec is not None or not named:
         return []
@@ -191,25 +191,47 @@ def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
     try:
         with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
             with eager_stance():
-                out = choice.model(x).float().sum()
-            grads = torch.autograd.grad(out, [p for _, p in named], allow_unused=True)
+                reached = _reached(choice.model(x))
     except Exception:  # the user's code may raise anything; training's own checks speak
         return []
-    layers = list(
-        dict.fromkeys(
-            n.rpartition(".")[0] or n for (n, _), g in zip(named, grads, strict=True) if g is None
-        )
-    )
+    if reached is None:
+        return []
+    cut = [n.rpartition(".")[0] or n for n, p in named if id(p) not in reached]
+    layers = list(dict.fromkeys(cut))
     if not layers:
         return []
     shown = ", ".join(layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
     return [
         f"{choice.title}: {shown} get{'s' * (len(layers) == 1)} no gradient from the logits in "
         f"training mode, so {'its' if len(layers) == 1 else 'their'} weights will not change "
-        "(a torch.utils.checkpoint with "
-        "use_reentrant=True whose input needs no gradient, after a frozen layer, cuts its "
-        "block off: pass use_reentrant=False; or the forward does not use them)"
+        "(a torch.utils.checkpoint with use_reentrant=True whose input needs no gradient, "
+        "after a frozen layer, cuts its block off: pass use_reentrant=False; or the forward "
+        "does not use them)"
     ]
+
+
+def _reached(logits: torch.Tensor) -> set[int] | None:
+    """The ids of the parameters `logits`' autograd graph leads to: its AccumulateGrad nodes'
+    variables, and the parameters of the module a reentrant checkpoint recomputes in the
+    backward (its node's `run_function`). None where that cannot be told: a reentrant
+    checkpoint of a plain function, whose parameters are not known."""
+    seen, reached = set(), set()
+    todo = [logits.grad_fn] if isinstance(logits, torch.Tensor) else []
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if hasattr(node, "variable"):  # AccumulateGrad: a leaf that gets a gradient
+            reached.add(id(node.variable))
+        run = getattr(node, "run_function", None)  # torch.utils.checkpoint's reentrant node
+        if run is not None:
+            owner = run if isinstance(run, nn.Module) else getattr(run, "__self__", None)
+            if not isinstance(owner, nn.Module):
+                return None
+            reached.update(id(p) for p in owner.parameters())
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return reached
 
 
 def _other(choice: ModelChoice) -> str:
