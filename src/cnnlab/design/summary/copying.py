@@ -47,6 +47,12 @@ def _walk(module: nn.Module, prefix: str, found: Named, seen: set[int]) -> None:
             _walk(child, f"{prefix}.{name}" if prefix else name, found, seen)
 
 
+def shares(originals: dict[int, Tensor], items: Any) -> bool:
+    """Whether a list or tuple holds one of `originals` (in C: a generator over a conv's
+    stride costs 1 µs)."""
+    return not originals.keys().isdisjoint(map(id, items))
+
+
 Prepare = Callable[[str, nn.Module, dict[str, Any]], None]  # (name, copy, its attributes)
 
 

@@ -2,7 +2,8 @@
 agree): a conv C_out·C_in/groups·kh·kw per output position plus C_out for its bias, a linear
 layer in·out (+ out) per output row, a recurrent layer its weights per time step, multi-head
 attention its projections per token (`attention_macs`), any other leaf with parameters
-(BatchNorm) one per parameter, a container 0 (its children have rows)."""
+(BatchNorm) one per parameter, a container 0 (its children have rows). And the parameters a
+row carries where a child is read, not called (`uncalled_rows`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from cnnlab.design.summary.facts import RowFact
 
 
 def _conv_macs(m: nn.Conv2d, out: Tensor) -> int:
@@ -50,6 +53,25 @@ def attention_macs(m: nn.MultiheadAttention, out: Tensor) -> int:
     e, bias = m.embed_dim, 2 * m.embed_dim if m.in_proj_bias is not None else 0
     per_key = e * (m.kdim + m.vdim) + bias
     return (sum(p.numel() for p in m.parameters()) - per_key) * tokens + per_key * keys
+
+
+# nn.MultiheadAttention's out_proj: its forward reads the weights, never calls the module
+OUT_PROJ = nn.modules.linear.NonDynamicallyQuantizableLinear
+
+
+def uncalled_rows(rows: list[RowFact], uncalled: list[tuple[str, tuple[int, int]]]) -> list:
+    """`rows` with each attention's out_proj (`uncalled`: (name, (parameters, trainable)))
+    in its parent's row, where it has none of its own: the forward of an
+    nn.MultiheadAttention reads out_proj's weights and never calls it, so the attention's
+    row carries all of its parameters (each row's own; the totals count each once)."""
+    ran = {r.name for r in rows}
+    extra = {n.rpartition(".")[0]: c for n, c in uncalled if n not in ran}
+    return [
+        r._replace(params=r.params + extra[r.name][0], trainable=r.trainable + extra[r.name][1])
+        if r.name in extra
+        else r
+        for r in rows
+    ]
 
 
 _KEYS = "_cnnlab_keys"  # the key length of an attention's call, in its (copy's) __dict__

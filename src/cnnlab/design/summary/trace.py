@@ -32,7 +32,7 @@ from cnnlab.design.summary import calls as C
 from cnnlab.design.summary import shapes as S
 from cnnlab.design.summary.bounded import bounded_output
 from cnnlab.design.summary.constants import FACTORIES, Constants
-from cnnlab.design.summary.copying import compiled_inner, meta, plain_name
+from cnnlab.design.summary.copying import compiled_inner, meta, plain_name, shares
 from cnnlab.design.summary.facts import (
     DenseFact,
     HeadFact,
@@ -46,7 +46,7 @@ from cnnlab.design.summary.facts import (
     WindowFact,
     record,
 )
-from cnnlab.design.summary.macs import attention_macs, keys_noted
+from cnnlab.design.summary.macs import OUT_PROJ, attention_macs, keys_noted, uncalled_rows
 from cnnlab.design.summary.rearrange import RESHAPED, reshaped
 from cnnlab.design.summary.refusals import CHECKS, Refused, refusal
 from cnnlab.design.summary.roles import Roles, call_name
@@ -72,12 +72,6 @@ _PROPERTY = type(Tensor.shape.__get__)  # how a property read reaches __torch_fu
 _PLAIN_CONTAINERS = frozenset({nn.Sequential.forward, nn.Module.forward})
 _VIEWS = C.VIEWS - set(CHECKS)  # (none of them is checked: `Tracer._view`)
 _SEQUENCES = (list, tuple)
-
-
-def shares(originals: dict[int, Tensor], items: Any) -> bool:
-    """Whether a list or tuple holds one of `originals` (in C: a generator over a conv's
-    stride costs 1 µs)."""
-    return not originals.keys().isdisjoint(map(id, items))
 
 
 class TraceError(Exception):
@@ -125,9 +119,11 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         self.last: nn.Module | None = None  # the module of the last row (`ended`)
         self.map_out = False  # the output is a map (`ended`, facts.Trace.map_out)
         self.batch_stats: list[str] = []  # BatchNorms without running statistics (`prepare`)
+        self.uncalled: list[tuple[str, tuple[int, int]]] = []  # attentions' out_proj (`prepare`)
 
     def facts(self, real_forward: str | None) -> Trace:
-        found = map(tuple, (self.rows, self.windows, self.weights, self.heads))
+        rows = uncalled_rows(self.rows, self.uncalled) if self.uncalled else self.rows
+        found = map(tuple, (rows, self.windows, self.weights, self.heads))
         return Trace(self.image, *found, self.dense, tuple(self.squashes),
                      tuple(self.lost.values()), self.total_params, self.trainable_params,
                      real_forward, frozenset(self.shared), self.probabilities,
@@ -153,6 +149,8 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
             self.weight_code += (f"{name}.parametrizations" if name else "parametrizations",)
             more = self._count(dict(coded.named_parameters(remove_duplicate=False)))
             params, trainable = params + more[0], trainable + more[1]
+        if type(module) is OUT_PROJ:  # an attention's: its parent's row carries it if not called
+            self.uncalled.append((name, (params, trainable)))
         state["training"] = self.training
         buffers = state["_buffers"]  # (an InstanceNorm's is None too: no batch norm)
         if buffers and buffers.get("running_mean", 0) is None and isinstance(module, _BatchNorm):
