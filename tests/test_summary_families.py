@@ -97,7 +97,7 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
                 return
             out = out if isinstance(out, torch.Tensor) else out[0]
             if leaf:
-                seen.append((name, tuple(out.shape[1:])))
+                seen.append((name, tuple(out.shape)))
                 extra[0] += ours(m, out) - theirs(m, out)
             else:  # a conv or attention with children: its own call is summary's row
                 extra[0] += ours(m, out, inputs)
@@ -112,7 +112,35 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
         model(torch.randn(1, *input_size))
     for h in handles:
         h.remove()
-    return seen, extra[0]
+    return one_image(model, input_size, seen), extra[0]
+
+
+def one_image(model: nn.Module, input_size, seen: list) -> list:
+    """Each leaf call's (name, shape of a batch of one) as one image's: without the batch
+    axis, the one a batch of two doubles (a sequence-first (T, B, F) keeps T); axis 0 where
+    it is that one or none is (a batch folded into axis 0: Swin's windows)."""
+    doubled = []
+    handles = [
+        m.register_forward_hook(
+            lambda _m, _i, out: (
+                doubled.append((out if isinstance(out, torch.Tensor) else out[0]).shape)
+                if out is not None
+                else None
+            )  # fmt: skip
+        )
+        for _, m in model.named_modules()
+        if not list(m.children())
+    ]
+    with torch.no_grad():
+        model(torch.randn(2, *input_size))
+    for h in handles:
+        h.remove()
+    found = []
+    for (name, one), two in zip(seen, doubled, strict=True):
+        moved = [k for k, (a, b) in enumerate(zip(one, two, strict=True)) if a != b]
+        k = moved[0] if len(moved) == 1 and one[moved[0]] == 1 else 0
+        found.append((name, one[:k] + one[k + 1 :]))
+    return found
 
 
 @pytest.mark.filterwarnings("ignore")

@@ -45,6 +45,7 @@ from torch.nn.parameter import (
 
 from cnnlab.design.build import build
 from cnnlab.design.spec import load_spec
+from cnnlab.design.summary.batch import ambiguous, found_batch
 from cnnlab.design.summary.calls import META, clear_caches
 from cnnlab.design.summary.copying import (
     Named,
@@ -103,18 +104,20 @@ def _trace_module(
     packed: list[str] | None = None,
     training: bool = False,
     named: Named | None = None,
+    batch: int = 1,
 ) -> Trace:
     """On a meta copy, its input of the model's dtype (a float64 model is given float64, as
     the real forward is; a layer of another dtype is refused as torch refuses it); where
     meta fails (META_FAILURES, `refusals.Refused`), a real forward on a real copy. `hooked`
     gets the names of the modules with forward hooks of the user's (not run), `packed`
     those of the quantized layers (`copying.copy_module`); `training`: the copy in training
-    mode (eval mode otherwise); `named`: named_modules(model), if known."""
+    mode (eval mode otherwise); `named`: named_modules(model), if known; `batch`: the images
+    run at once (2: `_batch_axes`)."""
     device, dtype = _device_and_dtype(model)
     try:
         tracer = Tracer(size[1:], dtype, training)
         copy = copy_module(model, None, tracer.prepare, tracer.originals, hooked, packed, named)
-        x = torch.empty((1, *size), device=META, dtype=dtype)
+        x = torch.empty((batch, *size), device=META, dtype=dtype)
         return _trace(copy, x, tracer, None)
     except TraceError as err:
         if not isinstance(err.__cause__, META_FAILURES):
@@ -122,7 +125,7 @@ def _trace_module(
         why = str(err)
     tracer = Tracer(size[1:], dtype, training, real=True)
     copy = copy_module(model, clone, tracer.prepare, tracer.originals)
-    x = torch.zeros((1, *size), device=device, dtype=dtype)
+    x = torch.zeros((batch, *size), device=device, dtype=dtype)
     try:
         return _trace(copy, x, tracer, why)
     except TraceError as err:
@@ -225,6 +228,8 @@ def _summarize(model_or_spec: nn.Module | Any, input_size: Iterable[int] | None)
         if ready is not model:  # a copy, its lazy layers made
             model, named = ready, named_modules(ready)
         trace = _trace_module(model, size, hooked, packed, named=named)
+        if ambiguous(trace):
+            trace = _batch_axes(model, size, trace, named)
         if trace.probabilities is not None and _logits_in_training(model, size):
             trace = dataclasses.replace(trace, probabilities=None)
         return _summary(trace, size, [*_hooks_lint(hooked), *_packed_lint(packed)])
@@ -276,6 +281,16 @@ def _uninitialized(t: torch.Tensor) -> torch.Tensor:
     """A new uninitialized parameter or buffer like the lazy tensor `t`."""
     kind = UninitializedParameter if isinstance(t, nn.Parameter) else UninitializedBuffer
     return kind(requires_grad=t.requires_grad, device=t.device, dtype=t.dtype)
+
+
+def _batch_axes(model: nn.Module, size: tuple[int, ...], trace: Trace, named: Named) -> Trace:
+    """`trace` with its rows' batch axes found by a second trace, of two images, where a row
+    leaves it open (`batch.py`: a sequence-first (T, 1, F)); as it is where the model runs
+    one image only (a view to (1, ...)): axis 0 then."""
+    try:
+        return found_batch(trace, _trace_module(model, size, named=named, batch=2))
+    except CnnlabError:
+        return trace
 
 
 def _logits_in_training(model: nn.Module, size: tuple[int, ...]) -> bool:

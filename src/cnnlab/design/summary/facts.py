@@ -189,6 +189,8 @@ class Trace:
     map_out: bool = False
     # the BatchNorm layers without running statistics (track_running_stats=False)
     batch_stats: tuple[str, ...] = ()
+    # (row index, torch's output shape) of the rows whose axis 0 is not of size 1 (`batch.py`)
+    unbatched: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -196,7 +198,9 @@ class Trace:
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """One layer call: output_shape is one image's (C, H, W) or (F,); receptive_field and
+    """One layer call: output_shape is one image's (C, H, W) or (F,), torch's shape without
+    the batch axis, wherever it is (a sequence-first (T, B, F) shows as (T, F): `batch.py`;
+    a batch folded into axis 0, Swin's windows, as one window's); receptive_field and
     jump in input pixels (the larger axis; None where the trace could not follow it; 0 for
     a layer no input pixel reaches: a position embedding of fixed ids); macs
     of one image; call counts the module's calls (2: its second row)."""

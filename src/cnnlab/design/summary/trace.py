@@ -120,6 +120,7 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         self.map_out = False  # the output is a map (`ended`, facts.Trace.map_out)
         self.batch_stats: list[str] = []  # BatchNorms without running statistics (`prepare`)
         self.uncalled: list[tuple[str, tuple[int, int]]] = []  # attentions' out_proj (`prepare`)
+        self.unbatched: list[tuple[int, tuple[int, ...]]] = []  # (row, torch's shape) (`_row`)
 
     def facts(self, real_forward: str | None) -> Trace:
         rows = uncalled_rows(self.rows, self.uncalled) if self.uncalled else self.rows
@@ -127,7 +128,7 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         return Trace(self.image, *found, self.dense, tuple(self.squashes),
                      tuple(self.lost.values()), self.total_params, self.trainable_params,
                      real_forward, frozenset(self.shared), self.probabilities,
-                     self.map_out, tuple(self.batch_stats))  # fmt: skip
+                     self.map_out, tuple(self.batch_stats), tuple(self.unbatched))  # fmt: skip
 
     # module calls -------------------------------------------------------------------------
     def prepare(self, name: str, module: nn.Module, state: dict[str, Any]) -> None:
@@ -253,7 +254,9 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
             rf = w if w.size > h.size else h  # the larger axis (ties: height)
         macs = rule(module, out) if rule is not None else (params if leaf else 0)
         call = self.calls[name] = self.calls.get(name, 0) + 1
-        shape = tuple(out.shape[1:])
+        shape = tuple((s := out.shape)[1:])
+        if s and s[0] != 1:  # the batch may not be axis 0: (T, B, F) (`batch.py`)
+            self.unbatched.append((len(self.rows), tuple(s)))
         lost = tag.lost if tag is not None else None
         self.rows.append(
             record(RowFact, (name, call, kind, shape, params, trainable, rf, macs, lost))
