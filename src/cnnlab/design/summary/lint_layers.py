@@ -30,7 +30,7 @@ def linear_collapse(t: Trace) -> list[Lint]:
     both full (groups = 1: not depthwise → pointwise) and the middle no narrower than what
     the one map could need (not a linear bottleneck), its weights no more than the pair's,
     and the first map's output read by the second alone (`Trace.shared`: a residual sum
-    around the second keeps the first), the second layer's weights serving that one use (a
+    around the second keeps the first), and each layer's weights serving that one use (a
     module called on other inputs too keeps them there: the pair is no one map to merge)."""
     found = []
     calls: dict[str, int] = {}
@@ -40,7 +40,7 @@ def linear_collapse(t: Trace) -> list[Lint]:
         if b.before is None or b.before in t.shared or calls[b.layer] > 1:
             continue  # (shared: the first layer's output is read elsewhere too, so it stays)
         a = t.weights[b.before]
-        if a.kind != b.kind or a.groups != 1 or b.groups != 1:
+        if calls[a.layer] > 1 or a.kind != b.kind or a.groups != 1 or b.groups != 1:
             continue
         kh, kw = composed_kernel(a, b.pools, b)
         one = a.in_ * b.out * kh * kw
