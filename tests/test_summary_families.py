@@ -84,7 +84,7 @@ def leaf_calls(model: nn.Module, input_size) -> tuple[list, int]:
     def ours(m: nn.Module, out: torch.Tensor, inputs: tuple = ()) -> int:
         n = sum(p.numel() for p in m.parameters())
         if isinstance(m, nn.MultiheadAttention):
-            keys = inputs[1].shape[1 if m.batch_first else 0]
+            keys = math.prod(inputs[1].shape[:-1])  # every sequence's keys
             kv = m.embed_dim * (m.kdim + m.vdim) + 2 * m.embed_dim
             return (n - kv) * math.prod(out.shape[:-1]) + kv * keys
         if isinstance(m, nn.modules.conv._ConvNd):

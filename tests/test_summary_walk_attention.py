@@ -69,3 +69,27 @@ class AttentionPool(nn.Module):
 def test_a_pooling_query_counts_its_keys_at_their_length():
     (attn,) = [r for r in summary(AttentionPool().eval(), (3, 16, 16)).rows if r.name == "attn"]
     assert attn.macs == projections(16, 1, 64, kdim=24)
+
+
+class WindowAttention(nn.Module):
+    """Attention inside each of four 4×4 windows of an 8×8 map, the windows folded into the
+    batch (Swin's layout, written with nn.MultiheadAttention): (B·4, 16, E)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 2, 1)
+        self.attn = nn.MultiheadAttention(16, 4, batch_first=True)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        t = self.conv(x)  # (B, 16, 8, 8)
+        b = t.shape[0]
+        t = t.reshape(b, 16, 2, 4, 2, 4).permute(0, 2, 4, 3, 5, 1).reshape(b * 4, 16, 16)
+        return self.head(self.attn(t, t, t)[0].reshape(b, 64, 16).mean(1))
+
+
+def test_a_window_attention_counts_the_keys_of_every_window():
+    """Each window's 16 keys, four windows: 64 key tokens, as many as the queries (the key
+    length of one window alone counted a quarter of k and v)."""
+    (attn,) = [r for r in summary(WindowAttention().eval(), (3, 16, 16)).rows if r.name == "attn"]
+    assert attn.macs == projections(16, 64, 64)

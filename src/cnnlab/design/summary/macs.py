@@ -44,10 +44,11 @@ def _recurrent_macs(m: nn.RNNBase, out: Tensor) -> int:
 
 def attention_macs(m: nn.MultiheadAttention, out: Tensor) -> int:
     """Its projections as Linear layers per row: q and out_proj (E·E + E each) per query
-    token (L: the output's rows), k and v (E·kdim + E, E·vdim + E) per key token (S, noted
-    by `keys_noted`; L where not noted). out_proj is a child no forward calls, so it has no
-    row of its own. QKᵀ and the weighted sum of V multiply activations, no weights:
-    uncounted, as for a transformer of Linear layers."""
+    token (the output's rows), k and v (E·kdim + E, E·vdim + E) per key token (the key's
+    rows, noted by `keys_noted`; the output's where not noted), each sequence's where a
+    batch of them runs (a window attention's windows). out_proj is a child no forward
+    calls, so it has no row of its own. QKᵀ and the weighted sum of V multiply
+    activations, no weights: uncounted, as for a transformer of Linear layers."""
     tokens = math.prod(out.shape[:-1])  # L per image (B = 1), batch_first or not
     keys = vars(m).get(_KEYS, tokens)
     e, bias = m.embed_dim, 2 * m.embed_dim if m.in_proj_bias is not None else 0
@@ -77,14 +78,14 @@ def uncalled_rows(rows: list[RowFact], uncalled: list[tuple[str, tuple[int, int]
 _KEYS = "_cnnlab_keys"  # the key length of an attention's call, in its (copy's) __dict__
 
 
-def keys_noted(module: nn.Module, forward: Callable, state: dict) -> Callable:
-    """An nn.MultiheadAttention's forward that notes its key length S in `state` (the
-    module's __dict__) for `attention_macs`."""
+def keys_noted(forward: Callable, state: dict) -> Callable:
+    """An nn.MultiheadAttention's forward that notes its key rows in `state` (the module's
+    __dict__) for `attention_macs`: S·N of a (S, N, E) or (N, S, E) key."""
 
     def noting(query: Tensor, key: Tensor, *args: Any, **kwargs: Any) -> Any:
         with torch._C.DisableTorchFunction():  # (a shape read: no call to trace)
             shape = key.shape
-        state[_KEYS] = shape[1] if module.batch_first and len(shape) == 3 else shape[0]
+        state[_KEYS] = math.prod(shape[:-1])  # all key rows: windows folded in the batch too
         return forward(query, key, *args, **kwargs)
 
     return noting

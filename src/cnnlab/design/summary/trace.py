@@ -209,7 +209,7 @@ class Tracer(Roles, Shortcuts, Constants, Where, TorchFunctionMode):
         forward = module.forward
         kind, rule, shortcut = self._maker(module, state)
         if rule is attention_macs:  # an nn.MultiheadAttention: its key length, for its MACs
-            forward = keys_noted(module, forward, state)
+            forward = keys_noted(forward, state)
         leaf = not state["_modules"] or list(state["_modules"]) == ["parametrizations"]
 
         def traced_forward(*args: Any, **kwargs: Any) -> Any:
