@@ -79,3 +79,15 @@ def test_one_value_per_channel_fails_with_the_reason_not_the_input_size():
     text = str(err.value)
     assert "\n" not in text and "layer 4 (BatchNorm1d)" in text
     assert "track_running_stats=True" in text and "check the input size" not in text
+
+
+def test_another_failure_of_such_a_layer_is_not_put_on_its_statistics():
+    """A channel count that does not fit (16 channels into a BatchNorm of 8) is torch's own
+    refusal (its forward raises too), not 'one value per channel: no input size fits'."""
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.BatchNorm2d(8, track_running_stats=False))
+    with pytest.raises(RuntimeError):  # torch's own forward
+        with torch.no_grad():
+            model.eval()(torch.randn(1, 3, 16, 16))
+    with pytest.raises(CnnlabError) as err:
+        summary(model, (3, 16, 16))
+    assert "running statistics" not in str(err.value) and "layer 1 (BatchNorm2d)" in str(err.value)

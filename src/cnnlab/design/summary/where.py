@@ -16,6 +16,14 @@ _IDS = (
     "the layer takes integer token ids, not an image: summary runs the model on a float "
     "(C, H, W) image, so no input size fits a model of ids"
 )
+
+
+def _one_value(x) -> bool:
+    """Whether a batch-norm input holds one value per channel (B = 1, no positions): the
+    failure a BatchNorm on batch statistics meets, not another (a channel count)."""
+    return isinstance(x, Tensor) and x.dim() >= 2 and x.numel() == x.shape[1]
+
+
 _BATCH_STATS = (
     "the layer keeps no running statistics (track_running_stats=False), so in eval mode too "
     "it normalizes by its batch, and one image gives it one value per channel: no input size "
@@ -51,7 +59,7 @@ class Where:
         module, x, _ = self.stack[-1] if self.stack else (None, None, None)
         if isinstance(module, _EMBEDDINGS) and isinstance(x, Tensor) and x.is_floating_point():
             return _IDS
-        if isinstance(module, _BatchNorm) and module.running_mean is None:
+        if isinstance(module, _BatchNorm) and module.running_mean is None and _one_value(x):
             return _BATCH_STATS  # (torch: 'Expected more than 1 value per channel')
         if self.rows or not self.stack:
             return None
