@@ -346,17 +346,17 @@ class Roles:
             axes = (2, 2) if func in P.UNFOLD else (2, 3)
             return Tag(C.window_rf(tag.rf, w), axes, chain, last_pool=tag.last_pool)
         if func in P.UPSAMPLED:
-            return self._upsampled_tag(func, args, kwargs, src, tag, out)
+            return self._resampled_tag(func, args, kwargs, src, tag, out)
         if func in P.GUMBEL:  # a softmax over dim, -1 by default
             dim = C.arg(args, kwargs, 4, "dim", -1)
             return self._reduce_tag(torch.softmax, (src, dim), {}, src, tag, out)
         found = P.operands(func, args, kwargs, out)
         return None if found is None else self._summed(found)
 
-    def _upsampled_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
+    def _resampled_tag(self, func, args, kwargs, x: Tensor, tag: Tag, out: Tensor) -> Tag | None:
         """F.fold of (B, C·k·k, L) windows, a transposed conv, max unpooling, a pixel shuffle or
-        F.interpolate of a (B, C, H, W) map: each pixel's field from the units that cover it
-        (`products.spread`); the map's size no longer follows the windows' chain."""
+        F.interpolate of a (B, C, H, W) map, up or down: each pixel's field from the units that
+        cover it (`products.spread`); the map's size no longer follows the windows' chain."""
         if func in P.FOLD:
             if x.dim() != 3 or tag.axes != (2, 2) or out.dim() != 4:
                 return None
