@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import _WeightNorm
 
 from cnnlab.data import load_splits, normalization_stats
 from cnnlab.data.sets import dataset_name
@@ -64,6 +63,9 @@ from cnnlab.train.rundir import (
 from cnnlab.train.source import ModelSource, file_sha256
 
 __all__ = ["EVALUATION", "import_run"]
+
+# torch's weight_norm parametrization, by name: its class is private (torch may move it)
+_WEIGHT_NORM = "_WeightNorm"
 
 
 def import_run(
@@ -255,7 +257,7 @@ def _weight_norm_names(model: nn.Module, state: dict[str, torch.Tensor]) -> dict
     for name, m in model.named_modules():
         prefix = f"{name}." if name else ""
         for weight in m.parametrizations if parametrize.is_parametrized(m) else ():
-            if not any(isinstance(p, _WeightNorm) for p in m.parametrizations[weight]):
+            if not any(type(p).__name__ == _WEIGHT_NORM for p in m.parametrizations[weight]):
                 continue
             g, v = f"{prefix}{weight}_g", f"{prefix}{weight}_v"
             if g in renamed and v in renamed:
