@@ -53,7 +53,7 @@ from torch import Tensor
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary.calls import arg, both, field_step, fns
 from cnnlab.design.summary.facts import Field
-from cnnlab.design.summary.products import upsampled_field
+from cnnlab.design.summary.products import upsampled_field, windowed
 from cnnlab.design.summary.tags import Tag, global_rf, replaced
 
 FLIP = both("flip", "fliplr", "flipud")
@@ -266,8 +266,7 @@ def _windows(args: tuple, kwargs: dict, x: Tensor, tag: Tag) -> Tag | None:
         return None
     rf = list(tag.rf)
     r = rf[tag.axes.index(dim)]
-    rf[tag.axes.index(dim)] = Field(r.size + (size - 1) * r.jump, r.jump * step,
-                                    r.start + (size - 1) / 2 * r.jump)  # fmt: skip
+    rf[tag.axes.index(dim)] = windowed(r, size, step)
     return replaced(tag, rf=tuple(rf), chain=None, linear=None, pad=None)
 
 

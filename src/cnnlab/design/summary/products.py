@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from cnnlab.design.summary.calls import T, arg, both, fns, pair
-from cnnlab.design.summary.facts import Field, Window
+from cnnlab.design.summary.facts import Field, Window, record
 
 MATMUL = both("matmul", "bmm", "mm") | fns("__matmul__", owner=T)
 RMATMUL = fns("__rmatmul__", owner=T)  # x.__rmatmul__(y) is y @ x
@@ -151,6 +151,14 @@ def block_window(func: Callable, args: tuple, kwargs: dict) -> Window:
     return Window((s, s), (s, s), (0, 0))
 
 
+def windowed(r: Field, k: int, s: int, c: float | None = None) -> Field:
+    """The field of a k-wide window at stride s over units of field `r` (one axis): it spans
+    k units r.jump apart, steps s of them, centred c units in (the window's middle unless
+    given): Field(r.size + (k − 1)·r.jump, r.jump·s, r.start + c·r.jump), c = (k − 1)/2."""
+    c = (k - 1) / 2 if c is None else c
+    return record(Field, (r.size + (k - 1) * r.jump, r.jump * s, r.start + c * r.jump))
+
+
 def unfold_window(args: tuple, kwargs: dict) -> Window:
     """F.unfold(input, kernel_size, dilation=1, padding=0, stride=1)'s window."""
     kernel = pair(arg(args, kwargs, 1, "kernel_size"), (1, 1))
@@ -244,7 +252,7 @@ def resampled_field(rf: Field, n_in: int, n_out: int, args: tuple, kwargs: dict,
     if taps is None or abs(factor - s) > 1e-6:
         return None
     c = 0 if mode == "nearest" else s // 2 if mode == "nearest-exact" else (s - 1) / 2
-    return Field(rf.size + (taps - 1) * rf.jump, rf.jump * s, rf.start + c * rf.jump)
+    return windowed(rf, taps, s, c)
 
 
 # taps per axis an output of a downsampling by S reads (`resampled_field`): bilinear and

@@ -15,6 +15,7 @@ from cnnlab.design.activations import ACTIVATIONS, activation_of, activation_of_
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
 from cnnlab.design.summary.facts import Field, Window, record
+from cnnlab.design.summary.products import windowed
 
 TAG = "_cnnlab_tag"
 # on a tensor some row showed as its output, until a call changes it in place (a tensor
@@ -146,10 +147,10 @@ def blocks(in_shape, out_shape, axes: ax.Axes, tag: Tag) -> tuple[ax.Axes, Tag]:
     r0, r1 = tag.rf
     if cut0 is not None:
         (a0, p), r = cut0, r0
-        r0 = record(Field, (r.size + (p - 1) * r.jump, r.jump * p, r.start + (p - 1) / 2 * r.jump))
+        r0 = windowed(r, p, p)
     if cut1 is not None:
         (a1, p), r = cut1, r1
-        r1 = record(Field, (r.size + (p - 1) * r.jump, r.jump * p, r.start + (p - 1) / 2 * r.jump))
+        r1 = windowed(r, p, p)
     return (a0, a1), record(Tag, ((r0, r1), (a0, a1), None, *tag[3:]))
 
 
