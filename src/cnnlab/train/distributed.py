@@ -38,8 +38,8 @@ import torch.distributed as torch_dist
 from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, RankLost, TrainingDiverged
-from cnnlab.inspect import device_of, preserved
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
+from cnnlab.train.fit import unreached_parameters
 
 # What gloo, NCCL and c10d say when a peer stopped answering or went away (lower case).
 LOST_SIGNS = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
@@ -206,19 +206,11 @@ def wrap(model: nn.Module, dist: Dist, input_shape=None) -> nn.Module:
 
 def unused_parameters(model: nn.Module, input_shape) -> list[str]:
     """The names of `model`'s trainable parameters outside the autograd graph of its
-    train-mode output on two zero images of `input_shape` (C, H, W): the gradient
-    `torch.autograd.grad(..., allow_unused=True)` gives as None. No .grad is touched;
-    modes, buffers and RNG are put back (`preserved`). [] when the forward fails (training's
-    own checks speak of that)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    x = torch.zeros(2, *input_shape, device=device_of(model))
-    try:
-        with preserved(model, train=True, requires_grad=None):
-            out = model(x).float().sum()
-            grads = torch.autograd.grad(out, [p for _, p in named], allow_unused=True)
-    except Exception:  # the user's code may raise anything; a graph with no parameter
-        return []
-    return [n for (n, _), g in zip(named, grads, strict=True) if g is None]
+    train-mode output on two zero images of `input_shape` (C, H, W), those a backward leaves
+    with .grad None (`unreached_parameters`: no backward run, no .grad or hook touched; a
+    module a reentrant checkpoint recomputes counts as used). [] where the graph cannot tell
+    (a failing forward: training's own checks speak of that), so DDP keeps its default."""
+    return unreached_parameters(model, input_shape) or []
 
 
 def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:

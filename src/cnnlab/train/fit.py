@@ -178,25 +178,15 @@ def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
 
 def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
     """A note naming the trainable layers the train-mode logits on two zero images of
-    `input_shape` do not reach in their autograd graph (`_reached`: read from the graph, no
-    backward run, so no hook of the user's fires): they would keep their first weights
-    through every step, and nothing said so. A torch.utils.checkpoint(use_reentrant=True)
-    block whose input needs no gradient (it follows a frozen stem) is cut off so, with only
-    torch's warning; so are a layer the forward does not call and an auxiliary head it does
-    not return. [] for a spec, or a forward that fails (`check_fit` has run it)."""
-    named = [(n, p) for n, p in choice.model.named_parameters() if p.requires_grad]
-    if choice.spec is not None or not named:
+    `input_shape` do not reach in their autograd graph (`unreached_parameters`): they would
+    keep their first weights through every step, and nothing said so. A
+    torch.utils.checkpoint(use_reentrant=True) block whose input needs no gradient (it
+    follows a frozen stem) is cut off so, with only torch's warning; so are a layer the
+    forward does not call and an auxiliary head it does not return. [] for a spec, or where
+    the graph cannot tell (`check_fit` has run the forward)."""
+    if choice.spec is not None:
         return []
-    x = torch.zeros(2, *input_shape)
-    try:
-        with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
-            with eager_stance():
-                reached = _reached(choice.model(x))
-    except Exception:  # the user's code may raise anything; training's own checks speak
-        return []
-    if reached is None:
-        return []
-    cut = [n.rpartition(".")[0] or n for n, p in named if id(p) not in reached]
+    cut = [n.rpartition(".")[0] or n for n in unreached_parameters(choice.model, input_shape) or []]
     layers = list(dict.fromkeys(cut))
     if not layers:
         return []
@@ -210,13 +200,38 @@ def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
     ]
 
 
-def _reached(logits: torch.Tensor) -> set[int] | None:
+def unreached_parameters(model: nn.Module, input_shape) -> list[str] | None:
+    """The names of `model`'s trainable parameters outside the autograd graph of its
+    train-mode output on two zero images of `input_shape` (C, H, W), on its device: those a
+    backward leaves with .grad None. Read from the graph (`_reached`), no backward run, so no
+    hook of the user's fires: torch.autograd.grad fired each parameter's register_hook once
+    more (a hook counting steps counted one), and raised at a reentrant checkpoint ('not
+    compatible with .grad()'). Modes, buffers and RNG are put back (`preserved`). None where
+    that cannot be told: a forward that fails or gives no tensor, a reentrant checkpoint of
+    a plain function. The untrained-layer note and DDP's find_unused_parameters read it."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        return []
+    x = torch.zeros(2, *input_shape, device=named[0][1].device)
+    try:
+        # compiled code runs eagerly here, as in _check_graph: no graph compiled for 2 images
+        with preserved(model, train=True, requires_grad=None), torch.enable_grad():
+            with eager_stance():
+                reached = _reached(model(x))
+    except Exception:  # the user's code may raise anything; training's own checks speak
+        return None
+    return None if reached is None else [n for n, p in named if id(p) not in reached]
+
+
+def _reached(logits) -> set[int] | None:
     """The ids of the parameters `logits`' autograd graph leads to: its AccumulateGrad nodes'
     variables, and the parameters of the module a reentrant checkpoint recomputes in the
     backward (its node's `run_function`). None where that cannot be told: a reentrant
-    checkpoint of a plain function, whose parameters are not known."""
+    checkpoint of a plain function, whose parameters are not known, or no tensor."""
+    if not isinstance(logits, torch.Tensor):
+        return None
     seen, reached = set(), set()
-    todo = [logits.grad_fn] if isinstance(logits, torch.Tensor) else []
+    todo = [logits.grad_fn]
     while todo:
         node = todo.pop()
         if node is None or node in seen:
