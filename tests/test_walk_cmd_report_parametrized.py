@@ -7,11 +7,9 @@ maps each conv hands on."""
 
 from __future__ import annotations
 
-import torch
-
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import load_run
-from tiny_nets import imported_run
+from tiny_nets import fired, imported_run
 
 NETS = """
 import torch
@@ -40,20 +38,12 @@ def make(classes=10):
 
 def _spatial_outputs(model, x) -> list[str]:
     """The modules (no container) whose output is a (B, C, H, W) map with H·W > 1."""
-    names, hooks = [], []
-    for name, module in model.named_modules():
-        if name and "parametrizations" not in name and name != "fc":
 
-            def hook(m, args, y, name=name):
-                if y.dim() == 4 and y.shape[2] * y.shape[3] > 1:
-                    names.append(name)
+    def keep(name, m, y):
+        spatial = y.dim() == 4 and y.shape[2] * y.shape[3] > 1
+        return spatial and "parametrizations" not in name and name != "fc"
 
-            hooks.append(module.register_forward_hook(hook))
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return names
+    return fired(model, x, keep)
 
 
 def test_parametrized_convs_are_the_reports_layers_and_stages(tmp_path):

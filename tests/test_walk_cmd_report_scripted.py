@@ -11,7 +11,7 @@ import torch
 from cnnlab.report import facts
 from cnnlab.report.sources import Budget, Sources
 from cnnlab.train.rundir import load_run
-from tiny_nets import imported_run
+from tiny_nets import fired, imported_run
 
 NETS = """
 import torch
@@ -38,19 +38,7 @@ def make(classes=10):
 
 def _activation_maps(model, x) -> list[str]:
     """The ReLU modules Python can hook (not the scripted block's) that output a map."""
-    names, hooks = [], []
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ReLU) and not isinstance(module, torch.jit.ScriptModule):
-
-            def hook(m, args, y, name=name):
-                names.append(name)
-
-            hooks.append(module.register_forward_hook(hook))
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    return names
+    return fired(model, x, lambda name, m, y: isinstance(m, torch.nn.ReLU))
 
 
 def test_stages_probes_and_actmax_of_a_model_with_a_scripted_block(tmp_path):

@@ -82,6 +82,29 @@ def outputs(module: Any, run: Any) -> tuple[Any, list]:
         hook.remove()
 
 
+def fired(model: Any, x: Any, keep: Any) -> list[str]:
+    """The names of `model`'s modules for which keep(name, module, output) holds, in the order
+    their forwards ran on x (plain forward hooks under no_grad, removed after): the truth the
+    report's layer tests compare with."""
+    import torch
+
+    names: list[str] = []
+    hooks = [
+        module.register_forward_hook(
+            lambda m, args, y, name=name: names.append(name) if keep(name, m, y) else None
+        )
+        for name, module in model.named_modules()
+        if name and not isinstance(module, torch.jit.ScriptModule)  # (they take no hooks)
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return names
+
+
 def imported_run(tmp_path: Path, source: str, name: str = "make", **options: Any) -> Path:
     """`cnnlab import` of the net `source` defines as `name()`, its fresh weights, into
     tmp_path/run (options: import_run's, e.g. data="digits"); returns the run's path."""
