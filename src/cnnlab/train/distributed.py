@@ -39,7 +39,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, RankLost, TrainingDiverged
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
-from cnnlab.train.fit import unreached_parameters
+from cnnlab.train.fit import graph_walk, unreached_parameters
 
 # What gloo, NCCL and c10d say when a peer stopped answering or went away (lower case).
 LOST_SIGNS = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
@@ -190,26 +190,63 @@ _RETIRED: list = []  # the process group `teardown` left last
 
 
 def wrap(model: nn.Module, dist: Dist, input_shape=None) -> nn.Module:
-    """DDP around `model` when distributed (gradients all-reduced in backward), else `model`.
-    A model with trainable parameters its output does not use on images of `input_shape`
-    (C, H, W) (an auxiliary head behind a wrapper returning net(x)[0], a layer made and not
-    called) gets DDP's unused-parameter search, without which its second step fails
-    ('Expected to have finished reduction in the prior iteration'); DDP leaves the grad of a
-    parameter no rank used untouched (None), as a single process does. Others keep the
-    default, which skips that search of the graph at every step."""
+    """DDP around `model` when distributed (gradients all-reduced in backward), else `model`,
+    with the options `ddp_options` reads from its train-mode graph on images of
+    `input_shape` (C, H, W)."""
     if not dist.enabled:
         return model
     ids = [dist.device.index] if dist.device.type == "cuda" else None
-    unused = input_shape is not None and bool(unused_parameters(model, input_shape))
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
+    options = ddp_options(model, input_shape) if input_shape is not None else {}
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, **options)
+
+
+def ddp_options(model: nn.Module, input_shape) -> dict[str, bool]:
+    """DDP's keyword arguments for `model` (`graph_walk` of its train-mode output on two zero
+    images of `input_shape`, no backward run, no .grad or hook touched):
+    - a reentrant torch.utils.checkpoint in the graph: static_graph=True. Its block's
+      parameters get their gradients in a nested backward; find_unused_parameters (which an
+      unused head needs) marks them ready at the forward, then again there ('Expected to
+      mark a variable ready only once'), and so does the default for a parameter two
+      checkpointed blocks share. static_graph reads the used set from the first step (its
+      all-reduce then waits for the whole backward) and needs it the same at every step;
+    - else trainable parameters the output does not use (an auxiliary head behind a wrapper
+      returning net(x)[0], a layer made and not called): find_unused_parameters=True,
+      without which the second step fails ('Expected to have finished reduction in the
+      prior iteration'); it searches the graph at every step, so a used set that changes
+      from step to step (a branch taken by the data) still trains;
+    - else, or where the graph cannot tell (a failing forward: training's own checks speak
+      of that), DDP's default, which skips that search.
+    DDP leaves the grad of a parameter no rank used untouched (None), as a single process
+    does."""
+    walk = graph_walk(model, input_shape)
+    if walk is None:
+        return {}
+    if walk.reentrant:
+        return {"static_graph": True}
+    return {"find_unused_parameters": True} if walk.unreached else {}
+
+
+def static_graph_note(net: nn.Module, title: str) -> list[str]:
+    """The note of a model DDP trains with static_graph=True (`ddp_options`: a reentrant
+    checkpoint): what that asks of its forward, and how to lift it; none otherwise. `net`
+    is `wrap`'s result, torch.compile'd or not."""
+    ddp = getattr(net, "_orig_mod", net)
+    if not getattr(ddp, "static_graph", False):
+        return []
+    return [
+        f"{title} has a torch.utils.checkpoint with use_reentrant=True, so DDP trained it "
+        "with static_graph=True: the parameters that get a gradient are read at the first "
+        "step and must be the same at every step (a layer the forward uses at some steps "
+        "only stops training: 'Expected to have finished reduction'); use_reentrant=False "
+        "lifts that"
+    ]
 
 
 def unused_parameters(model: nn.Module, input_shape) -> list[str]:
     """The names of `model`'s trainable parameters outside the autograd graph of its
     train-mode output on two zero images of `input_shape` (C, H, W), those a backward leaves
-    with .grad None (`unreached_parameters`: no backward run, no .grad or hook touched; a
-    module a reentrant checkpoint recomputes counts as used). [] where the graph cannot tell
-    (a failing forward: training's own checks speak of that), so DDP keeps its default."""
+    with .grad None (`unreached_parameters`: a module a reentrant checkpoint recomputes
+    counts as used). [] where the graph cannot tell."""
     return unreached_parameters(model, input_shape) or []
 
 

@@ -203,34 +203,59 @@ def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
 def unreached_parameters(model: nn.Module, input_shape) -> list[str] | None:
     """The names of `model`'s trainable parameters outside the autograd graph of its
     train-mode output on two zero images of `input_shape` (C, H, W), on its device: those a
-    backward leaves with .grad None. Read from the graph (`_reached`), no backward run, so no
-    hook of the user's fires: torch.autograd.grad fired each parameter's register_hook once
+    backward leaves with .grad None (`graph_walk`). None where that cannot be told. The
+    untrained-layer note reads it."""
+    walk = graph_walk(model, input_shape)
+    return None if walk is None else walk.unreached
+
+
+@dataclass(frozen=True)
+class Walk:
+    """What `graph_walk` read from a train-mode forward's autograd graph: the trainable
+    parameters it does not reach, by name, and whether it holds a reentrant
+    torch.utils.checkpoint (whose block's parameters get their gradients from a second,
+    nested backward: DDP's find_unused_parameters marks them ready twice, `distributed.wrap`)."""
+
+    unreached: list[str] | None  # None: not known (a checkpointed plain function's)
+    reentrant: bool
+
+
+def graph_walk(model: nn.Module, input_shape) -> Walk | None:
+    """The `Walk` of `model`'s train-mode output on two zero images of `input_shape`
+    (C, H, W), on its device. Read from the graph (`_reached`), no backward run, so no hook
+    of the user's fires: torch.autograd.grad fired each parameter's register_hook once
     more (a hook counting steps counted one), and raised at a reentrant checkpoint ('not
     compatible with .grad()'). Modes, buffers and RNG are put back (`preserved`). None where
-    that cannot be told: a forward that fails or gives no tensor, a reentrant checkpoint of
-    a plain function. The untrained-layer note and DDP's find_unused_parameters read it."""
+    that cannot be told: a forward that fails or gives no tensor; `unreached` None after a
+    reentrant checkpoint of a plain function. The untrained-layer note and DDP's options
+    (`distributed.wrap`) read it."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
-        return []
+        return Walk([], reentrant=False)
     x = torch.zeros(2, *input_shape, device=named[0][1].device)
     try:
         # compiled code runs eagerly here, as in _check_graph: no graph compiled for 2 images
         with preserved(model, train=True, requires_grad=None), torch.enable_grad():
             with eager_stance():
-                reached = _reached(model(x))
+                found = _reached(model(x))
     except Exception:  # the user's code may raise anything; training's own checks speak
         return None
-    return None if reached is None else [n for n, p in named if id(p) not in reached]
+    if found is None:
+        return None
+    reached, reentrant = found
+    unreached = None if reached is None else [n for n, p in named if id(p) not in reached]
+    return Walk(unreached, reentrant)
 
 
-def _reached(logits) -> set[int] | None:
+def _reached(logits) -> tuple[set[int] | None, bool] | None:
     """The ids of the parameters `logits`' autograd graph leads to: its AccumulateGrad nodes'
     variables, and the parameters of the module a reentrant checkpoint recomputes in the
-    backward (its node's `run_function`). None where that cannot be told: a reentrant
-    checkpoint of a plain function, whose parameters are not known, or no tensor."""
+    backward (its node's `run_function`), None after a reentrant checkpoint of a plain
+    function, whose parameters are not known; and whether there is such a node. None for no
+    tensor."""
     if not isinstance(logits, torch.Tensor):
         return None
-    seen, reached = set(), set()
+    seen, reached, reentrant = set(), set(), False
     todo = [logits.grad_fn]
     while todo:
         node = todo.pop()
@@ -243,10 +268,11 @@ def _reached(logits) -> set[int] | None:
         if run is not None:
             owner = run if isinstance(run, nn.Module) else getattr(run, "__self__", None)
             if not isinstance(owner, nn.Module):
-                return None
+                return None, True
             reached.update(id(p) for p in owner.parameters())
+            reentrant = True
         todo.extend(next_node for next_node, _ in node.next_functions)
-    return reached
+    return reached, reentrant
 
 
 def _other(choice: ModelChoice) -> str:

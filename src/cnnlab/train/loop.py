@@ -147,6 +147,7 @@ def _train(request: Request, run: RunDir | None, dist) -> dict:
     # a module built from a spec trains exactly as that spec does
     torch.manual_seed(config.seed)
     parts = _parts(choice.model, splits, config, run, dist, request)
+    notes += distributed.static_graph_note(parts.net, choice.title)
     try:
         return _trained(parts, splits, request, run, choice, notes)
     except BaseException:
