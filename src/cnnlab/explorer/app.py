@@ -155,7 +155,7 @@ class Explorer:
 
     # the deep-layer panel ---------------------------------------------------------------------
     def top_layers(self) -> list[str]:
-        """Each conv block's last layer (its activation, else BatchNorm, else the conv), by
+        """Each conv block's last layer (its activation, else its norm, else the conv), by
         its call's label: a module called by several blocks (one ReLU shared) has its top
         images at each of those calls (`relu`, `relu #2`)."""
         return list(dict.fromkeys(c.act or c.bn or c.conv for c in self.net.chains))

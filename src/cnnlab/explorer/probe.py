@@ -1,8 +1,9 @@
 """One image through the network, every number kept: the explorer's view of a model.
 
 `Network.of(model, input_shape)` finds, once per model, the convolutions in forward order (by
-module type, wherever the model registers them), the BatchNorm and activation that directly
-follow each one (checked by value: bn(conv output) is the BatchNorm's output), and each
+module type, wherever the model registers them), the norm (BatchNorm2d, GroupNorm or
+InstanceNorm2d: `norms`) and activation that directly follow each one (checked by value:
+norm(conv output) is the norm's output), and each
 conv's receptive field on the input (§3.2). `Network.probe(x)` runs one image and keeps each
 conv's own input and every spatial layer's output, so a click on any activation is answered
 without another forward pass: `dot_product` (§2.1) reads the captured input, slides the
@@ -30,6 +31,7 @@ from cnnlab import geometry
 from cnnlab.design.reference import trace_conv
 from cnnlab.design.summary.render import call_label as label
 from cnnlab.explain import ExplainError
+from cnnlab.explorer.norms import is_norm, norm_step
 from cnnlab.explorer.slices import (
     ChannelSlice,
     Fields,
@@ -62,8 +64,9 @@ WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, ConcatPool2d)  # modules slidi
 
 @dataclass(frozen=True)
 class ConvChain:
-    """A conv call and the calls directly after it: a BatchNorm2d, then an activation (None:
-    absent), each named by its call's label (`label`).
+    """A conv call and the calls directly after it: a norm (`bn`: a BatchNorm2d, GroupNorm or
+    InstanceNorm2d, `norms.NORMS`), then an activation (None: absent), each named by its
+    call's label (`label`).
 
     padding: (top, bottom, left, right) zeros, as the conv pads; rf: (height, width)
     receptive field of the conv's output units on the input image (§3.2)."""
@@ -172,10 +175,6 @@ def _calls(model: nn.Module, x: Tensor) -> list[tuple[str, str, int, tuple]]:
     return found
 
 
-def _is_batchnorm(m: nn.Module) -> bool:
-    return isinstance(m, nn.BatchNorm2d)
-
-
 def _is_activation(m: nn.Module) -> bool:
     """One of torch's activation modules (nn.ReLU, nn.GELU, ...), decided by where its type
     is defined; its place in the chain is then checked by value."""
@@ -237,7 +236,7 @@ class Network:
             conv = modules[name]
             if not isinstance(conv, nn.Conv2d) or call not in maps:
                 continue
-            bn = _follows(modules, leaves, at, _is_batchnorm)
+            bn = _follows(modules, leaves, at, is_norm)
             act = _follows(modules, leaves, at + 1 if bn else at, _is_activation)
             rf = fields.get(call, (geometry.INPUT_RF, geometry.INPUT_RF))
             chains.append(ConvChain(call, bn, act, conv_padding(conv), rf))
@@ -246,7 +245,7 @@ class Network:
         return net._checked(net.probe(x))
 
     def _checked(self, probe: Probe) -> Network:
-        """Keep a BatchNorm / activation in a chain only if it maps the previous output to
+        """Keep a norm / activation in a chain only if it maps the previous output to
         its own (a residual addition in between breaks the chain there)."""
         kept = []
         for c in self.chains:
@@ -353,7 +352,7 @@ def dot_product(
     slides filter f to window (i, j): products = patch · filter (C, kh, kw), output = their
     sum + bias. A dilated filter is shown with its holes as zeros (the taps it skips); a
     grouped conv reads only its group's input channels. `network` is what the model
-    computed there; then the BatchNorm and activation that follow, if any.
+    computed there; then the norm and activation that follow, if any.
     """
     chain = net.chain(conv_name)
     conv: nn.Conv2d = net.module(conv_name)
@@ -426,27 +425,13 @@ def _dilated(w: Tensor, dilation: tuple[int, int]) -> Tensor:
 
 
 def _chain_values(net: Network, probe: Probe, chain: ConvChain, f: int, i: int, j: int) -> list:
-    """[{stage, layer, value, ...}] from the conv's output through its BatchNorm and
-    activation: y = (x − μ) / √(σ² + ε) · γ + β, then the activation of y."""
-    steps = [
-        {"stage": "conv", "layer": chain.conv, "value": float(probe.outputs[chain.conv][f, i, j])}
-    ]
+    """[{stage, layer, value, ...}] from the conv's output through its norm and activation:
+    y = (x − μ) / √(σ² + ε) · γ + β (`norms.norm_step`), then the activation of y."""
+    conv_out = probe.outputs[chain.conv]
+    steps = [{"stage": "conv", "layer": chain.conv, "value": float(conv_out[f, i, j])}]
     if chain.bn:
-        bn: nn.BatchNorm2d = net.module(chain.bn)
-        step = {
-            "stage": "batchnorm",
-            "layer": chain.bn,
-            "value": float(probe.outputs[chain.bn][f, i, j]),
-        }
-        if bn.running_mean is not None:
-            step.update(
-                mean=float(bn.running_mean[f]),
-                var=float(bn.running_var[f]),
-                eps=bn.eps,
-                gamma=bn.weight[f].item() if bn.weight is not None else 1.0,
-                beta=bn.bias[f].item() if bn.bias is not None else 0.0,
-            )
-        steps.append(step)
+        norm = net.module(chain.bn)
+        steps.append(norm_step(norm, chain.bn, conv_out, probe.outputs[chain.bn], f, i, j))
     if chain.act:
         act = net.module(chain.act)
         steps.append(
