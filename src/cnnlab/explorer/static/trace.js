@@ -18,7 +18,7 @@ export function carry() {
 
 export async function traceAt(f, i, j) {
   const chain = chainOf(state.featureLayer);
-  // the maps shown are the conv's or its BatchNorm's or activation's: all of the conv's H×W
+  // the maps shown are the conv's or its norm's or activation's: all of the conv's H×W
   const H = state.maps.h, W = state.maps.w;
   i = Math.max(0, Math.min(H - 1, i)); j = Math.max(0, Math.min(W - 1, j));
   state.unit = [f, i, j];  // where the next arrow key steps from, before this answer comes
@@ -89,9 +89,10 @@ export function showTrace(t) {
   const chain = $("dot-chain");
   chain.replaceChildren();
   for (const s of t.chain) {
-    let text = `conv output (${s.layer}), before any BatchNorm or activation: ${fmt(s.value, 6)}`;
+    let text = `conv output (${s.layer}), before any norm or activation: ${fmt(s.value, 6)}`;
     if (s.stage === "batchnorm") text = `batchnorm (${s.layer}): ${fmt(s.value, 6)}`;
     if (s.stage === "batchnorm" && s.mean !== undefined) text = `batchnorm (${s.layer}): (x − μ) / √(σ² + ε) · γ + β = (${fmt(t.chain[0].value, 6)} − (${fmt(s.mean, 4)})) / √(${fmt(s.var, 4)} + ${s.eps}) · ${fmt(s.gamma, 4)} + (${fmt(s.beta, 4)}) = ${fmt(s.value, 6)}`;
+    if (s.stage === "groupnorm" || s.stage === "instancenorm") text = normText(s, t.chain[0].value);
     if (s.stage === "activation") text = `${s.kind} (${s.layer}), the activation: ${fmt(s.value, 6)}`;
     const li = el("li", text);
     if (s.layer === state.featureLayer) { li.append(el("strong", "  ← the map shown")); li.className = "shown"; }
@@ -102,6 +103,16 @@ export function showTrace(t) {
   const order = t.channel_sums.map((s, k) => k).sort((a, b) => Math.abs(t.channel_sums[b]) - Math.abs(t.channel_sums[a]));
   for (const k of order.slice(0, 8)) shares.append(el("li", `input channel ${t.input_channels[k]}: ${fmt(t.channel_sums[k], 5)}`));
   if (order.length > 8) shares.append(el("li", `… and ${order.length - 8} more channels`));
+}
+
+// A GroupNorm's or InstanceNorm's step: μ and σ² are this image's, over the unit's group of
+// channels (or its channel) and every position, or the running ones an InstanceNorm tracks.
+function normText(s, x) {
+  if (s.mean === undefined) return `${s.kind} (${s.layer}): ${fmt(s.value, 6)}`;
+  const [lo, hi] = s.channels;
+  const over = hi - lo === 1 ? `channel ${lo}` : `channels ${lo}–${hi - 1}`;
+  const where = s.statistics === "running" ? `μ, σ²: its running statistics of ${over}` : `μ, σ² of this image over ${over}, all positions (${s.count} numbers)`;
+  return `${s.kind} (${s.layer}): (x − μ) / √(σ² + ε) · γ + β = (${fmt(x, 6)} − (${fmt(s.mean, 4)})) / √(${fmt(s.var, 4)} + ${s.eps}) · ${fmt(s.gamma, 4)} + (${fmt(s.beta, 4)}) = ${fmt(s.value, 6)}; ${where}`;
 }
 
 function sliceNote(t) {
