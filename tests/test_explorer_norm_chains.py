@@ -195,3 +195,31 @@ def test_a_batchnorm_chain_is_as_it_was():
         "gamma": bn.weight[2].item(),
         "beta": bn.bias[2].item(),
     }
+
+
+class GroupNormReLU(nn.GroupNorm):
+    """A GroupNorm with its activation inside (BiT's BitGroupNormActivation)."""
+
+    def forward(self, x):
+        return torch.relu(super().forward(x))
+
+
+def test_a_norm_that_computes_more_gets_its_value_alone():
+    """The formula is torch's GroupNorm: at a unit its ReLU zeroes it would not add up to the
+    value shown, at another it would only by chance; both units show the value alone."""
+    torch.manual_seed(6)
+    model = Block(lambda: GroupNormReLU(3, 6)).eval()
+    x = torch.randn(1, 1, 9, 9)
+    net = Network.of(model, (1, 9, 9), x)
+    assert [(c.bn, c.act) for c in net.chains] == [("norm1", "relu1"), ("norm2", "relu2")]
+    probe, truth = net.probe(x), hooked(model, x)["norm1"][0]
+    negative = (truth == 0).nonzero()[0].tolist()
+    positive = (truth > 0).nonzero()[0].tolist()
+    for f, i, j in (negative, positive):
+        step = dot_product(net, probe, "conv1", f, i, j)["chain"][1]
+        assert step == {
+            "stage": "groupnorm",
+            "layer": "norm1",
+            "kind": "GroupNormReLU",
+            "value": pytest.approx(float(truth[f, i, j])),
+        }

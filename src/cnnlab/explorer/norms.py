@@ -11,9 +11,11 @@ there; they differ in where μ and σ² come from (the probe runs in eval mode, 
 * InstanceNorm2d: this image's mean and variance over channel f's H·W positions, or its
   running ones when it tracks them (eval mode reads those); γ, β when affine.
 
-μ and σ² are this image's from the conv's output the probe kept (its own call's), and the
-result is checked against the value the network computed: a subclass whose forward computes
-otherwise gets its value alone, as no formula would add up to it.
+μ and σ² are this image's from the conv's output the probe kept (its own call's). The
+formula is shown only when the norm's whole output is torch's (F.group_norm /
+F.instance_norm of that conv output) and the unit's value is the formula's: a subclass whose
+forward computes more (BiT's GroupNorm with its activation inside) gets its value alone, as
+the formula would add up to it at some units and not at others.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # the norms a chain follows: a LayerNorm2d over channels (ConvNeXt's) is each model's own
@@ -43,6 +47,8 @@ def norm_step(norm: nn.Module, call: str, before: Tensor, after: Tensor, f: int,
     stage = next(s for t, s in STAGES.items() if isinstance(norm, t))
     step: dict[str, Any] = {"stage": stage, "layer": call, "kind": type(norm).__name__}
     step["value"] = value
+    if not _is_torchs(norm, before, after):  # a subclass computing more (BiT's norm + ReLU)
+        return step
     found = _group_stats if stage == "groupnorm" else _instance_stats
     (mean, var), where = found(norm, before, f)
     gamma, beta = _affine(norm, f)
@@ -52,6 +58,20 @@ def norm_step(norm: nn.Module, call: str, before: Tensor, after: Tensor, f: int,
     if abs(y - value) <= 1e-4 * (abs(gamma) * scale * (abs(x) + abs(mean)) + abs(beta)) + 1e-5:
         step.update(mean=mean, var=var, eps=norm.eps, gamma=gamma, beta=beta, **where)
     return step
+
+
+@torch.no_grad()
+def _is_torchs(norm: nn.Module, before: Tensor, after: Tensor) -> bool:
+    """Whether after (C, H, W) is torch's own norm of before, as the eval-mode forward of
+    nn.GroupNorm / nn.InstanceNorm2d computes it."""
+    x = before[None].float()
+    if isinstance(norm, nn.GroupNorm):
+        y = F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps)
+    else:
+        mean, var = norm.running_mean, norm.running_var
+        own = not norm.track_running_stats or mean is None  # its input's statistics
+        y = F.instance_norm(x, mean, var, norm.weight, norm.bias, own, 0.0, norm.eps)
+    return y.shape[1:] == after.shape and torch.allclose(y[0], after, rtol=1e-4, atol=1e-5)
 
 
 def _batchnorm_step(bn: nn.BatchNorm2d, call: str, value: float, f: int) -> dict[str, Any]:
@@ -77,7 +97,7 @@ def _group_stats(gn: nn.GroupNorm, before: Tensor, f: int) -> tuple[tuple, dict[
 def _instance_stats(inorm: nn.InstanceNorm2d, before: Tensor, f: int) -> tuple[tuple, dict]:
     """μ, σ² of channel f: this image's, or the running ones an eval-mode norm that tracks
     them reads (F.instance_norm's use_input_stats = training or not track_running_stats)."""
-    if inorm.track_running_stats and inorm.running_mean is not None:
+    if inorm.track_running_stats and inorm.running_mean is not None:  # as _is_torchs reads
         mean_var = (float(inorm.running_mean[f]), float(inorm.running_var[f]))
         return mean_var, {"statistics": "running", "channels": [f, f + 1]}
     return _image_stats(before[f : f + 1], [f, f + 1])
