@@ -51,6 +51,7 @@ from cnnlab.inspect import (
     OutputSelector,
     as_float,
     backward_checked,
+    batch_axes,
     batches,
     channel_dim,
     check_images,
@@ -59,6 +60,7 @@ from cnnlab.inspect import (
     dtype_of,
     first_batch,
     forward,
+    images_first,
     needs_gradients,
     preserved,
     require_graph,
@@ -237,11 +239,11 @@ def _data_max(
     data: Any,
     preprocess,
     output,
-    dim: int = 1,
+    axes: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
 ) -> Tensor:
     """For each requested channel, the max over the data set of its activation (same
-    objective), from one no-grad forward per batch: (N,). dim: where the layer's channels are.
+    objective), from one no-grad forward per batch: (N,). axes: its images' and channels' dims.
     progress: progress(batches done, batches, "strongest activations in the data")."""
     best = torch.full((len(channels),), -torch.inf)
     total = batch_count(data, 256)
@@ -251,7 +253,7 @@ def _data_max(
         for done, (x, _) in enumerate(batches(data, 256), 1):
             x = check_images(as_float(x, preprocess), flat=True)
             forward(model, x, output, logits=False)
-            acts = cap.tensor(layer).movedim(dim, 1)
+            acts = images_first(cap.tensor(layer), *axes)
             per_image = torch.stack(
                 [
                     channel_activation(acts, channels.expand(len(acts), -1)[:, i], objective)
@@ -266,12 +268,12 @@ def _data_max(
 
 
 def _layer_output(
-    model: nn.Module, layer: str, x: Tensor, output: OutputSelector, dim: int = 1
+    model: nn.Module, layer: str, x: Tensor, output: OutputSelector, axes=(0, 1)
 ) -> Tensor:
-    """The layer's own output on x, no grad, its channels (on `dim`) moved to dim 1."""
+    """The layer's own output on x, no grad, its images and channels (`axes`) on dims 0, 1."""
     with Capture(model, [layer], calls=True) as cap, torch.no_grad():
         forward(model, x, output, logits=False)
-    return cap.tensor(layer).movedim(dim, 1)
+    return images_first(cap.tensor(layer), *axes)
 
 
 @torch.no_grad()
@@ -298,12 +300,12 @@ def _ascend(
     l2: float,
     tv: float,
     objective: str,
-    dim: int = 1,
+    axes: tuple[int, int] = (0, 1),
     progress: Progress | None = None,
 ) -> None:
     """The gradient ascent of `activation_maximization` on image's parameters: `steps` Adam
     steps, each on a randomly rolled image, loss = −activation + l2·mean(x²) + tv·TV.
-    dim: the dim of the layer's output that holds its channels. progress: per step."""
+    axes: the dims of the layer's output that hold its images and channels. progress: per step."""
     layer, pre = ascent_target(model, layer, image().detach(), output)
     with Capture(model, [layer], inputs=pre, calls=True) as cap, torch.enable_grad():
         opt = torch.optim.Adam(image.parameters(), lr=lr)
@@ -315,7 +317,7 @@ def _ascend(
             moved = torch.roll(img, (dy, dx), (2, 3)) if jitter else img
             forward(model, moved, output, logits=False)
             require_graph(cap.tensor(layer), layer, "activation maximisation")
-            acts = cap.tensor(layer).movedim(dim, 1)
+            acts = images_first(cap.tensor(layer), *axes)
             act = channel_activation(acts, runs, objective, unit_shift(acts, img, dy, dx))
             reg = l2 * img.pow(2).flatten(1).mean(1) + tv * total_variation(img)
             opt.zero_grad()
@@ -374,17 +376,17 @@ def _channel_indices(channels) -> Tensor:
     return given.long()
 
 
-def _checked_dim(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> int:
-    """The dim that holds `layer`'s channels on x (a ConvNeXt's: the last); ExplainError for
-    a channel of `chans` outside them."""
-    dim = channel_dim(model, x, layer, output)
-    size = _layer_output(model, layer, x, output, dim).shape[1]
+def _checked_axes(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> tuple:
+    """The dims of `layer`'s images (a sequence-first LSTM's (T, B, F): 1) and channels (a
+    ConvNeXt's: the last) on x; ExplainError for a channel of `chans` outside them."""
+    axes = batch_axes(model, x, output).get(layer, 0), channel_dim(model, x, layer, output)
+    size = _layer_output(model, layer, x, output, axes).shape[1]
     bad = chans[(chans < 0) | (chans >= size)]
     if bad.numel():
         raise ExplainError(
             f"channel {bad[0].item()} is outside layer {layer!r}'s channels 0..{size - 1}"
         )
-    return dim
+    return axes
 
 
 def activation_maximization(
@@ -428,15 +430,15 @@ def activation_maximization(
     image, gen = _start_image((len(runs), *input_size), value_range, fourier, seed, model)
     regularize = _regularizer(image, blur, blur_every, value_range)
     with preserved(model):
-        dim = _checked_dim(model, layer, image().detach(), chans, output)
+        axes = _checked_axes(model, layer, image().detach(), chans, output)
         _ascend(model, layer, image, runs, gen, output, regularize, steps=steps, lr=lr,
-                jitter=jitter, l2=l2, tv=tv, objective=objective, dim=dim,
+                jitter=jitter, l2=l2, tv=tv, objective=objective, axes=axes,
                 progress=progress)  # fmt: skip
         images, activation = _best_start(
-            model, layer, image, runs, restarts, objective, output, dim
+            model, layer, image, runs, restarts, objective, output, axes
         )
         data_max, ratio = _against_data(
-            model, layer, chans, objective, activation, data, preprocess, output, dim, progress
+            model, layer, chans, objective, activation, data, preprocess, output, axes, progress
         )
     return ActMaxResult(
         layer, objective, tuple(chans.tolist()), images.detach(), activation, data_max, ratio
@@ -471,24 +473,24 @@ def _regularizer(image: nn.Module, blur: float, every: int, value_range) -> Call
 
 
 def _best_start(
-    model, layer, image, runs: Tensor, restarts: int, objective: str, output, dim: int
+    model, layer, image, runs: Tensor, restarts: int, objective: str, output, axes
 ) -> tuple[Tensor, Tensor]:
     """(images (N, C, H, W), activation (N,)): per channel, the best of its `restarts` starts
     (rows r·N + i of `image`), as the final images score."""
     images = image().detach()  # (R·N, C, H, W)
-    final = channel_activation(_layer_output(model, layer, images, output, dim), runs, objective)
+    final = channel_activation(_layer_output(model, layer, images, output, axes), runs, objective)
     activation, best = final.view(restarts, -1).max(0)  # (N,): the best start per channel
     n = len(runs) // restarts
     return images.view(restarts, n, *images.shape[1:])[best, torch.arange(n)], activation
 
 
 def _against_data(
-    model, layer, chans, objective, activation, data, preprocess, output, dim, progress
+    model, layer, chans, objective, activation, data, preprocess, output, axes, progress
 ) -> tuple[Tensor | None, Tensor | None]:
     """(data_max (N,), ratio = activation / data_max), or (None, None) without data."""
     if data is None:
         return None, None
-    data_max = _data_max(model, layer, chans, objective, data, preprocess, output, dim, progress)
+    data_max = _data_max(model, layer, chans, objective, data, preprocess, output, axes, progress)
     return data_max, data_ratio(activation, data_max)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -22,11 +23,14 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     as_float,
+    batch_axes,
     batches,
+    call_axes,
     channel_dims,
     check_images,
     first_batch,
     forward,
+    images_first,
     layer_calls,
     needs_gradients,
     per_image,
@@ -46,24 +50,36 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 WRAPPER_SHARE = 0.9
 
 
+@dataclass(frozen=True)
+class ProbeLayers:
+    """The layers `default_probe_layers` chose, and the calls of its blocks it left out:
+    {label: their output's shape in a forward of two images}, an output with no axis of one
+    row per image (a window attention's (B·windows, ...), a block the forward calls once
+    per image), which the probe cannot read; a caller says so (`cnnlab probe`'s note)."""
+
+    layers: list[str]
+    left_out: dict[str, tuple]
+
+
 def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
     """The model's blocks: its direct children, with containers (Sequential, ModuleList,
     ModuleDict), wrappers (a child holding at least WRAPPER_SHARE of the parameters) and
     children whose output is no tensor (a transformers encoder's record) replaced by their
     children, recursively; each of their calls, in forward order, with one row per image
-    (in a forward of two images: not a window attention's rows, nor a block the forward
-    calls once per image, whose every call the probe read as the whole batch and refused),
+    on some axis (`inspect.call_axes`: a sequence-first LSTM's (T, B, F) has them on axis 1;
+    not a window attention's rows, nor a block the forward calls once per image, whose every
+    call the probe read as the whole batch and refused: `probe_layer_choice` names those),
     labelled as the summary labels calls: `relu`, then `relu #2` for a module called again
     (its last call was probed under its name)."""
+    return probe_layer_choice(model, x, output).layers
+
+
+def probe_layer_choice(model: nn.Module, x: Tensor, output: OutputSelector = None) -> ProbeLayers:
+    """`default_probe_layers`, with the calls of the chosen blocks it left out (`ProbeLayers`)."""
     chosen: set[str] = set()
     total = sum(p.numel() for p in model.parameters())
-    # the calls with a tensor output of a row per image
-    calls = [
-        (label, name)
-        for label, name, shape in layer_calls(model, x[:1].expand(2, *x.shape[1:]), output)
-        if shape[0] == 2
-    ]
-    tensors = {name for _, name in calls}
+    every = call_axes(model, x, output)  # the calls with a tensor output, from 2 images
+    tensors = {name for _, name, _, axis in every if axis is not None}  # a row per image
 
     def opened(name: str, child: nn.Module) -> bool:
         if isinstance(child, _CONTAINERS):
@@ -82,7 +98,11 @@ def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = N
                 chosen.add(full)
 
     visit(model, "")
-    return [label for label, name in calls if name in chosen]
+    mine = [(label, shape, axis) for label, name, shape, axis in every if name in chosen]
+    return ProbeLayers(
+        [label for label, _, axis in mine if axis is not None],
+        {label: shape for label, shape, axis in mine if axis is None},
+    )
 
 
 def pool_features(a: Tensor, cap: int) -> Tensor:
@@ -112,7 +132,9 @@ class FeatureReader:
     `reader.read(x, y)`. `features()` gives ({layer: (N, D)}, labels (N,)), as
     `extract_features` does; other readers of the same forward (a `diagnose.Recording`)
     share the pass. first: a batch of the images (float, as the model takes them), on which
-    each layer's channel dim is read (a ConvNeXt's (B, H, W, C): channels moved first)."""
+    each layer's channel dim is read (a ConvNeXt's (B, H, W, C): channels moved first) and
+    its images' axis (`inspect.batch_axes`: a sequence-first LSTM's (T, B, F) read as
+    (B, T, F), its batch_first twin's output)."""
 
     def __init__(
         self,
@@ -129,14 +151,18 @@ class FeatureReader:
         hooked = [name for name in self.layers if name != INPUT]
         with preserved(model):
             dims = {} if first is None else channel_dims(model, first, output)
+            axes = {} if first is None or not hooked else batch_axes(model, first, output)
         every = dict(model.named_modules())  # each layer a call's label (`relu #2`): its module's
-        pools = {n: partial(self.pool, dim=dims.get(split_call(n, every)[0], 1)) for n in hooked}
+        pools = {
+            n: partial(self.pool, dim=dims.get(split_call(n, every)[0], 1), batch=axes.get(n, 0))
+            for n in hooked
+        }
         # Pooled inside the hooks: no clone of each map, no full maps kept (2x faster on 23
         # layers).
         self.capture = Capture(model, hooked, transform=pools, calls=True)
 
-    def pool(self, a: Tensor, dim: int = 1) -> Tensor:
-        return pool_features(a.movedim(dim, 1), self.cap)
+    def pool(self, a: Tensor, dim: int = 1, batch: int = 0) -> Tensor:
+        return pool_features(images_first(a, batch, dim), self.cap)
 
     def __enter__(self) -> FeatureReader:
         self.capture.__enter__()

@@ -30,6 +30,9 @@ Which function for what:
   `spatial_calls` (each call labelled as the summary labels it: `relu`, `relu #2`, read
   with `Capture(..., calls=True)`), `is_leaf(module)` and
   `weight_code(model)` (a parametrized layer is one layer; what computes its weight is none).
+* where the images are in an output ........ `batch_axes(model, x)` (a sequence-first
+  LSTM's (T, B, F): 1, found by forwards of 2 and 1 images; `call_axes` with each call's
+  shape), `images_first(t, batch, channel)` (images on dim 0, channels on dim 1).
 * a layer's own output and its gradient ..... `with Capture(model, [name]) as cap:` then
   `cap.tensor(name)`; correct under later in-place ops (the clone trick), `leaf=True` to
   backpropagate only down to it, `inputs=True` for its input, `transform=` to reduce it.
@@ -53,6 +56,7 @@ Which function for what:
   back to the default layout where a model cannot run channels-last).
 """
 
+from cnnlab.inspect.batch_axis import batch_axes, call_axes, images_first
 from cnnlab.inspect.batches import as_float, batches, device_of, dtype_of, first_batch
 from cnnlab.inspect.calls import layer_calls, spatial_calls
 from cnnlab.inspect.capture import Capture
@@ -117,7 +121,9 @@ __all__ = [
     "OutputSelector",
     "as_float",
     "backward_checked",
+    "batch_axes",
     "batches",
+    "call_axes",
     "check_images",
     "check_values",
     "classifier_misfit",
@@ -135,6 +141,7 @@ __all__ = [
     "forward",
     "gradients",
     "image_maps",
+    "images_first",
     "inference_copy",
     "inner_name",
     "inspecting",
