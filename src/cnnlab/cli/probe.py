@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from cnnlab.cli.progress import progress_bar
 from cnnlab.cli.rundata import RUN_HELP, add_data_option, load_run_at
@@ -78,6 +79,10 @@ def _probe(args: argparse.Namespace) -> int:
     run = load_run_at(args.run_dir, args.data)
     train, test = run.dataset("train"), run.dataset("test")
     n_train, n_test = min(args.train, len(train)), min(args.test, len(test))  # what was used
+    if args.layers is None:
+        note = left_out_note(run, train.images[:2])
+        if note:  # on stderr: --json's stdout holds the document alone
+            print(f"note: {note}", file=sys.stderr, flush=True)
     with progress_bar() as progress:  # features of train, then test images, then the fits
         acc = linear_probe(
             run.model,
@@ -124,3 +129,22 @@ def probe_rows(model, accuracy: dict[str, float]) -> list[dict]:
         kind = "raw pixels" if name == "input" else type(kinds[split_call(name, kinds)[0]]).__name__
         rows.append({"name": name, "kind": kind, "accuracy": a})
     return rows
+
+
+def left_out_note(run, images) -> str | None:
+    """One line naming the calls of the run's blocks the default probes leave out, each with
+    its output's shape in a forward of two images (no axis of one row per image: a window
+    attention's, a block called once per image); None where none is. images: of the run's
+    data set, as stored (`run.preprocess` makes them the model's)."""
+    from cnnlab.explain.probe import probe_layer_choice
+    from cnnlab.inspect import as_float
+
+    x = as_float(images, run.preprocess)
+    left = probe_layer_choice(run.model, x).left_out
+    if not left:
+        return None
+    said = ", ".join(f"{name} (its output for 2 images: {tuple(s)})" for name, s in left.items())
+    return (
+        "left out of the probes, no axis of one row per image (a row per window, or a call "
+        f"per image): {said}"
+    )
