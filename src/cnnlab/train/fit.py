@@ -8,6 +8,7 @@ so resume and report agree).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.lazy import materialize
 from cnnlab.train.source import Parameters, outputs_fix
+from cnnlab.train.unhooked import unhooked
 
 
 @dataclass
@@ -159,14 +161,18 @@ def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
     parameter that trains: a forward under torch.no_grad() or inference_mode(), or one that
     detaches its logits, raised torch's 'element 0 of tensors does not require grad' as a
     traceback at the first backward, after the run directory was made. Checked after the
-    model has passed `_misfit` (it runs and gives logits); a spec's network always has one."""
+    model has passed `_misfit` (it runs and gives logits); a spec's network always has one.
+    The user's forward hooks do not see this forward (`unhooked`), unless the model needs
+    one of them to run or to give a tensor (it passed `_misfit`, hooks and all)."""
     if choice.spec is not None:
         return
     x = torch.zeros(2, *input_shape).contiguous(memory_format=layout)
-    # compiled code runs eagerly here, as in classifier_misfit: no graph compiled for 2 images
-    with preserved(choice.model, train=True, requires_grad=None), torch.enable_grad():
-        with eager_stance():
-            logits = choice.model(x)
+    try:
+        logits = _probe(choice.model, x)
+    except Exception:  # run as training runs it: its error, if any, is raised as before
+        logits = None
+    if not isinstance(logits, torch.Tensor):
+        logits = _probe(choice.model, x, hooks=True)
     if not logits.requires_grad:
         raise SpecError(
             f"{choice.title}'s logits carry no gradient to its parameters (its forward runs "
@@ -183,7 +189,8 @@ def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
     torch.utils.checkpoint(use_reentrant=True) block whose input needs no gradient (it
     follows a frozen stem) is cut off so, with only torch's warning; so are a layer the
     forward does not call and an auxiliary head it does not return. [] for a spec, or where
-    the graph cannot tell (`check_fit` has run the forward)."""
+    the graph cannot tell (`check_fit` has run the forward). The user's forward hooks do not
+    see that forward (`unhooked`)."""
     if choice.spec is not None:
         return []
     cut = [n.rpartition(".")[0] or n for n in unreached_parameters(choice.model, input_shape) or []]
@@ -234,10 +241,7 @@ def graph_walk(model: nn.Module, input_shape) -> Walk | None:
         return Walk([], reentrant=False)
     x = torch.zeros(2, *input_shape, device=named[0][1].device)
     try:
-        # compiled code runs eagerly here, as in _check_graph: no graph compiled for 2 images
-        with preserved(model, train=True, requires_grad=None), torch.enable_grad():
-            with eager_stance():
-                found = _reached(model(x))
+        found = _reached(_probe(model, x))
     except Exception:  # the user's code may raise anything; training's own checks speak
         return None
     if found is None:
@@ -245,6 +249,16 @@ def graph_walk(model: nn.Module, input_shape) -> Walk | None:
     reached, reentrant = found
     unreached = None if reached is None else [n for n, p in named if id(p) not in reached]
     return Walk(unreached, reentrant)
+
+
+def _probe(model: nn.Module, x: torch.Tensor, hooks: bool = False):
+    """`model`'s train-mode output on `x` with gradients on, for training's checks: modes,
+    buffers and RNG put back (`preserved`), the user's forward hooks set aside and put back
+    unless `hooks` (`unhooked`: a hook counting training's forwards counted these, one
+    raising stopped train), compiled code run eagerly (no graph compiled for 2 images)."""
+    with preserved(model, train=True, requires_grad=None), torch.enable_grad():
+        with eager_stance(), unhooked(model) if not hooks else nullcontext():
+            return model(x)
 
 
 def _reached(logits) -> tuple[set[int] | None, bool] | None:
