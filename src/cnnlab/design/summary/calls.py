@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnlab import geometry
 from cnnlab.design.summary import axes
+from cnnlab.design.summary.blocked import Blocked, window_pair
 from cnnlab.design.summary.facts import Field, Window, record
 
 
@@ -246,8 +247,11 @@ def window_rf(rf: tuple[Field, Field], w: Window) -> tuple[Field, Field]:
     without padding (a pointwise conv: half a MobileNet's) keeps it."""
     if w.kernel == w.stride == (1, 1) and w.padding == (0, 0):
         return rf
+    r0, r1 = rf
+    if type(r0) is Blocked or type(r1) is Blocked:  # after an upsampling (`blocked.py`)
+        return window_pair(rf, w)
     (k0, k1), (s0, s1), (p0, p1), (d0, d1) = w.kernel, w.stride, w.padding, w.dilation
-    (size0, jump0, start0), (size1, jump1, start1) = rf
+    (size0, jump0, start0), (size1, jump1, start1) = r0, r1
     reach0, reach1 = d0 * (k0 - 1), d1 * (k1 - 1)  # extent − 1, in the window's input units
     return (
         record(Field, (size0 + reach0 * jump0, jump0 * s0, start0 + (reach0 / 2 - p0) * jump0)),

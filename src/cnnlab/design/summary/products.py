@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.design.summary.blocked import Blocked, upsampled
 from cnnlab.design.summary.calls import T, arg, both, fns, pair
 from cnnlab.design.summary.facts import Field, Window, record
 
@@ -176,8 +177,11 @@ def spread(rf: Field, k: int, s: int, p: float, d: int) -> Field | None:
     no multiple of the stride (no whole-pixel spacing)."""
     if rf.jump % s:
         return None
-    covering, jump = math.ceil((d * (k - 1) + 1) / s), rf.jump // s
-    return Field(rf.size + (covering - 1) * rf.jump, jump, rf.start - (d * (k - 1) / 2 - p) * jump)
+    extent, jump = d * (k - 1) + 1, rf.jump // s
+    start = rf.start - (d * (k - 1) / 2 - p) * jump
+    if (s > 1 or type(rf) is Blocked) and p == int(p):  # blocks of s (`blocked.py`)
+        return upsampled(rf, extent, s, int(p), jump, start)
+    return Field(rf.size + (math.ceil(extent / s) - 1) * rf.jump, jump, start)
 
 
 def fold_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | None:

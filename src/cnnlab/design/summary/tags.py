@@ -14,6 +14,7 @@ from cnnlab import geometry
 from cnnlab.design.activations import ACTIVATIONS, activation_of, activation_of_call
 from cnnlab.design.summary import axes as ax
 from cnnlab.design.summary import calls as C
+from cnnlab.design.summary.blocked import Blocked, union
 from cnnlab.design.summary.facts import Field, Window, record
 from cnnlab.design.summary.products import windowed
 
@@ -257,6 +258,9 @@ def _spanning(tagged: list, out_shape, out_dim: int, align: bool) -> tuple | Non
         if shape[h] != size0 or shape[w] != size1:
             return None
         f0, f1 = tag.rf
+        if type(f0) is Blocked or type(f1) is Blocked:  # after an upsampling: their union
+            r0, r1 = union(r0, f0), union(r1, f1)
+            continue
         r0 = f0 if f0.size > r0.size else r0
         r1 = f1 if f1.size > r1.size else r1
     return (r0, r1), axes, first
