@@ -150,3 +150,22 @@ def test_the_layer_choice_names_the_blocks_it_leaves_out_with_their_shapes():
     assert choice.layers == ["stem", "conv.0", "conv.1", "conv.2", "rnn", "head"]
     assert probed_layers(model, x) == ["input", *choice.layers]
     assert batch_axes(model, x) == {"rnn": 1}
+
+
+def test_an_attention_holding_most_weights_is_probed_whole():
+    """An nn.MultiheadAttention with over 90 % of the weights was opened as a wrapper, to its
+    out_proj, whose weight it uses but which it never calls: no row for it at all."""
+    torch.manual_seed(0)
+    model = CRNN("mha").eval()
+    model.conv[0] = nn.Conv2d(1, 4, 1)  # a tiny stem: the attention holds > 90 %
+    share = sum(p.numel() for p in model.rnn.parameters()) / sum(
+        p.numel() for p in model.parameters()
+    )
+    fired = []
+    model.rnn.out_proj.register_forward_hook(lambda *a: fired.append(1))
+    x, y = _data(40)
+    with torch.no_grad():
+        model(x)
+    assert share > 0.9 and not fired  # torch: out_proj is never called as a module
+    got = explain.linear_probe(model, (x[:28], y[:28]), (x[28:], y[28:]), epochs=3)
+    assert list(got) == ["input", "conv.0", "conv.1", "conv.2", "rnn", "head"]

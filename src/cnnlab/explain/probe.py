@@ -65,12 +65,13 @@ def default_probe_layers(model: nn.Module, x: Tensor, output: OutputSelector = N
     """The model's blocks: its direct children, with containers (Sequential, ModuleList,
     ModuleDict), wrappers (a child holding at least WRAPPER_SHARE of the parameters) and
     children whose output is no tensor (a transformers encoder's record) replaced by their
-    children, recursively; each of their calls, in forward order, with one row per image
-    on some axis (`inspect.call_axes`: a sequence-first LSTM's (T, B, F) has them on axis 1;
-    not a window attention's rows, nor a block the forward calls once per image, whose every
-    call the probe read as the whole batch and refused: `probe_layer_choice` names those),
-    labelled as the summary labels calls: `relu`, then `relu #2` for a module called again
-    (its last call was probed under its name)."""
+    children where the forward calls any of them, recursively; each of their calls, in
+    forward order, with one row per image on some axis (`inspect.call_axes`: a
+    sequence-first LSTM's (T, B, F) has them on axis 1; not a window attention's rows, nor
+    a block the forward calls once per image, whose every call the probe read as the whole
+    batch and refused: `probe_layer_choice` names those), labelled as the summary labels
+    calls: `relu`, then `relu #2` for a module called again (its last call was probed under
+    its name)."""
     return probe_layer_choice(model, x, output).layers
 
 
@@ -80,11 +81,15 @@ def probe_layer_choice(model: nn.Module, x: Tensor, output: OutputSelector = Non
     total = sum(p.numel() for p in model.parameters())
     every = call_axes(model, x, output)  # the calls with a tensor output, from 2 images
     tensors = {name for _, name, _, axis in every if axis is not None}  # a row per image
+    called = {name for _, name, _, _ in every}
 
     def opened(name: str, child: nn.Module) -> bool:
         if isinstance(child, _CONTAINERS):
             return True
-        if next(child.children(), None) is None:
+        # a module none of whose children the forward calls is read whole: an
+        # nn.MultiheadAttention holding 90 % of a CRNN's weights uses its out_proj's weight,
+        # never calls it, and was opened to nothing
+        if not any(n.startswith(f"{name}.") for n in called):
             return False
         share = sum(p.numel() for p in child.parameters()) / total if total else 0.0
         return share >= WRAPPER_SHARE or name not in tensors
