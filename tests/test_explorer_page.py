@@ -213,7 +213,8 @@ def test_switching_layers_under_a_clicked_unit(server, run_dir):
         assert page.evaluate("state.trace.index") == [2, 0, 4]
         own = float(conv_output(run_dir, 0, "7")[2, 0, 4])  # before the ReLU
         assert float(page.text_content("#dot-network")) == pytest.approx(own, abs=1e-5)
-        assert "before any norm (BatchNorm, GroupNorm, InstanceNorm) or activation" in page.text_content("#dot-sum-table")
+        table = page.text_content("#dot-sum-table")
+        assert "before any norm (BatchNorm, GroupNorm, InstanceNorm) or activation" in table
         assert "7" in page.text_content("#dot-chain li.shown")
         page.select_option("#feature-layer", "8")  # its ReLU: the same conv, trace kept
         shown = "document.querySelector('#dot-chain li.shown')"
