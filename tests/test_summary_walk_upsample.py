@@ -111,9 +111,16 @@ def test_a_3x3_conv_after_an_upsampling_by_3_or_4(form, s):
 
 @pytest.mark.parametrize("s", [2, 4])
 def test_an_even_kernel_after_a_bilinear_upsampling(s):
-    """Bilinear by an even S reads 2 input units everywhere, in blocks of S (odd S: some
-    taps weigh 0, not followed); a 2×2 conv after ×2 reads 3 units, not 2.5."""
+    """Bilinear by an even S reads 2 input units everywhere, in blocks of S; a 2×2 conv
+    after ×2 reads 3 units, not 2.5."""
     check(Upsampled(s, Interpolated(s, "bilinear"), nn.Conv2d(1, 1, 2)), 16 * s)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_conv_after_a_bilinear_upsampling_by_3(k):
+    """Bilinear by 3 puts every third output on an input (its neighbour weighs 0): a 2×2
+    conv after it reads 2 units (the trace said 2⅓), a 3×3 conv 3 (it said 2⅔)."""
+    check(Upsampled(3, Interpolated(3, "bilinear"), nn.Conv2d(1, 1, k)), 48)
 
 
 def test_a_chain_of_windows_after_an_upsampling_counts_blocks_once():

@@ -226,11 +226,15 @@ def upsampled_field(rf: Field, n_in: int, n_out: int, mode: Any) -> Field | None
     """F.interpolate by a whole factor S = n_out / n_in: each output reads `_TAPS[mode]`
     neighbouring inputs, a transposed window of S·taps (bilinear ×2: the 4-tap filter
     ¼ ¾ ¾ ¼) centred on it; None for a factor that is not whole or a mode the trace does
-    not follow (area, an antialiased downsampling)."""
+    not follow (area, an antialiased downsampling). Bilinear by an odd S puts every S-th
+    output on an input, whose neighbour then weighs 0: the units read are
+    [⌊(o − c)/S⌋, ⌈(o − c)/S⌉], c = (S − 1)/2, a window of 2S − 1 padded c (`blocked.py`)."""
     taps = _TAPS.get(mode)
     if taps is None or not n_in or n_out % n_in:
         return None
     s = n_out // n_in
+    if taps == 2 and s % 2:
+        return spread(rf, 2 * s - 1, s, (s - 1) // 2, 1)
     return rf if s == 1 and taps == 1 else spread(rf, taps * s, s, (taps - 1) * s / 2, 1)
 
 
