@@ -16,8 +16,10 @@ from cnnlab.inspect.calls import layer_calls
 from cnnlab.inspect.logits import OutputSelector
 
 # the batch sizes compared: the calls of a forward of 2 images, each against its call in a
-# forward of 1 (the summary's pair; one image alone hides which axis of size 1 is its)
-SIZES = (2, 1)
+# forward of 1 (the cheapest; the summary's pair), or of 3 where a call's rank differs
+# between those two: a squeeze() in the forward dropped one image's batch axis, and a
+# (T, B, F) with T = 2 was read as 2 images for want of an axis to compare
+SIZES = (2, 1, 3)
 
 
 def call_axes(
@@ -25,14 +27,29 @@ def call_axes(
 ) -> list[tuple[str, str, tuple, int | None]]:
     """(label, module name, output shape, images' axis) of every call with a tensor output
     (`layer_calls`), the shape that of a forward of 2 copies of x's first image. The images'
-    axis: the first axis whose size is 2 there and 1 in a forward of 1 (dim 0 where it
-    is); None where no axis is (a window attention's (B·windows, ...), a block the
-    forward calls once per image, a position table: no row per image). A call only the
-    forward of 2 makes (calls that follow the batch size): dim 0 if its size is 2 there."""
-    first = x[:1]
-    two, one = (layer_calls(model, first.expand(n, *x.shape[1:]), output) for n in SIZES)
-    alone = {label: shape for label, _, shape in one}
-    return [(label, name, shape, _axis(shape, alone.get(label))) for label, name, shape in two]
+    axis: the one axis whose size is 2 there and 1 in a forward of 1, no other axis
+    differing (dim 0 where it is), or 3 in a forward of 3 where a call's rank differs
+    between the first two; None where no axis is (a window attention's (B·windows, ...), a
+    block the forward calls once per image, a position table: no row per image). A call
+    only the forward of 2 makes (calls that follow the batch size): dim 0 if its size is 2
+    there."""
+    two, one, three = SIZES
+    calls = layer_calls(model, x[:1].expand(two, *x.shape[1:]), output)
+    other = _shapes(model, x, one, output)
+    if any(len(other.get(label, shape)) != len(shape) for label, _, shape in calls):
+        one, other = three, _shapes(model, x, three, output)
+    sizes = (two, one)
+    return [
+        (label, name, shape, _axis(shape, other.get(label), sizes)) for label, name, shape in calls
+    ]
+
+
+def _shapes(model: nn.Module, x: Tensor, n: int, output: OutputSelector) -> dict[str, tuple]:
+    """{call label: output shape} of a forward of n copies of x's first image."""
+    return {
+        label: shape
+        for label, _, shape in layer_calls(model, x[:1].expand(n, *x.shape[1:]), output)
+    }
 
 
 def batch_axes(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, int]:
@@ -42,21 +59,23 @@ def batch_axes(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
     return {label: axis for label, _, _, axis in call_axes(model, x, output) if axis}
 
 
-def _axis(two: tuple, one: tuple | None) -> int | None:
-    """The first axis whose size goes 2 -> 1 from `two` to `one`, None where none does; where
-    the shapes have no axis to compare (a squeeze() of one image's batch), dim 0 if its size
-    is 2."""
-    if one is None or len(one) != len(two):
-        return 0 if two and two[0] == SIZES[0] else None
-    follows = [k for k, sizes in enumerate(zip(two, one, strict=True)) if sizes == SIZES]
-    return follows[0] if follows else None
+def _axis(shape: tuple, other: tuple | None, sizes: tuple[int, int]) -> int | None:
+    """The one axis whose size goes sizes[0] -> sizes[1] from `shape` to `other`, where no
+    other axis differs; None where none does, or the ranks differ; dim 0 if its size is
+    sizes[0] where `other` is None (no call to compare)."""
+    if other is None:
+        return 0 if shape and shape[0] == sizes[0] else None
+    if len(other) != len(shape):
+        return None
+    moved = [k for k, (a, b) in enumerate(zip(shape, other, strict=True)) if a != b]
+    return moved[0] if len(moved) == 1 and (shape[moved[0]], other[moved[0]]) == sizes else None
 
 
 def images_first(t: Tensor, batch: int = 0, channel: int = 1) -> Tensor:
-    """t with its images' axis `batch` on dim 0 and its channels (t's dim `channel`) on dim 1.
-    A channel dim that is the images' is the convention of a tensor whose channels no op
-    showed (dim 1): it reads as dim 1 of the moved tensor, so a seq-first LSTM's (T, B, F)
-    reads as (B, T, F), as the batch_first LSTM's output does."""
+    """t with its images' axis `batch` on dim 0 and its channels (t's dim `channel`) on dim 1,
+    its other dims in their order. Where `channel` is `batch` (the default dim 1 of a tensor
+    whose channels no op showed, its images on dim 1), only the images move: a seq-first
+    (T, B, F) reads as (B, T, F)."""
     if t.ndim < 2:
         return t
     batch, channel = batch % t.ndim, channel % t.ndim
