@@ -79,8 +79,9 @@ def _probe(args: argparse.Namespace) -> int:
     run = load_run_at(args.run_dir, args.data)
     train, test = run.dataset("train"), run.dataset("test")
     n_train, n_test = min(args.train, len(train)), min(args.test, len(test))  # what was used
-    if args.layers is None:
-        note = left_out_note(run, train.images[:2])
+    layers = args.layers
+    if layers is None:  # the default blocks, chosen once: the note's and the probes'
+        layers, note = default_layers(run, train.images[:2])
         if note:  # on stderr: --json's stdout holds the document alone
             print(f"note: {note}", file=sys.stderr, flush=True)
     with progress_bar() as progress:  # features of train, then test images, then the fits
@@ -88,7 +89,7 @@ def _probe(args: argparse.Namespace) -> int:
             run.model,
             (train.images[:n_train], train.labels[:n_train]),
             (test.images[:n_test], test.labels[:n_test]),
-            layers=args.layers,
+            layers=layers,
             epochs=args.epochs,
             preprocess=run.preprocess,
             progress=progress,
@@ -131,20 +132,22 @@ def probe_rows(model, accuracy: dict[str, float]) -> list[dict]:
     return rows
 
 
-def left_out_note(run, images) -> str | None:
-    """One line naming the calls of the run's blocks the default probes leave out, each with
-    its output's shape in a forward of two images (no axis of one row per image: a window
-    attention's, a block called once per image); None where none is. images: of the run's
-    data set, as stored (`run.preprocess` makes them the model's)."""
+def default_layers(run, images) -> tuple[list[str] | None, str | None]:
+    """(the run's blocks linear_probe probes by default, or None where there is none, for it
+    to say why; one line naming the calls of its blocks they leave out, each with its
+    output's shape in a forward of two images (no axis of one row per image: a window
+    attention's, a block called once per image), or None). images: of the run's data set,
+    as stored (`run.preprocess` makes them the model's)."""
     from cnnlab.explain.probe import probe_layer_choice
-    from cnnlab.inspect import as_float
+    from cnnlab.inspect import as_float, unwrap
 
-    x = as_float(images, run.preprocess)
-    left = probe_layer_choice(run.model, x).left_out
-    if not left:
-        return None
-    said = ", ".join(f"{name} (its output for 2 images: {tuple(s)})" for name, s in left.items())
-    return (
+    choice = probe_layer_choice(unwrap(run.model), as_float(images, run.preprocess))
+    if not choice.left_out:
+        return choice.layers or None, None
+    said = ", ".join(
+        f"{n} (its output for 2 images: {tuple(s)})" for n, s in choice.left_out.items()
+    )
+    return choice.layers or None, (
         "left out of the probes, no axis of one row per image (a row per window, or a call "
         f"per image): {said}"
     )
