@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
-from cnnlab.errors import ExplainError
 from cnnlab.explain import gradcam
 
 
@@ -70,12 +69,28 @@ def test_named_layer_one_pass_and_captum_map(channels_last):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
+class Turned(nn.Module):
+    """`inner` on a map moved by `before`, its output moved by `after` (permute orders): the
+    Permuted model with its LayerNorm's map handed on channels first, as Captum reads a map."""
+
+    def __init__(self, inner: nn.Module, before=(0, 1, 2, 3), after=(0, 1, 2, 3)):
+        super().__init__()
+        self.inner, self.before, self.after = inner, before, after
+
+    def forward(self, y):
+        return self.inner(y.permute(*self.before)).permute(*self.after)
+
+
 @pytest.mark.parametrize("hooked", [False, True])
-def test_named_channels_last_layer_still_refused(hooked):
+def test_named_channels_last_layer_one_pass_and_captum_map(hooked):
     torch.manual_seed(0)
     model, x = Permuted().eval(), torch.randn(2, 3, 8, 8)
-    if hooked:  # the model runs as it is (no inference copy): its own layers are followed
-        batches_seen(model)
-    with pytest.raises(ExplainError, match=r"'norm' holds its channels last.*choose one of: conv"):
-        gradcam(model, x, layer="norm")
-    assert torch.isfinite(gradcam(model, x, layer="conv")).all()
+    twin = Permuted().eval()
+    twin.load_state_dict(model.state_dict())
+    twin.norm = Turned(twin.norm, after=(0, 3, 1, 2))  # (B, C, H, W) out
+    twin.mlp = Turned(twin.mlp, before=(0, 2, 3, 1))  # and back to (B, H, W, C)
+    expected = captum_map(twin, twin.norm, x)
+    seen = batches_seen(model) if hooked else []  # hooked: the model runs as it is
+    got = gradcam(model, x, layer="norm")  # once refused: "'norm' holds its channels last"
+    assert seen == ([2] if hooked else [])  # no pass of x[:1] to find its layout
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

@@ -448,7 +448,8 @@ def _visualize(args: argparse.Namespace) -> int:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
         acts = explain.feature_maps(run.model, images[:1], [args.actmax])[args.actmax]
-        size = acts.shape[channel_dim(run.model, images[:1], args.actmax)]  # ConvNeXt: last
+        # a map's channels are on dim 1 (feature_maps moves a ConvNeXt's there); tokens' last
+        size = acts.shape[1 if acts.dim() == 4 else channel_dim(run.model, images[:1], args.actmax)]
         channels = list(range(min(args.channels, size)))
         with progress_bar() as progress:  # the steps, then the data's strongest activations
             res = explain.activation_maximization(
@@ -473,18 +474,17 @@ def _draw_maps(args: argparse.Namespace, run) -> None:
     from cnnlab import explain
     from cnnlab.data.folder import shown
     from cnnlab.explain.features import normalize_maps
-    from cnnlab.inspect import check_map_layer, per_image, scripted_whole, spatial_calls
+    from cnnlab.inspect import per_image, scripted_whole, spatial_calls
 
     out, raw = _out_and_images(args.out, [args.maps], run.input_shape)
     x = run.preprocess(raw)
-    layers = args.layers or spatial_calls(run.model, x)  # each call: `relu`, `relu #2`
+    # each call: `relu`, `relu #2`; a ConvNeXt's (B, H, W, C) ones too, drawn as (B, C, H, W)
+    layers = args.layers or spatial_calls(run.model, x)
     if not layers:  # nothing was drawn, nothing said
         raise ConfigError(
             "the model has no layer with a (C, H, W) map (H·W > 1) to draw"
             + scripted_whole(run.model)
         )
-    for layer in args.layers or []:  # a (B, H, W, C) output is no grid of maps
-        check_map_layer(run.model, x, layer)
     maps = explain.feature_maps(run.model, x, layers)
     for name, m in maps.items():
         if m.dim() != 4:

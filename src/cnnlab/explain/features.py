@@ -1,5 +1,7 @@
 """The feature hierarchy made visible (notes §5.3): first-layer filters, feature maps, and the
-PNG grids and heatmap overlays the CLI writes."""
+PNG grids and heatmap overlays the CLI writes. A map held channels last (B, H, W, C), a
+ConvNeXt block's between its permutes, is shown as the (B, C, H, W) map it is, moved where the
+forward put its channels (`inspect.layouts`), never guessed from its sizes."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from cnnlab.inspect import (
     resolve_layer,
     scripted_whole,
 )
+from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.preserve import inner_name, unwrap, unwrap_layer
 
 
@@ -86,9 +89,12 @@ def feature_maps(
 ) -> dict[str, Tensor]:
     """{layer: its output on x} from one no-grad forward pass, in the order of `layers`.
 
-    x: (B, C, H, W) → each value (B, C', H', W') (or (B, F) for a flat layer). Each map is the
-    layer's own output, even where a later in-place op overwrites it in the model. Eval mode
-    (running BatchNorm statistics, no dropout), the model's own mode restored after.
+    x: (B, C, H, W) → each value (B, C', H', W') (or (B, F) for a flat layer, (B, N, C') for
+    tokens, as they are). Each map is the layer's own output, even where a later in-place op
+    overwrites it in the model; a 4-D output holding its channels off dim 1 (a ConvNeXt
+    block's (B, H', W', C'), found in the same forward: `FollowLayouts`) is given as
+    `out.movedim(dim, 1)`, its (B, C', H', W') map. Eval mode (running BatchNorm statistics,
+    no dropout), the model's own mode restored after.
     A layer is named as the summary names its calls: a module's name is its first call,
     `name #2` its second, ... (`inspect.spatial_calls` lists every call of the map layers).
     """
@@ -98,9 +104,17 @@ def feature_maps(
     inner = {name: inner_name(model, name) for name in layers}  # `features.3` of a wrapped model
     model = unwrap(model)
     capture = Capture(model, list(inner.values()), calls=True)
-    with preserved(model), capture as cap, torch.no_grad():
+    with preserved(model), FollowLayouts() as layouts, capture as cap, torch.no_grad():
         forward(model, x, output, logits=False)
-    return {name: cap.tensor(inner[name]) for name in layers}
+    # each call's own output, so its own layout: (B, H, W, C) -> (B, C, H, W)
+    return {name: _channels_first(cap.tensor(inner[name]), layouts) for name in layers}
+
+
+def _channels_first(t: Tensor, layouts: Layouts) -> Tensor:
+    """A 4-D output with its channels moved to dim 1 from where `layouts` followed them (not
+    from dim 0: a batch); any other as it is."""
+    dim = layouts.of(t)
+    return t.movedim(dim, 1) if t.dim() == 4 and dim > 1 else t
 
 
 def grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:

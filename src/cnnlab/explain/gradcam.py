@@ -4,7 +4,9 @@ At a layer with activations A (B, K, h, w) and gradients G = ∂ logit_t / ∂ A
     cam = ReLU(Σ_k w_k A_k), upsampled bilinearly to the input size, divided by its max.
 The variants differ only in the channel weights w (B, K), one function each in `WEIGHTS`.
 A vision transformer's tokens (B, N, C) are read as the map (B, C, h, w) of their patches
-(`inspect.tokens`: pytorch-grad-cam's `reshape_transform`, on the model's own patch grid).
+(`inspect.tokens`: pytorch-grad-cam's `reshape_transform`, on the model's own patch grid); a
+map held channels last (B, h, w, K), a ConvNeXt block's between its permutes, as A.movedim(3,
+1), where the forward itself put its channels (`inspect.layouts`), never guessed from sizes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from cnnlab.inspect import (
     Capture,
     OutputSelector,
     check_images,
-    check_map_layer,
     default_layer,
     forward,
     gradients,
@@ -94,9 +95,10 @@ def layer_gradients(
     (Capture(leaf=True)), parameters are frozen, so the backward computes only the gradients
     the map needs. A layer inside a reentrant activation checkpoint gets no gradient so (the
     checkpoint runs its block without autograd): `_recomputed_gradients` reads it then.
-    The same forward follows where the layer's channels are (`FollowLayouts`): a layer that
-    holds them last is refused as `check_map_layer` refuses it, without the separate pass of
-    x[:1] that check costs (5 % of a Grad-CAM of 32 images on ResNet-18, one thread).
+    The same forward follows where the layer's channels are (`FollowLayouts`): A and its
+    gradient held channels last (B, h, w, K) are returned as (B, K, h, w), moved as that
+    forward moved them, without a separate pass of x[:1] (5 % of a Grad-CAM of 32 images on
+    ResNet-18, one thread).
     layer: a call's label, as the summary labels calls (a module's name: its first call,
     `relu #2` its second; `Capture(calls=True)`).
     """
@@ -104,7 +106,7 @@ def layer_gradients(
     base, call = split_call(layer, dict(run.named_modules()))
     with (
         FollowLayouts() as layouts,
-        CallOrder(run, [base], layouts=layouts) as order,  # its hook sees the layer's own output
+        CallOrder(run, [base]) as order,
         Capture(run, [layer], leaf=True, calls=True) as cap,
         torch.no_grad(),
     ):
@@ -113,7 +115,8 @@ def layer_gradients(
         spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
         raise ExplainError(f"{cap.missing(layer)}; Grad-CAM needs one of: {spatial}")
     acts = cap.tensor(layer)
-    grid = _checked_map(model, x, layer, acts, base in order.channel_dims, output)
+    dim = layouts.of(acts) if acts.dim() == 4 else 1  # this call's output, as it was computed
+    grid = _checked_map(model, x, layer, acts, dim, output)
     t = resolve_target(target, logits)
     with torch.enable_grad():  # the caller may be inside torch.no_grad()
         selected = logits.gather(1, t[:, None]).sum()
@@ -131,21 +134,21 @@ def layer_gradients(
         acts, grads = found
     if grid is not None:
         acts, grads = as_map(acts, grid), as_map(grads, grid)
+    acts, grads = acts.movedim(dim, 1), grads.movedim(dim, 1)  # (B, h, w, K) -> (B, K, h, w)
     return acts.detach(), grads, t
 
 
 def _checked_map(
-    model: nn.Module, x: Tensor, layer: str, acts: Tensor, turned: bool, output: OutputSelector
+    model: nn.Module, x: Tensor, layer: str, acts: Tensor, dim: int, output: OutputSelector
 ) -> Grid | None:
     """The patch grid of a ViT's tokens (B, N, C), read as the map of its patches
-    (`token_grid`); None for a (B, C, H, W) map; ExplainError for anything else. turned: the
-    layer holds its channels off dim 1 (a ConvNeXt block's (B, H, W, C) between permutes)."""
+    (`token_grid`); None for a (B, C, H, W) map, or a 4-D one whose channels are on `dim`
+    (a ConvNeXt block's (B, H, W, C) between permutes: 3), read as acts.movedim(dim, 1);
+    ExplainError for anything else."""
     if is_tokens(acts, len(x)):
         return token_grid(model, x, layer, output)
-    if turned:
-        check_map_layer(model, x, layer, output)  # the check names the maps
     # rows per window, not per image (a Swin window attention's): a map per row was returned
-    if not is_spatial(tuple(acts.shape)) or len(acts) != len(x):
+    if not is_spatial(tuple(acts.movedim(dim, 1).shape)) or len(acts) != len(x) or dim == 0:
         spatial = ", ".join(spatial_calls(model, x, output)) or "(none)"
         raise ExplainError(
             f"layer {layer!r} has output shape {tuple(acts.shape)} for {len(x)} images, not a "
@@ -216,14 +219,14 @@ def gradcam(
 
     x: (B, C, H, W) normalized images → (B, H, W) in [0, 1], float32 (float64 for a float64
     model), whatever dtype the layer computes in.
-    target: class per image; None = the predicted class. layer: dotted module name, its first
-    call for a module the forward calls more than once, `name #N` its N-th call (as the
-    summary labels calls; a call past the last is refused, naming the calls); a ViT's tokens
-    (B, N, C) read as the map of their h·w patches (`inspect.tokens`: the N − h·w leading ones
-    dropped). None = `inspect.default_layer`: the last map of the image, at its last
-    call (`inspect.image_maps`: one per image, no padding op's output, H and W following the
-    image's, H·W > 1), or a ViT's last attention's input; found by shape-only forwards (one
-    224² ResNet-18 image: 159 ms against 66 ms named; in a loop, find it once, pass it).
+    target: class per image; None = the predicted class. layer: dotted module name, its first call
+    for a module the forward calls more than once, `name #N` its N-th call (as the summary labels
+    calls; a call past the last is refused, naming the calls); a ViT's tokens (B, N, C) read as the
+    map of their h·w patches (`inspect.tokens`: the N − h·w leading ones dropped), a ConvNeXt
+    block's (B, h, w, K) as (B, K, h, w). None = `inspect.default_layer`: the last map of the image,
+    at its last call (`inspect.image_maps`: one per image, no padding op's output, H and W following
+    the image's, H·W > 1), or a ViT's last attention's input; found by shape-only forwards (one 224²
+    ResNet-18 image: 159 ms against 66 ms named; in a loop, find it once, pass it).
     method: "gradcam" (weights = spatial mean of gradients) or "gradcam++". Equals Captum's
     `LayerGradCam(model, layer).attribute(x, t, relu_attributions=True)` followed by
     `LayerAttribution.interpolate(..., interpolate_mode="bilinear")` and the same scaling

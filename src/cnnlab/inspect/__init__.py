@@ -23,8 +23,9 @@ Which function for what:
 * name layers, in forward order ............ `layer_names`, `resolve_layer`, `trace(model, x)`
   ((name, output shape) in forward order), `image_maps` (the layers whose output is a
   feature map of the image: not a pad's, not a window attention's, not attention weights),
-  `spatial_layers`, `is_spatial`, `default_layer` (the last spatial one that gets a gradient
-  from the logits: Grad-CAM's default; `feeding_maps` all of them),
+  `spatial_layers`, `map_dims` (those and the maps held channels last, (B, H, W, C),
+  with the dim of their channels), `is_spatial`, `default_layer` (the last spatial one that
+  gets a gradient from the logits: Grad-CAM's default; `feeding_maps` all of them),
   `first_called(model, nn.Conv2d, x)`,
   `with CallOrder(model, names) as order:` (every call, in order), `layer_calls` and
   `spatial_calls` (each call labelled as the summary labels it: `relu`, `relu #2`, read
@@ -83,12 +84,12 @@ from cnnlab.inspect.order import (
     CallOrder,
     channel_dim,
     channel_dims,
-    check_map_layer,
     graph_fed_maps,
     image_maps,
     is_leaf,
     is_spatial,
     layer_names,
+    map_dims,
     per_image,
     resolve_layer,
     spatial_layers,
@@ -114,7 +115,6 @@ __all__ = [
     "CallOrder",
     "channel_dim",
     "channel_dims",
-    "check_map_layer",
     "Capture",
     "Hooks",
     "Misfit",
@@ -149,6 +149,7 @@ __all__ = [
     "is_spatial",
     "layer_calls",
     "layer_names",
+    "map_dims",
     "needs_gradients",
     "preserved",
     "reloaded",

@@ -223,11 +223,26 @@ def is_spatial(shape: tuple) -> bool:
     return len(shape) == 4 and shape[2] * shape[3] > 1
 
 
+def as_map_shape(shape: tuple, dim: int) -> tuple:
+    """`shape` as `t.movedim(dim, 1)` gives it (dim >= 1): (B, H, W, C), 3 → (B, C, H, W)."""
+    return (shape[0], shape[dim], *(size for at, size in enumerate(shape) if at not in (0, dim)))
+
+
 def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
     """Names of the layers whose output is a feature map of the image (`image_maps`) with
     H·W > 1, in forward order. A torch.compile'd child is named once, as the model names it
-    (`3`, not also `3._orig_mod`)."""
-    return [name for name, _ in _spatial(model, x, output)[0]]
+    (`3`, not also `3._orig_mod`). `map_dims` adds the maps held channels last."""
+    spatial, turned, _, _ = _spatial(model, x, output)
+    return [name for name, _ in spatial if name not in turned]
+
+
+def map_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, int]:
+    """{name: the dim of its output that holds the channels} of the maps of the image with
+    H·W > 1, in forward order: `spatial_layers` (dim 1) and the 4-D outputs holding them
+    elsewhere (3: a ConvNeXt block's (B, H, W, C) between its permutes) that pass
+    `image_maps`' (a)-(c) as `t.movedim(dim, 1)`, the map Grad-CAM and `feature_maps` read."""
+    spatial, turned, _, _ = _spatial(model, x, output)
+    return {name: turned.get(name, 1) for name, _ in spatial}
 
 
 def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, tuple]:
@@ -248,17 +263,20 @@ def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
         not reach (a Flatten-Linear head refuses them; a model of fixed size) is not judged
         by it, nor is any layer of a model whose maps all keep their size (it resizes its
         input to its own size first);
-    (d) its channels are on dim 1 (`channel_dims`: not a ConvNeXt block's (B, H, W, C)).
+    (d) its channels are on dim 1 (`channel_dims`: not a ConvNeXt block's (B, H, W, C);
+        `map_dims` has those, read with their channels moved to dim 1).
 
     Both forwards compute shapes only where the model allows, on the meta device (`_probe`)."""
-    return _image_maps(model, x, output)[0]
+    maps, turned, _, _ = _image_maps(model, x, output)
+    return {name: shape for name, shape in maps.items() if name not in turned}
 
 
 def _image_maps(
     model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[dict, dict, frozenset[str], dict[str, int]]:
-    """(image_maps, {name: shape} of the 4-D outputs that pass all but (d): channels last,
-    the layers whose output the logits are not computed from: `_Shapes.unfed`, {name: calls})."""
+) -> tuple[dict, dict[str, int], frozenset[str], dict[str, int]]:
+    """({name: (1, C, H, W)} of the outputs that pass (a)-(c), a channels-last one's with its
+    channels moved to dim 1; {name: channel dim} of those off dim 1, which fail (d); the
+    layers whose output the logits are not computed from: `_Shapes.unfed`; {name: calls})."""
     x, model = check_images(x), unwrap(model)  # named as `layer_names` names them
     images = x[:1].expand(2, *x.shape[1:])  # (2, C, H, W)
     pair, meta = _probe(model, images, output, partial=False)
@@ -267,17 +285,20 @@ def _image_maps(
     grown, _ = _probe(model, larger, output, partial=True, meta=meta)
     if grown is not None and not _grows(pair.last, grown.last):
         grown = None  # no map grew: the model resizes its input itself; (c) cannot tell
-    maps, off = {}, {}
+    maps, turned = {}, {}
     for name, shape in pair.last.items():
-        if len(shape) != 4 or shape[0] != 2 or name in pair.padded | pair.attention:
+        dim = pair.channel_dims.get(name, 1)
+        if len(shape) != 4 or dim == 0 or name in pair.padded | pair.attention:
             continue
-        if name in pair.channel_dims:  # (B, H, W, C): its C would fail (c), but it is refused
-            off[name] = (1, *shape[1:])  # by name (`check_map_layer`)
-            continue
+        shape = as_map_shape(shape, dim)  # (B, H, W, C) read as (B, C, H, W)
         big = grown.last.get(name) if grown is not None else None
-        if big is None or (len(big) == 4 and _follows(big, shape)):
+        if grown is not None and big is not None:  # moved as the larger forward held it
+            big = as_map_shape(big, grown.channel_dims.get(name, 1))
+        if shape[0] == 2 and (big is None or (len(big) == 4 and _follows(big, shape))):
             maps[name] = (1, *shape[1:])
-    return maps, off, pair.unfed, pair.calls
+            if dim != 1:
+                turned[name] = dim
+    return maps, turned, pair.unfed, pair.calls
 
 
 def _grows(last: dict[str, tuple], grown: dict[str, tuple]) -> bool:
@@ -438,28 +459,12 @@ def _tables(module: nn.Module) -> list[dict]:
 
 def _spatial(
     model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[list, dict, frozenset[str], dict[str, int]]:
-    """([(name, shape)] of the (B, C, H, W) maps with H·W > 1, {name: shape} of the
-    channels-last ones, the layers the logits are not computed from, {name: its calls})."""
-    maps, off, unfed, calls = _image_maps(model, x, output)
-    names = set(maps) | set(off)
-    spatial = [(n, s) for n, s in maps.items() if is_spatial(s) and not is_compiled_inner(n, names)]
-    return spatial, {n: s for n, s in off.items() if is_spatial(s)}, unfed, calls
-
-
-def check_map_layer(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None):
-    """ExplainError if `layer`'s output holds its channels last: (B, H, W, C) read as
-    (B, C, H, W) would make its rows the channels and its channels a spatial axis. A call's
-    label (`relu #2`) is judged by its module."""
-    layer = split_call(layer, dict(unwrap(model).named_modules()))[0]
-    maps, off, _, _ = _spatial(model, x, output)
-    if layer in off:
-        shape = ", ".join(map(str, off[layer][1:]))
-        raise ExplainError(
-            f"layer {layer!r} holds its channels last (output (B, {shape}): (B, H, W, C), as a "
-            "ConvNeXt block's between its permutes), not a (B, C, H, W) map; choose one of: "
-            f"{', '.join(name for name, _ in maps) or '(none)'}"
-        )
+) -> tuple[list, dict[str, int], frozenset[str], dict[str, int]]:
+    """([(name, (1, C, H, W))] of the maps with H·W > 1, channels moved to dim 1, {name:
+    channel dim} of those off it, the layers the logits are not computed from, {name: calls})."""
+    maps, turned, unfed, calls = _image_maps(model, x, output)
+    spatial = [(n, s) for n, s in maps.items() if is_spatial(s) and not is_compiled_inner(n, maps)]
+    return spatial, turned, unfed, calls
 
 
 def per_image(t: Tensor, layer: str, images: int, fix: str) -> Tensor:
@@ -485,8 +490,11 @@ def graph_fed_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -
     block) is kept, for Grad-CAM to say why it has no gradient, or to read it where the
     backward recomputes it. Each is labelled by its last call, whose map was judged: `relu #3`
     for a module called three times (`call_label`), its name for a module called once.
-    `reached.feeding_maps` also leaves out those the graph reaches whose gradient is zero."""
-    spatial, _, unfed, calls = _spatial(model, x, output)
-    names = [name for name, _ in spatial]
+    `reached.feeding_maps` also leaves out those the graph reaches whose gradient is zero.
+    Not a map held channels last (`map_dims`): a ConvNeXt holds those on its blocks' residual
+    branches, the stream the head reads is each block's (B, C, H, W) sum (where that sum is
+    no module's output, the last was the branch's last Linear, leaving the shortcut out)."""
+    spatial, turned, unfed, calls = _spatial(model, x, output)
+    names = [name for name, _ in spatial if name not in turned]  # Grad-CAM's default: why
     fed = [name for name in names if name not in unfed] or names
     return [call_label(name, calls.get(name, 1)) for name in fed]

@@ -24,6 +24,7 @@ from cnnlab.design.summary.render import call_label
 from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.inspect.hooks import output_tensor
 from cnnlab.inspect.names import split_call
+from cnnlab.inspect.order import as_map_shape
 from cnnlab.train.evaluate import Evaluation, class_accuracy, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
@@ -221,22 +222,44 @@ class Sources:
         """(label, module, output shape (C, H, W) or (D,)) of every leaf module's call
         (`calls`), in the order the calls finish on one test image; a leaf whose output holds
         its channels on another dim (a ConvNeXt block's LayerNorm/Linear/activation on
-        (B, H, W, C)) is left out, as is every 4-D output that is no map of the image
-        (`inspect.image_maps`: a window attention's (windows, heads, N, N), whose rows the
-        probes read as images; a padding layer's map with a border, at no stage's size: an
-        EfficientNet's 'same' padding made 33×33, 18×18, 17×17 ... stages of a 32-px net)."""
+        (B, H, W, C)) is left out (`map_calls` has its map), as is every 4-D output that is
+        no map of the image (`inspect.image_maps`: a window attention's (windows, heads, N,
+        N), whose rows the probes read as images; a padding layer's map with a border, at no
+        stage's size: an EfficientNet's 'same' padding made 33×33, 18×18, 17×17 ... stages
+        of a 32-px net)."""
+        return self._leaf_calls(turned=False)
+
+    @_once
+    def map_calls(self) -> list[tuple[str, nn.Module, tuple]]:
+        """`layers` and the leaf calls whose output is a map of the image held channels last
+        (`inspect.map_dims`: a ConvNeXt block's LayerNorm, Linear and GELU on (B, H, W, C)),
+        each with its map's shape (C, H, W), as `explain.feature_maps` gives it."""
+        return self._leaf_calls(turned=True)
+
+    @_once
+    def _layouts(self) -> tuple[dict[str, int], dict[str, tuple], dict[str, int]]:
+        """`inspect.channel_dims`, `image_maps` and `map_dims` of one test image."""
         _, x, _ = self.test
-        modules = dict(inspect.unwrap(self.model).named_modules())
         with inspect.preserved(self.model):
-            off = inspect.channel_dims(self.model, x[:1])
-            maps = inspect.image_maps(self.model, x[:1])
-        return [
-            (label, modules[name], shape[1:])
-            for label, name, shape in self.calls
-            if inspect.is_leaf(modules[name])  # a ParametrizedConv2d is one layer
-            and name not in off
-            and (len(shape) != 4 or name in maps)
-        ]
+            return (
+                inspect.channel_dims(self.model, x[:1]),
+                inspect.image_maps(self.model, x[:1]),
+                inspect.map_dims(self.model, x[:1]),
+            )
+
+    def _leaf_calls(self, turned: bool) -> list[tuple[str, nn.Module, tuple]]:
+        modules = dict(inspect.unwrap(self.model).named_modules())
+        off, maps, dims = self._layouts
+        dims = dims if turned else {}
+        found = []
+        for label, name, shape in self.calls:
+            if not inspect.is_leaf(modules[name]):  # a ParametrizedConv2d is one layer
+                continue
+            if dims.get(name, 1) != 1 and len(shape) == 4:
+                found.append((label, modules[name], as_map_shape(shape, dims[name])[1:]))
+            elif name not in off and (len(shape) != 4 or name in maps):
+                found.append((label, modules[name], shape[1:]))
+        return found
 
     def module(self, label: str) -> nn.Module | None:
         """The module that makes the call labelled `label` (`relu #2`: module `relu`), or
@@ -331,9 +354,7 @@ class Sources:
         _, x, _ = self.test
         model = inspect.unwrap(self.model)
         modules = dict(model.named_modules())
-        with inspect.preserved(self.model):
-            maps = inspect.image_maps(self.model, x[:1])
-            off = inspect.channel_dims(self.model, x[:1])
+        off, maps, _ = self._layouts
         seen: list[torch.Tensor] = []  # every output so far, kept alive: ids stay unique
         own: set[str] = set()
         counts: dict[str, int] = {}  # every call counts, as `layer_calls` numbers them
@@ -372,8 +393,10 @@ class Sources:
     def map_layers(self) -> list[str]:
         """The spatial outputs that end a conv block, by their calls' labels, at most
         budget.map_layers, spread (`block_ends`): what the explorer lists as each block's
-        output (`relu`, `relu #2`, `relu #3` for one ReLU module ending three blocks)."""
-        names = block_ends(self.layers)
+        output (`relu`, `relu #2`, `relu #3` for one ReLU module ending three blocks), and
+        a ConvNeXt block's GELU on (B, H, W, C) (`map_calls`), which the explorer does not
+        list."""
+        names = block_ends(self.map_calls)
         if not names:
             raise ReportError(
                 "the model has no layer with a spatial (C, H, W) output"
