@@ -4,7 +4,8 @@ layer out without a word, `probe --layers rnn` refused it ('gives 4 rows for 256
 and where the batch size equalled the sequence's length (W = 4 images) it read the 4
 columns as the 4 images. Now the images' axis is found (inspect.batch_axes: the axis whose
 size follows the batch's) and moved first. Truth: torch's own output of the layer, its batch
-axis moved first by torch (`out.permute(1, 0, 2)`), and the batch_first twin network."""
+axis moved first by torch, its hidden units second (`out.permute(1, 2, 0)`), and the batch_first
+twin network."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ def test_a_sequence_first_rnns_features_are_its_output_images_first(kind, batch_
         truth = model.sequence(x)  # (T, B, H)
     assert truth.shape[1] == len(x) and truth.shape[0] != len(x)
     assert torch.equal(labels, y)
-    assert torch.allclose(got["rnn"], truth.permute(1, 0, 2).flatten(1), atol=1e-6)
+    # images first, hidden units as the channels (test_walk_cmd_probe_recurrent)
+    assert torch.allclose(got["rnn"], truth.permute(1, 2, 0).flatten(1), atol=1e-6)
 
 
 def test_a_sequence_first_attentions_features_are_its_tokens_images_first():

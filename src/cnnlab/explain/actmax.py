@@ -145,8 +145,8 @@ def channel_activation(
 ) -> Tensor:
     """Row i's activation of channel channels[i]: (N, K, h, w), (N, K, L) or (N, K) → (N,).
     objective "centre": the unit at (h // 2, w // 2), moved by `shift` units (clamped to the
-    map); of L positions (a transformer's tokens, channels moved first; a 1-d map), the one
-    at L // 2; "mean": the mean over the positions."""
+    map); of L positions (a transformer's tokens or an LSTM's steps, channels moved first;
+    a 1-d map), the one at L // 2; "mean": the mean over the positions."""
     picked = acts[torch.arange(len(channels), device=acts.device), channels]  # (N, h, w) | (N,)
     if picked.dim() == 1:
         return picked
@@ -377,8 +377,8 @@ def _channel_indices(channels) -> Tensor:
 
 
 def _checked_axes(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> tuple:
-    """The dims of `layer`'s images (a sequence-first LSTM's (T, B, F): 1) and channels (a
-    ConvNeXt's: the last) on x; ExplainError for a channel of `chans` outside them."""
+    """The dims of `layer`'s images (a sequence-first LSTM's (T, B, H): 1) and channels (a
+    ConvNeXt's, an LSTM's units: the last) on x; ExplainError for a channel outside them."""
     axes = batch_axes(model, x, output).get(layer, 0), channel_dim(model, x, layer, output)
     size = _layer_output(model, layer, x, output, axes).shape[1]
     bad = chans[(chans < 0) | (chans >= size)]

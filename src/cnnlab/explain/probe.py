@@ -113,10 +113,10 @@ def probe_layer_choice(model: nn.Module, x: Tensor, output: OutputSelector = Non
 def pool_features(a: Tensor, cap: int) -> Tensor:
     """(B, C, H, W) → (B, C·s·s) by adaptive average pooling to s×s, s = the largest side with
     C·s² ≤ cap (at least 1, at most min(H, W)); (B, C, N), a transformer's N tokens of C
-    channels (moved to dim 1) or a 1-d map, → (B, C·s) by adaptive average pooling to s
-    positions, C·s ≤ cap (at least 1, at most N): a ViT-B's 197×768 tokens were 151,296
-    features an image, 150× a map's, where the cap keeps every layer's probe alike; other
-    shapes are flattened to (B, F)."""
+    channels or an LSTM's N steps of C hidden units (moved to dim 1), or a 1-d map, →
+    (B, C·s) by adaptive average pooling to s positions, C·s ≤ cap (at least 1, at most N):
+    a ViT-B's 197×768 tokens were 151,296 features an image, 150× a map's, where the cap
+    keeps every layer's probe alike; other shapes are flattened to (B, F)."""
     if a.dim() == 4:
         c, h, w = a.shape[1:]
         s = max(1, min(h, w, math.isqrt(max(cap // c, 1))))
@@ -137,9 +137,9 @@ class FeatureReader:
     `reader.read(x, y)`. `features()` gives ({layer: (N, D)}, labels (N,)), as
     `extract_features` does; other readers of the same forward (a `diagnose.Recording`)
     share the pass. first: a batch of the images (float, as the model takes them), on which
-    each layer's channel dim is read (a ConvNeXt's (B, H, W, C): channels moved first) and
-    its images' axis (`inspect.batch_axes`: a sequence-first LSTM's (T, B, F) read as
-    (B, T, F), its batch_first twin's output)."""
+    each layer's channel dim is read (a ConvNeXt's (B, H, W, C), an LSTM's hidden units:
+    the last, moved first) and its images' axis (`inspect.batch_axes`: a sequence-first
+    LSTM's (T, B, H) read as (B, H, T), as its batch_first twin's (B, T, H) is)."""
 
     def __init__(
         self,

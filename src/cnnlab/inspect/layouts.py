@@ -25,6 +25,10 @@ _PADS = frozenset({F.pad, torch.constant_pad_nd})
 # too), a copy; a matmul with the values or a sum with a residual makes something else
 _KEEPS_WEIGHTS = frozenset({"dropout", "alpha_dropout", "feature_alpha_dropout", "clone",
                             "contiguous", "detach"})  # fmt: skip
+# the ops nn.LSTM, nn.GRU and nn.RNN (tanh, relu) call, either layout: a tuple whose first
+# tensor is the output, features last
+_RECURRENT = frozenset({torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu})
+_LAST = _RECURRENT | {F.multi_head_attention_forward}
 
 
 class Layouts:
@@ -90,8 +94,10 @@ def _tuple_axes(func: Callable, result: object) -> list[tuple[Tensor, int]]:
     """(tensor, its channels' dim) of a tuple result: F.multi_head_attention_forward's
     attn_output (L, B, C), channels last. It is one op to a TorchFunctionMode (its inside runs
     untraced), and nn.MultiheadAttention(batch_first=True) transposes it to (B, L, C): read as
-    (N, C, ...) before that, its channels were put on dim 0."""
-    if func is not F.multi_head_attention_forward or type(result) is not tuple or not result:
+    (N, C, ...) before that, its channels were put on dim 0. So is a recurrent op's output
+    (`_RECURRENT`), (T, B, H) or (B, T, H): its hidden units last, as a Linear's; read as
+    (N, C, ...) its time steps were the channels."""
+    if func not in _LAST or type(result) is not tuple or not result:
         return []
     first = result[0]
     return [(first, first.ndim - 1)] if isinstance(first, Tensor) and first.ndim > 2 else []
