@@ -16,6 +16,7 @@ from torch.nn.modules import module as torch_module
 
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.fit import unreached_parameters
+from cnnlab.train.unhooked import unhooked
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,6 +36,18 @@ class AuxNet(nn.Module):
         return (self.head(h), self.aux(h))[0]
 
 
+class Plain(nn.Module):
+    """Every parameter in the training-mode logits' graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten())
+        self.head = nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
 def _without_grad(model: nn.Module) -> list[str]:
     model.train()(torch.randn(4, 1, 8, 8)).sum().backward()
     names = [n for n, p in model.named_parameters() if p.grad is None]
@@ -46,9 +59,9 @@ def _zeros(args) -> bool:
     return bool((args[0] == 0).all())
 
 
-def test_a_counting_hook_sees_the_steps_forwards_only(tmp_path):
-    torch.manual_seed(0)
-    model, seen = AuxNet(), {"forward": 0, "pre": 0, "global": 0, "steps": 0}
+def _counted(model: nn.Module, tmp_path) -> tuple[dict[str, int], dict]:
+    """The training-mode forwards each kind of hook saw in `train`, the steps (backwards)."""
+    seen = {"forward": 0, "pre": 0, "global": 0, "steps": 0}
 
     def count(key):
         def hook(module, args, *output):
@@ -71,8 +84,23 @@ def test_a_counting_hook_sees_the_steps_forwards_only(tmp_path):
         result = train(model, "digits", tmp_path / "run", TrainConfig(**CONFIG))
     finally:
         handle.remove()
+    return seen, result
+
+
+def test_a_counting_hook_sees_the_steps_forwards_only(tmp_path):
+    torch.manual_seed(0)
+    seen, _ = _counted(Plain(), tmp_path)
     assert seen["steps"] > 1
     assert seen["forward"] == seen["pre"] == seen["global"] == seen["steps"]
+
+
+def test_a_graph_leaving_a_parameter_out_is_read_again_with_the_hooks(tmp_path):
+    """A hook could feed the forward what reaches the left-out parameter (`fit._check_forward`):
+    the untrained-layer note's walk is run again with them, so they see one forward more."""
+    torch.manual_seed(0)
+    seen, result = _counted(AuxNet(), tmp_path)
+    assert seen["steps"] > 1
+    assert seen["forward"] == seen["pre"] == seen["global"] == seen["steps"] + 1
     assert any("aux gets no gradient" in note for note in result["notes"])  # the note is made
 
 
@@ -89,17 +117,20 @@ def test_a_hook_raising_on_zero_images_does_not_stop_train(tmp_path):
     assert any("aux gets no gradient" in note for note in result["notes"])
 
 
-def test_the_search_runs_no_user_hook_and_puts_them_back():
-    torch.manual_seed(0)
-    model, calls = AuxNet(), []
-
+def _raising_hooks(model: nn.Module, calls: list):
     def raising(module, args, *output):
         calls.append(type(module).__name__)
         raise RuntimeError("a user's hook")
 
     model.register_forward_hook(raising)
     model.head.register_forward_pre_hook(raising)
-    handle = torch_module.register_module_forward_pre_hook(raising)
+    return torch_module.register_module_forward_pre_hook(raising)
+
+
+def test_the_search_runs_no_user_hook_and_puts_them_back():
+    torch.manual_seed(0)
+    model, calls = Plain(), []
+    handle = _raising_hooks(model, calls)
     try:
         found = unreached_parameters(model, (1, 8, 8))
         assert calls == []
@@ -109,7 +140,22 @@ def test_the_search_runs_no_user_hook_and_puts_them_back():
         handle.remove()
     model._forward_hooks.clear()
     model.head._forward_pre_hooks.clear()
-    assert found == _without_grad(model) == ["aux.weight", "aux.bias"]
+    assert found == _without_grad(model) == []
+
+
+def test_hooks_raising_in_the_second_search_leave_the_first_answer():
+    """AuxNet's graph leaves aux out: searched again with the hooks, which raise; the
+    hook-free answer stands."""
+    torch.manual_seed(0)
+    model, calls = AuxNet(), []
+    handle = _raising_hooks(model, calls)
+    try:
+        found = unreached_parameters(model, (1, 8, 8))
+    finally:
+        handle.remove()
+    model._forward_hooks.clear()
+    model.head._forward_pre_hooks.clear()
+    assert calls and found == _without_grad(model) == ["aux.weight", "aux.bias"]
 
 
 def test_hooks_are_put_back_when_the_forward_raises():
@@ -118,11 +164,14 @@ def test_hooks_are_put_back_when_the_forward_raises():
     model.body.register_forward_hook(lambda *a: calls.append("body"))
     model.head.register_forward_pre_hook(lambda *a: calls.append("head"))
     handle = torch_module.register_module_forward_hook(lambda m, *a: calls.append("global"))
-    model.head.forward = lambda h: 1 / 0  # the forward raises inside the search
+    model.head.forward = lambda h: 1 / 0  # the forward raises inside `unhooked`
     try:
-        assert unreached_parameters(model, (1, 8, 8)) is None
+        with pytest.raises(ZeroDivisionError), unhooked(model):
+            model(torch.zeros(1, 1, 8, 8))
         assert calls == []
+        assert unreached_parameters(model, (1, 8, 8)) is None  # with the hooks too, it raises
         del model.head.forward
+        calls.clear()
         model(torch.zeros(1, 1, 8, 8))
     finally:
         handle.remove()

@@ -22,7 +22,7 @@ from cnnlab.inspect.preserve import eager_stance
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.lazy import materialize
 from cnnlab.train.source import Parameters, outputs_fix
-from cnnlab.train.unhooked import unhooked
+from cnnlab.train.unhooked import unhooked, user_hooks
 
 
 @dataclass
@@ -162,17 +162,13 @@ def _check_graph(choice: ModelChoice, input_shape, layout) -> None:
     detaches its logits, raised torch's 'element 0 of tensors does not require grad' as a
     traceback at the first backward, after the run directory was made. Checked after the
     model has passed `_misfit` (it runs and gives logits); a spec's network always has one.
-    The user's forward hooks do not see this forward (`unhooked`), unless the model needs
-    one of them to run or to give a tensor (it passed `_misfit`, hooks and all)."""
+    The logits are `_check_forward`'s: the user's forward hooks see that forward only when
+    the model needs them (a forward reading what its hook stored reads, without the hook, a
+    feature an earlier no-grad forward left, with no gradient)."""
     if choice.spec is not None:
         return
     x = torch.zeros(2, *input_shape).contiguous(memory_format=layout)
-    try:
-        logits = _probe(choice.model, x)
-    except Exception:  # run as training runs it: its error, if any, is raised as before
-        logits = None
-    if not isinstance(logits, torch.Tensor):
-        logits = _probe(choice.model, x, hooks=True)
+    logits = _check_forward(choice.model, x, every=False)
     if not logits.requires_grad:
         raise SpecError(
             f"{choice.title}'s logits carry no gradient to its parameters (its forward runs "
@@ -189,8 +185,8 @@ def untrained_note(choice: ModelChoice, input_shape) -> list[str]:
     torch.utils.checkpoint(use_reentrant=True) block whose input needs no gradient (it
     follows a frozen stem) is cut off so, with only torch's warning; so are a layer the
     forward does not call and an auxiliary head it does not return. [] for a spec, or where
-    the graph cannot tell (`check_fit` has run the forward). The user's forward hooks do not
-    see that forward (`unhooked`)."""
+    the graph cannot tell (`check_fit` has run the forward). The user's forward hooks see
+    that forward only where the model needs them (`_check_forward`)."""
     if choice.spec is not None:
         return []
     cut = [n.rpartition(".")[0] or n for n in unreached_parameters(choice.model, input_shape) or []]
@@ -229,7 +225,8 @@ class Walk:
 
 def graph_walk(model: nn.Module, input_shape) -> Walk | None:
     """The `Walk` of `model`'s train-mode output on two zero images of `input_shape`
-    (C, H, W), on its device. Read from the graph (`_reached`), no backward run, so no hook
+    (C, H, W), on its device (`_check_forward`: the user's forward hooks set aside unless
+    the model needs them). Read from the graph (`_reached`), no backward run, so no hook
     of the user's fires: torch.autograd.grad fired each parameter's register_hook once
     more (a hook counting steps counted one), and raised at a reentrant checkpoint ('not
     compatible with .grad()'). Modes, buffers and RNG are put back (`preserved`). None where
@@ -241,7 +238,7 @@ def graph_walk(model: nn.Module, input_shape) -> Walk | None:
         return Walk([], reentrant=False)
     x = torch.zeros(2, *input_shape, device=named[0][1].device)
     try:
-        found = _reached(_probe(model, x))
+        found = _reached(_check_forward(model, x, every=True))
     except Exception:  # the user's code may raise anything; training's own checks speak
         return None
     if found is None:
@@ -251,11 +248,48 @@ def graph_walk(model: nn.Module, input_shape) -> Walk | None:
     return Walk(unreached, reentrant)
 
 
-def _probe(model: nn.Module, x: torch.Tensor, hooks: bool = False):
-    """`model`'s train-mode output on `x` with gradients on, for training's checks: modes,
-    buffers and RNG put back (`preserved`), the user's forward hooks set aside and put back
-    unless `hooks` (`unhooked`: a hook counting training's forwards counted these, one
-    raising stopped train), compiled code run eagerly (no graph compiled for 2 images)."""
+def _check_forward(model: nn.Module, x: torch.Tensor, every: bool):
+    """`model`'s train-mode output on `x` for training's checks (`_check_graph`,
+    `graph_walk`), as the steps' forward gives it: first with the user's forward hooks set
+    aside (a hook counting training's forwards counted these, one raising stopped train);
+    again with them, and that output, where the first leaves doubt (`_settles`: it raised,
+    gave no tensor or one without gradient, or, if `every`, one whose graph misses a
+    trainable parameter) and the model has hooks of the user's (`user_hooks`). A forward
+    that reads what its own hook stored (`self.feat = o` in the hook, an FPN's taps) reads,
+    without the hook, what an earlier forward left: nothing, or a feature with no graph (a
+    no-grad forward's) or another forward's. The hooks then see one check forward. Where the
+    hooked forward raises but the first gave a tensor (a hook refusing zero images, which
+    the steps never feed), the first is the answer; both raising, the hooked one's error."""
+    try:
+        out = _train_forward(model, x)
+    except Exception:  # retried as training runs it: its error, if any, is raised then
+        out = None
+    if _settles(model, out, every) or not user_hooks(model):
+        return out if out is not None else _train_forward(model, x, hooks=True)
+    try:
+        return _train_forward(model, x, hooks=True)
+    except Exception:
+        if out is None:
+            raise
+        return out
+
+
+def _settles(model: nn.Module, out, every: bool) -> bool:
+    """Whether `out` is a tensor with a gradient and, if `every`, an autograd graph reaching
+    every trainable parameter of `model` (`_reached`): the user's hooks have nothing to add."""
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        return False
+    if not every:
+        return True
+    reached = _reached(out)[0]
+    trainable = (p for p in model.parameters() if p.requires_grad)
+    return reached is not None and all(id(p) in reached for p in trainable)
+
+
+def _train_forward(model: nn.Module, x: torch.Tensor, hooks: bool = False):
+    """`model`'s train-mode output on `x` with gradients on: modes, buffers and RNG put back
+    (`preserved`), the user's forward hooks set aside and put back unless `hooks`
+    (`unhooked`), compiled code run eagerly (no graph compiled for 2 images)."""
     with preserved(model, train=True, requires_grad=None), torch.enable_grad():
         with eager_stance(), unhooked(model) if not hooks else nullcontext():
             return model(x)
