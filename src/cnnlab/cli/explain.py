@@ -434,7 +434,8 @@ def _visualize(args: argparse.Namespace) -> int:
 
     from cnnlab import explain
     from cnnlab.data.folder import shown
-    from cnnlab.inspect import channel_dim
+    from cnnlab.inspect import images_first
+    from cnnlab.inspect.batch_axis import layer_axes
 
     run = _load(args.run_dir, args.data)
     out = Path(args.out)  # created by the first save
@@ -447,9 +448,12 @@ def _visualize(args: argparse.Namespace) -> int:
     else:
         data = run.dataset("test")
         images = run.preprocess(data.images[:1000])
-        acts = explain.feature_maps(run.model, images[:1], [args.actmax])[args.actmax]
-        # a map's channels are on dim 1 (feature_maps moves a ConvNeXt's there); tokens' last
-        size = acts.shape[1 if acts.dim() == 4 else channel_dim(run.model, images[:1], args.actmax)]
+        x = images[:1]
+        acts = explain.feature_maps(run.model, x, [args.actmax])[args.actmax]
+        # read as actmax reads it: images, then channels (seq-first (W, B, F): W, not its 1
+        # image); a map has them on dim 1 already (feature_maps moves a ConvNeXt's there)
+        axes = (0, 1) if acts.dim() == 4 else layer_axes(run.model, x, args.actmax)
+        size = images_first(acts, *axes).shape[1]
         channels = list(range(min(args.channels, size)))
         with progress_bar() as progress:  # the steps, then the data's strongest activations
             res = explain.activation_maximization(

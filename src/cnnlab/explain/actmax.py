@@ -51,9 +51,7 @@ from cnnlab.inspect import (
     OutputSelector,
     as_float,
     backward_checked,
-    batch_axes,
     batches,
-    channel_dim,
     check_images,
     check_values,
     device_of,
@@ -66,6 +64,7 @@ from cnnlab.inspect import (
     require_graph,
     resolve_layer,
 )
+from cnnlab.inspect.batch_axis import layer_axes
 from cnnlab.inspect.names import split_call
 from cnnlab.inspect.preserve import unwrap_layer
 from cnnlab.inspect.progress import Progress, batch_count
@@ -379,7 +378,7 @@ def _channel_indices(channels) -> Tensor:
 def _checked_axes(model: nn.Module, layer: str, x: Tensor, chans: Tensor, output) -> tuple:
     """The dims of `layer`'s images (a sequence-first LSTM's (T, B, H): 1) and channels (a
     ConvNeXt's, an LSTM's units: the last) on x; ExplainError for a channel outside them."""
-    axes = batch_axes(model, x, output).get(layer, 0), channel_dim(model, x, layer, output)
+    axes = layer_axes(model, x, layer, output)
     size = _layer_output(model, layer, x, output, axes).shape[1]
     bad = chans[(chans < 0) | (chans >= size)]
     if bad.numel():

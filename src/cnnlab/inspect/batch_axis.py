@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from cnnlab.inspect.calls import layer_calls
 from cnnlab.inspect.logits import OutputSelector
+from cnnlab.inspect.order import channel_dim
 
 # the batch sizes compared: the calls of a forward of 2 images, each against its call in a
 # forward of 1 (the cheapest; the summary's pair), or of 3 where a call's rank differs
@@ -57,6 +58,15 @@ def batch_axes(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
     whose images are off dim 0 (a sequence-first LSTM's (T, B, F): 1); a call not named has
     them on dim 0, or has no row per image (which `per_image` refuses)."""
     return {label: axis for label, _, _, axis in call_axes(model, x, output) if axis}
+
+
+def layer_axes(
+    model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None
+) -> tuple[int, int]:
+    """(its images' axis, its channels' axis) of `layer`'s output on x (`batch_axes`,
+    `inspect.channel_dim`): what `images_first` takes to read it as (B, C, ...), as the
+    probe and activation maximisation read it."""
+    return batch_axes(model, x, output).get(layer, 0), channel_dim(model, x, layer, output)
 
 
 def _axis(shape: tuple, other: tuple | None, sizes: tuple[int, int]) -> int | None:
