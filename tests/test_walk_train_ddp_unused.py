@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from cnnlab.train import checkpoint
-from cnnlab.train.distributed import unused_parameters
+from cnnlab.train.distributed import ddp_options
+from cnnlab.train.fit import unreached_parameters
 
 NETS = textwrap.dedent(
     """
@@ -77,12 +78,14 @@ def test_the_unused_parameters_are_those_a_backward_leaves_without_gradient(tmp_
     nets = _nets(tmp_path)
     torch.manual_seed(0)
     model = nets.Logits(nets.AuxNet())
-    found = unused_parameters(model, (1, 8, 8))
+    found = unreached_parameters(model, (1, 8, 8))
     assert all(p.grad is None for p in model.parameters())  # the search touched no .grad
     model.train()(torch.randn(4, 1, 8, 8)).sum().backward()
     assert found == [n for n, p in model.named_parameters() if p.grad is None]
     assert found == ["net.aux.weight", "net.aux.bias"]
-    assert unused_parameters(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), (1, 8, 8)) == []
+    assert ddp_options(model, (1, 8, 8)) == {"find_unused_parameters": True}
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert unreached_parameters(plain, (1, 8, 8)) == [] and ddp_options(plain, (1, 8, 8)) == {}
 
 
 def test_torchrun_trains_a_model_with_an_unused_head(tmp_path):

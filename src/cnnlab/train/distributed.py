@@ -39,7 +39,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, RankLost, TrainingDiverged
 from cnnlab.train.checkpoint import CHECKPOINT_TENSORS
-from cnnlab.train.fit import graph_walk, unreached_parameters
+from cnnlab.train.fit import graph_walk
 
 # What gloo, NCCL and c10d say when a peer stopped answering or went away (lower case).
 LOST_SIGNS = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe")
@@ -240,14 +240,6 @@ def static_graph_note(net: nn.Module, title: str) -> list[str]:
         "only stops training: 'Expected to have finished reduction'); use_reentrant=False "
         "lifts that"
     ]
-
-
-def unused_parameters(model: nn.Module, input_shape) -> list[str]:
-    """The names of `model`'s trainable parameters outside the autograd graph of its
-    train-mode output on two zero images of `input_shape` (C, H, W), those a backward leaves
-    with .grad None (`unreached_parameters`: a module a reentrant checkpoint recomputes
-    counts as used). [] where the graph cannot tell."""
-    return unreached_parameters(model, input_shape) or []
 
 
 def all_reduce_sum(values: list[float], dist: Dist) -> list[float]:
