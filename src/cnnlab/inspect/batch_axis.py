@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cnnlab.design.summary.batch import batch_axis_of
 from cnnlab.inspect.calls import layer_calls
 from cnnlab.inspect.logits import OutputSelector
 from cnnlab.inspect.order import channel_dim
@@ -70,15 +71,12 @@ def layer_axes(
 
 
 def _axis(shape: tuple, other: tuple | None, sizes: tuple[int, int]) -> int | None:
-    """The one axis whose size goes sizes[0] -> sizes[1] from `shape` to `other`, where no
-    other axis differs; None where none does, or the ranks differ; dim 0 if its size is
-    sizes[0] where `other` is None (no call to compare)."""
+    """`batch_axis_of(shape, other, sizes)`, the summary's rule: the one axis whose size goes
+    sizes[0] -> sizes[1], no other axis differing, None where none does; dim 0 if its size
+    is sizes[0] where `other` is None (no call to compare)."""
     if other is None:
         return 0 if shape and shape[0] == sizes[0] else None
-    if len(other) != len(shape):
-        return None
-    moved = [k for k, (a, b) in enumerate(zip(shape, other, strict=True)) if a != b]
-    return moved[0] if len(moved) == 1 and (shape[moved[0]], other[moved[0]]) == sizes else None
+    return batch_axis_of(shape, other, sizes)
 
 
 def images_first(t: Tensor, batch: int = 0, channel: int = 1) -> Tensor:

@@ -6,8 +6,8 @@ CRNN's columns permuted to (W, B, C) for CTC, einops' (3, B, heads, N, d)), wher
 the sequence. Shapes of a batch of one cannot tell which axis of size 1 is the batch, nor
 whether a longer axis 0 folds the batch in (a window attention's (B·windows, heads, N, N),
 whose heads may be one): where a row leaves that open, a second trace of a batch of two
-does (`ambiguous`, `found_batch`): the batch axis is the one that doubles. Axis 0 where it
-does, or where no axis does (an output without a batch: a position table)."""
+does (`ambiguous`, `found_batch`): the batch axis is the one that doubles (`batch_axis_of`).
+Axis 0 where it does, or where no axis does (an output without a batch: a position table)."""
 
 from __future__ import annotations
 
@@ -31,12 +31,18 @@ def found_batch(one: Trace, two: Trace) -> Trace:
     doubled = dict(two.unbatched)
     rows = list(one.rows)
     for i, shape in one.unbatched:
-        other = doubled.get(i, ())
-        if len(other) != len(shape):
-            continue
-        moved = [k for k, (a, b) in enumerate(zip(shape, other, strict=True)) if a != b]
-        if len(moved) == 1 and moved[0] > 0:
-            k = moved[0]
-            if (shape[k], other[k]) == (1, 2):
-                rows[i] = rows[i]._replace(output_shape=(*shape[:k], *shape[k + 1 :]))
+        k = batch_axis_of(shape, doubled.get(i, ()))
+        if k:  # past axis 0, where the row has it already
+            rows[i] = rows[i]._replace(output_shape=(*shape[:k], *shape[k + 1 :]))
     return replace(one, rows=tuple(rows))
+
+
+def batch_axis_of(shape: tuple, other: tuple, sizes: tuple[int, int] = (1, 2)) -> int | None:
+    """The batch axis of `shape`, a call's output for a batch of sizes[0], by `other`, the
+    same call's for a batch of sizes[1]: the one axis whose size goes sizes[0] -> sizes[1],
+    no other axis differing; None where none does, several do, or the ranks differ.
+    (inspect.batch_axis finds the images' axis of a layer's output by the same rule.)"""
+    if len(other) != len(shape):
+        return None
+    moved = [k for k, (a, b) in enumerate(zip(shape, other, strict=True)) if a != b]
+    return moved[0] if len(moved) == 1 and (shape[moved[0]], other[moved[0]]) == sizes else None
