@@ -97,10 +97,11 @@ def served(tmp_path, model: nn.Module, input_shape: list[int]) -> tuple[TestClie
     return client, sent.json()["image"], run
 
 
-def test_channels_last_layers_are_no_feature_maps(tmp_path):
-    """LayerNorm, Linear and GELU between the permutes hold (H, W, C): the model route marks
-    them not spatial and offers no maps of them; the maps it offers are (C, H, W) as hooks see
-    them (the depthwise conv: 64 channels of 4×4), and Grad-CAM refuses the channels-last one."""
+def test_channels_last_layers_are_feature_maps_moved_to_channels_first(tmp_path):
+    """LayerNorm, Linear and GELU between the permutes hold (H, W, C): the model route offers
+    them as maps with their channels first, as hooks see them permuted by torch; the maps it
+    offers are (C, H, W) as hooks see them (the depthwise conv: 64 channels of 4×4), and
+    Grad-CAM reads the channels-last one (tests/test_explorer_channels_last.py has the rest)."""
     torch.manual_seed(0)
     client, image, run = served(tmp_path, ConvNeXtish(), [1, 16, 16])
     pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 1, 16, 16), "u1"))
@@ -109,20 +110,18 @@ def test_channels_last_layers_are_no_feature_maps(tmp_path):
     info = client.get("/api/model").json()
     last = {"block.norm", "block.pw1", "block.act", "block.pw2"}
     rows = {r["label"]: r["spatial"] for r in info["architecture"]["rows"]}
-    assert not any(rows[n] for n in last)
+    assert all(rows[n] for n in last)
     assert rows["block.dw"] and rows["block"]
-    assert last.isdisjoint(info["maps"]) and last.isdisjoint(info["spatial"])
-    for layer in ("stem", "block.dw", "block"):
-        assert info["maps"][layer] == list(truth[layer].shape) == [64, 4, 4]
+    assert last <= set(info["maps"]) and last <= set(info["spatial"])
+    for layer in ("stem", "block.dw", "block", *sorted(last)):
+        want = truth[layer].permute(2, 0, 1) if layer in last else truth[layer]
+        assert info["maps"][layer] == list(want.shape)
         maps = client.get("/api/features", params={"image": image, "layer": layer}).json()
-        assert (maps["channels"], maps["h"], maps["w"]) == (64, 4, 4)
-        step = float(truth[layer].amax() - truth[layer].amin()) / 255
-        np.testing.assert_allclose(decoded(maps), truth[layer].numpy(), atol=step / 2 + 1e-5)
-    for layer in last:
-        refused = client.get("/api/features", params={"image": image, "layer": layer})
-        assert refused.status_code == 400
+        assert (maps["channels"], maps["h"], maps["w"]) == tuple(want.shape)
+        step = float(want.amax() - want.amin()) / 255
+        np.testing.assert_allclose(decoded(maps), want.numpy(), atol=step / 2 + 1e-5)
     query = {"image": image, "method": "gradcam", "layer": "block.norm"}
-    assert client.get("/api/heatmap", params=query).status_code == 400
+    assert client.get("/api/heatmap", params=query).status_code == 200
     t = client.get(
         "/api/trace",
         params={"image": image, "layer": "block.dw", "channel": 63, "row": 0, "col": 3},

@@ -155,10 +155,9 @@ class Explorer:
 
     # the deep-layer panel ---------------------------------------------------------------------
     def top_layers(self) -> list[str]:
-        """Each conv block's last layer (its activation, else its norm, else the conv), by
-        its call's label: a module called by several blocks (one ReLU shared) has its top
-        images at each of those calls (`relu`, `relu #2`)."""
-        return list(dict.fromkeys(c.act or c.bn or c.conv for c in self.net.chains))
+        """The layers with top images: `Network.block_ends` (a ReLU shared by blocks has them
+        at each of its calls: `relu`, `relu #2`)."""
+        return self.net.block_ends()
 
     def top(self, progress: Progress | None = None) -> dict[str, Any]:
         """The cached top test images per channel of each conv block's last layer, keyed by
@@ -175,6 +174,7 @@ class Explorer:
                 self.top_layers(),
                 progress=progress,
                 code=getattr(self.run.source, "sha256", None),  # the code as it is now
+                dims=self.net.dims,  # a channels-last layer's channels: ranked by out[..., c]
             )
         return self._top
 

@@ -51,9 +51,11 @@ from cnnlab.inspect import (
     inspecting,
     is_leaf,
     is_spatial,
+    map_dims,
     weight_code,
 )
 from cnnlab.inspect.hooks import output_tensor, with_output
+from cnnlab.inspect.order import as_map_shape
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
@@ -81,8 +83,9 @@ class ConvChain:
 @dataclass(frozen=True)
 class Probe:
     """One image through the network: x (1, C, H, W) normalized, logits (K,), inputs[conv]
-    its input (C, H, W), outputs[layer] its output (C', H', W') for every call of a spatial
-    layer, keyed by the call's label; sliced[conv] for a conv whose input is some channels of
+    its input (C, H, W), outputs[layer] its output (C', H', W') for every call of a map
+    layer (channels moved to dim 0 where it holds them last: `Network.dims`), keyed by the
+    call's label; sliced[conv] for a conv whose input is some channels of
     a larger tensor (a `torch.chunk`, `split` or slice of it): a ChannelSlice."""
 
     x: Tensor
@@ -192,11 +195,13 @@ class Network:
     at 32 px, was the page's default Grad-CAM layer, and every prediction then failed.)
 
     A layer whose 4-D output holds its channels last (a ConvNeXt block's LayerNorm, Linear
-    and GELU between its permutes: (B, H, W, C)) is neither spatial nor a map: Grad-CAM,
-    activation maximisation and the top images read a layer's channels on dim 1, so only
-    leaving it out keeps every panel that offers a map right for it (the feature view alone
-    could read it on its last dim; the block's conv and its output, back in (B, C, H, W),
-    stay maps). A torch.compile'd child is one spatial layer, named as the model names it
+    and GELU between its permutes: (B, H, W, C)) is spatial and a map too, read as
+    `t.movedim(dim, 1)` (`inspect.map_dims`: the dim the same forward's permute put its
+    channels on, never a guess from the shape), as explain's Grad-CAM and feature maps read
+    it: dims (label -> that dim, for those calls only) moves its output in `probe` and in the
+    top images, so every panel reads channel c as out[..., c]. (They were left out while
+    Grad-CAM, actmax and the top images read a layer's channels on dim 1.) A
+    torch.compile'd child is one spatial layer, named as the model names it
     (`3`); its maps keep the inner module's calls too (`3._orig_mod`), as a compiled conv's
     dot product is the inner Conv2d's."""
 
@@ -206,6 +211,7 @@ class Network:
     spatial: dict[str, tuple[int, ...]]
     maps: dict[str, tuple[int, ...]]
     calls: dict[str, tuple[str, int]]
+    dims: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, model: nn.Module, input_shape: tuple[int, int, int], x: Tensor | None = None):
@@ -214,7 +220,12 @@ class Network:
         x = torch.zeros(1, *input_shape) if x is None else x
         with inspecting(model):
             calls = _calls(model, x)
-            images = image_maps(model, x)  # the (B, C, H, W) maps of the image
+            images = image_maps(model, x)  # the (B, C, H, W) maps of the image, 1×1 included
+            turned = {n: d for n, d in map_dims(model, x).items() if d != 1}  # (B, H, W, C)
+        calls = [  # a channels-last call's shape as its map's: (B, C, H, W)
+            (c, n, k, as_map_shape(s, turned[n]) if n in turned and len(s) == 4 else s)
+            for c, n, k, s in calls
+        ]
         modules = dict(model.named_modules())
         leaves = [(call, name) for call, name, _, _ in calls if is_leaf(modules[name])]
         fields = receptive_fields(model, x)
@@ -224,13 +235,15 @@ class Network:
             last[name] = shape
         # maps of the image only: not a window attention's (windows, heads, N, N), whose out[0]
         # was the first window's, nor a padding layer's, whose border Grad-CAM upsampled with
-        # the map, shrinking it towards the image's centre; nor a (B, H, W, C) layer's
+        # the map, shrinking it towards the image's centre
+        mapped = images.keys() | turned.keys()
         spatial = {  # every call, labelled as Grad-CAM reads it (`relu #2`: the second)
             c: tuple(s[1:])
             for c, n, _, s in calls
-            if n in images and is_spatial(s) and not is_compiled_inner(n, last)
+            if n in mapped and is_spatial(s) and not is_compiled_inner(n, last)
         }
-        maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n in images}
+        maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n in mapped}
+        dims = {c: turned[n] for c, n, _, _ in calls if c in maps and n in turned}
         chains = []
         for at, (call, name) in enumerate(leaves):
             conv = modules[name]
@@ -241,7 +254,7 @@ class Network:
             rf = fields.get(call, (geometry.INPUT_RF, geometry.INPUT_RF))
             chains.append(ConvChain(call, bn, act, conv_padding(conv), rf))
         named = {call: (name, k) for call, name, k, _ in calls}
-        net = cls(model, tuple(input_shape), tuple(chains), spatial, maps, named)
+        net = cls(model, tuple(input_shape), tuple(chains), spatial, maps, named, dims)
         return net._checked(net.probe(x))
 
     def _checked(self, probe: Probe) -> Network:
@@ -258,6 +271,14 @@ class Network:
                     act = None
             kept.append(ConvChain(c.conv, bn, act, c.padding, c.rf))
         return dataclasses.replace(self, chains=tuple(kept))
+
+    def block_ends(self) -> list[str]:
+        """Each conv block's last layer (its activation, else its norm, else the conv) and
+        each activation held channels last (a ConvNeXt block's GELU, which no chain reaches:
+        a LayerNorm and a Linear come between), by their calls' labels in forward order."""
+        ends = {c.act or c.bn or c.conv for c in self.chains}
+        ends |= {c for c in self.dims if _is_activation(self.module(c))}
+        return [c for c in self.maps if c in ends]
 
     def module(self, call: str) -> nn.Module:
         """The module that made the call labelled `call` (`name` or `name #k`)."""
@@ -309,7 +330,7 @@ class Network:
                 out = output_tensor(whole)  # as Network.of saw it
                 if out is None or call not in self.maps:
                     return None
-                outputs[call] = out[0]  # (C', H', W')
+                outputs[call] = out.movedim(self.dims.get(call, 1), 1)[0]  # (C', H', W')
                 passed = out.clone()
                 made.keep(passed, call)
                 return with_output(whole, passed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,22 @@ def top_images(
     k: int = 8,
     batch_size: int = 256,
     progress: Progress | None = None,
+    dims: dict[str, int] | None = None,
 ) -> dict[str, dict[str, list]]:
     """{layer: {"index": (C, k), "value": (C, k)}}: per channel, the k images of `images`
     (N, C, H, W) normalized with the largest spatial max of that channel, best first.
     layers: calls' labels, as the summary labels them (`relu` a module's first call, `relu #2`
     its second: `Capture(..., calls=True)`), each ranked by that call's own maps.
-    progress: progress(batches done, batches, "top images per channel") after each batch."""
+    progress: progress(batches done, batches, "top images per channel") after each batch.
+    dims: {layer: the dim holding its channels} where it is not 1 (`Network.dims`: a ConvNeXt
+    block's (B, H, W, C) GELU), its maps read as out.movedim(dim, 1)."""
+    dims = dims or {}
+    peaks = {layer: partial(_peak, dim=dims.get(layer, 1)) for layer in layers}
     best: dict[str, tuple[Tensor, Tensor]] = {}
     total = batch_count(images, batch_size)
     if progress is not None:
         progress(0, total, "top images per channel")
-    with inspecting(model), Capture(model, layers, transform=_peak, calls=True) as cap:
+    with inspecting(model), Capture(model, layers, transform=peaks, calls=True) as cap:
         for start in range(0, len(images), batch_size):
             forward(model, images[start : start + batch_size], logits=False)
             for layer in layers:
@@ -70,9 +76,10 @@ def top_images(
     return {n: {"index": i.tolist(), "value": v.tolist()} for n, (v, i) in best.items()}
 
 
-def _peak(maps: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, C): each channel's response, the largest value of its map."""
-    return maps.amax((2, 3))
+def _peak(maps: Tensor, dim: int = 1) -> Tensor:
+    """(B, C, H, W), its channels on `dim` -> (B, C): each channel's response, the largest
+    value of its map."""
+    return maps.movedim(dim, 1).amax((2, 3))
 
 
 def cached_top_images(
@@ -84,10 +91,11 @@ def cached_top_images(
     k: int = 8,
     progress: Progress | None = None,
     code: str | None = None,
+    dims: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """top_images, read from RUN/explorer/top_activations.json when its key matches, else
     computed and written there (progress: top_images'). code: the sha256 of the model's
-    code file as it is now (None: a spec run). Returns {"key": ..., "layers":
+    code file as it is now (None: a spec run); dims: top_images'. Returns {"key": ..., "layers":
     {layer: {index, value}}}."""
     key = {
         "version": VERSION,
@@ -105,7 +113,10 @@ def cached_top_images(
             return cached
     except (OSError, ValueError):
         pass  # no cache yet, or a broken one: compute it again
-    result = {"key": key, "layers": top_images(model, images, layers, k, progress=progress)}
+    result = {
+        "key": key,
+        "layers": top_images(model, images, layers, k, progress=progress, dims=dims),
+    }
     path.parent.mkdir(exist_ok=True)
     atomic_write(path, json.dumps(result).encode())
     return result

@@ -394,8 +394,8 @@ class Sources:
         """The spatial outputs that end a conv block, by their calls' labels, at most
         budget.map_layers, spread (`block_ends`): what the explorer lists as each block's
         output (`relu`, `relu #2`, `relu #3` for one ReLU module ending three blocks), and
-        a ConvNeXt block's GELU on (B, H, W, C) (`map_calls`), which the explorer does not
-        list."""
+        a ConvNeXt block's GELU on (B, H, W, C) (`map_calls`), which the explorer lists as
+        its block's end too (`Network.block_ends`)."""
         names = block_ends(self.map_calls)
         if not names:
             raise ReportError(
