@@ -55,7 +55,7 @@ from cnnlab.inspect import (
     weight_code,
 )
 from cnnlab.inspect.hooks import output_tensor, with_output
-from cnnlab.inspect.order import as_map_shape
+from cnnlab.inspect.maps import as_map_shape
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 

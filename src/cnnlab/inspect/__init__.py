@@ -80,19 +80,21 @@ from cnnlab.inspect.logits import (
     resolve_target,
     select_logits,
 )
+from cnnlab.inspect.maps import (
+    graph_fed_maps,
+    image_maps,
+    is_spatial,
+    map_dims,
+    per_image,
+    spatial_layers,
+)
 from cnnlab.inspect.order import (
     CallOrder,
     channel_dim,
     channel_dims,
-    graph_fed_maps,
-    image_maps,
     is_leaf,
-    is_spatial,
     layer_names,
-    map_dims,
-    per_image,
     resolve_layer,
-    spatial_layers,
     trace,
     weight_code,
 )

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from cnnlab.design.summary.render import call_label
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.order import CallOrder, as_map_shape, is_spatial, map_dims
+from cnnlab.inspect.maps import as_map_shape, is_spatial, map_dims
+from cnnlab.inspect.order import CallOrder
 from cnnlab.inspect.preserve import preserved, unwrap
 
 

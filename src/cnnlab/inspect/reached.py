@@ -18,7 +18,7 @@ from cnnlab.inspect.capture import Capture
 from cnnlab.inspect.checkpoints import gradients
 from cnnlab.inspect.hooks import scripted_whole
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.order import graph_fed_maps, tensors_kept
+from cnnlab.inspect.maps import graph_fed_maps, tensors_kept
 from cnnlab.inspect.preserve import preserved, unwrap
 from cnnlab.inspect.tokens import class_mix, deeper_layer
 

@@ -29,7 +29,7 @@ from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.order import is_spatial, spatial_layers, tensors_kept
+from cnnlab.inspect.maps import is_spatial, spatial_layers, tensors_kept
 from cnnlab.inspect.preserve import preserved, unwrap
 
 

@@ -23,8 +23,8 @@ from cnnlab.design.activations import activation_of
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.inspect.hooks import output_tensor
+from cnnlab.inspect.maps import as_map_shape
 from cnnlab.inspect.names import split_call
-from cnnlab.inspect.order import as_map_shape
 from cnnlab.train.evaluate import Evaluation, class_accuracy, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
 
