@@ -47,7 +47,6 @@ from cnnlab.inspect import (
     CallOrder,
     Hooks,
     forward,
-    image_maps,
     inspecting,
     is_leaf,
     is_spatial,
@@ -220,8 +219,8 @@ class Network:
         x = torch.zeros(1, *input_shape) if x is None else x
         with inspecting(model):
             calls = _calls(model, x)
-            images = image_maps(model, x)  # the (B, C, H, W) maps of the image, 1×1 included
-            turned = {n: d for n, d in map_dims(model, x).items() if d != 1}  # (B, H, W, C)
+            dims = map_dims(model, x, every=True)  # the maps of the image, 1×1 included
+        turned = {n: d for n, d in dims.items() if d != 1}  # (B, H, W, C) ones
         calls = [  # a channels-last call's shape as its map's: (B, C, H, W)
             (c, n, k, as_map_shape(s, turned[n]) if n in turned and len(s) == 4 else s)
             for c, n, k, s in calls
@@ -236,7 +235,7 @@ class Network:
         # maps of the image only: not a window attention's (windows, heads, N, N), whose out[0]
         # was the first window's, nor a padding layer's, whose border Grad-CAM upsampled with
         # the map, shrinking it towards the image's centre
-        mapped = images.keys() | turned.keys()
+        mapped = set(dims)
         spatial = {  # every call, labelled as Grad-CAM reads it (`relu #2`: the second)
             c: tuple(s[1:])
             for c, n, _, s in calls

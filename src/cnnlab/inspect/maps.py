@@ -43,13 +43,16 @@ def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -
     return [name for name, _ in spatial if name not in turned]
 
 
-def map_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, int]:
+def map_dims(
+    model: nn.Module, x: Tensor, output: OutputSelector = None, every: bool = False
+) -> dict[str, int]:
     """{name: the dim of its output that holds the channels} of the maps of the image with
     H·W > 1, in forward order: `spatial_layers` (dim 1) and the 4-D outputs holding them
     elsewhere (3: a ConvNeXt block's (B, H, W, C) between its permutes) that pass
-    `image_maps`' (a)-(c) as `t.movedim(dim, 1)`, the map Grad-CAM and `feature_maps` read."""
-    spatial, turned, _, _ = _spatial(model, x, output)
-    return {name: turned.get(name, 1) for name, _ in spatial}
+    `image_maps`' (a)-(c) as `t.movedim(dim, 1)`, the map Grad-CAM and `feature_maps` read.
+    every=True: `image_maps`' too (1×1, a compiled child's inner module; one pair of forwards)."""
+    found, turned, _, _ = (_image_maps if every else _spatial)(model, x, output)
+    return {name: turned.get(name, 1) for name in dict(found)}
 
 
 def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, tuple]:
