@@ -226,3 +226,25 @@ def test_ddp_trains_a_model_needing_its_hook(nets, tmp_path):
     # the head no rank uses: no gradient, so not even AdamW's weight decay moved it
     assert torch.equal(first["aux.weight"], start["aux.weight"])
     assert not torch.equal(first["body.0.weight"], start["body.0.weight"])
+
+
+class _FrozenByHook(nn.Module):
+    """A backbone frozen by a forward hook returning its output detached."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone, self.head = nn.Conv2d(3, 4, 3), nn.Linear(4, 5)
+        self.backbone.register_forward_hook(lambda module, args, out: out.detach())
+
+    def forward(self, x):
+        return self.head(self.backbone(x).mean((2, 3)))
+
+
+def test_ddp_options_see_a_backbone_a_hook_detaches_as_unused():
+    model = _FrozenByHook()
+    model.train()
+    model(torch.zeros(2, 3, 8, 8)).sum().backward()
+    truth = [n for n, p in model.named_parameters() if p.grad is None]
+    assert truth == ["backbone.weight", "backbone.bias"]
+    model.zero_grad(set_to_none=True)
+    assert ddp_options(model, (3, 8, 8)) == {"find_unused_parameters": True}

@@ -202,7 +202,8 @@ def wrap(model: nn.Module, dist: Dist, input_shape=None) -> nn.Module:
 
 def ddp_options(model: nn.Module, input_shape) -> dict[str, bool]:
     """DDP's keyword arguments for `model` (`graph_walk` of its train-mode output on two zero
-    images of `input_shape`, no backward run, no .grad or hook touched):
+    images of `input_shape`, no backward run, no .grad touched; the user's forward hooks
+    run, as a hook may cut the graph the steps train through):
     - a reentrant torch.utils.checkpoint in the graph: static_graph=True. Its block's
       parameters get their gradients in a nested backward; find_unused_parameters (which an
       unused head needs) marks them ready at the forward, then again there ('Expected to
@@ -218,7 +219,7 @@ def ddp_options(model: nn.Module, input_shape) -> dict[str, bool]:
       of that), DDP's default, which skips that search.
     DDP leaves the grad of a parameter no rank used untouched (None), as a single process
     does."""
-    walk = graph_walk(model, input_shape)
+    walk = graph_walk(model, input_shape, hooked=True)
     if walk is None:
         return {}
     if walk.reentrant:

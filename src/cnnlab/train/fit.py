@@ -223,12 +223,13 @@ class Walk:
     reentrant: bool
 
 
-def graph_walk(model: nn.Module, input_shape) -> Walk | None:
+def graph_walk(model: nn.Module, input_shape, hooked: bool = False) -> Walk | None:
     """The `Walk` of `model`'s train-mode output on two zero images of `input_shape`
     (C, H, W), on its device (`_check_forward`: the user's forward hooks set aside unless
-    the model needs them). Read from the graph (`_reached`), no backward run, so no hook
-    of the user's fires: torch.autograd.grad fired each parameter's register_hook once
-    more (a hook counting steps counted one), and raised at a reentrant checkpoint ('not
+    the model needs them, or `hooked`: DDP's options, which a wrong answer breaks). Read
+    from the graph (`_reached`), no backward run, so no parameter hook of the user's fires:
+    torch.autograd.grad fired each parameter's register_hook once more (a hook counting
+    steps counted one), and raised at a reentrant checkpoint ('not
     compatible with .grad()'). Modes, buffers and RNG are put back (`preserved`). None where
     that cannot be told: a forward that fails or gives no tensor; `unreached` None after a
     reentrant checkpoint of a plain function. The untrained-layer note and DDP's options
@@ -238,7 +239,7 @@ def graph_walk(model: nn.Module, input_shape) -> Walk | None:
         return Walk([], reentrant=False)
     x = torch.zeros(2, *input_shape, device=named[0][1].device)
     try:
-        found = _reached(_check_forward(model, x, every=True))
+        found = _reached(_check_forward(model, x, every=True, hooked=hooked))
     except Exception:  # the user's code may raise anything; training's own checks speak
         return None
     if found is None:
@@ -248,7 +249,7 @@ def graph_walk(model: nn.Module, input_shape) -> Walk | None:
     return Walk(unreached, reentrant)
 
 
-def _check_forward(model: nn.Module, x: torch.Tensor, every: bool):
+def _check_forward(model: nn.Module, x: torch.Tensor, every: bool, hooked: bool = False):
     """`model`'s train-mode output on `x` for training's checks (`_check_graph`,
     `graph_walk`), as the steps' forward gives it: first with the user's forward hooks set
     aside (a hook counting training's forwards counted these, one raising stopped train);
@@ -259,7 +260,16 @@ def _check_forward(model: nn.Module, x: torch.Tensor, every: bool):
     without the hook, what an earlier forward left: nothing, or a feature with no graph (a
     no-grad forward's) or another forward's. The hooks then see one check forward. Where the
     hooked forward raises but the first gave a tensor (a hook refusing zero images, which
-    the steps never feed), the first is the answer; both raising, the hooked one's error."""
+    the steps never feed), the first is the answer; both raising, the hooked one's error.
+    `hooked`: with hooks of the user's, their forward's answer, not the hook-free one's: a
+    hook that detaches its output (a backbone frozen by a hook) cuts a graph the hook-free
+    forward finds whole, so DDP's unused-parameter search missed the backbone and failed at
+    step 1. The hooks then see this forward."""
+    if hooked and user_hooks(model):
+        try:
+            return _train_forward(model, x, hooks=True)
+        except Exception:  # as below: a hook refusing zero images; the hook-free answer
+            pass
     try:
         out = _train_forward(model, x)
     except Exception:  # retried as training runs it: its error, if any, is raised then
