@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from cnnlab.train import checkpoint
+from tiny_nets import written_module
 
 NETS = textwrap.dedent(
     """
@@ -101,16 +102,7 @@ CHILD = textwrap.dedent(
 
 
 def _nets(tmp_path):
-    (tmp_path / "nets.py").write_text(NETS)
-    sys.path.insert(0, str(tmp_path))
-    sys.modules.pop("nets", None)  # another test's nets.py, imported under the same name
-    try:
-        import nets
-
-        return nets
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("nets", None)
+    return written_module(tmp_path, NETS)
 
 
 @pytest.fixture(scope="module")

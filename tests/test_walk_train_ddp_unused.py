@@ -17,6 +17,7 @@ from torch import nn
 from cnnlab.train import checkpoint
 from cnnlab.train.distributed import ddp_options
 from cnnlab.train.fit import unreached_parameters
+from tiny_nets import written_module
 
 NETS = textwrap.dedent(
     """
@@ -61,16 +62,7 @@ CHILD = textwrap.dedent(
 
 
 def _nets(tmp_path):
-    (tmp_path / "nets.py").write_text(NETS)
-    sys.path.insert(0, str(tmp_path))
-    sys.modules.pop("nets", None)  # another test's nets.py, imported under the same name
-    try:
-        import nets
-
-        return nets
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("nets", None)
+    return written_module(tmp_path, NETS)
 
 
 def test_the_unused_parameters_are_those_a_backward_leaves_without_gradient(tmp_path):

@@ -26,6 +26,7 @@ from torch import nn
 from cnnlab.train import TrainConfig, train
 from cnnlab.train.distributed import ddp_options
 from cnnlab.train.fit import ModelChoice, unreached_parameters, untrained_note
+from tiny_nets import written_module
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,16 +100,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture
 def nets(tmp_path):
-    (tmp_path / "nets.py").write_text(NETS)
-    sys.path.insert(0, str(tmp_path))
-    sys.modules.pop("nets", None)  # another test's nets.py, imported under the same name
-    try:
-        import nets
-
-        yield nets
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("nets", None)
+    return written_module(tmp_path, NETS)
 
 
 def _without_grad(model: nn.Module) -> list[str]:

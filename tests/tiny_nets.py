@@ -175,3 +175,20 @@ def free_port() -> int:
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         return free.getsockname()[1]
+
+
+def written_module(folder: Path, source: str, name: str = "nets") -> Any:
+    """`source` written to folder/NAME.py and imported afresh: another test's module of the
+    same name, imported before, is dropped first, and neither the folder nor the module is
+    left on sys.path or in sys.modules after (a torchrun child imports it by path itself)."""
+    import importlib
+    import sys
+
+    (folder / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(folder))
+    sys.modules.pop(name, None)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop(name, None)
