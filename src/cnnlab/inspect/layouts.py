@@ -29,14 +29,19 @@ _KEEPS_WEIGHTS = frozenset({"dropout", "alpha_dropout", "feature_alpha_dropout",
 # tensor is the output, features last
 _RECURRENT = frozenset({torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu})
 _LAST = _RECURRENT | {F.multi_head_attention_forward}
+# ops that lay a tensor's elements out in a new shape, in their order (nn.Flatten calls flatten)
+_RESHAPES = frozenset({"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"})
 
 
 class Layouts:
     """Which dim of each tensor of one forward holds its channels, followed op by op: a
     conv's output has them on dim 1, a Linear's (F.linear acts on the last dim) on the last;
     permute, transpose and movedim move them; an op whose output has the shape of an input
-    (activations, norms, dropout, sums, scaling) keeps that input's. A tensor not followed
-    (the images, a reshape's output) has them on dim 1, the (N, C, ...) convention.
+    (activations, norms, dropout, sums, scaling) keeps that input's; a view, reshape or
+    flatten that keeps the last dim of a source holding its channels last keeps them last: a
+    CRNN head's (T, B, H) LSTM output viewed as (T·B, H) for its Linear, and that Linear's
+    (T·B, K) viewed back as (T, B, K). A tensor not followed (the images, any other
+    reshape's output) has them on dim 1, the (N, C, ...) convention.
     `padded(t)`: t is the very tensor a padding op returned (F.pad, constant_pad_nd).
     `attention(t)`: t holds attention weights, a softmax over its last dim (of 3+ dims), or
     such a tensor after dropout: a ViT's or CvT's (B, heads, N, N), whose N·N follows the
@@ -62,6 +67,11 @@ class Layouts:
         ref, axis = self._axis.get(id(t), (None, 1))
         return axis if ref is not None and ref() is t else 1
 
+    def _followed(self, t: Tensor) -> int | None:
+        """t's channels' dim where an op noted it, else None."""
+        ref, axis = self._axis.get(id(t), (None, None))
+        return axis if ref is not None and ref() is t else None
+
     def note(self, func: Callable, args: tuple, kwargs: dict, result: object) -> None:
         """Follow `func(*args, **kwargs) = result`: a tensor, or a tuple whose own tensors
         are followed only where the op is known (`_tuple_axes`)."""
@@ -74,20 +84,33 @@ class Layouts:
         if _weights_op(func, args, kwargs, result, self.attention):
             self._weights[id(result)] = weakref.ref(result)
         axis = self._follow(func, args, kwargs, result)
-        if axis is not None and result.ndim > 2:
-            self._axis[id(result)] = (weakref.ref(result), axis % result.ndim)
+        if axis is None or result.ndim < 2:
+            return
+        axis %= result.ndim
+        # a 2-D tensor is noted only where an op put its channels on dim 1, its last: what a
+        # view back to 3+ dims keeps as channels last; of() reads any 2-D one as dim 1
+        if result.ndim > 2 or axis == 1:
+            self._axis[id(result)] = (weakref.ref(result), axis)
 
     def _follow(self, func: Callable, args: tuple, kwargs: dict, result: Tensor) -> int | None:
         name = getattr(func, "__name__", "")
         source = args[0] if args and isinstance(args[0], Tensor) else None
         if func in _CONVS:
-            return 1
+            return 1 if result.ndim > 2 else None  # an unbatched (C, L): none to note
         if func is F.linear:
             return -1
         if source is not None and name in ("permute", *_SWAPS, *_MOVES):
             return _moved(name, self.of(source) % source.ndim, args[1:], kwargs, source.ndim)
+        if source is not None and name in _RESHAPES and self._keeps_last(source, result):
+            return -1
         same = (a for a in (*args, *kwargs.values()) if isinstance(a, Tensor))
-        return next((self.of(a) for a in same if a.shape == result.shape), None)
+        return next((self._followed(a) for a in same if a.shape == result.shape), None)
+
+    def _keeps_last(self, source: Tensor, result: Tensor) -> bool:
+        """Whether a reshape of `source` to `result` keeps source's channels on the last dim:
+        source holds them last (noted by an op) and its last dim is result's, unchanged."""
+        last = self._followed(source) == source.ndim - 1
+        return last and result.ndim >= 2 and result.shape[-1] == source.shape[-1]
 
 
 def _tuple_axes(func: Callable, result: object) -> list[tuple[Tensor, int]]:
