@@ -54,7 +54,7 @@ from cnnlab.inspect import (
     weight_code,
 )
 from cnnlab.inspect.hooks import output_tensor, with_output
-from cnnlab.inspect.maps import as_map_shape
+from cnnlab.inspect.maps import call_map_shape
 from cnnlab.inspect.preserve import is_compiled_inner
 from cnnlab.layers import ConcatPool2d
 
@@ -197,9 +197,11 @@ class Network:
     and GELU between its permutes: (B, H, W, C)) is spatial and a map too, read as
     `t.movedim(dim, 1)` (`inspect.map_dims`: the dim the same forward's permute put its
     channels on, never a guess from the shape), as explain's Grad-CAM and feature maps read
-    it: dims (label -> that dim, for those calls only) moves its output in `probe` and in the
-    top images, so every panel reads channel c as out[..., c]. (They were left out while
-    Grad-CAM, actmax and the top images read a layer's channels on dim 1.) A
+    it: dims (label -> that dim, for those calls only; each call's own, as one GELU module
+    may act on a conv's (B, C, H, W) and on a Linear's (B, H, W, C)) moves its output in
+    `probe` and in the top images, so every panel reads channel c as out[..., c]. (They
+    were left out while Grad-CAM, actmax and the top images read a layer's channels on dim
+    1.) A
     torch.compile'd child is one spatial layer, named as the model names it
     (`3`); its maps keep the inner module's calls too (`3._orig_mod`), as a compiled conv's
     dot product is the inner Conv2d's."""
@@ -219,12 +221,9 @@ class Network:
         x = torch.zeros(1, *input_shape) if x is None else x
         with inspecting(model):
             calls = _calls(model, x)
-            dims = map_dims(model, x, every=True)  # the maps of the image, 1×1 included
-        turned = {n: d for n, d in dims.items() if d != 1}  # (B, H, W, C) ones
-        calls = [  # a channels-last call's shape as its map's: (B, C, H, W)
-            (c, n, k, as_map_shape(s, turned[n]) if n in turned and len(s) == 4 else s)
-            for c, n, k, s in calls
-        ]
+            # each call of the maps of the image, 1×1 included, with the dim it held channels on
+            dims = map_dims(model, x, every=True, calls=True)
+        calls = [(c, n, k, call_map_shape(c, s, dims)) for c, n, k, s in calls]  # (B, C, H, W)
         modules = dict(model.named_modules())
         leaves = [(call, name) for call, name, _, _ in calls if is_leaf(modules[name])]
         fields = receptive_fields(model, x)
@@ -235,14 +234,13 @@ class Network:
         # maps of the image only: not a window attention's (windows, heads, N, N), whose out[0]
         # was the first window's, nor a padding layer's, whose border Grad-CAM upsampled with
         # the map, shrinking it towards the image's centre
-        mapped = set(dims)
         spatial = {  # every call, labelled as Grad-CAM reads it (`relu #2`: the second)
             c: tuple(s[1:])
             for c, n, _, s in calls
-            if n in mapped and is_spatial(s) and not is_compiled_inner(n, last)
+            if c in dims and is_spatial(s) and not is_compiled_inner(n, last)
         }
-        maps = {c: tuple(s[1:]) for c, n, _, s in calls if len(s) == 4 and n in mapped}
-        dims = {c: turned[n] for c, n, _, _ in calls if c in maps and n in turned}
+        maps = {c: tuple(s[1:]) for c, _, _, s in calls if len(s) == 4 and c in dims}
+        dims = {c: dims[c] for c in maps if dims[c] != 1}  # the (B, H, W, C) calls
         chains = []
         for at, (call, name) in enumerate(leaves):
             conv = modules[name]

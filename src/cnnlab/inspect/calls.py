@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from cnnlab.design.summary.render import call_label
 from cnnlab.inspect.logits import OutputSelector, check_images, forward
-from cnnlab.inspect.maps import as_map_shape, is_spatial, map_dims
+from cnnlab.inspect.maps import call_map_shape, is_spatial, map_dims
 from cnnlab.inspect.order import CallOrder
 from cnnlab.inspect.preserve import preserved, unwrap
 
@@ -39,13 +39,14 @@ def layer_calls(
 
 def spatial_calls(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[str]:
     """The labels (`layer_calls`) of every call of a `map_dims` layer whose output is a
-    (B, C, H, W) map with H·W > 1 (a (B, H, W, C) one read with its channels moved to dim 1),
-    in the order of the calls: a module called three times (one ReLU module reused) gives its
-    three maps, `relu`, `relu #2`, `relu #3`."""
-    dims = map_dims(model, x, output)
+    (B, C, H, W) map with H·W > 1 (a (B, H, W, C) one read with its channels moved to dim 1,
+    as that call held them: `map_dims(calls=True)`), in the order of the calls: a module
+    called three times (one ReLU module reused) gives its three maps, `relu`, `relu #2`,
+    `relu #3`."""
+    dims = map_dims(model, x, output, calls=True)
     calls = layer_calls(model, x, output)
     return [
         label
-        for label, name, shape in calls
-        if name in dims and is_spatial(as_map_shape(shape, dims[name]))
+        for label, _, shape in calls
+        if label in dims and is_spatial(call_map_shape(label, shape, dims))
     ]

@@ -1,8 +1,9 @@
 """Which layers' outputs are feature maps of the image: 4-D outputs whose dim 0 is the images',
 not made by a padding op nor attention weights, and whose last two axes follow the image's
 size (`image_maps`); those with more than one position (`spatial_layers`, and `map_dims` for
-the maps held channels last, as a ConvNeXt block's between its permutes); the maps a graph
-feeds (`graph_fed_maps`); one image's rows of a batched output (`per_image`).
+the maps held channels last, as a ConvNeXt block's between its permutes, by module or by
+call: `call_map_shape`); the maps a graph feeds (`graph_fed_maps`); one image's rows of a
+batched output (`per_image`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch.func import functional_call
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor
-from cnnlab.inspect.layouts import FollowLayouts
+from cnnlab.inspect.layouts import FollowLayouts, Layouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
 from cnnlab.inspect.order import CallOrder
 from cnnlab.inspect.preserve import is_compiled_inner, unwrap
@@ -39,19 +40,39 @@ def spatial_layers(model: nn.Module, x: Tensor, output: OutputSelector = None) -
     """Names of the layers whose output is a feature map of the image (`image_maps`) with
     H·W > 1, in forward order. A torch.compile'd child is named once, as the model names it
     (`3`, not also `3._orig_mod`). `map_dims` adds the maps held channels last."""
-    spatial, turned, _, _ = _spatial(model, x, output)
+    spatial, turned, _ = _spatial(model, x, output)
     return [name for name, _ in spatial if name not in turned]
 
 
+def call_map_shape(label: str, shape: tuple, dims: dict[str, int]) -> tuple:
+    """Call `label`'s output shape as its map's: a 4-D one moved by dims[label], the dim that
+    call held its channels on (`map_dims(calls=True)`), (B, H, W, C), 3 → (B, C, H, W); any
+    other as it is. By call, not module: one GELU module applied to a conv's (B, C, H, W)
+    and after a Linear to (B, H, W, C) holds them on 1, then on 3."""
+    dim = dims.get(label, 1)
+    return as_map_shape(shape, dim) if dim != 1 and len(shape) == 4 else shape
+
+
 def map_dims(
-    model: nn.Module, x: Tensor, output: OutputSelector = None, every: bool = False
+    model: nn.Module,
+    x: Tensor,
+    output: OutputSelector = None,
+    every: bool = False,
+    calls: bool = False,
 ) -> dict[str, int]:
     """{name: the dim of its output that holds the channels} of the maps of the image with
     H·W > 1, in forward order: `spatial_layers` (dim 1) and the 4-D outputs holding them
     elsewhere (3: a ConvNeXt block's (B, H, W, C) between its permutes) that pass
     `image_maps`' (a)-(c) as `t.movedim(dim, 1)`, the map Grad-CAM and `feature_maps` read.
-    every=True: `image_maps`' too (1×1, a compiled child's inner module; one pair of forwards)."""
-    found, turned, _, _ = (_image_maps if every else _spatial)(model, x, output)
+    every=True: `image_maps`' too (1×1, a compiled child's inner module; one pair of forwards).
+    calls=True: {label: dim} of each call of those layers with a 4-D output, labelled as the
+    summary labels calls (`call_label`: `act`, `act #2`), each with its own call's dim (a
+    module is judged a map by its last call; a module shared by two layouts holds its
+    channels on 1 in one call and on 3 in another), in the order the calls finish."""
+    found, turned, pair = (_image_maps if every else _spatial)(model, x, output)
+    if calls:
+        names = dict(found)
+        return {label: dim for label, (name, dim) in pair.call_dims.items() if name in names}
     return {name: turned.get(name, 1) for name in dict(found)}
 
 
@@ -77,16 +98,17 @@ def image_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
         `map_dims` has those, read with their channels moved to dim 1).
 
     Both forwards compute shapes only where the model allows, on the meta device (`_probe`)."""
-    maps, turned, _, _ = _image_maps(model, x, output)
+    maps, turned, _ = _image_maps(model, x, output)
     return {name: shape for name, shape in maps.items() if name not in turned}
 
 
 def _image_maps(
     model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[dict, dict[str, int], frozenset[str], dict[str, int]]:
+) -> tuple[dict, dict[str, int], _Shapes]:
     """({name: (1, C, H, W)} of the outputs that pass (a)-(c), a channels-last one's with its
-    channels moved to dim 1; {name: channel dim} of those off dim 1, which fail (d); the
-    layers whose output the logits are not computed from: `_Shapes.unfed`; {name: calls})."""
+    channels moved to dim 1 (as its last call held them); {name: channel dim} of those off
+    dim 1, which fail (d); what the forward of two images showed (`_Shapes`: the layers the
+    logits are not computed from, each layer's calls, each call's channel dim))."""
     x, model = check_images(x), unwrap(model)  # named as `layer_names` names them
     images = x[:1].expand(2, *x.shape[1:])  # (2, C, H, W)
     pair, meta = _probe(model, images, output, partial=False)
@@ -108,7 +130,7 @@ def _image_maps(
             maps[name] = (1, *shape[1:])
             if dim != 1:
                 turned[name] = dim
-    return maps, turned, pair.unfed, pair.calls
+    return maps, turned, pair
 
 
 def _grows(last: dict[str, tuple], grown: dict[str, tuple]) -> bool:
@@ -129,9 +151,10 @@ def _follows(big: tuple, shape: tuple) -> bool:
 @dataclass(frozen=True)
 class _Shapes:
     """What one forward showed: each layer's last output shape, in the order of last calls;
-    the channel dims off 1 (`CallOrder.channel_dims`); the names a padding op answered;
-    those whose output the logits are not computed from (`graph_fed_maps`); those holding
-    attention weights."""
+    the channel dims off 1 (`CallOrder.channel_dims`, each layer's last call's); the names a
+    padding op answered; those whose output the logits are not computed from
+    (`graph_fed_maps`); those holding attention weights; {label: (name, channel dim)} of
+    each call with a 4-D output, in the order the calls finish (`call_label`)."""
 
     last: dict[str, tuple]
     channel_dims: dict[str, int]
@@ -139,6 +162,7 @@ class _Shapes:
     unfed: frozenset[str] = frozenset()  # outputs with a graph node the logits do not reach
     calls: dict[str, int] = field(default_factory=dict)  # name -> its calls, every one counted
     attention: set[str] = field(default_factory=set)
+    call_dims: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 def _probe(
@@ -168,14 +192,15 @@ def _run(
     graph: with autograd on (the images require grad), the layers whose output has a node
     the logits' graph does not reach (`_Shapes.unfed`): on the meta device the graph is
     Python objects only (+3 ms on a Hugging Face ResNet-18's 52 ms probe, one thread)."""
-    error, out, nodes = None, None, {}
+    error, out, nodes, each = None, None, {}, []
     record = Hooks()
     if graph:
         record.after((m, _node_of(nodes, n)) for n, m in model.named_modules() if n)
     with (
         FollowLayouts() as layouts,
         CallOrder(model, layouts=layouts) as order,
-        record,
+        # each call's channel dim (by call: one module may be called in two layouts)
+        record.after((m, _dim_of(each, n, layouts)) for n, m in order.modules.items()),
         torch.set_grad_enabled(graph),
     ):
         try:
@@ -190,7 +215,30 @@ def _run(
             last.pop(name, None)
             last[name] = shape
     unfed = _unfed(nodes, out, output) if graph and error is None else frozenset()
-    return _Shapes(last, order.channel_dims, order.padded, unfed, calls, order.attention), error
+    found = (order.channel_dims, order.padded, unfed, calls, order.attention, _labelled(each))
+    return _Shapes(last, *found), error
+
+
+def _dim_of(each: list[tuple[str, int, int]], name: str, layouts: Layouts) -> Callable:
+    """A forward hook adding (name, output dims, channel dim) of each call of the module to
+    `each`, (name, 0, 1) for a call without a tensor output (every call counts)."""
+
+    def hook(module: nn.Module, args: Any, out: Any) -> None:
+        t = output_tensor(out, module)
+        each.append((name, 0, 1) if t is None else (name, t.ndim, layouts.of(t)))
+
+    return hook
+
+
+def _labelled(each: list[tuple[str, int, int]]) -> dict[str, tuple[str, int]]:
+    """{label: (name, channel dim)} of the calls in `each` (`_dim_of`) with a 4-D output."""
+    count: dict[str, int] = {}
+    found = {}
+    for name, ndim, dim in each:
+        count[name] = count.get(name, 0) + 1
+        if ndim == 4:
+            found[call_label(name, count[name])] = (name, dim)
+    return found
 
 
 def _node_of(nodes: dict[str, Any], name: str) -> Callable:
@@ -269,12 +317,12 @@ def _tables(module: nn.Module) -> list[dict]:
 
 def _spatial(
     model: nn.Module, x: Tensor, output: OutputSelector
-) -> tuple[list, dict[str, int], frozenset[str], dict[str, int]]:
+) -> tuple[list, dict[str, int], _Shapes]:
     """([(name, (1, C, H, W))] of the maps with H·W > 1, channels moved to dim 1, {name:
-    channel dim} of those off it, the layers the logits are not computed from, {name: calls})."""
-    maps, turned, unfed, calls = _image_maps(model, x, output)
+    channel dim} of those off it, what the forward showed (`_image_maps`)."""
+    maps, turned, pair = _image_maps(model, x, output)
     spatial = [(n, s) for n, s in maps.items() if is_spatial(s) and not is_compiled_inner(n, maps)]
-    return spatial, turned, unfed, calls
+    return spatial, turned, pair
 
 
 def per_image(t: Tensor, layer: str, images: int, fix: str) -> Tensor:
@@ -304,7 +352,7 @@ def graph_fed_maps(model: nn.Module, x: Tensor, output: OutputSelector = None) -
     Not a map held channels last (`map_dims`): a ConvNeXt holds those on its blocks' residual
     branches, the stream the head reads is each block's (B, C, H, W) sum (where that sum is
     no module's output, the last was the branch's last Linear, leaving the shortcut out)."""
-    spatial, turned, unfed, calls = _spatial(model, x, output)
+    spatial, turned, pair = _spatial(model, x, output)
     names = [name for name, _ in spatial if name not in turned]  # Grad-CAM's default: why
-    fed = [name for name in names if name not in unfed] or names
-    return [call_label(name, calls.get(name, 1)) for name in fed]
+    fed = [name for name in names if name not in pair.unfed] or names
+    return [call_label(name, pair.calls.get(name, 1)) for name in fed]

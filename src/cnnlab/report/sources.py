@@ -23,7 +23,7 @@ from cnnlab.design.activations import activation_of
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import CnnlabError, ReportError
 from cnnlab.inspect.hooks import output_tensor
-from cnnlab.inspect.maps import as_map_shape
+from cnnlab.inspect.maps import call_map_shape
 from cnnlab.inspect.names import split_call
 from cnnlab.train.evaluate import Evaluation, class_accuracy, confusion_matrix, predict_logits
 from cnnlab.train.rundir import METRICS, SPEC, Run, read_config, read_metrics
@@ -237,17 +237,22 @@ class Sources:
         return self._leaf_calls(turned=True)
 
     @_once
-    def _layouts(self) -> tuple[dict[str, int], dict[str, tuple], dict[str, int]]:
-        """`inspect.channel_dims`, `image_maps` and `map_dims` of one test image."""
+    def _layouts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+        """`inspect.channel_dims` of one test image, and by call (`map_dims(calls=True)`:
+        each call's own channel dim) the maps of the image, 1×1 included, and those with
+        H·W > 1."""
         _, x, _ = self.test
         with inspect.preserved(self.model):
             return (
                 inspect.channel_dims(self.model, x[:1]),
-                inspect.image_maps(self.model, x[:1]),
-                inspect.map_dims(self.model, x[:1]),
+                inspect.map_dims(self.model, x[:1], every=True, calls=True),
+                inspect.map_dims(self.model, x[:1], calls=True),
             )
 
     def _leaf_calls(self, turned: bool) -> list[tuple[str, nn.Module, tuple]]:
+        """Each call's own layout: one GELU module applied to a conv's (B, C, H, W) and, after
+        a Linear, to (B, H, W, C) is a map as it is, then one moved (both were moved by the
+        module's last call, the first's W read as its channels)."""
         modules = dict(inspect.unwrap(self.model).named_modules())
         off, maps, dims = self._layouts
         dims = dims if turned else {}
@@ -255,9 +260,12 @@ class Sources:
         for label, name, shape in self.calls:
             if not inspect.is_leaf(modules[name]):  # a ParametrizedConv2d is one layer
                 continue
-            if dims.get(name, 1) != 1 and len(shape) == 4:
-                found.append((label, modules[name], as_map_shape(shape, dims[name])[1:]))
-            elif name not in off and (len(shape) != 4 or name in maps):
+            if dims.get(label, 1) != 1 and len(shape) == 4:
+                found.append((label, modules[name], call_map_shape(label, shape, dims)[1:]))
+            elif label in maps:  # a map's call: as it is where it holds its channels on dim 1
+                if maps[label] == 1:
+                    found.append((label, modules[name], shape[1:]))
+            elif name not in off and len(shape) != 4:
                 found.append((label, modules[name], shape[1:]))
         return found
 
@@ -354,7 +362,7 @@ class Sources:
         _, x, _ = self.test
         model = inspect.unwrap(self.model)
         modules = dict(model.named_modules())
-        off, maps, _ = self._layouts
+        _, maps, _ = self._layouts  # each map's call: {label: its channel dim}
         seen: list[torch.Tensor] = []  # every output so far, kept alive: ids stay unique
         own: set[str] = set()
         counts: dict[str, int] = {}  # every call counts, as `layer_calls` numbers them
@@ -366,8 +374,9 @@ class Sources:
                 return
             fresh = not any(output is earlier for earlier in seen)
             seen.append(output)
-            if fresh and name in maps and name not in off and not inspect.is_leaf(module):
-                own.add(call_label(name, counts[name]))
+            label = call_label(name, counts[name])
+            if fresh and maps.get(label) == 1 and not inspect.is_leaf(module):
+                own.add(label)
 
         hooks = inspect.Hooks().after(  # passes over a TorchScript block, which takes none
             (module, lambda m, _, out, name=name: record(name, m, out))
