@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect import (
     Capture,
@@ -26,7 +27,7 @@ from cnnlab.inspect import (
     batch_axes,
     batches,
     call_axes,
-    channel_dims,
+    call_channel_dims,
     check_images,
     first_batch,
     forward,
@@ -155,11 +156,13 @@ class FeatureReader:
         self.labels: list[Tensor] = []
         hooked = [name for name in self.layers if name != INPUT]
         with preserved(model):
-            dims = {} if first is None else channel_dims(model, first, output)
+            dims = {} if first is None else call_channel_dims(model, first, output)
             axes = {} if first is None or not hooked else batch_axes(model, first, output)
-        every = dict(model.named_modules())  # each layer a call's label (`relu #2`): its module's
+        every = dict(model.named_modules())  # each layer a call's label (`relu #2`): its own
         pools = {
-            n: partial(self.pool, dim=dims.get(split_call(n, every)[0], 1), batch=axes.get(n, 0))
+            n: partial(
+                self.pool, dim=dims.get(call_label(*split_call(n, every)), 1), batch=axes.get(n, 0)
+            )
             for n in hooked
         }
         # Pooled inside the hooks: no clone of each map, no full maps kept (2x faster on 23

@@ -90,6 +90,7 @@ from cnnlab.inspect.maps import (
 )
 from cnnlab.inspect.order import (
     CallOrder,
+    call_channel_dims,
     channel_dim,
     channel_dims,
     is_leaf,
@@ -116,6 +117,7 @@ __all__ = [
     "ActivationSites",
     "CallOrder",
     "channel_dim",
+    "call_channel_dims",
     "channel_dims",
     "Capture",
     "Hooks",

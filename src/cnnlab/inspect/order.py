@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor
 from cnnlab.inspect.layouts import FollowLayouts, Layouts
@@ -118,7 +119,10 @@ class CallOrder:
     output of 3+ dims has its channels off dim 1 (a ConvNeXt block's (B, H, W, C) layers) to
     the dim that holds them, and `order.padded` holds the names whose output a padding op
     returned (a ZeroPad2d, a 'same' padding module: the input's map with a border), and
-    `order.attention` those whose output holds attention weights (`Layouts.attention`)."""
+    `order.attention` those whose output holds attention weights (`Layouts.attention`), and
+    `order.dims` the channel dim of each call's own output, one per entry of `calls` (1 for
+    a non-tensor output or one of < 3 dims): one GELU module applied to a conv's (B, C, H, W)
+    and to a Linear's (B, H, W, C) holds them on 1, then on 3."""
 
     def __init__(
         self, model: nn.Module, names: Iterable[str] | None = None, layouts: Layouts | None = None
@@ -134,6 +138,7 @@ class CallOrder:
         self.calls: list[tuple[str, tuple | None]] = []
         self.layouts = layouts
         self.channel_dims: dict[str, int] = {}
+        self.dims: list[int] = []
         self.padded: set[str] = set()
         self.attention: set[str] = set()
         self._hooks = Hooks()
@@ -146,15 +151,18 @@ class CallOrder:
                 self.padded.add(name)
             if self.layouts is not None and out is not None and self.layouts.attention(out):
                 self.attention.add(name)
+            dim = self.layouts.of(out) if self.layouts is not None and out is not None else 1
+            self.dims.append(dim if out is not None and out.ndim > 2 else 1)
             if self.layouts is not None and out is not None and out.ndim > 2:
-                self.channel_dims[name] = self.layouts.of(out)
-                if self.channel_dims[name] == 1:
+                self.channel_dims[name] = dim
+                if dim == 1:
                     del self.channel_dims[name]
 
         return hook
 
     def __enter__(self) -> CallOrder:
         self.calls = []
+        self.dims = []
         self.padded = set()
         self.attention = set()
         self._hooks.after((module, self._hook(name)) for name, module in self.modules.items())
@@ -183,21 +191,27 @@ def trace(model: nn.Module, x: Tensor, output: OutputSelector = None) -> list[tu
 
 def _traced(
     model: nn.Module, x: Tensor, output: OutputSelector, logits: bool = True
-) -> tuple[list, dict]:
-    """trace(model, x, output) and {name: channel dim} of the outputs with channels off dim 1
-    (logits=False: the model's output need not be logits). In eval mode: a train-mode
-    forward moved BatchNorm's running statistics and drew dropout masks, and a BatchNorm1d
-    refuses one image."""
+) -> tuple[list, dict, dict]:
+    """trace(model, x, output), {name: channel dim} of the outputs with channels off dim 1
+    (each module's last call's) and {label: channel dim} of the calls with them off dim 1
+    (`call_label`) (logits=False: the model's output need not be logits). In eval mode: a
+    train-mode forward moved BatchNorm's running statistics and drew dropout masks, and a
+    BatchNorm1d refuses one image."""
     x, model = check_images(x, flat=True), unwrap(model)  # named as `layer_names` names them
     with preserved(model, requires_grad=None), FollowLayouts() as layouts:
         with CallOrder(model, layouts=layouts) as order, torch.no_grad():
             forward(model, x[:1], output, logits=logits)
     last: dict[str, tuple] = {}
-    for name, shape in order.calls:
+    counts: dict[str, int] = {}
+    turned: dict[str, int] = {}
+    for (name, shape), dim in zip(order.calls, order.dims, strict=True):
+        counts[name] = counts.get(name, 0) + 1
+        if dim != 1:
+            turned[call_label(name, counts[name])] = dim
         if shape is not None:
             last.pop(name, None)
             last[name] = shape
-    return list(last.items()), order.channel_dims
+    return list(last.items()), order.channel_dims, turned
 
 
 def channel_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, int]:
@@ -206,9 +220,18 @@ def channel_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> 
     return _traced(model, x, output, logits=False)[1]
 
 
+def call_channel_dims(model: nn.Module, x: Tensor, output: OutputSelector = None) -> dict[str, int]:
+    """{call label: the dim of its output that holds the channels} (`call_label`: `act`,
+    `act #2`) of the calls whose output (of 3+ dims) holds them off dim 1, each call's own:
+    one GELU module applied to a conv's (B, C, H, W) and to a Linear's (B, H, W, C) is
+    `act #2` only."""
+    return _traced(model, x, output, logits=False)[2]
+
+
 def channel_dim(model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None) -> int:
     """The dim of `layer`'s output that holds its channels: 1, or where a permute put them
     (the last, for a ConvNeXt block's (B, H, W, C) layers or a ViT's (B, N, C) tokens). A
-    call's label (`relu #2`) is judged by its module."""
-    layer = split_call(layer, dict(unwrap(model).named_modules()))[0]
-    return channel_dims(model, x, output).get(layer, 1)
+    call's label (`relu #2`) is judged by that call's own output, a module's name by its
+    first call's."""
+    name, call = split_call(layer, dict(unwrap(model).named_modules()))
+    return call_channel_dims(model, x, output).get(call_label(name, call), 1)
