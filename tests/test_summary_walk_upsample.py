@@ -60,12 +60,12 @@ class Upsampled(nn.Module):
 class Interpolated(nn.Module):
     """F.interpolate in a forward, as segmentation heads write it."""
 
-    def __init__(self, s: int, mode: str = "nearest") -> None:
+    def __init__(self, s: int, mode: str = "nearest", corners: bool | None = None) -> None:
         super().__init__()
-        self.s, self.mode = s, mode
+        self.s, self.mode, self.corners = s, mode, corners
 
     def forward(self, x):
-        return F.interpolate(x, scale_factor=self.s, mode=self.mode)
+        return F.interpolate(x, scale_factor=self.s, mode=self.mode, align_corners=self.corners)
 
 
 class Shuffled(nn.Module):
@@ -123,6 +123,42 @@ def test_a_conv_after_a_bilinear_upsampling_by_3(k):
     check(Upsampled(3, Interpolated(3, "bilinear"), nn.Conv2d(1, 1, k)), 48)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_conv_after_a_bicubic_upsampling_by_3(k):
+    """Bicubic by 3 puts every third output on an input (the cubic kernel is 0 at the other
+    whole offsets): a 2×2 conv after it reads 4 units (the trace said 4⅓, 13 px: 12), a 3×3
+    conv 5 (it said 4⅔, 14 px: 15)."""
+    check(Upsampled(3, Interpolated(3, "bicubic"), nn.Conv2d(1, 1, k)), 48)
+
+
+@pytest.mark.parametrize(
+    ("s", "mode", "k", "stride"),
+    [(3, "bilinear", 2, 1), (3, "bilinear", 2, 2), (5, "bilinear", 2, 1), (3, "bicubic", 2, 1)],
+)
+def test_a_conv_after_an_upsampling_with_align_corners(s, mode, k, stride):
+    """align_corners puts output o at input o·(n − 1)/(S·n − 1), a little less than o/S and
+    never again on the grid of S: bilinear ×3 then a 2×2 conv reads 3 units, 9 px, where
+    the half-pixel rule reads 2 (the trace said 6)."""
+    up = Interpolated(s, mode, corners=True)
+    check(Upsampled(s, up, nn.Conv2d(1, 1, k, stride=stride)), 16 * s + 1)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_a_second_upsampling_after_a_stride(transposed):
+    """Conv 4/4, nearest ×2, a 3×3 conv of stride 3, ×2 again, a 3×3 conv: the last conv's
+    3 positions read 2 positions of the stride's, 3 + 3 of the first ×2, 4 units of 4 px,
+    16 px (the trace spaced the second upsampling evenly: 14)."""
+    up = nn.ConvTranspose2d(1, 1, 2, stride=2) if transposed else nn.Upsample(scale_factor=2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 1, 4, stride=4),
+        nn.Upsample(scale_factor=2),
+        nn.Conv2d(1, 1, 3, stride=3, padding=1),
+        up,
+        nn.Conv2d(1, 1, 3, padding=1),
+    )
+    check(model, 96)
+
+
 def test_a_chain_of_windows_after_an_upsampling_counts_blocks_once():
     """×4, then 2×2 twice: positions u .. u + 2 read 2 units (3 if each window rounded up)."""
     check(Upsampled(4, nn.Upsample(scale_factor=4), nn.Conv2d(1, 1, 2), nn.Conv2d(1, 1, 2)), 64)
@@ -171,3 +207,27 @@ def test_any_window_after_a_nearest_upsampling(s, k, stride, dilation, pad, seco
     conv: blocks of S, fewer or none after the stride."""
     conv = nn.Conv2d(1, 1, k, stride=stride, dilation=dilation, padding=min(pad, k // 2))
     check(Upsampled(s, nn.Upsample(scale_factor=s), conv, nn.Conv2d(1, 1, second)), 16 * s)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    s1=st.integers(2, 3),
+    k=st.integers(1, 4),
+    stride=st.integers(2, 4),
+    s2=st.integers(2, 3),
+    transposed=st.booleans(),
+    last=st.integers(1, 4),
+)
+def test_any_stride_between_two_upsamplings(s1, k, stride, s2, transposed, last):
+    """Nearest ×S₁, a conv of any kernel and stride, ×S₂ (nearest or a transposed conv),
+    then a conv: the blocks of the first upsampling, sampled by the stride, in blocks of S₂."""
+    d = s1 * s2
+    up = nn.ConvTranspose2d(1, 1, s2, stride=s2) if transposed else nn.Upsample(scale_factor=s2)
+    model = nn.Sequential(
+        nn.Conv2d(1, 1, d, stride=d),
+        nn.Upsample(scale_factor=s1),
+        nn.Conv2d(1, 1, k, stride=stride, padding=k // 2),
+        up,
+        nn.Conv2d(1, 1, last),
+    )
+    check(model, 8 * d * stride)

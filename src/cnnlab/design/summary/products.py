@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.design.summary.blocked import Blocked, upsampled
+from cnnlab.design.summary.blocked import Blocked, interpolated, upsampled
 from cnnlab.design.summary.calls import T, arg, both, fns, pair
 from cnnlab.design.summary.facts import Field, Window, record
 
@@ -222,19 +222,27 @@ def unpooled_field(rf: Field, args: tuple, kwargs: dict, axis: int) -> Field | N
     return spread(rf, k, s, pair(arg(args, kwargs, 4, "padding", 0), (0, 0))[axis], 1)
 
 
-def upsampled_field(rf: Field, n_in: int, n_out: int, mode: Any) -> Field | None:
+def upsampled_field(rf: Field, n_in: int, n_out: int, mode: Any, corners: bool = False):
     """F.interpolate by a whole factor S = n_out / n_in: each output reads `_TAPS[mode]`
     neighbouring inputs, a transposed window of S·taps (bilinear ×2: the 4-tap filter
     ¼ ¾ ¾ ¼) centred on it; None for a factor that is not whole or a mode the trace does
-    not follow (area, an antialiased downsampling). Bilinear by an odd S puts every S-th
-    output on an input, whose neighbour then weighs 0: the units read are
-    [⌊(o − c)/S⌋, ⌈(o − c)/S⌉], c = (S − 1)/2, a window of 2S − 1 padded c (`blocked.py`)."""
+    not follow (area). By an odd S every S-th output sits on an input, whose neighbours
+    then weigh 0: bilinear reads [⌊(o − c)/S⌋, ⌈(o − c)/S⌉], c = (S − 1)/2, a window of
+    2S − 1 padded c; bicubic the table of `blocked.interpolated`. With align_corners
+    (`corners`) output o sits at o·a, a = (n_in − 1)/(n_out − 1) < 1/S, on no period of
+    S: all taps, blocks of S padded ⌈(taps − 1)·S/2⌉ (a window of L positions reads at
+    most ⌈L·a⌉ + taps units, ⌈L/S⌉ + taps at most: the count of every alignment)."""
     taps = _TAPS.get(mode)
     if taps is None or not n_in or n_out % n_in:
         return None
     s = n_out // n_in
+    if corners and taps > 1:
+        return spread(rf, taps * s, s, ((taps - 1) * s + 1) // 2, 1)
     if taps == 2 and s % 2:
         return spread(rf, 2 * s - 1, s, (s - 1) // 2, 1)
+    if taps == 4 and s % 2:
+        even = spread(rf, 4 * s, s, 3 * s / 2, 1)
+        return even and interpolated(rf, 2, 1 - s, 2 * s, 4, even.jump, even.start)
     return rf if s == 1 and taps == 1 else spread(rf, taps * s, s, (taps - 1) * s / 2, 1)
 
 
@@ -243,11 +251,12 @@ def resampled_field(rf: Field, n_in: int, n_out: int, args: tuple, kwargs: dict,
     antialias) along one axis: upsampling (`upsampled_field`) or downsampling by a whole
     factor S (1 / scale_factor as torch reads it, else n_in / n_out): output i reads the
     input around i·S + c, c = (S − 1)/2 (torch's half-pixel rule; nearest: 0, nearest-exact:
-    ⌊S/2⌋), `_DOWN_TAPS` of it: a window of that many taps at stride S. None (not followed)
-    for align_corners, antialias, or a factor that is not whole."""
+    ⌊S/2⌋), `_DOWN_TAPS` of it: a window of that many taps at stride S. A downsampling with
+    align_corners or antialias, or by a factor that is not whole: None (not followed); an
+    upsampling with align_corners is followed (antialias changes no tap of an upsampling)."""
     mode = arg(args, kwargs, 3, "mode", "nearest")
     if n_out >= n_in:
-        return upsampled_field(rf, n_in, n_out, mode)
+        return upsampled_field(rf, n_in, n_out, mode, bool(arg(args, kwargs, 4, "align_corners")))
     if arg(args, kwargs, 4, "align_corners") or arg(args, kwargs, 6, "antialias", False):
         return None
     scale = arg(args, kwargs, 2, "scale_factor")
