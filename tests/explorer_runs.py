@@ -7,6 +7,7 @@ that holds its answers (Held) or needs another run."""
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import threading
@@ -186,3 +187,11 @@ def wait_until(page, condition: str, timeout: float = 30) -> None:
     while not page.evaluate(condition):
         assert time.monotonic() < deadline, f"timed out waiting for {condition}"
         time.sleep(0.05)
+
+
+def decoded(maps: dict) -> np.ndarray:
+    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
+    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
+    data = data.reshape(maps["n"], maps["h"], maps["w"])
+    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
+    return lo + data / 255 * (hi - lo)

@@ -7,8 +7,6 @@ a channel's response to an image is the largest value of that permuted map."""
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from cnnlab.data import ImageSet
 from cnnlab.explorer import create_app
 from cnnlab.train.checkpoint import MODEL_WEIGHTS
 from cnnlab.train.rundir import Run
+from explorer_runs import decoded
 from test_user_models_layouts import ConvNeXtish
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
@@ -58,14 +57,6 @@ def served(tmp_path_factory):
     client = TestClient(app)
     image = client.post("/api/predict", data={"sample": 0}).json()["image"]
     return client, model, app.state.explorer.run.preprocess(pixels), image
-
-
-def decoded(maps: dict) -> np.ndarray:
-    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
-    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
-    data = data.reshape(maps["n"], maps["h"], maps["w"])
-    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
-    return lo + data / 255 * (hi - lo)
 
 
 def test_model_lists_the_channels_last_layers_as_maps(served):

@@ -7,7 +7,6 @@ place)."""
 
 from __future__ import annotations
 
-import base64
 import io
 
 import numpy as np
@@ -23,7 +22,7 @@ from cnnlab.explorer import create_app
 from cnnlab.explorer.probe import Network, dot_product
 from cnnlab.explorer.upload import read_upload
 from cnnlab.train.rundir import Run
-from explorer_runs import png_bytes
+from explorer_runs import decoded, png_bytes
 
 CONFIG = {"data": None, "classes": ["a", "b"], "mean": [0.5], "std": [0.25]}
 
@@ -69,14 +68,6 @@ def outputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     for h in handles:
         h.remove()
     return seen
-
-
-def decoded(maps: dict) -> np.ndarray:
-    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
-    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
-    data = data.reshape(maps["n"], maps["h"], maps["w"])
-    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
-    return lo + data / 255 * (hi - lo)
 
 
 def noise_png(size: tuple[int, int] = (16, 16)) -> bytes:

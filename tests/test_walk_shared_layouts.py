@@ -8,8 +8,6 @@ permuted by torch to (C, H, W) where it holds its channels last."""
 
 from __future__ import annotations
 
-import base64
-
 import numpy as np
 import pytest
 import torch
@@ -23,6 +21,7 @@ from cnnlab.explorer import create_app
 from cnnlab.inspect import map_dims, spatial_calls
 from cnnlab.train.checkpoint import MODEL_WEIGHTS
 from cnnlab.train.rundir import Run
+from explorer_runs import decoded
 from tiny_nets import outputs
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: tiny models, one thread
@@ -78,14 +77,6 @@ def served(tmp_path_factory):
     client = TestClient(app)
     image = client.post("/api/predict", data={"sample": 0}).json()["image"]
     return client, model, app.state.explorer.run.preprocess(pixels), image
-
-
-def decoded(maps: dict) -> np.ndarray:
-    """/api/features' bytes back to floats: min + byte / 255 · (max − min), map by map."""
-    data = np.frombuffer(base64.b64decode(maps["data"]), np.uint8)
-    data = data.reshape(maps["n"], maps["h"], maps["w"])
-    lo, hi = (np.array(maps[k])[:, None, None] for k in ("min", "max"))
-    return lo + data / 255 * (hi - lo)
 
 
 def test_model_lists_each_call_in_its_own_layout(served):
