@@ -13,6 +13,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from cnnlab.design.summary.batch import batch_axis_of
+from cnnlab.errors import ExplainError
 from cnnlab.inspect.calls import layer_calls
 from cnnlab.inspect.logits import OutputSelector
 from cnnlab.inspect.order import channel_dim
@@ -64,10 +65,21 @@ def batch_axes(model: nn.Module, x: Tensor, output: OutputSelector = None) -> di
 def layer_axes(
     model: nn.Module, x: Tensor, layer: str, output: OutputSelector = None
 ) -> tuple[int, int]:
-    """(its images' axis, its channels' axis) of `layer`'s output on x (`batch_axes`,
+    """(its images' axis, its channels' axis) of `layer`'s output on x (`call_axes`,
     `inspect.channel_dim`): what `images_first` takes to read it as (B, C, ...), as the
-    probe and activation maximisation read it."""
-    return batch_axes(model, x, output).get(layer, 0), channel_dim(model, x, layer, output)
+    probe and activation maximisation read it. ExplainError for a layer with no axis of one
+    row per image (a CRNN head's Linear on (T·B, K), a window attention's rows): its row i
+    is not image i, which activation maximisation would read it as."""
+    found = {label: (shape, axis) for label, _, shape, axis in call_axes(model, x, output)}
+    shape, axis = found.get(layer, ((), 0))
+    if axis is None:
+        raise ExplainError(
+            f"layer {layer!r} gives {tuple(shape)} for 2 images: no axis of its output holds "
+            "one row per image (its rows are steps or windows of every image at once), so its "
+            "units are no one image's; choose a layer before the reshape that made it, or after "
+            "the one that undoes it"
+        )
+    return axis, channel_dim(model, x, layer, output)
 
 
 def _axis(shape: tuple, other: tuple | None, sizes: tuple[int, int]) -> int | None:
