@@ -97,6 +97,9 @@ CHILD = textwrap.dedent(
     if rank == 0:
         with open(os.path.join(sys.argv[2], "notes.txt"), "w") as notes:
             notes.write(" ".join(result["notes"]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # the work is done and written: skip torch's C++ teardown at exit (tiny_nets)
     """
 )
 

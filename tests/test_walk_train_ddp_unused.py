@@ -47,6 +47,7 @@ NETS = textwrap.dedent(
 
 CHILD = textwrap.dedent(
     """
+    import os
     import sys
     import torch
     torch.set_num_threads(1)
@@ -57,6 +58,9 @@ CHILD = textwrap.dedent(
     torch.manual_seed(0)
     config = TrainConfig(epochs=1, batch_size=64, flip=False, tta=False, precision="fp32")
     train(Logits(AuxNet()), "digits", sys.argv[1], config)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # the work is done and written: skip torch's C++ teardown at exit (tiny_nets)
     """
 )
 

@@ -94,6 +94,9 @@ CHILD = textwrap.dedent(
         optimizer.step()
     torch.save(model.state_dict(), os.path.join(sys.argv[1], f"rank{rank}.pt"))
     torch_dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # the work is done and written: skip torch's C++ teardown at exit (tiny_nets)
     """
 )
 

@@ -177,6 +177,13 @@ def free_port() -> int:
         return free.getsockname()[1]
 
 
+# A torchrun child of a test ends with os._exit(0) once its work is written: at the
+# interpreter's exit torch's C++ teardown of gloo/c10d threads aborted now and then
+# ("terminate called without an active exception", SIGABRT after both ranks finished: 2 of
+# one clean-clone run's ~15 launches, 2 of ~53 looped ones), which torchrun reports as a
+# failed rank; the CLI leaves a torchrun rank the same way (cli.entry).
+
+
 def written_module(folder: Path, source: str, name: str = "nets") -> Any:
     """`source` written to folder/NAME.py and imported afresh: another test's module of the
     same name, imported before, is dropped first, and neither the folder nor the module is

@@ -279,12 +279,15 @@ def entry() -> NoReturn:
     stop during an activation maximisation): the exit waited for them, silent, and a Ctrl-C
     then added "Exception ignored in ... threading" and that abort. Nothing is lost: serve's
     uploads, probes and caches live in memory (RUN/explorer/ is written before it serves);
-    only an upload being decoded then leaves its temporary file (upload._written)."""
+    only an upload being decoded then leaves its temporary file (upload._written). A torchrun
+    rank that succeeded leaves so too: the same teardown aborted now and then after a
+    finished run (2 of ~53 looped runs; torchrun then reported the rank failed), its run
+    directory written and closed before."""
     code = main()
     if code == EXIT_RANK_LOST:
         _after_the_failed_rank()
-    a_rank_failed = code != 0 and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
-    if a_rank_failed or (code == 130 and _serving_threads()):
+    a_rank = os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
+    if a_rank or (code == 130 and _serving_threads()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
