@@ -12,6 +12,7 @@ import torch
 
 from cnnlab.cli import main
 from cnnlab.train import load_run
+from tiny_nets import trained_from_code
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,13 +50,8 @@ def make():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    home = tmp_path_factory.mktemp("crnn")
-    (home / "crnn.py").write_text(CODE)
     torch.manual_seed(0)
-    out = home / "run"
-    argv = ["train", "--model", f"{home / 'crnn.py'}:make", "--data", "digits"]
-    assert main([*argv, "--epochs", "1", "--out", str(out)]) == 0
-    return out
+    return trained_from_code(tmp_path_factory.mktemp("crnn"), CODE, input_size="1,8,8")
 
 
 def test_probe_reads_the_lstm_and_names_the_windowed_block(run_dir, capsys):
