@@ -20,7 +20,7 @@ from torch.func import functional_call
 from cnnlab.design.summary.render import call_label
 from cnnlab.errors import ExplainError
 from cnnlab.inspect.hooks import Hooks, output_tensor
-from cnnlab.inspect.layouts import FollowLayouts, Layouts
+from cnnlab.inspect.layouts import FollowLayouts
 from cnnlab.inspect.logits import OutputSelector, check_images, forward, select_logits
 from cnnlab.inspect.order import CallOrder
 from cnnlab.inspect.preserve import is_compiled_inner, unwrap
@@ -192,15 +192,14 @@ def _run(
     graph: with autograd on (the images require grad), the layers whose output has a node
     the logits' graph does not reach (`_Shapes.unfed`): on the meta device the graph is
     Python objects only (+3 ms on a Hugging Face ResNet-18's 52 ms probe, one thread)."""
-    error, out, nodes, each = None, None, {}, []
+    error, out, nodes = None, None, {}
     record = Hooks()
     if graph:
         record.after((m, _node_of(nodes, n)) for n, m in model.named_modules() if n)
     with (
         FollowLayouts() as layouts,
         CallOrder(model, layouts=layouts) as order,
-        # each call's channel dim (by call: one module may be called in two layouts)
-        record.after((m, _dim_of(each, n, layouts)) for n, m in order.modules.items()),
+        record,
         torch.set_grad_enabled(graph),
     ):
         try:
@@ -215,28 +214,18 @@ def _run(
             last.pop(name, None)
             last[name] = shape
     unfed = _unfed(nodes, out, output) if graph and error is None else frozenset()
-    found = (order.channel_dims, order.padded, unfed, calls, order.attention, _labelled(each))
+    found = (order.channel_dims, order.padded, unfed, calls, order.attention, _labelled(order))
     return _Shapes(last, *found), error
 
 
-def _dim_of(each: list[tuple[str, int, int]], name: str, layouts: Layouts) -> Callable:
-    """A forward hook adding (name, output dims, channel dim) of each call of the module to
-    `each`, (name, 0, 1) for a call without a tensor output (every call counts)."""
-
-    def hook(module: nn.Module, args: Any, out: Any) -> None:
-        t = output_tensor(out, module)
-        each.append((name, 0, 1) if t is None else (name, t.ndim, layouts.of(t)))
-
-    return hook
-
-
-def _labelled(each: list[tuple[str, int, int]]) -> dict[str, tuple[str, int]]:
-    """{label: (name, channel dim)} of the calls in `each` (`_dim_of`) with a 4-D output."""
+def _labelled(order: CallOrder) -> dict[str, tuple[str, int]]:
+    """{label: (name, channel dim)} of the calls `order` saw with a 4-D output, each call's
+    own dim (`CallOrder.dims`: one module may be called in two layouts)."""
     count: dict[str, int] = {}
     found = {}
-    for name, ndim, dim in each:
+    for (name, shape), dim in zip(order.calls, order.dims, strict=True):
         count[name] = count.get(name, 0) + 1
-        if ndim == 4:
+        if shape is not None and len(shape) == 4:
             found[call_label(name, count[name])] = (name, dim)
     return found
 
